@@ -1,0 +1,21 @@
+//! ordo-proto: what every ordo component agrees on.
+//!
+//! # Layout
+//! - `ids`: `JobId`, `TaskName`, `Attempt` newtypes.
+//! - `duration`: durations as job files write them (`7200`, `"90s"`, `"1h30m"`).
+//! - `spec`: the job model (`JobSpec`, `Settings`, `TaskSpec`), also the canonical file format.
+//! - `validate`: every check a spec must pass, errors as data naming the tasks.
+//! - `dag`: the validated graph and its analyses (levels, critical path, makespan estimate).
+//! - `names`: subjects, streams, limits and file names, defined once.
+
+pub mod dag;
+pub mod duration;
+pub mod ids;
+pub mod names;
+pub mod spec;
+pub mod validate;
+
+pub use dag::{Dag, Plan};
+pub use duration::Dur;
+pub use ids::{Attempt, JobId, TaskName};
+pub use spec::{ExecutionMode, JobSpec, Jump, Program, Settings, TaskSpec};
