@@ -7,6 +7,7 @@
 //! - `validate`: every check a spec must pass, errors as data naming the tasks.
 //! - `dag`: the validated graph and its analyses (levels, critical path, makespan estimate).
 //! - `names`: subjects, streams, limits and file names, defined once.
+//! - `wire`: `Dispatch` and `TaskResult`, what executors receive and report.
 
 pub mod dag;
 pub mod duration;
@@ -14,8 +15,10 @@ pub mod ids;
 pub mod names;
 pub mod spec;
 pub mod validate;
+pub mod wire;
 
 pub use dag::{Dag, Plan};
 pub use duration::Dur;
 pub use ids::{Attempt, JobId, TaskName};
 pub use spec::{ExecutionMode, JobSpec, Jump, Program, Settings, TaskSpec};
+pub use wire::{Dispatch, Outcome, TaskResult, Verify};

@@ -1,0 +1,93 @@
+//! Messages between the engine and whatever executes tasks: a `Dispatch` says what to run, a
+//! `TaskResult` says what happened. The local runner passes them in memory; the coordinator and
+//! workers send them over NATS as MessagePack.
+//!
+//! Fencing: every dispatch carries its attempt and every result echoes it. The engine applies a
+//! result only if it is for the task's current attempt; anything else is recorded as stale or
+//! duplicate and changes nothing.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{Attempt, JobId, TaskName};
+use crate::spec::Program;
+
+/// One attempt of one task, fully resolved: the executor needs nothing else.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Dispatch {
+    pub job: JobId,
+    pub task: TaskName,
+    /// Index of the task in its job's spec.
+    pub index: u32,
+    pub attempt: Attempt,
+    pub program: Program,
+    #[serde(default)]
+    pub verify: Option<Verify>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    #[serde(default)]
+    pub working_dir: Option<String>,
+    #[serde(default)]
+    pub timeout: Option<Duration>,
+    /// Pause between the program's success and the verify command (Prompter's
+    /// `check_interval`, for prompt tasks).
+    #[serde(default)]
+    pub verify_delay: Option<Duration>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verify {
+    pub command: String,
+    pub success_code: i32,
+}
+
+/// How an attempt ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// Exit 0 and, if there is one, the verify command returned its success code.
+    Succeeded,
+    /// Non-zero exit, killed by a signal, or the program could not be started.
+    Failed,
+    /// The program succeeded but the verify command did not return its success code.
+    VerifyFailed,
+    /// The timeout expired; the process tree was killed.
+    TimedOut,
+    /// Cancelled from outside; the process tree was killed.
+    Cancelled,
+}
+
+impl Outcome {
+    pub fn is_success(self) -> bool {
+        self == Outcome::Succeeded
+    }
+}
+
+/// What one attempt did.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TaskResult {
+    pub job: JobId,
+    pub task: TaskName,
+    pub index: u32,
+    pub attempt: Attempt,
+    pub outcome: Outcome,
+    /// Exit code of the program, if it exited normally.
+    pub exit_code: Option<i32>,
+    /// Signal that ended the program, if any.
+    pub signal: Option<i32>,
+    /// Exit code of the verify command, if it ran.
+    pub verify_exit_code: Option<i32>,
+    /// Wall-clock start, milliseconds since the Unix epoch.
+    pub started_at_ms: u64,
+    pub duration_ms: u64,
+    /// Last bytes of stdout and stderr interleaved, lossily decoded as UTF-8.
+    pub output_tail: String,
+    /// Total bytes the program and verify command wrote.
+    pub output_bytes: u64,
+    /// Who ran it (worker id, or `local`).
+    pub worker: String,
+    /// Human-readable reason when not succeeded (`exit code 3`, `timed out after 5s`, ...).
+    pub message: String,
+}
