@@ -1,0 +1,763 @@
+//! One job inside the engine: its task states, the ready set, retries, failure propagation,
+//! cancellation and, for Prompter flow-jump jobs, the state-machine cursor.
+//!
+//! Every state change goes through `set_state`, which keeps the terminal count and emits the
+//! `Change` that the caller persists, so the store can never miss a transition.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ordo_proto::{
+    Attempt, Dag, Dispatch, ExecutionMode, JobId, JobSpec, Jump, Outcome, TaskResult, TaskSpec,
+    Verify,
+};
+
+use super::pool::{Fit, Need, Pools};
+use super::state::{JobState, Millis, TaskState};
+use super::{Action, Change, JobOptions, SavedTask};
+
+/// Longest wait between two attempts, whatever the backoff says.
+const MAX_BACKOFF: Duration = Duration::from_secs(600);
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Kind {
+    /// The DAG, bounded by `max_parallel`; sequential mode is this with one slot and
+    /// declaration order.
+    Dag { sequential: bool },
+    /// Prompter state machine: one task at a time, following `on_success` / `on_failure`.
+    Flow,
+}
+
+/// Ready-set order: higher priority, then longer remaining critical path, then declaration.
+type ReadyKey = (Reverse<i32>, Reverse<u32>, u32);
+
+#[derive(Debug)]
+pub(crate) struct Job {
+    id: JobId,
+    spec: Arc<JobSpec>,
+    dag: Arc<Dag>,
+    kind: Kind,
+    pub(crate) tasks: Vec<TaskState>,
+    /// Attempts started per task, ever: the next attempt number minus one (fencing).
+    attempts: Vec<u32>,
+    /// Attempts counted against `max_attempts` (reset when a flow job re-enters a task).
+    tries: Vec<u32>,
+    /// Dependencies not yet satisfied.
+    waiting: Vec<u32>,
+    ready: BTreeSet<ReadyKey>,
+    timers: BTreeSet<(Millis, u32)>,
+    /// Distinct queues of this job, to stop scanning once all are full.
+    queues: usize,
+    active: u32,
+    exclusive_active: bool,
+    max_parallel: u32,
+    state: JobState,
+    terminal: usize,
+    /// First reason the job failed.
+    failure: Option<String>,
+    /// Set when no further task may start (cancel, fail-fast, flow stop, iteration cap).
+    stop: Option<String>,
+    cancelled: bool,
+    iterations: u32,
+    rng: u64,
+}
+
+impl Job {
+    pub(crate) fn new(
+        id: JobId,
+        spec: Arc<JobSpec>,
+        dag: Arc<Dag>,
+        options: &JobOptions,
+        saved: Option<Vec<SavedTask>>,
+        now: Millis,
+        out: &mut Vec<Action>,
+    ) -> Job {
+        let n = spec.tasks.len();
+        let kind = if spec.uses_flow_jumps() {
+            Kind::Flow
+        } else {
+            Kind::Dag {
+                sequential: spec.mode(options.default_mode) == ExecutionMode::Sequential,
+            }
+        };
+        let max_parallel = match kind {
+            Kind::Flow | Kind::Dag { sequential: true } => 1,
+            Kind::Dag { sequential: false } => options
+                .max_parallel
+                .or(spec.settings.max_parallel_tasks)
+                .unwrap_or(u32::MAX)
+                .max(1),
+        };
+        let queues = spec
+            .tasks
+            .iter()
+            .map(|t| spec.queue(t))
+            .collect::<HashSet<_>>()
+            .len();
+        let mut job = Job {
+            id,
+            kind,
+            tasks: vec![TaskState::Pending; n],
+            attempts: vec![0; n],
+            tries: vec![0; n],
+            waiting: dag.deps.iter().map(|d| d.len() as u32).collect(),
+            ready: BTreeSet::new(),
+            timers: BTreeSet::new(),
+            queues,
+            active: 0,
+            exclusive_active: false,
+            max_parallel,
+            state: JobState::Pending,
+            terminal: 0,
+            failure: None,
+            stop: None,
+            cancelled: false,
+            iterations: 0,
+            rng: options.seed ^ u64::from_le_bytes(id.as_bytes()[8..].try_into().unwrap()) | 1,
+            spec,
+            dag,
+        };
+        match saved {
+            Some(saved) if saved.len() == n => job.restore(saved, now, out),
+            _ => job.start(now, out),
+        }
+        job
+    }
+
+    fn start(&mut self, now: Millis, out: &mut Vec<Action>) {
+        match self.kind {
+            Kind::Flow => {
+                self.iterations = 1;
+                self.make_ready(0, now, out);
+            }
+            Kind::Dag { .. } => {
+                for t in 0..self.tasks.len() as u32 {
+                    if self.waiting[t as usize] == 0 {
+                        self.make_ready(t, now, out);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Resumes from stored records. Attempts in flight stay in flight (a worker may still
+    /// report them; the local runner requeues them); the rest is recomputed from the DAG.
+    fn restore(&mut self, saved: Vec<SavedTask>, now: Millis, out: &mut Vec<Action>) {
+        for (t, s) in saved.into_iter().enumerate() {
+            self.attempts[t] = s.attempts;
+            self.tries[t] = s.attempts;
+            if s.state.is_terminal() {
+                self.terminal += 1;
+            }
+            if s.state.is_active() {
+                self.active += 1;
+                self.state = JobState::Running;
+            }
+            if let TaskState::RetryWait { until, .. } = s.state {
+                self.timers.insert((until, t as u32));
+            }
+            self.tasks[t] = s.state;
+        }
+        if self.terminal > 0 {
+            self.state = JobState::Running;
+        }
+        for t in 0..self.tasks.len() {
+            match &self.tasks[t] {
+                TaskState::Succeeded { .. } => {}
+                TaskState::Failed { .. } | TaskState::TimedOut { .. } => {
+                    if !self.tolerates_failure(t as u32) {
+                        self.failure.get_or_insert_with(|| {
+                            format!("task '{}' failed", self.dag.names[t])
+                        });
+                    }
+                }
+                TaskState::Cancelled { reason, .. } => {
+                    self.cancelled = true;
+                    self.stop.get_or_insert_with(|| reason.clone());
+                }
+                _ => {}
+            }
+        }
+        for t in 0..self.tasks.len() as u32 {
+            let unsatisfied = self.dag.deps[t as usize]
+                .iter()
+                .filter(|&&d| !self.satisfied(d))
+                .count() as u32;
+            self.waiting[t as usize] = unsatisfied;
+        }
+        match self.kind {
+            Kind::Flow => {
+                let busy = self.tasks.iter().any(|s| {
+                    s.is_active()
+                        || matches!(s, TaskState::Ready { .. } | TaskState::RetryWait { .. })
+                });
+                if !busy
+                    && let Some(t) = self
+                        .tasks
+                        .iter()
+                        .position(|s| matches!(s, TaskState::Pending))
+                {
+                    self.make_ready(t as u32, now, out);
+                }
+                for t in 0..self.tasks.len() as u32 {
+                    if matches!(self.tasks[t as usize], TaskState::Ready { .. }) {
+                        self.ready.insert(self.key(t));
+                    }
+                }
+            }
+            Kind::Dag { .. } => {
+                for t in 0..self.tasks.len() as u32 {
+                    match self.tasks[t as usize] {
+                        TaskState::Pending if self.blocked_by_failure(t) => {
+                            let reason = self.skip_reason(t);
+                            self.set_state(t, TaskState::Skipped { reason }, out);
+                        }
+                        TaskState::Pending if self.waiting[t as usize] == 0 => {
+                            self.make_ready(t, now, out)
+                        }
+                        TaskState::Ready { .. } => {
+                            self.ready.insert(self.key(t));
+                        }
+                        _ => {}
+                    }
+                }
+            }
+        }
+        self.check_done(now, out);
+    }
+
+    pub(crate) fn finished(&self) -> bool {
+        self.state.is_terminal()
+    }
+
+    pub(crate) fn next_wakeup(&self) -> Option<Millis> {
+        self.timers.first().map(|&(at, _)| at)
+    }
+
+    fn task(&self, t: u32) -> &TaskSpec {
+        &self.spec.tasks[t as usize]
+    }
+
+    fn key(&self, t: u32) -> ReadyKey {
+        match self.kind {
+            Kind::Dag { sequential: false } => (
+                Reverse(self.task(t).priority),
+                Reverse(self.dag.rank[t as usize]),
+                t,
+            ),
+            Kind::Dag { sequential: true } | Kind::Flow => (Reverse(0), Reverse(0), t),
+        }
+    }
+
+    fn tolerates_failure(&self, t: u32) -> bool {
+        let task = self.task(t);
+        task.allow_failure || (self.kind != Kind::Flow && task.on_failure == Some(Jump::Next))
+    }
+
+    /// A dependency is satisfied when it succeeded or failed with permission.
+    fn satisfied(&self, d: u32) -> bool {
+        match self.tasks[d as usize] {
+            TaskState::Succeeded { .. } => true,
+            TaskState::Failed { .. } | TaskState::TimedOut { .. } => self.tolerates_failure(d),
+            _ => false,
+        }
+    }
+
+    fn blocked_by_failure(&self, t: u32) -> bool {
+        self.dag.deps[t as usize]
+            .iter()
+            .any(|&d| self.tasks[d as usize].is_terminal() && !self.satisfied(d))
+    }
+
+    fn skip_reason(&self, t: u32) -> String {
+        let dep = self.dag.deps[t as usize]
+            .iter()
+            .find(|&&d| self.tasks[d as usize].is_terminal() && !self.satisfied(d))
+            .map(|&d| self.dag.names[d as usize].to_string())
+            .unwrap_or_default();
+        format!("dependency '{dep}' did not succeed")
+    }
+
+    /// The one place task states change.
+    fn set_state(&mut self, t: u32, state: TaskState, out: &mut Vec<Action>) {
+        let key = self.key(t);
+        let old = std::mem::replace(&mut self.tasks[t as usize], state.clone());
+        match (old.is_terminal(), state.is_terminal()) {
+            (false, true) => self.terminal += 1,
+            (true, false) => self.terminal -= 1,
+            _ => {}
+        }
+        match old {
+            TaskState::Ready { .. } => {
+                self.ready.remove(&key);
+            }
+            TaskState::RetryWait { until, .. } => {
+                self.timers.remove(&(until, t));
+            }
+            _ => {}
+        }
+        if let TaskState::RetryWait { until, .. } = state {
+            self.timers.insert((until, t));
+        }
+        out.push(Action::Record(Change::Task {
+            job: self.id,
+            index: t,
+            attempts: self.attempts[t as usize],
+            state,
+        }));
+    }
+
+    fn set_job_state(
+        &mut self,
+        state: JobState,
+        now: Millis,
+        reason: Option<String>,
+        out: &mut Vec<Action>,
+    ) {
+        if self.state != state {
+            self.state = state;
+            out.push(Action::Record(Change::Job {
+                job: self.id,
+                state,
+                at: now,
+                reason,
+            }));
+        }
+    }
+
+    fn make_ready(&mut self, t: u32, now: Millis, out: &mut Vec<Action>) {
+        self.set_state(t, TaskState::Ready { since: now }, out);
+        self.ready.insert(self.key(t));
+    }
+
+    pub(crate) fn fire_timers(&mut self, now: Millis, out: &mut Vec<Action>) {
+        while let Some(&(at, t)) = self.timers.first() {
+            if at > now {
+                break;
+            }
+            self.timers.pop_first();
+            if matches!(self.tasks[t as usize], TaskState::RetryWait { .. }) {
+                self.make_ready(t, now, out);
+            }
+        }
+    }
+
+    pub(crate) fn schedule(&mut self, now: Millis, pools: &mut Pools, out: &mut Vec<Action>) {
+        if self.stop.is_some() || self.state.is_terminal() {
+            return;
+        }
+        let mut full_queues: HashSet<String> = HashSet::new();
+        let mut cursor: Option<ReadyKey> = None;
+        loop {
+            if self.active >= self.max_parallel || self.exclusive_active {
+                break;
+            }
+            let next = match cursor {
+                None => self.ready.first().copied(),
+                Some(k) => self
+                    .ready
+                    .range((std::ops::Bound::Excluded(k), std::ops::Bound::Unbounded))
+                    .next()
+                    .copied(),
+            };
+            let Some(key) = next else { break };
+            cursor = Some(key);
+            let t = key.2;
+            let task = self.task(t);
+            if task.exclusive && self.active > 0 {
+                // A barrier: nothing else of this job starts until the exclusive task has run.
+                break;
+            }
+            let need = need_of(&self.spec, task);
+            if full_queues.contains(&need.queue) {
+                continue;
+            }
+            if !pools.has_slot(&need.queue) {
+                full_queues.insert(need.queue.clone());
+                if full_queues.len() >= self.queues {
+                    break;
+                }
+                continue;
+            }
+            match pools.fits(&need, &task.locks) {
+                Fit::Yes => self.dispatch(t, need, now, pools, out),
+                Fit::Wait => continue,
+                Fit::Never(why) => {
+                    self.attempts[t as usize] += 1;
+                    self.tries[t as usize] = self.spec.max_attempts(self.task(t));
+                    let reason = format!("cannot run: {why}");
+                    self.end_for_good(t, Outcome::Failed, reason, now, out);
+                }
+            }
+        }
+        self.check_done(now, out);
+    }
+
+    fn dispatch(&mut self, t: u32, need: Need, now: Millis, pools: &mut Pools, out: &mut Vec<Action>) {
+        let spec = Arc::clone(&self.spec);
+        let task = &spec.tasks[t as usize];
+        let Some(program) = self.spec.program(task) else {
+            self.end_for_good(t, Outcome::Failed, "nothing to run".into(), now, out);
+            return;
+        };
+        pools.take(&need, &task.locks);
+        if task.exclusive {
+            self.exclusive_active = true;
+        }
+        self.active += 1;
+        self.attempts[t as usize] += 1;
+        self.tries[t as usize] += 1;
+        let attempt = Attempt(self.attempts[t as usize]);
+        let dispatch = Dispatch {
+            job: self.id,
+            task: task.name.clone(),
+            index: t,
+            attempt,
+            program,
+            verify: task.verify_command.as_ref().map(|c| Verify {
+                command: c.clone(),
+                success_code: task.verify_success_code,
+            }),
+            env: self.spec.env(task),
+            working_dir: self.spec.working_dir(task),
+            timeout: self.spec.timeout(task),
+            verify_delay: if task.is_prompt() {
+                self.spec.settings.check_interval.map(|d| d.0)
+            } else {
+                None
+            },
+        };
+        self.set_job_state(JobState::Running, now, None, out);
+        self.set_state(t, TaskState::Dispatched { attempt, at: now }, out);
+        out.push(Action::Dispatch(dispatch));
+    }
+
+    pub(crate) fn started(
+        &mut self,
+        t: u32,
+        attempt: Attempt,
+        worker: String,
+        now: Millis,
+        out: &mut Vec<Action>,
+    ) {
+        if let Some(TaskState::Dispatched { attempt: a, .. }) = self.tasks.get(t as usize)
+            && *a == attempt
+        {
+            let state = TaskState::Running {
+                attempt,
+                worker,
+                started: now,
+            };
+            self.set_state(t, state, out);
+        }
+    }
+
+    /// Releases what an attempt held.
+    fn release(&mut self, t: u32, pools: &mut Pools) {
+        let spec = Arc::clone(&self.spec);
+        let task = &spec.tasks[t as usize];
+        let need = need_of(&spec, task);
+        pools.release(&need, &task.locks);
+        if task.exclusive {
+            self.exclusive_active = false;
+        }
+        self.active -= 1;
+    }
+
+    pub(crate) fn finished_attempt(
+        &mut self,
+        result: TaskResult,
+        now: Millis,
+        pools: &mut Pools,
+        out: &mut Vec<Action>,
+    ) {
+        let t = result.index;
+        let current = self.tasks.get(t as usize);
+        let fresh = current.and_then(TaskState::active_attempt) == Some(result.attempt)
+            && self.dag.names[t as usize] == result.task;
+        if !fresh {
+            let why = match current {
+                None => format!("task index {t} does not exist"),
+                Some(s) if s.is_terminal() => format!("task already {}", s.name()),
+                Some(s) => match s.active_attempt() {
+                    Some(a) if a > result.attempt => {
+                        format!("stale attempt {} (current is {a})", result.attempt)
+                    }
+                    _ => format!("attempt {} is not in flight ({})", result.attempt, s.name()),
+                },
+            };
+            out.push(Action::Record(Change::Ignored { result, why }));
+            return;
+        }
+        self.release(t, pools);
+        let outcome = result.outcome;
+        let message = result.message.clone();
+        out.push(Action::Record(Change::Attempt(result)));
+        self.end_attempt(t, outcome, message, now, out);
+    }
+
+    pub(crate) fn lost(
+        &mut self,
+        t: u32,
+        attempt: Attempt,
+        reason: String,
+        now: Millis,
+        pools: &mut Pools,
+        out: &mut Vec<Action>,
+    ) {
+        if self.tasks.get(t as usize).and_then(TaskState::active_attempt) != Some(attempt) {
+            return;
+        }
+        self.release(t, pools);
+        self.end_attempt(t, Outcome::Failed, format!("lost: {reason}"), now, out);
+    }
+
+    /// Hands an attempt back without counting it (the runner restarted, a worker drained).
+    pub(crate) fn requeue(
+        &mut self,
+        t: u32,
+        attempt: Attempt,
+        now: Millis,
+        pools: &mut Pools,
+        out: &mut Vec<Action>,
+    ) {
+        if self.tasks.get(t as usize).and_then(TaskState::active_attempt) != Some(attempt) {
+            return;
+        }
+        self.release(t, pools);
+        self.tries[t as usize] = self.tries[t as usize].saturating_sub(1);
+        if self.stop.is_some() {
+            let reason = self.stop.clone().unwrap_or_default();
+            self.set_state(t, TaskState::Cancelled { finished: now, reason }, out);
+            self.check_done(now, out);
+        } else {
+            self.make_ready(t, now, out);
+        }
+    }
+
+    fn end_attempt(&mut self, t: u32, outcome: Outcome, message: String, now: Millis, out: &mut Vec<Action>) {
+        let attempt = Attempt(self.attempts[t as usize]);
+        if outcome.is_success() {
+            self.set_state(
+                t,
+                TaskState::Succeeded {
+                    attempt,
+                    finished: now,
+                },
+                out,
+            );
+            self.after_end(t, true, now, out);
+        } else if self.cancelled || outcome == Outcome::Cancelled {
+            let reason = self.stop.clone().unwrap_or(message);
+            self.set_state(t, TaskState::Cancelled { finished: now, reason }, out);
+        } else if self.tries[t as usize] < self.spec.max_attempts(self.task(t)) && self.stop.is_none() {
+            let until = now + self.backoff(t);
+            let state = TaskState::RetryWait {
+                attempt,
+                until,
+                reason: message,
+            };
+            self.set_state(t, state, out);
+        } else {
+            self.end_for_good(t, outcome, message, now, out);
+        }
+        self.check_done(now, out);
+    }
+
+    /// A task failed with no attempt left (or can never run).
+    fn end_for_good(&mut self, t: u32, outcome: Outcome, reason: String, now: Millis, out: &mut Vec<Action>) {
+        let attempt = Attempt(self.attempts[t as usize]);
+        let state = if outcome == Outcome::TimedOut {
+            TaskState::TimedOut {
+                attempt,
+                finished: now,
+                reason: reason.clone(),
+            }
+        } else {
+            TaskState::Failed {
+                attempt,
+                finished: now,
+                reason: reason.clone(),
+            }
+        };
+        self.set_state(t, state, out);
+        self.after_end(t, false, now, out);
+    }
+
+    /// What follows a task's final end: dependents, fail-fast, flow jumps.
+    fn after_end(&mut self, t: u32, success: bool, now: Millis, out: &mut Vec<Action>) {
+        let name = self.dag.names[t as usize].clone();
+        if self.kind == Kind::Flow {
+            self.flow_jump(t, success, now, out);
+            return;
+        }
+        if success || self.tolerates_failure(t) {
+            for i in 0..self.dag.dependents[t as usize].len() {
+                let s = self.dag.dependents[t as usize][i];
+                self.waiting[s as usize] -= 1;
+                if self.waiting[s as usize] != 0
+                    || !matches!(self.tasks[s as usize], TaskState::Pending)
+                    || self.blocked_by_failure(s)
+                {
+                    continue;
+                }
+                match self.stop.clone() {
+                    // The job is stopping: what would have become ready never starts.
+                    Some(reason) => {
+                        let state = TaskState::Cancelled {
+                            finished: now,
+                            reason,
+                        };
+                        self.set_state(s, state, out);
+                    }
+                    None => self.make_ready(s, now, out),
+                }
+            }
+            return;
+        }
+        self.failure
+            .get_or_insert_with(|| format!("task '{name}' failed"));
+        self.skip_dependents(t, out);
+        if self.spec.settings.fail_fast {
+            self.halt(format!("fail_fast: task '{name}' failed"), now, out);
+        }
+    }
+
+    /// Marks every pending task downstream of `t` skipped.
+    fn skip_dependents(&mut self, t: u32, out: &mut Vec<Action>) {
+        let mut queue: VecDeque<u32> = self.dag.dependents[t as usize].iter().copied().collect();
+        let root = self.dag.names[t as usize].to_string();
+        while let Some(s) = queue.pop_front() {
+            if self.tasks[s as usize].is_terminal() || self.tasks[s as usize].is_active() {
+                continue;
+            }
+            let reason = if self.dag.deps[s as usize].contains(&t) {
+                format!("dependency '{root}' did not succeed")
+            } else {
+                self.skip_reason(s)
+            };
+            self.set_state(s, TaskState::Skipped { reason }, out);
+            queue.extend(self.dag.dependents[s as usize].iter().copied());
+        }
+    }
+
+    fn flow_jump(&mut self, t: u32, success: bool, now: Millis, out: &mut Vec<Action>) {
+        let task = self.task(t);
+        let name = task.name.clone();
+        let jump = if success {
+            task.on_success.clone().unwrap_or(Jump::Next)
+        } else {
+            task.on_failure.clone().unwrap_or(Jump::Stop)
+        };
+        let stops_on_failure = !success && matches!(jump, Jump::Stop | Jump::Retry);
+        let next = match jump {
+            Jump::Next => Some(t + 1).filter(|&n| (n as usize) < self.tasks.len()),
+            Jump::Stop => None,
+            Jump::Retry | Jump::Repeat if success => Some(t),
+            // `retry` after the last attempt failed: attempts are spent, so stop.
+            Jump::Retry => None,
+            Jump::Repeat => Some(t),
+            Jump::Task(target) => self.dag.names.iter().position(|n| n.as_str() == target).map(|i| i as u32),
+        };
+        if stops_on_failure {
+            self.failure
+                .get_or_insert_with(|| format!("task '{name}' failed"));
+        }
+        match next {
+            None => {
+                let reason = format!("not reached: the flow stopped after '{name}'");
+                self.skip_rest(reason, out);
+            }
+            Some(n) => {
+                self.iterations += 1;
+                if let Some(cap) = self.spec.iteration_cap()
+                    && self.iterations > cap
+                {
+                    let why = format!("iteration cap of {cap} task runs reached (set allow_infinite_loops to lift it)");
+                    self.failure.get_or_insert_with(|| why.clone());
+                    self.skip_rest(why, out);
+                    return;
+                }
+                self.tries[n as usize] = 0;
+                self.make_ready(n, now, out);
+            }
+        }
+    }
+
+    /// Flow end: every task that is not terminal is skipped with `reason`.
+    fn skip_rest(&mut self, reason: String, out: &mut Vec<Action>) {
+        self.stop.get_or_insert_with(|| reason.clone());
+        for s in 0..self.tasks.len() as u32 {
+            let st = &self.tasks[s as usize];
+            if !st.is_terminal() && !st.is_active() {
+                self.set_state(s, TaskState::Skipped { reason: reason.clone() }, out);
+            }
+        }
+    }
+
+    /// Stops the job: nothing new starts, attempts in flight are killed, the rest cancelled.
+    fn halt(&mut self, reason: String, now: Millis, out: &mut Vec<Action>) {
+        self.stop.get_or_insert_with(|| reason.clone());
+        for s in 0..self.tasks.len() as u32 {
+            let st = &self.tasks[s as usize];
+            if let Some(attempt) = st.active_attempt() {
+                out.push(Action::Kill {
+                    job: self.id,
+                    index: s,
+                    attempt,
+                });
+            } else if !st.is_terminal() {
+                let state = TaskState::Cancelled {
+                    finished: now,
+                    reason: reason.clone(),
+                };
+                self.set_state(s, state, out);
+            }
+        }
+    }
+
+    pub(crate) fn cancel(&mut self, reason: String, now: Millis, out: &mut Vec<Action>) {
+        if self.state.is_terminal() {
+            return;
+        }
+        self.cancelled = true;
+        self.halt(reason, now, out);
+        self.check_done(now, out);
+    }
+
+    fn check_done(&mut self, now: Millis, out: &mut Vec<Action>) {
+        if self.terminal < self.tasks.len() || self.active > 0 || self.state.is_terminal() {
+            return;
+        }
+        let (state, reason) = if self.cancelled {
+            (JobState::Cancelled, self.stop.clone())
+        } else if let Some(f) = &self.failure {
+            (JobState::Failed, Some(f.clone()))
+        } else {
+            (JobState::Succeeded, None)
+        };
+        self.set_job_state(state, now, reason, out);
+    }
+
+    /// Exponential backoff from the task's `retry_backoff`, capped, with ±20% jitter.
+    fn backoff(&mut self, t: u32) -> Millis {
+        let base = self.spec.retry_backoff(self.task(t));
+        let exp = self.tries[t as usize].saturating_sub(1).min(20);
+        let raw = base.saturating_mul(1u32 << exp).min(MAX_BACKOFF);
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        let jitter = 0.8 + (self.rng % 1000) as f64 / 2500.0;
+        (raw.as_secs_f64() * jitter * 1000.0) as Millis
+    }
+}
+
+fn need_of(spec: &JobSpec, task: &TaskSpec) -> Need {
+    Need {
+        queue: spec.queue(task).to_string(),
+        cpus: task.cpu_required.unwrap_or(0.0),
+        memory_mb: task.memory_required.unwrap_or(0),
+    }
+}

@@ -1,0 +1,278 @@
+//! The sans-IO engine: `Engine::apply(now, Event) -> Vec<Action>` advances every job's DAG with
+//! the semantics of DESIGN §3. No clock, no tokio, no redb, no NATS: time is an argument, and
+//! effects (run this attempt, kill that one, record this change) come back as `Action`s that
+//! the local runner or the coordinator service carries out. The same engine serves both.
+//!
+//! Invariants (checked by the model-based tests in `tests.rs`):
+//! - A task is dispatched only when every dependency succeeded or failed with permission.
+//! - Fencing: a result is applied only if it names the task's attempt in flight; anything else
+//!   (an older attempt, a finished task, a duplicate) becomes `Change::Ignored` and changes
+//!   nothing.
+//! - Each task reaches exactly one terminal state, which never changes afterwards (flow-jump
+//!   jobs may run a task again; their records are final when the job is).
+//! - Attempts never exceed the task's `max_attempts`.
+//! - A job ends exactly when all its tasks are terminal.
+
+mod job;
+mod pool;
+mod state;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use ordo_proto::{Attempt, Dag, Dispatch, ExecutionMode, JobId, JobSpec, TaskResult};
+use serde::{Deserialize, Serialize};
+
+pub use pool::{ANY_QUEUE, Capacity, Fit, Need, Pools};
+pub use state::{JobState, Millis, TaskState};
+
+use job::Job;
+
+/// Something that happened, fed to the engine.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// A validated job to run (or, with `saved`, to resume from stored records).
+    Submit {
+        job: JobId,
+        spec: Arc<JobSpec>,
+        dag: Arc<Dag>,
+        options: JobOptions,
+        saved: Option<Vec<SavedTask>>,
+    },
+    /// An executor began an attempt.
+    Started {
+        job: JobId,
+        index: u32,
+        attempt: Attempt,
+        worker: String,
+    },
+    /// An attempt ended.
+    Finished(TaskResult),
+    /// An attempt vanished (its worker died, its messages were lost): counts as a failure.
+    Lost {
+        job: JobId,
+        index: u32,
+        attempt: Attempt,
+        reason: String,
+    },
+    /// An attempt handed back without counting against its task (the local runner restarted,
+    /// a worker drained on shutdown): the task becomes ready again.
+    Requeue {
+        job: JobId,
+        index: u32,
+        attempt: Attempt,
+    },
+    Cancel { job: JobId, reason: String },
+    /// What executors offer now, for a queue (`*` for all).
+    Capacity { queue: String, capacity: Capacity },
+    /// Nothing happened; only time passed (fires due retry timers).
+    Tick,
+}
+
+/// Per-job options decided at submission (the CLI's flags and environment).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct JobOptions {
+    /// Mode for specs that do not say.
+    pub default_mode: ExecutionMode,
+    /// Overrides the spec's `max_parallel_tasks`.
+    pub max_parallel: Option<u32>,
+    /// Seeds retry jitter so runs are reproducible in tests.
+    pub seed: u64,
+}
+
+impl Default for JobOptions {
+    fn default() -> Self {
+        JobOptions {
+            default_mode: ExecutionMode::Parallel,
+            max_parallel: None,
+            seed: 0x5EED,
+        }
+    }
+}
+
+/// A task's stored record, used to resume a job.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SavedTask {
+    pub state: TaskState,
+    /// Attempts started so far.
+    pub attempts: u32,
+}
+
+/// Something for the caller to do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Start this attempt on an executor.
+    Dispatch(Dispatch),
+    /// Stop this attempt (cancel, fail-fast): kill its process tree.
+    Kill {
+        job: JobId,
+        index: u32,
+        attempt: Attempt,
+    },
+    /// Persist and show this change.
+    Record(Change),
+}
+
+/// A state change, to be written to the store (task record, history) and shown.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Change {
+    Task {
+        job: JobId,
+        index: u32,
+        attempts: u32,
+        state: TaskState,
+    },
+    /// An attempt's result was applied.
+    Attempt(TaskResult),
+    /// A result that changed nothing (stale attempt, duplicate, unknown job).
+    Ignored { result: TaskResult, why: String },
+    Job {
+        job: JobId,
+        state: JobState,
+        at: Millis,
+        /// Why a job failed or was cancelled.
+        reason: Option<String>,
+    },
+}
+
+/// Every job in flight and the capacity they share.
+#[derive(Debug, Default)]
+pub struct Engine {
+    jobs: BTreeMap<JobId, Job>,
+    pools: Pools,
+}
+
+impl Engine {
+    pub fn new() -> Engine {
+        Engine::default()
+    }
+
+    pub fn apply(&mut self, now: Millis, event: Event) -> Vec<Action> {
+        let mut out = Vec::new();
+        self.handle(now, event, &mut out);
+        for job in self.jobs.values_mut() {
+            job.fire_timers(now, &mut out);
+        }
+        self.schedule(now, &mut out);
+        self.jobs.retain(|_, j| !j.finished());
+        out
+    }
+
+    /// The earliest time at which `apply(now, Event::Tick)` would do something.
+    pub fn next_wakeup(&self) -> Option<Millis> {
+        self.jobs.values().filter_map(Job::next_wakeup).min()
+    }
+
+    /// Whether a job is still in the engine (finished jobs are dropped).
+    pub fn has_job(&self, job: &JobId) -> bool {
+        self.jobs.contains_key(job)
+    }
+
+    pub fn is_idle(&self) -> bool {
+        self.jobs.is_empty()
+    }
+
+    /// Current state of a job's tasks, if the job is live.
+    pub fn tasks(&self, job: &JobId) -> Option<&[TaskState]> {
+        self.jobs.get(job).map(|j| j.tasks.as_slice())
+    }
+
+    pub fn busy_slots(&self) -> u32 {
+        self.pools.busy_slots()
+    }
+
+    fn handle(&mut self, now: Millis, event: Event, out: &mut Vec<Action>) {
+        match event {
+            Event::Submit {
+                job,
+                spec,
+                dag,
+                options,
+                saved,
+            } => {
+                if self.jobs.contains_key(&job) {
+                    return;
+                }
+                let j = Job::new(job, spec, dag, &options, saved, now, out);
+                self.jobs.insert(job, j);
+            }
+            Event::Started {
+                job,
+                index,
+                attempt,
+                worker,
+            } => {
+                if let Some(j) = self.jobs.get_mut(&job) {
+                    j.started(index, attempt, worker, now, out);
+                }
+            }
+            Event::Finished(result) => match self.jobs.get_mut(&result.job) {
+                Some(j) => j.finished_attempt(result, now, &mut self.pools, out),
+                None => out.push(Action::Record(Change::Ignored {
+                    why: format!("job {} is not running", result.job),
+                    result,
+                })),
+            },
+            Event::Lost {
+                job,
+                index,
+                attempt,
+                reason,
+            } => {
+                if let Some(j) = self.jobs.get_mut(&job) {
+                    j.lost(index, attempt, reason, now, &mut self.pools, out);
+                }
+            }
+            Event::Cancel { job, reason } => {
+                if let Some(j) = self.jobs.get_mut(&job) {
+                    j.cancel(reason, now, out);
+                }
+            }
+            Event::Requeue {
+                job,
+                index,
+                attempt,
+            } => {
+                if let Some(j) = self.jobs.get_mut(&job) {
+                    j.requeue(index, attempt, now, &mut self.pools, out);
+                }
+            }
+            Event::Capacity { queue, capacity } => self.pools.set(&queue, capacity),
+            Event::Tick => {}
+        }
+    }
+
+    /// Hands ready tasks to free slots: higher priority first, then the longest remaining
+    /// critical path, jobs in submission order.
+    fn schedule(&mut self, now: Millis, out: &mut Vec<Action>) {
+        for job in self.jobs.values_mut() {
+            job.schedule(now, &mut self.pools, out);
+        }
+    }
+}
+
+/// Records for running a finished job again (`ordo retry`): tasks that did not succeed (with
+/// `failed_only`, only failed and timed-out ones and what they skipped) start over; the rest
+/// keep their records.
+pub fn retry_records(saved: &[SavedTask], failed_only: bool) -> Vec<SavedTask> {
+    saved
+        .iter()
+        .map(|s| {
+            let again = match &s.state {
+                TaskState::Succeeded { .. } => false,
+                TaskState::Failed { .. } | TaskState::TimedOut { .. } | TaskState::Skipped { .. } => true,
+                _ => !failed_only,
+            };
+            if again {
+                SavedTask {
+                    state: TaskState::Pending,
+                    attempts: s.attempts,
+                }
+            } else {
+                s.clone()
+            }
+        })
+        .collect()
+}
