@@ -1,1 +1,479 @@
-//! store
+//! The redb store: jobs, one record per task (never one blob per job), every attempt's result,
+//! an append-only history of every change (the audit trail), and an outbox of dispatches not
+//! yet handed over.
+//!
+//! `commit` writes one batch of engine changes and outbox edits in ONE write transaction: callers
+//! group many events per commit, so throughput is not bound by one fsync per task, and the store
+//! is always a prefix of the engine's history. Values are MessagePack; keys are fixed-width
+//! tuples so ranges per job are cheap.
+
+use std::path::{Path, PathBuf};
+
+use ordo_proto::{Dispatch, JobId, JobSpec, TaskResult};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+
+use crate::engine::{Change, JobOptions, JobState, Millis, SavedTask, TaskState};
+
+const JOBS: TableDefinition<u128, &[u8]> = TableDefinition::new("jobs");
+/// (job, task index) → SavedTask
+const TASKS: TableDefinition<(u128, u32), &[u8]> = TableDefinition::new("tasks");
+/// (job, task index, attempt) → TaskResult
+const ATTEMPTS: TableDefinition<(u128, u32, u32), &[u8]> = TableDefinition::new("attempts");
+/// (job, sequence) → HistoryEntry
+const HISTORY: TableDefinition<(u128, u64), &[u8]> = TableDefinition::new("history");
+/// sequence → Dispatch
+const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox");
+/// name → counter
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+const HISTORY_SEQ: &str = "history_seq";
+const OUTBOX_SEQ: &str = "outbox_seq";
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    #[error("state file {0} is in use by another ordo process")]
+    InUse(PathBuf),
+    #[error("cannot open state file {path}: {source}")]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: redb::Error,
+    },
+    #[error("state store: {0}")]
+    Db(#[from] redb::Error),
+    #[error("state store: corrupt record: {0}")]
+    Codec(String),
+}
+
+impl From<redb::TransactionError> for Error {
+    fn from(e: redb::TransactionError) -> Self {
+        Error::Db(e.into())
+    }
+}
+impl From<redb::TableError> for Error {
+    fn from(e: redb::TableError) -> Self {
+        Error::Db(e.into())
+    }
+}
+impl From<redb::StorageError> for Error {
+    fn from(e: redb::StorageError) -> Self {
+        Error::Db(e.into())
+    }
+}
+impl From<redb::CommitError> for Error {
+    fn from(e: redb::CommitError) -> Self {
+        Error::Db(e.into())
+    }
+}
+impl From<redb::SetDurabilityError> for Error {
+    fn from(e: redb::SetDurabilityError) -> Self {
+        Error::Db(e.into())
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything about a job except its tasks' records.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct JobRecord {
+    pub id: JobId,
+    pub name: String,
+    /// Where the spec came from (a file path, `mcp`, ...).
+    pub source: String,
+    pub spec: JobSpec,
+    pub options: JobOptions,
+    pub state: JobState,
+    pub created_ms: Millis,
+    pub updated_ms: Millis,
+    pub finished_ms: Option<Millis>,
+    pub reason: Option<String>,
+}
+
+/// One line of the audit trail.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    pub at: Millis,
+    pub change: Change,
+}
+
+/// What one `commit` writes.
+#[derive(Debug, Default)]
+pub struct Batch<'a> {
+    pub now: Millis,
+    pub changes: &'a [Change],
+    /// Dispatches to remember until they are handed over.
+    pub outbox_add: &'a [Dispatch],
+    /// Outbox entries handed over since the last commit.
+    pub outbox_sent: &'a [u64],
+}
+
+pub struct Store {
+    db: Database,
+    durability: Durability,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").finish_non_exhaustive()
+    }
+}
+
+fn encode<T: Serialize>(v: &T) -> Vec<u8> {
+    rmp_serde::to_vec_named(v).expect("engine types always serialise")
+}
+
+fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
+    rmp_serde::from_slice(bytes).map_err(|e| Error::Codec(e.to_string()))
+}
+
+fn key(job: &JobId) -> u128 {
+    job.0.as_u128()
+}
+
+impl Store {
+    /// Opens (or creates) `dir/ordo.redb`; commits are durable (fsync) when they return.
+    pub fn open(dir: &Path) -> Result<Store> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::Open {
+            path: dir.to_path_buf(),
+            source: redb::StorageError::from(e).into(),
+        })?;
+        let path = dir.join(ordo_proto::names::STATE_FILE);
+        let db = Database::create(&path).map_err(|e| match e {
+            redb::DatabaseError::DatabaseAlreadyOpen => Error::InUse(path.clone()),
+            e => Error::Open {
+                path: path.clone(),
+                source: e.into(),
+            },
+        })?;
+        Store::init(db, Durability::Immediate)
+    }
+
+    /// A store in memory: nothing survives the process; commits cost no fsync.
+    pub fn in_memory() -> Result<Store> {
+        let db = Database::builder()
+            .create_with_backend(redb::backends::InMemoryBackend::new())
+            .map_err(redb::Error::from)?;
+        Store::init(db, Durability::None)
+    }
+
+    fn init(db: Database, durability: Durability) -> Result<Store> {
+        let tx = db.begin_write()?;
+        tx.open_table(JOBS)?;
+        tx.open_table(TASKS)?;
+        tx.open_table(ATTEMPTS)?;
+        tx.open_table(HISTORY)?;
+        tx.open_table(OUTBOX)?;
+        tx.open_table(META)?;
+        tx.commit()?;
+        Ok(Store { db, durability })
+    }
+
+    fn begin(&self) -> Result<redb::WriteTransaction> {
+        let mut tx = self.db.begin_write()?;
+        tx.set_durability(self.durability)?;
+        Ok(tx)
+    }
+
+    /// Stores a new job and a pending record for each of its tasks, atomically.
+    pub fn insert_job(&self, job: &JobRecord) -> Result<()> {
+        let tx = self.begin()?;
+        {
+            let mut jobs = tx.open_table(JOBS)?;
+            jobs.insert(key(&job.id), encode(job).as_slice())?;
+            let mut tasks = tx.open_table(TASKS)?;
+            let pending = encode(&SavedTask {
+                state: TaskState::Pending,
+                attempts: 0,
+            });
+            for i in 0..job.spec.tasks.len() as u32 {
+                tasks.insert((key(&job.id), i), pending.as_slice())?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Writes a batch of changes and outbox edits in one transaction. Returns the outbox
+    /// sequence numbers given to `outbox_add`, in order.
+    pub fn commit(&self, batch: &Batch<'_>) -> Result<Vec<u64>> {
+        let tx = self.begin()?;
+        let mut seqs = Vec::with_capacity(batch.outbox_add.len());
+        {
+            let mut meta = tx.open_table(META)?;
+            let mut history_seq = meta.get(HISTORY_SEQ)?.map_or(0, |v| v.value());
+            let mut outbox_seq = meta.get(OUTBOX_SEQ)?.map_or(0, |v| v.value());
+            let mut jobs = tx.open_table(JOBS)?;
+            let mut tasks = tx.open_table(TASKS)?;
+            let mut attempts = tx.open_table(ATTEMPTS)?;
+            let mut history = tx.open_table(HISTORY)?;
+            let mut outbox = tx.open_table(OUTBOX)?;
+            for change in batch.changes {
+                let job = match change {
+                    Change::Task {
+                        job,
+                        index,
+                        attempts: n,
+                        state,
+                    } => {
+                        let rec = SavedTask {
+                            state: state.clone(),
+                            attempts: *n,
+                        };
+                        tasks.insert((key(job), *index), encode(&rec).as_slice())?;
+                        *job
+                    }
+                    Change::Attempt(r) => {
+                        attempts.insert((key(&r.job), r.index, r.attempt.0), encode(r).as_slice())?;
+                        r.job
+                    }
+                    Change::Ignored { result, .. } => result.job,
+                    Change::Job {
+                        job,
+                        state,
+                        at,
+                        reason,
+                    } => {
+                        let current = jobs.get(key(job))?.map(|v| v.value().to_vec());
+                        if let Some(bytes) = current {
+                            let mut rec: JobRecord = decode(&bytes)?;
+                            rec.state = *state;
+                            rec.updated_ms = *at;
+                            if state.is_terminal() {
+                                rec.finished_ms = Some(*at);
+                            }
+                            rec.reason = reason.clone().or(rec.reason);
+                            jobs.insert(key(job), encode(&rec).as_slice())?;
+                        }
+                        *job
+                    }
+                };
+                history_seq += 1;
+                let entry = HistoryEntry {
+                    at: batch.now,
+                    change: change.clone(),
+                };
+                history.insert((key(&job), history_seq), encode(&entry).as_slice())?;
+            }
+            for d in batch.outbox_add {
+                outbox_seq += 1;
+                outbox.insert(outbox_seq, encode(d).as_slice())?;
+                seqs.push(outbox_seq);
+            }
+            for seq in batch.outbox_sent {
+                outbox.remove(*seq)?;
+            }
+            meta.insert(HISTORY_SEQ, history_seq)?;
+            meta.insert(OUTBOX_SEQ, outbox_seq)?;
+        }
+        tx.commit()?;
+        Ok(seqs)
+    }
+
+    pub fn job(&self, id: &JobId) -> Result<Option<JobRecord>> {
+        let tx = self.db.begin_read()?;
+        let jobs = tx.open_table(JOBS)?;
+        jobs.get(key(id))?.map(|v| decode(v.value())).transpose()
+    }
+
+    /// Every job, oldest first (ids are UUIDv7).
+    pub fn jobs(&self) -> Result<Vec<JobRecord>> {
+        let tx = self.db.begin_read()?;
+        let jobs = tx.open_table(JOBS)?;
+        jobs.iter()?
+            .map(|r| decode(r?.1.value()))
+            .collect()
+    }
+
+    pub fn tasks(&self, id: &JobId) -> Result<Vec<SavedTask>> {
+        let tx = self.db.begin_read()?;
+        let tasks = tx.open_table(TASKS)?;
+        let k = key(id);
+        tasks
+            .range((k, 0)..=(k, u32::MAX))?
+            .map(|r| decode(r?.1.value()))
+            .collect()
+    }
+
+    pub fn attempts(&self, id: &JobId) -> Result<Vec<TaskResult>> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(ATTEMPTS)?;
+        let k = key(id);
+        t.range((k, 0, 0)..=(k, u32::MAX, u32::MAX))?
+            .map(|r| decode(r?.1.value()))
+            .collect()
+    }
+
+    pub fn history(&self, id: &JobId) -> Result<Vec<HistoryEntry>> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(HISTORY)?;
+        let k = key(id);
+        t.range((k, 0)..=(k, u64::MAX))?
+            .map(|r| decode(r?.1.value()))
+            .collect()
+    }
+
+    /// Dispatches committed but not yet marked handed over, oldest first.
+    pub fn outbox(&self) -> Result<Vec<(u64, Dispatch)>> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(OUTBOX)?;
+        t.iter()?
+            .map(|r| {
+                let (k, v) = r?;
+                Ok((k.value(), decode(v.value())?))
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ordo_proto::{Attempt, Outcome, TaskSpec};
+
+    fn record(n: usize) -> JobRecord {
+        let spec = JobSpec {
+            name: "j".into(),
+            tasks: (0..n).map(|i| TaskSpec::shell(&format!("t{i}"), "true")).collect(),
+            ..Default::default()
+        };
+        JobRecord {
+            id: JobId::new(),
+            name: "j".into(),
+            source: "test".into(),
+            spec,
+            options: JobOptions::default(),
+            state: JobState::Pending,
+            created_ms: 1,
+            updated_ms: 1,
+            finished_ms: None,
+            reason: None,
+        }
+    }
+
+    #[test]
+    fn records_survive_reopen_and_history_is_ordered() {
+        let dir = tempfile::tempdir().unwrap();
+        let job = record(3);
+        {
+            let store = Store::open(dir.path()).unwrap();
+            store.insert_job(&job).unwrap();
+            let changes = vec![
+                Change::Task {
+                    job: job.id,
+                    index: 1,
+                    attempts: 1,
+                    state: TaskState::Succeeded {
+                        attempt: Attempt(1),
+                        finished: 7,
+                    },
+                },
+                Change::Job {
+                    job: job.id,
+                    state: JobState::Running,
+                    at: 7,
+                    reason: None,
+                },
+            ];
+            store
+                .commit(&Batch {
+                    now: 7,
+                    changes: &changes,
+                    ..Default::default()
+                })
+                .unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        let tasks = store.tasks(&job.id).unwrap();
+        assert_eq!(tasks.len(), 3);
+        assert_eq!(tasks[0].state, TaskState::Pending);
+        assert!(matches!(tasks[1].state, TaskState::Succeeded { .. }));
+        assert_eq!(store.job(&job.id).unwrap().unwrap().state, JobState::Running);
+        let history = store.history(&job.id).unwrap();
+        assert_eq!(history.len(), 2);
+        assert!(matches!(history[1].change, Change::Job { .. }));
+    }
+
+    #[test]
+    fn outbox_entries_stay_until_marked_sent() {
+        let store = Store::in_memory().unwrap();
+        let job = record(1);
+        store.insert_job(&job).unwrap();
+        let d = Dispatch {
+            job: job.id,
+            task: job.spec.tasks[0].name.clone(),
+            index: 0,
+            attempt: Attempt(1),
+            program: ordo_proto::Program::Shell("true".into()),
+            verify: None,
+            env: Default::default(),
+            working_dir: None,
+            timeout: None,
+            verify_delay: None,
+        };
+        let seqs = store
+            .commit(&Batch {
+                outbox_add: std::slice::from_ref(&d),
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(store.outbox().unwrap(), vec![(seqs[0], d.clone())]);
+        store
+            .commit(&Batch {
+                outbox_sent: &seqs,
+                ..Default::default()
+            })
+            .unwrap();
+        assert!(store.outbox().unwrap().is_empty());
+    }
+
+    #[test]
+    fn attempts_are_kept_per_task_and_attempt() {
+        let store = Store::in_memory().unwrap();
+        let job = record(2);
+        store.insert_job(&job).unwrap();
+        let result = |index: u32, attempt: u32| TaskResult {
+            job: job.id,
+            task: job.spec.tasks[index as usize].name.clone(),
+            index,
+            attempt: Attempt(attempt),
+            outcome: Outcome::Failed,
+            exit_code: Some(1),
+            signal: None,
+            verify_exit_code: None,
+            started_at_ms: 0,
+            duration_ms: 0,
+            output_tail: "boom".into(),
+            output_bytes: 4,
+            worker: "local".into(),
+            message: "exit code 1".into(),
+        };
+        let changes = [
+            Change::Attempt(result(1, 1)),
+            Change::Attempt(result(0, 1)),
+            Change::Attempt(result(1, 2)),
+        ];
+        store
+            .commit(&Batch {
+                changes: &changes,
+                ..Default::default()
+            })
+            .unwrap();
+        let got: Vec<(u32, u32)> = store
+            .attempts(&job.id)
+            .unwrap()
+            .iter()
+            .map(|r| (r.index, r.attempt.0))
+            .collect();
+        assert_eq!(got, vec![(0, 1), (1, 1), (1, 2)]);
+    }
+
+    #[test]
+    fn a_second_opener_gets_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let _first = Store::open(dir.path()).unwrap();
+        let err = Store::open(dir.path()).unwrap_err();
+        assert!(err.to_string().contains("in use"), "{err}");
+    }
+}

@@ -72,7 +72,7 @@ pub enum Event {
 }
 
 /// Per-job options decided at submission (the CLI's flags and environment).
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct JobOptions {
     /// Mode for specs that do not say.
     pub default_mode: ExecutionMode,
