@@ -1,1 +1,424 @@
-fn main() {}
+//! `ordo`: the command line. Flags are parsed here (clap, every flag naming its environment
+//! variable), turned into plain options, and handed to the library modules; errors are printed
+//! with their cause chain and mapped to the exit codes of DESIGN §6.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use ordo::formats::{self, Diagnostic, Format, LoadOptions, Loaded};
+use ordo::progress::{Bars, Lines, Progress, Quiet};
+use ordo::run::{RunOptions, RunReport};
+use ordo::summary;
+use ordo_coordinator::engine::JobState;
+use ordo_proto::{Dag, Dur, ExecutionMode};
+
+/// Exit codes (DESIGN §6).
+mod exit {
+    pub const OK: u8 = 0;
+    pub const JOB_FAILED: u8 = 1;
+    pub const INVALID: u8 = 2;
+    pub const INTERRUPTED: u8 = 130;
+}
+
+#[derive(Parser)]
+#[command(
+    name = "ordo",
+    version,
+    about = "Validate, plan and run task graphs locally or across a NATS cluster"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check a job spec; exit 0 if valid, 2 if not (errors on stderr as file:line:col).
+    Validate {
+        #[command(flatten)]
+        spec: SpecArgs,
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Show levels, the critical path and the estimated makespan and speedup.
+    Plan {
+        #[command(flatten)]
+        spec: SpecArgs,
+        /// Workers (task slots) to estimate for.
+        #[arg(long, default_value_t = 4, env = "ORDO_WORKERS")]
+        workers: u32,
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Print the task graph as Graphviz dot or Mermaid.
+    Graph {
+        #[command(flatten)]
+        spec: SpecArgs,
+        #[arg(long = "format", value_enum, default_value_t = GraphFormat::Dot)]
+        graph_format: GraphFormat,
+    },
+    /// Convert a Markdown task document (or any spec) to ordo JSON or TOML.
+    Convert {
+        #[command(flatten)]
+        spec: SpecArgs,
+        /// Write here instead of stdout.
+        #[arg(short, long)]
+        out: Option<PathBuf>,
+        /// Output format (default: from -o's extension, else json).
+        #[arg(long)]
+        to: Option<ConvertTo>,
+    },
+    /// Run a job on this machine, no broker needed.
+    Run(RunArgs),
+}
+
+#[derive(Args)]
+struct SpecArgs {
+    /// The job spec: ordo TOML/JSON, Prompter TOML, subtasks JSON, TaskMaster tasks.json, or a
+    /// Markdown task document.
+    spec: PathBuf,
+    /// Force the input format instead of detecting it.
+    #[arg(long = "input-format", value_name = "FORMAT")]
+    input_format: Option<Format>,
+    /// TaskMaster tag to read.
+    #[arg(long, default_value = "master")]
+    tag: String,
+    /// TaskMaster: make each subtask a task of its own (`parent.sub`).
+    #[arg(long)]
+    expand_subtasks: bool,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    #[command(flatten)]
+    spec: SpecArgs,
+    /// Task slots: how many tasks run at once.
+    #[arg(long, env = "ORDO_WORKERS", default_value_t = default_workers())]
+    workers: u32,
+    /// Override the spec's execution mode.
+    #[arg(long, value_enum)]
+    mode: Option<Mode>,
+    /// Override the spec's max_parallel_tasks.
+    #[arg(long, env = "ORDO_MAX_PARALLEL")]
+    max_parallel: Option<u32>,
+    /// Keep the job's state here; running the same command again resumes an unfinished job.
+    #[arg(long, env = "ORDO_STATE_DIR")]
+    state: Option<PathBuf>,
+    /// Agent command for prompt tasks, e.g. "claude -p" (split on whitespace; the prompt is
+    /// appended as one argument). Overrides the spec's settings.agent_command.
+    #[arg(long, env = "ORDO_AGENT_COMMAND")]
+    agent_command: Option<String>,
+    /// Pause before a prompt task's verify command (overrides settings.check_interval).
+    #[arg(long, env = "ORDO_CHECK_INTERVAL")]
+    check_interval: Option<Dur>,
+    /// No progress output; only the summary.
+    #[arg(long, short)]
+    quiet: bool,
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    output: Output,
+}
+
+fn default_workers() -> u32 {
+    std::thread::available_parallelism().map_or(2, |n| n.get() as u32)
+}
+
+#[derive(Clone, Copy, ValueEnum, PartialEq)]
+enum Output {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum GraphFormat {
+    Dot,
+    Mermaid,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ConvertTo {
+    Json,
+    Toml,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Mode {
+    Parallel,
+    Sequential,
+}
+
+/// An error that carries its exit code; anything else exits 1.
+#[derive(Debug)]
+struct Exit(u8);
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exit {}", self.0)
+    }
+}
+
+impl std::error::Error for Exit {}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match dispatch(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            if let Some(Exit(code)) = e.downcast_ref::<Exit>() {
+                return ExitCode::from(*code);
+            }
+            eprintln!("ordo: error: {e}");
+            for cause in e.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::from(exit::JOB_FAILED)
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> anyhow::Result<u8> {
+    match cli.command {
+        Command::Validate { spec, output } => validate(&spec, output),
+        Command::Plan {
+            spec,
+            workers,
+            output,
+        } => plan(&spec, workers, output),
+        Command::Graph { spec, graph_format } => {
+            let (loaded, dag) = load_checked(&spec)?;
+            let text = match graph_format {
+                GraphFormat::Dot => ordo::graph::dot(&loaded.spec, &dag),
+                GraphFormat::Mermaid => ordo::graph::mermaid(&loaded.spec, &dag),
+            };
+            print!("{text}");
+            Ok(exit::OK)
+        }
+        Command::Convert { spec, out, to } => convert(&spec, out.as_deref(), to),
+        Command::Run(args) => run(args),
+    }
+}
+
+fn load_options(spec: &SpecArgs) -> LoadOptions {
+    LoadOptions {
+        format: spec.input_format,
+        tag: Some(spec.tag.clone()),
+        expand_subtasks: spec.expand_subtasks,
+    }
+}
+
+fn print_diagnostics(diags: &[Diagnostic]) {
+    for d in diags {
+        eprintln!("{d}");
+    }
+}
+
+/// Loads and validates a spec; on failure prints every error and exits 2.
+fn load_checked(spec: &SpecArgs) -> anyhow::Result<(Loaded, Dag)> {
+    let label = spec.spec.display().to_string();
+    let loaded = formats::load(&spec.spec, &load_options(spec)).map_err(|diags| {
+        print_diagnostics(&diags);
+        Exit(exit::INVALID)
+    })?;
+    for w in &loaded.warnings {
+        eprintln!("warning: {w}");
+    }
+    let dag = formats::check(&loaded, &label).map_err(|diags| {
+        print_diagnostics(&diags);
+        Exit(exit::INVALID)
+    })?;
+    Ok((loaded, dag))
+}
+
+fn validate(spec: &SpecArgs, output: Output) -> anyhow::Result<u8> {
+    let label = spec.spec.display().to_string();
+    let result = formats::load(&spec.spec, &load_options(spec))
+        .and_then(|l| formats::check(&l, &label).map(|dag| (l, dag)));
+    match (result, output) {
+        (Ok((loaded, dag)), Output::Text) => {
+            for w in &loaded.warnings {
+                eprintln!("warning: {w}");
+            }
+            println!(
+                "{label}: valid {} job '{}': {} tasks, {} dependencies",
+                loaded.format,
+                loaded.spec.name,
+                dag.len(),
+                dag.deps.iter().map(Vec::len).sum::<usize>()
+            );
+            Ok(exit::OK)
+        }
+        (Ok((loaded, dag)), Output::Json) => {
+            let v = serde_json::json!({
+                "valid": true, "file": label, "format": loaded.format.to_string(),
+                "name": loaded.spec.name, "tasks": dag.len(), "warnings": loaded.warnings,
+            });
+            println!("{v}");
+            Ok(exit::OK)
+        }
+        (Err(diags), Output::Text) => {
+            print_diagnostics(&diags);
+            Ok(exit::INVALID)
+        }
+        (Err(diags), Output::Json) => {
+            print_diagnostics(&diags);
+            let errors: Vec<_> = diags
+                .iter()
+                .map(|d| {
+                    serde_json::json!({
+                        "file": d.file, "line": d.pos.map(|p| p.line), "column": d.pos.map(|p| p.col),
+                        "message": d.message,
+                    })
+                })
+                .collect();
+            println!("{}", serde_json::json!({"valid": false, "errors": errors}));
+            Ok(exit::INVALID)
+        }
+    }
+}
+
+fn plan(spec: &SpecArgs, workers: u32, output: Output) -> anyhow::Result<u8> {
+    let (loaded, dag) = load_checked(spec)?;
+    let plan = dag.plan(workers);
+    match output {
+        Output::Json => {
+            let mut v = serde_json::to_value(&plan)?;
+            v["name"] = loaded.spec.name.clone().into();
+            println!("{v}");
+        }
+        Output::Text => {
+            println!(
+                "job '{}': {} tasks, {} dependencies, {} levels",
+                loaded.spec.name,
+                plan.tasks,
+                plan.edges,
+                plan.levels.len()
+            );
+            for (i, level) in plan.levels.iter().enumerate() {
+                let names: Vec<&str> = level.iter().map(|n| n.as_str()).collect();
+                println!("  level {}: {}", i + 1, names.join(", "));
+            }
+            let path: Vec<&str> = plan.critical_path.iter().map(|n| n.as_str()).collect();
+            println!(
+                "critical path ({} tasks): {}",
+                path.len(),
+                path.join(" → ")
+            );
+            println!(
+                "estimated makespan with {} workers: {} task-lengths (speedup {:.2}x over one worker)",
+                plan.workers, plan.estimated_makespan, plan.estimated_speedup
+            );
+        }
+    }
+    Ok(exit::OK)
+}
+
+fn convert(spec: &SpecArgs, out: Option<&Path>, to: Option<ConvertTo>) -> anyhow::Result<u8> {
+    let (loaded, _dag) = load_checked(spec)?;
+    let to = to.unwrap_or_else(|| match out.and_then(|p| p.extension()) {
+        Some(ext) if ext == "toml" => ConvertTo::Toml,
+        _ => ConvertTo::Json,
+    });
+    let text = match to {
+        ConvertTo::Json => formats::to_json(&loaded.spec),
+        ConvertTo::Toml => formats::to_toml(&loaded.spec).context("cannot write TOML")?,
+    };
+    match out {
+        Some(path) => std::fs::write(path, text)
+            .with_context(|| format!("cannot write {}", path.display()))?,
+        None => print!("{text}"),
+    }
+    Ok(exit::OK)
+}
+
+fn run(args: RunArgs) -> anyhow::Result<u8> {
+    let (loaded, dag) = load_checked(&args.spec)?;
+    let mut spec = loaded.spec;
+    if let Some(mode) = args.mode {
+        spec.settings.execution_mode = Some(match mode {
+            Mode::Parallel => ExecutionMode::Parallel,
+            Mode::Sequential => ExecutionMode::Sequential,
+        });
+        spec.settings.enable_parallel = None;
+    }
+    if let Some(agent) = &args.agent_command {
+        let argv: Vec<String> = agent.split_whitespace().map(String::from).collect();
+        if argv.is_empty() {
+            eprintln!("ordo: --agent-command / ORDO_AGENT_COMMAND is empty");
+            return Ok(exit::INVALID);
+        }
+        spec.settings.agent_command = Some(argv);
+    }
+    if let Some(d) = args.check_interval {
+        spec.settings.check_interval = Some(d);
+    }
+    let default_mode = match std::env::var("ORDO_EXECUTION_MODE") {
+        Ok(v) if !v.is_empty() => match v.parse::<ExecutionMode>() {
+            Ok(m) => m,
+            Err(e) => {
+                eprintln!("ordo: ORDO_EXECUTION_MODE: {e}");
+                return Ok(exit::INVALID);
+            }
+        },
+        _ => ExecutionMode::Parallel,
+    };
+    let opts = RunOptions {
+        workers: args.workers.max(1),
+        default_mode,
+        max_parallel: args.max_parallel,
+        state_dir: args.state.clone(),
+        source: args.spec.spec.display().to_string(),
+    };
+    let json = args.output == Output::Json;
+    let mut progress: Box<dyn Progress> = if args.quiet {
+        Box::new(Quiet)
+    } else if json {
+        Box::new(Lines::new(std::io::stderr()))
+    } else if std::io::stdout().is_terminal() {
+        Box::new(Bars::new())
+    } else {
+        Box::new(Lines::new(std::io::stdout()))
+    };
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let report: RunReport = runtime.block_on(async {
+        let shutdown = async {
+            interrupted().await;
+            // A second interrupt exits at once.
+            tokio::spawn(async {
+                interrupted().await;
+                std::process::exit(exit::INTERRUPTED as i32);
+            });
+        };
+        ordo::run::run(spec, dag, opts, progress.as_mut(), shutdown).await
+    })?;
+    drop(progress);
+
+    if json {
+        println!("{}", summary::json(&report));
+    } else {
+        print!("{}", summary::table(&report));
+    }
+    Ok(match report.job.state {
+        JobState::Succeeded => exit::OK,
+        _ if report.interrupted => exit::INTERRUPTED,
+        _ => exit::JOB_FAILED,
+    })
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn interrupted() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

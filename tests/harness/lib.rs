@@ -1,1 +1,223 @@
-//! harness
+//! Test harness shared by the integration tests: finds the real binaries built by
+//! `cargo build --workspace --bins`, runs them with a deadline, writes job files into temporary
+//! directories, and polls for conditions instead of sleeping.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// Directory holding the workspace's binaries (`ORDO_BIN_DIR` overrides).
+pub fn bin_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("ORDO_BIN_DIR") {
+        return PathBuf::from(dir);
+    }
+    // target/<profile>/deps/integration-<hash> → target/<profile>
+    let exe = std::env::current_exe().expect("current exe");
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("test binary lives in target/<profile>/deps")
+        .to_path_buf()
+}
+
+pub fn bin(name: &str) -> PathBuf {
+    let path = bin_dir().join(name);
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --workspace --bins` before the tests",
+        path.display()
+    );
+    path
+}
+
+/// The shared example job files (`../shared/examples` beside the repository).
+pub fn examples_dir() -> PathBuf {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/examples");
+    dir.canonicalize()
+        .unwrap_or_else(|_| panic!("examples not found at {}", dir.display()))
+}
+
+pub fn example(rel: &str) -> PathBuf {
+    examples_dir().join(rel)
+}
+
+/// Every example file, relative paths sorted.
+pub fn all_examples() -> Vec<String> {
+    let mut out = Vec::new();
+    for sub in ["json", "markdown", "prompter", "taskmaster"] {
+        let dir = examples_dir().join(sub);
+        for e in std::fs::read_dir(&dir).expect("examples dir") {
+            let e = e.unwrap();
+            out.push(format!("{sub}/{}", e.file_name().to_string_lossy()));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// A finished process: status and captured output as text.
+#[derive(Debug)]
+pub struct Run {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn code(&self) -> i32 {
+        self.status.code().unwrap_or(-1)
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(self.stdout.trim()).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not JSON ({e}):\n{}\nstderr:\n{}",
+                self.stdout, self.stderr
+            )
+        })
+    }
+}
+
+impl From<Output> for Run {
+    fn from(o: Output) -> Run {
+        Run {
+            status: o.status,
+            stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+        }
+    }
+}
+
+/// Runs a command to completion, killing it (and failing the test) after `limit`.
+pub fn run_with_deadline(mut cmd: Command, limit: Duration) -> Run {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("spawn");
+    let mut out = child.stdout.take().unwrap();
+    let mut err = child.stderr.take().unwrap();
+    let t_out = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = out.read_to_end(&mut s);
+        s
+    });
+    let t_err = std::thread::spawn(move || {
+        let mut s = Vec::new();
+        let _ = err.read_to_end(&mut s);
+        s
+    });
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{cmd:?} did not finish within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    Run {
+        status,
+        stdout: String::from_utf8_lossy(&t_out.join().unwrap()).into_owned(),
+        stderr: String::from_utf8_lossy(&t_err.join().unwrap()).into_owned(),
+    }
+}
+
+/// `ordo ARGS...` in `dir`, with a two-minute deadline.
+pub fn ordo_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
+    let mut cmd = Command::new(bin("ordo"));
+    cmd.args(args).current_dir(dir).env_remove("ORDO_EXECUTION_MODE");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    run_with_deadline(cmd, Duration::from_secs(120))
+}
+
+pub fn ordo(args: &[&str]) -> Run {
+    ordo_in(&std::env::temp_dir(), args, &[])
+}
+
+/// Spawns `ordo ARGS...` without waiting (for signals and kills).
+pub fn spawn_ordo(dir: &Path, args: &[&str]) -> Child {
+    Command::new(bin("ordo"))
+        .args(args)
+        .current_dir(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn ordo")
+}
+
+/// Polls `cond` every 20 ms until it holds or `limit` passes; returns whether it held.
+pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits for a child with a deadline; panics if it does not exit.
+pub fn wait_child(child: &mut Child, limit: Duration) -> ExitStatus {
+    let mut status = None;
+    let ok = wait_until(limit, || {
+        status = child.try_wait().expect("wait");
+        status.is_some()
+    });
+    if !ok {
+        let _ = child.kill();
+        panic!("process did not exit within {limit:?}");
+    }
+    status.unwrap()
+}
+
+/// Writes `text` to `dir/name` and returns the path as a string.
+pub fn write(dir: &Path, name: &str, text: &str) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p.to_string_lossy().into_owned()
+}
+
+/// Lines of a file, empty if it does not exist.
+pub fn lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .map(|s| s.lines().map(String::from).collect())
+        .unwrap_or_default()
+}
+
+/// Sends a signal to a process.
+pub fn signal(pid: u32, sig: i32) {
+    // SAFETY: kill(2) with a pid we spawned; no memory is shared.
+    unsafe {
+        libc::kill(pid as libc::pid_t, sig);
+    }
+}
+
+/// Pids of live processes whose environment holds `KEY=VALUE`.
+pub fn pids_with_env(key: &str, value: &str) -> Vec<u32> {
+    let needle = format!("{key}={value}");
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        if let Ok(env) = std::fs::read(e.path().join("environ"))
+            && env.split(|&b| b == 0).any(|kv| kv == needle.as_bytes())
+        {
+            // Zombies have no environment; a readable one is alive.
+            out.push(pid);
+        }
+    }
+    out
+}

@@ -1,1 +1,8 @@
-//! placeholder
+//! ordo-worker: runs task attempts as local processes, for the local runner now and the
+//! distributed worker later.
+//!
+//! # Layout
+//! - `exec`: runs one `Dispatch` as a process tree (program, then verify) and reports a
+//!   `TaskResult`; knows nothing about NATS or redb.
+
+pub mod exec;

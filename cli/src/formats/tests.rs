@@ -1,0 +1,788 @@
+//! Tests of every format against the real example files in shared/examples, plus robustness.
+
+use std::path::{Path, PathBuf};
+
+use ordo_proto::{Dag, ExecutionMode, JobSpec};
+
+use super::*;
+
+const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/examples");
+
+fn example(rel: &str) -> PathBuf {
+    Path::new(EXAMPLES).join(rel)
+}
+
+/// Every example spec (not SOURCES.md), sorted.
+fn examples() -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut dirs = vec![PathBuf::from(EXAMPLES)];
+    while let Some(d) = dirs.pop() {
+        for e in std::fs::read_dir(&d).expect("shared/examples exists") {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                dirs.push(p);
+            } else if p.file_name().is_some_and(|n| n != "SOURCES.md") {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    assert!(out.len() >= 10, "examples found: {out:?}");
+    out
+}
+
+fn load_ok(rel: &str, opts: &LoadOptions) -> (Loaded, Dag) {
+    let path = example(rel);
+    let loaded = load(&path, opts).unwrap_or_else(|e| panic!("{rel}: {e:?}"));
+    let dag = check(&loaded, rel).unwrap_or_else(|e| panic!("{rel}: {e:?}"));
+    (loaded, dag)
+}
+
+fn parse_ok(label: &str, text: &str, opts: &LoadOptions) -> Loaded {
+    parse(label, text, opts).unwrap_or_else(|e| {
+        panic!(
+            "{label}: {}",
+            e.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n")
+        )
+    })
+}
+
+fn names(spec: &JobSpec) -> Vec<&str> {
+    spec.tasks.iter().map(|t| t.name.as_str()).collect()
+}
+
+fn deps<'a>(spec: &'a JobSpec, task: &str) -> Vec<&'a str> {
+    spec.tasks
+        .iter()
+        .find(|t| t.name.as_str() == task)
+        .unwrap_or_else(|| panic!("no task {task}"))
+        .depends_on
+        .iter()
+        .map(|d| d.as_str())
+        .collect()
+}
+
+/// Levels as task names.
+fn levels(dag: &Dag) -> Vec<Vec<String>> {
+    dag.levels()
+        .iter()
+        .map(|l| l.iter().map(|&t| dag.names[t as usize].to_string()).collect())
+        .collect()
+}
+
+fn opts(format: Option<Format>) -> LoadOptions {
+    LoadOptions {
+        format,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn every_example_parses_and_validates() {
+    for path in examples() {
+        let rel = path.strip_prefix(EXAMPLES).unwrap().display().to_string();
+        for expand in [false, true] {
+            let o = LoadOptions {
+                expand_subtasks: expand,
+                ..Default::default()
+            };
+            let loaded = load(&path, &o).unwrap_or_else(|e| panic!("{rel}: {e:?}"));
+            check(&loaded, &rel).unwrap_or_else(|e| panic!("{rel}: {e:?}"));
+            assert!(!loaded.spec.name.is_empty(), "{rel}");
+            for t in &loaded.spec.tasks {
+                assert!(loaded.positions.contains_key(&t.name), "{rel}: {} has no position", t.name);
+            }
+            assert!(loaded.warnings.is_empty(), "{rel}: {:?}", loaded.warnings);
+        }
+    }
+}
+
+#[test]
+fn detection_by_extension_and_content() {
+    let cases = [
+        ("prompter/example.toml", Format::Toml),
+        ("prompter/parallel-execution.toml", Format::Toml),
+        ("json/docs_sample_tasks_mixed_mode_task.json", Format::MarkdownJson),
+        ("json/extracted_task_execution_modes_parallel.json", Format::Subtasks),
+        ("json/extracted_task_execution_modes_sequential.json", Format::Subtasks),
+        ("taskmaster/cto-parallel-test_tasks.json", Format::TaskMaster),
+        ("taskmaster/5dlabs-taskmaster-sync_tasks.json", Format::TaskMaster),
+        ("markdown/docs_sample_tasks_mixed_mode_task.md", Format::Markdown),
+        ("markdown/docs_tasks_004_task_execution_modes.md", Format::Markdown),
+    ];
+    for (rel, want) in cases {
+        let text = std::fs::read_to_string(example(rel)).unwrap();
+        assert_eq!(detect(rel, &text), want, "{rel}");
+        // Content alone, as from stdin.
+        assert_eq!(detect("-", &text), want, "{rel} by content");
+    }
+    assert_eq!(detect("x.json", r#"{"tasks":[{"name":"a","command":"true"}]}"#), Format::Json);
+    assert_eq!(detect("x.json", r#"{"tasks":[{"id":1,"title":"a"}]}"#), Format::TaskMaster);
+    assert_eq!(detect("x.json", r#"{"name":"j","settings":{}}"#), Format::Json);
+    assert_eq!(detect("x.json", "not json"), Format::Json);
+    assert_eq!(detect("x.TOML", "{"), Format::Toml);
+    for f in Format::ALL {
+        assert_eq!(f.to_string().parse::<Format>(), Ok(f));
+    }
+    assert!("yaml".parse::<Format>().is_err());
+}
+
+#[test]
+fn taskmaster_cto_has_ten_tasks_in_four_levels() {
+    let (loaded, dag) = load_ok("taskmaster/cto-parallel-test_tasks.json", &LoadOptions::default());
+    assert_eq!(loaded.format, Format::TaskMaster);
+    assert_eq!(loaded.spec.tasks.len(), 10);
+    assert_eq!(
+        levels(&dag),
+        vec![
+            vec!["1", "3", "4", "6"],
+            vec!["2", "5", "8"],
+            vec!["7", "9"],
+            vec!["10"]
+        ]
+    );
+    let t1 = &loaded.spec.tasks[0];
+    let prompt = t1.prompt.as_deref().unwrap();
+    assert!(prompt.starts_with("Task 1: Database Schema Setup\n\n"), "{prompt}");
+    assert!(prompt.contains("\n\nDetails:\n"), "{prompt}");
+    assert!(prompt.contains("\n\nTest strategy:\n"), "{prompt}");
+    assert!(prompt.contains("\n- [ ] 1.2 Create Database Configuration"), "{prompt}");
+    assert_eq!(t1.labels.get("status").map(String::as_str), Some("pending"));
+    assert_eq!(t1.labels.get("title").map(String::as_str), Some("Database Schema Setup"));
+    assert_eq!(t1.priority, 2);
+    let t6 = &loaded.spec.tasks[5];
+    assert_eq!(t6.labels.get("agentHint").map(String::as_str), Some("frontend"));
+    assert_eq!(loaded.spec.description.as_deref(), Some("Tasks for master context"));
+    assert_eq!(loaded.spec.name, "cto-parallel-test_tasks");
+    // Positions are the id values.
+    let text = std::fs::read_to_string(example("taskmaster/cto-parallel-test_tasks.json")).unwrap();
+    let p = loaded.positions[&t6.name];
+    let line = text.lines().nth(p.line as usize - 1).unwrap();
+    assert_eq!(line.trim(), "\"id\": 6,");
+    assert_eq!(&line[p.col as usize - 1..], "6,");
+}
+
+#[test]
+fn taskmaster_expand_subtasks() {
+    let o = LoadOptions {
+        expand_subtasks: true,
+        ..Default::default()
+    };
+    let (loaded, dag) = load_ok("taskmaster/cto-parallel-test_tasks.json", &o);
+    let spec = &loaded.spec;
+    assert_eq!(spec.tasks.len(), 10 + 35);
+    assert_eq!(&names(spec)[..6], ["1.1", "1.2", "1.3", "1.4", "1.5", "1"]);
+    // "2.1" strings name that subtask; every subtask inherits its parent's dependencies.
+    assert_eq!(deps(spec, "2.1"), ["1"]);
+    assert_eq!(deps(spec, "2.2"), ["1", "2.1"]);
+    assert_eq!(deps(spec, "2.5"), ["1", "2.2", "2.3"]);
+    assert_eq!(deps(spec, "2"), ["1", "2.1", "2.2", "2.3", "2.4", "2.5"]);
+    assert_eq!(deps(spec, "5.1"), ["3", "4"]);
+    let p = spec.tasks.iter().find(|t| t.name.as_str() == "2.2").unwrap();
+    assert_eq!(p.labels.get("parent").map(String::as_str), Some("2"));
+    assert!(p.prompt.as_deref().unwrap().starts_with("Task 2.2: Implement Route Configuration\n\nPart of task 2: API Endpoints"));
+    assert!(dag.levels().len() > 4);
+
+    // Slug ids: sibling slugs mean siblings.
+    let (loaded, _) = load_ok("taskmaster/5dlabs-taskmaster-sync_tasks.json", &o);
+    assert_eq!(
+        deps(&loaded.spec, "rust-real-issues.enhanced-subtasks"),
+        ["rust-sync-engine", "rust-real-issues.repo-issue-creation"]
+    );
+
+    // Integer sibling dependencies, and "N.M" from another task.
+    let text = r#"{"tasks":[
+        {"id":1,"title":"A","priority":"low","subtasks":[
+            {"id":1,"title":"x"},{"id":2,"title":"y","dependencies":[1]}]},
+        {"id":2,"title":"B","dependencies":["1.2"],"assignee":{"who":"me"}}]}"#;
+    let l = parse_ok("t.json", text, &o);
+    assert_eq!(names(&l.spec), ["1.1", "1.2", "1", "2"]);
+    assert_eq!(deps(&l.spec, "1.2"), ["1.1"]);
+    assert_eq!(deps(&l.spec, "1"), ["1.1", "1.2"]);
+    assert_eq!(deps(&l.spec, "2"), ["1.2"]);
+    assert_eq!(l.spec.tasks[3].labels["assignee"], r#"{"who":"me"}"#);
+    assert_eq!(l.positions[&l.spec.tasks[1].name], Pos::new(3, 43));
+    check(&l, "t.json").unwrap();
+    // Without expansion, "1.2" means task 1.
+    let l = parse_ok("t.json", text, &LoadOptions::default());
+    assert_eq!(names(&l.spec), ["1", "2"]);
+    assert_eq!(deps(&l.spec, "2"), ["1"]);
+    assert!(l.spec.tasks[0].prompt.as_deref().unwrap().ends_with("Subtasks:\n- [ ] 1.1 x\n- [ ] 1.2 y"));
+}
+
+#[test]
+fn taskmaster_dangling_dependencies_are_dropped_with_a_warning() {
+    let text = r#"{"master":{"tasks":[
+        {"id":1,"title":"A","dependencies":[7, "1.1"],"subtasks":[{"id":1,"title":"s"}]},
+        {"id":"b","title":"B","dependencies":["1", 1, "9.9"]}]}}"#;
+    let l = parse_ok("tasks.json", text, &LoadOptions::default());
+    assert_eq!(deps(&l.spec, "1"), Vec::<&str>::new());
+    assert_eq!(deps(&l.spec, "b"), ["1"]);
+    assert_eq!(l.warnings.len(), 2, "{:?}", l.warnings);
+    assert_eq!(
+        l.warnings[0],
+        "tasks.json:2:46: task '1' depends on unknown task '7'; dependency dropped"
+    );
+    assert!(l.warnings[1].contains("task 'b' depends on unknown task '9.9'"), "{:?}", l.warnings);
+    check(&l, "tasks.json").unwrap();
+}
+
+#[test]
+fn taskmaster_tags() {
+    let text = r#"{"master":{"tasks":[{"id":1,"title":"A"}]},
+                   "feature-x":{"tasks":[{"id":1,"title":"X"},{"id":2,"title":"Y","dependencies":[1]}]}}"#;
+    let l = parse_ok("t.json", text, &LoadOptions::default());
+    assert_eq!(l.spec.tasks.len(), 1);
+    let o = LoadOptions {
+        tag: Some("feature-x".into()),
+        ..Default::default()
+    };
+    let l = parse_ok("t.json", text, &o);
+    assert_eq!(names(&l.spec), ["1", "2"]);
+    let o = LoadOptions {
+        tag: Some("nope".into()),
+        ..Default::default()
+    };
+    let err = parse("t.json", text, &o).unwrap_err();
+    assert_eq!(
+        err[0].to_string(),
+        "t.json:1:1: TaskMaster tag \"nope\" not found; available tags: feature-x, master"
+    );
+}
+
+#[test]
+fn subtasks_json() {
+    let (loaded, dag) = load_ok(
+        "json/extracted_task_execution_modes_parallel.json",
+        &LoadOptions::default(),
+    );
+    assert_eq!(loaded.format, Format::Subtasks);
+    assert_eq!(levels(&dag), vec![vec!["subtask-1", "subtask-2"]]);
+    assert_eq!(loaded.spec.settings.execution_mode, Some(ExecutionMode::Parallel));
+    assert_eq!(
+        loaded.spec.tasks[0].command.as_deref(),
+        Some("sleep 2 && echo 'Task 1 complete'")
+    );
+    assert_eq!(loaded.spec.tasks[0].description.as_deref(), Some("Independent task 1"));
+    assert_eq!(loaded.spec.name, "extracted_task_execution_modes_parallel");
+
+    let (loaded, _) = load_ok(
+        "json/extracted_task_execution_modes_sequential.json",
+        &LoadOptions::default(),
+    );
+    assert_eq!(loaded.spec.mode(ExecutionMode::Parallel), ExecutionMode::Sequential);
+
+    let text = r#"{"subtasks":[{"id":"a","command":"true","timeout":30,"owner":"me"},
+                                 {"id":2,"command":"true","dependencies":["a"]}],
+                   "executionMode":"parallel"}"#;
+    let l = parse_ok("s.json", text, &opts(Some(Format::Subtasks)));
+    assert_eq!(l.spec.tasks[0].labels["timeout"], "30");
+    assert_eq!(l.spec.tasks[0].labels["owner"], "me");
+    assert_eq!(deps(&l.spec, "2"), ["a"]);
+    let bad = r#"{"subtasks":[{"id":"a","command":"true","dependencies":["zzz"]}],"executionMode":"fast"}"#;
+    let err = parse("s.json", bad, &LoadOptions::default()).unwrap_err();
+    assert!(err[0].message.contains("unknown execution mode \"fast\""), "{err:?}");
+    let bad = r#"{"subtasks":[{"id":"a","command":"true","dependencies":["zzz"]}]}"#;
+    let l = parse_ok("s.json", bad, &LoadOptions::default());
+    let err = check(&l, "s.json").unwrap_err();
+    assert_eq!(err[0].to_string(), "s.json:1:20: task 'a' depends on unknown task 'zzz'");
+}
+
+#[test]
+fn markdown_json_mixed_mode() {
+    let (loaded, dag) = load_ok(
+        "json/docs_sample_tasks_mixed_mode_task.json",
+        &LoadOptions::default(),
+    );
+    let spec = &loaded.spec;
+    assert_eq!(spec.name, "mixed-mode-task");
+    assert_eq!(
+        spec.description.as_deref(),
+        Some("Test the mixed execution mode with dependencies.")
+    );
+    assert_eq!(deps(spec, "task-5"), ["task-2", "task-3", "task-4"]);
+    assert_eq!(
+        levels(&dag),
+        vec![vec!["task-1"], vec!["task-2", "task-3", "task-4"], vec!["task-5"]]
+    );
+    let t2 = &spec.tasks[1];
+    assert_eq!(t2.labels["execution_mode"], "parallel");
+    assert_eq!(t2.labels["status"], "not_started");
+    assert_eq!(
+        t2.prompt.as_deref(),
+        Some("Calculate Sum\n\nCalculate the sum of the generated numbers")
+    );
+    assert_eq!(loaded.positions[&t2.name], Pos::new(28, 13));
+}
+
+#[test]
+fn prompter_toml_levels_follow_its_comments() {
+    let (loaded, dag) = load_ok("prompter/parallel-execution.toml", &LoadOptions::default());
+    assert_eq!(loaded.spec.settings.max_parallel_tasks, Some(4));
+    assert_eq!(
+        levels(&dag),
+        vec![
+            vec!["analyze_frontend", "analyze_backend", "analyze_tests", "memory_intensive_task"],
+            vec!["create_architecture_diagram", "database_migration"],
+            vec!["generate_test_plan"],
+            vec!["create_technical_docs"],
+        ]
+    );
+    let m = &loaded.spec.tasks[6];
+    assert_eq!((m.cpu_required, m.memory_required), (Some(2.0), Some(4096)));
+    assert_eq!(loaded.positions[&loaded.spec.tasks[0].name], Pos::new(17, 8));
+
+    let (loaded, _) = load_ok("prompter/example.toml", &LoadOptions::default());
+    assert_eq!(loaded.spec.tasks.len(), 6);
+    assert!(loaded.spec.uses_flow_jumps());
+    assert_eq!(loaded.spec.name, "example");
+}
+
+#[test]
+fn markdown_mixed_mode_has_five_tasks() {
+    let (loaded, dag) = load_ok(
+        "markdown/docs_sample_tasks_mixed_mode_task.md",
+        &LoadOptions::default(),
+    );
+    let spec = &loaded.spec;
+    assert_eq!(spec.name, "Mixed Mode Task");
+    assert_eq!(
+        spec.description.as_deref(),
+        Some("Test the mixed execution mode with dependencies.")
+    );
+    assert_eq!(names(spec), ["task-1", "task-2", "task-3", "task-4", "task-5"]);
+    assert_eq!(deps(spec, "task-5"), ["task-2", "task-3", "task-4"]);
+    assert_eq!(deps(spec, "task-2"), ["task-1"]);
+    assert_eq!(
+        levels(&dag),
+        vec![vec!["task-1"], vec!["task-2", "task-3", "task-4"], vec!["task-5"]]
+    );
+    let t1 = &spec.tasks[0];
+    assert_eq!(t1.labels["title"], "Generate Random Numbers");
+    assert_eq!(t1.labels["execution_mode"], "sequential");
+    assert_eq!(
+        t1.description.as_deref(),
+        Some("Generate a list of 10 random integers between 1 and 100")
+    );
+    assert_eq!(
+        t1.prompt.as_deref(),
+        Some(
+            "Task 1: Generate Random Numbers\n\nGenerate a list of 10 random integers between 1 \
+             and 100"
+        )
+    );
+    assert_eq!(spec.tasks[2].labels["execution_mode"], "parallel");
+    assert_eq!(loaded.positions[&spec.tasks[4].name], Pos::new(38, 1));
+
+    // The same graph as the converter's own JSON output of this document.
+    let (json, json_dag) = load_ok(
+        "json/docs_sample_tasks_mixed_mode_task.json",
+        &LoadOptions::default(),
+    );
+    assert_eq!(names(&json.spec), names(spec));
+    assert_eq!(levels(&json_dag), levels(&dag));
+}
+
+#[test]
+fn markdown_execution_modes_document() {
+    let (loaded, dag) = load_ok(
+        "markdown/docs_tasks_004_task_execution_modes.md",
+        &LoadOptions::default(),
+    );
+    let spec = &loaded.spec;
+    assert_eq!(spec.name, "Task 004: Task Execution Modes (Sequential and Parallel)");
+    assert!(spec.description.as_deref().unwrap().starts_with("Implement task execution modes"));
+    assert_eq!(names(spec), ["task-1", "task-2", "task-3", "task-4", "task-5"]);
+    assert_eq!(dag.levels().len(), 1);
+    let t4 = &spec.tasks[3];
+    assert_eq!(t4.labels["title"], "Mixed Mode Task Execution");
+    assert_eq!(t4.labels["status"], "Not Started");
+    assert_eq!(t4.labels["complexity"], "HIGH");
+    assert_eq!(t4.priority, 2);
+    assert_eq!(spec.tasks[2].priority, 1);
+    assert_eq!(
+        t4.description.as_deref(),
+        Some("This task will implement a mixed execution flow with both sequential and parallel tasks.")
+    );
+    let prompt = t4.prompt.as_deref().unwrap();
+    assert!(prompt.starts_with("Task 4: Mixed Mode Task Execution\n\nThis task will"), "{prompt}");
+    assert!(
+        prompt.contains(
+            "Steps:\n- [ ] 4.1 Create a task with 5 subtasks:\n  - Sequential: \"Generate a list"
+        ),
+        "{prompt}"
+    );
+    assert!(prompt.contains("\n- [ ] 4.5 Create verification report"), "{prompt}");
+    assert!(
+        prompt.ends_with("Verification:\n- All results must be mathematically correct\n- Parallel tasks must execute concurrently\n- Sequential tasks must execute in order\n- Dependencies must be respected"),
+        "{prompt}"
+    );
+    // The usage table and report sections after the tasks are not part of task 5.
+    assert!(!spec.tasks[4].prompt.as_deref().unwrap().contains("Usage"));
+}
+
+#[test]
+fn markdown_commands_fences_and_errors() {
+    let text = "# Build ✅ Done\n\
+        \n\
+        **Objective**: Build and test.\n\
+        \n\
+        ```sh\n\
+        ### Task 9: not a heading inside a fence\n\
+        ```\n\
+        \n\
+        ## Task 1: Build 🚧 In Progress\n\
+        - Compile everything\n\
+        - command: `cargo build`\n\
+        - verify: `test -f target/x`\n\
+        \n\
+        ## Task 2: Test (Parallel)\n\
+        - Depends on: Task 1\n\
+        \n\
+        ```bash\n\
+        cargo test\n\
+        ### Task 3: still in the fence\n\
+        ```\n\
+        \n\
+        Verification:\n\
+        ```sh\n\
+        test -d target\n\
+        ```\n\
+        ```python\n\
+        print('kept as text')\n\
+        ```\n";
+    let l = parse_ok("doc.md", text, &LoadOptions::default());
+    let spec = &l.spec;
+    assert_eq!(spec.name, "Build");
+    assert_eq!(names(spec), ["task-1", "task-2"]);
+    let t1 = &spec.tasks[0];
+    assert_eq!(t1.command.as_deref(), Some("cargo build"));
+    assert_eq!(t1.verify_command.as_deref(), Some("test -f target/x"));
+    assert_eq!(t1.description.as_deref(), Some("Compile everything"));
+    assert_eq!(t1.labels["status"], "In Progress");
+    assert!(t1.prompt.is_none());
+    let t2 = &spec.tasks[1];
+    assert_eq!(t2.command.as_deref(), Some("cargo test\n### Task 3: still in the fence"));
+    assert_eq!(t2.verify_command.as_deref(), Some("test -d target"));
+    assert_eq!(t2.labels["execution_mode"], "parallel");
+    assert_eq!(t2.labels["title"], "Test");
+    assert!(t2.description.as_deref().unwrap().contains("```python\nprint('kept as text')\n```"));
+    check(&l, "doc.md").unwrap();
+
+    // A dependency on a missing task is a validation error at the heading of the task.
+    let text = "# Doc\n\n### Task 1: A\n- do a\n\n### Task 2: B\n- Depends on: Task 1, Task 9\n";
+    let l = parse_ok("doc.md", text, &LoadOptions::default());
+    let err = check(&l, "doc.md").unwrap_err();
+    assert_eq!(
+        err.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
+        ["doc.md:6:1: task 'task-2' depends on unknown task 'task-9'"]
+    );
+
+    // No task sections.
+    let err = parse("doc.md", "# Title\n\nJust prose.\n", &LoadOptions::default()).unwrap_err();
+    assert!(err[0].to_string().starts_with("doc.md: no task sections found"), "{err:?}");
+    // A bad job-wide mode is located.
+    let err = parse(
+        "doc.md",
+        "# T\nExecution mode: sideways\n### Task 1: A\n- a\n",
+        &LoadOptions::default(),
+    )
+    .unwrap_err();
+    assert!(err[0].to_string().starts_with("doc.md:2:1: unknown execution mode"), "{err:?}");
+}
+
+#[test]
+fn markdown_task_headings() {
+    let h = markdown::task_heading("### Task 2: Calculate Sum (Parallel)").unwrap();
+    assert_eq!((h.id.as_str(), h.title.as_str(), h.note.as_deref()), ("2", "Calculate Sum", Some("Parallel")));
+    let h = markdown::task_heading("### Task 1: Answer Simple Geography Questions ⏳ Not Started").unwrap();
+    assert_eq!(h.title, "Answer Simple Geography Questions");
+    assert_eq!(h.status.as_deref(), Some("Not Started"));
+    let h = markdown::task_heading("## Task 2.1 - Split → merge").unwrap();
+    assert_eq!((h.id.as_str(), h.title.as_str()), ("2.1", "Split → merge"));
+    assert!(markdown::task_heading("# Task 1: top level is the job").is_none());
+    assert!(markdown::task_heading("### Task Summary").is_none());
+    assert!(markdown::task_heading("### Tasks").is_none());
+    assert!(markdown::task_heading("    ### Task 1: code block").is_none());
+    assert!(markdown::task_heading("###Task 1: no space").is_none());
+}
+
+/// Parsing the canonical JSON/TOML output gives back the same spec and the same validation.
+#[test]
+fn conversions_round_trip() {
+    for path in examples() {
+        let rel = path.strip_prefix(EXAMPLES).unwrap().display().to_string();
+        for expand in [false, true] {
+            let o = LoadOptions {
+                expand_subtasks: expand,
+                ..Default::default()
+            };
+            let loaded = load(&path, &o).unwrap();
+            let dag = check(&loaded, &rel).unwrap();
+            let json = to_json(&loaded.spec);
+            let again = parse_ok("out.json", &json, &LoadOptions::default());
+            assert_eq!(again.format, Format::Json, "{rel}");
+            assert_eq!(again.spec, loaded.spec, "{rel} via JSON");
+            assert_eq!(levels(&check(&again, "out.json").unwrap()), levels(&dag), "{rel}");
+            assert_eq!(again.positions.len(), loaded.positions.len(), "{rel}");
+
+            let toml = to_toml(&loaded.spec).unwrap();
+            let again = parse_ok("out.toml", &toml, &LoadOptions::default());
+            assert_eq!(again.spec, loaded.spec, "{rel} via TOML:\n{toml}");
+            assert_eq!(levels(&check(&again, "out.toml").unwrap()), levels(&dag), "{rel}");
+            assert_eq!(again.positions.len(), loaded.positions.len(), "{rel}");
+        }
+    }
+}
+
+#[test]
+fn canonical_errors_are_located() {
+    let text = "name = \"j\"\n\n[[tasks]]\nname = \"a\"\ncomand = \"true\"\n";
+    let err = parse("job.toml", text, &LoadOptions::default()).unwrap_err();
+    assert_eq!(err.len(), 1);
+    assert_eq!(err[0].pos, Some(Pos::new(5, 1)), "{}", err[0]);
+    assert!(err[0].message.contains("unknown field `comand`"), "{}", err[0]);
+    assert!(err[0].to_string().starts_with("job.toml:5:1: unknown field `comand`"));
+
+    let text = "{\n  \"tasks\": [\n    {\"name\": \"a\", \"comand\": \"true\"}\n  ]\n}\n";
+    let err = parse("job.json", text, &LoadOptions::default()).unwrap_err();
+    assert_eq!(err[0].pos.map(|p| p.line), Some(3), "{}", err[0]);
+    assert!(err[0].message.starts_with("unknown field `comand`"), "{}", err[0]);
+
+    let err = parse("job.json", "{\"tasks\": [", &LoadOptions::default()).unwrap_err();
+    assert!(err[0].to_string().starts_with("job.json:1:12: invalid JSON: EOF"), "{}", err[0]);
+
+    let err = parse("job.toml", "[[tasks]]\nname = \"\"\ncommand = \"x\"\n", &LoadOptions::default())
+        .unwrap_err();
+    assert_eq!(err[0].pos.map(|p| p.line), Some(2), "{}", err[0]);
+    assert!(err[0].message.contains("task name is empty"), "{}", err[0]);
+}
+
+#[test]
+fn validation_errors_are_located_at_tasks() {
+    let text = "name = \"cyc\"\n\
+        [[tasks]]\n\
+        name = \"a\"\n\
+        command = \"true\"\n\
+        depends_on = [\"c\"]\n\
+        \n\
+        [[tasks]]\n\
+        name = \"b\"\n\
+        command = \"true\"\n\
+        depends_on = [\"a\"]\n\
+        \n\
+        [[tasks]]\n\
+          name = \"c\"\n\
+        command = \"true\"\n\
+        depends_on = [\"b\"]\n";
+    let l = parse_ok("cyc.toml", text, &LoadOptions::default());
+    assert_eq!(l.positions[&l.spec.tasks[2].name], Pos::new(13, 8));
+    let err = check(&l, "cyc.toml").unwrap_err();
+    assert_eq!(
+        err[0].to_string(),
+        "cyc.toml:3:8: dependency cycle: a → b → c → a (each must finish before the next)"
+    );
+
+    let text = r#"{"tasks":[{"name":"a","command":"true"},
+                  {"name":"b","command":"true","depends_on":["zzz"]}]}"#;
+    let l = parse_ok("j.json", text, &LoadOptions::default());
+    let err = check(&l, "j.json").unwrap_err();
+    assert_eq!(err[0].to_string(), "j.json:2:27: task 'b' depends on unknown task 'zzz'");
+
+    let l = parse_ok("empty.toml", "name = \"x\"\n", &LoadOptions::default());
+    assert_eq!(check(&l, "empty.toml").unwrap_err()[0].to_string(), "empty.toml: job has no tasks");
+}
+
+#[test]
+fn size_and_nesting_caps() {
+    let deep_toml = format!("x = {}", "[".repeat(100_000));
+    let deep_json = format!("{}1{}", "{\"a\":".repeat(100_000), "}".repeat(100_000));
+    let dotted = format!("{} = 1\n", vec!["a"; 100_000].join("."));
+    let header = format!("[{}]\n", vec!["a"; 100_000].join("."));
+    let inline = format!("x = {}1{}\n", "{a.a.a = ".repeat(60), "}".repeat(60));
+    let nested_headers = (0..200)
+        .map(|i| format!("[{}]\nk = 1\n", vec!["a"; i + 1].join(".")))
+        .collect::<String>();
+    for (label, text) in [
+        ("deep.toml", "[".repeat(100_000)),
+        ("deep.toml", deep_toml),
+        ("dotted.toml", dotted),
+        ("header.toml", header),
+        ("inline.toml", inline),
+        ("nested.toml", nested_headers),
+        ("deep.json", deep_json),
+        ("deep.json", "[".repeat(100_000)),
+    ] {
+        for f in Format::ALL {
+            let err = parse(label, &text, &opts(Some(f))).unwrap_err();
+            assert!(!err.is_empty(), "{label} as {f}");
+        }
+        let err = parse(label, &text, &LoadOptions::default()).unwrap_err();
+        assert!(
+            err[0].message.contains("nested deeper than 128 levels"),
+            "{label}: {}",
+            err[0]
+        );
+    }
+    // Nesting within the cap is fine.
+    let ok = format!(
+        "name = \"n\"\n[settings.env]\nK = \"v\"\n[[tasks]]\nname = \"a\"\ncommand = \"true\"\nlabels = {{ x = \"{}\" }}\n",
+        "[".repeat(500)
+    );
+    parse_ok("ok.toml", &ok, &LoadOptions::default());
+
+    let big = " ".repeat(ordo_proto::names::MAX_SPEC_BYTES + 1);
+    let err = parse("big.json", &big, &LoadOptions::default()).unwrap_err();
+    assert!(err[0].message.contains("at most 67108864 bytes"), "{}", err[0]);
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big.toml");
+    let f = std::fs::File::create(&path).unwrap();
+    f.set_len(ordo_proto::names::MAX_SPEC_BYTES as u64 + 10).unwrap();
+    let err = load(&path, &LoadOptions::default()).unwrap_err();
+    assert!(err[0].to_string().contains("at most 67108864 bytes"), "{}", err[0]);
+    let err = load(dir.path(), &LoadOptions::default()).unwrap_err();
+    assert!(err[0].message.contains("directory"), "{}", err[0]);
+    let err = load(&dir.path().join("missing.toml"), &LoadOptions::default()).unwrap_err();
+    assert!(err[0].message.starts_with("cannot open"), "{}", err[0]);
+    std::fs::write(&path, b"name = \"x\"\n\xff\xfe").unwrap();
+    let err = load(&path, &LoadOptions::default()).unwrap_err();
+    assert!(err[0].to_string().ends_with("big.toml:2:1: file is not valid UTF-8"), "{}", err[0]);
+}
+
+#[test]
+fn diagnostics_display() {
+    let d = Diagnostic::new("f.toml", Some(Pos::new(3, 7)), "bad");
+    assert_eq!(d.to_string(), "f.toml:3:7: bad");
+    assert_eq!(Diagnostic::new("f.toml", None, "bad").to_string(), "f.toml: bad");
+}
+
+#[test]
+fn json_positions_follow_structure() {
+    let text = "{\"master\": {\"tasks\": [\n  {\"id\": 1, \"subtasks\": [{\"id\": 1}, {\"id\": 2, \"dependencies\": [\"2.1\", 3]}]},\n  {\"id\": \"x/y~\", \"t\\u0069tle\": \"é\"}\n]}}";
+    let p = json_positions(text);
+    assert_eq!(p.get("/master/tasks/0/id"), Some(Pos::new(2, 10)));
+    assert_eq!(p.get("/master/tasks/0/subtasks/1/id"), Some(Pos::new(2, 46)));
+    assert_eq!(p.get("/master/tasks/0/subtasks/1/dependencies/1"), Some(Pos::new(2, 74)));
+    assert_eq!(p.get("/master/tasks/1"), Some(Pos::new(3, 3)));
+    assert_eq!(p.get("/master/tasks/1/title"), Some(Pos::new(3, 33)));
+    assert_eq!(p.get("/master/tasks/1/id"), Some(Pos::new(3, 10)));
+    assert_eq!(pointer_key("x/y~"), "x~1y~0");
+}
+
+/// A tiny deterministic generator, so the robustness tests need no extra crate.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+/// One random byte-level edit: flip, insert, delete or duplicate a range.
+fn mutate(rng: &mut Rng, data: &mut Vec<u8>) {
+    let len = data.len();
+    let at = rng.below(len + 1);
+    let span = 1 + rng.below(if rng.below(4) == 0 { 64 } else { 4 });
+    match rng.below(5) {
+        0 if len > 0 => {
+            let i = at.min(len - 1);
+            data[i] ^= 1 << rng.below(8);
+        }
+        1 => {
+            let bytes: Vec<u8> = (0..span)
+                .map(|_| match rng.below(3) {
+                    0 => b"{}[]\"',:#=\n\\.`-*|()0123456789"[rng.below(32)],
+                    1 => rng.next() as u8,
+                    _ => b"\xe2\x8f\xb3"[rng.below(3)],
+                })
+                .collect();
+            data.splice(at..at, bytes);
+        }
+        2 => {
+            let end = (at + span).min(len);
+            data.drain(at.min(end)..end);
+        }
+        3 => {
+            let end = (at + span * 8).min(len);
+            let copy = data[at.min(end)..end].to_vec();
+            let to = rng.below(data.len() + 1);
+            data.splice(to..to, copy);
+        }
+        _ => {
+            if len > 0 {
+                let i = at.min(len - 1);
+                data[i] = rng.next() as u8;
+            }
+        }
+    }
+}
+
+fn parse_everything(label: &str, bytes: &[u8]) {
+    let text = String::from_utf8_lossy(bytes);
+    for expand in [false, true] {
+        for f in Format::ALL.into_iter().map(Some).chain([None]) {
+            let o = LoadOptions {
+                format: f,
+                tag: None,
+                expand_subtasks: expand,
+            };
+            if let Ok(l) = parse(label, &text, &o) {
+                let _ = check(&l, label);
+                let _ = to_json(&l.spec);
+                let _ = to_toml(&l.spec);
+                if let Ok(dag) = ordo_proto::validate::validate(&l.spec) {
+                    let _ = crate::graph::dot(&l.spec, &dag);
+                    let _ = crate::graph::mermaid(&l.spec, &dag);
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn no_parser_panics_on_random_bytes() {
+    let mut rng = Rng(0x2545_F491_4F6C_DD1D);
+    for i in 0..300 {
+        let len = rng.below(if i % 10 == 0 { 4096 } else { 200 });
+        let bytes: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+        parse_everything("random", &bytes);
+        // Random tokens of the formats' own alphabets find deeper paths.
+        let alphabet: &[&[u8]] = &[
+            b"[[tasks]]\n", b"name = ", b"\"a\"", b"{", b"}", b"[", b"]", b",", b":", b"\n",
+            b"\"tasks\"", b"\"subtasks\"", b"\"id\"", b"1", b"\"1.2\"", b"\"dependencies\"",
+            b"### Task 1: x\n", b"- Depends on: Task 2\n", b"```sh\n", b"- [ ] 1.1 s\n",
+            b"'''", b"\"\"\"", b"a.b.", b" = ", b"#", b"\\", b"command: x\n",
+        ];
+        let n = rng.below(60);
+        let tokens: Vec<u8> = (0..n)
+            .flat_map(|_| alphabet[rng.below(alphabet.len())].iter().copied())
+            .collect();
+        parse_everything("tokens", &tokens);
+    }
+}
+
+#[test]
+fn no_parser_panics_on_mutated_examples() {
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    for path in examples() {
+        let original = std::fs::read(&path).unwrap();
+        let label = path.file_name().unwrap().to_string_lossy().into_owned();
+        // Fewer rounds for the big files keep the test quick.
+        let rounds = if original.len() > 20_000 { 40 } else { 150 };
+        for _ in 0..rounds {
+            let mut data = original.clone();
+            for _ in 0..1 + rng.below(8) {
+                mutate(&mut rng, &mut data);
+            }
+            parse_everything(&label, &data);
+        }
+    }
+}

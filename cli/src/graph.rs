@@ -1,0 +1,172 @@
+//! `ordo graph`: a validated job's DAG as Graphviz DOT or a Mermaid flowchart.
+//!
+//! Task names are arbitrary user text (`$(x)`, `a"b`, `2.1`, `<script>`), so both renderers
+//! give nodes generated ids (`t0`, `t1`, … in declaration order) and put names only into
+//! quoted, escaped labels. Edges point from a dependency to its dependent (execution order).
+
+use std::fmt::Write as _;
+
+use ordo_proto::{Dag, JobSpec, TaskSpec};
+
+/// Graphviz DOT: `dot -Tsvg` renders it. Prompt tasks are notes, exclusive tasks bold, tasks
+/// allowed to fail dashed.
+pub fn dot(spec: &JobSpec, dag: &Dag) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "digraph \"{}\" {{", dot_escape(&spec.name));
+    out.push_str("  rankdir=LR;\n  node [shape=box, fontname=\"Helvetica\"];\n");
+    for (i, name) in dag.names.iter().enumerate() {
+        let mut attrs = format!("label=\"{}\"", dot_escape(name.as_str()));
+        if let Some(t) = spec.tasks.get(i) {
+            let styles = styles(t);
+            if t.is_prompt() {
+                attrs.push_str(", shape=note");
+            }
+            if !styles.is_empty() {
+                let _ = write!(attrs, ", style=\"{}\"", styles.join(","));
+            }
+            if let Some(d) = &t.description {
+                let _ = write!(attrs, ", tooltip=\"{}\"", dot_escape(d));
+            }
+        }
+        let _ = writeln!(out, "  t{i} [{attrs}];");
+    }
+    for (t, deps) in dag.deps.iter().enumerate() {
+        for d in deps {
+            let _ = writeln!(out, "  t{d} -> t{t};");
+        }
+    }
+    out.push_str("}\n");
+    out
+}
+
+fn styles(t: &TaskSpec) -> Vec<&'static str> {
+    let mut s = Vec::new();
+    if t.exclusive {
+        s.push("bold");
+    }
+    if t.allow_failure {
+        s.push("dashed");
+    }
+    s
+}
+
+/// Escapes text for a double-quoted DOT string: quotes and backslashes escaped (so no DOT
+/// escape such as `\N` or `\l` is formed), newlines as `\n`, other control characters dropped.
+pub fn dot_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            c if c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A Mermaid flowchart (`flowchart LR`), e.g. for Markdown reports.
+pub fn mermaid(spec: &JobSpec, dag: &Dag) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "%% {}", mermaid_comment(&spec.name));
+    out.push_str("flowchart LR\n");
+    for (i, name) in dag.names.iter().enumerate() {
+        let label = mermaid_escape(name.as_str());
+        match spec.tasks.get(i) {
+            // A prompt task is drawn as a rounded box.
+            Some(t) if t.is_prompt() => {
+                let _ = writeln!(out, "  t{i}(\"{label}\")");
+            }
+            _ => {
+                let _ = writeln!(out, "  t{i}[\"{label}\"]");
+            }
+        }
+    }
+    for (t, deps) in dag.deps.iter().enumerate() {
+        for d in deps {
+            let _ = writeln!(out, "  t{d} --> t{t}");
+        }
+    }
+    out
+}
+
+/// Escapes text for a quoted Mermaid label: everything that Mermaid or the HTML it renders
+/// could read as syntax becomes an entity code (`#quot;`, `#35;`, …).
+pub fn mermaid_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("#quot;"),
+            '#' | '<' | '>' | '&' | '`' | '\\' | ';' | '|' | '{' | '}' | '[' | ']' | '(' | ')'
+            | '%' | '*' | '_' | '~' | '=' => {
+                let _ = write!(out, "#{};", c as u32);
+            }
+            c if c.is_control() => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Text for a `%%` comment line: one line, no directive (`%%{`).
+fn mermaid_comment(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() || c == '{' || c == '}' { ' ' } else { c })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ordo_proto::TaskSpec;
+
+    fn spec(names: &[&str]) -> (JobSpec, Dag) {
+        let mut spec = JobSpec {
+            name: "job \"x\"\n%%{init}".into(),
+            ..Default::default()
+        };
+        for (i, n) in names.iter().enumerate() {
+            let mut t = TaskSpec::shell(n, "true");
+            if i > 0 {
+                t.depends_on.push(spec.tasks[i - 1].name.clone());
+            }
+            spec.tasks.push(t);
+        }
+        let dag = ordo_proto::validate::validate(&spec).unwrap();
+        (spec, dag)
+    }
+
+    const NASTY: &[&str] = &["$(x)", "a\"b", "2.1", "back\\slash\\N", "<b>#1;</b>", "end", "a];b"];
+
+    #[test]
+    fn dot_escapes_names() {
+        let (spec, dag) = spec(NASTY);
+        let out = dot(&spec, &dag);
+        assert!(out.starts_with("digraph \"job \\\"x\\\"\\n%%{init}\" {"), "{out}");
+        assert!(out.contains("t1 [label=\"a\\\"b\"]"), "{out}");
+        assert!(out.contains("t3 [label=\"back\\\\slash\\\\N\"]"), "{out}");
+        assert!(out.contains("t0 -> t1;"));
+        // Every line is a statement; no quote is left unbalanced.
+        for line in out.lines() {
+            let unescaped = line.replace("\\\\", "").replace("\\\"", "");
+            assert_eq!(unescaped.matches('"').count() % 2, 0, "{line}");
+        }
+    }
+
+    #[test]
+    fn mermaid_uses_ids_and_entity_codes() {
+        let (spec, dag) = spec(NASTY);
+        let out = mermaid(&spec, &dag);
+        assert!(out.contains("t1[\"a#quot;b\"]"), "{out}");
+        assert!(out.contains("t4[\"#60;b#62;#35;1#59;#60;/b#62;\"]"), "{out}");
+        assert!(out.contains("t0[\"$#40;x#41;\"]"), "{out}");
+        assert!(out.contains("t5[\"end\"]"));
+        assert!(out.contains("t6[\"a#93;#59;b\"]"), "{out}");
+        assert!(out.contains("t5 --> t6"));
+        assert!(out.lines().next().unwrap().starts_with("%% job \"x\" %% init "), "{out}");
+        for line in out.lines().skip(2) {
+            assert_eq!(line.matches('"').count() % 2, 0, "{line}");
+        }
+    }
+}

@@ -1,0 +1,14 @@
+//! The `ordo` command line as a library, so benches and tests reach the same code.
+//!
+//! # Layout
+//! - `formats`: every input format → `JobSpec`, with file positions for errors.
+//! - `graph`: Graphviz dot and Mermaid renderings of a job's DAG.
+//! - `run`: the local runner (engine + store + executor in one process).
+//! - `progress`: what a run shows while it goes (bars, lines, nothing).
+//! - `summary`: the table or JSON a run prints at the end.
+
+pub mod formats;
+pub mod graph;
+pub mod progress;
+pub mod run;
+pub mod summary;

@@ -1,0 +1,267 @@
+//! The local runner behind `ordo run`: the coordinator's engine and store, and the worker's
+//! executor, in one process with no broker.
+//!
+//! The loop: wait for events (results, timers, Ctrl-C), drain every event already queued, apply
+//! them all, commit their changes in one store transaction (group commit), then carry out the
+//! actions. With `--state DIR` the store is a redb file committed durably before any action of
+//! the batch is carried out, so a killed run resumes where the store says; without it the store
+//! lives in memory.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+use ordo_coordinator::engine::{
+    ANY_QUEUE, Action, Capacity, Change, Engine, Event, JobOptions, JobState, Millis, SavedTask,
+};
+use ordo_coordinator::store::{Batch, JobRecord, Store};
+use ordo_proto::{Attempt, Dag, ExecutionMode, JobId, JobSpec, TaskResult};
+use ordo_worker::exec::{self, ExecOptions};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::progress::Progress;
+
+pub struct RunOptions {
+    /// Task slots (tasks running at once across the job).
+    pub workers: u32,
+    pub default_mode: ExecutionMode,
+    pub max_parallel: Option<u32>,
+    pub state_dir: Option<PathBuf>,
+    /// Where the spec came from, for records and messages.
+    pub source: String,
+}
+
+/// What a finished (or interrupted) run leaves behind.
+#[derive(Debug)]
+pub struct RunReport {
+    pub job: JobRecord,
+    pub tasks: Vec<SavedTask>,
+    pub attempts: Vec<TaskResult>,
+    /// The run was resumed from a state directory.
+    pub resumed: bool,
+    /// Ctrl-C (or the shutdown future) ended it.
+    pub interrupted: bool,
+    pub slots: u32,
+}
+
+pub fn now_ms() -> Millis {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as Millis)
+        .unwrap_or(0)
+}
+
+/// CPUs and memory this machine offers to tasks that declare `cpu_required`/`memory_required`.
+fn machine_capacity(slots: u32) -> Capacity {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let memory_mb = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
+        .map_or(u64::MAX / 2, |kb| kb / 1024);
+    Capacity::machine(slots, cpus, memory_mb)
+}
+
+/// Runs a validated job to its end. `shutdown` resolving cancels the job (Ctrl-C).
+pub async fn run(
+    spec: JobSpec,
+    dag: Dag,
+    opts: RunOptions,
+    progress: &mut dyn Progress,
+    shutdown: impl Future<Output = ()>,
+) -> Result<RunReport> {
+    let store = match &opts.state_dir {
+        Some(dir) => Store::open(dir)?,
+        None => Store::in_memory()?,
+    };
+    let store = Arc::new(store);
+    let spec = Arc::new(spec);
+    let dag = Arc::new(dag);
+    let slots = opts.workers.max(1);
+
+    // Resume the unfinished job of the same spec, if the state directory has one.
+    let previous = store
+        .jobs()?
+        .into_iter()
+        .rev()
+        .find(|j| !j.state.is_terminal() && j.spec == *spec);
+    let now = now_ms();
+    let (record, saved) = match previous {
+        Some(rec) => {
+            let saved = store.tasks(&rec.id)?;
+            (rec, Some(saved))
+        }
+        None => {
+            let rec = JobRecord {
+                id: JobId::new(),
+                name: spec.name.clone(),
+                source: opts.source.clone(),
+                spec: (*spec).clone(),
+                options: JobOptions {
+                    default_mode: opts.default_mode,
+                    max_parallel: opts.max_parallel,
+                    seed: now,
+                },
+                state: JobState::Pending,
+                created_ms: now,
+                updated_ms: now,
+                finished_ms: None,
+                reason: None,
+            };
+            store.insert_job(&rec)?;
+            (rec, None)
+        }
+    };
+    let job = record.id;
+    let resumed = saved.is_some();
+    progress.start(&record, &spec, resumed);
+
+    let mut engine = Engine::new();
+    let (tx, mut rx) = mpsc::unbounded_channel::<Event>();
+    let mut kills: HashMap<(u32, Attempt), oneshot::Sender<()>> = HashMap::new();
+    let exec_opts = Arc::new(ExecOptions::new("local"));
+
+    let mut actions = engine.apply(
+        now,
+        Event::Capacity {
+            queue: ANY_QUEUE.into(),
+            capacity: machine_capacity(slots),
+        },
+    );
+    let in_flight: Vec<(u32, Attempt)> = saved
+        .iter()
+        .flatten()
+        .enumerate()
+        .filter_map(|(i, s)| s.state.active_attempt().map(|a| (i as u32, a)))
+        .collect();
+    actions.extend(engine.apply(
+        now,
+        Event::Submit {
+            job,
+            spec: spec.clone(),
+            dag: dag.clone(),
+            options: record.options.clone(),
+            saved,
+        },
+    ));
+    // Attempts that were in flight when the last run died have no process any more.
+    for (index, attempt) in in_flight {
+        actions.extend(engine.apply(
+            now,
+            Event::Requeue {
+                job,
+                index,
+                attempt,
+            },
+        ));
+    }
+
+    tokio::pin!(shutdown);
+    let mut interrupted = false;
+    let mut changes: Vec<Change> = Vec::new();
+    loop {
+        // Commit first, then act: nothing runs that the store does not know about.
+        changes.clear();
+        let mut dispatches = Vec::new();
+        for a in actions.drain(..) {
+            match a {
+                Action::Record(c) => changes.push(c),
+                Action::Dispatch(d) => dispatches.push(d),
+                Action::Kill { index, attempt, .. } => {
+                    if let Some(k) = kills.remove(&(index, attempt)) {
+                        let _ = k.send(());
+                    }
+                }
+            }
+        }
+        if !changes.is_empty() {
+            let batch = Batch {
+                now: now_ms(),
+                changes: &changes,
+                ..Default::default()
+            };
+            tokio::task::block_in_place(|| store.commit(&batch))
+                .context("cannot record the job's progress")?;
+            progress.changes(&changes, &spec);
+        }
+        for d in dispatches {
+            let (kill_tx, kill_rx) = oneshot::channel();
+            kills.insert((d.index, d.attempt), kill_tx);
+            let tx = tx.clone();
+            let exec_opts = exec_opts.clone();
+            tokio::spawn(async move {
+                let _ = tx.send(Event::Started {
+                    job: d.job,
+                    index: d.index,
+                    attempt: d.attempt,
+                    worker: exec_opts.worker.clone(),
+                });
+                let cancel = async {
+                    // A dropped sender (job over) must not look like a kill.
+                    if kill_rx.await.is_err() {
+                        std::future::pending::<()>().await;
+                    }
+                };
+                let result = exec::run(&d, &exec_opts, cancel, None).await;
+                let _ = tx.send(Event::Finished(result));
+            });
+        }
+        if !engine.has_job(&job) {
+            break;
+        }
+
+        let first = tokio::select! {
+            m = rx.recv() => match m {
+                Some(e) => e,
+                None => break,
+            },
+            _ = sleep_until(engine.next_wakeup()) => Event::Tick,
+            _ = &mut shutdown, if !interrupted => {
+                interrupted = true;
+                Event::Cancel { job, reason: "interrupted".into() }
+            }
+        };
+        let now = now_ms();
+        if let Event::Finished(r) = &first {
+            kills.remove(&(r.index, r.attempt));
+        }
+        actions.extend(engine.apply(now, first));
+        // Group commit: everything already queued joins this batch.
+        while let Ok(e) = rx.try_recv() {
+            if let Event::Finished(r) = &e {
+                kills.remove(&(r.index, r.attempt));
+            }
+            actions.extend(engine.apply(now, e));
+        }
+    }
+
+    let job_record = store
+        .job(&job)?
+        .context("job record vanished from the store")?;
+    let report = RunReport {
+        tasks: store.tasks(&job)?,
+        attempts: store.attempts(&job)?,
+        job: job_record,
+        resumed,
+        interrupted,
+        slots,
+    };
+    progress.finish(&report);
+    Ok(report)
+}
+
+async fn sleep_until(at: Option<Millis>) {
+    match at {
+        Some(at) => {
+            let wait = at.saturating_sub(now_ms());
+            tokio::time::sleep(Duration::from_millis(wait)).await
+        }
+        None => std::future::pending().await,
+    }
+}
