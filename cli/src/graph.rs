@@ -99,7 +99,7 @@ pub fn mermaid_escape(s: &str) -> String {
         match c {
             '"' => out.push_str("#quot;"),
             '#' | '<' | '>' | '&' | '`' | '\\' | ';' | '|' | '{' | '}' | '[' | ']' | '(' | ')'
-            | '%' | '*' | '_' | '~' | '=' => {
+            | '%' | '*' | '~' | '=' => {
                 let _ = write!(out, "#{};", c as u32);
             }
             c if c.is_control() => out.push(' '),
@@ -112,7 +112,13 @@ pub fn mermaid_escape(s: &str) -> String {
 /// Text for a `%%` comment line: one line, no directive (`%%{`).
 fn mermaid_comment(s: &str) -> String {
     s.chars()
-        .map(|c| if c.is_control() || c == '{' || c == '}' { ' ' } else { c })
+        .map(|c| {
+            if c.is_control() || c == '{' || c == '}' {
+                ' '
+            } else {
+                c
+            }
+        })
         .collect()
 }
 
@@ -137,13 +143,24 @@ mod tests {
         (spec, dag)
     }
 
-    const NASTY: &[&str] = &["$(x)", "a\"b", "2.1", "back\\slash\\N", "<b>#1;</b>", "end", "a];b"];
+    const NASTY: &[&str] = &[
+        "$(x)",
+        "a\"b",
+        "2.1",
+        "back\\slash\\N",
+        "<b>#1;</b>",
+        "end",
+        "a];b",
+    ];
 
     #[test]
     fn dot_escapes_names() {
         let (spec, dag) = spec(NASTY);
         let out = dot(&spec, &dag);
-        assert!(out.starts_with("digraph \"job \\\"x\\\"\\n%%{init}\" {"), "{out}");
+        assert!(
+            out.starts_with("digraph \"job \\\"x\\\"\\n%%{init}\" {"),
+            "{out}"
+        );
         assert!(out.contains("t1 [label=\"a\\\"b\"]"), "{out}");
         assert!(out.contains("t3 [label=\"back\\\\slash\\\\N\"]"), "{out}");
         assert!(out.contains("t0 -> t1;"));
@@ -159,12 +176,21 @@ mod tests {
         let (spec, dag) = spec(NASTY);
         let out = mermaid(&spec, &dag);
         assert!(out.contains("t1[\"a#quot;b\"]"), "{out}");
-        assert!(out.contains("t4[\"#60;b#62;#35;1#59;#60;/b#62;\"]"), "{out}");
+        assert!(
+            out.contains("t4[\"#60;b#62;#35;1#59;#60;/b#62;\"]"),
+            "{out}"
+        );
         assert!(out.contains("t0[\"$#40;x#41;\"]"), "{out}");
         assert!(out.contains("t5[\"end\"]"));
         assert!(out.contains("t6[\"a#93;#59;b\"]"), "{out}");
         assert!(out.contains("t5 --> t6"));
-        assert!(out.lines().next().unwrap().starts_with("%% job \"x\" %% init "), "{out}");
+        assert!(
+            out.lines()
+                .next()
+                .unwrap()
+                .starts_with("%% job \"x\" %% init "),
+            "{out}"
+        );
         for line in out.lines().skip(2) {
             assert_eq!(line.matches('"').count() % 2, 0, "{line}");
         }

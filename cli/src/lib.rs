@@ -4,11 +4,13 @@
 //! - `formats`: every input format → `JobSpec`, with file positions for errors.
 //! - `graph`: Graphviz dot and Mermaid renderings of a job's DAG.
 //! - `run`: the local runner (engine + store + executor in one process).
+//! - `remote`: submit, status, jobs, watch, logs, cancel, retry, workers over NATS.
 //! - `progress`: what a run shows while it goes (bars, lines, nothing).
 //! - `summary`: the table or JSON a run prints at the end.
 
 pub mod formats;
 pub mod graph;
 pub mod progress;
+pub mod remote;
 pub mod run;
 pub mod summary;

@@ -73,6 +73,8 @@ enum Command {
     },
     /// Run a job on this machine, no broker needed.
     Run(RunArgs),
+    #[command(flatten)]
+    Remote(ordo::remote::Remote),
 }
 
 #[derive(Args)]
@@ -197,6 +199,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Convert { spec, out, to } => convert(&spec, out.as_deref(), to),
         Command::Run(args) => run(args),
+        Command::Remote(cmd) => ordo::remote::dispatch(cmd),
     }
 }
 

@@ -411,6 +411,8 @@ mod tests {
             working_dir: None,
             timeout: None,
             verify_delay: None,
+            cpus: 0.0,
+            memory_mb: 0,
         };
         let seqs = store
             .commit(&Batch {

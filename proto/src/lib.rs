@@ -7,8 +7,13 @@
 //! - `validate`: every check a spec must pass, errors as data naming the tasks.
 //! - `dag`: the validated graph and its analyses (levels, critical path, makespan estimate).
 //! - `names`: subjects, streams, limits and file names, defined once.
+//! - `connect` (feature `client`): NATS connection flags and `connect()` for the binaries.
+//! - `api`: the coordinator's JSON API on `ordo.api.<verb>`.
 //! - `wire`: `Dispatch` and `TaskResult`, what executors receive and report.
 
+pub mod api;
+#[cfg(feature = "client")]
+pub mod connect;
 pub mod dag;
 pub mod duration;
 pub mod ids;
@@ -21,4 +26,4 @@ pub use dag::{Dag, Plan};
 pub use duration::Dur;
 pub use ids::{Attempt, JobId, TaskName};
 pub use spec::{ExecutionMode, JobSpec, Jump, Program, Settings, TaskSpec};
-pub use wire::{Dispatch, Outcome, TaskResult, Verify};
+pub use wire::{Dispatch, Heartbeat, Kill, Outcome, TaskResult, Verify, WorkerEvent};

@@ -199,6 +199,16 @@ fn check_task(
             message: format!("cpu_required must be a non-negative number, not {cpu}"),
         });
     }
+    if let Some(q) = &t.queue
+        && !crate::names::valid_queue(q)
+    {
+        errors.push(Error::BadValue {
+            task: task(),
+            message: format!(
+                "queue {q:?} must be 1 to 64 letters, digits, '_' or '-'"
+            ),
+        });
+    }
     if t.locks.iter().any(|l| l.trim().is_empty()) {
         errors.push(Error::Empty {
             task: task(),

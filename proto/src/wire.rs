@@ -35,6 +35,11 @@ pub struct Dispatch {
     /// `check_interval`, for prompt tasks).
     #[serde(default)]
     pub verify_delay: Option<Duration>,
+    /// CPUs and memory (MB) the task declared; a worker takes it only if they fit.
+    #[serde(default)]
+    pub cpus: f64,
+    #[serde(default)]
+    pub memory_mb: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,4 +95,78 @@ pub struct TaskResult {
     pub worker: String,
     /// Human-readable reason when not succeeded (`exit code 3`, `timed out after 5s`, ...).
     pub message: String,
+}
+
+/// What workers publish on `ordo.event.<job>`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum WorkerEvent {
+    Started {
+        job: JobId,
+        index: u32,
+        attempt: Attempt,
+        worker: String,
+    },
+    Finished(TaskResult),
+}
+
+impl WorkerEvent {
+    pub fn job(&self) -> JobId {
+        match self {
+            WorkerEvent::Started { job, .. } => *job,
+            WorkerEvent::Finished(r) => r.job,
+        }
+    }
+
+    /// `Nats-Msg-Id`: a re-published event of the same attempt is de-duplicated.
+    pub fn msg_id(&self) -> String {
+        match self {
+            WorkerEvent::Started {
+                job,
+                index,
+                attempt,
+                worker,
+            } => format!("{job}.{index}.{attempt}.started.{worker}"),
+            WorkerEvent::Finished(r) => {
+                format!("{}.{}.{}.finished.{}", r.job, r.index, r.attempt, r.worker)
+            }
+        }
+    }
+}
+
+/// A worker announcing itself, every second, on `ordo.heartbeat.<id>`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    pub worker: String,
+    pub host: String,
+    pub queues: Vec<String>,
+    pub slots: u32,
+    pub busy: u32,
+    pub cpus: f64,
+    pub memory_mb: u64,
+    /// Set while the worker drains after SIGTERM: it takes no new tasks.
+    pub draining: bool,
+    pub at_ms: u64,
+}
+
+/// From the coordinator to every worker on `ordo.control.kill`: stop these attempts now and
+/// never start a task of a listed job.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Kill {
+    pub job: JobId,
+    /// `None`: every attempt of the job.
+    pub index: Option<u32>,
+    pub attempt: Option<Attempt>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("cannot decode message: {0}")]
+pub struct DecodeError(String);
+
+/// Internal messages are MessagePack (with field names, so fields can be added).
+pub fn encode<T: Serialize>(v: &T) -> Vec<u8> {
+    rmp_serde::to_vec_named(v).expect("wire types always serialise")
+}
+
+pub fn decode<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, DecodeError> {
+    rmp_serde::from_slice(bytes).map_err(|e| DecodeError(e.to_string()))
 }

@@ -221,3 +221,236 @@ pub fn pids_with_env(key: &str, value: &str) -> Vec<u32> {
     }
     out
 }
+
+/// A real `nats-server` with JetStream on a random port and a temporary store, killed on drop.
+/// `restart` keeps the port and the store. The binary comes from `NATS_SERVER_BIN` (set by
+/// `scripts/test`), else `nats-server` on PATH.
+pub struct NatsServer {
+    child: Option<Child>,
+    pub port: u16,
+    dir: tempfile::TempDir,
+}
+
+fn nats_server_bin() -> PathBuf {
+    std::env::var_os("NATS_SERVER_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("nats-server"))
+}
+
+impl NatsServer {
+    pub fn start() -> NatsServer {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut s = NatsServer {
+            child: None,
+            port: 0,
+            dir,
+        };
+        s.spawn(None);
+        s
+    }
+
+    fn spawn(&mut self, port: Option<u16>) {
+        let store = self.dir.path().join("js");
+        let ports = self.dir.path().join("ports");
+        let _ = std::fs::create_dir_all(&ports);
+        for e in std::fs::read_dir(&ports).unwrap().flatten() {
+            let _ = std::fs::remove_file(e.path());
+        }
+        let log = std::fs::File::create(self.dir.path().join("nats.log")).unwrap();
+        let port_arg = port.map_or("-1".to_string(), |p| p.to_string());
+        let child = Command::new(nats_server_bin())
+            .args(["-a", "127.0.0.1", "-p", &port_arg, "-js", "-sd"])
+            .arg(&store)
+            .arg("--ports_file_dir")
+            .arg(&ports)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "cannot start {}: {e} (scripts/test installs nats-server 2.15 and sets NATS_SERVER_BIN)",
+                    nats_server_bin().display()
+                )
+            });
+        let pid = child.id();
+        self.child = Some(child);
+        let file = ports.join(format!("nats-server_{pid}.ports"));
+        let mut found = None;
+        assert!(
+            wait_until(Duration::from_secs(20), || {
+                found = std::fs::read_to_string(&file)
+                    .ok()
+                    .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
+                    .and_then(|v| {
+                        let url = v["nats"][0].as_str()?.to_string();
+                        url.rsplit(':').next()?.parse::<u16>().ok()
+                    });
+                found.is_some()
+            }),
+            "nats-server did not write its ports file"
+        );
+        self.port = found.unwrap();
+        // Ready when it accepts connections.
+        assert!(wait_until(Duration::from_secs(10), || {
+            std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
+        }));
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Stops the server with `sig` (SIGTERM or SIGKILL) and waits for it to exit.
+    pub fn stop(&mut self, sig: i32) {
+        if let Some(mut c) = self.child.take() {
+            signal(c.id(), sig);
+            wait_child(&mut c, Duration::from_secs(20));
+        }
+    }
+
+    /// Stops the server with `sig` and starts it again on the same port and store.
+    pub fn restart(&mut self, sig: i32) {
+        self.stop(sig);
+        let port = self.port;
+        self.spawn(Some(port));
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A real `ordo-coordinator` or `ordo-worker` process, killed on drop; its stderr goes to a
+/// log file that `log()` returns for failure messages.
+pub struct Daemon {
+    child: Option<Child>,
+    bin: String,
+    args: Vec<String>,
+    cwd: PathBuf,
+    log_path: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Daemon {
+    /// Starts `bin_name ARGS` in `cwd` (workers run tasks in their current directory).
+    pub fn spawn(bin_name: &str, args: &[&str], cwd: &Path) -> Daemon {
+        let dir = tempfile::tempdir().unwrap();
+        let mut d = Daemon {
+            child: None,
+            bin: bin_name.to_string(),
+            args: args.iter().map(|s| s.to_string()).collect(),
+            cwd: cwd.to_path_buf(),
+            log_path: dir.path().join("daemon.log"),
+            _dir: dir,
+        };
+        d.start();
+        d
+    }
+
+    pub fn start(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log_path)
+            .unwrap();
+        let child = Command::new(bin(&self.bin))
+            .args(&self.args)
+            .current_dir(&self.cwd)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("spawn daemon");
+        self.child = Some(child);
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// Sends `sig` and waits for the process to exit; returns its status.
+    pub fn stop(&mut self, sig: i32) -> ExitStatus {
+        let mut c = self.child.take().expect("running");
+        signal(c.id(), sig);
+        wait_child(&mut c, Duration::from_secs(60))
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log_path).unwrap_or_default()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A cluster for one test: nats-server, a coordinator with its own data dir, and workers.
+pub struct Cluster {
+    pub nats: NatsServer,
+    pub coordinator: Daemon,
+    pub workers: Vec<Daemon>,
+    pub data: tempfile::TempDir,
+    pub work: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// Starts nats, a coordinator (`extra` flags appended) and no workers.
+    pub fn start(coordinator_flags: &[&str]) -> Cluster {
+        let nats = NatsServer::start();
+        let data = tempfile::tempdir().unwrap();
+        let work = tempfile::tempdir().unwrap();
+        let url = nats.url();
+        let data_dir = data.path().to_string_lossy().into_owned();
+        let mut args = vec!["--nats", &url, "--data-dir", &data_dir];
+        args.extend_from_slice(coordinator_flags);
+        let coordinator = Daemon::spawn("ordo-coordinator", &args, work.path());
+        let c = Cluster {
+            nats,
+            coordinator,
+            workers: Vec::new(),
+            data,
+            work,
+        };
+        // Ready when its API answers.
+        assert!(
+            wait_until(Duration::from_secs(30), || c.ordo(&["workers"]).code() == 0),
+            "coordinator did not come up:\n{}",
+            c.coordinator.log()
+        );
+        c
+    }
+
+    /// Starts a worker with `flags` and waits until the coordinator lists it.
+    pub fn add_worker(&mut self, id: &str, flags: &[&str]) {
+        let url = self.nats.url();
+        let mut args = vec!["--nats", url.as_str(), "--id", id];
+        args.extend_from_slice(flags);
+        self.workers
+            .push(Daemon::spawn("ordo-worker", &args, self.work.path()));
+        assert!(
+            wait_until(Duration::from_secs(30), || {
+                self.ordo(&["workers", "--output", "json"]).stdout.contains(id)
+            }),
+            "worker {id} never appeared"
+        );
+    }
+
+    /// `ordo ARGS --nats URL` in the cluster's work directory.
+    pub fn ordo(&self, args: &[&str]) -> Run {
+        let url = self.nats.url();
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend_from_slice(&["--nats", &url]);
+        ordo_in(self.work.path(), &all, &[])
+    }
+}

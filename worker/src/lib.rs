@@ -2,7 +2,9 @@
 //! distributed worker later.
 //!
 //! # Layout
+//! - `daemon`: the `ordo-worker` pull loop: JetStream consumers, leases, events, drain.
 //! - `exec`: runs one `Dispatch` as a process tree (program, then verify) and reports a
 //!   `TaskResult`; knows nothing about NATS or redb.
 
+pub mod daemon;
 pub mod exec;

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use ordo_proto::{JobSpec, TaskName};
 use serde::Deserialize;
 
-use super::{Converted, Ctx, Pos, check_toml_nesting};
+use super::{Converted, Ctx, Pos, Seg, check_toml_nesting, scan_json, skip_toml_string};
 
 /// Only the task names, with their spans, of a document that already parsed as a `JobSpec`.
 #[derive(Deserialize)]
@@ -26,7 +26,15 @@ pub(super) fn toml(ctx: &Ctx<'_>) -> Result<Converted, Vec<super::Diagnostic>> {
     }
     let spec: JobSpec = toml::from_str(ctx.text).map_err(|e| vec![toml_error(ctx, &e)])?;
     let mut positions = HashMap::new();
-    if let Ok(names) = toml::from_str::<Names>(ctx.text) {
+    let offsets = toml_task_offsets(ctx.text);
+    if offsets.len() == spec.tasks.len() {
+        for (t, offset) in spec.tasks.iter().zip(offsets) {
+            positions
+                .entry(t.name.clone())
+                .or_insert_with(|| ctx.pos_at(offset));
+        }
+    } else if let Ok(names) = toml::from_str::<Names>(ctx.text) {
+        // Tasks written some other way (`tasks = [{…}]`): ask the parser for the spans.
         for n in names.tasks {
             if let Ok(name) = TaskName::new(n.name.get_ref().as_str()) {
                 positions
@@ -64,10 +72,26 @@ pub(super) fn json(ctx: &Ctx<'_>) -> Result<Converted, Vec<super::Diagnostic>> {
         return Err(vec![ctx.nesting_error(offset)]);
     }
     let spec: JobSpec = serde_json::from_str(ctx.text).map_err(|e| vec![ctx.json_error(&e)])?;
-    let found = ctx.json_positions();
+    // Where each task's `name` value (else the task) starts.
+    let n = spec.tasks.len();
+    let mut found: Vec<Option<Pos>> = vec![None; n];
+    scan_json(ctx.text, |path, pos| {
+        if let [Seg::Key(k), Seg::Index(i), rest @ ..] = path
+            && k == "tasks"
+            && *i < n
+        {
+            match rest {
+                [] => {
+                    found[*i].get_or_insert(pos);
+                }
+                [Seg::Key(f)] if f == "name" => found[*i] = Some(pos),
+                _ => {}
+            }
+        }
+    });
     let mut positions: HashMap<TaskName, Pos> = HashMap::new();
-    for (i, t) in spec.tasks.iter().enumerate() {
-        if let Some(p) = found.task(&format!("/tasks/{i}"), "name") {
+    for (t, p) in spec.tasks.iter().zip(found) {
+        if let Some(p) = p {
             positions.entry(t.name.clone()).or_insert(p);
         }
     }
@@ -76,4 +100,76 @@ pub(super) fn json(ctx: &Ctx<'_>) -> Result<Converted, Vec<super::Diagnostic>> {
         positions,
         warnings: Vec::new(),
     })
+}
+
+/// Byte offsets of each `[[tasks]]` table's `name` value (else of its header), in order, found
+/// by a line scan that skips multi-line strings: much cheaper than a second TOML parse.
+fn toml_task_offsets(text: &str) -> Vec<usize> {
+    let b = text.as_bytes();
+    let mut out: Vec<(usize, bool)> = Vec::new();
+    let mut in_task_root = false;
+    let mut line_start = 0;
+    while line_start < b.len() {
+        let line_end = b[line_start..]
+            .iter()
+            .position(|&c| c == b'\n')
+            .map_or(b.len(), |k| line_start + k);
+        let mut i = line_start;
+        while i < line_end && (b[i] == b' ' || b[i] == b'\t') {
+            i += 1;
+        }
+        let t = &b[i..line_end];
+        if t.starts_with(b"[[") {
+            let inner: Vec<u8> = t[2..]
+                .iter()
+                .take_while(|&&c| c != b']')
+                .copied()
+                .filter(|c| !c.is_ascii_whitespace())
+                .collect();
+            in_task_root = inner == b"tasks";
+            if in_task_root {
+                out.push((i, false));
+            }
+        } else if t.starts_with(b"[") {
+            in_task_root = false;
+        } else if in_task_root && t.starts_with(b"name") {
+            let mut j = i + 4;
+            while j < line_end && (b[j] == b' ' || b[j] == b'\t') {
+                j += 1;
+            }
+            if j < line_end && b[j] == b'=' {
+                j += 1;
+                while j < line_end && (b[j] == b' ' || b[j] == b'\t') {
+                    j += 1;
+                }
+                if let Some(last) = out.last_mut()
+                    && !last.1
+                {
+                    *last = (j, true);
+                }
+            }
+        }
+        // A multi-line string opened on this line: continue after its end.
+        let mut k = i;
+        let mut next_line = line_end + 1;
+        while k < line_end {
+            match b[k] {
+                b'#' => break,
+                b'"' | b'\'' => {
+                    let end = skip_toml_string(b, k);
+                    if end > line_end {
+                        next_line = b[end.min(b.len())..]
+                            .iter()
+                            .position(|&c| c == b'\n')
+                            .map_or(b.len(), |p| end + p + 1);
+                        break;
+                    }
+                    k = end.max(k + 1);
+                }
+                _ => k += 1,
+            }
+        }
+        line_start = next_line;
+    }
+    out.into_iter().map(|(offset, _)| offset).collect()
 }

@@ -87,9 +87,7 @@ pub(crate) fn task_heading(line: &str) -> Option<TaskHeading> {
     let id = rest[..id_len].trim_end_matches(['.', '-', '_']);
     let after = &rest[id.len()..];
     let after = after.trim_start_matches(['.', '-', '_']);
-    if !(after.is_empty()
-        || after.starts_with([':', ' ', '\t', '—', '–', ')']))
-    {
+    if !(after.is_empty() || after.starts_with([':', ' ', '\t', '—', '–', ')'])) {
         return None;
     }
     let title = after.trim_start_matches([':', ' ', '\t', '—', '–', '-', ')']);
@@ -114,7 +112,8 @@ fn is_status_mark(c: char) -> bool {
 fn split_status(s: &str) -> (String, Option<String>) {
     let s = s.trim();
     // Marks in front of the title are dropped.
-    let s = s.trim_start_matches(|c: char| is_status_mark(c) || c.is_whitespace() || c == '\u{200d}');
+    let s =
+        s.trim_start_matches(|c: char| is_status_mark(c) || c.is_whitespace() || c == '\u{200d}');
     match s.find(is_status_mark) {
         Some(k) => {
             let status = s[k..]
@@ -262,7 +261,8 @@ fn fence_closes(f: &Fence, line: &str) -> bool {
 fn key_value(s: &str) -> Option<(String, String, bool)> {
     let bold = s.starts_with("**") || s.starts_with("__");
     let colon = s.find(':')?;
-    let key = s[..colon].trim_matches(|c: char| c == '*' || c == '_' || c == '`' || c.is_whitespace());
+    let key =
+        s[..colon].trim_matches(|c: char| c == '*' || c == '_' || c == '`' || c.is_whitespace());
     if key.is_empty()
         || key.len() > 40
         || !key
@@ -336,7 +336,9 @@ fn dependency_ids(value: &str) -> Vec<String> {
         .split([',', ';', '&', '/'])
         .map(str::trim)
     {
-        let item = item.trim_matches(['`', '*', '_', '[', ']', '"', '\'']).trim();
+        let item = item
+            .trim_matches(['`', '*', '_', '[', ']', '"', '\''])
+            .trim();
         let item = item
             .strip_prefix("tasks")
             .or_else(|| item.strip_prefix("task"))
@@ -417,9 +419,7 @@ pub(super) fn parse(ctx: &Ctx<'_>) -> Result<Converted, Vec<Diagnostic>> {
 
         if let Some((level, text)) = heading(line) {
             collecting_objective = false;
-            if in_section
-                && let Some(s) = sections.last_mut()
-            {
+            if in_section && let Some(s) = sections.last_mut() {
                 if level > s.level {
                     // A sub-heading of the task: switches block like a `**Key**:` line.
                     let key = text.to_lowercase();
@@ -633,9 +633,11 @@ pub(super) fn parse(ctx: &Ctx<'_>) -> Result<Converted, Vec<Diagnostic>> {
             task.description = Some(description.clone());
         }
         task.labels = s.labels;
-        if let Some(p) = task.labels.get("priority").and_then(|p| {
-            super::priority(&serde_json::Value::String(p.clone()))
-        }) {
+        if let Some(p) = task
+            .labels
+            .get("priority")
+            .and_then(|p| super::priority(&serde_json::Value::String(p.clone())))
+        {
             task.priority = p;
         }
         if !s.title.is_empty() {

@@ -99,7 +99,9 @@ pub(super) fn parse(ctx: &Ctx<'_>) -> Result<Converted, Vec<Diagnostic>> {
         let title = text_field(fields.get("title"));
         let mut steps = Vec::new();
         for (key, v) in fields {
-            let field_pos = at.get(&format!("{element}/{}", super::pointer_key(key))).or(pos);
+            let field_pos = at
+                .get(&format!("{element}/{}", super::pointer_key(key)))
+                .or(pos);
             let mut string = |slot: &mut Option<String>| match v {
                 Value::String(s) => *slot = Some(s.clone()),
                 Value::Null => {}

@@ -17,6 +17,7 @@
 //! JSON `"id"`/`"name"` value, the Markdown heading) so `check` can put `file:line:col` on the
 //! validation errors that name a task.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
 use std::io::Read;
@@ -29,6 +30,7 @@ use serde_json::Value;
 mod canonical;
 mod markdown;
 mod markdown_json;
+mod sniff;
 mod subtasks;
 mod taskmaster;
 
@@ -261,6 +263,7 @@ fn default_name(file_label: &str) -> String {
 
 /// Picks the format of a file: by extension (`.toml`, `.md`), else by content.
 pub fn detect(path_or_label: &str, text: &str) -> Format {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let ext = Path::new(path_or_label)
         .extension()
         .map(|e| e.to_string_lossy().to_ascii_lowercase())
@@ -271,7 +274,6 @@ pub fn detect(path_or_label: &str, text: &str) -> Format {
         "json" => return sniff_json(text),
         _ => {}
     }
-    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     if text.trim_start().starts_with('{') {
         return sniff_json(text);
     }
@@ -298,45 +300,7 @@ fn sniff_json(text: &str) -> Format {
     if check_json_nesting(text).is_some() {
         return Format::Json;
     }
-    let Ok(Value::Object(obj)) = serde_json::from_str::<Value>(text) else {
-        return Format::Json;
-    };
-    if let Some(Value::Array(subs)) = obj.get("subtasks") {
-        if obj.contains_key("metadata") || obj.contains_key("objective") {
-            return Format::MarkdownJson;
-        }
-        if subs.iter().any(|s| s.get("command").is_some()) {
-            return Format::Subtasks;
-        }
-        if subs
-            .iter()
-            .any(|s| s.get("title").is_some() || s.get("steps").is_some())
-        {
-            return Format::MarkdownJson;
-        }
-        return Format::Subtasks;
-    }
-    if let Some(tasks) = obj.get("tasks") {
-        if let Value::Array(tasks) = tasks
-            && !tasks.is_empty()
-            && tasks.iter().all(|t| t.get("name").is_none())
-            && tasks
-                .iter()
-                .any(|t| t.get("id").is_some() || t.get("title").is_some())
-        {
-            return Format::TaskMaster;
-        }
-        return Format::Json;
-    }
-    if !obj.is_empty()
-        && obj.values().all(Value::is_object)
-        && obj
-            .values()
-            .any(|v| v.get("tasks").is_some_and(Value::is_array))
-    {
-        return Format::TaskMaster;
-    }
-    Format::Json
+    sniff::json_format(text)
 }
 
 /// Validates a loaded spec, locating each error at the task it names.
@@ -555,7 +519,10 @@ fn check_toml_nesting(text: &str) -> Option<usize> {
         line_has_content = true;
         match c {
             b'"' | b'\'' => i = skip_toml_string(b, i),
-            b'[' if stack.is_empty() && first_on_line => {
+            b'[' if stack.is_empty()
+                && first_on_line
+                && !(b.get(i + 1) == Some(&b'[') && b.get(i + 2) == Some(&b'[')) =>
+            {
                 // A `[table]` or `[[array.of.tables]]` header: its depth is its dotted key's.
                 let array = b.get(i + 1) == Some(&b'[');
                 let mut j = i + if array { 2 } else { 1 };
@@ -678,17 +645,18 @@ pub(crate) fn pointer_key(key: &str) -> String {
     key.replace('~', "~0").replace('/', "~1")
 }
 
-enum Seg {
-    Key(String),
+/// A step of the path to a JSON value: an object key or an array index.
+pub(crate) enum Seg<'a> {
+    Key(Cow<'a, str>),
     Index(usize),
 }
 
-fn wanted(path: &[Seg]) -> bool {
+fn wanted(path: &[Seg<'_>]) -> bool {
     let n = path.len();
     if n <= 2 {
         return true;
     }
-    let list = |s: &Seg| matches!(s, Seg::Key(k) if k == "tasks" || k == "subtasks");
+    let list = |s: &Seg<'_>| matches!(s, Seg::Key(k) if k == "tasks" || k == "subtasks");
     match (&path[n - 3], &path[n - 2], &path[n - 1]) {
         (_, l, Seg::Index(_)) if list(l) => true,
         (l, Seg::Index(_), Seg::Key(_)) if list(l) => true,
@@ -697,7 +665,7 @@ fn wanted(path: &[Seg]) -> bool {
     }
 }
 
-fn pointer(path: &[Seg]) -> String {
+fn pointer(path: &[Seg<'_>]) -> String {
     let mut s = String::new();
     for seg in path {
         s.push('/');
@@ -709,60 +677,59 @@ fn pointer(path: &[Seg]) -> String {
     s
 }
 
-/// Scans JSON text (meant for text serde_json accepted; tolerant of anything) recording where
-/// the `wanted` values start. Iterative, so nesting costs no stack.
+/// Positions of the `wanted` values of a JSON document.
 fn json_positions(text: &str) -> JsonPositions {
-    let b = text.as_bytes();
     let mut out = HashMap::new();
-    let mut path: Vec<Seg> = Vec::new();
+    scan_json(text, |path, pos| {
+        if wanted(path) {
+            out.entry(pointer(path)).or_insert(pos);
+        }
+    });
+    JsonPositions(out)
+}
+
+/// Scans JSON text (meant for text serde_json accepted; tolerant of anything), calling `found`
+/// with the path and position of every value's first character. Iterative, so nesting costs
+/// no stack; keys are borrowed from the text unless they hold escapes.
+pub(crate) fn scan_json<'a>(text: &'a str, mut found: impl FnMut(&[Seg<'a>], Pos)) {
+    let b = text.as_bytes();
+    let mut path: Vec<Seg<'a>> = Vec::new();
     let mut stack: Vec<u8> = Vec::new();
     let mut expect_key = false;
     let (mut line, mut col) = (1u32, 1u32);
     let mut i = 0;
-    let advance = |from: usize, to: usize, line: &mut u32, col: &mut u32| {
-        for &c in &b[from..to.min(b.len())] {
-            if c == b'\n' {
-                *line += 1;
-                *col = 1;
-            } else if (c & 0xC0) != 0x80 {
-                *col += 1;
-            }
-        }
-    };
     while i < b.len() {
         let c = b[i];
         let next = match c {
-            b' ' | b'\t' | b'\r' | b'\n' | b':' | b',' => {
-                if c == b':' {
-                    expect_key = false;
-                } else if c == b',' {
-                    match stack.last() {
-                        Some(b'{') => expect_key = true,
-                        Some(_) => {
-                            if let Some(Seg::Index(n)) = path.last_mut() {
-                                *n += 1;
-                            }
+            b' ' | b'\t' | b'\r' | b'\n' => i + 1,
+            b':' => {
+                expect_key = false;
+                i + 1
+            }
+            b',' => {
+                match stack.last() {
+                    Some(b'{') => expect_key = true,
+                    Some(_) => {
+                        if let Some(Seg::Index(n)) = path.last_mut() {
+                            *n += 1;
                         }
-                        None => {}
                     }
+                    None => {}
                 }
                 i + 1
             }
             b'{' | b'[' => {
-                if wanted(&path) {
-                    out.entry(pointer(&path)).or_insert(Pos::new(line, col));
-                }
+                found(&path, Pos::new(line, col));
                 if stack.len() > MAX_NESTING + 8 {
-                    break;
+                    return;
                 }
                 stack.push(c);
-                if c == b'{' {
-                    expect_key = true;
-                    path.push(Seg::Key(String::new()));
+                expect_key = c == b'{';
+                path.push(if c == b'{' {
+                    Seg::Key(Cow::Borrowed(""))
                 } else {
-                    expect_key = false;
-                    path.push(Seg::Index(0));
-                }
+                    Seg::Index(0)
+                });
                 i + 1
             }
             b'}' | b']' => {
@@ -776,28 +743,35 @@ fn json_positions(text: &str) -> JsonPositions {
                 if expect_key && stack.last() == Some(&b'{') {
                     let raw = text.get(i..end).unwrap_or("\"\"");
                     let key = if raw.contains('\\') {
-                        serde_json::from_str::<String>(raw).unwrap_or_default()
+                        Cow::Owned(serde_json::from_str::<String>(raw).unwrap_or_default())
                     } else {
-                        raw.trim_matches('"').to_string()
+                        Cow::Borrowed(raw.get(1..raw.len().saturating_sub(1)).unwrap_or(""))
                     };
                     if let Some(last) = path.last_mut() {
                         *last = Seg::Key(key);
                     }
                     expect_key = false;
-                } else if wanted(&path) {
-                    out.entry(pointer(&path)).or_insert(Pos::new(line, col));
+                } else {
+                    found(&path, Pos::new(line, col));
                 }
                 end
             }
             _ => {
-                if wanted(&path) {
-                    out.entry(pointer(&path)).or_insert(Pos::new(line, col));
-                }
+                found(&path, Pos::new(line, col));
                 let mut j = i + 1;
                 while j < b.len()
                     && !matches!(
                         b[j],
-                        b',' | b']' | b'}' | b':' | b' ' | b'\t' | b'\r' | b'\n' | b'"' | b'{' | b'['
+                        b',' | b']'
+                            | b'}'
+                            | b':'
+                            | b' '
+                            | b'\t'
+                            | b'\r'
+                            | b'\n'
+                            | b'"'
+                            | b'{'
+                            | b'['
                     )
                 {
                     j += 1;
@@ -805,10 +779,17 @@ fn json_positions(text: &str) -> JsonPositions {
                 j
             }
         };
-        advance(i, next, &mut line, &mut col);
+        // Line and column of `next`.
+        for &c in &b[i..next.min(b.len())] {
+            if c == b'\n' {
+                line += 1;
+                col = 1;
+            } else if (c & 0xC0) != 0x80 {
+                col += 1;
+            }
+        }
         i = next;
     }
-    JsonPositions(out)
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -24,8 +24,8 @@ use ordo_proto::{JobSpec, TaskName, TaskSpec};
 use serde_json::{Map, Value};
 
 use super::{
-    Converted, Ctx, Diagnostic, Pos, dependency_ids, id_string, label_value,
-    pointer_key, priority, prompt_text, task_name, text_field,
+    Converted, Ctx, Diagnostic, Pos, dependency_ids, id_string, label_value, pointer_key, priority,
+    prompt_text, task_name, text_field,
 };
 
 /// Fields turned into something other than a label.
@@ -58,19 +58,17 @@ pub(super) fn parse(ctx: &Ctx<'_>) -> Result<Converted, Vec<Diagnostic>> {
     let value = ctx.json_value()?;
     let at = ctx.json_positions();
     let Value::Object(root) = &value else {
-        return Err(vec![ctx.diag(
-            at.get(""),
-            "expected a TaskMaster tasks.json object",
-        )]);
+        return Err(vec![
+            ctx.diag(at.get(""), "expected a TaskMaster tasks.json object"),
+        ]);
     };
     let mut warnings = Vec::new();
     let (base, holder) = match root.get("tasks") {
         Some(Value::Array(_)) => {
             if let Some(tag) = ctx.opts.tag.as_deref().filter(|t| *t != "master") {
-                warnings.push(ctx.warning(
-                    None,
-                    format!("the file has no tags; --tag {tag:?} ignored"),
-                ));
+                warnings.push(
+                    ctx.warning(None, format!("the file has no tags; --tag {tag:?} ignored")),
+                );
             }
             (String::new(), root)
         }
@@ -116,7 +114,11 @@ pub(super) fn parse(ctx: &Ctx<'_>) -> Result<Converted, Vec<Diagnostic>> {
             errors.push(ctx.diag(pos, format!("task #{} is not an object", i + 1)));
             continue;
         };
-        let Some(id) = fields.get("id").and_then(id_string).filter(|s| !s.is_empty()) else {
+        let Some(id) = fields
+            .get("id")
+            .and_then(id_string)
+            .filter(|s| !s.is_empty())
+        else {
             errors.push(ctx.diag(
                 pos,
                 format!("task #{} needs an \"id\" (number or string)", i + 1),
@@ -216,9 +218,9 @@ pub(super) fn parse(ctx: &Ctx<'_>) -> Result<Converted, Vec<Diagnostic>> {
         let mut own: Vec<String> = Vec::new();
         for (k, d) in dep_ids.iter().enumerate() {
             let dpos = at.get(&format!("{}/dependencies/{k}", top.ptr)).or(top.pos);
-            let resolved = if top_index.contains_key(d.as_str()) {
-                Some(d.clone())
-            } else if expand && is_subtask_name(d, &top_index, &tops) {
+            let resolved = if top_index.contains_key(d.as_str())
+                || (expand && is_subtask_name(d, &top_index, &tops))
+            {
                 Some(d.clone())
             } else {
                 parent_of_subtask(d, &top_index, &sub_ids).map(|p| tops[p].id.clone())
@@ -387,7 +389,8 @@ fn parent_of_subtask(
 
 /// Every split of `d` at a dot into (parent, subtask).
 fn split_points(d: &str) -> impl Iterator<Item = (&str, &str)> {
-    d.match_indices('.').map(move |(k, _)| (&d[..k], &d[k + 1..]))
+    d.match_indices('.')
+        .map(move |(k, _)| (&d[..k], &d[k + 1..]))
 }
 
 fn push_unique(v: &mut Vec<String>, s: String) {
@@ -398,7 +401,9 @@ fn push_unique(v: &mut Vec<String>, s: String) {
 
 fn to_names(deps: Vec<String>) -> Vec<TaskName> {
     // Every name here is an existing task's name, so it is valid.
-    deps.into_iter().filter_map(|d| TaskName::new(d).ok()).collect()
+    deps.into_iter()
+        .filter_map(|d| TaskName::new(d).ok())
+        .collect()
 }
 
 /// Description, priority and labels of a task or subtask.

@@ -147,7 +147,8 @@ impl Job {
     fn restore(&mut self, saved: Vec<SavedTask>, now: Millis, out: &mut Vec<Action>) {
         for (t, s) in saved.into_iter().enumerate() {
             self.attempts[t] = s.attempts;
-            self.tries[t] = s.attempts;
+            // A task started over (`ordo retry`) gets its whole retry budget again.
+            self.tries[t] = if s.state == TaskState::Pending { 0 } else { s.attempts };
             if s.state.is_terminal() {
                 self.terminal += 1;
             }
@@ -166,12 +167,11 @@ impl Job {
         for t in 0..self.tasks.len() {
             match &self.tasks[t] {
                 TaskState::Succeeded { .. } => {}
-                TaskState::Failed { .. } | TaskState::TimedOut { .. } => {
-                    if !self.tolerates_failure(t as u32) {
-                        self.failure.get_or_insert_with(|| {
-                            format!("task '{}' failed", self.dag.names[t])
-                        });
-                    }
+                TaskState::Failed { .. } | TaskState::TimedOut { .. }
+                    if !self.tolerates_failure(t as u32) =>
+                {
+                    self.failure
+                        .get_or_insert_with(|| format!("task '{}' failed", self.dag.names[t]));
                 }
                 TaskState::Cancelled { reason, .. } => {
                     self.cancelled = true;
@@ -403,6 +403,7 @@ impl Job {
             return;
         };
         pools.take(&need, &task.locks);
+        let need = need.clone();
         if task.exclusive {
             self.exclusive_active = true;
         }
@@ -428,6 +429,8 @@ impl Job {
             } else {
                 None
             },
+            cpus: need.cpus,
+            memory_mb: need.memory_mb,
         };
         self.set_job_state(JobState::Running, now, None, out);
         self.set_state(t, TaskState::Dispatched { attempt, at: now }, out);

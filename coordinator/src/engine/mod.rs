@@ -170,6 +170,11 @@ impl Engine {
         self.jobs.contains_key(job)
     }
 
+    /// Jobs still running, oldest first.
+    pub fn job_ids(&self) -> Vec<JobId> {
+        self.jobs.keys().copied().collect()
+    }
+
     pub fn is_idle(&self) -> bool {
         self.jobs.is_empty()
     }
@@ -253,25 +258,20 @@ impl Engine {
     }
 }
 
-/// Records for running a finished job again (`ordo retry`): tasks that did not succeed (with
-/// `failed_only`, only failed and timed-out ones and what they skipped) start over; the rest
-/// keep their records.
+/// Records for running a finished job again (`ordo retry`): with `failed_only`, the tasks that
+/// did not succeed start over and succeeded ones keep their records; without it, every task
+/// starts over. Attempt numbers keep counting, so results of earlier runs stay stale.
 pub fn retry_records(saved: &[SavedTask], failed_only: bool) -> Vec<SavedTask> {
     saved
         .iter()
         .map(|s| {
-            let again = match &s.state {
-                TaskState::Succeeded { .. } => false,
-                TaskState::Failed { .. } | TaskState::TimedOut { .. } | TaskState::Skipped { .. } => true,
-                _ => !failed_only,
-            };
-            if again {
+            if failed_only && matches!(s.state, TaskState::Succeeded { .. }) {
+                s.clone()
+            } else {
                 SavedTask {
                     state: TaskState::Pending,
                     attempts: s.attempts,
                 }
-            } else {
-                s.clone()
             }
         })
         .collect()

@@ -1,0 +1,313 @@
+//! Which JSON dialect a document is, read in one streaming pass that keeps nothing but the
+//! keys that tell the dialects apart (no `serde_json::Value` is built, so detecting a large
+//! canonical spec costs little more than skipping over it).
+
+use std::fmt;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+
+use super::Format;
+
+/// Detects the dialect of JSON text; anything unreadable is `Json` (whose parser then reports
+/// the error with its position).
+pub(super) fn json_format(text: &str) -> Format {
+    let mut de = serde_json::Deserializer::from_str(text);
+    let Ok(top) = Top::deserialize(&mut de) else {
+        return Format::Json;
+    };
+    if de.end().is_err() || !top.object {
+        return Format::Json;
+    }
+    if let Some(subs) = &top.subtasks {
+        return if top.metadata_or_objective {
+            Format::MarkdownJson
+        } else if subs.any_command {
+            Format::Subtasks
+        } else if subs.any_title_or_steps {
+            Format::MarkdownJson
+        } else {
+            Format::Subtasks
+        };
+    }
+    if top.has_tasks_key {
+        return match &top.tasks {
+            Some(t) if t.len > 0 && !t.any_name && t.any_id_or_title => Format::TaskMaster,
+            _ => Format::Json,
+        };
+    }
+    if top.len > 0 && top.all_values_objects && top.any_holder {
+        return Format::TaskMaster;
+    }
+    Format::Json
+}
+
+/// The top-level object's telling features.
+#[derive(Default)]
+struct Top {
+    object: bool,
+    len: usize,
+    subtasks: Option<List>,
+    tasks: Option<List>,
+    has_tasks_key: bool,
+    metadata_or_objective: bool,
+    all_values_objects: bool,
+    /// Some value is an object holding a `tasks` array (a TaskMaster tag).
+    any_holder: bool,
+}
+
+/// An array of task-like objects: which keys its elements have.
+#[derive(Default)]
+struct List {
+    len: usize,
+    any_command: bool,
+    any_title_or_steps: bool,
+    any_name: bool,
+    any_id_or_title: bool,
+}
+
+/// Keys of one element.
+#[derive(Default)]
+struct Item {
+    command: bool,
+    title: bool,
+    steps: bool,
+    name: bool,
+    id: bool,
+}
+
+/// Whether a value is an object, and whether it holds a `tasks` array.
+#[derive(Default)]
+struct Holder {
+    object: bool,
+    tasks_array: bool,
+}
+
+/// `Some(list)` for an array, `None` for anything else.
+struct MaybeList(Option<List>);
+
+/// Whether a value is an array.
+struct IsArray(bool);
+
+/// Visitor methods for the value kinds a visitor does not care about: they are skipped.
+macro_rules! skip_other_kinds {
+    ($out:expr) => {
+        fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+            Ok($out)
+        }
+        fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+            Ok($out)
+        }
+        fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+            Ok($out)
+        }
+        fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+            Ok($out)
+        }
+        fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+            Ok($out)
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok($out)
+        }
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok($out)
+        }
+    };
+}
+
+fn skip_seq<'de, A: SeqAccess<'de>>(mut seq: A) -> Result<(), A::Error> {
+    while seq.next_element::<IgnoredAny>()?.is_some() {}
+    Ok(())
+}
+
+fn skip_map<'de, A: MapAccess<'de>>(mut map: A) -> Result<(), A::Error> {
+    while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+    Ok(())
+}
+
+/// A map key, borrowed when the text has no escapes.
+struct Key<'de>(std::borrow::Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Key<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a key")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, s: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(s.into()))
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Key<'de>, E> {
+                Ok(Key(s.to_string().into()))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for Top {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Top;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            skip_other_kinds!(Top::default());
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Top, A::Error> {
+                skip_seq(seq)?;
+                Ok(Top::default())
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Top, A::Error> {
+                let mut top = Top {
+                    object: true,
+                    all_values_objects: true,
+                    ..Top::default()
+                };
+                while let Some(Key(k)) = map.next_key::<Key<'de>>()? {
+                    top.len += 1;
+                    match &*k {
+                        "subtasks" => {
+                            top.all_values_objects = false;
+                            top.subtasks = map.next_value::<MaybeList>()?.0;
+                        }
+                        "tasks" => {
+                            top.all_values_objects = false;
+                            top.has_tasks_key = true;
+                            top.tasks = map.next_value::<MaybeList>()?.0;
+                        }
+                        other => {
+                            if other == "metadata" || other == "objective" {
+                                top.metadata_or_objective = true;
+                            }
+                            let h = map.next_value::<Holder>()?;
+                            top.all_values_objects &= h.object;
+                            top.any_holder |= h.tasks_array;
+                        }
+                    }
+                }
+                Ok(top)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for MaybeList {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = MaybeList;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            skip_other_kinds!(MaybeList(None));
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<MaybeList, A::Error> {
+                skip_map(map)?;
+                Ok(MaybeList(None))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<MaybeList, A::Error> {
+                let mut list = List::default();
+                while let Some(item) = seq.next_element::<Item>()? {
+                    list.len += 1;
+                    list.any_command |= item.command;
+                    list.any_title_or_steps |= item.title || item.steps;
+                    list.any_name |= item.name;
+                    list.any_id_or_title |= item.id || item.title;
+                }
+                Ok(MaybeList(Some(list)))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for Item {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Item;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            skip_other_kinds!(Item::default());
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Item, A::Error> {
+                skip_seq(seq)?;
+                Ok(Item::default())
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Item, A::Error> {
+                let mut item = Item::default();
+                while let Some(Key(k)) = map.next_key::<Key<'de>>()? {
+                    match &*k {
+                        "command" => item.command = true,
+                        "title" => item.title = true,
+                        "steps" => item.steps = true,
+                        "name" => item.name = true,
+                        "id" => item.id = true,
+                        _ => {}
+                    }
+                    map.next_value::<IgnoredAny>()?;
+                }
+                Ok(item)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for Holder {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Holder;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            skip_other_kinds!(Holder::default());
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Holder, A::Error> {
+                skip_seq(seq)?;
+                Ok(Holder::default())
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Holder, A::Error> {
+                let mut h = Holder {
+                    object: true,
+                    tasks_array: false,
+                };
+                while let Some(Key(k)) = map.next_key::<Key<'de>>()? {
+                    if k == "tasks" {
+                        h.tasks_array |= map.next_value::<IsArray>()?.0;
+                    } else {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+                Ok(h)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for IsArray {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = IsArray;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            skip_other_kinds!(IsArray(false));
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<IsArray, A::Error> {
+                skip_seq(seq)?;
+                Ok(IsArray(true))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<IsArray, A::Error> {
+                skip_map(map)?;
+                Ok(IsArray(false))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}

@@ -1,0 +1,155 @@
+//! JetStream plumbing of the coordinator: creates or updates ordo's streams and consumers (names
+//! from `proto::names`), publishes dispatches with `Nats-Msg-Id = job.task.attempt`, and
+//! fetches a task message back by sequence. Nothing here decides anything.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer, stream};
+use ordo_proto::names;
+use ordo_proto::wire::{self, Dispatch};
+
+#[derive(Debug, thiserror::Error)]
+#[error("JetStream {what}: {message}")]
+pub struct Error {
+    what: &'static str,
+    message: String,
+}
+
+fn err(what: &'static str) -> impl FnOnce(String) -> Error {
+    move |message| Error { what, message }
+}
+
+/// Consumer settings the coordinator applies to every queue consumer.
+#[derive(Clone, Copy, Debug)]
+pub struct Delivery {
+    /// Redelivery after this long without an ack or in-progress ack.
+    pub ack_wait: Duration,
+    /// Deliveries before the max-deliveries advisory (then the task's attempt counts as lost).
+    pub max_deliver: i64,
+}
+
+pub struct Bus {
+    pub js: jetstream::Context,
+    delivery: Delivery,
+    tasks: stream::Stream,
+}
+
+impl Bus {
+    /// Creates or updates the three streams (file storage).
+    pub async fn setup(client: async_nats::Client, delivery: Delivery, replicas: usize) -> Result<Bus, Error> {
+        let js = jetstream::new(client);
+        let tasks = js
+            .create_or_update_stream(stream::Config {
+                name: names::TASK_STREAM.into(),
+                subjects: vec![names::TASK_SUBJECTS.into()],
+                retention: stream::RetentionPolicy::WorkQueue,
+                storage: stream::StorageType::File,
+                num_replicas: replicas,
+                duplicate_window: Duration::from_secs(600),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| err("task stream")(e.to_string()))?;
+        let _ = tasks;
+        js.create_or_update_stream(stream::Config {
+            name: names::EVENT_STREAM.into(),
+            subjects: vec![names::EVENT_SUBJECTS.into()],
+            retention: stream::RetentionPolicy::WorkQueue,
+            storage: stream::StorageType::File,
+            num_replicas: replicas,
+            duplicate_window: Duration::from_secs(600),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| err("event stream")(e.to_string()))?;
+        js.create_or_update_stream(stream::Config {
+            name: names::LOG_STREAM.into(),
+            subjects: vec![names::LOG_SUBJECTS.into()],
+            retention: stream::RetentionPolicy::Limits,
+            storage: stream::StorageType::File,
+            num_replicas: replicas,
+            max_age: Duration::from_secs(7 * 24 * 3600),
+            max_bytes: 1 << 30,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| err("log stream")(e.to_string()))?;
+        let tasks = js
+            .get_stream(names::TASK_STREAM)
+            .await
+            .map_err(|e| err("task stream")(e.to_string()))?;
+        Ok(Bus {
+            js,
+            delivery,
+            tasks,
+        })
+    }
+
+    /// The durable pull consumer all workers of `queue` share (created once, idempotent).
+    pub async fn ensure_queue(&self, queue: &str) -> Result<(), Error> {
+        let name = names::queue_consumer(queue);
+        self.tasks
+            .create_consumer(consumer::pull::Config {
+                durable_name: Some(name),
+                filter_subject: names::task_subject(queue),
+                ack_policy: consumer::AckPolicy::Explicit,
+                ack_wait: self.delivery.ack_wait,
+                max_deliver: self.delivery.max_deliver,
+                max_ack_pending: -1,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| err("queue consumer")(e.to_string()))?;
+        Ok(())
+    }
+
+    /// The coordinator's durable consumer of worker events.
+    pub async fn events(&self) -> Result<consumer::PullConsumer, Error> {
+        let stream = self
+            .js
+            .get_stream(names::EVENT_STREAM)
+            .await
+            .map_err(|e| err("event stream")(e.to_string()))?;
+        stream
+            .get_or_create_consumer(
+                names::EVENT_CONSUMER,
+                consumer::pull::Config {
+                    durable_name: Some(names::EVENT_CONSUMER.into()),
+                    ack_policy: consumer::AckPolicy::Explicit,
+                    ack_wait: Duration::from_secs(30),
+                    max_ack_pending: -1,
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| err("event consumer")(e.to_string()))
+    }
+
+    /// Publishes a dispatch and returns its stream sequence once JetStream stored it. A replay
+    /// of the same attempt is de-duplicated by its message id.
+    pub async fn publish(&self, queue: &str, d: &Dispatch, headers: async_nats::HeaderMap) -> Result<u64, Error> {
+        let mut headers = headers;
+        headers.insert(
+            "Nats-Msg-Id",
+            names::dispatch_msg_id(&d.job, d.index, d.attempt.0).as_str(),
+        );
+        let ack = self
+            .js
+            .publish_with_headers(names::task_subject(queue), headers, wire::encode(d).into())
+            .await
+            .map_err(|e| err("publish")(e.to_string()))?;
+        let ack = ack.await.map_err(|e| err("publish ack")(e.to_string()))?;
+        Ok(ack.sequence)
+    }
+
+    /// Removes a task message that must not run (cancelled job, lost attempt).
+    pub async fn delete_task(&self, seq: u64) {
+        let _ = self.tasks.delete_message(seq).await;
+    }
+
+    /// Reads a task message back by sequence (for max-deliveries advisories after a restart).
+    pub async fn task_at(&self, seq: u64) -> Option<Dispatch> {
+        let msg = self.tasks.get_raw_message(seq).await.ok()?;
+        wire::decode(&msg.payload).ok()
+    }
+}

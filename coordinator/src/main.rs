@@ -1,0 +1,94 @@
+//! `ordo-coordinator`: parses flags, opens the redb store, connects to NATS and runs the
+//! service until SIGTERM or Ctrl-C.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::Parser;
+use ordo_coordinator::bus::Delivery;
+use ordo_coordinator::service::{self, Options};
+use ordo_coordinator::store::Store;
+use ordo_proto::Dur;
+use ordo_proto::connect::NatsArgs;
+
+#[derive(Parser)]
+#[command(name = "ordo-coordinator", version, about = "Keep ordo jobs in redb and dispatch their tasks over NATS JetStream")]
+struct Args {
+    #[command(flatten)]
+    nats: NatsArgs,
+    /// Directory of the redb state file.
+    #[arg(long, env = "ORDO_DATA_DIR")]
+    data_dir: PathBuf,
+    /// Redeliver a task message after this long without an ack or in-progress ack.
+    #[arg(long, env = "ORDO_ACK_WAIT", default_value = "30s")]
+    ack_wait: Dur,
+    /// Deliveries of a task message before its attempt counts as lost.
+    #[arg(long, env = "ORDO_MAX_DELIVER", default_value_t = 5)]
+    max_deliver: i64,
+    /// Stream replicas (3 on a three-node cluster).
+    #[arg(long, env = "ORDO_REPLICAS", default_value_t = 1)]
+    replicas: usize,
+    /// A worker silent this long counts as gone.
+    #[arg(long, env = "ORDO_WORKER_TIMEOUT", default_value = "5s")]
+    worker_timeout: Dur,
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let store = match Store::open(&args.data_dir) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("ordo-coordinator: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let opts = Options {
+        delivery: Delivery {
+            ack_wait: args.ack_wait.0.max(Duration::from_millis(500)),
+            max_deliver: args.max_deliver.max(1),
+        },
+        replicas: args.replicas.max(1),
+        worker_timeout: args.worker_timeout.0,
+        ..Options::default()
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("ordo-coordinator: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    runtime.block_on(async {
+        let client = match args.nats.connect("ordo-coordinator", Duration::from_secs(5)).await {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("ordo-coordinator: {e}");
+                return ExitCode::from(3);
+            }
+        };
+        eprintln!("ordo-coordinator: serving on {} with state in {}", args.nats.url, args.data_dir.display());
+        match service::run(client, store, opts, shutdown_signal()).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("ordo-coordinator: {e}");
+                ExitCode::from(1)
+            }
+        }
+    })
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}

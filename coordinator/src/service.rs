@@ -1,0 +1,647 @@
+//! The coordinator service: the engine and the store driven by NATS.
+//!
+//! One loop owns the engine and the store. Inputs (API requests, worker events, heartbeats,
+//! max-deliveries advisories, timers) arrive on one channel; each turn drains everything
+//! queued, applies it, and then, in this order:
+//! 1. commits the changes and the new dispatches (the outbox) in ONE redb transaction;
+//! 2. acks the worker events it applied (an event is acked only after its commit);
+//! 3. answers API requests;
+//! 4. publishes the outbox (`Nats-Msg-Id = job.task.attempt`, awaiting each ack) and marks the
+//!    entries sent in the next commit; kills go out on core NATS.
+//!
+//! A crash anywhere replays safely: unacked events come back, unsent outbox entries are
+//! published again on start and de-duplicated by JetStream.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, AckKind};
+use futures::StreamExt;
+use ordo_proto::api::{self, ApiError, ApiReply, ErrorKind};
+use ordo_proto::wire::{self, Dispatch, Heartbeat, Kill, WorkerEvent};
+use ordo_proto::{Attempt, JobId, names, validate::validate};
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+use crate::bus::{Bus, Delivery};
+use crate::engine::{Action, Capacity, Change, Engine, Event, JobOptions, JobState, Millis, TaskState, retry_records};
+use crate::store::{Batch, JobRecord, Store};
+use crate::views;
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub delivery: Delivery,
+    /// Stream replicas (1 on a single server, 3 on a cluster).
+    pub replicas: usize,
+    /// A worker silent this long is gone.
+    pub worker_timeout: Duration,
+    /// A dispatch no worker started within this long is lost.
+    pub start_deadline: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            delivery: Delivery {
+                ack_wait: Duration::from_secs(30),
+                max_deliver: 5,
+            },
+            replicas: 1,
+            worker_timeout: Duration::from_secs(5),
+            start_deadline: Duration::from_secs(120),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Bus(#[from] crate::bus::Error),
+    #[error(transparent)]
+    Store(#[from] crate::store::Error),
+    #[error("NATS: {0}")]
+    Nats(String),
+}
+
+enum Input {
+    Api {
+        verb: String,
+        body: bytes::Bytes,
+        reply: Option<async_nats::Subject>,
+    },
+    Event(WorkerEvent, jetstream::Message),
+    Heartbeat(Heartbeat),
+    /// A task message ran out of deliveries.
+    Exhausted { stream_seq: u64 },
+}
+
+pub fn now_ms() -> Millis {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as Millis)
+        .unwrap_or(0)
+}
+
+struct Service {
+    client: async_nats::Client,
+    bus: Bus,
+    store: Arc<Store>,
+    engine: Engine,
+    opts: Options,
+    workers: HashMap<String, (Heartbeat, Instant)>,
+    queues: BTreeSet<String>,
+    /// Stream sequence of each published attempt, to delete messages that must not run.
+    published: HashMap<(JobId, u32, Attempt), u64>,
+    /// Outbox entries handed over, to be marked sent in the next commit.
+    sent: Vec<u64>,
+}
+
+/// Runs the coordinator until `shutdown` resolves.
+pub async fn run(
+    client: async_nats::Client,
+    store: Store,
+    opts: Options,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), Error> {
+    let bus = Bus::setup(client.clone(), opts.delivery, opts.replicas).await?;
+    let (tx, mut rx) = mpsc::channel::<Input>(4096);
+    let mut svc = Service {
+        client: client.clone(),
+        bus,
+        store: Arc::new(store),
+        engine: Engine::new(),
+        opts,
+        workers: HashMap::new(),
+        queues: BTreeSet::new(),
+        published: HashMap::new(),
+        sent: Vec::new(),
+    };
+    svc.ensure_queue(names::DEFAULT_QUEUE).await?;
+    let mut actions = svc.recover().await?;
+
+    let mut tasks = vec![
+        tokio::spawn(forward_api(client.clone(), tx.clone())),
+        tokio::spawn(forward_heartbeats(client.clone(), tx.clone())),
+        tokio::spawn(forward_advisories(client.clone(), tx.clone())),
+    ];
+    let events = svc.bus.events().await?;
+    tasks.push(tokio::spawn(forward_events(events, tx.clone())));
+
+    tokio::pin!(shutdown);
+    let mut housekeeping = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        let mut acks: Vec<jetstream::Message> = Vec::new();
+        let mut replies: Vec<(async_nats::Subject, Vec<u8>)> = Vec::new();
+        svc.turn(std::mem::take(&mut actions), &mut acks, &mut replies).await?;
+
+        let wake = svc.engine.next_wakeup();
+        let first = tokio::select! {
+            _ = &mut shutdown => break,
+            i = rx.recv() => match i { Some(i) => Some(i), None => break },
+            _ = housekeeping.tick() => None,
+            _ = sleep_until(wake) => None,
+        };
+        let now = now_ms();
+        let mut inputs: Vec<Input> = first.into_iter().collect();
+        while inputs.len() < 10_000 {
+            match rx.try_recv() {
+                Ok(i) => inputs.push(i),
+                Err(_) => break,
+            }
+        }
+        for input in inputs {
+            svc.input(now, input, &mut actions, &mut acks, &mut replies).await;
+        }
+        actions.extend(svc.housekeeping(now));
+        actions.extend(svc.engine.apply(now, Event::Tick));
+        svc.turn(std::mem::take(&mut actions), &mut acks, &mut replies).await?;
+    }
+    for t in tasks {
+        t.abort();
+    }
+    let _ = client.flush().await;
+    Ok(())
+}
+
+async fn sleep_until(at: Option<Millis>) {
+    match at {
+        Some(at) => tokio::time::sleep(Duration::from_millis(at.saturating_sub(now_ms()))).await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Service {
+    async fn ensure_queue(&mut self, queue: &str) -> Result<(), Error> {
+        if !self.queues.contains(queue) {
+            self.bus.ensure_queue(queue).await?;
+            self.queues.insert(queue.to_string());
+        }
+        Ok(())
+    }
+
+    /// Reloads unfinished jobs into the engine and publishes the outbox again.
+    async fn recover(&mut self) -> Result<Vec<Action>, Error> {
+        let now = now_ms();
+        let mut actions = Vec::new();
+        for job in self.store.jobs()? {
+            if job.state.is_terminal() {
+                continue;
+            }
+            for t in &job.spec.tasks {
+                self.ensure_queue(job.spec.queue(t)).await?;
+            }
+            let saved = self.store.tasks(&job.id)?;
+            let Ok(dag) = validate(&job.spec) else { continue };
+            actions.extend(self.engine.apply(
+                now,
+                Event::Submit {
+                    job: job.id,
+                    spec: Arc::new(job.spec.clone()),
+                    dag: Arc::new(dag),
+                    options: job.options.clone(),
+                    saved: Some(saved),
+                },
+            ));
+        }
+        for (seq, d) in self.store.outbox()? {
+            let queue = self.queue_of(&d);
+            match self.bus.publish(&queue, &d, async_nats::HeaderMap::new()).await {
+                Ok(stream_seq) => {
+                    self.published.insert((d.job, d.index, d.attempt), stream_seq);
+                    self.sent.push(seq);
+                }
+                Err(e) => eprintln!("ordo-coordinator: republishing {}: {e}", d.task),
+            }
+        }
+        Ok(actions)
+    }
+
+    fn queue_of(&self, d: &Dispatch) -> String {
+        self.store
+            .job(&d.job)
+            .ok()
+            .flatten()
+            .and_then(|j| j.spec.tasks.get(d.index as usize).map(|t| j.spec.queue(t).to_string()))
+            .unwrap_or_else(|| names::DEFAULT_QUEUE.to_string())
+    }
+
+    /// Commit, ack, reply, publish: one turn of the loop's write half.
+    async fn turn(
+        &mut self,
+        actions: Vec<Action>,
+        acks: &mut Vec<jetstream::Message>,
+        replies: &mut Vec<(async_nats::Subject, Vec<u8>)>,
+    ) -> Result<(), Error> {
+        let mut changes = Vec::new();
+        let mut dispatches = Vec::new();
+        let mut kills = Vec::new();
+        for a in actions {
+            match a {
+                Action::Record(c) => changes.push(c),
+                Action::Dispatch(d) => dispatches.push(d),
+                Action::Kill { job, index, attempt } => kills.push(Kill {
+                    job,
+                    index: Some(index),
+                    attempt: Some(attempt),
+                }),
+            }
+        }
+        for c in &changes {
+            if let Change::Job { job, state: JobState::Cancelled, .. } = c {
+                kills.push(Kill { job: *job, index: None, attempt: None });
+            }
+        }
+        let seqs = if !changes.is_empty() || !dispatches.is_empty() || !self.sent.is_empty() {
+            let sent = std::mem::take(&mut self.sent);
+            let batch = Batch {
+                now: now_ms(),
+                changes: &changes,
+                outbox_add: &dispatches,
+                outbox_sent: &sent,
+            };
+            let store = self.store.clone();
+            // redb is synchronous: commit off the async workers.
+            let owned = OwnedBatch::from(&batch);
+            tokio::task::spawn_blocking(move || store.commit(&owned.borrow()))
+                .await
+                .map_err(|e| Error::Nats(e.to_string()))??
+        } else {
+            Vec::new()
+        };
+        for m in acks.drain(..) {
+            if m.double_ack().await.is_err() {
+                let _ = m.ack().await;
+            }
+        }
+        for (reply, body) in replies.drain(..) {
+            let _ = self.client.publish(reply, body.into()).await;
+        }
+        for (seq, d) in seqs.into_iter().zip(dispatches) {
+            let queue = self.queue_of(&d);
+            match self.bus.publish(&queue, &d, async_nats::HeaderMap::new()).await {
+                Ok(stream_seq) => {
+                    self.published.insert((d.job, d.index, d.attempt), stream_seq);
+                    self.sent.push(seq);
+                }
+                // Stays in the outbox; published again on the next start.
+                Err(e) => eprintln!("ordo-coordinator: publishing {}: {e}", d.task),
+            }
+        }
+        for k in kills {
+            if k.index.is_none() {
+                // Messages of a cancelled job not yet delivered never run.
+                let gone: Vec<_> = self
+                    .published
+                    .iter()
+                    .filter(|((job, _, _), _)| *job == k.job)
+                    .map(|(key, seq)| (*key, *seq))
+                    .collect();
+                for (key, seq) in gone {
+                    self.bus.delete_task(seq).await;
+                    self.published.remove(&key);
+                }
+            }
+            let _ = self
+                .client
+                .publish(names::CONTROL_KILL, wire::encode(&k).into())
+                .await;
+        }
+        Ok(())
+    }
+
+    async fn input(
+        &mut self,
+        now: Millis,
+        input: Input,
+        actions: &mut Vec<Action>,
+        acks: &mut Vec<jetstream::Message>,
+        replies: &mut Vec<(async_nats::Subject, Vec<u8>)>,
+    ) {
+        match input {
+            Input::Event(ev, msg) => {
+                let event = match ev {
+                    WorkerEvent::Started { job, index, attempt, worker } => Event::Started { job, index, attempt, worker },
+                    WorkerEvent::Finished(r) => {
+                        self.published.remove(&(r.job, r.index, r.attempt));
+                        Event::Finished(r)
+                    }
+                };
+                actions.extend(self.engine.apply(now, event));
+                acks.push(msg);
+            }
+            Input::Heartbeat(hb) => {
+                for q in &hb.queues {
+                    if names::valid_queue(q) && self.ensure_queue(q).await.is_err() {
+                        eprintln!("ordo-coordinator: cannot create the consumer of queue '{q}'");
+                    }
+                }
+                self.workers.insert(hb.worker.clone(), (hb, Instant::now()));
+            }
+            Input::Exhausted { stream_seq } => {
+                let found = self.published.iter().find(|(_, s)| **s == stream_seq).map(|(k, _)| *k);
+                let key = match found {
+                    Some(k) => Some(k),
+                    None => self.bus.task_at(stream_seq).await.map(|d| (d.job, d.index, d.attempt)),
+                };
+                self.bus.delete_task(stream_seq).await;
+                if let Some((job, index, attempt)) = key {
+                    self.published.remove(&(job, index, attempt));
+                    actions.extend(self.engine.apply(
+                        now,
+                        Event::Lost {
+                            job,
+                            index,
+                            attempt,
+                            reason: format!(
+                                "delivered {} times without a result",
+                                self.opts.delivery.max_deliver
+                            ),
+                        },
+                    ));
+                }
+            }
+            Input::Api { verb, body, reply } => {
+                let answer = self.api(now, &verb, &body, actions).await;
+                if let Some(reply) = reply {
+                    replies.push((reply, answer));
+                }
+            }
+        }
+    }
+
+    /// Capacity from live workers, per queue; dispatches nobody started are lost.
+    fn housekeeping(&mut self, now: Millis) -> Vec<Action> {
+        let timeout = self.opts.worker_timeout;
+        self.workers.retain(|_, (_, seen)| seen.elapsed() < timeout * 12);
+        let mut actions = Vec::new();
+        for q in self.queues.clone() {
+            let mut cap = Capacity { slots: 0, cpus: 0.0, memory_mb: 0, largest_cpus: 0.0, largest_memory_mb: 0 };
+            for (hb, seen) in self.workers.values() {
+                if seen.elapsed() < timeout && !hb.draining && hb.queues.contains(&q) {
+                    cap.slots += hb.slots;
+                    cap.cpus += hb.cpus;
+                    cap.memory_mb += hb.memory_mb;
+                    cap.largest_cpus = cap.largest_cpus.max(hb.cpus);
+                    cap.largest_memory_mb = cap.largest_memory_mb.max(hb.memory_mb);
+                }
+            }
+            actions.extend(self.engine.apply(now, Event::Capacity { queue: q, capacity: cap }));
+        }
+        let deadline = self.opts.start_deadline.as_millis() as Millis;
+        let mut lost = Vec::new();
+        for job in self.engine.job_ids() {
+            if let Some(tasks) = self.engine.tasks(&job) {
+                for (i, t) in tasks.iter().enumerate() {
+                    if let TaskState::Dispatched { attempt, at } = t
+                        && now.saturating_sub(*at) > deadline
+                    {
+                        lost.push((job, i as u32, *attempt));
+                    }
+                }
+            }
+        }
+        for (job, index, attempt) in lost {
+            let reason = format!("no worker started it within {}s", deadline / 1000);
+            actions.extend(self.engine.apply(now, Event::Lost { job, index, attempt, reason }));
+        }
+        actions
+    }
+
+    async fn api(&mut self, now: Millis, verb: &str, body: &[u8], actions: &mut Vec<Action>) -> Vec<u8> {
+        let result = match verb {
+            api::SUBMIT => self.submit(now, body, actions).await.map(to_value),
+            api::STATUS => parse::<api::JobRef>(body).and_then(|r| {
+                views::status(&self.store, &r.job)
+                    .map_err(internal)?
+                    .map(to_value)
+                    .ok_or_else(|| not_found(&r.job))
+            }),
+            api::JOBS => {
+                let req = if body.is_empty() { Ok(api::JobsRequest::default()) } else { parse::<api::JobsRequest>(body) };
+                req.and_then(|r| views::jobs(&self.store, &r).map(to_value).map_err(internal))
+            }
+            api::CANCEL => match parse::<api::JobRef>(body) {
+                Ok(r) => self.cancel(now, r.job, actions),
+                Err(e) => Err(e),
+            },
+            api::RETRY => match parse::<api::RetryRequest>(body) {
+                Ok(r) => self.retry(now, r, actions),
+                Err(e) => Err(e),
+            },
+            api::WORKERS => Ok(to_value(self.worker_list(now))),
+            other => Err(ApiError::new(ErrorKind::Invalid, format!("unknown API verb '{other}'"))),
+        };
+        let reply = match result {
+            Ok(v) => ApiReply::Ok(v),
+            Err(e) => ApiReply::Error(e),
+        };
+        serde_json::to_vec(&reply).unwrap_or_default()
+    }
+
+    async fn submit(&mut self, now: Millis, body: &[u8], actions: &mut Vec<Action>) -> Result<api::SubmitReply, ApiError> {
+        let req: api::SubmitRequest = parse(body)?;
+        let dag = validate(&req.spec).map_err(|errs| {
+            let text: Vec<String> = errs.iter().map(|e| format!("{}: {e}", req.spec.name)).collect();
+            ApiError::new(ErrorKind::Invalid, text.join("\n"))
+        })?;
+        for t in &req.spec.tasks {
+            let q = req.spec.queue(t).to_string();
+            self.ensure_queue(&q).await.map_err(|e| ApiError::new(ErrorKind::Internal, e.to_string()))?;
+        }
+        let id = JobId::new();
+        let options = JobOptions {
+            default_mode: req.default_mode.unwrap_or(ordo_proto::ExecutionMode::Parallel),
+            max_parallel: req.max_parallel,
+            seed: now,
+        };
+        let rec = JobRecord {
+            id,
+            name: req.spec.name.clone(),
+            source: req.source.clone(),
+            spec: req.spec.clone(),
+            options: options.clone(),
+            state: JobState::Pending,
+            created_ms: now,
+            updated_ms: now,
+            finished_ms: None,
+            reason: None,
+        };
+        self.store.insert_job(&rec).map_err(internal)?;
+        actions.extend(self.engine.apply(
+            now,
+            Event::Submit { job: id, spec: Arc::new(req.spec), dag: Arc::new(dag), options, saved: None },
+        ));
+        Ok(api::SubmitReply { job: id })
+    }
+
+    fn cancel(&mut self, now: Millis, job: JobId, actions: &mut Vec<Action>) -> Result<serde_json::Value, ApiError> {
+        let rec = self.store.job(&job).map_err(internal)?.ok_or_else(|| not_found(&job))?;
+        if self.engine.has_job(&job) {
+            actions.extend(self.engine.apply(now, Event::Cancel { job, reason: "cancelled by user".into() }));
+        }
+        let tasks = self.store.tasks(&job).map_err(internal)?;
+        Ok(to_value(views::summary(&rec, &tasks)))
+    }
+
+    fn retry(&mut self, now: Millis, req: api::RetryRequest, actions: &mut Vec<Action>) -> Result<serde_json::Value, ApiError> {
+        let job = req.job;
+        let rec = self.store.job(&job).map_err(internal)?.ok_or_else(|| not_found(&job))?;
+        if self.engine.has_job(&job) {
+            return Err(ApiError::new(ErrorKind::Invalid, format!("job {job} is still {}", rec.state.name())));
+        }
+        let saved = self.store.tasks(&job).map_err(internal)?;
+        let again = retry_records(&saved, req.failed_only);
+        let dag = validate(&rec.spec).map_err(|_| ApiError::new(ErrorKind::Internal, "stored spec no longer validates"))?;
+        actions.push(Action::Record(Change::Job { job, state: JobState::Running, at: now, reason: None }));
+        actions.extend(self.engine.apply(
+            now,
+            Event::Submit { job, spec: Arc::new(rec.spec.clone()), dag: Arc::new(dag), options: rec.options.clone(), saved: Some(again) },
+        ));
+        let tasks = self.store.tasks(&job).map_err(internal)?;
+        let mut summary = views::summary(&rec, &tasks);
+        summary.state = JobState::Running.name().into();
+        Ok(to_value(summary))
+    }
+
+    fn worker_list(&self, _now: Millis) -> Vec<api::WorkerInfo> {
+        let mut list: Vec<_> = self
+            .workers
+            .values()
+            .map(|(hb, seen)| api::WorkerInfo { heartbeat: hb.clone(), age_ms: seen.elapsed().as_millis() as u64 })
+            .collect();
+        list.sort_by(|a, b| a.heartbeat.worker.cmp(&b.heartbeat.worker));
+        list
+    }
+}
+
+fn to_value<T: Serialize>(v: T) -> serde_json::Value {
+    serde_json::to_value(v).unwrap_or(serde_json::Value::Null)
+}
+
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError::new(ErrorKind::Invalid, format!("bad request: {e}")))
+}
+
+fn internal(e: crate::store::Error) -> ApiError {
+    ApiError::new(ErrorKind::Internal, e.to_string())
+}
+
+fn not_found(job: &JobId) -> ApiError {
+    ApiError::new(ErrorKind::NotFound, format!("no job {job}"))
+}
+
+/// A batch whose slices the blocking commit task owns.
+struct OwnedBatch {
+    now: Millis,
+    changes: Vec<Change>,
+    outbox_add: Vec<Dispatch>,
+    outbox_sent: Vec<u64>,
+}
+
+impl OwnedBatch {
+    fn from(b: &Batch<'_>) -> OwnedBatch {
+        OwnedBatch {
+            now: b.now,
+            changes: b.changes.to_vec(),
+            outbox_add: b.outbox_add.to_vec(),
+            outbox_sent: b.outbox_sent.to_vec(),
+        }
+    }
+
+    fn borrow(&self) -> Batch<'_> {
+        Batch { now: self.now, changes: &self.changes, outbox_add: &self.outbox_add, outbox_sent: &self.outbox_sent }
+    }
+}
+
+async fn forward_api(client: async_nats::Client, tx: mpsc::Sender<Input>) {
+    loop {
+        let Ok(mut sub) = client.queue_subscribe(names::API_SUBJECTS, names::API_QUEUE_GROUP.into()).await else {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        };
+        while let Some(msg) = sub.next().await {
+            let verb = msg.subject.rsplit('.').next().unwrap_or_default().to_string();
+            let input = Input::Api { verb, body: msg.payload, reply: msg.reply };
+            if tx.send(input).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+async fn forward_heartbeats(client: async_nats::Client, tx: mpsc::Sender<Input>) {
+    loop {
+        let Ok(mut sub) = client.subscribe(names::HEARTBEAT_SUBJECTS).await else {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        };
+        while let Some(msg) = sub.next().await {
+            match wire::decode::<Heartbeat>(&msg.payload) {
+                Ok(hb) => {
+                    if tx.send(Input::Heartbeat(hb)).await.is_err() {
+                        return;
+                    }
+                }
+                Err(e) => eprintln!("ordo-coordinator: ignoring heartbeat on {}: {e}", msg.subject),
+            }
+        }
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct MaxDeliveries {
+    stream_seq: u64,
+}
+
+async fn forward_advisories(client: async_nats::Client, tx: mpsc::Sender<Input>) {
+    let subject = format!("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{}.*", names::TASK_STREAM);
+    loop {
+        let Ok(mut sub) = client.subscribe(subject.clone()).await else {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        };
+        while let Some(msg) = sub.next().await {
+            if let Ok(a) = serde_json::from_slice::<MaxDeliveries>(&msg.payload)
+                && tx.send(Input::Exhausted { stream_seq: a.stream_seq }).await.is_err()
+            {
+                return;
+            }
+        }
+    }
+}
+
+async fn forward_events(consumer: jetstream::consumer::PullConsumer, tx: mpsc::Sender<Input>) {
+    let mut seen_bad: HashSet<u64> = HashSet::new();
+    loop {
+        let mut messages = match consumer.messages().await {
+            Ok(m) => m,
+            Err(e) => {
+                eprintln!("ordo-coordinator: event consumer: {e}; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        };
+        while let Some(m) = messages.next().await {
+            let Ok(msg) = m else {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            };
+            match wire::decode::<WorkerEvent>(&msg.payload) {
+                Ok(ev) => {
+                    if tx.send(Input::Event(ev, msg)).await.is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    // Undecodable: logged once and terminated, never redelivered in a loop.
+                    let seq = msg.info().map(|i| i.stream_sequence).unwrap_or(0);
+                    if seen_bad.insert(seq) {
+                        eprintln!("ordo-coordinator: dropping an undecodable event on {}: {e}", msg.subject);
+                    }
+                    let _ = msg.ack_with(AckKind::Term).await;
+                }
+            }
+        }
+    }
+}

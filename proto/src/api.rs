@@ -1,0 +1,132 @@
+//! The coordinator's API on `ordo.api.<verb>`: JSON requests and replies, so the CLI (and the
+//! MCP server) need only a NATS URL. Every reply is an `ApiReply`: `{"ok": ...}` or
+//! `{"error": {"kind": ..., "message": ...}}`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::JobId;
+use crate::spec::{ExecutionMode, JobSpec};
+use crate::wire::Heartbeat;
+
+pub const SUBMIT: &str = "submit";
+pub const STATUS: &str = "status";
+pub const JOBS: &str = "jobs";
+pub const CANCEL: &str = "cancel";
+pub const RETRY: &str = "retry";
+pub const WORKERS: &str = "workers";
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApiReply<T> {
+    Ok(T),
+    Error(ApiError),
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, thiserror::Error)]
+#[error("{message}")]
+pub struct ApiError {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// The request or the spec is invalid (exit 2).
+    Invalid,
+    NotFound,
+    /// The coordinator failed (store error).
+    Internal,
+}
+
+impl ApiError {
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> ApiError {
+        ApiError {
+            kind,
+            message: message.into(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SubmitRequest {
+    pub spec: JobSpec,
+    /// Where the spec came from (a path, `mcp`).
+    #[serde(default)]
+    pub source: String,
+    #[serde(default)]
+    pub default_mode: Option<ExecutionMode>,
+    #[serde(default)]
+    pub max_parallel: Option<u32>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SubmitReply {
+    pub job: JobId,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct JobRef {
+    pub job: JobId,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RetryRequest {
+    pub job: JobId,
+    #[serde(default)]
+    pub failed_only: bool,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct JobsRequest {
+    /// Only jobs in this state (`running`, `failed`, ...).
+    #[serde(default)]
+    pub state: Option<String>,
+    /// Only jobs whose name, a task name, or state contains this text.
+    #[serde(default)]
+    pub search: Option<String>,
+    #[serde(default)]
+    pub limit: Option<usize>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct JobSummary {
+    pub id: JobId,
+    pub name: String,
+    pub state: String,
+    pub created_ms: u64,
+    pub finished_ms: Option<u64>,
+    pub reason: Option<String>,
+    pub total: usize,
+    pub succeeded: usize,
+    pub failed: usize,
+    pub running: usize,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct TaskStatus {
+    pub index: u32,
+    pub name: String,
+    pub state: String,
+    pub attempts: u32,
+    pub worker: Option<String>,
+    pub exit_code: Option<i32>,
+    pub duration_ms: Option<u64>,
+    pub reason: Option<String>,
+    pub output_tail: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct JobStatus {
+    #[serde(flatten)]
+    pub summary: JobSummary,
+    pub tasks: Vec<TaskStatus>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct WorkerInfo {
+    #[serde(flatten)]
+    pub heartbeat: Heartbeat,
+    /// Milliseconds since the last heartbeat.
+    pub age_ms: u64,
+}

@@ -1,0 +1,429 @@
+//! The worker daemon behind `ordo-worker`: pulls task messages from the durable consumers of
+//! its queues, runs them with `exec`, and publishes what happened. Keeps nothing: killing a
+//! worker loses only the attempt in flight, which JetStream delivers again.
+//!
+//! Per task message: publish `Started`; run, renewing the lease with in-progress acks; stream
+//! output to `ordo.log.<job>.<task>`; publish `Finished` and await its JetStream ack; only then
+//! ack the task message. A worker that cannot renew its lease for a whole ack-wait kills its
+//! task rather than let two copies run for long. On SIGTERM it drains: no new pulls, running
+//! tasks get a grace period, the rest are handed back (nak) for another worker.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, AckKind, consumer::PullConsumer};
+use futures::StreamExt;
+use ordo_proto::names;
+use ordo_proto::wire::{self, Dispatch, Heartbeat, Kill, Outcome, TaskResult, WorkerEvent};
+use ordo_proto::{Attempt, JobId};
+use tokio::sync::{Mutex, Notify, mpsc, oneshot};
+
+use crate::exec::{self, ExecOptions, OutputChunk};
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub id: String,
+    pub host: String,
+    pub queues: Vec<String>,
+    pub slots: u32,
+    pub cpus: f64,
+    pub memory_mb: u64,
+    /// How long running tasks may finish after SIGTERM before they are handed back.
+    pub drain_grace: Duration,
+    pub heartbeat: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("JetStream: {0}")]
+    JetStream(String),
+}
+
+/// How an attempt's cancel was requested.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Stop {
+    /// The coordinator killed it (cancel, fail-fast): report `Cancelled`.
+    Killed,
+    /// The worker drains: hand the message back, report nothing.
+    HandBack,
+}
+
+type Running = HashMap<(JobId, u32, Attempt), oneshot::Sender<Stop>>;
+
+struct Shared {
+    opts: Options,
+    js: jetstream::Context,
+    client: async_nats::Client,
+    running: Mutex<Running>,
+    /// Jobs killed recently: their tasks are never started.
+    killed_jobs: Mutex<HashMap<JobId, Instant>>,
+    busy: AtomicU32,
+    /// CPU and memory in use, in thousandths of a CPU and MB.
+    used_millicpus: AtomicU32,
+    used_memory: AtomicU32,
+    slot_freed: Notify,
+    draining: AtomicBool,
+}
+
+/// Runs until `shutdown` resolves, then drains.
+pub async fn run(
+    client: async_nats::Client,
+    opts: Options,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), Error> {
+    let js = jetstream::new(client.clone());
+    let shared = Arc::new(Shared {
+        opts: opts.clone(),
+        js,
+        client: client.clone(),
+        running: Mutex::new(HashMap::new()),
+        killed_jobs: Mutex::new(HashMap::new()),
+        busy: AtomicU32::new(0),
+        used_millicpus: AtomicU32::new(0),
+        used_memory: AtomicU32::new(0),
+        slot_freed: Notify::new(),
+        draining: AtomicBool::new(false),
+    });
+
+    let heartbeats = tokio::spawn(heartbeat_loop(shared.clone()));
+    let kills = tokio::spawn(kill_loop(shared.clone()));
+    let pulls = tokio::spawn(pull_loop(shared.clone()));
+
+    shutdown.await;
+    eprintln!("ordo-worker {}: draining", opts.id);
+    shared.draining.store(true, Ordering::SeqCst);
+    pulls.abort();
+    publish_heartbeat(&shared).await;
+    let deadline = Instant::now() + opts.drain_grace;
+    while shared.busy.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Hand back whatever is still running.
+    for (_, stop) in shared.running.lock().await.drain() {
+        let _ = stop.send(Stop::HandBack);
+    }
+    let handback_deadline = Instant::now() + Duration::from_secs(10);
+    while shared.busy.load(Ordering::SeqCst) > 0 && Instant::now() < handback_deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    heartbeats.abort();
+    kills.abort();
+    let _ = shared.client.flush().await;
+    eprintln!("ordo-worker {}: stopped", opts.id);
+    Ok(())
+}
+
+async fn heartbeat_loop(shared: Arc<Shared>) {
+    let mut tick = tokio::time::interval(shared.opts.heartbeat);
+    loop {
+        tick.tick().await;
+        publish_heartbeat(&shared).await;
+    }
+}
+
+async fn publish_heartbeat(shared: &Shared) {
+    let hb = Heartbeat {
+        worker: shared.opts.id.clone(),
+        host: shared.opts.host.clone(),
+        queues: shared.opts.queues.clone(),
+        slots: shared.opts.slots,
+        busy: shared.busy.load(Ordering::SeqCst),
+        cpus: shared.opts.cpus,
+        memory_mb: shared.opts.memory_mb,
+        draining: shared.draining.load(Ordering::SeqCst),
+        at_ms: now_ms(),
+    };
+    let subject = names::heartbeat_subject(&shared.opts.id);
+    let _ = shared.client.publish(subject, wire::encode(&hb).into()).await;
+}
+
+async fn kill_loop(shared: Arc<Shared>) {
+    loop {
+        let mut sub = match shared.client.subscribe(names::CONTROL_KILL).await {
+            Ok(s) => s,
+            Err(_) => {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        while let Some(msg) = sub.next().await {
+            let Ok(kill) = wire::decode::<Kill>(&msg.payload) else {
+                eprintln!("ordo-worker: ignoring an undecodable kill message");
+                continue;
+            };
+            if kill.index.is_none() {
+                let mut killed = shared.killed_jobs.lock().await;
+                killed.retain(|_, at| at.elapsed() < Duration::from_secs(3600));
+                killed.insert(kill.job, Instant::now());
+            }
+            let mut running = shared.running.lock().await;
+            let keys: Vec<_> = running
+                .keys()
+                .filter(|(job, index, attempt)| {
+                    *job == kill.job
+                        && kill.index.is_none_or(|i| i == *index)
+                        && kill.attempt.is_none_or(|a| a == *attempt)
+                })
+                .copied()
+                .collect();
+            for k in keys {
+                if let Some(stop) = running.remove(&k) {
+                    let _ = stop.send(Stop::Killed);
+                }
+            }
+        }
+    }
+}
+
+/// Waits for each queue's durable consumer (the coordinator creates them).
+async fn consumers(shared: &Shared) -> Vec<(String, PullConsumer, Duration)> {
+    let mut out = Vec::new();
+    for q in &shared.opts.queues {
+        loop {
+            let found = match shared.js.get_stream(names::TASK_STREAM).await {
+                Ok(stream) => stream
+                    .get_consumer::<jetstream::consumer::pull::Config>(&names::queue_consumer(q))
+                    .await
+                    .ok(),
+                Err(_) => None,
+            };
+            if let Some(c) = found {
+                let ack_wait = c.cached_info().config.ack_wait;
+                out.push((q.clone(), c, ack_wait));
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+    out
+}
+
+async fn pull_loop(shared: Arc<Shared>) {
+    let consumers = consumers(&shared).await;
+    let slots = shared.opts.slots;
+    let mut turn = 0usize;
+    loop {
+        let busy = shared.busy.load(Ordering::SeqCst);
+        if busy >= slots {
+            shared.slot_freed.notified().await;
+            continue;
+        }
+        let (queue, consumer, ack_wait) = &consumers[turn % consumers.len()];
+        turn += 1;
+        let free = (slots - busy) as usize;
+        let batch = consumer
+            .batch()
+            .max_messages(free)
+            .expires(Duration::from_millis(if consumers.len() > 1 { 200 } else { 1000 }))
+            .messages()
+            .await;
+        let mut messages = match batch {
+            Ok(m) => m,
+            Err(e) => {
+                eprintln!("ordo-worker: pull from queue '{queue}' failed: {e}; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        };
+        while let Some(msg) = messages.next().await {
+            match msg {
+                Ok(msg) => accept(&shared, msg, *ack_wait).await,
+                Err(e) => {
+                    eprintln!("ordo-worker: pull from queue '{queue}': {e}");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Takes one task message: decodes it, checks it fits, and starts it.
+async fn accept(shared: &Arc<Shared>, msg: jetstream::Message, ack_wait: Duration) {
+    let dispatch: Dispatch = match wire::decode(&msg.payload) {
+        Ok(d) => d,
+        Err(e) => {
+            // Redelivering a message nobody can read would loop forever: terminate it.
+            eprintln!("ordo-worker: terminating undecodable task message: {e}");
+            let _ = msg.ack_with(AckKind::Term).await;
+            return;
+        }
+    };
+    if shared.killed_jobs.lock().await.contains_key(&dispatch.job) {
+        let result = not_run(shared, &dispatch, Outcome::Cancelled, "job was cancelled");
+        publish_event(shared, &WorkerEvent::Finished(result)).await;
+        let _ = msg.ack_with(AckKind::Term).await;
+        return;
+    }
+    let need_cpu = (dispatch.cpus * 1000.0) as u32;
+    let need_mem = dispatch.memory_mb.min(u32::MAX as u64) as u32;
+    let cap_cpu = (shared.opts.cpus * 1000.0) as u32;
+    let used_cpu = shared.used_millicpus.load(Ordering::SeqCst);
+    let used_mem = shared.used_memory.load(Ordering::SeqCst) as u64;
+    if used_cpu + need_cpu > cap_cpu || used_mem + need_mem as u64 > shared.opts.memory_mb {
+        // Does not fit here now: let another worker (or this one, later) take it.
+        let _ = msg
+            .ack_with(AckKind::Nak(Some(Duration::from_millis(200))))
+            .await;
+        return;
+    }
+    shared.busy.fetch_add(1, Ordering::SeqCst);
+    shared.used_millicpus.fetch_add(need_cpu, Ordering::SeqCst);
+    shared.used_memory.fetch_add(need_mem, Ordering::SeqCst);
+    let shared = shared.clone();
+    tokio::spawn(async move {
+        execute(&shared, msg, dispatch, ack_wait).await;
+        shared.busy.fetch_sub(1, Ordering::SeqCst);
+        shared.used_millicpus.fetch_sub(need_cpu, Ordering::SeqCst);
+        shared.used_memory.fetch_sub(need_mem, Ordering::SeqCst);
+        shared.slot_freed.notify_one();
+    });
+}
+
+fn not_run(shared: &Shared, d: &Dispatch, outcome: Outcome, why: &str) -> TaskResult {
+    TaskResult {
+        job: d.job,
+        task: d.task.clone(),
+        index: d.index,
+        attempt: d.attempt,
+        outcome,
+        exit_code: None,
+        signal: None,
+        verify_exit_code: None,
+        started_at_ms: now_ms(),
+        duration_ms: 0,
+        output_tail: String::new(),
+        output_bytes: 0,
+        worker: shared.opts.id.clone(),
+        message: why.to_string(),
+    }
+}
+
+async fn execute(shared: &Arc<Shared>, msg: jetstream::Message, d: Dispatch, ack_wait: Duration) {
+    let key = (d.job, d.index, d.attempt);
+    let (stop_tx, stop_rx) = oneshot::channel::<Stop>();
+    shared.running.lock().await.insert(key, stop_tx);
+    let started = WorkerEvent::Started {
+        job: d.job,
+        index: d.index,
+        attempt: d.attempt,
+        worker: shared.opts.id.clone(),
+    };
+    publish_event(shared, &started).await;
+
+    // Lease: in-progress acks while the task runs; losing it for a whole ack-wait kills it.
+    let msg = Arc::new(msg);
+    let ack_wait = ack_wait.max(Duration::from_millis(300));
+    let (lease_lost_tx, lease_lost_rx) = oneshot::channel::<()>();
+    let lease = {
+        let msg = msg.clone();
+        tokio::spawn(async move {
+            let mut last_ok = Instant::now();
+            let mut tick = tokio::time::interval(ack_wait / 3);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                match tokio::time::timeout(ack_wait / 3, msg.ack_with(AckKind::Progress)).await {
+                    Ok(Ok(())) => last_ok = Instant::now(),
+                    _ if last_ok.elapsed() >= ack_wait => {
+                        let _ = lease_lost_tx.send(());
+                        return;
+                    }
+                    _ => {}
+                }
+            }
+        })
+    };
+
+    // Output streams to the job's log subject as it arrives.
+    let (out_tx, mut out_rx) = mpsc::channel::<OutputChunk>(64);
+    let logger = {
+        let client = shared.client.clone();
+        let subject = names::log_subject(&d.job, d.index);
+        let attempt = d.attempt.to_string();
+        tokio::spawn(async move {
+            while let Some(chunk) = out_rx.recv().await {
+                let mut headers = async_nats::HeaderMap::new();
+                headers.insert("Ordo-Attempt", attempt.as_str());
+                let stream = match chunk.stream {
+                    exec::Stream::Stdout => "stdout",
+                    exec::Stream::Stderr => "stderr",
+                };
+                headers.insert("Ordo-Stream", stream);
+                let _ = client
+                    .publish_with_headers(subject.clone(), headers, chunk.data.into())
+                    .await;
+            }
+        })
+    };
+
+    let stop = Arc::new(std::sync::Mutex::new(None::<Stop>));
+    let cancel = {
+        let stop = stop.clone();
+        let task = d.task.clone();
+        async move {
+            tokio::select! {
+                s = stop_rx => match s {
+                    Ok(s) => *stop.lock().unwrap() = Some(s),
+                    Err(_) => std::future::pending::<()>().await,
+                },
+                r = lease_lost_rx => match r {
+                    Ok(()) => {
+                        eprintln!("ordo-worker: lost the lease of {task}; killing it");
+                        *stop.lock().unwrap() = Some(Stop::HandBack);
+                    }
+                    Err(_) => std::future::pending::<()>().await,
+                },
+            }
+        }
+    };
+    let opts = ExecOptions::new(shared.opts.id.clone());
+    let result = exec::run(&d, &opts, cancel, Some(out_tx)).await;
+    lease.abort();
+    let _ = logger.await;
+    shared.running.lock().await.remove(&key);
+
+    let stopped = *stop.lock().unwrap();
+    if stopped == Some(Stop::HandBack) {
+        let _ = msg.ack_with(AckKind::Nak(None)).await;
+        return;
+    }
+    // The result is durable in JetStream before the task message is acked.
+    publish_event(shared, &WorkerEvent::Finished(result)).await;
+    if msg.double_ack().await.is_err() {
+        let _ = msg.ack().await;
+    }
+}
+
+/// Publishes an event and waits for JetStream to store it, retrying through outages.
+async fn publish_event(shared: &Shared, event: &WorkerEvent) {
+    let subject = names::event_subject(&event.job());
+    let payload = wire::encode(event);
+    let mut delay = Duration::from_millis(50);
+    loop {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Nats-Msg-Id", event.msg_id().as_str());
+        let sent = shared
+            .js
+            .publish_with_headers(subject.clone(), headers, payload.clone().into())
+            .await;
+        match sent {
+            Ok(ack) => match ack.await {
+                Ok(_) => return,
+                Err(e) => eprintln!("ordo-worker: event not stored yet: {e}; retrying"),
+            },
+            Err(e) => eprintln!("ordo-worker: cannot publish event: {e}; retrying"),
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(2));
+    }
+}
+
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
