@@ -23,7 +23,10 @@ fn generate(n: usize) -> String {
         if i >= width {
             let base = i - width;
             s.push_str(",\"depends_on\":[");
-            for (k, d) in [base, base.saturating_sub(1), base.saturating_sub(7)].iter().enumerate() {
+            for (k, d) in [base, base.saturating_sub(1), base.saturating_sub(7)]
+                .iter()
+                .enumerate()
+            {
                 if k > 0 {
                     s.push(',');
                 }

@@ -303,11 +303,7 @@ fn plan(spec: &SpecArgs, workers: u32, output: Output) -> anyhow::Result<u8> {
                 println!("  level {}: {}", i + 1, names.join(", "));
             }
             let path: Vec<&str> = plan.critical_path.iter().map(|n| n.as_str()).collect();
-            println!(
-                "critical path ({} tasks): {}",
-                path.len(),
-                path.join(" → ")
-            );
+            println!("critical path ({} tasks): {}", path.len(), path.join(" → "));
             println!(
                 "estimated makespan with {} workers: {} task-lengths (speedup {:.2}x over one worker)",
                 plan.workers, plan.estimated_makespan, plan.estimated_speedup

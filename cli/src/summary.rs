@@ -57,7 +57,12 @@ pub fn makespan_ms(report: &RunReport) -> u64 {
 
 pub fn table(report: &RunReport) -> String {
     let rows = rows(report);
-    let width = rows.iter().map(|r| r.name.chars().count()).max().unwrap_or(4).clamp(4, 48);
+    let width = rows
+        .iter()
+        .map(|r| r.name.chars().count())
+        .max()
+        .unwrap_or(4)
+        .clamp(4, 48);
     let mut out = String::new();
     let _ = writeln!(
         out,

@@ -36,7 +36,11 @@ pub struct Bus {
 
 impl Bus {
     /// Creates or updates the three streams (file storage).
-    pub async fn setup(client: async_nats::Client, delivery: Delivery, replicas: usize) -> Result<Bus, Error> {
+    pub async fn setup(
+        client: async_nats::Client,
+        delivery: Delivery,
+        replicas: usize,
+    ) -> Result<Bus, Error> {
         let js = jetstream::new(client);
         let tasks = js
             .create_or_update_stream(stream::Config {
@@ -127,7 +131,12 @@ impl Bus {
 
     /// Publishes a dispatch and returns its stream sequence once JetStream stored it. A replay
     /// of the same attempt is de-duplicated by its message id.
-    pub async fn publish(&self, queue: &str, d: &Dispatch, headers: async_nats::HeaderMap) -> Result<u64, Error> {
+    pub async fn publish(
+        &self,
+        queue: &str,
+        d: &Dispatch,
+        headers: async_nats::HeaderMap,
+    ) -> Result<u64, Error> {
         let mut headers = headers;
         headers.insert(
             "Nats-Msg-Id",

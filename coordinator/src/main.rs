@@ -13,7 +13,11 @@ use ordo_proto::Dur;
 use ordo_proto::connect::NatsArgs;
 
 #[derive(Parser)]
-#[command(name = "ordo-coordinator", version, about = "Keep ordo jobs in redb and dispatch their tasks over NATS JetStream")]
+#[command(
+    name = "ordo-coordinator",
+    version,
+    about = "Keep ordo jobs in redb and dispatch their tasks over NATS JetStream"
+)]
 struct Args {
     #[command(flatten)]
     nats: NatsArgs,
@@ -52,7 +56,10 @@ fn main() -> ExitCode {
         worker_timeout: args.worker_timeout.0,
         ..Options::default()
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("ordo-coordinator: cannot start the runtime: {e}");
@@ -60,14 +67,22 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(async {
-        let client = match args.nats.connect("ordo-coordinator", Duration::from_secs(5)).await {
+        let client = match args
+            .nats
+            .connect("ordo-coordinator", Duration::from_secs(5))
+            .await
+        {
             Ok(c) => c,
             Err(e) => {
                 eprintln!("ordo-coordinator: {e}");
                 return ExitCode::from(3);
             }
         };
-        eprintln!("ordo-coordinator: serving on {} with state in {}", args.nats.url, args.data_dir.display());
+        eprintln!(
+            "ordo-coordinator: serving on {} with state in {}",
+            args.nats.url,
+            args.data_dir.display()
+        );
         match service::run(client, store, opts, shutdown_signal()).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

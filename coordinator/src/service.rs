@@ -25,7 +25,9 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 use crate::bus::{Bus, Delivery};
-use crate::engine::{Action, Capacity, Change, Engine, Event, JobOptions, JobState, Millis, TaskState, retry_records};
+use crate::engine::{
+    Action, Capacity, Change, Engine, Event, JobOptions, JobState, Millis, TaskState, retry_records,
+};
 use crate::store::{Batch, JobRecord, Store};
 use crate::views;
 
@@ -70,10 +72,12 @@ enum Input {
         body: bytes::Bytes,
         reply: Option<async_nats::Subject>,
     },
-    Event(WorkerEvent, jetstream::Message),
+    Event(Box<(WorkerEvent, jetstream::Message)>),
     Heartbeat(Heartbeat),
     /// A task message ran out of deliveries.
-    Exhausted { stream_seq: u64 },
+    Exhausted {
+        stream_seq: u64,
+    },
 }
 
 pub fn now_ms() -> Millis {
@@ -133,7 +137,8 @@ pub async fn run(
     loop {
         let mut acks: Vec<jetstream::Message> = Vec::new();
         let mut replies: Vec<(async_nats::Subject, Vec<u8>)> = Vec::new();
-        svc.turn(std::mem::take(&mut actions), &mut acks, &mut replies).await?;
+        svc.turn(std::mem::take(&mut actions), &mut acks, &mut replies)
+            .await?;
 
         let wake = svc.engine.next_wakeup();
         let first = tokio::select! {
@@ -151,11 +156,13 @@ pub async fn run(
             }
         }
         for input in inputs {
-            svc.input(now, input, &mut actions, &mut acks, &mut replies).await;
+            svc.input(now, input, &mut actions, &mut acks, &mut replies)
+                .await;
         }
         actions.extend(svc.housekeeping(now));
         actions.extend(svc.engine.apply(now, Event::Tick));
-        svc.turn(std::mem::take(&mut actions), &mut acks, &mut replies).await?;
+        svc.turn(std::mem::take(&mut actions), &mut acks, &mut replies)
+            .await?;
     }
     for t in tasks {
         t.abort();
@@ -192,7 +199,9 @@ impl Service {
                 self.ensure_queue(job.spec.queue(t)).await?;
             }
             let saved = self.store.tasks(&job.id)?;
-            let Ok(dag) = validate(&job.spec) else { continue };
+            let Ok(dag) = validate(&job.spec) else {
+                continue;
+            };
             actions.extend(self.engine.apply(
                 now,
                 Event::Submit {
@@ -206,9 +215,14 @@ impl Service {
         }
         for (seq, d) in self.store.outbox()? {
             let queue = self.queue_of(&d);
-            match self.bus.publish(&queue, &d, async_nats::HeaderMap::new()).await {
+            match self
+                .bus
+                .publish(&queue, &d, async_nats::HeaderMap::new())
+                .await
+            {
                 Ok(stream_seq) => {
-                    self.published.insert((d.job, d.index, d.attempt), stream_seq);
+                    self.published
+                        .insert((d.job, d.index, d.attempt), stream_seq);
                     self.sent.push(seq);
                 }
                 Err(e) => eprintln!("ordo-coordinator: republishing {}: {e}", d.task),
@@ -222,7 +236,12 @@ impl Service {
             .job(&d.job)
             .ok()
             .flatten()
-            .and_then(|j| j.spec.tasks.get(d.index as usize).map(|t| j.spec.queue(t).to_string()))
+            .and_then(|j| {
+                j.spec
+                    .tasks
+                    .get(d.index as usize)
+                    .map(|t| j.spec.queue(t).to_string())
+            })
             .unwrap_or_else(|| names::DEFAULT_QUEUE.to_string())
     }
 
@@ -240,7 +259,11 @@ impl Service {
             match a {
                 Action::Record(c) => changes.push(c),
                 Action::Dispatch(d) => dispatches.push(d),
-                Action::Kill { job, index, attempt } => kills.push(Kill {
+                Action::Kill {
+                    job,
+                    index,
+                    attempt,
+                } => kills.push(Kill {
                     job,
                     index: Some(index),
                     attempt: Some(attempt),
@@ -248,8 +271,17 @@ impl Service {
             }
         }
         for c in &changes {
-            if let Change::Job { job, state: JobState::Cancelled, .. } = c {
-                kills.push(Kill { job: *job, index: None, attempt: None });
+            if let Change::Job {
+                job,
+                state: JobState::Cancelled,
+                ..
+            } = c
+            {
+                kills.push(Kill {
+                    job: *job,
+                    index: None,
+                    attempt: None,
+                });
             }
         }
         let seqs = if !changes.is_empty() || !dispatches.is_empty() || !self.sent.is_empty() {
@@ -279,9 +311,14 @@ impl Service {
         }
         for (seq, d) in seqs.into_iter().zip(dispatches) {
             let queue = self.queue_of(&d);
-            match self.bus.publish(&queue, &d, async_nats::HeaderMap::new()).await {
+            match self
+                .bus
+                .publish(&queue, &d, async_nats::HeaderMap::new())
+                .await
+            {
                 Ok(stream_seq) => {
-                    self.published.insert((d.job, d.index, d.attempt), stream_seq);
+                    self.published
+                        .insert((d.job, d.index, d.attempt), stream_seq);
                     self.sent.push(seq);
                 }
                 // Stays in the outbox; published again on the next start.
@@ -319,9 +356,20 @@ impl Service {
         replies: &mut Vec<(async_nats::Subject, Vec<u8>)>,
     ) {
         match input {
-            Input::Event(ev, msg) => {
+            Input::Event(boxed) => {
+                let (ev, msg) = *boxed;
                 let event = match ev {
-                    WorkerEvent::Started { job, index, attempt, worker } => Event::Started { job, index, attempt, worker },
+                    WorkerEvent::Started {
+                        job,
+                        index,
+                        attempt,
+                        worker,
+                    } => Event::Started {
+                        job,
+                        index,
+                        attempt,
+                        worker,
+                    },
                     WorkerEvent::Finished(r) => {
                         self.published.remove(&(r.job, r.index, r.attempt));
                         Event::Finished(r)
@@ -339,10 +387,18 @@ impl Service {
                 self.workers.insert(hb.worker.clone(), (hb, Instant::now()));
             }
             Input::Exhausted { stream_seq } => {
-                let found = self.published.iter().find(|(_, s)| **s == stream_seq).map(|(k, _)| *k);
+                let found = self
+                    .published
+                    .iter()
+                    .find(|(_, s)| **s == stream_seq)
+                    .map(|(k, _)| *k);
                 let key = match found {
                     Some(k) => Some(k),
-                    None => self.bus.task_at(stream_seq).await.map(|d| (d.job, d.index, d.attempt)),
+                    None => self
+                        .bus
+                        .task_at(stream_seq)
+                        .await
+                        .map(|d| (d.job, d.index, d.attempt)),
                 };
                 self.bus.delete_task(stream_seq).await;
                 if let Some((job, index, attempt)) = key {
@@ -373,10 +429,17 @@ impl Service {
     /// Capacity from live workers, per queue; dispatches nobody started are lost.
     fn housekeeping(&mut self, now: Millis) -> Vec<Action> {
         let timeout = self.opts.worker_timeout;
-        self.workers.retain(|_, (_, seen)| seen.elapsed() < timeout * 12);
+        self.workers
+            .retain(|_, (_, seen)| seen.elapsed() < timeout * 12);
         let mut actions = Vec::new();
         for q in self.queues.clone() {
-            let mut cap = Capacity { slots: 0, cpus: 0.0, memory_mb: 0, largest_cpus: 0.0, largest_memory_mb: 0 };
+            let mut cap = Capacity {
+                slots: 0,
+                cpus: 0.0,
+                memory_mb: 0,
+                largest_cpus: 0.0,
+                largest_memory_mb: 0,
+            };
             for (hb, seen) in self.workers.values() {
                 if seen.elapsed() < timeout && !hb.draining && hb.queues.contains(&q) {
                     cap.slots += hb.slots;
@@ -386,7 +449,13 @@ impl Service {
                     cap.largest_memory_mb = cap.largest_memory_mb.max(hb.memory_mb);
                 }
             }
-            actions.extend(self.engine.apply(now, Event::Capacity { queue: q, capacity: cap }));
+            actions.extend(self.engine.apply(
+                now,
+                Event::Capacity {
+                    queue: q,
+                    capacity: cap,
+                },
+            ));
         }
         let deadline = self.opts.start_deadline.as_millis() as Millis;
         let mut lost = Vec::new();
@@ -403,12 +472,26 @@ impl Service {
         }
         for (job, index, attempt) in lost {
             let reason = format!("no worker started it within {}s", deadline / 1000);
-            actions.extend(self.engine.apply(now, Event::Lost { job, index, attempt, reason }));
+            actions.extend(self.engine.apply(
+                now,
+                Event::Lost {
+                    job,
+                    index,
+                    attempt,
+                    reason,
+                },
+            ));
         }
         actions
     }
 
-    async fn api(&mut self, now: Millis, verb: &str, body: &[u8], actions: &mut Vec<Action>) -> Vec<u8> {
+    async fn api(
+        &mut self,
+        now: Millis,
+        verb: &str,
+        body: &[u8],
+        actions: &mut Vec<Action>,
+    ) -> Vec<u8> {
         let result = match verb {
             api::SUBMIT => self.submit(now, body, actions).await.map(to_value),
             api::STATUS => parse::<api::JobRef>(body).and_then(|r| {
@@ -418,7 +501,11 @@ impl Service {
                     .ok_or_else(|| not_found(&r.job))
             }),
             api::JOBS => {
-                let req = if body.is_empty() { Ok(api::JobsRequest::default()) } else { parse::<api::JobsRequest>(body) };
+                let req = if body.is_empty() {
+                    Ok(api::JobsRequest::default())
+                } else {
+                    parse::<api::JobsRequest>(body)
+                };
                 req.and_then(|r| views::jobs(&self.store, &r).map(to_value).map_err(internal))
             }
             api::CANCEL => match parse::<api::JobRef>(body) {
@@ -430,7 +517,10 @@ impl Service {
                 Err(e) => Err(e),
             },
             api::WORKERS => Ok(to_value(self.worker_list(now))),
-            other => Err(ApiError::new(ErrorKind::Invalid, format!("unknown API verb '{other}'"))),
+            other => Err(ApiError::new(
+                ErrorKind::Invalid,
+                format!("unknown API verb '{other}'"),
+            )),
         };
         let reply = match result {
             Ok(v) => ApiReply::Ok(v),
@@ -439,19 +529,31 @@ impl Service {
         serde_json::to_vec(&reply).unwrap_or_default()
     }
 
-    async fn submit(&mut self, now: Millis, body: &[u8], actions: &mut Vec<Action>) -> Result<api::SubmitReply, ApiError> {
+    async fn submit(
+        &mut self,
+        now: Millis,
+        body: &[u8],
+        actions: &mut Vec<Action>,
+    ) -> Result<api::SubmitReply, ApiError> {
         let req: api::SubmitRequest = parse(body)?;
         let dag = validate(&req.spec).map_err(|errs| {
-            let text: Vec<String> = errs.iter().map(|e| format!("{}: {e}", req.spec.name)).collect();
+            let text: Vec<String> = errs
+                .iter()
+                .map(|e| format!("{}: {e}", req.spec.name))
+                .collect();
             ApiError::new(ErrorKind::Invalid, text.join("\n"))
         })?;
         for t in &req.spec.tasks {
             let q = req.spec.queue(t).to_string();
-            self.ensure_queue(&q).await.map_err(|e| ApiError::new(ErrorKind::Internal, e.to_string()))?;
+            self.ensure_queue(&q)
+                .await
+                .map_err(|e| ApiError::new(ErrorKind::Internal, e.to_string()))?;
         }
         let id = JobId::new();
         let options = JobOptions {
-            default_mode: req.default_mode.unwrap_or(ordo_proto::ExecutionMode::Parallel),
+            default_mode: req
+                .default_mode
+                .unwrap_or(ordo_proto::ExecutionMode::Parallel),
             max_parallel: req.max_parallel,
             seed: now,
         };
@@ -470,33 +572,78 @@ impl Service {
         self.store.insert_job(&rec).map_err(internal)?;
         actions.extend(self.engine.apply(
             now,
-            Event::Submit { job: id, spec: Arc::new(req.spec), dag: Arc::new(dag), options, saved: None },
+            Event::Submit {
+                job: id,
+                spec: Arc::new(req.spec),
+                dag: Arc::new(dag),
+                options,
+                saved: None,
+            },
         ));
         Ok(api::SubmitReply { job: id })
     }
 
-    fn cancel(&mut self, now: Millis, job: JobId, actions: &mut Vec<Action>) -> Result<serde_json::Value, ApiError> {
-        let rec = self.store.job(&job).map_err(internal)?.ok_or_else(|| not_found(&job))?;
+    fn cancel(
+        &mut self,
+        now: Millis,
+        job: JobId,
+        actions: &mut Vec<Action>,
+    ) -> Result<serde_json::Value, ApiError> {
+        let rec = self
+            .store
+            .job(&job)
+            .map_err(internal)?
+            .ok_or_else(|| not_found(&job))?;
         if self.engine.has_job(&job) {
-            actions.extend(self.engine.apply(now, Event::Cancel { job, reason: "cancelled by user".into() }));
+            actions.extend(self.engine.apply(
+                now,
+                Event::Cancel {
+                    job,
+                    reason: "cancelled by user".into(),
+                },
+            ));
         }
         let tasks = self.store.tasks(&job).map_err(internal)?;
         Ok(to_value(views::summary(&rec, &tasks)))
     }
 
-    fn retry(&mut self, now: Millis, req: api::RetryRequest, actions: &mut Vec<Action>) -> Result<serde_json::Value, ApiError> {
+    fn retry(
+        &mut self,
+        now: Millis,
+        req: api::RetryRequest,
+        actions: &mut Vec<Action>,
+    ) -> Result<serde_json::Value, ApiError> {
         let job = req.job;
-        let rec = self.store.job(&job).map_err(internal)?.ok_or_else(|| not_found(&job))?;
+        let rec = self
+            .store
+            .job(&job)
+            .map_err(internal)?
+            .ok_or_else(|| not_found(&job))?;
         if self.engine.has_job(&job) {
-            return Err(ApiError::new(ErrorKind::Invalid, format!("job {job} is still {}", rec.state.name())));
+            return Err(ApiError::new(
+                ErrorKind::Invalid,
+                format!("job {job} is still {}", rec.state.name()),
+            ));
         }
         let saved = self.store.tasks(&job).map_err(internal)?;
         let again = retry_records(&saved, req.failed_only);
-        let dag = validate(&rec.spec).map_err(|_| ApiError::new(ErrorKind::Internal, "stored spec no longer validates"))?;
-        actions.push(Action::Record(Change::Job { job, state: JobState::Running, at: now, reason: None }));
+        let dag = validate(&rec.spec)
+            .map_err(|_| ApiError::new(ErrorKind::Internal, "stored spec no longer validates"))?;
+        actions.push(Action::Record(Change::Job {
+            job,
+            state: JobState::Running,
+            at: now,
+            reason: None,
+        }));
         actions.extend(self.engine.apply(
             now,
-            Event::Submit { job, spec: Arc::new(rec.spec.clone()), dag: Arc::new(dag), options: rec.options.clone(), saved: Some(again) },
+            Event::Submit {
+                job,
+                spec: Arc::new(rec.spec.clone()),
+                dag: Arc::new(dag),
+                options: rec.options.clone(),
+                saved: Some(again),
+            },
         ));
         let tasks = self.store.tasks(&job).map_err(internal)?;
         let mut summary = views::summary(&rec, &tasks);
@@ -508,7 +655,10 @@ impl Service {
         let mut list: Vec<_> = self
             .workers
             .values()
-            .map(|(hb, seen)| api::WorkerInfo { heartbeat: hb.clone(), age_ms: seen.elapsed().as_millis() as u64 })
+            .map(|(hb, seen)| api::WorkerInfo {
+                heartbeat: hb.clone(),
+                age_ms: seen.elapsed().as_millis() as u64,
+            })
             .collect();
         list.sort_by(|a, b| a.heartbeat.worker.cmp(&b.heartbeat.worker));
         list
@@ -520,7 +670,8 @@ fn to_value<T: Serialize>(v: T) -> serde_json::Value {
 }
 
 fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
-    serde_json::from_slice(body).map_err(|e| ApiError::new(ErrorKind::Invalid, format!("bad request: {e}")))
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::new(ErrorKind::Invalid, format!("bad request: {e}")))
 }
 
 fn internal(e: crate::store::Error) -> ApiError {
@@ -550,19 +701,36 @@ impl OwnedBatch {
     }
 
     fn borrow(&self) -> Batch<'_> {
-        Batch { now: self.now, changes: &self.changes, outbox_add: &self.outbox_add, outbox_sent: &self.outbox_sent }
+        Batch {
+            now: self.now,
+            changes: &self.changes,
+            outbox_add: &self.outbox_add,
+            outbox_sent: &self.outbox_sent,
+        }
     }
 }
 
 async fn forward_api(client: async_nats::Client, tx: mpsc::Sender<Input>) {
     loop {
-        let Ok(mut sub) = client.queue_subscribe(names::API_SUBJECTS, names::API_QUEUE_GROUP.into()).await else {
+        let Ok(mut sub) = client
+            .queue_subscribe(names::API_SUBJECTS, names::API_QUEUE_GROUP.into())
+            .await
+        else {
             tokio::time::sleep(Duration::from_secs(1)).await;
             continue;
         };
         while let Some(msg) = sub.next().await {
-            let verb = msg.subject.rsplit('.').next().unwrap_or_default().to_string();
-            let input = Input::Api { verb, body: msg.payload, reply: msg.reply };
+            let verb = msg
+                .subject
+                .rsplit('.')
+                .next()
+                .unwrap_or_default()
+                .to_string();
+            let input = Input::Api {
+                verb,
+                body: msg.payload,
+                reply: msg.reply,
+            };
             if tx.send(input).await.is_err() {
                 return;
             }
@@ -583,7 +751,10 @@ async fn forward_heartbeats(client: async_nats::Client, tx: mpsc::Sender<Input>)
                         return;
                     }
                 }
-                Err(e) => eprintln!("ordo-coordinator: ignoring heartbeat on {}: {e}", msg.subject),
+                Err(e) => eprintln!(
+                    "ordo-coordinator: ignoring heartbeat on {}: {e}",
+                    msg.subject
+                ),
             }
         }
     }
@@ -595,7 +766,10 @@ struct MaxDeliveries {
 }
 
 async fn forward_advisories(client: async_nats::Client, tx: mpsc::Sender<Input>) {
-    let subject = format!("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{}.*", names::TASK_STREAM);
+    let subject = format!(
+        "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{}.*",
+        names::TASK_STREAM
+    );
     loop {
         let Ok(mut sub) = client.subscribe(subject.clone()).await else {
             tokio::time::sleep(Duration::from_secs(1)).await;
@@ -603,7 +777,12 @@ async fn forward_advisories(client: async_nats::Client, tx: mpsc::Sender<Input>)
         };
         while let Some(msg) = sub.next().await {
             if let Ok(a) = serde_json::from_slice::<MaxDeliveries>(&msg.payload)
-                && tx.send(Input::Exhausted { stream_seq: a.stream_seq }).await.is_err()
+                && tx
+                    .send(Input::Exhausted {
+                        stream_seq: a.stream_seq,
+                    })
+                    .await
+                    .is_err()
             {
                 return;
             }
@@ -629,7 +808,7 @@ async fn forward_events(consumer: jetstream::consumer::PullConsumer, tx: mpsc::S
             };
             match wire::decode::<WorkerEvent>(&msg.payload) {
                 Ok(ev) => {
-                    if tx.send(Input::Event(ev, msg)).await.is_err() {
+                    if tx.send(Input::Event(Box::new((ev, msg)))).await.is_err() {
                         return;
                     }
                 }
@@ -637,7 +816,10 @@ async fn forward_events(consumer: jetstream::consumer::PullConsumer, tx: mpsc::S
                     // Undecodable: logged once and terminated, never redelivered in a loop.
                     let seq = msg.info().map(|i| i.stream_sequence).unwrap_or(0);
                     if seen_bad.insert(seq) {
-                        eprintln!("ordo-coordinator: dropping an undecodable event on {}: {e}", msg.subject);
+                        eprintln!(
+                            "ordo-coordinator: dropping an undecodable event on {}: {e}",
+                            msg.subject
+                        );
                     }
                     let _ = msg.ack_with(AckKind::Term).await;
                 }

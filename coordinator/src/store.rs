@@ -225,7 +225,8 @@ impl Store {
                         *job
                     }
                     Change::Attempt(r) => {
-                        attempts.insert((key(&r.job), r.index, r.attempt.0), encode(r).as_slice())?;
+                        attempts
+                            .insert((key(&r.job), r.index, r.attempt.0), encode(r).as_slice())?;
                         r.job
                     }
                     Change::Ignored { result, .. } => result.job,
@@ -281,9 +282,7 @@ impl Store {
     pub fn jobs(&self) -> Result<Vec<JobRecord>> {
         let tx = self.db.begin_read()?;
         let jobs = tx.open_table(JOBS)?;
-        jobs.iter()?
-            .map(|r| decode(r?.1.value()))
-            .collect()
+        jobs.iter()?.map(|r| decode(r?.1.value())).collect()
     }
 
     pub fn tasks(&self, id: &JobId) -> Result<Vec<SavedTask>> {
@@ -335,7 +334,9 @@ mod tests {
     fn record(n: usize) -> JobRecord {
         let spec = JobSpec {
             name: "j".into(),
-            tasks: (0..n).map(|i| TaskSpec::shell(&format!("t{i}"), "true")).collect(),
+            tasks: (0..n)
+                .map(|i| TaskSpec::shell(&format!("t{i}"), "true"))
+                .collect(),
             ..Default::default()
         };
         JobRecord {
@@ -389,7 +390,10 @@ mod tests {
         assert_eq!(tasks.len(), 3);
         assert_eq!(tasks[0].state, TaskState::Pending);
         assert!(matches!(tasks[1].state, TaskState::Succeeded { .. }));
-        assert_eq!(store.job(&job.id).unwrap().unwrap().state, JobState::Running);
+        assert_eq!(
+            store.job(&job.id).unwrap().unwrap().state,
+            JobState::Running
+        );
         let history = store.history(&job.id).unwrap();
         assert_eq!(history.len(), 2);
         assert!(matches!(history[1].change, Change::Job { .. }));

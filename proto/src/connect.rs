@@ -88,10 +88,8 @@ impl NatsArgs {
             opts = opts.add_root_certificates(ca.clone()).require_tls(true);
         }
         let urls: Vec<String> = self.url.split(',').map(|s| s.trim().to_string()).collect();
-        let addrs: Vec<async_nats::ServerAddr> = urls
-            .iter()
-            .filter_map(|u| u.parse().ok())
-            .collect();
+        let addrs: Vec<async_nats::ServerAddr> =
+            urls.iter().filter_map(|u| u.parse().ok()).collect();
         opts.connect(addrs)
             .await
             .map_err(|source| ConnectError::Unreachable {

@@ -227,7 +227,9 @@ mod tests {
                 }
             }
         }
-        let names = (0..n).map(|i| TaskName::new(format!("t{i}")).unwrap()).collect();
+        let names = (0..n)
+            .map(|i| TaskName::new(format!("t{i}")).unwrap())
+            .collect();
         Dag::build(names, deps).unwrap()
     }
 
@@ -259,7 +261,10 @@ mod tests {
             assert_eq!(path.len() as u32, longest_path_len(&dag));
             assert_eq!(path.len(), levels.len());
             for w in path.windows(2) {
-                assert!(dag.deps[w[1] as usize].contains(&w[0]), "path is not a chain");
+                assert!(
+                    dag.deps[w[1] as usize].contains(&w[0]),
+                    "path is not a chain"
+                );
             }
             // The estimate lies between the critical path and the sequential time.
             for workers in [1, 2, 4, 64] {
@@ -274,7 +279,9 @@ mod tests {
 
     #[test]
     fn order_is_topological_and_stable() {
-        let names = ["a", "b", "c", "d"].map(|n| TaskName::new(n).unwrap()).to_vec();
+        let names = ["a", "b", "c", "d"]
+            .map(|n| TaskName::new(n).unwrap())
+            .to_vec();
         let dag = Dag::build(names, vec![vec![2], vec![], vec![], vec![0, 1]]).unwrap();
         assert_eq!(dag.order, vec![1, 2, 0, 3]);
         assert_eq!(dag.levels(), vec![vec![1, 2], vec![0], vec![3]]);

@@ -16,7 +16,9 @@ impl Dur {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid duration {input:?}: {why} (write integer seconds or e.g. \"90s\", \"5m\", \"1h30m\")")]
+#[error(
+    "invalid duration {input:?}: {why} (write integer seconds or e.g. \"90s\", \"5m\", \"1h30m\")"
+)]
 pub struct DurationError {
     input: String,
     why: &'static str,

@@ -90,5 +90,6 @@ pub fn dispatch_msg_id(job: &JobId, index: u32, attempt: u32) -> String {
 pub fn valid_queue(q: &str) -> bool {
     !q.is_empty()
         && q.len() <= 64
-        && q.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        && q.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }

@@ -311,7 +311,10 @@ impl JobSpec {
         let prompt = t.prompt.as_ref()?;
         let mut argv: Vec<String> = match &self.settings.agent_command {
             Some(a) => a.clone(),
-            None => DEFAULT_AGENT_COMMAND.iter().map(|s| s.to_string()).collect(),
+            None => DEFAULT_AGENT_COMMAND
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
         };
         let text = match &t.system_prompt {
             Some(sys) => format!("{sys}\n\n{prompt}"),
@@ -384,19 +387,10 @@ mod tests {
     #[test]
     fn mode_precedence() {
         let mut job = JobSpec::default();
-        assert_eq!(
-            job.mode(ExecutionMode::Parallel),
-            ExecutionMode::Parallel
-        );
+        assert_eq!(job.mode(ExecutionMode::Parallel), ExecutionMode::Parallel);
         job.settings.enable_parallel = Some(false);
-        assert_eq!(
-            job.mode(ExecutionMode::Parallel),
-            ExecutionMode::Sequential
-        );
+        assert_eq!(job.mode(ExecutionMode::Parallel), ExecutionMode::Sequential);
         job.settings.execution_mode = Some(ExecutionMode::Parallel);
-        assert_eq!(
-            job.mode(ExecutionMode::Sequential),
-            ExecutionMode::Parallel
-        );
+        assert_eq!(job.mode(ExecutionMode::Sequential), ExecutionMode::Parallel);
     }
 }

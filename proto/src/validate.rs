@@ -56,9 +56,7 @@ impl Error {
             | Error::UnknownJump { task, .. }
             | Error::BadValue { task, .. } => Some(task),
             Error::Cycle { path } => path.first(),
-            Error::NoTasks
-            | Error::TooManyTasks { .. }
-            | Error::BadSetting { .. } => None,
+            Error::NoTasks | Error::TooManyTasks { .. } | Error::BadSetting { .. } => None,
         }
     }
 }
@@ -151,8 +149,7 @@ fn check_task(
     errors: &mut Vec<Error>,
 ) {
     let task = || t.name.clone();
-    let programs =
-        t.command.is_some() as u8 + t.argv.is_some() as u8 + t.prompt.is_some() as u8;
+    let programs = t.command.is_some() as u8 + t.argv.is_some() as u8 + t.prompt.is_some() as u8;
     match programs {
         0 => errors.push(Error::NoProgram { task: task() }),
         1 => {}
@@ -204,9 +201,7 @@ fn check_task(
     {
         errors.push(Error::BadValue {
             task: task(),
-            message: format!(
-                "queue {q:?} must be 1 to 64 letters, digits, '_' or '-'"
-            ),
+            message: format!("queue {q:?} must be 1 to 64 letters, digits, '_' or '-'"),
         });
     }
     if t.locks.iter().any(|l| l.trim().is_empty()) {
@@ -296,8 +291,13 @@ mod tests {
 
     #[test]
     fn cycle_names_the_whole_path() {
-        let errs = validate(&job(&[("a", &["c"]), ("b", &["a"]), ("c", &["b"]), ("d", &[])]))
-            .unwrap_err();
+        let errs = validate(&job(&[
+            ("a", &["c"]),
+            ("b", &["a"]),
+            ("c", &["b"]),
+            ("d", &[]),
+        ]))
+        .unwrap_err();
         assert_eq!(errs.len(), 1);
         assert_eq!(
             errs[0].to_string(),
@@ -327,8 +327,14 @@ mod tests {
         spec.tasks[0].on_failure = Some(Jump::Task("nowhere".into()));
         let errs = validate(&spec).unwrap_err();
         let text: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
-        assert!(text.contains(&"task 'a' is defined more than once".to_string()), "{text:?}");
-        assert!(text.contains(&"task 'a' has an empty command".to_string()), "{text:?}");
+        assert!(
+            text.contains(&"task 'a' is defined more than once".to_string()),
+            "{text:?}"
+        );
+        assert!(
+            text.contains(&"task 'a' has an empty command".to_string()),
+            "{text:?}"
+        );
         assert!(
             text.contains(&"task 'a' jumps on_failure to unknown task 'nowhere'".to_string()),
             "{text:?}"

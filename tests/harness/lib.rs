@@ -128,7 +128,9 @@ pub fn run_with_deadline(mut cmd: Command, limit: Duration) -> Run {
 /// `ordo ARGS...` in `dir`, with a two-minute deadline.
 pub fn ordo_in(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
     let mut cmd = Command::new(bin("ordo"));
-    cmd.args(args).current_dir(dir).env_remove("ORDO_EXECUTION_MODE");
+    cmd.args(args)
+        .current_dir(dir)
+        .env_remove("ORDO_EXECUTION_MODE");
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -440,7 +442,9 @@ impl Cluster {
             .push(Daemon::spawn("ordo-worker", &args, self.work.path()));
         assert!(
             wait_until(Duration::from_secs(30), || {
-                self.ordo(&["workers", "--output", "json"]).stdout.contains(id)
+                self.ordo(&["workers", "--output", "json"])
+                    .stdout
+                    .contains(id)
             }),
             "worker {id} never appeared"
         );

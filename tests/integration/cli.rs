@@ -48,7 +48,12 @@ fn plan_gives_the_levels_each_example_implies() {
     assert_eq!(
         prompter["levels"],
         serde_json::json!([
-            ["analyze_frontend", "analyze_backend", "analyze_tests", "memory_intensive_task"],
+            [
+                "analyze_frontend",
+                "analyze_backend",
+                "analyze_tests",
+                "memory_intensive_task"
+            ],
             ["create_architecture_diagram", "database_migration"],
             ["generate_test_plan"],
             ["create_technical_docs"]
@@ -60,7 +65,14 @@ fn plan_gives_the_levels_each_example_implies() {
 
 #[test]
 fn plan_text_names_the_critical_path_and_speedup() {
-    let r = ordo(&["plan", example("prompter/parallel-execution.toml").to_str().unwrap(), "--workers", "4"]);
+    let r = ordo(&[
+        "plan",
+        example("prompter/parallel-execution.toml")
+            .to_str()
+            .unwrap(),
+        "--workers",
+        "4",
+    ]);
     assert_eq!(r.code(), 0, "{}", r.stderr);
     assert!(r.stdout.contains("critical path (4 tasks)"), "{}", r.stdout);
     assert!(r.stdout.contains("speedup"), "{}", r.stdout);
@@ -73,18 +85,27 @@ fn convert_markdown_gives_five_tasks_with_dependencies() {
     let md = example("markdown/docs_sample_tasks_mixed_mode_task.md");
     let r = ordo(&["convert", md.to_str().unwrap(), "-o", out.to_str().unwrap()]);
     assert_eq!(r.code(), 0, "{}", r.stderr);
-    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
     let tasks = v["tasks"].as_array().unwrap();
     assert_eq!(tasks.len(), 5);
     assert_eq!(tasks[4]["name"], "task-5");
-    assert_eq!(tasks[4]["depends_on"], serde_json::json!(["task-2", "task-3", "task-4"]));
+    assert_eq!(
+        tasks[4]["depends_on"],
+        serde_json::json!(["task-2", "task-3", "task-4"])
+    );
     // Validating the converted file agrees with validating the document.
     let direct = ordo(&["plan", md.to_str().unwrap(), "--output", "json"]);
     let converted = ordo(&["plan", out.to_str().unwrap(), "--output", "json"]);
     assert_eq!(direct.json()["levels"], converted.json()["levels"]);
 
     let toml_out = dir.path().join("mixed.toml");
-    let r = ordo(&["convert", md.to_str().unwrap(), "-o", toml_out.to_str().unwrap()]);
+    let r = ordo(&[
+        "convert",
+        md.to_str().unwrap(),
+        "-o",
+        toml_out.to_str().unwrap(),
+    ]);
     assert_eq!(r.code(), 0, "{}", r.stderr);
     let again = ordo(&["plan", toml_out.to_str().unwrap(), "--output", "json"]);
     assert_eq!(direct.json()["levels"], again.json()["levels"]);
@@ -116,7 +137,11 @@ depends_on = ["b"]
     let r = ordo(&["validate", &spec]);
     assert_eq!(r.code(), 2);
     assert!(r.stderr.contains("a → b → c → a"), "{}", r.stderr);
-    assert!(r.stderr.contains("cycle.toml:3:"), "no position: {}", r.stderr);
+    assert!(
+        r.stderr.contains("cycle.toml:3:"),
+        "no position: {}",
+        r.stderr
+    );
     // Nothing else runs either.
     let r = ordo(&["run", &spec]);
     assert_eq!(r.code(), 2, "{}", r.stderr);
@@ -133,7 +158,9 @@ fn a_dangling_dependency_names_both_tasks_and_its_line() {
     let r = ordo(&["validate", &spec]);
     assert_eq!(r.code(), 2);
     assert!(
-        r.stderr.contains("dangling.toml:6:") && r.stderr.contains("task 'deploy' depends on unknown task 'tests'"),
+        r.stderr.contains("dangling.toml:6:")
+            && r.stderr
+                .contains("task 'deploy' depends on unknown task 'tests'"),
         "{}",
         r.stderr
     );
@@ -142,13 +169,21 @@ fn a_dangling_dependency_names_both_tasks_and_its_line() {
 #[test]
 fn toml_syntax_and_unknown_field_errors_name_their_line() {
     let dir = tempfile::tempdir().unwrap();
-    let spec = write(dir.path(), "typo.toml", "[[tasks]]\nname = \"a\"\ncomand = \"true\"\n");
+    let spec = write(
+        dir.path(),
+        "typo.toml",
+        "[[tasks]]\nname = \"a\"\ncomand = \"true\"\n",
+    );
     let r = ordo(&["validate", &spec]);
     assert_eq!(r.code(), 2);
     assert!(r.stderr.contains("typo.toml:3:"), "{}", r.stderr);
     assert!(r.stderr.contains("comand"), "{}", r.stderr);
 
-    let spec = write(dir.path(), "broken.toml", "[[tasks]]\nname = \"a\ncommand = \"true\"\n");
+    let spec = write(
+        dir.path(),
+        "broken.toml",
+        "[[tasks]]\nname = \"a\ncommand = \"true\"\n",
+    );
     let r = ordo(&["validate", &spec]);
     assert_eq!(r.code(), 2);
     assert!(r.stderr.contains("broken.toml:2:"), "{}", r.stderr);
@@ -157,12 +192,21 @@ fn toml_syntax_and_unknown_field_errors_name_their_line() {
 #[test]
 fn validate_json_output_reports_errors_as_data() {
     let dir = tempfile::tempdir().unwrap();
-    let spec = write(dir.path(), "empty.json", r#"{"tasks":[{"name":"a","command":"  "}]}"#);
+    let spec = write(
+        dir.path(),
+        "empty.json",
+        r#"{"tasks":[{"name":"a","command":"  "}]}"#,
+    );
     let r = ordo(&["validate", &spec, "--output", "json"]);
     assert_eq!(r.code(), 2);
     let v = r.json();
     assert_eq!(v["valid"], false);
-    assert!(v["errors"][0]["message"].as_str().unwrap().contains("task 'a' has an empty command"));
+    assert!(
+        v["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("task 'a' has an empty command")
+    );
 }
 
 #[test]
@@ -174,10 +218,23 @@ fn graph_renders_dot_and_mermaid() {
     assert!(dot.stdout.contains("analyze_backend"));
     let mermaid = ordo(&["graph", spec.to_str().unwrap(), "--format", "mermaid"]);
     assert_eq!(mermaid.code(), 0, "{}", mermaid.stderr);
-    assert!(mermaid.stdout.contains("\nflowchart LR\n"), "{}", mermaid.stdout);
-    assert!(mermaid.stdout.contains("(\"analyze_backend\")"), "{}", mermaid.stdout);
+    assert!(
+        mermaid.stdout.contains("\nflowchart LR\n"),
+        "{}",
+        mermaid.stdout
+    );
+    assert!(
+        mermaid.stdout.contains("(\"analyze_backend\")"),
+        "{}",
+        mermaid.stdout
+    );
     // The file declares seven dependencies.
-    assert_eq!(mermaid.stdout.matches("-->").count(), 7, "{}", mermaid.stdout);
+    assert_eq!(
+        mermaid.stdout.matches("-->").count(),
+        7,
+        "{}",
+        mermaid.stdout
+    );
 }
 
 #[test]

@@ -13,7 +13,12 @@ fn submit(c: &Cluster, spec: &str) -> String {
     let r = c.ordo(&["submit", spec]);
     assert_eq!(r.code(), 0, "submit failed: {}{}", r.stdout, r.stderr);
     let id = r.stdout.trim().to_string();
-    assert_eq!(id.len(), 36, "submit should print the job id alone: {:?}", r.stdout);
+    assert_eq!(
+        id.len(),
+        36,
+        "submit should print the job id alone: {:?}",
+        r.stdout
+    );
     id
 }
 
@@ -32,13 +37,20 @@ fn wait_state(c: &Cluster, job: &str, limit: Duration) -> Value {
             return false;
         }
         last = r.json();
-        matches!(last["state"].as_str(), Some("succeeded" | "failed" | "cancelled"))
+        matches!(
+            last["state"].as_str(),
+            Some("succeeded" | "failed" | "cancelled")
+        )
     });
     assert!(
         done,
         "job did not finish: {last}\ncoordinator:\n{}\nworkers:\n{}",
         c.coordinator.log(),
-        c.workers.iter().map(|w| w.log()).collect::<Vec<_>>().join("\n---\n")
+        c.workers
+            .iter()
+            .map(|w| w.log())
+            .collect::<Vec<_>>()
+            .join("\n---\n")
     );
     last
 }
@@ -53,7 +65,11 @@ fn task<'a>(s: &'a Value, name: &str) -> &'a Value {
 }
 
 fn all_succeeded(s: &Value) -> bool {
-    s["tasks"].as_array().unwrap().iter().all(|t| t["state"] == "succeeded")
+    s["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|t| t["state"] == "succeeded")
 }
 
 #[test]
@@ -96,14 +112,22 @@ depends_on = ["on-alpha"]
     // status and jobs: filters by state and text.
     let jobs = c.ordo(&["jobs", "--output", "json"]).json();
     assert_eq!(jobs.as_array().unwrap().len(), 2, "{jobs}");
-    let failed = c.ordo(&["jobs", "--state", "failed", "--output", "json"]).json();
+    let failed = c
+        .ordo(&["jobs", "--state", "failed", "--output", "json"])
+        .json();
     assert_eq!(failed.as_array().unwrap().len(), 1);
     assert_eq!(failed[0]["name"], "failing");
-    let found = c.ordo(&["jobs", "--search", "on-bet", "--output", "json"]).json();
+    let found = c
+        .ordo(&["jobs", "--search", "on-bet", "--output", "json"])
+        .json();
     assert_eq!(found.as_array().unwrap().len(), 1);
     assert_eq!(found[0]["name"], "split");
     let text = c.ordo(&["status", &job]);
-    assert!(text.stdout.contains("on-alpha") && text.stdout.contains("succeeded"), "{}", text.stdout);
+    assert!(
+        text.stdout.contains("on-alpha") && text.stdout.contains("succeeded"),
+        "{}",
+        text.stdout
+    );
 
     let workers = c.ordo(&["workers", "--output", "json"]).json();
     assert_eq!(workers.as_array().unwrap().len(), 2, "{workers}");
@@ -139,7 +163,11 @@ fn logs_follow_sees_output_while_the_task_runs() {
     assert!(status_code.success());
     // Without --follow, the stored output.
     let r = c.ordo(&["logs", &job]);
-    assert!(r.stdout.contains("first-line\nsecond-line\n"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("first-line\nsecond-line\n"),
+        "{}",
+        r.stdout
+    );
 }
 
 #[test]
@@ -170,7 +198,11 @@ depends_on = ["long"]
     assert_eq!(r.code(), 0, "{}", r.stderr);
     // Killed within a second or two, not at the end of `sleep 120`.
     assert!(
-        wait_until(Duration::from_secs(5), || pids_with_env("ORDO_TEST_MARK", "cancel-test").is_empty()),
+        wait_until(Duration::from_secs(5), || pids_with_env(
+            "ORDO_TEST_MARK",
+            "cancel-test"
+        )
+        .is_empty()),
         "the cancelled task is still running"
     );
     let s = wait_state(&c, &job, Duration::from_secs(30));
@@ -210,9 +242,21 @@ depends_on = ["flaky"]
     let s = wait_state(&c, &job, Duration::from_secs(60));
     assert_eq!(s["state"], "succeeded", "{s}");
     let ledger = lines(&c.work.path().join("ledger"));
-    assert_eq!(ledger.iter().filter(|l| *l == "good").count(), 1, "{ledger:?}");
-    assert_eq!(ledger.iter().filter(|l| *l == "flaky").count(), 2, "{ledger:?}");
-    assert_eq!(ledger.iter().filter(|l| *l == "after").count(), 1, "{ledger:?}");
+    assert_eq!(
+        ledger.iter().filter(|l| *l == "good").count(),
+        1,
+        "{ledger:?}"
+    );
+    assert_eq!(
+        ledger.iter().filter(|l| *l == "flaky").count(),
+        2,
+        "{ledger:?}"
+    );
+    assert_eq!(
+        ledger.iter().filter(|l| *l == "after").count(),
+        1,
+        "{ledger:?}"
+    );
     assert_eq!(task(&s, "flaky")["attempts"], 2);
 }
 
@@ -237,7 +281,11 @@ command = "echo long-start >> ledger; sleep 4; echo long-end >> ledger"
         l.contains(&"long-start".to_string()) && l.iter().any(|x| x.starts_with("short"))
     }));
     let status_code = c.workers[0].stop(libc::SIGTERM);
-    assert!(status_code.success(), "worker exit: {status_code:?}\n{}", c.workers[0].log());
+    assert!(
+        status_code.success(),
+        "worker exit: {status_code:?}\n{}",
+        c.workers[0].log()
+    );
     // `short` finished within the grace; `long` was handed back and runs on another worker.
     c.add_worker("taker", &[]);
     let s = wait_state(&c, &job, Duration::from_secs(60));
@@ -252,14 +300,22 @@ fn the_coordinator_survives_sigkill_mid_job() {
     c.add_worker("w1", &["--concurrency", "4"]);
     let mut text = String::new();
     for i in 0..30 {
-        let dep = if i >= 4 { format!("depends_on = [\"t{}\"]\n", i - 4) } else { String::new() };
+        let dep = if i >= 4 {
+            format!("depends_on = [\"t{}\"]\n", i - 4)
+        } else {
+            String::new()
+        };
         text.push_str(&format!(
             "[[tasks]]\nname = \"t{i}\"\ncommand = \"echo $ORDO_TASK >> ledger; sleep 0.1\"\n{dep}\n"
         ));
     }
     let spec = write(c.work.path(), "chain.toml", &text);
     let job = submit(&c, &spec);
-    assert!(wait_until(Duration::from_secs(30), || lines(&c.work.path().join("ledger")).len() >= 8));
+    assert!(wait_until(Duration::from_secs(30), || lines(
+        &c.work.path().join("ledger")
+    )
+    .len()
+        >= 8));
     c.coordinator.stop(libc::SIGKILL);
     c.coordinator.start();
     let s = wait_state(&c, &job, Duration::from_secs(90));
@@ -278,14 +334,22 @@ fn a_nats_server_restart_mid_job_loses_nothing() {
     c.add_worker("w1", &["--concurrency", "2"]);
     let mut text = String::new();
     for i in 0..12 {
-        let dep = if i >= 2 { format!("depends_on = [\"t{}\"]\n", i - 2) } else { String::new() };
+        let dep = if i >= 2 {
+            format!("depends_on = [\"t{}\"]\n", i - 2)
+        } else {
+            String::new()
+        };
         text.push_str(&format!(
             "[[tasks]]\nname = \"t{i}\"\ncommand = \"echo $ORDO_TASK >> ledger; sleep 0.2\"\n{dep}\n"
         ));
     }
     let spec = write(c.work.path(), "chain.toml", &text);
     let job = submit(&c, &spec);
-    assert!(wait_until(Duration::from_secs(30), || lines(&c.work.path().join("ledger")).len() >= 3));
+    assert!(wait_until(Duration::from_secs(30), || lines(
+        &c.work.path().join("ledger")
+    )
+    .len()
+        >= 3));
     c.nats.restart(libc::SIGTERM);
     let s = wait_state(&c, &job, Duration::from_secs(120));
     assert!(all_succeeded(&s), "{s}");
@@ -301,5 +365,9 @@ fn the_cli_exits_3_when_the_coordinator_or_nats_is_unreachable() {
     c.nats.stop(libc::SIGTERM);
     let r = c.ordo(&["status", "00000000-0000-0000-0000-000000000000"]);
     assert_eq!(r.code(), 3, "{}{}", r.stdout, r.stderr);
-    assert!(r.stderr.contains("NATS") || r.stderr.contains("nats"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("NATS") || r.stderr.contains("nats"),
+        "{}",
+        r.stderr
+    );
 }

@@ -60,7 +60,8 @@ esac
 echo "agent did: $ORDO_TASK"
 "#;
 
-const MAKEFILE: &str = "all:\n\t@true\ndocs:\n\t@true\nlint:\n\t@true\ntest:\n\t@true\nsecurity-check:\n\t@true\n";
+const MAKEFILE: &str =
+    "all:\n\t@true\ndocs:\n\t@true\nlint:\n\t@true\ntest:\n\t@true\nsecurity-check:\n\t@true\n";
 
 fn agent_dir() -> (tempfile::TempDir, String) {
     let dir = tempfile::tempdir().unwrap();
@@ -86,11 +87,23 @@ fn command_examples_run_and_order_follows_the_mode() {
     let done1 = r.stdout.find("✓ subtask-1").expect("subtask-1 line");
     let done2 = r.stdout.find("✓ subtask-2").expect("subtask-2 line");
     let start2 = r.stdout.find("▶ subtask-2").expect("subtask-2 start");
-    assert!(done2 < done1, "parallel: subtask-2 should finish first:\n{}", r.stdout);
-    assert!(start2 < done1, "parallel: both should run at once:\n{}", r.stdout);
+    assert!(
+        done2 < done1,
+        "parallel: subtask-2 should finish first:\n{}",
+        r.stdout
+    );
+    assert!(
+        start2 < done1,
+        "parallel: both should run at once:\n{}",
+        r.stdout
+    );
 
     // --mode sequential: subtask-2 starts only after subtask-1 succeeded.
-    let r = ordo_in(dir.path(), &["run", par.to_str().unwrap(), "--mode", "sequential"], &[]);
+    let r = ordo_in(
+        dir.path(),
+        &["run", par.to_str().unwrap(), "--mode", "sequential"],
+        &[],
+    );
     assert_eq!(r.code(), 0, "{}{}", r.stdout, r.stderr);
     let done1 = r.stdout.find("✓ subtask-1").unwrap();
     let start2 = r.stdout.find("▶ subtask-2").unwrap();
@@ -100,7 +113,10 @@ fn command_examples_run_and_order_follows_the_mode() {
 #[test]
 fn prompt_examples_run_through_the_agent_command() {
     let (dir, agent) = agent_dir();
-    let env = [("ORDO_AGENT_COMMAND", agent.as_str()), ("ORDO_CHECK_INTERVAL", "0")];
+    let env = [
+        ("ORDO_AGENT_COMMAND", agent.as_str()),
+        ("ORDO_CHECK_INTERVAL", "0"),
+    ];
     for rel in [
         "prompter/parallel-execution.toml",
         "taskmaster/cto-parallel-test_tasks.json",
@@ -114,13 +130,20 @@ fn prompt_examples_run_through_the_agent_command() {
         let (code, s) = run_json(dir.path(), spec.to_str().unwrap(), &[], &env);
         assert_eq!(code, 0, "{rel}: {s}");
         let n = s["tasks"].as_array().unwrap().len();
-        assert!(states(&s).iter().all(|(_, st)| st == "succeeded"), "{rel}: {s}");
+        assert!(
+            states(&s).iter().all(|(_, st)| st == "succeeded"),
+            "{rel}: {s}"
+        );
         let log = lines(&dir.path().join("agent.log"));
         assert_eq!(log.len(), n, "{rel}: the agent ran once per task: {log:?}");
     }
     // Dependencies hold: in the mixed-mode document, task-5 ran after tasks 2, 3 and 4.
     let log = lines(&dir.path().join("agent.log"));
-    let pos = |t: &str| log.iter().position(|l| l.starts_with(&format!("{t}\t"))).unwrap();
+    let pos = |t: &str| {
+        log.iter()
+            .position(|l| l.starts_with(&format!("{t}\t")))
+            .unwrap()
+    };
     assert!(pos("task-5") > pos("task-2").max(pos("task-3")).max(pos("task-4")));
 }
 
@@ -128,7 +151,10 @@ fn prompt_examples_run_through_the_agent_command() {
 fn prompter_flow_jumps_stop_where_the_file_says() {
     // example.toml: update_tests has on_success = "stop", so the last two tasks never run.
     let (dir, agent) = agent_dir();
-    let env = [("ORDO_AGENT_COMMAND", agent.as_str()), ("ORDO_CHECK_INTERVAL", "0")];
+    let env = [
+        ("ORDO_AGENT_COMMAND", agent.as_str()),
+        ("ORDO_CHECK_INTERVAL", "0"),
+    ];
     let spec = example("prompter/example.toml");
     let (code, s) = run_json(dir.path(), spec.to_str().unwrap(), &[], &env);
     assert_eq!(code, 0, "{s}");
@@ -138,7 +164,12 @@ fn prompter_flow_jumps_stop_where_the_file_says() {
         .collect();
     assert_eq!(
         ran,
-        ["fix_compiler_warnings", "update_documentation", "format_code", "update_tests"]
+        [
+            "fix_compiler_warnings",
+            "update_documentation",
+            "format_code",
+            "update_tests"
+        ]
     );
     assert_eq!(task(&s, "security_audit")["state"], "skipped");
     assert_eq!(task(&s, "planned_refactor")["state"], "skipped");
@@ -176,7 +207,12 @@ command = "echo lint ok"
     assert_eq!(task(&s, "build")["exit_code"], 3);
     assert_eq!(task(&s, "build")["output_tail"], "compiling\n");
     assert_eq!(task(&s, "test")["state"], "skipped");
-    assert!(task(&s, "test")["reason"].as_str().unwrap().contains("'build'"));
+    assert!(
+        task(&s, "test")["reason"]
+            .as_str()
+            .unwrap()
+            .contains("'build'")
+    );
     assert_eq!(task(&s, "deploy")["state"], "skipped");
     assert_eq!(task(&s, "lint")["state"], "succeeded");
 }
@@ -228,7 +264,10 @@ timeout = "300ms"
     assert_eq!(task(&s, "verified")["state"], "succeeded");
     assert_eq!(task(&s, "unverified")["state"], "failed");
     assert!(
-        task(&s, "unverified")["reason"].as_str().unwrap().contains("verify"),
+        task(&s, "unverified")["reason"]
+            .as_str()
+            .unwrap()
+            .contains("verify"),
         "{s}"
     );
     assert_eq!(task(&s, "optional")["state"], "failed");
@@ -315,7 +354,11 @@ fn priority_and_workers_order_the_ready_tasks() {
     let spec = ledger_job(
         dir.path(),
         "",
-        &[("low", ""), ("high", "priority = 10"), ("mid", "priority = 5")],
+        &[
+            ("low", ""),
+            ("high", "priority = 10"),
+            ("mid", "priority = 5"),
+        ],
     );
     let (code, s) = run_json(dir.path(), &spec, &["--workers", "1"], &[]);
     assert_eq!(code, 0, "{s}");
@@ -361,7 +404,10 @@ fn argv_env_and_working_dir_are_applied_without_a_shell() {
     assert_eq!(task(&s, "literal")["output_tail"], "$(touch canary); ;id");
     assert!(!dir.path().join("canary").exists());
     let out = task(&s, "env")["output_tail"].as_str().unwrap().to_string();
-    assert!(out.starts_with("hi there\n") && out.trim_end().ends_with("/sub"), "{out}");
+    assert!(
+        out.starts_with("hi there\n") && out.trim_end().ends_with("/sub"),
+        "{out}"
+    );
 }
 
 #[test]
@@ -373,12 +419,19 @@ fn ctrl_c_cancels_cleanly_and_kills_the_task() {
         "[[tasks]]\nname = \"long\"\ncommand = \"echo started > marker; sleep 120\"\nenv = { ORDO_TEST_MARK = \"ctrl-c-test\" }\n",
     );
     let mut child = spawn_ordo(dir.path(), &["run", &spec]);
-    assert!(wait_until(Duration::from_secs(20), || dir.path().join("marker").exists()));
+    assert!(wait_until(Duration::from_secs(20), || dir
+        .path()
+        .join("marker")
+        .exists()));
     signal(child.id(), libc::SIGINT);
     let status = wait_child(&mut child, Duration::from_secs(20));
     assert_eq!(status.code(), Some(130));
     assert!(
-        wait_until(Duration::from_secs(5), || pids_with_env("ORDO_TEST_MARK", "ctrl-c-test").is_empty()),
+        wait_until(Duration::from_secs(5), || pids_with_env(
+            "ORDO_TEST_MARK",
+            "ctrl-c-test"
+        )
+        .is_empty()),
         "the task's processes survived Ctrl-C"
     );
 }
@@ -389,7 +442,11 @@ fn resume_after_sigkill_does_not_rerun_finished_tasks() {
     let state = dir.path().join("state");
     let mut text = String::new();
     for i in 1..=5 {
-        let dep = if i > 1 { format!("depends_on = [\"t{}\"]\n", i - 1) } else { String::new() };
+        let dep = if i > 1 {
+            format!("depends_on = [\"t{}\"]\n", i - 1)
+        } else {
+            String::new()
+        };
         text.push_str(&format!(
             "[[tasks]]\nname = \"t{i}\"\ncommand = \"echo $ORDO_TASK >> ledger; sleep 0.3\"\n{dep}\n"
         ));
@@ -397,7 +454,11 @@ fn resume_after_sigkill_does_not_rerun_finished_tasks() {
     let spec = write(dir.path(), "chain.toml", &text);
     let state_arg = state.to_str().unwrap();
     let mut child = spawn_ordo(dir.path(), &["run", &spec, "--state", state_arg]);
-    assert!(wait_until(Duration::from_secs(30), || lines(&dir.path().join("ledger")).len() >= 3));
+    assert!(wait_until(Duration::from_secs(30), || lines(
+        &dir.path().join("ledger")
+    )
+    .len()
+        >= 3));
     signal(child.id(), libc::SIGKILL);
     wait_child(&mut child, Duration::from_secs(10));
 
@@ -428,5 +489,11 @@ fn a_task_no_machine_can_fit_fails_with_a_reason() {
     );
     let (code, s) = run_json(dir.path(), &spec, &[], &[]);
     assert_eq!(code, 1);
-    assert!(task(&s, "huge")["reason"].as_str().unwrap().contains("needs 4096 CPUs"), "{s}");
+    assert!(
+        task(&s, "huge")["reason"]
+            .as_str()
+            .unwrap()
+            .contains("needs 4096 CPUs"),
+        "{s}"
+    );
 }

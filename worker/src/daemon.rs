@@ -136,7 +136,10 @@ async fn publish_heartbeat(shared: &Shared) {
         at_ms: now_ms(),
     };
     let subject = names::heartbeat_subject(&shared.opts.id);
-    let _ = shared.client.publish(subject, wire::encode(&hb).into()).await;
+    let _ = shared
+        .client
+        .publish(subject, wire::encode(&hb).into())
+        .await;
 }
 
 async fn kill_loop(shared: Arc<Shared>) {
@@ -216,7 +219,11 @@ async fn pull_loop(shared: Arc<Shared>) {
         let batch = consumer
             .batch()
             .max_messages(free)
-            .expires(Duration::from_millis(if consumers.len() > 1 { 200 } else { 1000 }))
+            .expires(Duration::from_millis(if consumers.len() > 1 {
+                200
+            } else {
+                1000
+            }))
             .messages()
             .await;
         let mut messages = match batch {

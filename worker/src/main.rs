@@ -10,7 +10,11 @@ use ordo_proto::names;
 use ordo_worker::daemon::{self, Options};
 
 #[derive(Parser)]
-#[command(name = "ordo-worker", version, about = "Pull ordo tasks from NATS JetStream and run them")]
+#[command(
+    name = "ordo-worker",
+    version,
+    about = "Pull ordo tasks from NATS JetStream and run them"
+)]
 struct Args {
     #[command(flatten)]
     nats: NatsArgs,
@@ -69,7 +73,10 @@ fn main() -> ExitCode {
         .id
         .clone()
         .unwrap_or_else(|| format!("{host}-{}", std::process::id()))
-        .replace(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'), "-");
+        .replace(
+            |c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '_'),
+            "-",
+        );
     let opts = Options {
         id,
         host,
@@ -80,7 +87,10 @@ fn main() -> ExitCode {
         drain_grace: args.drain_grace.0,
         heartbeat: Duration::from_secs(1),
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("ordo-worker: cannot start the runtime: {e}");
@@ -88,7 +98,11 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(async {
-        let client = match args.nats.connect("ordo-worker", Duration::from_secs(5)).await {
+        let client = match args
+            .nats
+            .connect("ordo-worker", Duration::from_secs(5))
+            .await
+        {
             Ok(c) => c,
             Err(e) => {
                 eprintln!("ordo-worker: {e}");

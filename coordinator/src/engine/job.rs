@@ -148,7 +148,11 @@ impl Job {
         for (t, s) in saved.into_iter().enumerate() {
             self.attempts[t] = s.attempts;
             // A task started over (`ordo retry`) gets its whole retry budget again.
-            self.tries[t] = if s.state == TaskState::Pending { 0 } else { s.attempts };
+            self.tries[t] = if s.state == TaskState::Pending {
+                0
+            } else {
+                s.attempts
+            };
             if s.state.is_terminal() {
                 self.terminal += 1;
             }
@@ -395,7 +399,14 @@ impl Job {
         self.check_done(now, out);
     }
 
-    fn dispatch(&mut self, t: u32, need: Need, now: Millis, pools: &mut Pools, out: &mut Vec<Action>) {
+    fn dispatch(
+        &mut self,
+        t: u32,
+        need: Need,
+        now: Millis,
+        pools: &mut Pools,
+        out: &mut Vec<Action>,
+    ) {
         let spec = Arc::clone(&self.spec);
         let task = &spec.tasks[t as usize];
         let Some(program) = self.spec.program(task) else {
@@ -510,7 +521,12 @@ impl Job {
         pools: &mut Pools,
         out: &mut Vec<Action>,
     ) {
-        if self.tasks.get(t as usize).and_then(TaskState::active_attempt) != Some(attempt) {
+        if self
+            .tasks
+            .get(t as usize)
+            .and_then(TaskState::active_attempt)
+            != Some(attempt)
+        {
             return;
         }
         self.release(t, pools);
@@ -526,21 +542,40 @@ impl Job {
         pools: &mut Pools,
         out: &mut Vec<Action>,
     ) {
-        if self.tasks.get(t as usize).and_then(TaskState::active_attempt) != Some(attempt) {
+        if self
+            .tasks
+            .get(t as usize)
+            .and_then(TaskState::active_attempt)
+            != Some(attempt)
+        {
             return;
         }
         self.release(t, pools);
         self.tries[t as usize] = self.tries[t as usize].saturating_sub(1);
         if self.stop.is_some() {
             let reason = self.stop.clone().unwrap_or_default();
-            self.set_state(t, TaskState::Cancelled { finished: now, reason }, out);
+            self.set_state(
+                t,
+                TaskState::Cancelled {
+                    finished: now,
+                    reason,
+                },
+                out,
+            );
             self.check_done(now, out);
         } else {
             self.make_ready(t, now, out);
         }
     }
 
-    fn end_attempt(&mut self, t: u32, outcome: Outcome, message: String, now: Millis, out: &mut Vec<Action>) {
+    fn end_attempt(
+        &mut self,
+        t: u32,
+        outcome: Outcome,
+        message: String,
+        now: Millis,
+        out: &mut Vec<Action>,
+    ) {
         let attempt = Attempt(self.attempts[t as usize]);
         if outcome.is_success() {
             self.set_state(
@@ -554,8 +589,17 @@ impl Job {
             self.after_end(t, true, now, out);
         } else if self.cancelled || outcome == Outcome::Cancelled {
             let reason = self.stop.clone().unwrap_or(message);
-            self.set_state(t, TaskState::Cancelled { finished: now, reason }, out);
-        } else if self.tries[t as usize] < self.spec.max_attempts(self.task(t)) && self.stop.is_none() {
+            self.set_state(
+                t,
+                TaskState::Cancelled {
+                    finished: now,
+                    reason,
+                },
+                out,
+            );
+        } else if self.tries[t as usize] < self.spec.max_attempts(self.task(t))
+            && self.stop.is_none()
+        {
             let until = now + self.backoff(t);
             let state = TaskState::RetryWait {
                 attempt,
@@ -570,7 +614,14 @@ impl Job {
     }
 
     /// A task failed with no attempt left (or can never run).
-    fn end_for_good(&mut self, t: u32, outcome: Outcome, reason: String, now: Millis, out: &mut Vec<Action>) {
+    fn end_for_good(
+        &mut self,
+        t: u32,
+        outcome: Outcome,
+        reason: String,
+        now: Millis,
+        out: &mut Vec<Action>,
+    ) {
         let attempt = Attempt(self.attempts[t as usize]);
         let state = if outcome == Outcome::TimedOut {
             TaskState::TimedOut {
@@ -662,7 +713,12 @@ impl Job {
             // `retry` after the last attempt failed: attempts are spent, so stop.
             Jump::Retry => None,
             Jump::Repeat => Some(t),
-            Jump::Task(target) => self.dag.names.iter().position(|n| n.as_str() == target).map(|i| i as u32),
+            Jump::Task(target) => self
+                .dag
+                .names
+                .iter()
+                .position(|n| n.as_str() == target)
+                .map(|i| i as u32),
         };
         if stops_on_failure {
             self.failure
@@ -678,7 +734,9 @@ impl Job {
                 if let Some(cap) = self.spec.iteration_cap()
                     && self.iterations > cap
                 {
-                    let why = format!("iteration cap of {cap} task runs reached (set allow_infinite_loops to lift it)");
+                    let why = format!(
+                        "iteration cap of {cap} task runs reached (set allow_infinite_loops to lift it)"
+                    );
                     self.failure.get_or_insert_with(|| why.clone());
                     self.skip_rest(why, out);
                     return;
@@ -695,7 +753,13 @@ impl Job {
         for s in 0..self.tasks.len() as u32 {
             let st = &self.tasks[s as usize];
             if !st.is_terminal() && !st.is_active() {
-                self.set_state(s, TaskState::Skipped { reason: reason.clone() }, out);
+                self.set_state(
+                    s,
+                    TaskState::Skipped {
+                        reason: reason.clone(),
+                    },
+                    out,
+                );
             }
         }
     }

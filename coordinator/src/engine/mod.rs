@@ -64,9 +64,15 @@ pub enum Event {
         index: u32,
         attempt: Attempt,
     },
-    Cancel { job: JobId, reason: String },
+    Cancel {
+        job: JobId,
+        reason: String,
+    },
     /// What executors offer now, for a queue (`*` for all).
-    Capacity { queue: String, capacity: Capacity },
+    Capacity {
+        queue: String,
+        capacity: Capacity,
+    },
     /// Nothing happened; only time passed (fires due retry timers).
     Tick,
 }

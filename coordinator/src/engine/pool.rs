@@ -70,9 +70,7 @@ impl Pools {
     }
 
     fn pool(&self, queue: &str) -> Option<&Pool> {
-        self.pools
-            .get(queue)
-            .or_else(|| self.pools.get(ANY_QUEUE))
+        self.pools.get(queue).or_else(|| self.pools.get(ANY_QUEUE))
     }
 
     fn pool_mut(&mut self, queue: &str) -> Option<&mut Pool> {

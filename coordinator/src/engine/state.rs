@@ -21,9 +21,14 @@ pub enum TaskState {
     /// Waiting for dependencies.
     Pending,
     /// Every dependency is satisfied; waiting for a slot, a lock or its turn.
-    Ready { since: Millis },
+    Ready {
+        since: Millis,
+    },
     /// Handed to an executor, not yet reported started.
-    Dispatched { attempt: Attempt, at: Millis },
+    Dispatched {
+        attempt: Attempt,
+        at: Millis,
+    },
     Running {
         attempt: Attempt,
         worker: String,
@@ -49,8 +54,13 @@ pub enum TaskState {
         finished: Millis,
         reason: String,
     },
-    Cancelled { finished: Millis, reason: String },
-    Skipped { reason: String },
+    Cancelled {
+        finished: Millis,
+        reason: String,
+    },
+    Skipped {
+        reason: String,
+    },
 }
 
 impl TaskState {

@@ -119,7 +119,10 @@ impl Harness {
     }
 
     fn state(&self, i: usize) -> TaskState {
-        self.engine.tasks(&self.job).map(|t| t[i].clone()).unwrap_or(TaskState::Pending)
+        self.engine
+            .tasks(&self.job)
+            .map(|t| t[i].clone())
+            .unwrap_or(TaskState::Pending)
     }
 
     fn advance(&mut self, ms: Millis) -> Vec<Action> {
@@ -140,7 +143,10 @@ fn last_task_states(actions: &[Action]) -> HashMap<u32, TaskState> {
 
 #[test]
 fn dependencies_run_in_order_and_job_succeeds() {
-    let mut h = Harness::new(spec(vec![task("a", &[]), task("b", &["a"]), task("c", &["a"])]), 4);
+    let mut h = Harness::new(
+        spec(vec![task("a", &[]), task("b", &["a"]), task("c", &["a"])]),
+        4,
+    );
     assert_eq!(h.running(), vec!["a"]);
     h.finish("a", Outcome::Succeeded);
     assert_eq!(h.running(), vec!["b", "c"]);
@@ -154,7 +160,12 @@ fn dependencies_run_in_order_and_job_succeeds() {
 #[test]
 fn failure_skips_dependents_and_independent_branches_go_on() {
     let mut h = Harness::new(
-        spec(vec![task("a", &[]), task("b", &["a"]), task("c", &["b"]), task("x", &[])]),
+        spec(vec![
+            task("a", &[]),
+            task("b", &["a"]),
+            task("c", &["b"]),
+            task("x", &[]),
+        ]),
         4,
     );
     let actions = h.finish("a", Outcome::Failed);
@@ -210,9 +221,14 @@ fn retries_back_off_exponentially_up_to_max_attempts() {
     assert_eq!(h.running(), vec!["a"]);
     assert_eq!(h.in_flight[0].attempt, Attempt(2));
     h.finish("a", Outcome::VerifyFailed);
-    let TaskState::RetryWait { until, .. } = h.state(0) else { panic!() };
+    let TaskState::RetryWait { until, .. } = h.state(0) else {
+        panic!()
+    };
     let second = until - h.now;
-    assert!((16_000..=24_000).contains(&second), "second backoff {second} ms");
+    assert!(
+        (16_000..=24_000).contains(&second),
+        "second backoff {second} ms"
+    );
     h.advance(second);
     h.finish("a", Outcome::TimedOut);
     assert_eq!(h.job_state, Some(JobState::Failed));
@@ -232,13 +248,17 @@ fn stale_and_duplicate_results_change_nothing() {
     // A late success of attempt 1 must not complete the task.
     let stale = h.result(&first, Outcome::Succeeded);
     let actions = h.apply(Event::Finished(stale));
-    assert!(matches!(&actions[..], [Action::Record(Change::Ignored { why, .. })] if why.contains("stale")));
+    assert!(
+        matches!(&actions[..], [Action::Record(Change::Ignored { why, .. })] if why.contains("stale"))
+    );
     assert!(matches!(h.state(0), TaskState::Dispatched { .. }));
     let second = h.in_flight[0].clone();
     h.finish("a", Outcome::Succeeded);
     let dup = h.result(&second, Outcome::Failed);
     let actions = h.apply(Event::Finished(dup));
-    assert!(matches!(&actions[..], [Action::Record(Change::Ignored { why, .. })] if why.contains("already succeeded")));
+    assert!(
+        matches!(&actions[..], [Action::Record(Change::Ignored { why, .. })] if why.contains("already succeeded"))
+    );
     assert!(matches!(h.state(0), TaskState::Succeeded { .. }));
 }
 
@@ -262,7 +282,12 @@ fn priority_then_critical_path_orders_ready_tasks() {
 
 #[test]
 fn sequential_mode_runs_one_at_a_time_in_declared_order() {
-    let mut s = spec(vec![task("b", &[]), task("a", &[]), task("c", &["d"]), task("d", &[])]);
+    let mut s = spec(vec![
+        task("b", &[]),
+        task("a", &[]),
+        task("c", &["d"]),
+        task("d", &[]),
+    ]);
     s.settings.execution_mode = Some(ExecutionMode::Sequential);
     let mut h = Harness::new(s, 8);
     for expected in ["b", "a", "d", "c"] {
@@ -332,16 +357,24 @@ fn resources_bound_concurrency_and_impossible_tasks_fail_with_a_reason() {
         t
     };
     // Capacity: 4 CPUs. Two tasks of 3 CPUs cannot overlap; one of 16 can never run.
-    let mut h = Harness::new(spec(vec![heavy("a", 3.0), heavy("b", 3.0), heavy("huge", 16.0)]), 8);
+    let mut h = Harness::new(
+        spec(vec![heavy("a", 3.0), heavy("b", 3.0), heavy("huge", 16.0)]),
+        8,
+    );
     assert_eq!(h.running(), vec!["a"]);
-    assert!(matches!(h.state(2), TaskState::Failed { reason, .. } if reason.contains("needs 16 CPUs")));
+    assert!(
+        matches!(h.state(2), TaskState::Failed { reason, .. } if reason.contains("needs 16 CPUs"))
+    );
     h.finish("a", Outcome::Succeeded);
     assert_eq!(h.running(), vec!["b"]);
 }
 
 #[test]
 fn cancel_kills_running_and_nothing_starts_afterwards() {
-    let mut h = Harness::new(spec(vec![task("a", &[]), task("b", &["a"]), task("c", &[])]), 1);
+    let mut h = Harness::new(
+        spec(vec![task("a", &[]), task("b", &["a"]), task("c", &[])]),
+        1,
+    );
     assert_eq!(h.running(), vec!["a"]);
     h.apply(Event::Cancel {
         job: h.job,
@@ -395,7 +428,13 @@ fn resume_keeps_finished_tasks() {
         },
     ];
     let mut engine = Engine::new();
-    engine.apply(0, Event::Capacity { queue: ANY_QUEUE.into(), capacity: Capacity::machine(4, 4.0, 1024) });
+    engine.apply(
+        0,
+        Event::Capacity {
+            queue: ANY_QUEUE.into(),
+            capacity: Capacity::machine(4, 4.0, 1024),
+        },
+    );
     let job = JobId::new();
     let actions = engine.apply(
         10,
@@ -408,7 +447,14 @@ fn resume_keeps_finished_tasks() {
         },
     );
     assert!(!actions.iter().any(|a| matches!(a, Action::Dispatch(_))));
-    let actions = engine.apply(11, Event::Requeue { job, index: 1, attempt: Attempt(1) });
+    let actions = engine.apply(
+        11,
+        Event::Requeue {
+            job,
+            index: 1,
+            attempt: Attempt(1),
+        },
+    );
     let dispatched: Vec<_> = actions
         .iter()
         .filter_map(|a| match a {
@@ -422,10 +468,34 @@ fn resume_keeps_finished_tasks() {
 #[test]
 fn retry_records_reset_failed_tasks_only() {
     let saved = vec![
-        SavedTask { state: TaskState::Succeeded { attempt: Attempt(1), finished: 1 }, attempts: 1 },
-        SavedTask { state: TaskState::Failed { attempt: Attempt(1), finished: 1, reason: "x".into() }, attempts: 1 },
-        SavedTask { state: TaskState::Skipped { reason: "dep".into() }, attempts: 0 },
-        SavedTask { state: TaskState::Cancelled { finished: 1, reason: "c".into() }, attempts: 0 },
+        SavedTask {
+            state: TaskState::Succeeded {
+                attempt: Attempt(1),
+                finished: 1,
+            },
+            attempts: 1,
+        },
+        SavedTask {
+            state: TaskState::Failed {
+                attempt: Attempt(1),
+                finished: 1,
+                reason: "x".into(),
+            },
+            attempts: 1,
+        },
+        SavedTask {
+            state: TaskState::Skipped {
+                reason: "dep".into(),
+            },
+            attempts: 0,
+        },
+        SavedTask {
+            state: TaskState::Cancelled {
+                finished: 1,
+                reason: "c".into(),
+            },
+            attempts: 0,
+        },
     ];
     let again = retry_records(&saved, true);
     assert!(matches!(again[0].state, TaskState::Succeeded { .. }));
@@ -466,7 +536,9 @@ fn flow_jumps_follow_on_success_and_on_failure() {
     h.finish("c", Outcome::Succeeded);
     assert_eq!(h.running(), vec!["a"]);
     h.finish("a", Outcome::Succeeded);
-    assert!(matches!(h.state(1), TaskState::Skipped { .. }) || h.job_state == Some(JobState::Succeeded));
+    assert!(
+        matches!(h.state(1), TaskState::Skipped { .. }) || h.job_state == Some(JobState::Succeeded)
+    );
     assert_eq!(h.job_state, Some(JobState::Succeeded));
     assert_eq!(h.dispatched, vec!["a", "c", "a"]);
 }
@@ -494,7 +566,11 @@ fn flow_repeat_is_bounded_by_the_iteration_cap() {
 
 #[test]
 fn flow_failure_defaults_to_stop_and_fails_the_job() {
-    let s = flow(vec![("a", Some(Jump::Next), None), ("b", Some(Jump::Stop), None), ("c", None, None)]);
+    let s = flow(vec![
+        ("a", Some(Jump::Next), None),
+        ("b", Some(Jump::Stop), None),
+        ("c", None, None),
+    ]);
     let mut h = Harness::new(s, 8);
     h.finish("a", Outcome::Succeeded);
     h.finish("b", Outcome::Failed);
@@ -532,7 +608,9 @@ fn random_spec(rng: &mut Rng) -> JobSpec {
             }
         }
         t.max_attempts = Some(1 + rng.below(3) as u32);
-        t.retry_backoff = Some(ordo_proto::Dur(std::time::Duration::from_millis(rng.below(50))));
+        t.retry_backoff = Some(ordo_proto::Dur(std::time::Duration::from_millis(
+            rng.below(50),
+        )));
         t.allow_failure = rng.chance(10);
         t.priority = rng.below(3) as i32;
         t.exclusive = rng.chance(5);
@@ -564,11 +642,21 @@ fn model_random_dags_and_adversarial_executor_keep_every_invariant() {
         let tolerated: Vec<bool> = s.tasks.iter().map(|t| t.allow_failure).collect();
         let deps: Vec<Vec<usize>> = {
             let dag = validate(&s).unwrap();
-            dag.deps.iter().map(|d| d.iter().map(|&x| x as usize).collect()).collect()
+            dag.deps
+                .iter()
+                .map(|d| d.iter().map(|&x| x as usize).collect())
+                .collect()
         };
         let n = s.tasks.len();
         let slots = 1 + rng.below(4) as u32;
-        let mut h = Harness::with(s, slots, JobOptions { seed: round, ..Default::default() });
+        let mut h = Harness::with(
+            s,
+            slots,
+            JobOptions {
+                seed: round,
+                ..Default::default()
+            },
+        );
         let mut states: Vec<TaskState> = vec![TaskState::Pending; n];
         let mut terminal_changes = vec![0u32; n];
         let mut dispatch_count = vec![0u32; n];
@@ -576,10 +664,7 @@ fn model_random_dags_and_adversarial_executor_keep_every_invariant() {
         let mut job_ends = 0;
         let mut pending_actions = std::mem::take(&mut h.in_flight)
             .into_iter()
-            .map(|d| {
-                dispatch_count[d.index as usize] += 1;
-                d
-            })
+            .inspect(|d| dispatch_count[d.index as usize] += 1)
             .collect::<Vec<_>>();
         // Seed the model with what Submit already recorded.
         let check = |actions: &[Action],
@@ -592,7 +677,11 @@ fn model_random_dags_and_adversarial_executor_keep_every_invariant() {
                 match a {
                     Action::Record(Change::Task { index, state, .. }) => {
                         let i = *index as usize;
-                        assert!(!states[i].is_terminal(), "round {round}: task {i} changed after terminal: {:?} → {state:?}", states[i]);
+                        assert!(
+                            !states[i].is_terminal(),
+                            "round {round}: task {i} changed after terminal: {:?} → {state:?}",
+                            states[i]
+                        );
                         if state.is_terminal() {
                             terminal_changes[i] += 1;
                         }
@@ -603,25 +692,44 @@ fn model_random_dags_and_adversarial_executor_keep_every_invariant() {
                         for &dep in &deps[i] {
                             let ok = match &states[dep] {
                                 TaskState::Succeeded { .. } => true,
-                                TaskState::Failed { .. } | TaskState::TimedOut { .. } => tolerated[dep],
+                                TaskState::Failed { .. } | TaskState::TimedOut { .. } => {
+                                    tolerated[dep]
+                                }
                                 _ => false,
                             };
-                            assert!(ok, "round {round}: task {i} dispatched before dependency {dep} ({:?})", states[dep]);
+                            assert!(
+                                ok,
+                                "round {round}: task {i} dispatched before dependency {dep} ({:?})",
+                                states[dep]
+                            );
                         }
                         dispatch_count[i] += 1;
-                        assert!(dispatch_count[i] <= max_attempts[i], "round {round}: task {i} exceeded max_attempts");
+                        assert!(
+                            dispatch_count[i] <= max_attempts[i],
+                            "round {round}: task {i} exceeded max_attempts"
+                        );
                         flight.push(d.clone());
                     }
                     Action::Record(Change::Job { state, .. }) if state.is_terminal() => {
                         *job_ends += 1;
-                        assert!(states.iter().all(TaskState::is_terminal), "round {round}: job ended with tasks open: {states:?}");
+                        assert!(
+                            states.iter().all(TaskState::is_terminal),
+                            "round {round}: job ended with tasks open: {states:?}"
+                        );
                     }
                     _ => {}
                 }
             }
         };
         // Replay Submit's records from the engine's view.
-        for (i, st) in h.engine.tasks(&h.job).map(|t| t.to_vec()).unwrap_or_default().into_iter().enumerate() {
+        for (i, st) in h
+            .engine
+            .tasks(&h.job)
+            .map(|t| t.to_vec())
+            .unwrap_or_default()
+            .into_iter()
+            .enumerate()
+        {
             states[i] = st;
         }
         let mut steps = 0;
@@ -639,9 +747,21 @@ fn model_random_dags_and_adversarial_executor_keep_every_invariant() {
                     _ => Outcome::Failed,
                 };
                 if rng.chance(30) {
-                    let started = Event::Started { job: d.job, index: d.index, attempt: d.attempt, worker: "w".into() };
+                    let started = Event::Started {
+                        job: d.job,
+                        index: d.index,
+                        attempt: d.attempt,
+                        worker: "w".into(),
+                    };
                     let a = h.engine.apply(h.now, started);
-                    check(&a, &mut states, &mut terminal_changes, &mut dispatch_count, &mut job_ends, &mut pending_actions);
+                    check(
+                        &a,
+                        &mut states,
+                        &mut terminal_changes,
+                        &mut dispatch_count,
+                        &mut job_ends,
+                        &mut pending_actions,
+                    );
                 }
                 let r = h.result(&d, outcome);
                 done_results.push(r.clone());
@@ -655,39 +775,68 @@ fn model_random_dags_and_adversarial_executor_keep_every_invariant() {
                 }
                 let before = h.engine.tasks(&h.job).map(|t| t.to_vec());
                 let a = h.engine.apply(h.now, Event::Finished(r));
-                let changed = a.iter().any(|x| matches!(x, Action::Record(Change::Attempt(_))));
+                let changed = a
+                    .iter()
+                    .any(|x| matches!(x, Action::Record(Change::Attempt(_))));
                 assert!(!changed, "round {round}: a replayed result was applied");
                 let after = h.engine.tasks(&h.job).map(|t| t.to_vec());
-                if a.iter().all(|x| matches!(x, Action::Record(Change::Ignored { .. }))) {
-                    assert_eq!(before, after, "round {round}: an ignored result changed state");
+                if a.iter()
+                    .all(|x| matches!(x, Action::Record(Change::Ignored { .. })))
+                {
+                    assert_eq!(
+                        before, after,
+                        "round {round}: an ignored result changed state"
+                    );
                 }
                 a
             } else if choice < 72 && rng.chance(20) {
-                h.engine.apply(h.now, Event::Cancel { job: h.job, reason: "test".into() })
+                h.engine.apply(
+                    h.now,
+                    Event::Cancel {
+                        job: h.job,
+                        reason: "test".into(),
+                    },
+                )
             } else {
                 h.now += rng.below(40);
                 h.engine.apply(h.now, Event::Tick)
             };
             let mut flight = Vec::new();
-            check(&actions, &mut states, &mut terminal_changes, &mut dispatch_count, &mut job_ends, &mut flight);
+            check(
+                &actions,
+                &mut states,
+                &mut terminal_changes,
+                &mut dispatch_count,
+                &mut job_ends,
+                &mut flight,
+            );
             pending_actions.extend(flight);
             // Kills are honoured by the simulated executor as cancelled results.
             for a in &actions {
                 if let Action::Kill { index, attempt, .. } = a
-                    && let Some(p) = pending_actions.iter().position(|d| d.index == *index && d.attempt == *attempt)
+                    && let Some(p) = pending_actions
+                        .iter()
+                        .position(|d| d.index == *index && d.attempt == *attempt)
                 {
                     let d = pending_actions.swap_remove(p);
                     let r = h.result(&d, Outcome::Cancelled);
                     let a = h.engine.apply(h.now, Event::Finished(r));
                     let mut flight = Vec::new();
-                    check(&a, &mut states, &mut terminal_changes, &mut dispatch_count, &mut job_ends, &mut flight);
+                    check(
+                        &a,
+                        &mut states,
+                        &mut terminal_changes,
+                        &mut dispatch_count,
+                        &mut job_ends,
+                        &mut flight,
+                    );
                     pending_actions.extend(flight);
                 }
             }
         }
         assert_eq!(job_ends, 1, "round {round}: job ended {job_ends} times");
-        for i in 0..n {
-            assert_eq!(terminal_changes[i], 1, "round {round}: task {i} ended {} times", terminal_changes[i]);
+        for (i, ended) in terminal_changes.iter().enumerate() {
+            assert_eq!(*ended, 1, "round {round}: task {i} ended {ended} times");
         }
     }
 }
