@@ -132,11 +132,13 @@ async fn main() {
     );
 
     // 3. Sleeps: 200 × 0.2 s on 40 slots; ideal makespan 5 rounds = 1.0 s.
+    let limit = spawn_limit(200, 40, "sleep 0.2").await;
     let ours = ordo_run(job(200, "sleep 0.2", false), 40).await;
     println!(
-        "sleeps: 200 `sleep 0.2` tasks, 40 slots: makespan {:.3}s vs ideal 1.000s: {:.3}x (target <= 1.1)",
+        "sleeps: 200 `sleep 0.2` tasks, 40 slots: makespan {:.3}s vs ideal 1.000s: {:.3}x (target <= 1.1); spawn limit {:.3}s",
         ours.as_secs_f64(),
-        ours.as_secs_f64()
+        ours.as_secs_f64(),
+        limit.as_secs_f64()
     );
 
     // 4. The seed example in both modes.

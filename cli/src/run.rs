@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
 use ordo_coordinator::engine::{
@@ -23,6 +23,11 @@ use ordo_worker::exec::{self, ExecOptions};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::progress::Progress;
+
+/// In-memory runs commit when this many changes are pending...
+const MEMORY_BATCH: usize = 4096;
+/// ...or this long after the last commit.
+const MEMORY_COMMIT_EVERY: Duration = Duration::from_millis(200);
 
 pub struct RunOptions {
     /// Task slots (tasks running at once across the job).
@@ -164,14 +169,18 @@ pub async fn run(
 
     tokio::pin!(shutdown);
     let mut interrupted = false;
-    let mut changes: Vec<Change> = Vec::new();
+    // Changes applied but not yet committed. With a state directory every turn commits before
+    // it acts (durable); in memory nothing survives anyway, so commits are grouped by size and
+    // time to keep the store off the hot path.
+    let durable = opts.state_dir.is_some();
+    let mut pending: Vec<Change> = Vec::new();
+    let mut last_commit = Instant::now();
     loop {
-        // Commit first, then act: nothing runs that the store does not know about.
-        changes.clear();
         let mut dispatches = Vec::new();
+        let mut shown = pending.len();
         for a in actions.drain(..) {
             match a {
-                Action::Record(c) => changes.push(c),
+                Action::Record(c) => pending.push(c),
                 Action::Dispatch(d) => dispatches.push(d),
                 Action::Kill { index, attempt, .. } => {
                     if let Some(k) = kills.remove(&(index, attempt)) {
@@ -180,39 +189,60 @@ pub async fn run(
                 }
             }
         }
-        if !changes.is_empty() {
+        let finished = !engine.has_job(&job);
+        if !pending.is_empty()
+            && (durable
+                || finished
+                || pending.len() >= MEMORY_BATCH
+                || last_commit.elapsed() >= MEMORY_COMMIT_EVERY)
+        {
             let batch = Batch {
                 now: now_ms(),
-                changes: &changes,
+                changes: &pending,
                 ..Default::default()
             };
             tokio::task::block_in_place(|| store.commit(&batch))
                 .context("cannot record the job's progress")?;
-            progress.changes(&changes, &spec);
+            progress.changes(&pending[shown..], &spec);
+            pending.clear();
+            shown = 0;
+            last_commit = Instant::now();
         }
+        if shown < pending.len() {
+            progress.changes(&pending[shown..], &spec);
+        }
+        let now = now_ms();
         for d in dispatches {
             let (kill_tx, kill_rx) = oneshot::channel();
             kills.insert((d.index, d.attempt), kill_tx);
+            let (index, attempt) = (d.index, d.attempt);
             let tx = tx.clone();
-            let exec_opts = exec_opts.clone();
+            let task_opts = exec_opts.clone();
             tokio::spawn(async move {
-                let _ = tx.send(Event::Started {
-                    job: d.job,
-                    index: d.index,
-                    attempt: d.attempt,
-                    worker: exec_opts.worker.clone(),
-                });
                 let cancel = async {
                     // A dropped sender (job over) must not look like a kill.
                     if kill_rx.await.is_err() {
                         std::future::pending::<()>().await;
                     }
                 };
-                let result = exec::run(&d, &exec_opts, cancel, None).await;
+                let result = exec::run(&d, &task_opts, cancel, None).await;
                 let _ = tx.send(Event::Finished(result));
             });
+            // The process is being spawned now: running from here on.
+            actions.extend(engine.apply(
+                now,
+                Event::Started {
+                    job,
+                    index,
+                    attempt,
+                    worker: exec_opts.worker.clone(),
+                },
+            ));
         }
-        if !engine.has_job(&job) {
+        if !actions.is_empty() {
+            continue;
+        }
+        if finished {
             break;
         }
 
