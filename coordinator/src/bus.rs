@@ -131,20 +131,19 @@ impl Bus {
 
     /// Publishes a dispatch and returns its stream sequence once JetStream stored it. A replay
     /// of the same attempt is de-duplicated by its message id.
-    pub async fn publish(
-        &self,
-        queue: &str,
-        d: &Dispatch,
-        headers: async_nats::HeaderMap,
-    ) -> Result<u64, Error> {
-        let mut headers = headers;
+    pub async fn publish(&self, d: &Dispatch) -> Result<u64, Error> {
+        let mut headers = async_nats::HeaderMap::new();
         headers.insert(
             "Nats-Msg-Id",
             names::dispatch_msg_id(&d.job, d.index, d.attempt.0).as_str(),
         );
         let ack = self
             .js
-            .publish_with_headers(names::task_subject(queue), headers, wire::encode(d).into())
+            .publish_with_headers(
+                names::task_subject(&d.queue),
+                headers,
+                wire::encode(d).into(),
+            )
             .await
             .map_err(|e| err("publish")(e.to_string()))?;
         let ack = ack.await.map_err(|e| err("publish ack")(e.to_string()))?;

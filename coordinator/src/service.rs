@@ -40,6 +40,8 @@ pub struct Options {
     pub worker_timeout: Duration,
     /// A dispatch no worker started within this long is lost.
     pub start_deadline: Duration,
+    /// Tasks dispatched ahead per worker slot, waiting in the stream for a slot to free.
+    pub prefetch: u32,
 }
 
 impl Default for Options {
@@ -52,6 +54,7 @@ impl Default for Options {
             replicas: 1,
             worker_timeout: Duration::from_secs(5),
             start_deadline: Duration::from_secs(120),
+            prefetch: 1,
         }
     }
 }
@@ -74,8 +77,16 @@ enum Input {
     },
     Event(Box<(WorkerEvent, jetstream::Message)>),
     Heartbeat(Heartbeat),
+    /// A worker began an attempt (best effort, core NATS).
+    Started(WorkerEvent),
     /// A task message ran out of deliveries.
     Exhausted {
+        stream_seq: u64,
+    },
+    /// An outbox entry is stored in JetStream.
+    Published {
+        outbox_seq: u64,
+        key: (JobId, u32, Attempt),
         stream_seq: u64,
     },
 }
@@ -89,7 +100,9 @@ pub fn now_ms() -> Millis {
 
 struct Service {
     client: async_nats::Client,
-    bus: Bus,
+    bus: Arc<Bus>,
+    /// The loop's own input channel, for background publishers.
+    tx: mpsc::Sender<Input>,
     store: Arc<Store>,
     engine: Engine,
     opts: Options,
@@ -99,7 +112,15 @@ struct Service {
     published: HashMap<(JobId, u32, Attempt), u64>,
     /// Outbox entries handed over, to be marked sent in the next commit.
     sent: Vec<u64>,
+    /// Changes and applied events waiting for the next commit.
+    deferred: Vec<Change>,
+    deferred_acks: Vec<jetstream::Message>,
 }
+
+/// Capacity refresh, lost-dispatch checks and deferred commits happen this often.
+const HOUSEKEEPING: Duration = Duration::from_millis(250);
+/// Deferred changes that force a commit.
+const MAX_DEFERRED: usize = 1000;
 
 /// Runs the coordinator until `shutdown` resolves.
 pub async fn run(
@@ -112,7 +133,8 @@ pub async fn run(
     let (tx, mut rx) = mpsc::channel::<Input>(4096);
     let mut svc = Service {
         client: client.clone(),
-        bus,
+        bus: Arc::new(bus),
+        tx: tx.clone(),
         store: Arc::new(store),
         engine: Engine::new(),
         opts,
@@ -120,6 +142,8 @@ pub async fn run(
         queues: BTreeSet::new(),
         published: HashMap::new(),
         sent: Vec::new(),
+        deferred: Vec::new(),
+        deferred_acks: Vec::new(),
     };
     svc.ensure_queue(names::DEFAULT_QUEUE).await?;
     let mut actions = svc.recover().await?;
@@ -127,25 +151,25 @@ pub async fn run(
     let mut tasks = vec![
         tokio::spawn(forward_api(client.clone(), tx.clone())),
         tokio::spawn(forward_heartbeats(client.clone(), tx.clone())),
+        tokio::spawn(forward_started(client.clone(), tx.clone())),
         tokio::spawn(forward_advisories(client.clone(), tx.clone())),
     ];
     let events = svc.bus.events().await?;
     tasks.push(tokio::spawn(forward_events(events, tx.clone())));
 
     tokio::pin!(shutdown);
-    let mut housekeeping = tokio::time::interval(Duration::from_millis(500));
+    let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
+    let mut acks: Vec<jetstream::Message> = Vec::new();
+    let mut replies: Vec<(async_nats::Subject, Vec<u8>)> = Vec::new();
+    svc.turn(std::mem::take(&mut actions), &mut acks, &mut replies, true)
+        .await?;
     loop {
-        let mut acks: Vec<jetstream::Message> = Vec::new();
-        let mut replies: Vec<(async_nats::Subject, Vec<u8>)> = Vec::new();
-        svc.turn(std::mem::take(&mut actions), &mut acks, &mut replies)
-            .await?;
-
         let wake = svc.engine.next_wakeup();
-        let first = tokio::select! {
+        let (first, tick) = tokio::select! {
             _ = &mut shutdown => break,
-            i = rx.recv() => match i { Some(i) => Some(i), None => break },
-            _ = housekeeping.tick() => None,
-            _ = sleep_until(wake) => None,
+            i = rx.recv() => match i { Some(i) => (Some(i), false), None => break },
+            _ = housekeeping.tick() => (None, true),
+            _ = sleep_until(wake) => (None, false),
         };
         let now = now_ms();
         let mut inputs: Vec<Input> = first.into_iter().collect();
@@ -159,11 +183,15 @@ pub async fn run(
             svc.input(now, input, &mut actions, &mut acks, &mut replies)
                 .await;
         }
-        actions.extend(svc.housekeeping(now));
+        if tick {
+            actions.extend(svc.housekeeping(now));
+        }
         actions.extend(svc.engine.apply(now, Event::Tick));
-        svc.turn(std::mem::take(&mut actions), &mut acks, &mut replies)
+        svc.turn(std::mem::take(&mut actions), &mut acks, &mut replies, tick)
             .await?;
     }
+    // What was deferred is committed before leaving.
+    svc.turn(Vec::new(), &mut acks, &mut replies, true).await?;
     for t in tasks {
         t.abort();
     }
@@ -214,35 +242,9 @@ impl Service {
             ));
         }
         for (seq, d) in self.store.outbox()? {
-            let queue = self.queue_of(&d);
-            match self
-                .bus
-                .publish(&queue, &d, async_nats::HeaderMap::new())
-                .await
-            {
-                Ok(stream_seq) => {
-                    self.published
-                        .insert((d.job, d.index, d.attempt), stream_seq);
-                    self.sent.push(seq);
-                }
-                Err(e) => eprintln!("ordo-coordinator: republishing {}: {e}", d.task),
-            }
+            self.publish(seq, d);
         }
         Ok(actions)
-    }
-
-    fn queue_of(&self, d: &Dispatch) -> String {
-        self.store
-            .job(&d.job)
-            .ok()
-            .flatten()
-            .and_then(|j| {
-                j.spec
-                    .tasks
-                    .get(d.index as usize)
-                    .map(|t| j.spec.queue(t).to_string())
-            })
-            .unwrap_or_else(|| names::DEFAULT_QUEUE.to_string())
     }
 
     /// Commit, ack, reply, publish: one turn of the loop's write half.
@@ -251,13 +253,37 @@ impl Service {
         actions: Vec<Action>,
         acks: &mut Vec<jetstream::Message>,
         replies: &mut Vec<(async_nats::Subject, Vec<u8>)>,
+        force: bool,
     ) -> Result<(), Error> {
-        let mut changes = Vec::new();
         let mut dispatches = Vec::new();
         let mut kills = Vec::new();
+        // Only a task starting to run may wait for the next commit (at most one housekeeping
+        // period): losing it in a crash loses nothing, the attempt is in flight either way.
+        let mut urgent = force;
         for a in actions {
             match a {
-                Action::Record(c) => changes.push(c),
+                Action::Record(c) => {
+                    urgent |= !matches!(
+                        c,
+                        Change::Task {
+                            state: TaskState::Running { .. },
+                            ..
+                        }
+                    );
+                    if let Change::Job {
+                        job,
+                        state: JobState::Cancelled,
+                        ..
+                    } = &c
+                    {
+                        kills.push(Kill {
+                            job: *job,
+                            index: None,
+                            attempt: None,
+                        });
+                    }
+                    self.deferred.push(c);
+                }
                 Action::Dispatch(d) => dispatches.push(d),
                 Action::Kill {
                     job,
@@ -270,60 +296,42 @@ impl Service {
                 }),
             }
         }
-        for c in &changes {
-            if let Change::Job {
-                job,
-                state: JobState::Cancelled,
-                ..
-            } = c
-            {
-                kills.push(Kill {
-                    job: *job,
-                    index: None,
-                    attempt: None,
-                });
-            }
+        // Events are acked only with the commit that applied them.
+        self.deferred_acks.append(acks);
+        urgent |= !dispatches.is_empty()
+            || !replies.is_empty()
+            || !kills.is_empty()
+            || self.deferred.len() >= MAX_DEFERRED;
+        if !urgent {
+            return Ok(());
         }
+        let changes = std::mem::take(&mut self.deferred);
+        let mut acks = std::mem::take(&mut self.deferred_acks);
         let seqs = if !changes.is_empty() || !dispatches.is_empty() || !self.sent.is_empty() {
             let sent = std::mem::take(&mut self.sent);
-            let batch = Batch {
+            let batch = OwnedBatch {
                 now: now_ms(),
-                changes: &changes,
-                outbox_add: &dispatches,
-                outbox_sent: &sent,
+                changes,
+                outbox_add: dispatches.clone(),
+                outbox_sent: sent,
             };
             let store = self.store.clone();
             // redb is synchronous: commit off the async workers.
-            let owned = OwnedBatch::from(&batch);
-            tokio::task::spawn_blocking(move || store.commit(&owned.borrow()))
+            tokio::task::spawn_blocking(move || store.commit(&batch.borrow()))
                 .await
                 .map_err(|e| Error::Nats(e.to_string()))??
         } else {
             Vec::new()
         };
+        // A lost ack only means the event comes again, and fencing ignores it.
         for m in acks.drain(..) {
-            if m.double_ack().await.is_err() {
-                let _ = m.ack().await;
-            }
+            let _ = m.ack().await;
         }
         for (reply, body) in replies.drain(..) {
             let _ = self.client.publish(reply, body.into()).await;
         }
         for (seq, d) in seqs.into_iter().zip(dispatches) {
-            let queue = self.queue_of(&d);
-            match self
-                .bus
-                .publish(&queue, &d, async_nats::HeaderMap::new())
-                .await
-            {
-                Ok(stream_seq) => {
-                    self.published
-                        .insert((d.job, d.index, d.attempt), stream_seq);
-                    self.sent.push(seq);
-                }
-                // Stays in the outbox; published again on the next start.
-                Err(e) => eprintln!("ordo-coordinator: publishing {}: {e}", d.task),
-            }
+            self.publish(seq, d);
         }
         for k in kills {
             if k.index.is_none() {
@@ -345,6 +353,35 @@ impl Service {
                 .await;
         }
         Ok(())
+    }
+
+    /// Publishes an outbox entry in the background, retrying until JetStream stores it; the
+    /// loop learns of it through `Input::Published` and marks the entry sent in its next
+    /// commit. Retries carry the same message id, so JetStream stores one copy.
+    fn publish(&self, outbox_seq: u64, d: Dispatch) {
+        let bus = self.bus.clone();
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            let mut delay = Duration::from_millis(50);
+            loop {
+                match bus.publish(&d).await {
+                    Ok(stream_seq) => {
+                        let key = (d.job, d.index, d.attempt);
+                        let _ = tx
+                            .send(Input::Published {
+                                outbox_seq,
+                                key,
+                                stream_seq,
+                            })
+                            .await;
+                        return;
+                    }
+                    Err(e) => eprintln!("ordo-coordinator: publishing {}: {e}; retrying", d.task),
+                }
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        });
     }
 
     async fn input(
@@ -378,6 +415,21 @@ impl Service {
                 actions.extend(self.engine.apply(now, event));
                 acks.push(msg);
             }
+            Input::Started(WorkerEvent::Started {
+                job,
+                index,
+                attempt,
+                worker,
+            }) => {
+                let event = Event::Started {
+                    job,
+                    index,
+                    attempt,
+                    worker,
+                };
+                actions.extend(self.engine.apply(now, event));
+            }
+            Input::Started(WorkerEvent::Finished(_)) => {}
             Input::Heartbeat(hb) => {
                 for q in &hb.queues {
                     if names::valid_queue(q) && self.ensure_queue(q).await.is_err() {
@@ -417,6 +469,23 @@ impl Service {
                     ));
                 }
             }
+            Input::Published {
+                outbox_seq,
+                key,
+                stream_seq,
+            } => {
+                self.sent.push(outbox_seq);
+                // A result may already have come back; then the message is gone anyway.
+                if self
+                    .engine
+                    .tasks(&key.0)
+                    .and_then(|t| t.get(key.1 as usize))
+                    .and_then(TaskState::active_attempt)
+                    == Some(key.2)
+                {
+                    self.published.insert(key, stream_seq);
+                }
+            }
             Input::Api { verb, body, reply } => {
                 let answer = self.api(now, &verb, &body, actions).await;
                 if let Some(reply) = reply {
@@ -442,7 +511,9 @@ impl Service {
             };
             for (hb, seen) in self.workers.values() {
                 if seen.elapsed() < timeout && !hb.draining && hb.queues.contains(&q) {
-                    cap.slots += hb.slots;
+                    // Each slot also gets `prefetch` queued tasks, so a worker never waits for a
+                    // commit between two tasks; the stream still holds at most that many.
+                    cap.slots += hb.slots * (1 + self.opts.prefetch);
                     cap.cpus += hb.cpus;
                     cap.memory_mb += hb.memory_mb;
                     cap.largest_cpus = cap.largest_cpus.max(hb.cpus);
@@ -691,15 +762,6 @@ struct OwnedBatch {
 }
 
 impl OwnedBatch {
-    fn from(b: &Batch<'_>) -> OwnedBatch {
-        OwnedBatch {
-            now: b.now,
-            changes: b.changes.to_vec(),
-            outbox_add: b.outbox_add.to_vec(),
-            outbox_sent: b.outbox_sent.to_vec(),
-        }
-    }
-
     fn borrow(&self) -> Batch<'_> {
         Batch {
             now: self.now,
@@ -753,6 +815,28 @@ async fn forward_heartbeats(client: async_nats::Client, tx: mpsc::Sender<Input>)
                 }
                 Err(e) => eprintln!(
                     "ordo-coordinator: ignoring heartbeat on {}: {e}",
+                    msg.subject
+                ),
+            }
+        }
+    }
+}
+
+async fn forward_started(client: async_nats::Client, tx: mpsc::Sender<Input>) {
+    loop {
+        let Ok(mut sub) = client.subscribe(names::STARTED_SUBJECTS).await else {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        };
+        while let Some(msg) = sub.next().await {
+            match wire::decode::<WorkerEvent>(&msg.payload) {
+                Ok(ev) => {
+                    if tx.send(Input::Started(ev)).await.is_err() {
+                        return;
+                    }
+                }
+                Err(e) => eprintln!(
+                    "ordo-coordinator: ignoring a notice on {}: {e}",
                     msg.subject
                 ),
             }

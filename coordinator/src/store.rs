@@ -415,6 +415,7 @@ mod tests {
             working_dir: None,
             timeout: None,
             verify_delay: None,
+            queue: "default".into(),
             cpus: 0.0,
             memory_mb: 0,
         };

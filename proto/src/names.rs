@@ -34,6 +34,9 @@ pub const EVENT_CONSUMER: &str = "ordo-coordinator";
 pub const TASK_SUBJECTS: &str = "ordo.task.>";
 pub const EVENT_SUBJECTS: &str = "ordo.event.>";
 pub const LOG_SUBJECTS: &str = "ordo.log.>";
+/// `Started` notices (core NATS, best effort: a lost one only delays the `running` display),
+/// `ordo.started.<job>`.
+pub const STARTED_SUBJECTS: &str = "ordo.started.*";
 /// Worker heartbeats (core NATS), `ordo.heartbeat.<worker>`.
 pub const HEARTBEAT_SUBJECTS: &str = "ordo.heartbeat.*";
 /// Kill requests from the coordinator to every worker (core NATS).
@@ -63,6 +66,10 @@ pub fn log_subject(job: &JobId, index: u32) -> String {
 /// Every task's output of a job.
 pub fn log_subjects(job: &JobId) -> String {
     format!("ordo.log.{job}.*")
+}
+
+pub fn started_subject(job: &JobId) -> String {
+    format!("ordo.started.{job}")
 }
 
 pub fn heartbeat_subject(worker: &str) -> String {

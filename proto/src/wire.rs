@@ -35,11 +35,18 @@ pub struct Dispatch {
     /// `check_interval`, for prompt tasks).
     #[serde(default)]
     pub verify_delay: Option<Duration>,
+    /// Worker pool the task is routed to (`ordo.task.<queue>`).
+    #[serde(default = "default_queue")]
+    pub queue: String,
     /// CPUs and memory (MB) the task declared; a worker takes it only if they fit.
     #[serde(default)]
     pub cpus: f64,
     #[serde(default)]
     pub memory_mb: u64,
+}
+
+fn default_queue() -> String {
+    crate::names::DEFAULT_QUEUE.to_string()
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -97,7 +104,8 @@ pub struct TaskResult {
     pub message: String,
 }
 
-/// What workers publish on `ordo.event.<job>`.
+/// What workers publish: `Finished` durably on `ordo.event.<job>` (JetStream), `Started` as a
+/// best-effort notice on `ordo.started.<job>` (core NATS).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum WorkerEvent {
     Started {

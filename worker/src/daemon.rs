@@ -318,7 +318,15 @@ async fn execute(shared: &Arc<Shared>, msg: jetstream::Message, d: Dispatch, ack
         attempt: d.attempt,
         worker: shared.opts.id.clone(),
     };
-    publish_event(shared, &started).await;
+    // Best effort and not awaited: the coordinator accepts a result of a dispatched attempt
+    // whether or not `Started` arrived first.
+    let _ = shared
+        .client
+        .publish(
+            names::started_subject(&d.job),
+            wire::encode(&started).into(),
+        )
+        .await;
 
     // Lease: in-progress acks while the task runs; losing it for a whole ack-wait kills it.
     let msg = Arc::new(msg);
@@ -399,9 +407,12 @@ async fn execute(shared: &Arc<Shared>, msg: jetstream::Message, d: Dispatch, ack
     }
     // The result is durable in JetStream before the task message is acked.
     publish_event(shared, &WorkerEvent::Finished(result)).await;
-    if msg.double_ack().await.is_err() {
-        let _ = msg.ack().await;
-    }
+    // The slot is free as soon as the result is stored; the ack completes on its own.
+    tokio::spawn(async move {
+        if msg.double_ack().await.is_err() {
+            let _ = msg.ack().await;
+        }
+    });
 }
 
 /// Publishes an event and waits for JetStream to store it, retrying through outages.

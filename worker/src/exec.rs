@@ -729,6 +729,7 @@ mod tests {
             // Keeps a broken test from hanging the suite.
             timeout: Some(Duration::from_secs(60)),
             verify_delay: None,
+            queue: "default".into(),
             cpus: 0.0,
             memory_mb: 0,
         }

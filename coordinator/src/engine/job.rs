@@ -440,6 +440,7 @@ impl Job {
             } else {
                 None
             },
+            queue: need.queue,
             cpus: need.cpus,
             memory_mb: need.memory_mb,
         };

