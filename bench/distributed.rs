@@ -144,6 +144,8 @@ impl Cluster {
             memory_mb: 1 << 20,
             drain_grace: Duration::from_secs(5),
             heartbeat: Duration::from_secs(1),
+            telemetry: None,
+            metrics: None,
         };
         self.stops.push(stop);
         self.workers.push(tokio::spawn(async move {

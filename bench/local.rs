@@ -43,6 +43,7 @@ async fn ordo_run(spec: JobSpec, workers: u32) -> Duration {
         max_parallel: None,
         state_dir: None,
         source: "bench".into(),
+        telemetry: None,
     };
     let start = Instant::now();
     let report = run(spec, dag, opts, &mut Quiet, std::future::pending())

@@ -7,10 +7,12 @@
 //! - `remote`: submit, status, jobs, watch, logs, cancel, retry, workers over NATS.
 //! - `progress`: what a run shows while it goes (bars, lines, nothing).
 //! - `summary`: the table or JSON a run prints at the end.
+//! - `report`: job reports (Markdown, JSON, JUnit XML, HTML), `ordo report` and `ordo prune`.
 
 pub mod formats;
 pub mod graph;
 pub mod progress;
 pub mod remote;
+pub mod report;
 pub mod run;
 pub mod summary;

@@ -73,6 +73,12 @@ enum Command {
     },
     /// Run a job on this machine, no broker needed.
     Run(RunArgs),
+    /// Write a job's report (Markdown, JSON, JUnit XML or HTML) from a local state directory
+    /// (--state) or the coordinator.
+    Report(ordo::report::command::ReportArgs),
+    /// Remove finished jobs older than a duration from a local state directory (--state) or the
+    /// coordinator.
+    Prune(ordo::report::command::PruneArgs),
     #[command(flatten)]
     Remote(ordo::remote::Remote),
 }
@@ -119,6 +125,13 @@ struct RunArgs {
     /// No progress output; only the summary.
     #[arg(long, short)]
     quiet: bool,
+    /// At the end, write the job's report here (format from the extension: .md, .json,
+    /// .xml = JUnit, .html; else --report-format, default md).
+    #[arg(long, value_name = "FILE")]
+    report: Option<PathBuf>,
+    /// Format of --report.
+    #[arg(long, value_enum, alias = "format", requires = "report")]
+    report_format: Option<ordo::report::Format>,
     #[arg(long, value_enum, default_value_t = Output::Text)]
     output: Output,
 }
@@ -199,6 +212,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Convert { spec, out, to } => convert(&spec, out.as_deref(), to),
         Command::Run(args) => run(args),
+        Command::Report(args) => Ok(ordo::report::command::report(args)),
+        Command::Prune(args) => Ok(ordo::report::command::prune(args)),
         Command::Remote(cmd) => ordo::remote::dispatch(cmd),
     }
 }
@@ -368,6 +383,7 @@ fn run(args: RunArgs) -> anyhow::Result<u8> {
         max_parallel: args.max_parallel,
         state_dir: args.state.clone(),
         source: args.spec.spec.display().to_string(),
+        telemetry: None,
     };
     let json = args.output == Output::Json;
     let mut progress: Box<dyn Progress> = if args.quiet {
@@ -393,6 +409,10 @@ fn run(args: RunArgs) -> anyhow::Result<u8> {
                 std::process::exit(exit::INTERRUPTED as i32);
             });
         };
+        let mut opts = opts;
+        // The gRPC exporter must be built inside the runtime.
+        opts.telemetry =
+            ordo_proto::telemetry::Telemetry::from_env("ordo")?.map(std::sync::Arc::new);
         ordo::run::run(spec, dag, opts, progress.as_mut(), shutdown).await
     })?;
     drop(progress);
@@ -401,6 +421,10 @@ fn run(args: RunArgs) -> anyhow::Result<u8> {
         println!("{}", summary::json(&report));
     } else {
         print!("{}", summary::table(&report));
+    }
+    if let Some(path) = &args.report {
+        let format = ordo::report::Format::pick(args.report_format, Some(path));
+        ordo::report::command::write_from_store(&report.store, &report.job.id, format, path)?;
     }
     Ok(match report.job.state {
         JobState::Succeeded => exit::OK,

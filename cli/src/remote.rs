@@ -326,6 +326,39 @@ fn warn(line: &str) {
     let _ = writeln!(std::io::stderr(), "{line}");
 }
 
+/// One API request for commands outside this module (`ordo report`, `ordo prune`): connects,
+/// asks, and on failure prints the error and returns its exit code. `job` names the job in a
+/// `not_found` message.
+pub fn request<Req: Serialize, Rep: DeserializeOwned>(
+    nats: &NatsArgs,
+    verb: &str,
+    req: &Req,
+    job: Option<JobId>,
+) -> Result<Rep, u8> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            warn(&format!("ordo: cannot start the async runtime: {e}"));
+            exit::JOB_FAILED
+        })?;
+    let result = runtime.block_on(async {
+        let api = Api::connect(nats).await?;
+        let reply = call(&api, verb, req).await;
+        reply.map_err(|e| match job {
+            Some(j) => e.for_job(j),
+            None => e,
+        })
+    });
+    runtime.shutdown_background();
+    result.map_err(|e| report(&e))
+}
+
+/// A job id as the remote commands take it; on error, prints it and returns exit 2.
+pub fn job_id(s: &str) -> Result<JobId, u8> {
+    parse_job(s).map_err(|e| report(&e))
+}
+
 async fn run(cmd: Remote) -> Result<u8, CallError> {
     match cmd {
         Remote::Submit {

@@ -18,6 +18,8 @@ use ordo_coordinator::engine::{
     ANY_QUEUE, Action, Capacity, Change, Engine, Event, JobOptions, JobState, Millis, SavedTask,
 };
 use ordo_coordinator::store::{Batch, JobRecord, Store};
+use ordo_coordinator::traces::Traces;
+use ordo_proto::telemetry::{self, Telemetry};
 use ordo_proto::{Attempt, Dag, ExecutionMode, JobId, JobSpec, TaskResult};
 use ordo_worker::exec::{self, ExecOptions};
 use tokio::sync::{mpsc, oneshot};
@@ -37,6 +39,8 @@ pub struct RunOptions {
     pub state_dir: Option<PathBuf>,
     /// Where the spec came from, for records and messages.
     pub source: String,
+    /// OTLP traces, when an exporter is configured: the same spans as the coordinator's.
+    pub telemetry: Option<Arc<Telemetry>>,
 }
 
 /// What a finished (or interrupted) run leaves behind.
@@ -50,6 +54,8 @@ pub struct RunReport {
     /// Ctrl-C (or the shutdown future) ended it.
     pub interrupted: bool,
     pub slots: u32,
+    /// The store the run used (in memory without `--state`), for `--report`.
+    pub store: Arc<Store>,
 }
 
 pub fn now_ms() -> Millis {
@@ -112,6 +118,7 @@ pub async fn run(
                     default_mode: opts.default_mode,
                     max_parallel: opts.max_parallel,
                     seed: now,
+                    slots: Some(slots),
                 },
                 state: JobState::Pending,
                 created_ms: now,
@@ -127,6 +134,9 @@ pub async fn run(
     let resumed = saved.is_some();
     progress.start(&record, &spec, resumed);
 
+    let mut traces = Traces::new(opts.telemetry.clone());
+    let names = spec.tasks.iter().map(|t| t.name.to_string()).collect();
+    traces.job(job, &record.name, record.created_ms, names);
     let mut engine = Engine::new();
     let (tx, mut rx) = mpsc::unbounded_channel::<Event>();
     let mut kills: HashMap<(u32, Attempt), oneshot::Sender<()>> = HashMap::new();
@@ -178,6 +188,7 @@ pub async fn run(
     loop {
         let mut dispatches = Vec::new();
         let mut shown = pending.len();
+        let observed = pending.len();
         for a in actions.drain(..) {
             match a {
                 Action::Record(c) => pending.push(c),
@@ -189,6 +200,7 @@ pub async fn run(
                 }
             }
         }
+        traces.observe(&pending[observed..]);
         let finished = !engine.has_job(&job);
         if !pending.is_empty()
             && (durable
@@ -218,6 +230,7 @@ pub async fn run(
             let (index, attempt) = (d.index, d.attempt);
             let tx = tx.clone();
             let task_opts = exec_opts.clone();
+            let tel = traces.telemetry().cloned();
             tokio::spawn(async move {
                 let cancel = async {
                     // A dropped sender (job over) must not look like a kill.
@@ -226,6 +239,10 @@ pub async fn run(
                     }
                 };
                 let result = exec::run(&d, &task_opts, cancel, None).await;
+                if let Some(tel) = tel {
+                    let parent = telemetry::traceparent(&d.job, d.index, d.attempt);
+                    tel.execution_span(Some(&parent), &result);
+                }
                 let _ = tx.send(Event::Finished(result));
             });
             // The process is being spawned now: running from here on.
@@ -271,6 +288,10 @@ pub async fn run(
         }
     }
 
+    if let Some(tel) = traces.telemetry().cloned() {
+        // Spans are exported when the job ends, not only at exit.
+        let _ = tokio::task::spawn_blocking(move || tel.flush()).await;
+    }
     let job_record = store
         .job(&job)?
         .context("job record vanished from the store")?;
@@ -281,6 +302,7 @@ pub async fn run(
         resumed,
         interrupted,
         slots,
+        store: store.clone(),
     };
     progress.finish(&report);
     Ok(report)

@@ -133,6 +133,11 @@ impl Bus {
     /// of the same attempt is de-duplicated by its message id.
     pub async fn publish(&self, d: &Dispatch) -> Result<u64, Error> {
         let mut headers = async_nats::HeaderMap::new();
+        // The attempt's span is this message's parent on the worker (ids derive from the job).
+        headers.insert(
+            "traceparent",
+            ordo_proto::telemetry::traceparent(&d.job, d.index, d.attempt).as_str(),
+        );
         headers.insert(
             "Nats-Msg-Id",
             names::dispatch_msg_id(&d.job, d.index, d.attempt.0).as_str(),

@@ -11,6 +11,8 @@ use ordo_coordinator::service::{self, Options};
 use ordo_coordinator::store::Store;
 use ordo_proto::Dur;
 use ordo_proto::connect::NatsArgs;
+use ordo_proto::telemetry::{self, LogFormat, Telemetry};
+use std::sync::Arc;
 
 #[derive(Parser)]
 #[command(
@@ -37,6 +39,15 @@ struct Args {
     /// messaging latency between two tasks on a worker.
     #[arg(long, env = "ORDO_PREFETCH", default_value_t = 1)]
     prefetch: u32,
+    /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9464).
+    #[arg(long, env = "ORDO_METRICS_ADDR")]
+    metrics_addr: Option<std::net::SocketAddr>,
+    /// Log format on stderr.
+    #[arg(long, env = "ORDO_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// Log level (RUST_LOG wins when set).
+    #[arg(long, env = "ORDO_LOG_LEVEL", default_value = "info")]
+    log_level: String,
     /// A worker silent this long counts as gone.
     #[arg(long, env = "ORDO_WORKER_TIMEOUT", default_value = "5s")]
     worker_timeout: Dur,
@@ -44,6 +55,7 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    telemetry::init_logs(args.log_format, &args.log_level);
     let store = match Store::open(&args.data_dir) {
         Ok(s) => s,
         Err(e) => {
@@ -59,6 +71,7 @@ fn main() -> ExitCode {
         replicas: args.replicas.max(1),
         worker_timeout: args.worker_timeout.0,
         prefetch: args.prefetch,
+        metrics_addr: args.metrics_addr,
         ..Options::default()
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -72,6 +85,15 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(async {
+        let mut opts = opts;
+        // The gRPC exporter must be built inside the runtime.
+        match Telemetry::from_env("ordo-coordinator") {
+            Ok(t) => opts.telemetry = t.map(Arc::new),
+            Err(e) => {
+                tracing::error!("{e}");
+                return ExitCode::from(2);
+            }
+        }
         let client = match args
             .nats
             .connect("ordo-coordinator", Duration::from_secs(5))
@@ -79,19 +101,15 @@ fn main() -> ExitCode {
         {
             Ok(c) => c,
             Err(e) => {
-                eprintln!("ordo-coordinator: {e}");
+                tracing::error!("{e}");
                 return ExitCode::from(3);
             }
         };
-        eprintln!(
-            "ordo-coordinator: serving on {} with state in {}",
-            args.nats.url,
-            args.data_dir.display()
-        );
+        tracing::info!(nats = %args.nats.url, data_dir = %args.data_dir.display(), "serving");
         match service::run(client, store, opts, shutdown_signal()).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
-                eprintln!("ordo-coordinator: {e}");
+                tracing::error!("{e}");
                 ExitCode::from(1)
             }
         }

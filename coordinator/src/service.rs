@@ -28,8 +28,11 @@ use crate::bus::{Bus, Delivery};
 use crate::engine::{
     Action, Capacity, Change, Engine, Event, JobOptions, JobState, Millis, TaskState, retry_records,
 };
+use crate::metrics::Metrics;
 use crate::store::{Batch, JobRecord, Store};
+use crate::traces::Traces;
 use crate::views;
+use ordo_proto::telemetry::Telemetry;
 
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -42,6 +45,10 @@ pub struct Options {
     pub start_deadline: Duration,
     /// Tasks dispatched ahead per worker slot, waiting in the stream for a slot to free.
     pub prefetch: u32,
+    /// OTLP traces, when an exporter is configured.
+    pub telemetry: Option<Arc<Telemetry>>,
+    /// Serve Prometheus metrics here (`/metrics`).
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 impl Default for Options {
@@ -55,6 +62,8 @@ impl Default for Options {
             worker_timeout: Duration::from_secs(5),
             start_deadline: Duration::from_secs(120),
             prefetch: 1,
+            telemetry: None,
+            metrics_addr: None,
         }
     }
 }
@@ -100,6 +109,8 @@ pub fn now_ms() -> Millis {
 
 struct Service {
     client: async_nats::Client,
+    traces: Traces,
+    metrics: Option<Metrics>,
     bus: Arc<Bus>,
     /// The loop's own input channel, for background publishers.
     tx: mpsc::Sender<Input>,
@@ -137,6 +148,8 @@ pub async fn run(
         tx: tx.clone(),
         store: Arc::new(store),
         engine: Engine::new(),
+        traces: Traces::new(opts.telemetry.clone()),
+        metrics: None,
         opts,
         workers: HashMap::new(),
         queues: BTreeSet::new(),
@@ -145,6 +158,14 @@ pub async fn run(
         deferred: Vec::new(),
         deferred_acks: Vec::new(),
     };
+    if let Some(addr) = svc.opts.metrics_addr {
+        let (metrics, registry) = Metrics::new();
+        let bound = ordo_proto::telemetry::serve_metrics(addr, Arc::new(registry))
+            .await
+            .map_err(|e| Error::Nats(format!("cannot serve metrics on {addr}: {e}")))?;
+        tracing::info!(addr = %bound, "metrics at /metrics");
+        svc.metrics = Some(metrics);
+    }
     svc.ensure_queue(names::DEFAULT_QUEUE).await?;
     let mut actions = svc.recover().await?;
 
@@ -192,6 +213,9 @@ pub async fn run(
     }
     // What was deferred is committed before leaving.
     svc.turn(Vec::new(), &mut acks, &mut replies, true).await?;
+    if let Some(tel) = svc.traces.telemetry().cloned() {
+        let _ = tokio::task::spawn_blocking(move || tel.flush()).await;
+    }
     for t in tasks {
         t.abort();
     }
@@ -230,6 +254,8 @@ impl Service {
             let Ok(dag) = validate(&job.spec) else {
                 continue;
             };
+            let names = job.spec.tasks.iter().map(|t| t.name.to_string()).collect();
+            self.traces.job(job.id, &job.name, job.created_ms, names);
             actions.extend(self.engine.apply(
                 now,
                 Event::Submit {
@@ -306,6 +332,11 @@ impl Service {
             return Ok(());
         }
         let changes = std::mem::take(&mut self.deferred);
+        self.traces.observe(&changes);
+        if let Some(m) = &mut self.metrics {
+            m.observe(&changes);
+        }
+        let commit_started = Instant::now();
         let mut acks = std::mem::take(&mut self.deferred_acks);
         let seqs = if !changes.is_empty() || !dispatches.is_empty() || !self.sent.is_empty() {
             let sent = std::mem::take(&mut self.sent);
@@ -317,9 +348,13 @@ impl Service {
             };
             let store = self.store.clone();
             // redb is synchronous: commit off the async workers.
-            tokio::task::spawn_blocking(move || store.commit(&batch.borrow()))
+            let seqs = tokio::task::spawn_blocking(move || store.commit(&batch.borrow()))
                 .await
-                .map_err(|e| Error::Nats(e.to_string()))??
+                .map_err(|e| Error::Nats(e.to_string()))??;
+            if let Some(m) = &self.metrics {
+                m.commit(commit_started.elapsed());
+            }
+            seqs
         } else {
             Vec::new()
         };
@@ -376,7 +411,9 @@ impl Service {
                             .await;
                         return;
                     }
-                    Err(e) => eprintln!("ordo-coordinator: publishing {}: {e}; retrying", d.task),
+                    Err(e) => {
+                        tracing::warn!(job = %d.job, task = %d.task, attempt = d.attempt.0, "publishing: {e}; retrying")
+                    }
                 }
                 tokio::time::sleep(delay).await;
                 delay = (delay * 2).min(Duration::from_secs(5));
@@ -433,7 +470,7 @@ impl Service {
             Input::Heartbeat(hb) => {
                 for q in &hb.queues {
                     if names::valid_queue(q) && self.ensure_queue(q).await.is_err() {
-                        eprintln!("ordo-coordinator: cannot create the consumer of queue '{q}'");
+                        tracing::error!(queue = %q, "cannot create the queue's consumer");
                     }
                 }
                 self.workers.insert(hb.worker.clone(), (hb, Instant::now()));
@@ -501,6 +538,7 @@ impl Service {
         self.workers
             .retain(|_, (_, seen)| seen.elapsed() < timeout * 12);
         let mut actions = Vec::new();
+        let mut total_slots = 0;
         for q in self.queues.clone() {
             let mut cap = Capacity {
                 slots: 0,
@@ -520,6 +558,7 @@ impl Service {
                     cap.largest_memory_mb = cap.largest_memory_mb.max(hb.memory_mb);
                 }
             }
+            total_slots += cap.slots;
             actions.extend(self.engine.apply(
                 now,
                 Event::Capacity {
@@ -527,6 +566,9 @@ impl Service {
                     capacity: cap,
                 },
             ));
+        }
+        if let Some(m) = &self.metrics {
+            m.sample(&self.engine, total_slots);
         }
         let deadline = self.opts.start_deadline.as_millis() as Millis;
         let mut lost = Vec::new();
@@ -588,6 +630,11 @@ impl Service {
                 Err(e) => Err(e),
             },
             api::WORKERS => Ok(to_value(self.worker_list(now))),
+            api::REPORT => parse::<api::ReportRequest>(body).and_then(|r| self.report(r)),
+            api::PRUNE => parse::<api::PruneRequest>(body).and_then(|r| {
+                let removed = self.store.prune(now, r.older_than_ms).map_err(internal)?;
+                Ok(to_value(api::PruneReply { removed }))
+            }),
             other => Err(ApiError::new(
                 ErrorKind::Invalid,
                 format!("unknown API verb '{other}'"),
@@ -621,12 +668,15 @@ impl Service {
                 .map_err(|e| ApiError::new(ErrorKind::Internal, e.to_string()))?;
         }
         let id = JobId::new();
+        let queues = req.spec.tasks.iter().map(|t| req.spec.queue(t).to_string());
+        let slots = self.live_slots(&queues.collect());
         let options = JobOptions {
             default_mode: req
                 .default_mode
                 .unwrap_or(ordo_proto::ExecutionMode::Parallel),
             max_parallel: req.max_parallel,
             seed: now,
+            slots: (slots > 0).then_some(slots),
         };
         let rec = JobRecord {
             id,
@@ -641,6 +691,8 @@ impl Service {
             reason: None,
         };
         self.store.insert_job(&rec).map_err(internal)?;
+        let names = rec.spec.tasks.iter().map(|t| t.name.to_string()).collect();
+        self.traces.job(id, &rec.name, now, names);
         actions.extend(self.engine.apply(
             now,
             Event::Submit {
@@ -720,6 +772,43 @@ impl Service {
         let mut summary = views::summary(&rec, &tasks);
         summary.state = JobState::Running.name().into();
         Ok(to_value(summary))
+    }
+
+    /// A job's records for `ordo report`, output tails cut so the reply fits one message.
+    fn report(&self, r: api::ReportRequest) -> Result<serde_json::Value, ApiError> {
+        let job = match r.job {
+            Some(job) => job,
+            None => crate::report::latest(&self.store)
+                .map_err(internal)?
+                .ok_or_else(|| ApiError::new(ErrorKind::NotFound, "no jobs yet"))?,
+        };
+        let data = crate::report::gather(&self.store, &job)
+            .map_err(internal)?
+            .ok_or_else(|| not_found(&job))?;
+        // Room for the reply envelope.
+        let limit = self.client.server_info().max_payload.saturating_sub(1024);
+        data.to_json_within(limit).ok_or_else(|| {
+            ApiError::new(
+                ErrorKind::Internal,
+                format!(
+                    "the report of job {job} does not fit in one NATS message ({limit} bytes) \
+                     even without task output"
+                ),
+            )
+        })
+    }
+
+    /// Slots of the live, non-draining workers serving any of `queues`.
+    fn live_slots(&self, queues: &BTreeSet<String>) -> u32 {
+        self.workers
+            .values()
+            .filter(|(hb, seen)| {
+                seen.elapsed() < self.opts.worker_timeout
+                    && !hb.draining
+                    && hb.queues.iter().any(|q| queues.contains(q))
+            })
+            .map(|(hb, _)| hb.slots)
+            .sum()
     }
 
     fn worker_list(&self, _now: Millis) -> Vec<api::WorkerInfo> {
@@ -813,10 +902,7 @@ async fn forward_heartbeats(client: async_nats::Client, tx: mpsc::Sender<Input>)
                         return;
                     }
                 }
-                Err(e) => eprintln!(
-                    "ordo-coordinator: ignoring heartbeat on {}: {e}",
-                    msg.subject
-                ),
+                Err(e) => tracing::warn!("ignoring heartbeat on {}: {e}", msg.subject),
             }
         }
     }
@@ -835,10 +921,7 @@ async fn forward_started(client: async_nats::Client, tx: mpsc::Sender<Input>) {
                         return;
                     }
                 }
-                Err(e) => eprintln!(
-                    "ordo-coordinator: ignoring a notice on {}: {e}",
-                    msg.subject
-                ),
+                Err(e) => tracing::warn!("ignoring a notice on {}: {e}", msg.subject),
             }
         }
     }
@@ -880,7 +963,7 @@ async fn forward_events(consumer: jetstream::consumer::PullConsumer, tx: mpsc::S
         let mut messages = match consumer.messages().await {
             Ok(m) => m,
             Err(e) => {
-                eprintln!("ordo-coordinator: event consumer: {e}; retrying");
+                tracing::warn!("event consumer: {e}; retrying");
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 continue;
             }
@@ -900,10 +983,7 @@ async fn forward_events(consumer: jetstream::consumer::PullConsumer, tx: mpsc::S
                     // Undecodable: logged once and terminated, never redelivered in a loop.
                     let seq = msg.info().map(|i| i.stream_sequence).unwrap_or(0);
                     if seen_bad.insert(seq) {
-                        eprintln!(
-                            "ordo-coordinator: dropping an undecodable event on {}: {e}",
-                            msg.subject
-                        );
+                        tracing::warn!("dropping an undecodable event on {}: {e}", msg.subject);
                     }
                     let _ = msg.ack_with(AckKind::Term).await;
                 }

@@ -324,6 +324,46 @@ impl Store {
             })
             .collect()
     }
+
+    /// Removes every finished job (succeeded, failed or cancelled) that ended more than
+    /// `older_than_ms` before `now`, with all its rows: job, tasks, attempts, history and any
+    /// outbox entry, in one transaction. Unfinished jobs are never removed. Returns how many
+    /// jobs went.
+    pub fn prune(&self, now: Millis, older_than_ms: u64) -> Result<usize> {
+        let cutoff = now.saturating_sub(older_than_ms);
+        let tx = self.begin()?;
+        let victims = {
+            let mut jobs = tx.open_table(JOBS)?;
+            let mut victims = Vec::new();
+            for row in jobs.iter()? {
+                let (k, v) = row?;
+                let rec: JobRecord = decode(v.value())?;
+                let ended = rec.finished_ms.unwrap_or(rec.updated_ms);
+                if rec.state.is_terminal() && ended < cutoff {
+                    victims.push(k.value());
+                }
+            }
+            let mut tasks = tx.open_table(TASKS)?;
+            let mut attempts = tx.open_table(ATTEMPTS)?;
+            let mut history = tx.open_table(HISTORY)?;
+            for &k in &victims {
+                jobs.remove(k)?;
+                tasks.retain_in((k, 0)..=(k, u32::MAX), |_, _| false)?;
+                attempts.retain_in((k, 0, 0)..=(k, u32::MAX, u32::MAX), |_, _| false)?;
+                history.retain_in((k, 0)..=(k, u64::MAX), |_, _| false)?;
+            }
+            if !victims.is_empty() {
+                let mut outbox = tx.open_table(OUTBOX)?;
+                outbox.retain(|_, v| match rmp_serde::from_slice::<Dispatch>(v) {
+                    Ok(d) => !victims.contains(&key(&d.job)),
+                    Err(_) => true,
+                })?;
+            }
+            victims
+        };
+        tx.commit()?;
+        Ok(victims.len())
+    }
 }
 
 #[cfg(test)]
@@ -451,6 +491,8 @@ mod tests {
             verify_exit_code: None,
             started_at_ms: 0,
             duration_ms: 0,
+            command_ms: 0,
+            verify_started_ms: None,
             output_tail: "boom".into(),
             output_bytes: 4,
             worker: "local".into(),
@@ -474,6 +516,140 @@ mod tests {
             .map(|r| (r.index, r.attempt.0))
             .collect();
         assert_eq!(got, vec![(0, 1), (1, 1), (1, 2)]);
+    }
+
+    #[test]
+    fn prune_removes_old_finished_jobs_and_all_their_rows() {
+        let store = Store::in_memory().unwrap();
+        let old = record(2);
+        let recent = record(1);
+        let running = record(1);
+        for j in [&old, &recent, &running] {
+            store.insert_job(j).unwrap();
+        }
+        let result = |job: &JobRecord| TaskResult {
+            job: job.id,
+            task: job.spec.tasks[0].name.clone(),
+            index: 0,
+            attempt: Attempt(1),
+            outcome: Outcome::Succeeded,
+            exit_code: Some(0),
+            signal: None,
+            verify_exit_code: None,
+            started_at_ms: 0,
+            duration_ms: 0,
+            command_ms: 0,
+            verify_started_ms: None,
+            output_tail: String::new(),
+            output_bytes: 0,
+            worker: "local".into(),
+            message: String::new(),
+        };
+        let end = |job: &JobRecord, at: Millis| Change::Job {
+            job: job.id,
+            state: JobState::Succeeded,
+            at,
+            reason: None,
+        };
+        let changes = [
+            Change::Attempt(result(&old)),
+            end(&old, 1_000),
+            Change::Attempt(result(&recent)),
+            end(&recent, 9_000),
+            Change::Attempt(result(&running)),
+            Change::Job {
+                job: running.id,
+                state: JobState::Running,
+                at: 10,
+                reason: None,
+            },
+        ];
+        let d = Dispatch {
+            job: old.id,
+            task: old.spec.tasks[1].name.clone(),
+            index: 1,
+            attempt: Attempt(1),
+            program: ordo_proto::Program::Shell("true".into()),
+            verify: None,
+            env: Default::default(),
+            working_dir: None,
+            timeout: None,
+            verify_delay: None,
+            queue: "default".into(),
+            cpus: 0.0,
+            memory_mb: 0,
+        };
+        store
+            .commit(&Batch {
+                now: 1,
+                changes: &changes,
+                outbox_add: &[d],
+                ..Default::default()
+            })
+            .unwrap();
+
+        // Nothing finished more than 5 s before t = 5.5 s except `old`; `running` never goes.
+        assert_eq!(store.prune(5_500, 30_000).unwrap(), 0);
+        assert_eq!(store.prune(5_500, 4_000).unwrap(), 1);
+        assert!(store.job(&old.id).unwrap().is_none());
+        assert!(store.tasks(&old.id).unwrap().is_empty());
+        assert!(store.attempts(&old.id).unwrap().is_empty());
+        assert!(store.history(&old.id).unwrap().is_empty());
+        assert!(store.outbox().unwrap().is_empty());
+        for kept in [&recent, &running] {
+            assert!(store.job(&kept.id).unwrap().is_some());
+            assert_eq!(store.tasks(&kept.id).unwrap().len(), 1);
+            assert_eq!(store.attempts(&kept.id).unwrap().len(), 1);
+            assert_eq!(store.history(&kept.id).unwrap().len(), 2);
+        }
+        // Age 0: every finished job, still never a running one.
+        assert_eq!(store.prune(10_000, 0).unwrap(), 1);
+        let left: Vec<JobId> = store.jobs().unwrap().iter().map(|j| j.id).collect();
+        assert_eq!(left, vec![running.id]);
+    }
+
+    #[test]
+    fn job_records_without_slots_still_decode() {
+        // A record as written before `JobOptions::slots` existed.
+        #[derive(Serialize)]
+        struct OldOptions {
+            default_mode: ordo_proto::ExecutionMode,
+            max_parallel: Option<u32>,
+            seed: u64,
+        }
+        #[derive(Serialize)]
+        struct OldRecord<'a> {
+            id: JobId,
+            name: &'a str,
+            source: &'a str,
+            spec: &'a JobSpec,
+            options: OldOptions,
+            state: JobState,
+            created_ms: Millis,
+            updated_ms: Millis,
+            finished_ms: Option<Millis>,
+            reason: Option<String>,
+        }
+        let rec = record(1);
+        let old = OldRecord {
+            id: rec.id,
+            name: &rec.name,
+            source: &rec.source,
+            spec: &rec.spec,
+            options: OldOptions {
+                default_mode: ordo_proto::ExecutionMode::Parallel,
+                max_parallel: None,
+                seed: 7,
+            },
+            state: JobState::Pending,
+            created_ms: 1,
+            updated_ms: 1,
+            finished_ms: None,
+            reason: None,
+        };
+        let back: JobRecord = decode(&encode(&old)).unwrap();
+        assert_eq!(back.options.slots, None);
+        assert_eq!(back.options.seed, 7);
     }
 
     #[test]

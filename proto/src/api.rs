@@ -14,6 +14,11 @@ pub const JOBS: &str = "jobs";
 pub const CANCEL: &str = "cancel";
 pub const RETRY: &str = "retry";
 pub const WORKERS: &str = "workers";
+/// `ReportRequest` → the job's records (`ordo_coordinator::report::ReportData`), rendered by
+/// the CLI.
+pub const REPORT: &str = "report";
+/// `PruneRequest` → `PruneReply`: removes old finished jobs.
+pub const PRUNE: &str = "prune";
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -75,6 +80,25 @@ pub struct RetryRequest {
     pub job: JobId,
     #[serde(default)]
     pub failed_only: bool,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ReportRequest {
+    /// `None`: the newest job.
+    #[serde(default)]
+    pub job: Option<JobId>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PruneRequest {
+    /// Remove finished jobs that ended more than this long ago.
+    pub older_than_ms: u64,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct PruneReply {
+    /// Jobs removed, with all their records.
+    pub removed: usize,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]

@@ -8,6 +8,7 @@
 //! - `dag`: the validated graph and its analyses (levels, critical path, makespan estimate).
 //! - `names`: subjects, streams, limits and file names, defined once.
 //! - `connect` (feature `client`): NATS connection flags and `connect()` for the binaries.
+//! - `telemetry` (feature `telemetry`): OTLP traces with ids derived from jobs, logs setup.
 //! - `api`: the coordinator's JSON API on `ordo.api.<verb>`.
 //! - `wire`: `Dispatch` and `TaskResult`, what executors receive and report.
 
@@ -19,6 +20,8 @@ pub mod duration;
 pub mod ids;
 pub mod names;
 pub mod spec;
+#[cfg(feature = "telemetry")]
+pub mod telemetry;
 pub mod validate;
 pub mod wire;
 

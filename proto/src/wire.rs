@@ -94,6 +94,12 @@ pub struct TaskResult {
     /// Wall-clock start, milliseconds since the Unix epoch.
     pub started_at_ms: u64,
     pub duration_ms: u64,
+    /// How long the program itself ran (the rest is the verify delay and command).
+    #[serde(default)]
+    pub command_ms: u64,
+    /// When the verify command started, if it ran.
+    #[serde(default)]
+    pub verify_started_ms: Option<u64>,
     /// Last bytes of stdout and stderr interleaved, lossily decoded as UTF-8.
     pub output_tail: String,
     /// Total bytes the program and verify command wrote.

@@ -2,6 +2,9 @@
 //! `cargo build --workspace --bins`, runs them with a deadline, writes job files into temporary
 //! directories, and polls for conditions instead of sleeping.
 
+pub mod deploy;
+pub mod otlp;
+
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
@@ -335,6 +338,7 @@ pub struct Daemon {
     bin: String,
     args: Vec<String>,
     cwd: PathBuf,
+    env: Vec<(String, String)>,
     log_path: PathBuf,
     _dir: tempfile::TempDir,
 }
@@ -342,12 +346,18 @@ pub struct Daemon {
 impl Daemon {
     /// Starts `bin_name ARGS` in `cwd` (workers run tasks in their current directory).
     pub fn spawn(bin_name: &str, args: &[&str], cwd: &Path) -> Daemon {
+        Daemon::spawn_env(bin_name, args, cwd, &[])
+    }
+
+    /// Like `spawn`, with extra environment variables.
+    pub fn spawn_env(bin_name: &str, args: &[&str], cwd: &Path, env: &[(String, String)]) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
         let mut d = Daemon {
             child: None,
             bin: bin_name.to_string(),
             args: args.iter().map(|s| s.to_string()).collect(),
             cwd: cwd.to_path_buf(),
+            env: env.to_vec(),
             log_path: dir.path().join("daemon.log"),
             _dir: dir,
         };
@@ -364,6 +374,7 @@ impl Daemon {
         let child = Command::new(bin(&self.bin))
             .args(&self.args)
             .current_dir(&self.cwd)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -404,11 +415,18 @@ pub struct Cluster {
     pub workers: Vec<Daemon>,
     pub data: tempfile::TempDir,
     pub work: tempfile::TempDir,
+    /// Extra environment of the coordinator and every worker.
+    env: Vec<(String, String)>,
 }
 
 impl Cluster {
     /// Starts nats, a coordinator (`extra` flags appended) and no workers.
     pub fn start(coordinator_flags: &[&str]) -> Cluster {
+        Cluster::start_env(coordinator_flags, Vec::new())
+    }
+
+    /// Like `start`, with extra environment for the coordinator and the workers.
+    pub fn start_env(coordinator_flags: &[&str], env: Vec<(String, String)>) -> Cluster {
         let nats = NatsServer::start();
         let data = tempfile::tempdir().unwrap();
         let work = tempfile::tempdir().unwrap();
@@ -416,13 +434,14 @@ impl Cluster {
         let data_dir = data.path().to_string_lossy().into_owned();
         let mut args = vec!["--nats", &url, "--data-dir", &data_dir];
         args.extend_from_slice(coordinator_flags);
-        let coordinator = Daemon::spawn("ordo-coordinator", &args, work.path());
+        let coordinator = Daemon::spawn_env("ordo-coordinator", &args, work.path(), &env);
         let c = Cluster {
             nats,
             coordinator,
             workers: Vec::new(),
             data,
             work,
+            env,
         };
         // Ready when its API answers.
         assert!(
@@ -438,8 +457,8 @@ impl Cluster {
         let url = self.nats.url();
         let mut args = vec!["--nats", url.as_str(), "--id", id];
         args.extend_from_slice(flags);
-        self.workers
-            .push(Daemon::spawn("ordo-worker", &args, self.work.path()));
+        let worker = Daemon::spawn_env("ordo-worker", &args, self.work.path(), &self.env);
+        self.workers.push(worker);
         assert!(
             wait_until(Duration::from_secs(30), || {
                 self.ordo(&["workers", "--output", "json"])

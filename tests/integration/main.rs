@@ -1,9 +1,16 @@
 //! ordo's integration tests: one test binary driving the real binaries.
 //!
 //! - `cli`: validate, plan, graph and convert on every shared example and on bad input.
+//! - `deploy`: deploy/ for real: nats configs, role permissions, TLS, cluster, YAML, units.
 //! - `distributed`: coordinator, workers and the CLI over a real nats-server.
+//! - `observability`: OTLP traces from `ordo run` and from coordinator + worker.
 //! - `run_local`: `ordo run` end to end: examples, every execution semantic, Ctrl-C, resume.
+//! - `report`: reports of real runs in every format (JUnit read by junitparser, HTML rendered
+//!   by Chromium), through a state directory and the coordinator; `ordo prune`.
 
 mod cli;
+mod deploy;
 mod distributed;
+mod observability;
+mod report;
 mod run_local;

@@ -33,6 +33,10 @@ pub struct Options {
     /// How long running tasks may finish after SIGTERM before they are handed back.
     pub drain_grace: Duration,
     pub heartbeat: Duration,
+    /// OTLP traces, when an exporter is configured.
+    pub telemetry: Option<Arc<ordo_proto::telemetry::Telemetry>>,
+    /// Prometheus metrics, when served.
+    pub metrics: Option<crate::metrics::Metrics>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -92,7 +96,7 @@ pub async fn run(
     let pulls = tokio::spawn(pull_loop(shared.clone()));
 
     shutdown.await;
-    eprintln!("ordo-worker {}: draining", opts.id);
+    tracing::info!(worker = %opts.id, "draining");
     shared.draining.store(true, Ordering::SeqCst);
     pulls.abort();
     publish_heartbeat(&shared).await;
@@ -111,7 +115,7 @@ pub async fn run(
     heartbeats.abort();
     kills.abort();
     let _ = shared.client.flush().await;
-    eprintln!("ordo-worker {}: stopped", opts.id);
+    tracing::info!(worker = %opts.id, "stopped");
     Ok(())
 }
 
@@ -153,7 +157,7 @@ async fn kill_loop(shared: Arc<Shared>) {
         };
         while let Some(msg) = sub.next().await {
             let Ok(kill) = wire::decode::<Kill>(&msg.payload) else {
-                eprintln!("ordo-worker: ignoring an undecodable kill message");
+                tracing::warn!("ignoring an undecodable kill message");
                 continue;
             };
             if kill.index.is_none() {
@@ -229,7 +233,7 @@ async fn pull_loop(shared: Arc<Shared>) {
         let mut messages = match batch {
             Ok(m) => m,
             Err(e) => {
-                eprintln!("ordo-worker: pull from queue '{queue}' failed: {e}; retrying");
+                tracing::warn!(queue = %queue, "pull failed: {e}; retrying");
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 continue;
             }
@@ -238,7 +242,7 @@ async fn pull_loop(shared: Arc<Shared>) {
             match msg {
                 Ok(msg) => accept(&shared, msg, *ack_wait).await,
                 Err(e) => {
-                    eprintln!("ordo-worker: pull from queue '{queue}': {e}");
+                    tracing::warn!(queue = %queue, "pull: {e}");
                     tokio::time::sleep(Duration::from_millis(200)).await;
                     break;
                 }
@@ -253,7 +257,7 @@ async fn accept(shared: &Arc<Shared>, msg: jetstream::Message, ack_wait: Duratio
         Ok(d) => d,
         Err(e) => {
             // Redelivering a message nobody can read would loop forever: terminate it.
-            eprintln!("ordo-worker: terminating undecodable task message: {e}");
+            tracing::error!("terminating undecodable task message: {e}");
             let _ = msg.ack_with(AckKind::Term).await;
             return;
         }
@@ -276,13 +280,19 @@ async fn accept(shared: &Arc<Shared>, msg: jetstream::Message, ack_wait: Duratio
             .await;
         return;
     }
-    shared.busy.fetch_add(1, Ordering::SeqCst);
+    let busy = shared.busy.fetch_add(1, Ordering::SeqCst) + 1;
+    if let Some(m) = &shared.opts.metrics {
+        m.busy_slots.set(busy as i64);
+    }
     shared.used_millicpus.fetch_add(need_cpu, Ordering::SeqCst);
     shared.used_memory.fetch_add(need_mem, Ordering::SeqCst);
     let shared = shared.clone();
     tokio::spawn(async move {
         execute(&shared, msg, dispatch, ack_wait).await;
-        shared.busy.fetch_sub(1, Ordering::SeqCst);
+        let busy = shared.busy.fetch_sub(1, Ordering::SeqCst) - 1;
+        if let Some(m) = &shared.opts.metrics {
+            m.busy_slots.set(busy as i64);
+        }
         shared.used_millicpus.fetch_sub(need_cpu, Ordering::SeqCst);
         shared.used_memory.fetch_sub(need_mem, Ordering::SeqCst);
         shared.slot_freed.notify_one();
@@ -301,6 +311,8 @@ fn not_run(shared: &Shared, d: &Dispatch, outcome: Outcome, why: &str) -> TaskRe
         verify_exit_code: None,
         started_at_ms: now_ms(),
         duration_ms: 0,
+        command_ms: 0,
+        verify_started_ms: None,
         output_tail: String::new(),
         output_bytes: 0,
         worker: shared.opts.id.clone(),
@@ -386,7 +398,7 @@ async fn execute(shared: &Arc<Shared>, msg: jetstream::Message, d: Dispatch, ack
                 },
                 r = lease_lost_rx => match r {
                     Ok(()) => {
-                        eprintln!("ordo-worker: lost the lease of {task}; killing it");
+                        tracing::warn!(task = %task, "lost the lease; killing the task");
                         *stop.lock().unwrap() = Some(Stop::HandBack);
                     }
                     Err(_) => std::future::pending::<()>().await,
@@ -395,7 +407,18 @@ async fn execute(shared: &Arc<Shared>, msg: jetstream::Message, d: Dispatch, ack
         }
     };
     let opts = ExecOptions::new(shared.opts.id.clone());
+    let traceparent = msg
+        .headers
+        .as_ref()
+        .and_then(|h| h.get("traceparent"))
+        .map(|v| v.as_str().to_string());
     let result = exec::run(&d, &opts, cancel, Some(out_tx)).await;
+    if let Some(tel) = &shared.opts.telemetry {
+        tel.execution_span(traceparent.as_deref(), &result);
+    }
+    if let Some(m) = &shared.opts.metrics {
+        m.finished(&result);
+    }
     lease.abort();
     let _ = logger.await;
     shared.running.lock().await.remove(&key);
@@ -430,9 +453,9 @@ async fn publish_event(shared: &Shared, event: &WorkerEvent) {
         match sent {
             Ok(ack) => match ack.await {
                 Ok(_) => return,
-                Err(e) => eprintln!("ordo-worker: event not stored yet: {e}; retrying"),
+                Err(e) => tracing::warn!(job = %event.job(), "event not stored yet: {e}; retrying"),
             },
-            Err(e) => eprintln!("ordo-worker: cannot publish event: {e}; retrying"),
+            Err(e) => tracing::warn!(job = %event.job(), "cannot publish event: {e}; retrying"),
         }
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_secs(2));

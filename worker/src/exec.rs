@@ -96,10 +96,7 @@ pub async fn run(
     cancel: impl Future<Output = ()>,
     output: Option<mpsc::Sender<OutputChunk>>,
 ) -> TaskResult {
-    let started_at_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0);
+    let started_at_ms = epoch_ms();
     let start = Instant::now();
     let mut col = Collector::new(opts.tail_bytes, output);
     let report = attempt(d, opts, start, std::pin::pin!(cancel), &mut col).await;
@@ -114,11 +111,20 @@ pub async fn run(
         verify_exit_code: report.verify_exit_code,
         started_at_ms,
         duration_ms: u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX),
+        command_ms: report.command_ms,
+        verify_started_ms: report.verify_started_ms,
         output_tail: col.tail.decode(),
         output_bytes: col.total,
         worker: opts.worker.clone(),
         message: report.message,
     }
+}
+
+fn epoch_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
 }
 
 /// The parts of a `TaskResult` an attempt decides.
@@ -128,6 +134,9 @@ struct Report {
     signal: Option<i32>,
     verify_exit_code: Option<i32>,
     message: String,
+    /// Time the program itself took; the rest of the attempt is verify delay and command.
+    command_ms: u64,
+    verify_started_ms: Option<u64>,
 }
 
 impl Report {
@@ -138,6 +147,8 @@ impl Report {
             signal: None,
             verify_exit_code: None,
             message: message.into(),
+            command_ms: 0,
+            verify_started_ms: None,
         }
     }
 }
@@ -179,6 +190,7 @@ async fn attempt<C: Future<Output = ()>>(
     };
 
     let mut report = Report::new(Outcome::Failed, "");
+    report.command_ms = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
     report.exit_code = ended.status.and_then(|s| s.code());
     report.signal = ended.status.and_then(|s| s.signal());
     match ended.stop {
@@ -221,6 +233,7 @@ async fn attempt<C: Future<Output = ()>>(
             }
         }
     }
+    report.verify_started_ms = Some(epoch_ms());
     let cmd = setup.command("sh", &["-c", verify.command.as_str()]);
     let ended = match run_process(cmd, &setup.token, deadline, cancel.as_mut(), opts, col).await {
         Ok(e) => e,

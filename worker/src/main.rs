@@ -7,7 +7,9 @@ use std::time::Duration;
 use clap::Parser;
 use ordo_proto::connect::NatsArgs;
 use ordo_proto::names;
+use ordo_proto::telemetry::{self, LogFormat, Telemetry};
 use ordo_worker::daemon::{self, Options};
+use std::sync::Arc;
 
 #[derive(Parser)]
 #[command(
@@ -33,6 +35,15 @@ struct Args {
     /// Worker id (default: host-pid).
     #[arg(long, env = "ORDO_WORKER_ID")]
     id: Option<String>,
+    /// Serve Prometheus metrics at http://ADDR/metrics.
+    #[arg(long, env = "ORDO_METRICS_ADDR")]
+    metrics_addr: Option<std::net::SocketAddr>,
+    /// Log format on stderr.
+    #[arg(long, env = "ORDO_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// Log level (RUST_LOG wins when set).
+    #[arg(long, env = "ORDO_LOG_LEVEL", default_value = "info")]
+    log_level: String,
     /// Grace period for running tasks after SIGTERM before they are handed back.
     #[arg(long, env = "ORDO_DRAIN_GRACE", default_value = "30s")]
     drain_grace: ordo_proto::Dur,
@@ -61,6 +72,7 @@ fn hostname() -> String {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    telemetry::init_logs(args.log_format, &args.log_level);
     for q in &args.queues {
         if !names::valid_queue(q) {
             eprintln!("ordo-worker: queue {q:?} must be 1 to 64 letters, digits, '_' or '-'");
@@ -86,6 +98,8 @@ fn main() -> ExitCode {
         memory_mb: args.memory,
         drain_grace: args.drain_grace.0,
         heartbeat: Duration::from_secs(1),
+        telemetry: None,
+        metrics: None,
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -98,6 +112,27 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(async {
+        let mut opts = opts;
+        // The gRPC exporter must be built inside the runtime.
+        match Telemetry::from_env("ordo-worker") {
+            Ok(t) => opts.telemetry = t.map(Arc::new),
+            Err(e) => {
+                tracing::error!("{e}");
+                return ExitCode::from(2);
+            }
+        }
+        let telemetry = opts.telemetry.clone();
+        if let Some(addr) = args.metrics_addr {
+            let (metrics, registry) = ordo_worker::metrics::Metrics::new(opts.slots);
+            match telemetry::serve_metrics(addr, Arc::new(registry)).await {
+                Ok(bound) => tracing::info!(addr = %bound, "metrics at /metrics"),
+                Err(e) => {
+                    tracing::error!("cannot serve metrics on {addr}: {e}");
+                    return ExitCode::from(2);
+                }
+            }
+            opts.metrics = Some(metrics);
+        }
         let client = match args
             .nats
             .connect("ordo-worker", Duration::from_secs(5))
@@ -105,21 +140,22 @@ fn main() -> ExitCode {
         {
             Ok(c) => c,
             Err(e) => {
-                eprintln!("ordo-worker: {e}");
+                tracing::error!("{e}");
                 return ExitCode::from(3);
             }
         };
-        eprintln!(
-            "ordo-worker {}: {} slots on queues {:?}",
-            opts.id, opts.slots, opts.queues
-        );
-        match daemon::run(client, opts, shutdown_signal()).await {
+        tracing::info!(worker = %opts.id, slots = opts.slots, queues = ?opts.queues, "started");
+        let code = match daemon::run(client, opts, shutdown_signal()).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
-                eprintln!("ordo-worker: {e}");
+                tracing::error!("{e}");
                 ExitCode::from(1)
             }
+        };
+        if let Some(t) = telemetry {
+            let _ = tokio::task::spawn_blocking(move || t.flush()).await;
         }
+        code
     })
 }
 

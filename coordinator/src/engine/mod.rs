@@ -86,6 +86,11 @@ pub struct JobOptions {
     pub max_parallel: Option<u32>,
     /// Seeds retry jitter so runs are reproducible in tests.
     pub seed: u64,
+    /// Task slots the job could use when it was submitted (`ordo run --workers`, or the live
+    /// workers' slots on the coordinator): the denominator of a report's parallel efficiency.
+    /// Records written before it existed decode as `None`.
+    #[serde(default)]
+    pub slots: Option<u32>,
 }
 
 impl Default for JobOptions {
@@ -94,6 +99,7 @@ impl Default for JobOptions {
             default_mode: ExecutionMode::Parallel,
             max_parallel: None,
             seed: 0x5EED,
+            slots: None,
         }
     }
 }

@@ -95,6 +95,8 @@ impl Harness {
             verify_exit_code: None,
             started_at_ms: self.now,
             duration_ms: 1,
+            command_ms: 1,
+            verify_started_ms: None,
             output_tail: String::new(),
             output_bytes: 0,
             worker: "sim".into(),

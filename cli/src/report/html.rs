@@ -1,0 +1,487 @@
+//! The HTML report: one self-contained file (inline CSS and SVG, no script, no external asset)
+//! with the summary, the verification checklist, an SVG Gantt timeline, the task table with
+//! collapsible output tails, and the critical path.
+//!
+//! The timeline has one row per task, sorted by first start, and exactly one
+//! `<rect class="bar ...">` per task: its last attempt (earlier attempts are `rect.try`), or a
+//! thin marker where a task that never ran was skipped or cancelled. At 20 px a row, 100 tasks
+//! make a chart about 2,100 px tall with every label readable.
+
+use std::fmt::Write;
+
+use super::{Mark, Report, TaskReport, VerifyResult, clean_output, cut, fmt_ms, fmt_pct, utc};
+
+const WIDTH: u64 = 1200;
+const LABEL_W: u64 = 300;
+const CHART_W: u64 = WIDTH - LABEL_W - 70;
+const ROW_H: u64 = 20;
+const BAR_H: u64 = 14;
+const TOP: u64 = 34;
+
+const CSS: &str = r#"
+:root { color-scheme: light; }
+body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 24px auto;
+  max-width: 1240px; padding: 0 16px; color: #1d2330; background: #fff; }
+h1 { font-size: 22px; margin: 0 0 4px; } h2 { font-size: 17px; margin: 28px 0 10px;
+  border-bottom: 1px solid #e3e6ec; padding-bottom: 4px; }
+code, pre { font: 12.5px/1.4 ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; }
+code { background: #f3f4f7; padding: 1px 4px; border-radius: 3px; word-break: break-all; }
+pre { background: #f6f7f9; border: 1px solid #e3e6ec; padding: 8px; overflow: auto; max-height: 360px;
+  white-space: pre-wrap; word-break: break-all; margin: 6px 0; }
+table { border-collapse: collapse; width: 100%; }
+th, td { text-align: left; padding: 4px 8px; border-bottom: 1px solid #eceef2; vertical-align: top; }
+th { background: #f6f7f9; font-weight: 600; }
+td.num, th.num { text-align: right; white-space: nowrap; }
+.summary { display: grid; grid-template-columns: repeat(auto-fill, minmax(210px, 1fr)); gap: 8px; }
+.summary div { background: #f6f7f9; border-radius: 6px; padding: 8px 10px; }
+.summary b { display: block; font-size: 18px; }
+.summary div > span { color: #5b6475; font-size: 12px; }
+.outcome-succeeded { color: #1f7a43; } .outcome-failed, .outcome-cancelled { color: #b42323; }
+.mark { font-weight: 700; width: 1.2em; display: inline-block; text-align: center; }
+.m-pass { color: #1f7a43; } .m-fail { color: #b42323; } .m-skipped, .m-cancelled, .m-pending { color: #7a808c; }
+.note { background: #fff7e0; border-left: 3px solid #e0a800; padding: 6px 10px; margin: 8px 0; }
+ul.check { list-style: none; padding-left: 0; } ul.check li { padding: 3px 0; border-bottom: 1px solid #f0f1f4; }
+.muted { color: #5b6475; }
+svg.gantt { width: 100%; height: auto; display: block; }
+svg.gantt text { font: 11.5px system-ui, sans-serif; fill: #1d2330; }
+svg.gantt text.label.crit { font-weight: 700; }
+svg.gantt text.tick, svg.gantt text.dur { fill: #5b6475; font-size: 10.5px; }
+svg.gantt line.grid { stroke: #e3e6ec; } svg.gantt rect.row { fill: #f8f9fb; }
+rect.bar, rect.try { rx: 2px; }
+.o-succeeded { fill: #2e9d57; } .o-failed { fill: #d64545; } .o-verify_failed { fill: #a23fc4; }
+.o-timed_out { fill: #e08a1e; } .o-cancelled { fill: #8a8f99; } .o-skipped { fill: #c4c8d0; }
+.o-pending { fill: #c4c8d0; }
+rect.try { opacity: .55; }
+rect.bar.crit { stroke: #1d2330; stroke-width: 1.5px; }
+.legend span { display: inline-block; margin-right: 14px; font-size: 12px; }
+.legend i { display: inline-block; width: 12px; height: 12px; border-radius: 2px; vertical-align: -1px; margin-right: 4px; }
+.legend i.crit { background: #fff; border: 2px solid #1d2330; width: 9px; height: 9px; }
+"#;
+
+/// Text content or a double-quoted attribute value.
+pub fn esc(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c if c.is_control() && c != '\n' && c != '\t' => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn mark_html(m: Mark) -> String {
+    let class = match m {
+        Mark::Pass => "m-pass",
+        Mark::Fail => "m-fail",
+        Mark::Skipped => "m-skipped",
+        Mark::Cancelled => "m-cancelled",
+        Mark::Pending => "m-pending",
+    };
+    format!("<span class=\"mark {class}\">{}</span>", m.symbol())
+}
+
+pub fn render(r: &Report) -> String {
+    let s = &r.summary;
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
+         <title>ordo report: {}</title>\n<style>{CSS}</style>\n</head>\n<body>\n",
+        esc(&r.job.name)
+    );
+    let _ = writeln!(
+        out,
+        "<h1>Job report: {}</h1>\n<p class=\"muted\">job <code>{}</code> · {} · {} mode</p>",
+        esc(&r.job.name),
+        esc(&r.job.id),
+        esc(&r.job.source),
+        esc(&r.job.mode)
+    );
+    if let Some(d) = &r.job.description {
+        let _ = writeln!(out, "<p>{}</p>", esc(d));
+    }
+
+    // Summary
+    let _ = writeln!(out, "<h2>Summary</h2>\n<div class=\"summary\">");
+    let mut tile = |value: String, label: &str| {
+        let _ = writeln!(out, "<div><b>{value}</b><span>{label}</span></div>");
+    };
+    tile(
+        format!("<span class=\"outcome-{0}\">{0}</span>", esc(&s.outcome)),
+        "outcome",
+    );
+    tile(esc(&fmt_ms(s.makespan_ms)), "makespan (submission to end)");
+    tile(esc(&fmt_ms(s.task_time_ms)), "task time (sum of attempts)");
+    tile(
+        s.speedup.map_or("-".into(), |v| format!("{v:.2}×")),
+        "speedup (task time / makespan)",
+    );
+    tile(s.slots.map_or("unknown".into(), |n| n.to_string()), "slots");
+    tile(
+        fmt_pct(s.parallel_efficiency),
+        "parallel efficiency (speedup / slots)",
+    );
+    let states: Vec<String> = s.states.iter().map(|(k, v)| format!("{v} {k}")).collect();
+    tile(s.tasks.to_string(), &esc(&states.join(", ")));
+    tile(
+        s.attempts.to_string(),
+        &format!("attempts ({} retries)", s.retries),
+    );
+    tile(
+        esc(&fmt_ms(s.queue_wait_ms)),
+        &format!(
+            "waited ready for a slot or lock (locks: {})",
+            esc(&fmt_ms(s.lock_wait_ms))
+        ),
+    );
+    tile(esc(&fmt_ms(s.critical_path_ms)), "critical path");
+    let (start_date, start_time) = utc(s.start_ms);
+    tile(start_time, &format!("start (UTC, {start_date})"));
+    let (end_date, end_time) = utc(s.end_ms);
+    let end_label = if s.finished { "end" } else { "last change" };
+    tile(end_time, &format!("{end_label} (UTC, {end_date})"));
+    let _ = writeln!(out, "</div>");
+    if let Some(why) = &s.reason {
+        let _ = writeln!(out, "<p class=\"note\">{}</p>", esc(why));
+    }
+    for note in &r.notes {
+        let _ = writeln!(out, "<p class=\"note\">{}</p>", esc(note));
+    }
+
+    // Timeline
+    let _ = writeln!(out, "<h2>Timeline</h2>");
+    let _ = writeln!(
+        out,
+        "<div class=\"legend\"><span><i class=\"o-succeeded\" style=\"background:#2e9d57\"></i>succeeded</span>\
+         <span><i style=\"background:#d64545\"></i>failed</span>\
+         <span><i style=\"background:#a23fc4\"></i>verify failed</span>\
+         <span><i style=\"background:#e08a1e\"></i>timed out</span>\
+         <span><i style=\"background:#8a8f99\"></i>cancelled</span>\
+         <span><i style=\"background:#c4c8d0\"></i>skipped / never ran</span>\
+         <span><i class=\"crit\"></i>critical path</span>\
+         <span class=\"muted\">faded: earlier attempts</span></div>"
+    );
+    out.push_str(&svg(r));
+
+    // Verification checklist
+    let _ = writeln!(out, "<h2>Verification</h2>\n<ul class=\"check\">");
+    for t in &r.tasks {
+        let _ = writeln!(out, "<li>{}</li>", checklist_item(t));
+    }
+    let _ = writeln!(out, "</ul>");
+
+    // Tasks
+    let _ = writeln!(
+        out,
+        "<h2>Tasks</h2>\n<table>\n<thead><tr><th class=\"num\">#</th><th>task</th><th>state</th>\
+         <th class=\"num\">attempts</th><th>worker</th><th class=\"num\">exit</th>\
+         <th class=\"num\">duration</th><th class=\"num\">waited</th><th>reason / output</th></tr></thead>\n<tbody>"
+    );
+    for t in &r.tasks {
+        let exit = match (t.exit_code, t.signal) {
+            (Some(c), _) => c.to_string(),
+            (None, Some(sig)) => format!("signal {sig}"),
+            _ => "-".into(),
+        };
+        let mut detail = t
+            .reason
+            .as_deref()
+            .map_or(String::new(), |r| format!("<div>{}</div>", esc(r)));
+        if !t.output_tail.is_empty() {
+            let _ = write!(
+                detail,
+                "<details><summary>output ({} bytes{})</summary><pre>{}</pre></details>",
+                t.output_bytes,
+                if t.output_bytes > t.output_tail.len() as u64 {
+                    ", last part"
+                } else {
+                    ""
+                },
+                esc(&clean_output(&t.output_tail))
+            );
+        }
+        let _ = writeln!(
+            out,
+            "<tr><td class=\"num\">{}</td><td>{}{}</td><td>{} {}</td><td class=\"num\">{}</td>\
+             <td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td></tr>",
+            t.index,
+            esc(&t.name),
+            if t.critical {
+                " <span title=\"critical path\">★</span>"
+            } else {
+                ""
+            },
+            mark_html(t.mark),
+            esc(&t.state),
+            t.attempts,
+            esc(t.worker.as_deref().unwrap_or("-")),
+            exit,
+            t.duration_ms.map_or("-".into(), fmt_ms),
+            fmt_ms(t.queue_wait_ms),
+            detail
+        );
+    }
+    let _ = writeln!(out, "</tbody>\n</table>");
+
+    // Critical path
+    let _ = writeln!(out, "<h2>Critical path</h2>");
+    if r.critical_path.is_empty() {
+        let _ = writeln!(out, "<p>No task ran.</p>");
+    } else {
+        let _ = writeln!(out, "<ol>");
+        for step in &r.critical_path {
+            let _ = writeln!(
+                out,
+                "<li><code>{}</code> — {} <span class=\"muted\">(waited {})</span></li>",
+                esc(&step.name),
+                fmt_ms(step.duration_ms),
+                fmt_ms(step.waited_ms)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "</ol>\n<p class=\"muted\">{} from the first start to the last end; makespan {}.</p>",
+            fmt_ms(s.critical_path_ms),
+            fmt_ms(s.makespan_ms)
+        );
+    }
+    let _ = writeln!(
+        out,
+        "<p class=\"muted\">Generated by ordo from the job's stored records.</p>\n</body>\n</html>"
+    );
+    out
+}
+
+fn checklist_item(t: &TaskReport) -> String {
+    let mut item = format!(
+        "{} <b>{}</b> — {} ",
+        mark_html(t.mark),
+        esc(&t.name),
+        t.run.kind
+    );
+    if t.run.kind == "prompt" {
+        let first = t
+            .run
+            .text
+            .lines()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("");
+        let _ = write!(
+            item,
+            "<span title=\"{}\">“{}”</span>",
+            esc(&cut(&t.run.text, 2000)),
+            esc(&cut(first.trim(), 160))
+        );
+    } else {
+        let _ = write!(item, "<code>{}</code>", esc(&cut(&t.run.text, 400)));
+    }
+    match &t.verify {
+        Some(v) => {
+            let result = match v.result {
+                VerifyResult::Passed => {
+                    format!(
+                        "<span class=\"m-pass\">passed</span> (exit {})",
+                        v.exit_code.unwrap_or(0)
+                    )
+                }
+                VerifyResult::Failed => format!(
+                    "<span class=\"m-fail\">failed</span> (exit {}, expected {})",
+                    v.exit_code.map_or("-".into(), |c| c.to_string()),
+                    v.success_code
+                ),
+                VerifyResult::NotRun => "<span class=\"muted\">not run</span>".into(),
+            };
+            let _ = write!(
+                item,
+                " · verify <code>{}</code> → {result}",
+                esc(&v.command)
+            );
+        }
+        None => item.push_str(" · <span class=\"muted\">no verify command</span>"),
+    }
+    if t.mark != Mark::Pass {
+        let _ = write!(
+            item,
+            " · <b>{}</b>{}",
+            esc(&t.state),
+            t.reason
+                .as_deref()
+                .map_or(String::new(), |r| format!(": {}", esc(&cut(r, 300))))
+        );
+    }
+    item
+}
+
+/// A tick step near a tenth of `span` milliseconds: 1, 2 or 5 times a power of ten.
+fn tick_step(span: u64) -> u64 {
+    let raw = (span / 10).max(1);
+    let mut base = 1u64;
+    while base * 10 <= raw {
+        base *= 10;
+    }
+    [1, 2, 5, 10]
+        .into_iter()
+        .map(|m| m * base)
+        .find(|&s| s >= raw)
+        .unwrap_or(base * 10)
+}
+
+fn tick_label(ms: u64) -> String {
+    if ms == 0 {
+        "0".into()
+    } else if ms < 1000 {
+        format!("+{ms}ms")
+    } else if ms < 60_000 {
+        let s = ms as f64 / 1000.0;
+        if ms.is_multiple_of(1000) {
+            format!("+{s:.0}s")
+        } else {
+            format!("+{s:.1}s")
+        }
+    } else if ms < 3_600_000 {
+        format!("+{}m{:02}s", ms / 60_000, (ms / 1000) % 60)
+    } else {
+        format!("+{}h{:02}m", ms / 3_600_000, (ms / 60_000) % 60)
+    }
+}
+
+/// The SVG Gantt chart.
+fn svg(r: &Report) -> String {
+    let t0 = r.summary.start_ms;
+    let span = r.summary.end_ms.saturating_sub(t0).max(1);
+    let x = |t: u64| LABEL_W as f64 + (t.saturating_sub(t0)) as f64 / span as f64 * CHART_W as f64;
+    let mut rows: Vec<&TaskReport> = r.tasks.iter().collect();
+    rows.sort_by_key(|t| (t.started_ms.or(t.ended_ms).unwrap_or(u64::MAX), t.index));
+    let height = TOP + rows.len() as u64 * ROW_H + 12;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "<svg class=\"gantt\" xmlns=\"http://www.w3.org/2000/svg\" viewBox=\"0 0 {WIDTH} {height}\" \
+         width=\"{WIDTH}\" height=\"{height}\" role=\"img\" aria-label=\"timeline of {} tasks\">",
+        rows.len()
+    );
+    for (i, _) in rows.iter().enumerate().filter(|(i, _)| i % 2 == 1) {
+        let _ = writeln!(
+            out,
+            "<rect class=\"row\" x=\"0\" y=\"{}\" width=\"{WIDTH}\" height=\"{ROW_H}\"/>",
+            TOP + i as u64 * ROW_H
+        );
+    }
+    let step = tick_step(span);
+    let mut t = 0;
+    while t <= span {
+        let xt = x(t0 + t);
+        let _ = writeln!(
+            out,
+            "<line class=\"grid\" x1=\"{xt:.1}\" y1=\"{}\" x2=\"{xt:.1}\" y2=\"{}\"/>\
+             <text class=\"tick\" x=\"{xt:.1}\" y=\"{}\" text-anchor=\"middle\">{}</text>",
+            TOP - 6,
+            height - 8,
+            TOP - 12,
+            tick_label(t)
+        );
+        t += step;
+    }
+    for (row, task) in rows.iter().enumerate() {
+        let y = TOP + row as u64 * ROW_H;
+        let bar_y = y + (ROW_H - BAR_H) / 2;
+        let crit = if task.critical { " crit" } else { "" };
+        let _ = writeln!(
+            out,
+            "<text class=\"label{crit}\" x=\"{}\" y=\"{}\" text-anchor=\"end\"><title>{}</title>{}</text>",
+            LABEL_W - 8,
+            y + ROW_H / 2 + 4,
+            esc(&task.name),
+            esc(&cut(&task.name, 42))
+        );
+        let attempts = task.runs.len();
+        for (k, a) in task.runs.iter().enumerate() {
+            let x1 = x(a.started_ms);
+            let w = (x(a.started_ms + a.duration_ms) - x1).max(2.0);
+            let last = k + 1 == attempts;
+            let class = if last {
+                format!("bar o-{}{crit}", a.outcome)
+            } else {
+                format!("try o-{}", a.outcome)
+            };
+            let _ = writeln!(
+                out,
+                "<rect class=\"{class}\" x=\"{x1:.1}\" y=\"{bar_y}\" width=\"{w:.1}\" height=\"{BAR_H}\">\
+                 <title>{} — attempt {}: {} in {} on {}{}</title></rect>",
+                esc(&task.name),
+                a.attempt,
+                a.outcome,
+                fmt_ms(a.duration_ms),
+                esc(&a.worker),
+                if a.message.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", esc(&cut(&a.message, 200)))
+                }
+            );
+            if last {
+                let _ = writeln!(
+                    out,
+                    "<text class=\"dur\" x=\"{:.1}\" y=\"{}\">{}</text>",
+                    x1 + w + 4.0,
+                    y + ROW_H / 2 + 4,
+                    fmt_ms(
+                        task.ended_ms
+                            .unwrap_or(a.started_ms)
+                            .saturating_sub(task.started_ms.unwrap_or(a.started_ms))
+                    )
+                );
+            }
+        }
+        if attempts == 0 {
+            let at = x(task.ended_ms.unwrap_or(t0));
+            let _ = writeln!(
+                out,
+                "<rect class=\"bar o-{}\" x=\"{at:.1}\" y=\"{bar_y}\" width=\"3\" height=\"{BAR_H}\">\
+                 <title>{} — {}{}</title></rect>",
+                if task.mark == Mark::Pending {
+                    "pending"
+                } else {
+                    task.state.as_str()
+                },
+                esc(&task.name),
+                esc(&task.state),
+                task.reason
+                    .as_deref()
+                    .map_or(String::new(), |r| format!(": {}", esc(&cut(r, 200))))
+            );
+        }
+    }
+    let _ = writeln!(out, "</svg>");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ticks_are_round() {
+        assert_eq!(tick_step(10_000), 1000);
+        assert_eq!(tick_step(13_000), 2000);
+        assert_eq!(tick_step(45_000), 5000);
+        assert_eq!(tick_step(3), 1);
+        assert_eq!(tick_label(1500), "+1.5s");
+        assert_eq!(tick_label(120_000), "+2m00s");
+    }
+
+    #[test]
+    fn escaping() {
+        assert_eq!(
+            esc("<a href=\"x\">&'</a>\u{1b}"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;&lt;/a&gt;"
+        );
+    }
+}

@@ -1,0 +1,796 @@
+//! Job reports: a model built from a job's stored records (`ReportData`, the same for a local
+//! state directory, `ordo run --report` and the coordinator's `report` verb) and its renderings:
+//! Markdown with a Mermaid gantt timeline, JSON, JUnit XML, and one self-contained HTML file
+//! with an inline SVG timeline.
+//!
+//! What the summary measures:
+//! - makespan: from the job's submission (`created`) to its end (or its last recorded change if
+//!   it has not ended); a resumed job's makespan includes the time it was not running.
+//! - task time: the sum of every attempt's duration, retries included.
+//! - speedup = task time / makespan; parallel efficiency = speedup / slots, where slots is what
+//!   the job was given at submission (`--workers`, or the live workers' slots on the
+//!   coordinator), bounded by its parallelism limit (`max_parallel_tasks`, 1 if sequential).
+//! - queue wait: time tasks spent `ready` before being dispatched, summed over tasks (from the
+//!   history's ready → dispatched transitions); lock wait: the part of it during which another
+//!   task of the job holding one of its locks (or an exclusive task) was running.
+//! - the critical path as it ran: from the task that finished last, back through the dependency
+//!   that finished last, to a task with none (sequential jobs: every task in run order).
+
+pub mod command;
+pub mod html;
+pub mod junit;
+pub mod markdown;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use ordo_coordinator::engine::{Change, TaskState};
+use ordo_coordinator::report::ReportData;
+use ordo_proto::{ExecutionMode, Outcome, TaskResult, TaskSpec};
+use serde::Serialize;
+
+/// What `ordo report --format` and `ordo run --report` write.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    /// Markdown with a Mermaid gantt timeline.
+    Md,
+    /// The report's model as JSON.
+    Json,
+    /// JUnit XML: a testsuite per job, a testcase per task.
+    Junit,
+    /// One self-contained HTML file with an SVG Gantt timeline.
+    Html,
+}
+
+impl Format {
+    /// From a file's extension: `.md`, `.json`, `.xml` (JUnit), `.html`.
+    pub fn from_path(path: &Path) -> Option<Format> {
+        let ext = path.extension()?.to_str()?.to_ascii_lowercase();
+        Some(match ext.as_str() {
+            "md" | "markdown" => Format::Md,
+            "json" => Format::Json,
+            "xml" | "junit" => Format::Junit,
+            "html" | "htm" => Format::Html,
+            _ => return None,
+        })
+    }
+
+    /// `explicit`, else from `path`'s extension, else Markdown.
+    pub fn pick(explicit: Option<Format>, path: Option<&Path>) -> Format {
+        explicit
+            .or_else(|| path.and_then(Format::from_path))
+            .unwrap_or(Format::Md)
+    }
+}
+
+/// The report in `format`.
+pub fn render(report: &Report, format: Format) -> String {
+    match format {
+        Format::Md => markdown::render(report),
+        Format::Json => {
+            serde_json::to_string_pretty(report).expect("reports always serialise") + "\n"
+        }
+        Format::Junit => junit::render(report),
+        Format::Html => html::render(report),
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    pub job: JobInfo,
+    pub summary: Summary,
+    pub tasks: Vec<TaskReport>,
+    /// The chain of tasks that decided the makespan, first to last.
+    pub critical_path: Vec<PathStep>,
+    /// What a reader should know about the data (cut output, unknown slots, ...).
+    pub notes: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct JobInfo {
+    pub id: String,
+    pub name: String,
+    pub description: Option<String>,
+    /// Where the spec came from.
+    pub source: String,
+    /// `parallel`, `sequential` or `flow` (Prompter jumps: one task at a time).
+    pub mode: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Summary {
+    /// The job's state: succeeded, failed, cancelled (or running, pending).
+    pub outcome: String,
+    pub reason: Option<String>,
+    pub finished: bool,
+    /// Submission, milliseconds since the Unix epoch.
+    pub start_ms: u64,
+    /// The job's end (or last recorded change).
+    pub end_ms: u64,
+    pub makespan_ms: u64,
+    /// Sum of every attempt's duration.
+    pub task_time_ms: u64,
+    /// task time / makespan.
+    pub speedup: Option<f64>,
+    /// Slots the job could use (see the module docs); `None` if not recorded.
+    pub slots: Option<u32>,
+    /// speedup / slots.
+    pub parallel_efficiency: Option<f64>,
+    pub tasks: usize,
+    /// Tasks per final state.
+    pub states: BTreeMap<String, usize>,
+    /// Attempts started.
+    pub attempts: u32,
+    /// Attempts after each task's first.
+    pub retries: u32,
+    /// Time tasks were ready but not yet dispatched, summed.
+    pub queue_wait_ms: u64,
+    /// The part of `queue_wait_ms` while a task sharing a lock (or an exclusive task) ran.
+    pub lock_wait_ms: u64,
+    /// Span of the critical path, from its first start to its last end.
+    pub critical_path_ms: u64,
+    /// Results that changed nothing (stale or duplicate deliveries).
+    pub ignored_results: usize,
+}
+
+/// A task's pass/fail mark in the checklist.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mark {
+    Pass,
+    Fail,
+    Skipped,
+    Cancelled,
+    /// Not finished yet.
+    Pending,
+}
+
+impl Mark {
+    pub fn symbol(self) -> &'static str {
+        match self {
+            Mark::Pass => "✓",
+            Mark::Fail => "✗",
+            Mark::Skipped => "⊘",
+            Mark::Cancelled => "■",
+            Mark::Pending => "…",
+        }
+    }
+}
+
+/// What a task runs.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunText {
+    /// `command` (sh -c), `argv` (exec'd) or `prompt` (given to the agent command).
+    pub kind: &'static str,
+    /// The command, the argv shell-quoted, or the prompt.
+    pub text: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VerifyResult {
+    Passed,
+    Failed,
+    /// The program did not succeed (or never ran), so the verify command did not run.
+    NotRun,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct VerifyReport {
+    pub command: String,
+    pub success_code: i32,
+    /// Exit code of the last attempt's verify command.
+    pub exit_code: Option<i32>,
+    pub result: VerifyResult,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct TaskReport {
+    pub index: u32,
+    pub name: String,
+    pub state: String,
+    pub mark: Mark,
+    /// Why it did not succeed.
+    pub reason: Option<String>,
+    pub run: RunText,
+    pub verify: Option<VerifyReport>,
+    pub depends_on: Vec<String>,
+    pub attempts: u32,
+    /// Worker of the last attempt (`local` for `ordo run`).
+    pub worker: Option<String>,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    /// Duration of the last attempt.
+    pub duration_ms: Option<u64>,
+    /// Start of the first attempt.
+    pub started_ms: Option<u64>,
+    /// End of the last attempt, or when the task was skipped or cancelled.
+    pub ended_ms: Option<u64>,
+    pub queue_wait_ms: u64,
+    pub lock_wait_ms: u64,
+    /// On the critical path.
+    pub critical: bool,
+    /// Last output of the last attempt (stdout and stderr interleaved).
+    pub output_tail: String,
+    pub output_bytes: u64,
+    /// Every attempt, first to last.
+    pub runs: Vec<AttemptReport>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct AttemptReport {
+    pub attempt: u32,
+    /// succeeded, failed, verify_failed, timed_out, cancelled.
+    pub outcome: String,
+    pub worker: String,
+    pub started_ms: u64,
+    pub duration_ms: u64,
+    pub exit_code: Option<i32>,
+    pub signal: Option<i32>,
+    pub verify_exit_code: Option<i32>,
+    pub message: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct PathStep {
+    pub index: u32,
+    pub name: String,
+    pub started_ms: u64,
+    pub ended_ms: u64,
+    pub duration_ms: u64,
+    /// Between the previous step's end (or the job's start) and this step's start.
+    pub waited_ms: u64,
+}
+
+pub fn outcome_name(o: Outcome) -> &'static str {
+    match o {
+        Outcome::Succeeded => "succeeded",
+        Outcome::Failed => "failed",
+        Outcome::VerifyFailed => "verify_failed",
+        Outcome::TimedOut => "timed_out",
+        Outcome::Cancelled => "cancelled",
+    }
+}
+
+fn run_text(t: &TaskSpec) -> RunText {
+    if let Some(c) = &t.command {
+        RunText {
+            kind: "command",
+            text: c.clone(),
+        }
+    } else if let Some(argv) = &t.argv {
+        RunText {
+            kind: "argv",
+            text: argv
+                .iter()
+                .map(|a| shell_quote(a))
+                .collect::<Vec<_>>()
+                .join(" "),
+        }
+    } else if let Some(p) = &t.prompt {
+        RunText {
+            kind: "prompt",
+            text: p.clone(),
+        }
+    } else {
+        RunText {
+            kind: "command",
+            text: String::new(),
+        }
+    }
+}
+
+/// `s` as one shell word.
+fn shell_quote(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c))
+    {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+fn attempt_end(r: &TaskResult) -> u64 {
+    r.started_at_ms.saturating_add(r.duration_ms)
+}
+
+/// Length of the union of `intervals` clipped to `[from, to]`.
+fn covered(mut intervals: Vec<(u64, u64)>, from: u64, to: u64) -> u64 {
+    intervals.retain(|&(a, b)| b > from && a < to);
+    intervals.sort_unstable();
+    let mut total = 0;
+    let mut cur: Option<(u64, u64)> = None;
+    for (a, b) in intervals {
+        let (a, b) = (a.max(from), b.min(to));
+        cur = match cur {
+            Some((ca, cb)) if a <= cb => Some((ca, cb.max(b))),
+            Some((ca, cb)) => {
+                total += cb - ca;
+                Some((a, b))
+            }
+            None => Some((a, b)),
+        };
+    }
+    if let Some((a, b)) = cur {
+        total += b - a;
+    }
+    total
+}
+
+/// Builds the report of one job from its records.
+pub fn build(data: &ReportData) -> Report {
+    let spec = &data.job.spec;
+    let n = spec.tasks.len();
+    let by_name: HashMap<&str, usize> = spec
+        .tasks
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.name.as_str(), i))
+        .collect();
+    let mut runs: Vec<Vec<&TaskResult>> = vec![Vec::new(); n];
+    for r in &data.attempts {
+        if let Some(v) = runs.get_mut(r.index as usize) {
+            v.push(r);
+        }
+    }
+    for v in &mut runs {
+        v.sort_by_key(|r| r.attempt);
+    }
+
+    // Ready → dispatched waits, and when tasks that never ran were settled, from the history.
+    let mut ready: Vec<Option<u64>> = vec![None; n];
+    let mut waits: Vec<Vec<(u64, u64)>> = vec![Vec::new(); n];
+    let mut settled: Vec<Option<u64>> = vec![None; n];
+    let mut last_change = data.job.updated_ms;
+    for h in &data.history {
+        last_change = last_change.max(h.at);
+        let Change::Task { index, state, .. } = &h.change else {
+            continue;
+        };
+        let i = *index as usize;
+        if i >= n {
+            continue;
+        }
+        match state {
+            TaskState::Ready { since } => ready[i] = Some(*since),
+            TaskState::Dispatched { at, .. } => {
+                if let Some(r) = ready[i].take() {
+                    waits[i].push((r, (*at).max(r)));
+                }
+            }
+            TaskState::Cancelled { finished, .. } => {
+                ready[i] = None;
+                settled[i] = Some(*finished);
+            }
+            TaskState::Skipped { .. } => {
+                ready[i] = None;
+                settled[i] = Some(h.at);
+            }
+            _ => {}
+        }
+    }
+    // Tasks still ready when the records end have waited until then.
+    let end_ms = data
+        .job
+        .finished_ms
+        .unwrap_or_else(|| {
+            data.attempts
+                .iter()
+                .map(attempt_end)
+                .max()
+                .unwrap_or(0)
+                .max(last_change)
+        })
+        .max(data.job.created_ms);
+    for (i, r) in ready.iter().enumerate() {
+        if let Some(r) = r {
+            waits[i].push((*r, end_ms.max(*r)));
+        }
+    }
+
+    // Lock waits: within a wait, the time a conflicting task of the job was running.
+    let conflicts = |a: &TaskSpec, b: &TaskSpec| {
+        a.exclusive || b.exclusive || a.locks.iter().any(|l| b.locks.contains(l))
+    };
+    let any_locks = spec
+        .tasks
+        .iter()
+        .any(|t| t.exclusive || !t.locks.is_empty());
+    let lock_wait: Vec<u64> = (0..n)
+        .map(|i| {
+            if !any_locks || waits[i].is_empty() {
+                return 0;
+            }
+            let holders: Vec<(u64, u64)> = (0..n)
+                .filter(|&j| j != i && conflicts(&spec.tasks[i], &spec.tasks[j]))
+                .flat_map(|j| runs[j].iter().map(|r| (r.started_at_ms, attempt_end(r))))
+                .collect();
+            waits[i]
+                .iter()
+                .map(|&(a, b)| covered(holders.clone(), a, b))
+                .sum()
+        })
+        .collect();
+
+    let mode = if spec.uses_flow_jumps() {
+        "flow"
+    } else {
+        match spec.mode(data.job.options.default_mode) {
+            ExecutionMode::Parallel => "parallel",
+            ExecutionMode::Sequential => "sequential",
+        }
+    };
+
+    // The critical path as it ran.
+    let first_start = |i: usize| runs[i].iter().map(|r| r.started_at_ms).min();
+    let last_end = |i: usize| runs[i].iter().map(|r| attempt_end(r)).max();
+    let ran: Vec<usize> = (0..n).filter(|&i| !runs[i].is_empty()).collect();
+    let mut chain: Vec<usize> = Vec::new();
+    if mode == "parallel" {
+        let mut cur = ran
+            .iter()
+            .copied()
+            .max_by_key(|&i| (last_end(i), usize::MAX - i));
+        while let Some(i) = cur {
+            chain.push(i);
+            cur = spec.tasks[i]
+                .depends_on
+                .iter()
+                .filter_map(|d| by_name.get(d.as_str()).copied())
+                .filter(|&j| !runs[j].is_empty() && !chain.contains(&j))
+                .max_by_key(|&j| (last_end(j), usize::MAX - j));
+        }
+        chain.reverse();
+    } else {
+        chain = ran.clone();
+        chain.sort_by_key(|&i| (first_start(i), i));
+    }
+    let mut prev_end = data.job.created_ms;
+    let critical_path: Vec<PathStep> = chain
+        .iter()
+        .map(|&i| {
+            let started = first_start(i).unwrap_or(prev_end);
+            let ended = last_end(i).unwrap_or(started);
+            let step = PathStep {
+                index: i as u32,
+                name: spec.tasks[i].name.to_string(),
+                started_ms: started,
+                ended_ms: ended,
+                duration_ms: ended.saturating_sub(started),
+                waited_ms: started.saturating_sub(prev_end),
+            };
+            prev_end = ended;
+            step
+        })
+        .collect();
+
+    let tasks: Vec<TaskReport> = spec
+        .tasks
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let saved = data.tasks.get(i);
+            let state = saved.map_or(&TaskState::Pending, |s| &s.state);
+            let last = runs[i].last().copied();
+            let mark = match state {
+                TaskState::Succeeded { .. } => Mark::Pass,
+                TaskState::Failed { .. } | TaskState::TimedOut { .. } => Mark::Fail,
+                TaskState::Skipped { .. } => Mark::Skipped,
+                TaskState::Cancelled { .. } => Mark::Cancelled,
+                _ => Mark::Pending,
+            };
+            let verify = t.verify_command.as_ref().map(|c| {
+                let exit_code = last.and_then(|r| r.verify_exit_code);
+                VerifyReport {
+                    command: c.clone(),
+                    success_code: t.verify_success_code,
+                    exit_code,
+                    result: match exit_code {
+                        Some(code) if code == t.verify_success_code => VerifyResult::Passed,
+                        Some(_) => VerifyResult::Failed,
+                        None => VerifyResult::NotRun,
+                    },
+                }
+            });
+            let ended = match state {
+                TaskState::Succeeded { finished, .. }
+                | TaskState::Failed { finished, .. }
+                | TaskState::TimedOut { finished, .. } => Some(last_end(i).unwrap_or(*finished)),
+                _ => last_end(i).or(settled[i]),
+            };
+            TaskReport {
+                index: i as u32,
+                name: t.name.to_string(),
+                state: state.name().to_string(),
+                mark,
+                reason: state.reason().map(String::from),
+                run: run_text(t),
+                verify,
+                depends_on: t.depends_on.iter().map(|d| d.to_string()).collect(),
+                attempts: saved.map_or(0, |s| s.attempts),
+                worker: last.map(|r| r.worker.clone()),
+                exit_code: last.and_then(|r| r.exit_code),
+                signal: last.and_then(|r| r.signal),
+                duration_ms: last.map(|r| r.duration_ms),
+                started_ms: first_start(i),
+                ended_ms: ended,
+                queue_wait_ms: waits[i].iter().map(|(a, b)| b - a).sum(),
+                lock_wait_ms: lock_wait[i],
+                critical: chain.contains(&i),
+                output_tail: last.map(|r| r.output_tail.clone()).unwrap_or_default(),
+                output_bytes: last.map_or(0, |r| r.output_bytes),
+                runs: runs[i]
+                    .iter()
+                    .map(|r| AttemptReport {
+                        attempt: r.attempt.0,
+                        outcome: outcome_name(r.outcome).to_string(),
+                        worker: r.worker.clone(),
+                        started_ms: r.started_at_ms,
+                        duration_ms: r.duration_ms,
+                        exit_code: r.exit_code,
+                        signal: r.signal,
+                        verify_exit_code: r.verify_exit_code,
+                        message: r.message.clone(),
+                    })
+                    .collect(),
+            }
+        })
+        .collect();
+
+    let start_ms = data.job.created_ms;
+    let makespan_ms = end_ms.saturating_sub(start_ms);
+    let task_time_ms: u64 = data.attempts.iter().map(|r| r.duration_ms).sum();
+    let speedup = (makespan_ms > 0).then(|| task_time_ms as f64 / makespan_ms as f64);
+    let limit = match mode {
+        "parallel" => data
+            .job
+            .options
+            .max_parallel
+            .or(spec.settings.max_parallel_tasks),
+        _ => Some(1),
+    };
+    let slots = data.job.options.slots.map(|s| match limit {
+        Some(l) if l > 0 => s.min(l),
+        _ => s,
+    });
+    let mut states: BTreeMap<String, usize> = BTreeMap::new();
+    for t in &tasks {
+        *states.entry(t.state.clone()).or_default() += 1;
+    }
+    let attempts: u32 = tasks.iter().map(|t| t.attempts).sum();
+    let retries: u32 = tasks.iter().map(|t| t.attempts.saturating_sub(1)).sum();
+
+    let mut notes = Vec::new();
+    if !data.job.state.is_terminal() {
+        notes.push(format!(
+            "The job is {}: times run to its last recorded change.",
+            data.job.state.name()
+        ));
+    }
+    if slots.is_none() {
+        notes.push(
+            "The job's slots were not recorded, so parallel efficiency is unknown.".to_string(),
+        );
+    }
+    if let Some(cut) = data.tails_cut_to {
+        notes.push(format!(
+            "Output tails were cut to their last {cut} bytes to fit one reply from the \
+             coordinator."
+        ));
+    }
+    if data.ignored > 0 {
+        notes.push(format!(
+            "{} result(s) changed nothing (stale or duplicate deliveries).",
+            data.ignored
+        ));
+    }
+
+    Report {
+        job: JobInfo {
+            id: data.job.id.to_string(),
+            name: data.job.name.clone(),
+            description: spec.description.clone(),
+            source: data.job.source.clone(),
+            mode: mode.to_string(),
+        },
+        summary: Summary {
+            outcome: data.job.state.name().to_string(),
+            reason: data.job.reason.clone(),
+            finished: data.job.state.is_terminal(),
+            start_ms,
+            end_ms,
+            makespan_ms,
+            task_time_ms,
+            speedup,
+            slots,
+            parallel_efficiency: match (speedup, slots) {
+                (Some(s), Some(n)) if n > 0 => Some(s / n as f64),
+                _ => None,
+            },
+            tasks: n,
+            states,
+            attempts,
+            retries,
+            queue_wait_ms: tasks.iter().map(|t| t.queue_wait_ms).sum(),
+            lock_wait_ms: tasks.iter().map(|t| t.lock_wait_ms).sum(),
+            critical_path_ms: match (critical_path.first(), critical_path.last()) {
+                (Some(a), Some(b)) => b.ended_ms.saturating_sub(a.started_ms),
+                _ => 0,
+            },
+            ignored_results: data.ignored,
+        },
+        tasks,
+        critical_path,
+        notes,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Text helpers shared by the renderers
+
+/// A duration for people: `850 ms`, `12.3 s`, `4m 05s`, `2h 03m`.
+pub fn fmt_ms(ms: u64) -> String {
+    if ms < 1000 {
+        format!("{ms} ms")
+    } else if ms < 60_000 {
+        format!("{:.2} s", ms as f64 / 1000.0)
+    } else if ms < 3_600_000 {
+        format!("{}m {:02}s", ms / 60_000, (ms / 1000) % 60)
+    } else {
+        format!("{}h {:02}m", ms / 3_600_000, (ms / 60_000) % 60)
+    }
+}
+
+/// Milliseconds since the Unix epoch as `2025-01-02 03:04:05.678 UTC`.
+pub fn fmt_time(ms: u64) -> String {
+    let (date, time) = utc(ms);
+    format!("{date} {time} UTC")
+}
+
+/// `(YYYY-MM-DD, HH:MM:SS.mmm)` in UTC.
+pub fn utc(ms: u64) -> (String, String) {
+    let secs = ms / 1000;
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (
+        format!("{y:04}-{m:02}-{d:02}"),
+        format!(
+            "{:02}:{:02}:{:02}.{:03}",
+            rem / 3600,
+            (rem / 60) % 60,
+            rem % 60,
+            ms % 1000
+        ),
+    )
+}
+
+/// Percent with one decimal, or `-`.
+pub fn fmt_pct(v: Option<f64>) -> String {
+    v.map_or("-".to_string(), |v| format!("{:.1}%", v * 100.0))
+}
+
+/// Task output made printable: ANSI escape sequences removed, carriage-return overwrites
+/// resolved to what a terminal would last show, other control characters dropped.
+pub fn clean_output(s: &str) -> String {
+    let mut no_ansi = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '\u{1b}' {
+            no_ansi.push(c);
+            continue;
+        }
+        match chars.peek() {
+            // CSI: ESC [ parameters... final byte in @..~
+            Some('[') => {
+                chars.next();
+                for c in chars.by_ref() {
+                    if ('@'..='~').contains(&c) {
+                        break;
+                    }
+                }
+            }
+            // OSC: ESC ] ... BEL or ESC \
+            Some(']') => {
+                chars.next();
+                while let Some(c) = chars.next() {
+                    if c == '\u{7}' {
+                        break;
+                    }
+                    if c == '\u{1b}' && chars.peek() == Some(&'\\') {
+                        chars.next();
+                        break;
+                    }
+                }
+            }
+            Some(_) => {
+                chars.next();
+            }
+            None => {}
+        }
+    }
+    let lines: Vec<String> = no_ansi
+        .split('\n')
+        .map(|line| {
+            let shown = line.split('\r').rfind(|seg| !seg.is_empty()).unwrap_or("");
+            shown
+                .chars()
+                .filter(|&c| c == '\t' || !c.is_control())
+                .collect()
+        })
+        .collect();
+    lines.join("\n")
+}
+
+/// At most `max` characters of `s`, with `…` when cut.
+pub fn cut(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        s.to_string()
+    } else {
+        let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
+        out.push('…');
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_dates() {
+        assert_eq!(fmt_time(0), "1970-01-01 00:00:00.000 UTC");
+        assert_eq!(fmt_time(951_782_400_123), "2000-02-29 00:00:00.123 UTC");
+        assert_eq!(fmt_time(1_735_689_599_999), "2024-12-31 23:59:59.999 UTC");
+    }
+
+    #[test]
+    fn union_of_intervals() {
+        assert_eq!(covered(vec![(0, 10), (5, 15), (20, 30)], 2, 25), 13 + 5);
+        assert_eq!(covered(vec![], 0, 10), 0);
+        assert_eq!(covered(vec![(0, 3)], 5, 10), 0);
+    }
+
+    #[test]
+    fn output_is_cleaned() {
+        assert_eq!(
+            clean_output("\u{1b}[31mred\u{1b}[0m\r\n10%\r50%\r100%\nbell\u{7}\u{1}"),
+            "red\n100%\nbell"
+        );
+        assert_eq!(clean_output("\u{1b}]0;title\u{7}x"), "x");
+    }
+
+    #[test]
+    fn formats_from_extensions() {
+        let f = |p: &str| Format::from_path(Path::new(p));
+        assert_eq!(f("r.md"), Some(Format::Md));
+        assert_eq!(f("r.JSON"), Some(Format::Json));
+        assert_eq!(f("r.xml"), Some(Format::Junit));
+        assert_eq!(f("r.html"), Some(Format::Html));
+        assert_eq!(f("r.txt"), None);
+        assert_eq!(
+            Format::pick(Some(Format::Json), Some(Path::new("r.html"))),
+            Format::Json
+        );
+        assert_eq!(Format::pick(None, None), Format::Md);
+    }
+
+    #[test]
+    fn quoting() {
+        assert_eq!(shell_quote("ls"), "ls");
+        assert_eq!(shell_quote("a b"), "'a b'");
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+        assert_eq!(shell_quote(""), "''");
+    }
+}

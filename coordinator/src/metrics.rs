@@ -1,0 +1,172 @@
+//! The coordinator's Prometheus metrics, fed by the engine's `Change`s and the service loop:
+//! task transitions by state, tasks per state in running jobs, ready tasks (queue depth),
+//! dispatch-to-start latency, task duration, busy and total slots, redb commit latency, and
+//! results applied versus ignored (stale or duplicate).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use ordo_proto::JobId;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::engine::{Change, Engine, Millis, TaskState};
+
+type Labels = Vec<(String, String)>;
+
+fn label(k: &str, v: &str) -> Labels {
+    vec![(k.to_string(), v.to_string())]
+}
+
+pub struct Metrics {
+    transitions: Family<Labels, Counter>,
+    tasks: Family<Labels, Gauge>,
+    queue_depth: Gauge,
+    dispatch_to_start: Histogram,
+    task_duration: Histogram,
+    busy_slots: Gauge,
+    total_slots: Gauge,
+    commit_latency: Histogram,
+    results: Family<Labels, Counter>,
+    dispatched_at: HashMap<(JobId, u32), Millis>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+const STATES: [&str; 10] = [
+    "pending",
+    "ready",
+    "dispatched",
+    "running",
+    "retry_wait",
+    "succeeded",
+    "failed",
+    "timed_out",
+    "cancelled",
+    "skipped",
+];
+
+impl Metrics {
+    /// The metrics and the registry that exposes them.
+    pub fn new() -> (Metrics, Registry) {
+        let m = Metrics {
+            transitions: Family::default(),
+            tasks: Family::default(),
+            queue_depth: Gauge::default(),
+            dispatch_to_start: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
+            task_duration: Histogram::new(exponential_buckets(0.001, 2.0, 24)),
+            busy_slots: Gauge::default(),
+            total_slots: Gauge::default(),
+            commit_latency: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
+            results: Family::default(),
+            dispatched_at: HashMap::new(),
+        };
+        let mut r = Registry::with_prefix("ordo");
+        r.register(
+            "task_transitions",
+            "Task state transitions, by new state",
+            m.transitions.clone(),
+        );
+        r.register("tasks", "Tasks of running jobs, by state", m.tasks.clone());
+        r.register(
+            "queue_depth",
+            "Ready tasks waiting for a slot",
+            m.queue_depth.clone(),
+        );
+        r.register(
+            "dispatch_to_start_seconds",
+            "Time from dispatch to a worker starting the task",
+            m.dispatch_to_start.clone(),
+        );
+        r.register(
+            "task_duration_seconds",
+            "Duration of task attempts",
+            m.task_duration.clone(),
+        );
+        r.register(
+            "busy_slots",
+            "Slots running or reserved for dispatched tasks",
+            m.busy_slots.clone(),
+        );
+        r.register(
+            "total_slots",
+            "Slots (plus prefetch) of live workers",
+            m.total_slots.clone(),
+        );
+        r.register(
+            "redb_commit_seconds",
+            "Latency of redb write transactions",
+            m.commit_latency.clone(),
+        );
+        r.register(
+            "results",
+            "Worker results, applied or ignored",
+            m.results.clone(),
+        );
+        (m, r)
+    }
+
+    pub fn observe(&mut self, changes: &[Change]) {
+        for c in changes {
+            match c {
+                Change::Task {
+                    job, index, state, ..
+                } => {
+                    self.transitions
+                        .get_or_create(&label("state", state.name()))
+                        .inc();
+                    match state {
+                        TaskState::Dispatched { at, .. } => {
+                            self.dispatched_at.insert((*job, *index), *at);
+                        }
+                        TaskState::Running { started, .. } => {
+                            if let Some(at) = self.dispatched_at.remove(&(*job, *index)) {
+                                let secs = started.saturating_sub(at) as f64 / 1000.0;
+                                self.dispatch_to_start.observe(secs);
+                            }
+                        }
+                        s if s.is_terminal() => {
+                            self.dispatched_at.remove(&(*job, *index));
+                        }
+                        _ => {}
+                    }
+                }
+                Change::Attempt(r) => {
+                    self.results.get_or_create(&label("kind", "applied")).inc();
+                    self.task_duration.observe(r.duration_ms as f64 / 1000.0);
+                }
+                Change::Ignored { .. } => {
+                    self.results.get_or_create(&label("kind", "ignored")).inc();
+                }
+                Change::Job { .. } => {}
+            }
+        }
+    }
+
+    /// Gauges sampled from the engine (live jobs only) and the live capacity.
+    pub fn sample(&self, engine: &Engine, total_slots: u32) {
+        let mut counts: HashMap<&'static str, i64> = STATES.iter().map(|s| (*s, 0)).collect();
+        for job in engine.job_ids() {
+            for t in engine.tasks(&job).unwrap_or_default() {
+                *counts.entry(t.name()).or_default() += 1;
+            }
+        }
+        for (state, n) in &counts {
+            self.tasks.get_or_create(&label("state", state)).set(*n);
+        }
+        self.queue_depth.set(counts["ready"]);
+        self.busy_slots.set(engine.busy_slots() as i64);
+        self.total_slots.set(total_slots as i64);
+    }
+
+    pub fn commit(&self, took: Duration) {
+        self.commit_latency.observe(took.as_secs_f64());
+    }
+}

@@ -1,0 +1,178 @@
+//! Turns the engine's `Change`s into OpenTelemetry spans: one root span per job (submission to
+//! final state, with every job and task transition as an event) and one span per attempt
+//! (dispatch to result, with its transitions as events). Shared by the coordinator service and
+//! `ordo run`, so both produce the same shape. Does nothing when no exporter is configured.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use opentelemetry::KeyValue;
+use ordo_proto::telemetry::Telemetry;
+use ordo_proto::{JobId, TaskResult};
+
+use crate::engine::{Change, Millis, TaskState};
+
+#[derive(Default)]
+struct AttemptTrace {
+    dispatched: Millis,
+    events: Vec<(Millis, String)>,
+    result: Option<TaskResult>,
+}
+
+struct JobTrace {
+    name: String,
+    start: Millis,
+    task_names: Vec<String>,
+    events: Vec<(Millis, String, Vec<KeyValue>)>,
+}
+
+pub struct Traces {
+    tel: Option<Arc<Telemetry>>,
+    attempts: HashMap<(JobId, u32), AttemptTrace>,
+    jobs: HashMap<JobId, JobTrace>,
+}
+
+impl std::fmt::Debug for Traces {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Traces")
+            .field("enabled", &self.tel.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Traces {
+    pub fn new(tel: Option<Arc<Telemetry>>) -> Traces {
+        Traces {
+            tel,
+            attempts: HashMap::new(),
+            jobs: HashMap::new(),
+        }
+    }
+
+    pub fn telemetry(&self) -> Option<&Arc<Telemetry>> {
+        self.tel.as_ref()
+    }
+
+    /// A job entered the engine (submitted or reloaded) at `created`.
+    pub fn job(&mut self, job: JobId, name: &str, created: Millis, task_names: Vec<String>) {
+        if self.tel.is_none() {
+            return;
+        }
+        self.jobs.entry(job).or_insert_with(|| JobTrace {
+            name: name.to_string(),
+            start: created,
+            task_names,
+            events: vec![(created, "submitted".into(), vec![])],
+        });
+    }
+
+    pub fn observe(&mut self, changes: &[Change]) {
+        let Some(tel) = self.tel.clone() else { return };
+        for c in changes {
+            match c {
+                Change::Task {
+                    job, index, state, ..
+                } => self.task(&tel, *job, *index, state),
+                Change::Attempt(r) => {
+                    self.attempts.entry((r.job, r.index)).or_default().result = Some(r.clone());
+                }
+                Change::Ignored { result, why } => {
+                    if let Some(j) = self.jobs.get_mut(&result.job) {
+                        let attrs = vec![
+                            KeyValue::new("ordo.task.name", result.task.to_string()),
+                            KeyValue::new("ordo.task.attempt", result.attempt.0 as i64),
+                        ];
+                        j.events.push((
+                            result.started_at_ms,
+                            format!("result ignored: {why}"),
+                            attrs,
+                        ));
+                    }
+                }
+                Change::Job { job, state, at, .. } => {
+                    let Some(j) = self.jobs.get_mut(job) else {
+                        continue;
+                    };
+                    j.events
+                        .push((*at, format!("job {}", state.name()), vec![]));
+                    if state.is_terminal()
+                        && let Some(j) = self.jobs.remove(job)
+                    {
+                        tel.job_span(job, &j.name, j.start, *at, state.name(), &j.events);
+                        self.attempts.retain(|(id, _), _| id != job);
+                    }
+                }
+            }
+        }
+    }
+
+    fn task(&mut self, tel: &Telemetry, job: JobId, index: u32, state: &TaskState) {
+        let key = (job, index);
+        let at = match state {
+            TaskState::Ready { since } => *since,
+            TaskState::Dispatched { at, .. } => {
+                self.attempts.insert(
+                    key,
+                    AttemptTrace {
+                        dispatched: *at,
+                        events: vec![(*at, "dispatched".into())],
+                        result: None,
+                    },
+                );
+                *at
+            }
+            TaskState::Running {
+                started, worker, ..
+            } => {
+                if let Some(a) = self.attempts.get_mut(&key) {
+                    a.events.push((*started, format!("running on {worker}")));
+                }
+                *started
+            }
+            TaskState::RetryWait { until, .. } => self.end_attempt(tel, key, state, *until),
+            TaskState::Succeeded { finished, .. }
+            | TaskState::Failed { finished, .. }
+            | TaskState::TimedOut { finished, .. }
+            | TaskState::Cancelled { finished, .. } => self.end_attempt(tel, key, state, *finished),
+            TaskState::Pending | TaskState::Skipped { .. } => 0,
+        };
+        if let Some(j) = self.jobs.get_mut(&job) {
+            let name = j
+                .task_names
+                .get(index as usize)
+                .cloned()
+                .unwrap_or_default();
+            let mut text = format!("task {name} {}", state.name());
+            if let Some(reason) = state.reason() {
+                text.push_str(": ");
+                text.push_str(reason);
+            }
+            let when = if at == 0 {
+                j.events.last().map_or(j.start, |e| e.0)
+            } else {
+                at
+            };
+            let attrs = vec![KeyValue::new("ordo.task.name", name)];
+            j.events.push((when, text, attrs));
+        }
+    }
+
+    /// An attempt ended: emit its span if its result is known.
+    fn end_attempt(
+        &mut self,
+        tel: &Telemetry,
+        key: (JobId, u32),
+        state: &TaskState,
+        at: Millis,
+    ) -> Millis {
+        if let Some(mut a) = self.attempts.remove(&key)
+            && let Some(r) = a.result.take()
+        {
+            let end = r.started_at_ms + r.duration_ms;
+            a.events.push((end, state.name().to_string()));
+            tel.attempt_span(&r, a.dispatched, end, state.name(), &a.events);
+            return end;
+        }
+        at
+    }
+}
