@@ -13,15 +13,19 @@
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ordo_coordinator::service;
 use ordo_coordinator::store::Store;
 use ordo_proto::api::{self, ApiReply, JobStatus, SubmitReply, SubmitRequest};
-use ordo_proto::{JobSpec, TaskName, TaskSpec, names};
+use ordo_proto::{JobSpec, names};
 use ordo_worker::daemon;
-use tokio::sync::{Semaphore, oneshot};
+use tokio::sync::oneshot;
+
+#[path = "common.rs"]
+mod common;
+
+use common::{job, spawn_limit};
 
 struct Nats {
     child: Child,
@@ -220,48 +224,6 @@ impl Cluster {
             }
         }
     }
-}
-
-fn job(n: usize, command: &str, chain: bool) -> JobSpec {
-    let tasks = (0..n)
-        .map(|i| {
-            let mut t = TaskSpec::shell(&format!("t{i}"), command);
-            if chain && i > 0 {
-                t.depends_on = vec![TaskName::new(format!("t{}", i - 1)).unwrap()];
-            }
-            t
-        })
-        .collect();
-    JobSpec {
-        name: "bench".into(),
-        tasks,
-        ..Default::default()
-    }
-}
-
-async fn spawn_limit(n: usize, in_flight: usize, command: &str) -> Duration {
-    let sem = Arc::new(Semaphore::new(in_flight));
-    let start = Instant::now();
-    let mut handles = Vec::with_capacity(n);
-    for _ in 0..n {
-        let permit = sem.clone().acquire_owned().await.unwrap();
-        let command = command.to_string();
-        handles.push(tokio::spawn(async move {
-            let out = tokio::process::Command::new("sh")
-                .arg("-c")
-                .arg(&command)
-                .stdin(Stdio::null())
-                .output()
-                .await
-                .expect("spawn");
-            drop(permit);
-            assert!(out.status.success());
-        }));
-    }
-    for h in handles {
-        h.await.unwrap();
-    }
-    start.elapsed()
 }
 
 #[tokio::main(flavor = "multi_thread")]

@@ -8,34 +8,28 @@
 //!
 //! Run: `cargo bench --workspace --bench local` (ORDO_BENCH_N scales the 10,000).
 
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ordo::progress::Quiet;
 use ordo::run::{RunOptions, run};
 use ordo_coordinator::engine::JobState;
-use ordo_proto::{ExecutionMode, JobSpec, TaskName, TaskSpec, validate::validate};
-use tokio::sync::Semaphore;
+use ordo_proto::telemetry::Telemetry;
+use ordo_proto::{ExecutionMode, JobSpec, TaskSpec, validate::validate};
+#[path = "common.rs"]
+mod common;
 
-fn job(n: usize, command: &str, chain: bool) -> JobSpec {
-    let tasks = (0..n)
-        .map(|i| {
-            let mut t = TaskSpec::shell(&format!("t{i}"), command);
-            if chain && i > 0 {
-                t.depends_on = vec![TaskName::new(format!("t{}", i - 1)).unwrap()];
-            }
-            t
-        })
-        .collect();
-    JobSpec {
-        name: "bench".into(),
-        tasks,
-        ..Default::default()
-    }
-}
+use common::{job, rate, spawn_limit};
 
 async fn ordo_run(spec: JobSpec, workers: u32) -> Duration {
+    ordo_run_traced(spec, workers, None).await
+}
+
+async fn ordo_run_traced(
+    spec: JobSpec,
+    workers: u32,
+    telemetry: Option<Arc<Telemetry>>,
+) -> Duration {
     let dag = validate(&spec).expect("valid");
     let opts = RunOptions {
         workers,
@@ -43,7 +37,7 @@ async fn ordo_run(spec: JobSpec, workers: u32) -> Duration {
         max_parallel: None,
         state_dir: None,
         source: "bench".into(),
-        telemetry: None,
+        telemetry,
     };
     let start = Instant::now();
     let report = run(spec, dag, opts, &mut Quiet, std::future::pending())
@@ -52,32 +46,6 @@ async fn ordo_run(spec: JobSpec, workers: u32) -> Duration {
     let took = start.elapsed();
     assert_eq!(report.job.state, JobState::Succeeded);
     took
-}
-
-/// The physical limit: spawn `sh -c CMD` n times with `in_flight` at once, capturing output.
-async fn spawn_limit(n: usize, in_flight: usize, command: &str) -> Duration {
-    let sem = Arc::new(Semaphore::new(in_flight));
-    let start = Instant::now();
-    let mut handles = Vec::with_capacity(n);
-    for _ in 0..n {
-        let permit = sem.clone().acquire_owned().await.unwrap();
-        let command = command.to_string();
-        handles.push(tokio::spawn(async move {
-            let out = tokio::process::Command::new("sh")
-                .arg("-c")
-                .arg(&command)
-                .stdin(Stdio::null())
-                .output()
-                .await
-                .expect("spawn");
-            drop(permit);
-            assert!(out.status.success());
-        }));
-    }
-    for h in handles {
-        h.await.unwrap();
-    }
-    start.elapsed()
 }
 
 fn xargs(n: usize, parallel: usize) -> Duration {
@@ -93,12 +61,66 @@ fn xargs(n: usize, parallel: usize) -> Duration {
     start.elapsed()
 }
 
-fn rate(n: usize, d: Duration) -> f64 {
-    n as f64 / d.as_secs_f64()
+/// An OTLP/HTTP endpoint that accepts every export and discards it, so the traced run pays for
+/// building, batching, encoding and sending spans but not for a collector.
+async fn sink() -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 1 << 16];
+                let mut pending = Vec::new();
+                loop {
+                    let Ok(n) = sock.read(&mut buf).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    pending.extend_from_slice(&buf[..n]);
+                    // Answer each complete request (headers + content-length body).
+                    while let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&pending[..end]).to_lowercase();
+                        let len: usize = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .and_then(|v| v.trim().parse().ok())
+                            .unwrap_or(0);
+                        if pending.len() < end + 4 + len {
+                            break;
+                        }
+                        pending.drain(..end + 4 + len);
+                        let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
+                        if sock.write_all(ok).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    format!("http://{addr}")
 }
 
-#[tokio::main(flavor = "multi_thread")]
-async fn main() {
+fn main() {
+    // Set before any thread exists: the traced run reads the standard OTLP variables.
+    // SAFETY: single-threaded here; nothing reads the environment concurrently.
+    unsafe {
+        std::env::set_var("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf");
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(bench());
+}
+
+async fn bench() {
     let n: usize = std::env::var("ORDO_BENCH_N")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -118,6 +140,28 @@ async fn main() {
         "  ordo / spawn limit = {:.2} (target >= 0.9); ordo / xargs = {:.2} (target > 1)",
         limit.as_secs_f64() / ours.as_secs_f64(),
         xa.as_secs_f64() / ours.as_secs_f64()
+    );
+
+    // 1b. The same with tracing on, exporting to a sink over OTLP/HTTP.
+    let endpoint = sink().await;
+    // SAFETY: the exporter reads the endpoint once, below; the runtime's threads do not read
+    // the environment.
+    unsafe {
+        std::env::set_var("OTEL_EXPORTER_OTLP_ENDPOINT", &endpoint);
+    }
+    let tel = Telemetry::from_env("ordo-bench")
+        .expect("exporter")
+        .map(Arc::new);
+    unsafe {
+        std::env::remove_var("OTEL_EXPORTER_OTLP_ENDPOINT");
+    }
+    let untraced = ordo_run(job(n, "true", false), 4).await;
+    let traced = ordo_run_traced(job(n, "true", false), 4, tel).await;
+    println!(
+        "tracing: {n} tasks with an OTLP exporter {:.0}/s vs {:.0}/s without: cost {:.1}% (target <= 10%)",
+        rate(n, traced),
+        rate(n, untraced),
+        (traced.as_secs_f64() / untraced.as_secs_f64() - 1.0) * 100.0
     );
 
     // 2. A chain: one in flight, every hop waits for the previous result.

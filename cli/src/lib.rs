@@ -8,9 +8,11 @@
 //! - `progress`: what a run shows while it goes (bars, lines, nothing).
 //! - `summary`: the table or JSON a run prints at the end.
 //! - `report`: job reports (Markdown, JSON, JUnit XML, HTML), `ordo report` and `ordo prune`.
+//! - `mcp`: `ordo mcp`, the Model Context Protocol server on stdio (tools for AI agents).
 
 pub mod formats;
 pub mod graph;
+pub mod mcp;
 pub mod progress;
 pub mod remote;
 pub mod report;

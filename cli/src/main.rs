@@ -79,6 +79,9 @@ enum Command {
     /// Remove finished jobs older than a duration from a local state directory (--state) or the
     /// coordinator.
     Prune(ordo::report::command::PruneArgs),
+    /// Serve the Model Context Protocol on stdio: ordo's tools for AI coding agents (jobs run
+    /// on this machine, or on a cluster with --nats).
+    Mcp(ordo::mcp::McpArgs),
     #[command(flatten)]
     Remote(ordo::remote::Remote),
 }
@@ -214,6 +217,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Run(args) => run(args),
         Command::Report(args) => Ok(ordo::report::command::report(args)),
         Command::Prune(args) => Ok(ordo::report::command::prune(args)),
+        Command::Mcp(args) => ordo::mcp::serve(args),
         Command::Remote(cmd) => ordo::remote::dispatch(cmd),
     }
 }
@@ -402,10 +406,10 @@ fn run(args: RunArgs) -> anyhow::Result<u8> {
         .context("cannot start the async runtime")?;
     let report: RunReport = runtime.block_on(async {
         let shutdown = async {
-            interrupted().await;
+            ordo_proto::signals::interrupted().await;
             // A second interrupt exits at once.
             tokio::spawn(async {
-                interrupted().await;
+                ordo_proto::signals::interrupted().await;
                 std::process::exit(exit::INTERRUPTED as i32);
             });
         };
@@ -433,15 +437,3 @@ fn run(args: RunArgs) -> anyhow::Result<u8> {
     })
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
-async fn interrupted() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => return std::future::pending().await,
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
-}

@@ -359,6 +359,95 @@ pub fn job_id(s: &str) -> Result<JobId, u8> {
     parse_job(s).map_err(|e| report(&e))
 }
 
+/// A connected API client for long-lived callers (`ordo mcp`): the requests of the commands,
+/// with the same errors and messages, on one connection.
+pub struct Client(Api);
+
+impl Client {
+    pub async fn connect(nats: &NatsArgs) -> Result<Client, CallError> {
+        Api::connect(nats).await.map(Client)
+    }
+
+    /// One API request; `job` names the job in a `not_found` message.
+    pub async fn call<Req: Serialize, Rep: DeserializeOwned>(
+        &self,
+        verb: &str,
+        req: &Req,
+        job: Option<JobId>,
+    ) -> Result<Rep, CallError> {
+        let reply = call(&self.0, verb, req).await;
+        reply.map_err(|e| match job {
+            Some(j) => e.for_job(j),
+            None => e,
+        })
+    }
+
+    /// The output of a job's tasks (or of task `task`) stored in `ORDO_LOGS` so far, without
+    /// waiting for more: per task index, the bytes written in all and the last `keep` of them.
+    pub async fn output(
+        &self,
+        job: JobId,
+        task: Option<u32>,
+        keep: usize,
+    ) -> Result<std::collections::BTreeMap<u32, (u64, Vec<u8>)>, CallError> {
+        let api = &self.0;
+        let filter = match task {
+            Some(i) => names::log_subject(&job, i),
+            None => names::log_subjects(&job),
+        };
+        let stream_err = |what: &str, e: &dyn std::fmt::Display| {
+            CallError::Stream(format!(
+                "cannot read task output from stream {} on {}: {what}: {e}",
+                names::LOG_STREAM,
+                api.url
+            ))
+        };
+        let js = jetstream::new(api.client.clone());
+        let stream = js
+            .get_stream(names::LOG_STREAM)
+            .await
+            .map_err(|e| stream_err("cannot open the stream", &e))?;
+        let consumer = stream
+            .create_consumer(OrderedConfig {
+                filter_subject: filter,
+                deliver_policy: DeliverPolicy::All,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| stream_err("cannot create a consumer", &e))?;
+        let mut out = std::collections::BTreeMap::<u32, (u64, Vec<u8>)>::new();
+        let mut pending = consumer.cached_info().num_pending;
+        if pending == 0 {
+            return Ok(out);
+        }
+        let mut messages = consumer
+            .messages()
+            .await
+            .map_err(|e| stream_err("cannot read", &e))?;
+        while pending > 0 {
+            let msg = match tokio::time::timeout(LOGS_IDLE, messages.next()).await {
+                Ok(Some(Ok(msg))) => msg,
+                Ok(Some(Err(e))) => return Err(stream_err("reading failed", &e)),
+                Ok(None) | Err(_) => break,
+            };
+            if let Ok(info) = msg.info() {
+                pending = info.pending;
+            }
+            let index = msg.subject.as_str().rsplit('.').next();
+            let Some(index) = index.and_then(|i| i.parse::<u32>().ok()) else {
+                continue;
+            };
+            let (total, tail) = out.entry(index).or_default();
+            *total += msg.payload.len() as u64;
+            tail.extend_from_slice(&msg.payload);
+            if tail.len() > keep {
+                tail.drain(..tail.len() - keep);
+            }
+        }
+        Ok(out)
+    }
+}
+
 async fn run(cmd: Remote) -> Result<u8, CallError> {
     match cmd {
         Remote::Submit {
@@ -608,7 +697,7 @@ fn jobs_request(
 
 /// The submit request for a validated spec: `--mode` overrides the spec's mode, and
 /// `ORDO_EXECUTION_MODE` (`env_mode`) is the default for specs that set none.
-fn submit_request(
+pub fn submit_request(
     mut spec: JobSpec,
     source: String,
     mode: Option<Mode>,
@@ -650,7 +739,7 @@ fn load_spec(args: &SubmitSpec) -> Result<JobSpec, CallError> {
     Ok(loaded.spec)
 }
 
-fn parse_job(s: &str) -> Result<JobId, CallError> {
+pub fn parse_job(s: &str) -> Result<JobId, CallError> {
     s.trim()
         .parse::<JobId>()
         .map_err(|_| CallError::Invalid(format!("'{}' is not a job id", plain(s))))
@@ -691,23 +780,10 @@ fn redact(urls: &str) -> String {
 // ---------------------------------------------------------------------------------------------
 // Following a job
 
-/// Resolves on Ctrl-C or SIGTERM.
-async fn interrupted() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => return std::future::pending().await,
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
-}
-
 async fn interruptible<T>(fut: impl Future<Output = Result<T, CallError>>) -> Result<T, CallError> {
     tokio::select! {
         r = fut => r,
-        () = interrupted() => Err(CallError::Interrupted),
+        () = ordo_proto::signals::interrupted() => Err(CallError::Interrupted),
     }
 }
 

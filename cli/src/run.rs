@@ -92,46 +92,87 @@ pub async fn run(
         None => Store::in_memory()?,
     };
     let store = Arc::new(store);
-    let spec = Arc::new(spec);
-    let dag = Arc::new(dag);
-    let slots = opts.workers.max(1);
 
     // Resume the unfinished job of the same spec, if the state directory has one.
     let previous = store
         .jobs()?
         .into_iter()
         .rev()
-        .find(|j| !j.state.is_terminal() && j.spec == *spec);
-    let now = now_ms();
-    let (record, saved) = match previous {
-        Some(rec) => {
-            let saved = store.tasks(&rec.id)?;
-            (rec, Some(saved))
-        }
-        None => {
-            let rec = JobRecord {
-                id: JobId::new(),
-                name: spec.name.clone(),
-                source: opts.source.clone(),
-                spec: (*spec).clone(),
-                options: JobOptions {
-                    default_mode: opts.default_mode,
-                    max_parallel: opts.max_parallel,
-                    seed: now,
-                    slots: Some(slots),
-                },
-                state: JobState::Pending,
-                created_ms: now,
-                updated_ms: now,
-                finished_ms: None,
-                reason: None,
-            };
-            store.insert_job(&rec)?;
-            (rec, None)
-        }
+        .find(|j| !j.state.is_terminal() && j.spec == spec);
+    let (record, resumed) = match previous {
+        Some(rec) => (rec, true),
+        None => (insert_job(&store, &spec, &opts)?, false),
     };
+    let durable = opts.state_dir.is_some();
+    let cancel = async {
+        shutdown.await;
+        "interrupted".to_string()
+    };
+    drive(store, record, resumed, durable, dag, opts, progress, cancel).await
+}
+
+/// Records a new job in `store` (pending, every task pending) without running it; for callers
+/// that run it with `run_recorded` (`ordo mcp`).
+pub fn insert_job(store: &Store, spec: &JobSpec, opts: &RunOptions) -> Result<JobRecord> {
+    let now = now_ms();
+    let rec = JobRecord {
+        id: JobId::new(),
+        name: spec.name.clone(),
+        source: opts.source.clone(),
+        spec: spec.clone(),
+        options: JobOptions {
+            default_mode: opts.default_mode,
+            max_parallel: opts.max_parallel,
+            seed: now,
+            slots: Some(opts.workers.max(1)),
+        },
+        state: JobState::Pending,
+        created_ms: now,
+        updated_ms: now,
+        finished_ms: None,
+        reason: None,
+    };
+    store.insert_job(&rec)?;
+    Ok(rec)
+}
+
+/// Runs a job recorded in a store shared with other runs and readers (`ordo mcp`): one inserted
+/// by `insert_job`, or, with `resume`, one left unfinished by an earlier process. Every turn
+/// commits before it acts, so readers of the store see the job progress; `opts.state_dir` is not
+/// used. `cancel` resolving cancels the job with the reason it yields.
+pub async fn run_recorded<P: Progress + ?Sized>(
+    store: Arc<Store>,
+    record: JobRecord,
+    resume: bool,
+    dag: Dag,
+    opts: RunOptions,
+    progress: &mut P,
+    cancel: impl Future<Output = String>,
+) -> Result<RunReport> {
+    drive(store, record, resume, true, dag, opts, progress, cancel).await
+}
+
+/// The run loop of a job recorded in `store`. `durable`: commit every turn before acting.
+async fn drive<P: Progress + ?Sized>(
+    store: Arc<Store>,
+    record: JobRecord,
+    resumed: bool,
+    durable: bool,
+    dag: Dag,
+    opts: RunOptions,
+    progress: &mut P,
+    shutdown: impl Future<Output = String>,
+) -> Result<RunReport> {
+    let spec = Arc::new(record.spec.clone());
+    let dag = Arc::new(dag);
+    let slots = opts.workers.max(1);
+    let saved = if resumed {
+        Some(store.tasks(&record.id)?)
+    } else {
+        None
+    };
+    let now = now_ms();
     let job = record.id;
-    let resumed = saved.is_some();
     progress.start(&record, &spec, resumed);
 
     let mut traces = Traces::new(opts.telemetry.clone());
@@ -182,7 +223,6 @@ pub async fn run(
     // Changes applied but not yet committed. With a state directory every turn commits before
     // it acts (durable); in memory nothing survives anyway, so commits are grouped by size and
     // time to keep the store off the hot path.
-    let durable = opts.state_dir.is_some();
     let mut pending: Vec<Change> = Vec::new();
     let mut last_commit = Instant::now();
     loop {
@@ -269,9 +309,9 @@ pub async fn run(
                 None => break,
             },
             _ = sleep_until(engine.next_wakeup()) => Event::Tick,
-            _ = &mut shutdown, if !interrupted => {
+            reason = &mut shutdown, if !interrupted => {
                 interrupted = true;
-                Event::Cancel { job, reason: "interrupted".into() }
+                Event::Cancel { job, reason }
             }
         };
         let now = now_ms();

@@ -106,7 +106,7 @@ fn main() -> ExitCode {
             }
         };
         tracing::info!(nats = %args.nats.url, data_dir = %args.data_dir.display(), "serving");
-        match service::run(client, store, opts, shutdown_signal()).await {
+        match service::run(client, store, opts, ordo_proto::signals::interrupted()).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 tracing::error!("{e}");
@@ -114,19 +114,4 @@ fn main() -> ExitCode {
             }
         }
     })
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
 }

@@ -171,9 +171,24 @@ pub async fn run(
 
     let mut tasks = vec![
         tokio::spawn(forward_api(client.clone(), tx.clone())),
-        tokio::spawn(forward_heartbeats(client.clone(), tx.clone())),
-        tokio::spawn(forward_started(client.clone(), tx.clone())),
-        tokio::spawn(forward_advisories(client.clone(), tx.clone())),
+        tokio::spawn(forward(
+            client.clone(),
+            names::HEARTBEAT_SUBJECTS.into(),
+            tx.clone(),
+            heartbeat_input,
+        )),
+        tokio::spawn(forward(
+            client.clone(),
+            names::STARTED_SUBJECTS.into(),
+            tx.clone(),
+            started_input,
+        )),
+        tokio::spawn(forward(
+            client.clone(),
+            names::max_deliveries_advisories(),
+            tx.clone(),
+            advisory_input,
+        )),
     ];
     let events = svc.bus.events().await?;
     tasks.push(tokio::spawn(forward_events(events, tx.clone())));
@@ -889,42 +904,42 @@ async fn forward_api(client: async_nats::Client, tx: mpsc::Sender<Input>) {
     }
 }
 
-async fn forward_heartbeats(client: async_nats::Client, tx: mpsc::Sender<Input>) {
+/// Forwards every message on a core-NATS `subject` that `to_input` understands; messages it
+/// cannot read are logged and dropped. Resubscribes if the subscription ends.
+async fn forward(
+    client: async_nats::Client,
+    subject: String,
+    tx: mpsc::Sender<Input>,
+    to_input: fn(&[u8]) -> Result<Input, String>,
+) {
     loop {
-        let Ok(mut sub) = client.subscribe(names::HEARTBEAT_SUBJECTS).await else {
+        let Ok(mut sub) = client.subscribe(subject.clone()).await else {
             tokio::time::sleep(Duration::from_secs(1)).await;
             continue;
         };
         while let Some(msg) = sub.next().await {
-            match wire::decode::<Heartbeat>(&msg.payload) {
-                Ok(hb) => {
-                    if tx.send(Input::Heartbeat(hb)).await.is_err() {
+            match to_input(&msg.payload) {
+                Ok(input) => {
+                    if tx.send(input).await.is_err() {
                         return;
                     }
                 }
-                Err(e) => tracing::warn!("ignoring heartbeat on {}: {e}", msg.subject),
+                Err(e) => tracing::warn!("ignoring a message on {}: {e}", msg.subject),
             }
         }
     }
 }
 
-async fn forward_started(client: async_nats::Client, tx: mpsc::Sender<Input>) {
-    loop {
-        let Ok(mut sub) = client.subscribe(names::STARTED_SUBJECTS).await else {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            continue;
-        };
-        while let Some(msg) = sub.next().await {
-            match wire::decode::<WorkerEvent>(&msg.payload) {
-                Ok(ev) => {
-                    if tx.send(Input::Started(ev)).await.is_err() {
-                        return;
-                    }
-                }
-                Err(e) => tracing::warn!("ignoring a notice on {}: {e}", msg.subject),
-            }
-        }
-    }
+fn heartbeat_input(payload: &[u8]) -> Result<Input, String> {
+    wire::decode::<Heartbeat>(payload)
+        .map(Input::Heartbeat)
+        .map_err(|e| e.to_string())
+}
+
+fn started_input(payload: &[u8]) -> Result<Input, String> {
+    wire::decode::<WorkerEvent>(payload)
+        .map(Input::Started)
+        .map_err(|e| e.to_string())
 }
 
 #[derive(serde::Deserialize)]
@@ -932,29 +947,12 @@ struct MaxDeliveries {
     stream_seq: u64,
 }
 
-async fn forward_advisories(client: async_nats::Client, tx: mpsc::Sender<Input>) {
-    let subject = format!(
-        "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{}.*",
-        names::TASK_STREAM
-    );
-    loop {
-        let Ok(mut sub) = client.subscribe(subject.clone()).await else {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            continue;
-        };
-        while let Some(msg) = sub.next().await {
-            if let Ok(a) = serde_json::from_slice::<MaxDeliveries>(&msg.payload)
-                && tx
-                    .send(Input::Exhausted {
-                        stream_seq: a.stream_seq,
-                    })
-                    .await
-                    .is_err()
-            {
-                return;
-            }
-        }
-    }
+fn advisory_input(payload: &[u8]) -> Result<Input, String> {
+    serde_json::from_slice::<MaxDeliveries>(payload)
+        .map(|a| Input::Exhausted {
+            stream_seq: a.stream_seq,
+        })
+        .map_err(|e| e.to_string())
 }
 
 async fn forward_events(consumer: jetstream::consumer::PullConsumer, tx: mpsc::Sender<Input>) {

@@ -8,6 +8,7 @@
 //! - `dag`: the validated graph and its analyses (levels, critical path, makespan estimate).
 //! - `names`: subjects, streams, limits and file names, defined once.
 //! - `connect` (feature `client`): NATS connection flags and `connect()` for the binaries.
+//! - `signals` (feature `client`): waiting for Ctrl-C or SIGTERM.
 //! - `telemetry` (feature `telemetry`): OTLP traces with ids derived from jobs, logs setup.
 //! - `api`: the coordinator's JSON API on `ordo.api.<verb>`.
 //! - `wire`: `Dispatch` and `TaskResult`, what executors receive and report.
@@ -15,6 +16,8 @@
 pub mod api;
 #[cfg(feature = "client")]
 pub mod connect;
+#[cfg(feature = "client")]
+pub mod signals;
 pub mod dag;
 pub mod duration;
 pub mod ids;

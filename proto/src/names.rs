@@ -80,12 +80,9 @@ pub fn api_subject(verb: &str) -> String {
     format!("ordo.api.{verb}")
 }
 
-/// The advisory JetStream sends when a task message ran out of deliveries.
-pub fn max_deliveries_advisory(queue: &str) -> String {
-    format!(
-        "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{TASK_STREAM}.{}",
-        queue_consumer(queue)
-    )
+/// The advisories JetStream sends when a task message of any queue ran out of deliveries.
+pub fn max_deliveries_advisories() -> String {
+    format!("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{TASK_STREAM}.*")
 }
 
 /// `Nats-Msg-Id` of a dispatch: replays of the same attempt are de-duplicated by JetStream.

@@ -311,6 +311,17 @@ fn each_role_can_do_what_it_needs_and_nothing_more() {
         Vec::<String>::new(),
         "roles lack a permission"
     );
+    // A wrong password cannot connect (exit 3, as for an unreachable server).
+    let mut wrong = vec!["workers".to_string()];
+    wrong.extend(d.flags("client", "pWrongPassword"));
+    let wrong: Vec<&str> = wrong.iter().map(String::as_str).collect();
+    let r = ordo_in(d.work.path(), &wrong, &[]);
+    assert_eq!(r.code(), 3, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.to_lowercase().contains("authorization"),
+        "{}",
+        r.stderr
+    );
 
     // ... and nothing more.
     let url = d.nats.url();

@@ -3,6 +3,8 @@
 //! - `cli`: validate, plan, graph and convert on every shared example and on bad input.
 //! - `deploy`: deploy/ for real: nats configs, role permissions, TLS, cluster, YAML, units.
 //! - `distributed`: coordinator, workers and the CLI over a real nats-server.
+//! - `mcp`: `ordo mcp` driven by the official MCP Python SDK's stdio client, locally and on a
+//!   cluster: every tool, a job run to its report, a cycle as a tool error, cancel.
 //! - `observability`: OTLP traces from `ordo run` and from coordinator + worker.
 //! - `run_local`: `ordo run` end to end: examples, every execution semantic, Ctrl-C, resume.
 //! - `report`: reports of real runs in every format (JUnit read by junitparser, HTML rendered
@@ -11,6 +13,7 @@
 mod cli;
 mod deploy;
 mod distributed;
+mod mcp;
 mod observability;
 mod report;
 mod run_local;

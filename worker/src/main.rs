@@ -145,7 +145,7 @@ fn main() -> ExitCode {
             }
         };
         tracing::info!(worker = %opts.id, slots = opts.slots, queues = ?opts.queues, "started");
-        let code = match daemon::run(client, opts, shutdown_signal()).await {
+        let code = match daemon::run(client, opts, ordo_proto::signals::interrupted()).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 tracing::error!("{e}");
@@ -157,19 +157,4 @@ fn main() -> ExitCode {
         }
         code
     })
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
 }
