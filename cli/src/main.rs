@@ -436,4 +436,3 @@ fn run(args: RunArgs) -> anyhow::Result<u8> {
         _ => exit::JOB_FAILED,
     })
 }
-

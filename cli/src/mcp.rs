@@ -75,36 +75,27 @@ pub struct McpArgs {
     #[arg(long = "nats", env = "ORDO_NATS_URL", value_name = "URL")]
     pub nats: Option<String>,
     /// NATS credentials file (JWT + nkey).
-    #[arg(long, env = "ORDO_NATS_CREDS", requires = "nats")]
+    #[arg(long, env = "ORDO_NATS_CREDS")]
     pub creds: Option<PathBuf>,
-    #[arg(long, env = "ORDO_NATS_USER", requires = "nats")]
+    #[arg(long, env = "ORDO_NATS_USER")]
     pub user: Option<String>,
-    #[arg(
-        long,
-        env = "ORDO_NATS_PASSWORD",
-        hide_env_values = true,
-        requires = "nats"
-    )]
+    #[arg(long, env = "ORDO_NATS_PASSWORD", hide_env_values = true)]
     pub password: Option<String>,
-    #[arg(
-        long,
-        env = "ORDO_NATS_TOKEN",
-        hide_env_values = true,
-        requires = "nats"
-    )]
+    #[arg(long, env = "ORDO_NATS_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
     /// CA certificate (PEM) to trust for TLS.
-    #[arg(long, env = "ORDO_NATS_TLS_CA", requires = "nats")]
+    #[arg(long, env = "ORDO_NATS_TLS_CA")]
     pub tls_ca: Option<PathBuf>,
-    /// Local mode: keep jobs here (in use while the server runs; read it through the tools).
-    #[arg(long, env = "ORDO_MCP_STATE_DIR", default_value = DEFAULT_STATE_DIR, conflicts_with = "nats")]
+    /// Local mode: keep jobs here (held open while the server runs; read it through the
+    /// tools). Cluster mode ignores the local-mode flags.
+    #[arg(long, env = "ORDO_MCP_STATE_DIR", default_value = DEFAULT_STATE_DIR)]
     pub state: PathBuf,
     /// Local mode: task slots of each job (default: the number of CPUs).
-    #[arg(long, env = "ORDO_WORKERS", conflicts_with = "nats")]
+    #[arg(long, env = "ORDO_WORKERS")]
     pub workers: Option<u32>,
     /// Local mode: agent command for prompt tasks, e.g. "claude -p" (split on whitespace; the
     /// prompt is appended as one argument). Overrides the spec's settings.agent_command.
-    #[arg(long, env = "ORDO_AGENT_COMMAND", conflicts_with = "nats")]
+    #[arg(long, env = "ORDO_AGENT_COMMAND")]
     pub agent_command: Option<String>,
 }
 
@@ -119,7 +110,7 @@ pub fn serve(args: McpArgs) -> anyhow::Result<u8> {
         let server = Ordo::new(args)?;
         tokio::select! {
             r = serve_stdio(server.clone()) => r?,
-            () = interrupted() => {}
+            () = ordo_proto::signals::interrupted() => {}
         }
         server.stop().await;
         anyhow::Ok(())
@@ -136,18 +127,6 @@ async fn serve_stdio(server: Ordo) -> anyhow::Result<()> {
         .context("the MCP session did not start")?;
     running.waiting().await.context("the MCP session failed")?;
     Ok(())
-}
-
-/// Resolves on Ctrl-C or SIGTERM.
-async fn interrupted() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut term) = signal(SignalKind::terminate()) else {
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -348,7 +327,8 @@ pub struct Ordo {
 
 enum Inner {
     Local(Local),
-    Cluster(Cluster),
+    /// Boxed: the connection options are large.
+    Cluster(Box<Cluster>),
 }
 
 struct Local {
@@ -375,7 +355,7 @@ struct Cluster {
 impl Ordo {
     pub fn new(args: McpArgs) -> anyhow::Result<Ordo> {
         let inner = match args.nats {
-            Some(url) => Inner::Cluster(Cluster {
+            Some(url) => Inner::Cluster(Box::new(Cluster {
                 nats: NatsArgs {
                     url,
                     creds: args.creds,
@@ -385,7 +365,7 @@ impl Ordo {
                     tls_ca: args.tls_ca,
                 },
                 client: OnceCell::new(),
-            }),
+            })),
             None => {
                 let agent_command = match &args.agent_command {
                     Some(a) => {
@@ -1114,5 +1094,71 @@ impl Local {
             eprintln!("ordo mcp: resuming job {} '{}'", rec.id, rec.name);
             self.start(store.clone(), rec, true, dag, opts);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(text: &str) -> SpecInput {
+        SpecInput {
+            spec: Some(text.into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn spec_text_gets_a_label_of_its_format() {
+        assert_eq!(text_label(None, "[[tasks]]\nname = 'a'\n"), "spec.toml");
+        assert_eq!(text_label(None, r#"{"tasks": []}"#), "spec.json");
+        assert_eq!(text_label(None, "# Doc\n\n### Task 1: Do\n"), "spec.md");
+        assert_eq!(text_label(Some(Format::TaskMaster), ""), "spec.json");
+    }
+
+    #[test]
+    fn spec_errors_carry_the_cli_messages() {
+        let cycle = "[[tasks]]\nname = 'a'\ncommand = 'true'\ndepends_on = ['b']\n\
+                     [[tasks]]\nname = 'b'\ncommand = 'true'\ndepends_on = ['a']\n";
+        let e = load(&spec(cycle)).unwrap_err();
+        assert!(
+            e.message.starts_with("spec.toml:")
+                && e.message.contains("dependency cycle: a → b → a"),
+            "{}",
+            e.message
+        );
+        assert_eq!(e.detail["valid"], false);
+        let e = load(&SpecInput::default()).unwrap_err();
+        assert!(e.message.starts_with("no spec"), "{}", e.message);
+        let both = SpecInput {
+            path: Some("x.toml".into()),
+            ..spec("")
+        };
+        assert!(load(&both).unwrap_err().message.contains("not both"));
+        let bad_format = SpecInput {
+            format: Some("yaml".into()),
+            ..spec("")
+        };
+        assert!(
+            load(&bad_format)
+                .unwrap_err()
+                .message
+                .contains("unknown format")
+        );
+    }
+
+    #[test]
+    fn tool_errors_are_error_results_with_the_message_first() {
+        let r = Fail::msg("no job x").result();
+        assert_eq!(r.is_error, Some(true));
+        assert_eq!(r.structured_content.unwrap()["error"], "no job x");
+        assert_eq!(r.content.len(), 1);
+    }
+
+    #[test]
+    fn tails_keep_the_end_on_a_character_boundary() {
+        assert_eq!(tail("abc", 5), "abc");
+        assert_eq!(tail("abcdef", 3), "def");
+        assert_eq!(tail("aéé", 3), "é");
     }
 }

@@ -16,12 +16,12 @@
 pub mod api;
 #[cfg(feature = "client")]
 pub mod connect;
-#[cfg(feature = "client")]
-pub mod signals;
 pub mod dag;
 pub mod duration;
 pub mod ids;
 pub mod names;
+#[cfg(feature = "client")]
+pub mod signals;
 pub mod spec;
 #[cfg(feature = "telemetry")]
 pub mod telemetry;

@@ -350,7 +350,12 @@ impl Daemon {
     }
 
     /// Like `spawn`, with extra environment variables.
-    pub fn spawn_env(bin_name: &str, args: &[&str], cwd: &Path, env: &[(String, String)]) -> Daemon {
+    pub fn spawn_env(
+        bin_name: &str,
+        args: &[&str],
+        cwd: &Path,
+        env: &[(String, String)],
+    ) -> Daemon {
         let dir = tempfile::tempdir().unwrap();
         let mut d = Daemon {
             child: None,
