@@ -204,7 +204,11 @@ impl Cluster {
         else {
             panic!("submit failed: {}", String::from_utf8_lossy(&reply.payload))
         };
-        let body = serde_json::to_vec(&api::JobRef { job }).unwrap();
+        let body = serde_json::to_vec(&api::StatusRequest {
+            job,
+            summary_only: true,
+        })
+        .unwrap();
         loop {
             tokio::time::sleep(Duration::from_millis(50)).await;
             let r = self

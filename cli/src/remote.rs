@@ -1699,6 +1699,7 @@ mod tests {
         let mut st = JobStatus {
             summary: summary("running"),
             tasks: vec![task(0, "a", "succeeded"), task(1, "b", "pending")],
+            omitted: 0,
         };
         assert_eq!(changes(&mut seen, &st), vec!["✓ a succeeded"]);
         assert!(changes(&mut seen, &st).is_empty());
@@ -1737,6 +1738,7 @@ mod tests {
         let st = JobStatus {
             summary: summary("running"),
             tasks: vec![task(0, "1", "pending"), task(1, "b", "pending")],
+            omitted: 0,
         };
         assert_eq!(resolve_task(&st, "b").unwrap(), 1);
         assert_eq!(resolve_task(&st, "1").unwrap(), 0, "names win over indexes");
@@ -1787,6 +1789,7 @@ mod tests {
         let mut st = JobStatus {
             summary: summary("running"),
             tasks: vec![task(0, "a", "succeeded"), task(1, "b\u{7}", "running")],
+            omitted: 0,
         };
         st.tasks[0].exit_code = Some(0);
         st.tasks[0].duration_ms = Some(1500);

@@ -622,11 +622,15 @@ impl Service {
     ) -> Vec<u8> {
         let result = match verb {
             api::SUBMIT => self.submit(now, body, actions).await.map(to_value),
-            api::STATUS => parse::<api::JobRef>(body).and_then(|r| {
-                views::status(&self.store, &r.job)
+            api::STATUS => parse::<api::StatusRequest>(body).and_then(|r| {
+                let mut status = views::status(&self.store, &r.job)
                     .map_err(internal)?
-                    .map(to_value)
-                    .ok_or_else(|| not_found(&r.job))
+                    .ok_or_else(|| not_found(&r.job))?;
+                if r.summary_only {
+                    status.omitted = status.tasks.len();
+                    status.tasks.clear();
+                }
+                Ok(views::status_within(status, api::MAX_REPLY_BYTES))
             }),
             api::JOBS => {
                 let req = if body.is_empty() {

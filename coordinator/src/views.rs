@@ -29,12 +29,13 @@ pub fn status(store: &Store, id: &JobId) -> Result<Option<JobStatus>> {
     };
     let tasks = store.tasks(id)?;
     let attempts = store.attempts(id)?;
-    let last = |i: u32| -> Option<&TaskResult> {
-        attempts
-            .iter()
-            .filter(|r| r.index == i)
-            .max_by_key(|r| r.attempt)
-    };
+    // Attempts come ordered by (task, attempt): the last one per task wins.
+    let mut last: Vec<Option<&TaskResult>> = vec![None; tasks.len()];
+    for r in &attempts {
+        if let Some(slot) = last.get_mut(r.index as usize) {
+            *slot = Some(r);
+        }
+    }
     let task_status = job
         .spec
         .tasks
@@ -42,7 +43,7 @@ pub fn status(store: &Store, id: &JobId) -> Result<Option<JobStatus>> {
         .zip(&tasks)
         .enumerate()
         .map(|(i, (spec, saved))| {
-            let last = last(i as u32);
+            let last = last[i];
             let worker = match &saved.state {
                 TaskState::Running { worker, .. } => Some(worker.clone()),
                 _ => last.map(|r| r.worker.clone()),
@@ -63,7 +64,32 @@ pub fn status(store: &Store, id: &JobId) -> Result<Option<JobStatus>> {
     Ok(Some(JobStatus {
         summary: summary(&job, &tasks),
         tasks: task_status,
+        omitted: 0,
     }))
+}
+
+/// Serialises a status within `limit` bytes: output tails go first, then succeeded and
+/// pending tasks (counted in `omitted`), so failures and running tasks are always shown.
+pub fn status_within(mut status: JobStatus, limit: usize) -> serde_json::Value {
+    let size = |s: &JobStatus| serde_json::to_vec(s).map_or(usize::MAX, |v| v.len());
+    if size(&status) > limit {
+        for t in &mut status.tasks {
+            t.output_tail = None;
+        }
+    }
+    if size(&status) > limit {
+        let before = status.tasks.len();
+        status
+            .tasks
+            .retain(|t| t.state != "succeeded" && t.state != "pending");
+        status.omitted = before - status.tasks.len();
+    }
+    while size(&status) > limit && !status.tasks.is_empty() {
+        let keep = status.tasks.len() / 2;
+        status.omitted += status.tasks.len() - keep;
+        status.tasks.truncate(keep);
+    }
+    serde_json::to_value(status).unwrap_or(serde_json::Value::Null)
 }
 
 /// Jobs matching a request, newest first.
@@ -94,4 +120,47 @@ pub fn jobs(store: &Store, req: &JobsRequest) -> Result<Vec<JobSummary>> {
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn oversized_status_keeps_failures_and_counts_what_it_omits() {
+        let task = |i: u32, state: &str| TaskStatus {
+            index: i,
+            name: format!("t{i}"),
+            state: state.into(),
+            attempts: 1,
+            worker: Some("w".into()),
+            exit_code: Some(0),
+            duration_ms: Some(1),
+            reason: None,
+            output_tail: Some("x".repeat(100)),
+        };
+        let mut tasks: Vec<TaskStatus> = (0..1000).map(|i| task(i, "succeeded")).collect();
+        tasks[500] = task(500, "failed");
+        let status = JobStatus {
+            summary: JobSummary {
+                id: JobId::new(),
+                name: "big".into(),
+                state: "failed".into(),
+                created_ms: 0,
+                finished_ms: Some(1),
+                reason: None,
+                total: 1000,
+                succeeded: 999,
+                failed: 1,
+                running: 0,
+            },
+            tasks,
+            omitted: 0,
+        };
+        let v = status_within(status, 20_000);
+        assert!(serde_json::to_vec(&v).unwrap().len() <= 20_000);
+        assert_eq!(v["omitted"], 999);
+        assert_eq!(v["tasks"][0]["name"], "t500");
+        assert_eq!(v["succeeded"], 999, "the summary still counts every task");
+    }
 }

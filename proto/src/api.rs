@@ -75,6 +75,18 @@ pub struct JobRef {
     pub job: JobId,
 }
 
+/// `status` request: a `JobRef`, optionally asking for the summary alone.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StatusRequest {
+    pub job: JobId,
+    /// Leave out the per-task list (cheap polling of large jobs).
+    #[serde(default)]
+    pub summary_only: bool,
+}
+
+/// Largest API reply body: below NATS's default 1 MiB payload limit.
+pub const MAX_REPLY_BYTES: usize = 900 * 1024;
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RetryRequest {
     pub job: JobId,
@@ -145,6 +157,14 @@ pub struct JobStatus {
     #[serde(flatten)]
     pub summary: JobSummary,
     pub tasks: Vec<TaskStatus>,
+    /// Tasks left out of `tasks` to keep the reply under `MAX_REPLY_BYTES` (succeeded and
+    /// pending ones first); the summary still counts them.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub omitted: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
