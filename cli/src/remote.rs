@@ -395,26 +395,7 @@ impl Client {
             Some(i) => names::log_subject(&job, i),
             None => names::log_subjects(&job),
         };
-        let stream_err = |what: &str, e: &dyn std::fmt::Display| {
-            CallError::Stream(format!(
-                "cannot read task output from stream {} on {}: {what}: {e}",
-                names::LOG_STREAM,
-                api.url
-            ))
-        };
-        let js = jetstream::new(api.client.clone());
-        let stream = js
-            .get_stream(names::LOG_STREAM)
-            .await
-            .map_err(|e| stream_err("cannot open the stream", &e))?;
-        let consumer = stream
-            .create_consumer(OrderedConfig {
-                filter_subject: filter,
-                deliver_policy: DeliverPolicy::All,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| stream_err("cannot create a consumer", &e))?;
+        let consumer = log_consumer(api, filter).await?;
         let mut out = std::collections::BTreeMap::<u32, (u64, Vec<u8>)>::new();
         let mut pending = consumer.cached_info().num_pending;
         if pending == 0 {
@@ -423,11 +404,11 @@ impl Client {
         let mut messages = consumer
             .messages()
             .await
-            .map_err(|e| stream_err("cannot read", &e))?;
+            .map_err(|e| log_stream_err(api, "cannot read", &e))?;
         while pending > 0 {
             let msg = match tokio::time::timeout(LOGS_IDLE, messages.next()).await {
                 Ok(Some(Ok(msg))) => msg,
-                Ok(Some(Err(e))) => return Err(stream_err("reading failed", &e)),
+                Ok(Some(Err(e))) => return Err(log_stream_err(api, "reading failed", &e)),
                 Ok(None) | Err(_) => break,
             };
             if let Ok(info) = msg.info() {
@@ -969,6 +950,35 @@ fn final_line(s: &JobSummary) -> String {
 
 /// Prints the job's (or one task's) stored output; with `follow`, keeps printing until the job
 /// is terminal and its output drained.
+fn log_stream_err(api: &Api, what: &str, e: &dyn std::fmt::Display) -> CallError {
+    CallError::Stream(format!(
+        "cannot read task output from stream {} on {}: {what}: {e}",
+        names::LOG_STREAM,
+        api.url
+    ))
+}
+
+/// An ordered consumer over the stored task output matching `filter`, from the start.
+async fn log_consumer(
+    api: &Api,
+    filter: String,
+) -> Result<jetstream::consumer::Consumer<OrderedConfig>, CallError> {
+    let stream_err = |what: &str, e: &dyn std::fmt::Display| log_stream_err(api, what, e);
+    let js = jetstream::new(api.client.clone());
+    let stream = js
+        .get_stream(names::LOG_STREAM)
+        .await
+        .map_err(|e| stream_err("cannot open the stream", &e))?;
+    stream
+        .create_consumer(OrderedConfig {
+            filter_subject: filter,
+            deliver_policy: DeliverPolicy::All,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| stream_err("cannot create a consumer", &e))
+}
+
 async fn logs(api: &Api, job: JobId, task: Option<&str>, follow: bool) -> Result<u8, CallError> {
     let status: JobStatus = call(api, api::STATUS, &JobRef { job })
         .await
@@ -977,26 +987,7 @@ async fn logs(api: &Api, job: JobId, task: Option<&str>, follow: bool) -> Result
         Some(t) => names::log_subject(&job, resolve_task(&status, t)?),
         None => names::log_subjects(&job),
     };
-    let stream_err = |what: &str, e: &dyn std::fmt::Display| {
-        CallError::Stream(format!(
-            "cannot read task output from stream {} on {}: {what}: {e}",
-            names::LOG_STREAM,
-            api.url
-        ))
-    };
-    let js = jetstream::new(api.client.clone());
-    let stream = js
-        .get_stream(names::LOG_STREAM)
-        .await
-        .map_err(|e| stream_err("cannot open the stream", &e))?;
-    let consumer = stream
-        .create_consumer(OrderedConfig {
-            filter_subject: filter,
-            deliver_policy: DeliverPolicy::All,
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| stream_err("cannot create a consumer", &e))?;
+    let consumer = log_consumer(api, filter).await?;
 
     // `ended`: the job is over, so everything it wrote is stored; stop once drained.
     let mut ended = !follow || job_terminal(&status.summary.state);
@@ -1011,7 +1002,7 @@ async fn logs(api: &Api, job: JobId, task: Option<&str>, follow: bool) -> Result
     let mut messages = consumer
         .messages()
         .await
-        .map_err(|e| stream_err("cannot read", &e))?;
+        .map_err(|e| log_stream_err(api, "cannot read", &e))?;
     let mut outage = Outage::default();
     let mut status_outage = Outage::default();
     let mut next_status = Instant::now() + LOGS_STATUS_EVERY;
@@ -1041,7 +1032,7 @@ async fn logs(api: &Api, job: JobId, task: Option<&str>, follow: bool) -> Result
             Ok(Some(Err(e))) => {
                 // The ordered consumer recreates itself after most errors; ride them out.
                 if outage.failed(Instant::now(), OUTAGE_LIMIT) {
-                    return Err(stream_err("reading failed", &e));
+                    return Err(log_stream_err(api, "reading failed", &e));
                 }
                 tokio::time::sleep(POLL_EVERY).await;
             }

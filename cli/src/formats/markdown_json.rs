@@ -14,8 +14,7 @@ use ordo_proto::{ExecutionMode, JobSpec, TaskName, TaskSpec};
 use serde_json::Value;
 
 use super::{
-    Converted, Ctx, Diagnostic, dependency_ids, id_string, label_value, prompt_text, task_name,
-    text_field,
+    Converted, Ctx, Diagnostic, dependency_ids, id_string, label_value, prompt_text, text_field,
 };
 
 /// Top-level fields the converter writes that have no place in a `JobSpec`.
@@ -76,22 +75,10 @@ pub(super) fn parse(ctx: &Ctx<'_>) -> Result<Converted, Vec<Diagnostic>> {
     let mut positions = HashMap::new();
     for (i, sub) in subtasks.iter().enumerate() {
         let element = format!("/subtasks/{i}");
-        let pos = at.task(&element, "id");
-        let Value::Object(fields) = sub else {
-            errors.push(ctx.diag(pos, format!("subtask #{} is not an object", i + 1)));
-            continue;
-        };
-        let Some(id) = fields.get("id").and_then(id_string) else {
-            errors.push(ctx.diag(
-                pos,
-                format!("subtask #{} needs an \"id\" (string or number)", i + 1),
-            ));
-            continue;
-        };
-        let name = match task_name(&id) {
-            Ok(n) => n,
+        let (fields, name, pos) = match super::subtask_head(ctx, &at, i, sub) {
+            Ok(head) => head,
             Err(e) => {
-                errors.push(ctx.diag(pos, e));
+                errors.push(e);
                 continue;
             }
         };

@@ -828,6 +828,31 @@ pub(crate) fn task_name(id: &str) -> Result<TaskName, String> {
     TaskName::new(id).map_err(|e| e.to_string())
 }
 
+/// A subtask's fields, its task name and where it is defined.
+pub(crate) type SubtaskHead<'v> = (&'v serde_json::Map<String, Value>, TaskName, Option<Pos>);
+
+/// The `i`-th element of a `subtasks` array (both JSON dialects): its fields, its task name
+/// from `id`, and where it is, or the error naming it.
+pub(crate) fn subtask_head<'v>(
+    ctx: &Ctx<'_>,
+    at: &JsonPositions,
+    i: usize,
+    sub: &'v Value,
+) -> Result<SubtaskHead<'v>, Diagnostic> {
+    let pos = at.task(&format!("/subtasks/{i}"), "id");
+    let Value::Object(fields) = sub else {
+        return Err(ctx.diag(pos, format!("subtask #{} is not an object", i + 1)));
+    };
+    let Some(id) = fields.get("id").and_then(id_string) else {
+        return Err(ctx.diag(
+            pos,
+            format!("subtask #{} needs an \"id\" (string or number)", i + 1),
+        ));
+    };
+    let name = task_name(&id).map_err(|e| ctx.diag(pos, e))?;
+    Ok((fields, name, pos))
+}
+
 /// `high`/`medium`/`low` (any case) as 2/1/0; integers as they are.
 pub(crate) fn priority(v: &Value) -> Option<i32> {
     match v {

@@ -10,9 +10,7 @@ use std::collections::HashMap;
 use ordo_proto::{ExecutionMode, JobSpec, TaskName, TaskSpec};
 use serde_json::Value;
 
-use super::{
-    Converted, Ctx, Diagnostic, dependency_ids, id_string, label_value, task_name, text_field,
-};
+use super::{Converted, Ctx, Diagnostic, dependency_ids, label_value, text_field};
 
 pub(super) fn parse(ctx: &Ctx<'_>) -> Result<Converted, Vec<Diagnostic>> {
     let value = ctx.json_value()?;
@@ -58,22 +56,10 @@ pub(super) fn parse(ctx: &Ctx<'_>) -> Result<Converted, Vec<Diagnostic>> {
     let mut positions = HashMap::new();
     for (i, sub) in subtasks.iter().enumerate() {
         let element = format!("/subtasks/{i}");
-        let pos = at.task(&element, "id");
-        let Value::Object(fields) = sub else {
-            errors.push(ctx.diag(pos, format!("subtask #{} is not an object", i + 1)));
-            continue;
-        };
-        let Some(id) = fields.get("id").and_then(id_string) else {
-            errors.push(ctx.diag(
-                pos,
-                format!("subtask #{} needs an \"id\" (string or number)", i + 1),
-            ));
-            continue;
-        };
-        let name = match task_name(&id) {
-            Ok(n) => n,
+        let (fields, name, pos) = match super::subtask_head(ctx, &at, i, sub) {
+            Ok(head) => head,
             Err(e) => {
-                errors.push(ctx.diag(pos, e));
+                errors.push(e);
                 continue;
             }
         };
