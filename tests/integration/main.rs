@@ -5,6 +5,7 @@
 //! - `distributed`: coordinator, workers and the CLI over a real nats-server.
 //! - `mcp`: `ordo mcp` driven by the official MCP Python SDK's stdio client, locally and on a
 //!   cluster: every tool, a job run to its report, a cycle as a tool error, cancel.
+//! - `faults`: a worker killed mid-task, forged messages, hostile task names.
 //! - `observability`: OTLP traces from `ordo run` and from coordinator + worker.
 //! - `run_local`: `ordo run` end to end: examples, every execution semantic, Ctrl-C, resume.
 //! - `report`: reports of real runs in every format (JUnit read by junitparser, HTML rendered
@@ -13,6 +14,7 @@
 mod cli;
 mod deploy;
 mod distributed;
+mod faults;
 mod mcp;
 mod observability;
 mod report;

@@ -1,0 +1,187 @@
+//! First faults of DESIGN §4, by killing and forging things (issue 5 has the full suite to
+//! come): a worker killed with SIGKILL mid-task, forged and undecodable messages on the task and
+//! event subjects, and hostile task names that must never reach a shell, a path or a subject.
+
+use std::time::Duration;
+
+use ordo_tests::{Cluster, lines, ordo_in, wait_until, write};
+use serde_json::Value;
+
+fn status(c: &Cluster, job: &str) -> Option<Value> {
+    let r = c.ordo(&["status", job, "--output", "json"]);
+    (r.code() == 0).then(|| r.json())
+}
+
+fn wait_done(c: &Cluster, job: &str) -> Value {
+    let mut last = Value::Null;
+    let ok = wait_until(Duration::from_secs(90), || {
+        if let Some(s) = status(c, job) {
+            last = s;
+        }
+        matches!(
+            last["state"].as_str(),
+            Some("succeeded" | "failed" | "cancelled")
+        )
+    });
+    assert!(ok, "job did not finish: {last}\n{}", c.coordinator.log());
+    last
+}
+
+#[test]
+fn a_worker_killed_mid_task_loses_only_that_attempt() {
+    let mut c = Cluster::start(&["--ack-wait", "2s"]);
+    c.add_worker("doomed", &["--concurrency", "1"]);
+    let spec = write(
+        c.work.path(),
+        "kill.toml",
+        "[[tasks]]\nname = \"slow\"\ncommand = \"echo start >> ledger; sleep 1; echo end >> ledger\"\n\
+         [[tasks]]\nname = \"after\"\ncommand = \"echo after >> ledger\"\ndepends_on = [\"slow\"]\n",
+    );
+    let r = c.ordo(&["submit", &spec]);
+    assert_eq!(r.code(), 0, "{}", r.stderr);
+    let job = r.stdout.trim().to_string();
+    assert!(wait_until(Duration::from_secs(30), || lines(
+        &c.work.path().join("ledger")
+    )
+    .len()
+        == 1));
+    c.workers[0].stop(libc::SIGKILL);
+    c.add_worker("survivor", &[]);
+    let s = wait_done(&c, &job);
+    assert_eq!(s["state"], "succeeded", "{s}");
+    let ledger = lines(&c.work.path().join("ledger"));
+    // The attempt in flight ran again elsewhere; everything after it ran once.
+    assert_eq!(
+        ledger.iter().filter(|l| *l == "start").count(),
+        2,
+        "{ledger:?}"
+    );
+    assert_eq!(
+        ledger.iter().filter(|l| *l == "after").count(),
+        1,
+        "{ledger:?}"
+    );
+    let slow = &s["tasks"][0];
+    assert_eq!(slow["worker"], "survivor", "{s}");
+}
+
+#[test]
+fn forged_and_undecodable_messages_change_nothing() {
+    let mut c = Cluster::start(&[]);
+    c.add_worker("w1", &[]);
+    let spec = write(
+        c.work.path(),
+        "gate.toml",
+        "[[tasks]]\nname = \"gate\"\ncommand = \"while [ ! -f go ]; do sleep 0.05; done; echo ran >> ledger\"\n",
+    );
+    let r = c.ordo(&["submit", &spec]);
+    assert_eq!(r.code(), 0, "{}", r.stderr);
+    let job = r.stdout.trim().to_string();
+    assert!(wait_until(Duration::from_secs(30), || {
+        status(&c, &job).is_some_and(|s| s["tasks"][0]["state"] == "running")
+    }));
+
+    // Garbage on the event and task subjects, through JetStream like the real thing, and a
+    // well-formed result for an attempt that was never dispatched.
+    let url = c.nats.url();
+    let job_id = job.clone();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move {
+        let client = async_nats::connect(url).await.unwrap();
+        let js = async_nats::jetstream::new(client);
+        for subject in [
+            format!("ordo.event.{job_id}"),
+            "ordo.task.default".to_string(),
+        ] {
+            js.publish(subject, b"\x00\xffnot msgpack".as_ref().into())
+                .await
+                .unwrap()
+                .await
+                .unwrap();
+        }
+    });
+    // The forged messages are dropped with one log line each, not redelivered in a loop.
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            c.coordinator.log().contains("undecodable event")
+                && c.workers[0].log().contains("undecodable task")
+        }),
+        "coordinator:\n{}\nworker:\n{}",
+        c.coordinator.log(),
+        c.workers[0].log()
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(c.coordinator.log().matches("undecodable event").count(), 1);
+    assert_eq!(c.workers[0].log().matches("undecodable task").count(), 1);
+
+    let s = status(&c, &job).unwrap();
+    assert_eq!(
+        s["tasks"][0]["state"], "running",
+        "the record did not change: {s}"
+    );
+    std::fs::write(c.work.path().join("go"), "").unwrap();
+    let s = wait_done(&c, &job);
+    assert_eq!(s["state"], "succeeded", "{s}");
+    assert_eq!(lines(&c.work.path().join("ledger")), ["ran"]);
+}
+
+const HOSTILE: [&str; 7] = [
+    "$(touch canary)",
+    ";id",
+    "../x",
+    "a.b",
+    "*",
+    ">",
+    "`touch canary`",
+];
+
+fn hostile_spec(dir: &std::path::Path) -> String {
+    let mut text = String::new();
+    for (i, name) in HOSTILE.iter().enumerate() {
+        let dep = if i > 0 {
+            format!("depends_on = [{:?}]\n", HOSTILE[i - 1])
+        } else {
+            String::new()
+        };
+        text.push_str(&format!(
+            "[[tasks]]\nname = {name:?}\ncommand = \"printf '%s\\\\n' \\\"$ORDO_TASK\\\" >> names\"\n{dep}\n"
+        ));
+    }
+    write(dir, "hostile.toml", &text)
+}
+
+#[test]
+fn hostile_task_names_never_reach_a_shell_a_path_or_a_subject() {
+    // Locally...
+    let dir = tempfile::tempdir().unwrap();
+    let spec = hostile_spec(dir.path());
+    let r = ordo_in(
+        dir.path(),
+        &["run", &spec, "--state", "state", "--quiet"],
+        &[],
+    );
+    assert_eq!(r.code(), 0, "{}{}", r.stdout, r.stderr);
+    assert!(!dir.path().join("canary").exists());
+    assert_eq!(lines(&dir.path().join("names")), HOSTILE);
+    let report = ordo_in(
+        dir.path(),
+        &["report", "--state", "state", "--format", "json"],
+        &[],
+    );
+    assert_eq!(report.code(), 0, "{}", report.stderr);
+
+    // ...and through the cluster, where subjects carry task indexes, never names.
+    let mut c = Cluster::start(&[]);
+    c.add_worker("w1", &[]);
+    let spec = hostile_spec(c.work.path());
+    let r = c.ordo(&["submit", &spec, "--wait"]);
+    assert_eq!(r.code(), 0, "{}{}", r.stdout, r.stderr);
+    assert!(!c.work.path().join("canary").exists());
+    assert_eq!(lines(&c.work.path().join("names")), HOSTILE);
+    let job = r.stdout.trim();
+    let logs = c.ordo(&["logs", job, "a.b"]);
+    assert_eq!(logs.code(), 0, "{}", logs.stderr);
+}
