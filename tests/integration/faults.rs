@@ -185,3 +185,46 @@ fn hostile_task_names_never_reach_a_shell_a_path_or_a_subject() {
     let logs = c.ordo(&["logs", job, "a.b"]);
     assert_eq!(logs.code(), 0, "{}", logs.stderr);
 }
+
+#[test]
+fn a_task_delivered_max_deliver_times_without_a_result_fails_with_the_reason() {
+    // Two deliveries, each to a worker that is then frozen (SIGSTOP): no result, no lease.
+    let mut c = Cluster::start(&["--ack-wait", "1s", "--max-deliver", "2"]);
+    let spec = write(
+        c.work.path(),
+        "stuck.toml",
+        "[[tasks]]\nname = \"stuck\"\ncommand = \"echo $ORDO_ATTEMPT >> ledger; sleep 30\"\n",
+    );
+    c.add_worker("first", &["--concurrency", "1"]);
+    let r = c.ordo(&["submit", &spec]);
+    assert_eq!(r.code(), 0, "{}", r.stderr);
+    let job = r.stdout.trim().to_string();
+    assert!(wait_until(Duration::from_secs(30), || lines(
+        &c.work.path().join("ledger")
+    )
+    .len()
+        == 1));
+    ordo_tests::signal(c.workers[0].pid(), libc::SIGSTOP);
+    c.add_worker("second", &["--concurrency", "1"]);
+    assert!(wait_until(Duration::from_secs(30), || lines(
+        &c.work.path().join("ledger")
+    )
+    .len()
+        == 2));
+    ordo_tests::signal(c.workers[1].pid(), libc::SIGSTOP);
+    // JetStream notices the exhausted message when a live consumer asks for more.
+    c.add_worker("third", &["--concurrency", "1"]);
+
+    let s = wait_done(&c, &job);
+    assert_eq!(s["state"], "failed", "{s}");
+    let reason = s["tasks"][0]["reason"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(reason.contains("delivered 2 times"), "{s}");
+    // The exhausted message was removed: the live worker never ran it.
+    assert_eq!(lines(&c.work.path().join("ledger")).len(), 2);
+    for w in &c.workers {
+        ordo_tests::signal(w.pid(), libc::SIGCONT);
+    }
+}
