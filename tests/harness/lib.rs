@@ -58,6 +58,20 @@ pub fn all_examples() -> Vec<String> {
     out
 }
 
+/// The Python of the repository's `.venv` (where `scripts/test` installs the Python packages
+/// tests use: `what` names them for the error), or `ORDO_PYTHON`.
+pub fn venv_python(what: &str) -> PathBuf {
+    let p = std::env::var_os("ORDO_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/python"));
+    assert!(
+        p.exists(),
+        "{} is missing: run scripts/test (it installs {what} into .venv)",
+        p.display()
+    );
+    p
+}
+
 /// A finished process: status and captured output as text.
 #[derive(Debug)]
 pub struct Run {

@@ -16,17 +16,8 @@ fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// The Python that has the `mcp` package: `ORDO_PYTHON`, else the repository's `.venv`.
 fn python() -> PathBuf {
-    let p = std::env::var_os("ORDO_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join(".venv/bin/python"));
-    assert!(
-        p.exists(),
-        "{} is missing: run scripts/test (it installs the MCP Python SDK into .venv)",
-        p.display()
-    );
-    p
+    ordo_tests::venv_python("the MCP Python SDK")
 }
 
 /// Runs `ordo ARGS` as an MCP server in `dir` under the Python SDK's client, which calls

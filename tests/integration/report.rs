@@ -16,17 +16,8 @@ fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-/// The Python that has `junitparser`: `ORDO_PYTHON`, else the repository's `.venv`.
 fn python() -> PathBuf {
-    let p = std::env::var_os("ORDO_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join(".venv/bin/python"));
-    assert!(
-        p.exists(),
-        "{} is missing: run scripts/test (it installs junitparser into .venv)",
-        p.display()
-    );
-    p
+    ordo_tests::venv_python("junitparser")
 }
 
 const READ_JUNIT: &str = r#"
