@@ -140,7 +140,21 @@ pub async fn run(
     opts: Options,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), Error> {
-    let bus = Bus::setup(client.clone(), opts.delivery, opts.replicas).await?;
+    tokio::pin!(shutdown);
+    // JetStream may not be ready yet (a cluster still electing its leader, a server
+    // restarting): keep trying rather than exit.
+    let mut delay = Duration::from_millis(250);
+    let bus = loop {
+        match Bus::setup(client.clone(), opts.delivery, opts.replicas).await {
+            Ok(bus) => break bus,
+            Err(e) => tracing::warn!("cannot set up JetStream yet: {e}; retrying in {delay:?}"),
+        }
+        tokio::select! {
+            _ = &mut shutdown => return Ok(()),
+            _ = tokio::time::sleep(delay) => {}
+        }
+        delay = (delay * 2).min(Duration::from_secs(5));
+    };
     let (tx, mut rx) = mpsc::channel::<Input>(4096);
     let mut svc = Service {
         client: client.clone(),
@@ -193,7 +207,6 @@ pub async fn run(
     let events = svc.bus.events().await?;
     tasks.push(tokio::spawn(forward_events(events, tx.clone())));
 
-    tokio::pin!(shutdown);
     let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
     let mut acks: Vec<jetstream::Message> = Vec::new();
     let mut replies: Vec<(async_nats::Subject, Vec<u8>)> = Vec::new();
