@@ -28,7 +28,7 @@ pub const ENV_TASK: &str = "ORDO_TASK";
 pub const ENV_ATTEMPT: &str = "ORDO_ATTEMPT";
 
 /// Read size per pipe.
-const READ_BUF: usize = 64 * 1024;
+const READ_BUF: usize = 16 * 1024;
 /// How long output is still read after the program's group was killed: a descendant that
 /// escaped the group may hold the pipe open forever, and must never hang the attempt.
 const DRAIN_BOUND: Duration = Duration::from_millis(500);
