@@ -430,12 +430,9 @@ async fn execute(shared: &Arc<Shared>, msg: jetstream::Message, d: Dispatch, ack
     }
     // The result is durable in JetStream before the task message is acked.
     publish_event(shared, &WorkerEvent::Finished(result)).await;
-    // The slot is free as soon as the result is stored; the ack completes on its own.
-    tokio::spawn(async move {
-        if msg.double_ack().await.is_err() {
-            let _ = msg.ack().await;
-        }
-    });
+    // The result is stored, so a lost ack costs at most a duplicate execution, whose result
+    // the coordinator records as a duplicate: a plain ack (no confirmation round trip) is enough.
+    let _ = msg.ack().await;
 }
 
 /// Publishes an event and waits for JetStream to store it, retrying through outages.
