@@ -30,18 +30,7 @@ const IGNORED: &[&str] = &[
 pub(super) fn parse(ctx: &Ctx<'_>) -> Result<Converted, Vec<Diagnostic>> {
     let value = ctx.json_value()?;
     let at = ctx.json_positions();
-    let Value::Object(root) = &value else {
-        return Err(vec![ctx.diag(
-            at.get(""),
-            "expected a JSON object with a \"subtasks\" array",
-        )]);
-    };
-    let Some(Value::Array(subtasks)) = root.get("subtasks") else {
-        return Err(vec![ctx.diag(
-            at.get("/subtasks").or(at.get("")),
-            "expected a \"subtasks\" array",
-        )]);
-    };
+    let (root, subtasks) = super::subtasks_root(ctx, &at, &value)?;
     let mut errors = Vec::new();
     let mut warnings = Vec::new();
     let mut spec = JobSpec::default();

@@ -828,8 +828,32 @@ pub(crate) fn task_name(id: &str) -> Result<TaskName, String> {
     TaskName::new(id).map_err(|e| e.to_string())
 }
 
+/// A JSON object's fields.
+pub(crate) type JsonObject = serde_json::Map<String, Value>;
+
+/// The top-level object of a subtasks document (both JSON dialects) and its `subtasks` array.
+pub(crate) fn subtasks_root<'v>(
+    ctx: &Ctx<'_>,
+    at: &JsonPositions,
+    value: &'v Value,
+) -> Result<(&'v JsonObject, &'v [Value]), Vec<Diagnostic>> {
+    let Value::Object(root) = value else {
+        return Err(vec![ctx.diag(
+            at.get(""),
+            "expected a JSON object with a \"subtasks\" array",
+        )]);
+    };
+    let Some(Value::Array(subtasks)) = root.get("subtasks") else {
+        return Err(vec![ctx.diag(
+            at.get("/subtasks").or(at.get("")),
+            "expected a \"subtasks\" array",
+        )]);
+    };
+    Ok((root, subtasks))
+}
+
 /// A subtask's fields, its task name and where it is defined.
-pub(crate) type SubtaskHead<'v> = (&'v serde_json::Map<String, Value>, TaskName, Option<Pos>);
+pub(crate) type SubtaskHead<'v> = (&'v JsonObject, TaskName, Option<Pos>);
 
 /// The `i`-th element of a `subtasks` array (both JSON dialects): its fields, its task name
 /// from `id`, and where it is, or the error naming it.
