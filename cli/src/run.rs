@@ -253,8 +253,12 @@ async fn drive<P: Progress + ?Sized>(
                 changes: &pending,
                 ..Default::default()
             };
-            tokio::task::block_in_place(|| store.commit(&batch))
-                .context("cannot record the job's progress")?;
+            tokio::task::block_in_place(|| store.commit(&batch)).with_context(|| {
+                format!(
+                    "cannot record the progress of job '{}' ({job})",
+                    record.name
+                )
+            })?;
             progress.changes(&pending[shown..], &spec);
             pending.clear();
             shown = 0;
@@ -334,7 +338,7 @@ async fn drive<P: Progress + ?Sized>(
     }
     let job_record = store
         .job(&job)?
-        .context("job record vanished from the store")?;
+        .with_context(|| format!("job {job} vanished from the store"))?;
     let report = RunReport {
         tasks: store.tasks(&job)?,
         attempts: store.attempts(&job)?,
