@@ -150,6 +150,7 @@ impl Cluster {
             heartbeat: Duration::from_secs(1),
             telemetry: None,
             metrics: None,
+            guard_token: None,
         };
         self.stops.push(stop);
         self.workers.push(tokio::spawn(async move {

@@ -297,6 +297,7 @@ async fn drive<P: Progress + ?Sized>(
                     index,
                     attempt,
                     worker: exec_opts.worker.clone(),
+                    delivery: 0,
                 },
             ));
         }

@@ -130,6 +130,8 @@ mod tests {
             output_tail: tail.into(),
             output_bytes: tail.len() as u64,
             worker: "local".into(),
+            delivery: 0,
+            abandoned: false,
             message: String::new(),
         };
         let changes = [
@@ -143,6 +145,7 @@ mod tests {
             Change::Ignored {
                 result,
                 why: "duplicate".into(),
+                kind: crate::engine::Ignore::Duplicate,
             },
         ];
         store

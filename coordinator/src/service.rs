@@ -20,7 +20,7 @@ use async_nats::jetstream::{self, AckKind};
 use futures::StreamExt;
 use ordo_proto::api::{self, ApiError, ApiReply, ErrorKind};
 use ordo_proto::wire::{self, Dispatch, Heartbeat, Kill, WorkerEvent};
-use ordo_proto::{Attempt, JobId, names, validate::validate};
+use ordo_proto::{Attempt, JobId, failpoint, names, validate::validate};
 use serde::Serialize;
 use tokio::sync::mpsc;
 
@@ -375,6 +375,7 @@ impl Service {
                 outbox_sent: sent,
             };
             let store = self.store.clone();
+            failpoint::hit(failpoint::BEFORE_COMMIT);
             // redb is synchronous: commit off the async workers.
             let seqs = tokio::task::spawn_blocking(move || store.commit(&batch.borrow()))
                 .await
@@ -386,12 +387,18 @@ impl Service {
         } else {
             Vec::new()
         };
+        if !acks.is_empty() {
+            failpoint::hit(failpoint::AFTER_APPLY_BEFORE_ACK);
+        }
         // A lost ack only means the event comes again, and fencing ignores it.
         for m in acks.drain(..) {
             let _ = m.ack().await;
         }
         for (reply, body) in replies.drain(..) {
             let _ = self.client.publish(reply, body.into()).await;
+        }
+        if !dispatches.is_empty() {
+            failpoint::hit(failpoint::AFTER_COMMIT_BEFORE_PUBLISH);
         }
         for (seq, d) in seqs.into_iter().zip(dispatches) {
             self.publish(seq, d);
@@ -466,11 +473,13 @@ impl Service {
                         index,
                         attempt,
                         worker,
+                        delivery,
                     } => Event::Started {
                         job,
                         index,
                         attempt,
                         worker,
+                        delivery,
                     },
                     WorkerEvent::Finished(r) => {
                         self.published.remove(&(r.job, r.index, r.attempt));
@@ -485,12 +494,14 @@ impl Service {
                 index,
                 attempt,
                 worker,
+                delivery,
             }) => {
                 let event = Event::Started {
                     job,
                     index,
                     attempt,
                     worker,
+                    delivery,
                 };
                 actions.extend(self.engine.apply(now, event));
             }
@@ -539,6 +550,7 @@ impl Service {
                 key,
                 stream_seq,
             } => {
+                failpoint::hit(failpoint::AFTER_PUBLISH_BEFORE_SENT);
                 self.sent.push(outbox_seq);
                 // A result may already have come back; then the message is gone anyway.
                 if self

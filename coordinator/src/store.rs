@@ -496,6 +496,8 @@ mod tests {
             output_tail: "boom".into(),
             output_bytes: 4,
             worker: "local".into(),
+            delivery: 0,
+            abandoned: false,
             message: "exit code 1".into(),
         };
         let changes = [
@@ -543,6 +545,8 @@ mod tests {
             output_tail: String::new(),
             output_bytes: 0,
             worker: "local".into(),
+            delivery: 0,
+            abandoned: false,
             message: String::new(),
         };
         let end = |job: &JobRecord, at: Millis| Change::Job {

@@ -76,7 +76,7 @@ impl Traces {
                 Change::Attempt(r) => {
                     self.attempts.entry((r.job, r.index)).or_default().result = Some(r.clone());
                 }
-                Change::Ignored { result, why } => {
+                Change::Ignored { result, why, .. } => {
                     if let Some(j) = self.jobs.get_mut(&result.job) {
                         let attrs = vec![
                             KeyValue::new("ordo.task.name", result.task.to_string()),

@@ -5,6 +5,7 @@
 //! - `duration`: durations as job files write them (`7200`, `"90s"`, `"1h30m"`).
 //! - `spec`: the job model (`JobSpec`, `Settings`, `TaskSpec`), also the canonical file format.
 //! - `validate`: every check a spec must pass, errors as data naming the tasks.
+//! - `failpoint`: crash points for the fault suite (debug builds only).
 //! - `dag`: the validated graph and its analyses (levels, critical path, makespan estimate).
 //! - `names`: subjects, streams, limits and file names, defined once.
 //! - `connect` (feature `client`): NATS connection flags and `connect()` for the binaries.
@@ -18,6 +19,7 @@ pub mod api;
 pub mod connect;
 pub mod dag;
 pub mod duration;
+pub mod failpoint;
 pub mod ids;
 pub mod names;
 #[cfg(feature = "client")]

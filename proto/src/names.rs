@@ -34,6 +34,9 @@ pub const EVENT_CONSUMER: &str = "ordo-coordinator";
 pub const TASK_SUBJECTS: &str = "ordo.task.>";
 pub const EVENT_SUBJECTS: &str = "ordo.event.>";
 pub const LOG_SUBJECTS: &str = "ordo.log.>";
+/// Output of one attempt streamed to its log subject; beyond this only the result's tail
+/// keeps it (a task writing gigabytes must not flood the broker).
+pub const MAX_STREAMED_LOG_BYTES: u64 = 16 * 1024 * 1024;
 /// `Started` notices (core NATS, best effort: a lost one only delays the `running` display),
 /// `ordo.started.<job>`.
 pub const STARTED_SUBJECTS: &str = "ordo.started.*";

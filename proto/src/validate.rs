@@ -140,6 +140,29 @@ fn check_settings(spec: &JobSpec, errors: &mut Vec<Error>) {
             message: "agent_command must name a program".into(),
         });
     }
+    let fields = [
+        (
+            "agent_command",
+            s.agent_command.iter().flatten().any(|a| has_nul(a)),
+        ),
+        (
+            "working_directory",
+            s.working_directory.as_deref().is_some_and(has_nul),
+        ),
+        ("env", s.env.iter().any(|(k, v)| has_nul(k) || has_nul(v))),
+    ];
+    for (field, _) in fields.into_iter().filter(|(_, nul)| *nul) {
+        errors.push(Error::BadSetting {
+            message: format!("{field} {NUL_MESSAGE}"),
+        });
+    }
+}
+
+/// What is said of a field holding a NUL byte.
+const NUL_MESSAGE: &str = "contains a NUL byte, which no program can be given";
+
+fn has_nul(s: &str) -> bool {
+    s.contains('\0')
 }
 
 fn check_task(
@@ -180,6 +203,28 @@ fn check_task(
         errors.push(Error::Empty {
             task: task(),
             field: "argv",
+        });
+    }
+    // Programs, their arguments and environments are C strings: a NUL byte cannot reach them.
+    let fields = [
+        ("command", t.command.as_deref().is_some_and(has_nul)),
+        ("argv", t.argv.iter().flatten().any(|a| has_nul(a))),
+        ("prompt", t.prompt.as_deref().is_some_and(has_nul)),
+        (
+            "system_prompt",
+            t.system_prompt.as_deref().is_some_and(has_nul),
+        ),
+        (
+            "verify_command",
+            t.verify_command.as_deref().is_some_and(has_nul),
+        ),
+        ("working_dir", t.working_dir.as_deref().is_some_and(has_nul)),
+        ("env", t.env.iter().any(|(k, v)| has_nul(k) || has_nul(v))),
+    ];
+    for (field, _) in fields.into_iter().filter(|(_, nul)| *nul) {
+        errors.push(Error::BadValue {
+            task: task(),
+            message: format!("{field} {NUL_MESSAGE}"),
         });
     }
     if t.max_attempts == Some(0) {
@@ -225,7 +270,10 @@ fn check_task(
 }
 
 /// Finds a cycle among `deps` (task index → its dependencies), returned in execution order
-/// starting at its lowest index, or `None` if the graph is acyclic. Uses Tarjan's SCCs.
+/// starting at its lowest index, or `None` if the graph is acyclic. Of several cycles, the one
+/// through the earliest-declared task is named. Uses Kosaraju's SCCs, which are iterative:
+/// petgraph's Tarjan recurses once per task of a path and overflowed the stack on a cycle
+/// 100,000 tasks long.
 pub(crate) fn find_cycle(deps: &[Vec<u32>]) -> Option<Vec<u32>> {
     let mut g: DiGraph<(), ()> = DiGraph::with_capacity(deps.len(), 0);
     for _ in 0..deps.len() {
@@ -236,9 +284,10 @@ pub(crate) fn find_cycle(deps: &[Vec<u32>]) -> Option<Vec<u32>> {
             g.add_edge(NodeIndex::new(d as usize), NodeIndex::new(t), ());
         }
     }
-    let scc = petgraph::algo::tarjan_scc(&g)
+    let scc = petgraph::algo::kosaraju_scc(&g)
         .into_iter()
-        .find(|c| c.len() > 1 || deps[c[0].index()].contains(&(c[0].index() as u32)))?;
+        .filter(|c| c.len() > 1 || deps[c[0].index()].contains(&(c[0].index() as u32)))
+        .min_by_key(|c| c.iter().map(|n| n.index()).min())?;
     let members: std::collections::HashSet<usize> = scc.iter().map(|n| n.index()).collect();
     let start = *members.iter().min()?;
     // Breadth-first search from `start` along execution edges, inside the component, back to
@@ -355,5 +404,165 @@ mod tests {
             validate(&spec).unwrap_err()[0],
             Error::NoProgram { .. }
         ));
+    }
+}
+
+/// Hostile graphs: arbitrary dependency lists, and paths longer than any stack.
+#[cfg(test)]
+mod hostile {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::spec::TaskSpec;
+
+    /// A job of `n` tasks `t0…`, each depending on the listed indices (`n` and above name
+    /// tasks that do not exist).
+    fn job(deps: &[Vec<usize>]) -> JobSpec {
+        JobSpec {
+            name: "h".into(),
+            tasks: deps
+                .iter()
+                .enumerate()
+                .map(|(i, ds)| {
+                    let mut t = TaskSpec::shell(&format!("t{i}"), "true");
+                    t.depends_on = ds
+                        .iter()
+                        .map(|d| TaskName::new(format!("t{d}")).unwrap())
+                        .collect();
+                    t
+                })
+                .collect(),
+            ..Default::default()
+        }
+    }
+
+    /// Runs `f` on a thread with the default 2 MiB stack, whatever RUST_MIN_STACK says: a deep
+    /// recursion would overflow it.
+    fn on_small_stack<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        std::thread::Builder::new()
+            .stack_size(2 << 20)
+            .spawn(f)
+            .unwrap()
+            .join()
+            .unwrap()
+    }
+
+    fn index(name: &TaskName) -> usize {
+        name.as_str()[1..].parse().unwrap()
+    }
+
+    proptest! {
+        /// Validation never panics; an accepted graph's order and plan respect every edge, and
+        /// a rejected cycle is a real one.
+        #[test]
+        fn validation_is_total_and_cycles_are_real(
+            deps in prop::collection::vec(prop::collection::vec(0usize..45, 0..4), 1..40),
+            workers in 0u32..8,
+        ) {
+            let spec = job(&deps);
+            match validate(&spec) {
+                Ok(dag) => {
+                    let mut seen = vec![false; dag.len()];
+                    for &t in &dag.order {
+                        for &d in &dag.deps[t as usize] {
+                            prop_assert!(seen[d as usize], "t{d} after its dependent t{t}");
+                        }
+                        seen[t as usize] = true;
+                    }
+                    let plan = dag.plan(workers);
+                    prop_assert_eq!(plan.tasks, deps.len());
+                    prop_assert!(plan.estimated_makespan as usize >= plan.critical_path.len());
+                }
+                Err(errors) => {
+                    prop_assert!(!errors.is_empty());
+                    for e in &errors {
+                        let Error::Cycle { path } = e else {
+                            prop_assert!(
+                                matches!(e, Error::UnknownDependency { .. }),
+                                "unexpected error {e}"
+                            );
+                            continue;
+                        };
+                        // Each task of the path depends on the one before it, around the loop.
+                        for (k, t) in path.iter().enumerate() {
+                            let prev = &path[(k + path.len() - 1) % path.len()];
+                            prop_assert!(deps[index(t)].contains(&index(prev)), "{e}");
+                        }
+                        let text = e.to_string();
+                        prop_assert!(text.starts_with("dependency cycle: "), "{text}");
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_chain_of_100_000_tasks_needs_no_deep_stack() {
+        on_small_stack(|| {
+            let n = 100_000;
+            let deps: Vec<Vec<usize>> = (0..n)
+                .map(|i| if i == 0 { vec![] } else { vec![i - 1] })
+                .collect();
+            let dag = validate(&job(&deps)).unwrap();
+            let plan = dag.plan(4);
+            assert_eq!(plan.levels.len(), n);
+            assert_eq!(plan.critical_path.len(), n);
+            assert_eq!(plan.estimated_makespan as usize, n);
+        });
+    }
+
+    #[test]
+    fn a_cycle_of_100_000_tasks_is_named_without_a_deep_stack() {
+        on_small_stack(|| {
+            let n = 100_000;
+            // t0 ← t1 ← … ← t99999 ← t0, plus a long acyclic tail hanging off the cycle.
+            let mut deps: Vec<Vec<usize>> = (0..n)
+                .map(|i| vec![if i == 0 { n - 1 } else { i - 1 }])
+                .collect();
+            deps.extend((n..2 * n).map(|i| vec![i - 1]));
+            let errors = validate(&job(&deps)).unwrap_err();
+            let Error::Cycle { path } = &errors[0] else {
+                panic!("{:?}", errors[0]);
+            };
+            assert_eq!(path.len(), n);
+            assert_eq!(path[0].as_str(), "t0");
+            assert_eq!(path[1].as_str(), "t1");
+            assert!(
+                errors[0]
+                    .to_string()
+                    .ends_with("t99999 → t0 (each must finish before the next)")
+            );
+        });
+    }
+
+    #[test]
+    fn the_cycle_through_the_earliest_task_is_named() {
+        let errors = validate(&job(&[vec![], vec![2], vec![1], vec![0, 4], vec![3]])).unwrap_err();
+        assert_eq!(
+            errors[0].to_string(),
+            "dependency cycle: t1 → t2 → t1 (each must finish before the next)"
+        );
+    }
+
+    #[test]
+    fn nul_bytes_in_what_a_program_receives_are_rejected() {
+        let mut spec = job(&[vec![], vec![]]);
+        spec.tasks[0].command = Some("echo a\0b".into());
+        spec.tasks[1].env.insert("K".into(), "v\0".into());
+        spec.settings.agent_command = Some(vec!["agent\0".into()]);
+        spec.tasks[0].description = Some("NUL\0 in a description is harmless".into());
+        let text: Vec<String> = validate(&spec)
+            .unwrap_err()
+            .iter()
+            .map(|e| e.to_string())
+            .collect();
+        assert_eq!(
+            text,
+            [
+                "settings: agent_command contains a NUL byte, which no program can be given",
+                "task 't0': command contains a NUL byte, which no program can be given",
+                "task 't1': env contains a NUL byte, which no program can be given",
+            ]
+        );
     }
 }

@@ -4,7 +4,9 @@
 //!
 //! Fencing: every dispatch carries its attempt and every result echoes it. The engine applies a
 //! result only if it is for the task's current attempt; anything else is recorded as stale or
-//! duplicate and changes nothing.
+//! duplicate and changes nothing. JetStream may deliver one attempt's message more than once
+//! (its worker went silent for a whole ack wait): `delivery` numbers those executions, and a
+//! result of an older delivery than the one now running is stale too.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -106,6 +108,14 @@ pub struct TaskResult {
     pub output_bytes: u64,
     /// Who ran it (worker id, or `local`).
     pub worker: String,
+    /// Which delivery of the attempt's task message ran (1, 2, ... on a cluster; 0 locally or
+    /// when unknown).
+    #[serde(default)]
+    pub delivery: u32,
+    /// The worker lost its lease (cut off from NATS for a whole ack wait) and killed the
+    /// task: JetStream delivers the message again, so this result is stale by definition.
+    #[serde(default)]
+    pub abandoned: bool,
     /// Human-readable reason when not succeeded (`exit code 3`, `timed out after 5s`, ...).
     pub message: String,
 }
@@ -119,6 +129,8 @@ pub enum WorkerEvent {
         index: u32,
         attempt: Attempt,
         worker: String,
+        #[serde(default)]
+        delivery: u32,
     },
     Finished(TaskResult),
 }
@@ -131,7 +143,8 @@ impl WorkerEvent {
         }
     }
 
-    /// `Nats-Msg-Id`: a re-published event of the same attempt is de-duplicated.
+    /// `Nats-Msg-Id`: a re-published event of the same execution is de-duplicated; another
+    /// delivery of the same attempt is another execution.
     pub fn msg_id(&self) -> String {
         match self {
             WorkerEvent::Started {
@@ -139,10 +152,12 @@ impl WorkerEvent {
                 index,
                 attempt,
                 worker,
-            } => format!("{job}.{index}.{attempt}.started.{worker}"),
-            WorkerEvent::Finished(r) => {
-                format!("{}.{}.{}.finished.{}", r.job, r.index, r.attempt, r.worker)
-            }
+                delivery,
+            } => format!("{job}.{index}.{attempt}.{delivery}.started.{worker}"),
+            WorkerEvent::Finished(r) => format!(
+                "{}.{}.{}.{}.finished.{}",
+                r.job, r.index, r.attempt, r.delivery, r.worker
+            ),
         }
     }
 }

@@ -243,3 +243,63 @@ fn a_missing_file_is_a_clear_error() {
     assert_eq!(r.code(), 2);
     assert!(r.stderr.contains("/nonexistent/job.toml"), "{}", r.stderr);
 }
+
+/// Hostile specs through the commands a user types: each is rejected with exit code 2 and a
+/// message naming the file and line, never a panic or a stack overflow; a 100,000-task chain
+/// is accepted.
+#[test]
+fn hostile_specs_fail_cleanly_naming_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = 100_000;
+    let task = |i: usize, dep: Option<usize>| {
+        let dep = dep.map_or(String::new(), |d| format!("depends_on = [\"t{d}\"]\n"));
+        format!("[[tasks]]\nname = \"t{i}\"\ncommand = \"true\"\n{dep}")
+    };
+    let chain: String = (0..n).map(|i| task(i, i.checked_sub(1))).collect();
+    let ring: String = (0..n)
+        .map(|i| task(i, Some(i.checked_sub(1).unwrap_or(n - 1))))
+        .collect();
+    let chain = write(dir.path(), "chain.toml", &chain);
+    let ring = write(dir.path(), "ring.toml", &ring);
+    let deep = write(
+        dir.path(),
+        "deep.json",
+        &format!("{{\n\"tasks\": {}", "[".repeat(n)),
+    );
+    let deep_toml = write(
+        dir.path(),
+        "deep.toml",
+        &format!("x = {}", "{a = ".repeat(n)),
+    );
+    let nul = write(
+        dir.path(),
+        "nul.toml",
+        "[[tasks]]\nname = \"a\"\ncommand = \"x\\u0000y\"\n",
+    );
+    let bad_utf8 = dir.path().join("bad.toml");
+    std::fs::write(&bad_utf8, b"[[tasks]]\nname = \"a\xff\"\ncommand = \"x\"\n").unwrap();
+    let bad_utf8 = bad_utf8.to_string_lossy().into_owned();
+
+    let cases = [
+        (&ring, "ring.toml:2:8: dependency cycle: t0 → t1 → t2 → "),
+        (&deep, "deep.json:2:137: nested deeper than 128 levels"),
+        (&deep_toml, "deep.toml:1:"),
+        (&nul, "nul.toml:2:8: task 'a': command contains a NUL byte"),
+        (&bad_utf8, "bad.toml:2:10: file is not valid UTF-8"),
+    ];
+    for (spec, want) in cases {
+        for cmd in ["validate", "plan", "graph"] {
+            let r = ordo(&[cmd, spec]);
+            let head: String = r.stderr.chars().take(300).collect();
+            assert_eq!(r.code(), 2, "{cmd} {spec}: {head}");
+            assert!(r.stderr.contains(want), "{cmd} {spec}: {head}");
+            assert!(
+                !r.stderr.contains("panicked") && !r.stderr.contains("overflow"),
+                "{cmd} {spec}: {head}"
+            );
+        }
+    }
+    let r = ordo(&["plan", &chain, "--output", "json"]);
+    assert_eq!(r.code(), 0, "{}", r.stderr);
+    assert_eq!(r.json()["critical_path"].as_array().unwrap().len(), n);
+}

@@ -5,7 +5,8 @@
 //! Per task message: publish `Started`; run, renewing the lease with in-progress acks; stream
 //! output to `ordo.log.<job>.<task>`; publish `Finished` and await its JetStream ack; only then
 //! ack the task message. A worker that cannot renew its lease for a whole ack-wait kills its
-//! task rather than let two copies run for long. On SIGTERM it drains: no new pulls, running
+//! task rather than let two copies run for long, and reports it as abandoned (the coordinator
+//! records that as stale: the message is delivered again). On SIGTERM it drains: no new pulls, running
 //! tasks get a grace period, the rest are handed back (nak) for another worker.
 
 use std::collections::HashMap;
@@ -37,6 +38,8 @@ pub struct Options {
     pub telemetry: Option<Arc<ordo_proto::telemetry::Telemetry>>,
     /// Prometheus metrics, when served.
     pub metrics: Option<crate::metrics::Metrics>,
+    /// Token of the worker's guard process (see `guard`), given to every task process.
+    pub guard_token: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +55,8 @@ enum Stop {
     Killed,
     /// The worker drains: hand the message back, report nothing.
     HandBack,
+    /// The lease is gone (no renewal for a whole ack wait): the message is no longer ours.
+    LeaseLost,
 }
 
 type Running = HashMap<(JobId, u32, Attempt), oneshot::Sender<Stop>>;
@@ -262,8 +267,12 @@ async fn accept(shared: &Arc<Shared>, msg: jetstream::Message, ack_wait: Duratio
             return;
         }
     };
+    let delivery = msg
+        .info()
+        .map_or(0, |i| u32::try_from(i.delivered).unwrap_or(u32::MAX));
     if shared.killed_jobs.lock().await.contains_key(&dispatch.job) {
-        let result = not_run(shared, &dispatch, Outcome::Cancelled, "job was cancelled");
+        let mut result = not_run(shared, &dispatch, Outcome::Cancelled, "job was cancelled");
+        result.delivery = delivery;
         publish_event(shared, &WorkerEvent::Finished(result)).await;
         let _ = msg.ack_with(AckKind::Term).await;
         return;
@@ -288,7 +297,7 @@ async fn accept(shared: &Arc<Shared>, msg: jetstream::Message, ack_wait: Duratio
     shared.used_memory.fetch_add(need_mem, Ordering::SeqCst);
     let shared = shared.clone();
     tokio::spawn(async move {
-        execute(&shared, msg, dispatch, ack_wait).await;
+        execute(&shared, msg, dispatch, delivery, ack_wait).await;
         let busy = shared.busy.fetch_sub(1, Ordering::SeqCst) - 1;
         if let Some(m) = &shared.opts.metrics {
             m.busy_slots.set(busy as i64);
@@ -316,11 +325,19 @@ fn not_run(shared: &Shared, d: &Dispatch, outcome: Outcome, why: &str) -> TaskRe
         output_tail: String::new(),
         output_bytes: 0,
         worker: shared.opts.id.clone(),
+        delivery: 0,
+        abandoned: false,
         message: why.to_string(),
     }
 }
 
-async fn execute(shared: &Arc<Shared>, msg: jetstream::Message, d: Dispatch, ack_wait: Duration) {
+async fn execute(
+    shared: &Arc<Shared>,
+    msg: jetstream::Message,
+    d: Dispatch,
+    delivery: u32,
+    ack_wait: Duration,
+) {
     let key = (d.job, d.index, d.attempt);
     let (stop_tx, stop_rx) = oneshot::channel::<Stop>();
     shared.running.lock().await.insert(key, stop_tx);
@@ -329,6 +346,7 @@ async fn execute(shared: &Arc<Shared>, msg: jetstream::Message, d: Dispatch, ack
         index: d.index,
         attempt: d.attempt,
         worker: shared.opts.id.clone(),
+        delivery,
     };
     // Best effort and not awaited: the coordinator accepts a result of a dispatched attempt
     // whether or not `Started` arrived first.
@@ -340,7 +358,9 @@ async fn execute(shared: &Arc<Shared>, msg: jetstream::Message, d: Dispatch, ack
         )
         .await;
 
-    // Lease: in-progress acks while the task runs; losing it for a whole ack-wait kills it.
+    // Lease: in-progress acks while the task runs. Going a whole ack wait without a renewal
+    // (cut off from NATS, or this process stopped) loses it: by then JetStream may have handed
+    // the message to another worker, so the task is killed.
     let msg = Arc::new(msg);
     let ack_wait = ack_wait.max(Duration::from_millis(300));
     let (lease_lost_tx, lease_lost_rx) = oneshot::channel::<()>();
@@ -352,13 +372,15 @@ async fn execute(shared: &Arc<Shared>, msg: jetstream::Message, d: Dispatch, ack
             tick.tick().await;
             loop {
                 tick.tick().await;
-                match tokio::time::timeout(ack_wait / 3, msg.ack_with(AckKind::Progress)).await {
-                    Ok(Ok(())) => last_ok = Instant::now(),
-                    _ if last_ok.elapsed() >= ack_wait => {
-                        let _ = lease_lost_tx.send(());
-                        return;
-                    }
-                    _ => {}
+                // Checked before renewing: a renewal sent after the ack wait came too late.
+                if last_ok.elapsed() >= ack_wait {
+                    let _ = lease_lost_tx.send(());
+                    return;
+                }
+                if let Ok(Ok(())) =
+                    tokio::time::timeout(ack_wait / 3, msg.ack_with(AckKind::Progress)).await
+                {
+                    last_ok = Instant::now();
                 }
             }
         })
@@ -371,7 +393,22 @@ async fn execute(shared: &Arc<Shared>, msg: jetstream::Message, d: Dispatch, ack
         let subject = names::log_subject(&d.job, d.index);
         let attempt = d.attempt.to_string();
         tokio::spawn(async move {
+            let mut streamed = 0u64;
             while let Some(chunk) = out_rx.recv().await {
+                if streamed >= names::MAX_STREAMED_LOG_BYTES {
+                    continue;
+                }
+                streamed += chunk.data.len() as u64;
+                let mut data = chunk.data;
+                if streamed >= names::MAX_STREAMED_LOG_BYTES {
+                    data.extend_from_slice(
+                        format!(
+                            "\n[ordo: output beyond {} MiB is not streamed; the result keeps its tail]\n",
+                            names::MAX_STREAMED_LOG_BYTES >> 20
+                        )
+                        .as_bytes(),
+                    );
+                }
                 let mut headers = async_nats::HeaderMap::new();
                 headers.insert("Ordo-Attempt", attempt.as_str());
                 let stream = match chunk.stream {
@@ -380,7 +417,7 @@ async fn execute(shared: &Arc<Shared>, msg: jetstream::Message, d: Dispatch, ack
                 };
                 headers.insert("Ordo-Stream", stream);
                 let _ = client
-                    .publish_with_headers(subject.clone(), headers, chunk.data.into())
+                    .publish_with_headers(subject.clone(), headers, data.into())
                     .await;
             }
         })
@@ -399,20 +436,29 @@ async fn execute(shared: &Arc<Shared>, msg: jetstream::Message, d: Dispatch, ack
                 r = lease_lost_rx => match r {
                     Ok(()) => {
                         tracing::warn!(task = %task, "lost the lease; killing the task");
-                        *stop.lock().unwrap() = Some(Stop::HandBack);
+                        *stop.lock().unwrap() = Some(Stop::LeaseLost);
                     }
                     Err(_) => std::future::pending::<()>().await,
                 },
             }
         }
     };
-    let opts = ExecOptions::new(shared.opts.id.clone());
+    let mut opts = ExecOptions::new(shared.opts.id.clone());
+    opts.env
+        .push((exec::ENV_WORKER.into(), shared.opts.id.clone()));
+    opts.env
+        .push((exec::ENV_DELIVERY.into(), delivery.to_string()));
+    if let Some(token) = &shared.opts.guard_token {
+        opts.env
+            .push((exec::ENV_WORKER_TOKEN.into(), token.clone()));
+    }
     let traceparent = msg
         .headers
         .as_ref()
         .and_then(|h| h.get("traceparent"))
         .map(|v| v.as_str().to_string());
-    let result = exec::run(&d, &opts, cancel, Some(out_tx)).await;
+    let mut result = exec::run(&d, &opts, cancel, Some(out_tx)).await;
+    result.delivery = delivery;
     if let Some(tel) = &shared.opts.telemetry {
         tel.execution_span(traceparent.as_deref(), &result);
     }
@@ -424,12 +470,26 @@ async fn execute(shared: &Arc<Shared>, msg: jetstream::Message, d: Dispatch, ack
     shared.running.lock().await.remove(&key);
 
     let stopped = *stop.lock().unwrap();
-    if stopped == Some(Stop::HandBack) {
-        let _ = msg.ack_with(AckKind::Nak(None)).await;
-        return;
+    match stopped {
+        Some(Stop::HandBack) => {
+            let _ = msg.ack_with(AckKind::Nak(None)).await;
+            return;
+        }
+        Some(Stop::LeaseLost) => {
+            // Reported so the record shows this execution; the message is not ours to ack.
+            result.abandoned = true;
+            result.message = format!(
+                "abandoned: no lease renewal for {:?}; the task was killed",
+                ack_wait
+            );
+            publish_event(shared, &WorkerEvent::Finished(result)).await;
+            return;
+        }
+        Some(Stop::Killed) | None => {}
     }
     // The result is durable in JetStream before the task message is acked.
     publish_event(shared, &WorkerEvent::Finished(result)).await;
+    ordo_proto::failpoint::hit(ordo_proto::failpoint::AFTER_RESULT_BEFORE_ACK);
     // The result is stored, so a lost ack costs at most a duplicate execution, whose result
     // the coordinator records as a duplicate: a plain ack (no confirmation round trip) is enough.
     let _ = msg.ack().await;

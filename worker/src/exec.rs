@@ -3,6 +3,9 @@
 //! worker both call `run`; it knows only processes, pipes and time, nothing of NATS or redb.
 //! Killing (timeout, cancel, or dropping the future) reaches the whole tree: the attempt's
 //! process group, plus descendants that left it, found by the attempt's `ORDO_ATTEMPT_TOKEN`.
+//! An attempt that ends normally has its group killed at once; descendants that left the group
+//! (`setsid`, `nohup`, a double fork) are killed by one background sweep of `/proc` shared by
+//! all attempts, within `SWEEP_PERIOD` of the end.
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -26,6 +29,11 @@ pub const ENV_ATTEMPT_TOKEN: &str = "ORDO_ATTEMPT_TOKEN";
 pub const ENV_JOB_ID: &str = "ORDO_JOB_ID";
 pub const ENV_TASK: &str = "ORDO_TASK";
 pub const ENV_ATTEMPT: &str = "ORDO_ATTEMPT";
+/// Set by the worker daemon: its id, which delivery of the task message this is, and a token
+/// its guard process uses to find the worker's task processes once the worker is gone.
+pub const ENV_WORKER: &str = "ORDO_WORKER";
+pub const ENV_DELIVERY: &str = "ORDO_DELIVERY";
+pub const ENV_WORKER_TOKEN: &str = "ORDO_WORKER_TOKEN";
 
 /// Read size per pipe.
 const READ_BUF: usize = 16 * 1024;
@@ -39,6 +47,8 @@ const REAP_BOUND: Duration = Duration::from_secs(5);
 const GROUP_POLL: Duration = Duration::from_millis(20);
 /// Bound on /proc rescans while escaped descendants keep forking.
 const TOKEN_SCAN_ROUNDS: usize = 50;
+/// How often the sweeper looks for descendants of attempts that ended normally.
+const SWEEP_PERIOD: Duration = Duration::from_millis(500);
 
 /// How attempts are run; the same for every attempt of a worker.
 #[derive(Clone, Debug)]
@@ -49,6 +59,8 @@ pub struct ExecOptions {
     pub kill_grace: Duration,
     /// Raw bytes of interleaved stdout/stderr kept for `TaskResult::output_tail`.
     pub tail_bytes: usize,
+    /// Variables every process of the attempt gets after the task's own (ordo's names).
+    pub env: Vec<(String, String)>,
 }
 
 impl ExecOptions {
@@ -66,6 +78,7 @@ impl Default for ExecOptions {
             worker: "local".into(),
             kill_grace: Duration::from_secs(2),
             tail_bytes: 16 * 1024,
+            env: Vec::new(),
         }
     }
 }
@@ -116,6 +129,8 @@ pub async fn run(
         output_tail: col.tail.decode(),
         output_bytes: col.total,
         worker: opts.worker.clone(),
+        delivery: 0,
+        abandoned: false,
         message: report.message,
     }
 }
@@ -169,7 +184,7 @@ async fn attempt<C: Future<Output = ()>>(
         )
     };
 
-    let setup = match Setup::new(d).await {
+    let setup = match Setup::new(d, opts).await {
         Ok(s) => s,
         Err(msg) => return Report::new(Outcome::Failed, msg),
     };
@@ -304,7 +319,7 @@ impl Setup {
     /// Checks what `spawn` would report badly or ambiguously: a missing working directory
     /// fails with the same ENOENT as a missing program, and `=` in a variable name is silently
     /// misread.
-    async fn new(d: &Dispatch) -> Result<Setup, String> {
+    async fn new(d: &Dispatch, opts: &ExecOptions) -> Result<Setup, String> {
         for (k, v) in &d.env {
             if k.is_empty() || k.contains(['=', '\0']) {
                 return Err(format!("invalid environment variable name {k:?}"));
@@ -334,6 +349,7 @@ impl Setup {
         env.push((ENV_JOB_ID.into(), d.job.to_string()));
         env.push((ENV_TASK.into(), d.task.to_string()));
         env.push((ENV_ATTEMPT.into(), d.attempt.0.to_string()));
+        env.extend(opts.env.iter().cloned());
         env.push((ENV_ATTEMPT_TOKEN.into(), token.clone()));
         Ok(Setup { env, dir, token })
     }
@@ -353,6 +369,14 @@ impl Setup {
             cmd.current_dir(dir);
         }
         cmd
+    }
+}
+
+/// The attempt is over (the verify command shares the token, so not before): whatever still
+/// carries its token is left for the sweeper.
+impl Drop for Setup {
+    fn drop(&mut self) {
+        sweep_later(std::mem::take(&mut self.token));
     }
 }
 
@@ -501,7 +525,7 @@ impl Drop for TreeGuard<'_> {
     fn drop(&mut self) {
         if self.armed {
             signal_group(self.pgid, libc::SIGKILL);
-            kill_token_holders_sync(self.token);
+            kill_token_holders_sync(ENV_ATTEMPT_TOKEN, self.token);
         }
     }
 }
@@ -561,11 +585,11 @@ fn signal_pid(pid: i32, sig: libc::c_int) {
     unsafe { libc::kill(pid, sig) };
 }
 
-/// Pids, other than ours, whose environment holds exactly `ORDO_ATTEMPT_TOKEN=<token>`.
+/// Pids, other than ours, whose environment holds exactly `<var>=<token>`.
 /// Unreadable entries (other users, processes that just exited) are skipped. A process that
 /// exec'd with a scrubbed environment (`env -i`) is not found: the known limit of this scheme.
-fn token_holders(token: &str) -> Vec<i32> {
-    let needle = format!("{ENV_ATTEMPT_TOKEN}={token}").into_bytes();
+fn token_holders(var: &str, token: &str) -> Vec<i32> {
+    let needle = format!("{var}={token}").into_bytes();
     let me = i32::try_from(std::process::id()).unwrap_or(0);
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return Vec::new();
@@ -580,12 +604,13 @@ fn token_holders(token: &str) -> Vec<i32> {
         .collect()
 }
 
-/// SIGKILLs every token holder, rescanning while new ones appear (a holder may fork between
-/// the scan and the kill). A killed process reads as an empty environ once it is a zombie.
-fn kill_token_holders_sync(token: &str) {
+/// SIGKILLs every process whose environment holds `<var>=<token>`, rescanning while new ones
+/// appear (a holder may fork between the scan and the kill). A killed process reads as an
+/// empty environ once it is a zombie. Returns how many were killed.
+pub fn kill_token_holders_sync(var: &str, token: &str) -> usize {
     let mut killed = HashSet::new();
     for _ in 0..TOKEN_SCAN_ROUNDS {
-        let fresh: Vec<i32> = token_holders(token)
+        let fresh: Vec<i32> = token_holders(var, token)
             .into_iter()
             .filter(|&pid| killed.insert(pid))
             .collect();
@@ -596,11 +621,73 @@ fn kill_token_holders_sync(token: &str) {
             signal_pid(pid, libc::SIGKILL);
         }
     }
+    killed.len()
+}
+
+/// Tokens of attempts that ended normally, for the sweeper.
+static ENDED: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
+/// Has the sweeper kill whatever still carries `token` (a scan per attempt would cost as much
+/// as a spawn; one scan per period costs nothing measurable).
+fn sweep_later(token: String) {
+    static SWEEPER: std::sync::Once = std::sync::Once::new();
+    ENDED.lock().unwrap_or_else(|e| e.into_inner()).push(token);
+    SWEEPER.call_once(|| {
+        let _ = std::thread::Builder::new()
+            .name("ordo-sweeper".into())
+            .spawn(|| {
+                loop {
+                    std::thread::sleep(SWEEP_PERIOD);
+                    sweep_once();
+                }
+            });
+    });
+}
+
+/// One scan: kills holders of ended attempts' tokens; a token whose holders were found is kept
+/// for the next scan (a holder may have forked meanwhile), the others are forgotten.
+fn sweep_once() {
+    let tokens: HashSet<String> =
+        std::mem::take(&mut *ENDED.lock().unwrap_or_else(|e| e.into_inner()))
+            .into_iter()
+            .collect();
+    if tokens.is_empty() {
+        return;
+    }
+    let prefix = format!("{ENV_ATTEMPT_TOKEN}=").into_bytes();
+    let me = i32::try_from(std::process::id()).unwrap_or(0);
+    let mut found = HashSet::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return;
+    };
+    for pid in dir
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| pid > 1 && pid != me)
+    {
+        let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
+            continue;
+        };
+        let held = env
+            .split(|&b| b == 0)
+            .find_map(|var| var.strip_prefix(prefix.as_slice()))
+            .and_then(|t| std::str::from_utf8(t).ok())
+            .filter(|t| tokens.contains(*t));
+        if let Some(t) = held {
+            signal_pid(pid, libc::SIGKILL);
+            found.insert(t.to_string());
+        }
+    }
+    ENDED
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .extend(found);
 }
 
 async fn kill_token_holders(token: String) {
     // Reading /proc is blocking I/O; a failed join (runtime shutting down) changes nothing.
-    let _ = tokio::task::spawn_blocking(move || kill_token_holders_sync(&token)).await;
+    let _ = tokio::task::spawn_blocking(move || kill_token_holders_sync(ENV_ATTEMPT_TOKEN, &token))
+        .await;
 }
 
 /// Everything the attempt's processes wrote: the tail, the count, and the live forward.
@@ -785,7 +872,7 @@ mod tests {
     async fn wait_no_holders(token: &str) {
         let deadline = std::time::Instant::now() + BOUND;
         loop {
-            let left = token_holders(token);
+            let left = token_holders(ENV_ATTEMPT_TOKEN, token);
             if left.is_empty() {
                 return;
             }
@@ -985,7 +1072,9 @@ mod tests {
         // Give setsid a moment to start; the check below is the real assertion.
         let token = printed_token(&String::from_utf8_lossy(&seen));
         let deadline = std::time::Instant::now() + BOUND;
-        while token_holders(&token).len() < 2 && std::time::Instant::now() < deadline {
+        while token_holders(ENV_ATTEMPT_TOKEN, &token).len() < 2
+            && std::time::Instant::now() < deadline
+        {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         task.abort();
@@ -1004,7 +1093,8 @@ mod tests {
         assert!(r.output_tail.ends_with("done\n"));
         wait_no_holders(&printed_token(&r.output_tail)).await;
 
-        // Escaped the group but holds the pipe: the bounded drain lets us go.
+        // Escaped the group but holds the pipe: the bounded drain lets us go, and the sweeper
+        // kills it soon after.
         let t0 = std::time::Instant::now();
         let r = exec(&sh(
             r#"echo "token=$ORDO_ATTEMPT_TOKEN"; setsid sleep 1000 & echo done"#,
@@ -1012,9 +1102,15 @@ mod tests {
         .await;
         assert!(t0.elapsed() < BOUND);
         assert_eq!(r.outcome, Outcome::Succeeded);
-        let token = printed_token(&r.output_tail);
-        kill_token_holders_sync(&token);
-        wait_no_holders(&token).await;
+        wait_no_holders(&printed_token(&r.output_tail)).await;
+
+        // Escaped with nohup and a double fork, holding no pipe: the sweeper finds them too.
+        let r = exec(&sh(
+            r#"echo "token=$ORDO_ATTEMPT_TOKEN"; nohup sleep 1000 >/dev/null 2>&1 & (setsid sh -c 'sleep 1000 &' </dev/null >/dev/null 2>&1 &); echo done"#,
+        ))
+        .await;
+        assert_eq!(r.outcome, Outcome::Succeeded);
+        wait_no_holders(&printed_token(&r.output_tail)).await;
     }
 
     #[tokio::test(flavor = "multi_thread")]

@@ -1,12 +1,14 @@
-//! ordo-worker: runs task attempts as local processes, for the local runner now and the
-//! distributed worker later.
+//! ordo-worker: runs task attempts as local processes, for the local runner and the
+//! distributed worker.
 //!
 //! # Layout
 //! - `daemon`: the `ordo-worker` pull loop: JetStream consumers, leases, events, drain.
+//! - `guard`: the process that kills a dead worker's task processes.
 //! - `metrics`: Prometheus metrics of the worker.
 //! - `exec`: runs one `Dispatch` as a process tree (program, then verify) and reports a
 //!   `TaskResult`; knows nothing about NATS or redb.
 
 pub mod daemon;
 pub mod exec;
+pub mod guard;
 pub mod metrics;

@@ -9,6 +9,7 @@ use ordo_proto::connect::NatsArgs;
 use ordo_proto::names;
 use ordo_proto::telemetry::{self, LogFormat, Telemetry};
 use ordo_worker::daemon::{self, Options};
+use ordo_worker::guard;
 use std::sync::Arc;
 
 #[derive(Parser)]
@@ -71,6 +72,11 @@ fn hostname() -> String {
 }
 
 fn main() -> ExitCode {
+    let argv: Vec<String> = std::env::args().collect();
+    if argv.len() == 3 && argv[1] == guard::GUARD_FLAG {
+        guard::watch(&argv[2]);
+        return ExitCode::SUCCESS;
+    }
     let args = Args::parse();
     telemetry::init_logs(args.log_format, &args.log_level);
     for q in &args.queues {
@@ -100,6 +106,19 @@ fn main() -> ExitCode {
         heartbeat: Duration::from_secs(1),
         telemetry: None,
         metrics: None,
+        guard_token: None,
+    };
+    // Kills this worker's task processes if it dies; held until main returns.
+    let guard = match guard::start() {
+        Ok(g) => Some(g),
+        Err(e) => {
+            eprintln!("ordo-worker: no guard process ({e}); task processes may outlive a crash");
+            None
+        }
+    };
+    let opts = Options {
+        guard_token: guard.as_ref().map(|g| g.token.clone()),
+        ..opts
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -35,6 +35,8 @@ mod subtasks;
 mod taskmaster;
 
 #[cfg(test)]
+mod hostile;
+#[cfg(test)]
 mod tests;
 
 /// An input format, as `--format` names it.

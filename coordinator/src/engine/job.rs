@@ -16,7 +16,7 @@ use ordo_proto::{
 
 use super::pool::{Fit, Need, Pools};
 use super::state::{JobState, Millis, TaskState};
-use super::{Action, Change, JobOptions, SavedTask};
+use super::{Action, Change, Ignore, JobOptions, SavedTask};
 
 /// Longest wait between two attempts, whatever the backoff says.
 const MAX_BACKOFF: Duration = Duration::from_secs(600);
@@ -44,6 +44,11 @@ pub(crate) struct Job {
     attempts: Vec<u32>,
     /// Attempts counted against `max_attempts` (reset when a flow job re-enters a task).
     tries: Vec<u32>,
+    /// Highest delivery reported started of the attempt in flight (0: none known).
+    deliveries: Vec<u32>,
+    /// Attempt and delivery of the last applied result, to tell stale results from
+    /// duplicates (in memory: after a restart, attempts alone decide).
+    applied: Vec<Option<(Attempt, u32)>>,
     /// Dependencies not yet satisfied.
     waiting: Vec<u32>,
     ready: BTreeSet<ReadyKey>,
@@ -102,6 +107,8 @@ impl Job {
             tasks: vec![TaskState::Pending; n],
             attempts: vec![0; n],
             tries: vec![0; n],
+            deliveries: vec![0; n],
+            applied: vec![None; n],
             waiting: dag.deps.iter().map(|d| d.len() as u32).collect(),
             ready: BTreeSet::new(),
             timers: BTreeSet::new(),
@@ -421,6 +428,7 @@ impl Job {
         self.active += 1;
         self.attempts[t as usize] += 1;
         self.tries[t as usize] += 1;
+        self.deliveries[t as usize] = 0;
         let attempt = Attempt(self.attempts[t as usize]);
         let dispatch = Dispatch {
             job: self.id,
@@ -449,23 +457,99 @@ impl Job {
         out.push(Action::Dispatch(dispatch));
     }
 
+    /// An execution began. A later delivery of the attempt already running takes it over (the
+    /// first worker went silent for a whole ack wait); the older delivery's result is stale.
     pub(crate) fn started(
         &mut self,
         t: u32,
         attempt: Attempt,
         worker: String,
+        delivery: u32,
         now: Millis,
         out: &mut Vec<Action>,
     ) {
-        if let Some(TaskState::Dispatched { attempt: a, .. }) = self.tasks.get(t as usize)
-            && *a == attempt
-        {
+        let take = match self.tasks.get(t as usize) {
+            Some(TaskState::Dispatched { attempt: a, .. }) => *a == attempt,
+            Some(TaskState::Running { attempt: a, .. }) => {
+                *a == attempt && delivery > self.deliveries[t as usize]
+            }
+            _ => false,
+        };
+        if take {
+            self.deliveries[t as usize] = delivery;
             let state = TaskState::Running {
                 attempt,
                 worker,
                 started: now,
             };
             self.set_state(t, state, out);
+        }
+    }
+
+    /// Why a result that will not be applied changed nothing.
+    fn ignored(&self, result: &TaskResult) -> (Ignore, String) {
+        let t = result.index as usize;
+        let (a, d) = (result.attempt, result.delivery);
+        let Some(state) = self.tasks.get(t) else {
+            return (Ignore::Unknown, format!("task index {t} does not exist"));
+        };
+        if self.dag.names[t] != result.task {
+            return (
+                Ignore::Unknown,
+                format!("task {t} is not named {}", result.task),
+            );
+        }
+        if result.abandoned {
+            return (
+                Ignore::Stale,
+                format!("delivery {d} of attempt {a} abandoned: its worker lost the lease"),
+            );
+        }
+        if let Some(current) = state.active_attempt() {
+            return match a.cmp(&current) {
+                std::cmp::Ordering::Less => (
+                    Ignore::Stale,
+                    format!("stale attempt {a} (current is {current})"),
+                ),
+                std::cmp::Ordering::Equal => (
+                    Ignore::Stale,
+                    format!(
+                        "stale delivery {d} of attempt {a} (delivery {} took over)",
+                        self.deliveries[t]
+                    ),
+                ),
+                std::cmp::Ordering::Greater => {
+                    (Ignore::Unknown, format!("attempt {a} was never dispatched"))
+                }
+            };
+        }
+        let settled = format!("task already {}", state.name());
+        match self.applied[t] {
+            Some((pa, pd)) if a < pa || (a == pa && d < pd) => (
+                Ignore::Stale,
+                format!(
+                    "{settled}; stale attempt {a} delivery {d} (applied: attempt {pa} delivery {pd})"
+                ),
+            ),
+            Some((pa, _)) if a == pa => (
+                Ignore::Duplicate,
+                format!("{settled}; duplicate of attempt {a}"),
+            ),
+            Some(_) => (
+                Ignore::Unknown,
+                format!("{settled}; attempt {a} was never dispatched"),
+            ),
+            None if a.0 < self.attempts[t] => {
+                (Ignore::Stale, format!("{settled}; stale attempt {a}"))
+            }
+            None if a.0 == self.attempts[t] => (
+                Ignore::Duplicate,
+                format!("{settled}; duplicate of attempt {a}"),
+            ),
+            None => (
+                Ignore::Unknown,
+                format!("{settled}; attempt {a} was never dispatched"),
+            ),
         }
     }
 
@@ -490,22 +574,18 @@ impl Job {
     ) {
         let t = result.index;
         let current = self.tasks.get(t as usize);
+        let running = self.deliveries.get(t as usize).copied().unwrap_or(0);
         let fresh = current.and_then(TaskState::active_attempt) == Some(result.attempt)
-            && self.dag.names[t as usize] == result.task;
+            && self.dag.names[t as usize] == result.task
+            && (result.delivery == 0 || result.delivery >= running)
+            && !result.abandoned;
         if !fresh {
-            let why = match current {
-                None => format!("task index {t} does not exist"),
-                Some(s) if s.is_terminal() => format!("task already {}", s.name()),
-                Some(s) => match s.active_attempt() {
-                    Some(a) if a > result.attempt => {
-                        format!("stale attempt {} (current is {a})", result.attempt)
-                    }
-                    _ => format!("attempt {} is not in flight ({})", result.attempt, s.name()),
-                },
-            };
-            out.push(Action::Record(Change::Ignored { result, why }));
+            let (kind, why) = self.ignored(&result);
+            out.push(Action::Record(Change::Ignored { result, why, kind }));
             return;
         }
+        self.applied[t as usize] = Some((result.attempt, result.delivery));
+        self.deliveries[t as usize] = 0;
         self.release(t, pools);
         let outcome = result.outcome;
         let message = result.message.clone();

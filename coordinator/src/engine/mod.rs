@@ -47,6 +47,9 @@ pub enum Event {
         index: u32,
         attempt: Attempt,
         worker: String,
+        /// Which delivery of the attempt's message (0: unknown, the local runner). A higher
+        /// delivery of the attempt in flight takes it over: the older one's result is stale.
+        delivery: u32,
     },
     /// An attempt ended.
     Finished(TaskResult),
@@ -139,7 +142,12 @@ pub enum Change {
     /// An attempt's result was applied.
     Attempt(TaskResult),
     /// A result that changed nothing (stale attempt, duplicate, unknown job).
-    Ignored { result: TaskResult, why: String },
+    Ignored {
+        result: TaskResult,
+        why: String,
+        #[serde(default)]
+        kind: Ignore,
+    },
     Job {
         job: JobId,
         state: JobState,
@@ -147,6 +155,21 @@ pub enum Change {
         /// Why a job failed or was cancelled.
         reason: Option<String>,
     },
+}
+
+/// Why a result changed nothing.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Ignore {
+    /// From an execution that a newer one replaced before it reported: an older attempt, or an
+    /// older delivery of the attempt (its worker went silent and the message went elsewhere).
+    Stale,
+    /// The applied execution's result again, or another execution of the applied attempt that
+    /// reported after it.
+    Duplicate,
+    /// For a job, task or attempt the engine never dispatched.
+    #[default]
+    Unknown,
 }
 
 /// Every job in flight and the capacity they share.
@@ -220,9 +243,10 @@ impl Engine {
                 index,
                 attempt,
                 worker,
+                delivery,
             } => {
                 if let Some(j) = self.jobs.get_mut(&job) {
-                    j.started(index, attempt, worker, now, out);
+                    j.started(index, attempt, worker, delivery, now, out);
                 }
             }
             Event::Finished(result) => match self.jobs.get_mut(&result.job) {
@@ -230,6 +254,7 @@ impl Engine {
                 None => out.push(Action::Record(Change::Ignored {
                     why: format!("job {} is not running", result.job),
                     result,
+                    kind: Ignore::Unknown,
                 })),
             },
             Event::Lost {

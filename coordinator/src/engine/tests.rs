@@ -106,6 +106,8 @@ impl Harness {
             output_tail: String::new(),
             output_bytes: 0,
             worker: "sim".into(),
+            delivery: 0,
+            abandoned: false,
             message: format!("{outcome:?}"),
         }
     }
@@ -247,6 +249,88 @@ fn retries_back_off_exponentially_up_to_max_attempts() {
     h.finish("a", Outcome::TimedOut);
     assert_eq!(h.job_state, Some(JobState::Failed));
     assert_eq!(h.dispatched.len(), 3);
+}
+
+/// The single `Ignored` record in `actions`, if that is all they are.
+fn ignored(actions: &[Action]) -> Option<(Ignore, &str)> {
+    match actions {
+        [Action::Record(Change::Ignored { kind, why, .. })] => Some((*kind, why.as_str())),
+        _ => None,
+    }
+}
+
+#[test]
+fn a_later_delivery_takes_over_and_the_older_ones_result_is_stale() {
+    let mut h = Harness::new(spec(vec![task("a", &[]), task("b", &["a"])]), 1);
+    let d = h.in_flight[0].clone();
+    let started = |worker: &str, delivery| Event::Started {
+        job: d.job,
+        index: 0,
+        attempt: d.attempt,
+        worker: worker.into(),
+        delivery,
+    };
+    h.apply(started("w1", 1));
+    assert!(matches!(h.state(0), TaskState::Running { ref worker, .. } if worker == "w1"));
+    // w1 went silent for a whole ack wait: JetStream gave the message to w2.
+    h.apply(started("w2", 2));
+    assert!(matches!(h.state(0), TaskState::Running { ref worker, .. } if worker == "w2"));
+    // An older delivery's start changes nothing.
+    assert!(h.apply(started("w1", 1)).is_empty());
+    // w1 wakes up and reports: stale, and the task is still running on w2.
+    let mut late = h.result(&d, Outcome::Succeeded);
+    late.worker = "w1".into();
+    late.delivery = 1;
+    let actions = h.apply(Event::Finished(late.clone()));
+    assert_eq!(
+        ignored(&actions).map(|i| i.0),
+        Some(Ignore::Stale),
+        "{actions:?}"
+    );
+    assert!(matches!(h.state(0), TaskState::Running { .. }));
+    // w2's result is applied.
+    let mut fresh = late.clone();
+    fresh.worker = "w2".into();
+    fresh.delivery = 2;
+    h.in_flight.clear();
+    h.apply(Event::Finished(fresh.clone()));
+    assert!(matches!(h.state(0), TaskState::Succeeded { .. }));
+    assert_eq!(h.running(), ["b"]);
+    // Afterwards: the same result again is a duplicate, the older delivery's stale.
+    let again = h.apply(Event::Finished(fresh));
+    assert_eq!(
+        ignored(&again).map(|i| i.0),
+        Some(Ignore::Duplicate),
+        "{again:?}"
+    );
+    let older = h.apply(Event::Finished(late));
+    assert_eq!(
+        ignored(&older).map(|i| i.0),
+        Some(Ignore::Stale),
+        "{older:?}"
+    );
+}
+
+#[test]
+fn a_result_whose_start_was_missed_is_applied_and_an_abandoned_one_never_is() {
+    let mut h = Harness::new(spec(vec![task("a", &[]), task("b", &[])]), 2);
+    // No `Started` arrived (a best-effort notice): a later delivery's result still counts.
+    let a = h.in_flight[0].clone();
+    let mut r = h.result(&a, Outcome::Succeeded);
+    r.delivery = 3;
+    h.apply(Event::Finished(r));
+    assert!(matches!(h.state(0), TaskState::Succeeded { .. }));
+    // A worker that lost its lease killed its task and says so: the message is delivered
+    // again, so the task stays in flight.
+    let b = h.in_flight[1].clone();
+    let mut r = h.result(&b, Outcome::Cancelled);
+    r.delivery = 1;
+    r.abandoned = true;
+    let actions = h.apply(Event::Finished(r));
+    let (kind, why) = ignored(&actions).expect("ignored");
+    assert_eq!(kind, Ignore::Stale);
+    assert!(why.contains("abandoned"), "{why}");
+    assert!(h.state(1).is_active());
 }
 
 #[test]
@@ -772,6 +856,7 @@ fn model_random_dags_and_adversarial_executor_keep_every_invariant() {
                         index: d.index,
                         attempt: d.attempt,
                         worker: "w".into(),
+                        delivery: 0,
                     };
                     let a = h.engine.apply(h.now, started);
                     check(
