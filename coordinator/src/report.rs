@@ -5,8 +5,19 @@
 use ordo_proto::{JobId, TaskResult};
 use serde::{Deserialize, Serialize};
 
-use crate::engine::{Change, SavedTask};
+use crate::engine::{Change, Ignore, SavedTask};
 use crate::store::{HistoryEntry, JobRecord, Result, Store};
+
+/// A result that changed nothing: which execution sent it and why it was not applied.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct IgnoredResult {
+    pub index: u32,
+    pub attempt: u32,
+    pub delivery: u32,
+    pub worker: String,
+    pub kind: Ignore,
+    pub why: String,
+}
 
 /// A job's records: enough to rebuild its summary, checklist, task table, critical path and
 /// timeline.
@@ -22,6 +33,9 @@ pub struct ReportData {
     pub history: Vec<HistoryEntry>,
     #[serde(default)]
     pub ignored: usize,
+    /// Those results, without their output, oldest first.
+    #[serde(default)]
+    pub ignored_results: Vec<IgnoredResult>,
     /// Output tails were cut to their last this-many bytes (to fit one API reply).
     #[serde(default)]
     pub tails_cut_to: Option<usize>,
@@ -32,15 +46,22 @@ pub fn gather(store: &Store, id: &JobId) -> Result<Option<ReportData>> {
     let Some(job) = store.job(id)? else {
         return Ok(None);
     };
-    let mut ignored = 0;
+    let mut ignored_results = Vec::new();
     let history = store
         .history(id)?
         .into_iter()
         .filter(|h| match &h.change {
             Change::Task { .. } | Change::Job { .. } => true,
             Change::Attempt(_) => false,
-            Change::Ignored { .. } => {
-                ignored += 1;
+            Change::Ignored { result, why, kind } => {
+                ignored_results.push(IgnoredResult {
+                    index: result.index,
+                    attempt: result.attempt.0,
+                    delivery: result.delivery,
+                    worker: result.worker.clone(),
+                    kind: *kind,
+                    why: why.clone(),
+                });
                 false
             }
         })
@@ -50,7 +71,8 @@ pub fn gather(store: &Store, id: &JobId) -> Result<Option<ReportData>> {
         attempts: store.attempts(id)?,
         job,
         history,
-        ignored,
+        ignored: ignored_results.len(),
+        ignored_results,
         tails_cut_to: None,
     }))
 }

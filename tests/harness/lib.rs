@@ -3,6 +3,7 @@
 //! directories, and polls for conditions instead of sleeping.
 
 pub mod deploy;
+pub mod ledger;
 pub mod otlp;
 
 use std::io::Read;
@@ -406,6 +407,20 @@ impl Daemon {
         self.child.as_ref().expect("running").id()
     }
 
+    /// Sets (or with `None` removes) a variable for the next `start`.
+    pub fn set_env(&mut self, key: &str, value: Option<&str>) {
+        self.env.retain(|(k, _)| k != key);
+        if let Some(v) = value {
+            self.env.push((key.to_string(), v.to_string()));
+        }
+    }
+
+    /// Waits for the process to exit by itself (a failpoint, a fatal error).
+    pub fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
+        let mut c = self.child.take().expect("running");
+        wait_child(&mut c, limit)
+    }
+
     /// Sends `sig` and waits for the process to exit; returns its status.
     pub fn stop(&mut self, sig: i32) -> ExitStatus {
         let mut c = self.child.take().expect("running");
@@ -473,10 +488,17 @@ impl Cluster {
 
     /// Starts a worker with `flags` and waits until the coordinator lists it.
     pub fn add_worker(&mut self, id: &str, flags: &[&str]) {
+        self.add_worker_env(id, flags, &[]);
+    }
+
+    /// Like `add_worker`, with extra environment for this worker only.
+    pub fn add_worker_env(&mut self, id: &str, flags: &[&str], env: &[(&str, &str)]) {
         let url = self.nats.url();
         let mut args = vec!["--nats", url.as_str(), "--id", id];
         args.extend_from_slice(flags);
-        let worker = Daemon::spawn_env("ordo-worker", &args, self.work.path(), &self.env);
+        let mut all = self.env.clone();
+        all.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let worker = Daemon::spawn_env("ordo-worker", &args, self.work.path(), &all);
         self.workers.push(worker);
         assert!(
             wait_until(Duration::from_secs(30), || {

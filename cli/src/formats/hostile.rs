@@ -269,7 +269,9 @@ proptest! {
     }
 
     #[test]
-    fn token_soups_never_panic(tokens in prop::collection::vec(prop::sample::select(TOKENS), 0..80)) {
+    fn token_soups_never_panic(
+        tokens in prop::collection::vec(prop::sample::select(TOKENS), 0..80),
+    ) {
         let text = tokens.concat();
         parse_everything("tokens", &text);
         parse_everything("tokens.json", &text);

@@ -25,7 +25,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use ordo_coordinator::engine::{Change, TaskState};
-use ordo_coordinator::report::ReportData;
+use ordo_coordinator::report::{IgnoredResult, ReportData};
 use ordo_proto::{ExecutionMode, Outcome, TaskResult, TaskSpec};
 use serde::Serialize;
 
@@ -215,6 +215,8 @@ pub struct TaskReport {
     pub output_bytes: u64,
     /// Every attempt, first to last.
     pub runs: Vec<AttemptReport>,
+    /// Results of this task that changed nothing (stale or duplicate executions).
+    pub ignored: Vec<IgnoredResult>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -223,6 +225,8 @@ pub struct AttemptReport {
     /// succeeded, failed, verify_failed, timed_out, cancelled.
     pub outcome: String,
     pub worker: String,
+    /// Which delivery of the attempt's task message ran it (0 for `ordo run`).
+    pub delivery: u32,
     pub started_ms: u64,
     pub duration_ms: u64,
     pub exit_code: Option<i32>,
@@ -527,6 +531,7 @@ pub fn build(data: &ReportData) -> Report {
                         attempt: r.attempt.0,
                         outcome: outcome_name(r.outcome).to_string(),
                         worker: r.worker.clone(),
+                        delivery: r.delivery,
                         started_ms: r.started_at_ms,
                         duration_ms: r.duration_ms,
                         exit_code: r.exit_code,
@@ -534,6 +539,12 @@ pub fn build(data: &ReportData) -> Report {
                         verify_exit_code: r.verify_exit_code,
                         message: r.message.clone(),
                     })
+                    .collect(),
+                ignored: data
+                    .ignored_results
+                    .iter()
+                    .filter(|r| r.index as usize == i)
+                    .cloned()
                     .collect(),
             }
         })
