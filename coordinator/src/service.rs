@@ -19,14 +19,15 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream::{self, AckKind};
 use futures::StreamExt;
 use ordo_proto::api::{self, ApiError, ApiReply, ErrorKind};
-use ordo_proto::wire::{self, Dispatch, Heartbeat, Kill, WorkerEvent};
+use ordo_proto::wire::{self, Dispatch, Heartbeat, Kill, TaskResult, WorkerEvent};
 use ordo_proto::{Attempt, JobId, failpoint, names, validate::validate};
 use serde::Serialize;
 use tokio::sync::mpsc;
 
 use crate::bus::{Bus, Delivery};
 use crate::engine::{
-    Action, Capacity, Change, Engine, Event, JobOptions, JobState, Millis, TaskState, retry_records,
+    Action, Capacity, Change, Engine, Event, Ignore, JobOptions, JobState, Millis, TaskState,
+    retry_records,
 };
 use crate::metrics::Metrics;
 use crate::store::{Batch, JobRecord, Store};
@@ -425,6 +426,31 @@ impl Service {
         Ok(())
     }
 
+    /// The record of a result for a job no longer in the engine: stale or duplicate by the
+    /// stored task, or unknown.
+    fn late_result(&self, result: TaskResult) -> Change {
+        let stored = self.store.job(&result.job).ok().flatten().and_then(|_| {
+            let task = self.store.task(&result.job, result.index).ok()??;
+            let applied = self
+                .store
+                .task_attempts(&result.job, result.index)
+                .ok()?
+                .last()
+                .map(|r| (r.attempt, r.delivery));
+            Some((task, applied))
+        });
+        let (kind, why) = match stored {
+            Some((task, applied)) => {
+                crate::engine::settled(&result, task.state.name(), applied, task.attempts)
+            }
+            None => (
+                Ignore::Unknown,
+                format!("job {} or its task {} is unknown", result.job, result.index),
+            ),
+        };
+        Change::Ignored { result, why, kind }
+    }
+
     /// Publishes an outbox entry in the background, retrying until JetStream stores it; the
     /// loop learns of it through `Input::Published` and marks the entry sent in its next
     /// commit. Retries carry the same message id, so JetStream stores one copy.
@@ -483,6 +509,12 @@ impl Service {
                     },
                     WorkerEvent::Finished(r) => {
                         self.published.remove(&(r.job, r.index, r.attempt));
+                        if !self.engine.has_job(&r.job) {
+                            // The job ended: its record says how this result stands.
+                            actions.push(Action::Record(self.late_result(r)));
+                            acks.push(msg);
+                            return;
+                        }
                         Event::Finished(r)
                     }
                 };

@@ -295,6 +295,26 @@ impl Store {
             .collect()
     }
 
+    /// One task's record.
+    pub fn task(&self, id: &JobId, index: u32) -> Result<Option<SavedTask>> {
+        let tx = self.db.begin_read()?;
+        let tasks = tx.open_table(TASKS)?;
+        tasks
+            .get((key(id), index))?
+            .map(|v| decode(v.value()))
+            .transpose()
+    }
+
+    /// One task's applied results, by attempt.
+    pub fn task_attempts(&self, id: &JobId, index: u32) -> Result<Vec<TaskResult>> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(ATTEMPTS)?;
+        let k = key(id);
+        t.range((k, index, 0)..=(k, index, u32::MAX))?
+            .map(|r| decode(r?.1.value()))
+            .collect()
+    }
+
     pub fn attempts(&self, id: &JobId) -> Result<Vec<TaskResult>> {
         let tx = self.db.begin_read()?;
         let t = tx.open_table(ATTEMPTS)?;

@@ -231,7 +231,6 @@ impl Ledger {
             executions: execs.len(),
             ..Tally::default()
         };
-        let mut reflected: Vec<(String, u32, u32, String)> = Vec::new();
         for t in tasks {
             let name = t["name"].as_str().unwrap().to_string();
             assert_eq!(t["state"], "succeeded", "{}: task {name}: {t}", context());
@@ -256,7 +255,6 @@ impl Ledger {
                     );
                     applied.insert(name.clone(), (key.1, key.2, key.3.clone()));
                 }
-                reflected.push(key);
             }
             for i in t["ignored"].as_array().unwrap() {
                 match i["kind"].as_str() {
@@ -264,26 +262,16 @@ impl Ledger {
                     Some("duplicate") => tally.duplicates += 1,
                     other => panic!("{}: task {name}: result of unknown kind {other:?}: {i}", context()),
                 }
-                reflected.push((
-                    name.clone(),
-                    i["attempt"].as_u64().unwrap() as u32,
-                    i["delivery"].as_u64().unwrap() as u32,
-                    i["worker"].as_str().unwrap().to_string(),
-                ));
             }
         }
 
         // Every ended execution is reflected, unless its worker was killed.
-        for e in &execs {
-            let key = (e.task.clone(), e.attempt, e.delivery, e.worker.clone());
-            if e.end.is_some() && !lossy.contains(&e.worker) {
-                assert!(
-                    reflected.contains(&key),
-                    "{}: execution {e:?} ended but its result is not in the record",
-                    context()
-                );
-            }
-        }
+        let missing = self.unreflected(job, report, lossy);
+        assert!(
+            missing.is_empty(),
+            "{}: executions ended but their results are not in the record: {missing:?}",
+            context()
+        );
 
         // Order: a task starts only after its dependencies' applied executions ended.
         let end_of = |task: &str| -> usize {
@@ -309,6 +297,30 @@ impl Ledger {
             }
         }
         tally
+    }
+
+    /// Executions of `job` that ended, on workers not in `lossy`, whose result the record
+    /// lacks (neither applied nor ignored).
+    pub fn unreflected(&self, job: &str, report: &Value, lossy: &[String]) -> Vec<Execution> {
+        let mut reflected = Vec::new();
+        for t in report["tasks"].as_array().into_iter().flatten() {
+            let name = t["name"].as_str().unwrap_or_default();
+            for r in t["runs"].as_array().into_iter().flatten().chain(t["ignored"].as_array().into_iter().flatten()) {
+                reflected.push((
+                    name.to_string(),
+                    r["attempt"].as_u64().unwrap_or(0) as u32,
+                    r["delivery"].as_u64().unwrap_or(0) as u32,
+                    r["worker"].as_str().unwrap_or_default().to_string(),
+                ));
+            }
+        }
+        self.executions()
+            .into_iter()
+            .filter(|e| e.job == job && e.end.is_some() && !lossy.contains(&e.worker))
+            .filter(|e| {
+                !reflected.contains(&(e.task.clone(), e.attempt, e.delivery, e.worker.clone()))
+            })
+            .collect()
     }
 
     /// Asserts that no process of these tasks is alive 2 s from now at the latest.

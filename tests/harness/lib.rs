@@ -249,6 +249,9 @@ pub struct NatsServer {
     child: Option<Child>,
     pub port: u16,
     dir: tempfile::TempDir,
+    /// fsync every JetStream write before acking it (`sync_interval: always`, as the
+    /// single-node config in deploy/ has): what survives a `kill -9` of the server.
+    sync_always: bool,
 }
 
 fn nats_server_bin() -> PathBuf {
@@ -264,6 +267,20 @@ impl NatsServer {
             child: None,
             port: 0,
             dir,
+            sync_always: false,
+        };
+        s.spawn(None);
+        s
+    }
+
+    /// Like `start`, fsyncing every JetStream write before acking it.
+    pub fn start_synced() -> NatsServer {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = NatsServer {
+            child: None,
+            port: 0,
+            dir,
+            sync_always: true,
         };
         s.spawn(None);
         s
@@ -278,9 +295,20 @@ impl NatsServer {
         }
         let log = std::fs::File::create(self.dir.path().join("nats.log")).unwrap();
         let port_arg = port.map_or("-1".to_string(), |p| p.to_string());
-        let child = Command::new(nats_server_bin())
-            .args(["-a", "127.0.0.1", "-p", &port_arg, "-js", "-sd"])
-            .arg(&store)
+        let mut cmd = Command::new(nats_server_bin());
+        cmd.args(["-a", "127.0.0.1", "-p", &port_arg]);
+        if self.sync_always {
+            let conf = self.dir.path().join("nats.conf");
+            let text = format!(
+                "jetstream {{ store_dir: {:?}, sync_interval: always }}\n",
+                store.display().to_string()
+            );
+            std::fs::write(&conf, text).unwrap();
+            cmd.arg("-c").arg(&conf);
+        } else {
+            cmd.arg("-js").arg("-sd").arg(&store);
+        }
+        let child = cmd
             .arg("--ports_file_dir")
             .arg(&ports)
             .stdin(Stdio::null())
@@ -461,7 +489,15 @@ impl Cluster {
 
     /// Like `start`, with extra environment for the coordinator and the workers.
     pub fn start_env(coordinator_flags: &[&str], env: Vec<(String, String)>) -> Cluster {
-        let nats = NatsServer::start();
+        Cluster::start_on(NatsServer::start(), coordinator_flags, env)
+    }
+
+    /// Like `start_env`, on a given nats-server.
+    pub fn start_on(
+        nats: NatsServer,
+        coordinator_flags: &[&str],
+        env: Vec<(String, String)>,
+    ) -> Cluster {
         let data = tempfile::tempdir().unwrap();
         let work = tempfile::tempdir().unwrap();
         let url = nats.url();

@@ -5,6 +5,7 @@
 //! - `distributed`: coordinator, workers and the CLI over a real nats-server.
 //! - `mcp`: `ordo mcp` driven by the official MCP Python SDK's stdio client, locally and on a
 //!   cluster: every tool, a job run to its report, a cycle as a tool error, cancel.
+//! - `fault_suite`: issue 5's faults on three job shapes, checked against a ledger.
 //! - `faults`: a worker killed mid-task, forged messages, hostile task names.
 //! - `observability`: OTLP traces from `ordo run` and from coordinator + worker.
 //! - `run_local`: `ordo run` end to end: examples, every execution semantic, Ctrl-C, resume.
@@ -14,6 +15,7 @@
 mod cli;
 mod deploy;
 mod distributed;
+mod fault_suite;
 mod faults;
 mod mcp;
 mod observability;

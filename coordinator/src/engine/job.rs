@@ -163,6 +163,14 @@ impl Job {
             if s.state.is_terminal() {
                 self.terminal += 1;
             }
+            // The applied attempt is known; its delivery is not (0 orders before any).
+            if let TaskState::Succeeded { attempt, .. }
+            | TaskState::Failed { attempt, .. }
+            | TaskState::TimedOut { attempt, .. }
+            | TaskState::RetryWait { attempt, .. } = s.state
+            {
+                self.applied[t] = Some((attempt, 0));
+            }
             if s.state.is_active() {
                 self.active += 1;
                 self.state = JobState::Running;
@@ -523,34 +531,7 @@ impl Job {
                 }
             };
         }
-        let settled = format!("task already {}", state.name());
-        match self.applied[t] {
-            Some((pa, pd)) if a < pa || (a == pa && d < pd) => (
-                Ignore::Stale,
-                format!(
-                    "{settled}; stale attempt {a} delivery {d} (applied: attempt {pa} delivery {pd})"
-                ),
-            ),
-            Some((pa, _)) if a == pa => (
-                Ignore::Duplicate,
-                format!("{settled}; duplicate of attempt {a}"),
-            ),
-            Some(_) => (
-                Ignore::Unknown,
-                format!("{settled}; attempt {a} was never dispatched"),
-            ),
-            None if a.0 < self.attempts[t] => {
-                (Ignore::Stale, format!("{settled}; stale attempt {a}"))
-            }
-            None if a.0 == self.attempts[t] => (
-                Ignore::Duplicate,
-                format!("{settled}; duplicate of attempt {a}"),
-            ),
-            None => (
-                Ignore::Unknown,
-                format!("{settled}; attempt {a} was never dispatched"),
-            ),
-        }
+        settled(result, state.name(), self.applied[t], self.attempts[t])
     }
 
     /// Releases what an attempt held.
@@ -907,5 +888,39 @@ fn need_of(spec: &JobSpec, task: &TaskSpec) -> Need {
         queue: spec.queue(task).to_string(),
         cpus: task.cpu_required.unwrap_or(0.0),
         memory_mb: task.memory_required.unwrap_or(0),
+    }
+}
+
+/// Why a result for a task no longer in flight changed nothing, from the task's state name,
+/// the attempt and delivery whose result was applied (if known) and the attempts started.
+/// The coordinator uses it too, for results of jobs that already ended.
+pub fn settled(
+    result: &TaskResult,
+    state: &str,
+    applied: Option<(Attempt, u32)>,
+    started: u32,
+) -> (Ignore, String) {
+    let (a, d) = (result.attempt, result.delivery);
+    let settled = format!("task already {state}");
+    match applied {
+        Some((pa, pd)) if a < pa || (a == pa && d < pd) => (
+            Ignore::Stale,
+            format!("{settled}; stale attempt {a} delivery {d} (applied: attempt {pa} delivery {pd})"),
+        ),
+        Some((pa, _)) if a == pa => (
+            Ignore::Duplicate,
+            format!("{settled}; duplicate of attempt {a}"),
+        ),
+        Some(_) => (
+            Ignore::Unknown,
+            format!("{settled}; attempt {a} was never dispatched"),
+        ),
+        None if a.0 < started => (Ignore::Stale, format!("{settled}; stale attempt {a}")),
+        // Started but never applied (cancelled, or a flow job's jump): a late report.
+        None if a.0 == started => (Ignore::Stale, format!("{settled}; late result of attempt {a}")),
+        None => (
+            Ignore::Unknown,
+            format!("{settled}; attempt {a} was never dispatched"),
+        ),
     }
 }

@@ -29,6 +29,7 @@ pub use pool::{ANY_QUEUE, Capacity, Fit, Need, Pools};
 pub use state::{JobState, Millis, TaskState};
 
 use job::Job;
+pub use job::settled;
 
 /// Something that happened, fed to the engine.
 #[derive(Debug, Clone)]

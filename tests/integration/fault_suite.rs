@@ -1,0 +1,445 @@
+//! The fault suite of issue 5: DESIGN §4's delivery guarantees checked by killing real
+//! processes. Each test runs the three job shapes (50-task chain, 200-task fan-out, 20×20
+//! lattice) at once on a real nats-server, coordinator and workers, injects its fault, lets the
+//! system go quiet, and checks the ledger against the coordinator's record
+//! (`ordo_tests::ledger`). Each writes its row of docs/reliability.md.
+//!
+//! One seed per fault by default (the whole suite stays within a few minutes on 2 cores);
+//! `ORDO_SOAK=1` runs five seeds and a longer coordinator-kill loop.
+
+use std::time::{Duration, Instant};
+
+use ordo_proto::failpoint;
+use ordo_tests::ledger::{self, Ledger, Row, SHAPES, Shape, Tally};
+use ordo_tests::{Cluster, NatsServer, pids_with_env, signal, wait_until, write};
+use serde_json::Value;
+
+fn soak() -> bool {
+    std::env::var_os("ORDO_SOAK").is_some_and(|v| v != "0")
+}
+
+fn seeds() -> Vec<u64> {
+    if soak() { (1..=5).collect() } else { vec![1] }
+}
+
+/// A small deterministic generator: the seed decides when faults strike.
+struct Rng(u64);
+
+impl Rng {
+    fn new(seed: u64) -> Rng {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n.max(1)
+    }
+}
+
+/// A cluster running the three shapes, with its ledger.
+struct Suite {
+    c: Cluster,
+    ledger: Ledger,
+    jobs: Vec<(Shape, String)>,
+}
+
+impl Suite {
+    fn on(c: Cluster) -> Suite {
+        let ledger = Ledger::new(c.work.path());
+        Suite {
+            c,
+            ledger,
+            jobs: Vec::new(),
+        }
+    }
+
+    /// Submits every shape, each task running `work`.
+    fn submit(&mut self, work: &str) {
+        for shape in SHAPES {
+            let path = write(
+                self.c.work.path(),
+                &format!("{}.toml", shape.name()),
+                &self.ledger.spec(shape, work),
+            );
+            let r = self.c.ordo(&["submit", &path]);
+            assert_eq!(r.code(), 0, "{}", r.stderr);
+            self.jobs.push((shape, r.stdout.trim().to_string()));
+        }
+    }
+
+    fn wait_starts(&self, n: usize) {
+        assert!(
+            wait_until(Duration::from_secs(120), || self.ledger.starts() >= n),
+            "only {} executions started",
+            self.ledger.starts()
+        );
+    }
+
+    /// Time until an execution starts after this moment (the system makes progress again).
+    fn until_next_start(&self, limit: Duration) -> Duration {
+        let before = self.ledger.starts();
+        let t0 = Instant::now();
+        assert!(
+            wait_until(limit, || self.ledger.starts() > before),
+            "nothing started within {limit:?} of the fault\ncoordinator:\n{}",
+            self.c.coordinator.log()
+        );
+        t0.elapsed()
+    }
+
+    /// Tasks with an execution open (started, not ended) on `worker`.
+    fn open_on(&self, worker: &str) -> Vec<(String, String)> {
+        self.ledger
+            .executions()
+            .into_iter()
+            .filter(|e| e.worker == worker && e.end.is_none())
+            .map(|e| (e.job, e.task))
+            .collect()
+    }
+
+    /// Time until each of `tasks` has an execution started by another worker than `gone`.
+    fn until_rerun(&self, tasks: &[(String, String)], gone: &str, limit: Duration) -> Duration {
+        let t0 = Instant::now();
+        let ok = wait_until(limit, || {
+            let execs = self.ledger.executions();
+            tasks.iter().all(|(job, task)| {
+                execs
+                    .iter()
+                    .any(|e| &e.job == job && &e.task == task && e.worker != gone)
+            })
+        });
+        assert!(ok, "{tasks:?} did not run again within {limit:?}");
+        t0.elapsed()
+    }
+
+    fn status(&self, job: &str) -> Option<Value> {
+        let r = self.c.ordo(&["status", job, "--output", "json"]);
+        (r.code() == 0).then(|| r.json())
+    }
+
+    fn report(&self, job: &str) -> Value {
+        let r = self.c.ordo(&["report", job, "--format", "json"]);
+        assert_eq!(r.code(), 0, "{}", r.stderr);
+        r.json()
+    }
+
+    /// Waits for every job to end, then checks each against the ledger. Executions on
+    /// `lossy` workers (killed) may lack a published result; everyone else's must be
+    /// recorded, so the check waits (bounded) for late results to arrive.
+    fn finish(&self, lossy: &[String]) -> Tally {
+        for (shape, job) in &self.jobs {
+            let mut last = Value::Null;
+            let done = wait_until(Duration::from_secs(240), || {
+                if let Some(s) = self.status(job) {
+                    last = s;
+                }
+                matches!(
+                    last["state"].as_str(),
+                    Some("succeeded" | "failed" | "cancelled")
+                )
+            });
+            assert!(
+                done,
+                "{} did not finish: {last}\ncoordinator:\n{}",
+                shape.name(),
+                tail(&self.c.coordinator.log())
+            );
+        }
+        let mut tally = Tally::default();
+        for (shape, job) in &self.jobs {
+            let mut report = self.report(job);
+            // Results of live workers still on their way are waited for, not excused.
+            wait_until(Duration::from_secs(20), || {
+                report = self.report(job);
+                self.ledger.unreflected(job, &report, lossy).is_empty()
+            });
+            tally += self.ledger.check(job, *shape, &report, lossy);
+        }
+        self.ledger.assert_no_leftovers();
+        tally
+    }
+}
+
+fn tail(log: &str) -> String {
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}
+
+fn workers(c: &mut Cluster, ids: &[&str]) {
+    for id in ids {
+        c.add_worker(id, &["--concurrency", "4"]);
+    }
+}
+
+/// The task processes of `worker` are gone within 2 s.
+fn assert_worker_tasks_gone(worker: &str) {
+    let mut left = Vec::new();
+    assert!(
+        wait_until(Duration::from_secs(2), || {
+            left = pids_with_env("ORDO_WORKER", worker);
+            left.is_empty()
+        }),
+        "processes of dead worker {worker} still alive: {left:?}"
+    );
+}
+
+fn max(a: Option<Duration>, b: Duration) -> Option<Duration> {
+    Some(a.map_or(b, |a| a.max(b)))
+}
+
+#[test]
+fn f1_a_worker_killed_mid_task_or_between_result_and_ack() {
+    let (mut tally, mut recovery) = (Tally::default(), None);
+    for seed in seeds() {
+        let mut rng = Rng::new(seed);
+        let mut s = Suite::on(Cluster::start(&["--ack-wait", "2s"]));
+        workers(&mut s.c, &["a"]);
+        // b dies right after its n-th result is stored, before acking the task message.
+        let point = format!("{}@{}", failpoint::AFTER_RESULT_BEFORE_ACK, 5 + rng.below(60));
+        s.c.add_worker_env(
+            "b",
+            &["--concurrency", "4"],
+            &[("ORDO_FAILPOINTS", point.as_str())],
+        );
+        // Every task leaves a child in its own session: only the guard can reap those of a
+        // dead worker.
+        s.submit("setsid sleep 60 </dev/null >/dev/null 2>&1 & sleep 0.1");
+        s.wait_starts(40 + rng.below(150) as usize);
+        let open = s.open_on("a");
+        s.c.workers[0].stop(libc::SIGKILL);
+        assert_worker_tasks_gone("a");
+        s.c.add_worker("c", &["--concurrency", "4"]);
+        recovery = max(
+            recovery,
+            s.until_rerun(&open, "a", Duration::from_secs(30)),
+        );
+        let b = s.c.workers[1].wait_exit(Duration::from_secs(120));
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&b),
+            Some(libc::SIGKILL),
+            "b should die at its failpoint"
+        );
+        assert_worker_tasks_gone("b");
+        let t = s.finish(&["a".into(), "b".into()]);
+        // b's stored-but-unacked result was applied, and the redelivered message ran again:
+        // that second result is a recorded duplicate.
+        assert!(t.duplicates >= 1, "{t:?}");
+        tally += t;
+    }
+    ledger::record(
+        "1a",
+        Row {
+            fault: "1. worker `kill -9` mid-task; a worker killed after storing a result, before acking".into(),
+            seeds: seeds().len(),
+            tally,
+            recovery,
+        },
+    );
+}
+
+#[test]
+fn f2_the_coordinator_killed_every_2s_for_30s() {
+    let (mut tally, mut recovery) = (Tally::default(), None);
+    let window = Duration::from_secs(if soak() { 120 } else { 30 });
+    for seed in seeds() {
+        let mut rng = Rng::new(seed);
+        let mut s = Suite::on(Cluster::start(&["--ack-wait", "5s"]));
+        workers(&mut s.c, &["w1", "w2"]);
+        // About 30 s of work on 8 slots.
+        s.submit("sleep 0.35");
+        let t0 = Instant::now();
+        let mut kills = 0;
+        while t0.elapsed() < window && s.ledger.starts() < 640 {
+            std::thread::sleep(Duration::from_millis(1500 + rng.below(1000)));
+            s.c.coordinator.stop(libc::SIGKILL);
+            s.c.coordinator.start();
+            kills += 1;
+            recovery = max(recovery, s.until_next_start(Duration::from_secs(30)));
+        }
+        assert!(kills >= 5, "only {kills} kills before the work ran out");
+        tally += s.finish(&[]);
+    }
+    ledger::record(
+        "2a",
+        Row {
+            fault: format!(
+                "2. coordinator `kill -9` every 1.5–2.5 s for {} s",
+                window.as_secs()
+            ),
+            seeds: seeds().len(),
+            tally,
+            recovery,
+        },
+    );
+}
+
+#[test]
+fn f2_the_coordinator_killed_at_each_failpoint() {
+    for (i, point) in [
+        failpoint::BEFORE_COMMIT,
+        failpoint::AFTER_APPLY_BEFORE_ACK,
+        failpoint::AFTER_COMMIT_BEFORE_PUBLISH,
+        failpoint::AFTER_PUBLISH_BEFORE_SENT,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let (mut tally, mut recovery) = (Tally::default(), None);
+        for seed in seeds() {
+            let mut rng = Rng::new(seed * 31 + i as u64);
+            // Past the three submissions.
+            let armed = format!("{point}@{}", 8 + rng.below(80));
+            let mut s = Suite::on(Cluster::start_env(
+                &["--ack-wait", "3s"],
+                vec![("ORDO_FAILPOINTS".into(), armed)],
+            ));
+            workers(&mut s.c, &["w1", "w2"]);
+            s.submit("sleep 0.05");
+            let died = s.c.coordinator.wait_exit(Duration::from_secs(120));
+            assert_eq!(
+                std::os::unix::process::ExitStatusExt::signal(&died),
+                Some(libc::SIGKILL),
+                "the coordinator should die at {point}:\n{}",
+                s.c.coordinator.log()
+            );
+            s.c.coordinator.set_env("ORDO_FAILPOINTS", None);
+            s.c.coordinator.start();
+            recovery = max(recovery, s.until_next_start(Duration::from_secs(30)));
+            tally += s.finish(&[]);
+        }
+        ledger::record(
+            &format!("2b{i}"),
+            Row {
+                fault: format!("2. coordinator killed at `{point}`"),
+                seeds: seeds().len(),
+                tally,
+                recovery,
+            },
+        );
+    }
+}
+
+#[test]
+fn f3_nats_server_stopped_and_killed_mid_job() {
+    for (i, (sig, how)) in [(libc::SIGTERM, "SIGTERM"), (libc::SIGKILL, "`kill -9`")]
+        .into_iter()
+        .enumerate()
+    {
+        let (mut tally, mut recovery) = (Tally::default(), None);
+        for seed in seeds() {
+            let mut rng = Rng::new(seed + 7 * i as u64);
+            let nats = NatsServer::start_synced();
+            let mut s = Suite::on(Cluster::start_on(nats, &["--ack-wait", "3s"], Vec::new()));
+            workers(&mut s.c, &["w1", "w2"]);
+            s.submit("sleep 0.05");
+            s.wait_starts(60 + rng.below(300) as usize);
+            s.c.nats.restart(sig);
+            recovery = max(recovery, s.until_next_start(Duration::from_secs(60)));
+            tally += s.finish(&[]);
+        }
+        ledger::record(
+            &format!("3{i}"),
+            Row {
+                fault: format!("3. nats-server stopped with {how} mid-job and restarted"),
+                seeds: seeds().len(),
+                tally,
+                recovery,
+            },
+        );
+    }
+}
+
+#[test]
+fn f4_a_worker_cut_off_longer_than_the_ack_wait() {
+    let (mut tally, mut recovery) = (Tally::default(), None);
+    for seed in seeds() {
+        let mut rng = Rng::new(seed);
+        let mut s = Suite::on(Cluster::start(&["--ack-wait", "2s"]));
+        workers(&mut s.c, &["cut", "ok"]);
+        // The cut-off worker's first delivery of a task runs long once `slow-cut` exists.
+        let slow = s.c.work.path().join("slow-cut");
+        s.submit(&format!(
+            "if [ -e {0}-$ORDO_WORKER ] && [ \"$ORDO_DELIVERY\" = 1 ]; then sleep 30; else sleep 0.05; fi",
+            slow.display().to_string().trim_end_matches("-cut")
+        ));
+        s.wait_starts(30 + rng.below(200) as usize);
+        std::fs::write(&slow, "").unwrap();
+        let before = s.ledger.starts();
+        assert!(wait_until(Duration::from_secs(30), || {
+            s.ledger
+                .executions()
+                .iter()
+                .skip(before)
+                .any(|e| e.worker == "cut")
+        }));
+        std::fs::remove_file(&slow).unwrap();
+        // Freeze it (SIGSTOP: no renewal, no result) while a long execution runs.
+        let victim = s
+            .ledger
+            .executions()
+            .into_iter()
+            .skip(before)
+            .find(|e| e.worker == "cut" && e.end.is_none())
+            .expect("a long execution on the cut-off worker");
+        signal(s.c.workers[0].pid(), libc::SIGSTOP);
+        recovery = max(
+            recovery,
+            s.until_rerun(
+                &[(victim.job.clone(), victim.task.clone())],
+                "cut",
+                Duration::from_secs(30),
+            ),
+        );
+        // Its task ran elsewhere and succeeded; now the worker comes back.
+        assert!(wait_until(Duration::from_secs(30), || {
+            s.ledger.executions().iter().any(|e| {
+                e.job == victim.job && e.task == victim.task && e.worker == "ok" && e.end.is_some()
+            })
+        }));
+        signal(s.c.workers[0].pid(), libc::SIGCONT);
+        // It finds its lease lost and kills its own task (which had 25 s to go).
+        let pid = victim_pid(&s.ledger, &victim);
+        assert!(
+            wait_until(Duration::from_secs(5), || !alive(pid)),
+            "the cut-off worker did not kill its task (pid {pid})"
+        );
+        let t = s.finish(&[]);
+        // ...and its report of that execution is recorded as stale.
+        let report = s.report(&victim.job);
+        let task = report["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == victim.task.as_str())
+            .unwrap();
+        assert!(
+            task["ignored"].as_array().unwrap().iter().any(|i| i["kind"] == "stale"
+                && i["worker"] == "cut"
+                && i["delivery"] == victim.delivery),
+            "no stale record of the cut-off execution: {task}"
+        );
+        tally += t;
+    }
+    ledger::record(
+        "4",
+        Row {
+            fault: "4. a worker frozen (SIGSTOP) past the ack wait, then resumed".into(),
+            seeds: seeds().len(),
+            tally,
+            recovery,
+        },
+    );
+}
+
+/// The pid the ledger wrote for an execution (its `$$`).
+fn victim_pid(ledger: &Ledger, e: &ordo_tests::ledger::Execution) -> u32 {
+    let line = &ordo_tests::lines(&ledger.path)[e.start];
+    line.split(' ').nth(6).unwrap().parse().unwrap()
+}
+
+fn alive(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .is_ok_and(|s| !s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'))
+}
