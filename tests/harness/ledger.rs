@@ -189,9 +189,9 @@ impl Ledger {
                     });
                 }
                 "E" => {
-                    let i = open
-                        .remove(&key)
-                        .unwrap_or_else(|| panic!("ledger line {n} ends what never started: {line}"));
+                    let i = open.remove(&key).unwrap_or_else(|| {
+                        panic!("ledger line {n} ends what never started: {line}")
+                    });
                     out[i].end = Some((n, f.get(7).and_then(|c| c.parse().ok()).unwrap_or(-1)));
                 }
                 other => panic!("ledger line {n}: unknown kind {other:?}"),
@@ -202,12 +202,18 @@ impl Ledger {
 
     /// Executions started so far (polled by tests to time faults).
     pub fn starts(&self) -> usize {
-        lines(&self.path).iter().filter(|l| l.starts_with("S ")).count()
+        lines(&self.path)
+            .iter()
+            .filter(|l| l.starts_with("S "))
+            .count()
     }
 
     /// Ends so far.
     pub fn ends(&self) -> usize {
-        lines(&self.path).iter().filter(|l| l.starts_with("E ")).count()
+        lines(&self.path)
+            .iter()
+            .filter(|l| l.starts_with("E "))
+            .count()
     }
 
     /// Asserts the invariants for `job` of `shape` against its `report`. Executions on
@@ -222,7 +228,13 @@ impl Ledger {
         let tasks = report["tasks"].as_array().expect("report tasks");
         let shape_tasks = shape.tasks();
         assert_eq!(tasks.len(), shape_tasks.len(), "{}", context());
-        assert_eq!(report["summary"]["outcome"], "succeeded", "{}: {}", context(), report["summary"]);
+        assert_eq!(
+            report["summary"]["outcome"],
+            "succeeded",
+            "{}: {}",
+            context(),
+            report["summary"]
+        );
 
         // Which execution each task's record applied.
         let mut applied: BTreeMap<String, (u32, u32, String)> = BTreeMap::new();
@@ -235,8 +247,17 @@ impl Ledger {
             let name = t["name"].as_str().unwrap().to_string();
             assert_eq!(t["state"], "succeeded", "{}: task {name}: {t}", context());
             let runs = t["runs"].as_array().unwrap();
-            let wins: Vec<&Value> = runs.iter().filter(|r| r["outcome"] == "succeeded").collect();
-            assert_eq!(wins.len(), 1, "{}: task {name} has {} successes: {runs:?}", context(), wins.len());
+            let wins: Vec<&Value> = runs
+                .iter()
+                .filter(|r| r["outcome"] == "succeeded")
+                .collect();
+            assert_eq!(
+                wins.len(),
+                1,
+                "{}: task {name} has {} successes: {runs:?}",
+                context(),
+                wins.len()
+            );
             for r in runs {
                 let key = (
                     name.clone(),
@@ -247,8 +268,12 @@ impl Ledger {
                 if r["outcome"] == "succeeded" {
                     // Applied successes come from an execution that ended with 0.
                     assert!(
-                        execs.iter().any(|e| (e.task.as_str(), e.attempt, e.delivery, e.worker.as_str())
-                            == (key.0.as_str(), key.1, key.2, key.3.as_str())
+                        execs.iter().any(|e| (
+                            e.task.as_str(),
+                            e.attempt,
+                            e.delivery,
+                            e.worker.as_str()
+                        ) == (key.0.as_str(), key.1, key.2, key.3.as_str())
                             && matches!(e.end, Some((_, 0)))),
                         "{}: task {name}: applied run {r} has no ledger end",
                         context()
@@ -260,7 +285,10 @@ impl Ledger {
                 match i["kind"].as_str() {
                     Some("stale") => tally.stale += 1,
                     Some("duplicate") => tally.duplicates += 1,
-                    other => panic!("{}: task {name}: result of unknown kind {other:?}: {i}", context()),
+                    other => panic!(
+                        "{}: task {name}: result of unknown kind {other:?}: {i}",
+                        context()
+                    ),
                 }
             }
         }
@@ -305,7 +333,12 @@ impl Ledger {
         let mut reflected = Vec::new();
         for t in report["tasks"].as_array().into_iter().flatten() {
             let name = t["name"].as_str().unwrap_or_default();
-            for r in t["runs"].as_array().into_iter().flatten().chain(t["ignored"].as_array().into_iter().flatten()) {
+            for r in t["runs"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .chain(t["ignored"].as_array().into_iter().flatten())
+            {
                 reflected.push((
                     name.to_string(),
                     r["attempt"].as_u64().unwrap_or(0) as u32,
@@ -330,7 +363,10 @@ impl Ledger {
             left = pids_with_env(MARK_VAR, &self.mark);
             left.is_empty()
         });
-        assert!(gone, "task processes still alive 2 s after the end: {left:?}");
+        assert!(
+            gone,
+            "task processes still alive 2 s after the end: {left:?}"
+        );
     }
 }
 

@@ -77,16 +77,42 @@ impl Suite {
         );
     }
 
-    /// Time until an execution starts after this moment (the system makes progress again).
-    fn until_next_start(&self, limit: Duration) -> Duration {
-        let before = self.ledger.starts();
-        let t0 = Instant::now();
+    /// Tasks the coordinator has recorded as succeeded, over every job (`None` while it does
+    /// not answer).
+    fn recorded(&self) -> Option<usize> {
+        let mut n = 0;
+        for (_, job) in &self.jobs {
+            let s = self.status(job)?;
+            n += s["tasks"]
+                .as_array()?
+                .iter()
+                .filter(|t| t["state"] == "succeeded")
+                .count();
+        }
+        Some(n)
+    }
+
+    /// Time from `fault` until the coordinator's record moved past `before` (or, if that is
+    /// unknown, past what it shows when it first answers again).
+    fn until_record_advances(
+        &self,
+        fault: Instant,
+        mut before: Option<usize>,
+        limit: Duration,
+    ) -> Duration {
         assert!(
-            wait_until(limit, || self.ledger.starts() > before),
-            "nothing started within {limit:?} of the fault\ncoordinator:\n{}",
-            self.c.coordinator.log()
+            wait_until(limit, || match (self.recorded(), before) {
+                (Some(n), Some(b)) => n > b,
+                (Some(n), None) => {
+                    before = Some(n);
+                    false
+                }
+                (None, _) => false,
+            }),
+            "the record did not advance within {limit:?} of the fault\ncoordinator:\n{}",
+            tail(&self.c.coordinator.log())
         );
-        t0.elapsed()
+        fault.elapsed()
     }
 
     /// Tasks with an execution open (started, not ended) on `worker`.
@@ -197,7 +223,11 @@ fn f1_a_worker_killed_mid_task_or_between_result_and_ack() {
         let mut s = Suite::on(Cluster::start(&["--ack-wait", "2s"]));
         workers(&mut s.c, &["a"]);
         // b dies right after its n-th result is stored, before acking the task message.
-        let point = format!("{}@{}", failpoint::AFTER_RESULT_BEFORE_ACK, 5 + rng.below(60));
+        let point = format!(
+            "{}@{}",
+            failpoint::AFTER_RESULT_BEFORE_ACK,
+            5 + rng.below(60)
+        );
         s.c.add_worker_env(
             "b",
             &["--concurrency", "4"],
@@ -211,10 +241,7 @@ fn f1_a_worker_killed_mid_task_or_between_result_and_ack() {
         s.c.workers[0].stop(libc::SIGKILL);
         assert_worker_tasks_gone("a");
         s.c.add_worker("c", &["--concurrency", "4"]);
-        recovery = max(
-            recovery,
-            s.until_rerun(&open, "a", Duration::from_secs(30)),
-        );
+        recovery = max(recovery, s.until_rerun(&open, "a", Duration::from_secs(30)));
         let b = s.c.workers[1].wait_exit(Duration::from_secs(120));
         assert_eq!(
             std::os::unix::process::ExitStatusExt::signal(&b),
@@ -253,10 +280,13 @@ fn f2_the_coordinator_killed_every_2s_for_30s() {
         let mut kills = 0;
         while t0.elapsed() < window && s.ledger.starts() < 640 {
             std::thread::sleep(Duration::from_millis(1500 + rng.below(1000)));
+            let before = s.recorded();
+            let fault = Instant::now();
             s.c.coordinator.stop(libc::SIGKILL);
             s.c.coordinator.start();
             kills += 1;
-            recovery = max(recovery, s.until_next_start(Duration::from_secs(30)));
+            let back = s.until_record_advances(fault, before, Duration::from_secs(30));
+            recovery = max(recovery, back);
         }
         assert!(kills >= 5, "only {kills} kills before the work ran out");
         tally += s.finish(&[]);
@@ -298,6 +328,7 @@ fn f2_the_coordinator_killed_at_each_failpoint() {
             workers(&mut s.c, &["w1", "w2"]);
             s.submit("sleep 0.05");
             let died = s.c.coordinator.wait_exit(Duration::from_secs(120));
+            let fault = Instant::now();
             assert_eq!(
                 std::os::unix::process::ExitStatusExt::signal(&died),
                 Some(libc::SIGKILL),
@@ -306,7 +337,8 @@ fn f2_the_coordinator_killed_at_each_failpoint() {
             );
             s.c.coordinator.set_env("ORDO_FAILPOINTS", None);
             s.c.coordinator.start();
-            recovery = max(recovery, s.until_next_start(Duration::from_secs(30)));
+            let back = s.until_record_advances(fault, None, Duration::from_secs(30));
+            recovery = max(recovery, back);
             tally += s.finish(&[]);
         }
         ledger::record(
@@ -335,8 +367,11 @@ fn f3_nats_server_stopped_and_killed_mid_job() {
             workers(&mut s.c, &["w1", "w2"]);
             s.submit("sleep 0.05");
             s.wait_starts(60 + rng.below(300) as usize);
+            let before = s.recorded();
+            let fault = Instant::now();
             s.c.nats.restart(sig);
-            recovery = max(recovery, s.until_next_start(Duration::from_secs(60)));
+            let back = s.until_record_advances(fault, before, Duration::from_secs(60));
+            recovery = max(recovery, back);
             tally += s.finish(&[]);
         }
         ledger::record(
@@ -415,9 +450,13 @@ fn f4_a_worker_cut_off_longer_than_the_ack_wait() {
             .find(|t| t["name"] == victim.task.as_str())
             .unwrap();
         assert!(
-            task["ignored"].as_array().unwrap().iter().any(|i| i["kind"] == "stale"
-                && i["worker"] == "cut"
-                && i["delivery"] == victim.delivery),
+            task["ignored"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|i| i["kind"] == "stale"
+                    && i["worker"] == "cut"
+                    && i["delivery"] == victim.delivery),
             "no stale record of the cut-off execution: {task}"
         );
         tally += t;
@@ -440,6 +479,213 @@ fn victim_pid(ledger: &Ledger, e: &ordo_tests::ledger::Execution) -> u32 {
 }
 
 fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .is_ok_and(|s| !s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'))
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        !s.rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z')
+    })
+}
+
+#[test]
+fn f5_tasks_that_hang_trap_escape_flood_or_write_bad_bytes() {
+    let mut c = Cluster::start(&[]);
+    c.add_worker("w", &["--concurrency", "9"]);
+    let ledger = Ledger::new(c.work.path());
+    let tasks: [(&str, &str, &str); 9] = [
+        ("hang", "sleep 1000", "1s"),
+        ("trap", "trap '' TERM; sleep 1000", "1s"),
+        ("stdin", "cat && ! read x", "30s"),
+        ("background", "sleep 1000 & echo started", "30s"),
+        ("nohup", "nohup sleep 1000 >/dev/null 2>&1 &", "30s"),
+        ("setsid", "setsid sleep 1000 >/dev/null 2>&1 &", "30s"),
+        (
+            "double-fork",
+            "(setsid sh -c 'sleep 1000 &' </dev/null >/dev/null 2>&1 &)",
+            "30s",
+        ),
+        ("gigabyte", "head -c 1000000000 /dev/zero", "300s"),
+        ("bad-utf8", "printf 'x\\377\\376 after bad bytes'", "30s"),
+    ];
+    let mut toml = format!(
+        "name = \"hostile-tasks\"\n[settings]\nenv = {{ {} = \"{}\" }}\n",
+        ledger::MARK_VAR,
+        ledger.mark
+    );
+    for (name, command, timeout) in tasks {
+        toml.push_str(&format!(
+            "[[tasks]]\nname = \"{name}\"\ncommand = {command:?}\ntimeout = \"{timeout}\"\n"
+        ));
+    }
+    let path = write(c.work.path(), "hostile-tasks.toml", &toml);
+    let r = c.ordo(&["submit", &path, "--wait"]);
+    // Two tasks time out, so the job fails; nothing hangs.
+    assert_eq!(r.code(), 1, "{}{}", r.stdout, r.stderr);
+    let job = r
+        .stdout
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    let jobs = c.ordo(&["jobs", "--output", "json"]).json();
+    let job = if job.len() == 36 {
+        job
+    } else {
+        jobs[0]["id"].as_str().unwrap().to_string()
+    };
+    let report = c.ordo(&["report", &job, "--format", "json"]);
+    assert_eq!(report.code(), 0, "{}", report.stderr);
+    let report = report.json();
+    let task = |name: &str| -> Value {
+        report["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == name)
+            .cloned()
+            .unwrap()
+    };
+    for name in ["hang", "trap"] {
+        let t = task(name);
+        assert_eq!(t["state"], "timed_out", "{t}");
+        // 1 s, then SIGTERM and a 2 s grace before SIGKILL.
+        assert!(t["duration_ms"].as_u64().unwrap() < 6_000, "{t}");
+    }
+    for name in [
+        "stdin",
+        "background",
+        "nohup",
+        "setsid",
+        "double-fork",
+        "gigabyte",
+        "bad-utf8",
+    ] {
+        assert_eq!(task(name)["state"], "succeeded", "{}", task(name));
+    }
+    assert_eq!(task("gigabyte")["output_bytes"], 1_000_000_000u64);
+    let tail = task("bad-utf8")["output_tail"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        tail.contains('\u{FFFD}') && tail.ends_with("after bad bytes"),
+        "{tail:?}"
+    );
+    // No process of any of them is left, escaped or not.
+    ledger.assert_no_leftovers();
+    // A gigabyte went through the worker without its memory following.
+    let status = std::fs::read_to_string(format!("/proc/{}/status", c.workers[0].pid())).unwrap();
+    let peak_kb: u64 = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap();
+    assert!(peak_kb < 256 * 1024, "worker peak RSS {peak_kb} kB");
+    // The log stream carried a bounded part of it.
+    let logs = c.ordo(&["logs", &job, "gigabyte"]);
+    assert_eq!(logs.code(), 0, "{}", logs.stderr);
+    assert!(
+        logs.stdout.len() as u64 <= ordo_proto::names::MAX_STREAMED_LOG_BYTES + 4096,
+        "{} bytes streamed",
+        logs.stdout.len()
+    );
+    assert!(logs.stdout.contains("not streamed"), "no truncation notice");
+    ledger::record(
+        "5",
+        Row {
+            fault: format!(
+                "5. tasks that hang, trap SIGTERM, read stdin, escape (`&`, nohup, setsid, double fork), write 1 GB, write invalid UTF-8: worker peak RSS {} MB",
+                peak_kb / 1024
+            ),
+            seeds: 1,
+            tally: Tally {
+                tasks: tasks.len(),
+                executions: tasks.len(),
+                ..Tally::default()
+            },
+            recovery: None,
+        },
+    );
+}
+
+/// A size-limited filesystem mounted over a directory, unmounted on drop.
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    fn mount(dir: &std::path::Path, size: &str) -> SmallDisk {
+        let out = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .output()
+            .expect("run mount");
+        assert!(
+            out.status.success(),
+            "this test mounts a small tmpfs and needs root: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        SmallDisk(dir.to_path_buf())
+    }
+
+    /// Writes a file until the filesystem is full.
+    fn fill(&self) -> std::path::PathBuf {
+        use std::io::Write;
+        let path = self.0.join("filler");
+        let mut f = std::fs::File::create(&path).unwrap();
+        let block = vec![0u8; 64 * 1024];
+        while f.write_all(&block).is_ok() {}
+        let _ = f.sync_all();
+        path
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[test]
+fn f8_redb_on_a_full_disk_stops_cleanly_and_finishes_once_space_returns() {
+    let mut s = Suite::on(Cluster::start(&["--ack-wait", "3s"]));
+    // The coordinator's data directory on a 32 MB filesystem, from its first start.
+    s.c.coordinator.stop(libc::SIGTERM);
+    let disk = SmallDisk::mount(s.c.data.path(), "32m");
+    s.c.coordinator.start();
+    workers(&mut s.c, &["w1", "w2"]);
+    s.submit("sleep 0.05");
+    s.wait_starts(50);
+    let filler = disk.fill();
+    let fault = Instant::now();
+    let status = s.c.coordinator.wait_exit(Duration::from_secs(120));
+    let log = s.c.coordinator.log();
+    assert!(
+        !status.success() && std::os::unix::process::ExitStatusExt::signal(&status).is_none(),
+        "the coordinator should exit with an error: {status:?}\n{}",
+        tail(&log)
+    );
+    assert!(
+        log.contains("No space left on device"),
+        "the error should say why:\n{}",
+        tail(&log)
+    );
+    // Space returns; the job finishes with nothing lost.
+    std::fs::remove_file(filler).unwrap();
+    s.c.coordinator.start();
+    let recovery = s.until_record_advances(fault, None, Duration::from_secs(60));
+    let tally = s.finish(&[]);
+    drop(disk);
+    ledger::record(
+        "8",
+        Row {
+            fault: "8. redb's disk full mid-job (tmpfs), then space freed and the coordinator restarted".into(),
+            seeds: 1,
+            tally,
+            recovery: Some(recovery),
+        },
+    );
 }

@@ -398,8 +398,10 @@ async fn execute(
                 if streamed >= names::MAX_STREAMED_LOG_BYTES {
                     continue;
                 }
-                streamed += chunk.data.len() as u64;
                 let mut data = chunk.data;
+                let room = names::MAX_STREAMED_LOG_BYTES - streamed;
+                data.truncate(usize::try_from(room).unwrap_or(usize::MAX));
+                streamed += data.len() as u64;
                 if streamed >= names::MAX_STREAMED_LOG_BYTES {
                     data.extend_from_slice(
                         format!(

@@ -905,7 +905,9 @@ pub fn settled(
     match applied {
         Some((pa, pd)) if a < pa || (a == pa && d < pd) => (
             Ignore::Stale,
-            format!("{settled}; stale attempt {a} delivery {d} (applied: attempt {pa} delivery {pd})"),
+            format!(
+                "{settled}; stale attempt {a} delivery {d} (applied: attempt {pa} delivery {pd})"
+            ),
         ),
         Some((pa, _)) if a == pa => (
             Ignore::Duplicate,
@@ -917,7 +919,10 @@ pub fn settled(
         ),
         None if a.0 < started => (Ignore::Stale, format!("{settled}; stale attempt {a}")),
         // Started but never applied (cancelled, or a flow job's jump): a late report.
-        None if a.0 == started => (Ignore::Stale, format!("{settled}; late result of attempt {a}")),
+        None if a.0 == started => (
+            Ignore::Stale,
+            format!("{settled}; late result of attempt {a}"),
+        ),
         None => (
             Ignore::Unknown,
             format!("{settled}; attempt {a} was never dispatched"),
