@@ -361,6 +361,20 @@ impl Service {
             return Ok(());
         }
         let changes = std::mem::take(&mut self.deferred);
+        for c in &changes {
+            if let Change::Ignored { result, why, kind } = c {
+                let (job, task, attempt) = (result.job, result.index, result.attempt.0);
+                let (delivery, worker) = (result.delivery, &result.worker);
+                match kind {
+                    Ignore::Unknown => {
+                        tracing::warn!(%job, task, attempt, delivery, %worker, "result ignored: {why}")
+                    }
+                    Ignore::Stale | Ignore::Duplicate => {
+                        tracing::info!(%job, task, attempt, delivery, %worker, ?kind, "result ignored: {why}")
+                    }
+                }
+            }
+        }
         self.traces.observe(&changes);
         if let Some(m) = &mut self.metrics {
             m.observe(&changes);

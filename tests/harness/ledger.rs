@@ -112,6 +112,8 @@ pub struct Tally {
     pub executions: usize,
     pub stale: usize,
     pub duplicates: usize,
+    /// Results for attempts never dispatched (only forged ones should be).
+    pub unknown: usize,
 }
 
 impl std::ops::AddAssign for Tally {
@@ -120,6 +122,7 @@ impl std::ops::AddAssign for Tally {
         self.executions += o.executions;
         self.stale += o.stale;
         self.duplicates += o.duplicates;
+        self.unknown += o.unknown;
     }
 }
 
@@ -285,10 +288,8 @@ impl Ledger {
                 match i["kind"].as_str() {
                     Some("stale") => tally.stale += 1,
                     Some("duplicate") => tally.duplicates += 1,
-                    other => panic!(
-                        "{}: task {name}: result of unknown kind {other:?}: {i}",
-                        context()
-                    ),
+                    Some("unknown") => tally.unknown += 1,
+                    other => panic!("{}: task {name}: result of kind {other:?}: {i}", context()),
                 }
             }
         }

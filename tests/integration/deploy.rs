@@ -18,6 +18,7 @@ use ordo_tests::deploy::{
     Certs, ConfiguredNats, deploy_dir, make_certs, nats_server_check, nats_server_path,
     python_with_yaml,
 };
+use ordo_tests::ledger::{self, Ledger, Row, SHAPES, Tally};
 use ordo_tests::{Daemon, Run, bin, ordo_in, run_with_deadline, wait_until, write};
 use serde_json::Value;
 
@@ -715,7 +716,7 @@ fn three_node_cluster_config_runs_jobs_and_survives_losing_a_node() {
         "ordo-worker",
         "worker",
         WORKER_PASSWORD,
-        &["--id", "cluster-worker"],
+        &["--id", "cluster-worker", "--concurrency", "8"],
     );
     let spec = write(work.path(), "job.toml", TWO_TASKS);
     let r = client(&["submit", &spec, "--wait"]);
@@ -742,18 +743,70 @@ fn three_node_cluster_config_runs_jobs_and_survives_losing_a_node() {
     });
     assert_eq!(replicas, (3, 2), "ORDO_TASKS: (configured, followers)");
 
-    // One node dies (kill -9): two of three keep JetStream going; the next job runs.
+    // One node dies (kill -9) mid-job: two of three keep JetStream going and the three job
+    // shapes of the fault suite complete with every ledger invariant.
+    let ledger = Ledger::new(work.path());
+    let mut jobs = Vec::new();
+    for shape in SHAPES {
+        let path = write(
+            work.path(),
+            &format!("{}.toml", shape.name()),
+            &ledger.spec(shape, "sleep 0.01"),
+        );
+        let r = client(&["submit", &path]);
+        assert_eq!(r.code(), 0, "{}", r.stderr);
+        jobs.push((shape, r.stdout.trim().to_string()));
+    }
+    assert!(wait_until(Duration::from_secs(60), || ledger.starts() >= 100));
+    // Tasks the coordinator has recorded as succeeded, over the three jobs.
+    let recorded = || -> Option<usize> {
+        let mut n = 0;
+        for (_, job) in &jobs {
+            let r = client(&["status", job, "--output", "json"]);
+            if r.code() != 0 {
+                return None;
+            }
+            n += r.json()["tasks"]
+                .as_array()?
+                .iter()
+                .filter(|t| t["state"] == "succeeded")
+                .count();
+        }
+        Some(n)
+    };
+    let before = recorded().expect("status before the fault");
+    let fault = std::time::Instant::now();
     nodes[0].stop(9);
-    let r = client(&["submit", &spec, "--wait"]);
-    assert_eq!(
-        r.code(),
-        0,
-        "job after losing a node: {}{}\ncoordinator:\n{}\nworker:\n{}\nnats:\n{}",
-        r.stdout,
-        r.stderr,
-        coordinator.log(),
-        worker.log(),
-        logs(&nodes[1..])
+    assert!(wait_until(Duration::from_secs(60), || recorded()
+        .is_some_and(|n| n > before)));
+    let recovery = fault.elapsed();
+    let mut tally = Tally::default();
+    for (shape, job) in &jobs {
+        let done = wait_until(Duration::from_secs(180), || {
+            let r = client(&["status", job, "--output", "json"]);
+            r.code() == 0 && r.json()["state"] != "running" && r.json()["state"] != "pending"
+        });
+        assert!(
+            done,
+            "{} did not finish after losing a node\ncoordinator:\n{}\nworker:\n{}\nnats:\n{}",
+            shape.name(),
+            coordinator.log(),
+            worker.log(),
+            logs(&nodes[1..])
+        );
+        let report = client(&["report", job, "--format", "json"]);
+        assert_eq!(report.code(), 0, "{}", report.stderr);
+        tally += ledger.check(job, *shape, &report.json(), &[]);
+    }
+    ledger.assert_no_leftovers();
+    ledger::record(
+        "9",
+        Row {
+            fault: "9. one node of a three-node nats cluster (R3 streams) killed mid-job".into(),
+            seeds: 1,
+            tally,
+            recovery: Some(recovery),
+        },
     );
 }
 

@@ -43,6 +43,8 @@ struct Suite {
     c: Cluster,
     ledger: Ledger,
     jobs: Vec<(Shape, String)>,
+    /// Results were forged on purpose: some name attempts never dispatched.
+    forged: bool,
 }
 
 impl Suite {
@@ -52,12 +54,17 @@ impl Suite {
             c,
             ledger,
             jobs: Vec::new(),
+            forged: false,
         }
     }
 
     /// Submits every shape, each task running `work`.
     fn submit(&mut self, work: &str) {
-        for shape in SHAPES {
+        self.submit_shapes(&SHAPES, work);
+    }
+
+    fn submit_shapes(&mut self, shapes: &[Shape], work: &str) {
+        for &shape in shapes {
             let path = write(
                 self.c.work.path(),
                 &format!("{}.toml", shape.name()),
@@ -184,6 +191,12 @@ impl Suite {
             tally += self.ledger.check(job, *shape, &report, lossy);
         }
         self.ledger.assert_no_leftovers();
+        if !self.forged {
+            assert_eq!(
+                tally.unknown, 0,
+                "results of attempts never dispatched: {tally:?}"
+            );
+        }
         tally
     }
 }
@@ -686,6 +699,100 @@ fn f8_redb_on_a_full_disk_stops_cleanly_and_finishes_once_space_returns() {
             seeds: 1,
             tally,
             recovery: Some(recovery),
+        },
+    );
+}
+
+#[test]
+fn f7_replayed_reordered_and_forged_results_change_nothing() {
+    use futures::StreamExt;
+    use ordo_proto::wire::{self, WorkerEvent};
+
+    let mut s = Suite::on(Cluster::start(&[]));
+    s.forged = true;
+    workers(&mut s.c, &["w1", "w2"]);
+    let url = s.c.nats.url();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    // Every result as it goes by, like an eavesdropper on the event subjects.
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<WorkerEvent>::new()));
+    let client = rt.block_on(async_nats::connect(url)).unwrap();
+    let mut sub = rt
+        .block_on(client.subscribe(ordo_proto::names::EVENT_SUBJECTS))
+        .unwrap();
+    let sink = seen.clone();
+    rt.spawn(async move {
+        while let Some(m) = sub.next().await {
+            if let Ok(ev @ WorkerEvent::Finished(_)) = wire::decode::<WorkerEvent>(&m.payload) {
+                sink.lock().unwrap().push(ev);
+            }
+        }
+    });
+    s.submit_shapes(&[Shape::Chain(50)], "sleep 0.1");
+    assert!(wait_until(Duration::from_secs(60), || seen
+        .lock()
+        .unwrap()
+        .len()
+        >= 15));
+    let captured: Vec<WorkerEvent> = seen.lock().unwrap().clone();
+    let WorkerEvent::Finished(template) = captured[0].clone() else {
+        unreachable!()
+    };
+    let mut inject: Vec<WorkerEvent> = Vec::new();
+    // Replays, then the same again in reverse order.
+    inject.extend(captured.iter().cloned());
+    inject.extend(captured.iter().rev().cloned());
+    // Forged: an attempt never dispatched; a failure for a task still pending.
+    let mut never = template.clone();
+    never.attempt = ordo_proto::Attempt(never.attempt.0 + 5);
+    never.outcome = ordo_proto::Outcome::Failed;
+    let mut pending = template.clone();
+    pending.index = 49;
+    pending.task = ordo_proto::TaskName::new("t49").unwrap();
+    pending.outcome = ordo_proto::Outcome::Failed;
+    inject.push(WorkerEvent::Finished(never));
+    inject.push(WorkerEvent::Finished(pending));
+    rt.block_on(async {
+        let js = async_nats::jetstream::new(client);
+        for (n, ev) in inject.iter().enumerate() {
+            // A fresh message id, or JetStream would drop the copy before ordo sees it.
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert("Nats-Msg-Id", format!("replay-{n}").as_str());
+            js.publish_with_headers(
+                ordo_proto::names::event_subject(&ev.job()),
+                headers,
+                wire::encode(ev).into(),
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+        }
+    });
+    let tally = s.finish(&[]);
+    let replays = 2 * captured.len();
+    assert_eq!(tally.duplicates, replays, "{tally:?}");
+    assert_eq!(tally.unknown, 2, "{tally:?}");
+    // Each logged once: nothing came back in a loop.
+    let log = s.c.coordinator.log();
+    assert_eq!(
+        log.matches("result ignored").count(),
+        inject.len(),
+        "{}",
+        tail(&log)
+    );
+    ledger::record(
+        "7",
+        Row {
+            fault: format!(
+                "7. {replays} results replayed (in order and reversed) and 2 forged, mid-chain"
+            ),
+            seeds: 1,
+            tally,
+            recovery: None,
         },
     );
 }

@@ -184,6 +184,19 @@ fn hostile_task_names_never_reach_a_shell_a_path_or_a_subject() {
     let job = r.stdout.trim();
     let logs = c.ordo(&["logs", job, "a.b"]);
     assert_eq!(logs.code(), 0, "{}", logs.stderr);
+    ordo_tests::ledger::record(
+        "6",
+        ordo_tests::ledger::Row {
+            fault: "6. task names `$(touch canary)`, `;id`, `../x`, `a.b`, `*`, `>`, backticks, locally and on a cluster: run as data, no canary (hostile files: `cli::hostile_specs_fail_cleanly_naming_file_and_line` and the parser properties)".into(),
+            seeds: 1,
+            tally: ordo_tests::ledger::Tally {
+                tasks: HOSTILE.len(),
+                executions: HOSTILE.len(),
+                ..Default::default()
+            },
+            recovery: None,
+        },
+    );
 }
 
 #[test]
