@@ -127,6 +127,8 @@ struct Service {
     /// Changes and applied events waiting for the next commit.
     deferred: Vec<Change>,
     deferred_acks: Vec<jetstream::Message>,
+    /// Name and creation time of live jobs whose summary was asked for.
+    headers: HashMap<JobId, (String, u64)>,
 }
 
 /// Capacity refresh, lost-dispatch checks and deferred commits happen this often.
@@ -172,6 +174,7 @@ pub async fn run(
         sent: Vec::new(),
         deferred: Vec::new(),
         deferred_acks: Vec::new(),
+        headers: HashMap::new(),
     };
     if let Some(addr) = svc.opts.metrics_addr {
         let (metrics, registry) = Metrics::new();
@@ -440,6 +443,28 @@ impl Service {
         Ok(())
     }
 
+    /// A job's summary for cheap polling: a live job's comes from the engine's memory (its
+    /// name and creation time read once), so polling a large job costs no store reads.
+    fn summary(&mut self, id: &JobId) -> Result<api::JobSummary, ApiError> {
+        self.headers.retain(|job, _| self.engine.has_job(job));
+        if let (Some(_), None) = (self.engine.tasks(id), self.headers.get(id))
+            && let Some(job) = self.store.job(id).map_err(internal)?
+        {
+            self.headers.insert(*id, (job.name, job.created_ms));
+        }
+        let live = match (
+            self.engine.tasks(id),
+            self.engine.job_state(id),
+            self.headers.get(id),
+        ) {
+            (Some(tasks), Some(state), Some(header)) => Some((tasks, state, header)),
+            _ => None,
+        };
+        views::summary_of(&self.store, id, live)
+            .map_err(internal)?
+            .ok_or_else(|| not_found(id))
+    }
+
     /// The record of a result for a job no longer in the engine: stale or duplicate by the
     /// stored task, or unknown.
     fn late_result(&self, result: TaskResult) -> Change {
@@ -694,13 +719,19 @@ impl Service {
         let result = match verb {
             api::SUBMIT => self.submit(now, body, actions).await.map(to_value),
             api::STATUS => parse::<api::StatusRequest>(body).and_then(|r| {
-                let mut status = views::status(&self.store, &r.job)
+                if r.summary_only {
+                    return self.summary(&r.job).map(|summary| {
+                        let omitted = summary.total;
+                        to_value(api::JobStatus {
+                            summary,
+                            tasks: Vec::new(),
+                            omitted,
+                        })
+                    });
+                }
+                let status = views::status(&self.store, &r.job)
                     .map_err(internal)?
                     .ok_or_else(|| not_found(&r.job))?;
-                if r.summary_only {
-                    status.omitted = status.tasks.len();
-                    status.tasks.clear();
-                }
                 Ok(views::status_within(status, api::MAX_REPLY_BYTES))
             }),
             api::JOBS => {

@@ -8,7 +8,7 @@ use crate::engine::{SavedTask, TaskState};
 use crate::store::{JobRecord, Result, Store};
 
 pub fn summary(job: &JobRecord, tasks: &[SavedTask]) -> JobSummary {
-    let count = |f: fn(&TaskState) -> bool| tasks.iter().filter(|t| f(&t.state)).count();
+    let (total, succeeded, failed, running) = counts(tasks.iter().map(|t| &t.state));
     JobSummary {
         id: job.id,
         name: job.name.clone(),
@@ -16,11 +16,54 @@ pub fn summary(job: &JobRecord, tasks: &[SavedTask]) -> JobSummary {
         created_ms: job.created_ms,
         finished_ms: job.finished_ms,
         reason: job.reason.clone(),
-        total: tasks.len(),
-        succeeded: count(|s| matches!(s, TaskState::Succeeded { .. })),
-        failed: count(|s| matches!(s, TaskState::Failed { .. } | TaskState::TimedOut { .. })),
-        running: count(TaskState::is_active),
+        total,
+        succeeded,
+        failed,
+        running,
     }
+}
+
+/// Tasks in all, succeeded, failed (or timed out) and in flight.
+pub fn counts<'a>(states: impl Iterator<Item = &'a TaskState>) -> (usize, usize, usize, usize) {
+    let (mut total, mut succeeded, mut failed, mut running) = (0, 0, 0, 0);
+    for t in states {
+        total += 1;
+        match t {
+            TaskState::Succeeded { .. } => succeeded += 1,
+            TaskState::Failed { .. } | TaskState::TimedOut { .. } => failed += 1,
+            t if t.is_active() => running += 1,
+            _ => {}
+        }
+    }
+    (total, succeeded, failed, running)
+}
+
+/// The summary alone: from memory while the job runs (`live`: its tasks and state in the
+/// engine, its name and creation time), else from the stored task records (no attempts).
+pub fn summary_of(
+    store: &Store,
+    id: &JobId,
+    live: Option<(&[TaskState], crate::engine::JobState, &(String, u64))>,
+) -> Result<Option<JobSummary>> {
+    if let Some((tasks, state, (name, created_ms))) = live {
+        let (total, succeeded, failed, running) = counts(tasks.iter());
+        return Ok(Some(JobSummary {
+            id: *id,
+            name: name.clone(),
+            state: state.name().to_string(),
+            created_ms: *created_ms,
+            finished_ms: None,
+            reason: None,
+            total,
+            succeeded,
+            failed,
+            running,
+        }));
+    }
+    let Some(job) = store.job(id)? else {
+        return Ok(None);
+    };
+    Ok(Some(summary(&job, &store.tasks(id)?)))
 }
 
 pub fn status(store: &Store, id: &JobId) -> Result<Option<JobStatus>> {

@@ -58,7 +58,7 @@ pub(crate) struct Job {
     active: u32,
     exclusive_active: bool,
     max_parallel: u32,
-    state: JobState,
+    pub(crate) state: JobState,
     terminal: usize,
     /// First reason the job failed.
     failure: Option<String>,

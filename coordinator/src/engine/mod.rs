@@ -220,6 +220,11 @@ impl Engine {
         self.jobs.get(job).map(|j| j.tasks.as_slice())
     }
 
+    /// State of a live job.
+    pub fn job_state(&self, job: &JobId) -> Option<JobState> {
+        self.jobs.get(job).map(|j| j.state)
+    }
+
     pub fn busy_slots(&self) -> u32 {
         self.pools.busy_slots()
     }
