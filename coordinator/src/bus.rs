@@ -107,13 +107,18 @@ impl Bus {
         Ok(())
     }
 
-    /// The coordinator's durable consumer of worker events.
+    /// The coordinator's durable consumer of worker events, created afresh at each start: the
+    /// events a previous (crashed) coordinator received but never acked would otherwise wait
+    /// out their ack wait before coming back; a new consumer on the work-queue stream gets
+    /// every unacked event at once. Only the coordinator consumes events.
     pub async fn events(&self) -> Result<consumer::PullConsumer, Error> {
         let stream = self
             .js
             .get_stream(names::EVENT_STREAM)
             .await
             .map_err(|e| err("event stream")(e.to_string()))?;
+        // Not found (first start) is the usual answer.
+        let _ = stream.delete_consumer(names::EVENT_CONSUMER).await;
         stream
             .get_or_create_consumer(
                 names::EVENT_CONSUMER,

@@ -287,8 +287,8 @@ fn f2_the_coordinator_killed_every_2s_for_30s() {
         let mut rng = Rng::new(seed);
         let mut s = Suite::on(Cluster::start(&["--ack-wait", "5s"]));
         workers(&mut s.c, &["w1", "w2"]);
-        // About 30 s of work on 8 slots.
-        s.submit("sleep 0.35");
+        // About as much work on 8 slots as the window is long.
+        s.submit(&format!("sleep {:.2}", 0.35 * window.as_secs_f64() / 30.0));
         let t0 = Instant::now();
         let mut kills = 0;
         while t0.elapsed() < window && s.ledger.starts() < 640 {
