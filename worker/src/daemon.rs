@@ -6,8 +6,8 @@
 //! output to `ordo.log.<job>.<task>`; publish `Finished` and await its JetStream ack; only then
 //! ack the task message. A worker that cannot renew its lease for a whole ack-wait kills its
 //! task rather than let two copies run for long, and reports it as abandoned (the coordinator
-//! records that as stale: the message is delivered again). On SIGTERM it drains: no new pulls, running
-//! tasks get a grace period, the rest are handed back (nak) for another worker.
+//! records that as stale: the message is delivered again). On SIGTERM it drains: no new pulls,
+//! running tasks get a grace period, the rest are handed back (nak) for another worker.
 
 use std::collections::HashMap;
 use std::sync::Arc;
