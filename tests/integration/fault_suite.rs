@@ -19,7 +19,11 @@ fn soak() -> bool {
 }
 
 fn seeds() -> Vec<u64> {
-    if soak() { (1..=5).collect() } else { vec![1, 2] }
+    if soak() {
+        (1..=5).collect()
+    } else {
+        vec![1, 2]
+    }
 }
 
 /// A small deterministic generator: the seed decides when faults strike.
