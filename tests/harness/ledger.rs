@@ -377,20 +377,23 @@ pub struct Row {
     pub fault: String,
     pub seeds: usize,
     pub tally: Tally,
-    /// Longest time from a fault until a task execution started again.
+    /// Longest time from a fault until the record advanced (or the tasks ran elsewhere).
     pub recovery: Option<Duration>,
 }
 
 const TABLE_HEAD: &str = "# Reliability: what the fault suite measured
 
-Written by the fault suite (`tests/integration/faults.rs`) each time it runs; the numbers below
-are from the last run on the machine that committed this file. Every row ran the three job
-shapes of issue 5 at once (a 50-task chain, a 200-task fan-out, a 20×20 lattice: 650 tasks)
-for each seed and checked the ledger invariants listed in `tests/harness/ledger.rs` after each.
-*Executions* counts task processes started (the ledger's start lines); more than the tasks
-means work ran again after a fault. *Stale* and *duplicate* count results the coordinator
-recorded and ignored. *Recovery* is the longest time from a fault to the next task start.
-Run it longer with `ORDO_SOAK=1` (see README).
+Written by the fault suite (`tests/integration/fault_suite.rs`, row 9 by
+`tests/integration/deploy.rs`) each time it runs; the numbers below are from the last run on the
+machine that committed this file. Rows 1–4, 8 and 9 ran the three job shapes of issue 5 at once
+(a 50-task chain, a 200-task fan-out, a 20×20 lattice: 650 tasks) for each seed and checked the
+ledger invariants listed in `tests/harness/ledger.rs` after each; row 7 ran the chain alone,
+rows 5 and 6 jobs of their own. *Executions* counts task processes started (the ledger's start
+lines); more than the tasks means work ran again after a fault. *Stale* and *duplicate* count
+results the coordinator recorded and ignored. *Recovery* is the longest time from a fault until
+the coordinator's record advanced again (for a worker fault: until the dead or frozen worker's
+tasks started elsewhere, which waits out the ack wait of 2 s). Run it longer with
+`ORDO_SOAK=1` (see README).
 
 | fault | seeds | tasks | executions | stale | duplicate | recovery |
 |---|---|---|---|---|---|---|
