@@ -180,6 +180,12 @@ impl std::fmt::Display for Exit {
 impl std::error::Error for Exit {}
 
 fn main() -> ExitCode {
+    // `ordo run`'s guard process (see ordo_worker::guard) is this binary in another role.
+    let argv: Vec<String> = std::env::args().collect();
+    if argv.len() == 3 && argv[1] == ordo_worker::guard::GUARD_FLAG {
+        ordo_worker::guard::watch(&argv[2]);
+        return ExitCode::SUCCESS;
+    }
     let cli = Cli::parse();
     match dispatch(cli) {
         Ok(code) => ExitCode::from(code),

@@ -181,7 +181,15 @@ async fn drive<P: Progress + ?Sized>(
     let mut engine = Engine::new();
     let (tx, mut rx) = mpsc::unbounded_channel::<Event>();
     let mut kills: HashMap<(u32, Attempt), oneshot::Sender<()>> = HashMap::new();
-    let exec_opts = Arc::new(ExecOptions::new("local"));
+    // Kills the task processes if this process dies (SIGKILL included); held to the end.
+    let guard = ordo_worker::guard::start().ok();
+    let mut exec_opts = ExecOptions::new("local");
+    if let Some(g) = &guard {
+        exec_opts
+            .env
+            .push((exec::ENV_WORKER_TOKEN.into(), g.token.clone()));
+    }
+    let exec_opts = Arc::new(exec_opts);
 
     let mut actions = engine.apply(
         now,

@@ -480,6 +480,37 @@ fn resume_after_sigkill_does_not_rerun_finished_tasks() {
 }
 
 #[test]
+fn a_sigkilled_ordo_run_leaves_no_task_process_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let mark = format!("run-guard-{}", std::process::id());
+    let spec = write(
+        dir.path(),
+        "orphans.toml",
+        &format!(
+            "[settings]\nenv = {{ ORDO_TEST_MARK = \"{mark}\" }}\n[[tasks]]\nname = \"a\"\n\
+             command = \"setsid sleep 1000 </dev/null >/dev/null 2>&1 & echo up >> ledger; sleep 1000\"\n\
+             [[tasks]]\nname = \"b\"\ncommand = \"sleep 1000\"\n"
+        ),
+    );
+    let mut child = spawn_ordo(dir.path(), &["run", &spec]);
+    assert!(wait_until(Duration::from_secs(30), || {
+        lines(&dir.path().join("ledger")).len() == 1
+            && pids_with_env("ORDO_TEST_MARK", &mark).len() >= 3
+    }));
+    signal(child.id(), libc::SIGKILL);
+    wait_child(&mut child, Duration::from_secs(10));
+    // Its guard kills the tasks' processes, the one in its own session too.
+    let mut left = Vec::new();
+    assert!(
+        wait_until(Duration::from_secs(2), || {
+            left = pids_with_env("ORDO_TEST_MARK", &mark);
+            left.is_empty()
+        }),
+        "task processes outlived ordo run: {left:?}"
+    );
+}
+
+#[test]
 fn a_task_no_machine_can_fit_fails_with_a_reason() {
     let dir = tempfile::tempdir().unwrap();
     let spec = write(
