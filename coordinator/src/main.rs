@@ -9,9 +9,9 @@ use clap::Parser;
 use ordo_coordinator::bus::Delivery;
 use ordo_coordinator::service::{self, Options};
 use ordo_coordinator::store::Store;
-use ordo_proto::Dur;
 use ordo_proto::connect::NatsArgs;
 use ordo_proto::telemetry::{self, LogFormat, Telemetry};
+use ordo_proto::{Dur, names};
 use std::sync::Arc;
 
 #[derive(Parser)]
@@ -108,6 +108,16 @@ fn main() -> ExitCode {
         tracing::info!(nats = %args.nats.url, data_dir = %args.data_dir.display(), "serving");
         match service::run(client, store, opts, ordo_proto::signals::interrupted()).await {
             Ok(()) => ExitCode::SUCCESS,
+            Err(service::Error::Store(e)) => {
+                // Nothing the failed commit covered was acked or published: restarting once
+                // the cause is fixed (a full disk, say) continues where this stopped.
+                let file = args.data_dir.join(names::STATE_FILE);
+                tracing::error!(
+                    "stopping: state file {}: {e}; nothing uncommitted was acknowledged, restart once this is fixed",
+                    file.display()
+                );
+                ExitCode::from(1)
+            }
             Err(e) => {
                 tracing::error!("{e}");
                 ExitCode::from(1)

@@ -686,8 +686,8 @@ fn f8_redb_on_a_full_disk_stops_cleanly_and_finishes_once_space_returns() {
         tail(&log)
     );
     assert!(
-        log.contains("No space left on device"),
-        "the error should say why:\n{}",
+        log.contains("No space left on device") && log.contains("ordo.redb"),
+        "the error should say why and name the file:\n{}",
         tail(&log)
     );
     // Space returns; the job finishes with nothing lost.
