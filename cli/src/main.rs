@@ -181,9 +181,7 @@ impl std::error::Error for Exit {}
 
 fn main() -> ExitCode {
     // `ordo run`'s guard process (see ordo_worker::guard) is this binary in another role.
-    let argv: Vec<String> = std::env::args().collect();
-    if argv.len() == 3 && argv[1] == ordo_worker::guard::GUARD_FLAG {
-        ordo_worker::guard::watch(&argv[2]);
+    if ordo_worker::guard::main_hook() {
         return ExitCode::SUCCESS;
     }
     let cli = Cli::parse();

@@ -16,8 +16,25 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 
 use crate::exec::{ENV_WORKER_TOKEN, kill_token_holders_sync};
 
-/// The flag that turns `ordo-worker` into a guard.
+/// The flag that turns `ordo-worker` (or `ordo`) into a guard.
 pub const GUARD_FLAG: &str = "--guard";
+
+/// Set by `main_hook`: this binary can be re-run as a guard. Other programs that embed the
+/// executor (benchmarks, tests) get no guard rather than a copy of themselves.
+static CAN_GUARD: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// First thing in the `main` of a binary that can serve as its own guard: if this process was
+/// started as a guard, guards and returns true (main should then exit); otherwise notes that
+/// `start` may re-run this binary as a guard, and returns false.
+pub fn main_hook() -> bool {
+    let argv: Vec<String> = std::env::args().collect();
+    if argv.len() == 3 && argv[1] == GUARD_FLAG {
+        watch(&argv[2]);
+        return true;
+    }
+    CAN_GUARD.store(true, std::sync::atomic::Ordering::SeqCst);
+    false
+}
 
 /// A running guard; dropping it (or the worker dying) sets it off.
 pub struct Guard {
@@ -26,8 +43,11 @@ pub struct Guard {
     _child: Child,
 }
 
-/// Starts a guard for a new token.
+/// Starts a guard for a new token (only in a binary whose `main` called `main_hook`).
 pub fn start() -> io::Result<Guard> {
+    if !CAN_GUARD.load(std::sync::atomic::Ordering::SeqCst) {
+        return Err(io::Error::other("this program cannot act as its own guard"));
+    }
     let token = format!(
         "{:x}-{:x}",
         std::process::id(),

@@ -72,9 +72,8 @@ fn hostname() -> String {
 }
 
 fn main() -> ExitCode {
-    let argv: Vec<String> = std::env::args().collect();
-    if argv.len() == 3 && argv[1] == guard::GUARD_FLAG {
-        guard::watch(&argv[2]);
+    // This binary is also its own guard process (see `guard`).
+    if guard::main_hook() {
         return ExitCode::SUCCESS;
     }
     let args = Args::parse();
