@@ -766,11 +766,7 @@ fn three_node_cluster_config_runs_jobs_and_survives_losing_a_node() {
             if r.code() != 0 {
                 return None;
             }
-            n += r.json()["tasks"]
-                .as_array()?
-                .iter()
-                .filter(|t| t["state"] == "succeeded")
-                .count();
+            n += ledger::succeeded(&r.json())?;
         }
         Some(n)
     };

@@ -93,12 +93,7 @@ impl Suite {
     fn recorded(&self) -> Option<usize> {
         let mut n = 0;
         for (_, job) in &self.jobs {
-            let s = self.status(job)?;
-            n += s["tasks"]
-                .as_array()?
-                .iter()
-                .filter(|t| t["state"] == "succeeded")
-                .count();
+            n += ledger::succeeded(&self.status(job)?)?;
         }
         Some(n)
     }
@@ -582,6 +577,14 @@ fn f5_tasks_that_hang_trap_escape_flood_or_write_bad_bytes() {
         assert_eq!(task(name)["state"], "succeeded", "{}", task(name));
     }
     assert_eq!(task("gigabyte")["output_bytes"], 1_000_000_000u64);
+    // Each ran once: nothing was retried or delivered again.
+    let executions: usize = report["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["runs"].as_array().map_or(0, Vec::len))
+        .sum();
+    assert_eq!(executions, tasks.len(), "{report}");
     let tail = task("bad-utf8")["output_tail"]
         .as_str()
         .unwrap()
@@ -619,7 +622,7 @@ fn f5_tasks_that_hang_trap_escape_flood_or_write_bad_bytes() {
             seeds: 1,
             tally: Tally {
                 tasks: tasks.len(),
-                executions: tasks.len(),
+                executions,
                 ..Tally::default()
             },
             recovery: None,
