@@ -2,18 +2,21 @@
 //! its queues, runs them with `exec`, and publishes what happened. Keeps nothing: killing a
 //! worker loses only the attempt in flight, which JetStream delivers again.
 //!
-//! Per task message: publish `Started`; run, renewing the lease with in-progress acks; stream
-//! output to `ordo.log.<job>.<task>`; publish `Finished` and await its JetStream ack; only then
-//! ack the task message. A worker that cannot renew its lease for a whole ack-wait kills its
-//! task rather than let two copies run for long, and reports it as abandoned (the coordinator
-//! records that as stale: the message is delivered again). On SIGTERM it drains: no new pulls,
-//! running tasks get a grace period, the rest are handed back (nak) for another worker.
+//! Pulls ask for exactly the free slots, through one inbox. Per task message: run it, renewing
+//! the lease with in-progress acks (and telling `Started` if it runs longer than a moment);
+//! stream output to `ordo.log.<job>.<task>`; publish `Finished` and await its JetStream ack;
+//! only then ack the task message. A worker that cannot renew its lease for a whole ack-wait
+//! kills its task rather than let two copies run for long, and reports it as abandoned (the
+//! coordinator records that as stale: the message is delivered again). On SIGTERM it drains: no
+//! new pulls, running tasks get a grace period, the rest are handed back (nak) for another
+//! worker.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use async_nats::StatusCode;
 use async_nats::jetstream::{self, AckKind, consumer::PullConsumer};
 use futures::StreamExt;
 use ordo_proto::names;
@@ -59,6 +62,10 @@ enum Stop {
     LeaseLost,
 }
 
+/// A first delivery's `Started` notice waits this long: a task that ends sooner is told by its
+/// result alone.
+const STARTED_NOTICE_AFTER: Duration = Duration::from_millis(50);
+
 type Running = HashMap<(JobId, u32, Attempt), oneshot::Sender<Stop>>;
 
 struct Shared {
@@ -103,7 +110,8 @@ pub async fn run(
     shutdown.await;
     tracing::info!(worker = %opts.id, "draining");
     shared.draining.store(true, Ordering::SeqCst);
-    pulls.abort();
+    // Wakes the pull loop, which stops asking and hands back what its last asks bring.
+    shared.slot_freed.notify_one();
     publish_heartbeat(&shared).await;
     let deadline = Instant::now() + opts.drain_grace;
     while shared.busy.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
@@ -119,6 +127,7 @@ pub async fn run(
     }
     heartbeats.abort();
     kills.abort();
+    pulls.abort();
     let _ = shared.client.flush().await;
     tracing::info!(worker = %opts.id, "stopped");
     Ok(())
@@ -212,45 +221,125 @@ async fn consumers(shared: &Shared) -> Vec<(String, PullConsumer, Duration)> {
     out
 }
 
+/// How long a pull request waits for messages: with one queue the request stays until it is
+/// filled (renewed now and then, in case the server forgot it in a restart); with several, it
+/// is short so an empty queue does not hold the free slots away from the others.
+fn pull_expiry(queues: usize) -> Duration {
+    if queues > 1 {
+        Duration::from_millis(200)
+    } else {
+        Duration::from_secs(2)
+    }
+}
+
+/// Asks for exactly as many task messages as slots are free and not yet asked for, through one
+/// inbox subscribed once: a message is never held by a worker that cannot start it, and a pull
+/// costs one request (no subscription per pull). Requests rotate over the queues' consumers.
 async fn pull_loop(shared: Arc<Shared>) {
     let consumers = consumers(&shared).await;
-    let slots = shared.opts.slots;
+    let inbox = async_nats::Subject::from(shared.client.new_inbox());
+    let mut sub = loop {
+        match shared.client.subscribe(inbox.clone()).await {
+            Ok(sub) => break sub,
+            Err(e) => {
+                tracing::warn!("cannot subscribe to the pull inbox: {e}; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    };
+    let expiry = pull_expiry(consumers.len());
+    let slots = shared.opts.slots as usize;
+    // Messages asked for and neither received nor expired, and when the last ask expires (a
+    // server restart forgets requests without answering them).
+    let mut asked = 0usize;
+    let mut asked_until = Instant::now();
     let mut turn = 0usize;
     loop {
-        let busy = shared.busy.load(Ordering::SeqCst);
-        if busy >= slots {
-            shared.slot_freed.notified().await;
-            continue;
+        if asked > 0 && Instant::now() > asked_until {
+            asked = 0;
         }
-        let (queue, consumer, ack_wait) = &consumers[turn % consumers.len()];
-        turn += 1;
-        let free = (slots - busy) as usize;
-        let batch = consumer
-            .batch()
-            .max_messages(free)
-            .expires(Duration::from_millis(if consumers.len() > 1 {
-                200
-            } else {
-                1000
-            }))
-            .messages()
-            .await;
-        let mut messages = match batch {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::warn!(queue = %queue, "pull failed: {e}; retrying");
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                continue;
-            }
-        };
-        while let Some(msg) = messages.next().await {
-            match msg {
-                Ok(msg) => accept(&shared, msg, *ack_wait).await,
-                Err(e) => {
-                    tracing::warn!(queue = %queue, "pull: {e}");
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                    break;
+        let draining = shared.draining.load(Ordering::SeqCst);
+        if draining && asked == 0 {
+            let _ = sub.unsubscribe().await;
+            return;
+        }
+        let free = slots.saturating_sub(shared.busy.load(Ordering::SeqCst) as usize);
+        if free > asked && !draining {
+            let (queue, consumer, _) = &consumers[turn % consumers.len()];
+            turn += 1;
+            let want = free - asked;
+            let request = jetstream::consumer::pull::BatchConfig {
+                batch: want,
+                expires: Some(expiry),
+                ..Default::default()
+            };
+            match consumer.request_batch(request, inbox.clone()).await {
+                Ok(()) => {
+                    asked += want;
+                    asked_until = Instant::now() + expiry + Duration::from_millis(500);
                 }
+                Err(e) => {
+                    tracing::warn!(queue = %queue, "pull failed: {e}; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                    continue;
+                }
+            }
+        }
+        let msg = tokio::select! {
+            m = sub.next() => m,
+            _ = shared.slot_freed.notified() => continue,
+            _ = tokio::time::sleep_until(asked_until.into()), if asked > 0 => continue,
+        };
+        let Some(msg) = msg else {
+            tracing::warn!("the pull inbox closed; subscribing again");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            if let Ok(s) = shared.client.subscribe(inbox.clone()).await {
+                sub = s;
+            }
+            asked = 0;
+            continue;
+        };
+        match msg.status {
+            None | Some(StatusCode::OK) => {
+                asked = asked.saturating_sub(1);
+                let msg = jetstream::Message {
+                    message: msg,
+                    context: shared.js.clone(),
+                };
+                if draining {
+                    let _ = msg.ack_with(AckKind::Nak(None)).await;
+                    continue;
+                }
+                let ack_wait = msg
+                    .info()
+                    .ok()
+                    .and_then(|i| {
+                        consumers
+                            .iter()
+                            .find(|(_, c, _)| c.cached_info().name == i.consumer)
+                    })
+                    .map_or(Duration::from_secs(30), |(_, _, w)| *w);
+                accept(&shared, msg, ack_wait).await;
+            }
+            // A request expired or ended: what it still wanted will not come.
+            Some(StatusCode::TIMEOUT) | Some(StatusCode::REQUEST_TERMINATED) => {
+                let left = msg
+                    .headers
+                    .as_ref()
+                    .and_then(|h| h.get("Nats-Pending-Messages"))
+                    .and_then(|v| v.as_str().parse::<usize>().ok());
+                match left {
+                    Some(n) => asked = asked.saturating_sub(n),
+                    // A bare status (consumer deleted, request limits): start over.
+                    None => {
+                        tracing::debug!(status = ?msg.status, description = ?msg.description, "pull ended");
+                        asked = 0;
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
+            }
+            Some(status) => {
+                tracing::debug!(?status, description = ?msg.description, "pull status");
             }
         }
     }
@@ -282,7 +371,8 @@ async fn accept(shared: &Arc<Shared>, msg: jetstream::Message, ack_wait: Duratio
     let cap_cpu = (shared.opts.cpus * 1000.0) as u32;
     let used_cpu = shared.used_millicpus.load(Ordering::SeqCst);
     let used_mem = shared.used_memory.load(Ordering::SeqCst) as u64;
-    if used_cpu + need_cpu > cap_cpu || used_mem + need_mem as u64 > shared.opts.memory_mb {
+    let full = shared.busy.load(Ordering::SeqCst) >= shared.opts.slots;
+    if full || used_cpu + need_cpu > cap_cpu || used_mem + need_mem as u64 > shared.opts.memory_mb {
         // Does not fit here now: let another worker (or this one, later) take it.
         let _ = msg
             .ack_with(AckKind::Nak(Some(Duration::from_millis(200))))
@@ -341,23 +431,6 @@ async fn execute(
     let key = (d.job, d.index, d.attempt);
     let (stop_tx, stop_rx) = oneshot::channel::<Stop>();
     shared.running.lock().await.insert(key, stop_tx);
-    let started = WorkerEvent::Started {
-        job: d.job,
-        index: d.index,
-        attempt: d.attempt,
-        worker: shared.opts.id.clone(),
-        delivery,
-    };
-    // Best effort and not awaited: the coordinator accepts a result of a dispatched attempt
-    // whether or not `Started` arrived first.
-    let _ = shared
-        .client
-        .publish(
-            names::started_subject(&d.job),
-            wire::encode(&started).into(),
-        )
-        .await;
-
     // Lease: in-progress acks while the task runs. Going a whole ack wait without a renewal
     // (cut off from NATS, or this process stopped) loses it: by then JetStream may have handed
     // the message to another worker, so the task is killed.
@@ -459,7 +532,35 @@ async fn execute(
         .as_ref()
         .and_then(|h| h.get("traceparent"))
         .map(|v| v.as_str().to_string());
-    let mut result = exec::run(&d, &opts, cancel, Some(out_tx)).await;
+    // `Started` is a best-effort notice the coordinator does not need (a result of a
+    // dispatched attempt is accepted without it). A redelivery sends it at once: it takes the
+    // attempt over from the earlier delivery. A first delivery sends it only if the task is
+    // still running after STARTED_NOTICE_AFTER: most short tasks end first, and their result
+    // tells the rest, one message per task fewer on every hop.
+    let notice = async {
+        if delivery <= 1 {
+            tokio::time::sleep(STARTED_NOTICE_AFTER).await;
+        }
+        let started = WorkerEvent::Started {
+            job: d.job,
+            index: d.index,
+            attempt: d.attempt,
+            worker: shared.opts.id.clone(),
+            delivery,
+        };
+        let _ = shared
+            .client
+            .publish(
+                names::started_subject(&d.job),
+                wire::encode(&started).into(),
+            )
+            .await;
+        std::future::pending().await
+    };
+    let mut result = tokio::select! {
+        r = exec::run(&d, &opts, cancel, Some(out_tx)) => r,
+        r = notice => r,
+    };
     result.delivery = delivery;
     if let Some(tel) = &shared.opts.telemetry {
         tel.execution_span(traceparent.as_deref(), &result);
