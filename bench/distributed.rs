@@ -2,6 +2,9 @@
 //! service and workers running in this process (the same library code the binaries run), each
 //! against a baseline measured in the same run:
 //!
+//! The coordinator and each worker run on their own runtime and thread, built by the same
+//! `runtime()` their binaries use.
+//!
 //! - 10,000 independent `true` tasks, one worker with 4 slots, vs the spawn limit (tokio
 //!   spawning the same `sh -c true` with 4 in flight): target ≥ 0.8;
 //! - a 1,000-task chain of `true`: overhead per hop beyond the spawn time, target ≤ 1.5 ms;
@@ -89,30 +92,41 @@ fn start_nats() -> Nats {
 struct Cluster {
     client: async_nats::Client,
     stops: Vec<oneshot::Sender<()>>,
-    workers: Vec<tokio::task::JoinHandle<()>>,
+    workers: Vec<std::thread::JoinHandle<()>>,
     _data: tempfile::TempDir,
 }
 
+/// Runs `component` on `runtime` in a thread of its own, as its binary would.
+fn own_thread(
+    runtime: std::io::Result<tokio::runtime::Runtime>,
+    component: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::thread::JoinHandle<()> {
+    let runtime = runtime.expect("runtime");
+    std::thread::spawn(move || runtime.block_on(component))
+}
+
+async fn connect(url: &str) -> async_nats::Client {
+    async_nats::ConnectOptions::new()
+        .connect(url)
+        .await
+        .expect("connect")
+}
+
 async fn cluster(url: &str) -> Cluster {
-    let connect = || async {
-        async_nats::ConnectOptions::new()
-            .connect(url)
-            .await
-            .expect("connect")
-    };
     let data = tempfile::tempdir().unwrap();
     let store = Store::open(data.path()).unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
-    let coordinator = connect().await;
-    tokio::spawn(async move {
+    let coordinator_url = url.to_string();
+    own_thread(service::runtime(), async move {
         let shutdown = async {
             let _ = stopped.await;
         };
-        service::run(coordinator, store, service::Options::default(), shutdown)
+        let client = connect(&coordinator_url).await;
+        service::run(client, store, service::Options::default(), shutdown)
             .await
             .expect("coordinator");
     });
-    let client = connect().await;
+    let client = connect(url).await;
     // Ready when the API answers.
     for _ in 0..200 {
         if client
@@ -134,10 +148,6 @@ async fn cluster(url: &str) -> Cluster {
 
 impl Cluster {
     async fn add_worker(&mut self, url: &str, id: &str, slots: u32) {
-        let client = async_nats::ConnectOptions::new()
-            .connect(url)
-            .await
-            .unwrap();
         let (stop, stopped) = oneshot::channel::<()>();
         let opts = daemon::Options {
             id: id.into(),
@@ -153,10 +163,12 @@ impl Cluster {
             guard_token: None,
         };
         self.stops.push(stop);
-        self.workers.push(tokio::spawn(async move {
+        let url = url.to_string();
+        self.workers.push(own_thread(daemon::runtime(), async move {
             let shutdown = async {
                 let _ = stopped.await;
             };
+            let client = connect(&url).await;
             daemon::run(client, opts, shutdown).await.expect("worker");
         }));
         // The coordinator counts a worker's slots from its heartbeats.
@@ -183,7 +195,7 @@ impl Cluster {
         // Senders 1.. are workers; dropping them drains each worker.
         self.stops.truncate(1);
         for w in self.workers.drain(..) {
-            let _ = w.await;
+            let _ = tokio::task::spawn_blocking(move || w.join()).await;
         }
     }
 

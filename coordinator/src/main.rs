@@ -74,10 +74,7 @@ fn main() -> ExitCode {
         metrics_addr: args.metrics_addr,
         ..Options::default()
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match service::runtime() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("ordo-coordinator: cannot start the runtime: {e}");

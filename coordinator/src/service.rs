@@ -136,6 +136,15 @@ const HOUSEKEEPING: Duration = Duration::from_millis(250);
 /// Deferred changes that force a commit.
 const MAX_DEFERRED: usize = 1000;
 
+/// The runtime `ordo-coordinator` runs on: one thread, for one loop (commits go to the
+/// blocking pool); fewer wake-ups of other threads per task than a multi-threaded runtime
+/// (bench/distributed).
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+}
+
 /// Runs the coordinator until `shutdown` resolves.
 pub async fn run(
     client: async_nats::Client,

@@ -75,12 +75,24 @@ struct Shared {
     running: Mutex<Running>,
     /// Jobs killed recently: their tasks are never started.
     killed_jobs: Mutex<HashMap<JobId, Instant>>,
+    /// Slots whose task processes are running.
     busy: AtomicU32,
+    /// Executions whose result is not yet stored and acked (a slot is free before that).
+    unreported: AtomicU32,
     /// CPU and memory in use, in thousandths of a CPU and MB.
     used_millicpus: AtomicU32,
     used_memory: AtomicU32,
     slot_freed: Notify,
     draining: AtomicBool,
+}
+
+/// The runtime `ordo-worker` runs on: one thread. A worker mostly waits (on processes, pipes
+/// and NATS); on one thread each hand-off is a function call rather than a wake-up of another
+/// thread, which leaves more of the cores to the tasks (bench/distributed).
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
 }
 
 /// Runs until `shutdown` resolves, then drains.
@@ -97,6 +109,7 @@ pub async fn run(
         running: Mutex::new(HashMap::new()),
         killed_jobs: Mutex::new(HashMap::new()),
         busy: AtomicU32::new(0),
+        unreported: AtomicU32::new(0),
         used_millicpus: AtomicU32::new(0),
         used_memory: AtomicU32::new(0),
         slot_freed: Notify::new(),
@@ -114,7 +127,7 @@ pub async fn run(
     shared.slot_freed.notify_one();
     publish_heartbeat(&shared).await;
     let deadline = Instant::now() + opts.drain_grace;
-    while shared.busy.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+    while shared.in_hand() && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     // Hand back whatever is still running.
@@ -122,7 +135,7 @@ pub async fn run(
         let _ = stop.send(Stop::HandBack);
     }
     let handback_deadline = Instant::now() + Duration::from_secs(10);
-    while shared.busy.load(Ordering::SeqCst) > 0 && Instant::now() < handback_deadline {
+    while shared.in_hand() && Instant::now() < handback_deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     heartbeats.abort();
@@ -379,23 +392,60 @@ async fn accept(shared: &Arc<Shared>, msg: jetstream::Message, ack_wait: Duratio
             .await;
         return;
     }
-    let busy = shared.busy.fetch_add(1, Ordering::SeqCst) + 1;
-    if let Some(m) = &shared.opts.metrics {
-        m.busy_slots.set(busy as i64);
-    }
-    shared.used_millicpus.fetch_add(need_cpu, Ordering::SeqCst);
-    shared.used_memory.fetch_add(need_mem, Ordering::SeqCst);
+    let slot = Slot::take(shared, need_cpu, need_mem);
+    shared.unreported.fetch_add(1, Ordering::SeqCst);
     let shared = shared.clone();
     tokio::spawn(async move {
-        execute(&shared, msg, dispatch, delivery, ack_wait).await;
+        execute(&shared, msg, dispatch, delivery, ack_wait, slot).await;
+        shared.unreported.fetch_sub(1, Ordering::SeqCst);
+    });
+}
+
+impl Shared {
+    /// Whether any execution is running or not yet reported.
+    fn in_hand(&self) -> bool {
+        self.busy.load(Ordering::SeqCst) > 0 || self.unreported.load(Ordering::SeqCst) > 0
+    }
+}
+
+/// A slot and the CPUs and memory one execution reserved, given back when dropped: `execute`
+/// drops it as soon as the task's processes are gone, so the next task starts while the result
+/// is being stored.
+struct Slot {
+    shared: Arc<Shared>,
+    millicpus: u32,
+    memory: u32,
+}
+
+impl Slot {
+    fn take(shared: &Arc<Shared>, millicpus: u32, memory: u32) -> Slot {
+        let busy = shared.busy.fetch_add(1, Ordering::SeqCst) + 1;
+        if let Some(m) = &shared.opts.metrics {
+            m.busy_slots.set(busy as i64);
+        }
+        shared.used_millicpus.fetch_add(millicpus, Ordering::SeqCst);
+        shared.used_memory.fetch_add(memory, Ordering::SeqCst);
+        Slot {
+            shared: shared.clone(),
+            millicpus,
+            memory,
+        }
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let shared = &self.shared;
         let busy = shared.busy.fetch_sub(1, Ordering::SeqCst) - 1;
         if let Some(m) = &shared.opts.metrics {
             m.busy_slots.set(busy as i64);
         }
-        shared.used_millicpus.fetch_sub(need_cpu, Ordering::SeqCst);
-        shared.used_memory.fetch_sub(need_mem, Ordering::SeqCst);
+        shared
+            .used_millicpus
+            .fetch_sub(self.millicpus, Ordering::SeqCst);
+        shared.used_memory.fetch_sub(self.memory, Ordering::SeqCst);
         shared.slot_freed.notify_one();
-    });
+    }
 }
 
 fn not_run(shared: &Shared, d: &Dispatch, outcome: Outcome, why: &str) -> TaskResult {
@@ -427,6 +477,7 @@ async fn execute(
     d: Dispatch,
     delivery: u32,
     ack_wait: Duration,
+    slot: Slot,
 ) {
     let key = (d.job, d.index, d.attempt);
     let (stop_tx, stop_rx) = oneshot::channel::<Stop>();
@@ -571,6 +622,8 @@ async fn execute(
     lease.abort();
     let _ = logger.await;
     shared.running.lock().await.remove(&key);
+    // The processes are gone: the next task may start while this one's result is stored.
+    drop(slot);
 
     let stopped = *stop.lock().unwrap();
     match stopped {

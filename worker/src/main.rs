@@ -119,10 +119,7 @@ fn main() -> ExitCode {
         guard_token: guard.as_ref().map(|g| g.token.clone()),
         ..opts
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match daemon::runtime() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("ordo-worker: cannot start the runtime: {e}");
