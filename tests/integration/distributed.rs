@@ -133,6 +133,46 @@ depends_on = ["on-alpha"]
     assert_eq!(workers.as_array().unwrap().len(), 2, "{workers}");
 }
 
+/// One worker pulling from three queues, one of them always empty: asks rotate over the queues,
+/// so the empty one never keeps the free slots from the others.
+#[test]
+fn one_worker_serves_several_queues_and_an_empty_one_holds_nothing_back() {
+    let mut c = Cluster::start(&[]);
+    c.add_worker(
+        "multi",
+        &[
+            "--queue",
+            "alpha",
+            "--queue",
+            "empty",
+            "--queue",
+            "beta",
+            "--concurrency",
+            "2",
+        ],
+    );
+    let mut spec = String::from("name = \"queues\"\n");
+    for i in 0..6 {
+        let queue = if i % 2 == 0 { "alpha" } else { "beta" };
+        spec.push_str(&format!(
+            "[[tasks]]\nname = \"t{i}\"\ncommand = \"echo {queue}\"\nqueue = \"{queue}\"\n"
+        ));
+        if i > 0 {
+            spec.push_str(&format!("depends_on = [\"t{}\"]\n", i - 1));
+        }
+    }
+    spec.push_str("[[tasks]]\nname = \"fan-a\"\ncommand = \"true\"\nqueue = \"alpha\"\n");
+    spec.push_str("[[tasks]]\nname = \"fan-b\"\ncommand = \"true\"\nqueue = \"beta\"\n");
+    let spec = write(c.work.path(), "queues.toml", &spec);
+    let job = submit(&c, &spec);
+    let s = wait_state(&c, &job, Duration::from_secs(60));
+    assert_eq!(s["state"], "succeeded", "{s}");
+    for t in s["tasks"].as_array().unwrap() {
+        assert_eq!(t["worker"], "multi", "{t}");
+    }
+    assert_eq!(task(&s, "t5")["output_tail"], "beta\n");
+}
+
 #[test]
 fn logs_follow_sees_output_while_the_task_runs() {
     let mut c = Cluster::start(&[]);
