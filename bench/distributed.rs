@@ -272,6 +272,15 @@ impl Cluster {
     }
 }
 
+fn print_independent(setup: &str, n: usize, ours: Duration, limit: Duration, target: &str) {
+    println!(
+        "distributed independent: {n} `true` tasks, 1 worker × 4 slots, {setup}: ordo {:.0}/s, spawn limit {:.0}/s: ratio {:.2}{target}",
+        n as f64 / ours.as_secs_f64(),
+        n as f64 / limit.as_secs_f64(),
+        limit.as_secs_f64() / ours.as_secs_f64()
+    );
+}
+
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
     let n: usize = std::env::var("ORDO_BENCH_N")
@@ -284,11 +293,12 @@ async fn main() {
 
     let limit = spawn_limit(n, 4, "true").await;
     let ours = c.run(job(n, "true", false)).await;
-    println!(
-        "distributed independent: {n} `true` tasks, 1 worker × 4 slots, broker, coordinator and tasks sharing every CPU: ordo {:.0}/s, spawn limit {:.0}/s: ratio {:.2}",
-        n as f64 / ours.as_secs_f64(),
-        n as f64 / limit.as_secs_f64(),
-        limit.as_secs_f64() / ours.as_secs_f64()
+    print_independent(
+        "broker, coordinator and tasks sharing every CPU",
+        n,
+        ours,
+        limit,
+        "",
     );
 
     let hops = 1_000;
@@ -337,11 +347,12 @@ async fn main() {
     .join()
     .unwrap();
     let ours = c.run(job(n, "true", false)).await;
-    println!(
-        "distributed independent, broker on its own CPU: {n} `true` tasks, 1 worker × 4 slots on CPU 0: ordo {:.0}/s, spawn limit of CPU 0 {:.0}/s: ratio {:.2} (target >= 0.8)",
-        n as f64 / ours.as_secs_f64(),
-        n as f64 / limit.as_secs_f64(),
-        limit.as_secs_f64() / ours.as_secs_f64()
+    print_independent(
+        "broker and coordinator on CPU 1, worker and tasks on CPU 0 (limit: CPU 0's)",
+        n,
+        ours,
+        limit,
+        " (target >= 0.8)",
     );
     c.stop_workers().await;
 }
