@@ -139,6 +139,12 @@ impl Metrics {
                     }
                 }
                 Change::Attempt(r) => {
+                    // No `running` transition came (the task ended before the worker's
+                    // `Started` delay): the result tells when it started (worker's clock).
+                    if let Some(at) = self.dispatched_at.remove(&(r.job, r.index)) {
+                        let secs = r.started_at_ms.saturating_sub(at) as f64 / 1000.0;
+                        self.dispatch_to_start.observe(secs);
+                    }
                     self.results.get_or_create(&label("kind", "applied")).inc();
                     self.task_duration.observe(r.duration_ms as f64 / 1000.0);
                 }

@@ -17,6 +17,9 @@ struct AttemptTrace {
     dispatched: Millis,
     events: Vec<(Millis, String)>,
     result: Option<TaskResult>,
+    /// A `running` transition was seen (a task shorter than the worker's `Started` delay has
+    /// none: its result tells when it started).
+    running: bool,
 }
 
 struct JobTrace {
@@ -74,7 +77,12 @@ impl Traces {
                     job, index, state, ..
                 } => self.task(&tel, *job, *index, state),
                 Change::Attempt(r) => {
-                    self.attempts.entry((r.job, r.index)).or_default().result = Some(r.clone());
+                    let a = self.attempts.entry((r.job, r.index)).or_default();
+                    if !a.running {
+                        a.events
+                            .push((r.started_at_ms, format!("running on {}", r.worker)));
+                    }
+                    a.result = Some(r.clone());
                 }
                 Change::Ignored { result, why, .. } => {
                     if let Some(j) = self.jobs.get_mut(&result.job) {
@@ -117,6 +125,7 @@ impl Traces {
                         dispatched: *at,
                         events: vec![(*at, "dispatched".into())],
                         result: None,
+                        running: false,
                     },
                 );
                 *at
@@ -126,6 +135,7 @@ impl Traces {
             } => {
                 if let Some(a) = self.attempts.get_mut(&key) {
                     a.events.push((*started, format!("running on {worker}")));
+                    a.running = true;
                 }
                 *started
             }
