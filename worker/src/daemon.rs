@@ -234,14 +234,16 @@ async fn consumers(shared: &Shared) -> Vec<(String, PullConsumer, Duration)> {
     out
 }
 
-/// How long a pull request waits for messages: with one queue the request stays until it is
-/// filled (renewed now and then, in case the server forgot it in a restart); with several, it
-/// is short so an empty queue does not hold the free slots away from the others.
+/// How long a pull request waits for messages before the worker asks again. Short, because a
+/// worker that froze (SIGSTOP, a partition) keeps its connection, and JetStream hands what it
+/// redelivers to a live ask first: an ask outliving the freeze would swallow the redelivery for
+/// another whole ack wait. With several queues it is shorter still, so an empty queue does not
+/// hold the free slots away from the others.
 fn pull_expiry(queues: usize) -> Duration {
     if queues > 1 {
         Duration::from_millis(200)
     } else {
-        Duration::from_secs(2)
+        Duration::from_secs(1)
     }
 }
 
