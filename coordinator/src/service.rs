@@ -136,9 +136,9 @@ const HOUSEKEEPING: Duration = Duration::from_millis(250);
 /// Deferred changes that force a commit.
 const MAX_DEFERRED: usize = 1000;
 
-/// The runtime `ordo-coordinator` runs on: one thread, for one loop (commits go to the
-/// blocking pool); fewer wake-ups of other threads per task than a multi-threaded runtime
-/// (bench/distributed).
+/// The runtime `ordo-coordinator` runs on: one thread, for one loop that also commits (redb
+/// is synchronous, and nothing can proceed before a commit is durable); fewer wake-ups of other
+/// threads per task than a multi-threaded runtime (bench/distributed).
 pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -395,18 +395,17 @@ impl Service {
         let mut acks = std::mem::take(&mut self.deferred_acks);
         let seqs = if !changes.is_empty() || !dispatches.is_empty() || !self.sent.is_empty() {
             let sent = std::mem::take(&mut self.sent);
-            let batch = OwnedBatch {
+            let batch = Batch {
                 now: now_ms(),
-                changes,
-                outbox_add: dispatches.clone(),
-                outbox_sent: sent,
+                changes: &changes,
+                outbox_add: &dispatches,
+                outbox_sent: &sent,
             };
-            let store = self.store.clone();
             failpoint::hit(failpoint::BEFORE_COMMIT);
-            // redb is synchronous: commit off the async workers.
-            let seqs = tokio::task::spawn_blocking(move || store.commit(&batch.borrow()))
-                .await
-                .map_err(|e| Error::Nats(e.to_string()))??;
+            // redb is synchronous, and the loop has nothing to do until the commit is durable:
+            // it commits on its own thread (a hand-off to the blocking pool cost two thread
+            // wake-ups per turn, on the path of every dependent task).
+            let seqs = self.store.commit(&batch)?;
             if let Some(m) = &self.metrics {
                 m.commit(commit_started.elapsed());
             }
@@ -973,24 +972,6 @@ fn not_found(job: &JobId) -> ApiError {
 }
 
 /// A batch whose slices the blocking commit task owns.
-struct OwnedBatch {
-    now: Millis,
-    changes: Vec<Change>,
-    outbox_add: Vec<Dispatch>,
-    outbox_sent: Vec<u64>,
-}
-
-impl OwnedBatch {
-    fn borrow(&self) -> Batch<'_> {
-        Batch {
-            now: self.now,
-            changes: &self.changes,
-            outbox_add: &self.outbox_add,
-            outbox_sent: &self.outbox_sent,
-        }
-    }
-}
-
 async fn forward_api(client: async_nats::Client, tx: mpsc::Sender<Input>) {
     loop {
         let Ok(mut sub) = client
