@@ -1,10 +1,10 @@
 //! The worker's guard: a small process, started once per worker (and per `ordo run`), that
 //! outlives it. Every task process of the worker carries `ORDO_WORKER_TOKEN=<token>` in its
-//! environment; the guard
-//! holds the read end of a pipe whose write end only the worker has. When the worker dies
-//! (even by SIGKILL) the pipe reaches end-of-file and the guard kills every process still
-//! carrying the token: children that escaped the process group with `setsid` or a double fork
-//! included. A worker that exits normally has no such processes left, so the guard finds none.
+//! environment; the guard holds the read end of a pipe whose write end only the worker has.
+//! When the worker dies (even by SIGKILL) the pipe reaches end-of-file and the guard kills
+//! every process still carrying the token: children that escaped the process group with
+//! `setsid` or a double fork included. A worker that exits normally has no such processes left,
+//! so the guard finds none.
 //!
 //! The guard is the running binary itself (`ordo-worker` or `ordo`), run with
 //! `--guard <token>` in its own session, so a terminal's Ctrl-C aimed at the worker does not
