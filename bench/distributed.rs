@@ -282,7 +282,8 @@ impl Cluster {
                 && let Some(end) = s.summary.finished_ms
             {
                 assert_eq!(
-                    s.summary.state, "succeeded",
+                    s.summary.state,
+                    ordo_proto::JobState::Succeeded,
                     "bench job failed: {:?}",
                     s.summary.reason
                 );

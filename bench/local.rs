@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use ordo::progress::Quiet;
 use ordo::run::{RunOptions, run};
 use ordo_coordinator::engine::JobState;
-use ordo_proto::telemetry::Telemetry;
+use ordo_plumbing::telemetry::Telemetry;
 use ordo_proto::{ExecutionMode, JobSpec, TaskSpec, validate::validate};
 #[path = "common.rs"]
 mod common;

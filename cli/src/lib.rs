@@ -1,20 +1,27 @@
 //! The `ordo` command line as a library, so benches and tests reach the same code.
 //!
 //! # Layout
+//! - `args`: what several commands take alike (spec file, target, run options, output, exit
+//!   codes).
 //! - `formats`: every input format → `JobSpec`, with file positions for errors.
 //! - `graph`: Graphviz dot and Mermaid renderings of a job's DAG.
-//! - `run`: the local runner (engine + store + executor in one process).
-//! - `remote`: submit, status, jobs, watch, logs, cancel, retry, workers over NATS.
+//! - `run`: the local runner (the engine's driver, a store and the executor in one process).
+//! - `jobs`: the one job client (submit, status, list, cancel, retry, output, report, prune,
+//!   workers), against a local state directory or a cluster.
+//! - `manage`: the job commands (submit, status, jobs, watch, logs, cancel, retry, workers), a
+//!   face of `jobs` for people.
+//! - `mcp`: `ordo mcp`, the Model Context Protocol server on stdio, a face of `jobs` for agents.
 //! - `progress`: what a run shows while it goes (bars, lines, nothing).
 //! - `summary`: the table or JSON a run prints at the end.
 //! - `report`: job reports (Markdown, JSON, JUnit XML, HTML), `ordo report` and `ordo prune`.
-//! - `mcp`: `ordo mcp`, the Model Context Protocol server on stdio (tools for AI agents).
 
+pub mod args;
 pub mod formats;
 pub mod graph;
+pub mod jobs;
+pub mod manage;
 pub mod mcp;
 pub mod progress;
-pub mod remote;
 pub mod report;
 pub mod run;
 pub mod summary;

@@ -8,20 +8,12 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use ordo::formats::{self, Diagnostic, Format, LoadOptions, Loaded};
+use ordo::args::{Mode, Output, RunArgs, SpecArgs, default_workers, env_mode, exit, override_mode};
+use ordo::formats::{self, Diagnostic, Loaded};
 use ordo::progress::{Bars, Lines, Progress, Quiet};
 use ordo::run::{RunOptions, RunReport};
 use ordo::summary;
-use ordo_coordinator::engine::JobState;
-use ordo_proto::{Dag, Dur, ExecutionMode};
-
-/// Exit codes (DESIGN §6).
-mod exit {
-    pub const OK: u8 = 0;
-    pub const JOB_FAILED: u8 = 1;
-    pub const INVALID: u8 = 2;
-    pub const INTERRUPTED: u8 = 130;
-}
+use ordo_proto::{Dag, Dur, ExecutionMode, JobState};
 
 #[derive(Parser)]
 #[command(
@@ -72,7 +64,7 @@ enum Command {
         to: Option<ConvertTo>,
     },
     /// Run a job on this machine, no broker needed.
-    Run(RunArgs),
+    Run(RunCommand),
     /// Write a job's report (Markdown, JSON, JUnit XML or HTML) from a local state directory
     /// (--state) or the coordinator.
     Report(ordo::report::command::ReportArgs),
@@ -83,32 +75,16 @@ enum Command {
     /// on this machine, or on a cluster with --nats).
     Mcp(ordo::mcp::McpArgs),
     #[command(flatten)]
-    Remote(ordo::remote::Remote),
+    Manage(ordo::manage::Manage),
 }
 
 #[derive(Args)]
-struct SpecArgs {
-    /// The job spec: ordo TOML/JSON, Prompter TOML, subtasks JSON, TaskMaster tasks.json, or a
-    /// Markdown task document.
-    spec: PathBuf,
-    /// Force the input format instead of detecting it.
-    #[arg(long = "input-format", value_name = "FORMAT")]
-    input_format: Option<Format>,
-    /// TaskMaster tag to read.
-    #[arg(long, default_value = "master")]
-    tag: String,
-    /// TaskMaster: make each subtask a task of its own (`parent.sub`).
-    #[arg(long)]
-    expand_subtasks: bool,
-}
-
-#[derive(Args)]
-struct RunArgs {
+struct RunCommand {
     #[command(flatten)]
     spec: SpecArgs,
-    /// Task slots: how many tasks run at once.
-    #[arg(long, env = "ORDO_WORKERS", default_value_t = default_workers())]
-    workers: u32,
+    /// Task slots (how many tasks run at once) and the agent command.
+    #[command(flatten)]
+    run: RunArgs,
     /// Override the spec's execution mode.
     #[arg(long, value_enum)]
     mode: Option<Mode>,
@@ -118,10 +94,6 @@ struct RunArgs {
     /// Keep the job's state here; running the same command again resumes an unfinished job.
     #[arg(long, env = "ORDO_STATE_DIR")]
     state: Option<PathBuf>,
-    /// Agent command for prompt tasks, e.g. "claude -p" (split on whitespace; the prompt is
-    /// appended as one argument). Overrides the spec's settings.agent_command.
-    #[arg(long, env = "ORDO_AGENT_COMMAND")]
-    agent_command: Option<String>,
     /// Pause before a prompt task's verify command (overrides settings.check_interval).
     #[arg(long, env = "ORDO_CHECK_INTERVAL")]
     check_interval: Option<Dur>,
@@ -139,16 +111,6 @@ struct RunArgs {
     output: Output,
 }
 
-fn default_workers() -> u32 {
-    std::thread::available_parallelism().map_or(2, |n| n.get() as u32)
-}
-
-#[derive(Clone, Copy, ValueEnum, PartialEq)]
-enum Output {
-    Text,
-    Json,
-}
-
 #[derive(Clone, Copy, ValueEnum)]
 enum GraphFormat {
     Dot,
@@ -159,12 +121,6 @@ enum GraphFormat {
 enum ConvertTo {
     Json,
     Toml,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum Mode {
-    Parallel,
-    Sequential,
 }
 
 /// An error that carries its exit code; anything else exits 1.
@@ -222,15 +178,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Report(args) => Ok(ordo::report::command::report(args)),
         Command::Prune(args) => Ok(ordo::report::command::prune(args)),
         Command::Mcp(args) => ordo::mcp::serve(args),
-        Command::Remote(cmd) => ordo::remote::dispatch(cmd),
-    }
-}
-
-fn load_options(spec: &SpecArgs) -> LoadOptions {
-    LoadOptions {
-        format: spec.input_format,
-        tag: Some(spec.tag.clone()),
-        expand_subtasks: spec.expand_subtasks,
+        Command::Manage(cmd) => ordo::manage::dispatch(cmd),
     }
 }
 
@@ -242,24 +190,15 @@ fn print_diagnostics(diags: &[Diagnostic]) {
 
 /// Loads and validates a spec; on failure prints every error and exits 2.
 fn load_checked(spec: &SpecArgs) -> anyhow::Result<(Loaded, Dag)> {
-    let label = spec.spec.display().to_string();
-    let loaded = formats::load(&spec.spec, &load_options(spec)).map_err(|diags| {
+    spec.load().map_err(|diags| {
         print_diagnostics(&diags);
-        Exit(exit::INVALID)
-    })?;
-    for w in &loaded.warnings {
-        eprintln!("warning: {w}");
-    }
-    let dag = formats::check(&loaded, &label).map_err(|diags| {
-        print_diagnostics(&diags);
-        Exit(exit::INVALID)
-    })?;
-    Ok((loaded, dag))
+        Exit(exit::INVALID).into()
+    })
 }
 
 fn validate(spec: &SpecArgs, output: Output) -> anyhow::Result<u8> {
-    let label = spec.spec.display().to_string();
-    let result = formats::load(&spec.spec, &load_options(spec))
+    let label = spec.label();
+    let result = formats::load(&spec.spec, &spec.load_options())
         .and_then(|l| formats::check(&l, &label).map(|dag| (l, dag)));
     match (result, output) {
         (Ok((loaded, dag)), Output::Text) => {
@@ -354,43 +293,34 @@ fn convert(spec: &SpecArgs, out: Option<&Path>, to: Option<ConvertTo>) -> anyhow
     Ok(exit::OK)
 }
 
-fn run(args: RunArgs) -> anyhow::Result<u8> {
+fn run(args: RunCommand) -> anyhow::Result<u8> {
     let (loaded, dag) = load_checked(&args.spec)?;
     let mut spec = loaded.spec;
-    if let Some(mode) = args.mode {
-        spec.settings.execution_mode = Some(match mode {
-            Mode::Parallel => ExecutionMode::Parallel,
-            Mode::Sequential => ExecutionMode::Sequential,
-        });
-        spec.settings.enable_parallel = None;
-    }
-    if let Some(agent) = &args.agent_command {
-        let argv: Vec<String> = agent.split_whitespace().map(String::from).collect();
-        if argv.is_empty() {
-            eprintln!("ordo: --agent-command / ORDO_AGENT_COMMAND is empty");
+    override_mode(&mut spec, args.mode.map(ExecutionMode::from));
+    match args.run.agent_argv() {
+        Ok(Some(argv)) => spec.settings.agent_command = Some(argv),
+        Ok(None) => {}
+        Err(e) => {
+            eprintln!("ordo: {e}");
             return Ok(exit::INVALID);
         }
-        spec.settings.agent_command = Some(argv);
     }
     if let Some(d) = args.check_interval {
         spec.settings.check_interval = Some(d);
     }
-    let default_mode = match std::env::var("ORDO_EXECUTION_MODE") {
-        Ok(v) if !v.is_empty() => match v.parse::<ExecutionMode>() {
-            Ok(m) => m,
-            Err(e) => {
-                eprintln!("ordo: ORDO_EXECUTION_MODE: {e}");
-                return Ok(exit::INVALID);
-            }
-        },
-        _ => ExecutionMode::Parallel,
+    let default_mode = match env_mode() {
+        Ok(m) => m.unwrap_or(ExecutionMode::Parallel),
+        Err(e) => {
+            eprintln!("ordo: {e}");
+            return Ok(exit::INVALID);
+        }
     };
     let opts = RunOptions {
-        workers: args.workers.max(1),
+        workers: args.run.workers.unwrap_or_else(default_workers).max(1),
         default_mode,
         max_parallel: args.max_parallel,
         state_dir: args.state.clone(),
-        source: args.spec.spec.display().to_string(),
+        source: args.spec.label(),
         telemetry: None,
     };
     let json = args.output == Output::Json;
@@ -410,17 +340,17 @@ fn run(args: RunArgs) -> anyhow::Result<u8> {
         .context("cannot start the async runtime")?;
     let report: RunReport = runtime.block_on(async {
         let shutdown = async {
-            ordo_proto::signals::interrupted().await;
+            ordo_plumbing::signals::interrupted().await;
             // A second interrupt exits at once.
             tokio::spawn(async {
-                ordo_proto::signals::interrupted().await;
+                ordo_plumbing::signals::interrupted().await;
                 std::process::exit(exit::INTERRUPTED as i32);
             });
         };
         let mut opts = opts;
         // The gRPC exporter must be built inside the runtime.
         opts.telemetry =
-            ordo_proto::telemetry::Telemetry::from_env("ordo")?.map(std::sync::Arc::new);
+            ordo_plumbing::telemetry::Telemetry::from_env("ordo")?.map(std::sync::Arc::new);
         ordo::run::run(spec, dag, opts, progress.as_mut(), shutdown).await
     })?;
     drop(progress);

@@ -12,34 +12,28 @@
 //! `ordo submit` / `ordo status` word them.
 //!
 //! # Where jobs run
-//! - Local (no `--nats`): the server runs jobs itself, in the background, with the local runner
-//!   (`run::run_recorded`). One redb store in `--state DIR` (default `.ordo-mcp`) is opened for
-//!   the server's lifetime and shared by every running job and every read, so `job_status`,
-//!   `job_logs` and `job_report` see jobs while and after they run. Each running job has a
-//!   cancel handle (`cancel_job`). Jobs left unfinished by a server that died resume when the
-//!   next one starts (as `ordo run --state` resumes); when the server stops (stdin closed,
-//!   SIGTERM) it cancels the jobs it is running and waits for their processes to be killed.
-//! - Cluster (`--nats URL`): every tool that touches jobs is a coordinator API request
-//!   (`remote::Client`, one connection made on first use), and `job_logs` reads `ORDO_LOGS`.
+//! Every tool that touches jobs goes through the job client (`jobs`), as the CLI's job commands
+//! and the dashboard do:
+//! - Local (no `--nats`): the server runs jobs itself, in the background. One redb store in
+//!   `--state DIR` (default `.ordo-mcp`, or `ORDO_MCP_STATE_DIR`) is opened for the server's
+//!   lifetime and shared by every running job and every read, so `job_status`, `job_logs` and
+//!   `job_report` see jobs while and after they run. Jobs left unfinished by a server that died
+//!   resume when the next one starts (as `ordo run --state` resumes); when the server stops
+//!   (stdin closed, SIGTERM) it cancels the jobs it is running and waits for their processes.
+//! - Cluster (`--nats URL`): coordinator API requests (one connection made on first use), and
+//!   `job_logs` reads `ORDO_LOGS`.
 //!
 //! Stdout is the protocol: nothing else may write to it (tasks' output is captured, diagnostics
 //! go to stderr).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::ValueEnum as _;
-use ordo_coordinator::report::{self as data, ReportData};
-use ordo_coordinator::store::{JobRecord, Store};
-use ordo_coordinator::views;
-use ordo_proto::api::{
-    self, JobRef, JobStatus, JobSummary, JobsRequest, ReportRequest, SubmitReply,
-};
-use ordo_proto::connect::NatsArgs;
-use ordo_proto::{Dag, ExecutionMode, JobId};
+use ordo_proto::api::{JobStatus, JobSummary, JobsRequest};
+use ordo_proto::{Dag, ExecutionMode, JobState};
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{CallToolResult, ContentBlock, Implementation, ServerCapabilities, ServerConfig};
@@ -47,13 +41,12 @@ use rmcp::{ServerHandler, ServiceExt, tool, tool_handler, tool_router};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Value, json};
-use tokio::sync::{OnceCell, oneshot, watch};
 
+use crate::args::{RunArgs, TargetArgs, override_mode};
 use crate::formats::{self, Diagnostic, Format, LoadOptions, Loaded};
-use crate::progress::Quiet;
-use crate::remote::{self, CallError};
+use crate::jobs::{self, Jobs, Open};
+use crate::manage::submit_request;
 use crate::report;
-use crate::run::{self, RunOptions};
 
 /// The default state directory of local mode, under the current directory.
 pub const DEFAULT_STATE_DIR: &str = ".ordo-mcp";
@@ -61,42 +54,15 @@ pub const DEFAULT_STATE_DIR: &str = ".ordo-mcp";
 const STATUS_TAIL: usize = 2048;
 /// `job_logs` returns at most this many bytes per task unless asked otherwise.
 const LOGS_DEFAULT: usize = 16 * 1024;
-/// `cancel_job` waits this long for a local job's processes to be killed.
-const CANCEL_WAIT: Duration = Duration::from_secs(15);
-/// A stopping server waits this long for its jobs to end.
-const STOP_WAIT: Duration = Duration::from_secs(10);
-/// The reason recorded for jobs cancelled through `cancel_job` (the coordinator's words).
-const CANCEL_REASON: &str = "cancelled by user";
-
 #[derive(Debug, clap::Args)]
 pub struct McpArgs {
-    /// Run jobs on a cluster: NATS server URL(s) of its coordinator, comma-separated. Without
-    /// it, jobs run on this machine.
-    #[arg(long = "nats", env = "ORDO_NATS_URL", value_name = "URL")]
-    pub nats: Option<String>,
-    /// NATS credentials file (JWT + nkey).
-    #[arg(long, env = "ORDO_NATS_CREDS")]
-    pub creds: Option<PathBuf>,
-    #[arg(long, env = "ORDO_NATS_USER")]
-    pub user: Option<String>,
-    #[arg(long, env = "ORDO_NATS_PASSWORD", hide_env_values = true)]
-    pub password: Option<String>,
-    #[arg(long, env = "ORDO_NATS_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
-    /// CA certificate (PEM) to trust for TLS.
-    #[arg(long, env = "ORDO_NATS_TLS_CA")]
-    pub tls_ca: Option<PathBuf>,
-    /// Local mode: keep jobs here (held open while the server runs; read it through the
-    /// tools). Cluster mode ignores the local-mode flags.
-    #[arg(long, env = "ORDO_MCP_STATE_DIR", default_value = DEFAULT_STATE_DIR)]
-    pub state: PathBuf,
-    /// Local mode: task slots of each job (default: the number of CPUs).
-    #[arg(long, env = "ORDO_WORKERS")]
-    pub workers: Option<u32>,
-    /// Local mode: agent command for prompt tasks, e.g. "claude -p" (split on whitespace; the
-    /// prompt is appended as one argument). Overrides the spec's settings.agent_command.
-    #[arg(long, env = "ORDO_AGENT_COMMAND")]
-    pub agent_command: Option<String>,
+    /// Where jobs live: `--nats URL` for a cluster; without it jobs run on this machine and
+    /// are kept in --state DIR (default .ordo-mcp, or ORDO_MCP_STATE_DIR).
+    #[command(flatten)]
+    pub target: TargetArgs,
+    /// Local mode: how jobs run here.
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 /// Serves MCP on stdin/stdout until the client closes it (or SIGTERM / Ctrl-C); returns the
@@ -107,10 +73,10 @@ pub fn serve(args: McpArgs) -> anyhow::Result<u8> {
         .build()
         .context("cannot start the async runtime")?;
     let result = runtime.block_on(async move {
-        let server = Ordo::new(args)?;
+        let server = Ordo::new(args).await?;
         tokio::select! {
             r = serve_stdio(server.clone()) => r?,
-            () = ordo_proto::signals::interrupted() => {}
+            () = ordo_plumbing::signals::interrupted() => {}
         }
         server.stop().await;
         anyhow::Ok(())
@@ -279,24 +245,12 @@ impl From<Vec<Diagnostic>> for Fail {
     }
 }
 
-impl From<CallError> for Fail {
-    fn from(e: CallError) -> Fail {
+impl From<jobs::Error> for Fail {
+    fn from(e: jobs::Error) -> Fail {
         match e {
-            CallError::Spec(diags) => diags.into(),
+            jobs::Error::Spec(diags) => diags.into(),
             e => Fail::msg(e.to_string()),
         }
-    }
-}
-
-impl From<anyhow::Error> for Fail {
-    fn from(e: anyhow::Error) -> Fail {
-        Fail::msg(format!("{e:#}"))
-    }
-}
-
-impl From<ordo_coordinator::store::Error> for Fail {
-    fn from(e: ordo_coordinator::store::Error) -> Fail {
-        Fail::msg(e.to_string())
     }
 }
 
@@ -321,111 +275,43 @@ fn to_value<T: serde::Serialize>(v: &T) -> Result<Value, Fail> {
 
 #[derive(Clone)]
 pub struct Ordo {
-    inner: Arc<Inner>,
+    /// The job client, or why it could not be opened (another `ordo mcp` may hold the state
+    /// directory): the tools that need no jobs still work.
+    jobs: Arc<Result<Jobs, String>>,
     tool_router: ToolRouter<Ordo>,
 }
 
-enum Inner {
-    Local(Local),
-    /// Boxed: the connection options are large.
-    Cluster(Box<Cluster>),
-}
-
-struct Local {
-    /// The shared store, or why it could not be opened (another `ordo mcp` may hold it).
-    store: Result<Arc<Store>, String>,
-    dir: PathBuf,
-    workers: u32,
-    agent_command: Option<Vec<String>>,
-    /// Jobs running in this process.
-    running: Arc<Mutex<HashMap<JobId, RunningJob>>>,
-}
-
-struct RunningJob {
-    cancel: Option<oneshot::Sender<String>>,
-    /// Turns true when the runner returned.
-    done: watch::Receiver<bool>,
-}
-
-struct Cluster {
-    nats: NatsArgs,
-    client: OnceCell<remote::Client>,
-}
-
 impl Ordo {
-    pub fn new(args: McpArgs) -> anyhow::Result<Ordo> {
-        let inner = match args.nats {
-            Some(url) => Inner::Cluster(Box::new(Cluster {
-                nats: NatsArgs {
-                    url,
-                    creds: args.creds,
-                    user: args.user,
-                    password: args.password,
-                    token: args.token,
-                    tls_ca: args.tls_ca,
-                },
-                client: OnceCell::new(),
-            })),
-            None => {
-                let agent_command = match &args.agent_command {
-                    Some(a) => {
-                        let argv: Vec<String> = a.split_whitespace().map(String::from).collect();
-                        anyhow::ensure!(
-                            !argv.is_empty(),
-                            "--agent-command / ORDO_AGENT_COMMAND is empty"
-                        );
-                        Some(argv)
-                    }
-                    None => None,
-                };
-                let dir = std::path::absolute(&args.state).unwrap_or(args.state);
-                let store = Store::open(&dir).map(Arc::new).map_err(|e| {
-                    let msg = format!("cannot use the state directory: {e}");
-                    eprintln!("ordo mcp: {msg}; local jobs are unavailable");
-                    msg
-                });
-                let local = Local {
-                    store,
-                    dir,
-                    workers: args.workers.unwrap_or_else(default_workers).max(1),
-                    agent_command,
-                    running: Arc::new(Mutex::new(HashMap::new())),
-                };
-                local.resume_unfinished();
-                Inner::Local(local)
-            }
-        };
+    pub async fn new(args: McpArgs) -> anyhow::Result<Ordo> {
+        let default_dir = std::env::var_os("ORDO_MCP_STATE_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR));
+        args.run.agent_argv().map_err(anyhow::Error::msg)?;
+        let target = args.target.target(Some(default_dir), args.run);
+        let jobs = Jobs::open(&target, Open::Serve).await.map_err(|e| {
+            let msg = e.to_string();
+            eprintln!("ordo mcp: {msg}; local jobs are unavailable");
+            msg
+        });
         Ok(Ordo {
-            inner: Arc::new(inner),
+            jobs: Arc::new(jobs),
             tool_router: Self::tool_router(),
         })
     }
 
     /// Cancels the local jobs still running and waits (a bounded time) for them to end.
     pub async fn stop(&self) {
-        if let Inner::Local(local) = &*self.inner {
-            let waits: Vec<_> = {
-                let mut running = local.running.lock().unwrap();
-                running
-                    .values_mut()
-                    .map(|r| {
-                        if let Some(tx) = r.cancel.take() {
-                            let _ = tx.send("ordo mcp stopped".into());
-                        }
-                        r.done.clone()
-                    })
-                    .collect()
-            };
-            let all = futures::future::join_all(waits.into_iter().map(|mut d| async move {
-                let _ = d.wait_for(|d| *d).await;
-            }));
-            let _ = tokio::time::timeout(STOP_WAIT, all).await;
+        if let Ok(jobs) = &*self.jobs {
+            jobs.stop().await;
         }
     }
-}
 
-fn default_workers() -> u32 {
-    std::thread::available_parallelism().map_or(2, |n| n.get() as u32)
+    fn jobs(&self) -> Result<&Jobs, Fail> {
+        self.jobs
+            .as_ref()
+            .as_ref()
+            .map_err(|e| Fail::msg(e.clone()))
+    }
 }
 
 #[tool_router]
@@ -500,12 +386,13 @@ impl Ordo {
 #[tool_handler(router = self.tool_router)]
 impl ServerHandler for Ordo {
     fn get_info(&self) -> ServerConfig {
-        let mode = match &*self.inner {
-            Inner::Local(l) => format!(
+        let mode = match &*self.jobs {
+            Ok(Jobs::Cluster(_)) => "Jobs run on the ordo cluster behind --nats.".to_string(),
+            Ok(Jobs::Local(l)) => format!(
                 "Jobs run on this machine; their state is kept in {}.",
-                l.dir.display()
+                l.dir().display()
             ),
-            Inner::Cluster(_) => "Jobs run on the ordo cluster behind --nats.".to_string(),
+            Err(e) => format!("Local jobs are unavailable: {e}."),
         };
         ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
             .with_server_info(Implementation::new(
@@ -572,17 +459,6 @@ fn parse_mode(mode: Option<&str>) -> Result<Option<ExecutionMode>, Fail> {
         .map_err(Fail::msg)
 }
 
-/// `ORDO_EXECUTION_MODE`, the default mode of specs that set none.
-fn env_mode() -> Result<Option<ExecutionMode>, Fail> {
-    match std::env::var("ORDO_EXECUTION_MODE") {
-        Ok(v) if !v.trim().is_empty() => v
-            .parse::<ExecutionMode>()
-            .map(Some)
-            .map_err(|e| Fail::msg(format!("ORDO_EXECUTION_MODE: {e}"))),
-        _ => Ok(None),
-    }
-}
-
 fn plural(n: usize, one: &str, many: &str) -> String {
     format!("{n} {}", if n == 1 { one } else { many })
 }
@@ -612,23 +488,6 @@ fn tail(s: &str, max: usize) -> &str {
     } else {
         &s[s.ceil_char_boundary(s.len() - max)..]
     }
-}
-
-/// A task of `status` by name, else by index.
-fn resolve_task(status: &JobStatus, task: &str) -> Result<u32, Fail> {
-    if let Some(t) = status.tasks.iter().find(|t| t.name == task) {
-        return Ok(t.index);
-    }
-    if let Ok(i) = task.trim().parse::<u32>()
-        && status.tasks.iter().any(|t| t.index == i)
-    {
-        return Ok(i);
-    }
-    Err(Fail::msg(format!(
-        "job {} has no task '{}'",
-        status.summary.id,
-        task.escape_debug()
-    )))
 }
 
 impl Ordo {
@@ -711,62 +570,30 @@ impl Ordo {
         } else {
             "mcp".to_string()
         };
+        let jobs = self.jobs()?;
         let mut spec = loaded.spec;
-        match &*self.inner {
-            Inner::Local(local) => {
-                if let Some(mode) = mode {
-                    spec.settings.execution_mode = Some(mode);
-                    spec.settings.enable_parallel = None;
-                }
-                if let Some(argv) = &local.agent_command {
-                    spec.settings.agent_command = Some(argv.clone());
-                }
-                let opts = RunOptions {
-                    workers: local.workers,
-                    default_mode: env_mode()?.unwrap_or(ExecutionMode::Parallel),
-                    max_parallel: p.max_parallel,
-                    state_dir: None,
-                    source,
-                    telemetry: None,
-                };
-                let store = local.store()?;
-                let record = tokio::task::block_in_place(|| run::insert_job(&store, &spec, &opts))?;
-                let summary = format!(
-                    "submitted job {} '{}' ({}), running on this machine",
-                    record.id,
-                    record.name,
-                    plural(dag.len(), "task", "tasks")
-                );
-                let v = json!({
-                    "job": record.id, "name": record.name, "tasks": dag.len(), "where": "local",
-                    "state_dir": local.dir, "warnings": loaded.warnings,
-                });
-                local.start(store, record, false, dag, opts);
-                done(summary, v, None)
-            }
-            Inner::Cluster(cluster) => {
-                let mode = mode.map(|m| match m {
-                    ExecutionMode::Parallel => remote::Mode::Parallel,
-                    ExecutionMode::Sequential => remote::Mode::Sequential,
-                });
-                let env = std::env::var("ORDO_EXECUTION_MODE").ok();
-                let name = spec.name.clone();
-                let req =
-                    remote::submit_request(spec, source, mode, p.max_parallel, env.as_deref())?;
-                let client = cluster.client().await?;
-                let reply: SubmitReply = client.call(api::SUBMIT, &req, None).await?;
-                let summary = format!(
-                    "submitted job {} '{name}' ({}) to the cluster",
-                    reply.job,
-                    plural(dag.len(), "task", "tasks")
-                );
-                let v = json!({
-                    "job": reply.job, "name": name, "tasks": dag.len(), "where": "cluster",
-                    "warnings": loaded.warnings,
-                });
-                done(summary, v, None)
-            }
-        }
+        override_mode(&mut spec, mode);
+        let env = std::env::var("ORDO_EXECUTION_MODE").ok();
+        let name = spec.name.clone();
+        let req = submit_request(spec, source, None, p.max_parallel, env.as_deref())?;
+        let tasks = dag.len();
+        let job = jobs.submit(req, dag).await?;
+        let (place, mut v) = match jobs {
+            Jobs::Local(l) => (
+                "running on this machine",
+                json!({ "where": "local", "state_dir": l.dir() }),
+            ),
+            Jobs::Cluster(_) => ("to the cluster", json!({ "where": "cluster" })),
+        };
+        let summary = format!(
+            "submitted job {job} '{name}' ({}) {place}",
+            plural(tasks, "task", "tasks")
+        );
+        v["job"] = json!(job);
+        v["name"] = json!(name);
+        v["tasks"] = json!(tasks);
+        v["warnings"] = json!(loaded.warnings);
+        done(summary, v, None)
     }
 
     async fn status(&self, p: JobInput) -> Outcome {
@@ -782,39 +609,27 @@ impl Ordo {
     }
 
     async fn fetch_status(&self, job: &str) -> Result<JobStatus, Fail> {
-        match &*self.inner {
-            Inner::Local(local) => {
-                let store = local.store()?;
-                let id = local.resolve(&store, job)?;
-                tokio::task::block_in_place(|| views::status(&store, &id))?
-                    .ok_or_else(|| Fail::msg(format!("no job {id}")))
-            }
-            Inner::Cluster(cluster) => {
-                let id = remote::parse_job(job)?;
-                let client = cluster.client().await?;
-                Ok(client
-                    .call(api::STATUS, &JobRef { job: id }, Some(id))
-                    .await?)
-            }
-        }
+        let jobs = self.jobs()?;
+        let id = jobs.resolve(job).await?;
+        Ok(jobs.status(id).await?)
     }
 
     async fn list(&self, p: ListInput) -> Outcome {
+        let state = p
+            .state
+            .as_deref()
+            .map(|s| s.trim().parse::<JobState>())
+            .transpose()
+            .map_err(Fail::msg)?;
         let req = JobsRequest {
-            state: p.state,
+            state,
             search: p.search,
             limit: p.limit,
         };
-        let jobs: Vec<JobSummary> = match &*self.inner {
-            Inner::Local(local) => {
-                let store = local.store()?;
-                tokio::task::block_in_place(|| views::jobs(&store, &req))?
-            }
-            Inner::Cluster(cluster) => cluster.client().await?.call(api::JOBS, &req, None).await?,
-        };
-        let mut states: BTreeMap<&str, usize> = BTreeMap::new();
+        let jobs = self.jobs()?.list(&req).await?;
+        let mut states: BTreeMap<JobState, usize> = BTreeMap::new();
         for j in &jobs {
-            *states.entry(j.state.as_str()).or_default() += 1;
+            *states.entry(j.state).or_default() += 1;
         }
         let mut summary = plural(jobs.len(), "job", "jobs");
         if !states.is_empty() {
@@ -826,37 +641,9 @@ impl Ordo {
     }
 
     async fn cancel(&self, p: JobInput) -> Outcome {
-        let summary: JobSummary = match &*self.inner {
-            Inner::Local(local) => {
-                let store = local.store()?;
-                let id = local.resolve(&store, &p.job)?;
-                let waiting = {
-                    let mut running = local.running.lock().unwrap();
-                    running.get_mut(&id).map(|r| {
-                        if let Some(tx) = r.cancel.take() {
-                            let _ = tx.send(CANCEL_REASON.into());
-                        }
-                        r.done.clone()
-                    })
-                };
-                if let Some(mut done) = waiting {
-                    let _ = tokio::time::timeout(CANCEL_WAIT, done.wait_for(|d| *d)).await;
-                }
-                tokio::task::block_in_place(|| -> Result<_, Fail> {
-                    let rec = store
-                        .job(&id)?
-                        .ok_or_else(|| Fail::msg(format!("no job {id}")))?;
-                    Ok(views::summary(&rec, &store.tasks(&id)?))
-                })?
-            }
-            Inner::Cluster(cluster) => {
-                let id = remote::parse_job(&p.job)?;
-                let client = cluster.client().await?;
-                client
-                    .call(api::CANCEL, &JobRef { job: id }, Some(id))
-                    .await?
-            }
-        };
+        let jobs = self.jobs()?;
+        let id = jobs.resolve(&p.job).await?;
+        let summary = jobs.cancel(id).await?;
         done(summary_line(&summary), to_value(&summary)?, None)
     }
 
@@ -866,43 +653,23 @@ impl Ordo {
         let only = p
             .task
             .as_deref()
-            .map(|t| resolve_task(&status, t))
+            .map(|t| jobs::resolve_task(&status, t))
             .transpose()?;
         let id = status.summary.id;
-        // Per task index: (bytes written in all, kept output).
-        let outputs: BTreeMap<u32, (u64, String)> = match &*self.inner {
-            Inner::Local(local) => {
-                let store = local.store()?;
-                let attempts = tokio::task::block_in_place(|| store.attempts(&id))?;
-                let mut last = BTreeMap::new();
-                for a in attempts {
-                    last.insert(
-                        a.index,
-                        (a.output_bytes, tail(&a.output_tail, keep).to_string()),
-                    );
-                }
-                last
-            }
-            Inner::Cluster(cluster) => {
-                let client = cluster.client().await?;
-                client
-                    .output(id, only, keep)
-                    .await?
-                    .into_iter()
-                    .map(|(i, (total, bytes))| {
-                        let text = String::from_utf8_lossy(&bytes).into_owned();
-                        (i, (total, tail(&text, keep).to_string()))
-                    })
-                    .collect()
-            }
-        };
+        let outputs = self.jobs()?.output(id, only, keep).await?;
         let mut tasks = Vec::new();
         let mut body = String::new();
         for t in &status.tasks {
             if only.is_some_and(|i| i != t.index) {
                 continue;
             }
-            let (total, output) = outputs.get(&t.index).cloned().unwrap_or_default();
+            let (total, output) = match outputs.get(&t.index) {
+                Some((total, bytes)) => {
+                    let text = String::from_utf8_lossy(bytes);
+                    (*total, tail(&text, keep).to_string())
+                }
+                None => (0, String::new()),
+            };
             let truncated = (output.len() as u64) < total;
             body.push_str(&format!("── {} ({}) ──\n", t.name, t.state));
             if truncated {
@@ -938,27 +705,12 @@ impl Ordo {
                 ))
             })?,
         };
-        let data: ReportData = match &*self.inner {
-            Inner::Local(local) => {
-                let store = local.store()?;
-                tokio::task::block_in_place(|| -> Result<_, Fail> {
-                    let id = match &p.job {
-                        Some(text) => local.resolve(&store, text)?,
-                        None => data::latest(&store)?.ok_or_else(|| {
-                            Fail::msg(format!("{} holds no jobs", local.dir.display()))
-                        })?,
-                    };
-                    data::gather(&store, &id)?.ok_or_else(|| Fail::msg(format!("no job {id}")))
-                })?
-            }
-            Inner::Cluster(cluster) => {
-                let job = p.job.as_deref().map(remote::parse_job).transpose()?;
-                let client = cluster.client().await?;
-                client
-                    .call(api::REPORT, &ReportRequest { job }, job)
-                    .await?
-            }
+        let jobs = self.jobs()?;
+        let job = match &p.job {
+            Some(text) => Some(jobs.resolve(text).await?),
+            None => None,
         };
+        let data = jobs.report(job).await?;
         let model = report::build(&data);
         let text = report::render(&model, format);
         let name = format!("{format:?}").to_ascii_lowercase();
@@ -976,124 +728,6 @@ impl Ordo {
         };
         let v = json!({ "job": model.job.id, "format": name, "report": report_value });
         done(summary, v, Some(text))
-    }
-}
-
-impl Cluster {
-    async fn client(&self) -> Result<&remote::Client, Fail> {
-        Ok(self
-            .client
-            .get_or_try_init(|| remote::Client::connect(&self.nats))
-            .await?)
-    }
-}
-
-impl Local {
-    fn store(&self) -> Result<Arc<Store>, Fail> {
-        self.store.clone().map_err(Fail::msg)
-    }
-
-    /// A full job id, or an unambiguous prefix of one (as `ordo report --state` takes them).
-    fn resolve(&self, store: &Store, text: &str) -> Result<JobId, Fail> {
-        let text = text.trim();
-        if let Ok(id) = text.parse::<JobId>() {
-            return Ok(id);
-        }
-        let jobs = tokio::task::block_in_place(|| store.jobs())?;
-        let hits: Vec<JobId> = jobs
-            .iter()
-            .map(|j| j.id)
-            .filter(|id| !text.is_empty() && id.to_string().starts_with(text))
-            .collect();
-        match hits.as_slice() {
-            [id] => Ok(*id),
-            [] => Err(Fail::msg(format!(
-                "no job '{}' in the state directory {}",
-                text.escape_debug(),
-                self.dir.display()
-            ))),
-            _ => Err(Fail::msg(format!(
-                "'{}' matches {} jobs; give more of the id",
-                text.escape_debug(),
-                hits.len()
-            ))),
-        }
-    }
-
-    /// Runs a recorded job in the background; registers its cancel handle first.
-    fn start(
-        &self,
-        store: Arc<Store>,
-        record: JobRecord,
-        resume: bool,
-        dag: Dag,
-        opts: RunOptions,
-    ) {
-        let id = record.id;
-        let (cancel_tx, cancel_rx) = oneshot::channel::<String>();
-        let (done_tx, done_rx) = watch::channel(false);
-        self.running.lock().unwrap().insert(
-            id,
-            RunningJob {
-                cancel: Some(cancel_tx),
-                done: done_rx,
-            },
-        );
-        let running = self.running.clone();
-        tokio::spawn(async move {
-            let cancel = async move {
-                match cancel_rx.await {
-                    Ok(reason) => reason,
-                    // Never cancelled.
-                    Err(_) => std::future::pending().await,
-                }
-            };
-            let mut quiet = Quiet;
-            let result =
-                run::run_recorded(store, record, resume, dag, opts, &mut quiet, cancel).await;
-            if let Err(e) = result {
-                eprintln!("ordo mcp: job {id}: {e:#}");
-            }
-            running.lock().unwrap().remove(&id);
-            let _ = done_tx.send(true);
-        });
-    }
-
-    /// Resumes the jobs an earlier server left unfinished (it was killed).
-    fn resume_unfinished(&self) {
-        let Ok(store) = self.store.clone() else {
-            return;
-        };
-        let jobs = match store.jobs() {
-            Ok(j) => j,
-            Err(e) => {
-                eprintln!("ordo mcp: cannot read the state directory: {e}");
-                return;
-            }
-        };
-        for rec in jobs.into_iter().filter(|j| !j.state.is_terminal()) {
-            let dag = match ordo_proto::validate::validate(&rec.spec) {
-                Ok(dag) => dag,
-                Err(errors) => {
-                    eprintln!(
-                        "ordo mcp: cannot resume job {}: {}",
-                        rec.id,
-                        errors.first().map(ToString::to_string).unwrap_or_default()
-                    );
-                    continue;
-                }
-            };
-            let opts = RunOptions {
-                workers: rec.options.slots.unwrap_or(self.workers),
-                default_mode: rec.options.default_mode,
-                max_parallel: rec.options.max_parallel,
-                state_dir: None,
-                source: rec.source.clone(),
-                telemetry: None,
-            };
-            eprintln!("ordo mcp: resuming job {} '{}'", rec.id, rec.name);
-            self.start(store.clone(), rec, true, dag, opts);
-        }
     }
 }
 

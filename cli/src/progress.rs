@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use ordo_coordinator::engine::{Change, JobState, TaskState};
 use ordo_coordinator::store::JobRecord;
-use ordo_proto::JobSpec;
+use ordo_proto::{JobSpec, TaskIndex};
 
 use crate::run::RunReport;
 
@@ -34,7 +34,7 @@ pub struct Lines<W: Write> {
     out: W,
     started: Instant,
     /// Last reported attempt result per task, to say why a retry happens.
-    last_message: HashMap<u32, String>,
+    last_message: HashMap<TaskIndex, String>,
 }
 
 impl<W: Write> Lines<W> {
@@ -52,10 +52,14 @@ fn secs(ms: u64) -> String {
 }
 
 /// One human line for a task change, or `None` for changes not worth a line.
-fn describe(change: &Change, spec: &JobSpec, last: &mut HashMap<u32, String>) -> Option<String> {
+fn describe(
+    change: &Change,
+    spec: &JobSpec,
+    last: &mut HashMap<TaskIndex, String>,
+) -> Option<String> {
     match change {
         Change::Task { index, state, .. } => {
-            let name = &spec.tasks.get(*index as usize)?.name;
+            let name = &spec.tasks.get(index.get())?.name;
             let msg = last.get(index).cloned().unwrap_or_default();
             Some(match state {
                 TaskState::Pending | TaskState::Ready { .. } | TaskState::Dispatched { .. } => {
@@ -65,7 +69,7 @@ fn describe(change: &Change, spec: &JobSpec, last: &mut HashMap<u32, String>) ->
                     format!("▶ {name} started (attempt {attempt})")
                 }
                 TaskState::RetryWait { until, reason, .. } => {
-                    let wait = until.saturating_sub(crate::run::now_ms());
+                    let wait = until.saturating_sub(ordo_proto::now_ms());
                     format!("↻ {name} failed: {reason}; retrying in {}", secs(wait))
                 }
                 TaskState::Succeeded { .. } => format!("✓ {name} succeeded {msg}"),
@@ -119,8 +123,8 @@ impl<W: Write> Progress for Lines<W> {
 pub struct Bars {
     multi: MultiProgress,
     overall: ProgressBar,
-    running: HashMap<u32, ProgressBar>,
-    last_message: HashMap<u32, String>,
+    running: HashMap<TaskIndex, ProgressBar>,
+    last_message: HashMap<TaskIndex, String>,
     color: bool,
 }
 
@@ -177,7 +181,7 @@ impl Progress for Bars {
                             ProgressStyle::with_template(style)
                                 .unwrap_or_else(|_| ProgressStyle::default_spinner()),
                         );
-                        bar.set_message(spec.tasks[*index as usize].name.to_string());
+                        bar.set_message(spec.tasks[index.get()].name.to_string());
                         bar.enable_steady_tick(Duration::from_millis(120));
                         if let Some(old) = self.running.insert(*index, bar) {
                             old.finish_and_clear();

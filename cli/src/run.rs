@@ -2,34 +2,30 @@
 //! executor, in one process with no broker.
 //!
 //! The loop: wait for events (results, timers, Ctrl-C), drain every event already queued, apply
-//! them all, commit their changes in one store transaction (group commit), then carry out the
-//! actions. With `--state DIR` the store is a redb file committed durably before any action of
-//! the batch is carried out, so a killed run resumes where the store says; without it the store
-//! lives in memory.
+//! them all through the engine's one driver (`ordo_coordinator::driver`, as the coordinator
+//! does), and carry out what its turn allows. With `--state DIR` (and in `ordo mcp` / the
+//! dashboard) the store is a redb file committed durably before any action of the batch is
+//! carried out, so a killed run resumes where the store says; without it the store lives in
+//! memory and changes are committed in groups.
 
 use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
+use ordo_coordinator::driver::{self, Driver, Policy};
 use ordo_coordinator::engine::{
-    ANY_QUEUE, Action, Capacity, Change, Engine, Event, JobOptions, JobState, Millis, SavedTask,
+    ANY_QUEUE, Capacity, Change, Event, JobOptions, JobState, SavedTask, retry_records,
 };
-use ordo_coordinator::store::{Batch, JobRecord, Store};
+use ordo_coordinator::store::{JobRecord, Store};
 use ordo_coordinator::traces::Traces;
-use ordo_proto::telemetry::{self, Telemetry};
-use ordo_proto::{Attempt, Dag, ExecutionMode, JobId, JobSpec, TaskResult};
+use ordo_plumbing::telemetry::{self, Telemetry};
+use ordo_proto::{AttemptRef, Dag, ExecutionMode, JobId, JobSpec, TaskIndex, TaskResult, now_ms};
 use ordo_worker::exec::{self, ExecOptions};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::progress::Progress;
-
-/// In-memory runs commit when this many changes are pending...
-const MEMORY_BATCH: usize = 4096;
-/// ...or this long after the last commit.
-const MEMORY_COMMIT_EVERY: Duration = Duration::from_millis(200);
 
 pub struct RunOptions {
     /// Task slots (tasks running at once across the job).
@@ -58,11 +54,16 @@ pub struct RunReport {
     pub store: Arc<Store>,
 }
 
-pub fn now_ms() -> Millis {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as Millis)
-        .unwrap_or(0)
+/// How a recorded job starts running here.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Start {
+    /// Just inserted: every task pending.
+    New,
+    /// Left unfinished by a process that died: finished tasks keep their records, attempts
+    /// that were in flight run again without counting.
+    Resume,
+    /// Ended: its unsuccessful tasks (with `failed_only`, only the failed ones) run again.
+    Retry { failed_only: bool },
 }
 
 /// CPUs and memory this machine offers to tasks that declare `cpu_required`/`memory_required`.
@@ -99,65 +100,65 @@ pub async fn run(
         .into_iter()
         .rev()
         .find(|j| !j.state.is_terminal() && j.spec == spec);
-    let (record, resumed) = match previous {
-        Some(rec) => (rec, true),
-        None => (insert_job(&store, &spec, &opts)?, false),
+    let (record, start) = match previous {
+        Some(rec) => (rec, Start::Resume),
+        None => (insert_job(&store, &spec, &opts)?, Start::New),
     };
-    let durable = opts.state_dir.is_some();
+    let policy = if opts.state_dir.is_some() {
+        Policy::LOCAL_DURABLE
+    } else {
+        Policy::IN_MEMORY
+    };
     let cancel = async {
         shutdown.await;
         "interrupted".to_string()
     };
-    drive(store, record, resumed, durable, dag, opts, progress, cancel).await
+    drive(store, record, start, policy, dag, opts, progress, cancel).await
 }
 
 /// Records a new job in `store` (pending, every task pending) without running it; for callers
-/// that run it with `run_recorded` (`ordo mcp`).
+/// that run it with `run_recorded` (the local job client).
 pub fn insert_job(store: &Store, spec: &JobSpec, opts: &RunOptions) -> Result<JobRecord> {
     let now = now_ms();
-    let rec = JobRecord {
-        id: JobId::new(),
-        name: spec.name.clone(),
-        source: opts.source.clone(),
-        spec: spec.clone(),
-        options: JobOptions {
-            default_mode: opts.default_mode,
-            max_parallel: opts.max_parallel,
-            seed: now,
-            slots: Some(opts.workers.max(1)),
-        },
-        state: JobState::Pending,
-        created_ms: now,
-        updated_ms: now,
-        finished_ms: None,
-        reason: None,
+    let options = JobOptions {
+        default_mode: opts.default_mode,
+        max_parallel: opts.max_parallel,
+        seed: now,
+        slots: Some(opts.workers.max(1)),
     };
+    let rec = JobRecord::new(
+        JobId::new(),
+        spec.clone(),
+        opts.source.clone(),
+        options,
+        now,
+    );
     store.insert_job(&rec)?;
     Ok(rec)
 }
 
-/// Runs a job recorded in a store shared with other runs and readers (`ordo mcp`): one inserted
-/// by `insert_job`, or, with `resume`, one left unfinished by an earlier process. Every turn
-/// commits before it acts, so readers of the store see the job progress; `opts.state_dir` is not
-/// used. `cancel` resolving cancels the job with the reason it yields.
+/// Runs a job recorded in a store shared with other runs and readers (the local job client):
+/// every turn commits before it acts, so readers of the store see the job progress;
+/// `opts.state_dir` is not used. `cancel` resolving cancels the job with the reason it yields.
 pub async fn run_recorded<P: Progress + ?Sized>(
     store: Arc<Store>,
     record: JobRecord,
-    resume: bool,
+    start: Start,
     dag: Dag,
     opts: RunOptions,
     progress: &mut P,
     cancel: impl Future<Output = String>,
 ) -> Result<RunReport> {
-    drive(store, record, resume, true, dag, opts, progress, cancel).await
+    let policy = Policy::LOCAL_DURABLE;
+    drive(store, record, start, policy, dag, opts, progress, cancel).await
 }
 
-/// The run loop of a job recorded in `store`. `durable`: commit every turn before acting.
+/// The run loop of a job recorded in `store`.
 async fn drive<P: Progress + ?Sized>(
     store: Arc<Store>,
     record: JobRecord,
-    resumed: bool,
-    durable: bool,
+    start: Start,
+    policy: Policy,
     dag: Dag,
     opts: RunOptions,
     progress: &mut P,
@@ -166,21 +167,21 @@ async fn drive<P: Progress + ?Sized>(
     let spec = Arc::new(record.spec.clone());
     let dag = Arc::new(dag);
     let slots = opts.workers.max(1);
-    let saved = if resumed {
-        Some(store.tasks(&record.id)?)
-    } else {
-        None
+    let saved = match start {
+        Start::New => None,
+        Start::Resume => Some(store.tasks(&record.id)?),
+        Start::Retry { failed_only } => Some(retry_records(&store.tasks(&record.id)?, failed_only)),
     };
     let now = now_ms();
     let job = record.id;
-    progress.start(&record, &spec, resumed);
+    progress.start(&record, &spec, start == Start::Resume);
 
     let mut traces = Traces::new(opts.telemetry.clone());
     let names = spec.tasks.iter().map(|t| t.name.to_string()).collect();
     traces.job(job, &record.name, record.created_ms, names);
-    let mut engine = Engine::new();
+    let mut driver = Driver::new(policy);
     let (tx, mut rx) = mpsc::unbounded_channel::<Event>();
-    let mut kills: HashMap<(u32, Attempt), oneshot::Sender<()>> = HashMap::new();
+    let mut kills: HashMap<AttemptRef, oneshot::Sender<()>> = HashMap::new();
     // Kills the task processes if this process dies (SIGKILL included); held to the end.
     let guard = ordo_worker::guard::start().ok();
     let mut exec_opts = ExecOptions::new("local");
@@ -191,20 +192,28 @@ async fn drive<P: Progress + ?Sized>(
     }
     let exec_opts = Arc::new(exec_opts);
 
-    let mut actions = engine.apply(
+    driver.apply(
         now,
         Event::Capacity {
             queue: ANY_QUEUE.into(),
             capacity: machine_capacity(slots),
         },
     );
-    let in_flight: Vec<(u32, Attempt)> = saved
+    let in_flight: Vec<(TaskIndex, _)> = saved
         .iter()
         .flatten()
         .enumerate()
-        .filter_map(|(i, s)| s.state.active_attempt().map(|a| (i as u32, a)))
+        .filter_map(|(i, s)| s.state.active_attempt().map(|a| (TaskIndex::from(i), a)))
         .collect();
-    actions.extend(engine.apply(
+    if let Start::Retry { .. } = start {
+        driver.record(Change::Job {
+            job,
+            state: JobState::Running,
+            at: now,
+            reason: None,
+        });
+    }
+    driver.apply(
         now,
         Event::Submit {
             job,
@@ -213,72 +222,51 @@ async fn drive<P: Progress + ?Sized>(
             options: record.options.clone(),
             saved,
         },
-    ));
+    );
     // Attempts that were in flight when the last run died have no process any more.
     for (index, attempt) in in_flight {
-        actions.extend(engine.apply(
+        driver.apply(
             now,
             Event::Requeue {
                 job,
                 index,
                 attempt,
             },
-        ));
+        );
     }
 
     tokio::pin!(shutdown);
     let mut interrupted = false;
-    // Changes applied but not yet committed. With a state directory every turn commits before
-    // it acts (durable); in memory nothing survives anyway, so commits are grouped by size and
-    // time to keep the store off the hot path.
-    let mut pending: Vec<Change> = Vec::new();
-    let mut last_commit = Instant::now();
+    let mut sent = Vec::new();
     loop {
-        let mut dispatches = Vec::new();
-        let mut shown = pending.len();
-        let observed = pending.len();
-        for a in actions.drain(..) {
-            match a {
-                Action::Record(c) => pending.push(c),
-                Action::Dispatch(d) => dispatches.push(d),
-                Action::Kill { index, attempt, .. } => {
-                    if let Some(k) = kills.remove(&(index, attempt)) {
-                        let _ = k.send(());
-                    }
+        let finished = !driver.engine().has_job(&job);
+        let turn =
+            tokio::task::block_in_place(|| driver.turn(&store, now_ms(), finished, &mut sent))
+                .with_context(|| {
+                    format!(
+                        "cannot record the progress of job '{}' ({job})",
+                        record.name
+                    )
+                })?;
+        traces.observe(&turn.changes);
+        progress.changes(&turn.changes, &spec);
+        for k in &turn.kills {
+            if let (Some(index), Some(attempt)) = (k.index, k.attempt) {
+                let key = AttemptRef {
+                    job,
+                    index,
+                    attempt,
+                };
+                if let Some(kill) = kills.remove(&key) {
+                    let _ = kill.send(());
                 }
             }
         }
-        traces.observe(&pending[observed..]);
-        let finished = !engine.has_job(&job);
-        if !pending.is_empty()
-            && (durable
-                || finished
-                || pending.len() >= MEMORY_BATCH
-                || last_commit.elapsed() >= MEMORY_COMMIT_EVERY)
-        {
-            let batch = Batch {
-                now: now_ms(),
-                changes: &pending,
-                ..Default::default()
-            };
-            tokio::task::block_in_place(|| store.commit(&batch)).with_context(|| {
-                format!(
-                    "cannot record the progress of job '{}' ({job})",
-                    record.name
-                )
-            })?;
-            progress.changes(&pending[shown..], &spec);
-            pending.clear();
-            shown = 0;
-            last_commit = Instant::now();
-        }
-        if shown < pending.len() {
-            progress.changes(&pending[shown..], &spec);
-        }
         let now = now_ms();
-        for d in dispatches {
+        let dispatched = !turn.dispatches.is_empty();
+        for d in turn.dispatches {
             let (kill_tx, kill_rx) = oneshot::channel();
-            kills.insert((d.index, d.attempt), kill_tx);
+            kills.insert(d.attempt_ref(), kill_tx);
             let (index, attempt) = (d.index, d.attempt);
             let tx = tx.clone();
             let task_opts = exec_opts.clone();
@@ -292,13 +280,13 @@ async fn drive<P: Progress + ?Sized>(
                 };
                 let result = exec::run(&d, &task_opts, cancel, None).await;
                 if let Some(tel) = tel {
-                    let parent = telemetry::traceparent(&d.job, d.index, d.attempt);
+                    let parent = telemetry::traceparent(&d.attempt_ref());
                     tel.execution_span(Some(&parent), &result);
                 }
                 let _ = tx.send(Event::Finished(result));
             });
             // The process is being spawned now: running from here on.
-            actions.extend(engine.apply(
+            driver.apply(
                 now,
                 Event::Started {
                     job,
@@ -307,37 +295,34 @@ async fn drive<P: Progress + ?Sized>(
                     worker: exec_opts.worker.clone(),
                     delivery: 0,
                 },
-            ));
+            );
         }
-        if !actions.is_empty() {
+        if dispatched {
             continue;
         }
-        if finished {
+        if finished && driver.settled() {
             break;
         }
 
         let first = tokio::select! {
             m = rx.recv() => match m {
-                Some(e) => e,
+                Some(e) => Some(e),
                 None => break,
             },
-            _ = sleep_until(engine.next_wakeup()) => Event::Tick,
+            _ = driver::sleep_until(driver.next_wakeup(now_ms())) => None,
             reason = &mut shutdown, if !interrupted => {
                 interrupted = true;
-                Event::Cancel { job, reason }
+                Some(Event::Cancel { job, reason })
             }
         };
         let now = now_ms();
-        if let Event::Finished(r) = &first {
-            kills.remove(&(r.index, r.attempt));
-        }
-        actions.extend(engine.apply(now, first));
-        // Group commit: everything already queued joins this batch.
-        while let Ok(e) = rx.try_recv() {
+        // Group commit: everything already queued joins this turn.
+        let queued = std::iter::from_fn(|| rx.try_recv().ok());
+        for e in first.into_iter().chain(queued).chain([Event::Tick]) {
             if let Event::Finished(r) = &e {
-                kills.remove(&(r.index, r.attempt));
+                kills.remove(&r.attempt_ref());
             }
-            actions.extend(engine.apply(now, e));
+            driver.apply(now, e);
         }
     }
 
@@ -352,21 +337,11 @@ async fn drive<P: Progress + ?Sized>(
         tasks: store.tasks(&job)?,
         attempts: store.attempts(&job)?,
         job: job_record,
-        resumed,
+        resumed: start == Start::Resume,
         interrupted,
         slots,
         store: store.clone(),
     };
     progress.finish(&report);
     Ok(report)
-}
-
-async fn sleep_until(at: Option<Millis>) {
-    match at {
-        Some(at) => {
-            let wait = at.saturating_sub(now_ms());
-            tokio::time::sleep(Duration::from_millis(wait)).await
-        }
-        None => std::future::pending().await,
-    }
 }

@@ -32,7 +32,7 @@ fn rows(report: &RunReport) -> Vec<Row<'_>> {
             last: report
                 .attempts
                 .iter()
-                .filter(|r| r.index == i as u32)
+                .filter(|r| r.index.get() == i)
                 .max_by_key(|r| r.attempt),
         })
         .collect()

@@ -141,11 +141,11 @@ impl Bus {
         // The attempt's span is this message's parent on the worker (ids derive from the job).
         headers.insert(
             "traceparent",
-            ordo_proto::telemetry::traceparent(&d.job, d.index, d.attempt).as_str(),
+            ordo_plumbing::telemetry::traceparent(&d.attempt_ref()).as_str(),
         );
         headers.insert(
             "Nats-Msg-Id",
-            names::dispatch_msg_id(&d.job, d.index, d.attempt.0).as_str(),
+            names::dispatch_msg_id(&d.attempt_ref()).as_str(),
         );
         let ack = self
             .js

@@ -3,15 +3,19 @@
 //! # Layout
 //! - `engine`: the sans-IO state machine (`Engine::apply(now, Event) -> Vec<Action>`), shared
 //!   by the local runner and the coordinator service.
+//! - `driver`: the one driver of the engine (apply, commit rule, outbox, wake-ups), used by the
+//!   coordinator service and the local runner alike.
 //! - `metrics`: Prometheus metrics from engine changes and the service loop.
 //! - `store`: the redb file: jobs, one record per task, attempts, history, outbox.
 //! - `traces`: engine changes → OpenTelemetry spans (job root span, attempt spans).
 //! - `views`: job status and listings built from the store, for the API.
 //! - `report`: the records a job's report is rendered from (API, `ordo report`, `ordo run`).
 //! - `bus`: JetStream streams, consumers and publishing.
-//! - `service`: the `ordo-coordinator` loop: commit, ack, reply, publish.
+//! - `service`: the `ordo-coordinator` loop: commit, ack, reply, publish; its API verbs, input
+//!   forwarders and worker registry.
 
 pub mod bus;
+pub mod driver;
 pub mod engine;
 pub mod metrics;
 pub mod report;

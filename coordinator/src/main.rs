@@ -9,8 +9,8 @@ use clap::Parser;
 use ordo_coordinator::bus::Delivery;
 use ordo_coordinator::service::{self, Options};
 use ordo_coordinator::store::Store;
-use ordo_proto::connect::NatsArgs;
-use ordo_proto::telemetry::{self, LogFormat, Telemetry};
+use ordo_plumbing::connect::NatsArgs;
+use ordo_plumbing::telemetry::{self, LogFormat, Telemetry};
 use ordo_proto::{Dur, names};
 use std::sync::Arc;
 
@@ -102,8 +102,8 @@ fn main() -> ExitCode {
                 return ExitCode::from(3);
             }
         };
-        tracing::info!(nats = %args.nats.url, data_dir = %args.data_dir.display(), "serving");
-        match service::run(client, store, opts, ordo_proto::signals::interrupted()).await {
+        tracing::info!(nats = %args.nats.url(), data_dir = %args.data_dir.display(), "serving");
+        match service::run(client, store, opts, ordo_plumbing::signals::interrupted()).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(service::Error::Store(e)) => {
                 // Nothing the failed commit covered was acked or published: restarting once

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use ordo_proto::JobId;
+use ordo_proto::{JobId, TaskIndex};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -31,7 +31,7 @@ pub struct Metrics {
     total_slots: Gauge,
     commit_latency: Histogram,
     results: Family<Labels, Counter>,
-    dispatched_at: HashMap<(JobId, u32), Millis>,
+    dispatched_at: HashMap<(JobId, TaskIndex), Millis>,
 }
 
 impl std::fmt::Debug for Metrics {

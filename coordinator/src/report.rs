@@ -2,7 +2,7 @@
 //! (a local state directory), `ordo run --report` and the coordinator's `report` API verb hand
 //! the renderer the same data. Rendering is the CLI's (`cli/src/report`).
 
-use ordo_proto::{JobId, TaskResult};
+use ordo_proto::{JobId, TaskIndex, TaskResult, WorkerId};
 use serde::{Deserialize, Serialize};
 
 use crate::engine::{Change, Ignore, SavedTask};
@@ -11,10 +11,10 @@ use crate::store::{HistoryEntry, JobRecord, Result, Store};
 /// A result that changed nothing: which execution sent it and why it was not applied.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct IgnoredResult {
-    pub index: u32,
+    pub index: TaskIndex,
     pub attempt: u32,
     pub delivery: u32,
-    pub worker: String,
+    pub worker: WorkerId,
     pub kind: Ignore,
     pub why: String,
 }
@@ -139,7 +139,7 @@ mod tests {
         let result = TaskResult {
             job: job.id,
             task: job.spec.tasks[0].name.clone(),
-            index: 0,
+            index: TaskIndex(0),
             attempt: Attempt(1),
             outcome: Outcome::Succeeded,
             exit_code: Some(0),
@@ -159,7 +159,7 @@ mod tests {
         let changes = [
             Change::Task {
                 job: job.id,
-                index: 0,
+                index: TaskIndex(0),
                 attempts: 0,
                 state: TaskState::Ready { since: 1 },
             },

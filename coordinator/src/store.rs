@@ -9,7 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
-use ordo_proto::{Dispatch, JobId, JobSpec, TaskResult};
+use ordo_proto::{Dispatch, JobId, JobSpec, TaskIndex, TaskResult};
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
@@ -89,6 +89,30 @@ pub struct JobRecord {
     pub updated_ms: Millis,
     pub finished_ms: Option<Millis>,
     pub reason: Option<String>,
+}
+
+impl JobRecord {
+    /// A job just submitted at `now`: pending, no reason, not finished.
+    pub fn new(
+        id: JobId,
+        spec: JobSpec,
+        source: impl Into<String>,
+        options: JobOptions,
+        now: Millis,
+    ) -> JobRecord {
+        JobRecord {
+            id,
+            name: spec.name.clone(),
+            source: source.into(),
+            spec,
+            options,
+            state: JobState::Pending,
+            created_ms: now,
+            updated_ms: now,
+            finished_ms: None,
+            reason: None,
+        }
+    }
 }
 
 /// One line of the audit trail.
@@ -221,12 +245,12 @@ impl Store {
                             state: state.clone(),
                             attempts: *n,
                         };
-                        tasks.insert((key(job), *index), encode(&rec).as_slice())?;
+                        tasks.insert((key(job), index.0), encode(&rec).as_slice())?;
                         *job
                     }
                     Change::Attempt(r) => {
                         attempts
-                            .insert((key(&r.job), r.index, r.attempt.0), encode(r).as_slice())?;
+                            .insert((key(&r.job), r.index.0, r.attempt.0), encode(r).as_slice())?;
                         r.job
                     }
                     Change::Ignored { result, .. } => result.job,
@@ -296,23 +320,13 @@ impl Store {
     }
 
     /// One task's record.
-    pub fn task(&self, id: &JobId, index: u32) -> Result<Option<SavedTask>> {
+    pub fn task(&self, id: &JobId, index: TaskIndex) -> Result<Option<SavedTask>> {
         let tx = self.db.begin_read()?;
         let tasks = tx.open_table(TASKS)?;
         tasks
-            .get((key(id), index))?
+            .get((key(id), index.0))?
             .map(|v| decode(v.value()))
             .transpose()
-    }
-
-    /// One task's applied results, by attempt.
-    pub fn task_attempts(&self, id: &JobId, index: u32) -> Result<Vec<TaskResult>> {
-        let tx = self.db.begin_read()?;
-        let t = tx.open_table(ATTEMPTS)?;
-        let k = key(id);
-        t.range((k, index, 0)..=(k, index, u32::MAX))?
-            .map(|r| decode(r?.1.value()))
-            .collect()
     }
 
     pub fn attempts(&self, id: &JobId) -> Result<Vec<TaskResult>> {
@@ -423,7 +437,7 @@ mod tests {
             let changes = vec![
                 Change::Task {
                     job: job.id,
-                    index: 1,
+                    index: TaskIndex(1),
                     attempts: 1,
                     state: TaskState::Succeeded {
                         attempt: Attempt(1),
@@ -467,7 +481,7 @@ mod tests {
         let d = Dispatch {
             job: job.id,
             task: job.spec.tasks[0].name.clone(),
-            index: 0,
+            index: TaskIndex(0),
             attempt: Attempt(1),
             program: ordo_proto::Program::Shell("true".into()),
             verify: None,
@@ -503,7 +517,7 @@ mod tests {
         let result = |index: u32, attempt: u32| TaskResult {
             job: job.id,
             task: job.spec.tasks[index as usize].name.clone(),
-            index,
+            index: TaskIndex(index),
             attempt: Attempt(attempt),
             outcome: Outcome::Failed,
             exit_code: Some(1),
@@ -535,7 +549,7 @@ mod tests {
             .attempts(&job.id)
             .unwrap()
             .iter()
-            .map(|r| (r.index, r.attempt.0))
+            .map(|r| (r.index.0, r.attempt.0))
             .collect();
         assert_eq!(got, vec![(0, 1), (1, 1), (1, 2)]);
     }
@@ -552,7 +566,7 @@ mod tests {
         let result = |job: &JobRecord| TaskResult {
             job: job.id,
             task: job.spec.tasks[0].name.clone(),
-            index: 0,
+            index: TaskIndex(0),
             attempt: Attempt(1),
             outcome: Outcome::Succeeded,
             exit_code: Some(0),
@@ -591,7 +605,7 @@ mod tests {
         let d = Dispatch {
             job: old.id,
             task: old.spec.tasks[1].name.clone(),
-            index: 1,
+            index: TaskIndex(1),
             attempt: Attempt(1),
             program: ordo_proto::Program::Shell("true".into()),
             verify: None,

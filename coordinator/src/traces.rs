@@ -7,8 +7,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use opentelemetry::KeyValue;
-use ordo_proto::telemetry::Telemetry;
-use ordo_proto::{JobId, TaskResult};
+use ordo_plumbing::telemetry::Telemetry;
+use ordo_proto::{JobId, TaskIndex, TaskResult};
 
 use crate::engine::{Change, Millis, TaskState};
 
@@ -31,7 +31,7 @@ struct JobTrace {
 
 pub struct Traces {
     tel: Option<Arc<Telemetry>>,
-    attempts: HashMap<(JobId, u32), AttemptTrace>,
+    attempts: HashMap<(JobId, TaskIndex), AttemptTrace>,
     jobs: HashMap<JobId, JobTrace>,
 }
 
@@ -114,7 +114,7 @@ impl Traces {
         }
     }
 
-    fn task(&mut self, tel: &Telemetry, job: JobId, index: u32, state: &TaskState) {
+    fn task(&mut self, tel: &Telemetry, job: JobId, index: TaskIndex, state: &TaskState) {
         let key = (job, index);
         let at = match state {
             TaskState::Ready { since } => *since,
@@ -147,11 +147,7 @@ impl Traces {
             TaskState::Pending | TaskState::Skipped { .. } => 0,
         };
         if let Some(j) = self.jobs.get_mut(&job) {
-            let name = j
-                .task_names
-                .get(index as usize)
-                .cloned()
-                .unwrap_or_default();
+            let name = j.task_names.get(index.get()).cloned().unwrap_or_default();
             let mut text = format!("task {name} {}", state.name());
             if let Some(reason) = state.reason() {
                 text.push_str(": ");
@@ -171,7 +167,7 @@ impl Traces {
     fn end_attempt(
         &mut self,
         tel: &Telemetry,
-        key: (JobId, u32),
+        key: (JobId, TaskIndex),
         state: &TaskState,
         at: Millis,
     ) -> Millis {

@@ -2,7 +2,7 @@
 //! records only, so they are the same before and after a coordinator restart.
 
 use ordo_proto::api::{JobStatus, JobSummary, JobsRequest, TaskStatus};
-use ordo_proto::{JobId, TaskResult};
+use ordo_proto::{JobId, TaskIndex, TaskPhase, TaskResult};
 
 use crate::engine::{SavedTask, TaskState};
 use crate::store::{JobRecord, Result, Store};
@@ -12,7 +12,7 @@ pub fn summary(job: &JobRecord, tasks: &[SavedTask]) -> JobSummary {
     JobSummary {
         id: job.id,
         name: job.name.clone(),
-        state: job.state.name().to_string(),
+        state: job.state,
         created_ms: job.created_ms,
         finished_ms: job.finished_ms,
         reason: job.reason.clone(),
@@ -50,7 +50,7 @@ pub fn summary_of(
         return Ok(Some(JobSummary {
             id: *id,
             name: name.clone(),
-            state: state.name().to_string(),
+            state,
             created_ms: *created_ms,
             finished_ms: None,
             reason: None,
@@ -75,7 +75,7 @@ pub fn status(store: &Store, id: &JobId) -> Result<Option<JobStatus>> {
     // Attempts come ordered by (task, attempt): the last one per task wins.
     let mut last: Vec<Option<&TaskResult>> = vec![None; tasks.len()];
     for r in &attempts {
-        if let Some(slot) = last.get_mut(r.index as usize) {
+        if let Some(slot) = last.get_mut(r.index.get()) {
             *slot = Some(r);
         }
     }
@@ -92,9 +92,9 @@ pub fn status(store: &Store, id: &JobId) -> Result<Option<JobStatus>> {
                 _ => last.map(|r| r.worker.clone()),
             };
             TaskStatus {
-                index: i as u32,
+                index: TaskIndex::from(i),
                 name: spec.name.to_string(),
-                state: saved.state.name().to_string(),
+                state: saved.state.phase(),
                 attempts: saved.attempts,
                 worker,
                 exit_code: last.and_then(|r| r.exit_code),
@@ -124,7 +124,7 @@ pub fn status_within(mut status: JobStatus, limit: usize) -> serde_json::Value {
         let before = status.tasks.len();
         status
             .tasks
-            .retain(|t| t.state != "succeeded" && t.state != "pending");
+            .retain(|t| !matches!(t.state, TaskPhase::Succeeded | TaskPhase::Pending));
         status.omitted = before - status.tasks.len();
     }
     while size(&status) > limit && !status.tasks.is_empty() {
@@ -140,7 +140,7 @@ pub fn jobs(store: &Store, req: &JobsRequest) -> Result<Vec<JobSummary>> {
     let mut out = Vec::new();
     let search = req.search.as_deref().map(str::to_lowercase);
     for job in store.jobs()?.into_iter().rev() {
-        if req.state.as_deref().is_some_and(|s| s != job.state.name()) {
+        if req.state.is_some_and(|s| s != job.state) {
             continue;
         }
         if let Some(text) = &search {
@@ -171,10 +171,10 @@ mod tests {
 
     #[test]
     fn oversized_status_keeps_failures_and_counts_what_it_omits() {
-        let task = |i: u32, state: &str| TaskStatus {
-            index: i,
+        let task = |i: u32, state: TaskPhase| TaskStatus {
+            index: TaskIndex(i),
             name: format!("t{i}"),
-            state: state.into(),
+            state,
             attempts: 1,
             worker: Some("w".into()),
             exit_code: Some(0),
@@ -182,13 +182,13 @@ mod tests {
             reason: None,
             output_tail: Some("x".repeat(100)),
         };
-        let mut tasks: Vec<TaskStatus> = (0..1000).map(|i| task(i, "succeeded")).collect();
-        tasks[500] = task(500, "failed");
+        let mut tasks: Vec<TaskStatus> = (0..1000).map(|i| task(i, TaskPhase::Succeeded)).collect();
+        tasks[500] = task(500, TaskPhase::Failed);
         let status = JobStatus {
             summary: JobSummary {
                 id: JobId::new(),
                 name: "big".into(),
-                state: "failed".into(),
+                state: ordo_proto::JobState::Failed,
                 created_ms: 0,
                 finished_ms: Some(1),
                 reason: None,

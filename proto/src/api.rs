@@ -4,8 +4,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::JobId;
+use crate::ids::{JobId, TaskIndex, WorkerId};
 use crate::spec::{ExecutionMode, JobSpec};
+use crate::state::{JobState, TaskPhase};
 use crate::wire::Heartbeat;
 
 pub const SUBMIT: &str = "submit";
@@ -115,9 +116,9 @@ pub struct PruneReply {
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct JobsRequest {
-    /// Only jobs in this state (`running`, `failed`, ...).
+    /// Only jobs in this state.
     #[serde(default)]
-    pub state: Option<String>,
+    pub state: Option<JobState>,
     /// Only jobs whose name, a task name, or state contains this text.
     #[serde(default)]
     pub search: Option<String>,
@@ -129,7 +130,7 @@ pub struct JobsRequest {
 pub struct JobSummary {
     pub id: JobId,
     pub name: String,
-    pub state: String,
+    pub state: JobState,
     pub created_ms: u64,
     pub finished_ms: Option<u64>,
     pub reason: Option<String>,
@@ -141,11 +142,11 @@ pub struct JobSummary {
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct TaskStatus {
-    pub index: u32,
+    pub index: TaskIndex,
     pub name: String,
-    pub state: String,
+    pub state: TaskPhase,
     pub attempts: u32,
-    pub worker: Option<String>,
+    pub worker: Option<WorkerId>,
     pub exit_code: Option<i32>,
     pub duration_ms: Option<u64>,
     pub reason: Option<String>,

@@ -1,4 +1,5 @@
-//! Identifiers: job ids, task names and attempt numbers as newtypes, never bare strings.
+//! Identifiers: job ids, task names and indexes, attempt numbers and worker ids as newtypes,
+//! never bare strings or integers; `AttemptRef` names one attempt of one task of one job.
 //!
 //! A `TaskName` is user text. It is checked once, here, when it is parsed: it is never empty,
 //! has no control characters and is at most `MAX_TASK_NAME` bytes. It may contain anything else
@@ -119,6 +120,104 @@ pub struct Attempt(pub u32);
 impl fmt::Display for Attempt {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.0)
+    }
+}
+
+/// Position of a task in its job's spec (and in every per-task table): what travels on the
+/// wire and keys the store, where the name would be long and not a valid subject token.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default,
+)]
+#[serde(transparent)]
+pub struct TaskIndex(pub u32);
+
+impl TaskIndex {
+    pub fn get(self) -> usize {
+        self.0 as usize
+    }
+}
+
+impl From<usize> for TaskIndex {
+    fn from(i: usize) -> Self {
+        TaskIndex(i as u32)
+    }
+}
+
+impl fmt::Display for TaskIndex {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// Who ran an attempt: a worker's id (`--id`, default host and pid), or `local` for `ordo run`.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
+#[serde(transparent)]
+pub struct WorkerId(pub String);
+
+impl WorkerId {
+    pub fn new(id: impl Into<String>) -> Self {
+        WorkerId(id.into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for WorkerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::ops::Deref for WorkerId {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for WorkerId {
+    fn from(s: &str) -> Self {
+        WorkerId(s.to_string())
+    }
+}
+
+impl From<String> for WorkerId {
+    fn from(s: String) -> Self {
+        WorkerId(s)
+    }
+}
+
+impl PartialEq<str> for WorkerId {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl PartialEq<&str> for WorkerId {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
+impl std::borrow::Borrow<str> for WorkerId {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+/// One attempt of one task: the key of a dispatch, a kill, a published message and a result.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct AttemptRef {
+    pub job: JobId,
+    pub index: TaskIndex,
+    pub attempt: Attempt,
+}
+
+impl fmt::Display for AttemptRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}.{}", self.job, self.index, self.attempt)
     }
 }
 

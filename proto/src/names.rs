@@ -4,7 +4,7 @@
 //! job, workers as their generated id. Queue names are the one user-chosen token; validation
 //! restricts them to `[A-Za-z0-9_-]`.
 
-use crate::ids::JobId;
+use crate::ids::{AttemptRef, JobId, TaskIndex, WorkerId};
 
 /// Queue of tasks that do not name one.
 pub const DEFAULT_QUEUE: &str = "default";
@@ -62,7 +62,7 @@ pub fn event_subject(job: &JobId) -> String {
     format!("ordo.event.{job}")
 }
 
-pub fn log_subject(job: &JobId, index: u32) -> String {
+pub fn log_subject(job: &JobId, index: TaskIndex) -> String {
     format!("ordo.log.{job}.{index}")
 }
 
@@ -75,7 +75,7 @@ pub fn started_subject(job: &JobId) -> String {
     format!("ordo.started.{job}")
 }
 
-pub fn heartbeat_subject(worker: &str) -> String {
+pub fn heartbeat_subject(worker: &WorkerId) -> String {
     format!("ordo.heartbeat.{worker}")
 }
 
@@ -89,8 +89,8 @@ pub fn max_deliveries_advisories() -> String {
 }
 
 /// `Nats-Msg-Id` of a dispatch: replays of the same attempt are de-duplicated by JetStream.
-pub fn dispatch_msg_id(job: &JobId, index: u32, attempt: u32) -> String {
-    format!("{job}.{index}.{attempt}")
+pub fn dispatch_msg_id(attempt: &AttemptRef) -> String {
+    format!("{}.{}.{}", attempt.job, attempt.index, attempt.attempt)
 }
 
 /// Whether a queue name is a safe subject token.

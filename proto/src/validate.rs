@@ -6,8 +6,6 @@
 
 use std::collections::HashMap;
 
-use petgraph::graph::{DiGraph, NodeIndex};
-
 use crate::dag::Dag;
 use crate::ids::TaskName;
 use crate::names::MAX_TASKS;
@@ -267,55 +265,6 @@ fn check_task(
         }
     }
     let _ = spec;
-}
-
-/// Finds a cycle among `deps` (task index → its dependencies), returned in execution order
-/// starting at its lowest index, or `None` if the graph is acyclic. Of several cycles, the one
-/// through the earliest-declared task is named. Uses Kosaraju's SCCs, which are iterative:
-/// petgraph's Tarjan recurses once per task of a path and overflowed the stack on a cycle
-/// 100,000 tasks long.
-pub(crate) fn find_cycle(deps: &[Vec<u32>]) -> Option<Vec<u32>> {
-    let mut g: DiGraph<(), ()> = DiGraph::with_capacity(deps.len(), 0);
-    for _ in 0..deps.len() {
-        g.add_node(());
-    }
-    for (t, ds) in deps.iter().enumerate() {
-        for &d in ds {
-            g.add_edge(NodeIndex::new(d as usize), NodeIndex::new(t), ());
-        }
-    }
-    let scc = petgraph::algo::kosaraju_scc(&g)
-        .into_iter()
-        .filter(|c| c.len() > 1 || deps[c[0].index()].contains(&(c[0].index() as u32)))
-        .min_by_key(|c| c.iter().map(|n| n.index()).min())?;
-    let members: std::collections::HashSet<usize> = scc.iter().map(|n| n.index()).collect();
-    let start = *members.iter().min()?;
-    // Breadth-first search from `start` along execution edges, inside the component, back to
-    // `start`: the shortest cycle through it.
-    let mut prev: HashMap<usize, usize> = HashMap::new();
-    let mut queue = std::collections::VecDeque::from([start]);
-    while let Some(u) = queue.pop_front() {
-        for v in g.neighbors(NodeIndex::new(u)).map(|x| x.index()) {
-            if !members.contains(&v) {
-                continue;
-            }
-            if v == start {
-                let mut path = vec![u as u32];
-                let mut cur = u;
-                while cur != start {
-                    cur = prev[&cur];
-                    path.push(cur as u32);
-                }
-                path.reverse();
-                return Some(path);
-            }
-            if let std::collections::hash_map::Entry::Vacant(e) = prev.entry(v) {
-                e.insert(u);
-                queue.push_back(v);
-            }
-        }
-    }
-    None
 }
 
 #[cfg(test)]

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::ids::{Attempt, JobId, TaskName};
+use crate::ids::{Attempt, AttemptRef, JobId, TaskIndex, TaskName, WorkerId};
 use crate::spec::Program;
 
 /// One attempt of one task, fully resolved: the executor needs nothing else.
@@ -22,7 +22,7 @@ pub struct Dispatch {
     pub job: JobId,
     pub task: TaskName,
     /// Index of the task in its job's spec.
-    pub index: u32,
+    pub index: TaskIndex,
     pub attempt: Attempt,
     pub program: Program,
     #[serde(default)]
@@ -45,6 +45,16 @@ pub struct Dispatch {
     pub cpus: f64,
     #[serde(default)]
     pub memory_mb: u64,
+}
+
+impl Dispatch {
+    pub fn attempt_ref(&self) -> AttemptRef {
+        AttemptRef {
+            job: self.job,
+            index: self.index,
+            attempt: self.attempt,
+        }
+    }
 }
 
 fn default_queue() -> String {
@@ -84,7 +94,7 @@ impl Outcome {
 pub struct TaskResult {
     pub job: JobId,
     pub task: TaskName,
-    pub index: u32,
+    pub index: TaskIndex,
     pub attempt: Attempt,
     pub outcome: Outcome,
     /// Exit code of the program, if it exited normally.
@@ -107,7 +117,7 @@ pub struct TaskResult {
     /// Total bytes the program and verify command wrote.
     pub output_bytes: u64,
     /// Who ran it (worker id, or `local`).
-    pub worker: String,
+    pub worker: WorkerId,
     /// Which delivery of the attempt's task message ran (1, 2, ... on a cluster; 0 locally or
     /// when unknown).
     #[serde(default)]
@@ -120,15 +130,56 @@ pub struct TaskResult {
     pub message: String,
 }
 
+impl TaskResult {
+    /// The result of `d` run by `worker`, starting at `started_at_ms`, with nothing measured
+    /// yet (no exit code, no output, no time): executors fill in what their attempt decided.
+    pub fn new(
+        d: &Dispatch,
+        worker: WorkerId,
+        outcome: Outcome,
+        started_at_ms: u64,
+        message: impl Into<String>,
+    ) -> TaskResult {
+        TaskResult {
+            job: d.job,
+            task: d.task.clone(),
+            index: d.index,
+            attempt: d.attempt,
+            outcome,
+            exit_code: None,
+            signal: None,
+            verify_exit_code: None,
+            started_at_ms,
+            duration_ms: 0,
+            command_ms: 0,
+            verify_started_ms: None,
+            output_tail: String::new(),
+            output_bytes: 0,
+            worker,
+            delivery: 0,
+            abandoned: false,
+            message: message.into(),
+        }
+    }
+
+    pub fn attempt_ref(&self) -> AttemptRef {
+        AttemptRef {
+            job: self.job,
+            index: self.index,
+            attempt: self.attempt,
+        }
+    }
+}
+
 /// What workers publish: `Finished` durably on `ordo.event.<job>` (JetStream), `Started` as a
 /// best-effort notice on `ordo.started.<job>` (core NATS).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum WorkerEvent {
     Started {
         job: JobId,
-        index: u32,
+        index: TaskIndex,
         attempt: Attempt,
-        worker: String,
+        worker: WorkerId,
         #[serde(default)]
         delivery: u32,
     },
@@ -165,7 +216,7 @@ impl WorkerEvent {
 /// A worker announcing itself, every second, on `ordo.heartbeat.<id>`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Heartbeat {
-    pub worker: String,
+    pub worker: WorkerId,
     pub host: String,
     pub queues: Vec<String>,
     pub slots: u32,
@@ -183,7 +234,7 @@ pub struct Heartbeat {
 pub struct Kill {
     pub job: JobId,
     /// `None`: every attempt of the job.
-    pub index: Option<u32>,
+    pub index: Option<TaskIndex>,
     pub attempt: Option<Attempt>,
 }
 

@@ -9,7 +9,7 @@
 
 use std::time::{Duration, Instant};
 
-use ordo_proto::failpoint;
+use ordo_plumbing::failpoint;
 use ordo_tests::ledger::{self, Ledger, Row, SHAPES, Shape, Tally};
 use ordo_tests::{Cluster, NatsServer, pids_with_env, signal, wait_until, write};
 use serde_json::Value;
@@ -757,7 +757,7 @@ fn f7_replayed_reordered_and_forged_results_change_nothing() {
     never.attempt = ordo_proto::Attempt(never.attempt.0 + 5);
     never.outcome = ordo_proto::Outcome::Failed;
     let mut pending = template.clone();
-    pending.index = 49;
+    pending.index = ordo_proto::TaskIndex(49);
     pending.task = ordo_proto::TaskName::new("t49").unwrap();
     pending.outcome = ordo_proto::Outcome::Failed;
     inject.push(WorkerEvent::Finished(never));

@@ -21,14 +21,14 @@ use async_nats::jetstream::{self, AckKind, consumer::PullConsumer};
 use futures::StreamExt;
 use ordo_proto::names;
 use ordo_proto::wire::{self, Dispatch, Heartbeat, Kill, Outcome, TaskResult, WorkerEvent};
-use ordo_proto::{Attempt, JobId};
+use ordo_proto::{AttemptRef, JobId, WorkerId, now_ms};
 use tokio::sync::{Mutex, Notify, mpsc, oneshot};
 
 use crate::exec::{self, ExecOptions, OutputChunk};
 
 #[derive(Clone, Debug)]
 pub struct Options {
-    pub id: String,
+    pub id: WorkerId,
     pub host: String,
     pub queues: Vec<String>,
     pub slots: u32,
@@ -38,7 +38,7 @@ pub struct Options {
     pub drain_grace: Duration,
     pub heartbeat: Duration,
     /// OTLP traces, when an exporter is configured.
-    pub telemetry: Option<Arc<ordo_proto::telemetry::Telemetry>>,
+    pub telemetry: Option<Arc<ordo_plumbing::telemetry::Telemetry>>,
     /// Prometheus metrics, when served.
     pub metrics: Option<crate::metrics::Metrics>,
     /// Token of the worker's guard process (see `guard`), given to every task process.
@@ -66,7 +66,7 @@ enum Stop {
 /// result alone.
 const STARTED_NOTICE_AFTER: Duration = Duration::from_millis(50);
 
-type Running = HashMap<(JobId, u32, Attempt), oneshot::Sender<Stop>>;
+type Running = HashMap<AttemptRef, oneshot::Sender<Stop>>;
 
 struct Shared {
     opts: Options,
@@ -195,10 +195,10 @@ async fn kill_loop(shared: Arc<Shared>) {
             let mut running = shared.running.lock().await;
             let keys: Vec<_> = running
                 .keys()
-                .filter(|(job, index, attempt)| {
-                    *job == kill.job
-                        && kill.index.is_none_or(|i| i == *index)
-                        && kill.attempt.is_none_or(|a| a == *attempt)
+                .filter(|key| {
+                    key.job == kill.job
+                        && kill.index.is_none_or(|i| i == key.index)
+                        && kill.attempt.is_none_or(|a| a == key.attempt)
                 })
                 .copied()
                 .collect();
@@ -451,26 +451,7 @@ impl Drop for Slot {
 }
 
 fn not_run(shared: &Shared, d: &Dispatch, outcome: Outcome, why: &str) -> TaskResult {
-    TaskResult {
-        job: d.job,
-        task: d.task.clone(),
-        index: d.index,
-        attempt: d.attempt,
-        outcome,
-        exit_code: None,
-        signal: None,
-        verify_exit_code: None,
-        started_at_ms: now_ms(),
-        duration_ms: 0,
-        command_ms: 0,
-        verify_started_ms: None,
-        output_tail: String::new(),
-        output_bytes: 0,
-        worker: shared.opts.id.clone(),
-        delivery: 0,
-        abandoned: false,
-        message: why.to_string(),
-    }
+    TaskResult::new(d, shared.opts.id.clone(), outcome, now_ms(), why)
 }
 
 async fn execute(
@@ -481,7 +462,7 @@ async fn execute(
     ack_wait: Duration,
     slot: Slot,
 ) {
-    let key = (d.job, d.index, d.attempt);
+    let key = d.attempt_ref();
     let (stop_tx, stop_rx) = oneshot::channel::<Stop>();
     shared.running.lock().await.insert(key, stop_tx);
     // Lease: in-progress acks while the task runs. Going a whole ack wait without a renewal
@@ -573,7 +554,7 @@ async fn execute(
     };
     let mut opts = ExecOptions::new(shared.opts.id.clone());
     opts.env
-        .push((exec::ENV_WORKER.into(), shared.opts.id.clone()));
+        .push((exec::ENV_WORKER.into(), shared.opts.id.to_string()));
     opts.env
         .push((exec::ENV_DELIVERY.into(), delivery.to_string()));
     if let Some(token) = &shared.opts.guard_token {
@@ -647,7 +628,7 @@ async fn execute(
     }
     // The result is durable in JetStream before the task message is acked.
     publish_event(shared, &WorkerEvent::Finished(result)).await;
-    ordo_proto::failpoint::hit(ordo_proto::failpoint::AFTER_RESULT_BEFORE_ACK);
+    ordo_plumbing::failpoint::hit(ordo_plumbing::failpoint::AFTER_RESULT_BEFORE_ACK);
     // The result is stored, so a lost ack costs at most a duplicate execution, whose result
     // the coordinator records as a duplicate: a plain ack (no confirmation round trip) is enough.
     let _ = msg.ack().await;
@@ -675,11 +656,4 @@ async fn publish_event(shared: &Shared, event: &WorkerEvent) {
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_secs(2));
     }
-}
-
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }

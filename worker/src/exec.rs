@@ -17,7 +17,7 @@ use std::process::{ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use ordo_proto::{Dispatch, Outcome, Program, TaskResult};
+use ordo_proto::{Dispatch, Outcome, Program, TaskResult, WorkerId, now_ms};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::Command;
 use tokio::sync::mpsc;
@@ -54,7 +54,7 @@ const SWEEP_PERIOD: Duration = Duration::from_millis(500);
 #[derive(Clone, Debug)]
 pub struct ExecOptions {
     /// Reported as `TaskResult::worker`.
-    pub worker: String,
+    pub worker: WorkerId,
     /// Time between SIGTERM and SIGKILL when a tree is killed.
     pub kill_grace: Duration,
     /// Raw bytes of interleaved stdout/stderr kept for `TaskResult::output_tail`.
@@ -64,7 +64,7 @@ pub struct ExecOptions {
 }
 
 impl ExecOptions {
-    pub fn new(worker: impl Into<String>) -> Self {
+    pub fn new(worker: impl Into<WorkerId>) -> Self {
         ExecOptions {
             worker: worker.into(),
             ..ExecOptions::default()
@@ -109,37 +109,26 @@ pub async fn run(
     cancel: impl Future<Output = ()>,
     output: Option<mpsc::Sender<OutputChunk>>,
 ) -> TaskResult {
-    let started_at_ms = epoch_ms();
+    let started_at_ms = now_ms();
     let start = Instant::now();
     let mut col = Collector::new(opts.tail_bytes, output);
     let report = attempt(d, opts, start, std::pin::pin!(cancel), &mut col).await;
-    TaskResult {
-        job: d.job,
-        task: d.task.clone(),
-        index: d.index,
-        attempt: d.attempt,
-        outcome: report.outcome,
-        exit_code: report.exit_code,
-        signal: report.signal,
-        verify_exit_code: report.verify_exit_code,
+    let mut result = TaskResult::new(
+        d,
+        opts.worker.clone(),
+        report.outcome,
         started_at_ms,
-        duration_ms: u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX),
-        command_ms: report.command_ms,
-        verify_started_ms: report.verify_started_ms,
-        output_tail: col.tail.decode(),
-        output_bytes: col.total,
-        worker: opts.worker.clone(),
-        delivery: 0,
-        abandoned: false,
-        message: report.message,
-    }
-}
-
-fn epoch_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
+        report.message,
+    );
+    result.exit_code = report.exit_code;
+    result.signal = report.signal;
+    result.verify_exit_code = report.verify_exit_code;
+    result.duration_ms = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
+    result.command_ms = report.command_ms;
+    result.verify_started_ms = report.verify_started_ms;
+    result.output_tail = col.tail.decode();
+    result.output_bytes = col.total;
+    result
 }
 
 /// The parts of a `TaskResult` an attempt decides.
@@ -248,7 +237,7 @@ async fn attempt<C: Future<Output = ()>>(
             }
         }
     }
-    report.verify_started_ms = Some(epoch_ms());
+    report.verify_started_ms = Some(now_ms());
     let cmd = setup.command("sh", &["-c", verify.command.as_str()]);
     let ended = match run_process(cmd, &setup.token, deadline, cancel.as_mut(), opts, col).await {
         Ok(e) => e,
@@ -810,7 +799,7 @@ mod tests {
     use std::collections::BTreeMap;
     use std::path::Path;
 
-    use ordo_proto::{Attempt, JobId, TaskName, Verify};
+    use ordo_proto::{Attempt, JobId, TaskIndex, TaskName, Verify};
 
     use super::*;
 
@@ -820,7 +809,7 @@ mod tests {
         Dispatch {
             job: JobId::new(),
             task: TaskName::new("t 1").unwrap(),
-            index: 3,
+            index: TaskIndex(3),
             attempt: Attempt(2),
             program,
             verify: None,
@@ -896,7 +885,7 @@ mod tests {
         assert_eq!(r.output_bytes, 11);
         assert_eq!(
             (r.job, &r.task, r.index, r.attempt),
-            (d.job, &d.task, 3, Attempt(2))
+            (d.job, &d.task, TaskIndex(3), Attempt(2))
         );
         assert_eq!(r.worker, "w1");
         assert!(r.started_at_ms > 1_600_000_000_000, "{}", r.started_at_ms);

@@ -5,9 +5,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use ordo_proto::connect::NatsArgs;
+use ordo_plumbing::connect::NatsArgs;
+use ordo_plumbing::telemetry::{self, LogFormat, Telemetry};
 use ordo_proto::names;
-use ordo_proto::telemetry::{self, LogFormat, Telemetry};
 use ordo_worker::daemon::{self, Options};
 use ordo_worker::guard;
 use std::sync::Arc;
@@ -95,7 +95,7 @@ fn main() -> ExitCode {
             "-",
         );
     let opts = Options {
-        id,
+        id: id.into(),
         host,
         queues: args.queues.clone(),
         slots: args.concurrency.max(1),
@@ -160,7 +160,7 @@ fn main() -> ExitCode {
             }
         };
         tracing::info!(worker = %opts.id, slots = opts.slots, queues = ?opts.queues, "started");
-        let code = match daemon::run(client, opts, ordo_proto::signals::interrupted()).await {
+        let code = match daemon::run(client, opts, ordo_plumbing::signals::interrupted()).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 tracing::error!("{e}");

@@ -26,7 +26,7 @@ use std::path::Path;
 
 use ordo_coordinator::engine::{Change, TaskState};
 use ordo_coordinator::report::{IgnoredResult, ReportData};
-use ordo_proto::{ExecutionMode, Outcome, TaskResult, TaskSpec};
+use ordo_proto::{ExecutionMode, Outcome, TaskResult, TaskSpec, WorkerId};
 use serde::Serialize;
 
 /// What `ordo report --format` and `ordo run --report` write.
@@ -197,7 +197,7 @@ pub struct TaskReport {
     pub depends_on: Vec<String>,
     pub attempts: u32,
     /// Worker of the last attempt (`local` for `ordo run`).
-    pub worker: Option<String>,
+    pub worker: Option<WorkerId>,
     pub exit_code: Option<i32>,
     pub signal: Option<i32>,
     /// Duration of the last attempt.
@@ -224,7 +224,7 @@ pub struct AttemptReport {
     pub attempt: u32,
     /// succeeded, failed, verify_failed, timed_out, cancelled.
     pub outcome: String,
-    pub worker: String,
+    pub worker: WorkerId,
     /// Which delivery of the attempt's task message ran it (0 for `ordo run`).
     pub delivery: u32,
     pub started_ms: u64,
@@ -335,7 +335,7 @@ pub fn build(data: &ReportData) -> Report {
         .collect();
     let mut runs: Vec<Vec<&TaskResult>> = vec![Vec::new(); n];
     for r in &data.attempts {
-        if let Some(v) = runs.get_mut(r.index as usize) {
+        if let Some(v) = runs.get_mut(r.index.get()) {
             v.push(r);
         }
     }
@@ -353,7 +353,7 @@ pub fn build(data: &ReportData) -> Report {
         let Change::Task { index, state, .. } = &h.change else {
             continue;
         };
-        let i = *index as usize;
+        let i = index.get();
         if i >= n {
             continue;
         }
@@ -543,7 +543,7 @@ pub fn build(data: &ReportData) -> Report {
                 ignored: data
                     .ignored_results
                     .iter()
-                    .filter(|r| r.index as usize == i)
+                    .filter(|r| r.index.get() == i)
                     .cloned()
                     .collect(),
             }

@@ -10,12 +10,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ordo_proto::{
-    Attempt, Dag, Dispatch, ExecutionMode, JobId, JobSpec, Jump, Outcome, TaskResult, TaskSpec,
-    Verify,
+    Attempt, Dag, Dispatch, ExecutionMode, JobId, JobSpec, Jump, Outcome, TaskIndex, TaskResult,
+    TaskSpec, Verify, WorkerId,
 };
 
 use super::pool::{Fit, Need, Pools};
-use super::state::{JobState, Millis, TaskState};
+use super::state::{JobState, Millis, TaskPhase, TaskState};
 use super::{Action, Change, Ignore, JobOptions, SavedTask};
 
 /// Longest wait between two attempts, whatever the backoff says.
@@ -251,6 +251,17 @@ impl Job {
         self.state.is_terminal()
     }
 
+    /// What fencing needs to remember of each task once the job has ended.
+    pub(crate) fn fences(&self) -> Vec<super::Fence> {
+        (0..self.tasks.len())
+            .map(|t| super::Fence {
+                phase: self.tasks[t].phase(),
+                attempts: self.attempts[t],
+                applied: self.applied[t],
+            })
+            .collect()
+    }
+
     pub(crate) fn next_wakeup(&self) -> Option<Millis> {
         self.timers.first().map(|&(at, _)| at)
     }
@@ -322,7 +333,7 @@ impl Job {
         }
         out.push(Action::Record(Change::Task {
             job: self.id,
-            index: t,
+            index: TaskIndex(t),
             attempts: self.attempts[t as usize],
             state,
         }));
@@ -441,7 +452,7 @@ impl Job {
         let dispatch = Dispatch {
             job: self.id,
             task: task.name.clone(),
-            index: t,
+            index: TaskIndex(t),
             attempt,
             program,
             verify: task.verify_command.as_ref().map(|c| Verify {
@@ -471,7 +482,7 @@ impl Job {
         &mut self,
         t: u32,
         attempt: Attempt,
-        worker: String,
+        worker: WorkerId,
         delivery: u32,
         now: Millis,
         out: &mut Vec<Action>,
@@ -496,7 +507,7 @@ impl Job {
 
     /// Why a result that will not be applied changed nothing.
     fn ignored(&self, result: &TaskResult) -> (Ignore, String) {
-        let t = result.index as usize;
+        let t = result.index.get();
         let (a, d) = (result.attempt, result.delivery);
         let Some(state) = self.tasks.get(t) else {
             return (Ignore::Unknown, format!("task index {t} does not exist"));
@@ -531,7 +542,7 @@ impl Job {
                 }
             };
         }
-        settled(result, state.name(), self.applied[t], self.attempts[t])
+        settled(result, state.phase(), self.applied[t], self.attempts[t])
     }
 
     /// Releases what an attempt held.
@@ -553,7 +564,7 @@ impl Job {
         pools: &mut Pools,
         out: &mut Vec<Action>,
     ) {
-        let t = result.index;
+        let t = result.index.0;
         let current = self.tasks.get(t as usize);
         let running = self.deliveries.get(t as usize).copied().unwrap_or(0);
         let fresh = current.and_then(TaskState::active_attempt) == Some(result.attempt)
@@ -834,7 +845,7 @@ impl Job {
             if let Some(attempt) = st.active_attempt() {
                 out.push(Action::Kill {
                     job: self.id,
-                    index: s,
+                    index: TaskIndex(s),
                     attempt,
                 });
             } else if !st.is_terminal() {
@@ -896,7 +907,7 @@ fn need_of(spec: &JobSpec, task: &TaskSpec) -> Need {
 /// The coordinator uses it too, for results of jobs that already ended.
 pub fn settled(
     result: &TaskResult,
-    state: &str,
+    state: TaskPhase,
     applied: Option<(Attempt, u32)>,
     started: u32,
 ) -> (Ignore, String) {

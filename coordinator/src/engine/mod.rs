@@ -7,7 +7,9 @@
 //! - A task is dispatched only when every dependency succeeded or failed with permission.
 //! - Fencing: a result is applied only if it names the task's attempt in flight; anything else
 //!   (an older attempt, a finished task, a duplicate) becomes `Change::Ignored` and changes
-//!   nothing.
+//!   nothing. Results for jobs that already ended are classified here too, from the fences the
+//!   engine keeps of ended jobs (`Event::Ended` hands it those of jobs that ended before it
+//!   started).
 //! - Each task reaches exactly one terminal state, which never changes afterwards (flow-jump
 //!   jobs may run a task again; their records are final when the job is).
 //! - Attempts never exceed the task's `max_attempts`.
@@ -19,14 +21,16 @@ mod state;
 #[cfg(test)]
 mod tests;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
-use ordo_proto::{Attempt, Dag, Dispatch, ExecutionMode, JobId, JobSpec, TaskResult};
+use ordo_proto::{
+    Attempt, Dag, Dispatch, ExecutionMode, JobId, JobSpec, TaskIndex, TaskResult, WorkerId,
+};
 use serde::{Deserialize, Serialize};
 
 pub use pool::{ANY_QUEUE, Capacity, Fit, Need, Pools};
-pub use state::{JobState, Millis, TaskState};
+pub use state::{JobState, Millis, TaskPhase, TaskState};
 
 use job::Job;
 pub use job::settled;
@@ -45,9 +49,9 @@ pub enum Event {
     /// An executor began an attempt.
     Started {
         job: JobId,
-        index: u32,
+        index: TaskIndex,
         attempt: Attempt,
-        worker: String,
+        worker: WorkerId,
         /// Which delivery of the attempt's message (0: unknown, the local runner). A higher
         /// delivery of the attempt in flight takes it over: the older one's result is stale.
         delivery: u32,
@@ -57,7 +61,7 @@ pub enum Event {
     /// An attempt vanished (its worker died, its messages were lost): counts as a failure.
     Lost {
         job: JobId,
-        index: u32,
+        index: TaskIndex,
         attempt: Attempt,
         reason: String,
     },
@@ -65,7 +69,7 @@ pub enum Event {
     /// a worker drained on shutdown): the task becomes ready again.
     Requeue {
         job: JobId,
-        index: u32,
+        index: TaskIndex,
         attempt: Attempt,
     },
     Cancel {
@@ -76,6 +80,13 @@ pub enum Event {
     Capacity {
         queue: String,
         capacity: Capacity,
+    },
+    /// A job that ended before this engine started (a restarted coordinator): its records,
+    /// remembered so that late results for it are classified (stale, duplicate) like those of
+    /// a job that ended here.
+    Ended {
+        job: JobId,
+        saved: Vec<SavedTask>,
     },
     /// Nothing happened; only time passed (fires due retry timers).
     Tick,
@@ -124,7 +135,7 @@ pub enum Action {
     /// Stop this attempt (cancel, fail-fast): kill its process tree.
     Kill {
         job: JobId,
-        index: u32,
+        index: TaskIndex,
         attempt: Attempt,
     },
     /// Persist and show this change.
@@ -136,7 +147,7 @@ pub enum Action {
 pub enum Change {
     Task {
         job: JobId,
-        index: u32,
+        index: TaskIndex,
         attempts: u32,
         state: TaskState,
     },
@@ -173,11 +184,30 @@ pub enum Ignore {
     Unknown,
 }
 
-/// Every job in flight and the capacity they share.
+/// Task records of ended jobs remembered for fencing late results, at most (oldest forgotten
+/// first): about 24 bytes each.
+const ENDED_TASKS: usize = 1 << 20;
+
+/// What fencing needs of one task of an ended job.
+#[derive(Debug, Clone, Copy)]
+struct Fence {
+    phase: TaskPhase,
+    /// Attempts started.
+    attempts: u32,
+    /// Attempt and delivery of the applied result (unknown after a restart).
+    applied: Option<(Attempt, u32)>,
+}
+
+/// Every job in flight and the capacity they share, and what fencing needs of the jobs that
+/// ended.
 #[derive(Debug, Default)]
 pub struct Engine {
     jobs: BTreeMap<JobId, Job>,
     pools: Pools,
+    ended: HashMap<JobId, Vec<Fence>>,
+    /// Ended jobs, oldest first, and how many task fences they hold.
+    ended_order: VecDeque<JobId>,
+    ended_tasks: usize,
 }
 
 impl Engine {
@@ -192,8 +222,58 @@ impl Engine {
             job.fire_timers(now, &mut out);
         }
         self.schedule(now, &mut out);
-        self.jobs.retain(|_, j| !j.finished());
+        let done: Vec<JobId> = self
+            .jobs
+            .iter()
+            .filter(|(_, j)| j.finished())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in done {
+            if let Some(job) = self.jobs.remove(&id) {
+                self.remember(id, job.fences());
+            }
+        }
         out
+    }
+
+    /// Keeps an ended job's fences, forgetting the oldest beyond `ENDED_TASKS`.
+    fn remember(&mut self, job: JobId, fences: Vec<Fence>) {
+        self.forget(&job);
+        self.ended_tasks += fences.len();
+        self.ended.insert(job, fences);
+        self.ended_order.push_back(job);
+        while self.ended_tasks > ENDED_TASKS {
+            let Some(old) = self.ended_order.pop_front() else {
+                break;
+            };
+            if let Some(f) = self.ended.remove(&old) {
+                self.ended_tasks -= f.len();
+            }
+        }
+    }
+
+    fn forget(&mut self, job: &JobId) {
+        if let Some(f) = self.ended.remove(job) {
+            self.ended_tasks -= f.len();
+            self.ended_order.retain(|j| j != job);
+        }
+    }
+
+    /// How a result for a job no longer running stands: from the ended job's records if they
+    /// are remembered, else unknown.
+    fn late(&self, result: TaskResult) -> Change {
+        let fence = self
+            .ended
+            .get(&result.job)
+            .and_then(|tasks| tasks.get(result.index.get()));
+        let (kind, why) = match fence {
+            Some(f) => settled(&result, f.phase, f.applied, f.attempts),
+            None => (
+                Ignore::Unknown,
+                format!("job {} is not running", result.job),
+            ),
+        };
+        Change::Ignored { result, why, kind }
     }
 
     /// The earliest time at which `apply(now, Event::Tick)` would do something.
@@ -241,6 +321,7 @@ impl Engine {
                 if self.jobs.contains_key(&job) {
                     return;
                 }
+                self.forget(&job);
                 let j = Job::new(job, spec, dag, &options, saved, now, out);
                 self.jobs.insert(job, j);
             }
@@ -252,16 +333,12 @@ impl Engine {
                 delivery,
             } => {
                 if let Some(j) = self.jobs.get_mut(&job) {
-                    j.started(index, attempt, worker, delivery, now, out);
+                    j.started(index.0, attempt, worker, delivery, now, out);
                 }
             }
             Event::Finished(result) => match self.jobs.get_mut(&result.job) {
                 Some(j) => j.finished_attempt(result, now, &mut self.pools, out),
-                None => out.push(Action::Record(Change::Ignored {
-                    why: format!("job {} is not running", result.job),
-                    result,
-                    kind: Ignore::Unknown,
-                })),
+                None => out.push(Action::Record(self.late(result))),
             },
             Event::Lost {
                 job,
@@ -270,7 +347,7 @@ impl Engine {
                 reason,
             } => {
                 if let Some(j) = self.jobs.get_mut(&job) {
-                    j.lost(index, attempt, reason, now, &mut self.pools, out);
+                    j.lost(index.0, attempt, reason, now, &mut self.pools, out);
                 }
             }
             Event::Cancel { job, reason } => {
@@ -284,10 +361,23 @@ impl Engine {
                 attempt,
             } => {
                 if let Some(j) = self.jobs.get_mut(&job) {
-                    j.requeue(index, attempt, now, &mut self.pools, out);
+                    j.requeue(index.0, attempt, now, &mut self.pools, out);
                 }
             }
             Event::Capacity { queue, capacity } => self.pools.set(&queue, capacity),
+            Event::Ended { job, saved } => {
+                if !self.jobs.contains_key(&job) {
+                    let fences = saved
+                        .iter()
+                        .map(|s| Fence {
+                            phase: s.state.phase(),
+                            attempts: s.attempts,
+                            applied: None,
+                        })
+                        .collect();
+                    self.remember(job, fences);
+                }
+            }
             Event::Tick => {}
         }
     }

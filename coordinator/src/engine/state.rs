@@ -1,5 +1,6 @@
-//! Task and job states. Each variant carries only what is valid in it (attempt, worker, times,
-//! reason), so impossible combinations cannot be written down.
+//! Task states as the engine keeps them: each variant carries only what is valid in it
+//! (attempt, worker, times, reason), so impossible combinations cannot be written down. Their
+//! names (`TaskPhase`) and job states (`JobState`, which carry no data) are proto's.
 //!
 //! ```text
 //! pending → ready → dispatched → running → succeeded | failed | timed_out | cancelled
@@ -10,10 +11,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use ordo_proto::Attempt;
-
-/// Milliseconds since the Unix epoch. The engine never reads a clock: callers pass `now`.
-pub type Millis = u64;
+use ordo_proto::{Attempt, WorkerId};
+pub use ordo_proto::{JobState, Millis, TaskPhase};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
@@ -31,7 +30,7 @@ pub enum TaskState {
     },
     Running {
         attempt: Attempt,
-        worker: String,
+        worker: WorkerId,
         started: Millis,
     },
     /// The attempt failed and another is allowed after `until`.
@@ -64,34 +63,27 @@ pub enum TaskState {
 }
 
 impl TaskState {
-    pub fn name(&self) -> &'static str {
+    pub fn phase(&self) -> TaskPhase {
         match self {
-            TaskState::Pending => "pending",
-            TaskState::Ready { .. } => "ready",
-            TaskState::Dispatched { .. } => "dispatched",
-            TaskState::Running { .. } => "running",
-            TaskState::RetryWait { .. } => "retry_wait",
-            TaskState::Succeeded { .. } => "succeeded",
-            TaskState::Failed { .. } => "failed",
-            TaskState::TimedOut { .. } => "timed_out",
-            TaskState::Cancelled { .. } => "cancelled",
-            TaskState::Skipped { .. } => "skipped",
+            TaskState::Pending => TaskPhase::Pending,
+            TaskState::Ready { .. } => TaskPhase::Ready,
+            TaskState::Dispatched { .. } => TaskPhase::Dispatched,
+            TaskState::Running { .. } => TaskPhase::Running,
+            TaskState::RetryWait { .. } => TaskPhase::RetryWait,
+            TaskState::Succeeded { .. } => TaskPhase::Succeeded,
+            TaskState::Failed { .. } => TaskPhase::Failed,
+            TaskState::TimedOut { .. } => TaskPhase::TimedOut,
+            TaskState::Cancelled { .. } => TaskPhase::Cancelled,
+            TaskState::Skipped { .. } => TaskPhase::Skipped,
         }
     }
 
+    pub fn name(&self) -> &'static str {
+        self.phase().name()
+    }
+
     pub fn is_terminal(&self) -> bool {
-        match self {
-            TaskState::Succeeded { .. }
-            | TaskState::Failed { .. }
-            | TaskState::TimedOut { .. }
-            | TaskState::Cancelled { .. }
-            | TaskState::Skipped { .. } => true,
-            TaskState::Pending
-            | TaskState::Ready { .. }
-            | TaskState::Dispatched { .. }
-            | TaskState::Running { .. }
-            | TaskState::RetryWait { .. } => false,
-        }
+        self.phase().is_terminal()
     }
 
     /// An attempt is in flight: it holds a slot and its locks.
@@ -122,48 +114,5 @@ impl TaskState {
             | TaskState::Skipped { reason } => Some(reason),
             _ => None,
         }
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum JobState {
-    Pending,
-    Running,
-    Succeeded,
-    Failed,
-    Cancelled,
-}
-
-impl JobState {
-    pub fn name(self) -> &'static str {
-        match self {
-            JobState::Pending => "pending",
-            JobState::Running => "running",
-            JobState::Succeeded => "succeeded",
-            JobState::Failed => "failed",
-            JobState::Cancelled => "cancelled",
-        }
-    }
-
-    pub fn is_terminal(self) -> bool {
-        matches!(
-            self,
-            JobState::Succeeded | JobState::Failed | JobState::Cancelled
-        )
-    }
-}
-
-impl std::str::FromStr for JobState {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        Ok(match s {
-            "pending" => JobState::Pending,
-            "running" => JobState::Running,
-            "succeeded" => JobState::Succeeded,
-            "failed" => JobState::Failed,
-            "cancelled" => JobState::Cancelled,
-            other => return Err(format!("unknown job state {other:?}")),
-        })
     }
 }

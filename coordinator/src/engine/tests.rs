@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use ordo_proto::{
-    Attempt, Dispatch, ExecutionMode, JobId, JobSpec, Jump, Outcome, TaskName, TaskResult,
-    TaskSpec, validate::validate,
+    Attempt, Dispatch, ExecutionMode, JobId, JobSpec, Jump, Outcome, TaskIndex, TaskName,
+    TaskResult, TaskSpec, validate::validate,
 };
 
 use super::*;
@@ -78,10 +78,10 @@ impl Harness {
                     self.dispatched.push(d.task.to_string());
                     self.in_flight.push(d.clone());
                 }
-                Action::Kill { index, .. } => self.killed.push(*index),
+                Action::Kill { index, .. } => self.killed.push(index.0),
                 Action::Record(Change::Job { state, .. }) => self.job_state = Some(*state),
                 Action::Record(Change::Task { index, state, .. }) => {
-                    self.recorded.insert(*index, state.clone());
+                    self.recorded.insert(index.0, state.clone());
                 }
                 Action::Record(_) => {}
             }
@@ -151,7 +151,7 @@ fn last_task_states(actions: &[Action]) -> HashMap<u32, TaskState> {
     let mut m = HashMap::new();
     for a in actions {
         if let Action::Record(Change::Task { index, state, .. }) = a {
-            m.insert(*index, state.clone());
+            m.insert(index.0, state.clone());
         }
     }
     m
@@ -265,7 +265,7 @@ fn a_later_delivery_takes_over_and_the_older_ones_result_is_stale() {
     let d = h.in_flight[0].clone();
     let started = |worker: &str, delivery| Event::Started {
         job: d.job,
-        index: 0,
+        index: TaskIndex(0),
         attempt: d.attempt,
         worker: worker.into(),
         delivery,
@@ -491,7 +491,7 @@ fn requeue_does_not_count_an_attempt() {
     let d = h.in_flight.remove(0);
     h.apply(Event::Requeue {
         job: h.job,
-        index: 0,
+        index: TaskIndex(0),
         attempt: d.attempt,
     });
     assert_eq!(h.running(), vec!["a"]);
@@ -549,7 +549,7 @@ fn resume_keeps_finished_tasks() {
         11,
         Event::Requeue {
             job,
-            index: 1,
+            index: TaskIndex(1),
             attempt: Attempt(1),
         },
     );
@@ -768,7 +768,7 @@ fn model_random_dags_and_adversarial_executor_keep_every_invariant() {
         let mut job_ends = 0;
         let mut pending_actions = std::mem::take(&mut h.in_flight)
             .into_iter()
-            .inspect(|d| dispatch_count[d.index as usize] += 1)
+            .inspect(|d| dispatch_count[d.index.get()] += 1)
             .collect::<Vec<_>>();
         // Seed the model with what Submit already recorded.
         let check = |actions: &[Action],
@@ -780,7 +780,7 @@ fn model_random_dags_and_adversarial_executor_keep_every_invariant() {
             for a in actions {
                 match a {
                     Action::Record(Change::Task { index, state, .. }) => {
-                        let i = *index as usize;
+                        let i = index.get();
                         assert!(
                             !states[i].is_terminal(),
                             "round {round}: task {i} changed after terminal: {:?} → {state:?}",
@@ -792,7 +792,7 @@ fn model_random_dags_and_adversarial_executor_keep_every_invariant() {
                         states[i] = state.clone();
                     }
                     Action::Dispatch(d) => {
-                        let i = d.index as usize;
+                        let i = d.index.get();
                         for &dep in &deps[i] {
                             let ok = match &states[dep] {
                                 TaskState::Succeeded { .. } => true,
@@ -944,4 +944,47 @@ fn model_random_dags_and_adversarial_executor_keep_every_invariant() {
             assert_eq!(*ended, 1, "round {round}: task {i} ended {ended} times");
         }
     }
+}
+
+/// Results for a job that already ended are fenced by the engine too: from what it kept of the
+/// job when it ended, or, after a restart, from the records `Event::Ended` hands it. Without
+/// either the job is unknown.
+#[test]
+fn results_for_ended_jobs_are_classified_from_the_engines_own_fences() {
+    let mut h = Harness::new(spec(vec![task("a", &[])]), 1);
+    let d = h.in_flight[0].clone();
+    let done = h.result(&d, Outcome::Succeeded);
+    h.in_flight.clear();
+    h.apply(Event::Finished(done.clone()));
+    assert_eq!(h.job_state, Some(JobState::Succeeded));
+    assert!(!h.engine.has_job(&h.job));
+    // The same execution's result again, after the job ended: a duplicate.
+    let again = h.apply(Event::Finished(done.clone()));
+    assert_eq!(ignored(&again).map(|i| i.0), Some(Ignore::Duplicate));
+    // An older delivery of the same attempt: stale.
+    let mut older = done.clone();
+    older.delivery = 0;
+    let mut newer = done.clone();
+    newer.delivery = 2;
+    let mut e = Engine::new();
+    e.apply(
+        h.now,
+        Event::Ended {
+            job: h.job,
+            saved: vec![SavedTask {
+                state: h.state(0),
+                attempts: 1,
+            }],
+        },
+    );
+    // A restarted engine knows attempts only: the started attempt's result is a late one.
+    let late = e.apply(h.now, Event::Finished(newer));
+    assert_eq!(ignored(&late).map(|i| i.0), Some(Ignore::Stale), "{late:?}");
+    let mut never = done.clone();
+    never.attempt = Attempt(5);
+    let forged = e.apply(h.now, Event::Finished(never));
+    assert_eq!(ignored(&forged).map(|i| i.0), Some(Ignore::Unknown));
+    // A job the engine never heard of.
+    let fresh = Engine::new().apply(h.now, Event::Finished(older));
+    assert_eq!(ignored(&fresh).map(|i| i.0), Some(Ignore::Unknown));
 }

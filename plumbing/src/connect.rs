@@ -5,13 +5,14 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::names::DEFAULT_NATS_URL;
+use ordo_proto::names::DEFAULT_NATS_URL;
 
 #[derive(Clone, Debug, clap::Args)]
 pub struct NatsArgs {
-    /// NATS server URL(s), comma-separated (`tls://` for TLS).
-    #[arg(long = "nats", env = "ORDO_NATS_URL", default_value = DEFAULT_NATS_URL)]
-    pub url: String,
+    /// NATS server URL(s), comma-separated (`tls://` for TLS) [default:
+    /// nats://127.0.0.1:4222].
+    #[arg(long = "nats", env = "ORDO_NATS_URL", value_name = "URL")]
+    pub url: Option<String>,
     /// NATS credentials file (JWT + nkey).
     #[arg(long, env = "ORDO_NATS_CREDS")]
     pub creds: Option<PathBuf>,
@@ -47,13 +48,18 @@ pub enum ConnectError {
 impl NatsArgs {
     pub fn with_url(url: impl Into<String>) -> NatsArgs {
         NatsArgs {
-            url: url.into(),
+            url: Some(url.into()),
             creds: None,
             user: None,
             password: None,
             token: None,
             tls_ca: None,
         }
+    }
+
+    /// The URL(s) given, or the default.
+    pub fn url(&self) -> &str {
+        self.url.as_deref().unwrap_or(DEFAULT_NATS_URL)
     }
 
     /// Connects once, failing fast (`connect_timeout`) when NATS is unreachable; afterwards the
@@ -87,13 +93,17 @@ impl NatsArgs {
         if let Some(ca) = &self.tls_ca {
             opts = opts.add_root_certificates(ca.clone()).require_tls(true);
         }
-        let urls: Vec<String> = self.url.split(',').map(|s| s.trim().to_string()).collect();
+        let urls: Vec<String> = self
+            .url()
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .collect();
         let addrs: Vec<async_nats::ServerAddr> =
             urls.iter().filter_map(|u| u.parse().ok()).collect();
         opts.connect(addrs)
             .await
             .map_err(|source| ConnectError::Unreachable {
-                url: self.url.clone(),
+                url: self.url().to_string(),
                 source,
             })
     }

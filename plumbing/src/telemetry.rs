@@ -19,8 +19,8 @@ use opentelemetry::trace::{
 use opentelemetry::{Context, KeyValue};
 use opentelemetry_sdk::trace::{IdGenerator, RandomIdGenerator, SdkTracerProvider, Tracer};
 
-use crate::ids::{Attempt, JobId};
-use crate::wire::TaskResult;
+use ordo_proto::TaskResult;
+use ordo_proto::{AttemptRef, JobId};
 
 thread_local! {
     /// Ids the next span built on this thread must take (see `DerivedIds`).
@@ -75,17 +75,16 @@ pub fn root_span_id(job: &JobId) -> SpanId {
     nonzero(mix(job_seed(job), 0x0BD0))
 }
 
-pub fn attempt_span_id(job: &JobId, index: u32, attempt: Attempt) -> SpanId {
-    nonzero(mix(mix(job_seed(job), index as u64 + 1), attempt.0 as u64))
+pub fn attempt_span_id(a: &AttemptRef) -> SpanId {
+    nonzero(mix(
+        mix(job_seed(&a.job), a.index.0 as u64 + 1),
+        a.attempt.0 as u64,
+    ))
 }
 
 /// W3C `traceparent` of an attempt's span.
-pub fn traceparent(job: &JobId, index: u32, attempt: Attempt) -> String {
-    format!(
-        "00-{}-{}-01",
-        trace_id(job),
-        attempt_span_id(job, index, attempt)
-    )
+pub fn traceparent(a: &AttemptRef) -> String {
+    format!("00-{}-{}-01", trace_id(&a.job), attempt_span_id(a))
 }
 
 /// Parses a W3C `traceparent`; `None` for anything malformed.
@@ -240,9 +239,9 @@ impl Telemetry {
         let mut attrs = vec![
             KeyValue::new("ordo.job.id", job.to_string()),
             KeyValue::new("ordo.task.name", result.task.to_string()),
-            KeyValue::new("ordo.task.index", result.index as i64),
+            KeyValue::new("ordo.task.index", result.index.0 as i64),
             KeyValue::new("ordo.task.attempt", result.attempt.0 as i64),
-            KeyValue::new("ordo.worker", result.worker.clone()),
+            KeyValue::new("ordo.worker", result.worker.to_string()),
             KeyValue::new("ordo.task.state", final_state.to_string()),
         ];
         if let Some(code) = result.exit_code {
@@ -250,10 +249,7 @@ impl Telemetry {
         }
         let parent = remote_parent(trace_id(job), root_span_id(job));
         let mut span = self.span(
-            Some((
-                trace_id(job),
-                attempt_span_id(job, result.index, result.attempt),
-            )),
+            Some((trace_id(job), attempt_span_id(&result.attempt_ref()))),
             &parent,
             format!("task {}", result.task),
             at(dispatched_ms.min(result.started_at_ms)),
@@ -278,7 +274,7 @@ impl Telemetry {
             KeyValue::new("ordo.job.id", r.job.to_string()),
             KeyValue::new("ordo.task.name", r.task.to_string()),
             KeyValue::new("ordo.task.attempt", r.attempt.0 as i64),
-            KeyValue::new("ordo.worker", r.worker.clone()),
+            KeyValue::new("ordo.worker", r.worker.to_string()),
             KeyValue::new("ordo.outcome", format!("{:?}", r.outcome).to_lowercase()),
         ];
         if let Some(code) = r.exit_code {
@@ -374,16 +370,23 @@ pub async fn serve_metrics(
 
 #[cfg(test)]
 mod tests {
+    use ordo_proto::{Attempt, TaskIndex};
+
     use super::*;
 
     #[test]
     fn traceparent_round_trips_and_rejects_garbage() {
         let job = JobId::new();
-        let tp = traceparent(&job, 3, Attempt(2));
+        let at = |attempt| AttemptRef {
+            job,
+            index: TaskIndex(3),
+            attempt: Attempt(attempt),
+        };
+        let tp = traceparent(&at(2));
         let (t, s) = parse_traceparent(&tp).unwrap();
         assert_eq!(t, trace_id(&job));
-        assert_eq!(s, attempt_span_id(&job, 3, Attempt(2)));
-        assert_ne!(s, attempt_span_id(&job, 3, Attempt(1)));
+        assert_eq!(s, attempt_span_id(&at(2)));
+        assert_ne!(s, attempt_span_id(&at(1)));
         assert_ne!(s, root_span_id(&job));
         for bad in [
             "",

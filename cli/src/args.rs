@@ -1,0 +1,170 @@
+//! The one home of what several `ordo` commands (and the MCP server) take alike: the spec file
+//! and how to read it, where jobs live (a local state directory or a cluster), the execution
+//! overrides, `--output`, and the exit codes of DESIGN §6. Flags are parsed by clap here and
+//! turned into plain values (`LoadOptions`, `jobs::Target`, `Overrides`) for the library.
+
+use std::path::PathBuf;
+
+use ordo_plumbing::connect::NatsArgs;
+use ordo_proto::{Dag, ExecutionMode, JobSpec};
+
+use crate::formats::{self, Diagnostic, Format, LoadOptions, Loaded};
+use crate::jobs::Target;
+
+/// Exit codes (DESIGN §6).
+pub mod exit {
+    pub const OK: u8 = 0;
+    pub const JOB_FAILED: u8 = 1;
+    pub const INVALID: u8 = 2;
+    pub const UNREACHABLE: u8 = 3;
+    pub const INTERRUPTED: u8 = 130;
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    Parallel,
+    Sequential,
+}
+
+impl From<Mode> for ExecutionMode {
+    fn from(m: Mode) -> ExecutionMode {
+        match m {
+            Mode::Parallel => ExecutionMode::Parallel,
+            Mode::Sequential => ExecutionMode::Sequential,
+        }
+    }
+}
+
+/// A job spec file and how to read it.
+#[derive(Clone, Debug, clap::Args)]
+pub struct SpecArgs {
+    /// The job spec: ordo TOML/JSON, Prompter TOML, subtasks JSON, TaskMaster tasks.json, or a
+    /// Markdown task document.
+    pub spec: PathBuf,
+    /// Force the input format instead of detecting it.
+    #[arg(long = "input-format", value_name = "FORMAT")]
+    pub input_format: Option<Format>,
+    /// TaskMaster tag to read.
+    #[arg(long, default_value = "master")]
+    pub tag: String,
+    /// TaskMaster: make each subtask a task of its own (`parent.sub`).
+    #[arg(long)]
+    pub expand_subtasks: bool,
+}
+
+impl SpecArgs {
+    pub fn label(&self) -> String {
+        self.spec.display().to_string()
+    }
+
+    pub fn load_options(&self) -> LoadOptions {
+        LoadOptions {
+            format: self.input_format,
+            tag: Some(self.tag.clone()),
+            expand_subtasks: self.expand_subtasks,
+        }
+    }
+
+    /// Reads and validates the spec; warnings go to stderr. On failure: every diagnostic.
+    pub fn load(&self) -> Result<(Loaded, Dag), Vec<Diagnostic>> {
+        let loaded = formats::load(&self.spec, &self.load_options())?;
+        for w in &loaded.warnings {
+            eprintln!("warning: {w}");
+        }
+        let dag = formats::check(&loaded, &self.label())?;
+        Ok((loaded, dag))
+    }
+}
+
+/// Where the job commands find jobs: a local state directory or a cluster.
+#[derive(Clone, Debug, clap::Args)]
+pub struct TargetArgs {
+    /// Use this local state directory (as kept by `ordo run --state DIR`) instead of a
+    /// coordinator; jobs submitted or retried this way run in this process.
+    #[arg(long, value_name = "DIR", env = "ORDO_STATE_DIR")]
+    pub state: Option<PathBuf>,
+    #[command(flatten)]
+    pub nats: NatsArgs,
+}
+
+impl TargetArgs {
+    /// The target; `local_default` is the state directory used when neither `--state` nor
+    /// `--nats` is given (the MCP server and the dashboard run jobs locally by default, the job
+    /// commands ask the coordinator at the default URL).
+    pub fn target(&self, local_default: Option<PathBuf>, run: RunArgs) -> Target {
+        match (&self.state, self.nats.url.is_some(), local_default) {
+            (Some(dir), _, _) => Target::Local {
+                dir: dir.clone(),
+                run,
+            },
+            (None, false, Some(dir)) => Target::Local { dir, run },
+            _ => Target::Cluster(self.nats.clone()),
+        }
+    }
+}
+
+/// How jobs run when they run in this process (`ordo run`, and local mode of the job commands,
+/// the MCP server and the dashboard).
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct RunArgs {
+    /// Task slots of each job run here (default: the job's max_parallel_tasks, else the number
+    /// of CPUs).
+    #[arg(long, env = "ORDO_WORKERS")]
+    pub workers: Option<u32>,
+    /// Agent command for prompt tasks, e.g. "claude -p" (split on whitespace; the prompt is
+    /// appended as one argument). Overrides the spec's settings.agent_command.
+    #[arg(long, env = "ORDO_AGENT_COMMAND")]
+    pub agent_command: Option<String>,
+}
+
+impl RunArgs {
+    /// `--agent-command` as an argv; an empty one is an error.
+    pub fn agent_argv(&self) -> Result<Option<Vec<String>>, String> {
+        match &self.agent_command {
+            None => Ok(None),
+            Some(a) => {
+                let argv: Vec<String> = a.split_whitespace().map(String::from).collect();
+                if argv.is_empty() {
+                    Err("--agent-command / ORDO_AGENT_COMMAND is empty".into())
+                } else {
+                    Ok(Some(argv))
+                }
+            }
+        }
+    }
+}
+
+/// Task slots by default: one per CPU.
+pub fn default_workers() -> u32 {
+    std::thread::available_parallelism().map_or(2, |n| n.get() as u32)
+}
+
+/// `--mode` on a spec: the spec runs in that mode whatever it says.
+pub fn override_mode(spec: &mut JobSpec, mode: Option<ExecutionMode>) {
+    if let Some(mode) = mode {
+        spec.settings.execution_mode = Some(mode);
+        spec.settings.enable_parallel = None;
+    }
+}
+
+/// `ORDO_EXECUTION_MODE`: the default mode of specs that set none (`None` when unset).
+pub fn env_mode() -> Result<Option<ExecutionMode>, String> {
+    default_mode(std::env::var("ORDO_EXECUTION_MODE").ok().as_deref())
+}
+
+/// The default mode `ORDO_EXECUTION_MODE` (given as `value`) sets; blank is unset.
+pub fn default_mode(value: Option<&str>) -> Result<Option<ExecutionMode>, String> {
+    match value.map(str::trim) {
+        Some(v) if !v.is_empty() => v
+            .parse::<ExecutionMode>()
+            .map(Some)
+            .map_err(|e| format!("ORDO_EXECUTION_MODE: {e}")),
+        _ => Ok(None),
+    }
+}

@@ -1,0 +1,377 @@
+//! The job client of a cluster: JSON requests on `ordo.api.<verb>` to whichever coordinator
+//! answers (proto `api`), and task output read from the `ORDO_LOGS` stream. One connection,
+//! made at the first request (so input errors are found before NATS is reached, and a
+//! long-running face retries the connection at its next request).
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer::DeliverPolicy, consumer::pull::OrderedConfig};
+use futures::StreamExt;
+use ordo_coordinator::report::ReportData;
+use ordo_plumbing::connect::NatsArgs;
+use ordo_proto::api::{
+    self, ApiReply, JobRef, JobStatus, JobSummary, JobsRequest, PruneReply, PruneRequest,
+    ReportRequest, RetryRequest, StatusRequest, SubmitReply, SubmitRequest, WorkerInfo,
+};
+use ordo_proto::{JobId, TaskIndex, names};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio::sync::OnceCell;
+
+use super::{Error, Output, Result, redact};
+use crate::args::exit;
+
+/// Connecting to NATS fails after this long.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// An API request without a reply after this long means the coordinator is unreachable.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Reading stored output stops when nothing arrives for this long.
+const OUTPUT_IDLE: Duration = Duration::from_secs(2);
+
+/// A cluster's client: its connection options, the connection once made, and the URL (for
+/// messages, credentials left out).
+#[derive(Debug)]
+pub struct Cluster {
+    nats: NatsArgs,
+    client: OnceCell<async_nats::Client>,
+    url: String,
+}
+
+/// The body of `workers`: `{}`.
+#[derive(Serialize)]
+struct Empty {}
+
+impl Cluster {
+    pub fn new(nats: &NatsArgs) -> Cluster {
+        Cluster {
+            nats: nats.clone(),
+            client: OnceCell::new(),
+            url: redact(nats.url()),
+        }
+    }
+
+    /// The connection, made on first use.
+    async fn client(&self) -> Result<&async_nats::Client> {
+        self.client
+            .get_or_try_init(|| async {
+                let nats = &self.nats;
+                let connecting = nats.connect("ordo", CONNECT_TIMEOUT);
+                // The outer timeout covers what `connection_timeout` may not (name resolution,
+                // TLS).
+                match tokio::time::timeout(CONNECT_TIMEOUT * 2, connecting).await {
+                    Ok(Ok(client)) => Ok(client),
+                    Ok(Err(e)) => Err(Error::from_connect(e, nats.url())),
+                    Err(_) => Err(Error::Connect {
+                        message: format!(
+                            "cannot reach NATS at {}: timed out after {}s",
+                            self.url,
+                            (CONNECT_TIMEOUT * 2).as_secs()
+                        ),
+                        code: exit::UNREACHABLE,
+                    }),
+                }
+            })
+            .await
+    }
+
+    /// The URL, credentials left out.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub async fn submit(&self, req: &SubmitRequest) -> Result<JobId> {
+        let reply: SubmitReply = self.call(api::SUBMIT, req).await?;
+        Ok(reply.job)
+    }
+
+    pub async fn status(&self, job: JobId) -> Result<JobStatus> {
+        let req = StatusRequest {
+            job,
+            summary_only: false,
+        };
+        self.call(api::STATUS, &req)
+            .await
+            .map_err(|e| e.for_job(job))
+    }
+
+    pub async fn list(&self, req: &JobsRequest) -> Result<Vec<JobSummary>> {
+        self.call(api::JOBS, req).await
+    }
+
+    pub async fn cancel(&self, job: JobId) -> Result<JobSummary> {
+        self.call(api::CANCEL, &JobRef { job })
+            .await
+            .map_err(|e| e.for_job(job))
+    }
+
+    pub async fn retry(&self, job: JobId, failed_only: bool) -> Result<JobSummary> {
+        self.call(api::RETRY, &RetryRequest { job, failed_only })
+            .await
+            .map_err(|e| e.for_job(job))
+    }
+
+    pub async fn report(&self, job: Option<JobId>) -> Result<ReportData> {
+        let reply = self.call(api::REPORT, &ReportRequest { job }).await;
+        match job {
+            Some(j) => reply.map_err(|e| e.for_job(j)),
+            None => reply,
+        }
+    }
+
+    pub async fn prune(&self, older_than_ms: u64) -> Result<usize> {
+        let reply: PruneReply = self
+            .call(api::PRUNE, &PruneRequest { older_than_ms })
+            .await?;
+        Ok(reply.removed)
+    }
+
+    pub async fn workers(&self) -> Result<Vec<WorkerInfo>> {
+        self.call(api::WORKERS, &Empty {}).await
+    }
+
+    /// One API request: JSON body to `ordo.api.<verb>`, `ApiReply<Rep>` back within
+    /// `REQUEST_TIMEOUT`.
+    async fn call<Req: Serialize, Rep: DeserializeOwned>(
+        &self,
+        verb: &str,
+        req: &Req,
+    ) -> Result<Rep> {
+        let subject = names::api_subject(verb);
+        let body = serde_json::to_vec(req)
+            .map_err(|e| Error::Invalid(format!("cannot encode the {verb} request: {e}")))?;
+        let client = self.client().await?;
+        let sent = tokio::time::timeout(
+            REQUEST_TIMEOUT,
+            client.request(subject.clone(), body.into()),
+        )
+        .await;
+        match sent {
+            Ok(Ok(msg)) => decode_reply(&subject, &msg.payload),
+            Ok(Err(e)) => Err(request_error(&self.url, &subject, e.kind(), &e.to_string())),
+            Err(_) => Err(request_error(
+                &self.url,
+                &subject,
+                async_nats::RequestErrorKind::TimedOut,
+                "",
+            )),
+        }
+    }
+
+    /// The error of a failed read of `ORDO_LOGS`.
+    pub fn stream_error(&self, what: &str, e: &dyn std::fmt::Display) -> Error {
+        Error::Stream(format!(
+            "cannot read task output from stream {} on {}: {what}: {e}",
+            names::LOG_STREAM,
+            self.url
+        ))
+    }
+
+    /// An ordered consumer over the stored task output of `job` (or of one task), from the
+    /// start.
+    pub async fn output_consumer(
+        &self,
+        job: JobId,
+        task: Option<TaskIndex>,
+    ) -> Result<jetstream::consumer::Consumer<OrderedConfig>> {
+        let filter = match task {
+            Some(i) => names::log_subject(&job, i),
+            None => names::log_subjects(&job),
+        };
+        let js = jetstream::new(self.client().await?.clone());
+        let stream = js
+            .get_stream(names::LOG_STREAM)
+            .await
+            .map_err(|e| self.stream_error("cannot open the stream", &e))?;
+        stream
+            .create_consumer(OrderedConfig {
+                filter_subject: filter,
+                deliver_policy: DeliverPolicy::All,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| self.stream_error("cannot create a consumer", &e))
+    }
+
+    /// The output of a job's tasks (or of one) stored in `ORDO_LOGS` so far, without waiting
+    /// for more.
+    pub async fn output(&self, job: JobId, task: Option<TaskIndex>, keep: usize) -> Result<Output> {
+        let consumer = self.output_consumer(job, task).await?;
+        let mut out = Output::new();
+        let mut pending = consumer.cached_info().num_pending;
+        if pending == 0 {
+            return Ok(out);
+        }
+        let mut messages = consumer
+            .messages()
+            .await
+            .map_err(|e| self.stream_error("cannot read", &e))?;
+        while pending > 0 {
+            let msg = match tokio::time::timeout(OUTPUT_IDLE, messages.next()).await {
+                Ok(Some(Ok(msg))) => msg,
+                Ok(Some(Err(e))) => return Err(self.stream_error("reading failed", &e)),
+                Ok(None) | Err(_) => break,
+            };
+            if let Ok(info) = msg.info() {
+                pending = info.pending;
+            }
+            let index = msg.subject.as_str().rsplit('.').next();
+            let Some(index) = index.and_then(|i| i.parse::<u32>().ok()) else {
+                continue;
+            };
+            let (total, tail) = out.entry(TaskIndex(index)).or_default();
+            *total += msg.payload.len() as u64;
+            tail.extend_from_slice(&msg.payload);
+            if tail.len() > keep {
+                tail.drain(..tail.len() - keep);
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn request_error(
+    url: &str,
+    subject: &str,
+    kind: async_nats::RequestErrorKind,
+    detail: &str,
+) -> Error {
+    use async_nats::RequestErrorKind as K;
+    let unreachable = |what: String| Error::Unreachable {
+        url: url.to_string(),
+        subject: subject.to_string(),
+        what,
+    };
+    match kind {
+        K::NoResponders => unreachable("no responders".into()),
+        K::TimedOut => unreachable(format!("no reply within {}s", REQUEST_TIMEOUT.as_secs())),
+        K::MaxPayloadExceeded => Error::Invalid(format!(
+            "the request on {subject} is larger than the NATS server's max_payload"
+        )),
+        K::InvalidSubject | K::Other => unreachable(format!("request failed ({detail})")),
+    }
+}
+
+/// Decodes `{"ok": Rep}` or `{"error": {...}}`.
+pub(crate) fn decode_reply<Rep: DeserializeOwned>(subject: &str, payload: &[u8]) -> Result<Rep> {
+    match serde_json::from_slice::<ApiReply<Rep>>(payload) {
+        Ok(ApiReply::Ok(v)) => Ok(v),
+        Ok(ApiReply::Error(e)) => Err(Error::Api(e)),
+        Err(e) => {
+            // An error of a kind this CLI does not know still has a message worth showing.
+            let message = serde_json::from_slice::<serde_json::Value>(payload)
+                .ok()
+                .and_then(|v| v["error"]["message"].as_str().map(str::to_string));
+            Err(Error::Reply {
+                subject: subject.to_string(),
+                reason: message.unwrap_or_else(|| e.to_string()),
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ordo_proto::JobState;
+    use ordo_proto::api::ErrorKind;
+
+    use super::*;
+    use crate::manage::tests::{JOB, job, summary};
+
+    #[test]
+    fn replies_decode() {
+        let s: JobSummary = decode_reply(
+            "ordo.api.cancel",
+            serde_json::to_string(&ApiReply::Ok(summary(JobState::Cancelled)))
+                .unwrap()
+                .as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(s, summary(JobState::Cancelled));
+
+        let w: Vec<WorkerInfo> = decode_reply("s", br#"{"ok": []}"#).unwrap();
+        assert!(w.is_empty());
+
+        let e = decode_reply::<JobStatus>(
+            "ordo.api.status",
+            br#"{"error": {"kind": "not_found", "message": "no such job"}}"#,
+        )
+        .unwrap_err();
+        assert!(matches!(&e, Error::Api(a) if a.kind == ErrorKind::NotFound));
+        let e = e.for_job(job());
+        assert_eq!(e.to_string(), format!("job {JOB} not found (no such job)"));
+        assert_eq!(e.exit_code(), exit::INVALID);
+
+        let e = decode_reply::<JobStatus>(
+            "s",
+            br#"{"error": {"kind": "invalid", "message": "cycle: a -> b -> a"}}"#,
+        )
+        .unwrap_err();
+        assert_eq!(e.to_string(), "cycle: a -> b -> a");
+        assert_eq!(e.exit_code(), exit::INVALID);
+
+        let e = decode_reply::<JobStatus>(
+            "s",
+            br#"{"error": {"kind": "internal", "message": "disk full"}}"#,
+        )
+        .unwrap_err();
+        assert_eq!(e.to_string(), "the coordinator failed: disk full");
+        assert!(e.is_transient());
+
+        // Unknown error kinds keep their message; garbage is reported, never a panic.
+        let e = decode_reply::<JobStatus>(
+            "ordo.api.status",
+            br#"{"error": {"kind": "busy", "message": "try later"}}"#,
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "unexpected reply on ordo.api.status: try later"
+        );
+        for junk in [&b""[..], b"null", b"{\"ok\": 3}", b"\xff\xfe", b"[]"] {
+            let e = decode_reply::<JobStatus>("s", junk).unwrap_err();
+            assert!(matches!(e, Error::Reply { .. }), "{junk:?}");
+            assert_eq!(e.exit_code(), exit::JOB_FAILED);
+        }
+        // A state this client does not know is a reply it cannot read, not a panic.
+        let e = decode_reply::<JobSummary>(
+            "s",
+            format!(
+                r#"{{"ok": {{"id": "{JOB}", "name": "n", "state": "paused", "created_ms": 0,
+                "finished_ms": null, "reason": null, "total": 0, "succeeded": 0, "failed": 0,
+                "running": 0}}}}"#
+            )
+            .as_bytes(),
+        )
+        .unwrap_err();
+        assert!(matches!(e, Error::Reply { .. }), "{e}");
+    }
+
+    #[test]
+    fn request_errors_map_to_exit_codes() {
+        use async_nats::RequestErrorKind as K;
+        let e = request_error(
+            "nats://127.0.0.1:4222",
+            "ordo.api.status",
+            K::NoResponders,
+            "",
+        );
+        assert_eq!(
+            e.to_string(),
+            "cannot reach the coordinator on nats://127.0.0.1:4222: no responders on \
+             ordo.api.status (is ordo-coordinator running?)"
+        );
+        assert_eq!(e.exit_code(), exit::UNREACHABLE);
+        assert!(e.is_transient());
+        let e = request_error("u", "s", K::TimedOut, "");
+        assert!(e.to_string().contains("no reply within 5s on s"), "{e}");
+        assert_eq!(e.exit_code(), exit::UNREACHABLE);
+        assert_eq!(
+            request_error("u", "s", K::Other, "x").exit_code(),
+            exit::UNREACHABLE
+        );
+        assert_eq!(
+            request_error("u", "s", K::MaxPayloadExceeded, "").exit_code(),
+            exit::INVALID
+        );
+    }
+}

@@ -1,0 +1,473 @@
+//! The one job client: submit, status, list, cancel, retry, output, report, prune, workers and
+//! job-id resolution, against a local state directory (`Local`: the store opened in this
+//! process, jobs run here by the local runner) or a cluster (`Cluster`: the coordinator's API
+//! on NATS and the `ORDO_LOGS` stream). The job commands, the MCP server and the dashboard are
+//! three faces of it; each renders the same answers its own way.
+//!
+//! Every failure is one `Error`, which knows its exit code (DESIGN §6): 2 invalid input,
+//! 3 NATS or the coordinator unreachable, 1 anything else that failed, 130 interrupted.
+
+mod cluster;
+mod local;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use ordo_coordinator::report::ReportData;
+use ordo_plumbing::connect::{ConnectError, NatsArgs};
+use ordo_proto::api::{
+    ApiError, ErrorKind, JobStatus, JobSummary, JobsRequest, SubmitRequest, WorkerInfo,
+};
+use ordo_proto::{Dag, JobId, TaskIndex};
+
+use crate::args::{RunArgs, exit};
+use crate::formats::Diagnostic;
+
+pub use cluster::Cluster;
+pub use local::Local;
+
+/// Where jobs live.
+#[derive(Clone, Debug)]
+pub enum Target {
+    /// A state directory, and how jobs run in this process.
+    Local {
+        dir: PathBuf,
+        run: RunArgs,
+    },
+    Cluster(NatsArgs),
+}
+
+/// Everything a job request can fail with; `exit_code` maps it to DESIGN §6.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The spec did not load or validate (printed one diagnostic per line).
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Spec(Vec<Diagnostic>),
+    /// Bad input found before asking anyone: a job id, a task name, an environment variable.
+    #[error("{0}")]
+    Invalid(String),
+    /// NATS could not be reached, or the connection options are wrong.
+    #[error("{message}")]
+    Connect { message: String, code: u8 },
+    /// No coordinator answered.
+    #[error(
+        "cannot reach the coordinator on {url}: {what} on {subject} (is ordo-coordinator running?)"
+    )]
+    Unreachable {
+        url: String,
+        subject: String,
+        what: String,
+    },
+    /// The coordinator answered with an error.
+    #[error("{}", api_message(.0))]
+    Api(ApiError),
+    /// The job is not there.
+    #[error("{}", not_found_message(job, message))]
+    NotFound { job: JobId, message: String },
+    /// The reply was not an `ApiReply` of the expected type.
+    #[error("unexpected reply on {subject}: {reason}")]
+    Reply { subject: String, reason: String },
+    /// JetStream failed while reading task output.
+    #[error("{0}")]
+    Stream(String),
+    /// The local state directory could not be used.
+    #[error("{0}")]
+    State(String),
+    #[error("cannot write the output: {0}")]
+    Output(#[source] std::io::Error),
+    #[error("interrupted")]
+    Interrupted,
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+fn api_message(e: &ApiError) -> String {
+    match e.kind {
+        ErrorKind::Internal => format!("the coordinator failed: {}", e.message),
+        ErrorKind::Invalid | ErrorKind::NotFound => e.message.clone(),
+    }
+}
+
+fn not_found_message(job: &JobId, message: &str) -> String {
+    if message.contains(&job.to_string()) {
+        message.to_string()
+    } else if message.is_empty() {
+        format!("job {job} not found")
+    } else {
+        format!("job {job} not found ({message})")
+    }
+}
+
+impl Error {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Spec(_) | Error::Invalid(_) | Error::NotFound { .. } => exit::INVALID,
+            Error::Connect { code, .. } => *code,
+            Error::Unreachable { .. } | Error::Stream(_) => exit::UNREACHABLE,
+            Error::Api(e) => match e.kind {
+                ErrorKind::Invalid | ErrorKind::NotFound => exit::INVALID,
+                ErrorKind::Internal => exit::JOB_FAILED,
+            },
+            Error::State(_) | Error::Reply { .. } | Error::Output(_) => exit::JOB_FAILED,
+            Error::Interrupted => exit::INTERRUPTED,
+        }
+    }
+
+    /// Worth retrying while following a job: the coordinator may be restarting.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Error::Unreachable { .. } => true,
+            Error::Api(e) => e.kind == ErrorKind::Internal,
+            _ => false,
+        }
+    }
+
+    /// Names the job in a `not_found` reply to a request about it.
+    fn for_job(self, job: JobId) -> Error {
+        match self {
+            Error::Api(e) if e.kind == ErrorKind::NotFound => Error::NotFound {
+                job,
+                message: e.message,
+            },
+            other => other,
+        }
+    }
+
+    fn from_connect(e: ConnectError, url: &str) -> Error {
+        let (message, code) = match &e {
+            ConnectError::Unreachable { source, .. } => (
+                format!("cannot reach NATS at {}: {source}", redact(url)),
+                exit::UNREACHABLE,
+            ),
+            ConnectError::Creds { .. } | ConnectError::Incomplete => (e.to_string(), exit::INVALID),
+        };
+        Error::Connect { message, code }
+    }
+}
+
+impl From<ordo_coordinator::store::Error> for Error {
+    fn from(e: ordo_coordinator::store::Error) -> Error {
+        Error::State(e.to_string())
+    }
+}
+
+/// Per task: the bytes its output had in all, and the last of them kept.
+pub type Output = BTreeMap<TaskIndex, (u64, Vec<u8>)>;
+
+/// How a local state directory is opened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Open {
+    /// It must exist already (reading commands: a missing one is an input error).
+    Existing,
+    /// Created if missing (submitting here).
+    Create,
+    /// Created if missing, and the jobs it left unfinished resume in this long-running process
+    /// (`ordo mcp`, the dashboard).
+    Serve,
+}
+
+/// The job client.
+pub enum Jobs {
+    Local(Local),
+    /// Boxed: the connection is large.
+    Cluster(Box<Cluster>),
+}
+
+impl Jobs {
+    /// Opens the target: connects to NATS, or opens the state directory as `open` says.
+    pub async fn open(target: &Target, open: Open) -> Result<Jobs> {
+        Ok(match target {
+            Target::Local { dir, run } => Jobs::Local(Local::open(dir, run, open)?),
+            Target::Cluster(nats) => Jobs::Cluster(Box::new(Cluster::new(nats))),
+        })
+    }
+
+    /// Submits a validated spec; a local job starts running in this process.
+    pub async fn submit(&self, req: SubmitRequest, dag: Dag) -> Result<JobId> {
+        match self {
+            Jobs::Local(l) => l.submit(req, dag),
+            Jobs::Cluster(c) => c.submit(&req).await,
+        }
+    }
+
+    pub async fn status(&self, job: JobId) -> Result<JobStatus> {
+        match self {
+            Jobs::Local(l) => l.status(job),
+            Jobs::Cluster(c) => c.status(job).await,
+        }
+    }
+
+    /// Jobs matching `req`, newest first.
+    pub async fn list(&self, req: &JobsRequest) -> Result<Vec<JobSummary>> {
+        match self {
+            Jobs::Local(l) => l.list(req),
+            Jobs::Cluster(c) => c.list(req).await,
+        }
+    }
+
+    /// Cancels a job: its running tasks are killed, the rest never start.
+    pub async fn cancel(&self, job: JobId) -> Result<JobSummary> {
+        match self {
+            Jobs::Local(l) => l.cancel(job).await,
+            Jobs::Cluster(c) => c.cancel(job).await,
+        }
+    }
+
+    /// Runs an ended job's unsuccessful tasks again (with `failed_only`, the failed ones).
+    pub async fn retry(&self, job: JobId, failed_only: bool) -> Result<JobSummary> {
+        match self {
+            Jobs::Local(l) => l.retry(job, failed_only),
+            Jobs::Cluster(c) => c.retry(job, failed_only).await,
+        }
+    }
+
+    /// The stored output of a job's tasks (or of one), the last `keep` bytes of each.
+    pub async fn output(&self, job: JobId, task: Option<TaskIndex>, keep: usize) -> Result<Output> {
+        match self {
+            Jobs::Local(l) => l.output(job, task, keep),
+            Jobs::Cluster(c) => c.output(job, task, keep).await,
+        }
+    }
+
+    /// The records a report is rendered from; `None`: the newest job.
+    pub async fn report(&self, job: Option<JobId>) -> Result<ReportData> {
+        match self {
+            Jobs::Local(l) => l.report(job),
+            Jobs::Cluster(c) => c.report(job).await,
+        }
+    }
+
+    /// Removes finished jobs that ended more than `older_than_ms` ago; how many.
+    pub async fn prune(&self, older_than_ms: u64) -> Result<usize> {
+        match self {
+            Jobs::Local(l) => l.prune(older_than_ms),
+            Jobs::Cluster(c) => c.prune(older_than_ms).await,
+        }
+    }
+
+    /// The workers of a cluster; a local directory has none (its jobs run in this process).
+    pub async fn workers(&self) -> Result<Vec<WorkerInfo>> {
+        match self {
+            Jobs::Local(_) => Ok(Vec::new()),
+            Jobs::Cluster(c) => c.workers().await,
+        }
+    }
+
+    /// A job id, or an unambiguous prefix of one.
+    pub async fn resolve(&self, text: &str) -> Result<JobId> {
+        let text = text.trim();
+        if let Ok(id) = text.parse::<JobId>() {
+            return Ok(id);
+        }
+        if text.is_empty() || !text.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+            // Decided before asking anyone: bad input exits 2 even with no coordinator.
+            return Err(Error::Invalid(format!(
+                "no job '{}' (not a job id or the start of one)",
+                plain(text)
+            )));
+        }
+        let req = JobsRequest {
+            search: Some(text.to_string()),
+            ..Default::default()
+        };
+        let hits: Vec<JobId> = self
+            .list(&req)
+            .await?
+            .into_iter()
+            .map(|j| j.id)
+            .filter(|id| id.to_string().starts_with(text))
+            .collect();
+        match hits.as_slice() {
+            [id] => Ok(*id),
+            [] => Err(Error::Invalid(format!(
+                "no job '{}'{}",
+                plain(text),
+                self.place()
+            ))),
+            _ => Err(Error::Invalid(format!(
+                "'{}' matches {} jobs; give more of the id",
+                plain(text),
+                hits.len()
+            ))),
+        }
+    }
+
+    /// Waits for the jobs this process runs to end (a one-shot command with `--state`).
+    pub async fn wait_idle(&self) {
+        if let Jobs::Local(l) = self {
+            l.wait_idle().await;
+        }
+    }
+
+    /// Cancels the jobs this process runs and waits (a bounded time) for them to end.
+    pub async fn stop(&self) {
+        if let Jobs::Local(l) = self {
+            l.stop().await;
+        }
+    }
+
+    /// ` in the state directory DIR` or ` on the coordinator`, for messages.
+    fn place(&self) -> String {
+        match self {
+            Jobs::Local(l) => format!(" in the state directory {}", l.dir().display()),
+            Jobs::Cluster(_) => " on the coordinator".into(),
+        }
+    }
+}
+
+/// A task of `status` by name, else by index.
+pub fn resolve_task(status: &JobStatus, task: &str) -> Result<TaskIndex> {
+    if let Some(t) = status.tasks.iter().find(|t| t.name == task) {
+        return Ok(t.index);
+    }
+    if let Ok(i) = task.trim().parse::<u32>()
+        && status.tasks.iter().any(|t| t.index == TaskIndex(i))
+    {
+        return Ok(TaskIndex(i));
+    }
+    Err(Error::Invalid(format!(
+        "job {} has no task '{}'",
+        status.summary.id,
+        plain(task)
+    )))
+}
+
+/// Text from outside without control characters (they could drive the terminal).
+pub fn plain(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+/// `user:password@` / `token@` in a URL is not for messages.
+pub fn redact(urls: &str) -> String {
+    urls.split(',')
+        .map(|u| {
+            let u = u.trim();
+            match (u.find("://"), u.rfind('@')) {
+                (Some(s), Some(at)) if at > s => format!("{}***{}", &u[..s + 3], &u[at..]),
+                (None, Some(at)) => format!("***{}", &u[at..]),
+                _ => u.to_string(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use ordo_proto::{JobState, TaskPhase};
+
+    use super::*;
+    use crate::manage::tests::{JOB, job, summary, task};
+
+    #[test]
+    fn not_found_message_names_the_job_once() {
+        let msg = |m: &str| {
+            Error::NotFound {
+                job: job(),
+                message: m.into(),
+            }
+            .to_string()
+        };
+        assert_eq!(msg(""), format!("job {JOB} not found"));
+        assert_eq!(
+            msg(&format!("unknown job {JOB}")),
+            format!("unknown job {JOB}")
+        );
+    }
+
+    #[test]
+    fn exit_codes() {
+        let api = |kind| Error::Api(ApiError::new(kind, "m"));
+        assert_eq!(api(ErrorKind::Invalid).exit_code(), 2);
+        assert_eq!(api(ErrorKind::NotFound).exit_code(), 2);
+        assert_eq!(api(ErrorKind::Internal).exit_code(), 1);
+        assert_eq!(Error::Spec(vec![]).exit_code(), 2);
+        assert_eq!(Error::Stream("x".into()).exit_code(), 3);
+        assert_eq!(Error::Interrupted.exit_code(), 130);
+        assert!(!api(ErrorKind::Invalid).is_transient());
+        assert!(!Error::Interrupted.is_transient());
+        assert_eq!(
+            Error::from_connect(ConnectError::Incomplete, "u").exit_code(),
+            2
+        );
+    }
+
+    #[test]
+    fn urls_are_redacted() {
+        assert_eq!(redact("nats://127.0.0.1:4222"), "nats://127.0.0.1:4222");
+        assert_eq!(
+            redact("nats://u:p@h:4222, tls://tok@h2"),
+            "nats://***@h:4222,tls://***@h2"
+        );
+        assert_eq!(redact("u:p@h"), "***@h");
+    }
+
+    #[test]
+    fn tasks_resolve_by_name_then_index() {
+        let st = JobStatus {
+            summary: summary(JobState::Running),
+            tasks: vec![
+                task(0, "1", TaskPhase::Pending),
+                task(1, "b", TaskPhase::Pending),
+            ],
+            omitted: 0,
+        };
+        assert_eq!(resolve_task(&st, "b").unwrap(), TaskIndex(1));
+        assert_eq!(
+            resolve_task(&st, "1").unwrap(),
+            TaskIndex(0),
+            "names win over indexes"
+        );
+        assert_eq!(resolve_task(&st, "0").unwrap(), TaskIndex(0));
+        let e = resolve_task(&st, "7").unwrap_err();
+        assert_eq!(e.to_string(), format!("job {JOB} has no task '7'"));
+        assert_eq!(e.exit_code(), exit::INVALID);
+    }
+
+    /// Ids resolve in full or by a unique start, in a state directory and on a cluster alike;
+    /// text that cannot start an id is refused before anything is asked.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn job_ids_resolve_in_full_or_by_their_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = Target::Local {
+            dir: dir.path().to_path_buf(),
+            run: RunArgs::default(),
+        };
+        let jobs = Jobs::open(&target, Open::Create).await.unwrap();
+        assert_eq!(jobs.resolve(&format!(" {JOB}\n")).await.unwrap(), job());
+        let e = jobs.resolve("xyz").await.unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "no job 'xyz' (not a job id or the start of one)"
+        );
+        assert_eq!(e.exit_code(), exit::INVALID);
+        assert_eq!(
+            jobs.resolve("a\u{1b}[2Jb").await.unwrap_err().to_string(),
+            "no job 'a [2Jb' (not a job id or the start of one)"
+        );
+        let e = jobs.resolve("0189").await.unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("no job '0189' in the state directory")
+        );
+        let spec: ordo_proto::JobSpec =
+            toml::from_str("name = \"j\"\n[[tasks]]\nname = \"a\"\ncommand = \"true\"\n").unwrap();
+        let dag = ordo_proto::validate::validate(&spec).unwrap();
+        let req = SubmitRequest {
+            spec,
+            source: "test".into(),
+            default_mode: None,
+            max_parallel: None,
+        };
+        let id = jobs.submit(req, dag).await.unwrap();
+        jobs.wait_idle().await;
+        let start = &id.to_string()[..8];
+        assert_eq!(jobs.resolve(start).await.unwrap(), id);
+        assert_eq!(
+            jobs.status(id).await.unwrap().summary.state,
+            JobState::Succeeded
+        );
+    }
+}

@@ -1,0 +1,620 @@
+//! The job commands (`submit`, `status`, `jobs`, `watch`, `logs`, `cancel`, `retry`,
+//! `workers`): a face of the job client (`jobs`) for people. They reach a coordinator through
+//! NATS (`--nats`, the default) or use a local state directory (`--state DIR`; a job submitted
+//! or retried there runs in this process, which follows it to its end).
+//!
+//! # Layout
+//! - `follow`: following a job to its end (`watch`, `submit --wait`).
+//! - `logs`: task output, stored or streamed.
+//! - `render`: how answers are printed.
+
+mod follow;
+mod logs;
+mod render;
+
+use ordo_plumbing::connect::NatsArgs;
+use ordo_proto::api::{JobsRequest, SubmitRequest};
+use ordo_proto::{ExecutionMode, JobSpec, JobState, now_ms};
+
+use crate::args::{Mode, Output, RunArgs, SpecArgs, TargetArgs, default_mode, exit, override_mode};
+use crate::jobs::{Error, Jobs, Open, Target};
+use follow::{follow_job, interruptible, outcome_code};
+use render::{jobs_text, print, print_json, status_text, summary_line, warn, workers_text};
+
+#[derive(clap::Subcommand)]
+pub enum Manage {
+    /// Submit a job; prints the job id alone on stdout. --wait follows it and exits by
+    /// outcome (with --state the job runs in this process, which always follows it).
+    Submit {
+        #[command(flatten)]
+        spec: SpecArgs,
+        /// Follow the job until it ends (progress on stderr); exit 0 if it succeeded, 1 if not.
+        #[arg(long)]
+        wait: bool,
+        /// Override the spec's execution mode.
+        #[arg(long, value_enum)]
+        mode: Option<Mode>,
+        /// Override the spec's max_parallel_tasks.
+        #[arg(long, env = "ORDO_MAX_PARALLEL")]
+        max_parallel: Option<u32>,
+        #[command(flatten)]
+        target: TargetArgs,
+        #[command(flatten)]
+        run: RunArgs,
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Show a job and its tasks; without JOB, list the jobs like `ordo jobs`.
+    Status {
+        /// Job id, or the start of one.
+        job: Option<String>,
+        #[command(flatten)]
+        target: TargetArgs,
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// List a coordinator's jobs, newest first, one line each (`ordo status --state DIR` lists
+    /// a local state directory's).
+    Jobs {
+        /// Only jobs in this state (pending, running, succeeded, failed, cancelled).
+        #[arg(long)]
+        state: Option<JobState>,
+        /// Only jobs whose name, a task name or state contains this text.
+        #[arg(long)]
+        search: Option<String>,
+        /// At most this many jobs.
+        #[arg(long)]
+        limit: Option<usize>,
+        #[command(flatten)]
+        nats: NatsArgs,
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Follow a job live, one line per task state change, until it ends; exit 0 if it
+    /// succeeded, 1 if not.
+    Watch {
+        job: String,
+        #[command(flatten)]
+        target: TargetArgs,
+        /// json: progress goes to stderr and the final status is printed as JSON.
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Print a job's output (raw, as the tasks wrote it), or one task's.
+    Logs {
+        job: String,
+        /// Task name or index.
+        task: Option<String>,
+        /// Keep printing until the job ends.
+        #[arg(long, short)]
+        follow: bool,
+        #[command(flatten)]
+        target: TargetArgs,
+    },
+    /// Cancel a job: running tasks are killed, the rest never start.
+    Cancel {
+        job: String,
+        #[command(flatten)]
+        target: TargetArgs,
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Run a finished job's unsuccessful tasks again (with --state, here, to their end).
+    Retry {
+        job: String,
+        /// Only failed tasks (not skipped or cancelled ones).
+        #[arg(long)]
+        failed_only: bool,
+        #[command(flatten)]
+        target: TargetArgs,
+        #[command(flatten)]
+        run: RunArgs,
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// List the workers the coordinator has heard from.
+    Workers {
+        #[command(flatten)]
+        nats: NatsArgs,
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+}
+
+/// Runs a job command on its own multi-thread runtime. Errors are printed here (`ordo: ...`,
+/// or the spec's diagnostics) and come back as the exit code, so `Err` means only that the
+/// runtime could not start.
+pub fn dispatch(cmd: Manage) -> anyhow::Result<u8> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| anyhow::anyhow!("cannot start the async runtime: {e}"))?;
+    let result = runtime.block_on(run(cmd));
+    // Do not wait for the NATS client's background tasks.
+    runtime.shutdown_background();
+    Ok(match result {
+        Ok(code) => code,
+        Err(e) => report(&e),
+    })
+}
+
+/// Prints an error the way the user sees it and returns its exit code.
+pub fn report(e: &Error) -> u8 {
+    match e {
+        Error::Interrupted => {}
+        // The reader went away (`ordo logs JOB | head`): not an error.
+        Error::Output(io) if io.kind() == std::io::ErrorKind::BrokenPipe => return exit::OK,
+        Error::Spec(diags) => {
+            for d in diags {
+                warn(&d.to_string());
+            }
+        }
+        _ => warn(&format!("ordo: {e}")),
+    }
+    e.exit_code()
+}
+
+/// Runs one job-client request for commands outside this module (`ordo report`, `ordo prune`)
+/// on a runtime of its own; on failure prints the error and returns its exit code.
+pub fn with_jobs<T>(
+    target: &Target,
+    open: Open,
+    f: impl AsyncFnOnce(&Jobs) -> Result<T, Error>,
+) -> Result<T, u8> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            warn(&format!("ordo: cannot start the async runtime: {e}"));
+            exit::JOB_FAILED
+        })?;
+    let result = runtime.block_on(async {
+        let jobs = Jobs::open(target, open).await?;
+        f(&jobs).await
+    });
+    runtime.shutdown_background();
+    result.map_err(|e| report(&e))
+}
+
+async fn run(cmd: Manage) -> Result<u8, Error> {
+    match cmd {
+        Manage::Submit {
+            spec,
+            wait,
+            mode,
+            max_parallel,
+            target,
+            run,
+            output,
+        } => {
+            let (loaded, dag) = spec.load().map_err(Error::Spec)?;
+            let env = std::env::var("ORDO_EXECUTION_MODE").ok();
+            let req = submit_request(
+                loaded.spec,
+                spec.label(),
+                mode,
+                max_parallel,
+                env.as_deref(),
+            )?;
+            let jobs = Jobs::open(&target.target(None, run), Open::Create).await?;
+            let job = jobs.submit(req, dag).await?;
+            match output {
+                Output::Text => print(&format!("{job}\n"))?,
+                Output::Json => print_json(&serde_json::json!({ "job": job }))?,
+            }
+            // A local job runs in this process: it ends before the process does.
+            if !wait && matches!(jobs, Jobs::Cluster(_)) {
+                return Ok(exit::OK);
+            }
+            let status = interruptible(follow_job(&jobs, job, &mut std::io::stderr())).await;
+            jobs.stop().await;
+            Ok(outcome_code(status?.summary.state))
+        }
+        Manage::Status {
+            job,
+            target,
+            output,
+        } => {
+            let jobs = Jobs::open(&target.target(None, RunArgs::default()), Open::Existing).await?;
+            match job {
+                Some(job) => {
+                    let job = jobs.resolve(&job).await?;
+                    let status = jobs.status(job).await?;
+                    match output {
+                        Output::Text => print(&status_text(&status, now_ms()))?,
+                        Output::Json => print_json(&status)?,
+                    }
+                    Ok(exit::OK)
+                }
+                None => list_jobs(&jobs, &JobsRequest::default(), output).await,
+            }
+        }
+        Manage::Jobs {
+            state,
+            search,
+            limit,
+            nats,
+            output,
+        } => {
+            let jobs = Jobs::open(&Target::Cluster(nats), Open::Existing).await?;
+            let req = JobsRequest {
+                state,
+                search,
+                limit,
+            };
+            list_jobs(&jobs, &req, output).await
+        }
+        Manage::Watch {
+            job,
+            target,
+            output,
+        } => {
+            let jobs = Jobs::open(&target.target(None, RunArgs::default()), Open::Existing).await?;
+            let job = jobs.resolve(&job).await?;
+            let status = match output {
+                Output::Text => {
+                    interruptible(follow_job(&jobs, job, &mut std::io::stdout())).await?
+                }
+                Output::Json => {
+                    let status =
+                        interruptible(follow_job(&jobs, job, &mut std::io::stderr())).await?;
+                    print_json(&status)?;
+                    status
+                }
+            };
+            Ok(outcome_code(status.summary.state))
+        }
+        Manage::Logs {
+            job,
+            task,
+            follow,
+            target,
+        } => {
+            let jobs = Jobs::open(&target.target(None, RunArgs::default()), Open::Existing).await?;
+            let job = jobs.resolve(&job).await?;
+            interruptible(logs::logs(&jobs, job, task.as_deref(), follow)).await
+        }
+        Manage::Cancel {
+            job,
+            target,
+            output,
+        } => {
+            let jobs = Jobs::open(&target.target(None, RunArgs::default()), Open::Existing).await?;
+            let job = jobs.resolve(&job).await?;
+            let summary = jobs.cancel(job).await?;
+            print_summary(&summary, output)
+        }
+        Manage::Retry {
+            job,
+            failed_only,
+            target,
+            run,
+            output,
+        } => {
+            let jobs = Jobs::open(&target.target(None, run), Open::Existing).await?;
+            let job = jobs.resolve(&job).await?;
+            let summary = jobs.retry(job, failed_only).await?;
+            print_summary(&summary, output)?;
+            if matches!(jobs, Jobs::Local(_)) {
+                let status = interruptible(follow_job(&jobs, job, &mut std::io::stderr())).await;
+                jobs.stop().await;
+                return Ok(outcome_code(status?.summary.state));
+            }
+            Ok(exit::OK)
+        }
+        Manage::Workers { nats, output } => {
+            let jobs = Jobs::open(&Target::Cluster(nats), Open::Existing).await?;
+            let workers = jobs.workers().await?;
+            match output {
+                Output::Text if workers.is_empty() => warn("(no workers)"),
+                Output::Text => print(&workers_text(&workers))?,
+                Output::Json => print_json(&workers)?,
+            }
+            Ok(exit::OK)
+        }
+    }
+}
+
+async fn list_jobs(jobs: &Jobs, req: &JobsRequest, output: Output) -> Result<u8, Error> {
+    let list = jobs.list(req).await?;
+    match output {
+        Output::Text if list.is_empty() => warn("(no jobs)"),
+        Output::Text => print(&jobs_text(&list, now_ms()))?,
+        Output::Json => print_json(&list)?,
+    }
+    Ok(exit::OK)
+}
+
+fn print_summary(summary: &ordo_proto::api::JobSummary, output: Output) -> Result<u8, Error> {
+    match output {
+        Output::Text => print(&format!("{}\n", summary_line(summary, now_ms())))?,
+        Output::Json => print_json(summary)?,
+    }
+    Ok(exit::OK)
+}
+
+/// The submit request for a validated spec: `--mode` overrides the spec's mode, and
+/// `ORDO_EXECUTION_MODE` (`env_mode`) is the default for specs that set none.
+pub fn submit_request(
+    mut spec: JobSpec,
+    source: String,
+    mode: Option<Mode>,
+    max_parallel: Option<u32>,
+    env_mode: Option<&str>,
+) -> Result<SubmitRequest, Error> {
+    override_mode(&mut spec, mode.map(ExecutionMode::from));
+    let default_mode = default_mode(env_mode).map_err(Error::Invalid)?;
+    Ok(SubmitRequest {
+        spec,
+        source,
+        default_mode,
+        max_parallel,
+    })
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::path::PathBuf;
+
+    use clap::{CommandFactory, Parser};
+    use ordo_proto::api::{JobSummary, TaskStatus};
+    use ordo_proto::{JobId, TaskIndex, TaskPhase};
+
+    use super::*;
+    use crate::formats::Format;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        cmd: Manage,
+    }
+
+    fn parse(args: &[&str]) -> Manage {
+        Cli::try_parse_from(std::iter::once("ordo").chain(args.iter().copied()))
+            .unwrap_or_else(|e| panic!("{args:?}: {e}"))
+            .cmd
+    }
+
+    pub const JOB: &str = "01890a5d-ac96-774b-bcce-b302099a8057";
+
+    pub fn job() -> JobId {
+        JOB.parse().unwrap()
+    }
+
+    pub fn summary(state: JobState) -> JobSummary {
+        JobSummary {
+            id: job(),
+            name: "build".into(),
+            state,
+            created_ms: 1_000_000,
+            finished_ms: None,
+            reason: None,
+            total: 3,
+            succeeded: 1,
+            failed: 0,
+            running: 1,
+        }
+    }
+
+    pub fn task(index: u32, name: &str, state: TaskPhase) -> TaskStatus {
+        TaskStatus {
+            index: TaskIndex(index),
+            name: name.into(),
+            state,
+            attempts: 1,
+            worker: None,
+            exit_code: None,
+            duration_ms: None,
+            reason: None,
+            output_tail: None,
+        }
+    }
+
+    fn spec() -> JobSpec {
+        serde_json::from_value(serde_json::json!({
+            "name": "j",
+            "settings": {"enable_parallel": false},
+            "tasks": [{"name": "a", "command": "true"}],
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn clap_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn jobs_flags_become_the_request() {
+        let Manage::Jobs {
+            state,
+            search,
+            limit,
+            output,
+            ..
+        } = parse(&[
+            "jobs", "--state", "failed", "--search", "x", "--limit", "5", "--output", "json",
+        ])
+        else {
+            panic!("not jobs")
+        };
+        assert_eq!(output, Output::Json);
+        let req = JobsRequest {
+            state,
+            search,
+            limit,
+        };
+        let v = serde_json::to_value(&req).unwrap();
+        assert_eq!(
+            v,
+            serde_json::json!({"state": "failed", "search": "x", "limit": 5})
+        );
+        assert!(
+            Cli::try_parse_from(["ordo", "jobs", "--state", "done"]).is_err(),
+            "job states are checked when parsed"
+        );
+    }
+
+    #[test]
+    fn submit_flags_parse() {
+        let Manage::Submit {
+            spec,
+            wait,
+            mode,
+            max_parallel,
+            target,
+            ..
+        } = parse(&[
+            "submit",
+            "job.toml",
+            "--wait",
+            "--mode",
+            "sequential",
+            "--max-parallel",
+            "3",
+            "--nats",
+            "nats://h:4222",
+            "--input-format",
+            "md",
+        ])
+        else {
+            panic!("not submit")
+        };
+        assert!(wait);
+        assert_eq!(mode, Some(Mode::Sequential));
+        assert_eq!(max_parallel, Some(3));
+        assert_eq!(target.nats.url(), "nats://h:4222");
+        assert_eq!(spec.input_format, Some(Format::Markdown));
+        assert_eq!(spec.spec, PathBuf::from("job.toml"));
+    }
+
+    #[test]
+    fn targets_are_a_state_directory_or_a_cluster() {
+        let Manage::Status { target, .. } = parse(&["status", "--state", "/tmp/s"]) else {
+            panic!("not status")
+        };
+        assert!(matches!(
+            target.target(None, RunArgs::default()),
+            Target::Local { dir, .. } if dir == std::path::Path::new("/tmp/s")
+        ));
+        let Manage::Status { target, .. } = parse(&["status"]) else {
+            panic!("not status")
+        };
+        assert!(matches!(
+            target.target(None, RunArgs::default()),
+            Target::Cluster(n) if n.url() == "nats://127.0.0.1:4222"
+        ));
+        // A face that runs jobs locally by default (MCP, the dashboard) unless --nats is given.
+        assert!(matches!(
+            target.target(Some("d".into()), RunArgs::default()),
+            Target::Local { .. }
+        ));
+        let Manage::Status { target, .. } = parse(&["status", "--nats", "nats://h:1"]) else {
+            panic!("not status")
+        };
+        assert!(matches!(
+            target.target(Some("d".into()), RunArgs::default()),
+            Target::Cluster(_)
+        ));
+    }
+
+    #[test]
+    fn other_commands_parse() {
+        assert!(matches!(
+            parse(&["status"]),
+            Manage::Status { job: None, .. }
+        ));
+        assert!(matches!(
+            parse(&["status", JOB]),
+            Manage::Status { job: Some(_), .. }
+        ));
+        assert!(matches!(
+            parse(&["logs", JOB, "build", "-f"]),
+            Manage::Logs {
+                task: Some(_),
+                follow: true,
+                ..
+            }
+        ));
+        assert!(matches!(
+            parse(&["retry", JOB, "--failed-only"]),
+            Manage::Retry {
+                failed_only: true,
+                ..
+            }
+        ));
+        assert!(matches!(parse(&["watch", JOB]), Manage::Watch { .. }));
+        assert!(matches!(parse(&["cancel", JOB]), Manage::Cancel { .. }));
+        assert!(matches!(
+            parse(&["workers", "--output", "json"]),
+            Manage::Workers {
+                output: Output::Json,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn submit_request_applies_mode_and_environment() {
+        let req = submit_request(spec(), "j.json".into(), None, Some(4), None).unwrap();
+        assert_eq!(req.source, "j.json");
+        assert_eq!(req.max_parallel, Some(4));
+        assert_eq!(req.default_mode, None);
+        assert_eq!(req.spec.settings.enable_parallel, Some(false));
+        assert_eq!(req.spec.settings.execution_mode, None);
+
+        let req = submit_request(
+            spec(),
+            "j.json".into(),
+            Some(Mode::Parallel),
+            None,
+            Some(" Sequential "),
+        )
+        .unwrap();
+        assert_eq!(
+            req.spec.settings.execution_mode,
+            Some(ExecutionMode::Parallel)
+        );
+        assert_eq!(req.spec.settings.enable_parallel, None);
+        assert_eq!(req.default_mode, Some(ExecutionMode::Sequential));
+
+        let req = submit_request(spec(), String::new(), None, None, Some("")).unwrap();
+        assert_eq!(req.default_mode, None);
+
+        let err = submit_request(spec(), String::new(), None, None, Some("fast")).unwrap_err();
+        assert_eq!(err.exit_code(), exit::INVALID);
+        assert!(
+            err.to_string().starts_with("ORDO_EXECUTION_MODE: "),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn bad_input_exits_2_before_connecting() {
+        // Port 1 on localhost refuses connections: reaching it would exit 3, not 2.
+        let run = |args: &[&str]| {
+            let mut all = args.to_vec();
+            all.extend(["--nats", "nats://127.0.0.1:1"]);
+            dispatch(parse(&all)).unwrap()
+        };
+        assert_eq!(run(&["status", "xyz"]), exit::INVALID);
+        assert_eq!(run(&["logs", "not-a-job", "a"]), exit::INVALID);
+        assert_eq!(
+            run(&["submit", "/nonexistent/ordo/job.toml"]),
+            exit::INVALID
+        );
+        assert_eq!(run(&["status", JOB]), exit::UNREACHABLE);
+        assert_eq!(run(&["workers"]), exit::UNREACHABLE);
+        // A missing state directory is bad input too.
+        assert_eq!(
+            dispatch(parse(&["status", JOB, "--state", "/nonexistent/ordo"])).unwrap(),
+            exit::INVALID
+        );
+    }
+
+    #[test]
+    fn broken_pipes_end_quietly() {
+        let pipe = Error::Output(std::io::Error::from(std::io::ErrorKind::BrokenPipe));
+        assert_eq!(report(&pipe), exit::OK);
+    }
+}

@@ -1,0 +1,295 @@
+//! How the job commands print what the job client answers: one-line summaries, the status
+//! table, job and worker listings, JSON documents, durations and ages. Pure functions of their
+//! input (and `now`), so every rendering is tested without a coordinator. Text from outside is
+//! shown without control characters.
+
+use std::io::Write;
+
+use ordo_proto::api::{JobStatus, JobSummary, WorkerInfo};
+use serde::Serialize;
+
+use crate::jobs::{Error, plain};
+
+/// Reasons are cut to this many characters in one-line renderings.
+pub const MAX_REASON: usize = 160;
+
+pub fn print(text: &str) -> Result<(), Error> {
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(Error::Output)
+}
+
+/// One JSON document on one line.
+pub fn print_json<T: Serialize>(v: &T) -> Result<(), Error> {
+    let text = serde_json::to_string(v)
+        .map_err(|e| Error::Output(std::io::Error::other(e.to_string())))?;
+    print(&(text + "\n"))
+}
+
+/// One line on stderr; a closed stderr is ignored rather than a panic.
+pub fn warn(line: &str) {
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
+/// Free text (a reason) on one line, whitespace collapsed, cut to `MAX_REASON` characters.
+pub fn one_line(s: &str) -> String {
+    let text = plain(s).split_whitespace().collect::<Vec<_>>().join(" ");
+    if text.chars().count() > MAX_REASON {
+        let cut: String = text.chars().take(MAX_REASON - 1).collect();
+        cut + "…"
+    } else {
+        text
+    }
+}
+
+/// `850ms`, `1.2s`, `2m05s`, `1h03m`.
+pub fn fmt_duration(ms: u64) -> String {
+    let secs = ms / 1000;
+    if ms < 1000 {
+        format!("{ms}ms")
+    } else if secs < 60 {
+        format!("{:.1}s", ms as f64 / 1000.0)
+    } else if secs < 3600 {
+        format!("{}m{:02}s", secs / 60, secs % 60)
+    } else {
+        format!("{}h{:02}m", secs / 3600, secs % 3600 / 60)
+    }
+}
+
+/// Coarse age: `12s`, `5m`, `3h`, `2d`.
+pub fn fmt_age(ms: u64) -> String {
+    let secs = ms / 1000;
+    match secs {
+        0..60 => format!("{secs}s"),
+        60..3600 => format!("{}m", secs / 60),
+        3600..86400 => format!("{}h", secs / 3600),
+        _ => format!("{}d", secs / 86400),
+    }
+}
+
+fn fmt_memory(mb: u64) -> String {
+    if mb >= 1024 {
+        format!("{:.1} GiB", mb as f64 / 1024.0)
+    } else {
+        format!("{mb} MiB")
+    }
+}
+
+fn fmt_cpus(cpus: f64) -> String {
+    if cpus.fract() == 0.0 {
+        format!("{cpus:.0}")
+    } else {
+        format!("{cpus:.1}")
+    }
+}
+
+/// Columns padded to their widest cell, two spaces apart, no trailing blanks.
+pub fn table(rows: &[Vec<String>]) -> String {
+    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..cols)
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|s| s.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for row in rows {
+        let mut line = String::new();
+        for (c, cell) in row.iter().enumerate() {
+            line.push_str(cell);
+            let pad = widths[c].saturating_sub(cell.chars().count());
+            line.extend(std::iter::repeat_n(' ', pad + 2));
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// `3/5 succeeded, 1 failed, 1 running` (zero counts after the first left out).
+pub fn counts(s: &JobSummary) -> String {
+    let mut text = format!("{}/{} succeeded", s.succeeded, s.total);
+    if s.failed > 0 {
+        text.push_str(&format!(", {} failed", s.failed));
+    }
+    if s.running > 0 {
+        text.push_str(&format!(", {} running", s.running));
+    }
+    text
+}
+
+/// `job <id> '<name>': <state>, <counts>, created 5m ago[, took 1.2s][: reason]`.
+pub fn summary_line(s: &JobSummary, now_ms: u64) -> String {
+    let mut line = format!(
+        "job {} '{}': {}, {}, created {} ago",
+        s.id,
+        plain(&s.name),
+        s.state,
+        counts(s),
+        fmt_age(now_ms.saturating_sub(s.created_ms))
+    );
+    if let Some(f) = s.finished_ms {
+        line.push_str(&format!(
+            ", took {}",
+            fmt_duration(f.saturating_sub(s.created_ms))
+        ));
+    }
+    if let Some(r) = s.reason.as_deref().map(one_line)
+        && !r.is_empty()
+    {
+        line.push_str(&format!(": {r}"));
+    }
+    line
+}
+
+/// The job's line, then a table of its tasks.
+pub fn status_text(st: &JobStatus, now_ms: u64) -> String {
+    let dash = || "-".to_string();
+    let mut rows = vec![
+        [
+            "TASK", "STATE", "ATTEMPTS", "WORKER", "EXIT", "DURATION", "REASON",
+        ]
+        .map(String::from)
+        .to_vec(),
+    ];
+    for t in &st.tasks {
+        rows.push(vec![
+            plain(&t.name),
+            t.state.to_string(),
+            t.attempts.to_string(),
+            t.worker.as_ref().map_or_else(dash, |w| plain(w.as_str())),
+            t.exit_code.map_or_else(dash, |c| c.to_string()),
+            t.duration_ms.map_or_else(dash, fmt_duration),
+            t.reason.as_deref().map_or_else(String::new, one_line),
+        ]);
+    }
+    format!("{}\n{}", summary_line(&st.summary, now_ms), table(&rows))
+}
+
+/// One line per job: id, state, name, counts, age.
+pub fn jobs_text(jobs: &[JobSummary], now_ms: u64) -> String {
+    let rows: Vec<Vec<String>> = jobs
+        .iter()
+        .map(|j| {
+            vec![
+                j.id.to_string(),
+                j.state.to_string(),
+                plain(&j.name),
+                counts(j),
+                format!("{} ago", fmt_age(now_ms.saturating_sub(j.created_ms))),
+            ]
+        })
+        .collect();
+    table(&rows)
+}
+
+/// One line per worker: id, host, queues, busy/slots, cpus, memory, last heard, draining.
+pub fn workers_text(workers: &[WorkerInfo]) -> String {
+    let rows: Vec<Vec<String>> = workers
+        .iter()
+        .map(|w| {
+            let h = &w.heartbeat;
+            vec![
+                plain(h.worker.as_str()),
+                plain(&h.host),
+                plain(&h.queues.join(",")),
+                format!("{}/{} busy", h.busy, h.slots),
+                format!("{} cpus", fmt_cpus(h.cpus)),
+                fmt_memory(h.memory_mb),
+                format!("seen {} ago", fmt_age(w.age_ms)),
+                if h.draining { "draining" } else { "" }.to_string(),
+            ]
+        })
+        .collect();
+    table(&rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use ordo_proto::Heartbeat;
+
+    use super::*;
+    use crate::manage::tests::{JOB, summary, task};
+    use ordo_proto::{JobState, TaskPhase};
+
+    #[test]
+    fn formatting() {
+        assert_eq!(fmt_duration(850), "850ms");
+        assert_eq!(fmt_duration(1234), "1.2s");
+        assert_eq!(fmt_duration(125_000), "2m05s");
+        assert_eq!(fmt_duration(3_780_000), "1h03m");
+        assert_eq!(fmt_age(5_000), "5s");
+        assert_eq!(fmt_age(300_000), "5m");
+        assert_eq!(fmt_age(2 * 86_400_000), "2d");
+        assert_eq!(fmt_memory(512), "512 MiB");
+        assert_eq!(fmt_memory(16_000), "15.6 GiB");
+        assert_eq!(fmt_cpus(4.0), "4");
+        assert_eq!(fmt_cpus(1.5), "1.5");
+        assert_eq!(
+            table(&[
+                vec!["a".into(), "bb".into(), "c".into()],
+                vec!["ddd".into(), "e".into(), String::new()],
+            ]),
+            "a    bb  c\nddd  e\n"
+        );
+        assert_eq!(table(&[]), "");
+    }
+
+    #[test]
+    fn text_renderings() {
+        let now = 1_000_000 + 300_000;
+        let mut st = JobStatus {
+            summary: summary(JobState::Running),
+            tasks: vec![
+                task(0, "a", TaskPhase::Succeeded),
+                task(1, "b\u{7}", TaskPhase::Running),
+            ],
+            omitted: 0,
+        };
+        st.tasks[0].exit_code = Some(0);
+        st.tasks[0].duration_ms = Some(1500);
+        st.tasks[1].worker = Some("w-1".into());
+        let text = status_text(&st, now);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[0],
+            format!("job {JOB} 'build': running, 1/3 succeeded, 1 running, created 5m ago")
+        );
+        assert!(lines[1].starts_with("TASK  STATE"), "{text}");
+        assert_eq!(lines[2], "a     succeeded  1         -       0     1.5s");
+        assert_eq!(lines[3], "b     running    1         w-1     -     -");
+
+        let jobs = jobs_text(
+            &[summary(JobState::Running), summary(JobState::Failed)],
+            now,
+        );
+        assert_eq!(jobs.lines().count(), 2);
+        assert_eq!(
+            jobs.lines().next().unwrap(),
+            format!("{JOB}  running  build  1/3 succeeded, 1 running  5m ago")
+        );
+
+        let w = WorkerInfo {
+            heartbeat: Heartbeat {
+                worker: "w-1".into(),
+                host: "h".into(),
+                queues: vec!["default".into(), "gpu".into()],
+                slots: 4,
+                busy: 1,
+                cpus: 8.0,
+                memory_mb: 2048,
+                draining: true,
+                at_ms: 0,
+            },
+            age_ms: 2_000,
+        };
+        assert_eq!(
+            workers_text(&[w]),
+            "w-1  h  default,gpu  1/4 busy  8 cpus  2.0 GiB  seen 2s ago  draining\n"
+        );
+    }
+}

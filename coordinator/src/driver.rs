@@ -1,0 +1,345 @@
+//! The one driver of the engine, shared by the coordinator service and the local runner
+//! (`ordo run`, `ordo mcp`, the dashboard): it applies events, sorts the engine's actions into
+//! changes to record, dispatches and kills, decides when the changes must be committed, commits
+//! them (with the dispatches in the outbox when the caller publishes them), and says when it
+//! next needs to wake up. The callers own only their I/O: where events come from, how an attempt
+//! is started or killed, what is published or acknowledged after a commit.
+//!
+//! The commit rule (DESIGN §4, an outbox): with a `durable` policy nothing is carried out before
+//! the changes that led to it are committed, so every dispatch, kill or reply follows a commit.
+//! Only a task starting to run may wait for a later commit (`max_delay`): losing that change in a
+//! crash loses nothing, the attempt is in flight either way and is requeued or redelivered.
+//! Without `durable` (an in-memory store) actions are carried out at once and changes are
+//! committed in groups, by count and age, so the store stays off the hot path. Either way the
+//! changes are handed back for display once committed.
+
+use std::time::{Duration, Instant};
+
+use ordo_plumbing::failpoint;
+use ordo_proto::{Dispatch, Kill, Millis};
+
+use crate::engine::{Action, Change, Engine, Event, JobState, TaskState};
+use crate::store::{Batch, Store};
+
+/// When changes are committed.
+#[derive(Clone, Copy, Debug)]
+pub struct Policy {
+    /// Commit before carrying anything out (a redb file, the coordinator).
+    pub durable: bool,
+    /// Put dispatches in the store's outbox with the commit (the coordinator publishes them).
+    pub outbox: bool,
+    /// Commit once this many changes wait...
+    pub max_changes: usize,
+    /// ...or once the oldest has waited this long.
+    pub max_delay: Duration,
+}
+
+impl Policy {
+    /// The coordinator: durable, dispatches through the outbox.
+    pub const COORDINATOR: Policy = Policy {
+        durable: true,
+        outbox: true,
+        max_changes: 1000,
+        max_delay: Duration::from_millis(250),
+    };
+    /// `ordo run --state`, `ordo mcp`, the dashboard: durable, attempts started in process.
+    pub const LOCAL_DURABLE: Policy = Policy {
+        durable: true,
+        outbox: false,
+        max_changes: 1000,
+        max_delay: Duration::from_millis(250),
+    };
+    /// `ordo run` without a state directory: the store is memory, nothing survives a crash;
+    /// changes are committed (and shown) within 50 ms.
+    pub const IN_MEMORY: Policy = Policy {
+        durable: false,
+        outbox: false,
+        max_changes: 4096,
+        max_delay: Duration::from_millis(50),
+    };
+}
+
+/// What a turn hands the caller to carry out, after the commit that allows it.
+#[derive(Debug, Default)]
+pub struct Turn {
+    /// The changes committed in this turn, to show (progress, traces, metrics).
+    pub changes: Vec<Change>,
+    pub dispatches: Vec<Dispatch>,
+    /// Outbox sequence of each dispatch (with `Policy::outbox`), in the same order.
+    pub outbox: Vec<u64>,
+    /// Attempts to kill, and (index and attempt `None`) jobs cancelled as a whole.
+    pub kills: Vec<Kill>,
+    /// A commit happened in this turn.
+    pub committed: bool,
+}
+
+#[derive(Debug)]
+pub struct Driver {
+    engine: Engine,
+    policy: Policy,
+    /// Applied, not yet committed.
+    pending: Vec<Change>,
+    /// Some change in `pending` must be committed before anything is carried out.
+    urgent: bool,
+    dispatches: Vec<Dispatch>,
+    kills: Vec<Kill>,
+    /// When the oldest pending change was applied.
+    oldest: Option<Instant>,
+}
+
+impl Driver {
+    pub fn new(policy: Policy) -> Driver {
+        Driver {
+            engine: Engine::new(),
+            policy,
+            pending: Vec::new(),
+            urgent: false,
+            dispatches: Vec::new(),
+            kills: Vec::new(),
+            oldest: None,
+        }
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Applies one event and keeps what the engine asks for until the next turn.
+    pub fn apply(&mut self, now: Millis, event: Event) {
+        let actions = self.engine.apply(now, event);
+        self.absorb(actions);
+    }
+
+    /// Keeps actions the caller got from the engine some other way.
+    pub fn absorb(&mut self, actions: Vec<Action>) {
+        for a in actions {
+            match a {
+                Action::Record(c) => self.record(c),
+                Action::Dispatch(d) => self.dispatches.push(d),
+                Action::Kill {
+                    job,
+                    index,
+                    attempt,
+                } => self.kills.push(Kill {
+                    job,
+                    index: Some(index),
+                    attempt: Some(attempt),
+                }),
+            }
+        }
+    }
+
+    /// A change to commit that the engine did not make (a retried job starting again).
+    pub fn record(&mut self, c: Change) {
+        // Only a task starting to run may wait for a later commit.
+        self.urgent |= !matches!(
+            c,
+            Change::Task {
+                state: TaskState::Running { .. },
+                ..
+            }
+        );
+        if let Change::Job {
+            job,
+            state: JobState::Cancelled,
+            ..
+        } = &c
+        {
+            self.kills.push(Kill {
+                job: *job,
+                index: None,
+                attempt: None,
+            });
+        }
+        self.oldest.get_or_insert_with(Instant::now);
+        self.pending.push(c);
+    }
+
+    /// Whether the pending changes must be committed now. `force`: the caller needs a commit
+    /// (a reply waits on it, the loop is stopping, a periodic flush).
+    pub fn due(&self, force: bool) -> bool {
+        let acting = !self.dispatches.is_empty() || !self.kills.is_empty();
+        let aged = self
+            .oldest
+            .is_some_and(|t| t.elapsed() >= self.policy.max_delay);
+        let has = !self.pending.is_empty() || acting;
+        has && (force
+            || aged
+            || self.pending.len() >= self.policy.max_changes
+            || (self.policy.durable && (self.urgent || acting)))
+    }
+
+    /// Everything applied is committed (what waits on a commit, an ack or a reply, may go).
+    pub fn settled(&self) -> bool {
+        self.pending.is_empty()
+    }
+
+    /// When the driver needs the loop back even if no event comes: the engine's next timer,
+    /// or the deadline of changes waiting for a commit.
+    pub fn next_wakeup(&self, now: Millis) -> Option<Millis> {
+        let commit = self.oldest.map(|t| {
+            let left = self.policy.max_delay.saturating_sub(t.elapsed());
+            now + left.as_millis() as Millis
+        });
+        match (self.engine.next_wakeup(), commit) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// One turn: commits if due (outbox entries `sent` since the last commit are marked in
+    /// the same transaction), then hands back what may be carried out. With a durable policy
+    /// and nothing due, the turn is empty: dispatches and kills always make a commit due.
+    pub fn turn(
+        &mut self,
+        store: &Store,
+        now: Millis,
+        force: bool,
+        sent: &mut Vec<u64>,
+    ) -> Result<Turn, crate::store::Error> {
+        let mut turn = Turn::default();
+        let commit = self.due(force) || (force && !sent.is_empty());
+        if self.policy.durable && !commit {
+            return Ok(turn);
+        }
+        let dispatches = std::mem::take(&mut self.dispatches);
+        if commit {
+            let outbox_add: &[Dispatch] = if self.policy.outbox { &dispatches } else { &[] };
+            let batch = Batch {
+                now,
+                changes: &self.pending,
+                outbox_add,
+                outbox_sent: sent,
+            };
+            failpoint::hit(failpoint::BEFORE_COMMIT);
+            turn.outbox = store.commit(&batch)?;
+            sent.clear();
+            turn.changes = std::mem::take(&mut self.pending);
+            self.urgent = false;
+            self.oldest = None;
+            turn.committed = true;
+        }
+        turn.dispatches = dispatches;
+        turn.kills = std::mem::take(&mut self.kills);
+        Ok(turn)
+    }
+}
+
+/// Sleeps until `at` (milliseconds since the epoch), or forever for `None`.
+pub async fn sleep_until(at: Option<Millis>) {
+    match at {
+        Some(at) => {
+            let wait = at.saturating_sub(ordo_proto::now_ms());
+            tokio::time::sleep(Duration::from_millis(wait)).await
+        }
+        None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use ordo_proto::{Attempt, JobId, JobSpec, TaskIndex, TaskSpec, validate::validate};
+
+    use super::*;
+    use crate::engine::{ANY_QUEUE, Capacity, JobOptions};
+
+    fn submit(driver: &mut Driver, tasks: usize) -> JobId {
+        let spec = JobSpec {
+            name: "j".into(),
+            tasks: (0..tasks)
+                .map(|i| TaskSpec::shell(&format!("t{i}"), "true"))
+                .collect(),
+            ..Default::default()
+        };
+        let dag = validate(&spec).unwrap();
+        let job = JobId::new();
+        driver.apply(
+            1,
+            Event::Capacity {
+                queue: ANY_QUEUE.into(),
+                capacity: Capacity::machine(8, 8.0, 1 << 20),
+            },
+        );
+        driver.apply(
+            1,
+            Event::Submit {
+                job,
+                spec: Arc::new(spec),
+                dag: Arc::new(dag),
+                options: JobOptions::default(),
+                saved: None,
+            },
+        );
+        job
+    }
+
+    /// A durable driver carries nothing out before the commit that records it, and puts every
+    /// dispatch in the outbox of that same commit.
+    #[test]
+    fn durable_dispatches_follow_their_commit_through_the_outbox() {
+        let store = Store::in_memory().unwrap();
+        let mut d = Driver::new(Policy::COORDINATOR);
+        let job = submit(&mut d, 3);
+        assert!(d.due(false));
+        let turn = d.turn(&store, 2, false, &mut Vec::new()).unwrap();
+        assert!(turn.committed);
+        assert_eq!(turn.dispatches.len(), 3);
+        assert_eq!(turn.outbox.len(), 3);
+        assert_eq!(store.outbox().unwrap().len(), 3);
+        assert_eq!(store.tasks(&job).unwrap().len(), 3);
+        // Nothing left: the next turn is empty and commits nothing.
+        let turn = d.turn(&store, 3, false, &mut Vec::new()).unwrap();
+        assert!(!turn.committed && turn.dispatches.is_empty());
+    }
+
+    /// A task starting to run alone does not force a commit; its deadline is the next wakeup.
+    #[test]
+    fn running_alone_waits_for_a_later_commit() {
+        let store = Store::in_memory().unwrap();
+        let mut d = Driver::new(Policy::LOCAL_DURABLE);
+        let job = submit(&mut d, 1);
+        let turn = d.turn(&store, 2, false, &mut Vec::new()).unwrap();
+        let dispatch = &turn.dispatches[0];
+        d.apply(
+            3,
+            Event::Started {
+                job,
+                index: TaskIndex(0),
+                attempt: dispatch.attempt,
+                worker: "w".into(),
+                delivery: 0,
+            },
+        );
+        assert!(!d.due(false), "a running transition alone is not urgent");
+        let wake = d.next_wakeup(3).expect("a commit deadline");
+        assert!(wake <= 3 + 250, "{wake}");
+        assert!(d.due(true));
+        let turn = d.turn(&store, 4, true, &mut Vec::new()).unwrap();
+        assert!(turn.committed);
+        assert!(matches!(
+            store.task(&job, TaskIndex(0)).unwrap().unwrap().state,
+            TaskState::Running {
+                attempt: Attempt(1),
+                ..
+            }
+        ));
+    }
+
+    /// In memory, dispatches go out at once and changes wait for a group commit.
+    #[test]
+    fn in_memory_acts_before_committing() {
+        let store = Store::in_memory().unwrap();
+        let mut d = Driver::new(Policy::IN_MEMORY);
+        let job = submit(&mut d, 2);
+        let turn = d.turn(&store, 2, false, &mut Vec::new()).unwrap();
+        assert!(!turn.committed && turn.changes.is_empty());
+        assert_eq!(turn.dispatches.len(), 2);
+        assert!(store.tasks(&job).unwrap().is_empty());
+        assert!(d.next_wakeup(2).is_some_and(|w| w <= 2 + 50));
+        let turn = d.turn(&store, 3, true, &mut Vec::new()).unwrap();
+        assert!(turn.committed && !turn.changes.is_empty());
+        assert_eq!(store.tasks(&job).unwrap().len(), 2);
+    }
+}

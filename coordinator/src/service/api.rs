@@ -1,0 +1,277 @@
+//! The coordinator's API verbs (`ordo.api.<verb>`, JSON bodies, proto `api`): one handler per
+//! verb. Handlers run on the loop between two turns; what they change (a submitted job, a
+//! cancel, a retry) goes through the driver, and their reply is sent only after the commit that
+//! records it.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use ordo_proto::api::{self, ApiError, ApiReply, ErrorKind};
+use ordo_proto::validate::validate;
+use ordo_proto::{ExecutionMode, JobId, JobState, Millis};
+use serde::Serialize;
+
+use super::Service;
+use crate::engine::{Change, Event, JobOptions, retry_records};
+use crate::store::JobRecord;
+use crate::views;
+
+/// The verbs, parsed once from the request's subject.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Verb {
+    Submit,
+    Status,
+    Jobs,
+    Cancel,
+    Retry,
+    Workers,
+    Report,
+    Prune,
+}
+
+impl Verb {
+    pub(crate) fn parse(name: &str) -> Option<Verb> {
+        Some(match name {
+            api::SUBMIT => Verb::Submit,
+            api::STATUS => Verb::Status,
+            api::JOBS => Verb::Jobs,
+            api::CANCEL => Verb::Cancel,
+            api::RETRY => Verb::Retry,
+            api::WORKERS => Verb::Workers,
+            api::REPORT => Verb::Report,
+            api::PRUNE => Verb::Prune,
+            _ => return None,
+        })
+    }
+}
+
+type Reply = Result<serde_json::Value, ApiError>;
+
+impl Service {
+    /// Answers one request; the reply body is `ApiReply` JSON.
+    pub(super) async fn api(
+        &mut self,
+        now: Millis,
+        verb: Option<Verb>,
+        name: &str,
+        body: &[u8],
+    ) -> Vec<u8> {
+        let result = match verb {
+            Some(Verb::Submit) => self.submit(now, body).await,
+            Some(Verb::Status) => self.status(body),
+            Some(Verb::Jobs) => self.jobs(body),
+            Some(Verb::Cancel) => self.cancel(now, body),
+            Some(Verb::Retry) => self.retry(now, body),
+            Some(Verb::Workers) => Ok(to_value(self.workers.list())),
+            Some(Verb::Report) => self.report(body),
+            Some(Verb::Prune) => self.prune(now, body),
+            None => Err(ApiError::new(
+                ErrorKind::Invalid,
+                format!("unknown API verb '{name}'"),
+            )),
+        };
+        let reply = match result {
+            Ok(v) => ApiReply::Ok(v),
+            Err(e) => ApiReply::Error(e),
+        };
+        serde_json::to_vec(&reply).unwrap_or_default()
+    }
+
+    async fn submit(&mut self, now: Millis, body: &[u8]) -> Reply {
+        let req: api::SubmitRequest = parse(body)?;
+        let dag = validate(&req.spec).map_err(|errs| {
+            let text: Vec<String> = errs
+                .iter()
+                .map(|e| format!("{}: {e}", req.spec.name))
+                .collect();
+            ApiError::new(ErrorKind::Invalid, text.join("\n"))
+        })?;
+        let queues: BTreeSet<String> = req
+            .spec
+            .tasks
+            .iter()
+            .map(|t| req.spec.queue(t).to_string())
+            .collect();
+        for q in &queues {
+            self.ensure_queue(q)
+                .await
+                .map_err(|e| ApiError::new(ErrorKind::Internal, e.to_string()))?;
+        }
+        let slots = self.workers.slots(&queues);
+        let options = JobOptions {
+            default_mode: req.default_mode.unwrap_or(ExecutionMode::Parallel),
+            max_parallel: req.max_parallel,
+            seed: now,
+            slots: (slots > 0).then_some(slots),
+        };
+        let rec = JobRecord::new(JobId::new(), req.spec, req.source, options, now);
+        self.store.insert_job(&rec).map_err(internal)?;
+        let names = rec.spec.tasks.iter().map(|t| t.name.to_string()).collect();
+        self.traces.job(rec.id, &rec.name, now, names);
+        self.driver.apply(
+            now,
+            Event::Submit {
+                job: rec.id,
+                spec: Arc::new(rec.spec),
+                dag: Arc::new(dag),
+                options: rec.options,
+                saved: None,
+            },
+        );
+        Ok(to_value(api::SubmitReply { job: rec.id }))
+    }
+
+    fn status(&mut self, body: &[u8]) -> Reply {
+        let r: api::StatusRequest = parse(body)?;
+        if r.summary_only {
+            let summary = self.summary(&r.job)?;
+            let omitted = summary.total;
+            return Ok(to_value(api::JobStatus {
+                summary,
+                tasks: Vec::new(),
+                omitted,
+            }));
+        }
+        let status = views::status(&self.store, &r.job)
+            .map_err(internal)?
+            .ok_or_else(|| not_found(&r.job))?;
+        Ok(views::status_within(status, api::MAX_REPLY_BYTES))
+    }
+
+    fn jobs(&self, body: &[u8]) -> Reply {
+        let req = if body.is_empty() {
+            api::JobsRequest::default()
+        } else {
+            parse::<api::JobsRequest>(body)?
+        };
+        views::jobs(&self.store, &req)
+            .map(to_value)
+            .map_err(internal)
+    }
+
+    fn cancel(&mut self, now: Millis, body: &[u8]) -> Reply {
+        let job = parse::<api::JobRef>(body)?.job;
+        let rec = self.record(&job)?;
+        if self.driver.engine().has_job(&job) {
+            self.driver.apply(
+                now,
+                Event::Cancel {
+                    job,
+                    reason: "cancelled by user".into(),
+                },
+            );
+        }
+        let tasks = self.store.tasks(&job).map_err(internal)?;
+        Ok(to_value(views::summary(&rec, &tasks)))
+    }
+
+    fn retry(&mut self, now: Millis, body: &[u8]) -> Reply {
+        let req: api::RetryRequest = parse(body)?;
+        let job = req.job;
+        let rec = self.record(&job)?;
+        if self.driver.engine().has_job(&job) {
+            return Err(ApiError::new(
+                ErrorKind::Invalid,
+                format!("job {job} is still {}", rec.state),
+            ));
+        }
+        let saved = self.store.tasks(&job).map_err(internal)?;
+        let again = retry_records(&saved, req.failed_only);
+        let dag = validate(&rec.spec)
+            .map_err(|_| ApiError::new(ErrorKind::Internal, "stored spec no longer validates"))?;
+        self.driver.record(Change::Job {
+            job,
+            state: JobState::Running,
+            at: now,
+            reason: None,
+        });
+        self.driver.apply(
+            now,
+            Event::Submit {
+                job,
+                spec: Arc::new(rec.spec.clone()),
+                dag: Arc::new(dag),
+                options: rec.options.clone(),
+                saved: Some(again),
+            },
+        );
+        let mut summary = views::summary(&rec, &saved);
+        summary.state = JobState::Running;
+        Ok(to_value(summary))
+    }
+
+    /// A job's records for `ordo report`, output tails cut so the reply fits one message.
+    fn report(&self, body: &[u8]) -> Reply {
+        let r: api::ReportRequest = parse(body)?;
+        let job = match r.job {
+            Some(job) => job,
+            None => crate::report::latest(&self.store)
+                .map_err(internal)?
+                .ok_or_else(|| ApiError::new(ErrorKind::NotFound, "no jobs yet"))?,
+        };
+        let data = crate::report::gather(&self.store, &job)
+            .map_err(internal)?
+            .ok_or_else(|| not_found(&job))?;
+        // Room for the reply envelope.
+        let limit = self.client.server_info().max_payload.saturating_sub(1024);
+        data.to_json_within(limit).ok_or_else(|| {
+            ApiError::new(
+                ErrorKind::Internal,
+                format!(
+                    "the report of job {job} does not fit in one NATS message ({limit} bytes) \
+                     even without task output"
+                ),
+            )
+        })
+    }
+
+    fn prune(&self, now: Millis, body: &[u8]) -> Reply {
+        let r: api::PruneRequest = parse(body)?;
+        let removed = self.store.prune(now, r.older_than_ms).map_err(internal)?;
+        Ok(to_value(api::PruneReply { removed }))
+    }
+
+    fn record(&self, job: &JobId) -> Result<JobRecord, ApiError> {
+        self.store
+            .job(job)
+            .map_err(internal)?
+            .ok_or_else(|| not_found(job))
+    }
+
+    /// A job's summary for cheap polling: a live job's comes from the engine's memory (its
+    /// name and creation time read once), so polling a large job costs no store reads.
+    fn summary(&mut self, id: &JobId) -> Result<api::JobSummary, ApiError> {
+        let engine = self.driver.engine();
+        self.headers.retain(|job, _| engine.has_job(job));
+        if let (Some(_), None) = (engine.tasks(id), self.headers.get(id))
+            && let Some(job) = self.store.job(id).map_err(internal)?
+        {
+            self.headers.insert(*id, (job.name, job.created_ms));
+        }
+        let engine = self.driver.engine();
+        let live = match (engine.tasks(id), engine.job_state(id), self.headers.get(id)) {
+            (Some(tasks), Some(state), Some(header)) => Some((tasks, state, header)),
+            _ => None,
+        };
+        views::summary_of(&self.store, id, live)
+            .map_err(internal)?
+            .ok_or_else(|| not_found(id))
+    }
+}
+
+fn to_value<T: Serialize>(v: T) -> serde_json::Value {
+    serde_json::to_value(v).unwrap_or(serde_json::Value::Null)
+}
+
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body)
+        .map_err(|e| ApiError::new(ErrorKind::Invalid, format!("bad request: {e}")))
+}
+
+fn internal(e: crate::store::Error) -> ApiError {
+    ApiError::new(ErrorKind::Internal, e.to_string())
+}
+
+fn not_found(job: &JobId) -> ApiError {
+    ApiError::new(ErrorKind::NotFound, format!("no job {job}"))
+}

@@ -1,0 +1,154 @@
+//! Everything the coordinator's loop hears, as one `Input` channel: API requests, worker
+//! events (JetStream, acked by the loop after the commit that applies them), `Started` notices
+//! and heartbeats (core NATS), max-deliveries advisories, and the loop's own publishers
+//! reporting an outbox entry stored. Each forwarder resubscribes if its subscription ends;
+//! what it cannot read is logged and dropped (a bad event is terminated, never redelivered).
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, AckKind};
+use futures::StreamExt;
+use ordo_proto::wire::{self, Heartbeat, WorkerEvent};
+use ordo_proto::{AttemptRef, names};
+use tokio::sync::mpsc;
+
+use super::api::Verb;
+
+pub(crate) enum Input {
+    Api {
+        /// `None`: a verb this coordinator does not know (answered with an error).
+        verb: Option<Verb>,
+        name: String,
+        body: bytes::Bytes,
+        reply: Option<async_nats::Subject>,
+    },
+    Event(Box<(WorkerEvent, jetstream::Message)>),
+    Heartbeat(Heartbeat),
+    /// A worker began an attempt (best effort, core NATS).
+    Started(WorkerEvent),
+    /// A task message ran out of deliveries.
+    Exhausted {
+        stream_seq: u64,
+    },
+    /// An outbox entry is stored in JetStream.
+    Published {
+        outbox_seq: u64,
+        key: AttemptRef,
+        stream_seq: u64,
+    },
+}
+
+/// API requests on `ordo.api.<verb>` (a queue group: one coordinator answers each).
+pub(crate) async fn forward_api(client: async_nats::Client, tx: mpsc::Sender<Input>) {
+    loop {
+        let Ok(mut sub) = client
+            .queue_subscribe(names::API_SUBJECTS, names::API_QUEUE_GROUP.into())
+            .await
+        else {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        };
+        while let Some(msg) = sub.next().await {
+            let name = msg.subject.rsplit('.').next().unwrap_or_default();
+            let input = Input::Api {
+                verb: Verb::parse(name),
+                name: name.to_string(),
+                body: msg.payload,
+                reply: msg.reply,
+            };
+            if tx.send(input).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// Forwards every message on a core-NATS `subject` that `to_input` understands.
+pub(crate) async fn forward(
+    client: async_nats::Client,
+    subject: String,
+    tx: mpsc::Sender<Input>,
+    to_input: fn(&[u8]) -> Result<Input, String>,
+) {
+    loop {
+        let Ok(mut sub) = client.subscribe(subject.clone()).await else {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        };
+        while let Some(msg) = sub.next().await {
+            match to_input(&msg.payload) {
+                Ok(input) => {
+                    if tx.send(input).await.is_err() {
+                        return;
+                    }
+                }
+                Err(e) => tracing::warn!("ignoring a message on {}: {e}", msg.subject),
+            }
+        }
+    }
+}
+
+pub(crate) fn heartbeat(payload: &[u8]) -> Result<Input, String> {
+    wire::decode::<Heartbeat>(payload)
+        .map(Input::Heartbeat)
+        .map_err(|e| e.to_string())
+}
+
+pub(crate) fn started(payload: &[u8]) -> Result<Input, String> {
+    wire::decode::<WorkerEvent>(payload)
+        .map(Input::Started)
+        .map_err(|e| e.to_string())
+}
+
+#[derive(serde::Deserialize)]
+struct MaxDeliveries {
+    stream_seq: u64,
+}
+
+pub(crate) fn advisory(payload: &[u8]) -> Result<Input, String> {
+    serde_json::from_slice::<MaxDeliveries>(payload)
+        .map(|a| Input::Exhausted {
+            stream_seq: a.stream_seq,
+        })
+        .map_err(|e| e.to_string())
+}
+
+/// Worker events from the coordinator's durable consumer.
+pub(crate) async fn forward_events(
+    consumer: jetstream::consumer::PullConsumer,
+    tx: mpsc::Sender<Input>,
+) {
+    let mut seen_bad: HashSet<u64> = HashSet::new();
+    loop {
+        let mut messages = match consumer.messages().await {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!("event consumer: {e}; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        };
+        while let Some(m) = messages.next().await {
+            let Ok(msg) = m else {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            };
+            match wire::decode::<WorkerEvent>(&msg.payload) {
+                Ok(ev) => {
+                    if tx.send(Input::Event(Box::new((ev, msg)))).await.is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    // Undecodable: logged once and terminated, never redelivered in a loop.
+                    let seq = msg.info().map(|i| i.stream_sequence).unwrap_or(0);
+                    if seen_bad.insert(seq) {
+                        tracing::warn!("dropping an undecodable event on {}: {e}", msg.subject);
+                    }
+                    let _ = msg.ack_with(AckKind::Term).await;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,559 @@
+//! The coordinator service: the engine and the store driven by NATS.
+//!
+//! One loop owns the driver (engine + commit rule) and the store. Inputs (API requests, worker
+//! events, heartbeats, max-deliveries advisories, timers) arrive on one channel (`inputs`); each
+//! turn drains everything queued, applies it, and then, in this order:
+//! 1. commits the changes and the new dispatches (the outbox) in ONE redb transaction
+//!    (`driver`);
+//! 2. acks the worker events it applied (an event is acked only after its commit);
+//! 3. answers API requests (`api`);
+//! 4. publishes the outbox (`Nats-Msg-Id = job.task.attempt`, awaiting each ack) and marks the
+//!    entries sent in the next commit; kills go out on core NATS.
+//!
+//! A crash anywhere replays safely: unacked events come back, unsent outbox entries are
+//! published again on start and de-duplicated by JetStream.
+//!
+//! # Layout
+//! - `inputs`: the forwarders from NATS to the loop's channel.
+//! - `api`: one handler per API verb.
+//! - `workers`: the worker registry and the capacity it offers per queue.
+
+mod api;
+mod inputs;
+mod workers;
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream;
+use ordo_plumbing::failpoint;
+use ordo_plumbing::telemetry::Telemetry;
+use ordo_proto::validate::validate;
+use ordo_proto::wire::{self, Dispatch, Kill, WorkerEvent};
+use ordo_proto::{AttemptRef, JobId, Millis, TaskIndex, names, now_ms};
+use tokio::sync::mpsc;
+
+use crate::bus::{Bus, Delivery};
+use crate::driver::{self, Driver, Policy};
+use crate::engine::{Change, Event, Ignore, TaskState};
+use crate::metrics::Metrics;
+use crate::store::Store;
+use crate::traces::Traces;
+use inputs::Input;
+use workers::Registry;
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub delivery: Delivery,
+    /// Stream replicas (1 on a single server, 3 on a cluster).
+    pub replicas: usize,
+    /// A worker silent this long is gone.
+    pub worker_timeout: Duration,
+    /// A dispatch no worker started within this long is lost.
+    pub start_deadline: Duration,
+    /// Tasks dispatched ahead per worker slot, waiting in the stream for a slot to free.
+    pub prefetch: u32,
+    /// OTLP traces, when an exporter is configured.
+    pub telemetry: Option<Arc<Telemetry>>,
+    /// Serve Prometheus metrics here (`/metrics`).
+    pub metrics_addr: Option<std::net::SocketAddr>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            delivery: Delivery {
+                ack_wait: Duration::from_secs(30),
+                max_deliver: 5,
+            },
+            replicas: 1,
+            worker_timeout: Duration::from_secs(5),
+            start_deadline: Duration::from_secs(120),
+            prefetch: 1,
+            telemetry: None,
+            metrics_addr: None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Bus(#[from] crate::bus::Error),
+    #[error(transparent)]
+    Store(#[from] crate::store::Error),
+    #[error("NATS: {0}")]
+    Nats(String),
+}
+
+struct Service {
+    client: async_nats::Client,
+    traces: Traces,
+    metrics: Option<Metrics>,
+    bus: Arc<Bus>,
+    /// The loop's own input channel, for background publishers.
+    tx: mpsc::Sender<Input>,
+    store: Arc<Store>,
+    driver: Driver,
+    opts: Options,
+    workers: Registry,
+    queues: BTreeSet<String>,
+    /// Stream sequence of each published attempt, to delete messages that must not run.
+    published: HashMap<AttemptRef, u64>,
+    /// Outbox entries handed over, to be marked sent in the next commit.
+    sent: Vec<u64>,
+    /// Applied worker events, acked once what they changed is committed.
+    acks: Vec<jetstream::Message>,
+    /// API replies, sent after the commit of what their request changed.
+    replies: Vec<(async_nats::Subject, Vec<u8>)>,
+    /// Name and creation time of live jobs whose summary was asked for.
+    headers: HashMap<JobId, (String, u64)>,
+}
+
+/// Capacity refresh, lost-dispatch checks and deferred commits happen this often.
+const HOUSEKEEPING: Duration = Duration::from_millis(250);
+/// Jobs that ended this recently are handed to the engine at start for fencing late results.
+const REMEMBER_ENDED_MS: Millis = 60 * 60 * 1000;
+
+/// The runtime `ordo-coordinator` runs on: one thread, for one loop that also commits (redb
+/// is synchronous, and nothing can proceed before a commit is durable); fewer wake-ups of other
+/// threads per task than a multi-threaded runtime (bench/distributed).
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+}
+
+/// Runs the coordinator until `shutdown` resolves.
+pub async fn run(
+    client: async_nats::Client,
+    store: Store,
+    opts: Options,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), Error> {
+    tokio::pin!(shutdown);
+    // JetStream may not be ready yet (a cluster still electing its leader, a server
+    // restarting): keep trying rather than exit.
+    let mut delay = Duration::from_millis(250);
+    let bus = loop {
+        match Bus::setup(client.clone(), opts.delivery, opts.replicas).await {
+            Ok(bus) => break bus,
+            Err(e) => tracing::warn!("cannot set up JetStream yet: {e}; retrying in {delay:?}"),
+        }
+        tokio::select! {
+            _ = &mut shutdown => return Ok(()),
+            _ = tokio::time::sleep(delay) => {}
+        }
+        delay = (delay * 2).min(Duration::from_secs(5));
+    };
+    let (tx, mut rx) = mpsc::channel::<Input>(4096);
+    let mut svc = Service {
+        client: client.clone(),
+        bus: Arc::new(bus),
+        tx: tx.clone(),
+        store: Arc::new(store),
+        driver: Driver::new(Policy::COORDINATOR),
+        traces: Traces::new(opts.telemetry.clone()),
+        metrics: None,
+        workers: Registry::new(opts.worker_timeout, opts.prefetch),
+        opts,
+        queues: BTreeSet::new(),
+        published: HashMap::new(),
+        sent: Vec::new(),
+        acks: Vec::new(),
+        replies: Vec::new(),
+        headers: HashMap::new(),
+    };
+    if let Some(addr) = svc.opts.metrics_addr {
+        let (metrics, registry) = Metrics::new();
+        let bound = ordo_plumbing::telemetry::serve_metrics(addr, Arc::new(registry))
+            .await
+            .map_err(|e| Error::Nats(format!("cannot serve metrics on {addr}: {e}")))?;
+        tracing::info!(addr = %bound, "metrics at /metrics");
+        svc.metrics = Some(metrics);
+    }
+    svc.ensure_queue(names::DEFAULT_QUEUE).await?;
+    svc.recover().await?;
+
+    let mut tasks = vec![
+        tokio::spawn(inputs::forward_api(client.clone(), tx.clone())),
+        tokio::spawn(inputs::forward(
+            client.clone(),
+            names::HEARTBEAT_SUBJECTS.into(),
+            tx.clone(),
+            inputs::heartbeat,
+        )),
+        tokio::spawn(inputs::forward(
+            client.clone(),
+            names::STARTED_SUBJECTS.into(),
+            tx.clone(),
+            inputs::started,
+        )),
+        tokio::spawn(inputs::forward(
+            client.clone(),
+            names::max_deliveries_advisories(),
+            tx.clone(),
+            inputs::advisory,
+        )),
+    ];
+    let events = svc.bus.events().await?;
+    tasks.push(tokio::spawn(inputs::forward_events(events, tx.clone())));
+
+    let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
+    svc.turn(true).await?;
+    loop {
+        let wake = svc.driver.engine().next_wakeup();
+        let (first, tick) = tokio::select! {
+            _ = &mut shutdown => break,
+            i = rx.recv() => match i { Some(i) => (Some(i), false), None => break },
+            _ = housekeeping.tick() => (None, true),
+            _ = driver::sleep_until(wake) => (None, false),
+        };
+        let now = now_ms();
+        let mut inputs: Vec<Input> = first.into_iter().collect();
+        while inputs.len() < 10_000 {
+            match rx.try_recv() {
+                Ok(i) => inputs.push(i),
+                Err(_) => break,
+            }
+        }
+        for input in inputs {
+            svc.input(now, input).await;
+        }
+        if tick {
+            svc.housekeeping(now);
+        }
+        svc.driver.apply(now, Event::Tick);
+        svc.turn(tick).await?;
+    }
+    // What was deferred is committed before leaving.
+    svc.turn(true).await?;
+    if let Some(tel) = svc.traces.telemetry().cloned() {
+        let _ = tokio::task::spawn_blocking(move || tel.flush()).await;
+    }
+    for t in tasks {
+        t.abort();
+    }
+    let _ = client.flush().await;
+    Ok(())
+}
+
+impl Service {
+    async fn ensure_queue(&mut self, queue: &str) -> Result<(), Error> {
+        if !self.queues.contains(queue) {
+            self.bus.ensure_queue(queue).await?;
+            self.queues.insert(queue.to_string());
+        }
+        Ok(())
+    }
+
+    /// Reloads unfinished jobs into the engine (and the records of recently ended ones, for
+    /// fencing) and publishes the outbox again.
+    async fn recover(&mut self) -> Result<(), Error> {
+        let now = now_ms();
+        for job in self.store.jobs()? {
+            if job.state.is_terminal() {
+                // Late results for a job that ended shortly before are still fenced by its
+                // records (a redelivered duplicate, a frozen worker's stale result).
+                if job
+                    .finished_ms
+                    .is_some_and(|f| now.saturating_sub(f) < REMEMBER_ENDED_MS)
+                {
+                    let saved = self.store.tasks(&job.id)?;
+                    self.driver.apply(now, Event::Ended { job: job.id, saved });
+                }
+                continue;
+            }
+            for t in &job.spec.tasks {
+                self.ensure_queue(job.spec.queue(t)).await?;
+            }
+            let saved = self.store.tasks(&job.id)?;
+            let Ok(dag) = validate(&job.spec) else {
+                continue;
+            };
+            let names = job.spec.tasks.iter().map(|t| t.name.to_string()).collect();
+            self.traces.job(job.id, &job.name, job.created_ms, names);
+            self.driver.apply(
+                now,
+                Event::Submit {
+                    job: job.id,
+                    spec: Arc::new(job.spec.clone()),
+                    dag: Arc::new(dag),
+                    options: job.options.clone(),
+                    saved: Some(saved),
+                },
+            );
+        }
+        for (seq, d) in self.store.outbox()? {
+            self.publish(seq, d);
+        }
+        Ok(())
+    }
+
+    /// Commit, ack, reply, publish: one turn of the loop's write half. `force`: commit what
+    /// waits even if nothing needs it yet (housekeeping, stopping).
+    async fn turn(&mut self, force: bool) -> Result<(), Error> {
+        // A reply must not go out before what its request changed is durable.
+        let force = force || !self.replies.is_empty();
+        let commit_started = Instant::now();
+        let turn = self
+            .driver
+            .turn(&self.store, now_ms(), force, &mut self.sent)?;
+        if turn.committed {
+            if let Some(m) = &self.metrics {
+                m.commit(commit_started.elapsed());
+            }
+            log_ignored(&turn.changes);
+            self.traces.observe(&turn.changes);
+            if let Some(m) = &mut self.metrics {
+                m.observe(&turn.changes);
+            }
+        }
+        // Events are acked only once everything applied is committed.
+        if !self.acks.is_empty() && self.driver.settled() {
+            if turn.committed {
+                failpoint::hit(failpoint::AFTER_APPLY_BEFORE_ACK);
+            }
+            // A lost ack only means the event comes again, and fencing ignores it.
+            for m in self.acks.drain(..) {
+                let _ = m.ack().await;
+            }
+        }
+        if self.driver.settled() {
+            for (reply, body) in self.replies.drain(..) {
+                let _ = self.client.publish(reply, body.into()).await;
+            }
+        }
+        if !turn.dispatches.is_empty() {
+            failpoint::hit(failpoint::AFTER_COMMIT_BEFORE_PUBLISH);
+        }
+        for (seq, d) in turn.outbox.into_iter().zip(turn.dispatches) {
+            self.publish(seq, d);
+        }
+        for k in turn.kills {
+            self.kill(k).await;
+        }
+        Ok(())
+    }
+
+    /// Sends a kill to every worker; a cancelled job's undelivered messages never run.
+    async fn kill(&mut self, k: Kill) {
+        if k.index.is_none() {
+            let gone: Vec<_> = self
+                .published
+                .iter()
+                .filter(|(key, _)| key.job == k.job)
+                .map(|(key, seq)| (*key, *seq))
+                .collect();
+            for (key, seq) in gone {
+                self.bus.delete_task(seq).await;
+                self.published.remove(&key);
+            }
+        }
+        let _ = self
+            .client
+            .publish(names::CONTROL_KILL, wire::encode(&k).into())
+            .await;
+    }
+
+    /// Publishes an outbox entry in the background, retrying until JetStream stores it; the
+    /// loop learns of it through `Input::Published` and marks the entry sent in its next
+    /// commit. Retries carry the same message id, so JetStream stores one copy.
+    fn publish(&self, outbox_seq: u64, d: Dispatch) {
+        let bus = self.bus.clone();
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            let mut delay = Duration::from_millis(50);
+            loop {
+                match bus.publish(&d).await {
+                    Ok(stream_seq) => {
+                        let key = d.attempt_ref();
+                        let _ = tx
+                            .send(Input::Published {
+                                outbox_seq,
+                                key,
+                                stream_seq,
+                            })
+                            .await;
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::warn!(job = %d.job, task = %d.task, attempt = d.attempt.0, "publishing: {e}; retrying")
+                    }
+                }
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        });
+    }
+
+    async fn input(&mut self, now: Millis, input: Input) {
+        match input {
+            Input::Event(boxed) => {
+                let (ev, msg) = *boxed;
+                let event = match ev {
+                    WorkerEvent::Started {
+                        job,
+                        index,
+                        attempt,
+                        worker,
+                        delivery,
+                    } => Event::Started {
+                        job,
+                        index,
+                        attempt,
+                        worker,
+                        delivery,
+                    },
+                    WorkerEvent::Finished(r) => {
+                        self.published.remove(&r.attempt_ref());
+                        Event::Finished(r)
+                    }
+                };
+                self.driver.apply(now, event);
+                self.acks.push(msg);
+            }
+            Input::Started(WorkerEvent::Started {
+                job,
+                index,
+                attempt,
+                worker,
+                delivery,
+            }) => {
+                let event = Event::Started {
+                    job,
+                    index,
+                    attempt,
+                    worker,
+                    delivery,
+                };
+                self.driver.apply(now, event);
+            }
+            Input::Started(WorkerEvent::Finished(_)) => {}
+            Input::Heartbeat(hb) => {
+                for q in &hb.queues {
+                    if names::valid_queue(q) && self.ensure_queue(q).await.is_err() {
+                        tracing::error!(queue = %q, "cannot create the queue's consumer");
+                    }
+                }
+                self.workers.heartbeat(hb);
+            }
+            Input::Exhausted { stream_seq } => {
+                let found = self
+                    .published
+                    .iter()
+                    .find(|(_, s)| **s == stream_seq)
+                    .map(|(k, _)| *k);
+                let key = match found {
+                    Some(k) => Some(k),
+                    None => self.bus.task_at(stream_seq).await.map(|d| d.attempt_ref()),
+                };
+                self.bus.delete_task(stream_seq).await;
+                if let Some(key) = key {
+                    self.published.remove(&key);
+                    let reason = format!(
+                        "delivered {} times without a result",
+                        self.opts.delivery.max_deliver
+                    );
+                    self.driver.apply(
+                        now,
+                        Event::Lost {
+                            job: key.job,
+                            index: key.index,
+                            attempt: key.attempt,
+                            reason,
+                        },
+                    );
+                }
+            }
+            Input::Published {
+                outbox_seq,
+                key,
+                stream_seq,
+            } => {
+                failpoint::hit(failpoint::AFTER_PUBLISH_BEFORE_SENT);
+                self.sent.push(outbox_seq);
+                // A result may already have come back; then the message is gone anyway.
+                if self
+                    .driver
+                    .engine()
+                    .tasks(&key.job)
+                    .and_then(|t| t.get(key.index.get()))
+                    .and_then(TaskState::active_attempt)
+                    == Some(key.attempt)
+                {
+                    self.published.insert(key, stream_seq);
+                }
+            }
+            Input::Api {
+                verb,
+                name,
+                body,
+                reply,
+            } => {
+                let answer = self.api(now, verb, &name, &body).await;
+                if let Some(reply) = reply {
+                    self.replies.push((reply, answer));
+                }
+            }
+        }
+    }
+
+    /// Capacity from live workers, per queue; dispatches nobody started are lost.
+    fn housekeeping(&mut self, now: Millis) {
+        self.workers.expire();
+        let mut total_slots = 0;
+        for q in self.queues.clone() {
+            let capacity = self.workers.capacity(&q);
+            total_slots += capacity.slots;
+            self.driver
+                .apply(now, Event::Capacity { queue: q, capacity });
+        }
+        if let Some(m) = &self.metrics {
+            m.sample(self.driver.engine(), total_slots);
+        }
+        let deadline = self.opts.start_deadline.as_millis() as Millis;
+        let engine = self.driver.engine();
+        let mut lost = Vec::new();
+        for job in engine.job_ids() {
+            for (i, t) in engine.tasks(&job).into_iter().flatten().enumerate() {
+                if let TaskState::Dispatched { attempt, at } = t
+                    && now.saturating_sub(*at) > deadline
+                {
+                    lost.push((job, TaskIndex::from(i), *attempt));
+                }
+            }
+        }
+        for (job, index, attempt) in lost {
+            let reason = format!("no worker started it within {}s", deadline / 1000);
+            self.driver.apply(
+                now,
+                Event::Lost {
+                    job,
+                    index,
+                    attempt,
+                    reason,
+                },
+            );
+        }
+    }
+}
+
+/// Results that changed nothing, logged once each (warn for unknown ones: forged or corrupt).
+fn log_ignored(changes: &[Change]) {
+    for c in changes {
+        if let Change::Ignored { result, why, kind } = c {
+            let (job, task, attempt) = (result.job, result.index.0, result.attempt.0);
+            let (delivery, worker) = (result.delivery, &result.worker);
+            match kind {
+                Ignore::Unknown => {
+                    tracing::warn!(%job, task, attempt, delivery, %worker, "result ignored: {why}")
+                }
+                Ignore::Stale | Ignore::Duplicate => {
+                    tracing::info!(%job, task, attempt, delivery, %worker, ?kind, "result ignored: {why}")
+                }
+            }
+        }
+    }
+}

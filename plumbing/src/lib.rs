@@ -1,0 +1,15 @@
+//! ordo-plumbing: what ordo's processes (`ordo`, `ordo-coordinator`, `ordo-worker`) need around
+//! the vocabulary of `ordo-proto` to run: reaching NATS, exporting traces and metrics, stopping
+//! on a signal, crashing on purpose for the fault suite.
+//!
+//! # Layout
+//! - `connect`: NATS connection flags (every flag naming its environment variable) and
+//!   `connect()`.
+//! - `signals`: waiting for Ctrl-C or SIGTERM.
+//! - `telemetry`: OTLP traces with ids derived from jobs, the Prometheus endpoint, logs setup.
+//! - `failpoint`: crash points of the delivery protocol (debug builds only).
+
+pub mod connect;
+pub mod failpoint;
+pub mod signals;
+pub mod telemetry;

@@ -1,0 +1,172 @@
+//! The names of task and job states, as every component shows and exchanges them: the API,
+//! reports, metrics, traces and the CLI. The engine's own `TaskState` carries each state's data
+//! (attempt, worker, deadline, reason) and maps onto `TaskPhase` with `phase()`; `JobState`
+//! carries no data, so the engine uses this one.
+//!
+//! ```text
+//! pending → ready → dispatched → running → succeeded | failed | timed_out | cancelled
+//!              ↑                    │
+//!              └──── retry_wait ←───┘ (attempts left)
+//! pending | ready | retry_wait → skipped | cancelled
+//! ```
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// Which state a task is in, without the state's data.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskPhase {
+    Pending,
+    Ready,
+    Dispatched,
+    Running,
+    RetryWait,
+    Succeeded,
+    Failed,
+    TimedOut,
+    Cancelled,
+    Skipped,
+}
+
+impl TaskPhase {
+    pub const ALL: [TaskPhase; 10] = [
+        TaskPhase::Pending,
+        TaskPhase::Ready,
+        TaskPhase::Dispatched,
+        TaskPhase::Running,
+        TaskPhase::RetryWait,
+        TaskPhase::Succeeded,
+        TaskPhase::Failed,
+        TaskPhase::TimedOut,
+        TaskPhase::Cancelled,
+        TaskPhase::Skipped,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            TaskPhase::Pending => "pending",
+            TaskPhase::Ready => "ready",
+            TaskPhase::Dispatched => "dispatched",
+            TaskPhase::Running => "running",
+            TaskPhase::RetryWait => "retry_wait",
+            TaskPhase::Succeeded => "succeeded",
+            TaskPhase::Failed => "failed",
+            TaskPhase::TimedOut => "timed_out",
+            TaskPhase::Cancelled => "cancelled",
+            TaskPhase::Skipped => "skipped",
+        }
+    }
+
+    pub fn is_terminal(self) -> bool {
+        match self {
+            TaskPhase::Succeeded
+            | TaskPhase::Failed
+            | TaskPhase::TimedOut
+            | TaskPhase::Cancelled
+            | TaskPhase::Skipped => true,
+            TaskPhase::Pending
+            | TaskPhase::Ready
+            | TaskPhase::Dispatched
+            | TaskPhase::Running
+            | TaskPhase::RetryWait => false,
+        }
+    }
+
+    /// Ended without success (what a report counts as failed).
+    pub fn is_failure(self) -> bool {
+        matches!(self, TaskPhase::Failed | TaskPhase::TimedOut)
+    }
+}
+
+impl fmt::Display for TaskPhase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for TaskPhase {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        TaskPhase::ALL
+            .into_iter()
+            .find(|p| p.name() == s)
+            .ok_or_else(|| format!("unknown task state {s:?}"))
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl JobState {
+    pub const ALL: [JobState; 5] = [
+        JobState::Pending,
+        JobState::Running,
+        JobState::Succeeded,
+        JobState::Failed,
+        JobState::Cancelled,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            JobState::Pending => "pending",
+            JobState::Running => "running",
+            JobState::Succeeded => "succeeded",
+            JobState::Failed => "failed",
+            JobState::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            JobState::Succeeded | JobState::Failed | JobState::Cancelled
+        )
+    }
+}
+
+impl fmt::Display for JobState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for JobState {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        JobState::ALL
+            .into_iter()
+            .find(|j| j.name() == s)
+            .ok_or_else(|| {
+                let names: Vec<_> = JobState::ALL.iter().map(|j| j.name()).collect();
+                format!("unknown job state {s:?} (one of {})", names.join(", "))
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_through_text_and_json() {
+        for p in TaskPhase::ALL {
+            assert_eq!(p.name().parse::<TaskPhase>(), Ok(p));
+            assert_eq!(serde_json::to_string(&p).unwrap(), format!("\"{p}\""));
+        }
+        for j in JobState::ALL {
+            assert_eq!(j.name().parse::<JobState>(), Ok(j));
+            assert_eq!(serde_json::to_string(&j).unwrap(), format!("\"{j}\""));
+        }
+        assert!("done".parse::<JobState>().is_err());
+        assert!("done".parse::<TaskPhase>().is_err());
+    }
+}
