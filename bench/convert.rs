@@ -36,10 +36,9 @@ fn main() {
     let mut docs = documents(&root.join("../tests/fixtures/markdown"));
     let shared = std::env::var_os("ORDO_SHARED_EXAMPLES")
         .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("../../shared/examples"))
-        .join("markdown");
+        .unwrap_or_else(|| root.join("../../shared/examples"));
     if shared.is_dir() {
-        docs.extend(documents(&shared));
+        docs.extend(documents(&shared.join("markdown")));
     } else {
         println!(
             "convert: shared example set not found at {}: skipped",
