@@ -1,20 +1,18 @@
 //! `cargo bench -p ordo --bench convert`: Markdown → canonical JSON conversion time of the
-//! example documents, against the DESIGN §9 target (a typical document in < 5 ms).
+//! example documents (`tests/fixtures/markdown`, plus the shared conformance set's when
+//! `../shared/examples` or `$ORDO_SHARED_EXAMPLES` exists), against the DESIGN §9 target (a
+//! typical document in < 5 ms).
 //!
 //! A conversion is what `ordo convert DOC.md` does after reading the file: parse the
 //! document into a `JobSpec`, validate it and write the canonical JSON.
 
 use std::hint::black_box;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use ordo::formats::{self, LoadOptions};
 
 const TARGET: Duration = Duration::from_millis(5);
-const DOCS: &[&str] = &[
-    "docs_sample_tasks_mixed_mode_task.md",
-    "docs_tasks_004_task_execution_modes.md",
-];
 
 fn convert(label: &str, text: &str, opts: &LoadOptions) -> usize {
     let loaded = formats::parse(label, text, opts).expect("example parses");
@@ -22,24 +20,45 @@ fn convert(label: &str, text: &str, opts: &LoadOptions) -> usize {
     formats::to_json(&loaded.spec).len()
 }
 
+/// The Markdown documents in `dir`, sorted.
+fn documents(dir: &Path) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "md"))
+        .collect();
+    out.sort();
+    out
+}
+
 fn main() {
-    let dir = Path::new(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/examples/markdown"
-    ));
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut docs = documents(&root.join("../tests/fixtures/markdown"));
+    let shared = std::env::var_os("ORDO_SHARED_EXAMPLES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("../../shared/examples"));
+    if shared.is_dir() {
+        docs.extend(documents(&shared.join("markdown")));
+    } else {
+        println!(
+            "convert: shared example set not found at {}: skipped",
+            shared.display()
+        );
+    }
     let opts = LoadOptions::default();
     let mut over = false;
-    for doc in DOCS {
-        let text = std::fs::read_to_string(dir.join(doc))
-            .unwrap_or_else(|e| panic!("{}: {e}", dir.join(doc).display()));
+    for path in &docs {
+        let doc = path.file_name().unwrap().to_string_lossy();
+        let text =
+            std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         // Warm up, then run for about half a second (at least 100 conversions).
         for _ in 0..20 {
-            black_box(convert(doc, black_box(&text), &opts));
+            black_box(convert(&doc, black_box(&text), &opts));
         }
         let start = Instant::now();
         let mut n = 0u32;
         while n < 100 || start.elapsed() < Duration::from_millis(500) {
-            black_box(convert(doc, black_box(&text), &opts));
+            black_box(convert(&doc, black_box(&text), &opts));
             n += 1;
         }
         let mean = start.elapsed() / n;

@@ -1,12 +1,13 @@
 //! Test harness shared by the integration tests: finds the real binaries built by
 //! `cargo build --workspace --bins`, runs them with a deadline, writes job files into temporary
-//! directories, and polls for conditions instead of sleeping.
+//! directories, and polls for conditions instead of sleeping. Example job files are the
+//! repository's `tests/fixtures`, plus `../shared/examples` as a conformance set when present.
 
 pub mod deploy;
 pub mod ledger;
 pub mod otlp;
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -34,25 +35,62 @@ pub fn bin(name: &str) -> PathBuf {
     path
 }
 
-/// The shared example job files (`../shared/examples` beside the repository).
-pub fn examples_dir() -> PathBuf {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/examples");
-    dir.canonicalize()
-        .unwrap_or_else(|_| panic!("examples not found at {}", dir.display()))
+/// The repository's own example job files, one directory per format (`tests/fixtures`).
+pub fn fixtures_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
 }
 
-pub fn example(rel: &str) -> PathBuf {
-    examples_dir().join(rel)
+/// A fixture by its path under `tests/fixtures`, e.g. `json/subtasks_parallel.json`.
+pub fn fixture(rel: &str) -> PathBuf {
+    let path = fixtures_dir().join(rel);
+    assert!(path.is_file(), "fixture {} is missing", path.display());
+    path
 }
 
-/// Every example file, relative paths sorted.
-pub fn all_examples() -> Vec<String> {
+/// The real job files of `../shared/examples` beside the repository (`ORDO_SHARED_EXAMPLES`
+/// overrides the place): an extra conformance set, used when the directory exists. When it
+/// does not, says so once on stderr and returns `None`.
+pub fn shared_examples_dir() -> Option<PathBuf> {
+    static SKIPPED: std::sync::Once = std::sync::Once::new();
+    let dir = std::env::var_os("ORDO_SHARED_EXAMPLES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/examples"));
+    if dir.is_dir() {
+        return Some(dir);
+    }
+    SKIPPED.call_once(|| {
+        // Straight to stderr: the test harness would capture `eprintln!`.
+        let _ = writeln!(
+            std::io::stderr(),
+            "note: shared example set not found at {}: skipped, tests use tests/fixtures only",
+            dir.display()
+        );
+    });
+    None
+}
+
+/// A file of the shared conformance set, if the set is there.
+pub fn shared_example(rel: &str) -> Option<PathBuf> {
+    shared_examples_dir().map(|d| d.join(rel))
+}
+
+/// Every example job file: the fixtures, then the shared conformance set when present; each
+/// sorted by its path under its directory (`json/…`, `markdown/…`, `prompter/…`,
+/// `taskmaster/…`).
+pub fn all_examples() -> Vec<PathBuf> {
+    let mut out = example_files(&fixtures_dir());
+    if let Some(shared) = shared_examples_dir() {
+        out.extend(example_files(&shared));
+    }
+    out
+}
+
+fn example_files(root: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for sub in ["json", "markdown", "prompter", "taskmaster"] {
-        let dir = examples_dir().join(sub);
-        for e in std::fs::read_dir(&dir).expect("examples dir") {
-            let e = e.unwrap();
-            out.push(format!("{sub}/{}", e.file_name().to_string_lossy()));
+        let dir = root.join(sub);
+        for e in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+            out.push(e.unwrap().path());
         }
     }
     out.sort();

@@ -1,22 +1,25 @@
-//! `ordo validate | plan | graph | convert` on the shared examples and on broken specs.
+//! `ordo validate | plan | graph | convert` on the fixtures (and the shared conformance set
+//! when present) and on broken specs.
 
-use ordo_tests::{all_examples, example, ordo, write};
+use std::path::Path;
+
+use ordo_tests::{all_examples, fixture, ordo, shared_example, write};
 
 #[test]
 fn every_example_validates_unedited() {
     let examples = all_examples();
-    assert!(examples.len() >= 9, "examples missing: {examples:?}");
-    for rel in examples {
-        let path = example(&rel);
+    assert!(examples.len() >= 10, "examples missing: {examples:?}");
+    for path in examples {
         let r = ordo(&["validate", path.to_str().unwrap()]);
+        let rel = path.display();
         assert_eq!(r.code(), 0, "{rel}: {}{}", r.stdout, r.stderr);
         assert!(r.stdout.contains("valid"), "{rel}: {}", r.stdout);
     }
 }
 
-fn plan(rel: &str) -> serde_json::Value {
-    let r = ordo(&["plan", example(rel).to_str().unwrap(), "--output", "json"]);
-    assert_eq!(r.code(), 0, "{rel}: {}", r.stderr);
+fn plan(path: &Path) -> serde_json::Value {
+    let r = ordo(&["plan", path.to_str().unwrap(), "--output", "json"]);
+    assert_eq!(r.code(), 0, "{}: {}", path.display(), r.stderr);
     r.json()
 }
 
@@ -31,20 +34,79 @@ fn level_sizes(plan: &serde_json::Value) -> Vec<usize> {
 
 #[test]
 fn plan_gives_the_levels_each_example_implies() {
-    let cto = plan("taskmaster/cto-parallel-test_tasks.json");
+    let offline = plan(&fixture("taskmaster/offline-mode_tasks.json"));
+    assert_eq!(offline["tasks"], 5);
+    assert_eq!(level_sizes(&offline), vec![2, 2, 1]);
+    assert_eq!(offline["levels"][0], serde_json::json!(["1", "2"]));
+    assert_eq!(offline["levels"][1], serde_json::json!(["3", "4"]));
+    assert_eq!(offline["critical_path"].as_array().unwrap().len(), 3);
+    assert_eq!(offline["critical_path"][2], "5");
+
+    let ci = plan(&fixture("taskmaster/ci-hardening_tasks.json"));
+    assert_eq!(
+        ci["levels"],
+        serde_json::json!([
+            ["ci-cache"],
+            ["flaky-test-quarantine"],
+            ["release-workflow"]
+        ])
+    );
+
+    let par = plan(&fixture("json/subtasks_parallel.json"));
+    assert_eq!(level_sizes(&par), vec![2, 1]);
+    assert_eq!(par["levels"][1], serde_json::json!(["rebuild-index"]));
+
+    let seq = plan(&fixture("json/subtasks_sequential.json"));
+    assert_eq!(level_sizes(&seq), vec![3], "no dependencies: one level");
+
+    let prompter = plan(&fixture("prompter/docs-overhaul.toml"));
+    assert_eq!(
+        prompter["levels"],
+        serde_json::json!([
+            [
+                "audit_api_reference",
+                "audit_tutorials",
+                "collect_user_questions"
+            ],
+            ["restructure_navigation", "write_faq"],
+            ["rebuild_search_index"],
+            ["publish_preview"]
+        ])
+    );
+    let report = plan(&fixture("markdown/log-report.md"));
+    assert_eq!(level_sizes(&report), vec![1, 2, 1]);
+    let rollout = plan(&fixture("markdown/feature-flag-rollout.md"));
+    assert_eq!(
+        rollout["levels"],
+        serde_json::json!([["task-1"], ["task-2", "task-4"], ["task-3"]])
+    );
+    let site = plan(&fixture("markdown/build-and-package.md"));
+    assert_eq!(level_sizes(&site), vec![1, 2, 1]);
+}
+
+/// The levels of the real files, where the shared conformance set is present.
+#[test]
+fn plan_levels_of_the_shared_examples() {
+    let Some(cto) = shared_example("taskmaster/cto-parallel-test_tasks.json") else {
+        return;
+    };
+    let cto = plan(&cto);
     assert_eq!(cto["tasks"], 10);
     assert_eq!(level_sizes(&cto), vec![4, 3, 2, 1]);
     assert_eq!(cto["levels"][0], serde_json::json!(["1", "3", "4", "6"]));
     assert_eq!(cto["critical_path"].as_array().unwrap().len(), 4);
     assert_eq!(cto["critical_path"][3], "10");
 
-    let par = plan("json/extracted_task_execution_modes_parallel.json");
+    let shared = |rel: &str| shared_example(rel).unwrap();
+    let par = plan(&shared("json/extracted_task_execution_modes_parallel.json"));
     assert_eq!(level_sizes(&par), vec![2]);
 
-    let seq = plan("json/extracted_task_execution_modes_sequential.json");
+    let seq = plan(&shared(
+        "json/extracted_task_execution_modes_sequential.json",
+    ));
     assert_eq!(level_sizes(&seq), vec![2], "no dependencies: one level");
 
-    let prompter = plan("prompter/parallel-execution.toml");
+    let prompter = plan(&shared("prompter/parallel-execution.toml"));
     assert_eq!(
         prompter["levels"],
         serde_json::json!([
@@ -59,7 +121,7 @@ fn plan_gives_the_levels_each_example_implies() {
             ["create_technical_docs"]
         ])
     );
-    let mixed = plan("markdown/docs_sample_tasks_mixed_mode_task.md");
+    let mixed = plan(&shared("markdown/docs_sample_tasks_mixed_mode_task.md"));
     assert_eq!(level_sizes(&mixed), vec![1, 3, 1]);
 }
 
@@ -67,9 +129,7 @@ fn plan_gives_the_levels_each_example_implies() {
 fn plan_text_names_the_critical_path_and_speedup() {
     let r = ordo(&[
         "plan",
-        example("prompter/parallel-execution.toml")
-            .to_str()
-            .unwrap(),
+        fixture("prompter/docs-overhaul.toml").to_str().unwrap(),
         "--workers",
         "4",
     ]);
@@ -79,27 +139,29 @@ fn plan_text_names_the_critical_path_and_speedup() {
 }
 
 #[test]
-fn convert_markdown_gives_five_tasks_with_dependencies() {
+fn convert_markdown_gives_the_tasks_with_dependencies() {
     let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("mixed.json");
-    let md = example("markdown/docs_sample_tasks_mixed_mode_task.md");
+    let out = dir.path().join("report.json");
+    let md = fixture("markdown/log-report.md");
     let r = ordo(&["convert", md.to_str().unwrap(), "-o", out.to_str().unwrap()]);
     assert_eq!(r.code(), 0, "{}", r.stderr);
     let v: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&out).unwrap()).unwrap();
+    assert_eq!(v["name"], "Nightly Log Report");
     let tasks = v["tasks"].as_array().unwrap();
-    assert_eq!(tasks.len(), 5);
-    assert_eq!(tasks[4]["name"], "task-5");
+    assert_eq!(tasks.len(), 4);
+    assert_eq!(tasks[3]["name"], "task-4");
     assert_eq!(
-        tasks[4]["depends_on"],
-        serde_json::json!(["task-2", "task-3", "task-4"])
+        tasks[3]["depends_on"],
+        serde_json::json!(["task-2", "task-3"])
     );
+    assert_eq!(tasks[2]["labels"]["execution_mode"], "parallel");
     // Validating the converted file agrees with validating the document.
     let direct = ordo(&["plan", md.to_str().unwrap(), "--output", "json"]);
     let converted = ordo(&["plan", out.to_str().unwrap(), "--output", "json"]);
     assert_eq!(direct.json()["levels"], converted.json()["levels"]);
 
-    let toml_out = dir.path().join("mixed.toml");
+    let toml_out = dir.path().join("report.toml");
     let r = ordo(&[
         "convert",
         md.to_str().unwrap(),
@@ -211,11 +273,11 @@ fn validate_json_output_reports_errors_as_data() {
 
 #[test]
 fn graph_renders_dot_and_mermaid() {
-    let spec = example("prompter/parallel-execution.toml");
+    let spec = fixture("prompter/docs-overhaul.toml");
     let dot = ordo(&["graph", spec.to_str().unwrap()]);
     assert_eq!(dot.code(), 0, "{}", dot.stderr);
     assert!(dot.stdout.starts_with("digraph"), "{}", dot.stdout);
-    assert!(dot.stdout.contains("analyze_backend"));
+    assert!(dot.stdout.contains("restructure_navigation"));
     let mermaid = ordo(&["graph", spec.to_str().unwrap(), "--format", "mermaid"]);
     assert_eq!(mermaid.code(), 0, "{}", mermaid.stderr);
     assert!(
@@ -224,14 +286,14 @@ fn graph_renders_dot_and_mermaid() {
         mermaid.stdout
     );
     assert!(
-        mermaid.stdout.contains("(\"analyze_backend\")"),
+        mermaid.stdout.contains("(\"restructure_navigation\")"),
         "{}",
         mermaid.stdout
     );
-    // The file declares seven dependencies.
+    // The file declares six dependencies.
     assert_eq!(
         mermaid.stdout.matches("-->").count(),
-        7,
+        6,
         "{}",
         mermaid.stdout
     );

@@ -1,6 +1,7 @@
 //! ordo's integration tests: one test binary driving the real binaries.
 //!
-//! - `cli`: validate, plan, graph and convert on every shared example and on bad input.
+//! - `cli`: validate, plan, graph and convert on every example (the fixtures in
+//!   `tests/fixtures`, plus the shared conformance set when present) and on bad input.
 //! - `deploy`: deploy/ for real: nats configs, role permissions, TLS, cluster, YAML, units.
 //! - `distributed`: coordinator, workers and the CLI over a real nats-server.
 //! - `mcp`: `ordo mcp` driven by the official MCP Python SDK's stdio client, locally and on a
@@ -8,7 +9,8 @@
 //! - `fault_suite`: issue 5's faults on three job shapes, checked against a ledger.
 //! - `faults`: a worker killed mid-task, forged messages, hostile task names.
 //! - `observability`: OTLP traces from `ordo run` and from coordinator + worker.
-//! - `run_local`: `ordo run` end to end: examples, every execution semantic, Ctrl-C, resume.
+//! - `run_local`: `ordo run` end to end: the fixtures (and the shared set when present), every
+//!   execution semantic, Ctrl-C, resume.
 //! - `report`: reports of real runs in every format (JUnit read by junitparser, HTML rendered
 //!   by Chromium), through a state directory and the coordinator; `ordo prune`.
 

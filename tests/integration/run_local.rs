@@ -1,12 +1,15 @@
-//! `ordo run` end to end with the real binary: the shared examples (prompt tasks through a stub
-//! agent script), every execution semantic on a small job, Ctrl-C, and resume after SIGKILL.
+//! `ordo run` end to end with the real binary: the example job files (commands, and prompt
+//! tasks through a stub agent script; the fixtures, plus the shared conformance set when
+//! present), every execution semantic on a small job, Ctrl-C, and resume after SIGKILL.
 //! Orders are asserted from ledgers the tasks write; times are measured in bench/, not here.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
 use ordo_tests::{
-    example, lines, ordo_in, pids_with_env, signal, spawn_ordo, wait_child, wait_until, write,
+    fixture, lines, ordo, ordo_in, pids_with_env, shared_example, signal, spawn_ordo, wait_child,
+    wait_until, write,
 };
 use serde_json::Value;
 
@@ -43,12 +46,28 @@ fn states(summary: &Value) -> Vec<(String, String)> {
 }
 
 /// A stand-in for an AI coding agent: logs how it was called and "does the work" each example
-/// task's verify command checks for.
+/// task's verify command checks for, unless `STUB_IDLE` names the task.
 const STUB_AGENT: &str = r#"#!/bin/sh
 # Called as: stub-agent --print PROMPT
 [ "$#" -eq 2 ] || { echo "expected 2 arguments, got $#" >&2; exit 64; }
 printf '%s\t%s\n' "$ORDO_TASK" "$(printf '%s' "$2" | head -c 60 | tr '\n\t' '  ')" >> agent.log
+[ "$ORDO_TASK" = "${STUB_IDLE:-}" ] && { echo "agent did nothing"; exit 0; }
 case "$ORDO_TASK" in
+  # tests/fixtures/prompter/release-train.toml
+  triage_open_issues) echo "issue 12: not a blocker" > TRIAGE.md ;;
+  draft_changelog) printf '## 2.4.0\n\n- Offline mode\n' > CHANGELOG.md ;;
+  refresh_screenshots) mkdir -p docs/img && touch docs/img/home.png ;;
+  bump_version) printf 'version = "2.4.0"\n' > pyproject.toml ;;
+  announce_release) touch ANNOUNCEMENT.md ;;
+  # tests/fixtures/prompter/docs-overhaul.toml
+  audit_api_reference) touch audit_api.md ;;
+  audit_tutorials) touch audit_tutorials.md ;;
+  collect_user_questions) touch faq_sources.md ;;
+  restructure_navigation) touch nav.yml ;;
+  write_faq) mkdir -p docs && touch docs/faq.md ;;
+  rebuild_search_index) touch search_index.json ;;
+  publish_preview) echo "https://preview.example/42" > preview_url.txt ;;
+  # The shared conformance set: prompter/parallel-execution.toml
   analyze_frontend) touch frontend_analysis.md ;;
   analyze_backend) touch backend_analysis.md ;;
   analyze_tests) touch test_analysis.md ;;
@@ -60,6 +79,7 @@ esac
 echo "agent did: $ORDO_TASK"
 "#;
 
+/// The make targets the verify commands of the shared `prompter/example.toml` call.
 const MAKEFILE: &str =
     "all:\n\t@true\ndocs:\n\t@true\nlint:\n\t@true\ntest:\n\t@true\nsecurity-check:\n\t@true\n";
 
@@ -71,43 +91,100 @@ fn agent_dir() -> (tempfile::TempDir, String) {
     (dir, format!("{agent} --print"))
 }
 
+/// The task names the stub agent logged, in the order it was called.
+fn agent_calls(dir: &Path) -> Vec<String> {
+    lines(&dir.join("agent.log"))
+        .iter()
+        .map(|l| l.split('\t').next().unwrap().to_string())
+        .collect()
+}
+
 #[test]
 fn command_examples_run_and_order_follows_the_mode() {
     let dir = tempfile::tempdir().unwrap();
-    let seq = example("json/extracted_task_execution_modes_sequential.json");
+    // Sequential: the last task prints the manifest the one before it wrote.
+    let seq = fixture("json/subtasks_sequential.json");
     let (code, s) = run_json(dir.path(), seq.to_str().unwrap(), &[], &[]);
     assert_eq!(code, 0, "{s}");
-    assert_eq!(task(&s, "subtask-1")["output_tail"], "Hello\n");
-    assert_eq!(task(&s, "subtask-2")["output_tail"], "World\n");
+    assert_eq!(
+        task(&s, "prepare-workspace")["output_tail"],
+        "workspace ready\n"
+    );
+    assert_eq!(
+        task(&s, "write-manifest")["output_tail"],
+        "manifest written\n"
+    );
+    assert_eq!(task(&s, "show-manifest")["output_tail"], "v2.4.0\n");
 
-    // Parallel: `sleep 2` and `sleep 1` overlap, so the second finishes first.
-    let par = example("json/extracted_task_execution_modes_parallel.json");
+    // Parallel: `sleep 2` and `sleep 1` overlap, so the second finishes first; the task that
+    // depends on both starts after both.
+    let par = fixture("json/subtasks_parallel.json");
     let r = ordo_in(dir.path(), &["run", par.to_str().unwrap()], &[]);
     assert_eq!(r.code(), 0, "{}{}", r.stdout, r.stderr);
-    let done1 = r.stdout.find("✓ subtask-1").expect("subtask-1 line");
-    let done2 = r.stdout.find("✓ subtask-2").expect("subtask-2 line");
-    let start2 = r.stdout.find("▶ subtask-2").expect("subtask-2 start");
+    let done_eu = r.stdout.find("✓ mirror-eu").expect("mirror-eu line");
+    let done_us = r.stdout.find("✓ mirror-us").expect("mirror-us line");
+    let start_us = r.stdout.find("▶ mirror-us").expect("mirror-us start");
+    let start_index = r
+        .stdout
+        .find("▶ rebuild-index")
+        .expect("rebuild-index start");
     assert!(
-        done2 < done1,
-        "parallel: subtask-2 should finish first:\n{}",
+        done_us < done_eu,
+        "parallel: mirror-us should finish first:\n{}",
         r.stdout
     );
     assert!(
-        start2 < done1,
+        start_us < done_eu,
         "parallel: both should run at once:\n{}",
         r.stdout
     );
+    assert!(
+        done_eu < start_index,
+        "rebuild-index ran before its dependencies:\n{}",
+        r.stdout
+    );
 
-    // --mode sequential: subtask-2 starts only after subtask-1 succeeded.
+    // --mode sequential: mirror-us starts only after mirror-eu succeeded.
     let r = ordo_in(
         dir.path(),
         &["run", par.to_str().unwrap(), "--mode", "sequential"],
         &[],
     );
     assert_eq!(r.code(), 0, "{}{}", r.stdout, r.stderr);
-    let done1 = r.stdout.find("✓ subtask-1").unwrap();
-    let start2 = r.stdout.find("▶ subtask-2").unwrap();
-    assert!(done1 < start2, "sequential order broken:\n{}", r.stdout);
+    let done_eu = r.stdout.find("✓ mirror-eu").unwrap();
+    let start_us = r.stdout.find("▶ mirror-us").unwrap();
+    assert!(done_eu < start_us, "sequential order broken:\n{}", r.stdout);
+
+    // A Markdown document's fenced blocks and `command:`/`verify:` lines run as written.
+    let dir = tempfile::tempdir().unwrap();
+    let doc = fixture("markdown/build-and-package.md");
+    let (code, s) = run_json(dir.path(), doc.to_str().unwrap(), &[], &[]);
+    assert_eq!(code, 0, "{s}");
+    assert!(states(&s).iter().all(|(_, st)| st == "succeeded"), "{s}");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("dist/sitemap.txt")).unwrap(),
+        "index.html\nabout.html\n"
+    );
+    assert!(dir.path().join("site.tar").is_file());
+}
+
+/// A spec's prompt tasks and every task's dependencies, as `ordo convert` writes them.
+fn prompt_tasks(spec: &Path) -> (Vec<String>, HashMap<String, Vec<String>>) {
+    let r = ordo(&["convert", spec.to_str().unwrap()]);
+    assert_eq!(r.code(), 0, "{}: {}", spec.display(), r.stderr);
+    let mut prompts = Vec::new();
+    let mut deps = HashMap::new();
+    for t in r.json()["tasks"].as_array().unwrap() {
+        let name = t["name"].as_str().unwrap().to_string();
+        if t.get("prompt").is_some() {
+            prompts.push(name.clone());
+        }
+        let d = t["depends_on"].as_array().map_or(Vec::new(), |d| {
+            d.iter().map(|d| d.as_str().unwrap().to_string()).collect()
+        });
+        deps.insert(name, d);
+    }
+    (prompts, deps)
 }
 
 #[test]
@@ -117,53 +194,130 @@ fn prompt_examples_run_through_the_agent_command() {
         ("ORDO_AGENT_COMMAND", agent.as_str()),
         ("ORDO_CHECK_INTERVAL", "0"),
     ];
-    for rel in [
-        "prompter/parallel-execution.toml",
-        "taskmaster/cto-parallel-test_tasks.json",
-        "taskmaster/5dlabs-taskmaster-sync_tasks.json",
-        "markdown/docs_sample_tasks_mixed_mode_task.md",
-        "markdown/docs_tasks_004_task_execution_modes.md",
-        "json/docs_sample_tasks_mixed_mode_task.json",
-    ] {
+    let mut specs: Vec<_> = [
+        "prompter/docs-overhaul.toml",
+        "taskmaster/offline-mode_tasks.json",
+        "taskmaster/ci-hardening_tasks.json",
+        "markdown/log-report.md",
+        "markdown/feature-flag-rollout.md",
+        "json/log-report.json",
+    ]
+    .into_iter()
+    .map(fixture)
+    .collect();
+    specs.extend(
+        [
+            "prompter/parallel-execution.toml",
+            "taskmaster/cto-parallel-test_tasks.json",
+            "taskmaster/5dlabs-taskmaster-sync_tasks.json",
+            "markdown/docs_sample_tasks_mixed_mode_task.md",
+            "markdown/docs_tasks_004_task_execution_modes.md",
+            "json/docs_sample_tasks_mixed_mode_task.json",
+        ]
+        .into_iter()
+        .filter_map(shared_example),
+    );
+    for spec in specs {
+        let rel = spec.display();
         let _ = std::fs::remove_file(dir.path().join("agent.log"));
-        let spec = example(rel);
         let (code, s) = run_json(dir.path(), spec.to_str().unwrap(), &[], &env);
         assert_eq!(code, 0, "{rel}: {s}");
-        let n = s["tasks"].as_array().unwrap().len();
         assert!(
             states(&s).iter().all(|(_, st)| st == "succeeded"),
             "{rel}: {s}"
         );
-        let log = lines(&dir.path().join("agent.log"));
-        assert_eq!(log.len(), n, "{rel}: the agent ran once per task: {log:?}");
+        // The agent ran once per prompt task, and each task after all its dependencies.
+        let (mut prompts, deps) = prompt_tasks(&spec);
+        assert_eq!(
+            prompts.len(),
+            s["tasks"].as_array().unwrap().len(),
+            "{rel}: every task is a prompt task"
+        );
+        let ran = agent_calls(dir.path());
+        let mut once = ran.clone();
+        once.sort();
+        prompts.sort();
+        assert_eq!(once, prompts, "{rel}: the agent ran once per task");
+        for (i, t) in ran.iter().enumerate() {
+            for d in &deps[t] {
+                assert!(
+                    ran[..i].contains(d),
+                    "{rel}: {t} ran before its dependency {d}: {ran:?}"
+                );
+            }
+        }
     }
-    // Dependencies hold: in the mixed-mode document, task-5 ran after tasks 2, 3 and 4.
-    let log = lines(&dir.path().join("agent.log"));
-    let pos = |t: &str| {
-        log.iter()
-            .position(|l| l.starts_with(&format!("{t}\t")))
-            .unwrap()
-    };
-    assert!(pos("task-5") > pos("task-2").max(pos("task-3")).max(pos("task-4")));
 }
 
 #[test]
-fn prompter_flow_jumps_stop_where_the_file_says() {
-    // example.toml: update_tests has on_success = "stop", so the last two tasks never run.
+fn prompter_flow_jumps_go_where_the_file_says() {
+    // release-train.toml: draft_changelog jumps to bump_version (refresh_screenshots never
+    // runs), and bump_version has on_success = "stop" (announce_release never runs).
     let (dir, agent) = agent_dir();
     let env = [
         ("ORDO_AGENT_COMMAND", agent.as_str()),
         ("ORDO_CHECK_INTERVAL", "0"),
     ];
-    let spec = example("prompter/example.toml");
+    let spec = fixture("prompter/release-train.toml");
     let (code, s) = run_json(dir.path(), spec.to_str().unwrap(), &[], &env);
     assert_eq!(code, 0, "{s}");
-    let ran: Vec<String> = lines(&dir.path().join("agent.log"))
-        .iter()
-        .map(|l| l.split('\t').next().unwrap().to_string())
-        .collect();
     assert_eq!(
-        ran,
+        agent_calls(dir.path()),
+        ["triage_open_issues", "draft_changelog", "bump_version"]
+    );
+    assert_eq!(task(&s, "refresh_screenshots")["state"], "skipped");
+    assert_eq!(task(&s, "announce_release")["state"], "skipped");
+    assert_eq!(s["state"], "succeeded");
+    // The system prompt travels with the prompt as the same single argument.
+    let log = lines(&dir.path().join("agent.log"));
+    assert_eq!(
+        log[2],
+        "bump_version\tChange only version strings. Do not reformat the files you t"
+    );
+
+    // The verify command decides: without a changelog, draft_changelog fails (three attempts:
+    // max_retries = 2) and its on_failure = "stop" ends the job there.
+    let (dir, agent) = agent_dir();
+    let env = [
+        ("ORDO_AGENT_COMMAND", agent.as_str()),
+        ("ORDO_CHECK_INTERVAL", "0"),
+        ("STUB_IDLE", "draft_changelog"),
+    ];
+    let (code, s) = run_json(dir.path(), spec.to_str().unwrap(), &[], &env);
+    assert_ne!(code, 0, "{s}");
+    assert_eq!(s["state"], "failed", "{s}");
+    assert_eq!(task(&s, "draft_changelog")["state"], "failed", "{s}");
+    assert_eq!(task(&s, "draft_changelog")["attempts"], 3, "{s}");
+    for t in ["refresh_screenshots", "bump_version", "announce_release"] {
+        assert_eq!(task(&s, t)["state"], "skipped", "{t}: {s}");
+    }
+    assert_eq!(
+        agent_calls(dir.path()),
+        [
+            "triage_open_issues",
+            "draft_changelog",
+            "draft_changelog",
+            "draft_changelog"
+        ]
+    );
+}
+
+#[test]
+fn shared_prompter_example_stops_where_the_file_says() {
+    // The shared example.toml: update_tests has on_success = "stop", so the last two tasks
+    // never run.
+    let Some(spec) = shared_example("prompter/example.toml") else {
+        return;
+    };
+    let (dir, agent) = agent_dir();
+    let env = [
+        ("ORDO_AGENT_COMMAND", agent.as_str()),
+        ("ORDO_CHECK_INTERVAL", "0"),
+    ];
+    let (code, s) = run_json(dir.path(), spec.to_str().unwrap(), &[], &env);
+    assert_eq!(code, 0, "{s}");
+    assert_eq!(
+        agent_calls(dir.path()),
         [
             "fix_compiler_warnings",
             "update_documentation",
@@ -173,7 +327,6 @@ fn prompter_flow_jumps_stop_where_the_file_says() {
     );
     assert_eq!(task(&s, "security_audit")["state"], "skipped");
     assert_eq!(task(&s, "planned_refactor")["state"], "skipped");
-    // The system prompt travels with the prompt as the same single argument.
     assert_eq!(s["state"], "succeeded");
 }
 

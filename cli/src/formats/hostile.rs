@@ -1,5 +1,5 @@
 //! Hostile specs: property tests of every parser (arbitrary bytes and strings, token soups of
-//! the formats' own syntax, mutations of the real examples) and the explicit worst cases:
+//! the formats' own syntax, mutations of the example files) and the explicit worst cases:
 //! cycles, 100,000 tasks, 100,000-deep chains and nesting, NUL bytes, invalid UTF-8.
 //!
 //! Every property holds for any input: parsing (under each format and by detection) never
@@ -15,26 +15,26 @@ use proptest::sample::Index;
 
 use super::*;
 
-/// The example specs of shared/examples and of this repository's examples/, as bytes.
+/// The example specs as bytes: the fixtures and the shared conformance set when present (as
+/// the format tests find them), and this repository's examples/.
 fn example_files() -> &'static [(String, Vec<u8>)] {
     static FILES: OnceLock<Vec<(String, Vec<u8>)>> = OnceLock::new();
     FILES.get_or_init(|| {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-        let mut dirs = vec![root.join("../../shared/examples"), root.join("../examples")];
-        let mut out = Vec::new();
-        while let Some(d) = dirs.pop() {
-            for e in std::fs::read_dir(&d).unwrap_or_else(|e| panic!("{}: {e}", d.display())) {
-                let p = e.unwrap().path();
-                if p.is_dir() {
-                    dirs.push(p);
-                } else if p.file_name().is_some_and(|n| n != "SOURCES.md") {
-                    let name = p.file_name().unwrap().to_string_lossy().into_owned();
-                    out.push((name, std::fs::read(&p).unwrap()));
-                }
-            }
+        let own = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+        let mut paths = super::tests::examples();
+        for e in std::fs::read_dir(&own).unwrap_or_else(|e| panic!("{}: {e}", own.display())) {
+            paths.push(e.unwrap().path());
         }
+        let mut out: Vec<(String, Vec<u8>)> = paths
+            .into_iter()
+            .map(|p| {
+                let name = p.file_name().unwrap().to_string_lossy().into_owned();
+                let bytes = std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+                (name, bytes)
+            })
+            .collect();
         out.sort();
-        assert!(out.len() >= 11, "examples found: {out:?}");
+        assert!(out.len() >= 12, "examples found: {out:?}");
         out
     })
 }
@@ -308,7 +308,7 @@ proptest! {
 }
 
 proptest! {
-    // Each case parses an example 14 ways; the taskmaster ones are up to 85 KB.
+    // Each case parses an example 14 ways; the shared TaskMaster files are up to 85 KB.
     #![proptest_config(cases(96))]
 
     #[test]
@@ -324,7 +324,7 @@ proptest! {
         parse_everything(name, &String::from_utf8_lossy(&data));
     }
 
-    /// An invalid byte sequence put anywhere in a real example is reported at its line and
+    /// An invalid byte sequence put anywhere in an example is reported at its line and
     /// column.
     #[test]
     fn invalid_utf8_in_an_example_is_located(

@@ -1,4 +1,4 @@
-//! The Markdown converter's JSON (`json/docs_sample_tasks_mixed_mode_task.json`):
+//! The Markdown converter's JSON (`tests/fixtures/json/log-report.json`):
 //! `{"metadata":{task_id,title,…}, "objective", "subtasks":[{id,title,description,steps,
 //! dependencies,executionMode?}]}`.
 //!
