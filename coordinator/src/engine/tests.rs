@@ -395,12 +395,66 @@ fn sequential_mode_runs_one_at_a_time_in_declared_order() {
     assert_eq!(h.job_state, Some(JobState::Succeeded));
 }
 
+/// Proves `max_parallel_tasks` holds at every step of a whole job, through retries, requeues
+/// and lost attempts (each frees the job's slot and takes it again), and that the engine keeps
+/// the job at exactly its bound while tasks are left: an off-by-one either way, or a bound
+/// honoured only for the first batch, fails. The pool (8 slots) is never the limit.
 #[test]
 fn max_parallel_bounds_a_job() {
-    let mut s = spec((0..6).map(|i| task(&format!("t{i}"), &[])).collect());
-    s.settings.max_parallel_tasks = Some(2);
-    let h = Harness::new(s, 8);
-    assert_eq!(h.running().len(), 2);
+    for bound in 1..=3u32 {
+        let mut tasks: Vec<TaskSpec> = (0..9).map(|i| task(&format!("t{i}"), &[])).collect();
+        tasks.push(task("after", &["t0", "t4"]));
+        for t in &mut tasks {
+            t.max_attempts = Some(3);
+            t.retry_backoff = Some(ordo_proto::Dur::secs(0));
+        }
+        let n = tasks.len();
+        let mut s = spec(tasks);
+        s.settings.max_parallel_tasks = Some(bound);
+        let mut h = Harness::new(s, 8);
+        let mut peak = 0;
+        let mut step = 0u32;
+        while !h.in_flight.is_empty() {
+            let flying = h.running().len();
+            let live = h.engine.tasks(&h.job).unwrap();
+            assert_eq!(live.iter().filter(|s| s.is_active()).count(), flying);
+            assert!(flying as u32 <= bound, "bound {bound}: {flying} in flight");
+            // Every task whose dependencies are done is in flight, up to the bound.
+            let startable = live
+                .iter()
+                .filter(|s| matches!(s, TaskState::Ready { .. }) || s.is_active())
+                .count();
+            assert_eq!(
+                flying,
+                startable.min(bound as usize),
+                "bound {bound}: slots left idle at step {step}"
+            );
+            peak = peak.max(flying);
+            // Oldest first, so every task ends some time; some attempts fail, vanish or are
+            // handed back, and each must give its place to the next dispatch.
+            let d = h.in_flight.remove(0);
+            let event = match step % 7 {
+                2 => Event::Finished(h.result(&d, Outcome::Failed)),
+                4 => Event::Lost {
+                    job: d.job,
+                    index: d.index,
+                    attempt: d.attempt,
+                    reason: "worker died".into(),
+                },
+                5 => Event::Requeue {
+                    job: d.job,
+                    index: d.index,
+                    attempt: d.attempt,
+                },
+                _ => Event::Finished(h.result(&d, Outcome::Succeeded)),
+            };
+            h.apply(event);
+            step += 1;
+        }
+        assert_eq!(peak, bound as usize, "the bound was never reached");
+        assert!(h.engine.is_idle(), "bound {bound}: {:?}", h.job_state);
+        assert!(h.dispatched.len() > n, "retries and requeues ran");
+    }
 }
 
 #[test]
