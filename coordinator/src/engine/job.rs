@@ -408,6 +408,10 @@ impl Job {
                     self.tries[t as usize] = self.spec.max_attempts(self.task(t));
                     let reason = format!("cannot run: {why}");
                     self.end_for_good(t, Outcome::Failed, reason, now, out);
+                    // Its end may have made ready a dependent that sorts before it (allowed
+                    // failure, higher priority): scan again from the top, or that dependent
+                    // waits for an unrelated event.
+                    cursor = None;
                 }
             }
         }

@@ -521,6 +521,26 @@ fn resources_bound_concurrency_and_impossible_tasks_fail_with_a_reason() {
     assert_eq!(h.running(), vec!["b"]);
 }
 
+/// Proves a task that can never run, allowed to fail, lets its dependents start at once, even
+/// one that sorts before it in the ready order: the scan that failed it must look again from the
+/// top, or (with nothing else in flight, no timer set) the job waits forever for an event that
+/// never comes, and `ordo run` hangs.
+#[test]
+fn an_unrunnable_task_allowed_to_fail_starts_its_dependents_at_once() {
+    let mut x = task("x", &[]);
+    x.cpu_required = Some(16.0);
+    x.allow_failure = true;
+    let mut y = task("y", &["x"]);
+    y.priority = 1;
+    let mut h = Harness::new(spec(vec![x, y]), 4);
+    assert!(
+        matches!(h.state(0), TaskState::Failed { reason, .. } if reason.contains("cannot run"))
+    );
+    assert_eq!(h.running(), vec!["y"]);
+    h.finish("y", Outcome::Succeeded);
+    assert_eq!(h.job_state, Some(JobState::Succeeded));
+}
+
 #[test]
 fn cancel_kills_running_and_nothing_starts_afterwards() {
     let mut h = Harness::new(
