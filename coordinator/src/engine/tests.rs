@@ -488,6 +488,35 @@ fn exclusive_waits_for_running_tasks_and_holds_back_others() {
     assert_eq!(h.running(), vec!["c"]);
 }
 
+/// Proves an exclusive task at the head of its job's ready order is a barrier also while it
+/// waits for something outside its job (here a lock another job holds): nothing else of its job
+/// starts before it has run (docs/design.md, Scheduling). Otherwise the job's other tasks start
+/// past it and, once they run, it must wait for them too.
+#[test]
+fn an_exclusive_task_waiting_for_a_lock_holds_back_its_job() {
+    let mut holder = task("holder", &[]);
+    holder.locks = vec!["L".into()];
+    let mut h = Harness::new(spec(vec![holder]), 8);
+    let mut x = task("x", &[]);
+    x.exclusive = true;
+    x.priority = 1;
+    x.locks = vec!["L".into()];
+    let s = spec(vec![x, task("b", &[])]);
+    let dag = validate(&s).unwrap();
+    h.apply(Event::Submit {
+        job: JobId::new(),
+        spec: Arc::new(s),
+        dag: Arc::new(dag),
+        options: JobOptions::default(),
+        saved: None,
+    });
+    assert_eq!(h.running(), vec!["holder"]);
+    h.finish("holder", Outcome::Succeeded);
+    assert_eq!(h.running(), vec!["x"]);
+    h.finish("x", Outcome::Succeeded);
+    assert_eq!(h.running(), vec!["b"]);
+}
+
 #[test]
 fn tasks_sharing_a_lock_never_overlap() {
     let locked = |n: &str| {
