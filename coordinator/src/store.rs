@@ -7,6 +7,7 @@
 //! is always a prefix of the engine's history. Values are MessagePack; keys are fixed-width
 //! tuples so ranges per job are cheap.
 
+use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 
 use ordo_proto::{Dispatch, JobId, JobSpec, TaskIndex, TaskResult};
@@ -159,19 +160,86 @@ fn key(job: &JobId) -> u128 {
 impl Store {
     /// Opens (or creates) `dir/ordo.redb`; commits are durable (fsync) when they return.
     pub fn open(dir: &Path) -> Result<Store> {
-        std::fs::create_dir_all(dir).map_err(|e| Error::Open {
-            path: dir.to_path_buf(),
-            source: redb::StorageError::from(e).into(),
-        })?;
+        Store::open_with(dir, redb::backends::FileBackend::new)
+    }
+
+    /// `open`, with the redb backend made from the file by `backend` (tests make one that
+    /// fails).
+    fn open_with<B: redb::StorageBackend>(
+        dir: &Path,
+        backend: impl Fn(File) -> Result<B, redb::DatabaseError>,
+    ) -> Result<Store> {
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |e: std::io::Error| Error::Open {
+                path,
+                source: redb::StorageError::from(e).into(),
+            }
+        };
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
         let path = dir.join(ordo_proto::names::STATE_FILE);
-        let db = Database::create(&path).map_err(|e| match e {
+        if !path.exists() {
+            Store::create(dir, &path, &backend)?;
+        }
+        let db_error = |e| match e {
             redb::DatabaseError::DatabaseAlreadyOpen => Error::InUse(path.clone()),
             e => Error::Open {
                 path: path.clone(),
                 source: e.into(),
             },
-        })?;
+        };
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .map_err(io(&path))?;
+        let db = Database::builder()
+            .create_with_backend(backend(file).map_err(db_error)?)
+            .map_err(db_error)?;
         Store::init(db, Durability::Immediate)
+    }
+
+    /// Makes a new state file aside and links it into place once redb has initialised it and
+    /// its tables are committed: redb cannot open a file whose creation was cut short, so a
+    /// crash must leave either no state file or a whole one. A link, unlike a rename, never
+    /// replaces a state file another process made meanwhile. A crash between link and unlink
+    /// leaves a second name of the state file, removed by the next creation under that pid.
+    fn create<B: redb::StorageBackend>(
+        dir: &Path,
+        path: &Path,
+        backend: &impl Fn(File) -> Result<B, redb::DatabaseError>,
+    ) -> Result<()> {
+        let name = ordo_proto::names::STATE_FILE;
+        let new = dir.join(format!("{name}.{}.new", std::process::id()));
+        let io = |e: std::io::Error| Error::Open {
+            path: new.clone(),
+            source: redb::StorageError::from(e).into(),
+        };
+        // Unlink, never truncate: a stale name may be a link to a live state file.
+        match std::fs::remove_file(&new) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
+            _ => {}
+        }
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(&new)
+            .map_err(io)?;
+        let db_error = |e: redb::DatabaseError| Error::Open {
+            path: new.clone(),
+            source: e.into(),
+        };
+        let db = Database::builder()
+            .create_with_backend(backend(file).map_err(db_error)?)
+            .map_err(db_error)?;
+        drop(Store::init(db, Durability::Immediate)?);
+        match std::fs::hard_link(&new, path) {
+            Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(io(e)),
+            _ => {}
+        }
+        std::fs::remove_file(&new).map_err(io)?;
+        File::open(dir).and_then(|d| d.sync_all()).map_err(io)
     }
 
     /// A store in memory: nothing survives the process; commits cost no fsync.
@@ -402,6 +470,9 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
+
     use super::*;
     use ordo_proto::{Attempt, Outcome, TaskSpec};
 
@@ -696,5 +767,344 @@ mod tests {
         let _first = Store::open(dir.path()).unwrap();
         let err = Store::open(dir.path()).unwrap_err();
         assert!(err.to_string().contains("in use"), "{err}");
+    }
+
+    /// A disk that works until its `fail_at`-th write (writes, length changes and syncs of
+    /// every file it backs all count), fails that one and every operation after it: a process
+    /// killed mid-write, whose writes so far reached the files. redb's fuzzer wraps its file
+    /// backend the same way.
+    #[derive(Clone, Debug)]
+    struct Disk {
+        writes: Arc<AtomicU64>,
+        dead: Arc<AtomicBool>,
+        fail_at: u64,
+    }
+
+    impl Disk {
+        fn new(fail_at: u64) -> Disk {
+            Disk {
+                writes: Default::default(),
+                dead: Default::default(),
+                fail_at,
+            }
+        }
+
+        fn backend(&self, file: File) -> Result<FailingBackend, redb::DatabaseError> {
+            Ok(FailingBackend {
+                inner: redb::backends::FileBackend::new(file)?,
+                disk: self.clone(),
+            })
+        }
+
+        fn alive(&self) -> std::io::Result<()> {
+            match self.dead.load(SeqCst) {
+                true => Err(std::io::Error::other("simulated crash")),
+                false => Ok(()),
+            }
+        }
+
+        fn write_op(&self) -> std::io::Result<()> {
+            self.alive()?;
+            if 1 + self.writes.fetch_add(1, SeqCst) >= self.fail_at {
+                self.dead.store(true, SeqCst);
+            }
+            self.alive()
+        }
+    }
+
+    #[derive(Debug)]
+    struct FailingBackend {
+        inner: redb::backends::FileBackend,
+        disk: Disk,
+    }
+
+    impl redb::StorageBackend for FailingBackend {
+        fn len(&self) -> std::io::Result<u64> {
+            self.disk.alive()?;
+            self.inner.len()
+        }
+        fn read(&self, offset: u64, out: &mut [u8]) -> std::io::Result<()> {
+            self.disk.alive()?;
+            self.inner.read(offset, out)
+        }
+        fn set_len(&self, len: u64) -> std::io::Result<()> {
+            self.disk.write_op()?;
+            self.inner.set_len(len)
+        }
+        fn sync_data(&self) -> std::io::Result<()> {
+            self.disk.write_op()?;
+            self.inner.sync_data()
+        }
+        fn write(&self, offset: u64, data: &[u8]) -> std::io::Result<()> {
+            self.disk.write_op()?;
+            self.inner.write(offset, data)
+        }
+        // A killed process's locks go with it: closing always works.
+        fn close(&self) -> std::io::Result<()> {
+            self.inner.close()
+        }
+        fn try_lock_range(
+            &self,
+            start: std::ops::Bound<u64>,
+            end: std::ops::Bound<u64>,
+        ) -> Result<bool, redb::BackendError> {
+            self.inner.try_lock_range(start, end)
+        }
+        fn try_lock_shared_range(
+            &self,
+            start: std::ops::Bound<u64>,
+            end: std::ops::Bound<u64>,
+        ) -> Result<bool, redb::BackendError> {
+            self.inner.try_lock_shared_range(start, end)
+        }
+        fn lock_range(
+            &self,
+            start: std::ops::Bound<u64>,
+            end: std::ops::Bound<u64>,
+        ) -> Result<(), redb::BackendError> {
+            self.inner.lock_range(start, end)
+        }
+        fn lock_shared_range(
+            &self,
+            start: std::ops::Bound<u64>,
+            end: std::ops::Bound<u64>,
+        ) -> Result<(), redb::BackendError> {
+            self.inner.lock_shared_range(start, end)
+        }
+        fn unlock_range(
+            &self,
+            start: std::ops::Bound<u64>,
+            end: std::ops::Bound<u64>,
+        ) -> Result<(), redb::BackendError> {
+            self.inner.unlock_range(start, end)
+        }
+        fn query_lock_range(
+            &self,
+            start: std::ops::Bound<u64>,
+            end: std::ops::Bound<u64>,
+        ) -> Result<bool, redb::BackendError> {
+            self.inner.query_lock_range(start, end)
+        }
+    }
+
+    /// Everything the store holds, as its readers see it.
+    #[derive(Debug, PartialEq)]
+    struct Snapshot {
+        jobs: Vec<JobRecord>,
+        tasks: Vec<Vec<SavedTask>>,
+        attempts: Vec<Vec<TaskResult>>,
+        history: Vec<Vec<HistoryEntry>>,
+        outbox: Vec<(u64, Dispatch)>,
+    }
+
+    fn snapshot(store: &Store) -> Snapshot {
+        let jobs = store.jobs().unwrap();
+        Snapshot {
+            tasks: jobs.iter().map(|j| store.tasks(&j.id).unwrap()).collect(),
+            attempts: jobs
+                .iter()
+                .map(|j| store.attempts(&j.id).unwrap())
+                .collect(),
+            history: jobs.iter().map(|j| store.history(&j.id).unwrap()).collect(),
+            outbox: store.outbox().unwrap(),
+            jobs,
+        }
+    }
+
+    /// One loop turn: the changes to record and the dispatches to put in the outbox.
+    type Turn = (Vec<Change>, Vec<Dispatch>);
+
+    /// The writes of a coordinator running one job, a diamond `a → b, c → d`, as the service
+    /// makes them: insert the job, then per turn the engine's changes with the dispatches to
+    /// publish and the outbox entries published since the last turn. Always the same bytes.
+    fn turns() -> (JobRecord, Vec<Turn>) {
+        use crate::engine::{ANY_QUEUE, Action, Capacity, Engine, Event};
+        use ordo_proto::TaskName;
+        let mut job = record(0);
+        job.id = JobId(uuid::Uuid::from_u128(
+            0x0123_4567_89ab_7def_8123_4567_89ab_cdef,
+        ));
+        job.spec.tasks = ["a", "b", "c", "d"]
+            .iter()
+            .map(|n| TaskSpec::shell(n, "true"))
+            .collect();
+        let dep = |n: &str| TaskName::new(n).unwrap();
+        job.spec.tasks[1].depends_on = vec![dep("a")];
+        job.spec.tasks[2].depends_on = vec![dep("a")];
+        job.spec.tasks[3].depends_on = vec![dep("b"), dep("c")];
+        let dag = ordo_proto::validate::validate(&job.spec).unwrap();
+        let mut engine = Engine::new();
+        let split = |actions: Vec<Action>| {
+            let mut turn = (Vec::new(), Vec::new());
+            for a in actions {
+                match a {
+                    Action::Record(c) => turn.0.push(c),
+                    Action::Dispatch(d) => turn.1.push(d),
+                    Action::Kill { .. } => {}
+                }
+            }
+            turn
+        };
+        let capacity = Event::Capacity {
+            queue: ANY_QUEUE.into(),
+            capacity: Capacity::machine(4, 4.0, 1024),
+        };
+        engine.apply(10, capacity);
+        let submit = Event::Submit {
+            job: job.id,
+            spec: Arc::new(job.spec.clone()),
+            dag: Arc::new(dag),
+            options: job.options.clone(),
+            saved: None,
+        };
+        let mut turns = vec![split(engine.apply(10, submit))];
+        let mut now = 10;
+        while let Some(running) = turns.last().map(|t| t.1.clone()).filter(|d| !d.is_empty()) {
+            now += 10;
+            let mut actions = Vec::new();
+            for d in running {
+                let result = TaskResult {
+                    job: d.job,
+                    task: d.task.clone(),
+                    index: d.index,
+                    attempt: d.attempt,
+                    outcome: Outcome::Succeeded,
+                    exit_code: Some(0),
+                    signal: None,
+                    verify_exit_code: None,
+                    started_at_ms: now - 5,
+                    duration_ms: 5,
+                    command_ms: 5,
+                    verify_started_ms: None,
+                    output_tail: format!("{} done\n", d.task),
+                    output_bytes: 8,
+                    worker: "w1".into(),
+                    delivery: 1,
+                    abandoned: false,
+                    message: String::new(),
+                };
+                actions.extend(engine.apply(now, Event::Finished(result)));
+            }
+            turns.push(split(actions));
+        }
+        assert!(engine.is_idle(), "the diamond ran to its end");
+        (job, turns)
+    }
+
+    /// Step `i` of the workload: insert the job, then commit turn `i`, marking sent what the
+    /// previous turn added to the outbox.
+    fn step(
+        store: &Store,
+        job: &JobRecord,
+        turns: &[Turn],
+        i: usize,
+        unsent: &mut Vec<u64>,
+    ) -> Result<()> {
+        if i == 0 {
+            return store.insert_job(job);
+        }
+        let (changes, dispatches) = &turns[i - 1];
+        *unsent = store.commit(&Batch {
+            now: 100 + i as u64,
+            changes,
+            outbox_add: dispatches,
+            outbox_sent: unsent,
+        })?;
+        Ok(())
+    }
+
+    /// Proves every write of the store is atomic across a crash: for every N, a backend that
+    /// dies at its N-th write (opening the file, inserting the job, any commit, closing) leaves
+    /// a file that `Store::open` opens again, holding exactly the state before the step that
+    /// was cut or exactly the state after it (job, every task record, attempts, history,
+    /// outbox), never a mix, and a store that numbers new history and outbox entries after the
+    /// ones it holds. It fails if `insert_job` or `commit` spread a step over two transactions
+    /// or wrote the `meta` counters apart from the rows they number.
+    #[test]
+    fn a_crash_at_any_write_leaves_the_state_before_or_after_each_step() {
+        let (job, turns) = turns();
+        assert!(turns.len() >= 4, "a few turns: {}", turns.len());
+        let steps = 1 + turns.len();
+        // A healthy run: the state after opening and after each step, and how many writes
+        // everything takes, closing included.
+        let dir = tempfile::tempdir().unwrap();
+        let healthy = Disk::new(u64::MAX);
+        let mut states = Vec::new();
+        {
+            let store = Store::open_with(dir.path(), |f| healthy.backend(f)).unwrap();
+            states.push(snapshot(&store));
+            let mut unsent = Vec::new();
+            for i in 0..steps {
+                step(&store, &job, &turns, i, &mut unsent).unwrap();
+                states.push(snapshot(&store));
+            }
+        }
+        let total = healthy.writes.load(SeqCst);
+        assert!(total > 2 * steps as u64, "{total} writes");
+        for w in states.windows(2) {
+            assert_ne!(w[0], w[1], "every step changes something");
+        }
+
+        // Which steps a cut landed in: each must be cut somewhere.
+        let mut cut = std::collections::BTreeSet::new();
+        for n in 1..=total {
+            let dir = tempfile::tempdir().unwrap();
+            let disk = Disk::new(n);
+            // `done`: steps known complete, counting the open as one.
+            let mut done = 0;
+            if let Ok(store) = Store::open_with(dir.path(), |f| disk.backend(f)) {
+                done = 1;
+                let mut unsent = Vec::new();
+                for i in 0..steps {
+                    if step(&store, &job, &turns, i, &mut unsent).is_err() {
+                        break;
+                    }
+                    done += 1;
+                }
+            }
+            cut.insert(done);
+            let store = Store::open(dir.path())
+                .unwrap_or_else(|e| panic!("write {n} of {total} cut: cannot reopen: {e}"));
+            let got = snapshot(&store);
+            // Before the cut step (nothing before the open: the empty store), or after it.
+            let before = &states[done.max(1) - 1];
+            let after = states.get(done);
+            assert!(
+                got == *before || Some(&got) == after,
+                "write {n} of {total} cut after {done} steps: neither the state before the cut step \
+                 nor the one after it: {got:#?}"
+            );
+            // The counters agree with the rows: new entries go after the old ones.
+            let probe = Change::Job {
+                job: job.id,
+                state: JobState::Cancelled,
+                at: 999,
+                reason: Some("probe".into()),
+            };
+            let d = turns[0].1[0].clone();
+            let seqs = store
+                .commit(&Batch {
+                    now: 999,
+                    changes: std::slice::from_ref(&probe),
+                    outbox_add: std::slice::from_ref(&d),
+                    outbox_sent: &[],
+                })
+                .unwrap();
+            let history = store.history(&job.id).unwrap();
+            let old = got.history.first().map_or(&[][..], |h| &h[..]);
+            assert_eq!(&history[..old.len()], old, "write {n}: history overwritten");
+            assert_eq!(
+                history.len(),
+                old.len() + 1,
+                "write {n}: history overwritten"
+            );
+            assert!(
+                got.outbox.iter().all(|(s, _)| *s < seqs[0]),
+                "write {n}: outbox reused"
+            );
+            assert_eq!(store.outbox().unwrap().len(), got.outbox.len() + 1);
+        }
+        // Steps 0..=steps, and the close after them.
+        assert_eq!(cut, (0..=steps + 1).collect(), "{total} writes");
     }
 }

@@ -1015,14 +1015,42 @@ mod tests {
         assert_eq!(r.outcome, Outcome::TimedOut);
     }
 
+    /// Reads a timestamp a script wrote from `/proc/uptime` (seconds with two decimals, a
+    /// monotonic clock) as centiseconds.
+    fn uptime_cs(path: &Path) -> u64 {
+        let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path:?}: {e}"));
+        let (secs, cs) = text.trim().split_once('.').expect("seconds.centiseconds");
+        secs.parse::<u64>().unwrap() * 100 + cs.parse::<u64>().unwrap()
+    }
+
+    /// Proves the verify command starts no earlier than `verify_delay` after the program
+    /// ended: the program's last act and the verify command's first act each write the
+    /// monotonic clock, and the gap must reach the delay (less one tick of the clock's 10 ms
+    /// resolution). Without the delay the gap is a process spawn, far below the bound; the bound
+    /// is a lower one only, so a slow machine cannot make it flake.
     #[tokio::test(flavor = "multi_thread")]
     async fn verify_runs_after_delay() {
-        let mut d = sh("true");
-        d.verify = verify("echo verified", 0);
-        d.verify_delay = Some(Duration::from_millis(100));
+        const DELAY: Duration = Duration::from_millis(1000);
+        let dir = tempfile::tempdir().unwrap();
+        let (ended, verified) = (dir.path().join("ended"), dir.path().join("verified"));
+        let stamp = |file: &Path| {
+            format!(
+                "read t _ < /proc/uptime; echo \"$t\" > '{}'",
+                file.display()
+            )
+        };
+        let mut d = sh(&stamp(&ended));
+        d.verify = verify(&format!("{}; echo verified", stamp(&verified)), 0);
+        d.verify_delay = Some(DELAY);
         let r = exec(&d).await;
-        assert_eq!(r.outcome, Outcome::Succeeded);
+        assert_eq!(r.outcome, Outcome::Succeeded, "{r:?}");
         assert_eq!(r.output_tail, "verified\n");
+        let gap_ms = 10 * uptime_cs(&verified).saturating_sub(uptime_cs(&ended));
+        let bound_ms = DELAY.as_millis() as u64 - 10;
+        assert!(
+            gap_ms >= bound_ms,
+            "verify ran {gap_ms} ms after the program ended; the delay is {DELAY:?}"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread")]

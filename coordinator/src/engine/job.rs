@@ -396,29 +396,39 @@ impl Job {
             cursor = Some(key);
             let t = key.2;
             let task = self.task(t);
-            if task.exclusive && self.active > 0 {
-                // A barrier: nothing else of this job starts until the exclusive task has run.
+            // A barrier: nothing else of this job starts until the exclusive task has run, whether
+            // it waits for the job's tasks in flight or for a slot, resources or a lock.
+            let barrier = task.exclusive;
+            if barrier && self.active > 0 {
                 break;
             }
             let need = need_of(&self.spec, task);
             if full_queues.contains(&need.queue) {
+                if barrier {
+                    break;
+                }
                 continue;
             }
             if !pools.has_slot(&need.queue) {
                 full_queues.insert(need.queue.clone());
-                if full_queues.len() >= self.queues {
+                if barrier || full_queues.len() >= self.queues {
                     break;
                 }
                 continue;
             }
             match pools.fits(&need, &task.locks) {
                 Fit::Yes => self.dispatch(t, need, now, pools, out),
+                Fit::Wait if barrier => break,
                 Fit::Wait => continue,
                 Fit::Never(why) => {
                     self.attempts[t as usize] += 1;
                     self.tries[t as usize] = self.spec.max_attempts(self.task(t));
                     let reason = format!("cannot run: {why}");
                     self.end_for_good(t, Outcome::Failed, reason, now, out);
+                    // Its end may have made ready a dependent that sorts before it (allowed
+                    // failure, higher priority): scan again from the top, or that dependent
+                    // waits for an unrelated event.
+                    cursor = None;
                 }
             }
         }
