@@ -13,9 +13,8 @@ use std::time::{Duration, Instant};
 
 use ordo::progress::Quiet;
 use ordo::run::{RunOptions, run};
-use ordo_coordinator::engine::JobState;
 use ordo_plumbing::telemetry::Telemetry;
-use ordo_proto::{ExecutionMode, JobSpec, TaskSpec, validate::validate};
+use ordo_proto::{ExecutionMode, JobSpec, JobState, TaskSpec, validate::validate};
 #[path = "common.rs"]
 mod common;
 

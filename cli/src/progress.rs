@@ -7,9 +7,9 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use ordo_coordinator::engine::{Change, JobState, TaskState};
 use ordo_coordinator::store::JobRecord;
-use ordo_proto::{JobSpec, TaskIndex};
+use ordo_coordinator::store::{Change, TaskState};
+use ordo_proto::{JobSpec, JobState, TaskIndex};
 
 use crate::run::RunReport;
 

@@ -3,7 +3,7 @@
 
 use std::fmt::Write;
 
-use ordo_coordinator::engine::TaskState;
+use ordo_coordinator::store::TaskState;
 use ordo_proto::TaskResult;
 use serde_json::json;
 

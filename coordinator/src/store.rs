@@ -14,7 +14,10 @@ use ordo_proto::{Dispatch, JobId, JobSpec, TaskIndex, TaskResult};
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
-use crate::engine::{Change, JobOptions, JobState, Millis, SavedTask, TaskState};
+/// The records' types, as the engine makes them: what readers of the store (views, reports,
+/// the CLI) need without reaching into the engine.
+pub use crate::engine::{Change, JobOptions, SavedTask, TaskState};
+use crate::engine::{JobState, Millis};
 
 const JOBS: TableDefinition<u128, &[u8]> = TableDefinition::new("jobs");
 /// (job, task index) → SavedTask

@@ -356,9 +356,10 @@ impl Ledger {
             left = pids_with_env(MARK_VAR, &self.mark);
             left.is_empty()
         });
+        let described: Vec<String> = left.iter().map(|&pid| describe_process(pid)).collect();
         assert!(
             gone,
-            "task processes still alive 2 s after the end: {left:?}"
+            "task processes still alive 2 s after the end: {described:?}"
         );
     }
 }
@@ -429,4 +430,21 @@ pub fn record(key: &str, row: Row) {
     }
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/reliability.md");
     std::fs::write(path, doc).unwrap();
+}
+
+/// A process for a failure message: pid, command line, and the ordo variables it runs under.
+fn describe_process(pid: u32) -> String {
+    let proc = std::path::PathBuf::from(format!("/proc/{pid}"));
+    let cmd = std::fs::read(proc.join("cmdline"))
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .unwrap_or_default();
+    let env: Vec<String> = std::fs::read(proc.join("environ"))
+        .map(|e| {
+            e.split(|&b| b == 0)
+                .map(|kv| String::from_utf8_lossy(kv).into_owned())
+                .filter(|kv| kv.starts_with("ORDO_WORKER=") || kv.starts_with("ORDO_DELIVERY="))
+                .collect()
+        })
+        .unwrap_or_default();
+    format!("{pid} {} [{}]", cmd.trim(), env.join(" "))
 }

@@ -114,7 +114,10 @@ pub fn render(r: &Report) -> String {
         let _ = writeln!(out, "<div><b>{value}</b><span>{label}</span></div>");
     };
     tile(
-        format!("<span class=\"outcome-{0}\">{0}</span>", esc(&s.outcome)),
+        format!(
+            "<span class=\"outcome-{0}\">{0}</span>",
+            esc(s.outcome.name())
+        ),
         "outcome",
     );
     tile(esc(&fmt_ms(s.makespan_ms)), "makespan (submission to end)");
@@ -219,7 +222,7 @@ pub fn render(r: &Report) -> String {
                 ""
             },
             mark_html(t.mark),
-            esc(&t.state),
+            esc(t.state.name()),
             t.attempts,
             esc(t.worker.as_deref().unwrap_or("-")),
             exit,
@@ -310,7 +313,7 @@ fn checklist_item(t: &TaskReport) -> String {
         let _ = write!(
             item,
             " · <b>{}</b>{}",
-            esc(&t.state),
+            esc(t.state.name()),
             t.reason
                 .as_deref()
                 .map_or(String::new(), |r| format!(": {}", esc(&cut(r, 300))))
@@ -449,10 +452,10 @@ fn svg(r: &Report) -> String {
                 if task.mark == Mark::Pending {
                     "pending"
                 } else {
-                    task.state.as_str()
+                    task.state.name()
                 },
                 esc(&task.name),
-                esc(&task.state),
+                esc(task.state.name()),
                 task.reason
                     .as_deref()
                     .map_or(String::new(), |r| format!(": {}", esc(&cut(r, 200))))

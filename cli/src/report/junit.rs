@@ -51,7 +51,7 @@ pub fn render(r: &Report) -> String {
         );
     };
     prop("job", r.job.id.clone());
-    prop("outcome", s.outcome.clone());
+    prop("outcome", s.outcome.to_string());
     if let Some(why) = &s.reason {
         prop("reason", why.clone());
     }
@@ -82,7 +82,7 @@ pub fn render(r: &Report) -> String {
             attr(&r.job.name)
         );
         let tail = text(&clean_output(&t.output_tail));
-        let why = t.reason.clone().unwrap_or_else(|| t.state.clone());
+        let why = t.reason.clone().unwrap_or_else(|| t.state.to_string());
         match verdict(t) {
             Verdict::Pass => {
                 if tail.is_empty() {
@@ -100,10 +100,7 @@ pub fn render(r: &Report) -> String {
                 } else {
                     "failure"
                 };
-                let kind = t
-                    .runs
-                    .last()
-                    .map_or(t.state.as_str(), |a| a.outcome.as_str());
+                let kind = t.runs.last().map_or(t.state.name(), |a| a.outcome.name());
                 let _ = writeln!(
                     out,
                     ">\n      <{el} message=\"{}\" type=\"{}\">{tail}</{el}>\n    </testcase>",
@@ -115,7 +112,7 @@ pub fn render(r: &Report) -> String {
                 let _ = writeln!(
                     out,
                     ">\n      <skipped message=\"{}: {}\"/>\n    </testcase>",
-                    attr(&t.state),
+                    attr(t.state.name()),
                     attr(&why)
                 );
             }

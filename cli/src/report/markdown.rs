@@ -6,6 +6,7 @@
 use std::fmt::Write;
 
 use super::{Mark, Report, TaskReport, VerifyResult, clean_output, cut, fmt_ms, fmt_pct, fmt_time};
+use ordo_proto::{JobState, Outcome, TaskIndex};
 
 pub fn render(r: &Report) -> String {
     let mut out = String::new();
@@ -21,9 +22,9 @@ pub fn render(r: &Report) -> String {
         let _ = writeln!(out, "| {k} | {v} |");
     };
     row("job", code(&r.job.id));
-    let outcome = match s.outcome.as_str() {
-        "succeeded" => "✅ succeeded".to_string(),
-        "failed" => "❌ failed".to_string(),
+    let outcome = match s.outcome {
+        JobState::Succeeded => "✅ succeeded".to_string(),
+        JobState::Failed => "❌ failed".to_string(),
         other => other.to_string(),
     };
     row(
@@ -293,14 +294,14 @@ pub fn gantt(r: &Report) -> String {
     }
     for w in workers {
         let _ = writeln!(out, "    section {}", mermaid_text(w));
-        let mut lines: Vec<(u64, u32, String)> = Vec::new();
+        let mut lines: Vec<(u64, TaskIndex, String)> = Vec::new();
         for t in &r.tasks {
             let many = t.runs.len() > 1;
             for a in t.runs.iter().filter(|a| a.worker == w) {
-                let tag = match a.outcome.as_str() {
-                    "succeeded" => "done",
-                    "cancelled" => "active",
-                    _ => "crit",
+                let tag = match a.outcome {
+                    Outcome::Succeeded => "done",
+                    Outcome::Cancelled => "active",
+                    Outcome::Failed | Outcome::VerifyFailed | Outcome::TimedOut => "crit",
                 };
                 let name = if many {
                     format!("{} (attempt {})", t.name, a.attempt)

@@ -24,9 +24,11 @@ pub mod markdown;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-use ordo_coordinator::engine::{Change, TaskState};
 use ordo_coordinator::report::{IgnoredResult, ReportData};
-use ordo_proto::{ExecutionMode, Outcome, TaskResult, TaskSpec, WorkerId};
+use ordo_coordinator::store::{Change, TaskState};
+use ordo_proto::{
+    ExecutionMode, JobState, Outcome, TaskIndex, TaskPhase, TaskResult, TaskSpec, WorkerId,
+};
 use serde::Serialize;
 
 /// What `ordo report --format` and `ordo run --report` write.
@@ -100,7 +102,7 @@ pub struct JobInfo {
 #[derive(Clone, Debug, Serialize)]
 pub struct Summary {
     /// The job's state: succeeded, failed, cancelled (or running, pending).
-    pub outcome: String,
+    pub outcome: JobState,
     pub reason: Option<String>,
     pub finished: bool,
     /// Submission, milliseconds since the Unix epoch.
@@ -118,7 +120,7 @@ pub struct Summary {
     pub parallel_efficiency: Option<f64>,
     pub tasks: usize,
     /// Tasks per final state.
-    pub states: BTreeMap<String, usize>,
+    pub states: BTreeMap<TaskPhase, usize>,
     /// Attempts started.
     pub attempts: u32,
     /// Attempts after each task's first.
@@ -186,9 +188,9 @@ pub struct VerifyReport {
 
 #[derive(Clone, Debug, Serialize)]
 pub struct TaskReport {
-    pub index: u32,
+    pub index: TaskIndex,
     pub name: String,
-    pub state: String,
+    pub state: TaskPhase,
     pub mark: Mark,
     /// Why it did not succeed.
     pub reason: Option<String>,
@@ -222,8 +224,7 @@ pub struct TaskReport {
 #[derive(Clone, Debug, Serialize)]
 pub struct AttemptReport {
     pub attempt: u32,
-    /// succeeded, failed, verify_failed, timed_out, cancelled.
-    pub outcome: String,
+    pub outcome: Outcome,
     pub worker: WorkerId,
     /// Which delivery of the attempt's task message ran it (0 for `ordo run`).
     pub delivery: u32,
@@ -237,23 +238,13 @@ pub struct AttemptReport {
 
 #[derive(Clone, Debug, Serialize)]
 pub struct PathStep {
-    pub index: u32,
+    pub index: TaskIndex,
     pub name: String,
     pub started_ms: u64,
     pub ended_ms: u64,
     pub duration_ms: u64,
     /// Between the previous step's end (or the job's start) and this step's start.
     pub waited_ms: u64,
-}
-
-pub fn outcome_name(o: Outcome) -> &'static str {
-    match o {
-        Outcome::Succeeded => "succeeded",
-        Outcome::Failed => "failed",
-        Outcome::VerifyFailed => "verify_failed",
-        Outcome::TimedOut => "timed_out",
-        Outcome::Cancelled => "cancelled",
-    }
 }
 
 fn run_text(t: &TaskSpec) -> RunText {
@@ -458,7 +449,7 @@ pub fn build(data: &ReportData) -> Report {
             let started = first_start(i).unwrap_or(prev_end);
             let ended = last_end(i).unwrap_or(started);
             let step = PathStep {
-                index: i as u32,
+                index: TaskIndex::from(i),
                 name: spec.tasks[i].name.to_string(),
                 started_ms: started,
                 ended_ms: ended,
@@ -505,9 +496,9 @@ pub fn build(data: &ReportData) -> Report {
                 _ => last_end(i).or(settled[i]),
             };
             TaskReport {
-                index: i as u32,
+                index: TaskIndex::from(i),
                 name: t.name.to_string(),
-                state: state.name().to_string(),
+                state: state.phase(),
                 mark,
                 reason: state.reason().map(String::from),
                 run: run_text(t),
@@ -529,7 +520,7 @@ pub fn build(data: &ReportData) -> Report {
                     .iter()
                     .map(|r| AttemptReport {
                         attempt: r.attempt.0,
-                        outcome: outcome_name(r.outcome).to_string(),
+                        outcome: r.outcome,
                         worker: r.worker.clone(),
                         delivery: r.delivery,
                         started_ms: r.started_at_ms,
@@ -566,9 +557,9 @@ pub fn build(data: &ReportData) -> Report {
         Some(l) if l > 0 => s.min(l),
         _ => s,
     });
-    let mut states: BTreeMap<String, usize> = BTreeMap::new();
+    let mut states: BTreeMap<TaskPhase, usize> = BTreeMap::new();
     for t in &tasks {
-        *states.entry(t.state.clone()).or_default() += 1;
+        *states.entry(t.state).or_default() += 1;
     }
     let attempts: u32 = tasks.iter().map(|t| t.attempts).sum();
     let retries: u32 = tasks.iter().map(|t| t.attempts.saturating_sub(1)).sum();
@@ -607,7 +598,7 @@ pub fn build(data: &ReportData) -> Report {
             mode: mode.to_string(),
         },
         summary: Summary {
-            outcome: data.job.state.name().to_string(),
+            outcome: data.job.state,
             reason: data.job.reason.clone(),
             finished: data.job.state.is_terminal(),
             start_ms,
