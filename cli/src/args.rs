@@ -94,10 +94,15 @@ pub struct TargetArgs {
 }
 
 impl TargetArgs {
-    /// The target; `local_default` is the state directory used when neither `--state` nor
-    /// `--nats` is given (the MCP server and the dashboard run jobs locally by default, the job
-    /// commands ask the coordinator at the default URL).
-    pub fn target(&self, local_default: Option<PathBuf>, run: RunArgs) -> Target {
+    /// The target of a command that starts no job: `--state DIR`, else the cluster.
+    pub fn target(&self) -> Target {
+        self.with_run(None, RunArgs::default())
+    }
+
+    /// The target, with how jobs run when it is local; `local_default` is the state directory
+    /// used when neither `--state` nor `--nats` is given (the MCP server and the dashboard run
+    /// jobs locally by default, the job commands ask the coordinator at the default URL).
+    pub fn with_run(&self, local_default: Option<PathBuf>, run: RunArgs) -> Target {
         match (&self.state, self.nats.url.is_some(), local_default) {
             (Some(dir), _, _) => Target::Local {
                 dir: dir.clone(),
@@ -106,6 +111,22 @@ impl TargetArgs {
             (None, false, Some(dir)) => Target::Local { dir, run },
             _ => Target::Cluster(self.nats.clone()),
         }
+    }
+}
+
+/// Where jobs live and how they run there: the commands that start jobs.
+#[derive(Clone, Debug, clap::Args)]
+pub struct RunTarget {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+impl RunTarget {
+    /// See `TargetArgs::with_run`.
+    pub fn target(&self, local_default: Option<PathBuf>) -> Target {
+        self.target.with_run(local_default, self.run.clone())
     }
 }
 

@@ -42,7 +42,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::args::{RunArgs, TargetArgs, override_mode};
+use crate::args::{RunTarget, override_mode};
 use crate::formats::{self, Diagnostic, Format, LoadOptions, Loaded};
 use crate::jobs::{self, Jobs, Open};
 use crate::manage::submit_request;
@@ -59,10 +59,7 @@ pub struct McpArgs {
     /// Where jobs live: `--nats URL` for a cluster; without it jobs run on this machine and
     /// are kept in --state DIR (default .ordo-mcp, or ORDO_MCP_STATE_DIR).
     #[command(flatten)]
-    pub target: TargetArgs,
-    /// Local mode: how jobs run here.
-    #[command(flatten)]
-    pub run: RunArgs,
+    pub place: RunTarget,
 }
 
 /// Serves MCP on stdin/stdout until the client closes it (or SIGTERM / Ctrl-C); returns the
@@ -286,8 +283,8 @@ impl Ordo {
         let default_dir = std::env::var_os("ORDO_MCP_STATE_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR));
-        args.run.agent_argv().map_err(anyhow::Error::msg)?;
-        let target = args.target.target(Some(default_dir), args.run);
+        args.place.run.agent_argv().map_err(anyhow::Error::msg)?;
+        let target = args.place.target(Some(default_dir));
         let jobs = Jobs::open(&target, Open::Serve).await.map_err(|e| {
             let msg = e.to_string();
             eprintln!("ordo mcp: {msg}; local jobs are unavailable");

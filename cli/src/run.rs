@@ -113,7 +113,7 @@ pub async fn run(
         shutdown.await;
         "interrupted".to_string()
     };
-    drive(store, record, start, policy, dag, opts, progress, cancel).await
+    run_recorded(store, record, start, policy, dag, opts, progress, cancel).await
 }
 
 /// Records a new job in `store` (pending, every task pending) without running it; for callers
@@ -137,24 +137,11 @@ pub fn insert_job(store: &Store, spec: &JobSpec, opts: &RunOptions) -> Result<Jo
     Ok(rec)
 }
 
-/// Runs a job recorded in a store shared with other runs and readers (the local job client):
-/// every turn commits before it acts, so readers of the store see the job progress;
-/// `opts.state_dir` is not used. `cancel` resolving cancels the job with the reason it yields.
+/// Runs a job recorded in `store` (by `insert_job`, or left unfinished, or ended and now
+/// retried, as `start` says) to its end, committing by `policy`. The local job client runs its
+/// jobs with `Policy::LOCAL_DURABLE`, so readers of the shared store see them progress;
+/// `opts.state_dir` is not used. `shutdown` resolving cancels the job with the reason it yields.
 pub async fn run_recorded<P: Progress + ?Sized>(
-    store: Arc<Store>,
-    record: JobRecord,
-    start: Start,
-    dag: Dag,
-    opts: RunOptions,
-    progress: &mut P,
-    cancel: impl Future<Output = String>,
-) -> Result<RunReport> {
-    let policy = Policy::LOCAL_DURABLE;
-    drive(store, record, start, policy, dag, opts, progress, cancel).await
-}
-
-/// The run loop of a job recorded in `store`.
-async fn drive<P: Progress + ?Sized>(
     store: Arc<Store>,
     record: JobRecord,
     start: Start,

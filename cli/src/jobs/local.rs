@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use ordo_coordinator::driver::Policy;
 use ordo_coordinator::report::{self as data, ReportData};
 use ordo_coordinator::store::{JobRecord, Store};
 use ordo_coordinator::views;
@@ -246,8 +247,10 @@ impl Local {
                     Err(_) => std::future::pending().await,
                 }
             };
+            let policy = Policy::LOCAL_DURABLE;
             let result =
-                run::run_recorded(store, record, start, dag, opts, &mut Quiet, cancel).await;
+                run::run_recorded(store, record, start, policy, dag, opts, &mut Quiet, cancel)
+                    .await;
             if let Err(e) = result {
                 eprintln!("ordo: job {id}: {e:#}");
             }

@@ -16,7 +16,9 @@ use ordo_plumbing::connect::NatsArgs;
 use ordo_proto::api::{JobsRequest, SubmitRequest};
 use ordo_proto::{ExecutionMode, JobSpec, JobState, now_ms};
 
-use crate::args::{Mode, Output, RunArgs, SpecArgs, TargetArgs, default_mode, exit, override_mode};
+use crate::args::{
+    Mode, Output, RunTarget, SpecArgs, TargetArgs, default_mode, exit, override_mode,
+};
 use crate::jobs::{Error, Jobs, Open, Target};
 use follow::{follow_job, interruptible, outcome_code};
 use render::{jobs_text, print, print_json, status_text, summary_line, warn, workers_text};
@@ -38,9 +40,7 @@ pub enum Manage {
         #[arg(long, env = "ORDO_MAX_PARALLEL")]
         max_parallel: Option<u32>,
         #[command(flatten)]
-        target: TargetArgs,
-        #[command(flatten)]
-        run: RunArgs,
+        place: RunTarget,
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
     },
@@ -106,9 +106,7 @@ pub enum Manage {
         #[arg(long)]
         failed_only: bool,
         #[command(flatten)]
-        target: TargetArgs,
-        #[command(flatten)]
-        run: RunArgs,
+        place: RunTarget,
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
     },
@@ -183,8 +181,7 @@ async fn run(cmd: Manage) -> Result<u8, Error> {
             wait,
             mode,
             max_parallel,
-            target,
-            run,
+            place,
             output,
         } => {
             let (loaded, dag) = spec.load().map_err(Error::Spec)?;
@@ -196,7 +193,7 @@ async fn run(cmd: Manage) -> Result<u8, Error> {
                 max_parallel,
                 env.as_deref(),
             )?;
-            let jobs = Jobs::open(&target.target(None, run), Open::Create).await?;
+            let jobs = Jobs::open(&place.target(None), Open::Create).await?;
             let job = jobs.submit(req, dag).await?;
             match output {
                 Output::Text => print(&format!("{job}\n"))?,
@@ -215,7 +212,7 @@ async fn run(cmd: Manage) -> Result<u8, Error> {
             target,
             output,
         } => {
-            let jobs = Jobs::open(&target.target(None, RunArgs::default()), Open::Existing).await?;
+            let jobs = Jobs::open(&target.target(), Open::Existing).await?;
             match job {
                 Some(job) => {
                     let job = jobs.resolve(&job).await?;
@@ -249,8 +246,7 @@ async fn run(cmd: Manage) -> Result<u8, Error> {
             target,
             output,
         } => {
-            let jobs = Jobs::open(&target.target(None, RunArgs::default()), Open::Existing).await?;
-            let job = jobs.resolve(&job).await?;
+            let (jobs, job) = open_job(&target.target(), &job).await?;
             let status = match output {
                 Output::Text => {
                     interruptible(follow_job(&jobs, job, &mut std::io::stdout())).await?
@@ -270,8 +266,7 @@ async fn run(cmd: Manage) -> Result<u8, Error> {
             follow,
             target,
         } => {
-            let jobs = Jobs::open(&target.target(None, RunArgs::default()), Open::Existing).await?;
-            let job = jobs.resolve(&job).await?;
+            let (jobs, job) = open_job(&target.target(), &job).await?;
             interruptible(logs::logs(&jobs, job, task.as_deref(), follow)).await
         }
         Manage::Cancel {
@@ -279,20 +274,17 @@ async fn run(cmd: Manage) -> Result<u8, Error> {
             target,
             output,
         } => {
-            let jobs = Jobs::open(&target.target(None, RunArgs::default()), Open::Existing).await?;
-            let job = jobs.resolve(&job).await?;
+            let (jobs, job) = open_job(&target.target(), &job).await?;
             let summary = jobs.cancel(job).await?;
             print_summary(&summary, output)
         }
         Manage::Retry {
             job,
             failed_only,
-            target,
-            run,
+            place,
             output,
         } => {
-            let jobs = Jobs::open(&target.target(None, run), Open::Existing).await?;
-            let job = jobs.resolve(&job).await?;
+            let (jobs, job) = open_job(&place.target(None), &job).await?;
             let summary = jobs.retry(job, failed_only).await?;
             print_summary(&summary, output)?;
             if matches!(jobs, Jobs::Local(_)) {
@@ -313,6 +305,13 @@ async fn run(cmd: Manage) -> Result<u8, Error> {
             Ok(exit::OK)
         }
     }
+}
+
+/// The client of an existing target and the job `text` names there.
+async fn open_job(target: &Target, text: &str) -> Result<(Jobs, ordo_proto::JobId), Error> {
+    let jobs = Jobs::open(target, Open::Existing).await?;
+    let job = jobs.resolve(text).await?;
+    Ok((jobs, job))
 }
 
 async fn list_jobs(jobs: &Jobs, req: &JobsRequest, output: Output) -> Result<u8, Error> {
@@ -462,7 +461,7 @@ pub(crate) mod tests {
             wait,
             mode,
             max_parallel,
-            target,
+            place,
             ..
         } = parse(&[
             "submit",
@@ -483,7 +482,7 @@ pub(crate) mod tests {
         assert!(wait);
         assert_eq!(mode, Some(Mode::Sequential));
         assert_eq!(max_parallel, Some(3));
-        assert_eq!(target.nats.url(), "nats://h:4222");
+        assert_eq!(place.target.nats.url(), "nats://h:4222");
         assert_eq!(spec.input_format, Some(Format::Markdown));
         assert_eq!(spec.spec, PathBuf::from("job.toml"));
     }
@@ -494,26 +493,26 @@ pub(crate) mod tests {
             panic!("not status")
         };
         assert!(matches!(
-            target.target(None, RunArgs::default()),
+            target.target(),
             Target::Local { dir, .. } if dir == std::path::Path::new("/tmp/s")
         ));
         let Manage::Status { target, .. } = parse(&["status"]) else {
             panic!("not status")
         };
         assert!(matches!(
-            target.target(None, RunArgs::default()),
+            target.target(),
             Target::Cluster(n) if n.url() == "nats://127.0.0.1:4222"
         ));
         // A face that runs jobs locally by default (MCP, the dashboard) unless --nats is given.
         assert!(matches!(
-            target.target(Some("d".into()), RunArgs::default()),
+            target.with_run(Some("d".into()), Default::default()),
             Target::Local { .. }
         ));
         let Manage::Status { target, .. } = parse(&["status", "--nats", "nats://h:1"]) else {
             panic!("not status")
         };
         assert!(matches!(
-            target.target(Some("d".into()), RunArgs::default()),
+            target.with_run(Some("d".into()), Default::default()),
             Target::Cluster(_)
         ));
     }

@@ -11,7 +11,7 @@ use ordo_coordinator::store::Store;
 use ordo_proto::{Dur, JobId};
 
 use super::{Format, build, render};
-use crate::args::{Output, RunArgs, TargetArgs, exit};
+use crate::args::{Output, TargetArgs, exit};
 use crate::jobs::Open;
 use crate::manage::with_jobs;
 
@@ -44,7 +44,7 @@ pub struct PruneArgs {
 /// `ordo report`: prints or writes the report; returns the exit code.
 pub fn report(args: ReportArgs) -> u8 {
     let format = Format::pick(args.format, args.out.as_deref());
-    let target = args.target.target(None, RunArgs::default());
+    let target = args.target.target();
     let data = with_jobs(&target, Open::Existing, async |jobs| {
         let job = match &args.job {
             Some(text) => Some(jobs.resolve(text).await?),
@@ -100,7 +100,7 @@ pub fn write_from_store(
 /// `ordo prune`: returns the exit code.
 pub fn prune(args: PruneArgs) -> u8 {
     let older_than_ms = args.older_than.0.as_millis() as u64;
-    let target = args.target.target(None, RunArgs::default());
+    let target = args.target.target();
     let removed = match with_jobs(&target, Open::Existing, async |jobs| {
         jobs.prune(older_than_ms).await
     }) {
