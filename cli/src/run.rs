@@ -15,9 +15,7 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use ordo_coordinator::driver::{self, Driver, Policy};
-use ordo_coordinator::engine::{
-    ANY_QUEUE, Capacity, Change, Event, JobOptions, JobState, SavedTask, retry_records,
-};
+use ordo_coordinator::engine::{ANY_QUEUE, Capacity, Event, JobOptions, SavedTask, retry_records};
 use ordo_coordinator::store::{JobRecord, Store};
 use ordo_coordinator::traces::Traces;
 use ordo_plumbing::telemetry::{self, Telemetry};
@@ -62,7 +60,9 @@ pub enum Start {
     /// Left unfinished by a process that died: finished tasks keep their records, attempts
     /// that were in flight run again without counting.
     Resume,
-    /// Ended: its unsuccessful tasks (with `failed_only`, only the failed ones) run again.
+    /// Ended, and recorded running again by the caller (so readers never see it ended while
+    /// it restarts): its unsuccessful tasks (with `failed_only`, only the failed ones) run
+    /// again.
     Retry { failed_only: bool },
 }
 
@@ -192,14 +192,6 @@ pub async fn run_recorded<P: Progress + ?Sized>(
         .enumerate()
         .filter_map(|(i, s)| s.state.active_attempt().map(|a| (TaskIndex::from(i), a)))
         .collect();
-    if let Start::Retry { .. } = start {
-        driver.record(Change::Job {
-            job,
-            state: JobState::Running,
-            at: now,
-            reason: None,
-        });
-    }
     driver.apply(
         now,
         Event::Submit {

@@ -6,6 +6,8 @@
 //! - `distributed`: coordinator, workers and the CLI over a real nats-server.
 //! - `mcp`: `ordo mcp` driven by the official MCP Python SDK's stdio client, locally and on a
 //!   cluster: every tool, a job run to its report, a cycle as a tool error, cancel.
+//! - `jobs_local`: the job commands (status, logs, retry, submit, cancel) on a local state
+//!   directory, through the same job client as the cluster.
 //! - `fault_suite`: issue 5's faults on three job shapes, checked against a ledger.
 //! - `faults`: a worker killed mid-task, forged messages, hostile task names.
 //! - `observability`: OTLP traces from `ordo run` and from coordinator + worker.
@@ -19,6 +21,7 @@ mod deploy;
 mod distributed;
 mod fault_suite;
 mod faults;
+mod jobs_local;
 mod mcp;
 mod observability;
 mod report;

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use ordo_coordinator::driver::Policy;
 use ordo_coordinator::report::{self as data, ReportData};
-use ordo_coordinator::store::{JobRecord, Store};
+use ordo_coordinator::store::{Batch, Change, JobRecord, Store};
 use ordo_coordinator::views;
 use ordo_proto::api::{JobStatus, JobSummary, JobsRequest, SubmitRequest};
 use ordo_proto::{Dag, ExecutionMode, JobId, JobState, TaskIndex, names, now_ms};
@@ -186,9 +186,22 @@ impl Local {
         let dag = ordo_proto::validate::validate(&record.spec).map_err(|_| {
             Error::State(format!("the stored spec of job {job} no longer validates"))
         })?;
+        let running = Change::Job {
+            job,
+            state: JobState::Running,
+            at: now_ms(),
+            reason: None,
+        };
+        self.read(|s| {
+            s.commit(&Batch {
+                now: now_ms(),
+                changes: &[running],
+                ..Default::default()
+            })
+        })?;
+        let record = self.record(job)?;
         let tasks = self.read(|s| s.tasks(&job))?;
-        let mut summary = views::summary(&record, &tasks);
-        summary.state = JobState::Running;
+        let summary = views::summary(&record, &tasks);
         let opts = self.options(&record);
         self.start(record, Start::Retry { failed_only }, dag, opts);
         Ok(summary)
