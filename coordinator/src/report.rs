@@ -155,6 +155,7 @@ mod tests {
             delivery: 0,
             abandoned: false,
             message: String::new(),
+            workspace: None,
         };
         let changes = [
             Change::Task {

@@ -566,6 +566,7 @@ mod tests {
             queue: "default".into(),
             cpus: 0.0,
             memory_mb: 0,
+            workspace: None,
         };
         let seqs = store
             .commit(&Batch {
@@ -607,6 +608,7 @@ mod tests {
             delivery: 0,
             abandoned: false,
             message: "exit code 1".into(),
+            workspace: None,
         };
         let changes = [
             Change::Attempt(result(1, 1)),
@@ -656,6 +658,7 @@ mod tests {
             delivery: 0,
             abandoned: false,
             message: String::new(),
+            workspace: None,
         };
         let end = |job: &JobRecord, at: Millis| Change::Job {
             job: job.id,
@@ -690,6 +693,7 @@ mod tests {
             queue: "default".into(),
             cpus: 0.0,
             memory_mb: 0,
+            workspace: None,
         };
         store
             .commit(&Batch {
@@ -985,6 +989,7 @@ mod tests {
                     delivery: 1,
                     abandoned: false,
                     message: String::new(),
+                    workspace: None,
                 };
                 actions.extend(engine.apply(now, Event::Finished(result)));
             }

@@ -45,6 +45,88 @@ pub struct Dispatch {
     pub cpus: f64,
     #[serde(default)]
     pub memory_mb: u64,
+    /// Jobs with `workspace = "worktree"`: the git worktree the attempt runs in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workspace: Option<Workspace>,
+}
+
+/// Where an attempt of a job with `workspace = "worktree"` runs (DESIGN §10): a fresh worktree
+/// of `repository` on its own branch, cut from the integration branch as it stands when the
+/// attempt starts (the branch is created from `base` when it does not exist yet).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Workspace {
+    /// A path (or, across machines, a URL) every executor can reach.
+    pub repository: String,
+    pub integration_branch: String,
+    /// A commit (or anything `git rev-parse` resolves) the integration branch starts from.
+    pub base: String,
+    /// `ordo/<job8>/<task index>-<sanitised name>/<attempt>`.
+    pub task_branch: String,
+    /// The task's last integration conflicted: the files, and the task it collided with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conflict: Option<Conflict>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Conflict {
+    pub files: Vec<String>,
+    /// The task whose integrated change touched those files, when known.
+    #[serde(default)]
+    pub with: Option<TaskName>,
+}
+
+/// What an attempt in a workspace left behind once it succeeded: its branch and head commit
+/// (its changes committed), the commit it was cut from, the files it changed since, and the
+/// worktree (kept until the task is integrated, and on failure).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkspaceResult {
+    pub branch: String,
+    pub base_commit: String,
+    pub head: String,
+    pub files: Vec<String>,
+    pub worktree: String,
+}
+
+/// One integration (DESIGN §10): merge `head` onto the integration branch's tip if it merges
+/// cleanly, run the verify command at the merge in a worktree of its own, and only then move
+/// the branch (compare-and-swap on the tip it merged onto).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Integrate {
+    pub job: JobId,
+    pub task: TaskName,
+    pub index: TaskIndex,
+    pub attempt: Attempt,
+    pub repository: String,
+    pub integration_branch: String,
+    pub task_branch: String,
+    pub head: String,
+    /// The worktree the attempt ran in, removed (with its branch) once integrated.
+    pub worktree: String,
+    #[serde(default)]
+    pub verify: Option<Verify>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    #[serde(default)]
+    pub timeout: Option<Duration>,
+}
+
+/// How an integration ended. The branch moved only for `Merged`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum Integration {
+    /// The merge is the new tip; `files` are those it changed on the integration branch.
+    Merged { commit: String, files: Vec<String> },
+    /// The task's changes are already on the branch (nothing to merge).
+    Unchanged { commit: String },
+    /// The merge would conflict in these files.
+    Conflict { files: Vec<String> },
+    /// The merge was clean but the verify command failed at it.
+    VerifyFailed {
+        exit_code: Option<i32>,
+        output_tail: String,
+    },
+    /// Something else went wrong (git failed, the repository is gone): the message says what.
+    Failed { message: String },
 }
 
 impl Dispatch {
@@ -144,6 +226,9 @@ pub struct TaskResult {
     pub abandoned: bool,
     /// Human-readable reason when not succeeded (`exit code 3`, `timed out after 5s`, ...).
     pub message: String,
+    /// Jobs with workspaces: what the attempt left in its worktree.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workspace: Option<Box<WorkspaceResult>>,
 }
 
 impl TaskResult {
@@ -175,6 +260,7 @@ impl TaskResult {
             delivery: 0,
             abandoned: false,
             message: message.into(),
+            workspace: None,
         }
     }
 

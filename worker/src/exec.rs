@@ -821,6 +821,7 @@ mod tests {
             queue: "default".into(),
             cpus: 0.0,
             memory_mb: 0,
+            workspace: None,
         }
     }
 

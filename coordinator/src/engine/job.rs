@@ -480,6 +480,7 @@ impl Job {
             queue: need.queue,
             cpus: need.cpus,
             memory_mb: need.memory_mb,
+            workspace: None,
         };
         self.set_job_state(JobState::Running, now, None, out);
         self.set_state(t, TaskState::Dispatched { attempt, at: now }, out);

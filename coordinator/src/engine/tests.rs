@@ -110,6 +110,7 @@ impl Harness {
             delivery: 0,
             abandoned: false,
             message: format!("{outcome:?}"),
+            workspace: None,
         }
     }
 
@@ -1409,6 +1410,7 @@ impl Sim {
             delivery: h.delivery,
             abandoned: false,
             message: format!("{outcome:?}"),
+            workspace: None,
         }
     }
 
