@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use ordo_coordinator::store::JobRecord;
 use ordo_coordinator::store::{Change, TaskState};
-use ordo_proto::{JobSpec, JobState, TaskIndex};
+use ordo_proto::{Integration, JobSpec, JobState, TaskIndex};
 
 use crate::run::RunReport;
 
@@ -68,6 +68,7 @@ fn describe(
                 TaskState::Running { attempt, .. } => {
                     format!("▶ {name} started (attempt {attempt})")
                 }
+                TaskState::Integrating { .. } => format!("⇢ {name} integrating {msg}"),
                 TaskState::RetryWait { until, reason, .. } => {
                     let wait = until.saturating_sub(ordo_proto::now_ms());
                     format!("↻ {name} failed: {reason}; retrying in {}", secs(wait))
@@ -82,6 +83,24 @@ fn describe(
         Change::Attempt(r) => {
             last.insert(r.index, format!("in {}", secs(r.duration_ms)));
             None
+        }
+        Change::Integrated { index, outcome, .. } => {
+            let name = &spec.tasks.get(index.get())?.name;
+            match outcome {
+                Integration::Merged { commit, files } => {
+                    let short = &commit[..commit.len().min(10)];
+                    Some(format!("⇢ {name} merged ({} files, {short})", files.len()))
+                }
+                Integration::Unchanged { .. } => Some(format!("⇢ {name} changed nothing")),
+                Integration::Conflict { files } => Some(format!(
+                    "⚠ {name} conflicts in {}; runs again from the new tip",
+                    files.join(", ")
+                )),
+                Integration::VerifyFailed { .. } => Some(format!(
+                    "⚠ {name}: the integration verify failed; runs again from the new tip"
+                )),
+                Integration::Failed { message } => Some(format!("⚠ {name}: {message}")),
+            }
         }
         Change::Ignored { .. } | Change::Job { .. } => None,
     }

@@ -16,7 +16,7 @@
 use std::time::{Duration, Instant};
 
 use ordo_plumbing::failpoint;
-use ordo_proto::{Dispatch, Kill, Millis};
+use ordo_proto::{Dispatch, Integrate, Kill, Millis};
 
 use crate::engine::{Action, Change, Engine, Event, JobState, TaskState};
 use crate::store::{Batch, Store};
@@ -69,6 +69,8 @@ pub struct Turn {
     pub outbox: Vec<u64>,
     /// Attempts to kill, and (index and attempt `None`) jobs cancelled as a whole.
     pub kills: Vec<Kill>,
+    /// Integrations of worktree tasks to carry out (one per repository at a time).
+    pub integrations: Vec<Integrate>,
     /// A commit happened in this turn.
     pub committed: bool,
 }
@@ -83,6 +85,7 @@ pub struct Driver {
     urgent: bool,
     dispatches: Vec<Dispatch>,
     kills: Vec<Kill>,
+    integrations: Vec<Integrate>,
     /// When the oldest pending change was applied.
     oldest: Option<Instant>,
 }
@@ -96,6 +99,7 @@ impl Driver {
             urgent: false,
             dispatches: Vec::new(),
             kills: Vec::new(),
+            integrations: Vec::new(),
             oldest: None,
         }
     }
@@ -116,6 +120,7 @@ impl Driver {
             match a {
                 Action::Record(c) => self.record(c),
                 Action::Dispatch(d) => self.dispatches.push(d),
+                Action::Integrate(i) => self.integrations.push(i),
                 Action::Kill {
                     job,
                     index,
@@ -158,7 +163,8 @@ impl Driver {
     /// Whether the pending changes must be committed now. `force`: the caller needs a commit
     /// (a reply waits on it, the loop is stopping, a periodic flush).
     pub fn due(&self, force: bool) -> bool {
-        let acting = !self.dispatches.is_empty() || !self.kills.is_empty();
+        let acting =
+            !self.dispatches.is_empty() || !self.kills.is_empty() || !self.integrations.is_empty();
         let aged = self
             .oldest
             .is_some_and(|t| t.elapsed() >= self.policy.max_delay);
@@ -221,6 +227,7 @@ impl Driver {
         }
         turn.dispatches = dispatches;
         turn.kills = std::mem::take(&mut self.kills);
+        turn.integrations = std::mem::take(&mut self.integrations);
         Ok(turn)
     }
 }

@@ -13,7 +13,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::engine::{Change, Engine, Millis, TaskState};
+use crate::engine::{Change, Engine, Millis, TaskPhase, TaskState};
 
 type Labels = Vec<(String, String)>;
 
@@ -31,6 +31,7 @@ pub struct Metrics {
     total_slots: Gauge,
     commit_latency: Histogram,
     results: Family<Labels, Counter>,
+    integrations: Family<Labels, Counter>,
     dispatched_at: HashMap<(JobId, TaskIndex), Millis>,
 }
 
@@ -39,19 +40,6 @@ impl std::fmt::Debug for Metrics {
         f.debug_struct("Metrics").finish_non_exhaustive()
     }
 }
-
-const STATES: [&str; 10] = [
-    "pending",
-    "ready",
-    "dispatched",
-    "running",
-    "retry_wait",
-    "succeeded",
-    "failed",
-    "timed_out",
-    "cancelled",
-    "skipped",
-];
 
 impl Metrics {
     /// The metrics and the registry that exposes them.
@@ -66,6 +54,7 @@ impl Metrics {
             total_slots: Gauge::default(),
             commit_latency: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
             results: Family::default(),
+            integrations: Family::default(),
             dispatched_at: HashMap::new(),
         };
         let mut r = Registry::with_prefix("ordo");
@@ -104,6 +93,11 @@ impl Metrics {
             "redb_commit_seconds",
             "Latency of redb write transactions",
             m.commit_latency.clone(),
+        );
+        r.register(
+            "integrations",
+            "Integrations of worktree tasks, by outcome (merged, unchanged, conflict, ...)",
+            m.integrations.clone(),
         );
         r.register(
             "results",
@@ -151,6 +145,11 @@ impl Metrics {
                 Change::Ignored { .. } => {
                     self.results.get_or_create(&label("kind", "ignored")).inc();
                 }
+                Change::Integrated { outcome, .. } => {
+                    self.integrations
+                        .get_or_create(&label("outcome", outcome.name()))
+                        .inc();
+                }
                 Change::Job { .. } => {}
             }
         }
@@ -158,7 +157,8 @@ impl Metrics {
 
     /// Gauges sampled from the engine (live jobs only) and the live capacity.
     pub fn sample(&self, engine: &Engine, total_slots: u32) {
-        let mut counts: HashMap<&'static str, i64> = STATES.iter().map(|s| (*s, 0)).collect();
+        let mut counts: HashMap<&'static str, i64> =
+            TaskPhase::ALL.iter().map(|s| (s.name(), 0)).collect();
         for job in engine.job_ids() {
             for t in engine.tasks(&job).unwrap_or_default() {
                 *counts.entry(t.name()).or_default() += 1;

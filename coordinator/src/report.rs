@@ -51,7 +51,7 @@ pub fn gather(store: &Store, id: &JobId) -> Result<Option<ReportData>> {
         .history(id)?
         .into_iter()
         .filter(|h| match &h.change {
-            Change::Task { .. } | Change::Job { .. } => true,
+            Change::Task { .. } | Change::Job { .. } | Change::Integrated { .. } => true,
             Change::Attempt(_) => false,
             Change::Ignored { result, why, kind } => {
                 ignored_results.push(IgnoredResult {

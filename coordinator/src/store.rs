@@ -325,6 +325,7 @@ impl Store {
                         r.job
                     }
                     Change::Ignored { result, .. } => result.job,
+                    Change::Integrated { job, .. } => *job,
                     Change::Job {
                         job,
                         state,
@@ -947,7 +948,7 @@ mod tests {
                 match a {
                     Action::Record(c) => turn.0.push(c),
                     Action::Dispatch(d) => turn.1.push(d),
-                    Action::Kill { .. } => {}
+                    Action::Kill { .. } | Action::Integrate(_) => {}
                 }
             }
             turn

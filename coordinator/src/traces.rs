@@ -97,6 +97,28 @@ impl Traces {
                         ));
                     }
                 }
+                Change::Integrated {
+                    job,
+                    index,
+                    attempt,
+                    outcome,
+                    at,
+                    ..
+                } => {
+                    if let Some(j) = self.jobs.get_mut(job) {
+                        let name = j.task_names.get(index.get()).cloned().unwrap_or_default();
+                        let attrs = vec![
+                            KeyValue::new("ordo.task.name", name.clone()),
+                            KeyValue::new("ordo.task.attempt", attempt.0 as i64),
+                            KeyValue::new("ordo.integration.outcome", outcome.name()),
+                        ];
+                        j.events.push((
+                            *at,
+                            format!("integrated {name}: {}", outcome.name()),
+                            attrs,
+                        ));
+                    }
+                }
                 Change::Job { job, state, at, .. } => {
                     let Some(j) = self.jobs.get_mut(job) else {
                         continue;
@@ -138,6 +160,12 @@ impl Traces {
                     a.running = true;
                 }
                 *started
+            }
+            TaskState::Integrating { since, .. } => {
+                if let Some(a) = self.attempts.get_mut(&key) {
+                    a.events.push((*since, "integrating".into()));
+                }
+                *since
             }
             TaskState::RetryWait { until, .. } => self.end_attempt(tel, key, state, *until),
             TaskState::Succeeded { finished, .. }

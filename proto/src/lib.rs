@@ -6,6 +6,7 @@
 //!   them.
 //! - `clock`: the wall clock in milliseconds, read in one place.
 //! - `duration`: durations as job files write them (`7200`, `"90s"`, `"1h30m"`).
+//! - `globs`: write-set globs (`files`): checked, and compared for possible overlap.
 //! - `spec`: the job model (`JobSpec`, `Settings`, `TaskSpec`), also the canonical file format.
 //! - `validate`: every check a spec must pass, errors as data naming the tasks.
 //! - `dag`: the validated graph and its analyses (levels, critical path, makespan estimate).
@@ -20,6 +21,7 @@ pub mod api;
 pub mod clock;
 pub mod dag;
 pub mod duration;
+pub mod globs;
 pub mod ids;
 pub mod names;
 pub mod spec;
@@ -31,6 +33,9 @@ pub use clock::{Millis, now_ms};
 pub use dag::{Dag, Plan};
 pub use duration::Dur;
 pub use ids::{Attempt, AttemptRef, JobId, TaskIndex, TaskName, WorkerId};
-pub use spec::{ExecutionMode, JobSpec, Jump, Program, Settings, TaskSpec};
+pub use spec::{ExecutionMode, JobSpec, Jump, Program, Settings, TaskSpec, WorkspaceMode};
 pub use state::{JobState, TaskPhase};
-pub use wire::{Dispatch, Heartbeat, Kill, Outcome, TaskResult, Verify, WorkerEvent};
+pub use wire::{
+    Conflict, Dispatch, Heartbeat, Integrate, Integration, Kill, Outcome, TaskResult, Verify,
+    WorkerEvent, Workspace, WorkspaceResult,
+};

@@ -4,7 +4,7 @@
 //! job, workers as their generated id. Queue names are the one user-chosen token; validation
 //! restricts them to `[A-Za-z0-9_-]`.
 
-use crate::ids::{AttemptRef, JobId, TaskIndex, WorkerId};
+use crate::ids::{Attempt, AttemptRef, JobId, TaskIndex, TaskName, WorkerId};
 
 /// Queue of tasks that do not name one.
 pub const DEFAULT_QUEUE: &str = "default";
@@ -93,10 +93,123 @@ pub fn dispatch_msg_id(attempt: &AttemptRef) -> String {
     format!("{}.{}.{}", attempt.job, attempt.index, attempt.attempt)
 }
 
+/// Environment of an attempt in a workspace: the worktree it runs in.
+pub const ENV_WORKSPACE: &str = "ORDO_WORKSPACE";
+/// Environment of an attempt re-run after a conflict: the conflicting files, one per line.
+pub const ENV_CONFLICT_FILES: &str = "ORDO_CONFLICT_FILES";
+
+/// The first 8 characters of a job id: short, and unique enough within a repository.
+pub fn job8(job: &JobId) -> String {
+    job.to_string()[..8].to_string()
+}
+
+/// A git branch name component from user text: `[A-Za-z0-9._-]` kept, runs of anything else
+/// one `-`, no `-` or `.` at the ends, no `..`, at most 40 bytes, `task` when nothing is left.
+/// Valid in any ref name (`git check-ref-format`).
+pub fn ref_component(text: &str) -> String {
+    let mut out = String::new();
+    for c in text.chars() {
+        let keep = c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.';
+        let c = if keep { c } else { '-' };
+        let last = out.chars().last();
+        if (c == '-' && last == Some('-')) || (c == '.' && last == Some('.')) {
+            continue;
+        }
+        out.push(c);
+    }
+    out.truncate(40);
+    let out = out.trim_matches(|c| c == '-' || c == '.');
+    let out = out.strip_suffix(".lock").unwrap_or(out);
+    let out = out.trim_matches(|c| c == '-' || c == '.');
+    if out.is_empty() {
+        "task".to_string()
+    } else {
+        out.to_string()
+    }
+}
+
+/// The default integration branch of a job (DESIGN §10): `ordo/<job name>-<job8>`.
+pub fn integration_branch(job_name: &str, job: &JobId) -> String {
+    format!("ordo/{}-{}", ref_component(job_name), job8(job))
+}
+
+/// The branch of one attempt (DESIGN §10): `ordo/<job8>/<index>-<name>/<attempt>`.
+pub fn task_branch(job: &JobId, index: TaskIndex, name: &TaskName, attempt: Attempt) -> String {
+    format!(
+        "ordo/{}/{index}-{}/{attempt}",
+        job8(job),
+        ref_component(name.as_str())
+    )
+}
+
 /// Whether a queue name is a safe subject token.
 pub fn valid_queue(q: &str) -> bool {
     !q.is_empty()
         && q.len() <= 64
         && q.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Branch names from hostile user text stay valid ref names: the checks of
+    /// `git check-ref-format` that such text could break.
+    #[test]
+    fn branch_names_are_valid_refs_for_any_name() {
+        let job: JobId = "01890a5d-ac96-774b-bcce-b302099a8057".parse().unwrap();
+        for name in [
+            "build api",
+            "..",
+            "a..b",
+            "@{x}",
+            "~^:?*[\\",
+            "x.lock",
+            "-x-",
+            ".hidden",
+            "ünï",
+            "////",
+            "a/b",
+            "x".repeat(300).as_str(),
+            "-",
+            ".",
+        ] {
+            let b = task_branch(
+                &job,
+                TaskIndex(3),
+                &TaskName::new(name).unwrap(),
+                Attempt(2),
+            );
+            assert!(
+                b.starts_with("ordo/01890a5d/3-") && b.ends_with("/2"),
+                "{b}"
+            );
+            for part in b.split('/') {
+                assert!(!part.is_empty() && !part.starts_with('.') && !part.ends_with(".lock"));
+                assert!(!part.ends_with('.'), "{b}");
+            }
+            assert!(!b.contains("..") && !b.contains("@{"), "{b}");
+            assert!(
+                b.bytes()
+                    .all(|c| c.is_ascii_graphic() && !b"~^:?*[\\ ".contains(&c)),
+                "{b}"
+            );
+            let i = integration_branch(name, &job);
+            assert!(i.starts_with("ordo/") && i.ends_with("-01890a5d"), "{i}");
+        }
+        assert_eq!(
+            task_branch(
+                &job,
+                TaskIndex(0),
+                &TaskName::new("fix the API").unwrap(),
+                Attempt(1)
+            ),
+            "ordo/01890a5d/0-fix-the-API/1"
+        );
+        assert_eq!(
+            integration_branch("play plan", &job),
+            "ordo/play-plan-01890a5d"
+        );
+    }
 }

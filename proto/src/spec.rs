@@ -22,6 +22,32 @@ pub const DEFAULT_RETRY_BACKOFF: Duration = Duration::from_secs(1);
 pub const DEFAULT_AGENT_COMMAND: &[&str] = &["claude", "-p"];
 /// Iteration cap of a flow-jump job unless `allow_infinite_loops`.
 pub const DEFAULT_ITERATION_CAP: u32 = 1000;
+/// Integrations a task may try (conflicts and failed integration verifies re-run it).
+pub const DEFAULT_MAX_INTEGRATION_ATTEMPTS: u32 = 3;
+
+/// Where a job's attempts run (DESIGN §10).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WorkspaceMode {
+    /// In the working directory, as they are.
+    #[default]
+    None,
+    /// Each attempt in a git worktree of its own, integrated one at a time.
+    Worktree,
+}
+
+impl std::str::FromStr for WorkspaceMode {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "none" => Ok(WorkspaceMode::None),
+            "worktree" => Ok(WorkspaceMode::Worktree),
+            other => Err(format!(
+                "unknown workspace {other:?} (expected worktree or none)"
+            )),
+        }
+    }
+}
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -94,6 +120,24 @@ pub struct Settings {
     /// Environment added to every task (a task's own `env` wins).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub env: BTreeMap<String, String>,
+    /// `worktree`: every attempt in a git worktree of its own, integrated in order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workspace: Option<WorkspaceMode>,
+    /// The git repository the job changes (default: the working directory's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repository: Option<String>,
+    /// The integration branch (default `ordo/<job name>-<job8>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_branch: Option<String>,
+    /// What the integration branch starts from (default `HEAD`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<String>,
+    /// Run at each new integration head (default: the task's `verify_command`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub integration_verify: Option<String>,
+    /// Integrations a task may try (default 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_integration_attempts: Option<u32>,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -201,6 +245,10 @@ pub struct TaskSpec {
     /// Free-form metadata; foreign formats keep their extra fields here.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+    /// Write-set: globs of the files it may change; tasks whose sets may overlap never run at
+    /// the same time.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<String>,
 }
 
 /// What a task runs, resolved from `command` / `argv` / `prompt`.
@@ -247,6 +295,7 @@ impl TaskSpec {
             on_success: None,
             on_failure: None,
             labels: BTreeMap::new(),
+            files: Vec::new(),
         }
     }
 
@@ -294,6 +343,26 @@ impl JobSpec {
             .or(self.settings.retry_backoff)
             .map(|d| d.0)
             .unwrap_or(DEFAULT_RETRY_BACKOFF)
+    }
+
+    /// Attempts run in git worktrees (DESIGN §10).
+    pub fn uses_worktrees(&self) -> bool {
+        self.settings.workspace == Some(WorkspaceMode::Worktree)
+    }
+
+    pub fn max_integration_attempts(&self) -> u32 {
+        self.settings
+            .max_integration_attempts
+            .unwrap_or(DEFAULT_MAX_INTEGRATION_ATTEMPTS)
+            .max(1)
+    }
+
+    /// The command run at a new integration head for task `t`, if any.
+    pub fn integration_verify(&self, t: &TaskSpec) -> Option<String> {
+        self.settings
+            .integration_verify
+            .clone()
+            .or_else(|| t.verify_command.clone())
     }
 
     pub fn iteration_cap(&self) -> Option<u32> {

@@ -4,9 +4,9 @@
 //! carries no data, so the engine uses this one.
 //!
 //! ```text
-//! pending → ready → dispatched → running → succeeded | failed | timed_out | cancelled
-//!              ↑                    │
-//!              └──── retry_wait ←───┘ (attempts left)
+//! pending → ready → dispatched → running → (integrating) → succeeded | failed | timed_out
+//!              ↑                    │            │                        | cancelled
+//!              └──── retry_wait ←───┘ ←──────────┘ (attempts left; a conflict re-runs)
 //! pending | ready | retry_wait → skipped | cancelled
 //! ```
 
@@ -22,6 +22,8 @@ pub enum TaskPhase {
     Ready,
     Dispatched,
     Running,
+    /// Its attempt succeeded in a worktree; its change waits for (or is in) integration.
+    Integrating,
     RetryWait,
     Succeeded,
     Failed,
@@ -31,11 +33,12 @@ pub enum TaskPhase {
 }
 
 impl TaskPhase {
-    pub const ALL: [TaskPhase; 10] = [
+    pub const ALL: [TaskPhase; 11] = [
         TaskPhase::Pending,
         TaskPhase::Ready,
         TaskPhase::Dispatched,
         TaskPhase::Running,
+        TaskPhase::Integrating,
         TaskPhase::RetryWait,
         TaskPhase::Succeeded,
         TaskPhase::Failed,
@@ -50,6 +53,7 @@ impl TaskPhase {
             TaskPhase::Ready => "ready",
             TaskPhase::Dispatched => "dispatched",
             TaskPhase::Running => "running",
+            TaskPhase::Integrating => "integrating",
             TaskPhase::RetryWait => "retry_wait",
             TaskPhase::Succeeded => "succeeded",
             TaskPhase::Failed => "failed",
@@ -70,6 +74,7 @@ impl TaskPhase {
             | TaskPhase::Ready
             | TaskPhase::Dispatched
             | TaskPhase::Running
+            | TaskPhase::Integrating
             | TaskPhase::RetryWait => false,
         }
     }

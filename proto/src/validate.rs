@@ -154,6 +154,53 @@ fn check_settings(spec: &JobSpec, errors: &mut Vec<Error>) {
             message: format!("{field} {NUL_MESSAGE}"),
         });
     }
+    if s.max_integration_attempts == Some(0) {
+        errors.push(Error::BadSetting {
+            message: "max_integration_attempts must be at least 1".into(),
+        });
+    }
+    if let Some(b) = &s.target_branch
+        && !valid_branch(b)
+    {
+        errors.push(Error::BadSetting {
+            message: format!("target_branch {b:?} is not a valid git branch name"),
+        });
+    }
+    let worktree_only = [
+        ("repository", s.repository.is_some()),
+        ("target_branch", s.target_branch.is_some()),
+        ("base", s.base.is_some()),
+        ("integration_verify", s.integration_verify.is_some()),
+        (
+            "max_integration_attempts",
+            s.max_integration_attempts.is_some(),
+        ),
+    ];
+    if !spec.uses_worktrees() {
+        for (field, _) in worktree_only.into_iter().filter(|(_, set)| *set) {
+            errors.push(Error::BadSetting {
+                message: format!("{field} needs workspace = \"worktree\""),
+            });
+        }
+    }
+}
+
+/// What `git check-ref-format --branch` would refuse, checked without git.
+fn valid_branch(b: &str) -> bool {
+    !b.is_empty()
+        && !b.starts_with('-')
+        && !b.starts_with('/')
+        && !b.ends_with('/')
+        && !b.ends_with('.')
+        && !b.contains("..")
+        && !b.contains("@{")
+        && !b.contains("//")
+        && b != "@"
+        && !b
+            .chars()
+            .any(|c| c.is_control() || c == ' ' || "~^:?*[\\".contains(c))
+        && b.split('/')
+            .all(|p| !p.starts_with('.') && !p.ends_with(".lock"))
 }
 
 /// What is said of a field holding a NUL byte.
@@ -224,6 +271,14 @@ fn check_task(
             task: task(),
             message: format!("{field} {NUL_MESSAGE}"),
         });
+    }
+    for glob in &t.files {
+        if let Err(why) = crate::globs::check(glob) {
+            errors.push(Error::BadValue {
+                task: task(),
+                message: format!("files: {why}"),
+            });
+        }
     }
     if t.max_attempts == Some(0) {
         errors.push(Error::BadValue {

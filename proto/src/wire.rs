@@ -108,6 +108,21 @@ pub struct Integrate {
     pub env: BTreeMap<String, String>,
     #[serde(default)]
     pub timeout: Option<Duration>,
+    /// The task has no integration attempt left: keep its worktree if this one fails.
+    #[serde(default)]
+    pub last: bool,
+}
+
+impl Integration {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Integration::Merged { .. } => "merged",
+            Integration::Unchanged { .. } => "unchanged",
+            Integration::Conflict { .. } => "conflict",
+            Integration::VerifyFailed { .. } => "verify_failed",
+            Integration::Failed { .. } => "failed",
+        }
+    }
 }
 
 /// How an integration ended. The branch moved only for `Merged`.

@@ -10,12 +10,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ordo_proto::{
-    Attempt, Dag, Dispatch, ExecutionMode, JobId, JobSpec, Jump, Outcome, TaskIndex, TaskResult,
-    TaskSpec, Verify, WorkerId,
+    Attempt, Dag, Dispatch, ExecutionMode, Integrate, Integration, JobId, JobSpec, Jump, Outcome,
+    TaskIndex, TaskResult, TaskSpec, Verify, WorkerId, names,
 };
 
 use super::pool::{Fit, Need, Pools};
 use super::state::{JobState, Millis, TaskPhase, TaskState};
+use super::workspace::{Verdict, Workspaces, write_set_locks};
 use super::{Action, Change, Ignore, JobOptions, SavedTask};
 
 /// Longest wait between two attempts, whatever the backoff says.
@@ -67,6 +68,10 @@ pub(crate) struct Job {
     cancelled: bool,
     iterations: u32,
     rng: u64,
+    /// Each task's locks: its own, its write-set's, and those of tasks it conflicted with.
+    locks: Vec<Vec<String>>,
+    /// Jobs with `workspace = "worktree"`: integration.
+    ws: Option<Workspaces>,
 }
 
 impl Job {
@@ -123,6 +128,8 @@ impl Job {
             cancelled: false,
             iterations: 0,
             rng: options.seed ^ u64::from_le_bytes(id.as_bytes()[8..].try_into().unwrap()) | 1,
+            locks: write_set_locks(&id, &spec),
+            ws: Workspaces::new(&id, &spec),
             spec,
             dag,
         };
@@ -152,7 +159,12 @@ impl Job {
     /// Resumes from stored records. Attempts in flight stay in flight (a worker may still
     /// report them; the local runner requeues them); the rest is recomputed from the DAG.
     fn restore(&mut self, saved: Vec<SavedTask>, now: Millis, out: &mut Vec<Action>) {
-        for (t, s) in saved.into_iter().enumerate() {
+        for (t, mut s) in saved.into_iter().enumerate() {
+            // Integrating when the last process died: its worktree result is not at hand, so
+            // the task runs again (an integration already made merges as nothing new).
+            if matches!(s.state, TaskState::Integrating { .. }) {
+                s.state = TaskState::Pending;
+            }
             self.attempts[t] = s.attempts;
             // A task started over (`ordo retry`) gets its whole retry budget again.
             self.tries[t] = if s.state == TaskState::Pending {
@@ -416,7 +428,7 @@ impl Job {
                 }
                 continue;
             }
-            match pools.fits(&need, &task.locks) {
+            match pools.fits(&need, &self.locks[t as usize]) {
                 Fit::Yes => self.dispatch(t, need, now, pools, out),
                 Fit::Wait if barrier => break,
                 Fit::Wait => continue,
@@ -449,7 +461,7 @@ impl Job {
             self.end_for_good(t, Outcome::Failed, "nothing to run".into(), now, out);
             return;
         };
-        pools.take(&need, &task.locks);
+        pools.take(&need, &self.locks[t as usize]);
         let need = need.clone();
         if task.exclusive {
             self.exclusive_active = true;
@@ -459,7 +471,7 @@ impl Job {
         self.tries[t as usize] += 1;
         self.deliveries[t as usize] = 0;
         let attempt = Attempt(self.attempts[t as usize]);
-        let dispatch = Dispatch {
+        let mut dispatch = Dispatch {
             job: self.id,
             task: task.name.clone(),
             index: TaskIndex(t),
@@ -482,6 +494,9 @@ impl Job {
             memory_mb: need.memory_mb,
             workspace: None,
         };
+        if let Some(ws) = &self.ws {
+            ws.decorate(&mut dispatch, task.is_prompt());
+        }
         self.set_job_state(JobState::Running, now, None, out);
         self.set_state(t, TaskState::Dispatched { attempt, at: now }, out);
         out.push(Action::Dispatch(dispatch));
@@ -561,7 +576,7 @@ impl Job {
         let spec = Arc::clone(&self.spec);
         let task = &spec.tasks[t as usize];
         let need = need_of(&spec, task);
-        pools.release(&need, &task.locks);
+        pools.release(&need, &self.locks[t as usize]);
         if task.exclusive {
             self.exclusive_active = false;
         }
@@ -591,9 +606,127 @@ impl Job {
         self.deliveries[t as usize] = 0;
         self.release(t, pools);
         let outcome = result.outcome;
-        let message = result.message.clone();
+        let mut message = result.message.clone();
+        let worktree = result.workspace.clone();
+        let attempt = result.attempt;
         out.push(Action::Record(Change::Attempt(result)));
+        if outcome.is_success()
+            && let Some(ws) = &mut self.ws
+        {
+            // Succeeded in its worktree: it is done once its change is integrated.
+            match worktree {
+                _ if self.cancelled => message = "cancelled before it was integrated".into(),
+                Some(w) => {
+                    ws.finished(t, w);
+                    let state = TaskState::Integrating {
+                        attempt,
+                        since: now,
+                    };
+                    self.set_state(t, state, out);
+                    return;
+                }
+                None => message = "the executor reported no worktree for this attempt".into(),
+            }
+            self.end_attempt(t, Outcome::Failed, message, now, out);
+            return;
+        }
         self.end_attempt(t, outcome, message, now, out);
+    }
+
+    /// The next integration of this job to start, if its repository is free (`busy`).
+    pub(crate) fn next_integration(&mut self) -> Option<Integrate> {
+        let attempts = &self.attempts;
+        self.ws
+            .as_mut()?
+            .next(self.id, &self.spec, |t| Attempt(attempts[t as usize]))
+    }
+
+    /// The locks task `name` takes (tests).
+    #[cfg(test)]
+    pub(crate) fn locks_of(&self, name: &str) -> &[String] {
+        let t = self
+            .dag
+            .names
+            .iter()
+            .position(|n| n.as_str() == name)
+            .unwrap();
+        &self.locks[t]
+    }
+
+    /// The repository this job integrates into, if it uses worktrees.
+    pub(crate) fn repository(&self) -> Option<&str> {
+        self.ws.as_ref().map(Workspaces::repository)
+    }
+
+    /// An integration ended (fenced: only the one in flight for the attempt integrating).
+    pub(crate) fn integrated(
+        &mut self,
+        t: u32,
+        attempt: Attempt,
+        outcome: Integration,
+        now: Millis,
+        out: &mut Vec<Action>,
+    ) {
+        let Some(ws) = &mut self.ws else { return };
+        if !ws.is_in_flight(t) {
+            return;
+        }
+        let names = &self.dag.names;
+        let current = matches!(
+            self.tasks.get(t as usize),
+            Some(TaskState::Integrating { attempt: a, .. }) if *a == attempt
+        );
+        let verdict = ws.ended(t, &outcome, names);
+        let branch = names::task_branch(&self.id, TaskIndex(t), &names[t as usize], attempt);
+        out.push(Action::Record(Change::Integrated {
+            job: self.id,
+            index: TaskIndex(t),
+            attempt,
+            branch,
+            outcome,
+            at: now,
+        }));
+        if !current {
+            // Cancelled while it integrated: the outcome is recorded, nothing else changes.
+            return;
+        }
+        match verdict {
+            Verdict::Done => {
+                let state = TaskState::Succeeded {
+                    attempt,
+                    finished: now,
+                };
+                self.set_state(t, state, out);
+                self.after_end(t, true, now, out);
+            }
+            Verdict::Again { with } => {
+                if let Some(w) = with {
+                    let lock = format!("{}/conflict/{}/{}", self.id, t.min(w), t.max(w));
+                    for x in [t, w] {
+                        if !self.locks[x as usize].contains(&lock) {
+                            self.locks[x as usize].push(lock.clone());
+                        }
+                    }
+                }
+                // A conflict does not spend an attempt.
+                self.tries[t as usize] = self.tries[t as usize].saturating_sub(1);
+                match self.stop.clone() {
+                    Some(reason) => {
+                        let state = TaskState::Cancelled {
+                            finished: now,
+                            reason,
+                        };
+                        self.set_state(t, state, out);
+                    }
+                    None => self.make_ready(t, now, out),
+                }
+            }
+            Verdict::Fail { reason } => {
+                self.tries[t as usize] = self.spec.max_attempts(self.task(t));
+                self.end_for_good(t, Outcome::Failed, reason, now, out);
+            }
+        }
+        self.check_done(now, out);
     }
 
     pub(crate) fn lost(
@@ -860,6 +993,9 @@ impl Job {
                     attempt,
                 });
             } else if !st.is_terminal() {
+                if let Some(ws) = &mut self.ws {
+                    ws.forget(s);
+                }
                 let state = TaskState::Cancelled {
                     finished: now,
                     reason: reason.clone(),

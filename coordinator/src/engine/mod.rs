@@ -20,12 +20,14 @@ mod pool;
 mod state;
 #[cfg(test)]
 mod tests;
+mod workspace;
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
 use ordo_proto::{
-    Attempt, Dag, Dispatch, ExecutionMode, JobId, JobSpec, TaskIndex, TaskResult, WorkerId,
+    Attempt, Dag, Dispatch, ExecutionMode, Integrate, Integration, JobId, JobSpec, TaskIndex,
+    TaskResult, WorkerId,
 };
 use serde::{Deserialize, Serialize};
 
@@ -80,6 +82,13 @@ pub enum Event {
     Capacity {
         queue: String,
         capacity: Capacity,
+    },
+    /// An integration of a task in a worktree ended (DESIGN §10).
+    Integrated {
+        job: JobId,
+        index: TaskIndex,
+        attempt: Attempt,
+        outcome: Integration,
     },
     /// A job that ended before this engine started (a restarted coordinator): its records,
     /// remembered so that late results for it are classified (stale, duplicate) like those of
@@ -140,6 +149,9 @@ pub enum Action {
     },
     /// Persist and show this change.
     Record(Change),
+    /// Integrate this task's worktree branch into the job's integration branch; the outcome
+    /// comes back as `Event::Integrated`. One at a time per repository.
+    Integrate(Integrate),
 }
 
 /// A state change, to be written to the store (task record, history) and shown.
@@ -166,6 +178,15 @@ pub enum Change {
         at: Millis,
         /// Why a job failed or was cancelled.
         reason: Option<String>,
+    },
+    /// An integration ended: the attempt's task branch and what became of it.
+    Integrated {
+        job: JobId,
+        index: TaskIndex,
+        attempt: Attempt,
+        branch: String,
+        outcome: Integration,
+        at: Millis,
     },
 }
 
@@ -208,6 +229,8 @@ pub struct Engine {
     /// Ended jobs, oldest first, and how many task fences they hold.
     ended_order: VecDeque<JobId>,
     ended_tasks: usize,
+    /// Repositories with an integration in flight, and whose.
+    integrating: HashMap<String, (JobId, TaskIndex)>,
 }
 
 impl Engine {
@@ -365,6 +388,17 @@ impl Engine {
                 }
             }
             Event::Capacity { queue, capacity } => self.pools.set(&queue, capacity),
+            Event::Integrated {
+                job,
+                index,
+                attempt,
+                outcome,
+            } => {
+                self.integrating.retain(|_, busy| *busy != (job, index));
+                if let Some(j) = self.jobs.get_mut(&job) {
+                    j.integrated(index.0, attempt, outcome, now, out);
+                }
+            }
             Event::Ended { job, saved } => {
                 if !self.jobs.contains_key(&job) {
                     let fences = saved
@@ -387,6 +421,20 @@ impl Engine {
     fn schedule(&mut self, now: Millis, out: &mut Vec<Action>) {
         for job in self.jobs.values_mut() {
             job.schedule(now, &mut self.pools, out);
+        }
+        // One integration at a time per repository, jobs in submission order.
+        for (id, job) in self.jobs.iter_mut() {
+            let Some(repo) = job.repository() else {
+                continue;
+            };
+            if self.integrating.contains_key(repo) {
+                continue;
+            }
+            let repo = repo.to_string();
+            if let Some(req) = job.next_integration() {
+                self.integrating.insert(repo, (*id, req.index));
+                out.push(Action::Integrate(req));
+            }
         }
     }
 }

@@ -33,6 +33,11 @@ pub enum TaskState {
         worker: WorkerId,
         started: Millis,
     },
+    /// The attempt succeeded in its worktree; its change waits for (or is in) integration.
+    Integrating {
+        attempt: Attempt,
+        since: Millis,
+    },
     /// The attempt failed and another is allowed after `until`.
     RetryWait {
         attempt: Attempt,
@@ -69,6 +74,7 @@ impl TaskState {
             TaskState::Ready { .. } => TaskPhase::Ready,
             TaskState::Dispatched { .. } => TaskPhase::Dispatched,
             TaskState::Running { .. } => TaskPhase::Running,
+            TaskState::Integrating { .. } => TaskPhase::Integrating,
             TaskState::RetryWait { .. } => TaskPhase::RetryWait,
             TaskState::Succeeded { .. } => TaskPhase::Succeeded,
             TaskState::Failed { .. } => TaskPhase::Failed,

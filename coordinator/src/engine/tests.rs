@@ -35,6 +35,7 @@ struct Harness {
     in_flight: Vec<Dispatch>,
     dispatched: Vec<String>,
     killed: Vec<u32>,
+    integrations: Vec<ordo_proto::Integrate>,
     job_state: Option<JobState>,
     /// Each task's last recorded state (kept after the engine drops a finished job).
     recorded: HashMap<u32, TaskState>,
@@ -54,6 +55,7 @@ impl Harness {
             in_flight: Vec::new(),
             dispatched: Vec::new(),
             killed: Vec::new(),
+            integrations: Vec::new(),
             job_state: None,
             recorded: HashMap::new(),
         };
@@ -80,6 +82,7 @@ impl Harness {
                     self.in_flight.push(d.clone());
                 }
                 Action::Kill { index, .. } => self.killed.push(index.0),
+                Action::Integrate(i) => self.integrations.push(i.clone()),
                 Action::Record(Change::Job { state, .. }) => self.job_state = Some(*state),
                 Action::Record(Change::Task { index, state, .. }) => {
                     self.recorded.insert(index.0, state.clone());
@@ -1211,6 +1214,9 @@ impl Sim {
                 );
             }
             Action::Record(Change::Ignored { .. }) => {}
+            Action::Integrate(_) | Action::Record(Change::Integrated { .. }) => {
+                panic!("round {round}: the model's jobs use no worktrees")
+            }
             Action::Record(Change::Job { job, state, .. }) => {
                 let flying = self.flights.keys().any(|(j, _)| j == job);
                 let m = self.jobs.get_mut(job).unwrap();
@@ -1722,4 +1728,194 @@ fn results_for_ended_jobs_are_classified_from_the_engines_own_fences() {
     // A job the engine never heard of.
     let fresh = Engine::new().apply(h.now, Event::Finished(older));
     assert_eq!(ignored(&fresh).map(|i| i.0), Some(Ignore::Unknown));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Agent workspaces (DESIGN §10): integration order, conflicts, write-sets.
+
+fn worktree_spec(tasks: Vec<TaskSpec>) -> JobSpec {
+    let mut s = spec(tasks);
+    s.settings.workspace = Some(ordo_proto::WorkspaceMode::Worktree);
+    s.settings.repository = Some("/repo".into());
+    s
+}
+
+impl Harness {
+    /// Finishes `name` successfully in its worktree, having changed `files`.
+    fn finish_in_worktree(&mut self, name: &str, files: &[&str]) -> Vec<Action> {
+        let pos = self
+            .in_flight
+            .iter()
+            .position(|d| d.task.as_str() == name)
+            .unwrap_or_else(|| panic!("{name} is not in flight: {:?}", self.in_flight));
+        let d = self.in_flight.remove(pos);
+        let ws = d
+            .workspace
+            .clone()
+            .expect("a worktree job's dispatch names its worktree");
+        let mut r = self.result(&d, Outcome::Succeeded);
+        r.workspace = Some(Box::new(ordo_proto::WorkspaceResult {
+            branch: ws.task_branch,
+            base_commit: "base".into(),
+            head: format!("head-of-{name}"),
+            files: files.iter().map(|f| f.to_string()).collect(),
+            worktree: format!("/wt/{name}"),
+        }));
+        self.apply(Event::Finished(r))
+    }
+
+    /// Ends the integration in flight (the oldest one not yet ended) with `outcome`.
+    fn integrated(&mut self, outcome: ordo_proto::Integration) -> Vec<Action> {
+        let i = self.integrations.remove(0);
+        self.apply(Event::Integrated {
+            job: i.job,
+            index: i.index,
+            attempt: i.attempt,
+            outcome,
+        })
+    }
+}
+
+fn merged(files: &[&str]) -> ordo_proto::Integration {
+    ordo_proto::Integration::Merged {
+        commit: "c0ffee".into(),
+        files: files.iter().map(|f| f.to_string()).collect(),
+    }
+}
+
+/// A task that succeeded in its worktree is `integrating`, not succeeded: its dependents wait
+/// for its integration, and integrations go one at a time, in the order tasks finished.
+#[test]
+fn worktree_tasks_integrate_one_at_a_time_before_their_dependents_start() {
+    let mut h = Harness::new(
+        worktree_spec(vec![task("a", &[]), task("b", &[]), task("c", &["a"])]),
+        4,
+    );
+    assert_eq!(h.running(), ["a", "b"]);
+    let ws = h.in_flight[0].workspace.clone().unwrap();
+    assert_eq!(ws.repository, "/repo");
+    assert!(ws.integration_branch.starts_with("ordo/test-"), "{ws:?}");
+    assert!(ws.task_branch.ends_with("/0-a/1"), "{ws:?}");
+
+    h.finish_in_worktree("b", &["b.txt"]);
+    h.finish_in_worktree("a", &["a.txt"]);
+    assert!(matches!(h.state(0), TaskState::Integrating { .. }));
+    assert!(matches!(h.state(1), TaskState::Integrating { .. }));
+    assert!(h.running().is_empty(), "c waits for a's integration");
+    assert_eq!(h.integrations.len(), 1, "one integration at a time");
+    assert_eq!(
+        h.integrations[0].task.as_str(),
+        "b",
+        "in the order tasks finished"
+    );
+    assert_eq!(h.integrations[0].head, "head-of-b");
+
+    h.integrated(merged(&["b.txt"]));
+    assert!(matches!(h.state(1), TaskState::Succeeded { .. }));
+    assert_eq!(h.integrations.len(), 1);
+    assert_eq!(h.integrations[0].task.as_str(), "a");
+    assert!(h.running().is_empty());
+    h.integrated(merged(&["a.txt"]));
+    assert_eq!(h.running(), ["c"], "c starts once a is integrated");
+    h.finish_in_worktree("c", &[]);
+    h.integrated(ordo_proto::Integration::Unchanged {
+        commit: "c0ffee".into(),
+    });
+    assert_eq!(h.job_state, Some(JobState::Succeeded));
+}
+
+/// A conflict sends the task back without spending an attempt (it had one), tells its next
+/// attempt the files and the task it collided with, and keeps the two apart from then on;
+/// past `max_integration_attempts` it fails naming both.
+#[test]
+fn a_conflict_reruns_the_task_and_past_the_bound_it_fails_naming_files_and_task() {
+    let mut s = worktree_spec(vec![task("a", &[]), task("b", &[])]);
+    s.settings.max_integration_attempts = Some(2);
+    s.tasks[1].prompt = Some("edit it".into());
+    s.tasks[1].command = None;
+    s.settings.agent_command = Some(vec!["agent".into()]);
+    let mut h = Harness::new(s, 4);
+    h.finish_in_worktree("a", &["same.txt"]);
+    h.integrated(merged(&["same.txt"]));
+    h.finish_in_worktree("b", &["same.txt"]);
+    h.integrated(ordo_proto::Integration::Conflict {
+        files: vec!["same.txt".into()],
+    });
+    assert_eq!(
+        h.running(),
+        ["b"],
+        "b runs again although max_attempts is 1"
+    );
+    let d = h.in_flight[0].clone();
+    assert_eq!(d.attempt, Attempt(2));
+    assert_eq!(
+        d.env.get("ORDO_CONFLICT_FILES").map(String::as_str),
+        Some("same.txt")
+    );
+    let conflict = d.workspace.as_ref().unwrap().conflict.clone().unwrap();
+    assert_eq!(conflict.with.as_ref().map(|n| n.as_str()), Some("a"));
+    let ordo_proto::Program::Argv(argv) = &d.program else {
+        panic!("a prompt runs as argv")
+    };
+    let prompt = argv.last().unwrap();
+    assert!(
+        prompt.starts_with("edit it") && prompt.contains("same.txt") && prompt.contains("'a'"),
+        "{prompt}"
+    );
+    h.finish_in_worktree("b", &["same.txt"]);
+    h.integrated(ordo_proto::Integration::Conflict {
+        files: vec!["same.txt".into()],
+    });
+    match h.state(1) {
+        TaskState::Failed { reason, .. } => {
+            assert!(
+                reason.contains("same.txt") && reason.contains("'a'") && reason.contains('2'),
+                "{reason}"
+            );
+        }
+        other => panic!("b should have failed: {other:?}"),
+    }
+    assert_eq!(h.job_state, Some(JobState::Failed));
+}
+
+/// Two tasks that once conflicted share a lock from then on, so they never run at the same
+/// time again in this job (if either runs again); nothing else is locked.
+#[test]
+fn a_conflict_locks_the_two_tasks_together() {
+    let mut h = Harness::new(
+        worktree_spec(vec![task("a", &[]), task("b", &[]), task("c", &[])]),
+        4,
+    );
+    h.finish_in_worktree("a", &["x"]);
+    h.finish_in_worktree("b", &["x"]);
+    h.finish_in_worktree("c", &["y"]);
+    h.integrated(merged(&["x"])); // a
+    h.integrated(ordo_proto::Integration::Conflict {
+        files: vec!["x".into()],
+    }); // b, against a
+    let job = h.engine.jobs.values().next().unwrap();
+    let (a, b, c) = (job.locks_of("a"), job.locks_of("b"), job.locks_of("c"));
+    assert_eq!(a.len(), 1, "{a:?}");
+    assert_eq!(a, b, "a and b share the lock");
+    assert!(c.is_empty(), "c conflicted with nobody: {c:?}");
+    assert_eq!(h.running(), ["b"], "b runs again, alone");
+}
+
+/// Tasks whose `files` may overlap never run at the same time; disjoint ones run together.
+#[test]
+fn overlapping_write_sets_serialise_and_disjoint_ones_run_together() {
+    let mut s = spec(vec![
+        task("api", &[]),
+        task("api-tests", &[]),
+        task("docs", &[]),
+    ]);
+    s.tasks[0].files = vec!["src/api/**".into()];
+    s.tasks[1].files = vec!["src/api/tests.rs".into()];
+    s.tasks[2].files = vec!["docs/*.md".into()];
+    let mut h = Harness::new(s, 4);
+    assert_eq!(h.running(), ["api", "docs"], "api-tests waits for api");
+    h.finish("api", Outcome::Succeeded);
+    let mut running = h.running();
+    running.sort();
+    assert_eq!(running, ["api-tests", "docs"]);
 }

@@ -79,6 +79,17 @@ impl Service {
 
     async fn submit(&mut self, now: Millis, body: &[u8]) -> Reply {
         let req: api::SubmitRequest = parse(body)?;
+        if req.spec.uses_worktrees() {
+            // The cluster cannot integrate yet (issue 15: cache clones, pushed branches).
+            return Err(ApiError::new(
+                ErrorKind::Invalid,
+                format!(
+                    "{}: workspace = \"worktree\" runs on one machine for now (`ordo run`); \
+                     a cluster cannot integrate worktrees yet",
+                    req.spec.name
+                ),
+            ));
+        }
         let dag = validate(&req.spec).map_err(|errs| {
             let text: Vec<String> = errs
                 .iter()

@@ -1,0 +1,258 @@
+//! Agent workspaces in the engine (DESIGN §10), still without I/O: which attempt runs in which
+//! worktree branch, the integration queue of a job (one integration at a time per repository,
+//! in the order tasks finish), what a conflict does (the task runs again from the new tip, the
+//! two tasks never run together again), and the write-set locks that keep tasks whose `files`
+//! may overlap apart. The git work itself is the executor's (`worker::workspace`).
+
+use std::collections::VecDeque;
+
+use ordo_proto::{
+    Attempt, Conflict, Dispatch, Integrate, Integration, JobId, JobSpec, TaskIndex, TaskName,
+    Verify, Workspace, WorkspaceResult, globs, names,
+};
+
+/// Tasks declaring `files` beyond this many are all serialised with one lock (the pairwise
+/// comparison is quadratic).
+const MAX_PAIRWISE_WRITE_SETS: usize = 2000;
+
+/// Locks that keep apart the tasks whose write-sets may overlap: one per overlapping pair,
+/// named after the job so they never meet another job's.
+pub(crate) fn write_set_locks(job: &JobId, spec: &JobSpec) -> Vec<Vec<String>> {
+    let mut locks: Vec<Vec<String>> = spec.tasks.iter().map(|t| t.locks.clone()).collect();
+    let declared: Vec<usize> = (0..spec.tasks.len())
+        .filter(|&i| !spec.tasks[i].files.is_empty())
+        .collect();
+    if declared.len() > MAX_PAIRWISE_WRITE_SETS {
+        for &i in &declared {
+            locks[i].push(format!("{job}/files"));
+        }
+        return locks;
+    }
+    for (n, &i) in declared.iter().enumerate() {
+        for &j in &declared[n + 1..] {
+            let (a, b) = (&spec.tasks[i].files, &spec.tasks[j].files);
+            if a.iter().any(|x| b.iter().any(|y| globs::may_overlap(x, y))) {
+                let lock = format!("{job}/files/{i}/{j}");
+                locks[i].push(lock.clone());
+                locks[j].push(lock);
+            }
+        }
+    }
+    locks
+}
+
+/// What a job with `workspace = "worktree"` keeps about integration.
+#[derive(Debug)]
+pub(crate) struct Workspaces {
+    repository: String,
+    integration_branch: String,
+    base: String,
+    max_tries: u32,
+    /// Per task: the worktree result waiting for (or in) integration.
+    pending: Vec<Option<Box<WorkspaceResult>>>,
+    /// Per task: integrations tried.
+    tries: Vec<u32>,
+    /// Per task: the last conflict, told to its next attempt.
+    conflict: Vec<Option<Conflict>>,
+    /// Tasks waiting for integration, in the order they finished.
+    queue: VecDeque<u32>,
+    /// The task being integrated.
+    in_flight: Option<u32>,
+    /// The files each integrated task changed on the branch, oldest first.
+    integrated: Vec<(u32, Vec<String>)>,
+}
+
+/// What an integration outcome means for its task.
+pub(crate) enum Verdict {
+    /// On the branch: the task succeeded.
+    Done,
+    /// Run the task again from the new tip (without spending an attempt); keep it apart from
+    /// `with` from now on.
+    Again { with: Option<u32> },
+    /// No integration attempt left.
+    Fail { reason: String },
+}
+
+impl Workspaces {
+    pub(crate) fn new(job: &JobId, spec: &JobSpec) -> Option<Workspaces> {
+        if !spec.uses_worktrees() {
+            return None;
+        }
+        let s = &spec.settings;
+        let n = spec.tasks.len();
+        Some(Workspaces {
+            // The CLI resolves the default (the working directory's repository) before
+            // submitting; "." is what is left when nothing did.
+            repository: s.repository.clone().unwrap_or_else(|| ".".into()),
+            integration_branch: s
+                .target_branch
+                .clone()
+                .unwrap_or_else(|| names::integration_branch(&spec.name, job)),
+            base: s.base.clone().unwrap_or_else(|| "HEAD".into()),
+            max_tries: spec.max_integration_attempts(),
+            pending: vec![None; n],
+            tries: vec![0; n],
+            conflict: vec![None; n],
+            queue: VecDeque::new(),
+            in_flight: None,
+            integrated: Vec::new(),
+        })
+    }
+
+    pub(crate) fn repository(&self) -> &str {
+        &self.repository
+    }
+
+    /// Puts the attempt in its worktree: branch, and what its last conflict was (in
+    /// `ORDO_CONFLICT_FILES` and, for a prompt, a note at the end of the prompt).
+    pub(crate) fn decorate(&self, d: &mut Dispatch, prompt: bool) {
+        let t = d.index.get();
+        let conflict = self.conflict[t].clone();
+        if let Some(c) = &conflict {
+            d.env
+                .insert(names::ENV_CONFLICT_FILES.into(), c.files.join("\n"));
+            if prompt
+                && let ordo_proto::Program::Argv(argv) = &mut d.program
+                && let Some(last) = argv.last_mut()
+            {
+                last.push_str(&conflict_note(c));
+            }
+        }
+        d.workspace = Some(Workspace {
+            repository: self.repository.clone(),
+            integration_branch: self.integration_branch.clone(),
+            base: self.base.clone(),
+            task_branch: names::task_branch(&d.job, d.index, &d.task, d.attempt),
+            conflict,
+        });
+    }
+
+    /// An attempt succeeded in its worktree: its change waits for integration.
+    pub(crate) fn finished(&mut self, t: u32, result: Box<WorkspaceResult>) {
+        self.pending[t as usize] = Some(result);
+        self.queue.push_back(t);
+    }
+
+    /// The next integration to start, if none is in flight.
+    pub(crate) fn next(
+        &mut self,
+        job: JobId,
+        spec: &JobSpec,
+        attempt: impl Fn(u32) -> Attempt,
+    ) -> Option<Integrate> {
+        if self.in_flight.is_some() {
+            return None;
+        }
+        while let Some(t) = self.queue.pop_front() {
+            let Some(ws) = self.pending[t as usize].as_ref() else {
+                continue;
+            };
+            let task = &spec.tasks[t as usize];
+            self.in_flight = Some(t);
+            self.tries[t as usize] += 1;
+            return Some(Integrate {
+                job,
+                task: task.name.clone(),
+                index: TaskIndex(t),
+                attempt: attempt(t),
+                repository: self.repository.clone(),
+                integration_branch: self.integration_branch.clone(),
+                task_branch: ws.branch.clone(),
+                head: ws.head.clone(),
+                worktree: ws.worktree.clone(),
+                verify: spec.integration_verify(task).map(|command| Verify {
+                    command,
+                    success_code: if spec.settings.integration_verify.is_some() {
+                        0
+                    } else {
+                        task.verify_success_code
+                    },
+                }),
+                env: spec.env(task),
+                timeout: spec.timeout(task),
+                last: self.tries[t as usize] >= self.max_tries,
+            });
+        }
+        None
+    }
+
+    /// Whether `t`'s integration is the one in flight (fencing of integration outcomes).
+    pub(crate) fn is_in_flight(&self, t: u32) -> bool {
+        self.in_flight == Some(t)
+    }
+
+    /// Drops a task from the queue (its job is stopping).
+    pub(crate) fn forget(&mut self, t: u32) {
+        self.queue.retain(|&q| q != t);
+        self.pending[t as usize] = None;
+    }
+
+    /// An integration ended: what it means for the task.
+    pub(crate) fn ended(&mut self, t: u32, outcome: &Integration, names: &[TaskName]) -> Verdict {
+        self.in_flight = None;
+        let tries = self.tries[t as usize];
+        let ws = self.pending[t as usize].take();
+        let (files, why) = match outcome {
+            Integration::Merged { files, .. } => {
+                self.integrated.push((t, files.clone()));
+                self.conflict[t as usize] = None;
+                return Verdict::Done;
+            }
+            Integration::Unchanged { .. } => {
+                self.conflict[t as usize] = None;
+                return Verdict::Done;
+            }
+            Integration::Conflict { files } => (files.clone(), "conflicts".to_string()),
+            Integration::VerifyFailed { exit_code, .. } => (
+                ws.map(|w| w.files).unwrap_or_default(),
+                match exit_code {
+                    Some(c) => format!("the integration verify failed (exit code {c})"),
+                    None => "the integration verify failed".into(),
+                },
+            ),
+            Integration::Failed { message } => {
+                (Vec::new(), format!("integration failed: {message}"))
+            }
+        };
+        // The task it collided with: the latest integrated one that changed those files.
+        let with = self
+            .integrated
+            .iter()
+            .rev()
+            .find(|(_, changed)| changed.iter().any(|f| files.contains(f)))
+            .map(|(other, _)| *other);
+        let with_name = with.map(|w| names[w as usize].clone());
+        self.conflict[t as usize] = Some(Conflict {
+            files: files.clone(),
+            with: with_name.clone(),
+        });
+        if tries >= self.max_tries {
+            let mut reason = format!("{why} after {tries} integration attempt(s)");
+            if !files.is_empty() {
+                reason.push_str(&format!(" in {}", files.join(", ")));
+            }
+            if let Some(w) = with_name {
+                reason.push_str(&format!(" (with task '{w}')"));
+            }
+            return Verdict::Fail { reason };
+        }
+        Verdict::Again { with }
+    }
+}
+
+/// What a prompt is told after its last integration conflicted.
+fn conflict_note(c: &Conflict) -> String {
+    let with = match &c.with {
+        Some(t) => format!(" with task '{t}'"),
+        None => String::new(),
+    };
+    format!(
+        "\n\nNote from ordo: your previous attempt's changes conflicted{with} in {}. The \
+         integration branch now holds that work; make your change again on top of it.",
+        if c.files.is_empty() {
+            "the integration verify".to_string()
+        } else {
+            c.files.join(", ")
+        }
+    )
+}
