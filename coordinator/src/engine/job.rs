@@ -676,7 +676,7 @@ impl Job {
             self.tasks.get(t as usize),
             Some(TaskState::Integrating { attempt: a, .. }) if *a == attempt
         );
-        let verdict = ws.ended(t, &outcome, names);
+        let (verdict, with) = ws.ended(t, &outcome, names);
         let branch = names::task_branch(&self.id, TaskIndex(t), &names[t as usize], attempt);
         out.push(Action::Record(Change::Integrated {
             job: self.id,
@@ -684,6 +684,7 @@ impl Job {
             attempt,
             branch,
             outcome,
+            with,
             at: now,
         }));
         if !current {

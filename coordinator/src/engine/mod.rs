@@ -186,6 +186,9 @@ pub enum Change {
         attempt: Attempt,
         branch: String,
         outcome: Integration,
+        /// For a conflict: the integrated task whose change touched the same files.
+        #[serde(default)]
+        with: Option<ordo_proto::TaskName>,
         at: Millis,
     },
 }

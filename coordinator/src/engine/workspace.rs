@@ -187,8 +187,14 @@ impl Workspaces {
         self.pending[t as usize] = None;
     }
 
-    /// An integration ended: what it means for the task.
-    pub(crate) fn ended(&mut self, t: u32, outcome: &Integration, names: &[TaskName]) -> Verdict {
+    /// An integration ended: what it means for the task, and (for a conflict) the task it
+    /// collided with.
+    pub(crate) fn ended(
+        &mut self,
+        t: u32,
+        outcome: &Integration,
+        names: &[TaskName],
+    ) -> (Verdict, Option<TaskName>) {
         self.in_flight = None;
         let tries = self.tries[t as usize];
         let ws = self.pending[t as usize].take();
@@ -196,11 +202,11 @@ impl Workspaces {
             Integration::Merged { files, .. } => {
                 self.integrated.push((t, files.clone()));
                 self.conflict[t as usize] = None;
-                return Verdict::Done;
+                return (Verdict::Done, None);
             }
             Integration::Unchanged { .. } => {
                 self.conflict[t as usize] = None;
-                return Verdict::Done;
+                return (Verdict::Done, None);
             }
             Integration::Conflict { files } => (files.clone(), "conflicts".to_string()),
             Integration::VerifyFailed { exit_code, .. } => (
@@ -231,12 +237,12 @@ impl Workspaces {
             if !files.is_empty() {
                 reason.push_str(&format!(" in {}", files.join(", ")));
             }
-            if let Some(w) = with_name {
+            if let Some(w) = &with_name {
                 reason.push_str(&format!(" (with task '{w}')"));
             }
-            return Verdict::Fail { reason };
+            return (Verdict::Fail { reason }, with_name);
         }
-        Verdict::Again { with }
+        (Verdict::Again { with }, with_name)
     }
 }
 
