@@ -14,7 +14,8 @@ use ordo_proto::{ExecutionMode, JobSpec, TaskName, TaskSpec};
 use serde_json::Value;
 
 use super::{
-    Converted, Ctx, Diagnostic, dependency_ids, id_string, label_value, prompt_text, text_field,
+    Converted, Ctx, Diagnostic, add_task, converted, dependency_ids, id_string, label_value,
+    prompt_text, text_field,
 };
 
 /// Top-level fields the converter writes that have no place in a `JobSpec`.
@@ -143,19 +144,9 @@ pub(super) fn parse(ctx: &Ctx<'_>) -> Result<Converted, Vec<Diagnostic>> {
                 task.prompt = Some(prompt);
             }
         }
-        if let Some(p) = pos {
-            positions.entry(name).or_insert(p);
-        }
-        spec.tasks.push(task);
+        add_task(&mut spec, &mut positions, task, pos);
     }
-    if !errors.is_empty() {
-        return Err(errors);
-    }
-    Ok(Converted {
-        spec,
-        positions,
-        warnings,
-    })
+    converted(spec, positions, warnings, errors)
 }
 
 /// A step as a checklist line; steps already written as one are kept.

@@ -24,7 +24,7 @@ use std::io::Read;
 use std::path::Path;
 
 use ordo_proto::names::{MAX_NESTING, MAX_SPEC_BYTES};
-use ordo_proto::{Dag, JobSpec, TaskName};
+use ordo_proto::{Dag, JobSpec, TaskName, TaskSpec};
 use serde_json::Value;
 
 mod canonical;
@@ -339,6 +339,38 @@ pub(crate) struct Converted {
     pub spec: JobSpec,
     pub positions: HashMap<TaskName, Pos>,
     pub warnings: Vec<String>,
+}
+
+/// Adds `task` to `spec`, and `pos` as where it is defined unless its name already has a
+/// position (the first definition of a name is the one diagnostics point at).
+pub(crate) fn add_task(
+    spec: &mut JobSpec,
+    positions: &mut HashMap<TaskName, Pos>,
+    task: TaskSpec,
+    pos: Option<Pos>,
+) {
+    if let Some(p) = pos {
+        positions.entry(task.name.clone()).or_insert(p);
+    }
+    spec.tasks.push(task);
+}
+
+/// A parser's result: every error it found if there is any, else the spec with its positions
+/// and warnings (a spec is never returned alongside errors).
+pub(crate) fn converted(
+    spec: JobSpec,
+    positions: HashMap<TaskName, Pos>,
+    warnings: Vec<String>,
+    errors: Vec<Diagnostic>,
+) -> Result<Converted, Vec<Diagnostic>> {
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(Converted {
+        spec,
+        positions,
+        warnings,
+    })
 }
 
 /// The input of a parser: text, its label, options and a line index for positions.

@@ -10,7 +10,9 @@ use std::collections::HashMap;
 use ordo_proto::{ExecutionMode, JobSpec, TaskName, TaskSpec};
 use serde_json::Value;
 
-use super::{Converted, Ctx, Diagnostic, dependency_ids, label_value, text_field};
+use super::{
+    Converted, Ctx, Diagnostic, add_task, converted, dependency_ids, label_value, text_field,
+};
 
 pub(super) fn parse(ctx: &Ctx<'_>) -> Result<Converted, Vec<Diagnostic>> {
     let value = ctx.json_value()?;
@@ -91,17 +93,7 @@ pub(super) fn parse(ctx: &Ctx<'_>) -> Result<Converted, Vec<Diagnostic>> {
                 }
             }
         }
-        if let Some(p) = pos {
-            positions.entry(name).or_insert(p);
-        }
-        spec.tasks.push(task);
+        add_task(&mut spec, &mut positions, task, pos);
     }
-    if !errors.is_empty() {
-        return Err(errors);
-    }
-    Ok(Converted {
-        spec,
-        positions,
-        warnings,
-    })
+    converted(spec, positions, warnings, errors)
 }
