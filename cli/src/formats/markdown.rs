@@ -24,7 +24,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use ordo_proto::{ExecutionMode, JobSpec, TaskName, TaskSpec};
 
-use super::{Converted, Ctx, Diagnostic, Pos, prompt_text};
+use super::{Converted, Ctx, Diagnostic, Pos, add_task, converted, prompt_text};
 
 /// A parsed `### Task N: Title` heading.
 #[derive(Debug, PartialEq)]
@@ -669,17 +669,9 @@ pub(super) fn parse(ctx: &Ctx<'_>) -> Result<Converted, Vec<Diagnostic>> {
                 (Some("Verification"), &s.verification.join("\n")),
             ]));
         }
-        positions.entry(name).or_insert(pos);
-        spec.tasks.push(task);
+        add_task(&mut spec, &mut positions, task, Some(pos));
     }
-    if !errors.is_empty() {
-        return Err(errors);
-    }
-    Ok(Converted {
-        spec,
-        positions,
-        warnings: Vec::new(),
-    })
+    converted(spec, positions, Vec::new(), errors)
 }
 
 /// A fenced block of a task: a shell block is its command (or verify command), anything else

@@ -24,7 +24,7 @@ use std::io::Read;
 use std::path::Path;
 
 use ordo_proto::names::{MAX_NESTING, MAX_SPEC_BYTES};
-use ordo_proto::{Dag, JobSpec, TaskName};
+use ordo_proto::{Dag, ExecutionMode, JobSpec, TaskName, TaskSpec};
 use serde_json::Value;
 
 mod canonical;
@@ -233,8 +233,8 @@ pub fn parse(file_label: &str, text: &str, opts: &LoadOptions) -> Result<Loaded,
     let conv = match format {
         Format::Toml => canonical::toml(&ctx),
         Format::Json => canonical::json(&ctx),
-        Format::Subtasks => subtasks::parse(&ctx),
-        Format::MarkdownJson => markdown_json::parse(&ctx),
+        Format::Subtasks => parse_subtasks(&ctx, &subtasks::Mcp),
+        Format::MarkdownJson => parse_subtasks(&ctx, &markdown_json::Converter),
         Format::TaskMaster => taskmaster::parse(&ctx),
         Format::Markdown => markdown::parse(&ctx),
     }?;
@@ -339,6 +339,38 @@ pub(crate) struct Converted {
     pub spec: JobSpec,
     pub positions: HashMap<TaskName, Pos>,
     pub warnings: Vec<String>,
+}
+
+/// Adds `task` to `spec`, and `pos` as where it is defined unless its name already has a
+/// position (the first definition of a name is the one diagnostics point at).
+pub(crate) fn add_task(
+    spec: &mut JobSpec,
+    positions: &mut HashMap<TaskName, Pos>,
+    task: TaskSpec,
+    pos: Option<Pos>,
+) {
+    if let Some(p) = pos {
+        positions.entry(task.name.clone()).or_insert(p);
+    }
+    spec.tasks.push(task);
+}
+
+/// A parser's result: every error it found if there is any, else the spec with its positions
+/// and warnings (a spec is never returned alongside errors).
+pub(crate) fn converted(
+    spec: JobSpec,
+    positions: HashMap<TaskName, Pos>,
+    warnings: Vec<String>,
+    errors: Vec<Diagnostic>,
+) -> Result<Converted, Vec<Diagnostic>> {
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    Ok(Converted {
+        spec,
+        positions,
+        warnings,
+    })
 }
 
 /// The input of a parser: text, its label, options and a line index for positions.
@@ -833,8 +865,78 @@ pub(crate) fn task_name(id: &str) -> Result<TaskName, String> {
 /// A JSON object's fields.
 pub(crate) type JsonObject = serde_json::Map<String, Value>;
 
+/// What sets one subtasks dialect (the MCP request, the Markdown converter's JSON) apart from
+/// the other: the fields they do not read alike.
+pub(crate) trait SubtasksDialect {
+    /// Reads the top-level field `key` (not `subtasks` or `executionMode`) into `spec`; false
+    /// when it means nothing in this dialect, so that it is warned about as ignored.
+    fn root_field(&self, spec: &mut JobSpec, key: &str, v: &Value) -> bool;
+
+    /// What the subtask field `key` is, when it is none of `id`, `description`, `command` and
+    /// the dependencies; by default a label of its own name.
+    fn subtask_field<'k>(&self, key: &'k str) -> SubtaskField<'k> {
+        SubtaskField::Label(key)
+    }
+
+    /// Completes the task of a subtask once all its fields are read.
+    fn finish_task(&self, _task: &mut TaskSpec, _fields: &JsonObject) {}
+}
+
+/// A subtask field that a dialect reads its own way.
+pub(crate) enum SubtaskField<'k> {
+    /// Not read here (`finish_task` may read it).
+    Skip,
+    /// The verify command, a string or null like `command`.
+    Verify,
+    /// A label of this name (null drops it, a non-string is kept as JSON).
+    Label(&'k str),
+}
+
+/// Reads a subtasks document `{"subtasks":[…], "executionMode"?, …}` in `dialect`: the
+/// top-level `executionMode` sets the job's mode, each subtask becomes the task named by its
+/// `id`, and every error is reported (positions at the field concerned, else the subtask).
+pub(crate) fn parse_subtasks(
+    ctx: &Ctx<'_>,
+    dialect: &impl SubtasksDialect,
+) -> Result<Converted, Vec<Diagnostic>> {
+    let value = ctx.json_value()?;
+    let at = ctx.json_positions();
+    let (root, subtasks) = subtasks_root(ctx, &at, &value)?;
+    let mut errors = Vec::new();
+    let mut warnings = Vec::new();
+    let mut spec = JobSpec::default();
+    for (key, v) in root {
+        match key.as_str() {
+            "subtasks" => {}
+            "executionMode" | "execution_mode" => {
+                let pos = at.get(&format!("/{key}"));
+                match v.as_str().map(str::parse::<ExecutionMode>) {
+                    Some(Ok(mode)) => spec.settings.execution_mode = Some(mode),
+                    Some(Err(e)) => errors.push(ctx.diag(pos, e)),
+                    None => errors.push(
+                        ctx.diag(pos, "executionMode must be \"sequential\" or \"parallel\""),
+                    ),
+                }
+            }
+            other if dialect.root_field(&mut spec, other, v) => {}
+            other => warnings.push(ctx.warning(
+                at.get(&format!("/{}", pointer_key(other))),
+                format!("ignored field {other:?}"),
+            )),
+        }
+    }
+    let mut positions = HashMap::new();
+    for (i, sub) in subtasks.iter().enumerate() {
+        match subtask_task(ctx, &at, dialect, i, sub, &mut errors) {
+            Ok((task, pos)) => add_task(&mut spec, &mut positions, task, pos),
+            Err(e) => errors.push(e),
+        }
+    }
+    converted(spec, positions, warnings, errors)
+}
+
 /// The top-level object of a subtasks document (both JSON dialects) and its `subtasks` array.
-pub(crate) fn subtasks_root<'v>(
+fn subtasks_root<'v>(
     ctx: &Ctx<'_>,
     at: &JsonPositions,
     value: &'v Value,
@@ -854,18 +956,18 @@ pub(crate) fn subtasks_root<'v>(
     Ok((root, subtasks))
 }
 
-/// A subtask's fields, its task name and where it is defined.
-pub(crate) type SubtaskHead<'v> = (&'v JsonObject, TaskName, Option<Pos>);
-
-/// The `i`-th element of a `subtasks` array (both JSON dialects): its fields, its task name
-/// from `id`, and where it is, or the error naming it.
-pub(crate) fn subtask_head<'v>(
+/// The task of the `i`-th element of a `subtasks` array and where it is defined (its `id`), or
+/// the error that leaves it without a name; errors in its other fields go to `errors`.
+fn subtask_task(
     ctx: &Ctx<'_>,
     at: &JsonPositions,
+    dialect: &impl SubtasksDialect,
     i: usize,
-    sub: &'v Value,
-) -> Result<SubtaskHead<'v>, Diagnostic> {
-    let pos = at.task(&format!("/subtasks/{i}"), "id");
+    sub: &Value,
+    errors: &mut Vec<Diagnostic>,
+) -> Result<(TaskSpec, Option<Pos>), Diagnostic> {
+    let element = format!("/subtasks/{i}");
+    let pos = at.task(&element, "id");
     let Value::Object(fields) = sub else {
         return Err(ctx.diag(pos, format!("subtask #{} is not an object", i + 1)));
     };
@@ -876,7 +978,52 @@ pub(crate) fn subtask_head<'v>(
         ));
     };
     let name = task_name(&id).map_err(|e| ctx.diag(pos, e))?;
-    Ok((fields, name, pos))
+    let mut task = TaskSpec::empty(name.clone());
+    for (key, v) in fields {
+        let field_pos = || at.get(&format!("{element}/{}", pointer_key(key))).or(pos);
+        let mut string = |slot: &mut Option<String>| match v {
+            Value::String(s) => *slot = Some(s.clone()),
+            Value::Null => {}
+            _ => errors.push(ctx.diag(
+                field_pos(),
+                format!("subtask '{name}': {key} must be a string"),
+            )),
+        };
+        match key.as_str() {
+            "id" => {}
+            "description" => task.description = text_field(Some(v)),
+            "command" => string(&mut task.command),
+            "dependencies" | "depends_on" | "dependsOn" => {
+                let (ids, bad) = dependency_ids(Some(v));
+                for b in bad {
+                    errors.push(ctx.diag(
+                        field_pos(),
+                        format!("subtask '{name}': dependency {b} is not a task id"),
+                    ));
+                }
+                for d in ids {
+                    match TaskName::new(d) {
+                        Ok(d) if !task.depends_on.contains(&d) => task.depends_on.push(d),
+                        Ok(_) => {}
+                        Err(e) => {
+                            errors.push(ctx.diag(field_pos(), format!("subtask '{name}': {e}")))
+                        }
+                    }
+                }
+            }
+            other => match dialect.subtask_field(other) {
+                SubtaskField::Skip => {}
+                SubtaskField::Verify => string(&mut task.verify_command),
+                SubtaskField::Label(label) => {
+                    if let Some(v) = label_value(v) {
+                        task.labels.insert(label.to_string(), v);
+                    }
+                }
+            },
+        }
+    }
+    dialect.finish_task(&mut task, fields);
+    Ok((task, pos))
 }
 
 /// `high`/`medium`/`low` (any case) as 2/1/0; integers as they are.

@@ -3,6 +3,7 @@
 //! canonical spec costs little more than skipping over it).
 
 use std::fmt;
+use std::marker::PhantomData;
 
 use serde::Deserialize;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
@@ -13,7 +14,7 @@ use super::Format;
 /// the error with its position).
 pub(super) fn json_format(text: &str) -> Format {
     let mut de = serde_json::Deserializer::from_str(text);
-    let Ok(top) = Top::deserialize(&mut de) else {
+    let Ok(Read(top)) = Read::<Top>::deserialize(&mut de) else {
         return Format::Json;
     };
     if de.end().is_err() || !top.object {
@@ -83,47 +84,79 @@ struct Holder {
     tasks_array: bool,
 }
 
-/// `Some(list)` for an array, `None` for anything else.
-struct MaybeList(Option<List>);
-
 /// Whether a value is an array.
+#[derive(Default)]
 struct IsArray(bool);
 
-/// Visitor methods for the value kinds a visitor does not care about: they are skipped.
-macro_rules! skip_other_kinds {
-    ($out:expr) => {
-        fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
-            Ok($out)
-        }
-        fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
-            Ok($out)
-        }
-        fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
-            Ok($out)
-        }
-        fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
-            Ok($out)
-        }
-        fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
-            Ok($out)
-        }
-        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-            Ok($out)
-        }
-        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
-            Ok($out)
-        }
-    };
+/// What a value tells the sniffer: read from an array or an object, and the default for any
+/// other value. Arrays and objects it does not look into are skipped and tell the default.
+trait Telling: Default {
+    /// What an array tells.
+    fn from_seq<'de, A: SeqAccess<'de>>(seq: A) -> Result<Self, A::Error> {
+        skip_seq(seq)?;
+        Ok(Self::default())
+    }
+
+    /// What an object tells.
+    fn from_map<'de, A: MapAccess<'de>>(map: A) -> Result<Self, A::Error> {
+        skip_map(map)?;
+        Ok(Self::default())
+    }
 }
 
+/// Reads past an array.
 fn skip_seq<'de, A: SeqAccess<'de>>(mut seq: A) -> Result<(), A::Error> {
     while seq.next_element::<IgnoredAny>()?.is_some() {}
     Ok(())
 }
 
+/// Reads past an object.
 fn skip_map<'de, A: MapAccess<'de>>(mut map: A) -> Result<(), A::Error> {
     while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
     Ok(())
+}
+
+/// Any JSON value read as a `T`: the one visitor of the sniffer, whatever it looks for.
+struct Read<T>(T);
+
+impl<'de, T: Telling> Deserialize<'de> for Read<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T>(PhantomData<T>);
+        impl<'de, T: Telling> Visitor<'de> for V<T> {
+            type Value = Read<T>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(Read(T::default()))
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(Read(T::default()))
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(Read(T::default()))
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(Read(T::default()))
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+                Ok(Read(T::default()))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(Read(T::default()))
+            }
+            fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(Read(T::default()))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+                T::from_seq(seq).map(Read)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                T::from_map(map).map(Read)
+            }
+        }
+        d.deserialize_any(V(PhantomData))
+    }
 }
 
 /// A map key, borrowed when the text has no escapes.
@@ -148,166 +181,92 @@ impl<'de> Deserialize<'de> for Key<'de> {
     }
 }
 
-impl<'de> Deserialize<'de> for Top {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Top;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("any JSON value")
-            }
-            skip_other_kinds!(Top::default());
-            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Top, A::Error> {
-                skip_seq(seq)?;
-                Ok(Top::default())
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Top, A::Error> {
-                let mut top = Top {
-                    object: true,
-                    all_values_objects: true,
-                    ..Top::default()
-                };
-                while let Some(Key(k)) = map.next_key::<Key<'de>>()? {
-                    top.len += 1;
-                    match &*k {
-                        "subtasks" => {
-                            top.all_values_objects = false;
-                            top.subtasks = map.next_value::<MaybeList>()?.0;
-                        }
-                        "tasks" => {
-                            top.all_values_objects = false;
-                            top.has_tasks_key = true;
-                            top.tasks = map.next_value::<MaybeList>()?.0;
-                        }
-                        other => {
-                            if other == "metadata" || other == "objective" {
-                                top.metadata_or_objective = true;
-                            }
-                            let h = map.next_value::<Holder>()?;
-                            top.all_values_objects &= h.object;
-                            top.any_holder |= h.tasks_array;
-                        }
+impl Telling for Top {
+    fn from_map<'de, A: MapAccess<'de>>(mut map: A) -> Result<Top, A::Error> {
+        let mut top = Top {
+            object: true,
+            all_values_objects: true,
+            ..Top::default()
+        };
+        while let Some(Key(k)) = map.next_key::<Key<'de>>()? {
+            top.len += 1;
+            match &*k {
+                "subtasks" => {
+                    top.all_values_objects = false;
+                    top.subtasks = map.next_value::<Read<Option<List>>>()?.0;
+                }
+                "tasks" => {
+                    top.all_values_objects = false;
+                    top.has_tasks_key = true;
+                    top.tasks = map.next_value::<Read<Option<List>>>()?.0;
+                }
+                other => {
+                    if other == "metadata" || other == "objective" {
+                        top.metadata_or_objective = true;
                     }
+                    let h = map.next_value::<Read<Holder>>()?.0;
+                    top.all_values_objects &= h.object;
+                    top.any_holder |= h.tasks_array;
                 }
-                Ok(top)
             }
         }
-        d.deserialize_any(V)
+        Ok(top)
     }
 }
 
-impl<'de> Deserialize<'de> for MaybeList {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = MaybeList;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("any JSON value")
-            }
-            skip_other_kinds!(MaybeList(None));
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<MaybeList, A::Error> {
-                skip_map(map)?;
-                Ok(MaybeList(None))
-            }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<MaybeList, A::Error> {
-                let mut list = List::default();
-                while let Some(item) = seq.next_element::<Item>()? {
-                    list.len += 1;
-                    list.any_command |= item.command;
-                    list.any_title_or_steps |= item.title || item.steps;
-                    list.any_name |= item.name;
-                    list.any_id_or_title |= item.id || item.title;
-                }
-                Ok(MaybeList(Some(list)))
-            }
+/// `Some(list)` for an array, `None` for anything else.
+impl Telling for Option<List> {
+    fn from_seq<'de, A: SeqAccess<'de>>(mut seq: A) -> Result<Option<List>, A::Error> {
+        let mut list = List::default();
+        while let Some(Read(item)) = seq.next_element::<Read<Item>>()? {
+            list.len += 1;
+            list.any_command |= item.command;
+            list.any_title_or_steps |= item.title || item.steps;
+            list.any_name |= item.name;
+            list.any_id_or_title |= item.id || item.title;
         }
-        d.deserialize_any(V)
+        Ok(Some(list))
     }
 }
 
-impl<'de> Deserialize<'de> for Item {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Item;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("any JSON value")
+impl Telling for Item {
+    fn from_map<'de, A: MapAccess<'de>>(mut map: A) -> Result<Item, A::Error> {
+        let mut item = Item::default();
+        while let Some(Key(k)) = map.next_key::<Key<'de>>()? {
+            match &*k {
+                "command" => item.command = true,
+                "title" => item.title = true,
+                "steps" => item.steps = true,
+                "name" => item.name = true,
+                "id" => item.id = true,
+                _ => {}
             }
-            skip_other_kinds!(Item::default());
-            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Item, A::Error> {
-                skip_seq(seq)?;
-                Ok(Item::default())
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Item, A::Error> {
-                let mut item = Item::default();
-                while let Some(Key(k)) = map.next_key::<Key<'de>>()? {
-                    match &*k {
-                        "command" => item.command = true,
-                        "title" => item.title = true,
-                        "steps" => item.steps = true,
-                        "name" => item.name = true,
-                        "id" => item.id = true,
-                        _ => {}
-                    }
-                    map.next_value::<IgnoredAny>()?;
-                }
-                Ok(item)
-            }
+            map.next_value::<IgnoredAny>()?;
         }
-        d.deserialize_any(V)
+        Ok(item)
     }
 }
 
-impl<'de> Deserialize<'de> for Holder {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Holder;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("any JSON value")
-            }
-            skip_other_kinds!(Holder::default());
-            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Holder, A::Error> {
-                skip_seq(seq)?;
-                Ok(Holder::default())
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Holder, A::Error> {
-                let mut h = Holder {
-                    object: true,
-                    tasks_array: false,
-                };
-                while let Some(Key(k)) = map.next_key::<Key<'de>>()? {
-                    if k == "tasks" {
-                        h.tasks_array |= map.next_value::<IsArray>()?.0;
-                    } else {
-                        map.next_value::<IgnoredAny>()?;
-                    }
-                }
-                Ok(h)
+impl Telling for Holder {
+    fn from_map<'de, A: MapAccess<'de>>(mut map: A) -> Result<Holder, A::Error> {
+        let mut h = Holder {
+            object: true,
+            tasks_array: false,
+        };
+        while let Some(Key(k)) = map.next_key::<Key<'de>>()? {
+            if k == "tasks" {
+                h.tasks_array |= map.next_value::<Read<IsArray>>()?.0.0;
+            } else {
+                map.next_value::<IgnoredAny>()?;
             }
         }
-        d.deserialize_any(V)
+        Ok(h)
     }
 }
 
-impl<'de> Deserialize<'de> for IsArray {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = IsArray;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("any JSON value")
-            }
-            skip_other_kinds!(IsArray(false));
-            fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<IsArray, A::Error> {
-                skip_seq(seq)?;
-                Ok(IsArray(true))
-            }
-            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<IsArray, A::Error> {
-                skip_map(map)?;
-                Ok(IsArray(false))
-            }
-        }
-        d.deserialize_any(V)
+impl Telling for IsArray {
+    fn from_seq<'de, A: SeqAccess<'de>>(seq: A) -> Result<IsArray, A::Error> {
+        skip_seq(seq)?;
+        Ok(IsArray(true))
     }
 }

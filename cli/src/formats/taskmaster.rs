@@ -24,8 +24,8 @@ use ordo_proto::{JobSpec, TaskName, TaskSpec};
 use serde_json::{Map, Value};
 
 use super::{
-    Converted, Ctx, Diagnostic, Pos, dependency_ids, id_string, label_value, pointer_key, priority,
-    prompt_text, task_name, text_field,
+    Converted, Ctx, Diagnostic, Pos, add_task, converted, dependency_ids, id_string, label_value,
+    pointer_key, priority, prompt_text, task_name, text_field,
 };
 
 /// Fields turned into something other than a label.
@@ -306,10 +306,7 @@ pub(super) fn parse(ctx: &Ctx<'_>) -> Result<Converted, Vec<Diagnostic>> {
                     }
                 }
                 task.depends_on = to_names(deps);
-                if let Some(p) = sub.pos {
-                    positions.entry(name).or_insert(p);
-                }
-                spec.tasks.push(task);
+                add_task(&mut spec, &mut positions, task, sub.pos);
             }
             for s in &top.subs {
                 push_unique(&mut own, format!("{}.{}", top.id, s.id));
@@ -320,19 +317,9 @@ pub(super) fn parse(ctx: &Ctx<'_>) -> Result<Converted, Vec<Diagnostic>> {
         fill(&mut task, top.fields);
         task.prompt = Some(prompt(&top.id, top.fields, None));
         task.depends_on = to_names(own);
-        if let Some(p) = top.pos {
-            positions.entry(top.name.clone()).or_insert(p);
-        }
-        spec.tasks.push(task);
+        add_task(&mut spec, &mut positions, task, top.pos);
     }
-    if !errors.is_empty() {
-        return Err(errors);
-    }
-    Ok(Converted {
-        spec,
-        positions,
-        warnings,
-    })
+    converted(spec, positions, warnings, errors)
 }
 
 /// Where dependency problems are reported.
