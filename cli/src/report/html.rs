@@ -86,6 +86,47 @@ fn mark_html(m: Mark) -> String {
     format!("<span class=\"mark {class}\">{}</span>", m.symbol())
 }
 
+/// Where a worktree job's changes went: the branch, then per task its files and conflicts.
+fn integration_section(out: &mut String, r: &Report, ji: &super::JobIntegration) {
+    let _ = writeln!(
+        out,
+        "<h2>Integration</h2>\n<p>Branch <code>{}</code>: {} integrated, {} conflict(s), \
+         conflict rate {}.</p>\n<table>\n<thead><tr><th>task</th><th>outcome</th><th>commit</th>\
+         <th>files changed</th><th>conflicts</th></tr></thead>\n<tbody>",
+        esc(&ji.branch),
+        ji.integrations,
+        ji.conflicts,
+        super::fmt_pct(Some(ji.conflict_rate))
+    );
+    for t in &r.tasks {
+        let Some(it) = &t.integration else { continue };
+        let conflicts: Vec<String> = it
+            .conflicts
+            .iter()
+            .map(|c| match &c.task {
+                Some(w) => format!("{} with {}", esc(&c.files.join(", ")), esc(w)),
+                None => esc(&c.files.join(", ")),
+            })
+            .collect();
+        let kept = it.worktree.as_deref().map_or(String::new(), |w| {
+            format!(
+                " <span class=\"muted\">(worktree kept: <code>{}</code>)</span>",
+                esc(w)
+            )
+        });
+        let _ = writeln!(
+            out,
+            "<tr><td>{}</td><td>{}{kept}</td><td><code>{}</code></td><td>{}</td><td>{}</td></tr>",
+            esc(&t.name),
+            esc(&it.outcome),
+            esc(it.commit.as_deref().map_or("-", |c| &c[..c.len().min(12)])),
+            esc(&it.files.join(", ")),
+            conflicts.join("; "),
+        );
+    }
+    let _ = writeln!(out, "</tbody>\n</table>");
+}
+
 pub fn render(r: &Report) -> String {
     let s = &r.summary;
     let mut out = String::new();
@@ -232,6 +273,10 @@ pub fn render(r: &Report) -> String {
         );
     }
     let _ = writeln!(out, "</tbody>\n</table>");
+
+    if let Some(ji) = &r.summary.integration {
+        integration_section(&mut out, r, ji);
+    }
 
     // Critical path
     let _ = writeln!(out, "<h2>Critical path</h2>");

@@ -8,6 +8,54 @@ use std::fmt::Write;
 use super::{Mark, Report, TaskReport, VerifyResult, clean_output, cut, fmt_ms, fmt_pct, fmt_time};
 use ordo_proto::{JobState, Outcome, TaskIndex};
 
+/// Where a worktree job's changes went: the branch, then per task its files and conflicts.
+fn integration_section(out: &mut String, r: &Report, ji: &super::JobIntegration) {
+    let _ = writeln!(out, "## Integration\n");
+    let _ = writeln!(
+        out,
+        "Branch {}: {} integrated, {} conflict(s), conflict rate {}.\n",
+        code(&ji.branch),
+        ji.integrations,
+        ji.conflicts,
+        fmt_pct(Some(ji.conflict_rate))
+    );
+    let _ = writeln!(
+        out,
+        "| task | outcome | commit | files changed | conflicts |"
+    );
+    let _ = writeln!(out, "|---|---|---|---|---|");
+    for t in &r.tasks {
+        let Some(it) = &t.integration else { continue };
+        let conflicts: Vec<String> = it
+            .conflicts
+            .iter()
+            .map(|c| {
+                let with = c
+                    .task
+                    .as_deref()
+                    .map_or(String::new(), |w| format!(" with {w}"));
+                format!("{}{with}", c.files.join(", "))
+            })
+            .collect();
+        let mut outcome = it.outcome.clone();
+        if let Some(w) = &it.worktree {
+            outcome.push_str(&format!(" (worktree kept: {})", code(w)));
+        }
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} |",
+            cell(&t.name),
+            cell(&outcome),
+            it.commit
+                .as_deref()
+                .map_or("-".into(), |c| code(&c[..c.len().min(12)])),
+            cell(&it.files.join(", ")),
+            cell(&conflicts.join("; ")),
+        );
+    }
+    out.push('\n');
+}
+
 pub fn render(r: &Report) -> String {
     let mut out = String::new();
     let s = &r.summary;
@@ -109,6 +157,10 @@ pub fn render(r: &Report) -> String {
         );
     }
     let _ = writeln!(out, "\n★ on the critical path\n");
+
+    if let Some(ji) = &s.integration {
+        integration_section(&mut out, r, ji);
+    }
 
     let _ = writeln!(out, "## Critical path\n");
     if r.critical_path.is_empty() {

@@ -27,7 +27,8 @@ use std::path::Path;
 use ordo_coordinator::report::{IgnoredResult, ReportData};
 use ordo_coordinator::store::{Change, TaskState};
 use ordo_proto::{
-    ExecutionMode, JobState, Outcome, TaskIndex, TaskPhase, TaskResult, TaskSpec, WorkerId,
+    ExecutionMode, Integration, JobState, Outcome, TaskIndex, TaskPhase, TaskResult, TaskSpec,
+    WorkerId,
 };
 use serde::Serialize;
 
@@ -133,6 +134,43 @@ pub struct Summary {
     pub critical_path_ms: u64,
     /// Results that changed nothing (stale or duplicate deliveries).
     pub ignored_results: usize,
+    /// Jobs in worktrees (DESIGN §10): where their changes were integrated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub integration: Option<JobIntegration>,
+}
+
+/// A worktree job's integration, in all.
+#[derive(Clone, Debug, Serialize)]
+pub struct JobIntegration {
+    pub branch: String,
+    /// Tasks whose change is on the branch (merged, or found already there).
+    pub integrations: usize,
+    /// Integrations that conflicted.
+    pub conflicts: usize,
+    /// conflicts / integrations tried.
+    pub conflict_rate: f64,
+}
+
+/// One task's integration: its last attempt's branch, the commit on the integration branch
+/// and the files it changed there, how its last integration ended, and every conflict.
+#[derive(Clone, Debug, Serialize)]
+pub struct TaskIntegration {
+    pub branch: String,
+    pub commit: Option<String>,
+    pub files: Vec<String>,
+    /// merged, unchanged, conflict, verify_failed, failed.
+    pub outcome: String,
+    pub conflicts: Vec<ConflictReport>,
+    /// The worktree kept for a task that failed to integrate.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worktree: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ConflictReport {
+    /// The task whose integrated change touched the same files, when known.
+    pub task: Option<String>,
+    pub files: Vec<String>,
 }
 
 /// A task's pass/fail mark in the checklist.
@@ -219,6 +257,9 @@ pub struct TaskReport {
     pub runs: Vec<AttemptReport>,
     /// Results of this task that changed nothing (stale or duplicate executions).
     pub ignored: Vec<IgnoredResult>,
+    /// Jobs in worktrees: how its change was integrated.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub integration: Option<TaskIntegration>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -461,6 +502,45 @@ pub fn build(data: &ReportData) -> Report {
         })
         .collect();
 
+    let mut integrations: Vec<Option<TaskIntegration>> = vec![None; n];
+    for h in &data.history {
+        let Change::Integrated {
+            index,
+            branch,
+            outcome,
+            with,
+            ..
+        } = &h.change
+        else {
+            continue;
+        };
+        let Some(slot) = integrations.get_mut(index.get()) else {
+            continue;
+        };
+        let it = slot.get_or_insert_with(|| TaskIntegration {
+            branch: String::new(),
+            commit: None,
+            files: Vec::new(),
+            outcome: String::new(),
+            conflicts: Vec::new(),
+            worktree: None,
+        });
+        it.branch = branch.clone();
+        it.outcome = outcome.name().to_string();
+        match outcome {
+            Integration::Merged { commit, files } => {
+                it.commit = Some(commit.clone());
+                it.files = files.clone();
+            }
+            Integration::Unchanged { commit } => it.commit = Some(commit.clone()),
+            Integration::Conflict { files } => it.conflicts.push(ConflictReport {
+                task: with.as_ref().map(|w| w.to_string()),
+                files: files.clone(),
+            }),
+            Integration::VerifyFailed { .. } | Integration::Failed { .. } => {}
+        }
+    }
+
     let tasks: Vec<TaskReport> = spec
         .tasks
         .iter()
@@ -537,6 +617,15 @@ pub fn build(data: &ReportData) -> Report {
                     .filter(|r| r.index.get() == i)
                     .cloned()
                     .collect(),
+                integration: integrations[i].clone().map(|mut it| {
+                    // A task that failed keeps the worktree of its last attempt.
+                    if mark == Mark::Fail {
+                        it.worktree = last
+                            .and_then(|r| r.workspace.as_ref())
+                            .map(|w| w.worktree.clone());
+                    }
+                    it
+                }),
             }
         })
         .collect();
@@ -622,6 +711,38 @@ pub fn build(data: &ReportData) -> Report {
                 _ => 0,
             },
             ignored_results: data.ignored,
+            integration: spec.uses_worktrees().then(|| {
+                let tried = data
+                    .history
+                    .iter()
+                    .filter(|h| matches!(h.change, Change::Integrated { .. }))
+                    .count();
+                let done = tasks
+                    .iter()
+                    .filter(|t| {
+                        t.integration
+                            .as_ref()
+                            .is_some_and(|it| matches!(it.outcome.as_str(), "merged" | "unchanged"))
+                    })
+                    .count();
+                let conflicts = integrations
+                    .iter()
+                    .flatten()
+                    .map(|it| it.conflicts.len())
+                    .sum();
+                JobIntegration {
+                    branch: spec.settings.target_branch.clone().unwrap_or_else(|| {
+                        ordo_proto::names::integration_branch(&spec.name, &data.job.id)
+                    }),
+                    integrations: done,
+                    conflicts,
+                    conflict_rate: if tried == 0 {
+                        0.0
+                    } else {
+                        conflicts as f64 / tried as f64
+                    },
+                }
+            }),
         },
         tasks,
         critical_path,
