@@ -7,8 +7,11 @@
 //! - `metrics`: Prometheus metrics of the worker.
 //! - `exec`: runs one `Dispatch` as a process tree (program, then verify) and reports a
 //!   `TaskResult`; knows nothing about NATS or redb.
+//! - `workspace`: git I/O of agent workspaces (DESIGN §10): an attempt's worktree and branch,
+//!   committing its changes, integrating it into the integration branch, removing it.
 
 pub mod daemon;
 pub mod exec;
 pub mod guard;
 pub mod metrics;
+pub mod workspace;
