@@ -98,48 +98,65 @@ pub const ENV_WORKSPACE: &str = "ORDO_WORKSPACE";
 /// Environment of an attempt re-run after a conflict: the conflicting files, one per line.
 pub const ENV_CONFLICT_FILES: &str = "ORDO_CONFLICT_FILES";
 
-/// The first 8 characters of a job id: short, and unique enough within a repository.
-pub fn job8(job: &JobId) -> String {
-    job.to_string()[..8].to_string()
+/// A job's tag in branch and worktree names: the first 8 characters of its id (what people
+/// type to name a job) and its last 4. The first 8 of a UUIDv7 are the top of its timestamp
+/// and stay the same for about a minute, so they alone would let two jobs started together on
+/// one repository share branches; the last 4 are random.
+pub fn job_tag(job: &JobId) -> String {
+    let id = job.to_string();
+    format!("{}-{}", &id[..8], &id[id.len() - 4..])
 }
 
-/// A git branch name component from user text: `[A-Za-z0-9._-]` kept, runs of anything else
-/// one `-`, no `-` or `.` at the ends, no `..`, at most 40 bytes, `task` when nothing is left.
-/// Valid in any ref name (`git check-ref-format`).
-pub fn ref_component(text: &str) -> String {
-    let mut out = String::new();
-    for c in text.chars() {
-        let keep = c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.';
-        let c = if keep { c } else { '-' };
-        let last = out.chars().last();
-        if (c == '-' && last == Some('-')) || (c == '.' && last == Some('.')) {
+/// Longest task or job name kept in a branch name, in bytes.
+pub const MAX_NAME_IN_BRANCH: usize = 40;
+
+/// A name reduced to one safe ref-name component: `[A-Za-z0-9._-]` kept, anything else `-`,
+/// runs of `-` and of `.` collapsed (so never `..`), no `-` or `.` at either end, at most
+/// `MAX_NAME_IN_BRANCH` bytes, never ending in `.lock`; `fallback` when nothing is left.
+fn sanitise(name: &str, fallback: &str) -> String {
+    let mut out = String::with_capacity(name.len().min(MAX_NAME_IN_BRANCH * 2));
+    for c in name.chars() {
+        let c = if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
+            c
+        } else {
+            '-'
+        };
+        if (c == '-' || c == '.') && out.ends_with(c) {
             continue;
         }
         out.push(c);
     }
-    out.truncate(40);
-    let out = out.trim_matches(|c| c == '-' || c == '.');
-    let out = out.strip_suffix(".lock").unwrap_or(out);
-    let out = out.trim_matches(|c| c == '-' || c == '.');
+    let trim = |s: &str| s.trim_matches(['-', '.']).to_string();
+    let mut out = trim(&out);
+    // ASCII only from here, so any byte index is a char boundary.
+    out.truncate(MAX_NAME_IN_BRANCH);
+    let mut out = trim(&out);
+    if let Some(stem) = out.strip_suffix(".lock") {
+        out = format!("{stem}-lock");
+    }
     if out.is_empty() {
-        "task".to_string()
+        fallback.to_string()
     } else {
-        out.to_string()
+        out
     }
 }
 
-/// The default integration branch of a job (DESIGN §10): `ordo/<job name>-<job8>`.
-pub fn integration_branch(job_name: &str, job: &JobId) -> String {
-    format!("ordo/{}-{}", ref_component(job_name), job8(job))
-}
-
-/// The branch of one attempt (DESIGN §10): `ordo/<job8>/<index>-<name>/<attempt>`.
+/// The branch of one attempt (DESIGN §10): `ordo/<job tag>/<index>-<sanitised name>/<attempt>`,
+/// a valid git branch name whatever the task is called (an unusable name becomes `task`).
 pub fn task_branch(job: &JobId, index: TaskIndex, name: &TaskName, attempt: Attempt) -> String {
     format!(
-        "ordo/{}/{index}-{}/{attempt}",
-        job8(job),
-        ref_component(name.as_str())
+        "ordo/{}/{}-{}/{}",
+        job_tag(job),
+        index.0,
+        sanitise(name.as_str(), "task"),
+        attempt.0
     )
+}
+
+/// The default integration branch of a job (DESIGN §10): `ordo/<sanitised job name>-<job tag>`,
+/// a valid git branch name whatever the job is called (an unusable name becomes `job`).
+pub fn integration_branch(job_name: &str, job: &JobId) -> String {
+    format!("ordo/{}-{}", sanitise(job_name, "job"), job_tag(job))
 }
 
 /// Whether a queue name is a safe subject token.
@@ -154,62 +171,21 @@ pub fn valid_queue(q: &str) -> bool {
 mod tests {
     use super::*;
 
-    /// Branch names from hostile user text stay valid ref names: the checks of
-    /// `git check-ref-format` that such text could break.
+    /// The shapes of branch names; that they are valid refs for any name is checked against
+    /// git itself in `worker::workspace`'s tests.
     #[test]
-    fn branch_names_are_valid_refs_for_any_name() {
+    fn branch_names_have_their_shape() {
         let job: JobId = "01890a5d-ac96-774b-bcce-b302099a8057".parse().unwrap();
-        for name in [
-            "build api",
-            "..",
-            "a..b",
-            "@{x}",
-            "~^:?*[\\",
-            "x.lock",
-            "-x-",
-            ".hidden",
-            "ünï",
-            "////",
-            "a/b",
-            "x".repeat(300).as_str(),
-            "-",
-            ".",
-        ] {
-            let b = task_branch(
-                &job,
-                TaskIndex(3),
-                &TaskName::new(name).unwrap(),
-                Attempt(2),
-            );
-            assert!(
-                b.starts_with("ordo/01890a5d/3-") && b.ends_with("/2"),
-                "{b}"
-            );
-            for part in b.split('/') {
-                assert!(!part.is_empty() && !part.starts_with('.') && !part.ends_with(".lock"));
-                assert!(!part.ends_with('.'), "{b}");
-            }
-            assert!(!b.contains("..") && !b.contains("@{"), "{b}");
-            assert!(
-                b.bytes()
-                    .all(|c| c.is_ascii_graphic() && !b"~^:?*[\\ ".contains(&c)),
-                "{b}"
-            );
-            let i = integration_branch(name, &job);
-            assert!(i.starts_with("ordo/") && i.ends_with("-01890a5d"), "{i}");
-        }
-        assert_eq!(
-            task_branch(
-                &job,
-                TaskIndex(0),
-                &TaskName::new("fix the API").unwrap(),
-                Attempt(1)
-            ),
-            "ordo/01890a5d/0-fix-the-API/1"
-        );
+        assert_eq!(job_tag(&job), "01890a5d-8057");
+        let tb = |n: &str| task_branch(&job, TaskIndex(1), &TaskName::new(n).unwrap(), Attempt(2));
+        assert_eq!(tb("fix the API"), "ordo/01890a5d-8057/1-fix-the-API/2");
+        assert_eq!(tb("??"), "ordo/01890a5d-8057/1-task/2");
+        assert_eq!(tb("ends.lock"), "ordo/01890a5d-8057/1-ends-lock/2");
+        assert_eq!(tb("a..b"), "ordo/01890a5d-8057/1-a.b/2");
         assert_eq!(
             integration_branch("play plan", &job),
-            "ordo/play-plan-01890a5d"
+            "ordo/play-plan-01890a5d-8057"
         );
+        assert_eq!(integration_branch("", &job), "ordo/job-01890a5d-8057");
     }
 }

@@ -20,8 +20,9 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
+use ordo_proto::names::job_tag;
 use ordo_proto::wire::{Integrate, Integration, Workspace, WorkspaceResult};
-use ordo_proto::{Attempt, Dispatch, JobId, Outcome, Program, TaskIndex, TaskName, Verify};
+use ordo_proto::{Attempt, Dispatch, JobId, Outcome, Program, TaskIndex, Verify};
 use tokio::process::Command;
 
 use crate::exec::{self, ExecOptions};
@@ -33,7 +34,6 @@ pub const VERIFY_TAIL_BYTES: usize = 4096;
 pub const FALLBACK_NAME: &str = "ordo";
 pub const FALLBACK_EMAIL: &str = "ordo@localhost";
 /// Longest sanitised task or job name inside a branch name, in bytes.
-const MAX_NAME_IN_BRANCH: usize = 40;
 /// Most bytes of git's stderr kept in an error.
 const MAX_STDERR: usize = 2000;
 /// Variables that would make git work on another repository or index than the `-C` one.
@@ -379,73 +379,27 @@ async fn remove_worktree(repo: &Path, path: &Path, may_delete: bool) -> Result<(
     Ok(())
 }
 
-/// True for a path `prepare` makes: `.../<8 hex digits>/<index>-<attempt>`.
+/// True for a path `prepare` makes: `.../<job tag>/<index>-<attempt>` (`names::job_tag`: 8 hex
+/// digits, `-`, 4 hex digits).
 fn is_attempt_path(path: &Path) -> bool {
     fn name(p: Option<&Path>) -> Option<&str> {
         p.and_then(Path::file_name).and_then(OsStr::to_str)
     }
     let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
-    let tag_ok = name(path.parent())
-        .is_some_and(|t| t.len() == 8 && t.bytes().all(|b| b.is_ascii_hexdigit()));
+    let tag_ok = name(path.parent()).is_some_and(|t| {
+        t.len() == 13
+            && t.bytes().enumerate().all(|(i, b)| {
+                if i == 8 {
+                    b == b'-'
+                } else {
+                    b.is_ascii_hexdigit()
+                }
+            })
+    });
     let leaf_ok = name(Some(path))
         .and_then(|n| n.split_once('-'))
         .is_some_and(|(i, a)| digits(i) && digits(a));
     tag_ok && leaf_ok
-}
-
-/// The branch of one attempt: `ordo/<job8>/<index>-<sanitised name>/<attempt>`, a valid git
-/// branch name whatever the task is called (see `sanitise`; an unusable name becomes `task`).
-pub fn task_branch(job: &JobId, index: TaskIndex, name: &TaskName, attempt: Attempt) -> String {
-    format!(
-        "ordo/{}/{}-{}/{}",
-        job_tag(job),
-        index.0,
-        sanitise(name.as_str(), "task"),
-        attempt.0
-    )
-}
-
-/// The default integration branch of a job: `ordo/<sanitised job name>-<job8>`, a valid git
-/// branch name whatever the job is called (an unusable name becomes `job`).
-pub fn integration_branch(job_name: &str, job: &JobId) -> String {
-    format!("ordo/{}-{}", sanitise(job_name, "job"), job_tag(job))
-}
-
-/// The first 8 characters of the job id, as in branch and worktree names.
-pub fn job_tag(job: &JobId) -> String {
-    let id = job.to_string();
-    id[..8.min(id.len())].to_string()
-}
-
-/// A name reduced to one safe ref-name component: `[A-Za-z0-9._-]` kept, anything else `-`,
-/// runs of `-` and of `.` collapsed (so never `..`), no `-` or `.` at either end, at most
-/// `MAX_NAME_IN_BRANCH` bytes, never ending in `.lock`; `fallback` when nothing is left.
-fn sanitise(name: &str, fallback: &str) -> String {
-    let mut out = String::with_capacity(name.len().min(MAX_NAME_IN_BRANCH * 2));
-    for c in name.chars() {
-        let c = if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-') {
-            c
-        } else {
-            '-'
-        };
-        if (c == '-' || c == '.') && out.ends_with(c) {
-            continue;
-        }
-        out.push(c);
-    }
-    let trim = |s: &str| s.trim_matches(['-', '.']).to_string();
-    let mut out = trim(&out);
-    // ASCII only from here, so any byte index is a char boundary.
-    out.truncate(MAX_NAME_IN_BRANCH);
-    let mut out = trim(&out);
-    if let Some(stem) = out.strip_suffix(".lock") {
-        out = format!("{stem}-lock");
-    }
-    if out.is_empty() {
-        fallback.to_string()
-    } else {
-        out
-    }
 }
 
 async fn try_integrate(
@@ -1179,6 +1133,9 @@ mod tests {
     use std::collections::BTreeMap;
     use std::time::Duration;
 
+    use ordo_proto::TaskName;
+    use ordo_proto::names::{MAX_NAME_IN_BRANCH, integration_branch, task_branch};
+
     use super::*;
 
     /// `git -C dir args`, which must succeed; stdout trimmed. Optional locks off, so reading
@@ -1318,6 +1275,7 @@ mod tests {
                 verify: None,
                 env: BTreeMap::new(),
                 timeout: Some(Duration::from_secs(60)),
+                last: false,
             }
         }
 
@@ -2031,7 +1989,7 @@ mod tests {
             format!("ordo/my-job-{j8}")
         );
         assert_eq!(integration_branch("", &job), format!("ordo/job-{j8}"));
-        assert_eq!(j8.len(), 8);
+        assert_eq!(j8.len(), 13);
 
         for bad in [
             "", "-x", "HEAD", "a..b", "x.lock", "a b", "@{u}", "a\nb", "/x", "x/",
