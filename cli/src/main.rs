@@ -13,7 +13,7 @@ use ordo::formats::{self, Diagnostic, Loaded};
 use ordo::progress::{Bars, Lines, Progress, Quiet};
 use ordo::run::{RunOptions, RunReport};
 use ordo::summary;
-use ordo_proto::{Dag, Dur, ExecutionMode, JobState};
+use ordo_proto::{Dag, Dur, ExecutionMode, JobState, WorkspaceMode};
 
 #[derive(Parser)]
 #[command(
@@ -97,6 +97,10 @@ struct RunCommand {
     /// Pause before a prompt task's verify command (overrides settings.check_interval).
     #[arg(long, env = "ORDO_CHECK_INTERVAL")]
     check_interval: Option<Dur>,
+    /// `worktree`: run every attempt in a git worktree of its own and integrate the changes in
+    /// order (overrides settings.workspace; for specs such as tasks.json that cannot say so).
+    #[arg(long, value_name = "MODE", env = "ORDO_WORKSPACE_MODE")]
+    workspace: Option<WorkspaceMode>,
     /// No progress output; only the summary.
     #[arg(long, short)]
     quiet: bool,
@@ -308,6 +312,15 @@ fn run(args: RunCommand) -> anyhow::Result<u8> {
     if let Some(d) = args.check_interval {
         spec.settings.check_interval = Some(d);
     }
+    if let Some(w) = args.workspace {
+        spec.settings.workspace = Some(w);
+        if let Err(errors) = ordo_proto::validate::validate(&spec) {
+            for e in errors {
+                eprintln!("{}: {e}", args.spec.label());
+            }
+            return Ok(exit::INVALID);
+        }
+    }
     let default_mode = match env_mode() {
         Ok(m) => m.unwrap_or(ExecutionMode::Parallel),
         Err(e) => {
@@ -338,7 +351,13 @@ fn run(args: RunCommand) -> anyhow::Result<u8> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let report: RunReport = runtime.block_on(async {
+    let label = args.spec.label();
+    let report: Option<RunReport> = runtime.block_on(async {
+        let mut spec = spec;
+        if let Err(e) = ordo::run::settle_workspace(&mut spec, &label).await {
+            eprintln!("{e}");
+            return anyhow::Ok(None);
+        }
         let shutdown = async {
             ordo_plumbing::signals::interrupted().await;
             // A second interrupt exits at once.
@@ -351,8 +370,13 @@ fn run(args: RunCommand) -> anyhow::Result<u8> {
         // The gRPC exporter must be built inside the runtime.
         opts.telemetry =
             ordo_plumbing::telemetry::Telemetry::from_env("ordo")?.map(std::sync::Arc::new);
-        ordo::run::run(spec, dag, opts, progress.as_mut(), shutdown).await
+        ordo::run::run(spec, dag, opts, progress.as_mut(), shutdown)
+            .await
+            .map(Some)
     })?;
+    let Some(report) = report else {
+        return Ok(exit::INVALID);
+    };
     drop(progress);
 
     if json {

@@ -21,6 +21,7 @@ use ordo_coordinator::traces::Traces;
 use ordo_plumbing::telemetry::{self, Telemetry};
 use ordo_proto::{AttemptRef, Dag, ExecutionMode, JobId, JobSpec, TaskIndex, TaskResult, now_ms};
 use ordo_worker::exec::{self, ExecOptions};
+use ordo_worker::workspace;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::progress::Progress;
@@ -114,6 +115,38 @@ pub async fn run(
         "interrupted".to_string()
     };
     run_recorded(store, record, start, policy, dag, opts, progress, cancel).await
+}
+
+/// Makes a worktree job's workspace settings definite before it is recorded (DESIGN §10): the
+/// repository (default: the one the working directory is in) as its top directory, and `base`
+/// as the commit it names now. `label` (the spec's file) starts each error, which names the
+/// setting; nothing is written anywhere.
+pub async fn settle_workspace(spec: &mut JobSpec, label: &str) -> Result<(), String> {
+    if !spec.uses_worktrees() {
+        return Ok(());
+    }
+    let s = &spec.settings;
+    let dir = match &s.working_directory {
+        Some(d) => std::path::PathBuf::from(d),
+        None => std::env::current_dir().map_err(|e| format!("{label}: {e}"))?,
+    };
+    let resolved = workspace::resolve(
+        s.repository.as_deref(),
+        &dir,
+        s.base.as_deref(),
+        s.target_branch.as_deref(),
+    )
+    .await
+    .map_err(|e| {
+        let setting = match &e {
+            workspace::Error::Invalid { what, .. } => (*what).to_string(),
+            _ => "repository".into(),
+        };
+        format!("{label}: settings.{setting}: {e}")
+    })?;
+    spec.settings.repository = Some(resolved.repository.display().to_string());
+    spec.settings.base = Some(resolved.base);
+    Ok(())
 }
 
 /// Records a new job in `store` (pending, every task pending) without running it; for callers
@@ -257,7 +290,8 @@ pub async fn run_recorded<P: Progress + ?Sized>(
                         std::future::pending::<()>().await;
                     }
                 };
-                let result = exec::run(&d, &task_opts, cancel, None).await;
+                // In its own worktree when the job says so (`workspace = "worktree"`).
+                let result = workspace::run_attempt(&d, &task_opts, cancel, None).await;
                 if let Some(tel) = tel {
                     let parent = telemetry::traceparent(&d.attempt_ref());
                     tel.execution_span(Some(&parent), &result);
@@ -275,6 +309,19 @@ pub async fn run_recorded<P: Progress + ?Sized>(
                     delivery: 0,
                 },
             );
+        }
+        for req in turn.integrations {
+            let tx = tx.clone();
+            let task_opts = exec_opts.clone();
+            tokio::spawn(async move {
+                let outcome = integrate(&req, &task_opts).await;
+                let _ = tx.send(Event::Integrated {
+                    job: req.job,
+                    index: req.index,
+                    attempt: req.attempt,
+                    outcome,
+                });
+            });
         }
         if dispatched {
             continue;
@@ -323,4 +370,28 @@ pub async fn run_recorded<P: Progress + ?Sized>(
     };
     progress.finish(&report);
     Ok(report)
+}
+
+/// One integration (DESIGN §10), in the repository's own worktree root; the attempt's worktree
+/// goes too when the task will run again, and stays when this was its last chance.
+async fn integrate(req: &ordo_proto::Integrate, opts: &ExecOptions) -> ordo_proto::Integration {
+    let root = match workspace::default_root(&req.repository).await {
+        Ok(root) => root,
+        Err(e) => {
+            return ordo_proto::Integration::Failed {
+                message: e.to_string(),
+            };
+        }
+    };
+    let outcome = workspace::integrate_with(req, &root, opts).await;
+    let integrated = matches!(
+        outcome,
+        ordo_proto::Integration::Merged { .. } | ordo_proto::Integration::Unchanged { .. }
+    );
+    if !integrated && !req.last {
+        let repo = std::path::Path::new(&req.repository);
+        let worktree = std::path::Path::new(&req.worktree);
+        workspace::remove(repo, worktree, Some(&req.task_branch)).await;
+    }
+    outcome
 }

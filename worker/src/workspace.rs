@@ -102,6 +102,145 @@ pub enum Error {
     },
 }
 
+/// A job's workspace settings as they will be used, found before it runs (`resolve`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Resolved {
+    /// The repository's top directory (a checkout) or its path (a bare repository).
+    pub repository: PathBuf,
+    /// The commit `base` named when the job was submitted: the integration branch starts
+    /// there, whatever the repository's HEAD does afterwards.
+    pub base: String,
+}
+
+/// Checks a worktree job's repository before anything is created: it exists and is a git
+/// repository (`repository`, else the repository `dir` is in), `base` (default `HEAD`) names a
+/// commit, and the integration branch (when named) is a valid branch that no worktree has
+/// checked out. The errors name what is wrong; nothing is written.
+pub async fn resolve(
+    repository: Option<&str>,
+    dir: &Path,
+    base: Option<&str>,
+    integration_branch: Option<&str>,
+) -> Result<Resolved, Error> {
+    let given = match repository {
+        Some(r) => r.to_string(),
+        None => dir.display().to_string(),
+    };
+    let path = open_repository(&given).await?;
+    let top = git(&path)
+        .args(["rev-parse", "--show-toplevel"])
+        .output()
+        .await?;
+    let repository = if top.ok() && !top.text().is_empty() {
+        PathBuf::from(top.text())
+    } else {
+        path
+    };
+    let base_rev = base.unwrap_or("HEAD");
+    let base = resolve_commit(&repository, base_rev)
+        .await?
+        .ok_or_else(|| Error::Invalid {
+            what: "base",
+            name: base_rev.to_string(),
+            reason: format!("names no commit in {}", repository.display()),
+        })?;
+    if let Some(branch) = integration_branch {
+        check_branch(&repository, "target_branch", branch).await?;
+        refuse_checked_out(&list_worktrees(&repository).await?, branch)?;
+    }
+    Ok(Resolved { repository, base })
+}
+
+/// Where the worktrees of a repository's attempts go: `ordo-worktrees/` in its git directory,
+/// out of its working tree (so `git status` never shows them) and kept across runs (a task
+/// that failed keeps its worktree there).
+pub async fn default_root(repository: &str) -> Result<PathBuf, Error> {
+    let repo = open_repository(repository).await?;
+    let out = git(&repo)
+        .args(["rev-parse", "--path-format=absolute", "--git-common-dir"])
+        .run()
+        .await?;
+    Ok(PathBuf::from(out.text()).join("ordo-worktrees"))
+}
+
+/// Runs one attempt of a worktree job where its dispatch says: makes its worktree (under
+/// `default_root`), runs the program and its verify command there (`ORDO_WORKSPACE` set, a
+/// relative `working_dir` taken inside it, one inside the repository moved into it), and when
+/// they succeed commits what the task changed: the result then carries the `WorkspaceResult`.
+/// A worktree that cannot be made, or changes that cannot be committed, fail the attempt with
+/// the reason. A dispatch without a workspace runs as `exec::run` does.
+pub async fn run_attempt(
+    d: &Dispatch,
+    opts: &ExecOptions,
+    cancel: impl std::future::Future<Output = ()>,
+    output: Option<tokio::sync::mpsc::Sender<exec::OutputChunk>>,
+) -> ordo_proto::TaskResult {
+    let Some(ws) = &d.workspace else {
+        return exec::run(d, opts, cancel, output).await;
+    };
+    let started = ordo_proto::now_ms();
+    let fail = |why: String| {
+        ordo_proto::TaskResult::new(d, opts.worker.clone(), Outcome::Failed, started, why)
+    };
+    let prepared = match default_root(&ws.repository).await {
+        Ok(root) => prepare(ws, &root, &d.job, d.index, d.attempt).await,
+        Err(e) => Err(e),
+    };
+    let prepared = match prepared {
+        Ok(p) => p,
+        Err(e) => return fail(format!("cannot make the attempt's worktree: {e}")),
+    };
+    let mut local = d.clone();
+    local.working_dir = Some(
+        inside(
+            &prepared.worktree,
+            Path::new(&ws.repository),
+            d.working_dir.as_deref(),
+        )
+        .display()
+        .to_string(),
+    );
+    local.env.insert(
+        ordo_proto::names::ENV_WORKSPACE.into(),
+        prepared.worktree.display().to_string(),
+    );
+    let mut result = exec::run(&local, opts, cancel, output).await;
+    if result.outcome.is_success() {
+        let message = format!("ordo: {} (attempt {})\n\njob {}", d.task, d.attempt, d.job);
+        match commit(
+            &prepared.worktree,
+            &prepared.base_commit,
+            &ws.task_branch,
+            &message,
+        )
+        .await
+        {
+            Ok(w) => result.workspace = Some(Box::new(w)),
+            Err(e) => {
+                result.outcome = Outcome::Failed;
+                result.message = format!("cannot commit the task's changes: {e}");
+            }
+        }
+    }
+    result
+}
+
+/// The directory to run in within `worktree`: a relative `working_dir` below it, one inside
+/// `repository` at the same place below it, anything else (or none) its top.
+fn inside(worktree: &Path, repository: &Path, working_dir: Option<&str>) -> PathBuf {
+    let Some(dir) = working_dir.map(Path::new) else {
+        return worktree.to_path_buf();
+    };
+    if dir.is_relative() {
+        return worktree.join(dir);
+    }
+    let repository = std::path::absolute(repository).unwrap_or_else(|_| repository.into());
+    match dir.strip_prefix(&repository) {
+        Ok(rest) => worktree.join(rest),
+        Err(_) => worktree.to_path_buf(),
+    }
+}
+
 /// A worktree made for one attempt.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Prepared {
@@ -328,6 +467,10 @@ pub async fn remove(repository: &Path, worktree: &Path, branch: Option<&str>) {
     let may_delete = listed.iter().skip(1).any(|w| w.path == path) || is_attempt_path(&path);
     if let Err(e) = remove_worktree(repository, &path, may_delete).await {
         tracing::warn!(worktree = %path.display(), error = %e, "cannot remove worktree");
+    }
+    // The job's directory goes with its last worktree (only an empty directory is removed).
+    if may_delete && let Some(job_dir) = path.parent() {
+        let _ = tokio::fs::remove_dir(job_dir).await;
     }
     let Some(branch) = branch else { return };
     if branch.is_empty() || branch.starts_with('-') {

@@ -114,8 +114,16 @@ impl Local {
             .max(1)
     }
 
-    pub fn submit(&self, req: SubmitRequest, dag: Dag) -> Result<JobId> {
+    pub async fn submit(&self, req: SubmitRequest, dag: Dag) -> Result<JobId> {
         let mut spec = req.spec;
+        let label = if req.source.is_empty() {
+            spec.name.clone()
+        } else {
+            req.source.clone()
+        };
+        run::settle_workspace(&mut spec, &label)
+            .await
+            .map_err(Error::Invalid)?;
         if let Some(argv) = &self.agent_command {
             spec.settings.agent_command = Some(argv.clone());
         }

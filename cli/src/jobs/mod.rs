@@ -185,7 +185,7 @@ impl Jobs {
     /// Submits a validated spec; a local job starts running in this process.
     pub async fn submit(&self, req: SubmitRequest, dag: Dag) -> Result<JobId> {
         match self {
-            Jobs::Local(l) => l.submit(req, dag),
+            Jobs::Local(l) => l.submit(req, dag).await,
             Jobs::Cluster(c) => c.submit(&req).await,
         }
     }
