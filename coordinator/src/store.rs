@@ -435,9 +435,12 @@ impl Store {
     /// `older_than_ms` before `now`, with all its rows: job, tasks, attempts, history and any
     /// outbox entry, in one transaction. Unfinished jobs are never removed. Returns how many
     /// jobs went.
-    pub fn prune(&self, now: Millis, older_than_ms: u64) -> Result<usize> {
+    /// Removes finished jobs that ended more than `older_than_ms` before `now`, with all their
+    /// rows, in one transaction; returns their records.
+    pub fn prune(&self, now: Millis, older_than_ms: u64) -> Result<Vec<JobRecord>> {
         let cutoff = now.saturating_sub(older_than_ms);
         let tx = self.begin()?;
+        let mut pruned = Vec::new();
         let victims = {
             let mut jobs = tx.open_table(JOBS)?;
             let mut victims = Vec::new();
@@ -447,6 +450,7 @@ impl Store {
                 let ended = rec.finished_ms.unwrap_or(rec.updated_ms);
                 if rec.state.is_terminal() && ended < cutoff {
                     victims.push(k.value());
+                    pruned.push(rec);
                 }
             }
             let mut tasks = tx.open_table(TASKS)?;
@@ -468,7 +472,8 @@ impl Store {
             victims
         };
         tx.commit()?;
-        Ok(victims.len())
+        debug_assert_eq!(pruned.len(), victims.len());
+        Ok(pruned)
     }
 }
 
@@ -706,8 +711,8 @@ mod tests {
             .unwrap();
 
         // Nothing finished more than 5 s before t = 5.5 s except `old`; `running` never goes.
-        assert_eq!(store.prune(5_500, 30_000).unwrap(), 0);
-        assert_eq!(store.prune(5_500, 4_000).unwrap(), 1);
+        assert_eq!(store.prune(5_500, 30_000).unwrap().len(), 0);
+        assert_eq!(store.prune(5_500, 4_000).unwrap().len(), 1);
         assert!(store.job(&old.id).unwrap().is_none());
         assert!(store.tasks(&old.id).unwrap().is_empty());
         assert!(store.attempts(&old.id).unwrap().is_empty());
@@ -720,7 +725,7 @@ mod tests {
             assert_eq!(store.history(&kept.id).unwrap().len(), 2);
         }
         // Age 0: every finished job, still never a running one.
-        assert_eq!(store.prune(10_000, 0).unwrap(), 1);
+        assert_eq!(store.prune(10_000, 0).unwrap().len(), 1);
         let left: Vec<JobId> = store.jobs().unwrap().iter().map(|j| j.id).collect();
         assert_eq!(left, vec![running.id]);
     }

@@ -174,3 +174,74 @@ mod uuid_like {
         }
     }
 }
+
+fn git(repo: &Path, args: &[&str]) -> String {
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(repo)
+        .args(args)
+        .output()
+        .expect("git runs");
+    assert!(out.status.success(), "git {args:?}: {:?}", out);
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `ordo prune` removes the worktrees and task branches that a pruned worktree job kept (a
+/// task that failed to integrate keeps its worktree); the integration branch, the job's
+/// result, stays.
+#[test]
+fn prune_removes_the_worktrees_a_pruned_job_kept() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let repo = d.join("repo");
+    std::fs::create_dir(&repo).unwrap();
+    git(&repo, &["init", "-q", "-b", "main"]);
+    git(&repo, &["config", "user.email", "t@example.com"]);
+    git(&repo, &["config", "user.name", "t"]);
+    std::fs::write(repo.join("same.txt"), "one\n").unwrap();
+    git(&repo, &["add", "."]);
+    git(&repo, &["commit", "-qm", "init"]);
+    let spec = write(
+        d,
+        "job.toml",
+        &format!(
+            r#"
+name = "clash"
+[settings]
+workspace = "worktree"
+repository = "{}"
+max_integration_attempts = 1
+[[tasks]]
+name = "first"
+command = "echo first > same.txt"
+[[tasks]]
+name = "second"
+command = "sleep 0.3; echo second > same.txt"
+"#,
+            repo.display()
+        ),
+    );
+    let r = ordo_in(d, &["run", &spec, "--state", "st", "-q"], &[]);
+    assert_eq!(r.status.code(), Some(1), "{}\n{}", r.stdout, r.stderr);
+    let worktrees = git(&repo, &["worktree", "list", "--porcelain"]);
+    assert_eq!(
+        worktrees.matches("worktree ").count(),
+        2,
+        "the failed task's worktree is kept: {worktrees}"
+    );
+    let branches = git(&repo, &["branch", "--list", "ordo/*"]);
+    assert_eq!(branches.lines().count(), 2, "{branches}");
+
+    let r = ordo_in(d, &["prune", "--older-than", "0s", "--state", "st"], &[]);
+    assert!(r.status.success(), "{}", r.stderr);
+    assert!(r.stdout.contains("removed 1"), "{}", r.stdout);
+    let worktrees = git(&repo, &["worktree", "list", "--porcelain"]);
+    assert_eq!(worktrees.matches("worktree ").count(), 1, "{worktrees}");
+    let branches = git(&repo, &["branch", "--list", "ordo/*"]);
+    assert_eq!(
+        branches.lines().count(),
+        1,
+        "only the integration branch stays: {branches}"
+    );
+    assert!(branches.contains("ordo/clash-"), "{branches}");
+}

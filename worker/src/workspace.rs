@@ -225,6 +225,37 @@ pub async fn run_attempt(
     result
 }
 
+/// Removes every worktree a job's tasks left in `repository` (kept after failures) and their
+/// task branches (`ordo/<job tag>/...`); the integration branch stays. Best effort: what
+/// cannot be removed is logged.
+pub async fn remove_job(repository: &str, job: &JobId) {
+    let Ok(repo) = open_repository(repository).await else {
+        return;
+    };
+    let tag = job_tag(job);
+    if let Ok(root) = default_root(repository).await {
+        let dir = root.join(&tag);
+        if let Ok(mut entries) = tokio::fs::read_dir(&dir).await {
+            while let Ok(Some(e)) = entries.next_entry().await {
+                remove(&repo, &e.path(), None).await;
+            }
+        }
+        let _ = tokio::fs::remove_dir(&dir).await;
+    }
+    let listed = git(&repo)
+        .args(["for-each-ref", "--format=%(refname:short)"])
+        .arg(format!("refs/heads/ordo/{tag}/"))
+        .output()
+        .await;
+    if let Ok(out) = listed {
+        for branch in String::from_utf8_lossy(&out.stdout).lines() {
+            if let Err(e) = git(&repo).args(["branch", "-D", branch]).run().await {
+                tracing::warn!(branch, error = %e, "cannot delete task branch");
+            }
+        }
+    }
+}
+
 /// The directory to run in within `worktree`: a relative `working_dir` below it, one inside
 /// `repository` at the same place below it, anything else (or none) its top.
 fn inside(worktree: &Path, repository: &Path, working_dir: Option<&str>) -> PathBuf {

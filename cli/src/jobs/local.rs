@@ -22,6 +22,7 @@ use super::{Error, Open, Output, Result};
 use crate::args::{RunArgs, default_workers};
 use crate::progress::Quiet;
 use crate::run::{self, RunOptions, Start};
+use ordo_worker::workspace;
 
 /// `cancel` waits this long for a job's processes to be killed.
 const CANCEL_WAIT: Duration = Duration::from_secs(15);
@@ -242,8 +243,16 @@ impl Local {
             .ok_or_else(|| self.not_found(job))
     }
 
-    pub fn prune(&self, older_than_ms: u64) -> Result<usize> {
-        self.read(|s| s.prune(now_ms(), older_than_ms))
+    /// Removes old finished jobs, and the worktrees their tasks kept (their integration
+    /// branches stay: they are the jobs' results).
+    pub async fn prune(&self, older_than_ms: u64) -> Result<usize> {
+        let pruned = self.read(|s| s.prune(now_ms(), older_than_ms))?;
+        for job in pruned.iter().filter(|j| j.spec.uses_worktrees()) {
+            if let Some(repo) = &job.spec.settings.repository {
+                workspace::remove_job(repo, &job.id).await;
+            }
+        }
+        Ok(pruned.len())
     }
 
     /// Runs a recorded job in the background; registers its cancel handle first.

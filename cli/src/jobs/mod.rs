@@ -240,7 +240,7 @@ impl Jobs {
     /// Removes finished jobs that ended more than `older_than_ms` ago; how many.
     pub async fn prune(&self, older_than_ms: u64) -> Result<usize> {
         match self {
-            Jobs::Local(l) => l.prune(older_than_ms),
+            Jobs::Local(l) => l.prune(older_than_ms).await,
             Jobs::Cluster(c) => c.prune(older_than_ms).await,
         }
     }

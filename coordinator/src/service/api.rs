@@ -238,7 +238,11 @@ impl Service {
 
     fn prune(&self, now: Millis, body: &[u8]) -> Reply {
         let r: api::PruneRequest = parse(body)?;
-        let removed = self.store.prune(now, r.older_than_ms).map_err(internal)?;
+        let removed = self
+            .store
+            .prune(now, r.older_than_ms)
+            .map_err(internal)?
+            .len();
         Ok(to_value(api::PruneReply { removed }))
     }
 
