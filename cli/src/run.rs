@@ -252,14 +252,19 @@ pub async fn run_recorded<P: Progress + ?Sized>(
     let mut sent = Vec::new();
     loop {
         let finished = !driver.engine().has_job(&job);
-        let turn =
+        // A commit blocks (redb): off the runtime's thread then, and only then (handing the
+        // thread's other tasks over costs a wake-up on every hop of a chain).
+        let turn = if driver.due(finished) {
             tokio::task::block_in_place(|| driver.turn(&store, now_ms(), finished, &mut sent))
-                .with_context(|| {
-                    format!(
-                        "cannot record the progress of job '{}' ({job})",
-                        record.name
-                    )
-                })?;
+        } else {
+            driver.turn(&store, now_ms(), finished, &mut sent)
+        };
+        let turn = turn.with_context(|| {
+            format!(
+                "cannot record the progress of job '{}' ({job})",
+                record.name
+            )
+        })?;
         traces.observe(&turn.changes);
         progress.changes(&turn.changes, &spec);
         for k in &turn.kills {
@@ -344,7 +349,9 @@ pub async fn run_recorded<P: Progress + ?Sized>(
         let now = now_ms();
         // Group commit: everything already queued joins this turn.
         let queued = std::iter::from_fn(|| rx.try_recv().ok());
-        for e in first.into_iter().chain(queued).chain([Event::Tick]) {
+        // Woken by a timer alone: time passed (retry timers fire).
+        let tick = first.is_none().then_some(Event::Tick);
+        for e in first.into_iter().chain(queued).chain(tick) {
             if let Event::Finished(r) = &e {
                 kills.remove(&r.attempt_ref());
             }
