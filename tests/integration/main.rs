@@ -15,6 +15,10 @@
 //!   execution semantic, Ctrl-C, resume.
 //! - `report`: reports of real runs in every format (JUnit read by junitparser, HTML rendered
 //!   by Chromium), through a state directory and the coordinator; `ordo prune`.
+//! - `workspaces`: agent workspaces (`workspace = "worktree"`) on real git repositories: clean
+//!   merges, conflicts re-run (commands and a stub agent), dependencies, the user's checkout
+//!   untouched, write-sets, the integration limit, bad settings, tasks that break their
+//!   worktree.
 
 mod cli;
 mod deploy;
@@ -26,3 +30,4 @@ mod mcp;
 mod observability;
 mod report;
 mod run_local;
+mod workspaces;

@@ -50,6 +50,13 @@ const GIT_LOCATION_VARS: &[&str] = &[
 /// Directory under the worktree root that holds the scratch worktrees of integration verifies.
 const INTEGRATE_DIR: &str = "integrate";
 
+/// Held by every git command of this process that reads or changes the worktrees of a
+/// repository (`worktree add`, `list`, `remove`, `branch -D`). Git does not lock them: a
+/// command reads every worktree's admin files, which a concurrent `worktree add` may be
+/// half-way through writing, and then fails ("failed to read .git/worktrees/<id>/commondir").
+/// One lock for all repositories: these commands take milliseconds.
+static WORKTREE_ADMIN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// Why a workspace operation failed. Every message names the repository, worktree, branch or
 /// git command concerned.
 #[derive(Debug, thiserror::Error)]
@@ -146,7 +153,19 @@ pub async fn resolve(
         })?;
     if let Some(branch) = integration_branch {
         check_branch(&repository, "target_branch", branch).await?;
-        refuse_checked_out(&list_worktrees(&repository).await?, branch)?;
+        let worktrees = {
+            let _admin = WORKTREE_ADMIN.lock().await;
+            list_worktrees(&repository).await?
+        };
+        // Named after the setting, as the other errors here are.
+        refuse_checked_out(&worktrees, branch).map_err(|e| match e {
+            Error::Invalid { name, reason, .. } => Error::Invalid {
+                what: "target_branch",
+                name,
+                reason,
+            },
+            e => e,
+        })?;
     }
     Ok(Resolved { repository, base })
 }
@@ -312,6 +331,7 @@ pub async fn prepare(
             reason: "is the integration branch".into(),
         });
     }
+    let _admin = WORKTREE_ADMIN.lock().await;
     let worktrees = list_worktrees(&repo).await?;
     refuse_checked_out(&worktrees, &ws.integration_branch)?;
     let base_commit = ensure_branch(&repo, &ws.integration_branch, &ws.base).await?;
@@ -487,6 +507,7 @@ pub async fn remove(repository: &Path, worktree: &Path, branch: Option<&str>) {
         Ok(path) => path,
         Err(_) => std::path::absolute(worktree).unwrap_or_else(|_| worktree.to_path_buf()),
     };
+    let _admin = WORKTREE_ADMIN.lock().await;
     let listed = match list_worktrees(repository).await {
         Ok(list) => list,
         Err(e) => {
@@ -583,7 +604,11 @@ async fn try_integrate(
 ) -> Result<Integration, Error> {
     let repo = open_repository(&req.repository).await?;
     check_branch(&repo, "integration branch", &req.integration_branch).await?;
-    refuse_checked_out(&list_worktrees(&repo).await?, &req.integration_branch)?;
+    let worktrees = {
+        let _admin = WORKTREE_ADMIN.lock().await;
+        list_worktrees(&repo).await?
+    };
+    refuse_checked_out(&worktrees, &req.integration_branch)?;
     let refname = format!("refs/heads/{}", req.integration_branch);
     let tip = read_ref(&repo, &refname)
         .await?
@@ -673,6 +698,7 @@ async fn verify_at(
     };
     // Left by an integration of this attempt that was interrupted.
     remove_scratch(repo, &dir).await;
+    let admin = WORKTREE_ADMIN.lock().await;
     tokio::fs::create_dir_all(root.join(INTEGRATE_DIR))
         .await
         .map_err(|source| Error::Io {
@@ -685,6 +711,7 @@ async fn verify_at(
         .arg(commit)
         .run()
         .await?;
+    drop(admin);
     let scratch = Scratch {
         repo: repo.to_path_buf(),
         dir,
@@ -755,6 +782,7 @@ impl Drop for Scratch {
         let _ = std::thread::Builder::new()
             .name("ordo-scratch-worktree".into())
             .spawn(move || {
+                let _admin = WORKTREE_ADMIN.blocking_lock();
                 let git = |args: &[&OsStr]| {
                     let mut cmd = std::process::Command::new("git");
                     cmd.arg("-C").arg(&repo).args(args);
@@ -792,6 +820,7 @@ impl Drop for Scratch {
 /// Removes a scratch worktree (ordo's own directory, so deleted even if git no longer knows
 /// it).
 async fn remove_scratch(repo: &Path, dir: &Path) {
+    let _admin = WORKTREE_ADMIN.lock().await;
     if let Err(e) = remove_worktree(repo, dir, true).await {
         tracing::warn!(worktree = %dir.display(), error = %e, "cannot remove scratch worktree");
         if let Err(e) = tokio::fs::remove_dir_all(dir).await
@@ -2195,5 +2224,39 @@ mod tests {
             identity_overrides(Some("A"), None),
             ["-c", "user.email=ordo@localhost"]
         );
+    }
+
+    /// Proves many attempts can make and remove their worktrees at the same moment (as the
+    /// slots of one runner do): `git worktree add`, `list`, `remove` and `branch -D` read every
+    /// worktree's admin files, which a concurrent `worktree add` may be half-way through
+    /// writing, and then fail ("failed to read .git/worktrees/<id>/commondir"). Without the
+    /// lock that serialises them, some of these ten concurrent attempts fail in every round.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn many_worktrees_made_and_removed_at_once() {
+        let fx = Fx::new();
+        for attempt in 1..=3u32 {
+            let runs = (0..10u32).map(|i| {
+                let fx = &fx;
+                async move {
+                    let ws = fx.ws(i, &format!("t{i}"), attempt);
+                    let p = prepare(&ws, &fx.root, &fx.job, TaskIndex(i), Attempt(attempt))
+                        .await
+                        .map_err(|e| format!("attempt {attempt} of t{i}: {e}"))?;
+                    write(&p.worktree.join(format!("t{i}.txt")), "x\n");
+                    commit(&p.worktree, &p.base_commit, &ws.task_branch, "work")
+                        .await
+                        .map_err(|e| format!("attempt {attempt} of t{i}: {e}"))?;
+                    remove(&fx.repo, &p.worktree, Some(&ws.task_branch)).await;
+                    Ok::<_, String>(())
+                }
+            });
+            let failed: Vec<String> = futures::future::join_all(runs)
+                .await
+                .into_iter()
+                .filter_map(Result::err)
+                .collect();
+            assert!(failed.is_empty(), "{failed:#?}");
+        }
+        fx.assert_clean();
     }
 }

@@ -1,0 +1,970 @@
+//! Agent workspaces (DESIGN §10) end to end: the real `ordo run` on real git repositories made
+//! in temporary directories, checked with `git` itself. Each test says what it proves.
+//!
+//! Orders that matter (which of two tasks integrates first) are forced, not hoped for: the
+//! task meant to lose waits (in its own worktree, so after its worktree was cut) until the
+//! other's change is on the integration branch, and the winner waits until the loser has
+//! started. Every job has a task timeout (20 s) so a broken wait fails the test instead of hanging it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use ordo_tests::{Run, ordo_in, write};
+use serde_json::Value;
+
+/// Runs `git ARGS` in `dir` (author and committer fixed, no global or system configuration
+/// that could sign or hook), returning the finished process.
+fn git_run(dir: &Path, args: &[&str]) -> Run {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run git: {e}"));
+    Run::from(out)
+}
+
+/// `git ARGS` in `dir`, which must succeed; its stdout without the final newline.
+fn git(dir: &Path, args: &[&str]) -> String {
+    let r = git_run(dir, args);
+    assert_eq!(
+        r.code(),
+        0,
+        "git {args:?} in {}: {}{}",
+        dir.display(),
+        r.stdout,
+        r.stderr
+    );
+    r.stdout.trim_end_matches('\n').to_string()
+}
+
+/// A test's directory: `repo/` (a git repository on `main` with one commit: `README.md` and
+/// `shared.txt` of two lines) and, beside it, room for job files, state and logs, outside the
+/// repository so they never show in its status.
+struct Sandbox {
+    tmp: tempfile::TempDir,
+}
+
+impl Sandbox {
+    fn new() -> Sandbox {
+        let tmp = tempfile::tempdir().unwrap();
+        let repo = tmp.path().join("repo");
+        std::fs::create_dir(&repo).unwrap();
+        git(&repo, &["init", "-q", "-b", "main"]);
+        git(&repo, &["config", "user.name", "Ordo Test"]);
+        git(&repo, &["config", "user.email", "test@ordo.invalid"]);
+        git(&repo, &["config", "commit.gpgsign", "false"]);
+        write(&repo, "README.md", "# demo\n");
+        write(&repo, "shared.txt", "line1\nline2\n");
+        git(&repo, &["add", "-A"]);
+        git(&repo, &["commit", "-q", "-m", "initial"]);
+        Sandbox { tmp }
+    }
+
+    fn root(&self) -> &Path {
+        self.tmp.path()
+    }
+
+    fn repo(&self) -> PathBuf {
+        self.tmp.path().join("repo")
+    }
+
+    /// A directory beside the repository (created), e.g. for the tasks' logs.
+    fn dir(&self, name: &str) -> PathBuf {
+        let d = self.tmp.path().join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    /// Writes a job file beside the repository; returns its path.
+    fn job(&self, name: &str, text: &str) -> String {
+        write(self.root(), name, text)
+    }
+
+    fn state(&self) -> String {
+        self.root().join("state").display().to_string()
+    }
+
+    /// `ordo run SPEC --state <state> EXTRA...` in the repository.
+    fn run(&self, spec: &str, extra: &[&str]) -> Run {
+        let state = self.state();
+        let mut args = vec!["run", spec, "--state", state.as_str()];
+        args.extend_from_slice(extra);
+        ordo_in(&self.repo(), &args, &[])
+    }
+
+    /// The newest job's report from the state directory, in `format`.
+    fn report(&self, format: &str) -> Run {
+        let state = self.state();
+        let r = ordo_in(
+            &self.repo(),
+            &["report", "--state", &state, "--format", format],
+            &[],
+        );
+        assert_eq!(r.code(), 0, "ordo report: {}", r.stderr);
+        r
+    }
+
+    fn report_json(&self) -> Value {
+        self.report("json").json()
+    }
+
+    /// `git show BRANCH:PATH` in the repository.
+    fn show(&self, branch: &str, path: &str) -> String {
+        git(&self.repo(), &["show", &format!("{branch}:{path}")])
+    }
+
+    /// What a run must leave alone in the user's checkout (and what bad input must not create).
+    fn checkout(&self) -> Checkout {
+        let repo = self.repo();
+        let bytes = |name: &str| std::fs::read(repo.join(name)).ok();
+        Checkout {
+            head: git(&repo, &["rev-parse", "HEAD"]),
+            symbolic: git(&repo, &["symbolic-ref", "HEAD"]),
+            status: git(&repo, &["status", "--porcelain", "--untracked-files=all"]),
+            staged: git(&repo, &["diff", "--cached"]),
+            stash: git(&repo, &["stash", "list"]),
+            files: ["README.md", "shared.txt", "notes.txt"]
+                .into_iter()
+                .map(|f| (f.to_string(), bytes(f)))
+                .collect(),
+        }
+    }
+
+    /// Every ref and worktree of the repository, and whether ordo's worktree root exists.
+    fn refs_and_worktrees(&self) -> (String, String, bool) {
+        let repo = self.repo();
+        (
+            git(&repo, &["for-each-ref"]),
+            git(&repo, &["worktree", "list", "--porcelain"]),
+            repo.join(".git/ordo-worktrees").exists(),
+        )
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+struct Checkout {
+    head: String,
+    symbolic: String,
+    status: String,
+    staged: String,
+    stash: String,
+    files: BTreeMap<String, Option<Vec<u8>>>,
+}
+
+/// The integration branch ordo names by default: `ordo/<job name>-<first 8 of the id>-<last 4>`.
+fn default_branch(job_name: &str, report: &Value) -> String {
+    let id = report["job"]["id"].as_str().expect("job id");
+    format!("ordo/{job_name}-{}-{}", &id[..8], &id[id.len() - 4..])
+}
+
+fn task<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == name)
+        .unwrap_or_else(|| panic!("no task {name} in {report:#}"))
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array()
+        .unwrap_or_else(|| panic!("not an array: {v}"))
+        .iter()
+        .map(|s| s.as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Asserts no file on `branch` holds a conflict marker.
+fn assert_no_conflict_markers(repo: &Path, branch: &str) {
+    for marker in ["<<<<<<<", ">>>>>>>"] {
+        let r = git_run(repo, &["grep", "-n", "-F", marker, branch]);
+        assert_eq!(
+            r.code(),
+            1,
+            "conflict marker {marker} on {branch}:\n{}{}",
+            r.stdout,
+            r.stderr
+        );
+    }
+}
+
+/// The branches under `ordo/`.
+fn ordo_branches(repo: &Path) -> Vec<String> {
+    git(
+        repo,
+        &["branch", "--list", "ordo/*", "--format=%(refname:short)"],
+    )
+    .lines()
+    .map(String::from)
+    .collect()
+}
+
+/// The paths of the repository's worktrees, its own checkout first.
+fn worktrees(repo: &Path) -> Vec<PathBuf> {
+    git(repo, &["worktree", "list", "--porcelain"])
+        .lines()
+        .filter_map(|l| l.strip_prefix("worktree "))
+        .map(PathBuf::from)
+        .collect()
+}
+
+fn canonical(p: &Path) -> PathBuf {
+    std::fs::canonicalize(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+fn assert_ok(r: &Run, what: &str) {
+    assert_eq!(r.code(), 0, "{what}:\n{}\n{}", r.stdout, r.stderr);
+}
+
+/// Tasks that change different files run in worktrees of their own and all merge: each file is
+/// on the integration branch `ordo/<job name>-<tag>` (and not in the user's checkout), and
+/// afterwards no worktree is left but the user's checkout and no branch under `ordo/` but the
+/// integration branch (the task branches were deleted once merged).
+#[test]
+fn different_files_merge_cleanly_and_leave_nothing_behind() {
+    let sb = Sandbox::new();
+    let repo = sb.repo();
+    let spec = sb.job(
+        "disjoint.toml",
+        r#"
+name = "disjoint"
+[settings]
+workspace = "worktree"
+timeout = "20s"
+
+[[tasks]]
+name = "alpha"
+command = "echo alpha > alpha.txt"
+
+[[tasks]]
+name = "beta"
+command = "mkdir -p src && echo beta > src/beta.txt"
+
+[[tasks]]
+name = "gamma"
+command = "echo gamma >> README.md"
+
+[[tasks]]
+name = "delta"
+command = "echo delta > delta.txt"
+"#,
+    );
+    let r = sb.run(&spec, &["--workers", "4"]);
+    assert_ok(&r, "ordo run");
+    let report = sb.report_json();
+    let branch = default_branch("disjoint", &report);
+
+    assert_eq!(sb.show(&branch, "alpha.txt"), "alpha");
+    assert_eq!(sb.show(&branch, "src/beta.txt"), "beta");
+    assert_eq!(sb.show(&branch, "README.md"), "# demo\ngamma");
+    assert_eq!(sb.show(&branch, "delta.txt"), "delta");
+    // Everything from `main` is still there, and main itself did not move.
+    assert_eq!(sb.show(&branch, "shared.txt"), "line1\nline2");
+    git(&repo, &["merge-base", "--is-ancestor", "main", &branch]);
+    assert_eq!(git(&repo, &["rev-list", "--count", "main"]), "1");
+    assert!(
+        !repo.join("alpha.txt").exists(),
+        "a task wrote the checkout"
+    );
+    assert_eq!(
+        std::fs::read_to_string(repo.join("README.md")).unwrap(),
+        "# demo\n"
+    );
+
+    assert_eq!(worktrees(&repo), vec![canonical(&repo)]);
+    assert_eq!(ordo_branches(&repo), vec![branch.clone()]);
+    for t in ["alpha", "beta", "gamma", "delta"] {
+        assert_eq!(task(&report, t)["integration"]["outcome"], "merged", "{t}");
+    }
+    let summary = &report["summary"]["integration"];
+    assert_eq!(summary["branch"], branch.as_str());
+    assert_eq!(summary["integrations"], 4);
+    assert_eq!(summary["conflicts"], 0);
+}
+
+/// Many tasks starting at once all get their worktree: 16 tasks on 8 slots, each writing its
+/// own file, all succeed on their first attempt and all their files are on the branch. (Git
+/// does not lock its worktree list: concurrent `git worktree add`s read each other's half
+/// written admin files and fail unless ordo serialises them.)
+#[test]
+fn many_tasks_make_their_worktrees_at_once() {
+    let sb = Sandbox::new();
+    let repo = sb.repo();
+    let mut spec =
+        String::from("name = \"many\"\n[settings]\nworkspace = \"worktree\"\ntimeout = \"20s\"\n");
+    for i in 0..16 {
+        spec.push_str(&format!(
+            "\n[[tasks]]\nname = \"t{i}\"\ncommand = \"echo {i} > f{i}.txt\"\n"
+        ));
+    }
+    let spec = sb.job("many.toml", &spec);
+    let r = sb.run(&spec, &["--workers", "8"]);
+    assert_ok(&r, "ordo run");
+    let report = sb.report_json();
+    let branch = default_branch("many", &report);
+    for i in 0..16 {
+        let t = task(&report, &format!("t{i}"));
+        assert_eq!(t["runs"].as_array().unwrap().len(), 1, "{t:#}");
+        assert_eq!(sb.show(&branch, &format!("f{i}.txt")), i.to_string());
+    }
+    assert_eq!(worktrees(&repo), vec![canonical(&repo)]);
+    assert_eq!(ordo_branches(&repo), vec![branch]);
+}
+
+/// Two parallel tasks change the same line: the second to integrate conflicts, runs again from
+/// the new tip (the other's change in its worktree) and then integrates, so the job succeeds
+/// with both changes on the branch and no conflict marker anywhere; the reports count the
+/// conflict and name the file and the other task.
+#[test]
+fn same_line_conflict_reruns_and_both_changes_land() {
+    let sb = Sandbox::new();
+    let repo = sb.repo();
+    let marks = sb.dir("marks");
+    // `late` starts (its worktree cut from the empty branch), then `early` changes line 1 and
+    // integrates; only then does `late` change line 1 too.
+    let spec = sb.job(
+        "conflict.toml",
+        &format!(
+            r#"
+name = "conflict"
+[settings]
+workspace = "worktree"
+target_branch = "it"
+timeout = "20s"
+env = {{ MARKS = "{marks}" }}
+
+[[tasks]]
+name = "early"
+command = """
+until [ -e "$MARKS/late-started" ]; do sleep 0.01; done
+sed -i '1s/$/ early/' shared.txt
+"""
+
+[[tasks]]
+name = "late"
+command = """
+touch "$MARKS/late-started"
+until git show it:shared.txt | grep -q early; do sleep 0.01; done
+sed -i '1s/$/ late/' shared.txt
+"""
+"#,
+            marks = marks.display()
+        ),
+    );
+    let r = sb.run(&spec, &["--workers", "4"]);
+    assert_ok(&r, "ordo run");
+
+    assert_eq!(sb.show("it", "shared.txt"), "line1 early late\nline2");
+    assert_no_conflict_markers(&repo, "it");
+
+    let report = sb.report_json();
+    let late = task(&report, "late");
+    assert_eq!(late["state"], "succeeded", "{late:#}");
+    assert_eq!(late["runs"].as_array().unwrap().len(), 2, "{late:#}");
+    let conflicts = late["integration"]["conflicts"].as_array().unwrap();
+    assert_eq!(conflicts.len(), 1, "{late:#}");
+    assert_eq!(conflicts[0]["task"], "early");
+    assert_eq!(strings(&conflicts[0]["files"]), ["shared.txt"]);
+    assert_eq!(late["integration"]["outcome"], "merged");
+    assert_eq!(task(&report, "early")["runs"].as_array().unwrap().len(), 1);
+    let summary = &report["summary"]["integration"];
+    assert_eq!(summary["branch"], "it");
+    assert!(summary["conflicts"].as_u64().unwrap() >= 1, "{summary}");
+    assert_eq!(summary["integrations"], 2);
+
+    let md = sb.report("md").stdout;
+    let section = md
+        .split("\n## Integration\n")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no Integration section in the Markdown report:\n{md}"));
+    assert!(section.contains("`it`"), "{section}");
+    assert!(section.contains("shared.txt with early"), "{section}");
+
+    assert_eq!(worktrees(&repo), vec![canonical(&repo)]);
+    assert_eq!(ordo_branches(&repo), Vec::<String>::new());
+}
+
+/// A dependent task runs in a worktree cut from the integration branch after its dependency
+/// was integrated, so it sees the file the dependency wrote (it fails otherwise).
+#[test]
+fn dependent_task_sees_its_dependency_change() {
+    let sb = Sandbox::new();
+    let spec = sb.job(
+        "chain.toml",
+        r#"
+name = "chain"
+[settings]
+workspace = "worktree"
+timeout = "20s"
+
+[[tasks]]
+name = "produce"
+command = "echo 'made by produce' > made.txt"
+
+[[tasks]]
+name = "consume"
+depends_on = ["produce"]
+command = "cat made.txt && test \"$(cat made.txt)\" = 'made by produce' && cp made.txt seen.txt"
+"#,
+    );
+    let r = sb.run(&spec, &[]);
+    assert_ok(&r, "ordo run");
+    let report = sb.report_json();
+    let branch = default_branch("chain", &report);
+    assert_eq!(
+        task(&report, "consume")["output_tail"],
+        "made by produce\n",
+        "{report:#}"
+    );
+    assert_eq!(sb.show(&branch, "seen.txt"), "made by produce");
+    assert!(!sb.repo().join("made.txt").exists());
+}
+
+/// The user's checkout is never touched, even with uncommitted, staged and untracked changes
+/// in it and a job that changes the same files: HEAD, the current branch, the status, the
+/// staged diff, the bytes of the files and the stash are the same before and after.
+#[test]
+fn user_checkout_is_untouched() {
+    let sb = Sandbox::new();
+    let repo = sb.repo();
+    // A stash entry, a staged change, an unstaged change to a tracked file, an untracked file.
+    write(&repo, "README.md", "# stashed\n");
+    git(&repo, &["stash", "push", "-q", "-m", "user stash"]);
+    write(&repo, "shared.txt", "line1 staged\nline2\n");
+    git(&repo, &["add", "shared.txt"]);
+    write(&repo, "README.md", "# demo\nuser edit, not committed\n");
+    write(&repo, "notes.txt", "user's untracked notes\n");
+    let before = sb.checkout();
+    assert!(before.status.contains(" M README.md"), "{before:?}");
+    assert!(before.status.contains("M  shared.txt"), "{before:?}");
+    assert!(before.status.contains("?? notes.txt"), "{before:?}");
+    assert!(before.stash.contains("user stash"), "{before:?}");
+
+    let spec = sb.job(
+        "touchy.toml",
+        r#"
+name = "touchy"
+[settings]
+workspace = "worktree"
+timeout = "20s"
+
+[[tasks]]
+name = "readme"
+command = "echo 'by the job' >> README.md"
+
+[[tasks]]
+name = "shared"
+command = "sed -i '2s/$/ job/' shared.txt"
+
+[[tasks]]
+name = "notes"
+command = "echo 'job notes' > notes.txt"
+"#,
+    );
+    let r = sb.run(&spec, &["--workers", "4"]);
+    assert_ok(&r, "ordo run");
+    let after = sb.checkout();
+    assert_eq!(before, after);
+
+    // The job did its work, on its own branch, from the committed HEAD.
+    let branch = default_branch("touchy", &sb.report_json());
+    assert_eq!(sb.show(&branch, "README.md"), "# demo\nby the job");
+    assert_eq!(sb.show(&branch, "shared.txt"), "line1\nline2 job");
+    assert_eq!(sb.show(&branch, "notes.txt"), "job notes");
+}
+
+/// A stand-in for a coding agent, called as `sh stub-agent.sh PROMPT`. The prompt's first line
+/// says what to do: "append 'TEXT' to FILE". Every call is recorded in `$CALLS/<task>.<pid>`
+/// (its attempt, `ORDO_CONFLICT_FILES` and the whole prompt). `AFTER_START=<task>` makes it
+/// wait until that task has started; `AFTER_LINE=<text>` until the integration branch
+/// (`$BRANCH`) holds that text in FILE.
+const STUB_AGENT: &str = r#"
+[ "$#" -eq 1 ] || { echo "stub-agent: expected the prompt as one argument, got $#" >&2; exit 64; }
+prompt=$1
+first=$(printf '%s\n' "$prompt" | head -n 1)
+text=$(printf '%s' "$first" | sed -n "s/^append '\(.*\)' to \(.*\)$/\1/p")
+file=$(printf '%s' "$first" | sed -n "s/^append '\(.*\)' to \(.*\)$/\2/p")
+[ -n "$file" ] || { echo "stub-agent: cannot read the prompt: $first" >&2; exit 64; }
+call="$CALLS/$ORDO_TASK.$$"
+{
+  echo "attempt=$ORDO_ATTEMPT"
+  echo "conflict_files=${ORDO_CONFLICT_FILES-<unset>}"
+  echo "prompt:"
+  printf '%s\n' "$prompt"
+} > "$call"
+touch "$CALLS/started-$ORDO_TASK"
+if [ -n "${AFTER_START:-}" ]; then
+  until [ -e "$CALLS/started-$AFTER_START" ]; do sleep 0.01; done
+fi
+if [ -n "${AFTER_LINE:-}" ]; then
+  until git show "$BRANCH:$file" 2>/dev/null | grep -qxF "$AFTER_LINE"; do sleep 0.01; done
+fi
+printf '%s\n' "$text" >> "$file"
+echo "stub-agent: appended '$text' to $file"
+"#;
+
+/// One recorded call of the stub agent.
+#[derive(Debug)]
+struct AgentCall {
+    task: String,
+    attempt: String,
+    conflict_files: String,
+    prompt: String,
+}
+
+fn agent_calls(dir: &Path) -> Vec<AgentCall> {
+    let mut calls = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let path = e.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_string();
+        if name.starts_with("started-") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let (head, prompt) = text.split_once("prompt:\n").unwrap();
+        let field = |k: &str| {
+            head.lines()
+                .find_map(|l| l.strip_prefix(&format!("{k}=")))
+                .unwrap_or_else(|| panic!("{k} missing in {text}"))
+                .to_string()
+        };
+        calls.push(AgentCall {
+            task: name.split('.').next().unwrap().to_string(),
+            attempt: field("attempt"),
+            conflict_files: field("conflict_files"),
+            prompt: prompt.to_string(),
+        });
+    }
+    calls.sort_by(|a, b| (&a.task, &a.attempt).cmp(&(&b.task, &b.attempt)));
+    calls
+}
+
+/// Prompt tasks run by an agent in parallel worktrees, two of them appending to the same file:
+/// as with commands, the second to integrate conflicts and runs again from the new tip, and
+/// both lines end up on the branch. That re-run is told why: `ORDO_CONFLICT_FILES` names the
+/// file and its prompt ends with ordo's note naming the file and the other task; first runs
+/// get neither.
+#[test]
+fn agent_prompts_conflict_rerun_with_the_conflict_named() {
+    let sb = Sandbox::new();
+    let repo = sb.repo();
+    let calls = sb.dir("calls");
+    let agent = write(sb.root(), "stub-agent.sh", STUB_AGENT);
+    let spec = sb.job(
+        "agents.toml",
+        &format!(
+            r#"
+name = "agents"
+[settings]
+workspace = "worktree"
+target_branch = "agents"
+agent_command = ["sh", "{agent}"]
+timeout = "20s"
+env = {{ CALLS = "{calls}", BRANCH = "agents" }}
+
+[[tasks]]
+name = "first-note"
+prompt = "append 'first note' to notes.md"
+env = {{ AFTER_START = "second-note" }}
+
+[[tasks]]
+name = "second-note"
+prompt = "append 'second note' to notes.md"
+env = {{ AFTER_LINE = "first note" }}
+
+[[tasks]]
+name = "changelog"
+prompt = "append 'changed' to CHANGELOG.md"
+
+[[tasks]]
+name = "readme"
+prompt = "append 'more docs' to README.md"
+"#,
+            calls = calls.display()
+        ),
+    );
+    let r = sb.run(&spec, &["--workers", "4"]);
+    assert_ok(&r, "ordo run");
+
+    assert_eq!(sb.show("agents", "notes.md"), "first note\nsecond note");
+    assert_eq!(sb.show("agents", "CHANGELOG.md"), "changed");
+    assert_eq!(sb.show("agents", "README.md"), "# demo\nmore docs");
+    assert_no_conflict_markers(&repo, "agents");
+
+    let calls = agent_calls(&calls);
+    let names: Vec<(&str, &str)> = calls
+        .iter()
+        .map(|c| (c.task.as_str(), c.attempt.as_str()))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("changelog", "1"),
+            ("first-note", "1"),
+            ("readme", "1"),
+            ("second-note", "1"),
+            ("second-note", "2"),
+        ],
+        "{calls:#?}"
+    );
+    for c in &calls[..4] {
+        assert_eq!(c.conflict_files, "<unset>", "{c:#?}");
+        assert!(!c.prompt.contains("Note from ordo"), "{c:#?}");
+    }
+    let rerun = &calls[4];
+    assert_eq!(rerun.conflict_files, "notes.md", "{rerun:#?}");
+    assert!(
+        rerun
+            .prompt
+            .starts_with("append 'second note' to notes.md\n"),
+        "{rerun:#?}"
+    );
+    let note = rerun
+        .prompt
+        .split_once("Note from ordo")
+        .unwrap_or_else(|| panic!("no note in the re-run's prompt: {rerun:#?}"))
+        .1;
+    assert!(note.contains("notes.md"), "{rerun:#?}");
+    assert!(note.contains("'first-note'"), "{rerun:#?}");
+
+    let report = sb.report_json();
+    let second = &task(&report, "second-note")["integration"];
+    assert_eq!(second["conflicts"][0]["task"], "first-note", "{second:#}");
+    assert_eq!(strings(&second["conflicts"][0]["files"]), ["notes.md"]);
+    assert_eq!(report["summary"]["integration"]["conflicts"], 1);
+}
+
+/// Start and end times (ns) each task of a write-set job recorded.
+fn spans(dir: &Path, names: &[&str]) -> BTreeMap<String, (u128, u128)> {
+    names
+        .iter()
+        .map(|n| {
+            let read = |what: &str| -> u128 {
+                let p = dir.join(format!("{n}.{what}"));
+                let s = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{p:?}: {e}"));
+                s.trim()
+                    .parse()
+                    .unwrap_or_else(|e| panic!("{p:?}: {s:?}: {e}"))
+            };
+            (n.to_string(), (read("start"), read("end")))
+        })
+        .collect()
+}
+
+fn overlap(a: (u128, u128), b: (u128, u128)) -> bool {
+    a.0 < b.1 && b.0 < a.1
+}
+
+/// Runs three `sleep 0.5` tasks with write-sets, two of them overlapping (`src/api/**` and
+/// `src/api/x.rs`), one disjoint (`docs/**`), on 4 slots; returns when each ran.
+fn write_set_job(worktree: bool) -> BTreeMap<String, (u128, u128)> {
+    let sb = Sandbox::new();
+    let times = sb.dir("times");
+    let task = |name: &str, files: &str, path: &str| {
+        format!(
+            r#"
+[[tasks]]
+name = "{name}"
+files = [{files}]
+command = """
+date +%s%N > "$TIMES/{name}.start"
+sleep 0.5
+mkdir -p "$(dirname {path})" && echo {name} > {path}
+date +%s%N > "$TIMES/{name}.end"
+"""
+"#
+        )
+    };
+    let mut spec = format!(
+        "name = \"writesets\"\n[settings]\ntimeout = \"20s\"\nenv = {{ TIMES = \"{}\" }}\n",
+        times.display()
+    );
+    if worktree {
+        spec.push_str("workspace = \"worktree\"\n");
+    }
+    spec.push_str(&task("api", "\"src/api/**\"", "src/api/mod.rs"));
+    spec.push_str(&task("api-x", "\"src/api/x.rs\"", "src/api/x.rs"));
+    spec.push_str(&task("docs", "\"docs/**\", \"README.md\"", "docs/guide.md"));
+    let spec = sb.job("writesets.toml", &spec);
+    let r = sb.run(&spec, &["--workers", "4"]);
+    assert_ok(&r, "ordo run");
+    if worktree {
+        let branch = default_branch("writesets", &sb.report_json());
+        assert_eq!(sb.show(&branch, "src/api/mod.rs"), "api");
+        assert_eq!(sb.show(&branch, "src/api/x.rs"), "api-x");
+        assert_eq!(sb.show(&branch, "docs/guide.md"), "docs");
+    } else {
+        assert!(sb.repo().join("src/api/x.rs").is_file());
+    }
+    spans(&times, &["api", "api-x", "docs"])
+}
+
+/// `files` write-sets: tasks whose globs may overlap never run at the same time, while a task
+/// with a disjoint set runs beside them; in a plain job and in a worktree job alike.
+#[test]
+fn overlapping_write_sets_never_run_together() {
+    for worktree in [false, true] {
+        let s = write_set_job(worktree);
+        let (api, x, docs) = (s["api"], s["api-x"], s["docs"]);
+        assert!(
+            !overlap(api, x),
+            "worktree={worktree}: src/api/** and src/api/x.rs ran at the same time: {s:?}"
+        );
+        assert!(
+            overlap(docs, api) || overlap(docs, x),
+            "worktree={worktree}: the disjoint task ran alone: {s:?}"
+        );
+    }
+}
+
+/// With `max_integration_attempts = 1` a conflict is final: the job fails (exit 1), the task's
+/// reason names the file and the task it collided with, and its worktree is kept, with its
+/// path in the report, for a person to look at.
+#[test]
+fn conflict_past_the_limit_fails_and_keeps_the_worktree() {
+    let sb = Sandbox::new();
+    let repo = sb.repo();
+    let marks = sb.dir("marks");
+    let spec = sb.job(
+        "once.toml",
+        &format!(
+            r#"
+name = "once"
+[settings]
+workspace = "worktree"
+target_branch = "once"
+max_integration_attempts = 1
+timeout = "20s"
+env = {{ MARKS = "{marks}" }}
+
+[[tasks]]
+name = "first"
+command = """
+until [ -e "$MARKS/second-started" ]; do sleep 0.01; done
+sed -i '1s/$/ first/' shared.txt
+"""
+
+[[tasks]]
+name = "second"
+command = """
+touch "$MARKS/second-started"
+until git show once:shared.txt | grep -q first; do sleep 0.01; done
+sed -i '1s/$/ second/' shared.txt
+"""
+"#,
+            marks = marks.display()
+        ),
+    );
+    let r = sb.run(&spec, &["--workers", "4"]);
+    assert_eq!(r.code(), 1, "{}\n{}", r.stdout, r.stderr);
+    assert_eq!(sb.show("once", "shared.txt"), "line1 first\nline2");
+
+    let report = sb.report_json();
+    let second = task(&report, "second");
+    assert_eq!(second["state"], "failed", "{second:#}");
+    let reason = second["reason"].as_str().unwrap();
+    assert!(reason.contains("shared.txt"), "{reason}");
+    assert!(reason.contains("'first'"), "{reason}");
+    assert_eq!(second["runs"].as_array().unwrap().len(), 1, "{second:#}");
+    let kept = PathBuf::from(
+        second["integration"]["worktree"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no worktree in {second:#}")),
+    );
+    assert!(kept.is_dir(), "{} is gone", kept.display());
+    // The kept worktree holds the task's own change, on its task branch.
+    assert_eq!(
+        std::fs::read_to_string(kept.join("shared.txt")).unwrap(),
+        "line1 second\nline2\n"
+    );
+    assert!(worktrees(&repo).contains(&canonical(&kept)));
+    let task_branch = second["integration"]["branch"].as_str().unwrap();
+    assert_eq!(
+        git(&kept, &["symbolic-ref", "--short", "HEAD"]),
+        task_branch
+    );
+}
+
+/// Bad workspace settings are refused before anything runs or is created: exit 2, a message
+/// naming the setting, and the repository's refs and worktrees as they were.
+#[test]
+fn bad_workspace_settings_are_refused_up_front() {
+    let sb = Sandbox::new();
+    let repo = sb.repo();
+    let before = sb.refs_and_worktrees();
+    let job = |settings: &str, task_extra: &str| {
+        format!(
+            "name = \"bad\"\n[settings]\n{settings}\n\n[[tasks]]\nname = \"a\"\ncommand = \"echo a > a.txt\"\n{task_extra}\n"
+        )
+    };
+    let refused = |spec: &str, needles: &[&str]| {
+        let r = sb.run(spec, &[]);
+        assert_eq!(
+            r.code(),
+            2,
+            "{spec}: expected exit 2:\n{}\n{}",
+            r.stdout,
+            r.stderr
+        );
+        for n in needles {
+            assert!(r.stderr.contains(n), "{spec}: {n:?} not in:\n{}", r.stderr);
+        }
+        assert_eq!(
+            sb.refs_and_worktrees(),
+            before,
+            "{spec} changed the repository"
+        );
+        assert!(!repo.join("a.txt").exists());
+    };
+
+    let spec = sb.job(
+        "missing.toml",
+        &job(
+            "workspace = \"worktree\"\nrepository = \"/nonexistent\"",
+            "",
+        ),
+    );
+    refused(
+        &spec,
+        &["settings.repository", "/nonexistent", "does not exist"],
+    );
+    assert!(!Path::new("/nonexistent").exists());
+
+    // A URL is refused at once (remote repositories come with distributed workspaces): no
+    // clone, no network.
+    let spec = sb.job(
+        "remote.toml",
+        &job(
+            "workspace = \"worktree\"\nrepository = \"https://example.invalid/x.git\"",
+            "",
+        ),
+    );
+    refused(
+        &spec,
+        &[
+            "settings.repository",
+            "https://example.invalid/x.git",
+            "not supported",
+        ],
+    );
+
+    // The integration branch may not be the branch the user has checked out.
+    let spec = sb.job(
+        "clash.toml",
+        &job("workspace = \"worktree\"\ntarget_branch = \"main\"", ""),
+    );
+    refused(
+        &spec,
+        &["settings.target_branch", "\"main\"", "checked out"],
+    );
+
+    let spec = sb.job(
+        "glob.toml",
+        &job("workspace = \"worktree\"", "files = [\"src/[a\"]"),
+    );
+    refused(&spec, &["files", "src/[a"]);
+
+    let spec = sb.job(
+        "noworktree.toml",
+        &job(&format!("repository = \"{}\"", repo.display()), ""),
+    );
+    refused(&spec, &["repository", "workspace = \"worktree\""]);
+
+    // Outside any git repository (the ceiling keeps git from looking above the directory).
+    let plain = sb.dir("plain");
+    let spec = sb.job("outside.toml", &job("workspace = \"worktree\"", ""));
+    let state = sb.root().join("plain-state").display().to_string();
+    let ceiling = sb.root().display().to_string();
+    let r = ordo_in(
+        &plain,
+        &["run", &spec, "--state", &state],
+        &[("GIT_CEILING_DIRECTORIES", &ceiling)],
+    );
+    assert_eq!(r.code(), 2, "{}\n{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains("settings.repository"), "{}", r.stderr);
+    assert!(r.stderr.contains("not a git repository"), "{}", r.stderr);
+    assert_eq!(std::fs::read_dir(&plain).unwrap().count(), 0);
+    assert_eq!(sb.refs_and_worktrees(), before);
+}
+
+/// `ordo run --workspace worktree` puts a spec that has no way to say so (a subtasks JSON) in
+/// worktrees: its change lands on `ordo/<job name>-<tag>`, not in the checkout.
+#[test]
+fn workspace_flag_runs_a_foreign_spec_in_worktrees() {
+    let sb = Sandbox::new();
+    let repo = sb.repo();
+    let spec = sb.job(
+        "tasks.json",
+        r#"{"subtasks":[{"id":"a","description":"a","command":"echo a > a.txt"}],"executionMode":"parallel"}"#,
+    );
+    let r = sb.run(&spec, &["--workspace", "worktree"]);
+    assert_ok(&r, "ordo run --workspace worktree");
+    let report = sb.report_json();
+    let branch = default_branch("tasks", &report);
+    assert_eq!(sb.show(&branch, "a.txt"), "a");
+    assert!(!repo.join("a.txt").exists());
+    assert_eq!(ordo_branches(&repo), vec![branch]);
+    assert_eq!(worktrees(&repo), vec![canonical(&repo)]);
+}
+
+/// A task that breaks its worktree (deletes its `.git`, or switches it to another branch)
+/// fails with a message saying its work cannot be committed, without harming the user's
+/// repository (fsck clean, same HEAD, status and files), and the other tasks' work is still
+/// integrated.
+#[test]
+fn a_task_that_breaks_its_worktree_fails_alone() {
+    let sb = Sandbox::new();
+    let repo = sb.repo();
+    write(&repo, "notes.txt", "untracked\n");
+    let before = sb.checkout();
+    let spec = sb.job(
+        "vandal.toml",
+        r#"
+name = "vandal"
+[settings]
+workspace = "worktree"
+target_branch = "vandal"
+timeout = "20s"
+
+[[tasks]]
+name = "no-git"
+max_attempts = 1
+command = "echo lost > lost.txt && echo clobbered > README.md && rm -rf .git"
+
+[[tasks]]
+name = "switch"
+max_attempts = 1
+command = "git checkout -q -b other && echo elsewhere > elsewhere.txt"
+
+[[tasks]]
+name = "good"
+command = "echo good > good.txt"
+"#,
+    );
+    let r = sb.run(&spec, &["--workers", "4"]);
+    assert_eq!(r.code(), 1, "{}\n{}", r.stdout, r.stderr);
+
+    let report = sb.report_json();
+    for (name, why) in [("no-git", ".git is gone"), ("switch", "switched branches")] {
+        let t = task(&report, name);
+        assert_eq!(t["state"], "failed", "{t:#}");
+        let reason = t["reason"].as_str().unwrap();
+        assert!(reason.contains("cannot commit"), "{name}: {reason}");
+        assert!(reason.contains(why), "{name}: {reason}");
+    }
+    assert_eq!(task(&report, "good")["state"], "succeeded");
+    assert_eq!(sb.show("vandal", "good.txt"), "good");
+    for absent in ["lost.txt", "elsewhere.txt"] {
+        let r = git_run(&repo, &["cat-file", "-e", &format!("vandal:{absent}")]);
+        assert_ne!(r.code(), 0, "{absent} reached the integration branch");
+    }
+    assert_eq!(sb.show("vandal", "README.md"), "# demo");
+
+    assert_eq!(sb.checkout(), before);
+    git(&repo, &["fsck", "--no-progress"]);
+    assert_eq!(git(&repo, &["rev-list", "--count", "main"]), "1");
+}
