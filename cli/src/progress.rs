@@ -84,7 +84,12 @@ fn describe(
             last.insert(r.index, format!("in {}", secs(r.duration_ms)));
             None
         }
-        Change::Integrated { index, outcome, .. } => {
+        Change::Integrated {
+            index,
+            outcome,
+            with,
+            ..
+        } => {
             let name = &spec.tasks.get(index.get())?.name;
             match outcome {
                 Integration::Merged { commit, files } => {
@@ -92,13 +97,16 @@ fn describe(
                     Some(format!("⇢ {name} merged ({} files, {short})", files.len()))
                 }
                 Integration::Unchanged { .. } => Some(format!("⇢ {name} changed nothing")),
-                Integration::Conflict { files } => Some(format!(
-                    "⚠ {name} conflicts in {}; runs again from the new tip",
-                    files.join(", ")
-                )),
-                Integration::VerifyFailed { .. } => Some(format!(
-                    "⚠ {name}: the integration verify failed; runs again from the new tip"
-                )),
+                // Whether it runs again or fails for good, the next line says.
+                Integration::Conflict { files } => {
+                    let with = with
+                        .as_ref()
+                        .map_or(String::new(), |w| format!(" with task '{w}'"));
+                    Some(format!("⚠ {name} conflicts{with} in {}", files.join(", ")))
+                }
+                Integration::VerifyFailed { .. } => {
+                    Some(format!("⚠ {name}: the integration verify failed"))
+                }
                 Integration::Failed { message } => Some(format!("⚠ {name}: {message}")),
             }
         }

@@ -37,7 +37,7 @@ fn integration_section(out: &mut String, r: &Report, ji: &super::JobIntegration)
                 format!("{}{with}", c.files.join(", "))
             })
             .collect();
-        let mut outcome = it.outcome.clone();
+        let mut outcome = cell(&it.outcome);
         if let Some(w) = &it.worktree {
             outcome.push_str(&format!(" (worktree kept: {})", code(w)));
         }
@@ -45,7 +45,7 @@ fn integration_section(out: &mut String, r: &Report, ji: &super::JobIntegration)
             out,
             "| {} | {} | {} | {} | {} |",
             cell(&t.name),
-            cell(&outcome),
+            outcome,
             it.commit
                 .as_deref()
                 .map_or("-".into(), |c| code(&c[..c.len().min(12)])),
