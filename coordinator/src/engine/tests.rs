@@ -27,6 +27,22 @@ fn task(name: &str, deps: &[&str]) -> TaskSpec {
     t
 }
 
+/// What a simulated executor reports for `d`: exit 0 or 1, 1 ms, no output.
+fn sim_result(
+    d: &Dispatch,
+    worker: ordo_proto::WorkerId,
+    delivery: u32,
+    outcome: Outcome,
+    now: Millis,
+) -> TaskResult {
+    let mut r = TaskResult::new(d, worker, outcome, now, format!("{outcome:?}"));
+    r.exit_code = Some(if outcome.is_success() { 0 } else { 1 });
+    r.duration_ms = 1;
+    r.command_ms = 1;
+    r.delivery = delivery;
+    r
+}
+
 /// Drives one job through the engine and remembers everything it said.
 struct Harness {
     engine: Engine,
@@ -94,27 +110,7 @@ impl Harness {
     }
 
     fn result(&self, d: &Dispatch, outcome: Outcome) -> TaskResult {
-        TaskResult {
-            job: d.job,
-            task: d.task.clone(),
-            index: d.index,
-            attempt: d.attempt,
-            outcome,
-            exit_code: Some(if outcome.is_success() { 0 } else { 1 }),
-            signal: None,
-            verify_exit_code: None,
-            started_at_ms: self.now,
-            duration_ms: 1,
-            command_ms: 1,
-            verify_started_ms: None,
-            output_tail: String::new(),
-            output_bytes: 0,
-            worker: "sim".into(),
-            delivery: 0,
-            abandoned: false,
-            message: format!("{outcome:?}"),
-            workspace: None,
-        }
+        sim_result(d, "sim".into(), 0, outcome, self.now)
     }
 
     /// Finishes the in-flight attempt of `name` with `outcome`.
@@ -1396,28 +1392,8 @@ impl Sim {
     }
 
     fn result(&self, h: &Held, outcome: Outcome) -> TaskResult {
-        let d = &h.d;
-        TaskResult {
-            job: d.job,
-            task: d.task.clone(),
-            index: d.index,
-            attempt: d.attempt,
-            outcome,
-            exit_code: Some(if outcome.is_success() { 0 } else { 1 }),
-            signal: None,
-            verify_exit_code: None,
-            started_at_ms: self.now,
-            duration_ms: 1,
-            command_ms: 1,
-            verify_started_ms: None,
-            output_tail: String::new(),
-            output_bytes: 0,
-            worker: format!("w{}", h.delivery).into(),
-            delivery: h.delivery,
-            abandoned: false,
-            message: format!("{outcome:?}"),
-            workspace: None,
-        }
+        let worker = format!("w{}", h.delivery).into();
+        sim_result(&h.d, worker, h.delivery, outcome, self.now)
     }
 
     fn random_outcome(&mut self) -> Outcome {
