@@ -134,8 +134,8 @@ impl RunTarget {
 /// the MCP server and the dashboard).
 #[derive(Clone, Debug, Default, clap::Args)]
 pub struct RunArgs {
-    /// Task slots of each job run here (default: the job's max_parallel_tasks, else the number
-    /// of CPUs).
+    /// Task slots of each job run here (default: the job's max_parallel_tasks, else one per
+    /// CPU).
     #[arg(long, env = "ORDO_WORKERS")]
     pub workers: Option<u32>,
     /// Agent command for prompt tasks, e.g. "claude -p" (split on whitespace; the prompt is
@@ -164,6 +164,17 @@ impl RunArgs {
 /// Task slots by default: one per CPU.
 pub fn default_workers() -> u32 {
     std::thread::available_parallelism().map_or(2, |n| n.get() as u32)
+}
+
+/// Task slots for running (or planning) `spec` on this machine (DESIGN §3): `--workers`, else
+/// the `max_parallel_tasks` asked for (`--max-parallel`, else the spec's: a job asking for 6
+/// agents gets 6 whatever the CPUs), else one per CPU.
+pub fn slots(workers: Option<u32>, max_parallel: Option<u32>, spec: &JobSpec) -> u32 {
+    workers
+        .or(max_parallel)
+        .or(spec.settings.max_parallel_tasks)
+        .unwrap_or_else(default_workers)
+        .max(1)
 }
 
 /// `--mode` on a spec: the spec runs in that mode whatever it says.

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use ordo::args::{Mode, Output, RunArgs, SpecArgs, default_workers, env_mode, exit, override_mode};
+use ordo::args::{Mode, Output, RunArgs, SpecArgs, env_mode, exit, override_mode, slots};
 use ordo::formats::{self, Diagnostic, Loaded};
 use ordo::progress::{Bars, Lines, Progress, Quiet};
 use ordo::run::{RunOptions, RunReport};
@@ -39,9 +39,10 @@ enum Command {
     Plan {
         #[command(flatten)]
         spec: SpecArgs,
-        /// Workers (task slots) to estimate for.
-        #[arg(long, default_value_t = 4, env = "ORDO_WORKERS")]
-        workers: u32,
+        /// Task slots to estimate for (default: as `ordo run` would use: the job's
+        /// max_parallel_tasks, else one per CPU).
+        #[arg(long, env = "ORDO_WORKERS")]
+        workers: Option<u32>,
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
     },
@@ -247,9 +248,9 @@ fn validate(spec: &SpecArgs, output: Output) -> anyhow::Result<u8> {
     }
 }
 
-fn plan(spec: &SpecArgs, workers: u32, output: Output) -> anyhow::Result<u8> {
+fn plan(spec: &SpecArgs, workers: Option<u32>, output: Output) -> anyhow::Result<u8> {
     let (loaded, dag) = load_checked(spec)?;
-    let plan = dag.plan(workers);
+    let plan = dag.plan(slots(workers, None, &loaded.spec));
     match output {
         Output::Json => {
             let mut v = serde_json::to_value(&plan)?;
@@ -329,7 +330,7 @@ fn run(args: RunCommand) -> anyhow::Result<u8> {
         }
     };
     let opts = RunOptions {
-        workers: args.run.workers.unwrap_or_else(default_workers).max(1),
+        workers: slots(args.run.workers, args.max_parallel, &spec),
         default_mode,
         max_parallel: args.max_parallel,
         state_dir: args.state.clone(),

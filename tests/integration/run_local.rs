@@ -539,6 +539,42 @@ fn max_parallel_bounds_concurrency() {
     assert_eq!(peak, 2);
 }
 
+/// A job that declares `max_parallel_tasks` gets that many slots from `ordo run`, whatever the
+/// CPUs (a job asking for 6 agents runs 6 at once on 2 cores), and `ordo plan` estimates with
+/// the same number; `--workers` still overrides.
+#[test]
+fn declared_max_parallel_is_the_slots_of_run_and_plan() {
+    let dir = tempfile::tempdir().unwrap();
+    let tasks: Vec<(String, &str)> = (0..6).map(|i| (format!("t{i}"), "")).collect();
+    let refs: Vec<(&str, &str)> = tasks.iter().map(|(n, e)| (n.as_str(), *e)).collect();
+    let spec = ledger_job(dir.path(), "[settings]\nmax_parallel_tasks = 6\n", &refs);
+    // Each task holds its slot until every task has started (or 10 s pass): with fewer than
+    // 6 slots the last ones could not start while the first wait, and the job would take
+    // the full 10 s per wave; the ledger tells.
+    let text = std::fs::read_to_string(&spec).unwrap().replace(
+        "sleep 0.1",
+        "n=0; while [ $(grep -c start ledger) -lt 6 ] && [ $n -lt 100 ]; do sleep 0.1; n=$((n+1)); done",
+    );
+    std::fs::write(&spec, text).unwrap();
+    let (code, s) = run_json(dir.path(), &spec, &[], &[]);
+    assert_eq!(code, 0, "{s}");
+    let mut running = 0i32;
+    let mut peak = 0;
+    for l in lines(&dir.path().join("ledger")) {
+        running += if l.starts_with("start") { 1 } else { -1 };
+        peak = peak.max(running);
+    }
+    assert_eq!(peak, 6, "all six ran at once");
+    let plan = ordo_in(dir.path(), &["plan", &spec, "--output", "json"], &[]);
+    assert_eq!(plan.json()["workers"], 6, "{}", plan.stdout);
+    let plan = ordo_in(
+        dir.path(),
+        &["plan", &spec, "--output", "json", "--workers", "3"],
+        &[],
+    );
+    assert_eq!(plan.json()["workers"], 3, "{}", plan.stdout);
+}
+
 #[test]
 fn argv_env_and_working_dir_are_applied_without_a_shell() {
     let dir = tempfile::tempdir().unwrap();

@@ -19,7 +19,7 @@ use ordo_proto::{Dag, ExecutionMode, JobId, JobState, TaskIndex, names, now_ms};
 use tokio::sync::{oneshot, watch};
 
 use super::{Error, Open, Output, Result};
-use crate::args::{RunArgs, default_workers};
+use crate::args::{self, RunArgs, default_workers};
 use crate::progress::Quiet;
 use crate::run::{self, RunOptions, Start};
 use ordo_worker::workspace;
@@ -107,7 +107,7 @@ impl Local {
         }
     }
 
-    /// Slots for a job: `--workers`, else what it was recorded with, else the CPUs.
+    /// Slots for a recorded job: `--workers`, else what it was recorded with, else the CPUs.
     fn slots(&self, recorded: Option<u32>) -> u32 {
         self.workers
             .or(recorded)
@@ -129,7 +129,7 @@ impl Local {
             spec.settings.agent_command = Some(argv.clone());
         }
         let opts = RunOptions {
-            workers: self.slots(None),
+            workers: args::slots(self.workers, req.max_parallel, &spec),
             default_mode: req.default_mode.unwrap_or(ExecutionMode::Parallel),
             max_parallel: req.max_parallel,
             state_dir: None,
