@@ -44,8 +44,8 @@ impl From<Mode> for ExecutionMode {
 /// A job spec file and how to read it.
 #[derive(Clone, Debug, clap::Args)]
 pub struct SpecArgs {
-    /// The job spec: ordo TOML/JSON, Prompter TOML, subtasks JSON, TaskMaster tasks.json, or a
-    /// Markdown task document.
+    /// The job spec: ordo TOML/JSON, Prompter TOML, subtasks JSON, TaskMaster tasks.json, a
+    /// claude-code-mcp task list, or a Markdown task document or checklist.
     pub spec: PathBuf,
     /// Force the input format instead of detecting it.
     #[arg(long = "input-format", value_name = "FORMAT")]

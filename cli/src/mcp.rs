@@ -415,7 +415,11 @@ fn text_label(format: Option<Format>, text: &str) -> String {
     let ext = match format {
         Format::Toml => "toml",
         Format::Markdown => "md",
-        Format::Json | Format::Subtasks | Format::MarkdownJson | Format::TaskMaster => "json",
+        Format::Json
+        | Format::Subtasks
+        | Format::MarkdownJson
+        | Format::TaskMaster
+        | Format::TaskList => "json",
     };
     format!("spec.{ext}")
 }

@@ -84,6 +84,42 @@ fn plan_gives_the_levels_each_example_implies() {
     assert_eq!(level_sizes(&site), vec![1, 2, 1]);
 }
 
+#[test]
+fn a_claude_code_mcp_task_list_validates_and_plans() {
+    let list = fixture("json/claude-code-mcp_tasks.json");
+    let r = ordo(&["validate", list.to_str().unwrap()]);
+    assert_eq!(r.code(), 0, "{}", r.stderr);
+    assert!(r.stdout.contains("valid"), "{}", r.stdout);
+    let p = plan(&list);
+    assert_eq!(p["tasks"], 7);
+    assert_eq!(
+        p["levels"],
+        serde_json::json!([
+            ["prepare.1"],
+            ["prepare.2"],
+            ["survey.1", "survey.2", "survey.3"],
+            ["report.1"],
+            ["report.2"]
+        ])
+    );
+
+    // A subtask with neither command nor prompt is named with its line.
+    let dir = tempfile::tempdir().unwrap();
+    let spec = write(
+        dir.path(),
+        "list.json",
+        "[\n  {\"id\": \"t\", \"subtasks\": [\n    {\"command\": \"true\"},\n    {\"expected_answer\": \"4\"}\n  ]}\n]\n",
+    );
+    let r = ordo(&["validate", &spec]);
+    assert_eq!(r.code(), 2);
+    assert!(
+        r.stderr
+            .contains("list.json:4:5: task 't.2': a subtask needs a \"command\" or a \"prompt\""),
+        "{}",
+        r.stderr
+    );
+}
+
 /// The levels of the real files, where the shared conformance set is present.
 #[test]
 fn plan_levels_of_the_shared_examples() {

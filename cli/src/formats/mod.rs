@@ -6,6 +6,8 @@
 //! - `subtasks`: the MCP request shape `{"subtasks":[{id,description,command}],"executionMode"}`.
 //! - `markdown-json`: the Markdown converter's JSON (`metadata`, `objective`, `subtasks`).
 //! - `taskmaster`: TaskMaster's `tasks.json`, tagged or untagged.
+//! - `task-list`: claude-code-mcp task lists, a top-level JSON array of tasks with `command` /
+//!   `prompt` subtasks.
 //! - `markdown`: Markdown task documents (`### Task N: Title` sections).
 //!
 //! `detect` picks a format from the file's extension and, for JSON and unknown extensions,
@@ -32,6 +34,7 @@ mod markdown;
 mod markdown_json;
 mod sniff;
 mod subtasks;
+mod task_list;
 mod taskmaster;
 
 #[cfg(test)]
@@ -52,17 +55,20 @@ pub enum Format {
     MarkdownJson,
     /// TaskMaster `tasks.json`, tagged (`{"master":{"tasks":[…]}}`) or untagged.
     TaskMaster,
+    /// claude-code-mcp task list: `[{"id","title","executionMode","subtasks":[…]}]`.
+    TaskList,
     /// Markdown task document with `### Task N: Title` sections.
     Markdown,
 }
 
 impl Format {
-    pub const ALL: [Format; 6] = [
+    pub const ALL: [Format; 7] = [
         Format::Toml,
         Format::Json,
         Format::Subtasks,
         Format::MarkdownJson,
         Format::TaskMaster,
+        Format::TaskList,
         Format::Markdown,
     ];
 
@@ -74,6 +80,7 @@ impl Format {
             Format::Subtasks => "subtasks",
             Format::MarkdownJson => "markdown-json",
             Format::TaskMaster => "taskmaster",
+            Format::TaskList => "task-list",
             Format::Markdown => "markdown",
         }
     }
@@ -94,10 +101,11 @@ impl std::str::FromStr for Format {
             "subtasks" => Ok(Format::Subtasks),
             "markdown-json" | "markdown_json" | "md-json" => Ok(Format::MarkdownJson),
             "taskmaster" | "task-master" => Ok(Format::TaskMaster),
+            "task-list" | "task_list" | "claude-code-mcp" => Ok(Format::TaskList),
             "markdown" | "md" => Ok(Format::Markdown),
             other => Err(format!(
                 "unknown format {other:?} (expected one of: toml, json, subtasks, markdown-json, \
-                 taskmaster, markdown)"
+                 taskmaster, task-list, markdown)"
             )),
         }
     }
@@ -236,6 +244,7 @@ pub fn parse(file_label: &str, text: &str, opts: &LoadOptions) -> Result<Loaded,
         Format::Subtasks => parse_subtasks(&ctx, &subtasks::Mcp),
         Format::MarkdownJson => parse_subtasks(&ctx, &markdown_json::Converter),
         Format::TaskMaster => taskmaster::parse(&ctx),
+        Format::TaskList => task_list::parse(&ctx),
         Format::Markdown => markdown::parse(&ctx),
     }?;
     let mut spec = conv.spec;
@@ -276,7 +285,7 @@ pub fn detect(path_or_label: &str, text: &str) -> Format {
         "json" => return sniff_json(text),
         _ => {}
     }
-    if text.trim_start().starts_with('{') {
+    if text.trim_start().starts_with(['{', '[']) {
         return sniff_json(text);
     }
     // Unknown extension and not JSON: Markdown if it has task headings and no TOML tables.

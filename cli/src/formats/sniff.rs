@@ -17,7 +17,14 @@ pub(super) fn json_format(text: &str) -> Format {
     let Ok(Read(top)) = Read::<Top>::deserialize(&mut de) else {
         return Format::Json;
     };
-    if de.end().is_err() || !top.object {
+    if de.end().is_err() {
+        return Format::Json;
+    }
+    if top.array {
+        // No canonical spec is an array: a claude-code-mcp task list.
+        return Format::TaskList;
+    }
+    if !top.object {
         return Format::Json;
     }
     if let Some(subs) = &top.subtasks {
@@ -47,6 +54,8 @@ pub(super) fn json_format(text: &str) -> Format {
 #[derive(Default)]
 struct Top {
     object: bool,
+    /// The document is an array.
+    array: bool,
     len: usize,
     subtasks: Option<List>,
     tasks: Option<List>,
@@ -182,6 +191,14 @@ impl<'de> Deserialize<'de> for Key<'de> {
 }
 
 impl Telling for Top {
+    fn from_seq<'de, A: SeqAccess<'de>>(seq: A) -> Result<Top, A::Error> {
+        skip_seq(seq)?;
+        Ok(Top {
+            array: true,
+            ..Top::default()
+        })
+    }
+
     fn from_map<'de, A: MapAccess<'de>>(mut map: A) -> Result<Top, A::Error> {
         let mut top = Top {
             object: true,

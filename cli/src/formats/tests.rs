@@ -168,6 +168,7 @@ fn detection_by_extension_and_content() {
         ("prompter/release-train.toml", Format::Toml),
         ("prompter/docs-overhaul.toml", Format::Toml),
         ("json/log-report.json", Format::MarkdownJson),
+        ("json/claude-code-mcp_tasks.json", Format::TaskList),
         ("json/subtasks_parallel.json", Format::Subtasks),
         ("json/subtasks_sequential.json", Format::Subtasks),
         ("taskmaster/offline-mode_tasks.json", Format::TaskMaster),
@@ -714,6 +715,116 @@ fn subtasks_json() {
         err[0].to_string(),
         "s.json:1:20: task 'a' depends on unknown task 'zzz'"
     );
+}
+
+#[test]
+fn claude_code_mcp_task_list() {
+    let (loaded, dag) = load_ok(
+        &fixture("json/claude-code-mcp_tasks.json"),
+        &LoadOptions::default(),
+    );
+    assert_eq!(loaded.format, Format::TaskList);
+    assert_eq!(loaded.spec.name, "claude-code-mcp_tasks");
+    assert_eq!(
+        names(&loaded.spec),
+        [
+            "prepare.1",
+            "prepare.2",
+            "survey.1",
+            "survey.2",
+            "survey.3",
+            "report.1",
+            "report.2"
+        ]
+    );
+    // Sequential within `prepare` and `report` (no executionMode), parallel within `survey`,
+    // each task after the whole of the one before.
+    assert_eq!(
+        levels(&dag),
+        vec![
+            vec!["prepare.1"],
+            vec!["prepare.2"],
+            vec!["survey.1", "survey.2", "survey.3"],
+            vec!["report.1"],
+            vec!["report.2"],
+        ]
+    );
+    assert_eq!(deps(&loaded.spec, "survey.3"), ["prepare.2"]);
+    assert_eq!(
+        deps(&loaded.spec, "report.1"),
+        ["survey.1", "survey.2", "survey.3"]
+    );
+    assert_eq!(deps(&loaded.spec, "report.2"), ["report.1"]);
+    assert_eq!(
+        loaded.spec.mode(ExecutionMode::Sequential),
+        ExecutionMode::Parallel
+    );
+    let t = task(&loaded.spec, "survey.3");
+    assert!(t.command.is_none());
+    assert!(t.prompt.as_deref().unwrap().starts_with("How many lines"));
+    assert_eq!(t.labels["expected_answer"], "1");
+    assert_eq!(t.labels["title"], "Survey the sources");
+    assert_eq!(t.labels["task"], "survey");
+    assert_eq!(
+        t.description.as_deref(),
+        Some("Count what is there, each count on its own")
+    );
+    assert_eq!(
+        task(&loaded.spec, "prepare.1").command.as_deref(),
+        Some("mkdir -p build/scratch")
+    );
+    // Each task at its subtask's element.
+    assert_eq!(
+        loaded.positions[&TaskName::new("prepare.1").unwrap()],
+        Pos::new(8, 7)
+    );
+    assert_eq!(
+        loaded.positions[&TaskName::new("report.2").unwrap()],
+        Pos::new(32, 7)
+    );
+
+    // Detected by content alone; a task without subtasks is one prompt task; numbers as ids.
+    let text = r#"[{"id":1,"title":"Plan","description":"Write the plan"},
+                   {"id":2,"executionMode":"parallel","subtasks":[{"command":"true"},{"command":"false"}]},
+                   {"id":3,"subtasks":[{"prompt":"go","owner":"me"}]}]"#;
+    assert_eq!(detect("-", text), Format::TaskList);
+    let l = parse_ok("-", text, &LoadOptions::default());
+    assert_eq!(names(&l.spec), ["1", "2.1", "2.2", "3.1"]);
+    assert_eq!(
+        task(&l.spec, "1").prompt.as_deref(),
+        Some("Plan\n\nWrite the plan")
+    );
+    assert_eq!(deps(&l.spec, "2.2"), ["1"]);
+    assert_eq!(deps(&l.spec, "3.1"), ["2.1", "2.2"]);
+    assert_eq!(task(&l.spec, "3.1").labels["owner"], "me");
+
+    // Errors, each at its place.
+    let bad = r#"[{"id":"a","executionMode":"fast","subtasks":[{"command":"true"}]},
+ {"id":"b","subtasks":[{"command":"true"},
+  {"expected_answer":"4"}]},
+ {"title":"no id"},
+ 7]"#;
+    let err: Vec<String> = parse("t.json", bad, &LoadOptions::default())
+        .unwrap_err()
+        .iter()
+        .map(|d| d.to_string())
+        .collect();
+    assert_eq!(
+        err,
+        [
+            "t.json:1:28: task 'a': unknown execution mode \"fast\" (expected parallel or sequential)",
+            "t.json:3:3: task 'b.2': a subtask needs a \"command\" or a \"prompt\"",
+            "t.json:4:2: task #3 needs an \"id\" (string or number)",
+            "t.json:5:2: task #4 is not an object",
+        ]
+    );
+    let err = parse("t.json", "{\"tasks\": 1}", &opts(Some(Format::TaskList))).unwrap_err();
+    assert_eq!(
+        err[0].to_string(),
+        "t.json:1:1: expected a JSON array of tasks"
+    );
+    let err = parse("t.json", "[]", &LoadOptions::default()).unwrap_err();
+    assert_eq!(err[0].to_string(), "t.json:1:1: the task list is empty");
 }
 
 #[test]

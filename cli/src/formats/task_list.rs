@@ -1,0 +1,232 @@
+//! claude-code-mcp task lists: a top-level JSON array of tasks,
+//! `[{"id","title","description","executionMode"?,"subtasks":[{"command"} | {"prompt",
+//! "expected_answer"?}]}]` (`tests/fixtures/json/claude-code-mcp_tasks.json`).
+//!
+//! - The `n`-th subtask (from 1) of the task with id `T` becomes the ordo task `T.n`: a
+//!   command task for `{"command"}`, a prompt task for `{"prompt"}`; `expected_answer` and any
+//!   other subtask field are kept as labels, and the task's `title` as the label `title`, its
+//!   id as the label `task`, its `description` as the description of each of its subtasks
+//!   (unless the subtask has one).
+//! - A task's `executionMode` (default `sequential`) orders its own subtasks: sequential, each
+//!   depends on the one before; parallel, none on another.
+//! - The tasks run in list order, each after the whole of the one before: the first subtask
+//!   of a sequential task (every subtask of a parallel one) depends on the last subtask of the
+//!   task before when that one is sequential, on all of its subtasks when it is parallel.
+//! - A task without subtasks becomes one prompt task named by its id: its title and
+//!   description (or its own `command`/`prompt` when it has one).
+//! - The job's mode is set to parallel: the order is in the dependencies.
+//!
+//! Positions: a task's subtasks at their element of the array, a task without subtasks at its
+//! `id`.
+
+use std::collections::HashMap;
+
+use ordo_proto::{ExecutionMode, JobSpec, TaskName, TaskSpec};
+use serde_json::Value;
+
+use super::{
+    Converted, Ctx, Diagnostic, JsonPositions, Pos, add_task, converted, id_string, label_value,
+    pointer_key, prompt_text, task_name, text_field,
+};
+
+/// Task fields read here; any other is kept as a label of each of its subtasks.
+const TASK_FIELDS: &[&str] = &[
+    "id",
+    "title",
+    "description",
+    "executionMode",
+    "execution_mode",
+    "subtasks",
+    "command",
+    "prompt",
+];
+
+pub(super) fn parse(ctx: &Ctx<'_>) -> Result<Converted, Vec<Diagnostic>> {
+    let value = ctx.json_value()?;
+    let at = ctx.json_positions();
+    let Value::Array(tasks) = &value else {
+        return Err(vec![ctx.diag(at.get(""), "expected a JSON array of tasks")]);
+    };
+    if tasks.is_empty() {
+        return Err(vec![ctx.diag(at.get(""), "the task list is empty")]);
+    }
+    let mut errors = Vec::new();
+    let mut spec = JobSpec::default();
+    spec.settings.execution_mode = Some(ExecutionMode::Parallel);
+    let mut positions = HashMap::new();
+    // What the next task waits for: the exits of the task before.
+    let mut before: Vec<TaskName> = Vec::new();
+    for (i, t) in tasks.iter().enumerate() {
+        match list_task(ctx, &at, i, t, &before, &mut errors) {
+            Ok(made) => {
+                before = made.exits;
+                for (task, pos) in made.tasks {
+                    add_task(&mut spec, &mut positions, task, pos);
+                }
+            }
+            Err(e) => errors.push(e),
+        }
+    }
+    converted(spec, positions, Vec::new(), errors)
+}
+
+/// The ordo tasks of one task of the list, and which of them the next task waits for.
+struct Made {
+    tasks: Vec<(TaskSpec, Option<Pos>)>,
+    exits: Vec<TaskName>,
+}
+
+fn list_task(
+    ctx: &Ctx<'_>,
+    at: &JsonPositions,
+    i: usize,
+    t: &Value,
+    before: &[TaskName],
+    errors: &mut Vec<Diagnostic>,
+) -> Result<Made, Diagnostic> {
+    let element = format!("/{i}");
+    let pos = at.task(&element, "id");
+    let Value::Object(fields) = t else {
+        return Err(ctx.diag(pos, format!("task #{} is not an object", i + 1)));
+    };
+    let Some(id) = fields
+        .get("id")
+        .and_then(id_string)
+        .filter(|s| !s.is_empty())
+    else {
+        return Err(ctx.diag(
+            pos,
+            format!("task #{} needs an \"id\" (string or number)", i + 1),
+        ));
+    };
+    let field_pos = |key: &str| at.get(&format!("{element}/{}", pointer_key(key))).or(pos);
+    let mode = match fields
+        .get("executionMode")
+        .or_else(|| fields.get("execution_mode"))
+    {
+        None | Some(Value::Null) => ExecutionMode::Sequential,
+        Some(Value::String(s)) => s
+            .parse::<ExecutionMode>()
+            .map_err(|e| ctx.diag(field_pos("executionMode"), format!("task '{id}': {e}")))?,
+        Some(_) => {
+            return Err(ctx.diag(
+                field_pos("executionMode"),
+                format!("task '{id}': executionMode must be \"sequential\" or \"parallel\""),
+            ));
+        }
+    };
+    let title = text_field(fields.get("title"));
+    let description = text_field(fields.get("description"));
+    // Labels every task made from this one carries.
+    let mut labels = std::collections::BTreeMap::new();
+    labels.insert("task".to_string(), id.clone());
+    if let Some(t) = &title {
+        labels.insert("title".to_string(), t.clone());
+    }
+    for (key, v) in fields {
+        if !TASK_FIELDS.contains(&key.as_str())
+            && let Some(v) = label_value(v)
+        {
+            labels.insert(key.clone(), v);
+        }
+    }
+    let subtasks = match fields.get("subtasks") {
+        None | Some(Value::Null) => &[][..],
+        Some(Value::Array(items)) => &items[..],
+        Some(_) => {
+            return Err(ctx.diag(
+                field_pos("subtasks"),
+                format!("task '{id}': subtasks must be an array"),
+            ));
+        }
+    };
+
+    if subtasks.is_empty() {
+        // The task itself is the work.
+        let name = task_name(&id).map_err(|e| ctx.diag(pos, e))?;
+        let mut task = TaskSpec::empty(name.clone());
+        task.labels = labels;
+        task.description = description.clone();
+        task.depends_on = before.to_vec();
+        task.command = text_field(fields.get("command"));
+        task.prompt = text_field(fields.get("prompt"));
+        if task.command.is_none() && task.prompt.is_none() {
+            let prompt = prompt_text(&[
+                (None, title.as_deref().unwrap_or_default()),
+                (None, description.as_deref().unwrap_or_default()),
+            ]);
+            if prompt.is_empty() {
+                return Err(ctx.diag(
+                    pos,
+                    format!("task '{id}' has no subtasks, command, prompt, title or description"),
+                ));
+            }
+            task.prompt = Some(prompt);
+        }
+        return Ok(Made {
+            tasks: vec![(task, pos)],
+            exits: vec![name],
+        });
+    }
+
+    let mut made = Vec::new();
+    let mut names = Vec::new();
+    for (n, sub) in subtasks.iter().enumerate() {
+        let sub_element = format!("{element}/subtasks/{n}");
+        let sub_pos = at.get(&sub_element).or(pos);
+        let name = task_name(&format!("{id}.{}", n + 1)).map_err(|e| ctx.diag(pos, e))?;
+        let Value::Object(sf) = sub else {
+            errors.push(ctx.diag(
+                sub_pos,
+                format!("task '{id}': subtask #{} is not an object", n + 1),
+            ));
+            continue;
+        };
+        let mut task = TaskSpec::empty(name.clone());
+        task.labels = labels.clone();
+        let mut string = |key: &str, v: &Value, slot: &mut Option<String>| match v {
+            Value::String(s) if !s.trim().is_empty() => *slot = Some(s.clone()),
+            Value::Null => {}
+            _ => errors.push(
+                ctx.diag(
+                    at.get(&format!("{sub_element}/{}", pointer_key(key)))
+                        .or(sub_pos),
+                    format!("task '{name}': {key} must be a non-empty string"),
+                ),
+            ),
+        };
+        for (key, v) in sf {
+            match key.as_str() {
+                "command" => string(key, v, &mut task.command),
+                "prompt" => string(key, v, &mut task.prompt),
+                "description" => task.description = text_field(Some(v)),
+                other => {
+                    if let Some(v) = label_value(v) {
+                        task.labels.insert(other.to_string(), v);
+                    }
+                }
+            }
+        }
+        if task.description.is_none() {
+            task.description = description.clone();
+        }
+        if task.command.is_none() && task.prompt.is_none() {
+            errors.push(ctx.diag(
+                sub_pos,
+                format!("task '{name}': a subtask needs a \"command\" or a \"prompt\""),
+            ));
+        }
+        let first = names.is_empty();
+        task.depends_on = match mode {
+            ExecutionMode::Sequential if !first => vec![names.last().cloned().expect("not first")],
+            _ => before.to_vec(),
+        };
+        names.push(name);
+        made.push((task, sub_pos));
+    }
+    let exits = match mode {
+        ExecutionMode::Sequential => names.last().cloned().into_iter().collect(),
+        ExecutionMode::Parallel => names,
+    };
+    Ok(Made { tasks: made, exits })
+}
