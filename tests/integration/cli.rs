@@ -120,6 +120,27 @@ fn a_claude_code_mcp_task_list_validates_and_plans() {
     );
 }
 
+#[test]
+fn a_markdown_checklist_plans_its_open_items_in_order() {
+    let list = fixture("markdown/checklist.md");
+    let r = ordo(&["validate", list.to_str().unwrap()]);
+    assert_eq!(r.code(), 0, "{}", r.stderr);
+    // One warning line per item already done.
+    assert_eq!(r.stderr.matches("warning: ").count(), 2, "{}", r.stderr);
+    assert!(
+        r.stderr
+            .contains("checklist.md:9:1: checklist item 'item-1'")
+            && r.stderr.contains("already done ([x]): not run"),
+        "{}",
+        r.stderr
+    );
+    let p = plan(&list);
+    assert_eq!(
+        p["levels"],
+        serde_json::json!([["item-2"], ["item-3"], ["item-4"], ["item-6"], ["item-7"]])
+    );
+}
+
 /// The levels of the real files, where the shared conformance set is present.
 #[test]
 fn plan_levels_of_the_shared_examples() {

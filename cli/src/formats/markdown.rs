@@ -19,6 +19,7 @@
 //!   in the description.
 //! - A task without a command becomes a prompt task: its title, description, steps and
 //!   verification text.
+//! - A document without task sections is read as a checklist (`super::checklist`).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -39,7 +40,7 @@ pub(crate) struct TaskHeading {
 }
 
 /// `(level, text)` of an ATX heading line (`## text ##`), at most three spaces indented.
-fn heading(line: &str) -> Option<(usize, &str)> {
+pub(super) fn heading(line: &str) -> Option<(usize, &str)> {
     let t = line.trim_start_matches(' ');
     if line.len() - t.len() > 3 {
         return None;
@@ -109,7 +110,7 @@ fn is_status_mark(c: char) -> bool {
 }
 
 /// Splits a title at its first status mark: `Setup ⏳ Not Started` → (`Setup`, `Not Started`).
-fn split_status(s: &str) -> (String, Option<String>) {
+pub(super) fn split_status(s: &str) -> (String, Option<String>) {
     let s = s.trim();
     // Marks in front of the title are dropped.
     let s =
@@ -217,16 +218,16 @@ impl Section {
     }
 }
 
-struct Fence {
+pub(super) struct Fence {
     ch: u8,
     len: usize,
-    info: String,
-    indent: usize,
-    body: Vec<String>,
+    pub info: String,
+    pub indent: usize,
+    pub body: Vec<String>,
 }
 
 /// An opening code fence: ``` or ~~~ (three or more), and its info string.
-fn fence_open(line: &str) -> Option<Fence> {
+pub(super) fn fence_open(line: &str) -> Option<Fence> {
     let t = line.trim_start();
     let indent = line.len() - t.len();
     let ch = *t.as_bytes().first()?;
@@ -250,7 +251,7 @@ fn fence_open(line: &str) -> Option<Fence> {
     })
 }
 
-fn fence_closes(f: &Fence, line: &str) -> bool {
+pub(super) fn fence_closes(f: &Fence, line: &str) -> bool {
     let t = line.trim();
     let run = t.bytes().take_while(|&b| b == f.ch).count();
     run >= f.len && run == t.len()
@@ -258,7 +259,7 @@ fn fence_closes(f: &Fence, line: &str) -> bool {
 
 /// `(normalised key, value, bold)` of a `Key: value` / `**Key**: value` / `**Key:** value`
 /// line; keys are short words.
-fn key_value(s: &str) -> Option<(String, String, bool)> {
+pub(super) fn key_value(s: &str) -> Option<(String, String, bool)> {
     let bold = s.starts_with("**") || s.starts_with("__");
     let colon = s.find(':')?;
     let key =
@@ -286,7 +287,7 @@ fn key_value(s: &str) -> Option<(String, String, bool)> {
 }
 
 /// A list item's indentation, whether it is one, and its content.
-fn list_item(line: &str) -> (usize, bool, &str) {
+pub(super) fn list_item(line: &str) -> (usize, bool, &str) {
     let t = line.trim_start();
     let indent: usize = line[..line.len() - t.len()]
         .chars()
@@ -312,7 +313,7 @@ fn list_item(line: &str) -> (usize, bool, &str) {
 }
 
 /// A checkbox item's mark and text: `[ ] 1.1 Do it` → (' ', `1.1 Do it`).
-fn checkbox(content: &str) -> Option<(char, &str)> {
+pub(super) fn checkbox(content: &str) -> Option<(char, &str)> {
     let rest = content.strip_prefix('[')?;
     let mut chars = rest.chars();
     let mark = chars.next()?;
@@ -596,10 +597,8 @@ pub(super) fn parse(ctx: &Ctx<'_>) -> Result<Converted, Vec<Diagnostic>> {
     }
 
     if sections.is_empty() {
-        errors.push(ctx.diag(
-            None,
-            "no task sections found: expected headings such as `### Task 1: Title`",
-        ));
+        // No task sections: a checklist, or nothing to do.
+        return super::checklist::parse(ctx);
     }
     if !errors.is_empty() {
         return Err(errors);

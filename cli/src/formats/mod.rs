@@ -8,7 +8,8 @@
 //! - `taskmaster`: TaskMaster's `tasks.json`, tagged or untagged.
 //! - `task-list`: claude-code-mcp task lists, a top-level JSON array of tasks with `command` /
 //!   `prompt` subtasks.
-//! - `markdown`: Markdown task documents (`### Task N: Title` sections).
+//! - `markdown`: Markdown task documents (`### Task N: Title` sections), or checklists
+//!   (top-level `- [ ]` items under headings) when a document has no task sections.
 //!
 //! `detect` picks a format from the file's extension and, for JSON and unknown extensions,
 //! its content; `LoadOptions::format` overrides. Every parser is total: any input yields a
@@ -30,6 +31,7 @@ use ordo_proto::{Dag, ExecutionMode, JobSpec, TaskName, TaskSpec};
 use serde_json::Value;
 
 mod canonical;
+mod checklist;
 mod markdown;
 mod markdown_json;
 mod sniff;
@@ -288,7 +290,8 @@ pub fn detect(path_or_label: &str, text: &str) -> Format {
     if text.trim_start().starts_with(['{', '[']) {
         return sniff_json(text);
     }
-    // Unknown extension and not JSON: Markdown if it has task headings and no TOML tables.
+    // Unknown extension and not JSON: Markdown if it has task headings or top-level checklist
+    // items, and no TOML tables.
     let mut task_heading = false;
     for line in text.lines() {
         let l = line.trim_start();
@@ -297,6 +300,9 @@ pub fn detect(path_or_label: &str, text: &str) -> Format {
         }
         if !task_heading && l.starts_with("##") {
             task_heading = markdown::task_heading(l).is_some();
+        }
+        if !task_heading && checklist::top_level_item(line) {
+            task_heading = true;
         }
     }
     if task_heading {

@@ -149,7 +149,12 @@ fn every_example_parses_and_validates() {
                     t.name
                 );
             }
-            assert!(loaded.warnings.is_empty(), "{rel}: {:?}", loaded.warnings);
+            // The only warnings of an example: items or tasks already done, left out.
+            assert!(
+                loaded.warnings.iter().all(|w| w.contains("already done")),
+                "{rel}: {:?}",
+                loaded.warnings
+            );
         }
     }
 }
@@ -176,6 +181,7 @@ fn detection_by_extension_and_content() {
         ("markdown/log-report.md", Format::Markdown),
         ("markdown/feature-flag-rollout.md", Format::Markdown),
         ("markdown/build-and-package.md", Format::Markdown),
+        ("markdown/checklist.md", Format::Markdown),
     ];
     for (rel, want) in cases {
         assert_detected(&fixture(rel), want);
@@ -825,6 +831,93 @@ fn claude_code_mcp_task_list() {
     );
     let err = parse("t.json", "[]", &LoadOptions::default()).unwrap_err();
     assert_eq!(err[0].to_string(), "t.json:1:1: the task list is empty");
+}
+
+#[test]
+fn markdown_checklist() {
+    let (loaded, dag) = load_ok(&fixture("markdown/checklist.md"), &LoadOptions::default());
+    assert_eq!(loaded.format, Format::Markdown);
+    assert_eq!(loaded.spec.name, "Release checklist for the CLI");
+    assert_eq!(
+        loaded.spec.description.as_deref(),
+        Some("Ship version 2.5 of the command-line tool.")
+    );
+    // Done items (1 and 5) are left out, with a warning each at their line.
+    assert_eq!(
+        names(&loaded.spec),
+        ["item-2", "item-3", "item-4", "item-6", "item-7"]
+    );
+    assert_eq!(loaded.warnings.len(), 2);
+    assert!(
+        loaded.warnings[0].ends_with(
+            "checklist.md:9:1: checklist item 'item-1' (\"Freeze the main branch\") is already \
+             done ([x]): not run"
+        ),
+        "{:?}",
+        loaded.warnings
+    );
+    assert!(loaded.warnings[1].contains("checklist.md:29:1: checklist item 'item-5'"));
+    // Sequential, in document order; the first open item depends on nothing.
+    assert_eq!(dag.levels().len(), 5);
+    assert!(deps(&loaded.spec, "item-2").is_empty());
+    assert_eq!(deps(&loaded.spec, "item-6"), ["item-4"]);
+    let t = task(&loaded.spec, "item-2");
+    assert_eq!(t.labels["title"], "Update the changelog");
+    assert_eq!(t.labels["section"], "Preparation");
+    assert_eq!(
+        t.prompt.as_deref(),
+        Some(
+            "Update the changelog\n\nSection: Preparation\n\nSteps:\n\
+             - Collect the merged pull requests since v2.4\n- [ ] Group them by area\n\
+             - [x] Draft the summary paragraph"
+        )
+    );
+    let t = task(&loaded.spec, "item-4");
+    assert_eq!(t.labels["section"], "Verification > Automated");
+    let p = t.prompt.as_deref().unwrap();
+    assert!(p.contains("release profile"), "{p}");
+    assert!(
+        p.contains("```sh\ncargo test --release --workspace\n```"),
+        "{p}"
+    );
+    assert!(!p.contains("belong to no item"), "{p}");
+    assert!(
+        task(&loaded.spec, "item-6")
+            .prompt
+            .as_deref()
+            .unwrap()
+            .ends_with("Steps:\n- Linux x86_64\n- macOS arm64")
+    );
+    assert_eq!(
+        loaded.positions[&TaskName::new("item-7").unwrap()],
+        Pos::new(36, 1)
+    );
+
+    // Parallel when the document says so; detected by content; all done is no task.
+    let text = "Execution mode: parallel\n- [ ] a\n- [ ] b\n";
+    assert_eq!(detect("-", text), Format::Markdown);
+    let l = parse_ok("-", text, &LoadOptions::default());
+    assert_eq!(names(&l.spec), ["item-1", "item-2"]);
+    assert!(deps(&l.spec, "item-2").is_empty());
+    let l = parse_ok("c.md", "# Done\n- [x] a\n", &LoadOptions::default());
+    assert!(l.spec.tasks.is_empty());
+    assert_eq!(l.warnings.len(), 1);
+    // A bad mode is located; indented or unticked plain bullets are no items.
+    let err = parse(
+        "c.md",
+        "Execution mode: sideways\n- [ ] a\n",
+        &LoadOptions::default(),
+    )
+    .unwrap_err();
+    assert_eq!(
+        err[0].to_string(),
+        "c.md:1:1: unknown execution mode \"sideways\" (expected parallel or sequential)"
+    );
+    let err = parse("c.md", "# T\n- a\n  - [ ] b\n", &LoadOptions::default()).unwrap_err();
+    assert!(
+        err[0].message.starts_with("no task sections found"),
+        "{err:?}"
+    );
 }
 
 #[test]
