@@ -56,6 +56,10 @@ pub struct SpecArgs {
     /// TaskMaster: make each subtask a task of its own (`parent.sub`).
     #[arg(long)]
     pub expand_subtasks: bool,
+    /// TaskMaster: also run the tasks whose status is done, cancelled or deferred (left out,
+    /// with a warning each, by default).
+    #[arg(long)]
+    pub include_done: bool,
 }
 
 impl SpecArgs {
@@ -68,6 +72,7 @@ impl SpecArgs {
             format: self.input_format,
             tag: Some(self.tag.clone()),
             expand_subtasks: self.expand_subtasks,
+            include_done: self.include_done,
         }
     }
 

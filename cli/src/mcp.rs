@@ -436,6 +436,7 @@ fn load(p: &SpecInput) -> Result<(Loaded, Dag, String), Fail> {
         format,
         tag: Some(p.tag.clone().unwrap_or_else(|| "master".into())),
         expand_subtasks: p.expand_subtasks,
+        ..LoadOptions::default()
     };
     let (loaded, label) = match (&p.spec, &p.path) {
         (Some(text), None) => {

@@ -141,6 +141,34 @@ fn a_markdown_checklist_plans_its_open_items_in_order() {
     );
 }
 
+#[test]
+fn taskmaster_done_tasks_are_left_out_unless_include_done() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = write(
+        dir.path(),
+        "tasks.json",
+        r#"{"tasks":[{"id":1,"title":"A","status":"done"},
+                     {"id":2,"title":"B","status":"deferred"},
+                     {"id":3,"title":"C","dependencies":[1]}]}"#,
+    );
+    let r = ordo(&["plan", &spec, "--output", "json"]);
+    assert_eq!(r.code(), 0, "{}", r.stderr);
+    assert_eq!(r.json()["levels"], serde_json::json!([["3"]]));
+    assert!(
+        r.stderr.contains("warning: ")
+            && r.stderr.contains("task '1' is already done: not run")
+            && r.stderr.contains("task '2' is deferred: not run"),
+        "{}",
+        r.stderr
+    );
+    let r = ordo(&["plan", &spec, "--output", "json", "--include-done"]);
+    assert_eq!(r.code(), 0, "{}", r.stderr);
+    assert_eq!(r.json()["levels"], serde_json::json!([["1", "2"], ["3"]]));
+    assert!(!r.stderr.contains("warning"), "{}", r.stderr);
+    let r = ordo(&["validate", &spec, "--include-done"]);
+    assert_eq!(r.code(), 0, "{}", r.stderr);
+}
+
 /// The levels of the real files, where the shared conformance set is present.
 #[test]
 fn plan_levels_of_the_shared_examples() {

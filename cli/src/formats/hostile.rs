@@ -102,6 +102,7 @@ fn parse_everything(label: &str, text: &str) {
                 format,
                 tag: None,
                 expand_subtasks: expand,
+                include_done: expand,
             };
             let loaded = match parse(label, text, &o) {
                 Ok(l) => l,

@@ -122,6 +122,9 @@ pub struct LoadOptions {
     pub tag: Option<String>,
     /// TaskMaster: turn subtasks into tasks of their own (`parent.sub`).
     pub expand_subtasks: bool,
+    /// TaskMaster: keep the tasks whose status is done, cancelled or deferred (left out by
+    /// default).
+    pub include_done: bool,
 }
 
 /// A place in a source file, 1-based; `col` counts characters.

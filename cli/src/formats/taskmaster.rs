@@ -17,6 +17,12 @@
 //! `status`, `agentHint`, `assignee`, …) are kept as labels, non-strings as JSON text.
 //! Dependencies on tasks that do not exist are dropped with a warning naming both tasks, as
 //! TaskMaster itself tolerates them.
+//!
+//! Statuses: unless `LoadOptions::include_done`, tasks whose `status` is `done` (counted as
+//! succeeded), `cancelled` or `deferred` are left out of the job with a warning each (an
+//! expanded subtask takes its parent's status when the parent's is one of those); a
+//! dependency on a done task is dropped, and a task that depends on a cancelled or deferred
+//! one is left out too (with a warning), as it could not run.
 
 use std::collections::{HashMap, HashSet};
 
@@ -319,7 +325,94 @@ pub(super) fn parse(ctx: &Ctx<'_>) -> Result<Converted, Vec<Diagnostic>> {
         task.depends_on = to_names(own);
         add_task(&mut spec, &mut positions, task, top.pos);
     }
+    if !ctx.opts.include_done {
+        omit_finished(ctx, &mut spec, &mut positions, &mut warnings);
+    }
     converted(spec, positions, warnings, errors)
+}
+
+/// Why a TaskMaster status means the task is not to run, if it does.
+fn finished(status: &str) -> Option<&'static str> {
+    match status.trim().to_ascii_lowercase().as_str() {
+        "done" | "completed" | "complete" => Some("already done"),
+        "cancelled" | "canceled" => Some("cancelled"),
+        "deferred" => Some("deferred"),
+        _ => None,
+    }
+}
+
+/// Leaves out the tasks whose status (or, for an expanded subtask, whose parent's status) is
+/// done, cancelled or deferred, and the tasks that depend on a cancelled or deferred one (or
+/// on a task left out for that reason), with a warning each; drops the dependencies on done
+/// tasks, which count as succeeded.
+fn omit_finished(
+    ctx: &Ctx<'_>,
+    spec: &mut JobSpec,
+    positions: &mut HashMap<TaskName, Pos>,
+    warnings: &mut Vec<String>,
+) {
+    let status = |t: &TaskSpec| t.labels.get("status").and_then(|s| finished(s));
+    let by_name: HashMap<&str, &TaskSpec> =
+        spec.tasks.iter().map(|t| (t.name.as_str(), t)).collect();
+    // Task → (why, the task that makes it so when it is not itself).
+    let mut gone: HashMap<TaskName, (&'static str, Option<TaskName>)> = HashMap::new();
+    for t in &spec.tasks {
+        let parent = ctx
+            .opts
+            .expand_subtasks
+            .then(|| t.labels.get("parent"))
+            .flatten()
+            .and_then(|p| by_name.get(p.as_str()))
+            .and_then(|p| status(p));
+        if let Some(why) = parent.or_else(|| status(t)) {
+            gone.insert(t.name.clone(), (why, None));
+        }
+    }
+    loop {
+        let mut more = Vec::new();
+        for t in &spec.tasks {
+            if gone.contains_key(&t.name) {
+                continue;
+            }
+            if let Some(d) = t
+                .depends_on
+                .iter()
+                .find(|d| gone.get(*d).is_some_and(|(why, _)| *why != "already done"))
+            {
+                more.push((t.name.clone(), d.clone()));
+            }
+        }
+        if more.is_empty() {
+            break;
+        }
+        for (t, d) in more {
+            gone.insert(t, ("left out", Some(d)));
+        }
+    }
+    for t in &spec.tasks {
+        let Some((why, by)) = gone.get(&t.name) else {
+            continue;
+        };
+        let message = match by {
+            None => format!(
+                "task '{}' is {why}: not run (--include-done runs it)",
+                t.name
+            ),
+            Some(d) => {
+                let what = gone.get(d).map(|(w, _)| *w).unwrap_or("left out");
+                format!(
+                    "task '{}' depends on task '{d}', which is {what}: not run",
+                    t.name
+                )
+            }
+        };
+        warnings.push(ctx.warning(positions.get(&t.name).copied(), message));
+    }
+    spec.tasks.retain(|t| !gone.contains_key(&t.name));
+    positions.retain(|name, _| !gone.contains_key(name));
+    for t in &mut spec.tasks {
+        t.depends_on.retain(|d| !gone.contains_key(d));
+    }
 }
 
 /// Where dependency problems are reported.

@@ -123,9 +123,11 @@ fn opts(format: Option<Format>) -> LoadOptions {
     }
 }
 
+/// TaskMaster subtasks expanded, every status included (the whole graph).
 fn expanded() -> LoadOptions {
     LoadOptions {
         expand_subtasks: true,
+        include_done: true,
         ..Default::default()
     }
 }
@@ -149,9 +151,10 @@ fn every_example_parses_and_validates() {
                     t.name
                 );
             }
-            // The only warnings of an example: items or tasks already done, left out.
+            // The only warnings of an example: items or tasks done, cancelled or deferred (or
+            // depending on such), left out.
             assert!(
-                loaded.warnings.iter().all(|w| w.contains("already done")),
+                loaded.warnings.iter().all(|w| w.contains(": not run")),
                 "{rel}: {:?}",
                 loaded.warnings
             );
@@ -604,6 +607,65 @@ fn shared_taskmaster_files() {
         deps(&loaded.spec, "rust-real-issues.enhanced-subtasks"),
         ["rust-sync-engine", "rust-real-issues.repo-issue-creation"]
     );
+}
+
+#[test]
+fn taskmaster_statuses() {
+    // Subtasks 1.1 and 2.1 of the fixture are done: left out, and what depended on them runs.
+    let o = LoadOptions {
+        expand_subtasks: true,
+        ..Default::default()
+    };
+    let (loaded, _) = load_ok(&fixture("taskmaster/offline-mode_tasks.json"), &o);
+    assert_eq!(loaded.spec.tasks.len(), 5 + 8 - 2);
+    assert!(!names(&loaded.spec).contains(&"1.1"));
+    assert_eq!(deps(&loaded.spec, "1.2"), Vec::<&str>::new());
+    assert_eq!(loaded.warnings.len(), 2, "{:?}", loaded.warnings);
+    assert!(
+        loaded.warnings[0]
+            .ends_with("task '1.1' is already done: not run (--include-done runs it)"),
+        "{:?}",
+        loaded.warnings
+    );
+
+    let text = r#"{"tasks":[
+        {"id":1,"title":"A","status":"done"},
+        {"id":2,"title":"B","status":"cancelled"},
+        {"id":3,"title":"C","status":"deferred","subtasks":[{"id":1,"title":"c1"}]},
+        {"id":4,"title":"D","dependencies":[1]},
+        {"id":5,"title":"E","dependencies":[2, 4]},
+        {"id":6,"title":"F","dependencies":[5]},
+        {"id":7,"title":"G","status":"pending","dependencies":[1, 4]}]}"#;
+    let l = parse_ok("tasks.json", text, &LoadOptions::default());
+    // Done, cancelled and deferred tasks are left out; a done dependency counts as succeeded;
+    // what depends on a cancelled or deferred task (even through another) is left out too.
+    assert_eq!(names(&l.spec), ["4", "7"]);
+    assert_eq!(deps(&l.spec, "4"), Vec::<&str>::new());
+    assert_eq!(deps(&l.spec, "7"), ["4"]);
+    assert_eq!(
+        l.warnings,
+        [
+            "tasks.json:2:15: task '1' is already done: not run (--include-done runs it)",
+            "tasks.json:3:15: task '2' is cancelled: not run (--include-done runs it)",
+            "tasks.json:4:15: task '3' is deferred: not run (--include-done runs it)",
+            "tasks.json:6:15: task '5' depends on task '2', which is cancelled: not run",
+            "tasks.json:7:15: task '6' depends on task '5', which is left out: not run",
+        ]
+    );
+    check(&l, "tasks.json").unwrap();
+    assert!(!l.positions.contains_key(&TaskName::new("1").unwrap()));
+    // Expanded, a deferred task's subtasks are deferred with it.
+    let l = parse_ok("tasks.json", text, &o);
+    assert!(!names(&l.spec).contains(&"3.1"), "{:?}", names(&l.spec));
+    // --include-done: all of them.
+    let all = LoadOptions {
+        include_done: true,
+        ..Default::default()
+    };
+    let l = parse_ok("tasks.json", text, &all);
+    assert_eq!(l.spec.tasks.len(), 7);
+    assert!(l.warnings.is_empty());
+    assert_eq!(deps(&l.spec, "5"), ["2", "4"]);
 }
 
 #[test]
