@@ -69,12 +69,7 @@ pub(super) fn parse(ctx: &Ctx<'_>) -> Result<Converted, Vec<Diagnostic>> {
                         .push(format!("{marks}{}\n{}\n{marks}", f.info, f.body.join("\n")));
                 }
             } else if *in_item {
-                let strip = line
-                    .bytes()
-                    .take(f.indent)
-                    .take_while(|&b| b == b' ')
-                    .count();
-                f.body.push(line[strip..].to_string());
+                f.push_line(line);
             }
             continue;
         }

@@ -251,6 +251,18 @@ pub(super) fn fence_open(line: &str) -> Option<Fence> {
     })
 }
 
+impl Fence {
+    /// Keeps a line of the fenced block, without the fence's own indentation.
+    pub(super) fn push_line(&mut self, line: &str) {
+        let strip = line
+            .bytes()
+            .take(self.indent)
+            .take_while(|&b| b == b' ')
+            .count();
+        self.body.push(line[strip..].to_string());
+    }
+}
+
 pub(super) fn fence_closes(f: &Fence, line: &str) -> bool {
     let t = line.trim();
     let run = t.bytes().take_while(|&b| b == f.ch).count();
@@ -403,12 +415,7 @@ pub(super) fn parse(ctx: &Ctx<'_>) -> Result<Converted, Vec<Diagnostic>> {
                     close_fence(s, f);
                 }
             } else {
-                let strip = line
-                    .bytes()
-                    .take(f.indent)
-                    .take_while(|&b| b == b' ')
-                    .count();
-                f.body.push(line[strip..].to_string());
+                f.push_line(line);
             }
             continue;
         }

@@ -290,8 +290,13 @@ pub fn detect(path_or_label: &str, text: &str) -> Format {
         "json" => return sniff_json(text),
         _ => {}
     }
-    if text.trim_start().starts_with(['{', '[']) {
+    let start = text.trim_start();
+    if start.starts_with('{') {
         return sniff_json(text);
+    }
+    // `[` also opens TOML (`[[tasks]]`, `[settings]`): a task list only if it reads as JSON.
+    if start.starts_with('[') && sniff_json(text) == Format::TaskList {
+        return Format::TaskList;
     }
     // Unknown extension and not JSON: Markdown if it has task headings or top-level checklist
     // items, and no TOML tables.
