@@ -116,6 +116,9 @@ pub struct SpecInput {
     /// TaskMaster: make each subtask a task of its own (`parent.sub`).
     #[serde(default)]
     pub expand_subtasks: bool,
+    /// TaskMaster: also run tasks marked done, cancelled or deferred (left out by default).
+    #[serde(default)]
+    pub include_done: bool,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -436,7 +439,7 @@ fn load(p: &SpecInput) -> Result<(Loaded, Dag, String), Fail> {
         format,
         tag: Some(p.tag.clone().unwrap_or_else(|| "master".into())),
         expand_subtasks: p.expand_subtasks,
-        ..LoadOptions::default()
+        include_done: p.include_done,
     };
     let (loaded, label) = match (&p.spec, &p.path) {
         (Some(text), None) => {
@@ -781,6 +784,30 @@ mod tests {
                 .message
                 .contains("unknown format")
         );
+    }
+
+    /// TaskMaster tasks marked done are left out unless `include_done` asks for them.
+    #[test]
+    fn include_done_reaches_the_taskmaster_reader() {
+        let text = r#"{"tasks": [
+            {"id": 1, "title": "old", "description": "d", "status": "done", "dependencies": []},
+            {"id": 2, "title": "new", "description": "d", "status": "pending", "dependencies": [1]}
+        ]}"#;
+        let names = |include_done| {
+            let input = SpecInput {
+                include_done,
+                ..spec(text)
+            };
+            let (loaded, _, _) = load(&input).unwrap_or_else(|e| panic!("{}", e.message));
+            loaded
+                .spec
+                .tasks
+                .iter()
+                .map(|t| t.name.to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(names(false), ["2"]);
+        assert_eq!(names(true), ["1", "2"]);
     }
 
     #[test]
