@@ -9,7 +9,6 @@ use ordo_plumbing::connect::NatsArgs;
 use ordo_proto::{Dag, ExecutionMode, JobSpec};
 
 use crate::formats::{self, Diagnostic, Format, LoadOptions, Loaded};
-use crate::jobs::Target;
 
 /// Exit codes (DESIGN §6).
 pub mod exit {
@@ -85,6 +84,17 @@ impl SpecArgs {
         let dag = formats::check(&loaded, &self.label())?;
         Ok((loaded, dag))
     }
+}
+
+/// Where jobs live (what the job client opens).
+#[derive(Clone, Debug)]
+pub enum Target {
+    /// A state directory, and how jobs run in this process.
+    Local {
+        dir: PathBuf,
+        run: RunArgs,
+    },
+    Cluster(NatsArgs),
 }
 
 /// Where the job commands find jobs: a local state directory or a cluster.

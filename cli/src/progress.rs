@@ -11,13 +11,8 @@ use ordo_coordinator::store::JobRecord;
 use ordo_coordinator::store::{Change, TaskState};
 use ordo_proto::{Integration, JobSpec, JobState, TaskIndex};
 
+pub use crate::run::Progress;
 use crate::run::RunReport;
-
-pub trait Progress {
-    fn start(&mut self, job: &JobRecord, spec: &JobSpec, resumed: bool);
-    fn changes(&mut self, changes: &[Change], spec: &JobSpec);
-    fn finish(&mut self, report: &RunReport);
-}
 
 /// Shows nothing.
 #[derive(Debug, Default)]

@@ -24,8 +24,6 @@ use ordo_worker::exec::{self, ExecOptions};
 use ordo_worker::workspace;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::progress::Progress;
-
 pub struct RunOptions {
     /// Task slots (tasks running at once across the job).
     pub workers: u32,
@@ -51,6 +49,14 @@ pub struct RunReport {
     pub slots: u32,
     /// The store the run used (in memory without `--state`), for `--report`.
     pub store: Arc<Store>,
+}
+
+/// What a run shows while it goes (`progress`: bars, lines, nothing), fed the changes as they
+/// are committed.
+pub trait Progress {
+    fn start(&mut self, job: &JobRecord, spec: &JobSpec, resumed: bool);
+    fn changes(&mut self, changes: &[ordo_coordinator::store::Change], spec: &JobSpec);
+    fn finish(&mut self, report: &RunReport);
 }
 
 /// How a recorded job starts running here.

@@ -11,31 +11,20 @@ mod cluster;
 mod local;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use ordo_coordinator::report::ReportData;
-use ordo_plumbing::connect::{ConnectError, NatsArgs};
+use ordo_plumbing::connect::ConnectError;
 use ordo_proto::api::{
     ApiError, ErrorKind, JobStatus, JobSummary, JobsRequest, SubmitRequest, WorkerInfo,
 };
 use ordo_proto::{Dag, JobId, TaskIndex};
 
-use crate::args::{RunArgs, exit};
+pub use crate::args::Target;
+use crate::args::exit;
 use crate::formats::Diagnostic;
 
 pub use cluster::Cluster;
 pub use local::Local;
-
-/// Where jobs live.
-#[derive(Clone, Debug)]
-pub enum Target {
-    /// A state directory, and how jobs run in this process.
-    Local {
-        dir: PathBuf,
-        run: RunArgs,
-    },
-    Cluster(NatsArgs),
-}
 
 /// Everything a job request can fail with; `exit_code` maps it to DESIGN §6.
 #[derive(Debug, thiserror::Error)]
@@ -433,7 +422,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let target = Target::Local {
             dir: dir.path().to_path_buf(),
-            run: RunArgs::default(),
+            run: crate::args::RunArgs::default(),
         };
         let jobs = Jobs::open(&target, Open::Create).await.unwrap();
         assert_eq!(jobs.resolve(&format!(" {JOB}\n")).await.unwrap(), job());
