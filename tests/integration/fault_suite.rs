@@ -450,7 +450,8 @@ fn f4_a_worker_cut_off_longer_than_the_ack_wait() {
         let pid = victim_pid(&s.ledger, &victim);
         assert!(
             wait_until(Duration::from_secs(5), || !alive(pid)),
-            "the cut-off worker did not kill its task (pid {pid})"
+            "the cut-off worker did not kill its task (pid {pid}); its log:\n{}",
+            tail(&s.c.workers[0].log())
         );
         let t = s.finish(&[]);
         // ...and its report of that execution is recorded as stale.

@@ -473,6 +473,7 @@ async fn execute(
     let (lease_lost_tx, lease_lost_rx) = oneshot::channel::<()>();
     let lease = {
         let msg = msg.clone();
+        let client = shared.client.clone();
         tokio::spawn(async move {
             let mut last_ok = Instant::now();
             let mut tick = tokio::time::interval(ack_wait / 3);
@@ -484,10 +485,21 @@ async fn execute(
                     let _ = lease_lost_tx.send(());
                     return;
                 }
-                if let Ok(Ok(())) =
-                    tokio::time::timeout(ack_wait / 3, msg.ack_with(AckKind::Progress)).await
+                // A renewal counts from when it was sent, and only once the server has it
+                // (a publish is only queued until the flush): one that could not get through
+                // promptly (the process was stopped or cut off meanwhile) may have come after
+                // JetStream gave the message to another worker, so it renews nothing.
+                let sent = Instant::now();
+                let renewal = async {
+                    msg.ack_with(AckKind::Progress)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    client.flush().await.map_err(|e| e.to_string())
+                };
+                if let Ok(Ok(())) = tokio::time::timeout(ack_wait / 3, renewal).await
+                    && sent.elapsed() < ack_wait / 3
                 {
-                    last_ok = Instant::now();
+                    last_ok = sent;
                 }
             }
         })
