@@ -280,6 +280,45 @@ pub fn pids_with_env(key: &str, value: &str) -> Vec<u32> {
     out
 }
 
+/// The task named `name` in a JSON document with a `tasks` list (a status, a run summary, a
+/// report); fails the test naming the document when there is none.
+pub fn task<'a>(doc: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    doc["tasks"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no tasks list in {doc}"))
+        .iter()
+        .find(|t| t["name"] == name)
+        .unwrap_or_else(|| panic!("no task {name} in {doc}"))
+}
+
+/// Runs `git ARGS` in `dir` (author and committer fixed, no global or system configuration
+/// that could sign or hook), returning the finished process.
+pub fn git_run(dir: &Path, args: &[&str]) -> Run {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run git: {e}"));
+    Run::from(out)
+}
+
+/// `git ARGS` in `dir`, which must succeed; its stdout without the final newline.
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let r = git_run(dir, args);
+    assert_eq!(
+        r.code(),
+        0,
+        "git {args:?} in {}: {}{}",
+        dir.display(),
+        r.stdout,
+        r.stderr
+    );
+    r.stdout.trim_end_matches('\n').to_string()
+}
+
 /// A real `nats-server` with JetStream on a random port and a temporary store, killed on drop.
 /// `restart` keeps the port and the store. The binary comes from `NATS_SERVER_BIN` (set by
 /// `scripts/test`), else `nats-server` on PATH.

@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use ordo_tests::{ordo_in, write};
+use ordo_tests::{git, ordo_in, task, write};
 
 /// A job whose `flaky` task fails until `ok` exists, and a dependent that is skipped then.
 const FLAKY: &str = r#"
@@ -27,15 +27,6 @@ depends_on = ["flaky"]
 
 fn json(out: &str) -> serde_json::Value {
     serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {out}"))
-}
-
-fn task<'a>(status: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
-    status["tasks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["name"] == name)
-        .unwrap_or_else(|| panic!("no task {name} in {status}"))
 }
 
 fn status(dir: &Path, job: &str) -> serde_json::Value {
@@ -173,17 +164,6 @@ mod uuid_like {
             if ok { Ok(Id) } else { Err(()) }
         }
     }
-}
-
-fn git(repo: &Path, args: &[&str]) -> String {
-    let out = std::process::Command::new("git")
-        .arg("-C")
-        .arg(repo)
-        .args(args)
-        .output()
-        .expect("git runs");
-    assert!(out.status.success(), "git {args:?}: {:?}", out);
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// `ordo prune` removes the worktrees and task branches that a pruned worktree job kept (a

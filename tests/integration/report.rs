@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use ordo_tests::{Cluster, ordo_in, run_with_deadline, write};
+use ordo_tests::{Cluster, ordo_in, run_with_deadline, task, write};
 use serde_json::Value;
 
 fn repo() -> PathBuf {
@@ -167,15 +167,6 @@ fn gantt(md: &str) -> Vec<GanttLine> {
         "title, dateFormat and a section: {block}"
     );
     tasks
-}
-
-fn task<'a>(report: &'a Value, name: &str) -> &'a Value {
-    report["tasks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["name"] == name)
-        .unwrap_or_else(|| panic!("no task {name} in {report}"))
 }
 
 /// `ordo report --state DIR ARGS` must succeed; returns stdout.

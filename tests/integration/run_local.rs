@@ -8,8 +8,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use ordo_tests::{
-    fixture, lines, ordo, ordo_in, pids_with_env, shared_example, signal, spawn_ordo, wait_child,
-    wait_until, write,
+    fixture, lines, ordo, ordo_in, pids_with_env, shared_example, signal, spawn_ordo, task,
+    wait_child, wait_until, write,
 };
 use serde_json::Value;
 
@@ -20,15 +20,6 @@ fn run_json(dir: &Path, spec: &str, extra: &[&str], env: &[(&str, &str)]) -> (i3
     let r = ordo_in(dir, &args, env);
     let code = r.code();
     (code, r.json())
-}
-
-fn task<'a>(summary: &'a Value, name: &str) -> &'a Value {
-    summary["tasks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["name"] == name)
-        .unwrap_or_else(|| panic!("no task {name} in {summary}"))
 }
 
 fn states(summary: &Value) -> Vec<(String, String)> {

@@ -8,38 +8,9 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use ordo_tests::{Run, ordo_in, write};
+use ordo_tests::{Run, git, git_run, ordo_in, task, write};
 use serde_json::Value;
-
-/// Runs `git ARGS` in `dir` (author and committer fixed, no global or system configuration
-/// that could sign or hook), returning the finished process.
-fn git_run(dir: &Path, args: &[&str]) -> Run {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run git: {e}"));
-    Run::from(out)
-}
-
-/// `git ARGS` in `dir`, which must succeed; its stdout without the final newline.
-fn git(dir: &Path, args: &[&str]) -> String {
-    let r = git_run(dir, args);
-    assert_eq!(
-        r.code(),
-        0,
-        "git {args:?} in {}: {}{}",
-        dir.display(),
-        r.stdout,
-        r.stderr
-    );
-    r.stdout.trim_end_matches('\n').to_string()
-}
 
 /// A test's directory: `repo/` (a git repository on `main` with one commit: `README.md` and
 /// `shared.txt` of two lines) and, beside it, room for job files, state and logs, outside the
@@ -159,15 +130,6 @@ struct Checkout {
 fn default_branch(job_name: &str, report: &Value) -> String {
     let id = report["job"]["id"].as_str().expect("job id");
     format!("ordo/{job_name}-{}-{}", &id[..8], &id[id.len() - 4..])
-}
-
-fn task<'a>(report: &'a Value, name: &str) -> &'a Value {
-    report["tasks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|t| t["name"] == name)
-        .unwrap_or_else(|| panic!("no task {name} in {report:#}"))
 }
 
 fn strings(v: &Value) -> Vec<String> {
