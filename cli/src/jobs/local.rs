@@ -79,9 +79,11 @@ impl Local {
         &self.dir
     }
 
-    /// Runs a store read on this (multi-threaded) runtime without stalling its other tasks.
+    /// Runs a store call on this (multi-threaded) runtime without stalling its other tasks;
+    /// a failure names the state directory.
     fn read<T>(&self, f: impl FnOnce(&Store) -> ordo_coordinator::store::Result<T>) -> Result<T> {
-        Ok(tokio::task::block_in_place(|| f(&self.store))?)
+        tokio::task::block_in_place(|| f(&self.store))
+            .map_err(|e| Error::State(format!("state directory {}: {e}", self.dir.display())))
     }
 
     fn record(&self, job: JobId) -> Result<JobRecord> {
@@ -137,7 +139,7 @@ impl Local {
             telemetry: None,
         };
         let record = tokio::task::block_in_place(|| run::insert_job(&self.store, &spec, &opts))
-            .map_err(|e| Error::State(format!("{e:#}")))?;
+            .map_err(|e| Error::State(format!("state directory {}: {e:#}", self.dir.display())))?;
         let id = record.id;
         self.start(record, Start::New, dag, opts);
         Ok(id)

@@ -134,12 +134,6 @@ impl Error {
     }
 }
 
-impl From<ordo_coordinator::store::Error> for Error {
-    fn from(e: ordo_coordinator::store::Error) -> Error {
-        Error::State(e.to_string())
-    }
-}
-
 /// Per task: the bytes its output had in all, and the last of them kept.
 pub type Output = BTreeMap<TaskIndex, (u64, Vec<u8>)>;
 
