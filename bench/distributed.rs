@@ -209,6 +209,7 @@ impl Cluster {
             telemetry: None,
             metrics: None,
             guard_token: None,
+            workspaces: std::env::temp_dir().join(format!("ordo-bench-ws-{}", std::process::id())),
         };
         self.stops.push(stop);
         let url = url.to_string();

@@ -124,7 +124,9 @@ async fn measure(sleep: &str, worktree: bool) -> Measured {
     let (_tmp, dir, agent) = sandbox(worktree);
     let mut spec = spec(&dir, &agent, sleep, worktree);
     let start = Instant::now();
-    settle_workspace(&mut spec, "bench").await.expect("settle");
+    settle_workspace(&mut spec, "bench", false)
+        .await
+        .expect("settle");
     let dag = validate(&spec).expect("valid");
     let opts = RunOptions {
         workers: SLOTS,

@@ -355,7 +355,7 @@ fn run(args: RunCommand) -> anyhow::Result<u8> {
     let label = args.spec.label();
     let report: Option<RunReport> = runtime.block_on(async {
         let mut spec = spec;
-        if let Err(e) = ordo::run::settle_workspace(&mut spec, &label).await {
+        if let Err(e) = ordo::run::settle_workspace(&mut spec, &label, false).await {
             eprintln!("{e}");
             return anyhow::Ok(None);
         }

@@ -21,7 +21,7 @@ use ordo_coordinator::traces::Traces;
 use ordo_plumbing::telemetry::{self, Telemetry};
 use ordo_proto::{AttemptRef, Dag, ExecutionMode, JobId, JobSpec, TaskIndex, TaskResult, now_ms};
 use ordo_worker::exec::{self, ExecOptions};
-use ordo_worker::workspace;
+use ordo_worker::workspace::{self, cache};
 use tokio::sync::{mpsc, oneshot};
 
 pub struct RunOptions {
@@ -126,8 +126,9 @@ pub async fn run(
 /// Makes a worktree job's workspace settings definite before it is recorded (DESIGN §10): the
 /// repository (default: the one the working directory is in) as its top directory, and `base`
 /// as the commit it names now. `label` (the spec's file) starts each error, which names the
-/// setting; nothing is written anywhere.
-pub async fn settle_workspace(spec: &mut JobSpec, label: &str) -> Result<(), String> {
+/// setting; nothing is written anywhere. For a cluster (`shared`) the repository may also be a
+/// URL, which must be reachable from here; on one machine it must be a local path.
+pub async fn settle_workspace(spec: &mut JobSpec, label: &str, shared: bool) -> Result<(), String> {
     if !spec.uses_worktrees() {
         return Ok(());
     }
@@ -136,14 +137,27 @@ pub async fn settle_workspace(spec: &mut JobSpec, label: &str) -> Result<(), Str
         Some(d) => std::path::PathBuf::from(d),
         None => std::env::current_dir().map_err(|e| format!("{label}: {e}"))?,
     };
-    let resolved = workspace::resolve(
-        s.repository.as_deref(),
-        &dir,
-        s.base.as_deref(),
-        s.target_branch.as_deref(),
-    )
-    .await
-    .map_err(|e| {
+    let resolved = match s.repository.as_deref() {
+        Some(url) if cache::is_url(url) => {
+            if !shared {
+                return Err(format!(
+                    "{label}: settings.repository: {url}: a repository given by URL needs a \
+                     cluster (`ordo submit`); `ordo run` works in a local repository (a path)"
+                ));
+            }
+            cache::resolve_url(url, s.base.as_deref(), s.target_branch.as_deref()).await
+        }
+        repository => {
+            workspace::resolve(
+                repository,
+                &dir,
+                s.base.as_deref(),
+                s.target_branch.as_deref(),
+            )
+            .await
+        }
+    };
+    let resolved = resolved.map_err(|e| {
         let setting = match &e {
             workspace::Error::Invalid { what, .. } => (*what).to_string(),
             _ => "repository".into(),

@@ -1,12 +1,13 @@
 //! JetStream plumbing of the coordinator: creates or updates ordo's streams and consumers (names
-//! from `proto::names`), publishes dispatches with `Nats-Msg-Id = job.task.attempt`, and
-//! fetches a task message back by sequence. Nothing here decides anything.
+//! from `proto::names`), publishes dispatches with `Nats-Msg-Id = job.task.attempt` and
+//! integration requests (`Ordo-Kind: integrate`) on the same task subjects, and fetches a task
+//! message back by sequence. Nothing here decides anything.
 
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer, stream};
 use ordo_proto::names;
-use ordo_proto::wire::{self, Dispatch};
+use ordo_proto::wire::{self, Dispatch, Integrate};
 
 #[derive(Debug, thiserror::Error)]
 #[error("JetStream {what}: {message}")]
@@ -160,14 +161,52 @@ impl Bus {
         Ok(ack.sequence)
     }
 
+    /// Publishes an integration request to the task's queue (a worker of that queue carries it
+    /// out) and returns its stream sequence once stored; a replay is de-duplicated.
+    pub async fn publish_integration(&self, req: &Integrate) -> Result<u64, Error> {
+        let key = ordo_proto::AttemptRef {
+            job: req.job,
+            index: req.index,
+            attempt: req.attempt,
+        };
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Nats-Msg-Id", names::integrate_msg_id(&key).as_str());
+        headers.insert(names::HEADER_KIND, names::KIND_INTEGRATE);
+        let ack = self
+            .js
+            .publish_with_headers(
+                names::task_subject(&req.queue),
+                headers,
+                wire::encode(req).into(),
+            )
+            .await
+            .map_err(|e| err("publish")(e.to_string()))?;
+        let ack = ack.await.map_err(|e| err("publish ack")(e.to_string()))?;
+        Ok(ack.sequence)
+    }
+
     /// Removes a task message that must not run (cancelled job, lost attempt).
     pub async fn delete_task(&self, seq: u64) {
         let _ = self.tasks.delete_message(seq).await;
     }
 
     /// Reads a task message back by sequence (for max-deliveries advisories after a restart).
-    pub async fn task_at(&self, seq: u64) -> Option<Dispatch> {
+    pub async fn task_at(&self, seq: u64) -> Option<TaskMessage> {
         let msg = self.tasks.get_raw_message(seq).await.ok()?;
-        wire::decode(&msg.payload).ok()
+        let integrate = msg
+            .headers
+            .get(names::HEADER_KIND)
+            .is_some_and(|v| v.as_str() == names::KIND_INTEGRATE);
+        if integrate {
+            wire::decode(&msg.payload).ok().map(TaskMessage::Integrate)
+        } else {
+            wire::decode(&msg.payload).ok().map(TaskMessage::Run)
+        }
     }
+}
+
+/// A message of the task stream: an attempt to run, or an integration to carry out.
+pub enum TaskMessage {
+    Run(Dispatch),
+    Integrate(Integrate),
 }

@@ -36,6 +36,6 @@ pub use ids::{Attempt, AttemptRef, JobId, TaskIndex, TaskName, WorkerId};
 pub use spec::{ExecutionMode, JobSpec, Jump, Program, Settings, TaskSpec, WorkspaceMode};
 pub use state::{JobState, TaskPhase};
 pub use wire::{
-    Conflict, Dispatch, Heartbeat, Integrate, Integration, Kill, Outcome, TaskResult, Verify,
-    WorkerEvent, Workspace, WorkspaceResult,
+    Conflict, Dispatch, Heartbeat, Integrate, Integration, IntegrationResult, Kill, Outcome,
+    TaskResult, Verify, WorkerEvent, Workspace, WorkspaceResult,
 };

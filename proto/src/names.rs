@@ -93,6 +93,17 @@ pub fn dispatch_msg_id(attempt: &AttemptRef) -> String {
     format!("{}.{}.{}", attempt.job, attempt.index, attempt.attempt)
 }
 
+/// Header of a task-stream message saying what it asks for: absent for a task attempt (a
+/// `Dispatch`), `KIND_INTEGRATE` for an integration (an `Integrate`).
+pub const HEADER_KIND: &str = "Ordo-Kind";
+pub const KIND_INTEGRATE: &str = "integrate";
+
+/// `Nats-Msg-Id` of an attempt's integration request: one per attempt (a conflict makes a new
+/// attempt), so a republished request is de-duplicated.
+pub fn integrate_msg_id(attempt: &AttemptRef) -> String {
+    format!("{}.integrate", dispatch_msg_id(attempt))
+}
+
 /// Environment of an attempt in a workspace: the worktree it runs in.
 pub const ENV_WORKSPACE: &str = "ORDO_WORKSPACE";
 /// Environment of an attempt re-run after a conflict: the conflicting files, one per line.

@@ -98,10 +98,19 @@ pub struct Integrate {
     pub attempt: Attempt,
     pub repository: String,
     pub integration_branch: String,
+    /// Where the integration branch starts when it does not exist yet (across machines, the
+    /// first integration creates it in the shared repository).
+    #[serde(default)]
+    pub base: String,
     pub task_branch: String,
     pub head: String,
-    /// The worktree the attempt ran in, removed (with its branch) once integrated.
+    /// The worktree the attempt ran in, removed (with its branch) once integrated; empty when
+    /// its worker removed it already (across machines: the task branch was pushed).
     pub worktree: String,
+    /// The task's queue: across machines, a worker of that queue integrates (and runs the
+    /// integration verify).
+    #[serde(default = "default_queue")]
+    pub queue: String,
     #[serde(default)]
     pub verify: Option<Verify>,
     #[serde(default)]
@@ -301,6 +310,21 @@ pub enum WorkerEvent {
         delivery: u32,
     },
     Finished(TaskResult),
+    /// A worker integrated an attempt (the coordinator dispatched an `Integrate`).
+    Integrated(IntegrationResult),
+}
+
+/// What a worker reports for an `Integrate` it carried out.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct IntegrationResult {
+    pub job: JobId,
+    pub index: TaskIndex,
+    pub attempt: Attempt,
+    pub worker: WorkerId,
+    /// JetStream's delivery count of the integration request (a redelivery is another try).
+    #[serde(default)]
+    pub delivery: u32,
+    pub outcome: Integration,
 }
 
 impl WorkerEvent {
@@ -308,6 +332,7 @@ impl WorkerEvent {
         match self {
             WorkerEvent::Started { job, .. } => *job,
             WorkerEvent::Finished(r) => r.job,
+            WorkerEvent::Integrated(r) => r.job,
         }
     }
 
@@ -324,6 +349,10 @@ impl WorkerEvent {
             } => format!("{job}.{index}.{attempt}.{delivery}.started.{worker}"),
             WorkerEvent::Finished(r) => format!(
                 "{}.{}.{}.{}.finished.{}",
+                r.job, r.index, r.attempt, r.delivery, r.worker
+            ),
+            WorkerEvent::Integrated(r) => format!(
+                "{}.{}.{}.{}.integrated.{}",
                 r.job, r.index, r.attempt, r.delivery, r.worker
             ),
         }

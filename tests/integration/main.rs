@@ -19,6 +19,8 @@
 //!   merges, conflicts re-run (commands and a stub agent), dependencies, the user's checkout
 //!   untouched, write-sets, the integration limit, bad settings, tasks that break their
 //!   worktree.
+//! - `workspaces_cluster`: the same across machines: a shared bare repository, two workers
+//!   with cache clones of their own, the end state equal to one machine's; bad repositories.
 
 mod cli;
 mod deploy;
@@ -31,3 +33,4 @@ mod observability;
 mod report;
 mod run_local;
 mod workspaces;
+mod workspaces_cluster;

@@ -810,7 +810,7 @@ fn bad_workspace_settings_are_refused_up_front() {
         &[
             "settings.repository",
             "https://example.invalid/x.git",
-            "not supported",
+            "needs a cluster",
         ],
     );
 

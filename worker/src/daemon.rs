@@ -20,11 +20,14 @@ use async_nats::StatusCode;
 use async_nats::jetstream::{self, AckKind, consumer::PullConsumer};
 use futures::StreamExt;
 use ordo_proto::names;
-use ordo_proto::wire::{self, Dispatch, Heartbeat, Kill, Outcome, TaskResult, WorkerEvent};
+use ordo_proto::wire::{
+    self, Dispatch, Heartbeat, Integrate, IntegrationResult, Kill, Outcome, TaskResult, WorkerEvent,
+};
 use ordo_proto::{AttemptRef, JobId, WorkerId, now_ms};
 use tokio::sync::{Mutex, Notify, mpsc, oneshot};
 
 use crate::exec::{self, ExecOptions, OutputChunk};
+use crate::workspace::cache::Caches;
 
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -43,6 +46,8 @@ pub struct Options {
     pub metrics: Option<crate::metrics::Metrics>,
     /// Token of the worker's guard process (see `guard`), given to every task process.
     pub guard_token: Option<String>,
+    /// Where the cache clones of worktree jobs' repositories live (`workspace::cache`).
+    pub workspaces: std::path::PathBuf,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -84,6 +89,7 @@ struct Shared {
     used_memory: AtomicU32,
     slot_freed: Notify,
     draining: AtomicBool,
+    caches: Caches,
 }
 
 /// The runtime `ordo-worker` runs on: one thread. A worker mostly waits (on processes, pipes
@@ -114,6 +120,7 @@ pub async fn run(
         used_memory: AtomicU32::new(0),
         slot_freed: Notify::new(),
         draining: AtomicBool::new(false),
+        caches: Caches::new(opts.workspaces.clone()),
     });
 
     let heartbeats = tokio::spawn(heartbeat_loop(shared.clone()));
@@ -362,6 +369,14 @@ async fn pull_loop(shared: Arc<Shared>) {
 
 /// Takes one task message: decodes it, checks it fits, and starts it.
 async fn accept(shared: &Arc<Shared>, msg: jetstream::Message, ack_wait: Duration) {
+    let kind = msg
+        .headers
+        .as_ref()
+        .and_then(|h| h.get(names::HEADER_KIND))
+        .map(|v| v.as_str().to_string());
+    if kind.as_deref() == Some(names::KIND_INTEGRATE) {
+        return accept_integration(shared, msg, ack_wait).await;
+    }
     let dispatch: Dispatch = match wire::decode(&msg.payload) {
         Ok(d) => d,
         Err(e) => {
@@ -465,45 +480,9 @@ async fn execute(
     let key = d.attempt_ref();
     let (stop_tx, stop_rx) = oneshot::channel::<Stop>();
     shared.running.lock().await.insert(key, stop_tx);
-    // Lease: in-progress acks while the task runs. Going a whole ack wait without a renewal
-    // (cut off from NATS, or this process stopped) loses it: by then JetStream may have handed
-    // the message to another worker, so the task is killed.
     let msg = Arc::new(msg);
     let ack_wait = ack_wait.max(Duration::from_millis(300));
-    let (lease_lost_tx, lease_lost_rx) = oneshot::channel::<()>();
-    let lease = {
-        let msg = msg.clone();
-        let client = shared.client.clone();
-        tokio::spawn(async move {
-            let mut last_ok = Instant::now();
-            let mut tick = tokio::time::interval(ack_wait / 3);
-            tick.tick().await;
-            loop {
-                tick.tick().await;
-                // Checked before renewing: a renewal sent after the ack wait came too late.
-                if last_ok.elapsed() >= ack_wait {
-                    let _ = lease_lost_tx.send(());
-                    return;
-                }
-                // A renewal counts from when it was sent, and only once the server has it
-                // (a publish is only queued until the flush): one that could not get through
-                // promptly (the process was stopped or cut off meanwhile) may have come after
-                // JetStream gave the message to another worker, so it renews nothing.
-                let sent = Instant::now();
-                let renewal = async {
-                    msg.ack_with(AckKind::Progress)
-                        .await
-                        .map_err(|e| e.to_string())?;
-                    client.flush().await.map_err(|e| e.to_string())
-                };
-                if let Ok(Ok(())) = tokio::time::timeout(ack_wait / 3, renewal).await
-                    && sent.elapsed() < ack_wait / 3
-                {
-                    last_ok = sent;
-                }
-            }
-        })
-    };
+    let (lease, lease_lost_rx) = hold_lease(msg.clone(), shared.client.clone(), ack_wait);
 
     // Output streams to the job's log subject as it arrives.
     let (out_tx, mut out_rx) = mpsc::channel::<OutputChunk>(64);
@@ -564,15 +543,7 @@ async fn execute(
             }
         }
     };
-    let mut opts = ExecOptions::new(shared.opts.id.clone());
-    opts.env
-        .push((exec::ENV_WORKER.into(), shared.opts.id.to_string()));
-    opts.env
-        .push((exec::ENV_DELIVERY.into(), delivery.to_string()));
-    if let Some(token) = &shared.opts.guard_token {
-        opts.env
-            .push((exec::ENV_WORKER_TOKEN.into(), token.clone()));
-    }
+    let opts = exec_options(shared, delivery);
     let traceparent = msg
         .headers
         .as_ref()
@@ -604,7 +575,7 @@ async fn execute(
         std::future::pending().await
     };
     let mut result = tokio::select! {
-        r = exec::run(&d, &opts, cancel, Some(out_tx)) => r,
+        r = shared.caches.run_attempt(&d, &opts, cancel, Some(out_tx)) => r,
         r = notice => r,
     };
     result.delivery = delivery;
@@ -644,6 +615,120 @@ async fn execute(
     // The result is stored, so a lost ack costs at most a duplicate execution, whose result
     // the coordinator records as a duplicate: a plain ack (no confirmation round trip) is enough.
     let _ = msg.ack().await;
+}
+
+/// Holds the lease of a task message: in-progress acks every third of the ack wait while the
+/// work runs. Going a whole ack wait without a renewal (cut off from NATS, or this process
+/// stopped) loses it: by then JetStream may have handed the message to another worker, and
+/// the receiver resolves so that the work is stopped. Abort the handle when the work ends.
+fn hold_lease(
+    msg: Arc<jetstream::Message>,
+    client: async_nats::Client,
+    ack_wait: Duration,
+) -> (tokio::task::JoinHandle<()>, oneshot::Receiver<()>) {
+    let (lost_tx, lost_rx) = oneshot::channel::<()>();
+    let handle = tokio::spawn(async move {
+        let mut last_ok = Instant::now();
+        let mut tick = tokio::time::interval(ack_wait / 3);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            // Checked before renewing: a renewal sent after the ack wait came too late.
+            if last_ok.elapsed() >= ack_wait {
+                let _ = lost_tx.send(());
+                return;
+            }
+            // A renewal counts from when it was sent, and only once the server has it (a
+            // publish is only queued until the flush): one that could not get through
+            // promptly (the process was stopped or cut off meanwhile) may have come after
+            // JetStream gave the message to another worker, so it renews nothing.
+            let sent = Instant::now();
+            let renewal = async {
+                msg.ack_with(AckKind::Progress)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                client.flush().await.map_err(|e| e.to_string())
+            };
+            if let Ok(Ok(())) = tokio::time::timeout(ack_wait / 3, renewal).await
+                && sent.elapsed() < ack_wait / 3
+            {
+                last_ok = sent;
+            }
+        }
+    });
+    (handle, lost_rx)
+}
+
+/// What every process this worker starts gets: its id, the delivery count, the guard token.
+fn exec_options(shared: &Shared, delivery: u32) -> ExecOptions {
+    let mut opts = ExecOptions::new(shared.opts.id.clone());
+    opts.env
+        .push((exec::ENV_WORKER.into(), shared.opts.id.to_string()));
+    opts.env
+        .push((exec::ENV_DELIVERY.into(), delivery.to_string()));
+    if let Some(token) = &shared.opts.guard_token {
+        opts.env
+            .push((exec::ENV_WORKER_TOKEN.into(), token.clone()));
+    }
+    opts
+}
+
+/// Takes an integration request (DESIGN §10, distributed): it needs a slot like a task (its
+/// verify command runs here), holds its lease while it runs, and reports `Integrated`. A
+/// request whose lease is lost is dropped unreported: JetStream gives it to another worker,
+/// whose integration finds this one's merge if it was pushed.
+async fn accept_integration(shared: &Arc<Shared>, msg: jetstream::Message, ack_wait: Duration) {
+    let req: Integrate = match wire::decode(&msg.payload) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!("terminating undecodable integration message: {e}");
+            let _ = msg.ack_with(AckKind::Term).await;
+            return;
+        }
+    };
+    if shared.busy.load(Ordering::SeqCst) >= shared.opts.slots {
+        let _ = msg
+            .ack_with(AckKind::Nak(Some(Duration::from_millis(200))))
+            .await;
+        return;
+    }
+    let delivery = msg
+        .info()
+        .map_or(0, |i| u32::try_from(i.delivered).unwrap_or(u32::MAX));
+    let slot = Slot::take(shared, 0, 0);
+    shared.unreported.fetch_add(1, Ordering::SeqCst);
+    let shared = shared.clone();
+    tokio::spawn(async move {
+        let msg = Arc::new(msg);
+        let ack_wait = ack_wait.max(Duration::from_millis(300));
+        let (lease, lost) = hold_lease(msg.clone(), shared.client.clone(), ack_wait);
+        let opts = exec_options(&shared, delivery);
+        let outcome = tokio::select! {
+            o = shared.caches.integrate(&req, &opts) => Some(o),
+            Ok(()) = lost => None,
+        };
+        lease.abort();
+        drop(slot);
+        match outcome {
+            Some(outcome) => {
+                tracing::info!(job = %req.job, task = %req.task, attempt = req.attempt.0, outcome = outcome.name(), "integrated");
+                let event = WorkerEvent::Integrated(IntegrationResult {
+                    job: req.job,
+                    index: req.index,
+                    attempt: req.attempt,
+                    worker: shared.opts.id.clone(),
+                    delivery,
+                    outcome,
+                });
+                publish_event(&shared, &event).await;
+                let _ = msg.ack().await;
+            }
+            None => {
+                tracing::warn!(job = %req.job, task = %req.task, "lost the lease of an integration; dropped")
+            }
+        }
+        shared.unreported.fetch_sub(1, Ordering::SeqCst);
+    });
 }
 
 /// Publishes an event and waits for JetStream to store it, retrying through outages.

@@ -48,6 +48,20 @@ struct Args {
     /// Grace period for running tasks after SIGTERM before they are handed back.
     #[arg(long, env = "ORDO_DRAIN_GRACE", default_value = "30s")]
     drain_grace: ordo_proto::Dur,
+    /// Where worktree jobs' repositories are cloned (one cache clone each, fetched before every
+    /// attempt) [default: $XDG_CACHE_HOME/ordo/workspaces, else ~/.cache/ordo/workspaces].
+    #[arg(long, env = "ORDO_WORKSPACES")]
+    workspaces: Option<std::path::PathBuf>,
+}
+
+/// The default cache directory of worktree jobs' repositories.
+fn default_workspaces() -> std::path::PathBuf {
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir);
+    cache.join("ordo").join("workspaces")
 }
 
 fn cpus() -> f64 {
@@ -106,6 +120,7 @@ fn main() -> ExitCode {
         telemetry: None,
         metrics: None,
         guard_token: None,
+        workspaces: args.workspaces.clone().unwrap_or_else(default_workspaces),
     };
     // Kills this worker's task processes if it dies; held until main returns.
     let guard = match guard::start() {

@@ -12,8 +12,9 @@
 //! integration branch that is checked out somewhere is refused rather than moved under that
 //! checkout (git refuses the same for `fetch` and `push`).
 //!
-//! Only local repositories (a path to a checkout or a bare repository) are supported; URLs
-//! come with distributed workspaces.
+//! Here the repository is a local path (a checkout or a bare repository) and the worktrees
+//! are made in it: the local runner's way. Workers of a cluster go through a cache clone of
+//! their own instead (`cache`), with the same plan, verify and commit steps.
 
 use std::ffi::{OsStr, OsString};
 use std::os::unix::ffi::OsStrExt;
@@ -26,6 +27,8 @@ use ordo_proto::{Attempt, Dispatch, JobId, Outcome, Program, TaskIndex, Verify};
 use tokio::process::Command;
 
 use crate::exec::{self, ExecOptions};
+
+pub mod cache;
 
 /// Bytes of output a failed integration verify keeps in `VerifyFailed::output_tail`.
 pub const VERIFY_TAIL_BYTES: usize = 4096;
@@ -198,16 +201,37 @@ pub async fn run_attempt(
         return exec::run(d, opts, cancel, output).await;
     };
     let started = ordo_proto::now_ms();
-    let fail = |why: String| {
-        ordo_proto::TaskResult::new(d, opts.worker.clone(), Outcome::Failed, started, why)
-    };
     let prepared = match default_root(&ws.repository).await {
         Ok(root) => prepare(ws, &root, &d.job, d.index, d.attempt).await,
         Err(e) => Err(e),
     };
+    run_prepared(d, ws, prepared, started, opts, cancel, output).await
+}
+
+/// Runs an attempt in the worktree `prepared` made (or fails it with why it could not be
+/// made), then commits what it changed if it succeeded: the second half of `run_attempt`, and
+/// of an attempt run through a cache clone (`cache`).
+async fn run_prepared(
+    d: &Dispatch,
+    ws: &Workspace,
+    prepared: Result<Prepared, Error>,
+    started: ordo_proto::Millis,
+    opts: &ExecOptions,
+    cancel: impl std::future::Future<Output = ()>,
+    output: Option<tokio::sync::mpsc::Sender<exec::OutputChunk>>,
+) -> ordo_proto::TaskResult {
     let prepared = match prepared {
         Ok(p) => p,
-        Err(e) => return fail(format!("cannot make the attempt's worktree: {e}")),
+        Err(e) => {
+            let why = format!("cannot make the attempt's worktree: {e}");
+            return ordo_proto::TaskResult::new(
+                d,
+                opts.worker.clone(),
+                Outcome::Failed,
+                started,
+                why,
+            );
+        }
     };
     let mut local = d.clone();
     local.working_dir = Some(
@@ -463,7 +487,9 @@ pub async fn integrate(req: &Integrate, root: &Path) -> Integration {
 /// Integrates `req.head` into `req.integration_branch`. Never panics and never errors: every
 /// failure is an `Integration` value, and the branch moves only for `Merged`.
 ///
-/// - `head` already on the branch (an ancestor of the tip, or the tip): `Unchanged`.
+/// - `head` already on the branch (an ancestor of the tip, or the tip): `Merged` with the merge
+///   that brought it there when there is one (this integration was made before and is being
+///   redone), else `Unchanged`.
 /// - `git merge-tree` pre-flight against the tip (unless `head` descends from it): conflicts
 ///   give `Conflict` with the files (sorted); nothing changes (the task's worktree stays for
 ///   the caller to `remove`).
@@ -629,47 +655,97 @@ async fn try_integrate(
             ),
         })?;
 
-    if is_ancestor(&repo, &head, &tip).await? {
-        remove(&repo, Path::new(&req.worktree), Some(&req.task_branch)).await;
-        return Ok(Integration::Unchanged { commit: tip });
-    }
-    let title = format!("ordo: integrate {} (attempt {})", req.task, req.attempt.0);
-    let new = if is_ancestor(&repo, &tip, &head).await? {
-        // Nothing landed since the task was cut: a fast-forward, no merge to check.
-        head.clone()
-    } else {
-        let tree = match merge_tree(&repo, &tip, &head).await? {
-            Merge::Clean(tree) => tree,
-            Merge::Conflict(files) => return Ok(Integration::Conflict { files }),
-        };
-        let message = format!(
-            "{title}\n\nJob {}, task branch {}.",
-            req.job, req.task_branch
-        );
-        git(&repo)
-            .args(identity(&repo).await?)
-            .args([
-                "commit-tree",
-                &tree,
-                "-p",
-                &tip,
-                "-p",
-                &head,
-                "-m",
-                &message,
-            ])
-            .text()
-            .await?
+    let new = match plan(&repo, req, &tip, &head).await? {
+        Plan::Ended(outcome) => {
+            if !matches!(outcome, Integration::Conflict { .. }) {
+                remove(&repo, Path::new(&req.worktree), Some(&req.task_branch)).await;
+            }
+            return Ok(outcome);
+        }
+        Plan::Commit(new) => new,
     };
     if let Some(verify) = &req.verify
         && let Some(failed) = verify_at(&repo, root, req, verify, &new, opts).await?
     {
         return Ok(failed);
     }
+    let title = integrate_title(req);
     advance(&repo, &req.integration_branch, &new, &tip, &title).await?;
     let files = changed_files(&repo, &tip, &new).await?;
     remove(&repo, Path::new(&req.worktree), Some(&req.task_branch)).await;
     Ok(Integration::Merged { commit: new, files })
+}
+
+/// What integrating `head` onto `tip` comes to before anything is verified or moved.
+enum Plan {
+    /// Nothing to merge (already there) or nothing that can be merged (a conflict).
+    Ended(Integration),
+    /// The commit the integration branch moves to once verified: `head` itself (a
+    /// fast-forward) or a merge commit of `tip` and `head`.
+    Commit(String),
+}
+
+fn integrate_title(req: &Integrate) -> String {
+    format!("ordo: integrate {} (attempt {})", req.task, req.attempt.0)
+}
+
+/// Plans the integration of `head` onto `tip` in `repo` (which has both): `head` already on
+/// the branch is `Merged` with the commit that brought it (a redone integration finds its own
+/// earlier merge) or `Unchanged`; a `git merge-tree` pre-flight with conflicts is `Conflict`
+/// with the files (sorted); else the commit to move to.
+async fn plan(repo: &Path, req: &Integrate, tip: &str, head: &str) -> Result<Plan, Error> {
+    if is_ancestor(repo, head, tip).await? {
+        return Ok(Plan::Ended(already_integrated(repo, tip, head).await?));
+    }
+    if is_ancestor(repo, tip, head).await? {
+        // Nothing landed since the task was cut: a fast-forward, no merge to check.
+        return Ok(Plan::Commit(head.to_string()));
+    }
+    let tree = match merge_tree(repo, tip, head).await? {
+        Merge::Clean(tree) => tree,
+        Merge::Conflict(files) => return Ok(Plan::Ended(Integration::Conflict { files })),
+    };
+    let message = format!(
+        "{}\n\nJob {}, task branch {}.",
+        integrate_title(req),
+        req.job,
+        req.task_branch
+    );
+    let commit = git(repo)
+        .args(identity(repo).await?)
+        .args(["commit-tree", &tree, "-p", tip, "-p", head, "-m", &message])
+        .text()
+        .await?;
+    Ok(Plan::Commit(commit))
+}
+
+/// `head` is an ancestor of `tip`: the merge on the branch's first-parent line whose second
+/// parent is `head` (an integration of this attempt made before, by a process that did not
+/// live to report it), as `Merged` with the files it changed; otherwise `Unchanged` (the task
+/// changed nothing, or its change came some other way).
+async fn already_integrated(repo: &Path, tip: &str, head: &str) -> Result<Integration, Error> {
+    let out = git(repo)
+        .args(["rev-list", "--first-parent", "--parents", tip])
+        .arg(format!("^{head}"))
+        .run()
+        .await?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    for line in text.lines() {
+        let mut ids = line.split_whitespace();
+        let (Some(commit), Some(first), Some(second)) = (ids.next(), ids.next(), ids.next()) else {
+            continue;
+        };
+        if second == head {
+            let files = changed_files(repo, first, commit).await?;
+            return Ok(Integration::Merged {
+                commit: commit.to_string(),
+                files,
+            });
+        }
+    }
+    Ok(Integration::Unchanged {
+        commit: tip.to_string(),
+    })
 }
 
 /// Runs the integration verify command at `commit` in a scratch worktree; `Some` when it
@@ -1472,6 +1548,7 @@ mod tests {
                 attempt: Attempt(attempt),
                 repository: ws.repository.clone(),
                 integration_branch: ws.integration_branch.clone(),
+                base: ws.base.clone(),
                 task_branch: ws.task_branch.clone(),
                 head: r.head.clone(),
                 worktree: r.worktree.clone(),
@@ -1479,6 +1556,7 @@ mod tests {
                 env: BTreeMap::new(),
                 timeout: Some(Duration::from_secs(60)),
                 last: false,
+                queue: "default".into(),
             }
         }
 

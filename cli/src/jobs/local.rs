@@ -124,7 +124,7 @@ impl Local {
         } else {
             req.source.clone()
         };
-        run::settle_workspace(&mut spec, &label)
+        run::settle_workspace(&mut spec, &label, false)
             .await
             .map_err(Error::Invalid)?;
         if let Some(argv) = &self.agent_command {

@@ -169,7 +169,18 @@ impl Jobs {
     pub async fn submit(&self, req: SubmitRequest, dag: Dag) -> Result<JobId> {
         match self {
             Jobs::Local(l) => l.submit(req, dag).await,
-            Jobs::Cluster(c) => c.submit(&req).await,
+            Jobs::Cluster(c) => {
+                let mut req = req;
+                let label = if req.source.is_empty() {
+                    req.spec.name.clone()
+                } else {
+                    req.source.clone()
+                };
+                crate::run::settle_workspace(&mut req.spec, &label, true)
+                    .await
+                    .map_err(Error::Invalid)?;
+                c.submit(&req).await
+            }
         }
     }
 

@@ -668,7 +668,7 @@ impl Job {
         out: &mut Vec<Action>,
     ) {
         let Some(ws) = &mut self.ws else { return };
-        if !ws.is_in_flight(t) {
+        if !ws.is_in_flight(t, attempt) {
             return;
         }
         let names = &self.dag.names;

@@ -233,7 +233,7 @@ pub struct Engine {
     ended_order: VecDeque<JobId>,
     ended_tasks: usize,
     /// Repositories with an integration in flight, and whose.
-    integrating: HashMap<String, (JobId, TaskIndex)>,
+    integrating: HashMap<String, (JobId, TaskIndex, Attempt)>,
 }
 
 impl Engine {
@@ -397,7 +397,8 @@ impl Engine {
                 attempt,
                 outcome,
             } => {
-                self.integrating.retain(|_, busy| *busy != (job, index));
+                self.integrating
+                    .retain(|_, busy| *busy != (job, index, attempt));
                 if let Some(j) = self.jobs.get_mut(&job) {
                     j.integrated(index.0, attempt, outcome, now, out);
                 }
@@ -435,7 +436,7 @@ impl Engine {
             }
             let repo = repo.to_string();
             if let Some(req) = job.next_integration() {
-                self.integrating.insert(repo, (*id, req.index));
+                self.integrating.insert(repo, (*id, req.index, req.attempt));
                 out.push(Action::Integrate(req));
             }
         }

@@ -56,8 +56,8 @@ pub(crate) struct Workspaces {
     conflict: Vec<Option<Conflict>>,
     /// Tasks waiting for integration, in the order they finished.
     queue: VecDeque<u32>,
-    /// The task being integrated.
-    in_flight: Option<u32>,
+    /// The task being integrated, and the attempt.
+    in_flight: Option<(u32, Attempt)>,
     /// The files each integrated task changed on the branch, oldest first.
     integrated: Vec<(u32, Vec<String>)>,
 }
@@ -148,15 +148,17 @@ impl Workspaces {
                 continue;
             };
             let task = &spec.tasks[t as usize];
-            self.in_flight = Some(t);
+            let attempt = attempt(t);
+            self.in_flight = Some((t, attempt));
             self.tries[t as usize] += 1;
             return Some(Integrate {
                 job,
                 task: task.name.clone(),
                 index: TaskIndex(t),
-                attempt: attempt(t),
+                attempt,
                 repository: self.repository.clone(),
                 integration_branch: self.integration_branch.clone(),
+                base: self.base.clone(),
                 task_branch: ws.branch.clone(),
                 head: ws.head.clone(),
                 worktree: ws.worktree.clone(),
@@ -171,14 +173,17 @@ impl Workspaces {
                 env: spec.env(task),
                 timeout: spec.timeout(task),
                 last: self.tries[t as usize] >= self.max_tries,
+                queue: spec.queue(task).to_string(),
             });
         }
         None
     }
 
-    /// Whether `t`'s integration is the one in flight (fencing of integration outcomes).
-    pub(crate) fn is_in_flight(&self, t: u32) -> bool {
-        self.in_flight == Some(t)
+    /// Whether this attempt's integration is the one in flight (fencing of integration
+    /// outcomes: across machines a request may be carried out twice, and the second outcome
+    /// may come after the task moved on).
+    pub(crate) fn is_in_flight(&self, t: u32, attempt: Attempt) -> bool {
+        self.in_flight == Some((t, attempt))
     }
 
     /// Drops a task from the queue (its job is stopping).

@@ -79,13 +79,14 @@ impl Service {
 
     async fn submit(&mut self, now: Millis, body: &[u8]) -> Reply {
         let req: api::SubmitRequest = parse(body)?;
-        if req.spec.uses_worktrees() {
-            // The cluster cannot integrate yet (issue 15: cache clones, pushed branches).
+        if req.spec.uses_worktrees() && req.spec.settings.repository.is_none() {
+            // The coordinator has no working directory to find a repository from; the CLI
+            // fills this in from where it runs.
             return Err(ApiError::new(
                 ErrorKind::Invalid,
                 format!(
-                    "{}: workspace = \"worktree\" runs on one machine for now (`ordo run`); \
-                     a cluster cannot integrate worktrees yet",
+                    "{}: settings.repository: workspace = \"worktree\" on a cluster needs the \
+                     repository, a path or URL every worker can reach",
                     req.spec.name
                 ),
             ));

@@ -8,7 +8,9 @@
 //! 2. acks the worker events it applied (an event is acked only after its commit);
 //! 3. answers API requests (`api`);
 //! 4. publishes the outbox (`Nats-Msg-Id = job.task.attempt`, awaiting each ack) and marks the
-//!    entries sent in the next commit; kills go out on core NATS.
+//!    entries sent in the next commit; kills go out on core NATS; integrations of worktree
+//!    tasks go to the task's queue like a task (`Ordo-Kind: integrate`), and come back as
+//!    `Integrated` events.
 //!
 //! A crash anywhere replays safely: unacked events come back, unsent outbox entries are
 //! published again on start and de-duplicated by JetStream.
@@ -30,11 +32,11 @@ use async_nats::jetstream;
 use ordo_plumbing::failpoint;
 use ordo_plumbing::telemetry::Telemetry;
 use ordo_proto::validate::validate;
-use ordo_proto::wire::{self, Dispatch, Kill, WorkerEvent};
+use ordo_proto::wire::{self, Dispatch, Integrate, Integration, Kill, WorkerEvent};
 use ordo_proto::{AttemptRef, JobId, Millis, TaskIndex, names, now_ms};
 use tokio::sync::mpsc;
 
-use crate::bus::{Bus, Delivery};
+use crate::bus::{Bus, Delivery, TaskMessage};
 use crate::driver::{self, Driver, Policy};
 use crate::engine::{Change, Event, Ignore, TaskState};
 use crate::metrics::Metrics;
@@ -334,6 +336,9 @@ impl Service {
         for k in turn.kills {
             self.kill(k).await;
         }
+        for req in turn.integrations {
+            self.publish_integration(req);
+        }
         Ok(())
     }
 
@@ -388,6 +393,27 @@ impl Service {
         });
     }
 
+    /// Publishes an integration request in the background, retrying until JetStream stores
+    /// it. Not kept in the outbox: a restarted coordinator runs an integrating task again
+    /// (its worktree result is not stored), and a request published before the crash merges
+    /// as nothing new or is fenced.
+    fn publish_integration(&self, req: Integrate) {
+        let bus = self.bus.clone();
+        tokio::spawn(async move {
+            let mut delay = Duration::from_millis(50);
+            loop {
+                match bus.publish_integration(&req).await {
+                    Ok(_) => return,
+                    Err(e) => {
+                        tracing::warn!(job = %req.job, task = %req.task, attempt = req.attempt.0, "publishing the integration: {e}; retrying")
+                    }
+                }
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        });
+    }
+
     async fn input(&mut self, now: Millis, input: Input) {
         match input {
             Input::Event(boxed) => {
@@ -410,6 +436,12 @@ impl Service {
                         self.published.remove(&r.attempt_ref());
                         Event::Finished(r)
                     }
+                    WorkerEvent::Integrated(r) => Event::Integrated {
+                        job: r.job,
+                        index: r.index,
+                        attempt: r.attempt,
+                        outcome: r.outcome,
+                    },
                 };
                 self.driver.apply(now, event);
                 self.acks.push(msg);
@@ -430,7 +462,7 @@ impl Service {
                 };
                 self.driver.apply(now, event);
             }
-            Input::Started(WorkerEvent::Finished(_)) => {}
+            Input::Started(WorkerEvent::Finished(_) | WorkerEvent::Integrated(_)) => {}
             Input::Heartbeat(hb) => {
                 for q in &hb.queues {
                     if names::valid_queue(q) && self.ensure_queue(q).await.is_err() {
@@ -447,7 +479,28 @@ impl Service {
                     .map(|(k, _)| *k);
                 let key = match found {
                     Some(k) => Some(k),
-                    None => self.bus.task_at(stream_seq).await.map(|d| d.attempt_ref()),
+                    None => match self.bus.task_at(stream_seq).await {
+                        Some(TaskMessage::Run(d)) => Some(d.attempt_ref()),
+                        Some(TaskMessage::Integrate(req)) => {
+                            self.bus.delete_task(stream_seq).await;
+                            let message = format!(
+                                "the integration request was delivered {} times without a \
+                                 result",
+                                self.opts.delivery.max_deliver
+                            );
+                            self.driver.apply(
+                                now,
+                                Event::Integrated {
+                                    job: req.job,
+                                    index: req.index,
+                                    attempt: req.attempt,
+                                    outcome: Integration::Failed { message },
+                                },
+                            );
+                            return;
+                        }
+                        None => None,
+                    },
                 };
                 self.bus.delete_task(stream_seq).await;
                 if let Some(key) = key {
