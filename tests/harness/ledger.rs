@@ -387,11 +387,13 @@ Written by the fault suite (`tests/integration/fault_suite.rs`, row 9 by
 machine that committed this file. Rows 1–4, 8 and 9 ran the three job shapes of issue 5 at once
 (a 50-task chain, a 200-task fan-out, a 20×20 lattice: 650 tasks) for each seed and checked the
 ledger invariants listed in `tests/harness/ledger.rs` after each; row 7 ran the chain alone,
-rows 5 and 6 jobs of their own. *Executions* counts task processes started (the ledger's start
-lines); more than the tasks means work ran again after a fault. *Stale* and *duplicate* count
-results the coordinator recorded and ignored. *Recovery* is the longest time from a fault until
-the coordinator's record advanced again (for a worker fault: until the dead or frozen worker's
-tasks started elsewhere, which waits out the ack wait of 2 s). Run it longer with
+rows 5, 6 and 10 jobs of their own (row 10: a worktree job on a shared repository, whose ledger
+is the integration branch: each task's change there, brought by exactly one commit).
+*Executions* counts task processes started (the ledger's start lines); more than the tasks
+means work ran again after a fault. *Stale* and *duplicate* count results the coordinator
+recorded and ignored. *Recovery* is the longest time from a fault until the coordinator's record
+advanced again (for a worker fault: until the dead or frozen worker's tasks started elsewhere,
+which waits out the ack wait of 2 s). Run it longer with
 `ORDO_SOAK=1` (see README).
 
 | fault | seeds | tasks | executions | stale | duplicate | recovery |

@@ -2,7 +2,8 @@
 //! processes. Each test runs the three job shapes (50-task chain, 200-task fan-out, 20×20
 //! lattice) at once on a real nats-server, coordinator and workers, injects its fault, lets the
 //! system go quiet, and checks the ledger against the coordinator's record
-//! (`ordo_tests::ledger`). Each writes its row of docs/reliability.md.
+//! (`ordo_tests::ledger`). Each writes its row of docs/reliability.md. Row 10 is a worktree job
+//! on a shared repository, whose ledger is the integration branch itself.
 //!
 //! Two seeds per fault by default (the whole suite stays within about five minutes on 2
 //! cores); `ORDO_SOAK=1` runs five seeds and a longer coordinator-kill loop.
@@ -478,6 +479,217 @@ fn f4_a_worker_cut_off_longer_than_the_ack_wait() {
         "4",
         Row {
             fault: "4. a worker frozen (SIGSTOP) past the ack wait, then resumed".into(),
+            seeds: seeds().len(),
+            tally,
+            recovery,
+        },
+    );
+}
+
+/// A worktree job on a shared repository (DESIGN §10, distributed) with three workers: the
+/// worker running `slow`'s first delivery is killed mid-task, then the one running `held`'s
+/// integration verify is killed mid-integration. The job still succeeds with every task's
+/// change on the integration branch exactly once (one first-parent commit per file), no
+/// conflict marker and no task branch left; `slow` ran again elsewhere and `held`'s
+/// integration was redone by the surviving worker.
+#[test]
+fn f10_workers_killed_mid_task_and_mid_integration_of_a_worktree_job() {
+    let (mut tally, mut recovery) = (Tally::default(), None);
+    for seed in seeds() {
+        let mut rng = Rng::new(seed);
+        let sh = crate::workspaces_cluster::Shared::new();
+        let repo = sh.repo();
+        let marks = sh.dir("marks");
+        let mut c = Cluster::start(&["--ack-wait", "2s"]);
+        for id in ["w1", "w2", "w3"] {
+            let caches = sh.dir(&format!("caches-{id}")).display().to_string();
+            c.add_worker(id, &["--concurrency", "2", "--workspaces", &caches]);
+        }
+        let plain = 3 + rng.below(4) as usize;
+        let mut spec = format!(
+            r#"
+name = "worktree-faults"
+[settings]
+workspace = "worktree"
+repository = "{repo}"
+target_branch = "it"
+timeout = "60s"
+env = {{ MARKS = "{marks}" }}
+integration_verify = """
+if [ -n "$HOLD" ] && mkdir "$MARKS/held" 2>/dev/null; then
+  echo "$ORDO_WORKER" > "$MARKS/integrating.new" && mv "$MARKS/integrating.new" "$MARKS/integrating"
+  sleep 120
+fi
+"""
+
+[[tasks]]
+name = "slow"
+command = """
+echo "start slow $ORDO_WORKER" >> "$MARKS/log"
+if [ "$ORDO_DELIVERY" = 1 ]; then
+  echo "$ORDO_WORKER" > "$MARKS/slow.new" && mv "$MARKS/slow.new" "$MARKS/slow"
+  sleep 120
+fi
+echo slow > slow.txt
+"""
+
+[[tasks]]
+name = "held"
+env = {{ HOLD = "1" }}
+command = """
+echo "start held $ORDO_WORKER" >> "$MARKS/log"
+until [ -e "$MARKS/arm" ]; do sleep 0.02; done
+echo held > held.txt
+"""
+"#,
+            repo = repo.display(),
+            marks = marks.display()
+        );
+        for i in 0..plain {
+            spec.push_str(&format!(
+                r#"
+[[tasks]]
+name = "t{i}"
+command = 'echo "start t{i} $ORDO_WORKER" >> "$MARKS/log"; echo t{i} > f{i}.txt'
+"#
+            ));
+        }
+        let spec = write(c.work.path(), "worktree-faults.toml", &spec);
+        let r = c.ordo(&["submit", &spec]);
+        assert_eq!(r.code(), 0, "{}", r.stderr);
+        let job = r.stdout.trim().to_string();
+        let read = |name: &str| std::fs::read_to_string(marks.join(name)).ok();
+        let worker_index = |id: &str| ["w1", "w2", "w3"].iter().position(|w| *w == id.trim());
+
+        // Mid-task: the worker running slow's first delivery.
+        let mut slow_on = None;
+        assert!(
+            wait_until(Duration::from_secs(60), || {
+                slow_on = read("slow");
+                slow_on.is_some()
+            }),
+            "slow never started"
+        );
+        let slow_on = slow_on.unwrap().trim().to_string();
+        c.workers[worker_index(&slow_on).unwrap()].stop(libc::SIGKILL);
+        assert_worker_tasks_gone(&slow_on);
+        std::fs::write(marks.join("arm"), "").unwrap();
+
+        // Mid-integration: the worker running held's integration verify (another one: the
+        // first is dead).
+        let mut held_on = None;
+        assert!(
+            wait_until(Duration::from_secs(60), || {
+                held_on = read("integrating");
+                held_on.is_some()
+            }),
+            "held's integration never started
+coordinator:
+{}",
+            tail(&c.coordinator.log())
+        );
+        let held_on = held_on.unwrap().trim().to_string();
+        assert_ne!(held_on, slow_on);
+        let fault = Instant::now();
+        c.workers[worker_index(&held_on).unwrap()].stop(libc::SIGKILL);
+        assert_worker_tasks_gone(&held_on);
+
+        let mut last = Value::Null;
+        let done = wait_until(Duration::from_secs(120), || {
+            let r = c.ordo(&["status", &job, "--output", "json"]);
+            if r.code() == 0 {
+                last = r.json();
+            }
+            matches!(
+                last["state"].as_str(),
+                Some("succeeded" | "failed" | "cancelled")
+            )
+        });
+        assert!(
+            done && last["state"] == "succeeded",
+            "{last:#}
+coordinator:
+{}
+workers:
+{}",
+            tail(&c.coordinator.log()),
+            c.workers
+                .iter()
+                .map(|w| tail(&w.log()))
+                .collect::<Vec<_>>()
+                .join("\n---\n")
+        );
+        recovery = max(recovery, fault.elapsed());
+
+        // The ledger: every change on the branch, each brought by exactly one commit.
+        let mut files: Vec<(String, String)> = (0..plain)
+            .map(|i| (format!("f{i}.txt"), format!("t{i}")))
+            .collect();
+        files.push(("slow.txt".into(), "slow".into()));
+        files.push(("held.txt".into(), "held".into()));
+        for (file, content) in &files {
+            assert_eq!(&sh.show("it", file), content, "{file}");
+            let commits = ordo_tests::git(
+                &repo,
+                &["log", "--first-parent", "--format=%H", "it", "--", file],
+            );
+            assert_eq!(commits.lines().count(), 1, "{file} came by {commits}");
+        }
+        assert_eq!(
+            ordo_tests::git_run(&repo, &["grep", "-F", "<<<<<<<", "it"]).code(),
+            1
+        );
+        assert_eq!(
+            ordo_tests::git(&repo, &["for-each-ref", "refs/heads/ordo/"]),
+            "",
+            "task branches left"
+        );
+        let r = c.ordo(&["report", &job, "--format", "json"]);
+        assert_eq!(r.code(), 0, "{}", r.stderr);
+        let report = r.json();
+        let ran_on = |t: &str| -> Vec<String> {
+            ordo_tests::task(&report, t)["runs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["worker"].as_str().unwrap_or("").to_string())
+                .collect()
+        };
+        assert!(
+            ran_on("slow").iter().any(|w| *w != slow_on),
+            "slow never ran elsewhere: {:?}",
+            ran_on("slow")
+        );
+        assert_eq!(
+            ordo_tests::task(&report, "held")["integration"]["outcome"],
+            "merged"
+        );
+        let executions = std::fs::read_to_string(marks.join("log"))
+            .unwrap_or_default()
+            .lines()
+            .count();
+        let (mut stale, mut duplicates) = (0, 0);
+        for t in report["tasks"].as_array().unwrap() {
+            for i in t["ignored"].as_array().into_iter().flatten() {
+                match i["kind"].as_str() {
+                    Some("stale") => stale += 1,
+                    Some("duplicate") => duplicates += 1,
+                    _ => {}
+                }
+            }
+        }
+        tally += Tally {
+            tasks: files.len(),
+            executions,
+            stale,
+            duplicates,
+            unknown: 0,
+        };
+    }
+    ledger::record(
+        "9w",
+        Row {
+            fault: "10. worktree job on a shared repository: a worker `kill -9` mid-task, another mid-integration (each change on the branch once)".into(),
             seeds: seeds().len(),
             tally,
             recovery,

@@ -9,13 +9,13 @@ use ordo_tests::{Cluster, Run, git, git_run, ordo_in, task, write};
 use serde_json::Value;
 
 /// A source repository on `main` (`README.md`, `shared.txt` of two lines) and `shared.git`, a
-/// bare clone of it: the repository every worker reaches.
-struct Shared {
+/// bare clone of it: the repository every worker reaches (the fault suite uses it too).
+pub(crate) struct Shared {
     tmp: tempfile::TempDir,
 }
 
 impl Shared {
-    fn new() -> Shared {
+    pub(crate) fn new() -> Shared {
         let tmp = tempfile::tempdir().unwrap();
         let src = tmp.path().join("src");
         std::fs::create_dir(&src).unwrap();
@@ -30,17 +30,17 @@ impl Shared {
         Shared { tmp }
     }
 
-    fn repo(&self) -> PathBuf {
+    pub(crate) fn repo(&self) -> PathBuf {
         self.tmp.path().join("shared.git")
     }
 
-    fn dir(&self, name: &str) -> PathBuf {
+    pub(crate) fn dir(&self, name: &str) -> PathBuf {
         let d = self.tmp.path().join(name);
         std::fs::create_dir_all(&d).unwrap();
         d
     }
 
-    fn show(&self, branch: &str, path: &str) -> String {
+    pub(crate) fn show(&self, branch: &str, path: &str) -> String {
         git(&self.repo(), &["show", &format!("{branch}:{path}")])
     }
 

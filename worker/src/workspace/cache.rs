@@ -441,3 +441,157 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     }
     h
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use ordo_proto::{Attempt, JobId, TaskIndex, TaskName};
+
+    use super::*;
+
+    fn g(dir: &Path, args: &[&str]) -> String {
+        let out = std::process::Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// A shared bare repository on `main`, a scratch checkout to make task branches in, and
+    /// two workers' cache roots.
+    struct Fx {
+        tmp: tempfile::TempDir,
+        shared: String,
+        work: PathBuf,
+    }
+
+    impl Fx {
+        fn new() -> Fx {
+            let tmp = tempfile::tempdir().unwrap();
+            let work = tmp.path().join("work");
+            std::fs::create_dir(&work).unwrap();
+            g(&work, &["init", "-q", "-b", "main"]);
+            g(&work, &["config", "user.name", "T"]);
+            g(&work, &["config", "user.email", "t@ordo.invalid"]);
+            std::fs::write(work.join("README.md"), "x\n").unwrap();
+            g(&work, &["add", "-A"]);
+            g(&work, &["commit", "-q", "-m", "base"]);
+            g(tmp.path(), &["clone", "-q", "--bare", "work", "shared.git"]);
+            g(&work, &["remote", "add", "shared", "../shared.git"]);
+            let shared = tmp.path().join("shared.git").display().to_string();
+            Fx { tmp, shared, work }
+        }
+
+        fn caches(&self, name: &str) -> Caches {
+            Caches::new(self.tmp.path().join(name))
+        }
+
+        /// A task branch from `main` adding `file`, pushed to the shared repository.
+        fn task_branch(&self, branch: &str, file: &str) -> String {
+            g(&self.work, &["checkout", "-q", "-b", branch, "main"]);
+            std::fs::write(self.work.join(file), format!("{file}\n")).unwrap();
+            g(&self.work, &["add", "-A"]);
+            g(&self.work, &["commit", "-q", "-m", file]);
+            g(&self.work, &["push", "-q", "shared", branch]);
+            g(&self.work, &["rev-parse", "HEAD"])
+        }
+
+        fn request(&self, index: u32, branch: &str, head: &str) -> Integrate {
+            Integrate {
+                job: JobId::new(),
+                task: TaskName::new(format!("t{index}")).unwrap(),
+                index: TaskIndex(index),
+                attempt: Attempt(1),
+                repository: self.shared.clone(),
+                integration_branch: "it".into(),
+                base: g(&self.work, &["rev-parse", "main"]),
+                task_branch: branch.into(),
+                head: head.into(),
+                worktree: String::new(),
+                verify: None,
+                env: BTreeMap::new(),
+                timeout: None,
+                last: false,
+                queue: "default".into(),
+            }
+        }
+
+        fn tip(&self) -> String {
+            g(Path::new(&self.shared), &["rev-parse", "refs/heads/it"])
+        }
+    }
+
+    /// Proves an integration redone by another worker (the first one died after pushing,
+    /// before reporting) reports the merge already on the shared branch, with its files,
+    /// and moves nothing; the pushed task branches are deleted once integrated.
+    #[tokio::test]
+    async fn redone_integration_reports_the_merge_already_made() {
+        let fx = Fx::new();
+        let (one, two) = (fx.caches("w1"), fx.caches("w2"));
+        let opts = ExecOptions::default();
+        let a = fx.task_branch("ordo/t/0-a/1", "a.txt");
+        let b = fx.task_branch("ordo/t/1-b/1", "b.txt");
+        let first = one
+            .integrate(&fx.request(0, "ordo/t/0-a/1", &a), &opts)
+            .await;
+        assert!(matches!(first, Integration::Merged { .. }), "{first:?}");
+        let req = fx.request(1, "ordo/t/1-b/1", &b);
+        let merged = one.integrate(&req, &opts).await;
+        let Integration::Merged { commit, files } = &merged else {
+            panic!("{merged:?}");
+        };
+        assert_eq!(files, &["b.txt"]);
+        assert_eq!(&fx.tip(), commit);
+        let again = two.integrate(&req, &opts).await;
+        assert_eq!(again, merged, "the redone integration found its merge");
+        assert_eq!(&fx.tip(), commit);
+        let left = g(Path::new(&fx.shared), &["for-each-ref", "refs/heads/ordo/"]);
+        assert_eq!(left, "", "task branches left: {left}");
+    }
+
+    /// Proves two integrators can never both advance the shared branch: pushing onto a tip
+    /// another worker has moved meanwhile is `Moved`, and the branch keeps the other's value.
+    #[tokio::test]
+    async fn a_lost_lease_is_moved_and_changes_nothing() {
+        let fx = Fx::new();
+        let (one, two) = (fx.caches("w1"), fx.caches("w2"));
+        let a = fx.task_branch("ordo/t/0-a/1", "a.txt");
+        let b = fx.task_branch("ordo/t/1-b/1", "b.txt");
+        let req = fx.request(0, "ordo/t/0-a/1", &a);
+        let (c1, _g1) = one.sync(&fx.shared).await.unwrap();
+        let (c2, _g2) = two.sync(&fx.shared).await.unwrap();
+        drop((_g1, _g2));
+        // Both saw no integration branch; the first creates it, the second must not.
+        one.push_tip(&c1, &req, &a, None).await.unwrap();
+        let lost = two.push_tip(&c2, &req, &b, None).await.unwrap_err();
+        assert!(matches!(lost, Error::Moved { .. }), "{lost}");
+        assert_eq!(fx.tip(), a);
+        // And from a known tip: the first to push moves it, the other (who merged onto the
+        // same tip) cannot.
+        let base = req.base.clone();
+        let moved = two.push_tip(&c2, &req, &base, Some(&a)).await;
+        assert!(moved.is_ok(), "{moved:?}");
+        let lost = one.push_tip(&c1, &req, &b, Some(&a)).await.unwrap_err();
+        assert!(matches!(lost, Error::Moved { .. }), "{lost}");
+        assert_eq!(fx.tip(), base);
+    }
+
+    /// Proves repositories that share a name get cache clones of their own.
+    #[test]
+    fn cache_directories_differ_per_repository() {
+        let c = Caches::new("/cache".into());
+        let a = c.dir_of("/srv/a/app.git");
+        let b = c.dir_of("https://example.com/b/app.git");
+        assert_ne!(a, b);
+        assert!(a.file_name().unwrap().to_str().unwrap().starts_with("app-"));
+        assert_eq!(a, c.dir_of("/srv/a/app.git"));
+    }
+}
