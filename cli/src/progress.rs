@@ -105,7 +105,7 @@ fn describe(
                 Integration::Failed { message } => Some(format!("⚠ {name}: {message}")),
             }
         }
-        Change::Ignored { .. } | Change::Job { .. } => None,
+        Change::Ignored { .. } | Change::Job { .. } | Change::Budget { .. } => None,
     }
 }
 

@@ -1,7 +1,8 @@
 //! The coordinator's Prometheus metrics, fed by the engine's `Change`s and the service loop:
 //! task transitions by state, tasks per state in running jobs, ready tasks (queue depth),
 //! dispatch-to-start latency, task duration, busy and total slots, redb commit latency, and
-//! results applied versus ignored (stale or duplicate).
+//! results applied versus ignored (stale or duplicate), and what agent runs cost (dollars and
+//! tokens, as the agents reported them).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -32,6 +33,8 @@ pub struct Metrics {
     commit_latency: Histogram,
     results: Family<Labels, Counter>,
     integrations: Family<Labels, Counter>,
+    agent_cost: Counter<f64, std::sync::atomic::AtomicU64>,
+    agent_tokens: Family<Labels, Counter>,
     dispatched_at: HashMap<(JobId, TaskIndex), Millis>,
 }
 
@@ -55,6 +58,8 @@ impl Metrics {
             commit_latency: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
             results: Family::default(),
             integrations: Family::default(),
+            agent_cost: Counter::default(),
+            agent_tokens: Family::default(),
             dispatched_at: HashMap::new(),
         };
         let mut r = Registry::with_prefix("ordo");
@@ -95,6 +100,16 @@ impl Metrics {
             m.commit_latency.clone(),
         );
         r.register(
+            "agent_cost_usd",
+            "US dollars agent runs reported spending",
+            m.agent_cost.clone(),
+        );
+        r.register(
+            "agent_tokens",
+            "Tokens agent runs reported, by kind (input, output)",
+            m.agent_tokens.clone(),
+        );
+        r.register(
             "integrations",
             "Integrations of worktree tasks, by outcome (merged, unchanged, conflict, ...)",
             m.integrations.clone(),
@@ -133,6 +148,16 @@ impl Metrics {
                     }
                 }
                 Change::Attempt(r) => {
+                    if let Some(a) = &r.agent {
+                        if let Some(c) = a.cost_usd.filter(|c| c.is_finite() && *c > 0.0) {
+                            self.agent_cost.inc_by(c);
+                        }
+                        for (kind, n) in [("input", a.input_tokens), ("output", a.output_tokens)] {
+                            self.agent_tokens
+                                .get_or_create(&label("kind", kind))
+                                .inc_by(n);
+                        }
+                    }
                     // No `running` transition came (the task ended before the worker's
                     // `Started` delay): the result tells when it started (worker's clock).
                     if let Some(at) = self.dispatched_at.remove(&(r.job, r.index)) {
@@ -150,7 +175,7 @@ impl Metrics {
                         .get_or_create(&label("outcome", outcome.name()))
                         .inc();
                 }
-                Change::Job { .. } => {}
+                Change::Job { .. } | Change::Budget { .. } => {}
             }
         }
     }

@@ -51,7 +51,10 @@ pub fn gather(store: &Store, id: &JobId) -> Result<Option<ReportData>> {
         .history(id)?
         .into_iter()
         .filter(|h| match &h.change {
-            Change::Task { .. } | Change::Job { .. } | Change::Integrated { .. } => true,
+            Change::Task { .. }
+            | Change::Job { .. }
+            | Change::Integrated { .. }
+            | Change::Budget { .. } => true,
             Change::Attempt(_) => false,
             Change::Ignored { result, why, kind } => {
                 ignored_results.push(IgnoredResult {
@@ -156,6 +159,7 @@ mod tests {
             abandoned: false,
             message: String::new(),
             workspace: None,
+            agent: None,
         };
         let changes = [
             Change::Task {

@@ -326,6 +326,21 @@ impl Store {
                     }
                     Change::Ignored { result, .. } => result.job,
                     Change::Integrated { job, .. } => *job,
+                    Change::Budget {
+                        job,
+                        max_cost_usd,
+                        max_tokens,
+                    } => {
+                        let current = jobs.get(key(job))?.map(|v| v.value().to_vec());
+                        if let Some(bytes) = current {
+                            let mut rec: JobRecord = decode(&bytes)?;
+                            let s = &mut rec.spec.settings;
+                            s.max_cost_usd = max_cost_usd.or(s.max_cost_usd);
+                            s.max_tokens = max_tokens.or(s.max_tokens);
+                            jobs.insert(key(job), encode(&rec).as_slice())?;
+                        }
+                        *job
+                    }
                     Change::Job {
                         job,
                         state,
@@ -573,6 +588,7 @@ mod tests {
             cpus: 0.0,
             memory_mb: 0,
             workspace: None,
+            agent: None,
         };
         let seqs = store
             .commit(&Batch {
@@ -615,6 +631,7 @@ mod tests {
             abandoned: false,
             message: "exit code 1".into(),
             workspace: None,
+            agent: None,
         };
         let changes = [
             Change::Attempt(result(1, 1)),
@@ -665,6 +682,7 @@ mod tests {
             abandoned: false,
             message: String::new(),
             workspace: None,
+            agent: None,
         };
         let end = |job: &JobRecord, at: Millis| Change::Job {
             job: job.id,
@@ -700,6 +718,7 @@ mod tests {
             cpus: 0.0,
             memory_mb: 0,
             workspace: None,
+            agent: None,
         };
         store
             .commit(&Batch {
@@ -996,6 +1015,7 @@ mod tests {
                     abandoned: false,
                     message: String::new(),
                     workspace: None,
+                    agent: None,
                 };
                 actions.extend(engine.apply(now, Event::Finished(result)));
             }

@@ -119,6 +119,7 @@ impl Traces {
                         ));
                     }
                 }
+                Change::Budget { .. } => {}
                 Change::Job { job, state, at, .. } => {
                     let Some(j) = self.jobs.get_mut(job) else {
                         continue;

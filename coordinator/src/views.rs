@@ -74,9 +74,15 @@ pub fn status(store: &Store, id: &JobId) -> Result<Option<JobStatus>> {
     let attempts = store.attempts(id)?;
     // Attempts come ordered by (task, attempt): the last one per task wins.
     let mut last: Vec<Option<&TaskResult>> = vec![None; tasks.len()];
+    let mut cost: Vec<Option<f64>> = vec![None; tasks.len()];
     for r in &attempts {
         if let Some(slot) = last.get_mut(r.index.get()) {
             *slot = Some(r);
+        }
+        if let Some(c) = r.agent.as_ref().and_then(|a| a.cost_usd)
+            && let Some(sum) = cost.get_mut(r.index.get())
+        {
+            *sum = Some(sum.unwrap_or(0.0) + c);
         }
     }
     let task_status = job
@@ -101,6 +107,7 @@ pub fn status(store: &Store, id: &JobId) -> Result<Option<JobStatus>> {
                 duration_ms: last.map(|r| r.duration_ms),
                 reason: saved.state.reason().map(String::from),
                 output_tail: last.map(|r| r.output_tail.clone()),
+                cost_usd: cost[i],
             }
         })
         .collect();
@@ -181,6 +188,7 @@ mod tests {
             duration_ms: Some(1),
             reason: None,
             output_tail: Some("x".repeat(100)),
+            cost_usd: None,
         };
         let mut tasks: Vec<TaskStatus> = (0..1000).map(|i| task(i, TaskPhase::Succeeded)).collect();
         tasks[500] = task(500, TaskPhase::Failed);

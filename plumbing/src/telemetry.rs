@@ -227,6 +227,8 @@ impl Telemetry {
     }
 
     /// One attempt as the coordinator saw it: dispatch to result, child of the job span.
+    /// Agent runs carry `ordo.agent.session_id`, `ordo.agent.cost_usd`,
+    /// `ordo.agent.input_tokens`, `ordo.agent.output_tokens` (and `ordo.agent.rate_limited`).
     pub fn attempt_span(
         &self,
         result: &TaskResult,
@@ -247,6 +249,7 @@ impl Telemetry {
         if let Some(code) = result.exit_code {
             attrs.push(KeyValue::new("ordo.exit_code", code as i64));
         }
+        attrs.extend(agent_attributes(result));
         let parent = remote_parent(trace_id(job), root_span_id(job));
         let mut span = self.span(
             Some((trace_id(job), attempt_span_id(&result.attempt_ref()))),
@@ -280,6 +283,7 @@ impl Telemetry {
         if let Some(code) = r.exit_code {
             attrs.push(KeyValue::new("ordo.exit_code", code as i64));
         }
+        attrs.extend(agent_attributes(r));
         let span = self.span(
             None,
             &parent,
@@ -366,6 +370,27 @@ pub async fn serve_metrics(
         let _ = axum::serve(listener, app).await;
     });
     Ok(bound)
+}
+
+/// The attributes of an agent run on its spans (DESIGN §11).
+fn agent_attributes(r: &TaskResult) -> Vec<KeyValue> {
+    let Some(a) = &r.agent else {
+        return Vec::new();
+    };
+    let mut attrs = vec![
+        KeyValue::new("ordo.agent.input_tokens", a.input_tokens as i64),
+        KeyValue::new("ordo.agent.output_tokens", a.output_tokens as i64),
+    ];
+    if let Some(s) = &a.session_id {
+        attrs.push(KeyValue::new("ordo.agent.session_id", s.clone()));
+    }
+    if let Some(c) = a.cost_usd {
+        attrs.push(KeyValue::new("ordo.agent.cost_usd", c));
+    }
+    if a.rate_limited.is_some() {
+        attrs.push(KeyValue::new("ordo.agent.rate_limited", true));
+    }
+    attrs
 }
 
 #[cfg(test)]

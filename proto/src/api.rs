@@ -93,6 +93,28 @@ pub struct RetryRequest {
     pub job: JobId,
     #[serde(default)]
     pub failed_only: bool,
+    /// A new budget for the job from now on (DESIGN §11), each when given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_cost_usd: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u64>,
+}
+
+impl RetryRequest {
+    /// Why the new budget cannot be used, if it cannot.
+    pub fn check_budget(&self) -> Result<(), String> {
+        if let Some(c) = self.max_cost_usd
+            && !(c.is_finite() && c > 0.0)
+        {
+            return Err(format!(
+                "--max-cost-usd must be a positive number of dollars, not {c}"
+            ));
+        }
+        if self.max_tokens == Some(0) {
+            return Err("--max-tokens must be at least 1".into());
+        }
+        Ok(())
+    }
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -151,6 +173,9 @@ pub struct TaskStatus {
     pub duration_ms: Option<u64>,
     pub reason: Option<String>,
     pub output_tail: Option<String>,
+    /// What its agent runs cost, in US dollars, when the agent reported it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_usd: Option<f64>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

@@ -33,9 +33,11 @@ pub use clock::{Millis, now_ms};
 pub use dag::{Dag, Plan};
 pub use duration::Dur;
 pub use ids::{Attempt, AttemptRef, JobId, TaskIndex, TaskName, WorkerId};
-pub use spec::{ExecutionMode, JobSpec, Jump, Program, Settings, TaskSpec, WorkspaceMode};
+pub use spec::{
+    AgentKind, ExecutionMode, JobSpec, Jump, Program, Settings, TaskSpec, WorkspaceMode,
+};
 pub use state::{JobState, TaskPhase};
 pub use wire::{
-    Conflict, Dispatch, Heartbeat, Integrate, Integration, IntegrationResult, Kill, Outcome,
-    TaskResult, Verify, WorkerEvent, Workspace, WorkspaceResult,
+    AgentRun, Conflict, Dispatch, Heartbeat, Integrate, Integration, IntegrationResult, Kill,
+    Outcome, RateLimit, TaskResult, Verify, WorkerEvent, Workspace, WorkspaceResult,
 };

@@ -18,12 +18,38 @@ use crate::ids::TaskName;
 pub const DEFAULT_MAX_ATTEMPTS: u32 = 1;
 /// Default first retry delay; doubled for each further attempt.
 pub const DEFAULT_RETRY_BACKOFF: Duration = Duration::from_secs(1);
-/// Default agent for prompt tasks: the prompt is passed as one extra argument.
-pub const DEFAULT_AGENT_COMMAND: &[&str] = &["claude", "-p"];
+/// The program of each agent profile when `agent_command` does not name one.
+pub const CLAUDE_PROGRAM: &str = "claude";
+pub const CODEX_PROGRAM: &str = "codex";
 /// Iteration cap of a flow-jump job unless `allow_infinite_loops`.
 pub const DEFAULT_ITERATION_CAP: u32 = 1000;
 /// Integrations a task may try (conflicts and failed integration verifies re-run it).
 pub const DEFAULT_MAX_INTEGRATION_ATTEMPTS: u32 = 3;
+
+/// Which agent runs a job's prompt tasks, and so how its output is read (DESIGN §11).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AgentKind {
+    /// Claude Code: `claude -p --output-format json [--append-system-prompt S] [--resume ID]
+    /// PROMPT`, one JSON object on stdout (result, session, cost, tokens).
+    #[default]
+    Claude,
+    /// Codex: `codex exec --json [resume ID] PROMPT`, JSON events on stdout.
+    Codex,
+    /// Any program: `agent_command` with the prompt as its last argument; its output is the
+    /// task's output as it is.
+    Command,
+}
+
+impl AgentKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            AgentKind::Claude => "claude",
+            AgentKind::Codex => "codex",
+            AgentKind::Command => "command",
+        }
+    }
+}
 
 /// Where a job's attempts run (DESIGN §10).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -109,9 +135,25 @@ pub struct Settings {
     #[serde(default, skip_serializing_if = "is_false")]
     pub fail_fast: bool,
     /// argv that runs prompt tasks, e.g. `["claude", "-p"]`; the prompt is appended as one
-    /// argument.
+    /// argument. With `agent = "claude"` or `"codex"`, the program (and options) that stand
+    /// for `claude` or `codex`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_command: Option<Vec<String>>,
+    /// How prompt tasks run: `claude` (the default), `codex`, or `command` (the default when
+    /// only `agent_command` is given).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<AgentKind>,
+    /// Budget of the whole job in US dollars, as agents report their cost: once spent, no
+    /// further agent attempt starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_cost_usd: Option<f64>,
+    /// Budget of the whole job in agent tokens (input and output).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u64>,
+    /// Counted semaphores, global across jobs: at most N tasks of a pool run at once. Prompt
+    /// tasks use the pool named after their agent when one is declared.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pools: BTreeMap<String, u32>,
     /// Default timeout of tasks that set none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<Dur>,
@@ -201,6 +243,18 @@ pub struct TaskSpec {
     pub prompt: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub system_prompt: Option<String>,
+    /// Prompter: continue the agent session of the task that ran before this one (its last
+    /// dependency, else the task before it in the file).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub resume_previous_session: bool,
+    /// This task's own budget (dollars, tokens) over all its attempts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_cost_usd: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u64>,
+    /// The `settings.pools` semaphore it takes while it runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verify_command: Option<String>,
     #[serde(default, skip_serializing_if = "is_zero")]
@@ -276,6 +330,10 @@ impl TaskSpec {
             argv: None,
             prompt: None,
             system_prompt: None,
+            resume_previous_session: false,
+            max_cost_usd: None,
+            max_tokens: None,
+            pool: None,
             verify_command: None,
             verify_success_code: 0,
             depends_on: Vec::new(),
@@ -369,28 +427,97 @@ impl JobSpec {
         (!self.settings.allow_infinite_loops).then_some(DEFAULT_ITERATION_CAP)
     }
 
+    /// The agent profile of the job's prompt tasks.
+    pub fn agent(&self) -> AgentKind {
+        match (self.settings.agent, &self.settings.agent_command) {
+            (Some(kind), _) => kind,
+            (None, Some(_)) => AgentKind::Command,
+            (None, None) => AgentKind::Claude,
+        }
+    }
+
+    /// The agent whose output a task's attempts print, if it is a prompt task run by an agent
+    /// profile that ordo reads (claude, codex).
+    pub fn agent_of(&self, t: &TaskSpec) -> Option<AgentKind> {
+        (t.is_prompt() && self.agent() != AgentKind::Command).then(|| self.agent())
+    }
+
+    /// The pool task `t` takes and its size: its own `pool`, else (a prompt task) the pool
+    /// named after its agent when `settings.pools` declares one.
+    pub fn pool(&self, t: &TaskSpec) -> Option<(&str, u32)> {
+        let name = match &t.pool {
+            Some(p) => p.as_str(),
+            None if t.is_prompt() => self.agent().name(),
+            None => return None,
+        };
+        let (name, size) = self.settings.pools.get_key_value(name)?;
+        Some((name.as_str(), *size))
+    }
+
     /// The program a task runs, or `None` if it has none (validation rejects that).
     pub fn program(&self, t: &TaskSpec) -> Option<Program> {
+        self.program_with(t, None, None)
+    }
+
+    /// The program of one attempt: for a prompt task, the agent resuming `session` when given,
+    /// with `prompt` instead of the task's own when given (the verify loop's next prompt).
+    pub fn program_with(
+        &self,
+        t: &TaskSpec,
+        session: Option<&str>,
+        prompt: Option<&str>,
+    ) -> Option<Program> {
         if let Some(c) = &t.command {
             return Some(Program::Shell(c.clone()));
         }
         if let Some(a) = &t.argv {
             return Some(Program::Argv(a.clone()));
         }
-        let prompt = t.prompt.as_ref()?;
-        let mut argv: Vec<String> = match &self.settings.agent_command {
-            Some(a) => a.clone(),
-            None => DEFAULT_AGENT_COMMAND
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
+        let prompt = prompt.or(t.prompt.as_deref())?;
+        let base = |program: &str| {
+            self.settings
+                .agent_command
+                .clone()
+                .unwrap_or_else(|| vec![program.to_string()])
         };
-        let text = match &t.system_prompt {
+        let with_system = || match &t.system_prompt {
             Some(sys) => format!("{sys}\n\n{prompt}"),
-            None => prompt.clone(),
+            None => prompt.to_string(),
         };
-        argv.push(text);
+        let argv = match self.agent() {
+            AgentKind::Claude => {
+                let mut argv = base(CLAUDE_PROGRAM);
+                argv.extend(["-p", "--output-format", "json"].map(String::from));
+                if let Some(sys) = &t.system_prompt {
+                    argv.extend(["--append-system-prompt".to_string(), sys.clone()]);
+                }
+                if let Some(id) = session {
+                    argv.extend(["--resume".to_string(), id.to_string()]);
+                }
+                argv.push(prompt.to_string());
+                argv
+            }
+            AgentKind::Codex => {
+                let mut argv = base(CODEX_PROGRAM);
+                argv.extend(["exec", "--json"].map(String::from));
+                if let Some(id) = session {
+                    argv.extend(["resume".to_string(), id.to_string()]);
+                }
+                argv.push(with_system());
+                argv
+            }
+            AgentKind::Command => {
+                let mut argv = self.settings.agent_command.clone().unwrap_or_default();
+                argv.push(with_system());
+                argv
+            }
+        };
         Some(Program::Argv(argv))
+    }
+
+    /// The budgets of a job: dollars and tokens, each when set.
+    pub fn budget(&self) -> (Option<f64>, Option<u64>) {
+        (self.settings.max_cost_usd, self.settings.max_tokens)
     }
 
     /// Environment of a task: the job's, then the task's own.

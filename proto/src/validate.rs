@@ -159,6 +159,22 @@ fn check_settings(spec: &JobSpec, errors: &mut Vec<Error>) {
             message: "max_integration_attempts must be at least 1".into(),
         });
     }
+    if s.agent == Some(crate::spec::AgentKind::Command) && s.agent_command.is_none() {
+        errors.push(Error::BadSetting {
+            message: "agent = \"command\" needs agent_command, the program that takes the prompt"
+                .into(),
+        });
+    }
+    if let Some(why) = bad_budget(s.max_cost_usd, s.max_tokens) {
+        errors.push(Error::BadSetting { message: why });
+    }
+    for (name, size) in &s.pools {
+        if *size == 0 || name.trim().is_empty() {
+            errors.push(Error::BadSetting {
+                message: format!("pools: {name:?} must be named and hold at least 1 task"),
+            });
+        }
+    }
     if let Some(b) = &s.target_branch
         && !valid_branch(b)
     {
@@ -183,6 +199,22 @@ fn check_settings(spec: &JobSpec, errors: &mut Vec<Error>) {
             });
         }
     }
+}
+
+/// Why a budget cannot be used: a cost that is not a positive number of dollars, or no tokens.
+fn bad_budget(cost: Option<f64>, tokens: Option<u64>) -> Option<String> {
+    if let Some(c) = cost
+        && !(c.is_finite() && c > 0.0)
+    {
+        return Some(format!(
+            "max_cost_usd must be a positive number of dollars, not {c} (a budget of 0 would \
+             start nothing)"
+        ));
+    }
+    if tokens == Some(0) {
+        return Some("max_tokens must be at least 1 (a budget of 0 would start nothing)".into());
+    }
+    None
 }
 
 /// What `git check-ref-format --branch` would refuse, checked without git.
@@ -300,6 +332,20 @@ fn check_task(
         errors.push(Error::BadValue {
             task: task(),
             message: format!("queue {q:?} must be 1 to 64 letters, digits, '_' or '-'"),
+        });
+    }
+    if let Some(why) = bad_budget(t.max_cost_usd, t.max_tokens) {
+        errors.push(Error::BadValue {
+            task: task(),
+            message: why,
+        });
+    }
+    if let Some(p) = &t.pool
+        && !spec.settings.pools.contains_key(p)
+    {
+        errors.push(Error::BadValue {
+            task: task(),
+            message: format!("pool {p:?} is not declared in settings.pools"),
         });
     }
     if t.locks.iter().any(|l| l.trim().is_empty()) {

@@ -14,7 +14,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::ids::{Attempt, AttemptRef, JobId, TaskIndex, TaskName, WorkerId};
-use crate::spec::Program;
+use crate::spec::{AgentKind, Program};
 
 /// One attempt of one task, fully resolved: the executor needs nothing else.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -48,6 +48,9 @@ pub struct Dispatch {
     /// Jobs with `workspace = "worktree"`: the git worktree the attempt runs in.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workspace: Option<Workspace>,
+    /// A prompt task run by an agent profile: how to read what the program prints.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<AgentKind>,
 }
 
 /// Where an attempt of a job with `workspace = "worktree"` runs (DESIGN §10): a fresh worktree
@@ -253,6 +256,42 @@ pub struct TaskResult {
     /// Jobs with workspaces: what the attempt left in its worktree.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workspace: Option<Box<WorkspaceResult>>,
+    /// Agent runs: the session, cost and tokens the agent reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<Box<AgentRun>>,
+}
+
+/// What an agent run reported about itself (DESIGN §11).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct AgentRun {
+    #[serde(default)]
+    pub session_id: Option<String>,
+    /// US dollars, when the agent says (Claude Code does; Codex does not).
+    #[serde(default)]
+    pub cost_usd: Option<f64>,
+    #[serde(default)]
+    pub input_tokens: u64,
+    #[serde(default)]
+    pub output_tokens: u64,
+    #[serde(default)]
+    pub num_turns: Option<u32>,
+    /// The run ended on a rate limit or an overload (HTTP 429/529): not a failed attempt; run
+    /// again after the wait.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limited: Option<RateLimit>,
+}
+
+impl AgentRun {
+    pub fn tokens(&self) -> u64 {
+        self.input_tokens.saturating_add(self.output_tokens)
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RateLimit {
+    /// The wait the agent asked for (`Retry-After`), if it said.
+    #[serde(default)]
+    pub retry_after_ms: Option<u64>,
 }
 
 impl TaskResult {
@@ -285,6 +324,7 @@ impl TaskResult {
             abandoned: false,
             message: message.into(),
             workspace: None,
+            agent: None,
         }
     }
 

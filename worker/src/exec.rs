@@ -18,6 +18,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ordo_proto::{Dispatch, Outcome, Program, TaskResult, WorkerId, now_ms};
+
+use crate::agent;
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::process::Command;
 use tokio::sync::mpsc;
@@ -35,6 +37,8 @@ pub const ENV_WORKER: &str = "ORDO_WORKER";
 pub const ENV_DELIVERY: &str = "ORDO_DELIVERY";
 pub const ENV_WORKER_TOKEN: &str = "ORDO_WORKER_TOKEN";
 
+/// Most bytes of an agent's stdout kept to read its result.
+const MAX_AGENT_STDOUT: usize = 64 * 1024 * 1024;
 /// Read size per pipe.
 const READ_BUF: usize = 16 * 1024;
 /// How long output is still read after the program's group was killed: a descendant that
@@ -112,6 +116,9 @@ pub async fn run(
     let started_at_ms = now_ms();
     let start = Instant::now();
     let mut col = Collector::new(opts.tail_bytes, output);
+    if d.agent.is_some() {
+        col.capture = Some(Vec::new());
+    }
     let report = attempt(d, opts, start, std::pin::pin!(cancel), &mut col).await;
     let mut result = TaskResult::new(
         d,
@@ -126,8 +133,23 @@ pub async fn run(
     result.duration_ms = u64::try_from(start.elapsed().as_millis()).unwrap_or(u64::MAX);
     result.command_ms = report.command_ms;
     result.verify_started_ms = report.verify_started_ms;
-    result.output_tail = col.tail.decode();
+    result.output_tail = match &report.agent {
+        // An agent's output is its result text (and what the verify command printed).
+        Some(reading) => {
+            let mut tail = Tail::new(opts.tail_bytes);
+            tail.push(reading.result.as_bytes());
+            if let Some(verify) = &col.verify_tail {
+                if !reading.result.is_empty() && !reading.result.ends_with('\n') {
+                    tail.push(b"\n");
+                }
+                tail.push(&verify.bytes());
+            }
+            tail.decode()
+        }
+        None => col.tail.decode(),
+    };
     result.output_bytes = col.total;
+    result.agent = report.agent.map(|r| Box::new(r.run));
     result
 }
 
@@ -141,6 +163,8 @@ struct Report {
     /// Time the program itself took; the rest of the attempt is verify delay and command.
     command_ms: u64,
     verify_started_ms: Option<u64>,
+    /// What the agent printed, read (agent profiles only).
+    agent: Option<agent::Reading>,
 }
 
 impl Report {
@@ -153,6 +177,7 @@ impl Report {
             message: message.into(),
             command_ms: 0,
             verify_started_ms: None,
+            agent: None,
         }
     }
 }
@@ -210,6 +235,29 @@ async fn attempt<C: Future<Output = ()>>(
         }
         None => {}
     }
+    if let Some(kind) = d.agent {
+        let printed = col.capture.take().unwrap_or_default();
+        let exited_ok = ended.status.is_some_and(|s| s.success());
+        match agent::read(kind, &printed) {
+            Ok(reading) => {
+                let error = reading.error.clone();
+                report.agent = Some(reading);
+                if let Some(error) = error {
+                    report.message = match ended.status.filter(|s| !s.success()) {
+                        Some(s) => format!("{error} ({})", describe(s)),
+                        None => error,
+                    };
+                    return report;
+                }
+            }
+            // Not what the profile prints: say what came back (a failed exit says more).
+            Err(why) if exited_ok => {
+                report.message = why;
+                return report;
+            }
+            Err(_) => {}
+        }
+    }
     match ended.status {
         Some(s) if s.success() => {}
         Some(s) => {
@@ -238,6 +286,7 @@ async fn attempt<C: Future<Output = ()>>(
         }
     }
     report.verify_started_ms = Some(now_ms());
+    col.verify_tail = Some(Tail::new(opts.tail_bytes));
     let cmd = setup.command("sh", &["-c", verify.command.as_str()]);
     let ended = match run_process(cmd, &setup.token, deadline, cancel.as_mut(), opts, col).await {
         Ok(e) => e,
@@ -684,6 +733,10 @@ struct Collector {
     tail: Tail,
     total: u64,
     sink: Option<mpsc::Sender<OutputChunk>>,
+    /// An agent's stdout, kept whole (up to `MAX_AGENT_STDOUT`) to be read once it exits.
+    capture: Option<Vec<u8>>,
+    /// What the verify command printed, once it runs.
+    verify_tail: Option<Tail>,
 }
 
 impl Collector {
@@ -692,6 +745,8 @@ impl Collector {
             tail: Tail::new(tail_bytes),
             total: 0,
             sink,
+            capture: None,
+            verify_tail: None,
         }
     }
 
@@ -712,6 +767,15 @@ impl Collector {
     fn push(&mut self, stream: Stream, data: &[u8]) {
         self.total = self.total.saturating_add(data.len() as u64);
         self.tail.push(data);
+        if let Some(v) = &mut self.verify_tail {
+            v.push(data);
+        }
+        if stream == Stream::Stdout
+            && let Some(c) = &mut self.capture
+        {
+            let room = MAX_AGENT_STDOUT.saturating_sub(c.len());
+            c.extend_from_slice(&data[..data.len().min(room)]);
+        }
         if let Some(tx) = &self.sink {
             // Never wait for the consumer: a slow one must neither stall the program (its
             // pipe would fill) nor make us buffer without bound. While the channel is full,
@@ -775,10 +839,16 @@ impl Tail {
         }
     }
 
-    fn decode(&self) -> String {
+    /// The kept bytes, oldest first.
+    fn bytes(&self) -> Vec<u8> {
         let mut bytes = Vec::with_capacity(self.buf.len());
         bytes.extend_from_slice(&self.buf[self.start..]);
         bytes.extend_from_slice(&self.buf[..self.start]);
+        bytes
+    }
+
+    fn decode(&self) -> String {
+        let bytes = self.bytes();
         // Skip a character cut by truncation (at most 3 continuation bytes) rather than show
         // a replacement for it; invalid UTF-8 elsewhere is replaced, never a panic.
         let skip = if self.truncated {
@@ -822,6 +892,7 @@ mod tests {
             cpus: 0.0,
             memory_mb: 0,
             workspace: None,
+            agent: None,
         }
     }
 

@@ -2,6 +2,7 @@
 //! distributed worker.
 //!
 //! # Layout
+//! - `agent`: reads what agent CLIs print (Claude Code's JSON result, Codex's JSON events).
 //! - `daemon`: the `ordo-worker` pull loop: JetStream consumers, leases, events, drain.
 //! - `guard`: the process that kills a dead worker's task processes.
 //! - `metrics`: Prometheus metrics of the worker.
@@ -10,6 +11,7 @@
 //! - `workspace`: git I/O of agent workspaces (DESIGN §10): an attempt's worktree and branch,
 //!   committing its changes, integrating it into the integration branch, removing it.
 
+pub mod agent;
 pub mod daemon;
 pub mod exec;
 pub mod guard;

@@ -808,6 +808,7 @@ async fn verify_at(
         cpus: 0.0,
         memory_mb: 0,
         workspace: None,
+        agent: None,
     };
     let opts = ExecOptions {
         tail_bytes: VERIFY_TAIL_BYTES,

@@ -104,10 +104,10 @@ impl Cluster {
             .map_err(|e| e.for_job(job))
     }
 
-    pub async fn retry(&self, job: JobId, failed_only: bool) -> Result<JobSummary> {
-        self.call(api::RETRY, &RetryRequest { job, failed_only })
+    pub async fn retry(&self, req: &RetryRequest) -> Result<JobSummary> {
+        self.call(api::RETRY, req)
             .await
-            .map_err(|e| e.for_job(job))
+            .map_err(|e| e.for_job(req.job))
     }
 
     pub async fn report(&self, job: Option<JobId>) -> Result<ReportData> {

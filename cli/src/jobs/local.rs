@@ -14,7 +14,7 @@ use ordo_coordinator::driver::Policy;
 use ordo_coordinator::report::{self as data, ReportData};
 use ordo_coordinator::store::{Batch, Change, JobRecord, Store};
 use ordo_coordinator::views;
-use ordo_proto::api::{JobStatus, JobSummary, JobsRequest, SubmitRequest};
+use ordo_proto::api::{JobStatus, JobSummary, JobsRequest, RetryRequest, SubmitRequest};
 use ordo_proto::{Dag, ExecutionMode, JobId, JobState, TaskIndex, names, now_ms};
 use tokio::sync::{oneshot, watch};
 
@@ -186,7 +186,8 @@ impl Local {
     }
 
     /// Runs an ended job's unsuccessful tasks again, here.
-    pub fn retry(&self, job: JobId, failed_only: bool) -> Result<JobSummary> {
+    pub fn retry(&self, req: &RetryRequest) -> Result<JobSummary> {
+        let (job, failed_only) = (req.job, req.failed_only);
         let record = self.record(job)?;
         if !record.state.is_terminal() || self.running.lock().unwrap().contains_key(&job) {
             return Err(Error::Invalid(format!(
@@ -197,16 +198,23 @@ impl Local {
         let dag = ordo_proto::validate::validate(&record.spec).map_err(|_| {
             Error::State(format!("the stored spec of job {job} no longer validates"))
         })?;
-        let running = Change::Job {
+        let mut changes = vec![Change::Job {
             job,
             state: JobState::Running,
             at: now_ms(),
             reason: None,
-        };
+        }];
+        if req.max_cost_usd.is_some() || req.max_tokens.is_some() {
+            changes.push(Change::Budget {
+                job,
+                max_cost_usd: req.max_cost_usd,
+                max_tokens: req.max_tokens,
+            });
+        }
         self.read(|s| {
             s.commit(&Batch {
                 now: now_ms(),
-                changes: &[running],
+                changes: &changes,
                 ..Default::default()
             })
         })?;

@@ -15,7 +15,8 @@ use std::collections::BTreeMap;
 use ordo_coordinator::report::ReportData;
 use ordo_plumbing::connect::ConnectError;
 use ordo_proto::api::{
-    ApiError, ErrorKind, JobStatus, JobSummary, JobsRequest, SubmitRequest, WorkerInfo,
+    ApiError, ErrorKind, JobStatus, JobSummary, JobsRequest, RetryRequest, SubmitRequest,
+    WorkerInfo,
 };
 use ordo_proto::{Dag, JobId, TaskIndex};
 
@@ -209,9 +210,21 @@ impl Jobs {
 
     /// Runs an ended job's unsuccessful tasks again (with `failed_only`, the failed ones).
     pub async fn retry(&self, job: JobId, failed_only: bool) -> Result<JobSummary> {
+        self.retry_with(&RetryRequest {
+            job,
+            failed_only,
+            max_cost_usd: None,
+            max_tokens: None,
+        })
+        .await
+    }
+
+    /// `retry`, with a new budget when the request gives one.
+    pub async fn retry_with(&self, req: &RetryRequest) -> Result<JobSummary> {
+        req.check_budget().map_err(Error::Invalid)?;
         match self {
-            Jobs::Local(l) => l.retry(job, failed_only),
-            Jobs::Cluster(c) => c.retry(job, failed_only).await,
+            Jobs::Local(l) => l.retry(req),
+            Jobs::Cluster(c) => c.retry(req).await,
         }
     }
 

@@ -105,6 +105,12 @@ pub enum Manage {
         /// Only failed tasks (not skipped or cancelled ones).
         #[arg(long)]
         failed_only: bool,
+        /// Go on with a new budget: dollars agents may spend from now on.
+        #[arg(long, value_name = "USD")]
+        max_cost_usd: Option<f64>,
+        /// Go on with a new budget of agent tokens.
+        #[arg(long, value_name = "N")]
+        max_tokens: Option<u64>,
         #[command(flatten)]
         place: RunTarget,
         #[arg(long, value_enum, default_value_t = Output::Text)]
@@ -281,11 +287,19 @@ async fn run(cmd: Manage) -> Result<u8, Error> {
         Manage::Retry {
             job,
             failed_only,
+            max_cost_usd,
+            max_tokens,
             place,
             output,
         } => {
             let (jobs, job) = open_job(&place.target(None), &job).await?;
-            let summary = jobs.retry(job, failed_only).await?;
+            let req = ordo_proto::api::RetryRequest {
+                job,
+                failed_only,
+                max_cost_usd,
+                max_tokens,
+            };
+            let summary = jobs.retry_with(&req).await?;
             print_summary(&summary, output)?;
             if matches!(jobs, Jobs::Local(_)) {
                 let status = interruptible(follow_job(&jobs, job, &mut std::io::stderr())).await;
@@ -406,6 +420,7 @@ pub(crate) mod tests {
             duration_ms: None,
             reason: None,
             output_tail: None,
+            cost_usd: None,
         }
     }
 

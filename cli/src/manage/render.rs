@@ -146,28 +146,49 @@ pub fn summary_line(s: &JobSummary, now_ms: u64) -> String {
     line
 }
 
-/// The job's line, then a table of its tasks.
+/// The job's line, then a table of its tasks; a COST column (and the job's total) when any
+/// agent reported what it cost.
 pub fn status_text(st: &JobStatus, now_ms: u64) -> String {
     let dash = || "-".to_string();
-    let mut rows = vec![
-        [
-            "TASK", "STATE", "ATTEMPTS", "WORKER", "EXIT", "DURATION", "REASON",
-        ]
+    let costs = st.tasks.iter().any(|t| t.cost_usd.is_some());
+    let mut head = ["TASK", "STATE", "ATTEMPTS", "WORKER", "EXIT", "DURATION"]
         .map(String::from)
-        .to_vec(),
-    ];
+        .to_vec();
+    if costs {
+        head.push("COST".into());
+    }
+    head.push("REASON".into());
+    let mut rows = vec![head];
     for t in &st.tasks {
-        rows.push(vec![
+        let mut row = vec![
             plain(&t.name),
             t.state.to_string(),
             t.attempts.to_string(),
             t.worker.as_ref().map_or_else(dash, |w| plain(w.as_str())),
             t.exit_code.map_or_else(dash, |c| c.to_string()),
             t.duration_ms.map_or_else(dash, fmt_duration),
-            t.reason.as_deref().map_or_else(String::new, one_line),
-        ]);
+        ];
+        if costs {
+            row.push(t.cost_usd.map_or_else(dash, fmt_cost));
+        }
+        row.push(t.reason.as_deref().map_or_else(String::new, one_line));
+        rows.push(row);
     }
-    format!("{}\n{}", summary_line(&st.summary, now_ms), table(&rows))
+    let mut line = summary_line(&st.summary, now_ms);
+    if costs {
+        let total: f64 = st.tasks.iter().filter_map(|t| t.cost_usd).sum();
+        line.push_str(&format!(", cost {}", fmt_cost(total)));
+    }
+    format!("{line}\n{}", table(&rows))
+}
+
+/// Dollars as agents report them: `$0.0421`, `$3.02`.
+pub fn fmt_cost(usd: f64) -> String {
+    if usd < 1.0 {
+        format!("${usd:.4}")
+    } else {
+        format!("${usd:.2}")
+    }
 }
 
 /// One line per job: id, state, name, counts, age.

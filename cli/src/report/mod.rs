@@ -137,6 +137,20 @@ pub struct Summary {
     /// Jobs in worktrees (DESIGN §10): where their changes were integrated.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub integration: Option<JobIntegration>,
+    /// What agent runs cost in all, when any agent reported it (DESIGN §11).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost_usd: Option<f64>,
+    /// Tokens of every agent run, when any reported them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tokens: Option<Tokens>,
+}
+
+/// Agent tokens, in all.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct Tokens {
+    pub input: u64,
+    pub output: u64,
+    pub total: u64,
 }
 
 /// A worktree job's integration, in all.
@@ -255,6 +269,9 @@ pub struct TaskReport {
     pub output_bytes: u64,
     /// Every attempt, first to last.
     pub runs: Vec<AttemptReport>,
+    /// What its agent runs cost, when the agent reported it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost_usd: Option<f64>,
     /// Results of this task that changed nothing (stale or duplicate executions).
     pub ignored: Vec<IgnoredResult>,
     /// Jobs in worktrees: how its change was integrated.
@@ -275,6 +292,33 @@ pub struct AttemptReport {
     pub signal: Option<i32>,
     pub verify_exit_code: Option<i32>,
     pub message: String,
+    /// Agent runs: session, cost and tokens as the agent reported them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent: Option<AgentReport>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct AgentReport {
+    pub session_id: Option<String>,
+    pub cost_usd: Option<f64>,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub num_turns: Option<u32>,
+    /// The run ended on a rate limit (it did not count as an attempt).
+    pub rate_limited: bool,
+}
+
+impl AgentReport {
+    fn of(run: &ordo_proto::AgentRun) -> AgentReport {
+        AgentReport {
+            session_id: run.session_id.clone(),
+            cost_usd: run.cost_usd,
+            input_tokens: run.input_tokens,
+            output_tokens: run.output_tokens,
+            num_turns: run.num_turns,
+            rate_limited: run.rate_limited.is_some(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -609,8 +653,13 @@ pub fn build(data: &ReportData) -> Report {
                         signal: r.signal,
                         verify_exit_code: r.verify_exit_code,
                         message: r.message.clone(),
+                        agent: r.agent.as_deref().map(AgentReport::of),
                     })
                     .collect(),
+                cost_usd: runs[i]
+                    .iter()
+                    .filter_map(|r| r.agent.as_ref()?.cost_usd)
+                    .reduce(|a, b| a + b),
                 ignored: data
                     .ignored_results
                     .iter()
@@ -711,6 +760,23 @@ pub fn build(data: &ReportData) -> Report {
                 _ => 0,
             },
             ignored_results: data.ignored,
+            cost_usd: tasks.iter().filter_map(|t| t.cost_usd).reduce(|a, b| a + b),
+            tokens: {
+                let agents: Vec<&ordo_proto::AgentRun> = data
+                    .attempts
+                    .iter()
+                    .filter_map(|r| r.agent.as_deref())
+                    .collect();
+                (!agents.is_empty()).then(|| {
+                    let input = agents.iter().map(|a| a.input_tokens).sum();
+                    let output = agents.iter().map(|a| a.output_tokens).sum();
+                    Tokens {
+                        input,
+                        output,
+                        total: input + output,
+                    }
+                })
+            },
             integration: spec.uses_worktrees().then(|| {
                 let tried = data
                     .history

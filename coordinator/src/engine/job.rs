@@ -72,7 +72,34 @@ pub(crate) struct Job {
     locks: Vec<Vec<String>>,
     /// Jobs with `workspace = "worktree"`: integration.
     ws: Option<Workspaces>,
+    /// Agent runs (DESIGN §11): sessions, the verify loop, spending, rate limits.
+    agents: Agents,
 }
+
+/// What the engine keeps about a job's agent runs. In memory only: after a restart sessions
+/// are not resumed and the budget counts from nothing again (as after `ordo retry`).
+#[derive(Debug)]
+struct Agents {
+    /// Per task: the session its last attempt reported.
+    sessions: Vec<Option<String>>,
+    /// Per task: the prompt of its next attempt when its verify command failed (resuming its
+    /// own session).
+    next_prompt: Vec<Option<String>>,
+    /// Per task: dollars and tokens spent over its attempts.
+    spent: Vec<(f64, u64)>,
+    /// Per task: rate-limited runs in a row.
+    rate_limited: Vec<u32>,
+    /// The job's dollars and tokens spent.
+    cost_usd: f64,
+    tokens: u64,
+    /// Set once the job's budget is spent: why no further agent attempt starts.
+    exhausted: Option<String>,
+}
+
+/// Rate-limited runs of one task in a row after which it fails rather than waits again.
+const MAX_RATE_LIMITED: u32 = 20;
+/// First wait after a rate limit that did not say how long; doubled each time.
+const RATE_LIMIT_BACKOFF: Duration = Duration::from_secs(2);
 
 impl Job {
     pub(crate) fn new(
@@ -130,6 +157,15 @@ impl Job {
             rng: options.seed ^ u64::from_le_bytes(id.as_bytes()[8..].try_into().unwrap()) | 1,
             locks: write_set_locks(&id, &spec),
             ws: Workspaces::new(&id, &spec),
+            agents: Agents {
+                sessions: vec![None; n],
+                next_prompt: vec![None; n],
+                spent: vec![(0.0, 0); n],
+                rate_limited: vec![0; n],
+                cost_usd: 0.0,
+                tokens: 0,
+                exhausted: None,
+            },
             spec,
             dag,
         };
@@ -428,6 +464,16 @@ impl Job {
                 }
                 continue;
             }
+            if task.is_prompt()
+                && let Some(reason) = self.agents.exhausted.clone()
+            {
+                // No further agent attempt starts once the budget is spent.
+                self.failure.get_or_insert_with(|| reason.clone());
+                self.set_state(t, TaskState::Skipped { reason }, out);
+                self.skip_dependents(t, out);
+                cursor = None;
+                continue;
+            }
             match pools.fits(&need, &self.locks[t as usize]) {
                 Fit::Yes => self.dispatch(t, need, now, pools, out),
                 Fit::Wait if barrier => break,
@@ -457,7 +503,12 @@ impl Job {
     ) {
         let spec = Arc::clone(&self.spec);
         let task = &spec.tasks[t as usize];
-        let Some(program) = self.spec.program(task) else {
+        let session = self.session_to_resume(t);
+        let prompt = self.agents.next_prompt[t as usize].take();
+        let Some(program) = self
+            .spec
+            .program_with(task, session.as_deref(), prompt.as_deref())
+        else {
             self.end_for_good(t, Outcome::Failed, "nothing to run".into(), now, out);
             return;
         };
@@ -493,6 +544,7 @@ impl Job {
             cpus: need.cpus,
             memory_mb: need.memory_mb,
             workspace: None,
+            agent: self.spec.agent_of(task),
         };
         if let Some(ws) = &self.ws {
             ws.decorate(&mut dispatch, task.is_prompt());
@@ -605,6 +657,27 @@ impl Job {
         self.applied[t as usize] = Some((result.attempt, result.delivery));
         self.deliveries[t as usize] = 0;
         self.release(t, pools);
+        if let Some(run) = result.agent.as_deref() {
+            if let Some(id) = &run.session_id {
+                self.agents.sessions[t as usize] = Some(id.clone());
+            }
+            self.spend(t, run);
+            if !result.outcome.is_success()
+                && let Some(limit) = &run.rate_limited
+                && self.rate_limited(t, limit.retry_after_ms, &result, now, out)
+            {
+                return;
+            }
+        }
+        self.agents.rate_limited[t as usize] = 0;
+        if result.outcome == Outcome::VerifyFailed {
+            // The verify loop: the next attempt resumes this session with what failed.
+            self.agents.next_prompt[t as usize] = result
+                .agent
+                .as_ref()
+                .and_then(|a| a.session_id.as_ref())
+                .and_then(|_| self.verify_prompt(t, &result));
+        }
         let outcome = result.outcome;
         let mut message = result.message.clone();
         let worktree = result.workspace.clone();
@@ -815,6 +888,8 @@ impl Job {
                 },
                 out,
             );
+        } else if let Some(reason) = self.task_budget_spent(t) {
+            self.end_for_good(t, outcome, format!("{message}; {reason}"), now, out);
         } else if self.tries[t as usize] < self.spec.max_attempts(self.task(t))
             && self.stop.is_none()
         {
@@ -1030,6 +1105,114 @@ impl Job {
     }
 
     /// Exponential backoff from the task's `retry_backoff`, capped, with ±20% jitter.
+    /// The session an attempt of `t` resumes: its own in the verify loop, else (with
+    /// `resume_previous_session`) that of the task that ran before it: its last dependency,
+    /// or the task before it in the file.
+    fn session_to_resume(&self, t: u32) -> Option<String> {
+        let sessions = &self.agents.sessions;
+        if self.agents.next_prompt[t as usize].is_some() {
+            return sessions[t as usize].clone();
+        }
+        if !self.task(t).resume_previous_session {
+            return None;
+        }
+        let previous = match self.dag.deps[t as usize].last() {
+            Some(&d) => Some(d),
+            None => t.checked_sub(1),
+        };
+        previous.and_then(|p| sessions[p as usize].clone())
+    }
+
+    /// The next prompt of the verify loop: the verify command, and what it printed.
+    fn verify_prompt(&self, t: u32, result: &TaskResult) -> Option<String> {
+        let verify = self.task(t).verify_command.as_ref()?;
+        let code = result
+            .verify_exit_code
+            .map_or("did not pass".to_string(), |c| format!("exited {c}"));
+        Some(format!(
+            "The verify command `{verify}` {code} after your last turn. The end of the \
+             output:\n\n{}\n\nFix what it reports; it runs again when you are done.",
+            result.output_tail.trim_end()
+        ))
+    }
+
+    /// Adds an agent run's cost and tokens to the task and the job; once the job's budget is
+    /// spent, no further agent attempt starts.
+    fn spend(&mut self, t: u32, run: &ordo_proto::AgentRun) {
+        let cost = run
+            .cost_usd
+            .filter(|c| c.is_finite() && *c > 0.0)
+            .unwrap_or(0.0);
+        let a = &mut self.agents;
+        a.spent[t as usize].0 += cost;
+        a.spent[t as usize].1 = a.spent[t as usize].1.saturating_add(run.tokens());
+        a.cost_usd += cost;
+        a.tokens = a.tokens.saturating_add(run.tokens());
+        if a.exhausted.is_none() {
+            a.exhausted = budget_spent(self.spec.budget(), (a.cost_usd, a.tokens));
+        }
+    }
+
+    /// Why task `t` may not start another attempt: its own budget is spent.
+    fn task_budget_spent(&self, t: u32) -> Option<String> {
+        let task = self.task(t);
+        budget_spent(
+            (task.max_cost_usd, task.max_tokens),
+            self.agents.spent[t as usize],
+        )
+        .map(|why| format!("task {why}"))
+    }
+
+    /// A run that ended on a rate limit: not a failed attempt. The task waits (as long as the
+    /// agent asked, else an exponential backoff with jitter, at most 10 minutes) and runs
+    /// again. False when it has been rate limited too often in a row (it then fails as usual).
+    fn rate_limited(
+        &mut self,
+        t: u32,
+        retry_after_ms: Option<u64>,
+        result: &TaskResult,
+        now: Millis,
+        out: &mut Vec<Action>,
+    ) -> bool {
+        let n = &mut self.agents.rate_limited[t as usize];
+        *n += 1;
+        if *n > MAX_RATE_LIMITED || self.stop.is_some() || self.cancelled {
+            return false;
+        }
+        let exp = (*n - 1).min(20);
+        let wait = match retry_after_ms {
+            Some(ms) => Duration::from_millis(ms),
+            None => {
+                self.rng ^= self.rng << 13;
+                self.rng ^= self.rng >> 7;
+                self.rng ^= self.rng << 17;
+                let jitter = 0.8 + (self.rng % 1000) as f64 / 2500.0;
+                RATE_LIMIT_BACKOFF
+                    .saturating_mul(1u32 << exp)
+                    .min(MAX_BACKOFF)
+                    .mul_f64(jitter)
+            }
+        }
+        .min(MAX_BACKOFF);
+        // Not spent: the attempt did not fail.
+        self.tries[t as usize] = self.tries[t as usize].saturating_sub(1);
+        let reason = format!(
+            "waiting on a rate limit for {}s (run {} in a row): {}",
+            wait.as_secs().max(1),
+            n,
+            result.message
+        );
+        let attempt = result.attempt;
+        let state = TaskState::RetryWait {
+            attempt,
+            until: now + wait.as_millis() as Millis,
+            reason,
+        };
+        out.push(Action::Record(Change::Attempt(result.clone())));
+        self.set_state(t, state, out);
+        true
+    }
+
     fn backoff(&mut self, t: u32) -> Millis {
         let base = self.spec.retry_backoff(self.task(t));
         let exp = self.tries[t as usize].saturating_sub(1).min(20);
@@ -1042,11 +1225,26 @@ impl Job {
     }
 }
 
+/// Why a budget `(dollars, tokens)` is spent by `spent`, if it is: `budget exhausted ($3.02 of
+/// $3.00)`.
+fn budget_spent(budget: (Option<f64>, Option<u64>), spent: (f64, u64)) -> Option<String> {
+    match budget {
+        (Some(max), _) if spent.0 >= max => {
+            Some(format!("budget exhausted (${:.2} of ${:.2})", spent.0, max))
+        }
+        (_, Some(max)) if spent.1 >= max => {
+            Some(format!("budget exhausted ({} of {} tokens)", spent.1, max))
+        }
+        _ => None,
+    }
+}
+
 fn need_of(spec: &JobSpec, task: &TaskSpec) -> Need {
     Need {
         queue: spec.queue(task).to_string(),
         cpus: task.cpu_required.unwrap_or(0.0),
         memory_mb: task.memory_required.unwrap_or(0),
+        semaphore: spec.pool(task).map(|(name, size)| (name.to_string(), size)),
     }
 }
 

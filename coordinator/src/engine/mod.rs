@@ -179,6 +179,14 @@ pub enum Change {
         /// Why a job failed or was cancelled.
         reason: Option<String>,
     },
+    /// The job's budget was set anew (`ordo retry --max-cost-usd`): the stored spec changes.
+    Budget {
+        job: JobId,
+        #[serde(default)]
+        max_cost_usd: Option<f64>,
+        #[serde(default)]
+        max_tokens: Option<u64>,
+    },
     /// An integration ended: the attempt's task branch and what became of it.
     Integrated {
         job: JobId,

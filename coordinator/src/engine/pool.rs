@@ -1,5 +1,6 @@
-//! Capacity: the slots, CPUs and memory that executors offer, per queue, and the named locks
-//! that are held while tasks run. Reserved at dispatch, released when the attempt ends.
+//! Capacity: the slots, CPUs and memory that executors offer, per queue, the named locks that
+//! are held while tasks run, and the counted semaphores of `settings.pools` (DESIGN §3, global
+//! across jobs like locks). Reserved at dispatch, released when the attempt ends.
 
 use std::collections::{HashMap, HashSet};
 
@@ -35,6 +36,8 @@ pub struct Need {
     pub queue: String,
     pub cpus: f64,
     pub memory_mb: u64,
+    /// The `settings.pools` semaphore it takes, and its size as its job declares it.
+    pub semaphore: Option<(String, u32)>,
 }
 
 #[derive(Debug, Default)]
@@ -60,6 +63,8 @@ pub enum Fit {
 pub struct Pools {
     pools: HashMap<String, Pool>,
     locks: HashSet<String>,
+    /// Tasks holding each semaphore.
+    semaphores: HashMap<String, u32>,
 }
 
 pub const ANY_QUEUE: &str = "*";
@@ -112,6 +117,9 @@ impl Pools {
             || pool.cpus + need.cpus > cap.cpus + 1e-9
             || pool.memory_mb + need.memory_mb > cap.memory_mb
             || locks.iter().any(|l| self.locks.contains(l))
+            || need.semaphore.as_ref().is_some_and(|(name, size)| {
+                self.semaphores.get(name).copied().unwrap_or(0) >= *size
+            })
         {
             return Fit::Wait;
         }
@@ -125,6 +133,9 @@ impl Pools {
             p.memory_mb += need.memory_mb;
         }
         self.locks.extend(locks.iter().cloned());
+        if let Some((name, _)) = &need.semaphore {
+            *self.semaphores.entry(name.clone()).or_default() += 1;
+        }
     }
 
     pub fn release(&mut self, need: &Need, locks: &[String]) {
@@ -135,6 +146,11 @@ impl Pools {
         }
         for l in locks {
             self.locks.remove(l);
+        }
+        if let Some((name, _)) = &need.semaphore
+            && let Some(n) = self.semaphores.get_mut(name)
+        {
+            *n = n.saturating_sub(1);
         }
     }
 

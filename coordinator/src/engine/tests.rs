@@ -1209,7 +1209,7 @@ impl Sim {
                     "round {round}: applied an attempt's result twice: {r:?}"
                 );
             }
-            Action::Record(Change::Ignored { .. }) => {}
+            Action::Record(Change::Ignored { .. } | Change::Budget { .. }) => {}
             Action::Integrate(_) | Action::Record(Change::Integrated { .. }) => {
                 panic!("round {round}: the model's jobs use no worktrees")
             }

@@ -187,6 +187,8 @@ impl Service {
                 format!("job {job} is still {}", rec.state),
             ));
         }
+        req.check_budget()
+            .map_err(|why| ApiError::new(ErrorKind::Invalid, why))?;
         let saved = self.store.tasks(&job).map_err(internal)?;
         let again = retry_records(&saved, req.failed_only);
         let dag = validate(&rec.spec)
@@ -197,11 +199,22 @@ impl Service {
             at: now,
             reason: None,
         });
+        let mut spec = rec.spec.clone();
+        if req.max_cost_usd.is_some() || req.max_tokens.is_some() {
+            // A new budget from now on: recorded in the stored spec too.
+            self.driver.record(Change::Budget {
+                job,
+                max_cost_usd: req.max_cost_usd,
+                max_tokens: req.max_tokens,
+            });
+            spec.settings.max_cost_usd = req.max_cost_usd.or(spec.settings.max_cost_usd);
+            spec.settings.max_tokens = req.max_tokens.or(spec.settings.max_tokens);
+        }
         self.driver.apply(
             now,
             Event::Submit {
                 job,
-                spec: Arc::new(rec.spec.clone()),
+                spec: Arc::new(spec),
                 dag: Arc::new(dag),
                 options: rec.options.clone(),
                 saved: Some(again),
