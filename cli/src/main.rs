@@ -102,6 +102,11 @@ struct RunCommand {
     /// order (overrides settings.workspace; for specs such as tasks.json that cannot say so).
     #[arg(long, value_name = "MODE", env = "ORDO_WORKSPACE_MODE")]
     workspace: Option<WorkspaceMode>,
+    /// TaskMaster: write each task's status back into the tasks.json while the job runs
+    /// (`in-progress` when it starts, `done` when it succeeds), keeping every other field;
+    /// the file is replaced atomically.
+    #[arg(long)]
+    update_source: bool,
     /// No progress output; only the summary.
     #[arg(long, short)]
     quiet: bool,
@@ -300,6 +305,19 @@ fn convert(spec: &SpecArgs, out: Option<&Path>, to: Option<ConvertTo>) -> anyhow
 
 fn run(args: RunCommand) -> anyhow::Result<u8> {
     let (loaded, dag) = load_checked(&args.spec)?;
+    let sources = match (args.update_source, loaded.sources) {
+        (false, _) => None,
+        (true, Some(sources)) => Some(sources),
+        (true, None) => {
+            eprintln!(
+                "ordo: --update-source writes statuses back into a TaskMaster tasks.json; {} is \
+                 read as {} (--input-format taskmaster reads it as one)",
+                args.spec.label(),
+                loaded.format
+            );
+            return Ok(exit::INVALID);
+        }
+    };
     let mut spec = loaded.spec;
     override_mode(&mut spec, args.mode.map(ExecutionMode::from));
     match args.run.agent_argv() {
@@ -347,6 +365,13 @@ fn run(args: RunCommand) -> anyhow::Result<u8> {
     } else {
         Box::new(Lines::new(std::io::stdout()))
     };
+    if let Some(sources) = sources {
+        progress = Box::new(ordo::update_source::UpdateSource::new(
+            progress,
+            args.spec.spec.clone(),
+            sources,
+        ));
+    }
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -111,6 +111,23 @@ pub fn venv_python(what: &str) -> PathBuf {
     p
 }
 
+/// TaskMaster's own CLI (`task-master`, the npm package `task-master-ai` that `scripts/test`
+/// installs into `.venv/node`), or `ORDO_TASKMASTER`.
+pub fn taskmaster_cli() -> PathBuf {
+    let p = std::env::var_os("ORDO_TASKMASTER")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../.venv/node/node_modules/.bin/task-master")
+        });
+    assert!(
+        p.exists(),
+        "{} is missing: run scripts/test (it installs task-master-ai into .venv/node)",
+        p.display()
+    );
+    p
+}
+
 /// A finished process: status and captured output as text.
 #[derive(Debug)]
 pub struct Run {

@@ -15,6 +15,8 @@
 //!   execution semantic, Ctrl-C, resume.
 //! - `report`: reports of real runs in every format (JUnit read by junitparser, HTML rendered
 //!   by Chromium), through a state directory and the coordinator; `ordo prune`.
+//! - `update_source`: `ordo run --update-source` on TaskMaster files, the result read by
+//!   TaskMaster's own CLI (`task-master list`, installed by `scripts/test`).
 //! - `workspaces`: agent workspaces (`workspace = "worktree"`) on real git repositories: clean
 //!   merges, conflicts re-run (commands and a stub agent), dependencies, the user's checkout
 //!   untouched, write-sets, the integration limit, bad settings, tasks that break their
@@ -32,5 +34,6 @@ mod mcp;
 mod observability;
 mod report;
 mod run_local;
+mod update_source;
 mod workspaces;
 mod workspaces_cluster;

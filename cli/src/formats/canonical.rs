@@ -47,6 +47,7 @@ pub(super) fn toml(ctx: &Ctx<'_>) -> Result<Converted, Vec<super::Diagnostic>> {
         spec,
         positions,
         warnings: Vec::new(),
+        sources: None,
     })
 }
 
@@ -99,6 +100,7 @@ pub(super) fn json(ctx: &Ctx<'_>) -> Result<Converted, Vec<super::Diagnostic>> {
         spec,
         positions,
         warnings: Vec::new(),
+        sources: None,
     })
 }
 

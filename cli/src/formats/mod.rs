@@ -38,6 +38,7 @@ mod sniff;
 mod subtasks;
 mod task_list;
 mod taskmaster;
+pub mod write_back;
 
 #[cfg(test)]
 mod hostile;
@@ -157,6 +158,9 @@ pub struct Loaded {
     /// Things that were tolerated, e.g. dropped dangling TaskMaster dependencies, already
     /// formatted as `file:line:col: message`.
     pub warnings: Vec<String>,
+    /// TaskMaster: the task or subtask of the file behind each task (`--update-source`);
+    /// `None` for every other format.
+    pub sources: Option<write_back::Sources>,
 }
 
 /// An error located in a file: `file:line:col: message`, or `file: message` without a position.
@@ -261,6 +265,7 @@ pub fn parse(file_label: &str, text: &str, opts: &LoadOptions) -> Result<Loaded,
         format,
         positions: conv.positions,
         warnings: conv.warnings,
+        sources: conv.sources,
     })
 }
 
@@ -362,6 +367,8 @@ pub(crate) struct Converted {
     pub spec: JobSpec,
     pub positions: HashMap<TaskName, Pos>,
     pub warnings: Vec<String>,
+    /// TaskMaster only: see `Loaded::sources`.
+    pub sources: Option<write_back::Sources>,
 }
 
 /// Adds `task` to `spec`, and `pos` as where it is defined unless its name already has a
@@ -393,6 +400,7 @@ pub(crate) fn converted(
         spec,
         positions,
         warnings,
+        sources: None,
     })
 }
 

@@ -18,6 +18,9 @@
 //! Dependencies on tasks that do not exist are dropped with a warning naming both tasks, as
 //! TaskMaster itself tolerates them.
 //!
+//! `Converted::sources` says which task or subtask of the file each task is, for
+//! `--update-source` (`write_back`).
+//!
 //! Statuses: unless `LoadOptions::include_done`, tasks whose `status` is `done` (counted as
 //! succeeded), `cancelled` or `deferred` are left out of the job with a warning each (an
 //! expanded subtask takes its parent's status when the parent's is one of those); a
@@ -29,6 +32,7 @@ use std::collections::{HashMap, HashSet};
 use ordo_proto::{JobSpec, TaskName, TaskSpec};
 use serde_json::{Map, Value};
 
+use super::write_back::{Sources, TaskRef};
 use super::{
     Converted, Ctx, Diagnostic, Pos, add_task, converted, dependency_ids, id_string, label_value,
     pointer_key, priority, prompt_text, task_name, text_field,
@@ -69,6 +73,8 @@ pub(super) fn parse(ctx: &Ctx<'_>) -> Result<Converted, Vec<Diagnostic>> {
         ]);
     };
     let mut warnings = Vec::new();
+    // The tag read (`None`: the untagged layout), for `Sources`.
+    let mut read_tag = None;
     let (base, holder) = match root.get("tasks") {
         Some(Value::Array(_)) => {
             if let Some(tag) = ctx.opts.tag.as_deref().filter(|t| *t != "master") {
@@ -82,6 +88,7 @@ pub(super) fn parse(ctx: &Ctx<'_>) -> Result<Converted, Vec<Diagnostic>> {
             let tag = ctx.opts.tag.as_deref().unwrap_or("master");
             match root.get(tag) {
                 Some(Value::Object(h)) if matches!(h.get("tasks"), Some(Value::Array(_))) => {
+                    read_tag = Some(tag.to_string());
                     (format!("/{}", pointer_key(tag)), h)
                 }
                 _ => {
@@ -211,6 +218,12 @@ pub(super) fn parse(ctx: &Ctx<'_>) -> Result<Converted, Vec<Diagnostic>> {
         ..JobSpec::default()
     };
     let mut positions = HashMap::new();
+    let mut sources = Sources::new();
+    let source = |task: &str, subtask: Option<&str>| TaskRef {
+        tag: read_tag.clone(),
+        task: task.to_string(),
+        subtask: subtask.map(String::from),
+    };
     let mut deps_out = Deps {
         ctx,
         warnings: &mut warnings,
@@ -312,6 +325,9 @@ pub(super) fn parse(ctx: &Ctx<'_>) -> Result<Converted, Vec<Diagnostic>> {
                     }
                 }
                 task.depends_on = to_names(deps);
+                sources
+                    .entry(name)
+                    .or_insert_with(|| source(&top.id, Some(&sub.id)));
                 add_task(&mut spec, &mut positions, task, sub.pos);
             }
             for s in &top.subs {
@@ -323,12 +339,18 @@ pub(super) fn parse(ctx: &Ctx<'_>) -> Result<Converted, Vec<Diagnostic>> {
         fill(&mut task, top.fields);
         task.prompt = Some(prompt(&top.id, top.fields, None));
         task.depends_on = to_names(own);
+        sources
+            .entry(top.name.clone())
+            .or_insert_with(|| source(&top.id, None));
         add_task(&mut spec, &mut positions, task, top.pos);
     }
     if !ctx.opts.include_done {
         omit_finished(ctx, &mut spec, &mut positions, &mut warnings);
     }
-    converted(spec, positions, warnings, errors)
+    sources.retain(|name, _| spec.tasks.iter().any(|t| &t.name == name));
+    let mut conv = converted(spec, positions, warnings, errors)?;
+    conv.sources = Some(sources);
+    Ok(conv)
 }
 
 /// Why a TaskMaster status means the task is not to run, if it does.
