@@ -13,6 +13,7 @@
 //! - `mcp`: `ordo mcp`, the Model Context Protocol server on stdio, a face of `jobs` for agents.
 //! - `progress`: what a run shows while it goes (bars, lines, nothing).
 //! - `summary`: the table or JSON a run prints at the end.
+//! - `ui`: `ordo ui`, the web dashboard, a face of `jobs` for people with a browser.
 //! - `report`: job reports (Markdown, JSON, JUnit XML, HTML), `ordo report` and `ordo prune`.
 
 pub mod args;
@@ -25,3 +26,4 @@ pub mod progress;
 pub mod report;
 pub mod run;
 pub mod summary;
+pub mod ui;
