@@ -11,7 +11,8 @@
 //! exit changed. `log` is `{"append": TEXT}` or `{"reset": TEXT}` (cleaned of ANSI escapes
 //! and control characters). When the job (or the followed task) has ended, one `end` event is
 //! sent and the stream closes: nothing is polled for an ended job, and a request about a job
-//! that has already ended gets only the `end` event.
+//! that has already ended gets its final states in one message, then the `end` event (the
+//! page may have been rendered just before it ended).
 //!
 //! A local state directory keeps a task's output when its attempt ends, so there the log
 //! follows attempt by attempt; on a cluster it follows the `ORDO_LOGS` stream as it grows.
@@ -175,7 +176,8 @@ impl Follow {
             return None;
         }
         loop {
-            if self.ended {
+            // A job that had ended when the page asked still gets its final states once.
+            if self.ended && !self.first {
                 self.closed = true;
                 let state = match self.ui.jobs.status(self.job).await {
                     Ok(s) => s.summary.state.name(),

@@ -302,6 +302,7 @@ pub(crate) fn router(ui: Arc<Ui>) -> Router {
         .route("/login", get(login_page).post(login))
         .route("/assets/ui.css", get(css))
         .route("/assets/ui.js", get(js))
+        .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(ui.clone(), guard))
         .with_state(ui)
@@ -335,7 +336,7 @@ async fn guard(State(ui): State<Arc<Ui>>, req: Request, next: Next) -> Response 
 /// `None` when the request may go on; else the answer refusing it.
 fn check_request(ui: &Ui, req: &Request) -> Option<Response> {
     let path = req.uri().path();
-    let public = path.starts_with("/assets/") || path == "/login";
+    let public = path.starts_with("/assets/") || path == "/login" || path == "/favicon.ico";
     match &ui.opts.token {
         None => {
             let host = req
@@ -361,6 +362,18 @@ fn check_request(ui: &Ui, req: &Request) -> Option<Response> {
                     .path_and_query()
                     .map_or("/", |p| p.as_str())
                     .to_string();
+                // A browser goes to the login form; anything else gets the 401 (with the form).
+                let browser = req
+                    .headers()
+                    .get(header::ACCEPT)
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|a| a.contains("text/html"));
+                if browser {
+                    return Some(
+                        Redirect::to(&format!("/login?next={}", pages::url_encode(&next)))
+                            .into_response(),
+                    );
+                }
                 return Some(html(
                     StatusCode::UNAUTHORIZED,
                     pages::login(&ui.page_context(), &next, None),
