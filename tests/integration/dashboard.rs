@@ -80,6 +80,12 @@ impl Ui {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// SIGTERM, then the exit status (within 30 s).
+    fn stop(&mut self) -> std::process::ExitStatus {
+        ordo_tests::signal(self.child.id(), libc::SIGTERM);
+        ordo_tests::wait_child(&mut self.child, Duration::from_secs(30))
+    }
+
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
@@ -405,6 +411,124 @@ fn pages_render_in_chromium_and_hostile_names_and_output_stay_text() {
     let task1 = ui.get(&format!("/jobs/{job}/tasks/1"));
     assert!(task1.body.contains("<h2>Verify</h2>"), "{}", task1.body);
     assert!(task1.body.contains("passed"), "{}", task1.body);
+    drop(b);
+
+    // On a phone: nothing wider than the screen but what scrolls inside its own box.
+    let mut phone = Browser::start(390, 844);
+    for (path, shot) in [
+        ("/".to_string(), "phone-jobs.png"),
+        (format!("/jobs/{job}"), "phone-job.png"),
+        (format!("/jobs/{job}/tasks/0"), "phone-task.png"),
+    ] {
+        let p = open_clean(&mut phone, &ui.url(&path));
+        assert_eq!(
+            p.eval(
+                &mut phone,
+                "document.documentElement.scrollWidth <= window.innerWidth + 1"
+            ),
+            json!(true),
+            "{path} is wider than a phone: {} > {}",
+            p.eval(&mut phone, "document.documentElement.scrollWidth"),
+            p.eval(&mut phone, "window.innerWidth")
+        );
+        p.screenshot(&mut phone, &shots.join(shot));
+    }
+
+    // SIGTERM: the server stops, exit 0.
+    let mut ui = ui;
+    assert!(ui.stop().success(), "{}", ui.log());
+}
+
+#[test]
+fn a_large_jobs_page_is_paged_and_its_fan_out_collapsed() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    // root → 300 tasks → sink
+    let mut spec = String::from("name = \"fan\"\n[[tasks]]\nname = \"root\"\ncommand = \"true\"\n");
+    for i in 0..300 {
+        spec.push_str(&format!(
+            "[[tasks]]\nname = \"leaf-{i}\"\ncommand = \"true\"\ndepends_on = [\"root\"]\n"
+        ));
+    }
+    let leaves: Vec<String> = (0..300).map(|i| format!("\"leaf-{i}\"")).collect();
+    spec.push_str(&format!(
+        "[[tasks]]\nname = \"sink\"\ncommand = \"true\"\ndepends_on = [{}]\n",
+        leaves.join(", ")
+    ));
+    let file = write(dir.path(), "fan.toml", &spec);
+    let run = ordo_in(
+        dir.path(),
+        &[
+            "run",
+            &file,
+            "--state",
+            state.to_str().unwrap(),
+            "--workers",
+            "2",
+        ],
+        &[],
+    );
+    assert_eq!(run.code(), 0, "{}", run.stderr);
+    let ui = Ui::start(dir.path(), &["--state", state.to_str().unwrap()]);
+    let list = ui.get("/");
+    let job = field(&list.body, "<a href=\"/jobs/", "\"").expect("the job is listed");
+
+    let mut b = browser();
+    let p = open_clean(&mut b, &ui.url(&format!("/jobs/{job}")));
+    p.screenshot(&mut b, &screenshots().join("job-large.png"));
+    assert_eq!(
+        p.eval(
+            &mut b,
+            "document.querySelectorAll('table.grid tbody tr').length"
+        ),
+        json!(100),
+        "a page of the grid"
+    );
+    assert_eq!(
+        p.eval(&mut b, &text_of("nav.pager span")),
+        json!("page 1 of 4")
+    );
+    assert_eq!(
+        p.eval(&mut b, "document.querySelectorAll('svg.dag g.node').length"),
+        json!(3),
+        "root, one box for the 300 leaves, sink"
+    );
+    assert!(
+        p.eval(&mut b, &text_of("svg.dag g.group text"))
+            .as_str()
+            .unwrap()
+            .contains("300 tasks")
+    );
+    assert_eq!(
+        p.eval(
+            &mut b,
+            "document.querySelectorAll('svg.gantt rect.bar').length"
+        ),
+        json!(100),
+        "the timeline of the page's tasks"
+    );
+    // The last page, through its link.
+    let before = p.loads(&mut b);
+    p.eval(
+        &mut b,
+        "[...document.querySelectorAll('nav.pager a')].find(a => a.textContent.startsWith('last')).click(); true",
+    );
+    p.wait_load_after(&mut b, before);
+    assert_eq!(
+        p.eval(
+            &mut b,
+            "document.querySelectorAll('table.grid tbody tr').length"
+        ),
+        json!(2)
+    );
+    assert_eq!(
+        p.eval(&mut b, &text_of("table.grid tbody tr:last-child a")),
+        json!("sink")
+    );
+    assert_no_errors(&mut b, &p, "last page");
+    // Filtered by state.
+    let failed = ui.get(&format!("/jobs/{job}?state=failed"));
+    assert!(failed.body.contains("0 of 302 tasks"), "{}", failed.body);
 }
 
 #[test]
