@@ -933,4 +933,44 @@ fn the_dashboard_of_a_cluster() {
         p.eval(&mut b, &text_of("table.grid td code")),
         json!("w-ui")
     );
+
+    // A running task's log follows the worker's output as it streams, not only at the end.
+    let gate = c.work.path().join("go");
+    let job = ui.submit(&format!(
+        "name = \"streaming\"\n[[tasks]]\nname = \"talker\"\n\
+         command = \"echo first-line; while [ ! -f '{}' ]; do sleep 0.05; done; echo last-line\"\n",
+        gate.display()
+    ));
+    let p = open_clean(&mut b, &ui.url(&format!("/jobs/{job}/tasks/0")));
+    p.eval(&mut b, "window.__marker = 7");
+    assert!(
+        p.wait_for(
+            &mut b,
+            &format!("{}.includes('first-line')", text_of("pre.log")),
+            Duration::from_secs(30)
+        ),
+        "the log did not follow the running task: {:?}\n{}",
+        p.eval(&mut b, &text_of("pre.log")),
+        ui.log()
+    );
+    assert_eq!(
+        p.eval(&mut b, &text_of("h1 [data-f=\"state\"] i")),
+        json!("running")
+    );
+    std::fs::write(&gate, "").unwrap();
+    assert!(
+        p.wait_for(
+            &mut b,
+            &format!(
+                "{}.includes('last-line') && {} === 'succeeded'",
+                text_of("pre.log"),
+                text_of("h1 [data-f=\"state\"] i")
+            ),
+            Duration::from_secs(30)
+        ),
+        "{:?}",
+        p.eval(&mut b, &text_of("pre.log"))
+    );
+    assert_eq!(p.eval(&mut b, "window.__marker"), json!(7), "no reload");
+    assert_no_errors(&mut b, &p, "cluster task page");
 }

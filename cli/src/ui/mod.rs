@@ -596,7 +596,7 @@ async fn task_page(
     };
     html(
         StatusCode::OK,
-        pages::task(&ui.page_context(), &data, index, ordo_proto::now_ms()),
+        pages::task(&ui.page_context(), &data, index),
     )
 }
 

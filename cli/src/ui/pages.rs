@@ -551,7 +551,7 @@ pub fn job(ctx: &Context, data: &ReportData, q: &JobQuery, now: u64) -> String {
 // ---------------------------------------------------------------------------------------------
 // A task
 
-pub fn task(ctx: &Context, data: &ReportData, index: TaskIndex, now: u64) -> String {
+pub fn task(ctx: &Context, data: &ReportData, index: TaskIndex) -> String {
     let r = report::build(data);
     let rec = &data.job;
     let id = rec.id.to_string();
@@ -715,7 +715,6 @@ pub fn task(ctx: &Context, data: &ReportData, index: TaskIndex, now: u64) -> Str
         },
         esc(&clean_output(&t.output_tail))
     );
-    let _ = now;
     let live = following.then(|| (id.clone(), Some(t.index.0)));
     layout(ctx, &format!("{} · {}", t.name, rec.name), live, &b)
 }
