@@ -790,3 +790,87 @@ pub fn error(ctx: &Context, status: StatusCode, message: &str) -> String {
     );
     layout(ctx, status.canonical_reason().unwrap_or("error"), None, &b)
 }
+
+#[cfg(test)]
+mod tests {
+    use ordo_proto::wire::Heartbeat;
+
+    use super::*;
+    use crate::manage::tests::summary;
+
+    fn ctx(read_only: bool) -> Context<'static> {
+        Context {
+            csrf: "c5rf",
+            read_only,
+            local: false,
+            trace_url: None,
+        }
+    }
+
+    #[test]
+    fn the_jobs_list_escapes_pages_and_filters() {
+        let mut list = Vec::new();
+        for i in 0..120 {
+            let mut s = summary(JobState::Running);
+            s.name = format!("<img src=x onerror=alert({i})> \"q\"");
+            list.push(s);
+        }
+        let q = ListQuery {
+            state: Some("running".into()),
+            q: Some("a&b \"c\"".into()),
+            page: Some(3),
+        };
+        let html = jobs(&ctx(false), &list, &q, 2_000_000);
+        assert!(!html.contains("<img"));
+        assert!(html.contains("&lt;img src=x onerror=alert(100)&gt; &quot;q&quot;"));
+        assert_eq!(
+            html.matches("data-f=\"job-state\"").count(),
+            20,
+            "the last page"
+        );
+        assert!(html.contains("page 3 of 3"));
+        assert!(html.contains("value=\"a&amp;b &quot;c&quot;\""));
+        assert!(html.contains("href=\"/?state=running&amp;q=a%26b%20%22c%22&amp;page=2\""));
+        assert!(html.contains("<option selected>running</option>"));
+        assert!(html.contains("name=\"csrf\" value=\"c5rf\""));
+        assert!(!html.contains(" disabled"));
+        let ro = jobs_page_read_only();
+        assert!(
+            ro.contains("<button type=\"submit\" disabled>Submit</button>"),
+            "{ro}"
+        );
+    }
+
+    fn jobs_page_read_only() -> String {
+        jobs(&ctx(true), &[], &ListQuery::default(), 0)
+    }
+
+    #[test]
+    fn workers_and_errors_are_text() {
+        let w = WorkerInfo {
+            heartbeat: Heartbeat {
+                worker: "w<1>".into(),
+                host: "h\"ost".into(),
+                queues: vec!["default".into(), "<gpu>".into()],
+                slots: 4,
+                busy: 1,
+                cpus: 2.0,
+                memory_mb: 512,
+                draining: true,
+                at_ms: 0,
+            },
+            age_ms: 1500,
+        };
+        let html = workers(&ctx(false), &[w]);
+        assert!(html.contains("<code>w&lt;1&gt;</code>"));
+        assert!(html.contains("h&quot;ost"));
+        assert!(html.contains("default, &lt;gpu&gt;"));
+        assert!(html.contains("draining"));
+        assert!(html.contains("1.50 s ago"));
+        let e = error(&ctx(false), StatusCode::NOT_FOUND, "no job '<x>'");
+        assert!(e.contains("no job &#39;&lt;x&gt;&#39;"));
+        let l = login(&ctx(false), "/jobs/\"><script>", Some("wrong token"));
+        assert!(l.contains("value=\"/jobs/&quot;&gt;&lt;script&gt;\""));
+        assert!(!l.contains("<script>"));
+    }
+}
