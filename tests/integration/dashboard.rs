@@ -13,7 +13,7 @@ use std::sync::mpsc::channel;
 use std::time::Duration;
 
 use ordo_tests::chromium::{self, Browser, Page};
-use ordo_tests::{Cluster, bin, bin_dir, ordo_in, run_with_deadline, wait_until, write};
+use ordo_tests::{Cluster, bin, bin_dir, git, ordo_in, run_with_deadline, wait_until, write};
 use serde_json::json;
 
 /// A running `ordo ui`, killed on drop.
@@ -973,4 +973,86 @@ fn the_dashboard_of_a_cluster() {
     );
     assert_eq!(p.eval(&mut b, "window.__marker"), json!(7), "no reload");
     assert_no_errors(&mut b, &p, "cluster task page");
+}
+
+#[test]
+fn a_worktree_jobs_page_shows_its_integration_branch_and_conflicts() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    let marks = dir.path().join("marks");
+    std::fs::create_dir_all(&repo).unwrap();
+    std::fs::create_dir_all(&marks).unwrap();
+    git(&repo, &["init", "-q", "-b", "main"]);
+    git(&repo, &["config", "user.name", "Ordo Test"]);
+    git(&repo, &["config", "user.email", "test@ordo.invalid"]);
+    git(&repo, &["config", "commit.gpgsign", "false"]);
+    write(&repo, "shared.txt", "line1\nline2\n");
+    git(&repo, &["add", "-A"]);
+    git(&repo, &["commit", "-q", "-m", "initial"]);
+    // `late` starts from the empty branch; `early` changes line 1 and integrates first; then
+    // `late` changes line 1 too: a conflict, re-run, both changes land.
+    let spec = write(
+        dir.path(),
+        "conflict.toml",
+        &format!(
+            r#"
+name = "conflict"
+[settings]
+workspace = "worktree"
+target_branch = "it"
+timeout = "20s"
+env = {{ MARKS = "{marks}" }}
+
+[[tasks]]
+name = "early"
+command = """
+until [ -e "$MARKS/late-started" ]; do sleep 0.01; done
+sed -i '1s/$/ early/' shared.txt
+"""
+
+[[tasks]]
+name = "late"
+command = """
+touch "$MARKS/late-started"
+until git show it:shared.txt | grep -q early; do sleep 0.01; done
+sed -i '1s/$/ late/' shared.txt
+"""
+"#,
+            marks = marks.display()
+        ),
+    );
+    let state = dir.path().join("state");
+    let state = state.to_str().unwrap();
+    let r = ordo_in(
+        &repo,
+        &["run", &spec, "--state", state, "--workers", "4"],
+        &[],
+    );
+    assert_eq!(r.code(), 0, "{}", r.stderr);
+
+    let ui = Ui::start(&repo, &["--state", state]);
+    let list = ui.get("/");
+    let job = field(&list.body, "<a href=\"/jobs/", "\"").expect("the job is listed");
+    let page = ui.get(&format!("/jobs/{job}"));
+    let section = page
+        .body
+        .split("<h2>Integration</h2>")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no Integration section:\n{}", page.body));
+    assert!(section.contains("Branch <code>it</code>"), "{section}");
+    assert!(section.contains("shared.txt with early"), "{section}");
+    let late = ui.get(&format!("/jobs/{job}/tasks/1"));
+    assert!(late.body.contains("conflicts: shared.txt"), "{}", late.body);
+
+    let mut b = browser();
+    let p = open_clean(&mut b, &ui.url(&format!("/jobs/{job}")));
+    assert_eq!(
+        p.eval(
+            &mut b,
+            &text_of("tr[data-task=\"1\"] [data-f=\"attempts\"]")
+        ),
+        json!("2"),
+        "the conflicting task ran again"
+    );
+    open_clean(&mut b, &ui.url(&format!("/jobs/{job}/tasks/1")));
 }
