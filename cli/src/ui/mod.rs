@@ -62,7 +62,7 @@ pub struct UiArgs {
     )]
     pub listen: String,
     /// Refuse every action (cancel, retry, re-run, submit); show them disabled.
-    #[arg(long, env = "ORDO_UI_READ_ONLY")]
+    #[arg(long, env = "ORDO_UI_READ_ONLY", value_parser = clap::builder::BoolishValueParser::new())]
     pub read_only: bool,
     /// A file holding the access token: requests need `Authorization: Bearer TOKEN` or the
     /// session cookie the login form sets.
