@@ -15,6 +15,7 @@
 //! - `summary`: the table or JSON a run prints at the end.
 //! - `update_source`: `ordo run --update-source`, TaskMaster statuses written back into
 //!   `tasks.json` as the job runs.
+//! - `ui`: `ordo ui`, the web dashboard, a face of `jobs` for people with a browser.
 //! - `report`: job reports (Markdown, JSON, JUnit XML, HTML), `ordo report` and `ordo prune`.
 
 pub mod args;
@@ -27,4 +28,5 @@ pub mod progress;
 pub mod report;
 pub mod run;
 pub mod summary;
+pub mod ui;
 pub mod update_source;

@@ -75,6 +75,9 @@ enum Command {
     /// Serve the Model Context Protocol on stdio: ordo's tools for AI coding agents (jobs run
     /// on this machine, or on a cluster with --nats).
     Mcp(ordo::mcp::McpArgs),
+    /// Serve the web dashboard: jobs, tasks, the graph, live logs and actions (on a local state
+    /// directory with --state, or a cluster with --nats).
+    Ui(ordo::ui::UiArgs),
     #[command(flatten)]
     Manage(ordo::manage::Manage),
 }
@@ -188,6 +191,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         Command::Report(args) => Ok(ordo::report::command::report(args)),
         Command::Prune(args) => Ok(ordo::report::command::prune(args)),
         Command::Mcp(args) => ordo::mcp::serve(args),
+        Command::Ui(args) => ordo::ui::serve(args),
         Command::Manage(cmd) => ordo::manage::dispatch(cmd),
     }
 }

@@ -413,7 +413,7 @@ impl ServerHandler for Ordo {
 // Specs
 
 /// A name for spec text in diagnostics, whose extension matches its format.
-fn text_label(format: Option<Format>, text: &str) -> String {
+pub(crate) fn text_label(format: Option<Format>, text: &str) -> String {
     let format = format.unwrap_or_else(|| formats::detect("spec", text));
     let ext = match format {
         Format::Toml => "toml",

@@ -3,6 +3,7 @@
 //! directories, and polls for conditions instead of sleeping. Example job files are the
 //! repository's `tests/fixtures`, plus `../shared/examples` as a conformance set when present.
 
+pub mod chromium;
 pub mod deploy;
 pub mod ledger;
 pub mod otlp;

@@ -2,6 +2,8 @@
 //!
 //! - `cli`: validate, plan, graph and convert on every example (the fixtures in
 //!   `tests/fixtures`, plus the shared conformance set when present) and on bad input.
+//! - `dashboard`: `ordo ui` in headless Chromium: every page, live updates without a reload,
+//!   cancel / retry / re-run forms, CSRF, read-only and token rules, hostile text, a cluster.
 //! - `deploy`: deploy/ for real: nats configs, role permissions, TLS, cluster, YAML, units.
 //! - `distributed`: coordinator, workers and the CLI over a real nats-server.
 //! - `mcp`: `ordo mcp` driven by the official MCP Python SDK's stdio client, locally and on a
@@ -25,6 +27,7 @@
 //!   with cache clones of their own, the end state equal to one machine's; bad repositories.
 
 mod cli;
+mod dashboard;
 mod deploy;
 mod distributed;
 mod fault_suite;

@@ -2,12 +2,17 @@
 //! with the summary, the verification checklist, an SVG Gantt timeline, the task table with
 //! collapsible output tails, and the critical path.
 //!
+//! The dashboard (`ui`) draws with the same pieces: `SHARED_CSS` (state colours and marks, the
+//! Gantt's styles), `mark_html`, `phase_class`, `LEGEND`, `gantt` and `integration_section`.
+//!
 //! The timeline has one row per task, sorted by first start, and exactly one
 //! `<rect class="bar ...">` per task: its last attempt (earlier attempts are `rect.try`), or a
 //! thin marker where a task that never ran was skipped or cancelled. At 20 px a row, 100 tasks
 //! make a chart about 2,100 px tall with every label readable.
 
 use std::fmt::Write;
+
+use ordo_proto::TaskPhase;
 
 use super::{Mark, Report, TaskReport, VerifyResult, clean_output, cut, fmt_ms, fmt_pct, utc};
 
@@ -18,7 +23,8 @@ const ROW_H: u64 = 20;
 const BAR_H: u64 = 14;
 const TOP: u64 = 34;
 
-const CSS: &str = r#"
+/// The report page's own layout.
+const PAGE_CSS: &str = r#"
 :root { color-scheme: light; }
 body { font: 14px/1.45 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 24px auto;
   max-width: 1240px; padding: 0 16px; color: #1d2330; background: #fff; }
@@ -36,6 +42,11 @@ td.num, th.num { text-align: right; white-space: nowrap; }
 .summary div { background: #f6f7f9; border-radius: 6px; padding: 8px 10px; }
 .summary b { display: block; font-size: 18px; }
 .summary div > span { color: #5b6475; font-size: 12px; }
+"#;
+
+/// What the report and the dashboard show alike: outcome and state colours (each `.o-STATE`
+/// class sets `fill` for SVG and `--c` for HTML), check marks, the Gantt's styles, the legend.
+pub const SHARED_CSS: &str = r#"
 .outcome-succeeded { color: #1f7a43; } .outcome-failed, .outcome-cancelled { color: #b42323; }
 .mark { font-weight: 700; width: 1.2em; display: inline-block; text-align: center; }
 .m-pass { color: #1f7a43; } .m-fail { color: #b42323; } .m-skipped, .m-cancelled, .m-pending { color: #7a808c; }
@@ -48,13 +59,16 @@ svg.gantt text.label.crit { font-weight: 700; }
 svg.gantt text.tick, svg.gantt text.dur { fill: #5b6475; font-size: 10.5px; }
 svg.gantt line.grid { stroke: #e3e6ec; } svg.gantt rect.row { fill: #f8f9fb; }
 rect.bar, rect.try { rx: 2px; }
-.o-succeeded { fill: #2e9d57; } .o-failed { fill: #d64545; } .o-verify_failed { fill: #a23fc4; }
-.o-timed_out { fill: #e08a1e; } .o-cancelled { fill: #8a8f99; } .o-skipped { fill: #c4c8d0; }
-.o-pending { fill: #c4c8d0; }
+.o-succeeded { fill: #2e9d57; --c: #2e9d57; } .o-failed { fill: #d64545; --c: #d64545; }
+.o-verify_failed { fill: #a23fc4; --c: #a23fc4; } .o-timed_out { fill: #e08a1e; --c: #e08a1e; }
+.o-cancelled { fill: #8a8f99; --c: #8a8f99; } .o-skipped { fill: #c4c8d0; --c: #c4c8d0; }
+.o-pending { fill: #c4c8d0; --c: #c4c8d0; } .o-running { fill: #2f6fd0; --c: #2f6fd0; }
+.o-retry_wait { fill: #e0b21e; --c: #e0b21e; }
 rect.try { opacity: .55; }
 rect.bar.crit { stroke: #1d2330; stroke-width: 1.5px; }
 .legend span { display: inline-block; margin-right: 14px; font-size: 12px; }
-.legend i { display: inline-block; width: 12px; height: 12px; border-radius: 2px; vertical-align: -1px; margin-right: 4px; }
+.legend i { display: inline-block; width: 12px; height: 12px; border-radius: 2px; vertical-align: -1px; margin-right: 4px;
+  background: var(--c); }
 .legend i.crit { background: #fff; border: 2px solid #1d2330; width: 9px; height: 9px; }
 "#;
 
@@ -75,19 +89,53 @@ pub fn esc(s: &str) -> String {
     out
 }
 
-fn mark_html(m: Mark) -> String {
-    let class = match m {
+/// The Gantt's legend: outcome colours, the critical path, earlier attempts.
+pub const LEGEND: &str = "<div class=\"legend\"><span><i class=\"o-succeeded\"></i>succeeded</span>\
+     <span><i class=\"o-failed\"></i>failed</span>\
+     <span><i class=\"o-verify_failed\"></i>verify failed</span>\
+     <span><i class=\"o-timed_out\"></i>timed out</span>\
+     <span><i class=\"o-cancelled\"></i>cancelled</span>\
+     <span><i class=\"o-skipped\"></i>skipped / never ran</span>\
+     <span><i class=\"crit\"></i>critical path</span>\
+     <span class=\"muted\">faded: earlier attempts</span></div>\n";
+
+/// The colour class of a task's state (`o-succeeded`, `o-running`, ...): the outcome colours
+/// of the timeline, plus running (dispatched, running, integrating) and waiting to retry.
+pub fn phase_class(p: TaskPhase) -> &'static str {
+    match p {
+        TaskPhase::Pending | TaskPhase::Ready => "o-pending",
+        TaskPhase::Dispatched | TaskPhase::Running | TaskPhase::Integrating => "o-running",
+        TaskPhase::RetryWait => "o-retry_wait",
+        TaskPhase::Succeeded => "o-succeeded",
+        TaskPhase::Failed => "o-failed",
+        TaskPhase::TimedOut => "o-timed_out",
+        TaskPhase::Cancelled => "o-cancelled",
+        TaskPhase::Skipped => "o-skipped",
+    }
+}
+
+/// The class of a check mark's colour (`m-pass`, `m-fail`, ...).
+pub fn mark_class(m: Mark) -> &'static str {
+    match m {
         Mark::Pass => "m-pass",
         Mark::Fail => "m-fail",
         Mark::Skipped => "m-skipped",
         Mark::Cancelled => "m-cancelled",
         Mark::Pending => "m-pending",
-    };
-    format!("<span class=\"mark {class}\">{}</span>", m.symbol())
+    }
+}
+
+/// A task's check mark as HTML.
+pub fn mark_html(m: Mark) -> String {
+    format!(
+        "<span class=\"mark {}\">{}</span>",
+        mark_class(m),
+        m.symbol()
+    )
 }
 
 /// Where a worktree job's changes went: the branch, then per task its files and conflicts.
-fn integration_section(out: &mut String, r: &Report, ji: &super::JobIntegration) {
+pub fn integration_section(out: &mut String, r: &Report, ji: &super::JobIntegration) {
     let _ = writeln!(
         out,
         "<h2>Integration</h2>\n<p>Branch <code>{}</code>: {} integrated, {} conflict(s), \
@@ -134,7 +182,7 @@ pub fn render(r: &Report) -> String {
         out,
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
-         <title>ordo report: {}</title>\n<style>{CSS}</style>\n</head>\n<body>\n",
+         <title>ordo report: {}</title>\n<style>{PAGE_CSS}{SHARED_CSS}</style>\n</head>\n<body>\n",
         esc(&r.job.name)
     );
     let _ = writeln!(
@@ -201,18 +249,8 @@ pub fn render(r: &Report) -> String {
 
     // Timeline
     let _ = writeln!(out, "<h2>Timeline</h2>");
-    let _ = writeln!(
-        out,
-        "<div class=\"legend\"><span><i class=\"o-succeeded\" style=\"background:#2e9d57\"></i>succeeded</span>\
-         <span><i style=\"background:#d64545\"></i>failed</span>\
-         <span><i style=\"background:#a23fc4\"></i>verify failed</span>\
-         <span><i style=\"background:#e08a1e\"></i>timed out</span>\
-         <span><i style=\"background:#8a8f99\"></i>cancelled</span>\
-         <span><i style=\"background:#c4c8d0\"></i>skipped / never ran</span>\
-         <span><i class=\"crit\"></i>critical path</span>\
-         <span class=\"muted\">faded: earlier attempts</span></div>"
-    );
-    out.push_str(&svg(r));
+    out.push_str(LEGEND);
+    out.push_str(&gantt(r));
 
     // Verification checklist
     let _ = writeln!(out, "<h2>Verification</h2>\n<ul class=\"check\">");
@@ -400,8 +438,9 @@ fn tick_label(ms: u64) -> String {
     }
 }
 
-/// The SVG Gantt chart.
-fn svg(r: &Report) -> String {
+/// The SVG Gantt chart of `r`'s tasks (all of them, or the page of them the caller kept),
+/// on the time axis of the whole job.
+pub fn gantt(r: &Report) -> String {
     let t0 = r.summary.start_ms;
     let span = r.summary.end_ms.saturating_sub(t0).max(1);
     let x = |t: u64| LABEL_W as f64 + (t.saturating_sub(t0)) as f64 / span as f64 * CHART_W as f64;

@@ -200,6 +200,22 @@ pub enum Mark {
 }
 
 impl Mark {
+    /// The mark of a task in `phase`: pass, fail, skipped, cancelled, or not finished yet.
+    pub fn of(phase: TaskPhase) -> Mark {
+        match phase {
+            TaskPhase::Succeeded => Mark::Pass,
+            TaskPhase::Failed | TaskPhase::TimedOut => Mark::Fail,
+            TaskPhase::Skipped => Mark::Skipped,
+            TaskPhase::Cancelled => Mark::Cancelled,
+            TaskPhase::Pending
+            | TaskPhase::Ready
+            | TaskPhase::Dispatched
+            | TaskPhase::Running
+            | TaskPhase::Integrating
+            | TaskPhase::RetryWait => Mark::Pending,
+        }
+    }
+
     pub fn symbol(self) -> &'static str {
         match self {
             Mark::Pass => "✓",
@@ -585,6 +601,10 @@ pub fn build(data: &ReportData) -> Report {
         }
     }
 
+    let mut on_path = vec![false; n];
+    for &i in &chain {
+        on_path[i] = true;
+    }
     let tasks: Vec<TaskReport> = spec
         .tasks
         .iter()
@@ -593,13 +613,7 @@ pub fn build(data: &ReportData) -> Report {
             let saved = data.tasks.get(i);
             let state = saved.map_or(&TaskState::Pending, |s| &s.state);
             let last = runs[i].last().copied();
-            let mark = match state {
-                TaskState::Succeeded { .. } => Mark::Pass,
-                TaskState::Failed { .. } | TaskState::TimedOut { .. } => Mark::Fail,
-                TaskState::Skipped { .. } => Mark::Skipped,
-                TaskState::Cancelled { .. } => Mark::Cancelled,
-                _ => Mark::Pending,
-            };
+            let mark = Mark::of(state.phase());
             let verify = t.verify_command.as_ref().map(|c| {
                 let exit_code = last.and_then(|r| r.verify_exit_code);
                 VerifyReport {
@@ -637,7 +651,7 @@ pub fn build(data: &ReportData) -> Report {
                 ended_ms: ended,
                 queue_wait_ms: waits[i].iter().map(|(a, b)| b - a).sum(),
                 lock_wait_ms: lock_wait[i],
-                critical: chain.contains(&i),
+                critical: on_path[i],
                 output_tail: last.map(|r| r.output_tail.clone()).unwrap_or_default(),
                 output_bytes: last.map_or(0, |r| r.output_bytes),
                 runs: runs[i]

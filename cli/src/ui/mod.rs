@@ -1,0 +1,928 @@
+//! `ordo ui`: the web dashboard (DESIGN §12), a third face of the job client (`jobs`) beside
+//! the job commands and the MCP server. This file holds the flags, the HTTP server (axum), its
+//! routes and the rules every request passes: the bearer token or session cookie, the loopback
+//! `Host` check without a token, `--read-only`, and the CSRF field of every form.
+//!
+//! # Layout
+//! - `pages`: the HTML of every page, rendered on the server from the client's answers.
+//! - `graph_svg`: a job's DAG as SVG in the levels layout (critical path, collapsed fan-outs).
+//! - `live`: server-sent events (`/events`): task state changes and a task's log, polled from
+//!   the client only while the job runs.
+//! - `assets/`: the stylesheet and the small live-update script, embedded in the binary.
+//!
+//! Security in one place: pages escape every piece of job data (`report::html::esc`); the
+//! script only ever sets `textContent` and class names the server chose; a Content Security
+//! Policy allows nothing but this origin's own script and stylesheet. Without `--token-file`
+//! the server listens on loopback only and answers only requests whose `Host` is a loopback
+//! name (so a DNS-rebinding page cannot read it, nor its CSRF token).
+
+mod graph_svg;
+mod live;
+mod pages;
+
+use std::collections::HashSet;
+use std::future::Future;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context as _;
+use axum::Router;
+use axum::extract::{Form, Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use ordo_proto::api::{JobsRequest, SubmitRequest};
+use ordo_proto::{JobId, JobState, TaskIndex};
+use serde::Deserialize;
+
+use crate::args::{RunTarget, exit};
+use crate::formats::{self, Format, LoadOptions};
+use crate::jobs::{self, Jobs, Open};
+use crate::manage::submit_request;
+
+/// The session cookie set by the login form.
+const COOKIE: &str = "ordo_session";
+const CSS: &str = include_str!("assets/ui.css");
+const JS: &str = include_str!("assets/ui.js");
+
+#[derive(Debug, clap::Args)]
+pub struct UiArgs {
+    /// Where jobs live: `--state DIR` (jobs submitted here run in this process) or `--nats URL`
+    /// for a cluster (the default when neither is given).
+    #[command(flatten)]
+    pub place: RunTarget,
+    /// Address to listen on. Any address but loopback needs --token-file.
+    #[arg(
+        long,
+        value_name = "ADDR",
+        env = "ORDO_UI_LISTEN",
+        default_value = "127.0.0.1:8080"
+    )]
+    pub listen: String,
+    /// Refuse every action (cancel, retry, re-run, submit); show them disabled.
+    #[arg(long, env = "ORDO_UI_READ_ONLY", value_parser = clap::builder::BoolishValueParser::new())]
+    pub read_only: bool,
+    /// A file holding the access token: requests need `Authorization: Bearer TOKEN` or the
+    /// session cookie the login form sets.
+    #[arg(long, value_name = "FILE", env = "ORDO_UI_TOKEN_FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Link trace ids here, e.g. 'http://jaeger:16686/trace/{trace_id}'.
+    #[arg(long, value_name = "TEMPLATE", env = "ORDO_UI_TRACE_URL")]
+    pub trace_url: Option<String>,
+}
+
+/// The dashboard's settings once checked.
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    pub read_only: bool,
+    /// Required from every client when set.
+    pub token: Option<String>,
+    /// Contains `{trace_id}`.
+    pub trace_url: Option<String>,
+}
+
+/// Checks the flags: the addresses to listen on and the options; a message naming the flag
+/// or file otherwise (exit 2).
+pub fn check(args: &UiArgs) -> Result<(Vec<SocketAddr>, Options), String> {
+    let addrs: Vec<SocketAddr> = match args.listen.parse::<SocketAddr>() {
+        Ok(a) => vec![a],
+        Err(_) => args
+            .listen
+            .to_socket_addrs()
+            .map_err(|e| format!("--listen {}: not an address (HOST:PORT): {e}", args.listen))?
+            .collect(),
+    };
+    if addrs.is_empty() {
+        return Err(format!("--listen {}: no address", args.listen));
+    }
+    let token = match &args.token_file {
+        None => None,
+        Some(f) => {
+            let text = std::fs::read_to_string(f)
+                .map_err(|e| format!("--token-file {}: cannot read it: {e}", f.display()))?;
+            let t = text.trim();
+            if t.is_empty() {
+                return Err(format!("--token-file {}: the file is empty", f.display()));
+            }
+            if t.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(format!(
+                    "--token-file {}: the token must be one line without spaces",
+                    f.display()
+                ));
+            }
+            Some(t.to_string())
+        }
+    };
+    if token.is_none()
+        && let Some(a) = addrs.iter().find(|a| !a.ip().is_loopback())
+    {
+        return Err(format!(
+            "--listen {}: {} is not a loopback address; anyone who can reach it could run and \
+             cancel jobs, so serving it needs --token-file FILE (or listen on 127.0.0.1)",
+            args.listen,
+            a.ip()
+        ));
+    }
+    if let Some(t) = &args.trace_url
+        && (!t.contains("{trace_id}") || !(t.starts_with("http://") || t.starts_with("https://")))
+    {
+        return Err(format!(
+            "--trace-url {t}: expected an http(s) URL containing {{trace_id}}, e.g. \
+             'http://jaeger:16686/trace/{{trace_id}}'"
+        ));
+    }
+    args.place.run.agent_argv()?;
+    Ok((
+        addrs,
+        Options {
+            read_only: args.read_only,
+            token,
+            trace_url: args.trace_url.clone(),
+        },
+    ))
+}
+
+/// `ordo ui`: serves until SIGINT/SIGTERM; returns the exit code.
+pub fn serve(args: UiArgs) -> anyhow::Result<u8> {
+    let (addrs, opts) = match check(&args) {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("ordo ui: {e}");
+            return Ok(exit::INVALID);
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let target = args.place.target(None);
+    let code = runtime.block_on(async move {
+        let listener = match tokio::net::TcpListener::bind(addrs.as_slice()).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("ordo ui: cannot listen on {}: {e}", args.listen);
+                return exit::JOB_FAILED;
+            }
+        };
+        let jobs = match Jobs::open(&target, Open::Serve).await {
+            Ok(j) => j,
+            Err(e) => {
+                eprintln!("ordo ui: {e}");
+                return e.exit_code();
+            }
+        };
+        let place = match &jobs {
+            Jobs::Local(l) => format!("jobs in {} (run here)", l.dir().display()),
+            Jobs::Cluster(c) => format!("the cluster at {}", c.url()),
+        };
+        let bound = listener
+            .local_addr()
+            .map_or(args.listen.clone(), |a| a.to_string());
+        // The URL alone on stdout (scripts and tests read it); words on stderr.
+        println!("http://{bound}/");
+        eprintln!(
+            "ordo ui: serving {place} on http://{bound}/{}{}",
+            if opts.token.is_some() {
+                " (token required)"
+            } else {
+                ""
+            },
+            if opts.read_only { " (read-only)" } else { "" }
+        );
+        let jobs = Arc::new(jobs);
+        let served = run(
+            listener,
+            jobs.clone(),
+            opts,
+            ordo_plumbing::signals::interrupted(),
+        )
+        .await;
+        jobs.stop().await;
+        match served {
+            Ok(()) => exit::OK,
+            Err(e) => {
+                eprintln!("ordo ui: the server failed: {e}");
+                exit::JOB_FAILED
+            }
+        }
+    });
+    // The NATS client's background tasks and open event streams do not hold the exit up.
+    runtime.shutdown_background();
+    Ok(code)
+}
+
+/// Serves the dashboard on `listener` until `shutdown` resolves (then open event streams are
+/// dropped rather than waited for).
+pub async fn run(
+    listener: tokio::net::TcpListener,
+    jobs: Arc<Jobs>,
+    opts: Options,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = router(Arc::new(Ui::new(jobs, opts)));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let mut stopped = stop_rx;
+    tokio::select! {
+        r = server => r,
+        // Event streams keep connections open: after the stop request, give the others a
+        // moment, then go.
+        () = async {
+            let _ = stopped.wait_for(|s| *s).await;
+            tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+        } => Ok(()),
+    }
+}
+
+/// What every request shares.
+pub(crate) struct Ui {
+    pub jobs: Arc<Jobs>,
+    pub opts: Options,
+    /// The hidden `csrf` field of every form: random per process, only readable by pages of
+    /// this origin.
+    pub csrf: String,
+    /// Login sessions (random ids in the cookie), when a token is required.
+    sessions: Mutex<HashSet<String>>,
+}
+
+impl Ui {
+    fn new(jobs: Arc<Jobs>, opts: Options) -> Ui {
+        Ui {
+            jobs,
+            opts,
+            csrf: random_hex(),
+            sessions: Mutex::new(HashSet::new()),
+        }
+    }
+
+    fn page_context(&self) -> pages::Context<'_> {
+        pages::Context {
+            csrf: &self.csrf,
+            read_only: self.opts.read_only,
+            local: matches!(*self.jobs, Jobs::Local(_)),
+            trace_url: self.opts.trace_url.as_deref(),
+        }
+    }
+}
+
+/// 128 random bits as hex.
+fn random_hex() -> String {
+    format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    )
+}
+
+/// Equal strings, compared in time independent of where they differ.
+fn same(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+            == 0
+}
+
+pub(crate) fn router(ui: Arc<Ui>) -> Router {
+    Router::new()
+        .route("/", get(jobs_page))
+        .route("/jobs", post(submit))
+        .route("/jobs/{id}", get(job_page))
+        .route("/jobs/{id}/tasks/{index}", get(task_page))
+        .route("/jobs/{id}/cancel", post(cancel))
+        .route("/jobs/{id}/retry", post(retry))
+        .route("/jobs/{id}/rerun", post(rerun))
+        .route("/workers", get(workers_page))
+        .route("/events", get(live::events))
+        .route("/login", get(login_page).post(login))
+        .route("/assets/ui.css", get(css))
+        .route("/assets/ui.js", get(js))
+        .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(ui.clone(), guard))
+        .with_state(ui)
+}
+
+/// The rules every request passes before its handler; security headers on every answer.
+async fn guard(State(ui): State<Arc<Ui>>, req: Request, next: Next) -> Response {
+    let mut resp = match check_request(&ui, &req) {
+        Some(refused) => refused,
+        None => next.run(req).await,
+    };
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+             connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    resp
+}
+
+/// `None` when the request may go on; else the answer refusing it.
+fn check_request(ui: &Ui, req: &Request) -> Option<Response> {
+    let path = req.uri().path();
+    let public = path.starts_with("/assets/") || path == "/login" || path == "/favicon.ico";
+    match &ui.opts.token {
+        None => {
+            let host = req
+                .headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("");
+            if !loopback_host(host) {
+                return Some(
+                    (
+                        StatusCode::MISDIRECTED_REQUEST,
+                        "this dashboard answers only to a loopback Host (localhost, 127.0.0.1, \
+                         [::1]); serve it with --token-file to reach it by another name\n",
+                    )
+                        .into_response(),
+                );
+            }
+        }
+        Some(token) if !public && !authorized(ui, token, req.headers()) => {
+            if req.method() == Method::GET && !path.starts_with("/events") {
+                let next = req
+                    .uri()
+                    .path_and_query()
+                    .map_or("/", |p| p.as_str())
+                    .to_string();
+                // A browser goes to the login form; anything else gets the 401 (with the form).
+                let browser = req
+                    .headers()
+                    .get(header::ACCEPT)
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|a| a.contains("text/html"));
+                if browser {
+                    return Some(
+                        Redirect::to(&format!("/login?next={}", pages::url_encode(&next)))
+                            .into_response(),
+                    );
+                }
+                return Some(html(
+                    StatusCode::UNAUTHORIZED,
+                    pages::login(&ui.page_context(), &next, None),
+                ));
+            }
+            return Some(
+                (
+                    StatusCode::UNAUTHORIZED,
+                    [(header::WWW_AUTHENTICATE, "Bearer")],
+                    "a token is required: Authorization: Bearer TOKEN, or log in at /login\n",
+                )
+                    .into_response(),
+            );
+        }
+        Some(_) => {}
+    }
+    if req.method() == Method::POST && path != "/login" && ui.opts.read_only {
+        return Some(
+            (
+                StatusCode::FORBIDDEN,
+                "this dashboard is read-only (--read-only): actions are refused\n",
+            )
+                .into_response(),
+        );
+    }
+    None
+}
+
+fn loopback_host(host: &str) -> bool {
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        rest.split(']').next().unwrap_or("")
+    } else {
+        host.rsplit_once(':').map_or(host, |(h, _)| h)
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+fn authorized(ui: &Ui, token: &str, headers: &HeaderMap) -> bool {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|t| same(t.trim(), token));
+    bearer || cookie(headers, COOKIE).is_some_and(|s| ui.sessions.lock().unwrap().contains(&s))
+}
+
+fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.to_string())
+}
+
+fn html(status: StatusCode, body: String) -> Response {
+    (
+        status,
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// An error page for a failed request to the job client.
+fn failed(ui: &Ui, e: &jobs::Error) -> Response {
+    let status = match e {
+        jobs::Error::NotFound { .. } => StatusCode::NOT_FOUND,
+        jobs::Error::Spec(_) | jobs::Error::Invalid(_) => StatusCode::BAD_REQUEST,
+        jobs::Error::Api(a) if a.kind == ordo_proto::api::ErrorKind::NotFound => {
+            StatusCode::NOT_FOUND
+        }
+        jobs::Error::Api(a) if a.kind == ordo_proto::api::ErrorKind::Invalid => {
+            StatusCode::BAD_REQUEST
+        }
+        jobs::Error::Connect { .. } | jobs::Error::Unreachable { .. } => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    error_page(ui, status, &e.to_string())
+}
+
+fn error_page(ui: &Ui, status: StatusCode, message: &str) -> Response {
+    html(status, pages::error(&ui.page_context(), status, message))
+}
+
+async fn not_found(State(ui): State<Arc<Ui>>) -> Response {
+    error_page(&ui, StatusCode::NOT_FOUND, "no such page")
+}
+
+/// The report's shared styles (state colours, marks, the Gantt), then the dashboard's own.
+async fn css() -> Response {
+    static ALL: std::sync::LazyLock<String> =
+        std::sync::LazyLock::new(|| format!("{}\n{CSS}", crate::report::html::SHARED_CSS));
+    asset("text/css; charset=utf-8", ALL.as_str())
+}
+
+async fn js() -> Response {
+    asset("text/javascript; charset=utf-8", JS)
+}
+
+fn asset(kind: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, kind),
+            (header::CACHE_CONTROL, "max-age=300"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// A job id in a path: the full id (the pages link with it) or a unique start of one.
+async fn job_id(ui: &Ui, text: &str) -> Result<JobId, Response> {
+    ui.jobs.resolve(text).await.map_err(|e| match e {
+        jobs::Error::Invalid(m) => error_page(ui, StatusCode::NOT_FOUND, &m),
+        e => failed(ui, &e),
+    })
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct ListQuery {
+    #[serde(default)]
+    pub state: Option<String>,
+    #[serde(default)]
+    pub q: Option<String>,
+    #[serde(default)]
+    pub page: Option<usize>,
+}
+
+async fn jobs_page(State(ui): State<Arc<Ui>>, Query(q): Query<ListQuery>) -> Response {
+    let state = match q.state.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        None => None,
+        Some(s) => match s.parse::<JobState>() {
+            Ok(s) => Some(s),
+            Err(e) => return error_page(&ui, StatusCode::BAD_REQUEST, &format!("state: {e}")),
+        },
+    };
+    let search =
+        q.q.as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(String::from);
+    let req = JobsRequest {
+        state,
+        search,
+        limit: None,
+    };
+    match ui.jobs.list(&req).await {
+        Ok(list) => html(
+            StatusCode::OK,
+            pages::jobs(&ui.page_context(), &list, &q, ordo_proto::now_ms()),
+        ),
+        Err(e) => failed(&ui, &e),
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct JobQuery {
+    /// Grid page, from 1.
+    #[serde(default)]
+    pub page: Option<usize>,
+    /// Only tasks in this state.
+    #[serde(default)]
+    pub state: Option<String>,
+}
+
+async fn job_page(
+    State(ui): State<Arc<Ui>>,
+    Path(id): Path<String>,
+    Query(q): Query<JobQuery>,
+) -> Response {
+    let job = match job_id(&ui, &id).await {
+        Ok(j) => j,
+        Err(r) => return r,
+    };
+    match ui.jobs.report(Some(job)).await {
+        Ok(data) => html(
+            StatusCode::OK,
+            pages::job(&ui.page_context(), &data, &q, ordo_proto::now_ms()),
+        ),
+        Err(e) => failed(&ui, &e),
+    }
+}
+
+async fn task_page(
+    State(ui): State<Arc<Ui>>,
+    Path((id, index)): Path<(String, String)>,
+) -> Response {
+    let job = match job_id(&ui, &id).await {
+        Ok(j) => j,
+        Err(r) => return r,
+    };
+    let data = match ui.jobs.report(Some(job)).await {
+        Ok(d) => d,
+        Err(e) => return failed(&ui, &e),
+    };
+    let index = match index.parse::<u32>() {
+        Ok(i) if (i as usize) < data.job.spec.tasks.len() => TaskIndex(i),
+        _ => {
+            return error_page(
+                &ui,
+                StatusCode::NOT_FOUND,
+                &format!(
+                    "job {job} has no task {} (it has {})",
+                    jobs::plain(&index),
+                    data.job.spec.tasks.len()
+                ),
+            );
+        }
+    };
+    html(
+        StatusCode::OK,
+        pages::task(&ui.page_context(), &data, index),
+    )
+}
+
+async fn workers_page(State(ui): State<Arc<Ui>>) -> Response {
+    match ui.jobs.workers().await {
+        Ok(w) => html(StatusCode::OK, pages::workers(&ui.page_context(), &w)),
+        Err(e) => failed(&ui, &e),
+    }
+}
+
+/// The fields of an action's form.
+#[derive(Debug, Default, Deserialize)]
+struct ActionForm {
+    #[serde(default)]
+    csrf: String,
+}
+
+/// The refusal of a form whose `csrf` field is not this server's.
+fn csrf_refused(ui: &Ui, given: &str) -> Option<Response> {
+    if same(given, &ui.csrf) {
+        None
+    } else {
+        Some((
+            StatusCode::FORBIDDEN,
+            "refused: the form's csrf field is missing or wrong (reload the page and try again)\n",
+        )
+            .into_response())
+    }
+}
+
+fn to_job(job: JobId) -> Response {
+    Redirect::to(&format!("/jobs/{job}")).into_response()
+}
+
+async fn cancel(
+    State(ui): State<Arc<Ui>>,
+    Path(id): Path<String>,
+    Form(f): Form<ActionForm>,
+) -> Response {
+    if let Some(r) = csrf_refused(&ui, &f.csrf) {
+        return r;
+    }
+    let job = match job_id(&ui, &id).await {
+        Ok(j) => j,
+        Err(r) => return r,
+    };
+    match ui.jobs.cancel(job).await {
+        Ok(_) => to_job(job),
+        Err(e) => failed(&ui, &e),
+    }
+}
+
+/// Runs a failed job's unsuccessful tasks again (the failed ones and those they held back).
+async fn retry(
+    State(ui): State<Arc<Ui>>,
+    Path(id): Path<String>,
+    Form(f): Form<ActionForm>,
+) -> Response {
+    if let Some(r) = csrf_refused(&ui, &f.csrf) {
+        return r;
+    }
+    let job = match job_id(&ui, &id).await {
+        Ok(j) => j,
+        Err(r) => return r,
+    };
+    match ui.jobs.status(job).await {
+        Ok(s) if s.summary.state != JobState::Failed => {
+            return error_page(
+                &ui,
+                StatusCode::CONFLICT,
+                &format!(
+                    "job {job} is {}: only a failed job is retried (re-run runs any ended job \
+                     again)",
+                    s.summary.state
+                ),
+            );
+        }
+        Ok(_) => {}
+        Err(e) => return failed(&ui, &e),
+    }
+    match ui.jobs.retry(job, false).await {
+        Ok(_) => to_job(job),
+        Err(e) => failed(&ui, &e),
+    }
+}
+
+/// Submits an ended job's stored spec again, as a new job.
+async fn rerun(
+    State(ui): State<Arc<Ui>>,
+    Path(id): Path<String>,
+    Form(f): Form<ActionForm>,
+) -> Response {
+    if let Some(r) = csrf_refused(&ui, &f.csrf) {
+        return r;
+    }
+    let job = match job_id(&ui, &id).await {
+        Ok(j) => j,
+        Err(r) => return r,
+    };
+    let data = match ui.jobs.report(Some(job)).await {
+        Ok(d) => d,
+        Err(e) => return failed(&ui, &e),
+    };
+    let record = data.job;
+    if !record.state.is_terminal() {
+        return error_page(
+            &ui,
+            StatusCode::CONFLICT,
+            &format!(
+                "job {job} is still {}: cancel it or wait for it to end",
+                record.state
+            ),
+        );
+    }
+    let dag = match ordo_proto::validate::validate(&record.spec) {
+        Ok(d) => d,
+        Err(_) => {
+            return error_page(
+                &ui,
+                StatusCode::CONFLICT,
+                &format!("the stored spec of job {job} no longer validates"),
+            );
+        }
+    };
+    let req = SubmitRequest {
+        spec: record.spec,
+        source: record.source,
+        default_mode: Some(record.options.default_mode),
+        max_parallel: record.options.max_parallel,
+    };
+    match ui.jobs.submit(req, dag).await {
+        Ok(new) => to_job(new),
+        Err(e) => failed(&ui, &e),
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct SubmitForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    spec: String,
+    /// Empty: detected from the text.
+    #[serde(default)]
+    format: String,
+}
+
+/// Submits spec text from the form (any format ordo reads).
+async fn submit(State(ui): State<Arc<Ui>>, Form(f): Form<SubmitForm>) -> Response {
+    if let Some(r) = csrf_refused(&ui, &f.csrf) {
+        return r;
+    }
+    if f.spec.trim().is_empty() {
+        return error_page(
+            &ui,
+            StatusCode::BAD_REQUEST,
+            "the spec is empty: paste a job spec",
+        );
+    }
+    let format = match f.format.trim() {
+        "" => None,
+        s => match s.parse::<Format>() {
+            Ok(f) => Some(f),
+            Err(e) => return error_page(&ui, StatusCode::BAD_REQUEST, &e.to_string()),
+        },
+    };
+    let label = crate::mcp::text_label(format, &f.spec);
+    let opts = LoadOptions {
+        format,
+        tag: Some("master".into()),
+        ..Default::default()
+    };
+    let loaded = formats::parse(&label, &f.spec, &opts)
+        .and_then(|l| formats::check(&l, &label).map(|dag| (l, dag)));
+    let (loaded, dag) = match loaded {
+        Ok(v) => v,
+        Err(diags) => {
+            let text: Vec<String> = diags.iter().map(ToString::to_string).collect();
+            return error_page(
+                &ui,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &format!("the spec is not valid:\n{}", text.join("\n")),
+            );
+        }
+    };
+    let env = std::env::var("ORDO_EXECUTION_MODE").ok();
+    let req = match submit_request(loaded.spec, "ui".into(), None, None, env.as_deref()) {
+        Ok(r) => r,
+        Err(e) => return failed(&ui, &e),
+    };
+    match ui.jobs.submit(req, dag).await {
+        Ok(job) => to_job(job),
+        Err(e) => failed(&ui, &e),
+    }
+}
+
+async fn login_page(State(ui): State<Arc<Ui>>, Query(q): Query<LoginQuery>) -> Response {
+    html(
+        StatusCode::OK,
+        pages::login(&ui.page_context(), q.next.as_deref().unwrap_or("/"), None),
+    )
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct LoginQuery {
+    #[serde(default)]
+    next: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct LoginForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    token: String,
+    #[serde(default)]
+    next: String,
+}
+
+async fn login(State(ui): State<Arc<Ui>>, Form(f): Form<LoginForm>) -> Response {
+    if let Some(r) = csrf_refused(&ui, &f.csrf) {
+        return r;
+    }
+    // Only a path on this site: never an open redirect.
+    let next = if f.next.starts_with('/') && !f.next.starts_with("//") && !f.next.contains('\\') {
+        f.next.clone()
+    } else {
+        "/".to_string()
+    };
+    let Some(token) = &ui.opts.token else {
+        return Redirect::to(&next).into_response();
+    };
+    if !same(f.token.trim(), token) {
+        return html(
+            StatusCode::UNAUTHORIZED,
+            pages::login(&ui.page_context(), &next, Some("wrong token")),
+        );
+    }
+    let session = random_hex();
+    ui.sessions.lock().unwrap().insert(session.clone());
+    let mut resp = Redirect::to(&next).into_response();
+    if let Ok(v) = HeaderValue::from_str(&format!(
+        "{COOKIE}={session}; HttpOnly; SameSite=Strict; Path=/"
+    )) {
+        resp.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        ui: UiArgs,
+    }
+
+    fn args(listen: &str, token: Option<&std::path::Path>) -> UiArgs {
+        use clap::Parser;
+        let mut argv = vec!["ordo".to_string(), "--listen".into(), listen.into()];
+        if let Some(t) = token {
+            argv.push("--token-file".into());
+            argv.push(t.display().to_string());
+        }
+        Cli::try_parse_from(argv).unwrap().ui
+    }
+
+    #[test]
+    fn non_loopback_needs_a_token() {
+        assert!(check(&args("127.0.0.1:0", None)).is_ok());
+        assert!(check(&args("[::1]:0", None)).is_ok());
+        let e = check(&args("0.0.0.0:8080", None)).unwrap_err();
+        assert!(e.contains("--token-file"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("t");
+        std::fs::write(&f, "s3cret\n").unwrap();
+        let (_, o) = check(&args("0.0.0.0:8080", Some(&f))).unwrap();
+        assert_eq!(o.token.as_deref(), Some("s3cret"));
+        std::fs::write(&f, " \n").unwrap();
+        assert!(
+            check(&args("0.0.0.0:8080", Some(&f)))
+                .unwrap_err()
+                .contains("empty")
+        );
+        let missing = dir.path().join("none");
+        assert!(
+            check(&args("127.0.0.1:1", Some(&missing)))
+                .unwrap_err()
+                .contains(&missing.display().to_string())
+        );
+        assert!(check(&args("nonsense", None)).is_err());
+    }
+
+    #[test]
+    fn hosts() {
+        for h in [
+            "localhost:8080",
+            "127.0.0.1:1",
+            "[::1]:80",
+            "LOCALHOST",
+            "127.0.0.1",
+        ] {
+            assert!(loopback_host(h), "{h}");
+        }
+        for h in [
+            "evil.example:8080",
+            "10.0.0.1:80",
+            "",
+            "localhost.evil.example",
+        ] {
+            assert!(!loopback_host(h), "{h}");
+        }
+    }
+
+    #[test]
+    fn comparisons() {
+        assert!(same("abc", "abc"));
+        assert!(!same("abc", "abd"));
+        assert!(!same("abc", "ab"));
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; ordo_session=xyz"),
+        );
+        assert_eq!(cookie(&h, COOKIE).as_deref(), Some("xyz"));
+    }
+}

@@ -1,0 +1,876 @@
+//! The dashboard's pages as HTML strings, rendered from the job client's answers: pure
+//! functions of their data (and `now`), so they are tested without a server. Every piece of
+//! job data goes through `esc`; task output also through `clean_output` (ANSI escapes and
+//! control characters dropped). Colours, check marks and the Gantt are the HTML report's
+//! (`report::html`), so a job looks the same in both.
+//!
+//! Elements the live script updates carry `data-task` (a task's row or graph node) and
+//! `data-f` (which field); the body's `data-live-job` / `data-live-task` tell the script what
+//! to follow, and are only set while the job runs.
+
+use std::fmt::Write;
+
+use axum::http::StatusCode;
+use ordo_coordinator::report::ReportData;
+use ordo_proto::api::{JobSummary, WorkerInfo};
+use ordo_proto::{JobState, TaskIndex, TaskPhase};
+
+use super::graph_svg;
+use super::{JobQuery, ListQuery};
+use crate::report::html::{LEGEND, esc, gantt, integration_section, mark_html, phase_class};
+use crate::report::{self, Mark, Report, TaskReport, VerifyResult, clean_output, cut, fmt_ms};
+
+/// Jobs per page of the list.
+pub const JOBS_PER_PAGE: usize = 50;
+/// Tasks per page of a job's grid (and its timeline).
+pub const TASKS_PER_PAGE: usize = 100;
+
+/// What every page needs to know about the server.
+pub struct Context<'a> {
+    pub csrf: &'a str,
+    pub read_only: bool,
+    /// Jobs run in this process (a state directory): there are no workers.
+    pub local: bool,
+    pub trace_url: Option<&'a str>,
+}
+
+/// The colour class of a job state (the task colours: running blue, failed red, ...).
+pub fn job_class(s: JobState) -> &'static str {
+    match s {
+        JobState::Pending => "o-pending",
+        JobState::Running => "o-running",
+        JobState::Succeeded => "o-succeeded",
+        JobState::Failed => "o-failed",
+        JobState::Cancelled => "o-cancelled",
+    }
+}
+
+fn job_mark(s: JobState) -> Mark {
+    match s {
+        JobState::Pending | JobState::Running => Mark::Pending,
+        JobState::Succeeded => Mark::Pass,
+        JobState::Failed => Mark::Fail,
+        JobState::Cancelled => Mark::Cancelled,
+    }
+}
+
+/// A state chip: colour, mark and name; the live script rewrites all three.
+fn chip(class: &str, mark: Mark, name: &str, field: &str) -> String {
+    format!(
+        "<span class=\"st {class}\" data-f=\"{field}\">{}<i>{}</i></span>",
+        mark_html(mark),
+        esc(name)
+    )
+}
+
+fn task_chip(p: TaskPhase) -> String {
+    chip(phase_class(p), Mark::of(p), p.name(), "state")
+}
+
+fn job_chip(s: JobState) -> String {
+    chip(job_class(s), job_mark(s), s.name(), "job-state")
+}
+
+/// The page around `body`.
+fn layout(ctx: &Context, title: &str, live: Option<(String, Option<u32>)>, body: &str) -> String {
+    let live_attrs = match &live {
+        None => String::new(),
+        Some((job, task)) => format!(
+            " data-live-job=\"{}\"{}",
+            esc(job),
+            task.map_or(String::new(), |t| format!(" data-live-task=\"{t}\""))
+        ),
+    };
+    let mut badges = String::new();
+    if ctx.read_only {
+        badges.push_str("<span class=\"badge\">read-only</span>");
+    }
+    if ctx.local {
+        badges.push_str("<span class=\"badge\">local</span>");
+    }
+    format!(
+        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n\
+         <title>{} · ordo</title>\n<link rel=\"stylesheet\" href=\"/assets/ui.css\">\n\
+         <script src=\"/assets/ui.js\" defer></script>\n</head>\n<body{live_attrs}>\n\
+         <header class=\"top\"><a class=\"brand\" href=\"/\">ordo</a><nav><a href=\"/\">Jobs</a>\
+         <a href=\"/workers\">Workers</a></nav>{badges}</header>\n<main>\n{body}</main>\n\
+         </body>\n</html>\n",
+        esc(title)
+    )
+}
+
+fn csrf_field(ctx: &Context) -> String {
+    format!(
+        "<input type=\"hidden\" name=\"csrf\" value=\"{}\">",
+        esc(ctx.csrf)
+    )
+}
+
+/// A one-button form posting to `action`; disabled (with why) when `why_not` says so.
+fn action(ctx: &Context, action: &str, label: &str, why_not: Option<&str>, danger: bool) -> String {
+    let why_not = if ctx.read_only {
+        Some("read-only dashboard")
+    } else {
+        why_not
+    };
+    let (disabled, title) = match why_not {
+        Some(w) => (" disabled", format!(" title=\"{}\"", esc(w))),
+        None => ("", String::new()),
+    };
+    format!(
+        "<form method=\"post\" action=\"{}\">{}<button type=\"submit\"{}{disabled}{title}>{}</button></form>",
+        esc(action),
+        csrf_field(ctx),
+        if danger { " class=\"danger\"" } else { "" },
+        esc(label)
+    )
+}
+
+fn duration(created: u64, finished: Option<u64>, now: u64) -> String {
+    fmt_ms(finished.unwrap_or(now).saturating_sub(created))
+}
+
+fn time(ms: u64) -> String {
+    let (date, t) = report::utc(ms);
+    format!("{date} {}", &t[..8])
+}
+
+fn query_string(pairs: &[(&str, String)]) -> String {
+    let parts: Vec<String> = pairs
+        .iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(k, v)| format!("{k}={}", url_encode(v)))
+        .collect();
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", parts.join("&"))
+    }
+}
+
+pub fn url_encode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+            out.push(b as char);
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
+}
+
+/// Prev/next links for page `page` (from 1) of `pages`.
+fn pager(base: &str, extra: &[(&str, String)], page: usize, pages: usize) -> String {
+    if pages <= 1 {
+        return String::new();
+    }
+    let link = |p: usize, label: &str| {
+        let mut pairs = extra.to_vec();
+        pairs.push(("page", p.to_string()));
+        format!(
+            "<a href=\"{}{}\">{label}</a>",
+            esc(base),
+            esc(&query_string(&pairs))
+        )
+    };
+    let mut out = String::from("<nav class=\"pager\">");
+    if page > 1 {
+        out.push_str(&link(1, "« first"));
+        out.push_str(&link(page - 1, "‹ prev"));
+    }
+    let _ = write!(out, "<span>page {page} of {pages}</span>");
+    if page < pages {
+        out.push_str(&link(page + 1, "next ›"));
+        out.push_str(&link(pages, "last »"));
+    }
+    out.push_str("</nav>\n");
+    out
+}
+
+// ---------------------------------------------------------------------------------------------
+// Jobs
+
+pub fn jobs(ctx: &Context, list: &[JobSummary], q: &ListQuery, now: u64) -> String {
+    let mut b = String::new();
+    let state = q.state.clone().unwrap_or_default();
+    let text = q.q.clone().unwrap_or_default();
+    let pages = list.len().div_ceil(JOBS_PER_PAGE).max(1);
+    let page = q.page.unwrap_or(1).clamp(1, pages);
+    let _ = writeln!(b, "<h1>Jobs</h1>");
+    let _ = write!(
+        b,
+        "<form class=\"filter\" method=\"get\" action=\"/\"><label>state <select name=\"state\">\
+         <option value=\"\">any</option>"
+    );
+    for s in JobState::ALL {
+        let _ = write!(
+            b,
+            "<option{}>{}</option>",
+            if state == s.name() { " selected" } else { "" },
+            s.name()
+        );
+    }
+    let _ = writeln!(
+        b,
+        "</select></label> <label>search <input type=\"search\" name=\"q\" value=\"{}\" \
+         placeholder=\"job or task name\"></label> <button type=\"submit\">Filter</button></form>",
+        esc(&text)
+    );
+    if list.is_empty() {
+        let _ = writeln!(
+            b,
+            "<p class=\"muted\">No jobs{}.</p>",
+            if state.is_empty() && text.is_empty() {
+                ""
+            } else {
+                " match"
+            }
+        );
+    } else {
+        let _ = writeln!(
+            b,
+            "<div class=\"scroll\"><table class=\"grid\">\n<thead><tr><th>state</th><th>job</th>\
+             <th>progress</th><th class=\"num\">failed</th><th>created (UTC)</th>\
+             <th class=\"num\">duration</th></tr></thead>\n<tbody>"
+        );
+        for j in list
+            .iter()
+            .skip((page - 1) * JOBS_PER_PAGE)
+            .take(JOBS_PER_PAGE)
+        {
+            let _ = writeln!(
+                b,
+                "<tr><td>{}</td><td><a href=\"/jobs/{id}\">{}</a><br><code class=\"id\">{id}</code></td>\
+                 <td><progress max=\"{}\" value=\"{}\"></progress> {}/{}{}</td><td class=\"num\">{}</td>\
+                 <td>{}</td><td class=\"num\">{}</td></tr>",
+                job_chip(j.state),
+                esc(&j.name),
+                j.total.max(1),
+                j.succeeded,
+                j.succeeded,
+                j.total,
+                if j.running > 0 {
+                    format!(" <span class=\"muted\">({} running)</span>", j.running)
+                } else {
+                    String::new()
+                },
+                j.failed,
+                time(j.created_ms),
+                duration(j.created_ms, j.finished_ms, now),
+                id = j.id,
+            );
+        }
+        let _ = writeln!(b, "</tbody></table></div>");
+        b.push_str(&pager(
+            "/",
+            &[("state", state.clone()), ("q", text.clone())],
+            page,
+            pages,
+        ));
+    }
+    // Submitting: a spec pasted in (any format `ordo validate` reads).
+    let disabled = if ctx.read_only { " disabled" } else { "" };
+    let _ = writeln!(
+        b,
+        "<details class=\"submit\"{}><summary>Submit a job</summary>\
+         <form method=\"post\" action=\"/jobs\">{}\
+         <label>spec (ordo TOML or JSON, Prompter TOML, subtasks JSON, tasks.json, Markdown)\
+         <textarea name=\"spec\" rows=\"12\" spellcheck=\"false\" required{disabled}></textarea></label>\
+         <label>format <select name=\"format\"{disabled}><option value=\"\">detect</option>\
+         <option>toml</option><option>json</option><option>subtasks</option>\
+         <option>markdown-json</option><option>taskmaster</option><option>markdown</option>\
+         </select></label> <button type=\"submit\"{disabled}>Submit</button>{}</form></details>",
+        if list.is_empty() { " open" } else { "" },
+        csrf_field(ctx),
+        if ctx.read_only {
+            " <span class=\"muted\">(read-only dashboard)</span>"
+        } else if ctx.local {
+            " <span class=\"muted\">(runs in this dashboard's process)</span>"
+        } else {
+            ""
+        }
+    );
+    layout(ctx, "Jobs", None, &b)
+}
+
+// ---------------------------------------------------------------------------------------------
+// A job
+
+fn exit_text(code: Option<i32>, signal: Option<i32>) -> String {
+    match (code, signal) {
+        (Some(c), _) => c.to_string(),
+        (None, Some(s)) => format!("signal {s}"),
+        _ => "-".into(),
+    }
+}
+
+fn task_row(job: &str, t: &TaskReport) -> String {
+    format!(
+        "<tr data-task=\"{i}\"><td class=\"num\">{i}</td><td><a href=\"/jobs/{job}/tasks/{i}\">{}</a>{}</td>\
+         <td>{}</td><td class=\"num\" data-f=\"attempts\">{}</td><td data-f=\"worker\">{}</td>\
+         <td class=\"num\" data-f=\"duration\">{}</td><td class=\"num\" data-f=\"exit\">{}</td></tr>\n",
+        esc(&cut(&t.name, 80)),
+        if t.critical {
+            " <span class=\"crit\" title=\"critical path\">★</span>"
+        } else {
+            ""
+        },
+        task_chip(t.state),
+        t.attempts,
+        esc(t.worker.as_deref().unwrap_or("-")),
+        t.duration_ms.map_or("-".into(), fmt_ms),
+        exit_text(t.exit_code, t.signal),
+        i = t.index,
+    )
+}
+
+fn trace_link(ctx: &Context, job: &ordo_proto::JobId) -> String {
+    let id = ordo_plumbing::telemetry::trace_id(job).to_string();
+    match ctx.trace_url {
+        Some(t) => format!(
+            "<a href=\"{}\"><code>{id}</code></a>",
+            esc(&t.replace("{trace_id}", &id))
+        ),
+        None => format!("<code>{id}</code>"),
+    }
+}
+
+pub fn job(ctx: &Context, data: &ReportData, q: &JobQuery, now: u64) -> String {
+    let r = report::build(data);
+    let rec = &data.job;
+    let id = rec.id.to_string();
+    let running = !rec.state.is_terminal();
+    let mut b = String::new();
+    let counts = |p: &[TaskPhase]| r.tasks.iter().filter(|t| p.contains(&t.state)).count();
+    let succeeded = counts(&[TaskPhase::Succeeded]);
+    let failed = counts(&[TaskPhase::Failed, TaskPhase::TimedOut]);
+    let active = counts(&[
+        TaskPhase::Dispatched,
+        TaskPhase::Running,
+        TaskPhase::Integrating,
+    ]);
+    let _ = writeln!(
+        b,
+        "<p class=\"crumbs\"><a href=\"/\">Jobs</a> ›</p>\n<h1>{} {}</h1>",
+        esc(&rec.name),
+        job_chip(rec.state)
+    );
+    let _ = writeln!(
+        b,
+        "<div class=\"facts\"><div><b><progress data-f=\"progress\" max=\"{}\" value=\"{succeeded}\"></progress> \
+         <span data-f=\"succeeded\">{succeeded}</span>/{}</b><span>succeeded</span></div>\
+         <div><b data-f=\"failed\">{failed}</b><span>failed</span></div>\
+         <div><b data-f=\"running\">{active}</b><span>running</span></div>\
+         <div><b>{}</b><span>duration{}</span></div><div><b>{}</b><span>created (UTC)</span></div>\
+         <div><b>{}</b><span>mode</span></div><div><b><code class=\"id\">{id}</code></b><span>job id</span></div>\
+         <div><b>{}</b><span>trace id</span></div><div><b>{}</b><span>source</span></div></div>",
+        r.tasks.len().max(1),
+        r.tasks.len(),
+        duration(rec.created_ms, rec.finished_ms, now),
+        if running { " so far" } else { "" },
+        time(rec.created_ms),
+        esc(&r.job.mode),
+        trace_link(ctx, &rec.id),
+        esc(&cut(&rec.source, 60)),
+    );
+    if let Some(d) = &rec.spec.description {
+        let _ = writeln!(b, "<p>{}</p>", esc(d));
+    }
+    if let Some(why) = &rec.reason {
+        let _ = writeln!(b, "<p class=\"note\">{}</p>", esc(why));
+    }
+    // Actions.
+    let _ = writeln!(
+        b,
+        "<div class=\"actions\">{}{}{}</div>",
+        action(
+            ctx,
+            &format!("/jobs/{id}/cancel"),
+            "Cancel",
+            (!running).then_some("the job has ended"),
+            true
+        ),
+        action(
+            ctx,
+            &format!("/jobs/{id}/retry"),
+            "Retry failed",
+            (rec.state != JobState::Failed).then_some("only a failed job is retried"),
+            false
+        ),
+        action(
+            ctx,
+            &format!("/jobs/{id}/rerun"),
+            "Re-run",
+            running.then_some("the job is still running"),
+            false
+        ),
+    );
+    if running {
+        let _ = writeln!(
+            b,
+            "<p class=\"live\" data-f=\"live\"><span class=\"dot\"></span>live: states update as \
+             the job runs (<a href=\"/jobs/{id}\">reload</a> for the timeline)</p>"
+        );
+    }
+
+    // Graph.
+    let dag = ordo_proto::validate::validate(&rec.spec).ok();
+    if let Some(dag) = &dag {
+        let phases: Vec<TaskPhase> = r.tasks.iter().map(|t| t.state).collect();
+        let mut critical: Vec<bool> = r.tasks.iter().map(|t| t.critical).collect();
+        if !critical.contains(&true) {
+            for i in dag.critical_path() {
+                critical[i as usize] = true;
+            }
+        }
+        let _ = writeln!(
+            b,
+            "<h2>Graph</h2>\n<p class=\"muted\">Levels left to right; <b>bold</b> outline: \
+             critical path{}; a box with a count stands for tasks with the same \
+             dependencies.</p>\n<div class=\"scroll graph\">{}</div>",
+            if r.critical_path.is_empty() {
+                " (longest chain)"
+            } else {
+                " (as it ran)"
+            },
+            graph_svg::render(&id, dag, &phases, &critical)
+        );
+    }
+
+    // Tasks grid, filtered and paged.
+    let filter = q.state.as_deref().map(str::trim).unwrap_or("");
+    let shown: Vec<&TaskReport> = r
+        .tasks
+        .iter()
+        .filter(|t| {
+            filter.is_empty()
+                || t.state.name() == filter
+                || (filter == "active" && !t.state.is_terminal())
+        })
+        .collect();
+    let pages = shown.len().div_ceil(TASKS_PER_PAGE).max(1);
+    let page = q.page.unwrap_or(1).clamp(1, pages);
+    let on_page: Vec<&TaskReport> = shown
+        .iter()
+        .copied()
+        .skip((page - 1) * TASKS_PER_PAGE)
+        .take(TASKS_PER_PAGE)
+        .collect();
+    let _ = write!(
+        b,
+        "<h2>Tasks</h2>\n<form class=\"filter\" method=\"get\" action=\"/jobs/{id}\"><label>state \
+         <select name=\"state\"><option value=\"\">any</option>"
+    );
+    for name in std::iter::once("active").chain(TaskPhase::ALL.iter().map(|p| p.name())) {
+        let _ = write!(
+            b,
+            "<option{}>{name}</option>",
+            if filter == name { " selected" } else { "" }
+        );
+    }
+    let _ = writeln!(
+        b,
+        "</select></label> <button type=\"submit\">Filter</button> <span class=\"muted\">{} of {} tasks</span></form>",
+        shown.len(),
+        r.tasks.len()
+    );
+    let _ = writeln!(
+        b,
+        "<div class=\"scroll\"><table class=\"grid\">\n<thead><tr><th class=\"num\">#</th><th>task</th>\
+         <th>state</th><th class=\"num\">attempts</th><th>worker</th><th class=\"num\">duration</th>\
+         <th class=\"num\">exit</th></tr></thead>\n<tbody>"
+    );
+    for t in &on_page {
+        b.push_str(&task_row(&id, t));
+    }
+    let _ = writeln!(b, "</tbody></table></div>");
+    b.push_str(&pager(
+        &format!("/jobs/{id}"),
+        &[("state", filter.to_string())],
+        page,
+        pages,
+    ));
+
+    // Timeline of this page's tasks.
+    if on_page
+        .iter()
+        .any(|t| !t.runs.is_empty() || t.ended_ms.is_some())
+    {
+        let page_report = Report {
+            job: r.job.clone(),
+            summary: r.summary.clone(),
+            tasks: on_page.iter().map(|t| (*t).clone()).collect(),
+            critical_path: Vec::new(),
+            notes: Vec::new(),
+        };
+        let _ = writeln!(
+            b,
+            "<h2>Timeline</h2>{}{LEGEND}<div class=\"scroll\">{}</div>",
+            if pages > 1 {
+                "<p class=\"muted\">The tasks of this page, on the job's time axis.</p>"
+            } else {
+                ""
+            },
+            gantt(&page_report)
+        );
+    }
+
+    if let Some(ji) = &r.summary.integration {
+        let mut s = String::new();
+        integration_section(&mut s, &r, ji);
+        b.push_str(&s);
+    }
+
+    if !r.critical_path.is_empty() {
+        let _ = writeln!(b, "<h2>Critical path</h2>\n<ol class=\"path\">");
+        let len = r.critical_path.len();
+        for (k, step) in r.critical_path.iter().enumerate() {
+            if len > 40 && k == 20 {
+                let _ = writeln!(b, "<li class=\"muted\">… {} more …</li>", len - 40);
+            }
+            if len > 40 && (20..len - 20).contains(&k) {
+                continue;
+            }
+            let _ = writeln!(
+                b,
+                "<li><a href=\"/jobs/{id}/tasks/{}\"><code>{}</code></a> — {} <span class=\"muted\">(waited {})</span></li>",
+                step.index,
+                esc(&cut(&step.name, 80)),
+                fmt_ms(step.duration_ms),
+                fmt_ms(step.waited_ms)
+            );
+        }
+        let _ = writeln!(b, "</ol>");
+    }
+    let live = running.then(|| (id.clone(), None));
+    layout(ctx, &rec.name, live, &b)
+}
+
+// ---------------------------------------------------------------------------------------------
+// A task
+
+pub fn task(ctx: &Context, data: &ReportData, index: TaskIndex) -> String {
+    let r = report::build(data);
+    let rec = &data.job;
+    let id = rec.id.to_string();
+    let Some(t) = r.tasks.get(index.get()) else {
+        return error(ctx, StatusCode::NOT_FOUND, "no such task");
+    };
+    let mut b = String::new();
+    let _ = writeln!(
+        b,
+        "<p class=\"crumbs\"><a href=\"/\">Jobs</a> › <a href=\"/jobs/{id}\">{}</a> ›</p>\n\
+         <h1 data-task=\"{}\">{} {}</h1>",
+        esc(&rec.name),
+        t.index,
+        esc(&t.name),
+        task_chip(t.state)
+    );
+    let _ = writeln!(
+        b,
+        "<div class=\"facts\"><div><b>{}</b><span>task #</span></div>\
+         <div><b>{}</b><span>attempts</span></div><div><b>{}</b><span>job</span></div>\
+         <div><b>{}</b><span>trace id</span></div>{}</div>",
+        t.index,
+        t.attempts,
+        job_chip(rec.state).replace("data-f=\"job-state\"", ""),
+        trace_link(ctx, &rec.id),
+        if t.critical {
+            "<div><b>★</b><span>on the critical path</span></div>"
+        } else {
+            ""
+        }
+    );
+    if let Some(why) = &t.reason {
+        let _ = writeln!(b, "<p class=\"note\">{}</p>", esc(why));
+    }
+    let _ = writeln!(
+        b,
+        "<h2>{}</h2>\n<pre class=\"run\">{}</pre>",
+        match t.run.kind {
+            "prompt" => "Prompt",
+            "argv" => "Program (argv)",
+            _ => "Command",
+        },
+        esc(&t.run.text)
+    );
+    match &t.verify {
+        Some(v) => {
+            let result = match v.result {
+                VerifyResult::Passed => format!(
+                    "<span class=\"m-pass\">passed</span> (exit {})",
+                    v.exit_code.unwrap_or(0)
+                ),
+                VerifyResult::Failed => format!(
+                    "<span class=\"m-fail\">failed</span> (exit {}, expected {})",
+                    v.exit_code.map_or("-".into(), |c| c.to_string()),
+                    v.success_code
+                ),
+                VerifyResult::NotRun => "<span class=\"muted\">not run</span>".into(),
+            };
+            let _ = writeln!(
+                b,
+                "<h2>Verify</h2>\n<pre class=\"run\">{}</pre><p>{result}</p>",
+                esc(&v.command)
+            );
+        }
+        None => {
+            let _ = writeln!(b, "<p class=\"muted\">No verify command.</p>");
+        }
+    }
+    if !t.depends_on.is_empty() {
+        let names: Vec<String> = t
+            .depends_on
+            .iter()
+            .map(
+                |d| match rec.spec.tasks.iter().position(|s| s.name.as_str() == d) {
+                    Some(i) => format!(
+                        "<a href=\"/jobs/{id}/tasks/{i}\"><code>{}</code></a>",
+                        esc(d)
+                    ),
+                    None => format!("<code>{}</code>", esc(d)),
+                },
+            )
+            .collect();
+        let _ = writeln!(b, "<p>Depends on: {}</p>", names.join(", "));
+    }
+
+    let _ = writeln!(b, "<h2>Attempts</h2>");
+    if t.runs.is_empty() {
+        let _ = writeln!(b, "<p class=\"muted\">No attempt has ended yet.</p>");
+    } else {
+        let _ = writeln!(
+            b,
+            "<div class=\"scroll\"><table class=\"grid\"><thead><tr><th class=\"num\">#</th><th>outcome</th>\
+             <th>worker</th><th>started (UTC)</th><th class=\"num\">duration</th><th class=\"num\">exit</th>\
+             <th class=\"num\">verify exit</th><th>message</th></tr></thead><tbody>"
+        );
+        for a in &t.runs {
+            let outcome = a.outcome.to_string();
+            let _ = writeln!(
+                b,
+                "<tr><td class=\"num\">{}</td><td><span class=\"st o-{}\"><i>{}</i></span></td><td>{}</td>\
+                 <td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td></tr>",
+                a.attempt,
+                esc(&outcome),
+                esc(&outcome),
+                esc(&a.worker),
+                time(a.started_ms),
+                fmt_ms(a.duration_ms),
+                exit_text(a.exit_code, a.signal),
+                a.verify_exit_code.map_or("-".into(), |c| c.to_string()),
+                esc(&cut(&a.message, 300))
+            );
+        }
+        let _ = writeln!(b, "</tbody></table></div>");
+    }
+    if let Some(it) = &t.integration {
+        let _ = writeln!(
+            b,
+            "<h2>Integration</h2><p>Branch <code>{}</code>: {}{}{}</p>",
+            esc(&it.branch),
+            esc(&it.outcome),
+            it.commit.as_deref().map_or(String::new(), |c| format!(
+                ", commit <code>{}</code>",
+                esc(&c[..c.len().min(12)])
+            )),
+            if it.conflicts.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; conflicts: {}",
+                    esc(&it
+                        .conflicts
+                        .iter()
+                        .map(|c| c.files.join(", "))
+                        .collect::<Vec<_>>()
+                        .join("; "))
+                )
+            }
+        );
+    }
+
+    let following = !rec.state.is_terminal() && !t.state.is_terminal();
+    if following {
+        let _ = writeln!(
+            b,
+            "<p class=\"live\" data-f=\"live\"><span class=\"dot\"></span>live: the state and \
+             the output follow the task while it runs</p>"
+        );
+    }
+    let _ = writeln!(
+        b,
+        "<h2>Output</h2>\n<p class=\"muted\" data-f=\"log-note\">{}</p>\n<pre class=\"log\" data-f=\"log\">{}</pre>",
+        if t.output_bytes == 0 && t.output_tail.is_empty() {
+            "No output recorded yet.".to_string()
+        } else if t.output_bytes > t.output_tail.len() as u64 {
+            format!(
+                "The last part of {} bytes (the last attempt's).",
+                t.output_bytes
+            )
+        } else {
+            format!("{} bytes (the last attempt's).", t.output_bytes)
+        },
+        esc(&clean_output(&t.output_tail))
+    );
+    let live = following.then(|| (id.clone(), Some(t.index.0)));
+    layout(ctx, &format!("{} · {}", t.name, rec.name), live, &b)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Workers, login, errors
+
+pub fn workers(ctx: &Context, list: &[WorkerInfo]) -> String {
+    let mut b = String::from("<h1>Workers</h1>\n");
+    if ctx.local {
+        b.push_str(
+            "<p class=\"muted\">This dashboard serves a local state directory: its jobs run in \
+             the dashboard's own process, with no workers.</p>\n",
+        );
+    } else if list.is_empty() {
+        b.push_str("<p class=\"muted\">The coordinator has heard from no worker.</p>\n");
+    } else {
+        let _ = writeln!(
+            b,
+            "<div class=\"scroll\"><table class=\"grid\"><thead><tr><th>worker</th><th>host</th>\
+             <th>queues</th><th class=\"num\">slots</th><th class=\"num\">busy</th>\
+             <th class=\"num\">CPUs</th><th class=\"num\">memory</th><th>last heartbeat</th></tr></thead><tbody>"
+        );
+        for w in list {
+            let h = &w.heartbeat;
+            let _ = writeln!(
+                b,
+                "<tr><td><code>{}</code>{}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td>\
+                 <td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{} MB</td><td>{} ago</td></tr>",
+                esc(&h.worker),
+                if h.draining {
+                    " <span class=\"badge\">draining</span>"
+                } else {
+                    ""
+                },
+                esc(&h.host),
+                esc(&h.queues.join(", ")),
+                h.slots,
+                h.busy,
+                h.cpus,
+                h.memory_mb,
+                fmt_ms(w.age_ms)
+            );
+        }
+        let _ = writeln!(b, "</tbody></table></div>");
+    }
+    layout(ctx, "Workers", None, &b)
+}
+
+pub fn login(ctx: &Context, next: &str, problem: Option<&str>) -> String {
+    let b = format!(
+        "<h1>Log in</h1>\n{}<p>This dashboard needs its access token (the contents of the \
+         server's <code>--token-file</code>).</p>\n<form method=\"post\" action=\"/login\" class=\"login\">{}\
+         <input type=\"hidden\" name=\"next\" value=\"{}\"><label>token \
+         <input type=\"password\" name=\"token\" autocomplete=\"current-password\" required></label> \
+         <button type=\"submit\">Log in</button></form>\n",
+        problem.map_or(String::new(), |p| format!(
+            "<p class=\"note\">{}</p>\n",
+            esc(p)
+        )),
+        csrf_field(ctx),
+        esc(next)
+    );
+    layout(ctx, "Log in", None, &b)
+}
+
+pub fn error(ctx: &Context, status: StatusCode, message: &str) -> String {
+    let b = format!(
+        "<h1>{} {}</h1>\n<pre class=\"error\">{}</pre>\n<p><a href=\"/\">All jobs</a></p>\n",
+        status.as_u16(),
+        esc(status.canonical_reason().unwrap_or("error")),
+        esc(message)
+    );
+    layout(ctx, status.canonical_reason().unwrap_or("error"), None, &b)
+}
+
+#[cfg(test)]
+mod tests {
+    use ordo_proto::wire::Heartbeat;
+
+    use super::*;
+    use crate::manage::tests::summary;
+
+    fn ctx(read_only: bool) -> Context<'static> {
+        Context {
+            csrf: "c5rf",
+            read_only,
+            local: false,
+            trace_url: None,
+        }
+    }
+
+    #[test]
+    fn the_jobs_list_escapes_pages_and_filters() {
+        let mut list = Vec::new();
+        for i in 0..120 {
+            let mut s = summary(JobState::Running);
+            s.name = format!("<img src=x onerror=alert({i})> \"q\"");
+            list.push(s);
+        }
+        let q = ListQuery {
+            state: Some("running".into()),
+            q: Some("a&b \"c\"".into()),
+            page: Some(3),
+        };
+        let html = jobs(&ctx(false), &list, &q, 2_000_000);
+        assert!(!html.contains("<img"));
+        assert!(html.contains("&lt;img src=x onerror=alert(100)&gt; &quot;q&quot;"));
+        assert_eq!(
+            html.matches("data-f=\"job-state\"").count(),
+            20,
+            "the last page"
+        );
+        assert!(html.contains("page 3 of 3"));
+        assert!(html.contains("value=\"a&amp;b &quot;c&quot;\""));
+        assert!(html.contains("href=\"/?state=running&amp;q=a%26b%20%22c%22&amp;page=2\""));
+        assert!(html.contains("<option selected>running</option>"));
+        assert!(html.contains("name=\"csrf\" value=\"c5rf\""));
+        assert!(!html.contains(" disabled"));
+        let ro = jobs_page_read_only();
+        assert!(
+            ro.contains("<button type=\"submit\" disabled>Submit</button>"),
+            "{ro}"
+        );
+    }
+
+    fn jobs_page_read_only() -> String {
+        jobs(&ctx(true), &[], &ListQuery::default(), 0)
+    }
+
+    #[test]
+    fn workers_and_errors_are_text() {
+        let w = WorkerInfo {
+            heartbeat: Heartbeat {
+                worker: "w<1>".into(),
+                host: "h\"ost".into(),
+                queues: vec!["default".into(), "<gpu>".into()],
+                slots: 4,
+                busy: 1,
+                cpus: 2.0,
+                memory_mb: 512,
+                draining: true,
+                at_ms: 0,
+            },
+            age_ms: 1500,
+        };
+        let html = workers(&ctx(false), &[w]);
+        assert!(html.contains("<code>w&lt;1&gt;</code>"));
+        assert!(html.contains("h&quot;ost"));
+        assert!(html.contains("default, &lt;gpu&gt;"));
+        assert!(html.contains("draining"));
+        assert!(html.contains("1.50 s ago"));
+        let e = error(&ctx(false), StatusCode::NOT_FOUND, "no job '<x>'");
+        assert!(e.contains("no job &#39;&lt;x&gt;&#39;"));
+        let l = login(&ctx(false), "/jobs/\"><script>", Some("wrong token"));
+        assert!(l.contains("value=\"/jobs/&quot;&gt;&lt;script&gt;\""));
+        assert!(!l.contains("<script>"));
+    }
+}
