@@ -1,5 +1,5 @@
 //! The summary `ordo run` prints at the end: a table (task, state, attempts, duration, exit
-//! code, reason) or one JSON object with `--output json`.
+//! code, reason; what agents cost when they said) or one JSON object with `--output json`.
 
 use std::fmt::Write;
 
@@ -94,7 +94,29 @@ pub fn table(report: &RunReport) -> String {
         report.job.state.name(),
         duration(makespan_ms(report))
     );
+    if let Some((cost, tokens)) = spent(report) {
+        let _ = writeln!(
+            out,
+            "agents spent {} and {tokens} tokens",
+            crate::manage::render::fmt_cost(cost)
+        );
+    }
     out
+}
+
+/// Dollars and tokens agents reported over every attempt, if any reported.
+fn spent(report: &RunReport) -> Option<(f64, u64)> {
+    let runs: Vec<_> = report
+        .attempts
+        .iter()
+        .filter_map(|r| r.agent.as_deref())
+        .collect();
+    (!runs.is_empty()).then(|| {
+        (
+            runs.iter().filter_map(|a| a.cost_usd).sum(),
+            runs.iter().map(|a| a.tokens()).sum(),
+        )
+    })
 }
 
 fn count_states(rows: &[Row<'_>]) -> String {
@@ -134,6 +156,8 @@ pub fn json(report: &RunReport) -> serde_json::Value {
         "reason": report.job.reason,
         "resumed": report.resumed,
         "makespan_ms": makespan_ms(report),
+        "cost_usd": spent(report).map(|(c, _)| c),
+        "tokens": spent(report).map(|(_, t)| t),
         "tasks": tasks,
     })
 }

@@ -1,5 +1,7 @@
 //! ordo's integration tests: one test binary driving the real binaries.
 //!
+//! - `agents`: agent runs with the stub Claude Code and Codex of `examples/stub-agent`:
+//!   sessions, the verify loop, costs, budgets, rate limits, pools across jobs, bad output.
 //! - `cli`: validate, plan, graph and convert on every example (the fixtures in
 //!   `tests/fixtures`, plus the shared conformance set when present) and on bad input.
 //! - `dashboard`: `ordo ui` in headless Chromium: every page, live updates without a reload,
@@ -26,6 +28,7 @@
 //! - `workspaces_cluster`: the same across machines: a shared bare repository, two workers
 //!   with cache clones of their own, the end state equal to one machine's; bad repositories.
 
+mod agents;
 mod cli;
 mod dashboard;
 mod deploy;

@@ -10,7 +10,7 @@
 
 mod follow;
 mod logs;
-mod render;
+pub mod render;
 
 use ordo_plumbing::connect::NatsArgs;
 use ordo_proto::api::{JobsRequest, SubmitRequest};

@@ -17,6 +17,7 @@ use ordo_proto::{JobState, TaskIndex, TaskPhase};
 
 use super::graph_svg;
 use super::{JobQuery, ListQuery};
+use crate::manage::render::fmt_cost;
 use crate::report::html::{LEGEND, esc, gantt, integration_section, mark_html, phase_class};
 use crate::report::{self, Mark, Report, TaskReport, VerifyResult, clean_output, cut, fmt_ms};
 
@@ -310,7 +311,8 @@ fn task_row(job: &str, t: &TaskReport) -> String {
     format!(
         "<tr data-task=\"{i}\"><td class=\"num\">{i}</td><td><a href=\"/jobs/{job}/tasks/{i}\">{}</a>{}</td>\
          <td>{}</td><td class=\"num\" data-f=\"attempts\">{}</td><td data-f=\"worker\">{}</td>\
-         <td class=\"num\" data-f=\"duration\">{}</td><td class=\"num\" data-f=\"exit\">{}</td></tr>\n",
+         <td class=\"num\" data-f=\"duration\">{}</td><td class=\"num\" data-f=\"exit\">{}</td>\
+         <td class=\"num\">{}</td></tr>\n",
         esc(&cut(&t.name, 80)),
         if t.critical {
             " <span class=\"crit\" title=\"critical path\">★</span>"
@@ -322,6 +324,7 @@ fn task_row(job: &str, t: &TaskReport) -> String {
         esc(t.worker.as_deref().unwrap_or("-")),
         t.duration_ms.map_or("-".into(), fmt_ms),
         exit_text(t.exit_code, t.signal),
+        t.cost_usd.map_or("-".into(), fmt_cost),
         i = t.index,
     )
 }
@@ -365,7 +368,7 @@ pub fn job(ctx: &Context, data: &ReportData, q: &JobQuery, now: u64) -> String {
          <div><b data-f=\"running\">{active}</b><span>running</span></div>\
          <div><b>{}</b><span>duration{}</span></div><div><b>{}</b><span>created (UTC)</span></div>\
          <div><b>{}</b><span>mode</span></div><div><b><code class=\"id\">{id}</code></b><span>job id</span></div>\
-         <div><b>{}</b><span>trace id</span></div><div><b>{}</b><span>source</span></div></div>",
+         <div><b>{}</b><span>trace id</span></div><div><b>{}</b><span>source</span></div>{}</div>",
         r.tasks.len().max(1),
         r.tasks.len(),
         duration(rec.created_ms, rec.finished_ms, now),
@@ -374,6 +377,10 @@ pub fn job(ctx: &Context, data: &ReportData, q: &JobQuery, now: u64) -> String {
         esc(&r.job.mode),
         trace_link(ctx, &rec.id),
         esc(&cut(&rec.source, 60)),
+        r.summary.cost_usd.map_or(String::new(), |c| format!(
+            "<div><b>{}</b><span>agents' cost</span></div>",
+            fmt_cost(c)
+        )),
     );
     if let Some(d) = &rec.spec.description {
         let _ = writeln!(b, "<p>{}</p>", esc(d));
@@ -480,7 +487,7 @@ pub fn job(ctx: &Context, data: &ReportData, q: &JobQuery, now: u64) -> String {
         b,
         "<div class=\"scroll\"><table class=\"grid\">\n<thead><tr><th class=\"num\">#</th><th>task</th>\
          <th>state</th><th class=\"num\">attempts</th><th>worker</th><th class=\"num\">duration</th>\
-         <th class=\"num\">exit</th></tr></thead>\n<tbody>"
+         <th class=\"num\">exit</th><th class=\"num\">cost</th></tr></thead>\n<tbody>"
     );
     for t in &on_page {
         b.push_str(&task_row(&id, t));
@@ -645,14 +652,15 @@ pub fn task(ctx: &Context, data: &ReportData, index: TaskIndex) -> String {
             b,
             "<div class=\"scroll\"><table class=\"grid\"><thead><tr><th class=\"num\">#</th><th>outcome</th>\
              <th>worker</th><th>started (UTC)</th><th class=\"num\">duration</th><th class=\"num\">exit</th>\
-             <th class=\"num\">verify exit</th><th>message</th></tr></thead><tbody>"
+             <th class=\"num\">verify exit</th><th class=\"num\">cost</th><th>session</th><th>message</th></tr></thead><tbody>"
         );
         for a in &t.runs {
             let outcome = a.outcome.to_string();
             let _ = writeln!(
                 b,
                 "<tr><td class=\"num\">{}</td><td><span class=\"st o-{}\"><i>{}</i></span></td><td>{}</td>\
-                 <td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td></tr>",
+                 <td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
+                 <td class=\"num\">{}</td><td><code>{}</code></td><td>{}</td></tr>",
                 a.attempt,
                 esc(&outcome),
                 esc(&outcome),
@@ -661,6 +669,15 @@ pub fn task(ctx: &Context, data: &ReportData, index: TaskIndex) -> String {
                 fmt_ms(a.duration_ms),
                 exit_text(a.exit_code, a.signal),
                 a.verify_exit_code.map_or("-".into(), |c| c.to_string()),
+                a.agent
+                    .as_ref()
+                    .and_then(|g| g.cost_usd)
+                    .map_or("-".into(), fmt_cost),
+                esc(a
+                    .agent
+                    .as_ref()
+                    .and_then(|g| g.session_id.as_deref())
+                    .unwrap_or("-")),
                 esc(&cut(&a.message, 300))
             );
         }

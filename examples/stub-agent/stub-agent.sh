@@ -1,0 +1,135 @@
+#!/bin/sh
+# A stand-in for Claude Code's and Codex's command-line tools, for the examples and the tests:
+# called as `claude` it takes what `claude -p --output-format json [--append-system-prompt S]
+# [--resume ID] PROMPT` takes and prints the one JSON object Claude Code prints; called as
+# `codex` it takes `codex exec --json [resume ID] PROMPT` and prints Codex's JSON events.
+#
+# What it does comes from the prompt, one instruction per line (other lines are ignored):
+#   write FILE: TEXT      write TEXT and a newline to FILE (directories made)
+#   append FILE: TEXT     append TEXT and a newline to FILE
+#   sleep SECONDS         take that long
+#   fail: TEXT            end with an error (is_error / turn.failed)
+#   then write FILE: TEXT only when resumed to fix a failed verify command (the verify loop)
+#
+# Environment: STUB_COST dollars per run (default 0.01; Codex reports none), STUB_TOKENS
+# input tokens per run (default 1000; output is a quarter of it), STUB_LOG a file that gets
+# one line per call, STUB_RATE_LIMITS a file holding a count: while it is above 0 each run
+# takes one off and ends on a 429 rate limit (Retry-After: 1), STUB_STATE where sessions are
+# kept (default $TMPDIR).
+set -eu
+
+tool=$(basename "$0")
+resume=""
+system=""
+case "$tool" in
+  codex)
+    [ "${1-}" = exec ] || { echo "stub codex: expected 'exec'" >&2; exit 2; }
+    shift
+    while [ $# -gt 1 ]; do
+      case "$1" in
+        --json) ;;
+        resume) shift; resume=$1 ;;
+        *) echo "stub codex: unknown argument $1" >&2; exit 2 ;;
+      esac
+      shift
+    done
+    ;;
+  *)
+    tool=claude
+    while [ $# -gt 1 ]; do
+      case "$1" in
+        -p|--print) ;;
+        --output-format) shift; [ "$1" = json ] || { echo "stub claude: only json" >&2; exit 2; } ;;
+        --append-system-prompt) shift; system=$1 ;;
+        --resume) shift; resume=$1 ;;
+        *) echo "stub claude: unknown option $1" >&2; exit 2 ;;
+      esac
+      shift
+    done
+    ;;
+esac
+[ $# -eq 1 ] || { echo "stub $tool: expected the prompt as the last argument" >&2; exit 2; }
+prompt=$1
+state="${STUB_STATE:-${TMPDIR:-/tmp}}/ordo-stub-agent"
+mkdir -p "$state"
+
+if [ -n "$resume" ]; then
+  # A session remembers every prompt it was given.
+  session=$resume
+  printf '%s\n' "$prompt" >> "$state/$session"
+else
+  session="stub-${ORDO_TASK:-task}-${ORDO_ATTEMPT:-1}-$$"
+  session=$(printf '%s' "$session" | tr -c 'A-Za-z0-9_.-' '_')
+  printf '%s\n' "$prompt" > "$state/$session"
+fi
+first=$(printf '%s\n' "$prompt" | head -n 1)
+if [ -n "${STUB_LOG-}" ]; then
+  printf 'tool=%s task=%s resume=%s system=%s prompt=%s\n' \
+    "$tool" "${ORDO_TASK-}" "$resume" "$system" "$first" >> "$STUB_LOG"
+fi
+
+json_escape() { printf '%s' "$1" | sed 's/\\/\\\\/g; s/"/\\"/g' | tr '\n\t' '  '; }
+cost=${STUB_COST:-0.01}
+input=${STUB_TOKENS:-1000}
+output=$((input / 4))
+
+finish() { # is_error result
+  result=$(json_escape "$2")
+  if [ "$tool" = codex ]; then
+    printf '{"type":"thread.started","thread_id":"%s"}\n' "$session"
+    printf '{"type":"turn.started"}\n'
+    if [ "$1" = true ]; then
+      printf '{"type":"turn.failed","error":{"message":"%s"}}\n' "$result"
+      exit 1
+    fi
+    printf '{"type":"item.completed","item":{"id":"item_0","type":"agent_message","text":"%s"}}\n' "$result"
+    printf '{"type":"turn.completed","usage":{"input_tokens":%s,"cached_input_tokens":0,"output_tokens":%s}}\n' "$input" "$output"
+    exit 0
+  fi
+  subtype=success
+  [ "$1" = true ] && subtype=error_during_execution
+  printf '{"type":"result","subtype":"%s","is_error":%s,"duration_ms":10,"num_turns":1,"result":"%s","session_id":"%s","total_cost_usd":%s,"usage":{"input_tokens":%s,"output_tokens":%s}}\n' \
+    "$subtype" "$1" "$result" "$session" "$cost" "$input" "$output"
+  [ "$1" = true ] && exit 1
+  exit 0
+}
+
+if [ -n "${STUB_RATE_LIMITS-}" ] && [ -f "$STUB_RATE_LIMITS" ]; then
+  left=$(cat "$STUB_RATE_LIMITS")
+  if [ "${left:-0}" -gt 0 ]; then
+    echo $((left - 1)) > "$STUB_RATE_LIMITS"
+    cost=0 input=0 output=0
+    finish true 'API Error: 429 {"type":"error","error":{"type":"rate_limit_error","message":"Rate limited"}} Retry-After: 1'
+  fi
+fi
+
+# A resumed session asked to fix a failed verify command runs its `then` lines.
+instructions=$prompt
+if [ -n "$resume" ] && printf '%s' "$prompt" | grep -q 'The verify command' && [ -f "$state/$resume" ]; then
+  instructions=$(sed -n 's/^then //p' "$state/$resume")
+fi
+
+done_list=""
+newline='
+'
+IFS_SAVED=$IFS
+IFS=$newline
+for line in $instructions; do
+  IFS=$IFS_SAVED
+  case "$line" in
+    "write "*": "*|"append "*": "*)
+      verb=${line%% *}
+      rest=${line#* }
+      file=${rest%%: *}
+      text=${rest#*: }
+      mkdir -p "$(dirname "$file")"
+      if [ "$verb" = write ]; then printf '%s\n' "$text" > "$file"; else printf '%s\n' "$text" >> "$file"; fi
+      done_list="$done_list $verb $file;"
+      ;;
+    "sleep "*) sleep "${line#sleep }" ;;
+    "fail: "*) finish true "${line#fail: }" ;;
+  esac
+  IFS=$newline
+done
+IFS=$IFS_SAVED
+finish false "stub $tool:${done_list:- nothing to do}"

@@ -1,0 +1,432 @@
+//! Agent runs (DESIGN §11) end to end with the stub agents shipped in `examples/stub-agent`
+//! (scripts that print what Claude Code and Codex print): sessions resumed, costs and tokens
+//! in status and reports, budgets, rate limits, pools across jobs on a cluster, and bad agent
+//! output. Each test says what it proves.
+
+use std::path::{Path, PathBuf};
+
+use ordo_tests::{Cluster, Run, ordo_in, task, write};
+use serde_json::Value;
+
+/// `examples/stub-agent/<tool>`.
+fn stub(tool: &str) -> String {
+    // The directory canonical, the tool not: the stub tells claude from codex by its name.
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/stub-agent")
+        .canonicalize()
+        .expect("the stub agent")
+        .join(tool)
+        .display()
+        .to_string()
+}
+
+/// A test's directory: job files, the state directory, the stub's call log.
+struct Dir {
+    tmp: tempfile::TempDir,
+}
+
+impl Dir {
+    fn new() -> Dir {
+        Dir {
+            tmp: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn path(&self) -> &Path {
+        self.tmp.path()
+    }
+
+    fn file(&self, name: &str) -> PathBuf {
+        self.path().join(name)
+    }
+
+    fn state(&self) -> String {
+        self.file("state").display().to_string()
+    }
+
+    fn job(&self, name: &str, text: &str) -> String {
+        write(self.path(), name, text)
+    }
+
+    /// `ordo ARGS --state <state>` in the directory.
+    fn ordo(&self, args: &[&str]) -> Run {
+        let state = self.state();
+        let mut all = args.to_vec();
+        all.extend(["--state", state.as_str()]);
+        ordo_in(self.path(), &all, &[])
+    }
+
+    fn report(&self) -> Value {
+        let r = self.ordo(&["report", "--format", "json"]);
+        assert_eq!(r.code(), 0, "ordo report: {}", r.stderr);
+        r.json()
+    }
+
+    /// The stub's calls: one map of `key=value` fields per line.
+    fn calls(&self) -> Vec<std::collections::BTreeMap<String, String>> {
+        std::fs::read_to_string(self.file("calls.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| {
+                let mut fields = std::collections::BTreeMap::new();
+                let mut key: Option<String> = None;
+                for part in l.split(' ') {
+                    match part.split_once('=') {
+                        Some((k, v))
+                            if ["tool", "task", "resume", "system", "prompt"].contains(&k) =>
+                        {
+                            fields.insert(k.to_string(), v.to_string());
+                            key = Some(k.to_string());
+                        }
+                        _ => {
+                            if let Some(k) = &key {
+                                let v = fields.get_mut(k).unwrap();
+                                v.push(' ');
+                                v.push_str(part);
+                            }
+                        }
+                    }
+                }
+                fields
+            })
+            .collect()
+    }
+
+    fn calls_of(&self, task: &str) -> Vec<std::collections::BTreeMap<String, String>> {
+        self.calls()
+            .into_iter()
+            .filter(|c| c["task"] == task)
+            .collect()
+    }
+}
+
+fn settings(d: &Dir, tool: &str, extra: &str) -> String {
+    format!(
+        "[settings]\nagent = \"{tool}\"\nagent_command = [\"{}\"]\nenv = {{ STUB_LOG = \"{}\", STUB_STATE = \"{}\", STUB_COST = \"0.25\" }}\n{extra}\n",
+        stub(tool),
+        d.file("calls.log").display(),
+        d.path().display(),
+    )
+}
+
+fn session_of(report: &Value, name: &str, run: usize) -> String {
+    task(report, name)["runs"][run]["agent"]["session_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no session in run {run} of {name}: {report:#}"))
+        .to_string()
+}
+
+/// Claude Code runs: the system prompt reaches the agent, `resume_previous_session` resumes
+/// the session of the task before it, a failed verify command makes the next attempt resume
+/// the task's own session with the verify command and its output as the prompt (and that
+/// attempt fixes it), and every run's session, cost and tokens are in the report (per run,
+/// per task, for the job) and `ordo status`.
+#[test]
+fn claude_sessions_costs_and_the_verify_loop() {
+    let d = Dir::new();
+    let spec = d.job(
+        "agents.toml",
+        &format!(
+            "name = \"agents\"\n{}\n{}",
+            settings(&d, "claude", "max_parallel_tasks = 1"),
+            r#"
+[[tasks]]
+name = "plan"
+system_prompt = "You are terse."
+prompt = "write plan.txt: the plan"
+
+[[tasks]]
+name = "build"
+depends_on = ["plan"]
+resume_previous_session = true
+prompt = "append plan.txt: built"
+
+[[tasks]]
+name = "check"
+depends_on = ["build"]
+prompt = """write notes.txt: first try
+then write fixed.txt: fixed"""
+verify_command = "cat notes.txt && test -f fixed.txt"
+max_attempts = 2
+"#
+        ),
+    );
+    let r = d.ordo(&["run", &spec]);
+    assert_eq!(r.code(), 0, "{}\n{}", r.stdout, r.stderr);
+    let report = d.report();
+
+    let plan = d.calls_of("plan");
+    assert_eq!(plan.len(), 1);
+    assert_eq!(plan[0]["system"], "You are terse.");
+    assert_eq!(plan[0]["resume"], "");
+    let build = d.calls_of("build");
+    assert_eq!(
+        build[0]["resume"],
+        session_of(&report, "plan", 0),
+        "build resumes plan's session"
+    );
+    let check = d.calls_of("check");
+    assert_eq!(check.len(), 2, "{check:?}");
+    assert_eq!(check[0]["resume"], "");
+    assert_eq!(check[1]["resume"], session_of(&report, "check", 0));
+    assert!(
+        check[1]["prompt"].contains("The verify command `cat notes.txt && test -f fixed.txt`"),
+        "{:?}",
+        check[1]
+    );
+    assert_eq!(
+        std::fs::read_to_string(d.file("fixed.txt")).unwrap(),
+        "fixed\n"
+    );
+
+    // Four runs at $0.25, 1000 input and 250 output tokens each.
+    let runs: Vec<&Value> = ["plan", "build", "check"]
+        .iter()
+        .flat_map(|t| task(&report, t)["runs"].as_array().unwrap())
+        .collect();
+    assert_eq!(runs.len(), 4);
+    for run in &runs {
+        assert_eq!(run["agent"]["cost_usd"], 0.25, "{run:#}");
+        assert_eq!(run["agent"]["input_tokens"], 1000);
+        assert_eq!(run["agent"]["output_tokens"], 250);
+    }
+    assert_eq!(task(&report, "check")["cost_usd"], 0.5);
+    assert_eq!(report["summary"]["cost_usd"], 1.0);
+    assert_eq!(report["summary"]["tokens"]["input"], 4000);
+    assert_eq!(report["summary"]["tokens"]["total"], 5000);
+    // The task's output is the agent's result text, not its JSON.
+    let out = task(&report, "plan")["output_tail"].as_str().unwrap();
+    assert!(out.starts_with("stub claude: write plan.txt"), "{out}");
+
+    let job = report["job"]["id"].as_str().unwrap().to_string();
+    let st = d.ordo(&["status", &job]);
+    assert_eq!(st.code(), 0, "{}", st.stderr);
+    assert!(st.stdout.contains("COST"), "{}", st.stdout);
+    assert!(st.stdout.contains("cost $1.00"), "{}", st.stdout);
+    assert!(st.stdout.contains("$0.5000"), "{}", st.stdout);
+}
+
+/// A $1 budget with $0.50 runs: two tasks run, the others end skipped with `budget exhausted
+/// ($1.00 of $1.00)` and the job fails; `ordo retry --failed-only --max-cost-usd 5` goes on
+/// with the new budget and the job succeeds, without running the first two again.
+#[test]
+fn a_budget_stops_agent_attempts_and_retry_goes_on_with_a_new_one() {
+    let d = Dir::new();
+    let mut text = format!(
+        "name = \"budget\"\n{}",
+        settings(&d, "claude", "enable_parallel = false\nmax_cost_usd = 1.0")
+    )
+    .replace("STUB_COST = \"0.25\"", "STUB_COST = \"0.5\"");
+    for i in 0..4 {
+        text.push_str(&format!(
+            "\n[[tasks]]\nname = \"t{i}\"\nprompt = \"write t{i}.txt: {i}\"\n"
+        ));
+    }
+    let spec = d.job("budget.toml", &text);
+    let r = d.ordo(&["run", &spec]);
+    assert_eq!(r.code(), 1, "{}\n{}", r.stdout, r.stderr);
+    let report = d.report();
+    for t in ["t0", "t1"] {
+        assert_eq!(task(&report, t)["state"], "succeeded");
+    }
+    for t in ["t2", "t3"] {
+        assert_eq!(task(&report, t)["state"], "skipped", "{report:#}");
+        assert_eq!(
+            task(&report, t)["reason"],
+            "budget exhausted ($1.00 of $1.00)"
+        );
+        assert!(!d.file(&format!("{t}.txt")).exists());
+    }
+    assert_eq!(report["summary"]["outcome"], "failed");
+    assert_eq!(d.calls().len(), 2);
+
+    let job = report["job"]["id"].as_str().unwrap().to_string();
+    let r = d.ordo(&["retry", &job, "--failed-only", "--max-cost-usd", "5"]);
+    assert_eq!(r.code(), 0, "{}\n{}", r.stdout, r.stderr);
+    let report = d.report();
+    assert_eq!(report["summary"]["outcome"], "succeeded", "{report:#}");
+    assert_eq!(d.calls().len(), 4, "t0 and t1 ran again: {:?}", d.calls());
+    assert!(d.file("t3.txt").exists());
+
+    // A budget of 0 starts nothing: refused before anything is recorded.
+    let zero = d.job(
+        "zero.toml",
+        &text.replace("max_cost_usd = 1.0", "max_cost_usd = 0"),
+    );
+    let r = d.ordo(&["run", &zero]);
+    assert_eq!(r.code(), 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("max_cost_usd must be a positive number"),
+        "{}",
+        r.stderr
+    );
+    let r = d.ordo(&["retry", &job, "--max-cost-usd", "0"]);
+    assert_eq!(r.code(), 2, "{}", r.stderr);
+}
+
+/// A run that ends on a rate limit (429, Retry-After: 1) is not a failed attempt: with
+/// `max_attempts = 1` the task waits and runs again, and succeeds; the report shows the
+/// rate-limited run.
+#[test]
+fn a_rate_limited_run_waits_and_does_not_spend_an_attempt() {
+    let d = Dir::new();
+    std::fs::write(d.file("limits"), "1").unwrap();
+    let text = format!(
+        "name = \"limited\"\n{}\n[[tasks]]\nname = \"only\"\nprompt = \"write out.txt: done\"\nmax_attempts = 1\n",
+        settings(&d, "claude", "")
+    )
+    .replace(
+        "STUB_COST = \"0.25\"",
+        &format!("STUB_COST = \"0.25\", STUB_RATE_LIMITS = \"{}\"", d.file("limits").display()),
+    );
+    let spec = d.job("limited.toml", &text);
+    let r = d.ordo(&["run", &spec]);
+    assert_eq!(r.code(), 0, "{}\n{}", r.stdout, r.stderr);
+    let report = d.report();
+    let t = task(&report, "only");
+    assert_eq!(t["state"], "succeeded");
+    let runs = t["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2, "{t:#}");
+    assert_eq!(runs[0]["agent"]["rate_limited"], true);
+    assert!(
+        runs[0]["message"].as_str().unwrap().contains("429"),
+        "{t:#}"
+    );
+    assert_eq!(runs[1]["agent"]["rate_limited"], false);
+    // It waited about what the agent asked (1 s) between the two runs.
+    let gap = runs[1]["started_ms"].as_u64().unwrap()
+        - (runs[0]["started_ms"].as_u64().unwrap() + runs[0]["duration_ms"].as_u64().unwrap());
+    assert!(gap >= 900, "ran again after {gap} ms");
+}
+
+/// Codex runs: the session comes from `thread.started`, the result from the last agent
+/// message, tokens from `turn.completed` (Codex reports no cost); resuming passes `resume ID`.
+#[test]
+fn codex_sessions_and_tokens() {
+    let d = Dir::new();
+    let spec = d.job(
+        "codex.toml",
+        &format!(
+            "name = \"codex\"\n{}\n{}",
+            settings(&d, "codex", ""),
+            r#"
+[[tasks]]
+name = "first"
+prompt = "write a.txt: a"
+
+[[tasks]]
+name = "second"
+depends_on = ["first"]
+resume_previous_session = true
+prompt = "append a.txt: b"
+"#
+        ),
+    );
+    let r = d.ordo(&["run", &spec]);
+    assert_eq!(r.code(), 0, "{}\n{}", r.stdout, r.stderr);
+    let report = d.report();
+    let first = session_of(&report, "first", 0);
+    assert_eq!(d.calls_of("second")[0]["resume"], first);
+    assert_eq!(d.calls_of("second")[0]["tool"], "codex");
+    let run = &task(&report, "first")["runs"][0]["agent"];
+    assert_eq!(run["input_tokens"], 1000);
+    assert_eq!(run["cost_usd"], Value::Null);
+    assert_eq!(
+        task(&report, "second")["output_tail"],
+        "stub codex: append a.txt;"
+    );
+    assert_eq!(std::fs::read_to_string(d.file("a.txt")).unwrap(), "a\nb\n");
+}
+
+/// An agent that prints text instead of Claude Code's JSON fails the attempt with a message
+/// quoting what came back; a missing agent program fails with a message naming it; both
+/// are recorded, nothing is lost.
+#[test]
+fn bad_agent_output_and_a_missing_agent_are_clear() {
+    let d = Dir::new();
+    let spec = d.job(
+        "bad.toml",
+        r#"
+name = "bad"
+[settings]
+agent = "claude"
+agent_command = ["sh", "-c", "echo 'Sure, here you go'"]
+
+[[tasks]]
+name = "text"
+prompt = "do it"
+"#,
+    );
+    let r = d.ordo(&["run", &spec]);
+    assert_eq!(r.code(), 1, "{}\n{}", r.stdout, r.stderr);
+    let report = d.report();
+    let reason = task(&report, "text")["reason"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        reason.contains("claude printed no JSON result") && reason.contains("Sure, here you go"),
+        "{reason}"
+    );
+    let spec = d.job(
+        "missing.toml",
+        "name = \"missing\"\n[settings]\nagent = \"claude\"\nagent_command = [\"/nonexistent/claude\"]\n\n[[tasks]]\nname = \"gone\"\nprompt = \"do it\"\n",
+    );
+    let r = d.ordo(&["run", &spec]);
+    assert_eq!(r.code(), 1, "{}\n{}", r.stdout, r.stderr);
+    let report = d.report();
+    let reason = task(&report, "gone")["reason"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(reason.contains("/nonexistent/claude"), "{reason}");
+}
+
+/// On a cluster, `pools = { claude = 2 }` bounds the prompt tasks of two jobs together (a
+/// counted semaphore global across jobs, taken by prompt tasks of the agent it is named
+/// after): measured from the tasks' own start and end times, never more than two run at
+/// once, though eight slots are free; the costs come back in the report.
+#[test]
+fn a_pool_bounds_agents_across_two_jobs_on_a_cluster() {
+    let d = Dir::new();
+    let mut c = Cluster::start(&[]);
+    c.add_worker("w", &["--concurrency", "8"]);
+    let mut jobs = Vec::new();
+    for j in 0..2 {
+        let mut text = format!(
+            "name = \"pool{j}\"\n{}",
+            settings(&d, "claude", "pools = { claude = 2 }")
+        );
+        for i in 0..3 {
+            text.push_str(&format!(
+                "\n[[tasks]]\nname = \"t{i}\"\nprompt = \"\"\"sleep 0.4\nwrite {}: {j}{i}\"\"\"\n",
+                d.file(&format!("out-{j}-{i}")).display()
+            ));
+        }
+        let spec = d.job(&format!("pool{j}.toml"), &text);
+        let r = c.ordo(&["submit", &spec]);
+        assert_eq!(r.code(), 0, "{}", r.stderr);
+        jobs.push(r.stdout.trim().to_string());
+    }
+    let mut spans = Vec::new();
+    for job in &jobs {
+        let r = c.ordo(&["watch", job]);
+        assert_eq!(r.code(), 0, "{}\n{}", r.stdout, r.stderr);
+        let r = c.ordo(&["report", job, "--format", "json"]);
+        assert_eq!(r.code(), 0, "{}", r.stderr);
+        let report = r.json();
+        assert_eq!(report["summary"]["cost_usd"], 0.75, "{report:#}");
+        for t in report["tasks"].as_array().unwrap() {
+            let run = &t["runs"][0];
+            let start = run["started_ms"].as_u64().unwrap();
+            spans.push((start, start + run["duration_ms"].as_u64().unwrap()));
+        }
+    }
+    let most = spans
+        .iter()
+        .map(|&(s, _)| spans.iter().filter(|&&(a, b)| a <= s && s < b).count())
+        .max()
+        .unwrap();
+    assert!(most <= 2, "{most} agents ran at once: {spans:?}");
+    assert_eq!(most, 2, "the pool's two places were used: {spans:?}");
+}
