@@ -309,6 +309,33 @@ pub fn task<'a>(doc: &'a serde_json::Value, name: &str) -> &'a serde_json::Value
         .unwrap_or_else(|| panic!("no task {name} in {doc}"))
 }
 
+/// The `[[tasks]]` of a same-line conflict in a worktree job whose `env` sets `MARKS` (a
+/// directory): `late` starts (its worktree cut from the empty branch), then `early` changes
+/// line 1 of `shared.txt` and integrates; only then does `late` change line 1 too, so it
+/// conflicts once, runs again from the new tip, and both changes land. `show` is the shell
+/// command that prints `shared.txt` as the integration branch holds it (e.g. `git show
+/// it:shared.txt` in a worktree of the repository itself).
+pub fn conflicting_pair(show: &str) -> String {
+    format!(
+        r#"
+[[tasks]]
+name = "early"
+command = """
+until [ -e "$MARKS/late-started" ]; do sleep 0.01; done
+sed -i '1s/$/ early/' shared.txt
+"""
+
+[[tasks]]
+name = "late"
+command = """
+touch "$MARKS/late-started"
+until {show} 2>/dev/null | grep -q early; do sleep 0.01; done
+sed -i '1s/$/ late/' shared.txt
+"""
+"#
+    )
+}
+
 /// Runs `git ARGS` in `dir` (author and committer fixed, no global or system configuration
 /// that could sign or hook), returning the finished process.
 pub fn git_run(dir: &Path, args: &[&str]) -> Run {

@@ -1002,23 +1002,9 @@ workspace = "worktree"
 target_branch = "it"
 timeout = "20s"
 env = {{ MARKS = "{marks}" }}
-
-[[tasks]]
-name = "early"
-command = """
-until [ -e "$MARKS/late-started" ]; do sleep 0.01; done
-sed -i '1s/$/ early/' shared.txt
-"""
-
-[[tasks]]
-name = "late"
-command = """
-touch "$MARKS/late-started"
-until git show it:shared.txt | grep -q early; do sleep 0.01; done
-sed -i '1s/$/ late/' shared.txt
-"""
-"#,
-            marks = marks.display()
+{pair}"#,
+            marks = marks.display(),
+            pair = ordo_tests::conflicting_pair("git show it:shared.txt")
         ),
     );
     let state = dir.path().join("state");

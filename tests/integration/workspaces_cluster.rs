@@ -75,23 +75,12 @@ name = "uses-alpha"
 depends_on = ["alpha"]
 command = "test \"$(cat alpha.txt)\" = alpha && cp alpha.txt seen-alpha.txt"
 
-[[tasks]]
-name = "early"
-command = """
-until [ -e "$MARKS/late-started" ]; do sleep 0.01; done
-sed -i '1s/$/ early/' shared.txt
-"""
-
-[[tasks]]
-name = "late"
-command = """
-touch "$MARKS/late-started"
-until git --git-dir="$SHARED" show "$BRANCH:shared.txt" 2>/dev/null | grep -q early; do sleep 0.01; done
-sed -i '1s/$/ late/' shared.txt
-"""
-"#,
+{pair}"#,
                 repo = repo.display(),
                 marks = marks.display(),
+                pair = ordo_tests::conflicting_pair(
+                    r#"git --git-dir="$SHARED" show "$BRANCH:shared.txt""#
+                ),
             ),
         )
     }
