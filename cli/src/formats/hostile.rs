@@ -23,7 +23,11 @@ fn example_files() -> &'static [(String, Vec<u8>)] {
         let own = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
         let mut paths = super::tests::examples();
         for e in std::fs::read_dir(&own).unwrap_or_else(|e| panic!("{}: {e}", own.display())) {
-            paths.push(e.unwrap().path());
+            // Job files only (examples/stub-agent/ holds the stub agent's script).
+            let path = e.unwrap().path();
+            if path.is_file() {
+                paths.push(path);
+            }
         }
         let mut out: Vec<(String, Vec<u8>)> = paths
             .into_iter()

@@ -1104,7 +1104,6 @@ impl Job {
         self.set_job_state(state, now, reason, out);
     }
 
-    /// Exponential backoff from the task's `retry_backoff`, capped, with ±20% jitter.
     /// The session an attempt of `t` resumes: its own in the verify loop, else (with
     /// `resume_previous_session`) that of the task that ran before it: its last dependency,
     /// or the task before it in the file.
@@ -1174,24 +1173,18 @@ impl Job {
         now: Millis,
         out: &mut Vec<Action>,
     ) -> bool {
-        let n = &mut self.agents.rate_limited[t as usize];
-        *n += 1;
-        if *n > MAX_RATE_LIMITED || self.stop.is_some() || self.cancelled {
+        self.agents.rate_limited[t as usize] += 1;
+        let n = self.agents.rate_limited[t as usize];
+        if n > MAX_RATE_LIMITED || self.stop.is_some() || self.cancelled {
             return false;
         }
-        let exp = (*n - 1).min(20);
+        let exp = (n - 1).min(20);
         let wait = match retry_after_ms {
             Some(ms) => Duration::from_millis(ms),
-            None => {
-                self.rng ^= self.rng << 13;
-                self.rng ^= self.rng >> 7;
-                self.rng ^= self.rng << 17;
-                let jitter = 0.8 + (self.rng % 1000) as f64 / 2500.0;
-                RATE_LIMIT_BACKOFF
-                    .saturating_mul(1u32 << exp)
-                    .min(MAX_BACKOFF)
-                    .mul_f64(jitter)
-            }
+            None => RATE_LIMIT_BACKOFF
+                .saturating_mul(1u32 << exp)
+                .min(MAX_BACKOFF)
+                .mul_f64(self.jitter()),
         }
         .min(MAX_BACKOFF);
         // Not spent: the attempt did not fail.
@@ -1213,15 +1206,20 @@ impl Job {
         true
     }
 
+    /// Exponential backoff from the task's `retry_backoff`, capped, with ±20% jitter.
     fn backoff(&mut self, t: u32) -> Millis {
         let base = self.spec.retry_backoff(self.task(t));
         let exp = self.tries[t as usize].saturating_sub(1).min(20);
         let raw = base.saturating_mul(1u32 << exp).min(MAX_BACKOFF);
+        (raw.as_secs_f64() * self.jitter() * 1000.0) as Millis
+    }
+
+    /// A factor in [0.8, 1.2) from the job's seeded generator.
+    fn jitter(&mut self) -> f64 {
         self.rng ^= self.rng << 13;
         self.rng ^= self.rng >> 7;
         self.rng ^= self.rng << 17;
-        let jitter = 0.8 + (self.rng % 1000) as f64 / 2500.0;
-        (raw.as_secs_f64() * jitter * 1000.0) as Millis
+        0.8 + (self.rng % 1000) as f64 / 2500.0
     }
 }
 
