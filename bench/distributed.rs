@@ -268,8 +268,8 @@ impl Cluster {
             panic!("submit failed: {}", String::from_utf8_lossy(&reply.payload))
         };
         let body = serde_json::to_vec(&api::StatusRequest {
-            job,
             summary_only: true,
+            ..api::StatusRequest::whole(job)
         })
         .unwrap();
         loop {

@@ -416,6 +416,32 @@ impl Store {
             .transpose()
     }
 
+    /// The records of tasks `indexes` of a job and each one's attempts (ordered), in one read
+    /// (a page of `status`); a task without a record is left out.
+    pub fn task_page(
+        &self,
+        id: &JobId,
+        indexes: &[u32],
+    ) -> Result<Vec<(u32, SavedTask, Vec<TaskResult>)>> {
+        let tx = self.db.begin_read()?;
+        let tasks = tx.open_table(TASKS)?;
+        let attempts = tx.open_table(ATTEMPTS)?;
+        let k = key(id);
+        let mut out = Vec::with_capacity(indexes.len());
+        for &i in indexes {
+            let Some(rec) = tasks.get((k, i))? else {
+                continue;
+            };
+            let rec: SavedTask = decode(rec.value())?;
+            let results = attempts
+                .range((k, i, 0)..=(k, i, u32::MAX))?
+                .map(|r| decode(r?.1.value()))
+                .collect::<Result<Vec<TaskResult>>>()?;
+            out.push((i, rec, results));
+        }
+        Ok(out)
+    }
+
     pub fn attempts(&self, id: &JobId) -> Result<Vec<TaskResult>> {
         let tx = self.db.begin_read()?;
         let t = tx.open_table(ATTEMPTS)?;
