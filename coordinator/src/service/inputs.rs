@@ -10,7 +10,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use async_nats::jetstream::{self, AckKind, object_store::ObjectStore};
+use async_nats::jetstream::{self, AckKind};
 use futures::StreamExt;
 use ordo_plumbing::blobs;
 use ordo_proto::api::{ApiError, ApiReply, ErrorKind};
@@ -48,7 +48,7 @@ pub(crate) enum Input {
 /// in the object store larger than `max_body` bytes is deleted unread and refused here.
 pub(crate) async fn forward_api(
     client: async_nats::Client,
-    store: ObjectStore,
+    store: super::Blobs,
     max_body: usize,
     tx: mpsc::Sender<Input>,
 ) {
@@ -70,7 +70,14 @@ pub(crate) async fn forward_api(
             if let Some(object) = blobs::object_of(msg.headers.as_ref()) {
                 let (client, store, tx) = (client.clone(), store.clone(), tx.clone());
                 tokio::spawn(async move {
-                    match blobs::take(&store, &object, max_body).await {
+                    let taken = match store.get() {
+                        Some(store) => blobs::take(store, &object, max_body).await,
+                        None => Err(blobs::Error::Bucket {
+                            bucket: names::BLOB_BUCKET.into(),
+                            detail: "not created yet".into(),
+                        }),
+                    };
+                    match taken {
                         Ok(body) => {
                             let input = Input::Api {
                                 verb: Verb::parse(&name),

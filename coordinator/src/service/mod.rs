@@ -98,8 +98,8 @@ pub enum Error {
 
 struct Service {
     client: async_nats::Client,
-    /// The object store bucket of API bodies larger than one NATS message.
-    blobs: jetstream::object_store::ObjectStore,
+    /// The object store bucket of API bodies larger than one NATS message, once created.
+    blobs: Blobs,
     traces: Traces,
     metrics: Option<Metrics>,
     bus: Arc<Bus>,
@@ -120,6 +120,32 @@ struct Service {
     replies: Vec<(async_nats::Subject, Vec<u8>)>,
     /// Name and creation time of live jobs whose summary was asked for.
     headers: HashMap<JobId, (String, u64)>,
+}
+
+/// The bucket of large API bodies, set once created (`create_blobs`).
+pub(crate) type Blobs = Arc<std::sync::OnceLock<jetstream::object_store::ObjectStore>>;
+
+/// Creates the bucket of large API bodies, retrying every few seconds until it exists.
+async fn create_blobs(client: async_nats::Client, replicas: usize, blobs: Blobs) {
+    let js = jetstream::new(client);
+    let mut warned = false;
+    loop {
+        match blobs::create_bucket(&js, replicas).await {
+            Ok(store) => {
+                let _ = blobs.set(store);
+                if warned {
+                    tracing::info!("the object store bucket {} is ready", names::BLOB_BUCKET);
+                }
+                return;
+            }
+            Err(e) if !warned => {
+                tracing::warn!("{e}; API bodies over max_payload are refused until it exists");
+                warned = true;
+            }
+            Err(_) => {}
+        }
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
 }
 
 /// Capacity refresh, lost-dispatch checks and deferred commits happen this often.
@@ -147,13 +173,9 @@ pub async fn run(
     // JetStream may not be ready yet (a cluster still electing its leader, a server
     // restarting): keep trying rather than exit.
     let mut delay = Duration::from_millis(250);
-    let js = jetstream::new(client.clone());
-    let (bus, blobs) = loop {
+    let bus = loop {
         match Bus::setup(client.clone(), opts.delivery, opts.replicas).await {
-            Ok(bus) => match blobs::create_bucket(&js, opts.replicas).await {
-                Ok(blobs) => break (bus, blobs),
-                Err(e) => tracing::warn!("{e}; retrying in {delay:?}"),
-            },
+            Ok(bus) => break bus,
             Err(e) => tracing::warn!("cannot set up JetStream yet: {e}; retrying in {delay:?}"),
         }
         tokio::select! {
@@ -162,6 +184,10 @@ pub async fn run(
         }
         delay = (delay * 2).min(Duration::from_secs(5));
     };
+    // Without the bucket, everything but bodies over max_payload works: it is created in the
+    // background, retried until it is there (a user without the permission, an older config).
+    let blobs = Blobs::default();
+    let bucket = tokio::spawn(create_blobs(client.clone(), opts.replicas, blobs.clone()));
     let (tx, mut rx) = mpsc::channel::<Input>(4096);
     let mut svc = Service {
         client: client.clone(),
@@ -193,6 +219,7 @@ pub async fn run(
     svc.recover().await?;
 
     let mut tasks = vec![
+        bucket,
         tokio::spawn(inputs::forward_api(
             client.clone(),
             blobs,
@@ -368,17 +395,30 @@ impl Service {
             let _ = self.client.publish(reply, body.into()).await;
             return;
         }
-        let (client, store) = (self.client.clone(), self.blobs.clone());
+        let (client, store) = (self.client.clone(), self.blobs.get().cloned());
         tokio::spawn(async move {
-            match blobs::put(&store, &body, "an API reply").await {
+            let stored = match &store {
+                Some(store) => blobs::put(store, &body, "an API reply")
+                    .await
+                    .map_err(|e| e.to_string()),
+                None => Err(format!(
+                    "the object store bucket {} is not available",
+                    names::BLOB_BUCKET
+                )),
+            };
+            match stored {
                 Ok(name) => {
                     let _ = client
                         .publish_with_headers(reply, blobs::headers(&name), bytes::Bytes::new())
                         .await;
                 }
                 Err(e) => {
-                    tracing::error!("cannot send a reply of {} bytes: {e}", body.len());
-                    let err = ApiError::new(ErrorKind::Internal, e.to_string());
+                    let message = format!(
+                        "a reply of {} bytes is larger than one NATS message: {e}",
+                        body.len()
+                    );
+                    tracing::error!("{message}");
+                    let err = ApiError::new(ErrorKind::Internal, message);
                     let body = serde_json::to_vec(&ApiReply::<()>::Error(err));
                     let _ = client.publish(reply, body.unwrap_or_default().into()).await;
                 }
