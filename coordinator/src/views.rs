@@ -208,6 +208,10 @@ pub fn status_page(
     }))
 }
 
+/// Fewest bytes a task takes in `status` JSON (every field present, short name, no output):
+/// a job with more tasks than `MAX_REPLY_BYTES / MIN_TASK_JSON` never fits one message whole.
+pub const MIN_TASK_JSON: usize = 120;
+
 /// Serialises a status within `limit` bytes: output tails go first, then succeeded and
 /// pending tasks (counted in `omitted`), so failures and running tasks are always shown.
 pub fn status_within(mut status: JobStatus, limit: usize) -> Vec<u8> {

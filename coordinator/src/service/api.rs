@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use ordo_proto::api::{self, ApiError, ApiReply, ErrorKind};
 use ordo_proto::validate::validate;
-use ordo_proto::{ExecutionMode, JobId, JobState, Millis, names};
+use ordo_proto::{ExecutionMode, JobId, JobState, Millis, TaskPhase, names};
 use serde::Serialize;
 
 use super::Service;
@@ -163,16 +163,34 @@ impl Service {
                 page: None,
             }));
         }
-        let Some(page) = r.page else {
-            let status = views::status(&self.store, &r.job)
-                .map_err(internal)?
-                .ok_or_else(|| not_found(&r.job))?;
-            return Ok(views::status_within(status, api::MAX_REPLY_BYTES));
+        let (page, page_size, states) = match r.page {
+            Some(page) => {
+                let size = r.page_size.unwrap_or(api::DEFAULT_PAGE_SIZE);
+                (page, size.clamp(1, api::MAX_PAGE_SIZE), r.states)
+            }
+            None => {
+                // The whole list, trimmed to one message (older clients, the MCP server, the
+                // dashboard, `watch`). A job too large to list whole even without output
+                // loses its succeeded and pending tasks in `status_within` anyway: read only
+                // the others.
+                let total = match self.driver.engine().tasks(&r.job) {
+                    Some(tasks) => tasks.len(),
+                    None => self.store.task_count(&r.job).map_err(internal)?,
+                };
+                if total.saturating_mul(views::MIN_TASK_JSON) <= api::MAX_REPLY_BYTES {
+                    let status = views::status(&self.store, &r.job)
+                        .map_err(internal)?
+                        .ok_or_else(|| not_found(&r.job))?;
+                    return Ok(views::status_within(status, api::MAX_REPLY_BYTES));
+                }
+                let shown = TaskPhase::ALL
+                    .into_iter()
+                    .filter(|p| !matches!(p, TaskPhase::Succeeded | TaskPhase::Pending))
+                    .collect();
+                (1, usize::MAX, shown)
+            }
         };
-        let page_size = r
-            .page_size
-            .unwrap_or(api::DEFAULT_PAGE_SIZE)
-            .clamp(1, api::MAX_PAGE_SIZE);
+        let whole = r.page.is_none();
         // A live job's summary, states and spec are in memory: only the page is read.
         let live_summary = match self.driver.engine().has_job(&r.job) {
             true => Some(self.summary(&r.job)?),
@@ -183,17 +201,25 @@ impl Service {
             (Some(tasks), Some(spec), Some(summary)) => Some((tasks, spec, summary)),
             _ => None,
         };
-        let status = views::status_page(
+        let mut status = views::status_page(
             &self.store,
             &r.job,
             live,
             page,
             page_size,
-            &r.states,
+            &states,
             r.task.as_deref(),
         )
         .map_err(internal)?
         .ok_or_else(|| not_found(&r.job))?;
+        if whole {
+            // As `status_within` makes it: no output tails, no page.
+            status.page = None;
+            for t in &mut status.tasks {
+                t.output_tail = None;
+            }
+            return Ok(views::status_within(status, api::MAX_REPLY_BYTES));
+        }
         Ok(to_json(status))
     }
 
