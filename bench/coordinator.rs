@@ -135,8 +135,8 @@ async fn run(client: &async_nats::Client, spec: JobSpec) -> Duration {
         panic!("submit failed: {}", String::from_utf8_lossy(&reply.payload))
     };
     let body = serde_json::to_vec(&api::StatusRequest {
-        job,
         summary_only: true,
+        ..api::StatusRequest::whole(job)
     })
     .unwrap();
     loop {

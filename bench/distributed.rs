@@ -10,7 +10,10 @@
 //!   broker what limits a worker?), which the first cannot answer on a small machine: there the
 //!   broker's and the coordinator's CPU per task is taken from the spawns (skipped on one CPU);
 //! - a 1,000-task chain of `true`: overhead per hop beyond the spawn time, target ≤ 1.5 ms;
-//! - 400 `sleep 0.5` tasks on one worker of 20 slots, then on two: the makespan roughly halves.
+//! - 400 `sleep 0.5` tasks on one worker of 20 slots, then on two: the makespan roughly halves;
+//! - a 100,000-task job (7 MB of TOML) through a coordinator process of its own: accept time,
+//!   status latency, the coordinator's peak RSS, the run to the end (`big_job.rs`; 1,000,000
+//!   tasks too with `ORDO_SOAK=1`; `ORDO_BENCH_ONLY=big` runs this case alone).
 //!
 //! Run: `scripts/test` once (installs nats-server into .venv), then
 //! `cargo bench --workspace --bench distributed` (NATS_SERVER_BIN overrides the binary,
@@ -29,6 +32,9 @@ use tokio::sync::oneshot;
 
 #[path = "common.rs"]
 mod common;
+
+#[path = "big_job.rs"]
+mod big_job;
 
 use common::{job, spawn_limit};
 
@@ -268,8 +274,8 @@ impl Cluster {
             panic!("submit failed: {}", String::from_utf8_lossy(&reply.payload))
         };
         let body = serde_json::to_vec(&api::StatusRequest {
-            job,
             summary_only: true,
+            ..api::StatusRequest::whole(job)
         })
         .unwrap();
         loop {
@@ -303,8 +309,29 @@ fn print_independent(setup: &str, n: usize, ours: Duration, limit: Duration, tar
     );
 }
 
-#[tokio::main(flavor = "multi_thread")]
-async fn main() {
+fn main() {
+    // The big-job case runs its coordinator as this binary in another process.
+    if big_job::serve_role() {
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    if std::env::var("ORDO_BENCH_ONLY").ok().as_deref() != Some("big") {
+        rt.block_on(bench());
+    }
+    let big: usize = std::env::var("ORDO_BENCH_BIG_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    rt.block_on(big_job::run(big, 16, 1.0));
+    if std::env::var("ORDO_SOAK").ok().as_deref() == Some("1") {
+        rt.block_on(big_job::run(1_000_000, 16, 4.0));
+    }
+}
+
+async fn bench() {
     let n: usize = std::env::var("ORDO_BENCH_N")
         .ok()
         .and_then(|v| v.parse().ok())

@@ -217,8 +217,7 @@ pub async fn run_recorded<P: Progress + ?Sized>(
     progress.start(&record, &spec, start == Start::Resume);
 
     let mut traces = Traces::new(opts.telemetry.clone());
-    let names = spec.tasks.iter().map(|t| t.name.to_string()).collect();
-    traces.job(job, &record.name, record.created_ms, names);
+    traces.job(job, &record.name, record.created_ms, &spec);
     let mut driver = Driver::new(policy);
     let (tx, mut rx) = mpsc::unbounded_channel::<Event>();
     let mut kills: HashMap<AttemptRef, oneshot::Sender<()>> = HashMap::new();

@@ -51,6 +51,14 @@ struct Args {
     /// A worker silent this long counts as gone.
     #[arg(long, env = "ORDO_WORKER_TIMEOUT", default_value = "5s")]
     worker_timeout: Dur,
+    /// Largest submitted spec accepted, in bytes (as the client sends it, JSON); larger
+    /// submissions are refused and nothing of them is kept.
+    #[arg(long, env = "ORDO_MAX_SPEC_BYTES", default_value_t = names::MAX_SPEC_BYTES)]
+    max_spec_bytes: usize,
+    /// Most tasks in one submitted job (at most 1,000,000).
+    #[arg(long, env = "ORDO_MAX_TASKS", default_value_t = names::MAX_TASKS as u64,
+          value_parser = clap::value_parser!(u64).range(1..=names::MAX_TASKS as u64))]
+    max_tasks: u64,
 }
 
 fn main() -> ExitCode {
@@ -72,6 +80,8 @@ fn main() -> ExitCode {
         worker_timeout: args.worker_timeout.0,
         prefetch: args.prefetch,
         metrics_addr: args.metrics_addr,
+        max_spec_bytes: args.max_spec_bytes,
+        max_tasks: args.max_tasks as usize,
         ..Options::default()
     };
     let runtime = match service::runtime() {

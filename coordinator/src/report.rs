@@ -99,14 +99,15 @@ impl ReportData {
 
     /// The JSON of this data, cutting output tails (to 4 KiB, 1 KiB, 256 bytes, nothing) until
     /// it is at most `limit` bytes; `None` if it is larger even without any output.
-    pub fn to_json_within(mut self, limit: usize) -> Option<serde_json::Value> {
-        let size = |d: &ReportData| serde_json::to_vec(d).map_or(usize::MAX, |v| v.len());
+    pub fn to_json_within(mut self, limit: usize) -> Option<Vec<u8>> {
         for cut in [usize::MAX, 4096, 1024, 256, 0] {
             if cut != usize::MAX {
                 self.cut_tails(cut);
             }
-            if size(&self) <= limit {
-                return serde_json::to_value(&self).ok();
+            if let Ok(json) = serde_json::to_vec(&self)
+                && json.len() <= limit
+            {
+                return Some(json);
             }
         }
         None
@@ -197,7 +198,7 @@ mod tests {
         assert!(gather(&store, &JobId::new()).unwrap().is_none());
         // Through JSON and back, as the API sends it.
         let back: ReportData =
-            serde_json::from_value(data.clone().to_json_within(1 << 20).unwrap()).unwrap();
+            serde_json::from_slice(&data.clone().to_json_within(1 << 20).unwrap()).unwrap();
         assert_eq!(back, data);
     }
 
@@ -209,7 +210,7 @@ mod tests {
         let data = gather(&store, &id).unwrap().unwrap();
         let full = serde_json::to_vec(&data).unwrap().len();
         let v = data.clone().to_json_within(full - 1).unwrap();
-        let back: ReportData = serde_json::from_value(v).unwrap();
+        let back: ReportData = serde_json::from_slice(&v).unwrap();
         assert_eq!(back.tails_cut_to, Some(4096));
         assert!(back.attempts[0].output_tail.len() <= 4096);
         assert!(tail.ends_with(&back.attempts[0].output_tail));

@@ -31,6 +31,11 @@ const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox");
 /// name → counter
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
+/// redb's page cache. Its default (1 GiB) fills with pages of the append-only history that
+/// nothing reads while a job runs: a 100,000-task job left the coordinator at 184 MiB RSS with
+/// it and 86 MiB with 16 MiB (bench/distributed, big job); reads are pages of one job.
+const CACHE_BYTES: usize = 64 * 1024 * 1024;
+
 const HISTORY_SEQ: &str = "history_seq";
 const OUTBOX_SEQ: &str = "outbox_seq";
 
@@ -197,6 +202,7 @@ impl Store {
             .open(&path)
             .map_err(io(&path))?;
         let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
             .create_with_backend(backend(file).map_err(db_error)?)
             .map_err(db_error)?;
         Store::init(db, Durability::Immediate)
@@ -406,6 +412,14 @@ impl Store {
             .collect()
     }
 
+    /// How many task records a job has (its task count), without decoding them.
+    pub fn task_count(&self, id: &JobId) -> Result<usize> {
+        let tx = self.db.begin_read()?;
+        let tasks = tx.open_table(TASKS)?;
+        let k = key(id);
+        Ok(tasks.range((k, 0)..=(k, u32::MAX))?.count())
+    }
+
     /// One task's record.
     pub fn task(&self, id: &JobId, index: TaskIndex) -> Result<Option<SavedTask>> {
         let tx = self.db.begin_read()?;
@@ -414,6 +428,32 @@ impl Store {
             .get((key(id), index.0))?
             .map(|v| decode(v.value()))
             .transpose()
+    }
+
+    /// The records of tasks `indexes` of a job and each one's attempts (ordered), in one read
+    /// (a page of `status`); a task without a record is left out.
+    pub fn task_page(
+        &self,
+        id: &JobId,
+        indexes: &[u32],
+    ) -> Result<Vec<(u32, SavedTask, Vec<TaskResult>)>> {
+        let tx = self.db.begin_read()?;
+        let tasks = tx.open_table(TASKS)?;
+        let attempts = tx.open_table(ATTEMPTS)?;
+        let k = key(id);
+        let mut out = Vec::with_capacity(indexes.len());
+        for &i in indexes {
+            let Some(rec) = tasks.get((k, i))? else {
+                continue;
+            };
+            let rec: SavedTask = decode(rec.value())?;
+            let results = attempts
+                .range((k, i, 0)..=(k, i, u32::MAX))?
+                .map(|r| decode(r?.1.value()))
+                .collect::<Result<Vec<TaskResult>>>()?;
+            out.push((i, rec, results));
+        }
+        Ok(out)
     }
 
     pub fn attempts(&self, id: &JobId) -> Result<Vec<TaskResult>> {

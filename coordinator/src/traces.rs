@@ -57,14 +57,15 @@ impl Traces {
     }
 
     /// A job entered the engine (submitted or reloaded) at `created`.
-    pub fn job(&mut self, job: JobId, name: &str, created: Millis, task_names: Vec<String>) {
+    /// The task names are copied only when traces are exported.
+    pub fn job(&mut self, job: JobId, name: &str, created: Millis, spec: &ordo_proto::JobSpec) {
         if self.tel.is_none() {
             return;
         }
         self.jobs.entry(job).or_insert_with(|| JobTrace {
             name: name.to_string(),
             start: created,
-            task_names,
+            task_names: spec.tasks.iter().map(|t| t.name.to_string()).collect(),
             events: vec![(created, "submitted".into(), vec![])],
         });
     }

@@ -1,8 +1,8 @@
 //! Read-side views of stored jobs for the API (`status`, `jobs`): built from the store's
 //! records only, so they are the same before and after a coordinator restart.
 
-use ordo_proto::api::{JobStatus, JobSummary, JobsRequest, TaskStatus};
-use ordo_proto::{JobId, TaskIndex, TaskPhase, TaskResult};
+use ordo_proto::api::{JobStatus, JobSummary, JobsRequest, Page, TaskStatus};
+use ordo_proto::{JobId, JobSpec, TaskIndex, TaskPhase, TaskResult};
 
 use crate::engine::{SavedTask, TaskState};
 use crate::store::{JobRecord, Result, Store};
@@ -92,35 +92,129 @@ pub fn status(store: &Store, id: &JobId) -> Result<Option<JobStatus>> {
         .zip(&tasks)
         .enumerate()
         .map(|(i, (spec, saved))| {
-            let last = last[i];
-            let worker = match &saved.state {
-                TaskState::Running { worker, .. } => Some(worker.clone()),
-                _ => last.map(|r| r.worker.clone()),
-            };
-            TaskStatus {
-                index: TaskIndex::from(i),
-                name: spec.name.to_string(),
-                state: saved.state.phase(),
-                attempts: saved.attempts,
-                worker,
-                exit_code: last.and_then(|r| r.exit_code),
-                duration_ms: last.map(|r| r.duration_ms),
-                reason: saved.state.reason().map(String::from),
-                output_tail: last.map(|r| r.output_tail.clone()),
-                cost_usd: cost[i],
-            }
+            task_status(
+                i as u32,
+                spec.name.as_str(),
+                &saved.state,
+                saved.attempts,
+                last[i],
+                cost[i],
+            )
         })
         .collect();
     Ok(Some(JobStatus {
         summary: summary(&job, &tasks),
         tasks: task_status,
         omitted: 0,
+        page: None,
     }))
 }
 
+/// One task's line of `status`: its state, and what its last attempt (`last`) said.
+fn task_status(
+    index: u32,
+    name: &str,
+    state: &TaskState,
+    attempts: u32,
+    last: Option<&TaskResult>,
+    cost_usd: Option<f64>,
+) -> TaskStatus {
+    let worker = match state {
+        TaskState::Running { worker, .. } => Some(worker.clone()),
+        _ => last.map(|r| r.worker.clone()),
+    };
+    TaskStatus {
+        index: TaskIndex(index),
+        name: name.to_string(),
+        state: state.phase(),
+        attempts,
+        worker,
+        exit_code: last.and_then(|r| r.exit_code),
+        duration_ms: last.map(|r| r.duration_ms),
+        reason: state.reason().map(String::from),
+        output_tail: last.map(|r| r.output_tail.clone()),
+        cost_usd,
+    }
+}
+
+/// A live job as the engine holds it: its tasks' current states, its spec and its summary.
+pub type Live<'a> = (&'a [TaskState], &'a JobSpec, JobSummary);
+
+/// Page `page` (from 1) of a job's task list, `page_size` tasks in index order among those in
+/// `states` (all when empty) and named `task` (when given), with the summary. A live job's states and spec come from memory,
+/// so only the page's records are read; an ended job's come from the store.
+pub fn status_page(
+    store: &Store,
+    id: &JobId,
+    live: Option<Live<'_>>,
+    page: usize,
+    page_size: usize,
+    states: &[TaskPhase],
+    task: Option<&str>,
+) -> Result<Option<JobStatus>> {
+    let page = page.max(1);
+    let page_size = page_size.max(1);
+    let stored;
+    let (current, spec, summary): (Vec<&TaskState>, &JobSpec, JobSummary) = match live {
+        Some((tasks, spec, summary)) => (tasks.iter().collect(), spec, summary),
+        None => {
+            let Some(job) = store.job(id)? else {
+                return Ok(None);
+            };
+            let tasks = store.tasks(id)?;
+            let summary = summary(&job, &tasks);
+            stored = (job, tasks);
+            let current = stored.1.iter().map(|t| &t.state).collect();
+            (current, &stored.0.spec, summary)
+        }
+    };
+    let matching: Vec<u32> = current
+        .iter()
+        .enumerate()
+        .filter(|(_, t)| states.is_empty() || states.contains(&t.phase()))
+        .filter(|(i, _)| {
+            task.is_none_or(|n| spec.tasks.get(*i).is_some_and(|t| t.name.as_str() == n))
+        })
+        .map(|(i, _)| i as u32)
+        .collect();
+    let pages = matching.len().div_ceil(page_size).max(1);
+    let from = (page - 1).saturating_mul(page_size).min(matching.len());
+    let to = from.saturating_add(page_size).min(matching.len());
+    let tasks: Vec<TaskStatus> = store
+        .task_page(id, &matching[from..to])?
+        .into_iter()
+        .map(|(i, rec, results)| {
+            let cost = results
+                .iter()
+                .filter_map(|r| r.agent.as_ref().and_then(|a| a.cost_usd))
+                .fold(None, |sum: Option<f64>, c| Some(sum.unwrap_or(0.0) + c));
+            let name = spec.tasks.get(i as usize).map_or("", |t| t.name.as_str());
+            // A live task's state is the engine's (the store may lag it by one commit).
+            let state = current.get(i as usize).copied().unwrap_or(&rec.state);
+            task_status(i, name, state, rec.attempts, results.last(), cost)
+        })
+        .collect();
+    Ok(Some(JobStatus {
+        omitted: summary.total.saturating_sub(tasks.len()),
+        summary,
+        tasks,
+        page: Some(Page {
+            page,
+            page_size,
+            pages,
+            matching: matching.len(),
+            states: states.to_vec(),
+        }),
+    }))
+}
+
+/// Fewest bytes a task takes in `status` JSON (every field present, short name, no output):
+/// a job with more tasks than `MAX_REPLY_BYTES / MIN_TASK_JSON` never fits one message whole.
+pub const MIN_TASK_JSON: usize = 120;
+
 /// Serialises a status within `limit` bytes: output tails go first, then succeeded and
 /// pending tasks (counted in `omitted`), so failures and running tasks are always shown.
-pub fn status_within(mut status: JobStatus, limit: usize) -> serde_json::Value {
+pub fn status_within(mut status: JobStatus, limit: usize) -> Vec<u8> {
     let size = |s: &JobStatus| serde_json::to_vec(s).map_or(usize::MAX, |v| v.len());
     if size(&status) > limit {
         for t in &mut status.tasks {
@@ -139,7 +233,7 @@ pub fn status_within(mut status: JobStatus, limit: usize) -> serde_json::Value {
         status.omitted += status.tasks.len() - keep;
         status.tasks.truncate(keep);
     }
-    serde_json::to_value(status).unwrap_or(serde_json::Value::Null)
+    serde_json::to_vec(&status).unwrap_or_default()
 }
 
 /// Jobs matching a request, newest first.
@@ -207,9 +301,11 @@ mod tests {
             },
             tasks,
             omitted: 0,
+            page: None,
         };
-        let v = status_within(status, 20_000);
-        assert!(serde_json::to_vec(&v).unwrap().len() <= 20_000);
+        let bytes = status_within(status, 20_000);
+        assert!(bytes.len() <= 20_000);
+        let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(v["omitted"], 999);
         assert_eq!(v["tasks"][0]["name"], "t500");
         assert_eq!(v["succeeded"], 999, "the summary still counts every task");

@@ -3,12 +3,14 @@
 //! on a signal, crashing on purpose for the fault suite.
 //!
 //! # Layout
+//! - `blobs`: API bodies larger than one NATS message, through JetStream's object store.
 //! - `connect`: NATS connection flags (every flag naming its environment variable) and
 //!   `connect()`.
 //! - `signals`: waiting for Ctrl-C or SIGTERM.
 //! - `telemetry`: OTLP traces with ids derived from jobs, the Prometheus endpoint, logs setup.
 //! - `failpoint`: crash points of the delivery protocol (debug builds only).
 
+pub mod blobs;
 pub mod connect;
 pub mod failpoint;
 pub mod signals;

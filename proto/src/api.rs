@@ -76,17 +76,77 @@ pub struct JobRef {
     pub job: JobId,
 }
 
-/// `status` request: a `JobRef`, optionally asking for the summary alone.
+/// `status` request: a `JobRef`, optionally asking for the summary alone or for one page of
+/// the task list.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct StatusRequest {
     pub job: JobId,
     /// Leave out the per-task list (cheap polling of large jobs).
     #[serde(default)]
     pub summary_only: bool,
+    /// One page of the task list, from 1: `page_size` tasks (default `DEFAULT_PAGE_SIZE`) in
+    /// index order among those in `states`. Absent (older clients): the whole list, trimmed to
+    /// `MAX_REPLY_BYTES` (`omitted`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page_size: Option<usize>,
+    /// Only tasks in one of these states (all when empty).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub states: Vec<TaskPhase>,
+    /// Only the task of this name (finding one task of a large job).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<String>,
 }
 
-/// Largest API reply body: below NATS's default 1 MiB payload limit.
+impl StatusRequest {
+    /// The whole task list (trimmed to one message), as older clients ask.
+    pub fn whole(job: JobId) -> StatusRequest {
+        StatusRequest {
+            job,
+            summary_only: false,
+            page: None,
+            page_size: None,
+            states: Vec::new(),
+            task: None,
+        }
+    }
+
+    /// Page `page` (from 1) of the tasks in `states`.
+    pub fn page(job: JobId, page: usize, page_size: usize, states: Vec<TaskPhase>) -> Self {
+        StatusRequest {
+            page: Some(page),
+            page_size: Some(page_size),
+            states,
+            ..StatusRequest::whole(job)
+        }
+    }
+}
+
+/// Tasks per page of `status` when the request does not say.
+pub const DEFAULT_PAGE_SIZE: usize = 1000;
+/// Most tasks on one page of `status`.
+pub const MAX_PAGE_SIZE: usize = 10_000;
+
+/// Where a page of `status` is in the task list.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Page {
+    /// This page, from 1.
+    pub page: usize,
+    pub page_size: usize,
+    /// Pages in all (at least 1, even when no task matches).
+    pub pages: usize,
+    /// Tasks in the states asked for (every task when `states` is empty).
+    pub matching: usize,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub states: Vec<TaskPhase>,
+}
+
+/// Largest API reply body sent inline in one message: below NATS's default 1 MiB payload
+/// limit. Larger ones go through the object store, up to `MAX_LARGE_REPLY_BYTES`.
 pub const MAX_REPLY_BYTES: usize = 900 * 1024;
+/// Largest reply through the object store (a report cuts output tails to fit).
+pub const MAX_LARGE_REPLY_BYTES: usize = 256 * 1024 * 1024;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RetryRequest {
@@ -183,10 +243,13 @@ pub struct JobStatus {
     #[serde(flatten)]
     pub summary: JobSummary,
     pub tasks: Vec<TaskStatus>,
-    /// Tasks left out of `tasks` to keep the reply under `MAX_REPLY_BYTES` (succeeded and
-    /// pending ones first); the summary still counts them.
+    /// Tasks left out of `tasks` (other pages, other states, or, unpaged, to keep the reply
+    /// under `MAX_REPLY_BYTES`: succeeded and pending ones first); the summary counts them.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub omitted: usize,
+    /// The page `tasks` is, when one was asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page: Option<Page>,
 }
 
 fn is_zero(n: &usize) -> bool {

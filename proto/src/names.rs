@@ -11,8 +11,8 @@ pub const DEFAULT_QUEUE: &str = "default";
 
 /// Largest spec file accepted, in bytes.
 pub const MAX_SPEC_BYTES: usize = 64 * 1024 * 1024;
-/// Most tasks in one job.
-pub const MAX_TASKS: usize = 200_000;
+/// Most tasks in one job (the coordinator's `--max-tasks` may lower it, never raise it).
+pub const MAX_TASKS: usize = 1_000_000;
 /// Deepest nesting accepted in JSON/TOML specs (serde_json's own limit is 128).
 pub const MAX_NESTING: usize = 128;
 
@@ -48,6 +48,19 @@ pub const CONTROL_KILL: &str = "ordo.control.kill";
 pub const API_SUBJECTS: &str = "ordo.api.*";
 /// Queue group of coordinator API subscribers.
 pub const API_QUEUE_GROUP: &str = "ordo-coordinator";
+
+/// Object store bucket of API bodies larger than one NATS message (stream `OBJ_ORDO_BLOBS`):
+/// a request or reply too large for the server's max_payload is put here and its message
+/// carries the object's name in `HEADER_BODY_OBJECT` instead of a body.
+pub const BLOB_BUCKET: &str = "ORDO_BLOBS";
+/// Header naming the object of `BLOB_BUCKET` that holds a message's body.
+pub const HEADER_BODY_OBJECT: &str = "Ordo-Body-Object";
+/// Objects older than this are removed by the server: what a crashed client or coordinator
+/// left behind (readers delete what they read).
+pub const BLOB_MAX_AGE_SECS: u64 = 15 * 60;
+/// Bytes kept free below max_payload for the subject and headers of a message whose body is
+/// sent inline.
+pub const INLINE_HEADROOM: usize = 4 * 1024;
 
 pub fn task_subject(queue: &str) -> String {
     format!("ordo.task.{queue}")

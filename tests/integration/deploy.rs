@@ -304,8 +304,27 @@ fn each_role_can_do_what_it_needs_and_nothing_more() {
         "{}",
         logs.stdout
     );
+    // A spec and a report each over max_payload go through the object store ORDO_BLOBS.
+    let pad = "x".repeat(900);
+    let mut big = String::from("name = \"big\"\n");
+    for i in 0..1_200 {
+        big.push_str(&format!(
+            "[[tasks]]\nname = \"t{i}\"\ncommand = \"true # {pad}\"\n"
+        ));
+    }
+    let big = write(d.work.path(), "big.toml", &big);
+    let r = d.client(&["submit", &big, "--wait"]);
+    assert_eq!(r.code(), 0, "{}{}{:#?}", r.stdout, r.stderr, d.violations());
+    let big_job = r.stdout.trim().to_string();
+    let report = d.client(&["report", &big_job, "--format", "json"]);
+    assert_eq!(report.code(), 0, "{}{:#?}", report.stderr, d.violations());
+    assert!(
+        report.stdout.len() > 1 << 20,
+        "{} bytes",
+        report.stdout.len()
+    );
     let jobs = d.client(&["jobs", "--output", "json"]).json();
-    assert_eq!(jobs.as_array().unwrap().len(), 1, "{jobs}");
+    assert_eq!(jobs.as_array().unwrap().len(), 2, "{jobs}");
     // Everything above was allowed: the server reported no violation at all.
     assert_eq!(
         d.violations(),

@@ -2,6 +2,9 @@
 //!
 //! - `agents`: agent runs with the stub Claude Code and Codex of `examples/stub-agent`:
 //!   sessions, the verify loop, costs, budgets, rate limits, pools across jobs, bad output.
+//! - `big_jobs`: jobs larger than one NATS message: a 1.3 MB spec run through a cluster,
+//!   its status paged and its report whole; specs over the coordinator's limits refused with
+//!   nothing left behind.
 //! - `cli`: validate, plan, graph and convert on every example (the fixtures in
 //!   `tests/fixtures`, plus the shared conformance set when present) and on bad input.
 //! - `dashboard`: `ordo ui` in headless Chromium: every page, live updates without a reload,
@@ -29,6 +32,7 @@
 //!   with cache clones of their own, the end state equal to one machine's; bad repositories.
 
 mod agents;
+mod big_jobs;
 mod cli;
 mod dashboard;
 mod deploy;

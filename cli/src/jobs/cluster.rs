@@ -1,19 +1,21 @@
 //! The job client of a cluster: JSON requests on `ordo.api.<verb>` to whichever coordinator
 //! answers (proto `api`), and task output read from the `ORDO_LOGS` stream. One connection,
 //! made at the first request (so input errors are found before NATS is reached, and a
-//! long-running face retries the connection at its next request).
+//! long-running face retries the connection at its next request). A request or reply larger
+//! than one NATS message goes through the object store (`ordo_plumbing::blobs`).
 
 use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer::DeliverPolicy, consumer::pull::OrderedConfig};
 use futures::StreamExt;
 use ordo_coordinator::report::ReportData;
+use ordo_plumbing::blobs;
 use ordo_plumbing::connect::NatsArgs;
 use ordo_proto::api::{
     self, ApiReply, JobRef, JobStatus, JobSummary, JobsRequest, PruneReply, PruneRequest,
     ReportRequest, RetryRequest, StatusRequest, SubmitReply, SubmitRequest, WorkerInfo,
 };
-use ordo_proto::{JobId, TaskIndex, names};
+use ordo_proto::{JobId, TaskIndex, TaskPhase, names};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::OnceCell;
@@ -25,16 +27,30 @@ use crate::args::exit;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// An API request without a reply after this long means the coordinator is unreachable.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// ... plus this long per MiB of a request sent through the object store (a large submission
+/// is validated and stored before the reply).
+const REQUEST_TIMEOUT_PER_MIB: Duration = Duration::from_secs(1);
+/// A report gathers every record of the job: a large one takes longer than other requests.
+const REPORT_TIMEOUT: Duration = Duration::from_secs(60);
 /// Reading stored output stops when nothing arrives for this long.
 const OUTPUT_IDLE: Duration = Duration::from_secs(2);
 
 /// A cluster's client: its connection options, the connection once made, and the URL (for
 /// messages, credentials left out).
-#[derive(Debug)]
 pub struct Cluster {
     nats: NatsArgs,
     client: OnceCell<async_nats::Client>,
+    /// The object store bucket of large bodies, opened at the first large body.
+    blobs: OnceCell<async_nats::jetstream::object_store::ObjectStore>,
     url: String,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The body of `workers`: `{}`.
@@ -46,6 +62,7 @@ impl Cluster {
         Cluster {
             nats: nats.clone(),
             client: OnceCell::new(),
+            blobs: OnceCell::new(),
             url: redact(nats.url()),
         }
     }
@@ -80,15 +97,35 @@ impl Cluster {
     }
 
     pub async fn submit(&self, req: &SubmitRequest) -> Result<JobId> {
-        let reply: SubmitReply = self.call(api::SUBMIT, req).await?;
+        let what = if req.source.is_empty() || req.source == req.spec.name {
+            format!("the spec of job '{}'", req.spec.name)
+        } else {
+            format!("the spec {} (job '{}')", req.source, req.spec.name)
+        };
+        let body = encode(api::SUBMIT, req)?;
+        let reply: SubmitReply = self
+            .exchange(api::SUBMIT, body, &what, REQUEST_TIMEOUT)
+            .await?;
         Ok(reply.job)
     }
 
     pub async fn status(&self, job: JobId) -> Result<JobStatus> {
-        let req = StatusRequest {
-            job,
-            summary_only: false,
-        };
+        self.call(api::STATUS, &StatusRequest::whole(job))
+            .await
+            .map_err(|e| e.for_job(job))
+    }
+
+    /// Page `page` (from 1) of a job's tasks in `states` (and named `task`), with the summary.
+    pub async fn status_page(
+        &self,
+        job: JobId,
+        page: usize,
+        page_size: usize,
+        states: &[TaskPhase],
+        task: Option<&str>,
+    ) -> Result<JobStatus> {
+        let mut req = StatusRequest::page(job, page, page_size, states.to_vec());
+        req.task = task.map(str::to_string);
         self.call(api::STATUS, &req)
             .await
             .map_err(|e| e.for_job(job))
@@ -111,7 +148,10 @@ impl Cluster {
     }
 
     pub async fn report(&self, job: Option<JobId>) -> Result<ReportData> {
-        let reply = self.call(api::REPORT, &ReportRequest { job }).await;
+        let body = encode(api::REPORT, &ReportRequest { job })?;
+        let reply = self
+            .exchange(api::REPORT, body, "a report request", REPORT_TIMEOUT)
+            .await;
         match job {
             Some(j) => reply.map_err(|e| e.for_job(j)),
             None => reply,
@@ -136,25 +176,94 @@ impl Cluster {
         verb: &str,
         req: &Req,
     ) -> Result<Rep> {
+        let body = encode(verb, req)?;
+        self.exchange(verb, body, &format!("the {verb} request"), REQUEST_TIMEOUT)
+            .await
+    }
+
+    /// Sends `body` to `ordo.api.<verb>` and decodes the reply. A body larger than one NATS
+    /// message goes through the object store (`what` describes it in the coordinator's
+    /// errors; it is deleted if no reply comes), and so may the reply.
+    async fn exchange<Rep: DeserializeOwned>(
+        &self,
+        verb: &str,
+        body: Vec<u8>,
+        what: &str,
+        timeout: Duration,
+    ) -> Result<Rep> {
         let subject = names::api_subject(verb);
-        let body = serde_json::to_vec(req)
-            .map_err(|e| Error::Invalid(format!("cannot encode the {verb} request: {e}")))?;
         let client = self.client().await?;
-        let sent = tokio::time::timeout(
-            REQUEST_TIMEOUT,
-            client.request(subject.clone(), body.into()),
-        )
-        .await;
-        match sent {
-            Ok(Ok(msg)) => decode_reply(&subject, &msg.payload),
-            Ok(Err(e)) => Err(request_error(&self.url, &subject, e.kind(), &e.to_string())),
-            Err(_) => Err(request_error(
-                &self.url,
-                &subject,
-                async_nats::RequestErrorKind::TimedOut,
-                "",
-            )),
+        let inline = blobs::inline_limit(client.server_info().max_payload);
+        let mut request = async_nats::Request::new();
+        let mut timeout = timeout;
+        let mut object = None;
+        if body.len() > inline {
+            let name = blobs::put(self.blobs().await?, &body, what)
+                .await
+                .map_err(|e| self.blob_error(&e))?;
+            request = request.headers(blobs::headers(&name));
+            timeout += REQUEST_TIMEOUT_PER_MIB * (body.len() / (1 << 20)) as u32;
+            object = Some(name);
+        } else {
+            request = request.payload(body.into());
         }
+        // The client's own timeout is lifted: the outer one decides.
+        let request = request.timeout(Some(timeout + Duration::from_secs(1)));
+        let sent =
+            tokio::time::timeout(timeout, client.send_request(subject.clone(), request)).await;
+        let failed = |e: Error| async {
+            if let Some(name) = &object
+                && let Ok(store) = self.blobs().await
+            {
+                blobs::discard(store, name).await;
+            }
+            Err(e)
+        };
+        let msg = match sent {
+            Ok(Ok(msg)) => msg,
+            Ok(Err(e)) => {
+                return failed(request_error(&self.url, &subject, e.kind(), &e.to_string())).await;
+            }
+            Err(_) => {
+                return failed(Error::Unreachable {
+                    url: self.url.clone(),
+                    subject: subject.clone(),
+                    what: format!("no reply within {}s", timeout.as_secs()),
+                })
+                .await;
+            }
+        };
+        match blobs::object_of(msg.headers.as_ref()) {
+            Some(name) => {
+                let store = self.blobs().await?;
+                let body = blobs::take(store, &name, usize::MAX)
+                    .await
+                    .map_err(|e| self.blob_error(&e))?;
+                decode_reply(&subject, &body)
+            }
+            None => decode_reply(&subject, &msg.payload),
+        }
+    }
+
+    /// The object store bucket of large bodies.
+    async fn blobs(&self) -> Result<&async_nats::jetstream::object_store::ObjectStore> {
+        let client = self.client().await?;
+        self.blobs
+            .get_or_try_init(|| async {
+                blobs::bucket(&jetstream::new(client.clone()))
+                    .await
+                    .map_err(|e| self.blob_error(&e))
+            })
+            .await
+    }
+
+    fn blob_error(&self, e: &blobs::Error) -> Error {
+        Error::Stream(format!(
+            "a body larger than one NATS message on {}: {e} (is ordo-coordinator running, and \
+             may this user use the bucket {}?)",
+            self.url,
+            names::BLOB_BUCKET
+        ))
     }
 
     /// The error of a failed read of `ORDO_LOGS`.
@@ -227,6 +336,12 @@ impl Cluster {
         }
         Ok(out)
     }
+}
+
+/// A request's JSON body.
+fn encode<Req: Serialize>(verb: &str, req: &Req) -> Result<Vec<u8>> {
+    serde_json::to_vec(req)
+        .map_err(|e| Error::Invalid(format!("cannot encode the {verb} request: {e}")))
 }
 
 fn request_error(

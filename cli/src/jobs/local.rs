@@ -15,7 +15,7 @@ use ordo_coordinator::report::{self as data, ReportData};
 use ordo_coordinator::store::{Batch, Change, JobRecord, Store};
 use ordo_coordinator::views;
 use ordo_proto::api::{JobStatus, JobSummary, JobsRequest, RetryRequest, SubmitRequest};
-use ordo_proto::{Dag, ExecutionMode, JobId, JobState, TaskIndex, names, now_ms};
+use ordo_proto::{Dag, ExecutionMode, JobId, JobState, TaskIndex, TaskPhase, names, now_ms};
 use tokio::sync::{oneshot, watch};
 
 use super::{Error, Open, Output, Result};
@@ -147,6 +147,19 @@ impl Local {
 
     pub fn status(&self, job: JobId) -> Result<JobStatus> {
         self.read(|s| views::status(s, &job))?
+            .ok_or_else(|| self.not_found(job))
+    }
+
+    /// Page `page` (from 1) of a job's tasks in `states` (and named `task`).
+    pub fn status_page(
+        &self,
+        job: JobId,
+        page: usize,
+        page_size: usize,
+        states: &[TaskPhase],
+        task: Option<&str>,
+    ) -> Result<JobStatus> {
+        self.read(|s| views::status_page(s, &job, None, page, page_size, states, task))?
             .ok_or_else(|| self.not_found(job))
     }
 

@@ -18,7 +18,7 @@ use ordo_proto::api::{
     ApiError, ErrorKind, JobStatus, JobSummary, JobsRequest, RetryRequest, SubmitRequest,
     WorkerInfo,
 };
-use ordo_proto::{Dag, JobId, TaskIndex};
+use ordo_proto::{Dag, JobId, TaskIndex, TaskPhase};
 
 pub use crate::args::Target;
 use crate::args::exit;
@@ -190,6 +190,59 @@ impl Jobs {
             Jobs::Local(l) => l.status(job),
             Jobs::Cluster(c) => c.status(job).await,
         }
+    }
+
+    /// Page `page` (from 1, `page_size` tasks) of a job's tasks in `states` (all when empty),
+    /// with the summary and the page's place (`JobStatus::page`).
+    pub async fn status_page(
+        &self,
+        job: JobId,
+        page: usize,
+        page_size: usize,
+        states: &[TaskPhase],
+    ) -> Result<JobStatus> {
+        self.status_where(job, page, page_size, states, None).await
+    }
+
+    async fn status_where(
+        &self,
+        job: JobId,
+        page: usize,
+        page_size: usize,
+        states: &[TaskPhase],
+        task: Option<&str>,
+    ) -> Result<JobStatus> {
+        match self {
+            Jobs::Local(l) => l.status_page(job, page, page_size, states, task),
+            Jobs::Cluster(c) => c.status_page(job, page, page_size, states, task).await,
+        }
+    }
+
+    /// The summary of a job without its tasks (one task at most is read).
+    pub async fn summary(&self, job: JobId) -> Result<JobSummary> {
+        Ok(self.status_page(job, 1, 1, &[]).await?.summary)
+    }
+
+    /// A task of a job by name, else by index, without reading the job's whole task list.
+    /// A coordinator that does not page answers with the whole list (trimmed): it is searched.
+    pub async fn find_task(&self, job: JobId, task: &str) -> Result<TaskIndex> {
+        let named = self.status_where(job, 1, 1, &[], Some(task)).await?;
+        if named.page.is_none() {
+            return resolve_task(&named, task);
+        }
+        if let Some(t) = named.tasks.first() {
+            return Ok(t.index);
+        }
+        if let Ok(i) = task.trim().parse::<u32>()
+            && (i as usize) < named.summary.total
+        {
+            return Ok(TaskIndex(i));
+        }
+        Err(Error::Invalid(format!(
+            "job {} has no task '{}'",
+            named.summary.id,
+            plain(task)
+        )))
     }
 
     /// Jobs matching `req`, newest first.
@@ -420,6 +473,7 @@ mod tests {
                 task(1, "b", TaskPhase::Pending),
             ],
             omitted: 0,
+            page: None,
         };
         assert_eq!(resolve_task(&st, "b").unwrap(), TaskIndex(1));
         assert_eq!(

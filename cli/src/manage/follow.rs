@@ -57,7 +57,20 @@ pub async fn status_tolerant(
     job: JobId,
     outage: &mut Outage,
 ) -> Result<Option<JobStatus>, Error> {
-    match jobs.status(job).await {
+    tolerate(jobs.status(job).await, outage)
+}
+
+/// `status_tolerant` for the summary alone (no task list is read).
+pub async fn summary_tolerant(
+    jobs: &Jobs,
+    job: JobId,
+    outage: &mut Outage,
+) -> Result<Option<JobSummary>, Error> {
+    tolerate(jobs.summary(job).await, outage)
+}
+
+fn tolerate<T>(answer: Result<T, Error>, outage: &mut Outage) -> Result<Option<T>, Error> {
+    match answer {
         Ok(status) => {
             if outage.ok() {
                 warn("ordo: the coordinator answers again");
@@ -269,6 +282,7 @@ mod tests {
                 task(1, "b", TaskPhase::Pending),
             ],
             omitted: 0,
+            page: None,
         };
         assert_eq!(changes(&mut seen, &st), vec!["✓ a succeeded"]);
         assert!(changes(&mut seen, &st).is_empty());

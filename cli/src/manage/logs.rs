@@ -10,10 +10,10 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use ordo_proto::{JobId, TaskIndex};
 
-use super::follow::{OUTAGE_LIMIT, Outage, POLL_EVERY, status_tolerant};
+use super::follow::{OUTAGE_LIMIT, Outage, POLL_EVERY, summary_tolerant};
 use super::render::warn;
 use crate::args::exit;
-use crate::jobs::{Cluster, Error, Jobs, resolve_task};
+use crate::jobs::{Cluster, Error, Jobs};
 
 /// `logs --follow` checks whether the job ended this often.
 const STATUS_EVERY: Duration = Duration::from_secs(1);
@@ -23,9 +23,12 @@ const IDLE: Duration = Duration::from_secs(2);
 const QUIET: Duration = Duration::from_millis(500);
 
 pub async fn logs(jobs: &Jobs, job: JobId, task: Option<&str>, follow: bool) -> Result<u8, Error> {
-    let status = jobs.status(job).await?;
-    let task = task.map(|t| resolve_task(&status, t)).transpose()?;
-    let ended = !follow || status.summary.state.is_terminal();
+    let summary = jobs.summary(job).await?;
+    let task = match task {
+        Some(t) => Some(jobs.find_task(job, t).await?),
+        None => None,
+    };
+    let ended = !follow || summary.state.is_terminal();
     match jobs {
         Jobs::Cluster(c) => stream(jobs, c, job, task, ended).await,
         Jobs::Local(_) => stored(jobs, job, task, ended).await,
@@ -58,7 +61,7 @@ async fn stored(
             return Ok(exit::OK);
         }
         tokio::time::sleep(POLL_EVERY).await;
-        ended = jobs.status(job).await?.summary.state.is_terminal();
+        ended = jobs.summary(job).await?.state.is_terminal();
     }
 }
 
@@ -117,8 +120,8 @@ async fn stream(
             Err(_idle) => {}
         }
         if !ended && Instant::now() >= next_status {
-            if let Some(s) = status_tolerant(jobs, job, &mut status_outage).await? {
-                ended = s.summary.state.is_terminal();
+            if let Some(s) = summary_tolerant(jobs, job, &mut status_outage).await? {
+                ended = s.state.is_terminal();
             }
             next_status = Instant::now() + STATUS_EVERY;
         }

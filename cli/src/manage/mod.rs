@@ -13,15 +13,17 @@ mod logs;
 pub mod render;
 
 use ordo_plumbing::connect::NatsArgs;
-use ordo_proto::api::{JobsRequest, SubmitRequest};
-use ordo_proto::{ExecutionMode, JobSpec, JobState, now_ms};
+use ordo_proto::api::{self, JobsRequest, SubmitRequest};
+use ordo_proto::{ExecutionMode, JobSpec, JobState, TaskPhase, now_ms};
 
 use crate::args::{
     Mode, Output, RunTarget, SpecArgs, TargetArgs, default_mode, exit, override_mode,
 };
 use crate::jobs::{Error, Jobs, Open, Target};
 use follow::{follow_job, interruptible, outcome_code};
-use render::{jobs_text, print, print_json, status_text, summary_line, warn, workers_text};
+use render::{
+    jobs_text, page_text, print, print_json, status_text, summary_line, warn, workers_text,
+};
 
 #[derive(clap::Subcommand)]
 pub enum Manage {
@@ -44,10 +46,21 @@ pub enum Manage {
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
     },
-    /// Show a job and its tasks; without JOB, list the jobs like `ordo jobs`.
+    /// Show a job and its tasks, a page at a time; without JOB, list the jobs like `ordo jobs`.
     Status {
         /// Job id, or the start of one.
         job: Option<String>,
+        /// Page of the task list to show, from 1 (the summary counts every task).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+        page: u64,
+        /// Tasks per page (at most 10,000).
+        #[arg(long, default_value_t = api::DEFAULT_PAGE_SIZE as u64,
+              value_parser = clap::value_parser!(u64).range(1..=api::MAX_PAGE_SIZE as u64))]
+        page_size: u64,
+        /// Only tasks in these states, comma-separated (e.g. failed,running; `--state` names a
+        /// local state directory).
+        #[arg(long, value_name = "STATES", value_delimiter = ',')]
+        task_state: Vec<TaskPhase>,
         #[command(flatten)]
         target: TargetArgs,
         #[arg(long, value_enum, default_value_t = Output::Text)]
@@ -215,6 +228,9 @@ async fn run(cmd: Manage) -> Result<u8, Error> {
         }
         Manage::Status {
             job,
+            page,
+            page_size,
+            task_state,
             target,
             output,
         } => {
@@ -222,9 +238,15 @@ async fn run(cmd: Manage) -> Result<u8, Error> {
             match job {
                 Some(job) => {
                     let job = jobs.resolve(&job).await?;
-                    let status = jobs.status(job).await?;
+                    let status = jobs
+                        .status_page(job, page as usize, page_size as usize, &task_state)
+                        .await?;
                     match output {
-                        Output::Text => print(&status_text(&status, now_ms()))?,
+                        Output::Text => {
+                            let mut text = status_text(&status, now_ms());
+                            text.push_str(&page_text(&status));
+                            print(&text)?
+                        }
                         Output::Json => print_json(&status)?,
                     }
                     Ok(exit::OK)

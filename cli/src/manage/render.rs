@@ -182,6 +182,29 @@ pub fn status_text(st: &JobStatus, now_ms: u64) -> String {
     format!("{line}\n{}", table(&rows))
 }
 
+/// The line under a page of `status` saying where it is in the task list; nothing when the
+/// page holds every task.
+pub fn page_text(st: &JobStatus) -> String {
+    let Some(p) = &st.page else {
+        return String::new();
+    };
+    if p.pages <= 1 && p.states.is_empty() {
+        return String::new();
+    }
+    let states: Vec<&str> = p.states.iter().map(|s| s.name()).collect();
+    let which = if states.is_empty() {
+        format!("{} tasks", p.matching)
+    } else {
+        format!("{} tasks {}", p.matching, states.join("/"))
+    };
+    let mut line = format!("page {} of {} ({which}", p.page, p.pages);
+    if p.page < p.pages {
+        line.push_str(&format!("; --page {} for more", p.page + 1));
+    }
+    line.push_str(")\n");
+    line
+}
+
 /// Dollars as agents report them: `$0.0421`, `$3.02`.
 pub fn fmt_cost(usd: f64) -> String {
     if usd < 1.0 {
@@ -270,6 +293,7 @@ mod tests {
                 task(1, "b\u{7}", TaskPhase::Running),
             ],
             omitted: 0,
+            page: None,
         };
         st.tasks[0].exit_code = Some(0);
         st.tasks[0].duration_ms = Some(1500);

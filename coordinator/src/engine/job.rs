@@ -295,6 +295,11 @@ impl Job {
         self.check_done(now, out);
     }
 
+    /// The spec the job runs (read by the API's views).
+    pub(crate) fn spec(&self) -> &JobSpec {
+        &self.spec
+    }
+
     pub(crate) fn finished(&self) -> bool {
         self.state.is_terminal()
     }

@@ -334,6 +334,11 @@ impl Engine {
         self.jobs.get(job).map(|j| j.tasks.as_slice())
     }
 
+    /// The spec of a live job.
+    pub fn spec(&self, job: &JobId) -> Option<&ordo_proto::JobSpec> {
+        self.jobs.get(job).map(|j| j.spec())
+    }
+
     /// State of a live job.
     pub fn job_state(&self, job: &JobId) -> Option<JobState> {
         self.jobs.get(job).map(|j| j.state)

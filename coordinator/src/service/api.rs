@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use ordo_proto::api::{self, ApiError, ApiReply, ErrorKind};
 use ordo_proto::validate::validate;
-use ordo_proto::{ExecutionMode, JobId, JobState, Millis};
+use ordo_proto::{ExecutionMode, JobId, JobState, Millis, TaskPhase, names};
 use serde::Serialize;
 
 use super::Service;
@@ -45,7 +45,9 @@ impl Verb {
     }
 }
 
-type Reply = Result<serde_json::Value, ApiError>;
+/// A handler's answer: the JSON of what goes under `ok` (kept as bytes: a large reply is never
+/// built as a `serde_json::Value` tree), or the error.
+type Reply = Result<Vec<u8>, ApiError>;
 
 impl Service {
     /// Answers one request; the reply body is `ApiReply` JSON.
@@ -62,7 +64,7 @@ impl Service {
             Some(Verb::Jobs) => self.jobs(body),
             Some(Verb::Cancel) => self.cancel(now, body),
             Some(Verb::Retry) => self.retry(now, body),
-            Some(Verb::Workers) => Ok(to_value(self.workers.list())),
+            Some(Verb::Workers) => Ok(to_json(self.workers.list())),
             Some(Verb::Report) => self.report(body),
             Some(Verb::Prune) => self.prune(now, body),
             None => Err(ApiError::new(
@@ -70,15 +72,32 @@ impl Service {
                 format!("unknown API verb '{name}'"),
             )),
         };
-        let reply = match result {
-            Ok(v) => ApiReply::Ok(v),
-            Err(e) => ApiReply::Error(e),
-        };
-        serde_json::to_vec(&reply).unwrap_or_default()
+        match result {
+            Ok(ok) => {
+                let mut body = Vec::with_capacity(ok.len() + 8);
+                body.extend_from_slice(br#"{"ok":"#);
+                body.extend_from_slice(&ok);
+                body.push(b'}');
+                body
+            }
+            Err(e) => serde_json::to_vec(&ApiReply::<()>::Error(e)).unwrap_or_default(),
+        }
     }
 
     async fn submit(&mut self, now: Millis, body: &[u8]) -> Reply {
         let req: api::SubmitRequest = parse(body)?;
+        let tasks = req.spec.tasks.len();
+        let max = self.opts.max_tasks.min(names::MAX_TASKS);
+        if tasks > max {
+            return Err(ApiError::new(
+                ErrorKind::Invalid,
+                format!(
+                    "{}: {tasks} tasks; this coordinator accepts at most {max} tasks per job \
+                     (ordo-coordinator --max-tasks)",
+                    spec_label(&req)
+                ),
+            ));
+        }
         if req.spec.uses_worktrees() && req.spec.settings.repository.is_none() {
             // The coordinator has no working directory to find a repository from; the CLI
             // fills this in from where it runs.
@@ -118,8 +137,7 @@ impl Service {
         };
         let rec = JobRecord::new(JobId::new(), req.spec, req.source, options, now);
         self.store.insert_job(&rec).map_err(internal)?;
-        let names = rec.spec.tasks.iter().map(|t| t.name.to_string()).collect();
-        self.traces.job(rec.id, &rec.name, now, names);
+        self.traces.job(rec.id, &rec.name, now, &rec.spec);
         self.driver.apply(
             now,
             Event::Submit {
@@ -130,7 +148,7 @@ impl Service {
                 saved: None,
             },
         );
-        Ok(to_value(api::SubmitReply { job: rec.id }))
+        Ok(to_json(api::SubmitReply { job: rec.id }))
     }
 
     fn status(&mut self, body: &[u8]) -> Reply {
@@ -138,16 +156,71 @@ impl Service {
         if r.summary_only {
             let summary = self.summary(&r.job)?;
             let omitted = summary.total;
-            return Ok(to_value(api::JobStatus {
+            return Ok(to_json(api::JobStatus {
                 summary,
                 tasks: Vec::new(),
                 omitted,
+                page: None,
             }));
         }
-        let status = views::status(&self.store, &r.job)
-            .map_err(internal)?
-            .ok_or_else(|| not_found(&r.job))?;
-        Ok(views::status_within(status, api::MAX_REPLY_BYTES))
+        let (page, page_size, states) = match r.page {
+            Some(page) => {
+                let size = r.page_size.unwrap_or(api::DEFAULT_PAGE_SIZE);
+                (page, size.clamp(1, api::MAX_PAGE_SIZE), r.states)
+            }
+            None => {
+                // The whole list, trimmed to one message (older clients, the MCP server, the
+                // dashboard, `watch`). A job too large to list whole even without output
+                // loses its succeeded and pending tasks in `status_within` anyway: read only
+                // the others.
+                let total = match self.driver.engine().tasks(&r.job) {
+                    Some(tasks) => tasks.len(),
+                    None => self.store.task_count(&r.job).map_err(internal)?,
+                };
+                if total.saturating_mul(views::MIN_TASK_JSON) <= api::MAX_REPLY_BYTES {
+                    let status = views::status(&self.store, &r.job)
+                        .map_err(internal)?
+                        .ok_or_else(|| not_found(&r.job))?;
+                    return Ok(views::status_within(status, api::MAX_REPLY_BYTES));
+                }
+                let shown = TaskPhase::ALL
+                    .into_iter()
+                    .filter(|p| !matches!(p, TaskPhase::Succeeded | TaskPhase::Pending))
+                    .collect();
+                (1, usize::MAX, shown)
+            }
+        };
+        let whole = r.page.is_none();
+        // A live job's summary, states and spec are in memory: only the page is read.
+        let live_summary = match self.driver.engine().has_job(&r.job) {
+            true => Some(self.summary(&r.job)?),
+            false => None,
+        };
+        let engine = self.driver.engine();
+        let live = match (engine.tasks(&r.job), engine.spec(&r.job), live_summary) {
+            (Some(tasks), Some(spec), Some(summary)) => Some((tasks, spec, summary)),
+            _ => None,
+        };
+        let mut status = views::status_page(
+            &self.store,
+            &r.job,
+            live,
+            page,
+            page_size,
+            &states,
+            r.task.as_deref(),
+        )
+        .map_err(internal)?
+        .ok_or_else(|| not_found(&r.job))?;
+        if whole {
+            // As `status_within` makes it: no output tails, no page.
+            status.page = None;
+            for t in &mut status.tasks {
+                t.output_tail = None;
+            }
+            return Ok(views::status_within(status, api::MAX_REPLY_BYTES));
+        }
+        Ok(to_json(status))
     }
 
     fn jobs(&self, body: &[u8]) -> Reply {
@@ -157,7 +230,7 @@ impl Service {
             parse::<api::JobsRequest>(body)?
         };
         views::jobs(&self.store, &req)
-            .map(to_value)
+            .map(to_json)
             .map_err(internal)
     }
 
@@ -174,7 +247,7 @@ impl Service {
             );
         }
         let tasks = self.store.tasks(&job).map_err(internal)?;
-        Ok(to_value(views::summary(&rec, &tasks)))
+        Ok(to_json(views::summary(&rec, &tasks)))
     }
 
     fn retry(&mut self, now: Millis, body: &[u8]) -> Reply {
@@ -222,10 +295,11 @@ impl Service {
         );
         let mut summary = views::summary(&rec, &saved);
         summary.state = JobState::Running;
-        Ok(to_value(summary))
+        Ok(to_json(summary))
     }
 
-    /// A job's records for `ordo report`, output tails cut so the reply fits one message.
+    /// A job's records for `ordo report`, output tails cut only if the reply would be larger
+    /// than `api::MAX_LARGE_REPLY_BYTES`.
     fn report(&self, body: &[u8]) -> Reply {
         let r: api::ReportRequest = parse(body)?;
         let job = match r.job {
@@ -237,14 +311,14 @@ impl Service {
         let data = crate::report::gather(&self.store, &job)
             .map_err(internal)?
             .ok_or_else(|| not_found(&job))?;
-        // Room for the reply envelope.
-        let limit = self.client.server_info().max_payload.saturating_sub(1024);
+        // Larger than one message, it goes through the object store (`Service::reply`).
+        let limit = api::MAX_LARGE_REPLY_BYTES;
         data.to_json_within(limit).ok_or_else(|| {
             ApiError::new(
                 ErrorKind::Internal,
                 format!(
-                    "the report of job {job} does not fit in one NATS message ({limit} bytes) \
-                     even without task output"
+                    "the report of job {job} is larger than {limit} bytes even without task \
+                     output"
                 ),
             )
         })
@@ -257,7 +331,7 @@ impl Service {
             .prune(now, r.older_than_ms)
             .map_err(internal)?
             .len();
-        Ok(to_value(api::PruneReply { removed }))
+        Ok(to_json(api::PruneReply { removed }))
     }
 
     fn record(&self, job: &JobId) -> Result<JobRecord, ApiError> {
@@ -288,8 +362,17 @@ impl Service {
     }
 }
 
-fn to_value<T: Serialize>(v: T) -> serde_json::Value {
-    serde_json::to_value(v).unwrap_or(serde_json::Value::Null)
+/// How errors name a submitted spec: its file and job, or the job alone.
+fn spec_label(req: &api::SubmitRequest) -> String {
+    if req.source.is_empty() || req.source == req.spec.name {
+        format!("job '{}'", req.spec.name)
+    } else {
+        format!("{} (job '{}')", req.source, req.spec.name)
+    }
+}
+
+fn to_json<T: Serialize>(v: T) -> Vec<u8> {
+    serde_json::to_vec(&v).unwrap_or_else(|_| b"null".to_vec())
 }
 
 fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {

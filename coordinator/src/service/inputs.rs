@@ -3,12 +3,17 @@
 //! and heartbeats (core NATS), max-deliveries advisories, and the loop's own publishers
 //! reporting an outbox entry stored. Each forwarder resubscribes if its subscription ends;
 //! what it cannot read is logged and dropped (a bad event is terminated, never redelivered).
+//! An API request whose body is in the object store (`ordo_plumbing::blobs`) is read (and the
+//! object deleted) by a task of its own before it reaches the loop, so a large submission does
+//! not hold the loop up while it downloads.
 
 use std::collections::HashSet;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, AckKind};
 use futures::StreamExt;
+use ordo_plumbing::blobs;
+use ordo_proto::api::{ApiError, ApiReply, ErrorKind};
 use ordo_proto::wire::{self, Heartbeat, WorkerEvent};
 use ordo_proto::{AttemptRef, names};
 use tokio::sync::mpsc;
@@ -39,8 +44,14 @@ pub(crate) enum Input {
     },
 }
 
-/// API requests on `ordo.api.<verb>` (a queue group: one coordinator answers each).
-pub(crate) async fn forward_api(client: async_nats::Client, tx: mpsc::Sender<Input>) {
+/// API requests on `ordo.api.<verb>` (a queue group: one coordinator answers each). A body
+/// in the object store larger than `max_body` bytes is deleted unread and refused here.
+pub(crate) async fn forward_api(
+    client: async_nats::Client,
+    store: super::Blobs,
+    max_body: usize,
+    tx: mpsc::Sender<Input>,
+) {
     loop {
         let Ok(mut sub) = client
             .queue_subscribe(names::API_SUBJECTS, names::API_QUEUE_GROUP.into())
@@ -50,10 +61,55 @@ pub(crate) async fn forward_api(client: async_nats::Client, tx: mpsc::Sender<Inp
             continue;
         };
         while let Some(msg) = sub.next().await {
-            let name = msg.subject.rsplit('.').next().unwrap_or_default();
+            let name = msg
+                .subject
+                .rsplit('.')
+                .next()
+                .unwrap_or_default()
+                .to_string();
+            if let Some(object) = blobs::object_of(msg.headers.as_ref()) {
+                let (client, store, tx) = (client.clone(), store.clone(), tx.clone());
+                tokio::spawn(async move {
+                    let taken = match store.get() {
+                        Some(store) => blobs::take(store, &object, max_body).await,
+                        None => Err(blobs::Error::Bucket {
+                            bucket: names::BLOB_BUCKET.into(),
+                            detail: "not created yet".into(),
+                        }),
+                    };
+                    match taken {
+                        Ok(body) => {
+                            let input = Input::Api {
+                                verb: Verb::parse(&name),
+                                name,
+                                body: body.into(),
+                                reply: msg.reply,
+                            };
+                            let _ = tx.send(input).await;
+                        }
+                        Err(e) => {
+                            // Nothing was recorded: the refusal needs no commit before it.
+                            let (kind, message) = match e {
+                                blobs::Error::TooLarge { .. } => (
+                                    ErrorKind::Invalid,
+                                    format!("{e} (ordo-coordinator --max-spec-bytes)"),
+                                ),
+                                _ => (ErrorKind::Internal, e.to_string()),
+                            };
+                            tracing::warn!("refusing a request on {}: {message}", msg.subject);
+                            if let Some(reply) = msg.reply {
+                                let body = ApiReply::<()>::Error(ApiError::new(kind, message));
+                                let body = serde_json::to_vec(&body).unwrap_or_default();
+                                let _ = client.publish(reply, body.into()).await;
+                            }
+                        }
+                    }
+                });
+                continue;
+            }
             let input = Input::Api {
-                verb: Verb::parse(name),
-                name: name.to_string(),
+                verb: Verb::parse(&name),
+                name,
                 body: msg.payload,
                 reply: msg.reply,
             };

@@ -29,8 +29,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
-use ordo_plumbing::failpoint;
 use ordo_plumbing::telemetry::Telemetry;
+use ordo_plumbing::{blobs, failpoint};
+use ordo_proto::api::{ApiError, ApiReply, ErrorKind};
 use ordo_proto::validate::validate;
 use ordo_proto::wire::{self, Dispatch, Integrate, Integration, Kill, WorkerEvent};
 use ordo_proto::{AttemptRef, JobId, Millis, TaskIndex, names, now_ms};
@@ -60,6 +61,10 @@ pub struct Options {
     pub telemetry: Option<Arc<Telemetry>>,
     /// Serve Prometheus metrics here (`/metrics`).
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Largest API request body (a submitted spec, as JSON) accepted, in bytes.
+    pub max_spec_bytes: usize,
+    /// Most tasks in one submitted job (at most `names::MAX_TASKS`).
+    pub max_tasks: usize,
 }
 
 impl Default for Options {
@@ -75,6 +80,8 @@ impl Default for Options {
             prefetch: 1,
             telemetry: None,
             metrics_addr: None,
+            max_spec_bytes: names::MAX_SPEC_BYTES,
+            max_tasks: names::MAX_TASKS,
         }
     }
 }
@@ -91,6 +98,8 @@ pub enum Error {
 
 struct Service {
     client: async_nats::Client,
+    /// The object store bucket of API bodies larger than one NATS message, once created.
+    blobs: Blobs,
     traces: Traces,
     metrics: Option<Metrics>,
     bus: Arc<Bus>,
@@ -111,6 +120,32 @@ struct Service {
     replies: Vec<(async_nats::Subject, Vec<u8>)>,
     /// Name and creation time of live jobs whose summary was asked for.
     headers: HashMap<JobId, (String, u64)>,
+}
+
+/// The bucket of large API bodies, set once created (`create_blobs`).
+pub(crate) type Blobs = Arc<std::sync::OnceLock<jetstream::object_store::ObjectStore>>;
+
+/// Creates the bucket of large API bodies, retrying every few seconds until it exists.
+async fn create_blobs(client: async_nats::Client, replicas: usize, blobs: Blobs) {
+    let js = jetstream::new(client);
+    let mut warned = false;
+    loop {
+        match blobs::create_bucket(&js, replicas).await {
+            Ok(store) => {
+                let _ = blobs.set(store);
+                if warned {
+                    tracing::info!("the object store bucket {} is ready", names::BLOB_BUCKET);
+                }
+                return;
+            }
+            Err(e) if !warned => {
+                tracing::warn!("{e}; API bodies over max_payload are refused until it exists");
+                warned = true;
+            }
+            Err(_) => {}
+        }
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    }
 }
 
 /// Capacity refresh, lost-dispatch checks and deferred commits happen this often.
@@ -149,9 +184,14 @@ pub async fn run(
         }
         delay = (delay * 2).min(Duration::from_secs(5));
     };
+    // Without the bucket, everything but bodies over max_payload works: it is created in the
+    // background, retried until it is there (a user without the permission, an older config).
+    let blobs = Blobs::default();
+    let bucket = tokio::spawn(create_blobs(client.clone(), opts.replicas, blobs.clone()));
     let (tx, mut rx) = mpsc::channel::<Input>(4096);
     let mut svc = Service {
         client: client.clone(),
+        blobs: blobs.clone(),
         bus: Arc::new(bus),
         tx: tx.clone(),
         store: Arc::new(store),
@@ -179,7 +219,13 @@ pub async fn run(
     svc.recover().await?;
 
     let mut tasks = vec![
-        tokio::spawn(inputs::forward_api(client.clone(), tx.clone())),
+        bucket,
+        tokio::spawn(inputs::forward_api(
+            client.clone(),
+            blobs,
+            svc.opts.max_spec_bytes,
+            tx.clone(),
+        )),
         tokio::spawn(inputs::forward(
             client.clone(),
             names::HEARTBEAT_SUBJECTS.into(),
@@ -274,15 +320,15 @@ impl Service {
             let Ok(dag) = validate(&job.spec) else {
                 continue;
             };
-            let names = job.spec.tasks.iter().map(|t| t.name.to_string()).collect();
-            self.traces.job(job.id, &job.name, job.created_ms, names);
+            self.traces
+                .job(job.id, &job.name, job.created_ms, &job.spec);
             self.driver.apply(
                 now,
                 Event::Submit {
                     job: job.id,
-                    spec: Arc::new(job.spec.clone()),
+                    spec: Arc::new(job.spec),
                     dag: Arc::new(dag),
-                    options: job.options.clone(),
+                    options: job.options,
                     saved: Some(saved),
                 },
             );
@@ -323,8 +369,8 @@ impl Service {
             }
         }
         if self.driver.settled() {
-            for (reply, body) in self.replies.drain(..) {
-                let _ = self.client.publish(reply, body.into()).await;
+            for (reply, body) in std::mem::take(&mut self.replies) {
+                self.reply(reply, body).await;
             }
         }
         if !turn.dispatches.is_empty() {
@@ -340,6 +386,44 @@ impl Service {
             self.publish_integration(req);
         }
         Ok(())
+    }
+
+    /// Sends an API reply: inline, or, larger than one NATS message, through the object store
+    /// by a task of its own (so the loop does not wait for the upload).
+    async fn reply(&self, reply: async_nats::Subject, body: Vec<u8>) {
+        if body.len() <= blobs::inline_limit(self.client.server_info().max_payload) {
+            let _ = self.client.publish(reply, body.into()).await;
+            return;
+        }
+        let (client, store) = (self.client.clone(), self.blobs.get().cloned());
+        tokio::spawn(async move {
+            let stored = match &store {
+                Some(store) => blobs::put(store, &body, "an API reply")
+                    .await
+                    .map_err(|e| e.to_string()),
+                None => Err(format!(
+                    "the object store bucket {} is not available",
+                    names::BLOB_BUCKET
+                )),
+            };
+            match stored {
+                Ok(name) => {
+                    let _ = client
+                        .publish_with_headers(reply, blobs::headers(&name), bytes::Bytes::new())
+                        .await;
+                }
+                Err(e) => {
+                    let message = format!(
+                        "a reply of {} bytes is larger than one NATS message: {e}",
+                        body.len()
+                    );
+                    tracing::error!("{message}");
+                    let err = ApiError::new(ErrorKind::Internal, message);
+                    let body = serde_json::to_vec(&ApiReply::<()>::Error(err));
+                    let _ = client.publish(reply, body.unwrap_or_default().into()).await;
+                }
+            }
+        });
     }
 
     /// Sends a kill to every worker; a cancelled job's undelivered messages never run.
