@@ -896,13 +896,15 @@ fn config_variables(conf: &str) -> BTreeSet<String> {
                     .chars()
                     .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
                     .collect();
-                if !name.is_empty() {
+                // `$JS.`, `$SYS.`, `$O.`: subjects, not variables.
+                let subject = part[name.len()..].starts_with('.');
+                if !name.is_empty() && !subject {
                     used.insert(name);
                 }
             }
         }
     }
-    used.retain(|v| !defined.contains(v) && v != "JS" && v != "SYS");
+    used.retain(|v| !defined.contains(v));
     used
 }
 
