@@ -60,6 +60,9 @@ pub struct Options {
     pub telemetry: Option<Arc<Telemetry>>,
     /// Serve Prometheus metrics here (`/metrics`).
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// `--ha`: whether this coordinator still holds the lease (HA hook: checked before replies
+    /// go out, so a coordinator that lost it never answers from its stale state).
+    pub ha: Option<crate::ha::ActiveCheck>,
 }
 
 impl Default for Options {
@@ -75,6 +78,7 @@ impl Default for Options {
             prefetch: 1,
             telemetry: None,
             metrics_addr: None,
+            ha: None,
         }
     }
 }
@@ -311,6 +315,13 @@ impl Service {
             if let Some(m) = &mut self.metrics {
                 m.observe(&turn.changes);
             }
+        }
+        // HA hook: a coordinator that lost its lease answers nothing more (it stops).
+        if let Some(ha) = &self.opts.ha
+            && !self.replies.is_empty()
+            && !ha.holds()
+        {
+            return Err(Error::Nats("the lease is lost: not answering".into()));
         }
         // Events are acked only once everything applied is committed.
         if !self.acks.is_empty() && self.driver.settled() {
