@@ -883,7 +883,8 @@ fn config_variables(conf: &str) -> BTreeSet<String> {
             }
         }
     }
-    used.retain(|v| !defined.contains(v) && v != "JS" && v != "SYS");
+    // `$JS.`, `$KV.` and `$O.` subjects (JetStream, KV, object store) and the SYS account.
+    used.retain(|v| !defined.contains(v) && !["JS", "SYS", "KV", "O"].contains(&v.as_str()));
     used
 }
 
@@ -1238,4 +1239,112 @@ fn systemd_units_are_hardened_and_pass_systemd_analyze_verify() {
             "note: systemd-analyze is not installed; checked the units' keys and hardening only"
         ),
     }
+}
+
+/// `--ha` under the deployed permissions: two coordinators as the `coordinator` user, the
+/// active one killed with its disk deleted and restarted on an empty disk (so standbys took
+/// snapshots, and it starts from one); `ordo cluster` as the client. Jobs run before and after,
+/// and the server reports no permission violation.
+#[test]
+fn ha_coordinators_work_with_the_deployed_permissions() {
+    let d = Deployed::start();
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let coordinator = |i: usize| {
+        let data = path_str(dirs[i].path());
+        let id = format!("c{}", i + 1);
+        d.daemon(
+            "ordo-coordinator",
+            "coordinator",
+            COORDINATOR_PASSWORD,
+            &[
+                "--data-dir",
+                &data,
+                "--ha",
+                "--lease-ttl",
+                "2s",
+                "--id",
+                &id,
+                "--snapshot-every",
+                "2",
+            ],
+        )
+    };
+    let mut c1 = coordinator(0);
+    assert!(
+        wait_until(Duration::from_secs(30), || d.client(&["workers"]).code()
+            == 0),
+        "c1 did not answer:\n{}\nnats:\n{}",
+        c1.log(),
+        d.nats.log()
+    );
+    let c2 = coordinator(1);
+    let roles = || -> Vec<(String, String)> {
+        let r = d.client(&["cluster", "--output", "json"]);
+        let v: Value = serde_json::from_str(&r.stdout).unwrap_or(Value::Null);
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .map(|s| {
+                (
+                    s["id"].as_str().unwrap_or_default().to_string(),
+                    s["role"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect()
+    };
+    let pair = |a: &str, b: &str| {
+        vec![
+            (a.to_string(), "active".to_string()),
+            (b.to_string(), "standby".to_string()),
+        ]
+    };
+    assert!(
+        wait_until(Duration::from_secs(30), || roles() == pair("c1", "c2")),
+        "{:?}\nc2:\n{}\n{:#?}",
+        roles(),
+        c2.log(),
+        d.violations()
+    );
+    let _worker = d.daemon("ordo-worker", "worker", WORKER_PASSWORD, &["--id", "w"]);
+    let spec = write(d.work.path(), "job.toml", TWO_TASKS);
+    let r = d.client(&["submit", &spec, "--wait"]);
+    assert_eq!(
+        r.code(),
+        0,
+        "{}{}\n{:#?}",
+        r.stdout,
+        r.stderr,
+        d.violations()
+    );
+
+    c1.stop(libc::SIGKILL);
+    std::fs::remove_dir_all(dirs[0].path()).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(30), || roles()
+            == vec![("c2".to_string(), "active".to_string())]),
+        "c2 did not take over: {:?}\n{}",
+        roles(),
+        c2.log()
+    );
+    c1.start();
+    assert!(
+        wait_until(Duration::from_secs(30), || roles() == pair("c2", "c1")),
+        "c1 did not rejoin: {:?}\n{}",
+        roles(),
+        c1.log()
+    );
+    assert!(
+        c1.log().contains("state restored from the snapshot"),
+        "{}",
+        c1.log()
+    );
+    let r = d.client(&["submit", &spec, "--wait"]);
+    assert_eq!(r.code(), 0, "{}{}\n{}", r.stdout, r.stderr, c2.log());
+    let jobs = d.client(&["jobs", "--output", "json"]).json();
+    assert_eq!(jobs.as_array().unwrap().len(), 2, "{jobs}");
+    assert_eq!(
+        d.violations(),
+        Vec::<String>::new(),
+        "the coordinator or client role lacks a permission --ha needs"
+    );
 }
