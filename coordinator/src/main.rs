@@ -130,6 +130,7 @@ fn run_ha(args: &Args, opts: Options) -> ExitCode {
         replicas: args.replicas.max(1),
         data_dir: args.data_dir.clone(),
         snapshot_every: args.snapshot_every,
+        metrics_addr: args.metrics_addr,
     };
     tracing::info!(id = %cfg.id, ttl = ?cfg.ttl, "high availability: starting as a standby");
     let ha = match Ha::start(args.nats.clone(), cfg) {
@@ -156,8 +157,10 @@ fn run_ha(args: &Args, opts: Options) -> ExitCode {
             }
         };
         store.set_journal(ha.appender());
+        // The HA thread serves the metrics, the service's included.
         let opts = Options {
-            ha: Some(ha.active_check()),
+            ha: Some(ha.hooks()),
+            metrics_addr: None,
             ..opts.clone()
         };
         match serve(args, store, opts, ha.lost()) {

@@ -926,6 +926,26 @@ mod tests {
         assert_eq!(back.options.seed, 7);
     }
 
+    /// A coordinator restarted while its predecessor still holds the file waits for it; one
+    /// whose predecessor never lets go gets the clear error after the wait.
+    #[test]
+    fn opening_waits_for_a_predecessor_to_let_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = Store::open(dir.path()).unwrap();
+        let dying = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            drop(first);
+        });
+        let started = std::time::Instant::now();
+        let second = Store::open_waiting(dir.path(), std::time::Duration::from_secs(10)).unwrap();
+        assert!(started.elapsed() >= std::time::Duration::from_millis(250));
+        dying.join().unwrap();
+        let err =
+            Store::open_waiting(dir.path(), std::time::Duration::from_millis(200)).unwrap_err();
+        assert!(err.to_string().contains("in use"), "{err}");
+        drop(second);
+    }
+
     #[test]
     fn a_second_opener_gets_a_clear_error() {
         let dir = tempfile::tempdir().unwrap();

@@ -16,10 +16,12 @@
 //! # Layout
 //! - `journal`: entries, the fenced append, the reader.
 //! - `lease`: the KV lease.
+//! - `metrics`: `/metrics` with HA gauges, standby or active.
 //! - `snapshot`: the redb file in the object store.
 
 pub mod journal;
 pub mod lease;
+pub(crate) mod metrics;
 pub mod snapshot;
 
 use std::path::PathBuf;
@@ -51,6 +53,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// A standby stores a snapshot after this many journal entries (0: never).
     pub snapshot_every: u64,
+    /// Serve `/metrics` here (HA gauges, and the service's metrics while active).
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 /// One coordinator as `ordo cluster` shows it.
@@ -92,25 +96,36 @@ fn ignore_lease() -> bool {
     cfg!(debug_assertions) && std::env::var_os("ORDO_HA_IGNORE_LEASE").is_some_and(|v| v == "1")
 }
 
-/// Whether this coordinator is still sure to be the active one (the service checks it before
-/// answering a request: a stale coordinator must not answer from its state).
+/// What the service calls with `--ha`: whether this coordinator is still sure to be the active
+/// one (checked before answering a request: a stale coordinator must not answer from its
+/// state), and where its metrics registry goes (served by the HA thread).
 #[derive(Clone)]
-pub struct ActiveCheck(Arc<dyn Fn() -> bool + Send + Sync>);
+pub struct Hooks {
+    check: Arc<dyn Fn() -> bool + Send + Sync>,
+    slot: metrics::Slot,
+}
 
-impl ActiveCheck {
+impl Hooks {
     pub fn holds(&self) -> bool {
-        (self.0)()
+        (self.check)()
+    }
+
+    /// Serves the service's registry beside the HA gauges until the service stops.
+    pub fn metrics(&self, registry: prometheus_client::registry::Registry) {
+        *self.slot.lock().unwrap() = Some(Arc::new(registry));
     }
 }
 
-impl std::fmt::Debug for ActiveCheck {
+impl std::fmt::Debug for Hooks {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("ActiveCheck")
+        f.write_str("Hooks")
     }
 }
 
-struct Shared {
+pub(crate) struct Shared {
     ignore_lease: bool,
+    /// The service's metrics registry while it runs.
+    slot: metrics::Slot,
     cfg: Config,
     status: Mutex<Status>,
     held: Mutex<Held>,
@@ -178,6 +193,7 @@ impl Ha {
         let (lost, _) = watch::channel(false);
         let shared = Arc::new(Shared {
             ignore_lease: ignore_lease(),
+            slot: Default::default(),
             status: Mutex::new(Status {
                 id: cfg.id.clone(),
                 host: cfg.host.clone(),
@@ -239,16 +255,20 @@ impl Ha {
         }
     }
 
-    /// The service's check before it answers requests.
-    pub fn active_check(&self) -> ActiveCheck {
+    /// The service's hooks.
+    pub fn hooks(&self) -> Hooks {
         let shared = self.shared.clone();
-        ActiveCheck(Arc::new(move || {
-            let active = shared.is_active();
-            if !active {
-                shared.lose("the lease was not renewed within its TTL");
-            }
-            active
-        }))
+        let slot = self.shared.slot.clone();
+        Hooks {
+            slot,
+            check: Arc::new(move || {
+                let active = shared.is_active();
+                if !active {
+                    shared.lose("the lease was not renewed within its TTL");
+                }
+                active
+            }),
+        }
     }
 
     pub fn is_lost(&self) -> bool {
@@ -339,6 +359,15 @@ async fn thread_main(
         snapshots,
         max_part,
     });
+    if let Some(addr) = cfg.metrics_addr {
+        match metrics::serve(addr, shared.clone(), shared.slot.clone()).await {
+            Ok(bound) => tracing::info!(addr = %bound, "metrics at /metrics"),
+            Err(e) => {
+                let _ = ready.send(Err(format!("cannot serve metrics on {addr}: {e}")));
+                return;
+            }
+        }
+    }
     tokio::spawn(answer_info(client.clone(), shared.clone()));
     tokio::spawn(renew(ctx.clone()));
     let _ = ready.send(Ok(()));
@@ -384,7 +413,7 @@ async fn answer_info(client: async_nats::Client, shared: Arc<Shared>) {
     }
 }
 
-fn current_status(shared: &Shared) -> Status {
+pub(crate) fn current_status(shared: &Shared) -> Status {
     let mut s = shared.status.lock().unwrap().clone();
     let h = shared.held.lock().unwrap();
     if let (Some((epoch, _)), Some(at)) = (h.epoch, h.last_renew) {
@@ -498,6 +527,7 @@ impl Ctx {
         }
         self.shared.set_role("standby");
         self.shared.lost.send_replace(false);
+        *self.shared.slot.lock().unwrap() = None;
         let interrupted = ordo_plumbing::signals::interrupted();
         tokio::pin!(interrupted);
         let poll =

@@ -62,7 +62,7 @@ pub struct Options {
     pub metrics_addr: Option<std::net::SocketAddr>,
     /// `--ha`: whether this coordinator still holds the lease (HA hook: checked before replies
     /// go out, so a coordinator that lost it never answers from its stale state).
-    pub ha: Option<crate::ha::ActiveCheck>,
+    pub ha: Option<crate::ha::Hooks>,
 }
 
 impl Default for Options {
@@ -177,6 +177,11 @@ pub async fn run(
             .await
             .map_err(|e| Error::Nats(format!("cannot serve metrics on {addr}: {e}")))?;
         tracing::info!(addr = %bound, "metrics at /metrics");
+        svc.metrics = Some(metrics);
+    } else if let Some(ha) = &svc.opts.ha {
+        // HA hook: the HA thread serves the metrics (standby or active).
+        let (metrics, registry) = Metrics::new();
+        ha.metrics(registry);
         svc.metrics = Some(metrics);
     }
     svc.ensure_queue(names::DEFAULT_QUEUE).await?;
