@@ -18,6 +18,10 @@ pub struct Holder {
     pub host: String,
     /// Epoch of the holder once it bumped it (0 while it catches up).
     pub epoch: u64,
+    /// This process (pid and start time): only the same process may take back a lease that
+    /// still bears its name, never another one configured with the same id.
+    #[serde(default)]
+    pub instance: String,
     pub at_ms: Millis,
 }
 
@@ -29,8 +33,12 @@ pub struct Lease {
 pub enum Seen {
     /// Nobody holds it: try to take it.
     Free,
-    /// Held; last renewed this long ago (by the holder's clock as the server stamped it).
-    Held { holder: Holder, age: Duration },
+    /// Held at `revision`; last renewed this long ago (as the server stamped it).
+    Held {
+        holder: Holder,
+        age: Duration,
+        revision: u64,
+    },
 }
 
 impl Lease {
@@ -68,6 +76,7 @@ impl Lease {
                 Ok(Seen::Held {
                     holder,
                     age: Duration::from_millis(age),
+                    revision: e.revision,
                 })
             }
             Ok(_) => Ok(Seen::Free),

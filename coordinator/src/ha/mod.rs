@@ -123,6 +123,8 @@ impl std::fmt::Debug for Hooks {
 }
 
 pub(crate) struct Shared {
+    /// This process, in the lease's value (`Holder::instance`).
+    instance: String,
     ignore_lease: bool,
     /// The service's metrics registry while it runs.
     slot: metrics::Slot,
@@ -192,6 +194,7 @@ impl Ha {
     pub fn start(nats: NatsArgs, cfg: Config) -> Result<Ha, String> {
         let (lost, _) = watch::channel(false);
         let shared = Arc::new(Shared {
+            instance: format!("{}-{}", std::process::id(), now_ms()),
             ignore_lease: ignore_lease(),
             slot: Default::default(),
             status: Mutex::new(Status {
@@ -599,13 +602,23 @@ impl Ctx {
         s.lease_age_ms = age;
     }
 
-    /// Takes the lease if it is free; its revision.
+    /// Takes the lease if it is free, or if it still holds this coordinator's own name (it
+    /// stepped down because NATS was unavailable for a TTL, say a cluster electing a new
+    /// leader: it need not wait for its own lease to expire). Both are compare-and-set: if
+    /// anyone else wrote the key meanwhile, nothing is taken. Its revision.
     async fn try_take(&self) -> Option<u64> {
-        if !matches!(self.lease.seen().await, Ok(Seen::Free)) {
-            return None;
-        }
         let holder = self.holder(0);
-        let rev = self.lease.take(&holder).await?;
+        let rev = match self.lease.seen().await {
+            Ok(Seen::Free) => self.lease.take(&holder).await?,
+            Ok(Seen::Held {
+                holder: h,
+                revision,
+                ..
+            }) if h.id == self.shared.cfg.id && h.instance == self.shared.instance => {
+                self.lease.renew(&holder, revision).await.ok().flatten()?
+            }
+            _ => return None,
+        };
         let mut h = self.shared.held.lock().unwrap();
         h.lease = Some((rev, holder));
         h.last_renew = Some(Instant::now());
@@ -617,6 +630,7 @@ impl Ctx {
             id: self.shared.cfg.id.clone(),
             host: self.shared.cfg.host.clone(),
             epoch,
+            instance: self.shared.instance.clone(),
             at_ms: now_ms(),
         }
     }
