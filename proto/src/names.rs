@@ -191,6 +191,27 @@ pub fn valid_queue(q: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
+// Coordinator high availability (`ordo-coordinator --ha`, DESIGN §13, docs/design.md).
+
+/// The journal: every commit of the active coordinator, before anything it describes is done.
+pub const JOURNAL_STREAM: &str = "ORDO_JOURNAL";
+/// Journal subjects (`ordo.journal.entry` and `ordo.journal.epoch`).
+pub const JOURNAL_SUBJECTS: &str = "ordo.journal.>";
+/// One commit (or a part of one too large for a message).
+pub const JOURNAL_ENTRY: &str = "ordo.journal.entry";
+/// One message per epoch: appends are fenced on this subject's last sequence.
+pub const JOURNAL_EPOCH: &str = "ordo.journal.epoch";
+/// The KV bucket holding the lease (its max age is the lease's TTL).
+pub const LEASE_BUCKET: &str = "ordo-lease";
+/// The lease's key: whoever holds it is the active coordinator.
+pub const LEASE_KEY: &str = "active";
+/// The object store bucket of state snapshots.
+pub const SNAPSHOT_BUCKET: &str = "ordo-snapshots";
+/// The snapshot's object name.
+pub const SNAPSHOT_OBJECT: &str = "state";
+/// Core request: every `--ha` coordinator answers with its role, epoch and lag (`ordo cluster`).
+pub const HA_INFO: &str = "ordo.ha.info";
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1260,3 +1260,336 @@ fn systemd_units_are_hardened_and_pass_systemd_analyze_verify() {
         ),
     }
 }
+
+/// `--ha` under the deployed permissions: two coordinators as the `coordinator` user, the
+/// active one killed with its disk deleted and restarted on an empty disk (so standbys took
+/// snapshots, and it starts from one); `ordo cluster` as the client. Jobs run before and after,
+/// and the server reports no permission violation.
+#[test]
+fn ha_coordinators_work_with_the_deployed_permissions() {
+    let d = Deployed::start();
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let coordinator = |i: usize| {
+        let data = path_str(dirs[i].path());
+        let id = format!("c{}", i + 1);
+        d.daemon(
+            "ordo-coordinator",
+            "coordinator",
+            COORDINATOR_PASSWORD,
+            &[
+                "--data-dir",
+                &data,
+                "--ha",
+                "--lease-ttl",
+                "2s",
+                "--id",
+                &id,
+                "--snapshot-every",
+                "2",
+            ],
+        )
+    };
+    let mut c1 = coordinator(0);
+    assert!(
+        wait_until(Duration::from_secs(30), || d.client(&["workers"]).code()
+            == 0),
+        "c1 did not answer:\n{}\nnats:\n{}",
+        c1.log(),
+        d.nats.log()
+    );
+    let c2 = coordinator(1);
+    let roles = || -> Vec<(String, String)> {
+        let r = d.client(&["cluster", "--output", "json"]);
+        let v: Value = serde_json::from_str(&r.stdout).unwrap_or(Value::Null);
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .map(|s| {
+                (
+                    s["id"].as_str().unwrap_or_default().to_string(),
+                    s["role"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect()
+    };
+    let pair = |a: &str, b: &str| {
+        vec![
+            (a.to_string(), "active".to_string()),
+            (b.to_string(), "standby".to_string()),
+        ]
+    };
+    assert!(
+        wait_until(Duration::from_secs(30), || roles() == pair("c1", "c2")),
+        "{:?}\nc2:\n{}\n{:#?}",
+        roles(),
+        c2.log(),
+        d.violations()
+    );
+    let _worker = d.daemon("ordo-worker", "worker", WORKER_PASSWORD, &["--id", "w"]);
+    let spec = write(d.work.path(), "job.toml", TWO_TASKS);
+    let r = d.client(&["submit", &spec, "--wait"]);
+    assert_eq!(
+        r.code(),
+        0,
+        "{}{}\n{:#?}",
+        r.stdout,
+        r.stderr,
+        d.violations()
+    );
+
+    c1.stop(libc::SIGKILL);
+    std::fs::remove_dir_all(dirs[0].path()).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(30), || roles()
+            == vec![("c2".to_string(), "active".to_string())]),
+        "c2 did not take over: {:?}\n{}",
+        roles(),
+        c2.log()
+    );
+    c1.start();
+    assert!(
+        wait_until(Duration::from_secs(30), || roles() == pair("c2", "c1")),
+        "c1 did not rejoin: {:?}\n{}",
+        roles(),
+        c1.log()
+    );
+    assert!(
+        c1.log().contains("state restored from the snapshot"),
+        "{}",
+        c1.log()
+    );
+    let r = d.client(&["submit", &spec, "--wait"]);
+    assert_eq!(r.code(), 0, "{}{}\n{}", r.stdout, r.stderr, c2.log());
+    let jobs = d.client(&["jobs", "--output", "json"]).json();
+    assert_eq!(jobs.as_array().unwrap().len(), 2, "{jobs}");
+    assert_eq!(
+        d.violations(),
+        Vec::<String>::new(),
+        "the coordinator or client role lacks a permission --ha needs"
+    );
+}
+
+/// Row 11 on the three-node cluster (`cluster.conf`, R3 journal): two `--ha` coordinators
+/// (`--replicas 3`); mid-job the active one is `kill -9`ed with its disk deleted, then the NATS
+/// node leading `ORDO_JOURNAL` is killed. The three shapes finish with every ledger invariant.
+#[test]
+fn ha_on_a_three_node_cluster_survives_the_active_coordinator_and_the_journal_leader() {
+    let tmp = tempfile::tempdir().unwrap();
+    let certs = make_certs(tmp.path(), &["localhost", "127.0.0.1"]);
+    let route_ports = free_ports(3);
+    let mut nodes: Vec<ConfiguredNats> = Vec::new();
+    for i in 0..3 {
+        let mut env = nats_env(&certs);
+        env.retain(|(k, _)| !k.starts_with("NATS_ROUTE_") || k == "NATS_ROUTE_PASSWORD");
+        env.push(("NATS_SERVER_NAME".into(), format!("nats-{i}")));
+        for (j, port) in route_ports.iter().enumerate() {
+            env.push((
+                format!("NATS_ROUTE_{j}"),
+                format!("nats-route://route:pRouteSecret5@127.0.0.1:{port}"),
+            ));
+        }
+        let listen = format!("nats://127.0.0.1:{}", route_ports[i]);
+        nodes.push(ConfiguredNats::start_with_args(
+            &deploy_dir().join("nats/cluster.conf"),
+            &env,
+            &["--cluster", &listen],
+        ));
+    }
+    let urls = nodes.iter().map(|n| n.url()).collect::<Vec<_>>().join(",");
+    let ca = path_str(&certs.ca);
+    let work = tempfile::tempdir().unwrap();
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let flags = |user: &str, password: &str| -> Vec<String> {
+        [
+            "--nats",
+            &urls,
+            "--tls-ca",
+            &ca,
+            "--user",
+            user,
+            "--password",
+            password,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let spawn = |bin_name: &str, user: &str, password: &str, extra: &[&str]| {
+        let mut args = flags(user, password);
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        Daemon::spawn(bin_name, &args, work.path())
+    };
+    let client = |args: &[&str]| {
+        let f = flags("client", CLIENT_PASSWORD);
+        let mut all = args.to_vec();
+        all.extend(f.iter().map(String::as_str));
+        ordo_in(work.path(), &all, &[])
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let first = nodes[0].url();
+    rt.block_on(async {
+        let (c, _) = connect_as(&first, &certs.ca, "coordinator", COORDINATOR_PASSWORD).await;
+        let mut js = jetstream::new(c);
+        js.set_timeout(Duration::from_secs(1));
+        for _ in 0..60 {
+            match js.get_stream("ORDO_TASKS").await {
+                Err(e) if matches!(e.kind(), GetStreamErrorKind::JetStream(_)) => return,
+                _ => tokio::time::sleep(Duration::from_millis(250)).await,
+            }
+        }
+        panic!("the cluster never elected a JetStream meta leader");
+    });
+    let coordinator = |i: usize| {
+        let data = path_str(dirs[i].path());
+        let id = format!("c{}", i + 1);
+        spawn(
+            "ordo-coordinator",
+            "coordinator",
+            COORDINATOR_PASSWORD,
+            &[
+                "--data-dir",
+                &data,
+                "--replicas",
+                "3",
+                "--ha",
+                "--lease-ttl",
+                "3s",
+                "--id",
+                &id,
+                "--ack-wait",
+                "5s",
+            ],
+        )
+    };
+    let mut c1 = coordinator(0);
+    assert!(
+        wait_until(Duration::from_secs(60), || client(&["workers"]).code() == 0),
+        "c1 did not come up:\n{}",
+        c1.log()
+    );
+    let c2 = coordinator(1);
+    let roles = || -> Vec<(String, String)> {
+        let r = client(&["cluster", "--output", "json"]);
+        let v: Value = serde_json::from_str(&r.stdout).unwrap_or(Value::Null);
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .map(|s| {
+                (
+                    s["id"].as_str().unwrap_or_default().to_string(),
+                    s["role"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect()
+    };
+    assert!(
+        wait_until(Duration::from_secs(60), || roles().len() == 2),
+        "{:?}\n{}",
+        roles(),
+        c2.log()
+    );
+    let _workers: Vec<Daemon> = ["w1", "w2"]
+        .iter()
+        .map(|id| {
+            spawn(
+                "ordo-worker",
+                "worker",
+                WORKER_PASSWORD,
+                &["--id", id, "--concurrency", "4"],
+            )
+        })
+        .collect();
+    let ledger = Ledger::new(work.path());
+    let mut jobs = Vec::new();
+    for shape in SHAPES {
+        let path = write(
+            work.path(),
+            &format!("{}.toml", shape.name()),
+            &ledger.spec(shape, "sleep 0.1"),
+        );
+        let r = client(&["submit", &path]);
+        assert_eq!(r.code(), 0, "{}", r.stderr);
+        jobs.push((shape, r.stdout.trim().to_string()));
+    }
+    let recorded = || -> Option<usize> {
+        let mut n = 0;
+        for (_, job) in &jobs {
+            let r = client(&["status", job, "--output", "json"]);
+            if r.code() != 0 {
+                return None;
+            }
+            n += ledger::succeeded(&r.json())?;
+        }
+        Some(n)
+    };
+    let mut recovery = Duration::ZERO;
+    // 1. The active coordinator dies with its disk.
+    assert!(wait_until(Duration::from_secs(60), || ledger.starts() >= 100));
+    let before = recorded();
+    let fault = std::time::Instant::now();
+    c1.stop(9);
+    std::fs::remove_dir_all(dirs[0].path()).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(60), || recorded()
+            .zip(before)
+            .is_some_and(|(n, b)| n > b)),
+        "c2 did not take over:\n{}",
+        c2.log()
+    );
+    recovery = recovery.max(fault.elapsed());
+    assert_eq!(roles(), vec![("c2".to_string(), "active".to_string())]);
+    // 2. The node leading the journal dies.
+    let leader = rt.block_on(async {
+        let (c, _) = connect_as(&first, &certs.ca, "coordinator", COORDINATOR_PASSWORD).await;
+        let js = jetstream::new(c);
+        let mut s = js.get_stream("ORDO_JOURNAL").await.unwrap();
+        let info = s.info().await.unwrap();
+        assert_eq!(info.config.num_replicas, 3);
+        info.cluster
+            .clone()
+            .and_then(|c| c.leader)
+            .expect("a journal leader")
+    });
+    let i: usize = leader.trim_start_matches("nats-").parse().unwrap();
+    assert!(wait_until(Duration::from_secs(60), || ledger.starts() >= 300));
+    let before = recorded();
+    let fault = std::time::Instant::now();
+    nodes[i].stop(9);
+    assert!(
+        wait_until(Duration::from_secs(60), || recorded()
+            .zip(before)
+            .is_some_and(|(n, b)| n > b)),
+        "no progress after losing the journal's leader {leader}:\n{}",
+        c2.log()
+    );
+    recovery = recovery.max(fault.elapsed());
+    let mut tally = Tally::default();
+    for (shape, job) in &jobs {
+        let done = wait_until(Duration::from_secs(180), || {
+            let r = client(&["status", job, "--output", "json"]);
+            r.code() == 0 && r.json()["state"] != "running" && r.json()["state"] != "pending"
+        });
+        assert!(done, "{} did not finish\nc2:\n{}", shape.name(), c2.log());
+        let report = client(&["report", job, "--format", "json"]);
+        assert_eq!(report.code(), 0, "{}", report.stderr);
+        tally += ledger.check(job, *shape, &report.json(), &[]);
+    }
+    ledger.assert_no_leftovers();
+    ledger::record(
+        "9z",
+        Row {
+            fault: format!(
+                "11. `--ha` on a three-node nats cluster (R3 journal): the active coordinator \
+                 `kill -9`ed with its disk deleted, then the node leading the journal ({leader}) \
+                 killed mid-job"
+            ),
+            seeds: 1,
+            tally,
+            recovery: Some(recovery),
+        },
+    );
+}

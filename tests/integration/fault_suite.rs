@@ -1016,3 +1016,7 @@ fn f7_replayed_reordered_and_forged_results_change_nothing() {
         },
     );
 }
+
+// Row 11: coordinator high availability (`ordo-coordinator --ha`), in its own file.
+#[path = "fault_ha.rs"]
+mod ha;

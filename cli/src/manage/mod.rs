@@ -4,10 +4,12 @@
 //! or retried there runs in this process, which follows it to its end).
 //!
 //! # Layout
+//! - `cluster`: `ordo cluster`, the coordinators of an `--ha` deployment.
 //! - `follow`: following a job to its end (`watch`, `submit --wait`).
 //! - `logs`: task output, stored or streamed.
 //! - `render`: how answers are printed.
 
+mod cluster;
 mod follow;
 mod logs;
 pub mod render;
@@ -131,6 +133,14 @@ pub enum Manage {
     },
     /// List the workers the coordinator has heard from.
     Workers {
+        #[command(flatten)]
+        nats: NatsArgs,
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// List the coordinators of a high-availability deployment (`ordo-coordinator --ha`): id,
+    /// host, role, epoch, lease age, journal position and lag.
+    Cluster {
         #[command(flatten)]
         nats: NatsArgs,
         #[arg(long, value_enum, default_value_t = Output::Text)]
@@ -330,6 +340,7 @@ async fn run(cmd: Manage) -> Result<u8, Error> {
             }
             Ok(exit::OK)
         }
+        Manage::Cluster { nats, output } => cluster::cluster(&nats, output).await,
         Manage::Workers { nats, output } => {
             let jobs = Jobs::open(&Target::Cluster(nats), Open::Existing).await?;
             let workers = jobs.workers().await?;

@@ -65,6 +65,9 @@ pub struct Options {
     pub max_spec_bytes: usize,
     /// Most tasks in one submitted job (at most `names::MAX_TASKS`).
     pub max_tasks: usize,
+    /// `--ha`: whether this coordinator still holds the lease (HA hook: checked before replies
+    /// go out, so a coordinator that lost it never answers from its stale state).
+    pub ha: Option<crate::ha::Hooks>,
 }
 
 impl Default for Options {
@@ -82,6 +85,7 @@ impl Default for Options {
             metrics_addr: None,
             max_spec_bytes: names::MAX_SPEC_BYTES,
             max_tasks: names::MAX_TASKS,
+            ha: None,
         }
     }
 }
@@ -213,6 +217,11 @@ pub async fn run(
             .await
             .map_err(|e| Error::Nats(format!("cannot serve metrics on {addr}: {e}")))?;
         tracing::info!(addr = %bound, "metrics at /metrics");
+        svc.metrics = Some(metrics);
+    } else if let Some(ha) = &svc.opts.ha {
+        // HA hook: the HA thread serves the metrics (standby or active).
+        let (metrics, registry) = Metrics::new();
+        ha.metrics(registry);
         svc.metrics = Some(metrics);
     }
     svc.ensure_queue(names::DEFAULT_QUEUE).await?;
@@ -357,6 +366,13 @@ impl Service {
             if let Some(m) = &mut self.metrics {
                 m.observe(&turn.changes);
             }
+        }
+        // HA hook: a coordinator that lost its lease answers nothing more (it stops).
+        if let Some(ha) = &self.opts.ha
+            && !self.replies.is_empty()
+            && !ha.holds()
+        {
+            return Err(Error::Nats("the lease is lost: not answering".into()));
         }
         // Events are acked only once everything applied is committed.
         if !self.acks.is_empty() && self.driver.settled() {
