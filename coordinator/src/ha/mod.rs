@@ -535,8 +535,14 @@ impl Ctx {
         tokio::pin!(interrupted);
         let poll =
             (self.shared.cfg.ttl / 10).clamp(Duration::from_millis(50), Duration::from_millis(250));
+        // Snapshots are looked at only with an empty disk or after a gap in the journal: a
+        // coordinator that just stepped down is up to date, and listing the object store can
+        // hang while a cluster elects its leader.
+        let mut check_snapshots = store.journal_seq().map_err(|e| e.to_string())? == 0;
         loop {
-            store = self.restore_if_behind(store).await?;
+            if std::mem::take(&mut check_snapshots) {
+                store = self.restore_if_behind(store).await?;
+            }
             let local = store.journal_seq().map_err(|e| e.to_string())?;
             let mut follower = match Follower::new(&self.journal, local).await {
                 Ok(f) => f,
@@ -558,8 +564,14 @@ impl Ctx {
                         Err(e) => break Err(e),
                     },
                     _ = tick.tick() => {
-                        self.refresh_lag(&follower).await;
-                        if let Some(won) = self.try_take().await {
+                        // The lease first: a status read must not delay a takeover (reads
+                        // of a stream without a leader wait for their timeout).
+                        let won = self.try_take().await;
+                        if won.is_none() {
+                            let refresh = self.refresh_lag(&follower);
+                            let _ = tokio::time::timeout(poll * 4, refresh).await;
+                        }
+                        if let Some(won) = won {
                             match self.promote(&mut store, &mut follower, won).await {
                                 Ok(true) => return Ok(Some(store)),
                                 Ok(false) => continue,
@@ -581,6 +593,7 @@ impl Ctx {
                 }
             };
             if let Err(e) = outcome {
+                check_snapshots = true;
                 tracing::warn!("standby: {e}; following the journal again");
                 tokio::select! {
                     _ = &mut interrupted => return Ok(None),
@@ -736,10 +749,15 @@ impl Ctx {
     /// old disk: the journal before that snapshot may be gone).
     async fn restore_if_behind(&self, store: Store) -> Result<Store, String> {
         let local = store.journal_seq().map_err(|e| e.to_string())?;
-        let newest = match self.snapshots.list().await {
-            Ok(list) => list.first().copied(),
-            Err(e) => {
+        let list = tokio::time::timeout(Duration::from_secs(3), self.snapshots.list()).await;
+        let newest = match list {
+            Ok(Ok(list)) => list.first().copied(),
+            Ok(Err(e)) => {
                 tracing::warn!("{e}");
+                None
+            }
+            Err(_) => {
+                tracing::warn!("listing the snapshots timed out; following the journal as is");
                 None
             }
         };
