@@ -166,10 +166,14 @@ impl Ledger {
         let mut out: Vec<Execution> = Vec::new();
         let mut open: HashMap<(String, String, u32, u32, String, String), usize> = HashMap::new();
         for (n, line) in lines(&self.path).iter().enumerate() {
+            // A task killed (SIGKILL) while appending its line across a page boundary leaves
+            // the part before the boundary: the line is torn, and the next append may be glued
+            // to it. The torn record is lost (its execution stays open, as a killed one is);
+            // a record glued after it is read from where it starts.
+            let Some(line) = whole_record(line) else {
+                continue;
+            };
             let f: Vec<&str> = line.split(' ').collect();
-            if f.len() < 7 {
-                panic!("torn ledger line {n}: {line:?}");
-            }
             let key = (
                 f[1].to_string(),
                 f[2].to_string(),
@@ -362,6 +366,18 @@ impl Ledger {
             "task processes still alive 2 s after the end: {described:?}"
         );
     }
+}
+
+/// The last whole ledger record in `line` (`S` or `E` and at least six fields), if any: the
+/// line itself, or a record glued after a torn one.
+fn whole_record(line: &str) -> Option<&str> {
+    let mut starts = line
+        .char_indices()
+        .filter(|&(i, c)| (c == 'S' || c == 'E') && line[i + 1..].starts_with(' '))
+        .map(|(i, _)| i);
+    starts
+        .rfind(|&i| line[i..].split(' ').count() >= 7)
+        .map(|i| &line[i..])
 }
 
 /// Tasks a job's `ordo status --output json` counts as succeeded (from its summary, which
