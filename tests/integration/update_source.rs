@@ -39,8 +39,11 @@ with open("agent.log", "a") as f:
     f.write("%s\t%s\n" % (task, seen))
 open("ran-" + task, "w").close()
 if os.environ.get("BREAK_TASK") == task:
-    with open("tasks.json", "w") as f:
+    # Replaced at once (a rename), so the writer never reads it half-written: the broken
+    # content is one state, warned about once.
+    with open("tasks.json.broken", "w") as f:
         f.write('{"master": {"tasks": [')
+    os.replace("tasks.json.broken", "tasks.json")
 if os.environ.get("FAIL_TASK") == task:
     print("agent gave up")
     sys.exit(3)
