@@ -23,9 +23,7 @@
 //! `cargo bench --workspace --bench distributed` (NATS_SERVER_BIN overrides the binary,
 //! ORDO_BENCH_N scales the 10,000).
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ordo_coordinator::store::Store;
 use ordo_coordinator::{ha, service};
@@ -40,107 +38,11 @@ mod common;
 
 #[path = "big_job.rs"]
 mod big_job;
+#[path = "nats.rs"]
+mod nats;
 
 use common::{job, spawn_limit};
-
-struct Nats {
-    child: Child,
-    url: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Nats {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn nats_bin() -> PathBuf {
-    std::env::var_os("NATS_SERVER_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/nats-server")
-        })
-}
-
-/// Keeps the calling thread, and the threads and processes it starts, on one CPU.
-fn pin_to(cpu: Option<usize>) {
-    let Some(cpu) = cpu else { return };
-    // SAFETY: a zeroed cpu_set_t is a valid empty set, CPU_SET writes inside it, and
-    // sched_setaffinity reads size_of::<cpu_set_t>() bytes of it.
-    unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(cpu, &mut set);
-        let rc = libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set);
-        assert_eq!(rc, 0, "cannot pin to CPU {cpu}");
-    }
-}
-
-/// The first two CPUs this process may run on.
-fn two_cpus() -> Option<(usize, usize)> {
-    // SAFETY: sched_getaffinity writes at most size_of::<cpu_set_t>() bytes into `set`, and
-    // CPU_ISSET reads inside it.
-    let allowed: Vec<usize> = unsafe {
-        let mut set: libc::cpu_set_t = std::mem::zeroed();
-        if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
-            return None;
-        }
-        (0..libc::CPU_SETSIZE as usize)
-            .filter(|c| libc::CPU_ISSET(*c, &set))
-            .collect()
-    };
-    match allowed[..] {
-        [a, b, ..] => Some((a, b)),
-        _ => None,
-    }
-}
-
-/// A nats-server, on `cpu` when given (it inherits the affinity of the thread that starts it).
-fn start_nats(cpu: Option<usize>) -> Nats {
-    let dir = tempfile::tempdir().unwrap();
-    let ports = dir.path().join("ports");
-    std::fs::create_dir_all(&ports).unwrap();
-    let mut command = Command::new(nats_bin());
-    command
-        .args(["-a", "127.0.0.1", "-p", "-1", "-js", "-sd"])
-        .arg(dir.path().join("js"))
-        .arg("--ports_file_dir")
-        .arg(&ports)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let spawned = std::thread::scope(|s| {
-        s.spawn(|| {
-            pin_to(cpu);
-            command.spawn()
-        })
-        .join()
-        .unwrap()
-    });
-    let child = spawned.unwrap_or_else(|e| {
-        panic!(
-            "cannot start {}: {e} (run scripts/test once)",
-            nats_bin().display()
-        )
-    });
-    let file = ports.join(format!("nats-server_{}.ports", child.id()));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let url = loop {
-        if let Ok(text) = std::fs::read_to_string(&file)
-            && let Ok(v) = serde_json::from_str::<serde_json::Value>(&text)
-            && let Some(u) = v["nats"][0].as_str()
-        {
-            break u.to_string();
-        }
-        assert!(Instant::now() < deadline, "nats-server did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    Nats {
-        child,
-        url,
-        _dir: dir,
-    }
-}
+use nats::{connect, own_thread, pin_to, start_nats, two_cpus};
 
 /// A coordinator and workers in this process, stopped by dropping their senders.
 struct Cluster {
@@ -148,27 +50,6 @@ struct Cluster {
     stops: Vec<oneshot::Sender<()>>,
     workers: Vec<std::thread::JoinHandle<()>>,
     _data: tempfile::TempDir,
-}
-
-/// Runs `component` on `runtime` in a thread of its own (on `cpu` when given), as its binary
-/// would.
-fn own_thread(
-    runtime: std::io::Result<tokio::runtime::Runtime>,
-    cpu: Option<usize>,
-    component: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::thread::JoinHandle<()> {
-    let runtime = runtime.expect("runtime");
-    std::thread::spawn(move || {
-        pin_to(cpu);
-        runtime.block_on(component)
-    })
-}
-
-async fn connect(url: &str) -> async_nats::Client {
-    async_nats::ConnectOptions::new()
-        .connect(url)
-        .await
-        .expect("connect")
 }
 
 /// `--ha` for the bench: the coordinator's HA settings (`cluster_ha`).
