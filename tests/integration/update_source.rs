@@ -22,7 +22,10 @@ top, _, sub = task.partition(".")
 tag = os.environ.get("TM_TAG")
 seen = None
 deadline = time.time() + 20
-while os.environ.get("WAIT_STATUS") == "1" and time.time() < deadline:
+# The task that breaks the file first waits for its own `in-progress`, so no write of the
+# run is still on its way to replace the broken file with a good one.
+wait = os.environ.get("WAIT_STATUS") == "1" or os.environ.get("BREAK_TASK") == task
+while wait and time.time() < deadline:
     try:
         with open("tasks.json") as f:
             doc = json.load(f)
