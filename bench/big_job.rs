@@ -190,6 +190,9 @@ pub async fn run(n: usize, slots: u32, rss_target: f64) {
         client: client.clone(),
         stops: vec![stop],
         workers: Vec::new(),
+        // The coordinator is a process of its own here.
+        coordinator_tid: Default::default(),
+        worker_tids: Vec::new(),
         _data: tempfile::tempdir().unwrap(),
     };
     // Ready when the API answers.

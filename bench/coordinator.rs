@@ -1,8 +1,8 @@
 //! The coordinator alone (DESIGN §9, issue 18): its CPU per task and the tasks per second one
 //! core of it can carry, with simulated workers that speak the wire protocol (pull task
-//! messages, publish `Finished` results to JetStream, ack) and answer at once, so nothing but
-//! the coordinator (and the broker) limits the rate. The coordinator runs on its own thread
-//! pinned to one CPU, as `ordo-coordinator` runs (one thread); nats-server and the simulated
+//! messages, publish `Finished` results to JetStream through a real worker's batching
+//! `Reporter`, ack) and answer at once, so nothing but the coordinator (and the broker) limits
+//! the rate. The coordinator runs on its own thread pinned to one CPU, as `ordo-coordinator` runs (one thread); nats-server and the simulated
 //! workers share the other. Its CPU time is read from /proc for that thread.
 //!
 //! Prints, for N independent tasks (ORDO_BENCH_N, default 20,000) and a 2,000-task chain:
@@ -22,6 +22,7 @@ use ordo_coordinator::store::Store;
 use ordo_proto::api::{self, ApiReply, JobStatus, SubmitReply, SubmitRequest};
 use ordo_proto::wire::{self, Dispatch, Heartbeat, Outcome, TaskResult, WorkerEvent};
 use ordo_proto::{JobSpec, names, now_ms};
+use ordo_worker::report::Reporter;
 use tokio::sync::oneshot;
 
 #[path = "common.rs"]
@@ -80,6 +81,8 @@ async fn simulated_worker(url: String, id: String, slots: u32, stop: oneshot::Re
         .messages()
         .await
         .expect("pull");
+    // A real worker's reporter: results that queue while one is stored go together.
+    let reporter = Reporter::start(js.clone(), id.as_str().into());
     let work = async {
         while let Some(Ok(msg)) = messages.next().await {
             let Ok(d) = wire::decode::<Dispatch>(&msg.payload) else {
@@ -89,21 +92,9 @@ async fn simulated_worker(url: String, id: String, slots: u32, stop: oneshot::Re
             let mut r = TaskResult::new(&d, id.as_str().into(), Outcome::Succeeded, now_ms(), "");
             r.exit_code = Some(0);
             r.delivery = msg.info().map_or(1, |i| i.delivered as u32);
-            let event = WorkerEvent::Finished(r);
-            let mut headers = async_nats::HeaderMap::new();
-            headers.insert("Nats-Msg-Id", event.msg_id().as_str());
-            let js = js.clone();
+            let reporter = reporter.clone();
             tokio::spawn(async move {
-                if let Ok(ack) = js
-                    .publish_with_headers(
-                        names::event_subject(&event.job()),
-                        headers,
-                        wire::encode(&event).into(),
-                    )
-                    .await
-                {
-                    let _ = ack.await;
-                }
+                reporter.report(WorkerEvent::Finished(r)).await;
                 let _ = msg.ack().await;
             });
         }

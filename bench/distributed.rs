@@ -4,7 +4,9 @@
 //! same run:
 //!
 //! - 10,000 independent `true` tasks, one worker with 4 slots, vs the spawn limit (tokio
-//!   spawning the same `sh -c true` with 4 in flight), everything sharing every CPU;
+//!   spawning the same `sh -c true` with 4 in flight), everything sharing every CPU, with each
+//!   component's CPU per task (nats-server, coordinator, worker; from /proc) and the rate one
+//!   core of it could carry;
 //! - the same with nats-server and the coordinator on one CPU and the worker and its tasks on
 //!   another, vs the spawn limit of that CPU: target ≥ 0.8. This is the target's question (is the
 //!   broker what limits a worker?), which the first cannot answer on a small machine: there the
@@ -14,7 +16,8 @@
 //! - a 100,000-task job (7 MB of TOML) through a coordinator process of its own: accept time,
 //!   status latency, the coordinator's peak RSS, the run to the end (`big_job.rs`; 1,000,000
 //!   tasks too with `ORDO_SOAK=1`; `ORDO_BENCH_ONLY=big` runs these cases alone,
-//!   `ORDO_BENCH_ONLY=soak` the 1,000,000 alone).
+//!   `ORDO_BENCH_ONLY=soak` the 1,000,000 alone, `ORDO_BENCH_ONLY=independent` the two
+//!   10,000-task cases alone).
 //! - the cost of `--ha` (issue 19): the 10,000 independent tasks and the chain again with the
 //!   coordinator journaling every commit (and one hot standby following the journal), printed
 //!   beside the single-node figures of the same run.
@@ -23,6 +26,8 @@
 //! `cargo bench --workspace --bench distributed` (NATS_SERVER_BIN overrides the binary,
 //! ORDO_BENCH_N scales the 10,000).
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::Duration;
 
 use ordo_coordinator::store::Store;
@@ -42,14 +47,55 @@ mod big_job;
 mod nats;
 
 use common::{job, spawn_limit};
-use nats::{connect, own_thread, pin_to, start_nats, two_cpus};
+use nats::{
+    Nats, connect, own_thread, pin_to, process_cpu, start_nats, thread_cpu, thread_id, two_cpus,
+};
 
 /// A coordinator and workers in this process, stopped by dropping their senders.
 struct Cluster {
     client: async_nats::Client,
     stops: Vec<oneshot::Sender<()>>,
     workers: Vec<std::thread::JoinHandle<()>>,
+    /// Threads of the coordinator and of each worker, for their CPU time.
+    coordinator_tid: Arc<AtomicI32>,
+    worker_tids: Vec<Arc<AtomicI32>>,
     _data: tempfile::TempDir,
+}
+
+/// CPU time used so far by each component.
+#[derive(Clone, Copy)]
+struct Cpu {
+    broker: Duration,
+    coordinator: Duration,
+    /// The workers' threads (their tasks' processes are not counted).
+    workers: Duration,
+}
+
+impl Cpu {
+    /// Each component's CPU per task between `self` and `later`, and the rate one core of it
+    /// could carry.
+    fn print_per_task(self, later: Cpu, n: usize) {
+        let per = |a: Duration, b: Duration| (b - a).as_secs_f64() * 1e6 / n as f64;
+        let parts = [
+            ("nats-server", per(self.broker, later.broker)),
+            ("coordinator", per(self.coordinator, later.coordinator)),
+            ("worker", per(self.workers, later.workers)),
+        ];
+        let line: Vec<String> = parts
+            .iter()
+            .map(|(name, us)| {
+                format!(
+                    "{name} {us:.0} µs (ceiling {:.0}/s)",
+                    1e6 / us.max(f64::MIN_POSITIVE)
+                )
+            })
+            .collect();
+        let total: f64 = parts.iter().map(|(_, us)| us).sum();
+        println!(
+            "  CPU per task: {}; together {total:.0} µs",
+            line.join(", ")
+        );
+    }
 }
 
 /// `--ha` for the bench: the coordinator's HA settings (`cluster_ha`).
@@ -77,7 +123,10 @@ async fn cluster_with(url: &str, cpu: Option<usize>, with_ha: bool) -> Cluster {
     let (stop, stopped) = oneshot::channel::<()>();
     let coordinator_url = url.to_string();
     let dir = data.path().to_path_buf();
+    let coordinator_tid = Arc::new(AtomicI32::new(0));
+    let tid = coordinator_tid.clone();
     own_thread(service::runtime(), cpu, async move {
+        tid.store(thread_id(), Ordering::SeqCst);
         let shutdown = async {
             let _ = stopped.await;
         };
@@ -129,6 +178,8 @@ async fn cluster_with(url: &str, cpu: Option<usize>, with_ha: bool) -> Cluster {
         client,
         stops: vec![stop],
         workers: Vec::new(),
+        coordinator_tid,
+        worker_tids: Vec::new(),
         _data: data,
     }
 }
@@ -152,8 +203,11 @@ impl Cluster {
         };
         self.stops.push(stop);
         let url = url.to_string();
+        let tid = Arc::new(AtomicI32::new(0));
+        self.worker_tids.push(tid.clone());
         self.workers
             .push(own_thread(daemon::runtime(), cpu, async move {
+                tid.store(thread_id(), Ordering::SeqCst);
                 let shutdown = async {
                     let _ = stopped.await;
                 };
@@ -183,8 +237,21 @@ impl Cluster {
     async fn stop_workers(&mut self) {
         // Senders 1.. are workers; dropping them drains each worker.
         self.stops.truncate(1);
+        self.worker_tids.clear();
         for w in self.workers.drain(..) {
             let _ = tokio::task::spawn_blocking(move || w.join()).await;
+        }
+    }
+
+    fn cpu(&self, nats: &Nats) -> Cpu {
+        Cpu {
+            broker: process_cpu(nats.child.id()),
+            coordinator: thread_cpu(self.coordinator_tid.load(Ordering::SeqCst)),
+            workers: self
+                .worker_tids
+                .iter()
+                .map(|t| thread_cpu(t.load(Ordering::SeqCst)))
+                .sum(),
         }
     }
 
@@ -252,8 +319,11 @@ fn main() {
         .build()
         .expect("runtime");
     let only = std::env::var("ORDO_BENCH_ONLY").ok();
-    if only.is_none() {
-        rt.block_on(bench());
+    if only.is_none() || only.as_deref() == Some("independent") {
+        rt.block_on(bench(only.is_some()));
+    }
+    if only.as_deref() == Some("independent") {
+        return;
     }
     let big: usize = std::env::var("ORDO_BENCH_BIG_N")
         .ok()
@@ -267,7 +337,8 @@ fn main() {
     }
 }
 
-async fn bench() {
+/// With `independent_only`: the two 10,000-task cases alone.
+async fn bench(independent_only: bool) {
     let n: usize = std::env::var("ORDO_BENCH_N")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -277,6 +348,7 @@ async fn bench() {
     c.add_worker(&nats.url, "bench-w1", 4, None).await;
 
     let limit = spawn_limit(n, 4, "true").await;
+    let before = c.cpu(&nats);
     let ours = c.run(job(n, "true", false)).await;
     let single_independent = ours;
     print_independent(
@@ -286,7 +358,14 @@ async fn bench() {
         limit,
         "",
     );
+    before.print_per_task(c.cpu(&nats), n);
 
+    if independent_only {
+        c.stop_workers().await;
+        drop(c);
+        drop(nats);
+        return independent_pinned(n).await;
+    }
     let hops = 1_000;
     let limit = spawn_limit(hops, 1, "true").await;
     let ours = c.run(job(hops, "true", true)).await;
@@ -334,7 +413,12 @@ async fn bench() {
     c.stop_workers().await;
     drop(c);
     drop(nats);
+    independent_pinned(n).await;
+}
 
+/// The 10,000 `true` tasks with nats-server and the coordinator on one CPU, the worker and its
+/// tasks on the other.
+async fn independent_pinned(n: usize) {
     let Some((worker_cpu, broker_cpu)) = two_cpus() else {
         println!("distributed independent, broker on its own CPU: skipped (one CPU)");
         return;
@@ -355,6 +439,7 @@ async fn bench() {
     })
     .join()
     .unwrap();
+    let before = c.cpu(&nats);
     let ours = c.run(job(n, "true", false)).await;
     print_independent(
         "broker and coordinator on one CPU, worker and tasks on another (limit: that CPU's)",
@@ -363,5 +448,6 @@ async fn bench() {
         limit,
         " (target >= 0.8)",
     );
+    before.print_per_task(c.cpu(&nats), n);
     c.stop_workers().await;
 }

@@ -136,7 +136,16 @@ pub fn thread_id() -> i32 {
 
 /// CPU time (user + system) a thread of this process has used so far.
 pub fn thread_cpu(tid: i32) -> Duration {
-    let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).unwrap_or_default();
+    stat_cpu(&format!("/proc/self/task/{tid}/stat"))
+}
+
+/// CPU time (user + system) another process (nats-server) has used so far.
+pub fn process_cpu(pid: u32) -> Duration {
+    stat_cpu(&format!("/proc/{pid}/stat"))
+}
+
+fn stat_cpu(path: &str) -> Duration {
+    let stat = std::fs::read_to_string(path).unwrap_or_default();
     // Fields after the command name (which may hold spaces) start at the last ')'.
     let fields: Vec<&str> = stat
         .rsplit_once(')')

@@ -15,14 +15,18 @@ pub const AFTER_COMMIT_BEFORE_PUBLISH: &str = "coordinator.after-commit-before-p
 pub const AFTER_PUBLISH_BEFORE_SENT: &str = "coordinator.after-publish-before-sent";
 /// Worker: a result is stored in JetStream; the task message is not acked.
 pub const AFTER_RESULT_BEFORE_ACK: &str = "worker.after-result-before-ack";
+/// Worker: several results are gathered into one message, not yet published (none of their
+/// task messages is acked).
+pub const HOLDING_A_BATCH: &str = "worker.holding-a-batch";
 
 /// Every point, for tests that pick one.
-pub const ALL: [&str; 5] = [
+pub const ALL: [&str; 6] = [
     BEFORE_COMMIT,
     AFTER_APPLY_BEFORE_ACK,
     AFTER_COMMIT_BEFORE_PUBLISH,
     AFTER_PUBLISH_BEFORE_SENT,
     AFTER_RESULT_BEFORE_ACK,
+    HOLDING_A_BATCH,
 ];
 
 /// The variable that arms failpoints.

@@ -107,9 +107,17 @@ pub fn dispatch_msg_id(attempt: &AttemptRef) -> String {
 }
 
 /// Header of a task-stream message saying what it asks for: absent for a task attempt (a
-/// `Dispatch`), `KIND_INTEGRATE` for an integration (an `Integrate`).
+/// `Dispatch`), `KIND_INTEGRATE` for an integration (an `Integrate`). On the event stream:
+/// absent for one `WorkerEvent`, `KIND_EVENTS` for several (`wire::decode_events`).
 pub const HEADER_KIND: &str = "Ordo-Kind";
 pub const KIND_INTEGRATE: &str = "integrate";
+pub const KIND_EVENTS: &str = "events";
+
+/// `Nats-Msg-Id` of a batch of events: the worker, its process start and the batch's number,
+/// so a batch republished after a lost ack is de-duplicated and no two batches share an id.
+pub fn events_msg_id(worker: &WorkerId, started_ms: u64, batch: u64) -> String {
+    format!("events.{worker}.{started_ms}.{batch}")
+}
 
 /// `Nats-Msg-Id` of an attempt's integration request: one per attempt (a conflict makes a new
 /// attempt), so a republished request is de-duplicated.

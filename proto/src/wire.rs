@@ -399,6 +399,17 @@ impl WorkerEvent {
     }
 }
 
+/// Reads an event-stream message: several events when its `Ordo-Kind` header is
+/// `names::KIND_EVENTS` (a worker reporting what queued while its last publish was in
+/// flight), one otherwise.
+pub fn decode_events(kind: Option<&str>, bytes: &[u8]) -> Result<Vec<WorkerEvent>, DecodeError> {
+    if kind == Some(crate::names::KIND_EVENTS) {
+        decode(bytes)
+    } else {
+        decode(bytes).map(|e| vec![e])
+    }
+}
+
 /// A worker announcing itself, every second, on `ordo.heartbeat.<id>`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Heartbeat {

@@ -3,7 +3,8 @@
 //! lattice) at once on a real nats-server, coordinator and workers, injects its fault, lets the
 //! system go quiet, and checks the ledger against the coordinator's record
 //! (`ordo_tests::ledger`). Each writes its row of docs/reliability.md. Row 10 is a worktree job
-//! on a shared repository, whose ledger is the integration branch itself.
+//! on a shared repository, whose ledger is the integration branch itself; row 12 kills a worker
+//! holding a batch of results (`ordo_worker::report`).
 //!
 //! Two seeds per fault by default (the whole suite stays within about five minutes on 2
 //! cores); `ORDO_SOAK=1` runs five seeds and a longer coordinator-kill loop.
@@ -690,6 +691,78 @@ workers:
         "9w",
         Row {
             fault: "10. worktree job on a shared repository: a worker `kill -9` mid-task, another mid-integration (each change on the branch once)".into(),
+            seeds: seeds().len(),
+            tally,
+            recovery,
+        },
+    );
+}
+
+#[test]
+fn f12_a_worker_killed_holding_a_batch_of_results() {
+    let (mut tally, mut recovery) = (Tally::default(), None);
+    for seed in seeds() {
+        let mut rng = Rng::new(seed);
+        let mut s = Suite::on(Cluster::start(&["--ack-wait", "2s"]));
+        workers(&mut s.c, &["batch-ok"]);
+        // b (`held-batch`) dies the n-th time it has gathered several results into one message, before
+        // publishing it: those tasks ended, and neither their results nor their acks left.
+        let point = format!("{}@{}", failpoint::HOLDING_A_BATCH, 1 + rng.below(4));
+        s.c.add_worker_env(
+            "held-batch",
+            &["--concurrency", "8"],
+            &[("ORDO_FAILPOINTS", point.as_str())],
+        );
+        // Short tasks on many slots end close together: results queue while one is stored.
+        s.submit("sleep 0.05");
+        let b = s.c.workers[1].wait_exit(Duration::from_secs(120));
+        let fault = Instant::now();
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&b),
+            Some(libc::SIGKILL),
+            "b should die holding a batch\n{}",
+            tail(&s.c.workers[1].log())
+        );
+        assert!(
+            s.c.workers[1].log().contains(failpoint::HOLDING_A_BATCH),
+            "{}",
+            tail(&s.c.workers[1].log())
+        );
+        assert_worker_tasks_gone("held-batch");
+        // The batch's tasks had ended on b; each runs again elsewhere (its message was never
+        // acked), as do the tasks b was still running.
+        let execs = s.ledger.executions();
+        let ended_on_b: Vec<(String, String)> = execs
+            .iter()
+            .filter(|e| e.worker == "held-batch" && e.end.is_some())
+            .map(|e| (e.job.clone(), e.task.clone()))
+            .collect();
+        let mut batch = Vec::new();
+        let rerun = wait_until(Duration::from_secs(30), || {
+            let execs = s.ledger.executions();
+            batch = ended_on_b
+                .iter()
+                .filter(|(job, task)| {
+                    execs
+                        .iter()
+                        .any(|e| &e.job == job && &e.task == task && e.worker != "held-batch")
+                })
+                .cloned()
+                .collect();
+            batch.len() >= 2
+        });
+        assert!(
+            rerun,
+            "tasks that ended on b and ran again elsewhere: {batch:?} (the held batch has >= 2)"
+        );
+        recovery = max(recovery, fault.elapsed());
+        let t = s.finish(&["held-batch".into()]);
+        tally += t;
+    }
+    ledger::record(
+        "9zz",
+        Row {
+            fault: "12. a worker `kill -9`ed holding a batch of results (gathered into one message, not yet stored; its tasks ended, their messages unacked)".into(),
             seeds: seeds().len(),
             tally,
             recovery,

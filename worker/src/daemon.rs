@@ -4,8 +4,8 @@
 //!
 //! Pulls ask for exactly the free slots, through one inbox. Per task message: run it, renewing
 //! the lease with in-progress acks (and telling `Started` if it runs longer than a moment);
-//! stream output to `ordo.log.<job>.<task>`; publish `Finished` and await its JetStream ack;
-//! only then ack the task message. A worker that cannot renew its lease for a whole ack-wait
+//! stream output to `ordo.log.<job>.<task>`; publish `Finished` and await its JetStream ack
+//! (`report`: results that queue meanwhile go together); only then ack the task message. A worker that cannot renew its lease for a whole ack-wait
 //! kills its task rather than let two copies run for long, and reports it as abandoned (the
 //! coordinator records that as stale: the message is delivered again). On SIGTERM it drains: no
 //! new pulls, running tasks get a grace period, the rest are handed back (nak) for another
@@ -27,6 +27,7 @@ use ordo_proto::{AttemptRef, JobId, WorkerId, now_ms};
 use tokio::sync::{Mutex, Notify, mpsc, oneshot};
 
 use crate::exec::{self, ExecOptions, OutputChunk};
+use crate::report::Reporter;
 use crate::workspace::cache::Caches;
 
 #[derive(Clone, Debug)]
@@ -90,6 +91,7 @@ struct Shared {
     slot_freed: Notify,
     draining: AtomicBool,
     caches: Caches,
+    reporter: Reporter,
 }
 
 /// The runtime `ordo-worker` runs on: one thread. A worker mostly waits (on processes, pipes
@@ -110,7 +112,7 @@ pub async fn run(
     let js = jetstream::new(client.clone());
     let shared = Arc::new(Shared {
         opts: opts.clone(),
-        js,
+        js: js.clone(),
         client: client.clone(),
         running: Mutex::new(HashMap::new()),
         killed_jobs: Mutex::new(HashMap::new()),
@@ -121,6 +123,7 @@ pub async fn run(
         slot_freed: Notify::new(),
         draining: AtomicBool::new(false),
         caches: Caches::new(opts.workspaces.clone()),
+        reporter: Reporter::start(js.clone(), opts.id.clone()),
     });
 
     let heartbeats = tokio::spawn(heartbeat_loop(shared.clone()));
@@ -392,7 +395,7 @@ async fn accept(shared: &Arc<Shared>, msg: jetstream::Message, ack_wait: Duratio
     if shared.killed_jobs.lock().await.contains_key(&dispatch.job) {
         let mut result = not_run(shared, &dispatch, Outcome::Cancelled, "job was cancelled");
         result.delivery = delivery;
-        publish_event(shared, &WorkerEvent::Finished(result)).await;
+        shared.reporter.report(WorkerEvent::Finished(result)).await;
         let _ = msg.ack_with(AckKind::Term).await;
         return;
     }
@@ -604,13 +607,13 @@ async fn execute(
                 "abandoned: no lease renewal for {:?}; the task was killed",
                 ack_wait
             );
-            publish_event(shared, &WorkerEvent::Finished(result)).await;
+            shared.reporter.report(WorkerEvent::Finished(result)).await;
             return;
         }
         Some(Stop::Killed) | None => {}
     }
     // The result is durable in JetStream before the task message is acked.
-    publish_event(shared, &WorkerEvent::Finished(result)).await;
+    shared.reporter.report(WorkerEvent::Finished(result)).await;
     ordo_plumbing::failpoint::hit(ordo_plumbing::failpoint::AFTER_RESULT_BEFORE_ACK);
     // The result is stored, so a lost ack costs at most a duplicate execution, whose result
     // the coordinator records as a duplicate: a plain ack (no confirmation round trip) is enough.
@@ -720,7 +723,7 @@ async fn accept_integration(shared: &Arc<Shared>, msg: jetstream::Message, ack_w
                     delivery,
                     outcome,
                 });
-                publish_event(&shared, &event).await;
+                shared.reporter.report(event).await;
                 let _ = msg.ack().await;
             }
             None => {
@@ -729,28 +732,4 @@ async fn accept_integration(shared: &Arc<Shared>, msg: jetstream::Message, ack_w
         }
         shared.unreported.fetch_sub(1, Ordering::SeqCst);
     });
-}
-
-/// Publishes an event and waits for JetStream to store it, retrying through outages.
-async fn publish_event(shared: &Shared, event: &WorkerEvent) {
-    let subject = names::event_subject(&event.job());
-    let payload = wire::encode(event);
-    let mut delay = Duration::from_millis(50);
-    loop {
-        let mut headers = async_nats::HeaderMap::new();
-        headers.insert("Nats-Msg-Id", event.msg_id().as_str());
-        let sent = shared
-            .js
-            .publish_with_headers(subject.clone(), headers, payload.clone().into())
-            .await;
-        match sent {
-            Ok(ack) => match ack.await {
-                Ok(_) => return,
-                Err(e) => tracing::warn!(job = %event.job(), "event not stored yet: {e}; retrying"),
-            },
-            Err(e) => tracing::warn!(job = %event.job(), "cannot publish event: {e}; retrying"),
-        }
-        tokio::time::sleep(delay).await;
-        delay = (delay * 2).min(Duration::from_secs(2));
-    }
 }

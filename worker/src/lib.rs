@@ -6,6 +6,7 @@
 //! - `daemon`: the `ordo-worker` pull loop: JetStream consumers, leases, events, drain.
 //! - `guard`: the process that kills a dead worker's task processes.
 //! - `metrics`: Prometheus metrics of the worker.
+//! - `report`: events on their way to JetStream, batched while a publish is in flight.
 //! - `exec`: runs one `Dispatch` as a process tree (program, then verify) and reports a
 //!   `TaskResult`; knows nothing about NATS or redb.
 //! - `workspace`: git I/O of agent workspaces (DESIGN §10): an attempt's worktree and branch,
@@ -16,4 +17,5 @@ pub mod daemon;
 pub mod exec;
 pub mod guard;
 pub mod metrics;
+pub mod report;
 pub mod workspace;

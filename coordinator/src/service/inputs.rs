@@ -1,11 +1,11 @@
 //! Everything the coordinator's loop hears, as one `Input` channel: API requests, worker
-//! events (JetStream, acked by the loop after the commit that applies them), `Started` notices
-//! and heartbeats (core NATS), max-deliveries advisories, and the loop's own publishers
-//! reporting an outbox entry stored. Each forwarder resubscribes if its subscription ends;
-//! what it cannot read is logged and dropped (a bad event is terminated, never redelivered).
-//! An API request whose body is in the object store (`ordo_plumbing::blobs`) is read (and the
-//! object deleted) by a task of its own before it reaches the loop, so a large submission does
-//! not hold the loop up while it downloads.
+//! events (JetStream, one or a worker's batch per message, acked by the loop after the commit
+//! that applies them), `Started` notices and heartbeats (core NATS), max-deliveries
+//! advisories, and the loop's own publishers reporting an outbox entry stored. Each forwarder
+//! resubscribes if its subscription ends; what it cannot read is logged and dropped (a bad
+//! event is terminated, never redelivered). An API request whose body is in the object store
+//! (`ordo_plumbing::blobs`) is read (and the object deleted) by a task of its own before it
+//! reaches the loop, so a large submission does not hold the loop up while it downloads.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -28,7 +28,8 @@ pub(crate) enum Input {
         body: bytes::Bytes,
         reply: Option<async_nats::Subject>,
     },
-    Event(Box<(WorkerEvent, jetstream::Message)>),
+    /// One event-stream message: one event, or a worker's batch of them.
+    Events(Vec<WorkerEvent>, Box<jetstream::Message>),
     Heartbeat(Heartbeat),
     /// A worker began an attempt (best effort, core NATS).
     Started(WorkerEvent),
@@ -190,9 +191,10 @@ pub(crate) async fn forward_events(
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             };
-            match wire::decode::<WorkerEvent>(&msg.payload) {
-                Ok(ev) => {
-                    if tx.send(Input::Event(Box::new((ev, msg)))).await.is_err() {
+            let kind = msg.headers.as_ref().and_then(|h| h.get(names::HEADER_KIND));
+            match wire::decode_events(kind.map(|k| k.as_str()), &msg.payload) {
+                Ok(events) => {
+                    if tx.send(Input::Events(events, Box::new(msg))).await.is_err() {
                         return;
                     }
                 }

@@ -516,35 +516,37 @@ impl Service {
 
     async fn input(&mut self, now: Millis, input: Input) {
         match input {
-            Input::Event(boxed) => {
-                let (ev, msg) = *boxed;
-                let event = match ev {
-                    WorkerEvent::Started {
-                        job,
-                        index,
-                        attempt,
-                        worker,
-                        delivery,
-                    } => Event::Started {
-                        job,
-                        index,
-                        attempt,
-                        worker,
-                        delivery,
-                    },
-                    WorkerEvent::Finished(r) => {
-                        self.published.remove(&r.attempt_ref());
-                        Event::Finished(r)
-                    }
-                    WorkerEvent::Integrated(r) => Event::Integrated {
-                        job: r.job,
-                        index: r.index,
-                        attempt: r.attempt,
-                        outcome: r.outcome,
-                    },
-                };
-                self.driver.apply(now, event);
-                self.acks.push(msg);
+            Input::Events(events, msg) => {
+                for ev in events {
+                    let event = match ev {
+                        WorkerEvent::Started {
+                            job,
+                            index,
+                            attempt,
+                            worker,
+                            delivery,
+                        } => Event::Started {
+                            job,
+                            index,
+                            attempt,
+                            worker,
+                            delivery,
+                        },
+                        WorkerEvent::Finished(r) => {
+                            self.published.remove(&r.attempt_ref());
+                            Event::Finished(r)
+                        }
+                        WorkerEvent::Integrated(r) => Event::Integrated {
+                            job: r.job,
+                            index: r.index,
+                            attempt: r.attempt,
+                            outcome: r.outcome,
+                        },
+                    };
+                    self.driver.apply(now, event);
+                }
+                // Acked once the commit that applied all of them is durable.
+                self.acks.push(*msg);
             }
             Input::Started(WorkerEvent::Started {
                 job,

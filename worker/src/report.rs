@@ -1,0 +1,182 @@
+//! What a worker tells the coordinator, on its way to JetStream: one publisher per worker takes
+//! every event queued while its last publish was in flight and stores them as one message per
+//! job (`Ordo-Kind: events`, read by `wire::decode_events`), then wakes each event's sender,
+//! which only then acks its task message. Nothing waits to fill a batch: an event that finds
+//! the publisher idle goes out alone at once (as a plain `WorkerEvent`). Batches form when
+//! results come faster than one publish round trip, which is when they save the most: one
+//! stored message, one ack and one coordinator turn for many results.
+//!
+//! Killing the worker while it holds a batch loses nothing: none of the batch's task messages
+//! is acked before the batch is stored, so JetStream delivers each again (fault row 12).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_nats::jetstream;
+use ordo_proto::wire::{self, WorkerEvent};
+use ordo_proto::{JobId, WorkerId, names, now_ms};
+use tokio::sync::{mpsc, oneshot};
+
+/// At most this many events in one message.
+const MAX_EVENTS: usize = 256;
+/// A batch encoding to more than this is split (NATS refuses payloads over its
+/// `max_payload`, 1 MiB by default; a result carries its output's tail).
+const MAX_BYTES: usize = 512 * 1024;
+
+type Queued = (WorkerEvent, oneshot::Sender<()>);
+
+/// The sending end: cheap to clone, one per worker process.
+#[derive(Clone)]
+pub struct Reporter {
+    tx: mpsc::UnboundedSender<Queued>,
+}
+
+impl Reporter {
+    /// Starts the publisher of worker `id` on the current runtime.
+    pub fn start(js: jetstream::Context, id: WorkerId) -> Reporter {
+        let (tx, rx) = mpsc::unbounded_channel();
+        tokio::spawn(publish_loop(js, id, rx));
+        Reporter { tx }
+    }
+
+    /// Returns once JetStream stored `event` (retrying through outages, as long as it takes).
+    pub async fn report(&self, event: WorkerEvent) {
+        let (done, stored) = oneshot::channel();
+        if self.tx.send((event, done)).is_ok() {
+            let _ = stored.await;
+        }
+    }
+}
+
+async fn publish_loop(
+    js: jetstream::Context,
+    id: WorkerId,
+    mut rx: mpsc::UnboundedReceiver<Queued>,
+) {
+    let started_ms = now_ms();
+    let mut batches = 0u64;
+    while let Some(first) = rx.recv().await {
+        let mut by_job: BTreeMap<JobId, Vec<Queued>> = BTreeMap::new();
+        by_job.entry(first.0.job()).or_default().push(first);
+        let mut n = 1;
+        while n < MAX_EVENTS {
+            let Ok(next) = rx.try_recv() else { break };
+            by_job.entry(next.0.job()).or_default().push(next);
+            n += 1;
+        }
+        for (job, queued) in by_job {
+            let (events, waiting): (Vec<WorkerEvent>, Vec<oneshot::Sender<()>>) =
+                queued.into_iter().unzip();
+            for chunk in split(events) {
+                if chunk.len() > 1 {
+                    ordo_plumbing::failpoint::hit(ordo_plumbing::failpoint::HOLDING_A_BATCH);
+                }
+                batches += 1;
+                let id = names::events_msg_id(&id, started_ms, batches);
+                publish(&js, &job, chunk, id).await;
+            }
+            for w in waiting {
+                let _ = w.send(());
+            }
+        }
+    }
+}
+
+/// `events` as payloads NATS takes: halves until each encodes within `MAX_BYTES` (one event
+/// alone goes as it is).
+fn split(events: Vec<WorkerEvent>) -> Vec<Vec<WorkerEvent>> {
+    if events.len() > 1 && wire::encode(&events).len() > MAX_BYTES {
+        let mut first = events;
+        let second = first.split_off(first.len() / 2);
+        let mut out = split(first);
+        out.extend(split(second));
+        out
+    } else {
+        vec![events]
+    }
+}
+
+/// Stores one message of `events` and waits for its ack, retrying through outages. One event
+/// goes as a plain `WorkerEvent` under its own id (a re-executed attempt's duplicate is
+/// de-duplicated as before); several under the batch's id.
+async fn publish(js: &jetstream::Context, job: &JobId, events: Vec<WorkerEvent>, batch_id: String) {
+    let subject = names::event_subject(job);
+    let (payload, msg_id, batch) = match events.as_slice() {
+        [one] => (wire::encode(one), one.msg_id(), false),
+        _ => (wire::encode(&events), batch_id, true),
+    };
+    let mut delay = Duration::from_millis(50);
+    loop {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Nats-Msg-Id", msg_id.as_str());
+        if batch {
+            headers.insert(names::HEADER_KIND, names::KIND_EVENTS);
+        }
+        let sent = js
+            .publish_with_headers(subject.clone(), headers, payload.clone().into())
+            .await;
+        match sent {
+            Ok(ack) => match ack.await {
+                Ok(_) => return,
+                Err(e) => tracing::warn!(job = %job, "events not stored yet: {e}; retrying"),
+            },
+            Err(e) => tracing::warn!(job = %job, "cannot publish events: {e}; retrying"),
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(2));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use ordo_proto::spec::Program;
+    use ordo_proto::wire::{Dispatch, Outcome, TaskResult};
+    use ordo_proto::{Attempt, TaskIndex, TaskName};
+
+    use super::*;
+
+    fn event(job: JobId, i: u32, tail: usize) -> WorkerEvent {
+        let d = Dispatch {
+            job,
+            task: TaskName::new(format!("t{i}")).unwrap(),
+            index: TaskIndex(i),
+            attempt: Attempt(1),
+            program: Program::Shell("true".into()),
+            verify: None,
+            env: BTreeMap::new(),
+            working_dir: None,
+            timeout: None,
+            verify_delay: None,
+            queue: "default".into(),
+            cpus: 0.0,
+            memory_mb: 0,
+            workspace: None,
+            agent: None,
+        };
+        let mut r = TaskResult::new(&d, "w".into(), Outcome::Succeeded, 0, "");
+        r.output_tail = "x".repeat(tail);
+        WorkerEvent::Finished(r)
+    }
+
+    #[test]
+    fn batches_split_to_fit_and_keep_their_order() {
+        let job = JobId::new();
+        let big: Vec<WorkerEvent> = (0..40).map(|i| event(job, i, 64 * 1024)).collect();
+        let chunks = split(big.clone());
+        assert!(chunks.len() > 1, "{} chunks", chunks.len());
+        for c in &chunks {
+            assert!(c.len() == 1 || wire::encode(c).len() <= MAX_BYTES);
+        }
+        assert_eq!(chunks.concat(), big);
+
+        let small: Vec<WorkerEvent> = (0..40).map(|i| event(job, i, 10)).collect();
+        assert_eq!(split(small.clone()), vec![small.clone()]);
+        // What the coordinator reads back, batch or single.
+        let read = wire::decode_events(Some(names::KIND_EVENTS), &wire::encode(&small)).unwrap();
+        assert_eq!(read, small);
+        let one = wire::decode_events(None, &wire::encode(&small[0])).unwrap();
+        assert_eq!(one, vec![small[0].clone()]);
+    }
+}
