@@ -209,8 +209,10 @@ pub async fn run_recorded<P: Progress + ?Sized>(
     let slots = opts.workers.max(1);
     let saved = match start {
         Start::New => None,
-        Start::Resume => Some(store.tasks(&record.id)?),
-        Start::Retry { failed_only } => Some(retry_records(&store.tasks(&record.id)?, failed_only)),
+        Start::Resume => Some(store.saved(&record)?),
+        Start::Retry { failed_only } => {
+            Some(retry_records(&store.tasks(&record.id)?, failed_only).into())
+        }
     };
     let now = now_ms();
     let job = record.id;
@@ -240,7 +242,7 @@ pub async fn run_recorded<P: Progress + ?Sized>(
     );
     let in_flight: Vec<(TaskIndex, _)> = saved
         .iter()
-        .flatten()
+        .flat_map(|s| &s.tasks)
         .enumerate()
         .filter_map(|(i, s)| s.state.active_attempt().map(|a| (TaskIndex::from(i), a)))
         .collect();

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 /// The records' types, as the engine makes them: what readers of the store (views, reports,
 /// the CLI) need without reaching into the engine.
-pub use crate::engine::{Change, JobOptions, SavedTask, TaskState};
+pub use crate::engine::{Change, JobOptions, Saved, SavedTask, TaskState};
 use crate::engine::{JobState, Millis};
 
 const JOBS: TableDefinition<u128, &[u8]> = TableDefinition::new("jobs");
@@ -427,6 +427,27 @@ impl Store {
             .collect()
     }
 
+    /// What job `job` resumes from (`engine::Saved`): its task records and, if it has agent
+    /// tasks, the stored results of their agent runs.
+    pub fn saved(&self, job: &JobRecord) -> Result<Saved> {
+        let has_agents = job
+            .spec
+            .tasks
+            .iter()
+            .any(|t| job.spec.agent_of(t).is_some());
+        let agent_runs = if has_agents {
+            let mut runs = self.attempts(&job.id)?;
+            runs.retain(|r| r.agent.is_some());
+            runs
+        } else {
+            Vec::new()
+        };
+        Ok(Saved {
+            tasks: self.tasks(&job.id)?,
+            agent_runs,
+        })
+    }
+
     /// How many task records a job has (its task count), without decoding them.
     pub fn task_count(&self, id: &JobId) -> Result<usize> {
         let tx = self.db.begin_read()?;
@@ -746,23 +767,13 @@ mod tests {
         let store = Store::in_memory().unwrap();
         let job = record(1);
         store.insert_job(&job).unwrap();
-        let d = Dispatch {
-            job: job.id,
-            task: job.spec.tasks[0].name.clone(),
-            index: TaskIndex(0),
-            attempt: Attempt(1),
-            program: ordo_proto::Program::Shell("true".into()),
-            verify: None,
-            env: Default::default(),
-            working_dir: None,
-            timeout: None,
-            verify_delay: None,
-            queue: "default".into(),
-            cpus: 0.0,
-            memory_mb: 0,
-            workspace: None,
-            agent: None,
-        };
+        let d = Dispatch::new(
+            job.id,
+            job.spec.tasks[0].name.clone(),
+            TaskIndex(0),
+            Attempt(1),
+            ordo_proto::Program::Shell("true".into()),
+        );
         let seqs = store
             .commit(&Batch {
                 outbox_add: std::slice::from_ref(&d),
@@ -876,23 +887,13 @@ mod tests {
                 reason: None,
             },
         ];
-        let d = Dispatch {
-            job: old.id,
-            task: old.spec.tasks[1].name.clone(),
-            index: TaskIndex(1),
-            attempt: Attempt(1),
-            program: ordo_proto::Program::Shell("true".into()),
-            verify: None,
-            env: Default::default(),
-            working_dir: None,
-            timeout: None,
-            verify_delay: None,
-            queue: "default".into(),
-            cpus: 0.0,
-            memory_mb: 0,
-            workspace: None,
-            agent: None,
-        };
+        let d = Dispatch::new(
+            old.id,
+            old.spec.tasks[1].name.clone(),
+            TaskIndex(1),
+            Attempt(1),
+            ordo_proto::Program::Shell("true".into()),
+        );
         store
             .commit(&Batch {
                 now: 1,

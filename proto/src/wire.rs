@@ -157,6 +157,34 @@ pub enum Integration {
 }
 
 impl Dispatch {
+    /// An attempt of `program` with nothing else set: no verify, environment, timeout or
+    /// workspace, the default queue, no resources.
+    pub fn new(
+        job: JobId,
+        task: TaskName,
+        index: TaskIndex,
+        attempt: Attempt,
+        program: Program,
+    ) -> Dispatch {
+        Dispatch {
+            job,
+            task,
+            index,
+            attempt,
+            program,
+            verify: None,
+            env: BTreeMap::new(),
+            working_dir: None,
+            timeout: None,
+            verify_delay: None,
+            queue: default_queue(),
+            cpus: 0.0,
+            memory_mb: 0,
+            workspace: None,
+            agent: None,
+        }
+    }
+
     pub fn attempt_ref(&self) -> AttemptRef {
         AttemptRef {
             job: self.job,

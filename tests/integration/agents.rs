@@ -267,6 +267,74 @@ fn a_budget_stops_agent_attempts_and_retry_goes_on_with_a_new_one() {
 /// A run that ends on a rate limit (429, Retry-After: 1) is not a failed attempt: with
 /// `max_attempts = 1` the task waits and runs again, and succeeds; the report shows the
 /// rate-limited run.
+/// `ordo run --state` killed mid-job and run again: the job resumes with what its agent runs
+/// already spent and the sessions they left. $0.50 runs on a $1 budget: t0 ran, t1 (resuming
+/// t0's session) was killed and runs again, still resuming t0's session, and its cost spends
+/// the budget, so t2 and t3 end skipped. A resumed job that forgot would run t2 as well.
+#[test]
+fn a_resumed_job_keeps_its_sessions_and_what_it_spent() {
+    let d = Dir::new();
+    let text = format!(
+        "name = \"resumed\"\n{}{}",
+        settings(&d, "claude", "enable_parallel = false\nmax_cost_usd = 1.0")
+            .replace("STUB_COST = \"0.25\"", "STUB_COST = \"0.5\""),
+        r#"
+[[tasks]]
+name = "t0"
+prompt = "write t0.txt: 0"
+
+[[tasks]]
+name = "t1"
+resume_previous_session = true
+prompt = """sleep 1
+write t1.txt: 1"""
+
+[[tasks]]
+name = "t2"
+prompt = "write t2.txt: 2"
+
+[[tasks]]
+name = "t3"
+prompt = "write t3.txt: 3"
+"#
+    );
+    let spec = d.job("resumed.toml", &text);
+    let state = d.state();
+    let mut first = ordo_tests::spawn_ordo(d.path(), &["run", &spec, "--state", &state]);
+    assert!(
+        ordo_tests::wait_until(std::time::Duration::from_secs(30), || d
+            .calls_of("t1")
+            .len()
+            == 1),
+        "t1 never started: {:?}",
+        d.calls()
+    );
+    ordo_tests::signal(first.id(), libc::SIGKILL);
+    ordo_tests::wait_child(&mut first, std::time::Duration::from_secs(10));
+    assert!(!d.file("t1.txt").exists(), "killed before t1 ended");
+
+    let r = d.ordo(&["run", &spec]);
+    assert_eq!(r.code(), 1, "{}\n{}", r.stdout, r.stderr);
+    let report = d.report();
+    for t in ["t0", "t1"] {
+        assert_eq!(task(&report, t)["state"], "succeeded", "{report:#}");
+    }
+    for t in ["t2", "t3"] {
+        assert_eq!(task(&report, t)["state"], "skipped", "{report:#}");
+        assert_eq!(
+            task(&report, t)["reason"],
+            "budget exhausted ($1.00 of $1.00)"
+        );
+    }
+    assert_eq!(d.calls_of("t0").len(), 1, "{:?}", d.calls());
+    let t0_session = session_of(&report, "t0", 0);
+    let t1 = d.calls_of("t1");
+    assert_eq!(t1.len(), 2, "{:?}", d.calls());
+    for call in &t1 {
+        assert_eq!(call["resume"], t0_session, "{t1:?}");
+    }
+}
+
 #[test]
 fn a_rate_limited_run_waits_and_does_not_spend_an_attempt() {
     let d = Dir::new();

@@ -211,6 +211,14 @@ fn f11_ha_active_coordinator_killed_with_its_disk() {
         let fault = Instant::now();
         s.c.coordinator.stop(libc::SIGKILL);
         empty(s.c.data.path());
+        // Asked while nobody is active, the CLI waits for the takeover instead of failing.
+        if seed == seeds()[0] {
+            let job = &s.jobs[0].1;
+            let r = s.c.ordo(&["status", job, "--output", "json"]);
+            assert_eq!(r.code(), 0, "status during the takeover: {}", r.stderr);
+            assert!(r.json()["state"].is_string(), "{}", r.stdout);
+            assert!(r.stderr.contains("waiting up to"), "{}", r.stderr);
+        }
         failover = max(
             failover,
             watch.next_new_dispatch(fault, Duration::from_secs(30)),

@@ -866,7 +866,6 @@ impl Tail {
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
     use std::path::Path;
 
     use ordo_proto::{Attempt, JobId, TaskIndex, TaskName, Verify};
@@ -877,22 +876,15 @@ mod tests {
 
     fn dispatch(program: Program) -> Dispatch {
         Dispatch {
-            job: JobId::new(),
-            task: TaskName::new("t 1").unwrap(),
-            index: TaskIndex(3),
-            attempt: Attempt(2),
-            program,
-            verify: None,
-            env: BTreeMap::new(),
-            working_dir: None,
             // Keeps a broken test from hanging the suite.
             timeout: Some(Duration::from_secs(60)),
-            verify_delay: None,
-            queue: "default".into(),
-            cpus: 0.0,
-            memory_mb: 0,
-            workspace: None,
-            agent: None,
+            ..Dispatch::new(
+                JobId::new(),
+                TaskName::new("t 1").unwrap(),
+                TaskIndex(3),
+                Attempt(2),
+                program,
+            )
         }
     }
 

@@ -129,8 +129,6 @@ async fn publish(js: &jetstream::Context, job: &JobId, events: Vec<WorkerEvent>,
 
 #[cfg(test)]
 mod tests {
-    use std::collections::BTreeMap;
-
     use ordo_proto::spec::Program;
     use ordo_proto::wire::{Dispatch, Outcome, TaskResult};
     use ordo_proto::{Attempt, TaskIndex, TaskName};
@@ -138,23 +136,13 @@ mod tests {
     use super::*;
 
     fn event(job: JobId, i: u32, tail: usize) -> WorkerEvent {
-        let d = Dispatch {
+        let d = Dispatch::new(
             job,
-            task: TaskName::new(format!("t{i}")).unwrap(),
-            index: TaskIndex(i),
-            attempt: Attempt(1),
-            program: Program::Shell("true".into()),
-            verify: None,
-            env: BTreeMap::new(),
-            working_dir: None,
-            timeout: None,
-            verify_delay: None,
-            queue: "default".into(),
-            cpus: 0.0,
-            memory_mb: 0,
-            workspace: None,
-            agent: None,
-        };
+            TaskName::new(format!("t{i}")).unwrap(),
+            TaskIndex(i),
+            Attempt(1),
+            Program::Shell("true".into()),
+        );
         let mut r = TaskResult::new(&d, "w".into(), Outcome::Succeeded, 0, "");
         r.output_tail = "x".repeat(tail);
         WorkerEvent::Finished(r)

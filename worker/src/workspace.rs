@@ -794,21 +794,16 @@ async fn verify_at(
         armed: true,
     };
     let d = Dispatch {
-        job: req.job,
-        task: req.task.clone(),
-        index: req.index,
-        attempt: req.attempt,
-        program: Program::Shell(verify.command.clone()),
-        verify: None,
         env: req.env.clone(),
         working_dir: Some(dir_str),
         timeout: req.timeout,
-        verify_delay: None,
-        queue: ordo_proto::names::DEFAULT_QUEUE.to_string(),
-        cpus: 0.0,
-        memory_mb: 0,
-        workspace: None,
-        agent: None,
+        ..Dispatch::new(
+            req.job,
+            req.task.clone(),
+            req.index,
+            req.attempt,
+            Program::Shell(verify.command.clone()),
+        )
     };
     let opts = ExecOptions {
         tail_bytes: VERIFY_TAIL_BYTES,

@@ -32,6 +32,10 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 const REQUEST_TIMEOUT_PER_MIB: Duration = Duration::from_secs(1);
 /// A report gathers every record of the job: a large one takes longer than other requests.
 const REPORT_TIMEOUT: Duration = Duration::from_secs(60);
+/// With `--ha` coordinators, a request nobody answers waits for a standby to take over: it
+/// is sent again for up to the lease's TTL plus this long (takeover takes about the TTL plus a
+/// second).
+const TAKEOVER_GRACE: Duration = Duration::from_secs(5);
 /// Reading stored output stops when nothing arrives for this long.
 const OUTPUT_IDLE: Duration = Duration::from_secs(2);
 
@@ -42,6 +46,9 @@ pub struct Cluster {
     client: OnceCell<async_nats::Client>,
     /// The object store bucket of large bodies, opened at the first large body.
     blobs: OnceCell<async_nats::jetstream::object_store::ObjectStore>,
+    /// How long a request nobody answers is sent again: `Some` when the coordinators run with
+    /// `--ha` (their lease's bucket exists), looked up at the first such request.
+    takeover: OnceCell<Option<Duration>>,
     url: String,
 }
 
@@ -63,6 +70,7 @@ impl Cluster {
             nats: nats.clone(),
             client: OnceCell::new(),
             blobs: OnceCell::new(),
+            takeover: OnceCell::new(),
             url: redact(nats.url()),
         }
     }
@@ -194,23 +202,48 @@ impl Cluster {
         let subject = names::api_subject(verb);
         let client = self.client().await?;
         let inline = blobs::inline_limit(client.server_info().max_payload);
-        let mut request = async_nats::Request::new();
         let mut timeout = timeout;
         let mut object = None;
         if body.len() > inline {
             let name = blobs::put(self.blobs().await?, &body, what)
                 .await
                 .map_err(|e| self.blob_error(&e))?;
-            request = request.headers(blobs::headers(&name));
             timeout += REQUEST_TIMEOUT_PER_MIB * (body.len() / (1 << 20)) as u32;
             object = Some(name);
-        } else {
-            request = request.payload(body.into());
         }
-        // The client's own timeout is lifted: the outer one decides.
-        let request = request.timeout(Some(timeout + Duration::from_secs(1)));
-        let sent =
-            tokio::time::timeout(timeout, client.send_request(subject.clone(), request)).await;
+        let request = || {
+            let r = match &object {
+                Some(name) => async_nats::Request::new().headers(blobs::headers(name)),
+                None => async_nats::Request::new().payload(body.clone().into()),
+            };
+            // The client's own timeout is lifted: the outer one decides.
+            r.timeout(Some(timeout + Duration::from_secs(1)))
+        };
+        let started = std::time::Instant::now();
+        let mut told = false;
+        let sent = loop {
+            let sent =
+                tokio::time::timeout(timeout, client.send_request(subject.clone(), request()))
+                    .await;
+            // Nobody answered at all (nothing was done): with `--ha`, a standby is taking over.
+            if let Ok(Err(e)) = &sent
+                && e.kind() == async_nats::RequestErrorKind::NoResponders
+                && let Some(wait) = self.takeover_wait(client).await
+                && started.elapsed() < wait
+            {
+                if !told {
+                    eprintln!(
+                        "ordo: no coordinator answers on {}; waiting up to {}s for a standby to take over",
+                        self.url,
+                        wait.as_secs()
+                    );
+                    told = true;
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                continue;
+            }
+            break sent;
+        };
         let failed = |e: Error| async {
             if let Some(name) = &object
                 && let Ok(store) = self.blobs().await
@@ -243,6 +276,19 @@ impl Cluster {
             }
             None => decode_reply(&subject, &msg.payload),
         }
+    }
+
+    /// `Some(lease TTL + TAKEOVER_GRACE)` when the lease bucket of `--ha` coordinators exists.
+    async fn takeover_wait(&self, client: &async_nats::Client) -> Option<Duration> {
+        *self
+            .takeover
+            .get_or_init(|| async {
+                let js = jetstream::new(client.clone());
+                let lease = js.get_key_value(names::LEASE_BUCKET).await.ok()?;
+                let ttl = lease.status().await.ok()?.max_age();
+                Some(ttl + TAKEOVER_GRACE)
+            })
+            .await
     }
 
     /// The object store bucket of large bodies.

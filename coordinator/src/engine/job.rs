@@ -17,7 +17,7 @@ use ordo_proto::{
 use super::pool::{Fit, Need, Pools};
 use super::state::{JobState, Millis, TaskPhase, TaskState};
 use super::workspace::{Verdict, Workspaces, write_set_locks};
-use super::{Action, Change, Ignore, JobOptions, SavedTask};
+use super::{Action, Change, Ignore, JobOptions, Saved, SavedTask};
 
 /// Longest wait between two attempts, whatever the backoff says.
 const MAX_BACKOFF: Duration = Duration::from_secs(600);
@@ -107,7 +107,7 @@ impl Job {
         spec: Arc<JobSpec>,
         dag: Arc<Dag>,
         options: &JobOptions,
-        saved: Option<Vec<SavedTask>>,
+        saved: Option<Saved>,
         now: Millis,
         out: &mut Vec<Action>,
     ) -> Job {
@@ -170,7 +170,12 @@ impl Job {
             dag,
         };
         match saved {
-            Some(saved) if saved.len() == n => job.restore(saved, now, out),
+            Some(saved) if saved.tasks.len() == n => {
+                for r in &saved.agent_runs {
+                    job.replay_agent_run(r);
+                }
+                job.restore(saved.tasks, now, out)
+            }
             _ => job.start(now, out),
         }
         job
@@ -663,10 +668,7 @@ impl Job {
         self.deliveries[t as usize] = 0;
         self.release(t, pools);
         if let Some(run) = result.agent.as_deref() {
-            if let Some(id) = &run.session_id {
-                self.agents.sessions[t as usize] = Some(id.clone());
-            }
-            self.spend(t, run);
+            self.note_agent_run(t, run);
             if !result.outcome.is_success()
                 && let Some(limit) = &run.rate_limited
                 && self.rate_limited(t, limit.retry_after_ms, &result, now, out)
@@ -676,12 +678,7 @@ impl Job {
         }
         self.agents.rate_limited[t as usize] = 0;
         if result.outcome == Outcome::VerifyFailed {
-            // The verify loop: the next attempt resumes this session with what failed.
-            self.agents.next_prompt[t as usize] = result
-                .agent
-                .as_ref()
-                .and_then(|a| a.session_id.as_ref())
-                .and_then(|_| self.verify_prompt(t, &result));
+            self.agents.next_prompt[t as usize] = self.verify_loop_prompt(t, &result);
         }
         let outcome = result.outcome;
         let mut message = result.message.clone();
@@ -1138,6 +1135,48 @@ impl Job {
              output:\n\n{}\n\nFix what it reports; it runs again when you are done.",
             result.output_tail.trim_end()
         ))
+    }
+
+    /// The verify loop: after an attempt that ended `verify_failed` with a session, the next
+    /// attempt resumes that session with what failed.
+    fn verify_loop_prompt(&self, t: u32, result: &TaskResult) -> Option<String> {
+        result
+            .agent
+            .as_ref()
+            .and_then(|a| a.session_id.as_ref())
+            .and_then(|_| self.verify_prompt(t, result))
+    }
+
+    /// A session and a spend an applied attempt reported.
+    fn note_agent_run(&mut self, t: u32, run: &ordo_proto::AgentRun) {
+        if let Some(id) = &run.session_id {
+            self.agents.sessions[t as usize] = Some(id.clone());
+        }
+        self.spend(t, run);
+    }
+
+    /// A stored result of an applied attempt, replayed when the job resumes (before its task
+    /// records): its session, spend, rate limits in a row and the verify loop's next prompt
+    /// are as they were before the restart.
+    fn replay_agent_run(&mut self, result: &TaskResult) {
+        let t = result.index.0;
+        let Some(run) = result.agent.as_deref() else {
+            return;
+        };
+        if t as usize >= self.tasks.len() {
+            return;
+        }
+        self.note_agent_run(t, run);
+        let a = &mut self.agents;
+        if !result.outcome.is_success() && run.rate_limited.is_some() {
+            a.rate_limited[t as usize] += 1;
+        } else {
+            a.rate_limited[t as usize] = 0;
+        }
+        self.agents.next_prompt[t as usize] = match result.outcome {
+            Outcome::VerifyFailed => self.verify_loop_prompt(t, result),
+            _ => None,
+        };
     }
 
     /// Adds an agent run's cost and tokens to the task and the job; once the job's budget is

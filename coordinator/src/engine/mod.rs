@@ -46,7 +46,7 @@ pub enum Event {
         spec: Arc<JobSpec>,
         dag: Arc<Dag>,
         options: JobOptions,
-        saved: Option<Vec<SavedTask>>,
+        saved: Option<Saved>,
     },
     /// An executor began an attempt.
     Started {
@@ -134,6 +134,24 @@ pub struct SavedTask {
     pub state: TaskState,
     /// Attempts started so far.
     pub attempts: u32,
+}
+
+/// What a job resumes from: its task records and, for agent tasks, the stored results that
+/// reported an agent run, in (task, attempt) order, so that sessions, the budget spent and the
+/// verify loop carry on across a restart. A retry starts them afresh (no runs).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Saved {
+    pub tasks: Vec<SavedTask>,
+    pub agent_runs: Vec<TaskResult>,
+}
+
+impl From<Vec<SavedTask>> for Saved {
+    fn from(tasks: Vec<SavedTask>) -> Saved {
+        Saved {
+            tasks,
+            agent_runs: Vec::new(),
+        }
+    }
 }
 
 /// Something for the caller to do.

@@ -645,7 +645,7 @@ fn resume_keeps_finished_tasks() {
             spec: Arc::new(s),
             dag,
             options: JobOptions::default(),
-            saved: Some(saved),
+            saved: Some(saved.into()),
         },
     );
     assert!(!actions.iter().any(|a| matches!(a, Action::Dispatch(_))));

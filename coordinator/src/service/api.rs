@@ -290,7 +290,7 @@ impl Service {
                 spec: Arc::new(spec),
                 dag: Arc::new(dag),
                 options: rec.options.clone(),
-                saved: Some(again),
+                saved: Some(again.into()),
             },
         );
         let mut summary = views::summary(&rec, &saved);

@@ -325,7 +325,7 @@ impl Service {
             for t in &job.spec.tasks {
                 self.ensure_queue(job.spec.queue(t)).await?;
             }
-            let saved = self.store.tasks(&job.id)?;
+            let saved = self.store.saved(&job)?;
             let Ok(dag) = validate(&job.spec) else {
                 continue;
             };
@@ -518,53 +518,19 @@ impl Service {
         match input {
             Input::Events(events, msg) => {
                 for ev in events {
-                    let event = match ev {
-                        WorkerEvent::Started {
-                            job,
-                            index,
-                            attempt,
-                            worker,
-                            delivery,
-                        } => Event::Started {
-                            job,
-                            index,
-                            attempt,
-                            worker,
-                            delivery,
-                        },
-                        WorkerEvent::Finished(r) => {
-                            self.published.remove(&r.attempt_ref());
-                            Event::Finished(r)
-                        }
-                        WorkerEvent::Integrated(r) => Event::Integrated {
-                            job: r.job,
-                            index: r.index,
-                            attempt: r.attempt,
-                            outcome: r.outcome,
-                        },
-                    };
-                    self.driver.apply(now, event);
+                    if let WorkerEvent::Finished(r) = &ev {
+                        self.published.remove(&r.attempt_ref());
+                    }
+                    self.driver.apply(now, engine_event(ev));
                 }
                 // Acked once the commit that applied all of them is durable.
                 self.acks.push(*msg);
             }
-            Input::Started(WorkerEvent::Started {
-                job,
-                index,
-                attempt,
-                worker,
-                delivery,
-            }) => {
-                let event = Event::Started {
-                    job,
-                    index,
-                    attempt,
-                    worker,
-                    delivery,
-                };
-                self.driver.apply(now, event);
+            // Only `Started` comes as a core-NATS notice.
+            Input::Started(ev @ WorkerEvent::Started { .. }) => {
+                self.driver.apply(now, engine_event(ev))
             }
-            Input::Started(WorkerEvent::Finished(_) | WorkerEvent::Integrated(_)) => {}
+            Input::Started(_) => {}
             Input::Heartbeat(hb) => {
                 for q in &hb.queues {
                     if names::valid_queue(q) && self.ensure_queue(q).await.is_err() {
@@ -710,5 +676,31 @@ fn log_ignored(changes: &[Change]) {
                 }
             }
         }
+    }
+}
+
+/// What a worker reported, as the engine's event.
+fn engine_event(ev: WorkerEvent) -> Event {
+    match ev {
+        WorkerEvent::Started {
+            job,
+            index,
+            attempt,
+            worker,
+            delivery,
+        } => Event::Started {
+            job,
+            index,
+            attempt,
+            worker,
+            delivery,
+        },
+        WorkerEvent::Finished(r) => Event::Finished(r),
+        WorkerEvent::Integrated(r) => Event::Integrated {
+            job: r.job,
+            index: r.index,
+            attempt: r.attempt,
+            outcome: r.outcome,
+        },
     }
 }
