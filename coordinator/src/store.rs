@@ -13,10 +13,11 @@
 //! (`journal_seq`). A standby replays the same writes with `apply`, so its file is the same
 //! prefix of the journal.
 
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 
-use ordo_proto::{Dispatch, JobId, JobSpec, TaskIndex, TaskResult};
+use ordo_proto::{Attempt, Dispatch, JobId, JobSpec, TaskIndex, TaskResult};
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
@@ -427,25 +428,32 @@ impl Store {
             .collect()
     }
 
-    /// What job `job` resumes from (`engine::Saved`): its task records and, if it has agent
-    /// tasks, the stored results of their agent runs.
+    /// What job `job` resumes from (`engine::Saved`): its task records and, when it has agent
+    /// tasks or integrating ones, the stored results it rebuilds from.
     pub fn saved(&self, job: &JobRecord) -> Result<Saved> {
+        let tasks = self.tasks(&job.id)?;
+        let integrating: HashMap<u32, Attempt> = tasks
+            .iter()
+            .enumerate()
+            .filter_map(|(t, s)| match s.state {
+                TaskState::Integrating { attempt, .. } => Some((t as u32, attempt)),
+                _ => None,
+            })
+            .collect();
         let has_agents = job
             .spec
             .tasks
             .iter()
             .any(|t| job.spec.agent_of(t).is_some());
-        let agent_runs = if has_agents {
-            let mut runs = self.attempts(&job.id)?;
-            runs.retain(|r| r.agent.is_some());
-            runs
+        let results = if has_agents || !integrating.is_empty() {
+            let mut results = self.attempts(&job.id)?;
+            results
+                .retain(|r| r.agent.is_some() || integrating.get(&r.index.0) == Some(&r.attempt));
+            results
         } else {
             Vec::new()
         };
-        Ok(Saved {
-            tasks: self.tasks(&job.id)?,
-            agent_runs,
-        })
+        Ok(Saved { tasks, results })
     }
 
     /// How many task records a job has (its task count), without decoding them.

@@ -248,6 +248,74 @@ command = "echo delta > delta.txt"
     assert_eq!(summary["conflicts"], 0);
 }
 
+/// `ordo run --state` killed while a task integrates, then run again: the integration is
+/// carried out from the stored attempt (its worktree, kept until integrated) and the task
+/// does not run again. Its command ran once, its change is on the branch once.
+#[test]
+fn a_run_killed_mid_integration_resumes_the_integration() {
+    let sb = Sandbox::new();
+    let marks = sb.dir("marks");
+    let spec = sb.job(
+        "held.toml",
+        &format!(
+            r#"
+name = "held"
+[settings]
+workspace = "worktree"
+timeout = "20s"
+env = {{ MARKS = "{marks}" }}
+# The first integration hangs until the run is killed; the resumed one passes.
+integration_verify = "if [ ! -e \"$MARKS/held\" ]; then touch \"$MARKS/held\"; sleep 30; fi"
+
+[[tasks]]
+name = "alpha"
+command = "echo ran >> \"$MARKS/ledger\" && echo alpha > alpha.txt"
+"#,
+            marks = marks.display()
+        ),
+    );
+    let state = sb.state();
+    let mut first = ordo_tests::spawn_ordo(&sb.repo(), &["run", &spec, "--state", &state]);
+    assert!(
+        ordo_tests::wait_until(std::time::Duration::from_secs(30), || marks
+            .join("held")
+            .exists()),
+        "the integration never started"
+    );
+    ordo_tests::signal(first.id(), libc::SIGKILL);
+    ordo_tests::wait_child(&mut first, std::time::Duration::from_secs(10));
+
+    let r = sb.run(&spec, &[]);
+    assert_ok(&r, "the resumed run");
+    let report = sb.report_json();
+    assert_eq!(report["summary"]["outcome"], "succeeded", "{report:#}");
+    assert_eq!(
+        ordo_tests::lines(&marks.join("ledger")),
+        ["ran"],
+        "alpha ran again"
+    );
+    let branch = default_branch("held", &report);
+    assert_eq!(sb.show(&branch, "alpha.txt"), "alpha");
+    let repo = sb.repo();
+    let touching = git(
+        &repo,
+        &[
+            "log",
+            "--format=%H",
+            &format!("main..{branch}"),
+            "--",
+            "alpha.txt",
+        ],
+    );
+    assert_eq!(
+        touching.lines().count(),
+        1,
+        "alpha's change once: {touching}"
+    );
+    assert_eq!(task(&report, "alpha")["integration"]["outcome"], "merged");
+    assert_eq!(worktrees(&repo), vec![canonical(&repo)]);
+}
+
 /// Many tasks starting at once all get their worktree: 16 tasks on 8 slots, each writing its
 /// own file, all succeed on their first attempt and all their files are on the branch. (Git
 /// does not lock its worktree list: concurrent `git worktree add`s read each other's half

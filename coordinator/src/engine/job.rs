@@ -171,10 +171,10 @@ impl Job {
         };
         match saved {
             Some(saved) if saved.tasks.len() == n => {
-                for r in &saved.agent_runs {
+                for r in &saved.results {
                     job.replay_agent_run(r);
                 }
-                job.restore(saved.tasks, now, out)
+                job.restore(saved.tasks, &saved.results, now, out)
             }
             _ => job.start(now, out),
         }
@@ -198,13 +198,30 @@ impl Job {
     }
 
     /// Resumes from stored records. Attempts in flight stay in flight (a worker may still
-    /// report them; the local runner requeues them); the rest is recomputed from the DAG.
-    fn restore(&mut self, saved: Vec<SavedTask>, now: Millis, out: &mut Vec<Action>) {
+    /// report them; the local runner requeues them); an integrating task's stored worktree
+    /// result goes back in the integration queue (an integration already made merges as
+    /// nothing new); the rest is recomputed from the DAG.
+    fn restore(
+        &mut self,
+        saved: Vec<SavedTask>,
+        results: &[TaskResult],
+        now: Millis,
+        out: &mut Vec<Action>,
+    ) {
         for (t, mut s) in saved.into_iter().enumerate() {
-            // Integrating when the last process died: its worktree result is not at hand, so
-            // the task runs again (an integration already made merges as nothing new).
-            if matches!(s.state, TaskState::Integrating { .. }) {
-                s.state = TaskState::Pending;
+            if let TaskState::Integrating { attempt, .. } = s.state {
+                let worktree = results
+                    .iter()
+                    .find(|r| r.index.get() == t && r.attempt == attempt)
+                    .and_then(|r| r.workspace.clone());
+                match (worktree, &mut self.ws) {
+                    (Some(w), Some(ws)) => {
+                        ws.finished(t as u32, w);
+                        self.state = JobState::Running;
+                    }
+                    // Its worktree result is not at hand: the task runs again.
+                    _ => s.state = TaskState::Pending,
+                }
             }
             self.attempts[t] = s.attempts;
             // A task started over (`ordo retry`) gets its whole retry budget again.

@@ -136,20 +136,22 @@ pub struct SavedTask {
     pub attempts: u32,
 }
 
-/// What a job resumes from: its task records and, for agent tasks, the stored results that
-/// reported an agent run, in (task, attempt) order, so that sessions, the budget spent and the
-/// verify loop carry on across a restart. A retry starts them afresh (no runs).
+/// What a job resumes from: its task records and the stored results of applied attempts it
+/// rebuilds from, in (task, attempt) order: those that reported an agent run (sessions, the
+/// budget spent and the verify loop carry on across a restart) and the attempt of each task
+/// that was integrating (its worktree result goes back in the integration queue rather than
+/// the task running again). A retry starts from the records alone.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Saved {
     pub tasks: Vec<SavedTask>,
-    pub agent_runs: Vec<TaskResult>,
+    pub results: Vec<TaskResult>,
 }
 
 impl From<Vec<SavedTask>> for Saved {
     fn from(tasks: Vec<SavedTask>) -> Saved {
         Saved {
             tasks,
-            agent_runs: Vec::new(),
+            results: Vec::new(),
         }
     }
 }

@@ -63,6 +63,15 @@ impl Harness {
     }
 
     fn with(spec: JobSpec, slots: u32, options: JobOptions) -> Harness {
+        Harness::starting(spec, slots, options, None)
+    }
+
+    /// A job resumed from `saved` (a restarted engine).
+    fn resumed(spec: JobSpec, slots: u32, saved: Saved) -> Harness {
+        Harness::starting(spec, slots, JobOptions::default(), Some(saved))
+    }
+
+    fn starting(spec: JobSpec, slots: u32, options: JobOptions, saved: Option<Saved>) -> Harness {
         let dag = validate(&spec).expect("valid spec");
         let mut h = Harness {
             engine: Engine::new(),
@@ -84,7 +93,7 @@ impl Harness {
             spec: Arc::new(spec),
             dag: Arc::new(dag),
             options,
-            saved: None,
+            saved,
         });
         h
     }
@@ -1757,6 +1766,52 @@ fn merged(files: &[&str]) -> ordo_proto::Integration {
         commit: "c0ffee".into(),
         files: files.iter().map(|f| f.to_string()).collect(),
     }
+}
+
+/// A restarted engine resumes an integrating task from its stored attempt: its integration
+/// is queued again and the task does not run again. Without the stored worktree result it
+/// does run again.
+#[test]
+fn an_integrating_task_resumes_its_integration_not_its_run() {
+    let tasks = || vec![task("a", &[]), task("b", &["a"])];
+    let mut h = Harness::new(worktree_spec(tasks()), 2);
+    let stored: Vec<TaskResult> = h
+        .finish_in_worktree("a", &["a.txt"])
+        .into_iter()
+        .filter_map(|a| match a {
+            Action::Record(Change::Attempt(r)) => Some(r),
+            _ => None,
+        })
+        .collect();
+    let integrating = h.state(0);
+    assert!(matches!(integrating, TaskState::Integrating { .. }));
+    let saved = |results: Vec<TaskResult>| Saved {
+        tasks: vec![
+            SavedTask {
+                state: integrating.clone(),
+                attempts: 1,
+            },
+            SavedTask {
+                state: TaskState::Pending,
+                attempts: 0,
+            },
+        ],
+        results,
+    };
+
+    let mut again = Harness::resumed(worktree_spec(tasks()), 2, saved(stored));
+    assert!(again.dispatched.is_empty(), "{:?}", again.dispatched);
+    assert_eq!(again.integrations.len(), 1);
+    assert_eq!(again.integrations[0].head, "head-of-a");
+    assert_eq!(again.integrations[0].attempt, Attempt(1));
+    again.integrated(merged(&["a.txt"]));
+    assert!(matches!(again.state(0), TaskState::Succeeded { .. }));
+    assert_eq!(again.running(), ["b"]);
+
+    let rerun = Harness::resumed(worktree_spec(tasks()), 2, saved(Vec::new()));
+    assert!(rerun.integrations.is_empty());
+    assert_eq!(rerun.running(), ["a"]);
+    assert_eq!(rerun.in_flight[0].attempt, Attempt(2));
 }
 
 /// A task that succeeded in its worktree is `integrating`, not succeeded: its dependents wait

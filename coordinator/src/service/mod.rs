@@ -494,9 +494,9 @@ impl Service {
     }
 
     /// Publishes an integration request in the background, retrying until JetStream stores
-    /// it. Not kept in the outbox: a restarted coordinator runs an integrating task again
-    /// (its worktree result is not stored), and a request published before the crash merges
-    /// as nothing new or is fenced.
+    /// it. Not kept in the outbox: a restarted coordinator queues an integrating task's
+    /// integration again from its stored attempt (the same message id: a request still in
+    /// the stream is de-duplicated, one already carried out merges as nothing new).
     fn publish_integration(&self, req: Integrate) {
         let bus = self.bus.clone();
         tokio::spawn(async move {
