@@ -532,7 +532,7 @@ fn a_large_jobs_page_is_paged_and_its_fan_out_collapsed() {
 }
 
 #[test]
-fn a_running_jobs_pages_follow_it_without_a_reload() {
+fn a_running_jobs_pages_and_the_jobs_list_follow_it_without_a_reload() {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let gate = dir.path().join("go");
@@ -547,6 +547,8 @@ fn a_running_jobs_pages_follow_it_without_a_reload() {
     let mut b = browser();
     let page = open_clean(&mut b, &ui.url(&format!("/jobs/{job}")));
     let task = open_clean(&mut b, &ui.url(&format!("/jobs/{job}/tasks/0")));
+    let list = open_clean(&mut b, &ui.url("/"));
+    let row = |f: &str| text_of(&format!("tr[data-job=\"{job}\"] [data-f=\"{f}\"]"));
     let gate_state = text_of("tr[data-task=\"0\"] [data-f=\"state\"] i");
     assert!(
         page.wait_for(
@@ -565,7 +567,10 @@ fn a_running_jobs_pages_follow_it_without_a_reload() {
     // Marks in the documents: a reload would lose them.
     page.eval(&mut b, "window.__marker = 42");
     task.eval(&mut b, "window.__marker = 43");
+    list.eval(&mut b, "window.__marker = 44");
     let loads = (page.loads(&mut b), task.loads(&mut b));
+    let list_loads = list.loads(&mut b);
+    assert_eq!(list.eval(&mut b, &row("count")), json!("0/2"));
 
     std::fs::write(&gate, "").unwrap();
     let done = format!(
@@ -601,6 +606,37 @@ fn a_running_jobs_pages_follow_it_without_a_reload() {
     ));
     page.screenshot(&mut b, &screenshots().join("job-followed.png"));
 
+    // The jobs list: the job's row, then a job submitted since the page opened.
+    assert!(
+        list.wait_for(
+            &mut b,
+            &format!(
+                "{} === 'succeeded' && {} === '2/2'",
+                text_of(&format!("tr[data-job=\"{job}\"] [data-f=\"job-state\"] i")),
+                row("count")
+            ),
+            Duration::from_secs(20)
+        ),
+        "the jobs list did not follow: {}",
+        list.eval(&mut b, &row("count"))
+    );
+    let other = ui.submit("name = \"another\"\n[[tasks]]\nname = \"t\"\ncommand = \"true\"\n");
+    assert!(
+        list.wait_for(
+            &mut b,
+            &format!(
+                "{}.startsWith('1 new job')",
+                text_of("[data-f=\"new-jobs\"]")
+            ),
+            Duration::from_secs(20)
+        ),
+        "no note of {other}: {}",
+        list.eval(&mut b, &text_of("[data-f=\"new-jobs\"]"))
+    );
+    assert_eq!(list.eval(&mut b, "window.__marker"), json!(44), "no reload");
+    assert_eq!(list.loads(&mut b), list_loads, "no reload");
+    list.screenshot(&mut b, &screenshots().join("jobs-followed.png"));
+
     // The task page: its state and its log, live.
     assert!(
         task.wait_for(
@@ -619,6 +655,7 @@ fn a_running_jobs_pages_follow_it_without_a_reload() {
     assert_eq!(task.loads(&mut b), loads.1, "no reload");
     assert_no_errors(&mut b, &page, "job page");
     assert_no_errors(&mut b, &task, "task page");
+    assert_no_errors(&mut b, &list, "jobs page");
 }
 
 /// Clicks the button of the form posting to `.../{action}` and waits for the page it leads to.

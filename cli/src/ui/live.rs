@@ -14,6 +14,9 @@
 //! that has already ended gets its final states in one message, then the `end` event (the
 //! page may have been rendered just before it ended).
 //!
+//! `/events/jobs` follows the jobs list the same way (`jobs_events`), for as long as the page
+//! is open.
+//!
 //! A local state directory keeps a task's output when its attempt ends, so there the log
 //! follows attempt by attempt; on a cluster it follows the `ORDO_LOGS` stream as it grows.
 
@@ -27,13 +30,13 @@ use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::Stream;
-use ordo_proto::api::{JobStatus, TaskStatus};
+use ordo_proto::api::{JobSummary, JobsRequest, TaskStatus};
 use ordo_proto::{JobId, TaskIndex};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::Ui;
-use super::pages::job_class;
+use super::pages::{duration, job_class, running_note};
 use crate::jobs;
 use crate::report::html::{mark_class, phase_class};
 use crate::report::{Mark, clean_output, fmt_ms};
@@ -89,8 +92,7 @@ impl Shown {
     }
 }
 
-fn job_json(s: &JobStatus) -> Value {
-    let j = &s.summary;
+fn job_json(j: &JobSummary) -> Value {
     let mark = match j.state {
         ordo_proto::JobState::Succeeded => Mark::Pass,
         ordo_proto::JobState::Failed => Mark::Fail,
@@ -224,7 +226,7 @@ impl Follow {
                 }
                 self.shown.insert(t.index, now);
             }
-            let job = job_json(&status);
+            let job = job_json(&status.summary);
             let job_changed = self.job_shown.as_ref() != Some(&job);
             self.job_shown = Some(job.clone());
             let log = match self.task {
@@ -260,6 +262,79 @@ impl Follow {
                 json!({ "append": clean_output(&String::from_utf8_lossy(new)) })
             }
             _ => json!({ "reset": clean_output(&String::from_utf8_lossy(bytes)) }),
+        }
+    }
+}
+
+/// `/events/jobs`: the jobs list while the page is open. Every `JOBS_POLL` the job client's
+/// list is read and the rows that changed are sent (`{"jobs":[{"id":..,"state":..,..}],
+/// "new":N}`, `new` counting jobs the page has not seen); the first message carries every
+/// row. The stream lasts as long as the page.
+pub async fn jobs_events(State(ui): State<Arc<Ui>>) -> Response {
+    let follow = FollowJobs {
+        ui,
+        shown: HashMap::new(),
+        listed: false,
+        failures: 0,
+    };
+    let stream = futures::stream::unfold(follow, |mut f| async move {
+        let event = f.next().await;
+        Some((Ok::<_, Infallible>(event), f))
+    });
+    Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response()
+}
+
+/// How often the jobs list is read for an open jobs page.
+const JOBS_POLL: Duration = Duration::from_secs(1);
+
+struct FollowJobs {
+    ui: Arc<Ui>,
+    /// What each job's row shows, by id; jobs first seen after the first message are new.
+    shown: HashMap<JobId, (Value, bool)>,
+    /// The list was read once (what the page showed when it opened).
+    listed: bool,
+    failures: u32,
+}
+
+impl FollowJobs {
+    async fn next(&mut self) -> Event {
+        loop {
+            if self.listed || self.failures > 0 {
+                tokio::time::sleep(JOBS_POLL * (1 + self.failures.min(10))).await;
+            }
+            let list = match self.ui.jobs.list(&JobsRequest::default()).await {
+                Ok(l) => l,
+                Err(e) => {
+                    self.failures += 1;
+                    return Event::default()
+                        .event("problem")
+                        .data(json!({ "message": e.to_string() }).to_string());
+                }
+            };
+            self.failures = 0;
+            let first = !std::mem::replace(&mut self.listed, true);
+            let now = ordo_proto::now_ms();
+            let mut rows = Vec::new();
+            for j in &list {
+                let mut row = job_json(j);
+                row["id"] = json!(j.id.to_string());
+                row["count"] = json!(format!("{}/{}", j.succeeded, j.total));
+                row["runningNote"] = json!(running_note(j.running));
+                row["duration"] = json!(duration(j.created_ms, j.finished_ms, now));
+                let new = !first && !self.shown.contains_key(&j.id);
+                let was_new = self.shown.get(&j.id).is_some_and(|(_, n)| *n);
+                if self.shown.get(&j.id).map(|(r, _)| r) != Some(&row) {
+                    rows.push(row.clone());
+                }
+                self.shown.insert(j.id, (row, new || was_new));
+            }
+            if rows.is_empty() && !first {
+                continue;
+            }
+            let new = self.shown.values().filter(|(_, n)| *n).count();
+            return Event::default().data(json!({ "jobs": rows, "new": new }).to_string());
         }
     }
 }

@@ -6,8 +6,8 @@
 //! # Layout
 //! - `pages`: the HTML of every page, rendered on the server from the client's answers.
 //! - `graph_svg`: a job's DAG as SVG in the levels layout (critical path, collapsed fan-outs).
-//! - `live`: server-sent events (`/events`): task state changes and a task's log, polled from
-//!   the client only while the job runs.
+//! - `live`: server-sent events: task state changes and a task's log (`/events`), polled
+//!   from the client only while the job runs, and the jobs list's rows (`/events/jobs`).
 //! - `assets/`: the stylesheet and the small live-update script, embedded in the binary.
 //!
 //! Security in one place: pages escape every piece of job data (`report::html::esc`); the
@@ -299,6 +299,7 @@ pub(crate) fn router(ui: Arc<Ui>) -> Router {
         .route("/jobs/{id}/rerun", post(rerun))
         .route("/workers", get(workers_page))
         .route("/events", get(live::events))
+        .route("/events/jobs", get(live::jobs_events))
         .route("/login", get(login_page).post(login))
         .route("/assets/ui.css", get(css))
         .route("/assets/ui.js", get(js))

@@ -72,11 +72,21 @@ fn job_chip(s: JobState) -> String {
     chip(job_class(s), job_mark(s), s.name(), "job-state")
 }
 
+/// What a page follows live: the body's data attributes `assets/ui.js` reads.
+enum Live {
+    Nothing,
+    /// The jobs list (`/events/jobs`).
+    Jobs,
+    /// A running job, or one running task of it (`/events?job=ID[&task=N]`).
+    Job(String, Option<u32>),
+}
+
 /// The page around `body`.
-fn layout(ctx: &Context, title: &str, live: Option<(String, Option<u32>)>, body: &str) -> String {
+fn layout(ctx: &Context, title: &str, live: Live, body: &str) -> String {
     let live_attrs = match &live {
-        None => String::new(),
-        Some((job, task)) => format!(
+        Live::Nothing => String::new(),
+        Live::Jobs => " data-live-jobs=\"1\"".to_string(),
+        Live::Job(job, task) => format!(
             " data-live-job=\"{}\"{}",
             esc(job),
             task.map_or(String::new(), |t| format!(" data-live-task=\"{t}\""))
@@ -128,7 +138,15 @@ fn action(ctx: &Context, action: &str, label: &str, why_not: Option<&str>, dange
     )
 }
 
-fn duration(created: u64, finished: Option<u64>, now: u64) -> String {
+/// "(3 running)" beside a job's progress, or nothing.
+pub(crate) fn running_note(running: usize) -> String {
+    match running {
+        0 => String::new(),
+        n => format!("({n} running)"),
+    }
+}
+
+pub(crate) fn duration(created: u64, finished: Option<u64>, now: u64) -> String {
     fmt_ms(finished.unwrap_or(now).saturating_sub(created))
 }
 
@@ -199,7 +217,10 @@ pub fn jobs(ctx: &Context, list: &[JobSummary], q: &ListQuery, now: u64) -> Stri
     let text = q.q.clone().unwrap_or_default();
     let pages = list.len().div_ceil(JOBS_PER_PAGE).max(1);
     let page = q.page.unwrap_or(1).clamp(1, pages);
-    let _ = writeln!(b, "<h1>Jobs</h1>");
+    let _ = writeln!(
+        b,
+        "<h1>Jobs</h1>\n<p data-f=\"new-jobs\" hidden><a href=\"\"></a></p>"
+    );
     let _ = write!(
         b,
         "<form class=\"filter\" method=\"get\" action=\"/\"><label>state <select name=\"state\">\
@@ -243,20 +264,19 @@ pub fn jobs(ctx: &Context, list: &[JobSummary], q: &ListQuery, now: u64) -> Stri
         {
             let _ = writeln!(
                 b,
-                "<tr><td>{}</td><td><a href=\"/jobs/{id}\">{}</a><br><code class=\"id\">{id}</code></td>\
-                 <td><progress max=\"{}\" value=\"{}\"></progress> {}/{}{}</td><td class=\"num\">{}</td>\
-                 <td>{}</td><td class=\"num\">{}</td></tr>",
+                "<tr data-job=\"{id}\"><td>{}</td><td><a href=\"/jobs/{id}\">{}</a><br>\
+                 <code class=\"id\">{id}</code></td><td><progress data-f=\"progress\" max=\"{}\" \
+                 value=\"{}\"></progress> <span data-f=\"count\">{}/{}</span> \
+                 <span class=\"muted\" data-f=\"running\">{}</span></td>\
+                 <td class=\"num\" data-f=\"failed\">{}</td><td>{}</td>\
+                 <td class=\"num\" data-f=\"duration\">{}</td></tr>",
                 job_chip(j.state),
                 esc(&j.name),
                 j.total.max(1),
                 j.succeeded,
                 j.succeeded,
                 j.total,
-                if j.running > 0 {
-                    format!(" <span class=\"muted\">({} running)</span>", j.running)
-                } else {
-                    String::new()
-                },
+                running_note(j.running),
                 j.failed,
                 time(j.created_ms),
                 duration(j.created_ms, j.finished_ms, now),
@@ -293,7 +313,7 @@ pub fn jobs(ctx: &Context, list: &[JobSummary], q: &ListQuery, now: u64) -> Stri
             ""
         }
     );
-    layout(ctx, "Jobs", None, &b)
+    layout(ctx, "Jobs", Live::Jobs, &b)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -551,7 +571,10 @@ pub fn job(ctx: &Context, data: &ReportData, q: &JobQuery, now: u64) -> String {
         }
         let _ = writeln!(b, "</ol>");
     }
-    let live = running.then(|| (id.clone(), None));
+    let live = match running {
+        true => Live::Job(id.clone(), None),
+        false => Live::Nothing,
+    };
     layout(ctx, &rec.name, live, &b)
 }
 
@@ -732,7 +755,10 @@ pub fn task(ctx: &Context, data: &ReportData, index: TaskIndex) -> String {
         },
         esc(&clean_output(&t.output_tail))
     );
-    let live = following.then(|| (id.clone(), Some(t.index.0)));
+    let live = match following {
+        true => Live::Job(id.clone(), Some(t.index.0)),
+        false => Live::Nothing,
+    };
     layout(ctx, &format!("{} · {}", t.name, rec.name), live, &b)
 }
 
@@ -778,7 +804,7 @@ pub fn workers(ctx: &Context, list: &[WorkerInfo]) -> String {
         }
         let _ = writeln!(b, "</tbody></table></div>");
     }
-    layout(ctx, "Workers", None, &b)
+    layout(ctx, "Workers", Live::Nothing, &b)
 }
 
 pub fn login(ctx: &Context, next: &str, problem: Option<&str>) -> String {
@@ -795,7 +821,7 @@ pub fn login(ctx: &Context, next: &str, problem: Option<&str>) -> String {
         csrf_field(ctx),
         esc(next)
     );
-    layout(ctx, "Log in", None, &b)
+    layout(ctx, "Log in", Live::Nothing, &b)
 }
 
 pub fn error(ctx: &Context, status: StatusCode, message: &str) -> String {
@@ -805,7 +831,12 @@ pub fn error(ctx: &Context, status: StatusCode, message: &str) -> String {
         esc(status.canonical_reason().unwrap_or("error")),
         esc(message)
     );
-    layout(ctx, status.canonical_reason().unwrap_or("error"), None, &b)
+    layout(
+        ctx,
+        status.canonical_reason().unwrap_or("error"),
+        Live::Nothing,
+        &b,
+    )
 }
 
 #[cfg(test)]

@@ -1,15 +1,12 @@
 // ordo ui: live updates. Pages work without this script; with it, a running job's page (and a
 // running task's) follows /events?job=ID[&task=N] (server-sent events, JSON per message) and
-// rewrites the state cells, counts and log in place. It only sets textContent, numbers and
-// class names the server chose: never markup.
+// rewrites the state cells, counts and log in place; the jobs list follows /events/jobs and
+// rewrites its rows. It only sets textContent, numbers and class names the server chose:
+// never markup.
 (function () {
   'use strict';
   var body = document.body;
-  var job = body.getAttribute('data-live-job');
-  if (!job || !window.EventSource) { return; }
-  var task = body.getAttribute('data-live-task');
-  var url = '/events?job=' + encodeURIComponent(job) + (task ? '&task=' + encodeURIComponent(task) : '');
-  var source = new EventSource(url);
+  if (!window.EventSource) { return; }
 
   function text(el, value) { if (el && el.textContent !== String(value)) { el.textContent = String(value); } }
 
@@ -21,6 +18,48 @@
     if (mark) { mark.className = 'mark ' + m.markClass; text(mark, m.mark); }
     text(el.querySelector('i'), m.state);
   }
+
+  function problems(source) {
+    source.addEventListener('problem', function (e) {
+      var live = document.querySelector('[data-f="live"]');
+      try { if (live) { live.title = JSON.parse(e.data).message; } } catch (err) { /* ignore */ }
+    });
+  }
+
+  if (body.getAttribute('data-live-jobs')) {
+    var list = new EventSource('/events/jobs');
+    list.onmessage = function (e) {
+      var m;
+      try { m = JSON.parse(e.data); } catch (err) { return; }
+      (m.jobs || []).forEach(function (j) {
+        var rows = document.querySelectorAll('tr[data-job]');
+        for (var k = 0; k < rows.length; k++) {
+          var row = rows[k];
+          if (row.getAttribute('data-job') !== j.id) { continue; }
+          chip(row.querySelector('[data-f="job-state"]'), j);
+          var p = row.querySelector('[data-f="progress"]');
+          if (p) { p.max = Math.max(j.total, 1); p.value = j.succeeded; }
+          text(row.querySelector('[data-f="count"]'), j.count);
+          text(row.querySelector('[data-f="running"]'), j.runningNote);
+          text(row.querySelector('[data-f="failed"]'), j.failed);
+          text(row.querySelector('[data-f="duration"]'), j.duration);
+        }
+      });
+      var note = document.querySelector('[data-f="new-jobs"]');
+      if (note && m['new'] > 0) {
+        note.hidden = false;
+        text(note.querySelector('a'), m['new'] + (m['new'] === 1 ? ' new job' : ' new jobs') + ' \u2014 reload to see');
+      }
+    };
+    problems(list);
+    return;
+  }
+
+  var job = body.getAttribute('data-live-job');
+  if (!job) { return; }
+  var task = body.getAttribute('data-live-task');
+  var url = '/events?job=' + encodeURIComponent(job) + (task ? '&task=' + encodeURIComponent(task) : '');
+  var source = new EventSource(url);
 
   function applyTask(t) {
     var nodes = document.querySelectorAll('[data-task="' + t.i + '"]');
@@ -84,8 +123,5 @@
     }
     body.setAttribute('data-live-ended', state);
   });
-  source.addEventListener('problem', function (e) {
-    var live = document.querySelector('[data-f="live"]');
-    try { if (live) { live.title = JSON.parse(e.data).message; } } catch (err) { /* ignore */ }
-  });
+  problems(source);
 })();
