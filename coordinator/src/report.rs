@@ -17,6 +17,9 @@ pub struct IgnoredResult {
     pub worker: WorkerId,
     pub kind: Ignore,
     pub why: String,
+    /// What its agent run spent (it counts against the budget, though the result does not).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_usd: Option<f64>,
 }
 
 /// A job's records: enough to rebuild its summary, checklist, task table, critical path and
@@ -64,6 +67,7 @@ pub fn gather(store: &Store, id: &JobId) -> Result<Option<ReportData>> {
                     worker: result.worker.clone(),
                     kind: *kind,
                     why: why.clone(),
+                    cost_usd: result.agent.as_ref().and_then(|a| a.cost_usd),
                 });
                 false
             }

@@ -453,7 +453,24 @@ impl Store {
         } else {
             Vec::new()
         };
-        Ok(Saved { tasks, results })
+        let ignored = if has_agents {
+            self.history(&job.id)?
+                .into_iter()
+                .filter_map(|h| match h.change {
+                    Change::Ignored { result, kind, .. } if result.agent.is_some() => {
+                        Some((kind, result))
+                    }
+                    _ => None,
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Ok(Saved {
+            tasks,
+            results,
+            ignored,
+        })
     }
 
     /// How many task records a job has (its task count), without decoding them.

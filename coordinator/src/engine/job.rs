@@ -174,6 +174,9 @@ impl Job {
                 for r in &saved.results {
                     job.replay_agent_run(r);
                 }
+                for (kind, r) in &saved.ignored {
+                    job.spend_ignored(*kind, r);
+                }
                 job.restore(saved.tasks, &saved.results, now, out)
             }
             _ => job.start(now, out),
@@ -678,6 +681,7 @@ impl Job {
             && !result.abandoned;
         if !fresh {
             let (kind, why) = self.ignored(&result);
+            self.spend_ignored(kind, &result);
             out.push(Action::Record(Change::Ignored { result, why, kind }));
             return;
         }
@@ -1170,6 +1174,18 @@ impl Job {
             self.agents.sessions[t as usize] = Some(id.clone());
         }
         self.spend(t, run);
+    }
+
+    /// A stale or duplicate execution of a dispatched attempt (a worker that lost its lease, a
+    /// redelivery) changes nothing, but what its agent spent was spent: it counts against the
+    /// budgets. A result for an attempt never dispatched (`Unknown`) counts for nothing.
+    pub(crate) fn spend_ignored(&mut self, kind: Ignore, result: &TaskResult) {
+        if kind == Ignore::Unknown || result.index.get() >= self.tasks.len() {
+            return;
+        }
+        if let Some(run) = result.agent.as_deref() {
+            self.spend(result.index.0, run);
+        }
     }
 
     /// A stored result of an applied attempt, replayed when the job resumes (before its task

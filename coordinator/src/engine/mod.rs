@@ -140,18 +140,21 @@ pub struct SavedTask {
 /// rebuilds from, in (task, attempt) order: those that reported an agent run (sessions, the
 /// budget spent and the verify loop carry on across a restart) and the attempt of each task
 /// that was integrating (its worktree result goes back in the integration queue rather than
-/// the task running again). A retry starts from the records alone.
+/// the task running again); and the ignored results that reported an agent run (what stale
+/// and duplicate executions spent counts against the budget too). A retry starts from the
+/// records alone.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Saved {
     pub tasks: Vec<SavedTask>,
     pub results: Vec<TaskResult>,
+    pub ignored: Vec<(Ignore, TaskResult)>,
 }
 
 impl From<Vec<SavedTask>> for Saved {
     fn from(tasks: Vec<SavedTask>) -> Saved {
         Saved {
             tasks,
-            results: Vec::new(),
+            ..Saved::default()
         }
     }
 }

@@ -1716,6 +1716,98 @@ fn results_for_ended_jobs_are_classified_from_the_engines_own_fences() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Agent runs (DESIGN §11): budgets count every execution's spend.
+
+/// Two prompt tasks, b after a, on a $1 budget.
+fn budget_spec() -> JobSpec {
+    let prompt = |name: &str, deps: &[&str]| {
+        let mut t = task(name, deps);
+        t.command = None;
+        t.prompt = Some(format!("do {name}"));
+        t
+    };
+    let mut s = spec(vec![prompt("a", &[]), prompt("b", &["a"])]);
+    s.settings.max_cost_usd = Some(1.0);
+    s
+}
+
+fn costing(mut r: TaskResult, usd: f64) -> TaskResult {
+    r.agent = Some(Box::new(ordo_proto::AgentRun {
+        cost_usd: Some(usd),
+        ..Default::default()
+    }));
+    r
+}
+
+/// A stale execution's result changes nothing, but its agent's spend counts against the
+/// budget: $0.60 stale + $0.50 applied is over $1, so b never starts. A restarted engine
+/// counts the stale spend again from the stored ignored result.
+#[test]
+fn stale_executions_spend_the_budget_too() {
+    let mut h = Harness::new(budget_spec(), 2);
+    assert_eq!(h.running(), ["a"]);
+    let d = h.in_flight.remove(0);
+    // Delivery 2 took the attempt over; delivery 1's result comes in late.
+    h.apply(Event::Started {
+        job: h.job,
+        index: d.index,
+        attempt: d.attempt,
+        worker: "w2".into(),
+        delivery: 2,
+    });
+    let stale = costing(
+        sim_result(&d, "w1".into(), 1, Outcome::Succeeded, h.now),
+        0.6,
+    );
+    let actions = h.apply(Event::Finished(stale.clone()));
+    let ignored = actions.iter().find_map(|a| match a {
+        Action::Record(Change::Ignored { kind, .. }) => Some(*kind),
+        _ => None,
+    });
+    assert_eq!(ignored, Some(Ignore::Stale));
+    let fresh = costing(
+        sim_result(&d, "w2".into(), 2, Outcome::Succeeded, h.now),
+        0.5,
+    );
+    h.apply(Event::Finished(fresh.clone()));
+    assert!(h.running().is_empty(), "{:?}", h.running());
+    assert_eq!(
+        h.state(1),
+        TaskState::Skipped {
+            reason: "budget exhausted ($1.10 of $1.00)".into()
+        }
+    );
+
+    let saved = |ignored: Vec<(Ignore, TaskResult)>| Saved {
+        tasks: vec![
+            SavedTask {
+                state: TaskState::Succeeded {
+                    attempt: Attempt(1),
+                    finished: 1,
+                },
+                attempts: 1,
+            },
+            SavedTask {
+                state: TaskState::Pending,
+                attempts: 0,
+            },
+        ],
+        results: vec![fresh.clone()],
+        ignored,
+    };
+    let again = Harness::resumed(
+        budget_spec(),
+        2,
+        saved(vec![(Ignore::Stale, stale.clone())]),
+    );
+    assert!(again.running().is_empty(), "{:?}", again.running());
+    assert!(matches!(again.state(1), TaskState::Skipped { .. }));
+    // Without the stale spend, $0.50 of $1: b runs.
+    let forgetful = Harness::resumed(budget_spec(), 2, saved(Vec::new()));
+    assert_eq!(forgetful.running(), ["b"]);
+}
+
+// ---------------------------------------------------------------------------------------------
 // Agent workspaces (DESIGN §10): integration order, conflicts, write-sets.
 
 fn worktree_spec(tasks: Vec<TaskSpec>) -> JobSpec {
@@ -1797,6 +1889,7 @@ fn an_integrating_task_resumes_its_integration_not_its_run() {
             },
         ],
         results,
+        ignored: Vec::new(),
     };
 
     let mut again = Harness::resumed(worktree_spec(tasks()), 2, saved(stored));
