@@ -33,6 +33,9 @@ const TASKS: TableDefinition<(u128, u32), &[u8]> = TableDefinition::new("tasks")
 const ATTEMPTS: TableDefinition<(u128, u32, u32), &[u8]> = TableDefinition::new("attempts");
 /// (job, sequence) → HistoryEntry
 const HISTORY: TableDefinition<(u128, u64), &[u8]> = TableDefinition::new("history");
+/// job → what its agent runs cost in all, in US dollars (applied and ignored executions of
+/// dispatched attempts), so a job's summary carries it without reading its attempts.
+const COSTS: TableDefinition<u128, f64> = TableDefinition::new("costs");
 /// sequence → Dispatch
 const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox");
 /// name → counter
@@ -302,6 +305,7 @@ impl Store {
         tx.open_table(TASKS)?;
         tx.open_table(ATTEMPTS)?;
         tx.open_table(HISTORY)?;
+        tx.open_table(COSTS)?;
         tx.open_table(OUTBOX)?;
         tx.open_table(META)?;
         tx.commit()?;
@@ -473,6 +477,13 @@ impl Store {
         })
     }
 
+    /// What a job's agent runs cost in all, if any reported a cost.
+    pub fn job_cost(&self, id: &JobId) -> Result<Option<f64>> {
+        let tx = self.db.begin_read()?;
+        let costs = tx.open_table(COSTS)?;
+        Ok(costs.get(key(id))?.map(|v| v.value()))
+    }
+
     /// How many task records a job has (its task count), without decoding them.
     pub fn task_count(&self, id: &JobId) -> Result<usize> {
         let tx = self.db.begin_read()?;
@@ -580,6 +591,20 @@ fn write_insert(tx: &redb::WriteTransaction, job: &JobRecord) -> Result<()> {
     Ok(())
 }
 
+/// Adds what `r`'s agent run cost to its job's total.
+fn add_cost(costs: &mut redb::Table<'_, u128, f64>, r: &TaskResult) -> Result<()> {
+    let Some(c) = r.agent.as_ref().and_then(|a| a.cost_usd) else {
+        return Ok(());
+    };
+    if !c.is_finite() || c <= 0.0 {
+        return Ok(());
+    }
+    let k = key(&r.job);
+    let before = costs.get(k)?.map_or(0.0, |v| v.value());
+    costs.insert(k, before + c)?;
+    Ok(())
+}
+
 /// The rows of one batch (`Store::commit`); returns the new outbox sequences.
 fn write_batch(tx: &redb::WriteTransaction, batch: &Batch<'_>) -> Result<Vec<u64>> {
     let mut seqs = Vec::with_capacity(batch.outbox_add.len());
@@ -592,6 +617,7 @@ fn write_batch(tx: &redb::WriteTransaction, batch: &Batch<'_>) -> Result<Vec<u64
         let mut attempts = tx.open_table(ATTEMPTS)?;
         let mut history = tx.open_table(HISTORY)?;
         let mut outbox = tx.open_table(OUTBOX)?;
+        let mut costs = tx.open_table(COSTS)?;
         for change in batch.changes {
             let job = match change {
                 Change::Task {
@@ -609,9 +635,15 @@ fn write_batch(tx: &redb::WriteTransaction, batch: &Batch<'_>) -> Result<Vec<u64
                 }
                 Change::Attempt(r) => {
                     attempts.insert((key(&r.job), r.index.0, r.attempt.0), encode(r).as_slice())?;
+                    add_cost(&mut costs, r)?;
                     r.job
                 }
-                Change::Ignored { result, .. } => result.job,
+                Change::Ignored { result, kind, .. } => {
+                    if *kind != crate::engine::Ignore::Unknown {
+                        add_cost(&mut costs, result)?;
+                    }
+                    result.job
+                }
                 Change::Integrated { job, .. } => *job,
                 Change::Budget {
                     job,
@@ -692,8 +724,10 @@ fn write_prune(
         let mut tasks = tx.open_table(TASKS)?;
         let mut attempts = tx.open_table(ATTEMPTS)?;
         let mut history = tx.open_table(HISTORY)?;
+        let mut costs = tx.open_table(COSTS)?;
         for &k in &victims {
             jobs.remove(k)?;
+            costs.remove(k)?;
             tasks.retain_in((k, 0)..=(k, u32::MAX), |_, _| false)?;
             attempts.retain_in((k, 0, 0)..=(k, u32::MAX, u32::MAX), |_, _| false)?;
             history.retain_in((k, 0)..=(k, u64::MAX), |_, _| false)?;
@@ -899,8 +933,13 @@ mod tests {
             at,
             reason: None,
         };
+        let mut costly = result(&old);
+        costly.agent = Some(Box::new(ordo_proto::AgentRun {
+            cost_usd: Some(0.5),
+            ..Default::default()
+        }));
         let changes = [
-            Change::Attempt(result(&old)),
+            Change::Attempt(costly),
             end(&old, 1_000),
             Change::Attempt(result(&recent)),
             end(&recent, 9_000),
@@ -932,6 +971,7 @@ mod tests {
         assert_eq!(store.prune(5_500, 30_000).unwrap().len(), 0);
         assert_eq!(store.prune(5_500, 4_000).unwrap().len(), 1);
         assert!(store.job(&old.id).unwrap().is_none());
+        assert_eq!(store.job_cost(&old.id).unwrap(), None);
         assert!(store.tasks(&old.id).unwrap().is_empty());
         assert!(store.attempts(&old.id).unwrap().is_empty());
         assert!(store.history(&old.id).unwrap().is_empty());
@@ -946,6 +986,50 @@ mod tests {
         assert_eq!(store.prune(10_000, 0).unwrap().len(), 1);
         let left: Vec<JobId> = store.jobs().unwrap().iter().map(|j| j.id).collect();
         assert_eq!(left, vec![running.id]);
+    }
+
+    /// A job's cost counts every run that spent: applied attempts and stale or duplicate
+    /// executions; a forged result (an attempt never dispatched) counts for nothing.
+    #[test]
+    fn job_cost_sums_applied_and_ignored_runs() {
+        let store = Store::in_memory().unwrap();
+        let job = record(1);
+        store.insert_job(&job).unwrap();
+        assert_eq!(store.job_cost(&job.id).unwrap(), None);
+        let run = |usd: f64| {
+            let d = Dispatch::new(
+                job.id,
+                job.spec.tasks[0].name.clone(),
+                TaskIndex(0),
+                Attempt(1),
+                ordo_proto::Program::Shell("true".into()),
+            );
+            let mut r = TaskResult::new(&d, "w".into(), Outcome::Succeeded, 0, "");
+            r.agent = Some(Box::new(ordo_proto::AgentRun {
+                cost_usd: Some(usd),
+                ..Default::default()
+            }));
+            r
+        };
+        let ignored = |usd: f64, kind: crate::engine::Ignore| Change::Ignored {
+            result: run(usd),
+            why: "test".into(),
+            kind,
+        };
+        let changes = [
+            Change::Attempt(run(0.25)),
+            ignored(0.5, crate::engine::Ignore::Stale),
+            ignored(0.125, crate::engine::Ignore::Duplicate),
+            ignored(100.0, crate::engine::Ignore::Unknown),
+        ];
+        store
+            .commit(&Batch {
+                now: 1,
+                changes: &changes,
+                ..Default::default()
+            })
+            .unwrap();
+        assert_eq!(store.job_cost(&job.id).unwrap(), Some(0.875));
     }
 
     #[test]

@@ -7,6 +7,7 @@ use ordo_proto::{JobId, JobSpec, TaskIndex, TaskPhase, TaskResult};
 use crate::engine::{SavedTask, TaskState};
 use crate::store::{JobRecord, Result, Store};
 
+/// A job's summary from its records (without its cost: `costed` adds it).
 pub fn summary(job: &JobRecord, tasks: &[SavedTask]) -> JobSummary {
     let (total, succeeded, failed, running) = counts(tasks.iter().map(|t| &t.state));
     JobSummary {
@@ -20,7 +21,14 @@ pub fn summary(job: &JobRecord, tasks: &[SavedTask]) -> JobSummary {
         succeeded,
         failed,
         running,
+        cost_usd: None,
     }
+}
+
+/// `summary` with what the job's agent runs cost (the store keeps the total).
+fn costed(store: &Store, mut summary: JobSummary) -> Result<JobSummary> {
+    summary.cost_usd = store.job_cost(&summary.id)?;
+    Ok(summary)
 }
 
 /// Tasks in all, succeeded, failed (or timed out) and in flight.
@@ -58,12 +66,13 @@ pub fn summary_of(
             succeeded,
             failed,
             running,
+            cost_usd: store.job_cost(id)?,
         }));
     }
     let Some(job) = store.job(id)? else {
         return Ok(None);
     };
-    Ok(Some(summary(&job, &store.tasks(id)?)))
+    Ok(Some(costed(store, summary(&job, &store.tasks(id)?))?))
 }
 
 pub fn status(store: &Store, id: &JobId) -> Result<Option<JobStatus>> {
@@ -103,7 +112,7 @@ pub fn status(store: &Store, id: &JobId) -> Result<Option<JobStatus>> {
         })
         .collect();
     Ok(Some(JobStatus {
-        summary: summary(&job, &tasks),
+        summary: costed(store, summary(&job, &tasks))?,
         tasks: task_status,
         omitted: 0,
         page: None,
@@ -156,13 +165,13 @@ pub fn status_page(
     let page_size = page_size.max(1);
     let stored;
     let (current, spec, summary): (Vec<&TaskState>, &JobSpec, JobSummary) = match live {
-        Some((tasks, spec, summary)) => (tasks.iter().collect(), spec, summary),
+        Some((tasks, spec, summary)) => (tasks.iter().collect(), spec, costed(store, summary)?),
         None => {
             let Some(job) = store.job(id)? else {
                 return Ok(None);
             };
             let tasks = store.tasks(id)?;
-            let summary = summary(&job, &tasks);
+            let summary = costed(store, summary(&job, &tasks))?;
             stored = (job, tasks);
             let current = stored.1.iter().map(|t| &t.state).collect();
             (current, &stored.0.spec, summary)
@@ -258,7 +267,7 @@ pub fn jobs(store: &Store, req: &JobsRequest) -> Result<Vec<JobSummary>> {
             }
         }
         let tasks = store.tasks(&job.id)?;
-        out.push(summary(&job, &tasks));
+        out.push(costed(store, summary(&job, &tasks))?);
         if req.limit.is_some_and(|l| out.len() >= l) {
             break;
         }
@@ -298,6 +307,7 @@ mod tests {
                 succeeded: 999,
                 failed: 1,
                 running: 0,
+                cost_usd: None,
             },
             tasks,
             omitted: 0,

@@ -220,6 +220,10 @@ pub struct JobSummary {
     pub succeeded: usize,
     pub failed: usize,
     pub running: usize,
+    /// What the job's agent runs cost in all, in US dollars (every execution that ran,
+    /// stale and duplicate ones included), when an agent reported it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_usd: Option<f64>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

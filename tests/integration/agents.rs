@@ -204,6 +204,13 @@ max_attempts = 2
     assert!(st.stdout.contains("COST"), "{}", st.stdout);
     assert!(st.stdout.contains("cost $1.00"), "{}", st.stdout);
     assert!(st.stdout.contains("$0.5000"), "{}", st.stdout);
+    // The job's total in its summary, for the jobs list and status as JSON.
+    let st = d.ordo(&["status", &job, "--output", "json"]);
+    assert_eq!(st.json()["cost_usd"], 1.0, "{}", st.stdout);
+    // The state directory's job list (`ordo jobs` on a cluster).
+    let jobs = d.ordo(&["status"]);
+    assert_eq!(jobs.code(), 0, "{}", jobs.stderr);
+    assert!(jobs.stdout.contains("cost $1.00"), "{}", jobs.stdout);
 }
 
 /// A $1 budget with $0.50 runs: two tasks run, the others end skipped with `budget exhausted

@@ -439,6 +439,7 @@ pub(crate) mod tests {
             succeeded: 1,
             failed: 0,
             running: 1,
+            cost_usd: None,
         }
     }
 

@@ -175,8 +175,9 @@ pub fn status_text(st: &JobStatus, now_ms: u64) -> String {
         rows.push(row);
     }
     let mut line = summary_line(&st.summary, now_ms);
-    if costs {
-        let total: f64 = st.tasks.iter().filter_map(|t| t.cost_usd).sum();
+    // The job's own total (every task, stale and duplicate runs too), else this page's.
+    let page: f64 = st.tasks.iter().filter_map(|t| t.cost_usd).sum();
+    if let Some(total) = st.summary.cost_usd.or(costs.then_some(page)) {
         line.push_str(&format!(", cost {}", fmt_cost(total)));
     }
     format!("{line}\n{}", table(&rows))
@@ -214,18 +215,22 @@ pub fn fmt_cost(usd: f64) -> String {
     }
 }
 
-/// One line per job: id, state, name, counts, age.
+/// One line per job: id, state, name, counts, age, and what its agents cost when any did.
 pub fn jobs_text(jobs: &[JobSummary], now_ms: u64) -> String {
     let rows: Vec<Vec<String>> = jobs
         .iter()
         .map(|j| {
-            vec![
+            let mut row = vec![
                 j.id.to_string(),
                 j.state.to_string(),
                 plain(&j.name),
                 counts(j),
                 format!("{} ago", fmt_age(now_ms.saturating_sub(j.created_ms))),
-            ]
+            ];
+            if let Some(c) = j.cost_usd {
+                row.push(format!("cost {}", fmt_cost(c)));
+            }
+            row
         })
         .collect();
     table(&rows)

@@ -36,7 +36,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::Ui;
-use super::pages::{duration, job_class, running_note};
+use super::pages::{duration, job_class, job_cost, running_note};
 use crate::jobs;
 use crate::report::html::{mark_class, phase_class};
 use crate::report::{Mark, clean_output, fmt_ms};
@@ -323,6 +323,7 @@ impl FollowJobs {
                 row["count"] = json!(format!("{}/{}", j.succeeded, j.total));
                 row["runningNote"] = json!(running_note(j.running));
                 row["duration"] = json!(duration(j.created_ms, j.finished_ms, now));
+                row["cost"] = json!(job_cost(j));
                 let new = !first && !self.shown.contains_key(&j.id);
                 let was_new = self.shown.get(&j.id).is_some_and(|(_, n)| *n);
                 if self.shown.get(&j.id).map(|(r, _)| r) != Some(&row) {

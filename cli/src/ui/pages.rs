@@ -138,6 +138,11 @@ fn action(ctx: &Context, action: &str, label: &str, why_not: Option<&str>, dange
     )
 }
 
+/// What a job's agents cost, or "-".
+pub(crate) fn job_cost(j: &JobSummary) -> String {
+    j.cost_usd.map_or("-".into(), fmt_cost)
+}
+
 /// "(3 running)" beside a job's progress, or nothing.
 pub(crate) fn running_note(running: usize) -> String {
     match running {
@@ -255,7 +260,7 @@ pub fn jobs(ctx: &Context, list: &[JobSummary], q: &ListQuery, now: u64) -> Stri
             b,
             "<div class=\"scroll\"><table class=\"grid\">\n<thead><tr><th>state</th><th>job</th>\
              <th>progress</th><th class=\"num\">failed</th><th>created (UTC)</th>\
-             <th class=\"num\">duration</th></tr></thead>\n<tbody>"
+             <th class=\"num\">duration</th><th class=\"num\">cost</th></tr></thead>\n<tbody>"
         );
         for j in list
             .iter()
@@ -269,7 +274,8 @@ pub fn jobs(ctx: &Context, list: &[JobSummary], q: &ListQuery, now: u64) -> Stri
                  value=\"{}\"></progress> <span data-f=\"count\">{}/{}</span> \
                  <span class=\"muted\" data-f=\"running\">{}</span></td>\
                  <td class=\"num\" data-f=\"failed\">{}</td><td>{}</td>\
-                 <td class=\"num\" data-f=\"duration\">{}</td></tr>",
+                 <td class=\"num\" data-f=\"duration\">{}</td>\
+                 <td class=\"num\" data-f=\"cost\">{}</td></tr>",
                 job_chip(j.state),
                 esc(&j.name),
                 j.total.max(1),
@@ -280,6 +286,7 @@ pub fn jobs(ctx: &Context, list: &[JobSummary], q: &ListQuery, now: u64) -> Stri
                 j.failed,
                 time(j.created_ms),
                 duration(j.created_ms, j.finished_ms, now),
+                job_cost(j),
                 id = j.id,
             );
         }

@@ -43,6 +43,7 @@
           text(row.querySelector('[data-f="running"]'), j.runningNote);
           text(row.querySelector('[data-f="failed"]'), j.failed);
           text(row.querySelector('[data-f="duration"]'), j.duration);
+          text(row.querySelector('[data-f="cost"]'), j.cost);
         }
       });
       var note = document.querySelector('[data-f="new-jobs"]');
