@@ -59,7 +59,12 @@ pub fn gather(store: &Store, id: &JobId) -> Result<Option<ReportData>> {
             | Change::Integrated { .. }
             | Change::Budget { .. } => true,
             Change::Attempt(_) => false,
-            Change::Ignored { result, why, kind } => {
+            Change::Ignored {
+                result,
+                why,
+                kind,
+                charged,
+            } => {
                 ignored_results.push(IgnoredResult {
                     index: result.index,
                     attempt: result.attempt.0,
@@ -67,7 +72,9 @@ pub fn gather(store: &Store, id: &JobId) -> Result<Option<ReportData>> {
                     worker: result.worker.clone(),
                     kind: *kind,
                     why: why.clone(),
-                    cost_usd: result.agent.as_ref().and_then(|a| a.cost_usd),
+                    cost_usd: charged
+                        .then(|| result.agent.as_ref().and_then(|a| a.cost_usd))
+                        .flatten(),
                 });
                 false
             }
@@ -178,6 +185,7 @@ mod tests {
                 result,
                 why: "duplicate".into(),
                 kind: crate::engine::Ignore::Duplicate,
+                charged: false,
             },
         ];
         store

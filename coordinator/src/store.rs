@@ -1,6 +1,6 @@
 //! The redb store: jobs, one record per task (never one blob per job), every attempt's result,
-//! an append-only history of every change (the audit trail), and an outbox of dispatches not
-//! yet handed over.
+//! an append-only history of every change (the audit trail), each job's agent cost in all, and
+//! an outbox of dispatches not yet handed over.
 //!
 //! `commit` writes one batch of engine changes and outbox edits in ONE write transaction: callers
 //! group many events per commit, so throughput is not bound by one fsync per task, and the store
@@ -433,7 +433,9 @@ impl Store {
     }
 
     /// What job `job` resumes from (`engine::Saved`): its task records and, when it has agent
-    /// tasks or integrating ones, the stored results it rebuilds from.
+    /// tasks or integrating ones, what it rebuilds from, in one pass over its history: the
+    /// agent runs and charged ignored results since it last started (a retry starts sessions
+    /// and the budget afresh), and each integrating task's attempt.
     pub fn saved(&self, job: &JobRecord) -> Result<Saved> {
         let tasks = self.tasks(&job.id)?;
         let integrating: HashMap<u32, Attempt> = tasks
@@ -449,32 +451,41 @@ impl Store {
             .tasks
             .iter()
             .any(|t| job.spec.agent_of(t).is_some());
-        let results = if has_agents || !integrating.is_empty() {
-            let mut results = self.attempts(&job.id)?;
-            results
-                .retain(|r| r.agent.is_some() || integrating.get(&r.index.0) == Some(&r.attempt));
-            results
-        } else {
-            Vec::new()
-        };
-        let ignored = if has_agents {
-            self.history(&job.id)?
-                .into_iter()
-                .filter_map(|h| match h.change {
-                    Change::Ignored { result, kind, .. } if result.agent.is_some() => {
-                        Some((kind, result))
-                    }
-                    _ => None,
-                })
-                .collect()
-        } else {
-            Vec::new()
-        };
-        Ok(Saved {
+        let mut saved = Saved {
             tasks,
-            results,
-            ignored,
-        })
+            ..Saved::default()
+        };
+        if !has_agents && integrating.is_empty() {
+            return Ok(saved);
+        }
+        let mut ended = false;
+        for h in self.history(&job.id)? {
+            match h.change {
+                Change::Job { state, .. } if state.is_terminal() => ended = true,
+                Change::Job {
+                    state: JobState::Running,
+                    ..
+                } if ended => {
+                    // Retried: what came before no longer counts.
+                    ended = false;
+                    saved.results.clear();
+                    saved.ignored.clear();
+                }
+                Change::Attempt(r)
+                    if (has_agents && r.agent.is_some())
+                        || integrating.get(&r.index.0) == Some(&r.attempt) =>
+                {
+                    saved.results.push(r)
+                }
+                Change::Ignored {
+                    result,
+                    charged: true,
+                    ..
+                } => saved.ignored.push(result),
+                _ => {}
+            }
+        }
+        Ok(saved)
     }
 
     /// What a job's agent runs cost in all, if any reported a cost.
@@ -638,8 +649,10 @@ fn write_batch(tx: &redb::WriteTransaction, batch: &Batch<'_>) -> Result<Vec<u64
                     add_cost(&mut costs, r)?;
                     r.job
                 }
-                Change::Ignored { result, kind, .. } => {
-                    if *kind != crate::engine::Ignore::Unknown {
+                Change::Ignored {
+                    result, charged, ..
+                } => {
+                    if *charged {
                         add_cost(&mut costs, result)?;
                     }
                     result.job
@@ -988,8 +1001,8 @@ mod tests {
         assert_eq!(left, vec![running.id]);
     }
 
-    /// A job's cost counts every run that spent: applied attempts and stale or duplicate
-    /// executions; a forged result (an attempt never dispatched) counts for nothing.
+    /// A job's cost counts every run that spent: applied attempts and the stale or duplicate
+    /// executions the engine charged; a result reported again or forged counts for nothing.
     #[test]
     fn job_cost_sums_applied_and_ignored_runs() {
         let store = Store::in_memory().unwrap();
@@ -1011,16 +1024,19 @@ mod tests {
             }));
             r
         };
-        let ignored = |usd: f64, kind: crate::engine::Ignore| Change::Ignored {
+        let ignored = |usd: f64, kind: crate::engine::Ignore, charged: bool| Change::Ignored {
             result: run(usd),
             why: "test".into(),
             kind,
+            charged,
         };
         let changes = [
             Change::Attempt(run(0.25)),
-            ignored(0.5, crate::engine::Ignore::Stale),
-            ignored(0.125, crate::engine::Ignore::Duplicate),
-            ignored(100.0, crate::engine::Ignore::Unknown),
+            ignored(0.5, crate::engine::Ignore::Stale, true),
+            ignored(0.125, crate::engine::Ignore::Duplicate, true),
+            // Reported again (or forged): the engine did not charge it.
+            ignored(2.0, crate::engine::Ignore::Duplicate, false),
+            ignored(100.0, crate::engine::Ignore::Unknown, false),
         ];
         store
             .commit(&Batch {
@@ -1029,6 +1045,68 @@ mod tests {
                 ..Default::default()
             })
             .unwrap();
+        assert_eq!(store.job_cost(&job.id).unwrap(), Some(0.875));
+    }
+
+    /// What a resumed job rebuilds from starts at its last retry: sessions and the budget
+    /// start afresh there, as they did when it was retried.
+    #[test]
+    fn saved_agent_runs_start_at_the_last_retry() {
+        let store = Store::in_memory().unwrap();
+        let mut job = record(1);
+        job.spec.tasks[0].command = None;
+        job.spec.tasks[0].prompt = Some("do it".into());
+        store.insert_job(&job).unwrap();
+        let run = |attempt: u32, usd: f64| {
+            let d = Dispatch::new(
+                job.id,
+                job.spec.tasks[0].name.clone(),
+                TaskIndex(0),
+                Attempt(attempt),
+                ordo_proto::Program::Shell("true".into()),
+            );
+            let mut r = TaskResult::new(&d, "w".into(), Outcome::Failed, 0, "");
+            r.agent = Some(Box::new(ordo_proto::AgentRun {
+                cost_usd: Some(usd),
+                ..Default::default()
+            }));
+            r
+        };
+        let state = |state: JobState| Change::Job {
+            job: job.id,
+            state,
+            at: 1,
+            reason: None,
+        };
+        let commit = |changes: &[Change]| {
+            store
+                .commit(&Batch {
+                    now: 1,
+                    changes,
+                    ..Default::default()
+                })
+                .unwrap();
+        };
+        commit(&[
+            state(JobState::Running),
+            Change::Attempt(run(1, 0.5)),
+            Change::Ignored {
+                result: run(1, 0.25),
+                why: "stale".into(),
+                kind: crate::engine::Ignore::Stale,
+                charged: true,
+            },
+            state(JobState::Failed),
+        ]);
+        let before = store.saved(&store.job(&job.id).unwrap().unwrap()).unwrap();
+        assert_eq!(before.results.len(), 1);
+        assert_eq!(before.ignored.len(), 1);
+        // Retried: what came before no longer counts.
+        commit(&[state(JobState::Running), Change::Attempt(run(2, 0.125))]);
+        let after = store.saved(&store.job(&job.id).unwrap().unwrap()).unwrap();
+        assert_eq!(after.results, vec![run(2, 0.125)]);
+        assert!(after.ignored.is_empty());
+        // The job's total still counts every run.
         assert_eq!(store.job_cost(&job.id).unwrap(), Some(0.875));
     }
 

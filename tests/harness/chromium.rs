@@ -236,6 +236,11 @@ impl Page {
         self.wait_load_after(b, before);
     }
 
+    /// Makes this tab the visible one (the others become `document.hidden`).
+    pub fn front(&self, b: &mut Browser) {
+        b.call(Some(&self.session), "Page.bringToFront", json!({}));
+    }
+
     /// Load events of this tab so far.
     pub fn loads(&self, b: &mut Browser) -> usize {
         self.events_of(b, "Page.loadEventFired").len()

@@ -271,9 +271,6 @@ fn a_budget_stops_agent_attempts_and_retry_goes_on_with_a_new_one() {
     assert_eq!(r.code(), 2, "{}", r.stderr);
 }
 
-/// A run that ends on a rate limit (429, Retry-After: 1) is not a failed attempt: with
-/// `max_attempts = 1` the task waits and runs again, and succeeds; the report shows the
-/// rate-limited run.
 /// `ordo run --state` killed mid-job and run again: the job resumes with what its agent runs
 /// already spent and the sessions they left. $0.50 runs on a $1 budget: t0 ran, t1 (resuming
 /// t0's session) was killed and runs again, still resuming t0's session, and its cost spends
@@ -342,6 +339,9 @@ prompt = "write t3.txt: 3"
     }
 }
 
+/// A run that ends on a rate limit (429, Retry-After: 1) is not a failed attempt: with
+/// `max_attempts = 1` the task waits and runs again, and succeeds; the report shows the
+/// rate-limited run.
 #[test]
 fn a_rate_limited_run_waits_and_does_not_spend_an_attempt() {
     let d = Dir::new();

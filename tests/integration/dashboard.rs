@@ -606,7 +606,9 @@ fn a_running_jobs_pages_and_the_jobs_list_follow_it_without_a_reload() {
     ));
     page.screenshot(&mut b, &screenshots().join("job-followed.png"));
 
-    // The jobs list: the job's row, then a job submitted since the page opened.
+    // The jobs list: the job's row, then a job submitted since the page opened. It follows
+    // while its tab is the visible one.
+    list.front(&mut b);
     assert!(
         list.wait_for(
             &mut b,

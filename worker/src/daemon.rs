@@ -395,8 +395,9 @@ async fn accept(shared: &Arc<Shared>, msg: jetstream::Message, ack_wait: Duratio
     if shared.killed_jobs.lock().await.contains_key(&dispatch.job) {
         let mut result = not_run(shared, &dispatch, Outcome::Cancelled, "job was cancelled");
         result.delivery = delivery;
-        shared.reporter.report(WorkerEvent::Finished(result)).await;
-        let _ = msg.ack_with(AckKind::Term).await;
+        if shared.reporter.report(WorkerEvent::Finished(result)).await {
+            let _ = msg.ack_with(AckKind::Term).await;
+        }
         return;
     }
     let need_cpu = (dispatch.cpus * 1000.0) as u32;
@@ -588,7 +589,6 @@ async fn execute(
     if let Some(m) = &shared.opts.metrics {
         m.finished(&result);
     }
-    lease.abort();
     let _ = logger.await;
     shared.running.lock().await.remove(&key);
     // The processes are gone: the next task may start while this one's result is stored.
@@ -597,10 +597,12 @@ async fn execute(
     let stopped = *stop.lock().unwrap();
     match stopped {
         Some(Stop::HandBack) => {
+            lease.abort();
             let _ = msg.ack_with(AckKind::Nak(None)).await;
             return;
         }
         Some(Stop::LeaseLost) => {
+            lease.abort();
             // Reported so the record shows this execution; the message is not ours to ack.
             result.abandoned = true;
             result.message = format!(
@@ -612,8 +614,14 @@ async fn execute(
         }
         Some(Stop::Killed) | None => {}
     }
-    // The result is durable in JetStream before the task message is acked.
-    shared.reporter.report(WorkerEvent::Finished(result)).await;
+    // The result is durable in JetStream before the task message is acked; the lease is held
+    // until then (results queue behind one publish at a time).
+    let stored = shared.reporter.report(WorkerEvent::Finished(result)).await;
+    lease.abort();
+    if !stored {
+        // Not acked: JetStream delivers the attempt again.
+        return;
+    }
     ordo_plumbing::failpoint::hit(ordo_plumbing::failpoint::AFTER_RESULT_BEFORE_ACK);
     // The result is stored, so a lost ack costs at most a duplicate execution, whose result
     // the coordinator records as a duplicate: a plain ack (no confirmation round trip) is enough.
@@ -723,8 +731,9 @@ async fn accept_integration(shared: &Arc<Shared>, msg: jetstream::Message, ack_w
                     delivery,
                     outcome,
                 });
-                shared.reporter.report(event).await;
-                let _ = msg.ack().await;
+                if shared.reporter.report(event).await {
+                    let _ = msg.ack().await;
+                }
             }
             None => {
                 tracing::warn!(job = %req.job, task = %req.task, "lost the lease of an integration; dropped")

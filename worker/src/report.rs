@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use async_nats::jetstream;
+use async_nats::jetstream::{self, context::PublishErrorKind};
 use ordo_proto::wire::{self, WorkerEvent};
 use ordo_proto::{JobId, WorkerId, names, now_ms};
 use tokio::sync::{mpsc, oneshot};
@@ -23,7 +23,7 @@ const MAX_EVENTS: usize = 256;
 /// `max_payload`, 1 MiB by default; a result carries its output's tail).
 const MAX_BYTES: usize = 512 * 1024;
 
-type Queued = (WorkerEvent, oneshot::Sender<()>);
+type Queued = (WorkerEvent, oneshot::Sender<bool>);
 
 /// The sending end: cheap to clone, one per worker process.
 #[derive(Clone)]
@@ -39,12 +39,16 @@ impl Reporter {
         Reporter { tx }
     }
 
-    /// Returns once JetStream stored `event` (retrying through outages, as long as it takes).
-    pub async fn report(&self, event: WorkerEvent) {
+    /// Returns once JetStream stored `event` (retrying through outages, as long as it takes):
+    /// true. False when it cannot be stored (larger than the server takes even cut down, or
+    /// the publisher is gone): the caller must not ack its task message, which JetStream then
+    /// delivers again.
+    pub async fn report(&self, event: WorkerEvent) -> bool {
         let (done, stored) = oneshot::channel();
-        if self.tx.send((event, done)).is_ok() {
-            let _ = stored.await;
+        if self.tx.send((event, done)).is_err() {
+            return false;
         }
+        stored.await.unwrap_or(false)
     }
 }
 
@@ -64,44 +68,103 @@ async fn publish_loop(
             by_job.entry(next.0.job()).or_default().push(next);
             n += 1;
         }
+        // Every message of this round is sent before any ack is awaited.
+        let mut sends = Vec::new();
         for (job, queued) in by_job {
-            let (events, waiting): (Vec<WorkerEvent>, Vec<oneshot::Sender<()>>) =
-                queued.into_iter().unzip();
-            for chunk in split(events) {
+            for chunk in split(queued) {
                 if chunk.len() > 1 {
                     ordo_plumbing::failpoint::hit(ordo_plumbing::failpoint::HOLDING_A_BATCH);
                 }
                 batches += 1;
-                let id = names::events_msg_id(&id, started_ms, batches);
-                publish(&js, &job, chunk, id).await;
-            }
-            for w in waiting {
-                let _ = w.send(());
+                let batch_id = names::events_msg_id(&id, started_ms, batches);
+                sends.push(store(&js, job, chunk, batch_id));
             }
         }
+        futures::future::join_all(sends).await;
     }
 }
 
-/// `events` as payloads NATS takes: halves until each encodes within `MAX_BYTES` (one event
+/// `queued` as payloads NATS takes: halves until each encodes within `MAX_BYTES` (one event
 /// alone goes as it is).
-fn split(events: Vec<WorkerEvent>) -> Vec<Vec<WorkerEvent>> {
-    if events.len() > 1 && wire::encode(&events).len() > MAX_BYTES {
-        let mut first = events;
+fn split(queued: Vec<Queued>) -> Vec<Vec<Queued>> {
+    let size = |q: &[Queued]| {
+        let events: Vec<&WorkerEvent> = q.iter().map(|(e, _)| e).collect();
+        wire::encode(&events).len()
+    };
+    if queued.len() > 1 && size(&queued) > MAX_BYTES {
+        let mut first = queued;
         let second = first.split_off(first.len() / 2);
         let mut out = split(first);
         out.extend(split(second));
         out
     } else {
-        vec![events]
+        vec![queued]
     }
 }
 
-/// Stores one message of `events` and waits for its ack, retrying through outages. One event
-/// goes as a plain `WorkerEvent` under its own id (a re-executed attempt's duplicate is
-/// de-duplicated as before); several under the batch's id.
-async fn publish(js: &jetstream::Context, job: &JobId, events: Vec<WorkerEvent>, batch_id: String) {
+/// Stores one chunk and tells each waiter whether its event is stored. A chunk the server
+/// finds too large goes one event at a time, and an event alone too large is cut down
+/// (`shrink`) once.
+async fn store(js: &jetstream::Context, job: JobId, chunk: Vec<Queued>, batch_id: String) {
+    let (events, waiting): (Vec<WorkerEvent>, Vec<oneshot::Sender<bool>>) =
+        chunk.into_iter().unzip();
+    if publish(js, &job, &events, batch_id).await {
+        for w in waiting {
+            let _ = w.send(true);
+        }
+        return;
+    }
+    for (event, w) in events.into_iter().zip(waiting) {
+        let mut stored = publish(js, &job, std::slice::from_ref(&event), String::new()).await;
+        if !stored {
+            let cut = shrink(event);
+            stored = publish(js, &job, std::slice::from_ref(&cut), String::new()).await;
+            if !stored {
+                tracing::error!(job = %job, "an event is larger than the server takes even cut down; its task will be delivered again");
+            }
+        }
+        let _ = w.send(stored);
+    }
+}
+
+/// What a result keeps when it is too large for one message: the last 4 KiB of its output
+/// and message, its first 1,000 changed files.
+fn shrink(event: WorkerEvent) -> WorkerEvent {
+    const KEEP: usize = 4096;
+    let tail = |s: &mut String| {
+        if s.len() > KEEP {
+            let mut from = s.len() - KEEP;
+            while !s.is_char_boundary(from) {
+                from += 1;
+            }
+            *s = s[from..].to_string();
+        }
+    };
+    match event {
+        WorkerEvent::Finished(mut r) => {
+            tail(&mut r.output_tail);
+            tail(&mut r.message);
+            if let Some(w) = &mut r.workspace {
+                w.files.truncate(1000);
+            }
+            WorkerEvent::Finished(r)
+        }
+        other => other,
+    }
+}
+
+/// Stores one message of `events` and waits for its ack, retrying through outages; false
+/// only when the server refuses it as larger than its `max_payload`. One event goes as a
+/// plain `WorkerEvent` under its own id (a re-executed attempt's duplicate is de-duplicated as
+/// before); several under the batch's id.
+async fn publish(
+    js: &jetstream::Context,
+    job: &JobId,
+    events: &[WorkerEvent],
+    batch_id: String,
+) -> bool {
     let subject = names::event_subject(job);
-    let (payload, msg_id, batch) = match events.as_slice() {
+    let (payload, msg_id, batch) = match events {
         [one] => (wire::encode(one), one.msg_id(), false),
         _ => (wire::encode(&events), batch_id, true),
     };
@@ -117,9 +180,10 @@ async fn publish(js: &jetstream::Context, job: &JobId, events: Vec<WorkerEvent>,
             .await;
         match sent {
             Ok(ack) => match ack.await {
-                Ok(_) => return,
+                Ok(_) => return true,
                 Err(e) => tracing::warn!(job = %job, "events not stored yet: {e}; retrying"),
             },
+            Err(e) if e.kind() == PublishErrorKind::MaxPayloadExceeded => return false,
             Err(e) => tracing::warn!(job = %job, "cannot publish events: {e}; retrying"),
         }
         tokio::time::sleep(delay).await;
@@ -151,8 +215,20 @@ mod tests {
     #[test]
     fn batches_split_to_fit_and_keep_their_order() {
         let job = JobId::new();
+        let queued = |events: &[WorkerEvent]| -> Vec<Queued> {
+            events
+                .iter()
+                .map(|e| (e.clone(), oneshot::channel().0))
+                .collect()
+        };
+        let events_of = |chunks: Vec<Vec<Queued>>| -> Vec<Vec<WorkerEvent>> {
+            chunks
+                .into_iter()
+                .map(|c| c.into_iter().map(|(e, _)| e).collect())
+                .collect()
+        };
         let big: Vec<WorkerEvent> = (0..40).map(|i| event(job, i, 64 * 1024)).collect();
-        let chunks = split(big.clone());
+        let chunks = events_of(split(queued(&big)));
         assert!(chunks.len() > 1, "{} chunks", chunks.len());
         for c in &chunks {
             assert!(c.len() == 1 || wire::encode(c).len() <= MAX_BYTES);
@@ -160,11 +236,20 @@ mod tests {
         assert_eq!(chunks.concat(), big);
 
         let small: Vec<WorkerEvent> = (0..40).map(|i| event(job, i, 10)).collect();
-        assert_eq!(split(small.clone()), vec![small.clone()]);
+        assert_eq!(events_of(split(queued(&small))), vec![small.clone()]);
         // What the coordinator reads back, batch or single.
         let read = wire::decode_events(Some(names::KIND_EVENTS), &wire::encode(&small)).unwrap();
         assert_eq!(read, small);
         let one = wire::decode_events(None, &wire::encode(&small[0])).unwrap();
         assert_eq!(one, vec![small[0].clone()]);
+    }
+
+    #[test]
+    fn a_result_too_large_is_cut_down_to_its_tail() {
+        let WorkerEvent::Finished(r) = shrink(event(JobId::new(), 1, 2 << 20)) else {
+            panic!("a result stays a result");
+        };
+        assert_eq!(r.output_tail.len(), 4096);
+        assert!(wire::encode(&WorkerEvent::Finished(r)).len() < 8192);
     }
 }

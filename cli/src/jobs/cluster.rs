@@ -2,7 +2,9 @@
 //! answers (proto `api`), and task output read from the `ORDO_LOGS` stream. One connection,
 //! made at the first request (so input errors are found before NATS is reached, and a
 //! long-running face retries the connection at its next request). A request or reply larger
-//! than one NATS message goes through the object store (`ordo_plumbing::blobs`).
+//! than one NATS message goes through the object store (`ordo_plumbing::blobs`). With `--ha`
+//! coordinators, a request nobody answers (a takeover under way) is sent again for up to the
+//! lease's TTL plus a grace.
 
 use std::time::Duration;
 
@@ -46,9 +48,11 @@ pub struct Cluster {
     client: OnceCell<async_nats::Client>,
     /// The object store bucket of large bodies, opened at the first large body.
     blobs: OnceCell<async_nats::jetstream::object_store::ObjectStore>,
-    /// How long a request nobody answers is sent again: `Some` when the coordinators run with
-    /// `--ha` (their lease's bucket exists), looked up at the first such request.
-    takeover: OnceCell<Option<Duration>>,
+    /// How long a request nobody answers is sent again, once the coordinators are known to
+    /// run with `--ha` (their lease's bucket exists; looked up again until found).
+    takeover: OnceCell<Duration>,
+    /// The takeover wait was said on stderr (once per client).
+    told: std::sync::atomic::AtomicBool,
     url: String,
 }
 
@@ -71,6 +75,7 @@ impl Cluster {
             client: OnceCell::new(),
             blobs: OnceCell::new(),
             takeover: OnceCell::new(),
+            told: Default::default(),
             url: redact(nats.url()),
         }
     }
@@ -220,7 +225,6 @@ impl Cluster {
             r.timeout(Some(timeout + Duration::from_secs(1)))
         };
         let started = std::time::Instant::now();
-        let mut told = false;
         let sent = loop {
             let sent =
                 tokio::time::timeout(timeout, client.send_request(subject.clone(), request()))
@@ -231,13 +235,12 @@ impl Cluster {
                 && let Some(wait) = self.takeover_wait(client).await
                 && started.elapsed() < wait
             {
-                if !told {
+                if !self.told.swap(true, std::sync::atomic::Ordering::Relaxed) {
                     eprintln!(
                         "ordo: no coordinator answers on {}; waiting up to {}s for a standby to take over",
                         self.url,
                         wait.as_secs()
                     );
-                    told = true;
                 }
                 tokio::time::sleep(Duration::from_millis(250)).await;
                 continue;
@@ -278,17 +281,22 @@ impl Cluster {
         }
     }
 
-    /// `Some(lease TTL + TAKEOVER_GRACE)` when the lease bucket of `--ha` coordinators exists.
+    /// `Some(lease TTL + TAKEOVER_GRACE)` when the lease bucket of `--ha` coordinators exists
+    /// (remembered once found; a failed lookup is tried again next time).
     async fn takeover_wait(&self, client: &async_nats::Client) -> Option<Duration> {
-        *self
-            .takeover
-            .get_or_init(|| async {
+        self.takeover
+            .get_or_try_init(|| async {
                 let js = jetstream::new(client.clone());
-                let lease = js.get_key_value(names::LEASE_BUCKET).await.ok()?;
-                let ttl = lease.status().await.ok()?.max_age();
-                Some(ttl + TAKEOVER_GRACE)
+                let lease = js
+                    .get_key_value(names::LEASE_BUCKET)
+                    .await
+                    .map_err(|_| ())?;
+                let ttl = lease.status().await.map_err(|_| ())?.max_age();
+                Ok::<_, ()>(ttl + TAKEOVER_GRACE)
             })
             .await
+            .ok()
+            .copied()
     }
 
     /// The object store bucket of large bodies.

@@ -670,9 +670,17 @@ pub fn build(data: &ReportData) -> Report {
                         agent: r.agent.as_deref().map(AgentReport::of),
                     })
                     .collect(),
+                // Its runs' and, once charged, its stale or duplicate executions' (as the
+                // budget and the job's total count them).
                 cost_usd: runs[i]
                     .iter()
                     .filter_map(|r| r.agent.as_ref()?.cost_usd)
+                    .chain(
+                        data.ignored_results
+                            .iter()
+                            .filter(|r| r.index.get() == i)
+                            .filter_map(|r| r.cost_usd),
+                    )
                     .reduce(|a, b| a + b),
                 ignored: data
                     .ignored_results

@@ -35,8 +35,8 @@ use ordo_proto::{JobId, TaskIndex};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::Ui;
-use super::pages::{duration, job_class, job_cost, running_note};
+use super::pages::{JOBS_PER_PAGE, duration, job_class, job_cost, running_note};
+use super::{ListQuery, Ui};
 use crate::jobs;
 use crate::report::html::{mark_class, phase_class};
 use crate::report::{Mark, clean_output, fmt_ms};
@@ -266,13 +266,21 @@ impl Follow {
     }
 }
 
-/// `/events/jobs`: the jobs list while the page is open. Every `JOBS_POLL` the job client's
-/// list is read and the rows that changed are sent (`{"jobs":[{"id":..,"state":..,..}],
-/// "new":N}`, `new` counting jobs the page has not seen); the first message carries every
-/// row. The stream lasts as long as the page.
-pub async fn jobs_events(State(ui): State<Arc<Ui>>) -> Response {
+/// `/events/jobs?state=&q=&page=`: the jobs list while the page is open (the script pauses it
+/// while the tab is hidden). Every `JOBS_POLL` the job client's list, with the page's filter,
+/// is read and the rows that changed are sent (`{"jobs":[{"id":..,"created":..,"state":..,
+/// ..}]}`); the first message carries every row. The page counts as new the jobs created
+/// after the newest it was rendered with. The stream lasts as long as the page.
+pub async fn jobs_events(State(ui): State<Arc<Ui>>, Query(q): Query<ListQuery>) -> Response {
+    let mut request = match q.request() {
+        Ok(r) => r,
+        Err(e) => return (StatusCode::BAD_REQUEST, e).into_response(),
+    };
+    // Newest first: the page's rows, and room for jobs submitted since.
+    request.limit = Some(q.page.unwrap_or(1).max(1).saturating_mul(JOBS_PER_PAGE) + 100);
     let follow = FollowJobs {
         ui,
+        request,
         shown: HashMap::new(),
         listed: false,
         failures: 0,
@@ -291,9 +299,11 @@ const JOBS_POLL: Duration = Duration::from_secs(1);
 
 struct FollowJobs {
     ui: Arc<Ui>,
-    /// What each job's row shows, by id; jobs first seen after the first message are new.
-    shown: HashMap<JobId, (Value, bool)>,
-    /// The list was read once (what the page showed when it opened).
+    /// The page's filter.
+    request: JobsRequest,
+    /// What each job's row shows, by id.
+    shown: HashMap<JobId, Value>,
+    /// The list was read once (the first message carries every row).
     listed: bool,
     failures: u32,
 }
@@ -304,7 +314,7 @@ impl FollowJobs {
             if self.listed || self.failures > 0 {
                 tokio::time::sleep(JOBS_POLL * (1 + self.failures.min(10))).await;
             }
-            let list = match self.ui.jobs.list(&JobsRequest::default()).await {
+            let list = match self.ui.jobs.list(&self.request).await {
                 Ok(l) => l,
                 Err(e) => {
                     self.failures += 1;
@@ -320,22 +330,20 @@ impl FollowJobs {
             for j in &list {
                 let mut row = job_json(j);
                 row["id"] = json!(j.id.to_string());
+                row["created"] = json!(j.created_ms);
                 row["count"] = json!(format!("{}/{}", j.succeeded, j.total));
                 row["runningNote"] = json!(running_note(j.running));
                 row["duration"] = json!(duration(j.created_ms, j.finished_ms, now));
                 row["cost"] = json!(job_cost(j));
-                let new = !first && !self.shown.contains_key(&j.id);
-                let was_new = self.shown.get(&j.id).is_some_and(|(_, n)| *n);
-                if self.shown.get(&j.id).map(|(r, _)| r) != Some(&row) {
+                if self.shown.get(&j.id) != Some(&row) {
                     rows.push(row.clone());
                 }
-                self.shown.insert(j.id, (row, new || was_new));
+                self.shown.insert(j.id, row);
             }
             if rows.is_empty() && !first {
                 continue;
             }
-            let new = self.shown.values().filter(|(_, n)| *n).count();
-            return Event::default().data(json!({ "jobs": rows, "new": new }).to_string());
+            return Event::default().data(json!({ "jobs": rows }).to_string());
         }
     }
 }

@@ -514,23 +514,36 @@ pub(crate) struct ListQuery {
     pub page: Option<usize>,
 }
 
-async fn jobs_page(State(ui): State<Arc<Ui>>, Query(q): Query<ListQuery>) -> Response {
-    let state = match q.state.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
-        None => None,
-        Some(s) => match s.parse::<JobState>() {
-            Ok(s) => Some(s),
-            Err(e) => return error_page(&ui, StatusCode::BAD_REQUEST, &format!("state: {e}")),
-        },
-    };
-    let search =
-        q.q.as_deref()
+impl ListQuery {
+    /// The job client's request for the list's filter (a message naming `state` if bad).
+    pub(crate) fn request(&self) -> Result<JobsRequest, String> {
+        let state = match self
+            .state
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
+            None => None,
+            Some(s) => Some(s.parse::<JobState>().map_err(|e| format!("state: {e}"))?),
+        };
+        let search = self
+            .q
+            .as_deref()
             .map(str::trim)
             .filter(|s| !s.is_empty())
             .map(String::from);
-    let req = JobsRequest {
-        state,
-        search,
-        limit: None,
+        Ok(JobsRequest {
+            state,
+            search,
+            limit: None,
+        })
+    }
+}
+
+async fn jobs_page(State(ui): State<Arc<Ui>>, Query(q): Query<ListQuery>) -> Response {
+    let req = match q.request() {
+        Ok(r) => r,
+        Err(e) => return error_page(&ui, StatusCode::BAD_REQUEST, &e),
     };
     match ui.jobs.list(&req).await {
         Ok(list) => html(

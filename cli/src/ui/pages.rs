@@ -75,8 +75,8 @@ fn job_chip(s: JobState) -> String {
 /// What a page follows live: the body's data attributes `assets/ui.js` reads.
 enum Live {
     Nothing,
-    /// The jobs list (`/events/jobs`).
-    Jobs,
+    /// The jobs list (`/events/jobs`), rendered with jobs up to this creation time.
+    Jobs(u64),
     /// A running job, or one running task of it (`/events?job=ID[&task=N]`).
     Job(String, Option<u32>),
 }
@@ -85,7 +85,7 @@ enum Live {
 fn layout(ctx: &Context, title: &str, live: Live, body: &str) -> String {
     let live_attrs = match &live {
         Live::Nothing => String::new(),
-        Live::Jobs => " data-live-jobs=\"1\"".to_string(),
+        Live::Jobs(newest) => format!(" data-live-jobs=\"{newest}\""),
         Live::Job(job, task) => format!(
             " data-live-job=\"{}\"{}",
             esc(job),
@@ -320,7 +320,8 @@ pub fn jobs(ctx: &Context, list: &[JobSummary], q: &ListQuery, now: u64) -> Stri
             ""
         }
     );
-    layout(ctx, "Jobs", Live::Jobs, &b)
+    let newest = list.iter().map(|j| j.created_ms).max().unwrap_or(0);
+    layout(ctx, "Jobs", Live::Jobs(newest), &b)
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -89,6 +89,8 @@ struct Agents {
     spent: Vec<(f64, u64)>,
     /// Per task: rate-limited runs in a row.
     rate_limited: Vec<u32>,
+    /// Executions already charged: (task, attempt, delivery, worker).
+    charged: HashSet<(u32, u32, u32, String)>,
     /// The job's dollars and tokens spent.
     cost_usd: f64,
     tokens: u64,
@@ -162,6 +164,7 @@ impl Job {
                 next_prompt: vec![None; n],
                 spent: vec![(0.0, 0); n],
                 rate_limited: vec![0; n],
+                charged: HashSet::new(),
                 cost_usd: 0.0,
                 tokens: 0,
                 exhausted: None,
@@ -174,8 +177,8 @@ impl Job {
                 for r in &saved.results {
                     job.replay_agent_run(r);
                 }
-                for (kind, r) in &saved.ignored {
-                    job.spend_ignored(*kind, r);
+                for r in &saved.ignored {
+                    job.spend_ignored(Ignore::Stale, r);
                 }
                 job.restore(saved.tasks, &saved.results, now, out)
             }
@@ -211,15 +214,19 @@ impl Job {
         now: Millis,
         out: &mut Vec<Action>,
     ) {
+        let mut integrating = Vec::new();
         for (t, mut s) in saved.into_iter().enumerate() {
-            if let TaskState::Integrating { attempt, .. } = s.state {
-                let worktree = results
+            if let TaskState::Integrating { attempt, since } = s.state {
+                let found = results
                     .iter()
-                    .find(|r| r.index.get() == t && r.attempt == attempt)
-                    .and_then(|r| r.workspace.clone());
-                match (worktree, &mut self.ws) {
-                    (Some(w), Some(ws)) => {
-                        ws.finished(t as u32, w);
+                    .find(|r| r.index.get() == t && r.attempt == attempt);
+                match (
+                    found.and_then(|r| Some((r, r.workspace.clone()?))),
+                    &self.ws,
+                ) {
+                    (Some((r, w)), Some(_)) => {
+                        self.applied[t] = Some((attempt, r.delivery));
+                        integrating.push((since, t as u32, w));
                         self.state = JobState::Running;
                     }
                     // Its worktree result is not at hand: the task runs again.
@@ -247,11 +254,20 @@ impl Job {
             if s.state.is_active() {
                 self.active += 1;
                 self.state = JobState::Running;
+                // The attempt in flight took the verify loop's prompt when it was dispatched.
+                self.agents.next_prompt[t] = None;
             }
             if let TaskState::RetryWait { until, .. } = s.state {
                 self.timers.insert((until, t as u32));
             }
             self.tasks[t] = s.state;
+        }
+        // Queued again in the order they finished, as before the restart.
+        integrating.sort_by_key(|(since, t, _)| (*since, *t));
+        if let Some(ws) = &mut self.ws {
+            for (_, t, w) in integrating {
+                ws.resume(t, w);
+            }
         }
         if self.terminal > 0 {
             self.state = JobState::Running;
@@ -681,15 +697,20 @@ impl Job {
             && !result.abandoned;
         if !fresh {
             let (kind, why) = self.ignored(&result);
-            self.spend_ignored(kind, &result);
-            out.push(Action::Record(Change::Ignored { result, why, kind }));
+            let charged = self.spend_ignored(kind, &result);
+            out.push(Action::Record(Change::Ignored {
+                result,
+                why,
+                kind,
+                charged,
+            }));
             return;
         }
         self.applied[t as usize] = Some((result.attempt, result.delivery));
         self.deliveries[t as usize] = 0;
         self.release(t, pools);
         if let Some(run) = result.agent.as_deref() {
-            self.note_agent_run(t, run);
+            self.note_agent_run(&result, run);
             if !result.outcome.is_success()
                 && let Some(limit) = &run.rate_limited
                 && self.rate_limited(t, limit.retry_after_ms, &result, now, out)
@@ -764,7 +785,7 @@ impl Job {
         out: &mut Vec<Action>,
     ) {
         let Some(ws) = &mut self.ws else { return };
-        if !ws.is_in_flight(t, attempt) {
+        if !ws.accepts(t, attempt) {
             return;
         }
         let names = &self.dag.names;
@@ -1169,22 +1190,41 @@ impl Job {
     }
 
     /// A session and a spend an applied attempt reported.
-    fn note_agent_run(&mut self, t: u32, run: &ordo_proto::AgentRun) {
+    fn note_agent_run(&mut self, result: &TaskResult, run: &ordo_proto::AgentRun) {
+        let t = result.index.0;
         if let Some(id) = &run.session_id {
             self.agents.sessions[t as usize] = Some(id.clone());
         }
-        self.spend(t, run);
+        self.charge(result, run);
+    }
+
+    /// Counts what one execution's agent spent, once: the same execution reported again (its
+    /// event redelivered after a lost ack, or replayed after a restart) is not charged twice.
+    fn charge(&mut self, result: &TaskResult, run: &ordo_proto::AgentRun) -> bool {
+        let execution = (
+            result.index.0,
+            result.attempt.0,
+            result.delivery,
+            result.worker.to_string(),
+        );
+        if !self.agents.charged.insert(execution) {
+            return false;
+        }
+        self.spend(result.index.0, run);
+        true
     }
 
     /// A stale or duplicate execution of a dispatched attempt (a worker that lost its lease, a
     /// redelivery) changes nothing, but what its agent spent was spent: it counts against the
-    /// budgets. A result for an attempt never dispatched (`Unknown`) counts for nothing.
-    pub(crate) fn spend_ignored(&mut self, kind: Ignore, result: &TaskResult) {
+    /// budgets. A result for an attempt never dispatched (`Unknown`), or one already counted,
+    /// counts for nothing. Whether it was counted.
+    pub(crate) fn spend_ignored(&mut self, kind: Ignore, result: &TaskResult) -> bool {
         if kind == Ignore::Unknown || result.index.get() >= self.tasks.len() {
-            return;
+            return false;
         }
-        if let Some(run) = result.agent.as_deref() {
-            self.spend(result.index.0, run);
+        match result.agent.as_deref() {
+            Some(run) => self.charge(result, run),
+            None => false,
         }
     }
 
@@ -1199,7 +1239,7 @@ impl Job {
         if t as usize >= self.tasks.len() {
             return;
         }
-        self.note_agent_run(t, run);
+        self.note_agent_run(result, run);
         let a = &mut self.agents;
         if !result.outcome.is_success() && run.rate_limited.is_some() {
             a.rate_limited[t as usize] += 1;

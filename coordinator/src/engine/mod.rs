@@ -147,7 +147,8 @@ pub struct SavedTask {
 pub struct Saved {
     pub tasks: Vec<SavedTask>,
     pub results: Vec<TaskResult>,
-    pub ignored: Vec<(Ignore, TaskResult)>,
+    /// Ignored results that were charged (`Change::Ignored::charged`).
+    pub ignored: Vec<TaskResult>,
 }
 
 impl From<Vec<SavedTask>> for Saved {
@@ -194,6 +195,11 @@ pub enum Change {
         why: String,
         #[serde(default)]
         kind: Ignore,
+        /// What its agent run spent counts against the budget and the job's cost: another
+        /// execution of a dispatched attempt, not one already counted (a result reported
+        /// again after a lost ack is the same execution) nor a forged one.
+        #[serde(default)]
+        charged: bool,
     },
     Job {
         job: JobId,
@@ -330,7 +336,12 @@ impl Engine {
                 format!("job {} is not running", result.job),
             ),
         };
-        Change::Ignored { result, why, kind }
+        Change::Ignored {
+            result,
+            why,
+            kind,
+            charged: false,
+        }
     }
 
     /// The earliest time at which `apply(now, Event::Tick)` would do something.

@@ -1778,7 +1778,7 @@ fn stale_executions_spend_the_budget_too() {
         }
     );
 
-    let saved = |ignored: Vec<(Ignore, TaskResult)>| Saved {
+    let saved = |ignored: Vec<TaskResult>| Saved {
         tasks: vec![
             SavedTask {
                 state: TaskState::Succeeded {
@@ -1795,16 +1795,62 @@ fn stale_executions_spend_the_budget_too() {
         results: vec![fresh.clone()],
         ignored,
     };
-    let again = Harness::resumed(
-        budget_spec(),
-        2,
-        saved(vec![(Ignore::Stale, stale.clone())]),
-    );
+    let again = Harness::resumed(budget_spec(), 2, saved(vec![stale.clone()]));
     assert!(again.running().is_empty(), "{:?}", again.running());
     assert!(matches!(again.state(1), TaskState::Skipped { .. }));
     // Without the stale spend, $0.50 of $1: b runs.
     let forgetful = Harness::resumed(budget_spec(), 2, saved(Vec::new()));
     assert_eq!(forgetful.running(), ["b"]);
+}
+
+/// The same execution reported again (its event redelivered after a lost ack) is a
+/// duplicate that is not charged again: $0.60 of $1 spent, b still runs. Nor after a restart,
+/// where the stored result is replayed first.
+#[test]
+fn a_result_reported_again_is_not_charged_twice() {
+    let mut h = Harness::new(budget_spec(), 2);
+    let d = h.in_flight.remove(0);
+    let done = costing(
+        sim_result(&d, "w1".into(), 1, Outcome::Succeeded, h.now),
+        0.6,
+    );
+    h.apply(Event::Finished(done.clone()));
+    assert_eq!(h.running(), ["b"]);
+    let again = h.apply(Event::Finished(done.clone()));
+    let charged = again.iter().find_map(|a| match a {
+        Action::Record(Change::Ignored { kind, charged, .. }) => Some((*kind, *charged)),
+        _ => None,
+    });
+    assert_eq!(charged, Some((Ignore::Duplicate, false)));
+
+    let mut resumed = Harness::resumed(
+        budget_spec(),
+        2,
+        Saved {
+            tasks: vec![
+                SavedTask {
+                    state: TaskState::Succeeded {
+                        attempt: Attempt(1),
+                        finished: 1,
+                    },
+                    attempts: 1,
+                },
+                SavedTask {
+                    state: TaskState::Pending,
+                    attempts: 0,
+                },
+            ],
+            results: vec![done.clone()],
+            ignored: Vec::new(),
+        },
+    );
+    assert_eq!(resumed.running(), ["b"]);
+    let late = resumed.apply(Event::Finished(done));
+    assert!(
+        late.iter()
+            .any(|a| matches!(a, Action::Record(Change::Ignored { charged: false, .. }))),
+        "{late:?}"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1905,6 +1951,62 @@ fn an_integrating_task_resumes_its_integration_not_its_run() {
     assert!(rerun.integrations.is_empty());
     assert_eq!(rerun.running(), ["a"]);
     assert_eq!(rerun.in_flight[0].attempt, Attempt(2));
+}
+
+/// Two tasks integrating when the engine stopped resume in the order they finished (b, then
+/// a), and an outcome for the one still queued (a request made before the restart, carried
+/// out by a worker meanwhile) is accepted rather than dropped: the request made again would
+/// carry the same message id and be de-duplicated, so the task would wait forever.
+#[test]
+fn resumed_integrations_keep_their_order_and_accept_an_earlier_request() {
+    let tasks = || vec![task("a", &[]), task("b", &[]), task("c", &["a", "b"])];
+    let mut h = Harness::new(worktree_spec(tasks()), 2);
+    let mut stored = Vec::new();
+    h.now += 10;
+    for name in ["b", "a"] {
+        stored.extend(
+            h.finish_in_worktree(name, &[&format!("{name}.txt")])
+                .into_iter()
+                .filter_map(|a| match a {
+                    Action::Record(Change::Attempt(r)) => Some(r),
+                    _ => None,
+                }),
+        );
+        h.now += 10;
+    }
+    let saved = Saved {
+        tasks: vec![
+            SavedTask {
+                state: h.state(0),
+                attempts: 1,
+            },
+            SavedTask {
+                state: h.state(1),
+                attempts: 1,
+            },
+            SavedTask {
+                state: TaskState::Pending,
+                attempts: 0,
+            },
+        ],
+        results: stored,
+        ignored: Vec::new(),
+    };
+    let mut again = Harness::resumed(worktree_spec(tasks()), 2, saved);
+    assert_eq!(again.integrations.len(), 1);
+    assert_eq!(again.integrations[0].task.as_str(), "b", "b finished first");
+    // a's outcome arrives while b's integration is in flight.
+    again.apply(Event::Integrated {
+        job: again.job,
+        index: TaskIndex(0),
+        attempt: Attempt(1),
+        outcome: merged(&["a.txt"]),
+    });
+    assert!(matches!(again.state(0), TaskState::Succeeded { .. }));
+    again.integrated(merged(&["b.txt"]));
+    assert!(matches!(again.state(1), TaskState::Succeeded { .. }));
+    assert_eq!(again.running(), ["c"]);
+    assert!(again.integrations.is_empty(), "a is not integrated twice");
 }
 
 /// A task that succeeded in its worktree is `integrating`, not succeeded: its dependents wait

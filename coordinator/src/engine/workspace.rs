@@ -4,7 +4,7 @@
 //! two tasks never run together again), and the write-set locks that keep tasks whose `files`
 //! may overlap apart. The git work itself is the executor's (`worker::workspace`).
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 
 use ordo_proto::{
     Attempt, Conflict, Dispatch, Integrate, Integration, JobId, JobSpec, TaskIndex, TaskName,
@@ -58,6 +58,9 @@ pub(crate) struct Workspaces {
     queue: VecDeque<u32>,
     /// The task being integrated, and the attempt.
     in_flight: Option<(u32, Attempt)>,
+    /// Tasks queued again when the job resumed: their integration may have been requested
+    /// before the restart, and its outcome may still come (`accepts`).
+    restored: HashSet<u32>,
     /// The files each integrated task changed on the branch, oldest first.
     integrated: Vec<(u32, Vec<String>)>,
 }
@@ -95,6 +98,7 @@ impl Workspaces {
             conflict: vec![None; n],
             queue: VecDeque::new(),
             in_flight: None,
+            restored: HashSet::new(),
             integrated: Vec::new(),
         })
     }
@@ -133,6 +137,12 @@ impl Workspaces {
         self.queue.push_back(t);
     }
 
+    /// A resumed job's integrating task, queued again (in the order they finished).
+    pub(crate) fn resume(&mut self, t: u32, result: Box<WorkspaceResult>) {
+        self.finished(t, result);
+        self.restored.insert(t);
+    }
+
     /// The next integration to start, if none is in flight.
     pub(crate) fn next(
         &mut self,
@@ -144,6 +154,7 @@ impl Workspaces {
             return None;
         }
         while let Some(t) = self.queue.pop_front() {
+            self.restored.remove(&t);
             let Some(ws) = self.pending[t as usize].as_ref() else {
                 continue;
             };
@@ -179,11 +190,13 @@ impl Workspaces {
         None
     }
 
-    /// Whether this attempt's integration is the one in flight (fencing of integration
-    /// outcomes: across machines a request may be carried out twice, and the second outcome
-    /// may come after the task moved on).
-    pub(crate) fn is_in_flight(&self, t: u32, attempt: Attempt) -> bool {
-        self.in_flight == Some((t, attempt))
+    /// Whether an outcome of this attempt's integration is awaited: it is the one in flight,
+    /// or the task was queued again when the job resumed (a request made before the restart
+    /// may still be carried out; its outcome counts, and its message id would de-duplicate the
+    /// request made again). Fencing: across machines a request may be carried out twice, and
+    /// the second outcome may come after the task moved on.
+    pub(crate) fn accepts(&self, t: u32, attempt: Attempt) -> bool {
+        self.in_flight == Some((t, attempt)) || self.restored.contains(&t)
     }
 
     /// Drops a task from the queue (its job is stopping).
@@ -200,8 +213,12 @@ impl Workspaces {
         outcome: &Integration,
         names: &[TaskName],
     ) -> (Verdict, Option<TaskName>) {
-        self.in_flight = None;
-        let tries = self.tries[t as usize];
+        if self.in_flight.is_some_and(|(f, _)| f == t) {
+            self.in_flight = None;
+        }
+        self.queue.retain(|&q| q != t);
+        self.restored.remove(&t);
+        let tries = self.tries[t as usize].max(1);
         let ws = self.pending[t as usize].take();
         let (files, why) = match outcome {
             Integration::Merged { files, .. } => {

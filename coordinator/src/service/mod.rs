@@ -664,7 +664,10 @@ impl Service {
 /// Results that changed nothing, logged once each (warn for unknown ones: forged or corrupt).
 fn log_ignored(changes: &[Change]) {
     for c in changes {
-        if let Change::Ignored { result, why, kind } = c {
+        if let Change::Ignored {
+            result, why, kind, ..
+        } = c
+        {
             let (job, task, attempt) = (result.job, result.index.0, result.attempt.0);
             let (delivery, worker) = (result.delivery, &result.worker);
             match kind {

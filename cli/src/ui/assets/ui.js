@@ -27,11 +27,25 @@
   }
 
   if (body.getAttribute('data-live-jobs')) {
-    var list = new EventSource('/events/jobs');
-    list.onmessage = function (e) {
+    // The page's own filter; paused while the tab is hidden. Jobs created after the newest
+    // the page was rendered with are new.
+    var newest = Number(body.getAttribute('data-live-jobs')) || 0;
+    var fresh = new Set();
+    var list = null;
+    var follow = function () {
+      list = new EventSource('/events/jobs' + location.search);
+      list.onmessage = onJobs;
+      problems(list);
+    };
+    document.addEventListener('visibilitychange', function () {
+      if (document.hidden && list) { list.close(); list = null; }
+      else if (!document.hidden && !list) { follow(); }
+    });
+    var onJobs = function (e) {
       var m;
       try { m = JSON.parse(e.data); } catch (err) { return; }
       (m.jobs || []).forEach(function (j) {
+        if (j.created > newest) { fresh.add(j.id); }
         var rows = document.querySelectorAll('tr[data-job]');
         for (var k = 0; k < rows.length; k++) {
           var row = rows[k];
@@ -47,12 +61,12 @@
         }
       });
       var note = document.querySelector('[data-f="new-jobs"]');
-      if (note && m['new'] > 0) {
+      if (note && fresh.size > 0) {
         note.hidden = false;
-        text(note.querySelector('a'), m['new'] + (m['new'] === 1 ? ' new job' : ' new jobs') + ' \u2014 reload to see');
+        text(note.querySelector('a'), fresh.size + (fresh.size === 1 ? ' new job' : ' new jobs') + ' \u2014 reload to see');
       }
     };
-    problems(list);
+    if (!document.hidden) { follow(); }
     return;
   }
 
