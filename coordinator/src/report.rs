@@ -72,7 +72,8 @@ pub fn gather(store: &Store, id: &JobId) -> Result<Option<ReportData>> {
                     worker: result.worker.clone(),
                     kind: *kind,
                     why: why.clone(),
-                    cost_usd: charged
+                    cost_usd: kind
+                        .counts_spend(*charged)
                         .then(|| result.agent.as_ref().and_then(|a| a.cost_usd))
                         .flatten(),
                 });
@@ -185,7 +186,7 @@ mod tests {
                 result,
                 why: "duplicate".into(),
                 kind: crate::engine::Ignore::Duplicate,
-                charged: false,
+                charged: Some(false),
             },
         ];
         store

@@ -470,6 +470,10 @@ impl Store {
                     ended = false;
                     saved.results.clear();
                     saved.ignored.clear();
+                    saved.integrations.clear();
+                }
+                Change::Integrated { index, .. } if integrating.contains_key(&index.0) => {
+                    *saved.integrations.entry(index.0).or_default() += 1;
                 }
                 Change::Attempt(r)
                     if (has_agents && r.agent.is_some())
@@ -479,9 +483,12 @@ impl Store {
                 }
                 Change::Ignored {
                     result,
-                    charged: true,
+                    kind,
+                    charged,
                     ..
-                } => saved.ignored.push(result),
+                } if kind.counts_spend(charged) && result.agent.is_some() => {
+                    saved.ignored.push(result)
+                }
                 _ => {}
             }
         }
@@ -650,9 +657,12 @@ fn write_batch(tx: &redb::WriteTransaction, batch: &Batch<'_>) -> Result<Vec<u64
                     r.job
                 }
                 Change::Ignored {
-                    result, charged, ..
+                    result,
+                    kind,
+                    charged,
+                    ..
                 } => {
-                    if *charged {
+                    if kind.counts_spend(*charged) {
                         add_cost(&mut costs, result)?;
                     }
                     result.job
@@ -1028,7 +1038,7 @@ mod tests {
             result: run(usd),
             why: "test".into(),
             kind,
-            charged,
+            charged: Some(charged),
         };
         let changes = [
             Change::Attempt(run(0.25)),
@@ -1094,7 +1104,7 @@ mod tests {
                 result: run(1, 0.25),
                 why: "stale".into(),
                 kind: crate::engine::Ignore::Stale,
-                charged: true,
+                charged: Some(true),
             },
             state(JobState::Failed),
         ]);

@@ -718,7 +718,6 @@ async fn accept_integration(shared: &Arc<Shared>, msg: jetstream::Message, ack_w
             o = shared.caches.integrate(&req, &opts) => Some(o),
             Ok(()) = lost => None,
         };
-        lease.abort();
         drop(slot);
         match outcome {
             Some(outcome) => {
@@ -731,11 +730,15 @@ async fn accept_integration(shared: &Arc<Shared>, msg: jetstream::Message, ack_w
                     delivery,
                     outcome,
                 });
-                if shared.reporter.report(event).await {
+                // The lease is held until the outcome is stored.
+                let stored = shared.reporter.report(event).await;
+                lease.abort();
+                if stored {
                     let _ = msg.ack().await;
                 }
             }
             None => {
+                lease.abort();
                 tracing::warn!(job = %req.job, task = %req.task, "lost the lease of an integration; dropped")
             }
         }

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, context::PublishErrorKind};
-use ordo_proto::wire::{self, WorkerEvent};
+use ordo_proto::wire::{self, Integration, WorkerEvent};
 use ordo_proto::{JobId, WorkerId, names, now_ms};
 use tokio::sync::{mpsc, oneshot};
 
@@ -127,10 +127,11 @@ async fn store(js: &jetstream::Context, job: JobId, chunk: Vec<Queued>, batch_id
     }
 }
 
-/// What a result keeps when it is too large for one message: the last 4 KiB of its output
-/// and message, its first 1,000 changed files.
+/// What an event keeps when it is too large for one message: the last 4 KiB of its output
+/// and message, its first 1,000 files.
 fn shrink(event: WorkerEvent) -> WorkerEvent {
     const KEEP: usize = 4096;
+    const FILES: usize = 1000;
     let tail = |s: &mut String| {
         if s.len() > KEEP {
             let mut from = s.len() - KEEP;
@@ -145,11 +146,22 @@ fn shrink(event: WorkerEvent) -> WorkerEvent {
             tail(&mut r.output_tail);
             tail(&mut r.message);
             if let Some(w) = &mut r.workspace {
-                w.files.truncate(1000);
+                w.files.truncate(FILES);
             }
             WorkerEvent::Finished(r)
         }
-        other => other,
+        WorkerEvent::Integrated(mut r) => {
+            match &mut r.outcome {
+                Integration::Merged { files, .. } | Integration::Conflict { files } => {
+                    files.truncate(FILES)
+                }
+                Integration::VerifyFailed { output_tail, .. } => tail(output_tail),
+                Integration::Failed { message } => tail(message),
+                Integration::Unchanged { .. } => {}
+            }
+            WorkerEvent::Integrated(r)
+        }
+        started => started,
     }
 }
 

@@ -277,7 +277,8 @@ pub async fn jobs_events(State(ui): State<Arc<Ui>>, Query(q): Query<ListQuery>) 
         Err(e) => return (StatusCode::BAD_REQUEST, e).into_response(),
     };
     // Newest first: the page's rows, and room for jobs submitted since.
-    request.limit = Some(q.page.unwrap_or(1).max(1).saturating_mul(JOBS_PER_PAGE) + 100);
+    let page = q.page.unwrap_or(1).clamp(1, 1_000_000);
+    request.limit = Some(page.saturating_mul(JOBS_PER_PAGE).saturating_add(100));
     let follow = FollowJobs {
         ui,
         request,
@@ -327,7 +328,7 @@ impl FollowJobs {
             let first = !std::mem::replace(&mut self.listed, true);
             let now = ordo_proto::now_ms();
             let mut rows = Vec::new();
-            for j in &list {
+            let mut show = |j: &JobSummary, shown: &mut HashMap<JobId, Value>| {
                 let mut row = job_json(j);
                 row["id"] = json!(j.id.to_string());
                 row["created"] = json!(j.created_ms);
@@ -335,10 +336,28 @@ impl FollowJobs {
                 row["runningNote"] = json!(running_note(j.running));
                 row["duration"] = json!(duration(j.created_ms, j.finished_ms, now));
                 row["cost"] = json!(job_cost(j));
-                if self.shown.get(&j.id) != Some(&row) {
+                if shown.get(&j.id) != Some(&row) {
                     rows.push(row.clone());
                 }
-                self.shown.insert(j.id, row);
+                shown.insert(j.id, row);
+            };
+            for j in &list {
+                show(j, &mut self.shown);
+            }
+            // A job that left the filter (`?state=running`, and it ended): its row shows how
+            // it stands now, once, and it is followed no more.
+            let listed: std::collections::HashSet<JobId> = list.iter().map(|j| j.id).collect();
+            let gone: Vec<JobId> = self
+                .shown
+                .keys()
+                .filter(|id| !listed.contains(id))
+                .copied()
+                .collect();
+            for id in gone {
+                if let Ok(j) = self.ui.jobs.summary(id).await {
+                    show(&j, &mut self.shown);
+                }
+                self.shown.remove(&id);
             }
             if rows.is_empty() && !first {
                 continue;

@@ -17,7 +17,7 @@ use ordo_proto::{
 use super::pool::{Fit, Need, Pools};
 use super::state::{JobState, Millis, TaskPhase, TaskState};
 use super::workspace::{Verdict, Workspaces, write_set_locks};
-use super::{Action, Change, Ignore, JobOptions, Saved, SavedTask};
+use super::{Action, Change, Ignore, JobOptions, Saved};
 
 /// Longest wait between two attempts, whatever the backoff says.
 const MAX_BACKOFF: Duration = Duration::from_secs(600);
@@ -89,8 +89,8 @@ struct Agents {
     spent: Vec<(f64, u64)>,
     /// Per task: rate-limited runs in a row.
     rate_limited: Vec<u32>,
-    /// Executions already charged: (task, attempt, delivery, worker).
-    charged: HashSet<(u32, u32, u32, String)>,
+    /// Executions already charged.
+    charged: HashSet<super::Execution>,
     /// The job's dollars and tokens spent.
     cost_usd: f64,
     tokens: u64,
@@ -180,7 +180,7 @@ impl Job {
                 for r in &saved.ignored {
                     job.spend_ignored(Ignore::Stale, r);
                 }
-                job.restore(saved.tasks, &saved.results, now, out)
+                job.restore(&saved, now, out)
             }
             _ => job.start(now, out),
         }
@@ -207,15 +207,10 @@ impl Job {
     /// report them; the local runner requeues them); an integrating task's stored worktree
     /// result goes back in the integration queue (an integration already made merges as
     /// nothing new); the rest is recomputed from the DAG.
-    fn restore(
-        &mut self,
-        saved: Vec<SavedTask>,
-        results: &[TaskResult],
-        now: Millis,
-        out: &mut Vec<Action>,
-    ) {
+    fn restore(&mut self, saved: &Saved, now: Millis, out: &mut Vec<Action>) {
+        let results = &saved.results;
         let mut integrating = Vec::new();
-        for (t, mut s) in saved.into_iter().enumerate() {
+        for (t, mut s) in saved.tasks.iter().cloned().enumerate() {
             if let TaskState::Integrating { attempt, since } = s.state {
                 let found = results
                     .iter()
@@ -226,7 +221,7 @@ impl Job {
                 ) {
                     (Some((r, w)), Some(_)) => {
                         self.applied[t] = Some((attempt, r.delivery));
-                        integrating.push((since, t as u32, w));
+                        integrating.push((since, t as u32, attempt, w));
                         self.state = JobState::Running;
                     }
                     // Its worktree result is not at hand: the task runs again.
@@ -263,10 +258,11 @@ impl Job {
             self.tasks[t] = s.state;
         }
         // Queued again in the order they finished, as before the restart.
-        integrating.sort_by_key(|(since, t, _)| (*since, *t));
+        integrating.sort_by_key(|(since, t, _, _)| (*since, *t));
         if let Some(ws) = &mut self.ws {
-            for (_, t, w) in integrating {
-                ws.resume(t, w);
+            for (_, t, attempt, w) in integrating {
+                let tried = saved.integrations.get(&t).copied().unwrap_or(0);
+                ws.resume(t, attempt, tried, w);
             }
         }
         if self.terminal > 0 {
@@ -343,6 +339,11 @@ impl Job {
 
     pub(crate) fn finished(&self) -> bool {
         self.state.is_terminal()
+    }
+
+    /// The executions whose agent spend was counted, for late results once the job ended.
+    pub(crate) fn take_charged(&mut self) -> HashSet<super::Execution> {
+        std::mem::take(&mut self.agents.charged)
     }
 
     /// What fencing needs to remember of each task once the job has ended.
@@ -702,7 +703,7 @@ impl Job {
                 result,
                 why,
                 kind,
-                charged,
+                charged: Some(charged),
             }));
             return;
         }
@@ -1201,13 +1202,7 @@ impl Job {
     /// Counts what one execution's agent spent, once: the same execution reported again (its
     /// event redelivered after a lost ack, or replayed after a restart) is not charged twice.
     fn charge(&mut self, result: &TaskResult, run: &ordo_proto::AgentRun) -> bool {
-        let execution = (
-            result.index.0,
-            result.attempt.0,
-            result.delivery,
-            result.worker.to_string(),
-        );
-        if !self.agents.charged.insert(execution) {
+        if !self.agents.charged.insert(super::execution(result)) {
             return false;
         }
         self.spend(result.index.0, run);

@@ -22,7 +22,7 @@ mod state;
 mod tests;
 mod workspace;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use ordo_proto::{
@@ -149,6 +149,9 @@ pub struct Saved {
     pub results: Vec<TaskResult>,
     /// Ignored results that were charged (`Change::Ignored::charged`).
     pub ignored: Vec<TaskResult>,
+    /// Per integrating task, the integrations it has tried (its `Change::Integrated`
+    /// records), so a restart grants no more than `max_integration_attempts`.
+    pub integrations: HashMap<u32, u32>,
 }
 
 impl From<Vec<SavedTask>> for Saved {
@@ -158,6 +161,14 @@ impl From<Vec<SavedTask>> for Saved {
             ..Saved::default()
         }
     }
+}
+
+/// One execution of an attempt: (task, attempt, delivery, worker). Its agent spend is
+/// counted once, however often its result is reported.
+pub(crate) type Execution = (u32, u32, u32, String);
+
+pub(crate) fn execution(r: &TaskResult) -> Execution {
+    (r.index.0, r.attempt.0, r.delivery, r.worker.to_string())
 }
 
 /// Something for the caller to do.
@@ -197,9 +208,10 @@ pub enum Change {
         kind: Ignore,
         /// What its agent run spent counts against the budget and the job's cost: another
         /// execution of a dispatched attempt, not one already counted (a result reported
-        /// again after a lost ack is the same execution) nor a forged one.
-        #[serde(default)]
-        charged: bool,
+        /// again after a lost ack is the same execution) nor a forged one. `None` in records
+        /// written before the engine decided it (`Ignore::counts_spend`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        charged: Option<bool>,
     },
     Job {
         job: JobId,
@@ -245,6 +257,14 @@ pub enum Ignore {
     Unknown,
 }
 
+impl Ignore {
+    /// Whether an ignored result's agent spend counts: as the engine decided (`charged`), or,
+    /// for records from before it did, any execution of a dispatched attempt.
+    pub fn counts_spend(self, charged: Option<bool>) -> bool {
+        charged.unwrap_or(self != Ignore::Unknown)
+    }
+}
+
 /// Task records of ended jobs remembered for fencing late results, at most (oldest forgotten
 /// first): about 24 bytes each.
 const ENDED_TASKS: usize = 1 << 20;
@@ -269,6 +289,9 @@ pub struct Engine {
     /// Ended jobs, oldest first, and how many task fences they hold.
     ended_order: VecDeque<JobId>,
     ended_tasks: usize,
+    /// Of the jobs that ended here, the executions whose agent spend was counted (a restarted
+    /// engine does not know them, and counts no late result's spend).
+    ended_charged: HashMap<JobId, HashSet<Execution>>,
     /// Repositories with an integration in flight, and whose.
     integrating: HashMap<String, (JobId, TaskIndex, Attempt)>,
 }
@@ -292,8 +315,9 @@ impl Engine {
             .map(|(id, _)| *id)
             .collect();
         for id in done {
-            if let Some(job) = self.jobs.remove(&id) {
+            if let Some(mut job) = self.jobs.remove(&id) {
                 self.remember(id, job.fences());
+                self.ended_charged.insert(id, job.take_charged());
             }
         }
         out
@@ -312,10 +336,12 @@ impl Engine {
             if let Some(f) = self.ended.remove(&old) {
                 self.ended_tasks -= f.len();
             }
+            self.ended_charged.remove(&old);
         }
     }
 
     fn forget(&mut self, job: &JobId) {
+        self.ended_charged.remove(job);
         if let Some(f) = self.ended.remove(job) {
             self.ended_tasks -= f.len();
             self.ended_order.retain(|j| j != job);
@@ -324,7 +350,7 @@ impl Engine {
 
     /// How a result for a job no longer running stands: from the ended job's records if they
     /// are remembered, else unknown.
-    fn late(&self, result: TaskResult) -> Change {
+    fn late(&mut self, result: TaskResult) -> Change {
         let fence = self
             .ended
             .get(&result.job)
@@ -336,11 +362,18 @@ impl Engine {
                 format!("job {} is not running", result.job),
             ),
         };
+        // A new execution of an ended job still spent; one already counted is not again.
+        let charged = kind != Ignore::Unknown
+            && result.agent.is_some()
+            && self
+                .ended_charged
+                .get_mut(&result.job)
+                .is_some_and(|set| set.insert(execution(&result)));
         Change::Ignored {
             result,
             why,
             kind,
-            charged: false,
+            charged: Some(charged),
         }
     }
 

@@ -1794,6 +1794,7 @@ fn stale_executions_spend_the_budget_too() {
         ],
         results: vec![fresh.clone()],
         ignored,
+        integrations: Default::default(),
     };
     let again = Harness::resumed(budget_spec(), 2, saved(vec![stale.clone()]));
     assert!(again.running().is_empty(), "{:?}", again.running());
@@ -1821,7 +1822,7 @@ fn a_result_reported_again_is_not_charged_twice() {
         Action::Record(Change::Ignored { kind, charged, .. }) => Some((*kind, *charged)),
         _ => None,
     });
-    assert_eq!(charged, Some((Ignore::Duplicate, false)));
+    assert_eq!(charged, Some((Ignore::Duplicate, Some(false))));
 
     let mut resumed = Harness::resumed(
         budget_spec(),
@@ -1842,13 +1843,19 @@ fn a_result_reported_again_is_not_charged_twice() {
             ],
             results: vec![done.clone()],
             ignored: Vec::new(),
+            integrations: Default::default(),
         },
     );
     assert_eq!(resumed.running(), ["b"]);
     let late = resumed.apply(Event::Finished(done));
     assert!(
-        late.iter()
-            .any(|a| matches!(a, Action::Record(Change::Ignored { charged: false, .. }))),
+        late.iter().any(|a| matches!(
+            a,
+            Action::Record(Change::Ignored {
+                charged: Some(false),
+                ..
+            })
+        )),
         "{late:?}"
     );
 }
@@ -1936,8 +1943,10 @@ fn an_integrating_task_resumes_its_integration_not_its_run() {
         ],
         results,
         ignored: Vec::new(),
+        integrations: Default::default(),
     };
 
+    let stored_again = stored.clone();
     let mut again = Harness::resumed(worktree_spec(tasks()), 2, saved(stored));
     assert!(again.dispatched.is_empty(), "{:?}", again.dispatched);
     assert_eq!(again.integrations.len(), 1);
@@ -1951,6 +1960,31 @@ fn an_integrating_task_resumes_its_integration_not_its_run() {
     assert!(rerun.integrations.is_empty());
     assert_eq!(rerun.running(), ["a"]);
     assert_eq!(rerun.in_flight[0].attempt, Attempt(2));
+
+    // Two integrations tried before the restart (of 3): the one sent now is the last, and an
+    // outcome for another attempt than the one integrating is not taken for it.
+    let mut tried = saved(stored_again);
+    tried.integrations.insert(0, 2);
+    let mut last = Harness::resumed(worktree_spec(tasks()), 2, tried);
+    assert!(last.integrations[0].last, "{:?}", last.integrations[0]);
+    last.apply(Event::Integrated {
+        job: last.job,
+        index: TaskIndex(0),
+        attempt: Attempt(7),
+        outcome: merged(&["a.txt"]),
+    });
+    assert!(matches!(
+        last.engine.tasks(&last.job).unwrap()[0],
+        TaskState::Integrating { .. }
+    ));
+    last.integrated(ordo_proto::Integration::Conflict {
+        files: vec!["a.txt".into()],
+    });
+    assert!(
+        matches!(last.state(0), TaskState::Failed { .. }),
+        "{:?}",
+        last.state(0)
+    );
 }
 
 /// Two tasks integrating when the engine stopped resume in the order they finished (b, then
@@ -1991,10 +2025,22 @@ fn resumed_integrations_keep_their_order_and_accept_an_earlier_request() {
         ],
         results: stored,
         ignored: Vec::new(),
+        integrations: Default::default(),
     };
     let mut again = Harness::resumed(worktree_spec(tasks()), 2, saved);
     assert_eq!(again.integrations.len(), 1);
     assert_eq!(again.integrations[0].task.as_str(), "b", "b finished first");
+    // An outcome for another attempt of a is not taken for it.
+    again.apply(Event::Integrated {
+        job: again.job,
+        index: TaskIndex(0),
+        attempt: Attempt(9),
+        outcome: merged(&["a.txt"]),
+    });
+    assert!(matches!(
+        again.engine.tasks(&again.job).unwrap()[0],
+        TaskState::Integrating { .. }
+    ));
     // a's outcome arrives while b's integration is in flight.
     again.apply(Event::Integrated {
         job: again.job,

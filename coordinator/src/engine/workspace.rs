@@ -4,7 +4,7 @@
 //! two tasks never run together again), and the write-set locks that keep tasks whose `files`
 //! may overlap apart. The git work itself is the executor's (`worker::workspace`).
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 
 use ordo_proto::{
     Attempt, Conflict, Dispatch, Integrate, Integration, JobId, JobSpec, TaskIndex, TaskName,
@@ -58,9 +58,9 @@ pub(crate) struct Workspaces {
     queue: VecDeque<u32>,
     /// The task being integrated, and the attempt.
     in_flight: Option<(u32, Attempt)>,
-    /// Tasks queued again when the job resumed: their integration may have been requested
-    /// before the restart, and its outcome may still come (`accepts`).
-    restored: HashSet<u32>,
+    /// Tasks queued again when the job resumed, with the attempt integrating: its integration
+    /// may have been requested before the restart, and its outcome may still come (`accepts`).
+    restored: HashMap<u32, Attempt>,
     /// The files each integrated task changed on the branch, oldest first.
     integrated: Vec<(u32, Vec<String>)>,
 }
@@ -98,7 +98,7 @@ impl Workspaces {
             conflict: vec![None; n],
             queue: VecDeque::new(),
             in_flight: None,
-            restored: HashSet::new(),
+            restored: HashMap::new(),
             integrated: Vec::new(),
         })
     }
@@ -137,10 +137,18 @@ impl Workspaces {
         self.queue.push_back(t);
     }
 
-    /// A resumed job's integrating task, queued again (in the order they finished).
-    pub(crate) fn resume(&mut self, t: u32, result: Box<WorkspaceResult>) {
+    /// A resumed job's integrating task, queued again (in the order they finished), and the
+    /// integrations it had tried.
+    pub(crate) fn resume(
+        &mut self,
+        t: u32,
+        attempt: Attempt,
+        tried: u32,
+        result: Box<WorkspaceResult>,
+    ) {
         self.finished(t, result);
-        self.restored.insert(t);
+        self.restored.insert(t, attempt);
+        self.tries[t as usize] = tried;
     }
 
     /// The next integration to start, if none is in flight.
@@ -196,7 +204,7 @@ impl Workspaces {
     /// request made again). Fencing: across machines a request may be carried out twice, and
     /// the second outcome may come after the task moved on.
     pub(crate) fn accepts(&self, t: u32, attempt: Attempt) -> bool {
-        self.in_flight == Some((t, attempt)) || self.restored.contains(&t)
+        self.in_flight == Some((t, attempt)) || self.restored.get(&t) == Some(&attempt)
     }
 
     /// Drops a task from the queue (its job is stopping).
@@ -217,8 +225,11 @@ impl Workspaces {
             self.in_flight = None;
         }
         self.queue.retain(|&q| q != t);
-        self.restored.remove(&t);
-        let tries = self.tries[t as usize].max(1);
+        if self.restored.remove(&t).is_some() {
+            // A request made before the restart, carried out: one more integration tried.
+            self.tries[t as usize] += 1;
+        }
+        let tries = self.tries[t as usize];
         let ws = self.pending[t as usize].take();
         let (files, why) = match outcome {
             Integration::Merged { files, .. } => {
