@@ -24,7 +24,7 @@ use ordo_proto::api::{self, ApiReply, JobStatus};
 use ordo_proto::{JobId, names};
 use tokio::sync::oneshot;
 
-use super::{Cluster, connect, start_nats};
+use super::{Cluster, connect, start_nats, wait_api};
 
 /// Environment of the coordinator role: the NATS URL and the data directory.
 const ROLE: &str = "ORDO_BENCH_ROLE";
@@ -195,17 +195,7 @@ pub async fn run(n: usize, slots: u32, rss_target: f64) {
         worker_tids: Vec::new(),
         _data: tempfile::tempdir().unwrap(),
     };
-    // Ready when the API answers.
-    for _ in 0..400 {
-        if client
-            .request(names::api_subject(api::WORKERS), "{}".into())
-            .await
-            .is_ok()
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    wait_api(&client, 400).await;
     c.add_worker(&nats.url, "bench-big", slots, None).await;
     let idle_rss = coordinator.peak_rss();
 

@@ -19,9 +19,8 @@ use async_nats::jetstream;
 use futures::StreamExt;
 use ordo_coordinator::service;
 use ordo_coordinator::store::Store;
-use ordo_proto::api::{self, ApiReply, JobStatus, SubmitReply, SubmitRequest};
 use ordo_proto::wire::{self, Dispatch, Heartbeat, Outcome, TaskResult, WorkerEvent};
-use ordo_proto::{JobSpec, names, now_ms};
+use ordo_proto::{names, now_ms};
 use ordo_worker::report::Reporter;
 use tokio::sync::oneshot;
 
@@ -30,7 +29,9 @@ mod common;
 #[path = "nats.rs"]
 mod nats;
 
-use nats::{connect, own_thread, pin_to, start_nats, thread_cpu, thread_id, two_cpus};
+use nats::{
+    connect, own_thread, pin_to, run_job, start_nats, thread_cpu, thread_id, two_cpus, wait_api,
+};
 
 /// A simulated worker: announces `slots` slots, pulls task messages and reports each
 /// succeeded at once (the result stored in JetStream before the message is acked, as a real
@@ -106,45 +107,6 @@ async fn simulated_worker(url: String, id: String, slots: u32, stop: oneshot::Re
     heartbeats.abort();
 }
 
-/// Submits `spec` and waits for it to succeed; returns the makespan from the coordinator's
-/// records.
-async fn run(client: &async_nats::Client, spec: JobSpec) -> Duration {
-    let req = SubmitRequest {
-        spec,
-        source: "bench".into(),
-        default_mode: None,
-        max_parallel: None,
-    };
-    let reply = client
-        .request(
-            names::api_subject(api::SUBMIT),
-            serde_json::to_vec(&req).unwrap().into(),
-        )
-        .await
-        .unwrap();
-    let ApiReply::Ok(SubmitReply { job }) = serde_json::from_slice(&reply.payload).unwrap() else {
-        panic!("submit failed: {}", String::from_utf8_lossy(&reply.payload))
-    };
-    let body = serde_json::to_vec(&api::StatusRequest {
-        summary_only: true,
-        ..api::StatusRequest::whole(job)
-    })
-    .unwrap();
-    loop {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        let r = client
-            .request(names::api_subject(api::STATUS), body.clone().into())
-            .await
-            .unwrap();
-        if let Ok(ApiReply::Ok(s)) = serde_json::from_slice::<ApiReply<JobStatus>>(&r.payload)
-            && let Some(end) = s.summary.finished_ms
-        {
-            assert_eq!(s.summary.state, ordo_proto::JobState::Succeeded);
-            return Duration::from_millis(end - s.summary.created_ms);
-        }
-    }
-}
-
 fn report(what: &str, n: usize, cpu: Duration, took: Duration) {
     let per_task = cpu.as_secs_f64() * 1e6 / n as f64;
     println!(
@@ -180,16 +142,7 @@ async fn scenario(n: usize, workers: u32, slots: u32, chain: bool) {
             .expect("coordinator");
     });
     let client = connect(&nats.url).await;
-    for _ in 0..200 {
-        if client
-            .request(names::api_subject(api::WORKERS), "{}".into())
-            .await
-            .is_ok()
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    wait_api(&client, 200).await;
     let mut stops = Vec::new();
     for w in 0..workers {
         let (stop, stopped) = oneshot::channel::<()>();
@@ -207,9 +160,9 @@ async fn scenario(n: usize, workers: u32, slots: u32, chain: bool) {
     let setup = format!("{workers} simulated worker(s) × {slots} slots");
 
     // Warm up (streams, consumers, caches), then measure.
-    run(&client, common::job(500, "true", false)).await;
+    run_job(&client, common::job(500, "true", false)).await;
     let before = thread_cpu(tid);
-    let took = run(&client, common::job(n, "true", false)).await;
+    let took = run_job(&client, common::job(n, "true", false)).await;
     report(
         &format!("{n} independent tasks, {setup}"),
         n,
@@ -219,7 +172,7 @@ async fn scenario(n: usize, workers: u32, slots: u32, chain: bool) {
     if chain {
         let hops = 2_000;
         let before = thread_cpu(tid);
-        let took = run(&client, common::job(hops, "true", true)).await;
+        let took = run_job(&client, common::job(hops, "true", true)).await;
         report(
             &format!("a {hops}-task chain, {setup}"),
             hops,

@@ -33,7 +33,7 @@ use std::time::Duration;
 use ordo_coordinator::store::Store;
 use ordo_coordinator::{ha, service};
 use ordo_plumbing::connect::NatsArgs;
-use ordo_proto::api::{self, ApiReply, JobStatus, SubmitReply, SubmitRequest};
+use ordo_proto::api::{self, ApiReply};
 use ordo_proto::{JobSpec, names};
 use ordo_worker::daemon;
 use tokio::sync::oneshot;
@@ -48,7 +48,8 @@ mod nats;
 
 use common::{job, spawn_limit};
 use nats::{
-    Nats, connect, own_thread, pin_to, process_cpu, start_nats, thread_cpu, thread_id, two_cpus,
+    Nats, connect, own_thread, pin_to, process_cpu, run_job, start_nats, thread_cpu, thread_id,
+    two_cpus, wait_api,
 };
 
 /// A coordinator and workers in this process, stopped by dropping their senders.
@@ -163,17 +164,7 @@ async fn cluster_with(url: &str, cpu: Option<usize>, with_ha: bool) -> Cluster {
         });
     }
     let client = connect(url).await;
-    // Ready when the API answers.
-    for _ in 0..200 {
-        if client
-            .request(names::api_subject(api::WORKERS), "{}".into())
-            .await
-            .is_ok()
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
+    wait_api(&client, 200).await;
     Cluster {
         client,
         stops: vec![stop],
@@ -257,46 +248,7 @@ impl Cluster {
 
     /// Submits a job and returns its makespan from the coordinator's own records.
     async fn run(&self, spec: JobSpec) -> Duration {
-        let req = SubmitRequest {
-            spec,
-            source: "bench".into(),
-            default_mode: None,
-            max_parallel: None,
-        };
-        let body = serde_json::to_vec(&req).unwrap();
-        let reply = self
-            .client
-            .request(names::api_subject(api::SUBMIT), body.into())
-            .await
-            .unwrap();
-        let ApiReply::Ok(SubmitReply { job }) = serde_json::from_slice(&reply.payload).unwrap()
-        else {
-            panic!("submit failed: {}", String::from_utf8_lossy(&reply.payload))
-        };
-        let body = serde_json::to_vec(&api::StatusRequest {
-            summary_only: true,
-            ..api::StatusRequest::whole(job)
-        })
-        .unwrap();
-        loop {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            let r = self
-                .client
-                .request(names::api_subject(api::STATUS), body.clone().into())
-                .await
-                .unwrap();
-            if let Ok(ApiReply::Ok(s)) = serde_json::from_slice::<ApiReply<JobStatus>>(&r.payload)
-                && let Some(end) = s.summary.finished_ms
-            {
-                assert_eq!(
-                    s.summary.state,
-                    ordo_proto::JobState::Succeeded,
-                    "bench job failed: {:?}",
-                    s.summary.reason
-                );
-                return Duration::from_millis(end - s.summary.created_ms);
-            }
-        }
+        run_job(&self.client, spec).await
     }
 }
 

@@ -1,12 +1,16 @@
 //! What the benchmarks that need NATS share: a real local nats-server (optionally pinned to a
-//! CPU), components on threads of their own as their binaries run them, and the CPU time a
-//! thread used (from /proc). Included by each bench with `#[path]`.
+//! CPU), components on threads of their own as their binaries run them, the CPU time a thread
+//! or process used (from /proc), and the coordinator's API as a bench uses it (wait until it
+//! answers; submit a job and wait for it). Included by each bench with `#[path]`.
 
 #![allow(dead_code)]
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+use ordo_proto::api::{self, ApiReply, JobStatus, SubmitReply, SubmitRequest};
+use ordo_proto::{JobSpec, names};
 
 pub struct Nats {
     pub child: Child,
@@ -159,4 +163,62 @@ fn stat_cpu(path: &str) -> Duration {
     // SAFETY: sysconf has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
     Duration::from_micros(ticks * 1_000_000 / hz)
+}
+
+/// Waits (at most `tries` × 25 ms) until a coordinator answers the API.
+pub async fn wait_api(client: &async_nats::Client, tries: u32) {
+    for _ in 0..tries {
+        if client
+            .request(names::api_subject(api::WORKERS), "{}".into())
+            .await
+            .is_ok()
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// Submits `spec` and waits for it to succeed; returns the makespan from the coordinator's
+/// records.
+pub async fn run_job(client: &async_nats::Client, spec: JobSpec) -> Duration {
+    let req = SubmitRequest {
+        spec,
+        source: "bench".into(),
+        default_mode: None,
+        max_parallel: None,
+    };
+    let reply = client
+        .request(
+            names::api_subject(api::SUBMIT),
+            serde_json::to_vec(&req).unwrap().into(),
+        )
+        .await
+        .unwrap();
+    let ApiReply::Ok(SubmitReply { job }) = serde_json::from_slice(&reply.payload).unwrap() else {
+        panic!("submit failed: {}", String::from_utf8_lossy(&reply.payload))
+    };
+    let body = serde_json::to_vec(&api::StatusRequest {
+        summary_only: true,
+        ..api::StatusRequest::whole(job)
+    })
+    .unwrap();
+    loop {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let r = client
+            .request(names::api_subject(api::STATUS), body.clone().into())
+            .await
+            .unwrap();
+        if let Ok(ApiReply::Ok(s)) = serde_json::from_slice::<ApiReply<JobStatus>>(&r.payload)
+            && let Some(end) = s.summary.finished_ms
+        {
+            assert_eq!(
+                s.summary.state,
+                ordo_proto::JobState::Succeeded,
+                "bench job failed: {:?}",
+                s.summary.reason
+            );
+            return Duration::from_millis(end - s.summary.created_ms);
+        }
+    }
 }
