@@ -1011,6 +1011,23 @@ mod tests {
         assert_eq!(left, vec![running.id]);
     }
 
+    /// A result of task 0 of `job` whose agent run cost `usd`.
+    fn agent_result(job: &JobRecord, attempt: u32, usd: f64) -> TaskResult {
+        let d = Dispatch::new(
+            job.id,
+            job.spec.tasks[0].name.clone(),
+            TaskIndex(0),
+            Attempt(attempt),
+            ordo_proto::Program::Shell("true".into()),
+        );
+        let mut r = TaskResult::new(&d, "w".into(), Outcome::Succeeded, 0, "");
+        r.agent = Some(Box::new(ordo_proto::AgentRun {
+            cost_usd: Some(usd),
+            ..Default::default()
+        }));
+        r
+    }
+
     /// A job's cost counts every run that spent: applied attempts and the stale or duplicate
     /// executions the engine charged; a result reported again or forged counts for nothing.
     #[test]
@@ -1019,21 +1036,7 @@ mod tests {
         let job = record(1);
         store.insert_job(&job).unwrap();
         assert_eq!(store.job_cost(&job.id).unwrap(), None);
-        let run = |usd: f64| {
-            let d = Dispatch::new(
-                job.id,
-                job.spec.tasks[0].name.clone(),
-                TaskIndex(0),
-                Attempt(1),
-                ordo_proto::Program::Shell("true".into()),
-            );
-            let mut r = TaskResult::new(&d, "w".into(), Outcome::Succeeded, 0, "");
-            r.agent = Some(Box::new(ordo_proto::AgentRun {
-                cost_usd: Some(usd),
-                ..Default::default()
-            }));
-            r
-        };
+        let run = |usd: f64| agent_result(&job, 1, usd);
         let ignored = |usd: f64, kind: crate::engine::Ignore, charged: bool| Change::Ignored {
             result: run(usd),
             why: "test".into(),
@@ -1067,21 +1070,7 @@ mod tests {
         job.spec.tasks[0].command = None;
         job.spec.tasks[0].prompt = Some("do it".into());
         store.insert_job(&job).unwrap();
-        let run = |attempt: u32, usd: f64| {
-            let d = Dispatch::new(
-                job.id,
-                job.spec.tasks[0].name.clone(),
-                TaskIndex(0),
-                Attempt(attempt),
-                ordo_proto::Program::Shell("true".into()),
-            );
-            let mut r = TaskResult::new(&d, "w".into(), Outcome::Failed, 0, "");
-            r.agent = Some(Box::new(ordo_proto::AgentRun {
-                cost_usd: Some(usd),
-                ..Default::default()
-            }));
-            r
-        };
+        let run = |attempt: u32, usd: f64| agent_result(&job, attempt, usd);
         let state = |state: JobState| Change::Job {
             job: job.id,
             state,

@@ -1731,6 +1731,27 @@ fn budget_spec() -> JobSpec {
     s
 }
 
+/// What `budget_spec` resumes from once a succeeded with `result` and b has not started.
+fn a_done_b_pending(result: TaskResult) -> Saved {
+    Saved {
+        tasks: vec![
+            SavedTask {
+                state: TaskState::Succeeded {
+                    attempt: Attempt(1),
+                    finished: 1,
+                },
+                attempts: 1,
+            },
+            SavedTask {
+                state: TaskState::Pending,
+                attempts: 0,
+            },
+        ],
+        results: vec![result],
+        ..Saved::default()
+    }
+}
+
 fn costing(mut r: TaskResult, usd: f64) -> TaskResult {
     r.agent = Some(Box::new(ordo_proto::AgentRun {
         cost_usd: Some(usd),
@@ -1779,22 +1800,8 @@ fn stale_executions_spend_the_budget_too() {
     );
 
     let saved = |ignored: Vec<TaskResult>| Saved {
-        tasks: vec![
-            SavedTask {
-                state: TaskState::Succeeded {
-                    attempt: Attempt(1),
-                    finished: 1,
-                },
-                attempts: 1,
-            },
-            SavedTask {
-                state: TaskState::Pending,
-                attempts: 0,
-            },
-        ],
-        results: vec![fresh.clone()],
         ignored,
-        integrations: Default::default(),
+        ..a_done_b_pending(fresh.clone())
     };
     let again = Harness::resumed(budget_spec(), 2, saved(vec![stale.clone()]));
     assert!(again.running().is_empty(), "{:?}", again.running());
@@ -1824,28 +1831,7 @@ fn a_result_reported_again_is_not_charged_twice() {
     });
     assert_eq!(charged, Some((Ignore::Duplicate, Some(false))));
 
-    let mut resumed = Harness::resumed(
-        budget_spec(),
-        2,
-        Saved {
-            tasks: vec![
-                SavedTask {
-                    state: TaskState::Succeeded {
-                        attempt: Attempt(1),
-                        finished: 1,
-                    },
-                    attempts: 1,
-                },
-                SavedTask {
-                    state: TaskState::Pending,
-                    attempts: 0,
-                },
-            ],
-            results: vec![done.clone()],
-            ignored: Vec::new(),
-            integrations: Default::default(),
-        },
-    );
+    let mut resumed = Harness::resumed(budget_spec(), 2, a_done_b_pending(done.clone()));
     assert_eq!(resumed.running(), ["b"]);
     let late = resumed.apply(Event::Finished(done));
     assert!(
