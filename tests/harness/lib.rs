@@ -298,6 +298,23 @@ pub fn pids_with_env(key: &str, value: &str) -> Vec<u32> {
     out
 }
 
+/// The coordinators `ordo cluster --output json` printed: (id, role, journal lag; `u64::MAX`
+/// when not given). Nothing when it printed no list.
+pub fn cluster_members(stdout: &str) -> Vec<(String, String, u64)> {
+    let v: serde_json::Value = serde_json::from_str(stdout).unwrap_or_default();
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .map(|s| {
+            (
+                s["id"].as_str().unwrap_or_default().to_string(),
+                s["role"].as_str().unwrap_or_default().to_string(),
+                s["lag"].as_u64().unwrap_or(u64::MAX),
+            )
+        })
+        .collect()
+}
+
 /// The task named `name` in a JSON document with a `tasks` list (a status, a run summary, a
 /// report); fails the test naming the document when there is none.
 pub fn task<'a>(doc: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {

@@ -1300,16 +1300,9 @@ fn ha_coordinators_work_with_the_deployed_permissions() {
     let c2 = coordinator(1);
     let roles = || -> Vec<(String, String)> {
         let r = d.client(&["cluster", "--output", "json"]);
-        let v: Value = serde_json::from_str(&r.stdout).unwrap_or(Value::Null);
-        v.as_array()
+        ordo_tests::cluster_members(&r.stdout)
             .into_iter()
-            .flatten()
-            .map(|s| {
-                (
-                    s["id"].as_str().unwrap_or_default().to_string(),
-                    s["role"].as_str().unwrap_or_default().to_string(),
-                )
-            })
+            .map(|(id, role, _)| (id, role))
             .collect()
     };
     let pair = |a: &str, b: &str| {

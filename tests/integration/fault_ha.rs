@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use ordo_tests::ledger::{self, Row, Tally};
 use ordo_tests::{Cluster, Daemon, wait_until};
-use serde_json::Value;
 
 use super::{Rng, Suite, max, seeds, tail, workers};
 
@@ -122,18 +121,7 @@ fn coordinators(c: &Cluster) -> Vec<(String, String, u64)> {
     if r.code() != 0 {
         return Vec::new();
     }
-    let v: Value = serde_json::from_str(&r.stdout).unwrap_or(Value::Null);
-    v.as_array()
-        .into_iter()
-        .flatten()
-        .map(|s| {
-            (
-                s["id"].as_str().unwrap_or_default().to_string(),
-                s["role"].as_str().unwrap_or_default().to_string(),
-                s["lag"].as_u64().unwrap_or(u64::MAX),
-            )
-        })
-        .collect()
+    ordo_tests::cluster_members(&r.stdout)
 }
 
 fn active(c: &Cluster) -> Option<String> {
