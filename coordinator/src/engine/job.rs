@@ -376,6 +376,17 @@ impl Job {
         }
     }
 
+    /// Sequential jobs and flow jobs run one task at a time.
+    fn one_at_a_time(&self) -> bool {
+        matches!(self.kind, Kind::Dag { sequential: true } | Kind::Flow)
+    }
+
+    /// A task of the job has started and not ended: it runs, waits to retry, or waits for
+    /// (or is in) integration.
+    fn unsettled(&self) -> bool {
+        self.active > 0 || !self.timers.is_empty() || self.ws.as_ref().is_some_and(|w| !w.idle())
+    }
+
     fn tolerates_failure(&self, t: u32) -> bool {
         let task = self.task(t);
         task.allow_failure || (self.kind != Kind::Flow && task.on_failure == Some(Jump::Next))
@@ -471,6 +482,11 @@ impl Job {
 
     pub(crate) fn schedule(&mut self, now: Millis, pools: &mut Pools, out: &mut Vec<Action>) {
         if self.stop.is_some() || self.state.is_terminal() {
+            return;
+        }
+        if self.one_at_a_time() && self.unsettled() {
+            // Sequential is strict: the next task waits until the one before has ended, its
+            // retry waits and its integration included.
             return;
         }
         let mut full_queues: HashSet<String> = HashSet::new();

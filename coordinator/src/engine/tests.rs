@@ -405,6 +405,34 @@ fn sequential_mode_runs_one_at_a_time_in_declared_order() {
     assert_eq!(h.job_state, Some(JobState::Succeeded));
 }
 
+/// Sequential is strict: a task waiting to retry holds the next one back (a review step
+/// never starts on a draft that has not passed its verify).
+#[test]
+fn sequential_mode_waits_for_a_retry() {
+    let mut draft = task("draft", &[]);
+    draft.max_attempts = Some(2);
+    draft.retry_backoff = Some(ordo_proto::Dur::secs(5));
+    let mut s = spec(vec![draft, task("review", &[])]);
+    s.settings.enable_parallel = Some(false);
+    let mut h = Harness::new(s, 8);
+    assert_eq!(h.running(), vec!["draft"]);
+    h.finish("draft", Outcome::VerifyFailed);
+    assert!(
+        matches!(h.recorded[&0], TaskState::RetryWait { .. }),
+        "{:?}",
+        h.recorded[&0]
+    );
+    assert!(
+        h.running().is_empty(),
+        "review started during draft's retry wait"
+    );
+    h.advance(5_000);
+    h.advance(2_000);
+    assert_eq!(h.running(), vec!["draft"]);
+    h.finish("draft", Outcome::Succeeded);
+    assert_eq!(h.running(), vec!["review"]);
+}
+
 /// Proves `max_parallel_tasks` holds at every step of a whole job, through retries, requeues
 /// and lost attempts (each frees the job's slot and takes it again), and that the engine keeps
 /// the job at exactly its bound while tasks are left: an off-by-one either way, or a bound
@@ -677,29 +705,46 @@ fn resume_keeps_finished_tasks() {
 }
 
 #[test]
-fn retry_records_reset_failed_tasks_only() {
+fn retry_records_start_over_what_the_retry_names() {
+    let done = |attempts| SavedTask {
+        state: TaskState::Succeeded {
+            attempt: Attempt(attempts),
+            finished: 1,
+        },
+        attempts,
+    };
+    let skipped = SavedTask {
+        state: TaskState::Skipped {
+            reason: "dep".into(),
+        },
+        attempts: 0,
+    };
+    // a ✓, b ✗ (after a), c skipped (after b), d skipped (after c), e ✓ (after a),
+    // f cancelled, g ✗ (independent).
+    let s = spec(vec![
+        task("a", &[]),
+        task("b", &["a"]),
+        task("c", &["b"]),
+        task("d", &["c"]),
+        task("e", &["a"]),
+        task("f", &[]),
+        task("g", &[]),
+    ]);
+    let dag = validate(&s).unwrap();
+    let failed = SavedTask {
+        state: TaskState::Failed {
+            attempt: Attempt(1),
+            finished: 1,
+            reason: "x".into(),
+        },
+        attempts: 1,
+    };
     let saved = vec![
-        SavedTask {
-            state: TaskState::Succeeded {
-                attempt: Attempt(1),
-                finished: 1,
-            },
-            attempts: 1,
-        },
-        SavedTask {
-            state: TaskState::Failed {
-                attempt: Attempt(1),
-                finished: 1,
-                reason: "x".into(),
-            },
-            attempts: 1,
-        },
-        SavedTask {
-            state: TaskState::Skipped {
-                reason: "dep".into(),
-            },
-            attempts: 0,
-        },
+        done(1),
+        failed.clone(),
+        skipped.clone(),
+        skipped,
+        done(1),
         SavedTask {
             state: TaskState::Cancelled {
                 finished: 1,
@@ -707,15 +752,45 @@ fn retry_records_reset_failed_tasks_only() {
             },
             attempts: 0,
         },
+        failed,
     ];
-    let again = retry_records(&saved, true);
-    assert!(matches!(again[0].state, TaskState::Succeeded { .. }));
-    assert_eq!(again[1].state, TaskState::Pending);
+    let pending = |r: &[SavedTask]| -> Vec<bool> {
+        r.iter().map(|s| s.state == TaskState::Pending).collect()
+    };
+    let again = retry_records(&saved, &dag, Again::Unsuccessful);
+    assert_eq!(
+        pending(&again),
+        [false, true, true, true, false, true, true],
+        "succeeded tasks keep their records"
+    );
     assert_eq!(again[1].attempts, 1, "attempt numbers keep counting");
-    assert_eq!(again[2].state, TaskState::Pending);
-    assert_eq!(again[3].state, TaskState::Pending);
-    let all = retry_records(&saved, false);
+    assert_eq!(again[0], saved[0]);
+    let one = retry_records(&saved, &dag, Again::Task(1));
+    assert_eq!(
+        pending(&one),
+        [false, true, true, true, false, false, false],
+        "b and what it held back; g stays failed, e (succeeded) is kept"
+    );
+    let all = retry_records(&saved, &dag, Again::All);
     assert!(all.iter().all(|s| s.state == TaskState::Pending));
+}
+
+#[test]
+fn a_retry_request_names_one_scope() {
+    let s = spec(vec![task("a", &[]), task("b", &["a"])]);
+    let dag = validate(&s).unwrap();
+    let job = JobId::new();
+    let mut req = ordo_proto::api::RetryRequest::failed_only(job);
+    assert_eq!(Again::of(&req, &dag), Ok(Again::Unsuccessful));
+    req.task = Some("b".into());
+    assert!(Again::of(&req, &dag).unwrap_err().contains("not both"));
+    req.failed_only = false;
+    assert_eq!(Again::of(&req, &dag), Ok(Again::Task(1)));
+    req.task = Some("zz".into());
+    let e = Again::of(&req, &dag).unwrap_err();
+    assert!(e.contains("no task named \"zz\""), "{e}");
+    req.task = None;
+    assert_eq!(Again::of(&req, &dag), Ok(Again::All));
 }
 
 fn flow(tasks: Vec<(&str, Option<Jump>, Option<Jump>)>) -> JobSpec {

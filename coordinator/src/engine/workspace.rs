@@ -207,6 +207,11 @@ impl Workspaces {
         self.in_flight == Some((t, attempt)) || self.restored.get(&t) == Some(&attempt)
     }
 
+    /// No task of the job waits for integration or is being integrated.
+    pub(crate) fn idle(&self) -> bool {
+        self.queue.is_empty() && self.in_flight.is_none()
+    }
+
     /// Drops a task from the queue (its job is stopping).
     pub(crate) fn forget(&mut self, t: u32) {
         self.queue.retain(|&q| q != t);
