@@ -621,6 +621,17 @@ pub fn task(ctx: &Context, data: &ReportData, index: TaskIndex) -> String {
             ""
         }
     );
+    let _ = writeln!(
+        b,
+        "<div class=\"actions\">{}</div>",
+        action(
+            ctx,
+            &format!("/jobs/{id}/tasks/{}/retry", t.index),
+            "Retry this task",
+            (!rec.state.is_terminal()).then_some("the job is still running"),
+            false
+        )
+    );
     if let Some(why) = &t.reason {
         let _ = writeln!(b, "<p class=\"note\">{}</p>", esc(why));
     }
