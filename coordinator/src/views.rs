@@ -105,7 +105,7 @@ pub fn status(store: &Store, id: &JobId) -> Result<Option<JobStatus>> {
                 i as u32,
                 spec.name.as_str(),
                 &saved.state,
-                saved.attempts,
+                saved.spent(),
                 last[i],
                 cost[i],
             )
@@ -200,7 +200,7 @@ pub fn status_page(
             let name = spec.tasks.get(i as usize).map_or("", |t| t.name.as_str());
             // A live task's state is the engine's (the store may lag it by one commit).
             let state = current.get(i as usize).copied().unwrap_or(&rec.state);
-            task_status(i, name, state, rec.attempts, results.last(), cost)
+            task_status(i, name, state, rec.spent(), results.last(), cost)
         })
         .collect();
     Ok(Some(JobStatus {
@@ -345,6 +345,7 @@ mod tests {
                 job: rec.id,
                 index: TaskIndex(i),
                 attempts: 1,
+                conflicts: 0,
                 state: if i % 3 == 0 {
                     TaskState::Failed {
                         attempt: Attempt(1),

@@ -1076,8 +1076,13 @@ env = {{ MARKS = "{marks}" }}
             &mut b,
             &text_of("tr[data-task=\"1\"] [data-f=\"attempts\"]")
         ),
-        json!("2"),
-        "the conflicting task ran again"
+        json!("1"),
+        "the conflicting task ran again, and a conflict is no attempt spent"
+    );
+    assert!(
+        late.body.contains("o-conflict"),
+        "the conflicted run: {}",
+        late.body
     );
     open_clean(&mut b, &ui.url(&format!("/jobs/{job}/tasks/1")));
 }

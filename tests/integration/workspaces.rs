@@ -381,6 +381,15 @@ env = {{ MARKS = "{marks}" }}
     let late = task(&report, "late");
     assert_eq!(late["state"], "succeeded", "{late:#}");
     assert_eq!(late["runs"].as_array().unwrap().len(), 2, "{late:#}");
+    // The conflicted run shows as a conflict, with the other task and the files, and is no
+    // attempt spent.
+    let first = &late["runs"][0];
+    assert_eq!(first["outcome"], "conflict", "{late:#}");
+    assert_eq!(first["conflict"]["task"], "early", "{first:#}");
+    assert_eq!(strings(&first["conflict"]["files"]), ["shared.txt"]);
+    assert_eq!(late["runs"][1]["outcome"], "succeeded");
+    assert_eq!(late["attempts"], 1, "{late:#}");
+    assert_eq!(report["summary"]["retries"], 0, "{:#}", report["summary"]);
     let conflicts = late["integration"]["conflicts"].as_array().unwrap();
     assert_eq!(conflicts.len(), 1, "{late:#}");
     assert_eq!(conflicts[0]["task"], "early");

@@ -25,7 +25,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use ordo_coordinator::report::{IgnoredResult, ReportData};
-use ordo_coordinator::store::{Change, TaskState};
+use ordo_coordinator::store::{Change, SavedTask, TaskState};
 use ordo_proto::{
     ExecutionMode, Integration, JobState, Outcome, TaskIndex, TaskPhase, TaskResult, TaskSpec,
     WorkerId,
@@ -691,12 +691,7 @@ pub fn build(data: &ReportData) -> Report {
                 verify,
                 depends_on: t.depends_on.iter().map(|d| d.to_string()).collect(),
                 // A conflict is not an attempt spent.
-                attempts: saved.map_or(0, |s| s.attempts).saturating_sub(
-                    runs[i]
-                        .iter()
-                        .filter(|r| conflicted.contains_key(&(i, r.attempt.0)))
-                        .count() as u32,
-                ),
+                attempts: saved.map_or(0, SavedTask::spent),
                 worker: last.map(|r| r.worker.clone()),
                 exit_code: last.and_then(|r| r.exit_code),
                 signal: last.and_then(|r| r.signal),

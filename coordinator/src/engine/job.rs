@@ -45,6 +45,8 @@ pub(crate) struct Job {
     attempts: Vec<u32>,
     /// Attempts counted against `max_attempts` (reset when a flow job re-enters a task).
     tries: Vec<u32>,
+    /// Attempts whose change conflicted at integration (they spent no attempt).
+    conflicts: Vec<u32>,
     /// Highest delivery reported started of the attempt in flight (0: none known).
     deliveries: Vec<u32>,
     /// Attempt and delivery of the last applied result, to tell stale results from
@@ -141,6 +143,7 @@ impl Job {
             tasks: vec![TaskState::Pending; n],
             attempts: vec![0; n],
             tries: vec![0; n],
+            conflicts: vec![0; n],
             deliveries: vec![0; n],
             applied: vec![None; n],
             waiting: dag.deps.iter().map(|d| d.len() as u32).collect(),
@@ -229,6 +232,7 @@ impl Job {
                 }
             }
             self.attempts[t] = s.attempts;
+            self.conflicts[t] = s.conflicts;
             // A task started over (`ordo retry`) gets its whole retry budget again.
             self.tries[t] = if s.state == TaskState::Pending {
                 0
@@ -442,6 +446,7 @@ impl Job {
             index: TaskIndex(t),
             attempts: self.attempts[t as usize],
             state,
+            conflicts: self.conflicts[t as usize],
         }));
     }
 
@@ -845,6 +850,7 @@ impl Job {
                 }
                 // A conflict does not spend an attempt.
                 self.tries[t as usize] = self.tries[t as usize].saturating_sub(1);
+                self.conflicts[t as usize] += 1;
                 match self.stop.clone() {
                     Some(reason) => {
                         let state = TaskState::Cancelled {

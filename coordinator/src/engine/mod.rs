@@ -134,6 +134,22 @@ pub struct SavedTask {
     pub state: TaskState,
     /// Attempts started so far.
     pub attempts: u32,
+    /// How many of those succeeded but could not be integrated (a conflict or a failed
+    /// integration verify): they ran again without spending an attempt, so users are shown
+    /// `attempts - conflicts`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub conflicts: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+impl SavedTask {
+    /// The attempts spent, as users count them: conflicts left out.
+    pub fn spent(&self) -> u32 {
+        self.attempts.saturating_sub(self.conflicts)
+    }
 }
 
 /// What a job resumes from: its task records and the stored results of applied attempts it
@@ -197,6 +213,9 @@ pub enum Change {
         index: TaskIndex,
         attempts: u32,
         state: TaskState,
+        /// Of `attempts`, those whose change conflicted (`SavedTask::conflicts`).
+        #[serde(default)]
+        conflicts: u32,
     },
     /// An attempt's result was applied.
     Attempt(TaskResult),
@@ -588,7 +607,7 @@ pub fn retry_records(saved: &[SavedTask], dag: &Dag, again: Again) -> Vec<SavedT
             if again {
                 SavedTask {
                     state: TaskState::Pending,
-                    attempts: s.attempts,
+                    ..s.clone()
                 }
             } else {
                 s.clone()

@@ -652,6 +652,7 @@ fn resume_keeps_finished_tasks() {
                 finished: 5,
             },
             attempts: 1,
+            conflicts: 0,
         },
         SavedTask {
             state: TaskState::Running {
@@ -660,10 +661,12 @@ fn resume_keeps_finished_tasks() {
                 started: 6,
             },
             attempts: 1,
+            conflicts: 0,
         },
         SavedTask {
             state: TaskState::Pending,
             attempts: 0,
+            conflicts: 0,
         },
     ];
     let mut engine = Engine::new();
@@ -712,12 +715,14 @@ fn retry_records_start_over_what_the_retry_names() {
             finished: 1,
         },
         attempts,
+        conflicts: 0,
     };
     let skipped = SavedTask {
         state: TaskState::Skipped {
             reason: "dep".into(),
         },
         attempts: 0,
+        conflicts: 0,
     };
     // a ✓, b ✗ (after a), c skipped (after b), d skipped (after c), e ✓ (after a),
     // f cancelled, g ✗ (independent).
@@ -738,6 +743,7 @@ fn retry_records_start_over_what_the_retry_names() {
             reason: "x".into(),
         },
         attempts: 1,
+        conflicts: 0,
     };
     let saved = vec![
         done(1),
@@ -751,6 +757,7 @@ fn retry_records_start_over_what_the_retry_names() {
                 reason: "c".into(),
             },
             attempts: 0,
+            conflicts: 0,
         },
         failed,
     ];
@@ -1206,6 +1213,7 @@ impl Sim {
                 index,
                 attempts,
                 state,
+                ..
             }) => {
                 let i = index.get();
                 let m = self.jobs.get_mut(job).expect("a submitted job");
@@ -1775,6 +1783,7 @@ fn results_for_ended_jobs_are_classified_from_the_engines_own_fences() {
             saved: vec![SavedTask {
                 state: h.state(0),
                 attempts: 1,
+                conflicts: 0,
             }],
         },
     );
@@ -1816,10 +1825,12 @@ fn a_done_b_pending(result: TaskResult) -> Saved {
                     finished: 1,
                 },
                 attempts: 1,
+                conflicts: 0,
             },
             SavedTask {
                 state: TaskState::Pending,
                 attempts: 0,
+                conflicts: 0,
             },
         ],
         results: vec![result],
@@ -1996,10 +2007,12 @@ fn an_integrating_task_resumes_its_integration_not_its_run() {
             SavedTask {
                 state: integrating.clone(),
                 attempts: 1,
+                conflicts: 0,
             },
             SavedTask {
                 state: TaskState::Pending,
                 attempts: 0,
+                conflicts: 0,
             },
         ],
         results,
@@ -2074,14 +2087,17 @@ fn resumed_integrations_keep_their_order_and_accept_an_earlier_request() {
             SavedTask {
                 state: h.state(0),
                 attempts: 1,
+                conflicts: 0,
             },
             SavedTask {
                 state: h.state(1),
                 attempts: 1,
+                conflicts: 0,
             },
             SavedTask {
                 state: TaskState::Pending,
                 attempts: 0,
+                conflicts: 0,
             },
         ],
         results: stored,
