@@ -247,7 +247,11 @@ pub struct TaskStatus {
     pub index: TaskIndex,
     pub name: String,
     pub state: TaskPhase,
+    /// Attempts spent (conflicts left out).
     pub attempts: u32,
+    /// Runs whose change conflicted at integration and ran again from the new tip.
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
+    pub conflicts: u32,
     pub worker: Option<WorkerId>,
     pub exit_code: Option<i32>,
     pub duration_ms: Option<u64>,
@@ -270,6 +274,10 @@ pub struct JobStatus {
     /// The page `tasks` is, when one was asked for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub page: Option<Page>,
+}
+
+fn is_zero_u32(n: &u32) -> bool {
+    *n == 0
 }
 
 fn is_zero(n: &usize) -> bool {

@@ -455,6 +455,7 @@ pub(crate) mod tests {
             name: name.into(),
             state,
             attempts: 1,
+            conflicts: 0,
             worker: None,
             exit_code: None,
             duration_ms: None,
