@@ -41,6 +41,7 @@ use crate::args::{RunTarget, exit};
 use crate::formats::{self, Format, LoadOptions};
 use crate::jobs::{self, Jobs, Open};
 use crate::manage::submit_request;
+use crate::overlay::Overlay;
 
 /// The session cookie set by the login form.
 const COOKIE: &str = "ordo_session";
@@ -803,6 +804,9 @@ struct SubmitForm {
     /// Empty: detected from the text.
     #[serde(default)]
     format: String,
+    /// A settings overlay (TOML `[settings]`), as `--with FILE` gives one; may be empty.
+    #[serde(default)]
+    with: String,
 }
 
 /// Submits spec text from the form (any format ordo reads).
@@ -830,8 +834,18 @@ async fn submit(State(ui): State<Arc<Ui>>, Form(f): Form<SubmitForm>) -> Respons
         tag: Some("master".into()),
         ..Default::default()
     };
-    let loaded = formats::parse(&label, &f.spec, &opts)
-        .and_then(|l| formats::check(&l, &label).map(|dag| (l, dag)));
+    let overlay = match f.with.trim() {
+        "" => Ok(Overlay::default()),
+        text => Overlay::parse("settings overlay", text).map(|settings| Overlay {
+            settings,
+            ..Overlay::default()
+        }),
+    };
+    let loaded = overlay.map_err(|d| vec![d]).and_then(|overlay| {
+        let mut l = formats::parse(&label, &f.spec, &opts)?;
+        overlay.apply(&mut l.spec, &label).map_err(|d| vec![d])?;
+        formats::check(&l, &label).map(|dag| (l, dag))
+    });
     let (loaded, dag) = match loaded {
         Ok(v) => v,
         Err(diags) => {

@@ -306,6 +306,10 @@ pub fn jobs(ctx: &Context, list: &[JobSummary], q: &ListQuery, now: u64) -> Stri
          <form method=\"post\" action=\"/jobs\">{}\
          <label>spec (ordo TOML or JSON, Prompter TOML, subtasks JSON, tasks.json, Markdown)\
          <textarea name=\"spec\" rows=\"12\" spellcheck=\"false\" required{disabled}></textarea></label>\
+         <label>settings overlay (optional TOML <code>[settings]</code> laid over the spec's, as \
+         <code>--with FILE</code>: e.g. <code>workspace = \"worktree\"</code>, \
+         <code>max_cost_usd = 5</code>)\
+         <textarea name=\"with\" rows=\"4\" spellcheck=\"false\"{disabled}></textarea></label>\
          <label>format <select name=\"format\"{disabled}><option value=\"\">detect</option>\
          <option>toml</option><option>json</option><option>subtasks</option>\
          <option>markdown-json</option><option>taskmaster</option><option>markdown</option>\
