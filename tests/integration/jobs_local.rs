@@ -191,12 +191,13 @@ name = "clash"
 workspace = "worktree"
 repository = "{}"
 max_integration_attempts = 1
+integration_verify = "! test -e other.txt"
 [[tasks]]
 name = "first"
 command = "echo first > same.txt"
 [[tasks]]
 name = "second"
-command = "sleep 0.3; echo second > same.txt"
+command = "echo second > other.txt"
 "#,
             repo.display()
         ),

@@ -746,11 +746,13 @@ fn overlapping_write_sets_never_run_together() {
     }
 }
 
-/// With `max_integration_attempts = 1` a conflict is final: the job fails (exit 1), the task's
-/// reason names the file and the task it collided with, and its worktree is kept, with its
-/// path in the report, for a person to look at.
+/// A conflict is a race lost: it does not count against `max_integration_attempts`, but what a
+/// rework cannot mend does. With a limit of 1, `second` conflicts (and runs again from the new
+/// tip), then its clean merge fails the integration verify: that is final. The job fails
+/// (exit 1), the task's reason names the file and the task it collided with, and its worktree
+/// is kept, with its path in the report, for a person to look at.
 #[test]
-fn conflict_past_the_limit_fails_and_keeps_the_worktree() {
+fn integration_failure_past_the_limit_fails_and_keeps_the_worktree() {
     let sb = Sandbox::new();
     let repo = sb.repo();
     let marks = sb.dir("marks");
@@ -763,6 +765,7 @@ name = "once"
 workspace = "worktree"
 target_branch = "once"
 max_integration_attempts = 1
+integration_verify = "! grep -q second shared.txt"
 timeout = "20s"
 env = {{ MARKS = "{marks}" }}
 
@@ -794,17 +797,21 @@ sed -i '1s/$/ second/' shared.txt
     let reason = second["reason"].as_str().unwrap();
     assert!(reason.contains("shared.txt"), "{reason}");
     assert!(reason.contains("'first'"), "{reason}");
-    assert_eq!(second["runs"].as_array().unwrap().len(), 1, "{second:#}");
+    assert!(reason.contains("integration verify failed"), "{reason}");
+    let runs = second["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2, "{second:#}");
+    assert_eq!(runs[0]["outcome"], "conflict", "{second:#}");
     let kept = PathBuf::from(
         second["integration"]["worktree"]
             .as_str()
             .unwrap_or_else(|| panic!("no worktree in {second:#}")),
     );
     assert!(kept.is_dir(), "{} is gone", kept.display());
-    // The kept worktree holds the task's own change, on its task branch.
+    // The kept worktree holds the task's own change (made again on the new tip), on its task
+    // branch.
     assert_eq!(
         std::fs::read_to_string(kept.join("shared.txt")).unwrap(),
-        "line1 second\nline2\n"
+        "line1 first second\nline2\n"
     );
     assert!(worktrees(&repo).contains(&canonical(&kept)));
     let task_branch = second["integration"]["branch"].as_str().unwrap();
@@ -992,4 +999,53 @@ command = "echo good > good.txt"
     assert_eq!(sb.checkout(), before);
     git(&repo, &["fsck", "--no-progress"]);
     assert_eq!(git(&repo, &["rev-list", "--count", "main"]), "1");
+}
+
+/// The repository's merge drivers apply to integration merges as they would to `git merge`:
+/// with `shared.txt merge=union` in the `.gitattributes` of the branch the job integrates
+/// onto, two tasks changing the same line merge without a conflict (both lines kept) and
+/// nobody runs again. The user's checkout has no such file (it is on another branch), so the
+/// attributes are read from the integration branch, not from the checkout.
+#[test]
+fn merge_drivers_of_the_integration_branch_apply() {
+    let sb = Sandbox::new();
+    let repo = sb.repo();
+    let marks = sb.dir("marks");
+    git(&repo, &["checkout", "-q", "-b", "with-union"]);
+    write(&repo, ".gitattributes", "shared.txt merge=union\n");
+    git(&repo, &["add", ".gitattributes"]);
+    git(&repo, &["commit", "-q", "-m", "union driver"]);
+    git(&repo, &["checkout", "-q", "main"]);
+    let spec = sb.job(
+        "union.toml",
+        &format!(
+            r#"
+name = "union"
+[settings]
+workspace = "worktree"
+target_branch = "it"
+base = "with-union"
+timeout = "20s"
+env = {{ MARKS = "{marks}" }}
+{pair}"#,
+            marks = marks.display(),
+            pair = ordo_tests::conflicting_pair("git show it:shared.txt")
+        ),
+    );
+    let r = sb.run(&spec, &["--workers", "4"]);
+    assert_ok(&r, "ordo run");
+    assert_eq!(
+        sb.show("it", "shared.txt"),
+        "line1 early\nline1 late\nline2"
+    );
+    let report = sb.report_json();
+    assert_eq!(
+        report["summary"]["integration"]["conflicts"], 0,
+        "{report:#}"
+    );
+    assert_eq!(task(&report, "late")["runs"].as_array().unwrap().len(), 1);
+    assert!(
+        !repo.join(".gitattributes").exists(),
+        "the checkout is untouched"
+    );
 }

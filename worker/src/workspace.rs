@@ -937,10 +937,15 @@ enum Merge {
     Conflict(Vec<String>),
 }
 
-/// `git merge-tree --write-tree` of two commits, without touching any index or worktree.
+/// `git merge-tree --write-tree` of two commits, without touching any index or worktree. The
+/// merge drivers the repository declares in `ours`' `.gitattributes` (e.g. `merge=union` for a
+/// changelog) apply, as they would to `git merge`: attributes are read from that commit, not
+/// from a checkout (a cache clone is bare; the user's checkout may be on another branch).
 async fn merge_tree(repo: &Path, ours: &str, theirs: &str) -> Result<Merge, Error> {
+    let attr_source = format!("--attr-source={ours}");
     let out = git(repo)
         .args([
+            attr_source.as_str(),
             "merge-tree",
             "--write-tree",
             "--name-only",

@@ -425,7 +425,12 @@ impl Job {
         let key = self.key(t);
         let old = std::mem::replace(&mut self.tasks[t as usize], state.clone());
         match (old.is_terminal(), state.is_terminal()) {
-            (false, true) => self.terminal += 1,
+            (false, true) => {
+                self.terminal += 1;
+                if let Some(ws) = &mut self.ws {
+                    ws.settled(t);
+                }
+            }
             (true, false) => self.terminal -= 1,
             _ => {}
         }

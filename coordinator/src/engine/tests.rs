@@ -2051,8 +2051,9 @@ fn an_integrating_task_resumes_its_integration_not_its_run() {
         last.engine.tasks(&last.job).unwrap()[0],
         TaskState::Integrating { .. }
     ));
-    last.integrated(ordo_proto::Integration::Conflict {
-        files: vec!["a.txt".into()],
+    last.integrated(ordo_proto::Integration::VerifyFailed {
+        exit_code: Some(1),
+        output_tail: String::new(),
     });
     assert!(
         matches!(last.state(0), TaskState::Failed { .. }),
@@ -2175,7 +2176,7 @@ fn worktree_tasks_integrate_one_at_a_time_before_their_dependents_start() {
 
 /// A conflict sends the task back without spending an attempt (it had one), tells its next
 /// attempt the files and the task it collided with, and keeps the two apart from then on;
-/// past `max_integration_attempts` it fails naming both.
+/// past `max_integration_attempts` failed integration verifies it fails naming both.
 #[test]
 fn a_conflict_reruns_the_task_and_past_the_bound_it_fails_naming_files_and_task() {
     let mut s = worktree_spec(vec![task("a", &[]), task("b", &[])]);
@@ -2211,10 +2212,14 @@ fn a_conflict_reruns_the_task_and_past_the_bound_it_fails_naming_files_and_task(
         prompt.starts_with("edit it") && prompt.contains("same.txt") && prompt.contains("'a'"),
         "{prompt}"
     );
-    h.finish_in_worktree("b", &["same.txt"]);
-    h.integrated(ordo_proto::Integration::Conflict {
-        files: vec!["same.txt".into()],
-    });
+    // A race lost does not count against the bound; what a rework cannot mend does.
+    for _ in 0..2 {
+        h.finish_in_worktree("b", &["same.txt"]);
+        h.integrated(ordo_proto::Integration::VerifyFailed {
+            exit_code: Some(1),
+            output_tail: String::new(),
+        });
+    }
     match h.state(1) {
         TaskState::Failed { reason, .. } => {
             assert!(
@@ -2225,6 +2230,61 @@ fn a_conflict_reruns_the_task_and_past_the_bound_it_fails_naming_files_and_task(
         other => panic!("b should have failed: {other:?}"),
     }
     assert_eq!(h.job_state, Some(JobState::Failed));
+}
+
+/// No task starves on a hot file: a task that lost an integration race keeps its place while
+/// it is reworked; a task that finished after it and touches the same file waits for it (else
+/// it could move the tip under the rework again and again), one that touches other files does
+/// not. Races lost do not count against `max_integration_attempts`.
+#[test]
+fn a_task_that_lost_a_race_keeps_its_place_while_reworked() {
+    let mut s = worktree_spec(vec![
+        task("a", &[]),
+        task("b", &[]),
+        task("c", &[]),
+        task("d", &[]),
+    ]);
+    s.settings.max_integration_attempts = Some(1);
+    let mut h = Harness::new(s, 4);
+    h.finish_in_worktree("a", &["hot.md"]);
+    h.finish_in_worktree("b", &["hot.md", "b.rs"]);
+    h.finish_in_worktree("c", &["hot.md"]);
+    h.finish_in_worktree("d", &["d.rs"]);
+    h.integrated(merged(&["hot.md"])); // a
+    h.integrated(ordo_proto::Integration::Conflict {
+        files: vec!["hot.md".into()],
+    }); // b lost the race to a
+    assert_eq!(h.running(), ["b"], "b is reworked");
+    assert_eq!(
+        h.integrations
+            .iter()
+            .map(|i| i.task.as_str())
+            .collect::<Vec<_>>(),
+        ["d"],
+        "c waits for b (both touch hot.md); d touches other files"
+    );
+    h.integrated(merged(&["d.rs"]));
+    assert!(h.integrations.is_empty(), "c still waits for b");
+    h.finish_in_worktree("b", &["hot.md", "b.rs"]);
+    assert_eq!(
+        h.integrations[0].task.as_str(),
+        "b",
+        "b before c: its place"
+    );
+    h.integrated(merged(&["hot.md", "b.rs"]));
+    h.integrated(ordo_proto::Integration::Conflict {
+        files: vec!["hot.md".into()],
+    }); // c lost the race to b
+    h.finish_in_worktree("c", &["hot.md"]);
+    h.integrated(merged(&["hot.md"]));
+    for t in 0..4 {
+        assert!(
+            matches!(h.state(t), TaskState::Succeeded { .. }),
+            "{t}: {:?}",
+            h.state(t)
+        );
+    }
+    assert_eq!(h.job_state, Some(JobState::Succeeded));
 }
 
 /// Two tasks that once conflicted share a lock from then on, so they never run at the same
