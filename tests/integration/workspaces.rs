@@ -1049,3 +1049,101 @@ env = {{ MARKS = "{marks}" }}
         "the checkout is untouched"
     );
 }
+
+/// The hot-file job: 24 agent tasks (the stand-in speaking Claude Code's JSON) on 4 slots, one
+/// in three inserting a line under the one header of `CHANGELOG.md`. With default settings
+/// the job succeeds: every change and all 8 changelog lines are on the branch, no marker
+/// anywhere. A conflict is resolved in the task's own session (the tip merged into its work),
+/// so agent runs beyond the 24 are at most one per conflict; none starves.
+#[test]
+fn a_hot_file_starves_no_task_and_conflicts_are_resolved_in_session() {
+    let (r, sb, log) = hot_file_job(&[]);
+    assert_ok(&r, "ordo run");
+    let repo = sb.repo();
+    for i in 0..24 {
+        assert_eq!(sb.show("it", &format!("t{i}.txt")), format!("{i}"));
+    }
+    let changelog = sb.show("it", "CHANGELOG.md");
+    let lines: Vec<&str> = changelog
+        .lines()
+        .filter(|l| l.starts_with("- change"))
+        .collect();
+    assert_eq!(lines.len(), 8, "{changelog}");
+    assert_no_conflict_markers(&repo, "it");
+    let report = sb.report_json();
+    let conflicts = report["summary"]["integration"]["conflicts"]
+        .as_u64()
+        .unwrap();
+    let calls = std::fs::read_to_string(log).unwrap();
+    let runs = calls.lines().count() as u64;
+    assert!(runs >= 24, "{runs}");
+    // t0 and t3 start together from the same tip: t3 loses the race and resolves it.
+    assert!(conflicts >= 1, "{report:#}");
+    assert!(
+        calls
+            .lines()
+            .any(|l| !l.contains("resume= ") && l.contains("prompt=Your change conflicts")),
+        "no resolve round resumed a session:
+{calls}"
+    );
+    assert!(
+        runs - 24 <= conflicts,
+        "{runs} agent runs for 24 tasks and {conflicts} conflicts"
+    );
+}
+
+/// A resolve round whose agent leaves the markers in: the task is run again from the new tip
+/// instead (no attempt spent), never integrated with markers.
+#[test]
+fn a_resolve_round_that_leaves_markers_runs_the_task_again() {
+    let (r, sb, _) = hot_file_job(&[("STUB_LEAVE_MARKERS", "1")]);
+    assert_ok(&r, "ordo run");
+    assert_no_conflict_markers(&sb.repo(), "it");
+    let changelog = sb.show("it", "CHANGELOG.md");
+    assert_eq!(
+        changelog
+            .lines()
+            .filter(|l| l.starts_with("- change"))
+            .count(),
+        8,
+        "{changelog}"
+    );
+}
+
+/// Runs the hot-file job (see above) with the stub agent's `env` extended; the run, the
+/// sandbox and the stub's call log.
+fn hot_file_job(env: &[(&str, &str)]) -> (Run, Sandbox, PathBuf) {
+    let sb = Sandbox::new();
+    let repo = sb.repo();
+    write(&repo, "CHANGELOG.md", "# Changelog\n\n## Unreleased\n");
+    git(&repo, &["add", "-A"]);
+    git(&repo, &["commit", "-q", "-m", "changelog"]);
+    let log = sb.dir("logs").join("calls.log");
+    let mut vars = format!(
+        "STUB_LOG = \"{}\", STUB_STATE = \"{}\"",
+        log.display(),
+        sb.dir("stub").display()
+    );
+    for (k, v) in env {
+        vars.push_str(&format!(", {k} = \"{v}\""));
+    }
+    let mut text = format!(
+        "name = \"hot\"\n[settings]\nworkspace = \"worktree\"\ntarget_branch = \"it\"\n\
+         max_parallel_tasks = 4\nagent = \"claude\"\nagent_command = [\"{}\"]\nenv = {{ {vars} }}\n",
+        ordo_tests::stub_agent("claude")
+    );
+    for i in 0..24 {
+        let mut prompt = format!("sleep 0.2\nwrite t{i}.txt: {i}");
+        if i % 3 == 0 {
+            prompt.push_str(&format!(
+                "\ninsert CHANGELOG.md after ## Unreleased: - change {i}"
+            ));
+        }
+        text.push_str(&format!(
+            "\n[[tasks]]\nname = \"t{i}\"\nprompt = \"\"\"\n{prompt}\n\"\"\"\n"
+        ));
+    }
+    let spec = sb.job("hot.toml", &text);
+    let r = sb.run(&spec, &[]);
+    (r, sb, log)
+}

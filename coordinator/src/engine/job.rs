@@ -746,6 +746,9 @@ impl Job {
             }
         }
         self.agents.rate_limited[t as usize] = 0;
+        if self.left_markers(t, &result, now, out) {
+            return;
+        }
         if result.outcome == Outcome::VerifyFailed {
             self.agents.next_prompt[t as usize] = self.verify_loop_prompt(t, &result);
         }
@@ -775,6 +778,69 @@ impl Job {
             return;
         }
         self.end_attempt(t, outcome, message, now, out);
+    }
+
+    /// After a conflict: a prompt task whose session can be resumed resolves the conflict in
+    /// a resolve round (its own session, the tip merged into its work, the markers to mend);
+    /// any other task runs again from the new tip.
+    fn plan_rework(&mut self, t: u32) {
+        let resumable = self.task(t).is_prompt() && self.agents.sessions[t as usize].is_some();
+        let Some(ws) = &mut self.ws else { return };
+        match ws.resolving(t) {
+            Some(c) if resumable => {
+                self.agents.next_prompt[t as usize] = Some(resolve_prompt(c));
+            }
+            _ => ws.no_resolve(t),
+        }
+    }
+
+    /// A resolve round that left conflict markers: the task runs again from the tip (no
+    /// attempt spent), or fails once `max_integration_attempts` such rounds did not mend it.
+    /// Whether the result was handled so.
+    fn left_markers(
+        &mut self,
+        t: u32,
+        result: &TaskResult,
+        now: Millis,
+        out: &mut Vec<Action>,
+    ) -> bool {
+        let Some(unresolved) = result
+            .workspace
+            .as_ref()
+            .map(|w| &w.unresolved)
+            .filter(|u| !u.is_empty())
+        else {
+            return false;
+        };
+        let Some(ws) = &mut self.ws else { return false };
+        if ws.resolving(t).is_none() {
+            return false;
+        }
+        let go_on = ws.unresolved(t);
+        self.agents.next_prompt[t as usize] = None;
+        out.push(Action::Record(Change::Attempt(result.clone())));
+        if !go_on {
+            let reason = format!(
+                "conflict markers left in {} after resolving (max_integration_attempts reached)",
+                unresolved.join(", ")
+            );
+            self.tries[t as usize] = self.spec.max_attempts(self.task(t));
+            self.end_for_good(t, Outcome::Failed, reason, now, out);
+            return true;
+        }
+        self.tries[t as usize] = self.tries[t as usize].saturating_sub(1);
+        self.conflicts[t as usize] += 1;
+        match self.stop.clone() {
+            Some(reason) => {
+                let state = TaskState::Cancelled {
+                    finished: now,
+                    reason,
+                };
+                self.set_state(t, state, out);
+            }
+            None => self.make_ready(t, now, out),
+        }
+        true
     }
 
     /// The next integration of this job to start, if its repository is free (`busy`).
@@ -856,6 +922,7 @@ impl Job {
                 // A conflict does not spend an attempt.
                 self.tries[t as usize] = self.tries[t as usize].saturating_sub(1);
                 self.conflicts[t as usize] += 1;
+                self.plan_rework(t);
                 match self.stop.clone() {
                     Some(reason) => {
                         let state = TaskState::Cancelled {
@@ -1422,4 +1489,20 @@ pub fn settled(
             format!("{settled}; attempt {a} was never dispatched"),
         ),
     }
+}
+
+/// What a resolve round asks the agent: the files in conflict, the task whose change is on the
+/// other side, and to leave no marker.
+fn resolve_prompt(c: &ordo_proto::Conflict) -> String {
+    let with = match &c.with {
+        Some(w) => format!(" with task '{w}', integrated meanwhile"),
+        None => " with work integrated meanwhile".to_string(),
+    };
+    let files: String = c.files.iter().map(|f| format!("\n- {f}")).collect();
+    format!(
+        "Your change conflicts{with}. The integration branch's latest work has been merged \
+         into your worktree and the conflicts are marked in these files (<<<<<<<, =======, \
+         >>>>>>>):{files}\n\nResolve each conflict keeping the intent of both changes, remove \
+         every conflict marker, and leave the files ready to commit."
+    )
 }

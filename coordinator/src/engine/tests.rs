@@ -1962,6 +1962,7 @@ impl Harness {
             head: format!("head-of-{name}"),
             files: files.iter().map(|f| f.to_string()).collect(),
             worktree: format!("/wt/{name}"),
+            unresolved: Vec::new(),
         }));
         self.apply(Event::Finished(r))
     }
@@ -2284,6 +2285,88 @@ fn a_task_that_lost_a_race_keeps_its_place_while_reworked() {
             h.state(t)
         );
     }
+    assert_eq!(h.job_state, Some(JobState::Succeeded));
+}
+
+/// A prompt task that lost a race resolves it in its own session: the next attempt starts from
+/// its conflicted commit with the tip merged in (`conflict.resolve`), resumes its session with
+/// a prompt naming the files; spending no attempt. A resolve round that leaves markers sends
+/// it back to the tip as a plain re-run (no resolve, the conflict note in the prompt).
+#[test]
+fn a_prompt_task_resolves_a_conflict_in_its_own_session() {
+    let mut s = worktree_spec(vec![task("a", &[]), task("b", &[])]);
+    s.tasks[1].prompt = Some("edit it".into());
+    s.tasks[1].command = None;
+    s.settings.agent = Some(ordo_proto::AgentKind::Claude);
+    let mut h = Harness::new(s, 4);
+    h.finish_in_worktree("a", &["same.txt"]);
+    h.integrated(merged(&["same.txt"]));
+    // b's first run reports a session.
+    let pos = h
+        .in_flight
+        .iter()
+        .position(|d| d.task.as_str() == "b")
+        .unwrap();
+    let d = h.in_flight.remove(pos);
+    let mut r = h.result(&d, Outcome::Succeeded);
+    r.agent = Some(Box::new(ordo_proto::AgentRun {
+        session_id: Some("sess-b".into()),
+        ..Default::default()
+    }));
+    r.workspace = Some(Box::new(ordo_proto::WorkspaceResult {
+        branch: d.workspace.clone().unwrap().task_branch,
+        base_commit: "base".into(),
+        head: "head-of-b".into(),
+        files: vec!["same.txt".into()],
+        worktree: "/wt/b".into(),
+        unresolved: Vec::new(),
+    }));
+    h.apply(Event::Finished(r));
+    h.integrated(ordo_proto::Integration::Conflict {
+        files: vec!["same.txt".into()],
+    });
+    let d = h.in_flight[0].clone();
+    assert_eq!(d.attempt, Attempt(2));
+    let conflict = d.workspace.as_ref().unwrap().conflict.clone().unwrap();
+    let resolve = conflict.resolve.expect("a resolve round");
+    assert_eq!(resolve.head, "head-of-b");
+    let ordo_proto::Program::Argv(argv) = &d.program else {
+        panic!("a prompt runs as argv")
+    };
+    assert!(
+        argv.windows(2).any(|w| w == ["--resume", "sess-b"]),
+        "{argv:?}"
+    );
+    let prompt = argv.last().unwrap();
+    assert!(
+        prompt.contains("Resolve each conflict")
+            && prompt.contains("same.txt")
+            && prompt.contains("'a'"),
+        "{prompt}"
+    );
+
+    // The round leaves markers: b runs again from the tip, still no attempt spent.
+    h.in_flight.remove(0);
+    let mut r = h.result(&d, Outcome::Failed);
+    r.workspace = Some(Box::new(ordo_proto::WorkspaceResult {
+        branch: d.workspace.clone().unwrap().task_branch,
+        base_commit: "base".into(),
+        head: "head-of-b".into(),
+        files: vec!["same.txt".into()],
+        worktree: "/wt/b".into(),
+        unresolved: vec!["same.txt".into()],
+    }));
+    h.apply(Event::Finished(r));
+    let d = h.in_flight[0].clone();
+    assert_eq!(d.attempt, Attempt(3));
+    let conflict = d.workspace.as_ref().unwrap().conflict.clone().unwrap();
+    assert!(conflict.resolve.is_none(), "a plain re-run: {conflict:?}");
+    let ordo_proto::Program::Argv(argv) = &d.program else {
+        panic!()
+    };
+    assert!(argv.last().unwrap().starts_with("edit it"), "{argv:?}");
+    h.finish_in_worktree("b", &["same.txt"]);
+    h.integrated(merged(&["same.txt"]));
     assert_eq!(h.job_state, Some(JobState::Succeeded));
 }
 

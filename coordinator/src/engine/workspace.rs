@@ -14,8 +14,8 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use ordo_proto::{
-    Attempt, Conflict, Dispatch, Integrate, Integration, JobId, JobSpec, TaskIndex, TaskName,
-    Verify, Workspace, WorkspaceResult, globs, names,
+    Attempt, Conflict, Dispatch, Integrate, Integration, JobId, JobSpec, Resolve, TaskIndex,
+    TaskName, Verify, Workspace, WorkspaceResult, globs, names,
 };
 
 /// Tasks declaring `files` beyond this many are all serialised with one lock (the pairwise
@@ -135,7 +135,9 @@ impl Workspaces {
         if let Some(c) = &conflict {
             d.env
                 .insert(names::ENV_CONFLICT_FILES.into(), c.files.join("\n"));
+            // A resolve round's prompt is about the conflict already (`resolve_prompt`).
             if prompt
+                && c.resolve.is_none()
                 && let ordo_proto::Program::Argv(argv) = &mut d.program
                 && let Some(last) = argv.last_mut()
             {
@@ -262,6 +264,29 @@ impl Workspaces {
         self.queue.is_empty() && self.in_flight.is_none()
     }
 
+    /// The next attempt of `t` runs again from the tip rather than resolving its conflict
+    /// (a command task, no session to resume, or a resolve round that left markers).
+    pub(crate) fn no_resolve(&mut self, t: u32) {
+        if let Some(c) = &mut self.conflict[t as usize] {
+            c.resolve = None;
+        }
+    }
+
+    /// The conflict `t`'s next attempt is to resolve, if it is a resolve round.
+    pub(crate) fn resolving(&self, t: u32) -> Option<&Conflict> {
+        self.conflict[t as usize]
+            .as_ref()
+            .filter(|c| c.resolve.is_some())
+    }
+
+    /// A resolve round left conflict markers: it counts against `max_integration_attempts`
+    /// (a conflict of content the rework could not mend). Whether the task may go on.
+    pub(crate) fn unresolved(&mut self, t: u32) -> bool {
+        self.no_resolve(t);
+        self.tries[t as usize] += 1;
+        self.tries[t as usize] < self.max_tries
+    }
+
     /// Drops a task from the queue (its job is stopping).
     pub(crate) fn forget(&mut self, t: u32) {
         self.dequeue(t);
@@ -318,7 +343,7 @@ impl Workspaces {
             }
             Integration::Conflict { files } => (files.clone(), "conflicts".to_string()),
             Integration::VerifyFailed { exit_code, .. } => (
-                ws.map(|w| w.files).unwrap_or_default(),
+                ws.as_ref().map(|w| w.files.clone()).unwrap_or_default(),
                 match exit_code {
                     Some(c) => format!("the integration verify failed (exit code {c})"),
                     None => "the integration verify failed".into(),
@@ -336,9 +361,19 @@ impl Workspaces {
             .find(|(_, changed)| changed.iter().any(|f| files.contains(f)))
             .map(|(other, _)| *other);
         let with_name = with.map(|w| names[w as usize].clone());
+        // A text conflict can be resolved where the work was done (the job decides whether
+        // this task gets a resolve round: `no_resolve`).
+        let resolve = match (outcome, &ws) {
+            (Integration::Conflict { .. }, Some(w)) => Some(Resolve {
+                branch: w.branch.clone(),
+                head: w.head.clone(),
+            }),
+            _ => None,
+        };
         self.conflict[t as usize] = Some(Conflict {
             files: files.clone(),
             with: with_name.clone(),
+            resolve,
         });
         if tries >= self.max_tries {
             let mut reason = format!("{why} after {tries} integration attempt(s)");
