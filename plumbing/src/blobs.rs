@@ -30,6 +30,13 @@ pub enum Error {
         name: String,
         detail: String,
     },
+    /// Refused before use: the name a peer gave is not one `put` makes.
+    #[error("the {header} header must name an object by its UUID, not {name:?} ({len} bytes)")]
+    BadName {
+        header: &'static str,
+        name: String,
+        len: usize,
+    },
     /// Refused before reading: the object is deleted, `what` is the description its writer gave.
     #[error("{what} is {size} bytes; at most {max} bytes are accepted")]
     TooLarge {
@@ -112,6 +119,16 @@ pub async fn take(
         name: name.to_string(),
         detail,
     };
+    // The name comes from a peer's header and becomes part of a subject: anything but the
+    // UUID `put` makes (a 5,000-byte name would exceed the server's control line and cost this
+    // connection) is refused before it is used.
+    if uuid::Uuid::try_parse(name).is_err() {
+        return Err(Error::BadName {
+            header: names::HEADER_BODY_OBJECT,
+            name: shown(name),
+            len: name.len(),
+        });
+    }
     let info = store
         .info(name)
         .await
@@ -140,6 +157,14 @@ pub async fn take(
     // Deleted whether it could be read or not: nothing stays behind a request.
     let _ = store.delete(name).await;
     read.map_err(get_error)
+}
+
+/// A peer's object name as messages show it: at most 64 characters.
+fn shown(name: &str) -> String {
+    match name.char_indices().nth(64) {
+        Some((cut, _)) => format!("{}…", &name[..cut]),
+        None => name.to_string(),
+    }
 }
 
 /// Deletes an object nobody will read (a request whose reply never came), best effort.

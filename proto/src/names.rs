@@ -13,6 +13,9 @@ pub const DEFAULT_QUEUE: &str = "default";
 pub const MAX_SPEC_BYTES: usize = 64 * 1024 * 1024;
 /// Most tasks in one job (the coordinator's `--max-tasks` may lower it, never raise it).
 pub const MAX_TASKS: usize = 1_000_000;
+/// Most attempts one task may be given (`max_attempts`, or `retries` + 1): more is a typo, and
+/// would keep a failing task busy for years.
+pub const MAX_ATTEMPTS: u32 = 1000;
 /// Deepest nesting accepted in JSON/TOML specs (serde_json's own limit is 128).
 pub const MAX_NESTING: usize = 128;
 

@@ -241,3 +241,106 @@ fn a_task_delivered_max_deliver_times_without_a_result_fails_with_the_reason() {
         ordo_tests::signal(w.pid(), libc::SIGCONT);
     }
 }
+
+/// Runs `f` on a one-thread runtime of its own, with a plain client of the test's server.
+fn with_client<T>(url: String, f: impl AsyncFnOnce(async_nats::Client) -> T) -> T {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move { f(async_nats::connect(url).await.unwrap()).await })
+}
+
+#[test]
+fn a_forged_heartbeat_with_absurd_capacity_stalls_no_queue() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let mut c = Cluster::start(&[]);
+    c.add_worker("w1", &["--concurrency", "2"]);
+    // A phantom worker claims almost 2^31 slots, every 100 ms, while the job is submitted and
+    // runs: summed with the real worker's slots in u32 it wrapped the queue's capacity.
+    let stop = Arc::new(AtomicBool::new(false));
+    let forger = {
+        let (url, stop) = (c.nats.url(), stop.clone());
+        std::thread::spawn(move || {
+            with_client(url, async move |client| {
+                let hb = ordo_proto::Heartbeat {
+                    worker: ordo_proto::WorkerId::new("phantom"),
+                    host: "nowhere".into(),
+                    queues: vec!["default".into()],
+                    slots: 2_147_483_646,
+                    busy: 0,
+                    cpus: 8.0,
+                    memory_mb: 1024,
+                    draining: false,
+                    at_ms: ordo_proto::now_ms(),
+                };
+                let subject = ordo_proto::names::heartbeat_subject(&hb.worker);
+                while !stop.load(Ordering::SeqCst) {
+                    let body = ordo_proto::wire::encode(&hb);
+                    client.publish(subject.clone(), body.into()).await.unwrap();
+                    client.flush().await.unwrap();
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            })
+        })
+    };
+    let spec = write(
+        c.work.path(),
+        "three.toml",
+        "[[tasks]]\nname = \"a\"\ncommand = \"echo a >> ledger\"\n\
+         [[tasks]]\nname = \"b\"\ncommand = \"echo b >> ledger\"\ndepends_on = [\"a\"]\n\
+         [[tasks]]\nname = \"c\"\ncommand = \"echo c >> ledger\"\n",
+    );
+    let r = c.ordo(&["submit", &spec]);
+    assert_eq!(r.code(), 0, "{}", r.stderr);
+    let job = r.stdout.trim().to_string();
+    let s = wait_done(&c, &job);
+    stop.store(true, Ordering::SeqCst);
+    forger.join().unwrap();
+    assert_eq!(s["state"], "succeeded", "{s}");
+    let mut ledger = lines(&c.work.path().join("ledger"));
+    ledger.sort();
+    assert_eq!(ledger, ["a", "b", "c"]);
+    assert!(
+        c.coordinator
+            .log()
+            .contains("worker phantom claims 2147483646 slots"),
+        "{}",
+        c.coordinator.log()
+    );
+    let workers = c.ordo(&["workers", "--output", "json"]);
+    assert_eq!(workers.code(), 0, "{}", workers.stderr);
+    assert!(!workers.stdout.contains("phantom"), "{}", workers.stdout);
+}
+
+#[test]
+fn a_huge_body_object_header_is_refused_without_costing_the_coordinator_its_connection() {
+    let c = Cluster::start(&[]);
+    let name = "x".repeat(5000);
+    let reply = with_client(c.nats.url(), async move |client| {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(ordo_proto::names::HEADER_BODY_OBJECT, name.as_str());
+        let request = async_nats::Request::new()
+            .headers(headers)
+            .timeout(Some(Duration::from_secs(10)));
+        let subject = ordo_proto::names::api_subject(ordo_proto::api::JOBS);
+        let msg = client.send_request(subject, request).await.unwrap();
+        String::from_utf8_lossy(&msg.payload).into_owned()
+    });
+    assert!(
+        reply.contains("must name an object by its UUID") && reply.contains("5000 bytes"),
+        "{reply}"
+    );
+    // The coordinator still answers, and the server never had to cut it off.
+    let r = c.ordo(&["jobs"]);
+    assert_eq!(r.code(), 0, "{}", r.stderr);
+    let log = c.nats.log();
+    assert!(!log.contains("maximum control line"), "{log}");
+    assert!(
+        !c.coordinator.log().to_lowercase().contains("disconnect"),
+        "{}",
+        c.coordinator.log()
+    );
+}

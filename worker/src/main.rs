@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::Parser;
 use ordo_plumbing::connect::NatsArgs;
 use ordo_plumbing::telemetry::{self, LogFormat, Telemetry};
-use ordo_proto::names;
+use ordo_proto::{names, wire};
 use ordo_worker::daemon::{self, Options};
 use ordo_worker::guard;
 use std::sync::Arc;
@@ -97,6 +97,18 @@ fn main() -> ExitCode {
             eprintln!("ordo-worker: queue {q:?} must be 1 to 64 letters, digits, '_' or '-'");
             return ExitCode::from(2);
         }
+    }
+    if args.concurrency > wire::MAX_WORKER_SLOTS
+        || !(args.cpus.is_finite() && (0.0..=wire::MAX_WORKER_CPUS).contains(&args.cpus))
+        || args.memory > wire::MAX_WORKER_MEMORY_MB
+    {
+        eprintln!(
+            "ordo-worker: a worker offers at most {} slots, {} CPUs and {} MB of memory",
+            wire::MAX_WORKER_SLOTS,
+            wire::MAX_WORKER_CPUS,
+            wire::MAX_WORKER_MEMORY_MB
+        );
+        return ExitCode::from(2);
     }
     let host = hostname();
     // Subject tokens cannot hold dots: the id is sanitised once here.

@@ -95,6 +95,7 @@ pub(crate) async fn forward_api(
                                     ErrorKind::Invalid,
                                     format!("{e} (ordo-coordinator --max-spec-bytes)"),
                                 ),
+                                blobs::Error::BadName { .. } => (ErrorKind::Invalid, e.to_string()),
                                 _ => (ErrorKind::Internal, e.to_string()),
                             };
                             tracing::warn!("refusing a request on {}: {message}", msg.subject);
@@ -146,10 +147,11 @@ pub(crate) async fn forward(
     }
 }
 
+/// A heartbeat whose numbers are believable (`Heartbeat::check`); any other is refused here.
 pub(crate) fn heartbeat(payload: &[u8]) -> Result<Input, String> {
-    wire::decode::<Heartbeat>(payload)
-        .map(Input::Heartbeat)
-        .map_err(|e| e.to_string())
+    let hb = wire::decode::<Heartbeat>(payload).map_err(|e| e.to_string())?;
+    hb.check()?;
+    Ok(Input::Heartbeat(hb))
 }
 
 pub(crate) fn started(payload: &[u8]) -> Result<Input, String> {
