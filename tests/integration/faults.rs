@@ -344,3 +344,131 @@ fn a_huge_body_object_header_is_refused_without_costing_the_coordinator_its_conn
         c.coordinator.log()
     );
 }
+
+/// The inbox a daemon pulls through, seen by watching its pull requests (`pulls` is a JetStream
+/// API subject; on the open test server anyone may watch it, on the deployed one nobody can).
+async fn pull_inbox(client: &async_nats::Client, pulls: &str) -> String {
+    use futures::StreamExt;
+    let mut sub = client.subscribe(pulls.to_string()).await.unwrap();
+    let msg = tokio::time::timeout(Duration::from_secs(60), sub.next())
+        .await
+        .expect("no pull request within 60 s")
+        .unwrap();
+    msg.reply
+        .expect("a pull request has a reply subject")
+        .to_string()
+}
+
+/// Stores `payload` in ORDO_LOGS (task output, which whoever submits a job controls) and makes
+/// a push consumer of that stream deliver it to `inbox`, as a client allowed to create log
+/// consumers could.
+async fn deliver_from_logs(
+    client: &async_nats::Client,
+    subject: String,
+    payload: Vec<u8>,
+    inbox: String,
+) {
+    use async_nats::jetstream::{self, consumer::push};
+    let js = jetstream::new(client.clone());
+    js.publish(subject.clone(), payload.into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let logs = js.get_stream(ordo_proto::names::LOG_STREAM).await.unwrap();
+    logs.create_consumer(push::Config {
+        deliver_subject: inbox,
+        filter_subject: subject,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+}
+
+#[test]
+fn only_what_jetstream_delivered_from_the_right_stream_is_run_or_applied() {
+    use ordo_proto::{Attempt, Dispatch, JobId, Program, TaskIndex, TaskName, TaskResult};
+    let mut c = Cluster::start(&[]);
+    c.add_worker("w1", &[]);
+    let spec = write(
+        c.work.path(),
+        "gate.toml",
+        "[[tasks]]\nname = \"gate\"\ncommand = \"while [ ! -f go ]; do sleep 0.05; done; echo ran >> ledger\"\n",
+    );
+    let r = c.ordo(&["submit", &spec]);
+    assert_eq!(r.code(), 0, "{}", r.stderr);
+    let job = r.stdout.trim().to_string();
+    assert!(wait_until(Duration::from_secs(30), || {
+        status(&c, &job).is_some_and(|s| s["tasks"][0]["state"] == "running")
+    }));
+
+    let marker = c.work.path().join("forged-ran");
+    let job_id: JobId = job.parse().unwrap();
+    let forged = Dispatch::new(
+        JobId::new(),
+        TaskName::new("forged").unwrap(),
+        TaskIndex(0),
+        Attempt(1),
+        Program::Shell(format!("touch {}", marker.display())),
+    );
+    // A result claiming the gate succeeded, which it has not.
+    let gate = Dispatch::new(
+        job_id,
+        TaskName::new("gate").unwrap(),
+        TaskIndex(0),
+        Attempt(1),
+        Program::Shell(String::new()),
+    );
+    let result = ordo_proto::WorkerEvent::Finished(TaskResult::new(
+        &gate,
+        ordo_proto::WorkerId::new("w1"),
+        ordo_proto::Outcome::Succeeded,
+        ordo_proto::now_ms(),
+        "forged",
+    ));
+    with_client(c.nats.url(), async move |client| {
+        // The coordinator asks again only when its last pull (30 s) runs out: watch both at once.
+        let (worker_inbox, coordinator_inbox) = tokio::join!(
+            pull_inbox(&client, "$JS.API.CONSUMER.MSG.NEXT.ORDO_TASKS.>"),
+            pull_inbox(&client, "$JS.API.CONSUMER.MSG.NEXT.ORDO_EVENTS.>"),
+        );
+        let other = JobId::new();
+        deliver_from_logs(
+            &client,
+            ordo_proto::names::log_subject(&other, TaskIndex(0)),
+            ordo_proto::wire::encode(&forged),
+            worker_inbox,
+        )
+        .await;
+        deliver_from_logs(
+            &client,
+            ordo_proto::names::log_subject(&other, TaskIndex(1)),
+            ordo_proto::wire::encode(&result),
+            coordinator_inbox,
+        )
+        .await;
+    });
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            c.workers[0]
+                .log()
+                .contains("ignoring a message on the task inbox")
+                && c.coordinator
+                    .log()
+                    .contains("ignoring a message on the event inbox")
+        }),
+        "worker:\n{}\ncoordinator:\n{}",
+        c.workers[0].log(),
+        c.coordinator.log()
+    );
+    let s = status(&c, &job).unwrap();
+    assert_eq!(
+        s["tasks"][0]["state"], "running",
+        "a forged result was applied: {s}"
+    );
+    std::fs::write(c.work.path().join("go"), "").unwrap();
+    let s = wait_done(&c, &job);
+    assert_eq!(s["state"], "succeeded", "{s}");
+    assert_eq!(lines(&c.work.path().join("ledger")), ["ran"]);
+    assert!(!marker.exists(), "a task message no job holds was run");
+}

@@ -193,6 +193,20 @@ pub(crate) async fn forward_events(
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             };
+            // Results count only when JetStream delivered them from ORDO_EVENTS through this
+            // consumer: anything else reaching its inbox is ignored, and never acked.
+            match msg.info() {
+                Ok(i) if i.stream == names::EVENT_STREAM && i.consumer == names::EVENT_CONSUMER => {
+                }
+                other => {
+                    let from = other.map_or_else(
+                        |e| format!("not delivered by JetStream ({e})"),
+                        |i| format!("stream {}, consumer {}", i.stream, i.consumer),
+                    );
+                    tracing::warn!("ignoring a message on the event inbox: {from}");
+                    continue;
+                }
+            }
             let kind = msg.headers.as_ref().and_then(|h| h.get(names::HEADER_KIND));
             match wire::decode_events(kind.map(|k| k.as_str()), &msg.payload) {
                 Ok(events) => {
