@@ -11,7 +11,6 @@ use std::time::Duration;
 use async_nats::HeaderMap;
 use async_nats::jetstream::{self, object_store};
 use ordo_proto::names;
-use tokio::io::AsyncReadExt;
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -108,8 +107,10 @@ pub async fn put(
     Ok(name)
 }
 
-/// Reads object `name` and deletes it; one larger than `max` bytes is deleted unread.
+/// Reads object `name` and deletes it; one larger than `max` bytes is deleted unread. Its
+/// chunks are read by direct gets, not through a consumer: clients may create none.
 pub async fn take(
+    js: &jetstream::Context,
     store: &object_store::ObjectStore,
     name: &str,
     max: usize,
@@ -145,12 +146,24 @@ pub async fn take(
         });
     }
     let read = async {
-        let mut object = store.get(name).await.map_err(|e| e.to_string())?;
-        let mut body = Vec::with_capacity(info.size);
-        object
-            .read_to_end(&mut body)
+        let stream = js
+            .get_stream(format!("OBJ_{}", names::BLOB_BUCKET))
             .await
             .map_err(|e| e.to_string())?;
+        let chunks = format!("$O.{}.C.{}", names::BLOB_BUCKET, info.nuid);
+        let mut body = Vec::with_capacity(info.size);
+        let mut seq = 0;
+        while body.len() < info.size {
+            let chunk = stream
+                .direct_get_next_for_subject(chunks.clone(), Some(seq))
+                .await
+                .map_err(|e| format!("chunk after sequence {seq}: {e}"))?;
+            seq = chunk.sequence + 1;
+            body.extend_from_slice(&chunk.payload);
+        }
+        if body.len() != info.size {
+            return Err(format!("{} bytes read of {}", body.len(), info.size));
+        }
         Ok::<_, String>(body)
     }
     .await;

@@ -7,7 +7,26 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use ordo_proto::names::DEFAULT_NATS_URL;
+use ordo_proto::names::{self, DEFAULT_NATS_URL};
+
+/// Who connects: each role receives its replies under an inbox prefix of its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Coordinator,
+    Worker,
+    /// `ordo` (CLI, MCP, dashboard) and anything else that uses the API.
+    Client,
+}
+
+impl Role {
+    pub fn inbox_prefix(self) -> &'static str {
+        match self {
+            Role::Coordinator => names::INBOX_COORDINATOR,
+            Role::Worker => names::INBOX_WORKER,
+            Role::Client => names::INBOX_CLIENT,
+        }
+    }
+}
 
 #[derive(Clone, Debug, clap::Args)]
 pub struct NatsArgs {
@@ -100,10 +119,11 @@ impl NatsArgs {
         ))
     }
 
-    /// Connects once, failing fast (`connect_timeout`) when NATS is unreachable; afterwards the
-    /// client reconnects forever.
+    /// Connects once as `role` (connection `name`), failing fast (`connect_timeout`) when NATS
+    /// is unreachable; afterwards the client reconnects forever.
     pub async fn connect(
         &self,
+        role: Role,
         name: &str,
         connect_timeout: Duration,
     ) -> Result<async_nats::Client, ConnectError> {
@@ -112,6 +132,7 @@ impl NatsArgs {
         }
         let mut opts = async_nats::ConnectOptions::new()
             .name(name)
+            .custom_inbox_prefix(role.inbox_prefix())
             .connection_timeout(connect_timeout)
             .max_reconnects(None);
         if let Some(path) = &self.creds {

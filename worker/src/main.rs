@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use ordo_plumbing::connect::NatsArgs;
+use ordo_plumbing::connect::{NatsArgs, Role};
 use ordo_plumbing::telemetry::{self, LogFormat, Telemetry};
 use ordo_proto::{names, wire};
 use ordo_worker::daemon::{self, Options};
@@ -177,7 +177,7 @@ fn main() -> ExitCode {
         }
         let client = match args
             .nats
-            .connect("ordo-worker", Duration::from_secs(5))
+            .connect(Role::Worker, "ordo-worker", Duration::from_secs(5))
             .await
         {
             Ok(c) => c,

@@ -72,7 +72,10 @@ pub(crate) async fn forward_api(
                 let (client, store, tx) = (client.clone(), store.clone(), tx.clone());
                 tokio::spawn(async move {
                     let taken = match store.get() {
-                        Some(store) => blobs::take(store, &object, max_body).await,
+                        Some(store) => {
+                            let js = async_nats::jetstream::new(client.clone());
+                            blobs::take(&js, store, &object, max_body).await
+                        }
                         None => Err(blobs::Error::Bucket {
                             bucket: names::BLOB_BUCKET.into(),
                             detail: "not created yet".into(),
