@@ -1745,3 +1745,95 @@ fn ha_on_a_three_node_cluster_survives_the_active_coordinator_and_the_journal_le
         },
     );
 }
+
+/// Kills the process on drop.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn scripts_local_nats_starts_a_server_only_its_user_can_use() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("nats");
+    let port = free_ports(1)[0];
+    let script = deploy_dir().join("../scripts/local-nats");
+    let _server = Killed(
+        Command::new(&script)
+            .arg(&state)
+            .arg(port.to_string())
+            .env("NATS_SERVER_BIN", nats_server_path())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        }),
+        "scripts/local-nats did not start a server"
+    );
+    for file in ["env", "nats.conf"] {
+        let mode = std::fs::metadata(state.join(file))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "{file} is readable by others: {mode:o}");
+    }
+    let text = std::fs::read_to_string(state.join("env")).unwrap();
+    let env: Vec<(String, String)> = text
+        .trim()
+        .trim_start_matches("export ")
+        .split(' ')
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap();
+            (k.to_string(), v.to_string())
+        })
+        .collect();
+    let url = format!("nats://127.0.0.1:{port}");
+    assert!(
+        env.contains(&("ORDO_NATS_URL".into(), url.clone())),
+        "{env:?}"
+    );
+
+    // Without the password nobody gets in (another account of the machine has only the URL).
+    let work = tempfile::tempdir().unwrap();
+    let r = ordo_in(work.path(), &["workers", "--nats", &url], &[]);
+    assert_eq!(r.code(), 3, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.to_lowercase().contains("authorization"),
+        "{}",
+        r.stderr
+    );
+
+    // With what the script wrote, the three programs work and no OPEN SERVER warning is given.
+    let data = tempfile::tempdir().unwrap();
+    let _coordinator = Daemon::spawn_env(
+        "ordo-coordinator",
+        &["--data-dir", &path_str(data.path())],
+        work.path(),
+        &env,
+    );
+    let worker = Daemon::spawn_env("ordo-worker", &["--id", "w-local"], work.path(), &env);
+    let with: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            ordo_in(work.path(), &["workers"], &with)
+                .stdout
+                .contains("w-local")
+        }),
+        "{}",
+        worker.log()
+    );
+    let spec = write(work.path(), "job.toml", TWO_TASKS);
+    let r = ordo_in(work.path(), &["submit", &spec, "--wait"], &with);
+    assert_eq!(r.code(), 0, "{}{}\n{}", r.stdout, r.stderr, worker.log());
+    assert!(!worker.log().contains("OPEN SERVER"), "{}", worker.log());
+}

@@ -313,6 +313,13 @@ fn a_forged_heartbeat_with_absurd_capacity_stalls_no_queue() {
     let workers = c.ordo(&["workers", "--output", "json"]);
     assert_eq!(workers.code(), 0, "{}", workers.stderr);
     assert!(!workers.stdout.contains("phantom"), "{}", workers.stdout);
+    // The open test server is what a phantom needs: the worker says so when it starts.
+    assert!(
+        c.workers[0].log().contains("OPEN SERVER")
+            && c.workers[0].log().contains("scripts/local-nats"),
+        "{}",
+        c.workers[0].log()
+    );
 }
 
 #[test]

@@ -187,6 +187,9 @@ fn main() -> ExitCode {
             }
         };
         tracing::info!(worker = %opts.id, slots = opts.slots, queues = ?opts.queues, "started");
+        if let Some(open) = args.nats.open_local() {
+            tracing::warn!("{open}");
+        }
         let code = match daemon::run(client, opts, ordo_plumbing::signals::interrupted()).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
