@@ -130,19 +130,17 @@ pub fn validate(spec: &JobSpec) -> Result<Dag, Vec<Error>> {
     }
 }
 
-/// Job names are shown on terminals and pages like task names, and held to the same rule.
+/// Job names are shown on terminals and pages like task names: no bidirectional control
+/// character may disguise them. (Other control characters are escaped wherever a job name is
+/// shown, as formats derive names from titles.)
 fn check_job_name(name: &str, errors: &mut Vec<Error>) {
-    let message = if name.chars().any(char::is_control) {
-        "contains a control character"
-    } else if name.chars().any(crate::ids::is_bidi_control) {
-        "contains a bidirectional control character, which can disguise it on a terminal or a page"
-    } else {
-        return;
-    };
-    errors.push(Error::BadJobName {
-        name: name.to_string(),
-        message,
-    });
+    if name.chars().any(crate::ids::is_bidi_control) {
+        errors.push(Error::BadJobName {
+            name: name.to_string(),
+            message: "contains a bidirectional control character, which can disguise it on a \
+                      terminal or a page",
+        });
+    }
 }
 
 /// Why an `env` key cannot be given to a program: the C environment is `KEY=VALUE` strings, so
@@ -600,11 +598,6 @@ mod tests {
                 "job name \"invoice\\u{202e}fdp.exe\": contains a bidirectional control character, \
               which can disguise it on a terminal or a page"
             ]
-        );
-        spec.name = "nightly\tbuild".into();
-        assert_eq!(
-            messages(&spec),
-            ["job name \"nightly\\tbuild\": contains a control character"]
         );
         spec.name = "ليلي".into();
         assert!(validate(&spec).is_ok());
