@@ -12,6 +12,7 @@
 //! - `manage`: the job commands (submit, status, jobs, watch, logs, cancel, retry, workers), a
 //!   face of `jobs` for people.
 //! - `mcp`: `ordo mcp`, the Model Context Protocol server on stdio, a face of `jobs` for agents.
+//! - `mcp_stdio`: its line framing, which answers every line (parse and size errors).
 //! - `progress`: what a run shows while it goes (bars, lines, nothing).
 //! - `summary`: the table or JSON a run prints at the end.
 //! - `update_source`: `ordo run --update-source`, TaskMaster statuses written back into
@@ -25,6 +26,7 @@ pub mod graph;
 pub mod jobs;
 pub mod manage;
 pub mod mcp;
+pub mod mcp_stdio;
 pub mod overlay;
 pub mod progress;
 pub mod report;

@@ -85,11 +85,18 @@ pub fn serve(args: McpArgs) -> anyhow::Result<u8> {
 }
 
 async fn serve_stdio(server: Ordo) -> anyhow::Result<()> {
+    let (stdin, stdout) = rmcp::transport::stdio();
+    let framed = crate::mcp_stdio::frame(stdin, stdout);
+    let transport =
+        rmcp::transport::async_rw::AsyncRwTransport::new_server(framed.read, framed.write)
+            .with_max_line_length(crate::mcp_stdio::MAX_LINE);
     let running = server
-        .serve(rmcp::transport::stdio())
+        .serve(transport)
         .await
         .context("the MCP session did not start")?;
     running.waiting().await.context("the MCP session failed")?;
+    // Answers still on their way out (a bad last line) are written before the process ends.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), framed.writer).await;
     Ok(())
 }
 
@@ -460,7 +467,17 @@ fn load(p: &SpecInput) -> Result<(Loaded, Dag, String), Fail> {
             let label = text_label(format, text);
             (formats::parse(&label, text, &opts)?, label)
         }
-        (None, Some(path)) => (formats::load(Path::new(path), &opts)?, path.clone()),
+        (None, Some(path)) => {
+            // Only a regular file: `/dev/stdin` would read this server's own protocol stream
+            // and a FIFO would hang the call.
+            let meta = std::fs::metadata(path).map_err(|e| Fail::msg(format!("{path}: {e}")))?;
+            if !meta.is_file() {
+                return Err(Fail::msg(format!(
+                    "{path}: not a regular file; give the path of a spec file"
+                )));
+            }
+            (formats::load(Path::new(path), &opts)?, path.clone())
+        }
         (Some(_), Some(_)) => return Err(Fail::msg("give the spec as `spec` or `path`, not both")),
         (None, None) => {
             return Err(Fail::msg(

@@ -75,6 +75,9 @@ impl Bus {
             num_replicas: replicas,
             max_age: Duration::from_secs(7 * 24 * 3600),
             max_bytes: 1 << 30,
+            // Clients read output by direct gets: they may create no consumer (a push consumer
+            // delivers wherever its creator says).
+            allow_direct: true,
             ..Default::default()
         })
         .await

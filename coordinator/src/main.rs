@@ -11,7 +11,7 @@ use ordo_coordinator::bus::Delivery;
 use ordo_coordinator::ha::{self, Ha};
 use ordo_coordinator::service::{self, Options};
 use ordo_coordinator::store::{self, Store};
-use ordo_plumbing::connect::NatsArgs;
+use ordo_plumbing::connect::{NatsArgs, Role};
 use ordo_plumbing::telemetry::{self, LogFormat, Telemetry};
 use ordo_proto::{Dur, names};
 use std::sync::Arc;
@@ -225,7 +225,11 @@ fn serve(
         }
         let client = match args
             .nats
-            .connect("ordo-coordinator", Duration::from_secs(5))
+            .connect(
+                Role::Coordinator,
+                "ordo-coordinator",
+                Duration::from_secs(5),
+            )
             .await
         {
             Ok(c) => c,

@@ -11,7 +11,6 @@ use std::time::Duration;
 use async_nats::HeaderMap;
 use async_nats::jetstream::{self, object_store};
 use ordo_proto::names;
-use tokio::io::AsyncReadExt;
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -29,6 +28,13 @@ pub enum Error {
         bucket: String,
         name: String,
         detail: String,
+    },
+    /// Refused before use: the name a peer gave is not one `put` makes.
+    #[error("the {header} header must name an object by its UUID, not {name:?} ({len} bytes)")]
+    BadName {
+        header: &'static str,
+        name: String,
+        len: usize,
     },
     /// Refused before reading: the object is deleted, `what` is the description its writer gave.
     #[error("{what} is {size} bytes; at most {max} bytes are accepted")]
@@ -101,8 +107,10 @@ pub async fn put(
     Ok(name)
 }
 
-/// Reads object `name` and deletes it; one larger than `max` bytes is deleted unread.
+/// Reads object `name` and deletes it; one larger than `max` bytes is deleted unread. Its
+/// chunks are read by direct gets, not through a consumer: clients may create none.
 pub async fn take(
+    js: &jetstream::Context,
     store: &object_store::ObjectStore,
     name: &str,
     max: usize,
@@ -112,6 +120,16 @@ pub async fn take(
         name: name.to_string(),
         detail,
     };
+    // The name comes from a peer's header and becomes part of a subject: anything but the
+    // UUID `put` makes (a 5,000-byte name would exceed the server's control line and cost this
+    // connection) is refused before it is used.
+    if uuid::Uuid::try_parse(name).is_err() {
+        return Err(Error::BadName {
+            header: names::HEADER_BODY_OBJECT,
+            name: shown(name),
+            len: name.len(),
+        });
+    }
     let info = store
         .info(name)
         .await
@@ -128,18 +146,38 @@ pub async fn take(
         });
     }
     let read = async {
-        let mut object = store.get(name).await.map_err(|e| e.to_string())?;
-        let mut body = Vec::with_capacity(info.size);
-        object
-            .read_to_end(&mut body)
+        let stream = js
+            .get_stream(format!("OBJ_{}", names::BLOB_BUCKET))
             .await
             .map_err(|e| e.to_string())?;
+        let chunks = format!("$O.{}.C.{}", names::BLOB_BUCKET, info.nuid);
+        let mut body = Vec::with_capacity(info.size);
+        let mut seq = 0;
+        while body.len() < info.size {
+            let chunk = stream
+                .direct_get_next_for_subject(chunks.clone(), Some(seq))
+                .await
+                .map_err(|e| format!("chunk after sequence {seq}: {e}"))?;
+            seq = chunk.sequence + 1;
+            body.extend_from_slice(&chunk.payload);
+        }
+        if body.len() != info.size {
+            return Err(format!("{} bytes read of {}", body.len(), info.size));
+        }
         Ok::<_, String>(body)
     }
     .await;
     // Deleted whether it could be read or not: nothing stays behind a request.
     let _ = store.delete(name).await;
     read.map_err(get_error)
+}
+
+/// A peer's object name as messages show it: at most 64 characters.
+fn shown(name: &str) -> String {
+    match name.char_indices().nth(64) {
+        Some((cut, _)) => format!("{}…", &name[..cut]),
+        None => name.to_string(),
+    }
 }
 
 /// Deletes an object nobody will read (a request whose reply never came), best effort.

@@ -7,7 +7,26 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use ordo_proto::names::DEFAULT_NATS_URL;
+use ordo_proto::names::{self, DEFAULT_NATS_URL};
+
+/// Who connects: each role receives its replies under an inbox prefix of its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    Coordinator,
+    Worker,
+    /// `ordo` (CLI, MCP, dashboard) and anything else that uses the API.
+    Client,
+}
+
+impl Role {
+    pub fn inbox_prefix(self) -> &'static str {
+        match self {
+            Role::Coordinator => names::INBOX_COORDINATOR,
+            Role::Worker => names::INBOX_WORKER,
+            Role::Client => names::INBOX_CLIENT,
+        }
+    }
+}
 
 #[derive(Clone, Debug, clap::Args)]
 pub struct NatsArgs {
@@ -81,10 +100,7 @@ impl NatsArgs {
         if remote.is_empty() {
             return None;
         }
-        let creds = self.creds.is_some()
-            || self.user.is_some()
-            || self.token.is_some()
-            || addrs.iter().any(|a| a.has_user_pass());
+        let creds = self.has_credentials(&addrs);
         let tls = self.tls_ca.is_some() || addrs.iter().all(|a| a.tls_required());
         let missing = match (creds, tls) {
             (true, true) => return None,
@@ -100,10 +116,41 @@ impl NatsArgs {
         ))
     }
 
-    /// Connects once, failing fast (`connect_timeout`) when NATS is unreachable; afterwards the
-    /// client reconnects forever.
+    /// What a worker says when it serves an open server on this machine: a server on loopback
+    /// reached without credentials, where any account of the machine can publish a task that
+    /// the worker runs. `None` with credentials, or for a remote server (`insecure` speaks of
+    /// that one).
+    pub fn open_local(&self) -> Option<String> {
+        let addrs: Vec<async_nats::ServerAddr> = self
+            .url()
+            .split(',')
+            .filter_map(|u| u.trim().parse().ok())
+            .collect();
+        let local = !addrs.is_empty() && addrs.iter().all(|a| is_loopback(a.host()));
+        if !local || self.has_credentials(&addrs) {
+            return None;
+        }
+        Some(format!(
+            "OPEN SERVER: {} takes no credentials: anyone with an account on this machine can \
+             publish a task that this worker runs. Fine for a trial on your own machine; \
+             otherwise start NATS with scripts/local-nats (one command, a password of its own) \
+             or the configuration in deploy/nats",
+            self.url()
+        ))
+    }
+
+    fn has_credentials(&self, addrs: &[async_nats::ServerAddr]) -> bool {
+        self.creds.is_some()
+            || self.user.is_some()
+            || self.token.is_some()
+            || addrs.iter().any(|a| a.has_user_pass())
+    }
+
+    /// Connects once as `role` (connection `name`), failing fast (`connect_timeout`) when NATS
+    /// is unreachable; afterwards the client reconnects forever.
     pub async fn connect(
         &self,
+        role: Role,
         name: &str,
         connect_timeout: Duration,
     ) -> Result<async_nats::Client, ConnectError> {
@@ -112,6 +159,7 @@ impl NatsArgs {
         }
         let mut opts = async_nats::ConnectOptions::new()
             .name(name)
+            .custom_inbox_prefix(role.inbox_prefix())
             .connection_timeout(connect_timeout)
             .max_reconnects(None);
         if let Some(path) = &self.creds {
@@ -161,6 +209,37 @@ fn is_loopback(host: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_open_server_on_this_machine_is_named() {
+        let open = NatsArgs::with_url("nats://127.0.0.1:4222")
+            .open_local()
+            .unwrap();
+        assert!(
+            open.contains("anyone with an account on this machine"),
+            "{open}"
+        );
+        assert!(open.contains("scripts/local-nats"), "{open}");
+        assert!(
+            NatsArgs::with_url("nats://localhost:4222")
+                .open_local()
+                .is_some()
+        );
+        assert!(
+            NatsArgs::with_url("nats://u:p@127.0.0.1:4222")
+                .open_local()
+                .is_none()
+        );
+        let mut with_user = NatsArgs::with_url("nats://127.0.0.1:4222");
+        with_user.user = Some("ordo".into());
+        assert!(with_user.open_local().is_none());
+        // A remote one is `insecure`'s business.
+        assert!(
+            NatsArgs::with_url("nats://10.0.0.1:4222")
+                .open_local()
+                .is_none()
+        );
+    }
 
     #[test]
     fn remote_servers_without_credentials_or_tls_are_insecure() {

@@ -2,7 +2,8 @@
 //! never bare strings or integers; `AttemptRef` names one attempt of one task of one job.
 //!
 //! A `TaskName` is user text. It is checked once, here, when it is parsed: it is never empty,
-//! has no control characters and is at most `MAX_TASK_NAME` bytes. It may contain anything else
+//! has no control or bidirectional-override characters (which could disguise it on a terminal
+//! or a page) and is at most `MAX_TASK_NAME` bytes. It may contain anything else
 //! (`2.1`, `../x`, `$(id)`), so code that puts a name into a shell, a file path or a NATS subject
 //! must encode it (see `names`), never splice it.
 
@@ -60,6 +61,17 @@ pub enum NameError {
     TooLong(String),
     #[error("task name {0:?} contains a control character")]
     Control(String),
+    #[error(
+        "task name {0:?} contains a bidirectional control character, which can disguise it on a \
+         terminal or a page"
+    )]
+    Bidi(String),
+}
+
+/// Whether `c` changes the direction text is shown in (embeddings, overrides, isolates, marks):
+/// such characters make a name read differently from what it is.
+pub fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{200E}' | '\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
 }
 
 impl TaskName {
@@ -75,6 +87,9 @@ impl TaskName {
         }
         if name.chars().any(char::is_control) {
             return Err(NameError::Control(name));
+        }
+        if name.chars().any(is_bidi_control) {
+            return Err(NameError::Bidi(name));
         }
         Ok(TaskName(name))
     }
@@ -231,6 +246,19 @@ mod tests {
         assert!(TaskName::new("$(touch /tmp/x)").is_ok());
         assert_eq!(TaskName::new("  "), Err(NameError::Empty));
         assert!(matches!(TaskName::new("a\0b"), Err(NameError::Control(_))));
+        for c in [
+            '\u{202E}', '\u{202A}', '\u{2066}', '\u{2069}', '\u{200E}', '\u{200F}',
+        ] {
+            let name = format!("build{c}exe.txt");
+            assert!(
+                matches!(TaskName::new(name), Err(NameError::Bidi(_))),
+                "{c:?} accepted"
+            );
+        }
+        assert!(
+            TaskName::new("שלום-build").is_ok(),
+            "right-to-left text itself is fine"
+        );
         assert!(matches!(
             TaskName::new("x".repeat(300)),
             Err(NameError::TooLong(_))

@@ -13,8 +13,19 @@ pub const DEFAULT_QUEUE: &str = "default";
 pub const MAX_SPEC_BYTES: usize = 64 * 1024 * 1024;
 /// Most tasks in one job (the coordinator's `--max-tasks` may lower it, never raise it).
 pub const MAX_TASKS: usize = 1_000_000;
+/// Most attempts one task may be given (`max_attempts`, or `retries` + 1): more is a typo, and
+/// would keep a failing task busy for years.
+pub const MAX_ATTEMPTS: u32 = 1000;
 /// Deepest nesting accepted in JSON/TOML specs (serde_json's own limit is 128).
 pub const MAX_NESTING: usize = 128;
+
+/// Inbox prefixes, one per role: every reply a role receives (API replies, JetStream API
+/// answers, publish acks, pulled messages) arrives under its own prefix, and the deployed
+/// permissions (deploy/nats/auth.conf) let only that role subscribe there, so no role reads
+/// another's replies, task messages or secrets.
+pub const INBOX_COORDINATOR: &str = "_INBOX_coordinator";
+pub const INBOX_WORKER: &str = "_INBOX_worker";
+pub const INBOX_CLIENT: &str = "_INBOX_client";
 
 /// The redb file inside a `--state` / `--data-dir` directory.
 pub const STATE_FILE: &str = "ordo.redb";

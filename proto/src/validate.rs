@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use crate::dag::Dag;
 use crate::ids::TaskName;
-use crate::names::MAX_TASKS;
+use crate::names::{MAX_ATTEMPTS, MAX_TASKS};
 use crate::spec::{JobSpec, Jump};
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -40,6 +40,8 @@ pub enum Error {
     BadValue { task: TaskName, message: String },
     #[error("settings: {message}")]
     BadSetting { message: String },
+    #[error("job name {name:?}: {message}")]
+    BadJobName { name: String, message: &'static str },
 }
 
 impl Error {
@@ -54,7 +56,10 @@ impl Error {
             | Error::UnknownJump { task, .. }
             | Error::BadValue { task, .. } => Some(task),
             Error::Cycle { path } => path.first(),
-            Error::NoTasks | Error::TooManyTasks { .. } | Error::BadSetting { .. } => None,
+            Error::NoTasks
+            | Error::TooManyTasks { .. }
+            | Error::BadSetting { .. }
+            | Error::BadJobName { .. } => None,
         }
     }
 }
@@ -80,6 +85,7 @@ pub fn validate(spec: &JobSpec) -> Result<Dag, Vec<Error>> {
             max: MAX_TASKS,
         }]);
     }
+    check_job_name(&spec.name, &mut errors);
     check_settings(spec, &mut errors);
 
     let mut index: HashMap<&str, u32> = HashMap::with_capacity(n);
@@ -129,8 +135,52 @@ pub fn validate(spec: &JobSpec) -> Result<Dag, Vec<Error>> {
     }
 }
 
+/// Job names are shown on terminals and pages like task names: no bidirectional control
+/// character may disguise them. (Other control characters are escaped wherever a job name is
+/// shown, as formats derive names from titles.)
+fn check_job_name(name: &str, errors: &mut Vec<Error>) {
+    if name.chars().any(crate::ids::is_bidi_control) {
+        errors.push(Error::BadJobName {
+            name: name.to_string(),
+            message: "contains a bidirectional control character, which can disguise it on a \
+                      terminal or a page",
+        });
+    }
+}
+
+/// Why an `env` key cannot be given to a program: the C environment is `KEY=VALUE` strings, so
+/// an empty key or one holding `=` would be cut or refused only when the task runs.
+fn bad_env_key(key: &str) -> Option<String> {
+    if key.is_empty() {
+        Some("env has an empty variable name".into())
+    } else if key.contains('=') {
+        Some(format!("env variable name {key:?} contains '='"))
+    } else {
+        None
+    }
+}
+
+/// Why a timeout cannot be used: zero would fail every attempt before it starts.
+fn bad_timeout(timeout: Option<crate::duration::Dur>) -> Option<String> {
+    timeout
+        .is_some_and(|t| t.0.is_zero())
+        .then(|| "timeout must be longer than 0 (leave it out for none)".into())
+}
+
+/// Why a count of attempts (retries + 1 where `retries` is given) cannot be used.
+fn bad_attempts(field: &str, attempts: Option<u64>) -> Option<String> {
+    attempts
+        .is_some_and(|a| a > u64::from(MAX_ATTEMPTS))
+        .then(|| format!("{field} allows at most {MAX_ATTEMPTS} attempts in all"))
+}
+
 fn check_settings(spec: &JobSpec, errors: &mut Vec<Error>) {
     let s = &spec.settings;
+    let setting = |message| Error::BadSetting { message };
+    errors.extend(s.env.keys().filter_map(|k| bad_env_key(k)).map(setting));
+    errors.extend(bad_timeout(s.timeout).map(setting));
+    errors
+        .extend(bad_attempts("max_retries", s.max_retries.map(|r| u64::from(r) + 1)).map(setting));
     if s.max_parallel_tasks == Some(0) {
         errors.push(Error::BadSetting {
             message: "max_parallel_tasks must be at least 1".into(),
@@ -180,12 +230,19 @@ fn check_settings(spec: &JobSpec, errors: &mut Vec<Error>) {
             });
         }
     }
-    if let Some(b) = &s.target_branch
-        && !valid_branch(b)
-    {
-        errors.push(Error::BadSetting {
-            message: format!("target_branch {b:?} is not a valid git branch name"),
-        });
+    if let Some(b) = &s.target_branch {
+        if !valid_branch(b) {
+            errors.push(Error::BadSetting {
+                message: format!("target_branch {b:?} is not a valid git branch name"),
+            });
+        } else if b.starts_with("refs/") {
+            errors.push(Error::BadSetting {
+                message: format!(
+                    "target_branch {b:?} starts with 'refs/': name the branch alone (a branch \
+                     named so would shadow the ref it spells)"
+                ),
+            });
+        }
     }
     let worktree_only = [
         ("repository", s.repository.is_some()),
@@ -322,6 +379,20 @@ fn check_task(
             task: task(),
             message: "max_attempts counts every attempt and must be at least 1".into(),
         });
+    }
+    let value = |message| Error::BadValue {
+        task: task(),
+        message,
+    };
+    errors.extend(bad_attempts("max_attempts", t.max_attempts.map(u64::from)).map(value));
+    errors.extend(bad_attempts("retries", t.retries.map(|r| u64::from(r) + 1)).map(value));
+    errors.extend(bad_timeout(t.timeout).map(value));
+    errors.extend(t.env.keys().filter_map(|k| bad_env_key(k)).map(value));
+    if !(0..=255).contains(&t.verify_success_code) {
+        errors.push(value(format!(
+            "verify_success_code {} can never match: exit codes are 0 to 255",
+            t.verify_success_code
+        )));
     }
     if let Some(cpu) = t.cpu_required
         && !(cpu.is_finite() && cpu >= 0.0)
@@ -475,6 +546,82 @@ mod tests {
             validate(&spec).unwrap_err()[0],
             Error::NoProgram { .. }
         ));
+    }
+
+    /// Every message of a spec that fails, in order.
+    fn messages(spec: &JobSpec) -> Vec<String> {
+        validate(spec)
+            .unwrap_err()
+            .iter()
+            .map(|e| e.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn values_that_could_only_fail_at_run_time_are_refused() {
+        use crate::duration::Dur;
+        let mut spec = job(&[("a", &[]), ("b", &[])]);
+        spec.settings.env.insert(String::new(), "x".into());
+        spec.settings.timeout = Some(Dur::secs(0));
+        spec.settings.max_retries = Some(u32::MAX);
+        spec.tasks[0].env.insert("A=B".into(), "x".into());
+        spec.tasks[0].timeout = Some(Dur::secs(0));
+        spec.tasks[0].verify_success_code = 256;
+        spec.tasks[1].retries = Some(4_294_967_295);
+        spec.tasks[1].max_attempts = Some(1001);
+        spec.tasks[1].verify_success_code = -1;
+        assert_eq!(
+            messages(&spec),
+            [
+                "settings: env has an empty variable name",
+                "settings: timeout must be longer than 0 (leave it out for none)",
+                "settings: max_retries allows at most 1000 attempts in all",
+                "task 'a': timeout must be longer than 0 (leave it out for none)",
+                "task 'a': env variable name \"A=B\" contains '='",
+                "task 'a': verify_success_code 256 can never match: exit codes are 0 to 255",
+                "task 'b': max_attempts allows at most 1000 attempts in all",
+                "task 'b': retries allows at most 1000 attempts in all",
+                "task 'b': verify_success_code -1 can never match: exit codes are 0 to 255",
+            ]
+        );
+        let mut fine = job(&[("a", &[])]);
+        fine.tasks[0].retries = Some(999);
+        fine.tasks[0].max_attempts = Some(1000);
+        fine.tasks[0].verify_success_code = 255;
+        fine.tasks[0].timeout = Some(Dur::secs(1));
+        fine.tasks[0].env.insert("PATH_2".into(), "a=b".into());
+        assert!(validate(&fine).is_ok());
+    }
+
+    #[test]
+    fn a_target_branch_spelling_a_ref_is_refused() {
+        let mut spec = job(&[("a", &[])]);
+        spec.settings.workspace = Some(crate::spec::WorkspaceMode::Worktree);
+        spec.settings.target_branch = Some("refs/tags/v1".into());
+        assert_eq!(
+            messages(&spec),
+            [
+                "settings: target_branch \"refs/tags/v1\" starts with 'refs/': name the branch \
+              alone (a branch named so would shadow the ref it spells)"
+            ]
+        );
+        spec.settings.target_branch = Some("release/refs".into());
+        assert!(validate(&spec).is_ok());
+    }
+
+    #[test]
+    fn bidi_controls_in_a_job_name_are_refused() {
+        let mut spec = job(&[("a", &[])]);
+        spec.name = "invoice\u{202E}fdp.exe".into();
+        assert_eq!(
+            messages(&spec),
+            [
+                "job name \"invoice\\u{202e}fdp.exe\": contains a bidirectional control character, \
+              which can disguise it on a terminal or a page"
+            ]
+        );
+        spec.name = "ليلي".into();
+        assert!(validate(&spec).is_ok());
     }
 }
 

@@ -470,6 +470,55 @@ pub struct Heartbeat {
     pub at_ms: u64,
 }
 
+/// Most task slots one worker may offer. Heartbeats come from the network: one claiming more
+/// is refused, so a forged heartbeat cannot make the coordinator's sums wrap or stall a queue.
+pub const MAX_WORKER_SLOTS: u32 = 65_536;
+/// Most CPUs one worker may offer.
+pub const MAX_WORKER_CPUS: f64 = 65_536.0;
+/// Most memory one worker may offer, in MB (a pebibyte).
+pub const MAX_WORKER_MEMORY_MB: u64 = 1 << 30;
+/// Most queues one worker may serve, and the longest host name it may give.
+pub const MAX_WORKER_QUEUES: usize = 1024;
+const MAX_HOST: usize = 255;
+
+impl Heartbeat {
+    /// Why this offer is not believable, if it is not: every number is bounded, so sums over
+    /// workers stay far from overflow.
+    pub fn check(&self) -> Result<(), String> {
+        let worker = &self.worker;
+        if self.slots > MAX_WORKER_SLOTS {
+            return Err(format!(
+                "worker {worker} claims {} slots; at most {MAX_WORKER_SLOTS} are believed",
+                self.slots
+            ));
+        }
+        if !(self.cpus.is_finite() && (0.0..=MAX_WORKER_CPUS).contains(&self.cpus)) {
+            return Err(format!(
+                "worker {worker} claims {} CPUs; 0 to {MAX_WORKER_CPUS} are believed",
+                self.cpus
+            ));
+        }
+        if self.memory_mb > MAX_WORKER_MEMORY_MB {
+            return Err(format!(
+                "worker {worker} claims {} MB of memory; at most {MAX_WORKER_MEMORY_MB} are believed",
+                self.memory_mb
+            ));
+        }
+        if let Some(q) = self.queues.iter().find(|q| !crate::names::valid_queue(q)) {
+            return Err(format!("worker {worker} names an invalid queue {q:?}"));
+        }
+        if self.queues.len() > MAX_WORKER_QUEUES || self.host.len() > MAX_HOST {
+            return Err(format!(
+                "worker {worker} names {} queues and a host of {} bytes; at most \
+                 {MAX_WORKER_QUEUES} and {MAX_HOST} are believed",
+                self.queues.len(),
+                self.host.len()
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// From the coordinator to every worker on `ordo.control.kill`: stop these attempts now and
 /// never start a task of a listed job.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

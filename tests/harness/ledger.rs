@@ -447,8 +447,17 @@ pub fn record(key: &str, row: Row) {
         doc.push_str(&r);
     }
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/reliability.md");
+    // The sections after the table (security) are written by hand: kept as they are.
+    let old = std::fs::read_to_string(&path).unwrap_or_default();
+    if let Some(at) = old.find(HAND_WRITTEN) {
+        doc.push('\n');
+        doc.push_str(&old[at + 1..]);
+    }
     std::fs::write(path, doc).unwrap();
 }
+
+/// Where the hand-written part of docs/reliability.md starts.
+const HAND_WRITTEN: &str = "\n## Security";
 
 /// A process for a failure message: pid, command line, and the ordo variables it runs under.
 fn describe_process(pid: u32) -> String {

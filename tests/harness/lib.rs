@@ -500,6 +500,11 @@ impl NatsServer {
         format!("nats://127.0.0.1:{}", self.port)
     }
 
+    /// What the server logged (its errors: a client it disconnected, and why).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("nats.log")).unwrap_or_default()
+    }
+
     /// Stops the server with `sig` (SIGTERM or SIGKILL) and waits for it to exit.
     pub fn stop(&mut self, sig: i32) {
         if let Some(mut c) = self.child.take() {

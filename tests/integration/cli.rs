@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use ordo_tests::{all_examples, fixture, ordo, shared_example, write};
+use ordo_tests::{all_examples, fixture, ordo, ordo_in, shared_example, write};
 
 #[test]
 fn every_example_validates_unedited() {
@@ -449,4 +449,84 @@ fn hostile_specs_fail_cleanly_naming_file_and_line() {
     let r = ordo(&["plan", &chain, "--output", "json"]);
     assert_eq!(r.code(), 0, "{}", r.stderr);
     assert_eq!(r.json()["critical_path"].as_array().unwrap().len(), n);
+}
+
+#[test]
+fn validate_refuses_what_could_only_fail_at_run_time_or_disguise_a_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = write(
+        dir.path(),
+        "hostile.toml",
+        "name = \"hostile\"\n\
+         [settings]\n\
+         workspace = \"worktree\"\n\
+         target_branch = \"refs/tags/v1\"\n\
+         [[tasks]]\n\
+         name = \"a\"\n\
+         command = \"true\"\n\
+         timeout = 0\n\
+         retries = 4294967295\n\
+         verify_command = \"true\"\n\
+         verify_success_code = 256\n\
+         env = { \"\" = \"x\", \"A=B\" = \"y\" }\n",
+    );
+    let r = ordo(&["validate", &spec]);
+    assert_eq!(r.code(), 2, "{}{}", r.stdout, r.stderr);
+    for wanted in [
+        "target_branch \"refs/tags/v1\" starts with 'refs/'",
+        "task 'a': timeout must be longer than 0",
+        "task 'a': retries allows at most 1000 attempts in all",
+        "task 'a': verify_success_code 256 can never match",
+        "task 'a': env has an empty variable name",
+        "task 'a': env variable name \"A=B\" contains '='",
+    ] {
+        assert!(r.stderr.contains(wanted), "{wanted:?} not in {}", r.stderr);
+    }
+
+    // A right-to-left override would show this task as "build-exe.txt" on a terminal.
+    let disguised = write(
+        dir.path(),
+        "disguised.toml",
+        "[[tasks]]\nname = \"build-\u{202E}txt.exe\"\ncommand = \"true\"\n",
+    );
+    let r = ordo(&["validate", &disguised]);
+    assert_eq!(r.code(), 2, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.contains("disguised.toml:2:") && r.stderr.contains("bidirectional control"),
+        "{}",
+        r.stderr
+    );
+    assert!(!r.stderr.contains('\u{202E}'), "printed raw: {}", r.stderr);
+}
+
+#[test]
+fn an_ext_repository_runs_nothing_on_the_submitting_machine_whatever_the_users_git_allows() {
+    let dir = tempfile::tempdir().unwrap();
+    let canary = dir.path().join("canary");
+    // `ext::` runs `sh -c "touch CANARY #://"`; the "://" makes it look like a URL to ordo.
+    let repository = format!("ext::sh -c touch% {}% #://", canary.display());
+    let spec = write(
+        dir.path(),
+        "ext.toml",
+        &format!(
+            "[settings]\nworkspace = \"worktree\"\nrepository = {repository:?}\n\
+             [[tasks]]\nname = \"a\"\ncommand = \"true\"\n"
+        ),
+    );
+    // No server listens there: the repository is checked before anything is sent.
+    let r = ordo_in(
+        dir.path(),
+        &["submit", "--nats", "nats://127.0.0.1:9", &spec],
+        &[
+            ("GIT_ALLOW_PROTOCOL", "ext"),
+            ("GIT_PROTOCOL_FROM_USER", "1"),
+        ],
+    );
+    assert_ne!(r.code(), 0, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.contains("transport 'ext' not allowed"),
+        "{}",
+        r.stderr
+    );
+    assert!(!canary.exists(), "the ext:: repository ran a command");
 }

@@ -843,6 +843,19 @@ fn tokens_guard_the_dashboard() {
         "{}",
         r.stderr
     );
+    // A token that could be guessed is refused at start, with the command that makes one.
+    let short = write(dir.path(), "short", "s3cret-token-42\n");
+    let mut cmd = Command::new(bin("ordo"));
+    cmd.args(["ui", "--state", state, "--token-file", &short])
+        .current_dir(dir.path());
+    let r = run_with_deadline(cmd, Duration::from_secs(60));
+    assert_eq!(r.code(), 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("15 characters; at least 16")
+            && r.stderr.contains("head -c 24 /dev/urandom | base64 >"),
+        "{}",
+        r.stderr
+    );
 
     // Without a token, only loopback Host names are answered (DNS rebinding).
     {
@@ -852,7 +865,7 @@ fn tokens_guard_the_dashboard() {
         assert_eq!(r.status, 421, "{}", r.body);
     }
 
-    let token = "s3cret-token-42";
+    let token = "s3cret-token-4242";
     let file = write(dir.path(), "token", &format!("{token}\n"));
     let ui = Ui::start(
         dir.path(),
@@ -915,6 +928,16 @@ fn tokens_guard_the_dashboard() {
         Some("/"),
         "no open redirect"
     );
+    // Browsers drop a tab from a URL: "/\t/evil.example" would lead to //evil.example.
+    for next in ["/\t/evil.example", "/\n/evil.example", "/\\evil.example"] {
+        let r = ui.post(
+            "/login",
+            &[("csrf", &csrf), ("token", token), ("next", next)],
+            &[],
+        );
+        assert_eq!(r.status, 303);
+        assert_eq!(r.header("location").as_deref(), Some("/"), "{next:?}");
+    }
     let cookie = r.header("set-cookie").expect("a session cookie");
     assert!(cookie.contains("HttpOnly"), "{cookie}");
     assert!(!cookie.contains(token), "the cookie is not the token");
@@ -922,9 +945,10 @@ fn tokens_guard_the_dashboard() {
     let r = ui.request("GET", "/workers", &[("Cookie", session)], None);
     assert_eq!(r.status, 200, "{}", r.body);
 
-    // In a browser: the login page, then the jobs page.
+    // In a browser: the login page reached with a next= that would leave the site, then the
+    // jobs page of this site.
     let mut b = browser();
-    let p = b.open(&ui.url("/"));
+    let p = b.open(&ui.url("/login?next=/%09/evil.example"));
     assert_eq!(p.eval(&mut b, &text_of("h1")), json!("Log in"));
     let before = p.loads(&mut b);
     p.eval(
@@ -941,7 +965,71 @@ fn tokens_guard_the_dashboard() {
         &format!("{} === 'Jobs'", text_of("h1")),
         Duration::from_secs(10)
     ));
+    assert_eq!(
+        p.eval(&mut b, "location.href"),
+        json!(ui.url("/")),
+        "the login stayed on this site"
+    );
     assert_no_errors(&mut b, &p, "login");
+
+    // Failed logins are limited per client: five a minute, then even the right token waits.
+    let mut refused = 1; // the wrong token above
+    while refused < 5 {
+        let r = ui.post(
+            "/login",
+            &[("csrf", &csrf), ("token", "guess"), ("next", "/")],
+            &[],
+        );
+        assert_eq!(r.status, 401, "{}", r.body);
+        refused += 1;
+    }
+    let r = ui.post(
+        "/login",
+        &[("csrf", &csrf), ("token", token), ("next", "/")],
+        &[],
+    );
+    assert_eq!(r.status, 429, "{}", r.body);
+    assert!(r.header("retry-after").is_some(), "{}", r.head);
+    // Bearer requests do not go through the form and are not held up.
+    let ok = ui.request("GET", "/", &[("Authorization", &bearer)], None);
+    assert_eq!(ok.status, 200);
+}
+
+#[test]
+fn event_streams_are_capped_per_client_and_large_specs_are_submitted() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let ui = Ui::start(dir.path(), &["--state", state.to_str().unwrap()]);
+    let authority = ui.base.trim_start_matches("http://").to_string();
+    let open_stream = || {
+        let mut s = TcpStream::connect(&authority).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        s.write_all(format!("GET /events/jobs HTTP/1.1\r\nHost: {authority}\r\n\r\n").as_bytes())
+            .unwrap();
+        let mut head = [0u8; 12];
+        s.read_exact(&mut head).unwrap();
+        let status: u16 = String::from_utf8_lossy(&head[9..12]).parse().unwrap();
+        (s, status)
+    };
+    let mut open = Vec::new();
+    for i in 0..16 {
+        let (s, status) = open_stream();
+        assert_eq!(status, 200, "stream {i}");
+        open.push(s);
+    }
+    let (_, status) = open_stream();
+    assert_eq!(status, 429, "a 17th stream from one client");
+    // Pages still load while the streams are open.
+    assert_eq!(ui.get("/").status, 200);
+    drop(open);
+
+    // A spec over the 2 MB a form body used to be allowed, under the CLI's 64 MiB.
+    let spec = format!(
+        "[[tasks]]\nname = \"big\"\ncommand = \"true\"\ndescription = \"{}\"\n",
+        "x".repeat(3 << 20)
+    );
+    let job = ui.submit(&spec);
+    ui.wait_state(&job, "succeeded", Duration::from_secs(60));
 }
 
 #[test]

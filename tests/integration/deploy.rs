@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use async_nats::jetstream;
 use async_nats::jetstream::context::GetStreamErrorKind;
+use ordo_proto::names;
 use ordo_tests::deploy::{
     Certs, ConfiguredNats, deploy_dir, make_certs, nats_server_check, nats_server_path,
     python_with_yaml,
@@ -141,6 +142,7 @@ async fn connect_as(
     let errors: Errors = Arc::default();
     let sink = errors.clone();
     let client = async_nats::ConnectOptions::with_user_and_password(user.into(), password.into())
+        .custom_inbox_prefix(inbox_prefix(user))
         .add_root_certificates(ca.to_path_buf())
         .require_tls(true)
         .event_callback(move |event| {
@@ -155,6 +157,15 @@ async fn connect_as(
         .await
         .unwrap_or_else(|e| panic!("{user} cannot connect to {url}: {e}"));
     (client, errors)
+}
+
+/// The inbox prefix of the role a user of `deploy/nats/auth.conf` holds.
+fn inbox_prefix(user: &str) -> &'static str {
+    match user {
+        "coordinator" => names::INBOX_COORDINATOR,
+        "worker" => names::INBOX_WORKER,
+        _ => names::INBOX_CLIENT,
+    }
 }
 
 /// Waits until the server reported a permissions violation naming `subject` to this
@@ -532,6 +543,154 @@ fn each_role_can_do_what_it_needs_and_nothing_more() {
     // The system still works after all that.
     let r = d.client(&["submit", &spec, "--wait"]);
     assert_eq!(r.code(), 0, "{}{}", r.stdout, r.stderr);
+}
+
+const ROLES: [(&str, &str); 3] = [
+    ("coordinator", COORDINATOR_PASSWORD),
+    ("worker", WORKER_PASSWORD),
+    ("client", CLIENT_PASSWORD),
+];
+
+/// The role matrix: while a job whose `env` holds a secret runs, every role tries to read the
+/// inboxes of every other (and all inboxes at once), to publish into them, and the client to
+/// make JetStream deliver into someone else's subjects; none of it is allowed, and the secret
+/// reaches nobody but the worker that runs the task.
+#[test]
+fn no_role_reads_or_runs_what_is_not_its_own() {
+    let d = Deployed::start();
+    let data_dir = path_str(d.data.path());
+    let coordinator = d.daemon(
+        "ordo-coordinator",
+        "coordinator",
+        COORDINATOR_PASSWORD,
+        &["--data-dir", &data_dir],
+    );
+    let worker = d.daemon(
+        "ordo-worker",
+        "worker",
+        WORKER_PASSWORD,
+        &["--id", "w-matrix"],
+    );
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            d.client(&["workers", "--output", "json"])
+                .stdout
+                .contains("w-matrix")
+        }),
+        "coordinator:\n{}\nworker:\n{}",
+        coordinator.log(),
+        worker.log()
+    );
+    const SECRET: &str = "s3cr3t-env-value-9f1c";
+    let url = d.nats.url();
+    let ca = d.certs.ca.clone();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (seen, errors) = rt.block_on(async {
+        use futures::StreamExt;
+        // Every role listens wherever it can; whatever it receives is kept.
+        let seen: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+        let mut all_errors = Vec::new();
+        let mut clients = Vec::new();
+        for (user, password) in ROLES {
+            let (client, errors) = connect_as(&url, &ca, user, password).await;
+            let mut tries: Vec<String> = vec!["_INBOX.>".into(), ">".into()];
+            tries.extend(
+                ROLES
+                    .iter()
+                    .filter(|(other, _)| *other != user)
+                    .map(|(other, _)| format!("{}.>", inbox_prefix(other))),
+            );
+            for subject in tries {
+                let mut sub = client.subscribe(subject.clone()).await.unwrap();
+                let seen = seen.clone();
+                let who = user.to_string();
+                tokio::spawn(async move {
+                    while let Some(m) = sub.next().await {
+                        let text = String::from_utf8_lossy(&m.payload).into_owned();
+                        seen.lock()
+                            .unwrap()
+                            .push((format!("{who} on {}", m.subject), text));
+                    }
+                });
+                client.flush().await.unwrap();
+                expect_violation(
+                    &errors,
+                    &subject,
+                    &format!("{user} subscribing to {subject}"),
+                )
+                .await;
+            }
+            // Nobody may publish into another role's inbox (only the server delivers there).
+            for (other, _) in ROLES.iter().filter(|(other, _)| *other != user) {
+                let subject = format!("{}.forged", inbox_prefix(other));
+                client
+                    .publish(subject.clone(), "forged".into())
+                    .await
+                    .unwrap();
+                client.flush().await.unwrap();
+                expect_violation(
+                    &errors,
+                    &subject,
+                    &format!("{user} publishing to {subject}"),
+                )
+                .await;
+            }
+            all_errors.push(errors);
+            clients.push(client);
+        }
+        // The client cannot make JetStream deliver anything anywhere: no consumer of its own
+        // on any stream (a push consumer delivers to any subject it names).
+        let client = clients[2].clone();
+        let errors = all_errors[2].clone();
+        for stream in [names::LOG_STREAM, "OBJ_ORDO_BLOBS", names::TASK_STREAM] {
+            let create = format!("$JS.API.CONSUMER.CREATE.{stream}");
+            let body = serde_json::json!({
+                "stream_name": stream,
+                "config": {"deliver_subject": "ordo.task.default", "ack_policy": "none"},
+            });
+            let body = serde_json::to_vec(&body).unwrap();
+            let answer = tokio::time::timeout(
+                Duration::from_secs(2),
+                client.request(create.clone(), body.into()),
+            )
+            .await;
+            if let Ok(Ok(answer)) = answer {
+                panic!(
+                    "the server answered {create}: {}",
+                    String::from_utf8_lossy(&answer.payload)
+                );
+            }
+            expect_violation(&errors, &create, "client creating a push consumer").await;
+        }
+        (seen, all_errors)
+    });
+    drop(errors);
+
+    // A job with a secret runs while they listen; `ordo logs` still reads its output.
+    let spec = write(
+        d.work.path(),
+        "secret.toml",
+        &format!(
+            "name = \"secret\"\n[[tasks]]\nname = \"uses-it\"\n\
+             command = \"test \\\"$TOKEN\\\" = {SECRET} && echo used\"\nenv = {{ TOKEN = \"{SECRET}\" }}\n"
+        ),
+    );
+    let r = d.client(&["submit", &spec, "--wait"]);
+    assert_eq!(r.code(), 0, "{}{}\n{}", r.stdout, r.stderr, worker.log());
+    let job = r.stdout.trim().to_string();
+    let logs = d.client(&["logs", &job, "uses-it"]);
+    assert_eq!(logs.code(), 0, "{}", logs.stderr);
+    assert!(logs.stdout.contains("used"), "{}", logs.stdout);
+    let seen = seen.lock().unwrap();
+    assert!(
+        seen.is_empty(),
+        "a role received traffic that is not its own: {seen:#?}"
+    );
+    drop(rt);
 }
 
 #[test]
@@ -1585,4 +1744,96 @@ fn ha_on_a_three_node_cluster_survives_the_active_coordinator_and_the_journal_le
             recovery: Some(recovery),
         },
     );
+}
+
+/// Kills the process on drop.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn scripts_local_nats_starts_a_server_only_its_user_can_use() {
+    use std::os::unix::fs::PermissionsExt;
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("nats");
+    let port = free_ports(1)[0];
+    let script = deploy_dir().join("../scripts/local-nats");
+    let _server = Killed(
+        Command::new(&script)
+            .arg(&state)
+            .arg(port.to_string())
+            .env("NATS_SERVER_BIN", nats_server_path())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        }),
+        "scripts/local-nats did not start a server"
+    );
+    for file in ["env", "nats.conf"] {
+        let mode = std::fs::metadata(state.join(file))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o077, 0, "{file} is readable by others: {mode:o}");
+    }
+    let text = std::fs::read_to_string(state.join("env")).unwrap();
+    let env: Vec<(String, String)> = text
+        .trim()
+        .trim_start_matches("export ")
+        .split(' ')
+        .map(|kv| {
+            let (k, v) = kv.split_once('=').unwrap();
+            (k.to_string(), v.to_string())
+        })
+        .collect();
+    let url = format!("nats://127.0.0.1:{port}");
+    assert!(
+        env.contains(&("ORDO_NATS_URL".into(), url.clone())),
+        "{env:?}"
+    );
+
+    // Without the password nobody gets in (another account of the machine has only the URL).
+    let work = tempfile::tempdir().unwrap();
+    let r = ordo_in(work.path(), &["workers", "--nats", &url], &[]);
+    assert_eq!(r.code(), 3, "{}{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.to_lowercase().contains("authorization"),
+        "{}",
+        r.stderr
+    );
+
+    // With what the script wrote, the three programs work and no OPEN SERVER warning is given.
+    let data = tempfile::tempdir().unwrap();
+    let _coordinator = Daemon::spawn_env(
+        "ordo-coordinator",
+        &["--data-dir", &path_str(data.path())],
+        work.path(),
+        &env,
+    );
+    let worker = Daemon::spawn_env("ordo-worker", &["--id", "w-local"], work.path(), &env);
+    let with: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            ordo_in(work.path(), &["workers"], &with)
+                .stdout
+                .contains("w-local")
+        }),
+        "{}",
+        worker.log()
+    );
+    let spec = write(work.path(), "job.toml", TWO_TASKS);
+    let r = ordo_in(work.path(), &["submit", &spec, "--wait"], &with);
+    assert_eq!(r.code(), 0, "{}{}\n{}", r.stdout, r.stderr, worker.log());
+    assert!(!worker.log().contains("OPEN SERVER"), "{}", worker.log());
 }

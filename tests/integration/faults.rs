@@ -241,3 +241,241 @@ fn a_task_delivered_max_deliver_times_without_a_result_fails_with_the_reason() {
         ordo_tests::signal(w.pid(), libc::SIGCONT);
     }
 }
+
+/// Runs `f` on a one-thread runtime of its own, with a plain client of the test's server.
+fn with_client<T>(url: String, f: impl AsyncFnOnce(async_nats::Client) -> T) -> T {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async move { f(async_nats::connect(url).await.unwrap()).await })
+}
+
+#[test]
+fn a_forged_heartbeat_with_absurd_capacity_stalls_no_queue() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let mut c = Cluster::start(&[]);
+    c.add_worker("w1", &["--concurrency", "2"]);
+    // A phantom worker claims almost 2^31 slots, every 100 ms, while the job is submitted and
+    // runs: summed with the real worker's slots in u32 it wrapped the queue's capacity.
+    let stop = Arc::new(AtomicBool::new(false));
+    let forger = {
+        let (url, stop) = (c.nats.url(), stop.clone());
+        std::thread::spawn(move || {
+            with_client(url, async move |client| {
+                let hb = ordo_proto::Heartbeat {
+                    worker: ordo_proto::WorkerId::new("phantom"),
+                    host: "nowhere".into(),
+                    queues: vec!["default".into()],
+                    slots: 2_147_483_646,
+                    busy: 0,
+                    cpus: 8.0,
+                    memory_mb: 1024,
+                    draining: false,
+                    at_ms: ordo_proto::now_ms(),
+                };
+                let subject = ordo_proto::names::heartbeat_subject(&hb.worker);
+                while !stop.load(Ordering::SeqCst) {
+                    let body = ordo_proto::wire::encode(&hb);
+                    client.publish(subject.clone(), body.into()).await.unwrap();
+                    client.flush().await.unwrap();
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            })
+        })
+    };
+    let spec = write(
+        c.work.path(),
+        "three.toml",
+        "[[tasks]]\nname = \"a\"\ncommand = \"echo a >> ledger\"\n\
+         [[tasks]]\nname = \"b\"\ncommand = \"echo b >> ledger\"\ndepends_on = [\"a\"]\n\
+         [[tasks]]\nname = \"c\"\ncommand = \"echo c >> ledger\"\n",
+    );
+    let r = c.ordo(&["submit", &spec]);
+    assert_eq!(r.code(), 0, "{}", r.stderr);
+    let job = r.stdout.trim().to_string();
+    let s = wait_done(&c, &job);
+    stop.store(true, Ordering::SeqCst);
+    forger.join().unwrap();
+    assert_eq!(s["state"], "succeeded", "{s}");
+    let mut ledger = lines(&c.work.path().join("ledger"));
+    ledger.sort();
+    assert_eq!(ledger, ["a", "b", "c"]);
+    assert!(
+        c.coordinator
+            .log()
+            .contains("worker phantom claims 2147483646 slots"),
+        "{}",
+        c.coordinator.log()
+    );
+    let workers = c.ordo(&["workers", "--output", "json"]);
+    assert_eq!(workers.code(), 0, "{}", workers.stderr);
+    assert!(!workers.stdout.contains("phantom"), "{}", workers.stdout);
+    // The open test server is what a phantom needs: the worker says so when it starts.
+    assert!(
+        c.workers[0].log().contains("OPEN SERVER")
+            && c.workers[0].log().contains("scripts/local-nats"),
+        "{}",
+        c.workers[0].log()
+    );
+}
+
+#[test]
+fn a_huge_body_object_header_is_refused_without_costing_the_coordinator_its_connection() {
+    let c = Cluster::start(&[]);
+    let name = "x".repeat(5000);
+    let reply = with_client(c.nats.url(), async move |client| {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(ordo_proto::names::HEADER_BODY_OBJECT, name.as_str());
+        let request = async_nats::Request::new()
+            .headers(headers)
+            .timeout(Some(Duration::from_secs(10)));
+        let subject = ordo_proto::names::api_subject(ordo_proto::api::JOBS);
+        let msg = client.send_request(subject, request).await.unwrap();
+        String::from_utf8_lossy(&msg.payload).into_owned()
+    });
+    assert!(
+        reply.contains("must name an object by its UUID") && reply.contains("5000 bytes"),
+        "{reply}"
+    );
+    // The coordinator still answers, and the server never had to cut it off.
+    let r = c.ordo(&["jobs"]);
+    assert_eq!(r.code(), 0, "{}", r.stderr);
+    let log = c.nats.log();
+    assert!(!log.contains("maximum control line"), "{log}");
+    assert!(
+        !c.coordinator.log().to_lowercase().contains("disconnect"),
+        "{}",
+        c.coordinator.log()
+    );
+}
+
+/// The inbox a daemon pulls through, seen by watching its pull requests (`pulls` is a JetStream
+/// API subject; on the open test server anyone may watch it, on the deployed one nobody can).
+async fn pull_inbox(client: &async_nats::Client, pulls: &str) -> String {
+    use futures::StreamExt;
+    let mut sub = client.subscribe(pulls.to_string()).await.unwrap();
+    let msg = tokio::time::timeout(Duration::from_secs(60), sub.next())
+        .await
+        .expect("no pull request within 60 s")
+        .unwrap();
+    msg.reply
+        .expect("a pull request has a reply subject")
+        .to_string()
+}
+
+/// Stores `payload` in ORDO_LOGS (task output, which whoever submits a job controls) and makes
+/// a push consumer of that stream deliver it to `inbox`, as a client allowed to create log
+/// consumers could.
+async fn deliver_from_logs(
+    client: &async_nats::Client,
+    subject: String,
+    payload: Vec<u8>,
+    inbox: String,
+) {
+    use async_nats::jetstream::{self, consumer::push};
+    let js = jetstream::new(client.clone());
+    js.publish(subject.clone(), payload.into())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let logs = js.get_stream(ordo_proto::names::LOG_STREAM).await.unwrap();
+    logs.create_consumer(push::Config {
+        deliver_subject: inbox,
+        filter_subject: subject,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+}
+
+#[test]
+fn only_what_jetstream_delivered_from_the_right_stream_is_run_or_applied() {
+    use ordo_proto::{Attempt, Dispatch, JobId, Program, TaskIndex, TaskName, TaskResult};
+    let mut c = Cluster::start(&[]);
+    c.add_worker("w1", &[]);
+    let spec = write(
+        c.work.path(),
+        "gate.toml",
+        "[[tasks]]\nname = \"gate\"\ncommand = \"while [ ! -f go ]; do sleep 0.05; done; echo ran >> ledger\"\n",
+    );
+    let r = c.ordo(&["submit", &spec]);
+    assert_eq!(r.code(), 0, "{}", r.stderr);
+    let job = r.stdout.trim().to_string();
+    assert!(wait_until(Duration::from_secs(30), || {
+        status(&c, &job).is_some_and(|s| s["tasks"][0]["state"] == "running")
+    }));
+
+    let marker = c.work.path().join("forged-ran");
+    let job_id: JobId = job.parse().unwrap();
+    let forged = Dispatch::new(
+        JobId::new(),
+        TaskName::new("forged").unwrap(),
+        TaskIndex(0),
+        Attempt(1),
+        Program::Shell(format!("touch {}", marker.display())),
+    );
+    // A result claiming the gate succeeded, which it has not.
+    let gate = Dispatch::new(
+        job_id,
+        TaskName::new("gate").unwrap(),
+        TaskIndex(0),
+        Attempt(1),
+        Program::Shell(String::new()),
+    );
+    let result = ordo_proto::WorkerEvent::Finished(TaskResult::new(
+        &gate,
+        ordo_proto::WorkerId::new("w1"),
+        ordo_proto::Outcome::Succeeded,
+        ordo_proto::now_ms(),
+        "forged",
+    ));
+    with_client(c.nats.url(), async move |client| {
+        // The coordinator asks again only when its last pull (30 s) runs out: watch both at once.
+        let (worker_inbox, coordinator_inbox) = tokio::join!(
+            pull_inbox(&client, "$JS.API.CONSUMER.MSG.NEXT.ORDO_TASKS.>"),
+            pull_inbox(&client, "$JS.API.CONSUMER.MSG.NEXT.ORDO_EVENTS.>"),
+        );
+        let other = JobId::new();
+        deliver_from_logs(
+            &client,
+            ordo_proto::names::log_subject(&other, TaskIndex(0)),
+            ordo_proto::wire::encode(&forged),
+            worker_inbox,
+        )
+        .await;
+        deliver_from_logs(
+            &client,
+            ordo_proto::names::log_subject(&other, TaskIndex(1)),
+            ordo_proto::wire::encode(&result),
+            coordinator_inbox,
+        )
+        .await;
+    });
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            c.workers[0]
+                .log()
+                .contains("ignoring a message on the task inbox")
+                && c.coordinator
+                    .log()
+                    .contains("ignoring a message on the event inbox")
+        }),
+        "worker:\n{}\ncoordinator:\n{}",
+        c.workers[0].log(),
+        c.coordinator.log()
+    );
+    let s = status(&c, &job).unwrap();
+    assert_eq!(
+        s["tasks"][0]["state"], "running",
+        "a forged result was applied: {s}"
+    );
+    std::fs::write(c.work.path().join("go"), "").unwrap();
+    let s = wait_done(&c, &job);
+    assert_eq!(s["state"], "succeeded", "{s}");
+    assert_eq!(lines(&c.work.path().join("ledger")), ["ran"]);
+    assert!(!marker.exists(), "a task message no job holds was run");
+}

@@ -367,3 +367,131 @@ fn cluster_mode_submits_through_the_coordinator() {
     let r = c.ordo(&["status", job, "--output", "json"]);
     assert_eq!(r.json()["state"], "succeeded");
 }
+
+/// `ordo mcp` as a child with raw pipes: lines written as they are, answers read as lines.
+struct RawMcp {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    answers: std::sync::mpsc::Receiver<Value>,
+}
+
+impl RawMcp {
+    fn start(dir: &Path) -> RawMcp {
+        use std::io::BufRead;
+        let mut child = Command::new(bin("ordo"))
+            .arg("mcp")
+            .current_dir(dir)
+            .env_remove("ORDO_NATS_URL")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        let (tx, answers) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in stdout.lines().map_while(Result::ok) {
+                let v = serde_json::from_str(&line)
+                    .unwrap_or_else(|e| json!({"unreadable": e.to_string(), "line": line}));
+                if tx.send(v).is_err() {
+                    return;
+                }
+            }
+        });
+        RawMcp {
+            child,
+            stdin,
+            answers,
+        }
+    }
+
+    fn send(&mut self, bytes: &[u8]) {
+        use std::io::Write;
+        self.stdin.write_all(bytes).unwrap();
+        self.stdin.flush().unwrap();
+    }
+
+    /// The next answer, within a deadline.
+    fn answer(&self) -> Value {
+        self.answers
+            .recv_timeout(Duration::from_secs(30))
+            .expect("no answer within 30 s")
+    }
+}
+
+impl Drop for RawMcp {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn every_line_gets_an_answer_and_only_regular_files_are_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut mcp = RawMcp::start(dir.path());
+    mcp.send(
+        br#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"0"}}}
+{"jsonrpc":"2.0","method":"notifications/initialized"}
+"#,
+    );
+    assert_eq!(mcp.answer()["id"], 1);
+
+    // Not JSON: cut short, invalid UTF-8, nested deeper than any parser keeps.
+    for bad in [
+        b"{\"jsonrpc\": \"2.0\", \"id\": 2, \"method\":\n".to_vec(),
+        b"{\"jsonrpc\":\"2.0\",\"id\":3,\"method\":\"\xff\xfe\"}\n".to_vec(),
+        format!("{}\n", "[".repeat(100_000)).into_bytes(),
+    ] {
+        mcp.send(&bad);
+        let a = mcp.answer();
+        assert_eq!(a["error"]["code"], -32700, "{a}");
+        assert_eq!(a["id"], Value::Null, "{a}");
+    }
+
+    // A request larger than a line may be: refused with its id, in pieces so the test holds
+    // no copy of it.
+    let max_line = 2 * ordo_proto::names::MAX_SPEC_BYTES;
+    mcp.send(br#"{"jsonrpc":"2.0","id":4,"method":"tools/call","params":{"name":"validate_job","arguments":{"spec":""#);
+    let chunk = vec![b'a'; 1 << 20];
+    for _ in 0..=max_line / chunk.len() {
+        mcp.send(&chunk);
+    }
+    mcp.send(b"\"}}}\n");
+    let a = mcp.answer();
+    assert_eq!(a["id"], 4, "{a}");
+    assert_eq!(a["error"]["code"], -32600, "{a}");
+    assert!(
+        a["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("at most {max_line} bytes")),
+        "{a}"
+    );
+
+    // `path` must be a regular file: not this server's own stdin, not a FIFO nobody writes.
+    let fifo = dir.path().join("fifo");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    for (id, path) in [(5, "/dev/stdin"), (6, fifo.to_str().unwrap())] {
+        let call = json!({"jsonrpc": "2.0", "id": id, "method": "tools/call",
+            "params": {"name": "validate_job", "arguments": {"path": path}}});
+        mcp.send(format!("{call}\n").as_bytes());
+        let a = mcp.answer();
+        assert_eq!(a["id"], id, "{a}");
+        assert_eq!(a["result"]["isError"], true, "{a}");
+        assert!(a.to_string().contains("not a regular file"), "{a}");
+    }
+
+    // And the session still serves ordinary requests.
+    mcp.send(b"{\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"tools/list\"}\n");
+    let a = mcp.answer();
+    assert_eq!(a["id"], 7, "{a}");
+    assert!(
+        a["result"]["tools"]
+            .as_array()
+            .is_some_and(|t| t.len() == TOOLS.len()),
+        "{a}"
+    );
+}

@@ -326,11 +326,17 @@ async fn pull_loop(shared: Arc<Shared>) {
         };
         match msg.status {
             None | Some(StatusCode::OK) => {
-                asked = asked.saturating_sub(1);
                 let msg = jetstream::Message {
                     message: msg,
                     context: shared.js.clone(),
                 };
+                // Only what JetStream delivered from a queue this worker serves is ever run or
+                // acked: a consumer of another stream can be told to deliver into this inbox.
+                if let Err(why) = from_served_queue(&msg, &consumers) {
+                    tracing::warn!(subject = %msg.subject, "ignoring a message on the task inbox: {why}");
+                    continue;
+                }
+                asked = asked.saturating_sub(1);
                 if draining {
                     let _ = msg.ack_with(AckKind::Nak(None)).await;
                     continue;
@@ -368,6 +374,35 @@ async fn pull_loop(shared: Arc<Shared>) {
             }
         }
     }
+}
+
+/// Whether `msg` is one JetStream delivered from `ORDO_TASKS` through the consumer of a queue
+/// this worker serves (its reply subject, `$JS.ACK.<stream>.<consumer>...`, says so; nobody but
+/// the server may publish into a worker's inbox, so it cannot be forged).
+fn from_served_queue(
+    msg: &jetstream::Message,
+    consumers: &[(String, PullConsumer, Duration)],
+) -> Result<(), String> {
+    let info = msg
+        .info()
+        .map_err(|e| format!("not delivered by JetStream ({e})"))?;
+    if info.stream != names::TASK_STREAM {
+        return Err(format!(
+            "delivered from stream {}, not {}",
+            info.stream,
+            names::TASK_STREAM
+        ));
+    }
+    if !consumers
+        .iter()
+        .any(|(_, c, _)| c.cached_info().name == info.consumer)
+    {
+        return Err(format!(
+            "delivered through consumer {}, of no queue this worker serves",
+            info.consumer
+        ));
+    }
+    Ok(())
 }
 
 /// Takes one task message: decodes it, checks it fits, and starts it.

@@ -4,6 +4,7 @@
 //! # Layout
 //! - `agent`: reads what agent CLIs print (Claude Code's JSON result, Codex's JSON events).
 //! - `daemon`: the `ordo-worker` pull loop: JetStream consumers, leases, events, drain.
+//! - `git_env`: the environment of every git process ordo starts (allowed transports).
 //! - `guard`: the process that kills a dead worker's task processes.
 //! - `metrics`: Prometheus metrics of the worker.
 //! - `report`: events on their way to JetStream, batched while a publish is in flight.
@@ -15,6 +16,7 @@
 pub mod agent;
 pub mod daemon;
 pub mod exec;
+pub mod git_env;
 pub mod guard;
 pub mod metrics;
 pub mod report;

@@ -5,9 +5,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use ordo_plumbing::connect::NatsArgs;
+use ordo_plumbing::connect::{NatsArgs, Role};
 use ordo_plumbing::telemetry::{self, LogFormat, Telemetry};
-use ordo_proto::names;
+use ordo_proto::{names, wire};
 use ordo_worker::daemon::{self, Options};
 use ordo_worker::guard;
 use std::sync::Arc;
@@ -98,6 +98,18 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     }
+    if args.concurrency > wire::MAX_WORKER_SLOTS
+        || !(args.cpus.is_finite() && (0.0..=wire::MAX_WORKER_CPUS).contains(&args.cpus))
+        || args.memory > wire::MAX_WORKER_MEMORY_MB
+    {
+        eprintln!(
+            "ordo-worker: a worker offers at most {} slots, {} CPUs and {} MB of memory",
+            wire::MAX_WORKER_SLOTS,
+            wire::MAX_WORKER_CPUS,
+            wire::MAX_WORKER_MEMORY_MB
+        );
+        return ExitCode::from(2);
+    }
     let host = hostname();
     // Subject tokens cannot hold dots: the id is sanitised once here.
     let id = args
@@ -165,7 +177,7 @@ fn main() -> ExitCode {
         }
         let client = match args
             .nats
-            .connect("ordo-worker", Duration::from_secs(5))
+            .connect(Role::Worker, "ordo-worker", Duration::from_secs(5))
             .await
         {
             Ok(c) => c,
@@ -175,6 +187,9 @@ fn main() -> ExitCode {
             }
         };
         tracing::info!(worker = %opts.id, slots = opts.slots, queues = ?opts.queues, "started");
+        if let Some(open) = args.nats.open_local() {
+            tracing::warn!("{open}");
+        }
         let code = match daemon::run(client, opts, ordo_plumbing::signals::interrupted()).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {

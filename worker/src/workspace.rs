@@ -4,9 +4,8 @@
 //! `git merge-tree`, merge commit with `git commit-tree`, verify at the merge in a scratch
 //! worktree, then a compare-and-swap `git update-ref`).
 //!
-//! Every git call runs `git -C <dir>` with stdin closed, `GIT_TERMINAL_PROMPT=0` and the
-//! variables that would point git at another repository (`GIT_DIR`, `GIT_WORK_TREE`, ...)
-//! removed. The user's own checkout is never changed: nothing here runs checkout, switch,
+//! Every git call runs `git -C <dir>` with stdin closed in the environment of `git_env`
+//! (no prompt, no variable pointing git at another repository, only the allowed transports). The user's own checkout is never changed: nothing here runs checkout, switch,
 //! reset, stash, add or commit in it, and its index is never written; only refs under the
 //! names ordo is given and the `worktrees/` admin area of its git directory change. An
 //! integration branch that is checked out somewhere is refused rather than moved under that
@@ -39,17 +38,6 @@ pub const FALLBACK_EMAIL: &str = "ordo@localhost";
 /// Longest sanitised task or job name inside a branch name, in bytes.
 /// Most bytes of git's stderr kept in an error.
 const MAX_STDERR: usize = 2000;
-/// Variables that would make git work on another repository or index than the `-C` one.
-const GIT_LOCATION_VARS: &[&str] = &[
-    "GIT_DIR",
-    "GIT_WORK_TREE",
-    "GIT_INDEX_FILE",
-    "GIT_OBJECT_DIRECTORY",
-    "GIT_ALTERNATE_OBJECT_DIRECTORIES",
-    "GIT_COMMON_DIR",
-    "GIT_NAMESPACE",
-    "GIT_PREFIX",
-];
 /// Directory under the worktree root that holds the scratch worktrees of integration verifies.
 const INTEGRATE_DIR: &str = "integrate";
 
@@ -944,11 +932,7 @@ impl Drop for Scratch {
                 let git = |args: &[&OsStr]| {
                     let mut cmd = std::process::Command::new("git");
                     cmd.arg("-C").arg(&repo).args(args);
-                    for var in GIT_LOCATION_VARS {
-                        cmd.env_remove(var);
-                    }
-                    let _ = cmd
-                        .env("GIT_TERMINAL_PROMPT", "0")
+                    let _ = crate::git_env::confine(&mut cmd)
                         .stdin(Stdio::null())
                         .stdout(Stdio::null())
                         .stderr(Stdio::null())
@@ -1460,10 +1444,7 @@ impl Git<'_> {
         let command = self.display();
         let mut cmd = Command::new("git");
         cmd.arg("-C").arg(self.dir).args(&self.args);
-        for var in GIT_LOCATION_VARS {
-            cmd.env_remove(var);
-        }
-        cmd.env("GIT_TERMINAL_PROMPT", "0")
+        crate::git_env::confine(cmd.as_std_mut())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());

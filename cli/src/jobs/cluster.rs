@@ -8,11 +8,10 @@
 
 use std::time::Duration;
 
-use async_nats::jetstream::{self, consumer::DeliverPolicy, consumer::pull::OrderedConfig};
-use futures::StreamExt;
+use async_nats::jetstream;
 use ordo_coordinator::report::ReportData;
 use ordo_plumbing::blobs;
-use ordo_plumbing::connect::NatsArgs;
+use ordo_plumbing::connect::{NatsArgs, Role};
 use ordo_proto::api::{
     self, ApiReply, JobRef, JobStatus, JobSummary, JobsRequest, PruneReply, PruneRequest,
     ReportRequest, RetryRequest, StatusRequest, SubmitReply, SubmitRequest, WorkerInfo,
@@ -38,8 +37,6 @@ const REPORT_TIMEOUT: Duration = Duration::from_secs(60);
 /// is sent again for up to the lease's TTL plus this long (takeover takes about the TTL plus a
 /// second).
 const TAKEOVER_GRACE: Duration = Duration::from_secs(5);
-/// Reading stored output stops when nothing arrives for this long.
-const OUTPUT_IDLE: Duration = Duration::from_secs(2);
 
 /// A cluster's client: its connection options, the connection once made, and the URL (for
 /// messages, credentials left out).
@@ -85,7 +82,7 @@ impl Cluster {
         self.client
             .get_or_try_init(|| async {
                 let nats = &self.nats;
-                let connecting = nats.connect("ordo", CONNECT_TIMEOUT);
+                let connecting = nats.connect(Role::Client, "ordo", CONNECT_TIMEOUT);
                 // The outer timeout covers what `connection_timeout` may not (name resolution,
                 // TLS).
                 match tokio::time::timeout(CONNECT_TIMEOUT * 2, connecting).await {
@@ -272,7 +269,8 @@ impl Cluster {
         match blobs::object_of(msg.headers.as_ref()) {
             Some(name) => {
                 let store = self.blobs().await?;
-                let body = blobs::take(store, &name, usize::MAX)
+                let js = jetstream::new(self.client().await?.clone());
+                let body = blobs::take(&js, store, &name, usize::MAX)
                     .await
                     .map_err(|e| self.blob_error(&e))?;
                 decode_reply(&subject, &body)
@@ -329,13 +327,8 @@ impl Cluster {
         ))
     }
 
-    /// An ordered consumer over the stored task output of `job` (or of one task), from the
-    /// start.
-    pub async fn output_consumer(
-        &self,
-        job: JobId,
-        task: Option<TaskIndex>,
-    ) -> Result<jetstream::consumer::Consumer<OrderedConfig>> {
+    /// A reader of the stored task output of `job` (or of one task), from the start.
+    pub async fn output_reader(&self, job: JobId, task: Option<TaskIndex>) -> Result<OutputReader> {
         let filter = match task {
             Some(i) => names::log_subject(&job, i),
             None => names::log_subjects(&job),
@@ -345,38 +338,23 @@ impl Cluster {
             .get_stream(names::LOG_STREAM)
             .await
             .map_err(|e| self.stream_error("cannot open the stream", &e))?;
-        stream
-            .create_consumer(OrderedConfig {
-                filter_subject: filter,
-                deliver_policy: DeliverPolicy::All,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| self.stream_error("cannot create a consumer", &e))
+        Ok(OutputReader {
+            stream,
+            filter,
+            next: 0,
+        })
     }
 
     /// The output of a job's tasks (or of one) stored in `ORDO_LOGS` so far, without waiting
     /// for more.
     pub async fn output(&self, job: JobId, task: Option<TaskIndex>, keep: usize) -> Result<Output> {
-        let consumer = self.output_consumer(job, task).await?;
+        let mut reader = self.output_reader(job, task).await?;
         let mut out = Output::new();
-        let mut pending = consumer.cached_info().num_pending;
-        if pending == 0 {
-            return Ok(out);
-        }
-        let mut messages = consumer
-            .messages()
+        while let Some(msg) = reader
+            .next()
             .await
-            .map_err(|e| self.stream_error("cannot read", &e))?;
-        while pending > 0 {
-            let msg = match tokio::time::timeout(OUTPUT_IDLE, messages.next()).await {
-                Ok(Some(Ok(msg))) => msg,
-                Ok(Some(Err(e))) => return Err(self.stream_error("reading failed", &e)),
-                Ok(None) | Err(_) => break,
-            };
-            if let Ok(info) = msg.info() {
-                pending = info.pending;
-            }
+            .map_err(|e| self.stream_error("reading failed", &e))?
+        {
             let index = msg.subject.as_str().rsplit('.').next();
             let Some(index) = index.and_then(|i| i.parse::<u32>().ok()) else {
                 continue;
@@ -389,6 +367,40 @@ impl Cluster {
             }
         }
         Ok(out)
+    }
+}
+
+/// Stored task output read message by message with direct gets: a client creates no consumer
+/// (a push consumer delivers wherever its creator says, so the deployed permissions allow a
+/// client none).
+pub struct OutputReader {
+    stream: jetstream::stream::Stream,
+    filter: String,
+    /// The stream sequence to read from.
+    next: u64,
+}
+
+impl OutputReader {
+    /// The next stored message, or `None` when there is none yet.
+    pub async fn next(
+        &mut self,
+    ) -> std::result::Result<
+        Option<jetstream::message::StreamMessage>,
+        jetstream::stream::DirectGetError,
+    > {
+        use jetstream::stream::DirectGetErrorKind;
+        match self
+            .stream
+            .direct_get_next_for_subject(self.filter.clone(), Some(self.next))
+            .await
+        {
+            Ok(msg) => {
+                self.next = msg.sequence + 1;
+                Ok(Some(msg))
+            }
+            Err(e) if e.kind() == DirectGetErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 }
 

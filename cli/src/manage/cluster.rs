@@ -18,7 +18,11 @@ const GATHER: Duration = Duration::from_millis(500);
 
 pub async fn cluster(nats: &NatsArgs, output: Output) -> Result<u8, Error> {
     let client = nats
-        .connect("ordo", Duration::from_secs(5))
+        .connect(
+            ordo_plumbing::connect::Role::Client,
+            "ordo",
+            Duration::from_secs(5),
+        )
         .await
         .map_err(|e| Error::Connect {
             message: e.to_string(),

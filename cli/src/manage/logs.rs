@@ -7,7 +7,6 @@ use std::collections::HashSet;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use futures::StreamExt;
 use ordo_proto::{JobId, TaskIndex};
 
 use super::follow::{OUTAGE_LIMIT, Outage, POLL_EVERY, summary_tolerant};
@@ -17,9 +16,9 @@ use crate::jobs::{Cluster, Error, Jobs};
 
 /// `logs --follow` checks whether the job ended this often.
 const STATUS_EVERY: Duration = Duration::from_secs(1);
-/// `logs` stops when no output arrives for this long once the job's output is all stored...
+/// `logs` stops when no output arrives for this long after the job ended...
 const IDLE: Duration = Duration::from_secs(2);
-/// ... or this long when the server said nothing more is pending.
+/// ... looking again this often.
 const QUIET: Duration = Duration::from_millis(500);
 
 pub async fn logs(jobs: &Jobs, job: JobId, task: Option<&str>, follow: bool) -> Result<u8, Error> {
@@ -73,52 +72,40 @@ async fn stream(
     task: Option<TaskIndex>,
     mut ended: bool,
 ) -> Result<u8, Error> {
-    let consumer = cluster.output_consumer(job, task).await?;
-    // Ended before the consumer was created: a message with nothing pending behind it is the
-    // last. (Ended later: messages read may have been delivered before the end, so stop only
-    // after a quiet spell.)
+    let mut reader = cluster.output_reader(job, task).await?;
+    // Ended before reading started: everything is stored, so the first time nothing more is
+    // there is the end. (Ended later: output may still be on its way, so stop only after a
+    // quiet spell.)
     let ended_first = ended;
-    let mut pending = consumer.cached_info().num_pending;
-    if ended && pending == 0 {
-        return Ok(exit::OK);
-    }
-    let mut messages = consumer
-        .messages()
-        .await
-        .map_err(|e| cluster.stream_error("cannot read", &e))?;
+    let mut quiet_since: Option<Instant> = None;
     let mut outage = Outage::default();
     let mut status_outage = Outage::default();
     let mut next_status = Instant::now() + STATUS_EVERY;
     loop {
-        let wait = match (ended, pending) {
-            (true, 0) => QUIET,
-            (true, _) => IDLE,
-            (false, _) => next_status.saturating_duration_since(Instant::now()),
-        };
-        match tokio::time::timeout(wait, messages.next()).await {
-            Ok(Some(Ok(msg))) => {
+        match reader.next().await {
+            Ok(Some(msg)) => {
                 if outage.ok() {
                     warn("ordo: reading task output again");
                 }
                 write_out(&msg.payload)?;
-                if let Ok(info) = msg.info() {
-                    pending = info.pending;
-                }
-                if ended_first && pending == 0 {
+                quiet_since = None;
+                continue;
+            }
+            Ok(None) if ended => {
+                let since = *quiet_since.get_or_insert_with(Instant::now);
+                if ended_first || since.elapsed() >= IDLE {
                     return Ok(exit::OK);
                 }
             }
-            Ok(Some(Err(e))) => {
-                // The ordered consumer recreates itself after most errors; ride them out.
+            Ok(None) => {}
+            Err(e) => {
+                // A coordinator or server restart: ride it out.
                 if outage.failed(Instant::now(), OUTAGE_LIMIT) {
                     return Err(cluster.stream_error("reading failed", &e));
                 }
-                tokio::time::sleep(POLL_EVERY).await;
             }
-            Ok(None) => return Ok(exit::OK),
-            Err(_idle) if ended => return Ok(exit::OK),
-            Err(_idle) => {}
         }
+        tokio::time::sleep(if ended { QUIET } else { POLL_EVERY }).await;
         if !ended && Instant::now() >= next_status {
             if let Some(s) = summary_tolerant(jobs, job, &mut status_outage).await? {
                 ended = s.state.is_terminal();

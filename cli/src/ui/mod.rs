@@ -20,15 +20,17 @@ mod graph_svg;
 mod live;
 mod pages;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use axum::Router;
-use axum::extract::{Form, Path, Query, Request, State};
+use axum::body::Body;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Form, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -45,6 +47,17 @@ use crate::overlay::Overlay;
 
 /// The session cookie set by the login form.
 const COOKIE: &str = "ordo_session";
+/// Shortest access token accepted: a shorter one could be guessed through the login form.
+pub const MIN_TOKEN_CHARS: usize = 16;
+/// Failed logins one client may make per `LOGIN_WINDOW`; beyond, the form refuses it (429)
+/// without looking at the token until the window has passed.
+const MAX_FAILED_LOGINS: u32 = 5;
+const LOGIN_WINDOW: Duration = Duration::from_secs(60);
+/// Event streams one client may hold open at once (a browser opens one per tab).
+const MAX_STREAMS_PER_CLIENT: u32 = 16;
+/// Largest form body: a spec of `names::MAX_SPEC_BYTES`, as `ordo submit` takes, fits even
+/// when every byte is percent-encoded.
+const MAX_FORM_BYTES: usize = 3 * ordo_proto::names::MAX_SPEC_BYTES + 64 * 1024;
 const CSS: &str = include_str!("assets/ui.css");
 const JS: &str = include_str!("assets/ui.js");
 
@@ -110,6 +123,15 @@ pub fn check(args: &UiArgs) -> Result<(Vec<SocketAddr>, Options), String> {
             if t.chars().any(|c| c.is_whitespace() || c.is_control()) {
                 return Err(format!(
                     "--token-file {}: the token must be one line without spaces",
+                    f.display()
+                ));
+            }
+            let n = t.chars().count();
+            if n < MIN_TOKEN_CHARS {
+                return Err(format!(
+                    "--token-file {}: the token has {n} characters; at least {MIN_TOKEN_CHARS} \
+                     are needed. Make a good one with: head -c 24 /dev/urandom | base64 > {}",
+                    f.display(),
                     f.display()
                 ));
             }
@@ -222,7 +244,8 @@ pub async fn run(
     opts: Options,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = router(Arc::new(Ui::new(jobs, opts)));
+    let app =
+        router(Arc::new(Ui::new(jobs, opts))).into_make_service_with_connect_info::<SocketAddr>();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         shutdown.await;
@@ -249,6 +272,10 @@ pub(crate) struct Ui {
     pub csrf: String,
     /// Login sessions (random ids in the cookie), when a token is required.
     sessions: Mutex<HashSet<String>>,
+    /// Failed logins per client: how many, since when.
+    failed_logins: Mutex<HashMap<IpAddr, (u32, Instant)>>,
+    /// Event streams open per client.
+    streams: Arc<Mutex<HashMap<IpAddr, u32>>>,
 }
 
 impl Ui {
@@ -258,6 +285,8 @@ impl Ui {
             opts,
             csrf: random_hex(),
             sessions: Mutex::new(HashSet::new()),
+            failed_logins: Mutex::new(HashMap::new()),
+            streams: Arc::new(Mutex::new(HashMap::new())),
         }
     }
 
@@ -292,7 +321,10 @@ fn same(a: &str, b: &str) -> bool {
 pub(crate) fn router(ui: Arc<Ui>) -> Router {
     Router::new()
         .route("/", get(jobs_page))
-        .route("/jobs", post(submit))
+        .route(
+            "/jobs",
+            post(submit).layer(DefaultBodyLimit::max(MAX_FORM_BYTES)),
+        )
         .route("/jobs/{id}", get(job_page))
         .route("/jobs/{id}/tasks/{index}", get(task_page))
         .route("/jobs/{id}/cancel", post(cancel))
@@ -315,6 +347,19 @@ pub(crate) fn router(ui: Arc<Ui>) -> Router {
 async fn guard(State(ui): State<Arc<Ui>>, req: Request, next: Next) -> Response {
     let mut resp = match check_request(&ui, &req) {
         Some(refused) => refused,
+        None if req.uri().path().starts_with("/events") => {
+            match StreamSlot::take(&ui.streams, client(&req)) {
+                Some(slot) => slot.hold(next.run(req).await),
+                None => (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    format!(
+                        "{MAX_STREAMS_PER_CLIENT} event streams are already open from this \
+                         address: close a tab\n"
+                    ),
+                )
+                    .into_response(),
+            }
+        }
         None => next.run(req).await,
     };
     let h = resp.headers_mut();
@@ -334,6 +379,69 @@ async fn guard(State(ui): State<Arc<Ui>>, req: Request, next: Next) -> Response 
         HeaderValue::from_static("no-referrer"),
     );
     resp
+}
+
+/// The address a request came from (unspecified when the server was not given it).
+fn client(req: &Request) -> IpAddr {
+    req.extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::from([0, 0, 0, 0]), |c| c.0.ip())
+}
+
+/// One open event stream of a client, counted while its response body lives.
+struct StreamSlot {
+    streams: Arc<Mutex<HashMap<IpAddr, u32>>>,
+    client: IpAddr,
+}
+
+impl StreamSlot {
+    fn take(streams: &Arc<Mutex<HashMap<IpAddr, u32>>>, client: IpAddr) -> Option<StreamSlot> {
+        let mut open = streams.lock().unwrap();
+        let n = open.entry(client).or_default();
+        if *n >= MAX_STREAMS_PER_CLIENT {
+            return None;
+        }
+        *n += 1;
+        Some(StreamSlot {
+            streams: streams.clone(),
+            client,
+        })
+    }
+
+    /// `resp` with this slot released when its body ends or is dropped.
+    fn hold(self, resp: Response) -> Response {
+        use futures::StreamExt;
+        let (parts, body) = resp.into_parts();
+        let body = body.into_data_stream().map(move |chunk| {
+            let _held = &self;
+            chunk
+        });
+        Response::from_parts(parts, Body::from_stream(body))
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut open = self.streams.lock().unwrap();
+        if let Some(n) = open.get_mut(&self.client) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                open.remove(&self.client);
+            }
+        }
+    }
+}
+
+/// `next` when it is a path on this site, else `/`: it must start with one `/`, and hold no
+/// backslash, whitespace or control character (browsers drop tabs and newlines from URLs, so
+/// `/\t/evil.example` would become `//evil.example`, another site).
+fn same_site(next: &str) -> &str {
+    let ok = next.starts_with('/')
+        && !next.starts_with("//")
+        && !next
+            .chars()
+            .any(|c| c == '\\' || c.is_whitespace() || c.is_control());
+    if ok { next } else { "/" }
 }
 
 /// `None` when the request may go on; else the answer refusing it.
@@ -871,7 +979,11 @@ async fn submit(State(ui): State<Arc<Ui>>, Form(f): Form<SubmitForm>) -> Respons
 async fn login_page(State(ui): State<Arc<Ui>>, Query(q): Query<LoginQuery>) -> Response {
     html(
         StatusCode::OK,
-        pages::login(&ui.page_context(), q.next.as_deref().unwrap_or("/"), None),
+        pages::login(
+            &ui.page_context(),
+            same_site(q.next.as_deref().unwrap_or("/")),
+            None,
+        ),
     )
 }
 
@@ -891,34 +1003,61 @@ struct LoginForm {
     next: String,
 }
 
-async fn login(State(ui): State<Arc<Ui>>, Form(f): Form<LoginForm>) -> Response {
+async fn login(
+    State(ui): State<Arc<Ui>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Form(f): Form<LoginForm>,
+) -> Response {
     if let Some(r) = csrf_refused(&ui, &f.csrf) {
         return r;
     }
     // Only a path on this site: never an open redirect.
-    let next = if f.next.starts_with('/') && !f.next.starts_with("//") && !f.next.contains('\\') {
-        f.next.clone()
-    } else {
-        "/".to_string()
-    };
+    let next = same_site(&f.next);
     let Some(token) = &ui.opts.token else {
-        return Redirect::to(&next).into_response();
+        return Redirect::to(next).into_response();
     };
+    if let Some(wait) = login_blocked(&ui, peer.ip()) {
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            [(header::RETRY_AFTER, wait.as_secs().max(1).to_string())],
+            format!(
+                "too many failed logins from this address: try again in {} s\n",
+                wait.as_secs().max(1)
+            ),
+        )
+            .into_response();
+    }
     if !same(f.token.trim(), token) {
+        login_failed(&ui, peer.ip());
         return html(
             StatusCode::UNAUTHORIZED,
-            pages::login(&ui.page_context(), &next, Some("wrong token")),
+            pages::login(&ui.page_context(), next, Some("wrong token")),
         );
     }
     let session = random_hex();
     ui.sessions.lock().unwrap().insert(session.clone());
-    let mut resp = Redirect::to(&next).into_response();
+    let mut resp = Redirect::to(next).into_response();
     if let Ok(v) = HeaderValue::from_str(&format!(
         "{COOKIE}={session}; HttpOnly; SameSite=Strict; Path=/"
     )) {
         resp.headers_mut().insert(header::SET_COOKIE, v);
     }
     resp
+}
+
+/// How long `client` must wait before trying the login form again, if it must.
+fn login_blocked(ui: &Ui, client: IpAddr) -> Option<Duration> {
+    let failed = ui.failed_logins.lock().unwrap();
+    let (n, since) = failed.get(&client)?;
+    let left = LOGIN_WINDOW.checked_sub(since.elapsed())?;
+    (*n >= MAX_FAILED_LOGINS).then_some(left)
+}
+
+fn login_failed(ui: &Ui, client: IpAddr) {
+    let mut failed = ui.failed_logins.lock().unwrap();
+    failed.retain(|_, (_, since)| since.elapsed() < LOGIN_WINDOW);
+    let (n, _) = failed.entry(client).or_insert((0, Instant::now()));
+    *n += 1;
 }
 
 #[cfg(test)]
@@ -950,8 +1089,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("t");
         std::fs::write(&f, "s3cret\n").unwrap();
+        let e = check(&args("0.0.0.0:8080", Some(&f))).unwrap_err();
+        assert!(
+            e.contains("6 characters; at least 16") && e.contains("/dev/urandom"),
+            "{e}"
+        );
+        std::fs::write(&f, "s3cret-but-long-enough\n").unwrap();
         let (_, o) = check(&args("0.0.0.0:8080", Some(&f))).unwrap();
-        assert_eq!(o.token.as_deref(), Some("s3cret"));
+        assert_eq!(o.token.as_deref(), Some("s3cret-but-long-enough"));
         std::fs::write(&f, " \n").unwrap();
         assert!(
             check(&args("0.0.0.0:8080", Some(&f)))
@@ -965,6 +1110,25 @@ mod tests {
                 .contains(&missing.display().to_string())
         );
         assert!(check(&args("nonsense", None)).is_err());
+    }
+
+    #[test]
+    fn only_same_site_paths_are_redirected_to() {
+        for good in ["/", "/jobs/1?x=%2F%2F", "/workers"] {
+            assert_eq!(same_site(good), good);
+        }
+        for bad in [
+            "//evil.example/",
+            "/\t/evil.example",
+            "/\n/evil.example",
+            "/\\evil.example",
+            "https://evil.example/",
+            "evil.example",
+            "/ /evil.example",
+            "",
+        ] {
+            assert_eq!(same_site(bad), "/", "{bad:?}");
+        }
     }
 
     #[test]

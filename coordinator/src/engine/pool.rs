@@ -115,7 +115,7 @@ impl Pools {
         }
         if pool.slots >= cap.slots
             || pool.cpus + need.cpus > cap.cpus + 1e-9
-            || pool.memory_mb + need.memory_mb > cap.memory_mb
+            || pool.memory_mb.saturating_add(need.memory_mb) > cap.memory_mb
             || locks.iter().any(|l| self.locks.contains(l))
             || need.semaphore.as_ref().is_some_and(|(name, size)| {
                 self.semaphores.get(name).copied().unwrap_or(0) >= *size
@@ -128,13 +128,14 @@ impl Pools {
 
     pub fn take(&mut self, need: &Need, locks: &[String]) {
         if let Some(p) = self.pool_mut(&need.queue) {
-            p.slots += 1;
+            p.slots = p.slots.saturating_add(1);
             p.cpus += need.cpus;
-            p.memory_mb += need.memory_mb;
+            p.memory_mb = p.memory_mb.saturating_add(need.memory_mb);
         }
         self.locks.extend(locks.iter().cloned());
         if let Some((name, _)) = &need.semaphore {
-            *self.semaphores.entry(name.clone()).or_default() += 1;
+            let held = self.semaphores.entry(name.clone()).or_default();
+            *held = held.saturating_add(1);
         }
     }
 
@@ -156,6 +157,8 @@ impl Pools {
 
     /// Slots in use across every pool.
     pub fn busy_slots(&self) -> u32 {
-        self.pools.values().map(|p| p.slots).sum()
+        self.pools
+            .values()
+            .fold(0u32, |sum, p| sum.saturating_add(p.slots))
     }
 }

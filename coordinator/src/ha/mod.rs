@@ -326,7 +326,11 @@ async fn thread_main(
     ready: std::sync::mpsc::SyncSender<Result<(), String>>,
 ) {
     let client = match nats
-        .connect("ordo-coordinator-ha", Duration::from_secs(5))
+        .connect(
+            ordo_plumbing::connect::Role::Coordinator,
+            "ordo-coordinator-ha",
+            Duration::from_secs(5),
+        )
         .await
     {
         Ok(c) => c,

@@ -72,7 +72,10 @@ pub(crate) async fn forward_api(
                 let (client, store, tx) = (client.clone(), store.clone(), tx.clone());
                 tokio::spawn(async move {
                     let taken = match store.get() {
-                        Some(store) => blobs::take(store, &object, max_body).await,
+                        Some(store) => {
+                            let js = async_nats::jetstream::new(client.clone());
+                            blobs::take(&js, store, &object, max_body).await
+                        }
                         None => Err(blobs::Error::Bucket {
                             bucket: names::BLOB_BUCKET.into(),
                             detail: "not created yet".into(),
@@ -95,6 +98,7 @@ pub(crate) async fn forward_api(
                                     ErrorKind::Invalid,
                                     format!("{e} (ordo-coordinator --max-spec-bytes)"),
                                 ),
+                                blobs::Error::BadName { .. } => (ErrorKind::Invalid, e.to_string()),
                                 _ => (ErrorKind::Internal, e.to_string()),
                             };
                             tracing::warn!("refusing a request on {}: {message}", msg.subject);
@@ -146,10 +150,11 @@ pub(crate) async fn forward(
     }
 }
 
+/// A heartbeat whose numbers are believable (`Heartbeat::check`); any other is refused here.
 pub(crate) fn heartbeat(payload: &[u8]) -> Result<Input, String> {
-    wire::decode::<Heartbeat>(payload)
-        .map(Input::Heartbeat)
-        .map_err(|e| e.to_string())
+    let hb = wire::decode::<Heartbeat>(payload).map_err(|e| e.to_string())?;
+    hb.check()?;
+    Ok(Input::Heartbeat(hb))
 }
 
 pub(crate) fn started(payload: &[u8]) -> Result<Input, String> {
@@ -191,6 +196,20 @@ pub(crate) async fn forward_events(
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             };
+            // Results count only when JetStream delivered them from ORDO_EVENTS through this
+            // consumer: anything else reaching its inbox is ignored, and never acked.
+            match msg.info() {
+                Ok(i) if i.stream == names::EVENT_STREAM && i.consumer == names::EVENT_CONSUMER => {
+                }
+                other => {
+                    let from = other.map_or_else(
+                        |e| format!("not delivered by JetStream ({e})"),
+                        |i| format!("stream {}, consumer {}", i.stream, i.consumer),
+                    );
+                    tracing::warn!("ignoring a message on the event inbox: {from}");
+                    continue;
+                }
+            }
             let kind = msg.headers.as_ref().and_then(|h| h.get(names::HEADER_KIND));
             match wire::decode_events(kind.map(|k| k.as_str()), &msg.payload) {
                 Ok(events) => {

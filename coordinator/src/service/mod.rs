@@ -532,12 +532,17 @@ impl Service {
             }
             Input::Started(_) => {}
             Input::Heartbeat(hb) => {
-                for q in &hb.queues {
-                    if names::valid_queue(q) && self.ensure_queue(q).await.is_err() {
+                let queues = hb.queues.clone();
+                if let Err(why) = self.workers.heartbeat(hb) {
+                    tracing::warn!("{why}");
+                    return;
+                }
+                // Queues are valid: `Heartbeat::check` refused the heartbeat otherwise.
+                for q in &queues {
+                    if self.ensure_queue(q).await.is_err() {
                         tracing::error!(queue = %q, "cannot create the queue's consumer");
                     }
                 }
-                self.workers.heartbeat(hb);
             }
             Input::Exhausted { stream_seq } => {
                 let found = self

@@ -11,6 +11,9 @@ use ordo_proto::{Heartbeat, WorkerId};
 
 use crate::engine::Capacity;
 
+/// Most workers remembered at once.
+const MAX_WORKERS: usize = 10_000;
+
 #[derive(Debug)]
 pub(crate) struct Registry {
     workers: HashMap<WorkerId, (Heartbeat, Instant)>,
@@ -28,8 +31,17 @@ impl Registry {
         }
     }
 
-    pub(crate) fn heartbeat(&mut self, hb: Heartbeat) {
+    /// Records a worker's heartbeat; a new worker beyond `MAX_WORKERS` is refused (heartbeats
+    /// come from the network: a flood of invented ids must not grow this without bound).
+    pub(crate) fn heartbeat(&mut self, hb: Heartbeat) -> Result<(), String> {
+        if self.workers.len() >= MAX_WORKERS && !self.workers.contains_key(&hb.worker) {
+            return Err(format!(
+                "worker {} refused: {MAX_WORKERS} workers are already known",
+                hb.worker
+            ));
+        }
         self.workers.insert(hb.worker.clone(), (hb, Instant::now()));
+        Ok(())
     }
 
     /// Forgets workers long gone.
@@ -59,9 +71,11 @@ impl Registry {
             .live()
             .filter(|hb| hb.queues.iter().any(|q| q == queue))
         {
-            cap.slots += hb.slots * (1 + self.prefetch);
+            // Heartbeats are bounded when they arrive; the sums saturate all the same.
+            let offered = hb.slots.saturating_mul(self.prefetch.saturating_add(1));
+            cap.slots = cap.slots.saturating_add(offered);
             cap.cpus += hb.cpus;
-            cap.memory_mb += hb.memory_mb;
+            cap.memory_mb = cap.memory_mb.saturating_add(hb.memory_mb);
             cap.largest_cpus = cap.largest_cpus.max(hb.cpus);
             cap.largest_memory_mb = cap.largest_memory_mb.max(hb.memory_mb);
         }
@@ -72,8 +86,7 @@ impl Registry {
     pub(crate) fn slots(&self, queues: &BTreeSet<String>) -> u32 {
         self.live()
             .filter(|hb| hb.queues.iter().any(|q| queues.contains(q)))
-            .map(|hb| hb.slots)
-            .sum()
+            .fold(0u32, |sum, hb| sum.saturating_add(hb.slots))
     }
 
     /// Every worker heard from, by id.
