@@ -84,7 +84,10 @@ impl SpecArgs {
             eprintln!("warning: {w}");
         }
         if let Some(nothing) = loaded.nothing_to_do() {
-            return Err(NotLoaded::NothingToDo(format!("{}: {nothing}", self.label())));
+            return Err(NotLoaded::NothingToDo(format!(
+                "{}: {nothing}",
+                self.label()
+            )));
         }
         let dag = formats::check(&loaded, &self.label()).map_err(NotLoaded::Invalid)?;
         Ok((loaded, dag))

@@ -232,8 +232,14 @@ mod tests {
         spec.tasks[2].on_success = Some(ordo_proto::Jump::Stop);
         let dag = ordo_proto::validate::validate(&spec).unwrap();
         let out = dot(&spec, &dag);
-        assert!(out.contains("t0 -> t1 [style=dashed, label=\"next\"];"), "{out}");
-        assert!(out.contains("t1 -> t0 [style=dashed, label=\"on_failure\"];"), "{out}");
+        assert!(
+            out.contains("t0 -> t1 [style=dashed, label=\"next\"];"),
+            "{out}"
+        );
+        assert!(
+            out.contains("t1 -> t0 [style=dashed, label=\"on_failure\"];"),
+            "{out}"
+        );
         assert!(!out.contains("t2 ->"), "publish stops: {out}");
         let out = mermaid(&spec, &dag);
         assert!(out.contains("t1 -. on_failure .-> t0"), "{out}");

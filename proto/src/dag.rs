@@ -192,7 +192,12 @@ impl Dag {
         } else {
             let levels = self.levels().iter().map(|l| names(l)).collect();
             let makespan = self.estimate_makespan(workers);
-            (levels, names(&self.critical_path()), workers.max(1), makespan)
+            (
+                levels,
+                names(&self.critical_path()),
+                workers.max(1),
+                makespan,
+            )
         };
         Plan {
             tasks: self.len(),

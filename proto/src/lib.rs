@@ -35,8 +35,7 @@ pub use duration::Dur;
 pub use ids::{Attempt, AttemptRef, JobId, TaskIndex, TaskName, WorkerId};
 pub use spec::{
     AgentKind, Deps, ExecutionMode, FlowEdge, JobSpec, Jump, ModeDecision, ModeReason, Program,
-    Settings,
-    TaskSpec, WorkspaceMode,
+    Settings, TaskSpec, WorkspaceMode,
 };
 pub use state::{JobState, TaskPhase};
 pub use wire::{

@@ -87,7 +87,9 @@ fn prompter_settings(
     }
     if spec.settings.agent_command.is_none() {
         spec.settings.agent_command = Some(argv);
-        spec.settings.agent.get_or_insert(ordo_proto::AgentKind::Claude);
+        spec.settings
+            .agent
+            .get_or_insert(ordo_proto::AgentKind::Claude);
     }
     Ok(())
 }
@@ -113,8 +115,7 @@ pub(super) fn json(ctx: &Ctx<'_>) -> Result<Converted, Vec<super::Diagnostic>> {
     if let Some(offset) = super::check_json_nesting(ctx.text) {
         return Err(vec![ctx.nesting_error(offset)]);
     }
-    let mut spec: JobSpec =
-        serde_json::from_str(ctx.text).map_err(|e| vec![ctx.json_error(&e)])?;
+    let mut spec: JobSpec = serde_json::from_str(ctx.text).map_err(|e| vec![ctx.json_error(&e)])?;
     prompter_settings(ctx, &mut spec, false)?;
     // Where each task's `name` value (else the task) starts.
     let n = spec.tasks.len();

@@ -260,7 +260,9 @@ fn order(fields: &super::JsonObject, task: bool) -> Result<Order, String> {
         .or_else(|| fields.get("execution_mode"))
     {
         None | Some(Value::Null) => Ok(Order::Sequential),
-        Some(Value::String(s)) if task && s.trim().eq_ignore_ascii_case("mixed") => Ok(Order::Mixed),
+        Some(Value::String(s)) if task && s.trim().eq_ignore_ascii_case("mixed") => {
+            Ok(Order::Mixed)
+        }
         Some(Value::String(s)) => match s.parse::<ExecutionMode>() {
             Ok(ExecutionMode::Sequential) => Ok(Order::Sequential),
             Ok(ExecutionMode::Parallel) => Ok(Order::Parallel),

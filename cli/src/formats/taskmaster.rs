@@ -104,7 +104,8 @@ pub(super) fn parse(ctx: &Ctx<'_>) -> Result<Converted, Vec<Diagnostic>> {
             (String::new(), root)
         }
         _ => {
-            let tag = pick_tag(ctx, root, &mut warnings).map_err(|m| vec![ctx.diag(at.get(""), m)])?;
+            let tag =
+                pick_tag(ctx, root, &mut warnings).map_err(|m| vec![ctx.diag(at.get(""), m)])?;
             let Some(Value::Object(h)) = root.get(tag) else {
                 unreachable!("pick_tag returns a tag of the file");
             };
@@ -399,9 +400,11 @@ fn pick_tag<'v>(
         return Ok(t);
     }
     if tags.is_empty() {
-        return Err("no TaskMaster tasks found: expected {\"tasks\":[…]} or tags such as \
+        return Err(
+            "no TaskMaster tasks found: expected {\"tasks\":[…]} or tags such as \
                     {\"master\":{\"tasks\":[…]}}"
-            .to_string());
+                .to_string(),
+        );
     }
     let current = ctx.opts.current_tag.as_deref();
     if asked == DEFAULT_TAG {
@@ -690,7 +693,10 @@ fn fill(task: &mut TaskSpec, fields: &Map<String, Value>) {
 
 /// A subtask's id as the file gives it, unqualified: `"1.1"` or `1.1` under task `1` is `1`.
 fn raw_id(parent: &str, fields: &Map<String, Value>) -> Option<String> {
-    let id = fields.get("id").and_then(id_string).filter(|s| !s.is_empty())?;
+    let id = fields
+        .get("id")
+        .and_then(id_string)
+        .filter(|s| !s.is_empty())?;
     match id.strip_prefix(parent).and_then(|r| r.strip_prefix('.')) {
         Some(rest) if !rest.is_empty() => Some(rest.to_string()),
         _ => Some(id),

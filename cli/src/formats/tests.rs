@@ -1930,7 +1930,8 @@ fn taskmaster_tag_other_than_master() {
     );
     assert_eq!(names(&loaded.spec), ["1", "2"]);
     assert!(
-        loaded.warnings[0].ends_with("the file has no tag \"master\"; reading its only tag \"feature-auth\""),
+        loaded.warnings[0]
+            .ends_with("the file has no tag \"master\"; reading its only tag \"feature-auth\""),
         "{:?}",
         loaded.warnings
     );
@@ -1971,7 +1972,9 @@ fn taskmaster_subtask_ids_qualified_and_duplicated() {
     // of task 27 is kept as 27.3-2.
     assert_eq!(
         names(spec),
-        ["1.1", "1.2", "1", "27.1", "27.3", "27.3-2", "27", "29.1", "29"]
+        [
+            "1.1", "1.2", "1", "27.1", "27.3", "27.3-2", "27", "29.1", "29"
+        ]
     );
     assert_eq!(deps(spec, "1.2"), ["1.1"]);
     assert_eq!(deps(spec, "27.3"), ["1", "27.1"]);
@@ -1990,7 +1993,11 @@ fn taskmaster_subtask_ids_qualified_and_duplicated() {
     let prompt = |n: &str| task(&loaded.spec, n).prompt.clone().unwrap();
     assert!(prompt("1").contains("- [ ] 1.1 Read the header\n- [ ] 1.2 Read the rows"));
     assert!(prompt("27").contains("- [ ] 27.3 Draw the chart\n- [ ] 27.3-2 Draw the table"));
-    assert!(prompt("29").contains("- [ ] 29.1 Upload"), "{}", prompt("29"));
+    assert!(
+        prompt("29").contains("- [ ] 29.1 Upload"),
+        "{}",
+        prompt("29")
+    );
 }
 
 #[test]
@@ -2075,7 +2082,9 @@ fn task_list_mixed_mode_groups_parallel_subtasks() {
     let bad = r#"[{"id":"a","executionMode":"mixed","subtasks":[{"command":"true","executionMode":"later"}]}]"#;
     let err = parse("t.json", bad, &LoadOptions::default()).unwrap_err();
     assert!(
-        err[0].to_string().starts_with("t.json:1:82: task 'a.1': executionMode must be"),
+        err[0]
+            .to_string()
+            .starts_with("t.json:1:82: task 'a.1': executionMode must be"),
         "{err:?}"
     );
 }
@@ -2098,24 +2107,45 @@ fn mode_rule_of_each_format() {
         (m.mode, m.reason),
         (ExecutionMode::Sequential, ModeReason::FlowJumps)
     );
-    assert_eq!(mode("prompter/docs-overhaul.toml").mode, ExecutionMode::Parallel);
-    assert_eq!(mode("taskmaster/offline-mode_tasks.json").mode, ExecutionMode::Parallel);
-    assert_eq!(mode("taskmaster/single-tag_tasks.json").mode, ExecutionMode::Parallel);
-    assert_eq!(mode("json/claude-code-mcp_tasks.json").mode, ExecutionMode::Parallel);
-    assert_eq!(mode("json/subtasks_sequential.json").mode, ExecutionMode::Sequential);
+    assert_eq!(
+        mode("prompter/docs-overhaul.toml").mode,
+        ExecutionMode::Parallel
+    );
+    assert_eq!(
+        mode("taskmaster/offline-mode_tasks.json").mode,
+        ExecutionMode::Parallel
+    );
+    assert_eq!(
+        mode("taskmaster/single-tag_tasks.json").mode,
+        ExecutionMode::Parallel
+    );
+    assert_eq!(
+        mode("json/claude-code-mcp_tasks.json").mode,
+        ExecutionMode::Parallel
+    );
+    assert_eq!(
+        mode("json/subtasks_sequential.json").mode,
+        ExecutionMode::Sequential
+    );
     assert_eq!(mode("markdown/log-report.md").mode, ExecutionMode::Parallel);
     // The real Prompter files, when the shared set is there.
     if let Some(example) = shared("prompter/example.toml") {
         let (l, _) = load_ok(&example, &LoadOptions::default());
         assert_eq!(l.spec.mode(None), ExecutionMode::Sequential);
-        let (l, _) = load_ok(&shared("prompter/parallel-execution.toml").unwrap(), &LoadOptions::default());
+        let (l, _) = load_ok(
+            &shared("prompter/parallel-execution.toml").unwrap(),
+            &LoadOptions::default(),
+        );
         assert_eq!(l.spec.mode(None), ExecutionMode::Parallel);
     }
 }
 
 #[test]
 fn plan_of_a_sequential_job_has_no_speedup() {
-    for rel in ["prompter/release-train.toml", "prompter/claude-command.toml"] {
+    for rel in [
+        "prompter/release-train.toml",
+        "prompter/claude-command.toml",
+    ] {
         let (loaded, dag) = load_ok(&fixture(rel), &LoadOptions::default());
         let plan = dag.plan(8, &loaded.spec.mode_decision(None));
         assert_eq!(plan.mode, ExecutionMode::Sequential, "{rel}");
