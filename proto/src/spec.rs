@@ -812,8 +812,10 @@ mod tests {
     #[test]
     fn mode_precedence() {
         use ExecutionMode::{Parallel, Sequential};
-        let mut job = JobSpec::default();
-        job.tasks = vec![TaskSpec::shell("a", "true"), TaskSpec::shell("b", "true")];
+        let mut job = JobSpec {
+            tasks: vec![TaskSpec::shell("a", "true"), TaskSpec::shell("b", "true")],
+            ..JobSpec::default()
+        };
         // Nothing declared, nothing asked: sequential, even with Prompter's default switch.
         assert_eq!(job.mode(None), Sequential);
         job.settings.enable_parallel = Some(true);
