@@ -195,7 +195,11 @@ fn plan_levels_of_the_shared_examples() {
         "json/extracted_task_execution_modes_sequential.json",
     ));
     assert_eq!(seq["mode"], "sequential");
-    assert_eq!(level_sizes(&seq), vec![1, 1], "sequential: one task at a time");
+    assert_eq!(
+        level_sizes(&seq),
+        vec![1, 1],
+        "sequential: one task at a time"
+    );
 
     let prompter = plan(&shared("prompter/parallel-execution.toml"));
     assert_eq!(

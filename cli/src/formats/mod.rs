@@ -1057,6 +1057,8 @@ fn subtask_task(
             "description" => task.description = text_field(Some(v)),
             "command" => string(&mut task.command),
             "dependencies" | "depends_on" | "dependsOn" => {
+                // Written, even empty: the subtasks follow their graph (the job is parallel).
+                task.depends_on.declare();
                 let (ids, bad) = dependency_ids(Some(v));
                 for b in bad {
                     errors.push(ctx.diag(

@@ -2136,6 +2136,18 @@ fn mode_rule_of_each_format() {
         ExecutionMode::Sequential
     );
     assert_eq!(mode("markdown/log-report.md").mode, ExecutionMode::Parallel);
+    // A subtasks document without executionMode follows its dependencies when it gives any
+    // (an empty list counts), else runs in file order.
+    let subtasks = |deps: &str| {
+        let text = format!(
+            r#"{{"subtasks":[{{"id":"a","command":"true"{deps}}},{{"id":"b","command":"true"}}]}}"#
+        );
+        parse_ok("s.json", &text, &LoadOptions::default())
+            .spec
+            .mode(None)
+    };
+    assert_eq!(subtasks(r#","dependencies":[]"#), ExecutionMode::Parallel);
+    assert_eq!(subtasks(""), ExecutionMode::Sequential);
     // The real Prompter files, when the shared set is there.
     if let Some(example) = shared("prompter/example.toml") {
         let (l, _) = load_ok(&example, &LoadOptions::default());
