@@ -8,7 +8,13 @@
 //!   same 6 tasks with `sleep 0`, with worktrees and without (in a plain directory), median of
 //!   several runs: (with - without) / 6, target <= 150 ms.
 //!
-//! Run: `cargo bench --workspace --bench worktree` (ORDO_BENCH_ROUNDS sets the runs per median).
+//! - The hot-file job (no starvation): 24 agent tasks of 1 s (the stand-in for Claude Code in
+//!   `examples/stub-agent`) on 4 slots, one in three inserting a line under the one header of
+//!   `CHANGELOG.md`, against the same job where those write files of their own (no conflict):
+//!   makespan target <= 1.3x and agent runs <= 1.35x (resolve rounds included).
+//!
+//! Run: `cargo bench --workspace --bench worktree` (ORDO_BENCH_ROUNDS sets the runs per median;
+//! ORDO_BENCH_ONLY=hot runs the hot-file job alone).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -26,6 +32,10 @@ const TASKS: usize = 6;
 const MAKESPAN_TARGET: f64 = 1.6;
 /// The per-task worktree overhead target.
 const OVERHEAD_TARGET: Duration = Duration::from_millis(150);
+/// The hot-file job against the same job without the shared file (DESIGN §9).
+const HOT_MAKESPAN_TARGET: f64 = 1.3;
+const HOT_RUNS_TARGET: f64 = 1.35;
+const HOT_TASKS: usize = 24;
 
 /// The stub agent: `sh agent.sh PROMPT`, where the prompt is `append FILE TEXT` or
 /// `line1 FILE TEXT` (rewrite line 1 of FILE with TEXT); sleeps `$BENCH_SLEEP` seconds first.
@@ -165,7 +175,112 @@ fn main() {
         .block_on(bench());
 }
 
+/// The hot-file job (`shared`: one in three inserts under CHANGELOG.md's header; else writes a
+/// file of its own): its makespan and agent runs.
+async fn hot_file(shared: bool) -> (Duration, usize) {
+    let (tmp, dir, _) = sandbox(true);
+    std::fs::write(dir.join("CHANGELOG.md"), "# Changelog\n\n## Unreleased\n").unwrap();
+    git(&dir, &["add", "-A"]);
+    git(&dir, &["commit", "-q", "-m", "changelog"]);
+    let stub = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/stub-agent/claude");
+    let tasks = (0..HOT_TASKS)
+        .map(|i| {
+            let mut prompt = format!("sleep 1\nwrite t{i}.txt: {i}");
+            if i % 3 == 0 {
+                prompt.push_str(&if shared {
+                    format!("\ninsert CHANGELOG.md after ## Unreleased: - change {i}")
+                } else {
+                    format!("\nwrite notes/{i}.md: - change {i}")
+                });
+            }
+            TaskSpec {
+                prompt: Some(prompt),
+                ..TaskSpec::empty(TaskName::new(format!("t{i}")).unwrap())
+            }
+        })
+        .collect();
+    let mut spec = JobSpec {
+        name: "bench-hot".into(),
+        tasks,
+        ..Default::default()
+    };
+    let s = &mut spec.settings;
+    s.agent = Some(ordo_proto::AgentKind::Claude);
+    s.agent_command = Some(vec![stub.display().to_string()]);
+    s.env
+        .insert("STUB_STATE".into(), tmp.path().display().to_string());
+    s.working_directory = Some(dir.display().to_string());
+    s.workspace = Some(WorkspaceMode::Worktree);
+    s.repository = Some(dir.display().to_string());
+    s.target_branch = Some("it".into());
+    let start = Instant::now();
+    settle_workspace(&mut spec, "bench", false)
+        .await
+        .expect("settle");
+    let dag = validate(&spec).expect("valid");
+    let opts = RunOptions {
+        workers: SLOTS,
+        default_mode: Some(ExecutionMode::Parallel),
+        max_parallel: None,
+        state_dir: None,
+        source: "bench".into(),
+        telemetry: None,
+    };
+    let report = run(spec, dag, opts, &mut Quiet, std::future::pending())
+        .await
+        .expect("run");
+    let took = start.elapsed();
+    assert_eq!(
+        report.job.state,
+        JobState::Succeeded,
+        "the hot-file job failed"
+    );
+    if shared {
+        let out = Command::new("git")
+            .arg("-C")
+            .arg(&dir)
+            .args(["show", "it:CHANGELOG.md"])
+            .output()
+            .expect("git");
+        let text = String::from_utf8_lossy(&out.stdout);
+        let lines = text.lines().filter(|l| l.starts_with("- change")).count();
+        assert_eq!(
+            lines,
+            HOT_TASKS / 3,
+            "every changelog line on the branch once:\n{text}"
+        );
+        assert!(!text.contains("<<<<<<<"), "markers on the branch:\n{text}");
+    }
+    (took, report.attempts.len())
+}
+
+async fn hot() {
+    let (plain, plain_runs) = hot_file(false).await;
+    let (hot, hot_runs) = hot_file(true).await;
+    let makespan = hot.as_secs_f64() / plain.as_secs_f64();
+    let runs = hot_runs as f64 / plain_runs as f64;
+    println!(
+        "hot file: {HOT_TASKS} agent tasks of 1 s on {SLOTS} slots, one in three inserting under \
+         CHANGELOG.md's header: makespan {:.3}s, {hot_runs} agent runs; the same job without the \
+         shared file: {:.3}s, {plain_runs} runs",
+        hot.as_secs_f64(),
+        plain.as_secs_f64()
+    );
+    println!(
+        "  makespan ratio {makespan:.3}x (target <= {HOT_MAKESPAN_TARGET}x), agent runs ratio \
+         {runs:.3}x (target <= {HOT_RUNS_TARGET}x; resolve rounds included)"
+    );
+    if makespan > HOT_MAKESPAN_TARGET || runs > HOT_RUNS_TARGET {
+        println!("hot file: OVER TARGET");
+    }
+}
+
 async fn bench() {
+    let only = std::env::var("ORDO_BENCH_ONLY").unwrap_or_default();
+    if only == "hot" {
+        hot().await;
+        return;
+    }
     let rounds: usize = std::env::var("ORDO_BENCH_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -234,4 +349,7 @@ async fn bench() {
     if per_task > OVERHEAD_TARGET {
         println!("worktree overhead: OVER TARGET");
     }
+
+    // 3. The hot-file job.
+    hot().await;
 }
