@@ -8,7 +8,7 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use ordo_proto::{JobSpec, TaskName, TaskSpec};
+use ordo_proto::{Deps, JobSpec, TaskName, TaskSpec};
 use tokio::sync::Semaphore;
 
 /// `n` tasks running `command`: independent, or a chain when `chain`.
@@ -16,9 +16,12 @@ pub fn job(n: usize, command: &str, chain: bool) -> JobSpec {
     let tasks = (0..n)
         .map(|i| {
             let mut t = TaskSpec::shell(&format!("t{i}"), command);
-            if chain && i > 0 {
-                t.depends_on = vec![TaskName::new(format!("t{}", i - 1)).unwrap()];
-            }
+            // Declared (`depends_on = []` when empty): the job is parallel.
+            t.depends_on = Deps::declared(if chain && i > 0 {
+                vec![TaskName::new(format!("t{}", i - 1)).unwrap()]
+            } else {
+                Vec::new()
+            });
             t
         })
         .collect();

@@ -33,15 +33,17 @@ fn layered(n: usize) -> JobSpec {
     let tasks = (0..n)
         .map(|i| {
             let mut t = TaskSpec::shell(&format!("t{i}"), "true");
+            // Declared even when empty: the job is parallel.
+            t.depends_on.declare();
             if i >= width {
                 let base = i - width;
                 let mut deps = vec![base, base.saturating_sub(1), base.saturating_sub(7)];
                 deps.sort_unstable();
                 deps.dedup();
-                t.depends_on = deps
-                    .into_iter()
-                    .map(|d| TaskName::new(format!("t{d}")).unwrap())
-                    .collect();
+                t.depends_on.extend(
+                    deps.into_iter()
+                        .map(|d| TaskName::new(format!("t{d}")).unwrap()),
+                );
             }
             t
         })
@@ -122,7 +124,7 @@ fn main() {
         let dag = validate(&spec).expect("valid");
         let opts = RunOptions {
             workers: 4,
-            default_mode: ExecutionMode::Parallel,
+            default_mode: Some(ExecutionMode::Parallel),
             max_parallel: None,
             state_dir: Some(state.clone()),
             source: "bench".into(),

@@ -32,7 +32,7 @@ async fn ordo_run_traced(
     let dag = validate(&spec).expect("valid");
     let opts = RunOptions {
         workers,
-        default_mode: ExecutionMode::Parallel,
+        default_mode: Some(ExecutionMode::Parallel),
         max_parallel: None,
         state_dir: None,
         source: "bench".into(),

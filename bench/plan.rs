@@ -61,7 +61,7 @@ fn main() {
     let start = Instant::now();
     let loaded = formats::parse("big.json", &text, &LoadOptions::default()).expect("parses");
     let dag = formats::check(&loaded, "big.json").expect("valid");
-    let plan = dag.plan(4);
+    let plan = dag.plan(4, &loaded.spec.mode_decision(None));
     let took = start.elapsed().as_secs_f64();
     let peak = peak_rss_mb();
     println!(

@@ -140,7 +140,7 @@ async fn measure(sleep: &str, worktree: bool) -> Measured {
     let dag = validate(&spec).expect("valid");
     let opts = RunOptions {
         workers: SLOTS,
-        default_mode: ExecutionMode::Parallel,
+        default_mode: Some(ExecutionMode::Parallel),
         max_parallel: None,
         state_dir: None,
         source: "bench".into(),
@@ -220,7 +220,7 @@ async fn hot_file(shared: bool) -> (Duration, usize) {
     let dag = validate(&spec).expect("valid");
     let opts = RunOptions {
         workers: SLOTS,
-        default_mode: ExecutionMode::Parallel,
+        default_mode: Some(ExecutionMode::Parallel),
         max_parallel: None,
         state_dir: None,
         source: "bench".into(),

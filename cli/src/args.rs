@@ -87,6 +87,7 @@ impl SpecArgs {
             tag: Some(self.tag.clone()),
             expand_subtasks: self.expand_subtasks,
             include_done: self.include_done,
+            current_tag: None,
         }
     }
 
@@ -105,13 +106,20 @@ impl SpecArgs {
     }
 
     /// Reads the spec, lays the overlay over it and validates it; warnings go to stderr. On
-    /// failure: every diagnostic.
-    pub fn load(&self) -> Result<(Loaded, Dag), Vec<Diagnostic>> {
-        let loaded = self.read()?;
+    /// failure: every diagnostic, or (a TaskMaster file whose tasks are all done) that there
+    /// is nothing to do.
+    pub fn load(&self) -> Result<(Loaded, Dag), NotLoaded> {
+        let loaded = self.read().map_err(NotLoaded::Invalid)?;
         for w in &loaded.warnings {
             eprintln!("warning: {w}");
         }
-        let dag = formats::check(&loaded, &self.label())?;
+        if let Some(nothing) = loaded.nothing_to_do() {
+            return Err(NotLoaded::NothingToDo(format!(
+                "{}: {nothing}",
+                self.label()
+            )));
+        }
+        let dag = formats::check(&loaded, &self.label()).map_err(NotLoaded::Invalid)?;
         Ok((loaded, dag))
     }
 
@@ -123,6 +131,34 @@ impl SpecArgs {
             .apply(&mut loaded.spec, &self.label())
             .map_err(|d| vec![d])?;
         Ok(loaded)
+    }
+}
+
+/// Why `SpecArgs::load` gives no job.
+#[derive(Debug)]
+pub enum NotLoaded {
+    /// The spec is invalid: exit 2 after printing these.
+    Invalid(Vec<Diagnostic>),
+    /// A valid file with no task left to run (`Loaded::nothing_to_do`): say it, exit 0.
+    NothingToDo(String),
+}
+
+impl NotLoaded {
+    /// Prints what it says (diagnostics to stderr, nothing-to-do to stdout) and returns the
+    /// exit code.
+    pub fn report(&self) -> u8 {
+        match self {
+            NotLoaded::Invalid(diags) => {
+                for d in diags {
+                    eprintln!("{d}");
+                }
+                exit::INVALID
+            }
+            NotLoaded::NothingToDo(message) => {
+                println!("{message}");
+                exit::OK
+            }
+        }
     }
 }
 
@@ -238,6 +274,18 @@ pub fn override_mode(spec: &mut JobSpec, mode: Option<ExecutionMode>) {
         spec.settings.execution_mode = Some(mode);
         spec.settings.enable_parallel = None;
     }
+}
+
+/// The mode the command line asks for (`JobSpec::mode_decision`): `ORDO_EXECUTION_MODE` (`env`)
+/// when set, else parallel when `--workers` or `--max-parallel` asks for more than one task at
+/// once. The default slot count (one per CPU) asks nothing.
+pub fn requested_mode(
+    env: Option<ExecutionMode>,
+    workers: Option<u32>,
+    max_parallel: Option<u32>,
+) -> Option<ExecutionMode> {
+    let wide = [workers, max_parallel].into_iter().flatten().any(|n| n > 1);
+    env.or(wide.then_some(ExecutionMode::Parallel))
 }
 
 /// `ORDO_EXECUTION_MODE`: the default mode of specs that set none (`None` when unset).

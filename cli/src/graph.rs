@@ -3,10 +3,12 @@
 //! Task names are arbitrary user text (`$(x)`, `a"b`, `2.1`, `<script>`), so both renderers
 //! give nodes generated ids (`t0`, `t1`, … in declaration order) and put names only into
 //! quoted, escaped labels. Edges point from a dependency to its dependent (execution order).
+//! A flow-jump job (one task at a time, following `on_success`/`on_failure`) also gets its
+//! transitions, dashed and labelled with what they follow (`JobSpec::flow_edges`).
 
 use std::fmt::Write as _;
 
-use ordo_proto::{Dag, JobSpec, TaskSpec};
+use ordo_proto::{Dag, FlowEdge, JobSpec, TaskSpec};
 
 /// Graphviz DOT: `dot -Tsvg` renders it. Prompt tasks are notes, exclusive tasks bold, tasks
 /// allowed to fail dashed.
@@ -35,7 +37,50 @@ pub fn dot(spec: &JobSpec, dag: &Dag) -> String {
             let _ = writeln!(out, "  t{d} -> t{t};");
         }
     }
+    for e in transitions(spec) {
+        let _ = writeln!(
+            out,
+            "  t{} -> t{} [style=dashed, label=\"{}\"];",
+            e.from,
+            e.to,
+            edge_label(&e)
+        );
+    }
     out.push_str("}\n");
+    out
+}
+
+/// The transitions drawn: those of a flow-jump job, none for a DAG.
+fn transitions(spec: &JobSpec) -> Vec<FlowEdge> {
+    if spec.uses_flow_jumps() {
+        spec.flow_edges()
+    } else {
+        Vec::new()
+    }
+}
+
+fn edge_label(e: &FlowEdge) -> &'static str {
+    match (e.success, e.declared) {
+        (true, true) => "on_success",
+        (true, false) => "next",
+        (false, _) => "on_failure",
+    }
+}
+
+/// The jumps a flow-jump job declares, as `ordo plan` lists them: `a on_success → c`,
+/// `b on_failure → stop`; empty for a DAG.
+pub fn jumps(spec: &JobSpec) -> Vec<String> {
+    if !spec.uses_flow_jumps() {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for t in &spec.tasks {
+        for (field, jump) in [("on_success", &t.on_success), ("on_failure", &t.on_failure)] {
+            if let Some(j) = jump {
+                out.push(format!("{} {field} → {}", t.name, String::from(j.clone())));
+            }
+        }
+    }
     out
 }
 
@@ -87,6 +132,9 @@ pub fn mermaid(spec: &JobSpec, dag: &Dag) -> String {
         for d in deps {
             let _ = writeln!(out, "  t{d} --> t{t}");
         }
+    }
+    for e in transitions(spec) {
+        let _ = writeln!(out, "  t{} -. {} .-> t{}", e.from, edge_label(&e), e.to);
     }
     out
 }
@@ -169,6 +217,40 @@ mod tests {
             let unescaped = line.replace("\\\\", "").replace("\\\"", "");
             assert_eq!(unescaped.matches('"').count() % 2, 0, "{line}");
         }
+    }
+
+    #[test]
+    fn flow_jump_jobs_draw_their_transitions() {
+        let mut spec = JobSpec {
+            name: "flow".into(),
+            ..Default::default()
+        };
+        for n in ["draft", "review", "publish"] {
+            spec.tasks.push(TaskSpec::shell(n, "true"));
+        }
+        spec.tasks[1].on_failure = Some(ordo_proto::Jump::Task("draft".into()));
+        spec.tasks[2].on_success = Some(ordo_proto::Jump::Stop);
+        let dag = ordo_proto::validate::validate(&spec).unwrap();
+        let out = dot(&spec, &dag);
+        assert!(
+            out.contains("t0 -> t1 [style=dashed, label=\"next\"];"),
+            "{out}"
+        );
+        assert!(
+            out.contains("t1 -> t0 [style=dashed, label=\"on_failure\"];"),
+            "{out}"
+        );
+        assert!(!out.contains("t2 ->"), "publish stops: {out}");
+        let out = mermaid(&spec, &dag);
+        assert!(out.contains("t1 -. on_failure .-> t0"), "{out}");
+        assert_eq!(
+            jumps(&spec),
+            ["review on_failure → draft", "publish on_success → stop"]
+        );
+        // A DAG draws no transitions.
+        spec.tasks[1].on_failure = None;
+        spec.tasks[2].on_success = None;
+        assert!(!dot(&spec, &dag).contains("dashed"));
     }
 
     #[test]

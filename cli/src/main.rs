@@ -8,12 +8,14 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use ordo::args::{Mode, Output, RunArgs, SpecArgs, env_mode, exit, override_mode, slots};
+use ordo::args::{
+    Mode, Output, RunArgs, SpecArgs, env_mode, exit, override_mode, requested_mode, slots,
+};
 use ordo::formats::{self, Diagnostic, Loaded};
 use ordo::progress::{Bars, Lines, Progress, Quiet};
 use ordo::run::{RunOptions, RunReport};
 use ordo::summary;
-use ordo_proto::{Dag, Dur, ExecutionMode, JobState};
+use ordo_proto::{Dag, Dur, ExecutionMode, JobState, ModeDecision};
 
 #[derive(Parser)]
 #[command(
@@ -198,24 +200,51 @@ fn print_diagnostics(diags: &[Diagnostic]) {
     }
 }
 
-/// Loads and validates a spec; on failure prints every error and exits 2.
+/// Loads and validates a spec; on failure prints every error and exits 2, and a file with
+/// nothing to do says so and exits 0.
 fn load_checked(spec: &SpecArgs) -> anyhow::Result<(Loaded, Dag)> {
-    spec.load().map_err(|diags| {
-        print_diagnostics(&diags);
-        Exit(exit::INVALID).into()
-    })
+    spec.load().map_err(|e| Exit(e.report()).into())
+}
+
+/// The mode a loaded job runs in as `ordo run` would run it with `workers` (and the
+/// environment); an invalid `ORDO_EXECUTION_MODE` is an error.
+fn mode_of(loaded: &Loaded, workers: Option<u32>) -> anyhow::Result<ModeDecision> {
+    let env = env_mode().map_err(|e| {
+        eprintln!("ordo: {e}");
+        anyhow::Error::from(Exit(exit::INVALID))
+    })?;
+    Ok(loaded
+        .spec
+        .mode_decision(requested_mode(env, workers, None)))
 }
 
 fn validate(spec: &SpecArgs, output: Output) -> anyhow::Result<u8> {
     let label = spec.label();
-    let result = spec
-        .read()
-        .and_then(|l| formats::check(&l, &label).map(|dag| (l, dag)));
+    let loaded = spec.read();
+    if let Ok(l) = &loaded
+        && let Some(nothing) = l.nothing_to_do()
+    {
+        // Valid, with nothing left to run.
+        for w in &l.warnings {
+            eprintln!("warning: {w}");
+        }
+        match output {
+            Output::Text => println!("{label}: valid {} job: {nothing}", l.format),
+            Output::Json => println!(
+                "{}",
+                serde_json::json!({"valid": true, "file": label, "format": l.format.to_string(),
+                                   "tasks": 0, "nothing_to_do": nothing, "warnings": l.warnings})
+            ),
+        }
+        return Ok(exit::OK);
+    }
+    let result = loaded.and_then(|l| formats::check(&l, &label).map(|dag| (l, dag)));
     match (result, output) {
         (Ok((loaded, dag)), Output::Text) => {
             for w in &loaded.warnings {
                 eprintln!("warning: {w}");
             }
+            let mode = mode_of(&loaded, None)?;
             println!(
                 "{label}: valid {} job '{}': {} tasks, {} dependencies",
                 loaded.format,
@@ -223,12 +252,15 @@ fn validate(spec: &SpecArgs, output: Output) -> anyhow::Result<u8> {
                 dag.len(),
                 dag.deps.iter().map(Vec::len).sum::<usize>()
             );
+            println!("mode: {} ({mode})", mode.mode);
             Ok(exit::OK)
         }
         (Ok((loaded, dag)), Output::Json) => {
+            let mode = mode_of(&loaded, None)?;
             let v = serde_json::json!({
                 "valid": true, "file": label, "format": loaded.format.to_string(),
                 "name": loaded.spec.name, "tasks": dag.len(), "warnings": loaded.warnings,
+                "mode": mode.mode, "mode_reason": mode.to_string(),
             });
             println!("{v}");
             Ok(exit::OK)
@@ -256,11 +288,13 @@ fn validate(spec: &SpecArgs, output: Output) -> anyhow::Result<u8> {
 
 fn plan(spec: &SpecArgs, workers: Option<u32>, output: Output) -> anyhow::Result<u8> {
     let (loaded, dag) = load_checked(spec)?;
-    let plan = dag.plan(slots(workers, None, &loaded.spec));
+    let mode = mode_of(&loaded, workers)?;
+    let plan = dag.plan(slots(workers, None, &loaded.spec), &mode);
     match output {
         Output::Json => {
             let mut v = serde_json::to_value(&plan)?;
             v["name"] = loaded.spec.name.clone().into();
+            v["jumps"] = ordo::graph::jumps(&loaded.spec).into();
             println!("{v}");
         }
         Output::Text => {
@@ -271,9 +305,14 @@ fn plan(spec: &SpecArgs, workers: Option<u32>, output: Output) -> anyhow::Result
                 plan.edges,
                 plan.levels.len()
             );
+            println!("mode: {} ({})", plan.mode, plan.mode_reason);
             for (i, level) in plan.levels.iter().enumerate() {
                 let names: Vec<&str> = level.iter().map(|n| n.as_str()).collect();
                 println!("  level {}: {}", i + 1, names.join(", "));
+            }
+            let jumps = ordo::graph::jumps(&loaded.spec);
+            if !jumps.is_empty() {
+                println!("jumps: {}", jumps.join("; "));
             }
             let path: Vec<&str> = plan.critical_path.iter().map(|n| n.as_str()).collect();
             println!("critical path ({} tasks): {}", path.len(), path.join(" → "));
@@ -333,7 +372,7 @@ fn run(args: RunCommand) -> anyhow::Result<u8> {
         spec.settings.check_interval = Some(d);
     }
     let default_mode = match env_mode() {
-        Ok(m) => m.unwrap_or(ExecutionMode::Parallel),
+        Ok(env) => requested_mode(env, args.run.workers, args.max_parallel),
         Err(e) => {
             eprintln!("ordo: {e}");
             return Ok(exit::INVALID);

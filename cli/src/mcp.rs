@@ -461,6 +461,7 @@ fn load(p: &SpecInput) -> Result<(Loaded, Dag, String), Fail> {
         tag: Some(p.tag.clone().unwrap_or_else(|| "master".into())),
         expand_subtasks: p.expand_subtasks,
         include_done: p.include_done,
+        current_tag: None,
     };
     let (loaded, label) = match (&p.spec, &p.path) {
         (Some(text), None) => {
@@ -568,14 +569,20 @@ impl Ordo {
 
     fn plan(&self, p: PlanInput) -> Outcome {
         let (loaded, dag, _) = load(&p.spec)?;
-        let plan = dag.plan(p.workers.unwrap_or(4).max(1));
+        let env = crate::args::env_mode().map_err(Fail::msg)?;
+        let mode = loaded
+            .spec
+            .mode_decision(crate::args::requested_mode(env, p.workers, None));
+        let plan = dag.plan(p.workers.unwrap_or(4).max(1), &mode);
         let path: Vec<&str> = plan.critical_path.iter().map(|n| n.as_str()).collect();
         let summary = format!(
-            "job '{}': {}, {} levels; critical path {}; estimated makespan {} task-lengths with \
-             {} workers (speedup {:.2}x)",
+            "job '{}': {}, {} levels, {} ({}); critical path {}; estimated makespan {} \
+             task-lengths with {} workers (speedup {:.2}x)",
             loaded.spec.name,
             plural(plan.tasks, "task", "tasks"),
             plan.levels.len(),
+            plan.mode,
+            plan.mode_reason,
             path.join(" → "),
             plan.estimated_makespan,
             plan.workers,

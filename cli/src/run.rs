@@ -29,7 +29,7 @@ use tokio::sync::{mpsc, oneshot};
 pub struct RunOptions {
     /// Task slots (tasks running at once across the job).
     pub workers: u32,
-    pub default_mode: ExecutionMode,
+    pub default_mode: Option<ExecutionMode>,
     pub max_parallel: Option<u32>,
     pub state_dir: Option<PathBuf>,
     /// Where the spec came from, for records and messages.

@@ -1155,6 +1155,11 @@ mod tests {
         let back: JobRecord = decode(&encode(&old)).unwrap();
         assert_eq!(back.options.slots, None);
         assert_eq!(back.options.seed, 7);
+        // The mode old records always carried reads as asked for: they keep running as before.
+        assert_eq!(
+            back.options.default_mode,
+            Some(ordo_proto::ExecutionMode::Parallel)
+        );
     }
 
     /// A coordinator restarted while its predecessor still holds the file waits for it; one
@@ -1345,9 +1350,9 @@ mod tests {
             .map(|n| TaskSpec::shell(n, "true"))
             .collect();
         let dep = |n: &str| TaskName::new(n).unwrap();
-        job.spec.tasks[1].depends_on = vec![dep("a")];
-        job.spec.tasks[2].depends_on = vec![dep("a")];
-        job.spec.tasks[3].depends_on = vec![dep("b"), dep("c")];
+        job.spec.tasks[1].depends_on = vec![dep("a")].into();
+        job.spec.tasks[2].depends_on = vec![dep("a")].into();
+        job.spec.tasks[3].depends_on = vec![dep("b"), dep("c")].into();
         let dag = ordo_proto::validate::validate(&job.spec).unwrap();
         let mut engine = Engine::new();
         let split = |actions: Vec<Action>| {

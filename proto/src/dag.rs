@@ -13,6 +13,7 @@ use petgraph::graph::{DiGraph, NodeIndex};
 use serde::Serialize;
 
 use crate::ids::TaskName;
+use crate::spec::{ExecutionMode, ModeDecision};
 
 #[derive(Debug, Clone)]
 pub struct Dag {
@@ -35,6 +36,9 @@ pub struct Plan {
     pub levels: Vec<Vec<TaskName>>,
     pub critical_path: Vec<TaskName>,
     pub workers: u32,
+    /// The mode the job runs in (`JobSpec::mode_decision`) and why.
+    pub mode: ExecutionMode,
+    pub mode_reason: String,
     /// Estimated makespan in task-lengths (hops) with `workers` running at once.
     pub estimated_makespan: u32,
     /// Sequential makespan (the number of tasks) divided by the estimated one.
@@ -174,17 +178,35 @@ impl Dag {
         rounds
     }
 
-    pub fn plan(&self, workers: u32) -> Plan {
+    /// What `ordo plan` says of a job in `mode` on `workers` slots. A sequential job runs one
+    /// task at a time in `order`: one task a level, the whole order as its critical path, on
+    /// one slot, so its speedup is 1.
+    pub fn plan(&self, workers: u32, mode: &ModeDecision) -> Plan {
         let names = |ts: &[u32]| -> Vec<TaskName> {
             ts.iter().map(|&t| self.names[t as usize].clone()).collect()
         };
-        let makespan = self.estimate_makespan(workers);
+        let sequential = mode.mode == ExecutionMode::Sequential;
+        let (levels, critical_path, workers, makespan) = if sequential {
+            let levels = self.order.iter().map(|&t| names(&[t])).collect();
+            (levels, names(&self.order), 1, self.len() as u32)
+        } else {
+            let levels = self.levels().iter().map(|l| names(l)).collect();
+            let makespan = self.estimate_makespan(workers);
+            (
+                levels,
+                names(&self.critical_path()),
+                workers.max(1),
+                makespan,
+            )
+        };
         Plan {
             tasks: self.len(),
             edges: self.deps.iter().map(Vec::len).sum(),
-            levels: self.levels().iter().map(|l| names(l)).collect(),
-            critical_path: names(&self.critical_path()),
-            workers: workers.max(1),
+            levels,
+            critical_path,
+            workers,
+            mode: mode.mode,
+            mode_reason: mode.to_string(),
             estimated_makespan: makespan,
             estimated_speedup: if makespan == 0 {
                 1.0

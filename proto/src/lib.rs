@@ -34,7 +34,8 @@ pub use dag::{Dag, Plan};
 pub use duration::Dur;
 pub use ids::{Attempt, AttemptRef, JobId, TaskIndex, TaskName, WorkerId};
 pub use spec::{
-    AgentKind, ExecutionMode, JobSpec, Jump, Program, Settings, TaskSpec, WorkspaceMode,
+    AgentKind, Deps, ExecutionMode, FlowEdge, JobSpec, Jump, ModeDecision, ModeReason, Program,
+    Settings, TaskSpec, WorkspaceMode,
 };
 pub use state::{JobState, TaskPhase};
 pub use wire::{

@@ -109,6 +109,80 @@ impl std::str::FromStr for ExecutionMode {
     }
 }
 
+impl ExecutionMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExecutionMode::Parallel => "parallel",
+            ExecutionMode::Sequential => "sequential",
+        }
+    }
+}
+
+impl std::fmt::Display for ExecutionMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One transition of a flow-jump job (`JobSpec::flow_edges`): task indices.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FlowEdge {
+    pub from: usize,
+    pub to: usize,
+    /// After success (`on_success`), else after failure (`on_failure`).
+    pub success: bool,
+    /// Written in the spec, not the default `next`.
+    pub declared: bool,
+}
+
+/// A job's mode and the reason for it (`JobSpec::mode_decision`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ModeDecision {
+    pub mode: ExecutionMode,
+    pub reason: ModeReason,
+}
+
+/// Why a job runs in its mode.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ModeReason {
+    /// A task jumps to a task, `stop` or `repeat`: a state machine, one task at a time.
+    FlowJumps,
+    /// `execution_mode` in the spec (or `--mode`, which sets it).
+    ExecutionMode,
+    /// `enable_parallel = false`.
+    ParallelDisabled,
+    /// The command line or API asked for it.
+    Requested,
+    /// This task (the first such) declares `depends_on`.
+    DependsOn(TaskName),
+    /// `max_parallel_tasks` above 1.
+    MaxParallel(u32),
+    /// No dependencies declared and no parallelism asked for.
+    NoDependencies,
+}
+
+impl std::fmt::Display for ModeDecision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.reason {
+            ModeReason::FlowJumps => f.write_str(
+                "tasks jump with on_success/on_failure: one task at a time, following the jumps",
+            ),
+            ModeReason::ExecutionMode => write!(f, "execution_mode = \"{}\"", self.mode),
+            ModeReason::ParallelDisabled => f.write_str("enable_parallel = false"),
+            ModeReason::Requested => write!(
+                f,
+                "asked for on the command line (--mode, --workers/--max-parallel, \
+                 ORDO_EXECUTION_MODE)"
+            ),
+            ModeReason::DependsOn(t) => write!(f, "task '{t}' declares depends_on"),
+            ModeReason::MaxParallel(n) => write!(f, "max_parallel_tasks = {n}"),
+            ModeReason::NoDependencies => f.write_str(
+                "no task declares depends_on and no parallelism is asked for: file order",
+            ),
+        }
+    }
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
@@ -139,6 +213,11 @@ pub struct Settings {
     /// for `claude` or `codex`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent_command: Option<Vec<String>>,
+    /// Prompter's own name for the agent program (its mid-2025 versions): read only from
+    /// Prompter files (no top-level `name`), where the loader turns it into `agent_command`
+    /// with `agent = "claude"`; never written.
+    #[serde(default, skip_serializing)]
+    pub claude_command: Option<String>,
     /// How prompt tasks run: `claude` (the default), `codex`, or `command` (the default when
     /// only `agent_command` is given).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -226,6 +305,93 @@ impl From<Jump> for String {
     }
 }
 
+/// A task's `depends_on`: its dependencies, and whether the spec declared the field (an empty
+/// list is a declaration too). Reads and writes like the `Vec` it wraps.
+#[derive(Clone, Debug, Default, Eq)]
+pub struct Deps {
+    names: Vec<TaskName>,
+    declared: bool,
+}
+
+impl Deps {
+    /// Declared, possibly empty: `depends_on = []`.
+    pub fn declared(names: Vec<TaskName>) -> Deps {
+        Deps {
+            names,
+            declared: true,
+        }
+    }
+
+    /// Whether the task says what it depends on (any dependency, or an empty list written).
+    pub fn is_declared(&self) -> bool {
+        self.declared || !self.names.is_empty()
+    }
+
+    /// Marks the (possibly empty) list as written by the spec.
+    pub fn declare(&mut self) {
+        self.declared = true;
+    }
+
+    fn is_absent(&self) -> bool {
+        !self.is_declared()
+    }
+}
+
+/// Equal when they name the same tasks and both are declared or both not.
+impl PartialEq for Deps {
+    fn eq(&self, other: &Deps) -> bool {
+        self.names == other.names && self.is_declared() == other.is_declared()
+    }
+}
+
+impl std::ops::Deref for Deps {
+    type Target = Vec<TaskName>;
+    fn deref(&self) -> &Vec<TaskName> {
+        &self.names
+    }
+}
+
+impl std::ops::DerefMut for Deps {
+    fn deref_mut(&mut self) -> &mut Vec<TaskName> {
+        &mut self.names
+    }
+}
+
+impl From<Vec<TaskName>> for Deps {
+    fn from(names: Vec<TaskName>) -> Deps {
+        Deps {
+            names,
+            declared: false,
+        }
+    }
+}
+
+impl FromIterator<TaskName> for Deps {
+    fn from_iter<I: IntoIterator<Item = TaskName>>(iter: I) -> Deps {
+        Deps::from(iter.into_iter().collect::<Vec<_>>())
+    }
+}
+
+impl<'a> IntoIterator for &'a Deps {
+    type Item = &'a TaskName;
+    type IntoIter = std::slice::Iter<'a, TaskName>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.names.iter()
+    }
+}
+
+impl Serialize for Deps {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.names.serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Deps {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Deps, D::Error> {
+        Vec::<TaskName>::deserialize(d).map(Deps::declared)
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TaskSpec {
@@ -259,8 +425,10 @@ pub struct TaskSpec {
     pub verify_command: Option<String>,
     #[serde(default, skip_serializing_if = "is_zero")]
     pub verify_success_code: i32,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub depends_on: Vec<TaskName>,
+    /// Remembers whether the field was written at all: an empty list still declares that the
+    /// task depends on nothing, which makes the job parallel (`JobSpec::mode`).
+    #[serde(default, skip_serializing_if = "Deps::is_absent")]
+    pub depends_on: Deps,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout: Option<Dur>,
     /// Retries after the first attempt; `max_attempts` wins when both are set.
@@ -336,7 +504,7 @@ impl TaskSpec {
             pool: None,
             verify_command: None,
             verify_success_code: 0,
-            depends_on: Vec::new(),
+            depends_on: Deps::default(),
             timeout: None,
             retries: None,
             max_attempts: None,
@@ -363,14 +531,37 @@ impl TaskSpec {
 }
 
 impl JobSpec {
-    /// Sequential when the spec says so (either spelling), else `default_mode`.
-    pub fn mode(&self, default_mode: ExecutionMode) -> ExecutionMode {
-        match (self.settings.execution_mode, self.settings.enable_parallel) {
-            (Some(m), _) => m,
-            (None, Some(false)) => ExecutionMode::Sequential,
-            (None, Some(true)) => ExecutionMode::Parallel,
-            (None, None) => default_mode,
-        }
+    /// The mode this job runs in; see `mode_decision`.
+    pub fn mode(&self, requested: Option<ExecutionMode>) -> ExecutionMode {
+        self.mode_decision(requested).mode
+    }
+
+    /// The mode this job runs in and why, the one rule the engine, `ordo plan` and `ordo
+    /// validate` share. `requested` is what the command line or API asked for when it asked
+    /// (`--workers`/`--max-parallel` above 1, `ORDO_EXECUTION_MODE`; `--mode` sets the spec's
+    /// `execution_mode`). In order: flow jumps run one task at a time; the spec's
+    /// `execution_mode`; `enable_parallel = false`; any task declaring `depends_on` (an empty
+    /// list counts) or `max_parallel_tasks` above 1 make it parallel; then the request; else
+    /// sequential, in file order (Prompter's rule: parallel only when dependencies are
+    /// defined; `enable_parallel = true` alone does not change it).
+    pub fn mode_decision(&self, requested: Option<ExecutionMode>) -> ModeDecision {
+        use ExecutionMode::{Parallel, Sequential};
+        let (mode, reason) = if self.uses_flow_jumps() {
+            (Sequential, ModeReason::FlowJumps)
+        } else if let Some(m) = self.settings.execution_mode {
+            (m, ModeReason::ExecutionMode)
+        } else if self.settings.enable_parallel == Some(false) {
+            (Sequential, ModeReason::ParallelDisabled)
+        } else if let Some(t) = self.tasks.iter().find(|t| t.depends_on.is_declared()) {
+            (Parallel, ModeReason::DependsOn(t.name.clone()))
+        } else if let Some(n) = self.settings.max_parallel_tasks.filter(|&n| n > 1) {
+            (Parallel, ModeReason::MaxParallel(n))
+        } else if let Some(m) = requested {
+            (m, ModeReason::Requested)
+        } else {
+            (Sequential, ModeReason::NoDependencies)
+        };
+        ModeDecision { mode, reason }
     }
 
     /// A job runs as a Prompter state machine (one task at a time, following jumps) when any
@@ -382,6 +573,44 @@ impl JobSpec {
                 .flatten()
                 .any(|j| matches!(j, Jump::Task(_) | Jump::Stop | Jump::Repeat))
         })
+    }
+
+    /// The transitions of a flow-jump job, as `plan` and `graph` draw them: for each task, where
+    /// control goes after it succeeds (`on_success`, default the next task) and after it fails
+    /// for good (`on_failure` when it names a task, `next` or `repeat`; `stop` and `retry`
+    /// end the job). `declared` tells a written jump from the default.
+    pub fn flow_edges(&self) -> Vec<FlowEdge> {
+        let n = self.tasks.len();
+        let target = |from: usize, jump: &Jump| match jump {
+            Jump::Next => Some(from + 1).filter(|&t| t < n),
+            Jump::Stop | Jump::Retry => None,
+            Jump::Repeat => Some(from),
+            Jump::Task(name) => self.tasks.iter().position(|t| t.name.as_str() == name),
+        };
+        let mut out = Vec::new();
+        for (from, t) in self.tasks.iter().enumerate() {
+            let success = t.on_success.clone().unwrap_or(Jump::Next);
+            if let Some(to) = target(from, &success) {
+                let declared = t.on_success.is_some();
+                out.push(FlowEdge {
+                    from,
+                    to,
+                    success: true,
+                    declared,
+                });
+            }
+            if let Some(failure) = &t.on_failure
+                && let Some(to) = target(from, failure)
+            {
+                out.push(FlowEdge {
+                    from,
+                    to,
+                    success: false,
+                    declared: true,
+                });
+            }
+        }
+        out
     }
 
     pub fn max_attempts(&self, t: &TaskSpec) -> u32 {
@@ -582,11 +811,57 @@ mod tests {
 
     #[test]
     fn mode_precedence() {
-        let mut job = JobSpec::default();
-        assert_eq!(job.mode(ExecutionMode::Parallel), ExecutionMode::Parallel);
-        job.settings.enable_parallel = Some(false);
-        assert_eq!(job.mode(ExecutionMode::Parallel), ExecutionMode::Sequential);
-        job.settings.execution_mode = Some(ExecutionMode::Parallel);
-        assert_eq!(job.mode(ExecutionMode::Sequential), ExecutionMode::Parallel);
+        use ExecutionMode::{Parallel, Sequential};
+        let mut job = JobSpec {
+            tasks: vec![TaskSpec::shell("a", "true"), TaskSpec::shell("b", "true")],
+            ..JobSpec::default()
+        };
+        // Nothing declared, nothing asked: sequential, even with Prompter's default switch.
+        assert_eq!(job.mode(None), Sequential);
+        job.settings.enable_parallel = Some(true);
+        assert_eq!(job.mode(None), Sequential);
+        assert_eq!(job.mode_decision(None).reason, ModeReason::NoDependencies);
+        // The command line asks.
+        assert_eq!(job.mode(Some(Parallel)), Parallel);
+        // An empty depends_on declares.
+        let mut declared = job.clone();
+        declared.tasks[1].depends_on = Deps::declared(Vec::new());
+        assert_eq!(
+            declared.mode_decision(None).reason,
+            ModeReason::DependsOn(TaskName::new("b").unwrap())
+        );
+        // A request is a default: the spec's own declaration wins.
+        assert_eq!(declared.mode(Some(Sequential)), Parallel);
+        let mut wide = job.clone();
+        wide.settings.max_parallel_tasks = Some(1);
+        assert_eq!(wide.mode(None), Sequential);
+        wide.settings.max_parallel_tasks = Some(3);
+        assert_eq!(wide.mode(None), Parallel);
+        // enable_parallel = false forces sequential over requests and dependencies.
+        declared.settings.enable_parallel = Some(false);
+        assert_eq!(declared.mode(Some(Parallel)), Sequential);
+        declared.settings.execution_mode = Some(Parallel);
+        assert_eq!(declared.mode(Some(Sequential)), Parallel);
+        // Flow jumps: a state machine.
+        declared.tasks[0].on_success = Some(Jump::Stop);
+        assert_eq!(declared.mode_decision(None).reason, ModeReason::FlowJumps);
+        assert_eq!(declared.mode(None), Sequential);
+    }
+
+    #[test]
+    fn declared_dependencies_survive_a_round_trip() {
+        let job: JobSpec = serde_json::from_str(
+            r#"{"tasks":[{"name":"a","command":"true","depends_on":[]},
+                         {"name":"b","command":"true"}]}"#,
+        )
+        .unwrap();
+        assert!(job.tasks[0].depends_on.is_declared());
+        assert!(!job.tasks[1].depends_on.is_declared());
+        let json = serde_json::to_string(&job).unwrap();
+        assert_eq!(json.matches("depends_on").count(), 1, "{json}");
+        let back: JobSpec = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, job);
+        let packed = rmp_serde::to_vec_named(&job).unwrap();
+        assert_eq!(rmp_serde::from_slice::<JobSpec>(&packed).unwrap(), job);
     }
 }

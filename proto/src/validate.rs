@@ -687,7 +687,7 @@ mod hostile {
                         }
                         seen[t as usize] = true;
                     }
-                    let plan = dag.plan(workers);
+                    let plan = dag.plan(workers, &spec.mode_decision(None));
                     prop_assert_eq!(plan.tasks, deps.len());
                     prop_assert!(plan.estimated_makespan as usize >= plan.critical_path.len());
                 }
@@ -721,8 +721,9 @@ mod hostile {
             let deps: Vec<Vec<usize>> = (0..n)
                 .map(|i| if i == 0 { vec![] } else { vec![i - 1] })
                 .collect();
-            let dag = validate(&job(&deps)).unwrap();
-            let plan = dag.plan(4);
+            let spec = job(&deps);
+            let dag = validate(&spec).unwrap();
+            let plan = dag.plan(4, &spec.mode_decision(None));
             assert_eq!(plan.levels.len(), n);
             assert_eq!(plan.critical_path.len(), n);
             assert_eq!(plan.estimated_makespan as usize, n);

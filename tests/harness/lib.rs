@@ -91,7 +91,11 @@ fn example_files(root: &Path) -> Vec<PathBuf> {
     for sub in ["json", "markdown", "prompter", "taskmaster"] {
         let dir = root.join(sub);
         for e in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
-            out.push(e.unwrap().path());
+            // Files only: a directory there is a project layout (`.taskmaster/`).
+            let path = e.unwrap().path();
+            if path.is_file() {
+                out.push(path);
+            }
         }
     }
     out.sort();

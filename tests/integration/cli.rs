@@ -57,7 +57,12 @@ fn plan_gives_the_levels_each_example_implies() {
     assert_eq!(par["levels"][1], serde_json::json!(["rebuild-index"]));
 
     let seq = plan(&fixture("json/subtasks_sequential.json"));
-    assert_eq!(level_sizes(&seq), vec![3], "no dependencies: one level");
+    assert_eq!(seq["mode"], "sequential");
+    assert_eq!(
+        level_sizes(&seq),
+        vec![1, 1, 1],
+        "sequential: one task at a time"
+    );
 
     let prompter = plan(&fixture("prompter/docs-overhaul.toml"));
     assert_eq!(
@@ -189,7 +194,12 @@ fn plan_levels_of_the_shared_examples() {
     let seq = plan(&shared(
         "json/extracted_task_execution_modes_sequential.json",
     ));
-    assert_eq!(level_sizes(&seq), vec![2], "no dependencies: one level");
+    assert_eq!(seq["mode"], "sequential");
+    assert_eq!(
+        level_sizes(&seq),
+        vec![1, 1],
+        "sequential: one task at a time"
+    );
 
     let prompter = plan(&shared("prompter/parallel-execution.toml"));
     assert_eq!(
@@ -529,4 +539,126 @@ fn an_ext_repository_runs_nothing_on_the_submitting_machine_whatever_the_users_g
         r.stderr
     );
     assert!(!canary.exists(), "the ext:: repository ran a command");
+}
+
+/// The mode of a job and why, in `validate` and `plan` (text and JSON): a Prompter chain
+/// without dependencies is sequential (speedup 1.0) even with `enable_parallel = true`; a
+/// flow-jump job is sequential with its jumps listed and drawn; `--workers` above 1 asks for
+/// parallel; declared dependencies make a job parallel.
+#[test]
+fn validate_and_plan_say_the_mode_and_why() {
+    let chain = fixture("prompter/claude-command.toml");
+    let chain = chain.to_str().unwrap();
+    let r = ordo(&["validate", chain]);
+    assert_eq!(r.code(), 0, "{}", r.stderr);
+    assert!(
+        r.stdout
+            .contains("mode: sequential (no task declares depends_on"),
+        "{}",
+        r.stdout
+    );
+    let r = ordo(&["validate", chain, "--output", "json"]);
+    assert_eq!(r.json()["mode"], "sequential", "{}", r.stdout);
+    let p = plan(Path::new(chain));
+    assert_eq!(p["mode"], "sequential");
+    assert_eq!(p["estimated_speedup"], 1.0);
+    assert_eq!(p["workers"], 1);
+    let r = ordo(&["plan", chain]);
+    assert!(r.stdout.contains("speedup 1.00x"), "{}", r.stdout);
+    // The command line asks for parallel.
+    let r = ordo(&["plan", chain, "--workers", "4", "--output", "json"]);
+    assert_eq!(r.json()["mode"], "parallel", "{}", r.stdout);
+    let r = ordo(&["plan", chain, "--output", "json"]);
+    assert_eq!(r.json()["mode"], "sequential", "{}", r.stdout);
+
+    let flow = fixture("prompter/release-train.toml");
+    let r = ordo(&["plan", flow.to_str().unwrap()]);
+    assert_eq!(r.code(), 0, "{}", r.stderr);
+    assert!(
+        r.stdout.contains("mode: sequential (tasks jump"),
+        "{}",
+        r.stdout
+    );
+    assert!(r.stdout.contains("speedup 1.00x"), "{}", r.stdout);
+    assert!(r.stdout.contains("jumps: "), "{}", r.stdout);
+    let p = plan(&flow);
+    assert!(!p["jumps"].as_array().unwrap().is_empty(), "{p}");
+    let r = ordo(&["graph", flow.to_str().unwrap()]);
+    assert!(
+        r.stdout.contains("style=dashed, label=\"on_success\""),
+        "{}",
+        r.stdout
+    );
+
+    let p = plan(&fixture("prompter/docs-overhaul.toml"));
+    assert_eq!(p["mode"], "parallel");
+    assert!(
+        p["mode_reason"]
+            .as_str()
+            .unwrap()
+            .contains("declares depends_on"),
+        "{p}"
+    );
+    let p = plan(&fixture("taskmaster/offline-mode_tasks.json"));
+    assert_eq!(p["mode"], "parallel");
+
+    // The real Prompter files, when the shared set is there.
+    if let Some(example) = shared_example("prompter/example.toml") {
+        assert_eq!(plan(&example)["mode"], "sequential");
+        let par = shared_example("prompter/parallel-execution.toml").unwrap();
+        assert_eq!(plan(&par)["mode"], "parallel");
+    }
+}
+
+/// A TaskMaster file whose tasks are all done (or an empty tag) is nothing to do: exit 0 and
+/// say so, for validate, plan and run; --include-done runs them.
+#[test]
+fn taskmaster_all_done_is_nothing_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let done = fixture("taskmaster/all-done_tasks.json");
+    let done = done.to_str().unwrap();
+    for args in [
+        vec!["validate", done],
+        vec!["plan", done],
+        vec!["run", done],
+    ] {
+        let r = ordo_in(dir.path(), &args, &[]);
+        assert_eq!(r.code(), 0, "{args:?}: {}{}", r.stdout, r.stderr);
+        assert!(
+            r.stdout.contains("nothing to do: all 3 tasks are done"),
+            "{args:?}: {}",
+            r.stdout
+        );
+        assert!(!r.stderr.contains("job has no tasks"), "{}", r.stderr);
+        // The warnings say which, on one line.
+        assert!(
+            r.stderr.contains("3 tasks already done: 1, 2, 3"),
+            "{args:?}: {}",
+            r.stderr
+        );
+    }
+    let r = ordo(&["plan", done, "--include-done", "--output", "json"]);
+    assert_eq!(r.code(), 0, "{}", r.stderr);
+    assert_eq!(r.json()["tasks"], 3);
+    for empty in [
+        "taskmaster/empty-tag_tasks.json",
+        "taskmaster/empty-untagged_tasks.json",
+    ] {
+        let r = ordo(&["validate", fixture(empty).to_str().unwrap()]);
+        assert_eq!(r.code(), 0, "{empty}: {}{}", r.stdout, r.stderr);
+        assert!(r.stdout.contains("nothing to do"), "{empty}: {}", r.stdout);
+    }
+    // A single tag other than master is read, with a warning.
+    let r = ordo(&[
+        "plan",
+        fixture("taskmaster/single-tag_tasks.json")
+            .to_str()
+            .unwrap(),
+    ]);
+    assert_eq!(r.code(), 0, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("reading its only tag \"feature-auth\""),
+        "{}",
+        r.stderr
+    );
 }

@@ -504,6 +504,13 @@ fn priority_and_workers_order_the_ready_tasks() {
             ("mid", "priority = 5"),
         ],
     );
+    // Priorities order the ready tasks of a parallel job (a sequential one keeps file order).
+    let text = std::fs::read_to_string(&spec).unwrap();
+    std::fs::write(
+        &spec,
+        format!("[settings]\nexecution_mode = \"parallel\"\n{text}"),
+    )
+    .unwrap();
     let (code, s) = run_json(dir.path(), &spec, &["--workers", "1"], &[]);
     assert_eq!(code, 0, "{s}");
     let starts: Vec<String> = lines(&dir.path().join("ledger"))
@@ -707,4 +714,49 @@ fn a_task_no_machine_can_fit_fails_with_a_reason() {
             .contains("needs 4096 CPUs"),
         "{s}"
     );
+}
+
+/// A Prompter chain (no task declares `depends_on`) runs one task at a time in file order,
+/// each ended before the next starts, however many slots there are; `--workers 2` (the
+/// command line asking) or one `depends_on = []` makes it parallel.
+#[test]
+fn a_job_without_dependencies_runs_in_file_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let tasks = [("first", ""), ("second", ""), ("third", "")];
+    let spec = ledger_job(dir.path(), "[settings]\nenable_parallel = true\n", &tasks);
+    let (code, s) = run_json(dir.path(), &spec, &[], &[]);
+    assert_eq!(code, 0, "{s}");
+    let ledger = lines(&dir.path().join("ledger"));
+    assert_eq!(
+        ledger,
+        [
+            "start first",
+            "end first",
+            "start second",
+            "end second",
+            "start third",
+            "end third"
+        ]
+    );
+    // Asked for on the command line: the three run together.
+    std::fs::remove_file(dir.path().join("ledger")).unwrap();
+    let text = std::fs::read_to_string(&spec)
+        .unwrap()
+        .replace("sleep 0.1", "n=0; while [ $(grep -c start ledger) -lt 3 ] && [ $n -lt 100 ]; do sleep 0.1; n=$((n+1)); done");
+    std::fs::write(&spec, &text).unwrap();
+    let (code, s) = run_json(dir.path(), &spec, &["--workers", "3"], &[]);
+    assert_eq!(code, 0, "{s}");
+    let ledger = lines(&dir.path().join("ledger"));
+    assert!(
+        ledger[..3].iter().all(|l| l.starts_with("start")),
+        "{ledger:?}"
+    );
+    // Declared dependencies (an empty list counts): parallel too.
+    std::fs::write(
+        &spec,
+        text.replacen("[[tasks]]\n", "[[tasks]]\ndepends_on = []\n", 1),
+    )
+    .unwrap();
+    let plan = ordo_in(dir.path(), &["plan", &spec, "--output", "json"], &[]);
+    assert_eq!(plan.json()["mode"], "parallel", "{}", plan.stdout);
 }

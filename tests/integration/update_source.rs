@@ -357,9 +357,12 @@ fn update_source_tagged_expanded_marks_done_and_taskmaster_reads_it() {
     let billing = taskmaster_list(&after_text, Some("feature-billing"));
     assert_eq!(statuses(&billing), pairs(&[("1", "pending")]));
 
-    // Run again: everything is done, so nothing runs and the file stays as it is.
+    // Run again: everything is done, so nothing runs, the file stays as it is, and ordo says
+    // so and exits 0 (not "job has no tasks").
     let r = run(dir.path(), &agent, &["--expand-subtasks"], &[]);
     assert!(r.stderr.contains("already done"), "{}", r.stderr);
+    assert_eq!(r.code(), 0, "{}{}", r.stdout, r.stderr);
+    assert!(r.stdout.contains("nothing to do: all "), "{}", r.stdout);
     assert_eq!(
         std::fs::read_to_string(dir.path().join("tasks.json")).unwrap(),
         after_text

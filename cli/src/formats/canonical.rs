@@ -1,5 +1,10 @@
 //! ordo's canonical TOML and JSON: serde straight into `JobSpec`, which rejects unknown fields.
 //! Parse errors carry the parser's line and column; task positions are the `name` values.
+//!
+//! Prompter's dialect: a TOML file with no top-level `name` is read as Prompter's, and may use
+//! the settings Prompter has and ordo names otherwise: `claude_command` (the agent program)
+//! becomes `agent_command` with `agent = "claude"`. A file that names its job is ordo's own,
+//! where such a key is an error saying ordo's name for it.
 
 use std::collections::HashMap;
 
@@ -24,7 +29,15 @@ pub(super) fn toml(ctx: &Ctx<'_>) -> Result<Converted, Vec<super::Diagnostic>> {
     if let Some(offset) = check_toml_nesting(ctx.text) {
         return Err(vec![ctx.nesting_error(offset)]);
     }
-    let spec: JobSpec = toml::from_str(ctx.text).map_err(|e| vec![toml_error(ctx, &e)])?;
+    let mut spec: JobSpec = toml::from_str(ctx.text).map_err(|e| vec![toml_error(ctx, &e)])?;
+    // Whether the text names the job at the top level (before any table).
+    let named = ctx
+        .text
+        .lines()
+        .map(str::trim_start)
+        .take_while(|l| !l.starts_with('['))
+        .any(|l| l.starts_with("name") && l[4..].trim_start().starts_with('='));
+    prompter_settings(ctx, &mut spec, !named)?;
     let mut positions = HashMap::new();
     let offsets = toml_task_offsets(ctx.text);
     if offsets.len() == spec.tasks.len() {
@@ -48,7 +61,37 @@ pub(super) fn toml(ctx: &Ctx<'_>) -> Result<Converted, Vec<super::Diagnostic>> {
         positions,
         warnings: Vec::new(),
         sources: None,
+        nothing_to_do: None,
     })
+}
+
+/// Maps Prompter's settings in a Prompter file (`prompter`), or rejects them in an ordo file.
+fn prompter_settings(
+    ctx: &Ctx<'_>,
+    spec: &mut JobSpec,
+    prompter: bool,
+) -> Result<(), Vec<super::Diagnostic>> {
+    let Some(program) = spec.settings.claude_command.take() else {
+        return Ok(());
+    };
+    if !prompter {
+        return Err(vec![ctx.diag(
+            None,
+            "settings.claude_command is Prompter's setting, read only from Prompter files (no \
+             top-level name); ordo's is agent_command, e.g. agent_command = [\"claude\"]",
+        )]);
+    }
+    let argv: Vec<String> = program.split_whitespace().map(String::from).collect();
+    if argv.is_empty() {
+        return Err(vec![ctx.diag(None, "settings.claude_command is empty")]);
+    }
+    if spec.settings.agent_command.is_none() {
+        spec.settings.agent_command = Some(argv);
+        spec.settings
+            .agent
+            .get_or_insert(ordo_proto::AgentKind::Claude);
+    }
+    Ok(())
 }
 
 fn toml_error(ctx: &Ctx<'_>, e: &toml::de::Error) -> super::Diagnostic {
@@ -72,7 +115,8 @@ pub(super) fn json(ctx: &Ctx<'_>) -> Result<Converted, Vec<super::Diagnostic>> {
     if let Some(offset) = super::check_json_nesting(ctx.text) {
         return Err(vec![ctx.nesting_error(offset)]);
     }
-    let spec: JobSpec = serde_json::from_str(ctx.text).map_err(|e| vec![ctx.json_error(&e)])?;
+    let mut spec: JobSpec = serde_json::from_str(ctx.text).map_err(|e| vec![ctx.json_error(&e)])?;
+    prompter_settings(ctx, &mut spec, false)?;
     // Where each task's `name` value (else the task) starts.
     let n = spec.tasks.len();
     let mut found: Vec<Option<Pos>> = vec![None; n];
@@ -101,6 +145,7 @@ pub(super) fn json(ctx: &Ctx<'_>) -> Result<Converted, Vec<super::Diagnostic>> {
         positions,
         warnings: Vec::new(),
         sources: None,
+        nothing_to_do: None,
     })
 }
 

@@ -107,6 +107,7 @@ fn parse_everything(label: &str, text: &str) {
                 tag: None,
                 expand_subtasks: expand,
                 include_done: expand,
+                current_tag: None,
             };
             let loaded = match parse(label, text, &o) {
                 Ok(l) => l,
@@ -123,7 +124,7 @@ fn parse_everything(label: &str, text: &str) {
             let _ = to_toml(&loaded.spec);
             match check(&loaded, label) {
                 Ok(dag) => {
-                    let _ = dag.plan(4);
+                    let _ = dag.plan(4, &loaded.spec.mode_decision(None));
                     let _ = crate::graph::dot(&loaded.spec, &dag);
                     let _ = crate::graph::mermaid(&loaded.spec, &dag);
                 }
@@ -449,7 +450,8 @@ fn a_hundred_thousand_independent_tasks_are_accepted() {
         );
         let (loaded, dag) = parse_and_check("wide.json", &json).unwrap();
         assert_eq!(loaded.format, Format::Subtasks);
-        assert_eq!(dag.plan(8).estimated_makespan as usize, n / 8);
+        let parallel = loaded.spec.mode_decision(Some(ExecutionMode::Parallel));
+        assert_eq!(dag.plan(8, &parallel).estimated_makespan as usize, n / 8);
         assert_eq!(
             loaded.positions[&loaded.spec.tasks[n - 1].name].line,
             n as u32
@@ -462,7 +464,7 @@ fn a_hundred_thousand_deep_chain_needs_no_deep_stack() {
     on_small_stack(|| {
         let n = 100_000;
         let (loaded, dag) = parse_and_check("chain.toml", &toml_tasks(n, true, false)).unwrap();
-        let plan = dag.plan(4);
+        let plan = dag.plan(4, &loaded.spec.mode_decision(None));
         assert_eq!((plan.levels.len(), plan.critical_path.len()), (n, n));
         assert!(crate::graph::dot(&loaded.spec, &dag).contains("  t99998 -> t99999;\n"));
         let _ = crate::graph::mermaid(&loaded.spec, &dag);

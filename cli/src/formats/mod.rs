@@ -126,6 +126,9 @@ pub struct LoadOptions {
     /// TaskMaster: keep the tasks whose status is done, cancelled or deferred (left out by
     /// default).
     pub include_done: bool,
+    /// TaskMaster: the project's current tag, read when `tag` is `master` (or unset) and the
+    /// file has several tags but no `master`; `load` fills it from `.taskmaster/state.json`.
+    pub current_tag: Option<String>,
 }
 
 /// A place in a source file, 1-based; `col` counts characters.
@@ -161,6 +164,19 @@ pub struct Loaded {
     /// TaskMaster: the task or subtask of the file behind each task (`--update-source`);
     /// `None` for every other format.
     pub sources: Option<write_back::Sources>,
+    /// Why a job with no task is nothing to do rather than invalid (a TaskMaster file whose
+    /// tasks are all done, an empty tag): `nothing to do: …`. `check` still rejects the empty
+    /// job (with this message); the commands say it and exit 0.
+    pub nothing_to_do: Option<String>,
+}
+
+impl Loaded {
+    /// `nothing_to_do`, when the job indeed has no task.
+    pub fn nothing_to_do(&self) -> Option<&str> {
+        self.nothing_to_do
+            .as_deref()
+            .filter(|_| self.spec.tasks.is_empty())
+    }
 }
 
 /// An error located in a file: `file:line:col: message`, or `file: message` without a position.
@@ -227,6 +243,15 @@ pub fn load(path: &Path, opts: &LoadOptions) -> Result<Loaded, Vec<Diagnostic>> 
             )]);
         }
     };
+    if opts.current_tag.is_none()
+        && let Some(tag) = taskmaster::current_tag(path)
+    {
+        let opts = LoadOptions {
+            current_tag: Some(tag),
+            ..opts.clone()
+        };
+        return parse(&label, &text, &opts);
+    }
     parse(&label, &text, opts)
 }
 
@@ -266,6 +291,7 @@ pub fn parse(file_label: &str, text: &str, opts: &LoadOptions) -> Result<Loaded,
         positions: conv.positions,
         warnings: conv.warnings,
         sources: conv.sources,
+        nothing_to_do: conv.nothing_to_do,
     })
 }
 
@@ -335,6 +361,9 @@ fn sniff_json(text: &str) -> Format {
 
 /// Validates a loaded spec, locating each error at the task it names.
 pub fn check(loaded: &Loaded, file_label: &str) -> Result<Dag, Vec<Diagnostic>> {
+    if let Some(nothing) = loaded.nothing_to_do() {
+        return Err(vec![Diagnostic::new(file_label, None, nothing)]);
+    }
     ordo_proto::validate::validate(&loaded.spec).map_err(|errors| {
         errors
             .into_iter()
@@ -369,6 +398,8 @@ pub(crate) struct Converted {
     pub warnings: Vec<String>,
     /// TaskMaster only: see `Loaded::sources`.
     pub sources: Option<write_back::Sources>,
+    /// See `Loaded::nothing_to_do`.
+    pub nothing_to_do: Option<String>,
 }
 
 /// Adds `task` to `spec`, and `pos` as where it is defined unless its name already has a
@@ -401,6 +432,7 @@ pub(crate) fn converted(
         positions,
         warnings,
         sources: None,
+        nothing_to_do: None,
     })
 }
 
@@ -1025,6 +1057,8 @@ fn subtask_task(
             "description" => task.description = text_field(Some(v)),
             "command" => string(&mut task.command),
             "dependencies" | "depends_on" | "dependsOn" => {
+                // Written, even empty: the subtasks follow their graph (the job is parallel).
+                task.depends_on.declare();
                 let (ids, bad) = dependency_ids(Some(v));
                 for b in bad {
                     errors.push(ctx.diag(

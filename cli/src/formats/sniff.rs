@@ -41,6 +41,8 @@ pub(super) fn json_format(text: &str) -> Format {
     if top.has_tasks_key {
         return match &top.tasks {
             Some(t) if t.len > 0 && !t.any_name && t.any_id_or_title => Format::TaskMaster,
+            // What TaskMaster writes after `init`: no tasks yet, and its metadata.
+            Some(t) if t.len == 0 && top.taskmaster_meta => Format::TaskMaster,
             _ => Format::Json,
         };
     }
@@ -61,6 +63,8 @@ struct Top {
     tasks: Option<List>,
     has_tasks_key: bool,
     metadata_or_objective: bool,
+    /// A `metadata` or `meta` key (TaskMaster's, beside `tasks`).
+    taskmaster_meta: bool,
     all_values_objects: bool,
     /// Some value is an object holding a `tasks` array (a TaskMaster tag).
     any_holder: bool,
@@ -221,6 +225,7 @@ impl Telling for Top {
                     if other == "metadata" || other == "objective" {
                         top.metadata_or_objective = true;
                     }
+                    top.taskmaster_meta |= other == "metadata" || other == "meta";
                     let h = map.next_value::<Read<Holder>>()?.0;
                     top.all_values_objects &= h.object;
                     top.any_holder |= h.tasks_array;

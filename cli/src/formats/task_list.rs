@@ -8,10 +8,13 @@
 //!   id as the label `task`, its `description` as the description of each of its subtasks
 //!   (unless the subtask has one).
 //! - A task's `executionMode` (default `sequential`) orders its own subtasks: sequential, each
-//!   depends on the one before; parallel, none on another.
-//! - The tasks run in list order, each after the whole of the one before: the first subtask
-//!   of a sequential task (every subtask of a parallel one) depends on the last subtask of the
-//!   task before when that one is sequential, on all of its subtasks when it is parallel.
+//!   depends on the one before; parallel, none on another; `mixed`, each subtask says with its
+//!   own `executionMode` (default `sequential`): consecutive `parallel` subtasks form a group
+//!   that runs together, a `sequential` one runs after everything before it and before
+//!   everything after it (the rule of the Markdown documents' mixed mode).
+//! - So a task's subtasks are a row of groups, each group after the whole of the one before;
+//!   the tasks run in list order, each after the whole of the one before: the first group of
+//!   a task depends on the last group of the task before.
 //! - A task without subtasks becomes one prompt task named by its id: its title and
 //!   description (or its own `command`/`prompt` when it has one).
 //! - The job's mode is set to parallel: the order is in the dependencies.
@@ -100,21 +103,8 @@ fn list_task(
         ));
     };
     let field_pos = |key: &str| at.get(&format!("{element}/{}", pointer_key(key))).or(pos);
-    let mode = match fields
-        .get("executionMode")
-        .or_else(|| fields.get("execution_mode"))
-    {
-        None | Some(Value::Null) => ExecutionMode::Sequential,
-        Some(Value::String(s)) => s
-            .parse::<ExecutionMode>()
-            .map_err(|e| ctx.diag(field_pos("executionMode"), format!("task '{id}': {e}")))?,
-        Some(_) => {
-            return Err(ctx.diag(
-                field_pos("executionMode"),
-                format!("task '{id}': executionMode must be \"sequential\" or \"parallel\""),
-            ));
-        }
-    };
+    let mode = order(fields, true)
+        .map_err(|e| ctx.diag(field_pos("executionMode"), format!("task '{id}': {e}")))?;
     let title = text_field(fields.get("title"));
     let description = text_field(fields.get("description"));
     // Labels every task made from this one carries.
@@ -147,7 +137,7 @@ fn list_task(
         let mut task = TaskSpec::empty(name.clone());
         task.labels = labels;
         task.description = description.clone();
-        task.depends_on = before.to_vec();
+        task.depends_on = before.to_vec().into();
         task.command = text_field(fields.get("command"));
         task.prompt = text_field(fields.get("prompt"));
         if task.command.is_none() && task.prompt.is_none() {
@@ -170,7 +160,10 @@ fn list_task(
     }
 
     let mut made = Vec::new();
-    let mut names = Vec::new();
+    // The groups so far; each runs after the whole of the one before (`before` for the first).
+    let mut groups: Vec<Vec<TaskName>> = Vec::new();
+    // Whether the last group takes further parallel subtasks.
+    let mut open = false;
     for (n, sub) in subtasks.iter().enumerate() {
         let sub_element = format!("{element}/subtasks/{n}");
         let sub_pos = at.get(&sub_element).or(pos);
@@ -184,6 +177,20 @@ fn list_task(
         };
         let mut task = TaskSpec::empty(name.clone());
         task.labels = labels.clone();
+        let own = match mode {
+            Order::Mixed => order(sf, false).unwrap_or_else(|e| {
+                let key = ["executionMode", "execution_mode"]
+                    .into_iter()
+                    .find(|k| sf.contains_key(*k))
+                    .unwrap_or("executionMode");
+                errors.push(ctx.diag(
+                    at.get(&format!("{sub_element}/{key}")).or(sub_pos),
+                    format!("task '{name}': {e}"),
+                ));
+                Order::Sequential
+            }),
+            other => other,
+        };
         let mut string = |key: &str, v: &Value, slot: &mut Option<String>| match v {
             Value::String(s) if !s.trim().is_empty() => *slot = Some(s.clone()),
             Value::Null => {}
@@ -216,17 +223,51 @@ fn list_task(
                 format!("task '{name}': a subtask needs a \"command\" or a \"prompt\""),
             ));
         }
-        let first = names.is_empty();
-        task.depends_on = match mode {
-            ExecutionMode::Sequential if !first => vec![names.last().cloned().expect("not first")],
-            _ => before.to_vec(),
-        };
-        names.push(name);
+        let parallel = own == Order::Parallel;
+        if !(parallel && open) {
+            groups.push(Vec::new());
+        }
+        open = parallel;
+        let k = groups.len() - 1;
+        let after = if k == 0 { before } else { &groups[k - 1][..] };
+        task.depends_on = after.to_vec().into();
+        groups[k].push(name);
         made.push((task, sub_pos));
     }
-    let exits = match mode {
-        ExecutionMode::Sequential => names.last().cloned().into_iter().collect(),
-        ExecutionMode::Parallel => names,
-    };
+    let exits = groups.pop().unwrap_or_default();
     Ok(Made { tasks: made, exits })
+}
+
+/// How a task orders its subtasks (`executionMode`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Order {
+    Sequential,
+    Parallel,
+    /// Each subtask says (tasks only).
+    Mixed,
+}
+
+/// The `executionMode` (or `execution_mode`) of a task (`mixed` allowed) or of a subtask of a
+/// mixed task; `sequential` when it has none.
+fn order(fields: &super::JsonObject, task: bool) -> Result<Order, String> {
+    let expected = if task {
+        "executionMode must be \"sequential\", \"parallel\" or \"mixed\""
+    } else {
+        "executionMode must be \"sequential\" or \"parallel\""
+    };
+    match fields
+        .get("executionMode")
+        .or_else(|| fields.get("execution_mode"))
+    {
+        None | Some(Value::Null) => Ok(Order::Sequential),
+        Some(Value::String(s)) if task && s.trim().eq_ignore_ascii_case("mixed") => {
+            Ok(Order::Mixed)
+        }
+        Some(Value::String(s)) => match s.parse::<ExecutionMode>() {
+            Ok(ExecutionMode::Sequential) => Ok(Order::Sequential),
+            Ok(ExecutionMode::Parallel) => Ok(Order::Parallel),
+            Err(_) => Err(format!("{expected}, not {s:?}")),
+        },
+        Some(_) => Err(expected.to_string()),
+    }
 }

@@ -1,6 +1,13 @@
 //! TaskMaster `tasks.json`: tagged `{"master":{"tasks":[…],"metadata":{…}}, …}` (the tag is
 //! `LoadOptions::tag`, `master` by default) or untagged `{"tasks":[…]}`.
 //!
+//! Tags: when the tag asked for is `master` (the default) and the file has none, its only tag
+//! is read, else the project's current tag (`currentTag` of `.taskmaster/state.json`,
+//! `LoadOptions::current_tag`) when the file has it, with a warning saying which; otherwise
+//! the error lists the tags. A tag (or an untagged file) with no tasks is nothing to do.
+//!
+//! The job is parallel: its order is in the dependencies.
+//!
 //! Ids are integers or strings; dependencies are integers, `"N.M"` strings (subtask M of task
 //! N) or slugs.
 //!
@@ -8,6 +15,11 @@
 //!   its title, description, details, test strategy and its subtasks as a checklist
 //!   (`- [ ] N.M title`). A dependency on subtask `N.M` means task `N` (self-references are
 //!   dropped).
+//! - A subtask id already qualified by its task's (`"1.1"` or `29.1` under task `1` or `29`)
+//!   is read as the part after the task's id (`1`), so it is not qualified twice.
+//! - Two subtasks of one task with the same id (TaskMaster tolerates them) are kept: the first
+//!   keeps it, the k-th (k ≥ 2) becomes `M-k` (`27.3-2`), with a warning; a dependency on `M`
+//!   means the first.
 //! - With `expand_subtasks`, subtask `M` of task `N` becomes the prompt task `N.M`; it depends
 //!   on task `N`'s dependencies and on its own, where an integer or slug names a sibling
 //!   (`N.k`) and an `"N.M"` string names that subtask. Task `N` stays a prompt task and
@@ -22,14 +34,16 @@
 //! `--update-source` (`write_back`).
 //!
 //! Statuses: unless `LoadOptions::include_done`, tasks whose `status` is `done` (counted as
-//! succeeded), `cancelled` or `deferred` are left out of the job with a warning each (an
-//! expanded subtask takes its parent's status when the parent's is one of those); a
-//! dependency on a done task is dropped, and a task that depends on a cancelled or deferred
-//! one is left out too (with a warning), as it could not run.
+//! succeeded), `cancelled` or `deferred` are left out of the job with a warning (one a status:
+//! a lone task is named with its position, several are listed on one line) (an expanded
+//! subtask takes its parent's status when the parent's is one of those); a dependency on a
+//! done task is dropped, and a task that depends on a cancelled or deferred one is left out
+//! too (with a warning), as it could not run. When that leaves no task, the file is nothing
+//! to do (`Converted::nothing_to_do`, with the counts), not an invalid job.
 
 use std::collections::{HashMap, HashSet};
 
-use ordo_proto::{JobSpec, TaskName, TaskSpec};
+use ordo_proto::{Deps, ExecutionMode, JobSpec, TaskName, TaskSpec};
 use serde_json::{Map, Value};
 
 use super::write_back::{Sources, TaskRef};
@@ -37,6 +51,9 @@ use super::{
     Converted, Ctx, Diagnostic, Pos, add_task, converted, dependency_ids, id_string, label_value,
     pointer_key, priority, prompt_text, task_name, text_field,
 };
+
+/// The tag read when none is asked for.
+const DEFAULT_TAG: &str = "master";
 
 /// Fields turned into something other than a label.
 const CONSUMED: &[&str] = &[
@@ -58,6 +75,8 @@ struct Top<'a> {
 }
 
 struct Sub<'a> {
+    /// The id as the file gives it (unqualified), before duplicates are told apart.
+    raw_id: Option<String>,
     id: String,
     fields: &'a Map<String, Value>,
     pos: Option<Pos>,
@@ -85,32 +104,13 @@ pub(super) fn parse(ctx: &Ctx<'_>) -> Result<Converted, Vec<Diagnostic>> {
             (String::new(), root)
         }
         _ => {
-            let tag = ctx.opts.tag.as_deref().unwrap_or("master");
-            match root.get(tag) {
-                Some(Value::Object(h)) if matches!(h.get("tasks"), Some(Value::Array(_))) => {
-                    read_tag = Some(tag.to_string());
-                    (format!("/{}", pointer_key(tag)), h)
-                }
-                _ => {
-                    let mut tags: Vec<&str> = root
-                        .iter()
-                        .filter(|(_, v)| matches!(v.get("tasks"), Some(Value::Array(_))))
-                        .map(|(k, _)| k.as_str())
-                        .collect();
-                    tags.sort_unstable();
-                    let message = if tags.is_empty() {
-                        "no TaskMaster tasks found: expected {\"tasks\":[…]} or tags such as \
-                         {\"master\":{\"tasks\":[…]}}"
-                            .to_string()
-                    } else {
-                        format!(
-                            "TaskMaster tag {tag:?} not found; available tags: {}",
-                            tags.join(", ")
-                        )
-                    };
-                    return Err(vec![ctx.diag(at.get(""), message)]);
-                }
-            }
+            let tag =
+                pick_tag(ctx, root, &mut warnings).map_err(|m| vec![ctx.diag(at.get(""), m)])?;
+            let Some(Value::Object(h)) = root.get(tag) else {
+                unreachable!("pick_tag returns a tag of the file");
+            };
+            read_tag = Some(tag.to_string());
+            (format!("/{}", pointer_key(tag)), h)
         }
     };
     let Some(Value::Array(tasks)) = holder.get("tasks") else {
@@ -145,10 +145,11 @@ pub(super) fn parse(ctx: &Ctx<'_>) -> Result<Converted, Vec<Diagnostic>> {
                 continue;
             }
         };
-        let mut subs = Vec::new();
+        let mut subs: Vec<Sub<'_>> = Vec::new();
         match fields.get("subtasks") {
             None | Some(Value::Null) => {}
             Some(Value::Array(items)) => {
+                let ids = subtask_ids(&id, items);
                 for (j, s) in items.iter().enumerate() {
                     let sptr = format!("{ptr}/subtasks/{j}");
                     let spos = at.task(&sptr, "id");
@@ -159,10 +160,10 @@ pub(super) fn parse(ctx: &Ctx<'_>) -> Result<Converted, Vec<Diagnostic>> {
                         ));
                         continue;
                     };
-                    let sid = match sfields.get("id").and_then(id_string) {
-                        Some(s) if !s.is_empty() => s,
-                        _ if !expand => (j + 1).to_string(),
-                        _ => {
+                    let sid = match &ids[j] {
+                        Some(s) => s.clone(),
+                        None if !expand => (j + 1).to_string(),
+                        None => {
                             errors.push(ctx.diag(
                                 spos,
                                 format!(
@@ -173,7 +174,22 @@ pub(super) fn parse(ctx: &Ctx<'_>) -> Result<Converted, Vec<Diagnostic>> {
                             continue;
                         }
                     };
+                    let raw = raw_id(&id, sfields);
+                    if let Some(first) = subs.iter().find(|s| raw.is_some() && s.raw_id == raw)
+                        && first.id != sid
+                    {
+                        warnings.push(ctx.warning(
+                            spos,
+                            format!(
+                                "task '{id}' has more than one subtask with id {}: this one \
+                                 (#{}) is '{id}.{sid}'",
+                                first.id,
+                                j + 1
+                            ),
+                        ));
+                    }
                     subs.push(Sub {
+                        raw_id: raw,
                         id: sid,
                         fields: sfields,
                         pos: spos,
@@ -224,7 +240,7 @@ pub(super) fn parse(ctx: &Ctx<'_>) -> Result<Converted, Vec<Diagnostic>> {
         task: task.to_string(),
         subtask: subtask.map(String::from),
     };
-    let mut deps_out = Deps {
+    let mut deps_out = DepReport {
         ctx,
         warnings: &mut warnings,
         errors: &mut errors,
@@ -344,21 +360,101 @@ pub(super) fn parse(ctx: &Ctx<'_>) -> Result<Converted, Vec<Diagnostic>> {
             .or_insert_with(|| source(&top.id, None));
         add_task(&mut spec, &mut positions, task, top.pos);
     }
-    if !ctx.opts.include_done {
-        omit_finished(ctx, &mut spec, &mut positions, &mut warnings);
+    let mut nothing = None;
+    if tasks.is_empty() {
+        nothing = Some(match &read_tag {
+            Some(tag) => format!("nothing to do: tag {tag:?} has no tasks"),
+            None => "nothing to do: the file has no tasks".to_string(),
+        });
+    } else if !ctx.opts.include_done {
+        let counts = omit_finished(ctx, &mut spec, &mut positions, &mut warnings);
+        if spec.tasks.is_empty() && counts.iter().sum::<usize>() > 0 {
+            nothing = Some(nothing_to_do(counts));
+        }
     }
+    // Its order is in the dependencies (none declared: all at once).
+    spec.settings.execution_mode = Some(ExecutionMode::Parallel);
     sources.retain(|name, _| spec.tasks.iter().any(|t| &t.name == name));
     let mut conv = converted(spec, positions, warnings, errors)?;
     conv.sources = Some(sources);
+    conv.nothing_to_do = nothing;
     Ok(conv)
+}
+
+/// The tag to read: the one asked for; for `master` (the default) missing, the file's only tag,
+/// else the project's current tag; a warning says which was read instead. The error lists the
+/// tags.
+fn pick_tag<'v>(
+    ctx: &Ctx<'_>,
+    root: &'v Map<String, Value>,
+    warnings: &mut Vec<String>,
+) -> Result<&'v str, String> {
+    let asked = ctx.opts.tag.as_deref().unwrap_or(DEFAULT_TAG);
+    let mut tags: Vec<&str> = root
+        .iter()
+        .filter(|(_, v)| matches!(v.get("tasks"), Some(Value::Array(_))))
+        .map(|(k, _)| k.as_str())
+        .collect();
+    tags.sort_unstable();
+    if let Some(&t) = tags.iter().find(|t| **t == asked) {
+        return Ok(t);
+    }
+    if tags.is_empty() {
+        return Err(
+            "no TaskMaster tasks found: expected {\"tasks\":[…]} or tags such as \
+                    {\"master\":{\"tasks\":[…]}}"
+                .to_string(),
+        );
+    }
+    let current = ctx.opts.current_tag.as_deref();
+    if asked == DEFAULT_TAG {
+        if let [only] = tags[..] {
+            warnings.push(ctx.warning(
+                None,
+                format!("the file has no tag {DEFAULT_TAG:?}; reading its only tag {only:?}"),
+            ));
+            return Ok(only);
+        }
+        if let Some(&t) = tags.iter().find(|t| Some(**t) == current) {
+            warnings.push(ctx.warning(
+                None,
+                format!(
+                    "the file has no tag {DEFAULT_TAG:?}; reading {t:?}, the project's current \
+                     tag (.taskmaster/state.json)"
+                ),
+            ));
+            return Ok(t);
+        }
+    }
+    let current = match current {
+        Some(c) => format!(" (the project's current tag is {c:?})"),
+        None => String::new(),
+    };
+    Err(format!(
+        "TaskMaster tag {asked:?} not found; available tags: {}{current}",
+        tags.join(", ")
+    ))
+}
+
+/// The project's current tag: `currentTag` of the `.taskmaster/state.json` that TaskMaster
+/// keeps beside `tasks/tasks.json`, if the file at `path` sits there.
+pub(super) fn current_tag(path: &std::path::Path) -> Option<String> {
+    let state = path.parent()?.parent()?.join("state.json");
+    let meta = std::fs::metadata(&state).ok()?;
+    if !meta.is_file() || meta.len() > 64 * 1024 {
+        return None;
+    }
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(state).ok()?).ok()?;
+    let tag = v.get("currentTag")?.as_str()?.trim();
+    (!tag.is_empty()).then(|| tag.to_string())
 }
 
 /// Why a TaskMaster status means the task is not to run, if it does.
 fn finished(status: &str) -> Option<&'static str> {
     match status.trim().to_ascii_lowercase().as_str() {
-        "done" | "completed" | "complete" => Some("already done"),
-        "cancelled" | "canceled" => Some("cancelled"),
-        "deferred" => Some("deferred"),
+        "done" | "completed" | "complete" => Some(DONE),
+        "cancelled" | "canceled" => Some(REASONS[1]),
+        "deferred" => Some(REASONS[2]),
         _ => None,
     }
 }
@@ -367,12 +463,13 @@ fn finished(status: &str) -> Option<&'static str> {
 /// done, cancelled or deferred, and the tasks that depend on a cancelled or deferred one (or
 /// on a task left out for that reason), with a warning each; drops the dependencies on done
 /// tasks, which count as succeeded.
+/// Returns how many tasks were left out for each reason, in the order of `REASONS`.
 fn omit_finished(
     ctx: &Ctx<'_>,
     spec: &mut JobSpec,
     positions: &mut HashMap<TaskName, Pos>,
     warnings: &mut Vec<String>,
-) {
+) -> [usize; 4] {
     let status = |t: &TaskSpec| t.labels.get("status").and_then(|s| finished(s));
     let by_name: HashMap<&str, &TaskSpec> =
         spec.tasks.iter().map(|t| (t.name.as_str(), t)).collect();
@@ -399,7 +496,7 @@ fn omit_finished(
             if let Some(d) = t
                 .depends_on
                 .iter()
-                .find(|d| gone.get(*d).is_some_and(|(why, _)| *why != "already done"))
+                .find(|d| gone.get(*d).is_some_and(|(why, _)| *why != DONE))
             {
                 more.push((t.name.clone(), d.clone()));
             }
@@ -408,43 +505,110 @@ fn omit_finished(
             break;
         }
         for (t, d) in more {
-            gone.insert(t, ("left out", Some(d)));
+            gone.insert(t, (LEFT_OUT, Some(d)));
         }
     }
-    for t in &spec.tasks {
-        let Some((why, by)) = gone.get(&t.name) else {
-            continue;
-        };
-        let message = match by {
-            None => format!(
-                "task '{}' is {why}: not run (--include-done runs it)",
-                t.name
-            ),
-            Some(d) => {
-                let what = gone.get(d).map(|(w, _)| *w).unwrap_or("left out");
+    // One warning a reason, in file order: a lone task with its position, several listed.
+    let mut counts = [0; 4];
+    for (r, reason) in REASONS.iter().enumerate() {
+        let group: Vec<&TaskSpec> = spec
+            .tasks
+            .iter()
+            .filter(|t| gone.get(&t.name).is_some_and(|(why, _)| why == reason))
+            .collect();
+        counts[r] = group.len();
+        let message = match (&group[..], *reason) {
+            ([], _) => continue,
+            ([t], LEFT_OUT) => {
+                let d = gone[&t.name].1.as_ref().expect("left out for a dependency");
+                let what = gone.get(d).map(|(w, _)| *w).unwrap_or(LEFT_OUT);
                 format!(
                     "task '{}' depends on task '{d}', which is {what}: not run",
                     t.name
                 )
             }
+            ([t], why) => format!(
+                "task '{}' is {why}: not run (--include-done runs it)",
+                t.name
+            ),
+            (many, LEFT_OUT) => format!(
+                "{} tasks depend on a cancelled or deferred task: {}: not run",
+                many.len(),
+                listing(many.iter().map(|t| {
+                    let d = gone[&t.name].1.as_ref().expect("left out for a dependency");
+                    format!("{} (on {d})", t.name)
+                }))
+            ),
+            (many, why) => format!(
+                "{} tasks {why}: {}: not run (--include-done runs them)",
+                many.len(),
+                listing(many.iter().map(|t| t.name.to_string()))
+            ),
         };
-        warnings.push(ctx.warning(positions.get(&t.name).copied(), message));
+        let pos = match &group[..] {
+            [t] => positions.get(&t.name).copied(),
+            _ => None,
+        };
+        warnings.push(ctx.warning(pos, message));
     }
     spec.tasks.retain(|t| !gone.contains_key(&t.name));
     positions.retain(|name, _| !gone.contains_key(name));
     for t in &mut spec.tasks {
         t.depends_on.retain(|d| !gone.contains_key(d));
     }
+    counts
+}
+
+const DONE: &str = "already done";
+const LEFT_OUT: &str = "left out";
+/// Why a task is not run, as warnings and the nothing-to-do line say it.
+const REASONS: [&str; 4] = [DONE, "cancelled", "deferred", LEFT_OUT];
+
+/// At most ten names, then `…`.
+fn listing(names: impl Iterator<Item = String>) -> String {
+    const SHOWN: usize = 10;
+    let mut out: Vec<String> = names.take(SHOWN + 1).collect();
+    if out.len() > SHOWN {
+        out.truncate(SHOWN);
+        out.push("…".into());
+    }
+    out.join(", ")
+}
+
+/// What a file that leaves nothing to run says: all its tasks done, or the counts of each
+/// reason (`REASONS`).
+fn nothing_to_do(counts: [usize; 4]) -> String {
+    let total: usize = counts.iter().sum();
+    if counts[0] == total {
+        return match total {
+            1 => "nothing to do: its only task is done (--include-done runs it)".to_string(),
+            n => format!("nothing to do: all {n} tasks are done (--include-done runs them)"),
+        };
+    }
+    let parts: Vec<String> = REASONS
+        .iter()
+        .zip(counts)
+        .filter(|(_, n)| *n > 0)
+        .map(|(why, n)| match *why {
+            DONE => format!("{n} done"),
+            LEFT_OUT => format!("{n} waiting on those"),
+            why => format!("{n} {why}"),
+        })
+        .collect();
+    format!(
+        "nothing to do: none of the {total} tasks is to run ({}; --include-done runs them)",
+        parts.join(", ")
+    )
 }
 
 /// Where dependency problems are reported.
-struct Deps<'a, 'c> {
+struct DepReport<'a, 'c> {
     ctx: &'a Ctx<'c>,
     warnings: &'a mut Vec<String>,
     errors: &'a mut Vec<Diagnostic>,
 }
 
-impl Deps<'_, '_> {
+impl DepReport<'_, '_> {
     fn warn(&mut self, pos: Option<Pos>, message: String) {
         self.warnings.push(self.ctx.warning(pos, message));
     }
@@ -501,7 +665,7 @@ fn push_unique(v: &mut Vec<String>, s: String) {
     }
 }
 
-fn to_names(deps: Vec<String>) -> Vec<TaskName> {
+fn to_names(deps: Vec<String>) -> Deps {
     // Every name here is an existing task's name, so it is valid.
     deps.into_iter()
         .filter_map(|d| TaskName::new(d).ok())
@@ -525,6 +689,49 @@ fn fill(task: &mut TaskSpec, fields: &Map<String, Value>) {
             task.labels.insert(key.clone(), v);
         }
     }
+}
+
+/// A subtask's id as the file gives it, unqualified: `"1.1"` or `1.1` under task `1` is `1`.
+fn raw_id(parent: &str, fields: &Map<String, Value>) -> Option<String> {
+    let id = fields
+        .get("id")
+        .and_then(id_string)
+        .filter(|s| !s.is_empty())?;
+    match id.strip_prefix(parent).and_then(|r| r.strip_prefix('.')) {
+        Some(rest) if !rest.is_empty() => Some(rest.to_string()),
+        _ => Some(id),
+    }
+}
+
+/// The ids of a task's subtasks (`None` where one has none): unqualified (`raw_id`), and
+/// unique: the k-th (k ≥ 2) subtask with an id already taken gets `id-k`, or the next free
+/// `id-k` after it.
+fn subtask_ids(parent: &str, items: &[Value]) -> Vec<Option<String>> {
+    let raws: Vec<Option<String>> = items
+        .iter()
+        .map(|s| s.as_object().and_then(|f| raw_id(parent, f)))
+        .collect();
+    let given: HashSet<&str> = raws.iter().flatten().map(String::as_str).collect();
+    let mut taken: HashSet<String> = HashSet::new();
+    let mut out = Vec::with_capacity(raws.len());
+    for raw in &raws {
+        let Some(r) = raw else {
+            out.push(None);
+            continue;
+        };
+        let mut id = r.clone();
+        let mut k = 2;
+        while taken.contains(&id) {
+            id = format!("{r}-{k}");
+            if given.contains(id.as_str()) {
+                id = r.clone();
+            }
+            k += 1;
+        }
+        taken.insert(id.clone());
+        out.push(Some(id));
+    }
+    out
 }
 
 /// The prompt of a task: heading, context, description, details, test strategy, subtasks.
@@ -552,13 +759,10 @@ fn prompt(number: &str, fields: &Map<String, Value>, context: Option<&str>) -> S
 
 /// `- [ ] N.M title` lines for subtasks, nested ones indented.
 fn checklist(prefix: &str, subs: &[Value], depth: usize, out: &mut String) {
+    let ids = subtask_ids(prefix, subs);
     for (j, s) in subs.iter().enumerate() {
         let Value::Object(f) = s else { continue };
-        let id = f
-            .get("id")
-            .and_then(id_string)
-            .filter(|s| !s.is_empty())
-            .unwrap_or_else(|| (j + 1).to_string());
+        let id = ids[j].clone().unwrap_or_else(|| (j + 1).to_string());
         let number = format!("{prefix}.{id}");
         let title = text_field(f.get("title"))
             .or_else(|| text_field(f.get("description")))

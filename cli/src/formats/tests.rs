@@ -53,13 +53,17 @@ pub(super) fn examples() -> Vec<PathBuf> {
     out
 }
 
-/// The spec files of an example set: those in its one-directory-per-format layout.
+/// The spec files of an example set: those in its one-directory-per-format layout (a
+/// directory there is a project layout such as `.taskmaster/`, read by the tests about it).
 fn spec_files(root: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     for sub in ["json", "markdown", "prompter", "taskmaster"] {
         let dir = root.join(sub);
         for e in std::fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
-            out.push(e.unwrap().path());
+            let path = e.unwrap().path();
+            if path.is_file() {
+                out.push(path);
+            }
         }
     }
     out.sort();
@@ -142,7 +146,10 @@ fn every_example_parses_and_validates() {
                 ..Default::default()
             };
             let loaded = load(&path, &o).unwrap_or_else(|e| panic!("{rel}: {e:?}"));
-            check(&loaded, &rel).unwrap_or_else(|e| panic!("{rel}: {e:?}"));
+            // A file whose tasks are all done is valid, with nothing to run.
+            if loaded.nothing_to_do().is_none() {
+                check(&loaded, &rel).unwrap_or_else(|e| panic!("{rel}: {e:?}"));
+            }
             assert!(!loaded.spec.name.is_empty(), "{rel}");
             for t in &loaded.spec.tasks {
                 assert!(
@@ -152,9 +159,12 @@ fn every_example_parses_and_validates() {
                 );
             }
             // The only warnings of an example: items or tasks done, cancelled or deferred (or
-            // depending on such), left out.
+            // depending on such), left out; a tag read in place of `master`; subtasks sharing
+            // an id.
             assert!(
-                loaded.warnings.iter().all(|w| w.contains(": not run")),
+                loaded.warnings.iter().all(|w| w.contains(": not run")
+                    || w.contains("reading its only tag")
+                    || w.contains("more than one subtask with id")),
                 "{rel}: {:?}",
                 loaded.warnings
             );
@@ -175,12 +185,20 @@ fn detection_by_extension_and_content() {
     let cases = [
         ("prompter/release-train.toml", Format::Toml),
         ("prompter/docs-overhaul.toml", Format::Toml),
+        ("prompter/claude-command.toml", Format::Toml),
         ("json/log-report.json", Format::MarkdownJson),
         ("json/claude-code-mcp_tasks.json", Format::TaskList),
+        ("json/claude-code-mcp_mixed.json", Format::TaskList),
         ("json/subtasks_parallel.json", Format::Subtasks),
         ("json/subtasks_sequential.json", Format::Subtasks),
         ("taskmaster/offline-mode_tasks.json", Format::TaskMaster),
         ("taskmaster/ci-hardening_tasks.json", Format::TaskMaster),
+        ("taskmaster/all-done_tasks.json", Format::TaskMaster),
+        ("taskmaster/empty-tag_tasks.json", Format::TaskMaster),
+        ("taskmaster/empty-untagged_tasks.json", Format::TaskMaster),
+        ("taskmaster/single-tag_tasks.json", Format::TaskMaster),
+        ("taskmaster/subtask-ids_tasks.json", Format::TaskMaster),
+        ("taskmaster/many-done_tasks.json", Format::TaskMaster),
         ("markdown/log-report.md", Format::Markdown),
         ("markdown/feature-flag-rollout.md", Format::Markdown),
         ("markdown/build-and-package.md", Format::Markdown),
@@ -620,10 +638,11 @@ fn taskmaster_statuses() {
     assert_eq!(loaded.spec.tasks.len(), 5 + 8 - 2);
     assert!(!names(&loaded.spec).contains(&"1.1"));
     assert_eq!(deps(&loaded.spec, "1.2"), Vec::<&str>::new());
-    assert_eq!(loaded.warnings.len(), 2, "{:?}", loaded.warnings);
+    // One line for both.
+    assert_eq!(loaded.warnings.len(), 1, "{:?}", loaded.warnings);
     assert!(
         loaded.warnings[0]
-            .ends_with("task '1.1' is already done: not run (--include-done runs it)"),
+            .ends_with(": 2 tasks already done: 1.1, 2.1: not run (--include-done runs them)"),
         "{:?}",
         loaded.warnings
     );
@@ -648,8 +667,8 @@ fn taskmaster_statuses() {
             "tasks.json:2:15: task '1' is already done: not run (--include-done runs it)",
             "tasks.json:3:15: task '2' is cancelled: not run (--include-done runs it)",
             "tasks.json:4:15: task '3' is deferred: not run (--include-done runs it)",
-            "tasks.json:6:15: task '5' depends on task '2', which is cancelled: not run",
-            "tasks.json:7:15: task '6' depends on task '5', which is left out: not run",
+            "tasks.json: 2 tasks depend on a cancelled or deferred task: 5 (on 2), 6 (on 5): \
+             not run",
         ]
     );
     check(&l, "tasks.json").unwrap();
@@ -746,7 +765,7 @@ fn subtasks_json() {
         &LoadOptions::default(),
     );
     assert_eq!(
-        loaded.spec.mode(ExecutionMode::Parallel),
+        loaded.spec.mode(Some(ExecutionMode::Parallel)),
         ExecutionMode::Sequential
     );
     assert_eq!(
@@ -824,7 +843,7 @@ fn claude_code_mcp_task_list() {
     );
     assert_eq!(deps(&loaded.spec, "report.2"), ["report.1"]);
     assert_eq!(
-        loaded.spec.mode(ExecutionMode::Sequential),
+        loaded.spec.mode(Some(ExecutionMode::Sequential)),
         ExecutionMode::Parallel
     );
     let t = task(&loaded.spec, "survey.3");
@@ -880,7 +899,7 @@ fn claude_code_mcp_task_list() {
     assert_eq!(
         err,
         [
-            "t.json:1:28: task 'a': unknown execution mode \"fast\" (expected parallel or sequential)",
+            "t.json:1:28: task 'a': executionMode must be \"sequential\", \"parallel\" or \"mixed\", not \"fast\"",
             "t.json:3:3: task 'b.2': a subtask needs a \"command\" or a \"prompt\"",
             "t.json:4:2: task #3 needs an \"id\" (string or number)",
             "t.json:5:2: task #4 is not an object",
@@ -1045,7 +1064,7 @@ fn shared_subtasks_and_markdown_json_files() {
     let seq = shared("json/extracted_task_execution_modes_sequential.json").unwrap();
     let (loaded, _) = load_ok(&seq, &LoadOptions::default());
     assert_eq!(
-        loaded.spec.mode(ExecutionMode::Parallel),
+        loaded.spec.mode(Some(ExecutionMode::Parallel)),
         ExecutionMode::Sequential
     );
 
@@ -1086,7 +1105,7 @@ fn prompter_toml_parallel_levels_follow_its_dependencies() {
     assert_eq!(spec.name, "docs-overhaul");
     assert_eq!(spec.settings.max_parallel_tasks, Some(3));
     assert_eq!(
-        spec.mode(ExecutionMode::Sequential),
+        spec.mode(Some(ExecutionMode::Sequential)),
         ExecutionMode::Parallel
     );
     assert!(!spec.uses_flow_jumps());
@@ -1592,11 +1611,16 @@ fn conversions_round_trip() {
     for path in examples() {
         let rel = path.display().to_string();
         for expand in [false, true] {
+            // Every task, so that a file whose tasks are all done has some.
             let o = LoadOptions {
                 expand_subtasks: expand,
+                include_done: true,
                 ..Default::default()
             };
             let loaded = load(&path, &o).unwrap();
+            if loaded.spec.tasks.is_empty() {
+                continue;
+            }
             let dag = check(&loaded, &rel).unwrap();
             let json = to_json(&loaded.spec);
             let again = parse_ok("out.json", &json, &LoadOptions::default());
@@ -1831,4 +1855,323 @@ fn toml_positions_skip_strings_and_handle_inline_tables() {
     let l = parse_ok("p.toml", text, &LoadOptions::default());
     assert_eq!(l.positions[&l.spec.tasks[0].name], Pos::new(2, 12));
     assert_eq!(l.positions[&l.spec.tasks[1].name], Pos::new(3, 12));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Real-world shapes of TaskMaster and Prompter files (each a fixture of its own).
+
+#[test]
+fn taskmaster_all_done_is_nothing_to_do() {
+    let path = fixture("taskmaster/all-done_tasks.json");
+    let loaded = load(&path, &LoadOptions::default()).unwrap();
+    assert!(loaded.spec.tasks.is_empty());
+    assert_eq!(
+        loaded.nothing_to_do(),
+        Some("nothing to do: all 3 tasks are done (--include-done runs them)")
+    );
+    // The reason is also what check says, never "job has no tasks".
+    let err = check(&loaded, "f").unwrap_err();
+    assert_eq!(err[0].message, loaded.nothing_to_do().unwrap());
+    let expanded = LoadOptions {
+        expand_subtasks: true,
+        ..Default::default()
+    };
+    let loaded = load(&path, &expanded).unwrap();
+    assert_eq!(
+        loaded.nothing_to_do(),
+        Some("nothing to do: all 4 tasks are done (--include-done runs them)")
+    );
+    let (loaded, _) = load_ok(
+        &path,
+        &LoadOptions {
+            include_done: true,
+            ..Default::default()
+        },
+    );
+    assert_eq!(names(&loaded.spec), ["1", "2", "3"]);
+    assert_eq!(loaded.nothing_to_do(), None);
+    // Some done, some cancelled: the counts.
+    let l = parse_ok(
+        "t.json",
+        r#"{"tasks":[{"id":1,"title":"a","status":"done"},{"id":2,"title":"b","status":"cancelled"},
+                     {"id":3,"title":"c","dependencies":[2]}]}"#,
+        &LoadOptions::default(),
+    );
+    assert_eq!(
+        l.nothing_to_do(),
+        Some(
+            "nothing to do: none of the 3 tasks is to run (1 done, 1 cancelled, 1 waiting on \
+             those; --include-done runs them)"
+        )
+    );
+}
+
+#[test]
+fn taskmaster_empty_tags_are_nothing_to_do() {
+    for (file, message) in [
+        (
+            "taskmaster/empty-tag_tasks.json",
+            "nothing to do: tag \"master\" has no tasks",
+        ),
+        (
+            "taskmaster/empty-untagged_tasks.json",
+            "nothing to do: the file has no tasks",
+        ),
+    ] {
+        let path = fixture(file);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(detect("-", &text), Format::TaskMaster, "{file}");
+        let loaded = load(&path, &LoadOptions::default()).unwrap();
+        assert_eq!(loaded.format, Format::TaskMaster);
+        assert_eq!(loaded.nothing_to_do(), Some(message), "{file}");
+    }
+    // An empty list without TaskMaster's metadata is still ordo's own (empty) job.
+    assert_eq!(detect("-", r#"{"tasks":[]}"#), Format::Json);
+}
+
+#[test]
+fn taskmaster_tag_other_than_master() {
+    // The only tag is read, and the warning says so.
+    let (loaded, _) = load_ok(
+        &fixture("taskmaster/single-tag_tasks.json"),
+        &LoadOptions::default(),
+    );
+    assert_eq!(names(&loaded.spec), ["1", "2"]);
+    assert!(
+        loaded.warnings[0]
+            .ends_with("the file has no tag \"master\"; reading its only tag \"feature-auth\""),
+        "{:?}",
+        loaded.warnings
+    );
+    // Several tags and no master: the project's current tag (.taskmaster/state.json).
+    let path = fixture("taskmaster/current-tag/.taskmaster/tasks/tasks.json");
+    let (loaded, _) = load_ok(&path, &LoadOptions::default());
+    assert_eq!(names(&loaded.spec), ["1", "2"]);
+    assert!(
+        loaded.warnings[0].contains("reading \"feature-export\", the project's current tag"),
+        "{:?}",
+        loaded.warnings
+    );
+    // Without the project around it, the error lists the tags.
+    let text = std::fs::read_to_string(&path).unwrap();
+    let err = parse("tasks.json", &text, &LoadOptions::default()).unwrap_err();
+    assert_eq!(
+        err[0].to_string(),
+        "tasks.json:1:1: TaskMaster tag \"master\" not found; available tags: feature-export, \
+         feature-search"
+    );
+    let search = LoadOptions {
+        tag: Some("feature-search".into()),
+        ..Default::default()
+    };
+    assert_eq!(names(&parse_ok("tasks.json", &text, &search).spec), ["1"]);
+}
+
+#[test]
+fn taskmaster_subtask_ids_qualified_and_duplicated() {
+    let path = fixture("taskmaster/subtask-ids_tasks.json");
+    let o = LoadOptions {
+        expand_subtasks: true,
+        ..Default::default()
+    };
+    let (loaded, dag) = load_ok(&path, &o);
+    let spec = &loaded.spec;
+    // "1.1" under task 1 and 29.1 under task 29 are not qualified twice; the second subtask 3
+    // of task 27 is kept as 27.3-2.
+    assert_eq!(
+        names(spec),
+        [
+            "1.1", "1.2", "1", "27.1", "27.3", "27.3-2", "27", "29.1", "29"
+        ]
+    );
+    assert_eq!(deps(spec, "1.2"), ["1.1"]);
+    assert_eq!(deps(spec, "27.3"), ["1", "27.1"]);
+    assert_eq!(deps(spec, "27.3-2"), ["1", "27.1"]);
+    assert_eq!(deps(spec, "27"), ["1", "27.1", "27.3", "27.3-2"]);
+    assert_eq!(dag.len(), 9);
+    assert_eq!(loaded.warnings.len(), 1, "{:?}", loaded.warnings);
+    assert!(
+        loaded.warnings[0]
+            .ends_with("task '27' has more than one subtask with id 3: this one (#3) is '27.3-2'"),
+        "{:?}",
+        loaded.warnings
+    );
+    // Not expanded: the checklists of the prompts number them the same way.
+    let (loaded, _) = load_ok(&path, &LoadOptions::default());
+    let prompt = |n: &str| task(&loaded.spec, n).prompt.clone().unwrap();
+    assert!(prompt("1").contains("- [ ] 1.1 Read the header\n- [ ] 1.2 Read the rows"));
+    assert!(prompt("27").contains("- [ ] 27.3 Draw the chart\n- [ ] 27.3-2 Draw the table"));
+    assert!(
+        prompt("29").contains("- [ ] 29.1 Upload"),
+        "{}",
+        prompt("29")
+    );
+}
+
+#[test]
+fn taskmaster_many_done_warnings_are_grouped() {
+    let (loaded, _) = load_ok(
+        &fixture("taskmaster/many-done_tasks.json"),
+        &LoadOptions::default(),
+    );
+    assert_eq!(names(&loaded.spec), ["13"]);
+    let w: Vec<&str> = loaded
+        .warnings
+        .iter()
+        .map(|w| w.split_once(".json").map_or(w.as_str(), |(_, rest)| rest))
+        .collect();
+    assert_eq!(
+        w,
+        [
+            ": 12 tasks already done: 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, …: not run (--include-done \
+             runs them)",
+            ":107:11: task '14' is cancelled: not run (--include-done runs it)",
+            ":113:11: task '15' is deferred: not run (--include-done runs it)",
+        ]
+    );
+}
+
+#[test]
+fn prompter_claude_command_is_the_agent_program() {
+    let (loaded, _) = load_ok(
+        &fixture("prompter/claude-command.toml"),
+        &LoadOptions::default(),
+    );
+    let s = &loaded.spec.settings;
+    assert_eq!(
+        s.agent_command.as_deref(),
+        Some(&["claude".to_string(), "--model".into(), "sonnet".into()][..])
+    );
+    assert_eq!(loaded.spec.agent(), ordo_proto::AgentKind::Claude);
+    // Never written back as Prompter's key.
+    assert!(!to_toml(&loaded.spec).unwrap().contains("claude_command"));
+    // An ordo file (it names its job) says ordo's name for it.
+    let err = parse(
+        "j.toml",
+        "name = 'j'\n[settings]\nclaude_command = 'claude'\n[[tasks]]\nname = 'a'\ncommand = 'true'\n",
+        &LoadOptions::default(),
+    )
+    .unwrap_err();
+    assert!(err[0].message.contains("agent_command"), "{err:?}");
+    // A Prompter file still has no room for typos.
+    let err = parse(
+        "p.toml",
+        "[settings]\nclaude_comand = 'claude'\n[[tasks]]\nname = 'a'\ncommand = 'true'\n",
+        &LoadOptions::default(),
+    )
+    .unwrap_err();
+    assert!(err[0].message.contains("claude_comand"), "{err:?}");
+}
+
+#[test]
+fn task_list_mixed_mode_groups_parallel_subtasks() {
+    let (loaded, dag) = load_ok(
+        &fixture("json/claude-code-mcp_mixed.json"),
+        &LoadOptions::default(),
+    );
+    let spec = &loaded.spec;
+    assert_eq!(deps(spec, "release.1"), Vec::<&str>::new());
+    assert_eq!(deps(spec, "release.2"), ["release.1"]);
+    assert_eq!(deps(spec, "release.3"), ["release.1"]);
+    assert_eq!(deps(spec, "release.4"), ["release.2", "release.3"]);
+    assert_eq!(deps(spec, "release.6"), ["release.4"]);
+    assert_eq!(deps(spec, "announce.1"), ["release.5", "release.6"]);
+    assert_eq!(
+        levels(&dag),
+        vec![
+            vec!["release.1"],
+            vec!["release.2", "release.3"],
+            vec!["release.4"],
+            vec!["release.5", "release.6"],
+            vec!["announce.1"],
+        ]
+    );
+    // A subtask of a mixed task with a mode that is neither is located.
+    let bad = r#"[{"id":"a","executionMode":"mixed","subtasks":[{"command":"true","executionMode":"later"}]}]"#;
+    let err = parse("t.json", bad, &LoadOptions::default()).unwrap_err();
+    assert!(
+        err[0]
+            .to_string()
+            .starts_with("t.json:1:82: task 'a.1': executionMode must be"),
+        "{err:?}"
+    );
+}
+
+/// The mode each format's files run in, and why (the rule of `JobSpec::mode_decision`).
+#[test]
+fn mode_rule_of_each_format() {
+    use ordo_proto::ModeReason;
+    let mode = |rel: &str| {
+        let (loaded, _) = load_ok(&fixture(rel), &LoadOptions::default());
+        loaded.spec.mode_decision(None)
+    };
+    let m = mode("prompter/claude-command.toml");
+    assert_eq!(
+        (m.mode, m.reason),
+        (ExecutionMode::Sequential, ModeReason::NoDependencies)
+    );
+    let m = mode("prompter/release-train.toml");
+    assert_eq!(
+        (m.mode, m.reason),
+        (ExecutionMode::Sequential, ModeReason::FlowJumps)
+    );
+    assert_eq!(
+        mode("prompter/docs-overhaul.toml").mode,
+        ExecutionMode::Parallel
+    );
+    assert_eq!(
+        mode("taskmaster/offline-mode_tasks.json").mode,
+        ExecutionMode::Parallel
+    );
+    assert_eq!(
+        mode("taskmaster/single-tag_tasks.json").mode,
+        ExecutionMode::Parallel
+    );
+    assert_eq!(
+        mode("json/claude-code-mcp_tasks.json").mode,
+        ExecutionMode::Parallel
+    );
+    assert_eq!(
+        mode("json/subtasks_sequential.json").mode,
+        ExecutionMode::Sequential
+    );
+    assert_eq!(mode("markdown/log-report.md").mode, ExecutionMode::Parallel);
+    // A subtasks document without executionMode follows its dependencies when it gives any
+    // (an empty list counts), else runs in file order.
+    let subtasks = |deps: &str| {
+        let text = format!(
+            r#"{{"subtasks":[{{"id":"a","command":"true"{deps}}},{{"id":"b","command":"true"}}]}}"#
+        );
+        parse_ok("s.json", &text, &LoadOptions::default())
+            .spec
+            .mode(None)
+    };
+    assert_eq!(subtasks(r#","dependencies":[]"#), ExecutionMode::Parallel);
+    assert_eq!(subtasks(""), ExecutionMode::Sequential);
+    // The real Prompter files, when the shared set is there.
+    if let Some(example) = shared("prompter/example.toml") {
+        let (l, _) = load_ok(&example, &LoadOptions::default());
+        assert_eq!(l.spec.mode(None), ExecutionMode::Sequential);
+        let (l, _) = load_ok(
+            &shared("prompter/parallel-execution.toml").unwrap(),
+            &LoadOptions::default(),
+        );
+        assert_eq!(l.spec.mode(None), ExecutionMode::Parallel);
+    }
+}
+
+#[test]
+fn plan_of_a_sequential_job_has_no_speedup() {
+    for rel in [
+        "prompter/release-train.toml",
+        "prompter/claude-command.toml",
+    ] {
+        let (loaded, dag) = load_ok(&fixture(rel), &LoadOptions::default());
+        let plan = dag.plan(8, &loaded.spec.mode_decision(None));
+        assert_eq!(plan.mode, ExecutionMode::Sequential, "{rel}");
+        assert_eq!(plan.estimated_speedup, 1.0, "{rel}");
+        assert_eq!(plan.workers, 1, "{rel}");
+        assert_eq!(plan.levels.len(), loaded.spec.tasks.len(), "{rel}");
+        assert_eq!(plan.estimated_makespan as usize, loaded.spec.tasks.len());
+    }
 }

@@ -16,7 +16,7 @@ use ordo_coordinator::report::{self as data, ReportData};
 use ordo_coordinator::store::{Batch, Change, JobRecord, Store};
 use ordo_coordinator::views;
 use ordo_proto::api::{JobStatus, JobSummary, JobsRequest, RetryRequest, SubmitRequest};
-use ordo_proto::{Dag, ExecutionMode, JobId, JobState, TaskIndex, TaskPhase, names, now_ms};
+use ordo_proto::{Dag, JobId, JobState, TaskIndex, TaskPhase, names, now_ms};
 use tokio::sync::{oneshot, watch};
 
 use super::{Error, Open, Output, Result};
@@ -133,7 +133,7 @@ impl Local {
         }
         let opts = RunOptions {
             workers: args::slots(self.workers, req.max_parallel, &spec),
-            default_mode: req.default_mode.unwrap_or(ExecutionMode::Parallel),
+            default_mode: req.default_mode,
             max_parallel: req.max_parallel,
             state_dir: None,
             source: req.source,

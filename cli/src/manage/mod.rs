@@ -20,6 +20,7 @@ use ordo_proto::{ExecutionMode, JobSpec, JobState, TaskPhase, now_ms};
 
 use crate::args::{
     Mode, Output, RunTarget, SpecArgs, TargetArgs, default_mode, exit, override_mode,
+    requested_mode,
 };
 use crate::jobs::{Error, Jobs, Open, Target};
 use follow::{follow_job, interruptible, outcome_code};
@@ -217,15 +218,21 @@ async fn run(cmd: Manage) -> Result<u8, Error> {
             place,
             output,
         } => {
-            let (loaded, dag) = spec.load().map_err(Error::Spec)?;
+            let (loaded, dag) = match spec.load() {
+                Ok(v) => v,
+                Err(crate::args::NotLoaded::Invalid(diags)) => return Err(Error::Spec(diags)),
+                Err(nothing) => return Ok(nothing.report()),
+            };
             let env = std::env::var("ORDO_EXECUTION_MODE").ok();
-            let req = submit_request(
+            let mut req = submit_request(
                 loaded.spec,
                 spec.label(),
                 mode,
                 max_parallel,
                 env.as_deref(),
             )?;
+            // `--workers` above 1 asks for parallel too (it sizes local runs).
+            req.default_mode = requested_mode(req.default_mode, place.run.workers, None);
             let jobs = Jobs::open(&place.target(None), Open::Create).await?;
             let job = jobs.submit(req, dag).await?;
             match output {
@@ -386,7 +393,8 @@ fn print_summary(summary: &ordo_proto::api::JobSummary, output: Output) -> Resul
 }
 
 /// The submit request for a validated spec: `--mode` overrides the spec's mode, and
-/// `ORDO_EXECUTION_MODE` (`env_mode`) is the default for specs that set none.
+/// `ORDO_EXECUTION_MODE` (`env_mode`), else `max_parallel` above 1, asks for a mode
+/// (`args::requested_mode`).
 pub fn submit_request(
     mut spec: JobSpec,
     source: String,
@@ -395,7 +403,8 @@ pub fn submit_request(
     env_mode: Option<&str>,
 ) -> Result<SubmitRequest, Error> {
     override_mode(&mut spec, mode.map(ExecutionMode::from));
-    let default_mode = default_mode(env_mode).map_err(Error::Invalid)?;
+    let env = default_mode(env_mode).map_err(Error::Invalid)?;
+    let default_mode = requested_mode(env, None, max_parallel);
     Ok(SubmitRequest {
         spec,
         source,
@@ -614,6 +623,9 @@ pub(crate) mod tests {
         let req = submit_request(spec(), "j.json".into(), None, Some(4), None).unwrap();
         assert_eq!(req.source, "j.json");
         assert_eq!(req.max_parallel, Some(4));
+        // Four at once asks for parallel.
+        assert_eq!(req.default_mode, Some(ExecutionMode::Parallel));
+        let req = submit_request(spec(), "j.json".into(), None, Some(1), None).unwrap();
         assert_eq!(req.default_mode, None);
         assert_eq!(req.spec.settings.enable_parallel, Some(false));
         assert_eq!(req.spec.settings.execution_mode, None);

@@ -894,7 +894,7 @@ async fn rerun(
     let req = SubmitRequest {
         spec: record.spec,
         source: record.source,
-        default_mode: Some(record.options.default_mode),
+        default_mode: record.options.default_mode,
         max_parallel: record.options.max_parallel,
     };
     match ui.jobs.submit(req, dag).await {

@@ -104,8 +104,9 @@ pub enum Event {
 /// Per-job options decided at submission (the CLI's flags and environment).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct JobOptions {
-    /// Mode for specs that do not say.
-    pub default_mode: ExecutionMode,
+    /// The mode the command line or API asked for, if it did (`JobSpec::mode_decision`).
+    /// Records written when this was always set decode as `Some`.
+    pub default_mode: Option<ExecutionMode>,
     /// Overrides the spec's `max_parallel_tasks`.
     pub max_parallel: Option<u32>,
     /// Seeds retry jitter so runs are reproducible in tests.
@@ -120,7 +121,7 @@ pub struct JobOptions {
 impl Default for JobOptions {
     fn default() -> Self {
         JobOptions {
-            default_mode: ExecutionMode::Parallel,
+            default_mode: None,
             max_parallel: None,
             seed: 0x5EED,
             slots: None,

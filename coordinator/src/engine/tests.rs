@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use ordo_proto::{
-    Attempt, Dispatch, ExecutionMode, JobId, JobSpec, Jump, Outcome, TaskIndex, TaskName,
+    Attempt, Deps, Dispatch, ExecutionMode, JobId, JobSpec, Jump, Outcome, TaskIndex, TaskName,
     TaskResult, TaskSpec, validate::validate,
 };
 
@@ -23,7 +23,8 @@ fn spec(tasks: Vec<TaskSpec>) -> JobSpec {
 
 fn task(name: &str, deps: &[&str]) -> TaskSpec {
     let mut t = TaskSpec::shell(name, "true");
-    t.depends_on = deps.iter().map(|d| TaskName::new(*d).unwrap()).collect();
+    // Declared, even when empty: these jobs are parallel (`JobSpec::mode_decision`).
+    t.depends_on = Deps::declared(deps.iter().map(|d| TaskName::new(*d).unwrap()).collect());
     t
 }
 
@@ -1123,13 +1124,13 @@ impl Sim {
             .pick(&[ExecutionMode::Parallel, ExecutionMode::Sequential]);
         let override_bound = self.rng.chance(15).then(|| 1 + self.rng.below(3) as u32);
         let options = JobOptions {
-            default_mode: mode,
+            default_mode: Some(mode),
             max_parallel: override_bound,
             seed: self.round * 100 + self.submitted,
             slots: None,
         };
         let n = s.tasks.len();
-        let sequential = s.mode(mode) == ExecutionMode::Sequential;
+        let sequential = s.mode(Some(mode)) == ExecutionMode::Sequential;
         let order = (0..n)
             .map(|i| match sequential {
                 true => (Reverse(0), Reverse(0), i as u32),

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use ordo_proto::api::{self, ApiError, ApiReply, ErrorKind};
 use ordo_proto::validate::validate;
-use ordo_proto::{ExecutionMode, JobId, JobState, Millis, TaskPhase, names};
+use ordo_proto::{JobId, JobState, Millis, TaskPhase, names};
 use serde::Serialize;
 
 use super::Service;
@@ -130,7 +130,7 @@ impl Service {
         }
         let slots = self.workers.slots(&queues);
         let options = JobOptions {
-            default_mode: req.default_mode.unwrap_or(ExecutionMode::Parallel),
+            default_mode: req.default_mode,
             max_parallel: req.max_parallel,
             seed: now,
             slots: (slots > 0).then_some(slots),
