@@ -48,6 +48,18 @@ pub fn fixture(rel: &str) -> PathBuf {
     path
 }
 
+/// `examples/stub-agent/<tool>` (`claude` or `codex`): the stand-in agent CLIs. The directory
+/// is canonical, the tool not: the stub tells claude from codex by the name it is called by.
+pub fn stub_agent(tool: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/stub-agent")
+        .canonicalize()
+        .expect("the stub agent")
+        .join(tool)
+        .display()
+        .to_string()
+}
+
 /// The real job files of `../shared/examples` beside the repository (`ORDO_SHARED_EXAMPLES`
 /// overrides the place): an extra conformance set, used when the directory exists. When it
 /// does not, says so once on stderr and returns `None`.

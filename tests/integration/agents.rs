@@ -5,20 +5,8 @@
 
 use std::path::{Path, PathBuf};
 
-use ordo_tests::{Cluster, Run, ordo_in, task, write};
+use ordo_tests::{Cluster, Run, ordo_in, stub_agent as stub, task, write};
 use serde_json::Value;
-
-/// `examples/stub-agent/<tool>`.
-fn stub(tool: &str) -> String {
-    // The directory canonical, the tool not: the stub tells claude from codex by its name.
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../examples/stub-agent")
-        .canonicalize()
-        .expect("the stub agent")
-        .join(tool)
-        .display()
-        .to_string()
-}
 
 /// A test's directory: job files, the state directory, the stub's call log.
 struct Dir {

@@ -22,8 +22,10 @@ fn python() -> PathBuf {
 
 const READ_JUNIT: &str = r#"
 import json, sys
-from junitparser import JUnitXml
+from junitparser import JUnitXml, Properties
 xml = JUnitXml.fromfile(sys.argv[1])
+def props(of):
+    return {p.name: p.value for p in (of.child(Properties) or [])}
 suites = []
 for suite in xml:
     cases = []
@@ -32,11 +34,11 @@ for suite in xml:
             "name": case.name, "classname": case.classname, "time": case.time,
             "results": [{"kind": type(r).__name__.lower(), "message": r.message,
                          "type": r.type, "text": r.text} for r in case.result],
-            "system_out": case.system_out,
+            "system_out": case.system_out, "properties": props(case),
         })
     suites.append({"name": suite.name, "tests": suite.tests, "failures": suite.failures,
                    "errors": suite.errors, "skipped": suite.skipped, "time": suite.time,
-                   "cases": cases})
+                   "properties": props(suite), "cases": cases})
 print(json.dumps(suites))
 "#;
 
@@ -451,6 +453,80 @@ retry_backoff = "100ms"
     let html = report(d, &["--format", "html"]);
     assert_eq!(count(&html, "<rect class=\"bar "), 1);
     assert_eq!(count(&html, "<rect class=\"try "), 1);
+}
+
+/// Agent jobs: the Markdown and HTML reports show what each task and the job cost and how many
+/// tokens they used, per model too; JUnit carries them as properties of the suite and cases.
+#[test]
+fn agent_cost_and_tokens_in_every_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let spec = format!(
+        r#"
+name = "spend"
+[settings]
+agent = "claude"
+agent_command = ["{}"]
+env = {{ STUB_STATE = "{}", STUB_COST = "0.25", STUB_TOKENS = "2000", STUB_MODEL = "claude-stub-small" }}
+[[tasks]]
+name = "draft"
+prompt = "write draft.txt: a draft"
+[[tasks]]
+name = "review"
+prompt = "write review.txt: fine"
+depends_on = ["draft"]
+env = {{ STUB_COST = "0.5", STUB_TOKENS = "4000", STUB_MODEL = "claude-stub-large" }}
+"#,
+        ordo_tests::stub_agent("claude"),
+        d.display()
+    );
+    assert_eq!(run(d, &spec, &[]), 0);
+
+    let md = report(d, &["--format", "md"]);
+    for want in [
+        "| cost | $0.7500 |",
+        "| tokens | 7,500 (6,000 in, 1,500 out) |",
+        "| claude-stub-large | 1 | $0.5000 | 5,000 (4,000 in, 1,000 out) |",
+        "| claude-stub-small | 1 | $0.2500 | 2,500 (2,000 in, 500 out) |",
+        "| cost | tokens |",
+    ] {
+        assert!(md.contains(want), "no {want:?} in the Markdown:\n{md}");
+    }
+    let row = md
+        .lines()
+        .find(|l| l.starts_with("| 1 | review"))
+        .unwrap_or_else(|| panic!("no review row:\n{md}"));
+    assert!(
+        row.contains("| $0.5000 | 5,000 (4,000 in, 1,000 out) |"),
+        "{row}"
+    );
+
+    let html = report(d, &["--format", "html"]);
+    for want in [
+        "<b>$0.7500</b><span>cost (agent runs)</span>",
+        "<b>7,500 (6,000 in, 1,500 out)</b><span>tokens (agent runs)</span>",
+        "<td>claude-stub-large</td><td class=\"num\">1</td><td class=\"num\">$0.5000</td>",
+        "<th class=\"num\">cost</th><th class=\"num\">tokens</th>",
+        "<td class=\"num\">$0.2500</td><td class=\"num\">2,500 (2,000 in, 500 out)</td>",
+    ] {
+        assert!(html.contains(want), "no {want:?} in the HTML:\n{html}");
+    }
+
+    std::fs::write(d.join("r.xml"), report(d, &["--format", "junit"])).unwrap();
+    let suites = read_junit(&d.join("r.xml"));
+    let props = &suites[0]["properties"];
+    assert_eq!(props["ordo.cost_usd"], "0.750000", "{props}");
+    assert_eq!(props["ordo.tokens.total"], "7500", "{props}");
+    assert_eq!(props["ordo.model.claude-stub-large.cost_usd"], "0.500000");
+    let review = &case(&suites[0], "review")["properties"];
+    assert_eq!(review["ordo.cost_usd"], "0.500000", "{review}");
+    assert_eq!(review["ordo.tokens.input"], "4000", "{review}");
+    assert_eq!(review["ordo.tokens.output"], "1000", "{review}");
+    // A command job has no spend to show.
+    let plain = tempfile::tempdir().unwrap();
+    assert_eq!(run(plain.path(), DIAMOND, &[]), 0);
+    let md = report(plain.path(), &["--format", "md"]);
+    assert!(!md.contains("| cost") && !md.contains("tokens"), "{md}");
 }
 
 #[test]

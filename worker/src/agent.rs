@@ -88,6 +88,7 @@ fn read_claude(text: &str) -> Result<Reading, String> {
             .get("num_turns")
             .and_then(Value::as_u64)
             .and_then(|n| u32::try_from(n).ok()),
+        model: main_model(object.get("modelUsage")),
         rate_limited: None,
     };
     let error = is_error.then(|| {
@@ -107,6 +108,24 @@ fn read_claude(text: &str) -> Result<Reading, String> {
         run.rate_limited = rate_limit(&format!("{e} {}", object_text(&object)));
     }
     Ok(Reading { run, result, error })
+}
+
+/// Of Claude Code's `modelUsage` (model name → `costUSD`, `inputTokens`, `outputTokens`), the
+/// model that cost the most (by tokens when none says its cost).
+fn main_model(usage: Option<&Value>) -> Option<String> {
+    let weight = |u: &Value| {
+        let n = |k: &str| u.get(k).and_then(Value::as_f64).unwrap_or(0.0);
+        (n("costUSD"), n("inputTokens") + n("outputTokens"))
+    };
+    usage?
+        .as_object()?
+        .iter()
+        .max_by(|a, b| {
+            weight(a.1)
+                .partial_cmp(&weight(b.1))
+                .unwrap_or(std::cmp::Ordering::Equal)
+        })
+        .map(|(name, _)| name.clone())
 }
 
 /// Codex's events: `thread.started` (the session), `turn.completed` (usage, added up),
@@ -258,6 +277,14 @@ mod tests {
         assert_eq!((r.run.input_tokens, r.run.output_tokens), (1200, 340));
         assert_eq!(r.run.num_turns, Some(3));
         assert_eq!(r.run.rate_limited, None);
+        assert_eq!(r.run.model, None);
+    }
+
+    #[test]
+    fn claude_main_model_is_the_costliest() {
+        let out = br#"{"type":"result","is_error":false,"result":"ok","modelUsage":{"claude-haiku-4-5":{"inputTokens":900,"outputTokens":10,"costUSD":0.001},"claude-sonnet-4-5":{"inputTokens":300,"outputTokens":200,"costUSD":0.04}}}"#;
+        let r = read(AgentKind::Claude, out).unwrap();
+        assert_eq!(r.run.model.as_deref(), Some("claude-sonnet-4-5"));
     }
 
     #[test]

@@ -14,7 +14,10 @@ use std::fmt::Write;
 
 use ordo_proto::TaskPhase;
 
-use super::{Mark, Report, TaskReport, VerifyResult, clean_output, cut, fmt_ms, fmt_pct, utc};
+use super::{
+    Mark, Report, TaskReport, VerifyResult, clean_output, cut, fmt_ms, fmt_pct, fmt_tokens,
+    fmt_usd, utc,
+};
 
 const WIDTH: u64 = 1200;
 const LABEL_W: u64 = 300;
@@ -42,6 +45,7 @@ td.num, th.num { text-align: right; white-space: nowrap; }
 .summary div { background: #f6f7f9; border-radius: 6px; padding: 8px 10px; }
 .summary b { display: block; font-size: 18px; }
 .summary div > span { color: #5b6475; font-size: 12px; }
+table.models { width: auto; margin-top: 10px; }
 "#;
 
 /// What the report and the dashboard show alike: outcome and state colours (each `.o-STATE`
@@ -234,12 +238,37 @@ pub fn render(r: &Report) -> String {
         ),
     );
     tile(esc(&fmt_ms(s.critical_path_ms)), "critical path");
+    if let Some(c) = s.cost_usd {
+        tile(esc(&fmt_usd(c)), "cost (agent runs)");
+    }
+    if let Some(t) = s.tokens {
+        tile(esc(&fmt_tokens(t)), "tokens (agent runs)");
+    }
     let (start_date, start_time) = utc(s.start_ms);
     tile(start_time, &format!("start (UTC, {start_date})"));
     let (end_date, end_time) = utc(s.end_ms);
     let end_label = if s.finished { "end" } else { "last change" };
     tile(end_time, &format!("{end_label} (UTC, {end_date})"));
     let _ = writeln!(out, "</div>");
+    if !s.models.is_empty() {
+        let _ = writeln!(
+            out,
+            "<table class=\"models\">\n<thead><tr><th>model</th><th class=\"num\">runs</th>\
+             <th class=\"num\">cost</th><th class=\"num\">tokens</th></tr></thead>\n<tbody>"
+        );
+        for m in &s.models {
+            let _ = writeln!(
+                out,
+                "<tr><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
+                 <td class=\"num\">{}</td></tr>",
+                esc(&m.model),
+                m.runs,
+                esc(&m.cost_usd.map_or("-".into(), fmt_usd)),
+                esc(&fmt_tokens(m.tokens))
+            );
+        }
+        let _ = writeln!(out, "</tbody>\n</table>");
+    }
     if let Some(why) = &s.reason {
         let _ = writeln!(out, "<p class=\"note\">{}</p>", esc(why));
     }
@@ -260,11 +289,18 @@ pub fn render(r: &Report) -> String {
     let _ = writeln!(out, "</ul>");
 
     // Tasks
+    // Agent jobs get cost and token columns.
+    let agents = s.cost_usd.is_some() || s.tokens.is_some();
     let _ = writeln!(
         out,
         "<h2>Tasks</h2>\n<table>\n<thead><tr><th class=\"num\">#</th><th>task</th><th>state</th>\
          <th class=\"num\">attempts</th><th>worker</th><th class=\"num\">exit</th>\
-         <th class=\"num\">duration</th><th class=\"num\">waited</th><th>reason / output</th></tr></thead>\n<tbody>"
+         <th class=\"num\">duration</th><th class=\"num\">waited</th>{}<th>reason / output</th></tr></thead>\n<tbody>",
+        if agents {
+            "<th class=\"num\">cost</th><th class=\"num\">tokens</th>"
+        } else {
+            ""
+        }
     );
     for t in &r.tasks {
         let exit = match (t.exit_code, t.signal) {
@@ -289,10 +325,19 @@ pub fn render(r: &Report) -> String {
                 esc(&clean_output(&t.output_tail))
             );
         }
+        let spend = if agents {
+            format!(
+                "<td class=\"num\">{}</td><td class=\"num\">{}</td>",
+                esc(&t.cost_usd.map_or("-".into(), fmt_usd)),
+                esc(&t.tokens.map_or("-".into(), fmt_tokens))
+            )
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             out,
             "<tr><td class=\"num\">{}</td><td>{}{}</td><td>{} {}</td><td class=\"num\">{}</td>\
-             <td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td></tr>",
+             <td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>{spend}<td>{}</td></tr>",
             t.index,
             esc(&t.name),
             if t.critical {

@@ -5,7 +5,10 @@
 
 use std::fmt::Write;
 
-use super::{Mark, Report, TaskReport, VerifyResult, clean_output, cut, fmt_ms, fmt_pct, fmt_time};
+use super::{
+    Mark, Report, TaskReport, VerifyResult, clean_output, cut, fmt_ms, fmt_pct, fmt_time,
+    fmt_tokens, fmt_usd,
+};
 use ordo_proto::{JobState, Outcome, TaskIndex};
 
 /// Where a worktree job's changes went: the branch, then per task its files and conflicts.
@@ -115,7 +118,30 @@ pub fn render(r: &Report) -> String {
         ),
     );
     row("critical path", fmt_ms(s.critical_path_ms));
+    if let Some(c) = s.cost_usd {
+        row("cost", fmt_usd(c));
+    }
+    if let Some(t) = s.tokens {
+        row("tokens", fmt_tokens(t));
+    }
     out.push('\n');
+    if !s.models.is_empty() {
+        let _ = writeln!(
+            out,
+            "| model | runs | cost | tokens |\n|---|---:|---:|---:|"
+        );
+        for m in &s.models {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} |",
+                cell(&m.model),
+                m.runs,
+                m.cost_usd.map_or("-".into(), fmt_usd),
+                fmt_tokens(m.tokens)
+            );
+        }
+        out.push('\n');
+    }
     for note in &r.notes {
         let _ = writeln!(out, "> {}\n", inline(note));
     }
@@ -127,20 +153,36 @@ pub fn render(r: &Report) -> String {
     out.push('\n');
 
     let _ = writeln!(out, "## Tasks\n");
+    // Agent jobs get cost and token columns.
+    let agents = s.cost_usd.is_some() || s.tokens.is_some();
     let _ = writeln!(
         out,
-        "| # | task | state | attempts | worker | exit | duration | waited | reason |"
+        "| # | task | state | attempts | worker | exit | duration | waited |{} reason |",
+        if agents { " cost | tokens |" } else { "" }
     );
-    let _ = writeln!(out, "|---:|---|---|---:|---|---:|---:|---:|---|");
+    let _ = writeln!(
+        out,
+        "|---:|---|---|---:|---|---:|---:|---:|{}---|",
+        if agents { "---:|---:|" } else { "" }
+    );
     for t in &r.tasks {
         let exit = match (t.exit_code, t.signal) {
             (Some(c), _) => c.to_string(),
             (None, Some(sig)) => format!("signal {sig}"),
             _ => "-".into(),
         };
+        let spend = if agents {
+            format!(
+                " {} | {} |",
+                t.cost_usd.map_or("-".into(), fmt_usd),
+                t.tokens.map_or("-".into(), fmt_tokens)
+            )
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             out,
-            "| {} | {}{} | {} {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {}{} | {} {} | {} | {} | {} | {} | {} |{spend} {} |",
             t.index,
             cell(&t.name),
             if t.critical { " ★" } else { "" },

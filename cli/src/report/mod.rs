@@ -143,6 +143,9 @@ pub struct Summary {
     /// Tokens of every agent run, when any reported them.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tokens: Option<Tokens>,
+    /// Cost and tokens per model, for the runs whose agent named its model.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub models: Vec<ModelSpend>,
 }
 
 /// Agent tokens, in all.
@@ -151,6 +154,65 @@ pub struct Tokens {
     pub input: u64,
     pub output: u64,
     pub total: u64,
+}
+
+impl Tokens {
+    /// The tokens of `runs` in all, `None` when there is no agent run.
+    pub fn of<'a>(runs: impl IntoIterator<Item = &'a ordo_proto::AgentRun>) -> Option<Tokens> {
+        runs.into_iter().fold(None, |sum, a| {
+            let t = sum.unwrap_or_default();
+            let (input, output) = (t.input + a.input_tokens, t.output + a.output_tokens);
+            Some(Tokens {
+                input,
+                output,
+                total: input + output,
+            })
+        })
+    }
+}
+
+/// What the runs of one model spent.
+#[derive(Clone, Debug, Serialize)]
+pub struct ModelSpend {
+    pub model: String,
+    pub runs: u32,
+    pub cost_usd: Option<f64>,
+    pub tokens: Tokens,
+}
+
+/// Cost and tokens per model named by `runs`, costliest first.
+fn by_model<'a>(runs: impl IntoIterator<Item = &'a ordo_proto::AgentRun>) -> Vec<ModelSpend> {
+    let mut models: BTreeMap<&str, Vec<&ordo_proto::AgentRun>> = BTreeMap::new();
+    for a in runs {
+        if let Some(m) = &a.model {
+            models.entry(m).or_default().push(a);
+        }
+    }
+    let mut out: Vec<ModelSpend> = models
+        .into_iter()
+        .map(|(model, runs)| ModelSpend {
+            model: model.to_string(),
+            runs: runs.len() as u32,
+            cost_usd: runs.iter().filter_map(|a| a.cost_usd).reduce(|a, b| a + b),
+            tokens: Tokens::of(runs.iter().copied()).unwrap_or_default(),
+        })
+        .collect();
+    out.sort_by(|a, b| {
+        b.cost_usd
+            .unwrap_or(0.0)
+            .total_cmp(&a.cost_usd.unwrap_or(0.0))
+            .then(b.tokens.total.cmp(&a.tokens.total))
+    });
+    out
+}
+
+/// Dollars for people: `$0.0421`, `$3.02`.
+pub fn fmt_usd(v: f64) -> String {
+    if v < 1.0 {
+        format!("${v:.4}")
+    } else {
+        format!("${v:.2}")
+    }
 }
 
 /// A worktree job's integration, in all.
@@ -288,6 +350,12 @@ pub struct TaskReport {
     /// What its agent runs cost, when the agent reported it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cost_usd: Option<f64>,
+    /// Its agent runs' tokens, when it has any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tokens: Option<Tokens>,
+    /// The models its agent runs named.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub models: Vec<String>,
     /// Results of this task that changed nothing (stale or duplicate executions).
     pub ignored: Vec<IgnoredResult>,
     /// Jobs in worktrees: how its change was integrated.
@@ -320,6 +388,8 @@ pub struct AgentReport {
     pub input_tokens: u64,
     pub output_tokens: u64,
     pub num_turns: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
     /// The run ended on a rate limit (it did not count as an attempt).
     pub rate_limited: bool,
 }
@@ -332,6 +402,7 @@ impl AgentReport {
             input_tokens: run.input_tokens,
             output_tokens: run.output_tokens,
             num_turns: run.num_turns,
+            model: run.model.clone(),
             rate_limited: run.rate_limited.is_some(),
         }
     }
@@ -682,6 +753,16 @@ pub fn build(data: &ReportData) -> Report {
                             .filter_map(|r| r.cost_usd),
                     )
                     .reduce(|a, b| a + b),
+                tokens: Tokens::of(runs[i].iter().filter_map(|r| r.agent.as_deref())),
+                models: {
+                    let mut m: Vec<String> = runs[i]
+                        .iter()
+                        .filter_map(|r| r.agent.as_ref()?.model.clone())
+                        .collect();
+                    m.sort();
+                    m.dedup();
+                    m
+                },
                 ignored: data
                     .ignored_results
                     .iter()
@@ -783,22 +864,8 @@ pub fn build(data: &ReportData) -> Report {
             },
             ignored_results: data.ignored,
             cost_usd: tasks.iter().filter_map(|t| t.cost_usd).reduce(|a, b| a + b),
-            tokens: {
-                let agents: Vec<&ordo_proto::AgentRun> = data
-                    .attempts
-                    .iter()
-                    .filter_map(|r| r.agent.as_deref())
-                    .collect();
-                (!agents.is_empty()).then(|| {
-                    let input = agents.iter().map(|a| a.input_tokens).sum();
-                    let output = agents.iter().map(|a| a.output_tokens).sum();
-                    Tokens {
-                        input,
-                        output,
-                        total: input + output,
-                    }
-                })
-            },
+            tokens: Tokens::of(data.attempts.iter().filter_map(|r| r.agent.as_deref())),
+            models: by_model(data.attempts.iter().filter_map(|r| r.agent.as_deref())),
             integration: spec.uses_worktrees().then(|| {
                 let tried = data
                     .history
@@ -852,6 +919,29 @@ pub fn fmt_ms(ms: u64) -> String {
     } else {
         format!("{}h {:02}m", ms / 3_600_000, (ms / 60_000) % 60)
     }
+}
+
+/// `1,250 (1,000 in, 250 out)`.
+pub fn fmt_tokens(t: Tokens) -> String {
+    format!(
+        "{} ({} in, {} out)",
+        thousands(t.total),
+        thousands(t.input),
+        thousands(t.output)
+    )
+}
+
+/// `1234567` as `1,234,567`.
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// Milliseconds since the Unix epoch as `2025-01-02 03:04:05.678 UTC`.
