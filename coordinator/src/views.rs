@@ -103,7 +103,7 @@ pub fn status(store: &Store, id: &JobId) -> Result<Option<JobStatus>> {
         .map(|(i, (spec, saved))| {
             task_status(
                 i as u32,
-                spec.name.as_str(),
+                Some(spec),
                 &saved.state,
                 saved.attempts,
                 last[i],
@@ -119,10 +119,11 @@ pub fn status(store: &Store, id: &JobId) -> Result<Option<JobStatus>> {
     }))
 }
 
-/// One task's line of `status`: its state, and what its last attempt (`last`) said.
+/// One task's line of `status`: its name and title, its state, and what its last attempt
+/// (`last`) said.
 fn task_status(
     index: u32,
-    name: &str,
+    spec: Option<&ordo_proto::TaskSpec>,
     state: &TaskState,
     attempts: u32,
     last: Option<&TaskResult>,
@@ -134,7 +135,8 @@ fn task_status(
     };
     TaskStatus {
         index: TaskIndex(index),
-        name: name.to_string(),
+        name: spec.map_or(String::new(), |t| t.name.to_string()),
+        title: spec.and_then(|t| t.title()),
         state: state.phase(),
         attempts,
         worker,
@@ -197,10 +199,10 @@ pub fn status_page(
                 .iter()
                 .filter_map(|r| r.agent.as_ref().and_then(|a| a.cost_usd))
                 .fold(None, |sum: Option<f64>, c| Some(sum.unwrap_or(0.0) + c));
-            let name = spec.tasks.get(i as usize).map_or("", |t| t.name.as_str());
+            let task = spec.tasks.get(i as usize);
             // A live task's state is the engine's (the store may lag it by one commit).
             let state = current.get(i as usize).copied().unwrap_or(&rec.state);
-            task_status(i, name, state, rec.attempts, results.last(), cost)
+            task_status(i, task, state, rec.attempts, results.last(), cost)
         })
         .collect();
     Ok(Some(JobStatus {
@@ -284,6 +286,7 @@ mod tests {
         let task = |i: u32, state: TaskPhase| TaskStatus {
             index: TaskIndex(i),
             name: format!("t{i}"),
+            title: None,
             state,
             attempts: 1,
             worker: Some("w".into()),

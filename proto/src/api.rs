@@ -230,6 +230,9 @@ pub struct JobSummary {
 pub struct TaskStatus {
     pub index: TaskIndex,
     pub name: String,
+    /// Its title, when its format gave one apart from the name (`TaskSpec::title`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
     pub state: TaskPhase,
     pub attempts: u32,
     pub worker: Option<WorkerId>,

@@ -34,7 +34,7 @@ pub use dag::{Dag, Plan};
 pub use duration::Dur;
 pub use ids::{Attempt, AttemptRef, JobId, TaskIndex, TaskName, WorkerId};
 pub use spec::{
-    AgentKind, ExecutionMode, JobSpec, Jump, Program, Settings, TaskSpec, WorkspaceMode,
+    AgentKind, ExecutionMode, JobSpec, Jump, Program, Settings, TaskSpec, WorkspaceMode, task_label,
 };
 pub use state::{JobState, TaskPhase};
 pub use wire::{

@@ -34,6 +34,33 @@ pub fn read(kind: AgentKind, stdout: &[u8]) -> Result<Reading, String> {
     }
 }
 
+/// What `ordo logs` shows of a `kind` run's stdout once the run has printed all of it: its
+/// result text (or, when it has none, its error). `None` while more is to come (Claude Code's
+/// object is not whole yet, Codex's turn has not ended) or for a plain command.
+pub fn shown(kind: AgentKind, stdout: &[u8]) -> Option<String> {
+    if kind == AgentKind::Codex {
+        let ended = String::from_utf8_lossy(stdout).lines().any(|l| {
+            serde_json::from_str::<Value>(l.trim()).is_ok_and(|e| {
+                matches!(
+                    e.get("type").and_then(Value::as_str),
+                    Some("turn.completed" | "turn.failed" | "error")
+                )
+            })
+        });
+        if !ended {
+            return None;
+        }
+    }
+    if kind == AgentKind::Command {
+        return None;
+    }
+    let r = read(kind, stdout).ok()?;
+    Some(match r.error {
+        Some(e) if r.result.trim().is_empty() => e,
+        _ => r.result,
+    })
+}
+
 /// The one JSON object Claude Code prints: `result`, `is_error`, `subtype`, `session_id`,
 /// `total_cost_usd`, `usage.input_tokens`, `usage.output_tokens`, `num_turns`. Anything
 /// printed before it (a warning line) is skipped; the object is the last non-empty line or
@@ -278,6 +305,26 @@ mod tests {
         assert_eq!(r.run.num_turns, Some(3));
         assert_eq!(r.run.rate_limited, None);
         assert_eq!(r.run.model, None);
+    }
+
+    #[test]
+    fn shown_once_the_output_is_whole() {
+        let claude = br#"{"type":"result","is_error":false,"result":"Done","session_id":"s"}"#;
+        assert_eq!(shown(AgentKind::Claude, &claude[..20]), None);
+        assert_eq!(shown(AgentKind::Claude, claude).as_deref(), Some("Done"));
+        let codex = concat!(
+            r#"{"type":"thread.started","thread_id":"t"}"#,
+            "\n",
+            r#"{"type":"item.completed","item":{"type":"agent_message","text":"Hi"}}"#,
+            "\n"
+        );
+        assert_eq!(shown(AgentKind::Codex, codex.as_bytes()), None);
+        let done = format!("{codex}{}\n", r#"{"type":"turn.completed","usage":{}}"#);
+        assert_eq!(
+            shown(AgentKind::Codex, done.as_bytes()).as_deref(),
+            Some("Hi")
+        );
+        assert_eq!(shown(AgentKind::Command, b"x"), None);
     }
 
     #[test]
