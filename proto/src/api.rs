@@ -245,6 +245,13 @@ pub struct TaskStatus {
     pub cost_usd: Option<f64>,
 }
 
+impl TaskStatus {
+    /// Its name with its title (`crate::task_label`).
+    pub fn label(&self) -> String {
+        crate::task_label(&self.name, self.title.as_deref())
+    }
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct JobStatus {
     #[serde(flatten)]

@@ -481,6 +481,14 @@ impl JobSpec {
 
     /// The agent whose output a task's attempts print, if it is a prompt task run by an agent
     /// profile that ordo reads (claude, codex).
+    /// The label (`TaskSpec::label`) of the task named `name`, or the name when it has none.
+    pub fn label_of(&self, name: &str) -> String {
+        self.tasks
+            .iter()
+            .find(|t| t.name.as_str() == name)
+            .map_or_else(|| name.to_string(), TaskSpec::label)
+    }
+
     pub fn agent_of(&self, t: &TaskSpec) -> Option<AgentKind> {
         (t.is_prompt() && self.agent() != AgentKind::Command).then(|| self.agent())
     }

@@ -1081,3 +1081,79 @@ env = {{ MARKS = "{marks}" }}
     );
     open_clean(&mut b, &ui.url(&format!("/jobs/{job}/tasks/1")));
 }
+
+/// TaskMaster tasks are named by id ("2"): wherever a task is shown, its title goes next to
+/// the id: `ordo graph`, the progress lines of `ordo run`, `ordo status`, the report, and the
+/// dashboard's grid, graph and task page (whose position column is not taken for the id).
+#[test]
+fn taskmaster_titles_are_shown_next_to_their_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let tasks = json!({"tasks": [
+        {"id": 1, "title": "Set up the database", "description": "Create the schema.",
+         "status": "pending", "dependencies": [], "priority": "high"},
+        {"id": 2, "title": "Write the API", "description": "Serve the schema.",
+         "status": "pending", "dependencies": [1], "priority": "medium"},
+    ]});
+    let file = write(d, "tasks.json", &tasks.to_string());
+    let env = [("ORDO_AGENT_COMMAND", "echo"), ("ORDO_CHECK_INTERVAL", "0")];
+
+    let dot = ordo_in(d, &["graph", &file], &env);
+    assert_eq!(dot.code(), 0, "{}", dot.stderr);
+    assert!(
+        dot.stdout.contains("label=\"2 (Write the API)\""),
+        "{}",
+        dot.stdout
+    );
+    let mermaid = ordo_in(d, &["graph", &file, "--format", "mermaid"], &env);
+    // Parentheses as Mermaid entity codes.
+    assert!(
+        mermaid
+            .stdout
+            .contains("(\"1 #40;Set up the database#41;\")"),
+        "{}",
+        mermaid.stdout
+    );
+
+    let run = ordo_in(d, &["run", &file, "--state", "st"], &env);
+    assert_eq!(run.code(), 0, "{}{}", run.stdout, run.stderr);
+    let lines = format!("{}{}", run.stdout, run.stderr);
+    assert!(lines.contains("✓ 2 (Write the API) succeeded"), "{lines}");
+    let list = ordo_in(d, &["status", "--state", "st", "--output", "json"], &[]).json();
+    let job = list[0]["id"].as_str().unwrap().to_string();
+    let status = ordo_in(d, &["status", &job, "--state", "st"], &[]);
+    assert!(
+        status.stdout.contains("1 (Set up the database)"),
+        "{}",
+        status.stdout
+    );
+    let json = ordo_in(
+        d,
+        &["status", &job, "--state", "st", "--output", "json"],
+        &[],
+    )
+    .json();
+    assert_eq!(json["tasks"][1]["title"], "Write the API", "{json}");
+    let md = ordo_in(d, &["report", &job, "--state", "st"], &[]).stdout;
+    assert!(md.contains("| 1 | 2 (Write the API)"), "{md}");
+
+    let ui = Ui::start(d, &["--state", d.join("st").to_str().unwrap()]);
+    let page = ui.get(&format!("/jobs/{job}"));
+    assert_eq!(page.status, 200, "{}", page.body);
+    let grid = &page.body[page.body.find("<table class=\"grid\">").expect("the grid")..];
+    assert!(grid.contains(">pos</th>"), "{grid}");
+    assert!(
+        grid.contains(&format!(
+            "<a href=\"/jobs/{job}/tasks/1\">2 (Write the API)</a>"
+        )),
+        "{grid}"
+    );
+    let svg = &page.body[page.body.find("<h2>Graph</h2>").expect("the graph")..];
+    assert!(
+        svg.contains("<title>2 (Write the API) — succeeded</title>"),
+        "{svg}"
+    );
+    let task = ui.get(&format!("/jobs/{job}/tasks/1"));
+    assert!(task.body.contains("2 (Write the API)"), "{}", task.body);
+    assert!(task.body.contains("position in the job"), "{}", task.body);
+}

@@ -155,7 +155,7 @@ fn changes(seen: &mut Seen, status: &JobStatus) -> Vec<String> {
 /// The line for a task entering its current state; `None` for states not worth a line
 /// (pending, ready, dispatched).
 fn change_line(t: &TaskStatus) -> Option<String> {
-    let name = plain(&t.name);
+    let name = plain(&t.label());
     let why = |what: &str| match (t.reason.as_deref().map(one_line), t.exit_code) {
         (Some(r), _) if !r.is_empty() => format!("{what}: {r}"),
         (_, Some(code)) => format!("{what}: exit code {code}"),

@@ -161,7 +161,7 @@ pub fn status_text(st: &JobStatus, now_ms: u64) -> String {
     let mut rows = vec![head];
     for t in &st.tasks {
         let mut row = vec![
-            plain(&t.name),
+            plain(&t.label()),
             t.state.to_string(),
             t.attempts.to_string(),
             t.worker.as_ref().map_or_else(dash, |w| plain(w.as_str())),

@@ -169,7 +169,7 @@ pub fn integration_section(out: &mut String, r: &Report, ji: &super::JobIntegrat
         let _ = writeln!(
             out,
             "<tr><td>{}</td><td>{}{kept}</td><td><code>{}</code></td><td>{}</td><td>{}</td></tr>",
-            esc(&t.name),
+            esc(&t.label()),
             esc(&it.outcome),
             esc(it.commit.as_deref().map_or("-", |c| &c[..c.len().min(12)])),
             esc(&it.files.join(", ")),
@@ -339,7 +339,7 @@ pub fn render(r: &Report) -> String {
             "<tr><td class=\"num\">{}</td><td>{}{}</td><td>{} {}</td><td class=\"num\">{}</td>\
              <td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>{spend}<td>{}</td></tr>",
             t.index,
-            esc(&t.name),
+            esc(&t.label()),
             if t.critical {
                 " <span title=\"critical path\">★</span>"
             } else {
@@ -394,7 +394,7 @@ fn checklist_item(t: &TaskReport) -> String {
     let mut item = format!(
         "{} <b>{}</b> — {} ",
         mark_html(t.mark),
-        esc(&t.name),
+        esc(&t.label()),
         t.run.kind
     );
     if t.run.kind == "prompt" {
@@ -530,8 +530,8 @@ pub fn gantt(r: &Report) -> String {
             "<text class=\"label{crit}\" x=\"{}\" y=\"{}\" text-anchor=\"end\"><title>{}</title>{}</text>",
             LABEL_W - 8,
             y + ROW_H / 2 + 4,
-            esc(&task.name),
-            esc(&cut(&task.name, 42))
+            esc(&task.label()),
+            esc(&cut(&task.label(), 42))
         );
         let attempts = task.runs.len();
         for (k, a) in task.runs.iter().enumerate() {
@@ -547,7 +547,7 @@ pub fn gantt(r: &Report) -> String {
                 out,
                 "<rect class=\"{class}\" x=\"{x1:.1}\" y=\"{bar_y}\" width=\"{w:.1}\" height=\"{BAR_H}\">\
                  <title>{} — attempt {}: {} in {} on {}{}</title></rect>",
-                esc(&task.name),
+                esc(&task.label()),
                 a.attempt,
                 a.outcome,
                 fmt_ms(a.duration_ms),
@@ -583,7 +583,7 @@ pub fn gantt(r: &Report) -> String {
                 } else {
                     task.state.name()
                 },
-                esc(&task.name),
+                esc(&task.label()),
                 esc(task.state.name()),
                 task.reason
                     .as_deref()

@@ -47,7 +47,7 @@ fn integration_section(out: &mut String, r: &Report, ji: &super::JobIntegration)
         let _ = writeln!(
             out,
             "| {} | {} | {} | {} | {} |",
-            cell(&t.name),
+            cell(&t.label()),
             outcome,
             it.commit
                 .as_deref()
@@ -184,7 +184,7 @@ pub fn render(r: &Report) -> String {
             out,
             "| {} | {}{} | {} {} | {} | {} | {} | {} | {} |{spend} {} |",
             t.index,
-            cell(&t.name),
+            cell(&t.label()),
             if t.critical { " ★" } else { "" },
             t.mark.symbol(),
             t.state,
@@ -244,7 +244,7 @@ pub fn render(r: &Report) -> String {
             let _ = writeln!(
                 out,
                 "### {} ({}, last attempt, {} bytes in all)\n",
-                inline(&t.name),
+                inline(&t.label()),
                 t.state,
                 t.output_bytes
             );
@@ -261,7 +261,7 @@ pub fn render(r: &Report) -> String {
 
 fn checklist_line(t: &TaskReport) -> String {
     let done = if t.mark == Mark::Pass { 'x' } else { ' ' };
-    let mut line = format!("- [{done}] {} **{}**", t.mark.symbol(), inline(&t.name));
+    let mut line = format!("- [{done}] {} **{}**", t.mark.symbol(), inline(&t.label()));
     let _ = write!(
         line,
         " — {} {}",
@@ -398,9 +398,9 @@ pub fn gantt(r: &Report) -> String {
                     Outcome::Failed | Outcome::VerifyFailed | Outcome::TimedOut => "crit",
                 };
                 let name = if many {
-                    format!("{} (attempt {})", t.name, a.attempt)
+                    format!("{} (attempt {})", t.label(), a.attempt)
                 } else {
-                    t.name.clone()
+                    t.label()
                 };
                 let end = a.started_ms + a.duration_ms.max(1);
                 lines.push((
@@ -425,7 +425,7 @@ pub fn gantt(r: &Report) -> String {
         .tasks
         .iter()
         .filter(|t| t.runs.is_empty())
-        .map(|t| format!("{} ({})", mermaid_text(&t.name), t.state))
+        .map(|t| format!("{} ({})", mermaid_text(&t.label()), t.state))
         .collect();
     if !never.is_empty() {
         let _ = writeln!(out, "    %% never ran: {}", never.join(", "));

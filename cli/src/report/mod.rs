@@ -320,6 +320,9 @@ pub struct VerifyReport {
 pub struct TaskReport {
     pub index: TaskIndex,
     pub name: String,
+    /// Its title, when its format gave one apart from the name (a TaskMaster task's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
     pub state: TaskPhase,
     pub mark: Mark,
     /// Why it did not succeed.
@@ -392,6 +395,13 @@ pub struct AgentReport {
     pub model: Option<String>,
     /// The run ended on a rate limit (it did not count as an attempt).
     pub rate_limited: bool,
+}
+
+impl TaskReport {
+    /// Its name with its title: `3 (Set up the database)`.
+    pub fn label(&self) -> String {
+        ordo_proto::task_label(&self.name, self.title.as_deref())
+    }
 }
 
 impl AgentReport {
@@ -707,6 +717,7 @@ pub fn build(data: &ReportData) -> Report {
             TaskReport {
                 index: TaskIndex::from(i),
                 name: t.name.to_string(),
+                title: t.title(),
                 state: state.phase(),
                 mark,
                 reason: state.reason().map(String::from),

@@ -337,11 +337,11 @@ fn exit_text(code: Option<i32>, signal: Option<i32>) -> String {
 
 fn task_row(job: &str, t: &TaskReport) -> String {
     format!(
-        "<tr data-task=\"{i}\"><td class=\"num\">{i}</td><td><a href=\"/jobs/{job}/tasks/{i}\">{}</a>{}</td>\
+        "<tr data-task=\"{i}\"><td class=\"num muted\">{i}</td><td><a href=\"/jobs/{job}/tasks/{i}\">{}</a>{}</td>\
          <td>{}</td><td class=\"num\" data-f=\"attempts\">{}</td><td data-f=\"worker\">{}</td>\
          <td class=\"num\" data-f=\"duration\">{}</td><td class=\"num\" data-f=\"exit\">{}</td>\
          <td class=\"num\">{}</td></tr>\n",
-        esc(&cut(&t.name, 80)),
+        esc(&cut(&t.label(), 120)),
         if t.critical {
             " <span class=\"crit\" title=\"critical path\">★</span>"
         } else {
@@ -454,6 +454,7 @@ pub fn job(ctx: &Context, data: &ReportData, q: &JobQuery, now: u64) -> String {
     let dag = ordo_proto::validate::validate(&rec.spec).ok();
     if let Some(dag) = &dag {
         let phases: Vec<TaskPhase> = r.tasks.iter().map(|t| t.state).collect();
+        let labels: Vec<String> = r.tasks.iter().map(TaskReport::label).collect();
         let mut critical: Vec<bool> = r.tasks.iter().map(|t| t.critical).collect();
         if !critical.contains(&true) {
             for i in dag.critical_path() {
@@ -470,7 +471,7 @@ pub fn job(ctx: &Context, data: &ReportData, q: &JobQuery, now: u64) -> String {
             } else {
                 " (as it ran)"
             },
-            graph_svg::render(&id, dag, &phases, &critical)
+            graph_svg::render(&id, dag, &labels, &phases, &critical)
         );
     }
 
@@ -513,7 +514,8 @@ pub fn job(ctx: &Context, data: &ReportData, q: &JobQuery, now: u64) -> String {
     );
     let _ = writeln!(
         b,
-        "<div class=\"scroll\"><table class=\"grid\">\n<thead><tr><th class=\"num\">#</th><th>task</th>\
+        "<div class=\"scroll\"><table class=\"grid\">\n<thead><tr><th class=\"num\" \
+         title=\"the task's position in the job, from 0 (not its id: that is in the task column)\">pos</th><th>task</th>\
          <th>state</th><th class=\"num\">attempts</th><th>worker</th><th class=\"num\">duration</th>\
          <th class=\"num\">exit</th><th class=\"num\">cost</th></tr></thead>\n<tbody>"
     );
@@ -603,12 +605,12 @@ pub fn task(ctx: &Context, data: &ReportData, index: TaskIndex) -> String {
          <h1 data-task=\"{}\">{} {}</h1>",
         esc(&rec.name),
         t.index,
-        esc(&t.name),
+        esc(&t.label()),
         task_chip(t.state)
     );
     let _ = writeln!(
         b,
-        "<div class=\"facts\"><div><b>{}</b><span>task #</span></div>\
+        "<div class=\"facts\"><div><b>{}</b><span>position in the job (from 0)</span></div>\
          <div><b>{}</b><span>attempts</span></div><div><b>{}</b><span>job</span></div>\
          <div><b>{}</b><span>trace id</span></div>{}</div>",
         t.index,
@@ -666,7 +668,7 @@ pub fn task(ctx: &Context, data: &ReportData, index: TaskIndex) -> String {
                 |d| match rec.spec.tasks.iter().position(|s| s.name.as_str() == d) {
                     Some(i) => format!(
                         "<a href=\"/jobs/{id}/tasks/{i}\"><code>{}</code></a>",
-                        esc(d)
+                        esc(&rec.spec.tasks[i].label())
                     ),
                     None => format!("<code>{}</code>", esc(d)),
                 },
@@ -767,7 +769,7 @@ pub fn task(ctx: &Context, data: &ReportData, index: TaskIndex) -> String {
         true => Live::Job(id.clone(), Some(t.index.0)),
         false => Live::Nothing,
     };
-    layout(ctx, &format!("{} · {}", t.name, rec.name), live, &b)
+    layout(ctx, &format!("{} · {}", t.label(), rec.name), live, &b)
 }
 
 // ---------------------------------------------------------------------------------------------
