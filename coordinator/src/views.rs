@@ -22,6 +22,8 @@ pub fn summary(job: &JobRecord, tasks: &[SavedTask]) -> JobSummary {
         failed,
         running,
         cost_usd: None,
+        run_started_ms: job.run_started_ms,
+        retries: job.retries,
     }
 }
 
@@ -46,20 +48,40 @@ pub fn counts<'a>(states: impl Iterator<Item = &'a TaskState>) -> (usize, usize,
     (total, succeeded, failed, running)
 }
 
+/// What a live job's summary needs of its record, read once.
+#[derive(Clone, Debug)]
+pub struct Header {
+    pub name: String,
+    pub created_ms: u64,
+    pub run_started_ms: Option<u64>,
+    pub retries: u32,
+}
+
+impl Header {
+    pub fn of(job: &JobRecord) -> Header {
+        Header {
+            name: job.name.clone(),
+            created_ms: job.created_ms,
+            run_started_ms: job.run_started_ms,
+            retries: job.retries,
+        }
+    }
+}
+
 /// The summary alone: from memory while the job runs (`live`: its tasks and state in the
 /// engine, its name and creation time), else from the stored task records (no attempts).
 pub fn summary_of(
     store: &Store,
     id: &JobId,
-    live: Option<(&[TaskState], crate::engine::JobState, &(String, u64))>,
+    live: Option<(&[TaskState], crate::engine::JobState, &Header)>,
 ) -> Result<Option<JobSummary>> {
-    if let Some((tasks, state, (name, created_ms))) = live {
+    if let Some((tasks, state, header)) = live {
         let (total, succeeded, failed, running) = counts(tasks.iter());
         return Ok(Some(JobSummary {
             id: *id,
-            name: name.clone(),
+            name: header.name.clone(),
             state,
-            created_ms: *created_ms,
+            created_ms: header.created_ms,
             finished_ms: None,
             reason: None,
             total,
@@ -67,6 +89,8 @@ pub fn summary_of(
             failed,
             running,
             cost_usd: store.job_cost(id)?,
+            run_started_ms: header.run_started_ms,
+            retries: header.retries,
         }));
     }
     let Some(job) = store.job(id)? else {
@@ -311,6 +335,8 @@ mod tests {
                 failed: 1,
                 running: 0,
                 cost_usd: None,
+                run_started_ms: None,
+                retries: 0,
             },
             tasks,
             omitted: 0,

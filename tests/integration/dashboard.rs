@@ -1157,3 +1157,53 @@ fn taskmaster_titles_are_shown_next_to_their_ids() {
     assert!(task.body.contains("2 (Write the API)"), "{}", task.body);
     assert!(task.body.contains("position in the job"), "{}", task.body);
 }
+
+/// A retried job's duration on the dashboard is its last run's, said to be so (`run 2 of 2`),
+/// in the jobs list and on its page, whose timeline folds the earlier run away.
+#[test]
+fn a_retried_jobs_duration_is_its_last_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let spec = write(
+        d,
+        "again.toml",
+        "name = \"again\"\n[[tasks]]\nname = \"check\"\ncommand = \"test -e ok\"\n",
+    );
+    let r = ordo_in(d, &["run", &spec, "--state", "st", "-q"], &[]);
+    assert_eq!(r.code(), 1, "{}", r.stderr);
+    // Long enough that a duration counted from the submission would show it.
+    std::thread::sleep(Duration::from_millis(2100));
+    std::fs::write(d.join("ok"), "").unwrap();
+    let job = ordo_in(d, &["status", "--state", "st", "--output", "json"], &[]).json()[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = ordo_in(d, &["retry", &job, "--state", "st"], &[]);
+    assert_eq!(r.code(), 0, "{}", r.stderr);
+
+    let ui = Ui::start(d, &["--state", d.join("st").to_str().unwrap()]);
+    let list = ui.get("/");
+    let row = &list.body[list.body.find(&job).expect("the job's row")..];
+    let row = &row[..row.find("</tr>").unwrap()];
+    // The cell: `<duration> (run 2 of 2)`, the duration under the 2.1 s the user waited.
+    let cell = &row[..row.find(" (run 2 of 2)").unwrap_or_else(|| panic!("{row}"))];
+    let shown = &cell[cell.rfind('>').unwrap() + 1..];
+    let ms = match shown.split_once(' ') {
+        Some((n, "ms")) => n.parse::<f64>().unwrap(),
+        Some((n, "s")) => n.parse::<f64>().unwrap() * 1000.0,
+        _ => panic!("{shown}"),
+    };
+    assert!(ms < 2100.0, "{shown}");
+    let page = ui.get(&format!("/jobs/{job}"));
+    assert!(
+        page.body.contains("<span>duration (run 2 of 2)</span>"),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body
+            .contains("<details class=\"run\"><summary>Run 1 (earlier)"),
+        "{}",
+        page.body
+    );
+}

@@ -529,6 +529,96 @@ env = {{ STUB_COST = "0.5", STUB_TOKENS = "4000", STUB_MODEL = "claude-stub-larg
     assert!(!md.contains("| cost") && !md.contains("tokens"), "{md}");
 }
 
+/// A retried job's time is its last run's, not the time since it was first submitted: status,
+/// watch-style summaries and reports say which run, list the earlier ones, and draw the last
+/// run's timeline with the earlier runs folded away.
+#[test]
+fn a_retried_job_shows_each_runs_duration_and_timeline() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let spec = "name = \"again\"\n[[tasks]]\nname = \"setup\"\ncommand = \"echo setup\"\n\
+                [[tasks]]\nname = \"check\"\ncommand = \"echo checking; test -e ok\"\n\
+                depends_on = [\"setup\"]\n";
+    assert_eq!(run(d, spec, &[]), 1);
+    // The user looks into it for a while before retrying.
+    const GAP: u64 = 1500;
+    std::thread::sleep(Duration::from_millis(GAP));
+    std::fs::write(d.join("ok"), "").unwrap();
+    let job = report_json(d)["job"]["id"].as_str().unwrap().to_string();
+    let r = ordo_in(d, &["retry", &job, "--failed-only", "--state", "st"], &[]);
+    assert_eq!(r.code(), 0, "{}{}", r.stdout, r.stderr);
+
+    let st = ordo_in(
+        d,
+        &["status", &job, "--state", "st", "--output", "json"],
+        &[],
+    )
+    .json();
+    assert_eq!(st["retries"], 1, "{st}");
+    let run_start = st["run_started_ms"].as_u64().expect("run_started_ms");
+    let created = st["created_ms"].as_u64().unwrap();
+    let finished = st["finished_ms"].as_u64().unwrap();
+    assert!(run_start >= created + GAP, "{st}");
+    assert!(
+        finished - run_start < GAP,
+        "the last run took {} ms",
+        finished - run_start
+    );
+    let text = ordo_in(d, &["status", &job, "--state", "st"], &[]).stdout;
+    let took = text
+        .lines()
+        .find(|l| l.contains(", took "))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(took.contains("(run 2 of 2)"), "{took}");
+
+    let rep = report_json(d);
+    let s = &rep["summary"];
+    let runs = s["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2, "{s}");
+    assert_eq!(
+        (runs[0]["outcome"].as_str(), runs[1]["outcome"].as_str()),
+        (Some("failed"), Some("succeeded"))
+    );
+    assert_eq!(
+        (runs[0]["attempts"].as_u64(), runs[1]["attempts"].as_u64()),
+        (Some(2), Some(1))
+    );
+    assert!(runs[1]["started_ms"].as_u64().unwrap() >= runs[0]["ended_ms"].as_u64().unwrap() + GAP);
+    assert!(s["makespan_ms"].as_u64().unwrap() < GAP, "{s}");
+    assert_eq!(s["start_ms"], runs[1]["started_ms"]);
+    let check = task(&rep, "check");
+    assert_eq!(check["runs"][0]["run"], 1);
+    assert_eq!(check["runs"][1]["run"], 2);
+
+    let md = report(d, &["--format", "md"]);
+    assert!(md.contains("| makespan (last run) |"), "{md}");
+    assert!(
+        md.contains("| runs (submission, then each retry) | run 1: "),
+        "{md}"
+    );
+    let lines = gantt(&md);
+    assert_eq!(lines.len(), 1, "only the last run's attempt: {lines:?}");
+    assert!(lines[0].name.starts_with("check"), "{lines:?}");
+
+    let html = report(d, &["--format", "html"]);
+    let (last, earlier) = html.split_at(html.find("<details class=\"run\">").expect("folded runs"));
+    assert_eq!(
+        count(last, "<rect class=\"bar "),
+        1,
+        "the last run: check alone"
+    );
+    assert!(
+        last.contains("not in this run (ran in run 1)"),
+        "setup ran before"
+    );
+    assert!(earlier.contains("<summary>Run 1 (earlier): "), "{earlier}");
+    assert_eq!(
+        count(earlier, "<rect class=\"bar "),
+        2,
+        "run 1: setup and check"
+    );
+}
+
 #[test]
 fn a_timeout_is_a_failure_of_type_timed_out() {
     let dir = tempfile::tempdir().unwrap();

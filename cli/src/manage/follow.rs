@@ -199,8 +199,9 @@ pub fn final_line(s: &JobSummary) -> String {
     let mut line = format!("{symbol} job {} '{}' {}", s.id, plain(&s.name), s.state);
     if let Some(f) = s.finished_ms {
         line.push_str(&format!(
-            " in {}",
-            fmt_duration(f.saturating_sub(s.created_ms))
+            " in {}{}",
+            fmt_duration(s.run_duration(f)),
+            super::render::run_note(s.retries)
         ));
     }
     line.push_str(&format!(": {}/{} tasks succeeded", s.succeeded, s.total));

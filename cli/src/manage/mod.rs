@@ -445,6 +445,8 @@ pub(crate) mod tests {
             failed: 0,
             running: 1,
             cost_usd: None,
+            run_started_ms: None,
+            retries: 0,
         }
     }
 

@@ -69,6 +69,8 @@ rect.bar, rect.try { rx: 2px; }
 .o-pending { fill: #c4c8d0; --c: #c4c8d0; } .o-running { fill: #2f6fd0; --c: #2f6fd0; }
 .o-retry_wait { fill: #e0b21e; --c: #e0b21e; }
 rect.try { opacity: .55; }
+details.run { margin: 10px 0; } details.run > summary { cursor: pointer; color: #5b6475; }
+details.run svg.gantt { opacity: .6; }
 rect.bar.crit { stroke: #1d2330; stroke-width: 1.5px; }
 .legend span { display: inline-block; margin-right: 14px; font-size: 12px; }
 .legend i { display: inline-block; width: 12px; height: 12px; border-radius: 2px; vertical-align: -1px; margin-right: 4px;
@@ -213,7 +215,25 @@ pub fn render(r: &Report) -> String {
         ),
         "outcome",
     );
-    tile(esc(&fmt_ms(s.makespan_ms)), "makespan (submission to end)");
+    if s.runs.len() > 1 {
+        tile(
+            esc(&fmt_ms(s.makespan_ms)),
+            &format!(
+                "makespan of run {0} of {0} (its start to end)",
+                s.runs.len()
+            ),
+        );
+        let earlier: Vec<String> = s.runs[..s.runs.len() - 1]
+            .iter()
+            .map(|run| format!("run {}: {}", run.run, fmt_ms(run.duration_ms)))
+            .collect();
+        tile(
+            esc(&earlier.join(", ")),
+            "earlier runs (submission, retries)",
+        );
+    } else {
+        tile(esc(&fmt_ms(s.makespan_ms)), "makespan (submission to end)");
+    }
     tile(esc(&fmt_ms(s.task_time_ms)), "task time (sum of attempts)");
     tile(
         s.speedup.map_or("-".into(), |v| format!("{v:.2}×")),
@@ -483,14 +503,52 @@ fn tick_label(ms: u64) -> String {
     }
 }
 
-/// The SVG Gantt chart of `r`'s tasks (all of them, or the page of them the caller kept),
-/// on the time axis of the whole job.
+/// The SVG Gantt chart of `r`'s tasks (all of them, or the page of them the caller kept) in
+/// the job's last run, on that run's time axis; a retried job's earlier runs follow, folded
+/// (`<details class="run">`), each on its own axis.
 pub fn gantt(r: &Report) -> String {
-    let t0 = r.summary.start_ms;
-    let span = r.summary.end_ms.saturating_sub(t0).max(1);
+    let s = &r.summary;
+    let last = s.runs.last().map_or(1, |run| run.run);
+    let mut out = gantt_run(r, last, s.start_ms, s.end_ms);
+    for run in s.runs.iter().rev().skip(1) {
+        let _ = writeln!(
+            out,
+            "<details class=\"run\"><summary>Run {} (earlier): {} from {}, {}, {} attempt(s)</summary>",
+            run.run,
+            fmt_ms(run.duration_ms),
+            utc(run.started_ms).1,
+            run.outcome.map_or("unfinished", |o| o.name()),
+            run.attempts
+        );
+        out.push_str(&gantt_run(
+            r,
+            run.run,
+            run.started_ms,
+            run.started_ms + run.duration_ms,
+        ));
+        let _ = writeln!(out, "</details>");
+    }
+    out
+}
+
+/// The chart of the attempts of run `run`, on the axis from `t0` to `end`.
+fn gantt_run(r: &Report, run: u32, t0: u64, end: u64) -> String {
+    let span = end.saturating_sub(t0).max(1);
     let x = |t: u64| LABEL_W as f64 + (t.saturating_sub(t0)) as f64 / span as f64 * CHART_W as f64;
-    let mut rows: Vec<&TaskReport> = r.tasks.iter().collect();
-    rows.sort_by_key(|t| (t.started_ms.or(t.ended_ms).unwrap_or(u64::MAX), t.index));
+    let mut rows: Vec<(&TaskReport, Vec<&super::AttemptReport>)> = r
+        .tasks
+        .iter()
+        .map(|t| (t, t.runs.iter().filter(|a| a.run == run).collect()))
+        .collect();
+    rows.sort_by_key(|(t, a)| {
+        (
+            a.first()
+                .map(|a| a.started_ms)
+                .or(t.ended_ms.filter(|_| t.runs.is_empty()))
+                .unwrap_or(u64::MAX),
+            t.index,
+        )
+    });
     let height = TOP + rows.len() as u64 * ROW_H + 12;
     let mut out = String::new();
     let _ = writeln!(
@@ -521,7 +579,7 @@ pub fn gantt(r: &Report) -> String {
         );
         t += step;
     }
-    for (row, task) in rows.iter().enumerate() {
+    for (row, (task, attempts)) in rows.iter().enumerate() {
         let y = TOP + row as u64 * ROW_H;
         let bar_y = y + (ROW_H - BAR_H) / 2;
         let crit = if task.critical { " crit" } else { "" };
@@ -533,11 +591,11 @@ pub fn gantt(r: &Report) -> String {
             esc(&task.label()),
             esc(&cut(&task.label(), 42))
         );
-        let attempts = task.runs.len();
-        for (k, a) in task.runs.iter().enumerate() {
+        let n = attempts.len();
+        for (k, a) in attempts.iter().enumerate() {
             let x1 = x(a.started_ms);
             let w = (x(a.started_ms + a.duration_ms) - x1).max(2.0);
-            let last = k + 1 == attempts;
+            let last = k + 1 == n;
             let class = if last {
                 format!("bar o-{}{crit}", a.outcome)
             } else {
@@ -559,20 +617,29 @@ pub fn gantt(r: &Report) -> String {
                 }
             );
             if last {
-                let _ = writeln!(
-                    out,
-                    "<text class=\"dur\" x=\"{:.1}\" y=\"{}\">{}</text>",
-                    x1 + w + 4.0,
-                    y + ROW_H / 2 + 4,
-                    fmt_ms(
-                        task.ended_ms
-                            .unwrap_or(a.started_ms)
-                            .saturating_sub(task.started_ms.unwrap_or(a.started_ms))
-                    )
-                );
+                let _ =
+                    writeln!(
+                        out,
+                        "<text class=\"dur\" x=\"{:.1}\" y=\"{}\">{}</text>",
+                        x1 + w + 4.0,
+                        y + ROW_H / 2 + 4,
+                        fmt_ms((a.started_ms + a.duration_ms).saturating_sub(
+                            attempts.first().map_or(a.started_ms, |f| f.started_ms)
+                        ))
+                    );
             }
         }
-        if attempts == 0 {
+        if n == 0 && !task.runs.is_empty() {
+            let mut runs: Vec<String> = task.runs.iter().map(|a| a.run.to_string()).collect();
+            runs.dedup();
+            let _ = writeln!(
+                out,
+                "<text class=\"dur\" x=\"{}\" y=\"{}\">not in this run (ran in run {})</text>",
+                LABEL_W + 4,
+                y + ROW_H / 2 + 4,
+                runs.join(", ")
+            );
+        } else if n == 0 {
             let at = x(task.ended_ms.unwrap_or(t0));
             let _ = writeln!(
                 out,

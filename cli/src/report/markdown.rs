@@ -92,7 +92,30 @@ pub fn render(r: &Report) -> String {
         if s.finished { "end" } else { "last change" },
         fmt_time(s.end_ms),
     );
-    row("makespan", fmt_ms(s.makespan_ms));
+    if s.runs.len() > 1 {
+        row("submitted", fmt_time(s.submitted_ms));
+        let runs: Vec<String> = s
+            .runs
+            .iter()
+            .map(|run| {
+                format!(
+                    "run {}: {}, {}",
+                    run.run,
+                    fmt_ms(run.duration_ms),
+                    run.outcome.map_or("unfinished", |o| o.name())
+                )
+            })
+            .collect();
+        row("runs (submission, then each retry)", runs.join("; "));
+    }
+    row(
+        if s.runs.len() > 1 {
+            "makespan (last run)"
+        } else {
+            "makespan"
+        },
+        fmt_ms(s.makespan_ms),
+    );
     row("task time (sum of attempts)", fmt_ms(s.task_time_ms));
     row(
         "speedup (task time / makespan)",
@@ -379,19 +402,22 @@ pub fn gantt(r: &Report) -> String {
     };
     let _ = writeln!(out, "    axisFormat {axis}");
     let mut workers: Vec<&str> = Vec::new();
+    let last_run = r.summary.runs.last().map_or(1, |run| run.run);
     for t in &r.tasks {
-        for a in &t.runs {
+        for a in t.runs.iter().filter(|a| a.run == last_run) {
             if !workers.contains(&a.worker.as_str()) {
                 workers.push(&a.worker);
             }
         }
     }
+    // The last run's attempts; earlier runs are in the summary's runs row.
+    let last = r.summary.runs.last().map_or(1, |run| run.run);
     for w in workers {
         let _ = writeln!(out, "    section {}", mermaid_text(w));
         let mut lines: Vec<(u64, TaskIndex, String)> = Vec::new();
         for t in &r.tasks {
             let many = t.runs.len() > 1;
-            for a in t.runs.iter().filter(|a| a.worker == w) {
+            for a in t.runs.iter().filter(|a| a.worker == w && a.run == last) {
                 let tag = match a.outcome {
                     Outcome::Succeeded => "done",
                     Outcome::Cancelled => "active",

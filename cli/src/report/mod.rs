@@ -4,9 +4,14 @@
 //! with an inline SVG timeline.
 //!
 //! What the summary measures:
-//! - makespan: from the job's submission (`created`) to its end (or its last recorded change if
-//!   it has not ended); a resumed job's makespan includes the time it was not running.
-//! - task time: the sum of every attempt's duration, retries included.
+//! - runs: the job's submission, then each `ordo retry` (a job that had ended going back to
+//!   running), each with its start, end, outcome and attempts. The summary (makespan, task
+//!   time, speedup), the critical path and the timelines are of the last run; the HTML
+//!   timeline folds the earlier runs away, each on its own axis.
+//! - makespan: from the last run's start (the submission, unless retried) to its end (or its
+//!   last recorded change if it has not ended); a resumed job's makespan includes the time it
+//!   was not running.
+//! - task time: the sum of the last run's attempts' durations, retries included.
 //! - speedup = task time / makespan; parallel efficiency = speedup / slots, where slots is what
 //!   the job was given at submission (`--workers`, or the live workers' slots on the
 //!   coordinator), bounded by its parallelism limit (`max_parallel_tasks`, 1 if sequential).
@@ -107,6 +112,10 @@ pub struct Summary {
     pub reason: Option<String>,
     pub finished: bool,
     /// Submission, milliseconds since the Unix epoch.
+    pub submitted_ms: u64,
+    /// Its submission and each retry (`ordo retry`), first to last.
+    pub runs: Vec<JobRun>,
+    /// Start of the last run: the submission, unless it was retried.
     pub start_ms: u64,
     /// The job's end (or last recorded change).
     pub end_ms: u64,
@@ -366,9 +375,82 @@ pub struct TaskReport {
     pub integration: Option<TaskIntegration>,
 }
 
+/// One run of a job: its submission, or one `ordo retry`.
+#[derive(Clone, Debug, Serialize)]
+pub struct JobRun {
+    /// 1 for the submission, 2 for the first retry, ...
+    pub run: u32,
+    pub started_ms: u64,
+    /// When it ended; `None` while it runs.
+    pub ended_ms: Option<u64>,
+    /// Its end (or the last recorded change) minus its start.
+    pub duration_ms: u64,
+    /// How it ended.
+    pub outcome: Option<JobState>,
+    /// Attempts that started in it.
+    pub attempts: usize,
+}
+
+/// The runs of a job from its history: the first starts at its submission, each retry (a
+/// terminal job going back to running) starts another, a terminal state ends one.
+fn job_runs(data: &ReportData) -> Vec<JobRun> {
+    let mut runs = vec![JobRun {
+        run: 1,
+        started_ms: data.job.created_ms,
+        ended_ms: None,
+        duration_ms: 0,
+        outcome: None,
+        attempts: 0,
+    }];
+    for h in &data.history {
+        let Change::Job { state, at, .. } = &h.change else {
+            continue;
+        };
+        let last = runs.last_mut().expect("one run at least");
+        if state.is_terminal() {
+            last.ended_ms = Some(*at);
+            last.outcome = Some(*state);
+        } else if last.ended_ms.is_some() {
+            let run = last.run + 1;
+            runs.push(JobRun {
+                run,
+                started_ms: *at,
+                ended_ms: None,
+                duration_ms: 0,
+                outcome: None,
+                attempts: 0,
+            });
+        }
+    }
+    let last_change = data
+        .attempts
+        .iter()
+        .map(attempt_end)
+        .chain(data.history.iter().map(|h| h.at))
+        .max()
+        .unwrap_or(data.job.updated_ms)
+        .max(data.job.updated_ms);
+    let starts: Vec<u64> = runs.iter().map(|r| r.started_ms).collect();
+    for (k, r) in runs.iter_mut().enumerate() {
+        let next = starts.get(k + 1).copied().unwrap_or(u64::MAX);
+        r.attempts = data
+            .attempts
+            .iter()
+            .filter(|a| a.started_at_ms >= r.started_ms && a.started_at_ms < next)
+            .count();
+        r.duration_ms = r
+            .ended_ms
+            .unwrap_or(last_change)
+            .saturating_sub(r.started_ms);
+    }
+    runs
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct AttemptReport {
     pub attempt: u32,
+    /// The job's run it belongs to (`Summary::runs`).
+    pub run: u32,
     pub outcome: Outcome,
     pub worker: WorkerId,
     /// Which delivery of the attempt's task message ran it (0 for `ordo run`).
@@ -600,36 +682,53 @@ pub fn build(data: &ReportData) -> Report {
         }
     };
 
-    // The critical path as it ran.
+    // The job's runs: its submission, then one per retry. The summary, the critical path and
+    // the timeline are of the last one.
+    let job_runs = job_runs(data);
+    let run_start = job_runs
+        .last()
+        .map_or(data.job.created_ms, |r| r.started_ms);
+    let run_of = |r: &TaskResult| {
+        job_runs
+            .iter()
+            .rev()
+            .find(|run| run.started_ms <= r.started_at_ms)
+            .map_or(1, |run| run.run)
+    };
+
+    // The critical path as it ran (in the last run).
+    let this_run = |i: usize| runs[i].iter().filter(|r| r.started_at_ms >= run_start);
     let first_start = |i: usize| runs[i].iter().map(|r| r.started_at_ms).min();
     let last_end = |i: usize| runs[i].iter().map(|r| attempt_end(r)).max();
-    let ran: Vec<usize> = (0..n).filter(|&i| !runs[i].is_empty()).collect();
+    let run_first_start = |i: usize| this_run(i).map(|r| r.started_at_ms).min();
+    let run_last_end = |i: usize| this_run(i).map(|r| attempt_end(r)).max();
+    let ran: Vec<usize> = (0..n).filter(|&i| this_run(i).next().is_some()).collect();
     let mut chain: Vec<usize> = Vec::new();
     if mode == "parallel" {
         let mut cur = ran
             .iter()
             .copied()
-            .max_by_key(|&i| (last_end(i), usize::MAX - i));
+            .max_by_key(|&i| (run_last_end(i), usize::MAX - i));
         while let Some(i) = cur {
             chain.push(i);
             cur = spec.tasks[i]
                 .depends_on
                 .iter()
                 .filter_map(|d| by_name.get(d.as_str()).copied())
-                .filter(|&j| !runs[j].is_empty() && !chain.contains(&j))
-                .max_by_key(|&j| (last_end(j), usize::MAX - j));
+                .filter(|&j| ran.contains(&j) && !chain.contains(&j))
+                .max_by_key(|&j| (run_last_end(j), usize::MAX - j));
         }
         chain.reverse();
     } else {
         chain = ran.clone();
-        chain.sort_by_key(|&i| (first_start(i), i));
+        chain.sort_by_key(|&i| (run_first_start(i), i));
     }
-    let mut prev_end = data.job.created_ms;
+    let mut prev_end = run_start;
     let critical_path: Vec<PathStep> = chain
         .iter()
         .map(|&i| {
-            let started = first_start(i).unwrap_or(prev_end);
-            let ended = last_end(i).unwrap_or(started);
+            let started = run_first_start(i).unwrap_or(prev_end);
+            let ended = run_last_end(i).unwrap_or(started);
             let step = PathStep {
                 index: TaskIndex::from(i),
                 name: spec.tasks[i].name.to_string(),
@@ -740,6 +839,7 @@ pub fn build(data: &ReportData) -> Report {
                     .iter()
                     .map(|r| AttemptReport {
                         attempt: r.attempt.0,
+                        run: run_of(r),
                         outcome: r.outcome,
                         worker: r.worker.clone(),
                         delivery: r.delivery,
@@ -793,9 +893,14 @@ pub fn build(data: &ReportData) -> Report {
         })
         .collect();
 
-    let start_ms = data.job.created_ms;
+    let start_ms = run_start;
     let makespan_ms = end_ms.saturating_sub(start_ms);
-    let task_time_ms: u64 = data.attempts.iter().map(|r| r.duration_ms).sum();
+    let task_time_ms: u64 = data
+        .attempts
+        .iter()
+        .filter(|r| r.started_at_ms >= run_start)
+        .map(|r| r.duration_ms)
+        .sum();
     let speedup = (makespan_ms > 0).then(|| task_time_ms as f64 / makespan_ms as f64);
     let limit = match mode {
         "parallel" => data
@@ -821,6 +926,13 @@ pub fn build(data: &ReportData) -> Report {
         notes.push(format!(
             "The job is {}: times run to its last recorded change.",
             data.job.state.name()
+        ));
+    }
+    if job_runs.len() > 1 {
+        notes.push(format!(
+            "The job ran {} times (retried with ordo retry): the summary, critical path and \
+             timeline are of its last run; earlier runs are listed under Runs.",
+            job_runs.len()
         ));
     }
     if slots.is_none() {
@@ -850,6 +962,8 @@ pub fn build(data: &ReportData) -> Report {
             mode: mode.to_string(),
         },
         summary: Summary {
+            submitted_ms: data.job.created_ms,
+            runs: job_runs,
             outcome: data.job.state,
             reason: data.job.reason.clone(),
             finished: data.job.state.is_terminal(),

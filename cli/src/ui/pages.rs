@@ -17,7 +17,7 @@ use ordo_proto::{JobState, TaskIndex, TaskPhase};
 
 use super::graph_svg;
 use super::{JobQuery, ListQuery};
-use crate::manage::render::fmt_cost;
+use crate::manage::render::{fmt_cost, run_note};
 use crate::report::html::{LEGEND, esc, gantt, integration_section, mark_html, phase_class};
 use crate::report::{self, Mark, Report, TaskReport, VerifyResult, clean_output, cut, fmt_ms};
 
@@ -285,7 +285,7 @@ pub fn jobs(ctx: &Context, list: &[JobSummary], q: &ListQuery, now: u64) -> Stri
                 running_note(j.running),
                 j.failed,
                 time(j.created_ms),
-                duration(j.created_ms, j.finished_ms, now),
+                duration(j.run_start(), j.finished_ms, now) + &run_note(j.retries),
                 job_cost(j),
                 id = j.id,
             );
@@ -399,8 +399,12 @@ pub fn job(ctx: &Context, data: &ReportData, q: &JobQuery, now: u64) -> String {
          <div><b>{}</b><span>trace id</span></div><div><b>{}</b><span>source</span></div>{}</div>",
         r.tasks.len().max(1),
         r.tasks.len(),
-        duration(rec.created_ms, rec.finished_ms, now),
-        if running { " so far" } else { "" },
+        duration(rec.run_start(), rec.finished_ms, now),
+        format!(
+            "{}{}",
+            if running { " so far" } else { "" },
+            run_note(rec.retries)
+        ),
         time(rec.created_ms),
         esc(&r.job.mode),
         trace_link(ctx, &rec.id),

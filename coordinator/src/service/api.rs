@@ -349,7 +349,7 @@ impl Service {
         if let (Some(_), None) = (engine.tasks(id), self.headers.get(id))
             && let Some(job) = self.store.job(id).map_err(internal)?
         {
-            self.headers.insert(*id, (job.name, job.created_ms));
+            self.headers.insert(*id, views::Header::of(&job));
         }
         let engine = self.driver.engine();
         let live = match (engine.tasks(id), engine.job_state(id), self.headers.get(id)) {
