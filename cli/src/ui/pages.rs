@@ -394,17 +394,14 @@ pub fn job(ctx: &Context, data: &ReportData, q: &JobQuery, now: u64) -> String {
          <span data-f=\"succeeded\">{succeeded}</span>/{}</b><span>succeeded</span></div>\
          <div><b data-f=\"failed\">{failed}</b><span>failed</span></div>\
          <div><b data-f=\"running\">{active}</b><span>running</span></div>\
-         <div><b>{}</b><span>duration{}</span></div><div><b>{}</b><span>created (UTC)</span></div>\
+         <div><b>{}</b><span>duration{}{}</span></div><div><b>{}</b><span>created (UTC)</span></div>\
          <div><b>{}</b><span>mode</span></div><div><b><code class=\"id\">{id}</code></b><span>job id</span></div>\
          <div><b>{}</b><span>trace id</span></div><div><b>{}</b><span>source</span></div>{}</div>",
         r.tasks.len().max(1),
         r.tasks.len(),
         duration(rec.run_start(), rec.finished_ms, now),
-        format!(
-            "{}{}",
-            if running { " so far" } else { "" },
-            run_note(rec.retries)
-        ),
+        if running { " so far" } else { "" },
+        run_note(rec.retries),
         time(rec.created_ms),
         esc(&r.job.mode),
         trace_link(ctx, &rec.id),
