@@ -1206,4 +1206,17 @@ fn a_retried_jobs_duration_is_its_last_runs() {
         "{}",
         page.body
     );
+    // The task page fades the earlier run's attempt and says which run each is.
+    let task = ui.get(&format!("/jobs/{job}/tasks/0"));
+    assert!(
+        task.body.contains("<tr class=\"muted\" title=\"an earlier run of the job\"><td class=\"num\">1 <span class=\"muted\">(run 1)</span>"),
+        "{}",
+        task.body
+    );
+    assert!(
+        task.body
+            .contains("<tr><td class=\"num\">2 <span class=\"muted\">(run 2)</span>"),
+        "{}",
+        task.body
+    );
 }

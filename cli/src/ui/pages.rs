@@ -688,14 +688,26 @@ pub fn task(ctx: &Context, data: &ReportData, index: TaskIndex) -> String {
              <th>worker</th><th>started (UTC)</th><th class=\"num\">duration</th><th class=\"num\">exit</th>\
              <th class=\"num\">verify exit</th><th class=\"num\">cost</th><th>session</th><th>message</th></tr></thead><tbody>"
         );
+        // A retried job's earlier runs: their attempts faded, with the run they belong to.
+        let last_run = r.summary.runs.last().map_or(1, |run| run.run);
         for a in &t.runs {
             let outcome = a.outcome.to_string();
             let _ = writeln!(
                 b,
-                "<tr><td class=\"num\">{}</td><td><span class=\"st o-{}\"><i>{}</i></span></td><td>{}</td>\
+                "<tr{}><td class=\"num\">{}{}</td><td><span class=\"st o-{}\"><i>{}</i></span></td><td>{}</td>\
                  <td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
                  <td class=\"num\">{}</td><td><code>{}</code></td><td>{}</td></tr>",
+                if a.run < last_run {
+                    " class=\"muted\" title=\"an earlier run of the job\""
+                } else {
+                    ""
+                },
                 a.attempt,
+                if last_run > 1 {
+                    format!(" <span class=\"muted\">(run {})</span>", a.run)
+                } else {
+                    String::new()
+                },
                 esc(&outcome),
                 esc(&outcome),
                 esc(&a.worker),
