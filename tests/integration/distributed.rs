@@ -366,6 +366,20 @@ depends_on = ["flaky"]
         "{ledger:?}"
     );
     assert_eq!(task(&s, "flaky")["attempts"], 2);
+    // Its time is the second run's: from the retry, which came after the first run ended.
+    let first_end = first_run_end(&c, &job);
+    assert_eq!(s["retries"], 1, "{s}");
+    assert!(s["run_started_ms"].as_u64().unwrap() >= first_end, "{s}");
+}
+
+/// When job `job`'s first run ended, from its report.
+fn first_run_end(c: &Cluster, job: &str) -> u64 {
+    let r = c.ordo(&["report", job, "--format", "json"]);
+    assert_eq!(r.code(), 0, "{}", r.stderr);
+    let report = r.json();
+    let runs = report["summary"]["runs"].as_array().unwrap().clone();
+    assert_eq!(runs.len(), 2, "{report:#}");
+    runs[0]["ended_ms"].as_u64().unwrap()
 }
 
 #[test]

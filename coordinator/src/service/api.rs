@@ -272,6 +272,15 @@ impl Service {
             at: now,
             reason: None,
         });
+        // Its live summary counts from this run's start (as the store will).
+        self.headers.insert(
+            job,
+            views::Header {
+                run_started_ms: Some(now),
+                retries: rec.retries + 1,
+                ..views::Header::of(&rec)
+            },
+        );
         let mut spec = rec.spec.clone();
         if req.max_cost_usd.is_some() || req.max_tokens.is_some() {
             // A new budget from now on: recorded in the stored spec too.
@@ -295,6 +304,9 @@ impl Service {
         );
         let mut summary = views::summary(&rec, &saved);
         summary.state = JobState::Running;
+        summary.run_started_ms = Some(now);
+        summary.retries = rec.retries + 1;
+        summary.finished_ms = None;
         Ok(to_json(summary))
     }
 
