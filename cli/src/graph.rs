@@ -2,9 +2,10 @@
 //!
 //! Task names are arbitrary user text (`$(x)`, `a"b`, `2.1`, `<script>`), so both renderers
 //! give nodes generated ids (`t0`, `t1`, … in declaration order) and put names only into
-//! quoted, escaped labels. Edges point from a dependency to its dependent (execution order).
-//! A flow-jump job (one task at a time, following `on_success`/`on_failure`) also gets its
-//! transitions, dashed and labelled with what they follow (`JobSpec::flow_edges`).
+//! quoted, escaped labels: the name and, when the task has one, its title (`3 (Set up the
+//! database)`). Edges point from a dependency to its dependent (execution order). A flow-jump
+//! job (one task at a time, following `on_success`/`on_failure`) also gets its transitions,
+//! dashed and labelled with what they follow (`JobSpec::flow_edges`).
 
 use std::fmt::Write as _;
 
@@ -17,7 +18,11 @@ pub fn dot(spec: &JobSpec, dag: &Dag) -> String {
     let _ = writeln!(out, "digraph \"{}\" {{", dot_escape(&spec.name));
     out.push_str("  rankdir=LR;\n  node [shape=box, fontname=\"Helvetica\"];\n");
     for (i, name) in dag.names.iter().enumerate() {
-        let mut attrs = format!("label=\"{}\"", dot_escape(name.as_str()));
+        let label = spec
+            .tasks
+            .get(i)
+            .map_or_else(|| name.to_string(), TaskSpec::label);
+        let mut attrs = format!("label=\"{}\"", dot_escape(&label));
         if let Some(t) = spec.tasks.get(i) {
             let styles = styles(t);
             if t.is_prompt() {
@@ -117,7 +122,12 @@ pub fn mermaid(spec: &JobSpec, dag: &Dag) -> String {
     let _ = writeln!(out, "%% {}", mermaid_comment(&spec.name));
     out.push_str("flowchart LR\n");
     for (i, name) in dag.names.iter().enumerate() {
-        let label = mermaid_escape(name.as_str());
+        let label = mermaid_escape(
+            &spec
+                .tasks
+                .get(i)
+                .map_or_else(|| name.to_string(), TaskSpec::label),
+        );
         match spec.tasks.get(i) {
             // A prompt task is drawn as a rounded box.
             Some(t) if t.is_prompt() => {

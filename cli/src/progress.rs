@@ -54,7 +54,7 @@ fn describe(
 ) -> Option<String> {
     match change {
         Change::Task { index, state, .. } => {
-            let name = &spec.tasks.get(index.get())?.name;
+            let name = spec.tasks.get(index.get())?.label();
             let msg = last.get(index).cloned().unwrap_or_default();
             Some(match state {
                 TaskState::Pending | TaskState::Ready { .. } | TaskState::Dispatched { .. } => {
@@ -85,7 +85,7 @@ fn describe(
             with,
             ..
         } => {
-            let name = &spec.tasks.get(index.get())?.name;
+            let name = spec.tasks.get(index.get())?.label();
             match outcome {
                 Integration::Merged { commit, files } => {
                     let short = &commit[..commit.len().min(10)];
@@ -94,9 +94,9 @@ fn describe(
                 Integration::Unchanged { .. } => Some(format!("⇢ {name} changed nothing")),
                 // Whether it runs again or fails for good, the next line says.
                 Integration::Conflict { files } => {
-                    let with = with
-                        .as_ref()
-                        .map_or(String::new(), |w| format!(" with task '{w}'"));
+                    let with = with.as_ref().map_or(String::new(), |w| {
+                        format!(" with task '{}'", spec.label_of(w.as_str()))
+                    });
                     Some(format!("⚠ {name} conflicts{with} in {}", files.join(", ")))
                 }
                 Integration::VerifyFailed { .. } => {
@@ -203,7 +203,7 @@ impl Progress for Bars {
                             ProgressStyle::with_template(style)
                                 .unwrap_or_else(|_| ProgressStyle::default_spinner()),
                         );
-                        bar.set_message(spec.tasks[index.get()].name.to_string());
+                        bar.set_message(spec.tasks[index.get()].label());
                         bar.enable_steady_tick(Duration::from_millis(120));
                         if let Some(old) = self.running.insert(*index, bar) {
                             old.finish_and_clear();

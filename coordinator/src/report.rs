@@ -150,6 +150,8 @@ mod tests {
             updated_ms: 1,
             finished_ms: None,
             reason: None,
+            run_started_ms: None,
+            retries: 0,
         };
         store.insert_job(&job).unwrap();
         let result = TaskResult {

@@ -114,9 +114,21 @@ pub struct JobRecord {
     pub updated_ms: Millis,
     pub finished_ms: Option<Millis>,
     pub reason: Option<String>,
+    /// When the job's current run started, once it was retried (`ordo retry`); its submission
+    /// before that.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_started_ms: Option<Millis>,
+    /// Times it was retried: it has run `retries + 1` times.
+    #[serde(default)]
+    pub retries: u32,
 }
 
 impl JobRecord {
+    /// When its current run started: its submission, or its last retry.
+    pub fn run_start(&self) -> Millis {
+        self.run_started_ms.unwrap_or(self.created_ms)
+    }
+
     /// A job just submitted at `now`: pending, no reason, not finished.
     pub fn new(
         id: JobId,
@@ -136,6 +148,8 @@ impl JobRecord {
             updated_ms: now,
             finished_ms: None,
             reason: None,
+            run_started_ms: None,
+            retries: 0,
         }
     }
 }
@@ -695,6 +709,12 @@ fn write_batch(tx: &redb::WriteTransaction, batch: &Batch<'_>) -> Result<Vec<u64
                     let current = jobs.get(key(job))?.map(|v| v.value().to_vec());
                     if let Some(bytes) = current {
                         let mut rec: JobRecord = decode(&bytes)?;
+                        if rec.state.is_terminal() && !state.is_terminal() {
+                            // Retried: a new run starts.
+                            rec.retries += 1;
+                            rec.run_started_ms = Some(*at);
+                            rec.finished_ms = None;
+                        }
                         rec.state = *state;
                         rec.updated_ms = *at;
                         if state.is_terminal() {
@@ -798,6 +818,8 @@ mod tests {
             updated_ms: 1,
             finished_ms: None,
             reason: None,
+            run_started_ms: None,
+            retries: 0,
         }
     }
 

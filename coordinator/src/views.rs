@@ -22,6 +22,8 @@ pub fn summary(job: &JobRecord, tasks: &[SavedTask]) -> JobSummary {
         failed,
         running,
         cost_usd: None,
+        run_started_ms: job.run_started_ms,
+        retries: job.retries,
     }
 }
 
@@ -46,20 +48,40 @@ pub fn counts<'a>(states: impl Iterator<Item = &'a TaskState>) -> (usize, usize,
     (total, succeeded, failed, running)
 }
 
+/// What a live job's summary needs of its record, read once.
+#[derive(Clone, Debug)]
+pub struct Header {
+    pub name: String,
+    pub created_ms: u64,
+    pub run_started_ms: Option<u64>,
+    pub retries: u32,
+}
+
+impl Header {
+    pub fn of(job: &JobRecord) -> Header {
+        Header {
+            name: job.name.clone(),
+            created_ms: job.created_ms,
+            run_started_ms: job.run_started_ms,
+            retries: job.retries,
+        }
+    }
+}
+
 /// The summary alone: from memory while the job runs (`live`: its tasks and state in the
 /// engine, its name and creation time), else from the stored task records (no attempts).
 pub fn summary_of(
     store: &Store,
     id: &JobId,
-    live: Option<(&[TaskState], crate::engine::JobState, &(String, u64))>,
+    live: Option<(&[TaskState], crate::engine::JobState, &Header)>,
 ) -> Result<Option<JobSummary>> {
-    if let Some((tasks, state, (name, created_ms))) = live {
+    if let Some((tasks, state, header)) = live {
         let (total, succeeded, failed, running) = counts(tasks.iter());
         return Ok(Some(JobSummary {
             id: *id,
-            name: name.clone(),
+            name: header.name.clone(),
             state,
-            created_ms: *created_ms,
+            created_ms: header.created_ms,
             finished_ms: None,
             reason: None,
             total,
@@ -67,6 +89,8 @@ pub fn summary_of(
             failed,
             running,
             cost_usd: store.job_cost(id)?,
+            run_started_ms: header.run_started_ms,
+            retries: header.retries,
         }));
     }
     let Some(job) = store.job(id)? else {
@@ -101,14 +125,7 @@ pub fn status(store: &Store, id: &JobId) -> Result<Option<JobStatus>> {
         .zip(&tasks)
         .enumerate()
         .map(|(i, (spec, saved))| {
-            task_status(
-                i as u32,
-                spec.name.as_str(),
-                &saved.state,
-                saved,
-                last[i],
-                cost[i],
-            )
+            task_status(i as u32, Some(spec), &saved.state, saved, last[i], cost[i])
         })
         .collect();
     Ok(Some(JobStatus {
@@ -119,10 +136,11 @@ pub fn status(store: &Store, id: &JobId) -> Result<Option<JobStatus>> {
     }))
 }
 
-/// One task's line of `status`: its state, and what its last attempt (`last`) said.
+/// One task's line of `status`: its name and title, its state, and what its last attempt
+/// (`last`) said.
 fn task_status(
     index: u32,
-    name: &str,
+    spec: Option<&ordo_proto::TaskSpec>,
     state: &TaskState,
     rec: &SavedTask,
     last: Option<&TaskResult>,
@@ -134,7 +152,8 @@ fn task_status(
     };
     TaskStatus {
         index: TaskIndex(index),
-        name: name.to_string(),
+        name: spec.map_or(String::new(), |t| t.name.to_string()),
+        title: spec.and_then(|t| t.title()),
         state: state.phase(),
         attempts: rec.spent(),
         conflicts: rec.conflicts,
@@ -198,10 +217,10 @@ pub fn status_page(
                 .iter()
                 .filter_map(|r| r.agent.as_ref().and_then(|a| a.cost_usd))
                 .fold(None, |sum: Option<f64>, c| Some(sum.unwrap_or(0.0) + c));
-            let name = spec.tasks.get(i as usize).map_or("", |t| t.name.as_str());
+            let task = spec.tasks.get(i as usize);
             // A live task's state is the engine's (the store may lag it by one commit).
             let state = current.get(i as usize).copied().unwrap_or(&rec.state);
-            task_status(i, name, state, &rec, results.last(), cost)
+            task_status(i, task, state, &rec, results.last(), cost)
         })
         .collect();
     Ok(Some(JobStatus {
@@ -285,6 +304,7 @@ mod tests {
         let task = |i: u32, state: TaskPhase| TaskStatus {
             index: TaskIndex(i),
             name: format!("t{i}"),
+            title: None,
             state,
             attempts: 1,
             conflicts: 0,
@@ -310,6 +330,8 @@ mod tests {
                 failed: 1,
                 running: 0,
                 cost_usd: None,
+                run_started_ms: None,
+                retries: 0,
             },
             tasks,
             omitted: 0,

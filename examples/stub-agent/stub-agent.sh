@@ -13,7 +13,8 @@
 #   then write FILE: TEXT only when resumed to fix a failed verify command (the verify loop)
 #
 # Environment: STUB_COST dollars per run (default 0.01; Codex reports none), STUB_TOKENS
-# input tokens per run (default 1000; output is a quarter of it), STUB_LOG a file that gets
+# input tokens per run (default 1000; output is a quarter of it), STUB_MODEL the model Claude's
+# `modelUsage` names (none by default), STUB_LOG a file that gets
 # one line per call, STUB_RATE_LIMITS a file holding a count: while it is above 0 each run
 # takes one off and ends on a 429 rate limit (Retry-After: 1), STUB_STATE where sessions are
 # kept (default $TMPDIR).
@@ -89,8 +90,13 @@ finish() { # is_error result
   fi
   subtype=success
   [ "$1" = true ] && subtype=error_during_execution
-  printf '{"type":"result","subtype":"%s","is_error":%s,"duration_ms":10,"num_turns":1,"result":"%s","session_id":"%s","total_cost_usd":%s,"usage":{"input_tokens":%s,"output_tokens":%s}}\n' \
-    "$subtype" "$1" "$result" "$session" "$cost" "$input" "$output"
+  models=""
+  if [ -n "${STUB_MODEL-}" ]; then
+    models=$(printf ',"modelUsage":{"%s":{"inputTokens":%s,"outputTokens":%s,"costUSD":%s}}' \
+      "$(json_escape "$STUB_MODEL")" "$input" "$output" "$cost")
+  fi
+  printf '{"type":"result","subtype":"%s","is_error":%s,"duration_ms":10,"num_turns":1,"result":"%s","session_id":"%s","total_cost_usd":%s,"usage":{"input_tokens":%s,"output_tokens":%s}%s}\n' \
+    "$subtype" "$1" "$result" "$session" "$cost" "$input" "$output" "$models"
   [ "$1" = true ] && exit 1
   exit 0
 }

@@ -240,12 +240,40 @@ pub struct JobSummary {
     /// stale and duplicate ones included), when an agent reported it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cost_usd: Option<f64>,
+    /// When its current run started, once it was retried (`ordo retry`): its duration counts
+    /// from there (`JobSummary::run_start`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_started_ms: Option<u64>,
+    /// Times it was retried: it has run `retries + 1` times.
+    #[serde(default, skip_serializing_if = "no_retries")]
+    pub retries: u32,
+}
+
+fn no_retries(n: &u32) -> bool {
+    *n == 0
+}
+
+impl JobSummary {
+    /// When its current run started: its submission, or its last retry.
+    pub fn run_start(&self) -> u64 {
+        self.run_started_ms.unwrap_or(self.created_ms)
+    }
+
+    /// How long its current run took (or has taken by `now`).
+    pub fn run_duration(&self, now: u64) -> u64 {
+        self.finished_ms
+            .unwrap_or(now)
+            .saturating_sub(self.run_start())
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct TaskStatus {
     pub index: TaskIndex,
     pub name: String,
+    /// Its title, when its format gave one apart from the name (`TaskSpec::title`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
     pub state: TaskPhase,
     /// Attempts spent (conflicts left out).
     pub attempts: u32,
@@ -260,6 +288,13 @@ pub struct TaskStatus {
     /// What its agent runs cost, in US dollars, when the agent reported it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cost_usd: Option<f64>,
+}
+
+impl TaskStatus {
+    /// Its name with its title (`crate::task_label`).
+    pub fn label(&self) -> String {
+        crate::task_label(&self.name, self.title.as_deref())
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

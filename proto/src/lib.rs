@@ -35,7 +35,7 @@ pub use duration::Dur;
 pub use ids::{Attempt, AttemptRef, JobId, TaskIndex, TaskName, WorkerId};
 pub use spec::{
     AgentKind, Deps, ExecutionMode, FlowEdge, JobSpec, Jump, ModeDecision, ModeReason, Program,
-    Settings, TaskSpec, WorkspaceMode,
+    Settings, TaskSpec, WorkspaceMode, task_label,
 };
 pub use state::{JobState, TaskPhase};
 pub use wire::{

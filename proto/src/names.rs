@@ -39,6 +39,11 @@ pub const TASK_STREAM: &str = "ORDO_TASKS";
 pub const EVENT_STREAM: &str = "ORDO_EVENTS";
 /// Task output, `ordo.log.<job>.<task index>` (limits retention).
 pub const LOG_STREAM: &str = "ORDO_LOGS";
+/// Headers of a `LOG_STREAM` message: the attempt that wrote it, `stdout` or `stderr`, and,
+/// for an agent's prompt task, the agent (`claude`, `codex`) whose JSON it is.
+pub const LOG_ATTEMPT_HEADER: &str = "Ordo-Attempt";
+pub const LOG_STREAM_HEADER: &str = "Ordo-Stream";
+pub const LOG_AGENT_HEADER: &str = "Ordo-Agent";
 /// The coordinator's durable consumer of `EVENT_STREAM`.
 pub const EVENT_CONSUMER: &str = "ordo-coordinator";
 

@@ -42,12 +42,19 @@ pub enum AgentKind {
 }
 
 impl AgentKind {
+    pub const ALL: [AgentKind; 3] = [AgentKind::Claude, AgentKind::Codex, AgentKind::Command];
+
     pub fn name(self) -> &'static str {
         match self {
             AgentKind::Claude => "claude",
             AgentKind::Codex => "codex",
             AgentKind::Command => "command",
         }
+    }
+
+    /// The kind called `name` (`AgentKind::name`).
+    pub fn named(name: &str) -> Option<AgentKind> {
+        AgentKind::ALL.into_iter().find(|k| k.name() == name)
     }
 }
 
@@ -480,7 +487,43 @@ pub enum Program {
     Argv(Vec<String>),
 }
 
+/// Label holding a task's title (TaskMaster's `title`), shown next to its name.
+pub const TITLE_LABEL: &str = "title";
+
+/// Titles longer than this many characters are cut (with `…`) where a task is named.
+const TITLE_MAX: usize = 80;
+
+/// How people see a task: its name, and its title when it has one (`3 (Set up the database)`).
+pub fn task_label(name: &str, title: Option<&str>) -> String {
+    match title {
+        Some(t) => format!("{name} ({t})"),
+        None => name.to_string(),
+    }
+}
+
 impl TaskSpec {
+    /// The task's title, when its format gave one apart from its name (a TaskMaster task's
+    /// `title`: its name is the id): one line, at most 80 characters.
+    pub fn title(&self) -> Option<String> {
+        let t = self.labels.get(TITLE_LABEL)?;
+        let line: String = t.split_whitespace().collect::<Vec<_>>().join(" ");
+        if line.is_empty() || line == self.name.as_str() {
+            return None;
+        }
+        Some(if line.chars().count() > TITLE_MAX {
+            let mut cut: String = line.chars().take(TITLE_MAX - 1).collect();
+            cut.push('…');
+            cut
+        } else {
+            line
+        })
+    }
+
+    /// The task's name with its title: `3 (Set up the database)`, or the name alone.
+    pub fn label(&self) -> String {
+        task_label(self.name.as_str(), self.title().as_deref())
+    }
+
     /// A task running `sh -c command` with every other field at its default.
     pub fn shell(name: &str, command: &str) -> TaskSpec {
         TaskSpec {
@@ -667,6 +710,14 @@ impl JobSpec {
 
     /// The agent whose output a task's attempts print, if it is a prompt task run by an agent
     /// profile that ordo reads (claude, codex).
+    /// The label (`TaskSpec::label`) of the task named `name`, or the name when it has none.
+    pub fn label_of(&self, name: &str) -> String {
+        self.tasks
+            .iter()
+            .find(|t| t.name.as_str() == name)
+            .map_or_else(|| name.to_string(), TaskSpec::label)
+    }
+
     pub fn agent_of(&self, t: &TaskSpec) -> Option<AgentKind> {
         (t.is_prompt() && self.agent() != AgentKind::Command).then(|| self.agent())
     }
@@ -770,6 +821,20 @@ impl JobSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn titles_come_from_the_title_label() {
+        let mut t = TaskSpec::shell("3", "true");
+        assert_eq!((t.title(), t.label()), (None, "3".to_string()));
+        t.labels
+            .insert(TITLE_LABEL.into(), "  Set up\n the   database ".into());
+        assert_eq!(t.title().as_deref(), Some("Set up the database"));
+        assert_eq!(t.label(), "3 (Set up the database)");
+        t.labels.insert(TITLE_LABEL.into(), "3".into());
+        assert_eq!(t.title(), None);
+        t.labels.insert(TITLE_LABEL.into(), "x".repeat(100));
+        assert_eq!(t.title().unwrap().chars().count(), 80);
+    }
 
     #[test]
     fn canonical_rejects_unknown_fields() {

@@ -320,6 +320,10 @@ pub struct AgentRun {
     pub output_tokens: u64,
     #[serde(default)]
     pub num_turns: Option<u32>,
+    /// The model that did most of the run (by cost, else tokens), when the agent says (Claude
+    /// Code's `modelUsage`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
     /// The run ended on a rate limit or an overload (HTTP 429/529): not a failed attempt; run
     /// again after the wait.
     #[serde(default, skip_serializing_if = "Option::is_none")]

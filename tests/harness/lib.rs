@@ -48,6 +48,18 @@ pub fn fixture(rel: &str) -> PathBuf {
     path
 }
 
+/// `examples/stub-agent/<tool>` (`claude` or `codex`): the stand-in agent CLIs. The directory
+/// is canonical, the tool not: the stub tells claude from codex by the name it is called by.
+pub fn stub_agent(tool: &str) -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/stub-agent")
+        .canonicalize()
+        .expect("the stub agent")
+        .join(tool)
+        .display()
+        .to_string()
+}
+
 /// The real job files of `../shared/examples` beside the repository (`ORDO_SHARED_EXAMPLES`
 /// overrides the place): an extra conformance set, used when the directory exists. When it
 /// does not, says so once on stderr and returns `None`.
@@ -328,18 +340,6 @@ pub fn task<'a>(doc: &'a serde_json::Value, name: &str) -> &'a serde_json::Value
         .iter()
         .find(|t| t["name"] == name)
         .unwrap_or_else(|| panic!("no task {name} in {doc}"))
-}
-
-/// `examples/stub-agent/<tool>`: the stand-in for Claude Code (`claude`) or Codex (`codex`).
-pub fn stub_agent(tool: &str) -> String {
-    // The directory canonical, the tool not: the stub tells claude from codex by its name.
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../examples/stub-agent")
-        .canonicalize()
-        .expect("the stub agent")
-        .join(tool)
-        .display()
-        .to_string()
 }
 
 /// The `[[tasks]]` of a same-line conflict in a worktree job whose `env` sets `MARKS` (a

@@ -1264,3 +1264,142 @@ command = "echo after"
     assert_eq!(lib.matches("def helper").count(), 1, "{lib}");
     assert_eq!(git(&repo, &["show", "it:notes.txt"]), "flaky was here");
 }
+
+/// TaskMaster tasks are named by id ("2"): wherever a task is shown, its title goes next to
+/// the id: `ordo graph`, the progress lines of `ordo run`, `ordo status`, the report, and the
+/// dashboard's grid, graph and task page (whose position column is not taken for the id).
+#[test]
+fn taskmaster_titles_are_shown_next_to_their_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let tasks = json!({"tasks": [
+        {"id": 1, "title": "Set up the database", "description": "Create the schema.",
+         "status": "pending", "dependencies": [], "priority": "high"},
+        {"id": 2, "title": "Write the API", "description": "Serve the schema.",
+         "status": "pending", "dependencies": [1], "priority": "medium"},
+    ]});
+    let file = write(d, "tasks.json", &tasks.to_string());
+    let env = [("ORDO_AGENT_COMMAND", "echo"), ("ORDO_CHECK_INTERVAL", "0")];
+
+    let dot = ordo_in(d, &["graph", &file], &env);
+    assert_eq!(dot.code(), 0, "{}", dot.stderr);
+    assert!(
+        dot.stdout.contains("label=\"2 (Write the API)\""),
+        "{}",
+        dot.stdout
+    );
+    let mermaid = ordo_in(d, &["graph", &file, "--format", "mermaid"], &env);
+    // Parentheses as Mermaid entity codes.
+    assert!(
+        mermaid
+            .stdout
+            .contains("(\"1 #40;Set up the database#41;\")"),
+        "{}",
+        mermaid.stdout
+    );
+
+    let run = ordo_in(d, &["run", &file, "--state", "st"], &env);
+    assert_eq!(run.code(), 0, "{}{}", run.stdout, run.stderr);
+    let lines = format!("{}{}", run.stdout, run.stderr);
+    assert!(lines.contains("✓ 2 (Write the API) succeeded"), "{lines}");
+    let list = ordo_in(d, &["status", "--state", "st", "--output", "json"], &[]).json();
+    let job = list[0]["id"].as_str().unwrap().to_string();
+    let status = ordo_in(d, &["status", &job, "--state", "st"], &[]);
+    assert!(
+        status.stdout.contains("1 (Set up the database)"),
+        "{}",
+        status.stdout
+    );
+    let json = ordo_in(
+        d,
+        &["status", &job, "--state", "st", "--output", "json"],
+        &[],
+    )
+    .json();
+    assert_eq!(json["tasks"][1]["title"], "Write the API", "{json}");
+    let md = ordo_in(d, &["report", &job, "--state", "st"], &[]).stdout;
+    assert!(md.contains("| 1 | 2 (Write the API)"), "{md}");
+
+    let ui = Ui::start(d, &["--state", d.join("st").to_str().unwrap()]);
+    let page = ui.get(&format!("/jobs/{job}"));
+    assert_eq!(page.status, 200, "{}", page.body);
+    let grid = &page.body[page.body.find("<table class=\"grid\">").expect("the grid")..];
+    assert!(grid.contains(">pos</th>"), "{grid}");
+    assert!(
+        grid.contains(&format!(
+            "<a href=\"/jobs/{job}/tasks/1\">2 (Write the API)</a>"
+        )),
+        "{grid}"
+    );
+    let svg = &page.body[page.body.find("<h2>Graph</h2>").expect("the graph")..];
+    assert!(
+        svg.contains("<title>2 (Write the API) — succeeded</title>"),
+        "{svg}"
+    );
+    let task = ui.get(&format!("/jobs/{job}/tasks/1"));
+    assert!(task.body.contains("2 (Write the API)"), "{}", task.body);
+    assert!(task.body.contains("position in the job"), "{}", task.body);
+}
+
+/// A retried job's duration on the dashboard is its last run's, said to be so (`run 2 of 2`),
+/// in the jobs list and on its page, whose timeline folds the earlier run away.
+#[test]
+fn a_retried_jobs_duration_is_its_last_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let spec = write(
+        d,
+        "again.toml",
+        "name = \"again\"\n[[tasks]]\nname = \"check\"\ncommand = \"test -e ok\"\n",
+    );
+    let r = ordo_in(d, &["run", &spec, "--state", "st", "-q"], &[]);
+    assert_eq!(r.code(), 1, "{}", r.stderr);
+    // Long enough that a duration counted from the submission would show it.
+    std::thread::sleep(Duration::from_millis(2100));
+    std::fs::write(d.join("ok"), "").unwrap();
+    let job = ordo_in(d, &["status", "--state", "st", "--output", "json"], &[]).json()[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = ordo_in(d, &["retry", &job, "--state", "st"], &[]);
+    assert_eq!(r.code(), 0, "{}", r.stderr);
+
+    let ui = Ui::start(d, &["--state", d.join("st").to_str().unwrap()]);
+    let list = ui.get("/");
+    let row = &list.body[list.body.find(&job).expect("the job's row")..];
+    let row = &row[..row.find("</tr>").unwrap()];
+    // The cell: `<duration> (run 2 of 2)`, the duration under the 2.1 s the user waited.
+    let cell = &row[..row.find(" (run 2 of 2)").unwrap_or_else(|| panic!("{row}"))];
+    let shown = &cell[cell.rfind('>').unwrap() + 1..];
+    let ms = match shown.split_once(' ') {
+        Some((n, "ms")) => n.parse::<f64>().unwrap(),
+        Some((n, "s")) => n.parse::<f64>().unwrap() * 1000.0,
+        _ => panic!("{shown}"),
+    };
+    assert!(ms < 2100.0, "{shown}");
+    let page = ui.get(&format!("/jobs/{job}"));
+    assert!(
+        page.body.contains("<span>duration (run 2 of 2)</span>"),
+        "{}",
+        page.body
+    );
+    assert!(
+        page.body
+            .contains("<details class=\"run\"><summary>Run 1 (earlier)"),
+        "{}",
+        page.body
+    );
+    // The task page fades the earlier run's attempt and says which run each is.
+    let task = ui.get(&format!("/jobs/{job}/tasks/0"));
+    assert!(
+        task.body.contains("<tr class=\"muted\" title=\"an earlier run of the job\"><td class=\"num\">1 <span class=\"muted\">(run 1)</span>"),
+        "{}",
+        task.body
+    );
+    assert!(
+        task.body
+            .contains("<tr><td class=\"num\">2 <span class=\"muted\">(run 2)</span>"),
+        "{}",
+        task.body
+    );
+}

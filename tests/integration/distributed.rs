@@ -211,6 +211,73 @@ fn logs_follow_sees_output_while_the_task_runs() {
     );
 }
 
+/// `ordo logs JOB` puts a header (the task's name and title, the attempt) before each task's
+/// attempt, and shows an agent's result text rather than its JSON (`--raw` shows the JSON):
+/// on a cluster from the stream, and the same text from a local state directory.
+#[test]
+fn logs_have_a_header_per_task_and_attempt_and_agent_results() {
+    let mut c = Cluster::start(&[]);
+    c.add_worker("w1", &[]);
+    let dir = c.work.path();
+    let spec = write(
+        dir,
+        "logs.toml",
+        &format!(
+            r#"
+name = "logs"
+[settings]
+agent = "claude"
+agent_command = ["{}"]
+env = {{ STUB_STATE = "{}" }}
+[[tasks]]
+name = "flaky"
+command = "echo try-$ORDO_ATTEMPT; test $ORDO_ATTEMPT -ge 2"
+retries = 1
+retry_backoff = "0s"
+labels = {{ title = "Flaky step" }}
+[[tasks]]
+name = "agent"
+prompt = "write {}: hi"
+depends_on = ["flaky"]
+"#,
+            ordo_tests::stub_agent("claude"),
+            dir.display(),
+            dir.join("a.txt").display()
+        ),
+    );
+    let result = format!("stub claude: write {};\n", dir.join("a.txt").display());
+    let expected = format!(
+        "==> flaky (Flaky step) · attempt 1 <==\ntry-1\n\
+         ==> flaky (Flaky step) · attempt 2 <==\ntry-2\n\
+         ==> agent · attempt 1 <==\n{result}"
+    );
+    let r = c.ordo(&["submit", &spec, "--wait"]);
+    assert_eq!(r.code(), 0, "{}{}", r.stdout, r.stderr);
+    let job = r.stdout.lines().next().unwrap().trim().to_string();
+    let logs = c.ordo(&["logs", &job]);
+    assert_eq!(logs.code(), 0, "{}", logs.stderr);
+    assert_eq!(logs.stdout, expected);
+    // One task: its first attempt needs no header.
+    assert_eq!(c.ordo(&["logs", &job, "agent"]).stdout, result);
+    let raw = c.ordo(&["logs", &job, "agent", "--raw"]).stdout;
+    assert!(
+        raw.starts_with("{\"type\":\"result\"") && raw.contains("\"session_id\""),
+        "{raw}"
+    );
+
+    // A local state directory shows the same.
+    let r = ordo_tests::ordo_in(dir, &["run", &spec, "--state", "st", "-q"], &[]);
+    assert_eq!(r.code(), 0, "{}", r.stderr);
+    let id = ordo_tests::ordo_in(dir, &["status", "--state", "st", "--output", "json"], &[]).json()
+        [0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let local = ordo_tests::ordo_in(dir, &["logs", &id, "--state", "st"], &[]);
+    assert_eq!(local.code(), 0, "{}", local.stderr);
+    assert_eq!(local.stdout, expected);
+}
+
 #[test]
 fn cancel_kills_running_tasks_and_nothing_starts_afterwards() {
     let mut c = Cluster::start(&[]);
@@ -299,6 +366,20 @@ depends_on = ["flaky"]
         "{ledger:?}"
     );
     assert_eq!(task(&s, "flaky")["attempts"], 2);
+    // Its time is the second run's: from the retry, which came after the first run ended.
+    let first_end = first_run_end(&c, &job);
+    assert_eq!(s["retries"], 1, "{s}");
+    assert!(s["run_started_ms"].as_u64().unwrap() >= first_end, "{s}");
+}
+
+/// When job `job`'s first run ended, from its report.
+fn first_run_end(c: &Cluster, job: &str) -> u64 {
+    let r = c.ordo(&["report", job, "--format", "json"]);
+    assert_eq!(r.code(), 0, "{}", r.stderr);
+    let report = r.json();
+    let runs = report["summary"]["runs"].as_array().unwrap().clone();
+    assert_eq!(runs.len(), 2, "{report:#}");
+    runs[0]["ended_ms"].as_u64().unwrap()
 }
 
 #[test]

@@ -22,8 +22,10 @@ fn python() -> PathBuf {
 
 const READ_JUNIT: &str = r#"
 import json, sys
-from junitparser import JUnitXml
+from junitparser import JUnitXml, Properties
 xml = JUnitXml.fromfile(sys.argv[1])
+def props(of):
+    return {p.name: p.value for p in (of.child(Properties) or [])}
 suites = []
 for suite in xml:
     cases = []
@@ -32,11 +34,11 @@ for suite in xml:
             "name": case.name, "classname": case.classname, "time": case.time,
             "results": [{"kind": type(r).__name__.lower(), "message": r.message,
                          "type": r.type, "text": r.text} for r in case.result],
-            "system_out": case.system_out,
+            "system_out": case.system_out, "properties": props(case),
         })
     suites.append({"name": suite.name, "tests": suite.tests, "failures": suite.failures,
                    "errors": suite.errors, "skipped": suite.skipped, "time": suite.time,
-                   "cases": cases})
+                   "properties": props(suite), "cases": cases})
 print(json.dumps(suites))
 "#;
 
@@ -451,6 +453,170 @@ retry_backoff = "100ms"
     let html = report(d, &["--format", "html"]);
     assert_eq!(count(&html, "<rect class=\"bar "), 1);
     assert_eq!(count(&html, "<rect class=\"try "), 1);
+}
+
+/// Agent jobs: the Markdown and HTML reports show what each task and the job cost and how many
+/// tokens they used, per model too; JUnit carries them as properties of the suite and cases.
+#[test]
+fn agent_cost_and_tokens_in_every_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let spec = format!(
+        r#"
+name = "spend"
+[settings]
+agent = "claude"
+agent_command = ["{}"]
+env = {{ STUB_STATE = "{}", STUB_COST = "0.25", STUB_TOKENS = "2000", STUB_MODEL = "claude-stub-small" }}
+[[tasks]]
+name = "draft"
+prompt = "write draft.txt: a draft"
+[[tasks]]
+name = "review"
+prompt = "write review.txt: fine"
+depends_on = ["draft"]
+env = {{ STUB_COST = "0.5", STUB_TOKENS = "4000", STUB_MODEL = "claude-stub-large" }}
+"#,
+        ordo_tests::stub_agent("claude"),
+        d.display()
+    );
+    assert_eq!(run(d, &spec, &[]), 0);
+
+    let md = report(d, &["--format", "md"]);
+    for want in [
+        "| cost | $0.7500 |",
+        "| tokens | 7,500 (6,000 in, 1,500 out) |",
+        "| claude-stub-large | 1 | $0.5000 | 5,000 (4,000 in, 1,000 out) |",
+        "| claude-stub-small | 1 | $0.2500 | 2,500 (2,000 in, 500 out) |",
+        "| cost | tokens |",
+    ] {
+        assert!(md.contains(want), "no {want:?} in the Markdown:\n{md}");
+    }
+    let row = md
+        .lines()
+        .find(|l| l.starts_with("| 1 | review"))
+        .unwrap_or_else(|| panic!("no review row:\n{md}"));
+    assert!(
+        row.contains("| $0.5000 | 5,000 (4,000 in, 1,000 out) |"),
+        "{row}"
+    );
+
+    let html = report(d, &["--format", "html"]);
+    for want in [
+        "<b>$0.7500</b><span>cost (agent runs)</span>",
+        "<b>7,500 (6,000 in, 1,500 out)</b><span>tokens (agent runs)</span>",
+        "<td>claude-stub-large</td><td class=\"num\">1</td><td class=\"num\">$0.5000</td>",
+        "<th class=\"num\">cost</th><th class=\"num\">tokens</th>",
+        "<td class=\"num\">$0.2500</td><td class=\"num\">2,500 (2,000 in, 500 out)</td>",
+    ] {
+        assert!(html.contains(want), "no {want:?} in the HTML:\n{html}");
+    }
+
+    std::fs::write(d.join("r.xml"), report(d, &["--format", "junit"])).unwrap();
+    let suites = read_junit(&d.join("r.xml"));
+    let props = &suites[0]["properties"];
+    assert_eq!(props["ordo.cost_usd"], "0.750000", "{props}");
+    assert_eq!(props["ordo.tokens.total"], "7500", "{props}");
+    assert_eq!(props["ordo.model.claude-stub-large.cost_usd"], "0.500000");
+    let review = &case(&suites[0], "review")["properties"];
+    assert_eq!(review["ordo.cost_usd"], "0.500000", "{review}");
+    assert_eq!(review["ordo.tokens.input"], "4000", "{review}");
+    assert_eq!(review["ordo.tokens.output"], "1000", "{review}");
+    // A command job has no spend to show.
+    let plain = tempfile::tempdir().unwrap();
+    assert_eq!(run(plain.path(), DIAMOND, &[]), 0);
+    let md = report(plain.path(), &["--format", "md"]);
+    assert!(!md.contains("| cost") && !md.contains("tokens"), "{md}");
+}
+
+/// A retried job's time is its last run's, not the time since it was first submitted: status,
+/// watch-style summaries and reports say which run, list the earlier ones, and draw the last
+/// run's timeline with the earlier runs folded away.
+#[test]
+fn a_retried_job_shows_each_runs_duration_and_timeline() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let spec = "name = \"again\"\n[[tasks]]\nname = \"setup\"\ncommand = \"echo setup\"\n\
+                [[tasks]]\nname = \"check\"\ncommand = \"echo checking; test -e ok\"\n\
+                depends_on = [\"setup\"]\n";
+    assert_eq!(run(d, spec, &[]), 1);
+    // The user looks into it for a while before retrying.
+    const GAP: u64 = 1500;
+    std::thread::sleep(Duration::from_millis(GAP));
+    std::fs::write(d.join("ok"), "").unwrap();
+    let job = report_json(d)["job"]["id"].as_str().unwrap().to_string();
+    let r = ordo_in(d, &["retry", &job, "--failed-only", "--state", "st"], &[]);
+    assert_eq!(r.code(), 0, "{}{}", r.stdout, r.stderr);
+
+    let st = ordo_in(
+        d,
+        &["status", &job, "--state", "st", "--output", "json"],
+        &[],
+    )
+    .json();
+    assert_eq!(st["retries"], 1, "{st}");
+    let run_start = st["run_started_ms"].as_u64().expect("run_started_ms");
+    let created = st["created_ms"].as_u64().unwrap();
+    let finished = st["finished_ms"].as_u64().unwrap();
+    assert!(run_start >= created + GAP, "{st}");
+    assert!(
+        finished - run_start < GAP,
+        "the last run took {} ms",
+        finished - run_start
+    );
+    let text = ordo_in(d, &["status", &job, "--state", "st"], &[]).stdout;
+    let took = text
+        .lines()
+        .find(|l| l.contains(", took "))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(took.contains("(run 2 of 2)"), "{took}");
+
+    let rep = report_json(d);
+    let s = &rep["summary"];
+    let runs = s["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2, "{s}");
+    assert_eq!(
+        (runs[0]["outcome"].as_str(), runs[1]["outcome"].as_str()),
+        (Some("failed"), Some("succeeded"))
+    );
+    assert_eq!(
+        (runs[0]["attempts"].as_u64(), runs[1]["attempts"].as_u64()),
+        (Some(2), Some(1))
+    );
+    assert!(runs[1]["started_ms"].as_u64().unwrap() >= runs[0]["ended_ms"].as_u64().unwrap() + GAP);
+    assert!(s["makespan_ms"].as_u64().unwrap() < GAP, "{s}");
+    assert_eq!(s["start_ms"], runs[1]["started_ms"]);
+    let check = task(&rep, "check");
+    assert_eq!(check["runs"][0]["run"], 1);
+    assert_eq!(check["runs"][1]["run"], 2);
+
+    let md = report(d, &["--format", "md"]);
+    assert!(md.contains("| makespan (last run) |"), "{md}");
+    assert!(
+        md.contains("| runs (submission, then each retry) | run 1: "),
+        "{md}"
+    );
+    let lines = gantt(&md);
+    assert_eq!(lines.len(), 1, "only the last run's attempt: {lines:?}");
+    assert!(lines[0].name.starts_with("check"), "{lines:?}");
+
+    let html = report(d, &["--format", "html"]);
+    let (last, earlier) = html.split_at(html.find("<details class=\"run\">").expect("folded runs"));
+    assert_eq!(
+        count(last, "<rect class=\"bar "),
+        1,
+        "the last run: check alone"
+    );
+    assert!(
+        last.contains("not in this run (ran in run 1)"),
+        "setup ran before"
+    );
+    assert!(earlier.contains("<summary>Run 1 (earlier): "), "{earlier}");
+    assert_eq!(
+        count(earlier, "<rect class=\"bar "),
+        2,
+        "run 1: setup and check"
+    );
 }
 
 #[test]

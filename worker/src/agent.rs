@@ -34,6 +34,33 @@ pub fn read(kind: AgentKind, stdout: &[u8]) -> Result<Reading, String> {
     }
 }
 
+/// What `ordo logs` shows of a `kind` run's stdout once the run has printed all of it: its
+/// result text (or, when it has none, its error). `None` while more is to come (Claude Code's
+/// object is not whole yet, Codex's turn has not ended) or for a plain command.
+pub fn shown(kind: AgentKind, stdout: &[u8]) -> Option<String> {
+    if kind == AgentKind::Codex {
+        let ended = String::from_utf8_lossy(stdout).lines().any(|l| {
+            serde_json::from_str::<Value>(l.trim()).is_ok_and(|e| {
+                matches!(
+                    e.get("type").and_then(Value::as_str),
+                    Some("turn.completed" | "turn.failed" | "error")
+                )
+            })
+        });
+        if !ended {
+            return None;
+        }
+    }
+    if kind == AgentKind::Command {
+        return None;
+    }
+    let r = read(kind, stdout).ok()?;
+    Some(match r.error {
+        Some(e) if r.result.trim().is_empty() => e,
+        _ => r.result,
+    })
+}
+
 /// The one JSON object Claude Code prints: `result`, `is_error`, `subtype`, `session_id`,
 /// `total_cost_usd`, `usage.input_tokens`, `usage.output_tokens`, `num_turns`. Anything
 /// printed before it (a warning line) is skipped; the object is the last non-empty line or
@@ -88,6 +115,7 @@ fn read_claude(text: &str) -> Result<Reading, String> {
             .get("num_turns")
             .and_then(Value::as_u64)
             .and_then(|n| u32::try_from(n).ok()),
+        model: main_model(object.get("modelUsage")),
         rate_limited: None,
     };
     let error = is_error.then(|| {
@@ -107,6 +135,24 @@ fn read_claude(text: &str) -> Result<Reading, String> {
         run.rate_limited = rate_limit(&format!("{e} {}", object_text(&object)));
     }
     Ok(Reading { run, result, error })
+}
+
+/// Of Claude Code's `modelUsage` (model name → `costUSD`, `inputTokens`, `outputTokens`), the
+/// model that cost the most (by tokens when none says its cost).
+fn main_model(usage: Option<&Value>) -> Option<String> {
+    let weight = |u: &Value| {
+        let n = |k: &str| u.get(k).and_then(Value::as_f64).unwrap_or(0.0);
+        (n("costUSD"), n("inputTokens") + n("outputTokens"))
+    };
+    usage?
+        .as_object()?
+        .iter()
+        .max_by(|a, b| {
+            weight(a.1)
+                .partial_cmp(&weight(b.1))
+                .unwrap_or(std::cmp::Ordering::Equal)
+        })
+        .map(|(name, _)| name.clone())
 }
 
 /// Codex's events: `thread.started` (the session), `turn.completed` (usage, added up),
@@ -258,6 +304,34 @@ mod tests {
         assert_eq!((r.run.input_tokens, r.run.output_tokens), (1200, 340));
         assert_eq!(r.run.num_turns, Some(3));
         assert_eq!(r.run.rate_limited, None);
+        assert_eq!(r.run.model, None);
+    }
+
+    #[test]
+    fn shown_once_the_output_is_whole() {
+        let claude = br#"{"type":"result","is_error":false,"result":"Done","session_id":"s"}"#;
+        assert_eq!(shown(AgentKind::Claude, &claude[..20]), None);
+        assert_eq!(shown(AgentKind::Claude, claude).as_deref(), Some("Done"));
+        let codex = concat!(
+            r#"{"type":"thread.started","thread_id":"t"}"#,
+            "\n",
+            r#"{"type":"item.completed","item":{"type":"agent_message","text":"Hi"}}"#,
+            "\n"
+        );
+        assert_eq!(shown(AgentKind::Codex, codex.as_bytes()), None);
+        let done = format!("{codex}{}\n", r#"{"type":"turn.completed","usage":{}}"#);
+        assert_eq!(
+            shown(AgentKind::Codex, done.as_bytes()).as_deref(),
+            Some("Hi")
+        );
+        assert_eq!(shown(AgentKind::Command, b"x"), None);
+    }
+
+    #[test]
+    fn claude_main_model_is_the_costliest() {
+        let out = br#"{"type":"result","is_error":false,"result":"ok","modelUsage":{"claude-haiku-4-5":{"inputTokens":900,"outputTokens":10,"costUSD":0.001},"claude-sonnet-4-5":{"inputTokens":300,"outputTokens":200,"costUSD":0.04}}}"#;
+        let r = read(AgentKind::Claude, out).unwrap();
+        assert_eq!(r.run.model.as_deref(), Some("claude-sonnet-4-5"));
     }
 
     #[test]

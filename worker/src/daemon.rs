@@ -529,6 +529,11 @@ async fn execute(
         let client = shared.client.clone();
         let subject = names::log_subject(&d.job, d.index);
         let attempt = d.attempt.to_string();
+        // `ordo logs` shows an agent's result text instead of the JSON it prints.
+        let agent = d
+            .agent
+            .filter(|k| *k != ordo_proto::AgentKind::Command)
+            .map(|k| k.name());
         tokio::spawn(async move {
             let mut streamed = 0u64;
             while let Some(chunk) = out_rx.recv().await {
@@ -549,12 +554,15 @@ async fn execute(
                     );
                 }
                 let mut headers = async_nats::HeaderMap::new();
-                headers.insert("Ordo-Attempt", attempt.as_str());
+                headers.insert(names::LOG_ATTEMPT_HEADER, attempt.as_str());
                 let stream = match chunk.stream {
                     exec::Stream::Stdout => "stdout",
                     exec::Stream::Stderr => "stderr",
                 };
-                headers.insert("Ordo-Stream", stream);
+                headers.insert(names::LOG_STREAM_HEADER, stream);
+                if let Some(kind) = agent {
+                    headers.insert(names::LOG_AGENT_HEADER, kind);
+                }
                 let _ = client
                     .publish_with_headers(subject.clone(), headers, data.into())
                     .await;

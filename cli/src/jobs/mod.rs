@@ -204,7 +204,8 @@ impl Jobs {
         self.status_where(job, page, page_size, states, None).await
     }
 
-    async fn status_where(
+    /// Like `status_page`, only the tasks named `task` (when given).
+    pub async fn status_where(
         &self,
         job: JobId,
         page: usize,

@@ -179,7 +179,7 @@ fn changes(seen: &mut Seen, status: &JobStatus) -> Vec<String> {
 /// The line for a task entering its current state; `None` for states not worth a line
 /// (pending, ready, dispatched).
 fn change_line(t: &TaskStatus) -> Option<String> {
-    let name = plain(&t.name);
+    let name = plain(&t.label());
     let why = |what: &str| match (t.reason.as_deref().map(one_line), t.exit_code) {
         (Some(r), _) if !r.is_empty() => format!("{what}: {r}"),
         (_, Some(code)) => format!("{what}: exit code {code}"),
@@ -223,8 +223,9 @@ pub fn final_line(s: &JobSummary) -> String {
     let mut line = format!("{symbol} job {} '{}' {}", s.id, plain(&s.name), s.state);
     if let Some(f) = s.finished_ms {
         line.push_str(&format!(
-            " in {}",
-            fmt_duration(f.saturating_sub(s.created_ms))
+            " in {}{}",
+            fmt_duration(s.run_duration(f)),
+            super::render::run_note(s.retries)
         ));
     }
     line.push_str(&format!(": {}/{} tasks succeeded", s.succeeded, s.total));

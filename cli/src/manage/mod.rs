@@ -96,7 +96,8 @@ pub enum Manage {
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
     },
-    /// Print a job's output (raw, as the tasks wrote it), or one task's.
+    /// Print a job's output, or one task's: a header line before each task's attempt, an
+    /// agent's result text rather than its JSON.
     Logs {
         job: String,
         /// Task name or index.
@@ -104,6 +105,9 @@ pub enum Manage {
         /// Keep printing until the job ends.
         #[arg(long, short)]
         follow: bool,
+        /// Agents' output as they printed it (their JSON), on a cluster.
+        #[arg(long)]
+        raw: bool,
         #[command(flatten)]
         target: TargetArgs,
     },
@@ -313,10 +317,11 @@ async fn run(cmd: Manage) -> Result<u8, Error> {
             job,
             task,
             follow,
+            raw,
             target,
         } => {
             let (jobs, job) = open_job(&target.target(), &job).await?;
-            interruptible(logs::logs(&jobs, job, task.as_deref(), follow)).await
+            interruptible(logs::logs(&jobs, job, task.as_deref(), follow, raw)).await
         }
         Manage::Cancel {
             job,
@@ -455,6 +460,8 @@ pub(crate) mod tests {
             failed: 0,
             running: 1,
             cost_usd: None,
+            run_started_ms: None,
+            retries: 0,
         }
     }
 
@@ -462,6 +469,7 @@ pub(crate) mod tests {
         TaskStatus {
             index: TaskIndex(index),
             name: name.into(),
+            title: None,
             state,
             attempts: 1,
             conflicts: 0,

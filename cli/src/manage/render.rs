@@ -122,7 +122,18 @@ pub fn counts(s: &JobSummary) -> String {
     text
 }
 
-/// `job <id> '<name>': <state>, <counts>, created 5m ago[, took 1.2s][: reason]`.
+/// ` (run 2 of 2)` for a job retried once, nothing for one that ran once: what its duration
+/// measures.
+pub fn run_note(retries: u32) -> String {
+    if retries == 0 {
+        String::new()
+    } else {
+        format!(" (run {0} of {0})", retries + 1)
+    }
+}
+
+/// `job <id> '<name>': <state>, <counts>, created 5m ago[, took 1.2s[ (run 2 of 2)]][: reason]`:
+/// a retried job's time is its last run's.
 pub fn summary_line(s: &JobSummary, now_ms: u64) -> String {
     let mut line = format!(
         "job {} '{}': {}, {}, created {} ago",
@@ -132,10 +143,11 @@ pub fn summary_line(s: &JobSummary, now_ms: u64) -> String {
         counts(s),
         fmt_age(now_ms.saturating_sub(s.created_ms))
     );
-    if let Some(f) = s.finished_ms {
+    if s.finished_ms.is_some() {
         line.push_str(&format!(
-            ", took {}",
-            fmt_duration(f.saturating_sub(s.created_ms))
+            ", took {}{}",
+            fmt_duration(s.run_duration(now_ms)),
+            run_note(s.retries)
         ));
     }
     if let Some(r) = s.reason.as_deref().map(one_line)
@@ -161,7 +173,7 @@ pub fn status_text(st: &JobStatus, now_ms: u64) -> String {
     let mut rows = vec![head];
     for t in &st.tasks {
         let mut row = vec![
-            plain(&t.name),
+            plain(&t.label()),
             t.state.to_string(),
             t.attempts.to_string(),
             t.worker.as_ref().map_or_else(dash, |w| plain(w.as_str())),

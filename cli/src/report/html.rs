@@ -14,7 +14,10 @@ use std::fmt::Write;
 
 use ordo_proto::TaskPhase;
 
-use super::{Mark, Report, TaskReport, VerifyResult, clean_output, cut, fmt_ms, fmt_pct, utc};
+use super::{
+    Mark, Report, TaskReport, VerifyResult, clean_output, cut, fmt_ms, fmt_pct, fmt_tokens,
+    fmt_usd, utc,
+};
 
 const WIDTH: u64 = 1200;
 const LABEL_W: u64 = 300;
@@ -42,6 +45,7 @@ td.num, th.num { text-align: right; white-space: nowrap; }
 .summary div { background: #f6f7f9; border-radius: 6px; padding: 8px 10px; }
 .summary b { display: block; font-size: 18px; }
 .summary div > span { color: #5b6475; font-size: 12px; }
+table.models { width: auto; margin-top: 10px; }
 "#;
 
 /// What the report and the dashboard show alike: outcome and state colours (each `.o-STATE`
@@ -65,6 +69,8 @@ rect.bar, rect.try { rx: 2px; }
 .o-pending { fill: #c4c8d0; --c: #c4c8d0; } .o-running { fill: #2f6fd0; --c: #2f6fd0; }
 .o-retry_wait { fill: #e0b21e; --c: #e0b21e; }
 rect.try { opacity: .55; }
+details.run { margin: 10px 0; } details.run > summary { cursor: pointer; color: #5b6475; }
+details.run svg.gantt { opacity: .6; }
 rect.bar.crit { stroke: #1d2330; stroke-width: 1.5px; }
 .legend span { display: inline-block; margin-right: 14px; font-size: 12px; }
 .legend i { display: inline-block; width: 12px; height: 12px; border-radius: 2px; vertical-align: -1px; margin-right: 4px;
@@ -165,7 +171,7 @@ pub fn integration_section(out: &mut String, r: &Report, ji: &super::JobIntegrat
         let _ = writeln!(
             out,
             "<tr><td>{}</td><td>{}{kept}</td><td><code>{}</code></td><td>{}</td><td>{}</td></tr>",
-            esc(&t.name),
+            esc(&t.label()),
             esc(&it.outcome),
             esc(it.commit.as_deref().map_or("-", |c| &c[..c.len().min(12)])),
             esc(&it.files.join(", ")),
@@ -209,7 +215,25 @@ pub fn render(r: &Report) -> String {
         ),
         "outcome",
     );
-    tile(esc(&fmt_ms(s.makespan_ms)), "makespan (submission to end)");
+    if s.runs.len() > 1 {
+        tile(
+            esc(&fmt_ms(s.makespan_ms)),
+            &format!(
+                "makespan of run {0} of {0} (its start to end)",
+                s.runs.len()
+            ),
+        );
+        let earlier: Vec<String> = s.runs[..s.runs.len() - 1]
+            .iter()
+            .map(|run| format!("run {}: {}", run.run, fmt_ms(run.duration_ms)))
+            .collect();
+        tile(
+            esc(&earlier.join(", ")),
+            "earlier runs (submission, retries)",
+        );
+    } else {
+        tile(esc(&fmt_ms(s.makespan_ms)), "makespan (submission to end)");
+    }
     tile(esc(&fmt_ms(s.task_time_ms)), "task time (sum of attempts)");
     tile(
         s.speedup.map_or("-".into(), |v| format!("{v:.2}×")),
@@ -234,12 +258,37 @@ pub fn render(r: &Report) -> String {
         ),
     );
     tile(esc(&fmt_ms(s.critical_path_ms)), "critical path");
+    if let Some(c) = s.cost_usd {
+        tile(esc(&fmt_usd(c)), "cost (agent runs)");
+    }
+    if let Some(t) = s.tokens {
+        tile(esc(&fmt_tokens(t)), "tokens (agent runs)");
+    }
     let (start_date, start_time) = utc(s.start_ms);
     tile(start_time, &format!("start (UTC, {start_date})"));
     let (end_date, end_time) = utc(s.end_ms);
     let end_label = if s.finished { "end" } else { "last change" };
     tile(end_time, &format!("{end_label} (UTC, {end_date})"));
     let _ = writeln!(out, "</div>");
+    if !s.models.is_empty() {
+        let _ = writeln!(
+            out,
+            "<table class=\"models\">\n<thead><tr><th>model</th><th class=\"num\">runs</th>\
+             <th class=\"num\">cost</th><th class=\"num\">tokens</th></tr></thead>\n<tbody>"
+        );
+        for m in &s.models {
+            let _ = writeln!(
+                out,
+                "<tr><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
+                 <td class=\"num\">{}</td></tr>",
+                esc(&m.model),
+                m.runs,
+                esc(&m.cost_usd.map_or("-".into(), fmt_usd)),
+                esc(&fmt_tokens(m.tokens))
+            );
+        }
+        let _ = writeln!(out, "</tbody>\n</table>");
+    }
     if let Some(why) = &s.reason {
         let _ = writeln!(out, "<p class=\"note\">{}</p>", esc(why));
     }
@@ -260,11 +309,18 @@ pub fn render(r: &Report) -> String {
     let _ = writeln!(out, "</ul>");
 
     // Tasks
+    // Agent jobs get cost and token columns.
+    let agents = s.cost_usd.is_some() || s.tokens.is_some();
     let _ = writeln!(
         out,
         "<h2>Tasks</h2>\n<table>\n<thead><tr><th class=\"num\">#</th><th>task</th><th>state</th>\
          <th class=\"num\">attempts</th><th>worker</th><th class=\"num\">exit</th>\
-         <th class=\"num\">duration</th><th class=\"num\">waited</th><th>reason / output</th></tr></thead>\n<tbody>"
+         <th class=\"num\">duration</th><th class=\"num\">waited</th>{}<th>reason / output</th></tr></thead>\n<tbody>",
+        if agents {
+            "<th class=\"num\">cost</th><th class=\"num\">tokens</th>"
+        } else {
+            ""
+        }
     );
     for t in &r.tasks {
         let exit = match (t.exit_code, t.signal) {
@@ -289,12 +345,21 @@ pub fn render(r: &Report) -> String {
                 esc(&clean_output(&t.output_tail))
             );
         }
+        let spend = if agents {
+            format!(
+                "<td class=\"num\">{}</td><td class=\"num\">{}</td>",
+                esc(&t.cost_usd.map_or("-".into(), fmt_usd)),
+                esc(&t.tokens.map_or("-".into(), fmt_tokens))
+            )
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             out,
             "<tr><td class=\"num\">{}</td><td>{}{}</td><td>{} {}</td><td class=\"num\">{}</td>\
-             <td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td>{}</td></tr>",
+             <td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>{spend}<td>{}</td></tr>",
             t.index,
-            esc(&t.name),
+            esc(&t.label()),
             if t.critical {
                 " <span title=\"critical path\">★</span>"
             } else {
@@ -349,7 +414,7 @@ fn checklist_item(t: &TaskReport) -> String {
     let mut item = format!(
         "{} <b>{}</b> — {} ",
         mark_html(t.mark),
-        esc(&t.name),
+        esc(&t.label()),
         t.run.kind
     );
     if t.run.kind == "prompt" {
@@ -438,14 +503,52 @@ fn tick_label(ms: u64) -> String {
     }
 }
 
-/// The SVG Gantt chart of `r`'s tasks (all of them, or the page of them the caller kept),
-/// on the time axis of the whole job.
+/// The SVG Gantt chart of `r`'s tasks (all of them, or the page of them the caller kept) in
+/// the job's last run, on that run's time axis; a retried job's earlier runs follow, folded
+/// (`<details class="run">`), each on its own axis.
 pub fn gantt(r: &Report) -> String {
-    let t0 = r.summary.start_ms;
-    let span = r.summary.end_ms.saturating_sub(t0).max(1);
+    let s = &r.summary;
+    let last = s.runs.last().map_or(1, |run| run.run);
+    let mut out = gantt_run(r, last, s.start_ms, s.end_ms);
+    for run in s.runs.iter().rev().skip(1) {
+        let _ = writeln!(
+            out,
+            "<details class=\"run\"><summary>Run {} (earlier): {} from {}, {}, {} attempt(s)</summary>",
+            run.run,
+            fmt_ms(run.duration_ms),
+            utc(run.started_ms).1,
+            run.outcome.map_or("unfinished", |o| o.name()),
+            run.attempts
+        );
+        out.push_str(&gantt_run(
+            r,
+            run.run,
+            run.started_ms,
+            run.started_ms + run.duration_ms,
+        ));
+        let _ = writeln!(out, "</details>");
+    }
+    out
+}
+
+/// The chart of the attempts of run `run`, on the axis from `t0` to `end`.
+fn gantt_run(r: &Report, run: u32, t0: u64, end: u64) -> String {
+    let span = end.saturating_sub(t0).max(1);
     let x = |t: u64| LABEL_W as f64 + (t.saturating_sub(t0)) as f64 / span as f64 * CHART_W as f64;
-    let mut rows: Vec<&TaskReport> = r.tasks.iter().collect();
-    rows.sort_by_key(|t| (t.started_ms.or(t.ended_ms).unwrap_or(u64::MAX), t.index));
+    let mut rows: Vec<(&TaskReport, Vec<&super::AttemptReport>)> = r
+        .tasks
+        .iter()
+        .map(|t| (t, t.runs.iter().filter(|a| a.run == run).collect()))
+        .collect();
+    rows.sort_by_key(|(t, a)| {
+        (
+            a.first()
+                .map(|a| a.started_ms)
+                .or(t.ended_ms.filter(|_| t.runs.is_empty()))
+                .unwrap_or(u64::MAX),
+            t.index,
+        )
+    });
     let height = TOP + rows.len() as u64 * ROW_H + 12;
     let mut out = String::new();
     let _ = writeln!(
@@ -476,7 +579,7 @@ pub fn gantt(r: &Report) -> String {
         );
         t += step;
     }
-    for (row, task) in rows.iter().enumerate() {
+    for (row, (task, attempts)) in rows.iter().enumerate() {
         let y = TOP + row as u64 * ROW_H;
         let bar_y = y + (ROW_H - BAR_H) / 2;
         let crit = if task.critical { " crit" } else { "" };
@@ -485,14 +588,14 @@ pub fn gantt(r: &Report) -> String {
             "<text class=\"label{crit}\" x=\"{}\" y=\"{}\" text-anchor=\"end\"><title>{}</title>{}</text>",
             LABEL_W - 8,
             y + ROW_H / 2 + 4,
-            esc(&task.name),
-            esc(&cut(&task.name, 42))
+            esc(&task.label()),
+            esc(&cut(&task.label(), 42))
         );
-        let attempts = task.runs.len();
-        for (k, a) in task.runs.iter().enumerate() {
+        let n = attempts.len();
+        for (k, a) in attempts.iter().enumerate() {
             let x1 = x(a.started_ms);
             let w = (x(a.started_ms + a.duration_ms) - x1).max(2.0);
-            let last = k + 1 == attempts;
+            let last = k + 1 == n;
             let class = if last {
                 format!("bar o-{}{crit}", a.outcome)
             } else {
@@ -502,7 +605,7 @@ pub fn gantt(r: &Report) -> String {
                 out,
                 "<rect class=\"{class}\" x=\"{x1:.1}\" y=\"{bar_y}\" width=\"{w:.1}\" height=\"{BAR_H}\">\
                  <title>{} — attempt {}: {} in {} on {}{}</title></rect>",
-                esc(&task.name),
+                esc(&task.label()),
                 a.attempt,
                 a.outcome,
                 fmt_ms(a.duration_ms),
@@ -514,20 +617,29 @@ pub fn gantt(r: &Report) -> String {
                 }
             );
             if last {
-                let _ = writeln!(
-                    out,
-                    "<text class=\"dur\" x=\"{:.1}\" y=\"{}\">{}</text>",
-                    x1 + w + 4.0,
-                    y + ROW_H / 2 + 4,
-                    fmt_ms(
-                        task.ended_ms
-                            .unwrap_or(a.started_ms)
-                            .saturating_sub(task.started_ms.unwrap_or(a.started_ms))
-                    )
-                );
+                let _ =
+                    writeln!(
+                        out,
+                        "<text class=\"dur\" x=\"{:.1}\" y=\"{}\">{}</text>",
+                        x1 + w + 4.0,
+                        y + ROW_H / 2 + 4,
+                        fmt_ms((a.started_ms + a.duration_ms).saturating_sub(
+                            attempts.first().map_or(a.started_ms, |f| f.started_ms)
+                        ))
+                    );
             }
         }
-        if attempts == 0 {
+        if n == 0 && !task.runs.is_empty() {
+            let mut runs: Vec<String> = task.runs.iter().map(|a| a.run.to_string()).collect();
+            runs.dedup();
+            let _ = writeln!(
+                out,
+                "<text class=\"dur\" x=\"{}\" y=\"{}\">not in this run (ran in run {})</text>",
+                LABEL_W + 4,
+                y + ROW_H / 2 + 4,
+                runs.join(", ")
+            );
+        } else if n == 0 {
             let at = x(task.ended_ms.unwrap_or(t0));
             let _ = writeln!(
                 out,
@@ -538,7 +650,7 @@ pub fn gantt(r: &Report) -> String {
                 } else {
                     task.state.name()
                 },
-                esc(&task.name),
+                esc(&task.label()),
                 esc(task.state.name()),
                 task.reason
                     .as_deref()

@@ -1,7 +1,8 @@
 //! JUnit XML as CI systems read it: `<testsuites>` holding one `<testsuite>` for the job, one
 //! `<testcase>` per task. Failed and timed-out tasks get `<failure>` with the output tail,
 //! tasks cancelled while running get `<error>`, skipped tasks (and tasks that never started or
-//! have not finished) get `<skipped>`. Text is XML-escaped and characters XML 1.0 forbids are
+//! have not finished) get `<skipped>`. Agent runs' cost and tokens are properties: the job's
+//! (and per model) on the testsuite, each task's on its testcase. Text is XML-escaped and characters XML 1.0 forbids are
 //! dropped.
 
 use std::fmt::Write;
@@ -71,6 +72,16 @@ pub fn render(r: &Report) -> String {
     prop("retries", s.retries.to_string());
     let path: Vec<&str> = r.critical_path.iter().map(|p| p.name.as_str()).collect();
     prop("critical_path", path.join(" -> "));
+    spend_props(&mut prop, s.cost_usd, s.tokens);
+    for m in &s.models {
+        if let Some(c) = m.cost_usd {
+            prop(&format!("model.{}.cost_usd", m.model), format!("{c:.6}"));
+        }
+        prop(
+            &format!("model.{}.tokens", m.model),
+            m.tokens.total.to_string(),
+        );
+    }
     let _ = writeln!(out, "    </properties>");
 
     for t in &r.tasks {
@@ -81,17 +92,29 @@ pub fn render(r: &Report) -> String {
             attr(&t.name),
             attr(&r.job.name)
         );
+        // Agent tasks: their cost and tokens, as pytest's `record_property` writes them.
+        let mut props = String::new();
+        spend_props(
+            &mut |k: &str, v: String| {
+                let _ = write!(
+                    props,
+                    "\n        <property name=\"ordo.{k}\" value=\"{}\"/>",
+                    attr(&v)
+                );
+            },
+            t.cost_usd,
+            t.tokens,
+        );
+        let mut body = String::new();
+        if !props.is_empty() {
+            let _ = write!(body, "\n      <properties>{props}\n      </properties>");
+        }
         let tail = text(&clean_output(&t.output_tail));
         let why = t.reason.clone().unwrap_or_else(|| t.state.to_string());
         match verdict(t) {
             Verdict::Pass => {
-                if tail.is_empty() {
-                    out.push_str("/>\n");
-                } else {
-                    let _ = writeln!(
-                        out,
-                        ">\n      <system-out>{tail}</system-out>\n    </testcase>"
-                    );
+                if !tail.is_empty() {
+                    let _ = write!(body, "\n      <system-out>{tail}</system-out>");
                 }
             }
             Verdict::Failure | Verdict::Error => {
@@ -101,25 +124,46 @@ pub fn render(r: &Report) -> String {
                     "failure"
                 };
                 let kind = t.runs.last().map_or(t.state.name(), |a| a.outcome.name());
-                let _ = writeln!(
-                    out,
-                    ">\n      <{el} message=\"{}\" type=\"{}\">{tail}</{el}>\n    </testcase>",
+                let _ = write!(
+                    body,
+                    "\n      <{el} message=\"{}\" type=\"{}\">{tail}</{el}>",
                     attr(&why),
                     attr(kind)
                 );
             }
             Verdict::Skipped => {
-                let _ = writeln!(
-                    out,
-                    ">\n      <skipped message=\"{}: {}\"/>\n    </testcase>",
+                let _ = write!(
+                    body,
+                    "\n      <skipped message=\"{}: {}\"/>",
                     attr(t.state.name()),
                     attr(&why)
                 );
             }
         }
+        if body.is_empty() {
+            out.push_str("/>\n");
+        } else {
+            let _ = writeln!(out, ">{body}\n    </testcase>");
+        }
     }
     out.push_str("  </testsuite>\n</testsuites>\n");
     out
+}
+
+/// `cost_usd`, `tokens.input`, `tokens.output` and `tokens.total`, those known.
+fn spend_props(
+    prop: &mut impl FnMut(&str, String),
+    cost_usd: Option<f64>,
+    tokens: Option<super::Tokens>,
+) {
+    if let Some(c) = cost_usd {
+        prop("cost_usd", format!("{c:.6}"));
+    }
+    if let Some(t) = tokens {
+        prop("tokens.input", t.input.to_string());
+        prop("tokens.output", t.output.to_string());
+        prop("tokens.total", t.total.to_string());
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]

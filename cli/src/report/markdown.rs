@@ -7,7 +7,7 @@ use std::fmt::Write;
 
 use super::{
     Mark, Report, RunOutcome, TaskReport, VerifyResult, clean_output, cut, fmt_ms, fmt_pct,
-    fmt_time,
+    fmt_time, fmt_tokens, fmt_usd,
 };
 use ordo_proto::{JobState, Outcome, TaskIndex};
 
@@ -47,7 +47,7 @@ fn integration_section(out: &mut String, r: &Report, ji: &super::JobIntegration)
         let _ = writeln!(
             out,
             "| {} | {} | {} | {} | {} |",
-            cell(&t.name),
+            cell(&t.label()),
             outcome,
             it.commit
                 .as_deref()
@@ -92,7 +92,30 @@ pub fn render(r: &Report) -> String {
         if s.finished { "end" } else { "last change" },
         fmt_time(s.end_ms),
     );
-    row("makespan", fmt_ms(s.makespan_ms));
+    if s.runs.len() > 1 {
+        row("submitted", fmt_time(s.submitted_ms));
+        let runs: Vec<String> = s
+            .runs
+            .iter()
+            .map(|run| {
+                format!(
+                    "run {}: {}, {}",
+                    run.run,
+                    fmt_ms(run.duration_ms),
+                    run.outcome.map_or("unfinished", |o| o.name())
+                )
+            })
+            .collect();
+        row("runs (submission, then each retry)", runs.join("; "));
+    }
+    row(
+        if s.runs.len() > 1 {
+            "makespan (last run)"
+        } else {
+            "makespan"
+        },
+        fmt_ms(s.makespan_ms),
+    );
     row("task time (sum of attempts)", fmt_ms(s.task_time_ms));
     row(
         "speedup (task time / makespan)",
@@ -118,7 +141,30 @@ pub fn render(r: &Report) -> String {
         ),
     );
     row("critical path", fmt_ms(s.critical_path_ms));
+    if let Some(c) = s.cost_usd {
+        row("cost", fmt_usd(c));
+    }
+    if let Some(t) = s.tokens {
+        row("tokens", fmt_tokens(t));
+    }
     out.push('\n');
+    if !s.models.is_empty() {
+        let _ = writeln!(
+            out,
+            "| model | runs | cost | tokens |\n|---|---:|---:|---:|"
+        );
+        for m in &s.models {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} |",
+                cell(&m.model),
+                m.runs,
+                m.cost_usd.map_or("-".into(), fmt_usd),
+                fmt_tokens(m.tokens)
+            );
+        }
+        out.push('\n');
+    }
     for note in &r.notes {
         let _ = writeln!(out, "> {}\n", inline(note));
     }
@@ -130,22 +176,38 @@ pub fn render(r: &Report) -> String {
     out.push('\n');
 
     let _ = writeln!(out, "## Tasks\n");
+    // Agent jobs get cost and token columns.
+    let agents = s.cost_usd.is_some() || s.tokens.is_some();
     let _ = writeln!(
         out,
-        "| # | task | state | attempts | worker | exit | duration | waited | reason |"
+        "| # | task | state | attempts | worker | exit | duration | waited |{} reason |",
+        if agents { " cost | tokens |" } else { "" }
     );
-    let _ = writeln!(out, "|---:|---|---|---:|---|---:|---:|---:|---|");
+    let _ = writeln!(
+        out,
+        "|---:|---|---|---:|---|---:|---:|---:|{}---|",
+        if agents { "---:|---:|" } else { "" }
+    );
     for t in &r.tasks {
         let exit = match (t.exit_code, t.signal) {
             (Some(c), _) => c.to_string(),
             (None, Some(sig)) => format!("signal {sig}"),
             _ => "-".into(),
         };
+        let spend = if agents {
+            format!(
+                " {} | {} |",
+                t.cost_usd.map_or("-".into(), fmt_usd),
+                t.tokens.map_or("-".into(), fmt_tokens)
+            )
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             out,
-            "| {} | {}{} | {} {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {}{} | {} {} | {} | {} | {} | {} | {} |{spend} {} |",
             t.index,
-            cell(&t.name),
+            cell(&t.label()),
             if t.critical { " ★" } else { "" },
             t.mark.symbol(),
             t.state,
@@ -205,7 +267,7 @@ pub fn render(r: &Report) -> String {
             let _ = writeln!(
                 out,
                 "### {} ({}, last attempt, {} bytes in all)\n",
-                inline(&t.name),
+                inline(&t.label()),
                 t.state,
                 t.output_bytes
             );
@@ -222,7 +284,7 @@ pub fn render(r: &Report) -> String {
 
 fn checklist_line(t: &TaskReport) -> String {
     let done = if t.mark == Mark::Pass { 'x' } else { ' ' };
-    let mut line = format!("- [{done}] {} **{}**", t.mark.symbol(), inline(&t.name));
+    let mut line = format!("- [{done}] {} **{}**", t.mark.symbol(), inline(&t.label()));
     let _ = write!(
         line,
         " — {} {}",
@@ -340,19 +402,22 @@ pub fn gantt(r: &Report) -> String {
     };
     let _ = writeln!(out, "    axisFormat {axis}");
     let mut workers: Vec<&str> = Vec::new();
+    let last_run = r.summary.runs.last().map_or(1, |run| run.run);
     for t in &r.tasks {
-        for a in &t.runs {
+        for a in t.runs.iter().filter(|a| a.run == last_run) {
             if !workers.contains(&a.worker.as_str()) {
                 workers.push(&a.worker);
             }
         }
     }
+    // The last run's attempts; earlier runs are in the summary's runs row.
+    let last = r.summary.runs.last().map_or(1, |run| run.run);
     for w in workers {
         let _ = writeln!(out, "    section {}", mermaid_text(w));
         let mut lines: Vec<(u64, TaskIndex, String)> = Vec::new();
         for t in &r.tasks {
             let many = t.runs.len() > 1;
-            for a in t.runs.iter().filter(|a| a.worker == w) {
+            for a in t.runs.iter().filter(|a| a.worker == w && a.run == last) {
                 let tag = match a.outcome {
                     RunOutcome::Ended(Outcome::Succeeded) => "done",
                     RunOutcome::Ended(Outcome::Cancelled) | RunOutcome::Conflict => "active",
@@ -361,9 +426,9 @@ pub fn gantt(r: &Report) -> String {
                     ) => "crit",
                 };
                 let name = if many {
-                    format!("{} (attempt {})", t.name, a.attempt)
+                    format!("{} (attempt {})", t.label(), a.attempt)
                 } else {
-                    t.name.clone()
+                    t.label()
                 };
                 let end = a.started_ms + a.duration_ms.max(1);
                 lines.push((
@@ -388,7 +453,7 @@ pub fn gantt(r: &Report) -> String {
         .tasks
         .iter()
         .filter(|t| t.runs.is_empty())
-        .map(|t| format!("{} ({})", mermaid_text(&t.name), t.state))
+        .map(|t| format!("{} ({})", mermaid_text(&t.label()), t.state))
         .collect();
     if !never.is_empty() {
         let _ = writeln!(out, "    %% never ran: {}", never.join(", "));

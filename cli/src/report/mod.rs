@@ -4,9 +4,14 @@
 //! with an inline SVG timeline.
 //!
 //! What the summary measures:
-//! - makespan: from the job's submission (`created`) to its end (or its last recorded change if
-//!   it has not ended); a resumed job's makespan includes the time it was not running.
-//! - task time: the sum of every attempt's duration, retries included.
+//! - runs: the job's submission, then each `ordo retry` (a job that had ended going back to
+//!   running), each with its start, end, outcome and attempts. The summary (makespan, task
+//!   time, speedup), the critical path and the timelines are of the last run; the HTML
+//!   timeline folds the earlier runs away, each on its own axis.
+//! - makespan: from the last run's start (the submission, unless retried) to its end (or its
+//!   last recorded change if it has not ended); a resumed job's makespan includes the time it
+//!   was not running.
+//! - task time: the sum of the last run's attempts' durations, retries included.
 //! - speedup = task time / makespan; parallel efficiency = speedup / slots, where slots is what
 //!   the job was given at submission (`--workers`, or the live workers' slots on the
 //!   coordinator), bounded by its parallelism limit (`max_parallel_tasks`, 1 if sequential).
@@ -107,6 +112,10 @@ pub struct Summary {
     pub reason: Option<String>,
     pub finished: bool,
     /// Submission, milliseconds since the Unix epoch.
+    pub submitted_ms: u64,
+    /// Its submission and each retry (`ordo retry`), first to last.
+    pub runs: Vec<JobRun>,
+    /// Start of the last run: the submission, unless it was retried.
     pub start_ms: u64,
     /// The job's end (or last recorded change).
     pub end_ms: u64,
@@ -143,6 +152,9 @@ pub struct Summary {
     /// Tokens of every agent run, when any reported them.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tokens: Option<Tokens>,
+    /// Cost and tokens per model, for the runs whose agent named its model.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub models: Vec<ModelSpend>,
 }
 
 /// Agent tokens, in all.
@@ -151,6 +163,65 @@ pub struct Tokens {
     pub input: u64,
     pub output: u64,
     pub total: u64,
+}
+
+impl Tokens {
+    /// The tokens of `runs` in all, `None` when there is no agent run.
+    pub fn of<'a>(runs: impl IntoIterator<Item = &'a ordo_proto::AgentRun>) -> Option<Tokens> {
+        runs.into_iter().fold(None, |sum, a| {
+            let t = sum.unwrap_or_default();
+            let (input, output) = (t.input + a.input_tokens, t.output + a.output_tokens);
+            Some(Tokens {
+                input,
+                output,
+                total: input + output,
+            })
+        })
+    }
+}
+
+/// What the runs of one model spent.
+#[derive(Clone, Debug, Serialize)]
+pub struct ModelSpend {
+    pub model: String,
+    pub runs: u32,
+    pub cost_usd: Option<f64>,
+    pub tokens: Tokens,
+}
+
+/// Cost and tokens per model named by `runs`, costliest first.
+fn by_model<'a>(runs: impl IntoIterator<Item = &'a ordo_proto::AgentRun>) -> Vec<ModelSpend> {
+    let mut models: BTreeMap<&str, Vec<&ordo_proto::AgentRun>> = BTreeMap::new();
+    for a in runs {
+        if let Some(m) = &a.model {
+            models.entry(m).or_default().push(a);
+        }
+    }
+    let mut out: Vec<ModelSpend> = models
+        .into_iter()
+        .map(|(model, runs)| ModelSpend {
+            model: model.to_string(),
+            runs: runs.len() as u32,
+            cost_usd: runs.iter().filter_map(|a| a.cost_usd).reduce(|a, b| a + b),
+            tokens: Tokens::of(runs.iter().copied()).unwrap_or_default(),
+        })
+        .collect();
+    out.sort_by(|a, b| {
+        b.cost_usd
+            .unwrap_or(0.0)
+            .total_cmp(&a.cost_usd.unwrap_or(0.0))
+            .then(b.tokens.total.cmp(&a.tokens.total))
+    });
+    out
+}
+
+/// Dollars for people: `$0.0421`, `$3.02`.
+pub fn fmt_usd(v: f64) -> String {
+    if v < 1.0 {
+        format!("${v:.4}")
+    } else {
+        format!("${v:.2}")
+    }
 }
 
 /// A worktree job's integration, in all.
@@ -288,6 +359,9 @@ pub struct VerifyReport {
 pub struct TaskReport {
     pub index: TaskIndex,
     pub name: String,
+    /// Its title, when its format gave one apart from the name (a TaskMaster task's).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
     pub state: TaskPhase,
     pub mark: Mark,
     /// Why it did not succeed.
@@ -318,6 +392,12 @@ pub struct TaskReport {
     /// What its agent runs cost, when the agent reported it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cost_usd: Option<f64>,
+    /// Its agent runs' tokens, when it has any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tokens: Option<Tokens>,
+    /// The models its agent runs named.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub models: Vec<String>,
     /// Results of this task that changed nothing (stale or duplicate executions).
     pub ignored: Vec<IgnoredResult>,
     /// Jobs in worktrees: how its change was integrated.
@@ -325,9 +405,82 @@ pub struct TaskReport {
     pub integration: Option<TaskIntegration>,
 }
 
+/// One run of a job: its submission, or one `ordo retry`.
+#[derive(Clone, Debug, Serialize)]
+pub struct JobRun {
+    /// 1 for the submission, 2 for the first retry, ...
+    pub run: u32,
+    pub started_ms: u64,
+    /// When it ended; `None` while it runs.
+    pub ended_ms: Option<u64>,
+    /// Its end (or the last recorded change) minus its start.
+    pub duration_ms: u64,
+    /// How it ended.
+    pub outcome: Option<JobState>,
+    /// Attempts that started in it.
+    pub attempts: usize,
+}
+
+/// The runs of a job from its history: the first starts at its submission, each retry (a
+/// terminal job going back to running) starts another, a terminal state ends one.
+fn job_runs(data: &ReportData) -> Vec<JobRun> {
+    let mut runs = vec![JobRun {
+        run: 1,
+        started_ms: data.job.created_ms,
+        ended_ms: None,
+        duration_ms: 0,
+        outcome: None,
+        attempts: 0,
+    }];
+    for h in &data.history {
+        let Change::Job { state, at, .. } = &h.change else {
+            continue;
+        };
+        let last = runs.last_mut().expect("one run at least");
+        if state.is_terminal() {
+            last.ended_ms = Some(*at);
+            last.outcome = Some(*state);
+        } else if last.ended_ms.is_some() {
+            let run = last.run + 1;
+            runs.push(JobRun {
+                run,
+                started_ms: *at,
+                ended_ms: None,
+                duration_ms: 0,
+                outcome: None,
+                attempts: 0,
+            });
+        }
+    }
+    let last_change = data
+        .attempts
+        .iter()
+        .map(attempt_end)
+        .chain(data.history.iter().map(|h| h.at))
+        .max()
+        .unwrap_or(data.job.updated_ms)
+        .max(data.job.updated_ms);
+    let starts: Vec<u64> = runs.iter().map(|r| r.started_ms).collect();
+    for (k, r) in runs.iter_mut().enumerate() {
+        let next = starts.get(k + 1).copied().unwrap_or(u64::MAX);
+        r.attempts = data
+            .attempts
+            .iter()
+            .filter(|a| a.started_at_ms >= r.started_ms && a.started_at_ms < next)
+            .count();
+        r.duration_ms = r
+            .ended_ms
+            .unwrap_or(last_change)
+            .saturating_sub(r.started_ms);
+    }
+    runs
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct AttemptReport {
     pub attempt: u32,
+    /// The job's run it belongs to (`Summary::runs`).
+    pub run: u32,
     pub outcome: RunOutcome,
     /// For a `conflict`: the files and the task whose integrated change touched them.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -353,8 +506,17 @@ pub struct AgentReport {
     pub input_tokens: u64,
     pub output_tokens: u64,
     pub num_turns: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
     /// The run ended on a rate limit (it did not count as an attempt).
     pub rate_limited: bool,
+}
+
+impl TaskReport {
+    /// Its name with its title: `3 (Set up the database)`.
+    pub fn label(&self) -> String {
+        ordo_proto::task_label(&self.name, self.title.as_deref())
+    }
 }
 
 impl AgentReport {
@@ -365,6 +527,7 @@ impl AgentReport {
             input_tokens: run.input_tokens,
             output_tokens: run.output_tokens,
             num_turns: run.num_turns,
+            model: run.model.clone(),
             rate_limited: run.rate_limited.is_some(),
         }
     }
@@ -552,36 +715,53 @@ pub fn build(data: &ReportData) -> Report {
         }
     };
 
-    // The critical path as it ran.
+    // The job's runs: its submission, then one per retry. The summary, the critical path and
+    // the timeline are of the last one.
+    let job_runs = job_runs(data);
+    let run_start = job_runs
+        .last()
+        .map_or(data.job.created_ms, |r| r.started_ms);
+    let run_of = |r: &TaskResult| {
+        job_runs
+            .iter()
+            .rev()
+            .find(|run| run.started_ms <= r.started_at_ms)
+            .map_or(1, |run| run.run)
+    };
+
+    // The critical path as it ran (in the last run).
+    let this_run = |i: usize| runs[i].iter().filter(|r| r.started_at_ms >= run_start);
     let first_start = |i: usize| runs[i].iter().map(|r| r.started_at_ms).min();
     let last_end = |i: usize| runs[i].iter().map(|r| attempt_end(r)).max();
-    let ran: Vec<usize> = (0..n).filter(|&i| !runs[i].is_empty()).collect();
+    let run_first_start = |i: usize| this_run(i).map(|r| r.started_at_ms).min();
+    let run_last_end = |i: usize| this_run(i).map(|r| attempt_end(r)).max();
+    let ran: Vec<usize> = (0..n).filter(|&i| this_run(i).next().is_some()).collect();
     let mut chain: Vec<usize> = Vec::new();
     if mode == "parallel" {
         let mut cur = ran
             .iter()
             .copied()
-            .max_by_key(|&i| (last_end(i), usize::MAX - i));
+            .max_by_key(|&i| (run_last_end(i), usize::MAX - i));
         while let Some(i) = cur {
             chain.push(i);
             cur = spec.tasks[i]
                 .depends_on
                 .iter()
                 .filter_map(|d| by_name.get(d.as_str()).copied())
-                .filter(|&j| !runs[j].is_empty() && !chain.contains(&j))
-                .max_by_key(|&j| (last_end(j), usize::MAX - j));
+                .filter(|&j| ran.contains(&j) && !chain.contains(&j))
+                .max_by_key(|&j| (run_last_end(j), usize::MAX - j));
         }
         chain.reverse();
     } else {
         chain = ran.clone();
-        chain.sort_by_key(|&i| (first_start(i), i));
+        chain.sort_by_key(|&i| (run_first_start(i), i));
     }
-    let mut prev_end = data.job.created_ms;
+    let mut prev_end = run_start;
     let critical_path: Vec<PathStep> = chain
         .iter()
         .map(|&i| {
-            let started = first_start(i).unwrap_or(prev_end);
-            let ended = last_end(i).unwrap_or(started);
+            let started = run_first_start(i).unwrap_or(prev_end);
+            let ended = run_last_end(i).unwrap_or(started);
             let step = PathStep {
                 index: TaskIndex::from(i),
                 name: spec.tasks[i].name.to_string(),
@@ -684,6 +864,7 @@ pub fn build(data: &ReportData) -> Report {
             TaskReport {
                 index: TaskIndex::from(i),
                 name: t.name.to_string(),
+                title: t.title(),
                 state: state.phase(),
                 mark,
                 reason: state.reason().map(String::from),
@@ -707,6 +888,7 @@ pub fn build(data: &ReportData) -> Report {
                     .iter()
                     .map(|r| AttemptReport {
                         attempt: r.attempt.0,
+                        run: run_of(r),
                         outcome: match conflicted.get(&(i, r.attempt.0)) {
                             Some(_) => RunOutcome::Conflict,
                             None => RunOutcome::Ended(r.outcome),
@@ -735,6 +917,16 @@ pub fn build(data: &ReportData) -> Report {
                             .filter_map(|r| r.cost_usd),
                     )
                     .reduce(|a, b| a + b),
+                tokens: Tokens::of(runs[i].iter().filter_map(|r| r.agent.as_deref())),
+                models: {
+                    let mut m: Vec<String> = runs[i]
+                        .iter()
+                        .filter_map(|r| r.agent.as_ref()?.model.clone())
+                        .collect();
+                    m.sort();
+                    m.dedup();
+                    m
+                },
                 ignored: data
                     .ignored_results
                     .iter()
@@ -754,9 +946,14 @@ pub fn build(data: &ReportData) -> Report {
         })
         .collect();
 
-    let start_ms = data.job.created_ms;
+    let start_ms = run_start;
     let makespan_ms = end_ms.saturating_sub(start_ms);
-    let task_time_ms: u64 = data.attempts.iter().map(|r| r.duration_ms).sum();
+    let task_time_ms: u64 = data
+        .attempts
+        .iter()
+        .filter(|r| r.started_at_ms >= run_start)
+        .map(|r| r.duration_ms)
+        .sum();
     let speedup = (makespan_ms > 0).then(|| task_time_ms as f64 / makespan_ms as f64);
     let limit = match mode {
         "parallel" => data
@@ -782,6 +979,13 @@ pub fn build(data: &ReportData) -> Report {
         notes.push(format!(
             "The job is {}: times run to its last recorded change.",
             data.job.state.name()
+        ));
+    }
+    if job_runs.len() > 1 {
+        notes.push(format!(
+            "The job ran {} times (retried with ordo retry): the summary, critical path and \
+             timeline are of its last run; earlier runs are listed under Runs.",
+            job_runs.len()
         ));
     }
     if slots.is_none() {
@@ -811,6 +1015,8 @@ pub fn build(data: &ReportData) -> Report {
             mode: mode.to_string(),
         },
         summary: Summary {
+            submitted_ms: data.job.created_ms,
+            runs: job_runs,
             outcome: data.job.state,
             reason: data.job.reason.clone(),
             finished: data.job.state.is_terminal(),
@@ -836,22 +1042,8 @@ pub fn build(data: &ReportData) -> Report {
             },
             ignored_results: data.ignored,
             cost_usd: tasks.iter().filter_map(|t| t.cost_usd).reduce(|a, b| a + b),
-            tokens: {
-                let agents: Vec<&ordo_proto::AgentRun> = data
-                    .attempts
-                    .iter()
-                    .filter_map(|r| r.agent.as_deref())
-                    .collect();
-                (!agents.is_empty()).then(|| {
-                    let input = agents.iter().map(|a| a.input_tokens).sum();
-                    let output = agents.iter().map(|a| a.output_tokens).sum();
-                    Tokens {
-                        input,
-                        output,
-                        total: input + output,
-                    }
-                })
-            },
+            tokens: Tokens::of(data.attempts.iter().filter_map(|r| r.agent.as_deref())),
+            models: by_model(data.attempts.iter().filter_map(|r| r.agent.as_deref())),
             integration: spec.uses_worktrees().then(|| {
                 let tried = data
                     .history
@@ -905,6 +1097,29 @@ pub fn fmt_ms(ms: u64) -> String {
     } else {
         format!("{}h {:02}m", ms / 3_600_000, (ms / 60_000) % 60)
     }
+}
+
+/// `1,250 (1,000 in, 250 out)`.
+pub fn fmt_tokens(t: Tokens) -> String {
+    format!(
+        "{} ({} in, {} out)",
+        thousands(t.total),
+        thousands(t.input),
+        thousands(t.output)
+    )
+}
+
+/// `1234567` as `1,234,567`.
+fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// Milliseconds since the Unix epoch as `2025-01-02 03:04:05.678 UTC`.

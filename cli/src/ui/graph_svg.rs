@@ -43,9 +43,20 @@ enum Kind {
     Gap { levels: usize },
 }
 
-/// The SVG of `dag`, each task coloured by `phases` (indexed like the spec's tasks) and
-/// `critical` ones outlined.
-pub fn render(job: &str, dag: &Dag, phases: &[TaskPhase], critical: &[bool]) -> String {
+/// The SVG of `dag`, each task named by `labels` (its name and title), coloured by `phases`
+/// (both indexed like the spec's tasks) and `critical` ones outlined.
+pub fn render(
+    job: &str,
+    dag: &Dag,
+    labels: &[String],
+    phases: &[TaskPhase],
+    critical: &[bool],
+) -> String {
+    let label_of = |t: u32| {
+        labels
+            .get(t as usize)
+            .map_or_else(|| dag.names[t as usize].as_str(), String::as_str)
+    };
     let levels = dag.levels();
     let phase = |t: u32| {
         phases
@@ -147,7 +158,7 @@ pub fn render(job: &str, dag: &Dag, phases: &[TaskPhase], critical: &[bool]) -> 
             match n.kind {
                 Kind::Task => {
                     let t = n.tasks[0];
-                    let name = dag.names[t as usize].as_str();
+                    let name = label_of(t);
                     let p = phase(t);
                     let _ = writeln!(
                         out,
@@ -179,10 +190,7 @@ pub fn render(job: &str, dag: &Dag, phases: &[TaskPhase], critical: &[bool]) -> 
                         Kind::More => format!("+{total} more"),
                         _ => format!("{total} tasks"),
                     };
-                    let first = n
-                        .tasks
-                        .first()
-                        .map_or("", |&t| dag.names[t as usize].as_str());
+                    let first = n.tasks.first().map_or("", |&t| label_of(t));
                     let title: Vec<String> = counts
                         .iter()
                         .map(|(p, k)| format!("{k} {}", p.name()))
@@ -286,7 +294,7 @@ mod tests {
             _ => vec![0],
         });
         let phases = vec![TaskPhase::Succeeded; n];
-        let svg = render("j", &d, &phases, &vec![false; n]);
+        let svg = render("j", &d, &[], &phases, &vec![false; n]);
         assert_eq!(svg.matches("<g class=\"node").count(), 3, "{svg}");
         assert!(svg.contains("10000 tasks"));
         assert_eq!(svg.matches("<path").count(), 2);
@@ -296,7 +304,7 @@ mod tests {
     #[test]
     fn long_chains_and_wide_levels_are_bounded() {
         let chain = dag(5_000, |i| if i == 0 { vec![] } else { vec![i as u32 - 1] });
-        let svg = render("j", &chain, &[], &vec![true; 5_000]);
+        let svg = render("j", &chain, &[], &[], &vec![true; 5_000]);
         assert!(svg.contains("levels, 4960 tasks"), "gap column");
         assert_eq!(svg.matches("<g class=\"node").count(), MAX_LEVELS + 1);
         assert!(svg.contains("edge crit"));
@@ -308,7 +316,7 @@ mod tests {
                 vec![i as u32 - 200]
             }
         });
-        let svg = render("j", &wide, &[], &[]);
+        let svg = render("j", &wide, &[], &[], &[]);
         assert!(
             svg.contains(&format!("+{} more", 200 - (MAX_PER_LEVEL - 1))),
             "{svg}"
@@ -319,7 +327,7 @@ mod tests {
     fn names_are_escaped() {
         let names = vec![TaskName::new("<script>alert(1)</script>").unwrap()];
         let d = Dag::build(names, vec![vec![]]).unwrap();
-        let svg = render("j", &d, &[TaskPhase::Running], &[true]);
+        let svg = render("j", &d, &[], &[TaskPhase::Running], &[true]);
         assert!(!svg.contains("<script"));
         assert!(svg.contains("&lt;script&gt;"));
         assert!(svg.contains("o-running crit"));

@@ -38,6 +38,7 @@ use serde_json::{Value, json};
 use super::pages::{JOBS_PER_PAGE, duration, job_class, job_cost, running_note};
 use super::{ListQuery, Ui};
 use crate::jobs;
+use crate::manage::render::run_note;
 use crate::report::html::{mark_class, phase_class};
 use crate::report::{Mark, clean_output, fmt_ms};
 
@@ -334,7 +335,8 @@ impl FollowJobs {
                 row["created"] = json!(j.created_ms);
                 row["count"] = json!(format!("{}/{}", j.succeeded, j.total));
                 row["runningNote"] = json!(running_note(j.running));
-                row["duration"] = json!(duration(j.created_ms, j.finished_ms, now));
+                row["duration"] =
+                    json!(duration(j.run_start(), j.finished_ms, now) + &run_note(j.retries));
                 row["cost"] = json!(job_cost(j));
                 if shown.get(&j.id) != Some(&row) {
                     rows.push(row.clone());

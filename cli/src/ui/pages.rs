@@ -17,7 +17,7 @@ use ordo_proto::{JobState, TaskIndex, TaskPhase};
 
 use super::graph_svg;
 use super::{JobQuery, ListQuery};
-use crate::manage::render::fmt_cost;
+use crate::manage::render::{fmt_cost, run_note};
 use crate::report::html::{LEGEND, esc, gantt, integration_section, mark_html, phase_class};
 use crate::report::{self, Mark, Report, TaskReport, VerifyResult, clean_output, cut, fmt_ms};
 
@@ -285,7 +285,7 @@ pub fn jobs(ctx: &Context, list: &[JobSummary], q: &ListQuery, now: u64) -> Stri
                 running_note(j.running),
                 j.failed,
                 time(j.created_ms),
-                duration(j.created_ms, j.finished_ms, now),
+                duration(j.run_start(), j.finished_ms, now) + &run_note(j.retries),
                 job_cost(j),
                 id = j.id,
             );
@@ -341,11 +341,11 @@ fn exit_text(code: Option<i32>, signal: Option<i32>) -> String {
 
 fn task_row(job: &str, t: &TaskReport) -> String {
     format!(
-        "<tr data-task=\"{i}\"><td class=\"num\">{i}</td><td><a href=\"/jobs/{job}/tasks/{i}\">{}</a>{}</td>\
+        "<tr data-task=\"{i}\"><td class=\"num muted\">{i}</td><td><a href=\"/jobs/{job}/tasks/{i}\">{}</a>{}</td>\
          <td>{}</td><td class=\"num\" data-f=\"attempts\">{}</td><td data-f=\"worker\">{}</td>\
          <td class=\"num\" data-f=\"duration\">{}</td><td class=\"num\" data-f=\"exit\">{}</td>\
          <td class=\"num\">{}</td></tr>\n",
-        esc(&cut(&t.name, 80)),
+        esc(&cut(&t.label(), 120)),
         if t.critical {
             " <span class=\"crit\" title=\"critical path\">★</span>"
         } else {
@@ -398,13 +398,14 @@ pub fn job(ctx: &Context, data: &ReportData, q: &JobQuery, now: u64) -> String {
          <span data-f=\"succeeded\">{succeeded}</span>/{}</b><span>succeeded</span></div>\
          <div><b data-f=\"failed\">{failed}</b><span>failed</span></div>\
          <div><b data-f=\"running\">{active}</b><span>running</span></div>\
-         <div><b>{}</b><span>duration{}</span></div><div><b>{}</b><span>created (UTC)</span></div>\
+         <div><b>{}</b><span>duration{}{}</span></div><div><b>{}</b><span>created (UTC)</span></div>\
          <div><b>{}</b><span>mode</span></div><div><b><code class=\"id\">{id}</code></b><span>job id</span></div>\
          <div><b>{}</b><span>trace id</span></div><div><b>{}</b><span>source</span></div>{}</div>",
         r.tasks.len().max(1),
         r.tasks.len(),
-        duration(rec.created_ms, rec.finished_ms, now),
+        duration(rec.run_start(), rec.finished_ms, now),
         if running { " so far" } else { "" },
+        run_note(rec.retries),
         time(rec.created_ms),
         esc(&r.job.mode),
         trace_link(ctx, &rec.id),
@@ -458,6 +459,7 @@ pub fn job(ctx: &Context, data: &ReportData, q: &JobQuery, now: u64) -> String {
     let dag = ordo_proto::validate::validate(&rec.spec).ok();
     if let Some(dag) = &dag {
         let phases: Vec<TaskPhase> = r.tasks.iter().map(|t| t.state).collect();
+        let labels: Vec<String> = r.tasks.iter().map(TaskReport::label).collect();
         let mut critical: Vec<bool> = r.tasks.iter().map(|t| t.critical).collect();
         if !critical.contains(&true) {
             for i in dag.critical_path() {
@@ -474,7 +476,7 @@ pub fn job(ctx: &Context, data: &ReportData, q: &JobQuery, now: u64) -> String {
             } else {
                 " (as it ran)"
             },
-            graph_svg::render(&id, dag, &phases, &critical)
+            graph_svg::render(&id, dag, &labels, &phases, &critical)
         );
     }
 
@@ -517,7 +519,8 @@ pub fn job(ctx: &Context, data: &ReportData, q: &JobQuery, now: u64) -> String {
     );
     let _ = writeln!(
         b,
-        "<div class=\"scroll\"><table class=\"grid\">\n<thead><tr><th class=\"num\">#</th><th>task</th>\
+        "<div class=\"scroll\"><table class=\"grid\">\n<thead><tr><th class=\"num\" \
+         title=\"the task's position in the job, from 0 (not its id: that is in the task column)\">pos</th><th>task</th>\
          <th>state</th><th class=\"num\">attempts</th><th>worker</th><th class=\"num\">duration</th>\
          <th class=\"num\">exit</th><th class=\"num\">cost</th></tr></thead>\n<tbody>"
     );
@@ -607,12 +610,12 @@ pub fn task(ctx: &Context, data: &ReportData, index: TaskIndex) -> String {
          <h1 data-task=\"{}\">{} {}</h1>",
         esc(&rec.name),
         t.index,
-        esc(&t.name),
+        esc(&t.label()),
         task_chip(t.state)
     );
     let _ = writeln!(
         b,
-        "<div class=\"facts\"><div><b>{}</b><span>task #</span></div>\
+        "<div class=\"facts\"><div><b>{}</b><span>position in the job (from 0)</span></div>\
          <div><b>{}</b><span>attempts</span></div><div><b>{}</b><span>job</span></div>\
          <div><b>{}</b><span>trace id</span></div>{}</div>",
         t.index,
@@ -681,7 +684,7 @@ pub fn task(ctx: &Context, data: &ReportData, index: TaskIndex) -> String {
                 |d| match rec.spec.tasks.iter().position(|s| s.name.as_str() == d) {
                     Some(i) => format!(
                         "<a href=\"/jobs/{id}/tasks/{i}\"><code>{}</code></a>",
-                        esc(d)
+                        esc(&rec.spec.tasks[i].label())
                     ),
                     None => format!("<code>{}</code>", esc(d)),
                 },
@@ -700,14 +703,26 @@ pub fn task(ctx: &Context, data: &ReportData, index: TaskIndex) -> String {
              <th>worker</th><th>started (UTC)</th><th class=\"num\">duration</th><th class=\"num\">exit</th>\
              <th class=\"num\">verify exit</th><th class=\"num\">cost</th><th>session</th><th>message</th></tr></thead><tbody>"
         );
+        // A retried job's earlier runs: their attempts faded, with the run they belong to.
+        let last_run = r.summary.runs.last().map_or(1, |run| run.run);
         for a in &t.runs {
             let outcome = a.outcome.to_string();
             let _ = writeln!(
                 b,
-                "<tr><td class=\"num\">{}</td><td><span class=\"st o-{}\"><i>{}</i></span></td><td>{}</td>\
+                "<tr{}><td class=\"num\">{}{}</td><td><span class=\"st o-{}\"><i>{}</i></span></td><td>{}</td>\
                  <td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
                  <td class=\"num\">{}</td><td><code>{}</code></td><td>{}</td></tr>",
+                if a.run < last_run {
+                    " class=\"muted\" title=\"an earlier run of the job\""
+                } else {
+                    ""
+                },
                 a.attempt,
+                if last_run > 1 {
+                    format!(" <span class=\"muted\">(run {})</span>", a.run)
+                } else {
+                    String::new()
+                },
                 esc(&outcome),
                 esc(&outcome),
                 esc(&a.worker),
@@ -782,7 +797,7 @@ pub fn task(ctx: &Context, data: &ReportData, index: TaskIndex) -> String {
         true => Live::Job(id.clone(), Some(t.index.0)),
         false => Live::Nothing,
     };
-    layout(ctx, &format!("{} · {}", t.name, rec.name), live, &b)
+    layout(ctx, &format!("{} · {}", t.label(), rec.name), live, &b)
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -273,6 +273,15 @@ impl Service {
             at: now,
             reason: None,
         });
+        // Its live summary counts from this run's start (as the store will).
+        self.headers.insert(
+            job,
+            views::Header {
+                run_started_ms: Some(now),
+                retries: rec.retries + 1,
+                ..views::Header::of(&rec)
+            },
+        );
         let mut spec = rec.spec.clone();
         if req.max_cost_usd.is_some() || req.max_tokens.is_some() {
             // A new budget from now on: recorded in the stored spec too.
@@ -296,6 +305,9 @@ impl Service {
         );
         let mut summary = views::summary(&rec, &saved);
         summary.state = JobState::Running;
+        summary.run_started_ms = Some(now);
+        summary.retries = rec.retries + 1;
+        summary.finished_ms = None;
         Ok(to_json(summary))
     }
 
@@ -350,7 +362,7 @@ impl Service {
         if let (Some(_), None) = (engine.tasks(id), self.headers.get(id))
             && let Some(job) = self.store.job(id).map_err(internal)?
         {
-            self.headers.insert(*id, (job.name, job.created_ms));
+            self.headers.insert(*id, views::Header::of(&job));
         }
         let engine = self.driver.engine();
         let live = match (engine.tasks(id), engine.job_state(id), self.headers.get(id)) {

@@ -123,7 +123,7 @@ struct Service {
     /// API replies, sent after the commit of what their request changed.
     replies: Vec<(async_nats::Subject, Vec<u8>)>,
     /// Name and creation time of live jobs whose summary was asked for.
-    headers: HashMap<JobId, (String, u64)>,
+    headers: HashMap<JobId, crate::views::Header>,
 }
 
 /// The bucket of large API bodies, set once created (`create_blobs`).
