@@ -451,6 +451,9 @@ pub struct Heartbeat {
     /// Set while the worker drains after SIGTERM: it takes no new tasks.
     pub draining: bool,
     pub at_ms: u64,
+    /// What the worker wants its operator to know, e.g. why it takes no worktree tasks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// From the coordinator to every worker on `ordo.control.kill`: stop these attempts now and
