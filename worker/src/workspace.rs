@@ -57,8 +57,60 @@ const INTEGRATE_DIR: &str = "integrate";
 /// repository (`worktree add`, `list`, `remove`, `branch -D`). Git does not lock them: a
 /// command reads every worktree's admin files, which a concurrent `worktree add` may be
 /// half-way through writing, and then fails ("failed to read .git/worktrees/<id>/commondir").
-/// One lock for all repositories: these commands take milliseconds.
+/// One lock for all repositories: these commands take milliseconds. Other processes (`ordo
+/// run`s side by side on one repository) are kept out by `ADMIN_LOCK_FILE` (see `admin`).
 static WORKTREE_ADMIN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+/// The file in a repository's git directory that ordo processes `flock` while they read or
+/// change its worktrees.
+const ADMIN_LOCK_FILE: &str = "ordo-worktrees.lock";
+
+/// `WORKTREE_ADMIN` and the repository's `ADMIN_LOCK_FILE`, held together.
+struct Admin {
+    _file: Option<std::fs::File>,
+    _guard: tokio::sync::MutexGuard<'static, ()>,
+}
+
+/// Takes the worktree admin lock of `repo` for this process and then across processes. A
+/// lock file that cannot be made (a read-only git directory) leaves only this process's
+/// lock, which is what there was before.
+async fn admin(repo: &Path) -> Admin {
+    let guard = WORKTREE_ADMIN.lock().await;
+    let file = match admin_lock_path(repo).await {
+        Some(path) => tokio::task::spawn_blocking(move || lock_file(&path))
+            .await
+            .ok()
+            .flatten(),
+        None => None,
+    };
+    Admin {
+        _file: file,
+        _guard: guard,
+    }
+}
+
+async fn admin_lock_path(repo: &Path) -> Option<PathBuf> {
+    git_common_dir(repo)
+        .await
+        .ok()
+        .map(|d| d.join(ADMIN_LOCK_FILE))
+}
+
+/// Opens `path` and waits for its exclusive `flock` (blocking).
+fn lock_file(path: &Path) -> Option<std::fs::File> {
+    let locked = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .and_then(|f| f.lock().map(|()| f));
+    match locked {
+        Ok(f) => Some(f),
+        Err(e) => {
+            tracing::debug!(path = %path.display(), error = %e, "cannot lock; this process's lock only");
+            None
+        }
+    }
+}
 
 /// Why a workspace operation failed. Every message names the repository, worktree, branch or
 /// git command concerned.
@@ -157,7 +209,7 @@ pub async fn resolve(
     if let Some(branch) = integration_branch {
         check_branch(&repository, "target_branch", branch).await?;
         let worktrees = {
-            let _admin = WORKTREE_ADMIN.lock().await;
+            let _admin = admin(&repository).await;
             list_worktrees(&repository).await?
         };
         // Named after the setting, as the other errors here are.
@@ -178,11 +230,16 @@ pub async fn resolve(
 /// that failed keeps its worktree there).
 pub async fn default_root(repository: &str) -> Result<PathBuf, Error> {
     let repo = open_repository(repository).await?;
-    let out = git(&repo)
+    Ok(git_common_dir(&repo).await?.join("ordo-worktrees"))
+}
+
+/// The git directory `repo`'s worktrees share (absolute).
+async fn git_common_dir(repo: &Path) -> Result<PathBuf, Error> {
+    let out = git(repo)
         .args(["rev-parse", "--path-format=absolute", "--git-common-dir"])
         .run()
         .await?;
-    Ok(PathBuf::from(out.text()).join("ordo-worktrees"))
+    Ok(PathBuf::from(out.text()))
 }
 
 /// Runs one attempt of a worktree job where its dispatch says: makes its worktree (under
@@ -355,7 +412,7 @@ pub async fn prepare(
             reason: "is the integration branch".into(),
         });
     }
-    let _admin = WORKTREE_ADMIN.lock().await;
+    let _admin = admin(&repo).await;
     let worktrees = list_worktrees(&repo).await?;
     refuse_checked_out(&worktrees, &ws.integration_branch)?;
     let base_commit = ensure_branch(&repo, &ws.integration_branch, &ws.base).await?;
@@ -533,7 +590,7 @@ pub async fn remove(repository: &Path, worktree: &Path, branch: Option<&str>) {
         Ok(path) => path,
         Err(_) => std::path::absolute(worktree).unwrap_or_else(|_| worktree.to_path_buf()),
     };
-    let _admin = WORKTREE_ADMIN.lock().await;
+    let _admin = admin(repository).await;
     let listed = match list_worktrees(repository).await {
         Ok(list) => list,
         Err(e) => {
@@ -631,7 +688,7 @@ async fn try_integrate(
     let repo = open_repository(&req.repository).await?;
     check_branch(&repo, "integration branch", &req.integration_branch).await?;
     let worktrees = {
-        let _admin = WORKTREE_ADMIN.lock().await;
+        let _admin = admin(&repo).await;
         list_worktrees(&repo).await?
     };
     refuse_checked_out(&worktrees, &req.integration_branch)?;
@@ -774,7 +831,8 @@ async fn verify_at(
     };
     // Left by an integration of this attempt that was interrupted.
     remove_scratch(repo, &dir).await;
-    let admin = WORKTREE_ADMIN.lock().await;
+    let lock = admin_lock_path(repo).await;
+    let held = admin(repo).await;
     tokio::fs::create_dir_all(root.join(INTEGRATE_DIR))
         .await
         .map_err(|source| Error::Io {
@@ -787,10 +845,11 @@ async fn verify_at(
         .arg(commit)
         .run()
         .await?;
-    drop(admin);
+    drop(held);
     let scratch = Scratch {
         repo: repo.to_path_buf(),
         dir,
+        lock,
         armed: true,
     };
     let d = Dispatch {
@@ -835,6 +894,8 @@ async fn verify_at(
 struct Scratch {
     repo: PathBuf,
     dir: PathBuf,
+    /// The repository's `ADMIN_LOCK_FILE`.
+    lock: Option<PathBuf>,
     armed: bool,
 }
 
@@ -850,11 +911,12 @@ impl Drop for Scratch {
         if !self.armed {
             return;
         }
-        let (repo, dir) = (self.repo.clone(), self.dir.clone());
+        let (repo, dir, lock) = (self.repo.clone(), self.dir.clone(), self.lock.clone());
         let _ = std::thread::Builder::new()
             .name("ordo-scratch-worktree".into())
             .spawn(move || {
                 let _admin = WORKTREE_ADMIN.blocking_lock();
+                let _file = lock.as_deref().and_then(lock_file);
                 let git = |args: &[&OsStr]| {
                     let mut cmd = std::process::Command::new("git");
                     cmd.arg("-C").arg(&repo).args(args);
@@ -892,7 +954,7 @@ impl Drop for Scratch {
 /// Removes a scratch worktree (ordo's own directory, so deleted even if git no longer knows
 /// it).
 async fn remove_scratch(repo: &Path, dir: &Path) {
-    let _admin = WORKTREE_ADMIN.lock().await;
+    let _admin = admin(repo).await;
     if let Err(e) = remove_worktree(repo, dir, true).await {
         tracing::warn!(worktree = %dir.display(), error = %e, "cannot remove scratch worktree");
         if let Err(e) = tokio::fs::remove_dir_all(dir).await
