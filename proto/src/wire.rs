@@ -466,6 +466,14 @@ pub struct Kill {
     pub attempt: Option<Attempt>,
 }
 
+/// From the coordinator to every worker on `ordo.control.prune`: remove the worktrees and task
+/// branches job `job` kept in `repository` (its cache clone and the shared repository).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Prune {
+    pub job: JobId,
+    pub repository: String,
+}
+
 #[derive(Debug, thiserror::Error)]
 #[error("cannot decode message: {0}")]
 pub struct DecodeError(String);

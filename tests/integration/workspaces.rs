@@ -984,3 +984,68 @@ command = "echo good > good.txt"
     git(&repo, &["fsck", "--no-progress"]);
     assert_eq!(git(&repo, &["rev-list", "--count", "main"]), "1");
 }
+
+/// A failed task's worktree and branch are named, with the command that removes them, by
+/// `ordo status` and the report; `ordo prune --job` removes them (and only them: the job's
+/// record and integration branch stay, and so does the user's checkout).
+#[test]
+fn kept_worktrees_are_reported_and_pruned() {
+    let sb = Sandbox::new();
+    let repo = sb.repo();
+    let spec = sb.job(
+        "kept.toml",
+        r#"
+name = "kept"
+[settings]
+workspace = "worktree"
+target_branch = "kept"
+
+[[tasks]]
+name = "broken"
+command = "echo half > half.txt && exit 3"
+
+[[tasks]]
+name = "fine"
+command = "echo fine > fine.txt"
+"#,
+    );
+    let r = sb.run(&spec, &["--workers", "2"]);
+    assert_eq!(r.code(), 1, "{}\n{}", r.stdout, r.stderr);
+    let state = sb.state();
+    let jobs = ordo_in(&repo, &["status", "--state", &state, "--output", "json"], &[]);
+    let job = jobs.json()[0]["id"].as_str().unwrap().to_string();
+    let kept_branch = ordo_branches(&repo)
+        .into_iter()
+        .find(|b| b.contains("broken"))
+        .expect("the failed task's branch is kept");
+    let kept_tree = worktrees(&repo)
+        .into_iter()
+        .nth(1)
+        .expect("the failed task's worktree is kept");
+    assert!(kept_tree.join("half.txt").exists());
+
+    let status = ordo_in(&repo, &["status", &job, "--state", &state], &[]);
+    assert_ok(&status, "ordo status");
+    let command = format!("ordo prune --job {job}");
+    for named in [
+        command.as_str(),
+        kept_branch.as_str(),
+        &kept_tree.display().to_string(),
+    ] {
+        assert!(status.stdout.contains(named), "{named}:\n{}", status.stdout);
+    }
+    let md = sb.report("md");
+    assert!(md.stdout.contains(&command), "{}", md.stdout);
+
+    let before = sb.checkout();
+    let r = ordo_in(&repo, &["prune", "--job", &job, "--state", &state], &[]);
+    assert_ok(&r, "ordo prune --job");
+    assert_eq!(ordo_branches(&repo), Vec::<String>::new());
+    assert_eq!(worktrees(&repo), vec![canonical(&repo)]);
+    assert!(!kept_tree.exists());
+    assert_eq!(git(&repo, &["branch", "--list", "kept"]).trim(), "kept");
+    assert_eq!(sb.checkout(), before);
+    let status = ordo_in(&repo, &["status", &job, "--state", &state], &[]);
+    assert_ok(&status, "ordo status after prune");
+    assert!(!status.stdout.contains(&command), "{}", status.stdout);
+}

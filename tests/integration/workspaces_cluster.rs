@@ -381,3 +381,69 @@ fn a_workspace_that_cannot_be_prepared_costs_no_attempt() {
     assert_eq!(runs[0]["outcome"], "succeeded");
     assert_eq!(sh.show("one", "x.txt"), "x");
 }
+
+/// On a cluster a failed attempt keeps its worktree in its worker's cache; `ordo status`
+/// names the command that removes it, and `ordo prune --job` has the workers remove it (a
+/// control message), while the job's record stays.
+#[test]
+fn prune_job_removes_what_failed_attempts_kept_in_the_caches() {
+    let sh = Shared::new();
+    let c = sh.cluster();
+    let spec = write(
+        sh.tmp.path(),
+        "kept.toml",
+        &format!(
+            "name = \"kept\"\n[settings]\nworkspace = \"worktree\"\ntarget_branch = \"kept\"\n\
+             repository = \"{}\"\n\n[[tasks]]\nname = \"broken\"\n\
+             command = \"echo half > half.txt && exit 3\"\n",
+            sh.repo().display()
+        ),
+    );
+    let r = c.ordo(&["submit", &spec, "--wait"]);
+    assert_eq!(r.code(), 1, "{}\n{}", r.stdout, r.stderr);
+    let job = r
+        .stdout
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    let kept = || -> Vec<PathBuf> {
+        let mut found = Vec::new();
+        let Ok(slots) = std::fs::read_dir(sh.caches()) else {
+            return found;
+        };
+        for slot in slots.flatten().filter(|e| e.path().is_dir()) {
+            for clone in std::fs::read_dir(slot.path()).unwrap().flatten() {
+                let trees = clone.path().join("ordo-worktrees");
+                for tag in std::fs::read_dir(trees).into_iter().flatten().flatten() {
+                    found.extend(
+                        std::fs::read_dir(tag.path())
+                            .unwrap()
+                            .flatten()
+                            .map(|e| e.path()),
+                    );
+                }
+            }
+        }
+        found
+    };
+    let left = kept();
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert!(left[0].join("half.txt").exists());
+
+    let status = c.ordo(&["status", &job]);
+    assert_ok(&status, "ordo status");
+    let command = format!("ordo prune --job {job}");
+    assert!(status.stdout.contains(&command), "{}", status.stdout);
+
+    let r = c.ordo(&["prune", "--job", &job]);
+    assert_ok(&r, "ordo prune --job");
+    assert!(
+        ordo_tests::wait_until(std::time::Duration::from_secs(20), || kept().is_empty()),
+        "still kept: {:?}\n{}",
+        kept(),
+        workers_log(&c)
+    );
+    assert_ok(&c.ordo(&["status", &job]), "ordo status after prune");
+}

@@ -158,6 +158,7 @@ pub async fn run(
 
     let heartbeats = tokio::spawn(heartbeat_loop(shared.clone()));
     let kills = tokio::spawn(kill_loop(shared.clone()));
+    let prunes = tokio::spawn(prune_loop(shared.clone()));
     let pulls = tokio::spawn(pull_loop(shared.clone()));
 
     shutdown.await;
@@ -180,6 +181,7 @@ pub async fn run(
     }
     heartbeats.abort();
     kills.abort();
+    prunes.abort();
     pulls.abort();
     let _ = shared.client.flush().await;
     tracing::info!(worker = %opts.id, "stopped");
@@ -248,6 +250,28 @@ async fn kill_loop(shared: Arc<Shared>) {
                     let _ = stop.send(Stop::Killed);
                 }
             }
+        }
+    }
+}
+
+/// Removes what a job's attempts kept on `ordo.control.prune` (`Caches::prune_job`), one
+/// request at a time.
+async fn prune_loop(shared: Arc<Shared>) {
+    loop {
+        let mut sub = match shared.client.subscribe(names::CONTROL_PRUNE).await {
+            Ok(s) => s,
+            Err(_) => {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        while let Some(msg) = sub.next().await {
+            let Ok(prune) = wire::decode::<wire::Prune>(&msg.payload) else {
+                tracing::warn!("ignoring an undecodable prune message");
+                continue;
+            };
+            tracing::info!(job = %prune.job, repository = %prune.repository, "removing what the job's attempts kept");
+            shared.caches.prune_job(&prune.repository, &prune.job).await;
         }
     }
 }

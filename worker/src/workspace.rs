@@ -356,6 +356,68 @@ pub async fn remove_job(repository: &str, job: &JobId) {
     }
 }
 
+/// What a job's attempts left in a repository: the worktrees failed attempts kept and the
+/// task branches (`ordo/<job tag>/...`), which `remove_job` removes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Leftovers {
+    pub worktrees: Vec<PathBuf>,
+    pub branches: Vec<String>,
+}
+
+impl Leftovers {
+    pub fn is_empty(&self) -> bool {
+        self.worktrees.is_empty() && self.branches.is_empty()
+    }
+}
+
+/// The worktrees and task branches job `job` left in `repository` (a path: both; a URL: the
+/// branches git can list there), sorted. Nothing when the repository cannot be read.
+pub async fn leftovers(repository: &str, job: &JobId) -> Leftovers {
+    let tag = job_tag(job);
+    let prefix = format!("refs/heads/ordo/{tag}/");
+    let mut found = Leftovers::default();
+    if cache::is_url(repository) {
+        let scratch = std::env::temp_dir();
+        if let Ok(out) = git(&scratch)
+            .args(["ls-remote", "--", repository])
+            .arg(format!("{prefix}*"))
+            .output()
+            .await
+            && out.ok()
+        {
+            found.branches = out
+                .text()
+                .lines()
+                .filter_map(|l| l.split_once('\t'))
+                .filter_map(|(_, name)| name.strip_prefix("refs/heads/"))
+                .map(str::to_string)
+                .collect();
+        }
+        found.branches.sort();
+        return found;
+    }
+    let Ok(repo) = open_repository(repository).await else {
+        return found;
+    };
+    if let Ok(root) = default_root(repository).await
+        && let Ok(mut entries) = tokio::fs::read_dir(root.join(&tag)).await
+    {
+        while let Ok(Some(e)) = entries.next_entry().await {
+            found.worktrees.push(e.path());
+        }
+    }
+    if let Ok(out) = git(&repo)
+        .args(["for-each-ref", "--format=%(refname:short)", &prefix])
+        .output()
+        .await
+    {
+        found.branches = out.text().lines().map(str::to_string).collect();
+    }
+    found.worktrees.sort();
+    found.branches.sort();
+    found
+}
+
 /// The directory to run in within `worktree`: a relative `working_dir` below it, one inside
 /// `repository` at the same place below it, anything else (or none) its top.
 fn inside(worktree: &Path, repository: &Path, working_dir: Option<&str>) -> PathBuf {

@@ -394,6 +394,49 @@ impl Caches {
     }
 }
 
+impl Caches {
+    /// Removes what job `job` left of `repository` (on `ordo.control.prune`): the worktrees
+    /// and branches of its attempts in this worker's cache clone, and its task branches in the
+    /// shared repository (those a last failed integration kept). Best effort; a worker without
+    /// a clone of `repository` has nothing to remove.
+    pub async fn prune_job(&self, repository: &str, job: &ordo_proto::JobId) {
+        let Some((slot, _)) = self.slot.get() else {
+            return;
+        };
+        let dir = Caches::dir_of(slot, repository);
+        if tokio::fs::metadata(dir.join("HEAD")).await.is_err() {
+            return;
+        }
+        super::remove_job(&dir.display().to_string(), job).await;
+        let _guard = self.lock(&dir).lock_owned().await;
+        let listed = git(&dir)
+            .args(["ls-remote", ORIGIN])
+            .arg(format!(
+                "refs/heads/ordo/{}/*",
+                ordo_proto::names::job_tag(job)
+            ))
+            .output()
+            .await;
+        let Ok(listed) = listed else { return };
+        for name in listed
+            .text()
+            .lines()
+            .filter_map(|l| l.split_once('\t').map(|(_, n)| n.to_string()))
+        {
+            let out = git(&dir)
+                .args(["push", "--quiet", "--no-verify", ORIGIN, "--delete", &name])
+                .output()
+                .await;
+            if let Ok(out) = out
+                && !out.ok()
+                && !out.stderr_text().contains("remote ref does not exist")
+            {
+                tracing::warn!(branch = %name, error = %out.stderr_text(), "cannot delete a task branch");
+            }
+        }
+    }
+}
+
 /// Whether `repository` is a URL (`scheme://...`) rather than a path.
 pub fn is_url(repository: &str) -> bool {
     repository.contains("://")
