@@ -1012,7 +1012,11 @@ command = "echo fine > fine.txt"
     let r = sb.run(&spec, &["--workers", "2"]);
     assert_eq!(r.code(), 1, "{}\n{}", r.stdout, r.stderr);
     let state = sb.state();
-    let jobs = ordo_in(&repo, &["status", "--state", &state, "--output", "json"], &[]);
+    let jobs = ordo_in(
+        &repo,
+        &["status", "--state", &state, "--output", "json"],
+        &[],
+    );
     let job = jobs.json()[0]["id"].as_str().unwrap().to_string();
     let kept_branch = ordo_branches(&repo)
         .into_iter()
