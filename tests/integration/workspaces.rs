@@ -1053,3 +1053,46 @@ command = "echo fine > fine.txt"
     assert_ok(&status, "ordo status after prune");
     assert!(!status.stdout.contains(&command), "{}", status.stdout);
 }
+
+/// `ordo run`s side by side in one repository, each making and removing many worktrees at
+/// once, never read each other's half-written worktree entries: every task of both jobs
+/// succeeds with one attempt and both integration branches hold all their files.
+#[test]
+fn ordo_runs_side_by_side_share_one_repository() {
+    let sb = Sandbox::new();
+    let repo = sb.repo();
+    let names: Vec<String> = (0..3).map(|i| format!("side{i}")).collect();
+    let runs: Vec<std::thread::JoinHandle<Run>> = names
+        .iter()
+        .map(|name| {
+            let mut text = format!(
+                "name = \"{name}\"\n[settings]\nworkspace = \"worktree\"\ntarget_branch = \
+                 \"{name}\"\nmax_parallel_tasks = 8\n"
+            );
+            for t in 0..8 {
+                text.push_str(&format!(
+                    "\n[[tasks]]\nname = \"t{t}\"\ncommand = \"echo {t} > f{t}.txt\"\n"
+                ));
+            }
+            let spec = sb.job(&format!("{name}.toml"), &text);
+            let state = sb.dir(&format!("state-{name}")).display().to_string();
+            let repo = repo.clone();
+            std::thread::spawn(move || {
+                ordo_in(
+                    &repo,
+                    &["run", &spec, "--state", &state, "--workers", "8"],
+                    &[],
+                )
+            })
+        })
+        .collect();
+    for (name, run) in names.iter().zip(runs) {
+        let r = run.join().unwrap();
+        assert_ok(&r, name);
+        for t in 0..8 {
+            assert_eq!(sb.show(name, &format!("f{t}.txt")), t.to_string(), "{name}");
+        }
+    }
+    assert_eq!(worktrees(&repo), vec![canonical(&repo)]);
+    assert_eq!(ordo_branches(&repo), Vec::<String>::new());
+}
