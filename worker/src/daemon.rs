@@ -830,6 +830,13 @@ async fn accept_integration(shared: &Arc<Shared>, msg: jetstream::Message, ack_w
             .await;
         return;
     }
+    // An integration works in the cache clone too: a worker that cannot prepare one leaves it
+    // to another.
+    if let Some(why) = shared.refusing_worktrees() {
+        tracing::debug!(job = %req.job, task = %req.task, "{why}; handing the integration back");
+        shared.hand_back_unprepared(&msg).await;
+        return;
+    }
     let delivery = msg
         .info()
         .map_or(0, |i| u32::try_from(i.delivered).unwrap_or(u32::MAX));
