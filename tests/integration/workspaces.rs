@@ -1096,3 +1096,31 @@ fn ordo_runs_side_by_side_share_one_repository() {
     assert_eq!(worktrees(&repo), vec![canonical(&repo)]);
     assert_eq!(ordo_branches(&repo), Vec::<String>::new());
 }
+
+/// A worktree `ordo run` cannot make is not the task's failure: the attempt is tried again
+/// without counting (here three times, the worktree root being a file) and only then fails,
+/// saying how many tries it took; the task spent its one attempt, and its command never ran.
+#[test]
+fn a_worktree_that_cannot_be_made_is_tried_again_before_failing() {
+    let sb = Sandbox::new();
+    let repo = sb.repo();
+    write(&repo.join(".git"), "ordo-worktrees", "not a directory\n");
+    let marks = sb.dir("marks");
+    let spec = sb.job(
+        "unmade.toml",
+        &format!(
+            "name = \"unmade\"\n[settings]\nworkspace = \"worktree\"\ntarget_branch = \
+             \"unmade\"\n\n[[tasks]]\nname = \"t\"\ncommand = \"touch {}/ran\"\n",
+            marks.display()
+        ),
+    );
+    let r = sb.run(&spec, &[]);
+    assert_eq!(r.code(), 1, "{}\n{}", r.stdout, r.stderr);
+    let report = sb.report_json();
+    let t = task(&report, "t");
+    assert_eq!(t["state"], "failed", "{t:#}");
+    assert_eq!(t["attempts"], 1, "{t:#}");
+    let reason = t["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("(3 tries)"), "{reason}");
+    assert!(!marks.join("ran").exists());
+}

@@ -246,50 +246,36 @@ async fn git_common_dir(repo: &Path) -> Result<PathBuf, Error> {
 /// `default_root`), runs the program and its verify command there (`ORDO_WORKSPACE` set, a
 /// relative `working_dir` taken inside it, one inside the repository moved into it), and when
 /// they succeed commits what the task changed: the result then carries the `WorkspaceResult`.
-/// A worktree that cannot be made, or changes that cannot be committed, fail the attempt with
-/// the reason. A dispatch without a workspace runs as `exec::run` does.
+/// Changes that cannot be committed fail the attempt with the reason. A dispatch without a
+/// workspace runs as `exec::run` does.
+///
+/// `Err` when the worktree cannot be made: the command never ran, which is not the task's
+/// failure (the caller runs the attempt again, or gives up saying why).
 pub async fn run_attempt(
     d: &Dispatch,
     opts: &ExecOptions,
     cancel: impl std::future::Future<Output = ()>,
     output: Option<tokio::sync::mpsc::Sender<exec::OutputChunk>>,
-) -> ordo_proto::TaskResult {
+) -> Result<ordo_proto::TaskResult, Error> {
     let Some(ws) = &d.workspace else {
-        return exec::run(d, opts, cancel, output).await;
+        return Ok(exec::run(d, opts, cancel, output).await);
     };
-    let started = ordo_proto::now_ms();
-    let prepared = match default_root(&ws.repository).await {
-        Ok(root) => prepare(ws, &root, &d.job, d.index, d.attempt).await,
-        Err(e) => Err(e),
-    };
-    run_prepared(d, ws, prepared, started, opts, cancel, output).await
+    let root = default_root(&ws.repository).await?;
+    let prepared = prepare(ws, &root, &d.job, d.index, d.attempt).await?;
+    Ok(run_prepared(d, ws, prepared, opts, cancel, output).await)
 }
 
-/// Runs an attempt in the worktree `prepared` made (or fails it with why it could not be
-/// made), then commits what it changed if it succeeded: the second half of `run_attempt`, and
-/// of an attempt run through a cache clone (`cache`).
+/// Runs an attempt in the worktree `prepared` made, then commits what it changed if it
+/// succeeded: the second half of `run_attempt`, and of an attempt run through a cache clone
+/// (`cache`).
 async fn run_prepared(
     d: &Dispatch,
     ws: &Workspace,
-    prepared: Result<Prepared, Error>,
-    started: ordo_proto::Millis,
+    prepared: Prepared,
     opts: &ExecOptions,
     cancel: impl std::future::Future<Output = ()>,
     output: Option<tokio::sync::mpsc::Sender<exec::OutputChunk>>,
 ) -> ordo_proto::TaskResult {
-    let prepared = match prepared {
-        Ok(p) => p,
-        Err(e) => {
-            let why = format!("cannot make the attempt's worktree: {e}");
-            return ordo_proto::TaskResult::new(
-                d,
-                opts.worker.clone(),
-                Outcome::Failed,
-                started,
-                why,
-            );
-        }
-    };
     let mut local = d.clone();
     local.working_dir = Some(
         inside(

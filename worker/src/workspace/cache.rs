@@ -169,9 +169,8 @@ impl Caches {
         let Some(ws) = &d.workspace else {
             return Ok(exec::run(d, opts, cancel, output).await);
         };
-        let started = ordo_proto::now_ms();
         let (cache, prepared) = self.prepare(ws, d).await?;
-        let mut result = run_prepared(d, ws, Ok(prepared), started, opts, cancel, output).await;
+        let mut result = run_prepared(d, ws, prepared, opts, cancel, output).await;
         let Some(w) = result.workspace.as_mut() else {
             return Ok(result);
         };
