@@ -6,9 +6,10 @@
 use std::path::PathBuf;
 
 use ordo_plumbing::connect::NatsArgs;
-use ordo_proto::{Dag, ExecutionMode, JobSpec};
+use ordo_proto::{Dag, ExecutionMode, JobSpec, WorkspaceMode};
 
 use crate::formats::{self, Diagnostic, Format, LoadOptions, Loaded};
+use crate::overlay::Overlay;
 
 /// Exit codes (DESIGN §6).
 pub mod exit {
@@ -59,6 +60,20 @@ pub struct SpecArgs {
     /// with a warning each, by default).
     #[arg(long)]
     pub include_done: bool,
+    /// Settings overlay: a TOML file holding `[settings]`, laid over the spec's own (for
+    /// formats such as tasks.json or Markdown that cannot carry them).
+    #[arg(long = "with", value_name = "FILE")]
+    pub with: Option<PathBuf>,
+    /// `worktree`: run every attempt in a git worktree of its own and integrate the changes in
+    /// order (overrides settings.workspace).
+    #[arg(long, value_name = "MODE", env = "ORDO_WORKSPACE_MODE")]
+    pub workspace: Option<WorkspaceMode>,
+    /// Budget of the job in dollars of agent spend (overrides settings.max_cost_usd).
+    #[arg(long, value_name = "USD")]
+    pub max_cost_usd: Option<f64>,
+    /// Budget of the job in agent tokens (overrides settings.max_tokens).
+    #[arg(long, value_name = "N")]
+    pub max_tokens: Option<u64>,
 }
 
 impl SpecArgs {
@@ -75,14 +90,39 @@ impl SpecArgs {
         }
     }
 
-    /// Reads and validates the spec; warnings go to stderr. On failure: every diagnostic.
+    /// The settings overlay these flags ask for (`--with` read here).
+    pub fn overlay(&self) -> Result<Overlay, Diagnostic> {
+        let settings = match &self.with {
+            Some(path) => Overlay::read(path)?,
+            None => toml::Table::new(),
+        };
+        Ok(Overlay {
+            settings,
+            workspace: self.workspace,
+            max_cost_usd: self.max_cost_usd,
+            max_tokens: self.max_tokens,
+        })
+    }
+
+    /// Reads the spec, lays the overlay over it and validates it; warnings go to stderr. On
+    /// failure: every diagnostic.
     pub fn load(&self) -> Result<(Loaded, Dag), Vec<Diagnostic>> {
-        let loaded = formats::load(&self.spec, &self.load_options())?;
+        let loaded = self.read()?;
         for w in &loaded.warnings {
             eprintln!("warning: {w}");
         }
         let dag = formats::check(&loaded, &self.label())?;
         Ok((loaded, dag))
+    }
+
+    /// Reads the spec and lays the overlay over it, not yet validated.
+    pub fn read(&self) -> Result<Loaded, Vec<Diagnostic>> {
+        let overlay = self.overlay().map_err(|d| vec![d])?;
+        let mut loaded = formats::load(&self.spec, &self.load_options())?;
+        overlay
+            .apply(&mut loaded.spec, &self.label())
+            .map_err(|d| vec![d])?;
+        Ok(loaded)
     }
 }
 

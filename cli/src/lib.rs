@@ -5,6 +5,7 @@
 //!   codes).
 //! - `formats`: every input format → `JobSpec`, with file positions for errors.
 //! - `graph`: Graphviz dot and Mermaid renderings of a job's DAG.
+//! - `overlay`: `--with FILE` and the setting flags laid over a loaded spec.
 //! - `run`: the local runner (the engine's driver, a store and the executor in one process).
 //! - `jobs`: the one job client (submit, status, list, cancel, retry, output, report, prune,
 //!   workers), against a local state directory or a cluster.
@@ -24,6 +25,7 @@ pub mod graph;
 pub mod jobs;
 pub mod manage;
 pub mod mcp;
+pub mod overlay;
 pub mod progress;
 pub mod report;
 pub mod run;

@@ -13,7 +13,7 @@ use ordo::formats::{self, Diagnostic, Loaded};
 use ordo::progress::{Bars, Lines, Progress, Quiet};
 use ordo::run::{RunOptions, RunReport};
 use ordo::summary;
-use ordo_proto::{Dag, Dur, ExecutionMode, JobState, WorkspaceMode};
+use ordo_proto::{Dag, Dur, ExecutionMode, JobState};
 
 #[derive(Parser)]
 #[command(
@@ -101,10 +101,6 @@ struct RunCommand {
     /// Pause before a prompt task's verify command (overrides settings.check_interval).
     #[arg(long, env = "ORDO_CHECK_INTERVAL")]
     check_interval: Option<Dur>,
-    /// `worktree`: run every attempt in a git worktree of its own and integrate the changes in
-    /// order (overrides settings.workspace; for specs such as tasks.json that cannot say so).
-    #[arg(long, value_name = "MODE", env = "ORDO_WORKSPACE_MODE")]
-    workspace: Option<WorkspaceMode>,
     /// TaskMaster: write each task's status back into the tasks.json while the job runs
     /// (`in-progress` when it starts, `done` when it succeeds), keeping every other field;
     /// the file is replaced atomically.
@@ -212,7 +208,8 @@ fn load_checked(spec: &SpecArgs) -> anyhow::Result<(Loaded, Dag)> {
 
 fn validate(spec: &SpecArgs, output: Output) -> anyhow::Result<u8> {
     let label = spec.label();
-    let result = formats::load(&spec.spec, &spec.load_options())
+    let result = spec
+        .read()
         .and_then(|l| formats::check(&l, &label).map(|dag| (l, dag)));
     match (result, output) {
         (Ok((loaded, dag)), Output::Text) => {
@@ -334,15 +331,6 @@ fn run(args: RunCommand) -> anyhow::Result<u8> {
     }
     if let Some(d) = args.check_interval {
         spec.settings.check_interval = Some(d);
-    }
-    if let Some(w) = args.workspace {
-        spec.settings.workspace = Some(w);
-        if let Err(errors) = ordo_proto::validate::validate(&spec) {
-            for e in errors {
-                eprintln!("{}: {e}", args.spec.label());
-            }
-            return Ok(exit::INVALID);
-        }
     }
     let default_mode = match env_mode() {
         Ok(m) => m.unwrap_or(ExecutionMode::Parallel),

@@ -33,7 +33,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use clap::ValueEnum as _;
 use ordo_proto::api::{JobStatus, JobSummary, JobsRequest};
-use ordo_proto::{Dag, ExecutionMode, JobState};
+use ordo_proto::{Dag, ExecutionMode, JobState, WorkspaceMode};
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{CallToolResult, ContentBlock, Implementation, ServerCapabilities, ServerConfig};
@@ -46,6 +46,7 @@ use crate::args::{RunTarget, override_mode};
 use crate::formats::{self, Diagnostic, Format, LoadOptions, Loaded};
 use crate::jobs::{self, Jobs, Open};
 use crate::manage::submit_request;
+use crate::overlay::Overlay;
 use crate::report;
 
 /// The default state directory of local mode, under the current directory.
@@ -119,6 +120,19 @@ pub struct SpecInput {
     /// TaskMaster: also run tasks marked done, cancelled or deferred (left out by default).
     #[serde(default)]
     pub include_done: bool,
+    /// Settings overlay: the path of a TOML file holding `[settings]`, laid over the spec's
+    /// own (like `--with FILE`).
+    #[serde(default)]
+    pub with: Option<String>,
+    /// `worktree`: every attempt in a git worktree of its own, integrated in order.
+    #[serde(default)]
+    pub workspace: Option<String>,
+    /// The job's budget in dollars of agent spend.
+    #[serde(default)]
+    pub max_cost_usd: Option<f64>,
+    /// The job's budget in agent tokens.
+    #[serde(default)]
+    pub max_tokens: Option<u64>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -454,6 +468,26 @@ fn load(p: &SpecInput) -> Result<(Loaded, Dag, String), Fail> {
             ));
         }
     };
+    let settings = match &p.with {
+        Some(path) => Overlay::read(Path::new(path)).map_err(|d| vec![d])?,
+        None => toml::Table::new(),
+    };
+    let workspace = p
+        .workspace
+        .as_deref()
+        .map(str::parse::<WorkspaceMode>)
+        .transpose()
+        .map_err(Fail::msg)?;
+    let overlay = Overlay {
+        settings,
+        workspace,
+        max_cost_usd: p.max_cost_usd,
+        max_tokens: p.max_tokens,
+    };
+    let mut loaded = loaded;
+    overlay
+        .apply(&mut loaded.spec, &label)
+        .map_err(|d| vec![d])?;
     let dag = formats::check(&loaded, &label)?;
     Ok((loaded, dag, label))
 }

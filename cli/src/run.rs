@@ -15,7 +15,9 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use ordo_coordinator::driver::{self, Driver, Policy};
-use ordo_coordinator::engine::{ANY_QUEUE, Capacity, Event, JobOptions, SavedTask, retry_records};
+use ordo_coordinator::engine::{
+    ANY_QUEUE, Again, Capacity, Event, JobOptions, SavedTask, retry_records,
+};
 use ordo_coordinator::store::{JobRecord, Store};
 use ordo_coordinator::traces::Traces;
 use ordo_plumbing::telemetry::{self, Telemetry};
@@ -76,9 +78,8 @@ pub enum Start {
     /// that were in flight run again without counting.
     Resume,
     /// Ended, and recorded running again by the caller (so readers never see it ended while
-    /// it restarts): its unsuccessful tasks (with `failed_only`, only the failed ones) run
-    /// again.
-    Retry { failed_only: bool },
+    /// it restarts): the tasks `Again` names run again, the others keep their records.
+    Retry(Again),
 }
 
 /// CPUs and memory this machine offers to tasks that declare `cpu_required`/`memory_required`.
@@ -218,9 +219,7 @@ pub async fn run_recorded<P: Progress + ?Sized>(
     let saved = match start {
         Start::New => None,
         Start::Resume => Some(store.saved(&record)?),
-        Start::Retry { failed_only } => {
-            Some(retry_records(&store.tasks(&record.id)?, failed_only).into())
-        }
+        Start::Retry(again) => Some(retry_records(&store.tasks(&record.id)?, &dag, again).into()),
     };
     let now = now_ms();
     let job = record.id;

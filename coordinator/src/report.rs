@@ -179,6 +179,7 @@ mod tests {
                 job: job.id,
                 index: TaskIndex(0),
                 attempts: 0,
+                conflicts: 0,
                 state: TaskState::Ready { since: 1 },
             },
             Change::Attempt(result.clone()),

@@ -601,6 +601,7 @@ fn write_insert(tx: &redb::WriteTransaction, job: &JobRecord) -> Result<()> {
         let pending = encode(&SavedTask {
             state: TaskState::Pending,
             attempts: 0,
+            conflicts: 0,
         });
         for i in 0..job.spec.tasks.len() as u32 {
             tasks.insert((key(&job.id), i), pending.as_slice())?;
@@ -643,10 +644,12 @@ fn write_batch(tx: &redb::WriteTransaction, batch: &Batch<'_>) -> Result<Vec<u64
                     index,
                     attempts: n,
                     state,
+                    conflicts,
                 } => {
                     let rec = SavedTask {
                         state: state.clone(),
                         attempts: *n,
+                        conflicts: *conflicts,
                     };
                     tasks.insert((key(job), index.0), encode(&rec).as_slice())?;
                     *job
@@ -810,6 +813,7 @@ mod tests {
                     job: job.id,
                     index: TaskIndex(1),
                     attempts: 1,
+                    conflicts: 0,
                     state: TaskState::Succeeded {
                         attempt: Attempt(1),
                         finished: 7,

@@ -105,7 +105,7 @@ pub fn status(store: &Store, id: &JobId) -> Result<Option<JobStatus>> {
                 i as u32,
                 spec.name.as_str(),
                 &saved.state,
-                saved.attempts,
+                saved,
                 last[i],
                 cost[i],
             )
@@ -124,7 +124,7 @@ fn task_status(
     index: u32,
     name: &str,
     state: &TaskState,
-    attempts: u32,
+    rec: &SavedTask,
     last: Option<&TaskResult>,
     cost_usd: Option<f64>,
 ) -> TaskStatus {
@@ -136,7 +136,8 @@ fn task_status(
         index: TaskIndex(index),
         name: name.to_string(),
         state: state.phase(),
-        attempts,
+        attempts: rec.spent(),
+        conflicts: rec.conflicts,
         worker,
         exit_code: last.and_then(|r| r.exit_code),
         duration_ms: last.map(|r| r.duration_ms),
@@ -200,7 +201,7 @@ pub fn status_page(
             let name = spec.tasks.get(i as usize).map_or("", |t| t.name.as_str());
             // A live task's state is the engine's (the store may lag it by one commit).
             let state = current.get(i as usize).copied().unwrap_or(&rec.state);
-            task_status(i, name, state, rec.attempts, results.last(), cost)
+            task_status(i, name, state, &rec, results.last(), cost)
         })
         .collect();
     Ok(Some(JobStatus {
@@ -286,6 +287,7 @@ mod tests {
             name: format!("t{i}"),
             state,
             attempts: 1,
+            conflicts: 0,
             worker: Some("w".into()),
             exit_code: Some(0),
             duration_ms: Some(1),
@@ -345,6 +347,7 @@ mod tests {
                 job: rec.id,
                 index: TaskIndex(i),
                 attempts: 1,
+                conflicts: 0,
                 state: if i % 3 == 0 {
                     TaskState::Failed {
                         attempt: Attempt(1),

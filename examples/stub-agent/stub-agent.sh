@@ -8,6 +8,7 @@
 #   write FILE: TEXT      write TEXT and a newline to FILE (directories made)
 #   append FILE: TEXT     append TEXT and a newline to FILE
 #   sleep SECONDS         take that long
+#   insert FILE after LINE: TEXT   insert TEXT below the first line equal to LINE in FILE
 #   fail: TEXT            end with an error (is_error / turn.failed)
 #   then write FILE: TEXT only when resumed to fix a failed verify command (the verify loop)
 #
@@ -103,6 +104,22 @@ if [ -n "${STUB_RATE_LIMITS-}" ] && [ -f "$STUB_RATE_LIMITS" ]; then
   fi
 fi
 
+# A resumed session asked to resolve merge conflicts (ordo's resolve round) keeps both sides
+# of every conflict in the files the prompt lists ("- FILE" lines), removing the markers; with
+# STUB_LEAVE_MARKERS=1 it leaves them, as a careless agent would.
+if [ -n "$resume" ] && printf '%s' "$prompt" | grep -q 'Resolve each conflict'; then
+  resolved=""
+  for file in $(printf '%s\n' "$prompt" | sed -n 's/^- //p'); do
+    [ -f "$file" ] || continue
+    if [ "${STUB_LEAVE_MARKERS-}" != 1 ]; then
+      grep -v -e '^<<<<<<< ' -e '^=======$' -e '^>>>>>>> ' "$file" > "$file.resolved" || true
+      mv "$file.resolved" "$file"
+    fi
+    resolved="$resolved $file"
+  done
+  finish false "stub $tool: resolved${resolved:- nothing}"
+fi
+
 # A resumed session asked to fix a failed verify command runs its `then` lines.
 instructions=$prompt
 if [ -n "$resume" ] && printf '%s' "$prompt" | grep -q 'The verify command' && [ -f "$state/$resume" ]; then
@@ -125,6 +142,16 @@ for line in $instructions; do
       mkdir -p "$(dirname "$file")"
       if [ "$verb" = write ]; then printf '%s\n' "$text" > "$file"; else printf '%s\n' "$text" >> "$file"; fi
       done_list="$done_list $verb $file;"
+      ;;
+    "insert "*" after "*": "*)
+      rest=${line#insert }
+      file=${rest%% after *}
+      rest=${rest#* after }
+      anchor=${rest%%: *}
+      text=${rest#*: }
+      awk -v a="$anchor" -v t="$text" '{ print } !done && $0 == a { print t; done = 1 }' \
+        "$file" > "$file.new" && mv "$file.new" "$file"
+      done_list="$done_list insert $file;"
       ;;
     "sleep "*) sleep "${line#sleep }" ;;
     "fail: "*) finish true "${line#fail: }" ;;

@@ -151,8 +151,12 @@ pub const MAX_LARGE_REPLY_BYTES: usize = 256 * 1024 * 1024;
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct RetryRequest {
     pub job: JobId,
+    /// Only the tasks that did not succeed (else every task).
     #[serde(default)]
     pub failed_only: bool,
+    /// Only this task and the tasks it held back (its dependents that did not succeed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<String>,
     /// A new budget for the job from now on (DESIGN §11), each when given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_cost_usd: Option<f64>,
@@ -161,6 +165,18 @@ pub struct RetryRequest {
 }
 
 impl RetryRequest {
+    /// A request to run the job's tasks that did not succeed again, as the dashboard's
+    /// "Retry failed" and `ordo retry --failed-only` do.
+    pub fn failed_only(job: JobId) -> RetryRequest {
+        RetryRequest {
+            job,
+            failed_only: true,
+            task: None,
+            max_cost_usd: None,
+            max_tokens: None,
+        }
+    }
+
     /// Why the new budget cannot be used, if it cannot.
     pub fn check_budget(&self) -> Result<(), String> {
         if let Some(c) = self.max_cost_usd
@@ -235,7 +251,11 @@ pub struct TaskStatus {
     pub index: TaskIndex,
     pub name: String,
     pub state: TaskPhase,
+    /// Attempts spent (conflicts left out).
     pub attempts: u32,
+    /// Runs whose change conflicted at integration and ran again from the new tip.
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
+    pub conflicts: u32,
     pub worker: Option<WorkerId>,
     pub exit_code: Option<i32>,
     pub duration_ms: Option<u64>,
@@ -258,6 +278,10 @@ pub struct JobStatus {
     /// The page `tasks` is, when one was asked for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub page: Option<Page>,
+}
+
+fn is_zero_u32(n: &u32) -> bool {
+    *n == 0
 }
 
 fn is_zero(n: &usize) -> bool {

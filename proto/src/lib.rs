@@ -39,5 +39,5 @@ pub use spec::{
 pub use state::{JobState, TaskPhase};
 pub use wire::{
     AgentRun, Conflict, Dispatch, Heartbeat, Integrate, Integration, IntegrationResult, Kill,
-    Outcome, RateLimit, TaskResult, Verify, WorkerEvent, Workspace, WorkspaceResult,
+    Outcome, RateLimit, Resolve, TaskResult, Verify, WorkerEvent, Workspace, WorkspaceResult,
 };

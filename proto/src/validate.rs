@@ -92,7 +92,7 @@ pub fn validate(spec: &JobSpec) -> Result<Dag, Vec<Error>> {
     }
 
     let mut deps: Vec<Vec<u32>> = Vec::with_capacity(n);
-    for t in &spec.tasks {
+    for (i, t) in spec.tasks.iter().enumerate() {
         check_task(spec, t, &index, &mut errors);
         let mut ds: Vec<u32> = Vec::with_capacity(t.depends_on.len());
         for d in &t.depends_on {
@@ -107,6 +107,11 @@ pub fn validate(spec: &JobSpec) -> Result<Dag, Vec<Error>> {
                     dep: d.to_string(),
                 }),
             }
+        }
+        if t.resume_previous_session && ds.is_empty() && i > 0 {
+            // It continues the session of the task before it in the file, so it runs after
+            // that task: an implicit dependency, drawn like any other.
+            ds.push(i as u32 - 1);
         }
         deps.push(ds);
     }
@@ -402,6 +407,22 @@ mod tests {
             errs[0].to_string(),
             "dependency cycle: a → b → c → a (each must finish before the next)"
         );
+    }
+
+    #[test]
+    fn resuming_the_previous_session_orders_after_that_task() {
+        let mut spec = job(&[
+            ("plan", &[]),
+            ("other", &[]),
+            ("build", &[]),
+            ("b2", &["plan"]),
+        ]);
+        spec.tasks[2].resume_previous_session = true;
+        spec.tasks[3].resume_previous_session = true;
+        let dag = validate(&spec).unwrap();
+        assert_eq!(dag.deps[2], vec![1], "the task before it in the file");
+        assert_eq!(dag.deps[3], vec![0], "its last dependency, nothing added");
+        assert_eq!(dag.levels().len(), 2);
     }
 
     #[test]

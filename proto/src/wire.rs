@@ -76,6 +76,19 @@ pub struct Conflict {
     /// The task whose integrated change touched those files, when known.
     #[serde(default)]
     pub with: Option<TaskName>,
+    /// A resolve round (a prompt task with a session to resume): the attempt starts from the
+    /// conflicted attempt's commit with the integration tip merged in, conflict markers left
+    /// in `files` for the agent to resolve, instead of from the tip.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resolve: Option<Resolve>,
+}
+
+/// Where a resolve round starts: the conflicted attempt's task branch and its head commit
+/// (across machines, pushed to the shared repository).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resolve {
+    pub branch: String,
+    pub head: String,
 }
 
 /// What an attempt in a workspace left behind once it succeeded: its branch and head commit
@@ -88,6 +101,10 @@ pub struct WorkspaceResult {
     pub head: String,
     pub files: Vec<String>,
     pub worktree: String,
+    /// A resolve round that left conflict markers: the files that still hold them (the
+    /// attempt failed; the task runs again from the tip instead, spending no attempt).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unresolved: Vec<String>,
 }
 
 /// One integration (DESIGN §10): merge `head` onto the integration branch's tip if it merges

@@ -326,6 +326,18 @@ pub fn task<'a>(doc: &'a serde_json::Value, name: &str) -> &'a serde_json::Value
         .unwrap_or_else(|| panic!("no task {name} in {doc}"))
 }
 
+/// `examples/stub-agent/<tool>`: the stand-in for Claude Code (`claude`) or Codex (`codex`).
+pub fn stub_agent(tool: &str) -> String {
+    // The directory canonical, the tool not: the stub tells claude from codex by its name.
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../examples/stub-agent")
+        .canonicalize()
+        .expect("the stub agent")
+        .join(tool)
+        .display()
+        .to_string()
+}
+
 /// The `[[tasks]]` of a same-line conflict in a worktree job whose `env` sets `MARKS` (a
 /// directory): `late` starts (its worktree cut from the empty branch), then `early` changes
 /// line 1 of `shared.txt` and integrates; only then does `late` change line 1 too, so it

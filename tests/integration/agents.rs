@@ -5,20 +5,8 @@
 
 use std::path::{Path, PathBuf};
 
-use ordo_tests::{Cluster, Run, ordo_in, task, write};
+use ordo_tests::{Cluster, Run, ordo_in, stub_agent as stub, task, write};
 use serde_json::Value;
-
-/// `examples/stub-agent/<tool>`.
-fn stub(tool: &str) -> String {
-    // The directory canonical, the tool not: the stub tells claude from codex by its name.
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../examples/stub-agent")
-        .canonicalize()
-        .expect("the stub agent")
-        .join(tool)
-        .display()
-        .to_string()
-}
 
 /// A test's directory: job files, the state directory, the stub's call log.
 struct Dir {
@@ -504,4 +492,48 @@ fn a_pool_bounds_agents_across_two_jobs_on_a_cluster() {
         .unwrap();
     assert!(most <= 2, "{most} agents ran at once: {spans:?}");
     assert_eq!(most, 2, "the pool's two places were used: {spans:?}");
+}
+
+/// A TaskMaster tasks.json cannot carry ordo's settings: `--with FILE` gives them (the agent,
+/// its environment) and `--max-cost-usd` a budget, for run, validate and plan alike; a bad
+/// overlay is refused naming its file and line, with nothing recorded.
+#[test]
+fn a_tasks_json_gets_its_settings_from_with_and_its_budget_from_a_flag() {
+    let d = Dir::new();
+    let tasks = d.job(
+        "tasks.json",
+        r#"{"master": {"tasks": [
+  {"id": 1, "title": "Plan", "description": "write plan.txt: the plan", "status": "pending", "dependencies": []},
+  {"id": 2, "title": "Build", "description": "write build.txt: built", "status": "pending", "dependencies": [1]},
+  {"id": 3, "title": "Ship", "description": "write ship.txt: shipped", "status": "pending", "dependencies": [2]}
+]}}"#,
+    );
+    let with = d.job("with.toml", &settings(&d, "claude", ""));
+    let plan = ordo_in(d.path(), &["plan", &tasks, "--with", &with], &[]);
+    assert_eq!(plan.code(), 0, "{}", plan.stderr);
+
+    // $0.25 a run, $0.40 to spend: Plan and Build run, Ship is skipped for the budget.
+    let r = d.ordo(&["run", &tasks, "--with", &with, "--max-cost-usd", "0.4"]);
+    assert_eq!(r.code(), 1, "{}\n{}", r.stdout, r.stderr);
+    let report = d.report();
+    assert_eq!(task(&report, "1")["state"], "succeeded", "{report:#}");
+    assert_eq!(task(&report, "2")["state"], "succeeded");
+    assert_eq!(task(&report, "3")["state"], "skipped");
+    assert_eq!(
+        task(&report, "3")["reason"],
+        "budget exhausted ($0.50 of $0.40)"
+    );
+    assert_eq!(d.calls().len(), 2, "{:?}", d.calls());
+
+    let bad = d.job(
+        "bad.toml",
+        "[settings]\nmax_cost_usd = 1\n\n[[tasks]]\nname = \"x\"\n",
+    );
+    for verb in ["validate", "plan", "run"] {
+        let r = ordo_in(d.path(), &[verb, &tasks, "--with", &bad], &[]);
+        assert_eq!(r.code(), 2, "{verb}: {}", r.stderr);
+        assert!(r.stderr.contains("bad.toml:4:"), "{verb}: {}", r.stderr);
+    }
+    let jobs = d.ordo(&["status", "--output", "json"]);
+    assert_eq!(jobs.json().as_array().unwrap().len(), 1, "nothing recorded");
 }

@@ -1076,8 +1076,103 @@ env = {{ MARKS = "{marks}" }}
             &mut b,
             &text_of("tr[data-task=\"1\"] [data-f=\"attempts\"]")
         ),
-        json!("2"),
-        "the conflicting task ran again"
+        json!("1"),
+        "the conflicting task ran again, and a conflict is no attempt spent"
+    );
+    assert!(
+        late.body.contains("o-conflict"),
+        "the conflicted run: {}",
+        late.body
     );
     open_clean(&mut b, &ui.url(&format!("/jobs/{job}/tasks/1")));
+}
+
+/// The job page's "Retry failed" does what `ordo retry --failed-only` does, and the task page's
+/// "Retry this task" what `ordo retry --task` does: in a worktree job of agent tasks, a task
+/// that succeeded never runs again (1 attempt, its change on the integration branch once, its
+/// cost paid once); only the retried runs add to the job's cost.
+#[test]
+fn retry_failed_and_retry_one_task_run_only_what_did_not_succeed() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    let marks = dir.path().join("marks");
+    std::fs::create_dir_all(&repo).unwrap();
+    std::fs::create_dir_all(&marks).unwrap();
+    git(&repo, &["init", "-q", "-b", "main"]);
+    git(&repo, &["config", "user.name", "Ordo Test"]);
+    git(&repo, &["config", "user.email", "test@ordo.invalid"]);
+    write(&repo, "lib.py", "# helpers\n");
+    git(&repo, &["add", "-A"]);
+    git(&repo, &["commit", "-q", "-m", "initial"]);
+    // `flaky`'s verify fails the first two times it runs (once per retry), then passes.
+    let spec = format!(
+        r#"name = "retry-failed"
+[settings]
+workspace = "worktree"
+target_branch = "it"
+agent = "claude"
+agent_command = ["{stub}"]
+env = {{ STUB_COST = "0.25", STUB_STATE = "{marks}" }}
+
+[[tasks]]
+name = "helper"
+prompt = "append lib.py: def helper(): pass"
+
+[[tasks]]
+name = "flaky"
+prompt = "append notes.txt: flaky was here"
+max_attempts = 1
+verify_command = "n=$(cat '{marks}/n' 2>/dev/null || echo 0); echo $((n+1)) > '{marks}/n'; [ $n -ge 2 ]"
+
+[[tasks]]
+name = "after"
+depends_on = ["flaky"]
+command = "echo after"
+"#,
+        stub = ordo_tests::stub_agent("claude"),
+        marks = marks.display(),
+    );
+    let state = dir.path().join("state");
+    let mut ui = Ui::start(&repo, &["--state", state.to_str().unwrap()]);
+    let job = ui.submit(&spec);
+    ui.wait_state(&job, "failed", Duration::from_secs(60));
+
+    let mut b = browser();
+    let page = open_clean(&mut b, &ui.url(&format!("/jobs/{job}")));
+    click(&mut b, &page, "retry");
+    ui.wait_state(&job, "failed", Duration::from_secs(60));
+    // One task and what it held back, from its own page.
+    let page = open_clean(&mut b, &ui.url(&format!("/jobs/{job}/tasks/1")));
+    click(&mut b, &page, "retry");
+    ui.wait_state(&job, "succeeded", Duration::from_secs(60));
+    assert_no_errors(&mut b, &page, "after a task's retry");
+    assert!(ui.stop().success(), "{}", ui.log());
+
+    let r = ordo_in(
+        &repo,
+        &[
+            "report",
+            &job,
+            "--format",
+            "json",
+            "--state",
+            state.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(r.code(), 0, "{}", r.stderr);
+    let report = r.json();
+    let helper = ordo_tests::task(&report, "helper");
+    assert_eq!(helper["attempts"], 1, "helper ran again: {helper:#}");
+    assert_eq!(ordo_tests::task(&report, "flaky")["attempts"], 3);
+    assert_eq!(ordo_tests::task(&report, "after")["attempts"], 1);
+    // helper once, flaky three times.
+    assert_eq!(
+        report["summary"]["cost_usd"], 1.0,
+        "{:#}",
+        report["summary"]
+    );
+    let lib = git(&repo, &["show", "it:lib.py"]);
+    assert_eq!(lib.matches("def helper").count(), 1, "{lib}");
+    assert_eq!(git(&repo, &["show", "it:notes.txt"]), "flaky was here");
 }

@@ -191,12 +191,13 @@ name = "clash"
 workspace = "worktree"
 repository = "{}"
 max_integration_attempts = 1
+integration_verify = "! test -e other.txt"
 [[tasks]]
 name = "first"
 command = "echo first > same.txt"
 [[tasks]]
 name = "second"
-command = "sleep 0.3; echo second > same.txt"
+command = "echo second > other.txt"
 "#,
             repo.display()
         ),
@@ -224,4 +225,65 @@ command = "sleep 0.3; echo second > same.txt"
         "only the integration branch stays: {branches}"
     );
     assert!(branches.contains("ordo/clash-"), "{branches}");
+}
+
+/// `ordo retry JOB --task T` runs T and the tasks it held back, nothing else: an unrelated
+/// failed task stays failed (and so does the job); an unknown task or `--task` with
+/// `--failed-only` is an input error that changes nothing.
+#[test]
+fn retry_of_one_task_runs_it_and_what_it_held_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let spec = write(
+        d,
+        "job.toml",
+        r#"
+name = "two-failures"
+[[tasks]]
+name = "a"
+command = "test -e ok-a"
+depends_on = []
+
+[[tasks]]
+name = "b"
+command = "echo b"
+depends_on = ["a"]
+
+[[tasks]]
+name = "c"
+command = "test -e ok-c"
+depends_on = []
+"#,
+    );
+    let r = ordo_in(d, &["run", &spec, "--state", "st", "-q"], &[]);
+    assert_eq!(r.status.code(), Some(1), "{}", r.stderr);
+    let r = ordo_in(d, &["status", "--state", "st", "--output", "json"], &[]);
+    let id = json(&r.stdout)[0]["id"].as_str().unwrap().to_string();
+    std::fs::write(d.join("ok-a"), "").unwrap();
+    std::fs::write(d.join("ok-c"), "").unwrap();
+
+    for (args, says) in [
+        (vec!["--task", "zz"], "no task named \"zz\""),
+        (vec!["--task", "a", "--failed-only"], "cannot be used with"),
+    ] {
+        let mut all = vec!["retry", id.as_str(), "--state", "st"];
+        all.extend(args);
+        let r = ordo_in(d, &all, &[]);
+        assert_eq!(r.status.code(), Some(2), "{all:?}: {}", r.stderr);
+        assert!(r.stderr.contains(says), "{all:?}: {}", r.stderr);
+    }
+    assert_eq!(
+        status(d, &id)["state"],
+        "failed",
+        "a refused retry changes nothing"
+    );
+
+    let r = ordo_in(d, &["retry", &id, "--task", "a", "--state", "st"], &[]);
+    assert_eq!(r.status.code(), Some(1), "c is still failed: {}", r.stderr);
+    let st = status(d, &id);
+    assert_eq!(task(&st, "a")["state"], "succeeded");
+    assert_eq!(task(&st, "a")["attempts"], 2);
+    assert_eq!(task(&st, "b")["state"], "succeeded");
+    assert_eq!(task(&st, "c")["state"], "failed");
+    assert_eq!(task(&st, "c")["attempts"], 1, "c was not asked for");
 }

@@ -381,6 +381,15 @@ env = {{ MARKS = "{marks}" }}
     let late = task(&report, "late");
     assert_eq!(late["state"], "succeeded", "{late:#}");
     assert_eq!(late["runs"].as_array().unwrap().len(), 2, "{late:#}");
+    // The conflicted run shows as a conflict, with the other task and the files, and is no
+    // attempt spent.
+    let first = &late["runs"][0];
+    assert_eq!(first["outcome"], "conflict", "{late:#}");
+    assert_eq!(first["conflict"]["task"], "early", "{first:#}");
+    assert_eq!(strings(&first["conflict"]["files"]), ["shared.txt"]);
+    assert_eq!(late["runs"][1]["outcome"], "succeeded");
+    assert_eq!(late["attempts"], 1, "{late:#}");
+    assert_eq!(report["summary"]["retries"], 0, "{:#}", report["summary"]);
     let conflicts = late["integration"]["conflicts"].as_array().unwrap();
     assert_eq!(conflicts.len(), 1, "{late:#}");
     assert_eq!(conflicts[0]["task"], "early");
@@ -737,11 +746,13 @@ fn overlapping_write_sets_never_run_together() {
     }
 }
 
-/// With `max_integration_attempts = 1` a conflict is final: the job fails (exit 1), the task's
-/// reason names the file and the task it collided with, and its worktree is kept, with its
-/// path in the report, for a person to look at.
+/// A conflict is a race lost: it does not count against `max_integration_attempts`, but what a
+/// rework cannot mend does. With a limit of 1, `second` conflicts (and runs again from the new
+/// tip), then its clean merge fails the integration verify: that is final. The job fails
+/// (exit 1), the task's reason names the file and the task it collided with, and its worktree
+/// is kept, with its path in the report, for a person to look at.
 #[test]
-fn conflict_past_the_limit_fails_and_keeps_the_worktree() {
+fn integration_failure_past_the_limit_fails_and_keeps_the_worktree() {
     let sb = Sandbox::new();
     let repo = sb.repo();
     let marks = sb.dir("marks");
@@ -754,6 +765,7 @@ name = "once"
 workspace = "worktree"
 target_branch = "once"
 max_integration_attempts = 1
+integration_verify = "! grep -q second shared.txt"
 timeout = "20s"
 env = {{ MARKS = "{marks}" }}
 
@@ -785,17 +797,21 @@ sed -i '1s/$/ second/' shared.txt
     let reason = second["reason"].as_str().unwrap();
     assert!(reason.contains("shared.txt"), "{reason}");
     assert!(reason.contains("'first'"), "{reason}");
-    assert_eq!(second["runs"].as_array().unwrap().len(), 1, "{second:#}");
+    assert!(reason.contains("integration verify failed"), "{reason}");
+    let runs = second["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2, "{second:#}");
+    assert_eq!(runs[0]["outcome"], "conflict", "{second:#}");
     let kept = PathBuf::from(
         second["integration"]["worktree"]
             .as_str()
             .unwrap_or_else(|| panic!("no worktree in {second:#}")),
     );
     assert!(kept.is_dir(), "{} is gone", kept.display());
-    // The kept worktree holds the task's own change, on its task branch.
+    // The kept worktree holds the task's own change (made again on the new tip), on its task
+    // branch.
     assert_eq!(
         std::fs::read_to_string(kept.join("shared.txt")).unwrap(),
-        "line1 second\nline2\n"
+        "line1 first second\nline2\n"
     );
     assert!(worktrees(&repo).contains(&canonical(&kept)));
     let task_branch = second["integration"]["branch"].as_str().unwrap();
@@ -1123,4 +1139,151 @@ fn a_worktree_that_cannot_be_made_is_tried_again_before_failing() {
     let reason = t["reason"].as_str().unwrap_or_default();
     assert!(reason.contains("(3 tries)"), "{reason}");
     assert!(!marks.join("ran").exists());
+}
+
+/// The repository's merge drivers apply to integration merges as they would to `git merge`:
+/// with `shared.txt merge=union` in the `.gitattributes` of the branch the job integrates
+/// onto, two tasks changing the same line merge without a conflict (both lines kept) and
+/// nobody runs again. The user's checkout has no such file (it is on another branch), so the
+/// attributes are read from the integration branch, not from the checkout.
+#[test]
+fn merge_drivers_of_the_integration_branch_apply() {
+    let sb = Sandbox::new();
+    let repo = sb.repo();
+    let marks = sb.dir("marks");
+    git(&repo, &["checkout", "-q", "-b", "with-union"]);
+    write(&repo, ".gitattributes", "shared.txt merge=union\n");
+    git(&repo, &["add", ".gitattributes"]);
+    git(&repo, &["commit", "-q", "-m", "union driver"]);
+    git(&repo, &["checkout", "-q", "main"]);
+    let spec = sb.job(
+        "union.toml",
+        &format!(
+            r#"
+name = "union"
+[settings]
+workspace = "worktree"
+target_branch = "it"
+base = "with-union"
+timeout = "20s"
+env = {{ MARKS = "{marks}" }}
+{pair}"#,
+            marks = marks.display(),
+            pair = ordo_tests::conflicting_pair("git show it:shared.txt")
+        ),
+    );
+    let r = sb.run(&spec, &["--workers", "4"]);
+    assert_ok(&r, "ordo run");
+    assert_eq!(
+        sb.show("it", "shared.txt"),
+        "line1 early\nline1 late\nline2"
+    );
+    let report = sb.report_json();
+    assert_eq!(
+        report["summary"]["integration"]["conflicts"], 0,
+        "{report:#}"
+    );
+    assert_eq!(task(&report, "late")["runs"].as_array().unwrap().len(), 1);
+    assert!(
+        !repo.join(".gitattributes").exists(),
+        "the checkout is untouched"
+    );
+}
+
+/// The hot-file job: 24 agent tasks (the stand-in speaking Claude Code's JSON) on 4 slots, one
+/// in three inserting a line under the one header of `CHANGELOG.md`. With default settings
+/// the job succeeds: every change and all 8 changelog lines are on the branch, no marker
+/// anywhere. A conflict is resolved in the task's own session (the tip merged into its work),
+/// so agent runs beyond the 24 are at most one per conflict; none starves.
+#[test]
+fn a_hot_file_starves_no_task_and_conflicts_are_resolved_in_session() {
+    let (r, sb, log) = hot_file_job(&[]);
+    assert_ok(&r, "ordo run");
+    let repo = sb.repo();
+    for i in 0..24 {
+        assert_eq!(sb.show("it", &format!("t{i}.txt")), format!("{i}"));
+    }
+    let changelog = sb.show("it", "CHANGELOG.md");
+    let lines: Vec<&str> = changelog
+        .lines()
+        .filter(|l| l.starts_with("- change"))
+        .collect();
+    assert_eq!(lines.len(), 8, "{changelog}");
+    assert_no_conflict_markers(&repo, "it");
+    let report = sb.report_json();
+    let conflicts = report["summary"]["integration"]["conflicts"]
+        .as_u64()
+        .unwrap();
+    let calls = std::fs::read_to_string(log).unwrap();
+    let runs = calls.lines().count() as u64;
+    assert!(runs >= 24, "{runs}");
+    // t0 and t3 start together from the same tip: t3 loses the race and resolves it.
+    assert!(conflicts >= 1, "{report:#}");
+    assert!(
+        calls
+            .lines()
+            .any(|l| !l.contains("resume= ") && l.contains("prompt=Your change conflicts")),
+        "no resolve round resumed a session:
+{calls}"
+    );
+    assert!(
+        runs - 24 <= conflicts,
+        "{runs} agent runs for 24 tasks and {conflicts} conflicts"
+    );
+}
+
+/// A resolve round whose agent leaves the markers in: the task is run again from the new tip
+/// instead (no attempt spent), never integrated with markers.
+#[test]
+fn a_resolve_round_that_leaves_markers_runs_the_task_again() {
+    let (r, sb, _) = hot_file_job(&[("STUB_LEAVE_MARKERS", "1")]);
+    assert_ok(&r, "ordo run");
+    assert_no_conflict_markers(&sb.repo(), "it");
+    let changelog = sb.show("it", "CHANGELOG.md");
+    assert_eq!(
+        changelog
+            .lines()
+            .filter(|l| l.starts_with("- change"))
+            .count(),
+        8,
+        "{changelog}"
+    );
+}
+
+/// Runs the hot-file job (see above) with the stub agent's `env` extended; the run, the
+/// sandbox and the stub's call log.
+fn hot_file_job(env: &[(&str, &str)]) -> (Run, Sandbox, PathBuf) {
+    let sb = Sandbox::new();
+    let repo = sb.repo();
+    write(&repo, "CHANGELOG.md", "# Changelog\n\n## Unreleased\n");
+    git(&repo, &["add", "-A"]);
+    git(&repo, &["commit", "-q", "-m", "changelog"]);
+    let log = sb.dir("logs").join("calls.log");
+    let mut vars = format!(
+        "STUB_LOG = \"{}\", STUB_STATE = \"{}\"",
+        log.display(),
+        sb.dir("stub").display()
+    );
+    for (k, v) in env {
+        vars.push_str(&format!(", {k} = \"{v}\""));
+    }
+    let mut text = format!(
+        "name = \"hot\"\n[settings]\nworkspace = \"worktree\"\ntarget_branch = \"it\"\n\
+         max_parallel_tasks = 4\nagent = \"claude\"\nagent_command = [\"{}\"]\nenv = {{ {vars} }}\n",
+        ordo_tests::stub_agent("claude")
+    );
+    for i in 0..24 {
+        let mut prompt = format!("sleep 0.2\nwrite t{i}.txt: {i}");
+        if i % 3 == 0 {
+            prompt.push_str(&format!(
+                "\ninsert CHANGELOG.md after ## Unreleased: - change {i}"
+            ));
+        }
+        text.push_str(&format!(
+            "\n[[tasks]]\nname = \"t{i}\"\nprompt = \"\"\"\n{prompt}\n\"\"\"\n"
+        ));
+    }
+    let spec = sb.job("hot.toml", &text);
+    let r = sb.run(&spec, &[]);
+    (r, sb, log)
 }

@@ -291,6 +291,27 @@ async fn run_prepared(
         prepared.worktree.display().to_string(),
     );
     let mut result = exec::run(&local, opts, cancel, output).await;
+    if result.outcome.is_success()
+        && let Some(files) = &prepared.resolving
+    {
+        let left = markers_left(&prepared.worktree, files).await;
+        if !left.is_empty() {
+            result.outcome = Outcome::Failed;
+            result.message = format!(
+                "the resolve round left conflict markers in {}",
+                left.join(", ")
+            );
+            result.workspace = Some(Box::new(WorkspaceResult {
+                branch: ws.task_branch.clone(),
+                base_commit: prepared.base_commit.clone(),
+                head: String::new(),
+                files: files.clone(),
+                worktree: prepared.worktree.display().to_string(),
+                unresolved: left,
+            }));
+            return result;
+        }
+    }
     if result.outcome.is_success() {
         let message = format!("ordo: {} (attempt {})\n\njob {}", d.task, d.attempt, d.job);
         match commit(
@@ -425,8 +446,11 @@ fn inside(worktree: &Path, repository: &Path, working_dir: Option<&str>) -> Path
 pub struct Prepared {
     /// Absolute path of the worktree, on the task branch.
     pub worktree: PathBuf,
-    /// The integration branch's tip the task branch was cut from.
+    /// The integration branch's tip the task branch was cut from (for a resolve round: the
+    /// tip merged into the conflicted attempt's work).
     pub base_commit: String,
+    /// A resolve round: the files the merge of the tip left conflict markers in.
+    pub resolving: Option<Vec<String>>,
 }
 
 /// Makes the worktree of one attempt: `root/<job8>/<index>-<attempt>`, on a new branch
@@ -485,16 +509,70 @@ pub async fn prepare(
                 source,
             })?;
     }
+    let resolve = ws.conflict.as_ref().and_then(|c| c.resolve.as_ref());
+    let start = match resolve {
+        Some(r) => resolve_commit(&repo, &r.head)
+            .await?
+            .ok_or_else(|| Error::Invalid {
+                what: "resolve round",
+                name: r.branch.clone(),
+                reason: format!("its commit {} is not in the repository", r.head),
+            })?,
+        None => base_commit.clone(),
+    };
     git(&repo)
         .args(["worktree", "add", "-b", &ws.task_branch])
         .arg(&worktree)
-        .arg(&base_commit)
+        .arg(&start)
         .run()
         .await?;
+    let resolving = match resolve {
+        Some(_) => Some(merge_for_resolve(&worktree, &base_commit).await?),
+        None => None,
+    };
     Ok(Prepared {
         worktree,
         base_commit,
+        resolving,
     })
+}
+
+/// A resolve round's start: merges the integration tip into the conflicted attempt's work in
+/// its worktree without committing, leaving conflict markers where the two disagree (the
+/// repository's merge drivers apply); the files left unmerged.
+async fn merge_for_resolve(worktree: &Path, tip: &str) -> Result<Vec<String>, Error> {
+    let out = git(worktree)
+        .args(["merge", "--no-ff", "--no-commit", "--no-edit", tip])
+        .output()
+        .await?;
+    if !matches!(out.code, Some(0 | 1)) {
+        return Err(out.into_error());
+    }
+    let unmerged = git(worktree)
+        .args(["diff", "--name-only", "--diff-filter=U", "-z"])
+        .output()
+        .await?;
+    let mut files: Vec<String> = nul_fields(&unmerged.stdout).collect();
+    files.sort();
+    files.dedup();
+    Ok(files)
+}
+
+/// The files among `files` in `worktree` that still hold a conflict marker line.
+async fn markers_left(worktree: &Path, files: &[String]) -> Vec<String> {
+    let mut left = Vec::new();
+    for f in files {
+        let Ok(text) = tokio::fs::read(worktree.join(f)).await else {
+            continue;
+        };
+        let marked = String::from_utf8_lossy(&text)
+            .lines()
+            .any(|l| l.starts_with("<<<<<<< ") || l.starts_with(">>>>>>> ") || l == "=======");
+        if marked {
+            left.push(f.clone());
+        }
+    }
+    left
 }
 
 /// Commits what the task changed in `worktree` (everything, `git add -A`, ignored files
@@ -553,9 +631,16 @@ pub async fn commit(
         .args(["diff", "--cached", "--quiet"])
         .output()
         .await?;
+    // A resolve round's merge is committed even when it changed nothing of the task's own
+    // tree: its second parent (the tip) is what makes the integration merge clean.
+    let merging = git(&wt)
+        .args(["rev-parse", "--quiet", "--verify", "MERGE_HEAD"])
+        .output()
+        .await?
+        .ok();
     match staged.code {
-        Some(0) => {}
-        Some(1) => {
+        Some(0) if !merging => {}
+        Some(0 | 1) => {
             let message = if message.trim().is_empty() {
                 "ordo: task changes"
             } else {
@@ -580,6 +665,7 @@ pub async fn commit(
         head,
         files,
         worktree: wt.to_string_lossy().into_owned(),
+        unresolved: Vec::new(),
     })
 }
 
@@ -1047,10 +1133,15 @@ enum Merge {
     Conflict(Vec<String>),
 }
 
-/// `git merge-tree --write-tree` of two commits, without touching any index or worktree.
+/// `git merge-tree --write-tree` of two commits, without touching any index or worktree. The
+/// merge drivers the repository declares in `ours`' `.gitattributes` (e.g. `merge=union` for a
+/// changelog) apply, as they would to `git merge`: attributes are read from that commit, not
+/// from a checkout (a cache clone is bare; the user's checkout may be on another branch).
 async fn merge_tree(repo: &Path, ours: &str, theirs: &str) -> Result<Merge, Error> {
+    let attr_source = format!("--attr-source={ours}");
     let out = git(repo)
         .args([
+            attr_source.as_str(),
             "merge-tree",
             "--write-tree",
             "--name-only",
@@ -2284,6 +2375,7 @@ mod tests {
                 head: "0".repeat(40),
                 files: Vec::new(),
                 worktree: String::new(),
+                unresolved: Vec::new(),
             };
             let Integration::Failed { message } =
                 integrate(&fx.request(&ws, &r, 0, "t"), &fx.root).await

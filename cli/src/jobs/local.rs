@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ordo_coordinator::driver::Policy;
+use ordo_coordinator::engine::Again;
 use ordo_coordinator::report::{self as data, ReportData};
 use ordo_coordinator::store::{Batch, Change, JobRecord, Store};
 use ordo_coordinator::views;
@@ -200,7 +201,7 @@ impl Local {
 
     /// Runs an ended job's unsuccessful tasks again, here.
     pub fn retry(&self, req: &RetryRequest) -> Result<JobSummary> {
-        let (job, failed_only) = (req.job, req.failed_only);
+        let job = req.job;
         let record = self.record(job)?;
         if !record.state.is_terminal() || self.running.lock().unwrap().contains_key(&job) {
             return Err(Error::Invalid(format!(
@@ -211,6 +212,7 @@ impl Local {
         let dag = ordo_proto::validate::validate(&record.spec).map_err(|_| {
             Error::State(format!("the stored spec of job {job} no longer validates"))
         })?;
+        let again = Again::of(req, &dag).map_err(Error::Invalid)?;
         let mut changes = vec![Change::Job {
             job,
             state: JobState::Running,
@@ -235,7 +237,7 @@ impl Local {
         let tasks = self.read(|s| s.tasks(&job))?;
         let summary = views::summary(&record, &tasks);
         let opts = self.options(&record);
-        self.start(record, Start::Retry { failed_only }, dag, opts);
+        self.start(record, Start::Retry(again), dag, opts);
         Ok(summary)
     }
 

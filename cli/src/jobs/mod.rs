@@ -261,19 +261,8 @@ impl Jobs {
         }
     }
 
-    /// Runs an ended job's unsuccessful tasks again (with `failed_only`, the failed ones).
-    pub async fn retry(&self, job: JobId, failed_only: bool) -> Result<JobSummary> {
-        self.retry_with(&RetryRequest {
-            job,
-            failed_only,
-            max_cost_usd: None,
-            max_tokens: None,
-        })
-        .await
-    }
-
-    /// `retry`, with a new budget when the request gives one.
-    pub async fn retry_with(&self, req: &RetryRequest) -> Result<JobSummary> {
+    /// Runs an ended job's tasks again, as the request says (which tasks, a new budget).
+    pub async fn retry(&self, req: &RetryRequest) -> Result<JobSummary> {
         req.check_budget().map_err(Error::Invalid)?;
         match self {
             Jobs::Local(l) => l.retry(req),

@@ -136,18 +136,42 @@ pub fn outcome_code(state: JobState) -> u8 {
     }
 }
 
-/// What was last seen of each task: state and attempts.
-type Seen = HashMap<TaskIndex, (TaskPhase, u32)>;
+/// What was last seen of each task: state, attempts and conflicts.
+type Seen = HashMap<TaskIndex, (TaskPhase, u32, u32)>;
 
-/// Lines for the tasks whose state or attempt changed since the last call; updates `seen`.
+/// Lines for the tasks whose state, attempt or conflicts changed since the last call; updates
+/// `seen`. What happened between two polls is told too, as `ordo run` tells it: a failed
+/// attempt retried at once (its retry wait never seen) and a conflict at integration.
 fn changes(seen: &mut Seen, status: &JobStatus) -> Vec<String> {
     let mut lines = Vec::new();
     for t in &status.tasks {
-        let now = (t.state, t.attempts);
-        if seen.get(&t.index) != Some(&now) {
+        let now = (t.state, t.attempts, t.conflicts);
+        let Some(&(phase, attempts, conflicts)) = seen.get(&t.index) else {
             lines.extend(change_line(t));
             seen.insert(t.index, now);
+            continue;
+        };
+        if (phase, attempts, conflicts) == now {
+            continue;
         }
+        let name = plain(&t.name);
+        // Attempts that ended and were retried between two polls.
+        let unseen = if phase == TaskPhase::RetryWait {
+            attempts + 1
+        } else {
+            attempts
+        };
+        for a in unseen.max(1)..t.attempts {
+            lines.push(format!("↻ {name} attempt {a} failed, retried"));
+        }
+        for _ in conflicts..t.conflicts {
+            lines.push(format!(
+                "⚠ {name} conflicted at integration: running again from the new tip (no \
+                 attempt spent)"
+            ));
+        }
+        lines.extend(change_line(t));
+        seen.insert(t.index, now);
     }
     lines
 }
@@ -289,9 +313,52 @@ mod tests {
         st.tasks[1].state = TaskPhase::Running;
         assert_eq!(changes(&mut seen, &st), vec!["▶ b running"]);
         st.tasks[1].attempts = 2;
-        assert_eq!(changes(&mut seen, &st), vec!["▶ b running (attempt 2)"]);
+        assert_eq!(
+            changes(&mut seen, &st),
+            vec!["↻ b attempt 1 failed, retried", "▶ b running (attempt 2)"]
+        );
         st.tasks[1].state = TaskPhase::Failed;
         assert_eq!(changes(&mut seen, &st), vec!["✗ b failed"]);
+    }
+
+    /// A poll sees where a task is, not how it got there: a failure retried at once and a
+    /// conflict between two polls are told all the same.
+    #[test]
+    fn quick_retries_and_conflicts_between_polls_are_told() {
+        let mut seen = Seen::new();
+        let mut st = JobStatus {
+            summary: summary(JobState::Running),
+            tasks: vec![task(0, "a", TaskPhase::Running)],
+            omitted: 0,
+            page: None,
+        };
+        assert_eq!(changes(&mut seen, &st), vec!["▶ a running"]);
+        st.tasks[0].attempts = 3;
+        assert_eq!(
+            changes(&mut seen, &st),
+            vec![
+                "↻ a attempt 1 failed, retried",
+                "↻ a attempt 2 failed, retried",
+                "▶ a running (attempt 3)"
+            ]
+        );
+        st.tasks[0].state = TaskPhase::RetryWait;
+        st.tasks[0].reason = Some("exit code 1".into());
+        assert_eq!(
+            changes(&mut seen, &st),
+            vec!["↻ a attempt 3 failed, will retry: exit code 1"]
+        );
+        st.tasks[0].state = TaskPhase::Running;
+        st.tasks[0].attempts = 4;
+        st.tasks[0].conflicts = 1;
+        assert_eq!(
+            changes(&mut seen, &st),
+            vec![
+                "⚠ a conflicted at integration: running again from the new tip (no attempt \
+                 spent)",
+                "▶ a running (attempt 4)"
+            ]
+        );
     }
 
     #[test]

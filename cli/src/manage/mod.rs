@@ -117,9 +117,13 @@ pub enum Manage {
     /// Run a finished job's unsuccessful tasks again (with --state, here, to their end).
     Retry {
         job: String,
-        /// Only failed tasks (not skipped or cancelled ones).
-        #[arg(long)]
+        /// Only the tasks that did not succeed (failed, and those they held back);
+        /// succeeded tasks keep their results.
+        #[arg(long, conflicts_with = "task")]
         failed_only: bool,
+        /// Only this task and the tasks it held back (its dependents that did not succeed).
+        #[arg(long, value_name = "TASK")]
+        task: Option<String>,
         /// Go on with a new budget: dollars agents may spend from now on.
         #[arg(long, value_name = "USD")]
         max_cost_usd: Option<f64>,
@@ -357,6 +361,7 @@ async fn run(cmd: Manage) -> Result<u8, Error> {
         Manage::Retry {
             job,
             failed_only,
+            task,
             max_cost_usd,
             max_tokens,
             place,
@@ -366,10 +371,11 @@ async fn run(cmd: Manage) -> Result<u8, Error> {
             let req = ordo_proto::api::RetryRequest {
                 job,
                 failed_only,
+                task,
                 max_cost_usd,
                 max_tokens,
             };
-            let summary = jobs.retry_with(&req).await?;
+            let summary = jobs.retry(&req).await?;
             print_summary(&summary, output)?;
             if matches!(jobs, Jobs::Local(_)) {
                 let status = interruptible(follow_job(&jobs, job, &mut std::io::stderr())).await;
@@ -487,6 +493,7 @@ pub(crate) mod tests {
             name: name.into(),
             state,
             attempts: 1,
+            conflicts: 0,
             worker: None,
             exit_code: None,
             duration_ms: None,

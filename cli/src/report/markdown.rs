@@ -5,7 +5,10 @@
 
 use std::fmt::Write;
 
-use super::{Mark, Report, TaskReport, VerifyResult, clean_output, cut, fmt_ms, fmt_pct, fmt_time};
+use super::{
+    Mark, Report, RunOutcome, TaskReport, VerifyResult, clean_output, cut, fmt_ms, fmt_pct,
+    fmt_time,
+};
 use ordo_proto::{JobState, Outcome, TaskIndex};
 
 /// Where a worktree job's changes went: the branch, then per task its files and conflicts.
@@ -354,9 +357,11 @@ pub fn gantt(r: &Report) -> String {
             let many = t.runs.len() > 1;
             for a in t.runs.iter().filter(|a| a.worker == w) {
                 let tag = match a.outcome {
-                    Outcome::Succeeded => "done",
-                    Outcome::Cancelled => "active",
-                    Outcome::Failed | Outcome::VerifyFailed | Outcome::TimedOut => "crit",
+                    RunOutcome::Ended(Outcome::Succeeded) => "done",
+                    RunOutcome::Ended(Outcome::Cancelled) | RunOutcome::Conflict => "active",
+                    RunOutcome::Ended(
+                        Outcome::Failed | Outcome::VerifyFailed | Outcome::TimedOut,
+                    ) => "crit",
                 };
                 let name = if many {
                     format!("{} (attempt {})", t.name, a.attempt)

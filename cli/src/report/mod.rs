@@ -25,7 +25,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use ordo_coordinator::report::{IgnoredResult, ReportData};
-use ordo_coordinator::store::{Change, TaskState};
+use ordo_coordinator::store::{Change, SavedTask, TaskState};
 use ordo_proto::{
     ExecutionMode, Integration, JobState, Outcome, TaskIndex, TaskPhase, TaskResult, TaskSpec,
     WorkerId,
@@ -183,6 +183,36 @@ pub struct TaskIntegration {
     pub worktree: Option<String>,
 }
 
+/// What became of one attempt: how its program ended, or `conflict` when it succeeded in its
+/// worktree but its change could not be integrated (a text conflict or a failed integration
+/// verify). A conflict spends no attempt: the task ran again from the new tip.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunOutcome {
+    Ended(Outcome),
+    Conflict,
+}
+
+impl RunOutcome {
+    pub fn name(self) -> &'static str {
+        match self {
+            RunOutcome::Ended(o) => o.name(),
+            RunOutcome::Conflict => "conflict",
+        }
+    }
+}
+
+impl std::fmt::Display for RunOutcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl Serialize for RunOutcome {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
 #[derive(Clone, Debug, Serialize)]
 pub struct ConflictReport {
     /// The task whose integrated change touched the same files, when known.
@@ -301,7 +331,10 @@ pub struct TaskReport {
 #[derive(Clone, Debug, Serialize)]
 pub struct AttemptReport {
     pub attempt: u32,
-    pub outcome: Outcome,
+    pub outcome: RunOutcome,
+    /// For a `conflict`: the files and the task whose integrated change touched them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub conflict: Option<ConflictReport>,
     pub worker: WorkerId,
     /// Which delivery of the attempt's task message ran it (0 for `ordo run`).
     pub delivery: u32,
@@ -566,9 +599,12 @@ pub fn build(data: &ReportData) -> Report {
         .collect();
 
     let mut integrations: Vec<Option<TaskIntegration>> = vec![None; n];
+    // Attempts whose change could not be integrated: (task, attempt) → the conflict.
+    let mut conflicted: HashMap<(usize, u32), ConflictReport> = HashMap::new();
     for h in &data.history {
         let Change::Integrated {
             index,
+            attempt,
             branch,
             outcome,
             with,
@@ -577,6 +613,18 @@ pub fn build(data: &ReportData) -> Report {
         else {
             continue;
         };
+        let files = match outcome {
+            Integration::Conflict { files } => Some(files.clone()),
+            Integration::VerifyFailed { .. } => Some(Vec::new()),
+            _ => None,
+        };
+        if let Some(files) = files {
+            let conflict = ConflictReport {
+                task: with.as_ref().map(|w| w.to_string()),
+                files,
+            };
+            conflicted.insert((index.get(), attempt.0), conflict);
+        }
         let Some(slot) = integrations.get_mut(index.get()) else {
             continue;
         };
@@ -645,7 +693,8 @@ pub fn build(data: &ReportData) -> Report {
                 run: run_text(t),
                 verify,
                 depends_on: t.depends_on.iter().map(|d| d.to_string()).collect(),
-                attempts: saved.map_or(0, |s| s.attempts),
+                // A conflict is not an attempt spent.
+                attempts: saved.map_or(0, SavedTask::spent),
                 worker: last.map(|r| r.worker.clone()),
                 exit_code: last.and_then(|r| r.exit_code),
                 signal: last.and_then(|r| r.signal),
@@ -661,7 +710,11 @@ pub fn build(data: &ReportData) -> Report {
                     .iter()
                     .map(|r| AttemptReport {
                         attempt: r.attempt.0,
-                        outcome: r.outcome,
+                        outcome: match conflicted.get(&(i, r.attempt.0)) {
+                            Some(_) => RunOutcome::Conflict,
+                            None => RunOutcome::Ended(r.outcome),
+                        },
+                        conflict: conflicted.get(&(i, r.attempt.0)).cloned(),
                         worker: r.worker.clone(),
                         delivery: r.delivery,
                         started_ms: r.started_at_ms,

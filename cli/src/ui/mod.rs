@@ -33,7 +33,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use ordo_proto::api::{JobsRequest, SubmitRequest};
+use ordo_proto::api::{JobsRequest, RetryRequest, SubmitRequest};
 use ordo_proto::{JobId, JobState, TaskIndex};
 use serde::Deserialize;
 
@@ -41,6 +41,7 @@ use crate::args::{RunTarget, exit};
 use crate::formats::{self, Format, LoadOptions};
 use crate::jobs::{self, Jobs, Open};
 use crate::manage::submit_request;
+use crate::overlay::Overlay;
 
 /// The session cookie set by the login form.
 const COOKIE: &str = "ordo_session";
@@ -296,6 +297,7 @@ pub(crate) fn router(ui: Arc<Ui>) -> Router {
         .route("/jobs/{id}/tasks/{index}", get(task_page))
         .route("/jobs/{id}/cancel", post(cancel))
         .route("/jobs/{id}/retry", post(retry))
+        .route("/jobs/{id}/tasks/{index}/retry", post(retry_task))
         .route("/jobs/{id}/rerun", post(rerun))
         .route("/workers", get(workers_page))
         .route("/events", get(live::events))
@@ -641,6 +643,14 @@ fn csrf_refused(ui: &Ui, given: &str) -> Option<Response> {
     }
 }
 
+/// The job an action's form acts on, once its csrf field is this server's.
+async fn acting_on(ui: &Ui, id: &str, f: &ActionForm) -> Result<JobId, Response> {
+    if let Some(r) = csrf_refused(ui, &f.csrf) {
+        return Err(r);
+    }
+    job_id(ui, id).await
+}
+
 fn to_job(job: JobId) -> Response {
     Redirect::to(&format!("/jobs/{job}")).into_response()
 }
@@ -650,10 +660,7 @@ async fn cancel(
     Path(id): Path<String>,
     Form(f): Form<ActionForm>,
 ) -> Response {
-    if let Some(r) = csrf_refused(&ui, &f.csrf) {
-        return r;
-    }
-    let job = match job_id(&ui, &id).await {
+    let job = match acting_on(&ui, &id, &f).await {
         Ok(j) => j,
         Err(r) => return r,
     };
@@ -663,16 +670,14 @@ async fn cancel(
     }
 }
 
-/// Runs a failed job's unsuccessful tasks again (the failed ones and those they held back).
+/// Runs a failed job's unsuccessful tasks again (the failed ones and those they held back),
+/// exactly as `ordo retry --failed-only` does: succeeded tasks keep their results.
 async fn retry(
     State(ui): State<Arc<Ui>>,
     Path(id): Path<String>,
     Form(f): Form<ActionForm>,
 ) -> Response {
-    if let Some(r) = csrf_refused(&ui, &f.csrf) {
-        return r;
-    }
-    let job = match job_id(&ui, &id).await {
+    let job = match acting_on(&ui, &id, &f).await {
         Ok(j) => j,
         Err(r) => return r,
     };
@@ -691,8 +696,54 @@ async fn retry(
         Ok(_) => {}
         Err(e) => return failed(&ui, &e),
     }
-    match ui.jobs.retry(job, false).await {
+    match ui.jobs.retry(&RetryRequest::failed_only(job)).await {
         Ok(_) => to_job(job),
+        Err(e) => failed(&ui, &e),
+    }
+}
+
+/// Runs one task of an ended job again, with the tasks it held back (`ordo retry --task`).
+async fn retry_task(
+    State(ui): State<Arc<Ui>>,
+    Path((id, index)): Path<(String, String)>,
+    Form(f): Form<ActionForm>,
+) -> Response {
+    let job = match acting_on(&ui, &id, &f).await {
+        Ok(j) => j,
+        Err(r) => return r,
+    };
+    let data = match ui.jobs.report(Some(job)).await {
+        Ok(d) => d,
+        Err(e) => return failed(&ui, &e),
+    };
+    let Some(task) = index
+        .parse::<usize>()
+        .ok()
+        .and_then(|i| data.job.spec.tasks.get(i))
+    else {
+        return error_page(
+            &ui,
+            StatusCode::NOT_FOUND,
+            &format!("job {job} has no task {}", jobs::plain(&index)),
+        );
+    };
+    if !data.job.state.is_terminal() {
+        return error_page(
+            &ui,
+            StatusCode::CONFLICT,
+            &format!(
+                "job {job} is still {}: a task is retried once the job has ended",
+                data.job.state
+            ),
+        );
+    }
+    let req = RetryRequest {
+        task: Some(task.name.to_string()),
+        failed_only: false,
+        ..RetryRequest::failed_only(job)
+    };
+    match ui.jobs.retry(&req).await {
+        Ok(_) => Redirect::to(&format!("/jobs/{job}/tasks/{index}")).into_response(),
         Err(e) => failed(&ui, &e),
     }
 }
@@ -703,10 +754,7 @@ async fn rerun(
     Path(id): Path<String>,
     Form(f): Form<ActionForm>,
 ) -> Response {
-    if let Some(r) = csrf_refused(&ui, &f.csrf) {
-        return r;
-    }
-    let job = match job_id(&ui, &id).await {
+    let job = match acting_on(&ui, &id, &f).await {
         Ok(j) => j,
         Err(r) => return r,
     };
@@ -756,6 +804,9 @@ struct SubmitForm {
     /// Empty: detected from the text.
     #[serde(default)]
     format: String,
+    /// A settings overlay (TOML `[settings]`), as `--with FILE` gives one; may be empty.
+    #[serde(default)]
+    with: String,
 }
 
 /// Submits spec text from the form (any format ordo reads).
@@ -783,8 +834,18 @@ async fn submit(State(ui): State<Arc<Ui>>, Form(f): Form<SubmitForm>) -> Respons
         tag: Some("master".into()),
         ..Default::default()
     };
-    let loaded = formats::parse(&label, &f.spec, &opts)
-        .and_then(|l| formats::check(&l, &label).map(|dag| (l, dag)));
+    let overlay = match f.with.trim() {
+        "" => Ok(Overlay::default()),
+        text => Overlay::parse("settings overlay", text).map(|settings| Overlay {
+            settings,
+            ..Overlay::default()
+        }),
+    };
+    let loaded = overlay.map_err(|d| vec![d]).and_then(|overlay| {
+        let mut l = formats::parse(&label, &f.spec, &opts)?;
+        overlay.apply(&mut l.spec, &label).map_err(|d| vec![d])?;
+        formats::check(&l, &label).map(|dag| (l, dag))
+    });
     let (loaded, dag) = match loaded {
         Ok(v) => v,
         Err(diags) => {

@@ -306,6 +306,10 @@ pub fn jobs(ctx: &Context, list: &[JobSummary], q: &ListQuery, now: u64) -> Stri
          <form method=\"post\" action=\"/jobs\">{}\
          <label>spec (ordo TOML or JSON, Prompter TOML, subtasks JSON, tasks.json, Markdown)\
          <textarea name=\"spec\" rows=\"12\" spellcheck=\"false\" required{disabled}></textarea></label>\
+         <label>settings overlay (optional TOML <code>[settings]</code> laid over the spec's, as \
+         <code>--with FILE</code>: e.g. <code>workspace = \"worktree\"</code>, \
+         <code>max_cost_usd = 5</code>)\
+         <textarea name=\"with\" rows=\"4\" spellcheck=\"false\"{disabled}></textarea></label>\
          <label>format <select name=\"format\"{disabled}><option value=\"\">detect</option>\
          <option>toml</option><option>json</option><option>subtasks</option>\
          <option>markdown-json</option><option>taskmaster</option><option>markdown</option>\
@@ -620,6 +624,17 @@ pub fn task(ctx: &Context, data: &ReportData, index: TaskIndex) -> String {
         } else {
             ""
         }
+    );
+    let _ = writeln!(
+        b,
+        "<div class=\"actions\">{}</div>",
+        action(
+            ctx,
+            &format!("/jobs/{id}/tasks/{}/retry", t.index),
+            "Retry this task",
+            (!rec.state.is_terminal()).then_some("the job is still running"),
+            false
+        )
     );
     if let Some(why) = &t.reason {
         let _ = writeln!(b, "<p class=\"note\">{}</p>", esc(why));

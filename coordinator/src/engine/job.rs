@@ -45,6 +45,8 @@ pub(crate) struct Job {
     attempts: Vec<u32>,
     /// Attempts counted against `max_attempts` (reset when a flow job re-enters a task).
     tries: Vec<u32>,
+    /// Attempts whose change conflicted at integration (they spent no attempt).
+    conflicts: Vec<u32>,
     /// Highest delivery reported started of the attempt in flight (0: none known).
     deliveries: Vec<u32>,
     /// Attempt and delivery of the last applied result, to tell stale results from
@@ -141,6 +143,7 @@ impl Job {
             tasks: vec![TaskState::Pending; n],
             attempts: vec![0; n],
             tries: vec![0; n],
+            conflicts: vec![0; n],
             deliveries: vec![0; n],
             applied: vec![None; n],
             waiting: dag.deps.iter().map(|d| d.len() as u32).collect(),
@@ -229,6 +232,7 @@ impl Job {
                 }
             }
             self.attempts[t] = s.attempts;
+            self.conflicts[t] = s.conflicts;
             // A task started over (`ordo retry`) gets its whole retry budget again.
             self.tries[t] = if s.state == TaskState::Pending {
                 0
@@ -376,6 +380,17 @@ impl Job {
         }
     }
 
+    /// Sequential jobs and flow jobs run one task at a time.
+    fn one_at_a_time(&self) -> bool {
+        matches!(self.kind, Kind::Dag { sequential: true } | Kind::Flow)
+    }
+
+    /// A task of the job has started and not ended: it runs, waits to retry, or waits for
+    /// (or is in) integration.
+    fn unsettled(&self) -> bool {
+        self.active > 0 || !self.timers.is_empty() || self.ws.as_ref().is_some_and(|w| !w.idle())
+    }
+
     fn tolerates_failure(&self, t: u32) -> bool {
         let task = self.task(t);
         task.allow_failure || (self.kind != Kind::Flow && task.on_failure == Some(Jump::Next))
@@ -410,7 +425,12 @@ impl Job {
         let key = self.key(t);
         let old = std::mem::replace(&mut self.tasks[t as usize], state.clone());
         match (old.is_terminal(), state.is_terminal()) {
-            (false, true) => self.terminal += 1,
+            (false, true) => {
+                self.terminal += 1;
+                if let Some(ws) = &mut self.ws {
+                    ws.settled(t);
+                }
+            }
             (true, false) => self.terminal -= 1,
             _ => {}
         }
@@ -431,6 +451,7 @@ impl Job {
             index: TaskIndex(t),
             attempts: self.attempts[t as usize],
             state,
+            conflicts: self.conflicts[t as usize],
         }));
     }
 
@@ -471,6 +492,11 @@ impl Job {
 
     pub(crate) fn schedule(&mut self, now: Millis, pools: &mut Pools, out: &mut Vec<Action>) {
         if self.stop.is_some() || self.state.is_terminal() {
+            return;
+        }
+        if self.one_at_a_time() && self.unsettled() {
+            // Sequential is strict: the next task waits until the one before has ended, its
+            // retry waits and its integration included.
             return;
         }
         let mut full_queues: HashSet<String> = HashSet::new();
@@ -720,6 +746,9 @@ impl Job {
             }
         }
         self.agents.rate_limited[t as usize] = 0;
+        if self.left_markers(t, &result, now, out) {
+            return;
+        }
         if result.outcome == Outcome::VerifyFailed {
             self.agents.next_prompt[t as usize] = self.verify_loop_prompt(t, &result);
         }
@@ -749,6 +778,69 @@ impl Job {
             return;
         }
         self.end_attempt(t, outcome, message, now, out);
+    }
+
+    /// After a conflict: a prompt task whose session can be resumed resolves the conflict in
+    /// a resolve round (its own session, the tip merged into its work, the markers to mend);
+    /// any other task runs again from the new tip.
+    fn plan_rework(&mut self, t: u32) {
+        let resumable = self.task(t).is_prompt() && self.agents.sessions[t as usize].is_some();
+        let Some(ws) = &mut self.ws else { return };
+        match ws.resolving(t) {
+            Some(c) if resumable => {
+                self.agents.next_prompt[t as usize] = Some(resolve_prompt(c));
+            }
+            _ => ws.no_resolve(t),
+        }
+    }
+
+    /// A resolve round that left conflict markers: the task runs again from the tip (no
+    /// attempt spent), or fails once `max_integration_attempts` such rounds did not mend it.
+    /// Whether the result was handled so.
+    fn left_markers(
+        &mut self,
+        t: u32,
+        result: &TaskResult,
+        now: Millis,
+        out: &mut Vec<Action>,
+    ) -> bool {
+        let Some(unresolved) = result
+            .workspace
+            .as_ref()
+            .map(|w| &w.unresolved)
+            .filter(|u| !u.is_empty())
+        else {
+            return false;
+        };
+        let Some(ws) = &mut self.ws else { return false };
+        if ws.resolving(t).is_none() {
+            return false;
+        }
+        let go_on = ws.unresolved(t);
+        self.agents.next_prompt[t as usize] = None;
+        out.push(Action::Record(Change::Attempt(result.clone())));
+        if !go_on {
+            let reason = format!(
+                "conflict markers left in {} after resolving (max_integration_attempts reached)",
+                unresolved.join(", ")
+            );
+            self.tries[t as usize] = self.spec.max_attempts(self.task(t));
+            self.end_for_good(t, Outcome::Failed, reason, now, out);
+            return true;
+        }
+        self.tries[t as usize] = self.tries[t as usize].saturating_sub(1);
+        self.conflicts[t as usize] += 1;
+        match self.stop.clone() {
+            Some(reason) => {
+                let state = TaskState::Cancelled {
+                    finished: now,
+                    reason,
+                };
+                self.set_state(t, state, out);
+            }
+            None => self.make_ready(t, now, out),
+        }
+        true
     }
 
     /// The next integration of this job to start, if its repository is free (`busy`).
@@ -829,6 +921,8 @@ impl Job {
                 }
                 // A conflict does not spend an attempt.
                 self.tries[t as usize] = self.tries[t as usize].saturating_sub(1);
+                self.conflicts[t as usize] += 1;
+                self.plan_rework(t);
                 match self.stop.clone() {
                     Some(reason) => {
                         let state = TaskState::Cancelled {
@@ -1395,4 +1489,20 @@ pub fn settled(
             format!("{settled}; attempt {a} was never dispatched"),
         ),
     }
+}
+
+/// What a resolve round asks the agent: the files in conflict, the task whose change is on the
+/// other side, and to leave no marker.
+fn resolve_prompt(c: &ordo_proto::Conflict) -> String {
+    let with = match &c.with {
+        Some(w) => format!(" with task '{w}', integrated meanwhile"),
+        None => " with work integrated meanwhile".to_string(),
+    };
+    let files: String = c.files.iter().map(|f| format!("\n- {f}")).collect();
+    format!(
+        "Your change conflicts{with}. The integration branch's latest work has been merged \
+         into your worktree and the conflicts are marked in these files (<<<<<<<, =======, \
+         >>>>>>>):{files}\n\nResolve each conflict keeping the intent of both changes, remove \
+         every conflict marker, and leave the files ready to commit."
+    )
 }

@@ -134,6 +134,22 @@ pub struct SavedTask {
     pub state: TaskState,
     /// Attempts started so far.
     pub attempts: u32,
+    /// How many of those succeeded but could not be integrated (a conflict or a failed
+    /// integration verify): they ran again without spending an attempt, so users are shown
+    /// `attempts - conflicts`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub conflicts: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+impl SavedTask {
+    /// The attempts spent, as users count them: conflicts left out.
+    pub fn spent(&self) -> u32 {
+        self.attempts.saturating_sub(self.conflicts)
+    }
 }
 
 /// What a job resumes from: its task records and the stored results of applied attempts it
@@ -197,6 +213,9 @@ pub enum Change {
         index: TaskIndex,
         attempts: u32,
         state: TaskState,
+        /// Of `attempts`, those whose change conflicted (`SavedTask::conflicts`).
+        #[serde(default)]
+        conflicts: u32,
     },
     /// An attempt's result was applied.
     Attempt(TaskResult),
@@ -523,20 +542,75 @@ impl Engine {
     }
 }
 
-/// Records for running a finished job again (`ordo retry`): with `failed_only`, the tasks that
-/// did not succeed start over and succeeded ones keep their records; without it, every task
-/// starts over. Attempt numbers keep counting, so results of earlier runs stay stale.
-pub fn retry_records(saved: &[SavedTask], failed_only: bool) -> Vec<SavedTask> {
+/// Which tasks of an ended job `ordo retry` starts over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Again {
+    /// Every task (`ordo retry JOB`).
+    All,
+    /// The tasks that did not succeed (`--failed-only`, the dashboard's "Retry failed").
+    Unsuccessful,
+    /// One task and the tasks it held back: its dependents, direct or not, that did not
+    /// succeed (`--task T`, the task page's "Retry").
+    Task(u32),
+}
+
+impl Again {
+    /// What a retry request asks for, its task looked up in the job's graph.
+    pub fn of(req: &ordo_proto::api::RetryRequest, dag: &Dag) -> Result<Again, String> {
+        match (&req.task, req.failed_only) {
+            (Some(_), true) => Err("give either --task or --failed-only, not both".into()),
+            (Some(name), false) => dag
+                .names
+                .iter()
+                .position(|n| n.as_str() == name)
+                .map(|t| Again::Task(t as u32))
+                .ok_or_else(|| format!("job {} has no task named {name:?}", req.job)),
+            (None, true) => Ok(Again::Unsuccessful),
+            (None, false) => Ok(Again::All),
+        }
+    }
+}
+
+/// Records for running a finished job again (`ordo retry`): the tasks `again` names start
+/// over and the others keep their records, so a task that succeeded never runs again unless
+/// asked to. Attempt numbers keep counting, so results of earlier runs stay stale.
+pub fn retry_records(saved: &[SavedTask], dag: &Dag, again: Again) -> Vec<SavedTask> {
+    let succeeded = |t: usize| matches!(saved[t].state, TaskState::Succeeded { .. });
+    let mut chosen = vec![false; saved.len()];
+    match again {
+        Again::All => chosen.fill(true),
+        Again::Unsuccessful => {
+            for (t, c) in chosen.iter_mut().enumerate() {
+                *c = !succeeded(t);
+            }
+        }
+        Again::Task(root) => {
+            let mut stack = vec![root];
+            while let Some(t) = stack.pop() {
+                let t = t as usize;
+                if t >= chosen.len() || chosen[t] {
+                    continue;
+                }
+                chosen[t] = true;
+                stack.extend(
+                    dag.dependents[t]
+                        .iter()
+                        .filter(|&&d| !succeeded(d as usize)),
+                );
+            }
+        }
+    }
     saved
         .iter()
-        .map(|s| {
-            if failed_only && matches!(s.state, TaskState::Succeeded { .. }) {
-                s.clone()
-            } else {
+        .zip(chosen)
+        .map(|(s, again)| {
+            if again {
                 SavedTask {
                     state: TaskState::Pending,
-                    attempts: s.attempts,
+                    ..s.clone()
                 }
+            } else {
+                s.clone()
             }
         })
         .collect()

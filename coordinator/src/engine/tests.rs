@@ -405,6 +405,34 @@ fn sequential_mode_runs_one_at_a_time_in_declared_order() {
     assert_eq!(h.job_state, Some(JobState::Succeeded));
 }
 
+/// Sequential is strict: a task waiting to retry holds the next one back (a review step
+/// never starts on a draft that has not passed its verify).
+#[test]
+fn sequential_mode_waits_for_a_retry() {
+    let mut draft = task("draft", &[]);
+    draft.max_attempts = Some(2);
+    draft.retry_backoff = Some(ordo_proto::Dur::secs(5));
+    let mut s = spec(vec![draft, task("review", &[])]);
+    s.settings.enable_parallel = Some(false);
+    let mut h = Harness::new(s, 8);
+    assert_eq!(h.running(), vec!["draft"]);
+    h.finish("draft", Outcome::VerifyFailed);
+    assert!(
+        matches!(h.recorded[&0], TaskState::RetryWait { .. }),
+        "{:?}",
+        h.recorded[&0]
+    );
+    assert!(
+        h.running().is_empty(),
+        "review started during draft's retry wait"
+    );
+    h.advance(5_000);
+    h.advance(2_000);
+    assert_eq!(h.running(), vec!["draft"]);
+    h.finish("draft", Outcome::Succeeded);
+    assert_eq!(h.running(), vec!["review"]);
+}
+
 /// Proves `max_parallel_tasks` holds at every step of a whole job, through retries, requeues
 /// and lost attempts (each frees the job's slot and takes it again), and that the engine keeps
 /// the job at exactly its bound while tasks are left: an off-by-one either way, or a bound
@@ -624,6 +652,7 @@ fn resume_keeps_finished_tasks() {
                 finished: 5,
             },
             attempts: 1,
+            conflicts: 0,
         },
         SavedTask {
             state: TaskState::Running {
@@ -632,10 +661,12 @@ fn resume_keeps_finished_tasks() {
                 started: 6,
             },
             attempts: 1,
+            conflicts: 0,
         },
         SavedTask {
             state: TaskState::Pending,
             attempts: 0,
+            conflicts: 0,
         },
     ];
     let mut engine = Engine::new();
@@ -677,45 +708,96 @@ fn resume_keeps_finished_tasks() {
 }
 
 #[test]
-fn retry_records_reset_failed_tasks_only() {
+fn retry_records_start_over_what_the_retry_names() {
+    let done = |attempts| SavedTask {
+        state: TaskState::Succeeded {
+            attempt: Attempt(attempts),
+            finished: 1,
+        },
+        attempts,
+        conflicts: 0,
+    };
+    let skipped = SavedTask {
+        state: TaskState::Skipped {
+            reason: "dep".into(),
+        },
+        attempts: 0,
+        conflicts: 0,
+    };
+    // a ✓, b ✗ (after a), c skipped (after b), d skipped (after c), e ✓ (after a),
+    // f cancelled, g ✗ (independent).
+    let s = spec(vec![
+        task("a", &[]),
+        task("b", &["a"]),
+        task("c", &["b"]),
+        task("d", &["c"]),
+        task("e", &["a"]),
+        task("f", &[]),
+        task("g", &[]),
+    ]);
+    let dag = validate(&s).unwrap();
+    let failed = SavedTask {
+        state: TaskState::Failed {
+            attempt: Attempt(1),
+            finished: 1,
+            reason: "x".into(),
+        },
+        attempts: 1,
+        conflicts: 0,
+    };
     let saved = vec![
-        SavedTask {
-            state: TaskState::Succeeded {
-                attempt: Attempt(1),
-                finished: 1,
-            },
-            attempts: 1,
-        },
-        SavedTask {
-            state: TaskState::Failed {
-                attempt: Attempt(1),
-                finished: 1,
-                reason: "x".into(),
-            },
-            attempts: 1,
-        },
-        SavedTask {
-            state: TaskState::Skipped {
-                reason: "dep".into(),
-            },
-            attempts: 0,
-        },
+        done(1),
+        failed.clone(),
+        skipped.clone(),
+        skipped,
+        done(1),
         SavedTask {
             state: TaskState::Cancelled {
                 finished: 1,
                 reason: "c".into(),
             },
             attempts: 0,
+            conflicts: 0,
         },
+        failed,
     ];
-    let again = retry_records(&saved, true);
-    assert!(matches!(again[0].state, TaskState::Succeeded { .. }));
-    assert_eq!(again[1].state, TaskState::Pending);
+    let pending = |r: &[SavedTask]| -> Vec<bool> {
+        r.iter().map(|s| s.state == TaskState::Pending).collect()
+    };
+    let again = retry_records(&saved, &dag, Again::Unsuccessful);
+    assert_eq!(
+        pending(&again),
+        [false, true, true, true, false, true, true],
+        "succeeded tasks keep their records"
+    );
     assert_eq!(again[1].attempts, 1, "attempt numbers keep counting");
-    assert_eq!(again[2].state, TaskState::Pending);
-    assert_eq!(again[3].state, TaskState::Pending);
-    let all = retry_records(&saved, false);
+    assert_eq!(again[0], saved[0]);
+    let one = retry_records(&saved, &dag, Again::Task(1));
+    assert_eq!(
+        pending(&one),
+        [false, true, true, true, false, false, false],
+        "b and what it held back; g stays failed, e (succeeded) is kept"
+    );
+    let all = retry_records(&saved, &dag, Again::All);
     assert!(all.iter().all(|s| s.state == TaskState::Pending));
+}
+
+#[test]
+fn a_retry_request_names_one_scope() {
+    let s = spec(vec![task("a", &[]), task("b", &["a"])]);
+    let dag = validate(&s).unwrap();
+    let job = JobId::new();
+    let mut req = ordo_proto::api::RetryRequest::failed_only(job);
+    assert_eq!(Again::of(&req, &dag), Ok(Again::Unsuccessful));
+    req.task = Some("b".into());
+    assert!(Again::of(&req, &dag).unwrap_err().contains("not both"));
+    req.failed_only = false;
+    assert_eq!(Again::of(&req, &dag), Ok(Again::Task(1)));
+    req.task = Some("zz".into());
+    let e = Again::of(&req, &dag).unwrap_err();
+    assert!(e.contains("no task named \"zz\""), "{e}");
+    req.task = None;
+    assert_eq!(Again::of(&req, &dag), Ok(Again::All));
 }
 
 fn flow(tasks: Vec<(&str, Option<Jump>, Option<Jump>)>) -> JobSpec {
@@ -1131,6 +1213,7 @@ impl Sim {
                 index,
                 attempts,
                 state,
+                ..
             }) => {
                 let i = index.get();
                 let m = self.jobs.get_mut(job).expect("a submitted job");
@@ -1700,6 +1783,7 @@ fn results_for_ended_jobs_are_classified_from_the_engines_own_fences() {
             saved: vec![SavedTask {
                 state: h.state(0),
                 attempts: 1,
+                conflicts: 0,
             }],
         },
     );
@@ -1741,10 +1825,12 @@ fn a_done_b_pending(result: TaskResult) -> Saved {
                     finished: 1,
                 },
                 attempts: 1,
+                conflicts: 0,
             },
             SavedTask {
                 state: TaskState::Pending,
                 attempts: 0,
+                conflicts: 0,
             },
         ],
         results: vec![result],
@@ -1876,6 +1962,7 @@ impl Harness {
             head: format!("head-of-{name}"),
             files: files.iter().map(|f| f.to_string()).collect(),
             worktree: format!("/wt/{name}"),
+            unresolved: Vec::new(),
         }));
         self.apply(Event::Finished(r))
     }
@@ -1921,10 +2008,12 @@ fn an_integrating_task_resumes_its_integration_not_its_run() {
             SavedTask {
                 state: integrating.clone(),
                 attempts: 1,
+                conflicts: 0,
             },
             SavedTask {
                 state: TaskState::Pending,
                 attempts: 0,
+                conflicts: 0,
             },
         ],
         results,
@@ -1963,8 +2052,9 @@ fn an_integrating_task_resumes_its_integration_not_its_run() {
         last.engine.tasks(&last.job).unwrap()[0],
         TaskState::Integrating { .. }
     ));
-    last.integrated(ordo_proto::Integration::Conflict {
-        files: vec!["a.txt".into()],
+    last.integrated(ordo_proto::Integration::VerifyFailed {
+        exit_code: Some(1),
+        output_tail: String::new(),
     });
     assert!(
         matches!(last.state(0), TaskState::Failed { .. }),
@@ -1999,14 +2089,17 @@ fn resumed_integrations_keep_their_order_and_accept_an_earlier_request() {
             SavedTask {
                 state: h.state(0),
                 attempts: 1,
+                conflicts: 0,
             },
             SavedTask {
                 state: h.state(1),
                 attempts: 1,
+                conflicts: 0,
             },
             SavedTask {
                 state: TaskState::Pending,
                 attempts: 0,
+                conflicts: 0,
             },
         ],
         results: stored,
@@ -2084,7 +2177,7 @@ fn worktree_tasks_integrate_one_at_a_time_before_their_dependents_start() {
 
 /// A conflict sends the task back without spending an attempt (it had one), tells its next
 /// attempt the files and the task it collided with, and keeps the two apart from then on;
-/// past `max_integration_attempts` it fails naming both.
+/// past `max_integration_attempts` failed integration verifies it fails naming both.
 #[test]
 fn a_conflict_reruns_the_task_and_past_the_bound_it_fails_naming_files_and_task() {
     let mut s = worktree_spec(vec![task("a", &[]), task("b", &[])]);
@@ -2120,10 +2213,14 @@ fn a_conflict_reruns_the_task_and_past_the_bound_it_fails_naming_files_and_task(
         prompt.starts_with("edit it") && prompt.contains("same.txt") && prompt.contains("'a'"),
         "{prompt}"
     );
-    h.finish_in_worktree("b", &["same.txt"]);
-    h.integrated(ordo_proto::Integration::Conflict {
-        files: vec!["same.txt".into()],
-    });
+    // A race lost does not count against the bound; what a rework cannot mend does.
+    for _ in 0..2 {
+        h.finish_in_worktree("b", &["same.txt"]);
+        h.integrated(ordo_proto::Integration::VerifyFailed {
+            exit_code: Some(1),
+            output_tail: String::new(),
+        });
+    }
     match h.state(1) {
         TaskState::Failed { reason, .. } => {
             assert!(
@@ -2134,6 +2231,143 @@ fn a_conflict_reruns_the_task_and_past_the_bound_it_fails_naming_files_and_task(
         other => panic!("b should have failed: {other:?}"),
     }
     assert_eq!(h.job_state, Some(JobState::Failed));
+}
+
+/// No task starves on a hot file: a task that lost an integration race keeps its place while
+/// it is reworked; a task that finished after it and touches the same file waits for it (else
+/// it could move the tip under the rework again and again), one that touches other files does
+/// not. Races lost do not count against `max_integration_attempts`.
+#[test]
+fn a_task_that_lost_a_race_keeps_its_place_while_reworked() {
+    let mut s = worktree_spec(vec![
+        task("a", &[]),
+        task("b", &[]),
+        task("c", &[]),
+        task("d", &[]),
+    ]);
+    s.settings.max_integration_attempts = Some(1);
+    let mut h = Harness::new(s, 4);
+    h.finish_in_worktree("a", &["hot.md"]);
+    h.finish_in_worktree("b", &["hot.md", "b.rs"]);
+    h.finish_in_worktree("c", &["hot.md"]);
+    h.finish_in_worktree("d", &["d.rs"]);
+    h.integrated(merged(&["hot.md"])); // a
+    h.integrated(ordo_proto::Integration::Conflict {
+        files: vec!["hot.md".into()],
+    }); // b lost the race to a
+    assert_eq!(h.running(), ["b"], "b is reworked");
+    assert_eq!(
+        h.integrations
+            .iter()
+            .map(|i| i.task.as_str())
+            .collect::<Vec<_>>(),
+        ["d"],
+        "c waits for b (both touch hot.md); d touches other files"
+    );
+    h.integrated(merged(&["d.rs"]));
+    assert!(h.integrations.is_empty(), "c still waits for b");
+    h.finish_in_worktree("b", &["hot.md", "b.rs"]);
+    assert_eq!(
+        h.integrations[0].task.as_str(),
+        "b",
+        "b before c: its place"
+    );
+    h.integrated(merged(&["hot.md", "b.rs"]));
+    h.integrated(ordo_proto::Integration::Conflict {
+        files: vec!["hot.md".into()],
+    }); // c lost the race to b
+    h.finish_in_worktree("c", &["hot.md"]);
+    h.integrated(merged(&["hot.md"]));
+    for t in 0..4 {
+        assert!(
+            matches!(h.state(t), TaskState::Succeeded { .. }),
+            "{t}: {:?}",
+            h.state(t)
+        );
+    }
+    assert_eq!(h.job_state, Some(JobState::Succeeded));
+}
+
+/// A prompt task that lost a race resolves it in its own session: the next attempt starts from
+/// its conflicted commit with the tip merged in (`conflict.resolve`), resumes its session with
+/// a prompt naming the files; spending no attempt. A resolve round that leaves markers sends
+/// it back to the tip as a plain re-run (no resolve, the conflict note in the prompt).
+#[test]
+fn a_prompt_task_resolves_a_conflict_in_its_own_session() {
+    let mut s = worktree_spec(vec![task("a", &[]), task("b", &[])]);
+    s.tasks[1].prompt = Some("edit it".into());
+    s.tasks[1].command = None;
+    s.settings.agent = Some(ordo_proto::AgentKind::Claude);
+    let mut h = Harness::new(s, 4);
+    h.finish_in_worktree("a", &["same.txt"]);
+    h.integrated(merged(&["same.txt"]));
+    // b's first run reports a session.
+    let pos = h
+        .in_flight
+        .iter()
+        .position(|d| d.task.as_str() == "b")
+        .unwrap();
+    let d = h.in_flight.remove(pos);
+    let mut r = h.result(&d, Outcome::Succeeded);
+    r.agent = Some(Box::new(ordo_proto::AgentRun {
+        session_id: Some("sess-b".into()),
+        ..Default::default()
+    }));
+    r.workspace = Some(Box::new(ordo_proto::WorkspaceResult {
+        branch: d.workspace.clone().unwrap().task_branch,
+        base_commit: "base".into(),
+        head: "head-of-b".into(),
+        files: vec!["same.txt".into()],
+        worktree: "/wt/b".into(),
+        unresolved: Vec::new(),
+    }));
+    h.apply(Event::Finished(r));
+    h.integrated(ordo_proto::Integration::Conflict {
+        files: vec!["same.txt".into()],
+    });
+    let d = h.in_flight[0].clone();
+    assert_eq!(d.attempt, Attempt(2));
+    let conflict = d.workspace.as_ref().unwrap().conflict.clone().unwrap();
+    let resolve = conflict.resolve.expect("a resolve round");
+    assert_eq!(resolve.head, "head-of-b");
+    let ordo_proto::Program::Argv(argv) = &d.program else {
+        panic!("a prompt runs as argv")
+    };
+    assert!(
+        argv.windows(2).any(|w| w == ["--resume", "sess-b"]),
+        "{argv:?}"
+    );
+    let prompt = argv.last().unwrap();
+    assert!(
+        prompt.contains("Resolve each conflict")
+            && prompt.contains("same.txt")
+            && prompt.contains("'a'"),
+        "{prompt}"
+    );
+
+    // The round leaves markers: b runs again from the tip, still no attempt spent.
+    h.in_flight.remove(0);
+    let mut r = h.result(&d, Outcome::Failed);
+    r.workspace = Some(Box::new(ordo_proto::WorkspaceResult {
+        branch: d.workspace.clone().unwrap().task_branch,
+        base_commit: "base".into(),
+        head: "head-of-b".into(),
+        files: vec!["same.txt".into()],
+        worktree: "/wt/b".into(),
+        unresolved: vec!["same.txt".into()],
+    }));
+    h.apply(Event::Finished(r));
+    let d = h.in_flight[0].clone();
+    assert_eq!(d.attempt, Attempt(3));
+    let conflict = d.workspace.as_ref().unwrap().conflict.clone().unwrap();
+    assert!(conflict.resolve.is_none(), "a plain re-run: {conflict:?}");
+    let ordo_proto::Program::Argv(argv) = &d.program else {
+        panic!()
+    };
+    assert!(argv.last().unwrap().starts_with("edit it"), "{argv:?}");
+    h.finish_in_worktree("b", &["same.txt"]);
+    h.integrated(merged(&["same.txt"]));
+    assert_eq!(h.job_state, Some(JobState::Succeeded));
 }
 
 /// Two tasks that once conflicted share a lock from then on, so they never run at the same

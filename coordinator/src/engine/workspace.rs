@@ -1,14 +1,21 @@
-//! Agent workspaces in the engine (DESIGN §10), still without I/O: which attempt runs in which
-//! worktree branch, the integration queue of a job (one integration at a time per repository,
-//! in the order tasks finish), what a conflict does (the task runs again from the new tip, the
-//! two tasks never run together again), and the write-set locks that keep tasks whose `files`
-//! may overlap apart. The git work itself is the executor's (`worker::workspace`).
+//! Agent workspaces in the engine (docs/design.md, agent workspaces), still without I/O: which
+//! attempt runs in which worktree branch, the integration queue of a job (one integration at a
+//! time per repository, in the order tasks first finished), what a conflict does (the task runs
+//! again from the new tip, the two tasks never run together again), and the write-set locks
+//! that keep tasks whose `files` may overlap apart. The git work itself is the executor's
+//! (`worker::workspace`).
+//!
+//! No task starves on a hot file: a task that lost an integration race keeps its place in the
+//! queue while it is reworked, and tasks that finished after it and touch the files it changed
+//! wait for it. So a task can lose a race only to tasks that finished before it, and every
+//! change is integrated in the end; `max_integration_attempts` bounds what a rework cannot
+//! mend (a failed integration verify), not races lost.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use ordo_proto::{
-    Attempt, Conflict, Dispatch, Integrate, Integration, JobId, JobSpec, TaskIndex, TaskName,
-    Verify, Workspace, WorkspaceResult, globs, names,
+    Attempt, Conflict, Dispatch, Integrate, Integration, JobId, JobSpec, Resolve, TaskIndex,
+    TaskName, Verify, Workspace, WorkspaceResult, globs, names,
 };
 
 /// Tasks declaring `files` beyond this many are all serialised with one lock (the pairwise
@@ -50,12 +57,21 @@ pub(crate) struct Workspaces {
     max_tries: u32,
     /// Per task: the worktree result waiting for (or in) integration.
     pending: Vec<Option<Box<WorkspaceResult>>>,
-    /// Per task: integrations tried.
+    /// Per task: integrations tried that count against `max_integration_attempts`.
     tries: Vec<u32>,
+    /// Per task: integration races lost (text conflicts).
+    races: Vec<u32>,
     /// Per task: the last conflict, told to its next attempt.
     conflict: Vec<Option<Conflict>>,
-    /// Tasks waiting for integration, in the order they finished.
-    queue: VecDeque<u32>,
+    /// Per task: its place in the integration queue, given when it first finished and kept
+    /// while it is reworked.
+    place: Vec<Option<u64>>,
+    next_place: u64,
+    /// Tasks waiting for integration, by place.
+    queue: BTreeSet<(u64, u32)>,
+    /// Tasks reworked after a lost race, with their place and the files their change touched:
+    /// later tasks touching those files wait for them.
+    reworking: BTreeMap<u32, (u64, Vec<String>)>,
     /// The task being integrated, and the attempt.
     in_flight: Option<(u32, Attempt)>,
     /// Tasks queued again when the job resumed, with the attempt integrating: its integration
@@ -95,8 +111,12 @@ impl Workspaces {
             max_tries: spec.max_integration_attempts(),
             pending: vec![None; n],
             tries: vec![0; n],
+            races: vec![0; n],
             conflict: vec![None; n],
-            queue: VecDeque::new(),
+            place: vec![None; n],
+            next_place: 0,
+            queue: BTreeSet::new(),
+            reworking: BTreeMap::new(),
             in_flight: None,
             restored: HashMap::new(),
             integrated: Vec::new(),
@@ -115,7 +135,9 @@ impl Workspaces {
         if let Some(c) = &conflict {
             d.env
                 .insert(names::ENV_CONFLICT_FILES.into(), c.files.join("\n"));
+            // A resolve round's prompt is about the conflict already (`resolve_prompt`).
             if prompt
+                && c.resolve.is_none()
                 && let ordo_proto::Program::Argv(argv) = &mut d.program
                 && let Some(last) = argv.last_mut()
             {
@@ -131,10 +153,32 @@ impl Workspaces {
         });
     }
 
-    /// An attempt succeeded in its worktree: its change waits for integration.
+    /// An attempt succeeded in its worktree: its change waits for integration, at the place
+    /// the task took when it first finished.
     pub(crate) fn finished(&mut self, t: u32, result: Box<WorkspaceResult>) {
         self.pending[t as usize] = Some(result);
-        self.queue.push_back(t);
+        self.reworking.remove(&t);
+        let place = *self.place[t as usize].get_or_insert_with(|| {
+            self.next_place += 1;
+            self.next_place
+        });
+        self.queue.insert((place, t));
+    }
+
+    /// The task ended for good (or its job stops): nobody waits for its rework any more.
+    pub(crate) fn settled(&mut self, t: u32) {
+        self.reworking.remove(&t);
+    }
+
+    /// Whether `t`'s change must wait for a task reworked after a lost race: one that finished
+    /// before it and whose change touched the same files.
+    fn held_back(&self, place: u64, t: u32) -> bool {
+        let Some(mine) = self.pending[t as usize].as_ref() else {
+            return false;
+        };
+        self.reworking.iter().any(|(&r, (p, files))| {
+            r != t && *p < place && files.iter().any(|f| mine.files.contains(f))
+        })
     }
 
     /// A resumed job's integrating task, queued again (in the order they finished), and the
@@ -161,7 +205,15 @@ impl Workspaces {
         if self.in_flight.is_some() {
             return None;
         }
-        while let Some(t) = self.queue.pop_front() {
+        let ready: Vec<(u64, u32)> = self
+            .queue
+            .iter()
+            .copied()
+            .filter(|&(place, t)| !self.held_back(place, t))
+            .take(1)
+            .collect();
+        for (place, t) in ready {
+            self.queue.remove(&(place, t));
             self.restored.remove(&t);
             let Some(ws) = self.pending[t as usize].as_ref() else {
                 continue;
@@ -207,10 +259,45 @@ impl Workspaces {
         self.in_flight == Some((t, attempt)) || self.restored.get(&t) == Some(&attempt)
     }
 
+    /// No task of the job waits for integration or is being integrated.
+    pub(crate) fn idle(&self) -> bool {
+        self.queue.is_empty() && self.in_flight.is_none()
+    }
+
+    /// The next attempt of `t` runs again from the tip rather than resolving its conflict
+    /// (a command task, no session to resume, or a resolve round that left markers).
+    pub(crate) fn no_resolve(&mut self, t: u32) {
+        if let Some(c) = &mut self.conflict[t as usize] {
+            c.resolve = None;
+        }
+    }
+
+    /// The conflict `t`'s next attempt is to resolve, if it is a resolve round.
+    pub(crate) fn resolving(&self, t: u32) -> Option<&Conflict> {
+        self.conflict[t as usize]
+            .as_ref()
+            .filter(|c| c.resolve.is_some())
+    }
+
+    /// A resolve round left conflict markers: it counts against `max_integration_attempts`
+    /// (a conflict of content the rework could not mend). Whether the task may go on.
+    pub(crate) fn unresolved(&mut self, t: u32) -> bool {
+        self.no_resolve(t);
+        self.tries[t as usize] += 1;
+        self.tries[t as usize] < self.max_tries
+    }
+
     /// Drops a task from the queue (its job is stopping).
     pub(crate) fn forget(&mut self, t: u32) {
-        self.queue.retain(|&q| q != t);
+        self.dequeue(t);
         self.pending[t as usize] = None;
+        self.reworking.remove(&t);
+    }
+
+    fn dequeue(&mut self, t: u32) {
+        if let Some(place) = self.place[t as usize] {
+            self.queue.remove(&(place, t));
+        }
     }
 
     /// An integration ended: what it means for the task, and (for a conflict) the task it
@@ -224,13 +311,26 @@ impl Workspaces {
         if self.in_flight.is_some_and(|(f, _)| f == t) {
             self.in_flight = None;
         }
-        self.queue.retain(|&q| q != t);
+        self.dequeue(t);
         if self.restored.remove(&t).is_some() {
             // A request made before the restart, carried out: one more integration tried.
             self.tries[t as usize] += 1;
         }
-        let tries = self.tries[t as usize];
         let ws = self.pending[t as usize].take();
+        if matches!(outcome, Integration::Conflict { .. }) {
+            // A race lost: the tip moved under the task. It keeps its place; it is bounded by
+            // the tasks that finished before it, not by the limit (a safety cap stays).
+            self.races[t as usize] += 1;
+            self.tries[t as usize] = self.tries[t as usize].saturating_sub(1);
+            if self.races[t as usize] <= self.pending.len() as u32 + self.max_tries {
+                let place = self.place[t as usize].unwrap_or(u64::MAX);
+                let files = ws.as_ref().map(|w| w.files.clone()).unwrap_or_default();
+                self.reworking.insert(t, (place, files));
+            } else {
+                self.tries[t as usize] = self.max_tries;
+            }
+        }
+        let tries = self.tries[t as usize];
         let (files, why) = match outcome {
             Integration::Merged { files, .. } => {
                 self.integrated.push((t, files.clone()));
@@ -243,7 +343,7 @@ impl Workspaces {
             }
             Integration::Conflict { files } => (files.clone(), "conflicts".to_string()),
             Integration::VerifyFailed { exit_code, .. } => (
-                ws.map(|w| w.files).unwrap_or_default(),
+                ws.as_ref().map(|w| w.files.clone()).unwrap_or_default(),
                 match exit_code {
                     Some(c) => format!("the integration verify failed (exit code {c})"),
                     None => "the integration verify failed".into(),
@@ -261,9 +361,19 @@ impl Workspaces {
             .find(|(_, changed)| changed.iter().any(|f| files.contains(f)))
             .map(|(other, _)| *other);
         let with_name = with.map(|w| names[w as usize].clone());
+        // A text conflict can be resolved where the work was done (the job decides whether
+        // this task gets a resolve round: `no_resolve`).
+        let resolve = match (outcome, &ws) {
+            (Integration::Conflict { .. }, Some(w)) => Some(Resolve {
+                branch: w.branch.clone(),
+                head: w.head.clone(),
+            }),
+            _ => None,
+        };
         self.conflict[t as usize] = Some(Conflict {
             files: files.clone(),
             with: with_name.clone(),
+            resolve,
         });
         if tries >= self.max_tries {
             let mut reason = format!("{why} after {tries} integration attempt(s)");

@@ -12,7 +12,7 @@ use ordo_proto::{ExecutionMode, JobId, JobState, Millis, TaskPhase, names, wire}
 use serde::Serialize;
 
 use super::Service;
-use crate::engine::{Change, Event, JobOptions, retry_records};
+use crate::engine::{Again, Change, Event, JobOptions, retry_records};
 use crate::store::JobRecord;
 use crate::views;
 
@@ -262,10 +262,11 @@ impl Service {
         }
         req.check_budget()
             .map_err(|why| ApiError::new(ErrorKind::Invalid, why))?;
-        let saved = self.store.tasks(&job).map_err(internal)?;
-        let again = retry_records(&saved, req.failed_only);
         let dag = validate(&rec.spec)
             .map_err(|_| ApiError::new(ErrorKind::Internal, "stored spec no longer validates"))?;
+        let scope = Again::of(&req, &dag).map_err(|why| ApiError::new(ErrorKind::Invalid, why))?;
+        let saved = self.store.tasks(&job).map_err(internal)?;
+        let again = retry_records(&saved, &dag, scope);
         self.driver.record(Change::Job {
             job,
             state: JobState::Running,

@@ -242,9 +242,9 @@ impl Caches {
 
     /// Integrates an attempt whose task branch was pushed to the shared repository (see the
     /// module notes). Never panics and never errors: every failure is an `Integration` value.
-    /// The shared task branch is deleted after `Merged` and `Unchanged`, and after any other
-    /// outcome when the task will run again; it stays when this was its last chance (the work
-    /// is there to look at).
+    /// The shared task branch is deleted after `Merged` and `Unchanged`, and after a failure
+    /// when the task will run again; it stays after a conflict (the task's resolve round starts
+    /// from it) and when this was its last chance (the work is there to look at).
     pub async fn integrate(&self, req: &Integrate, opts: &ExecOptions) -> Integration {
         match self.try_integrate(req, opts).await {
             Ok(outcome) => outcome,
@@ -298,7 +298,9 @@ impl Caches {
                     // The branch exists from the first integration on, changed or not.
                     self.push_tip(&cache, req, &tip, None).await?;
                 }
-                if !conflict || !req.last {
+                // A conflicted attempt's branch stays: the task's resolve round starts from it,
+                // on whichever worker runs it.
+                if !conflict {
                     self.delete_task_branch(&cache, req).await;
                 }
                 return Ok(outcome);
