@@ -253,7 +253,7 @@ impl Caches {
                     && let Ok((cache, guard)) = self.sync(&req.repository).await
                 {
                     drop(guard);
-                    self.delete_task_branch(&cache, req).await;
+                    self.delete_task_branch(&cache, req, false).await;
                 }
                 Integration::Failed {
                     message: e.to_string(),
@@ -301,7 +301,7 @@ impl Caches {
                 // A conflicted attempt's branch stays: the task's resolve round starts from it,
                 // on whichever worker runs it.
                 if !conflict {
-                    self.delete_task_branch(&cache, req).await;
+                    self.delete_task_branch(&cache, req, true).await;
                 }
                 return Ok(outcome);
             }
@@ -311,7 +311,7 @@ impl Caches {
             let root = default_root(&cache.display().to_string()).await?;
             if let Some(failed) = verify_at(&cache, &root, req, verify, &new, opts).await? {
                 if !req.last {
-                    self.delete_task_branch(&cache, req).await;
+                    self.delete_task_branch(&cache, req, false).await;
                 }
                 return Ok(failed);
             }
@@ -319,7 +319,7 @@ impl Caches {
         self.push_tip(&cache, req, &new, shared_tip.as_deref())
             .await?;
         let files = changed_files(&cache, &tip, &new).await?;
-        self.delete_task_branch(&cache, req).await;
+        self.delete_task_branch(&cache, req, true).await;
         Ok(Integration::Merged { commit: new, files })
     }
 
@@ -368,19 +368,30 @@ impl Caches {
         })
     }
 
-    /// Deletes the pushed task branch of an integrated attempt (best effort).
-    async fn delete_task_branch(&self, cache: &Path, req: &Integrate) {
+    /// Deletes the pushed task branch of an attempt (best effort). Once the task's change is on
+    /// the integration branch (`integrated`: `Merged`, `Unchanged`), the branches its earlier
+    /// attempts left there (a conflicted attempt's stays for its resolve round) go too.
+    async fn delete_task_branch(&self, cache: &Path, req: &Integrate, integrated: bool) {
         let _guard = self.lock(cache).lock_owned().await;
-        let branch = format!("refs/heads/{}", req.task_branch);
+        let mut branches = vec![format!("refs/heads/{}", req.task_branch)];
+        if integrated
+            && let Some((task, _attempt)) = req.task_branch.rsplit_once('/')
+            && let Ok(out) = git(cache)
+                .args(["ls-remote", ORIGIN])
+                .arg(format!("refs/heads/{task}/*"))
+                .output()
+                .await
+            && out.ok()
+        {
+            for name in out.text().lines().filter_map(|l| l.split_once('\t')) {
+                if !branches.iter().any(|b| b == name.1) {
+                    branches.push(name.1.to_string());
+                }
+            }
+        }
         if let Ok(out) = git(cache)
-            .args([
-                "push",
-                "--quiet",
-                "--no-verify",
-                ORIGIN,
-                "--delete",
-                &branch,
-            ])
+            .args(["push", "--quiet", "--no-verify", ORIGIN, "--delete"])
+            .args(&branches)
             .output()
             .await
             && !out.ok()
