@@ -55,6 +55,7 @@ async fn simulated_worker(url: String, id: String, slots: u32, stop: oneshot::Re
                 memory_mb: 1 << 20,
                 draining: false,
                 at_ms: now_ms(),
+                note: None,
             };
             let _ = hb_client
                 .publish(

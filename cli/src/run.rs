@@ -21,10 +21,18 @@ use ordo_coordinator::engine::{
 use ordo_coordinator::store::{JobRecord, Store};
 use ordo_coordinator::traces::Traces;
 use ordo_plumbing::telemetry::{self, Telemetry};
-use ordo_proto::{AttemptRef, Dag, ExecutionMode, JobId, JobSpec, TaskIndex, TaskResult, now_ms};
+use ordo_proto::{
+    AttemptRef, Dag, ExecutionMode, JobId, JobSpec, Outcome, TaskIndex, TaskResult, now_ms,
+};
 use ordo_worker::exec::{self, ExecOptions};
 use ordo_worker::workspace::{self, cache};
 use tokio::sync::{mpsc, oneshot};
+
+/// Times an attempt's worktree may fail to be made before the attempt fails saying so (the
+/// tries are one attempt: the command never ran).
+const PREPARE_TRIES: u32 = 3;
+/// Pause before an attempt whose worktree could not be made tries again.
+const PREPARE_RETRY_DELAY: std::time::Duration = std::time::Duration::from_millis(500);
 
 pub struct RunOptions {
     /// Task slots (tasks running at once across the job).
@@ -316,7 +324,26 @@ pub async fn run_recorded<P: Progress + ?Sized>(
                     }
                 };
                 // In its own worktree when the job says so (`workspace = "worktree"`).
-                let result = workspace::run_attempt(&d, &task_opts, cancel, None).await;
+                // A worktree that cannot be made is not the task's failure (its command never
+                // ran): tried again, within the same attempt, before the attempt fails.
+                let started = now_ms();
+                let mut cancel = std::pin::pin!(cancel);
+                let mut tries = 0;
+                let result = loop {
+                    tries += 1;
+                    match workspace::run_attempt(&d, &task_opts, cancel.as_mut(), None).await {
+                        Ok(result) => break result,
+                        Err(_) if tries < PREPARE_TRIES => {
+                            tokio::time::sleep(PREPARE_RETRY_DELAY).await;
+                        }
+                        Err(e) => {
+                            let why =
+                                format!("cannot make the attempt's worktree ({tries} tries): {e}");
+                            let worker = task_opts.worker.clone();
+                            break TaskResult::new(&d, worker, Outcome::Failed, started, why);
+                        }
+                    }
+                };
                 if let Some(tel) = tel {
                     let parent = telemetry::traceparent(&d.attempt_ref());
                     tel.execution_span(Some(&parent), &result);

@@ -204,6 +204,10 @@ pub struct ReportRequest {
 pub struct PruneRequest {
     /// Remove finished jobs that ended more than this long ago.
     pub older_than_ms: u64,
+    /// Instead: keep every record, and remove only the worktrees and task branches this
+    /// finished job's failed attempts kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<JobId>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

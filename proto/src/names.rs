@@ -60,6 +60,9 @@ pub const STARTED_SUBJECTS: &str = "ordo.started.*";
 pub const HEARTBEAT_SUBJECTS: &str = "ordo.heartbeat.*";
 /// Kill requests from the coordinator to every worker (core NATS).
 pub const CONTROL_KILL: &str = "ordo.control.kill";
+/// Requests from the coordinator to every worker to remove what a job's failed attempts kept
+/// (worktrees in their caches, task branches in the shared repository) (core NATS).
+pub const CONTROL_PRUNE: &str = "ordo.control.prune";
 /// The coordinator's API: `ordo.api.<verb>`, JSON request and reply.
 pub const API_SUBJECTS: &str = "ordo.api.*";
 /// Queue group of coordinator API subscribers.

@@ -472,6 +472,9 @@ pub struct Heartbeat {
     /// Set while the worker drains after SIGTERM: it takes no new tasks.
     pub draining: bool,
     pub at_ms: u64,
+    /// What the worker wants its operator to know, e.g. why it takes no worktree tasks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// Most task slots one worker may offer. Heartbeats come from the network: one claiming more
@@ -531,6 +534,14 @@ pub struct Kill {
     /// `None`: every attempt of the job.
     pub index: Option<TaskIndex>,
     pub attempt: Option<Attempt>,
+}
+
+/// From the coordinator to every worker on `ordo.control.prune`: remove the worktrees and task
+/// branches job `job` kept in `repository` (its cache clone and the shared repository).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Prune {
+    pub job: JobId,
+    pub repository: String,
 }
 
 #[derive(Debug, thiserror::Error)]

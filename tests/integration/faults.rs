@@ -275,6 +275,7 @@ fn a_forged_heartbeat_with_absurd_capacity_stalls_no_queue() {
                     memory_mb: 1024,
                     draining: false,
                     at_ms: ordo_proto::now_ms(),
+                    note: None,
                 };
                 let subject = ordo_proto::names::heartbeat_subject(&hb.worker);
                 while !stop.load(Ordering::SeqCst) {

@@ -1001,6 +1001,146 @@ command = "echo good > good.txt"
     assert_eq!(git(&repo, &["rev-list", "--count", "main"]), "1");
 }
 
+/// A failed task's worktree and branch are named, with the command that removes them, by
+/// `ordo status` and the report; `ordo prune --job` removes them (and only them: the job's
+/// record and integration branch stay, and so does the user's checkout).
+#[test]
+fn kept_worktrees_are_reported_and_pruned() {
+    let sb = Sandbox::new();
+    let repo = sb.repo();
+    let spec = sb.job(
+        "kept.toml",
+        r#"
+name = "kept"
+[settings]
+workspace = "worktree"
+target_branch = "kept"
+
+[[tasks]]
+name = "broken"
+command = "echo half > half.txt && exit 3"
+
+[[tasks]]
+name = "fine"
+command = "echo fine > fine.txt"
+"#,
+    );
+    let r = sb.run(&spec, &["--workers", "2"]);
+    assert_eq!(r.code(), 1, "{}\n{}", r.stdout, r.stderr);
+    let state = sb.state();
+    let jobs = ordo_in(
+        &repo,
+        &["status", "--state", &state, "--output", "json"],
+        &[],
+    );
+    let job = jobs.json()[0]["id"].as_str().unwrap().to_string();
+    let kept_branch = ordo_branches(&repo)
+        .into_iter()
+        .find(|b| b.contains("broken"))
+        .expect("the failed task's branch is kept");
+    let kept_tree = worktrees(&repo)
+        .into_iter()
+        .nth(1)
+        .expect("the failed task's worktree is kept");
+    assert!(kept_tree.join("half.txt").exists());
+
+    let status = ordo_in(&repo, &["status", &job, "--state", &state], &[]);
+    assert_ok(&status, "ordo status");
+    let command = format!("ordo prune --job {job}");
+    for named in [
+        command.as_str(),
+        kept_branch.as_str(),
+        &kept_tree.display().to_string(),
+    ] {
+        assert!(status.stdout.contains(named), "{named}:\n{}", status.stdout);
+    }
+    let md = sb.report("md");
+    assert!(md.stdout.contains(&command), "{}", md.stdout);
+
+    let before = sb.checkout();
+    let r = ordo_in(&repo, &["prune", "--job", &job, "--state", &state], &[]);
+    assert_ok(&r, "ordo prune --job");
+    assert_eq!(ordo_branches(&repo), Vec::<String>::new());
+    assert_eq!(worktrees(&repo), vec![canonical(&repo)]);
+    assert!(!kept_tree.exists());
+    assert_eq!(git(&repo, &["branch", "--list", "kept"]).trim(), "kept");
+    assert_eq!(sb.checkout(), before);
+    let status = ordo_in(&repo, &["status", &job, "--state", &state], &[]);
+    assert_ok(&status, "ordo status after prune");
+    assert!(!status.stdout.contains(&command), "{}", status.stdout);
+}
+
+/// `ordo run`s side by side in one repository, each making and removing many worktrees at
+/// once, never read each other's half-written worktree entries: every task of both jobs
+/// succeeds with one attempt and both integration branches hold all their files.
+#[test]
+fn ordo_runs_side_by_side_share_one_repository() {
+    let sb = Sandbox::new();
+    let repo = sb.repo();
+    let names: Vec<String> = (0..3).map(|i| format!("side{i}")).collect();
+    let runs: Vec<std::thread::JoinHandle<Run>> = names
+        .iter()
+        .map(|name| {
+            let mut text = format!(
+                "name = \"{name}\"\n[settings]\nworkspace = \"worktree\"\ntarget_branch = \
+                 \"{name}\"\nmax_parallel_tasks = 8\n"
+            );
+            for t in 0..8 {
+                text.push_str(&format!(
+                    "\n[[tasks]]\nname = \"t{t}\"\ncommand = \"echo {t} > f{t}.txt\"\n"
+                ));
+            }
+            let spec = sb.job(&format!("{name}.toml"), &text);
+            let state = sb.dir(&format!("state-{name}")).display().to_string();
+            let repo = repo.clone();
+            std::thread::spawn(move || {
+                ordo_in(
+                    &repo,
+                    &["run", &spec, "--state", &state, "--workers", "8"],
+                    &[],
+                )
+            })
+        })
+        .collect();
+    for (name, run) in names.iter().zip(runs) {
+        let r = run.join().unwrap();
+        assert_ok(&r, name);
+        for t in 0..8 {
+            assert_eq!(sb.show(name, &format!("f{t}.txt")), t.to_string(), "{name}");
+        }
+    }
+    assert_eq!(worktrees(&repo), vec![canonical(&repo)]);
+    assert_eq!(ordo_branches(&repo), Vec::<String>::new());
+}
+
+/// A worktree `ordo run` cannot make is not the task's failure: the attempt is tried again
+/// without counting (here three times, the worktree root being a file) and only then fails,
+/// saying how many tries it took; the task spent its one attempt, and its command never ran.
+#[test]
+fn a_worktree_that_cannot_be_made_is_tried_again_before_failing() {
+    let sb = Sandbox::new();
+    let repo = sb.repo();
+    write(&repo.join(".git"), "ordo-worktrees", "not a directory\n");
+    let marks = sb.dir("marks");
+    let spec = sb.job(
+        "unmade.toml",
+        &format!(
+            "name = \"unmade\"\n[settings]\nworkspace = \"worktree\"\ntarget_branch = \
+             \"unmade\"\n\n[[tasks]]\nname = \"t\"\ncommand = \"touch {}/ran\"\n",
+            marks.display()
+        ),
+    );
+    let r = sb.run(&spec, &[]);
+    assert_eq!(r.code(), 1, "{}\n{}", r.stdout, r.stderr);
+    let report = sb.report_json();
+    let t = task(&report, "t");
+    assert_eq!(t["state"], "failed", "{t:#}");
+    assert_eq!(t["attempts"], 1, "{t:#}");
+    let reason = t["reason"].as_str().unwrap_or_default();
+    assert!(reason.contains("(3 tries)"), "{reason}");
+    assert!(!marks.join("ran").exists());
+}
+
 /// The repository's merge drivers apply to integration merges as they would to `git merge`:
 /// with `shared.txt merge=union` in the `.gitattributes` of the branch the job integrates
 /// onto, two tasks changing the same line merge without a conflict (both lines kept) and

@@ -1,6 +1,7 @@
 //! Agent workspaces across machines (DESIGN §10, distributed) against real processes: a bare
 //! repository reachable by path stands for the shared one, a real nats-server, coordinator and
-//! two `ordo-worker`s with cache directories of their own. Each test says what it proves; the
+//! two `ordo-worker`s on one host with default flags (one home, one cache directory), as the
+//! README starts them. Each test says what it proves; the
 //! faults (workers killed mid-task and mid-integration) are in the fault suite (row 10).
 
 use std::path::{Path, PathBuf};
@@ -85,14 +86,33 @@ command = "test \"$(cat alpha.txt)\" = alpha && cp alpha.txt seen-alpha.txt"
         )
     }
 
-    /// A cluster of two workers, each with its own cache directory under `caches-<id>`.
+    /// A cluster of two workers on one host, started as the README shows: default flags (no
+    /// `--workspaces`), one home and cache directory between them.
     fn cluster(&self) -> Cluster {
         let mut c = Cluster::start(&["--ack-wait", "2s"]);
-        for id in ["w1", "w2"] {
-            let caches = self.dir(&format!("caches-{id}")).display().to_string();
-            c.add_worker(id, &["--concurrency", "3", "--workspaces", &caches]);
-        }
+        self.add_workers(&mut c, &["w1", "w2"]);
         c
+    }
+
+    /// The environment of workers on this test's one host: its home and cache directories.
+    fn host_env(&self) -> [(String, String); 2] {
+        let home = self.dir("home").display().to_string();
+        let cache = self.dir("home/.cache").display().to_string();
+        [("HOME".into(), home), ("XDG_CACHE_HOME".into(), cache)]
+    }
+
+    /// Starts workers `ids` on this test's host with default flags (three slots each).
+    pub(crate) fn add_workers(&self, c: &mut Cluster, ids: &[&str]) {
+        let env = self.host_env();
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        for id in ids {
+            c.add_worker_env(id, &["--concurrency", "3"], &env);
+        }
+    }
+
+    /// The default cache directory of this host's workers.
+    fn caches(&self) -> PathBuf {
+        self.tmp.path().join("home/.cache/ordo/workspaces")
     }
 }
 
@@ -228,4 +248,202 @@ fn unreachable_repositories_are_refused_at_submit() {
     assert_ok(&jobs, "ordo jobs");
     assert_eq!(jobs.json().as_array().map(Vec::len), Some(0));
     assert_eq!(git(&sh.repo(), &["for-each-ref"]), refs_before);
+}
+
+/// A job of six independent worktree tasks, all at once.
+fn six_at_once(sh: &Shared, name: &str) -> String {
+    let mut spec = format!(
+        "name = \"{name}\"\n[settings]\nworkspace = \"worktree\"\nrepository = \"{}\"\n\
+         max_parallel_tasks = 6\ntimeout = \"30s\"\n",
+        sh.repo().display()
+    );
+    for t in ["a", "b", "c", "d", "e", "f"] {
+        spec.push_str(&format!(
+            "\n[[tasks]]\nname = \"{t}\"\ncommand = \"echo {t} > {t}.txt\"\n"
+        ));
+    }
+    write(sh.tmp.path(), &format!("{name}.toml"), &spec)
+}
+
+fn workers_log(c: &Cluster) -> String {
+    c.workers
+        .iter()
+        .map(|w| w.log())
+        .collect::<Vec<_>>()
+        .join("\n---\n")
+}
+
+/// Workers on one host with default flags (one cache directory) share no cache clone: two
+/// jobs of six tasks at once on three fresh workers (every worker makes its clone while the
+/// others make theirs, which failed tasks with "Directory not empty" and "'origin' does not
+/// appear to be a git repository" when they shared one) succeed with one attempt per task,
+/// and each worker has a slot of its own in the cache directory.
+#[test]
+fn workers_on_one_host_with_default_flags_share_no_cache() {
+    let sh = Shared::new();
+    let mut c = Cluster::start(&["--ack-wait", "2s"]);
+    sh.add_workers(&mut c, &["w1", "w2", "w3"]);
+    for round in ["one", "two"] {
+        let spec = six_at_once(&sh, round);
+        let r = c.ordo(&["submit", &spec, "--wait"]);
+        assert!(
+            r.code() == 0,
+            "{round}:\n{}\n{}\nworkers:\n{}",
+            r.stdout,
+            r.stderr,
+            workers_log(&c)
+        );
+        let job = r
+            .stdout
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_string();
+        let rep = report(&c, &job);
+        for t in ["a", "b", "c", "d", "e", "f"] {
+            let runs = task(&rep, t)["runs"].as_array().unwrap().len();
+            assert_eq!(runs, 1, "{round}: {t} ran {runs} times:\n{rep:#}");
+        }
+    }
+    let slots: Vec<String> = std::fs::read_dir(sh.caches())
+        .unwrap()
+        .filter_map(|e| {
+            let e = e.unwrap();
+            e.file_type()
+                .unwrap()
+                .is_dir()
+                .then(|| e.file_name().to_string_lossy().into())
+        })
+        .collect();
+    assert!(
+        slots.len() >= 2 && slots.len() <= 3,
+        "cache slots: {slots:?}"
+    );
+}
+
+/// A workspace a worker cannot prepare (its cache directory is a file) is the worker's
+/// failure, not the task's: a task of one attempt handed back by that worker is never failed
+/// for it; the worker says in `ordo workers` that it takes no worktree tasks and why; once a
+/// worker that can prepare it joins, the task succeeds there with its one attempt.
+#[test]
+fn a_workspace_that_cannot_be_prepared_costs_no_attempt() {
+    let sh = Shared::new();
+    let mut c = Cluster::start(&["--ack-wait", "2s", "--max-deliver", "1000"]);
+    let not_a_dir = write(sh.tmp.path(), "not-a-directory", "");
+    c.add_worker("bad", &["--workspaces", &not_a_dir]);
+    let spec = write(
+        sh.tmp.path(),
+        "one.toml",
+        &format!(
+            "name = \"one\"\n[settings]\nworkspace = \"worktree\"\ntarget_branch = \"one\"\nrepository = \"{}\"\n\n\
+             [[tasks]]\nname = \"only\"\ncommand = \"echo x > x.txt\"\n",
+            sh.repo().display()
+        ),
+    );
+    let r = c.ordo(&["submit", &spec]);
+    assert_ok(&r, "ordo submit");
+    let job = r.stdout.trim().to_string();
+    let mut note = String::new();
+    let said = ordo_tests::wait_until(std::time::Duration::from_secs(30), || {
+        let w = c.ordo(&["workers", "--output", "json"]);
+        note = w.json()[0]["note"].as_str().unwrap_or_default().to_string();
+        !note.is_empty()
+    });
+    assert!(said, "the worker never said why:\n{}", workers_log(&c));
+    assert!(
+        note.contains("takes no worktree tasks") && note.contains("not-a-directory"),
+        "{note}"
+    );
+    let text = c.ordo(&["workers"]);
+    assert!(
+        text.stdout.contains("takes no worktree tasks"),
+        "{}",
+        text.stdout
+    );
+    let status = c.ordo(&["status", &job, "--output", "json"]);
+    assert_ok(&status, "ordo status");
+    assert_eq!(status.json()["state"], "running", "{}", status.stdout);
+
+    sh.add_workers(&mut c, &["good"]);
+    let r = c.ordo(&["watch", &job]);
+    assert!(
+        r.code() == 0,
+        "ordo watch:\n{}\n{}\nworkers:\n{}",
+        r.stdout,
+        r.stderr,
+        workers_log(&c)
+    );
+    let rep = report(&c, &job);
+    let runs = task(&rep, "only")["runs"].as_array().unwrap().clone();
+    assert_eq!(runs.len(), 1, "{rep:#}");
+    assert_eq!(runs[0]["worker"], "good");
+    assert_eq!(runs[0]["outcome"], "succeeded");
+    assert_eq!(sh.show("one", "x.txt"), "x");
+}
+
+/// On a cluster a failed attempt keeps its worktree in its worker's cache; `ordo status`
+/// names the command that removes it, and `ordo prune --job` has the workers remove it (a
+/// control message), while the job's record stays.
+#[test]
+fn prune_job_removes_what_failed_attempts_kept_in_the_caches() {
+    let sh = Shared::new();
+    let c = sh.cluster();
+    let spec = write(
+        sh.tmp.path(),
+        "kept.toml",
+        &format!(
+            "name = \"kept\"\n[settings]\nworkspace = \"worktree\"\ntarget_branch = \"kept\"\n\
+             repository = \"{}\"\n\n[[tasks]]\nname = \"broken\"\n\
+             command = \"echo half > half.txt && exit 3\"\n",
+            sh.repo().display()
+        ),
+    );
+    let r = c.ordo(&["submit", &spec, "--wait"]);
+    assert_eq!(r.code(), 1, "{}\n{}", r.stdout, r.stderr);
+    let job = r
+        .stdout
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    let kept = || -> Vec<PathBuf> {
+        let mut found = Vec::new();
+        let Ok(slots) = std::fs::read_dir(sh.caches()) else {
+            return found;
+        };
+        for slot in slots.flatten().filter(|e| e.path().is_dir()) {
+            for clone in std::fs::read_dir(slot.path()).unwrap().flatten() {
+                let trees = clone.path().join("ordo-worktrees");
+                for tag in std::fs::read_dir(trees).into_iter().flatten().flatten() {
+                    found.extend(
+                        std::fs::read_dir(tag.path())
+                            .unwrap()
+                            .flatten()
+                            .map(|e| e.path()),
+                    );
+                }
+            }
+        }
+        found
+    };
+    let left = kept();
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert!(left[0].join("half.txt").exists());
+
+    let status = c.ordo(&["status", &job]);
+    assert_ok(&status, "ordo status");
+    let command = format!("ordo prune --job {job}");
+    assert!(status.stdout.contains(&command), "{}", status.stdout);
+
+    let r = c.ordo(&["prune", "--job", &job]);
+    assert_ok(&r, "ordo prune --job");
+    assert!(
+        ordo_tests::wait_until(std::time::Duration::from_secs(20), || kept().is_empty()),
+        "still kept: {:?}\n{}",
+        kept(),
+        workers_log(&c)
+    );
+    assert_ok(&c.ordo(&["status", &job]), "ordo status after prune");
 }

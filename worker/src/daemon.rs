@@ -10,6 +10,12 @@
 //! coordinator records that as stale: the message is delivered again). On SIGTERM it drains: no
 //! new pulls, running tasks get a grace period, the rest are handed back (nak) for another
 //! worker.
+//!
+//! A worktree task whose workspace this worker cannot prepare (its cache clone, fetch or
+//! worktree) never ran: the message is handed back with a delay, costing a delivery and no
+//! attempt, and the worker pauses its pulls so that another worker takes it. After
+//! `PREPARE_FAILURES` such failures in a row it hands worktree tasks back unopened for
+//! `REFUSE_FOR`, and says why in its log and heartbeat (`ordo workers`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -68,6 +74,25 @@ enum Stop {
     LeaseLost,
 }
 
+/// Preparation failures in a row after which a worker stops taking worktree tasks for a while.
+const PREPARE_FAILURES: u32 = 3;
+/// How long a worker that keeps failing to prepare workspaces hands worktree tasks back.
+const REFUSE_FOR: Duration = Duration::from_secs(60);
+/// A task handed back unprepared is delivered again after this long, and the worker that
+/// handed it back asks for nothing for `PULL_PAUSE`, so that another worker's ask gets it.
+const PREPARE_RETRY_DELAY: Duration = Duration::from_secs(1);
+const PULL_PAUSE: Duration = Duration::from_millis(1500);
+
+/// Whether this worker can prepare workspaces: its failures in a row, and until when it
+/// refuses worktree tasks.
+#[derive(Default)]
+struct Preparing {
+    failures: u32,
+    refusing_until: Option<Instant>,
+    /// Why it refuses (the last error), for the heartbeat.
+    note: Option<String>,
+}
+
 /// A first delivery's `Started` notice waits this long: a task that ends sooner is told by its
 /// result alone.
 const STARTED_NOTICE_AFTER: Duration = Duration::from_millis(50);
@@ -92,6 +117,9 @@ struct Shared {
     draining: AtomicBool,
     caches: Caches,
     reporter: Reporter,
+    preparing: std::sync::Mutex<Preparing>,
+    /// No pull is asked for before this instant (see `PULL_PAUSE`).
+    pulls_paused_until: std::sync::Mutex<Option<Instant>>,
 }
 
 /// The runtime `ordo-worker` runs on: one thread. A worker mostly waits (on processes, pipes
@@ -124,10 +152,13 @@ pub async fn run(
         draining: AtomicBool::new(false),
         caches: Caches::new(opts.workspaces.clone()),
         reporter: Reporter::start(js.clone(), opts.id.clone()),
+        preparing: std::sync::Mutex::new(Preparing::default()),
+        pulls_paused_until: std::sync::Mutex::new(None),
     });
 
     let heartbeats = tokio::spawn(heartbeat_loop(shared.clone()));
     let kills = tokio::spawn(kill_loop(shared.clone()));
+    let prunes = tokio::spawn(prune_loop(shared.clone()));
     let pulls = tokio::spawn(pull_loop(shared.clone()));
 
     shutdown.await;
@@ -150,6 +181,7 @@ pub async fn run(
     }
     heartbeats.abort();
     kills.abort();
+    prunes.abort();
     pulls.abort();
     let _ = shared.client.flush().await;
     tracing::info!(worker = %opts.id, "stopped");
@@ -175,6 +207,7 @@ async fn publish_heartbeat(shared: &Shared) {
         memory_mb: shared.opts.memory_mb,
         draining: shared.draining.load(Ordering::SeqCst),
         at_ms: now_ms(),
+        note: shared.refusing_worktrees(),
     };
     let subject = names::heartbeat_subject(&shared.opts.id);
     let _ = shared
@@ -217,6 +250,28 @@ async fn kill_loop(shared: Arc<Shared>) {
                     let _ = stop.send(Stop::Killed);
                 }
             }
+        }
+    }
+}
+
+/// Removes what a job's attempts kept on `ordo.control.prune` (`Caches::prune_job`), one
+/// request at a time.
+async fn prune_loop(shared: Arc<Shared>) {
+    loop {
+        let mut sub = match shared.client.subscribe(names::CONTROL_PRUNE).await {
+            Ok(s) => s,
+            Err(_) => {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+        };
+        while let Some(msg) = sub.next().await {
+            let Ok(prune) = wire::decode::<wire::Prune>(&msg.payload) else {
+                tracing::warn!("ignoring an undecodable prune message");
+                continue;
+            };
+            tracing::info!(job = %prune.job, repository = %prune.repository, "removing what the job's attempts kept");
+            shared.caches.prune_job(&prune.repository, &prune.job).await;
         }
     }
 }
@@ -289,7 +344,8 @@ async fn pull_loop(shared: Arc<Shared>) {
             return;
         }
         let free = slots.saturating_sub(shared.busy.load(Ordering::SeqCst) as usize);
-        if free > asked && !draining {
+        let paused = shared.pulls_paused();
+        if free > asked && !draining && paused.is_none() {
             let (queue, consumer, _) = &consumers[turn % consumers.len()];
             turn += 1;
             let want = free - asked;
@@ -314,6 +370,7 @@ async fn pull_loop(shared: Arc<Shared>) {
             m = sub.next() => m,
             _ = shared.slot_freed.notified() => continue,
             _ = tokio::time::sleep_until(asked_until.into()), if asked > 0 => continue,
+            _ = tokio::time::sleep_until(paused.unwrap_or(asked_until).into()), if paused.is_some() => continue,
         };
         let Some(msg) = msg else {
             tracing::warn!("the pull inbox closed; subscribing again");
@@ -427,6 +484,13 @@ async fn accept(shared: &Arc<Shared>, msg: jetstream::Message, ack_wait: Duratio
     let delivery = msg
         .info()
         .map_or(0, |i| u32::try_from(i.delivered).unwrap_or(u32::MAX));
+    if dispatch.workspace.is_some()
+        && let Some(why) = shared.refusing_worktrees()
+    {
+        tracing::debug!(job = %dispatch.job, task = %dispatch.task, "{why}; handing the task back");
+        shared.hand_back_unprepared(&msg).await;
+        return;
+    }
     if shared.killed_jobs.lock().await.contains_key(&dispatch.job) {
         let mut result = not_run(shared, &dispatch, Outcome::Cancelled, "job was cancelled");
         result.delivery = delivery;
@@ -461,6 +525,52 @@ impl Shared {
     /// Whether any execution is running or not yet reported.
     fn in_hand(&self) -> bool {
         self.busy.load(Ordering::SeqCst) > 0 || self.unreported.load(Ordering::SeqCst) > 0
+    }
+
+    /// Until when pulls are paused, if they are.
+    fn pulls_paused(&self) -> Option<Instant> {
+        let until = *self.pulls_paused_until.lock().unwrap();
+        until.filter(|u| *u > Instant::now())
+    }
+
+    /// Hands a task message back unrun (its workspace cannot be prepared here): delivered
+    /// again after `PREPARE_RETRY_DELAY`, meanwhile this worker asks for nothing.
+    async fn hand_back_unprepared(&self, msg: &jetstream::Message) {
+        *self.pulls_paused_until.lock().unwrap() = Some(Instant::now() + PULL_PAUSE);
+        let _ = msg.ack_with(AckKind::Nak(Some(PREPARE_RETRY_DELAY))).await;
+    }
+
+    /// Why this worker takes no worktree tasks now, if it does not.
+    fn refusing_worktrees(&self) -> Option<String> {
+        let p = self.preparing.lock().unwrap();
+        p.refusing_until
+            .filter(|until| *until > Instant::now())
+            .and(p.note.clone())
+    }
+
+    /// Counts a preparation that succeeded (`None`) or failed (why); past `PREPARE_FAILURES`
+    /// failures in a row the worker refuses worktree tasks for `REFUSE_FOR`.
+    fn prepared(&self, failure: Option<&str>) {
+        let mut p = self.preparing.lock().unwrap();
+        let Some(why) = failure else {
+            if p.refusing_until.take().is_some() {
+                tracing::info!("workspaces can be prepared again; taking worktree tasks");
+            }
+            *p = Preparing::default();
+            return;
+        };
+        p.failures = p.failures.saturating_add(1);
+        if p.failures >= PREPARE_FAILURES {
+            let note = format!(
+                "takes no worktree tasks for {}s: cannot prepare a workspace ({} times in a \
+                 row): {why}",
+                REFUSE_FOR.as_secs(),
+                p.failures
+            );
+            tracing::error!(worker = %self.opts.id, "{note}");
+            p.refusing_until = Some(Instant::now() + REFUSE_FOR);
+            p.note = Some(note);
+        }
     }
 }
 
@@ -621,9 +731,26 @@ async fn execute(
             .await;
         std::future::pending().await
     };
-    let mut result = tokio::select! {
+    let ran = tokio::select! {
         r = shared.caches.run_attempt(&d, &opts, cancel, Some(out_tx)) => r,
         r = notice => r,
+    };
+    if d.workspace.is_some() {
+        shared.prepared(ran.as_ref().err().map(ToString::to_string).as_deref());
+    }
+    let mut result = match ran {
+        Ok(result) => result,
+        Err(e) => {
+            // The command never ran: not the task's failure. Another worker (or this one,
+            // later) takes the message; a delivery is spent, no attempt.
+            tracing::warn!(job = %d.job, task = %d.task, attempt = d.attempt.0, error = %e, "cannot prepare the workspace; handing the task back");
+            let _ = logger.await;
+            shared.running.lock().await.remove(&key);
+            drop(slot);
+            lease.abort();
+            shared.hand_back_unprepared(&msg).await;
+            return;
+        }
     };
     result.delivery = delivery;
     if let Some(tel) = &shared.opts.telemetry {
@@ -744,6 +871,13 @@ async fn accept_integration(shared: &Arc<Shared>, msg: jetstream::Message, ack_w
         let _ = msg
             .ack_with(AckKind::Nak(Some(Duration::from_millis(200))))
             .await;
+        return;
+    }
+    // An integration works in the cache clone too: a worker that cannot prepare one leaves it
+    // to another.
+    if let Some(why) = shared.refusing_worktrees() {
+        tracing::debug!(job = %req.job, task = %req.task, "{why}; handing the integration back");
+        shared.hand_back_unprepared(&msg).await;
         return;
     }
     let delivery = msg

@@ -45,8 +45,60 @@ const INTEGRATE_DIR: &str = "integrate";
 /// repository (`worktree add`, `list`, `remove`, `branch -D`). Git does not lock them: a
 /// command reads every worktree's admin files, which a concurrent `worktree add` may be
 /// half-way through writing, and then fails ("failed to read .git/worktrees/<id>/commondir").
-/// One lock for all repositories: these commands take milliseconds.
+/// One lock for all repositories: these commands take milliseconds. Other processes (`ordo
+/// run`s side by side on one repository) are kept out by `ADMIN_LOCK_FILE` (see `admin`).
 static WORKTREE_ADMIN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+/// The file in a repository's git directory that ordo processes `flock` while they read or
+/// change its worktrees.
+const ADMIN_LOCK_FILE: &str = "ordo-worktrees.lock";
+
+/// `WORKTREE_ADMIN` and the repository's `ADMIN_LOCK_FILE`, held together.
+struct Admin {
+    _file: Option<std::fs::File>,
+    _guard: tokio::sync::MutexGuard<'static, ()>,
+}
+
+/// Takes the worktree admin lock of `repo` for this process and then across processes. A
+/// lock file that cannot be made (a read-only git directory) leaves only this process's
+/// lock, which is what there was before.
+async fn admin(repo: &Path) -> Admin {
+    let guard = WORKTREE_ADMIN.lock().await;
+    let file = match admin_lock_path(repo).await {
+        Some(path) => tokio::task::spawn_blocking(move || lock_file(&path))
+            .await
+            .ok()
+            .flatten(),
+        None => None,
+    };
+    Admin {
+        _file: file,
+        _guard: guard,
+    }
+}
+
+async fn admin_lock_path(repo: &Path) -> Option<PathBuf> {
+    git_common_dir(repo)
+        .await
+        .ok()
+        .map(|d| d.join(ADMIN_LOCK_FILE))
+}
+
+/// Opens `path` and waits for its exclusive `flock` (blocking).
+fn lock_file(path: &Path) -> Option<std::fs::File> {
+    let locked = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .and_then(|f| f.lock().map(|()| f));
+    match locked {
+        Ok(f) => Some(f),
+        Err(e) => {
+            tracing::debug!(path = %path.display(), error = %e, "cannot lock; this process's lock only");
+            None
+        }
+    }
+}
 
 /// Why a workspace operation failed. Every message names the repository, worktree, branch or
 /// git command concerned.
@@ -145,7 +197,7 @@ pub async fn resolve(
     if let Some(branch) = integration_branch {
         check_branch(&repository, "target_branch", branch).await?;
         let worktrees = {
-            let _admin = WORKTREE_ADMIN.lock().await;
+            let _admin = admin(&repository).await;
             list_worktrees(&repository).await?
         };
         // Named after the setting, as the other errors here are.
@@ -166,61 +218,52 @@ pub async fn resolve(
 /// that failed keeps its worktree there).
 pub async fn default_root(repository: &str) -> Result<PathBuf, Error> {
     let repo = open_repository(repository).await?;
-    let out = git(&repo)
+    Ok(git_common_dir(&repo).await?.join("ordo-worktrees"))
+}
+
+/// The git directory `repo`'s worktrees share (absolute).
+async fn git_common_dir(repo: &Path) -> Result<PathBuf, Error> {
+    let out = git(repo)
         .args(["rev-parse", "--path-format=absolute", "--git-common-dir"])
         .run()
         .await?;
-    Ok(PathBuf::from(out.text()).join("ordo-worktrees"))
+    Ok(PathBuf::from(out.text()))
 }
 
 /// Runs one attempt of a worktree job where its dispatch says: makes its worktree (under
 /// `default_root`), runs the program and its verify command there (`ORDO_WORKSPACE` set, a
 /// relative `working_dir` taken inside it, one inside the repository moved into it), and when
 /// they succeed commits what the task changed: the result then carries the `WorkspaceResult`.
-/// A worktree that cannot be made, or changes that cannot be committed, fail the attempt with
-/// the reason. A dispatch without a workspace runs as `exec::run` does.
+/// Changes that cannot be committed fail the attempt with the reason. A dispatch without a
+/// workspace runs as `exec::run` does.
+///
+/// `Err` when the worktree cannot be made: the command never ran, which is not the task's
+/// failure (the caller runs the attempt again, or gives up saying why).
 pub async fn run_attempt(
     d: &Dispatch,
     opts: &ExecOptions,
     cancel: impl std::future::Future<Output = ()>,
     output: Option<tokio::sync::mpsc::Sender<exec::OutputChunk>>,
-) -> ordo_proto::TaskResult {
+) -> Result<ordo_proto::TaskResult, Error> {
     let Some(ws) = &d.workspace else {
-        return exec::run(d, opts, cancel, output).await;
+        return Ok(exec::run(d, opts, cancel, output).await);
     };
-    let started = ordo_proto::now_ms();
-    let prepared = match default_root(&ws.repository).await {
-        Ok(root) => prepare(ws, &root, &d.job, d.index, d.attempt).await,
-        Err(e) => Err(e),
-    };
-    run_prepared(d, ws, prepared, started, opts, cancel, output).await
+    let root = default_root(&ws.repository).await?;
+    let prepared = prepare(ws, &root, &d.job, d.index, d.attempt).await?;
+    Ok(run_prepared(d, ws, prepared, opts, cancel, output).await)
 }
 
-/// Runs an attempt in the worktree `prepared` made (or fails it with why it could not be
-/// made), then commits what it changed if it succeeded: the second half of `run_attempt`, and
-/// of an attempt run through a cache clone (`cache`).
+/// Runs an attempt in the worktree `prepared` made, then commits what it changed if it
+/// succeeded: the second half of `run_attempt`, and of an attempt run through a cache clone
+/// (`cache`).
 async fn run_prepared(
     d: &Dispatch,
     ws: &Workspace,
-    prepared: Result<Prepared, Error>,
-    started: ordo_proto::Millis,
+    prepared: Prepared,
     opts: &ExecOptions,
     cancel: impl std::future::Future<Output = ()>,
     output: Option<tokio::sync::mpsc::Sender<exec::OutputChunk>>,
 ) -> ordo_proto::TaskResult {
-    let prepared = match prepared {
-        Ok(p) => p,
-        Err(e) => {
-            let why = format!("cannot make the attempt's worktree: {e}");
-            return ordo_proto::TaskResult::new(
-                d,
-                opts.worker.clone(),
-                Outcome::Failed,
-                started,
-                why,
-            );
-        }
-    };
     let mut local = d.clone();
     local.working_dir = Some(
         inside(
@@ -308,6 +351,68 @@ pub async fn remove_job(repository: &str, job: &JobId) {
     }
 }
 
+/// What a job's attempts left in a repository: the worktrees failed attempts kept and the
+/// task branches (`ordo/<job tag>/...`), which `remove_job` removes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Leftovers {
+    pub worktrees: Vec<PathBuf>,
+    pub branches: Vec<String>,
+}
+
+impl Leftovers {
+    pub fn is_empty(&self) -> bool {
+        self.worktrees.is_empty() && self.branches.is_empty()
+    }
+}
+
+/// The worktrees and task branches job `job` left in `repository` (a path: both; a URL: the
+/// branches git can list there), sorted. Nothing when the repository cannot be read.
+pub async fn leftovers(repository: &str, job: &JobId) -> Leftovers {
+    let tag = job_tag(job);
+    let prefix = format!("refs/heads/ordo/{tag}/");
+    let mut found = Leftovers::default();
+    if cache::is_url(repository) {
+        let scratch = std::env::temp_dir();
+        if let Ok(out) = git(&scratch)
+            .args(["ls-remote", "--", repository])
+            .arg(format!("{prefix}*"))
+            .output()
+            .await
+            && out.ok()
+        {
+            found.branches = out
+                .text()
+                .lines()
+                .filter_map(|l| l.split_once('\t'))
+                .filter_map(|(_, name)| name.strip_prefix("refs/heads/"))
+                .map(str::to_string)
+                .collect();
+        }
+        found.branches.sort();
+        return found;
+    }
+    let Ok(repo) = open_repository(repository).await else {
+        return found;
+    };
+    if let Ok(root) = default_root(repository).await
+        && let Ok(mut entries) = tokio::fs::read_dir(root.join(&tag)).await
+    {
+        while let Ok(Some(e)) = entries.next_entry().await {
+            found.worktrees.push(e.path());
+        }
+    }
+    if let Ok(out) = git(&repo)
+        .args(["for-each-ref", "--format=%(refname:short)", &prefix])
+        .output()
+        .await
+    {
+        found.branches = out.text().lines().map(str::to_string).collect();
+    }
+    found.worktrees.sort();
+    found.branches.sort();
+    found
+}
+
 /// The directory to run in within `worktree`: a relative `working_dir` below it, one inside
 /// `repository` at the same place below it, anything else (or none) its top.
 fn inside(worktree: &Path, repository: &Path, working_dir: Option<&str>) -> PathBuf {
@@ -367,7 +472,7 @@ pub async fn prepare(
             reason: "is the integration branch".into(),
         });
     }
-    let _admin = WORKTREE_ADMIN.lock().await;
+    let _admin = admin(&repo).await;
     let worktrees = list_worktrees(&repo).await?;
     refuse_checked_out(&worktrees, &ws.integration_branch)?;
     let base_commit = ensure_branch(&repo, &ws.integration_branch, &ws.base).await?;
@@ -607,7 +712,7 @@ pub async fn remove(repository: &Path, worktree: &Path, branch: Option<&str>) {
         Ok(path) => path,
         Err(_) => std::path::absolute(worktree).unwrap_or_else(|_| worktree.to_path_buf()),
     };
-    let _admin = WORKTREE_ADMIN.lock().await;
+    let _admin = admin(repository).await;
     let listed = match list_worktrees(repository).await {
         Ok(list) => list,
         Err(e) => {
@@ -705,7 +810,7 @@ async fn try_integrate(
     let repo = open_repository(&req.repository).await?;
     check_branch(&repo, "integration branch", &req.integration_branch).await?;
     let worktrees = {
-        let _admin = WORKTREE_ADMIN.lock().await;
+        let _admin = admin(&repo).await;
         list_worktrees(&repo).await?
     };
     refuse_checked_out(&worktrees, &req.integration_branch)?;
@@ -848,7 +953,8 @@ async fn verify_at(
     };
     // Left by an integration of this attempt that was interrupted.
     remove_scratch(repo, &dir).await;
-    let admin = WORKTREE_ADMIN.lock().await;
+    let lock = admin_lock_path(repo).await;
+    let held = admin(repo).await;
     tokio::fs::create_dir_all(root.join(INTEGRATE_DIR))
         .await
         .map_err(|source| Error::Io {
@@ -861,10 +967,11 @@ async fn verify_at(
         .arg(commit)
         .run()
         .await?;
-    drop(admin);
+    drop(held);
     let scratch = Scratch {
         repo: repo.to_path_buf(),
         dir,
+        lock,
         armed: true,
     };
     let d = Dispatch {
@@ -909,6 +1016,8 @@ async fn verify_at(
 struct Scratch {
     repo: PathBuf,
     dir: PathBuf,
+    /// The repository's `ADMIN_LOCK_FILE`.
+    lock: Option<PathBuf>,
     armed: bool,
 }
 
@@ -924,11 +1033,12 @@ impl Drop for Scratch {
         if !self.armed {
             return;
         }
-        let (repo, dir) = (self.repo.clone(), self.dir.clone());
+        let (repo, dir, lock) = (self.repo.clone(), self.dir.clone(), self.lock.clone());
         let _ = std::thread::Builder::new()
             .name("ordo-scratch-worktree".into())
             .spawn(move || {
                 let _admin = WORKTREE_ADMIN.blocking_lock();
+                let _file = lock.as_deref().and_then(lock_file);
                 let git = |args: &[&OsStr]| {
                     let mut cmd = std::process::Command::new("git");
                     cmd.arg("-C").arg(&repo).args(args);
@@ -962,7 +1072,7 @@ impl Drop for Scratch {
 /// Removes a scratch worktree (ordo's own directory, so deleted even if git no longer knows
 /// it).
 async fn remove_scratch(repo: &Path, dir: &Path) {
-    let _admin = WORKTREE_ADMIN.lock().await;
+    let _admin = admin(repo).await;
     if let Err(e) = remove_worktree(repo, dir, true).await {
         tracing::warn!(worktree = %dir.display(), error = %e, "cannot remove scratch worktree");
         if let Err(e) = tokio::fs::remove_dir_all(dir).await

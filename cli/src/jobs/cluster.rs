@@ -170,9 +170,28 @@ impl Cluster {
 
     pub async fn prune(&self, older_than_ms: u64) -> Result<usize> {
         let reply: PruneReply = self
-            .call(api::PRUNE, &PruneRequest { older_than_ms })
+            .call(
+                api::PRUNE,
+                &PruneRequest {
+                    older_than_ms,
+                    job: None,
+                },
+            )
             .await?;
         Ok(reply.removed)
+    }
+
+    /// Asks the workers (through the coordinator) to remove what `job`'s attempts kept.
+    pub async fn prune_job(&self, job: JobId) -> Result<()> {
+        let req = PruneRequest {
+            older_than_ms: 0,
+            job: Some(job),
+        };
+        let _: PruneReply = self
+            .call(api::PRUNE, &req)
+            .await
+            .map_err(|e| e.for_job(job))?;
+        Ok(())
     }
 
     pub async fn workers(&self) -> Result<Vec<WorkerInfo>> {

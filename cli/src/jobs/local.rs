@@ -280,6 +280,22 @@ impl Local {
         Ok(pruned.len())
     }
 
+    /// Removes the worktrees and task branches a finished job's attempts kept; its record stays.
+    pub async fn prune_job(&self, job: JobId) -> Result<()> {
+        let rec = self.record(job)?;
+        if rec.finished_ms.is_none() {
+            return Err(Error::Invalid(format!(
+                "job {job} has not finished: its worktrees are in use"
+            )));
+        }
+        if rec.spec.uses_worktrees()
+            && let Some(repo) = &rec.spec.settings.repository
+        {
+            workspace::remove_job(repo, &job).await;
+        }
+        Ok(())
+    }
+
     /// Runs a recorded job in the background; registers its cancel handle first.
     fn start(&self, record: JobRecord, start: Start, dag: Dag, opts: RunOptions) {
         let id = record.id;

@@ -295,6 +295,15 @@ impl Jobs {
         }
     }
 
+    /// Removes the worktrees and task branches a finished job's attempts kept (on a cluster,
+    /// the workers do); its record stays.
+    pub async fn prune_job(&self, job: JobId) -> Result<()> {
+        match self {
+            Jobs::Local(l) => l.prune_job(job).await,
+            Jobs::Cluster(c) => c.prune_job(job).await,
+        }
+    }
+
     /// The workers of a cluster; a local directory has none (its jobs run in this process).
     pub async fn workers(&self) -> Result<Vec<WorkerInfo>> {
         match self {

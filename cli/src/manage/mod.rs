@@ -190,6 +190,43 @@ pub fn report(e: &Error) -> u8 {
     e.exit_code()
 }
 
+/// For a finished worktree job whose attempts failed: the worktrees and task branches they kept
+/// in its repository (those the repository shows here; on a cluster, failed attempts' worktrees
+/// are in the workers' caches) and the command that removes them. Empty otherwise.
+async fn kept(jobs: &Jobs, status: &ordo_proto::api::JobStatus) -> String {
+    let s = &status.summary;
+    let retried = status.tasks.iter().any(|t| t.attempts > 1);
+    if s.finished_ms.is_none() || (s.failed == 0 && !retried) {
+        return String::new();
+    }
+    let Ok(data) = jobs.report(Some(s.id)).await else {
+        return String::new();
+    };
+    let spec = &data.job.spec;
+    let (true, Some(repo)) = (spec.uses_worktrees(), spec.settings.repository.as_deref()) else {
+        return String::new();
+    };
+    let found = ordo_worker::workspace::leftovers(repo, &s.id).await;
+    let cluster = matches!(jobs, Jobs::Cluster(_));
+    if found.is_empty() && !cluster {
+        return String::new();
+    }
+    let mut out = format!("\n{}\n", crate::report::kept_text(&s.id));
+    for w in &found.worktrees {
+        out.push_str(&format!(
+            "  worktree {}\n",
+            crate::jobs::plain(&w.display().to_string())
+        ));
+    }
+    for b in &found.branches {
+        out.push_str(&format!("  branch {}\n", crate::jobs::plain(b)));
+    }
+    if cluster {
+        out.push_str("  (worktrees of failed attempts are in the workers' caches)\n");
+    }
+    out
+}
+
 /// Runs one job-client request for commands outside this module (`ordo report`, `ordo prune`)
 /// on a runtime of its own; on failure prints the error and returns its exit code.
 pub fn with_jobs<T>(
@@ -270,6 +307,7 @@ async fn run(cmd: Manage) -> Result<u8, Error> {
                         Output::Text => {
                             let mut text = status_text(&status, now_ms());
                             text.push_str(&page_text(&status));
+                            text.push_str(&kept(&jobs, &status).await);
                             print(&text)?
                         }
                         Output::Json => print_json(&status)?,

@@ -248,7 +248,8 @@ pub fn jobs_text(jobs: &[JobSummary], now_ms: u64) -> String {
     table(&rows)
 }
 
-/// One line per worker: id, host, queues, busy/slots, cpus, memory, last heard, draining.
+/// One line per worker: id, host, queues, busy/slots, cpus, memory, last heard, draining, and
+/// what the worker says about itself (why it takes no worktree tasks).
 pub fn workers_text(workers: &[WorkerInfo]) -> String {
     let rows: Vec<Vec<String>> = workers
         .iter()
@@ -263,6 +264,7 @@ pub fn workers_text(workers: &[WorkerInfo]) -> String {
                 fmt_memory(h.memory_mb),
                 format!("seen {} ago", fmt_age(w.age_ms)),
                 if h.draining { "draining" } else { "" }.to_string(),
+                h.note.as_deref().map(plain).unwrap_or_default(),
             ]
         })
         .collect();
@@ -346,6 +348,7 @@ mod tests {
                 memory_mb: 2048,
                 draining: true,
                 at_ms: 0,
+                note: None,
             },
             age_ms: 2_000,
         };

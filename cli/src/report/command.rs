@@ -30,11 +30,18 @@ pub struct ReportArgs {
 }
 
 #[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("what").required(true).args(["older_than", "job"])))]
 pub struct PruneArgs {
     /// Remove finished jobs (succeeded, failed, cancelled) that ended longer ago than this,
-    /// e.g. 30d, 12h, 0s; unfinished jobs are never removed.
+    /// e.g. 30d, 12h, 0s, with the worktrees and task branches they kept; unfinished jobs are
+    /// never removed.
     #[arg(long, value_name = "DURATION")]
-    pub older_than: Dur,
+    pub older_than: Option<Dur>,
+    /// Keep the job's record; remove only the worktrees and task branches its failed attempts
+    /// kept (on a cluster, the workers remove them from their caches and the shared
+    /// repository).
+    #[arg(long, value_name = "JOB", conflicts_with = "older_than")]
+    pub job: Option<String>,
     #[command(flatten)]
     pub target: TargetArgs,
     #[arg(long, value_enum, default_value_t = Output::Text)]
@@ -99,8 +106,26 @@ pub fn write_from_store(
 
 /// `ordo prune`: returns the exit code.
 pub fn prune(args: PruneArgs) -> u8 {
-    let older_than_ms = args.older_than.0.as_millis() as u64;
     let target = args.target.target();
+    if let Some(text) = &args.job {
+        let job = match with_jobs(&target, Open::Existing, async |jobs| {
+            let job = jobs.resolve(text).await?;
+            jobs.prune_job(job).await.map(|()| job)
+        }) {
+            Ok(job) => job,
+            Err(code) => return code,
+        };
+        let line = match args.output {
+            Output::Json => serde_json::json!({ "pruned": job.to_string() }).to_string(),
+            Output::Text => format!("removed the worktrees and task branches job {job} kept"),
+        };
+        println!("{line}");
+        return exit::OK;
+    }
+    let Some(older_than) = args.older_than else {
+        return exit::INVALID;
+    };
+    let older_than_ms = older_than.0.as_millis() as u64;
     let removed = match with_jobs(&target, Open::Existing, async |jobs| {
         jobs.prune(older_than_ms).await
     }) {
@@ -112,7 +137,7 @@ pub fn prune(args: PruneArgs) -> u8 {
         Output::Text => format!(
             "removed {removed} finished job{} older than {}",
             if removed == 1 { "" } else { "s" },
-            age(args.older_than)
+            age(older_than)
         ),
     };
     println!("{line}");

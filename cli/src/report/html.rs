@@ -179,6 +179,9 @@ pub fn integration_section(out: &mut String, r: &Report, ji: &super::JobIntegrat
         );
     }
     let _ = writeln!(out, "</tbody>\n</table>");
+    if let Some(kept) = &ji.kept {
+        let _ = writeln!(out, "<p class=\"muted\">{}</p>", esc(kept));
+    }
 }
 
 pub fn render(r: &Report) -> String {

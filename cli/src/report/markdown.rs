@@ -57,6 +57,9 @@ fn integration_section(out: &mut String, r: &Report, ji: &super::JobIntegration)
         );
     }
     out.push('\n');
+    if let Some(kept) = &ji.kept {
+        let _ = writeln!(out, "{}\n", cell(kept));
+    }
 }
 
 pub fn render(r: &Report) -> String {

@@ -234,6 +234,9 @@ pub struct JobIntegration {
     pub conflicts: usize,
     /// conflicts / integrations tried.
     pub conflict_rate: f64,
+    /// What failed attempts kept (worktrees, task branches) and the command that removes it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kept: Option<String>,
 }
 
 /// One task's integration: its last attempt's branch, the commit on the integration branch
@@ -1063,7 +1066,14 @@ pub fn build(data: &ReportData) -> Report {
                     .flatten()
                     .map(|it| it.conflicts.len())
                     .sum();
+                let failed = data.attempts.iter().any(|a| !a.outcome.is_success())
+                    || tasks.iter().any(|t| {
+                        t.integration
+                            .as_ref()
+                            .is_some_and(|it| it.worktree.is_some())
+                    });
                 JobIntegration {
+                    kept: failed.then(|| kept_text(&data.job.id)),
                     branch: spec.settings.target_branch.clone().unwrap_or_else(|| {
                         ordo_proto::names::integration_branch(&spec.name, &data.job.id)
                     }),
@@ -1085,6 +1095,15 @@ pub fn build(data: &ReportData) -> Report {
 
 // ---------------------------------------------------------------------------------------------
 // Text helpers shared by the renderers
+
+/// What the failed attempts of worktree job `job` keep, and the command that removes it.
+pub fn kept_text(job: &ordo_proto::JobId) -> String {
+    format!(
+        "failed attempts keep their worktrees and task branches (ordo/{}/...) for inspection; \
+         `ordo prune --job {job}` removes them",
+        ordo_proto::names::job_tag(job)
+    )
+}
 
 /// A duration for people: `850 ms`, `12.3 s`, `4m 05s`, `2h 03m`.
 pub fn fmt_ms(ms: u64) -> String {

@@ -944,6 +944,7 @@ mod tests {
                 memory_mb: 512,
                 draining: true,
                 at_ms: 0,
+                note: None,
             },
             age_ms: 1500,
         };

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use ordo_proto::api::{self, ApiError, ApiReply, ErrorKind};
 use ordo_proto::validate::validate;
-use ordo_proto::{JobId, JobState, Millis, TaskPhase, names};
+use ordo_proto::{JobId, JobState, Millis, TaskPhase, names, wire};
 use serde::Serialize;
 
 use super::Service;
@@ -66,7 +66,7 @@ impl Service {
             Some(Verb::Retry) => self.retry(now, body),
             Some(Verb::Workers) => Ok(to_json(self.workers.list())),
             Some(Verb::Report) => self.report(body),
-            Some(Verb::Prune) => self.prune(now, body),
+            Some(Verb::Prune) => self.prune(now, body).await,
             None => Err(ApiError::new(
                 ErrorKind::Invalid,
                 format!("unknown API verb '{name}'"),
@@ -337,14 +337,49 @@ impl Service {
         })
     }
 
-    fn prune(&self, now: Millis, body: &[u8]) -> Reply {
+    /// Removes old finished jobs, or (`job`) only what one finished job's attempts kept; the
+    /// workers remove the worktrees and task branches (`ordo.control.prune`, best effort: a
+    /// worker that is down keeps its cache's until the next prune).
+    async fn prune(&self, now: Millis, body: &[u8]) -> Reply {
         let r: api::PruneRequest = parse(body)?;
-        let removed = self
-            .store
-            .prune(now, r.older_than_ms)
-            .map_err(internal)?
-            .len();
-        Ok(to_json(api::PruneReply { removed }))
+        let pruned = match r.job {
+            Some(job) => {
+                let rec = self.record(&job)?;
+                if rec.finished_ms.is_none() {
+                    return Err(ApiError::new(
+                        ErrorKind::Invalid,
+                        format!("job {job} has not finished: its worktrees are in use"),
+                    ));
+                }
+                self.prune_worktrees(&rec).await;
+                return Ok(to_json(api::PruneReply { removed: 0 }));
+            }
+            None => self.store.prune(now, r.older_than_ms).map_err(internal)?,
+        };
+        for rec in &pruned {
+            self.prune_worktrees(rec).await;
+        }
+        Ok(to_json(api::PruneReply {
+            removed: pruned.len(),
+        }))
+    }
+
+    /// Asks every worker to remove what `rec`'s attempts kept, if it is a worktree job.
+    async fn prune_worktrees(&self, rec: &JobRecord) {
+        let Some(repository) = rec.spec.settings.repository.clone() else {
+            return;
+        };
+        if !rec.spec.uses_worktrees() {
+            return;
+        }
+        let msg = wire::Prune {
+            job: rec.id,
+            repository,
+        };
+        let _ = self
+            .client
+            .publish(names::CONTROL_PRUNE, wire::encode(&msg).into())
+            .await;
     }
 
     fn record(&self, job: &JobId) -> Result<JobRecord, ApiError> {

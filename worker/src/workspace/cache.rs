@@ -29,9 +29,20 @@ const ORIGIN: &str = "origin";
 /// Longest repository name kept in a cache directory's name.
 const MAX_NAME: usize = 40;
 
-/// A worker's cache clones, one per repository, under `root`.
+/// A worker's cache clones, one per repository, in a slot directory of `root` that no other
+/// process uses.
+///
+/// Several workers (and their restarts) may be given one `root` (the default one, on one
+/// host): each takes the first free slot `root/<n>`, free when no live process holds the lock
+/// on `root/<n>.lock` (an advisory `flock`, released by the kernel when its holder exits, so a
+/// killed worker's slot is free again and its clones are reused). Everything a worker does to
+/// its clones (clone, fetch, worktrees, pushes) is then its own; within the process the locks
+/// below order it.
 pub struct Caches {
     root: PathBuf,
+    /// The slot directory, taken on first use (a worker that never runs a worktree job never
+    /// needs `root`), with its locked file, held as long as the worker lives.
+    slot: tokio::sync::OnceCell<(PathBuf, std::fs::File)>,
     /// One lock per cache clone, held while it fetches or pushes: both update its
     /// remote-tracking refs, which a concurrent fetch of the same repository would fail to lock.
     locks: std::sync::Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>,
@@ -41,6 +52,7 @@ impl Caches {
     pub fn new(root: PathBuf) -> Caches {
         Caches {
             root,
+            slot: tokio::sync::OnceCell::new(),
             locks: std::sync::Mutex::new(HashMap::new()),
         }
     }
@@ -49,9 +61,28 @@ impl Caches {
         &self.root
     }
 
-    /// The directory of `repository`'s cache clone: its name and a hash of the whole address,
-    /// so two repositories of the same name do not share one.
-    pub fn dir_of(&self, repository: &str) -> PathBuf {
+    /// This process's slot directory under `root`, taken on first use (see `Caches`).
+    pub async fn slot(&self) -> Result<&Path, Error> {
+        let (dir, _) = self
+            .slot
+            .get_or_try_init(|| {
+                let root = self.root.clone();
+                async move {
+                    tokio::task::spawn_blocking(move || take_slot(&root))
+                        .await
+                        .map_err(|e| Error::Io {
+                            path: PathBuf::new(),
+                            source: std::io::Error::other(e.to_string()),
+                        })?
+                }
+            })
+            .await?;
+        Ok(dir)
+    }
+
+    /// The directory of `repository`'s cache clone in `slot`: its name and a hash of the whole
+    /// address, so two repositories of the same name do not share one.
+    pub fn dir_of(slot: &Path, repository: &str) -> PathBuf {
         let trimmed = repository.trim_end_matches('/');
         let last = trimmed.rsplit(['/', ':']).next().unwrap_or("");
         let last = last.strip_suffix(".git").unwrap_or(last);
@@ -69,8 +100,7 @@ impl Caches {
         if name.is_empty() {
             name.push_str("repo");
         }
-        self.root
-            .join(format!("{name}-{:016x}", fnv1a(repository.as_bytes())))
+        slot.join(format!("{name}-{:016x}", fnv1a(repository.as_bytes())))
     }
 
     fn lock(&self, dir: &Path) -> Arc<tokio::sync::Mutex<()>> {
@@ -84,24 +114,18 @@ impl Caches {
         &self,
         repository: &str,
     ) -> Result<(PathBuf, tokio::sync::OwnedMutexGuard<()>), Error> {
-        let dir = self.dir_of(repository);
+        let slot = self.slot().await?;
+        let dir = Caches::dir_of(slot, repository);
         let guard = self.lock(&dir).lock_owned().await;
         let io = |path: &Path| {
             let path = path.to_path_buf();
             move |source| Error::Io { path, source }
         };
         if tokio::fs::metadata(dir.join("HEAD")).await.is_err() {
-            tokio::fs::create_dir_all(&self.root)
-                .await
-                .map_err(io(&self.root))?;
             // Made aside and renamed into place: a half-made clone is never taken for one.
-            let aside = self.root.join(format!(
-                ".new-{}-{}",
-                std::process::id(),
-                fnv1a(repository.as_bytes())
-            ));
+            let aside = slot.join(format!(".new-{}", fnv1a(repository.as_bytes())));
             let _ = tokio::fs::remove_dir_all(&aside).await;
-            git(&self.root)
+            git(slot)
                 .args(["init", "--quiet", "--bare"])
                 .arg(&aside)
                 .run()
@@ -132,23 +156,23 @@ impl Caches {
     /// and removes the worktree (the work is in the shared repository; the result's `worktree`
     /// is empty). A failed attempt keeps its worktree in the cache (the path is reported). A
     /// dispatch without a workspace runs as `exec::run` does.
+    ///
+    /// `Err` when the workspace could not be prepared: the command never ran, and the attempt
+    /// is this worker's failure, not the task's (the caller hands the message back).
     pub async fn run_attempt(
         &self,
         d: &Dispatch,
         opts: &ExecOptions,
         cancel: impl std::future::Future<Output = ()>,
         output: Option<tokio::sync::mpsc::Sender<OutputChunk>>,
-    ) -> TaskResult {
+    ) -> Result<TaskResult, Error> {
         let Some(ws) = &d.workspace else {
-            return exec::run(d, opts, cancel, output).await;
+            return Ok(exec::run(d, opts, cancel, output).await);
         };
-        let started = ordo_proto::now_ms();
-        let made = self.prepare(ws, d).await;
-        let cache = made.as_ref().ok().map(|(cache, _)| cache.clone());
-        let prepared = made.map(|(_, p)| p);
-        let mut result = run_prepared(d, ws, prepared, started, opts, cancel, output).await;
-        let (Some(cache), Some(w)) = (cache, result.workspace.as_mut()) else {
-            return result;
+        let (cache, prepared) = self.prepare(ws, d).await?;
+        let mut result = run_prepared(d, ws, prepared, opts, cancel, output).await;
+        let Some(w) = result.workspace.as_mut() else {
+            return Ok(result);
         };
         if w.head != w.base_commit
             && let Err(e) = self
@@ -158,11 +182,11 @@ impl Caches {
             result.outcome = Outcome::Failed;
             result.message = format!("cannot push the task branch {}: {e}", w.branch);
             result.workspace = None;
-            return result;
+            return Ok(result);
         }
         remove(&cache, Path::new(&w.worktree), Some(&w.branch)).await;
         w.worktree.clear();
-        result
+        Ok(result)
     }
 
     /// Fetches, sets the cache's integration branch to the shared one (or removes it, so that
@@ -229,7 +253,7 @@ impl Caches {
                     && let Ok((cache, guard)) = self.sync(&req.repository).await
                 {
                     drop(guard);
-                    self.delete_task_branch(&cache, req).await;
+                    self.delete_task_branch(&cache, req, false).await;
                 }
                 Integration::Failed {
                     message: e.to_string(),
@@ -277,7 +301,7 @@ impl Caches {
                 // A conflicted attempt's branch stays: the task's resolve round starts from it,
                 // on whichever worker runs it.
                 if !conflict {
-                    self.delete_task_branch(&cache, req).await;
+                    self.delete_task_branch(&cache, req, true).await;
                 }
                 return Ok(outcome);
             }
@@ -287,7 +311,7 @@ impl Caches {
             let root = default_root(&cache.display().to_string()).await?;
             if let Some(failed) = verify_at(&cache, &root, req, verify, &new, opts).await? {
                 if !req.last {
-                    self.delete_task_branch(&cache, req).await;
+                    self.delete_task_branch(&cache, req, false).await;
                 }
                 return Ok(failed);
             }
@@ -295,7 +319,7 @@ impl Caches {
         self.push_tip(&cache, req, &new, shared_tip.as_deref())
             .await?;
         let files = changed_files(&cache, &tip, &new).await?;
-        self.delete_task_branch(&cache, req).await;
+        self.delete_task_branch(&cache, req, true).await;
         Ok(Integration::Merged { commit: new, files })
     }
 
@@ -344,19 +368,30 @@ impl Caches {
         })
     }
 
-    /// Deletes the pushed task branch of an integrated attempt (best effort).
-    async fn delete_task_branch(&self, cache: &Path, req: &Integrate) {
+    /// Deletes the pushed task branch of an attempt (best effort). Once the task's change is on
+    /// the integration branch (`integrated`: `Merged`, `Unchanged`), the branches its earlier
+    /// attempts left there (a conflicted attempt's stays for its resolve round) go too.
+    async fn delete_task_branch(&self, cache: &Path, req: &Integrate, integrated: bool) {
         let _guard = self.lock(cache).lock_owned().await;
-        let branch = format!("refs/heads/{}", req.task_branch);
+        let mut branches = vec![format!("refs/heads/{}", req.task_branch)];
+        if integrated
+            && let Some((task, _attempt)) = req.task_branch.rsplit_once('/')
+            && let Ok(out) = git(cache)
+                .args(["ls-remote", ORIGIN])
+                .arg(format!("refs/heads/{task}/*"))
+                .output()
+                .await
+            && out.ok()
+        {
+            for name in out.text().lines().filter_map(|l| l.split_once('\t')) {
+                if !branches.iter().any(|b| b == name.1) {
+                    branches.push(name.1.to_string());
+                }
+            }
+        }
         if let Ok(out) = git(cache)
-            .args([
-                "push",
-                "--quiet",
-                "--no-verify",
-                ORIGIN,
-                "--delete",
-                &branch,
-            ])
+            .args(["push", "--quiet", "--no-verify", ORIGIN, "--delete"])
+            .args(&branches)
             .output()
             .await
             && !out.ok()
@@ -368,6 +403,49 @@ impl Caches {
             .args(["branch", "-D", &req.task_branch])
             .output()
             .await;
+    }
+}
+
+impl Caches {
+    /// Removes what job `job` left of `repository` (on `ordo.control.prune`): the worktrees
+    /// and branches of its attempts in this worker's cache clone, and its task branches in the
+    /// shared repository (those a last failed integration kept). Best effort; a worker without
+    /// a clone of `repository` has nothing to remove.
+    pub async fn prune_job(&self, repository: &str, job: &ordo_proto::JobId) {
+        let Some((slot, _)) = self.slot.get() else {
+            return;
+        };
+        let dir = Caches::dir_of(slot, repository);
+        if tokio::fs::metadata(dir.join("HEAD")).await.is_err() {
+            return;
+        }
+        super::remove_job(&dir.display().to_string(), job).await;
+        let _guard = self.lock(&dir).lock_owned().await;
+        let listed = git(&dir)
+            .args(["ls-remote", ORIGIN])
+            .arg(format!(
+                "refs/heads/ordo/{}/*",
+                ordo_proto::names::job_tag(job)
+            ))
+            .output()
+            .await;
+        let Ok(listed) = listed else { return };
+        for name in listed
+            .text()
+            .lines()
+            .filter_map(|l| l.split_once('\t').map(|(_, n)| n.to_string()))
+        {
+            let out = git(&dir)
+                .args(["push", "--quiet", "--no-verify", ORIGIN, "--delete", &name])
+                .output()
+                .await;
+            if let Ok(out) = out
+                && !out.ok()
+                && !out.stderr_text().contains("remote ref does not exist")
+            {
+                tracing::warn!(branch = %name, error = %out.stderr_text(), "cannot delete a task branch");
+            }
+        }
     }
 }
 
@@ -425,6 +503,43 @@ pub async fn resolve_url(
     Ok(super::Resolved {
         repository: url.into(),
         base,
+    })
+}
+
+/// Most slots under one cache root: more workers than this on one disk share nothing but
+/// give up on worktree tasks with a message saying so.
+const MAX_SLOTS: u32 = 256;
+
+/// Takes the first slot of `root` whose lock no live process holds (blocking file I/O).
+fn take_slot(root: &Path) -> Result<(PathBuf, std::fs::File), Error> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| Error::Io { path, source }
+    };
+    std::fs::create_dir_all(root).map_err(io(root))?;
+    for n in 0..MAX_SLOTS {
+        let lock = root.join(format!("{n}.lock"));
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock)
+            .map_err(io(&lock))?;
+        match file.try_lock() {
+            Ok(()) => {
+                let dir = root.join(n.to_string());
+                std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+                return Ok((dir, file));
+            }
+            Err(std::fs::TryLockError::WouldBlock) => continue,
+            Err(std::fs::TryLockError::Error(source)) => return Err(io(&lock)(source)),
+        }
+    }
+    Err(Error::Io {
+        path: root.to_path_buf(),
+        source: std::io::Error::other(format!(
+            "all {MAX_SLOTS} cache slots are taken by other processes"
+        )),
     })
 }
 
@@ -589,11 +704,11 @@ mod tests {
     /// Proves repositories that share a name get cache clones of their own.
     #[test]
     fn cache_directories_differ_per_repository() {
-        let c = Caches::new("/cache".into());
-        let a = c.dir_of("/srv/a/app.git");
-        let b = c.dir_of("https://example.com/b/app.git");
+        let slot = Path::new("/cache/0");
+        let a = Caches::dir_of(slot, "/srv/a/app.git");
+        let b = Caches::dir_of(slot, "https://example.com/b/app.git");
         assert_ne!(a, b);
         assert!(a.file_name().unwrap().to_str().unwrap().starts_with("app-"));
-        assert_eq!(a, c.dir_of("/srv/a/app.git"));
+        assert_eq!(a, Caches::dir_of(slot, "/srv/a/app.git"));
     }
 }
