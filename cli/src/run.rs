@@ -442,10 +442,14 @@ async fn integrate(req: &ordo_proto::Integrate, opts: &ExecOptions) -> ordo_prot
         outcome,
         ordo_proto::Integration::Merged { .. } | ordo_proto::Integration::Unchanged { .. }
     );
+    // After a conflict the task's branch stays (its resolve round starts from its commit; it
+    // goes once the task is integrated), its worktree does not.
+    let conflict = matches!(outcome, ordo_proto::Integration::Conflict { .. });
     if !integrated && !req.last {
         let repo = std::path::Path::new(&req.repository);
         let worktree = std::path::Path::new(&req.worktree);
-        workspace::remove(repo, worktree, Some(&req.task_branch)).await;
+        let branch = (!conflict).then_some(req.task_branch.as_str());
+        workspace::remove(repo, worktree, branch).await;
     }
     outcome
 }

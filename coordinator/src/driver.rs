@@ -258,6 +258,10 @@ mod tests {
             tasks: (0..tasks)
                 .map(|i| TaskSpec::shell(&format!("t{i}"), "true"))
                 .collect(),
+            settings: ordo_proto::Settings {
+                execution_mode: Some(ordo_proto::ExecutionMode::Parallel),
+                ..Default::default()
+            },
             ..Default::default()
         };
         let dag = validate(&spec).unwrap();

@@ -33,6 +33,7 @@ pub struct Metrics {
     commit_latency: Histogram,
     results: Family<Labels, Counter>,
     integrations: Family<Labels, Counter>,
+    resolve_rounds: Family<Labels, Counter>,
     agent_cost: Counter<f64, std::sync::atomic::AtomicU64>,
     agent_tokens: Family<Labels, Counter>,
     dispatched_at: HashMap<(JobId, TaskIndex), Millis>,
@@ -58,6 +59,7 @@ impl Metrics {
             commit_latency: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
             results: Family::default(),
             integrations: Family::default(),
+            resolve_rounds: Family::default(),
             agent_cost: Counter::default(),
             agent_tokens: Family::default(),
             dispatched_at: HashMap::new(),
@@ -115,6 +117,11 @@ impl Metrics {
             m.integrations.clone(),
         );
         r.register(
+            "resolve_rounds",
+            "Conflicts reworked in the task's own session, by result (resolved, markers_left)",
+            m.resolve_rounds.clone(),
+        );
+        r.register(
             "results",
             "Worker results, applied or ignored",
             m.results.clone(),
@@ -148,6 +155,16 @@ impl Metrics {
                     }
                 }
                 Change::Attempt(r) => {
+                    if let Some(w) = r.workspace.as_deref().filter(|w| w.resolve_round()) {
+                        let result = if w.unresolved.is_empty() {
+                            "resolved"
+                        } else {
+                            "markers_left"
+                        };
+                        self.resolve_rounds
+                            .get_or_create(&label("result", result))
+                            .inc();
+                    }
                     if let Some(a) = &r.agent {
                         if let Some(c) = a.cost_usd.filter(|c| c.is_finite() && *c > 0.0) {
                             self.agent_cost.inc_by(c);

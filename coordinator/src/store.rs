@@ -486,7 +486,11 @@ impl Store {
                     saved.ignored.clear();
                     saved.integrations.clear();
                 }
-                Change::Integrated { index, .. } if integrating.contains_key(&index.0) => {
+                // Races lost (conflicts) do not count against the limit.
+                Change::Integrated { index, outcome, .. }
+                    if integrating.contains_key(&index.0)
+                        && !matches!(outcome, ordo_proto::Integration::Conflict { .. }) =>
+                {
                     *saved.integrations.entry(index.0).or_default() += 1;
                 }
                 Change::Attempt(r)

@@ -68,6 +68,9 @@ pub struct Workspace {
     /// The task's last integration conflicted: the files, and the task it collided with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conflict: Option<Conflict>,
+    /// The task's title, when its format gave one (a TaskMaster task's): for commit messages.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -105,6 +108,16 @@ pub struct WorkspaceResult {
     /// attempt failed; the task runs again from the tip instead, spending no attempt).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub unresolved: Vec<String>,
+    /// The attempt was a resolve round (its conflict resolved in the task's own session).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub resolved: bool,
+}
+
+impl WorkspaceResult {
+    /// Whether the attempt was a resolve round, whether it mended the conflict or not.
+    pub fn resolve_round(&self) -> bool {
+        self.resolved || !self.unresolved.is_empty()
+    }
 }
 
 /// One integration (DESIGN §10): merge `head` onto the integration branch's tip if it merges
@@ -140,6 +153,9 @@ pub struct Integrate {
     /// The task has no integration attempt left: keep its worktree if this one fails.
     #[serde(default)]
     pub last: bool,
+    /// The task's title, when its format gave one: for the merge commit's message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
 }
 
 impl Integration {

@@ -1230,6 +1230,25 @@ fn a_hot_file_starves_no_task_and_conflicts_are_resolved_in_session() {
         runs - 24 <= conflicts,
         "{runs} agent runs for 24 tasks and {conflicts} conflicts"
     );
+    // The report tells how the races were reworked, and which file was hot.
+    let ji = &report["summary"]["integration"];
+    assert!(ji["resolve_rounds"].as_u64().unwrap() >= 1, "{ji:#}");
+    assert_eq!(ji["hot_files"][0]["file"], "CHANGELOG.md", "{ji:#}");
+    let resolved = report["tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| {
+            t["runs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["resolve"] == true)
+        })
+        .count();
+    assert!(resolved >= 1, "no run marked as a resolve round");
+    let md = sb.report("md").stdout;
+    assert!(md.contains("Hot files: CHANGELOG.md ("), "{md}");
 }
 
 /// A resolve round whose agent leaves the markers in: the task is run again from the new tip
@@ -1286,4 +1305,40 @@ fn hot_file_job(env: &[(&str, &str)]) -> (Run, Sandbox, PathBuf) {
     let spec = sb.job("hot.toml", &text);
     let r = sb.run(&spec, &[]);
     (r, sb, log)
+}
+
+/// A TaskMaster tasks.json in worktrees (`--workspace worktree`, its agent from `--with`): the
+/// commits name each task by its id and title, as every other place shows it.
+#[test]
+fn taskmaster_commits_carry_the_task_title() {
+    let sb = Sandbox::new();
+    let tasks = sb.job(
+        "tasks.json",
+        r#"{"master": {"tasks": [
+  {"id": 1, "title": "Plan the work", "description": "write plan.txt: the plan", "status": "pending", "dependencies": []},
+  {"id": 2, "title": "Build it", "description": "write build.txt: built", "status": "pending", "dependencies": [1]}
+]}}"#,
+    );
+    let with = sb.job(
+        "with.toml",
+        &format!(
+            "[settings]\ntarget_branch = \"it\"\nagent = \"claude\"\nagent_command = [\"{}\"]\n\
+             env = {{ STUB_STATE = \"{}\" }}\n",
+            ordo_tests::stub_agent("claude"),
+            sb.dir("stub").display()
+        ),
+    );
+    let r = sb.run(&tasks, &["--workspace", "worktree", "--with", &with]);
+    assert_ok(&r, "ordo run");
+    assert_eq!(sb.show("it", "build.txt"), "built");
+    let subjects = git(&sb.repo(), &["log", "it", "--format=%s"]);
+    for want in [
+        "ordo: 1 (Plan the work) (attempt 1)",
+        "ordo: 2 (Build it) (attempt 1)",
+    ] {
+        assert!(
+            subjects.lines().any(|l| l == want),
+            "no {want:?} in:\n{subjects}"
+        );
+    }
 }

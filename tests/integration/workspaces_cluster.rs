@@ -447,3 +447,72 @@ fn prune_job_removes_what_failed_attempts_kept_in_the_caches() {
     );
     assert_ok(&c.ordo(&["status", &job]), "ordo status after prune");
 }
+
+/// The hot-file job on a cluster (two workers on one host): agent tasks (the stand-in for
+/// Claude Code), one in three inserting under the one header of `CHANGELOG.md`. Every change
+/// lands once, no marker, and a lost race is resolved in the task's own session on whichever
+/// worker runs the round (its conflicted branch is fetched from the shared repository).
+#[test]
+fn a_hot_file_starves_no_task_on_a_cluster() {
+    let sh = Shared::new();
+    let src = sh.tmp.path().join("src");
+    write(&src, "CHANGELOG.md", "# Changelog\n\n## Unreleased\n");
+    git(&src, &["add", "-A"]);
+    git(&src, &["commit", "-q", "-m", "changelog"]);
+    git(&src, &["push", "-q", sh.repo().to_str().unwrap(), "main"]);
+    let c = sh.cluster();
+    let log = sh.dir("logs").join("calls.log");
+    let mut text = format!(
+        "name = \"hot\"\n[settings]\nworkspace = \"worktree\"\nrepository = \"{}\"\n\
+         target_branch = \"it\"\nmax_parallel_tasks = 6\nagent = \"claude\"\n\
+         agent_command = [\"{}\"]\nenv = {{ STUB_LOG = \"{}\", STUB_STATE = \"{}\" }}\n",
+        sh.repo().display(),
+        ordo_tests::stub_agent("claude"),
+        log.display(),
+        sh.dir("stub").display()
+    );
+    for i in 0..12 {
+        let mut prompt = format!("sleep 0.3\nwrite t{i}.txt: {i}");
+        if i % 3 == 0 {
+            prompt.push_str(&format!(
+                "\ninsert CHANGELOG.md after ## Unreleased: - change {i}"
+            ));
+        }
+        text.push_str(&format!(
+            "\n[[tasks]]\nname = \"t{i}\"\nprompt = \"\"\"\n{prompt}\n\"\"\"\n"
+        ));
+    }
+    let spec = write(sh.tmp.path(), "hot.toml", &text);
+    let r = c.ordo(&["submit", &spec, "--wait"]);
+    assert_ok(&r, "ordo submit --wait");
+    for i in 0..12 {
+        assert_eq!(sh.show("it", &format!("t{i}.txt")), format!("{i}"));
+    }
+    let changelog = sh.show("it", "CHANGELOG.md");
+    assert_eq!(
+        changelog
+            .lines()
+            .filter(|l| l.starts_with("- change"))
+            .count(),
+        4,
+        "{changelog}"
+    );
+    for marker in ["<<<<<<<", ">>>>>>>"] {
+        assert_eq!(git_run(&sh.repo(), &["grep", "-F", marker, "it"]).code(), 1);
+    }
+    let job = r
+        .stdout
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    let report = report(&c, &job);
+    let ji = &report["summary"]["integration"];
+    let conflicts = ji["conflicts"].as_u64().unwrap();
+    let runs = std::fs::read_to_string(&log).unwrap().lines().count() as u64;
+    assert!(
+        runs - 12 <= conflicts,
+        "{runs} runs, {conflicts} conflicts: {ji:#}"
+    );
+}

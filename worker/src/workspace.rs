@@ -279,7 +279,9 @@ async fn run_prepared(
         prepared.worktree.display().to_string(),
     );
     let mut result = exec::run(&local, opts, cancel, output).await;
-    if result.outcome.is_success()
+    // Markers left by a resolve round (whether or not they broke the verify command) send the
+    // task back to the tip, spending no attempt.
+    if matches!(result.outcome, Outcome::Succeeded | Outcome::VerifyFailed)
         && let Some(files) = &prepared.resolving
     {
         let left = markers_left(&prepared.worktree, files).await;
@@ -296,12 +298,14 @@ async fn run_prepared(
                 files: files.clone(),
                 worktree: prepared.worktree.display().to_string(),
                 unresolved: left,
+                resolved: false,
             }));
             return result;
         }
     }
     if result.outcome.is_success() {
-        let message = format!("ordo: {} (attempt {})\n\njob {}", d.task, d.attempt, d.job);
+        let label = ordo_proto::task_label(d.task.as_str(), ws.title.as_deref());
+        let message = format!("ordo: {label} (attempt {})\n\njob {}", d.attempt, d.job);
         match commit(
             &prepared.worktree,
             &prepared.base_commit,
@@ -310,7 +314,10 @@ async fn run_prepared(
         )
         .await
         {
-            Ok(w) => result.workspace = Some(Box::new(w)),
+            Ok(mut w) => {
+                w.resolved = prepared.resolving.is_some();
+                result.workspace = Some(Box::new(w));
+            }
             Err(e) => {
                 result.outcome = Outcome::Failed;
                 result.message = format!("cannot commit the task's changes: {e}");
@@ -529,7 +536,9 @@ pub async fn prepare(
 /// its worktree without committing, leaving conflict markers where the two disagree (the
 /// repository's merge drivers apply); the files left unmerged.
 async fn merge_for_resolve(worktree: &Path, tip: &str) -> Result<Vec<String>, Error> {
+    // A merge needs an identity even when it commits nothing (bare cache clones have none).
     let out = git(worktree)
+        .args(identity(worktree).await?)
         .args(["merge", "--no-ff", "--no-commit", "--no-edit", tip])
         .output()
         .await?;
@@ -546,21 +555,31 @@ async fn merge_for_resolve(worktree: &Path, tip: &str) -> Result<Vec<String>, Er
     Ok(files)
 }
 
-/// The files among `files` in `worktree` that still hold a conflict marker line.
+/// The files among `files` in `worktree` that still hold a conflict: an opening marker line
+/// followed, later, by a closing one (a lone `=======`, a heading underline, is no marker).
 async fn markers_left(worktree: &Path, files: &[String]) -> Vec<String> {
     let mut left = Vec::new();
     for f in files {
         let Ok(text) = tokio::fs::read(worktree.join(f)).await else {
             continue;
         };
-        let marked = String::from_utf8_lossy(&text)
-            .lines()
-            .any(|l| l.starts_with("<<<<<<< ") || l.starts_with(">>>>>>> ") || l == "=======");
-        if marked {
+        if has_conflict(&String::from_utf8_lossy(&text)) {
             left.push(f.clone());
         }
     }
     left
+}
+
+fn has_conflict(text: &str) -> bool {
+    let mut open = false;
+    for l in text.lines() {
+        if l.starts_with("<<<<<<< ") || l == "<<<<<<<" {
+            open = true;
+        } else if open && (l.starts_with(">>>>>>> ") || l == ">>>>>>>") {
+            return true;
+        }
+    }
+    false
 }
 
 /// Commits what the task changed in `worktree` (everything, `git add -A`, ignored files
@@ -654,6 +673,7 @@ pub async fn commit(
         files,
         worktree: wt.to_string_lossy().into_owned(),
         unresolved: Vec::new(),
+        resolved: false,
     })
 }
 
@@ -839,6 +859,12 @@ async fn try_integrate(
             if !matches!(outcome, Integration::Conflict { .. }) {
                 remove(&repo, Path::new(&req.worktree), Some(&req.task_branch)).await;
             }
+            if matches!(
+                outcome,
+                Integration::Unchanged { .. } | Integration::Merged { .. }
+            ) {
+                remove_earlier_branches(&repo, &req.task_branch).await;
+            }
             return Ok(outcome);
         }
         Plan::Commit(new) => new,
@@ -852,7 +878,30 @@ async fn try_integrate(
     advance(&repo, &req.integration_branch, &new, &tip, &title).await?;
     let files = changed_files(&repo, &tip, &new).await?;
     remove(&repo, Path::new(&req.worktree), Some(&req.task_branch)).await;
+    remove_earlier_branches(&repo, &req.task_branch).await;
     Ok(Integration::Merged { commit: new, files })
+}
+
+/// Once a task is integrated, the branches its earlier attempts kept for a resolve round
+/// (`ordo/<job>/<index>-<name>/<attempt>`) go too. Best effort: a branch a kept worktree has
+/// checked out stays with it.
+async fn remove_earlier_branches(repo: &Path, task_branch: &str) {
+    let Some((prefix, _)) = task_branch.rsplit_once('/') else {
+        return;
+    };
+    let Ok(out) = git(repo)
+        .args(["for-each-ref", "--format=%(refname:short)"])
+        .arg(format!("refs/heads/{prefix}/"))
+        .output()
+        .await
+    else {
+        return;
+    };
+    for branch in String::from_utf8_lossy(&out.stdout).lines() {
+        if branch != task_branch {
+            let _ = git(repo).args(["branch", "-D", branch]).output().await;
+        }
+    }
 }
 
 /// What integrating `head` onto `tip` comes to before anything is verified or moved.
@@ -865,7 +914,8 @@ enum Plan {
 }
 
 fn integrate_title(req: &Integrate) -> String {
-    format!("ordo: integrate {} (attempt {})", req.task, req.attempt.0)
+    let label = ordo_proto::task_label(req.task.as_str(), req.title.as_deref());
+    format!("ordo: integrate {label} (attempt {})", req.attempt.0)
 }
 
 /// Plans the integration of `head` onto `tip` in `repo` (which has both): `head` already on
@@ -1117,15 +1167,37 @@ enum Merge {
     Conflict(Vec<String>),
 }
 
+/// Whether this machine's git reads attributes from a commit (`--attr-source`, git 2.41+):
+/// asked once.
+async fn attr_source_supported() -> bool {
+    static SUPPORTED: tokio::sync::OnceCell<bool> = tokio::sync::OnceCell::const_new();
+    *SUPPORTED
+        .get_or_init(|| async {
+            let probe = tokio::process::Command::new("git")
+                .args(["--attr-source=HEAD", "version"])
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .status()
+                .await;
+            probe.is_ok_and(|s| s.success())
+        })
+        .await
+}
+
 /// `git merge-tree --write-tree` of two commits, without touching any index or worktree. The
 /// merge drivers the repository declares in `ours`' `.gitattributes` (e.g. `merge=union` for a
 /// changelog) apply, as they would to `git merge`: attributes are read from that commit, not
 /// from a checkout (a cache clone is bare; the user's checkout may be on another branch).
 async fn merge_tree(repo: &Path, ours: &str, theirs: &str) -> Result<Merge, Error> {
-    let attr_source = format!("--attr-source={ours}");
+    // `--attr-source` came with git 2.41; an older git merges without the drivers.
+    let attr_source = match attr_source_supported().await {
+        true => vec![format!("--attr-source={ours}")],
+        false => Vec::new(),
+    };
     let out = git(repo)
+        .args(attr_source)
         .args([
-            attr_source.as_str(),
             "merge-tree",
             "--write-tree",
             "--name-only",
@@ -1586,6 +1658,23 @@ impl Git<'_> {
 }
 
 #[cfg(test)]
+mod marker_tests {
+    use super::has_conflict;
+
+    #[test]
+    fn only_an_opened_and_closed_block_is_a_conflict() {
+        assert!(has_conflict(
+            "a\n<<<<<<< HEAD\nx\n=======\ny\n>>>>>>> tip\nb\n"
+        ));
+        assert!(
+            !has_conflict("History\n=======\n\n1.0\n---\n"),
+            "a heading underline"
+        );
+        assert!(!has_conflict("<<<<<<< alone\n"));
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
     use std::time::Duration;
@@ -1678,6 +1767,7 @@ mod tests {
                     Attempt(attempt),
                 ),
                 conflict: None,
+                title: None,
             }
         }
 
@@ -1735,6 +1825,7 @@ mod tests {
                 timeout: Some(Duration::from_secs(60)),
                 last: false,
                 queue: "default".into(),
+                title: None,
             }
         }
 
@@ -2357,6 +2448,7 @@ mod tests {
                 files: Vec::new(),
                 worktree: String::new(),
                 unresolved: Vec::new(),
+                resolved: false,
             };
             let Integration::Failed { message } =
                 integrate(&fx.request(&ws, &r, 0, "t"), &fx.root).await

@@ -145,12 +145,19 @@ pub fn integration_section(out: &mut String, r: &Report, ji: &super::JobIntegrat
     let _ = writeln!(
         out,
         "<h2>Integration</h2>\n<p>Branch <code>{}</code>: {} integrated, {} conflict(s), \
-         conflict rate {}.</p>\n<table>\n<thead><tr><th>task</th><th>outcome</th><th>commit</th>\
-         <th>files changed</th><th>conflicts</th></tr></thead>\n<tbody>",
+         conflict rate {}.</p>",
         esc(&ji.branch),
         ji.integrations,
         ji.conflicts,
         super::fmt_pct(Some(ji.conflict_rate))
+    );
+    if let Some(rework) = super::rework_text(ji) {
+        let _ = writeln!(out, "<p class=\"rework\">{}</p>", esc(&rework));
+    }
+    let _ = writeln!(
+        out,
+        "<table>\n<thead><tr><th>task</th><th>outcome</th><th>commit</th>\
+         <th>files changed</th><th>conflicts</th></tr></thead>\n<tbody>"
     );
     for t in &r.tasks {
         let Some(it) = &t.integration else { continue };

@@ -22,6 +22,9 @@ fn integration_section(out: &mut String, r: &Report, ji: &super::JobIntegration)
         ji.conflicts,
         fmt_pct(Some(ji.conflict_rate))
     );
+    if let Some(rework) = super::rework_text(ji) {
+        let _ = writeln!(out, "{}\n", cell(&rework));
+    }
     let _ = writeln!(
         out,
         "| task | outcome | commit | files changed | conflicts |"
@@ -423,7 +426,9 @@ pub fn gantt(r: &Report) -> String {
             for a in t.runs.iter().filter(|a| a.worker == w && a.run == last) {
                 let tag = match a.outcome {
                     RunOutcome::Ended(Outcome::Succeeded) => "done",
-                    RunOutcome::Ended(Outcome::Cancelled) | RunOutcome::Conflict => "active",
+                    RunOutcome::Ended(Outcome::Cancelled)
+                    | RunOutcome::Conflict
+                    | RunOutcome::Unresolved => "active",
                     RunOutcome::Ended(
                         Outcome::Failed | Outcome::VerifyFailed | Outcome::TimedOut,
                     ) => "crit",

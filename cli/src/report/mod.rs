@@ -237,6 +237,18 @@ pub struct JobIntegration {
     /// What failed attempts kept (worktrees, task branches) and the command that removes it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kept: Option<String>,
+    /// Conflicts resolved in the task's own session, and what those rounds cost.
+    pub resolve_rounds: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resolve_cost_usd: Option<f64>,
+    /// The files with the most conflicts, most first (at most 10).
+    pub hot_files: Vec<HotFile>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct HotFile {
+    pub file: String,
+    pub conflicts: usize,
 }
 
 /// One task's integration: its last attempt's branch, the commit on the integration branch
@@ -252,6 +264,12 @@ pub struct TaskIntegration {
     /// The worktree kept for a task that failed to integrate.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub worktree: Option<String>,
+    /// Races lost are `conflicts`; these are how they were reworked: resolve rounds in the
+    /// task's own session (and their cost), and runs again from the new tip.
+    pub resolve_rounds: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resolve_cost_usd: Option<f64>,
+    pub reruns: u32,
 }
 
 /// What became of one attempt: how its program ended, or `conflict` when it succeeded in its
@@ -261,6 +279,9 @@ pub struct TaskIntegration {
 pub enum RunOutcome {
     Ended(Outcome),
     Conflict,
+    /// A resolve round that left conflict markers: the task ran again from the tip (no
+    /// attempt spent either).
+    Unresolved,
 }
 
 impl RunOutcome {
@@ -268,6 +289,7 @@ impl RunOutcome {
         match self {
             RunOutcome::Ended(o) => o.name(),
             RunOutcome::Conflict => "conflict",
+            RunOutcome::Unresolved => "unresolved",
         }
     }
 }
@@ -488,6 +510,9 @@ pub struct AttemptReport {
     /// For a `conflict`: the files and the task whose integrated change touched them.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub conflict: Option<ConflictReport>,
+    /// The run was a resolve round: its conflict resolved in the task's own session.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub resolve: bool,
     pub worker: WorkerId,
     /// Which delivery of the attempt's task message ran it (0 for `ordo run`).
     pub delivery: u32,
@@ -795,7 +820,7 @@ pub fn build(data: &ReportData) -> Report {
         };
         let files = match outcome {
             Integration::Conflict { files } => Some(files.clone()),
-            Integration::VerifyFailed { .. } => Some(Vec::new()),
+            Integration::VerifyFailed { .. } | Integration::Failed { .. } => Some(Vec::new()),
             _ => None,
         };
         if let Some(files) = files {
@@ -815,6 +840,9 @@ pub fn build(data: &ReportData) -> Report {
             outcome: String::new(),
             conflicts: Vec::new(),
             worktree: None,
+            resolve_rounds: 0,
+            resolve_cost_usd: None,
+            reruns: 0,
         });
         it.branch = branch.clone();
         it.outcome = outcome.name().to_string();
@@ -831,6 +859,41 @@ pub fn build(data: &ReportData) -> Report {
             Integration::VerifyFailed { .. } | Integration::Failed { .. } => {}
         }
     }
+    // How each task's lost races were reworked: resolve rounds, or runs again from the tip.
+    for (i, slot) in integrations.iter_mut().enumerate() {
+        let Some(it) = slot else { continue };
+        let mut after_conflict = false;
+        for r in &runs[i] {
+            let ws = r.workspace.as_deref();
+            if ws.is_some_and(|w| w.resolve_round()) {
+                it.resolve_rounds += 1;
+                if let Some(c) = r.agent.as_ref().and_then(|a| a.cost_usd) {
+                    *it.resolve_cost_usd.get_or_insert(0.0) += c;
+                }
+            } else if after_conflict {
+                it.reruns += 1;
+            }
+            after_conflict = conflicted.contains_key(&(i, r.attempt.0))
+                || ws.is_some_and(|w| !w.unresolved.is_empty());
+        }
+    }
+    let mut hot: HashMap<&str, usize> = HashMap::new();
+    for it in integrations.iter().flatten() {
+        for c in &it.conflicts {
+            for f in &c.files {
+                *hot.entry(f.as_str()).or_default() += 1;
+            }
+        }
+    }
+    let mut hot_files: Vec<HotFile> = hot
+        .into_iter()
+        .map(|(file, conflicts)| HotFile {
+            file: file.to_string(),
+            conflicts,
+        })
+        .collect();
+    hot_files.sort_by(|a, b| b.conflicts.cmp(&a.conflicts).then(a.file.cmp(&b.file)));
+    hot_files.truncate(10);
 
     let mut on_path = vec![false; n];
     for &i in &chain {
@@ -894,9 +957,17 @@ pub fn build(data: &ReportData) -> Report {
                         run: run_of(r),
                         outcome: match conflicted.get(&(i, r.attempt.0)) {
                             Some(_) => RunOutcome::Conflict,
+                            None if r
+                                .workspace
+                                .as_ref()
+                                .is_some_and(|w| !w.unresolved.is_empty()) =>
+                            {
+                                RunOutcome::Unresolved
+                            }
                             None => RunOutcome::Ended(r.outcome),
                         },
                         conflict: conflicted.get(&(i, r.attempt.0)).cloned(),
+                        resolve: r.workspace.as_ref().is_some_and(|w| w.resolve_round()),
                         worker: r.worker.clone(),
                         delivery: r.delivery,
                         started_ms: r.started_at_ms,
@@ -1072,8 +1143,21 @@ pub fn build(data: &ReportData) -> Report {
                             .as_ref()
                             .is_some_and(|it| it.worktree.is_some())
                     });
+                let resolve_rounds = integrations
+                    .iter()
+                    .flatten()
+                    .map(|it| it.resolve_rounds)
+                    .sum();
+                let resolve_cost_usd = integrations
+                    .iter()
+                    .flatten()
+                    .filter_map(|it| it.resolve_cost_usd)
+                    .reduce(|a, b| a + b);
                 JobIntegration {
                     kept: failed.then(|| kept_text(&data.job.id)),
+                    resolve_rounds,
+                    resolve_cost_usd,
+                    hot_files: hot_files.clone(),
                     branch: spec.settings.target_branch.clone().unwrap_or_else(|| {
                         ordo_proto::names::integration_branch(&spec.name, &data.job.id)
                     }),
@@ -1095,6 +1179,28 @@ pub fn build(data: &ReportData) -> Report {
 
 // ---------------------------------------------------------------------------------------------
 // Text helpers shared by the renderers
+
+/// How a worktree job's lost races were reworked, and its hot files, in one sentence (none
+/// when nothing conflicted).
+pub fn rework_text(ji: &JobIntegration) -> Option<String> {
+    if ji.hot_files.is_empty() && ji.resolve_rounds == 0 {
+        return None;
+    }
+    let mut text = format!("Resolve rounds: {}", ji.resolve_rounds);
+    if let Some(c) = ji.resolve_cost_usd {
+        text.push_str(&format!(" (${c:.2})"));
+    }
+    text.push('.');
+    if !ji.hot_files.is_empty() {
+        let files: Vec<String> = ji
+            .hot_files
+            .iter()
+            .map(|h| format!("{} ({})", h.file, h.conflicts))
+            .collect();
+        text.push_str(&format!(" Hot files: {}.", files.join(", ")));
+    }
+    Some(text)
+}
 
 /// What the failed attempts of worktree job `job` keep, and the command that removes it.
 pub fn kept_text(job: &ordo_proto::JobId) -> String {

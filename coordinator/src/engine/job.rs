@@ -233,11 +233,12 @@ impl Job {
             }
             self.attempts[t] = s.attempts;
             self.conflicts[t] = s.conflicts;
-            // A task started over (`ordo retry`) gets its whole retry budget again.
+            // A task started over (`ordo retry`) gets its whole retry budget again; conflicts
+            // spent none.
             self.tries[t] = if s.state == TaskState::Pending {
                 0
             } else {
-                s.attempts
+                s.spent()
             };
             if s.state.is_terminal() {
                 self.terminal += 1;
@@ -576,6 +577,7 @@ impl Job {
     ) {
         let spec = Arc::clone(&self.spec);
         let task = &spec.tasks[t as usize];
+        self.keep_resolving(t);
         let session = self.session_to_resume(t);
         let prompt = self.agents.next_prompt[t as usize].take();
         let Some(program) = self
@@ -620,7 +622,7 @@ impl Job {
             agent: self.spec.agent_of(task),
         };
         if let Some(ws) = &self.ws {
-            ws.decorate(&mut dispatch, task.is_prompt());
+            ws.decorate(&mut dispatch, task.is_prompt(), task.title());
         }
         self.set_job_state(JobState::Running, now, None, out);
         self.set_state(t, TaskState::Dispatched { attempt, at: now }, out);
@@ -749,6 +751,12 @@ impl Job {
         if self.left_markers(t, &result, now, out) {
             return;
         }
+        if !result.outcome.is_success()
+            && let Some(ws) = &mut self.ws
+        {
+            // A resolve round that failed otherwise: its next attempt is a plain one, from the tip.
+            ws.no_resolve(t);
+        }
         if result.outcome == Outcome::VerifyFailed {
             self.agents.next_prompt[t as usize] = self.verify_loop_prompt(t, &result);
         }
@@ -791,6 +799,21 @@ impl Job {
                 self.agents.next_prompt[t as usize] = Some(resolve_prompt(c));
             }
             _ => ws.no_resolve(t),
+        }
+    }
+
+    /// A resolve round dispatched again without its prompt (requeued, its worker lost, a
+    /// rate limit waited out) gets it back; without a session to resume it becomes a re-run.
+    fn keep_resolving(&mut self, t: u32) {
+        if self.agents.next_prompt[t as usize].is_some() {
+            return;
+        }
+        let resumable = self.agents.sessions[t as usize].is_some();
+        let Some(ws) = &mut self.ws else { return };
+        match ws.resolving(t) {
+            Some(c) if resumable => self.agents.next_prompt[t as usize] = Some(resolve_prompt(c)),
+            Some(_) => ws.no_resolve(t),
+            None => {}
         }
     }
 

@@ -551,7 +551,8 @@ pub enum Again {
     /// The tasks that did not succeed (`--failed-only`, the dashboard's "Retry failed").
     Unsuccessful,
     /// One task and the tasks it held back: its dependents, direct or not, that did not
-    /// succeed (`--task T`, the task page's "Retry").
+    /// succeed (`--task T`, the task page's "Retry"). A task that was skipped takes along the
+    /// dependencies that did not succeed, or it would be skipped again.
     Task(u32),
 }
 
@@ -587,6 +588,15 @@ pub fn retry_records(saved: &[SavedTask], dag: &Dag, again: Again) -> Vec<SavedT
         }
         Again::Task(root) => {
             let mut stack = vec![root];
+            let mut up = vec![root];
+            while let Some(t) = up.pop() {
+                for &d in dag.deps.get(t as usize).into_iter().flatten() {
+                    if !succeeded(d as usize) && !stack.contains(&d) {
+                        stack.push(d);
+                        up.push(d);
+                    }
+                }
+            }
             while let Some(t) = stack.pop() {
                 let t = t as usize;
                 if t >= chosen.len() || chosen[t] {

@@ -779,6 +779,12 @@ fn retry_records_start_over_what_the_retry_names() {
         [false, true, true, true, false, false, false],
         "b and what it held back; g stays failed, e (succeeded) is kept"
     );
+    let skipped_one = retry_records(&saved, &dag, Again::Task(2));
+    assert_eq!(
+        pending(&skipped_one),
+        [false, true, true, true, false, false, false],
+        "a skipped task takes along the failed dependency that held it back"
+    );
     let all = retry_records(&saved, &dag, Again::All);
     assert!(all.iter().all(|s| s.state == TaskState::Pending));
 }
@@ -1964,6 +1970,7 @@ impl Harness {
             files: files.iter().map(|f| f.to_string()).collect(),
             worktree: format!("/wt/{name}"),
             unresolved: Vec::new(),
+            resolved: false,
         }));
         self.apply(Event::Finished(r))
     }
@@ -2321,6 +2328,7 @@ fn a_prompt_task_resolves_a_conflict_in_its_own_session() {
         files: vec!["same.txt".into()],
         worktree: "/wt/b".into(),
         unresolved: Vec::new(),
+        resolved: false,
     }));
     h.apply(Event::Finished(r));
     h.integrated(ordo_proto::Integration::Conflict {
@@ -2356,6 +2364,7 @@ fn a_prompt_task_resolves_a_conflict_in_its_own_session() {
         files: vec!["same.txt".into()],
         worktree: "/wt/b".into(),
         unresolved: vec!["same.txt".into()],
+        resolved: false,
     }));
     h.apply(Event::Finished(r));
     let d = h.in_flight[0].clone();

@@ -1,7 +1,8 @@
 //! Agent workspaces in the engine (docs/design.md, agent workspaces), still without I/O: which
 //! attempt runs in which worktree branch, the integration queue of a job (one integration at a
-//! time per repository, in the order tasks first finished), what a conflict does (the task runs
-//! again from the new tip, the two tasks never run together again), and the write-set locks
+//! time per repository, in the order tasks first finished), what a conflict does (the task is
+//! reworked: a resolve round on its own work, or a run from the new tip; the two tasks never
+//! run together again), and the write-set locks
 //! that keep tasks whose `files` may overlap apart. The git work itself is the executor's
 //! (`worker::workspace`).
 //!
@@ -85,8 +86,9 @@ pub(crate) struct Workspaces {
 pub(crate) enum Verdict {
     /// On the branch: the task succeeded.
     Done,
-    /// Run the task again from the new tip (without spending an attempt); keep it apart from
-    /// `with` from now on.
+    /// Rework the task (without spending an attempt): a resolve round in its own session when
+    /// the job can give it one (`Conflict::resolve`), else a run from the new tip; keep it
+    /// apart from `with` from now on.
     Again { with: Option<u32> },
     /// No integration attempt left.
     Fail { reason: String },
@@ -129,7 +131,7 @@ impl Workspaces {
 
     /// Puts the attempt in its worktree: branch, and what its last conflict was (in
     /// `ORDO_CONFLICT_FILES` and, for a prompt, a note at the end of the prompt).
-    pub(crate) fn decorate(&self, d: &mut Dispatch, prompt: bool) {
+    pub(crate) fn decorate(&self, d: &mut Dispatch, prompt: bool, title: Option<String>) {
         let t = d.index.get();
         let conflict = self.conflict[t].clone();
         if let Some(c) = &conflict {
@@ -150,6 +152,7 @@ impl Workspaces {
             base: self.base.clone(),
             task_branch: names::task_branch(&d.job, d.index, &d.task, d.attempt),
             conflict,
+            title,
         });
     }
 
@@ -205,13 +208,21 @@ impl Workspaces {
         if self.in_flight.is_some() {
             return None;
         }
-        let ready: Vec<(u64, u32)> = self
-            .queue
-            .iter()
-            .copied()
-            .filter(|&(place, t)| !self.held_back(place, t))
-            .take(1)
-            .collect();
+        // The first task in place order that waits for no earlier one: neither for a task
+        // reworked after a lost race nor for a queued task held back itself (transitively).
+        let mut waiting: Vec<&String> = Vec::new();
+        let mut ready: Vec<(u64, u32)> = Vec::new();
+        for &(place, t) in &self.queue {
+            let files = self.pending[t as usize]
+                .as_ref()
+                .map_or(&[][..], |w| w.files.as_slice());
+            if self.held_back(place, t) || files.iter().any(|f| waiting.contains(&f)) {
+                waiting.extend(files);
+                continue;
+            }
+            ready.push((place, t));
+            break;
+        }
         for (place, t) in ready {
             self.queue.remove(&(place, t));
             self.restored.remove(&t);
@@ -245,6 +256,7 @@ impl Workspaces {
                 timeout: spec.timeout(task),
                 last: self.tries[t as usize] >= self.max_tries,
                 queue: spec.queue(task).to_string(),
+                title: task.title(),
             });
         }
         None

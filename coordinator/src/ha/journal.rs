@@ -314,6 +314,10 @@ mod tests {
             tasks: (0..5)
                 .map(|i| TaskSpec::shell(&format!("t{i}"), "true"))
                 .collect(),
+            settings: ordo_proto::Settings {
+                execution_mode: Some(ordo_proto::ExecutionMode::Parallel),
+                ..Default::default()
+            },
             ..Default::default()
         };
         let dag = validate(&spec).unwrap();

@@ -638,6 +638,7 @@ mod tests {
                 timeout: None,
                 last: false,
                 queue: "default".into(),
+                title: None,
             }
         }
 
