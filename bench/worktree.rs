@@ -128,11 +128,9 @@ struct Measured {
     reruns: usize,
 }
 
-/// Runs the job through the library as `ordo run` does (`settle_workspace`, then `run`) in a
-/// fresh directory; the time includes settling.
-async fn measure(sleep: &str, worktree: bool) -> Measured {
-    let (_tmp, dir, agent) = sandbox(worktree);
-    let mut spec = spec(&dir, &agent, sleep, worktree);
+/// Runs `spec` through the library as `ordo run` does (`settle_workspace`, then `run`) on
+/// `SLOTS` slots; how long it took, settling included, and its report. It must succeed.
+async fn run_timed(mut spec: JobSpec) -> (Duration, ordo::run::RunReport) {
     let start = Instant::now();
     settle_workspace(&mut spec, "bench", false)
         .await
@@ -153,9 +151,18 @@ async fn measure(sleep: &str, worktree: bool) -> Measured {
     assert_eq!(
         report.job.state,
         JobState::Succeeded,
-        "{:?}",
+        "{}: {:?}",
+        report.job.name,
         report.attempts
     );
+    (took, report)
+}
+
+/// Runs the job through the library as `ordo run` does (`settle_workspace`, then `run`) in a
+/// fresh directory; the time includes settling.
+async fn measure(sleep: &str, worktree: bool) -> Measured {
+    let (_tmp, dir, agent) = sandbox(worktree);
+    let (took, report) = run_timed(spec(&dir, &agent, sleep, worktree)).await;
     Measured {
         took,
         reruns: report.attempts.len().saturating_sub(TASKS),
@@ -213,28 +220,7 @@ async fn hot_file(shared: bool) -> (Duration, usize) {
     s.workspace = Some(WorkspaceMode::Worktree);
     s.repository = Some(dir.display().to_string());
     s.target_branch = Some("it".into());
-    let start = Instant::now();
-    settle_workspace(&mut spec, "bench", false)
-        .await
-        .expect("settle");
-    let dag = validate(&spec).expect("valid");
-    let opts = RunOptions {
-        workers: SLOTS,
-        default_mode: Some(ExecutionMode::Parallel),
-        max_parallel: None,
-        state_dir: None,
-        source: "bench".into(),
-        telemetry: None,
-    };
-    let report = run(spec, dag, opts, &mut Quiet, std::future::pending())
-        .await
-        .expect("run");
-    let took = start.elapsed();
-    assert_eq!(
-        report.job.state,
-        JobState::Succeeded,
-        "the hot-file job failed"
-    );
+    let (took, report) = run_timed(spec).await;
     if shared {
         let out = Command::new("git")
             .arg("-C")

@@ -810,19 +810,40 @@ async fn retry(
     }
 }
 
+/// The ended job an action's form acts on, with its report data; a running job is refused.
+async fn ended_job(
+    ui: &Ui,
+    id: &str,
+    f: &ActionForm,
+) -> Result<(JobId, ordo_coordinator::report::ReportData), Response> {
+    let job = acting_on(ui, id, f).await?;
+    let data = ui
+        .jobs
+        .report(Some(job))
+        .await
+        .map_err(|e| failed(ui, &e))?;
+    if !data.job.state.is_terminal() {
+        return Err(error_page(
+            ui,
+            StatusCode::CONFLICT,
+            &format!(
+                "job {job} is still {}: cancel it or wait for it to end",
+                data.job.state
+            ),
+        ));
+    }
+    Ok((job, data))
+}
+
 /// Runs one task of an ended job again, with the tasks it held back (`ordo retry --task`).
 async fn retry_task(
     State(ui): State<Arc<Ui>>,
     Path((id, index)): Path<(String, String)>,
     Form(f): Form<ActionForm>,
 ) -> Response {
-    let job = match acting_on(&ui, &id, &f).await {
-        Ok(j) => j,
+    let (job, data) = match ended_job(&ui, &id, &f).await {
+        Ok(v) => v,
         Err(r) => return r,
-    };
-    let data = match ui.jobs.report(Some(job)).await {
-        Ok(d) => d,
-        Err(e) => return failed(&ui, &e),
     };
     let Some(task) = index
         .parse::<usize>()
@@ -835,16 +856,6 @@ async fn retry_task(
             &format!("job {job} has no task {}", jobs::plain(&index)),
         );
     };
-    if !data.job.state.is_terminal() {
-        return error_page(
-            &ui,
-            StatusCode::CONFLICT,
-            &format!(
-                "job {job} is still {}: a task is retried once the job has ended",
-                data.job.state
-            ),
-        );
-    }
     let req = RetryRequest {
         task: Some(task.name.to_string()),
         failed_only: false,
@@ -862,25 +873,11 @@ async fn rerun(
     Path(id): Path<String>,
     Form(f): Form<ActionForm>,
 ) -> Response {
-    let job = match acting_on(&ui, &id, &f).await {
-        Ok(j) => j,
+    let (job, data) = match ended_job(&ui, &id, &f).await {
+        Ok(v) => v,
         Err(r) => return r,
     };
-    let data = match ui.jobs.report(Some(job)).await {
-        Ok(d) => d,
-        Err(e) => return failed(&ui, &e),
-    };
     let record = data.job;
-    if !record.state.is_terminal() {
-        return error_page(
-            &ui,
-            StatusCode::CONFLICT,
-            &format!(
-                "job {job} is still {}: cancel it or wait for it to end",
-                record.state
-            ),
-        );
-    }
     let dag = match ordo_proto::validate::validate(&record.spec) {
         Ok(d) => d,
         Err(_) => {

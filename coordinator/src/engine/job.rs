@@ -802,6 +802,23 @@ impl Job {
         }
     }
 
+    /// The task's change was not integrated (a conflict, or a resolve round that left markers):
+    /// it runs again without spending an attempt, unless its job is stopping.
+    fn again_unspent(&mut self, t: u32, now: Millis, out: &mut Vec<Action>) {
+        self.tries[t as usize] = self.tries[t as usize].saturating_sub(1);
+        self.conflicts[t as usize] += 1;
+        match self.stop.clone() {
+            Some(reason) => {
+                let state = TaskState::Cancelled {
+                    finished: now,
+                    reason,
+                };
+                self.set_state(t, state, out);
+            }
+            None => self.make_ready(t, now, out),
+        }
+    }
+
     /// A resolve round dispatched again without its prompt (requeued, its worker lost, a
     /// rate limit waited out) gets it back; without a session to resume it becomes a re-run.
     fn keep_resolving(&mut self, t: u32) {
@@ -851,18 +868,7 @@ impl Job {
             self.end_for_good(t, Outcome::Failed, reason, now, out);
             return true;
         }
-        self.tries[t as usize] = self.tries[t as usize].saturating_sub(1);
-        self.conflicts[t as usize] += 1;
-        match self.stop.clone() {
-            Some(reason) => {
-                let state = TaskState::Cancelled {
-                    finished: now,
-                    reason,
-                };
-                self.set_state(t, state, out);
-            }
-            None => self.make_ready(t, now, out),
-        }
+        self.again_unspent(t, now, out);
         true
     }
 
@@ -942,20 +948,8 @@ impl Job {
                         }
                     }
                 }
-                // A conflict does not spend an attempt.
-                self.tries[t as usize] = self.tries[t as usize].saturating_sub(1);
-                self.conflicts[t as usize] += 1;
                 self.plan_rework(t);
-                match self.stop.clone() {
-                    Some(reason) => {
-                        let state = TaskState::Cancelled {
-                            finished: now,
-                            reason,
-                        };
-                        self.set_state(t, state, out);
-                    }
-                    None => self.make_ready(t, now, out),
-                }
+                self.again_unspent(t, now, out);
             }
             Verdict::Fail { reason } => {
                 self.tries[t as usize] = self.spec.max_attempts(self.task(t));
