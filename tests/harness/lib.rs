@@ -342,6 +342,25 @@ pub fn task<'a>(doc: &'a serde_json::Value, name: &str) -> &'a serde_json::Value
         .unwrap_or_else(|| panic!("no task {name} in {doc}"))
 }
 
+/// The `[[tasks]]` of the hot-file job: `n` prompt tasks for the stub agent, each sleeping
+/// `sleep` seconds and writing `t<i>.txt`, one in three also inserting `- change <i>` under the
+/// `## Unreleased` header of `CHANGELOG.md`.
+pub fn hot_file_tasks(n: usize, sleep: &str) -> String {
+    let mut text = String::new();
+    for i in 0..n {
+        let mut prompt = format!("sleep {sleep}\nwrite t{i}.txt: {i}");
+        if i % 3 == 0 {
+            prompt.push_str(&format!(
+                "\ninsert CHANGELOG.md after ## Unreleased: - change {i}"
+            ));
+        }
+        text.push_str(&format!(
+            "\n[[tasks]]\nname = \"t{i}\"\nprompt = \"\"\"\n{prompt}\n\"\"\"\n"
+        ));
+    }
+    text
+}
+
 /// The `[[tasks]]` of a same-line conflict in a worktree job whose `env` sets `MARKS` (a
 /// directory): `late` starts (its worktree cut from the empty branch), then `early` changes
 /// line 1 of `shared.txt` and integrates; only then does `late` change line 1 too, so it

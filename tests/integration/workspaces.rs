@@ -1291,17 +1291,7 @@ fn hot_file_job(env: &[(&str, &str)]) -> (Run, Sandbox, PathBuf) {
          max_parallel_tasks = 4\nagent = \"claude\"\nagent_command = [\"{}\"]\nenv = {{ {vars} }}\n",
         ordo_tests::stub_agent("claude")
     );
-    for i in 0..24 {
-        let mut prompt = format!("sleep 0.2\nwrite t{i}.txt: {i}");
-        if i % 3 == 0 {
-            prompt.push_str(&format!(
-                "\ninsert CHANGELOG.md after ## Unreleased: - change {i}"
-            ));
-        }
-        text.push_str(&format!(
-            "\n[[tasks]]\nname = \"t{i}\"\nprompt = \"\"\"\n{prompt}\n\"\"\"\n"
-        ));
-    }
+    text.push_str(&ordo_tests::hot_file_tasks(24, "0.2"));
     let spec = sb.job("hot.toml", &text);
     let r = sb.run(&spec, &[]);
     (r, sb, log)

@@ -471,17 +471,7 @@ fn a_hot_file_starves_no_task_on_a_cluster() {
         log.display(),
         sh.dir("stub").display()
     );
-    for i in 0..12 {
-        let mut prompt = format!("sleep 0.3\nwrite t{i}.txt: {i}");
-        if i % 3 == 0 {
-            prompt.push_str(&format!(
-                "\ninsert CHANGELOG.md after ## Unreleased: - change {i}"
-            ));
-        }
-        text.push_str(&format!(
-            "\n[[tasks]]\nname = \"t{i}\"\nprompt = \"\"\"\n{prompt}\n\"\"\"\n"
-        ));
-    }
+    text.push_str(&ordo_tests::hot_file_tasks(12, "0.3"));
     let spec = write(sh.tmp.path(), "hot.toml", &text);
     let r = c.ordo(&["submit", &spec, "--wait"]);
     assert_ok(&r, "ordo submit --wait");
