@@ -6,7 +6,9 @@
 //! - `formats`: every input format → `JobSpec`, with file positions for errors.
 //! - `graph`: Graphviz dot and Mermaid renderings of a job's DAG.
 //! - `overlay`: `--with FILE` and the setting flags laid over a loaded spec.
-//! - `run`: the local runner (the engine's driver, a store and the executor in one process).
+//! - `local`: local mode: the coordinator's host with the in-process executor, its loop, and
+//!   the Unix socket a state directory is served on.
+//! - `run`: `ordo run`: one job run by a local host, shown in the terminal.
 //! - `jobs`: the one job client (submit, status, list, cancel, retry, output, report, prune,
 //!   workers), against a local state directory or a cluster.
 //! - `manage`: the job commands (submit, status, jobs, watch, logs, cancel, retry, workers), a
@@ -24,6 +26,7 @@ pub mod args;
 pub mod formats;
 pub mod graph;
 pub mod jobs;
+pub mod local;
 pub mod manage;
 pub mod mcp;
 pub mod mcp_stdio;

@@ -343,6 +343,16 @@ fn convert(spec: &SpecArgs, out: Option<&Path>, to: Option<ConvertTo>) -> anyhow
     Ok(exit::OK)
 }
 
+/// How `ordo run` went.
+enum Ran {
+    /// Here: what the run left behind.
+    Here(Box<RunReport>),
+    /// By the process that serves the state directory: the exit code.
+    Elsewhere(u8),
+    /// Not at all: the spec's workspace settings are wrong (said on stderr).
+    Invalid,
+}
+
 fn run(args: RunCommand) -> anyhow::Result<u8> {
     let (loaded, dag) = load_checked(&args.spec)?;
     let sources = match (args.update_source, loaded.sources) {
@@ -409,11 +419,26 @@ fn run(args: RunCommand) -> anyhow::Result<u8> {
         .build()
         .context("cannot start the async runtime")?;
     let label = args.spec.label();
-    let report: Option<RunReport> = runtime.block_on(async {
+    let ran = runtime.block_on(async {
         let mut spec = spec;
         if let Err(e) = ordo::run::settle_workspace(&mut spec, &label, false).await {
             eprintln!("{e}");
-            return anyhow::Ok(None);
+            return anyhow::Ok(Ran::Invalid);
+        }
+        if let Some(dir) = &args.state
+            && ordo::local::socket::Client::connect(dir).await.is_some()
+        {
+            // Another ordo process holds the directory (a dashboard, an MCP server): the job
+            // runs there, followed from here.
+            let req = ordo_proto::api::SubmitRequest {
+                spec,
+                source: label.clone(),
+                default_mode: opts.default_mode,
+                max_parallel: opts.max_parallel,
+            };
+            let code = ordo::manage::run_served(dir, &args.run, req, dag, args.report.as_deref())
+                .await;
+            return Ok(Ran::Elsewhere(code));
         }
         let shutdown = async {
             ordo_plumbing::signals::interrupted().await;
@@ -427,12 +452,14 @@ fn run(args: RunCommand) -> anyhow::Result<u8> {
         // The gRPC exporter must be built inside the runtime.
         opts.telemetry =
             ordo_plumbing::telemetry::Telemetry::from_env("ordo")?.map(std::sync::Arc::new);
-        ordo::run::run(spec, dag, opts, progress.as_mut(), shutdown)
+        ordo::run::run(spec, opts, progress.as_mut(), shutdown)
             .await
-            .map(Some)
+            .map(|r| Ran::Here(Box::new(r)))
     })?;
-    let Some(report) = report else {
-        return Ok(exit::INVALID);
+    let report = match ran {
+        Ran::Here(report) => *report,
+        Ran::Elsewhere(code) => return Ok(code),
+        Ran::Invalid => return Ok(exit::INVALID),
     };
     drop(progress);
 

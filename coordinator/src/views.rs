@@ -241,9 +241,9 @@ pub fn status_page(
 /// a job with more tasks than `MAX_REPLY_BYTES / MIN_TASK_JSON` never fits one message whole.
 pub const MIN_TASK_JSON: usize = 120;
 
-/// Serialises a status within `limit` bytes: output tails go first, then succeeded and
+/// A status cut to fit `limit` bytes of JSON: output tails go first, then succeeded and
 /// pending tasks (counted in `omitted`), so failures and running tasks are always shown.
-pub fn status_within(mut status: JobStatus, limit: usize) -> Vec<u8> {
+pub fn fit(mut status: JobStatus, limit: usize) -> JobStatus {
     let size = |s: &JobStatus| serde_json::to_vec(s).map_or(usize::MAX, |v| v.len());
     if size(&status) > limit {
         for t in &mut status.tasks {
@@ -262,7 +262,7 @@ pub fn status_within(mut status: JobStatus, limit: usize) -> Vec<u8> {
         status.omitted += status.tasks.len() - keep;
         status.tasks.truncate(keep);
     }
-    serde_json::to_vec(&status).unwrap_or_default()
+    status
 }
 
 /// Jobs matching a request, newest first.
@@ -337,7 +337,7 @@ mod tests {
             omitted: 0,
             page: None,
         };
-        let bytes = status_within(status, 20_000);
+        let bytes = serde_json::to_vec(&fit(status, 20_000)).unwrap();
         assert!(bytes.len() <= 20_000);
         let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(v["omitted"], 999);

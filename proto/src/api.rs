@@ -330,3 +330,31 @@ pub struct WorkerInfo {
     /// Milliseconds since the last heartbeat.
     pub age_ms: u64,
 }
+
+/// `OutputRequest` → `OutputReply`: the output kept with each task's last attempt, in a state
+/// directory (a cluster's output is read from the `ORDO_LOGS` stream instead).
+pub const OUTPUT: &str = "output";
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct OutputRequest {
+    pub job: JobId,
+    /// Only this task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<TaskIndex>,
+    /// The last this-many bytes of each.
+    pub keep: usize,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct OutputReply {
+    pub tasks: Vec<TaskOutput>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct TaskOutput {
+    pub index: TaskIndex,
+    /// Bytes the attempt's output had in all.
+    pub bytes: u64,
+    /// The last of them kept.
+    pub tail: String,
+}
