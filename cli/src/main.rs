@@ -436,8 +436,8 @@ fn run(args: RunCommand) -> anyhow::Result<u8> {
                 default_mode: opts.default_mode,
                 max_parallel: opts.max_parallel,
             };
-            let code = ordo::manage::run_served(dir, &args.run, req, dag, args.report.as_deref())
-                .await;
+            let code =
+                ordo::manage::run_served(dir, &args.run, req, dag, args.report.as_deref()).await;
             return Ok(Ran::Elsewhere(code));
         }
         let shutdown = async {

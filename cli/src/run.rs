@@ -112,7 +112,9 @@ pub async fn run(
                 ApiReply::Ok(r) => r.job,
                 ApiReply::Error(e) => anyhow::bail!("{}", e.message),
             };
-            let rec = store.job(&id)?.context("the submitted job is not recorded")?;
+            let rec = store
+                .job(&id)?
+                .context("the submitted job is not recorded")?;
             progress.start(&rec, &spec, false);
             id
         }

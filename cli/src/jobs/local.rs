@@ -42,10 +42,7 @@ pub struct Local {
 
 enum Link {
     /// This process holds the directory and runs its jobs (serving the socket while `served`).
-    Own {
-        node: Node,
-        _served: Option<Served>,
-    },
+    Own { node: Node, _served: Option<Served> },
     /// Another process holds it.
     Socket(Client),
 }
@@ -92,9 +89,7 @@ impl Local {
                     )));
                 }
                 Err(e) => {
-                    return Err(Error::State(format!(
-                        "cannot use the state directory: {e}"
-                    )));
+                    return Err(Error::State(format!("cannot use the state directory: {e}")));
                 }
             }
         }
@@ -162,7 +157,10 @@ impl Local {
                 ))
             })?,
         };
-        decode_reply(&format!("{} ({verb})", socket::path(&self.dir).display()), &reply)
+        decode_reply(
+            &format!("{} ({verb})", socket::path(&self.dir).display()),
+            &reply,
+        )
     }
 
     pub async fn submit(&self, req: SubmitRequest) -> Result<JobId> {

@@ -66,7 +66,8 @@ impl InProcess {
         }
         if let Ok(g) = guard::start() {
             let mut opts = ExecOptions::new("local");
-            opts.env.push((exec::ENV_WORKER_TOKEN.into(), g.token.clone()));
+            opts.env
+                .push((exec::ENV_WORKER_TOKEN.into(), g.token.clone()));
             self.opts = Arc::new(opts);
             self.guard = Some(g);
         }

@@ -70,7 +70,11 @@ const NO_LIMIT: ReplyLimit = ReplyLimit(usize::MAX);
 
 impl Node {
     /// Starts the loop of a host on `store` (durable when it is a state directory's).
-    pub async fn start(store: Arc<Store>, durable: bool, opts: NodeOptions) -> Result<Node, String> {
+    pub async fn start(
+        store: Arc<Store>,
+        durable: bool,
+        opts: NodeOptions,
+    ) -> Result<Node, String> {
         let (events_tx, events) = mpsc::unbounded_channel();
         let executor = InProcess::new(events_tx, opts.slots, opts.fixed, opts.telemetry.clone());
         let policy = if durable {

@@ -28,8 +28,12 @@ pub trait Executor {
     /// Task slots a job submitted now could use (the denominator of its report's parallel
     /// efficiency). Local mode may grow its offer to what the job asks for (a job asking for
     /// six agents gets six whatever the CPUs): the new offer is in the next `capacity`.
-    fn slots(&mut self, queues: &BTreeSet<String>, spec: &JobSpec, max_parallel: Option<u32>)
-    -> u32;
+    fn slots(
+        &mut self,
+        queues: &BTreeSet<String>,
+        spec: &JobSpec,
+        max_parallel: Option<u32>,
+    ) -> u32;
 
     /// What is offered per queue now (slots, CPUs, memory), for the engine.
     fn capacity(&mut self) -> Vec<(String, Capacity)>;

@@ -164,7 +164,11 @@ impl<E: Executor> Host<E> {
 
     /// Takes up the jobs the store holds: those that ended within the hour for fencing late
     /// results, and the unfinished ones as `recover` says.
-    pub async fn recover(&mut self, now: Millis, recover: Recover) -> Result<(), crate::store::Error> {
+    pub async fn recover(
+        &mut self,
+        now: Millis,
+        recover: Recover,
+    ) -> Result<(), crate::store::Error> {
         for job in self.store.jobs()? {
             if job.state.is_terminal() {
                 if job
@@ -337,3 +341,6 @@ pub fn unstarted(engine: &Engine, now: Millis, deadline: Millis) -> Vec<Event> {
     }
     lost
 }
+
+#[cfg(test)]
+mod tests;

@@ -203,7 +203,8 @@ impl<E: Executor> Host<E> {
             .map(|t| rec.spec.queue(t).to_string())
             .collect();
         // Queues are ready already (the job ran); a local executor may grow its offer.
-        self.executor.slots(&queues, &rec.spec, rec.options.max_parallel);
+        self.executor
+            .slots(&queues, &rec.spec, rec.options.max_parallel);
         self.refresh_capacity(now);
         let saved = self.store.tasks(&job).map_err(internal)?;
         let again = retry_records(&saved, &dag, scope);

@@ -18,7 +18,6 @@ use ordo_proto::wire::{self, Heartbeat, WorkerEvent};
 use ordo_proto::{AttemptRef, names};
 use tokio::sync::mpsc;
 
-
 pub(crate) enum Input {
     Api {
         /// The verb's name (one this coordinator does not know is answered with an error).

@@ -19,8 +19,8 @@
 //! - `executor`: the JetStream executor: attempts, kills, integrations and prunes as NATS messages.
 //! - `workers`: the worker registry and the capacity it offers per queue.
 
-mod inputs;
 mod executor;
+mod inputs;
 mod workers;
 
 use std::sync::Arc;
@@ -41,8 +41,8 @@ use crate::host::{self, Host, Limits, Recover, api::ReplyLimit};
 use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::traces::Traces;
-use inputs::Input;
 use executor::JetStream;
+use inputs::Input;
 use workers::Registry;
 
 #[derive(Clone, Debug)]
@@ -188,8 +188,8 @@ pub async fn run(
         max_tasks: opts.max_tasks,
     };
     let traces = Traces::new(opts.telemetry.clone());
-    let mut host = Host::new(Arc::new(store), Policy::COORDINATOR, executor, traces)
-        .with_limits(limits);
+    let mut host =
+        Host::new(Arc::new(store), Policy::COORDINATOR, executor, traces).with_limits(limits);
     if let Some(addr) = opts.metrics_addr {
         let (metrics, registry) = Metrics::new();
         let bound = ordo_plumbing::telemetry::serve_metrics(addr, Arc::new(registry))
@@ -361,10 +361,7 @@ impl Service {
             Input::Events(events, msg) => {
                 for ev in events {
                     if let WorkerEvent::Finished(r) = &ev {
-                        self.host
-                            .executor_mut()
-                            .published
-                            .remove(&r.attempt_ref());
+                        self.host.executor_mut().published.remove(&r.attempt_ref());
                     }
                     self.host.apply(now, engine_event(ev));
                 }
@@ -407,10 +404,7 @@ impl Service {
                     .and_then(TaskState::active_attempt)
                     == Some(key.attempt)
                 {
-                    self.host
-                        .executor_mut()
-                        .published
-                        .insert(key, stream_seq);
+                    self.host.executor_mut().published.insert(key, stream_seq);
                 }
             }
             Input::Api { name, body, reply } => {
