@@ -36,7 +36,10 @@ const HELD_WAIT: Duration = Duration::from_secs(10);
 
 pub struct Local {
     dir: PathBuf,
-    link: Link,
+    /// Changes once: from another process's socket to this process, when that one stops.
+    link: tokio::sync::RwLock<Link>,
+    run: RunArgs,
+    open: Open,
     agent_command: Option<Vec<String>>,
 }
 
@@ -56,7 +59,9 @@ impl Local {
         let link = Local::link(&dir, run, open).await?;
         Ok(Local {
             dir,
-            link,
+            link: tokio::sync::RwLock::new(link),
+            run: run.clone(),
+            open,
             agent_command,
         })
     }
@@ -130,9 +135,9 @@ impl Local {
     }
 
     /// The node this process runs, when it holds the directory.
-    pub fn node(&self) -> Option<&Node> {
-        match &self.link {
-            Link::Own { node, .. } => Some(node),
+    pub async fn node(&self) -> Option<Node> {
+        match &*self.link.read().await {
+            Link::Own { node, .. } => Some(node.clone()),
             Link::Socket(_) => None,
         }
     }
@@ -145,22 +150,43 @@ impl Local {
     ) -> Result<Rep> {
         let body = serde_json::to_vec(req)
             .map_err(|e| Error::Invalid(format!("cannot encode the {verb} request: {e}")))?;
-        let reply = match &self.link {
-            Link::Own { node, .. } => node
-                .call(verb, body)
-                .await
-                .map_err(|e| Error::State(e.to_string()))?,
-            Link::Socket(client) => client.call(verb, &body).await.map_err(|e| {
-                Error::State(format!(
-                    "the process serving {} did not answer: {e}",
-                    self.dir.display()
-                ))
-            })?,
-        };
+        let reply = self.send(verb, body).await?;
         decode_reply(
             &format!("{} ({verb})", socket::path(&self.dir).display()),
             &reply,
         )
+    }
+
+    /// Sends a request to whoever holds the directory. When the process that served it has
+    /// gone (an `ordo run` ended under a dashboard), this process takes the directory over and
+    /// the request is sent again here: nothing was done with it over there.
+    async fn send(&self, verb: &str, body: Vec<u8>) -> Result<Vec<u8>> {
+        let link = self.link.read().await;
+        let client = match &*link {
+            Link::Own { node, .. } => {
+                return node
+                    .call(verb, body)
+                    .await
+                    .map_err(|e| Error::State(e.to_string()));
+            }
+            Link::Socket(client) => client.clone(),
+        };
+        drop(link);
+        match client.call(verb, &body).await {
+            Ok(reply) => Ok(reply),
+            Err(e) if socket::gone(&e) => {
+                let mut link = self.link.write().await;
+                if matches!(&*link, Link::Socket(_)) {
+                    *link = Local::link(&self.dir, &self.run, self.open).await?;
+                }
+                drop(link);
+                Box::pin(self.send(verb, body)).await
+            }
+            Err(e) => Err(Error::State(format!(
+                "the process serving {} did not answer: {e}",
+                self.dir.display()
+            ))),
+        }
     }
 
     pub async fn submit(&self, req: SubmitRequest) -> Result<JobId> {
@@ -269,14 +295,14 @@ impl Local {
 
     /// Waits for every job this process runs to end.
     pub async fn wait_idle(&self) {
-        if let Some(node) = self.node() {
+        if let Some(node) = self.node().await {
             node.ended(None).await;
         }
     }
 
     /// Cancels the jobs this process runs and waits (a bounded time) for them to end.
     pub async fn stop(&self) {
-        if let Some(node) = self.node() {
+        if let Some(node) = self.node().await {
             let _ = tokio::time::timeout(STOP_WAIT, node.stop()).await;
         }
     }

@@ -355,8 +355,11 @@ impl Jobs {
     }
 
     /// Whether submitted jobs run in this process (it holds the state directory).
-    pub fn runs_here(&self) -> bool {
-        matches!(self, Jobs::Local(l) if l.node().is_some())
+    pub async fn runs_here(&self) -> bool {
+        match self {
+            Jobs::Local(l) => l.node().await.is_some(),
+            Jobs::Cluster(_) => false,
+        }
     }
 
     /// Waits for the jobs this process runs to end (a one-shot command with `--state`).

@@ -64,6 +64,15 @@ async fn connection(stream: UnixStream, node: Node) {
     }
 }
 
+/// Whether a failed request means nobody serves the directory any more (the request was not
+/// taken: the socket is gone or refuses connections).
+pub fn gone(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+    )
+}
+
 /// The client of a served state directory.
 #[derive(Clone, Debug)]
 pub struct Client {

@@ -281,7 +281,7 @@ async fn run(cmd: Manage) -> Result<u8, Error> {
                 Output::Json => print_json(&serde_json::json!({ "job": job }))?,
             }
             // A job run by this process ends before the process does.
-            if !wait && !jobs.runs_here() {
+            if !wait && !jobs.runs_here().await {
                 return Ok(exit::OK);
             }
             let status = interruptible(follow_job(&jobs, job, &mut std::io::stderr())).await;
