@@ -12,10 +12,12 @@ use std::time::Duration;
 
 use ordo_coordinator::driver::Policy;
 use ordo_coordinator::engine::Again;
-use ordo_coordinator::report::{self as data, ReportData};
+use ordo_coordinator::report as data;
 use ordo_coordinator::store::{Batch, Change, JobRecord, Store};
 use ordo_coordinator::views;
-use ordo_proto::api::{JobStatus, JobSummary, JobsRequest, RetryRequest, SubmitRequest};
+use ordo_proto::api::{
+    JobStatus, JobSummary, JobsRequest, ReportData, RetryRequest, SubmitRequest,
+};
 use ordo_proto::{Dag, JobId, JobState, TaskIndex, TaskPhase, names, now_ms};
 use tokio::sync::{oneshot, watch};
 

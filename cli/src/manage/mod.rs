@@ -211,7 +211,7 @@ async fn kept(jobs: &Jobs, status: &ordo_proto::api::JobStatus) -> String {
     if found.is_empty() && !cluster {
         return String::new();
     }
-    let mut out = format!("\n{}\n", crate::report::kept_text(&s.id));
+    let mut out = format!("\n{}\n", ordo_report::kept_text(&s.id));
     for w in &found.worktrees {
         out.push_str(&format!(
             "  worktree {}\n",

@@ -1,7 +1,8 @@
-//! Job reports: a model built from a job's stored records (`ReportData`, the same for a local
-//! state directory, `ordo run --report` and the coordinator's `report` verb) and its renderings:
-//! Markdown with a Mermaid gantt timeline, JSON, JUnit XML, and one self-contained HTML file
-//! with an inline SVG timeline.
+//! ordo-report: job reports. A model built from a job's records (`proto::api::ReportData`, the
+//! reply of the `report` verb, the same for a local state directory, `ordo run --report` and
+//! the coordinator) and its renderings: Markdown with a Mermaid gantt timeline, JSON, JUnit XML,
+//! and one self-contained HTML file with an inline SVG timeline. The CLI, the MCP server and
+//! the dashboard render through it; it depends on `ordo-proto` alone.
 //!
 //! What the summary measures:
 //! - runs: the job's submission, then each `ordo retry` (a job that had ended going back to
@@ -21,7 +22,6 @@
 //! - the critical path as it ran: from the task that finished last, back through the dependency
 //!   that finished last, to a task with none (sequential jobs: every task in run order).
 
-pub mod command;
 pub mod html;
 pub mod junit;
 pub mod markdown;
@@ -29,8 +29,7 @@ pub mod markdown;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-use ordo_coordinator::report::{IgnoredResult, ReportData};
-use ordo_coordinator::store::{Change, SavedTask, TaskState};
+use ordo_proto::api::{HistoryChange, IgnoredResult, ReportData};
 use ordo_proto::{
     ExecutionMode, Integration, JobState, Outcome, TaskIndex, TaskPhase, TaskResult, TaskSpec,
     WorkerId,
@@ -38,7 +37,8 @@ use ordo_proto::{
 use serde::Serialize;
 
 /// What `ordo report --format` and `ordo run --report` write.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Format {
     /// Markdown with a Mermaid gantt timeline.
     Md,
@@ -143,10 +143,11 @@ pub struct Summary {
     pub critical_path_ms: u64,
     /// Results that changed nothing (stale or duplicate deliveries).
     pub ignored_results: usize,
-    /// Jobs in worktrees (DESIGN §10): where their changes were integrated.
+    /// Jobs in worktrees (docs/design.md, "Agent workspaces"): where their changes were
+    /// integrated.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub integration: Option<JobIntegration>,
-    /// What agent runs cost in all, when any agent reported it (DESIGN §11).
+    /// What agent runs cost in all, when any agent reported it (docs/design.md, "Agent runs").
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cost_usd: Option<f64>,
     /// Tokens of every agent run, when any reported them.
@@ -451,14 +452,14 @@ pub struct JobRun {
 fn job_runs(data: &ReportData) -> Vec<JobRun> {
     let mut runs = vec![JobRun {
         run: 1,
-        started_ms: data.job.created_ms,
+        started_ms: data.job.summary.created_ms,
         ended_ms: None,
         duration_ms: 0,
         outcome: None,
         attempts: 0,
     }];
     for h in &data.history {
-        let Change::Job { state, at, .. } = &h.change else {
+        let HistoryChange::Job { state, at, .. } = &h.change else {
             continue;
         };
         let last = runs.last_mut().expect("one run at least");
@@ -642,6 +643,7 @@ fn covered(mut intervals: Vec<(u64, u64)>, from: u64, to: u64) -> u64 {
 /// Builds the report of one job from its records.
 pub fn build(data: &ReportData) -> Report {
     let spec = &data.job.spec;
+    let job = &data.job.summary;
     let n = spec.tasks.len();
     let by_name: HashMap<&str, usize> = spec
         .tasks
@@ -666,34 +668,30 @@ pub fn build(data: &ReportData) -> Report {
     let mut last_change = data.job.updated_ms;
     for h in &data.history {
         last_change = last_change.max(h.at);
-        let Change::Task { index, state, .. } = &h.change else {
+        let HistoryChange::Task { index, state } = &h.change else {
             continue;
         };
         let i = index.get();
         if i >= n {
             continue;
         }
-        match state {
-            TaskState::Ready { since } => ready[i] = Some(*since),
-            TaskState::Dispatched { at, .. } => {
+        let at = state.at.unwrap_or(h.at);
+        match state.state {
+            TaskPhase::Ready => ready[i] = Some(at),
+            TaskPhase::Dispatched => {
                 if let Some(r) = ready[i].take() {
-                    waits[i].push((r, (*at).max(r)));
+                    waits[i].push((r, at.max(r)));
                 }
             }
-            TaskState::Cancelled { finished, .. } => {
+            TaskPhase::Cancelled | TaskPhase::Skipped => {
                 ready[i] = None;
-                settled[i] = Some(*finished);
-            }
-            TaskState::Skipped { .. } => {
-                ready[i] = None;
-                settled[i] = Some(h.at);
+                settled[i] = Some(at);
             }
             _ => {}
         }
     }
     // Tasks still ready when the records end have waited until then.
-    let end_ms = data
-        .job
+    let end_ms = job
         .finished_ms
         .unwrap_or_else(|| {
             data.attempts
@@ -703,7 +701,7 @@ pub fn build(data: &ReportData) -> Report {
                 .unwrap_or(0)
                 .max(last_change)
         })
-        .max(data.job.created_ms);
+        .max(data.job.summary.created_ms);
     for (i, r) in ready.iter().enumerate() {
         if let Some(r) = r {
             waits[i].push((*r, end_ms.max(*r)));
@@ -737,7 +735,7 @@ pub fn build(data: &ReportData) -> Report {
     let mode = if spec.uses_flow_jumps() {
         "flow"
     } else {
-        match spec.mode(data.job.options.default_mode) {
+        match spec.mode(data.job.default_mode) {
             ExecutionMode::Parallel => "parallel",
             ExecutionMode::Sequential => "sequential",
         }
@@ -748,7 +746,7 @@ pub fn build(data: &ReportData) -> Report {
     let job_runs = job_runs(data);
     let run_start = job_runs
         .last()
-        .map_or(data.job.created_ms, |r| r.started_ms);
+        .map_or(data.job.summary.created_ms, |r| r.started_ms);
     let run_of = |r: &TaskResult| {
         job_runs
             .iter()
@@ -807,7 +805,7 @@ pub fn build(data: &ReportData) -> Report {
     // Attempts whose change could not be integrated: (task, attempt) → the conflict.
     let mut conflicted: HashMap<(usize, u32), ConflictReport> = HashMap::new();
     for h in &data.history {
-        let Change::Integrated {
+        let HistoryChange::Integrated {
             index,
             attempt,
             branch,
@@ -905,9 +903,9 @@ pub fn build(data: &ReportData) -> Report {
         .enumerate()
         .map(|(i, t)| {
             let saved = data.tasks.get(i);
-            let state = saved.map_or(&TaskState::Pending, |s| &s.state);
+            let state = saved.map_or(TaskPhase::Pending, |s| s.state.state);
             let last = runs[i].last().copied();
-            let mark = Mark::of(state.phase());
+            let mark = Mark::of(state);
             let verify = t.verify_command.as_ref().map(|c| {
                 let exit_code = last.and_then(|r| r.verify_exit_code);
                 VerifyReport {
@@ -922,23 +920,23 @@ pub fn build(data: &ReportData) -> Report {
                 }
             });
             let ended = match state {
-                TaskState::Succeeded { finished, .. }
-                | TaskState::Failed { finished, .. }
-                | TaskState::TimedOut { finished, .. } => Some(last_end(i).unwrap_or(*finished)),
+                TaskPhase::Succeeded | TaskPhase::Failed | TaskPhase::TimedOut => {
+                    last_end(i).or(saved.and_then(|s| s.state.at))
+                }
                 _ => last_end(i).or(settled[i]),
             };
             TaskReport {
                 index: TaskIndex::from(i),
                 name: t.name.to_string(),
                 title: t.title(),
-                state: state.phase(),
+                state,
                 mark,
-                reason: state.reason().map(String::from),
+                reason: saved.and_then(|s| s.state.reason.clone()),
                 run: run_text(t),
                 verify,
                 depends_on: t.depends_on.iter().map(|d| d.to_string()).collect(),
                 // A conflict is not an attempt spent.
-                attempts: saved.map_or(0, SavedTask::spent),
+                attempts: saved.map_or(0, |s| s.attempts),
                 worker: last.map(|r| r.worker.clone()),
                 exit_code: last.and_then(|r| r.exit_code),
                 signal: last.and_then(|r| r.signal),
@@ -1030,14 +1028,10 @@ pub fn build(data: &ReportData) -> Report {
         .sum();
     let speedup = (makespan_ms > 0).then(|| task_time_ms as f64 / makespan_ms as f64);
     let limit = match mode {
-        "parallel" => data
-            .job
-            .options
-            .max_parallel
-            .or(spec.settings.max_parallel_tasks),
+        "parallel" => data.job.max_parallel.or(spec.settings.max_parallel_tasks),
         _ => Some(1),
     };
-    let slots = data.job.options.slots.map(|s| match limit {
+    let slots = data.job.slots.map(|s| match limit {
         Some(l) if l > 0 => s.min(l),
         _ => s,
     });
@@ -1049,10 +1043,10 @@ pub fn build(data: &ReportData) -> Report {
     let retries: u32 = tasks.iter().map(|t| t.attempts.saturating_sub(1)).sum();
 
     let mut notes = Vec::new();
-    if !data.job.state.is_terminal() {
+    if !data.job.summary.state.is_terminal() {
         notes.push(format!(
             "The job is {}: times run to its last recorded change.",
-            data.job.state.name()
+            data.job.summary.state.name()
         ));
     }
     if job_runs.len() > 1 {
@@ -1073,27 +1067,27 @@ pub fn build(data: &ReportData) -> Report {
              coordinator."
         ));
     }
-    if data.ignored > 0 {
+    if !data.ignored_results.is_empty() {
         notes.push(format!(
             "{} result(s) changed nothing (stale or duplicate deliveries).",
-            data.ignored
+            data.ignored_results.len()
         ));
     }
 
     Report {
         job: JobInfo {
-            id: data.job.id.to_string(),
-            name: data.job.name.clone(),
+            id: data.job.summary.id.to_string(),
+            name: data.job.summary.name.clone(),
             description: spec.description.clone(),
             source: data.job.source.clone(),
             mode: mode.to_string(),
         },
         summary: Summary {
-            submitted_ms: data.job.created_ms,
+            submitted_ms: data.job.summary.created_ms,
             runs: job_runs,
-            outcome: data.job.state,
-            reason: data.job.reason.clone(),
-            finished: data.job.state.is_terminal(),
+            outcome: data.job.summary.state,
+            reason: data.job.summary.reason.clone(),
+            finished: data.job.summary.state.is_terminal(),
             start_ms,
             end_ms,
             makespan_ms,
@@ -1114,7 +1108,7 @@ pub fn build(data: &ReportData) -> Report {
                 (Some(a), Some(b)) => b.ended_ms.saturating_sub(a.started_ms),
                 _ => 0,
             },
-            ignored_results: data.ignored,
+            ignored_results: data.ignored_results.len(),
             cost_usd: tasks.iter().filter_map(|t| t.cost_usd).reduce(|a, b| a + b),
             tokens: Tokens::of(data.attempts.iter().filter_map(|r| r.agent.as_deref())),
             models: by_model(data.attempts.iter().filter_map(|r| r.agent.as_deref())),
@@ -1122,7 +1116,7 @@ pub fn build(data: &ReportData) -> Report {
                 let tried = data
                     .history
                     .iter()
-                    .filter(|h| matches!(h.change, Change::Integrated { .. }))
+                    .filter(|h| matches!(h.change, HistoryChange::Integrated { .. }))
                     .count();
                 let done = tasks
                     .iter()
@@ -1154,12 +1148,12 @@ pub fn build(data: &ReportData) -> Report {
                     .filter_map(|it| it.resolve_cost_usd)
                     .reduce(|a, b| a + b);
                 JobIntegration {
-                    kept: failed.then(|| kept_text(&data.job.id)),
+                    kept: failed.then(|| kept_text(&data.job.summary.id)),
                     resolve_rounds,
                     resolve_cost_usd,
                     hot_files: hot_files.clone(),
                     branch: spec.settings.target_branch.clone().unwrap_or_else(|| {
-                        ordo_proto::names::integration_branch(&spec.name, &data.job.id)
+                        ordo_proto::names::integration_branch(&spec.name, &data.job.summary.id)
                     }),
                     integrations: done,
                     conflicts,
