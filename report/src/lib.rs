@@ -1384,6 +1384,183 @@ mod tests {
         assert_eq!(Format::pick(None, None), Format::Md);
     }
 
+    /// A job's records, built by hand as a coordinator's reply would carry them: `a` waited
+    /// 50 ms and succeeded (and a duplicate of its result was ignored), `b` failed, `c` was
+    /// ready until the job ended and was cancelled.
+    fn records() -> ReportData {
+        use ordo_proto::api::{HistoryEntry, JobSummary, ReportJob, ReportTask, StateAt};
+        use ordo_proto::{
+            AgentRun, Attempt, Deps, Dispatch, Ignore, JobId, JobSpec, Program, TaskName,
+        };
+        let id = JobId::new();
+        let after_a = || Deps::declared(vec![TaskName::new("a").unwrap()]);
+        let spec = JobSpec {
+            name: "j".into(),
+            tasks: vec![
+                TaskSpec::shell("a", "true"),
+                TaskSpec {
+                    depends_on: after_a(),
+                    ..TaskSpec::shell("b", "false")
+                },
+                TaskSpec {
+                    depends_on: after_a(),
+                    ..TaskSpec::shell("c", "true")
+                },
+            ],
+            ..Default::default()
+        };
+        let result = |i: usize, outcome: Outcome, started: u64, took: u64| {
+            let t = &spec.tasks[i];
+            let d = Dispatch::new(
+                id,
+                t.name.clone(),
+                TaskIndex::from(i),
+                Attempt(1),
+                Program::Shell(t.command.clone().unwrap()),
+            );
+            TaskResult {
+                duration_ms: took,
+                exit_code: Some(i32::from(!outcome.is_success())),
+                ..TaskResult::new(&d, "w1".into(), outcome, started, "")
+            }
+        };
+        let state = |state: TaskPhase, at: Option<u64>, reason: Option<&str>| StateAt {
+            state,
+            at,
+            reason: reason.map(String::from),
+        };
+        let task = |i: u32, s: StateAt| HistoryEntry {
+            // Recorded by a later commit: the state's own time is what counts.
+            at: s.at.unwrap_or(0) + 5,
+            change: HistoryChange::Task {
+                index: TaskIndex(i),
+                state: s,
+            },
+        };
+        let job = |state: JobState, at: u64| HistoryEntry {
+            at,
+            change: HistoryChange::Job {
+                state,
+                at,
+                reason: None,
+            },
+        };
+        let mut a = result(0, Outcome::Succeeded, 150, 250);
+        a.agent = Some(Box::new(AgentRun {
+            cost_usd: Some(1.0),
+            ..Default::default()
+        }));
+        ReportData {
+            job: ReportJob {
+                summary: JobSummary {
+                    id,
+                    name: "j".into(),
+                    state: JobState::Failed,
+                    created_ms: 100,
+                    finished_ms: Some(600),
+                    reason: Some("b failed".into()),
+                    total: 3,
+                    succeeded: 1,
+                    failed: 1,
+                    running: 0,
+                    cost_usd: Some(1.5),
+                    run_started_ms: None,
+                    retries: 0,
+                },
+                source: "j.toml".into(),
+                spec: spec.clone(),
+                updated_ms: 600,
+                default_mode: None,
+                max_parallel: None,
+                slots: Some(2),
+            },
+            tasks: vec![
+                ReportTask {
+                    state: state(TaskPhase::Succeeded, Some(400), None),
+                    attempts: 1,
+                    conflicts: 0,
+                },
+                ReportTask {
+                    state: state(TaskPhase::Failed, Some(500), Some("exit code 1")),
+                    attempts: 1,
+                    conflicts: 0,
+                },
+                ReportTask {
+                    state: state(TaskPhase::Cancelled, Some(600), Some("job failed")),
+                    attempts: 0,
+                    conflicts: 0,
+                },
+            ],
+            attempts: vec![a, result(1, Outcome::Failed, 400, 100)],
+            history: vec![
+                job(JobState::Running, 100),
+                task(0, state(TaskPhase::Ready, Some(100), None)),
+                task(0, state(TaskPhase::Dispatched, Some(150), None)),
+                task(1, state(TaskPhase::Ready, Some(400), None)),
+                task(2, state(TaskPhase::Ready, Some(400), None)),
+                task(1, state(TaskPhase::Dispatched, Some(400), None)),
+                task(
+                    2,
+                    state(TaskPhase::Cancelled, Some(600), Some("job failed")),
+                ),
+                job(JobState::Failed, 600),
+            ],
+            ignored_results: vec![IgnoredResult {
+                index: TaskIndex(0),
+                attempt: 1,
+                delivery: 2,
+                worker: "w2".into(),
+                kind: Ignore::Duplicate,
+                why: "already applied".into(),
+                cost_usd: Some(0.5),
+            }],
+            tails_cut_to: None,
+        }
+    }
+
+    #[test]
+    fn the_model_is_built_from_the_records_alone() {
+        let r = build(&records());
+        let s = &r.summary;
+        assert_eq!(
+            (s.outcome, s.start_ms, s.end_ms),
+            (JobState::Failed, 100, 600)
+        );
+        assert_eq!((s.makespan_ms, s.task_time_ms), (500, 350));
+        // A wait cut short by a cancel is not a queue wait.
+        assert_eq!(s.queue_wait_ms, 50);
+        assert_eq!((s.attempts, s.slots, s.ignored_results), (2, Some(2), 1));
+        assert_eq!(s.runs.len(), 1);
+        assert_eq!(s.runs[0].outcome, Some(JobState::Failed));
+        let marks: Vec<Mark> = r.tasks.iter().map(|t| t.mark).collect();
+        assert_eq!(marks, [Mark::Pass, Mark::Fail, Mark::Cancelled]);
+        assert_eq!(r.tasks[1].reason.as_deref(), Some("exit code 1"));
+        // The cancelled task never ran: it ended when it was cancelled.
+        assert_eq!(r.tasks[2].ended_ms, Some(600));
+        assert_eq!(r.tasks[2].started_ms, None);
+        // What the ignored duplicate spent counts in its task's cost.
+        assert_eq!(r.tasks[0].cost_usd, Some(1.5));
+        let path: Vec<&str> = r.critical_path.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(path, ["a", "b"]);
+        assert!(
+            r.notes
+                .iter()
+                .any(|n| n.contains("1 result(s) changed nothing"))
+        );
+        // The JSON report names an ignored result's kind as before.
+        let json: serde_json::Value = serde_json::from_str(&render(&r, Format::Json)).unwrap();
+        assert_eq!(json["tasks"][0]["ignored"][0]["kind"], "duplicate");
+        assert_eq!(json["tasks"][0]["ignored"][0]["delivery"], 2);
+    }
+
+    #[test]
+    fn records_survive_the_wire() {
+        let data = records();
+        let json = data.clone().to_json_within(1 << 20).unwrap();
+        let back: ReportData = serde_json::from_slice(&json).unwrap();
+        assert_eq!(back, data);
+    }
+
     #[test]
     fn quoting() {
         assert_eq!(shell_quote("ls"), "ls");
