@@ -20,7 +20,7 @@
 //! - `update_source`: `ordo run --update-source`, TaskMaster statuses written back into
 //!   `tasks.json` as the job runs.
 //! - `ui`: `ordo ui`, the web dashboard, a face of `jobs` for people with a browser.
-//! - `report`: job reports (Markdown, JSON, JUnit XML, HTML), `ordo report` and `ordo prune`.
+//! - `report`: `ordo report` and `ordo prune` (rendering is the `ordo-report` crate's).
 
 pub mod args;
 pub mod formats;

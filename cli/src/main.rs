@@ -70,10 +70,10 @@ enum Command {
     Run(RunCommand),
     /// Write a job's report (Markdown, JSON, JUnit XML or HTML) from a local state directory
     /// (--state) or the coordinator.
-    Report(ordo::report::command::ReportArgs),
+    Report(ordo::report::ReportArgs),
     /// Remove finished jobs older than a duration from a local state directory (--state) or the
     /// coordinator.
-    Prune(ordo::report::command::PruneArgs),
+    Prune(ordo::report::PruneArgs),
     /// Serve the Model Context Protocol on stdio: ordo's tools for AI coding agents (jobs run
     /// on this machine, or on a cluster with --nats).
     Mcp(ordo::mcp::McpArgs),
@@ -117,7 +117,7 @@ struct RunCommand {
     report: Option<PathBuf>,
     /// Format of --report.
     #[arg(long, value_enum, alias = "format", requires = "report")]
-    report_format: Option<ordo::report::Format>,
+    report_format: Option<ordo_report::Format>,
     #[arg(long, value_enum, default_value_t = Output::Text)]
     output: Output,
 }
@@ -186,8 +186,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Convert { spec, out, to } => convert(&spec, out.as_deref(), to),
         Command::Run(args) => run(args),
-        Command::Report(args) => Ok(ordo::report::command::report(args)),
-        Command::Prune(args) => Ok(ordo::report::command::prune(args)),
+        Command::Report(args) => Ok(ordo::report::report(args)),
+        Command::Prune(args) => Ok(ordo::report::prune(args)),
         Command::Mcp(args) => ordo::mcp::serve(args),
         Command::Ui(args) => ordo::ui::serve(args),
         Command::Manage(cmd) => ordo::manage::dispatch(cmd),
@@ -469,8 +469,8 @@ fn run(args: RunCommand) -> anyhow::Result<u8> {
         print!("{}", summary::table(&report));
     }
     if let Some(path) = &args.report {
-        let format = ordo::report::Format::pick(args.report_format, Some(path));
-        ordo::report::command::write_from_store(&report.store, &report.job.id, format, path)?;
+        let format = ordo_report::Format::pick(args.report_format, Some(path));
+        ordo::report::write_from_store(&report.store, &report.job.id, format, path)?;
     }
     Ok(match report.job.state {
         JobState::Succeeded => exit::OK,

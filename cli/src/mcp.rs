@@ -47,7 +47,7 @@ use crate::formats::{self, Diagnostic, Format, LoadOptions, Loaded};
 use crate::jobs::{self, Jobs, Open};
 use crate::manage::submit_request;
 use crate::overlay::Overlay;
-use crate::report;
+use ordo_report as report;
 
 /// The default state directory of local mode, under the current directory.
 pub const DEFAULT_STATE_DIR: &str = ".ordo-mcp";

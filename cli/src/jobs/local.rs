@@ -10,11 +10,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ordo_coordinator::host::Recover;
-use ordo_coordinator::report::ReportData;
 use ordo_coordinator::store::{self, Store};
 use ordo_proto::api::{
     self, JobRef, JobStatus, JobSummary, JobsRequest, OutputReply, OutputRequest, PruneReply,
-    PruneRequest, ReportRequest, RetryRequest, StatusRequest, SubmitReply, SubmitRequest,
+    PruneRequest, ReportData, ReportRequest, RetryRequest, StatusRequest, SubmitReply,
+    SubmitRequest,
 };
 use ordo_proto::{JobId, TaskIndex, TaskPhase, names};
 use serde::Serialize;

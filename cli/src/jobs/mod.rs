@@ -13,11 +13,10 @@ mod local;
 
 use std::collections::BTreeMap;
 
-use ordo_coordinator::report::ReportData;
 use ordo_plumbing::connect::ConnectError;
 use ordo_proto::api::{
-    ApiError, ErrorKind, JobStatus, JobSummary, JobsRequest, RetryRequest, SubmitRequest,
-    WorkerInfo,
+    ApiError, ErrorKind, JobStatus, JobSummary, JobsRequest, ReportData, RetryRequest,
+    SubmitRequest, WorkerInfo,
 };
 use ordo_proto::{Dag, JobId, TaskIndex, TaskPhase};
 

@@ -211,7 +211,7 @@ async fn kept(jobs: &Jobs, status: &ordo_proto::api::JobStatus) -> String {
     if found.is_empty() && !cluster {
         return String::new();
     }
-    let mut out = format!("\n{}\n", crate::report::kept_text(&s.id));
+    let mut out = format!("\n{}\n", ordo_report::kept_text(&s.id));
     for w in &found.worktrees {
         out.push_str(&format!(
             "  worktree {}\n",
@@ -435,8 +435,8 @@ pub async fn run_served(
         let status = interruptible(follow_job(&jobs, job, &mut std::io::stderr())).await?;
         if let Some(path) = out {
             let data = jobs.report(Some(job)).await?;
-            let format = crate::report::Format::pick(None, Some(path));
-            crate::report::command::write(&data, format, Some(path))
+            let format = ordo_report::Format::pick(None, Some(path));
+            crate::report::write(&data, format, Some(path))
                 .map_err(|e| Error::State(format!("{e:#}")))?;
         }
         Ok::<_, Error>(outcome_code(status.summary.state))

@@ -72,7 +72,7 @@ pub async fn handle<E: Executor>(
         Some(Verb::Workers) => Ok(to_json(host.workers())),
         Some(Verb::Report) => parse(body).and_then(|r| host.report(&r)).and_then(|data| {
             // Larger than one message, it goes through the object store on NATS.
-            let job = data.job.id;
+            let job = data.job.summary.id;
             data.to_json_within(limit.0).ok_or_else(|| {
                 ApiError::new(
                     ErrorKind::Internal,

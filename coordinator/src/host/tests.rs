@@ -145,7 +145,7 @@ async fn submit_runs_a_job_whose_status_report_output_and_listing_agree() {
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].id, job);
     let report = host.report(&ReportRequest { job: None }).unwrap();
-    assert_eq!(report.job.id, job, "the newest job by default");
+    assert_eq!(report.job.summary.id, job, "the newest job by default");
     assert_eq!(report.attempts.len(), 2);
     let out = host
         .output(&OutputRequest {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use ordo_proto::api::{
     self, ApiError, ErrorKind, JobStatus, JobSummary, JobsRequest, OutputReply, OutputRequest,
-    PruneReply, PruneRequest, ReportRequest, RetryRequest, StatusRequest, SubmitReply,
+    PruneReply, PruneRequest, ReportData, ReportRequest, RetryRequest, StatusRequest, SubmitReply,
     SubmitRequest, TaskOutput, WorkerInfo,
 };
 use ordo_proto::validate::validate;
@@ -15,7 +15,7 @@ use ordo_proto::{JobId, JobState, Millis, TaskPhase, names};
 
 use super::{Executor, Host};
 use crate::engine::{Again, Change, Event, JobOptions, retry_records};
-use crate::report::ReportData;
+
 use crate::store::JobRecord;
 use crate::views;
 
