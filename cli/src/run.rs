@@ -21,18 +21,10 @@ use ordo_coordinator::engine::{
 use ordo_coordinator::store::{JobRecord, Store};
 use ordo_coordinator::traces::Traces;
 use ordo_plumbing::telemetry::{self, Telemetry};
-use ordo_proto::{
-    AttemptRef, Dag, ExecutionMode, JobId, JobSpec, Outcome, TaskIndex, TaskResult, now_ms,
-};
+use ordo_proto::{AttemptRef, Dag, ExecutionMode, JobId, JobSpec, TaskIndex, TaskResult, now_ms};
 use ordo_worker::exec::{self, ExecOptions};
-use ordo_worker::workspace::{self, cache};
+use ordo_worker::workspace::{self, Local, cache};
 use tokio::sync::{mpsc, oneshot};
-
-/// Times an attempt's worktree may fail to be made before the attempt fails saying so (the
-/// tries are one attempt: the command never ran).
-const PREPARE_TRIES: u32 = 3;
-/// Pause before an attempt whose worktree could not be made tries again.
-const PREPARE_RETRY_DELAY: std::time::Duration = std::time::Duration::from_millis(500);
 
 pub struct RunOptions {
     /// Task slots (tasks running at once across the job).
@@ -323,27 +315,11 @@ pub async fn run_recorded<P: Progress + ?Sized>(
                         std::future::pending::<()>().await;
                     }
                 };
-                // In its own worktree when the job says so (`workspace = "worktree"`).
-                // A worktree that cannot be made is not the task's failure (its command never
-                // ran): tried again, within the same attempt, before the attempt fails.
-                let started = now_ms();
-                let mut cancel = std::pin::pin!(cancel);
-                let mut tries = 0;
-                let result = loop {
-                    tries += 1;
-                    match workspace::run_attempt(&d, &task_opts, cancel.as_mut(), None).await {
-                        Ok(result) => break result,
-                        Err(_) if tries < PREPARE_TRIES => {
-                            tokio::time::sleep(PREPARE_RETRY_DELAY).await;
-                        }
-                        Err(e) => {
-                            let why =
-                                format!("cannot make the attempt's worktree ({tries} tries): {e}");
-                            let worker = task_opts.worker.clone();
-                            break TaskResult::new(&d, worker, Outcome::Failed, started, why);
-                        }
-                    }
-                };
+                // In its own worktree when the job says so (`workspace = "worktree"`); one
+                // that cannot be made is tried again within the attempt.
+                let result =
+                    workspace::run_attempt_retrying(&d, &task_opts, cancel, None, &Local::new())
+                        .await;
                 if let Some(tel) = tel {
                     let parent = telemetry::traceparent(&d.attempt_ref());
                     tel.execution_span(Some(&parent), &result);
@@ -366,7 +342,7 @@ pub async fn run_recorded<P: Progress + ?Sized>(
             let tx = tx.clone();
             let task_opts = exec_opts.clone();
             tokio::spawn(async move {
-                let outcome = integrate(&req, &task_opts).await;
+                let outcome = workspace::integrate(&req, &Local::new(), &task_opts).await;
                 let _ = tx.send(Event::Integrated {
                     job: req.job,
                     index: req.index,
@@ -424,32 +400,4 @@ pub async fn run_recorded<P: Progress + ?Sized>(
     };
     progress.finish(&report);
     Ok(report)
-}
-
-/// One integration (DESIGN §10), in the repository's own worktree root; the attempt's worktree
-/// goes too when the task will run again, and stays when this was its last chance.
-async fn integrate(req: &ordo_proto::Integrate, opts: &ExecOptions) -> ordo_proto::Integration {
-    let root = match workspace::default_root(&req.repository).await {
-        Ok(root) => root,
-        Err(e) => {
-            return ordo_proto::Integration::Failed {
-                message: e.to_string(),
-            };
-        }
-    };
-    let outcome = workspace::integrate_with(req, &root, opts).await;
-    let integrated = matches!(
-        outcome,
-        ordo_proto::Integration::Merged { .. } | ordo_proto::Integration::Unchanged { .. }
-    );
-    // After a conflict the task's branch stays (its resolve round starts from its commit; it
-    // goes once the task is integrated), its worktree does not.
-    let conflict = matches!(outcome, ordo_proto::Integration::Conflict { .. });
-    if !integrated && !req.last {
-        let repo = std::path::Path::new(&req.repository);
-        let worktree = std::path::Path::new(&req.worktree);
-        let branch = (!conflict).then_some(req.task_branch.as_str());
-        workspace::remove(repo, worktree, branch).await;
-    }
-    outcome
 }
