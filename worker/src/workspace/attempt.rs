@@ -165,3 +165,80 @@ fn inside(worktree: &Path, repository: &Path, working_dir: Option<&str>) -> Path
         Err(_) => worktree.to_path_buf(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use ordo_proto::{Attempt, Program, TaskIndex};
+
+    use super::*;
+    use crate::workspace::Local;
+    use crate::workspace::testkit::*;
+
+    fn dispatch(fx: &Fx, ws: Option<Workspace>, command: &str) -> Dispatch {
+        Dispatch {
+            workspace: ws,
+            ..Dispatch::new(
+                fx.job,
+                ordo_proto::TaskName::new("t").unwrap(),
+                TaskIndex(0),
+                Attempt(1),
+                Program::Shell(command.into()),
+            )
+        }
+    }
+
+    /// Proves the one attempt path runs a plain dispatch as it is, and a worktree dispatch in
+    /// its worktree (`ORDO_WORKSPACE` set), committing what it wrote.
+    #[tokio::test]
+    async fn plain_and_worktree_attempts_go_through_one_function() {
+        let fx = Fx::new();
+        let local = Local::with_root(fx.root.clone());
+        let opts = ExecOptions::default();
+        let plain = dispatch(&fx, None, "exit 0");
+        let r = run_attempt(&plain, &opts, std::future::pending(), None, &local)
+            .await
+            .unwrap();
+        assert_eq!(r.outcome, Outcome::Succeeded);
+        assert!(r.workspace.is_none());
+
+        let ws = fx.ws(0, "t", 1);
+        let d = dispatch(&fx, Some(ws.clone()), "echo x > \"$ORDO_WORKSPACE/x.txt\"");
+        let r = run_attempt(&d, &opts, std::future::pending(), None, &local)
+            .await
+            .unwrap();
+        assert_eq!(r.outcome, Outcome::Succeeded, "{}", r.message);
+        let w = r.workspace.unwrap();
+        assert_eq!(
+            (w.branch.as_str(), w.files.as_slice()),
+            (ws.task_branch.as_str(), &["x.txt".to_string()][..])
+        );
+        assert!(Path::new(&w.worktree).starts_with(fx.root.canonicalize().unwrap()));
+    }
+
+    /// Proves a workspace that cannot be prepared is `Err` from `run_attempt` (nothing ran),
+    /// and `run_attempt_retrying` fails the attempt after `PREPARE_TRIES` tries, saying why.
+    #[tokio::test]
+    async fn an_unprepared_workspace_is_tried_again_then_fails_the_attempt() {
+        let fx = Fx::new();
+        let local = Local::with_root(fx.root.clone());
+        let opts = ExecOptions::default();
+        let mut ws = fx.ws(0, "t", 1);
+        ws.repository = fx.tmp.path().join("missing").display().to_string();
+        let marker = fx.tmp.path().join("ran");
+        let d = dispatch(&fx, Some(ws), &format!("touch {}", marker.display()));
+        let e = run_attempt(&d, &opts, std::future::pending(), None, &local).await;
+        assert!(matches!(e, Err(Error::Repository { .. })), "{e:?}");
+
+        let started = std::time::Instant::now();
+        let r = run_attempt_retrying(&d, &opts, std::future::pending(), None, &local).await;
+        assert_eq!(r.outcome, Outcome::Failed);
+        assert!(
+            r.message.contains(&format!("({PREPARE_TRIES} tries)"))
+                && r.message.contains("does not exist"),
+            "{}",
+            r.message
+        );
+        assert!(started.elapsed() >= PREPARE_RETRY_DELAY * (PREPARE_TRIES - 1));
+        assert!(!marker.exists(), "the command never ran");
+    }
+}
