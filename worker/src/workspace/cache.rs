@@ -521,21 +521,7 @@ mod tests {
     use super::*;
     use crate::exec::ExecOptions;
     use crate::workspace::integrate;
-
-    fn g(dir: &Path, args: &[&str]) -> String {
-        let out = std::process::Command::new("git")
-            .arg("-C")
-            .arg(dir)
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "git {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    }
+    use crate::workspace::testkit::g;
 
     /// A shared bare repository on `main`, a scratch checkout to make task branches in, and
     /// two workers' cache roots.

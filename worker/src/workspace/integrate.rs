@@ -651,7 +651,7 @@ mod tests {
         assert_eq!(exit_code, None);
         assert!(output_tail.contains("timed out"), "{output_tail}");
         assert_eq!(fx.tip(), tip);
-        assert_eq!(fx.worktrees()[1..], [task_worktree.clone()]);
+        assert_eq!(fx.worktrees()[1..], *std::slice::from_ref(&task_worktree));
         assert_eq!(std::fs::read_dir(&scratch).unwrap().count(), 0);
 
         req.last = false;
