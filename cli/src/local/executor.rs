@@ -11,18 +11,12 @@ use ordo_coordinator::host::Executor;
 use ordo_coordinator::store::JobRecord;
 use ordo_plumbing::telemetry::{self, Telemetry};
 use ordo_proto::api::WorkerInfo;
-use ordo_proto::{AttemptRef, Dispatch, Integrate, JobSpec, Kill, Outcome, TaskResult, now_ms};
+use ordo_proto::{AttemptRef, Dispatch, Integrate, JobSpec, Kill};
 use ordo_worker::exec::{self, ExecOptions};
 use ordo_worker::{guard, workspace};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::args;
-
-/// Times an attempt's worktree may fail to be made before the attempt fails saying so (the
-/// tries are one attempt: the command never ran).
-const PREPARE_TRIES: u32 = 3;
-/// Pause before an attempt whose worktree could not be made tries again.
-const PREPARE_RETRY_DELAY: std::time::Duration = std::time::Duration::from_millis(500);
 
 pub struct InProcess {
     /// The host loop's events.
@@ -123,7 +117,9 @@ impl Executor for InProcess {
                     std::future::pending::<()>().await;
                 }
             };
-            let result = attempt(&d, &opts, cancel).await;
+            let result =
+                workspace::run_attempt_retrying(&d, &opts, cancel, None, &workspace::Local::new())
+                    .await;
             if let Some(tel) = tel {
                 let parent = telemetry::traceparent(&d.attempt_ref());
                 tel.execution_span(Some(&parent), &result);
@@ -154,7 +150,7 @@ impl Executor for InProcess {
         let events = self.events.clone();
         let opts = self.opts.clone();
         tokio::spawn(async move {
-            let outcome = integrate(&req, &opts).await;
+            let outcome = workspace::integrate(&req, &workspace::Local::new(), &opts).await;
             let _ = events.send(Event::Integrated {
                 job: req.job,
                 index: req.index,
@@ -177,55 +173,6 @@ impl Executor for InProcess {
     fn workers(&self) -> Vec<WorkerInfo> {
         Vec::new()
     }
-}
-
-/// One attempt, in its own worktree when the job says so (`workspace = "worktree"`). A
-/// worktree that cannot be made is not the task's failure (its command never ran): tried
-/// again, within the same attempt, before the attempt fails.
-async fn attempt(d: &Dispatch, opts: &ExecOptions, cancel: impl Future<Output = ()>) -> TaskResult {
-    let started = now_ms();
-    let mut cancel = std::pin::pin!(cancel);
-    let mut tries = 0;
-    loop {
-        tries += 1;
-        match workspace::run_attempt(d, opts, cancel.as_mut(), None).await {
-            Ok(result) => return result,
-            Err(_) if tries < PREPARE_TRIES => tokio::time::sleep(PREPARE_RETRY_DELAY).await,
-            Err(e) => {
-                let why = format!("cannot make the attempt's worktree ({tries} tries): {e}");
-                return TaskResult::new(d, opts.worker.clone(), Outcome::Failed, started, why);
-            }
-        }
-    }
-}
-
-/// One integration, in the repository's own worktree root; the attempt's worktree goes too
-/// when the task will run again, and stays when this was its last chance.
-async fn integrate(req: &Integrate, opts: &ExecOptions) -> ordo_proto::Integration {
-    use ordo_proto::Integration;
-    let root = match workspace::default_root(&req.repository).await {
-        Ok(root) => root,
-        Err(e) => {
-            return Integration::Failed {
-                message: e.to_string(),
-            };
-        }
-    };
-    let outcome = workspace::integrate_with(req, &root, opts).await;
-    let integrated = matches!(
-        outcome,
-        Integration::Merged { .. } | Integration::Unchanged { .. }
-    );
-    // After a conflict the task's branch stays (its resolve round starts from its commit; it
-    // goes once the task is integrated), its worktree does not.
-    let conflict = matches!(outcome, Integration::Conflict { .. });
-    if !integrated && !req.last {
-        let repo = std::path::Path::new(&req.repository);
-        let worktree = std::path::Path::new(&req.worktree);
-        let branch = (!conflict).then_some(req.task_branch.as_str());
-        workspace::remove(repo, worktree, branch).await;
-    }
-    outcome
 }
 
 /// CPUs and memory this machine offers to tasks that declare `cpu_required`/`memory_required`.
