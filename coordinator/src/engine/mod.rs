@@ -37,7 +37,7 @@ use serde::{Deserialize, Serialize};
 
 pub use pool::{ANY_QUEUE, Capacity, Fit, Need, Pools};
 pub use slot::{Tasks, TasksIter};
-pub use state::{JobState, Millis, TaskPhase, TaskState, legal};
+pub use state::{JobState, Millis, TaskPhase, TaskState};
 
 use job::Job;
 pub use job::settled;

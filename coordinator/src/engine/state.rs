@@ -9,6 +9,7 @@
 //!             └───────────────────────┴────────────┘ requeued, or a conflict (no attempt spent)
 //! pending | ready | retry_wait | integrating → skipped | cancelled
 //! ready → failed (it can never run); a flow job's ended task → ready (a jump)
+//! dispatched goes wherever running does (a result may come before the start)
 //! ```
 //!
 //! `legal` is that diagram as a table; `Job::set_state` asserts it on every change.

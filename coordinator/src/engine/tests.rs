@@ -11,6 +11,7 @@ use ordo_proto::{
     TaskResult, TaskSpec, validate::validate,
 };
 
+use super::state::legal;
 use super::*;
 
 fn spec(tasks: Vec<TaskSpec>) -> JobSpec {
