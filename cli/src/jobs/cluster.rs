@@ -11,13 +11,8 @@ use std::time::Duration;
 use async_nats::jetstream;
 use ordo_plumbing::blobs;
 use ordo_plumbing::connect::{NatsArgs, Role};
-use ordo_proto::api::{
-    self, ApiReply, JobRef, JobStatus, JobSummary, JobsRequest, PruneReply, PruneRequest,
-    ReportData, ReportRequest, RetryRequest, StatusRequest, SubmitReply, SubmitRequest, WorkerInfo,
-};
-use ordo_proto::{JobId, TaskIndex, TaskPhase, names};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
+use ordo_proto::api;
+use ordo_proto::{JobId, TaskIndex, names};
 use tokio::sync::OnceCell;
 
 use super::{Error, Output, Result, redact};
@@ -60,10 +55,6 @@ impl std::fmt::Debug for Cluster {
     }
 }
 
-/// The body of `workers`: `{}`.
-#[derive(Serialize)]
-struct Empty {}
-
 impl Cluster {
     pub fn new(nats: &NatsArgs) -> Cluster {
         Cluster {
@@ -105,120 +96,26 @@ impl Cluster {
         &self.url
     }
 
-    pub async fn submit(&self, req: &SubmitRequest) -> Result<JobId> {
-        let what = if req.source.is_empty() || req.source == req.spec.name {
-            format!("the spec of job '{}'", req.spec.name)
-        } else {
-            format!("the spec {} (job '{}')", req.source, req.spec.name)
+    /// One API request: the JSON body to `ordo.api.<verb>`, the reply's JSON back (`what`
+    /// names the body in errors). A report may take longer than other requests.
+    pub async fn send(&self, verb: &str, body: Vec<u8>, what: &str) -> Result<Vec<u8>> {
+        let timeout = match verb {
+            api::REPORT => REPORT_TIMEOUT,
+            _ => REQUEST_TIMEOUT,
         };
-        let body = encode(api::SUBMIT, req)?;
-        let reply: SubmitReply = self
-            .exchange(api::SUBMIT, body, &what, REQUEST_TIMEOUT)
-            .await?;
-        Ok(reply.job)
-    }
-
-    pub async fn status(&self, job: JobId) -> Result<JobStatus> {
-        self.call(api::STATUS, &StatusRequest::whole(job))
-            .await
-            .map_err(|e| e.for_job(job))
-    }
-
-    /// Page `page` (from 1) of a job's tasks in `states` (and named `task`), with the summary.
-    pub async fn status_page(
-        &self,
-        job: JobId,
-        page: usize,
-        page_size: usize,
-        states: &[TaskPhase],
-        task: Option<&str>,
-    ) -> Result<JobStatus> {
-        let mut req = StatusRequest::page(job, page, page_size, states.to_vec());
-        req.task = task.map(str::to_string);
-        self.call(api::STATUS, &req)
-            .await
-            .map_err(|e| e.for_job(job))
-    }
-
-    pub async fn list(&self, req: &JobsRequest) -> Result<Vec<JobSummary>> {
-        self.call(api::JOBS, req).await
-    }
-
-    pub async fn cancel(&self, job: JobId) -> Result<JobSummary> {
-        self.call(api::CANCEL, &JobRef { job })
-            .await
-            .map_err(|e| e.for_job(job))
-    }
-
-    pub async fn retry(&self, req: &RetryRequest) -> Result<JobSummary> {
-        self.call(api::RETRY, req)
-            .await
-            .map_err(|e| e.for_job(req.job))
-    }
-
-    pub async fn report(&self, job: Option<JobId>) -> Result<ReportData> {
-        let body = encode(api::REPORT, &ReportRequest { job })?;
-        let reply = self
-            .exchange(api::REPORT, body, "a report request", REPORT_TIMEOUT)
-            .await;
-        match job {
-            Some(j) => reply.map_err(|e| e.for_job(j)),
-            None => reply,
-        }
-    }
-
-    pub async fn prune(&self, older_than_ms: u64) -> Result<usize> {
-        let reply: PruneReply = self
-            .call(
-                api::PRUNE,
-                &PruneRequest {
-                    older_than_ms,
-                    job: None,
-                },
-            )
-            .await?;
-        Ok(reply.removed)
-    }
-
-    /// Asks the workers (through the coordinator) to remove what `job`'s attempts kept.
-    pub async fn prune_job(&self, job: JobId) -> Result<()> {
-        let req = PruneRequest {
-            older_than_ms: 0,
-            job: Some(job),
-        };
-        let _: PruneReply = self
-            .call(api::PRUNE, &req)
-            .await
-            .map_err(|e| e.for_job(job))?;
-        Ok(())
-    }
-
-    pub async fn workers(&self) -> Result<Vec<WorkerInfo>> {
-        self.call(api::WORKERS, &Empty {}).await
-    }
-
-    /// One API request: JSON body to `ordo.api.<verb>`, `ApiReply<Rep>` back within
-    /// `REQUEST_TIMEOUT`.
-    async fn call<Req: Serialize, Rep: DeserializeOwned>(
-        &self,
-        verb: &str,
-        req: &Req,
-    ) -> Result<Rep> {
-        let body = encode(verb, req)?;
-        self.exchange(verb, body, &format!("the {verb} request"), REQUEST_TIMEOUT)
-            .await
+        self.exchange(verb, body, what, timeout).await
     }
 
     /// Sends `body` to `ordo.api.<verb>` and decodes the reply. A body larger than one NATS
     /// message goes through the object store (`what` describes it in the coordinator's
     /// errors; it is deleted if no reply comes), and so may the reply.
-    async fn exchange<Rep: DeserializeOwned>(
+    async fn exchange(
         &self,
         verb: &str,
         body: Vec<u8>,
         what: &str,
         timeout: Duration,
-    ) -> Result<Rep> {
+    ) -> Result<Vec<u8>> {
         let subject = names::api_subject(verb);
         let client = self.client().await?;
         let inline = blobs::inline_limit(client.server_info().max_payload);
@@ -288,12 +185,11 @@ impl Cluster {
             Some(name) => {
                 let store = self.blobs().await?;
                 let js = jetstream::new(self.client().await?.clone());
-                let body = blobs::take(&js, store, &name, usize::MAX)
+                blobs::take(&js, store, &name, usize::MAX)
                     .await
-                    .map_err(|e| self.blob_error(&e))?;
-                decode_reply(&subject, &body)
+                    .map_err(|e| self.blob_error(&e))
             }
-            None => decode_reply(&subject, &msg.payload),
+            None => Ok(msg.payload.to_vec()),
         }
     }
 
@@ -422,12 +318,6 @@ impl OutputReader {
     }
 }
 
-/// A request's JSON body.
-fn encode<Req: Serialize>(verb: &str, req: &Req) -> Result<Vec<u8>> {
-    serde_json::to_vec(req)
-        .map_err(|e| Error::Invalid(format!("cannot encode the {verb} request: {e}")))
-}
-
 fn request_error(
     url: &str,
     subject: &str,
@@ -450,100 +340,9 @@ fn request_error(
     }
 }
 
-/// Decodes `{"ok": Rep}` or `{"error": {...}}`.
-pub(crate) fn decode_reply<Rep: DeserializeOwned>(subject: &str, payload: &[u8]) -> Result<Rep> {
-    match serde_json::from_slice::<ApiReply<Rep>>(payload) {
-        Ok(ApiReply::Ok(v)) => Ok(v),
-        Ok(ApiReply::Error(e)) => Err(Error::Api(e)),
-        Err(e) => {
-            // An error of a kind this CLI does not know still has a message worth showing.
-            let message = serde_json::from_slice::<serde_json::Value>(payload)
-                .ok()
-                .and_then(|v| v["error"]["message"].as_str().map(str::to_string));
-            Err(Error::Reply {
-                subject: subject.to_string(),
-                reason: message.unwrap_or_else(|| e.to_string()),
-            })
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use ordo_proto::JobState;
-    use ordo_proto::api::ErrorKind;
-
     use super::*;
-    use crate::manage::tests::{JOB, job, summary};
-
-    #[test]
-    fn replies_decode() {
-        let s: JobSummary = decode_reply(
-            "ordo.api.cancel",
-            serde_json::to_string(&ApiReply::Ok(summary(JobState::Cancelled)))
-                .unwrap()
-                .as_bytes(),
-        )
-        .unwrap();
-        assert_eq!(s, summary(JobState::Cancelled));
-
-        let w: Vec<WorkerInfo> = decode_reply("s", br#"{"ok": []}"#).unwrap();
-        assert!(w.is_empty());
-
-        let e = decode_reply::<JobStatus>(
-            "ordo.api.status",
-            br#"{"error": {"kind": "not_found", "message": "no such job"}}"#,
-        )
-        .unwrap_err();
-        assert!(matches!(&e, Error::Api(a) if a.kind == ErrorKind::NotFound));
-        let e = e.for_job(job());
-        assert_eq!(e.to_string(), format!("job {JOB} not found (no such job)"));
-        assert_eq!(e.exit_code(), exit::INVALID);
-
-        let e = decode_reply::<JobStatus>(
-            "s",
-            br#"{"error": {"kind": "invalid", "message": "cycle: a -> b -> a"}}"#,
-        )
-        .unwrap_err();
-        assert_eq!(e.to_string(), "cycle: a -> b -> a");
-        assert_eq!(e.exit_code(), exit::INVALID);
-
-        let e = decode_reply::<JobStatus>(
-            "s",
-            br#"{"error": {"kind": "internal", "message": "disk full"}}"#,
-        )
-        .unwrap_err();
-        assert_eq!(e.to_string(), "the coordinator failed: disk full");
-        assert!(e.is_transient());
-
-        // Unknown error kinds keep their message; garbage is reported, never a panic.
-        let e = decode_reply::<JobStatus>(
-            "ordo.api.status",
-            br#"{"error": {"kind": "busy", "message": "try later"}}"#,
-        )
-        .unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "unexpected reply on ordo.api.status: try later"
-        );
-        for junk in [&b""[..], b"null", b"{\"ok\": 3}", b"\xff\xfe", b"[]"] {
-            let e = decode_reply::<JobStatus>("s", junk).unwrap_err();
-            assert!(matches!(e, Error::Reply { .. }), "{junk:?}");
-            assert_eq!(e.exit_code(), exit::JOB_FAILED);
-        }
-        // A state this client does not know is a reply it cannot read, not a panic.
-        let e = decode_reply::<JobSummary>(
-            "s",
-            format!(
-                r#"{{"ok": {{"id": "{JOB}", "name": "n", "state": "paused", "created_ms": 0,
-                "finished_ms": null, "reason": null, "total": 0, "succeeded": 0, "failed": 0,
-                "running": 0}}}}"#
-            )
-            .as_bytes(),
-        )
-        .unwrap_err();
-        assert!(matches!(e, Error::Reply { .. }), "{e}");
-    }
 
     #[test]
     fn request_errors_map_to_exit_codes() {

@@ -11,23 +11,14 @@ use std::time::{Duration, Instant};
 
 use ordo_coordinator::host::Recover;
 use ordo_coordinator::store::{self, Store};
-use ordo_proto::api::{
-    self, JobRef, JobStatus, JobSummary, JobsRequest, OutputReply, OutputRequest, PruneReply,
-    PruneRequest, ReportData, ReportRequest, RetryRequest, StatusRequest, SubmitReply,
-    SubmitRequest,
-};
-use ordo_proto::{JobId, TaskIndex, TaskPhase, names};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
+use ordo_proto::names;
 
-use super::cluster::decode_reply;
-use super::{Error, Open, Output, Result};
+use super::{Error, Open, Result};
 use crate::args::{RunArgs, default_workers};
+pub use crate::local::socket::path as socket_path;
 use crate::local::socket::{self, Client, Served};
 use crate::local::{Node, NodeOptions};
 
-/// `cancel` waits this long for a job's processes to be killed.
-const CANCEL_WAIT: Duration = Duration::from_secs(15);
 /// A stopping server waits this long for its jobs to end.
 const STOP_WAIT: Duration = Duration::from_secs(10);
 /// How long a directory held by a process that does not serve it (a one-shot reader, or a
@@ -142,25 +133,10 @@ impl Local {
         }
     }
 
-    /// One request: a verb and its JSON body, the `ApiReply` decoded.
-    async fn call<Req: Serialize, Rep: DeserializeOwned>(
-        &self,
-        verb: &str,
-        req: &Req,
-    ) -> Result<Rep> {
-        let body = serde_json::to_vec(req)
-            .map_err(|e| Error::Invalid(format!("cannot encode the {verb} request: {e}")))?;
-        let reply = self.send(verb, body).await?;
-        decode_reply(
-            &format!("{} ({verb})", socket::path(&self.dir).display()),
-            &reply,
-        )
-    }
-
     /// Sends a request to whoever holds the directory. When the process that served it has
     /// gone (an `ordo run` ended under a dashboard), this process takes the directory over and
     /// the request is sent again here: nothing was done with it over there.
-    async fn send(&self, verb: &str, body: Vec<u8>) -> Result<Vec<u8>> {
+    pub async fn send(&self, verb: &str, body: Vec<u8>) -> Result<Vec<u8>> {
         let link = self.link.read().await;
         let client = match &*link {
             Link::Own { node, .. } => {
@@ -189,108 +165,9 @@ impl Local {
         }
     }
 
-    pub async fn submit(&self, req: SubmitRequest) -> Result<JobId> {
-        let mut req = req;
-        if let Some(argv) = &self.agent_command {
-            req.spec.settings.agent_command = Some(argv.clone());
-        }
-        let reply: SubmitReply = self.call(api::SUBMIT, &req).await?;
-        Ok(reply.job)
-    }
-
-    pub async fn status(&self, job: JobId) -> Result<JobStatus> {
-        self.call(api::STATUS, &StatusRequest::whole(job))
-            .await
-            .map_err(|e| e.for_job(job))
-    }
-
-    /// Page `page` (from 1) of a job's tasks in `states` (and named `task`).
-    pub async fn status_page(
-        &self,
-        job: JobId,
-        page: usize,
-        page_size: usize,
-        states: &[TaskPhase],
-        task: Option<&str>,
-    ) -> Result<JobStatus> {
-        let mut req = StatusRequest::page(job, page, page_size, states.to_vec());
-        req.task = task.map(str::to_string);
-        self.call(api::STATUS, &req)
-            .await
-            .map_err(|e| e.for_job(job))
-    }
-
-    pub async fn list(&self, req: &JobsRequest) -> Result<Vec<JobSummary>> {
-        self.call(api::JOBS, req).await
-    }
-
-    /// Cancels a job and waits (a bounded time) for its processes to be killed.
-    pub async fn cancel(&self, job: JobId) -> Result<JobSummary> {
-        let summary: JobSummary = self
-            .call(api::CANCEL, &JobRef { job })
-            .await
-            .map_err(|e| e.for_job(job))?;
-        let started = Instant::now();
-        let mut summary = summary;
-        while !summary.state.is_terminal() && started.elapsed() < CANCEL_WAIT {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            summary = self.status_page(job, 1, 1, &[], None).await?.summary;
-        }
-        Ok(summary)
-    }
-
-    pub async fn retry(&self, req: &RetryRequest) -> Result<JobSummary> {
-        self.call(api::RETRY, req)
-            .await
-            .map_err(|e| e.for_job(req.job))
-    }
-
-    /// The output kept with each task's last attempt.
-    pub async fn output(&self, job: JobId, task: Option<TaskIndex>, keep: usize) -> Result<Output> {
-        let req = OutputRequest { job, task, keep };
-        let reply: OutputReply = self
-            .call(api::OUTPUT, &req)
-            .await
-            .map_err(|e| e.for_job(job))?;
-        Ok(reply
-            .tasks
-            .into_iter()
-            .map(|t| (t.index, (t.bytes, t.tail.into_bytes())))
-            .collect())
-    }
-
-    pub async fn report(&self, job: Option<JobId>) -> Result<ReportData> {
-        let reply = self.call(api::REPORT, &ReportRequest { job }).await;
-        match (job, reply) {
-            (Some(j), r) => r.map_err(|e| e.for_job(j)),
-            (None, Err(Error::Api(e))) if e.kind == api::ErrorKind::NotFound => Err(
-                Error::Invalid(format!("{} holds no jobs", self.dir.display())),
-            ),
-            (None, r) => r,
-        }
-    }
-
-    /// Removes old finished jobs, and the worktrees their tasks kept.
-    pub async fn prune(&self, older_than_ms: u64) -> Result<usize> {
-        let req = PruneRequest {
-            older_than_ms,
-            job: None,
-        };
-        let reply: PruneReply = self.call(api::PRUNE, &req).await?;
-        Ok(reply.removed)
-    }
-
-    /// Removes the worktrees and task branches a finished job's attempts kept.
-    pub async fn prune_job(&self, job: JobId) -> Result<()> {
-        let req = PruneRequest {
-            older_than_ms: 0,
-            job: Some(job),
-        };
-        let _: PruneReply = self
-            .call(api::PRUNE, &req)
-            .await
-            .map_err(|e| e.for_job(job))?;
-        Ok(())
+    /// The `--agent-command` this process runs agents with, for the specs it submits.
+    pub fn agent_command(&self) -> Option<&[String]> {
+        self.agent_command.as_deref()
     }
 
     /// Waits for every job this process runs to end.

@@ -15,10 +15,13 @@ use std::collections::BTreeMap;
 
 use ordo_plumbing::connect::ConnectError;
 use ordo_proto::api::{
-    ApiError, ErrorKind, JobStatus, JobSummary, JobsRequest, ReportData, RetryRequest,
-    SubmitRequest, WorkerInfo,
+    self, ApiError, ApiReply, ErrorKind, JobRef, JobStatus, JobSummary, JobsRequest, OutputReply,
+    OutputRequest, PruneReply, PruneRequest, ReportData, ReportRequest, RetryRequest,
+    StatusRequest, SubmitReply, SubmitRequest, WorkerInfo,
 };
-use ordo_proto::{Dag, JobId, TaskIndex, TaskPhase};
+use ordo_proto::{Dag, JobId, TaskIndex, TaskPhase, names};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 pub use crate::args::Target;
 use crate::args::exit;
@@ -135,6 +138,27 @@ impl Error {
     }
 }
 
+/// `cancel` of a locally run job waits this long for its processes to be killed.
+const CANCEL_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Decodes `{"ok": Rep}` or `{"error": {...}}`.
+pub(crate) fn decode_reply<Rep: DeserializeOwned>(subject: &str, payload: &[u8]) -> Result<Rep> {
+    match serde_json::from_slice::<ApiReply<Rep>>(payload) {
+        Ok(ApiReply::Ok(v)) => Ok(v),
+        Ok(ApiReply::Error(e)) => Err(Error::Api(e)),
+        Err(e) => {
+            // An error of a kind this CLI does not know still has a message worth showing.
+            let message = serde_json::from_slice::<serde_json::Value>(payload)
+                .ok()
+                .and_then(|v| v["error"]["message"].as_str().map(str::to_string));
+            Err(Error::Reply {
+                subject: subject.to_string(),
+                reason: message.unwrap_or_else(|| e.to_string()),
+            })
+        }
+    }
+}
+
 /// Per task: the bytes its output had in all, and the last of them kept.
 pub type Output = BTreeMap<TaskIndex, (u64, Vec<u8>)>;
 
@@ -167,6 +191,38 @@ impl Jobs {
         })
     }
 
+    /// One request: the verb by name with its JSON body, the `ApiReply` decoded. `what`
+    /// names the body in errors.
+    async fn call<Req: Serialize, Rep: DeserializeOwned>(
+        &self,
+        verb: &str,
+        req: &Req,
+        what: &str,
+    ) -> Result<Rep> {
+        let body = serde_json::to_vec(req)
+            .map_err(|e| Error::Invalid(format!("cannot encode the {verb} request: {e}")))?;
+        let (reply, to) = match self {
+            Jobs::Local(l) => (
+                l.send(verb, body).await?,
+                local::socket_path(l.dir()).display().to_string(),
+            ),
+            Jobs::Cluster(c) => (c.send(verb, body, what).await?, names::api_subject(verb)),
+        };
+        decode_reply(&format!("{to} ({verb})"), &reply)
+    }
+
+    /// `call` of a request about `job`: "not found" names it.
+    async fn call_for<Req: Serialize, Rep: DeserializeOwned>(
+        &self,
+        job: JobId,
+        verb: &str,
+        req: &Req,
+    ) -> Result<Rep> {
+        self.call(verb, req, &format!("the {verb} request"))
+            .await
+            .map_err(|e| e.for_job(job))
+    }
+
     /// Submits a validated spec (its workspace settings made definite here, where the
     /// repository is found from the working directory); a local job starts running in the
     /// process that holds the state directory.
@@ -181,17 +237,24 @@ impl Jobs {
         crate::run::settle_workspace(&mut req.spec, &label, shared)
             .await
             .map_err(Error::Invalid)?;
-        match self {
-            Jobs::Local(l) => l.submit(req).await,
-            Jobs::Cluster(c) => c.submit(&req).await,
+        if let Jobs::Local(l) = self
+            && let Some(argv) = l.agent_command()
+        {
+            req.spec.settings.agent_command = Some(argv.to_vec());
         }
+        let what = if req.source.is_empty() || req.source == req.spec.name {
+            format!("the spec of job '{}'", req.spec.name)
+        } else {
+            format!("the spec {} (job '{}')", req.source, req.spec.name)
+        };
+        let reply: SubmitReply = self.call(api::SUBMIT, &req, &what).await?;
+        Ok(reply.job)
     }
 
+    /// A job's summary and its whole task list (trimmed to one API message).
     pub async fn status(&self, job: JobId) -> Result<JobStatus> {
-        match self {
-            Jobs::Local(l) => l.status(job).await,
-            Jobs::Cluster(c) => c.status(job).await,
-        }
+        self.call_for(job, api::STATUS, &StatusRequest::whole(job))
+            .await
     }
 
     /// Page `page` (from 1, `page_size` tasks) of a job's tasks in `states` (all when empty),
@@ -215,10 +278,9 @@ impl Jobs {
         states: &[TaskPhase],
         task: Option<&str>,
     ) -> Result<JobStatus> {
-        match self {
-            Jobs::Local(l) => l.status_page(job, page, page_size, states, task).await,
-            Jobs::Cluster(c) => c.status_page(job, page, page_size, states, task).await,
-        }
+        let mut req = StatusRequest::page(job, page, page_size, states.to_vec());
+        req.task = task.map(str::to_string);
+        self.call_for(job, api::STATUS, &req).await
     }
 
     /// The summary of a job without its tasks (one task at most is read).
@@ -250,68 +312,88 @@ impl Jobs {
 
     /// Jobs matching `req`, newest first.
     pub async fn list(&self, req: &JobsRequest) -> Result<Vec<JobSummary>> {
-        match self {
-            Jobs::Local(l) => l.list(req).await,
-            Jobs::Cluster(c) => c.list(req).await,
-        }
+        self.call(api::JOBS, req, "the jobs request").await
     }
 
-    /// Cancels a job: its running tasks are killed, the rest never start.
+    /// Cancels a job: its running tasks are killed, the rest never start. A job run by a
+    /// local host is waited for (a bounded time) until its processes are gone.
     pub async fn cancel(&self, job: JobId) -> Result<JobSummary> {
-        match self {
-            Jobs::Local(l) => l.cancel(job).await,
-            Jobs::Cluster(c) => c.cancel(job).await,
+        let mut summary: JobSummary = self.call_for(job, api::CANCEL, &JobRef { job }).await?;
+        if let Jobs::Local(_) = self {
+            let started = std::time::Instant::now();
+            while !summary.state.is_terminal() && started.elapsed() < CANCEL_WAIT {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                summary = self.summary(job).await?;
+            }
         }
+        Ok(summary)
     }
 
     /// Runs an ended job's tasks again, as the request says (which tasks, a new budget).
     pub async fn retry(&self, req: &RetryRequest) -> Result<JobSummary> {
         req.check_budget().map_err(Error::Invalid)?;
-        match self {
-            Jobs::Local(l) => l.retry(req).await,
-            Jobs::Cluster(c) => c.retry(req).await,
-        }
+        self.call_for(req.job, api::RETRY, req).await
     }
 
-    /// The stored output of a job's tasks (or of one), the last `keep` bytes of each.
+    /// The stored output of a job's tasks (or of one), the last `keep` bytes of each: kept
+    /// with the attempts in a state directory, read from `ORDO_LOGS` on a cluster.
     pub async fn output(&self, job: JobId, task: Option<TaskIndex>, keep: usize) -> Result<Output> {
         match self {
-            Jobs::Local(l) => l.output(job, task, keep).await,
+            Jobs::Local(_) => {
+                let req = OutputRequest { job, task, keep };
+                let reply: OutputReply = self.call_for(job, api::OUTPUT, &req).await?;
+                Ok(reply
+                    .tasks
+                    .into_iter()
+                    .map(|t| (t.index, (t.bytes, t.tail.into_bytes())))
+                    .collect())
+            }
             Jobs::Cluster(c) => c.output(job, task, keep).await,
         }
     }
 
     /// The records a report is rendered from; `None`: the newest job.
     pub async fn report(&self, job: Option<JobId>) -> Result<ReportData> {
-        match self {
-            Jobs::Local(l) => l.report(job).await,
-            Jobs::Cluster(c) => c.report(job).await,
+        let req = ReportRequest { job };
+        match job {
+            Some(j) => self.call_for(j, api::REPORT, &req).await,
+            None => self
+                .call(api::REPORT, &req, "a report request")
+                .await
+                .map_err(|e| match (e, self) {
+                    (Error::Api(e), Jobs::Local(l)) if e.kind == ErrorKind::NotFound => {
+                        Error::Invalid(format!("{} holds no jobs", l.dir().display()))
+                    }
+                    (e, _) => e,
+                }),
         }
     }
 
     /// Removes finished jobs that ended more than `older_than_ms` ago; how many.
     pub async fn prune(&self, older_than_ms: u64) -> Result<usize> {
-        match self {
-            Jobs::Local(l) => l.prune(older_than_ms).await,
-            Jobs::Cluster(c) => c.prune(older_than_ms).await,
-        }
+        let req = PruneRequest {
+            older_than_ms,
+            job: None,
+        };
+        let reply: PruneReply = self.call(api::PRUNE, &req, "the prune request").await?;
+        Ok(reply.removed)
     }
 
     /// Removes the worktrees and task branches a finished job's attempts kept (on a cluster,
     /// the workers do); its record stays.
     pub async fn prune_job(&self, job: JobId) -> Result<()> {
-        match self {
-            Jobs::Local(l) => l.prune_job(job).await,
-            Jobs::Cluster(c) => c.prune_job(job).await,
-        }
+        let req = PruneRequest {
+            older_than_ms: 0,
+            job: Some(job),
+        };
+        let _: PruneReply = self.call_for(job, api::PRUNE, &req).await?;
+        Ok(())
     }
 
-    /// The workers of a cluster; a local directory has none (its jobs run in this process).
+    /// The workers of a cluster; a local host has none (its jobs run in its process).
     pub async fn workers(&self) -> Result<Vec<WorkerInfo>> {
-        match self {
-            Jobs::Local(_) => Ok(Vec::new()),
-            Jobs::Cluster(c) => c.workers().await,
-        }
+        self.call(api::WORKERS, &serde_json::json!({}), "the workers request")
+            .await
     }
 
     /// A job id, or an unambiguous prefix of one.
@@ -429,6 +511,75 @@ mod tests {
 
     use super::*;
     use crate::manage::tests::{JOB, job, summary, task};
+
+    #[test]
+    fn replies_decode() {
+        let s: JobSummary = decode_reply(
+            "ordo.api.cancel",
+            serde_json::to_string(&ApiReply::Ok(summary(JobState::Cancelled)))
+                .unwrap()
+                .as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(s, summary(JobState::Cancelled));
+
+        let w: Vec<WorkerInfo> = decode_reply("s", br#"{"ok": []}"#).unwrap();
+        assert!(w.is_empty());
+
+        let e = decode_reply::<JobStatus>(
+            "ordo.api.status",
+            br#"{"error": {"kind": "not_found", "message": "no such job"}}"#,
+        )
+        .unwrap_err();
+        assert!(matches!(&e, Error::Api(a) if a.kind == ErrorKind::NotFound));
+        let e = e.for_job(job());
+        assert_eq!(e.to_string(), format!("job {JOB} not found (no such job)"));
+        assert_eq!(e.exit_code(), exit::INVALID);
+
+        let e = decode_reply::<JobStatus>(
+            "s",
+            br#"{"error": {"kind": "invalid", "message": "cycle: a -> b -> a"}}"#,
+        )
+        .unwrap_err();
+        assert_eq!(e.to_string(), "cycle: a -> b -> a");
+        assert_eq!(e.exit_code(), exit::INVALID);
+
+        let e = decode_reply::<JobStatus>(
+            "s",
+            br#"{"error": {"kind": "internal", "message": "disk full"}}"#,
+        )
+        .unwrap_err();
+        assert_eq!(e.to_string(), "the coordinator failed: disk full");
+        assert!(e.is_transient());
+
+        // Unknown error kinds keep their message; garbage is reported, never a panic.
+        let e = decode_reply::<JobStatus>(
+            "ordo.api.status",
+            br#"{"error": {"kind": "busy", "message": "try later"}}"#,
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "unexpected reply on ordo.api.status: try later"
+        );
+        for junk in [&b""[..], b"null", b"{\"ok\": 3}", b"\xff\xfe", b"[]"] {
+            let e = decode_reply::<JobStatus>("s", junk).unwrap_err();
+            assert!(matches!(e, Error::Reply { .. }), "{junk:?}");
+            assert_eq!(e.exit_code(), exit::JOB_FAILED);
+        }
+        // A state this client does not know is a reply it cannot read, not a panic.
+        let e = decode_reply::<JobSummary>(
+            "s",
+            format!(
+                r#"{{"ok": {{"id": "{JOB}", "name": "n", "state": "paused", "created_ms": 0,
+                "finished_ms": null, "reason": null, "total": 0, "succeeded": 0, "failed": 0,
+                "running": 0}}}}"#
+            )
+            .as_bytes(),
+        )
+        .unwrap_err();
+        assert!(matches!(e, Error::Reply { .. }), "{e}");
+    }
 
     #[test]
     fn not_found_message_names_the_job_once() {
