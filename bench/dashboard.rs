@@ -131,7 +131,8 @@ fn main() {
             telemetry: None,
         };
         let start = Instant::now();
-        let report = run(spec, opts, &mut Quiet, std::future::pending())
+        let store = ordo_coordinator::store::Store::in_memory().expect("store");
+        let report = run(spec, opts, store, &mut Quiet, std::future::pending())
             .await
             .expect("run");
         assert_eq!(report.job.state, JobState::Succeeded);

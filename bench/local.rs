@@ -39,7 +39,8 @@ async fn ordo_run_traced(
         telemetry,
     };
     let start = Instant::now();
-    let report = run(spec, opts, &mut Quiet, std::future::pending())
+    let store = ordo_coordinator::store::Store::in_memory().expect("store");
+    let report = run(spec, opts, store, &mut Quiet, std::future::pending())
         .await
         .expect("run");
     let took = start.elapsed();

@@ -144,7 +144,8 @@ async fn run_timed(mut spec: JobSpec) -> (Duration, ordo::run::RunReport) {
         source: "bench".into(),
         telemetry: None,
     };
-    let report = run(spec, opts, &mut Quiet, std::future::pending())
+    let store = ordo_coordinator::store::Store::in_memory().expect("store");
+    let report = run(spec, opts, store, &mut Quiet, std::future::pending())
         .await
         .expect("run");
     let took = start.elapsed();

@@ -12,6 +12,7 @@ use ordo::args::{
     Mode, Output, RunArgs, SpecArgs, env_mode, exit, override_mode, requested_mode, slots,
 };
 use ordo::formats::{self, Diagnostic, Loaded};
+use ordo::local::socket::Holder;
 use ordo::progress::{Bars, Lines, Progress, Quiet};
 use ordo::run::{RunOptions, RunReport};
 use ordo::summary;
@@ -425,21 +426,38 @@ fn run(args: RunCommand) -> anyhow::Result<u8> {
             eprintln!("{e}");
             return anyhow::Ok(Ran::Invalid);
         }
-        if let Some(dir) = &args.state
-            && ordo::local::socket::Client::connect(dir).await.is_some()
-        {
-            // Another ordo process holds the directory (a dashboard, an MCP server): the job
-            // runs there, followed from here.
-            let req = ordo_proto::api::SubmitRequest {
-                spec,
-                source: label.clone(),
-                default_mode: opts.default_mode,
-                max_parallel: opts.max_parallel,
-            };
-            let code =
-                ordo::manage::run_served(dir, &args.run, req, dag, args.report.as_deref()).await;
-            return Ok(Ran::Elsewhere(code));
-        }
+        let held = match &args.state {
+            Some(dir) => match ordo::local::socket::hold(dir, ordo::jobs::HELD_WAIT).await {
+                Ok(held) => held,
+                Err(e) => {
+                    eprintln!("ordo: {e}");
+                    let busy = matches!(e, ordo::local::socket::HoldError::Busy { .. });
+                    return Ok(Ran::Elsewhere(if busy {
+                        exit::UNREACHABLE
+                    } else {
+                        exit::JOB_FAILED
+                    }));
+                }
+            },
+            None => Holder::Here(ordo_coordinator::store::Store::in_memory()?),
+        };
+        let store = match held {
+            Holder::Here(store) => store,
+            Holder::Served(_) => {
+                // Another ordo process holds the directory (a dashboard, an MCP server): the job
+                // runs there, followed from here.
+                let req = ordo_proto::api::SubmitRequest {
+                    spec,
+                    source: label.clone(),
+                    default_mode: opts.default_mode,
+                    max_parallel: opts.max_parallel,
+                };
+                let dir = args.state.as_deref().unwrap_or(Path::new("."));
+                let out = args.report.as_deref();
+                let code = ordo::manage::run_served(dir, &args.run, req, dag, out).await;
+                return Ok(Ran::Elsewhere(code));
+            }
+        };
         let shutdown = async {
             ordo_plumbing::signals::interrupted().await;
             // A second interrupt exits at once.
@@ -452,7 +470,7 @@ fn run(args: RunCommand) -> anyhow::Result<u8> {
         // The gRPC exporter must be built inside the runtime.
         opts.telemetry =
             ordo_plumbing::telemetry::Telemetry::from_env("ordo")?.map(std::sync::Arc::new);
-        ordo::run::run(spec, opts, progress.as_mut(), shutdown)
+        ordo::run::run(spec, opts, store, progress.as_mut(), shutdown)
             .await
             .map(|r| Ran::Here(Box::new(r)))
     })?;

@@ -57,16 +57,14 @@ pub trait Progress {
 
 /// Runs a validated job to its end (or resumes the unfinished job of the same spec that the
 /// state directory holds). `shutdown` resolving cancels the job (Ctrl-C).
+/// The store is `opts.state_dir`'s, held by this process (`local::socket::hold`), or memory.
 pub async fn run(
     spec: JobSpec,
     opts: RunOptions,
+    store: Store,
     progress: &mut dyn Progress,
     shutdown: impl Future<Output = ()>,
 ) -> Result<RunReport> {
-    let store = match &opts.state_dir {
-        Some(dir) => Store::open(dir)?,
-        None => Store::in_memory()?,
-    };
     let store = Arc::new(store);
     let node_opts = NodeOptions {
         slots: opts.workers.max(1),

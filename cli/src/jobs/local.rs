@@ -7,23 +7,23 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ordo_coordinator::host::Recover;
-use ordo_coordinator::store::{self, Store};
+use ordo_coordinator::store::Store;
 use ordo_proto::names;
 
 use super::{Error, Open, Result};
 use crate::args::{RunArgs, default_workers};
 pub use crate::local::socket::path as socket_path;
-use crate::local::socket::{self, Client, Served};
+use crate::local::socket::{self, Client, HoldError, Holder, Served};
 use crate::local::{Node, NodeOptions};
 
 /// A stopping server waits this long for its jobs to end.
 const STOP_WAIT: Duration = Duration::from_secs(10);
 /// How long a directory held by a process that does not serve it (a one-shot reader, or a
 /// runner starting up) is waited for.
-const HELD_WAIT: Duration = Duration::from_secs(10);
+pub const HELD_WAIT: Duration = Duration::from_secs(10);
 
 pub struct Local {
     dir: PathBuf,
@@ -58,36 +58,25 @@ impl Local {
     }
 
     async fn link(dir: &Path, run: &RunArgs, open: Open) -> Result<Link> {
-        let started = Instant::now();
-        loop {
-            if let Some(client) = Client::connect(dir).await {
-                return Ok(Link::Socket(client));
-            }
-            if open == Open::Existing && !dir.join(names::STATE_FILE).is_file() {
-                return Err(Error::Invalid(format!(
-                    "{} holds no ordo state (no {})",
-                    dir.display(),
-                    names::STATE_FILE
-                )));
-            }
-            match tokio::task::block_in_place(|| Store::open(dir)) {
-                Ok(store) => return Local::own(dir, store, run, open).await,
-                Err(store::Error::InUse(_)) if started.elapsed() < HELD_WAIT => {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                Err(store::Error::InUse(path)) => {
-                    return Err(Error::State(format!(
-                        "{} is held by another ordo process that does not answer on {} \
-                         (waited {}s)",
-                        path.display(),
-                        socket::path(dir).display(),
-                        HELD_WAIT.as_secs()
-                    )));
-                }
-                Err(e) => {
-                    return Err(Error::State(format!("cannot use the state directory: {e}")));
-                }
-            }
+        if open == Open::Existing
+            && !dir.join(names::STATE_FILE).is_file()
+            && !socket::path(dir).exists()
+        {
+            return Err(Error::Invalid(format!(
+                "{} holds no ordo state (no {})",
+                dir.display(),
+                names::STATE_FILE
+            )));
+        }
+        match socket::hold(dir, HELD_WAIT).await {
+            Ok(Holder::Served(client)) => Ok(Link::Socket(client)),
+            Ok(Holder::Here(store)) => Local::own(dir, store, run, open).await,
+            // Like a coordinator that does not answer: not a failed job.
+            Err(e @ HoldError::Busy { .. }) => Err(Error::Connect {
+                message: e.to_string(),
+                code: crate::args::exit::UNREACHABLE,
+            }),
+            Err(e) => Err(Error::State(e.to_string())),
         }
     }
 

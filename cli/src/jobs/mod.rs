@@ -28,7 +28,7 @@ use crate::args::exit;
 use crate::formats::Diagnostic;
 
 pub use cluster::Cluster;
-pub use local::Local;
+pub use local::{HELD_WAIT, Local};
 
 /// Everything a job request can fail with; `exit_code` maps it to DESIGN §6.
 #[derive(Debug, thiserror::Error)]

@@ -73,6 +73,64 @@ pub fn gone(e: &std::io::Error) -> bool {
     )
 }
 
+/// Who holds a state directory, once `hold` has looked.
+pub enum Holder {
+    /// Another process serves it.
+    Served(Client),
+    /// Nobody did: this process holds it now (its redb file is locked by this store).
+    Here(ordo_coordinator::store::Store),
+}
+
+/// Why a state directory could not be held or reached.
+#[derive(Debug, thiserror::Error)]
+pub enum HoldError {
+    /// Held by a process that does not answer on the socket, for longer than the wait.
+    #[error(
+        "{} is held by another ordo process that does not answer on {} (waited {}s)",
+        .dir.display(), path(.dir).display(), .waited.as_secs()
+    )]
+    Busy {
+        dir: PathBuf,
+        waited: std::time::Duration,
+    },
+    #[error("cannot use the state directory {}: {source}", .dir.display())]
+    Store {
+        dir: PathBuf,
+        source: ordo_coordinator::store::Error,
+    },
+}
+
+/// Reaches the process serving `dir`, or holds `dir` here when nobody does. A directory held
+/// by a process that does not serve it (a one-shot reader, a runner starting up) is waited for
+/// up to `wait`.
+pub async fn hold(dir: &Path, wait: std::time::Duration) -> Result<Holder, HoldError> {
+    use ordo_coordinator::store::{Error, Store};
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(client) = Client::connect(dir).await {
+            return Ok(Holder::Served(client));
+        }
+        match tokio::task::block_in_place(|| Store::open(dir)) {
+            Ok(store) => return Ok(Holder::Here(store)),
+            Err(Error::InUse(_)) if started.elapsed() < wait => {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            Err(Error::InUse(_)) => {
+                return Err(HoldError::Busy {
+                    dir: dir.to_path_buf(),
+                    waited: wait,
+                });
+            }
+            Err(source) => {
+                return Err(HoldError::Store {
+                    dir: dir.to_path_buf(),
+                    source,
+                });
+            }
+        }
+    }
+}
+
 /// The client of a served state directory.
 #[derive(Clone, Debug)]
 pub struct Client {
