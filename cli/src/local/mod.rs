@@ -207,8 +207,15 @@ async fn run(
             }
         }
         host.apply(now, Event::Tick);
-        let idle = host.engine().job_ids().is_empty();
-        let force = !replies.is_empty() || !waiting.is_empty() || stopping.is_some() || idle;
+        // A reply, a stop, or someone waiting for a job that has ended needs the commit now;
+        // otherwise the commit rule decides (changes are grouped).
+        let engine = host.engine();
+        let idle = engine.job_ids().is_empty();
+        let ended = waiting.iter().any(|(job, _)| match job {
+            Some(job) => !engine.has_job(job),
+            None => idle,
+        });
+        let force = !replies.is_empty() || stopping.is_some() || ended || idle;
         if let Err(e) = host.turn(now_ms(), force).await {
             eprintln!("ordo: cannot record progress: {e}");
             // Nothing more can be recorded: whoever waits learns it by the loop's end.
