@@ -348,8 +348,9 @@ fn convert(spec: &SpecArgs, out: Option<&Path>, to: Option<ConvertTo>) -> anyhow
 enum Ran {
     /// Here: what the run left behind.
     Here(Box<RunReport>),
-    /// By the process that serves the state directory: the exit code.
-    Elsewhere(u8),
+    /// By the process that serves the state directory: the job (once submitted) and the exit
+    /// code.
+    Elsewhere(Option<ordo_proto::JobId>, u8),
     /// Not at all: the spec's workspace settings are wrong (said on stderr).
     Invalid,
 }
@@ -432,11 +433,12 @@ fn run(args: RunCommand) -> anyhow::Result<u8> {
                 Err(e) => {
                     eprintln!("ordo: {e}");
                     let busy = matches!(e, ordo::local::socket::HoldError::Busy { .. });
-                    return Ok(Ran::Elsewhere(if busy {
+                    let code = if busy {
                         exit::UNREACHABLE
                     } else {
                         exit::JOB_FAILED
-                    }));
+                    };
+                    return Ok(Ran::Elsewhere(None, code));
                 }
             },
             None => Holder::Here(ordo_coordinator::store::Store::in_memory()?),
@@ -453,9 +455,8 @@ fn run(args: RunCommand) -> anyhow::Result<u8> {
                     max_parallel: opts.max_parallel,
                 };
                 let dir = args.state.as_deref().unwrap_or(Path::new("."));
-                let out = args.report.as_deref();
-                let code = ordo::manage::run_served(dir, &args.run, req, dag, out).await;
-                return Ok(Ran::Elsewhere(code));
+                let (job, code) = ordo::manage::run_served(dir, &args.run, req, dag).await;
+                return Ok(Ran::Elsewhere(job, code));
             }
         };
         let shutdown = async {
@@ -476,7 +477,20 @@ fn run(args: RunCommand) -> anyhow::Result<u8> {
     })?;
     let report = match ran {
         Ran::Here(report) => *report,
-        Ran::Elsewhere(code) => return Ok(code),
+        Ran::Elsewhere(job, code) => {
+            if let (Some(job), Some(path), Some(dir)) = (job, &args.report, &args.state) {
+                // Written from the records the serving process keeps.
+                let target = ordo::args::Target::Local {
+                    dir: dir.clone(),
+                    run: args.run.clone(),
+                };
+                let job = job.to_string();
+                let wrote =
+                    ordo::report::write_report(&target, Some(&job), args.report_format, Some(path));
+                return Ok(if wrote == exit::OK { code } else { wrote });
+            }
+            return Ok(code);
+        }
         Ran::Invalid => return Ok(exit::INVALID),
     };
     drop(progress);

@@ -5,7 +5,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::args::{Output, TargetArgs, exit};
+use crate::args::{Output, Target, TargetArgs, exit};
 use crate::jobs::Open;
 use crate::manage::with_jobs;
 use anyhow::Context;
@@ -49,10 +49,25 @@ pub struct PruneArgs {
 
 /// `ordo report`: prints or writes the report; returns the exit code.
 pub fn report(args: ReportArgs) -> u8 {
-    let format = Format::pick(args.format, args.out.as_deref());
-    let target = args.target.target();
-    let data = with_jobs(&target, Open::Existing, async |jobs| {
-        let job = match &args.job {
+    write_report(
+        &args.target.target(),
+        args.job.as_deref(),
+        args.format,
+        args.out.as_deref(),
+    )
+}
+
+/// The report of job `job` (an id or the start of one; `None`: the newest) on `target`,
+/// written to `out` (stdout without) as `format` (else from `out`'s extension); the exit code.
+pub fn write_report(
+    target: &Target,
+    job: Option<&str>,
+    format: Option<Format>,
+    out: Option<&Path>,
+) -> u8 {
+    let format = Format::pick(format, out);
+    let data = with_jobs(target, Open::Existing, async |jobs| {
+        let job = match job {
             Some(text) => Some(jobs.resolve(text).await?),
             None => None,
         };
@@ -62,7 +77,7 @@ pub fn report(args: ReportArgs) -> u8 {
         Ok(d) => d,
         Err(code) => return code,
     };
-    match write(&data, format, args.out.as_deref()) {
+    match write(&data, format, out) {
         Ok(()) => exit::OK,
         Err(e) if is_broken_pipe(&e) => exit::OK,
         Err(e) => {

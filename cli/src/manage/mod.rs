@@ -412,36 +412,34 @@ async fn run(cmd: Manage) -> Result<u8, Error> {
 }
 
 /// `ordo run --state DIR` while another process serves `DIR`: the job is submitted there and
-/// followed from here (Ctrl-C stops following; the job runs on), and its report written to
-/// `report` when asked. The exit code.
+/// followed from here (Ctrl-C stops following; the job runs on). The job, once submitted, and
+/// the exit code.
 pub async fn run_served(
     dir: &std::path::Path,
     run: &crate::args::RunArgs,
     req: SubmitRequest,
     dag: ordo_proto::Dag,
-    out: Option<&std::path::Path>,
-) -> u8 {
+) -> (Option<ordo_proto::JobId>, u8) {
     let target = Target::Local {
         dir: dir.to_path_buf(),
         run: run.clone(),
     };
-    let ran = async {
-        let jobs = Jobs::open(&target, Open::Create).await?;
-        let job = jobs.submit(req, dag).await?;
-        eprintln!(
-            "ordo: {} is served by another ordo process; job {job} runs there",
-            dir.display()
-        );
-        let status = interruptible(follow_job(&jobs, job, &mut std::io::stderr())).await?;
-        if let Some(path) = out {
-            let data = jobs.report(Some(job)).await?;
-            let format = ordo_report::Format::pick(None, Some(path));
-            crate::report::write(&data, format, Some(path))
-                .map_err(|e| Error::State(format!("{e:#}")))?;
-        }
-        Ok::<_, Error>(outcome_code(status.summary.state))
+    let jobs = match Jobs::open(&target, Open::Create).await {
+        Ok(jobs) => jobs,
+        Err(e) => return (None, report(&e)),
     };
-    ran.await.unwrap_or_else(|e| report(&e))
+    let job = match jobs.submit(req, dag).await {
+        Ok(job) => job,
+        Err(e) => return (None, report(&e)),
+    };
+    eprintln!(
+        "ordo: {} is served by another ordo process; job {job} runs there",
+        dir.display()
+    );
+    match interruptible(follow_job(&jobs, job, &mut std::io::stderr())).await {
+        Ok(status) => (Some(job), outcome_code(status.summary.state)),
+        Err(e) => (Some(job), report(&e)),
+    }
 }
 
 /// The client of an existing target and the job `text` names there.
