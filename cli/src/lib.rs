@@ -1,11 +1,9 @@
-//! The `ordo` command line as a library, so benches and tests reach the same code.
+//! The `ordo` command line as a library, so benches and tests reach the same code. The spec
+//! formats, the settings overlay and the preparing of a submit are the `ordo-formats` crate.
 //!
 //! # Layout
 //! - `args`: what several commands take alike (spec file, target, run options, output, exit
 //!   codes).
-//! - `formats`: every input format → `JobSpec`, with file positions for errors.
-//! - `graph`: Graphviz dot and Mermaid renderings of a job's DAG.
-//! - `overlay`: `--with FILE` and the setting flags laid over a loaded spec.
 //! - `run`: the local runner (the engine's driver, a store and the executor in one process).
 //! - `jobs`: the one job client (submit, status, list, cancel, retry, output, report, prune,
 //!   workers), against a local state directory or a cluster.
@@ -21,13 +19,10 @@
 //! - `report`: job reports (Markdown, JSON, JUnit XML, HTML), `ordo report` and `ordo prune`.
 
 pub mod args;
-pub mod formats;
-pub mod graph;
 pub mod jobs;
 pub mod manage;
 pub mod mcp;
 pub mod mcp_stdio;
-pub mod overlay;
 pub mod progress;
 pub mod report;
 pub mod run;

@@ -13,6 +13,7 @@ mod local;
 use std::collections::BTreeMap;
 
 use ordo_coordinator::report::ReportData;
+use ordo_formats::Diagnostic;
 use ordo_plumbing::connect::ConnectError;
 use ordo_proto::api::{
     ApiError, ErrorKind, JobStatus, JobSummary, JobsRequest, RetryRequest, SubmitRequest,
@@ -22,7 +23,6 @@ use ordo_proto::{Dag, JobId, TaskIndex, TaskPhase};
 
 pub use crate::args::Target;
 use crate::args::exit;
-use crate::formats::Diagnostic;
 
 pub use cluster::Cluster;
 pub use local::Local;
