@@ -27,7 +27,7 @@
 //!
 //! # Layout
 //! - `load`: reading a file or text (size and UTF-8 checks), the dispatch to a format's parser,
-//!   the load options, and `check` (validation, errors at their task's position).
+//!   and `check` (validation, errors at their task's position); `options`: how to read one.
 //! - `sniff`: `detect`, a format from the file name and the content.
 //! - `format`: `Format`, the formats by name.
 //! - `diagnostic`: `Pos`, `Diagnostic` and line/column lookup.
@@ -51,6 +51,7 @@ mod markdown;
 mod markdown_json;
 mod markdown_syntax;
 mod nesting;
+mod options;
 pub mod overlay;
 mod parser;
 pub mod prepare;
@@ -68,7 +69,8 @@ mod tests;
 pub use canonical::{to_json, to_toml};
 pub use diagnostic::{Diagnostic, Pos};
 pub use format::Format;
-pub use load::{LoadOptions, Loaded, check, load, parse};
+pub use load::{Loaded, check, load, parse};
+pub use options::LoadOptions;
 pub use overlay::Overlay;
 pub use prepare::{NotPrepared, Overrides, Prepared, Source, With, prepare};
 pub use sniff::detect;

@@ -1,6 +1,6 @@
 //! Reading a spec: `load` (a file, with its size capped and its UTF-8 checked before any
 //! parser runs), `parse` (text, dispatched to its format's parser), `check` (validation, each
-//! error at the task it names), and the options and result of a load.
+//! error at the task it names), and the result of a load (`Loaded`).
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -11,27 +11,11 @@ use ordo_proto::{Dag, JobSpec, TaskName};
 
 use crate::diagnostic::{Diagnostic, LineIndex, Pos};
 use crate::format::Format;
+use crate::options::LoadOptions;
 use crate::parser::Ctx;
 use crate::sniff::detect;
 use crate::subtasks::parse_subtasks;
 use crate::{canonical, markdown, markdown_json, subtasks, task_list, taskmaster, write_back};
-
-/// How to read a spec file.
-#[derive(Clone, Debug, Default)]
-pub struct LoadOptions {
-    /// Forces a format; `None` detects it.
-    pub format: Option<Format>,
-    /// TaskMaster tag to read from a tagged `tasks.json`; `master` when `None`.
-    pub tag: Option<String>,
-    /// TaskMaster: turn subtasks into tasks of their own (`parent.sub`).
-    pub expand_subtasks: bool,
-    /// TaskMaster: keep the tasks whose status is done, cancelled or deferred (left out by
-    /// default).
-    pub include_done: bool,
-    /// TaskMaster: the project's current tag, read when `tag` is `master` (or unset) and the
-    /// file has several tags but no `master`; `load` fills it from `.taskmaster/state.json`.
-    pub current_tag: Option<String>,
-}
 
 /// A parsed spec and where its tasks are defined.
 #[derive(Clone, Debug)]

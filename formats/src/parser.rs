@@ -9,8 +9,8 @@ use serde_json::Value;
 
 use crate::diagnostic::{Diagnostic, LineIndex, Pos};
 use crate::json_positions::{JsonPositions, json_positions};
-use crate::load::LoadOptions;
 use crate::nesting::check_json_nesting;
+use crate::options::LoadOptions;
 use crate::write_back;
 
 /// What a parser produces; `parse` adds the format and the default name.

@@ -12,7 +12,8 @@ use ordo_proto::{Dag, ExecutionMode, JobSpec, ModeDecision, WorkspaceMode};
 
 use crate::diagnostic::Diagnostic;
 use crate::format::Format;
-use crate::load::{LoadOptions, Loaded, check, load, parse};
+use crate::load::{Loaded, check, load, parse};
+use crate::options::LoadOptions;
 use crate::overlay::Overlay;
 use crate::sniff::detect;
 use crate::write_back::Sources;
