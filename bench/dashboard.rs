@@ -121,7 +121,7 @@ fn main() {
 
     runtime.block_on(async {
         let spec = layered(n);
-        let dag = validate(&spec).expect("valid");
+        validate(&spec).expect("valid");
         let opts = RunOptions {
             workers: 4,
             default_mode: Some(ExecutionMode::Parallel),
@@ -131,7 +131,7 @@ fn main() {
             telemetry: None,
         };
         let start = Instant::now();
-        let report = run(spec, dag, opts, &mut Quiet, std::future::pending())
+        let report = run(spec, opts, &mut Quiet, std::future::pending())
             .await
             .expect("run");
         assert_eq!(report.job.state, JobState::Succeeded);

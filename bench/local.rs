@@ -29,7 +29,7 @@ async fn ordo_run_traced(
     workers: u32,
     telemetry: Option<Arc<Telemetry>>,
 ) -> Duration {
-    let dag = validate(&spec).expect("valid");
+    validate(&spec).expect("valid");
     let opts = RunOptions {
         workers,
         default_mode: Some(ExecutionMode::Parallel),
@@ -39,7 +39,7 @@ async fn ordo_run_traced(
         telemetry,
     };
     let start = Instant::now();
-    let report = run(spec, dag, opts, &mut Quiet, std::future::pending())
+    let report = run(spec, opts, &mut Quiet, std::future::pending())
         .await
         .expect("run");
     let took = start.elapsed();

@@ -135,7 +135,7 @@ async fn run_timed(mut spec: JobSpec) -> (Duration, ordo::run::RunReport) {
     settle_workspace(&mut spec, "bench", false)
         .await
         .expect("settle");
-    let dag = validate(&spec).expect("valid");
+    validate(&spec).expect("valid");
     let opts = RunOptions {
         workers: SLOTS,
         default_mode: Some(ExecutionMode::Parallel),
@@ -144,7 +144,7 @@ async fn run_timed(mut spec: JobSpec) -> (Duration, ordo::run::RunReport) {
         source: "bench".into(),
         telemetry: None,
     };
-    let report = run(spec, dag, opts, &mut Quiet, std::future::pending())
+    let report = run(spec, opts, &mut Quiet, std::future::pending())
         .await
         .expect("run");
     let took = start.elapsed();

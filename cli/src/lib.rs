@@ -4,7 +4,9 @@
 //! # Layout
 //! - `args`: what several commands take alike (spec file, target, run options, output, exit
 //!   codes).
-//! - `run`: the local runner (the engine's driver, a store and the executor in one process).
+//! - `local`: local mode: the coordinator's host with the in-process executor, its loop, and
+//!   the Unix socket a state directory is served on.
+//! - `run`: `ordo run`: one job run by a local host, shown in the terminal.
 //! - `jobs`: the one job client (submit, status, list, cancel, retry, output, report, prune,
 //!   workers), against a local state directory or a cluster.
 //! - `manage`: the job commands (submit, status, jobs, watch, logs, cancel, retry, workers), a
@@ -16,10 +18,11 @@
 //! - `update_source`: `ordo run --update-source`, TaskMaster statuses written back into
 //!   `tasks.json` as the job runs.
 //! - `ui`: `ordo ui`, the web dashboard, a face of `jobs` for people with a browser.
-//! - `report`: job reports (Markdown, JSON, JUnit XML, HTML), `ordo report` and `ordo prune`.
+//! - `report`: `ordo report` and `ordo prune` (rendering is the `ordo-report` crate's).
 
 pub mod args;
 pub mod jobs;
+pub mod local;
 pub mod manage;
 pub mod mcp;
 pub mod mcp_stdio;

@@ -69,10 +69,10 @@ enum Command {
     Run(RunCommand),
     /// Write a job's report (Markdown, JSON, JUnit XML or HTML) from a local state directory
     /// (--state) or the coordinator.
-    Report(ordo::report::command::ReportArgs),
+    Report(ordo::report::ReportArgs),
     /// Remove finished jobs older than a duration from a local state directory (--state) or the
     /// coordinator.
-    Prune(ordo::report::command::PruneArgs),
+    Prune(ordo::report::PruneArgs),
     /// Serve the Model Context Protocol on stdio: ordo's tools for AI coding agents (jobs run
     /// on this machine, or on a cluster with --nats).
     Mcp(ordo::mcp::McpArgs),
@@ -116,7 +116,7 @@ struct RunCommand {
     report: Option<PathBuf>,
     /// Format of --report.
     #[arg(long, value_enum, alias = "format", requires = "report")]
-    report_format: Option<ordo::report::Format>,
+    report_format: Option<ordo_report::Format>,
     #[arg(long, value_enum, default_value_t = Output::Text)]
     output: Output,
 }
@@ -185,8 +185,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Convert { spec, out, to } => convert(&spec, out.as_deref(), to),
         Command::Run(args) => run(args),
-        Command::Report(args) => Ok(ordo::report::command::report(args)),
-        Command::Prune(args) => Ok(ordo::report::command::prune(args)),
+        Command::Report(args) => Ok(ordo::report::report(args)),
+        Command::Prune(args) => Ok(ordo::report::prune(args)),
         Command::Mcp(args) => ordo::mcp::serve(args),
         Command::Ui(args) => ordo::ui::serve(args),
         Command::Manage(cmd) => ordo::manage::dispatch(cmd),
@@ -347,6 +347,16 @@ fn convert(spec: &SpecArgs, out: Option<&Path>, to: Option<ConvertTo>) -> anyhow
     Ok(exit::OK)
 }
 
+/// How `ordo run` went.
+enum Ran {
+    /// Here: what the run left behind.
+    Here(Box<RunReport>),
+    /// By the process that serves the state directory: the exit code.
+    Elsewhere(u8),
+    /// Not at all: the spec's workspace settings are wrong (said on stderr).
+    Invalid,
+}
+
 fn run(args: RunCommand) -> anyhow::Result<u8> {
     let overrides = args
         .spec
@@ -411,11 +421,26 @@ fn run(args: RunCommand) -> anyhow::Result<u8> {
         .build()
         .context("cannot start the async runtime")?;
     let label = args.spec.label();
-    let report: Option<RunReport> = runtime.block_on(async {
+    let ran = runtime.block_on(async {
         let mut spec = spec;
         if let Err(e) = ordo::run::settle_workspace(&mut spec, &label, false).await {
             eprintln!("{e}");
-            return anyhow::Ok(None);
+            return anyhow::Ok(Ran::Invalid);
+        }
+        if let Some(dir) = &args.state
+            && ordo::local::socket::Client::connect(dir).await.is_some()
+        {
+            // Another ordo process holds the directory (a dashboard, an MCP server): the job
+            // runs there, followed from here.
+            let req = ordo_proto::api::SubmitRequest {
+                spec,
+                source: label.clone(),
+                default_mode: opts.default_mode,
+                max_parallel: opts.max_parallel,
+            };
+            let code =
+                ordo::manage::run_served(dir, &args.run, req, dag, args.report.as_deref()).await;
+            return Ok(Ran::Elsewhere(code));
         }
         let shutdown = async {
             ordo_plumbing::signals::interrupted().await;
@@ -429,12 +454,14 @@ fn run(args: RunCommand) -> anyhow::Result<u8> {
         // The gRPC exporter must be built inside the runtime.
         opts.telemetry =
             ordo_plumbing::telemetry::Telemetry::from_env("ordo")?.map(std::sync::Arc::new);
-        ordo::run::run(spec, dag, opts, progress.as_mut(), shutdown)
+        ordo::run::run(spec, opts, progress.as_mut(), shutdown)
             .await
-            .map(Some)
+            .map(|r| Ran::Here(Box::new(r)))
     })?;
-    let Some(report) = report else {
-        return Ok(exit::INVALID);
+    let report = match ran {
+        Ran::Here(report) => *report,
+        Ran::Elsewhere(code) => return Ok(code),
+        Ran::Invalid => return Ok(exit::INVALID),
     };
     drop(progress);
 
@@ -444,8 +471,8 @@ fn run(args: RunCommand) -> anyhow::Result<u8> {
         print!("{}", summary::table(&report));
     }
     if let Some(path) = &args.report {
-        let format = ordo::report::Format::pick(args.report_format, Some(path));
-        ordo::report::command::write_from_store(&report.store, &report.job.id, format, path)?;
+        let format = ordo_report::Format::pick(args.report_format, Some(path));
+        ordo::report::write_from_store(&report.store, &report.job.id, format, path)?;
     }
     Ok(match report.job.state {
         JobState::Succeeded => exit::OK,

@@ -46,7 +46,7 @@ use serde_json::{Value, json};
 
 use crate::args::RunTarget;
 use crate::jobs::{self, Jobs, Open};
-use crate::report;
+use ordo_report as report;
 
 /// The default state directory of local mode, under the current directory.
 pub const DEFAULT_STATE_DIR: &str = ".ordo-mcp";

@@ -1,38 +1,24 @@
-//! The local runner behind `ordo run`: the coordinator's engine and store, and the worker's
-//! executor, in one process with no broker.
-//!
-//! The loop: wait for events (results, timers, Ctrl-C), drain every event already queued, apply
-//! them all through the engine's one driver (`ordo_coordinator::driver`, as the coordinator
-//! does), and carry out what its turn allows. With `--state DIR` (and in `ordo mcp` / the
-//! dashboard) the store is a redb file committed durably before any action of the batch is
-//! carried out, so a killed run resumes where the store says; without it the store lives in
-//! memory and changes are committed in groups.
+//! `ordo run`: one job run by a local host in this process (`crate::local`: the coordinator's
+//! host with the in-process executor, no broker), shown in the terminal as it goes. With
+//! `--state DIR` the store is a redb file committed durably before anything it allows is
+//! carried out, so a killed run resumes where the store says, and the directory is served on
+//! its socket meanwhile (`ordo status`, `ordo ui`, `ordo cancel` from other terminals); without
+//! it the store lives in memory and changes are committed in groups.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use ordo_coordinator::driver::{self, Driver, Policy};
-use ordo_coordinator::engine::{
-    ANY_QUEUE, Again, Capacity, Event, JobOptions, SavedTask, retry_records,
-};
+use ordo_coordinator::engine::SavedTask;
+use ordo_coordinator::host::Recover;
 use ordo_coordinator::store::{JobRecord, Store};
-use ordo_coordinator::traces::Traces;
-use ordo_plumbing::telemetry::{self, Telemetry};
-use ordo_proto::{
-    AttemptRef, Dag, ExecutionMode, JobId, JobSpec, Outcome, TaskIndex, TaskResult, now_ms,
-};
-use ordo_worker::exec::{self, ExecOptions};
+use ordo_plumbing::telemetry::Telemetry;
+use ordo_proto::api::{self, ApiReply, SubmitReply, SubmitRequest};
+use ordo_proto::{ExecutionMode, JobSpec, TaskResult};
 use ordo_worker::workspace::{self, cache};
-use tokio::sync::{mpsc, oneshot};
 
-/// Times an attempt's worktree may fail to be made before the attempt fails saying so (the
-/// tries are one attempt: the command never ran).
-const PREPARE_TRIES: u32 = 3;
-/// Pause before an attempt whose worktree could not be made tries again.
-const PREPARE_RETRY_DELAY: std::time::Duration = std::time::Duration::from_millis(500);
+use crate::local::{Node, NodeOptions, socket};
 
 pub struct RunOptions {
     /// Task slots (tasks running at once across the job).
@@ -69,37 +55,10 @@ pub trait Progress {
     fn finish(&mut self, report: &RunReport);
 }
 
-/// How a recorded job starts running here.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Start {
-    /// Just inserted: every task pending.
-    New,
-    /// Left unfinished by a process that died: finished tasks keep their records, attempts
-    /// that were in flight run again without counting.
-    Resume,
-    /// Ended, and recorded running again by the caller (so readers never see it ended while
-    /// it restarts): the tasks `Again` names run again, the others keep their records.
-    Retry(Again),
-}
-
-/// CPUs and memory this machine offers to tasks that declare `cpu_required`/`memory_required`.
-fn machine_capacity(slots: u32) -> Capacity {
-    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
-    let memory_mb = std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|m| {
-            m.lines()
-                .find(|l| l.starts_with("MemTotal:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
-        })
-        .map_or(u64::MAX / 2, |kb| kb / 1024);
-    Capacity::machine(slots, cpus, memory_mb)
-}
-
-/// Runs a validated job to its end. `shutdown` resolving cancels the job (Ctrl-C).
+/// Runs a validated job to its end (or resumes the unfinished job of the same spec that the
+/// state directory holds). `shutdown` resolving cancels the job (Ctrl-C).
 pub async fn run(
     spec: JobSpec,
-    dag: Dag,
     opts: RunOptions,
     progress: &mut dyn Progress,
     shutdown: impl Future<Output = ()>,
@@ -109,6 +68,23 @@ pub async fn run(
         None => Store::in_memory()?,
     };
     let store = Arc::new(store);
+    let node_opts = NodeOptions {
+        slots: opts.workers.max(1),
+        fixed: true,
+        recover: Recover::None,
+        telemetry: opts.telemetry.clone(),
+    };
+    let node = Node::start(store.clone(), opts.state_dir.is_some(), node_opts)
+        .await
+        .map_err(anyhow::Error::msg)?;
+    let _served = match &opts.state_dir {
+        Some(dir) => Some(
+            socket::serve(dir, node.clone())
+                .with_context(|| format!("cannot serve {}", socket::path(dir).display()))?,
+        ),
+        None => None,
+    };
+    let mut changes = node.watch();
 
     // Resume the unfinished job of the same spec, if the state directory has one.
     let previous = store
@@ -116,20 +92,70 @@ pub async fn run(
         .into_iter()
         .rev()
         .find(|j| !j.state.is_terminal() && j.spec == spec);
-    let (record, start) = match previous {
-        Some(rec) => (rec, Start::Resume),
-        None => (insert_job(&store, &spec, &opts)?, Start::New),
+    let resumed = previous.is_some();
+    let job = match previous {
+        Some(rec) => {
+            let id = rec.id;
+            progress.start(&rec, &spec, true);
+            node.resume(rec).await.map_err(anyhow::Error::msg)?;
+            id
+        }
+        None => {
+            let req = SubmitRequest {
+                spec: spec.clone(),
+                source: opts.source.clone(),
+                default_mode: opts.default_mode,
+                max_parallel: opts.max_parallel,
+            };
+            let reply = node.call(api::SUBMIT, serde_json::to_vec(&req)?).await?;
+            let id = match serde_json::from_slice::<ApiReply<SubmitReply>>(&reply)? {
+                ApiReply::Ok(r) => r.job,
+                ApiReply::Error(e) => anyhow::bail!("{}", e.message),
+            };
+            let rec = store
+                .job(&id)?
+                .context("the submitted job is not recorded")?;
+            progress.start(&rec, &spec, false);
+            id
+        }
     };
-    let policy = if opts.state_dir.is_some() {
-        Policy::LOCAL_DURABLE
-    } else {
-        Policy::IN_MEMORY
+
+    tokio::pin!(shutdown);
+    let ended = node.ended(Some(job));
+    tokio::pin!(ended);
+    let mut interrupted = false;
+    loop {
+        tokio::select! {
+            Some(c) = changes.recv() => progress.changes(&c, &spec),
+            _ = &mut ended => break,
+            _ = &mut shutdown, if !interrupted => {
+                interrupted = true;
+                node.cancel(job, "interrupted");
+            }
+        }
+    }
+    // The job's last changes were sent before its end was.
+    while let Ok(c) = changes.try_recv() {
+        progress.changes(&c, &spec);
+    }
+    if let Some(tel) = opts.telemetry.clone() {
+        // Spans are exported when the job ends, not only at exit.
+        let _ = tokio::task::spawn_blocking(move || tel.flush()).await;
+    }
+    let job_record = store
+        .job(&job)?
+        .with_context(|| format!("job {job} vanished from the store"))?;
+    let report = RunReport {
+        tasks: store.tasks(&job)?,
+        attempts: store.attempts(&job)?,
+        job: job_record,
+        resumed,
+        interrupted,
+        slots: opts.workers.max(1),
+        store: store.clone(),
     };
-    let cancel = async {
-        shutdown.await;
-        "interrupted".to_string()
-    };
-    run_recorded(store, record, start, policy, dag, opts, progress, cancel).await
+    progress.finish(&report);
+    Ok(report)
 }
 
 /// Makes a worktree job's workspace settings definite before it is recorded (DESIGN §10): the
@@ -176,280 +202,4 @@ pub async fn settle_workspace(spec: &mut JobSpec, label: &str, shared: bool) -> 
     spec.settings.repository = Some(resolved.repository.display().to_string());
     spec.settings.base = Some(resolved.base);
     Ok(())
-}
-
-/// Records a new job in `store` (pending, every task pending) without running it; for callers
-/// that run it with `run_recorded` (the local job client).
-pub fn insert_job(store: &Store, spec: &JobSpec, opts: &RunOptions) -> Result<JobRecord> {
-    let now = now_ms();
-    let options = JobOptions {
-        default_mode: opts.default_mode,
-        max_parallel: opts.max_parallel,
-        seed: now,
-        slots: Some(opts.workers.max(1)),
-    };
-    let rec = JobRecord::new(
-        JobId::new(),
-        spec.clone(),
-        opts.source.clone(),
-        options,
-        now,
-    );
-    store.insert_job(&rec)?;
-    Ok(rec)
-}
-
-/// Runs a job recorded in `store` (by `insert_job`, or left unfinished, or ended and now
-/// retried, as `start` says) to its end, committing by `policy`. The local job client runs its
-/// jobs with `Policy::LOCAL_DURABLE`, so readers of the shared store see them progress;
-/// `opts.state_dir` is not used. `shutdown` resolving cancels the job with the reason it yields.
-pub async fn run_recorded<P: Progress + ?Sized>(
-    store: Arc<Store>,
-    record: JobRecord,
-    start: Start,
-    policy: Policy,
-    dag: Dag,
-    opts: RunOptions,
-    progress: &mut P,
-    shutdown: impl Future<Output = String>,
-) -> Result<RunReport> {
-    let spec = Arc::new(record.spec.clone());
-    let dag = Arc::new(dag);
-    let slots = opts.workers.max(1);
-    let saved = match start {
-        Start::New => None,
-        Start::Resume => Some(store.saved(&record)?),
-        Start::Retry(again) => Some(retry_records(&store.tasks(&record.id)?, &dag, again).into()),
-    };
-    let now = now_ms();
-    let job = record.id;
-    progress.start(&record, &spec, start == Start::Resume);
-
-    let mut traces = Traces::new(opts.telemetry.clone());
-    traces.job(job, &record.name, record.created_ms, &spec);
-    let mut driver = Driver::new(policy);
-    let (tx, mut rx) = mpsc::unbounded_channel::<Event>();
-    let mut kills: HashMap<AttemptRef, oneshot::Sender<()>> = HashMap::new();
-    // Kills the task processes if this process dies (SIGKILL included); held to the end.
-    let guard = ordo_worker::guard::start().ok();
-    let mut exec_opts = ExecOptions::new("local");
-    if let Some(g) = &guard {
-        exec_opts
-            .env
-            .push((exec::ENV_WORKER_TOKEN.into(), g.token.clone()));
-    }
-    let exec_opts = Arc::new(exec_opts);
-
-    driver.apply(
-        now,
-        Event::Capacity {
-            queue: ANY_QUEUE.into(),
-            capacity: machine_capacity(slots),
-        },
-    );
-    let in_flight: Vec<(TaskIndex, _)> = saved
-        .iter()
-        .flat_map(|s| &s.tasks)
-        .enumerate()
-        .filter_map(|(i, s)| s.state.active_attempt().map(|a| (TaskIndex::from(i), a)))
-        .collect();
-    driver.apply(
-        now,
-        Event::Submit {
-            job,
-            spec: spec.clone(),
-            dag: dag.clone(),
-            options: record.options.clone(),
-            saved,
-        },
-    );
-    // Attempts that were in flight when the last run died have no process any more.
-    for (index, attempt) in in_flight {
-        driver.apply(
-            now,
-            Event::Requeue {
-                job,
-                index,
-                attempt,
-            },
-        );
-    }
-
-    tokio::pin!(shutdown);
-    let mut interrupted = false;
-    let mut sent = Vec::new();
-    loop {
-        let finished = !driver.engine().has_job(&job);
-        // A commit blocks (redb): off the runtime's thread then, and only then (handing the
-        // thread's other tasks over costs a wake-up on every hop of a chain).
-        let turn = if driver.due(finished) {
-            tokio::task::block_in_place(|| driver.turn(&store, now_ms(), finished, &mut sent))
-        } else {
-            driver.turn(&store, now_ms(), finished, &mut sent)
-        };
-        let turn = turn.with_context(|| {
-            format!(
-                "cannot record the progress of job '{}' ({job})",
-                record.name
-            )
-        })?;
-        traces.observe(&turn.changes);
-        progress.changes(&turn.changes, &spec);
-        for k in &turn.kills {
-            if let (Some(index), Some(attempt)) = (k.index, k.attempt) {
-                let key = AttemptRef {
-                    job,
-                    index,
-                    attempt,
-                };
-                if let Some(kill) = kills.remove(&key) {
-                    let _ = kill.send(());
-                }
-            }
-        }
-        let now = now_ms();
-        let dispatched = !turn.dispatches.is_empty();
-        for d in turn.dispatches {
-            let (kill_tx, kill_rx) = oneshot::channel();
-            kills.insert(d.attempt_ref(), kill_tx);
-            let (index, attempt) = (d.index, d.attempt);
-            let tx = tx.clone();
-            let task_opts = exec_opts.clone();
-            let tel = traces.telemetry().cloned();
-            tokio::spawn(async move {
-                let cancel = async {
-                    // A dropped sender (job over) must not look like a kill.
-                    if kill_rx.await.is_err() {
-                        std::future::pending::<()>().await;
-                    }
-                };
-                // In its own worktree when the job says so (`workspace = "worktree"`).
-                // A worktree that cannot be made is not the task's failure (its command never
-                // ran): tried again, within the same attempt, before the attempt fails.
-                let started = now_ms();
-                let mut cancel = std::pin::pin!(cancel);
-                let mut tries = 0;
-                let result = loop {
-                    tries += 1;
-                    match workspace::run_attempt(&d, &task_opts, cancel.as_mut(), None).await {
-                        Ok(result) => break result,
-                        Err(_) if tries < PREPARE_TRIES => {
-                            tokio::time::sleep(PREPARE_RETRY_DELAY).await;
-                        }
-                        Err(e) => {
-                            let why =
-                                format!("cannot make the attempt's worktree ({tries} tries): {e}");
-                            let worker = task_opts.worker.clone();
-                            break TaskResult::new(&d, worker, Outcome::Failed, started, why);
-                        }
-                    }
-                };
-                if let Some(tel) = tel {
-                    let parent = telemetry::traceparent(&d.attempt_ref());
-                    tel.execution_span(Some(&parent), &result);
-                }
-                let _ = tx.send(Event::Finished(result));
-            });
-            // The process is being spawned now: running from here on.
-            driver.apply(
-                now,
-                Event::Started {
-                    job,
-                    index,
-                    attempt,
-                    worker: exec_opts.worker.clone(),
-                    delivery: 0,
-                },
-            );
-        }
-        for req in turn.integrations {
-            let tx = tx.clone();
-            let task_opts = exec_opts.clone();
-            tokio::spawn(async move {
-                let outcome = integrate(&req, &task_opts).await;
-                let _ = tx.send(Event::Integrated {
-                    job: req.job,
-                    index: req.index,
-                    attempt: req.attempt,
-                    outcome,
-                });
-            });
-        }
-        if dispatched {
-            continue;
-        }
-        if finished && driver.settled() {
-            break;
-        }
-
-        let first = tokio::select! {
-            m = rx.recv() => match m {
-                Some(e) => Some(e),
-                None => break,
-            },
-            _ = driver::sleep_until(driver.next_wakeup(now_ms())) => None,
-            reason = &mut shutdown, if !interrupted => {
-                interrupted = true;
-                Some(Event::Cancel { job, reason })
-            }
-        };
-        let now = now_ms();
-        // Group commit: everything already queued joins this turn.
-        let queued = std::iter::from_fn(|| rx.try_recv().ok());
-        // Woken by a timer alone: time passed (retry timers fire).
-        let tick = first.is_none().then_some(Event::Tick);
-        for e in first.into_iter().chain(queued).chain(tick) {
-            if let Event::Finished(r) = &e {
-                kills.remove(&r.attempt_ref());
-            }
-            driver.apply(now, e);
-        }
-    }
-
-    if let Some(tel) = traces.telemetry().cloned() {
-        // Spans are exported when the job ends, not only at exit.
-        let _ = tokio::task::spawn_blocking(move || tel.flush()).await;
-    }
-    let job_record = store
-        .job(&job)?
-        .with_context(|| format!("job {job} vanished from the store"))?;
-    let report = RunReport {
-        tasks: store.tasks(&job)?,
-        attempts: store.attempts(&job)?,
-        job: job_record,
-        resumed: start == Start::Resume,
-        interrupted,
-        slots,
-        store: store.clone(),
-    };
-    progress.finish(&report);
-    Ok(report)
-}
-
-/// One integration (DESIGN §10), in the repository's own worktree root; the attempt's worktree
-/// goes too when the task will run again, and stays when this was its last chance.
-async fn integrate(req: &ordo_proto::Integrate, opts: &ExecOptions) -> ordo_proto::Integration {
-    let root = match workspace::default_root(&req.repository).await {
-        Ok(root) => root,
-        Err(e) => {
-            return ordo_proto::Integration::Failed {
-                message: e.to_string(),
-            };
-        }
-    };
-    let outcome = workspace::integrate_with(req, &root, opts).await;
-    let integrated = matches!(
-        outcome,
-        ordo_proto::Integration::Merged { .. } | ordo_proto::Integration::Unchanged { .. }
-    );
-    // After a conflict the task's branch stays (its resolve round starts from its commit; it
-    // goes once the task is integrated), its worktree does not.
-    let conflict = matches!(outcome, ordo_proto::Integration::Conflict { .. });
-    if !integrated && !req.last {
-        let repo = std::path::Path::new(&req.repository);
-        let worktree = std::path::Path::new(&req.worktree);
-        let branch = (!conflict).then_some(req.task_branch.as_str());
-        workspace::remove(repo, worktree, branch).await;
-    }
-    outcome
 }

@@ -43,19 +43,19 @@ impl Bus {
         replicas: usize,
     ) -> Result<Bus, Error> {
         let js = jetstream::new(client);
-        let tasks = js
-            .create_or_update_stream(stream::Config {
-                name: names::TASK_STREAM.into(),
-                subjects: vec![names::TASK_SUBJECTS.into()],
-                retention: stream::RetentionPolicy::WorkQueue,
-                storage: stream::StorageType::File,
-                num_replicas: replicas,
-                duplicate_window: Duration::from_secs(600),
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| err("task stream")(e.to_string()))?;
-        let _ = tasks;
+        // `create_or_update_stream` answers the stream's info, not a handle to it: the handle
+        // the consumers and deletes go through is taken once all three streams exist.
+        js.create_or_update_stream(stream::Config {
+            name: names::TASK_STREAM.into(),
+            subjects: vec![names::TASK_SUBJECTS.into()],
+            retention: stream::RetentionPolicy::WorkQueue,
+            storage: stream::StorageType::File,
+            num_replicas: replicas,
+            duplicate_window: Duration::from_secs(600),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| err("task stream")(e.to_string()))?;
         js.create_or_update_stream(stream::Config {
             name: names::EVENT_STREAM.into(),
             subjects: vec![names::EVENT_SUBJECTS.into()],

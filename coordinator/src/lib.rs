@@ -12,13 +12,16 @@
 //! - `report`: the records a job's report is rendered from (API, `ordo report`, `ordo run`).
 //! - `bus`: JetStream streams, consumers and publishing.
 //! - `ha`: `--ha`: the journal, the lease, snapshots, standby and failover.
-//! - `service`: the `ordo-coordinator` loop: commit, ack, reply, publish; its API verbs, input
-//!   forwarders and worker registry.
+//! - `host`: one driver and one store for every job of a process, every verb written once,
+//!   driving an `Executor` (JetStream here, in-process in the `ordo` binary's local mode).
+//! - `service`: the `ordo-coordinator` loop: a host with the JetStream executor, reached
+//!   through the NATS API; input forwarders and the worker registry.
 
 pub mod bus;
 pub mod driver;
 pub mod engine;
 pub mod ha;
+pub mod host;
 pub mod metrics;
 pub mod report;
 pub mod service;

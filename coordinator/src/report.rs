@@ -1,64 +1,58 @@
-//! What a job's report is built from, read from the store in one place so `ordo report --state`
-//! (a local state directory), `ordo run --report` and the coordinator's `report` API verb hand
-//! the renderer the same data. Rendering is the CLI's (`cli/src/report`).
+//! The `report` reply (`proto::api::ReportData`) built from the store in one place, so `ordo
+//! report --state` (a local state directory), `ordo run --report` and the coordinator's
+//! `report` API verb hand the renderer (`ordo-report`) the same data. The store's records stay
+//! the store's: only what a report shows goes out.
 
-use ordo_proto::{JobId, TaskIndex, TaskResult, WorkerId};
-use serde::{Deserialize, Serialize};
+use ordo_proto::JobId;
+use ordo_proto::api::{
+    HistoryChange, HistoryEntry, IgnoredResult, ReportData, ReportJob, ReportTask, StateAt,
+};
 
-use crate::engine::{Change, Ignore, SavedTask};
-use crate::store::{HistoryEntry, JobRecord, Result, Store};
-
-/// A result that changed nothing: which execution sent it and why it was not applied.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct IgnoredResult {
-    pub index: TaskIndex,
-    pub attempt: u32,
-    pub delivery: u32,
-    pub worker: WorkerId,
-    pub kind: Ignore,
-    pub why: String,
-    /// What its agent run spent (it counts against the budget, though the result does not).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cost_usd: Option<f64>,
-}
-
-/// A job's records: enough to rebuild its summary, checklist, task table, critical path and
-/// timeline.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ReportData {
-    pub job: JobRecord,
-    /// One per task, in spec order.
-    pub tasks: Vec<SavedTask>,
-    /// Every attempt's result, by task then attempt.
-    pub attempts: Vec<TaskResult>,
-    /// Task and job state changes, oldest first. Attempt results are in `attempts`; results
-    /// that changed nothing (stale or duplicate) are only counted in `ignored`.
-    pub history: Vec<HistoryEntry>,
-    #[serde(default)]
-    pub ignored: usize,
-    /// Those results, without their output, oldest first.
-    #[serde(default)]
-    pub ignored_results: Vec<IgnoredResult>,
-    /// Output tails were cut to their last this-many bytes (to fit one API reply).
-    #[serde(default)]
-    pub tails_cut_to: Option<usize>,
-}
+use crate::engine::{Change, TaskState};
+use crate::store::{Result, Store};
 
 /// The records of job `id`, or `None` if the store does not know it.
 pub fn gather(store: &Store, id: &JobId) -> Result<Option<ReportData>> {
     let Some(job) = store.job(id)? else {
         return Ok(None);
     };
+    let saved = store.tasks(id)?;
+    let mut summary = crate::views::summary(&job, &saved);
+    summary.cost_usd = store.job_cost(id)?;
     let mut ignored_results = Vec::new();
-    let history = store
-        .history(id)?
-        .into_iter()
-        .filter(|h| match &h.change {
-            Change::Task { .. }
-            | Change::Job { .. }
-            | Change::Integrated { .. }
-            | Change::Budget { .. } => true,
-            Change::Attempt(_) => false,
+    let mut history = Vec::new();
+    for h in store.history(id)? {
+        let change = match h.change {
+            Change::Task { index, state, .. } => HistoryChange::Task {
+                index,
+                state: state_at(&state),
+            },
+            Change::Job {
+                state, at, reason, ..
+            } => HistoryChange::Job { state, at, reason },
+            Change::Integrated {
+                index,
+                attempt,
+                branch,
+                outcome,
+                with,
+                ..
+            } => HistoryChange::Integrated {
+                index,
+                attempt,
+                branch,
+                outcome,
+                with,
+            },
+            Change::Budget {
+                max_cost_usd,
+                max_tokens,
+                ..
+            } => HistoryChange::Budget {
+                max_cost_usd,
+                max_tokens,
+            },
+            Change::Attempt(_) => continue,
             Change::Ignored {
                 result,
                 why,
@@ -70,26 +64,61 @@ pub fn gather(store: &Store, id: &JobId) -> Result<Option<ReportData>> {
                     attempt: result.attempt.0,
                     delivery: result.delivery,
                     worker: result.worker.clone(),
-                    kind: *kind,
-                    why: why.clone(),
+                    kind,
+                    why,
                     cost_usd: kind
-                        .counts_spend(*charged)
+                        .counts_spend(charged)
                         .then(|| result.agent.as_ref().and_then(|a| a.cost_usd))
                         .flatten(),
                 });
-                false
+                continue;
             }
-        })
-        .collect();
+        };
+        history.push(HistoryEntry { at: h.at, change });
+    }
     Ok(Some(ReportData {
-        tasks: store.tasks(id)?,
+        tasks: saved
+            .iter()
+            .map(|t| ReportTask {
+                state: state_at(&t.state),
+                attempts: t.spent(),
+                conflicts: t.conflicts,
+            })
+            .collect(),
         attempts: store.attempts(id)?,
-        job,
+        job: ReportJob {
+            summary,
+            source: job.source,
+            spec: job.spec,
+            updated_ms: job.updated_ms,
+            default_mode: job.options.default_mode,
+            max_parallel: job.options.max_parallel,
+            slots: job.options.slots,
+        },
         history,
-        ignored: ignored_results.len(),
         ignored_results,
         tails_cut_to: None,
     }))
+}
+
+/// A task's state as a report shows it: its phase, the time it records, its reason.
+fn state_at(state: &TaskState) -> StateAt {
+    let at = match state {
+        TaskState::Pending | TaskState::Skipped { .. } => None,
+        TaskState::Ready { since } | TaskState::Integrating { since, .. } => Some(*since),
+        TaskState::Dispatched { at, .. } => Some(*at),
+        TaskState::Running { started, .. } => Some(*started),
+        TaskState::RetryWait { until, .. } => Some(*until),
+        TaskState::Succeeded { finished, .. }
+        | TaskState::Failed { finished, .. }
+        | TaskState::TimedOut { finished, .. }
+        | TaskState::Cancelled { finished, .. } => Some(*finished),
+    };
+    StateAt {
+        state: state.phase(),
+        at,
+        reason: state.reason().map(String::from),
+    }
 }
 
 /// The newest job in the store (job ids are UUIDv7, so the last one).
@@ -97,41 +126,12 @@ pub fn latest(store: &Store) -> Result<Option<JobId>> {
     Ok(store.jobs()?.last().map(|j| j.id))
 }
 
-impl ReportData {
-    /// Keeps only the last `max` bytes (on a character boundary) of every output tail.
-    pub fn cut_tails(&mut self, max: usize) {
-        for a in &mut self.attempts {
-            if a.output_tail.len() > max {
-                let cut = a.output_tail.ceil_char_boundary(a.output_tail.len() - max);
-                a.output_tail.drain(..cut);
-                self.tails_cut_to = Some(max);
-            }
-        }
-    }
-
-    /// The JSON of this data, cutting output tails (to 4 KiB, 1 KiB, 256 bytes, nothing) until
-    /// it is at most `limit` bytes; `None` if it is larger even without any output.
-    pub fn to_json_within(mut self, limit: usize) -> Option<Vec<u8>> {
-        for cut in [usize::MAX, 4096, 1024, 256, 0] {
-            if cut != usize::MAX {
-                self.cut_tails(cut);
-            }
-            if let Ok(json) = serde_json::to_vec(&self)
-                && json.len() <= limit
-            {
-                return Some(json);
-            }
-        }
-        None
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::{JobOptions, JobState, TaskState};
-    use crate::store::Batch;
-    use ordo_proto::{Attempt, JobSpec, Outcome, TaskSpec};
+    use crate::engine::{JobOptions, JobState};
+    use crate::store::{Batch, JobRecord};
+    use ordo_proto::{Attempt, JobSpec, Outcome, TaskIndex, TaskResult, TaskSpec};
 
     fn stored_job(store: &Store, tail: &str) -> JobId {
         let spec = JobSpec {
@@ -208,7 +208,23 @@ mod tests {
         let id = stored_job(&store, "out");
         let data = gather(&store, &id).unwrap().unwrap();
         assert_eq!(data.history.len(), 1);
-        assert_eq!(data.ignored, 1);
+        assert_eq!(
+            data.history[0].change,
+            HistoryChange::Task {
+                index: TaskIndex(0),
+                state: StateAt {
+                    state: ordo_proto::TaskPhase::Ready,
+                    at: Some(1),
+                    reason: None,
+                },
+            }
+        );
+        assert_eq!(data.ignored_results.len(), 1);
+        assert_eq!(
+            data.ignored_results[0].kind,
+            crate::engine::Ignore::Duplicate
+        );
+        assert_eq!(data.job.summary.total, 1);
         assert_eq!(data.attempts.len(), 1);
         assert_eq!(latest(&store).unwrap(), Some(id));
         assert!(gather(&store, &JobId::new()).unwrap().is_none());

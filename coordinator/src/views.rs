@@ -4,7 +4,7 @@
 use ordo_proto::api::{JobStatus, JobSummary, JobsRequest, Page, TaskStatus};
 use ordo_proto::{JobId, JobSpec, TaskIndex, TaskPhase, TaskResult};
 
-use crate::engine::{SavedTask, TaskState};
+use crate::engine::{SavedTask, TaskState, Tasks};
 use crate::store::{JobRecord, Result, Store};
 
 /// A job's summary from its records (without its cost: `costed` adds it).
@@ -73,7 +73,7 @@ impl Header {
 pub fn summary_of(
     store: &Store,
     id: &JobId,
-    live: Option<(&[TaskState], crate::engine::JobState, &Header)>,
+    live: Option<(Tasks<'_>, crate::engine::JobState, &Header)>,
 ) -> Result<Option<JobSummary>> {
     if let Some((tasks, state, header)) = live {
         let (total, succeeded, failed, running) = counts(tasks.iter());
@@ -167,7 +167,7 @@ fn task_status(
 }
 
 /// A live job as the engine holds it: its tasks' current states, its spec and its summary.
-pub type Live<'a> = (&'a [TaskState], &'a JobSpec, JobSummary);
+pub type Live<'a> = (Tasks<'a>, &'a JobSpec, JobSummary);
 
 /// Page `page` (from 1) of a job's task list, `page_size` tasks in index order among those in
 /// `states` (all when empty) and named `task` (when given), with the summary. A live job's states and spec come from memory,
@@ -241,9 +241,9 @@ pub fn status_page(
 /// a job with more tasks than `MAX_REPLY_BYTES / MIN_TASK_JSON` never fits one message whole.
 pub const MIN_TASK_JSON: usize = 120;
 
-/// Serialises a status within `limit` bytes: output tails go first, then succeeded and
+/// A status cut to fit `limit` bytes of JSON: output tails go first, then succeeded and
 /// pending tasks (counted in `omitted`), so failures and running tasks are always shown.
-pub fn status_within(mut status: JobStatus, limit: usize) -> Vec<u8> {
+pub fn fit(mut status: JobStatus, limit: usize) -> JobStatus {
     let size = |s: &JobStatus| serde_json::to_vec(s).map_or(usize::MAX, |v| v.len());
     if size(&status) > limit {
         for t in &mut status.tasks {
@@ -262,7 +262,7 @@ pub fn status_within(mut status: JobStatus, limit: usize) -> Vec<u8> {
         status.omitted += status.tasks.len() - keep;
         status.tasks.truncate(keep);
     }
-    serde_json::to_vec(&status).unwrap_or_default()
+    status
 }
 
 /// Jobs matching a request, newest first.
@@ -337,7 +337,7 @@ mod tests {
             omitted: 0,
             page: None,
         };
-        let bytes = status_within(status, 20_000);
+        let bytes = serde_json::to_vec(&fit(status, 20_000)).unwrap();
         assert!(bytes.len() <= 20_000);
         let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(v["omitted"], 999);
@@ -419,22 +419,34 @@ mod tests {
         assert_eq!(named.tasks[0].index, TaskIndex(7));
         assert!(page(1, 1, &[], Some("nope")).tasks.is_empty());
 
-        // Live: the engine's states win over the stored ones.
-        let states: Vec<TaskState> = (0..25).map(|_| TaskState::Pending).collect();
+        // Live: the engine's states win over the stored ones (with no capacity, every task
+        // of the engine's job is ready).
+        let mut engine = crate::engine::Engine::new();
+        engine.apply(
+            3,
+            crate::engine::Event::Submit {
+                job: rec.id,
+                spec: std::sync::Arc::new(rec.spec.clone()),
+                dag: std::sync::Arc::new(ordo_proto::validate::validate(&rec.spec).unwrap()),
+                options: JobOptions::default(),
+                saved: None,
+            },
+        );
+        let states = engine.tasks(&rec.id).unwrap();
         let summary = summary(&rec, &[]);
         let live = status_page(
             &store,
             &rec.id,
-            Some((&states, &rec.spec, summary)),
+            Some((states, &rec.spec, summary)),
             1,
             100,
-            &[TaskPhase::Pending],
+            &[TaskPhase::Ready],
             None,
         )
         .unwrap()
         .unwrap();
         assert_eq!(live.tasks.len(), 25);
-        assert_eq!(live.tasks[3].state, TaskPhase::Pending);
+        assert_eq!(live.tasks[3].state, TaskPhase::Ready);
         assert_eq!(live.tasks[3].attempts, 1, "attempts come from the store");
     }
 }

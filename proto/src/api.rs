@@ -2,8 +2,15 @@
 //! MCP server) need only a NATS URL. Every reply is an `ApiReply`: `{"ok": ...}` or
 //! `{"error": {"kind": ..., "message": ...}}`.
 
+mod report;
+
 use serde::{Deserialize, Serialize};
 
+pub use report::{
+    HistoryChange, HistoryEntry, IgnoredResult, ReportData, ReportJob, ReportTask, StateAt,
+};
+
+use crate::clock::Millis;
 use crate::ids::{JobId, TaskIndex, WorkerId};
 use crate::spec::{ExecutionMode, JobSpec};
 use crate::state::{JobState, TaskPhase};
@@ -15,8 +22,7 @@ pub const JOBS: &str = "jobs";
 pub const CANCEL: &str = "cancel";
 pub const RETRY: &str = "retry";
 pub const WORKERS: &str = "workers";
-/// `ReportRequest` → the job's records (`ordo_coordinator::report::ReportData`), rendered by
-/// the CLI.
+/// `ReportRequest` → `ReportData`, the job's records, rendered by `ordo-report`.
 pub const REPORT: &str = "report";
 /// `PruneRequest` → `PruneReply`: removes old finished jobs.
 pub const PRUNE: &str = "prune";
@@ -329,4 +335,104 @@ pub struct WorkerInfo {
     pub heartbeat: Heartbeat,
     /// Milliseconds since the last heartbeat.
     pub age_ms: u64,
+}
+
+/// `OutputRequest` → `OutputReply`: the output kept with each task's last attempt, in a state
+/// directory (a cluster's output is read from the `ORDO_LOGS` stream instead).
+pub const OUTPUT: &str = "output";
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct OutputRequest {
+    pub job: JobId,
+    /// Only this task.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<TaskIndex>,
+    /// The last this-many bytes of each.
+    pub keep: usize,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct OutputReply {
+    pub tasks: Vec<TaskOutput>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct TaskOutput {
+    pub index: TaskIndex,
+    /// Bytes the attempt's output had in all.
+    pub bytes: u64,
+    /// The last of them kept.
+    pub tail: String,
+}
+
+/// A coordinator's part in an `--ha` deployment.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HaRole {
+    /// Follows the journal, ready to take over.
+    #[default]
+    Standby,
+    /// Holds the lease and serves the API.
+    Active,
+    /// Lost (or gave up) the lease; stops its service, then stands by again.
+    SteppingDown,
+}
+
+impl HaRole {
+    /// As `ordo cluster` and the JSON show it: `standby`, `active`, `stepping-down`.
+    pub fn name(self) -> &'static str {
+        match self {
+            HaRole::Standby => "standby",
+            HaRole::Active => "active",
+            HaRole::SteppingDown => "stepping-down",
+        }
+    }
+}
+
+impl std::fmt::Display for HaRole {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One `--ha` coordinator's answer on `names::HA_INFO`, as `ordo cluster` shows it.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct HaStatus {
+    pub id: String,
+    pub host: String,
+    pub role: HaRole,
+    /// The epoch this coordinator holds (active) or last saw (standby).
+    pub epoch: u64,
+    /// Since the lease was last renewed (by this one if active, else by the active one).
+    pub lease_age_ms: Option<u64>,
+    /// Journal sequence applied to the local store (or appended, when active).
+    pub applied: u64,
+    /// Last sequence of the journal stream, as last looked at.
+    pub journal_last: u64,
+    /// Journal messages not applied yet.
+    pub lag: u64,
+    /// When this coordinator took its current role.
+    pub since_ms: Millis,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ha_roles_keep_their_wire_names() {
+        for (role, name) in [
+            (HaRole::Standby, "standby"),
+            (HaRole::Active, "active"),
+            (HaRole::SteppingDown, "stepping-down"),
+        ] {
+            assert_eq!(serde_json::to_value(role).unwrap(), name);
+            assert_eq!(role.to_string(), name);
+        }
+        // What a coordinator of the previous release answers still reads.
+        let old = r#"{"id":"c1","host":"h","role":"stepping-down","epoch":3,
+            "lease_age_ms":null,"applied":7,"journal_last":9,"lag":2,"since_ms":5}"#;
+        let s: HaStatus = serde_json::from_str(old).unwrap();
+        assert_eq!((s.role, s.epoch, s.lag), (HaRole::SteppingDown, 3, 2));
+    }
 }

@@ -37,7 +37,7 @@ pub use spec::{
     AgentKind, Deps, ExecutionMode, FlowEdge, JobSpec, Jump, ModeDecision, ModeReason, Program,
     Settings, TaskSpec, WorkspaceMode, task_label,
 };
-pub use state::{JobState, TaskPhase};
+pub use state::{Ignore, JobState, TaskPhase};
 pub use wire::{
     AgentRun, Conflict, Dispatch, Heartbeat, Integrate, Integration, IntegrationResult, Kill,
     Outcome, RateLimit, Resolve, TaskResult, Verify, WorkerEvent, Workspace, WorkspaceResult,

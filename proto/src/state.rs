@@ -157,6 +157,29 @@ impl std::str::FromStr for JobState {
     }
 }
 
+/// Why a result changed nothing.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Ignore {
+    /// From an execution that a newer one replaced before it reported: an older attempt, or an
+    /// older delivery of the attempt (its worker went silent and the message went elsewhere).
+    Stale,
+    /// The applied execution's result again, or another execution of the applied attempt that
+    /// reported after it.
+    Duplicate,
+    /// For a job, task or attempt the engine never dispatched.
+    #[default]
+    Unknown,
+}
+
+impl Ignore {
+    /// Whether an ignored result's agent spend counts: as the engine decided (`charged`), or,
+    /// for records from before it did, any execution of a dispatched attempt.
+    pub fn counts_spend(self, charged: Option<bool>) -> bool {
+        charged.unwrap_or(self != Ignore::Unknown)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

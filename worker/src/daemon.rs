@@ -14,8 +14,9 @@
 //! A worktree task whose workspace this worker cannot prepare (its cache clone, fetch or
 //! worktree) never ran: the message is handed back with a delay, costing a delivery and no
 //! attempt, and the worker pauses its pulls so that another worker takes it. After
-//! `PREPARE_FAILURES` such failures in a row it hands worktree tasks back unopened for
-//! `REFUSE_FOR`, and says why in its log and heartbeat (`ordo workers`).
+//! `workspace::PREPARE_TRIES` such failures in a row (the policy the local runner follows too,
+//! see `workspace::attempt`) it hands worktree tasks back unopened for `REFUSE_FOR`, and says
+//! why in its log and heartbeat (`ordo workers`).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -34,7 +35,7 @@ use tokio::sync::{Mutex, Notify, mpsc, oneshot};
 
 use crate::exec::{self, ExecOptions, OutputChunk};
 use crate::report::Reporter;
-use crate::workspace::cache::Caches;
+use crate::workspace::{self, Caches, PREPARE_TRIES};
 
 #[derive(Clone, Debug)]
 pub struct Options {
@@ -74,8 +75,6 @@ enum Stop {
     LeaseLost,
 }
 
-/// Preparation failures in a row after which a worker stops taking worktree tasks for a while.
-const PREPARE_FAILURES: u32 = 3;
 /// How long a worker that keeps failing to prepare workspaces hands worktree tasks back.
 const REFUSE_FOR: Duration = Duration::from_secs(60);
 /// A task handed back unprepared is delivered again after this long, and the worker that
@@ -548,7 +547,7 @@ impl Shared {
             .and(p.note.clone())
     }
 
-    /// Counts a preparation that succeeded (`None`) or failed (why); past `PREPARE_FAILURES`
+    /// Counts a preparation that succeeded (`None`) or failed (why); past `PREPARE_TRIES`
     /// failures in a row the worker refuses worktree tasks for `REFUSE_FOR`.
     fn prepared(&self, failure: Option<&str>) {
         let mut p = self.preparing.lock().unwrap();
@@ -560,7 +559,7 @@ impl Shared {
             return;
         };
         p.failures = p.failures.saturating_add(1);
-        if p.failures >= PREPARE_FAILURES {
+        if p.failures >= PREPARE_TRIES {
             let note = format!(
                 "takes no worktree tasks for {}s: cannot prepare a workspace ({} times in a \
                  row): {why}",
@@ -732,7 +731,7 @@ async fn execute(
         std::future::pending().await
     };
     let ran = tokio::select! {
-        r = shared.caches.run_attempt(&d, &opts, cancel, Some(out_tx)) => r,
+        r = workspace::run_attempt(&d, &opts, cancel, Some(out_tx), &shared.caches) => r,
         r = notice => r,
     };
     if d.workspace.is_some() {
@@ -854,7 +853,7 @@ fn exec_options(shared: &Shared, delivery: u32) -> ExecOptions {
     opts
 }
 
-/// Takes an integration request (DESIGN §10, distributed): it needs a slot like a task (its
+/// Takes an integration request (docs/design.md, "Agent workspaces"): it needs a slot like a task (its
 /// verify command runs here), holds its lease while it runs, and reports `Integrated`. A
 /// request whose lease is lost is dropped unreported: JetStream gives it to another worker,
 /// whose integration finds this one's merge if it was pushed.
@@ -892,7 +891,7 @@ async fn accept_integration(shared: &Arc<Shared>, msg: jetstream::Message, ack_w
         let (lease, lost) = hold_lease(msg.clone(), shared.client.clone(), ack_wait);
         let opts = exec_options(&shared, delivery);
         let outcome = tokio::select! {
-            o = shared.caches.integrate(&req, &opts) => Some(o),
+            o = workspace::integrate(&req, &shared.caches, &opts) => Some(o),
             Ok(()) = lost => None,
         };
         drop(slot);

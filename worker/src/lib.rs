@@ -10,8 +10,9 @@
 //! - `report`: events on their way to JetStream, batched while a publish is in flight.
 //! - `exec`: runs one `Dispatch` as a process tree (program, then verify) and reports a
 //!   `TaskResult`; knows nothing about NATS or redb.
-//! - `workspace`: git I/O of agent workspaces (DESIGN §10): an attempt's worktree and branch,
-//!   committing its changes, integrating it into the integration branch, removing it.
+//! - `workspace`: git I/O of agent workspaces (docs/design.md, "Agent workspaces"): the one
+//!   attempt path (`run_attempt`) and the one integration (`integrate`), with the worktree's
+//!   source (the user's repository, or a worker's cache clone) behind `workspace::Source`.
 
 pub mod agent;
 pub mod daemon;

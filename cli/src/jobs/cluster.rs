@@ -9,12 +9,11 @@
 use std::time::Duration;
 
 use async_nats::jetstream;
-use ordo_coordinator::report::ReportData;
 use ordo_plumbing::blobs;
 use ordo_plumbing::connect::{NatsArgs, Role};
 use ordo_proto::api::{
     self, ApiReply, JobRef, JobStatus, JobSummary, JobsRequest, PruneReply, PruneRequest,
-    ReportRequest, RetryRequest, StatusRequest, SubmitReply, SubmitRequest, WorkerInfo,
+    ReportData, ReportRequest, RetryRequest, StatusRequest, SubmitReply, SubmitRequest, WorkerInfo,
 };
 use ordo_proto::{JobId, TaskIndex, TaskPhase, names};
 use serde::Serialize;

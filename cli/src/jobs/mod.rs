@@ -1,7 +1,8 @@
 //! The one job client: submit, status, list, cancel, retry, output, report, prune, workers and
-//! job-id resolution, against a local state directory (`Local`: the store opened in this
-//! process, jobs run here by the local runner) or a cluster (`Cluster`: the coordinator's API
-//! on NATS and the `ORDO_LOGS` stream). The job commands, the MCP server and the dashboard are
+//! job-id resolution, against a local state directory (`Local`: the host of the process that
+//! holds it, through its socket or in this process) or a cluster (`Cluster`: the coordinator's
+//! API on NATS and the `ORDO_LOGS` stream). Both send the host's verbs by name with JSON
+//! bodies (`ordo_coordinator::host::api`). The job commands, the MCP server and the dashboard are
 //! three faces of it; each renders the same answers its own way.
 //!
 //! Every failure is one `Error`, which knows its exit code (DESIGN §6): 2 invalid input,
@@ -12,12 +13,11 @@ mod local;
 
 use std::collections::BTreeMap;
 
-use ordo_coordinator::report::ReportData;
 use ordo_formats::Diagnostic;
 use ordo_plumbing::connect::ConnectError;
 use ordo_proto::api::{
-    ApiError, ErrorKind, JobStatus, JobSummary, JobsRequest, RetryRequest, SubmitRequest,
-    WorkerInfo,
+    ApiError, ErrorKind, JobStatus, JobSummary, JobsRequest, ReportData, RetryRequest,
+    SubmitRequest, WorkerInfo,
 };
 use ordo_proto::{Dag, JobId, TaskIndex, TaskPhase};
 
@@ -146,7 +146,8 @@ pub enum Open {
     /// Created if missing (submitting here).
     Create,
     /// Created if missing, and the jobs it left unfinished resume in this long-running process
-    /// (`ordo mcp`, the dashboard).
+    /// (`ordo mcp`, the dashboard). Whichever of `Create` and `Serve` holds the directory
+    /// serves it on its socket while it runs.
     Serve,
 }
 
@@ -161,33 +162,34 @@ impl Jobs {
     /// Opens the target: connects to NATS, or opens the state directory as `open` says.
     pub async fn open(target: &Target, open: Open) -> Result<Jobs> {
         Ok(match target {
-            Target::Local { dir, run } => Jobs::Local(Local::open(dir, run, open)?),
+            Target::Local { dir, run } => Jobs::Local(Local::open(dir, run, open).await?),
             Target::Cluster(nats) => Jobs::Cluster(Box::new(Cluster::new(nats))),
         })
     }
 
-    /// Submits a validated spec; a local job starts running in this process.
-    pub async fn submit(&self, req: SubmitRequest, dag: Dag) -> Result<JobId> {
+    /// Submits a validated spec (its workspace settings made definite here, where the
+    /// repository is found from the working directory); a local job starts running in the
+    /// process that holds the state directory.
+    pub async fn submit(&self, req: SubmitRequest, _dag: Dag) -> Result<JobId> {
+        let mut req = req;
+        let label = if req.source.is_empty() {
+            req.spec.name.clone()
+        } else {
+            req.source.clone()
+        };
+        let shared = matches!(self, Jobs::Cluster(_));
+        crate::run::settle_workspace(&mut req.spec, &label, shared)
+            .await
+            .map_err(Error::Invalid)?;
         match self {
-            Jobs::Local(l) => l.submit(req, dag).await,
-            Jobs::Cluster(c) => {
-                let mut req = req;
-                let label = if req.source.is_empty() {
-                    req.spec.name.clone()
-                } else {
-                    req.source.clone()
-                };
-                crate::run::settle_workspace(&mut req.spec, &label, true)
-                    .await
-                    .map_err(Error::Invalid)?;
-                c.submit(&req).await
-            }
+            Jobs::Local(l) => l.submit(req).await,
+            Jobs::Cluster(c) => c.submit(&req).await,
         }
     }
 
     pub async fn status(&self, job: JobId) -> Result<JobStatus> {
         match self {
-            Jobs::Local(l) => l.status(job),
+            Jobs::Local(l) => l.status(job).await,
             Jobs::Cluster(c) => c.status(job).await,
         }
     }
@@ -214,7 +216,7 @@ impl Jobs {
         task: Option<&str>,
     ) -> Result<JobStatus> {
         match self {
-            Jobs::Local(l) => l.status_page(job, page, page_size, states, task),
+            Jobs::Local(l) => l.status_page(job, page, page_size, states, task).await,
             Jobs::Cluster(c) => c.status_page(job, page, page_size, states, task).await,
         }
     }
@@ -249,7 +251,7 @@ impl Jobs {
     /// Jobs matching `req`, newest first.
     pub async fn list(&self, req: &JobsRequest) -> Result<Vec<JobSummary>> {
         match self {
-            Jobs::Local(l) => l.list(req),
+            Jobs::Local(l) => l.list(req).await,
             Jobs::Cluster(c) => c.list(req).await,
         }
     }
@@ -266,7 +268,7 @@ impl Jobs {
     pub async fn retry(&self, req: &RetryRequest) -> Result<JobSummary> {
         req.check_budget().map_err(Error::Invalid)?;
         match self {
-            Jobs::Local(l) => l.retry(req),
+            Jobs::Local(l) => l.retry(req).await,
             Jobs::Cluster(c) => c.retry(req).await,
         }
     }
@@ -274,7 +276,7 @@ impl Jobs {
     /// The stored output of a job's tasks (or of one), the last `keep` bytes of each.
     pub async fn output(&self, job: JobId, task: Option<TaskIndex>, keep: usize) -> Result<Output> {
         match self {
-            Jobs::Local(l) => l.output(job, task, keep),
+            Jobs::Local(l) => l.output(job, task, keep).await,
             Jobs::Cluster(c) => c.output(job, task, keep).await,
         }
     }
@@ -282,7 +284,7 @@ impl Jobs {
     /// The records a report is rendered from; `None`: the newest job.
     pub async fn report(&self, job: Option<JobId>) -> Result<ReportData> {
         match self {
-            Jobs::Local(l) => l.report(job),
+            Jobs::Local(l) => l.report(job).await,
             Jobs::Cluster(c) => c.report(job).await,
         }
     }
@@ -348,6 +350,14 @@ impl Jobs {
                 plain(text),
                 hits.len()
             ))),
+        }
+    }
+
+    /// Whether submitted jobs run in this process (it holds the state directory).
+    pub async fn runs_here(&self) -> bool {
+        match self {
+            Jobs::Local(l) => l.node().await.is_some(),
+            Jobs::Cluster(_) => false,
         }
     }
 

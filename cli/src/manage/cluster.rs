@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use futures::StreamExt;
-use ordo_coordinator::ha::Status;
 use ordo_plumbing::connect::NatsArgs;
+use ordo_proto::api::{HaRole, HaStatus};
 use ordo_proto::names;
 
 use super::render::{print, print_json, table, warn};
@@ -37,7 +37,7 @@ pub async fn cluster(nats: &NatsArgs, output: Output) -> Result<u8, Error> {
         .publish_with_reply(names::HA_INFO, inbox, Default::default())
         .await
         .map_err(|e| Error::Invalid(format!("cannot ask the coordinators: {e}")))?;
-    let mut all: Vec<Status> = Vec::new();
+    let mut all: Vec<HaStatus> = Vec::new();
     let deadline = tokio::time::sleep(GATHER);
     tokio::pin!(deadline);
     loop {
@@ -45,7 +45,7 @@ pub async fn cluster(nats: &NatsArgs, output: Output) -> Result<u8, Error> {
             _ = &mut deadline => break,
             m = sub.next() => match m {
                 Some(m) => {
-                    if let Ok(s) = serde_json::from_slice::<Status>(&m.payload) {
+                    if let Ok(s) = serde_json::from_slice::<HaStatus>(&m.payload) {
                         all.push(s);
                     }
                 }
@@ -54,7 +54,7 @@ pub async fn cluster(nats: &NatsArgs, output: Output) -> Result<u8, Error> {
         }
     }
     // The active one first, then by id.
-    all.sort_by(|a, b| (a.role != "active", &a.id).cmp(&(b.role != "active", &b.id)));
+    all.sort_by_key(|s| (s.role != HaRole::Active, s.id.clone()));
     match output {
         Output::Json => print_json(&all)?,
         Output::Text if all.is_empty() => {
@@ -70,7 +70,7 @@ pub async fn cluster(nats: &NatsArgs, output: Output) -> Result<u8, Error> {
                 rows.push(vec![
                     s.id.clone(),
                     s.host.clone(),
-                    s.role.clone(),
+                    s.role.to_string(),
                     s.epoch.to_string(),
                     s.lease_age_ms
                         .map_or("-".into(), |ms| format!("{:.1}s", ms as f64 / 1000.0)),

@@ -15,7 +15,7 @@ mod logs;
 pub mod render;
 
 use ordo_plumbing::connect::NatsArgs;
-use ordo_proto::api::{self, JobsRequest};
+use ordo_proto::api::{self, JobsRequest, SubmitRequest};
 use ordo_proto::{JobState, TaskPhase, now_ms};
 
 use crate::args::{Mode, Output, RunTarget, SpecArgs, TargetArgs, exit, report_not_prepared};
@@ -208,7 +208,7 @@ async fn kept(jobs: &Jobs, status: &ordo_proto::api::JobStatus) -> String {
     if found.is_empty() && !cluster {
         return String::new();
     }
-    let mut out = format!("\n{}\n", crate::report::kept_text(&s.id));
+    let mut out = format!("\n{}\n", ordo_report::kept_text(&s.id));
     for w in &found.worktrees {
         out.push_str(&format!(
             "  worktree {}\n",
@@ -268,8 +268,8 @@ async fn run(cmd: Manage) -> Result<u8, Error> {
                 Output::Text => print(&format!("{job}\n"))?,
                 Output::Json => print_json(&serde_json::json!({ "job": job }))?,
             }
-            // A local job runs in this process: it ends before the process does.
-            if !wait && matches!(jobs, Jobs::Cluster(_)) {
+            // A job run by this process ends before the process does.
+            if !wait && !jobs.runs_here().await {
                 return Ok(exit::OK);
             }
             let status = interruptible(follow_job(&jobs, job, &mut std::io::stderr())).await;
@@ -325,7 +325,7 @@ async fn run(cmd: Manage) -> Result<u8, Error> {
             target,
             output,
         } => {
-            let (jobs, job) = open_job(&target.target(), &job).await?;
+            let (jobs, job) = open_job(&target.target(), &job, Open::Existing).await?;
             let status = match output {
                 Output::Text => {
                     interruptible(follow_job(&jobs, job, &mut std::io::stdout())).await?
@@ -346,7 +346,7 @@ async fn run(cmd: Manage) -> Result<u8, Error> {
             raw,
             target,
         } => {
-            let (jobs, job) = open_job(&target.target(), &job).await?;
+            let (jobs, job) = open_job(&target.target(), &job, Open::Existing).await?;
             interruptible(logs::logs(&jobs, job, task.as_deref(), follow, raw)).await
         }
         Manage::Cancel {
@@ -354,7 +354,7 @@ async fn run(cmd: Manage) -> Result<u8, Error> {
             target,
             output,
         } => {
-            let (jobs, job) = open_job(&target.target(), &job).await?;
+            let (jobs, job) = open_job(&target.target(), &job, Open::Existing).await?;
             let summary = jobs.cancel(job).await?;
             print_summary(&summary, output)
         }
@@ -367,7 +367,8 @@ async fn run(cmd: Manage) -> Result<u8, Error> {
             place,
             output,
         } => {
-            let (jobs, job) = open_job(&place.target(None), &job).await?;
+            // Run here when nobody holds the state directory: served meanwhile.
+            let (jobs, job) = open_job(&place.target(None), &job, Open::Create).await?;
             let req = ordo_proto::api::RetryRequest {
                 job,
                 failed_only,
@@ -398,9 +399,46 @@ async fn run(cmd: Manage) -> Result<u8, Error> {
     }
 }
 
+/// `ordo run --state DIR` while another process serves `DIR`: the job is submitted there and
+/// followed from here (Ctrl-C stops following; the job runs on), and its report written to
+/// `report` when asked. The exit code.
+pub async fn run_served(
+    dir: &std::path::Path,
+    run: &crate::args::RunArgs,
+    req: SubmitRequest,
+    dag: ordo_proto::Dag,
+    out: Option<&std::path::Path>,
+) -> u8 {
+    let target = Target::Local {
+        dir: dir.to_path_buf(),
+        run: run.clone(),
+    };
+    let ran = async {
+        let jobs = Jobs::open(&target, Open::Create).await?;
+        let job = jobs.submit(req, dag).await?;
+        eprintln!(
+            "ordo: {} is served by another ordo process; job {job} runs there",
+            dir.display()
+        );
+        let status = interruptible(follow_job(&jobs, job, &mut std::io::stderr())).await?;
+        if let Some(path) = out {
+            let data = jobs.report(Some(job)).await?;
+            let format = ordo_report::Format::pick(None, Some(path));
+            crate::report::write(&data, format, Some(path))
+                .map_err(|e| Error::State(format!("{e:#}")))?;
+        }
+        Ok::<_, Error>(outcome_code(status.summary.state))
+    };
+    ran.await.unwrap_or_else(|e| report(&e))
+}
+
 /// The client of an existing target and the job `text` names there.
-async fn open_job(target: &Target, text: &str) -> Result<(Jobs, ordo_proto::JobId), Error> {
-    let jobs = Jobs::open(target, Open::Existing).await?;
+async fn open_job(
+    target: &Target,
+    text: &str,
+    open: Open,
+) -> Result<(Jobs, ordo_proto::JobId), Error> {
+    let jobs = Jobs::open(target, open).await?;
     let job = jobs.resolve(text).await?;
     Ok((jobs, job))
 }

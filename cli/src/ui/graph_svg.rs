@@ -16,8 +16,8 @@ use std::fmt::Write;
 
 use ordo_proto::{Dag, TaskPhase};
 
-use crate::report::cut;
-use crate::report::html::{esc, phase_class};
+use ordo_report::cut;
+use ordo_report::html::{esc, phase_class};
 
 /// Groups larger than this are drawn as one box.
 const COLLAPSE: usize = 4;

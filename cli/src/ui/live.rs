@@ -39,8 +39,8 @@ use super::pages::{JOBS_PER_PAGE, duration, job_class, job_cost, running_note};
 use super::{ListQuery, Ui};
 use crate::jobs;
 use crate::manage::render::run_note;
-use crate::report::html::{mark_class, phase_class};
-use crate::report::{Mark, clean_output, fmt_ms};
+use ordo_report::html::{mark_class, phase_class};
+use ordo_report::{Mark, clean_output, fmt_ms};
 
 /// How often a running job's status is asked for.
 const POLL: Duration = Duration::from_millis(500);

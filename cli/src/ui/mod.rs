@@ -586,7 +586,7 @@ async fn not_found(State(ui): State<Arc<Ui>>) -> Response {
 /// The report's shared styles (state colours, marks, the Gantt), then the dashboard's own.
 async fn css() -> Response {
     static ALL: std::sync::LazyLock<String> =
-        std::sync::LazyLock::new(|| format!("{}\n{CSS}", crate::report::html::SHARED_CSS));
+        std::sync::LazyLock::new(|| format!("{}\n{CSS}", ordo_report::html::SHARED_CSS));
     asset("text/css; charset=utf-8", ALL.as_str())
 }
 
@@ -814,20 +814,20 @@ async fn ended_job(
     ui: &Ui,
     id: &str,
     f: &ActionForm,
-) -> Result<(JobId, ordo_coordinator::report::ReportData), Response> {
+) -> Result<(JobId, ordo_proto::api::ReportData), Response> {
     let job = acting_on(ui, id, f).await?;
     let data = ui
         .jobs
         .report(Some(job))
         .await
         .map_err(|e| failed(ui, &e))?;
-    if !data.job.state.is_terminal() {
+    if !data.job.summary.state.is_terminal() {
         return Err(error_page(
             ui,
             StatusCode::CONFLICT,
             &format!(
                 "job {job} is still {}: cancel it or wait for it to end",
-                data.job.state
+                data.job.summary.state
             ),
         ));
     }
@@ -890,8 +890,8 @@ async fn rerun(
     let req = SubmitRequest {
         spec: record.spec,
         source: record.source,
-        default_mode: record.options.default_mode,
-        max_parallel: record.options.max_parallel,
+        default_mode: record.default_mode,
+        max_parallel: record.max_parallel,
     };
     match ui.jobs.submit(req, dag).await {
         Ok(new) => to_job(new),

@@ -11,15 +11,17 @@
 use std::fmt::Write;
 
 use axum::http::StatusCode;
-use ordo_coordinator::report::ReportData;
+use ordo_proto::api::ReportData;
 use ordo_proto::api::{JobSummary, WorkerInfo};
 use ordo_proto::{JobState, TaskIndex, TaskPhase};
 
 use super::graph_svg;
 use super::{JobQuery, ListQuery};
 use crate::manage::render::{fmt_cost, run_note};
-use crate::report::html::{LEGEND, esc, gantt, integration_section, mark_html, phase_class};
-use crate::report::{self, Mark, Report, TaskReport, VerifyResult, clean_output, cut, fmt_ms};
+use ordo_report::html::{LEGEND, esc, gantt, integration_section, mark_html, phase_class};
+use ordo_report::{
+    self as report, Mark, Report, TaskReport, VerifyResult, clean_output, cut, fmt_ms,
+};
 
 /// Jobs per page of the list.
 pub const JOBS_PER_PAGE: usize = 50;
@@ -374,7 +376,7 @@ fn trace_link(ctx: &Context, job: &ordo_proto::JobId) -> String {
 
 pub fn job(ctx: &Context, data: &ReportData, q: &JobQuery, now: u64) -> String {
     let r = report::build(data);
-    let rec = &data.job;
+    let rec = &data.job.summary;
     let id = rec.id.to_string();
     let running = !rec.state.is_terminal();
     let mut b = String::new();
@@ -409,13 +411,13 @@ pub fn job(ctx: &Context, data: &ReportData, q: &JobQuery, now: u64) -> String {
         time(rec.created_ms),
         esc(&r.job.mode),
         trace_link(ctx, &rec.id),
-        esc(&cut(&rec.source, 60)),
+        esc(&cut(&data.job.source, 60)),
         r.summary.cost_usd.map_or(String::new(), |c| format!(
             "<div><b>{}</b><span>agents' cost</span></div>",
             fmt_cost(c)
         )),
     );
-    if let Some(d) = &rec.spec.description {
+    if let Some(d) = &data.job.spec.description {
         let _ = writeln!(b, "<p>{}</p>", esc(d));
     }
     if let Some(why) = &rec.reason {
@@ -456,7 +458,7 @@ pub fn job(ctx: &Context, data: &ReportData, q: &JobQuery, now: u64) -> String {
     }
 
     // Graph.
-    let dag = ordo_proto::validate::validate(&rec.spec).ok();
+    let dag = ordo_proto::validate::validate(&data.job.spec).ok();
     if let Some(dag) = &dag {
         let phases: Vec<TaskPhase> = r.tasks.iter().map(|t| t.state).collect();
         let labels: Vec<String> = r.tasks.iter().map(TaskReport::label).collect();
@@ -598,7 +600,7 @@ pub fn job(ctx: &Context, data: &ReportData, q: &JobQuery, now: u64) -> String {
 
 pub fn task(ctx: &Context, data: &ReportData, index: TaskIndex) -> String {
     let r = report::build(data);
-    let rec = &data.job;
+    let rec = &data.job.summary;
     let id = rec.id.to_string();
     let Some(t) = r.tasks.get(index.get()) else {
         return error(ctx, StatusCode::NOT_FOUND, "no such task");
@@ -680,15 +682,21 @@ pub fn task(ctx: &Context, data: &ReportData, index: TaskIndex) -> String {
         let names: Vec<String> = t
             .depends_on
             .iter()
-            .map(
-                |d| match rec.spec.tasks.iter().position(|s| s.name.as_str() == d) {
+            .map(|d| {
+                match data
+                    .job
+                    .spec
+                    .tasks
+                    .iter()
+                    .position(|s| s.name.as_str() == d)
+                {
                     Some(i) => format!(
                         "<a href=\"/jobs/{id}/tasks/{i}\"><code>{}</code></a>",
-                        esc(&rec.spec.tasks[i].label())
+                        esc(&data.job.spec.tasks[i].label())
                     ),
                     None => format!("<code>{}</code>", esc(d)),
-                },
-            )
+                }
+            })
             .collect();
         let _ = writeln!(b, "<p>Depends on: {}</p>", names.join(", "));
     }

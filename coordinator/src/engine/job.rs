@@ -1,26 +1,26 @@
 //! One job inside the engine: its task states, the ready set, retries, failure propagation,
 //! cancellation and, for Prompter flow-jump jobs, the state-machine cursor.
 //!
-//! Every state change goes through `set_state`, which keeps the terminal count and emits the
-//! `Change` that the caller persists, so the store can never miss a transition.
+//! Each task's data is one `Slot`; every state change goes through `set_state`, which checks
+//! the transition (`state::legal`), keeps the terminal count and emits the `Change` that the
+//! caller persists, so the store can never miss a transition. Agent runs (sessions, prompts,
+//! spend, rate limits) are `agents`'s.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, HashSet, VecDeque};
 use std::sync::Arc;
-use std::time::Duration;
 
 use ordo_proto::{
     Attempt, Dag, Dispatch, ExecutionMode, Integrate, Integration, JobId, JobSpec, Jump, Outcome,
     TaskIndex, TaskResult, TaskSpec, Verify, WorkerId, names,
 };
 
+use super::agents::Agents;
 use super::pool::{Fit, Need, Pools};
-use super::state::{JobState, Millis, TaskPhase, TaskState};
+use super::slot::{Slot, Tasks};
+use super::state::{JobState, Millis, TaskPhase, TaskState, legal};
 use super::workspace::{Verdict, Workspaces, write_set_locks};
-use super::{Action, Change, Ignore, JobOptions, Saved};
-
-/// Longest wait between two attempts, whatever the backoff says.
-const MAX_BACKOFF: Duration = Duration::from_secs(600);
+use super::{Action, Change, Ignore, JobOptions, MAX_BACKOFF, Saved};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum Kind {
@@ -40,20 +40,8 @@ pub(crate) struct Job {
     spec: Arc<JobSpec>,
     dag: Arc<Dag>,
     kind: Kind,
-    pub(crate) tasks: Vec<TaskState>,
-    /// Attempts started per task, ever: the next attempt number minus one (fencing).
-    attempts: Vec<u32>,
-    /// Attempts counted against `max_attempts` (reset when a flow job re-enters a task).
-    tries: Vec<u32>,
-    /// Attempts whose change conflicted at integration (they spent no attempt).
-    conflicts: Vec<u32>,
-    /// Highest delivery reported started of the attempt in flight (0: none known).
-    deliveries: Vec<u32>,
-    /// Attempt and delivery of the last applied result, to tell stale results from
-    /// duplicates (in memory: after a restart, attempts alone decide).
-    applied: Vec<Option<(Attempt, u32)>>,
-    /// Dependencies not yet satisfied.
-    waiting: Vec<u32>,
+    /// Per task, in declaration order.
+    slots: Vec<Slot>,
     ready: BTreeSet<ReadyKey>,
     timers: BTreeSet<(Millis, u32)>,
     /// Distinct queues of this job, to stop scanning once all are full.
@@ -70,40 +58,11 @@ pub(crate) struct Job {
     cancelled: bool,
     iterations: u32,
     rng: u64,
-    /// Each task's locks: its own, its write-set's, and those of tasks it conflicted with.
-    locks: Vec<Vec<String>>,
     /// Jobs with `workspace = "worktree"`: integration.
     ws: Option<Workspaces>,
-    /// Agent runs (DESIGN §11): sessions, the verify loop, spending, rate limits.
+    /// The job's agent runs (docs/design.md, agents); each task's are in its slot.
     agents: Agents,
 }
-
-/// What the engine keeps about a job's agent runs. In memory only: after a restart sessions
-/// are not resumed and the budget counts from nothing again (as after `ordo retry`).
-#[derive(Debug)]
-struct Agents {
-    /// Per task: the session its last attempt reported.
-    sessions: Vec<Option<String>>,
-    /// Per task: the prompt of its next attempt when its verify command failed (resuming its
-    /// own session).
-    next_prompt: Vec<Option<String>>,
-    /// Per task: dollars and tokens spent over its attempts.
-    spent: Vec<(f64, u64)>,
-    /// Per task: rate-limited runs in a row.
-    rate_limited: Vec<u32>,
-    /// Executions already charged.
-    charged: HashSet<super::Execution>,
-    /// The job's dollars and tokens spent.
-    cost_usd: f64,
-    tokens: u64,
-    /// Set once the job's budget is spent: why no further agent attempt starts.
-    exhausted: Option<String>,
-}
-
-/// Rate-limited runs of one task in a row after which it fails rather than waits again.
-const MAX_RATE_LIMITED: u32 = 20;
-/// First wait after a rate limit that did not say how long; doubled each time.
-const RATE_LIMIT_BACKOFF: Duration = Duration::from_secs(2);
 
 impl Job {
     pub(crate) fn new(
@@ -140,13 +99,12 @@ impl Job {
         let mut job = Job {
             id,
             kind,
-            tasks: vec![TaskState::Pending; n],
-            attempts: vec![0; n],
-            tries: vec![0; n],
-            conflicts: vec![0; n],
-            deliveries: vec![0; n],
-            applied: vec![None; n],
-            waiting: dag.deps.iter().map(|d| d.len() as u32).collect(),
+            slots: dag
+                .deps
+                .iter()
+                .zip(write_set_locks(&id, &spec))
+                .map(|(d, locks)| Slot::new(d.len() as u32, locks))
+                .collect(),
             ready: BTreeSet::new(),
             timers: BTreeSet::new(),
             queues,
@@ -160,18 +118,8 @@ impl Job {
             cancelled: false,
             iterations: 0,
             rng: options.seed ^ u64::from_le_bytes(id.as_bytes()[8..].try_into().unwrap()) | 1,
-            locks: write_set_locks(&id, &spec),
             ws: Workspaces::new(&id, &spec),
-            agents: Agents {
-                sessions: vec![None; n],
-                next_prompt: vec![None; n],
-                spent: vec![(0.0, 0); n],
-                rate_limited: vec![0; n],
-                charged: HashSet::new(),
-                cost_usd: 0.0,
-                tokens: 0,
-                exhausted: None,
-            },
+            agents: Agents::default(),
             spec,
             dag,
         };
@@ -197,8 +145,8 @@ impl Job {
                 self.make_ready(0, now, out);
             }
             Kind::Dag { .. } => {
-                for t in 0..self.tasks.len() as u32 {
-                    if self.waiting[t as usize] == 0 {
+                for t in 0..self.slots.len() as u32 {
+                    if self.slots[t as usize].waiting == 0 {
                         self.make_ready(t, now, out);
                     }
                 }
@@ -223,7 +171,7 @@ impl Job {
                     &self.ws,
                 ) {
                     (Some((r, w)), Some(_)) => {
-                        self.applied[t] = Some((attempt, r.delivery));
+                        self.slots[t].applied = Some((attempt, r.delivery));
                         integrating.push((since, t as u32, attempt, w));
                         self.state = JobState::Running;
                     }
@@ -231,11 +179,11 @@ impl Job {
                     _ => s.state = TaskState::Pending,
                 }
             }
-            self.attempts[t] = s.attempts;
-            self.conflicts[t] = s.conflicts;
+            self.slots[t].attempts = s.attempts;
+            self.slots[t].conflicts = s.conflicts;
             // A task started over (`ordo retry`) gets its whole retry budget again; conflicts
             // spent none.
-            self.tries[t] = if s.state == TaskState::Pending {
+            self.slots[t].tries = if s.state == TaskState::Pending {
                 0
             } else {
                 s.spent()
@@ -249,18 +197,19 @@ impl Job {
             | TaskState::TimedOut { attempt, .. }
             | TaskState::RetryWait { attempt, .. } = s.state
             {
-                self.applied[t] = Some((attempt, 0));
+                self.slots[t].applied = Some((attempt, 0));
             }
             if s.state.is_active() {
                 self.active += 1;
                 self.state = JobState::Running;
                 // The attempt in flight took the verify loop's prompt when it was dispatched.
-                self.agents.next_prompt[t] = None;
+                self.slots[t].agent.drop_prompt();
             }
             if let TaskState::RetryWait { until, .. } = s.state {
                 self.timers.insert((until, t as u32));
             }
-            self.tasks[t] = s.state;
+            // Loaded, not a transition: the stored record is the state it was in.
+            self.slots[t].state = s.state;
         }
         // Queued again in the order they finished, as before the restart.
         integrating.sort_by_key(|(since, t, _, _)| (*since, *t));
@@ -273,8 +222,8 @@ impl Job {
         if self.terminal > 0 {
             self.state = JobState::Running;
         }
-        for t in 0..self.tasks.len() {
-            match &self.tasks[t] {
+        for t in 0..self.slots.len() {
+            match &self.slots[t].state {
                 TaskState::Succeeded { .. } => {}
                 TaskState::Failed { .. } | TaskState::TimedOut { .. }
                     if !self.tolerates_failure(t as u32) =>
@@ -289,41 +238,44 @@ impl Job {
                 _ => {}
             }
         }
-        for t in 0..self.tasks.len() as u32 {
+        for t in 0..self.slots.len() as u32 {
             let unsatisfied = self.dag.deps[t as usize]
                 .iter()
                 .filter(|&&d| !self.satisfied(d))
                 .count() as u32;
-            self.waiting[t as usize] = unsatisfied;
+            self.slots[t as usize].waiting = unsatisfied;
         }
         match self.kind {
             Kind::Flow => {
-                let busy = self.tasks.iter().any(|s| {
-                    s.is_active()
-                        || matches!(s, TaskState::Ready { .. } | TaskState::RetryWait { .. })
+                let busy = self.slots.iter().any(|s| {
+                    s.state.is_active()
+                        || matches!(
+                            s.state,
+                            TaskState::Ready { .. } | TaskState::RetryWait { .. }
+                        )
                 });
                 if !busy
                     && let Some(t) = self
-                        .tasks
+                        .slots
                         .iter()
-                        .position(|s| matches!(s, TaskState::Pending))
+                        .position(|s| matches!(s.state, TaskState::Pending))
                 {
                     self.make_ready(t as u32, now, out);
                 }
-                for t in 0..self.tasks.len() as u32 {
-                    if matches!(self.tasks[t as usize], TaskState::Ready { .. }) {
+                for t in 0..self.slots.len() as u32 {
+                    if matches!(self.slots[t as usize].state, TaskState::Ready { .. }) {
                         self.ready.insert(self.key(t));
                     }
                 }
             }
             Kind::Dag { .. } => {
-                for t in 0..self.tasks.len() as u32 {
-                    match self.tasks[t as usize] {
+                for t in 0..self.slots.len() as u32 {
+                    match self.slots[t as usize].state {
                         TaskState::Pending if self.blocked_by_failure(t) => {
                             let reason = self.skip_reason(t);
                             self.set_state(t, TaskState::Skipped { reason }, out);
                         }
-                        TaskState::Pending if self.waiting[t as usize] == 0 => {
+                        TaskState::Pending if self.slots[t as usize].waiting == 0 => {
                             self.make_ready(t, now, out)
                         }
                         TaskState::Ready { .. } => {
@@ -346,18 +298,24 @@ impl Job {
         self.state.is_terminal()
     }
 
+    /// The current state of each task.
+    pub(crate) fn tasks(&self) -> Tasks<'_> {
+        Tasks::new(&self.slots)
+    }
+
     /// The executions whose agent spend was counted, for late results once the job ended.
     pub(crate) fn take_charged(&mut self) -> HashSet<super::Execution> {
-        std::mem::take(&mut self.agents.charged)
+        self.agents.take_charged()
     }
 
     /// What fencing needs to remember of each task once the job has ended.
     pub(crate) fn fences(&self) -> Vec<super::Fence> {
-        (0..self.tasks.len())
-            .map(|t| super::Fence {
-                phase: self.tasks[t].phase(),
-                attempts: self.attempts[t],
-                applied: self.applied[t],
+        self.slots
+            .iter()
+            .map(|s| super::Fence {
+                phase: s.state.phase(),
+                attempts: s.attempts,
+                applied: s.applied,
             })
             .collect()
     }
@@ -368,6 +326,11 @@ impl Job {
 
     fn task(&self, t: u32) -> &TaskSpec {
         &self.spec.tasks[t as usize]
+    }
+
+    /// The attempt of task `t` in flight, if any (and if the task exists).
+    fn active_attempt(&self, t: u32) -> Option<Attempt> {
+        self.slots.get(t as usize)?.state.active_attempt()
     }
 
     fn key(&self, t: u32) -> ReadyKey {
@@ -399,7 +362,7 @@ impl Job {
 
     /// A dependency is satisfied when it succeeded or failed with permission.
     fn satisfied(&self, d: u32) -> bool {
-        match self.tasks[d as usize] {
+        match self.slots[d as usize].state {
             TaskState::Succeeded { .. } => true,
             TaskState::Failed { .. } | TaskState::TimedOut { .. } => self.tolerates_failure(d),
             _ => false,
@@ -409,22 +372,29 @@ impl Job {
     fn blocked_by_failure(&self, t: u32) -> bool {
         self.dag.deps[t as usize]
             .iter()
-            .any(|&d| self.tasks[d as usize].is_terminal() && !self.satisfied(d))
+            .any(|&d| self.slots[d as usize].state.is_terminal() && !self.satisfied(d))
     }
 
     fn skip_reason(&self, t: u32) -> String {
         let dep = self.dag.deps[t as usize]
             .iter()
-            .find(|&&d| self.tasks[d as usize].is_terminal() && !self.satisfied(d))
+            .find(|&&d| self.slots[d as usize].state.is_terminal() && !self.satisfied(d))
             .map(|&d| self.dag.names[d as usize].to_string())
             .unwrap_or_default();
         format!("dependency '{dep}' did not succeed")
     }
 
-    /// The one place task states change.
+    /// The one place task states change (`state::legal` says which changes are).
     fn set_state(&mut self, t: u32, state: TaskState, out: &mut Vec<Action>) {
         let key = self.key(t);
-        let old = std::mem::replace(&mut self.tasks[t as usize], state.clone());
+        let old = std::mem::replace(&mut self.slots[t as usize].state, state.clone());
+        debug_assert!(
+            legal(&old, &state) && (!old.is_terminal() || self.kind == Kind::Flow),
+            "job {} task {t}: {} -> {} is not a legal transition",
+            self.id,
+            old.name(),
+            state.name()
+        );
         match (old.is_terminal(), state.is_terminal()) {
             (false, true) => {
                 self.terminal += 1;
@@ -447,12 +417,13 @@ impl Job {
         if let TaskState::RetryWait { until, .. } = state {
             self.timers.insert((until, t));
         }
+        let slot = &self.slots[t as usize];
         out.push(Action::Record(Change::Task {
             job: self.id,
             index: TaskIndex(t),
-            attempts: self.attempts[t as usize],
+            attempts: slot.attempts,
             state,
-            conflicts: self.conflicts[t as usize],
+            conflicts: slot.conflicts,
         }));
     }
 
@@ -485,7 +456,7 @@ impl Job {
                 break;
             }
             self.timers.pop_first();
-            if matches!(self.tasks[t as usize], TaskState::RetryWait { .. }) {
+            if matches!(self.slots[t as usize].state, TaskState::RetryWait { .. }) {
                 self.make_ready(t, now, out);
             }
         }
@@ -539,7 +510,7 @@ impl Job {
                 continue;
             }
             if task.is_prompt()
-                && let Some(reason) = self.agents.exhausted.clone()
+                && let Some(reason) = self.agents.exhausted().map(String::from)
             {
                 // No further agent attempt starts once the budget is spent.
                 self.failure.get_or_insert_with(|| reason.clone());
@@ -548,13 +519,15 @@ impl Job {
                 cursor = None;
                 continue;
             }
-            match pools.fits(&need, &self.locks[t as usize]) {
+            match pools.fits(&need, &self.slots[t as usize].locks) {
                 Fit::Yes => self.dispatch(t, need, now, pools, out),
                 Fit::Wait if barrier => break,
                 Fit::Wait => continue,
                 Fit::Never(why) => {
-                    self.attempts[t as usize] += 1;
-                    self.tries[t as usize] = self.spec.max_attempts(self.task(t));
+                    let max = self.spec.max_attempts(self.task(t));
+                    let slot = &mut self.slots[t as usize];
+                    slot.attempts += 1;
+                    slot.tries = max;
                     let reason = format!("cannot run: {why}");
                     self.end_for_good(t, Outcome::Failed, reason, now, out);
                     // Its end may have made ready a dependent that sorts before it (allowed
@@ -577,9 +550,17 @@ impl Job {
     ) {
         let spec = Arc::clone(&self.spec);
         let task = &spec.tasks[t as usize];
-        self.keep_resolving(t);
-        let session = self.session_to_resume(t);
-        let prompt = self.agents.next_prompt[t as usize].take();
+        if let Some(ws) = &mut self.ws {
+            self.slots[t as usize].agent.keep_resolving(t, ws);
+        }
+        let previous = match self.dag.deps[t as usize].last() {
+            Some(&d) => Some(d),
+            None => t.checked_sub(1),
+        };
+        let session = self.slots[t as usize]
+            .agent
+            .session_to_resume(task, previous.map(|p| &self.slots[p as usize].agent));
+        let prompt = self.slots[t as usize].agent.take_prompt();
         let Some(program) = self
             .spec
             .program_with(task, session.as_deref(), prompt.as_deref())
@@ -587,16 +568,17 @@ impl Job {
             self.end_for_good(t, Outcome::Failed, "nothing to run".into(), now, out);
             return;
         };
-        pools.take(&need, &self.locks[t as usize]);
+        pools.take(&need, &self.slots[t as usize].locks);
         let need = need.clone();
         if task.exclusive {
             self.exclusive_active = true;
         }
         self.active += 1;
-        self.attempts[t as usize] += 1;
-        self.tries[t as usize] += 1;
-        self.deliveries[t as usize] = 0;
-        let attempt = Attempt(self.attempts[t as usize]);
+        let slot = &mut self.slots[t as usize];
+        slot.attempts += 1;
+        slot.tries += 1;
+        slot.delivery = 0;
+        let attempt = Attempt(slot.attempts);
         let mut dispatch = Dispatch {
             job: self.id,
             task: task.name.clone(),
@@ -640,15 +622,16 @@ impl Job {
         now: Millis,
         out: &mut Vec<Action>,
     ) {
-        let take = match self.tasks.get(t as usize) {
-            Some(TaskState::Dispatched { attempt: a, .. }) => *a == attempt,
-            Some(TaskState::Running { attempt: a, .. }) => {
-                *a == attempt && delivery > self.deliveries[t as usize]
-            }
+        let Some(slot) = self.slots.get_mut(t as usize) else {
+            return;
+        };
+        let take = match &slot.state {
+            TaskState::Dispatched { attempt: a, .. } => *a == attempt,
+            TaskState::Running { attempt: a, .. } => *a == attempt && delivery > slot.delivery,
             _ => false,
         };
         if take {
-            self.deliveries[t as usize] = delivery;
+            slot.delivery = delivery;
             let state = TaskState::Running {
                 attempt,
                 worker,
@@ -662,9 +645,10 @@ impl Job {
     fn ignored(&self, result: &TaskResult) -> (Ignore, String) {
         let t = result.index.get();
         let (a, d) = (result.attempt, result.delivery);
-        let Some(state) = self.tasks.get(t) else {
+        let Some(slot) = self.slots.get(t) else {
             return (Ignore::Unknown, format!("task index {t} does not exist"));
         };
+        let state = &slot.state;
         if self.dag.names[t] != result.task {
             return (
                 Ignore::Unknown,
@@ -687,7 +671,7 @@ impl Job {
                     Ignore::Stale,
                     format!(
                         "stale delivery {d} of attempt {a} (delivery {} took over)",
-                        self.deliveries[t]
+                        slot.delivery
                     ),
                 ),
                 std::cmp::Ordering::Greater => {
@@ -695,7 +679,7 @@ impl Job {
                 }
             };
         }
-        settled(result, state.phase(), self.applied[t], self.attempts[t])
+        settled(result, state.phase(), slot.applied, slot.attempts)
     }
 
     /// Releases what an attempt held.
@@ -703,7 +687,7 @@ impl Job {
         let spec = Arc::clone(&self.spec);
         let task = &spec.tasks[t as usize];
         let need = need_of(&spec, task);
-        pools.release(&need, &self.locks[t as usize]);
+        pools.release(&need, &self.slots[t as usize].locks);
         if task.exclusive {
             self.exclusive_active = false;
         }
@@ -718,11 +702,10 @@ impl Job {
         out: &mut Vec<Action>,
     ) {
         let t = result.index.0;
-        let current = self.tasks.get(t as usize);
-        let running = self.deliveries.get(t as usize).copied().unwrap_or(0);
-        let fresh = current.and_then(TaskState::active_attempt) == Some(result.attempt)
-            && self.dag.names[t as usize] == result.task
-            && (result.delivery == 0 || result.delivery >= running)
+        let fresh = self.slots.get(t as usize).is_some_and(|s| {
+            s.state.active_attempt() == Some(result.attempt)
+                && (result.delivery == 0 || result.delivery >= s.delivery)
+        }) && self.dag.names[t as usize] == result.task
             && !result.abandoned;
         if !fresh {
             let (kind, why) = self.ignored(&result);
@@ -735,11 +718,13 @@ impl Job {
             }));
             return;
         }
-        self.applied[t as usize] = Some((result.attempt, result.delivery));
-        self.deliveries[t as usize] = 0;
+        let slot = &mut self.slots[t as usize];
+        slot.applied = Some((result.attempt, result.delivery));
+        slot.delivery = 0;
         self.release(t, pools);
         if let Some(run) = result.agent.as_deref() {
-            self.note_agent_run(&result, run);
+            let agent = &mut self.slots[t as usize].agent;
+            self.agents.note_run(agent, &self.spec, &result, run);
             if !result.outcome.is_success()
                 && let Some(limit) = &run.rate_limited
                 && self.rate_limited(t, limit.retry_after_ms, &result, now, out)
@@ -747,7 +732,7 @@ impl Job {
                 return;
             }
         }
-        self.agents.rate_limited[t as usize] = 0;
+        self.slots[t as usize].agent.not_rate_limited();
         if self.left_markers(t, &result, now, out) {
             return;
         }
@@ -758,7 +743,8 @@ impl Job {
             ws.no_resolve(t);
         }
         if result.outcome == Outcome::VerifyFailed {
-            self.agents.next_prompt[t as usize] = self.verify_loop_prompt(t, &result);
+            let task = &self.spec.tasks[t as usize];
+            self.slots[t as usize].agent.verify_failed(task, &result);
         }
         let outcome = result.outcome;
         let mut message = result.message.clone();
@@ -788,25 +774,20 @@ impl Job {
         self.end_attempt(t, outcome, message, now, out);
     }
 
-    /// After a conflict: a prompt task whose session can be resumed resolves the conflict in
-    /// a resolve round (its own session, the tip merged into its work, the markers to mend);
-    /// any other task runs again from the new tip.
+    /// After a conflict: a resolve round or a run from the new tip (`AgentSlot::rework`).
     fn plan_rework(&mut self, t: u32) {
-        let resumable = self.task(t).is_prompt() && self.agents.sessions[t as usize].is_some();
-        let Some(ws) = &mut self.ws else { return };
-        match ws.resolving(t) {
-            Some(c) if resumable => {
-                self.agents.next_prompt[t as usize] = Some(resolve_prompt(c));
-            }
-            _ => ws.no_resolve(t),
+        let prompt = self.task(t).is_prompt();
+        if let Some(ws) = &mut self.ws {
+            self.slots[t as usize].agent.rework(t, prompt, ws);
         }
     }
 
     /// The task's change was not integrated (a conflict, or a resolve round that left markers):
     /// it runs again without spending an attempt, unless its job is stopping.
     fn again_unspent(&mut self, t: u32, now: Millis, out: &mut Vec<Action>) {
-        self.tries[t as usize] = self.tries[t as usize].saturating_sub(1);
-        self.conflicts[t as usize] += 1;
+        let slot = &mut self.slots[t as usize];
+        slot.tries = slot.tries.saturating_sub(1);
+        slot.conflicts += 1;
         match self.stop.clone() {
             Some(reason) => {
                 let state = TaskState::Cancelled {
@@ -816,21 +797,6 @@ impl Job {
                 self.set_state(t, state, out);
             }
             None => self.make_ready(t, now, out),
-        }
-    }
-
-    /// A resolve round dispatched again without its prompt (requeued, its worker lost, a
-    /// rate limit waited out) gets it back; without a session to resume it becomes a re-run.
-    fn keep_resolving(&mut self, t: u32) {
-        if self.agents.next_prompt[t as usize].is_some() {
-            return;
-        }
-        let resumable = self.agents.sessions[t as usize].is_some();
-        let Some(ws) = &mut self.ws else { return };
-        match ws.resolving(t) {
-            Some(c) if resumable => self.agents.next_prompt[t as usize] = Some(resolve_prompt(c)),
-            Some(_) => ws.no_resolve(t),
-            None => {}
         }
     }
 
@@ -857,14 +823,14 @@ impl Job {
             return false;
         }
         let go_on = ws.unresolved(t);
-        self.agents.next_prompt[t as usize] = None;
+        self.slots[t as usize].agent.drop_prompt();
         out.push(Action::Record(Change::Attempt(result.clone())));
         if !go_on {
             let reason = format!(
                 "conflict markers left in {} after resolving (max_integration_attempts reached)",
                 unresolved.join(", ")
             );
-            self.tries[t as usize] = self.spec.max_attempts(self.task(t));
+            self.slots[t as usize].tries = self.spec.max_attempts(self.task(t));
             self.end_for_good(t, Outcome::Failed, reason, now, out);
             return true;
         }
@@ -874,10 +840,10 @@ impl Job {
 
     /// The next integration of this job to start, if its repository is free (`busy`).
     pub(crate) fn next_integration(&mut self) -> Option<Integrate> {
-        let attempts = &self.attempts;
+        let slots = &self.slots;
         self.ws
             .as_mut()?
-            .next(self.id, &self.spec, |t| Attempt(attempts[t as usize]))
+            .next(self.id, &self.spec, |t| Attempt(slots[t as usize].attempts))
     }
 
     /// The locks task `name` takes (tests).
@@ -889,7 +855,7 @@ impl Job {
             .iter()
             .position(|n| n.as_str() == name)
             .unwrap();
-        &self.locks[t]
+        &self.slots[t].locks
     }
 
     /// The repository this job integrates into, if it uses worktrees.
@@ -912,7 +878,7 @@ impl Job {
         }
         let names = &self.dag.names;
         let current = matches!(
-            self.tasks.get(t as usize),
+            self.slots.get(t as usize).map(|s| &s.state),
             Some(TaskState::Integrating { attempt: a, .. }) if *a == attempt
         );
         let (verdict, with) = ws.ended(t, &outcome, names);
@@ -943,8 +909,8 @@ impl Job {
                 if let Some(w) = with {
                     let lock = format!("{}/conflict/{}/{}", self.id, t.min(w), t.max(w));
                     for x in [t, w] {
-                        if !self.locks[x as usize].contains(&lock) {
-                            self.locks[x as usize].push(lock.clone());
+                        if !self.slots[x as usize].locks.contains(&lock) {
+                            self.slots[x as usize].locks.push(lock.clone());
                         }
                     }
                 }
@@ -952,7 +918,7 @@ impl Job {
                 self.again_unspent(t, now, out);
             }
             Verdict::Fail { reason } => {
-                self.tries[t as usize] = self.spec.max_attempts(self.task(t));
+                self.slots[t as usize].tries = self.spec.max_attempts(self.task(t));
                 self.end_for_good(t, Outcome::Failed, reason, now, out);
             }
         }
@@ -968,12 +934,7 @@ impl Job {
         pools: &mut Pools,
         out: &mut Vec<Action>,
     ) {
-        if self
-            .tasks
-            .get(t as usize)
-            .and_then(TaskState::active_attempt)
-            != Some(attempt)
-        {
+        if self.active_attempt(t) != Some(attempt) {
             return;
         }
         self.release(t, pools);
@@ -989,16 +950,12 @@ impl Job {
         pools: &mut Pools,
         out: &mut Vec<Action>,
     ) {
-        if self
-            .tasks
-            .get(t as usize)
-            .and_then(TaskState::active_attempt)
-            != Some(attempt)
-        {
+        if self.active_attempt(t) != Some(attempt) {
             return;
         }
         self.release(t, pools);
-        self.tries[t as usize] = self.tries[t as usize].saturating_sub(1);
+        let slot = &mut self.slots[t as usize];
+        slot.tries = slot.tries.saturating_sub(1);
         if self.stop.is_some() {
             let reason = self.stop.clone().unwrap_or_default();
             self.set_state(
@@ -1023,7 +980,7 @@ impl Job {
         now: Millis,
         out: &mut Vec<Action>,
     ) {
-        let attempt = Attempt(self.attempts[t as usize]);
+        let attempt = Attempt(self.slots[t as usize].attempts);
         if outcome.is_success() {
             self.set_state(
                 t,
@@ -1044,9 +1001,9 @@ impl Job {
                 },
                 out,
             );
-        } else if let Some(reason) = self.task_budget_spent(t) {
+        } else if let Some(reason) = self.slots[t as usize].agent.budget_spent(self.task(t)) {
             self.end_for_good(t, outcome, format!("{message}; {reason}"), now, out);
-        } else if self.tries[t as usize] < self.spec.max_attempts(self.task(t))
+        } else if self.slots[t as usize].tries < self.spec.max_attempts(self.task(t))
             && self.stop.is_none()
         {
             let until = now + self.backoff(t);
@@ -1071,7 +1028,7 @@ impl Job {
         now: Millis,
         out: &mut Vec<Action>,
     ) {
-        let attempt = Attempt(self.attempts[t as usize]);
+        let attempt = Attempt(self.slots[t as usize].attempts);
         let state = if outcome == Outcome::TimedOut {
             TaskState::TimedOut {
                 attempt,
@@ -1099,9 +1056,9 @@ impl Job {
         if success || self.tolerates_failure(t) {
             for i in 0..self.dag.dependents[t as usize].len() {
                 let s = self.dag.dependents[t as usize][i];
-                self.waiting[s as usize] -= 1;
-                if self.waiting[s as usize] != 0
-                    || !matches!(self.tasks[s as usize], TaskState::Pending)
+                self.slots[s as usize].waiting -= 1;
+                if self.slots[s as usize].waiting != 0
+                    || !matches!(self.slots[s as usize].state, TaskState::Pending)
                     || self.blocked_by_failure(s)
                 {
                     continue;
@@ -1133,7 +1090,9 @@ impl Job {
         let mut queue: VecDeque<u32> = self.dag.dependents[t as usize].iter().copied().collect();
         let root = self.dag.names[t as usize].to_string();
         while let Some(s) = queue.pop_front() {
-            if self.tasks[s as usize].is_terminal() || self.tasks[s as usize].is_active() {
+            if self.slots[s as usize].state.is_terminal()
+                || self.slots[s as usize].state.is_active()
+            {
                 continue;
             }
             let reason = if self.dag.deps[s as usize].contains(&t) {
@@ -1156,7 +1115,7 @@ impl Job {
         };
         let stops_on_failure = !success && matches!(jump, Jump::Stop | Jump::Retry);
         let next = match jump {
-            Jump::Next => Some(t + 1).filter(|&n| (n as usize) < self.tasks.len()),
+            Jump::Next => Some(t + 1).filter(|&n| (n as usize) < self.slots.len()),
             Jump::Stop => None,
             Jump::Retry | Jump::Repeat if success => Some(t),
             // `retry` after the last attempt failed: attempts are spent, so stop.
@@ -1190,7 +1149,7 @@ impl Job {
                     self.skip_rest(why, out);
                     return;
                 }
-                self.tries[n as usize] = 0;
+                self.slots[n as usize].tries = 0;
                 self.make_ready(n, now, out);
             }
         }
@@ -1199,8 +1158,8 @@ impl Job {
     /// Flow end: every task that is not terminal is skipped with `reason`.
     fn skip_rest(&mut self, reason: String, out: &mut Vec<Action>) {
         self.stop.get_or_insert_with(|| reason.clone());
-        for s in 0..self.tasks.len() as u32 {
-            let st = &self.tasks[s as usize];
+        for s in 0..self.slots.len() as u32 {
+            let st = &self.slots[s as usize].state;
             if !st.is_terminal() && !st.is_active() {
                 self.set_state(
                     s,
@@ -1216,8 +1175,8 @@ impl Job {
     /// Stops the job: nothing new starts, attempts in flight are killed, the rest cancelled.
     fn halt(&mut self, reason: String, now: Millis, out: &mut Vec<Action>) {
         self.stop.get_or_insert_with(|| reason.clone());
-        for s in 0..self.tasks.len() as u32 {
-            let st = &self.tasks[s as usize];
+        for s in 0..self.slots.len() as u32 {
+            let st = &self.slots[s as usize].state;
             if let Some(attempt) = st.active_attempt() {
                 out.push(Action::Kill {
                     job: self.id,
@@ -1247,7 +1206,7 @@ impl Job {
     }
 
     fn check_done(&mut self, now: Millis, out: &mut Vec<Action>) {
-        if self.terminal < self.tasks.len() || self.active > 0 || self.state.is_terminal() {
+        if self.terminal < self.slots.len() || self.active > 0 || self.state.is_terminal() {
             return;
         }
         let (state, reason) = if self.cancelled {
@@ -1260,134 +1219,37 @@ impl Job {
         self.set_job_state(state, now, reason, out);
     }
 
-    /// The session an attempt of `t` resumes: its own in the verify loop, else (with
-    /// `resume_previous_session`) that of the task that ran before it: its last dependency,
-    /// or the task before it in the file.
-    fn session_to_resume(&self, t: u32) -> Option<String> {
-        let sessions = &self.agents.sessions;
-        if self.agents.next_prompt[t as usize].is_some() {
-            return sessions[t as usize].clone();
-        }
-        if !self.task(t).resume_previous_session {
-            return None;
-        }
-        let previous = match self.dag.deps[t as usize].last() {
-            Some(&d) => Some(d),
-            None => t.checked_sub(1),
-        };
-        previous.and_then(|p| sessions[p as usize].clone())
-    }
-
-    /// The next prompt of the verify loop: the verify command, and what it printed.
-    fn verify_prompt(&self, t: u32, result: &TaskResult) -> Option<String> {
-        let verify = self.task(t).verify_command.as_ref()?;
-        let code = result
-            .verify_exit_code
-            .map_or("did not pass".to_string(), |c| format!("exited {c}"));
-        Some(format!(
-            "The verify command `{verify}` {code} after your last turn. The end of the \
-             output:\n\n{}\n\nFix what it reports; it runs again when you are done.",
-            result.output_tail.trim_end()
-        ))
-    }
-
-    /// The verify loop: after an attempt that ended `verify_failed` with a session, the next
-    /// attempt resumes that session with what failed.
-    fn verify_loop_prompt(&self, t: u32, result: &TaskResult) -> Option<String> {
-        result
-            .agent
-            .as_ref()
-            .and_then(|a| a.session_id.as_ref())
-            .and_then(|_| self.verify_prompt(t, result))
-    }
-
-    /// A session and a spend an applied attempt reported.
-    fn note_agent_run(&mut self, result: &TaskResult, run: &ordo_proto::AgentRun) {
-        let t = result.index.0;
-        if let Some(id) = &run.session_id {
-            self.agents.sessions[t as usize] = Some(id.clone());
-        }
-        self.charge(result, run);
-    }
-
-    /// Counts what one execution's agent spent, once: the same execution reported again (its
-    /// event redelivered after a lost ack, or replayed after a restart) is not charged twice.
-    fn charge(&mut self, result: &TaskResult, run: &ordo_proto::AgentRun) -> bool {
-        if !self.agents.charged.insert(super::execution(result)) {
-            return false;
-        }
-        self.spend(result.index.0, run);
-        true
-    }
-
     /// A stale or duplicate execution of a dispatched attempt (a worker that lost its lease, a
     /// redelivery) changes nothing, but what its agent spent was spent: it counts against the
     /// budgets. A result for an attempt never dispatched (`Unknown`), or one already counted,
     /// counts for nothing. Whether it was counted.
     pub(crate) fn spend_ignored(&mut self, kind: Ignore, result: &TaskResult) -> bool {
-        if kind == Ignore::Unknown || result.index.get() >= self.tasks.len() {
+        if kind == Ignore::Unknown {
             return false;
         }
-        match result.agent.as_deref() {
-            Some(run) => self.charge(result, run),
-            None => false,
+        match (
+            result.agent.as_deref(),
+            self.slots.get_mut(result.index.get()),
+        ) {
+            (Some(run), Some(slot)) => self.agents.charge(&mut slot.agent, &self.spec, result, run),
+            _ => false,
         }
     }
 
     /// A stored result of an applied attempt, replayed when the job resumes (before its task
-    /// records): its session, spend, rate limits in a row and the verify loop's next prompt
-    /// are as they were before the restart.
+    /// records are loaded): `Agents::replay`.
     fn replay_agent_run(&mut self, result: &TaskResult) {
-        let t = result.index.0;
-        let Some(run) = result.agent.as_deref() else {
-            return;
-        };
-        if t as usize >= self.tasks.len() {
-            return;
-        }
-        self.note_agent_run(result, run);
-        let a = &mut self.agents;
-        if !result.outcome.is_success() && run.rate_limited.is_some() {
-            a.rate_limited[t as usize] += 1;
-        } else {
-            a.rate_limited[t as usize] = 0;
-        }
-        self.agents.next_prompt[t as usize] = match result.outcome {
-            Outcome::VerifyFailed => self.verify_loop_prompt(t, result),
-            _ => None,
-        };
-    }
-
-    /// Adds an agent run's cost and tokens to the task and the job; once the job's budget is
-    /// spent, no further agent attempt starts.
-    fn spend(&mut self, t: u32, run: &ordo_proto::AgentRun) {
-        let cost = run
-            .cost_usd
-            .filter(|c| c.is_finite() && *c > 0.0)
-            .unwrap_or(0.0);
-        let a = &mut self.agents;
-        a.spent[t as usize].0 += cost;
-        a.spent[t as usize].1 = a.spent[t as usize].1.saturating_add(run.tokens());
-        a.cost_usd += cost;
-        a.tokens = a.tokens.saturating_add(run.tokens());
-        if a.exhausted.is_none() {
-            a.exhausted = budget_spent(self.spec.budget(), (a.cost_usd, a.tokens));
+        let t = result.index.get();
+        if let (Some(run), Some(slot)) = (result.agent.as_deref(), self.slots.get_mut(t)) {
+            let task = &self.spec.tasks[t];
+            self.agents
+                .replay(&mut slot.agent, &self.spec, task, result, run);
         }
     }
 
-    /// Why task `t` may not start another attempt: its own budget is spent.
-    fn task_budget_spent(&self, t: u32) -> Option<String> {
-        let task = self.task(t);
-        budget_spent(
-            (task.max_cost_usd, task.max_tokens),
-            self.agents.spent[t as usize],
-        )
-        .map(|why| format!("task {why}"))
-    }
-
-    /// A run that ended on a rate limit: not a failed attempt. The task waits (as long as the
-    /// agent asked, else an exponential backoff with jitter, at most 10 minutes) and runs
-    /// again. False when it has been rate limited too often in a row (it then fails as usual).
+    /// A run that ended on a rate limit: not a failed attempt. The task waits
+    /// (`AgentSlot::rate_limit_wait`) and runs again. False when it has been rate limited too
+    /// often in a row or its job is stopping (it then ends as usual).
     fn rate_limited(
         &mut self,
         t: u32,
@@ -1396,22 +1258,17 @@ impl Job {
         now: Millis,
         out: &mut Vec<Action>,
     ) -> bool {
-        self.agents.rate_limited[t as usize] += 1;
-        let n = self.agents.rate_limited[t as usize];
-        if n > MAX_RATE_LIMITED || self.stop.is_some() || self.cancelled {
+        let stopping = self.stop.is_some() || self.cancelled;
+        let rng = &mut self.rng;
+        let slot = &mut self.slots[t as usize];
+        let Some((n, wait)) = slot
+            .agent
+            .rate_limit_wait(retry_after_ms, stopping, || jitter(rng))
+        else {
             return false;
-        }
-        let exp = (n - 1).min(20);
-        let wait = match retry_after_ms {
-            Some(ms) => Duration::from_millis(ms),
-            None => RATE_LIMIT_BACKOFF
-                .saturating_mul(1u32 << exp)
-                .min(MAX_BACKOFF)
-                .mul_f64(self.jitter()),
-        }
-        .min(MAX_BACKOFF);
+        };
         // Not spent: the attempt did not fail.
-        self.tries[t as usize] = self.tries[t as usize].saturating_sub(1);
+        slot.tries = slot.tries.saturating_sub(1);
         let reason = format!(
             "waiting on a rate limit for {}s (run {} in a row): {}",
             wait.as_secs().max(1),
@@ -1432,32 +1289,18 @@ impl Job {
     /// Exponential backoff from the task's `retry_backoff`, capped, with ±20% jitter.
     fn backoff(&mut self, t: u32) -> Millis {
         let base = self.spec.retry_backoff(self.task(t));
-        let exp = self.tries[t as usize].saturating_sub(1).min(20);
+        let exp = self.slots[t as usize].tries.saturating_sub(1).min(20);
         let raw = base.saturating_mul(1u32 << exp).min(MAX_BACKOFF);
-        (raw.as_secs_f64() * self.jitter() * 1000.0) as Millis
-    }
-
-    /// A factor in [0.8, 1.2) from the job's seeded generator.
-    fn jitter(&mut self) -> f64 {
-        self.rng ^= self.rng << 13;
-        self.rng ^= self.rng >> 7;
-        self.rng ^= self.rng << 17;
-        0.8 + (self.rng % 1000) as f64 / 2500.0
+        (raw.as_secs_f64() * jitter(&mut self.rng) * 1000.0) as Millis
     }
 }
 
-/// Why a budget `(dollars, tokens)` is spent by `spent`, if it is: `budget exhausted ($3.02 of
-/// $3.00)`.
-fn budget_spent(budget: (Option<f64>, Option<u64>), spent: (f64, u64)) -> Option<String> {
-    match budget {
-        (Some(max), _) if spent.0 >= max => {
-            Some(format!("budget exhausted (${:.2} of ${:.2})", spent.0, max))
-        }
-        (_, Some(max)) if spent.1 >= max => {
-            Some(format!("budget exhausted ({} of {} tokens)", spent.1, max))
-        }
-        _ => None,
-    }
+/// A factor in [0.8, 1.2) from the job's seeded generator.
+fn jitter(rng: &mut u64) -> f64 {
+    *rng ^= *rng << 13;
+    *rng ^= *rng >> 7;
+    *rng ^= *rng << 17;
+    0.8 + (*rng % 1000) as f64 / 2500.0
 }
 
 fn need_of(spec: &JobSpec, task: &TaskSpec) -> Need {
@@ -1506,20 +1349,4 @@ pub fn settled(
             format!("{settled}; attempt {a} was never dispatched"),
         ),
     }
-}
-
-/// What a resolve round asks the agent: the files in conflict, the task whose change is on the
-/// other side, and to leave no marker.
-fn resolve_prompt(c: &ordo_proto::Conflict) -> String {
-    let with = match &c.with {
-        Some(w) => format!(" with task '{w}', integrated meanwhile"),
-        None => " with work integrated meanwhile".to_string(),
-    };
-    let files: String = c.files.iter().map(|f| format!("\n- {f}")).collect();
-    format!(
-        "Your change conflicts{with}. The integration branch's latest work has been merged \
-         into your worktree and the conflicts are marked in these files (<<<<<<<, =======, \
-         >>>>>>>):{files}\n\nResolve each conflict keeping the intent of both changes, remove \
-         every conflict marker, and leave the files ready to commit."
-    )
 }

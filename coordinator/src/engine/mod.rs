@@ -12,11 +12,15 @@
 //!   started).
 //! - Each task reaches exactly one terminal state, which never changes afterwards (flow-jump
 //!   jobs may run a task again; their records are final when the job is).
+//! - A task's state changes only along the diagram in `state.rs` (`legal`, asserted by the one
+//!   function that changes it in every debug build, so every test checks it).
 //! - Attempts never exceed the task's `max_attempts`.
 //! - A job ends exactly when all its tasks are terminal.
 
+mod agents;
 mod job;
 mod pool;
+mod slot;
 mod state;
 #[cfg(test)]
 mod tests;
@@ -31,7 +35,9 @@ use ordo_proto::{
 };
 use serde::{Deserialize, Serialize};
 
+pub use ordo_proto::Ignore;
 pub use pool::{ANY_QUEUE, Capacity, Fit, Need, Pools};
+pub use slot::{Tasks, TasksIter};
 pub use state::{JobState, Millis, TaskPhase, TaskState};
 
 use job::Job;
@@ -262,28 +268,9 @@ pub enum Change {
     },
 }
 
-/// Why a result changed nothing.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Ignore {
-    /// From an execution that a newer one replaced before it reported: an older attempt, or an
-    /// older delivery of the attempt (its worker went silent and the message went elsewhere).
-    Stale,
-    /// The applied execution's result again, or another execution of the applied attempt that
-    /// reported after it.
-    Duplicate,
-    /// For a job, task or attempt the engine never dispatched.
-    #[default]
-    Unknown,
-}
-
-impl Ignore {
-    /// Whether an ignored result's agent spend counts: as the engine decided (`charged`), or,
-    /// for records from before it did, any execution of a dispatched attempt.
-    pub fn counts_spend(self, charged: Option<bool>) -> bool {
-        charged.unwrap_or(self != Ignore::Unknown)
-    }
-}
+/// Longest wait between two attempts (a retry's backoff, a rate limit), whatever the backoff or
+/// the agent says.
+const MAX_BACKOFF: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// Task records of ended jobs remembered for fencing late results, at most (oldest forgotten
 /// first): about 24 bytes each.
@@ -417,8 +404,8 @@ impl Engine {
     }
 
     /// Current state of a job's tasks, if the job is live.
-    pub fn tasks(&self, job: &JobId) -> Option<&[TaskState]> {
-        self.jobs.get(job).map(|j| j.tasks.as_slice())
+    pub fn tasks(&self, job: &JobId) -> Option<Tasks<'_>> {
+        self.jobs.get(job).map(Job::tasks)
     }
 
     /// The spec of a live job.

@@ -4,10 +4,15 @@
 //!
 //! ```text
 //! pending → ready → dispatched → running → succeeded | failed | timed_out | cancelled
-//!              ↑                    │
-//!              └──── retry_wait ←───┘ (attempts left)
-//! pending | ready | retry_wait → skipped | cancelled
+//!             ↑ ↑                   │ │ └──► integrating → succeeded | failed | cancelled
+//!             │ └──── retry_wait ←──┘ │            │
+//!             └───────────────────────┴────────────┘ requeued, or a conflict (no attempt spent)
+//! pending | ready | retry_wait | integrating → skipped | cancelled
+//! ready → failed (it can never run); a flow job's ended task → ready (a jump)
+//! dispatched goes wherever running does (a result may come before the start)
 //! ```
+//!
+//! `legal` is that diagram as a table; `Job::set_state` asserts it on every change.
 
 use serde::{Deserialize, Serialize};
 
@@ -120,5 +125,44 @@ impl TaskState {
             | TaskState::Skipped { reason } => Some(reason),
             _ => None,
         }
+    }
+}
+
+/// Whether a task may go from `from` to `to` (the diagram above). No state is ever entered
+/// again as `pending`: only a stored record or `ordo retry` makes a task pending. Leaving a
+/// terminal state (for `ready`) is for flow jobs only, which `Job::set_state` checks too.
+pub fn legal(from: &TaskState, to: &TaskState) -> bool {
+    use TaskState as S;
+    let waiting = matches!(
+        from,
+        S::Pending | S::Ready { .. } | S::RetryWait { .. } | S::Integrating { .. }
+    );
+    match to {
+        S::Pending => false,
+        // Dependencies met, a retry's wait over, an attempt requeued, a conflict to rework,
+        // or a flow job's jump to a task (which may have run and ended).
+        S::Ready { .. } => match from {
+            S::Ready { .. } | S::Cancelled { .. } | S::Skipped { .. } => false,
+            S::Pending
+            | S::Dispatched { .. }
+            | S::Running { .. }
+            | S::Integrating { .. }
+            | S::RetryWait { .. }
+            | S::Succeeded { .. }
+            | S::Failed { .. }
+            | S::TimedOut { .. } => true,
+        },
+        S::Dispatched { .. } => matches!(from, S::Ready { .. }),
+        // A later delivery of the attempt running takes it over.
+        S::Running { .. } => from.is_active(),
+        S::Integrating { .. } | S::RetryWait { .. } => from.is_active(),
+        S::Succeeded { .. } => from.is_active() || matches!(from, S::Integrating { .. }),
+        // `ready`: it can never run (too large for any worker, nothing to run).
+        S::Failed { .. } => {
+            from.is_active() || matches!(from, S::Ready { .. } | S::Integrating { .. })
+        }
+        S::TimedOut { .. } => from.is_active(),
+        S::Cancelled { .. } => !from.is_terminal(),
+        S::Skipped { .. } => waiting,
     }
 }

@@ -11,6 +11,7 @@ use ordo_proto::{
     TaskResult, TaskSpec, validate::validate,
 };
 
+use super::state::legal;
 use super::*;
 
 fn spec(tasks: Vec<TaskSpec>) -> JobSpec {
@@ -1459,8 +1460,8 @@ impl Sim {
                 Some(live) => {
                     assert_eq!(m.ended, None, "round {round}: an ended job is still live");
                     assert_eq!(
-                        live,
-                        &m.states[..],
+                        live.to_vec(),
+                        m.states,
                         "round {round}: engine and records differ"
                     );
                 }
@@ -1562,7 +1563,7 @@ impl Sim {
                 let before: Vec<Option<Vec<TaskState>>> = self
                     .jobs
                     .keys()
-                    .map(|j| self.engine.tasks(j).map(<[_]>::to_vec))
+                    .map(|j| self.engine.tasks(j).map(|t| t.to_vec()))
                     .collect();
                 let actions = self.apply(Event::Finished(r));
                 assert!(
@@ -1573,7 +1574,7 @@ impl Sim {
                 let after: Vec<Option<Vec<TaskState>>> = self
                     .jobs
                     .keys()
-                    .map(|j| self.engine.tasks(j).map(<[_]>::to_vec))
+                    .map(|j| self.engine.tasks(j).map(|t| t.to_vec()))
                     .collect();
                 assert_eq!(
                     before, after,
@@ -2420,4 +2421,90 @@ fn overlapping_write_sets_serialise_and_disjoint_ones_run_together() {
     let mut running = h.running();
     running.sort();
     assert_eq!(running, ["api-tests", "docs"]);
+}
+
+/// `legal` is the task-state diagram: the changes the engine makes pass, and a change outside
+/// it (a task going back, skipping a step, or ending twice) is refused, so `set_state`'s
+/// assertion stops it in every test run.
+#[test]
+fn legal_allows_the_diagram_and_refuses_the_rest() {
+    let a = Attempt(1);
+    let pending = TaskState::Pending;
+    let ready = TaskState::Ready { since: 1 };
+    let dispatched = TaskState::Dispatched { attempt: a, at: 1 };
+    let running = TaskState::Running {
+        attempt: a,
+        worker: WorkerId::from("w"),
+        started: 1,
+    };
+    let integrating = TaskState::Integrating {
+        attempt: a,
+        since: 1,
+    };
+    let retry_wait = TaskState::RetryWait {
+        attempt: a,
+        until: 2,
+        reason: "r".into(),
+    };
+    let succeeded = TaskState::Succeeded {
+        attempt: a,
+        finished: 2,
+    };
+    let failed = TaskState::Failed {
+        attempt: a,
+        finished: 2,
+        reason: "r".into(),
+    };
+    let timed_out = TaskState::TimedOut {
+        attempt: a,
+        finished: 2,
+        reason: "r".into(),
+    };
+    let cancelled = TaskState::Cancelled {
+        finished: 2,
+        reason: "r".into(),
+    };
+    let skipped = TaskState::Skipped { reason: "r".into() };
+    for (from, to) in [
+        (&pending, &ready),
+        (&ready, &dispatched),
+        (&dispatched, &running),
+        (&running, &running),
+        (&running, &succeeded),
+        (&running, &timed_out),
+        (&dispatched, &failed),
+        (&running, &retry_wait),
+        (&retry_wait, &ready),
+        (&running, &integrating),
+        (&integrating, &succeeded),
+        (&integrating, &ready),
+        (&dispatched, &ready),
+        (&ready, &failed),
+        (&pending, &skipped),
+        (&retry_wait, &cancelled),
+        (&succeeded, &ready),
+    ] {
+        assert!(legal(from, to), "{} -> {}", from.name(), to.name());
+    }
+    for (from, to) in [
+        (&succeeded, &pending),
+        (&running, &pending),
+        (&pending, &running),
+        (&pending, &dispatched),
+        (&ready, &running),
+        (&ready, &ready),
+        (&running, &dispatched),
+        (&pending, &succeeded),
+        (&ready, &timed_out),
+        (&integrating, &timed_out),
+        (&retry_wait, &running),
+        (&running, &skipped),
+        (&failed, &cancelled),
+        (&cancelled, &skipped),
+        (&skipped, &ready),
+        (&cancelled, &ready),
+        (&succeeded, &failed),
+    ] {
+        assert!(!legal(from, to), "{} -> {}", from.name(), to.name());
+    }
 }

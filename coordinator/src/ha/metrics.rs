@@ -108,7 +108,8 @@ pub(crate) async fn serve(
 
 fn page(shared: &Shared, slot: &Slot, g: &Gauges, r: &Registry) -> String {
     let s = super::current_status(shared);
-    g.active.set(i64::from(s.role == "active"));
+    g.active
+        .set(i64::from(s.role == ordo_proto::api::HaRole::Active));
     g.epoch.set(s.epoch as i64);
     g.lease_age
         .set(s.lease_age_ms.map_or(f64::NAN, |ms| ms as f64 / 1000.0));

@@ -31,8 +31,8 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream::{self, consumer, context::PublishErrorKind, stream};
 use futures::StreamExt;
 use ordo_plumbing::connect::NatsArgs;
-use ordo_proto::{Millis, names, now_ms};
-use serde::{Deserialize, Serialize};
+use ordo_proto::api::{HaRole, HaStatus};
+use ordo_proto::{names, now_ms};
 use tokio::sync::{mpsc, watch};
 
 use crate::store::{Journal, Store, Write};
@@ -55,27 +55,6 @@ pub struct Config {
     pub snapshot_every: u64,
     /// Serve `/metrics` here (HA gauges, and the service's metrics while active).
     pub metrics_addr: Option<std::net::SocketAddr>,
-}
-
-/// One coordinator as `ordo cluster` shows it.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
-pub struct Status {
-    pub id: String,
-    pub host: String,
-    /// `standby`, `active` or `stepping-down`.
-    pub role: String,
-    /// The epoch this coordinator holds (active) or last saw (standby).
-    pub epoch: u64,
-    /// Since the lease was last renewed (by this one if active, else by the active one).
-    pub lease_age_ms: Option<u64>,
-    /// Journal sequence applied to the local store (or appended, when active).
-    pub applied: u64,
-    /// Last sequence of the journal stream, as last looked at.
-    pub journal_last: u64,
-    /// Journal messages not applied yet.
-    pub lag: u64,
-    /// When this coordinator took its current role.
-    pub since_ms: Millis,
 }
 
 /// The active side: what the renewer and the appender share.
@@ -129,16 +108,16 @@ pub(crate) struct Shared {
     /// The service's metrics registry while it runs.
     slot: metrics::Slot,
     cfg: Config,
-    status: Mutex<Status>,
+    status: Mutex<HaStatus>,
     held: Mutex<Held>,
     lost: watch::Sender<bool>,
 }
 
 impl Shared {
-    fn set_role(&self, role: &str) {
+    fn set_role(&self, role: HaRole) {
         let mut s = self.status.lock().unwrap();
         if s.role != role {
-            s.role = role.to_string();
+            s.role = role;
             s.since_ms = now_ms();
         }
     }
@@ -162,7 +141,7 @@ impl Shared {
         if was {
             tracing::warn!("stepping down: {why}");
         }
-        self.set_role("stepping-down");
+        self.set_role(HaRole::SteppingDown);
         self.lost.send_replace(true);
     }
 }
@@ -197,12 +176,12 @@ impl Ha {
             instance: format!("{}-{}", std::process::id(), now_ms()),
             ignore_lease: ignore_lease(),
             slot: Default::default(),
-            status: Mutex::new(Status {
+            status: Mutex::new(HaStatus {
                 id: cfg.id.clone(),
                 host: cfg.host.clone(),
-                role: "standby".into(),
+                role: HaRole::Standby,
                 since_ms: now_ms(),
-                ..Status::default()
+                ..HaStatus::default()
             }),
             cfg,
             held: Mutex::new(Held::default()),
@@ -286,7 +265,7 @@ impl Ha {
         }
     }
 
-    pub fn status(&self) -> Status {
+    pub fn status(&self) -> HaStatus {
         self.shared.status.lock().unwrap().clone()
     }
 }
@@ -420,7 +399,7 @@ async fn answer_info(client: async_nats::Client, shared: Arc<Shared>) {
     }
 }
 
-pub(crate) fn current_status(shared: &Shared) -> Status {
+pub(crate) fn current_status(shared: &Shared) -> HaStatus {
     let mut s = shared.status.lock().unwrap().clone();
     let h = shared.held.lock().unwrap();
     if let (Some((epoch, _)), Some(at)) = (h.epoch, h.last_renew) {
@@ -532,7 +511,7 @@ impl Ctx {
             h.epoch = None;
             h.lease = None;
         }
-        self.shared.set_role("standby");
+        self.shared.set_role(HaRole::Standby);
         self.shared.lost.send_replace(false);
         *self.shared.slot.lock().unwrap() = None;
         let interrupted = ordo_plumbing::signals::interrupted();
@@ -724,7 +703,7 @@ impl Ctx {
                         s.applied = ack.sequence;
                         s.journal_last = ack.sequence;
                     }
-                    self.shared.set_role("active");
+                    self.shared.set_role(HaRole::Active);
                     tracing::info!(
                         epoch = mark.epoch,
                         journal = store.journal_seq().unwrap_or(0),

@@ -18,12 +18,9 @@ use ordo_proto::wire::{self, Heartbeat, WorkerEvent};
 use ordo_proto::{AttemptRef, names};
 use tokio::sync::mpsc;
 
-use super::api::Verb;
-
 pub(crate) enum Input {
     Api {
-        /// `None`: a verb this coordinator does not know (answered with an error).
-        verb: Option<Verb>,
+        /// The verb's name (one this coordinator does not know is answered with an error).
         name: String,
         body: bytes::Bytes,
         reply: Option<async_nats::Subject>,
@@ -84,7 +81,6 @@ pub(crate) async fn forward_api(
                     match taken {
                         Ok(body) => {
                             let input = Input::Api {
-                                verb: Verb::parse(&name),
                                 name,
                                 body: body.into(),
                                 reply: msg.reply,
@@ -113,7 +109,6 @@ pub(crate) async fn forward_api(
                 continue;
             }
             let input = Input::Api {
-                verb: Verb::parse(&name),
                 name,
                 body: msg.payload,
                 reply: msg.reply,

@@ -1,5 +1,5 @@
-//! Agent workspaces across machines (DESIGN §10, distributed): a worker never works in the
-//! shared repository itself. It keeps one cache clone per repository under its own directory
+//! Agent workspaces across machines (docs/design.md, "Agent workspaces"): a worker never works
+//! in the shared repository itself. It keeps one cache clone per repository under its own directory
 //! (a bare repository, cloned once and then only fetched), makes each attempt's worktree
 //! there, and pushes the task branch back. An integration it is sent merges in its cache (the
 //! same plan, verify and merge commit as on one machine) and moves the shared integration
@@ -18,11 +18,8 @@ use std::sync::Arc;
 use ordo_proto::wire::{Integrate, Integration, Workspace};
 use ordo_proto::{Dispatch, Outcome, TaskResult};
 
-use super::{
-    Error, Plan, changed_files, check_branch, default_root, git, plan, prepare, read_ref, remove,
-    resolve_commit, run_prepared, verify_at,
-};
-use crate::exec::{self, ExecOptions, OutputChunk};
+use super::git::{check_branch, git, is_oid, read_ref, resolve_commit};
+use super::{Error, Prepared, Resolved, Source, Target, default_root, prepare, remove, remove_job};
 
 /// The name of the remote a cache clone fetches from and pushes to.
 const ORIGIN: &str = "origin";
@@ -103,6 +100,14 @@ impl Caches {
         slot.join(format!("{name}-{:016x}", fnv1a(repository.as_bytes())))
     }
 
+    /// The directory of `repository`'s cache clone if this worker has one (nothing fetched).
+    async fn clone_of(&self, repository: &str) -> Option<PathBuf> {
+        let (slot, _) = self.slot.get()?;
+        let dir = Caches::dir_of(slot, repository);
+        tokio::fs::metadata(dir.join("HEAD")).await.ok()?;
+        Some(dir)
+    }
+
     fn lock(&self, dir: &Path) -> Arc<tokio::sync::Mutex<()>> {
         let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
         locks.entry(dir.to_path_buf()).or_default().clone()
@@ -150,75 +155,7 @@ impl Caches {
         Ok((dir, guard))
     }
 
-    /// Runs one attempt of a worktree job through the cache clone of its repository: fetches,
-    /// cuts the task branch from the shared integration branch as it stands (from `base` when
-    /// it does not exist yet), runs and commits as on one machine, then pushes the task branch
-    /// and removes the worktree (the work is in the shared repository; the result's `worktree`
-    /// is empty). A failed attempt keeps its worktree in the cache (the path is reported). A
-    /// dispatch without a workspace runs as `exec::run` does.
-    ///
-    /// `Err` when the workspace could not be prepared: the command never ran, and the attempt
-    /// is this worker's failure, not the task's (the caller hands the message back).
-    pub async fn run_attempt(
-        &self,
-        d: &Dispatch,
-        opts: &ExecOptions,
-        cancel: impl std::future::Future<Output = ()>,
-        output: Option<tokio::sync::mpsc::Sender<OutputChunk>>,
-    ) -> Result<TaskResult, Error> {
-        let Some(ws) = &d.workspace else {
-            return Ok(exec::run(d, opts, cancel, output).await);
-        };
-        let (cache, prepared) = self.prepare(ws, d).await?;
-        let mut result = run_prepared(d, ws, prepared, opts, cancel, output).await;
-        let Some(w) = result.workspace.as_mut() else {
-            return Ok(result);
-        };
-        if w.head != w.base_commit
-            && let Err(e) = self
-                .push_task_branch(&cache, &ws.repository, &w.branch)
-                .await
-        {
-            result.outcome = Outcome::Failed;
-            result.message = format!("cannot push the task branch {}: {e}", w.branch);
-            result.workspace = None;
-            return Ok(result);
-        }
-        remove(&cache, Path::new(&w.worktree), Some(&w.branch)).await;
-        w.worktree.clear();
-        Ok(result)
-    }
-
-    /// Fetches, sets the cache's integration branch to the shared one (or removes it, so that
-    /// `prepare` cuts it from `base`), and makes the attempt's worktree in the cache.
-    async fn prepare(
-        &self,
-        ws: &Workspace,
-        d: &Dispatch,
-    ) -> Result<(PathBuf, super::Prepared), Error> {
-        let (cache, _guard) = self.sync(&ws.repository).await?;
-        check_branch(&cache, "integration branch", &ws.integration_branch).await?;
-        let local = format!("refs/heads/{}", ws.integration_branch);
-        match read_ref(&cache, &remote_ref(&ws.integration_branch)).await? {
-            Some(tip) => {
-                git(&cache).args(["update-ref", &local, &tip]).run().await?;
-            }
-            None => {
-                let _ = git(&cache)
-                    .args(["update-ref", "-d", &local])
-                    .output()
-                    .await;
-            }
-        }
-        let in_cache = Workspace {
-            repository: cache.display().to_string(),
-            ..ws.clone()
-        };
-        let root = default_root(&in_cache.repository).await?;
-        let prepared = prepare(&in_cache, &root, &d.job, d.index, d.attempt).await?;
-        Ok((cache, prepared))
-    }
-
+    /// Pushes `branch` from the cache clone `cache` to the shared `repository`.
     async fn push_task_branch(
         &self,
         cache: &Path,
@@ -238,89 +175,6 @@ impl Caches {
             path: repository.into(),
             reason: format!("push refused: {}", out.stderr_text()),
         })
-    }
-
-    /// Integrates an attempt whose task branch was pushed to the shared repository (see the
-    /// module notes). Never panics and never errors: every failure is an `Integration` value.
-    /// The shared task branch is deleted after `Merged` and `Unchanged`, and after a failure
-    /// when the task will run again; it stays after a conflict (the task's resolve round starts
-    /// from it) and when this was its last chance (the work is there to look at).
-    pub async fn integrate(&self, req: &Integrate, opts: &ExecOptions) -> Integration {
-        match self.try_integrate(req, opts).await {
-            Ok(outcome) => outcome,
-            Err(e) => {
-                if !req.last
-                    && let Ok((cache, guard)) = self.sync(&req.repository).await
-                {
-                    drop(guard);
-                    self.delete_task_branch(&cache, req, false).await;
-                }
-                Integration::Failed {
-                    message: e.to_string(),
-                }
-            }
-        }
-    }
-
-    async fn try_integrate(
-        &self,
-        req: &Integrate,
-        opts: &ExecOptions,
-    ) -> Result<Integration, Error> {
-        let (cache, guard) = self.sync(&req.repository).await?;
-        drop(guard);
-        check_branch(&cache, "integration branch", &req.integration_branch).await?;
-        let shared_tip = read_ref(&cache, &remote_ref(&req.integration_branch)).await?;
-        let tip = match &shared_tip {
-            Some(tip) => tip.clone(),
-            None => resolve_commit(&cache, &req.base)
-                .await?
-                .ok_or_else(|| Error::Invalid {
-                    what: "base",
-                    name: req.base.clone(),
-                    reason: format!("is not a commit in {}", req.repository),
-                })?,
-        };
-        let head = resolve_commit(&cache, &req.head)
-            .await?
-            .ok_or_else(|| Error::Invalid {
-                what: "task head",
-                name: req.head.clone(),
-                reason: format!(
-                    "is not in {} (task branch {} was not pushed?)",
-                    req.repository, req.task_branch
-                ),
-            })?;
-        let new = match plan(&cache, req, &tip, &head).await? {
-            Plan::Ended(outcome) => {
-                let conflict = matches!(outcome, Integration::Conflict { .. });
-                if !conflict && shared_tip.is_none() {
-                    // The branch exists from the first integration on, changed or not.
-                    self.push_tip(&cache, req, &tip, None).await?;
-                }
-                // A conflicted attempt's branch stays: the task's resolve round starts from it,
-                // on whichever worker runs it.
-                if !conflict {
-                    self.delete_task_branch(&cache, req, true).await;
-                }
-                return Ok(outcome);
-            }
-            Plan::Commit(new) => new,
-        };
-        if let Some(verify) = &req.verify {
-            let root = default_root(&cache.display().to_string()).await?;
-            if let Some(failed) = verify_at(&cache, &root, req, verify, &new, opts).await? {
-                if !req.last {
-                    self.delete_task_branch(&cache, req, false).await;
-                }
-                return Ok(failed);
-            }
-        }
-        self.push_tip(&cache, req, &new, shared_tip.as_deref())
-            .await?;
-        let files = changed_files(&cache, &tip, &new).await?;
-        self.delete_task_branch(&cache, req, true).await;
-        Ok(Integration::Merged { commit: new, files })
     }
 
     /// Moves the shared integration branch to `new` if it is still at `expected` (`None`: if
@@ -406,20 +260,119 @@ impl Caches {
     }
 }
 
+/// Attempts through this worker's cache clone of the shared repository (see the module
+/// notes). A failed attempt keeps its worktree in the cache (the path is reported).
+impl Source for Caches {
+    /// Fetches, sets the cache's integration branch to the shared one (or removes it, so that
+    /// `prepare` cuts it from `base`), and makes the attempt's worktree in the cache.
+    async fn prepare(&self, ws: &Workspace, d: &Dispatch) -> Result<Prepared, Error> {
+        let (cache, _guard) = self.sync(&ws.repository).await?;
+        check_branch(&cache, "integration branch", &ws.integration_branch).await?;
+        let local = format!("refs/heads/{}", ws.integration_branch);
+        match read_ref(&cache, &remote_ref(&ws.integration_branch)).await? {
+            Some(tip) => {
+                git(&cache).args(["update-ref", &local, &tip]).run().await?;
+            }
+            None => {
+                let _ = git(&cache)
+                    .args(["update-ref", "-d", &local])
+                    .output()
+                    .await;
+            }
+        }
+        let in_cache = Workspace {
+            repository: cache.display().to_string(),
+            ..ws.clone()
+        };
+        let root = default_root(&in_cache.repository).await?;
+        prepare(&in_cache, &root, &d.job, d.index, d.attempt).await
+    }
+
+    /// Pushes the task branch (when the attempt committed anything) and removes the worktree:
+    /// the work is in the shared repository, and the result's `worktree` is empty.
+    async fn publish(&self, ws: &Workspace, prepared: &Prepared, result: &mut TaskResult) {
+        let Some(w) = result.workspace.as_mut() else {
+            return;
+        };
+        if w.head != w.base_commit
+            && let Err(e) = self
+                .push_task_branch(&prepared.repository, &ws.repository, &w.branch)
+                .await
+        {
+            result.outcome = Outcome::Failed;
+            result.message = format!("cannot push the task branch {}: {e}", w.branch);
+            result.workspace = None;
+            return;
+        }
+        remove(
+            &prepared.repository,
+            Path::new(&w.worktree),
+            Some(&w.branch),
+        )
+        .await;
+        w.worktree.clear();
+    }
+
+    /// The cache clone, fetched; the tip is the shared integration branch's, or `base` before
+    /// the first integration (the branch does not exist yet: `expected` is `None`).
+    async fn target(&self, req: &Integrate) -> Result<Target, Error> {
+        let (cache, guard) = self.sync(&req.repository).await?;
+        drop(guard);
+        check_branch(&cache, "integration branch", &req.integration_branch).await?;
+        let expected = read_ref(&cache, &remote_ref(&req.integration_branch)).await?;
+        let tip = match &expected {
+            Some(tip) => tip.clone(),
+            None => resolve_commit(&cache, &req.base)
+                .await?
+                .ok_or_else(|| Error::Invalid {
+                    what: "base",
+                    name: req.base.clone(),
+                    reason: format!("is not a commit in {}", req.repository),
+                })?,
+        };
+        let root = default_root(&cache.display().to_string()).await?;
+        Ok(Target {
+            repo: cache,
+            root,
+            tip,
+            expected,
+        })
+    }
+
+    async fn advance(&self, target: &Target, req: &Integrate, new: &str) -> Result<(), Error> {
+        self.push_tip(&target.repo, req, new, target.expected.as_deref())
+            .await
+    }
+
+    /// The shared task branch is deleted after `Merged` and `Unchanged` (with those of the
+    /// task's earlier attempts), and after a failure when the task will run again; it stays
+    /// after a conflict (the task's resolve round starts from it, on any worker) and when this
+    /// was its last chance (the work is there to look at).
+    async fn tidy(&self, req: &Integrate, outcome: &Integration) {
+        let Some(cache) = self.clone_of(&req.repository).await else {
+            return;
+        };
+        match outcome {
+            Integration::Merged { .. } | Integration::Unchanged { .. } => {
+                self.delete_task_branch(&cache, req, true).await;
+            }
+            Integration::Conflict { .. } => {}
+            _ if req.last => {}
+            _ => self.delete_task_branch(&cache, req, false).await,
+        }
+    }
+}
+
 impl Caches {
     /// Removes what job `job` left of `repository` (on `ordo.control.prune`): the worktrees
     /// and branches of its attempts in this worker's cache clone, and its task branches in the
     /// shared repository (those a last failed integration kept). Best effort; a worker without
     /// a clone of `repository` has nothing to remove.
     pub async fn prune_job(&self, repository: &str, job: &ordo_proto::JobId) {
-        let Some((slot, _)) = self.slot.get() else {
+        let Some(dir) = self.clone_of(repository).await else {
             return;
         };
-        let dir = Caches::dir_of(slot, repository);
-        if tokio::fs::metadata(dir.join("HEAD")).await.is_err() {
-            return;
-        }
-        super::remove_job(&dir.display().to_string(), job).await;
+        remove_job(&dir.display().to_string(), job).await;
         let _guard = self.lock(&dir).lock_owned().await;
         let listed = git(&dir)
             .args(["ls-remote", ORIGIN])
@@ -462,7 +415,7 @@ pub async fn resolve_url(
     url: &str,
     base: Option<&str>,
     integration_branch: Option<&str>,
-) -> Result<super::Resolved, Error> {
+) -> Result<Resolved, Error> {
     let scratch = std::env::temp_dir();
     if let Some(branch) = integration_branch {
         check_branch(&scratch, "target_branch", branch).await?;
@@ -479,7 +432,7 @@ pub async fn resolve_url(
     }
     let base_rev = base.unwrap_or("HEAD");
     let text = String::from_utf8_lossy(&listed.stdout).into_owned();
-    let found = if super::is_oid(base_rev) {
+    let found = if is_oid(base_rev) {
         Some(base_rev.to_string())
     } else {
         let wanted = [
@@ -500,7 +453,7 @@ pub async fn resolve_url(
         name: base_rev.to_string(),
         reason: format!("names no branch or tag in {url}"),
     })?;
-    Ok(super::Resolved {
+    Ok(Resolved {
         repository: url.into(),
         base,
     })
@@ -566,21 +519,9 @@ mod tests {
     use ordo_proto::{Attempt, JobId, TaskIndex, TaskName};
 
     use super::*;
-
-    fn g(dir: &Path, args: &[&str]) -> String {
-        let out = std::process::Command::new("git")
-            .arg("-C")
-            .arg(dir)
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "git {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).trim().to_string()
-    }
+    use crate::exec::ExecOptions;
+    use crate::workspace::integrate;
+    use crate::workspace::testkit::g;
 
     /// A shared bare repository on `main`, a scratch checkout to make task branches in, and
     /// two workers' cache roots.
@@ -657,18 +598,16 @@ mod tests {
         let opts = ExecOptions::default();
         let a = fx.task_branch("ordo/t/0-a/1", "a.txt");
         let b = fx.task_branch("ordo/t/1-b/1", "b.txt");
-        let first = one
-            .integrate(&fx.request(0, "ordo/t/0-a/1", &a), &opts)
-            .await;
+        let first = integrate(&fx.request(0, "ordo/t/0-a/1", &a), &one, &opts).await;
         assert!(matches!(first, Integration::Merged { .. }), "{first:?}");
         let req = fx.request(1, "ordo/t/1-b/1", &b);
-        let merged = one.integrate(&req, &opts).await;
+        let merged = integrate(&req, &one, &opts).await;
         let Integration::Merged { commit, files } = &merged else {
             panic!("{merged:?}");
         };
         assert_eq!(files, &["b.txt"]);
         assert_eq!(&fx.tip(), commit);
-        let again = two.integrate(&req, &opts).await;
+        let again = integrate(&req, &two, &opts).await;
         assert_eq!(again, merged, "the redone integration found its merge");
         assert_eq!(&fx.tip(), commit);
         let left = g(Path::new(&fx.shared), &["for-each-ref", "refs/heads/ordo/"]);

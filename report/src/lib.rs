@@ -1,7 +1,8 @@
-//! Job reports: a model built from a job's stored records (`ReportData`, the same for a local
-//! state directory, `ordo run --report` and the coordinator's `report` verb) and its renderings:
-//! Markdown with a Mermaid gantt timeline, JSON, JUnit XML, and one self-contained HTML file
-//! with an inline SVG timeline.
+//! ordo-report: job reports. A model built from a job's records (`proto::api::ReportData`, the
+//! reply of the `report` verb, the same for a local state directory, `ordo run --report` and
+//! the coordinator) and its renderings: Markdown with a Mermaid gantt timeline, JSON, JUnit XML,
+//! and one self-contained HTML file with an inline SVG timeline. The CLI, the MCP server and
+//! the dashboard render through it; it depends on `ordo-proto` alone.
 //!
 //! What the summary measures:
 //! - runs: the job's submission, then each `ordo retry` (a job that had ended going back to
@@ -21,7 +22,6 @@
 //! - the critical path as it ran: from the task that finished last, back through the dependency
 //!   that finished last, to a task with none (sequential jobs: every task in run order).
 
-pub mod command;
 pub mod html;
 pub mod junit;
 pub mod markdown;
@@ -29,8 +29,7 @@ pub mod markdown;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-use ordo_coordinator::report::{IgnoredResult, ReportData};
-use ordo_coordinator::store::{Change, SavedTask, TaskState};
+use ordo_proto::api::{HistoryChange, IgnoredResult, ReportData};
 use ordo_proto::{
     ExecutionMode, Integration, JobState, Outcome, TaskIndex, TaskPhase, TaskResult, TaskSpec,
     WorkerId,
@@ -38,7 +37,8 @@ use ordo_proto::{
 use serde::Serialize;
 
 /// What `ordo report --format` and `ordo run --report` write.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Format {
     /// Markdown with a Mermaid gantt timeline.
     Md,
@@ -143,10 +143,11 @@ pub struct Summary {
     pub critical_path_ms: u64,
     /// Results that changed nothing (stale or duplicate deliveries).
     pub ignored_results: usize,
-    /// Jobs in worktrees (DESIGN §10): where their changes were integrated.
+    /// Jobs in worktrees (docs/design.md, "Agent workspaces"): where their changes were
+    /// integrated.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub integration: Option<JobIntegration>,
-    /// What agent runs cost in all, when any agent reported it (DESIGN §11).
+    /// What agent runs cost in all, when any agent reported it (docs/design.md, "Agent runs").
     #[serde(skip_serializing_if = "Option::is_none")]
     pub cost_usd: Option<f64>,
     /// Tokens of every agent run, when any reported them.
@@ -451,14 +452,14 @@ pub struct JobRun {
 fn job_runs(data: &ReportData) -> Vec<JobRun> {
     let mut runs = vec![JobRun {
         run: 1,
-        started_ms: data.job.created_ms,
+        started_ms: data.job.summary.created_ms,
         ended_ms: None,
         duration_ms: 0,
         outcome: None,
         attempts: 0,
     }];
     for h in &data.history {
-        let Change::Job { state, at, .. } = &h.change else {
+        let HistoryChange::Job { state, at, .. } = &h.change else {
             continue;
         };
         let last = runs.last_mut().expect("one run at least");
@@ -642,6 +643,7 @@ fn covered(mut intervals: Vec<(u64, u64)>, from: u64, to: u64) -> u64 {
 /// Builds the report of one job from its records.
 pub fn build(data: &ReportData) -> Report {
     let spec = &data.job.spec;
+    let job = &data.job.summary;
     let n = spec.tasks.len();
     let by_name: HashMap<&str, usize> = spec
         .tasks
@@ -666,34 +668,30 @@ pub fn build(data: &ReportData) -> Report {
     let mut last_change = data.job.updated_ms;
     for h in &data.history {
         last_change = last_change.max(h.at);
-        let Change::Task { index, state, .. } = &h.change else {
+        let HistoryChange::Task { index, state } = &h.change else {
             continue;
         };
         let i = index.get();
         if i >= n {
             continue;
         }
-        match state {
-            TaskState::Ready { since } => ready[i] = Some(*since),
-            TaskState::Dispatched { at, .. } => {
+        let at = state.at.unwrap_or(h.at);
+        match state.state {
+            TaskPhase::Ready => ready[i] = Some(at),
+            TaskPhase::Dispatched => {
                 if let Some(r) = ready[i].take() {
-                    waits[i].push((r, (*at).max(r)));
+                    waits[i].push((r, at.max(r)));
                 }
             }
-            TaskState::Cancelled { finished, .. } => {
+            TaskPhase::Cancelled | TaskPhase::Skipped => {
                 ready[i] = None;
-                settled[i] = Some(*finished);
-            }
-            TaskState::Skipped { .. } => {
-                ready[i] = None;
-                settled[i] = Some(h.at);
+                settled[i] = Some(at);
             }
             _ => {}
         }
     }
     // Tasks still ready when the records end have waited until then.
-    let end_ms = data
-        .job
+    let end_ms = job
         .finished_ms
         .unwrap_or_else(|| {
             data.attempts
@@ -703,7 +701,7 @@ pub fn build(data: &ReportData) -> Report {
                 .unwrap_or(0)
                 .max(last_change)
         })
-        .max(data.job.created_ms);
+        .max(data.job.summary.created_ms);
     for (i, r) in ready.iter().enumerate() {
         if let Some(r) = r {
             waits[i].push((*r, end_ms.max(*r)));
@@ -737,7 +735,7 @@ pub fn build(data: &ReportData) -> Report {
     let mode = if spec.uses_flow_jumps() {
         "flow"
     } else {
-        match spec.mode(data.job.options.default_mode) {
+        match spec.mode(data.job.default_mode) {
             ExecutionMode::Parallel => "parallel",
             ExecutionMode::Sequential => "sequential",
         }
@@ -748,7 +746,7 @@ pub fn build(data: &ReportData) -> Report {
     let job_runs = job_runs(data);
     let run_start = job_runs
         .last()
-        .map_or(data.job.created_ms, |r| r.started_ms);
+        .map_or(data.job.summary.created_ms, |r| r.started_ms);
     let run_of = |r: &TaskResult| {
         job_runs
             .iter()
@@ -807,7 +805,7 @@ pub fn build(data: &ReportData) -> Report {
     // Attempts whose change could not be integrated: (task, attempt) → the conflict.
     let mut conflicted: HashMap<(usize, u32), ConflictReport> = HashMap::new();
     for h in &data.history {
-        let Change::Integrated {
+        let HistoryChange::Integrated {
             index,
             attempt,
             branch,
@@ -905,9 +903,9 @@ pub fn build(data: &ReportData) -> Report {
         .enumerate()
         .map(|(i, t)| {
             let saved = data.tasks.get(i);
-            let state = saved.map_or(&TaskState::Pending, |s| &s.state);
+            let state = saved.map_or(TaskPhase::Pending, |s| s.state.state);
             let last = runs[i].last().copied();
-            let mark = Mark::of(state.phase());
+            let mark = Mark::of(state);
             let verify = t.verify_command.as_ref().map(|c| {
                 let exit_code = last.and_then(|r| r.verify_exit_code);
                 VerifyReport {
@@ -922,23 +920,23 @@ pub fn build(data: &ReportData) -> Report {
                 }
             });
             let ended = match state {
-                TaskState::Succeeded { finished, .. }
-                | TaskState::Failed { finished, .. }
-                | TaskState::TimedOut { finished, .. } => Some(last_end(i).unwrap_or(*finished)),
+                TaskPhase::Succeeded | TaskPhase::Failed | TaskPhase::TimedOut => {
+                    last_end(i).or(saved.and_then(|s| s.state.at))
+                }
                 _ => last_end(i).or(settled[i]),
             };
             TaskReport {
                 index: TaskIndex::from(i),
                 name: t.name.to_string(),
                 title: t.title(),
-                state: state.phase(),
+                state,
                 mark,
-                reason: state.reason().map(String::from),
+                reason: saved.and_then(|s| s.state.reason.clone()),
                 run: run_text(t),
                 verify,
                 depends_on: t.depends_on.iter().map(|d| d.to_string()).collect(),
                 // A conflict is not an attempt spent.
-                attempts: saved.map_or(0, SavedTask::spent),
+                attempts: saved.map_or(0, |s| s.attempts),
                 worker: last.map(|r| r.worker.clone()),
                 exit_code: last.and_then(|r| r.exit_code),
                 signal: last.and_then(|r| r.signal),
@@ -1030,14 +1028,10 @@ pub fn build(data: &ReportData) -> Report {
         .sum();
     let speedup = (makespan_ms > 0).then(|| task_time_ms as f64 / makespan_ms as f64);
     let limit = match mode {
-        "parallel" => data
-            .job
-            .options
-            .max_parallel
-            .or(spec.settings.max_parallel_tasks),
+        "parallel" => data.job.max_parallel.or(spec.settings.max_parallel_tasks),
         _ => Some(1),
     };
-    let slots = data.job.options.slots.map(|s| match limit {
+    let slots = data.job.slots.map(|s| match limit {
         Some(l) if l > 0 => s.min(l),
         _ => s,
     });
@@ -1049,10 +1043,10 @@ pub fn build(data: &ReportData) -> Report {
     let retries: u32 = tasks.iter().map(|t| t.attempts.saturating_sub(1)).sum();
 
     let mut notes = Vec::new();
-    if !data.job.state.is_terminal() {
+    if !data.job.summary.state.is_terminal() {
         notes.push(format!(
             "The job is {}: times run to its last recorded change.",
-            data.job.state.name()
+            data.job.summary.state.name()
         ));
     }
     if job_runs.len() > 1 {
@@ -1073,27 +1067,27 @@ pub fn build(data: &ReportData) -> Report {
              coordinator."
         ));
     }
-    if data.ignored > 0 {
+    if !data.ignored_results.is_empty() {
         notes.push(format!(
             "{} result(s) changed nothing (stale or duplicate deliveries).",
-            data.ignored
+            data.ignored_results.len()
         ));
     }
 
     Report {
         job: JobInfo {
-            id: data.job.id.to_string(),
-            name: data.job.name.clone(),
+            id: data.job.summary.id.to_string(),
+            name: data.job.summary.name.clone(),
             description: spec.description.clone(),
             source: data.job.source.clone(),
             mode: mode.to_string(),
         },
         summary: Summary {
-            submitted_ms: data.job.created_ms,
+            submitted_ms: data.job.summary.created_ms,
             runs: job_runs,
-            outcome: data.job.state,
-            reason: data.job.reason.clone(),
-            finished: data.job.state.is_terminal(),
+            outcome: data.job.summary.state,
+            reason: data.job.summary.reason.clone(),
+            finished: data.job.summary.state.is_terminal(),
             start_ms,
             end_ms,
             makespan_ms,
@@ -1114,7 +1108,7 @@ pub fn build(data: &ReportData) -> Report {
                 (Some(a), Some(b)) => b.ended_ms.saturating_sub(a.started_ms),
                 _ => 0,
             },
-            ignored_results: data.ignored,
+            ignored_results: data.ignored_results.len(),
             cost_usd: tasks.iter().filter_map(|t| t.cost_usd).reduce(|a, b| a + b),
             tokens: Tokens::of(data.attempts.iter().filter_map(|r| r.agent.as_deref())),
             models: by_model(data.attempts.iter().filter_map(|r| r.agent.as_deref())),
@@ -1122,7 +1116,7 @@ pub fn build(data: &ReportData) -> Report {
                 let tried = data
                     .history
                     .iter()
-                    .filter(|h| matches!(h.change, Change::Integrated { .. }))
+                    .filter(|h| matches!(h.change, HistoryChange::Integrated { .. }))
                     .count();
                 let done = tasks
                     .iter()
@@ -1154,12 +1148,12 @@ pub fn build(data: &ReportData) -> Report {
                     .filter_map(|it| it.resolve_cost_usd)
                     .reduce(|a, b| a + b);
                 JobIntegration {
-                    kept: failed.then(|| kept_text(&data.job.id)),
+                    kept: failed.then(|| kept_text(&data.job.summary.id)),
                     resolve_rounds,
                     resolve_cost_usd,
                     hot_files: hot_files.clone(),
                     branch: spec.settings.target_branch.clone().unwrap_or_else(|| {
-                        ordo_proto::names::integration_branch(&spec.name, &data.job.id)
+                        ordo_proto::names::integration_branch(&spec.name, &data.job.summary.id)
                     }),
                     integrations: done,
                     conflicts,
@@ -1388,6 +1382,183 @@ mod tests {
             Format::Json
         );
         assert_eq!(Format::pick(None, None), Format::Md);
+    }
+
+    /// A job's records, built by hand as a coordinator's reply would carry them: `a` waited
+    /// 50 ms and succeeded (and a duplicate of its result was ignored), `b` failed, `c` was
+    /// ready until the job ended and was cancelled.
+    fn records() -> ReportData {
+        use ordo_proto::api::{HistoryEntry, JobSummary, ReportJob, ReportTask, StateAt};
+        use ordo_proto::{
+            AgentRun, Attempt, Deps, Dispatch, Ignore, JobId, JobSpec, Program, TaskName,
+        };
+        let id = JobId::new();
+        let after_a = || Deps::declared(vec![TaskName::new("a").unwrap()]);
+        let spec = JobSpec {
+            name: "j".into(),
+            tasks: vec![
+                TaskSpec::shell("a", "true"),
+                TaskSpec {
+                    depends_on: after_a(),
+                    ..TaskSpec::shell("b", "false")
+                },
+                TaskSpec {
+                    depends_on: after_a(),
+                    ..TaskSpec::shell("c", "true")
+                },
+            ],
+            ..Default::default()
+        };
+        let result = |i: usize, outcome: Outcome, started: u64, took: u64| {
+            let t = &spec.tasks[i];
+            let d = Dispatch::new(
+                id,
+                t.name.clone(),
+                TaskIndex::from(i),
+                Attempt(1),
+                Program::Shell(t.command.clone().unwrap()),
+            );
+            TaskResult {
+                duration_ms: took,
+                exit_code: Some(i32::from(!outcome.is_success())),
+                ..TaskResult::new(&d, "w1".into(), outcome, started, "")
+            }
+        };
+        let state = |state: TaskPhase, at: Option<u64>, reason: Option<&str>| StateAt {
+            state,
+            at,
+            reason: reason.map(String::from),
+        };
+        let task = |i: u32, s: StateAt| HistoryEntry {
+            // Recorded by a later commit: the state's own time is what counts.
+            at: s.at.unwrap_or(0) + 5,
+            change: HistoryChange::Task {
+                index: TaskIndex(i),
+                state: s,
+            },
+        };
+        let job = |state: JobState, at: u64| HistoryEntry {
+            at,
+            change: HistoryChange::Job {
+                state,
+                at,
+                reason: None,
+            },
+        };
+        let mut a = result(0, Outcome::Succeeded, 150, 250);
+        a.agent = Some(Box::new(AgentRun {
+            cost_usd: Some(1.0),
+            ..Default::default()
+        }));
+        ReportData {
+            job: ReportJob {
+                summary: JobSummary {
+                    id,
+                    name: "j".into(),
+                    state: JobState::Failed,
+                    created_ms: 100,
+                    finished_ms: Some(600),
+                    reason: Some("b failed".into()),
+                    total: 3,
+                    succeeded: 1,
+                    failed: 1,
+                    running: 0,
+                    cost_usd: Some(1.5),
+                    run_started_ms: None,
+                    retries: 0,
+                },
+                source: "j.toml".into(),
+                spec: spec.clone(),
+                updated_ms: 600,
+                default_mode: None,
+                max_parallel: None,
+                slots: Some(2),
+            },
+            tasks: vec![
+                ReportTask {
+                    state: state(TaskPhase::Succeeded, Some(400), None),
+                    attempts: 1,
+                    conflicts: 0,
+                },
+                ReportTask {
+                    state: state(TaskPhase::Failed, Some(500), Some("exit code 1")),
+                    attempts: 1,
+                    conflicts: 0,
+                },
+                ReportTask {
+                    state: state(TaskPhase::Cancelled, Some(600), Some("job failed")),
+                    attempts: 0,
+                    conflicts: 0,
+                },
+            ],
+            attempts: vec![a, result(1, Outcome::Failed, 400, 100)],
+            history: vec![
+                job(JobState::Running, 100),
+                task(0, state(TaskPhase::Ready, Some(100), None)),
+                task(0, state(TaskPhase::Dispatched, Some(150), None)),
+                task(1, state(TaskPhase::Ready, Some(400), None)),
+                task(2, state(TaskPhase::Ready, Some(400), None)),
+                task(1, state(TaskPhase::Dispatched, Some(400), None)),
+                task(
+                    2,
+                    state(TaskPhase::Cancelled, Some(600), Some("job failed")),
+                ),
+                job(JobState::Failed, 600),
+            ],
+            ignored_results: vec![IgnoredResult {
+                index: TaskIndex(0),
+                attempt: 1,
+                delivery: 2,
+                worker: "w2".into(),
+                kind: Ignore::Duplicate,
+                why: "already applied".into(),
+                cost_usd: Some(0.5),
+            }],
+            tails_cut_to: None,
+        }
+    }
+
+    #[test]
+    fn the_model_is_built_from_the_records_alone() {
+        let r = build(&records());
+        let s = &r.summary;
+        assert_eq!(
+            (s.outcome, s.start_ms, s.end_ms),
+            (JobState::Failed, 100, 600)
+        );
+        assert_eq!((s.makespan_ms, s.task_time_ms), (500, 350));
+        // A wait cut short by a cancel is not a queue wait.
+        assert_eq!(s.queue_wait_ms, 50);
+        assert_eq!((s.attempts, s.slots, s.ignored_results), (2, Some(2), 1));
+        assert_eq!(s.runs.len(), 1);
+        assert_eq!(s.runs[0].outcome, Some(JobState::Failed));
+        let marks: Vec<Mark> = r.tasks.iter().map(|t| t.mark).collect();
+        assert_eq!(marks, [Mark::Pass, Mark::Fail, Mark::Cancelled]);
+        assert_eq!(r.tasks[1].reason.as_deref(), Some("exit code 1"));
+        // The cancelled task never ran: it ended when it was cancelled.
+        assert_eq!(r.tasks[2].ended_ms, Some(600));
+        assert_eq!(r.tasks[2].started_ms, None);
+        // What the ignored duplicate spent counts in its task's cost.
+        assert_eq!(r.tasks[0].cost_usd, Some(1.5));
+        let path: Vec<&str> = r.critical_path.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(path, ["a", "b"]);
+        assert!(
+            r.notes
+                .iter()
+                .any(|n| n.contains("1 result(s) changed nothing"))
+        );
+        // The JSON report names an ignored result's kind as before.
+        let json: serde_json::Value = serde_json::from_str(&render(&r, Format::Json)).unwrap();
+        assert_eq!(json["tasks"][0]["ignored"][0]["kind"], "duplicate");
+        assert_eq!(json["tasks"][0]["ignored"][0]["delivery"], 2);
+    }
+
+    #[test]
+    fn records_survive_the_wire() {
+        let data = records();
+        let json = data.clone().to_json_within(1 << 20).unwrap();
+        let back: ReportData = serde_json::from_slice(&json).unwrap();
+        assert_eq!(back, data);
     }
 
     #[test]

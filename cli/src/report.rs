@@ -1,19 +1,18 @@
 //! `ordo report` and `ordo prune`: through the job client, so from a local state directory
 //! (`--state DIR`, what `ordo run --state DIR` keeps) or the coordinator's `report` / `prune`
-//! API verbs alike. Either way the report is rendered here, from the same `ReportData`.
+//! API verbs alike. Either way the same `ReportData` is rendered by `ordo-report`.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
-use ordo_coordinator::report::{self as data, ReportData};
-use ordo_coordinator::store::Store;
-use ordo_proto::{Dur, JobId};
-
-use super::{Format, build, render};
 use crate::args::{Output, TargetArgs, exit};
 use crate::jobs::Open;
 use crate::manage::with_jobs;
+use anyhow::Context;
+use ordo_coordinator::store::Store;
+use ordo_proto::api::ReportData;
+use ordo_proto::{Dur, JobId};
+use ordo_report::{Format, build, render};
 
 #[derive(Debug, clap::Args)]
 pub struct ReportArgs {
@@ -100,7 +99,8 @@ pub fn write_from_store(
     format: Format,
     out: &Path,
 ) -> anyhow::Result<()> {
-    let data = data::gather(store, id)?.context("the job vanished from the store")?;
+    let data =
+        ordo_coordinator::report::gather(store, id)?.context("the job vanished from the store")?;
     write(&data, format, Some(out))
 }
 

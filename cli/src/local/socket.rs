@@ -1,0 +1,111 @@
+//! A state directory served: the process that holds `DIR` (its redb file is locked by it)
+//! listens on `DIR/ordo.sock` (mode 0600: only its owner may talk to it), so `ordo status`,
+//! `watch`, `logs`, `report`, `cancel`, `retry`, `submit`, `ui` and `mcp` started meanwhile
+//! reach the jobs it runs rather than finding the directory in use. One request per line,
+//! `VERB JSON`, answered by one line of `ApiReply` JSON (the NATS API's bodies). A socket
+//! left by a process that died is removed by the next holder.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{UnixListener, UnixStream};
+
+use super::Node;
+
+/// The socket's name in a state directory.
+pub const SOCKET_FILE: &str = "ordo.sock";
+
+pub fn path(dir: &Path) -> PathBuf {
+    dir.join(SOCKET_FILE)
+}
+
+/// Serves `node` on `DIR/ordo.sock` until the returned guard is dropped (which removes it).
+/// The caller holds the directory's store: a socket already there is stale.
+pub fn serve(dir: &Path, node: Node) -> std::io::Result<Served> {
+    let path = path(dir);
+    let _ = std::fs::remove_file(&path);
+    let listener = UnixListener::bind(&path)?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    let task = tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(connection(stream, node.clone()));
+        }
+    });
+    Ok(Served { path, task })
+}
+
+/// The socket while it is served; dropped, it is closed and removed.
+pub struct Served {
+    path: PathBuf,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        self.task.abort();
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Answers one connection's requests, one line each, until it closes.
+async fn connection(stream: UnixStream, node: Node) {
+    let (read, mut write) = stream.into_split();
+    let mut lines = BufReader::new(read).lines();
+    while let Ok(Some(line)) = lines.next_line().await {
+        let (verb, body) = line.split_once(' ').unwrap_or((line.as_str(), ""));
+        let Ok(mut reply) = node.call(verb, body.as_bytes().to_vec()).await else {
+            return;
+        };
+        reply.push(b'\n');
+        if write.write_all(&reply).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Whether a failed request means nobody serves the directory any more (the request was not
+/// taken: the socket is gone or refuses connections).
+pub fn gone(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+    )
+}
+
+/// The client of a served state directory.
+#[derive(Clone, Debug)]
+pub struct Client {
+    path: PathBuf,
+}
+
+impl Client {
+    /// Connects to the process serving `dir`, if one does (`None`: nobody answers; a socket
+    /// file left by a dead process is left for the next holder to remove).
+    pub async fn connect(dir: &Path) -> Option<Client> {
+        let path = path(dir);
+        UnixStream::connect(&path).await.ok()?;
+        Some(Client { path })
+    }
+
+    /// One request: `ApiReply` JSON back.
+    pub async fn call(&self, verb: &str, body: &[u8]) -> std::io::Result<Vec<u8>> {
+        let stream = UnixStream::connect(&self.path).await?;
+        let (read, mut write) = stream.into_split();
+        let mut line = Vec::with_capacity(verb.len() + body.len() + 2);
+        line.extend_from_slice(verb.as_bytes());
+        line.push(b' ');
+        line.extend_from_slice(body);
+        line.push(b'\n');
+        write.write_all(&line).await?;
+        let mut reply = Vec::new();
+        BufReader::new(read).read_until(b'\n', &mut reply).await?;
+        if reply.pop() != Some(b'\n') {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "the serving process closed the connection without answering (did it stop?)",
+            ));
+        }
+        Ok(reply)
+    }
+}
