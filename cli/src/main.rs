@@ -378,9 +378,9 @@ fn run(args: RunCommand) -> anyhow::Result<u8> {
             return Ok(exit::INVALID);
         }
     };
-    let (mut spec, dag) = (prepared.request.spec, prepared.dag);
+    let (mut req, dag) = (prepared.request, prepared.dag);
     match args.run.agent_argv() {
-        Ok(Some(argv)) => spec.settings.agent_command = Some(argv),
+        Ok(Some(argv)) => req.spec.settings.agent_command = Some(argv),
         Ok(None) => {}
         Err(e) => {
             eprintln!("ordo: {e}");
@@ -388,14 +388,14 @@ fn run(args: RunCommand) -> anyhow::Result<u8> {
         }
     }
     if let Some(d) = args.check_interval {
-        spec.settings.check_interval = Some(d);
+        req.spec.settings.check_interval = Some(d);
     }
     let opts = RunOptions {
-        workers: slots(args.run.workers, args.max_parallel, &spec),
-        default_mode: prepared.request.default_mode,
-        max_parallel: prepared.request.max_parallel,
+        workers: slots(args.run.workers, args.max_parallel, &req.spec),
+        default_mode: req.default_mode,
+        max_parallel: req.max_parallel,
         state_dir: args.state.clone(),
-        source: prepared.request.source,
+        source: req.source.clone(),
         telemetry: None,
     };
     let json = args.output == Output::Json;
@@ -422,8 +422,8 @@ fn run(args: RunCommand) -> anyhow::Result<u8> {
         .context("cannot start the async runtime")?;
     let label = args.spec.label();
     let ran = runtime.block_on(async {
-        let mut spec = spec;
-        if let Err(e) = ordo::run::settle_workspace(&mut spec, &label, false).await {
+        let mut req = req;
+        if let Err(e) = ordo::run::settle_workspace(&mut req.spec, &label, false).await {
             eprintln!("{e}");
             return anyhow::Ok(Ran::Invalid);
         }
@@ -432,12 +432,6 @@ fn run(args: RunCommand) -> anyhow::Result<u8> {
         {
             // Another ordo process holds the directory (a dashboard, an MCP server): the job
             // runs there, followed from here.
-            let req = ordo_proto::api::SubmitRequest {
-                spec,
-                source: label.clone(),
-                default_mode: opts.default_mode,
-                max_parallel: opts.max_parallel,
-            };
             let code =
                 ordo::manage::run_served(dir, &args.run, req, dag, args.report.as_deref()).await;
             return Ok(Ran::Elsewhere(code));
@@ -454,7 +448,7 @@ fn run(args: RunCommand) -> anyhow::Result<u8> {
         // The gRPC exporter must be built inside the runtime.
         opts.telemetry =
             ordo_plumbing::telemetry::Telemetry::from_env("ordo")?.map(std::sync::Arc::new);
-        ordo::run::run(spec, opts, progress.as_mut(), shutdown)
+        ordo::run::run(req.spec, opts, progress.as_mut(), shutdown)
             .await
             .map(|r| Ran::Here(Box::new(r)))
     })?;
