@@ -10,7 +10,7 @@ use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use ordo::formats::{self, LoadOptions};
+use ordo_formats::{self as formats, LoadOptions};
 
 const TARGET: Duration = Duration::from_millis(5);
 

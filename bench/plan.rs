@@ -8,7 +8,7 @@
 use std::fmt::Write;
 use std::time::Instant;
 
-use ordo::formats::{self, LoadOptions};
+use ordo_formats::{self as formats, LoadOptions};
 
 /// A layered DAG: 100 layers, each task depending on up to 3 tasks of the layer before.
 fn generate(n: usize) -> String {

@@ -1,15 +1,14 @@
 //! The one home of what several `ordo` commands (and the MCP server) take alike: the spec file
 //! and how to read it, where jobs live (a local state directory or a cluster), the execution
 //! overrides, `--output`, and the exit codes of DESIGN §6. Flags are parsed by clap here and
-//! turned into plain values (`LoadOptions`, `jobs::Target`, `Overrides`) for the library.
+//! turned into plain values (`LoadOptions`, `Overrides`, `jobs::Target`) for the libraries.
 
 use std::path::PathBuf;
 
+use ordo_formats::prepare::{Unprepared, env_mode};
+use ordo_formats::{Format, LoadOptions, NotPrepared, Overrides, Prepared, Source, With, prepare};
 use ordo_plumbing::connect::NatsArgs;
-use ordo_proto::{Dag, ExecutionMode, JobSpec, WorkspaceMode};
-
-use crate::formats::{self, Diagnostic, Format, LoadOptions, Loaded};
-use crate::overlay::Overlay;
+use ordo_proto::{ExecutionMode, JobSpec, WorkspaceMode};
 
 /// Exit codes (DESIGN §6).
 pub mod exit {
@@ -91,73 +90,58 @@ impl SpecArgs {
         }
     }
 
-    /// The settings overlay these flags ask for (`--with` read here).
-    pub fn overlay(&self) -> Result<Overlay, Diagnostic> {
-        let settings = match &self.with {
-            Some(path) => Overlay::read(path)?,
-            None => toml::Table::new(),
-        };
-        Ok(Overlay {
-            settings,
+    /// The overrides these flags give, with a command's own: `--mode`, `--max-parallel` and
+    /// `--workers` (`None` where it has no such flag), and `ORDO_EXECUTION_MODE`.
+    pub fn overrides(
+        &self,
+        mode: Option<Mode>,
+        max_parallel: Option<u32>,
+        workers: Option<u32>,
+    ) -> Overrides {
+        Overrides {
+            with: self.with.clone().map(With::File),
             workspace: self.workspace,
             max_cost_usd: self.max_cost_usd,
             max_tokens: self.max_tokens,
-        })
+            mode: mode.map(ExecutionMode::from),
+            max_parallel,
+            workers,
+            env_mode: env_mode(),
+        }
     }
 
-    /// Reads the spec, lays the overlay over it and validates it; warnings go to stderr. On
-    /// failure: every diagnostic, or (a TaskMaster file whose tasks are all done) that there
-    /// is nothing to do.
-    pub fn load(&self) -> Result<(Loaded, Dag), NotLoaded> {
-        let loaded = self.read().map_err(NotLoaded::Invalid)?;
-        for w in &loaded.warnings {
+    /// Prepares the spec (`ordo_formats::prepare`) with `overrides`; its warnings go to stderr
+    /// whether it is prepared or not.
+    pub fn prepare(&self, overrides: &Overrides) -> Result<Prepared, NotPrepared> {
+        let prepared = prepare(Source::File(&self.spec), &self.load_options(), overrides);
+        let warnings = match &prepared {
+            Ok(p) => &p.warnings,
+            Err(e) => &e.warnings,
+        };
+        for w in warnings {
             eprintln!("warning: {w}");
         }
-        if let Some(nothing) = loaded.nothing_to_do() {
-            return Err(NotLoaded::NothingToDo(format!(
-                "{}: {nothing}",
-                self.label()
-            )));
+        prepared
+    }
+}
+
+/// Says why a spec was not prepared (diagnostics to stderr, nothing-to-do to stdout) and
+/// returns the exit code: 2, or 0 when there is nothing to do.
+pub fn report_not_prepared(not: &NotPrepared) -> u8 {
+    match &not.reason {
+        Unprepared::Invalid(diags) => {
+            for d in diags {
+                eprintln!("{d}");
+            }
+            exit::INVALID
         }
-        let dag = formats::check(&loaded, &self.label()).map_err(NotLoaded::Invalid)?;
-        Ok((loaded, dag))
-    }
-
-    /// Reads the spec and lays the overlay over it, not yet validated.
-    pub fn read(&self) -> Result<Loaded, Vec<Diagnostic>> {
-        let overlay = self.overlay().map_err(|d| vec![d])?;
-        let mut loaded = formats::load(&self.spec, &self.load_options())?;
-        overlay
-            .apply(&mut loaded.spec, &self.label())
-            .map_err(|d| vec![d])?;
-        Ok(loaded)
-    }
-}
-
-/// Why `SpecArgs::load` gives no job.
-#[derive(Debug)]
-pub enum NotLoaded {
-    /// The spec is invalid: exit 2 after printing these.
-    Invalid(Vec<Diagnostic>),
-    /// A valid file with no task left to run (`Loaded::nothing_to_do`): say it, exit 0.
-    NothingToDo(String),
-}
-
-impl NotLoaded {
-    /// Prints what it says (diagnostics to stderr, nothing-to-do to stdout) and returns the
-    /// exit code.
-    pub fn report(&self) -> u8 {
-        match self {
-            NotLoaded::Invalid(diags) => {
-                for d in diags {
-                    eprintln!("{d}");
-                }
-                exit::INVALID
-            }
-            NotLoaded::NothingToDo(message) => {
-                println!("{message}");
-                exit::OK
-            }
+        Unprepared::NothingToDo { reason, .. } => {
+            println!("{reason}");
+            exit::OK
+        }
+        Unprepared::Mode(e) => {
+            eprintln!("ordo: {e}");
+            exit::INVALID
         }
     }
 }
@@ -266,40 +250,4 @@ pub fn slots(workers: Option<u32>, max_parallel: Option<u32>, spec: &JobSpec) ->
         .or(spec.settings.max_parallel_tasks)
         .unwrap_or_else(default_workers)
         .max(1)
-}
-
-/// `--mode` on a spec: the spec runs in that mode whatever it says.
-pub fn override_mode(spec: &mut JobSpec, mode: Option<ExecutionMode>) {
-    if let Some(mode) = mode {
-        spec.settings.execution_mode = Some(mode);
-        spec.settings.enable_parallel = None;
-    }
-}
-
-/// The mode the command line asks for (`JobSpec::mode_decision`): `ORDO_EXECUTION_MODE` (`env`)
-/// when set, else parallel when `--workers` or `--max-parallel` asks for more than one task at
-/// once. The default slot count (one per CPU) asks nothing.
-pub fn requested_mode(
-    env: Option<ExecutionMode>,
-    workers: Option<u32>,
-    max_parallel: Option<u32>,
-) -> Option<ExecutionMode> {
-    let wide = [workers, max_parallel].into_iter().flatten().any(|n| n > 1);
-    env.or(wide.then_some(ExecutionMode::Parallel))
-}
-
-/// `ORDO_EXECUTION_MODE`: the default mode of specs that set none (`None` when unset).
-pub fn env_mode() -> Result<Option<ExecutionMode>, String> {
-    default_mode(std::env::var("ORDO_EXECUTION_MODE").ok().as_deref())
-}
-
-/// The default mode `ORDO_EXECUTION_MODE` (given as `value`) sets; blank is unset.
-pub fn default_mode(value: Option<&str>) -> Result<Option<ExecutionMode>, String> {
-    match value.map(str::trim) {
-        Some(v) if !v.is_empty() => v
-            .parse::<ExecutionMode>()
-            .map(Some)
-            .map_err(|e| format!("ORDO_EXECUTION_MODE: {e}")),
-        _ => Ok(None),
-    }
 }

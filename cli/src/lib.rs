@@ -1,11 +1,9 @@
-//! The `ordo` command line as a library, so benches and tests reach the same code.
+//! The `ordo` command line as a library, so benches and tests reach the same code. The spec
+//! formats, the settings overlay and the preparing of a submit are the `ordo-formats` crate.
 //!
 //! # Layout
 //! - `args`: what several commands take alike (spec file, target, run options, output, exit
 //!   codes).
-//! - `formats`: every input format → `JobSpec`, with file positions for errors.
-//! - `graph`: Graphviz dot and Mermaid renderings of a job's DAG.
-//! - `overlay`: `--with FILE` and the setting flags laid over a loaded spec.
 //! - `local`: local mode: the coordinator's host with the in-process executor, its loop, and
 //!   the Unix socket a state directory is served on.
 //! - `run`: `ordo run`: one job run by a local host, shown in the terminal.
@@ -23,14 +21,11 @@
 //! - `report`: `ordo report` and `ordo prune` (rendering is the `ordo-report` crate's).
 
 pub mod args;
-pub mod formats;
-pub mod graph;
 pub mod jobs;
 pub mod local;
 pub mod manage;
 pub mod mcp;
 pub mod mcp_stdio;
-pub mod overlay;
 pub mod progress;
 pub mod report;
 pub mod run;

@@ -8,15 +8,14 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use ordo::args::{
-    Mode, Output, RunArgs, SpecArgs, env_mode, exit, override_mode, requested_mode, slots,
-};
-use ordo::formats::{self, Diagnostic, Loaded};
+use ordo::args::{Mode, Output, RunArgs, SpecArgs, exit, report_not_prepared, slots};
 use ordo::local::socket::Holder;
 use ordo::progress::{Bars, Lines, Progress, Quiet};
 use ordo::run::{RunOptions, RunReport};
 use ordo::summary;
-use ordo_proto::{Dag, Dur, ExecutionMode, JobState, ModeDecision};
+use ordo_formats::prepare::Unprepared;
+use ordo_formats::{Diagnostic, Prepared, Source, graph};
+use ordo_proto::{Dur, JobState};
 
 #[derive(Parser)]
 #[command(
@@ -177,10 +176,10 @@ fn dispatch(cli: Cli) -> anyhow::Result<u8> {
             output,
         } => plan(&spec, workers, output),
         Command::Graph { spec, graph_format } => {
-            let (loaded, dag) = load_checked(&spec)?;
+            let p = prepared(&spec, None, None, None)?;
             let text = match graph_format {
-                GraphFormat::Dot => ordo::graph::dot(&loaded.spec, &dag),
-                GraphFormat::Mermaid => ordo::graph::mermaid(&loaded.spec, &dag),
+                GraphFormat::Dot => graph::dot(&p.request.spec, &p.dag),
+                GraphFormat::Mermaid => graph::mermaid(&p.request.spec, &p.dag),
             };
             print!("{text}");
             Ok(exit::OK)
@@ -201,107 +200,112 @@ fn print_diagnostics(diags: &[Diagnostic]) {
     }
 }
 
-/// Loads and validates a spec; on failure prints every error and exits 2, and a file with
-/// nothing to do says so and exits 0.
-fn load_checked(spec: &SpecArgs) -> anyhow::Result<(Loaded, Dag)> {
-    spec.load().map_err(|e| Exit(e.report()).into())
-}
-
-/// The mode a loaded job runs in as `ordo run` would run it with `workers` (and the
-/// environment); an invalid `ORDO_EXECUTION_MODE` is an error.
-fn mode_of(loaded: &Loaded, workers: Option<u32>) -> anyhow::Result<ModeDecision> {
-    let env = env_mode().map_err(|e| {
-        eprintln!("ordo: {e}");
-        anyhow::Error::from(Exit(exit::INVALID))
-    })?;
-    Ok(loaded
-        .spec
-        .mode_decision(requested_mode(env, workers, None)))
+/// Prepares a spec with a command's `--mode`, `--max-parallel` and `--workers`; on failure
+/// prints every error and exits 2, and a file with nothing to do says so and exits 0.
+fn prepared(
+    spec: &SpecArgs,
+    mode: Option<Mode>,
+    max_parallel: Option<u32>,
+    workers: Option<u32>,
+) -> anyhow::Result<Prepared> {
+    spec.prepare(&spec.overrides(mode, max_parallel, workers))
+        .map_err(|e| Exit(report_not_prepared(&e)).into())
 }
 
 fn validate(spec: &SpecArgs, output: Output) -> anyhow::Result<u8> {
     let label = spec.label();
-    let loaded = spec.read();
-    if let Ok(l) = &loaded
-        && let Some(nothing) = l.nothing_to_do()
-    {
-        // Valid, with nothing left to run.
-        for w in &l.warnings {
+    // Warnings go to stderr with the text output only: the JSON carries them.
+    let result = ordo_formats::prepare(
+        Source::File(&spec.spec),
+        &spec.load_options(),
+        &spec.overrides(None, None, None),
+    );
+    let warn = |warnings: &[String]| {
+        for w in warnings {
             eprintln!("warning: {w}");
         }
+    };
+    if let Err(e) = &result
+        && let Unprepared::NothingToDo { format, reason } = &e.reason
+    {
+        // Valid, with nothing left to run.
+        warn(&e.warnings);
+        let nothing = &reason.message;
         match output {
-            Output::Text => println!("{label}: valid {} job: {nothing}", l.format),
+            Output::Text => println!("{label}: valid {format} job: {nothing}"),
             Output::Json => println!(
                 "{}",
-                serde_json::json!({"valid": true, "file": label, "format": l.format.to_string(),
-                                   "tasks": 0, "nothing_to_do": nothing, "warnings": l.warnings})
+                serde_json::json!({"valid": true, "file": label, "format": format.to_string(),
+                                   "tasks": 0, "nothing_to_do": nothing, "warnings": e.warnings})
             ),
         }
         return Ok(exit::OK);
     }
-    let result = loaded.and_then(|l| formats::check(&l, &label).map(|dag| (l, dag)));
     match (result, output) {
-        (Ok((loaded, dag)), Output::Text) => {
-            for w in &loaded.warnings {
-                eprintln!("warning: {w}");
-            }
-            let mode = mode_of(&loaded, None)?;
+        (Ok(p), Output::Text) => {
+            warn(&p.warnings);
+            let mode = p.mode();
             println!(
                 "{label}: valid {} job '{}': {} tasks, {} dependencies",
-                loaded.format,
-                loaded.spec.name,
-                dag.len(),
-                dag.deps.iter().map(Vec::len).sum::<usize>()
+                p.format,
+                p.request.spec.name,
+                p.dag.len(),
+                p.dag.deps.iter().map(Vec::len).sum::<usize>()
             );
             println!("mode: {} ({mode})", mode.mode);
             Ok(exit::OK)
         }
-        (Ok((loaded, dag)), Output::Json) => {
-            let mode = mode_of(&loaded, None)?;
+        (Ok(p), Output::Json) => {
+            let mode = p.mode();
             let v = serde_json::json!({
-                "valid": true, "file": label, "format": loaded.format.to_string(),
-                "name": loaded.spec.name, "tasks": dag.len(), "warnings": loaded.warnings,
+                "valid": true, "file": label, "format": p.format.to_string(),
+                "name": p.request.spec.name, "tasks": p.dag.len(), "warnings": p.warnings,
                 "mode": mode.mode, "mode_reason": mode.to_string(),
             });
             println!("{v}");
             Ok(exit::OK)
         }
-        (Err(diags), Output::Text) => {
-            print_diagnostics(&diags);
-            Ok(exit::INVALID)
-        }
-        (Err(diags), Output::Json) => {
-            print_diagnostics(&diags);
-            let errors: Vec<_> = diags
-                .iter()
-                .map(|d| {
-                    serde_json::json!({
-                        "file": d.file, "line": d.pos.map(|p| p.line), "column": d.pos.map(|p| p.col),
-                        "message": d.message,
+        (Err(e), output) => {
+            let Unprepared::Invalid(diags) = &e.reason else {
+                if output == Output::Text {
+                    warn(&e.warnings);
+                }
+                return Ok(report_not_prepared(&e));
+            };
+            print_diagnostics(diags);
+            if output == Output::Json {
+                let errors: Vec<_> = diags
+                    .iter()
+                    .map(|d| {
+                        serde_json::json!({
+                            "file": d.file, "line": d.pos.map(|p| p.line), "column": d.pos.map(|p| p.col),
+                            "message": d.message,
+                        })
                     })
-                })
-                .collect();
-            println!("{}", serde_json::json!({"valid": false, "errors": errors}));
+                    .collect();
+                println!("{}", serde_json::json!({"valid": false, "errors": errors}));
+            }
             Ok(exit::INVALID)
         }
     }
 }
 
 fn plan(spec: &SpecArgs, workers: Option<u32>, output: Output) -> anyhow::Result<u8> {
-    let (loaded, dag) = load_checked(spec)?;
-    let mode = mode_of(&loaded, workers)?;
-    let plan = dag.plan(slots(workers, None, &loaded.spec), &mode);
+    let p = prepared(spec, None, None, workers)?;
+    let (spec, dag) = (&p.request.spec, &p.dag);
+    let mode = p.mode();
+    let plan = dag.plan(slots(workers, None, spec), &mode);
     match output {
         Output::Json => {
             let mut v = serde_json::to_value(&plan)?;
-            v["name"] = loaded.spec.name.clone().into();
-            v["jumps"] = ordo::graph::jumps(&loaded.spec).into();
+            v["name"] = spec.name.clone().into();
+            v["jumps"] = graph::jumps(spec).into();
             println!("{v}");
         }
         Output::Text => {
             println!(
                 "job '{}': {} tasks, {} dependencies, {} levels",
-                loaded.spec.name,
+                spec.name,
                 plan.tasks,
                 plan.edges,
                 plan.levels.len()
@@ -311,7 +315,7 @@ fn plan(spec: &SpecArgs, workers: Option<u32>, output: Output) -> anyhow::Result
                 let names: Vec<&str> = level.iter().map(|n| n.as_str()).collect();
                 println!("  level {}: {}", i + 1, names.join(", "));
             }
-            let jumps = ordo::graph::jumps(&loaded.spec);
+            let jumps = graph::jumps(spec);
             if !jumps.is_empty() {
                 println!("jumps: {}", jumps.join("; "));
             }
@@ -327,14 +331,14 @@ fn plan(spec: &SpecArgs, workers: Option<u32>, output: Output) -> anyhow::Result
 }
 
 fn convert(spec: &SpecArgs, out: Option<&Path>, to: Option<ConvertTo>) -> anyhow::Result<u8> {
-    let (loaded, _dag) = load_checked(spec)?;
+    let spec = prepared(spec, None, None, None)?.request.spec;
     let to = to.unwrap_or_else(|| match out.and_then(|p| p.extension()) {
         Some(ext) if ext == "toml" => ConvertTo::Toml,
         _ => ConvertTo::Json,
     });
     let text = match to {
-        ConvertTo::Json => formats::to_json(&loaded.spec),
-        ConvertTo::Toml => formats::to_toml(&loaded.spec).context("cannot write TOML")?,
+        ConvertTo::Json => ordo_formats::to_json(&spec),
+        ConvertTo::Toml => ordo_formats::to_toml(&spec).context("cannot write TOML")?,
     };
     match out {
         Some(path) => std::fs::write(path, text)
@@ -356,8 +360,14 @@ enum Ran {
 }
 
 fn run(args: RunCommand) -> anyhow::Result<u8> {
-    let (loaded, dag) = load_checked(&args.spec)?;
-    let sources = match (args.update_source, loaded.sources) {
+    let overrides = args
+        .spec
+        .overrides(args.mode, args.max_parallel, args.run.workers);
+    let prepared = args
+        .spec
+        .prepare(&overrides)
+        .map_err(|e| Exit(report_not_prepared(&e)))?;
+    let sources = match (args.update_source, prepared.sources) {
         (false, _) => None,
         (true, Some(sources)) => Some(sources),
         (true, None) => {
@@ -365,15 +375,14 @@ fn run(args: RunCommand) -> anyhow::Result<u8> {
                 "ordo: --update-source writes statuses back into a TaskMaster tasks.json; {} is \
                  read as {} (--input-format taskmaster reads it as one)",
                 args.spec.label(),
-                loaded.format
+                prepared.format
             );
             return Ok(exit::INVALID);
         }
     };
-    let mut spec = loaded.spec;
-    override_mode(&mut spec, args.mode.map(ExecutionMode::from));
+    let (mut req, dag) = (prepared.request, prepared.dag);
     match args.run.agent_argv() {
-        Ok(Some(argv)) => spec.settings.agent_command = Some(argv),
+        Ok(Some(argv)) => req.spec.settings.agent_command = Some(argv),
         Ok(None) => {}
         Err(e) => {
             eprintln!("ordo: {e}");
@@ -381,21 +390,14 @@ fn run(args: RunCommand) -> anyhow::Result<u8> {
         }
     }
     if let Some(d) = args.check_interval {
-        spec.settings.check_interval = Some(d);
+        req.spec.settings.check_interval = Some(d);
     }
-    let default_mode = match env_mode() {
-        Ok(env) => requested_mode(env, args.run.workers, args.max_parallel),
-        Err(e) => {
-            eprintln!("ordo: {e}");
-            return Ok(exit::INVALID);
-        }
-    };
     let opts = RunOptions {
-        workers: slots(args.run.workers, args.max_parallel, &spec),
-        default_mode,
-        max_parallel: args.max_parallel,
+        workers: slots(args.run.workers, args.max_parallel, &req.spec),
+        default_mode: req.default_mode,
+        max_parallel: req.max_parallel,
         state_dir: args.state.clone(),
-        source: args.spec.label(),
+        source: req.source.clone(),
         telemetry: None,
     };
     let json = args.output == Output::Json;
@@ -422,8 +424,8 @@ fn run(args: RunCommand) -> anyhow::Result<u8> {
         .context("cannot start the async runtime")?;
     let label = args.spec.label();
     let ran = runtime.block_on(async {
-        let mut spec = spec;
-        if let Err(e) = ordo::run::settle_workspace(&mut spec, &label, false).await {
+        let mut req = req;
+        if let Err(e) = ordo::run::settle_workspace(&mut req.spec, &label, false).await {
             eprintln!("{e}");
             return anyhow::Ok(Ran::Invalid);
         }
@@ -448,12 +450,6 @@ fn run(args: RunCommand) -> anyhow::Result<u8> {
             Holder::Served(_) => {
                 // Another ordo process holds the directory (a dashboard, an MCP server): the job
                 // runs there, followed from here.
-                let req = ordo_proto::api::SubmitRequest {
-                    spec,
-                    source: label.clone(),
-                    default_mode: opts.default_mode,
-                    max_parallel: opts.max_parallel,
-                };
                 let dir = args.state.as_deref().unwrap_or(Path::new("."));
                 let (job, code) = ordo::manage::run_served(dir, &args.run, req, dag).await;
                 return Ok(Ran::Elsewhere(job, code));
@@ -471,7 +467,7 @@ fn run(args: RunCommand) -> anyhow::Result<u8> {
         // The gRPC exporter must be built inside the runtime.
         opts.telemetry =
             ordo_plumbing::telemetry::Telemetry::from_env("ordo")?.map(std::sync::Arc::new);
-        ordo::run::run(spec, opts, store, progress.as_mut(), shutdown)
+        ordo::run::run(req.spec, opts, store, progress.as_mut(), shutdown)
             .await
             .map(|r| Ran::Here(Box::new(r)))
     })?;

@@ -32,8 +32,10 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::ValueEnum as _;
+use ordo_formats::prepare::env_mode;
+use ordo_formats::{Diagnostic, Format, LoadOptions, Overrides, Prepared, Source, With};
 use ordo_proto::api::{JobStatus, JobSummary, JobsRequest};
-use ordo_proto::{Dag, ExecutionMode, JobState, WorkspaceMode};
+use ordo_proto::{ExecutionMode, JobState, WorkspaceMode};
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
 use rmcp::model::{CallToolResult, ContentBlock, Implementation, ServerCapabilities, ServerConfig};
@@ -42,11 +44,8 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::args::{RunTarget, override_mode};
-use crate::formats::{self, Diagnostic, Format, LoadOptions, Loaded};
+use crate::args::RunTarget;
 use crate::jobs::{self, Jobs, Open};
-use crate::manage::submit_request;
-use crate::overlay::Overlay;
 use ordo_report as report;
 
 /// The default state directory of local mode, under the current directory.
@@ -433,23 +432,14 @@ impl ServerHandler for Ordo {
 // ---------------------------------------------------------------------------------------------
 // Specs
 
-/// A name for spec text in diagnostics, whose extension matches its format.
-pub(crate) fn text_label(format: Option<Format>, text: &str) -> String {
-    let format = format.unwrap_or_else(|| formats::detect("spec", text));
-    let ext = match format {
-        Format::Toml => "toml",
-        Format::Markdown => "md",
-        Format::Json
-        | Format::Subtasks
-        | Format::MarkdownJson
-        | Format::TaskMaster
-        | Format::TaskList => "json",
-    };
-    format!("spec.{ext}")
-}
-
-/// Reads and validates a spec like `ordo validate`: the loaded spec, its DAG and its label.
-fn load(p: &SpecInput) -> Result<(Loaded, Dag, String), Fail> {
+/// Prepares a spec like the CLI (`ordo_formats::prepare`), with a tool's `mode`,
+/// `max_parallel` and `workers`.
+fn prepare(
+    p: &SpecInput,
+    mode: Option<ExecutionMode>,
+    max_parallel: Option<u32>,
+    workers: Option<u32>,
+) -> Result<Prepared, Fail> {
     let format = p
         .format
         .as_deref()
@@ -463,11 +453,11 @@ fn load(p: &SpecInput) -> Result<(Loaded, Dag, String), Fail> {
         include_done: p.include_done,
         current_tag: None,
     };
-    let (loaded, label) = match (&p.spec, &p.path) {
-        (Some(text), None) => {
-            let label = text_label(format, text);
-            (formats::parse(&label, text, &opts)?, label)
-        }
+    let source = match (&p.spec, &p.path) {
+        (Some(text), None) => Source::Text {
+            text,
+            origin: "mcp",
+        },
         (None, Some(path)) => {
             // Only a regular file: `/dev/stdin` would read this server's own protocol stream
             // and a FIFO would hang the call.
@@ -477,7 +467,7 @@ fn load(p: &SpecInput) -> Result<(Loaded, Dag, String), Fail> {
                     "{path}: not a regular file; give the path of a spec file"
                 )));
             }
-            (formats::load(Path::new(path), &opts)?, path.clone())
+            Source::File(Path::new(path))
         }
         (Some(_), Some(_)) => return Err(Fail::msg("give the spec as `spec` or `path`, not both")),
         (None, None) => {
@@ -486,28 +476,26 @@ fn load(p: &SpecInput) -> Result<(Loaded, Dag, String), Fail> {
             ));
         }
     };
-    let settings = match &p.with {
-        Some(path) => Overlay::read(Path::new(path)).map_err(|d| vec![d])?,
-        None => toml::Table::new(),
-    };
     let workspace = p
         .workspace
         .as_deref()
         .map(str::parse::<WorkspaceMode>)
         .transpose()
         .map_err(Fail::msg)?;
-    let overlay = Overlay {
-        settings,
+    let overrides = Overrides {
+        with: p.with.as_ref().map(|w| With::File(w.into())),
         workspace,
         max_cost_usd: p.max_cost_usd,
         max_tokens: p.max_tokens,
+        mode,
+        max_parallel,
+        workers,
+        env_mode: env_mode(),
     };
-    let mut loaded = loaded;
-    overlay
-        .apply(&mut loaded.spec, &label)
-        .map_err(|d| vec![d])?;
-    let dag = formats::check(&loaded, &label)?;
-    Ok((loaded, dag, label))
+    ordo_formats::prepare(source, &opts, &overrides).map_err(|e| match e.diagnostics() {
+        Some(diags) => Fail::from(diags),
+        None => Fail::msg(e.to_string()),
+    })
 }
 
 fn parse_mode(mode: Option<&str>) -> Result<Option<ExecutionMode>, Fail> {
@@ -549,36 +537,34 @@ fn tail(s: &str, max: usize) -> &str {
 
 impl Ordo {
     fn validate(&self, p: SpecInput) -> Outcome {
-        let (loaded, dag, label) = load(&p)?;
+        let prep = prepare(&p, None, None, None)?;
+        let (spec, dag, label) = (&prep.request.spec, &prep.dag, &prep.label);
         let deps: usize = dag.deps.iter().map(Vec::len).sum();
         let summary = format!(
             "{label}: valid {} job '{}': {}, {}",
-            loaded.format,
-            loaded.spec.name,
+            prep.format,
+            spec.name,
             plural(dag.len(), "task", "tasks"),
             plural(deps, "dependency", "dependencies"),
         );
         let v = json!({
-            "valid": true, "file": label, "format": loaded.format.to_string(),
-            "name": loaded.spec.name, "tasks": dag.len(), "dependencies": deps,
+            "valid": true, "file": label, "format": prep.format.to_string(),
+            "name": spec.name, "tasks": dag.len(), "dependencies": deps,
             "task_names": dag.names.iter().map(|n| n.as_str()).collect::<Vec<_>>(),
-            "warnings": loaded.warnings,
+            "warnings": prep.warnings,
         });
         done(summary, v, None)
     }
 
     fn plan(&self, p: PlanInput) -> Outcome {
-        let (loaded, dag, _) = load(&p.spec)?;
-        let env = crate::args::env_mode().map_err(Fail::msg)?;
-        let mode = loaded
-            .spec
-            .mode_decision(crate::args::requested_mode(env, p.workers, None));
-        let plan = dag.plan(p.workers.unwrap_or(4).max(1), &mode);
+        let prep = prepare(&p.spec, None, None, p.workers)?;
+        let plan = prep.dag.plan(p.workers.unwrap_or(4).max(1), &prep.mode());
+        let name = &prep.request.spec.name;
         let path: Vec<&str> = plan.critical_path.iter().map(|n| n.as_str()).collect();
         let summary = format!(
             "job '{}': {}, {} levels, {} ({}); critical path {}; estimated makespan {} \
              task-lengths with {} workers (speedup {:.2}x)",
-            loaded.spec.name,
+            name,
             plural(plan.tasks, "task", "tasks"),
             plan.levels.len(),
             plan.mode,
@@ -589,21 +575,22 @@ impl Ordo {
             plan.estimated_speedup
         );
         let mut v = to_value(&plan)?;
-        v["name"] = loaded.spec.name.clone().into();
-        v["warnings"] = json!(loaded.warnings);
+        v["name"] = name.clone().into();
+        v["warnings"] = json!(prep.warnings);
         done(summary, v, None)
     }
 
     fn convert(&self, p: ConvertInput) -> Outcome {
-        let (loaded, dag, label) = load(&p.spec)?;
+        let prep = prepare(&p.spec, None, None, None)?;
+        let (spec, label) = (&prep.request.spec, &prep.label);
         let to =
             p.to.as_deref()
                 .unwrap_or("json")
                 .trim()
                 .to_ascii_lowercase();
         let text = match to.as_str() {
-            "json" => formats::to_json(&loaded.spec),
-            "toml" => formats::to_toml(&loaded.spec)
+            "json" => ordo_formats::to_json(spec),
+            "toml" => ordo_formats::to_toml(spec)
                 .map_err(|e| Fail::msg(format!("cannot write TOML: {e}")))?,
             other => {
                 return Err(Fail::msg(format!(
@@ -614,33 +601,24 @@ impl Ordo {
         };
         let summary = format!(
             "{label} ({}) → ordo {to}: job '{}', {}",
-            loaded.format,
-            loaded.spec.name,
-            plural(dag.len(), "task", "tasks")
+            prep.format,
+            spec.name,
+            plural(prep.dag.len(), "task", "tasks")
         );
         let v = json!({
-            "from": loaded.format.to_string(), "to": to, "name": loaded.spec.name,
-            "tasks": dag.len(), "text": text, "warnings": loaded.warnings,
+            "from": prep.format.to_string(), "to": to, "name": spec.name,
+            "tasks": prep.dag.len(), "text": text, "warnings": prep.warnings,
         });
         done(summary, v, Some(text))
     }
 
     async fn submit(&self, p: SubmitInput) -> Outcome {
-        let (loaded, dag, label) = load(&p.spec)?;
         let mode = parse_mode(p.mode.as_deref())?;
-        let source = if p.spec.path.is_some() {
-            label
-        } else {
-            "mcp".to_string()
-        };
+        let prep = prepare(&p.spec, mode, p.max_parallel, None)?;
         let jobs = self.jobs()?;
-        let mut spec = loaded.spec;
-        override_mode(&mut spec, mode);
-        let env = std::env::var("ORDO_EXECUTION_MODE").ok();
-        let name = spec.name.clone();
-        let req = submit_request(spec, source, None, p.max_parallel, env.as_deref())?;
-        let tasks = dag.len();
-        let job = jobs.submit(req, dag).await?;
+        let name = prep.request.spec.name.clone();
+        let tasks = prep.dag.len();
+        let job = jobs.submit(prep.request, prep.dag).await?;
         let (place, mut v) = match jobs {
             Jobs::Local(l) => (
                 "running on this machine",
@@ -655,7 +633,7 @@ impl Ordo {
         v["job"] = json!(job);
         v["name"] = json!(name);
         v["tasks"] = json!(tasks);
-        v["warnings"] = json!(loaded.warnings);
+        v["warnings"] = json!(prep.warnings);
         done(summary, v, None)
     }
 
@@ -806,18 +784,10 @@ mod tests {
     }
 
     #[test]
-    fn spec_text_gets_a_label_of_its_format() {
-        assert_eq!(text_label(None, "[[tasks]]\nname = 'a'\n"), "spec.toml");
-        assert_eq!(text_label(None, r#"{"tasks": []}"#), "spec.json");
-        assert_eq!(text_label(None, "# Doc\n\n### Task 1: Do\n"), "spec.md");
-        assert_eq!(text_label(Some(Format::TaskMaster), ""), "spec.json");
-    }
-
-    #[test]
     fn spec_errors_carry_the_cli_messages() {
         let cycle = "[[tasks]]\nname = 'a'\ncommand = 'true'\ndepends_on = ['b']\n\
                      [[tasks]]\nname = 'b'\ncommand = 'true'\ndepends_on = ['a']\n";
-        let e = load(&spec(cycle)).unwrap_err();
+        let e = prepare(&spec(cycle), None, None, None).unwrap_err();
         assert!(
             e.message.starts_with("spec.toml:")
                 && e.message.contains("dependency cycle: a → b → a"),
@@ -825,19 +795,24 @@ mod tests {
             e.message
         );
         assert_eq!(e.detail["valid"], false);
-        let e = load(&SpecInput::default()).unwrap_err();
+        let e = prepare(&SpecInput::default(), None, None, None).unwrap_err();
         assert!(e.message.starts_with("no spec"), "{}", e.message);
         let both = SpecInput {
             path: Some("x.toml".into()),
             ..spec("")
         };
-        assert!(load(&both).unwrap_err().message.contains("not both"));
+        assert!(
+            prepare(&both, None, None, None)
+                .unwrap_err()
+                .message
+                .contains("not both")
+        );
         let bad_format = SpecInput {
             format: Some("yaml".into()),
             ..spec("")
         };
         assert!(
-            load(&bad_format)
+            prepare(&bad_format, None, None, None)
                 .unwrap_err()
                 .message
                 .contains("unknown format")
@@ -856,8 +831,9 @@ mod tests {
                 include_done,
                 ..spec(text)
             };
-            let (loaded, _, _) = load(&input).unwrap_or_else(|e| panic!("{}", e.message));
-            loaded
+            let prep =
+                prepare(&input, None, None, None).unwrap_or_else(|e| panic!("{}", e.message));
+            prep.request
                 .spec
                 .tasks
                 .iter()

@@ -1,8 +1,8 @@
 //! `ordo run --update-source`: TaskMaster statuses written back into the `tasks.json` the job
 //! was read from while it runs. A `Progress` decorator: it sees the same committed changes
 //! the progress display does, passes them on, and turns task starts and ends into status
-//! edits for one writer thread, which applies them (`formats::write_back`) and replaces the
-//! file atomically (a temporary file in the same directory, fsync, rename). One thread writes,
+//! edits for one writer thread, which applies them to the file (`ordo_formats::write_back`,
+//! which replaces it atomically: a temporary file in the same directory, fsync, rename). One thread writes,
 //! so updates from tasks finishing together are applied in order and none is lost; edits
 //! queued meanwhile are written together. The run loop never waits on the disk, except for the
 //! last write when the job ends.
@@ -25,9 +25,9 @@ use std::thread::JoinHandle;
 use ordo_coordinator::store::{Change, JobRecord, TaskState};
 use ordo_proto::JobSpec;
 
-use crate::formats::write_back::{self, Edit, Sources, TaskRef};
 use crate::progress::Progress;
 use crate::run::RunReport;
+use ordo_formats::write_back::{self, Edit, Sources, TaskRef};
 
 const IN_PROGRESS: &str = "in-progress";
 const DONE: &str = "done";
@@ -177,7 +177,7 @@ fn write_loop(file: &Path, rx: mpsc::Receiver<Edit>) {
         if pending.is_empty() {
             continue;
         }
-        match write_once(file, &pending) {
+        match write_back::write_file(file, &pending) {
             Ok(warnings) => {
                 for w in warnings {
                     warn(file, &w);
@@ -212,48 +212,4 @@ fn warn(file: &Path, message: &str) {
         "warning: --update-source: {}: {message}",
         file.display()
     );
-}
-
-/// Reads the file, applies `edits`, and replaces it if anything changed; returns the warnings
-/// of edits whose task is gone.
-fn write_once(file: &Path, edits: &[Edit]) -> Result<Vec<String>, String> {
-    let text = std::fs::read(file).map_err(|e| format!("cannot read: {e}"))?;
-    let text = String::from_utf8(text).map_err(|_| "not UTF-8 any more".to_string())?;
-    let (new, warnings) = write_back::apply(&text, edits)?;
-    if let Some(new) = new {
-        replace(file, new.as_bytes()).map_err(|e| format!("cannot write: {e}"))?;
-    }
-    Ok(warnings)
-}
-
-/// Replaces `file` atomically: a temporary file beside it (same permissions), fsync, rename,
-/// fsync of the directory.
-fn replace(file: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = match file.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let name = file
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "tasks.json".into());
-    let tmp = dir.join(format!(".{name}.ordo-{}.tmp", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        if let Ok(meta) = std::fs::metadata(file) {
-            f.set_permissions(meta.permissions())?;
-        }
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        drop(f);
-        std::fs::rename(&tmp, file)?;
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
 }

@@ -13,6 +13,7 @@ mod local;
 
 use std::collections::BTreeMap;
 
+use ordo_formats::Diagnostic;
 use ordo_plumbing::connect::ConnectError;
 use ordo_proto::api::{
     self, ApiError, ApiReply, ErrorKind, JobRef, JobStatus, JobSummary, JobsRequest, OutputReply,
@@ -25,7 +26,6 @@ use serde::de::DeserializeOwned;
 
 pub use crate::args::Target;
 use crate::args::exit;
-use crate::formats::Diagnostic;
 
 pub use cluster::Cluster;
 pub use local::{HELD_WAIT, Local};

@@ -16,12 +16,9 @@ pub mod render;
 
 use ordo_plumbing::connect::NatsArgs;
 use ordo_proto::api::{self, JobsRequest, SubmitRequest};
-use ordo_proto::{ExecutionMode, JobSpec, JobState, TaskPhase, now_ms};
+use ordo_proto::{JobState, TaskPhase, now_ms};
 
-use crate::args::{
-    Mode, Output, RunTarget, SpecArgs, TargetArgs, default_mode, exit, override_mode,
-    requested_mode,
-};
+use crate::args::{Mode, Output, RunTarget, SpecArgs, TargetArgs, exit, report_not_prepared};
 use crate::jobs::{Error, Jobs, Open, Target};
 use follow::{follow_job, interruptible, outcome_code};
 use render::{
@@ -259,23 +256,14 @@ async fn run(cmd: Manage) -> Result<u8, Error> {
             place,
             output,
         } => {
-            let (loaded, dag) = match spec.load() {
-                Ok(v) => v,
-                Err(crate::args::NotLoaded::Invalid(diags)) => return Err(Error::Spec(diags)),
-                Err(nothing) => return Ok(nothing.report()),
-            };
-            let env = std::env::var("ORDO_EXECUTION_MODE").ok();
-            let mut req = submit_request(
-                loaded.spec,
-                spec.label(),
-                mode,
-                max_parallel,
-                env.as_deref(),
-            )?;
             // `--workers` above 1 asks for parallel too (it sizes local runs).
-            req.default_mode = requested_mode(req.default_mode, place.run.workers, None);
+            let overrides = spec.overrides(mode, max_parallel, place.run.workers);
+            let prepared = match spec.prepare(&overrides) {
+                Ok(p) => p,
+                Err(e) => return Ok(report_not_prepared(&e)),
+            };
             let jobs = Jobs::open(&place.target(None), Open::Create).await?;
-            let job = jobs.submit(req, dag).await?;
+            let job = jobs.submit(prepared.request, prepared.dag).await?;
             match output {
                 Output::Text => print(&format!("{job}\n"))?,
                 Output::Json => print_json(&serde_json::json!({ "job": job }))?,
@@ -471,27 +459,6 @@ fn print_summary(summary: &ordo_proto::api::JobSummary, output: Output) -> Resul
     Ok(exit::OK)
 }
 
-/// The submit request for a validated spec: `--mode` overrides the spec's mode, and
-/// `ORDO_EXECUTION_MODE` (`env_mode`), else `max_parallel` above 1, asks for a mode
-/// (`args::requested_mode`).
-pub fn submit_request(
-    mut spec: JobSpec,
-    source: String,
-    mode: Option<Mode>,
-    max_parallel: Option<u32>,
-    env_mode: Option<&str>,
-) -> Result<SubmitRequest, Error> {
-    override_mode(&mut spec, mode.map(ExecutionMode::from));
-    let env = default_mode(env_mode).map_err(Error::Invalid)?;
-    let default_mode = requested_mode(env, None, max_parallel);
-    Ok(SubmitRequest {
-        spec,
-        source,
-        default_mode,
-        max_parallel,
-    })
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use std::path::PathBuf;
@@ -501,7 +468,7 @@ pub(crate) mod tests {
     use ordo_proto::{JobId, TaskIndex, TaskPhase};
 
     use super::*;
-    use crate::formats::Format;
+    use ordo_formats::Format;
 
     #[derive(Parser)]
     struct Cli {
@@ -554,15 +521,6 @@ pub(crate) mod tests {
             output_tail: None,
             cost_usd: None,
         }
-    }
-
-    fn spec() -> JobSpec {
-        serde_json::from_value(serde_json::json!({
-            "name": "j",
-            "settings": {"enable_parallel": false},
-            "tasks": [{"name": "a", "command": "true"}],
-        }))
-        .unwrap()
     }
 
     #[test]
@@ -698,44 +656,6 @@ pub(crate) mod tests {
                 ..
             }
         ));
-    }
-
-    #[test]
-    fn submit_request_applies_mode_and_environment() {
-        let req = submit_request(spec(), "j.json".into(), None, Some(4), None).unwrap();
-        assert_eq!(req.source, "j.json");
-        assert_eq!(req.max_parallel, Some(4));
-        // Four at once asks for parallel.
-        assert_eq!(req.default_mode, Some(ExecutionMode::Parallel));
-        let req = submit_request(spec(), "j.json".into(), None, Some(1), None).unwrap();
-        assert_eq!(req.default_mode, None);
-        assert_eq!(req.spec.settings.enable_parallel, Some(false));
-        assert_eq!(req.spec.settings.execution_mode, None);
-
-        let req = submit_request(
-            spec(),
-            "j.json".into(),
-            Some(Mode::Parallel),
-            None,
-            Some(" Sequential "),
-        )
-        .unwrap();
-        assert_eq!(
-            req.spec.settings.execution_mode,
-            Some(ExecutionMode::Parallel)
-        );
-        assert_eq!(req.spec.settings.enable_parallel, None);
-        assert_eq!(req.default_mode, Some(ExecutionMode::Sequential));
-
-        let req = submit_request(spec(), String::new(), None, None, Some("")).unwrap();
-        assert_eq!(req.default_mode, None);
-
-        let err = submit_request(spec(), String::new(), None, None, Some("fast")).unwrap_err();
-        assert_eq!(err.exit_code(), exit::INVALID);
-        assert!(
-            err.to_string().starts_with("ORDO_EXECUTION_MODE: "),
-            "{err}"
-        );
     }
 
     #[test]

@@ -35,15 +35,14 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
+use ordo_formats::prepare::env_mode;
+use ordo_formats::{Format, LoadOptions, Overrides, Source, With};
 use ordo_proto::api::{JobsRequest, RetryRequest, SubmitRequest};
 use ordo_proto::{JobId, JobState, TaskIndex};
 use serde::Deserialize;
 
 use crate::args::{RunTarget, exit};
-use crate::formats::{self, Format, LoadOptions};
 use crate::jobs::{self, Jobs, Open};
-use crate::manage::submit_request;
-use crate::overlay::Overlay;
 
 /// The session cookie set by the login form.
 const COOKIE: &str = "ordo_session";
@@ -933,39 +932,33 @@ async fn submit(State(ui): State<Arc<Ui>>, Form(f): Form<SubmitForm>) -> Respons
             Err(e) => return error_page(&ui, StatusCode::BAD_REQUEST, &e.to_string()),
         },
     };
-    let label = crate::mcp::text_label(format, &f.spec);
     let opts = LoadOptions {
         format,
         tag: Some("master".into()),
         ..Default::default()
     };
-    let overlay = match f.with.trim() {
-        "" => Ok(Overlay::default()),
-        text => Overlay::parse("settings overlay", text).map(|settings| Overlay {
-            settings,
-            ..Overlay::default()
-        }),
+    let overrides = Overrides {
+        with: Some(With::Text(f.with)),
+        env_mode: env_mode(),
+        ..Overrides::default()
     };
-    let loaded = overlay.map_err(|d| vec![d]).and_then(|overlay| {
-        let mut l = formats::parse(&label, &f.spec, &opts)?;
-        overlay.apply(&mut l.spec, &label).map_err(|d| vec![d])?;
-        formats::check(&l, &label).map(|dag| (l, dag))
-    });
-    let (loaded, dag) = match loaded {
-        Ok(v) => v,
-        Err(diags) => {
-            let text: Vec<String> = diags.iter().map(ToString::to_string).collect();
-            return error_page(
-                &ui,
-                StatusCode::UNPROCESSABLE_ENTITY,
-                &format!("the spec is not valid:\n{}", text.join("\n")),
-            );
-        }
+    let source = Source::Text {
+        text: &f.spec,
+        origin: "ui",
     };
-    let env = std::env::var("ORDO_EXECUTION_MODE").ok();
-    let req = match submit_request(loaded.spec, "ui".into(), None, None, env.as_deref()) {
-        Ok(r) => r,
-        Err(e) => return failed(&ui, &e),
+    let (req, dag) = match ordo_formats::prepare(source, &opts, &overrides) {
+        Ok(p) => (p.request, p.dag),
+        Err(e) => match e.diagnostics() {
+            Some(diags) => {
+                let text: Vec<String> = diags.iter().map(ToString::to_string).collect();
+                return error_page(
+                    &ui,
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    &format!("the spec is not valid:\n{}", text.join("\n")),
+                );
+            }
+            None => return failed(&ui, &jobs::Error::Invalid(e.to_string())),
+        },
     };
     match ui.jobs.submit(req, dag).await {
         Ok(job) => to_job(job),

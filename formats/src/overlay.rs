@@ -2,14 +2,14 @@
 //! `--workspace`, `--max-cost-usd` and `--max-tokens`, laid over a loaded spec so that formats
 //! which cannot carry ordo's settings (TaskMaster, subtasks JSON, Markdown) get them without
 //! edits. The overlay wins over the spec's own values; maps (`env`, `pools`) merge key by key.
-//! Used by every command that loads a spec (`args::SpecArgs`), MCP `submit` and the dashboard.
+//! Laid by `prepare`, for every command that loads a spec, MCP and the dashboard.
 
 use std::path::Path;
 
 use ordo_proto::{JobSpec, Settings, WorkspaceMode};
 use serde::Deserialize;
 
-use crate::formats::{Diagnostic, Pos};
+use crate::diagnostic::{Diagnostic, LineIndex};
 
 /// Largest overlay file read.
 const MAX_OVERLAY_BYTES: u64 = 1024 * 1024;
@@ -56,7 +56,7 @@ impl Overlay {
     pub fn parse(label: &str, text: &str) -> Result<toml::Table, Diagnostic> {
         let err = |pos, msg: String| Diagnostic::new(label, pos, msg);
         let parsed: WithFile = toml::from_str(text).map_err(|e| {
-            let pos = e.span().map(|s| pos_at(text, s.start));
+            let pos = e.span().map(|s| LineIndex::new(text).pos_at(text, s.start));
             err(pos, e.message().to_string())
         })?;
         let settings = parsed.settings.unwrap_or_default();
@@ -111,14 +111,6 @@ impl Overlay {
         }
         Ok(())
     }
-}
-
-/// Line and column (from 1) of a byte offset.
-fn pos_at(text: &str, offset: usize) -> Pos {
-    let before = &text[..offset.min(text.len())];
-    let line = before.matches('\n').count() as u32 + 1;
-    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) as u32 + 1;
-    Pos::new(line, col)
 }
 
 #[cfg(test)]

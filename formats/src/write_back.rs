@@ -9,15 +9,19 @@
 //! or nothing is returned.
 //!
 //! Tasks are found by id (and subtask id) under their tag, not by position, so a file whose
-//! tasks were reordered or added to while the job ran is still updated correctly. No I/O here:
-//! `crate::update_source` reads and writes the file.
+//! tasks were reordered or added to while the job ran is still updated correctly. `apply` does no I/O;
+//! `write_file` applies edits to the file itself, replacing it atomically (`ordo run
+//! --update-source` calls it from its writer thread).
 
 use std::collections::HashMap;
+use std::io::Write;
+use std::path::Path;
 
 use ordo_proto::TaskName;
 use serde_json::Value;
 
-use super::{check_json_nesting, id_string, skip_json_string};
+use crate::json_fields::id_string;
+use crate::nesting::{check_json_nesting, skip_json_string};
 
 /// Where a job's task comes from in a TaskMaster file: the tag it is under (`None`: the
 /// untagged `{"tasks":[…]}` layout), the task's id and, for an expanded subtask, its id.
@@ -349,6 +353,50 @@ fn skip_value(b: &[u8], i: usize) -> Result<usize, String> {
             Ok(j)
         }
     }
+}
+
+/// Reads the file, applies `edits`, and replaces it if anything changed; returns the warnings
+/// of edits whose task is gone.
+pub fn write_file(file: &Path, edits: &[Edit]) -> Result<Vec<String>, String> {
+    let text = std::fs::read(file).map_err(|e| format!("cannot read: {e}"))?;
+    let text = String::from_utf8(text).map_err(|_| "not UTF-8 any more".to_string())?;
+    let (new, warnings) = apply(&text, edits)?;
+    if let Some(new) = new {
+        replace(file, new.as_bytes()).map_err(|e| format!("cannot write: {e}"))?;
+    }
+    Ok(warnings)
+}
+
+/// Replaces `file` atomically: a temporary file beside it (same permissions), fsync, rename,
+/// fsync of the directory.
+fn replace(file: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = match file.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let name = file
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "tasks.json".into());
+    let tmp = dir.join(format!(".{name}.ordo-{}.tmp", std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        if let Ok(meta) = std::fs::metadata(file) {
+            f.set_permissions(meta.permissions())?;
+        }
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        drop(f);
+        std::fs::rename(&tmp, file)?;
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
 }
 
 #[cfg(test)]

@@ -1,5 +1,5 @@
 //! ordo's canonical TOML and JSON: serde straight into `JobSpec`, which rejects unknown fields.
-//! Parse errors carry the parser's line and column; task positions are the `name` values.
+//! `to_json` and `to_toml` write it (`ordo convert`). Parse errors carry the parser's line and column; task positions are the `name` values.
 //!
 //! Prompter's dialect: a TOML file with no top-level `name` is read as Prompter's, and may use
 //! the settings Prompter has and ordo names otherwise: `claude_command` (the agent program)
@@ -11,7 +11,10 @@ use std::collections::HashMap;
 use ordo_proto::{JobSpec, TaskName};
 use serde::Deserialize;
 
-use super::{Converted, Ctx, Pos, Seg, check_toml_nesting, scan_json, skip_toml_string};
+use crate::diagnostic::{Diagnostic, Pos};
+use crate::json_positions::{Seg, scan_json};
+use crate::nesting::{check_json_nesting, check_toml_nesting, skip_toml_string};
+use crate::parser::{Converted, Ctx};
 
 /// Only the task names, with their spans, of a document that already parsed as a `JobSpec`.
 #[derive(Deserialize)]
@@ -25,7 +28,7 @@ struct NameOnly {
     name: toml::Spanned<String>,
 }
 
-pub(super) fn toml(ctx: &Ctx<'_>) -> Result<Converted, Vec<super::Diagnostic>> {
+pub(crate) fn toml(ctx: &Ctx<'_>) -> Result<Converted, Vec<Diagnostic>> {
     if let Some(offset) = check_toml_nesting(ctx.text) {
         return Err(vec![ctx.nesting_error(offset)]);
     }
@@ -70,7 +73,7 @@ fn prompter_settings(
     ctx: &Ctx<'_>,
     spec: &mut JobSpec,
     prompter: bool,
-) -> Result<(), Vec<super::Diagnostic>> {
+) -> Result<(), Vec<Diagnostic>> {
     let Some(program) = spec.settings.claude_command.take() else {
         return Ok(());
     };
@@ -94,7 +97,7 @@ fn prompter_settings(
     Ok(())
 }
 
-fn toml_error(ctx: &Ctx<'_>, e: &toml::de::Error) -> super::Diagnostic {
+fn toml_error(ctx: &Ctx<'_>, e: &toml::de::Error) -> Diagnostic {
     let pos = e.span().map(|s| ctx.pos_at(s.start));
     let message = e
         .message()
@@ -111,8 +114,8 @@ fn toml_error(ctx: &Ctx<'_>, e: &toml::de::Error) -> super::Diagnostic {
     ctx.diag(pos, message)
 }
 
-pub(super) fn json(ctx: &Ctx<'_>) -> Result<Converted, Vec<super::Diagnostic>> {
-    if let Some(offset) = super::check_json_nesting(ctx.text) {
+pub(crate) fn json(ctx: &Ctx<'_>) -> Result<Converted, Vec<Diagnostic>> {
+    if let Some(offset) = check_json_nesting(ctx.text) {
         return Err(vec![ctx.nesting_error(offset)]);
     }
     let mut spec: JobSpec = serde_json::from_str(ctx.text).map_err(|e| vec![ctx.json_error(&e)])?;
@@ -219,4 +222,17 @@ fn toml_task_offsets(text: &str) -> Vec<usize> {
         line_start = next_line;
     }
     out.into_iter().map(|(offset, _)| offset).collect()
+}
+
+/// Canonical JSON of a spec (what `ordo convert --to json` writes), newline-terminated.
+pub fn to_json(spec: &JobSpec) -> String {
+    let mut s = serde_json::to_string_pretty(spec)
+        .expect("a JobSpec has only string map keys and always serialises");
+    s.push('\n');
+    s
+}
+
+/// Canonical TOML of a spec (what `ordo convert --to toml` writes).
+pub fn to_toml(spec: &JobSpec) -> Result<String, toml::ser::Error> {
+    toml::to_string_pretty(spec)
 }

@@ -1,6 +1,7 @@
-//! Which JSON dialect a document is, read in one streaming pass that keeps nothing but the
-//! keys that tell the dialects apart (no `serde_json::Value` is built, so detecting a large
-//! canonical spec costs little more than skipping over it).
+//! Picking a spec's format (`detect`): by its file's extension, else by its content. Which JSON
+//! dialect a document is comes from one streaming pass that keeps nothing but the keys that
+//! tell the dialects apart (no `serde_json::Value` is built, so detecting a large canonical
+//! spec costs little more than skipping over it).
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -8,11 +9,66 @@ use std::marker::PhantomData;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
-use super::Format;
+use std::path::Path;
+
+use crate::format::Format;
+use crate::nesting::check_json_nesting;
+use crate::{checklist, markdown};
+
+/// Picks the format of a file: by extension (`.toml`, `.md`), else by content.
+pub fn detect(path_or_label: &str, text: &str) -> Format {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let ext = Path::new(path_or_label)
+        .extension()
+        .map(|e| e.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
+    match ext.as_str() {
+        "toml" => return Format::Toml,
+        "md" | "markdown" => return Format::Markdown,
+        "json" => return sniff_json(text),
+        _ => {}
+    }
+    let start = text.trim_start();
+    if start.starts_with('{') {
+        return sniff_json(text);
+    }
+    // `[` also opens TOML (`[[tasks]]`, `[settings]`): a task list only if it reads as JSON.
+    if start.starts_with('[') && sniff_json(text) == Format::TaskList {
+        return Format::TaskList;
+    }
+    // Unknown extension and not JSON: Markdown if it has task headings or top-level checklist
+    // items, and no TOML tables.
+    let mut task_heading = false;
+    for line in text.lines() {
+        let l = line.trim_start();
+        if l.starts_with("[[tasks]]") || l.starts_with("[settings]") {
+            return Format::Toml;
+        }
+        if !task_heading && l.starts_with("##") {
+            task_heading = markdown::task_heading(l).is_some();
+        }
+        if !task_heading && checklist::top_level_item(line) {
+            task_heading = true;
+        }
+    }
+    if task_heading {
+        Format::Markdown
+    } else {
+        Format::Toml
+    }
+}
+
+/// Which JSON dialect a document is, from its top-level shape.
+fn sniff_json(text: &str) -> Format {
+    if check_json_nesting(text).is_some() {
+        return Format::Json;
+    }
+    json_format(text)
+}
 
 /// Detects the dialect of JSON text; anything unreadable is `Json` (whose parser then reports
 /// the error with its position).
-pub(super) fn json_format(text: &str) -> Format {
+fn json_format(text: &str) -> Format {
     let mut de = serde_json::Deserializer::from_str(text);
     let Ok(Read(top)) = Read::<Top>::deserialize(&mut de) else {
         return Format::Json;

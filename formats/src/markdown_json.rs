@@ -8,15 +8,15 @@
 //! `executionMode` is kept as the label `execution_mode`, `title`, `status` and any other
 //! field as labels of their own name.
 //!
-//! `super::parse_subtasks` reads both subtasks dialects; `Converter` says what is this one's
+//! `subtasks::parse_subtasks` reads both subtasks dialects; `Converter` says what is this one's
 //! own.
 
 use ordo_proto::{JobSpec, TaskSpec};
 use serde_json::Value;
 
-use super::{
-    JsonObject, SubtaskField, SubtasksDialect, id_string, label_value, prompt_text, text_field,
-};
+use crate::json_fields::{JsonObject, id_string, label_value, text_field};
+use crate::parser::prompt_text;
+use crate::subtasks::{SubtaskField, SubtasksDialect};
 
 /// Top-level fields the converter writes that have no place in a `JobSpec`.
 const IGNORED: &[&str] = &[
@@ -30,7 +30,7 @@ const IGNORED: &[&str] = &[
 
 /// The Markdown converter's dialect: the job is named by `metadata.task_id`, and a subtask
 /// has a title, steps and a verify command.
-pub(super) struct Converter;
+pub(crate) struct Converter;
 
 impl SubtasksDialect for Converter {
     fn root_field(&self, spec: &mut JobSpec, key: &str, v: &Value) -> bool {

@@ -22,13 +22,14 @@ use std::collections::HashMap;
 
 use ordo_proto::{ExecutionMode, JobSpec, TaskName, TaskSpec};
 
-use super::markdown::{
+use crate::diagnostic::{Diagnostic, Pos};
+use crate::markdown_syntax::{
     Fence, checkbox, fence_closes, fence_open, heading, key_value, list_item, split_status,
 };
-use super::{Converted, Ctx, Diagnostic, Pos, add_task, converted, prompt_text};
+use crate::parser::{Converted, Ctx, add_task, converted, prompt_text};
 
 /// Whether a line is a top-level checkbox item (for detection).
-pub(super) fn top_level_item(line: &str) -> bool {
+pub(crate) fn top_level_item(line: &str) -> bool {
     let (indent, bullet, content) = list_item(line);
     indent < 2 && bullet && checkbox(content).is_some()
 }
@@ -45,7 +46,7 @@ struct Item {
     steps: Vec<String>,
 }
 
-pub(super) fn parse(ctx: &Ctx<'_>) -> Result<Converted, Vec<Diagnostic>> {
+pub(crate) fn parse(ctx: &Ctx<'_>) -> Result<Converted, Vec<Diagnostic>> {
     let mut errors = Vec::new();
     let mut job_title: Option<String> = None;
     let mut objective: Option<String> = None;

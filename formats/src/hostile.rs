@@ -13,6 +13,8 @@ use std::sync::OnceLock;
 use proptest::prelude::*;
 use proptest::sample::Index;
 
+use ordo_proto::{Dag, ExecutionMode};
+
 use super::*;
 
 /// The example specs as bytes: the fixtures and the shared conformance set when present (as

@@ -46,11 +46,11 @@ use std::collections::{HashMap, HashSet};
 use ordo_proto::{Deps, ExecutionMode, JobSpec, TaskName, TaskSpec};
 use serde_json::{Map, Value};
 
-use super::write_back::{Sources, TaskRef};
-use super::{
-    Converted, Ctx, Diagnostic, Pos, add_task, converted, dependency_ids, id_string, label_value,
-    pointer_key, priority, prompt_text, task_name, text_field,
-};
+use crate::diagnostic::{Diagnostic, Pos};
+use crate::json_fields::{dependency_ids, id_string, label_value, priority, task_name, text_field};
+use crate::json_positions::pointer_key;
+use crate::parser::{Converted, Ctx, add_task, converted, prompt_text};
+use crate::write_back::{Sources, TaskRef};
 
 /// The tag read when none is asked for.
 const DEFAULT_TAG: &str = "master";
@@ -83,7 +83,7 @@ struct Sub<'a> {
     ptr: String,
 }
 
-pub(super) fn parse(ctx: &Ctx<'_>) -> Result<Converted, Vec<Diagnostic>> {
+pub(crate) fn parse(ctx: &Ctx<'_>) -> Result<Converted, Vec<Diagnostic>> {
     let value = ctx.json_value()?;
     let at = ctx.json_positions();
     let Value::Object(root) = &value else {
@@ -438,7 +438,7 @@ fn pick_tag<'v>(
 
 /// The project's current tag: `currentTag` of the `.taskmaster/state.json` that TaskMaster
 /// keeps beside `tasks/tasks.json`, if the file at `path` sits there.
-pub(super) fn current_tag(path: &std::path::Path) -> Option<String> {
+pub(crate) fn current_tag(path: &std::path::Path) -> Option<String> {
     let state = path.parent()?.parent()?.join("state.json");
     let meta = std::fs::metadata(&state).ok()?;
     if !meta.is_file() || meta.len() > 64 * 1024 {

@@ -7,9 +7,10 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use ordo_proto::{Dag, ExecutionMode, JobSpec, Jump};
+use ordo_proto::{Dag, ExecutionMode, JobSpec, Jump, TaskName};
 
 use super::*;
+use crate::json_positions::{json_positions, pointer_key};
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures");
 

@@ -27,10 +27,10 @@ use std::collections::HashMap;
 use ordo_proto::{ExecutionMode, JobSpec, TaskName, TaskSpec};
 use serde_json::Value;
 
-use super::{
-    Converted, Ctx, Diagnostic, JsonPositions, Pos, add_task, converted, id_string, label_value,
-    pointer_key, prompt_text, task_name, text_field,
-};
+use crate::diagnostic::{Diagnostic, Pos};
+use crate::json_fields::{JsonObject, id_string, label_value, task_name, text_field};
+use crate::json_positions::{JsonPositions, pointer_key};
+use crate::parser::{Converted, Ctx, add_task, converted, prompt_text};
 
 /// Task fields read here; any other is kept as a label of each of its subtasks.
 const TASK_FIELDS: &[&str] = &[
@@ -44,7 +44,7 @@ const TASK_FIELDS: &[&str] = &[
     "prompt",
 ];
 
-pub(super) fn parse(ctx: &Ctx<'_>) -> Result<Converted, Vec<Diagnostic>> {
+pub(crate) fn parse(ctx: &Ctx<'_>) -> Result<Converted, Vec<Diagnostic>> {
     let value = ctx.json_value()?;
     let at = ctx.json_positions();
     let Value::Array(tasks) = &value else {
@@ -249,7 +249,7 @@ enum Order {
 
 /// The `executionMode` (or `execution_mode`) of a task (`mixed` allowed) or of a subtask of a
 /// mixed task; `sequential` when it has none.
-fn order(fields: &super::JsonObject, task: bool) -> Result<Order, String> {
+fn order(fields: &JsonObject, task: bool) -> Result<Order, String> {
     let expected = if task {
         "executionMode must be \"sequential\", \"parallel\" or \"mixed\""
     } else {
