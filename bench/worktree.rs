@@ -20,8 +20,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use ordo::jobs::settle_workspace;
 use ordo::progress::Quiet;
-use ordo::run::{RunOptions, run, settle_workspace};
+use ordo::run::{RunOptions, run};
 use ordo_proto::{
     ExecutionMode, JobSpec, JobState, TaskName, TaskSpec, WorkspaceMode, validate::validate,
 };

@@ -425,7 +425,7 @@ fn run(args: RunCommand) -> anyhow::Result<u8> {
     let label = args.spec.label();
     let ran = runtime.block_on(async {
         let mut req = req;
-        if let Err(e) = ordo::run::settle_workspace(&mut req.spec, &label, false).await {
+        if let Err(e) = ordo::jobs::settle_workspace(&mut req.spec, &label, false).await {
             eprintln!("{e}");
             return anyhow::Ok(Ran::Invalid);
         }

@@ -10,6 +10,7 @@
 
 mod cluster;
 mod local;
+mod workspace;
 
 use std::collections::BTreeMap;
 
@@ -29,6 +30,7 @@ use crate::args::exit;
 
 pub use cluster::Cluster;
 pub use local::{HELD_WAIT, Local};
+pub use workspace::settle_workspace;
 
 /// Everything a job request can fail with; `exit_code` maps it to DESIGN §6.
 #[derive(Debug, thiserror::Error)]
@@ -234,7 +236,7 @@ impl Jobs {
             req.source.clone()
         };
         let shared = matches!(self, Jobs::Cluster(_));
-        crate::run::settle_workspace(&mut req.spec, &label, shared)
+        settle_workspace(&mut req.spec, &label, shared)
             .await
             .map_err(Error::Invalid)?;
         if let Jobs::Local(l) = self
