@@ -1,6 +1,6 @@
-//! The large-job case of the distributed bench (DESIGN §9, issue 18): a 100,000-task spec
-//! (about 7 MB of TOML, over NATS's 1 MiB max_payload) submitted with the real `ordo` binary
-//! to a coordinator in a process of its own (this bench binary run again with
+//! The large-job case of the distributed bench (docs/design.md, "Targets", issue 18): a
+//! 100,000-task spec (about 7 MB of TOML, over NATS's 1 MiB max_payload) submitted with the real
+//! `ordo` binary to a coordinator in a process of its own (this bench binary run again with
 //! `ORDO_BENCH_ROLE=coordinator`, so /proc gives its own peak RSS), run to the end by one
 //! in-process worker. Printed, each with the baseline measured in the same run:
 //!

@@ -1,7 +1,7 @@
 //! `cargo bench -p ordo --bench convert`: Markdown → canonical JSON conversion time of the
 //! example documents (`tests/fixtures/markdown`, plus the shared conformance set's when
-//! `../shared/examples` or `$ORDO_SHARED_EXAMPLES` exists), against the DESIGN §9 target (a
-//! typical document in < 5 ms).
+//! `../shared/examples` or `$ORDO_SHARED_EXAMPLES` exists), against the target in docs/design.md,
+//! "Targets" (a typical document in < 5 ms).
 //!
 //! A conversion is what `ordo convert DOC.md` does after reading the file: parse the
 //! document into a `JobSpec`, validate it and write the canonical JSON.

@@ -1,5 +1,5 @@
-//! The coordinator alone (DESIGN §9, issue 18): its CPU per task and the tasks per second one
-//! core of it can carry, with simulated workers that speak the wire protocol (pull task
+//! The coordinator alone (docs/design.md, "Targets", issue 18): its CPU per task and the tasks per
+//! second one core of it can carry, with simulated workers that speak the wire protocol (pull task
 //! messages, publish `Finished` results to JetStream through a real worker's batching
 //! `Reporter`, ack) and answer at once, so nothing but the coordinator (and the broker) limits
 //! the rate. The coordinator runs on its own thread pinned to one CPU, as `ordo-coordinator` runs (one thread); nats-server and the simulated

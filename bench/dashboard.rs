@@ -1,5 +1,5 @@
-//! The dashboard's page of a 10,000-task job (DESIGN §9: served < 300 ms, usable in Chromium
-//! < 2 s), against baselines measured in the same run:
+//! The dashboard's page of a 10,000-task job (docs/design.md, "Targets": served < 300 ms, usable in
+//! Chromium < 2 s), against baselines measured in the same run:
 //!
 //! - served: `GET /jobs/ID` from `ordo ui`'s server (in this process, over TCP) against the
 //!   same job's status as JSON from the same job client (what `ordo status --output json`

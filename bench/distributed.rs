@@ -1,7 +1,7 @@
-//! Distributed benchmarks (DESIGN §9) through one real local nats-server, with the coordinator
-//! service and workers running in this process (the same library code the binaries run, each on
-//! its own thread and the `runtime()` its binary uses), each against a baseline measured in the
-//! same run:
+//! Distributed benchmarks (docs/design.md, "Targets") through one real local nats-server, with the
+//! coordinator service and workers running in this process (the same library code the binaries run,
+//! each on its own thread and the `runtime()` its binary uses), each against a baseline measured in
+//! the same run:
 //!
 //! - 10,000 independent `true` tasks, one worker with 4 slots, vs the spawn limit (tokio
 //!   spawning the same `sh -c true` with 4 in flight), everything sharing every CPU, with each

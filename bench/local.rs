@@ -1,4 +1,5 @@
-//! Local-runner benchmarks (DESIGN §9), each against baselines measured in the same run:
+//! Local-runner benchmarks (docs/design.md, "Targets"), each against baselines measured in the same
+//! run:
 //!
 //! - 10,000 independent `true` tasks, 4 slots, vs the spawn limit (tokio spawning the same
 //!   `sh -c true` with 4 in flight, capturing output) and vs `xargs -P4`;

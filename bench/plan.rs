@@ -1,6 +1,6 @@
-//! Validate + plan of a generated 100,000-task DAG (DESIGN §9: < 1 s, memory well under
-//! 1 GiB). Parses canonical JSON text through the same loader `ordo validate` uses, validates,
-//! and computes levels, the critical path and the makespan estimate. Prints time and the
+//! Validate + plan of a generated 100,000-task DAG (docs/design.md, "Targets": < 1 s, memory well
+//! under 1 GiB). Parses canonical JSON text through the same loader `ordo validate` uses,
+//! validates, and computes levels, the critical path and the makespan estimate. Prints time and the
 //! process's peak resident memory, with their ratios to the targets.
 //!
 //! Run: `cargo bench --workspace --bench plan` (ORDO_BENCH_TASKS overrides 100,000).

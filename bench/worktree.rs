@@ -1,5 +1,5 @@
-//! Agent-workspace benchmark (DESIGN §9, §10): what running prompt tasks in git worktrees costs
-//! the local runner, in a fresh temporary repository per run.
+//! Agent-workspace benchmark (docs/design.md, "Targets" and "Agent workspaces"): what running
+//! prompt tasks in git worktrees costs the local runner, in a fresh temporary repository per run.
 //!
 //! - 6 prompt tasks run by a stub agent (a shell script) that sleeps 1 s and appends a line to
 //!   a file of its own, except 2 that both rewrite line 1 of one file, so one of them conflicts
@@ -29,11 +29,11 @@ use ordo_proto::{
 
 const SLOTS: u32 = 4;
 const TASKS: usize = 6;
-/// The makespan target, as a multiple of the ideal (DESIGN §9).
+/// The makespan target, as a multiple of the ideal (docs/design.md, "Targets").
 const MAKESPAN_TARGET: f64 = 1.6;
 /// The per-task worktree overhead target.
 const OVERHEAD_TARGET: Duration = Duration::from_millis(150);
-/// The hot-file job against the same job without the shared file (DESIGN §9).
+/// The hot-file job against the same job without the shared file (docs/design.md, "Targets").
 const HOT_MAKESPAN_TARGET: f64 = 1.3;
 const HOT_RUNS_TARGET: f64 = 1.35;
 const HOT_TASKS: usize = 24;
@@ -288,7 +288,7 @@ async fn bench() {
     );
     println!(
         "  ideal {ideal:.3}s: what a scheduler with zero overhead needs, ceil({TASKS}/{SLOTS}) = \
-         {waves} waves of 1 s; this is the conflict-free ideal (DESIGN §9), and the re-run does \
+         {waves} waves of 1 s; this is the conflict-free ideal (docs/design.md, "Targets"), and the re-run does \
          not raise it: it can start when the first wave ends, beside the other {} tasks of the \
          second wave (7 runs fit in 2 waves of {SLOTS} slots)",
         TASKS - SLOTS as usize

@@ -1,7 +1,8 @@
 //! The one home of what several `ordo` commands (and the MCP server) take alike: the spec file
 //! and how to read it, where jobs live (a local state directory or a cluster), the execution
-//! overrides, `--output`, and the exit codes of DESIGN §6. Flags are parsed by clap here and
-//! turned into plain values (`LoadOptions`, `Overrides`, `jobs::Target`) for the libraries.
+//! overrides, `--output`, and the exit codes of docs/design.md, "Exit codes". Flags are parsed by
+//! clap here and turned into plain values (`LoadOptions`, `Overrides`, `jobs::Target`) for the
+//! libraries.
 
 use std::path::PathBuf;
 
@@ -10,7 +11,7 @@ use ordo_formats::{Format, LoadOptions, NotPrepared, Overrides, Prepared, Source
 use ordo_plumbing::connect::NatsArgs;
 use ordo_proto::{ExecutionMode, JobSpec, WorkspaceMode};
 
-/// Exit codes (DESIGN §6).
+/// Exit codes (docs/design.md, "Exit codes").
 pub mod exit {
     pub const OK: u8 = 0;
     pub const JOB_FAILED: u8 = 1;
@@ -241,9 +242,9 @@ pub fn default_workers() -> u32 {
     std::thread::available_parallelism().map_or(2, |n| n.get() as u32)
 }
 
-/// Task slots for running (or planning) `spec` on this machine (DESIGN §3): `--workers`, else
-/// the `max_parallel_tasks` asked for (`--max-parallel`, else the spec's: a job asking for 6
-/// agents gets 6 whatever the CPUs), else one per CPU.
+/// Task slots for running (or planning) `spec` on this machine (docs/design.md, "Task states"):
+/// `--workers`, else the `max_parallel_tasks` asked for (`--max-parallel`, else the spec's: a job
+/// asking for 6 agents gets 6 whatever the CPUs), else one per CPU.
 pub fn slots(workers: Option<u32>, max_parallel: Option<u32>, spec: &JobSpec) -> u32 {
     workers
         .or(max_parallel)

@@ -1,6 +1,6 @@
 //! `ordo`: the command line. Flags are parsed here (clap, every flag naming its environment
 //! variable), turned into plain options, and handed to the library modules; errors are printed
-//! with their cause chain and mapped to the exit codes of DESIGN §6.
+//! with their cause chain and mapped to the exit codes of docs/design.md, "Exit codes".
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};

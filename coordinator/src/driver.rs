@@ -5,13 +5,13 @@
 //! next needs to wake up. The callers own only their I/O: where events come from, how an attempt
 //! is started or killed, what is published or acknowledged after a commit.
 //!
-//! The commit rule (DESIGN §4, an outbox): with a `durable` policy nothing is carried out before
-//! the changes that led to it are committed, so every dispatch, kill or reply follows a commit.
-//! Only a task starting to run may wait for a later commit (`max_delay`): losing that change in a
-//! crash loses nothing, the attempt is in flight either way and is requeued or redelivered.
-//! Without `durable` (an in-memory store) actions are carried out at once and changes are
-//! committed in groups, by count and age, so the store stays off the hot path. Either way the
-//! changes are handed back for display once committed.
+//! The commit rule (docs/design.md, "Fencing and delivery", an outbox): with a `durable` policy
+//! nothing is carried out before the changes that led to it are committed, so every dispatch, kill
+//! or reply follows a commit. Only a task starting to run may wait for a later commit
+//! (`max_delay`): losing that change in a crash loses nothing, the attempt is in flight either way
+//! and is requeued or redelivered. Without `durable` (an in-memory store) actions are carried out
+//! at once and changes are committed in groups, by count and age, so the store stays off the hot
+//! path. Either way the changes are handed back for display once committed.
 
 use std::time::{Duration, Instant};
 

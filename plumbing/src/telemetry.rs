@@ -372,7 +372,7 @@ pub async fn serve_metrics(
     Ok(bound)
 }
 
-/// The attributes of an agent run on its spans (DESIGN §11).
+/// The attributes of an agent run on its spans (docs/design.md, "Agent runs").
 fn agent_attributes(r: &TaskResult) -> Vec<KeyValue> {
     let Some(a) = &r.agent else {
         return Vec::new();

@@ -163,7 +163,7 @@ pub struct RetryRequest {
     /// Only this task and the tasks it held back (its dependents that did not succeed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task: Option<String>,
-    /// A new budget for the job from now on (DESIGN §11), each when given.
+    /// A new budget for the job from now on (docs/design.md, "Agent runs"), each when given.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_cost_usd: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

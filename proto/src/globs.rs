@@ -1,5 +1,6 @@
-//! Write-set globs (task field `files`, DESIGN §10): checked when a spec is validated, and
-//! compared pairwise so the engine never runs two tasks whose sets may overlap at once.
+//! Write-set globs (task field `files`, docs/design.md, "Agent workspaces"): checked when a spec is
+//! validated, and compared pairwise so the engine never runs two tasks whose sets may overlap at
+//! once.
 //!
 //! A glob is a relative path of `/`-separated segments; `*`, `?` and `[...]` match within a
 //! segment, a `**` segment matches any number of segments, and a glob also covers everything

@@ -192,8 +192,9 @@ fn sanitise(name: &str, fallback: &str) -> String {
     }
 }
 
-/// The branch of one attempt (DESIGN §10): `ordo/<job tag>/<index>-<sanitised name>/<attempt>`,
-/// a valid git branch name whatever the task is called (an unusable name becomes `task`).
+/// The branch of one attempt (docs/design.md, "Agent workspaces"): `ordo/<job
+/// tag>/<index>-<sanitised name>/<attempt>`, a valid git branch name whatever the task is called
+/// (an unusable name becomes `task`).
 pub fn task_branch(job: &JobId, index: TaskIndex, name: &TaskName, attempt: Attempt) -> String {
     format!(
         "ordo/{}/{}-{}/{}",
@@ -204,8 +205,9 @@ pub fn task_branch(job: &JobId, index: TaskIndex, name: &TaskName, attempt: Atte
     )
 }
 
-/// The default integration branch of a job (DESIGN §10): `ordo/<sanitised job name>-<job tag>`,
-/// a valid git branch name whatever the job is called (an unusable name becomes `job`).
+/// The default integration branch of a job (docs/design.md, "Agent workspaces"): `ordo/<sanitised
+/// job name>-<job tag>`, a valid git branch name whatever the job is called (an unusable name
+/// becomes `job`).
 pub fn integration_branch(job_name: &str, job: &JobId) -> String {
     format!("ordo/{}-{}", sanitise(job_name, "job"), job_tag(job))
 }
@@ -218,7 +220,7 @@ pub fn valid_queue(q: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
-// Coordinator high availability (`ordo-coordinator --ha`, DESIGN §13, docs/design.md).
+// Coordinator high availability (`ordo-coordinator --ha`, docs/design.md, "High availability").
 
 /// The journal: every commit of the active coordinator, before anything it describes is done.
 pub const JOURNAL_STREAM: &str = "ORDO_JOURNAL";

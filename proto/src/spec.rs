@@ -26,7 +26,8 @@ pub const DEFAULT_ITERATION_CAP: u32 = 1000;
 /// Integrations a task may try (conflicts and failed integration verifies re-run it).
 pub const DEFAULT_MAX_INTEGRATION_ATTEMPTS: u32 = 3;
 
-/// Which agent runs a job's prompt tasks, and so how its output is read (DESIGN §11).
+/// Which agent runs a job's prompt tasks, and so how its output is read (docs/design.md, "Agent
+/// runs").
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AgentKind {
@@ -58,7 +59,7 @@ impl AgentKind {
     }
 }
 
-/// Where a job's attempts run (DESIGN §10).
+/// Where a job's attempts run (docs/design.md, "Agent workspaces").
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum WorkspaceMode {
@@ -675,7 +676,7 @@ impl JobSpec {
             .unwrap_or(DEFAULT_RETRY_BACKOFF)
     }
 
-    /// Attempts run in git worktrees (DESIGN §10).
+    /// Attempts run in git worktrees (docs/design.md, "Agent workspaces").
     pub fn uses_worktrees(&self) -> bool {
         self.settings.workspace == Some(WorkspaceMode::Worktree)
     }

@@ -53,9 +53,10 @@ pub struct Dispatch {
     pub agent: Option<AgentKind>,
 }
 
-/// Where an attempt of a job with `workspace = "worktree"` runs (DESIGN §10): a fresh worktree
-/// of `repository` on its own branch, cut from the integration branch as it stands when the
-/// attempt starts (the branch is created from `base` when it does not exist yet).
+/// Where an attempt of a job with `workspace = "worktree"` runs (docs/design.md, "Agent
+/// workspaces"): a fresh worktree of `repository` on its own branch, cut from the integration
+/// branch as it stands when the attempt starts (the branch is created from `base` when it does not
+/// exist yet).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Workspace {
     /// A path (or, across machines, a URL) every executor can reach.
@@ -120,9 +121,9 @@ impl WorkspaceResult {
     }
 }
 
-/// One integration (DESIGN §10): merge `head` onto the integration branch's tip if it merges
-/// cleanly, run the verify command at the merge in a worktree of its own, and only then move
-/// the branch (compare-and-swap on the tip it merged onto).
+/// One integration (docs/design.md, "Agent workspaces"): merge `head` onto the integration branch's
+/// tip if it merges cleanly, run the verify command at the merge in a worktree of its own, and only
+/// then move the branch (compare-and-swap on the tip it merged onto).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Integrate {
     pub job: JobId,
@@ -322,7 +323,7 @@ pub struct TaskResult {
     pub agent: Option<Box<AgentRun>>,
 }
 
-/// What an agent run reported about itself (DESIGN §11).
+/// What an agent run reported about itself (docs/design.md, "Agent runs").
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct AgentRun {
     #[serde(default)]

@@ -1,7 +1,8 @@
 //! Ground truth for the fault suite (issue 5). Every test task appends one line when it starts
 //! and one when it ends to a ledger file opened with O_APPEND (`>>`), so the file's line order
 //! is the real order of those moments. After the system goes quiet, `check` compares the ledger
-//! with the coordinator's record (`ordo report --format json`) and asserts DESIGN §4:
+//! with the coordinator's record (`ordo report --format json`) and asserts docs/design.md, "Fencing
+//! and delivery":
 //! - each task has exactly one terminal record, and it is a success;
 //! - every execution whose result was published is in the record: applied, or ignored as stale
 //!   or duplicate (an execution on a worker killed mid-task may have no published result);

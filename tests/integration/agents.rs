@@ -1,7 +1,7 @@
-//! Agent runs (DESIGN §11) end to end with the stub agents shipped in `examples/stub-agent`
-//! (scripts that print what Claude Code and Codex print): sessions resumed, costs and tokens
-//! in status and reports, budgets, rate limits, pools across jobs on a cluster, and bad agent
-//! output. Each test says what it proves.
+//! Agent runs (docs/design.md, "Agent runs") end to end with the stub agents shipped in
+//! `examples/stub-agent` (scripts that print what Claude Code and Codex print): sessions resumed,
+//! costs and tokens in status and reports, budgets, rate limits, pools across jobs on a cluster,
+//! and bad agent output. Each test says what it proves.
 
 use std::path::{Path, PathBuf};
 

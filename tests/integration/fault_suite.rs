@@ -1,9 +1,9 @@
-//! The fault suite of issue 5: DESIGN §4's delivery guarantees checked by killing real
-//! processes. Each test runs the three job shapes (50-task chain, 200-task fan-out, 20×20
-//! lattice) at once on a real nats-server, coordinator and workers, injects its fault, lets the
-//! system go quiet, and checks the ledger against the coordinator's record
-//! (`ordo_tests::ledger`). Each writes its row of docs/reliability.md. Row 10 is a worktree job
-//! on a shared repository, whose ledger is the integration branch itself; row 12 kills a worker
+//! The fault suite of issue 5: docs/design.md, "Fencing and delivery"'s delivery guarantees checked
+//! by killing real processes. Each test runs the three job shapes (50-task chain, 200-task fan-out,
+//! 20×20 lattice) at once on a real nats-server, coordinator and workers, injects its fault, lets
+//! the system go quiet, and checks the ledger against the coordinator's record
+//! (`ordo_tests::ledger`). Each writes its row of docs/reliability.md. Row 10 is a worktree job on
+//! a shared repository, whose ledger is the integration branch itself; row 12 kills a worker
 //! holding a batch of results (`ordo_worker::report`).
 //!
 //! Two seeds per fault by default (the whole suite stays within about five minutes on 2
@@ -487,12 +487,12 @@ fn f4_a_worker_cut_off_longer_than_the_ack_wait() {
     );
 }
 
-/// A worktree job on a shared repository (DESIGN §10, distributed) with three workers: the
-/// worker running `slow`'s first delivery is killed mid-task, then the one running `held`'s
-/// integration verify is killed mid-integration. The job still succeeds with every task's
-/// change on the integration branch exactly once (one first-parent commit per file), no
-/// conflict marker and no task branch left; `slow` ran again elsewhere and `held`'s
-/// integration was redone by the surviving worker.
+/// A worktree job on a shared repository (docs/design.md, "Agent workspaces", distributed) with
+/// three workers: the worker running `slow`'s first delivery is killed mid-task, then the one
+/// running `held`'s integration verify is killed mid-integration. The job still succeeds with every
+/// task's change on the integration branch exactly once (one first-parent commit per file), no
+/// conflict marker and no task branch left; `slow` ran again elsewhere and `held`'s integration was
+/// redone by the surviving worker.
 #[test]
 fn f10_workers_killed_mid_task_and_mid_integration_of_a_worktree_job() {
     let (mut tally, mut recovery) = (Tally::default(), None);

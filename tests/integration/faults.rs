@@ -1,6 +1,7 @@
-//! First faults of DESIGN §4, by killing and forging things (issue 5 has the full suite to
-//! come): a worker killed with SIGKILL mid-task, forged and undecodable messages on the task and
-//! event subjects, and hostile task names that must never reach a shell, a path or a subject.
+//! First faults of docs/design.md, "Fencing and delivery", by killing and forging things (issue 5
+//! has the full suite to come): a worker killed with SIGKILL mid-task, forged and undecodable
+//! messages on the task and event subjects, and hostile task names that must never reach a shell, a
+//! path or a subject.
 
 use std::time::Duration;
 

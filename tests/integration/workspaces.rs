@@ -1,5 +1,6 @@
-//! Agent workspaces (DESIGN §10) end to end: the real `ordo run` on real git repositories made
-//! in temporary directories, checked with `git` itself. Each test says what it proves.
+//! Agent workspaces (docs/design.md, "Agent workspaces") end to end: the real `ordo run` on real
+//! git repositories made in temporary directories, checked with `git` itself. Each test says what
+//! it proves.
 //!
 //! Orders that matter (which of two tasks integrates first) are forced, not hoped for: the
 //! task meant to lose waits (in its own worktree, so after its worktree was cut) until the

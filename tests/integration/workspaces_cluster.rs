@@ -1,8 +1,8 @@
-//! Agent workspaces across machines (DESIGN §10, distributed) against real processes: a bare
-//! repository reachable by path stands for the shared one, a real nats-server, coordinator and
-//! two `ordo-worker`s on one host with default flags (one home, one cache directory), as the
-//! README starts them. Each test says what it proves; the
-//! faults (workers killed mid-task and mid-integration) are in the fault suite (row 10).
+//! Agent workspaces across machines (docs/design.md, "Agent workspaces", distributed) against real
+//! processes: a bare repository reachable by path stands for the shared one, a real nats-server,
+//! coordinator and two `ordo-worker`s on one host with default flags (one home, one cache
+//! directory), as the README starts them. Each test says what it proves; the faults (workers killed
+//! mid-task and mid-integration) are in the fault suite (row 10).
 
 use std::path::{Path, PathBuf};
 

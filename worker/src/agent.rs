@@ -1,4 +1,4 @@
-//! Reading what agent CLIs print (DESIGN §11): Claude Code's one JSON object
+//! Reading what agent CLIs print (docs/design.md, "Agent runs"): Claude Code's one JSON object
 //! (`--output-format json`) and Codex's JSON events (`exec --json`, one per line), into the
 //! result text (the task's output), the session, the cost and the tokens; and telling a run
 //! that ended on a rate limit or an overload (HTTP 429/529) from one that failed. Pure

@@ -5,8 +5,9 @@
 //! bodies (`ordo_coordinator::host::api`). The job commands, the MCP server and the dashboard are
 //! three faces of it; each renders the same answers its own way.
 //!
-//! Every failure is one `Error`, which knows its exit code (DESIGN §6): 2 invalid input,
-//! 3 NATS or the coordinator unreachable, 1 anything else that failed, 130 interrupted.
+//! Every failure is one `Error`, which knows its exit code (docs/design.md, "Exit codes"): 2
+//! invalid input, 3 NATS or the coordinator unreachable, 1 anything else that failed, 130
+//! interrupted.
 
 mod cluster;
 mod local;
@@ -32,7 +33,7 @@ pub use cluster::Cluster;
 pub use local::{HELD_WAIT, Local};
 pub use workspace::settle_workspace;
 
-/// Everything a job request can fail with; `exit_code` maps it to DESIGN §6.
+/// Everything a job request can fail with; `exit_code` maps it to docs/design.md, "Exit codes".
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The spec did not load or validate (printed one diagnostic per line).

@@ -1,7 +1,7 @@
-//! `ordo ui`: the web dashboard (DESIGN §12), a third face of the job client (`jobs`) beside
-//! the job commands and the MCP server. This file holds the flags, the HTTP server (axum), its
-//! routes and the rules every request passes: the bearer token or session cookie, the loopback
-//! `Host` check without a token, `--read-only`, and the CSRF field of every form.
+//! `ordo ui`: the web dashboard (docs/design.md, "Dashboard"), a third face of the job client
+//! (`jobs`) beside the job commands and the MCP server. This file holds the flags, the HTTP server
+//! (axum), its routes and the rules every request passes: the bearer token or session cookie, the
+//! loopback `Host` check without a token, `--read-only`, and the CSRF field of every form.
 //!
 //! # Layout
 //! - `pages`: the HTML of every page, rendered on the server from the client's answers.

@@ -1,7 +1,8 @@
 //! The sans-IO engine: `Engine::apply(now, Event) -> Vec<Action>` advances every job's DAG with
-//! the semantics of DESIGN §3. No clock, no tokio, no redb, no NATS: time is an argument, and
-//! effects (run this attempt, kill that one, record this change) come back as `Action`s that
-//! the local runner or the coordinator service carries out. The same engine serves both.
+//! the semantics of docs/design.md, "Task states". No clock, no tokio, no redb, no NATS: time is an
+//! argument, and effects (run this attempt, kill that one, record this change) come back as
+//! `Action`s that the local runner or the coordinator service carries out. The same engine serves
+//! both.
 //!
 //! Invariants (checked by the model-based tests in `tests.rs`):
 //! - A task is dispatched only when every dependency succeeded or failed with permission.
@@ -89,7 +90,7 @@ pub enum Event {
         queue: String,
         capacity: Capacity,
     },
-    /// An integration of a task in a worktree ended (DESIGN §10).
+    /// An integration of a task in a worktree ended (docs/design.md, "Agent workspaces").
     Integrated {
         job: JobId,
         index: TaskIndex,

@@ -1,6 +1,6 @@
 //! Capacity: the slots, CPUs and memory that executors offer, per queue, the named locks that
-//! are held while tasks run, and the counted semaphores of `settings.pools` (DESIGN §3, global
-//! across jobs like locks). Reserved at dispatch, released when the attempt ends.
+//! are held while tasks run, and the counted semaphores of `settings.pools` (docs/design.md, "Task
+//! states", global across jobs like locks). Reserved at dispatch, released when the attempt ends.
 
 use std::collections::{HashMap, HashSet};
 

@@ -1,6 +1,7 @@
-//! Engine tests: each semantic of DESIGN §3 on a small job, then model-based runs over random
-//! DAGs with a simulated executor that starts, finishes, duplicates, replays stale attempts and
-//! reorders results, checking the module invariants after every step. No sleeps: time is data.
+//! Engine tests: each semantic of docs/design.md, "Task states" on a small job, then model-based
+//! runs over random DAGs with a simulated executor that starts, finishes, duplicates, replays stale
+//! attempts and reorders results, checking the module invariants after every step. No sleeps: time
+//! is data.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -907,7 +908,7 @@ fn flow_failure_defaults_to_stop_and_fails_the_job() {
 //   or no executor could ever fit the task);
 // - an applied result: for the attempt in flight, from its latest execution, at most once;
 // - a job's end: once, with every task terminal and nothing in flight, cancelled / failed /
-//   succeeded as DESIGN §3 says;
+//   succeeded as docs/design.md, "Task states" says;
 // and after every event: the engine's task states are the recorded ones, the attempts in
 // flight are those the executor holds, busy slots are the attempts in flight, replayed results
 // and stale `Lost`/`Requeue` change nothing, and a `Tick` at the same instant does nothing (no
@@ -1808,7 +1809,7 @@ fn results_for_ended_jobs_are_classified_from_the_engines_own_fences() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Agent runs (DESIGN §11): budgets count every execution's spend.
+// Agent runs (docs/design.md, "Agent runs"): budgets count every execution's spend.
 
 /// Two prompt tasks, b after a, on a $1 budget.
 fn budget_spec() -> JobSpec {
@@ -1941,7 +1942,7 @@ fn a_result_reported_again_is_not_charged_twice() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Agent workspaces (DESIGN §10): integration order, conflicts, write-sets.
+// Agent workspaces (docs/design.md, "Agent workspaces"): integration order, conflicts, write-sets.
 
 fn worktree_spec(tasks: Vec<TaskSpec>) -> JobSpec {
     let mut s = spec(tasks);

@@ -1,5 +1,5 @@
-//! Coordinator high availability (`ordo-coordinator --ha`, DESIGN §13; the design and its
-//! failure cases are in docs/design.md, "High availability").
+//! Coordinator high availability (`ordo-coordinator --ha`; the design and its failure cases are
+//! in docs/design.md, "High availability").
 //!
 //! One HA thread per process, with its own tokio runtime and NATS connection, so that neither
 //! the loop's commits nor its stalls hold up the lease. It
