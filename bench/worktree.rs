@@ -288,7 +288,7 @@ async fn bench() {
     );
     println!(
         "  ideal {ideal:.3}s: what a scheduler with zero overhead needs, ceil({TASKS}/{SLOTS}) = \
-         {waves} waves of 1 s; this is the conflict-free ideal (docs/design.md, "Targets"), and the re-run does \
+         {waves} waves of 1 s; this is the conflict-free ideal (docs/design.md, Targets), and the re-run does \
          not raise it: it can start when the first wave ends, beside the other {} tasks of the \
          second wave (7 runs fit in 2 waves of {SLOTS} slots)",
         TASKS - SLOTS as usize
