@@ -425,21 +425,27 @@ fn run(args: RunCommand) -> anyhow::Result<u8> {
             eprintln!("{e}");
             return anyhow::Ok(Ran::Invalid);
         }
-        if let Some(dir) = &args.state
-            && ordo::local::socket::Client::connect(dir).await.is_some()
-        {
-            // Another ordo process holds the directory (a dashboard, an MCP server): the job
-            // runs there, followed from here.
-            let req = ordo_proto::api::SubmitRequest {
-                spec,
-                source: label.clone(),
-                default_mode: opts.default_mode,
-                max_parallel: opts.max_parallel,
-            };
-            let code = ordo::manage::run_served(dir, &args.run, req, dag, args.report.as_deref())
-                .await;
-            return Ok(Ran::Elsewhere(code));
-        }
+        use ordo::local::socket::{self, Claim};
+        let held = match &args.state {
+            Some(dir) => match socket::claim(dir).await? {
+                Claim::Held(store) => Some(store),
+                Claim::Served(_) => {
+                    // Another ordo process holds the directory (a dashboard, an MCP server,
+                    // another run): the job runs there, followed from here.
+                    let req = ordo_proto::api::SubmitRequest {
+                        spec,
+                        source: label.clone(),
+                        default_mode: opts.default_mode,
+                        max_parallel: opts.max_parallel,
+                    };
+                    let code =
+                        ordo::manage::run_served(dir, &args.run, req, dag, args.report.as_deref())
+                            .await;
+                    return Ok(Ran::Elsewhere(code));
+                }
+            },
+            None => None,
+        };
         let shutdown = async {
             ordo_plumbing::signals::interrupted().await;
             // A second interrupt exits at once.
@@ -452,7 +458,11 @@ fn run(args: RunCommand) -> anyhow::Result<u8> {
         // The gRPC exporter must be built inside the runtime.
         opts.telemetry =
             ordo_plumbing::telemetry::Telemetry::from_env("ordo")?.map(std::sync::Arc::new);
-        ordo::run::run(spec, opts, progress.as_mut(), shutdown)
+        let store = match held {
+            Some(store) => store,
+            None => ordo_coordinator::store::Store::in_memory()?,
+        };
+        ordo::run::run_on(store, spec, opts, progress.as_mut(), shutdown)
             .await
             .map(|r| Ran::Here(Box::new(r)))
     })?;

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use ordo_coordinator::engine::SavedTask;
 use ordo_coordinator::host::Recover;
-use ordo_coordinator::store::{JobRecord, Store};
+use ordo_coordinator::store::{Change, JobRecord, Store};
 use ordo_plumbing::telemetry::Telemetry;
 use ordo_proto::api::{self, ApiReply, SubmitReply, SubmitRequest};
 use ordo_proto::{ExecutionMode, JobSpec, TaskResult};
@@ -67,6 +67,18 @@ pub async fn run(
         Some(dir) => Store::open(dir)?,
         None => Store::in_memory()?,
     };
+    run_on(store, spec, opts, progress, shutdown).await
+}
+
+/// `run` on a store already opened: the state directory's (`opts.state_dir`), which this
+/// process holds (`socket::claim`), or one in memory.
+pub async fn run_on(
+    store: Store,
+    spec: JobSpec,
+    opts: RunOptions,
+    progress: &mut dyn Progress,
+    shutdown: impl Future<Output = ()>,
+) -> Result<RunReport> {
     let store = Arc::new(store);
     let node_opts = NodeOptions {
         slots: opts.workers.max(1),
@@ -112,7 +124,9 @@ pub async fn run(
                 ApiReply::Ok(r) => r.job,
                 ApiReply::Error(e) => anyhow::bail!("{}", e.message),
             };
-            let rec = store.job(&id)?.context("the submitted job is not recorded")?;
+            let rec = store
+                .job(&id)?
+                .context("the submitted job is not recorded")?;
             progress.start(&rec, &spec, false);
             id
         }
@@ -122,9 +136,21 @@ pub async fn run(
     let ended = node.ended(Some(job));
     tokio::pin!(ended);
     let mut interrupted = false;
+    // The node runs every job of the directory: jobs other processes submitted through the
+    // socket are not this run's to show.
+    let show = |progress: &mut dyn Progress, c: &[Change]| {
+        let ours: Vec<Change> = c
+            .iter()
+            .filter(|c| job_of(c) == Some(job))
+            .cloned()
+            .collect();
+        if !ours.is_empty() {
+            progress.changes(&ours, &spec);
+        }
+    };
     loop {
         tokio::select! {
-            Some(c) = changes.recv() => progress.changes(&c, &spec),
+            Some(c) = changes.recv() => show(progress, &c),
             _ = &mut ended => break,
             _ = &mut shutdown, if !interrupted => {
                 interrupted = true;
@@ -134,7 +160,30 @@ pub async fn run(
     }
     // The job's last changes were sent before its end was.
     while let Ok(c) = changes.try_recv() {
-        progress.changes(&c, &spec);
+        show(progress, &c);
+    }
+    drop(changes);
+    // Jobs that other processes submitted here run in this process: it serves them to their
+    // end (Ctrl-C cancels them) rather than taking them down with it.
+    let others = store
+        .jobs()?
+        .iter()
+        .filter(|j| j.id != job && !j.state.is_terminal())
+        .count();
+    if others > 0 && !interrupted {
+        eprintln!(
+            "ordo: waiting for {others} job{} other processes submitted to {} (Ctrl-C cancels \
+             them)",
+            if others == 1 { "" } else { "s" },
+            opts.state_dir
+                .as_deref()
+                .unwrap_or(std::path::Path::new(""))
+                .display()
+        );
+        tokio::select! {
+            _ = node.ended(None) => {}
+            _ = &mut shutdown => node.stop().await,
+        }
     }
     if let Some(tel) = opts.telemetry.clone() {
         // Spans are exported when the job ends, not only at exit.
@@ -154,6 +203,17 @@ pub async fn run(
     };
     progress.finish(&report);
     Ok(report)
+}
+
+/// The job a change is about (`None` for a result that named no job the engine knows).
+fn job_of(c: &Change) -> Option<ordo_proto::JobId> {
+    match c {
+        Change::Task { job, .. }
+        | Change::Job { job, .. }
+        | Change::Budget { job, .. }
+        | Change::Integrated { job, .. } => Some(*job),
+        Change::Attempt(r) | Change::Ignored { result: r, .. } => Some(r.job),
+    }
 }
 
 /// Makes a worktree job's workspace settings definite before it is recorded (DESIGN §10): the

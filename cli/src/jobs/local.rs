@@ -23,28 +23,30 @@ use serde::de::DeserializeOwned;
 use super::cluster::decode_reply;
 use super::{Error, Open, Output, Result};
 use crate::args::{RunArgs, default_workers};
-use crate::local::socket::{self, Client, Served};
+use crate::local::socket::{self, Claim, Client, Served};
 use crate::local::{Node, NodeOptions};
 
 /// `cancel` waits this long for a job's processes to be killed.
 const CANCEL_WAIT: Duration = Duration::from_secs(15);
+/// How many times one request comes to the directory again when its server is gone.
+const RELINKS: u32 = 3;
 /// A stopping server waits this long for its jobs to end.
 const STOP_WAIT: Duration = Duration::from_secs(10);
-/// How long a directory held by a process that does not serve it (a one-shot reader, or a
-/// runner starting up) is waited for.
-const HELD_WAIT: Duration = Duration::from_secs(10);
-
 pub struct Local {
     dir: PathBuf,
-    link: Link,
+    /// Replaced when the process serving the directory is gone (`call`).
+    link: std::sync::Mutex<Link>,
+    run: RunArgs,
+    open: Open,
     agent_command: Option<Vec<String>>,
 }
 
+#[derive(Clone)]
 enum Link {
     /// This process holds the directory and runs its jobs (serving the socket while `served`).
     Own {
         node: Node,
-        _served: Option<Served>,
+        _served: Option<Arc<Served>>,
     },
     /// Another process holds it.
     Socket(Client),
@@ -56,58 +58,48 @@ impl Local {
     pub async fn open(dir: &Path, run: &RunArgs, open: Open) -> Result<Local> {
         let agent_command = run.agent_argv().map_err(Error::Invalid)?;
         let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
-        let link = Local::link(&dir, run, open).await?;
+        let link = Local::link(&dir, run, open, false).await?;
         Ok(Local {
             dir,
-            link,
+            link: std::sync::Mutex::new(link),
+            run: run.clone(),
+            open,
             agent_command,
         })
     }
 
-    async fn link(dir: &Path, run: &RunArgs, open: Open) -> Result<Link> {
-        let started = Instant::now();
-        loop {
-            if let Some(client) = Client::connect(dir).await {
-                return Ok(Link::Socket(client));
-            }
-            if open == Open::Existing && !dir.join(names::STATE_FILE).is_file() {
-                return Err(Error::Invalid(format!(
-                    "{} holds no ordo state (no {})",
-                    dir.display(),
-                    names::STATE_FILE
-                )));
-            }
-            match tokio::task::block_in_place(|| Store::open(dir)) {
-                Ok(store) => return Local::own(dir, store, run, open).await,
-                Err(store::Error::InUse(_)) if started.elapsed() < HELD_WAIT => {
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                Err(store::Error::InUse(path)) => {
-                    return Err(Error::State(format!(
-                        "{} is held by another ordo process that does not answer on {} \
-                         (waited {}s)",
-                        path.display(),
-                        socket::path(dir).display(),
-                        HELD_WAIT.as_secs()
-                    )));
-                }
-                Err(e) => {
-                    return Err(Error::State(format!(
-                        "cannot use the state directory: {e}"
-                    )));
-                }
-            }
+    /// Comes to the directory as `open` says; `again` when the process that served it is gone
+    /// (its unfinished jobs are orphans then, taken up here unless this is a one-shot read).
+    async fn link(dir: &Path, run: &RunArgs, open: Open, again: bool) -> Result<Link> {
+        if open == Open::Existing && !dir.join(names::STATE_FILE).is_file() {
+            return Err(Error::Invalid(format!(
+                "{} holds no ordo state (no {})",
+                dir.display(),
+                names::STATE_FILE
+            )));
+        }
+        match socket::claim(dir).await {
+            Ok(Claim::Served(client)) => Ok(Link::Socket(client)),
+            Ok(Claim::Held(store)) => Local::own(dir, store, run, open, again).await,
+            Err(store::Error::InUse(path)) => Err(Error::State(format!(
+                "{} is held by another ordo process that does not answer on {} (waited {}s)",
+                path.display(),
+                socket::path(dir).display(),
+                socket::HELD_WAIT.as_secs()
+            ))),
+            Err(e) => Err(Error::State(format!("cannot use the state directory: {e}"))),
         }
     }
 
     /// This process holds the directory: a local host runs here, and serves the socket
     /// unless this is a one-shot read.
-    async fn own(dir: &Path, store: Store, run: &RunArgs, open: Open) -> Result<Link> {
+    async fn own(dir: &Path, store: Store, run: &RunArgs, open: Open, again: bool) -> Result<Link> {
         let opts = NodeOptions {
             slots: run.workers.unwrap_or_else(default_workers),
             fixed: run.workers.is_some(),
             recover: match open {
                 Open::Serve => Recover::All,
+                Open::Create if again => Recover::All,
                 Open::Existing | Open::Create => Recover::None,
             },
             telemetry: None,
@@ -126,7 +118,7 @@ impl Local {
         };
         Ok(Link::Own {
             node,
-            _served: served,
+            _served: served.map(Arc::new),
         })
     }
 
@@ -135,11 +127,15 @@ impl Local {
     }
 
     /// The node this process runs, when it holds the directory.
-    pub fn node(&self) -> Option<&Node> {
-        match &self.link {
+    pub fn node(&self) -> Option<Node> {
+        match self.current() {
             Link::Own { node, .. } => Some(node),
             Link::Socket(_) => None,
         }
+    }
+
+    fn current(&self) -> Link {
+        self.link.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// One request: a verb and its JSON body, the `ApiReply` decoded.
@@ -150,19 +146,35 @@ impl Local {
     ) -> Result<Rep> {
         let body = serde_json::to_vec(req)
             .map_err(|e| Error::Invalid(format!("cannot encode the {verb} request: {e}")))?;
-        let reply = match &self.link {
-            Link::Own { node, .. } => node
-                .call(verb, body)
-                .await
-                .map_err(|e| Error::State(e.to_string()))?,
-            Link::Socket(client) => client.call(verb, &body).await.map_err(|e| {
-                Error::State(format!(
-                    "the process serving {} did not answer: {e}",
-                    self.dir.display()
-                ))
-            })?,
+        let mut link = self.current();
+        let mut relinked = 0;
+        let reply = loop {
+            let reply = match &link {
+                Link::Own { node, .. } => node.call(verb, body.clone()).await,
+                Link::Socket(client) => match client.call(verb, &body).await {
+                    // Nobody listens any more (the request was not sent): the process that
+                    // served the directory has ended. Come to it again, as `open` would.
+                    Err(e) if socket::never_sent(&e) && relinked < RELINKS => {
+                        relinked += 1;
+                        link = Local::link(&self.dir, &self.run, self.open, true).await?;
+                        *self.link.lock().unwrap_or_else(|e| e.into_inner()) = link.clone();
+                        continue;
+                    }
+                    Err(e) => {
+                        return Err(Error::State(format!(
+                            "the process serving {} did not answer: {e}",
+                            self.dir.display()
+                        )));
+                    }
+                    Ok(reply) => break reply,
+                },
+            };
+            break reply.map_err(|e| Error::State(e.to_string()))?;
         };
-        decode_reply(&format!("{} ({verb})", socket::path(&self.dir).display()), &reply)
+        decode_reply(
+            &format!("{} ({verb})", socket::path(&self.dir).display()),
+            &reply,
+        )
     }
 
     pub async fn submit(&self, req: SubmitRequest) -> Result<JobId> {

@@ -3,11 +3,14 @@
 //! `watch`, `logs`, `report`, `cancel`, `retry`, `submit`, `ui` and `mcp` started meanwhile
 //! reach the jobs it runs rather than finding the directory in use. One request per line,
 //! `VERB JSON`, answered by one line of `ApiReply` JSON (the NATS API's bodies). A socket
-//! left by a process that died is removed by the next holder.
+//! left by a process that died is removed by the next holder. `claim` is how a process comes
+//! to a directory: through its socket when it is served, else by holding it.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
+use ordo_coordinator::store::{self, Store};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 
@@ -18,6 +21,36 @@ pub const SOCKET_FILE: &str = "ordo.sock";
 
 pub fn path(dir: &Path) -> PathBuf {
     dir.join(SOCKET_FILE)
+}
+
+/// How long a directory held by a process that does not serve it (a one-shot reader, or a
+/// holder starting up) is waited for.
+pub const HELD_WAIT: Duration = Duration::from_secs(10);
+
+/// What `claim` found: the process serving the directory, or the directory itself, held now.
+pub enum Claim {
+    Served(Client),
+    Held(Store),
+}
+
+/// Reaches the process serving `dir`, else holds the directory (its store opened here). A
+/// process that holds it without serving it (`ordo status` reading it, or a holder not yet
+/// listening) is waited for, up to `HELD_WAIT`, looking for the socket meanwhile; after that
+/// the store's `InUse` error is returned. Needs a multi-thread runtime.
+pub async fn claim(dir: &Path) -> Result<Claim, store::Error> {
+    let started = Instant::now();
+    loop {
+        if let Some(client) = Client::connect(dir).await {
+            return Ok(Claim::Served(client));
+        }
+        match tokio::task::block_in_place(|| Store::open(dir)) {
+            Ok(store) => return Ok(Claim::Held(store)),
+            Err(store::Error::InUse(_)) if started.elapsed() < HELD_WAIT => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// Serves `node` on `DIR/ordo.sock` until the returned guard is dropped (which removes it).
@@ -62,6 +95,15 @@ async fn connection(stream: UnixStream, node: Node) {
             return;
         }
     }
+}
+
+/// Whether an error of `Client::call` means that nobody listens on the socket (its file is
+/// gone, or left by a process that died): the request was not sent.
+pub fn never_sent(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+    )
 }
 
 /// The client of a served state directory.
