@@ -171,15 +171,11 @@ pub async fn run_on(
         .filter(|j| j.id != job && !j.state.is_terminal())
         .count();
     if others > 0 && !interrupted {
-        eprintln!(
-            "ordo: waiting for {others} job{} other processes submitted to {} (Ctrl-C cancels \
-             them)",
-            if others == 1 { "" } else { "s" },
-            opts.state_dir
-                .as_deref()
-                .unwrap_or(std::path::Path::new(""))
-                .display()
-        );
+        let dir = opts
+            .state_dir
+            .as_deref()
+            .unwrap_or(std::path::Path::new("."));
+        eprintln!("{}", socket::waiting_note(others, dir));
         tokio::select! {
             _ = node.ended(None) => {}
             _ = &mut shutdown => node.stop().await,

@@ -1,8 +1,9 @@
 //! A state directory served by the process holding it (`DIR/ordo.sock`): while `ordo run
 //! --state S` runs a long job, `ordo status`, `ordo ui` (the job page in Chromium, live) and
 //! `ordo cancel` from other processes reach it and the run ends cancelled; the socket is
-//! private and removed at the end; a socket left by a killed run is taken over; and `ordo run`
-//! on a directory a dashboard serves runs its job in the dashboard's process and follows it.
+//! private and removed at the end; a socket left by a killed run is taken over, also by a run
+//! that was following its job there; and `ordo run` on a directory a dashboard serves runs its
+//! job in the dashboard's process and follows it.
 
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::Path;
@@ -239,13 +240,16 @@ fn served_state_dir_left_by_a_killed_run_is_taken_over() {
     assert_eq!(r.code(), 0, "a stale socket: {}", r.stderr);
     assert_eq!(r.json()["state"], "running", "{}", r.stdout);
 
+    // The store still says running (nobody runs it): wait for the new run's socket first.
     let mut again = d.spawn_run();
-    d.wait_running(&job, &["gate", "sleeper"], &again);
     assert!(
-        std::os::unix::net::UnixStream::connect(d.socket()).is_ok(),
-        "the new run serves the directory: {}",
+        wait_until(Duration::from_secs(30), || {
+            std::os::unix::net::UnixStream::connect(d.socket()).is_ok()
+        }),
+        "the new run does not serve the directory: {}",
         again.log()
     );
+    d.wait_running(&job, &["gate", "sleeper"], &again);
     std::fs::write(d.path().join("go"), "").unwrap();
     d.release();
     let status = again.wait_exit(Duration::from_secs(30));
@@ -299,6 +303,71 @@ fn served_state_dir_of_a_dashboard_runs_a_terminals_job() {
         d.socket().exists(),
         "the dashboard still serves the directory"
     );
+}
+
+/// `ordo run --state S other.toml` while a run serves S follows its job there; when the serving
+/// run is killed, the follower comes to the directory itself and takes up the jobs the killed
+/// process ran (its own and the killed run's), serves them both to their end, and exits 0.
+#[test]
+fn served_state_dir_follower_takes_over_when_its_server_is_killed() {
+    let d = Dir::new();
+    let mut server = d.spawn_run();
+    let long = d.the_job(&server);
+    d.wait_running(&long, &["sleeper"], &server);
+    let other = write(
+        d.path(),
+        "other.toml",
+        &format!(
+            "name = \"other\"\n[[tasks]]\nname = \"wait\"\n\
+             command = \"until [ -e '{}' ]; do sleep 0.05; done\"\n",
+            d.path().join("go2").display()
+        ),
+    );
+    let state = d.state();
+    let mut follower = Daemon::spawn("ordo", &["run", &other, "--state", &state], d.path());
+    let mut job = String::new();
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            let r = d.ordo(&["status", "--output", "json"]);
+            job = r
+                .json()
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|j| j["name"] == "other")
+                .map(|j| j["id"].as_str().unwrap().to_string())
+                .unwrap_or_default();
+            !job.is_empty()
+        }),
+        "{}",
+        follower.log()
+    );
+    d.wait_running(&job, &["wait"], &follower);
+    assert!(follower.log().contains("runs there"), "{}", follower.log());
+
+    server.stop(libc::SIGKILL);
+    // Its own job runs on in the follower, which then serves the killed run's job to its end.
+    std::fs::write(d.path().join("go2"), "").unwrap();
+    assert!(
+        wait_until(Duration::from_secs(30), || d.status(&job)["state"]
+            == "succeeded"),
+        "{}",
+        follower.log()
+    );
+    d.wait_running(&long, &["gate", "sleeper"], &follower);
+    assert!(
+        wait_until(Duration::from_secs(10), || follower
+            .log()
+            .contains("waiting for 1 job")),
+        "{}",
+        follower.log()
+    );
+    std::fs::write(d.path().join("go"), "").unwrap();
+    d.release();
+    let status = follower.wait_exit(Duration::from_secs(30));
+    assert_eq!(status.code(), Some(0), "{}", follower.log());
+    assert_eq!(d.status(&long)["state"], "succeeded");
+    assert!(!d.socket().exists());
 }
 
 /// The parent, grandparent, ... of a process, from `/proc`.

@@ -97,6 +97,16 @@ async fn connection(stream: UnixStream, node: Node) {
     }
 }
 
+/// What a process that ran its own job to its end says while it still serves `others` jobs
+/// that other processes submitted to `dir` (it serves them to their end before it exits).
+pub fn waiting_note(others: usize, dir: &Path) -> String {
+    format!(
+        "ordo: waiting for {others} job{} other processes submitted to {} (Ctrl-C cancels them)",
+        if others == 1 { "" } else { "s" },
+        dir.display()
+    )
+}
+
 /// Whether an error of `Client::call` means that nobody listens on the socket (its file is
 /// gone, or left by a process that died): the request was not sent.
 pub fn never_sent(e: &std::io::Error) -> bool {

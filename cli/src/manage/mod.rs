@@ -439,6 +439,21 @@ pub async fn run_served(
             crate::report::command::write(&data, format, Some(path))
                 .map_err(|e| Error::State(format!("{e:#}")))?;
         }
+        // The process serving the directory ended meanwhile and this one took the directory
+        // over, with the jobs that process ran: serve them to their end too, as `ordo run` does.
+        if jobs.runs_here() {
+            let all = jobs.list(&JobsRequest::default()).await?;
+            let others = all.iter().filter(|j| !j.state.is_terminal()).count();
+            if others > 0 {
+                eprintln!("{}", crate::local::socket::waiting_note(others, dir));
+                let _ = interruptible(async {
+                    jobs.wait_idle().await;
+                    Ok(())
+                })
+                .await;
+            }
+            jobs.stop().await;
+        }
         Ok::<_, Error>(outcome_code(status.summary.state))
     };
     ran.await.unwrap_or_else(|e| report(&e))
