@@ -34,8 +34,10 @@ const RELINKS: u32 = 3;
 const STOP_WAIT: Duration = Duration::from_secs(10);
 pub struct Local {
     dir: PathBuf,
-    /// Replaced when the process serving the directory is gone (`call`).
+    /// Replaced when the process serving the directory is gone (`call`), by one request at a
+    /// time (`relink`).
     link: std::sync::Mutex<Link>,
+    relink: tokio::sync::Mutex<()>,
     run: RunArgs,
     open: Open,
     agent_command: Option<Vec<String>>,
@@ -62,6 +64,7 @@ impl Local {
         Ok(Local {
             dir,
             link: std::sync::Mutex::new(link),
+            relink: tokio::sync::Mutex::new(()),
             run: run.clone(),
             open,
             agent_command,
@@ -138,6 +141,19 @@ impl Local {
         self.link.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
+    /// Comes to the directory again, its server gone: once for all the requests that found it
+    /// gone at the same time.
+    async fn relink(&self) -> Result<Link> {
+        let _one = self.relink.lock().await;
+        if let own @ Link::Own { .. } = self.current() {
+            // Another request of this process came to it first.
+            return Ok(own);
+        }
+        let new = Local::link(&self.dir, &self.run, self.open, true).await?;
+        *self.link.lock().unwrap_or_else(|e| e.into_inner()) = new.clone();
+        Ok(new)
+    }
+
     /// One request: a verb and its JSON body, the `ApiReply` decoded.
     async fn call<Req: Serialize, Rep: DeserializeOwned>(
         &self,
@@ -156,8 +172,7 @@ impl Local {
                     // served the directory has ended. Come to it again, as `open` would.
                     Err(e) if socket::never_sent(&e) && relinked < RELINKS => {
                         relinked += 1;
-                        link = Local::link(&self.dir, &self.run, self.open, true).await?;
-                        *self.link.lock().unwrap_or_else(|e| e.into_inner()) = link.clone();
+                        link = self.relink().await?;
                         continue;
                     }
                     Err(e) => {
