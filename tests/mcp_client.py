@@ -12,6 +12,12 @@ the steps of STEPS.json (a JSON list) in order. A step:
      "until": {"field": F, "in": [V, ...]},     # repeat the call until structuredContent[F]
      "timeout": SECONDS}                        # is one of the values (default 60 s)
 
+or a rendezvous with the test while the server keeps running (the test drives other processes
+against what it serves meanwhile):
+
+    {"write": PATH, "text": "..."}              # write the text ("${key}" replaced) to PATH
+    {"await": PATH, "timeout": SECONDS}         # wait until PATH exists (default 60 s)
+
 Prints one JSON document: the server's info and protocol version, the tools as listed, and
 each step's result (isError, structuredContent, text content, calls made). Tool errors are
 results; anything else going wrong (the protocol, the process, a step timing out) exits 1
@@ -20,6 +26,7 @@ with the reason on stderr.
 
 import asyncio
 import json
+import os
 import re
 import sys
 import time
@@ -63,6 +70,17 @@ async def main(steps_path, command, args):
             ]
             saved = {}
             for step in steps:
+                if "write" in step:
+                    with open(step["write"], "w") as f:
+                        f.write(substitute(step["text"], saved))
+                    continue
+                if "await" in step:
+                    deadline = time.monotonic() + step.get("timeout", 60)
+                    while not os.path.exists(step["await"]):
+                        if time.monotonic() > deadline:
+                            raise RuntimeError(f"{step['await']} never appeared")
+                        await asyncio.sleep(0.05)
+                    continue
                 arguments = substitute(step.get("arguments", {}), saved)
                 until = step.get("until")
                 deadline = time.monotonic() + step.get("timeout", 60)

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use ordo_coordinator::engine::SavedTask;
 use ordo_coordinator::host::Recover;
-use ordo_coordinator::store::{JobRecord, Store};
+use ordo_coordinator::store::{Change, JobRecord, Store};
 use ordo_plumbing::telemetry::Telemetry;
 use ordo_proto::api::{self, ApiReply, SubmitReply, SubmitRequest};
 use ordo_proto::{ExecutionMode, JobSpec, TaskResult};
@@ -121,9 +121,17 @@ pub async fn run(
     let ended = node.ended(Some(job));
     tokio::pin!(ended);
     let mut interrupted = false;
+    // The node runs every job of the directory: jobs other processes submitted through the
+    // socket are not this run's to show.
+    let show = |progress: &mut dyn Progress, c: &[Change]| {
+        let ours: Vec<Change> = c.iter().filter(|c| c.job() == job).cloned().collect();
+        if !ours.is_empty() {
+            progress.changes(&ours, &spec);
+        }
+    };
     loop {
         tokio::select! {
-            Some(c) = changes.recv() => progress.changes(&c, &spec),
+            Some(c) = changes.recv() => show(progress, &c),
             _ = &mut ended => break,
             _ = &mut shutdown, if !interrupted => {
                 interrupted = true;
@@ -133,7 +141,26 @@ pub async fn run(
     }
     // The job's last changes were sent before its end was.
     while let Ok(c) = changes.try_recv() {
-        progress.changes(&c, &spec);
+        show(progress, &c);
+    }
+    drop(changes);
+    // Jobs that other processes submitted here run in this process: it serves them to their
+    // end (Ctrl-C cancels them) rather than taking them down with it.
+    let others = store
+        .jobs()?
+        .iter()
+        .filter(|j| j.id != job && !j.state.is_terminal())
+        .count();
+    if others > 0 && !interrupted {
+        let dir = opts
+            .state_dir
+            .as_deref()
+            .unwrap_or(std::path::Path::new("."));
+        eprintln!("{}", socket::waiting_note(others, dir));
+        tokio::select! {
+            _ = node.ended(None) => {}
+            _ = &mut shutdown => node.stop().await,
+        }
     }
     if let Some(tel) = opts.telemetry.clone() {
         // Spans are exported when the job ends, not only at exit.

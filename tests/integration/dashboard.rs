@@ -17,7 +17,7 @@ use ordo_tests::{Cluster, bin, bin_dir, git, ordo_in, run_with_deadline, wait_un
 use serde_json::json;
 
 /// A running `ordo ui`, killed on drop.
-struct Ui {
+pub(crate) struct Ui {
     child: Child,
     /// `http://127.0.0.1:PORT`, no trailing slash.
     base: String,
@@ -28,7 +28,7 @@ struct Ui {
 impl Ui {
     /// `ordo ui ARGS` in `cwd` (`--listen 127.0.0.1:0` unless ARGS say otherwise); waits for
     /// the URL it prints.
-    fn start(cwd: &Path, args: &[&str]) -> Ui {
+    pub(crate) fn start(cwd: &Path, args: &[&str]) -> Ui {
         let logdir = tempfile::tempdir().unwrap();
         let log = logdir.path().join("ui.log");
         let mut all = vec!["ui"];
@@ -76,21 +76,25 @@ impl Ui {
         }
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
     /// SIGTERM, then the exit status (within 30 s).
-    fn stop(&mut self) -> std::process::ExitStatus {
+    pub(crate) fn stop(&mut self) -> std::process::ExitStatus {
         ordo_tests::signal(self.child.id(), libc::SIGTERM);
         ordo_tests::wait_child(&mut self.child, Duration::from_secs(30))
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 
-    fn get(&self, path: &str) -> Resp {
+    pub(crate) fn get(&self, path: &str) -> Resp {
         self.request("GET", path, &[], None)
     }
 
@@ -125,14 +129,14 @@ impl Ui {
     }
 
     /// The job's state as its page shows it.
-    fn job_state(&self, job: &str) -> String {
+    pub(crate) fn job_state(&self, job: &str) -> String {
         let page = self.get(&format!("/jobs/{job}"));
         assert_eq!(page.status, 200, "{}", page.body);
         let chip = &page.body[page.body.find("data-f=\"job-state\"").expect("chip")..];
         field(chip, "<i>", "</i>").unwrap()
     }
 
-    fn wait_state(&self, job: &str, state: &str, limit: Duration) {
+    pub(crate) fn wait_state(&self, job: &str, state: &str, limit: Duration) {
         let mut last = String::new();
         assert!(
             wait_until(limit, || {
@@ -152,10 +156,10 @@ impl Drop for Ui {
     }
 }
 
-struct Resp {
-    status: u16,
+pub(crate) struct Resp {
+    pub(crate) status: u16,
     head: String,
-    body: String,
+    pub(crate) body: String,
 }
 
 impl Resp {
@@ -268,7 +272,7 @@ fn screenshots() -> PathBuf {
         .join("dashboard-screenshots")
 }
 
-fn browser() -> Browser {
+pub(crate) fn browser() -> Browser {
     assert!(
         chromium::available(),
         "chromium is not installed: scripts/test installs it (apt-get install chromium)"
@@ -277,19 +281,19 @@ fn browser() -> Browser {
 }
 
 /// Opens `url` in a new tab and checks it loaded with no script or console error.
-fn open_clean(b: &mut Browser, url: &str) -> Page {
+pub(crate) fn open_clean(b: &mut Browser, url: &str) -> Page {
     let page = b.open(url);
     assert_no_errors(b, &page, url);
     page
 }
 
-fn assert_no_errors(b: &mut Browser, page: &Page, what: &str) {
+pub(crate) fn assert_no_errors(b: &mut Browser, page: &Page, what: &str) {
     let errors = page.errors(b);
     assert!(errors.is_empty(), "{what}: {errors:#?}");
 }
 
 /// The text of the first element matching `selector`, as a JS expression.
-fn text_of(selector: &str) -> String {
+pub(crate) fn text_of(selector: &str) -> String {
     format!(
         "(document.querySelector({}) || {{}}).textContent",
         json!(selector)

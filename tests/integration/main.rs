@@ -15,9 +15,13 @@
 //!   cluster: every tool, a job run to its report, a cycle as a tool error, cancel.
 //! - `jobs_local`: the job commands (status, logs, retry, submit, cancel) on a local state
 //!   directory, through the same job client as the cluster.
+//! - `faces`: the same job (a pool and a lock across two jobs, a budget, worktrees, a retry
+//!   with a new budget, prune) through `ordo run`, a cluster, MCP and the dashboard's form.
 //! - `fault_suite`: issue 5's faults on three job shapes, checked against a ledger.
 //! - `faults`: a worker killed mid-task, forged messages, hostile task names.
 //! - `observability`: OTLP traces from `ordo run` and from coordinator + worker.
+//! - `served`: a state directory served on its socket while `ordo run` or `ordo ui` holds it:
+//!   status, the dashboard and cancel from other processes; a stale socket taken over.
 //! - `run_local`: `ordo run` end to end: the fixtures (and the shared set when present), every
 //!   execution semantic, Ctrl-C, resume.
 //! - `report`: reports of real runs in every format (JUnit read by junitparser, HTML rendered
@@ -37,6 +41,7 @@ mod cli;
 mod dashboard;
 mod deploy;
 mod distributed;
+mod faces;
 mod fault_suite;
 mod faults;
 mod jobs_local;
@@ -44,6 +49,7 @@ mod mcp;
 mod observability;
 mod report;
 mod run_local;
+mod served;
 mod update_source;
 mod workspaces;
 mod workspaces_cluster;

@@ -22,7 +22,7 @@ fn python() -> PathBuf {
 
 /// Runs `ordo ARGS` as an MCP server in `dir` under the Python SDK's client, which calls
 /// `steps` (see tests/mcp_client.py); returns what the client saw.
-fn mcp_session(dir: &Path, args: &[&str], steps: &Value) -> Value {
+pub(crate) fn mcp_session(dir: &Path, args: &[&str], steps: &Value) -> Value {
     let steps_file = write(dir, "mcp-steps.json", &steps.to_string());
     let mut cmd = Command::new(python());
     cmd.arg(repo().join("tests/mcp_client.py"))

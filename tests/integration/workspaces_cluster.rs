@@ -31,6 +31,11 @@ impl Shared {
         Shared { tmp }
     }
 
+    /// The test's directory: the repositories and everything made with `dir`.
+    pub(crate) fn root(&self) -> PathBuf {
+        self.tmp.path().to_path_buf()
+    }
+
     pub(crate) fn repo(&self) -> PathBuf {
         self.tmp.path().join("shared.git")
     }

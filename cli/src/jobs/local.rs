@@ -47,7 +47,7 @@ impl Local {
     pub async fn open(dir: &Path, run: &RunArgs, open: Open) -> Result<Local> {
         let agent_command = run.agent_argv().map_err(Error::Invalid)?;
         let dir = std::path::absolute(dir).unwrap_or_else(|_| dir.to_path_buf());
-        let link = Local::link(&dir, run, open).await?;
+        let link = Local::link(&dir, run, open, false).await?;
         Ok(Local {
             dir,
             link: tokio::sync::RwLock::new(link),
@@ -57,7 +57,9 @@ impl Local {
         })
     }
 
-    async fn link(dir: &Path, run: &RunArgs, open: Open) -> Result<Link> {
+    /// Comes to the directory as `open` says; `again` when the process that served it is gone
+    /// (its unfinished jobs are orphans then, taken up here unless this is a one-shot read).
+    async fn link(dir: &Path, run: &RunArgs, open: Open, again: bool) -> Result<Link> {
         if open == Open::Existing
             && !dir.join(names::STATE_FILE).is_file()
             && !socket::path(dir).exists()
@@ -70,7 +72,7 @@ impl Local {
         }
         match socket::hold(dir, HELD_WAIT).await {
             Ok(Holder::Served(client)) => Ok(Link::Socket(client)),
-            Ok(Holder::Here(store)) => Local::own(dir, store, run, open).await,
+            Ok(Holder::Here(store)) => Local::own(dir, store, run, open, again).await,
             // Like a coordinator that does not answer: not a failed job.
             Err(e @ HoldError::Busy { .. }) => Err(Error::Connect {
                 message: e.to_string(),
@@ -82,12 +84,13 @@ impl Local {
 
     /// This process holds the directory: a local host runs here, and serves the socket
     /// unless this is a one-shot read.
-    async fn own(dir: &Path, store: Store, run: &RunArgs, open: Open) -> Result<Link> {
+    async fn own(dir: &Path, store: Store, run: &RunArgs, open: Open, again: bool) -> Result<Link> {
         let opts = NodeOptions {
             slots: run.workers.unwrap_or_else(default_workers),
             fixed: run.workers.is_some(),
             recover: match open {
                 Open::Serve => Recover::All,
+                Open::Create if again => Recover::All,
                 Open::Existing | Open::Create => Recover::None,
             },
             telemetry: None,
@@ -142,7 +145,7 @@ impl Local {
             Err(e) if socket::gone(&e) => {
                 let mut link = self.link.write().await;
                 if matches!(&*link, Link::Socket(_)) {
-                    *link = Local::link(&self.dir, &self.run, self.open).await?;
+                    *link = Local::link(&self.dir, &self.run, self.open, true).await?;
                 }
                 drop(link);
                 Box::pin(self.send(verb, body)).await

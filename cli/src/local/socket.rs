@@ -64,6 +64,16 @@ async fn connection(stream: UnixStream, node: Node) {
     }
 }
 
+/// What a process that ran its own job to its end says while it still serves `others` jobs
+/// that other processes submitted to `dir` (it serves them to their end before it exits).
+pub fn waiting_note(others: usize, dir: &Path) -> String {
+    format!(
+        "ordo: waiting for {others} job{} other processes submitted to {} (Ctrl-C cancels them)",
+        if others == 1 { "" } else { "s" },
+        dir.display()
+    )
+}
+
 /// Whether a failed request means nobody serves the directory any more (the request was not
 /// taken: the socket is gone or refuses connections).
 pub fn gone(e: &std::io::Error) -> bool {

@@ -424,10 +424,28 @@ pub async fn run_served(
         "ordo: {} is served by another ordo process; job {job} runs there",
         dir.display()
     );
-    match interruptible(follow_job(&jobs, job, &mut std::io::stderr())).await {
-        Ok(status) => (Some(job), outcome_code(status.summary.state)),
-        Err(e) => (Some(job), report(&e)),
+    let code = match interruptible(follow_job(&jobs, job, &mut std::io::stderr())).await {
+        Ok(status) => outcome_code(status.summary.state),
+        Err(e) => return (Some(job), report(&e)),
+    };
+    // The process serving the directory ended meanwhile and this one took the directory over,
+    // with the jobs that process ran: serve them to their end too, as `ordo run` does.
+    if jobs.runs_here().await {
+        let others = match jobs.list(&JobsRequest::default()).await {
+            Ok(all) => all.iter().filter(|j| !j.state.is_terminal()).count(),
+            Err(_) => 0,
+        };
+        if others > 0 {
+            eprintln!("{}", crate::local::socket::waiting_note(others, dir));
+            let _ = interruptible(async {
+                jobs.wait_idle().await;
+                Ok(())
+            })
+            .await;
+        }
+        jobs.stop().await;
     }
+    (Some(job), code)
 }
 
 /// The client of an existing target and the job `text` names there.

@@ -914,10 +914,14 @@ struct SubmitForm {
 }
 
 /// Submits spec text from the form (any format ordo reads).
-async fn submit(State(ui): State<Arc<Ui>>, Form(f): Form<SubmitForm>) -> Response {
+async fn submit(State(ui): State<Arc<Ui>>, Form(mut f): Form<SubmitForm>) -> Response {
     if let Some(r) = csrf_refused(&ui, &f.csrf) {
         return r;
     }
+    // A browser sends a textarea's lines ending in CRLF (HTML form encoding): take the text as
+    // it was typed, or every multi-line command would end its lines with a carriage return.
+    f.spec = f.spec.replace("\r\n", "\n");
+    f.with = f.with.replace("\r\n", "\n");
     if f.spec.trim().is_empty() {
         return error_page(
             &ui,

@@ -269,6 +269,19 @@ pub enum Change {
     },
 }
 
+impl Change {
+    /// The job the change is about.
+    pub fn job(&self) -> JobId {
+        match self {
+            Change::Task { job, .. }
+            | Change::Job { job, .. }
+            | Change::Budget { job, .. }
+            | Change::Integrated { job, .. } => *job,
+            Change::Attempt(r) | Change::Ignored { result: r, .. } => r.job,
+        }
+    }
+}
+
 /// Longest wait between two attempts (a retry's backoff, a rate limit), whatever the backoff or
 /// the agent says.
 const MAX_BACKOFF: std::time::Duration = std::time::Duration::from_secs(600);
