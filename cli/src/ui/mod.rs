@@ -674,17 +674,18 @@ pub(crate) struct JobQuery {
     pub state: Option<String>,
 }
 
+/// A job's report data, the error page when it cannot be read.
+async fn report_of(ui: &Ui, job: JobId) -> Result<ordo_proto::api::ReportData, Response> {
+    ui.jobs.report(Some(job)).await.map_err(|e| failed(ui, &e))
+}
+
 async fn job_page(
     State(ui): State<Arc<Ui>>,
     Path(id): Path<String>,
     Query(q): Query<JobQuery>,
 ) -> Result<Response, Response> {
     let job = job_id(&ui, &id).await?;
-    let data = ui
-        .jobs
-        .report(Some(job))
-        .await
-        .map_err(|e| failed(&ui, &e))?;
+    let data = report_of(&ui, job).await?;
     Ok(html(
         StatusCode::OK,
         pages::job(&ui.page_context(), &data, &q, ordo_proto::now_ms()),
@@ -696,11 +697,7 @@ async fn task_page(
     Path((id, index)): Path<(String, String)>,
 ) -> Result<Response, Response> {
     let job = job_id(&ui, &id).await?;
-    let data = ui
-        .jobs
-        .report(Some(job))
-        .await
-        .map_err(|e| failed(&ui, &e))?;
+    let data = report_of(&ui, job).await?;
     let index = match index.parse::<u32>() {
         Ok(i) if (i as usize) < data.job.spec.tasks.len() => TaskIndex(i),
         _ => {
@@ -807,11 +804,7 @@ async fn ended_job(
     f: &ActionForm,
 ) -> Result<(JobId, ordo_proto::api::ReportData), Response> {
     let job = acting_on(ui, id, f).await?;
-    let data = ui
-        .jobs
-        .report(Some(job))
-        .await
-        .map_err(|e| failed(ui, &e))?;
+    let data = report_of(ui, job).await?;
     if !data.job.summary.state.is_terminal() {
         return Err(error_page(
             ui,
