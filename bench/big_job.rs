@@ -24,7 +24,7 @@ use ordo_proto::api::{self, ApiReply, JobStatus};
 use ordo_proto::{JobId, names};
 use tokio::sync::oneshot;
 
-use super::{Cluster, connect, start_nats, wait_api};
+use super::{Cluster, connect, makespan, start_nats, wait_api};
 
 /// Environment of the coordinator role: the NATS URL and the data directory.
 const ROLE: &str = "ORDO_BENCH_ROLE";
@@ -233,14 +233,8 @@ pub async fn run(n: usize, slots: u32, rss_target: f64) {
     let started = Instant::now();
     let end = loop {
         let (took, s) = page(&client, job).await;
-        if let Some(end) = s.summary.finished_ms {
-            assert_eq!(
-                s.summary.state,
-                ordo_proto::JobState::Succeeded,
-                "big job failed: {:?}",
-                s.summary.reason
-            );
-            break Duration::from_millis(end - s.summary.created_ms);
+        if let Some(took) = makespan(&s.summary, "big job") {
+            break took;
         }
         if cli.len() < 20 && s.summary.succeeded > 0 {
             rtt.push(took);

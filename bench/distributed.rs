@@ -48,8 +48,8 @@ mod nats;
 
 use common::{job, spawn_limit};
 use nats::{
-    Nats, connect, own_thread, pin_to, process_cpu, run_job, start_nats, thread_cpu, thread_id,
-    two_cpus, wait_api,
+    Nats, connect, makespan, own_thread, pin_to, process_cpu, run_job, start_nats, thread_cpu,
+    thread_id, two_cpus, wait_api,
 };
 
 /// A coordinator and workers in this process, stopped by dropping their senders.

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ordo_proto::api::{self, ApiReply, JobStatus, SubmitReply, SubmitRequest};
+use ordo_proto::api::{self, ApiReply, JobStatus, JobSummary, SubmitReply, SubmitRequest};
 use ordo_proto::{JobSpec, names};
 
 pub struct Nats {
@@ -210,15 +210,22 @@ pub async fn run_job(client: &async_nats::Client, spec: JobSpec) -> Duration {
             .await
             .unwrap();
         if let Ok(ApiReply::Ok(s)) = serde_json::from_slice::<ApiReply<JobStatus>>(&r.payload)
-            && let Some(end) = s.summary.finished_ms
+            && let Some(took) = makespan(&s.summary, "bench job")
         {
-            assert_eq!(
-                s.summary.state,
-                ordo_proto::JobState::Succeeded,
-                "bench job failed: {:?}",
-                s.summary.reason
-            );
-            return Duration::from_millis(end - s.summary.created_ms);
+            return took;
         }
     }
+}
+
+/// An ended job's makespan from the coordinator's records (`None` while it runs); a job that
+/// did not succeed fails the bench, named `what`.
+pub fn makespan(s: &JobSummary, what: &str) -> Option<Duration> {
+    let end = s.finished_ms?;
+    assert_eq!(
+        s.state,
+        ordo_proto::JobState::Succeeded,
+        "{what} failed: {:?}",
+        s.reason
+    );
+    Some(Duration::from_millis(end - s.created_ms))
 }

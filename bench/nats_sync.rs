@@ -8,90 +8,26 @@
 //! (b) with 256 acks in flight (the coordinator's pipelined outbox: throughput-bound). Prints
 //! messages per second and the ratio `always / default`.
 //!
-//! Run: `cargo bench -p ordo-tests --bench nats_sync` (NATS_SERVER_BIN overrides the binary,
-//! ORDO_BENCH_N the 5,000 messages per run).
+//! Run: `cargo bench -p ordo-tests --bench nats_sync` (the server is the test harness's: the
+//! binary `NATS_SERVER_BIN` names, else `nats-server` on PATH; ORDO_BENCH_N sets the 5,000
+//! messages per run).
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use async_nats::jetstream::{self, stream};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
-
-struct Nats {
-    child: Child,
-    url: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Nats {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn nats_bin() -> PathBuf {
-    std::env::var_os("NATS_SERVER_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.venv/bin/nats-server")
-        })
-}
-
-fn start_nats(sync_always: bool) -> Nats {
-    let dir = tempfile::tempdir().unwrap();
-    let ports = dir.path().join("ports");
-    std::fs::create_dir_all(&ports).unwrap();
-    let store = dir.path().join("js");
-    let conf = dir.path().join("nats.conf");
-    let sync = if sync_always {
-        "sync_interval: always"
-    } else {
-        ""
-    };
-    std::fs::write(
-        &conf,
-        format!(
-            "listen: 127.0.0.1:-1\njetstream {{ store_dir: {:?}\n {sync} }}\n",
-            store.display().to_string()
-        ),
-    )
-    .unwrap();
-    let child = Command::new(nats_bin())
-        .arg("-c")
-        .arg(&conf)
-        .arg("--ports_file_dir")
-        .arg(&ports)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {}: {e}", nats_bin().display()));
-    let file = ports.join(format!("nats-server_{}.ports", child.id()));
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let url = loop {
-        if let Some(u) = std::fs::read_to_string(&file)
-            .ok()
-            .and_then(|s| serde_json::from_str::<serde_json::Value>(&s).ok())
-            .and_then(|v| v["nats"][0].as_str().map(String::from))
-        {
-            break u;
-        }
-        assert!(Instant::now() < deadline, "nats-server did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    Nats {
-        child,
-        url,
-        _dir: dir,
-    }
-}
+use ordo_tests::NatsServer;
 
 /// Messages per second: (one at a time, 256 in flight).
 async fn measure(sync_always: bool, n: usize) -> (f64, f64) {
-    let nats = start_nats(sync_always);
-    let client = async_nats::connect(nats.url.as_str()).await.unwrap();
+    // A fresh server each time, with its JetStream store in a temporary directory.
+    let nats = if sync_always {
+        NatsServer::start_synced()
+    } else {
+        NatsServer::start()
+    };
+    let client = async_nats::connect(nats.url()).await.unwrap();
     let js = jetstream::new(client);
     js.create_stream(stream::Config {
         name: "BENCH".into(),

@@ -43,45 +43,49 @@ impl Bus {
         replicas: usize,
     ) -> Result<Bus, Error> {
         let js = jetstream::new(client);
+        let on_file = |name: &str, subjects: &str| stream::Config {
+            name: name.into(),
+            subjects: vec![subjects.into()],
+            storage: stream::StorageType::File,
+            num_replicas: replicas,
+            ..Default::default()
+        };
+        // Tasks and events are work queues (a message lives until it is acked), de-duplicated
+        // over ten minutes of re-publishing.
+        let queue = |name: &str, subjects: &str| stream::Config {
+            retention: stream::RetentionPolicy::WorkQueue,
+            duplicate_window: Duration::from_secs(600),
+            ..on_file(name, subjects)
+        };
+        let streams = [
+            (
+                "task stream",
+                queue(names::TASK_STREAM, names::TASK_SUBJECTS),
+            ),
+            (
+                "event stream",
+                queue(names::EVENT_STREAM, names::EVENT_SUBJECTS),
+            ),
+            (
+                "log stream",
+                stream::Config {
+                    retention: stream::RetentionPolicy::Limits,
+                    max_age: Duration::from_secs(7 * 24 * 3600),
+                    max_bytes: 1 << 30,
+                    // Clients read output by direct gets: they may create no consumer (a push
+                    // consumer delivers wherever its creator says).
+                    allow_direct: true,
+                    ..on_file(names::LOG_STREAM, names::LOG_SUBJECTS)
+                },
+            ),
+        ];
         // `create_or_update_stream` answers the stream's info, not a handle to it: the handle
         // the consumers and deletes go through is taken once all three streams exist.
-        js.create_or_update_stream(stream::Config {
-            name: names::TASK_STREAM.into(),
-            subjects: vec![names::TASK_SUBJECTS.into()],
-            retention: stream::RetentionPolicy::WorkQueue,
-            storage: stream::StorageType::File,
-            num_replicas: replicas,
-            duplicate_window: Duration::from_secs(600),
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| err("task stream")(e.to_string()))?;
-        js.create_or_update_stream(stream::Config {
-            name: names::EVENT_STREAM.into(),
-            subjects: vec![names::EVENT_SUBJECTS.into()],
-            retention: stream::RetentionPolicy::WorkQueue,
-            storage: stream::StorageType::File,
-            num_replicas: replicas,
-            duplicate_window: Duration::from_secs(600),
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| err("event stream")(e.to_string()))?;
-        js.create_or_update_stream(stream::Config {
-            name: names::LOG_STREAM.into(),
-            subjects: vec![names::LOG_SUBJECTS.into()],
-            retention: stream::RetentionPolicy::Limits,
-            storage: stream::StorageType::File,
-            num_replicas: replicas,
-            max_age: Duration::from_secs(7 * 24 * 3600),
-            max_bytes: 1 << 30,
-            // Clients read output by direct gets: they may create no consumer (a push consumer
-            // delivers wherever its creator says).
-            allow_direct: true,
-            ..Default::default()
-        })
-        .await
-        .map_err(|e| err("log stream")(e.to_string()))?;
+        for (what, config) in streams {
+            js.create_or_update_stream(config)
+                .await
+                .map_err(|e| err(what)(e.to_string()))?;
+        }
         let tasks = js
             .get_stream(names::TASK_STREAM)
             .await

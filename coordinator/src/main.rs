@@ -12,7 +12,7 @@ use ordo_coordinator::ha::{self, Ha};
 use ordo_coordinator::service::{self, Options};
 use ordo_coordinator::store::{self, Store};
 use ordo_plumbing::connect::{NatsArgs, Role};
-use ordo_plumbing::telemetry::{self, LogFormat, Telemetry};
+use ordo_plumbing::telemetry::{ObserveArgs, Telemetry};
 use ordo_proto::{Dur, names};
 use std::sync::Arc;
 
@@ -41,15 +41,8 @@ struct Args {
     /// messaging latency between two tasks on a worker.
     #[arg(long, env = "ORDO_PREFETCH", default_value_t = 1)]
     prefetch: u32,
-    /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9464).
-    #[arg(long, env = "ORDO_METRICS_ADDR")]
-    metrics_addr: Option<std::net::SocketAddr>,
-    /// Log format on stderr.
-    #[arg(long, env = "ORDO_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
-    log_format: LogFormat,
-    /// Log level (RUST_LOG wins when set).
-    #[arg(long, env = "ORDO_LOG_LEVEL", default_value = "info")]
-    log_level: String,
+    #[command(flatten)]
+    observe: ObserveArgs,
     /// A worker silent this long counts as gone.
     #[arg(long, env = "ORDO_WORKER_TIMEOUT", default_value = "5s")]
     worker_timeout: Dur,
@@ -96,7 +89,7 @@ enum Outcome {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    telemetry::init_logs(args.log_format, &args.log_level);
+    args.observe.init_logs();
     let opts = Options {
         delivery: Delivery {
             ack_wait: args.ack_wait.0.max(Duration::from_millis(500)),
@@ -105,7 +98,7 @@ fn main() -> ExitCode {
         replicas: args.replicas.max(1),
         worker_timeout: args.worker_timeout.0,
         prefetch: args.prefetch,
-        metrics_addr: args.metrics_addr,
+        metrics_addr: args.observe.metrics_addr,
         max_spec_bytes: args.max_spec_bytes,
         max_tasks: args.max_tasks as usize,
         ..Options::default()
@@ -140,7 +133,7 @@ fn run_ha(args: &Args, opts: Options) -> ExitCode {
         replicas: args.replicas.max(1),
         data_dir: args.data_dir.clone(),
         snapshot_every: args.snapshot_every,
-        metrics_addr: args.metrics_addr,
+        metrics_addr: args.observe.metrics_addr,
     };
     tracing::info!(id = %cfg.id, ttl = ?cfg.ttl, "high availability: starting as a standby");
     let ha = match Ha::start(args.nats.clone(), cfg) {

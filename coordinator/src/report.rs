@@ -129,7 +129,7 @@ pub fn latest(store: &Store) -> Result<Option<JobId>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::{JobOptions, JobState};
+    use crate::engine::JobOptions;
     use crate::store::{Batch, JobRecord};
     use ordo_proto::{Attempt, JobSpec, Outcome, TaskIndex, TaskResult, TaskSpec};
 
@@ -139,20 +139,7 @@ mod tests {
             tasks: vec![TaskSpec::shell("a", "true")],
             ..Default::default()
         };
-        let job = JobRecord {
-            id: JobId::new(),
-            name: "j".into(),
-            source: "test".into(),
-            spec,
-            options: JobOptions::default(),
-            state: JobState::Pending,
-            created_ms: 1,
-            updated_ms: 1,
-            finished_ms: None,
-            reason: None,
-            run_started_ms: None,
-            retries: 0,
-        };
+        let job = JobRecord::new(JobId::new(), spec, "test", JobOptions::default(), 1);
         store.insert_job(&job).unwrap();
         let result = TaskResult {
             job: job.id,

@@ -811,20 +811,7 @@ mod tests {
                 .collect(),
             ..Default::default()
         };
-        JobRecord {
-            id: JobId::new(),
-            name: "j".into(),
-            source: "test".into(),
-            spec,
-            options: JobOptions::default(),
-            state: JobState::Pending,
-            created_ms: 1,
-            updated_ms: 1,
-            finished_ms: None,
-            reason: None,
-            run_started_ms: None,
-            retries: 0,
-        }
+        JobRecord::new(JobId::new(), spec, "test", JobOptions::default(), 1)
     }
 
     #[test]

@@ -9,9 +9,18 @@
 //! - `signals`: waiting for Ctrl-C or SIGTERM.
 //! - `telemetry`: OTLP traces with ids derived from jobs, the Prometheus endpoint, logs setup.
 //! - `failpoint`: crash points of the delivery protocol (debug builds only).
+//! - `one_thread_runtime`: the tokio runtime the coordinator and the worker run on.
 
 pub mod blobs;
 pub mod connect;
 pub mod failpoint;
 pub mod signals;
 pub mod telemetry;
+
+/// A tokio runtime on the calling thread, with I/O and timers: what `ordo-coordinator` and
+/// `ordo-worker` run on (each says why in its own `runtime()`).
+pub fn one_thread_runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+}

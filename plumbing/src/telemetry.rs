@@ -315,6 +315,27 @@ pub enum LogFormat {
     Json,
 }
 
+/// The metrics and log flags of `ordo-coordinator` and `ordo-worker`.
+#[derive(Clone, Debug, clap::Args)]
+pub struct ObserveArgs {
+    /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9464).
+    #[arg(long, env = "ORDO_METRICS_ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Log format on stderr.
+    #[arg(long, env = "ORDO_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Log level (RUST_LOG wins when set).
+    #[arg(long, env = "ORDO_LOG_LEVEL", default_value = "info")]
+    pub log_level: String,
+}
+
+impl ObserveArgs {
+    /// Structured logs on stderr, as the flags say.
+    pub fn init_logs(&self) {
+        init_logs(self.log_format, &self.log_level);
+    }
+}
+
 /// Structured logs on stderr: `RUST_LOG` wins over `level`.
 pub fn init_logs(format: LogFormat, level: &str) {
     use tracing_subscriber::EnvFilter;

@@ -15,8 +15,8 @@ use std::fmt::Write;
 use ordo_proto::TaskPhase;
 
 use super::{
-    Mark, Report, TaskReport, VerifyResult, clean_output, cut, fmt_ms, fmt_pct, fmt_tokens,
-    fmt_usd, utc,
+    Mark, Report, TaskReport, VerifyReport, VerifyResult, clean_output, cut, fmt_ms, fmt_pct,
+    fmt_tokens, fmt_usd, utc,
 };
 
 const WIDTH: u64 = 1200;
@@ -138,6 +138,22 @@ pub fn mark_html(m: Mark) -> String {
         mark_class(m),
         m.symbol()
     )
+}
+
+/// How a task's verify command ended, as HTML: passed or failed with its exit code, or not run.
+pub fn verify_html(v: &VerifyReport) -> String {
+    match v.result {
+        VerifyResult::Passed => format!(
+            "<span class=\"m-pass\">passed</span> (exit {})",
+            v.exit_code.unwrap_or(0)
+        ),
+        VerifyResult::Failed => format!(
+            "<span class=\"m-fail\">failed</span> (exit {}, expected {})",
+            v.exit_code.map_or("-".into(), |c| c.to_string()),
+            v.success_code
+        ),
+        VerifyResult::NotRun => "<span class=\"muted\">not run</span>".into(),
+    }
 }
 
 /// Where a worktree job's changes went: the branch, then per task its files and conflicts.
@@ -445,20 +461,7 @@ fn checklist_item(t: &TaskReport) -> String {
     }
     match &t.verify {
         Some(v) => {
-            let result = match v.result {
-                VerifyResult::Passed => {
-                    format!(
-                        "<span class=\"m-pass\">passed</span> (exit {})",
-                        v.exit_code.unwrap_or(0)
-                    )
-                }
-                VerifyResult::Failed => format!(
-                    "<span class=\"m-fail\">failed</span> (exit {}, expected {})",
-                    v.exit_code.map_or("-".into(), |c| c.to_string()),
-                    v.success_code
-                ),
-                VerifyResult::NotRun => "<span class=\"muted\">not run</span>".into(),
-            };
+            let result = verify_html(v);
             let _ = write!(
                 item,
                 " · verify <code>{}</code> → {result}",

@@ -1254,34 +1254,358 @@ fn yaml_manifests_parse_and_agree_with_the_configs() {
     }
 }
 
+/// The Dockerfile's stages: `FROM ... AS name` and its instructions, continuation lines joined.
+fn dockerfile_stages(text: &str) -> Vec<(String, Vec<String>)> {
+    let mut stages: Vec<(String, Vec<String>)> = Vec::new();
+    let mut logical = String::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if logical.is_empty() && (line.is_empty() || line.starts_with('#')) {
+            continue;
+        }
+        match line.strip_suffix('\\') {
+            Some(part) => logical.push_str(part),
+            None => {
+                logical.push_str(line);
+                let instruction = std::mem::take(&mut logical);
+                if let Some(from) = instruction.strip_prefix("FROM ") {
+                    let name = from.split_once(" AS ").map_or("", |(_, n)| n.trim());
+                    stages.push((name.to_string(), Vec::new()));
+                } else if let Some((_, body)) = stages.last_mut() {
+                    body.push(instruction);
+                }
+            }
+        }
+    }
+    stages
+}
+
+/// Whether `path` (relative, `/`-separated) matches a `.dockerignore` pattern as Docker reads
+/// one: `*` and `?` within a path segment, `**` across segments, `[...]` classes, `\` escapes.
+fn docker_glob(p: &[char], s: &[char]) -> bool {
+    match p {
+        [] => s.is_empty(),
+        ['*', '*', '/', rest @ ..] => {
+            docker_glob(rest, s)
+                || (0..s.len()).any(|i| s[i] == '/' && docker_glob(rest, &s[i + 1..]))
+        }
+        ['*', '*', rest @ ..] => (0..=s.len()).any(|i| docker_glob(rest, &s[i..])),
+        ['*', rest @ ..] => (0..=s.len())
+            .take_while(|&i| i == 0 || s[i - 1] != '/')
+            .any(|i| docker_glob(rest, &s[i..])),
+        ['?', rest @ ..] => s.first().is_some_and(|&c| c != '/') && docker_glob(rest, &s[1..]),
+        ['[', rest @ ..] => {
+            let Some(close) = rest.iter().skip(1).position(|&c| c == ']').map(|i| i + 1) else {
+                return s.first() == Some(&'[') && docker_glob(rest, &s[1..]);
+            };
+            let (class, after) = (&rest[..close], &rest[close + 1..]);
+            let (negated, class) = match class {
+                ['^' | '!', c @ ..] => (true, c),
+                c => (false, c),
+            };
+            let Some(&c) = s.first() else { return false };
+            let mut hit = false;
+            let mut i = 0;
+            while i < class.len() {
+                if i + 2 < class.len() && class[i + 1] == '-' {
+                    hit |= (class[i]..=class[i + 2]).contains(&c);
+                    i += 3;
+                } else {
+                    hit |= class[i] == c;
+                    i += 1;
+                }
+            }
+            c != '/' && hit != negated && docker_glob(after, &s[1..])
+        }
+        ['\\', c, rest @ ..] | [c, rest @ ..] => s.first() == Some(c) && docker_glob(rest, &s[1..]),
+    }
+}
+
+/// Whether a `.dockerignore` keeps `path` out of the build context: the last pattern that
+/// matches the path or one of its parent directories decides (`!` patterns put it back).
+fn docker_ignores(ignore: &str, path: &str) -> bool {
+    let path: Vec<char> = path.chars().collect();
+    let mut ignored = false;
+    for line in ignore.lines().map(str::trim) {
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (keep, pattern) = match line.strip_prefix('!') {
+            Some(p) => (true, p.trim()),
+            None => (false, line),
+        };
+        let pattern: Vec<char> = pattern
+            .trim_start_matches('/')
+            .trim_end_matches('/')
+            .trim_start_matches("./")
+            .chars()
+            .collect();
+        let matches = std::iter::once(path.len())
+            .chain((0..path.len()).filter(|&i| path[i] == '/'))
+            .any(|end| docker_glob(&pattern, &path[..end]));
+        if matches {
+            ignored = !keep;
+        }
+    }
+    ignored
+}
+
+/// `path` relative to `root`, `..` resolved (cargo reports `cli/../bench/x.rs`).
+fn relative(root: &Path, path: &Path) -> String {
+    let mut clean = PathBuf::new();
+    for c in path.components() {
+        match c {
+            std::path::Component::ParentDir => {
+                clean.pop();
+            }
+            c => clean.push(c),
+        }
+    }
+    clean.strip_prefix(root).unwrap().display().to_string()
+}
+
+/// Files below `dir`, relative to `root`.
+fn files_below(root: &Path, dir: &Path, out: &mut Vec<String>) {
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = e.path();
+        if e.file_type().unwrap().is_dir() {
+            files_below(root, &path, out);
+        } else {
+            out.push(relative(root, &path));
+        }
+    }
+}
+
+/// What is wrong with building the image from `dockerfile` in a context filtered by `ignore`,
+/// for the workspace `metadata` (`cargo metadata` of the repository at `root`) describes.
+fn dockerfile_problems(
+    dockerfile: &str,
+    ignore: &str,
+    metadata: &Value,
+    root: &Path,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    let stages = dockerfile_stages(dockerfile);
+    let Some((_, build)) = stages.iter().find(|(name, _)| name == "build") else {
+        return vec![format!("no stage named build: {stages:?}")];
+    };
+    let Some((_, runtime)) = stages.last().filter(|(name, _)| name != "build") else {
+        return vec!["the image's last stage is the build stage".into()];
+    };
+    if !build.iter().any(|i| i == "COPY . .") {
+        problems.push("the build stage does not copy the build context (COPY . .)".into());
+    }
+    // The build stage's shell commands, without the `RUN` flags (cache mounts).
+    let commands: Vec<Vec<&str>> = build
+        .iter()
+        .filter_map(|i| i.strip_prefix("RUN "))
+        .flat_map(|run| run.split("&&"))
+        .map(|c| {
+            c.split_whitespace()
+                .skip_while(|w| w.starts_with("--mount="))
+                .collect()
+        })
+        .collect();
+    let Some(cargo) = commands.iter().find(|c| c.starts_with(&["cargo", "build"])) else {
+        return vec![format!("no cargo build in the build stage: {commands:?}")];
+    };
+    for flag in ["--release", "--locked", "--bins"] {
+        if !cargo.contains(&flag) {
+            problems.push(format!("cargo build without {flag}: {cargo:?}"));
+        }
+    }
+    let selected: Vec<&str> = cargo
+        .windows(2)
+        .filter(|w| w[0] == "-p" || w[0] == "--package")
+        .map(|w| w[1])
+        .collect();
+
+    // The packages it selects are workspace members; the binaries they build are the ones
+    // copied out of target/release/.
+    let members: BTreeSet<&str> = metadata["workspace_members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    let packages: Vec<&Value> = metadata["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["id"].as_str().is_some_and(|id| members.contains(id)))
+        .collect();
+    let mut bins = BTreeSet::new();
+    for name in &selected {
+        match packages.iter().find(|p| p["name"] == *name) {
+            Some(p) => bins.extend(
+                p["targets"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .filter(|t| t["kind"].as_array().unwrap().iter().any(|k| k == "bin"))
+                    .filter_map(|t| t["name"].as_str()),
+            ),
+            None => problems.push(format!("cargo build -p {name}: no such workspace package")),
+        }
+    }
+    let Some(cp) = commands.iter().find(|c| c.first() == Some(&"cp")) else {
+        return vec![format!(
+            "the build stage copies no binary out: {commands:?}"
+        )];
+    };
+    let (out_dir, copied) = cp[1..].split_last().unwrap();
+    let copied: BTreeSet<&str> = copied
+        .iter()
+        .map(|c| match c.strip_prefix("target/release/") {
+            Some(b) => b,
+            None => {
+                problems.push(format!("cp {c}: not a release binary"));
+                c
+            }
+        })
+        .collect();
+    if copied != bins {
+        problems.push(format!(
+            "the image copies {copied:?}, cargo build -p {selected:?} --bins builds {bins:?}"
+        ));
+    }
+    if !(copied.len() == 3
+        && ["ordo", "ordo-coordinator", "ordo-worker"]
+            .iter()
+            .all(|b| copied.contains(b)))
+    {
+        problems.push(format!(
+            "the image does not hold the three binaries: {copied:?}"
+        ));
+    }
+
+    // The runtime stage takes them from where the build stage put them.
+    let from_build: Vec<Vec<&str>> = runtime
+        .iter()
+        .filter_map(|i| i.strip_prefix("COPY --from=build "))
+        .map(|c| c.split_whitespace().collect())
+        .collect();
+    let norm = |d: &str| d.trim_end_matches('/').to_string();
+    if !from_build
+        .iter()
+        .any(|c| c.len() == 2 && norm(c[0]) == norm(out_dir))
+    {
+        problems.push(format!(
+            "the runtime stage copies {from_build:?} from the build stage, which put the \
+             binaries in {out_dir}"
+        ));
+    }
+    let user = runtime.iter().rev().find_map(|i| i.strip_prefix("USER "));
+    if user.is_none_or(|u| u.starts_with("root") || u.starts_with("0")) {
+        problems.push(format!(
+            "the runtime stage runs as {user:?}, not as a non-root user"
+        ));
+    }
+
+    // The build context (`COPY . .`) holds every member's manifest and sources, the lock file,
+    // and neither target/ nor .venv/.
+    for out in ["target/release/ordo", ".venv/bin/nats-server"] {
+        if !docker_ignores(ignore, out) {
+            problems.push(format!("the build context includes {out}"));
+        }
+    }
+    let mut needed = vec!["Cargo.toml".to_string(), "Cargo.lock".to_string()];
+    for p in &packages {
+        let manifest = Path::new(p["manifest_path"].as_str().unwrap());
+        files_below(root, manifest.parent().unwrap(), &mut needed);
+        for t in p["targets"].as_array().unwrap() {
+            needed.push(relative(root, Path::new(t["src_path"].as_str().unwrap())));
+        }
+    }
+    for path in needed.iter().filter(|p| docker_ignores(ignore, p)) {
+        problems.push(format!("the build context leaves out {path}"));
+    }
+    problems
+}
+
+/// No Docker daemon here: the Dockerfile is checked against the workspace it builds. Its
+/// `cargo build` selects packages that exist and `--locked` holds (the lock file is current);
+/// the binaries it copies out are those packages' binaries, and the runtime stage takes them
+/// from there; the ignore file keeps target/ and .venv/ out of the context and every member's
+/// manifest and sources in. A renamed binary or a member the ignore file drops fails it.
 #[test]
 fn dockerfile_builds_the_three_binaries_in_stages() {
-    let text = std::fs::read_to_string(deploy_dir().join("Dockerfile")).unwrap();
-    let stages: Vec<&str> = text.lines().filter(|l| l.starts_with("FROM ")).collect();
-    assert!(stages.len() >= 2, "not multi-stage: {stages:?}");
-    assert!(stages[0].contains(" AS build"), "{stages:?}");
-    assert!(
-        text.contains("COPY --from=build"),
-        "runtime stage does not copy from the build stage"
+    let root = deploy_dir().parent().unwrap().to_path_buf();
+    let dockerfile = std::fs::read_to_string(deploy_dir().join("Dockerfile")).unwrap();
+    let ignore = std::fs::read_to_string(deploy_dir().join("Dockerfile.dockerignore")).unwrap();
+    // The whole resolve, as `cargo build --locked` checks it (`--no-deps` would not read the
+    // lock file), offline and for this platform: the packages the workspace builds here are
+    // already downloaded.
+    let rustc = run_with_deadline(
+        {
+            let mut c = Command::new("rustc");
+            c.arg("-vV");
+            c
+        },
+        Duration::from_secs(60),
     );
-    for b in ["ordo", "ordo-coordinator", "ordo-worker"] {
-        assert!(text.contains(&format!("target/release/{b}")), "{b} missing");
-        // The package names the build step selects exist in the workspace.
+    let host = rustc
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("host: "))
+        .unwrap_or_else(|| panic!("rustc -vV names no host: {rustc:?}"));
+    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or("cargo".into()));
+    cmd.args(["metadata", "--locked", "--offline", "--format-version", "1"])
+        .args(["--filter-platform", host])
+        .current_dir(&root);
+    let run = run_with_deadline(cmd, Duration::from_secs(120));
+    assert_eq!(
+        run.code(),
+        0,
+        "cargo metadata --locked (the Dockerfile's --locked would fail): {}",
+        run.stderr
+    );
+    let metadata = run.json();
+    let problems = dockerfile_problems(&dockerfile, &ignore, &metadata, &root);
+    assert!(problems.is_empty(), "deploy/Dockerfile: {problems:#?}");
+
+    // The checks see what they are for: a binary renamed in the Dockerfile, the runtime stage
+    // copying from elsewhere, a member crate (or all of target/'s siblings) left out of the
+    // context, target/ let in.
+    let broken = [
+        (
+            dockerfile.replace("target/release/ordo-worker", "target/release/ordo-workerd"),
+            ignore.clone(),
+            "ordo-workerd",
+        ),
+        (
+            dockerfile.replace("COPY --from=build /out/", "COPY --from=build /bin/"),
+            ignore.clone(),
+            "the runtime stage copies",
+        ),
+        (
+            dockerfile.replace("--locked ", ""),
+            ignore.clone(),
+            "without --locked",
+        ),
+        (
+            dockerfile.clone(),
+            format!("{ignore}report\n"),
+            "leaves out report/Cargo.toml",
+        ),
+        (
+            dockerfile.clone(),
+            format!("{ignore}**/*.rs\n"),
+            "leaves out cli/src/main.rs",
+        ),
+        (
+            dockerfile.clone(),
+            format!("{ignore}!target/release\n"),
+            "includes target/release/ordo",
+        ),
+    ];
+    for (dockerfile, ignore, expected) in broken {
+        let problems = dockerfile_problems(&dockerfile, &ignore, &metadata, &root);
         assert!(
-            text.contains(&format!("-p {b} ")),
-            "cargo build does not select {b}"
+            problems.iter().any(|p| p.contains(expected)),
+            "a broken Dockerfile or ignore file passes (expected {expected:?}): {problems:#?}"
         );
     }
-    let user = text
-        .lines()
-        .rev()
-        .find(|l| l.starts_with("USER "))
-        .expect("runtime runs as a non-root user");
-    assert!(!user.contains("root") && !user.contains(" 0"), "{user}");
-    assert!(
-        deploy_dir().join("Dockerfile.dockerignore").exists(),
-        "build context would include target/"
-    );
 }
 
 /// `KEY=value` lines per `[Section]` of a unit file (repeated keys keep every value).

@@ -125,9 +125,7 @@ struct Shared {
 /// and NATS); on one thread each hand-off is a function call rather than a wake-up of another
 /// thread, which leaves more of the cores to the tasks (bench/distributed).
 pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
+    ordo_plumbing::one_thread_runtime()
 }
 
 /// Runs until `shutdown` resolves, then drains.

@@ -224,11 +224,7 @@ async fn attempt<C: Future<Output = ()>>(
     report.signal = ended.status.and_then(|s| s.signal());
     match ended.stop {
         Some(Stop::TimedOut) => return timed_out_with(report, timed_out()),
-        Some(Stop::Cancelled) => {
-            report.outcome = Outcome::Cancelled;
-            report.message = "cancelled".into();
-            return report;
-        }
+        Some(Stop::Cancelled) => return cancelled(report),
         Some(Stop::WaitFailed(e)) => {
             report.message = format!("waiting for {program} failed: {e}");
             return report;
@@ -278,11 +274,7 @@ async fn attempt<C: Future<Output = ()>>(
         tokio::select! {
             () = sleep_until_opt(Instant::now().checked_add(delay)) => {}
             () = sleep_until_opt(deadline) => return timed_out_with(report, timed_out()),
-            () = cancel.as_mut() => {
-                report.outcome = Outcome::Cancelled;
-                report.message = "cancelled".into();
-                return report;
-            }
+            () = cancel.as_mut() => return cancelled(report),
         }
     }
     report.verify_started_ms = Some(now_ms());
@@ -299,11 +291,7 @@ async fn attempt<C: Future<Output = ()>>(
     report.verify_exit_code = ended.status.and_then(|s| s.code());
     match ended.stop {
         Some(Stop::TimedOut) => return timed_out_with(report, timed_out()),
-        Some(Stop::Cancelled) => {
-            report.outcome = Outcome::Cancelled;
-            report.message = "cancelled".into();
-            return report;
-        }
+        Some(Stop::Cancelled) => return cancelled(report),
         Some(Stop::WaitFailed(e)) => {
             report.outcome = Outcome::VerifyFailed;
             report.message = format!("waiting for the verify command failed: {e}");
@@ -332,6 +320,13 @@ async fn attempt<C: Future<Output = ()>>(
 }
 
 /// Keeps the exit details gathered so far and takes outcome and message from `t`.
+/// `report`, with what was measured so far, as a cancelled attempt.
+fn cancelled(mut report: Report) -> Report {
+    report.outcome = Outcome::Cancelled;
+    report.message = "cancelled".into();
+    report
+}
+
 fn timed_out_with(mut report: Report, t: Report) -> Report {
     report.outcome = t.outcome;
     report.message = t.message;

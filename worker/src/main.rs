@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use ordo_plumbing::connect::{NatsArgs, Role};
-use ordo_plumbing::telemetry::{self, LogFormat, Telemetry};
+use ordo_plumbing::telemetry::{self, ObserveArgs, Telemetry};
 use ordo_proto::{names, wire};
 use ordo_worker::daemon::{self, Options};
 use ordo_worker::guard;
@@ -36,15 +36,8 @@ struct Args {
     /// Worker id (default: host-pid).
     #[arg(long, env = "ORDO_WORKER_ID")]
     id: Option<String>,
-    /// Serve Prometheus metrics at http://ADDR/metrics.
-    #[arg(long, env = "ORDO_METRICS_ADDR")]
-    metrics_addr: Option<std::net::SocketAddr>,
-    /// Log format on stderr.
-    #[arg(long, env = "ORDO_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
-    log_format: LogFormat,
-    /// Log level (RUST_LOG wins when set).
-    #[arg(long, env = "ORDO_LOG_LEVEL", default_value = "info")]
-    log_level: String,
+    #[command(flatten)]
+    observe: ObserveArgs,
     /// Grace period for running tasks after SIGTERM before they are handed back.
     #[arg(long, env = "ORDO_DRAIN_GRACE", default_value = "30s")]
     drain_grace: ordo_proto::Dur,
@@ -91,7 +84,7 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let args = Args::parse();
-    telemetry::init_logs(args.log_format, &args.log_level);
+    args.observe.init_logs();
     for q in &args.queues {
         if !names::valid_queue(q) {
             eprintln!("ordo-worker: queue {q:?} must be 1 to 64 letters, digits, '_' or '-'");
@@ -164,7 +157,7 @@ fn main() -> ExitCode {
             }
         }
         let telemetry = opts.telemetry.clone();
-        if let Some(addr) = args.metrics_addr {
+        if let Some(addr) = args.observe.metrics_addr {
             let (metrics, registry) = ordo_worker::metrics::Metrics::new(opts.slots);
             match telemetry::serve_metrics(addr, Arc::new(registry)).await {
                 Ok(bound) => tracing::info!(addr = %bound, "metrics at /metrics"),

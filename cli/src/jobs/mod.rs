@@ -513,7 +513,7 @@ mod tests {
     use ordo_proto::{JobState, TaskPhase};
 
     use super::*;
-    use crate::manage::tests::{JOB, job, summary, task};
+    use crate::manage::tests::{JOB, job, status, summary, task};
 
     #[test]
     fn replies_decode() {
@@ -629,15 +629,13 @@ mod tests {
 
     #[test]
     fn tasks_resolve_by_name_then_index() {
-        let st = JobStatus {
-            summary: summary(JobState::Running),
-            tasks: vec![
+        let st = status(
+            JobState::Running,
+            vec![
                 task(0, "1", TaskPhase::Pending),
                 task(1, "b", TaskPhase::Pending),
             ],
-            omitted: 0,
-            page: None,
-        };
+        );
         assert_eq!(resolve_task(&st, "b").unwrap(), TaskIndex(1));
         assert_eq!(
             resolve_task(&st, "1").unwrap(),

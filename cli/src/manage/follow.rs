@@ -244,7 +244,7 @@ pub fn final_line(s: &JobSummary) -> String {
 mod tests {
     use super::*;
     use crate::manage::render::MAX_REASON;
-    use crate::manage::tests::{JOB, summary, task};
+    use crate::manage::tests::{JOB, status, summary, task};
 
     #[test]
     fn change_lines() {
@@ -300,15 +300,13 @@ mod tests {
     #[test]
     fn changes_are_reported_once() {
         let mut seen = Seen::new();
-        let mut st = JobStatus {
-            summary: summary(JobState::Running),
-            tasks: vec![
+        let mut st = status(
+            JobState::Running,
+            vec![
                 task(0, "a", TaskPhase::Succeeded),
                 task(1, "b", TaskPhase::Pending),
             ],
-            omitted: 0,
-            page: None,
-        };
+        );
         assert_eq!(changes(&mut seen, &st), vec!["✓ a succeeded"]);
         assert!(changes(&mut seen, &st).is_empty());
         st.tasks[1].state = TaskPhase::Running;
@@ -327,12 +325,7 @@ mod tests {
     #[test]
     fn quick_retries_and_conflicts_between_polls_are_told() {
         let mut seen = Seen::new();
-        let mut st = JobStatus {
-            summary: summary(JobState::Running),
-            tasks: vec![task(0, "a", TaskPhase::Running)],
-            omitted: 0,
-            page: None,
-        };
+        let mut st = status(JobState::Running, vec![task(0, "a", TaskPhase::Running)]);
         assert_eq!(changes(&mut seen, &st), vec!["▶ a running"]);
         st.tasks[0].attempts = 3;
         assert_eq!(

@@ -524,6 +524,16 @@ pub(crate) mod tests {
         }
     }
 
+    /// A job in `state` (as `summary` has it) with these tasks, all on one page.
+    pub fn status(state: JobState, tasks: Vec<TaskStatus>) -> ordo_proto::api::JobStatus {
+        ordo_proto::api::JobStatus {
+            summary: summary(state),
+            tasks,
+            omitted: 0,
+            page: None,
+        }
+    }
+
     pub fn task(index: u32, name: &str, state: TaskPhase) -> TaskStatus {
         TaskStatus {
             index: TaskIndex(index),

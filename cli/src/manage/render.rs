@@ -276,7 +276,7 @@ mod tests {
     use ordo_proto::Heartbeat;
 
     use super::*;
-    use crate::manage::tests::{JOB, summary, task};
+    use crate::manage::tests::{JOB, status, summary, task};
     use ordo_proto::{JobState, TaskPhase};
 
     #[test]
@@ -305,15 +305,13 @@ mod tests {
     #[test]
     fn text_renderings() {
         let now = 1_000_000 + 300_000;
-        let mut st = JobStatus {
-            summary: summary(JobState::Running),
-            tasks: vec![
+        let mut st = status(
+            JobState::Running,
+            vec![
                 task(0, "a", TaskPhase::Succeeded),
                 task(1, "b\u{7}", TaskPhase::Running),
             ],
-            omitted: 0,
-            page: None,
-        };
+        );
         st.tasks[0].exit_code = Some(0);
         st.tasks[0].duration_ms = Some(1500);
         st.tasks[1].worker = Some("w-1".into());

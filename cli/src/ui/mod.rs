@@ -673,40 +673,34 @@ pub(crate) struct JobQuery {
     pub state: Option<String>,
 }
 
+/// A job's report data, the error page when it cannot be read.
+async fn report_of(ui: &Ui, job: JobId) -> Result<ordo_proto::api::ReportData, Response> {
+    ui.jobs.report(Some(job)).await.map_err(|e| failed(ui, &e))
+}
+
 async fn job_page(
     State(ui): State<Arc<Ui>>,
     Path(id): Path<String>,
     Query(q): Query<JobQuery>,
-) -> Response {
-    let job = match job_id(&ui, &id).await {
-        Ok(j) => j,
-        Err(r) => return r,
-    };
-    match ui.jobs.report(Some(job)).await {
-        Ok(data) => html(
-            StatusCode::OK,
-            pages::job(&ui.page_context(), &data, &q, ordo_proto::now_ms()),
-        ),
-        Err(e) => failed(&ui, &e),
-    }
+) -> Result<Response, Response> {
+    let job = job_id(&ui, &id).await?;
+    let data = report_of(&ui, job).await?;
+    Ok(html(
+        StatusCode::OK,
+        pages::job(&ui.page_context(), &data, &q, ordo_proto::now_ms()),
+    ))
 }
 
 async fn task_page(
     State(ui): State<Arc<Ui>>,
     Path((id, index)): Path<(String, String)>,
-) -> Response {
-    let job = match job_id(&ui, &id).await {
-        Ok(j) => j,
-        Err(r) => return r,
-    };
-    let data = match ui.jobs.report(Some(job)).await {
-        Ok(d) => d,
-        Err(e) => return failed(&ui, &e),
-    };
+) -> Result<Response, Response> {
+    let job = job_id(&ui, &id).await?;
+    let data = report_of(&ui, job).await?;
     let index = match index.parse::<u32>() {
         Ok(i) if (i as usize) < data.job.spec.tasks.len() => TaskIndex(i),
         _ => {
-            return error_page(
+            return Err(error_page(
                 &ui,
                 StatusCode::NOT_FOUND,
                 &format!(
@@ -714,13 +708,13 @@ async fn task_page(
                     jobs::plain(&index),
                     data.job.spec.tasks.len()
                 ),
-            );
+            ));
         }
     };
-    html(
+    Ok(html(
         StatusCode::OK,
         pages::task(&ui.page_context(), &data, index),
-    )
+    ))
 }
 
 async fn workers_page(State(ui): State<Arc<Ui>>) -> Response {
@@ -766,15 +760,10 @@ async fn cancel(
     State(ui): State<Arc<Ui>>,
     Path(id): Path<String>,
     Form(f): Form<ActionForm>,
-) -> Response {
-    let job = match acting_on(&ui, &id, &f).await {
-        Ok(j) => j,
-        Err(r) => return r,
-    };
-    match ui.jobs.cancel(job).await {
-        Ok(_) => to_job(job),
-        Err(e) => failed(&ui, &e),
-    }
+) -> Result<Response, Response> {
+    let job = acting_on(&ui, &id, &f).await?;
+    ui.jobs.cancel(job).await.map_err(|e| failed(&ui, &e))?;
+    Ok(to_job(job))
 }
 
 /// Runs a failed job's unsuccessful tasks again (the failed ones and those they held back),
@@ -783,30 +772,28 @@ async fn retry(
     State(ui): State<Arc<Ui>>,
     Path(id): Path<String>,
     Form(f): Form<ActionForm>,
-) -> Response {
-    let job = match acting_on(&ui, &id, &f).await {
-        Ok(j) => j,
-        Err(r) => return r,
-    };
-    match ui.jobs.status(job).await {
-        Ok(s) if s.summary.state != JobState::Failed => {
-            return error_page(
-                &ui,
-                StatusCode::CONFLICT,
-                &format!(
-                    "job {job} is {}: only a failed job is retried (re-run runs any ended job \
-                     again)",
-                    s.summary.state
-                ),
-            );
-        }
-        Ok(_) => {}
-        Err(e) => return failed(&ui, &e),
+) -> Result<Response, Response> {
+    let job = acting_on(&ui, &id, &f).await?;
+    let state = ui
+        .jobs
+        .status(job)
+        .await
+        .map_err(|e| failed(&ui, &e))?
+        .summary
+        .state;
+    if state != JobState::Failed {
+        return Err(error_page(
+            &ui,
+            StatusCode::CONFLICT,
+            &format!(
+                "job {job} is {state}: only a failed job is retried (re-run runs any ended job \
+                 again)"
+            ),
+        ));
     }
-    match ui.jobs.retry(&RetryRequest::failed_only(job)).await {
-        Ok(_) => to_job(job),
-        Err(e) => failed(&ui, &e),
-    }
+    let req = RetryRequest::failed_only(job);
+    ui.jobs.retry(&req).await.map_err(|e| failed(&ui, &e))?;
+    Ok(to_job(job))
 }
 
 /// The ended job an action's form acts on, with its report data; a running job is refused.
@@ -816,11 +803,7 @@ async fn ended_job(
     f: &ActionForm,
 ) -> Result<(JobId, ordo_proto::api::ReportData), Response> {
     let job = acting_on(ui, id, f).await?;
-    let data = ui
-        .jobs
-        .report(Some(job))
-        .await
-        .map_err(|e| failed(ui, &e))?;
+    let data = report_of(ui, job).await?;
     if !data.job.summary.state.is_terminal() {
         return Err(error_page(
             ui,
@@ -839,31 +822,26 @@ async fn retry_task(
     State(ui): State<Arc<Ui>>,
     Path((id, index)): Path<(String, String)>,
     Form(f): Form<ActionForm>,
-) -> Response {
-    let (job, data) = match ended_job(&ui, &id, &f).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
+) -> Result<Response, Response> {
+    let (job, data) = ended_job(&ui, &id, &f).await?;
     let Some(task) = index
         .parse::<usize>()
         .ok()
         .and_then(|i| data.job.spec.tasks.get(i))
     else {
-        return error_page(
+        return Err(error_page(
             &ui,
             StatusCode::NOT_FOUND,
             &format!("job {job} has no task {}", jobs::plain(&index)),
-        );
+        ));
     };
     let req = RetryRequest {
         task: Some(task.name.to_string()),
         failed_only: false,
         ..RetryRequest::failed_only(job)
     };
-    match ui.jobs.retry(&req).await {
-        Ok(_) => Redirect::to(&format!("/jobs/{job}/tasks/{index}")).into_response(),
-        Err(e) => failed(&ui, &e),
-    }
+    ui.jobs.retry(&req).await.map_err(|e| failed(&ui, &e))?;
+    Ok(Redirect::to(&format!("/jobs/{job}/tasks/{index}")).into_response())
 }
 
 /// Submits an ended job's stored spec again, as a new job.
@@ -871,32 +849,28 @@ async fn rerun(
     State(ui): State<Arc<Ui>>,
     Path(id): Path<String>,
     Form(f): Form<ActionForm>,
-) -> Response {
-    let (job, data) = match ended_job(&ui, &id, &f).await {
-        Ok(v) => v,
-        Err(r) => return r,
-    };
+) -> Result<Response, Response> {
+    let (job, data) = ended_job(&ui, &id, &f).await?;
     let record = data.job;
-    let dag = match ordo_proto::validate::validate(&record.spec) {
-        Ok(d) => d,
-        Err(_) => {
-            return error_page(
-                &ui,
-                StatusCode::CONFLICT,
-                &format!("the stored spec of job {job} no longer validates"),
-            );
-        }
-    };
+    let dag = ordo_proto::validate::validate(&record.spec).map_err(|_| {
+        error_page(
+            &ui,
+            StatusCode::CONFLICT,
+            &format!("the stored spec of job {job} no longer validates"),
+        )
+    })?;
     let req = SubmitRequest {
         spec: record.spec,
         source: record.source,
         default_mode: record.default_mode,
         max_parallel: record.max_parallel,
     };
-    match ui.jobs.submit(req, dag).await {
-        Ok(new) => to_job(new),
-        Err(e) => failed(&ui, &e),
-    }
+    let new = ui
+        .jobs
+        .submit(req, dag)
+        .await
+        .map_err(|e| failed(&ui, &e))?;
+    Ok(to_job(new))
 }
 
 #[derive(Debug, Default, Deserialize)]

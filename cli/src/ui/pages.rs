@@ -18,10 +18,10 @@ use ordo_proto::{JobState, TaskIndex, TaskPhase};
 use super::graph_svg;
 use super::{JobQuery, ListQuery};
 use crate::manage::render::{fmt_cost, run_note};
-use ordo_report::html::{LEGEND, esc, gantt, integration_section, mark_html, phase_class};
-use ordo_report::{
-    self as report, Mark, Report, TaskReport, VerifyResult, clean_output, cut, fmt_ms,
+use ordo_report::html::{
+    LEGEND, esc, gantt, integration_section, mark_html, phase_class, verify_html,
 };
+use ordo_report::{self as report, Mark, Report, TaskReport, clean_output, cut, fmt_ms};
 
 /// Jobs per page of the list.
 pub const JOBS_PER_PAGE: usize = 50;
@@ -656,18 +656,7 @@ pub fn task(ctx: &Context, data: &ReportData, index: TaskIndex) -> String {
     );
     match &t.verify {
         Some(v) => {
-            let result = match v.result {
-                VerifyResult::Passed => format!(
-                    "<span class=\"m-pass\">passed</span> (exit {})",
-                    v.exit_code.unwrap_or(0)
-                ),
-                VerifyResult::Failed => format!(
-                    "<span class=\"m-fail\">failed</span> (exit {}, expected {})",
-                    v.exit_code.map_or("-".into(), |c| c.to_string()),
-                    v.success_code
-                ),
-                VerifyResult::NotRun => "<span class=\"muted\">not run</span>".into(),
-            };
+            let result = verify_html(v);
             let _ = writeln!(
                 b,
                 "<h2>Verify</h2>\n<pre class=\"run\">{}</pre><p>{result}</p>",

@@ -934,11 +934,19 @@ impl Job {
         pools: &mut Pools,
         out: &mut Vec<Action>,
     ) {
-        if self.active_attempt(t) != Some(attempt) {
-            return;
+        if self.take_back(t, attempt, pools) {
+            self.end_attempt(t, Outcome::Failed, format!("lost: {reason}"), now, out);
         }
-        self.release(t, pools);
-        self.end_attempt(t, Outcome::Failed, format!("lost: {reason}"), now, out);
+    }
+
+    /// Releases what `attempt` of task `t` holds when it is the task's active attempt; false
+    /// for a stale report (an older attempt, an ended task), which changes nothing.
+    fn take_back(&mut self, t: u32, attempt: Attempt, pools: &mut Pools) -> bool {
+        let active = self.active_attempt(t) == Some(attempt);
+        if active {
+            self.release(t, pools);
+        }
+        active
     }
 
     /// Hands an attempt back without counting it (the runner restarted, a worker drained).
@@ -950,10 +958,9 @@ impl Job {
         pools: &mut Pools,
         out: &mut Vec<Action>,
     ) {
-        if self.active_attempt(t) != Some(attempt) {
+        if !self.take_back(t, attempt, pools) {
             return;
         }
-        self.release(t, pools);
         let slot = &mut self.slots[t as usize];
         slot.tries = slot.tries.saturating_sub(1);
         if self.stop.is_some() {

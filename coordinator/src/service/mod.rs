@@ -146,9 +146,7 @@ const HOUSEKEEPING: Duration = Duration::from_millis(250);
 /// is synchronous, and nothing can proceed before a commit is durable); fewer wake-ups of other
 /// threads per task than a multi-threaded runtime (bench/distributed).
 pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
+    ordo_plumbing::one_thread_runtime()
 }
 
 /// Runs the coordinator until `shutdown` resolves.
