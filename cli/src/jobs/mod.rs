@@ -627,6 +627,7 @@ mod tests {
     #[test]
     fn tasks_resolve_by_name_then_index() {
         let st = JobStatus {
+            pools: Vec::new(),
             summary: summary(JobState::Running),
             tasks: vec![
                 task(0, "1", TaskPhase::Pending),

@@ -301,6 +301,7 @@ mod tests {
     fn changes_are_reported_once() {
         let mut seen = Seen::new();
         let mut st = JobStatus {
+            pools: Vec::new(),
             summary: summary(JobState::Running),
             tasks: vec![
                 task(0, "a", TaskPhase::Succeeded),
@@ -328,6 +329,7 @@ mod tests {
     fn quick_retries_and_conflicts_between_polls_are_told() {
         let mut seen = Seen::new();
         let mut st = JobStatus {
+            pools: Vec::new(),
             summary: summary(JobState::Running),
             tasks: vec![task(0, "a", TaskPhase::Running)],
             omitted: 0,

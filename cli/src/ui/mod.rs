@@ -683,10 +683,15 @@ async fn job_page(
         Ok(j) => j,
         Err(r) => return r,
     };
+    // The pools its tasks take, as they stand now (a page of one task carries them).
+    let pools = match ui.jobs.status_where(job, 1, 1, &[], None).await {
+        Ok(st) => st.pools,
+        Err(e) => return failed(&ui, &e),
+    };
     match ui.jobs.report(Some(job)).await {
         Ok(data) => html(
             StatusCode::OK,
-            pages::job(&ui.page_context(), &data, &q, ordo_proto::now_ms()),
+            pages::job(&ui.page_context(), &data, &pools, &q, ordo_proto::now_ms()),
         ),
         Err(e) => failed(&ui, &e),
     }

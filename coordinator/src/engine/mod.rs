@@ -17,6 +17,7 @@
 //! - Attempts never exceed the task's `max_attempts`.
 //! - A job ends exactly when all its tasks are terminal.
 
+mod adaptive;
 mod agents;
 mod job;
 mod pool;
@@ -35,6 +36,7 @@ use ordo_proto::{
 };
 use serde::{Deserialize, Serialize};
 
+pub use adaptive::PoolLimit;
 pub use ordo_proto::Ignore;
 pub use pool::{ANY_QUEUE, Capacity, Fit, Need, Pools};
 pub use slot::{Tasks, TasksIter};
@@ -102,6 +104,12 @@ pub enum Event {
     Ended {
         job: JobId,
         saved: Vec<SavedTask>,
+    },
+    /// An adaptive pool's limit as the store recorded it (`Change::Pool`): a restarted engine
+    /// goes on from it.
+    Pool {
+        name: String,
+        limit: PoolLimit,
     },
     /// Nothing happened; only time passed (fires due retry timers).
     Tick,
@@ -266,6 +274,9 @@ pub enum Change {
         with: Option<ordo_proto::TaskName>,
         at: Millis,
     },
+    /// An adaptive pool's limit changed, or a run in it was refused (a rate limit, an
+    /// overload). Not a job's: global across jobs, kept per pool name.
+    Pool { name: String, limit: PoolLimit },
 }
 
 /// Longest wait between two attempts (a retry's backoff, a rate limit), whatever the backoff or
@@ -422,6 +433,11 @@ impl Engine {
         self.pools.busy_slots()
     }
 
+    /// The adaptive pools' limits, by name.
+    pub fn pool_limits(&self) -> &BTreeMap<String, PoolLimit> {
+        self.pools.limits()
+    }
+
     fn handle(&mut self, now: Millis, event: Event, out: &mut Vec<Action>) {
         match event {
             Event::Submit {
@@ -503,6 +519,7 @@ impl Engine {
                     self.remember(job, fences);
                 }
             }
+            Event::Pool { name, limit } => self.pools.restore(name, limit),
             Event::Tick => {}
         }
     }
