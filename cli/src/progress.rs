@@ -105,7 +105,10 @@ fn describe(
                 Integration::Failed { message } => Some(format!("⚠ {name}: {message}")),
             }
         }
-        Change::Ignored { .. } | Change::Job { .. } | Change::Budget { .. } => None,
+        Change::Ignored { .. }
+        | Change::Job { .. }
+        | Change::Budget { .. }
+        | Change::Pool { .. } => None,
     }
 }
 

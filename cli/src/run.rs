@@ -124,7 +124,7 @@ pub async fn run(
     // The node runs every job of the directory: jobs other processes submitted through the
     // socket are not this run's to show.
     let show = |progress: &mut dyn Progress, c: &[Change]| {
-        let ours: Vec<Change> = c.iter().filter(|c| c.job() == job).cloned().collect();
+        let ours: Vec<Change> = c.iter().filter(|c| c.job() == Some(job)).cloned().collect();
         if !ours.is_empty() {
             progress.changes(&ours, &spec);
         }

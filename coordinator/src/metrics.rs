@@ -2,7 +2,8 @@
 //! task transitions by state, tasks per state in running jobs, ready tasks (queue depth),
 //! dispatch-to-start latency, task duration, busy and total slots, redb commit latency, and
 //! results applied versus ignored (stale or duplicate), and what agent runs cost (dollars and
-//! tokens, as the agents reported them).
+//! tokens, as the agents reported them), and each adaptive pool's limit in force and refused
+//! runs.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -36,6 +37,8 @@ pub struct Metrics {
     resolve_rounds: Family<Labels, Counter>,
     agent_cost: Counter<f64, std::sync::atomic::AtomicU64>,
     agent_tokens: Family<Labels, Counter>,
+    pool_limit: Family<Labels, Gauge>,
+    pool_limited: Family<Labels, Gauge>,
     dispatched_at: HashMap<(JobId, TaskIndex), Millis>,
 }
 
@@ -62,6 +65,8 @@ impl Metrics {
             resolve_rounds: Family::default(),
             agent_cost: Counter::default(),
             agent_tokens: Family::default(),
+            pool_limit: Family::default(),
+            pool_limited: Family::default(),
             dispatched_at: HashMap::new(),
         };
         let mut r = Registry::with_prefix("ordo");
@@ -110,6 +115,17 @@ impl Metrics {
             "agent_tokens",
             "Tokens agent runs reported, by kind (input, output)",
             m.agent_tokens.clone(),
+        );
+        r.register(
+            "pool_limit",
+            "The limit in force of an adaptive pool (agent runs), by pool",
+            m.pool_limit.clone(),
+        );
+        // A gauge read from the stored count, so it carries on across a restart or failover.
+        r.register(
+            "pool_limited_total",
+            "Agent runs of an adaptive pool that ended on a rate limit or an overload, by pool",
+            m.pool_limited.clone(),
         );
         r.register(
             "integrations",
@@ -192,7 +208,7 @@ impl Metrics {
                         .get_or_create(&label("outcome", outcome.name()))
                         .inc();
                 }
-                Change::Job { .. } | Change::Budget { .. } => {}
+                Change::Job { .. } | Change::Budget { .. } | Change::Pool { .. } => {}
             }
         }
     }
@@ -212,6 +228,12 @@ impl Metrics {
         self.queue_depth.set(counts["ready"]);
         self.busy_slots.set(engine.busy_slots() as i64);
         self.total_slots.set(total_slots as i64);
+        for (name, limit) in engine.pool_limits() {
+            let pool = label("pool", name);
+            self.pool_limit.get_or_create(&pool).set(limit.limit.into());
+            let refused = i64::try_from(limit.refused_total).unwrap_or(i64::MAX);
+            self.pool_limited.get_or_create(&pool).set(refused);
+        }
     }
 
     pub fn commit(&self, took: Duration) {

@@ -52,7 +52,7 @@ pub fn gather(store: &Store, id: &JobId) -> Result<Option<ReportData>> {
                 max_cost_usd,
                 max_tokens,
             },
-            Change::Attempt(_) => continue,
+            Change::Attempt(_) | Change::Pool { .. } => continue,
             Change::Ignored {
                 result,
                 why,

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 /// The records' types, as the engine makes them: what readers of the store (views, reports,
 /// the CLI) need without reaching into the engine.
-pub use crate::engine::{Change, JobOptions, Saved, SavedTask, TaskState};
+pub use crate::engine::{Change, JobOptions, PoolLimit, Saved, SavedTask, TaskState};
 use crate::engine::{JobState, Millis};
 
 const JOBS: TableDefinition<u128, &[u8]> = TableDefinition::new("jobs");
@@ -38,6 +38,8 @@ const HISTORY: TableDefinition<(u128, u64), &[u8]> = TableDefinition::new("histo
 const COSTS: TableDefinition<u128, f64> = TableDefinition::new("costs");
 /// sequence → Dispatch
 const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox");
+/// pool name → PoolLimit: the adaptive pools' limits (`Change::Pool`), global across jobs.
+const POOLS: TableDefinition<&str, &[u8]> = TableDefinition::new("pools");
 /// name → counter
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
@@ -322,6 +324,7 @@ impl Store {
         tx.open_table(COSTS)?;
         tx.open_table(OUTBOX)?;
         tx.open_table(META)?;
+        tx.open_table(POOLS)?;
         tx.commit()?;
         Ok(Store {
             db,
@@ -513,6 +516,19 @@ impl Store {
         Ok(saved)
     }
 
+    /// The adaptive pools' limits as last recorded, by name (a restarted host goes on from
+    /// them).
+    pub fn pool_limits(&self) -> Result<Vec<(String, PoolLimit)>> {
+        let tx = self.db.begin_read()?;
+        tx.open_table(POOLS)?
+            .iter()?
+            .map(|r| {
+                let (k, v) = r?;
+                Ok((k.value().to_string(), decode(v.value())?))
+            })
+            .collect()
+    }
+
     /// What a job's agent runs cost in all, if any reported a cost.
     pub fn job_cost(&self, id: &JobId) -> Result<Option<f64>> {
         let tx = self.db.begin_read()?;
@@ -655,8 +671,14 @@ fn write_batch(tx: &redb::WriteTransaction, batch: &Batch<'_>) -> Result<Vec<u64
         let mut history = tx.open_table(HISTORY)?;
         let mut outbox = tx.open_table(OUTBOX)?;
         let mut costs = tx.open_table(COSTS)?;
+        let mut pools = tx.open_table(POOLS)?;
         for change in batch.changes {
             let job = match change {
+                Change::Pool { name, limit } => {
+                    // No job's history: the pool's record is its last state.
+                    pools.insert(name.as_str(), encode(limit).as_slice())?;
+                    continue;
+                }
                 Change::Task {
                     job,
                     index,
@@ -802,6 +824,36 @@ mod tests {
 
     use super::*;
     use ordo_proto::{Attempt, Outcome, TaskSpec};
+
+    /// A pool's limit is kept as its last record, across reopening the file, with no job's
+    /// history.
+    #[test]
+    fn pool_limits_survive_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut limit = PoolLimit::new(8);
+        limit.refused(8, 1, 2);
+        {
+            let store = Store::open(dir.path()).unwrap();
+            assert!(store.pool_limits().unwrap().is_empty());
+            for l in [PoolLimit::new(8), limit.clone()] {
+                let changes = [Change::Pool {
+                    name: "claude".into(),
+                    limit: l,
+                }];
+                let batch = Batch {
+                    now: 1,
+                    changes: &changes,
+                    ..Default::default()
+                };
+                store.commit(&batch).unwrap();
+            }
+        }
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(
+            store.pool_limits().unwrap(),
+            vec![("claude".to_string(), limit)]
+        );
+    }
 
     fn record(n: usize) -> JobRecord {
         let spec = JobSpec {

@@ -120,7 +120,7 @@ impl Traces {
                         ));
                     }
                 }
-                Change::Budget { .. } => {}
+                Change::Budget { .. } | Change::Pool { .. } => {}
                 Change::Job { job, state, at, .. } => {
                     let Some(j) = self.jobs.get_mut(job) else {
                         continue;

@@ -1,13 +1,53 @@
 //! Read-side views of stored jobs for the API (`status`, `jobs`): built from the store's
 //! records only, so they are the same before and after a coordinator restart.
 
-use ordo_proto::api::{JobStatus, JobSummary, JobsRequest, Page, TaskStatus};
+use std::collections::{BTreeMap, HashSet};
+
+use ordo_proto::api::{JobStatus, JobSummary, JobsRequest, Page, PoolStatus, TaskStatus};
 use ordo_proto::{JobId, JobSpec, TaskIndex, TaskPhase, TaskResult};
 
-use crate::engine::{SavedTask, TaskState, Tasks};
+use crate::engine::{PoolLimit, SavedTask, TaskState, Tasks};
 use crate::store::{JobRecord, Result, Store};
 
 /// A job's summary from its records (without its cost: `costed` adds it).
+/// The pools of `spec`'s `settings.pools` that its tasks take, with the adaptive limits the
+/// engine holds (`Engine::pool_limits`): a pool taken by an agent run adapts.
+pub fn pools(spec: &JobSpec, limits: &BTreeMap<String, PoolLimit>) -> Vec<PoolStatus> {
+    if spec.settings.pools.is_empty() {
+        return Vec::new();
+    }
+    let mut taken = HashSet::new();
+    let mut adaptive = HashSet::new();
+    for t in &spec.tasks {
+        if let Some((name, _)) = spec.pool(t) {
+            taken.insert(name);
+            if t.is_prompt() {
+                adaptive.insert(name);
+            }
+        }
+    }
+    spec.settings
+        .pools
+        .iter()
+        .filter(|(name, _)| taken.contains(name.as_str()))
+        .map(|(name, &size)| {
+            let adaptive = adaptive.contains(name.as_str());
+            let limit = limits.get(name).filter(|_| adaptive);
+            PoolStatus {
+                name: name.clone(),
+                size,
+                limit: match adaptive {
+                    true => PoolLimit::granted(limit, size),
+                    false => size,
+                },
+                adaptive,
+                limited_at_ms: limit.and_then(|l| l.limited_at),
+                refused_total: limit.map_or(0, |l| l.refused_total),
+            }
+        })
+        .collect()
+}
+
 pub fn summary(job: &JobRecord, tasks: &[SavedTask]) -> JobSummary {
     let (total, succeeded, failed, running) = counts(tasks.iter().map(|t| &t.state));
     JobSummary {
@@ -129,6 +169,7 @@ pub fn status(store: &Store, id: &JobId) -> Result<Option<JobStatus>> {
         })
         .collect();
     Ok(Some(JobStatus {
+        pools: Vec::new(),
         summary: costed(store, summary(&job, &tasks))?,
         tasks: task_status,
         omitted: 0,
@@ -224,6 +265,7 @@ pub fn status_page(
         })
         .collect();
     Ok(Some(JobStatus {
+        pools: Vec::new(),
         omitted: summary.total.saturating_sub(tasks.len()),
         summary,
         tasks,
@@ -318,6 +360,7 @@ mod tests {
         let mut tasks: Vec<TaskStatus> = (0..1000).map(|i| task(i, TaskPhase::Succeeded)).collect();
         tasks[500] = task(500, TaskPhase::Failed);
         let status = JobStatus {
+            pools: Vec::new(),
             summary: JobSummary {
                 id: JobId::new(),
                 name: "big".into(),

@@ -16,8 +16,10 @@
 # input tokens per run (default 1000; output is a quarter of it), STUB_MODEL the model Claude's
 # `modelUsage` names (none by default), STUB_LOG a file that gets
 # one line per call, STUB_RATE_LIMITS a file holding a count: while it is above 0 each run
-# takes one off and ends on a 429 rate limit (Retry-After: 1), STUB_STATE where sessions are
-# kept (default $TMPDIR).
+# takes one off and ends on a 429 rate limit (Retry-After: 1), STUB_MAX_IN_FLIGHT a number of
+# runs at once beyond which a run ends on a 429 at once (a provider's concurrency limit; the
+# runs in flight are counted in the file STUB_IN_FLIGHT, under a lock), STUB_STATE where
+# sessions are kept (default $TMPDIR).
 set -eu
 
 tool=$(basename "$0")
@@ -101,12 +103,30 @@ finish() { # is_error result
   exit 0
 }
 
+rate_limited() {
+  cost=0 input=0 output=0
+  finish true 'API Error: 429 {"type":"error","error":{"type":"rate_limit_error","message":"Rate limited"}} Retry-After: 1'
+}
+
+if [ -n "${STUB_MAX_IN_FLIGHT-}" ]; then
+  counter=${STUB_IN_FLIGHT:?STUB_IN_FLIGHT names the file counting runs in flight}
+  # Adds $1 to the count of runs in flight and prints the new count.
+  in_flight() {
+    flock "$counter.lock" sh -c 'n=$(cat "$1" 2>/dev/null || true); n=$((${n:-0} + $2)); echo "$n" > "$1"; echo "$n"' \
+      sh "$counter" "$1"
+  }
+  if [ "$(in_flight 1)" -gt "$STUB_MAX_IN_FLIGHT" ]; then
+    in_flight -1 > /dev/null
+    rate_limited
+  fi
+  trap 'in_flight -1 > /dev/null' EXIT
+fi
+
 if [ -n "${STUB_RATE_LIMITS-}" ] && [ -f "$STUB_RATE_LIMITS" ]; then
   left=$(cat "$STUB_RATE_LIMITS")
   if [ "${left:-0}" -gt 0 ]; then
     echo $((left - 1)) > "$STUB_RATE_LIMITS"
-    cost=0 input=0 output=0
-    finish true 'API Error: 429 {"type":"error","error":{"type":"rate_limit_error","message":"Rate limited"}} Retry-After: 1'
+    rate_limited
   fi
 fi
 

@@ -319,6 +319,32 @@ pub struct JobStatus {
     /// The page `tasks` is, when one was asked for.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub page: Option<Page>,
+    /// The pools of `settings.pools` its tasks take, as they stand now (global across jobs).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pools: Vec<PoolStatus>,
+}
+
+/// A pool as it stands: its size as the job declares it and, for a pool of agent runs, the
+/// limit in force (docs/design.md, agent runs: adaptive pools).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct PoolStatus {
+    pub name: String,
+    pub size: u32,
+    /// The places it grants now: its size for commands, the adaptive limit for agent runs.
+    pub limit: u32,
+    /// Its tasks run agents: the limit adapts to the provider's rate limits.
+    #[serde(default)]
+    pub adaptive: bool,
+    /// When the limit last came down (a rate limit or an overload).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limited_at_ms: Option<u64>,
+    /// Agent runs in it that ended on a rate limit or an overload, ever.
+    #[serde(default, skip_serializing_if = "is_zero_u64")]
+    pub refused_total: u64,
+}
+
+fn is_zero_u64(n: &u64) -> bool {
+    *n == 0
 }
 
 fn is_zero_u32(n: &u32) -> bool {

@@ -537,3 +537,98 @@ fn a_tasks_json_gets_its_settings_from_with_and_its_budget_from_a_flag() {
     let jobs = d.ordo(&["status", "--output", "json"]);
     assert_eq!(jobs.json().as_array().unwrap().len(), 1, "nothing recorded");
 }
+
+/// `settings` with the stub's environment extended by `vars` (`KEY = "value", ...`).
+fn settings_with(d: &Dir, tool: &str, extra: &str, vars: &str) -> String {
+    settings(d, tool, extra).replace(
+        "STUB_COST = \"0.25\"",
+        &format!("STUB_COST = \"0.25\", {vars}"),
+    )
+}
+
+/// A pool of 8 agent runs under a provider that refuses runs beyond 3 at once (the stub
+/// counts its runs in flight): the limit starts at 2, grows, is refused once at 4 and settles
+/// at 3 for the cool-down; the refused runs are counted (status, as JSON and text); every
+/// task succeeds, none lost.
+#[test]
+fn an_agent_pool_settles_at_what_the_provider_allows() {
+    let d = Dir::new();
+    let vars = format!(
+        "STUB_MAX_IN_FLIGHT = \"3\", STUB_IN_FLIGHT = \"{}\"",
+        d.file("in-flight").display()
+    );
+    let mut text = format!(
+        "name = \"adaptive\"\n{}",
+        settings_with(&d, "claude", "pools = { claude = 8 }", &vars)
+    );
+    for i in 0..20 {
+        text.push_str(&format!(
+            "\n[[tasks]]\nname = \"t{i}\"\nprompt = \"sleep 0.5\"\nmax_attempts = 1\n"
+        ));
+    }
+    let spec = d.job("adaptive.toml", &text);
+    let r = d.ordo(&["run", &spec, "--workers", "8"]);
+    assert_eq!(r.code(), 0, "{}\n{}", r.stdout, r.stderr);
+    let report = d.report();
+    let mut refused = 0;
+    for t in report["tasks"].as_array().unwrap() {
+        assert_eq!(t["state"], "succeeded", "{t:#}");
+        refused += t["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|run| run["agent"]["rate_limited"] == true)
+            .count();
+    }
+    assert!(
+        (1..=3).contains(&refused),
+        "{refused} runs refused: the limit found the provider's cap once"
+    );
+    let job = report["job"]["id"].as_str().unwrap().to_string();
+    let st = d.ordo(&["status", &job, "--output", "json"]);
+    assert_eq!(st.code(), 0, "{}", st.stderr);
+    let pool = &st.json()["pools"][0];
+    assert_eq!(pool["name"], "claude", "{}", st.stdout);
+    assert_eq!(pool["size"], 8);
+    assert_eq!(pool["limit"], 3, "settled at the provider's cap: {pool}");
+    assert_eq!(pool["refused_total"], refused as u64);
+    assert!(pool["limited_at_ms"].as_u64().is_some(), "{pool}");
+    let st = d.ordo(&["status", &job]);
+    assert!(
+        st.stdout.contains("pool claude: 3 of 8"),
+        "the text status shows the limit: {}",
+        st.stdout
+    );
+}
+
+/// A task waiting out a rate limit holds no slot: with one slot (a parallel job: dependencies
+/// declared), the command task declared after a rate-limited agent task runs while that task
+/// waits (1 s, as the agent asked).
+#[test]
+fn a_rate_limited_task_holds_no_slot_while_it_waits() {
+    let d = Dir::new();
+    std::fs::write(d.file("limits"), "1").unwrap();
+    let vars = format!("STUB_RATE_LIMITS = \"{}\"", d.file("limits").display());
+    let text = format!(
+        "name = \"waits\"\n{}\n[[tasks]]\nname = \"agent\"\nprompt = \"write a.txt: a\"\ndepends_on = []\n\n[[tasks]]\nname = \"cmd\"\ncommand = \"sleep 0.2\"\ndepends_on = []\n",
+        settings_with(&d, "claude", "", &vars)
+    );
+    let spec = d.job("waits.toml", &text);
+    let r = d.ordo(&["run", &spec, "--workers", "1"]);
+    assert_eq!(r.code(), 0, "{}\n{}", r.stdout, r.stderr);
+    let report = d.report();
+    let runs = task(&report, "agent")["runs"].as_array().unwrap().clone();
+    assert_eq!(runs.len(), 2, "{runs:?}");
+    assert_eq!(runs[0]["agent"]["rate_limited"], true);
+    let cmd = &task(&report, "cmd")["runs"][0];
+    let (start, end) = (
+        cmd["started_ms"].as_u64().unwrap(),
+        cmd["started_ms"].as_u64().unwrap() + cmd["duration_ms"].as_u64().unwrap(),
+    );
+    let waited_from = runs[0]["started_ms"].as_u64().unwrap();
+    let waited_to = runs[1]["started_ms"].as_u64().unwrap();
+    assert!(
+        waited_from <= start && end <= waited_to,
+        "the command ran ({start}..{end}) while the agent task waited ({waited_from}..{waited_to})"
+    );
+}

@@ -531,6 +531,7 @@ pub(crate) mod tests {
             tasks,
             omitted: 0,
             page: None,
+            pools: Vec::new(),
         }
     }
 

@@ -5,7 +5,7 @@
 
 use std::io::Write;
 
-use ordo_proto::api::{JobStatus, JobSummary, WorkerInfo};
+use ordo_proto::api::{JobStatus, JobSummary, PoolStatus, WorkerInfo};
 use serde::Serialize;
 
 use crate::jobs::{Error, plain};
@@ -192,7 +192,31 @@ pub fn status_text(st: &JobStatus, now_ms: u64) -> String {
     if let Some(total) = st.summary.cost_usd.or(costs.then_some(page)) {
         line.push_str(&format!(", cost {}", fmt_cost(total)));
     }
+    for p in &st.pools {
+        line.push_str(&format!("\n{}", pool_line(p, now_ms)));
+    }
     format!("{line}\n{}", table(&rows))
+}
+
+/// `pool claude: 3 of 8 (adapts to rate limits; last limited 12s ago, 2 runs refused)`: the
+/// places a pool grants now, of its size.
+pub fn pool_line(p: &PoolStatus, now_ms: u64) -> String {
+    let mut line = format!("pool {}: {} of {}", plain(&p.name), p.limit, p.size);
+    if p.adaptive {
+        line.push_str(" (adapts to rate limits");
+        if let Some(at) = p.limited_at_ms {
+            line.push_str(&format!(
+                "; last limited {} ago",
+                fmt_age(now_ms.saturating_sub(at))
+            ));
+        }
+        if p.refused_total > 0 {
+            let s = if p.refused_total == 1 { "" } else { "s" };
+            line.push_str(&format!(", {} run{s} refused", p.refused_total));
+        }
+        line.push(')');
+    }
+    line
 }
 
 /// The line under a page of `status` saying where it is in the task list; nothing when the

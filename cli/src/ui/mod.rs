@@ -684,10 +684,15 @@ async fn job_page(
     Query(q): Query<JobQuery>,
 ) -> Result<Response, Response> {
     let job = job_id(&ui, &id).await?;
+    // The pools its tasks take, as they stand now (a page of one task carries them).
+    let pools = match ui.jobs.status_where(job, 1, 1, &[], None).await {
+        Ok(st) => st.pools,
+        Err(e) => return Err(failed(&ui, &e)),
+    };
     let data = report_of(&ui, job).await?;
     Ok(html(
         StatusCode::OK,
-        pages::job(&ui.page_context(), &data, &q, ordo_proto::now_ms()),
+        pages::job(&ui.page_context(), &data, &pools, &q, ordo_proto::now_ms()),
     ))
 }
 

@@ -12,12 +12,12 @@ use std::fmt::Write;
 
 use axum::http::StatusCode;
 use ordo_proto::api::ReportData;
-use ordo_proto::api::{JobSummary, WorkerInfo};
+use ordo_proto::api::{JobSummary, PoolStatus, WorkerInfo};
 use ordo_proto::{JobState, TaskIndex, TaskPhase};
 
 use super::graph_svg;
 use super::{JobQuery, ListQuery};
-use crate::manage::render::{fmt_cost, run_note};
+use crate::manage::render::{fmt_cost, pool_line, run_note};
 use ordo_report::html::{
     LEGEND, esc, gantt, integration_section, mark_html, phase_class, verify_html,
 };
@@ -374,7 +374,13 @@ fn trace_link(ctx: &Context, job: &ordo_proto::JobId) -> String {
     }
 }
 
-pub fn job(ctx: &Context, data: &ReportData, q: &JobQuery, now: u64) -> String {
+pub fn job(
+    ctx: &Context,
+    data: &ReportData,
+    pools: &[PoolStatus],
+    q: &JobQuery,
+    now: u64,
+) -> String {
     let r = report::build(data);
     let rec = &data.job.summary;
     let id = rec.id.to_string();
@@ -419,6 +425,10 @@ pub fn job(ctx: &Context, data: &ReportData, q: &JobQuery, now: u64) -> String {
     );
     if let Some(d) = &data.job.spec.description {
         let _ = writeln!(b, "<p>{}</p>", esc(d));
+    }
+    // A line per pool: the places it grants now, and when a rate limit last brought it down.
+    for p in pools {
+        let _ = writeln!(b, "<p class=\"pool\">{}</p>", esc(&pool_line(p, now)));
     }
     if let Some(why) = &rec.reason {
         let _ = writeln!(b, "<p class=\"note\">{}</p>", esc(why));

@@ -719,13 +719,23 @@ impl Job {
             return;
         }
         let slot = &mut self.slots[t as usize];
+        let began = match slot.state {
+            TaskState::Dispatched { at, .. } => at,
+            TaskState::Running { started, .. } => started,
+            _ => now,
+        };
         slot.applied = Some((result.attempt, result.delivery));
         slot.delivery = 0;
         self.release(t, pools);
         if let Some(run) = result.agent.as_deref() {
+            let refused = !result.outcome.is_success() && run.rate_limited.is_some();
+            let need = need_of(&self.spec, self.task(t));
+            if let Some(change) = pools.ran(&need, began, refused, now) {
+                out.push(Action::Record(change));
+            }
             let agent = &mut self.slots[t as usize].agent;
             self.agents.note_run(agent, &self.spec, &result, run);
-            if !result.outcome.is_success()
+            if refused
                 && let Some(limit) = &run.rate_limited
                 && self.rate_limited(t, limit.retry_after_ms, &result, now, out)
             {
@@ -1316,6 +1326,7 @@ fn need_of(spec: &JobSpec, task: &TaskSpec) -> Need {
         cpus: task.cpu_required.unwrap_or(0.0),
         memory_mb: task.memory_required.unwrap_or(0),
         semaphore: spec.pool(task).map(|(name, size)| (name.to_string(), size)),
+        agent: task.is_prompt(),
     }
 }
 

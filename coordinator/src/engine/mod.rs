@@ -18,6 +18,7 @@
 //! - Attempts never exceed the task's `max_attempts`.
 //! - A job ends exactly when all its tasks are terminal.
 
+mod adaptive;
 mod agents;
 mod job;
 mod pool;
@@ -36,6 +37,7 @@ use ordo_proto::{
 };
 use serde::{Deserialize, Serialize};
 
+pub use adaptive::PoolLimit;
 pub use ordo_proto::Ignore;
 pub use pool::{ANY_QUEUE, Capacity, Fit, Need, Pools};
 pub use slot::{Tasks, TasksIter};
@@ -103,6 +105,12 @@ pub enum Event {
     Ended {
         job: JobId,
         saved: Vec<SavedTask>,
+    },
+    /// An adaptive pool's limit as the store recorded it (`Change::Pool`): a restarted engine
+    /// goes on from it.
+    Pool {
+        name: String,
+        limit: PoolLimit,
     },
     /// Nothing happened; only time passed (fires due retry timers).
     Tick,
@@ -267,17 +275,21 @@ pub enum Change {
         with: Option<ordo_proto::TaskName>,
         at: Millis,
     },
+    /// An adaptive pool's limit changed, or a run in it was refused (a rate limit, an
+    /// overload). Not a job's: global across jobs, kept per pool name.
+    Pool { name: String, limit: PoolLimit },
 }
 
 impl Change {
-    /// The job the change is about.
-    pub fn job(&self) -> JobId {
+    /// The job the change is about (`None`: a pool's limit, which is every job's).
+    pub fn job(&self) -> Option<JobId> {
         match self {
             Change::Task { job, .. }
             | Change::Job { job, .. }
             | Change::Budget { job, .. }
-            | Change::Integrated { job, .. } => *job,
-            Change::Attempt(r) | Change::Ignored { result: r, .. } => r.job,
+            | Change::Integrated { job, .. } => Some(*job),
+            Change::Attempt(r) | Change::Ignored { result: r, .. } => Some(r.job),
+            Change::Pool { .. } => None,
         }
     }
 }
@@ -436,6 +448,11 @@ impl Engine {
         self.pools.busy_slots()
     }
 
+    /// The adaptive pools' limits, by name.
+    pub fn pool_limits(&self) -> &BTreeMap<String, PoolLimit> {
+        self.pools.limits()
+    }
+
     fn handle(&mut self, now: Millis, event: Event, out: &mut Vec<Action>) {
         match event {
             Event::Submit {
@@ -517,6 +534,7 @@ impl Engine {
                     self.remember(job, fences);
                 }
             }
+            Event::Pool { name, limit } => self.pools.restore(name, limit),
             Event::Tick => {}
         }
     }

@@ -1,10 +1,16 @@
 //! Capacity: the slots, CPUs and memory that executors offer, per queue, the named locks that
 //! are held while tasks run, and the counted semaphores of `settings.pools` (docs/design.md, "Task
 //! states", global across jobs like locks). Reserved at dispatch, released when the attempt ends.
+//! A pool whose tasks run agents grants places up to its adaptive limit (`adaptive.rs`) rather
+//! than its size.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
+
+use super::Change;
+use super::adaptive::PoolLimit;
+use super::state::Millis;
 
 /// What executors of one queue offer together, and the largest single one of them (a task
 /// needing more than the largest can never run).
@@ -38,6 +44,8 @@ pub struct Need {
     pub memory_mb: u64,
     /// The `settings.pools` semaphore it takes, and its size as its job declares it.
     pub semaphore: Option<(String, u32)>,
+    /// It runs an agent: its pool grants places up to the pool's adaptive limit.
+    pub agent: bool,
 }
 
 #[derive(Debug, Default)]
@@ -65,6 +73,8 @@ pub struct Pools {
     locks: HashSet<String>,
     /// Tasks holding each semaphore.
     semaphores: HashMap<String, u32>,
+    /// The adaptive limits of the pools agent runs took.
+    limits: BTreeMap<String, PoolLimit>,
 }
 
 pub const ANY_QUEUE: &str = "*";
@@ -118,7 +128,7 @@ impl Pools {
             || pool.memory_mb.saturating_add(need.memory_mb) > cap.memory_mb
             || locks.iter().any(|l| self.locks.contains(l))
             || need.semaphore.as_ref().is_some_and(|(name, size)| {
-                self.semaphores.get(name).copied().unwrap_or(0) >= *size
+                self.semaphores.get(name).copied().unwrap_or(0) >= self.places(name, *size, need)
             })
         {
             return Fit::Wait;
@@ -133,10 +143,60 @@ impl Pools {
             p.memory_mb = p.memory_mb.saturating_add(need.memory_mb);
         }
         self.locks.extend(locks.iter().cloned());
-        if let Some((name, _)) = &need.semaphore {
+        if let Some((name, size)) = &need.semaphore {
             let held = self.semaphores.entry(name.clone()).or_default();
             *held = held.saturating_add(1);
+            if need.agent && !self.limits.contains_key(name) {
+                self.limits.insert(name.clone(), PoolLimit::new(*size));
+            }
         }
+    }
+
+    /// The places pool `name` of `size` grants the task needing `need`: its size for a
+    /// command, its limit in force for an agent run.
+    fn places(&self, name: &str, size: u32, need: &Need) -> u32 {
+        if !need.agent {
+            return size;
+        }
+        PoolLimit::granted(self.limits.get(name), size)
+    }
+
+    /// An agent run in `need`'s pool that began at `began` ended at `now`, on a rate limit or
+    /// an overload (`refused`) or not: the pool's limit adapts. The change to record when the
+    /// limit or the refusals changed.
+    pub fn ran(
+        &mut self,
+        need: &Need,
+        began: Millis,
+        refused: bool,
+        now: Millis,
+    ) -> Option<Change> {
+        let (name, size) = need.semaphore.as_ref().filter(|_| need.agent)?;
+        let limit = self
+            .limits
+            .entry(name.clone())
+            .or_insert_with(|| PoolLimit::new(*size));
+        let changed = match refused {
+            true => {
+                limit.refused(*size, began, now);
+                true
+            }
+            false => limit.clean(*size, now),
+        };
+        changed.then(|| Change::Pool {
+            name: name.clone(),
+            limit: limit.clone(),
+        })
+    }
+
+    /// A pool's limit as it was recorded (a restart, a failover).
+    pub fn restore(&mut self, name: String, limit: PoolLimit) {
+        self.limits.insert(name, limit);
+    }
+
+    /// The adaptive pools' limits, by name.
+    pub fn limits(&self) -> &BTreeMap<String, PoolLimit> {
+        &self.limits
     }
 
     pub fn release(&mut self, need: &Need, locks: &[String]) {

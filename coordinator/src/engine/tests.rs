@@ -8,10 +8,11 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use ordo_proto::{
-    Attempt, Deps, Dispatch, ExecutionMode, JobId, JobSpec, Jump, Outcome, TaskIndex, TaskName,
-    TaskResult, TaskSpec, validate::validate,
+    AgentRun, Attempt, Deps, Dispatch, ExecutionMode, JobId, JobSpec, Jump, Outcome, RateLimit,
+    TaskIndex, TaskName, TaskResult, TaskSpec, validate::validate,
 };
 
+use super::adaptive::COOL_DOWN_MS;
 use super::state::legal;
 use super::*;
 
@@ -1310,7 +1311,9 @@ impl Sim {
                     "round {round}: applied an attempt's result twice: {r:?}"
                 );
             }
-            Action::Record(Change::Ignored { .. } | Change::Budget { .. }) => {}
+            Action::Record(
+                Change::Ignored { .. } | Change::Budget { .. } | Change::Pool { .. },
+            ) => {}
             Action::Integrate(_) | Action::Record(Change::Integrated { .. }) => {
                 panic!("round {round}: the model's jobs use no worktrees")
             }
@@ -2508,4 +2511,149 @@ fn legal_allows_the_diagram_and_refuses_the_rest() {
     ] {
         assert!(!legal(from, to), "{} -> {}", from.name(), to.name());
     }
+}
+
+/// A prompt task of agent `claude`, which takes the pool named `claude`.
+fn prompt_task(name: &str) -> TaskSpec {
+    let mut t = task(name, &[]);
+    t.command = None;
+    t.prompt = Some(format!("do {name}"));
+    t
+}
+
+/// What an agent run reports: clean, or refused by its provider (429, asking for 1 s).
+fn agent_result(h: &Harness, d: &Dispatch, refused: bool) -> TaskResult {
+    let outcome = match refused {
+        true => Outcome::Failed,
+        false => Outcome::Succeeded,
+    };
+    let mut r = h.result(d, outcome);
+    r.agent = Some(Box::new(AgentRun {
+        rate_limited: refused.then_some(RateLimit {
+            retry_after_ms: Some(1_000),
+        }),
+        ..AgentRun::default()
+    }));
+    r
+}
+
+fn pool_changes(actions: &[Action]) -> Vec<PoolLimit> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Record(Change::Pool { name, limit }) if name == "claude" => Some(limit.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A pool of 8 agent runs under a provider that refuses a run beyond 3 at once: the limit
+/// starts at 2, rises by one a round, comes down on the first refusal (once for one burst),
+/// and, within the cool-down, never probes 4 again; every refused run waits out its rate
+/// limit holding no place of the pool and no slot, and every task succeeds. A command task
+/// of the same pool is bounded by the size alone.
+#[test]
+fn an_agent_pool_adapts_to_its_providers_limit() {
+    const CAP: usize = 3;
+    let mut s = spec((0..30).map(|i| prompt_task(&format!("p{i}"))).collect());
+    s.settings.pools.insert("claude".into(), 8);
+    let mut h = Harness::new(s, 16);
+    let (mut admitted, mut most, mut refused_runs) = (Vec::<Dispatch>::new(), 0, 0);
+    let mut limits = Vec::new();
+    let mut after_first_refusal = None;
+    for _ in 0..10_000 {
+        let at_once = admitted.len() + h.in_flight.len();
+        most = most.max(at_once);
+        if let Some(at) = after_first_refusal
+            && h.now < at + COOL_DOWN_MS
+        {
+            assert!(at_once <= CAP, "4 was probed again within the cool-down");
+        }
+        // The provider: runs beyond its cap are refused at once.
+        let fresh: Vec<Dispatch> = h
+            .in_flight
+            .drain(..)
+            .filter(|d| !admitted.iter().any(|a| a.index == d.index))
+            .collect();
+        for d in fresh {
+            if admitted.len() < CAP {
+                admitted.push(d);
+                continue;
+            }
+            refused_runs += 1;
+            let r = agent_result(&h, &d, true);
+            let actions = h.apply(Event::Finished(r));
+            limits.extend(pool_changes(&actions));
+            after_first_refusal.get_or_insert(h.now);
+        }
+        if admitted.is_empty() && h.in_flight.is_empty() {
+            if h.job_state.is_some_and(|s| s.is_terminal()) {
+                break;
+            }
+            // Only rate-limited tasks wait: nothing of the pool is held meanwhile.
+            assert_eq!(h.engine.busy_slots(), 0);
+            h.advance(100);
+            continue;
+        }
+        h.now += 500;
+        let d = admitted.remove(0);
+        let r = agent_result(&h, &d, false);
+        let actions = h.apply(Event::Finished(r));
+        limits.extend(pool_changes(&actions));
+    }
+    assert_eq!(h.job_state, Some(JobState::Succeeded), "nothing is lost");
+    assert_eq!(most, 4, "the limit rose past the provider's cap once");
+    assert_eq!(refused_runs, 1, "one refusal found the cap: {limits:?}");
+    let last = limits.last().expect("the limit was recorded");
+    assert_eq!(last.refused_total, 1);
+    assert_eq!(last.limit, 3, "settled at the provider's cap: {limits:?}");
+    assert_eq!(h.engine.pool_limits()["claude"].limit, 3);
+
+    // A restarted engine goes on from the recorded limit rather than from 2.
+    let mut s = spec((0..8).map(|i| prompt_task(&format!("q{i}"))).collect());
+    s.settings.pools.insert("claude".into(), 8);
+    let mut engine = Engine::new();
+    let capacity = Capacity::machine(16, 4.0, 8192);
+    engine.apply(
+        0,
+        Event::Capacity {
+            queue: ANY_QUEUE.into(),
+            capacity,
+        },
+    );
+    engine.apply(
+        0,
+        Event::Pool {
+            name: "claude".into(),
+            limit: last.clone(),
+        },
+    );
+    let dag = validate(&s).unwrap();
+    let submit = Event::Submit {
+        job: JobId::new(),
+        spec: Arc::new(s),
+        dag: Arc::new(dag),
+        options: JobOptions::default(),
+        saved: None,
+    };
+    let actions = engine.apply(0, submit);
+    let dispatched = actions
+        .iter()
+        .filter(|a| matches!(a, Action::Dispatch(_)))
+        .count();
+    assert_eq!(dispatched, 3);
+}
+
+/// Commands in a pool stay bounded by its size, whatever an agent pool's limit is.
+#[test]
+fn a_pool_of_commands_stays_fixed() {
+    let mut tasks: Vec<TaskSpec> = (0..6).map(|i| task(&format!("c{i}"), &[])).collect();
+    for t in &mut tasks {
+        t.pool = Some("claude".into());
+    }
+    let mut s = spec(tasks);
+    s.settings.pools.insert("claude".into(), 5);
+    let h = Harness::new(s, 16);
+    assert_eq!(h.running().len(), 5);
+    assert!(h.engine.pool_limits().is_empty());
 }

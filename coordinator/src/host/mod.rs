@@ -169,6 +169,10 @@ impl<E: Executor> Host<E> {
         now: Millis,
         recover: Recover,
     ) -> Result<(), crate::store::Error> {
+        // The adaptive pools' limits go on from where they were, before any job dispatches.
+        for (name, limit) in self.store.pool_limits()? {
+            self.driver.apply(now, Event::Pool { name, limit });
+        }
         for job in self.store.jobs()? {
             if job.state.is_terminal() {
                 if job

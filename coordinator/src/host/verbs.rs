@@ -88,10 +88,24 @@ impl<E: Executor> Host<E> {
     /// A job's summary and tasks: one page of them, or (no page asked) the whole list trimmed
     /// to one API message.
     pub fn status(&mut self, r: &StatusRequest) -> Reply<JobStatus> {
+        let mut status = self.task_status(r)?;
+        let engine = self.driver.engine();
+        status.pools = match engine.spec(&r.job) {
+            Some(spec) => views::pools(spec, engine.pool_limits()),
+            // An ended job's spec is in its record, read only when its tasks are asked for.
+            None if r.summary_only => Vec::new(),
+            None => views::pools(&self.record(&r.job)?.spec, engine.pool_limits()),
+        };
+        Ok(status)
+    }
+
+    /// `status` without the pools.
+    fn task_status(&mut self, r: &StatusRequest) -> Reply<JobStatus> {
         if r.summary_only {
             let summary = self.summary(&r.job)?;
             let omitted = summary.total;
             return Ok(JobStatus {
+                pools: Vec::new(),
                 summary,
                 tasks: Vec::new(),
                 omitted,
