@@ -27,7 +27,7 @@ pub const HELD_WAIT: Duration = Duration::from_secs(10);
 
 pub struct Local {
     dir: PathBuf,
-    /// Changes once: from another process's socket to this process, when that one stops.
+    /// Replaced when the process serving the directory stops: this one comes to it again.
     link: tokio::sync::RwLock<Link>,
     run: RunArgs,
     open: Open,
