@@ -61,8 +61,10 @@ impl Dir {
                 for part in l.split(' ') {
                     match part.split_once('=') {
                         Some((k, v))
-                            if ["tool", "task", "model", "effort", "resume", "system", "prompt"]
-                                .contains(&k) =>
+                            if [
+                                "tool", "task", "model", "effort", "resume", "system", "prompt",
+                            ]
+                            .contains(&k) =>
                         {
                             fields.insert(k.to_string(), v.to_string());
                             key = Some(k.to_string());
@@ -668,7 +670,8 @@ max_attempts = 2
     );
     let r = d.ordo(&["run", &spec]);
     assert_eq!(r.code(), 0, "{}\n{}", r.stdout, r.stderr);
-    let asked = |t: &str| -> Vec<String> { d.calls_of(t).iter().map(|c| c["model"].clone()).collect() };
+    let asked =
+        |t: &str| -> Vec<String> { d.calls_of(t).iter().map(|c| c["model"].clone()).collect() };
     assert_eq!(asked("plain"), ["house"]);
     assert_eq!(asked("picked"), ["sonnet-x"]);
     assert_eq!(asked("ladder"), ["small", "big"]);
@@ -692,5 +695,8 @@ max_attempts = 2
     let r = d.ordo(&["run", &codex]);
     assert_eq!(r.code(), 0, "{}\n{}", r.stdout, r.stderr);
     let cx = d.calls_of("cx");
-    assert_eq!((cx[0]["model"].as_str(), cx[0]["effort"].as_str()), ("gpt-x", "high"));
+    assert_eq!(
+        (cx[0]["model"].as_str(), cx[0]["effort"].as_str()),
+        ("gpt-x", "high")
+    );
 }
