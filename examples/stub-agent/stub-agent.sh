@@ -1,8 +1,9 @@
 #!/bin/sh
 # A stand-in for Claude Code's and Codex's command-line tools, for the examples and the tests:
-# called as `claude` it takes what `claude -p --output-format json [--append-system-prompt S]
-# [--resume ID] PROMPT` takes and prints the one JSON object Claude Code prints; called as
-# `codex` it takes `codex exec --json [resume ID] PROMPT` and prints Codex's JSON events.
+# called as `claude` it takes what `claude -p --output-format json [--model M]
+# [--append-system-prompt S] [--resume ID] PROMPT` takes and prints the one JSON object Claude
+# Code prints; called as `codex` it takes `codex exec --json [-m M] [-c model_reasoning_effort=E]
+# [resume ID] PROMPT` and prints Codex's JSON events.
 #
 # What it does comes from the prompt, one instruction per line (other lines are ignored):
 #   write FILE: TEXT      write TEXT and a newline to FILE (directories made)
@@ -25,6 +26,8 @@ set -eu
 tool=$(basename "$0")
 resume=""
 system=""
+model=""
+effort=""
 case "$tool" in
   codex)
     [ "${1-}" = exec ] || { echo "stub codex: expected 'exec'" >&2; exit 2; }
@@ -32,6 +35,12 @@ case "$tool" in
     while [ $# -gt 1 ]; do
       case "$1" in
         --json) ;;
+        -m) shift; model=$1 ;;
+        -c) shift
+          case "$1" in
+            model_reasoning_effort=*) effort=${1#*=} ;;
+            *) echo "stub codex: unknown setting $1" >&2; exit 2 ;;
+          esac ;;
         resume) shift; resume=$1 ;;
         *) echo "stub codex: unknown argument $1" >&2; exit 2 ;;
       esac
@@ -44,6 +53,7 @@ case "$tool" in
       case "$1" in
         -p|--print) ;;
         --output-format) shift; [ "$1" = json ] || { echo "stub claude: only json" >&2; exit 2; } ;;
+        --model) shift; model=$1 ;;
         --append-system-prompt) shift; system=$1 ;;
         --resume) shift; resume=$1 ;;
         *) echo "stub claude: unknown option $1" >&2; exit 2 ;;
@@ -68,8 +78,8 @@ else
 fi
 first=$(printf '%s\n' "$prompt" | head -n 1)
 if [ -n "${STUB_LOG-}" ]; then
-  printf 'tool=%s task=%s resume=%s system=%s prompt=%s\n' \
-    "$tool" "${ORDO_TASK-}" "$resume" "$system" "$first" >> "$STUB_LOG"
+  printf 'tool=%s task=%s model=%s effort=%s resume=%s system=%s prompt=%s\n' \
+    "$tool" "${ORDO_TASK-}" "$model" "$effort" "$resume" "$system" "$first" >> "$STUB_LOG"
 fi
 
 json_escape() { printf '%s' "$1" | sed 's/\\/\\\\/g; s/"/\\"/g' | tr '\n\t' '  '; }

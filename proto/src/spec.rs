@@ -21,6 +21,8 @@ pub const DEFAULT_RETRY_BACKOFF: Duration = Duration::from_secs(1);
 /// The program of each agent profile when `agent_command` does not name one.
 pub const CLAUDE_PROGRAM: &str = "claude";
 pub const CODEX_PROGRAM: &str = "codex";
+/// The values of `effort`.
+pub const EFFORTS: [&str; 3] = ["low", "medium", "high"];
 /// Iteration cap of a flow-jump job unless `allow_infinite_loops`.
 pub const DEFAULT_ITERATION_CAP: u32 = 1000;
 /// Integrations a task may try (conflicts and failed integration verifies re-run it).
@@ -267,6 +269,12 @@ pub struct Settings {
     /// Integrations a task may try (default 3).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_integration_attempts: Option<u32>,
+    /// The model of prompt tasks that name none (the agent's own default when unset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// The reasoning effort of prompt tasks that name none: one of `EFFORTS`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effort: Option<String>,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -429,6 +437,16 @@ pub struct TaskSpec {
     /// The `settings.pools` semaphore it takes while it runs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pool: Option<String>,
+    /// The agent's model (`claude --model`, `codex -m`); `settings.model` when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    /// Reasoning effort, one of `EFFORTS` (Codex's `model_reasoning_effort`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effort: Option<String>,
+    /// Escalation ladder: attempt n runs model n of the list (the last one stays); wins over
+    /// `model`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub escalate: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verify_command: Option<String>,
     #[serde(default, skip_serializing_if = "is_zero")]
@@ -546,6 +564,9 @@ impl TaskSpec {
             max_cost_usd: None,
             max_tokens: None,
             pool: None,
+            model: None,
+            effort: None,
+            escalate: None,
             verify_command: None,
             verify_success_code: 0,
             depends_on: Deps::default(),
@@ -737,16 +758,37 @@ impl JobSpec {
 
     /// The program a task runs, or `None` if it has none (validation rejects that).
     pub fn program(&self, t: &TaskSpec) -> Option<Program> {
-        self.program_with(t, None, None)
+        self.program_with(t, None, None, self.model(t, 1))
     }
 
-    /// The program of one attempt: for a prompt task, the agent resuming `session` when given,
-    /// with `prompt` instead of the task's own when given (the verify loop's next prompt).
+    /// The model attempt `n` (from 1) of prompt task `t` asks for: the `escalate` ladder's
+    /// n-th (its last past the end), else the task's `model`, else the job's; `None` for the
+    /// agent's default, and for tasks that run no agent.
+    pub fn model<'a>(&'a self, t: &'a TaskSpec, n: u32) -> Option<&'a str> {
+        if !t.is_prompt() {
+            return None;
+        }
+        if let Some(ladder) = t.escalate.as_deref().filter(|l| !l.is_empty()) {
+            let i = (n.max(1) - 1) as usize;
+            return Some(ladder[i.min(ladder.len() - 1)].as_str());
+        }
+        t.model.as_deref().or(self.settings.model.as_deref())
+    }
+
+    /// The reasoning effort of prompt task `t`: its own, else the job's.
+    pub fn effort<'a>(&'a self, t: &'a TaskSpec) -> Option<&'a str> {
+        t.effort.as_deref().or(self.settings.effort.as_deref())
+    }
+
+    /// The program of one attempt: for a prompt task, the agent running `model` (its default
+    /// when `None`), resuming `session` when given, with `prompt` instead of the task's own when
+    /// given (the verify loop's next prompt).
     pub fn program_with(
         &self,
         t: &TaskSpec,
         session: Option<&str>,
         prompt: Option<&str>,
+        model: Option<&str>,
     ) -> Option<Program> {
         if let Some(c) = &t.command {
             return Some(Program::Shell(c.clone()));
@@ -769,6 +811,10 @@ impl JobSpec {
             AgentKind::Claude => {
                 let mut argv = base(CLAUDE_PROGRAM);
                 argv.extend(["-p", "--output-format", "json"].map(String::from));
+                // Claude Code has no option for the effort: `effort` is Codex's alone.
+                if let Some(m) = model {
+                    argv.extend(["--model".to_string(), m.to_string()]);
+                }
                 if let Some(sys) = &t.system_prompt {
                     argv.extend(["--append-system-prompt".to_string(), sys.clone()]);
                 }
@@ -781,6 +827,12 @@ impl JobSpec {
             AgentKind::Codex => {
                 let mut argv = base(CODEX_PROGRAM);
                 argv.extend(["exec", "--json"].map(String::from));
+                if let Some(m) = model {
+                    argv.extend(["-m".to_string(), m.to_string()]);
+                }
+                if let Some(e) = self.effort(t) {
+                    argv.extend(["-c".to_string(), format!("model_reasoning_effort={e}")]);
+                }
                 if let Some(id) = session {
                     argv.extend(["resume".to_string(), id.to_string()]);
                 }

@@ -209,6 +209,7 @@ fn check_settings(spec: &JobSpec, errors: &mut Vec<Error>) {
             message: format!("{field} {NUL_MESSAGE}"),
         });
     }
+    errors.extend(bad_effort(s.effort.as_deref()).map(setting));
     if s.max_integration_attempts == Some(0) {
         errors.push(Error::BadSetting {
             message: "max_integration_attempts must be at least 1".into(),
@@ -297,6 +298,17 @@ fn valid_branch(b: &str) -> bool {
             .all(|p| !p.starts_with('.') && !p.ends_with(".lock"))
 }
 
+/// Why an `effort` cannot be used: it is none of `EFFORTS`.
+fn bad_effort(effort: Option<&str>) -> Option<String> {
+    use crate::spec::EFFORTS;
+    effort.filter(|e| !EFFORTS.contains(e)).map(|e| {
+        format!(
+            "effort {e:?} is not one of {}",
+            EFFORTS.map(|e| format!("{e:?}")).join(", ")
+        )
+    })
+}
+
 /// What is said of a field holding a NUL byte.
 const NUL_MESSAGE: &str = "contains a NUL byte, which no program can be given";
 
@@ -366,6 +378,18 @@ fn check_task(
             message: format!("{field} {NUL_MESSAGE}"),
         });
     }
+    errors.extend(
+        bad_effort(t.effort.as_deref())
+            .into_iter()
+            .chain(t.escalate.as_ref().and_then(|l| {
+                (l.is_empty() || l.iter().any(|m| m.trim().is_empty()))
+                    .then(|| "escalate must list at least one model, none of them empty".into())
+            }))
+            .map(|message| Error::BadValue {
+                task: task(),
+                message,
+            }),
+    );
     for glob in &t.files {
         if let Err(why) = crate::globs::check(glob) {
             errors.push(Error::BadValue {
@@ -783,5 +807,31 @@ mod hostile {
                 "task 't1': env contains a NUL byte, which no program can be given",
             ]
         );
+    }
+
+    #[test]
+    fn unknown_efforts_and_empty_escalation_ladders_are_refused() {
+        let mut spec = job(&[vec![], vec![]]);
+        spec.tasks[0].effort = Some("max".into());
+        spec.tasks[1].effort = Some("high".into());
+        spec.tasks[1].escalate = Some(vec![]);
+        spec.settings.effort = Some("extreme".into());
+        let text: Vec<String> = validate(&spec)
+            .unwrap_err()
+            .iter()
+            .map(|e| e.to_string())
+            .collect();
+        assert_eq!(
+            text,
+            [
+                "settings: effort \"extreme\" is not one of \"low\", \"medium\", \"high\"",
+                "task 't0': effort \"max\" is not one of \"low\", \"medium\", \"high\"",
+                "task 't1': escalate must list at least one model, none of them empty",
+            ]
+        );
+        spec.tasks[0].effort = Some("low".into());
+        spec.tasks[1].escalate = Some(vec!["a".into(), "b".into()]);
+        spec.settings.effort = None;
+        assert!(validate(&spec).is_ok());
     }
 }

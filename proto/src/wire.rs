@@ -51,6 +51,10 @@ pub struct Dispatch {
     /// A prompt task run by an agent profile: how to read what the program prints.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent: Option<AgentKind>,
+    /// The model the attempt asked its agent for (already in `program`): recorded as the
+    /// attempt's model when the agent does not name one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
 }
 
 /// Where an attempt of a job with `workspace = "worktree"` runs (docs/design.md, "Agent
@@ -216,6 +220,7 @@ impl Dispatch {
             memory_mb: 0,
             workspace: None,
             agent: None,
+            model: None,
         }
     }
 

@@ -61,7 +61,10 @@ impl Dir {
                 for part in l.split(' ') {
                     match part.split_once('=') {
                         Some((k, v))
-                            if ["tool", "task", "resume", "system", "prompt"].contains(&k) =>
+                            if [
+                                "tool", "task", "model", "effort", "resume", "system", "prompt",
+                            ]
+                            .contains(&k) =>
                         {
                             fields.insert(k.to_string(), v.to_string());
                             key = Some(k.to_string());
@@ -630,5 +633,70 @@ fn a_rate_limited_task_holds_no_slot_while_it_waits() {
     assert!(
         waited_from <= start && end <= waited_to,
         "the command ran ({start}..{end}) while the agent task waited ({waited_from}..{waited_to})"
+    );
+}
+
+/// A task's `model` reaches Claude Code as `--model`, the job's `[settings] model` is the
+/// default, and an escalation ladder runs the attempt after a failed verify with the next model;
+/// each run records the model it asked for (the stub names none). Codex gets `-m` and
+/// `-c model_reasoning_effort=`.
+#[test]
+fn models_reach_the_agent_and_a_failed_verify_escalates() {
+    let d = Dir::new();
+    let spec = d.job(
+        "models.toml",
+        &format!(
+            "name = \"models\"\n{}\n{}",
+            settings(&d, "claude", "max_parallel_tasks = 1\nmodel = \"house\""),
+            r#"
+[[tasks]]
+name = "plain"
+prompt = "write a.txt: a"
+
+[[tasks]]
+name = "picked"
+model = "sonnet-x"
+prompt = "write b.txt: b"
+
+[[tasks]]
+name = "ladder"
+escalate = ["small", "big"]
+prompt = """write notes.txt: first try
+then write fixed.txt: fixed"""
+verify_command = "test -f fixed.txt"
+max_attempts = 2
+"#
+        ),
+    );
+    let r = d.ordo(&["run", &spec]);
+    assert_eq!(r.code(), 0, "{}\n{}", r.stdout, r.stderr);
+    let asked =
+        |t: &str| -> Vec<String> { d.calls_of(t).iter().map(|c| c["model"].clone()).collect() };
+    assert_eq!(asked("plain"), ["house"]);
+    assert_eq!(asked("picked"), ["sonnet-x"]);
+    assert_eq!(asked("ladder"), ["small", "big"]);
+    let report = d.report();
+    let recorded: Vec<&Value> = task(&report, "ladder")["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|run| &run["agent"]["model"])
+        .collect();
+    assert_eq!(recorded, ["small", "big"], "{report:#}");
+
+    let codex = d.job(
+        "codex.toml",
+        &format!(
+            "name = \"codex\"\n{}\n{}",
+            settings(&d, "codex", "effort = \"low\""),
+            "[[tasks]]\nname = \"cx\"\nmodel = \"gpt-x\"\neffort = \"high\"\nprompt = \"write c.txt: c\"\n",
+        ),
+    );
+    let r = d.ordo(&["run", &codex]);
+    assert_eq!(r.code(), 0, "{}\n{}", r.stdout, r.stderr);
+    let cx = d.calls_of("cx");
+    assert_eq!(
+        (cx[0]["model"].as_str(), cx[0]["effort"].as_str()),
+        ("gpt-x", "high")
     );
 }

@@ -149,7 +149,12 @@ pub async fn run(
         None => col.tail.decode(),
     };
     result.output_bytes = col.total;
-    result.agent = report.agent.map(|r| Box::new(r.run));
+    result.agent = report.agent.map(|r| {
+        let mut run = r.run;
+        // The model the agent names, else the one it was asked for.
+        run.model = run.model.or_else(|| d.model.clone());
+        Box::new(run)
+    });
     result
 }
 

@@ -561,9 +561,9 @@ impl Job {
             .agent
             .session_to_resume(task, previous.map(|p| &self.slots[p as usize].agent));
         let prompt = self.slots[t as usize].agent.take_prompt();
-        let Some(program) = self
-            .spec
-            .program_with(task, session.as_deref(), prompt.as_deref())
+        // The attempt budget counts this attempt: the escalation ladder climbs with it.
+        let model = spec.model(task, self.slots[t as usize].tries + 1);
+        let Some(program) = spec.program_with(task, session.as_deref(), prompt.as_deref(), model)
         else {
             self.end_for_good(t, Outcome::Failed, "nothing to run".into(), now, out);
             return;
@@ -602,6 +602,7 @@ impl Job {
             memory_mb: need.memory_mb,
             workspace: None,
             agent: self.spec.agent_of(task),
+            model: model.map(String::from),
         };
         if let Some(ws) = &self.ws {
             ws.decorate(&mut dispatch, task.is_prompt(), task.title());

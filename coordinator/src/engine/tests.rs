@@ -2657,3 +2657,35 @@ fn a_pool_of_commands_stays_fixed() {
     assert_eq!(h.running().len(), 5);
     assert!(h.engine.pool_limits().is_empty());
 }
+
+/// Proves the escalation ladder climbs with the attempts: attempt 1 of a task with
+/// `escalate = ["a", "b"]` asks for `a`, attempt 2 (after a failed verify) and any later one
+/// for `b`; the model is both in the agent's argv and in the dispatch.
+#[test]
+fn a_failed_verify_escalates_to_the_next_model() {
+    let mut t = prompt_task("p");
+    t.verify_command = Some("false".into());
+    t.max_attempts = Some(3);
+    t.escalate = Some(vec!["a".into(), "b".into()]);
+    let mut h = Harness::new(spec(vec![t]), 1);
+    let mut models = Vec::new();
+    for _ in 0..3 {
+        let d = h.in_flight[0].clone();
+        let ordo_proto::Program::Argv(argv) = &d.program else {
+            panic!("an agent's argv, got {:?}", d.program)
+        };
+        let flag = argv.iter().position(|a| a == "--model").expect("--model");
+        assert_eq!(d.model.as_deref(), Some(argv[flag + 1].as_str()));
+        models.push((d.attempt, argv[flag + 1].clone()));
+        h.finish("p", Outcome::VerifyFailed);
+        h.advance(60_000);
+    }
+    assert_eq!(
+        models,
+        [
+            (Attempt(1), "a".to_string()),
+            (Attempt(2), "b".to_string()),
+            (Attempt(3), "b".to_string()),
+        ]
+    );
+}
