@@ -210,7 +210,7 @@ async fn run(
         // A reply, a stop, or someone waiting for a job that has ended needs the commit now;
         // otherwise the commit rule decides (changes are grouped).
         let engine = host.engine();
-        let idle = engine.job_ids().is_empty();
+        let idle = engine.is_idle();
         let ended = waiting.iter().any(|(job, _)| match job {
             Some(job) => !engine.has_job(job),
             None => idle,
@@ -230,15 +230,15 @@ async fn run(
         let engine = host.engine();
         waiting.retain(|(job, _)| match job {
             Some(job) => engine.has_job(job),
-            None => !engine.job_ids().is_empty(),
+            None => !engine.is_idle(),
         });
         // Those that were retained still wait; the others were dropped above: answer them.
         // (A dropped sender wakes its receiver, which is all `ended` waits for.)
-        if let Some(tx) = stopping.take_if(|_| host.engine().job_ids().is_empty()) {
+        if let Some(tx) = stopping.take_if(|_| host.engine().is_idle()) {
             let _ = tx.send(());
             return;
         }
-        if closed && host.engine().job_ids().is_empty() {
+        if closed && host.engine().is_idle() {
             return;
         }
     }
