@@ -143,7 +143,7 @@ pub enum AppendError {
 
 /// Appends one encoded write as the holder of the epoch message at `epoch_seq`, in parts if
 /// it is larger than `max_part`. `id` makes retries idempotent (`Nats-Msg-Id`). Returns the
-/// sequence of its last part. Transient errors are retried until `deadline`.
+/// sequence of its last part. Transient errors are retried while attempts start before `deadline`.
 pub async fn append(
     js: &jetstream::Context,
     epoch_seq: u64,
@@ -178,6 +178,7 @@ pub async fn append(
         let payload = bytes::Bytes::copy_from_slice(part);
         let mut delay = Duration::from_millis(20);
         last = loop {
+            let started = Instant::now();
             let r = match js
                 .publish_with_headers(names::JOURNAL_ENTRY, h.clone(), payload.clone())
                 .await
@@ -190,13 +191,19 @@ pub async fn append(
                 Err(e) if e.kind() == PublishErrorKind::WrongLastSequence => {
                     return Err(AppendError::Fenced);
                 }
+                // An attempt that began before the deadline is always followed by one more,
+                // even when it failed after it: a process frozen (SIGSTOP, a VM pause) in the
+                // middle of a publish learns from the retry whether its epoch is over (the
+                // fence) instead of timing out on the ack it slept through.
+                Err(e) if started >= deadline => {
+                    return Err(AppendError::Unavailable(e.to_string()));
+                }
                 Err(e) => {
-                    if Instant::now() >= deadline {
-                        return Err(AppendError::Unavailable(e.to_string()));
-                    }
                     tracing::warn!("journal append: {e}; retrying");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_millis(500));
+                    if Instant::now() < deadline {
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(Duration::from_millis(500));
+                    }
                 }
             }
         };
