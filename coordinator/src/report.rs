@@ -162,6 +162,8 @@ mod tests {
             message: String::new(),
             workspace: None,
             agent: None,
+            stages: Vec::new(),
+            rounds: 0,
         };
         let changes = [
             Change::Task {

@@ -967,6 +967,8 @@ mod tests {
             message: "exit code 1".into(),
             workspace: None,
             agent: None,
+            stages: Vec::new(),
+            rounds: 0,
         };
         let changes = [
             Change::Attempt(result(1, 1)),
@@ -1018,6 +1020,8 @@ mod tests {
             message: String::new(),
             workspace: None,
             agent: None,
+            stages: Vec::new(),
+            rounds: 0,
         };
         let end = |job: &JobRecord, at: Millis| Change::Job {
             job: job.id,
@@ -1470,6 +1474,8 @@ mod tests {
                     message: String::new(),
                     workspace: None,
                     agent: None,
+                    stages: Vec::new(),
+                    rounds: 0,
                 };
                 actions.extend(engine.apply(now, Event::Finished(result)));
             }

@@ -26,6 +26,9 @@ pub const WORKERS: &str = "workers";
 pub const REPORT: &str = "report";
 /// `PruneRequest` → `PruneReply`: removes old finished jobs.
 pub const PRUNE: &str = "prune";
+/// Approve or reject a task awaiting approval (docs/design.md, "Quality gates").
+pub const APPROVE: &str = "approve";
+pub const REJECT: &str = "reject";
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -197,6 +200,18 @@ impl RetryRequest {
         }
         Ok(())
     }
+}
+
+/// `approve` and `reject`: a person's decision on a task awaiting approval.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct DecideRequest {
+    pub job: JobId,
+    pub task: String,
+    /// Who decides: the NATS user on a cluster, the OS user locally, `dashboard` or `mcp`.
+    pub by: String,
+    /// `approve --comment`, or `reject --reason` (required to reject).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]

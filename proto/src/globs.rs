@@ -88,6 +88,59 @@ pub fn may_overlap(a: &str, b: &str) -> bool {
     a.iter().zip(&b).all(|(x, y)| segment_may_match(x, y))
 }
 
+/// Whether `path` (relative, `/`-separated) matches `glob` or lies under what it names: the
+/// test of an approval's `when_files` against the files a task changed.
+pub fn matches(glob: &str, path: &str) -> bool {
+    fn segs(glob: &[&str], path: &[&str]) -> bool {
+        match glob.split_first() {
+            // Everything under what the glob names is covered.
+            None => true,
+            Some((&"**", rest)) => (0..=path.len()).any(|i| segs(rest, &path[i..])),
+            Some((g, rest)) => path
+                .split_first()
+                .is_some_and(|(p, tail)| segment_matches(g, p) && segs(rest, tail)),
+        }
+    }
+    segs(&segments(glob), &segments(path))
+}
+
+/// Whether one path segment matches a glob segment (`*`, `?`, `[...]`, `[!...]`).
+fn segment_matches(glob: &str, seg: &str) -> bool {
+    let (g, s): (Vec<char>, Vec<char>) = (glob.chars().collect(), seg.chars().collect());
+    fn go(g: &[char], s: &[char]) -> bool {
+        match g.split_first() {
+            None => s.is_empty(),
+            Some(('*', rest)) => (0..=s.len()).any(|i| go(rest, &s[i..])),
+            Some(('?', rest)) => !s.is_empty() && go(rest, &s[1..]),
+            Some(('[', rest)) => {
+                let Some(close) = rest.iter().position(|&c| c == ']') else {
+                    return s.first() == Some(&'[') && go(rest, &s[1..]);
+                };
+                let (set, after) = (&rest[..close], &rest[close + 1..]);
+                let (negate, set) = match set.split_first() {
+                    Some(('!' | '^', set)) => (true, set),
+                    _ => (false, set),
+                };
+                let Some(&c) = s.first() else { return false };
+                let mut hit = false;
+                let mut i = 0;
+                while i < set.len() {
+                    if i + 2 < set.len() && set[i + 1] == '-' {
+                        hit |= set[i] <= c && c <= set[i + 2];
+                        i += 3;
+                    } else {
+                        hit |= set[i] == c;
+                        i += 1;
+                    }
+                }
+                hit != negate && go(after, &s[1..])
+            }
+            Some((c, rest)) => s.first() == Some(c) && go(rest, &s[1..]),
+        }
+    }
+    go(&g, &s)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -139,6 +192,29 @@ mod tests {
         ];
         for (a, b) in no {
             assert!(!may_overlap(a, b) && !may_overlap(b, a), "{a} !~ {b}");
+        }
+    }
+
+    #[test]
+    fn paths_match_globs_and_what_they_name() {
+        for (g, p) in [
+            ("migrations/**", "migrations/001.sql"),
+            ("migrations/**", "migrations/a/b.sql"),
+            ("migrations", "migrations/001.sql"),
+            ("src/*.rs", "src/lib.rs"),
+            ("**/*.sql", "db/x/1.sql"),
+            ("docs/[ab]*.md", "docs/b1.md"),
+            ("deploy/**", "deploy/k8s.yaml"),
+        ] {
+            assert!(matches(g, p), "{g} ~ {p}");
+        }
+        for (g, p) in [
+            ("migrations/**", "src/migrations.rs"),
+            ("src/*.rs", "src/a/lib.rs"),
+            ("docs/[ab]*.md", "docs/c.md"),
+            ("deploy/**", "deployment/x"),
+        ] {
+            assert!(!matches(g, p), "{g} !~ {p}");
         }
     }
 }

@@ -7,6 +7,8 @@
 //! - `clock`: the wall clock in milliseconds, read in one place.
 //! - `duration`: durations as job files write them (`7200`, `"90s"`, `"1h30m"`).
 //! - `globs`: write-set globs (`files`): checked, and compared for possible overlap.
+//! - `gates`: quality gates (`[[stages]]`), notifications (`[[notify]]`), stage records and
+//!   verdicts.
 //! - `spec`: the job model (`JobSpec`, `Settings`, `TaskSpec`), also the canonical file format.
 //! - `validate`: every check a spec must pass, errors as data naming the tasks.
 //! - `dag`: the validated graph and its analyses (levels, critical path, makespan estimate).
@@ -21,6 +23,7 @@ pub mod api;
 pub mod clock;
 pub mod dag;
 pub mod duration;
+pub mod gates;
 pub mod globs;
 pub mod ids;
 pub mod names;
@@ -34,8 +37,8 @@ pub use dag::{Dag, Plan};
 pub use duration::Dur;
 pub use ids::{Attempt, AttemptRef, JobId, TaskIndex, TaskName, WorkerId};
 pub use spec::{
-    AgentKind, Deps, ExecutionMode, FlowEdge, JobSpec, Jump, ModeDecision, ModeReason, Program,
-    Settings, TaskSpec, WorkspaceMode, task_label,
+    AgentCall, AgentKind, Deps, ExecutionMode, FlowEdge, JobSpec, Jump, ModeDecision, ModeReason,
+    Program, Settings, TaskSpec, WorkspaceMode, task_label,
 };
 pub use state::{Ignore, JobState, TaskPhase};
 pub use wire::{

@@ -61,6 +61,63 @@ impl AgentKind {
     }
 }
 
+/// How to call an agent, everything but the session and the prompt (`JobSpec::agent_call`):
+/// what an executor runs a stage's reviewer and a resumed implementer with.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentCall {
+    pub kind: AgentKind,
+    /// The program and its options (`agent_command`, else `claude` or `codex`).
+    pub base: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effort: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system: Option<String>,
+}
+
+impl AgentCall {
+    /// The argv of one run with `prompt`, resuming `session` when given.
+    pub fn argv(&self, session: Option<&str>, prompt: &str) -> Vec<String> {
+        let with_system = || match &self.system {
+            Some(sys) => format!("{sys}\n\n{prompt}"),
+            None => prompt.to_string(),
+        };
+        let mut argv = self.base.clone();
+        match self.kind {
+            AgentKind::Claude => {
+                argv.extend(["-p", "--output-format", "json"].map(String::from));
+                // Claude Code has no option for the effort: `effort` is Codex's alone.
+                if let Some(m) = &self.model {
+                    argv.extend(["--model".to_string(), m.clone()]);
+                }
+                if let Some(sys) = &self.system {
+                    argv.extend(["--append-system-prompt".to_string(), sys.clone()]);
+                }
+                if let Some(id) = session {
+                    argv.extend(["--resume".to_string(), id.to_string()]);
+                }
+                argv.push(prompt.to_string());
+            }
+            AgentKind::Codex => {
+                argv.extend(["exec", "--json"].map(String::from));
+                if let Some(m) = &self.model {
+                    argv.extend(["-m".to_string(), m.clone()]);
+                }
+                if let Some(e) = &self.effort {
+                    argv.extend(["-c".to_string(), format!("model_reasoning_effort={e}")]);
+                }
+                if let Some(id) = session {
+                    argv.extend(["resume".to_string(), id.to_string()]);
+                }
+                argv.push(with_system());
+            }
+            AgentKind::Command => argv.push(with_system()),
+        }
+        argv
+    }
+}
+
 /// Where a job's attempts run (docs/design.md, "Agent workspaces").
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -97,6 +154,13 @@ pub struct JobSpec {
     pub settings: Settings,
     #[serde(default)]
     pub tasks: Vec<TaskSpec>,
+    /// Quality gates every prompt task (or every task they `select`) goes through before it
+    /// is integrated (docs/design.md, "Quality gates").
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stages: Vec<crate::gates::StageSpec>,
+    /// Webhooks told of the events a person must act on.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notify: Vec<crate::gates::NotifySpec>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -797,55 +861,89 @@ impl JobSpec {
             return Some(Program::Argv(a.clone()));
         }
         let prompt = prompt.or(t.prompt.as_deref())?;
-        let base = |program: &str| {
-            self.settings
-                .agent_command
+        Some(Program::Argv(
+            self.agent_call(t, model).argv(session, prompt),
+        ))
+    }
+
+    /// How prompt task `t` calls its agent running `model`: what an executor resumes the
+    /// implementer's session with after a stage asks for changes.
+    pub fn agent_call(&self, t: &TaskSpec, model: Option<&str>) -> AgentCall {
+        AgentCall {
+            kind: self.agent(),
+            base: self.agent_base(self.agent()),
+            model: model.map(str::to_string),
+            effort: self.effort(t).map(str::to_string),
+            system: t.system_prompt.clone(),
+        }
+    }
+
+    /// How an agent stage calls its reviewer: its own agent, model and effort, else the job's.
+    pub fn stage_call(&self, stage: &crate::gates::StageSpec) -> AgentCall {
+        let kind = stage.agent.unwrap_or_else(|| self.agent());
+        AgentCall {
+            kind,
+            base: self.agent_base(kind),
+            model: stage.model.clone().or_else(|| self.settings.model.clone()),
+            effort: stage
+                .effort
                 .clone()
-                .unwrap_or_else(|| vec![program.to_string()])
-        };
-        let with_system = || match &t.system_prompt {
-            Some(sys) => format!("{sys}\n\n{prompt}"),
-            None => prompt.to_string(),
-        };
-        let argv = match self.agent() {
-            AgentKind::Claude => {
-                let mut argv = base(CLAUDE_PROGRAM);
-                argv.extend(["-p", "--output-format", "json"].map(String::from));
-                // Claude Code has no option for the effort: `effort` is Codex's alone.
-                if let Some(m) = model {
-                    argv.extend(["--model".to_string(), m.to_string()]);
-                }
-                if let Some(sys) = &t.system_prompt {
-                    argv.extend(["--append-system-prompt".to_string(), sys.clone()]);
-                }
-                if let Some(id) = session {
-                    argv.extend(["--resume".to_string(), id.to_string()]);
-                }
-                argv.push(prompt.to_string());
-                argv
-            }
-            AgentKind::Codex => {
-                let mut argv = base(CODEX_PROGRAM);
-                argv.extend(["exec", "--json"].map(String::from));
-                if let Some(m) = model {
-                    argv.extend(["-m".to_string(), m.to_string()]);
-                }
-                if let Some(e) = self.effort(t) {
-                    argv.extend(["-c".to_string(), format!("model_reasoning_effort={e}")]);
-                }
-                if let Some(id) = session {
-                    argv.extend(["resume".to_string(), id.to_string()]);
-                }
-                argv.push(with_system());
-                argv
-            }
-            AgentKind::Command => {
-                let mut argv = self.settings.agent_command.clone().unwrap_or_default();
-                argv.push(with_system());
-                argv
-            }
-        };
-        Some(Program::Argv(argv))
+                .or_else(|| self.settings.effort.clone()),
+            system: None,
+        }
+    }
+
+    /// The program (and options) that stand for agent `kind`: `agent_command` for the job's
+    /// own agent, else the agent's program.
+    fn agent_base(&self, kind: AgentKind) -> Vec<String> {
+        match (&self.settings.agent_command, kind) {
+            (Some(c), k) if k == self.agent() => c.clone(),
+            (_, AgentKind::Claude) => vec![CLAUDE_PROGRAM.to_string()],
+            (_, AgentKind::Codex) => vec![CODEX_PROGRAM.to_string()],
+            (c, AgentKind::Command) => c.clone().unwrap_or_default(),
+        }
+    }
+
+    /// Sets the agent and command stages of a dispatch of task `t` (its agent running
+    /// `model`), and how to resume its implementer when a stage asks for changes.
+    pub fn stage_runs(&self, t: &TaskSpec, model: Option<&str>, d: &mut crate::wire::Dispatch) {
+        use crate::gates::{StageKind, StageProgram, StageRun};
+        d.stages = self
+            .stages_of(t)
+            .filter_map(|s| {
+                let run = match s.kind() {
+                    StageKind::Agent => StageProgram::Agent {
+                        call: self.stage_call(s),
+                        prompt: s.prompt.clone().unwrap_or_default(),
+                    },
+                    StageKind::Command => StageProgram::Command {
+                        command: s.command.clone().unwrap_or_default(),
+                    },
+                    StageKind::Approval => return None,
+                };
+                Some(StageRun {
+                    name: s.name.clone(),
+                    run,
+                    group: s.group.clone(),
+                    read_only: s.read_only,
+                    max_rounds: s.max_rounds(),
+                    timeout: s.timeout.map(|d| d.0),
+                })
+            })
+            .collect();
+        d.implementer =
+            (t.is_prompt() && !d.stages.is_empty() && self.agent() != AgentKind::Command)
+                .then(|| self.agent_call(t, model));
+    }
+
+    /// The stages task `t` goes through, in the order the spec gives them.
+    pub fn stages_of<'a>(
+        &'a self,
+        t: &'a TaskSpec,
+    ) -> impl Iterator<Item = &'a crate::gates::StageSpec> + 'a {
+        self.stages
+            .iter()
+            .filter(|s| s.selects(&t.labels, t.is_prompt()))
     }
 
     /// The budgets of a job: dollars and tokens, each when set.

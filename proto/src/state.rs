@@ -4,7 +4,7 @@
 //! carries no data, so the engine uses this one.
 //!
 //! ```text
-//! pending → ready → dispatched → running → (integrating) → succeeded | failed | timed_out
+//! pending → ready → dispatched → running → (awaiting_approval) → (integrating) → succeeded | failed | timed_out
 //!              ↑                    │            │                        | cancelled
 //!              └──── retry_wait ←───┘ ←──────────┘ (attempts left; a conflict re-runs)
 //! pending | ready | retry_wait → skipped | cancelled
@@ -30,10 +30,13 @@ pub enum TaskPhase {
     TimedOut,
     Cancelled,
     Skipped,
+    /// Its attempt passed its verify and stages; an approval stage waits for a person (no
+    /// slot, pool or lock held; its dependents wait). Last, so stored indices stay.
+    AwaitingApproval,
 }
 
 impl TaskPhase {
-    pub const ALL: [TaskPhase; 11] = [
+    pub const ALL: [TaskPhase; 12] = [
         TaskPhase::Pending,
         TaskPhase::Ready,
         TaskPhase::Dispatched,
@@ -45,6 +48,7 @@ impl TaskPhase {
         TaskPhase::TimedOut,
         TaskPhase::Cancelled,
         TaskPhase::Skipped,
+        TaskPhase::AwaitingApproval,
     ];
 
     pub fn name(self) -> &'static str {
@@ -60,6 +64,7 @@ impl TaskPhase {
             TaskPhase::TimedOut => "timed_out",
             TaskPhase::Cancelled => "cancelled",
             TaskPhase::Skipped => "skipped",
+            TaskPhase::AwaitingApproval => "awaiting_approval",
         }
     }
 
@@ -75,6 +80,7 @@ impl TaskPhase {
             | TaskPhase::Dispatched
             | TaskPhase::Running
             | TaskPhase::Integrating
+            | TaskPhase::AwaitingApproval
             | TaskPhase::RetryWait => false,
         }
     }

@@ -13,8 +13,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::gates::{StageRecord, StageRun};
 use crate::ids::{Attempt, AttemptRef, JobId, TaskIndex, TaskName, WorkerId};
-use crate::spec::{AgentKind, Program};
+use crate::spec::{AgentCall, AgentKind, Program};
 
 /// One attempt of one task, fully resolved: the executor needs nothing else.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -55,6 +56,14 @@ pub struct Dispatch {
     /// attempt's model when the agent does not name one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
+    /// The agent and command stages the attempt goes through after its verify
+    /// (docs/design.md, "Quality gates"), in the spec's order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stages: Vec<StageRun>,
+    /// A prompt task with stages: how to resume its agent's session with a stage's findings
+    /// (a round of the same attempt).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub implementer: Option<AgentCall>,
 }
 
 /// Where an attempt of a job with `workspace = "worktree"` runs (docs/design.md, "Agent
@@ -76,6 +85,10 @@ pub struct Workspace {
     /// The task's title, when its format gave one (a TaskMaster task's): for commit messages.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub title: Option<String>,
+    /// A revise round (an approval rejected with `on_reject = "revise"`): the attempt starts
+    /// from this branch and head, the task's work as it was, instead of from the tip.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub revise: Option<Resolve>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -221,6 +234,8 @@ impl Dispatch {
             workspace: None,
             agent: None,
             model: None,
+            stages: Vec::new(),
+            implementer: None,
         }
     }
 
@@ -323,9 +338,20 @@ pub struct TaskResult {
     /// Jobs with workspaces: what the attempt left in its worktree.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub workspace: Option<Box<WorkspaceResult>>,
-    /// Agent runs: the session, cost and tokens the agent reported.
+    /// Agent runs: the session, cost and tokens the agent reported (of every round of the
+    /// implementer, its last session).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub agent: Option<Box<AgentRun>>,
+    /// Each run of each stage, round by round (docs/design.md, "Quality gates").
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stages: Vec<StageRecord>,
+    /// `changes` verdicts sent back to the implementer in this attempt.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub rounds: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// What an agent run reported about itself (docs/design.md, "Agent runs").
@@ -396,7 +422,27 @@ impl TaskResult {
             message: message.into(),
             workspace: None,
             agent: None,
+            stages: Vec::new(),
+            rounds: 0,
         }
+    }
+
+    /// What the attempt spent on agents, its stages' reviewers included: dollars (when any
+    /// run said) and tokens.
+    pub fn spend(&self) -> (Option<f64>, u64) {
+        let runs = self
+            .agent
+            .as_deref()
+            .into_iter()
+            .chain(self.stages.iter().filter_map(|s| s.agent.as_ref()));
+        let (mut cost, mut tokens) = (None, 0u64);
+        for r in runs {
+            if let Some(c) = r.cost_usd {
+                cost = Some(cost.unwrap_or(0.0) + c);
+            }
+            tokens = tokens.saturating_add(r.tokens());
+        }
+        (cost, tokens)
     }
 
     pub fn attempt_ref(&self) -> AttemptRef {

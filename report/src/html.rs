@@ -111,7 +111,7 @@ pub fn phase_class(p: TaskPhase) -> &'static str {
     match p {
         TaskPhase::Pending | TaskPhase::Ready => "o-pending",
         TaskPhase::Dispatched | TaskPhase::Running | TaskPhase::Integrating => "o-running",
-        TaskPhase::RetryWait => "o-retry_wait",
+        TaskPhase::RetryWait | TaskPhase::AwaitingApproval => "o-retry_wait",
         TaskPhase::Succeeded => "o-succeeded",
         TaskPhase::Failed => "o-failed",
         TaskPhase::TimedOut => "o-timed_out",

@@ -339,6 +339,7 @@ impl Mark {
             | TaskPhase::Dispatched
             | TaskPhase::Running
             | TaskPhase::Integrating
+            | TaskPhase::AwaitingApproval
             | TaskPhase::RetryWait => Mark::Pending,
         }
     }

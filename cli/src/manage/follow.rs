@@ -197,6 +197,7 @@ fn change_line(t: &TaskStatus) -> Option<String> {
             line
         }
         TaskPhase::Integrating => format!("⇢ {name} integrating"),
+        TaskPhase::AwaitingApproval => format!("⏸ {name} awaiting approval"),
         TaskPhase::Succeeded => match t.duration_ms {
             Some(ms) => format!("✓ {name} succeeded in {}", fmt_duration(ms)),
             None => format!("✓ {name} succeeded"),

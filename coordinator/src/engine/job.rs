@@ -603,7 +603,10 @@ impl Job {
             workspace: None,
             agent: self.spec.agent_of(task),
             model: model.map(String::from),
+            stages: Vec::new(),
+            implementer: None,
         };
+        self.spec.stage_runs(task, model, &mut dispatch);
         if let Some(ws) = &self.ws {
             ws.decorate(&mut dispatch, task.is_prompt(), task.title());
         }

@@ -153,6 +153,7 @@ impl Workspaces {
             task_branch: names::task_branch(&d.job, d.index, &d.task, d.attempt),
             conflict,
             title,
+            revise: None,
         });
     }
 

@@ -97,6 +97,7 @@ impl Fx {
             ),
             conflict: None,
             title: None,
+            revise: None,
         }
     }
 
