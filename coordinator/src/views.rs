@@ -204,6 +204,8 @@ fn task_status(
         reason: state.reason().map(String::from),
         output_tail: last.map(|r| r.output_tail.clone()),
         cost_usd,
+        stages: last.map(|r| r.stages.clone()).unwrap_or_default(),
+        approval: None,
     }
 }
 

@@ -11,10 +11,11 @@ pub use report::{
 };
 
 use crate::clock::Millis;
+use crate::gates::StageRecord;
 use crate::ids::{JobId, TaskIndex, WorkerId};
 use crate::spec::{ExecutionMode, JobSpec};
 use crate::state::{JobState, TaskPhase};
-use crate::wire::Heartbeat;
+use crate::wire::{FileLines, Heartbeat};
 
 pub const SUBMIT: &str = "submit";
 pub const STATUS: &str = "status";
@@ -311,6 +312,35 @@ pub struct TaskStatus {
     pub reason: Option<String>,
     pub output_tail: Option<String>,
     /// What its agent runs cost, in US dollars, when the agent reported it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cost_usd: Option<f64>,
+    /// Its last attempt's stages, round by round, and the decisions of its approvals.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stages: Vec<StageRecord>,
+    /// `awaiting_approval`: what the person deciding sees.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval: Option<Box<ApprovalView>>,
+}
+
+/// A task awaiting approval as the person deciding sees it (docs/design.md, "Quality gates").
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct ApprovalView {
+    /// The approval stage waiting.
+    pub stage: String,
+    pub since_ms: Millis,
+    /// When `timeout` decides for nobody (`on_timeout`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline_ms: Option<Millis>,
+    /// The commit approved or rejected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
+    /// The files the task changed, with their line counts.
+    #[serde(default)]
+    pub files: Vec<FileLines>,
+    /// What its verify command printed last.
+    #[serde(default)]
+    pub verify_output: String,
+    /// What the task cost so far (its attempts and stages).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cost_usd: Option<f64>,
 }

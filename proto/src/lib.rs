@@ -42,6 +42,6 @@ pub use spec::{
 };
 pub use state::{Ignore, JobState, TaskPhase};
 pub use wire::{
-    AgentRun, Conflict, Dispatch, Heartbeat, Integrate, Integration, IntegrationResult, Kill,
-    Outcome, RateLimit, Resolve, TaskResult, Verify, WorkerEvent, Workspace, WorkspaceResult,
+    AgentRun, Conflict, Dispatch, FileLines, Heartbeat, Integrate, Integration, IntegrationResult,
+    Kill, Outcome, RateLimit, Resolve, TaskResult, Verify, WorkerEvent, Workspace, WorkspaceResult,
 };

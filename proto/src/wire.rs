@@ -129,6 +129,18 @@ pub struct WorkspaceResult {
     /// The attempt was a resolve round (its conflict resolved in the task's own session).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub resolved: bool,
+    /// Lines added and removed per file of `files` (what an approval shows).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lines: Vec<FileLines>,
+}
+
+/// Lines a task added to and removed from one file (`git diff --numstat`; binary files count
+/// none).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileLines {
+    pub path: String,
+    pub added: u64,
+    pub removed: u64,
 }
 
 impl WorkspaceResult {

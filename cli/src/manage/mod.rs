@@ -549,6 +549,8 @@ pub(crate) mod tests {
             reason: None,
             output_tail: None,
             cost_usd: None,
+            stages: Vec::new(),
+            approval: None,
         }
     }
 

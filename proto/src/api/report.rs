@@ -109,6 +109,13 @@ pub enum HistoryChange {
         /// For a conflict: the integrated task whose change touched the same files.
         with: Option<TaskName>,
     },
+    /// A stage record the engine made: an approval's decision (who, when, which commit), or
+    /// its timeout.
+    Stage {
+        index: TaskIndex,
+        attempt: Attempt,
+        record: crate::gates::StageRecord,
+    },
     /// The job's budget was set anew (`ordo retry --max-cost-usd`).
     Budget {
         max_cost_usd: Option<f64>,

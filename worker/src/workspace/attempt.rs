@@ -122,6 +122,7 @@ async fn run_prepared(
                 worktree: prepared.worktree.display().to_string(),
                 unresolved: left,
                 resolved: false,
+                lines: Vec::new(),
             }));
             return result;
         }

@@ -100,6 +100,7 @@ pub async fn commit(
         worktree: wt.to_string_lossy().into_owned(),
         unresolved: Vec::new(),
         resolved: false,
+        lines: Vec::new(),
     })
 }
 
