@@ -358,6 +358,8 @@ mod tests {
             reason: None,
             output_tail: Some("x".repeat(100)),
             cost_usd: None,
+            stages: Vec::new(),
+            approval: None,
         };
         let mut tasks: Vec<TaskStatus> = (0..1000).map(|i| task(i, TaskPhase::Succeeded)).collect();
         tasks[500] = task(500, TaskPhase::Failed);

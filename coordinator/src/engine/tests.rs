@@ -1976,6 +1976,7 @@ impl Harness {
             worktree: format!("/wt/{name}"),
             unresolved: Vec::new(),
             resolved: false,
+            lines: Vec::new(),
         }));
         self.apply(Event::Finished(r))
     }
@@ -2334,6 +2335,7 @@ fn a_prompt_task_resolves_a_conflict_in_its_own_session() {
         worktree: "/wt/b".into(),
         unresolved: Vec::new(),
         resolved: false,
+        lines: Vec::new(),
     }));
     h.apply(Event::Finished(r));
     h.integrated(ordo_proto::Integration::Conflict {
@@ -2370,6 +2372,7 @@ fn a_prompt_task_resolves_a_conflict_in_its_own_session() {
         worktree: "/wt/b".into(),
         unresolved: vec!["same.txt".into()],
         resolved: false,
+        lines: Vec::new(),
     }));
     h.apply(Event::Finished(r));
     let d = h.in_flight[0].clone();
