@@ -311,6 +311,7 @@ mod tests {
                 worktree: String::new(),
                 unresolved: Vec::new(),
                 resolved: false,
+                lines: Vec::new(),
             };
             let Integration::Failed { message } = fx.integrate(&fx.request(&ws, &r, 0, "t")).await
             else {
