@@ -934,6 +934,10 @@ impl JobSpec {
         d.implementer =
             (t.is_prompt() && !d.stages.is_empty() && self.agent() != AgentKind::Command)
                 .then(|| self.agent_call(t, model));
+        if !d.stages.is_empty() {
+            d.prompt = t.prompt.clone();
+            d.title = t.title();
+        }
     }
 
     /// The stages task `t` goes through, in the order the spec gives them.

@@ -397,7 +397,7 @@ impl Engine {
         };
         // A new execution of an ended job still spent; one already counted is not again.
         let charged = kind != Ignore::Unknown
-            && result.agent.is_some()
+            && result.ran_agents()
             && self
                 .ended_charged
                 .get_mut(&result.job)
