@@ -77,7 +77,12 @@ impl Agents {
     /// its stages' reviewers), once: the same execution reported again (its event redelivered
     /// after a lost ack, or replayed after a restart) is not charged twice. Whether it was
     /// charged now.
-    pub(crate) fn charge(&mut self, slot: &mut AgentSlot, spec: &JobSpec, result: &TaskResult) -> bool {
+    pub(crate) fn charge(
+        &mut self,
+        slot: &mut AgentSlot,
+        spec: &JobSpec,
+        result: &TaskResult,
+    ) -> bool {
         if !self.charged.insert(execution(result)) {
             return false;
         }

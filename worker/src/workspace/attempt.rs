@@ -140,7 +140,16 @@ async fn run_prepared(
         let committer = Committer { d, ws, prepared };
         committer.commit(&mut result).await;
         let dir = PathBuf::from(local.working_dir.as_deref().unwrap_or_default());
-        gate(&local, &dir, Some(&committer), opts, cancel, output, &mut result).await;
+        gate(
+            &local,
+            &dir,
+            Some(&committer),
+            opts,
+            cancel,
+            output,
+            &mut result,
+        )
+        .await;
     }
     result
 }

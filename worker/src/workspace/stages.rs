@@ -59,7 +59,9 @@ pub(super) async fn gate<C: Future<Output = ()>>(
         let values = placeholders(d, dir, result).await;
         let mut asked = Vec::new();
         for batch in batches(&d.stages) {
-            let runs = batch.iter().map(|s| run_stage(d, s, dir, round, &values, opts));
+            let runs = batch
+                .iter()
+                .map(|s| run_stage(d, s, dir, round, &values, opts));
             let records = tokio::select! {
                 records = futures::future::join_all(runs) => records,
                 () = cancel.as_mut() => {
@@ -96,7 +98,9 @@ pub(super) async fn gate<C: Future<Output = ()>>(
             if *n >= max {
                 return fail(
                     result,
-                    format!("the {name} stage asked for changes after {n} rounds (max_rounds {max})"),
+                    format!(
+                        "the {name} stage asked for changes after {n} rounds (max_rounds {max})"
+                    ),
                 );
             }
             *n += 1;
@@ -236,7 +240,11 @@ fn add_runs(before: AgentRun, now: AgentRun) -> AgentRun {
 }
 
 /// The values of an agent stage's placeholders for the attempt as it stands.
-async fn placeholders(d: &Dispatch, dir: &Path, result: &TaskResult) -> BTreeMap<&'static str, String> {
+async fn placeholders(
+    d: &Dispatch,
+    dir: &Path,
+    result: &TaskResult,
+) -> BTreeMap<&'static str, String> {
     let title = d
         .title
         .clone()
@@ -260,7 +268,12 @@ async fn placeholders(d: &Dispatch, dir: &Path, result: &TaskResult) -> BTreeMap
 /// worktree; elsewhere, in a git checkout, its uncommitted changes; else nothing.
 async fn diff(dir: &Path, result: &TaskResult) -> String {
     let out = match result.workspace.as_deref() {
-        Some(w) => git(dir).args(["diff", &w.base_commit, &w.head, "--"]).output().await,
+        Some(w) => {
+            git(dir)
+                .args(["diff", &w.base_commit, &w.head, "--"])
+                .output()
+                .await
+        }
         None => git(dir).args(["diff", "HEAD", "--"]).output().await,
     };
     let Some(out) = out.ok().filter(|o| o.ok()) else {
@@ -384,7 +397,11 @@ struct Snapshot {
 }
 
 async fn snapshot(dir: &Path) -> Option<Snapshot> {
-    let top = git(dir).args(["rev-parse", "--show-toplevel"]).output().await.ok()?;
+    let top = git(dir)
+        .args(["rev-parse", "--show-toplevel"])
+        .output()
+        .await
+        .ok()?;
     if !top.ok() {
         return None;
     }
@@ -420,7 +437,11 @@ fn changed(before: &Snapshot, after: Option<&Snapshot>) -> String {
     };
     let mut what = Vec::new();
     if after.head != before.head {
-        what.push(format!("HEAD ({} to {})", short(&before.head), short(&after.head)));
+        what.push(format!(
+            "HEAD ({} to {})",
+            short(&before.head),
+            short(&after.head)
+        ));
     }
     let paths: Vec<&str> = after
         .status
@@ -439,5 +460,365 @@ fn changed(before: &Snapshot, after: Option<&Snapshot>) -> String {
 }
 
 fn short(oid: &str) -> &str {
-    if oid.is_empty() { "none" } else { &oid[..oid.len().min(10)] }
+    if oid.is_empty() {
+        "none"
+    } else {
+        &oid[..oid.len().min(10)]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ordo_proto::gates::StageProgram;
+    use ordo_proto::spec::{AgentCall, AgentKind};
+    use ordo_proto::{Attempt, TaskIndex, TaskName};
+
+    use super::*;
+    use crate::workspace::testkit::*;
+    use crate::workspace::{Local, run_attempt};
+
+    fn stub(kind: AgentKind) -> AgentCall {
+        let name = if kind == AgentKind::Codex {
+            "codex"
+        } else {
+            "claude"
+        };
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../examples/stub-agent")
+            .join(name);
+        AgentCall {
+            kind,
+            base: vec![path.display().to_string()],
+            model: None,
+            effort: None,
+            system: None,
+        }
+    }
+
+    fn agent(name: &str, kind: AgentKind, prompt: &str) -> StageRun {
+        StageRun {
+            name: name.into(),
+            run: StageProgram::Agent {
+                call: stub(kind),
+                prompt: prompt.into(),
+            },
+            group: None,
+            read_only: false,
+            max_rounds: 2,
+            timeout: None,
+        }
+    }
+
+    fn command(name: &str, command: &str) -> StageRun {
+        StageRun {
+            name: name.into(),
+            run: StageProgram::Command {
+                command: command.into(),
+            },
+            ..agent(name, AgentKind::Claude, "")
+        }
+    }
+
+    /// A plain dispatch of `program` in `dir` with `stages`.
+    fn plain(fx: &Fx, dir: &Path, program: Program, stages: Vec<StageRun>) -> Dispatch {
+        let mut d = Dispatch::new(
+            fx.job,
+            TaskName::new("t").unwrap(),
+            TaskIndex(0),
+            Attempt(1),
+            program,
+        );
+        d.working_dir = Some(dir.display().to_string());
+        d.env
+            .insert("STUB_STATE".into(), fx.tmp.path().display().to_string());
+        d.stages = stages;
+        d
+    }
+
+    async fn attempt(fx: &Fx, d: &Dispatch) -> TaskResult {
+        let local = Local::with_root(fx.root.clone());
+        run_attempt(
+            d,
+            &ExecOptions::default(),
+            std::future::pending(),
+            None,
+            &local,
+        )
+        .await
+        .unwrap()
+    }
+
+    /// Proves verdicts are read, never assumed: a reviewer's JSON verdict (Claude's and
+    /// Codex's formats) passes, a command stage passes on exit 0 only, an answer without a
+    /// verdict and a `fail` verdict fail the attempt naming the stage, and the stages after
+    /// a failed one do not run.
+    #[tokio::test]
+    async fn verdicts_decide_the_attempt() {
+        let fx = Fx::new();
+        let dir = fx.tmp.path();
+        let pass = |name: &str, kind| agent(name, kind, "answer: {\"verdict\": \"pass\"}");
+        let d = plain(
+            &fx,
+            dir,
+            Program::Shell("true".into()),
+            vec![
+                pass("claude-review", AgentKind::Claude),
+                pass("codex-review", AgentKind::Codex),
+                command("lint", "echo linted"),
+            ],
+        );
+        let r = attempt(&fx, &d).await;
+        assert_eq!(r.outcome, Outcome::Succeeded, "{}", r.message);
+        let seen: Vec<_> = r
+            .stages
+            .iter()
+            .map(|s| (s.name.as_str(), s.verdict))
+            .collect();
+        assert_eq!(
+            seen,
+            [
+                ("claude-review", Some(Verdict::Pass)),
+                ("codex-review", Some(Verdict::Pass)),
+                ("lint", Some(Verdict::Pass))
+            ]
+        );
+        let claude = r.stages[0].agent.as_ref().unwrap();
+        assert_eq!((claude.cost_usd, claude.tokens()), (Some(0.01), 1250));
+        assert!(r.stages[1].agent.as_ref().unwrap().session_id.is_some());
+        assert_eq!(r.spend(), (Some(0.01), 2500));
+
+        let marker = dir.join("ran-after");
+        for (stage, why) in [
+            (
+                agent("review", AgentKind::Claude, "answer: LGTM"),
+                "the review stage failed: no verdict: the answer does not end with a JSON verdict",
+            ),
+            (
+                agent(
+                    "review",
+                    AgentKind::Codex,
+                    "answer: {\"verdict\": \"fail\", \"findings\": [{\"message\": \"broken\"}]}",
+                ),
+                "the review stage answered fail: broken",
+            ),
+            (
+                command("lint", "echo 'bad style'; exit 3"),
+                "the lint stage failed: exit code 3: bad style",
+            ),
+        ] {
+            let after = command("after", &format!("touch {}", marker.display()));
+            let d = plain(&fx, dir, Program::Shell("true".into()), vec![stage, after]);
+            let r = attempt(&fx, &d).await;
+            assert_eq!((r.outcome, r.message.as_str()), (Outcome::Failed, why));
+            assert_eq!(r.stages.len(), 1);
+            assert!(!marker.exists(), "a stage ran after a failed one");
+        }
+        // An attempt that failed goes through no stage.
+        let d = plain(
+            &fx,
+            dir,
+            Program::Shell("exit 1".into()),
+            vec![command("lint", "true")],
+        );
+        let r = attempt(&fx, &d).await;
+        assert!(r.outcome == Outcome::Failed && r.stages.is_empty());
+    }
+
+    /// Proves a `read_only` stage that changes files fails, naming them (a file created, a
+    /// file already changed changed again), a stage that is not read-only may change them,
+    /// and outside a git checkout the check is not made.
+    #[tokio::test]
+    async fn a_read_only_stage_that_changes_files_fails() {
+        let fx = Fx::new();
+        write(&fx.repo.join("same.txt"), "dirty\n");
+        let read_only = |cmd: &str| StageRun {
+            read_only: true,
+            ..command("check", cmd)
+        };
+        for (cmd, changed) in [
+            ("echo x > new.txt", "new.txt"),
+            ("sleep 0.01; echo more >> same.txt", "same.txt"),
+        ] {
+            let d = plain(
+                &fx,
+                &fx.repo,
+                Program::Shell("true".into()),
+                vec![read_only(cmd)],
+            );
+            let r = attempt(&fx, &d).await;
+            assert_eq!(r.outcome, Outcome::Failed);
+            assert_eq!(
+                r.message,
+                format!("the check stage failed: read_only, but it changed {changed}")
+            );
+        }
+        let d = plain(
+            &fx,
+            &fx.repo,
+            Program::Shell("true".into()),
+            vec![command("fmt", "echo y > other.txt")],
+        );
+        assert_eq!(attempt(&fx, &d).await.outcome, Outcome::Succeeded);
+        let d = plain(
+            &fx,
+            &fx.repo,
+            Program::Shell("true".into()),
+            vec![read_only("git status --short")],
+        );
+        assert_eq!(attempt(&fx, &d).await.outcome, Outcome::Succeeded);
+
+        let plain_dir = fx.tmp.path().join("not-git");
+        std::fs::create_dir(&plain_dir).unwrap();
+        let d = plain(
+            &fx,
+            &plain_dir,
+            Program::Shell("true".into()),
+            vec![read_only("echo x > f")],
+        );
+        assert_eq!(attempt(&fx, &d).await.outcome, Outcome::Succeeded);
+    }
+
+    /// Proves the stages of one group run at the same time (each waits for the other's mark,
+    /// which run in order would time out), and a stage outside it after them.
+    #[tokio::test]
+    async fn the_stages_of_a_group_run_concurrently() {
+        let fx = Fx::new();
+        let dir = fx.tmp.path();
+        let waits_for = |me: &str, other: &str| StageRun {
+            group: Some("checks".into()),
+            ..command(
+                me,
+                &format!(
+                    "touch {me}; i=0; while [ ! -e {other} ]; do i=$((i+1)); \
+                     [ $i -gt 100 ] && exit 1; sleep 0.05; done"
+                ),
+            )
+        };
+        let d = plain(
+            &fx,
+            dir,
+            Program::Shell("true".into()),
+            vec![
+                waits_for("a", "b"),
+                command("last", "test -e a && test -e b"),
+                waits_for("b", "a"),
+            ],
+        );
+        assert_eq!(
+            batches(&d.stages)
+                .iter()
+                .map(|b| b.iter().map(|s| s.name.as_str()).collect::<Vec<_>>())
+                .collect::<Vec<_>>(),
+            [vec!["a", "b"], vec!["last"]]
+        );
+        let started = std::time::Instant::now();
+        let r = attempt(&fx, &d).await;
+        assert_eq!(r.outcome, Outcome::Succeeded, "{}", r.message);
+        let names: Vec<_> = r.stages.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["a", "b", "last"]);
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+    }
+
+    /// Proves `changes` is a round of the same attempt: the implementer's session is resumed
+    /// with the findings, its work verified and committed again, the stages run again (the
+    /// reviewer sees the new diff) and pass; the spend of both implementer runs is added up,
+    /// and line counts are reported. A stage whose rounds are used up fails the attempt.
+    #[tokio::test]
+    async fn changes_resume_the_implementer_then_the_stages_pass() {
+        let fx = Fx::new();
+        let verdicts = fx.tmp.path().join("verdicts");
+        std::fs::write(
+            &verdicts,
+            "{\"verdict\":\"changes\",\"findings\":[{\"file\":\"a.txt\",\"line\":1,\"message\":\"add b\"}]}\n\
+             {\"verdict\":\"pass\"}\n",
+        )
+        .unwrap();
+        let implementer = stub(AgentKind::Claude);
+        let task_prompt = "write a.txt: one\nthen write b.txt: two";
+        let review = agent(
+            "review",
+            AgentKind::Codex,
+            &format!("Review {{task}}.\nverdict {}\n{{diff}}", verdicts.display()),
+        );
+        let mut d = plain(
+            &fx,
+            &fx.repo,
+            Program::Argv(implementer.argv(None, task_prompt)),
+            vec![review.clone()],
+        );
+        d.working_dir = None;
+        d.agent = Some(AgentKind::Claude);
+        d.implementer = Some(implementer.clone());
+        d.verify = Some(ordo_proto::Verify {
+            command: "test -s a.txt".into(),
+            success_code: 0,
+        });
+        d.workspace = Some(fx.ws(0, "t", 1));
+        let r = attempt(&fx, &d).await;
+        assert_eq!(r.outcome, Outcome::Succeeded, "{}", r.message);
+        assert_eq!(r.rounds, 1);
+        let seen: Vec<_> = r.stages.iter().map(|s| (s.round, s.verdict)).collect();
+        assert_eq!(
+            seen,
+            [(1, Some(Verdict::Changes)), (2, Some(Verdict::Pass))]
+        );
+        assert_eq!(r.stages[0].findings[0].message, "add b");
+        let agent = r.agent.as_deref().unwrap();
+        assert_eq!((agent.cost_usd, agent.tokens()), (Some(0.02), 2500));
+        let session = agent.session_id.clone().unwrap();
+        let prompts =
+            std::fs::read_to_string(fx.tmp.path().join("ordo-stub-agent").join(&session)).unwrap();
+        assert!(
+            prompts.contains("The review stage asked for changes")
+                && prompts.contains("- a.txt:1: add b"),
+            "{prompts}"
+        );
+        let w = r.workspace.as_deref().unwrap();
+        assert_eq!(w.files, ["a.txt", "b.txt"]);
+        let lines: Vec<_> = w
+            .lines
+            .iter()
+            .map(|l| (l.path.as_str(), l.added, l.removed))
+            .collect();
+        assert_eq!(lines, [("a.txt", 1, 0), ("b.txt", 1, 0)]);
+        assert_eq!(g(&fx.repo, &["show", &format!("{}:b.txt", w.head)]), "two");
+        let reviewer = std::fs::read_to_string(
+            fx.tmp.path().join("ordo-stub-agent").join(
+                r.stages[1]
+                    .agent
+                    .as_ref()
+                    .unwrap()
+                    .session_id
+                    .as_deref()
+                    .unwrap(),
+            ),
+        )
+        .unwrap();
+        assert!(
+            reviewer.contains("+two"),
+            "the second review sees the round's diff: {reviewer}"
+        );
+
+        // Rounds used up: changes again fail the attempt.
+        std::fs::write(
+            &verdicts,
+            "{\"verdict\":\"changes\"}\n{\"verdict\":\"changes\"}\n",
+        )
+        .unwrap();
+        d.stages = vec![StageRun {
+            max_rounds: 1,
+            ..review
+        }];
+        d.workspace = Some(fx.ws(0, "t", 2));
+        d.attempt = Attempt(2);
+        let r = attempt(&fx, &d).await;
+        assert_eq!(
+            (r.outcome, r.message.as_str(), r.rounds),
+            (
+                Outcome::Failed,
+                "the review stage asked for changes after 1 rounds (max_rounds 1)",
+                1
+            )
+        );
+    }
 }
