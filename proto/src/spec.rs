@@ -905,7 +905,8 @@ impl JobSpec {
     }
 
     /// Sets the agent and command stages of a dispatch of task `t` (its agent running
-    /// `model`), and how to resume its implementer when a stage asks for changes.
+    /// `model`), how to resume its implementer when a stage asks for changes, and what a
+    /// stage's prompt may quote of the task (`brief`).
     pub fn stage_runs(&self, t: &TaskSpec, model: Option<&str>, d: &mut crate::wire::Dispatch) {
         use crate::gates::{StageKind, StageProgram, StageRun};
         d.stages = self
@@ -935,8 +936,10 @@ impl JobSpec {
             (t.is_prompt() && !d.stages.is_empty() && self.agent() != AgentKind::Command)
                 .then(|| self.agent_call(t, model));
         if !d.stages.is_empty() {
-            d.prompt = t.prompt.clone();
-            d.title = t.title();
+            d.brief = Some(Box::new(crate::wire::TaskBrief {
+                prompt: t.prompt.clone(),
+                title: t.title(),
+            }));
         }
     }
 

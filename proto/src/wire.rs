@@ -67,6 +67,14 @@ pub struct Dispatch {
     /// A task with stages: its own prompt and title, for the `{prompt}` and `{title}` of an
     /// agent stage's prompt (set by `JobSpec::stage_runs`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub brief: Option<Box<TaskBrief>>,
+}
+
+/// What an agent stage's prompt may quote of its task besides its name and its work.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskBrief {
+    /// The task's own prompt (not a verify loop's or a resolve round's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompt: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub title: Option<String>,
@@ -254,8 +262,7 @@ impl Dispatch {
             model: None,
             stages: Vec::new(),
             implementer: None,
-            prompt: None,
-            title: None,
+            brief: None,
         }
     }
 

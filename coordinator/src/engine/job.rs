@@ -605,8 +605,7 @@ impl Job {
             model: model.map(String::from),
             stages: Vec::new(),
             implementer: None,
-            prompt: None,
-            title: None,
+            brief: None,
         };
         self.spec.stage_runs(task, model, &mut dispatch);
         if let Some(ws) = &self.ws {

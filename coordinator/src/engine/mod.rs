@@ -205,6 +205,8 @@ pub(crate) fn execution(r: &TaskResult) -> Execution {
 
 /// Something for the caller to do.
 #[derive(Debug, Clone, PartialEq)]
+// A dispatch is the common case and is moved, not copied around: boxing it buys nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Action {
     /// Start this attempt on an executor.
     Dispatch(Dispatch),

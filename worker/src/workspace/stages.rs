@@ -245,9 +245,9 @@ async fn placeholders(
     dir: &Path,
     result: &TaskResult,
 ) -> BTreeMap<&'static str, String> {
-    let title = d
+    let brief = d.brief.as_deref().cloned().unwrap_or_default();
+    let title = brief
         .title
-        .clone()
         .or_else(|| d.workspace.as_ref().and_then(|w| w.title.clone()))
         .unwrap_or_else(|| d.task.to_string());
     let verify_output = if d.verify.is_some() {
@@ -258,7 +258,7 @@ async fn placeholders(
     BTreeMap::from([
         ("task", d.task.to_string()),
         ("title", title),
-        ("prompt", d.prompt.clone().unwrap_or_default()),
+        ("prompt", brief.prompt.unwrap_or_default()),
         ("diff", diff(dir, result).await),
         ("verify_output", verify_output),
     ])
@@ -393,8 +393,11 @@ fn tail(text: &str) -> &str {
 #[derive(Debug, PartialEq)]
 struct Snapshot {
     head: String,
-    status: Vec<(String, Option<(u64, Option<SystemTime>)>)>,
+    /// Each line of the status, with the size and modification time of its file (if any).
+    status: Vec<(String, Option<FileStamp>)>,
 }
+
+type FileStamp = (u64, Option<SystemTime>);
 
 async fn snapshot(dir: &Path) -> Option<Snapshot> {
     let top = git(dir)
