@@ -84,6 +84,10 @@ pub(super) async fn gate<C: Future<Output = ()>>(
             }
         }
         if asked.is_empty() {
+            // What stages that may write (a formatter) changed goes with the task's work.
+            if let Some(c) = committer {
+                c.commit(result).await;
+            }
             finish(result);
             return;
         }
@@ -747,7 +751,7 @@ mod tests {
             &fx,
             &fx.repo,
             Program::Argv(implementer.argv(None, task_prompt)),
-            vec![review.clone()],
+            vec![review.clone(), command("fmt", "echo formatted > fmt.txt")],
         );
         d.working_dir = None;
         d.agent = Some(AgentKind::Claude);
@@ -763,7 +767,11 @@ mod tests {
         let seen: Vec<_> = r.stages.iter().map(|s| (s.round, s.verdict)).collect();
         assert_eq!(
             seen,
-            [(1, Some(Verdict::Changes)), (2, Some(Verdict::Pass))]
+            [
+                (1, Some(Verdict::Changes)),
+                (2, Some(Verdict::Pass)),
+                (2, Some(Verdict::Pass))
+            ]
         );
         assert_eq!(r.stages[0].findings[0].message, "add b");
         let agent = r.agent.as_deref().unwrap();
@@ -777,13 +785,14 @@ mod tests {
             "{prompts}"
         );
         let w = r.workspace.as_deref().unwrap();
-        assert_eq!(w.files, ["a.txt", "b.txt"]);
+        // The formatter's change, made after the last review, is committed with the work.
+        assert_eq!(w.files, ["a.txt", "b.txt", "fmt.txt"]);
         let lines: Vec<_> = w
             .lines
             .iter()
             .map(|l| (l.path.as_str(), l.added, l.removed))
             .collect();
-        assert_eq!(lines, [("a.txt", 1, 0), ("b.txt", 1, 0)]);
+        assert_eq!(lines, [("a.txt", 1, 0), ("b.txt", 1, 0), ("fmt.txt", 1, 0)]);
         assert_eq!(g(&fx.repo, &["show", &format!("{}:b.txt", w.head)]), "two");
         let reviewer = std::fs::read_to_string(
             fx.tmp.path().join("ordo-stub-agent").join(
