@@ -1,5 +1,5 @@
 //! One attempt, whatever its source: prepare the worktree, run the program and its verify
-//! command there, commit what changed, publish the branch. A dispatch without a workspace
+//! command there, commit what changed, run its stages, publish the branch. A dispatch without a workspace
 //! runs as `exec::run` does, through the same function.
 //!
 //! A workspace that cannot be prepared (the repository, clone, fetch or worktree) is not the
@@ -31,8 +31,9 @@ pub const PREPARE_RETRY_DELAY: Duration = Duration::from_millis(500);
 /// program and its verify command there (`ORDO_WORKSPACE` set, a relative `working_dir` taken
 /// inside it, one inside the repository moved into it), commits what the task changed when
 /// they succeed (the result then carries the `WorkspaceResult`; changes that cannot be
-/// committed fail the attempt with the reason) and publishes the branch (`Source::publish`).
-/// A dispatch without a workspace runs as `exec::run` does.
+/// committed fail the attempt with the reason), runs its stages (`stages::gate`: rounds
+/// committed again) and publishes the branch (`Source::publish`). A dispatch without a
+/// workspace runs as `exec::run` does, then goes through its stages in its directory.
 ///
 /// `Err` when the workspace cannot be prepared: the command never ran, which is not the task's
 /// failure (see the module notes).
