@@ -1,6 +1,6 @@
 //! One attempt, whatever its source: prepare the worktree, run the program and its verify
-//! command there, commit what changed, run its stages, publish the branch. A dispatch without a workspace
-//! runs as `exec::run` does, through the same function.
+//! command there, commit what changed, run its stages, publish the branch. A dispatch without
+//! a workspace runs as `exec::run` does, through the same function.
 //!
 //! A workspace that cannot be prepared (the repository, clone, fetch or worktree) is not the
 //! task's failure: its command never ran. `run_attempt` says so with `Err`, and the caller
