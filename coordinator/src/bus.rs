@@ -213,6 +213,8 @@ impl Bus {
 }
 
 /// A message of the task stream: an attempt to run, or an integration to carry out.
+// A dispatch is the common case and is moved, not copied around: boxing it buys nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum TaskMessage {
     Run(Dispatch),
     Integrate(Integrate),

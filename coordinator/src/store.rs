@@ -469,7 +469,8 @@ impl Store {
             .spec
             .tasks
             .iter()
-            .any(|t| job.spec.agent_of(t).is_some());
+            .any(|t| job.spec.agent_of(t).is_some())
+            || !job.spec.stages.is_empty();
         let mut saved = Saved {
             tasks,
             ..Saved::default()
@@ -499,7 +500,7 @@ impl Store {
                     *saved.integrations.entry(index.0).or_default() += 1;
                 }
                 Change::Attempt(r)
-                    if (has_agents && r.agent.is_some())
+                    if (has_agents && r.ran_agents())
                         || integrating.get(&r.index.0) == Some(&r.attempt) =>
                 {
                     saved.results.push(r)
@@ -509,7 +510,7 @@ impl Store {
                     kind,
                     charged,
                     ..
-                } if kind.counts_spend(charged) && result.agent.is_some() => {
+                } if kind.counts_spend(charged) && result.ran_agents() => {
                     saved.ignored.push(result)
                 }
                 _ => {}

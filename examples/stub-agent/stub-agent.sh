@@ -11,7 +11,12 @@
 #   sleep SECONDS         take that long
 #   insert FILE after LINE: TEXT   insert TEXT below the first line equal to LINE in FILE
 #   fail: TEXT            end with an error (is_error / turn.failed)
-#   then write FILE: TEXT only when resumed to fix a failed verify command (the verify loop)
+#   then write FILE: TEXT only when resumed to fix a failed verify command (the verify loop) or
+#                         to make the changes a stage asked for (a review round)
+#   answer: TEXT          end the answer (the result text) with TEXT on a line of its own
+#   verdict FILE          end the answer with the first line of FILE, which is taken out of it
+#                         (a reviewer answering `changes`, then `pass`: one verdict per line);
+#                         nothing when FILE is empty or missing
 #
 # Environment: STUB_COST dollars per run (default 0.01; Codex reports none), STUB_TOKENS
 # input tokens per run (default 1000; output is a quarter of it), STUB_MODEL the model Claude's
@@ -158,11 +163,13 @@ fi
 
 # A resumed session asked to fix a failed verify command runs its `then` lines.
 instructions=$prompt
-if [ -n "$resume" ] && printf '%s' "$prompt" | grep -q 'The verify command' && [ -f "$state/$resume" ]; then
+if [ -n "$resume" ] && printf '%s' "$prompt" | grep -q -e 'The verify command' -e 'asked for changes' \
+  && [ -f "$state/$resume" ]; then
   instructions=$(sed -n 's/^then //p' "$state/$resume")
 fi
 
 done_list=""
+answer=""
 newline='
 '
 IFS_SAVED=$IFS
@@ -189,10 +196,18 @@ for line in $instructions; do
         "$file" > "$file.new" && mv "$file.new" "$file"
       done_list="$done_list insert $file;"
       ;;
+    "answer: "*) answer="$answer$newline${line#answer: }" ;;
+    "verdict "*)
+      file=${line#verdict }
+      if [ -s "$file" ]; then
+        answer="$answer$newline$(head -n 1 "$file")"
+        tail -n +2 "$file" > "$file.rest" && mv "$file.rest" "$file"
+      fi
+      ;;
     "sleep "*) sleep "${line#sleep }" ;;
     "fail: "*) finish true "${line#fail: }" ;;
   esac
   IFS=$newline
 done
 IFS=$IFS_SAVED
-finish false "stub $tool:${done_list:- nothing to do}"
+finish false "stub $tool:${done_list:- nothing to do}$answer"

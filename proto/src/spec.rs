@@ -905,7 +905,8 @@ impl JobSpec {
     }
 
     /// Sets the agent and command stages of a dispatch of task `t` (its agent running
-    /// `model`), and how to resume its implementer when a stage asks for changes.
+    /// `model`), how to resume its implementer when a stage asks for changes, and what a
+    /// stage's prompt may quote of the task (`brief`).
     pub fn stage_runs(&self, t: &TaskSpec, model: Option<&str>, d: &mut crate::wire::Dispatch) {
         use crate::gates::{StageKind, StageProgram, StageRun};
         d.stages = self
@@ -934,6 +935,12 @@ impl JobSpec {
         d.implementer =
             (t.is_prompt() && !d.stages.is_empty() && self.agent() != AgentKind::Command)
                 .then(|| self.agent_call(t, model));
+        if !d.stages.is_empty() {
+            d.brief = Some(Box::new(crate::wire::TaskBrief {
+                prompt: t.prompt.clone(),
+                title: t.title(),
+            }));
+        }
     }
 
     /// The stages task `t` goes through, in the order the spec gives them.

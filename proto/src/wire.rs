@@ -64,6 +64,20 @@ pub struct Dispatch {
     /// (a round of the same attempt).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub implementer: Option<AgentCall>,
+    /// A task with stages: its own prompt and title, for the `{prompt}` and `{title}` of an
+    /// agent stage's prompt (set by `JobSpec::stage_runs`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub brief: Option<Box<TaskBrief>>,
+}
+
+/// What an agent stage's prompt may quote of its task besides its name and its work.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskBrief {
+    /// The task's own prompt (not a verify loop's or a resolve round's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
 }
 
 /// Where an attempt of a job with `workspace = "worktree"` runs (docs/design.md, "Agent
@@ -248,6 +262,7 @@ impl Dispatch {
             model: None,
             stages: Vec::new(),
             implementer: None,
+            brief: None,
         }
     }
 
@@ -437,6 +452,12 @@ impl TaskResult {
             stages: Vec::new(),
             rounds: 0,
         }
+    }
+
+    /// Whether an agent ran in the attempt: its own, or a stage's reviewer (what it spent
+    /// counts, `spend`).
+    pub fn ran_agents(&self) -> bool {
+        self.agent.is_some() || self.stages.iter().any(|s| s.agent.is_some())
     }
 
     /// What the attempt spent on agents, its stages' reviewers included: dollars (when any

@@ -527,6 +527,16 @@ pub struct AttemptReport {
     /// Agent runs: session, cost and tokens as the agent reported them.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub agent: Option<AgentReport>,
+    /// Each run of each of its stages, round by round (docs/design.md, "Quality gates").
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub stages: Vec<ordo_proto::gates::StageRecord>,
+    /// `changes` verdicts sent back to the implementer in this attempt.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub rounds: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -976,6 +986,8 @@ pub fn build(data: &ReportData) -> Report {
                         verify_exit_code: r.verify_exit_code,
                         message: r.message.clone(),
                         agent: r.agent.as_deref().map(AgentReport::of),
+                        stages: r.stages.clone(),
+                        rounds: r.rounds,
                     })
                     .collect(),
                 // Its runs' and, once charged, its stale or duplicate executions' (as the

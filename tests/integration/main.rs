@@ -15,6 +15,9 @@
 //! - `distributed`: coordinator, workers and the CLI over a real nats-server.
 //! - `mcp`: `ordo mcp` driven by the official MCP Python SDK's stdio client, locally and on a
 //!   cluster: every tool, a job run to its report, a cycle as a tool error, cancel.
+//! - `gates`: quality gates (`[[stages]]`): a reviewer asking for changes then passing (the
+//!   implementer's session resumed), no verdict and a read-only stage that edits (nothing
+//!   integrated), stages on a cluster's workers.
 //! - `jobs_local`: the job commands (status, logs, retry, submit, cancel) on a local state
 //!   directory, through the same job client as the cluster.
 //! - `faces`: the same job (a pool and a lock across two jobs, a budget, worktrees, a retry
@@ -47,6 +50,7 @@ mod distributed;
 mod faces;
 mod fault_suite;
 mod faults;
+mod gates;
 mod jobs_local;
 mod mcp;
 mod observability;

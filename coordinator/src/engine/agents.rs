@@ -70,23 +70,23 @@ impl Agents {
         if let Some(id) = &run.session_id {
             slot.session = Some(id.clone());
         }
-        self.charge(slot, spec, result, run);
+        self.charge(slot, spec, result);
     }
 
-    /// Counts what one execution's agent spent, once: the same execution reported again (its
-    /// event redelivered after a lost ack, or replayed after a restart) is not charged twice.
-    /// Whether it was charged now.
+    /// Counts what one execution's agents spent (`TaskResult::spend`: the attempt's agent and
+    /// its stages' reviewers), once: the same execution reported again (its event redelivered
+    /// after a lost ack, or replayed after a restart) is not charged twice. Whether it was
+    /// charged now.
     pub(crate) fn charge(
         &mut self,
         slot: &mut AgentSlot,
         spec: &JobSpec,
         result: &TaskResult,
-        run: &AgentRun,
     ) -> bool {
         if !self.charged.insert(execution(result)) {
             return false;
         }
-        self.spend(slot, spec, run);
+        self.spend(slot, spec, result.spend());
         true
     }
 
@@ -113,17 +113,14 @@ impl Agents {
         };
     }
 
-    /// Adds an agent run's cost and tokens to the task and the job; once the job's budget is
-    /// spent, no further agent attempt starts.
-    fn spend(&mut self, slot: &mut AgentSlot, spec: &JobSpec, run: &AgentRun) {
-        let cost = run
-            .cost_usd
-            .filter(|c| c.is_finite() && *c > 0.0)
-            .unwrap_or(0.0);
+    /// Adds what an execution's agents spent (dollars, tokens) to the task and the job; once
+    /// the job's budget is spent, no further agent attempt starts.
+    fn spend(&mut self, slot: &mut AgentSlot, spec: &JobSpec, (cost, tokens): (Option<f64>, u64)) {
+        let cost = cost.filter(|c| c.is_finite() && *c > 0.0).unwrap_or(0.0);
         slot.spent.0 += cost;
-        slot.spent.1 = slot.spent.1.saturating_add(run.tokens());
+        slot.spent.1 = slot.spent.1.saturating_add(tokens);
         self.cost_usd += cost;
-        self.tokens = self.tokens.saturating_add(run.tokens());
+        self.tokens = self.tokens.saturating_add(tokens);
         if self.exhausted.is_none() {
             self.exhausted = budget_spent(spec.budget(), (self.cost_usd, self.tokens));
         }

@@ -627,6 +627,7 @@ impl Job {
             model: model.map(String::from),
             stages: Vec::new(),
             implementer: None,
+            brief: None,
         };
         self.spec.stage_runs(task, model, &mut dispatch);
         if let Some(ws) = &self.ws {
@@ -767,6 +768,10 @@ impl Job {
             {
                 return;
             }
+        } else if result.ran_agents() {
+            // A task without an agent of its own still pays for its stages' reviewers.
+            let agent = &mut self.slots[t as usize].agent;
+            self.agents.charge(agent, &self.spec, &result);
         }
         self.slots[t as usize].agent.not_rate_limited();
         if self.left_markers(t, &result, now, out) {
@@ -1285,11 +1290,10 @@ impl Job {
         if kind == Ignore::Unknown {
             return false;
         }
-        match (
-            result.agent.as_deref(),
-            self.slots.get_mut(result.index.get()),
-        ) {
-            (Some(run), Some(slot)) => self.agents.charge(&mut slot.agent, &self.spec, result, run),
+        match self.slots.get_mut(result.index.get()) {
+            Some(slot) if result.ran_agents() => {
+                self.agents.charge(&mut slot.agent, &self.spec, result)
+            }
             _ => false,
         }
     }
@@ -1302,6 +1306,8 @@ impl Job {
             let task = &self.spec.tasks[t];
             self.agents
                 .replay(&mut slot.agent, &self.spec, task, result, run);
+        } else if let Some(slot) = self.slots.get_mut(t).filter(|_| result.ran_agents()) {
+            self.agents.charge(&mut slot.agent, &self.spec, result);
         }
     }
 

@@ -222,6 +222,8 @@ pub(crate) fn execution(r: &TaskResult) -> Execution {
 
 /// Something for the caller to do.
 #[derive(Debug, Clone, PartialEq)]
+// A dispatch is the common case and is moved, not copied around: boxing it buys nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Action {
     /// Start this attempt on an executor.
     Dispatch(Dispatch),
@@ -423,7 +425,7 @@ impl Engine {
         };
         // A new execution of an ended job still spent; one already counted is not again.
         let charged = kind != Ignore::Unknown
-            && result.agent.is_some()
+            && result.ran_agents()
             && self
                 .ended_charged
                 .get_mut(&result.job)

@@ -1912,6 +1912,48 @@ fn stale_executions_spend_the_budget_too() {
     assert_eq!(forgetful.running(), ["b"]);
 }
 
+/// What an attempt's stage reviewers spent counts against the budget with the attempt's own
+/// agent run (`TaskResult::spend`): $0.40 of the implementer plus $0.70 of a reviewer is over
+/// $1, so b never starts; a result with only a reviewer's spend (no agent of its own) counts
+/// too, after a restart as well.
+#[test]
+fn stage_reviewers_spend_the_budget_too() {
+    let reviewed = |r: TaskResult, usd: f64| TaskResult {
+        stages: vec![ordo_proto::gates::StageRecord {
+            name: "review".into(),
+            agent: Some(ordo_proto::AgentRun {
+                cost_usd: Some(usd),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }],
+        ..r
+    };
+    let mut h = Harness::new(budget_spec(), 2);
+    let d = h.in_flight.remove(0);
+    let done = sim_result(&d, "w1".into(), 1, Outcome::Succeeded, h.now);
+    h.apply(Event::Finished(reviewed(costing(done.clone(), 0.4), 0.7)));
+    assert!(h.running().is_empty(), "{:?}", h.running());
+    assert_eq!(
+        h.state(1),
+        TaskState::Skipped {
+            reason: "budget exhausted ($1.10 of $1.00)".into()
+        }
+    );
+
+    let mut h = Harness::new(budget_spec(), 2);
+    let d = h.in_flight.remove(0);
+    let only_review = reviewed(
+        sim_result(&d, "w1".into(), 1, Outcome::Succeeded, h.now),
+        1.2,
+    );
+    h.apply(Event::Finished(only_review.clone()));
+    assert!(h.running().is_empty(), "{:?}", h.running());
+    let again = Harness::resumed(budget_spec(), 2, a_done_b_pending(only_review));
+    assert!(again.running().is_empty(), "{:?}", again.running());
+    assert!(matches!(again.state(1), TaskState::Skipped { .. }));
+}
+
 /// The same execution reported again (its event redelivered after a lost ack) is a
 /// duplicate that is not charged again: $0.60 of $1 spent, b still runs. Nor after a restart,
 /// where the stored result is replayed first.

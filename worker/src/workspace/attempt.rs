@@ -1,6 +1,6 @@
 //! One attempt, whatever its source: prepare the worktree, run the program and its verify
-//! command there, commit what changed, publish the branch. A dispatch without a workspace
-//! runs as `exec::run` does, through the same function.
+//! command there, commit what changed, run its stages, publish the branch. A dispatch without
+//! a workspace runs as `exec::run` does, through the same function.
 //!
 //! A workspace that cannot be prepared (the repository, clone, fetch or worktree) is not the
 //! task's failure: its command never ran. `run_attempt` says so with `Err`, and the caller
@@ -17,6 +17,7 @@ use ordo_proto::{Dispatch, Outcome, TaskResult, now_ms};
 
 use super::commit::commit;
 use super::conflict::markers_left;
+use super::stages::{Commit, gate};
 use super::{Error, Prepared, Source};
 use crate::exec::{self, ExecOptions, OutputChunk};
 
@@ -30,8 +31,9 @@ pub const PREPARE_RETRY_DELAY: Duration = Duration::from_millis(500);
 /// program and its verify command there (`ORDO_WORKSPACE` set, a relative `working_dir` taken
 /// inside it, one inside the repository moved into it), commits what the task changed when
 /// they succeed (the result then carries the `WorkspaceResult`; changes that cannot be
-/// committed fail the attempt with the reason) and publishes the branch (`Source::publish`).
-/// A dispatch without a workspace runs as `exec::run` does.
+/// committed fail the attempt with the reason), runs its stages (`stages::gate`: rounds
+/// committed again) and publishes the branch (`Source::publish`). A dispatch without a
+/// workspace runs as `exec::run` does, then goes through its stages in its directory.
 ///
 /// `Err` when the workspace cannot be prepared: the command never ran, which is not the task's
 /// failure (see the module notes).
@@ -42,11 +44,19 @@ pub async fn run_attempt(
     output: Option<tokio::sync::mpsc::Sender<OutputChunk>>,
     source: &impl Source,
 ) -> Result<TaskResult, Error> {
+    let mut cancel = std::pin::pin!(cancel);
     let Some(ws) = &d.workspace else {
-        return Ok(exec::run(d, opts, cancel, output).await);
+        let mut result = exec::run(d, opts, cancel.as_mut(), output.clone()).await;
+        if !d.stages.is_empty() {
+            let dir = std::path::absolute(d.working_dir.as_deref().unwrap_or("."))
+                .unwrap_or_else(|_| PathBuf::from("."));
+            let none: Option<&Committer> = None;
+            gate(d, &dir, none, opts, cancel.as_mut(), output, &mut result).await;
+        }
+        return Ok(result);
     };
     let prepared = source.prepare(ws, d).await?;
-    let mut result = run_prepared(d, ws, &prepared, opts, cancel, output).await;
+    let mut result = run_prepared(d, ws, &prepared, opts, cancel.as_mut(), output).await;
     source.publish(ws, &prepared, &mut result).await;
     Ok(result)
 }
@@ -84,7 +94,7 @@ async fn run_prepared(
     ws: &Workspace,
     prepared: &Prepared,
     opts: &ExecOptions,
-    cancel: impl Future<Output = ()>,
+    mut cancel: std::pin::Pin<&mut impl Future<Output = ()>>,
     output: Option<tokio::sync::mpsc::Sender<OutputChunk>>,
 ) -> TaskResult {
     let mut local = d.clone();
@@ -101,7 +111,7 @@ async fn run_prepared(
         ordo_proto::names::ENV_WORKSPACE.into(),
         prepared.worktree.display().to_string(),
     );
-    let mut result = exec::run(&local, opts, cancel, output).await;
+    let mut result = exec::run(&local, opts, cancel.as_mut(), output.clone()).await;
     // Markers left by a resolve round (whether or not they broke the verify command) send the
     // task back to the tip, spending no attempt.
     if matches!(result.outcome, Outcome::Succeeded | Outcome::VerifyFailed)
@@ -128,8 +138,40 @@ async fn run_prepared(
         }
     }
     if result.outcome.is_success() {
+        let committer = Committer { d, ws, prepared };
+        committer.commit(&mut result).await;
+        let dir = PathBuf::from(local.working_dir.as_deref().unwrap_or_default());
+        gate(
+            &local,
+            &dir,
+            Some(&committer),
+            opts,
+            cancel,
+            output,
+            &mut result,
+        )
+        .await;
+    }
+    result
+}
+
+/// Commits an attempt's work in its worktree, after its run and after each round of its
+/// stages.
+struct Committer<'a> {
+    d: &'a Dispatch,
+    ws: &'a Workspace,
+    prepared: &'a Prepared,
+}
+
+impl Commit for Committer<'_> {
+    async fn commit(&self, result: &mut TaskResult) {
+        let (d, ws, prepared) = (self.d, self.ws, self.prepared);
         let label = ordo_proto::task_label(d.task.as_str(), ws.title.as_deref());
-        let message = format!("ordo: {label} (attempt {})\n\njob {}", d.attempt, d.job);
+        let mut message = format!("ordo: {label} (attempt {})", d.attempt);
+        if result.rounds > 0 {
+            message.push_str(&format!(", round {}", result.rounds + 1));
+        }
+        message.push_str(&format!("\n\njob {}", d.job));
         match commit(
             &prepared.worktree,
             &prepared.base_commit,
@@ -148,7 +190,6 @@ async fn run_prepared(
             }
         }
     }
-    result
 }
 
 /// The directory to run in within `worktree`: a relative `working_dir` below it, one inside

@@ -6,7 +6,7 @@ use std::path::Path;
 use ordo_proto::wire::WorkspaceResult;
 
 use super::Error;
-use super::git::{changed_files, git, identity, open_worktree};
+use super::git::{changed_files, git, identity, line_counts, open_worktree};
 
 /// Commits what the task changed in `worktree` (everything, `git add -A`, ignored files
 /// excepted) if anything, and reports the attempt's branch, head and changed files. A task
@@ -14,7 +14,7 @@ use super::git::{changed_files, git, identity, open_worktree};
 /// changed nothing gives `head == base_commit` and no files.
 ///
 /// `files` are the paths that differ between `base_commit` and `head` (renames as a deletion
-/// and an addition), sorted.
+/// and an addition), sorted; `lines` their lines added and removed.
 ///
 /// Commits run without hooks (`--no-verify`; the task's verify command is the check) as the
 /// repository's configured `user.name` / `user.email`, or `ordo <ordo@localhost>` for
@@ -92,6 +92,7 @@ pub async fn commit(
         .text()
         .await?;
     let files = changed_files(&wt, base_commit, &head).await?;
+    let lines = line_counts(&wt, base_commit, &head).await?;
     Ok(WorkspaceResult {
         branch: branch.to_string(),
         base_commit: base_commit.to_string(),
@@ -100,7 +101,7 @@ pub async fn commit(
         worktree: wt.to_string_lossy().into_owned(),
         unresolved: Vec::new(),
         resolved: false,
-        lines: Vec::new(),
+        lines,
     })
 }
 

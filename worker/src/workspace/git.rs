@@ -9,6 +9,8 @@ use std::process::Stdio;
 
 use tokio::process::Command;
 
+use ordo_proto::wire::FileLines;
+
 use super::Error;
 
 /// Author and committer of ordo's commits in a repository that configures no `user.name` /
@@ -96,6 +98,28 @@ pub(super) async fn changed_files(dir: &Path, from: &str, to: &str) -> Result<Ve
     files.sort();
     files.dedup();
     Ok(files)
+}
+
+/// Lines added and removed per file between two commits (`git diff --numstat`, renames as a
+/// deletion and an addition; a binary file counts none), sorted by path.
+pub(super) async fn line_counts(dir: &Path, from: &str, to: &str) -> Result<Vec<FileLines>, Error> {
+    let out = git(dir)
+        .args(["diff", "--numstat", "-z", "--no-renames", from, to, "--"])
+        .run()
+        .await?;
+    let mut lines: Vec<FileLines> = nul_fields(&out.stdout)
+        .filter_map(|record| {
+            let mut fields = record.splitn(3, '\t');
+            let (added, removed, path) = (fields.next()?, fields.next()?, fields.next()?);
+            Some(FileLines {
+                path: path.to_string(),
+                added: added.parse().unwrap_or(0),
+                removed: removed.parse().unwrap_or(0),
+            })
+        })
+        .collect();
+    lines.sort_by(|a, b| a.path.cmp(&b.path));
+    Ok(lines)
 }
 
 pub(super) fn nul_fields(bytes: &[u8]) -> impl Iterator<Item = String> + '_ {

@@ -25,6 +25,8 @@
 //! - `cache`: `Caches`, a worker's cache clones as a source.
 //! - `worktree`: making, listing and removing attempts' worktrees and branches.
 //! - `commit`: committing what an attempt changed.
+//! - `stages`: the agent and command stages an attempt goes through after its verify, and
+//!   the rounds a `changes` verdict sends back to the implementer.
 //! - `conflict`: resolve rounds (merging the tip in, markers left).
 //! - `git`: the one git runner and the plumbing reads (refs, worktrees, identity).
 
@@ -41,6 +43,7 @@ mod conflict;
 mod git;
 mod integrate;
 mod local;
+mod stages;
 #[cfg(test)]
 mod testkit;
 mod worktree;
