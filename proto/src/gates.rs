@@ -254,6 +254,10 @@ impl Verdict {
             Verdict::Fail => "fail",
         }
     }
+    /// The name of a stage's verdict, `none` when it gave none (metrics, reports, chips).
+    pub fn name_or_none(v: Option<Verdict>) -> &'static str {
+        v.map_or("none", Verdict::name)
+    }
 }
 
 /// One finding of a review.

@@ -8,7 +8,9 @@
 
 use std::fmt::Write;
 
-use super::{Mark, Report, TaskReport, clean_output, stage_summaries, utc, verdict_name};
+use ordo_proto::gates::Verdict as StageVerdict;
+
+use super::{Mark, Report, TaskReport, clean_output, stage_summaries, utc};
 
 pub fn render(r: &Report) -> String {
     let s = &r.summary;
@@ -115,7 +117,10 @@ pub fn render(r: &Report) -> String {
                     attr(v)
                 );
             };
-            prop(format!("stage.{}", st.name), verdict_name(st.verdict));
+            prop(
+                format!("stage.{}", st.name),
+                StageVerdict::name_or_none(st.verdict),
+            );
             if st.rounds > 1 {
                 prop(format!("stage.{}.rounds", st.name), &st.rounds.to_string());
             }

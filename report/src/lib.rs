@@ -472,11 +472,6 @@ pub fn verdict_symbol(v: Option<Verdict>) -> &'static str {
     }
 }
 
-/// The name of a stage's verdict, `none` when it gave none (metrics, chips, JUnit).
-pub fn verdict_name(v: Option<Verdict>) -> &'static str {
-    v.map_or("none", Verdict::name)
-}
-
 /// One line per stage of `records` (one attempt's): its last verdict, its rounds when more
 /// than one, who decided an approval. `review ✓ (2 rounds) · lint ✓ · sign-off ✓ alice`.
 pub fn stages_line<'a>(records: impl IntoIterator<Item = &'a StageRecord>) -> String {
