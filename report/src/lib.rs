@@ -738,7 +738,7 @@ fn run_text(t: &TaskSpec) -> RunText {
 }
 
 /// `s` as one shell word.
-fn shell_quote(s: &str) -> String {
+pub fn shell_quote(s: &str) -> String {
     if !s.is_empty()
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c))
