@@ -220,10 +220,8 @@ impl Metrics {
                         .get_or_create(&label("outcome", outcome.name()))
                         .inc();
                 }
-                Change::Job { .. }
-                | Change::Budget { .. }
-                | Change::Pool { .. }
-                | Change::Stage { .. } => {}
+                Change::Stage { record, .. } => self.stage(record),
+                Change::Job { .. } | Change::Budget { .. } | Change::Pool { .. } => {}
             }
         }
     }

@@ -123,7 +123,19 @@ impl Traces {
                         ));
                     }
                 }
-                Change::Budget { .. } | Change::Pool { .. } | Change::Stage { .. } => {}
+                Change::Stage {
+                    job,
+                    index,
+                    attempt,
+                    record,
+                } => {
+                    if let Some(a) = self.attempts.get_mut(&(*job, *index))
+                        && a.result.as_ref().is_none_or(|r| r.attempt == *attempt)
+                    {
+                        a.approvals.push(record.clone());
+                    }
+                }
+                Change::Budget { .. } | Change::Pool { .. } => {}
                 Change::Job { job, state, at, .. } => {
                     let Some(j) = self.jobs.get_mut(job) else {
                         continue;
