@@ -191,7 +191,12 @@ pub fn status_text(st: &JobStatus, now_ms: u64) -> String {
         if gated {
             row.push(plain(&ordo_report::stages_line(&t.stages)));
         }
-        row.push(t.reason.as_deref().map_or_else(String::new, one_line));
+        let reason = match &t.approval {
+            // Awaiting approval: which stage; what it changed and how to decide follow the table.
+            Some(a) => format!("awaiting {} (see below)", plain(&a.stage)),
+            None => t.reason.as_deref().map_or_else(String::new, one_line),
+        };
+        row.push(reason);
         rows.push(row);
     }
     let waiting: Vec<String> = st
