@@ -265,3 +265,58 @@ impl Metrics {
         self.commit_latency.observe(took.as_secs_f64());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use ordo_proto::gates::{StageKind, StageRecord, Verdict};
+    use ordo_proto::{Attempt, Dispatch, JobId, Outcome, Program, TaskIndex, TaskResult};
+
+    use super::*;
+
+    /// Every stage record applied counts once, by stage and verdict: the result's and the
+    /// engine's (an approval decision).
+    #[test]
+    fn stage_records_are_counted_by_stage_and_verdict() {
+        let (mut m, registry) = Metrics::new();
+        let job = JobId::new();
+        let record = |name: &str, verdict| StageRecord {
+            name: name.into(),
+            kind: Some(StageKind::Agent),
+            round: 1,
+            verdict,
+            ..Default::default()
+        };
+        let d = Dispatch::new(
+            job,
+            ordo_proto::TaskName::new("a").unwrap(),
+            TaskIndex(0),
+            Attempt(1),
+            Program::Shell("true".into()),
+        );
+        let mut r = TaskResult::new(&d, "w1".into(), Outcome::Succeeded, 0, "");
+        r.stages = vec![
+            record("review", Some(Verdict::Changes)),
+            record("review", Some(Verdict::Pass)),
+            record("lint", None),
+        ];
+        m.observe(&[
+            Change::Attempt(r),
+            Change::Stage {
+                job,
+                index: TaskIndex(0),
+                attempt: Attempt(1),
+                record: record("sign-off", Some(Verdict::Pass)),
+            },
+        ]);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        for line in [
+            r#"ordo_stage_total{stage="review",verdict="changes"} 1"#,
+            r#"ordo_stage_total{stage="review",verdict="pass"} 1"#,
+            r#"ordo_stage_total{stage="lint",verdict="none"} 1"#,
+            r#"ordo_stage_total{stage="sign-off",verdict="pass"} 1"#,
+        ] {
+            assert!(text.contains(line), "{line} not in:\n{text}");
+        }
+    }
+}
