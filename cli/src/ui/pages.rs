@@ -1082,6 +1082,79 @@ mod tests {
         );
     }
 
+    /// A task awaiting approval: its files, verify output and cost, and the Approve / Reject
+    /// forms with the csrf field, which a read-only dashboard leaves out.
+    #[test]
+    fn an_awaiting_task_shows_what_is_decided_and_the_forms() {
+        use ordo_proto::api::{ReportJob, ReportTask, StateAt};
+        let spec = ordo_proto::JobSpec {
+            name: "j".into(),
+            tasks: vec![ordo_proto::TaskSpec::shell("migrate", "true")],
+            ..Default::default()
+        };
+        let data = ReportData {
+            job: ReportJob {
+                summary: summary(JobState::Running),
+                source: "j.toml".into(),
+                spec,
+                updated_ms: 0,
+                default_mode: None,
+                max_parallel: None,
+                slots: None,
+            },
+            tasks: vec![ReportTask {
+                state: StateAt {
+                    state: TaskPhase::AwaitingApproval,
+                    at: Some(1_000),
+                    reason: None,
+                },
+                attempts: 1,
+                conflicts: 0,
+            }],
+            attempts: Vec::new(),
+            history: Vec::new(),
+            ignored_results: Vec::new(),
+            tails_cut_to: None,
+        };
+        let view = ApprovalView {
+            stage: "sign-off".into(),
+            since_ms: 1_000,
+            files: vec![ordo_proto::FileLines {
+                path: "migrations/<1>.sql".into(),
+                added: 40,
+                removed: 2,
+            }],
+            verify_output: "checked <ok>".into(),
+            cost_usd: Some(0.25),
+            ..Default::default()
+        };
+        let html = task(&ctx(false), &data, TaskIndex(0), Some(&view));
+        assert!(html.contains("Awaiting approval: sign-off"), "{html}");
+        assert!(
+            html.contains("<code>migrations/&lt;1&gt;.sql</code>"),
+            "{html}"
+        );
+        assert!(html.contains(">+40<") && html.contains(">-2<"), "{html}");
+        assert!(html.contains("checked &lt;ok&gt;"), "{html}");
+        assert!(html.contains("$0.2500"), "{html}");
+        let id = data.job.summary.id;
+        for verb in ["approve", "reject"] {
+            let form = format!(
+                "<form method=\"post\" action=\"/jobs/{id}/tasks/0/{verb}\">\
+                 <input type=\"hidden\" name=\"csrf\" value=\"c5rf\">"
+            );
+            assert!(html.contains(&form), "{form} not in {html}");
+        }
+        assert!(html.contains("name=\"reason\" required"));
+        let ro = task(&ctx(true), &data, TaskIndex(0), Some(&view));
+        assert!(ro.contains("Awaiting approval: sign-off"));
+        assert!(
+            !ro.contains("/approve\"") && !ro.contains("/reject\""),
+            "{ro}"
+        );
+        assert!(ro.contains("ordo approve"), "{ro}");
+    }
+
     fn jobs_page_read_only() -> String {
         jobs(&ctx(true), &[], &ListQuery::default(), 0)
     }
