@@ -523,6 +523,37 @@ pub fn redact(urls: &str) -> String {
         .join(",")
 }
 
+/// Who a decision from this command line is by: on a cluster the NATS user when the
+/// connection names one (`--user`, or the URL's `user@`), else the OS user (`USER`, `LOGNAME`,
+/// else `uid N`).
+pub fn decider(target: &Target) -> String {
+    if let Target::Cluster(nats) = target {
+        let from_url = nats.url.as_deref().and_then(|u| {
+            let rest = u.split_once("://").map_or(u, |(_, r)| r);
+            let auth = rest.split_once('@')?.0;
+            Some(
+                auth.split_once(':')
+                    .map_or(auth, |(user, _)| user)
+                    .to_string(),
+            )
+        });
+        if let Some(user) = nats.user.clone().or(from_url).filter(|u| !u.is_empty()) {
+            return user;
+        }
+    }
+    os_user()
+}
+
+/// The OS user running this process.
+pub fn os_user() -> String {
+    ["USER", "LOGNAME"]
+        .iter()
+        .filter_map(|v| std::env::var(v).ok())
+        .find(|u| !u.trim().is_empty())
+        // SAFETY: getuid has no preconditions and cannot fail.
+        .unwrap_or_else(|| format!("uid {}", unsafe { libc::getuid() }))
+}
+
 #[cfg(test)]
 mod tests {
     use ordo_proto::{JobState, TaskPhase};
@@ -707,35 +738,4 @@ mod tests {
             JobState::Succeeded
         );
     }
-}
-
-/// Who a decision from this command line is by: on a cluster the NATS user when the
-/// connection names one (`--user`, or the URL's `user@`), else the OS user (`USER`, `LOGNAME`,
-/// else `uid N`).
-pub fn decider(target: &Target) -> String {
-    if let Target::Cluster(nats) = target {
-        let from_url = nats.url.as_deref().and_then(|u| {
-            let rest = u.split_once("://").map_or(u, |(_, r)| r);
-            let auth = rest.split_once('@')?.0;
-            Some(
-                auth.split_once(':')
-                    .map_or(auth, |(user, _)| user)
-                    .to_string(),
-            )
-        });
-        if let Some(user) = nats.user.clone().or(from_url).filter(|u| !u.is_empty()) {
-            return user;
-        }
-    }
-    os_user()
-}
-
-/// The OS user running this process.
-pub fn os_user() -> String {
-    ["USER", "LOGNAME"]
-        .iter()
-        .filter_map(|v| std::env::var(v).ok())
-        .find(|u| !u.trim().is_empty())
-        // SAFETY: getuid has no preconditions and cannot fail.
-        .unwrap_or_else(|| format!("uid {}", unsafe { libc::getuid() }))
 }
