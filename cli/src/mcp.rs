@@ -34,7 +34,7 @@ use anyhow::Context as _;
 use clap::ValueEnum as _;
 use ordo_formats::prepare::env_mode;
 use ordo_formats::{Diagnostic, Format, LoadOptions, Overrides, Prepared, Source, With};
-use ordo_proto::api::{JobStatus, JobSummary, JobsRequest};
+use ordo_proto::api::{DecideRequest, JobStatus, JobSummary, JobsRequest};
 use ordo_proto::{ExecutionMode, JobState, WorkspaceMode};
 use rmcp::handler::server::router::tool::ToolRouter;
 use rmcp::handler::server::wrapper::Parameters;
@@ -202,6 +202,28 @@ pub struct LogsInput {
     pub max_bytes: Option<usize>,
 }
 
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct ApproveInput {
+    /// Job id (locally also a unique prefix of one).
+    pub job: String,
+    /// The task awaiting approval (name or index).
+    pub task: String,
+    /// Why it is approved, kept with the decision.
+    #[serde(default)]
+    pub comment: Option<String>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct RejectInput {
+    /// Job id (locally also a unique prefix of one).
+    pub job: String,
+    /// The task awaiting approval (name or index).
+    pub task: String,
+    /// Why it is rejected (required): with `on_reject = "revise"` it goes back to the task's
+    /// agent.
+    pub reason: String,
+}
+
 #[derive(Debug, Default, Deserialize, JsonSchema)]
 pub struct ReportInput {
     /// Job id (locally also a unique prefix of one); default: the newest job.
@@ -367,8 +389,9 @@ impl Ordo {
         self.submit(p).await.unwrap_or_else(Fail::result)
     }
 
-    /// A job's state and each task's state, attempts, exit code, duration, reason and the end
-    /// of its output.
+    /// A job's state and each task's state, attempts, exit code, duration, reason, the end
+    /// of its output, its quality gates' stages (verdict, findings, round, duration, cost,
+    /// session) and, for a task awaiting approval, what the decision is about (`approval`).
     #[tool(annotations(read_only_hint = true))]
     async fn job_status(&self, Parameters(p): Parameters<JobInput>) -> CallToolResult {
         self.status(p).await.unwrap_or_else(Fail::result)
@@ -392,6 +415,26 @@ impl Ordo {
     #[tool(annotations(read_only_hint = true))]
     async fn job_logs(&self, Parameters(p): Parameters<LogsInput>) -> CallToolResult {
         self.logs(p).await.unwrap_or_else(Fail::result)
+    }
+
+    /// Approve a task awaiting approval (a quality gate's approval stage): the task goes on
+    /// to its integration. The decision is recorded as by `mcp`, with the comment. Returns the
+    /// job's summary.
+    #[tool(annotations(destructive_hint = false, idempotent_hint = false))]
+    async fn approve(&self, Parameters(p): Parameters<ApproveInput>) -> CallToolResult {
+        self.decide(p.job, p.task, p.comment, true)
+            .await
+            .unwrap_or_else(Fail::result)
+    }
+
+    /// Reject a task awaiting approval, with a reason: its attempt fails, or with
+    /// `on_reject = "revise"` the reason goes back to its agent as a new round. Recorded as by
+    /// `mcp`. Returns the job's summary.
+    #[tool(annotations(destructive_hint = true, idempotent_hint = false))]
+    async fn reject(&self, Parameters(p): Parameters<RejectInput>) -> CallToolResult {
+        self.decide(p.job, p.task, Some(p.reason), false)
+            .await
+            .unwrap_or_else(Fail::result)
     }
 
     /// A job's report: summary (makespan, speedup, retries, waits), verification checklist,
@@ -647,6 +690,30 @@ impl Ordo {
             }
         }
         done(summary_line(&status.summary), to_value(&status)?, None)
+    }
+
+    async fn decide(
+        &self,
+        job: String,
+        task: String,
+        comment: Option<String>,
+        approve: bool,
+    ) -> Outcome {
+        let jobs = self.jobs()?;
+        let id = jobs.resolve(&job).await?;
+        let req = DecideRequest {
+            job: id,
+            task,
+            by: "mcp".into(),
+            comment: comment.filter(|c| !c.trim().is_empty()),
+        };
+        let summary = jobs.decide(&req, approve).await?;
+        let what = if approve { "approved" } else { "rejected" };
+        done(
+            format!("{what} task {}: {}", req.task, summary_line(&summary)),
+            to_value(&summary)?,
+            None,
+        )
     }
 
     async fn fetch_status(&self, job: &str) -> Result<JobStatus, Fail> {

@@ -2,12 +2,13 @@
 //! task transitions by state, tasks per state in running jobs, ready tasks (queue depth),
 //! dispatch-to-start latency, task duration, busy and total slots, redb commit latency, and
 //! results applied versus ignored (stale or duplicate), and what agent runs cost (dollars and
-//! tokens, as the agents reported them), and each adaptive pool's limit in force and refused
-//! runs.
+//! tokens, as the agents reported them), each adaptive pool's limit in force and refused
+//! runs, and stage runs and approval decisions by stage and verdict.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
+use ordo_proto::gates::{StageRecord, Verdict};
 use ordo_proto::{JobId, TaskIndex};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -39,6 +40,7 @@ pub struct Metrics {
     agent_tokens: Family<Labels, Counter>,
     pool_limit: Family<Labels, Gauge>,
     pool_limited: Family<Labels, Gauge>,
+    stages: Family<Labels, Counter>,
     dispatched_at: HashMap<(JobId, TaskIndex), Millis>,
 }
 
@@ -67,6 +69,7 @@ impl Metrics {
             agent_tokens: Family::default(),
             pool_limit: Family::default(),
             pool_limited: Family::default(),
+            stages: Family::default(),
             dispatched_at: HashMap::new(),
         };
         let mut r = Registry::with_prefix("ordo");
@@ -138,6 +141,12 @@ impl Metrics {
             m.resolve_rounds.clone(),
         );
         r.register(
+            "stage",
+            "Stage runs and approval decisions applied, by stage and verdict \
+             (pass, changes, fail, none)",
+            m.stages.clone(),
+        );
+        r.register(
             "results",
             "Worker results, applied or ignored",
             m.results.clone(),
@@ -171,6 +180,9 @@ impl Metrics {
                     }
                 }
                 Change::Attempt(r) => {
+                    for s in &r.stages {
+                        self.stage(s);
+                    }
                     if let Some(w) = r.workspace.as_deref().filter(|w| w.resolve_round()) {
                         let result = if w.unresolved.is_empty() {
                             "resolved"
@@ -208,10 +220,8 @@ impl Metrics {
                         .get_or_create(&label("outcome", outcome.name()))
                         .inc();
                 }
-                Change::Job { .. }
-                | Change::Budget { .. }
-                | Change::Pool { .. }
-                | Change::Stage { .. } => {}
+                Change::Stage { record, .. } => self.stage(record),
+                Change::Job { .. } | Change::Budget { .. } | Change::Pool { .. } => {}
             }
         }
     }
@@ -239,7 +249,74 @@ impl Metrics {
         }
     }
 
+    /// One stage record applied (`ordo_stage_total{stage,verdict}`).
+    fn stage(&self, s: &StageRecord) {
+        let labels = vec![
+            ("stage".to_string(), s.name.clone()),
+            (
+                "verdict".to_string(),
+                Verdict::name_or_none(s.verdict).to_string(),
+            ),
+        ];
+        self.stages.get_or_create(&labels).inc();
+    }
+
     pub fn commit(&self, took: Duration) {
         self.commit_latency.observe(took.as_secs_f64());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ordo_proto::gates::{StageKind, StageRecord, Verdict};
+    use ordo_proto::{Attempt, Dispatch, JobId, Outcome, Program, TaskIndex, TaskResult};
+
+    use super::*;
+
+    /// Every stage record applied counts once, by stage and verdict: the result's and the
+    /// engine's (an approval decision).
+    #[test]
+    fn stage_records_are_counted_by_stage_and_verdict() {
+        let (mut m, registry) = Metrics::new();
+        let job = JobId::new();
+        let record = |name: &str, verdict| StageRecord {
+            name: name.into(),
+            kind: Some(StageKind::Agent),
+            round: 1,
+            verdict,
+            ..Default::default()
+        };
+        let d = Dispatch::new(
+            job,
+            ordo_proto::TaskName::new("a").unwrap(),
+            TaskIndex(0),
+            Attempt(1),
+            Program::Shell("true".into()),
+        );
+        let mut r = TaskResult::new(&d, "w1".into(), Outcome::Succeeded, 0, "");
+        r.stages = vec![
+            record("review", Some(Verdict::Changes)),
+            record("review", Some(Verdict::Pass)),
+            record("lint", None),
+        ];
+        m.observe(&[
+            Change::Attempt(r),
+            Change::Stage {
+                job,
+                index: TaskIndex(0),
+                attempt: Attempt(1),
+                record: record("sign-off", Some(Verdict::Pass)),
+            },
+        ]);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        for line in [
+            r#"ordo_stage_total{stage="review",verdict="changes"} 1"#,
+            r#"ordo_stage_total{stage="review",verdict="pass"} 1"#,
+            r#"ordo_stage_total{stage="lint",verdict="none"} 1"#,
+            r#"ordo_stage_total{stage="sign-off",verdict="pass"} 1"#,
+        ] {
+            assert!(text.contains(line), "{line} not in:\n{text}");
+        }
     }
 }

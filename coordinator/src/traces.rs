@@ -1,6 +1,7 @@
 //! Turns the engine's `Change`s into OpenTelemetry spans: one root span per job (submission to
 //! final state, with every job and task transition as an event) and one span per attempt
-//! (dispatch to result, with its transitions as events). Shared by the coordinator service and
+//! (dispatch to result, with its transitions as events), holding a span per stage run and
+//! approval decision (docs/design.md, "Quality gates"). Shared by the coordinator service and
 //! `ordo run`, so both produce the same shape. Does nothing when no exporter is configured.
 
 use std::collections::HashMap;
@@ -20,6 +21,8 @@ struct AttemptTrace {
     /// A `running` transition was seen (a task shorter than the worker's `Started` delay has
     /// none: its result tells when it started).
     running: bool,
+    /// The engine's stage records of this attempt (approval decisions, their timeouts).
+    approvals: Vec<ordo_proto::gates::StageRecord>,
 }
 
 struct JobTrace {
@@ -120,7 +123,19 @@ impl Traces {
                         ));
                     }
                 }
-                Change::Budget { .. } | Change::Pool { .. } | Change::Stage { .. } => {}
+                Change::Stage {
+                    job,
+                    index,
+                    attempt,
+                    record,
+                } => {
+                    if let Some(a) = self.attempts.get_mut(&(*job, *index))
+                        && a.result.as_ref().is_none_or(|r| r.attempt == *attempt)
+                    {
+                        a.approvals.push(record.clone());
+                    }
+                }
+                Change::Budget { .. } | Change::Pool { .. } => {}
                 Change::Job { job, state, at, .. } => {
                     let Some(j) = self.jobs.get_mut(job) else {
                         continue;
@@ -150,6 +165,7 @@ impl Traces {
                         events: vec![(*at, "dispatched".into())],
                         result: None,
                         running: false,
+                        approvals: Vec::new(),
                     },
                 );
                 *at
@@ -213,7 +229,7 @@ impl Traces {
         {
             let end = r.started_at_ms + r.duration_ms;
             a.events.push((end, state.name().to_string()));
-            tel.attempt_span(&r, a.dispatched, end, state.name(), &a.events);
+            tel.attempt_span(&r, a.dispatched, end, state.name(), &a.events, &a.approvals);
             return end;
         }
         at

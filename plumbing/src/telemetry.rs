@@ -20,6 +20,7 @@ use opentelemetry::{Context, KeyValue};
 use opentelemetry_sdk::trace::{IdGenerator, RandomIdGenerator, SdkTracerProvider, Tracer};
 
 use ordo_proto::TaskResult;
+use ordo_proto::gates::{StageRecord, Verdict};
 use ordo_proto::{AttemptRef, JobId};
 
 thread_local! {
@@ -226,7 +227,9 @@ impl Telemetry {
         span.end_with_timestamp(at(end_ms));
     }
 
-    /// One attempt as the coordinator saw it: dispatch to result, child of the job span.
+    /// One attempt as the coordinator saw it: dispatch to result, child of the job span, with
+    /// a child span per stage record: the result's (agent and command stages) and `approvals`
+    /// (the engine's records of approval decisions).
     /// Agent runs carry `ordo.agent.session_id`, `ordo.agent.cost_usd`,
     /// `ordo.agent.input_tokens`, `ordo.agent.output_tokens` (and `ordo.agent.rate_limited`).
     pub fn attempt_span(
@@ -236,6 +239,7 @@ impl Telemetry {
         end_ms: u64,
         final_state: &str,
         events: &[(u64, String)],
+        approvals: &[StageRecord],
     ) {
         let job = &result.job;
         let mut attrs = vec![
@@ -261,7 +265,39 @@ impl Telemetry {
         for (t, e) in events {
             span.add_event_with_timestamp(e.clone(), at(*t), vec![]);
         }
+        let cx = Context::new().with_remote_span_context(span.span_context().clone());
+        for s in result.stages.iter().chain(approvals) {
+            self.stage_span(&cx, s);
+        }
         span.end_with_timestamp(at(end_ms.max(result.started_at_ms + result.duration_ms)));
+    }
+
+    /// One stage run or approval decision, from its recorded start for its duration:
+    /// `ordo.stage.name`, `.kind`, `.verdict` (`none` without one), `.round`, its agent's
+    /// session, cost and tokens, and who decided an approval.
+    fn stage_span(&self, parent: &Context, s: &StageRecord) {
+        let mut attrs = vec![
+            KeyValue::new("ordo.stage.name", s.name.clone()),
+            KeyValue::new("ordo.stage.verdict", Verdict::name_or_none(s.verdict)),
+            KeyValue::new("ordo.stage.round", i64::from(s.round)),
+        ];
+        if let Some(k) = s.kind {
+            attrs.push(KeyValue::new("ordo.stage.kind", k.name()));
+        }
+        if let Some(by) = &s.by {
+            attrs.push(KeyValue::new("ordo.stage.by", by.clone()));
+        }
+        if let Some(a) = &s.agent {
+            attrs.extend(agent_run_attributes(a));
+        }
+        let mut span = self.span(
+            None,
+            parent,
+            format!("stage {}", s.name),
+            at(s.started_at_ms),
+            attrs,
+        );
+        span.end_with_timestamp(at(s.started_at_ms + s.duration_ms));
     }
 
     /// The worker's execution of an attempt, child of the span named by `traceparent`, with
@@ -395,9 +431,13 @@ pub async fn serve_metrics(
 
 /// The attributes of an agent run on its spans (docs/design.md, "Agent runs").
 fn agent_attributes(r: &TaskResult) -> Vec<KeyValue> {
-    let Some(a) = &r.agent else {
-        return Vec::new();
-    };
+    r.agent
+        .as_deref()
+        .map(agent_run_attributes)
+        .unwrap_or_default()
+}
+
+fn agent_run_attributes(a: &ordo_proto::AgentRun) -> Vec<KeyValue> {
     let mut attrs = vec![
         KeyValue::new("ordo.agent.input_tokens", a.input_tokens as i64),
         KeyValue::new("ordo.agent.output_tokens", a.output_tokens as i64),

@@ -254,6 +254,10 @@ impl Verdict {
             Verdict::Fail => "fail",
         }
     }
+    /// The name of a stage's verdict, `none` when it gave none (metrics, reports, chips).
+    pub fn name_or_none(v: Option<Verdict>) -> &'static str {
+        v.map_or("none", Verdict::name)
+    }
 }
 
 /// One finding of a review.
@@ -301,6 +305,21 @@ pub struct StageRecord {
     pub comment: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub commit: Option<String>,
+}
+
+impl std::fmt::Display for Finding {
+    /// `src/a.rs:3: [high] message`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (&self.file, self.line) {
+            (Some(file), Some(line)) => write!(f, "{file}:{line}: ")?,
+            (Some(file), None) => write!(f, "{file}: ")?,
+            _ => {}
+        }
+        if let Some(s) = &self.severity {
+            write!(f, "[{s}] ")?;
+        }
+        f.write_str(&self.message)
+    }
 }
 
 impl StageRecord {
@@ -376,17 +395,7 @@ pub fn revise_prompt(stage: &str, findings: &[Finding], reason: Option<&str>) ->
         p.push_str(&format!("\n\n{r}"));
     }
     for f in findings {
-        let place = match (&f.file, f.line) {
-            (Some(file), Some(line)) => format!("{file}:{line}: "),
-            (Some(file), None) => format!("{file}: "),
-            _ => String::new(),
-        };
-        let sev = f
-            .severity
-            .as_deref()
-            .map(|s| format!("[{s}] "))
-            .unwrap_or_default();
-        p.push_str(&format!("\n- {place}{sev}{}", f.message));
+        p.push_str(&format!("\n- {f}"));
     }
     p.push_str("\n\nMake the changes, then stop.");
     p

@@ -2,12 +2,15 @@
 //! `<testcase>` per task. Failed and timed-out tasks get `<failure>` with the output tail,
 //! tasks cancelled while running get `<error>`, skipped tasks (and tasks that never started or
 //! have not finished) get `<skipped>`. Agent runs' cost and tokens are properties: the job's
-//! (and per model) on the testsuite, each task's on its testcase. Text is XML-escaped and characters XML 1.0 forbids are
-//! dropped.
+//! (and per model) on the testsuite, each task's on its testcase, with its last attempt's
+//! stages (`stage.NAME` = its verdict, `stage.NAME.rounds`, `stage.NAME.by`). Text is
+//! XML-escaped and characters XML 1.0 forbids are dropped.
 
 use std::fmt::Write;
 
-use super::{Mark, Report, TaskReport, clean_output, utc};
+use ordo_proto::gates::Verdict as StageVerdict;
+
+use super::{Mark, Report, TaskReport, clean_output, stage_summaries, utc};
 
 pub fn render(r: &Report) -> String {
     let s = &r.summary;
@@ -105,6 +108,26 @@ pub fn render(r: &Report) -> String {
             t.cost_usd,
             t.tokens,
         );
+        for st in stage_summaries(t.last_stages()) {
+            let mut prop = |k: String, v: &str| {
+                let _ = write!(
+                    props,
+                    "\n        <property name=\"{}\" value=\"{}\"/>",
+                    attr(&k),
+                    attr(v)
+                );
+            };
+            prop(
+                format!("stage.{}", st.name),
+                StageVerdict::name_or_none(st.verdict),
+            );
+            if st.rounds > 1 {
+                prop(format!("stage.{}.rounds", st.name), &st.rounds.to_string());
+            }
+            if let Some(by) = st.by {
+                prop(format!("stage.{}.by", st.name), by);
+            }
+        }
         let mut body = String::new();
         if !props.is_empty() {
             let _ = write!(body, "\n      <properties>{props}\n      </properties>");

@@ -29,7 +29,10 @@ pub mod markdown;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
+use std::fmt::Write as _;
+
 use ordo_proto::api::{HistoryChange, IgnoredResult, ReportData};
+use ordo_proto::gates::{StageRecord, Verdict};
 use ordo_proto::{
     ExecutionMode, Integration, JobState, Outcome, TaskIndex, TaskPhase, TaskResult, TaskSpec,
     WorkerId,
@@ -430,6 +433,138 @@ pub struct TaskReport {
     /// Jobs in worktrees: how its change was integrated.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub integration: Option<TaskIntegration>,
+    /// Its quality gates (docs/design.md, "Quality gates"): every stage run and approval
+    /// decision of every attempt, by attempt then start.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub stages: Vec<StageReport>,
+}
+
+/// One stage run (or approval decision) of one attempt: the record as the result or the
+/// engine made it, with its agent's session and cost lifted out.
+#[derive(Clone, Debug, Serialize)]
+pub struct StageReport {
+    pub attempt: u32,
+    #[serde(flatten)]
+    pub record: StageRecord,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost_usd: Option<f64>,
+}
+
+impl TaskReport {
+    /// The stage records of its last attempt that has any.
+    pub fn last_stages(&self) -> impl Iterator<Item = &StageRecord> {
+        let last = self.stages.last().map(|s| s.attempt);
+        self.stages
+            .iter()
+            .filter(move |s| Some(s.attempt) == last)
+            .map(|s| &s.record)
+    }
+}
+
+/// The symbol of a stage's verdict: ✓ pass, ↻ changes, ✗ fail or no verdict.
+pub fn verdict_symbol(v: Option<Verdict>) -> &'static str {
+    match v {
+        Some(Verdict::Pass) => "✓",
+        Some(Verdict::Changes) => "↻",
+        Some(Verdict::Fail) | None => "✗",
+    }
+}
+
+/// One line per stage of `records` (one attempt's): its last verdict, its rounds when more
+/// than one, who decided an approval. `review ✓ (2 rounds) · lint ✓ · sign-off ✓ alice`.
+pub fn stages_line<'a>(records: impl IntoIterator<Item = &'a StageRecord>) -> String {
+    stage_summaries(records)
+        .iter()
+        .map(|s| {
+            let mut part = format!("{} {}", s.name, verdict_symbol(s.verdict));
+            if s.rounds > 1 {
+                let _ = write!(part, " ({} rounds)", s.rounds);
+            }
+            if let Some(by) = s.by {
+                let _ = write!(part, " {by}");
+            }
+            part
+        })
+        .collect::<Vec<_>>()
+        .join(" · ")
+}
+
+/// One stage record in a line, without its findings: `review, round 2: ✓ pass, 1.2s, $0.0100,
+/// session abc` or `sign-off: ✓ pass by alice at 1a2b3c4: looks fine`.
+pub fn stage_text(s: &StageReport) -> String {
+    let r = &s.record;
+    let mut text = r.name.clone();
+    if r.round > 1 {
+        let _ = write!(text, ", round {}", r.round);
+    }
+    let _ = write!(
+        text,
+        ": {} {}",
+        verdict_symbol(r.verdict),
+        r.verdict.map_or("no verdict", Verdict::name)
+    );
+    if let Some(by) = &r.by {
+        let _ = write!(text, " by {by}");
+    }
+    if let Some(c) = &r.commit {
+        let _ = write!(text, " at {}", &c[..c.len().min(10)]);
+    }
+    if r.duration_ms > 0 {
+        let _ = write!(text, ", {}", fmt_ms(r.duration_ms));
+    }
+    if let Some(c) = s.cost_usd {
+        let _ = write!(text, ", {}", fmt_usd(c));
+    }
+    if let Some(id) = &s.session {
+        let _ = write!(text, ", session {id}");
+    }
+    for note in r.comment.iter().chain(Some(&r.message)) {
+        if !note.is_empty() {
+            let _ = write!(text, ": {}", cut(note, 300));
+        }
+    }
+    text
+}
+
+/// A stage of one attempt, folded over its rounds.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StageSummary<'a> {
+    pub name: &'a str,
+    /// Its last verdict.
+    pub verdict: Option<Verdict>,
+    /// Rounds it ran in.
+    pub rounds: u32,
+    /// Approvals: who decided last.
+    pub by: Option<&'a str>,
+}
+
+/// The stages of `records` (one attempt's) in the order they first ran, each folded over its
+/// rounds.
+pub fn stage_summaries<'a>(
+    records: impl IntoIterator<Item = &'a StageRecord>,
+) -> Vec<StageSummary<'a>> {
+    let mut out: Vec<StageSummary<'a>> = Vec::new();
+    for r in records {
+        let i = match out.iter().position(|s| s.name == r.name) {
+            Some(i) => i,
+            None => {
+                out.push(StageSummary {
+                    name: &r.name,
+                    verdict: None,
+                    rounds: 0,
+                    by: None,
+                });
+                out.len() - 1
+            }
+        };
+        let s = &mut out[i];
+        s.verdict = r.verdict;
+        s.rounds += 1;
+        s.by = r.by.as_deref().or(s.by);
+    }
+    out
 }
 
 /// One run of a job: its submission, or one `ordo retry`.
@@ -613,7 +748,7 @@ fn run_text(t: &TaskSpec) -> RunText {
 }
 
 /// `s` as one shell word.
-fn shell_quote(s: &str) -> String {
+pub fn shell_quote(s: &str) -> String {
     if !s.is_empty()
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c))
@@ -904,6 +1039,34 @@ pub fn build(data: &ReportData) -> Report {
     hot_files.sort_by(|a, b| b.conflicts.cmp(&a.conflicts).then(a.file.cmp(&b.file)));
     hot_files.truncate(10);
 
+    // Stage records: the results' (agent and command stages) and the engine's (approvals).
+    let mut stages: Vec<Vec<StageReport>> = vec![Vec::new(); n];
+    let stage_report = |attempt: u32, record: &StageRecord| StageReport {
+        attempt,
+        session: record.agent.as_ref().and_then(|a| a.session_id.clone()),
+        cost_usd: record.agent.as_ref().and_then(|a| a.cost_usd),
+        record: record.clone(),
+    };
+    for r in &data.attempts {
+        if let Some(v) = stages.get_mut(r.index.get()) {
+            v.extend(r.stages.iter().map(|s| stage_report(r.attempt.0, s)));
+        }
+    }
+    for h in &data.history {
+        if let HistoryChange::Stage {
+            index,
+            attempt,
+            record,
+        } = &h.change
+            && let Some(v) = stages.get_mut(index.get())
+        {
+            v.push(stage_report(attempt.0, record));
+        }
+    }
+    for v in &mut stages {
+        v.sort_by_key(|s| (s.attempt, s.record.started_at_ms));
+    }
+
     let mut on_path = vec![false; n];
     for &i in &chain {
         on_path[i] = true;
@@ -994,7 +1157,7 @@ pub fn build(data: &ReportData) -> Report {
                 // budget and the job's total count them).
                 cost_usd: runs[i]
                     .iter()
-                    .filter_map(|r| r.agent.as_ref()?.cost_usd)
+                    .filter_map(|r| r.spend().0)
                     .chain(
                         data.ignored_results
                             .iter()
@@ -1027,6 +1190,7 @@ pub fn build(data: &ReportData) -> Report {
                     }
                     it
                 }),
+                stages: std::mem::take(&mut stages[i]),
             }
         })
         .collect();
@@ -1564,6 +1728,116 @@ mod tests {
         let json: serde_json::Value = serde_json::from_str(&render(&r, Format::Json)).unwrap();
         assert_eq!(json["tasks"][0]["ignored"][0]["kind"], "duplicate");
         assert_eq!(json["tasks"][0]["ignored"][0]["delivery"], 2);
+    }
+
+    #[test]
+    fn stages_show_in_every_format() {
+        use ordo_proto::api::HistoryEntry;
+        use ordo_proto::gates::{Finding, StageKind};
+        use ordo_proto::{AgentRun, Attempt};
+        let mut data = records();
+        let review = |round: u32, verdict: Verdict, cost: f64| StageRecord {
+            name: "review".into(),
+            kind: Some(StageKind::Agent),
+            round,
+            verdict: Some(verdict),
+            started_at_ms: 200 + u64::from(round) * 10,
+            duration_ms: 1200,
+            agent: Some(AgentRun {
+                session_id: Some(format!("rev-{round}")),
+                cost_usd: Some(cost),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let a = &mut data.attempts[0];
+        a.rounds = 1;
+        a.stages = vec![
+            StageRecord {
+                findings: vec![Finding {
+                    file: Some("src/a.rs".into()),
+                    line: Some(3),
+                    severity: Some("high".into()),
+                    message: "no test for the empty case".into(),
+                }],
+                ..review(1, Verdict::Changes, 0.25)
+            },
+            review(2, Verdict::Pass, 0.25),
+            StageRecord {
+                name: "lint".into(),
+                kind: Some(StageKind::Command),
+                round: 2,
+                verdict: Some(Verdict::Pass),
+                started_at_ms: 240,
+                ..Default::default()
+            },
+        ];
+        data.history.push(HistoryEntry {
+            at: 390,
+            change: HistoryChange::Stage {
+                index: TaskIndex(0),
+                attempt: Attempt(1),
+                record: StageRecord {
+                    name: "sign-off".into(),
+                    kind: Some(StageKind::Approval),
+                    round: 2,
+                    verdict: Some(Verdict::Pass),
+                    started_at_ms: 390,
+                    by: Some("alice".into()),
+                    comment: Some("ship it".into()),
+                    commit: Some("1a2b3c4d5e6f".into()),
+                    ..Default::default()
+                },
+            },
+        });
+        let r = build(&data);
+        let t = &r.tasks[0];
+        assert_eq!(t.stages.len(), 4);
+        assert!(r.tasks[1].stages.is_empty());
+        // The reviewers' cost counts in the task's (its own run's $1, the duplicate's $0.5).
+        assert_eq!(t.cost_usd, Some(2.0));
+        let line = stages_line(t.last_stages());
+        assert_eq!(line, "review ✓ (2 rounds) · lint ✓ · sign-off ✓ alice");
+
+        let json: serde_json::Value = serde_json::from_str(&render(&r, Format::Json)).unwrap();
+        let st = &json["tasks"][0]["stages"];
+        assert_eq!(st[0]["name"], "review");
+        assert_eq!(st[0]["kind"], "agent");
+        assert_eq!(st[0]["round"], 1);
+        assert_eq!(st[0]["verdict"], "changes");
+        assert_eq!(st[0]["findings"][0]["file"], "src/a.rs");
+        assert_eq!(st[0]["duration_ms"], 1200);
+        assert_eq!(st[0]["cost_usd"], 0.25);
+        assert_eq!(st[0]["session"], "rev-1");
+        assert_eq!(st[3]["by"], "alice");
+        assert_eq!(st[3]["comment"], "ship it");
+        assert_eq!(st[3]["commit"], "1a2b3c4d5e6f");
+        assert!(json["tasks"][1].get("stages").is_none());
+
+        let md = render(&r, Format::Md);
+        assert!(md.contains("| stages |"), "{md}");
+        assert!(md.contains(&line), "{md}");
+        assert!(md.contains("## Stages"), "{md}");
+        assert!(
+            md.contains("  - src/a.rs:3: \\[high\\] no test for the empty case"),
+            "{md}"
+        );
+        assert!(md.contains("sign-off, round 2: ✓ pass by alice at 1a2b3c4d5e: ship it"));
+
+        let html = render(&r, Format::Html);
+        assert!(html.contains("<th>stages</th>"));
+        assert!(html.contains(&line));
+        assert!(html.contains("src/a.rs:3: [high] no test for the empty case"));
+
+        let junit = render(&r, Format::Junit);
+        assert!(junit.contains(r#"<property name="stage.review" value="pass"/>"#));
+        assert!(junit.contains(r#"<property name="stage.review.rounds" value="2"/>"#));
+        assert!(junit.contains(r#"<property name="stage.lint" value="pass"/>"#));
+        assert!(junit.contains(r#"<property name="stage.sign-off.by" value="alice"/>"#));
+
+        // A job without stages has no stages column.
+        let plain = render(&build(&records()), Format::Md);
+        assert!(!plain.contains("stages"));
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! The Markdown report (GitHub-flavoured): summary table, verification checklist (a task
-//! list), task table, critical path, a Mermaid `gantt` timeline (one line per attempt), and each
+//! list), task table (with each task's stages, then their details), critical path, a Mermaid `gantt` timeline (one line per attempt), and each
 //! task's output tail in a fenced block. User text is escaped for where it lands: table cells,
 //! code spans, fences, Mermaid lines.
 
@@ -7,7 +7,7 @@ use std::fmt::Write;
 
 use super::{
     Mark, Report, RunOutcome, TaskReport, VerifyResult, clean_output, cut, fmt_ms, fmt_pct,
-    fmt_time, fmt_tokens, fmt_usd,
+    fmt_time, fmt_tokens, fmt_usd, stage_text, stages_line,
 };
 use ordo_proto::{JobState, Outcome, TaskIndex};
 
@@ -184,15 +184,19 @@ pub fn render(r: &Report) -> String {
     let _ = writeln!(out, "## Tasks\n");
     // Agent jobs get cost and token columns.
     let agents = s.cost_usd.is_some() || s.tokens.is_some();
+    // Jobs with quality gates get a stages column, and their details after the table.
+    let gated = r.tasks.iter().any(|t| !t.stages.is_empty());
     let _ = writeln!(
         out,
-        "| # | task | state | attempts | worker | exit | duration | waited |{} reason |",
-        if agents { " cost | tokens |" } else { "" }
+        "| # | task | state | attempts | worker | exit | duration | waited |{}{} reason |",
+        if agents { " cost | tokens |" } else { "" },
+        if gated { " stages |" } else { "" }
     );
     let _ = writeln!(
         out,
-        "|---:|---|---|---:|---|---:|---:|---:|{}---|",
-        if agents { "---:|---:|" } else { "" }
+        "|---:|---|---|---:|---|---:|---:|---:|{}{}---|",
+        if agents { "---:|---:|" } else { "" },
+        if gated { "---|" } else { "" }
     );
     for t in &r.tasks {
         let exit = match (t.exit_code, t.signal) {
@@ -208,6 +212,11 @@ pub fn render(r: &Report) -> String {
             )
         } else {
             String::new()
+        };
+        let spend = if gated {
+            format!("{spend} {} |", cell(&stages_line(t.last_stages())))
+        } else {
+            spend
         };
         let _ = writeln!(
             out,
@@ -228,6 +237,10 @@ pub fn render(r: &Report) -> String {
         );
     }
     let _ = writeln!(out, "\n★ on the critical path\n");
+
+    if gated {
+        stages_section(&mut out, r);
+    }
 
     if let Some(ji) = &s.integration {
         integration_section(&mut out, r, ji);
@@ -286,6 +299,21 @@ pub fn render(r: &Report) -> String {
         }
     }
     out
+}
+
+/// Every stage record of every gated task, attempt by attempt, with its findings.
+fn stages_section(out: &mut String, r: &Report) {
+    let _ = writeln!(out, "## Stages\n");
+    for t in r.tasks.iter().filter(|t| !t.stages.is_empty()) {
+        let _ = writeln!(out, "### {}\n", inline(&t.label()));
+        for s in &t.stages {
+            let _ = writeln!(out, "- attempt {}: {}", s.attempt, inline(&stage_text(s)));
+            for f in &s.record.findings {
+                let _ = writeln!(out, "  - {}", inline(&f.to_string()));
+            }
+        }
+        out.push('\n');
+    }
 }
 
 fn checklist_line(t: &TaskReport) -> String {

@@ -20,6 +20,8 @@
 //!   integrated), stages on a cluster's workers.
 //! - `jobs_local`: the job commands (status, logs, retry, submit, cancel) on a local state
 //!   directory, through the same job client as the cluster.
+//! - `gates_faces`: approvals from the dashboard's form (Chromium) and the MCP tool, each
+//!   naming who decided, and the stages in status and the report.
 //! - `faces`: the same job (a pool and a lock across two jobs, a budget, worktrees, a retry
 //!   with a new budget, prune) through `ordo run`, a cluster, MCP and the dashboard's form.
 //! - `fault_suite`: issue 5's faults on three job shapes, checked against a ledger.
@@ -51,6 +53,7 @@ mod faces;
 mod fault_suite;
 mod faults;
 mod gates;
+mod gates_faces;
 mod jobs_local;
 mod mcp;
 mod observability;

@@ -84,6 +84,9 @@ const TOOLS: [&str; 9] = [
     "job_report",
 ];
 
+/// The tools that decide on a task awaiting approval (called in `gates_faces`).
+const DECIDE_TOOLS: [&str; 2] = ["approve", "reject"];
+
 const PIPELINE: &str = r#"
 name = "mcp-pipeline"
 
@@ -168,7 +171,7 @@ fn local_mode_serves_every_tool_to_the_python_sdk() {
     let tools = s["tools"].as_array().unwrap();
     let mut names: Vec<&str> = tools.iter().map(|t| t["name"].as_str().unwrap()).collect();
     names.sort_unstable();
-    let mut expected = TOOLS.to_vec();
+    let mut expected = [TOOLS.as_slice(), &DECIDE_TOOLS].concat();
     expected.sort_unstable();
     assert_eq!(names, expected);
     for t in tools {
@@ -491,7 +494,7 @@ fn every_line_gets_an_answer_and_only_regular_files_are_read() {
     assert!(
         a["result"]["tools"]
             .as_array()
-            .is_some_and(|t| t.len() == TOOLS.len()),
+            .is_some_and(|t| t.len() == TOOLS.len() + DECIDE_TOOLS.len()),
         "{a}"
     );
 }

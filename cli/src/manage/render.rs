@@ -5,7 +5,8 @@
 
 use std::io::Write;
 
-use ordo_proto::api::{JobStatus, JobSummary, PoolStatus, WorkerInfo};
+use ordo_proto::JobId;
+use ordo_proto::api::{ApprovalView, JobStatus, JobSummary, PoolStatus, TaskStatus, WorkerInfo};
 use serde::Serialize;
 
 use crate::jobs::{Error, plain};
@@ -163,11 +164,15 @@ pub fn summary_line(s: &JobSummary, now_ms: u64) -> String {
 pub fn status_text(st: &JobStatus, now_ms: u64) -> String {
     let dash = || "-".to_string();
     let costs = st.tasks.iter().any(|t| t.cost_usd.is_some());
+    let gated = st.tasks.iter().any(|t| !t.stages.is_empty());
     let mut head = ["TASK", "STATE", "ATTEMPTS", "WORKER", "EXIT", "DURATION"]
         .map(String::from)
         .to_vec();
     if costs {
         head.push("COST".into());
+    }
+    if gated {
+        head.push("STAGES".into());
     }
     head.push("REASON".into());
     let mut rows = vec![head];
@@ -183,20 +188,29 @@ pub fn status_text(st: &JobStatus, now_ms: u64) -> String {
         if costs {
             row.push(t.cost_usd.map_or_else(dash, fmt_cost));
         }
+        if gated {
+            row.push(plain(&ordo_report::stages_line(&t.stages)));
+        }
         let reason = match &t.approval {
-            // Awaiting approval: which stage, and how to decide.
-            Some(a) => format!(
-                "awaiting {} ({} files): ordo approve {} {}",
-                plain(&a.stage),
-                a.files.len(),
-                st.summary.id,
-                plain(&t.name)
-            ),
+            // Awaiting approval: which stage; what it changed and how to decide follow the table.
+            Some(a) => format!("awaiting {} (see below)", plain(&a.stage)),
             None => t.reason.as_deref().map_or_else(String::new, one_line),
         };
         row.push(reason);
         rows.push(row);
     }
+    let waiting: Vec<String> = st
+        .tasks
+        .iter()
+        .filter_map(|t| {
+            Some(approval_text(
+                &st.summary.id,
+                t,
+                t.approval.as_deref()?,
+                now_ms,
+            ))
+        })
+        .collect();
     let mut line = summary_line(&st.summary, now_ms);
     // The job's own total (every task, stale and duplicate runs too), else this page's.
     let page: f64 = st.tasks.iter().filter_map(|t| t.cost_usd).sum();
@@ -206,7 +220,44 @@ pub fn status_text(st: &JobStatus, now_ms: u64) -> String {
     for p in &st.pools {
         line.push_str(&format!("\n{}", pool_line(p, now_ms)));
     }
-    format!("{line}\n{}", table(&rows))
+    format!("{line}\n{}{}", table(&rows), waiting.concat())
+}
+
+/// A task awaiting approval: which stage waits and since when, what it changed, what it cost,
+/// and the commands that decide.
+pub fn approval_text(job: &JobId, t: &TaskStatus, a: &ApprovalView, now_ms: u64) -> String {
+    let (added, removed) = a
+        .files
+        .iter()
+        .fold((0, 0), |(p, m), f| (p + f.added, m + f.removed));
+    let mut text = format!(
+        "\n{} awaits approval ({}, {} ago",
+        plain(&t.label()),
+        plain(&a.stage),
+        fmt_age(now_ms.saturating_sub(a.since_ms))
+    );
+    if let Some(d) = a.deadline_ms {
+        text.push_str(&format!(
+            ", decided by timeout in {}",
+            fmt_age(d.saturating_sub(now_ms))
+        ));
+    }
+    text.push_str(&format!(
+        "): {} file{} changed (+{added} -{removed})",
+        a.files.len(),
+        if a.files.len() == 1 { "" } else { "s" }
+    ));
+    if let Some(c) = a.cost_usd {
+        text.push_str(&format!(", cost so far {}", fmt_cost(c)));
+    }
+    if let Some(c) = &a.commit {
+        text.push_str(&format!(", commit {}", plain(&c[..c.len().min(10)])));
+    }
+    let task = ordo_report::shell_quote(&t.name);
+    text.push_str(&format!(
+        "\n  approve: ordo approve {job} {task} [--comment TEXT]\n  reject:  ordo reject {job} {task} --reason TEXT\n"
+    ));
+    text
 }
 
 /// `pool claude: 3 of 8 (adapts to rate limits; last limited 12s ago, 2 runs refused)`: the
@@ -359,6 +410,47 @@ mod tests {
         assert!(lines[1].starts_with("TASK  STATE"), "{text}");
         assert_eq!(lines[2], "a     succeeded  1         -       0     1.5s");
         assert_eq!(lines[3], "b     running    1         w-1     -     -");
+
+        // A gated job: each task's stages, and what waits for a decision.
+        use ordo_proto::gates::{StageKind, StageRecord, Verdict};
+        let review = |round, verdict| StageRecord {
+            name: "review".into(),
+            kind: Some(StageKind::Agent),
+            round,
+            verdict: Some(verdict),
+            ..Default::default()
+        };
+        st.tasks[0].stages = vec![review(1, Verdict::Changes), review(2, Verdict::Pass)];
+        st.tasks[1].state = TaskPhase::AwaitingApproval;
+        st.tasks[1].name = "migrate".into();
+        st.tasks[1].approval = Some(Box::new(ApprovalView {
+            stage: "sign-off".into(),
+            since_ms: now - 120_000,
+            files: vec![ordo_proto::FileLines {
+                path: "migrations/1.sql".into(),
+                added: 40,
+                removed: 2,
+            }],
+            cost_usd: Some(0.5),
+            ..Default::default()
+        }));
+        let text = status_text(&st, now);
+        assert!(text.lines().nth(1).unwrap().contains("STAGES"), "{text}");
+        assert!(text.contains("review ✓ (2 rounds)"), "{text}");
+        assert!(
+            text.contains(
+                "migrate awaits approval (sign-off, 2m ago): 1 file changed (+40 -2), cost so far $0.5000"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("ordo approve {JOB} migrate")),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!("ordo reject {JOB} migrate --reason TEXT")),
+            "{text}"
+        );
 
         let jobs = jobs_text(
             &[summary(JobState::Running), summary(JobState::Failed)],

@@ -37,8 +37,8 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use ordo_formats::prepare::env_mode;
 use ordo_formats::{Format, LoadOptions, Overrides, Source, With};
-use ordo_proto::api::{JobsRequest, RetryRequest, SubmitRequest};
-use ordo_proto::{JobId, JobState, TaskIndex};
+use ordo_proto::api::{DecideRequest, JobsRequest, RetryRequest, SubmitRequest};
+use ordo_proto::{JobId, JobState, TaskIndex, TaskPhase};
 use serde::Deserialize;
 
 use crate::args::{RunTarget, exit};
@@ -329,6 +329,8 @@ pub(crate) fn router(ui: Arc<Ui>) -> Router {
         .route("/jobs/{id}/cancel", post(cancel))
         .route("/jobs/{id}/retry", post(retry))
         .route("/jobs/{id}/tasks/{index}/retry", post(retry_task))
+        .route("/jobs/{id}/tasks/{index}/approve", post(approve))
+        .route("/jobs/{id}/tasks/{index}/reject", post(reject))
         .route("/jobs/{id}/rerun", post(rerun))
         .route("/workers", get(workers_page))
         .route("/events", get(live::events))
@@ -716,9 +718,25 @@ async fn task_page(
             ));
         }
     };
+    // A task awaiting approval: what the person deciding sees, from its status.
+    let waits =
+        data.tasks.get(index.get()).map(|t| t.state.state) == Some(TaskPhase::AwaitingApproval);
+    let approval = if waits {
+        let name = data.job.spec.tasks[index.get()].name.to_string();
+        ui.jobs
+            .status_where(job, 1, 1, &[], Some(&name))
+            .await
+            .map_err(|e| failed(&ui, &e))?
+            .tasks
+            .into_iter()
+            .find(|t| t.index == index)
+            .and_then(|t| t.approval)
+    } else {
+        None
+    };
     Ok(html(
         StatusCode::OK,
-        pages::task(&ui.page_context(), &data, index),
+        pages::task(&ui.page_context(), &data, index, approval.as_deref()),
     ))
 }
 
@@ -847,6 +865,62 @@ async fn retry_task(
     };
     ui.jobs.retry(&req).await.map_err(|e| failed(&ui, &e))?;
     Ok(Redirect::to(&format!("/jobs/{job}/tasks/{index}")).into_response())
+}
+
+/// The fields of the Approve and Reject forms.
+#[derive(Debug, Default, Deserialize)]
+struct DecideForm {
+    #[serde(default)]
+    csrf: String,
+    #[serde(default)]
+    comment: String,
+    #[serde(default)]
+    reason: String,
+}
+
+async fn approve(
+    State(ui): State<Arc<Ui>>,
+    Path((id, index)): Path<(String, String)>,
+    Form(f): Form<DecideForm>,
+) -> Result<Response, Response> {
+    decide(&ui, &id, &index, f, true).await
+}
+
+async fn reject(
+    State(ui): State<Arc<Ui>>,
+    Path((id, index)): Path<(String, String)>,
+    Form(f): Form<DecideForm>,
+) -> Result<Response, Response> {
+    decide(&ui, &id, &index, f, false).await
+}
+
+/// Approves or rejects a task awaiting approval, by `dashboard` (docs/design.md, "Quality
+/// gates"): the host's `approve`/`reject` verbs through the job client; a rejection needs its
+/// reason.
+async fn decide(
+    ui: &Ui,
+    id: &str,
+    index: &str,
+    f: DecideForm,
+    approve: bool,
+) -> Result<Response, Response> {
+    if let Some(r) = csrf_refused(ui, &f.csrf) {
+        return Err(r);
+    }
+    let job = job_id(ui, id).await?;
+    let text = if approve { f.comment } else { f.reason };
+    let text = text.trim();
+    let req = DecideRequest {
+        job,
+        task: index.to_string(),
+        by: "dashboard".into(),
+        comment: (!text.is_empty()).then(|| text.to_string()),
+    };
+    ui.jobs
+        .decide(&req, approve)
+        .await
+        .map_err(|e| failed(ui, &e))?;
+    Ok(Redirect::to(&format!("/jobs/{job}/tasks/{}", pages::url_encode(index))).into_response())
 }
 
 /// Submits an ended job's stored spec again, as a new job.

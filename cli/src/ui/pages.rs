@@ -12,7 +12,8 @@ use std::fmt::Write;
 
 use axum::http::StatusCode;
 use ordo_proto::api::ReportData;
-use ordo_proto::api::{JobSummary, PoolStatus, WorkerInfo};
+use ordo_proto::api::{ApprovalView, JobSummary, PoolStatus, WorkerInfo};
+use ordo_proto::gates::Verdict;
 use ordo_proto::{JobState, TaskIndex, TaskPhase};
 
 use super::graph_svg;
@@ -341,9 +342,33 @@ fn exit_text(code: Option<i32>, signal: Option<i32>) -> String {
     }
 }
 
+/// A task's stages (its last attempt's) as chips: the stage's name coloured by its last
+/// verdict, its rounds when more than one, who decided an approval.
+fn stage_chips(t: &TaskReport) -> String {
+    report::stage_summaries(t.last_stages())
+        .iter()
+        .map(|s| {
+            let verdict = Verdict::name_or_none(s.verdict);
+            let mut title = verdict.to_string();
+            if s.rounds > 1 {
+                title.push_str(&format!(", {} rounds", s.rounds));
+            }
+            if let Some(by) = s.by {
+                title.push_str(&format!(", by {by}"));
+            }
+            format!(
+                " <span class=\"stage v-{verdict}\" title=\"{}\">{} {}</span>",
+                esc(&title),
+                report::verdict_symbol(s.verdict),
+                esc(s.name)
+            )
+        })
+        .collect()
+}
+
 fn task_row(job: &str, t: &TaskReport) -> String {
     format!(
-        "<tr data-task=\"{i}\"><td class=\"num muted\">{i}</td><td><a href=\"/jobs/{job}/tasks/{i}\">{}</a>{}</td>\
+        "<tr data-task=\"{i}\"><td class=\"num muted\">{i}</td><td><a href=\"/jobs/{job}/tasks/{i}\">{}</a>{}{}</td>\
          <td>{}</td><td class=\"num\" data-f=\"attempts\">{}</td><td data-f=\"worker\">{}</td>\
          <td class=\"num\" data-f=\"duration\">{}</td><td class=\"num\" data-f=\"exit\">{}</td>\
          <td class=\"num\">{}</td></tr>\n",
@@ -353,6 +378,7 @@ fn task_row(job: &str, t: &TaskReport) -> String {
         } else {
             ""
         },
+        stage_chips(t),
         task_chip(t.state),
         t.attempts,
         esc(t.worker.as_deref().unwrap_or("-")),
@@ -608,7 +634,123 @@ pub fn job(
 // ---------------------------------------------------------------------------------------------
 // A task
 
-pub fn task(ctx: &Context, data: &ReportData, index: TaskIndex) -> String {
+/// A task awaiting approval: what the person deciding sees (the files it changed with their
+/// line counts, its verify output, its cost so far) and the Approve / Reject forms, left out
+/// of a read-only dashboard.
+fn approval_section(ctx: &Context, job: &str, t: &TaskReport, a: &ApprovalView) -> String {
+    let mut b = format!(
+        "<section class=\"approval\"><h2>Awaiting approval: {}</h2>\n<p>Waiting since {} (UTC)",
+        esc(&a.stage),
+        time(a.since_ms)
+    );
+    if let Some(d) = a.deadline_ms {
+        let _ = write!(b, "; decided by its timeout at {} (UTC)", time(d));
+    }
+    if let Some(c) = &a.commit {
+        let _ = write!(b, "; commit <code>{}</code>", esc(&c[..c.len().min(12)]));
+    }
+    if let Some(c) = a.cost_usd {
+        let _ = write!(b, "; cost so far <b>{}</b>", esc(&fmt_cost(c)));
+    }
+    b.push_str(".</p>\n");
+    let _ = writeln!(
+        b,
+        "<table class=\"grid files\"><thead><tr><th>file changed</th><th class=\"num\">added</th>\
+         <th class=\"num\">removed</th></tr></thead><tbody>"
+    );
+    for f in &a.files {
+        let _ = writeln!(
+            b,
+            "<tr><td><code>{}</code></td><td class=\"num\">+{}</td><td class=\"num\">-{}</td></tr>",
+            esc(&f.path),
+            f.added,
+            f.removed
+        );
+    }
+    let _ = writeln!(b, "</tbody></table>");
+    if !a.verify_output.is_empty() {
+        let _ = writeln!(
+            b,
+            "<h3>Verify output</h3>\n<pre class=\"log\">{}</pre>",
+            esc(&clean_output(&a.verify_output))
+        );
+    }
+    if ctx.read_only {
+        let _ = writeln!(
+            b,
+            "<p class=\"muted\">Read-only dashboard: decide with <code>ordo approve {job} {}</code> \
+             or <code>ordo reject {job} {} --reason TEXT</code>.</p>",
+            esc(&t.name),
+            esc(&t.name)
+        );
+    } else {
+        let _ = writeln!(
+            b,
+            "<div class=\"actions decide\">\
+             <form method=\"post\" action=\"/jobs/{job}/tasks/{i}/approve\">{csrf}\
+             <label>comment <input name=\"comment\" placeholder=\"optional\"></label>\
+             <button type=\"submit\" name=\"approve\">Approve</button></form>\
+             <form method=\"post\" action=\"/jobs/{job}/tasks/{i}/reject\">{csrf}\
+             <label>reason <input name=\"reason\" required></label>\
+             <button type=\"submit\" name=\"reject\" class=\"danger\">Reject</button></form></div>",
+            i = t.index,
+            csrf = csrf_field(ctx)
+        );
+    }
+    b.push_str("</section>\n");
+    b
+}
+
+/// A task's stage records, attempt by attempt: verdict, round, findings, duration, cost,
+/// session, who decided.
+fn stages_table(t: &TaskReport) -> String {
+    let mut b = String::from(
+        "<h2>Stages</h2>\n<div class=\"scroll\"><table class=\"grid stages\"><thead><tr>\
+         <th class=\"num\">attempt</th><th>stage</th><th class=\"num\">round</th><th>verdict</th>\
+         <th class=\"num\">duration</th><th class=\"num\">cost</th><th>session</th><th>findings</th>\
+         </tr></thead><tbody>\n",
+    );
+    for s in &t.stages {
+        let r = &s.record;
+        let verdict = Verdict::name_or_none(r.verdict);
+        let mut notes: Vec<String> = r.findings.iter().map(|f| esc(&f.to_string())).collect();
+        if let Some(by) = &r.by {
+            notes.push(format!("by <b>{}</b>", esc(by)));
+        }
+        for text in r.comment.iter().chain(Some(&r.message)) {
+            if !text.is_empty() {
+                notes.push(esc(&cut(text, 300)));
+            }
+        }
+        let _ = writeln!(
+            b,
+            "<tr><td class=\"num\">{}</td><td>{}{}</td><td class=\"num\">{}</td>\
+             <td><span class=\"stage v-{verdict}\">{} {verdict}</span></td><td class=\"num\">{}</td>\
+             <td class=\"num\">{}</td><td><code>{}</code></td><td>{}</td></tr>",
+            s.attempt,
+            esc(&r.name),
+            r.kind.map_or(String::new(), |k| format!(
+                " <span class=\"muted\">{}</span>",
+                k.name()
+            )),
+            r.round,
+            report::verdict_symbol(r.verdict),
+            fmt_ms(r.duration_ms),
+            s.cost_usd.map_or("-".into(), fmt_cost),
+            esc(s.session.as_deref().unwrap_or("-")),
+            notes.join("<br>")
+        );
+    }
+    b.push_str("</tbody></table></div>\n");
+    b
+}
+
+pub fn task(
+    ctx: &Context,
+    data: &ReportData,
+    index: TaskIndex,
+    approval: Option<&ApprovalView>,
+) -> String {
     let r = report::build(data);
     let rec = &data.job.summary;
     let id = rec.id.to_string();
@@ -653,6 +795,12 @@ pub fn task(ctx: &Context, data: &ReportData, index: TaskIndex) -> String {
     );
     if let Some(why) = &t.reason {
         let _ = writeln!(b, "<p class=\"note\">{}</p>", esc(why));
+    }
+    if let Some(a) = approval.filter(|_| t.state == TaskPhase::AwaitingApproval) {
+        b.push_str(&approval_section(ctx, &id, t, a));
+    }
+    if !t.stages.is_empty() {
+        b.push_str(&stages_table(t));
     }
     let _ = writeln!(
         b,
@@ -932,6 +1080,79 @@ mod tests {
             ro.contains("<button type=\"submit\" disabled>Submit</button>"),
             "{ro}"
         );
+    }
+
+    /// A task awaiting approval: its files, verify output and cost, and the Approve / Reject
+    /// forms with the csrf field, which a read-only dashboard leaves out.
+    #[test]
+    fn an_awaiting_task_shows_what_is_decided_and_the_forms() {
+        use ordo_proto::api::{ReportJob, ReportTask, StateAt};
+        let spec = ordo_proto::JobSpec {
+            name: "j".into(),
+            tasks: vec![ordo_proto::TaskSpec::shell("migrate", "true")],
+            ..Default::default()
+        };
+        let data = ReportData {
+            job: ReportJob {
+                summary: summary(JobState::Running),
+                source: "j.toml".into(),
+                spec,
+                updated_ms: 0,
+                default_mode: None,
+                max_parallel: None,
+                slots: None,
+            },
+            tasks: vec![ReportTask {
+                state: StateAt {
+                    state: TaskPhase::AwaitingApproval,
+                    at: Some(1_000),
+                    reason: None,
+                },
+                attempts: 1,
+                conflicts: 0,
+            }],
+            attempts: Vec::new(),
+            history: Vec::new(),
+            ignored_results: Vec::new(),
+            tails_cut_to: None,
+        };
+        let view = ApprovalView {
+            stage: "sign-off".into(),
+            since_ms: 1_000,
+            files: vec![ordo_proto::FileLines {
+                path: "migrations/<1>.sql".into(),
+                added: 40,
+                removed: 2,
+            }],
+            verify_output: "checked <ok>".into(),
+            cost_usd: Some(0.25),
+            ..Default::default()
+        };
+        let html = task(&ctx(false), &data, TaskIndex(0), Some(&view));
+        assert!(html.contains("Awaiting approval: sign-off"), "{html}");
+        assert!(
+            html.contains("<code>migrations/&lt;1&gt;.sql</code>"),
+            "{html}"
+        );
+        assert!(html.contains(">+40<") && html.contains(">-2<"), "{html}");
+        assert!(html.contains("checked &lt;ok&gt;"), "{html}");
+        assert!(html.contains("$0.2500"), "{html}");
+        let id = data.job.summary.id;
+        for verb in ["approve", "reject"] {
+            let form = format!(
+                "<form method=\"post\" action=\"/jobs/{id}/tasks/0/{verb}\">\
+                 <input type=\"hidden\" name=\"csrf\" value=\"c5rf\">"
+            );
+            assert!(html.contains(&form), "{form} not in {html}");
+        }
+        assert!(html.contains("name=\"reason\" required"));
+        let ro = task(&ctx(true), &data, TaskIndex(0), Some(&view));
+        assert!(ro.contains("Awaiting approval: sign-off"));
+        assert!(
+            !ro.contains("/approve\"") && !ro.contains("/reject\""),
+            "{ro}"
+        );
+        assert!(ro.contains("ordo approve"), "{ro}");
     }
 
     fn jobs_page_read_only() -> String {
