@@ -87,6 +87,7 @@ pub fn validate(spec: &JobSpec) -> Result<Dag, Vec<Error>> {
     }
     check_job_name(&spec.name, &mut errors);
     check_settings(spec, &mut errors);
+    check_notify(spec, &mut errors);
 
     let mut index: HashMap<&str, u32> = HashMap::with_capacity(n);
     for (i, t) in spec.tasks.iter().enumerate() {
@@ -146,6 +147,55 @@ fn check_job_name(name: &str, errors: &mut Vec<Error>) {
                       terminal or a page",
         });
     }
+}
+
+/// The `[[notify]]` hooks: an http(s) URL, at least one event (unknown ones are refused when
+/// the file is read), a secret variable name that can be set (`[A-Za-z_][A-Za-z0-9_]*`).
+fn check_notify(spec: &JobSpec, errors: &mut Vec<Error>) {
+    for (i, n) in spec.notify.iter().enumerate() {
+        let mut bad = |message: String| {
+            errors.push(Error::BadSetting {
+                message: format!("[[notify]] #{} ({}): {message}", i + 1, n.url),
+            })
+        };
+        let rest = n
+            .url
+            .strip_prefix("http://")
+            .or_else(|| n.url.strip_prefix("https://"));
+        match rest {
+            None => bad("url must start with http:// or https://".into()),
+            Some(r) if r.is_empty() || r.starts_with('/') => bad("url names no host".into()),
+            Some(r) if r.chars().any(|c| c.is_whitespace() || c.is_control()) => {
+                bad("url contains a space or a control character".into())
+            }
+            Some(_) => {}
+        }
+        if n.events.is_empty() {
+            let known: Vec<&str> = crate::gates::NotifyEvent::ALL.iter().map(|e| e.name()).collect();
+            bad(format!("events is empty; give one or more of {}", known.join(", ")));
+        }
+        if let Some(var) = &n.secret_env
+            && !valid_env_name(var)
+        {
+            bad(format!(
+                "secret_env {var:?} is not an environment variable name (letters, digits and _, \
+                 not starting with a digit)"
+            ));
+        }
+        if let Some(d) = &n.dashboard_url
+            && !(d.starts_with("http://") || d.starts_with("https://"))
+        {
+            bad(format!("dashboard_url {d:?} must start with http:// or https://"));
+        }
+    }
+}
+
+fn valid_env_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// Why an `env` key cannot be given to a program: the C environment is `KEY=VALUE` strings, so
