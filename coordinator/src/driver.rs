@@ -207,8 +207,7 @@ impl Driver {
         notifier: &mut Notifier,
     ) -> Result<Turn, crate::store::Error> {
         let mut turn = Turn::default();
-        let commit =
-            self.due(force) || (force && (!sent.is_empty() || notifier.has_edits()));
+        let commit = self.due(force) || (force && (!sent.is_empty() || notifier.has_edits()));
         if self.policy.durable && !commit {
             return Ok(turn);
         }
@@ -229,6 +228,9 @@ impl Driver {
             sent.clear();
             let reload = !notifier.staged.is_empty();
             notifier.committed(if reload { Some(store.notices()?) } else { None });
+            if reload {
+                failpoint::hit(failpoint::AFTER_NOTICE_COMMIT);
+            }
             turn.changes = std::mem::take(&mut self.pending);
             self.urgent = false;
             self.oldest = None;
@@ -303,14 +305,18 @@ mod tests {
         let mut d = Driver::new(Policy::COORDINATOR);
         let job = submit(&mut d, 3);
         assert!(d.due(false));
-        let turn = d.turn(&store, 2, false, &mut Vec::new(), &mut Default::default()).unwrap();
+        let turn = d
+            .turn(&store, 2, false, &mut Vec::new(), &mut Default::default())
+            .unwrap();
         assert!(turn.committed);
         assert_eq!(turn.dispatches.len(), 3);
         assert_eq!(turn.outbox.len(), 3);
         assert_eq!(store.outbox().unwrap().len(), 3);
         assert_eq!(store.tasks(&job).unwrap().len(), 3);
         // Nothing left: the next turn is empty and commits nothing.
-        let turn = d.turn(&store, 3, false, &mut Vec::new(), &mut Default::default()).unwrap();
+        let turn = d
+            .turn(&store, 3, false, &mut Vec::new(), &mut Default::default())
+            .unwrap();
         assert!(!turn.committed && turn.dispatches.is_empty());
     }
 
@@ -320,7 +326,9 @@ mod tests {
         let store = Store::in_memory().unwrap();
         let mut d = Driver::new(Policy::LOCAL_DURABLE);
         let job = submit(&mut d, 1);
-        let turn = d.turn(&store, 2, false, &mut Vec::new(), &mut Default::default()).unwrap();
+        let turn = d
+            .turn(&store, 2, false, &mut Vec::new(), &mut Default::default())
+            .unwrap();
         let dispatch = &turn.dispatches[0];
         d.apply(
             3,
@@ -336,7 +344,9 @@ mod tests {
         let wake = d.next_wakeup(3).expect("a commit deadline");
         assert!(wake <= 3 + 250, "{wake}");
         assert!(d.due(true));
-        let turn = d.turn(&store, 4, true, &mut Vec::new(), &mut Default::default()).unwrap();
+        let turn = d
+            .turn(&store, 4, true, &mut Vec::new(), &mut Default::default())
+            .unwrap();
         assert!(turn.committed);
         assert!(matches!(
             store.task(&job, TaskIndex(0)).unwrap().unwrap().state,
@@ -353,12 +363,16 @@ mod tests {
         let store = Store::in_memory().unwrap();
         let mut d = Driver::new(Policy::IN_MEMORY);
         let job = submit(&mut d, 2);
-        let turn = d.turn(&store, 2, false, &mut Vec::new(), &mut Default::default()).unwrap();
+        let turn = d
+            .turn(&store, 2, false, &mut Vec::new(), &mut Default::default())
+            .unwrap();
         assert!(!turn.committed && turn.changes.is_empty());
         assert_eq!(turn.dispatches.len(), 2);
         assert!(store.tasks(&job).unwrap().is_empty());
         assert!(d.next_wakeup(2).is_some_and(|w| w <= 2 + 50));
-        let turn = d.turn(&store, 3, true, &mut Vec::new(), &mut Default::default()).unwrap();
+        let turn = d
+            .turn(&store, 3, true, &mut Vec::new(), &mut Default::default())
+            .unwrap();
         assert!(turn.committed && !turn.changes.is_empty());
         assert_eq!(store.tasks(&job).unwrap().len(), 2);
     }

@@ -171,8 +171,14 @@ fn check_notify(spec: &JobSpec, errors: &mut Vec<Error>) {
             Some(_) => {}
         }
         if n.events.is_empty() {
-            let known: Vec<&str> = crate::gates::NotifyEvent::ALL.iter().map(|e| e.name()).collect();
-            bad(format!("events is empty; give one or more of {}", known.join(", ")));
+            let known: Vec<&str> = crate::gates::NotifyEvent::ALL
+                .iter()
+                .map(|e| e.name())
+                .collect();
+            bad(format!(
+                "events is empty; give one or more of {}",
+                known.join(", ")
+            ));
         }
         if let Some(var) = &n.secret_env
             && !valid_env_name(var)
@@ -185,7 +191,9 @@ fn check_notify(spec: &JobSpec, errors: &mut Vec<Error>) {
         if let Some(d) = &n.dashboard_url
             && !(d.starts_with("http://") || d.starts_with("https://"))
         {
-            bad(format!("dashboard_url {d:?} must start with http:// or https://"));
+            bad(format!(
+                "dashboard_url {d:?} must start with http:// or https://"
+            ));
         }
     }
 }
@@ -826,6 +834,56 @@ mod hostile {
                     .ends_with("t99999 → t0 (each must finish before the next)")
             );
         });
+    }
+
+    /// `[[notify]]` hooks are checked at submit: the URL's scheme, events, the secret's name.
+    #[test]
+    fn bad_notify_hooks_are_refused_naming_the_hook() {
+        use crate::gates::{NotifyEvent, NotifySpec};
+        let mut spec = job(&[vec![]]);
+        let hook = |url: &str, events: Vec<NotifyEvent>, secret: Option<&str>| NotifySpec {
+            events,
+            url: url.into(),
+            secret_env: secret.map(String::from),
+            ..NotifySpec::default()
+        };
+        spec.notify = vec![
+            hook(
+                "https://hooks.example/x",
+                vec![NotifyEvent::JobEnded],
+                Some("HOOK_SECRET"),
+            ),
+            hook("ftp://hooks.example/x", vec![NotifyEvent::JobEnded], None),
+            hook("http://h.example", vec![], None),
+            hook(
+                "http://h.example",
+                vec![NotifyEvent::TaskFailed],
+                Some("1-bad name"),
+            ),
+        ];
+        let errors: Vec<String> = validate(&spec)
+            .unwrap_err()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(errors.len(), 3, "{errors:?}");
+        assert!(errors[0].starts_with("settings: [[notify]] #2 (ftp://hooks.example/x): url must start with http:// or https://"), "{errors:?}");
+        assert!(
+            errors[1].contains("[[notify]] #3")
+                && errors[1].contains("events is empty")
+                && errors[1].contains("task_failed"),
+            "{errors:?}"
+        );
+        assert!(
+            errors[2].contains("[[notify]] #4") && errors[2].contains("secret_env \"1-bad name\""),
+            "{errors:?}"
+        );
+        // An unknown event is refused when the file is read, naming the known ones.
+        let e =
+            serde_json::from_str::<NotifySpec>(r#"{"events": ["job_done"], "url": "http://x"}"#)
+                .unwrap_err()
+                .to_string();
+        assert!(e.contains("job_done") && e.contains("job_ended"), "{e}");
     }
 
     #[test]

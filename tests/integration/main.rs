@@ -13,6 +13,8 @@
 //! - `distributed`: coordinator, workers and the CLI over a real nats-server.
 //! - `mcp`: `ordo mcp` driven by the official MCP Python SDK's stdio client, locally and on a
 //!   cluster: every tool, a job run to its report, a cycle as a tool error, cancel.
+//! - `notify`: `[[notify]]` webhooks to a receiver on loopback: the subscribed events signed,
+//!   a failing receiver served later once each, a coordinator killed after the commit.
 //! - `jobs_local`: the job commands (status, logs, retry, submit, cancel) on a local state
 //!   directory, through the same job client as the cluster.
 //! - `faces`: the same job (a pool and a lock across two jobs, a budget, worktrees, a retry
@@ -46,6 +48,7 @@ mod fault_suite;
 mod faults;
 mod jobs_local;
 mod mcp;
+mod notify;
 mod observability;
 mod report;
 mod run_local;

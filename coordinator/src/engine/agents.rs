@@ -268,12 +268,14 @@ pub const BUDGET_EXHAUSTED: &str = "budget exhausted";
 /// $3.00)`.
 fn budget_spent(budget: (Option<f64>, Option<u64>), spent: (f64, u64)) -> Option<String> {
     match budget {
-        (Some(max), _) if spent.0 >= max => {
-            Some(format!("{BUDGET_EXHAUSTED} (${:.2} of ${:.2})", spent.0, max))
-        }
-        (_, Some(max)) if spent.1 >= max => {
-            Some(format!("{BUDGET_EXHAUSTED} ({} of {} tokens)", spent.1, max))
-        }
+        (Some(max), _) if spent.0 >= max => Some(format!(
+            "{BUDGET_EXHAUSTED} (${:.2} of ${:.2})",
+            spent.0, max
+        )),
+        (_, Some(max)) if spent.1 >= max => Some(format!(
+            "{BUDGET_EXHAUSTED} ({} of {} tokens)",
+            spent.1, max
+        )),
         _ => None,
     }
 }

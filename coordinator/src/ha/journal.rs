@@ -362,10 +362,14 @@ mod tests {
                 saved: None,
             },
         );
-        let turn = driver.turn(&active, 2, false, &mut Vec::new(), &mut Default::default()).unwrap();
+        let turn = driver
+            .turn(&active, 2, false, &mut Vec::new(), &mut Default::default())
+            .unwrap();
         assert_eq!(turn.outbox.len(), 2);
         let mut sent = vec![turn.outbox[0]];
-        driver.turn(&active, 3, true, &mut sent, &mut Default::default()).unwrap();
+        driver
+            .turn(&active, 3, true, &mut sent, &mut Default::default())
+            .unwrap();
         active.prune(4, 0).unwrap();
 
         let standby = Store::in_memory().unwrap();

@@ -170,6 +170,11 @@ impl<E: Executor> Host<E> {
         self.notifier.waiting()
     }
 
+    /// Whether waiting for notifications until `deadline` could deliver any more.
+    pub fn notices_idle_until(&self, deadline: Millis) -> bool {
+        self.notifier.idle_until(deadline)
+    }
+
     /// Hands the engine what the executor offers now.
     pub fn refresh_capacity(&mut self, now: Millis) -> u32 {
         let mut total = 0;

@@ -130,8 +130,13 @@ async fn post(
         Some("http") => false,
         _ => return Err(format!("url {url} is not http or https")),
     };
-    let host = uri.host().ok_or_else(|| format!("url {url} names no host"))?;
-    let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+    let host = uri
+        .host()
+        .ok_or_else(|| format!("url {url} names no host"))?;
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
     let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
     let authority = uri
         .authority()

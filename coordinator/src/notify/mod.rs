@@ -295,6 +295,12 @@ impl Notifier {
         self.queue.values().collect()
     }
 
+    /// Whether waiting until `deadline` can deliver nothing more: none in flight, none due
+    /// before it.
+    pub fn idle_until(&self, deadline: Millis) -> bool {
+        self.in_flight.is_empty() && self.queue.values().all(|n| n.next_ms > deadline)
+    }
+
     /// What wakes the host's loop when a delivery ended.
     pub fn waker(&self) -> Arc<Notify> {
         self.wake.clone()

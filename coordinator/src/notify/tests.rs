@@ -21,7 +21,10 @@ fn spec(hooks: Vec<NotifySpec>) -> Arc<JobSpec> {
         name: "nightly".into(),
         ..JobSpec::default()
     };
-    s.tasks = vec![TaskSpec::shell("build", "true"), TaskSpec::shell("test", "false")];
+    s.tasks = vec![
+        TaskSpec::shell("build", "true"),
+        TaskSpec::shell("test", "false"),
+    ];
     s.notify = hooks;
     Arc::new(s)
 }
@@ -100,10 +103,16 @@ fn hooks_get_the_events_they_subscribed_to() {
     let job = JobId::new();
     let mut n = Notifier::default();
     n.derive(1, &[failed(job, 1, "exit 1")]);
-    assert!(n.staged.is_empty(), "a job that was not watched has no hooks");
+    assert!(
+        n.staged.is_empty(),
+        "a job that was not watched has no hooks"
+    );
     n.watch(
         job,
-        &spec(vec![hook(&[NotifyEvent::TaskFailed, NotifyEvent::JobEnded])]),
+        &spec(vec![hook(&[
+            NotifyEvent::TaskFailed,
+            NotifyEvent::JobEnded,
+        ])]),
     );
     n.derive(1, &[failed(job, 1, "exit 1"), ended(job)]);
     assert_eq!(events(&n), ["task_failed", "job_ended"]);
@@ -195,7 +204,14 @@ fn bodies_carry_the_facts_and_the_link() {
     let v: serde_json::Value = serde_json::from_slice(&body(&notice)).unwrap();
     let text = v["text"].as_str().unwrap();
     assert_eq!(text, slack_text(&notice));
-    for part in ["task_failed", "nightly", "test", "failed", "exit 1", "$0.25"] {
+    for part in [
+        "task_failed",
+        "nightly",
+        "test",
+        "failed",
+        "exit 1",
+        "$0.25",
+    ] {
         assert!(text.contains(part), "{part} in {text}");
     }
     assert!(text.contains(&format!("https://ordo.example/jobs/{job}/tasks/1")));
@@ -252,11 +268,7 @@ fn notices_are_committed_with_their_cause_and_edited_by_deliveries() {
     assert!(health.last_error.unwrap().contains("refused"));
     n.committed(None);
 
-    n.tx.send(Delivered {
-        id,
-        result: Ok(()),
-    })
-    .unwrap();
+    n.tx.send(Delivered { id, result: Ok(()) }).unwrap();
     n.collect(2000);
     store
         .commit(&Batch {
@@ -267,4 +279,21 @@ fn notices_are_committed_with_their_cause_and_edited_by_deliveries() {
         .unwrap();
     assert!(store.notices().unwrap().is_empty());
     assert_eq!(n.queued(), 0);
+}
+
+/// A secret variable that is not set fails the delivery with a reason naming it (nothing is
+/// sent unsigned), never a panic.
+#[tokio::test]
+async fn a_missing_secret_fails_the_delivery_naming_the_variable() {
+    let job = JobId::new();
+    let mut n = Notifier::default();
+    let mut h = hook(&[NotifyEvent::TaskFailed]);
+    h.secret_env = Some("ORDO_TEST_NOTIFY_SECRET_THAT_IS_NOT_SET".into());
+    n.watch(job, &spec(vec![h]));
+    n.derive(1, &[failed(job, 1, "exit 1")]);
+    let err = deliver::send(&n.staged[0]).await.unwrap_err();
+    assert!(
+        err.contains("ORDO_TEST_NOTIFY_SECRET_THAT_IS_NOT_SET"),
+        "{err}"
+    );
 }
