@@ -249,7 +249,7 @@ fn a_failing_receiver_gets_each_event_later_once_and_the_job_does_not_wait() {
     );
     let status = ordo_in(
         dir.path(),
-        &["jobs", "--state", state, "--output", "json"],
+        &["status", "--state", state, "--output", "json"],
         &[],
     );
     let jobs = status.json();

@@ -214,7 +214,7 @@ impl<E: Executor> Host<E> {
             }
         }
         // Notifications a previous process committed and did not deliver go out from here.
-        self.notifier.load(self.store.notices()?);
+        self.notifier.load(self.store.notices()?, now);
         if self.executor.attempts_outlive_host() {
             for (seq, d) in self.store.outbox()? {
                 self.executor.start(d, Some(seq));

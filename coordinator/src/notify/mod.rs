@@ -280,9 +280,15 @@ impl Notifier {
     }
 
     /// Takes up the outbox a previous process left (the next process on a state directory, a
-    /// coordinator taking over).
-    pub fn load(&mut self, outbox: Vec<Notice>) {
-        self.queue = outbox.into_iter().map(|n| (n.id.clone(), n)).collect();
+    /// coordinator taking over): each is tried at once, then on its schedule.
+    pub fn load(&mut self, outbox: Vec<Notice>, now: Millis) {
+        self.queue = outbox
+            .into_iter()
+            .map(|mut n| {
+                n.next_ms = n.next_ms.min(now);
+                (n.id.clone(), n)
+            })
+            .collect();
     }
 
     /// Whether any notification waits in the outbox this process should not leave behind.
