@@ -262,6 +262,13 @@ fn a_failing_receiver_gets_each_event_later_once_and_the_job_does_not_wait() {
             .contains("500"),
         "{jobs}"
     );
+    let job = jobs[0]["id"].as_str().unwrap();
+    let text = ordo_in(dir.path(), &["status", job, "--state", state], &[]);
+    assert!(
+        text.stdout.contains("notify: ") && text.stdout.contains("deliveries failed"),
+        "{}",
+        text.stdout
+    );
     // The job's end was committed before the first delivery ended: it did not wait.
     let tries_before = rx.requests().len();
     assert!(tries_before >= 2, "retried while exiting");
