@@ -58,10 +58,7 @@ enum Msg {
     Stop(oneshot::Sender<()>),
     /// The `[[notify]]` notifications not delivered yet, with their last error, and whether
     /// waiting until the deadline (ms) could deliver any more.
-    Notices(
-        Millis,
-        oneshot::Sender<(Vec<(String, Option<String>)>, bool)>,
-    ),
+    Notices(Millis, oneshot::Sender<(Vec<Unsent>, bool)>),
 }
 
 /// A handle on the loop of a local host. Cloned freely; the loop runs until `stop`.
@@ -143,10 +140,7 @@ impl Node {
     /// Waits up to `wait` for the `[[notify]]` notifications still due to be delivered; the
     /// ones that were not (what they are, their last error). The outbox is in the store: the
     /// next process on a state directory sends what is left.
-    pub async fn deliver_notices(
-        &self,
-        wait: std::time::Duration,
-    ) -> Vec<(String, Option<String>)> {
+    pub async fn deliver_notices(&self, wait: std::time::Duration) -> Vec<Unsent> {
         let deadline = now_ms() + wait.as_millis() as Millis;
         loop {
             let (tx, rx) = oneshot::channel();
@@ -169,6 +163,9 @@ impl Node {
         }
     }
 }
+
+/// A notification not delivered: what it is (event, job, task, url) and its last error.
+pub type Unsent = (String, Option<String>);
 
 /// The node's loop stopped (its process is stopping).
 #[derive(Debug, thiserror::Error)]

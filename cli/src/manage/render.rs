@@ -203,7 +203,11 @@ pub fn status_text(st: &JobStatus, now_ms: u64) -> String {
 
 /// `notify: 3 deliveries failed (1 given up); last: task_failed to https://...: ...`.
 pub fn notify_line(n: &ordo_proto::api::NotifyHealth) -> String {
-    let plural = if n.failures == 1 { "delivery" } else { "deliveries" };
+    let plural = if n.failures == 1 {
+        "delivery"
+    } else {
+        "deliveries"
+    };
     let mut line = format!("notify: {} {plural} failed", n.failures);
     if n.given_up > 0 {
         line.push_str(&format!(" ({} given up after 24 hours)", n.given_up));
