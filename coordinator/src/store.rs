@@ -892,6 +892,11 @@ fn write_prune(
                 Ok(d) => !victims.contains(&key(&d.job)),
                 Err(_) => true,
             })?;
+            let mut notify = tx.open_table(NOTIFY)?;
+            notify.retain(|_, v| match rmp_serde::from_slice::<Notice>(v) {
+                Ok(n) => !victims.contains(&key(&n.job)),
+                Err(_) => true,
+            })?;
         }
         victims
     };
