@@ -53,7 +53,9 @@ fn describe(
     last: &mut HashMap<TaskIndex, String>,
 ) -> Option<String> {
     match change {
-        Change::Task { index, state, .. } => {
+        Change::Task {
+            job, index, state, ..
+        } => {
             let name = spec.tasks.get(index.get())?.label();
             let msg = last.get(index).cloned().unwrap_or_default();
             Some(match state {
@@ -64,6 +66,14 @@ fn describe(
                     format!("▶ {name} started (attempt {attempt})")
                 }
                 TaskState::Integrating { .. } => format!("⇢ {name} integrating {msg}"),
+                TaskState::AwaitingApproval { stage, .. } => {
+                    let stage = spec.stages.get(*stage as usize).map_or("", |s| &s.name);
+                    let task = &spec.tasks.get(index.get())?.name;
+                    format!(
+                        "⏸ {name} awaiting approval ({stage}): ordo approve {job} {task} \
+                         (or ordo reject {job} {task} --reason TEXT)"
+                    )
+                }
                 TaskState::RetryWait { until, reason, .. } => {
                     let wait = until.saturating_sub(ordo_proto::now_ms());
                     format!("↻ {name} failed: {reason}; retrying in {}", secs(wait))
@@ -104,6 +114,12 @@ fn describe(
                 }
                 Integration::Failed { message } => Some(format!("⚠ {name}: {message}")),
             }
+        }
+        Change::Stage { index, record, .. } => {
+            let name = spec.tasks.get(index.get())?.label();
+            let verdict = record.verdict.map_or("?", |v| v.name());
+            let by = record.by.as_deref().unwrap_or("?");
+            Some(format!("✎ {name}: {} {verdict} by {by}", record.name))
         }
         Change::Ignored { .. }
         | Change::Job { .. }

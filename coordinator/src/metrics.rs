@@ -232,7 +232,10 @@ impl Metrics {
                         .get_or_create(&label("outcome", outcome.name()))
                         .inc();
                 }
-                Change::Job { .. } | Change::Budget { .. } | Change::Pool { .. } => {}
+                Change::Job { .. }
+                | Change::Budget { .. }
+                | Change::Pool { .. }
+                | Change::Stage { .. } => {}
             }
         }
     }

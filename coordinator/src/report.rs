@@ -52,6 +52,16 @@ pub fn gather(store: &Store, id: &JobId) -> Result<Option<ReportData>> {
                 max_cost_usd,
                 max_tokens,
             },
+            Change::Stage {
+                index,
+                attempt,
+                record,
+                ..
+            } => HistoryChange::Stage {
+                index,
+                attempt,
+                record,
+            },
             Change::Attempt(_) | Change::Pool { .. } => continue,
             Change::Ignored {
                 result,
@@ -105,7 +115,9 @@ pub fn gather(store: &Store, id: &JobId) -> Result<Option<ReportData>> {
 fn state_at(state: &TaskState) -> StateAt {
     let at = match state {
         TaskState::Pending | TaskState::Skipped { .. } => None,
-        TaskState::Ready { since } | TaskState::Integrating { since, .. } => Some(*since),
+        TaskState::Ready { since }
+        | TaskState::Integrating { since, .. }
+        | TaskState::AwaitingApproval { since, .. } => Some(*since),
         TaskState::Dispatched { at, .. } => Some(*at),
         TaskState::Running { started, .. } => Some(*started),
         TaskState::RetryWait { until, .. } => Some(*until),

@@ -473,7 +473,9 @@ impl Store {
             .iter()
             .enumerate()
             .filter_map(|(t, s)| match s.state {
-                TaskState::Integrating { attempt, .. } => Some((t as u32, attempt)),
+                // Awaiting approval too: its worktree result is integrated once approved.
+                TaskState::Integrating { attempt, .. }
+                | TaskState::AwaitingApproval { attempt, .. } => Some((t as u32, attempt)),
                 _ => None,
             })
             .collect();
@@ -738,7 +740,7 @@ fn write_batch(tx: &redb::WriteTransaction, batch: &Batch<'_>) -> Result<Vec<u64
                     }
                     result.job
                 }
-                Change::Integrated { job, .. } => *job,
+                Change::Integrated { job, .. } | Change::Stage { job, .. } => *job,
                 Change::Budget {
                     job,
                     max_cost_usd,

@@ -120,7 +120,7 @@ impl Traces {
                         ));
                     }
                 }
-                Change::Budget { .. } | Change::Pool { .. } => {}
+                Change::Budget { .. } | Change::Pool { .. } | Change::Stage { .. } => {}
                 Change::Job { job, state, at, .. } => {
                     let Some(j) = self.jobs.get_mut(job) else {
                         continue;
@@ -166,6 +166,13 @@ impl Traces {
             TaskState::Integrating { since, .. } => {
                 if let Some(a) = self.attempts.get_mut(&key) {
                     a.events.push((*since, "integrating".into()));
+                }
+                *since
+            }
+            TaskState::AwaitingApproval { since, stage, .. } => {
+                if let Some(a) = self.attempts.get_mut(&key) {
+                    a.events
+                        .push((*since, format!("awaiting approval (stage {stage})")));
                 }
                 *since
             }

@@ -3,7 +3,10 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use ordo_proto::api::{JobStatus, JobSummary, JobsRequest, Page, PoolStatus, TaskStatus};
+use ordo_proto::api::{
+    ApprovalView, JobStatus, JobSummary, JobsRequest, Page, PoolStatus, TaskStatus,
+};
+use ordo_proto::wire::FileLines;
 use ordo_proto::{JobId, JobSpec, TaskIndex, TaskPhase, TaskResult};
 
 use crate::engine::{PoolLimit, SavedTask, TaskState, Tasks};
@@ -168,7 +171,9 @@ pub fn status(store: &Store, id: &JobId) -> Result<Option<JobStatus>> {
         .zip(&tasks)
         .enumerate()
         .map(|(i, (spec, saved))| {
-            task_status(i as u32, Some(spec), &saved.state, saved, last[i], cost[i])
+            let mut t = task_status(i as u32, Some(spec), &saved.state, saved, last[i], cost[i]);
+            t.approval = approval(&job.spec, &saved.state, last[i], cost[i]);
+            t
         })
         .collect();
     Ok(Some(JobStatus {
@@ -210,6 +215,55 @@ fn task_status(
         stages: last.map(|r| r.stages.clone()).unwrap_or_default(),
         approval: None,
     }
+}
+
+/// What the person deciding on a task awaiting approval sees (docs/design.md, "Quality
+/// gates: approvals"): the stage, since when and until when, the commit, the files changed
+/// with their line counts (0/0 when the executor did not count them), the verify output and
+/// the cost so far. `None` for a task not awaiting approval.
+fn approval(
+    spec: &JobSpec,
+    state: &TaskState,
+    last: Option<&TaskResult>,
+    cost_usd: Option<f64>,
+) -> Option<Box<ApprovalView>> {
+    let TaskState::AwaitingApproval {
+        since,
+        stage,
+        deadline,
+        ..
+    } = state
+    else {
+        return None;
+    };
+    let work = last.and_then(|r| r.workspace.as_deref());
+    let files = work.map_or_else(Vec::new, |w| {
+        w.files
+            .iter()
+            .map(|f| {
+                w.lines
+                    .iter()
+                    .find(|l| &l.path == f)
+                    .cloned()
+                    .unwrap_or_else(|| FileLines {
+                        path: f.clone(),
+                        ..FileLines::default()
+                    })
+            })
+            .collect()
+    });
+    Some(Box::new(ApprovalView {
+        stage: spec
+            .stages
+            .get(*stage as usize)
+            .map_or_else(String::new, |s| s.name.clone()),
+        since_ms: *since,
+        deadline_ms: *deadline,
+        commit: work.map(|w| w.head.clone()),
+        files,
+        verify_output: last.map_or_else(String::new, |r| r.output_tail.clone()),
+        cost_usd,
+    }))
 }
 
 /// A live job as the engine holds it: its tasks' current states, its spec and its summary.
@@ -266,7 +320,9 @@ pub fn status_page(
             let task = spec.tasks.get(i as usize);
             // A live task's state is the engine's (the store may lag it by one commit).
             let state = current.get(i as usize).copied().unwrap_or(&rec.state);
-            task_status(i, task, state, &rec, results.last(), cost)
+            let mut t = task_status(i, task, state, &rec, results.last(), cost);
+            t.approval = approval(spec, state, results.last(), cost);
+            t
         })
         .collect();
     Ok(Some(JobStatus {

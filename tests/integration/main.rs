@@ -2,6 +2,8 @@
 //!
 //! - `agents`: agent runs with the stub Claude Code and Codex of `examples/stub-agent`:
 //!   sessions, the verify loop, costs, budgets, rate limits, pools across jobs, bad output.
+//! - `approvals`: approval stages: only the task touching `migrations/**` waits, approved from
+//!   another process while `ordo run --state` runs; bad and repeated decisions refused.
 //! - `big_jobs`: jobs larger than one NATS message: a 1.3 MB spec run through a cluster,
 //!   its status paged and its report whole; specs over the coordinator's limits refused with
 //!   nothing left behind.
@@ -38,6 +40,7 @@
 //!   with cache clones of their own, the end state equal to one machine's; bad repositories.
 
 mod agents;
+mod approvals;
 mod big_jobs;
 mod cli;
 mod dashboard;

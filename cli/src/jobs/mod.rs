@@ -1,4 +1,5 @@
-//! The one job client: submit, status, list, cancel, retry, output, report, prune, workers and
+//! The one job client: submit, status, list, cancel, retry, approve, reject, output, report,
+//! prune, workers and
 //! job-id resolution, against a local state directory (`Local`: the host of the process that
 //! holds it, through its socket or in this process) or a cluster (`Cluster`: the coordinator's
 //! API on NATS and the `ORDO_LOGS` stream). Both send the host's verbs by name with JSON
@@ -18,8 +19,8 @@ use std::collections::BTreeMap;
 use ordo_formats::Diagnostic;
 use ordo_plumbing::connect::ConnectError;
 use ordo_proto::api::{
-    self, ApiError, ApiReply, ErrorKind, JobRef, JobStatus, JobSummary, JobsRequest, OutputReply,
-    OutputRequest, PruneReply, PruneRequest, ReportData, ReportRequest, RetryRequest,
+    self, ApiError, ApiReply, DecideRequest, ErrorKind, JobRef, JobStatus, JobSummary, JobsRequest,
+    OutputReply, OutputRequest, PruneReply, PruneRequest, ReportData, ReportRequest, RetryRequest,
     StatusRequest, SubmitReply, SubmitRequest, WorkerInfo,
 };
 use ordo_proto::{Dag, JobId, TaskIndex, TaskPhase, names};
@@ -338,6 +339,20 @@ impl Jobs {
         self.call_for(req.job, api::RETRY, req).await
     }
 
+    /// `approve` (`approve: true`) or `reject` a task awaiting approval (docs/design.md,
+    /// "Quality gates: approvals"); a rejection needs its reason in `comment`. The job's
+    /// summary once the decision is recorded.
+    pub async fn decide(&self, req: &DecideRequest, approve: bool) -> Result<JobSummary> {
+        if !approve && req.comment.as_deref().is_none_or(|c| c.trim().is_empty()) {
+            return Err(Error::Invalid(format!(
+                "rejecting task {} needs a reason (--reason)",
+                plain(&req.task)
+            )));
+        }
+        let verb = if approve { api::APPROVE } else { api::REJECT };
+        self.call_for(req.job, verb, req).await
+    }
+
     /// The stored output of a job's tasks (or of one), the last `keep` bytes of each: kept
     /// with the attempts in a state directory, read from `ORDO_LOGS` on a cluster.
     pub async fn output(&self, job: JobId, task: Option<TaskIndex>, keep: usize) -> Result<Output> {
@@ -506,6 +521,37 @@ pub fn redact(urls: &str) -> String {
         })
         .collect::<Vec<_>>()
         .join(",")
+}
+
+/// Who a decision from this command line is by: on a cluster the NATS user when the
+/// connection names one (`--user`, or the URL's `user@`), else the OS user (`USER`, `LOGNAME`,
+/// else `uid N`).
+pub fn decider(target: &Target) -> String {
+    if let Target::Cluster(nats) = target {
+        let from_url = nats.url.as_deref().and_then(|u| {
+            let rest = u.split_once("://").map_or(u, |(_, r)| r);
+            let auth = rest.split_once('@')?.0;
+            Some(
+                auth.split_once(':')
+                    .map_or(auth, |(user, _)| user)
+                    .to_string(),
+            )
+        });
+        if let Some(user) = nats.user.clone().or(from_url).filter(|u| !u.is_empty()) {
+            return user;
+        }
+    }
+    os_user()
+}
+
+/// The OS user running this process.
+pub fn os_user() -> String {
+    ["USER", "LOGNAME"]
+        .iter()
+        .filter_map(|v| std::env::var(v).ok())
+        .find(|u| !u.trim().is_empty())
+        // SAFETY: getuid has no preconditions and cannot fail.
+        .unwrap_or_else(|| format!("uid {}", unsafe { libc::getuid() }))
 }
 
 #[cfg(test)]

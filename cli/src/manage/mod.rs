@@ -116,6 +116,33 @@ pub enum Manage {
         #[arg(long, value_enum, default_value_t = Output::Text)]
         output: Output,
     },
+    /// Approve a task awaiting approval: it goes on (integration, or succeeded). Recorded with
+    /// who (the NATS user on a cluster, else the OS user), when and which commit.
+    Approve {
+        job: String,
+        /// Task name or index.
+        task: String,
+        #[arg(long)]
+        comment: Option<String>,
+        #[command(flatten)]
+        target: TargetArgs,
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
+    /// Reject a task awaiting approval: it fails, or with `on_reject = "revise"` the reason
+    /// goes back to its agent as a new round.
+    Reject {
+        job: String,
+        /// Task name or index.
+        task: String,
+        /// Why (required): recorded, and sent to the agent when the stage revises.
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        target: TargetArgs,
+        #[arg(long, value_enum, default_value_t = Output::Text)]
+        output: Output,
+    },
     /// Run a finished job's unsuccessful tasks again (with --state, here, to their end).
     Retry {
         job: String,
@@ -358,6 +385,20 @@ async fn run(cmd: Manage) -> Result<u8, Error> {
             let summary = jobs.cancel(job).await?;
             print_summary(&summary, output)
         }
+        Manage::Approve {
+            job,
+            task,
+            comment,
+            target,
+            output,
+        } => decide(&target.target(), &job, &task, comment, true, output).await,
+        Manage::Reject {
+            job,
+            task,
+            reason,
+            target,
+            output,
+        } => decide(&target.target(), &job, &task, Some(reason), false, output).await,
         Manage::Retry {
             job,
             failed_only,
@@ -449,6 +490,29 @@ pub async fn run_served(
 }
 
 /// The client of an existing target and the job `text` names there.
+/// `ordo approve` and `ordo reject`: the task named (or numbered) in the job, decided by who
+/// runs this command (`jobs::decider`).
+async fn decide(
+    target: &Target,
+    job: &str,
+    task: &str,
+    comment: Option<String>,
+    approve: bool,
+    output: Output,
+) -> Result<u8, Error> {
+    let (jobs, job) = open_job(target, job, Open::Existing).await?;
+    // An unknown task is named before anything is asked of the job.
+    jobs.find_task(job, task).await?;
+    let req = ordo_proto::api::DecideRequest {
+        job,
+        task: task.to_string(),
+        by: crate::jobs::decider(target),
+        comment,
+    };
+    let summary = jobs.decide(&req, approve).await?;
+    print_summary(&summary, output)
+}
+
 async fn open_job(
     target: &Target,
     text: &str,

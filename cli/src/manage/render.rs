@@ -183,7 +183,18 @@ pub fn status_text(st: &JobStatus, now_ms: u64) -> String {
         if costs {
             row.push(t.cost_usd.map_or_else(dash, fmt_cost));
         }
-        row.push(t.reason.as_deref().map_or_else(String::new, one_line));
+        let reason = match &t.approval {
+            // Awaiting approval: which stage, and how to decide.
+            Some(a) => format!(
+                "awaiting {} ({} files): ordo approve {} {}",
+                plain(&a.stage),
+                a.files.len(),
+                st.summary.id,
+                plain(&t.name)
+            ),
+            None => t.reason.as_deref().map_or_else(String::new, one_line),
+        };
+        row.push(reason);
         rows.push(row);
     }
     let mut line = summary_line(&st.summary, now_ms);

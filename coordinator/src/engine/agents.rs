@@ -214,6 +214,14 @@ impl AgentSlot {
         }
     }
 
+    /// An approval rejected to revise: with a session, the next attempt resumes it with
+    /// `prompt` (the reason); without one it runs the task again from its work.
+    pub(crate) fn revise(&mut self, prompt: String) {
+        if self.session.is_some() {
+            self.next_prompt = Some(prompt);
+        }
+    }
+
     /// A resolve round of task `t` dispatched again without its prompt (requeued, its worker
     /// lost, a rate limit waited out) gets it back; without a session to resume it becomes a
     /// re-run.

@@ -6,6 +6,8 @@
 //! caller persists, so the store can never miss a transition. Agent runs (sessions, prompts,
 //! spend, rate limits) are `agents`'s.
 
+mod approvals;
+
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, HashSet, VecDeque};
 use std::sync::Arc;
@@ -62,6 +64,8 @@ pub(crate) struct Job {
     ws: Option<Workspaces>,
     /// The job's agent runs (docs/design.md, agents); each task's are in its slot.
     agents: Agents,
+    /// Tasks awaiting approval (`approvals`).
+    awaiting: u32,
 }
 
 impl Job {
@@ -120,6 +124,7 @@ impl Job {
             rng: options.seed ^ u64::from_le_bytes(id.as_bytes()[8..].try_into().unwrap()) | 1,
             ws: Workspaces::new(&id, &spec),
             agents: Agents::default(),
+            awaiting: 0,
             spec,
             dag,
         };
@@ -210,6 +215,17 @@ impl Job {
             }
             // Loaded, not a transition: the stored record is the state it was in.
             self.slots[t].state = s.state;
+            if let TaskState::AwaitingApproval { attempt, .. } = self.slots[t].state {
+                let held = results
+                    .iter()
+                    .find(|r| r.index.get() == t && r.attempt == attempt);
+                if self.restore_awaiting(t as u32, held) {
+                    self.state = JobState::Running;
+                } else {
+                    // Its worktree result is not at hand: the task runs again.
+                    self.slots[t].state = TaskState::Pending;
+                }
+            }
         }
         // Queued again in the order they finished, as before the restart.
         integrating.sort_by_key(|(since, t, _, _)| (*since, *t));
@@ -352,7 +368,10 @@ impl Job {
     /// A task of the job has started and not ended: it runs, waits to retry, or waits for
     /// (or is in) integration.
     fn unsettled(&self) -> bool {
-        self.active > 0 || !self.timers.is_empty() || self.ws.as_ref().is_some_and(|w| !w.idle())
+        self.active > 0
+            || self.awaiting > 0
+            || !self.timers.is_empty()
+            || self.ws.as_ref().is_some_and(|w| !w.idle())
     }
 
     fn tolerates_failure(&self, t: u32) -> bool {
@@ -417,6 +436,7 @@ impl Job {
         if let TaskState::RetryWait { until, .. } = state {
             self.timers.insert((until, t));
         }
+        self.track_awaiting(&old, &state, t);
         let slot = &self.slots[t as usize];
         out.push(Action::Record(Change::Task {
             job: self.id,
@@ -456,8 +476,10 @@ impl Job {
                 break;
             }
             self.timers.pop_first();
-            if matches!(self.slots[t as usize].state, TaskState::RetryWait { .. }) {
-                self.make_ready(t, now, out);
+            match self.slots[t as usize].state {
+                TaskState::RetryWait { .. } => self.make_ready(t, now, out),
+                TaskState::AwaitingApproval { .. } => self.approval_timed_out(t, now, out),
+                _ => {}
             }
         }
     }
@@ -750,42 +772,57 @@ impl Job {
         if self.left_markers(t, &result, now, out) {
             return;
         }
-        if !result.outcome.is_success()
-            && let Some(ws) = &mut self.ws
-        {
-            // A resolve round that failed otherwise: its next attempt is a plain one, from the tip.
-            ws.no_resolve(t);
+        if let Some(ws) = &mut self.ws {
+            ws.revised(t);
+            if !result.outcome.is_success() {
+                // A resolve round that failed otherwise: its next attempt is a plain one, from
+                // the tip.
+                ws.no_resolve(t);
+            }
         }
         if result.outcome == Outcome::VerifyFailed {
             let task = &self.spec.tasks[t as usize];
             self.slots[t as usize].agent.verify_failed(task, &result);
         }
         let outcome = result.outcome;
-        let mut message = result.message.clone();
-        let worktree = result.workspace.clone();
+        let message = result.message.clone();
         let attempt = result.attempt;
+        self.slots[t as usize].held = result.workspace.clone();
         out.push(Action::Record(Change::Attempt(result)));
-        if outcome.is_success()
-            && let Some(ws) = &mut self.ws
-        {
-            // Succeeded in its worktree: it is done once its change is integrated.
-            match worktree {
-                _ if self.cancelled => message = "cancelled before it was integrated".into(),
-                Some(w) => {
-                    ws.finished(t, w);
-                    let state = TaskState::Integrating {
-                        attempt,
-                        since: now,
-                    };
-                    self.set_state(t, state, out);
-                    return;
-                }
-                None => message = "the executor reported no worktree for this attempt".into(),
+        if outcome.is_success() {
+            // Its approvals first (`approvals`), then integration or success.
+            if self.cancelled || !self.await_approval(t, attempt, 0, now, out) {
+                self.proceed(t, attempt, now, out);
             }
-            self.end_attempt(t, Outcome::Failed, message, now, out);
             return;
         }
+        self.slots[t as usize].held = None;
         self.end_attempt(t, outcome, message, now, out);
+    }
+
+    /// Attempt `attempt` of `t` passed its verify, stages and approvals: in a worktree job its
+    /// change (`held`) waits for integration, else it succeeded.
+    fn proceed(&mut self, t: u32, attempt: Attempt, now: Millis, out: &mut Vec<Action>) {
+        let held = self.slots[t as usize].held.take();
+        let Some(ws) = &mut self.ws else {
+            self.end_attempt(t, Outcome::Succeeded, String::new(), now, out);
+            return;
+        };
+        // Succeeded in its worktree: it is done once its change is integrated.
+        let message = match held {
+            _ if self.cancelled => "cancelled before it was integrated".to_string(),
+            Some(w) => {
+                ws.finished(t, w);
+                let state = TaskState::Integrating {
+                    attempt,
+                    since: now,
+                };
+                self.set_state(t, state, out);
+                return;
+            }
+            None => "the executor reported no worktree for this attempt".to_string(),
+        };
+        self.end_attempt(t, Outcome::Failed, message, now, out);
     }
 
     /// After a conflict: a resolve round or a run from the new tip (`AgentSlot::rework`).

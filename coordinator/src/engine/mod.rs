@@ -113,8 +113,25 @@ pub enum Event {
         name: String,
         limit: PoolLimit,
     },
-    /// Nothing happened; only time passed (fires due retry timers).
+    /// A person's decision on a task awaiting approval (`ordo approve|reject`): applied only
+    /// while the task awaits it (`Engine::awaiting`), so a decision is never applied twice.
+    Decide {
+        job: JobId,
+        index: TaskIndex,
+        decision: Decision,
+    },
+    /// Nothing happened; only time passed (fires due retry timers and approval timeouts).
     Tick,
+}
+
+/// An approval's decision (docs/design.md, "Quality gates: approvals").
+#[derive(Clone, Debug, PartialEq)]
+pub struct Decision {
+    pub approve: bool,
+    /// Who decided: the NATS user, the OS user, `dashboard`, `mcp`.
+    pub by: String,
+    /// The comment of an approval, the reason of a rejection (required to reject).
+    pub comment: Option<String>,
 }
 
 /// Per-job options decided at submission (the CLI's flags and environment).
@@ -279,6 +296,14 @@ pub enum Change {
     /// An adaptive pool's limit changed, or a run in it was refused (a rate limit, an
     /// overload). Not a job's: global across jobs, kept per pool name.
     Pool { name: String, limit: PoolLimit },
+    /// A stage record the engine made: an approval's decision or its timeout (who, when,
+    /// which commit). Kept in the job's history.
+    Stage {
+        job: JobId,
+        index: TaskIndex,
+        attempt: Attempt,
+        record: ordo_proto::gates::StageRecord,
+    },
 }
 
 impl Change {
@@ -288,7 +313,8 @@ impl Change {
             Change::Task { job, .. }
             | Change::Job { job, .. }
             | Change::Budget { job, .. }
-            | Change::Integrated { job, .. } => Some(*job),
+            | Change::Integrated { job, .. }
+            | Change::Stage { job, .. } => Some(*job),
             Change::Attempt(r) | Change::Ignored { result: r, .. } => Some(r.job),
             Change::Pool { .. } => None,
         }
@@ -440,6 +466,17 @@ impl Engine {
         self.jobs.get(job).map(|j| j.spec())
     }
 
+    /// Whether task `index` of live job `job` awaits a decision: `Ok` with the approval
+    /// stage's name, else why a decision cannot be applied ("task X of job Y is not awaiting
+    /// approval (it is succeeded)").
+    pub fn awaiting(&self, job: &JobId, index: TaskIndex) -> Result<String, String> {
+        let j = self
+            .jobs
+            .get(job)
+            .ok_or_else(|| format!("job {job} is not running"))?;
+        j.awaiting(index.0)
+    }
+
     /// State of a live job.
     pub fn job_state(&self, job: &JobId) -> Option<JobState> {
         self.jobs.get(job).map(|j| j.state)
@@ -536,6 +573,15 @@ impl Engine {
                 }
             }
             Event::Pool { name, limit } => self.pools.restore(name, limit),
+            Event::Decide {
+                job,
+                index,
+                decision,
+            } => {
+                if let Some(j) = self.jobs.get_mut(&job) {
+                    j.decide(index.0, decision, now, out);
+                }
+            }
             Event::Tick => {}
         }
     }

@@ -5,7 +5,7 @@
 
 use std::ops::Index;
 
-use ordo_proto::Attempt;
+use ordo_proto::{Attempt, WorkspaceResult};
 
 use super::agents::AgentSlot;
 use super::state::TaskState;
@@ -32,6 +32,11 @@ pub(crate) struct Slot {
     pub(crate) locks: Vec<String>,
     /// Its agent runs: session, next prompt, spend, rate limits.
     pub(crate) agent: AgentSlot,
+    /// Awaiting approval: what its attempt left in its worktree (integrated once approved,
+    /// where a revise round starts from; `None` without worktrees).
+    pub(crate) held: Option<Box<WorkspaceResult>>,
+    /// Rejections sent back to revise (rounds of its approvals).
+    pub(crate) revisions: u32,
 }
 
 impl Slot {
@@ -46,6 +51,8 @@ impl Slot {
             waiting,
             locks,
             agent: AgentSlot::default(),
+            held: None,
+            revisions: 0,
         }
     }
 }

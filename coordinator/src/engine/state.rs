@@ -7,7 +7,10 @@
 //!             ↑ ↑                   │ │ └──► integrating → succeeded | failed | cancelled
 //!             │ └──── retry_wait ←──┘ │            │
 //!             └───────────────────────┴────────────┘ requeued, or a conflict (no attempt spent)
-//! pending | ready | retry_wait | integrating → skipped | cancelled
+//! running → awaiting_approval (→ awaiting_approval, the next approval stage)
+//! awaiting_approval → integrating | succeeded (approved) | failed (rejected, timed out)
+//!                   | ready (rejected to revise: a round, no attempt spent) | cancelled
+//! pending | ready | retry_wait | integrating | awaiting_approval → skipped | cancelled
 //! ready → failed (it can never run); a flow job's ended task → ready (a jump)
 //! dispatched goes wherever running does (a result may come before the start)
 //! ```
@@ -70,6 +73,16 @@ pub enum TaskState {
     Skipped {
         reason: String,
     },
+    /// The attempt passed its verify and stages; approval stage `stage` (its index in the
+    /// spec's `[[stages]]`) waits for a person until `deadline` (its `timeout`). Holds no
+    /// slot, pool or lock. Last, so stored records keep their tags.
+    AwaitingApproval {
+        attempt: Attempt,
+        since: Millis,
+        stage: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        deadline: Option<Millis>,
+    },
 }
 
 impl TaskState {
@@ -86,6 +99,7 @@ impl TaskState {
             TaskState::TimedOut { .. } => TaskPhase::TimedOut,
             TaskState::Cancelled { .. } => TaskPhase::Cancelled,
             TaskState::Skipped { .. } => TaskPhase::Skipped,
+            TaskState::AwaitingApproval { .. } => TaskPhase::AwaitingApproval,
         }
     }
 
@@ -135,8 +149,13 @@ pub fn legal(from: &TaskState, to: &TaskState) -> bool {
     use TaskState as S;
     let waiting = matches!(
         from,
-        S::Pending | S::Ready { .. } | S::RetryWait { .. } | S::Integrating { .. }
+        S::Pending
+            | S::Ready { .. }
+            | S::RetryWait { .. }
+            | S::Integrating { .. }
+            | S::AwaitingApproval { .. }
     );
+    let approval = matches!(from, S::AwaitingApproval { .. });
     match to {
         S::Pending => false,
         // Dependencies met, a retry's wait over, an attempt requeued, a conflict to rework,
@@ -144,6 +163,7 @@ pub fn legal(from: &TaskState, to: &TaskState) -> bool {
         S::Ready { .. } => match from {
             S::Ready { .. } | S::Cancelled { .. } | S::Skipped { .. } => false,
             S::Pending
+            | S::AwaitingApproval { .. }
             | S::Dispatched { .. }
             | S::Running { .. }
             | S::Integrating { .. }
@@ -155,11 +175,18 @@ pub fn legal(from: &TaskState, to: &TaskState) -> bool {
         S::Dispatched { .. } => matches!(from, S::Ready { .. }),
         // A later delivery of the attempt running takes it over.
         S::Running { .. } => from.is_active(),
-        S::Integrating { .. } | S::RetryWait { .. } => from.is_active(),
-        S::Succeeded { .. } => from.is_active() || matches!(from, S::Integrating { .. }),
-        // `ready`: it can never run (too large for any worker, nothing to run).
+        S::RetryWait { .. } => from.is_active(),
+        // Approved (worktree jobs), or the attempt passed without an approval.
+        S::Integrating { .. } => from.is_active() || approval,
+        // Approved, or the next of several approval stages.
+        S::AwaitingApproval { .. } => from.is_active() || approval,
+        S::Succeeded { .. } => {
+            from.is_active() || approval || matches!(from, S::Integrating { .. })
+        }
+        // `ready`: it can never run (too large for any worker, nothing to run); an approval
+        // rejected or timed out.
         S::Failed { .. } => {
-            from.is_active() || matches!(from, S::Ready { .. } | S::Integrating { .. })
+            from.is_active() || approval || matches!(from, S::Ready { .. } | S::Integrating { .. })
         }
         S::TimedOut { .. } => from.is_active(),
         S::Cancelled { .. } => !from.is_terminal(),

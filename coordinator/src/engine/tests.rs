@@ -1312,7 +1312,10 @@ impl Sim {
                 );
             }
             Action::Record(
-                Change::Ignored { .. } | Change::Budget { .. } | Change::Pool { .. },
+                Change::Ignored { .. }
+                | Change::Budget { .. }
+                | Change::Pool { .. }
+                | Change::Stage { .. },
             ) => {}
             Action::Integrate(_) | Action::Record(Change::Integrated { .. }) => {
                 panic!("round {round}: the model's jobs use no worktrees")
@@ -2692,3 +2695,5 @@ fn a_failed_verify_escalates_to_the_next_model() {
         ]
     );
 }
+
+mod approvals;

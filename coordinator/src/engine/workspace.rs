@@ -80,6 +80,9 @@ pub(crate) struct Workspaces {
     restored: HashMap<u32, Attempt>,
     /// The files each integrated task changed on the branch, oldest first.
     integrated: Vec<(u32, Vec<String>)>,
+    /// Per task: a revise round's start (an approval rejected to revise), until a result of
+    /// it is applied.
+    revise: Vec<Option<Resolve>>,
 }
 
 /// What an integration outcome means for its task.
@@ -122,6 +125,7 @@ impl Workspaces {
             in_flight: None,
             restored: HashMap::new(),
             integrated: Vec::new(),
+            revise: vec![None; n],
         })
     }
 
@@ -153,8 +157,22 @@ impl Workspaces {
             task_branch: names::task_branch(&d.job, d.index, &d.task, d.attempt),
             conflict,
             title,
-            revise: None,
+            revise: self.revise[t].clone(),
         });
+    }
+
+    /// The next attempt of `t` is a revise round: it starts from `work` (its branch and
+    /// head) rather than from the tip.
+    pub(crate) fn revise(&mut self, t: u32, work: &WorkspaceResult) {
+        self.revise[t as usize] = Some(Resolve {
+            branch: work.branch.clone(),
+            head: work.head.clone(),
+        });
+    }
+
+    /// A result of `t` was applied: its revise round, if it was one, is over.
+    pub(crate) fn revised(&mut self, t: u32) {
+        self.revise[t as usize] = None;
     }
 
     /// An attempt succeeded in its worktree: its change waits for integration, at the place

@@ -20,6 +20,8 @@ pub enum Verb {
     Report,
     Prune,
     Output,
+    Approve,
+    Reject,
 }
 
 impl Verb {
@@ -34,6 +36,8 @@ impl Verb {
             api::REPORT => Verb::Report,
             api::PRUNE => Verb::Prune,
             api::OUTPUT => Verb::Output,
+            api::APPROVE => Verb::Approve,
+            api::REJECT => Verb::Reject,
             _ => return None,
         })
     }
@@ -89,6 +93,9 @@ pub async fn handle<E: Executor>(
             Err(e) => Err(e),
         },
         Some(Verb::Output) => parse(body).and_then(|r| host.output(&r)).map(to_json),
+        Some(v @ (Verb::Approve | Verb::Reject)) => parse(body)
+            .and_then(|r| host.decide(now, &r, v == Verb::Approve))
+            .map(to_json),
         None => Err(ApiError::new(
             ErrorKind::Invalid,
             format!("unknown API verb '{name}'"),

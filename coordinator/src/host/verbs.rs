@@ -6,15 +6,15 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use ordo_proto::api::{
-    self, ApiError, ErrorKind, JobStatus, JobSummary, JobsRequest, OutputReply, OutputRequest,
-    PruneReply, PruneRequest, ReportData, ReportRequest, RetryRequest, StatusRequest, SubmitReply,
-    SubmitRequest, TaskOutput, WorkerInfo,
+    self, ApiError, DecideRequest, ErrorKind, JobStatus, JobSummary, JobsRequest, OutputReply,
+    OutputRequest, PruneReply, PruneRequest, ReportData, ReportRequest, RetryRequest,
+    StatusRequest, SubmitReply, SubmitRequest, TaskOutput, WorkerInfo,
 };
 use ordo_proto::validate::validate;
-use ordo_proto::{JobId, JobState, Millis, TaskPhase, names};
+use ordo_proto::{JobId, JobState, Millis, TaskIndex, TaskPhase, names};
 
 use super::{Executor, Host};
-use crate::engine::{Again, Change, Event, JobOptions, retry_records};
+use crate::engine::{Again, Change, Decision, Event, JobOptions, retry_records};
 
 use crate::store::JobRecord;
 use crate::views;
@@ -269,6 +269,81 @@ impl<E: Executor> Host<E> {
         summary.retries = rec.retries + 1;
         summary.finished_ms = None;
         Ok(summary)
+    }
+
+    /// `approve` and `reject` (docs/design.md, "Quality gates: approvals"): a person's
+    /// decision on a task awaiting approval, a stored change like every other (its reply is
+    /// sent once it is committed). A rejection needs a reason (`comment`). A task that is not
+    /// awaiting approval (decided already, never stopped for one) is refused, so a decision
+    /// is never applied twice.
+    pub fn decide(&mut self, now: Millis, req: &DecideRequest, approve: bool) -> Reply<JobSummary> {
+        let job = req.job;
+        let rec = self.record(&job)?;
+        let index = rec
+            .spec
+            .tasks
+            .iter()
+            .position(|t| t.name.as_str() == req.task)
+            .or_else(|| {
+                // Else a task's index.
+                req.task
+                    .trim()
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|&i| i < rec.spec.tasks.len())
+            })
+            .ok_or_else(|| {
+                ApiError::new(
+                    ErrorKind::NotFound,
+                    format!("job {job} has no task named {:?}", req.task),
+                )
+            })?;
+        if req.by.trim().is_empty() {
+            return Err(invalid("a decision names who makes it (`by`)"));
+        }
+        if !approve && req.comment.as_deref().is_none_or(|c| c.trim().is_empty()) {
+            return Err(invalid(format!(
+                "rejecting task {} of job {job} needs a reason (--reason)",
+                req.task
+            )));
+        }
+        let name = rec.spec.tasks[index].name.to_string();
+        let index = TaskIndex(index as u32);
+        if !self.driver.engine().has_job(&job) {
+            let state = self
+                .store
+                .tasks(&job)
+                .map_err(internal)?
+                .get(index.get())
+                .map(|s| s.state.phase());
+            return Err(invalid(match state {
+                Some(TaskPhase::AwaitingApproval) => format!(
+                    "job {job} is not running: the process that ran it stopped (running the \
+                     same `ordo run --state` again resumes it)"
+                ),
+                state => format!(
+                    "task {name} of job {job} is not awaiting approval (it is {})",
+                    state.map_or("unknown", |s| s.name())
+                ),
+            }));
+        }
+        self.driver
+            .engine()
+            .awaiting(&job, index)
+            .map_err(invalid)?;
+        self.driver.apply(
+            now,
+            Event::Decide {
+                job,
+                index,
+                decision: Decision {
+                    approve,
+                    by: req.by.clone(),
+                    comment: req.comment.clone(),
+                },
+            },
+        );
+        self.summary(&job)
     }
 
     /// A job's records, for `ordo report` (`None`: the newest job).

@@ -191,17 +191,25 @@ pub async fn prepare(
                 source,
             })?;
     }
+    // A revise round (an approval rejected to revise) starts from the task's work as it was;
+    // a resolve round from the conflicted attempt's, with the tip merged in below.
     let resolve = ws.conflict.as_ref().and_then(|c| c.resolve.as_ref());
-    let start = match resolve {
-        Some(r) => resolve_commit(&repo, &r.head)
+    let from = match (&ws.revise, resolve) {
+        (Some(r), _) => Some((r, "revise round")),
+        (None, Some(r)) => Some((r, "resolve round")),
+        (None, None) => None,
+    };
+    let start = match from {
+        Some((r, what)) => resolve_commit(&repo, &r.head)
             .await?
             .ok_or_else(|| Error::Invalid {
-                what: "resolve round",
+                what,
                 name: r.branch.clone(),
                 reason: format!("its commit {} is not in the repository", r.head),
             })?,
         None => base_commit.clone(),
     };
+    let resolve = resolve.filter(|_| ws.revise.is_none());
     git(&repo)
         .args(["worktree", "add", "-b", &ws.task_branch])
         .arg(&worktree)
@@ -211,6 +219,18 @@ pub async fn prepare(
     let resolving = match resolve {
         Some(_) => Some(merge_for_resolve(&worktree, &base_commit).await?),
         None => None,
+    };
+    // A revise round's change is counted from where its work was cut (the tip may have
+    // moved since): its files are its own, and integration merges it as any other.
+    let base_commit = match &ws.revise {
+        Some(_) => {
+            let out = git(&repo)
+                .args(["merge-base", &base_commit, &start])
+                .run()
+                .await?;
+            String::from_utf8_lossy(&out.stdout).trim().to_string()
+        }
+        None => base_commit,
     };
     Ok(Prepared {
         repository: repo,
