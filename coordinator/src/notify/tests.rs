@@ -297,3 +297,33 @@ async fn a_missing_secret_fails_the_delivery_naming_the_variable() {
         "{err}"
     );
 }
+
+/// A task entering `awaiting_approval` is told to a hook that wants it, with the task's name.
+#[test]
+fn a_task_awaiting_approval_is_told() {
+    let job = JobId::new();
+    let mut n = Notifier::default();
+    n.watch(
+        job,
+        &spec(vec![
+            hook(&[NotifyEvent::AwaitingApproval]),
+            hook(&[NotifyEvent::TaskFailed]),
+        ]),
+    );
+    let waiting = Change::Task {
+        job,
+        index: TaskIndex(0),
+        attempts: 1,
+        conflicts: 0,
+        state: TaskState::AwaitingApproval {
+            attempt: Attempt(1),
+            since: 3,
+            stage: 0,
+            deadline: None,
+        },
+    };
+    n.derive(3, &[waiting]);
+    assert_eq!(events(&n), ["awaiting_approval"]);
+    assert_eq!(n.staged[0].task.as_deref(), Some("build"));
+    assert_eq!(n.staged[0].state, "awaiting_approval");
+}
