@@ -54,6 +54,29 @@ pub trait Progress {
     fn finish(&mut self, report: &RunReport);
 }
 
+/// How long `ordo run` waits for its notifications before it exits.
+const NOTIFY_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// What `ordo run` says of the notifications it could not deliver before exiting.
+fn unsent_note(unsent: &[(String, Option<String>)], durable: bool) -> String {
+    let n = unsent.len();
+    let plural = if n == 1 { "" } else { "s" };
+    let why = unsent
+        .iter()
+        .find_map(|(_, e)| e.clone())
+        .unwrap_or_else(|| "receiver did not answer in time".into());
+    let then = if durable {
+        "the next ordo process on this state directory sends them"
+    } else {
+        "they are lost with this run (give --state DIR to keep them for the next process)"
+    };
+    let mut note = format!("ordo: {n} notification{plural} not sent yet ({why}): {then}");
+    for (what, _) in unsent {
+        note.push_str(&format!("\n  {what}"));
+    }
+    note
+}
+
 /// Runs a validated job to its end (or resumes the unfinished job of the same spec that the
 /// state directory holds). `shutdown` resolving cancels the job (Ctrl-C).
 /// The store is `opts.state_dir`'s, held by this process (`local::socket::hold`), or memory.
@@ -161,6 +184,11 @@ pub async fn run(
             _ = node.ended(None) => {}
             _ = &mut shutdown => node.stop().await,
         }
+    }
+    // `[[notify]]`: what is still due goes out before this process exits (10 s at most).
+    let unsent = node.deliver_notices(NOTIFY_WAIT).await;
+    if !unsent.is_empty() {
+        eprintln!("{}", unsent_note(&unsent, opts.state_dir.is_some()));
     }
     if let Some(tel) = opts.telemetry.clone() {
         // Spans are exported when the job ends, not only at exit.

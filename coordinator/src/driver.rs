@@ -19,6 +19,7 @@ use ordo_plumbing::failpoint;
 use ordo_proto::{Dispatch, Integrate, Kill, Millis};
 
 use crate::engine::{Action, Change, Engine, Event, JobState, TaskState};
+use crate::notify::Notifier;
 use crate::store::{Batch, Store};
 
 /// When changes are committed.
@@ -194,32 +195,42 @@ impl Driver {
     }
 
     /// One turn: commits if due (outbox entries `sent` since the last commit are marked in
-    /// the same transaction), then hands back what may be carried out. With a durable policy
-    /// and nothing due, the turn is empty: dispatches and kills always make a commit due.
+    /// the same transaction, and so are the notifications the changes cause and the outcomes
+    /// of deliveries, `notifier`), then hands back what may be carried out. With a durable
+    /// policy and nothing due, the turn is empty: dispatches and kills always make a commit due.
     pub fn turn(
         &mut self,
         store: &Store,
         now: Millis,
         force: bool,
         sent: &mut Vec<u64>,
+        notifier: &mut Notifier,
     ) -> Result<Turn, crate::store::Error> {
         let mut turn = Turn::default();
-        let commit = self.due(force) || (force && !sent.is_empty());
+        let commit = self.due(force) || (force && (!sent.is_empty() || notifier.has_edits()));
         if self.policy.durable && !commit {
             return Ok(turn);
         }
         let dispatches = std::mem::take(&mut self.dispatches);
         if commit {
             let outbox_add: &[Dispatch] = if self.policy.outbox { &dispatches } else { &[] };
+            notifier.derive(now, &self.pending);
             let batch = Batch {
                 now,
                 changes: &self.pending,
                 outbox_add,
                 outbox_sent: sent,
+                notify_add: &notifier.staged,
+                notify_edits: &notifier.edits,
             };
             failpoint::hit(failpoint::BEFORE_COMMIT);
             turn.outbox = store.commit(&batch)?;
             sent.clear();
+            let reload = !notifier.staged.is_empty();
+            notifier.committed(if reload { Some(store.notices()?) } else { None });
+            if reload {
+                failpoint::hit(failpoint::AFTER_NOTICE_COMMIT);
+            }
             turn.changes = std::mem::take(&mut self.pending);
             self.urgent = false;
             self.oldest = None;
@@ -294,14 +305,18 @@ mod tests {
         let mut d = Driver::new(Policy::COORDINATOR);
         let job = submit(&mut d, 3);
         assert!(d.due(false));
-        let turn = d.turn(&store, 2, false, &mut Vec::new()).unwrap();
+        let turn = d
+            .turn(&store, 2, false, &mut Vec::new(), &mut Default::default())
+            .unwrap();
         assert!(turn.committed);
         assert_eq!(turn.dispatches.len(), 3);
         assert_eq!(turn.outbox.len(), 3);
         assert_eq!(store.outbox().unwrap().len(), 3);
         assert_eq!(store.tasks(&job).unwrap().len(), 3);
         // Nothing left: the next turn is empty and commits nothing.
-        let turn = d.turn(&store, 3, false, &mut Vec::new()).unwrap();
+        let turn = d
+            .turn(&store, 3, false, &mut Vec::new(), &mut Default::default())
+            .unwrap();
         assert!(!turn.committed && turn.dispatches.is_empty());
     }
 
@@ -311,7 +326,9 @@ mod tests {
         let store = Store::in_memory().unwrap();
         let mut d = Driver::new(Policy::LOCAL_DURABLE);
         let job = submit(&mut d, 1);
-        let turn = d.turn(&store, 2, false, &mut Vec::new()).unwrap();
+        let turn = d
+            .turn(&store, 2, false, &mut Vec::new(), &mut Default::default())
+            .unwrap();
         let dispatch = &turn.dispatches[0];
         d.apply(
             3,
@@ -327,7 +344,9 @@ mod tests {
         let wake = d.next_wakeup(3).expect("a commit deadline");
         assert!(wake <= 3 + 250, "{wake}");
         assert!(d.due(true));
-        let turn = d.turn(&store, 4, true, &mut Vec::new()).unwrap();
+        let turn = d
+            .turn(&store, 4, true, &mut Vec::new(), &mut Default::default())
+            .unwrap();
         assert!(turn.committed);
         assert!(matches!(
             store.task(&job, TaskIndex(0)).unwrap().unwrap().state,
@@ -344,12 +363,16 @@ mod tests {
         let store = Store::in_memory().unwrap();
         let mut d = Driver::new(Policy::IN_MEMORY);
         let job = submit(&mut d, 2);
-        let turn = d.turn(&store, 2, false, &mut Vec::new()).unwrap();
+        let turn = d
+            .turn(&store, 2, false, &mut Vec::new(), &mut Default::default())
+            .unwrap();
         assert!(!turn.committed && turn.changes.is_empty());
         assert_eq!(turn.dispatches.len(), 2);
         assert!(store.tasks(&job).unwrap().is_empty());
         assert!(d.next_wakeup(2).is_some_and(|w| w <= 2 + 50));
-        let turn = d.turn(&store, 3, true, &mut Vec::new()).unwrap();
+        let turn = d
+            .turn(&store, 3, true, &mut Vec::new(), &mut Default::default())
+            .unwrap();
         assert!(turn.committed && !turn.changes.is_empty());
         assert_eq!(store.tasks(&job).unwrap().len(), 2);
     }

@@ -23,6 +23,7 @@ pub mod engine;
 pub mod ha;
 pub mod host;
 pub mod metrics;
+pub mod notify;
 pub mod report;
 pub mod service;
 pub mod store;

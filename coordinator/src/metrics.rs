@@ -3,7 +3,8 @@
 //! dispatch-to-start latency, task duration, busy and total slots, redb commit latency, and
 //! results applied versus ignored (stale or duplicate), and what agent runs cost (dollars and
 //! tokens, as the agents reported them), each adaptive pool's limit in force and refused
-//! runs, and stage runs and approval decisions by stage and verdict.
+//! runs, stage runs and approval decisions by stage and verdict, and `[[notify]]` deliveries
+//! sent and failed.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -41,6 +42,8 @@ pub struct Metrics {
     pool_limit: Family<Labels, Gauge>,
     pool_limited: Family<Labels, Gauge>,
     stages: Family<Labels, Counter>,
+    notify_sent: Counter,
+    notify_failures: Counter,
     dispatched_at: HashMap<(JobId, TaskIndex), Millis>,
 }
 
@@ -70,6 +73,8 @@ impl Metrics {
             pool_limit: Family::default(),
             pool_limited: Family::default(),
             stages: Family::default(),
+            notify_sent: Counter::default(),
+            notify_failures: Counter::default(),
             dispatched_at: HashMap::new(),
         };
         let mut r = Registry::with_prefix("ordo");
@@ -151,7 +156,27 @@ impl Metrics {
             "Worker results, applied or ignored",
             m.results.clone(),
         );
+        r.register(
+            "notify_sent",
+            "[[notify]] notifications delivered (answered 2xx)",
+            m.notify_sent.clone(),
+        );
+        r.register(
+            "notify_failures",
+            "[[notify]] delivery attempts that failed (each retry counts)",
+            m.notify_failures.clone(),
+        );
         (m, r)
+    }
+
+    /// Deliveries of notifications that ended: `sent` delivered, `failed` not.
+    pub fn notified(&self, sent: u64, failed: u64) {
+        if sent > 0 {
+            self.notify_sent.inc_by(sent);
+        }
+        if failed > 0 {
+            self.notify_failures.inc_by(failed);
+        }
     }
 
     pub fn observe(&mut self, changes: &[Change]) {

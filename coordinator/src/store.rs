@@ -1,6 +1,8 @@
 //! The redb store: jobs, one record per task (never one blob per job), every attempt's result,
 //! an append-only history of every change (the audit trail), each job's agent cost in all, and
-//! an outbox of dispatches not yet handed over.
+//! an outbox of dispatches not yet handed over, and the outbox of `[[notify]]` notifications
+//! (each written in the commit of the change that caused it, removed by a stored change once
+//! delivered or given up) with each job's delivery failures.
 //!
 //! `commit` writes one batch of engine changes and outbox edits in ONE write transaction: callers
 //! group many events per commit, so throughput is not bound by one fsync per task, and the store
@@ -17,6 +19,7 @@ use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 
+use ordo_proto::api::NotifyHealth;
 use ordo_proto::{Attempt, Dispatch, JobId, JobSpec, TaskIndex, TaskResult};
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
@@ -25,6 +28,7 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 /// the CLI) need without reaching into the engine.
 pub use crate::engine::{Change, JobOptions, PoolLimit, Saved, SavedTask, TaskState};
 use crate::engine::{JobState, Millis};
+use crate::notify::{Edit, Notice, Outcome as Delivery};
 
 const JOBS: TableDefinition<u128, &[u8]> = TableDefinition::new("jobs");
 /// (job, task index) → SavedTask
@@ -40,6 +44,10 @@ const COSTS: TableDefinition<u128, f64> = TableDefinition::new("costs");
 const OUTBOX: TableDefinition<u64, &[u8]> = TableDefinition::new("outbox");
 /// pool name → PoolLimit: the adaptive pools' limits (`Change::Pool`), global across jobs.
 const POOLS: TableDefinition<&str, &[u8]> = TableDefinition::new("pools");
+/// delivery id → Notice: `[[notify]]` notifications not yet delivered (UUIDv7: oldest first).
+const NOTIFY: TableDefinition<&str, &[u8]> = TableDefinition::new("notify");
+/// job → NotifyHealth: its deliveries that failed.
+const NOTIFY_HEALTH: TableDefinition<u128, &[u8]> = TableDefinition::new("notify_health");
 /// name → counter
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
@@ -172,6 +180,10 @@ pub struct Batch<'a> {
     pub outbox_add: &'a [Dispatch],
     /// Outbox entries handed over since the last commit.
     pub outbox_sent: &'a [u64],
+    /// Notifications the changes caused (`[[notify]]`).
+    pub notify_add: &'a [Notice],
+    /// What delivery attempts made of notifications.
+    pub notify_edits: &'a [Edit],
 }
 
 /// One write to the store, as the journal carries it (`--ha`).
@@ -325,6 +337,8 @@ impl Store {
         tx.open_table(OUTBOX)?;
         tx.open_table(META)?;
         tx.open_table(POOLS)?;
+        tx.open_table(NOTIFY)?;
+        tx.open_table(NOTIFY_HEALTH)?;
         tx.commit()?;
         Ok(Store {
             db,
@@ -613,6 +627,20 @@ impl Store {
             .collect()
     }
 
+    /// The `[[notify]]` outbox: notifications not yet delivered nor given up, oldest first.
+    pub fn notices(&self) -> Result<Vec<Notice>> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(NOTIFY)?;
+        t.iter()?.map(|r| decode(r?.1.value())).collect()
+    }
+
+    /// How a job's notifications fared, once a delivery failed.
+    pub fn notify_health(&self, id: &JobId) -> Result<Option<NotifyHealth>> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(NOTIFY_HEALTH)?;
+        t.get(key(id))?.map(|v| decode(v.value())).transpose()
+    }
+
     /// Removes finished jobs that ended more than `older_than_ms` before `now`, with all their
     /// rows (job, tasks, attempts, history, any outbox entry), in one transaction; unfinished
     /// jobs are never removed. Returns their records.
@@ -772,8 +800,60 @@ fn write_batch(tx: &redb::WriteTransaction, batch: &Batch<'_>) -> Result<Vec<u64
         }
         meta.insert(HISTORY_SEQ, history_seq)?;
         meta.insert(OUTBOX_SEQ, outbox_seq)?;
+        if !batch.notify_add.is_empty() || !batch.notify_edits.is_empty() {
+            write_notify(tx, batch, &costs)?;
+        }
     }
     Ok(seqs)
+}
+
+/// The `[[notify]]` outbox's part of a batch: new notifications (with the job's cost as
+/// committed by the same batch) and what delivery attempts made of others.
+fn write_notify(
+    tx: &redb::WriteTransaction,
+    batch: &Batch<'_>,
+    costs: &redb::Table<'_, u128, f64>,
+) -> Result<()> {
+    let mut notify = tx.open_table(NOTIFY)?;
+    let mut health = tx.open_table(NOTIFY_HEALTH)?;
+    for n in batch.notify_add {
+        let mut n = n.clone();
+        n.cost_usd = costs.get(key(&n.job))?.map(|v| v.value());
+        notify.insert(n.id.as_str(), encode(&n).as_slice())?;
+    }
+    for e in batch.notify_edits {
+        let current = notify.get(e.id.as_str())?.map(|v| v.value().to_vec());
+        let Some(bytes) = current else { continue };
+        match &e.outcome {
+            Delivery::Sent => {
+                notify.remove(e.id.as_str())?;
+            }
+            Delivery::Failed { error, next_ms } => {
+                let mut n: Notice = decode(&bytes)?;
+                let k = key(&n.job);
+                let mut h: NotifyHealth = match health.get(k)? {
+                    Some(v) => decode(v.value())?,
+                    None => NotifyHealth::default(),
+                };
+                h.failures += 1;
+                h.last_error = Some(format!("{} to {}: {error}", n.event.name(), n.hook.url));
+                match next_ms {
+                    Some(next) => {
+                        n.attempts += 1;
+                        n.next_ms = *next;
+                        n.last_error = Some(error.clone());
+                        notify.insert(e.id.as_str(), encode(&n).as_slice())?;
+                    }
+                    None => {
+                        h.given_up += 1;
+                        notify.remove(e.id.as_str())?;
+                    }
+                }
+                health.insert(k, encode(&h).as_slice())?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Removes finished jobs (`Store::prune`); returns their records.
@@ -800,9 +880,11 @@ fn write_prune(
         let mut attempts = tx.open_table(ATTEMPTS)?;
         let mut history = tx.open_table(HISTORY)?;
         let mut costs = tx.open_table(COSTS)?;
+        let mut health = tx.open_table(NOTIFY_HEALTH)?;
         for &k in &victims {
             jobs.remove(k)?;
             costs.remove(k)?;
+            health.remove(k)?;
             tasks.retain_in((k, 0)..=(k, u32::MAX), |_, _| false)?;
             attempts.retain_in((k, 0, 0)..=(k, u32::MAX, u32::MAX), |_, _| false)?;
             history.retain_in((k, 0)..=(k, u64::MAX), |_, _| false)?;
@@ -811,6 +893,11 @@ fn write_prune(
             let mut outbox = tx.open_table(OUTBOX)?;
             outbox.retain(|_, v| match rmp_serde::from_slice::<Dispatch>(v) {
                 Ok(d) => !victims.contains(&key(&d.job)),
+                Err(_) => true,
+            })?;
+            let mut notify = tx.open_table(NOTIFY)?;
+            notify.retain(|_, v| match rmp_serde::from_slice::<Notice>(v) {
+                Ok(n) => !victims.contains(&key(&n.job)),
                 Err(_) => true,
             })?;
         }
@@ -1506,6 +1593,7 @@ mod tests {
             changes,
             outbox_add: dispatches,
             outbox_sent: unsent,
+            ..Default::default()
         })?;
         Ok(())
     }
@@ -1585,6 +1673,7 @@ mod tests {
                     changes: std::slice::from_ref(&probe),
                     outbox_add: std::slice::from_ref(&d),
                     outbox_sent: &[],
+                    ..Default::default()
                 })
                 .unwrap();
             let history = store.history(&job.id).unwrap();

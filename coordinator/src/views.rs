@@ -67,12 +67,14 @@ pub fn summary(job: &JobRecord, tasks: &[SavedTask]) -> JobSummary {
         cost_usd: None,
         run_started_ms: job.run_started_ms,
         retries: job.retries,
+        notify: None,
     }
 }
 
 /// `summary` with what the job's agent runs cost (the store keeps the total).
 fn costed(store: &Store, mut summary: JobSummary) -> Result<JobSummary> {
     summary.cost_usd = store.job_cost(&summary.id)?;
+    summary.notify = store.notify_health(&summary.id)?;
     Ok(summary)
 }
 
@@ -134,6 +136,7 @@ pub fn summary_of(
             cost_usd: store.job_cost(id)?,
             run_started_ms: header.run_started_ms,
             retries: header.retries,
+            notify: store.notify_health(id)?,
         }));
     }
     let Some(job) = store.job(id)? else {
@@ -435,6 +438,7 @@ mod tests {
                 cost_usd: None,
                 run_started_ms: None,
                 retries: 0,
+                notify: None,
             },
             tasks,
             omitted: 0,

@@ -18,15 +18,18 @@ pub const AFTER_RESULT_BEFORE_ACK: &str = "worker.after-result-before-ack";
 /// Worker: several results are gathered into one message, not yet published (none of their
 /// task messages is acked).
 pub const HOLDING_A_BATCH: &str = "worker.holding-a-batch";
+/// Coordinator: a commit that stored `[[notify]]` notifications is durable; none is sent.
+pub const AFTER_NOTICE_COMMIT: &str = "coordinator.after-notice-commit";
 
 /// Every point, for tests that pick one.
-pub const ALL: [&str; 6] = [
+pub const ALL: [&str; 7] = [
     BEFORE_COMMIT,
     AFTER_APPLY_BEFORE_ACK,
     AFTER_COMMIT_BEFORE_PUBLISH,
     AFTER_PUBLISH_BEFORE_SENT,
     AFTER_RESULT_BEFORE_ACK,
     HOLDING_A_BATCH,
+    AFTER_NOTICE_COMMIT,
 ];
 
 /// The variable that arms failpoints.

@@ -273,6 +273,20 @@ pub struct JobSummary {
     /// Times it was retried: it has run `retries + 1` times.
     #[serde(default, skip_serializing_if = "no_retries")]
     pub retries: u32,
+    /// Its `[[notify]]` deliveries that failed, once one did (docs/design.md, "Notifications").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify: Option<NotifyHealth>,
+}
+
+/// How a job's `[[notify]]` deliveries fare: failed attempts (each retry counts) and the last
+/// error; `given_up`: notifications dropped after 24 hours of retries.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct NotifyHealth {
+    pub failures: u32,
+    #[serde(default)]
+    pub given_up: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
 }
 
 fn no_retries(n: &u32) -> bool {

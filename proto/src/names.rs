@@ -241,6 +241,13 @@ pub const SNAPSHOT_OBJECT: &str = "state";
 /// Core request: every `--ha` coordinator answers with its role, epoch and lag (`ordo cluster`).
 pub const HA_INFO: &str = "ordo.ha.info";
 
+/// `[[notify]]` deliveries: the header carrying the delivery's id (the same on every retry, for
+/// de-duplication) and the one carrying its signature (`t=<unix secs>,v1=<hex HMAC-SHA256>`).
+pub const NOTIFY_DELIVERY_HEADER: &str = "Ordo-Delivery";
+pub const NOTIFY_SIGNATURE_HEADER: &str = "Ordo-Signature";
+/// How long a notification is retried after its event before it is given up.
+pub const NOTIFY_GIVE_UP_MS: u64 = 24 * 60 * 60 * 1000;
+
 #[cfg(test)]
 mod tests {
     use super::*;

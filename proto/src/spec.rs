@@ -934,7 +934,7 @@ impl JobSpec {
             .collect();
         d.implementer =
             (t.is_prompt() && !d.stages.is_empty() && self.agent() != AgentKind::Command)
-                .then(|| self.agent_call(t, model));
+                .then(|| Box::new(self.agent_call(t, model)));
         if !d.stages.is_empty() {
             d.brief = Some(Box::new(crate::wire::TaskBrief {
                 prompt: t.prompt.clone(),

@@ -87,6 +87,7 @@ pub fn validate(spec: &JobSpec) -> Result<Dag, Vec<Error>> {
     }
     check_job_name(&spec.name, &mut errors);
     check_settings(spec, &mut errors);
+    check_notify(spec, &mut errors);
 
     let mut index: HashMap<&str, u32> = HashMap::with_capacity(n);
     for (i, t) in spec.tasks.iter().enumerate() {
@@ -146,6 +147,63 @@ fn check_job_name(name: &str, errors: &mut Vec<Error>) {
                       terminal or a page",
         });
     }
+}
+
+/// The `[[notify]]` hooks: an http(s) URL, at least one event (unknown ones are refused when
+/// the file is read), a secret variable name that can be set (`[A-Za-z_][A-Za-z0-9_]*`).
+fn check_notify(spec: &JobSpec, errors: &mut Vec<Error>) {
+    for (i, n) in spec.notify.iter().enumerate() {
+        let mut bad = |message: String| {
+            errors.push(Error::BadSetting {
+                message: format!("[[notify]] #{} ({}): {message}", i + 1, n.url),
+            })
+        };
+        let rest = n
+            .url
+            .strip_prefix("http://")
+            .or_else(|| n.url.strip_prefix("https://"));
+        match rest {
+            None => bad("url must start with http:// or https://".into()),
+            Some(r) if r.is_empty() || r.starts_with('/') => bad("url names no host".into()),
+            Some(r) if r.chars().any(|c| c.is_whitespace() || c.is_control()) => {
+                bad("url contains a space or a control character".into())
+            }
+            Some(_) => {}
+        }
+        if n.events.is_empty() {
+            let known: Vec<&str> = crate::gates::NotifyEvent::ALL
+                .iter()
+                .map(|e| e.name())
+                .collect();
+            bad(format!(
+                "events is empty; give one or more of {}",
+                known.join(", ")
+            ));
+        }
+        if let Some(var) = &n.secret_env
+            && !valid_env_name(var)
+        {
+            bad(format!(
+                "secret_env {var:?} is not an environment variable name (letters, digits and _, \
+                 not starting with a digit)"
+            ));
+        }
+        if let Some(d) = &n.dashboard_url
+            && !(d.starts_with("http://") || d.starts_with("https://"))
+        {
+            bad(format!(
+                "dashboard_url {d:?} must start with http:// or https://"
+            ));
+        }
+    }
+}
+
+fn valid_env_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// Why an `env` key cannot be given to a program: the C environment is `KEY=VALUE` strings, so
@@ -776,6 +834,56 @@ mod hostile {
                     .ends_with("t99999 → t0 (each must finish before the next)")
             );
         });
+    }
+
+    /// `[[notify]]` hooks are checked at submit: the URL's scheme, events, the secret's name.
+    #[test]
+    fn bad_notify_hooks_are_refused_naming_the_hook() {
+        use crate::gates::{NotifyEvent, NotifySpec};
+        let mut spec = job(&[vec![]]);
+        let hook = |url: &str, events: Vec<NotifyEvent>, secret: Option<&str>| NotifySpec {
+            events,
+            url: url.into(),
+            secret_env: secret.map(String::from),
+            ..NotifySpec::default()
+        };
+        spec.notify = vec![
+            hook(
+                "https://hooks.example/x",
+                vec![NotifyEvent::JobEnded],
+                Some("HOOK_SECRET"),
+            ),
+            hook("ftp://hooks.example/x", vec![NotifyEvent::JobEnded], None),
+            hook("http://h.example", vec![], None),
+            hook(
+                "http://h.example",
+                vec![NotifyEvent::TaskFailed],
+                Some("1-bad name"),
+            ),
+        ];
+        let errors: Vec<String> = validate(&spec)
+            .unwrap_err()
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(errors.len(), 3, "{errors:?}");
+        assert!(errors[0].starts_with("settings: [[notify]] #2 (ftp://hooks.example/x): url must start with http:// or https://"), "{errors:?}");
+        assert!(
+            errors[1].contains("[[notify]] #3")
+                && errors[1].contains("events is empty")
+                && errors[1].contains("task_failed"),
+            "{errors:?}"
+        );
+        assert!(
+            errors[2].contains("[[notify]] #4") && errors[2].contains("secret_env \"1-bad name\""),
+            "{errors:?}"
+        );
+        // An unknown event is refused when the file is read, naming the known ones.
+        let e =
+            serde_json::from_str::<NotifySpec>(r#"{"events": ["job_done"], "url": "http://x"}"#)
+                .unwrap_err()
+                .to_string();
+        assert!(e.contains("job_done") && e.contains("job_ended"), "{e}");
     }
 
     #[test]

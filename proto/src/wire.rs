@@ -63,7 +63,7 @@ pub struct Dispatch {
     /// A prompt task with stages: how to resume its agent's session with a stage's findings
     /// (a round of the same attempt).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub implementer: Option<AgentCall>,
+    pub implementer: Option<Box<AgentCall>>,
     /// A task with stages: its own prompt and title, for the `{prompt}` and `{title}` of an
     /// agent stage's prompt (set by `JobSpec::stage_runs`).
     #[serde(default, skip_serializing_if = "Option::is_none")]

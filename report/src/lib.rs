@@ -1643,6 +1643,7 @@ mod tests {
                     cost_usd: Some(1.5),
                     run_started_ms: None,
                     retries: 0,
+                    notify: None,
                 },
                 source: "j.toml".into(),
                 spec: spec.clone(),

@@ -18,6 +18,8 @@
 //! - `gates`: quality gates (`[[stages]]`): a reviewer asking for changes then passing (the
 //!   implementer's session resumed), no verdict and a read-only stage that edits (nothing
 //!   integrated), stages on a cluster's workers.
+//! - `notify`: `[[notify]]` webhooks to a receiver on loopback: the subscribed events signed,
+//!   a failing receiver served later once each, a coordinator killed after the commit.
 //! - `jobs_local`: the job commands (status, logs, retry, submit, cancel) on a local state
 //!   directory, through the same job client as the cluster.
 //! - `gates_faces`: approvals from the dashboard's form (Chromium) and the MCP tool, each
@@ -56,6 +58,7 @@ mod gates;
 mod gates_faces;
 mod jobs_local;
 mod mcp;
+mod notify;
 mod observability;
 mod report;
 mod run_local;

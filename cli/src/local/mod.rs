@@ -20,7 +20,7 @@ use ordo_coordinator::host::{Host, Recover};
 use ordo_coordinator::store::{JobRecord, Store};
 use ordo_coordinator::traces::Traces;
 use ordo_plumbing::telemetry::Telemetry;
-use ordo_proto::{JobId, now_ms};
+use ordo_proto::{JobId, Millis, now_ms};
 use tokio::sync::{mpsc, oneshot};
 
 pub use executor::InProcess;
@@ -56,6 +56,9 @@ enum Msg {
     Ended(Option<JobId>, oneshot::Sender<()>),
     /// Cancels every job, waits for them to end, and stops the loop.
     Stop(oneshot::Sender<()>),
+    /// The `[[notify]]` notifications not delivered yet, with their last error, and whether
+    /// waiting until the deadline (ms) could deliver any more.
+    Notices(Millis, oneshot::Sender<(Vec<Unsent>, bool)>),
 }
 
 /// A handle on the loop of a local host. Cloned freely; the loop runs until `stop`.
@@ -134,6 +137,24 @@ impl Node {
         }
     }
 
+    /// Waits up to `wait` for the `[[notify]]` notifications still due to be delivered; the
+    /// ones that were not (what they are, their last error). The outbox is in the store: the
+    /// next process on a state directory sends what is left.
+    pub async fn deliver_notices(&self, wait: std::time::Duration) -> Vec<Unsent> {
+        let deadline = now_ms() + wait.as_millis() as Millis;
+        loop {
+            let (tx, rx) = oneshot::channel();
+            if self.tx.send(Msg::Notices(deadline, tx)).is_err() {
+                return Vec::new();
+            }
+            let (left, idle) = rx.await.unwrap_or_default();
+            if left.is_empty() || idle || now_ms() >= deadline {
+                return left;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
     /// Cancels the jobs still running, waits for them to end and stops the loop.
     pub async fn stop(&self) {
         let (tx, rx) = oneshot::channel();
@@ -142,6 +163,9 @@ impl Node {
         }
     }
 }
+
+/// A notification not delivered: what it is (event, job, task, url) and its last error.
+pub type Unsent = (String, Option<String>);
 
 /// The node's loop stopped (its process is stopping).
 #[derive(Debug, thiserror::Error)]
@@ -159,14 +183,17 @@ async fn run(
     let mut waiting: Vec<(Option<JobId>, oneshot::Sender<()>)> = Vec::new();
     let mut stopping: Option<oneshot::Sender<()>> = None;
     let mut closed = false;
+    let delivered = host.notify_waker();
     loop {
+        let wake = host.next_wakeup(now_ms());
         let first = tokio::select! {
             m = msgs.recv(), if !closed => match m {
                 Some(m) => Some(Ok(m)),
                 None => { closed = true; None }
             },
             e = events.recv() => e.map(Err),
-            _ = driver::sleep_until(host.next_wakeup(now_ms())) => None,
+            _ = delivered.notified() => None,
+            _ = driver::sleep_until(wake) => None,
         };
         let now = now_ms();
         let queued_msgs = std::iter::from_fn(|| msgs.try_recv().ok().map(Ok));
@@ -197,6 +224,24 @@ async fn run(
                     }
                 }
                 Ok(Msg::Ended(job, tx)) => waiting.push((job, tx)),
+                Ok(Msg::Notices(deadline, tx)) => {
+                    let left = host
+                        .notices_waiting()
+                        .iter()
+                        .map(|n| {
+                            let task = n.task.as_ref().map(|t| format!(", task {t}"));
+                            let what = format!(
+                                "{} (job {}{}) to {}",
+                                n.event.name(),
+                                n.job_name,
+                                task.unwrap_or_default(),
+                                n.hook.url
+                            );
+                            (what, n.last_error.clone())
+                        })
+                        .collect();
+                    let _ = tx.send((left, host.notices_idle_until(deadline)));
+                }
                 Ok(Msg::Stop(tx)) => {
                     for job in host.engine().job_ids() {
                         let reason = "stopped".to_string();

@@ -585,6 +585,7 @@ pub(crate) mod tests {
             cost_usd: None,
             run_started_ms: None,
             retries: 0,
+            notify: None,
         }
     }
 

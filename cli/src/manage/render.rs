@@ -220,6 +220,9 @@ pub fn status_text(st: &JobStatus, now_ms: u64) -> String {
     for p in &st.pools {
         line.push_str(&format!("\n{}", pool_line(p, now_ms)));
     }
+    if let Some(n) = &st.summary.notify {
+        line.push_str(&format!("\n{}", notify_line(n)));
+    }
     format!("{line}\n{}{}", table(&rows), waiting.concat())
 }
 
@@ -258,6 +261,23 @@ pub fn approval_text(job: &JobId, t: &TaskStatus, a: &ApprovalView, now_ms: u64)
         "\n  approve: ordo approve {job} {task} [--comment TEXT]\n  reject:  ordo reject {job} {task} --reason TEXT\n"
     ));
     text
+}
+
+/// `notify: 3 deliveries failed (1 given up); last: task_failed to https://...: ...`.
+pub fn notify_line(n: &ordo_proto::api::NotifyHealth) -> String {
+    let plural = if n.failures == 1 {
+        "delivery"
+    } else {
+        "deliveries"
+    };
+    let mut line = format!("notify: {} {plural} failed", n.failures);
+    if n.given_up > 0 {
+        line.push_str(&format!(" ({} given up after 24 hours)", n.given_up));
+    }
+    if let Some(e) = &n.last_error {
+        line.push_str(&format!("; last: {}", one_line(e)));
+    }
+    line
 }
 
 /// `pool claude: 3 of 8 (adapts to rate limits; last limited 12s ago, 2 runs refused)`: the

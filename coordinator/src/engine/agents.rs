@@ -265,16 +265,22 @@ fn resolve_prompt(c: &Conflict) -> String {
     )
 }
 
+/// How the reason of a task the budget stopped begins (or, after an attempt's failure, goes
+/// on): `[[notify]]` tells `budget_exhausted` by it.
+pub const BUDGET_EXHAUSTED: &str = "budget exhausted";
+
 /// Why a budget `(dollars, tokens)` is spent by `spent`, if it is: `budget exhausted ($3.02 of
 /// $3.00)`.
 fn budget_spent(budget: (Option<f64>, Option<u64>), spent: (f64, u64)) -> Option<String> {
     match budget {
-        (Some(max), _) if spent.0 >= max => {
-            Some(format!("budget exhausted (${:.2} of ${:.2})", spent.0, max))
-        }
-        (_, Some(max)) if spent.1 >= max => {
-            Some(format!("budget exhausted ({} of {} tokens)", spent.1, max))
-        }
+        (Some(max), _) if spent.0 >= max => Some(format!(
+            "{BUDGET_EXHAUSTED} (${:.2} of ${:.2})",
+            spent.0, max
+        )),
+        (_, Some(max)) if spent.1 >= max => Some(format!(
+            "{BUDGET_EXHAUSTED} ({} of {} tokens)",
+            spent.1, max
+        )),
         _ => None,
     }
 }

@@ -38,6 +38,7 @@ use ordo_proto::{
 use serde::{Deserialize, Serialize};
 
 pub use adaptive::PoolLimit;
+pub use agents::BUDGET_EXHAUSTED;
 pub use ordo_proto::Ignore;
 pub use pool::{ANY_QUEUE, Capacity, Fit, Need, Pools};
 pub use slot::{Tasks, TasksIter};

@@ -18,6 +18,7 @@ use ordo_proto::{Dispatch, Millis, names};
 use serde::{Deserialize, Serialize};
 
 use crate::engine::Change;
+use crate::notify::{Edit, Notice};
 use crate::store::{Batch, JobRecord, Store, Write};
 
 pub const HEADER_PREV: &str = "Ordo-Prev";
@@ -32,6 +33,8 @@ enum EntryRef<'a> {
         changes: &'a [Change],
         outbox_add: &'a [Dispatch],
         outbox_sent: &'a [u64],
+        notify_add: &'a [Notice],
+        notify_edits: &'a [Edit],
     },
     Prune {
         now: Millis,
@@ -48,6 +51,10 @@ pub enum Entry {
         changes: Vec<Change>,
         outbox_add: Vec<Dispatch>,
         outbox_sent: Vec<u64>,
+        #[serde(default)]
+        notify_add: Vec<Notice>,
+        #[serde(default)]
+        notify_edits: Vec<Edit>,
     },
     Prune {
         now: Millis,
@@ -63,6 +70,8 @@ pub fn encode(w: &Write<'_>) -> Vec<u8> {
             changes: b.changes,
             outbox_add: b.outbox_add,
             outbox_sent: b.outbox_sent,
+            notify_add: b.notify_add,
+            notify_edits: b.notify_edits,
         },
         Write::Prune { now, older_than_ms } => EntryRef::Prune {
             now: *now,
@@ -86,12 +95,16 @@ impl Entry {
                 changes,
                 outbox_add,
                 outbox_sent,
+                notify_add,
+                notify_edits,
             } => {
                 let batch = Batch {
                     now: *now,
                     changes,
                     outbox_add,
                     outbox_sent,
+                    notify_add,
+                    notify_edits,
                 };
                 store.apply(&Write::Commit(&batch), seq)
             }
@@ -349,10 +362,14 @@ mod tests {
                 saved: None,
             },
         );
-        let turn = driver.turn(&active, 2, false, &mut Vec::new()).unwrap();
+        let turn = driver
+            .turn(&active, 2, false, &mut Vec::new(), &mut Default::default())
+            .unwrap();
         assert_eq!(turn.outbox.len(), 2);
         let mut sent = vec![turn.outbox[0]];
-        driver.turn(&active, 3, true, &mut sent).unwrap();
+        driver
+            .turn(&active, 3, true, &mut sent, &mut Default::default())
+            .unwrap();
         active.prune(4, 0).unwrap();
 
         let standby = Store::in_memory().unwrap();

@@ -29,6 +29,7 @@ use tokio::sync::mpsc;
 use crate::driver::{Driver, Policy};
 use crate::engine::{Change, Engine, Event, Ignore, TaskState};
 use crate::metrics::Metrics;
+use crate::notify::{Notice, Notifier};
 use crate::store::{JobRecord, Store};
 use crate::traces::Traces;
 use crate::views;
@@ -76,6 +77,8 @@ pub struct Host<E: Executor> {
     sent: Vec<u64>,
     /// Who wants the changes as they are committed (`ordo run`'s progress).
     watchers: Vec<mpsc::UnboundedSender<Arc<[Change]>>>,
+    /// `[[notify]]`: the notifications to commit and the deliveries.
+    notifier: Notifier,
 }
 
 impl<E: Executor> Host<E> {
@@ -90,6 +93,7 @@ impl<E: Executor> Host<E> {
             headers: HashMap::new(),
             sent: Vec::new(),
             watchers: Vec::new(),
+            notifier: Notifier::default(),
         }
     }
 
@@ -147,9 +151,28 @@ impl<E: Executor> Host<E> {
         self.driver.settled()
     }
 
-    /// When the loop must come back even if nothing arrives.
+    /// When the loop must come back even if nothing arrives (the engine's timers, a deferred
+    /// commit, a notification due). A delivery's end wakes it through `notify_waker`.
     pub fn next_wakeup(&self, now: Millis) -> Option<Millis> {
-        self.driver.next_wakeup(now)
+        match (self.driver.next_wakeup(now), self.notifier.next_wakeup()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Notified when a notification's delivery ended: the loop then turns to record it.
+    pub fn notify_waker(&self) -> Arc<tokio::sync::Notify> {
+        self.notifier.waker()
+    }
+
+    /// Notifications not delivered yet (in flight, or waiting for a retry).
+    pub fn notices_waiting(&self) -> Vec<&Notice> {
+        self.notifier.waiting()
+    }
+
+    /// Whether waiting for notifications until `deadline` could deliver any more.
+    pub fn notices_idle_until(&self, deadline: Millis) -> bool {
+        self.notifier.idle_until(deadline)
     }
 
     /// Hands the engine what the executor offers now.
@@ -190,6 +213,8 @@ impl<E: Executor> Host<E> {
                 tracing::error!("{e}");
             }
         }
+        // Notifications a previous process committed and did not deliver go out from here.
+        self.notifier.load(self.store.notices()?, now);
         if self.executor.attempts_outlive_host() {
             for (seq, d) in self.store.outbox()? {
                 self.executor.start(d, Some(seq));
@@ -229,11 +254,13 @@ impl<E: Executor> Host<E> {
         self.traces
             .job(job.id, &job.name, job.created_ms, &job.spec);
         let id = job.id;
+        let spec = Arc::new(job.spec);
+        self.notifier.watch(id, &spec);
         self.driver.apply(
             now,
             Event::Submit {
                 job: id,
-                spec: Arc::new(job.spec),
+                spec,
                 dag: Arc::new(dag),
                 options: job.options,
                 saved: Some(saved),
@@ -257,12 +284,27 @@ impl<E: Executor> Host<E> {
     /// carry out what the commit allows. Whether it committed.
     pub async fn turn(&mut self, now: Millis, force: bool) -> Result<bool, crate::store::Error> {
         let started = Instant::now();
-        let turn = if self.driver.due(force) {
+        // Deliveries that ended are recorded with this commit.
+        let counts = self.notifier.collect(now);
+        if let Some(m) = &self.metrics {
+            m.notified(counts.sent, counts.failed);
+        }
+        let edits = self.notifier.has_edits();
+        let force = force || edits;
+        let (driver, store, sent, notifier) = (
+            &mut self.driver,
+            &self.store,
+            &mut self.sent,
+            &mut self.notifier,
+        );
+        let turn = if driver.due(force) || edits {
             // A commit blocks (redb): off a multi-threaded runtime's thread then, and only then.
-            block_in_place(|| self.driver.turn(&self.store, now, force, &mut self.sent))
+            block_in_place(|| driver.turn(store, now, force, sent, notifier))
         } else {
-            self.driver.turn(&self.store, now, force, &mut self.sent)
+            driver.turn(store, now, force, sent, notifier)
         }?;
+        // Notifications due go out on tasks of their own; the loop never waits for them.
+        self.notifier.start_due(now);
         if turn.committed {
             if let Some(m) = &self.metrics {
                 m.commit(started.elapsed());

@@ -377,3 +377,56 @@ async fn verbs_by_name_answer_api_replies() {
     let v: serde_json::Value = serde_json::from_slice(&reply).unwrap();
     assert_eq!(v["error"]["kind"], "invalid");
 }
+
+/// A job with a `[[notify]]` hook: the failed task's and the job's notifications are in the
+/// store as soon as the commit of the failure is (the same transaction), a delivery that
+/// fails (nobody listens) is recorded by the next commit and shows in the job's summary, and
+/// the job's end never waited for it.
+#[tokio::test]
+async fn notifications_are_committed_with_their_change_and_failures_show_in_status() {
+    use ordo_proto::gates::{NotifyEvent, NotifySpec};
+    let store = Arc::new(Store::in_memory().unwrap());
+    let mut host = host(store.clone());
+    // A port nobody listens on: the delivery fails at once.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", closed.local_addr().unwrap());
+    drop(closed);
+    let mut s = spec(&[("a", "", &[])]);
+    s.notify = vec![NotifySpec {
+        events: vec![NotifyEvent::TaskFailed, NotifyEvent::JobEnded],
+        url,
+        ..NotifySpec::default()
+    }];
+    let job = host.submit(10, request(s)).await.unwrap().job;
+    let started = turn(&mut host, 11).await;
+    assert!(store.notices().unwrap().is_empty());
+    finish(&mut host, &started[0], Outcome::Failed, "boom", 12);
+    turn(&mut host, 13).await;
+    assert_eq!(store.job(&job).unwrap().unwrap().state, JobState::Failed);
+    let events: Vec<&str> = store
+        .notices()
+        .unwrap()
+        .iter()
+        .map(|n| n.event.name())
+        .collect();
+    assert_eq!(events, ["task_failed", "job_ended"]);
+    let waker = host.notify_waker();
+    let recorded = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        loop {
+            if let Some(h) = store.notify_health(&job).unwrap()
+                && h.failures >= 2
+            {
+                return h;
+            }
+            waker.notified().await;
+            host.turn(ordo_proto::now_ms(), false).await.unwrap();
+        }
+    })
+    .await
+    .expect("the failed deliveries are recorded");
+    assert!(recorded.last_error.unwrap().contains("cannot connect"));
+    let notices = store.notices().unwrap();
+    assert!(notices.iter().all(|n| n.attempts == 1), "kept for a retry");
+    let summary = &host.jobs(&JobsRequest::default()).unwrap()[0];
+    assert_eq!(summary.notify.as_ref().map(|n| n.failures), Some(2));
+}

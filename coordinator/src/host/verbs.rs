@@ -72,11 +72,13 @@ impl<E: Executor> Host<E> {
         let rec = JobRecord::new(JobId::new(), req.spec, req.source, options, now);
         self.store.insert_job(&rec).map_err(internal)?;
         self.traces.job(rec.id, &rec.name, now, &rec.spec);
+        let spec = Arc::new(rec.spec);
+        self.notifier.watch(rec.id, &spec);
         self.driver.apply(
             now,
             Event::Submit {
                 job: rec.id,
-                spec: Arc::new(rec.spec),
+                spec,
                 dag: Arc::new(dag),
                 options: rec.options,
                 saved: None,
@@ -249,11 +251,13 @@ impl<E: Executor> Host<E> {
             spec.settings.max_tokens = req.max_tokens.or(spec.settings.max_tokens);
         }
         self.traces.job(job, &rec.name, rec.created_ms, &spec);
+        let spec = Arc::new(spec);
+        self.notifier.watch(job, &spec);
         self.driver.apply(
             now,
             Event::Submit {
                 job,
-                spec: Arc::new(spec),
+                spec,
                 dag: Arc::new(dag),
                 options: rec.options.clone(),
                 saved: Some(again.into()),

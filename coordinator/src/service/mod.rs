@@ -247,12 +247,14 @@ pub async fn run(
 
     let mut housekeeping = tokio::time::interval(HOUSEKEEPING);
     svc.turn(true).await?;
+    let delivered = svc.host.notify_waker();
     loop {
-        let wake = svc.host.engine().next_wakeup();
+        let wake = svc.host.next_wakeup(now_ms());
         let (first, tick) = tokio::select! {
             _ = &mut shutdown => break,
             i = rx.recv() => match i { Some(i) => (Some(i), false), None => break },
             _ = housekeeping.tick() => (None, true),
+            _ = delivered.notified() => (None, false),
             _ = driver::sleep_until(wake) => (None, false),
         };
         let now = now_ms();

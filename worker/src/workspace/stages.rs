@@ -755,7 +755,7 @@ mod tests {
         );
         d.working_dir = None;
         d.agent = Some(AgentKind::Claude);
-        d.implementer = Some(implementer.clone());
+        d.implementer = Some(Box::new(implementer.clone()));
         d.verify = Some(ordo_proto::Verify {
             command: "test -s a.txt".into(),
             success_code: 0,
