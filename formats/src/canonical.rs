@@ -16,11 +16,14 @@ use crate::json_positions::{Seg, scan_json};
 use crate::nesting::{check_json_nesting, check_toml_nesting, skip_toml_string};
 use crate::parser::{Converted, Ctx};
 
-/// Only the task names, with their spans, of a document that already parsed as a `JobSpec`.
+/// Only the task and stage names, with their spans, of a document that already parsed as a
+/// `JobSpec`.
 #[derive(Deserialize)]
 struct Names {
     #[serde(default)]
     tasks: Vec<NameOnly>,
+    #[serde(default)]
+    stages: Vec<NameOnly>,
 }
 
 #[derive(Deserialize)]
@@ -43,13 +46,23 @@ pub(crate) fn toml(ctx: &Ctx<'_>) -> Result<Converted, Vec<Diagnostic>> {
     prompter_settings(ctx, &mut spec, !named)?;
     let mut positions = HashMap::new();
     let offsets = toml_task_offsets(ctx.text);
+    // Stages are few: their names' spans come from the parser, read again only when there are.
+    let names = (!spec.stages.is_empty() || offsets.len() != spec.tasks.len())
+        .then(|| toml::from_str::<Names>(ctx.text).ok())
+        .flatten();
+    let stage_positions = names.as_ref().map_or_else(Vec::new, |n| {
+        n.stages
+            .iter()
+            .map(|s| Some(ctx.pos_at(s.name.span().start)))
+            .collect()
+    });
     if offsets.len() == spec.tasks.len() {
         for (t, offset) in spec.tasks.iter().zip(offsets) {
             positions
                 .entry(t.name.clone())
                 .or_insert_with(|| ctx.pos_at(offset));
         }
-    } else if let Ok(names) = toml::from_str::<Names>(ctx.text) {
+    } else if let Some(names) = names {
         // Tasks written some other way (`tasks = [{…}]`): ask the parser for the spans.
         for n in names.tasks {
             if let Ok(name) = TaskName::new(n.name.get_ref().as_str()) {
@@ -65,6 +78,7 @@ pub(crate) fn toml(ctx: &Ctx<'_>) -> Result<Converted, Vec<Diagnostic>> {
         warnings: Vec::new(),
         sources: None,
         nothing_to_do: None,
+        stage_positions,
     })
 }
 
@@ -123,16 +137,22 @@ pub(crate) fn json(ctx: &Ctx<'_>) -> Result<Converted, Vec<Diagnostic>> {
     // Where each task's `name` value (else the task) starts.
     let n = spec.tasks.len();
     let mut found: Vec<Option<Pos>> = vec![None; n];
+    let mut stage_positions: Vec<Option<Pos>> = vec![None; spec.stages.len()];
     scan_json(ctx.text, |path, pos| {
-        if let [Seg::Key(k), Seg::Index(i), rest @ ..] = path
-            && k == "tasks"
-            && *i < n
-        {
+        if let [Seg::Key(k), Seg::Index(i), rest @ ..] = path {
+            let list = match &**k {
+                "tasks" => &mut found,
+                "stages" => &mut stage_positions,
+                _ => return,
+            };
+            let Some(slot) = list.get_mut(*i) else {
+                return;
+            };
             match rest {
                 [] => {
-                    found[*i].get_or_insert(pos);
+                    slot.get_or_insert(pos);
                 }
-                [Seg::Key(f)] if f == "name" => found[*i] = Some(pos),
+                [Seg::Key(f)] if f == "name" => *slot = Some(pos),
                 _ => {}
             }
         }
@@ -149,6 +169,7 @@ pub(crate) fn json(ctx: &Ctx<'_>) -> Result<Converted, Vec<Diagnostic>> {
         warnings: Vec::new(),
         sources: None,
         nothing_to_do: None,
+        stage_positions,
     })
 }
 

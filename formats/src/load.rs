@@ -35,6 +35,9 @@ pub struct Loaded {
     /// tasks are all done, an empty tag): `nothing to do: …`. `check` still rejects the empty
     /// job (with this message); the commands say it and exit 0.
     pub nothing_to_do: Option<String>,
+    /// Where each of the spec's `[[stages]]` is defined: the file (the spec's, or the `--with`
+    /// file that added it) and the position of its `name` when known. One per stage.
+    pub stage_positions: Vec<(String, Option<Pos>)>,
 }
 
 impl Loaded {
@@ -123,6 +126,12 @@ pub fn parse(file_label: &str, text: &str, opts: &LoadOptions) -> Result<Loaded,
     if spec.name.trim().is_empty() {
         spec.name = default_name(file_label);
     }
+    let stage_positions = (0..spec.stages.len())
+        .map(|i| {
+            let pos = conv.stage_positions.get(i).copied().flatten();
+            (file_label.to_string(), pos)
+        })
+        .collect();
     Ok(Loaded {
         spec,
         format,
@@ -130,6 +139,7 @@ pub fn parse(file_label: &str, text: &str, opts: &LoadOptions) -> Result<Loaded,
         warnings: conv.warnings,
         sources: conv.sources,
         nothing_to_do: conv.nothing_to_do,
+        stage_positions,
     })
 }
 
@@ -146,7 +156,8 @@ fn default_name(file_label: &str) -> String {
     }
 }
 
-/// Validates a loaded spec, locating each error at the task it names.
+/// Validates a loaded spec, locating each error at the task or stage it names (a stage in the
+/// file that defines it: the spec, or a `--with` file).
 pub fn check(loaded: &Loaded, file_label: &str) -> Result<Dag, Vec<Diagnostic>> {
     if let Some(nothing) = loaded.nothing_to_do() {
         return Err(vec![Diagnostic::new(file_label, None, nothing)]);
@@ -155,9 +166,37 @@ pub fn check(loaded: &Loaded, file_label: &str) -> Result<Dag, Vec<Diagnostic>> 
         errors
             .into_iter()
             .map(|e| {
-                let pos = e.task().and_then(|t| loaded.positions.get(t).copied());
-                Diagnostic::new(file_label, pos, e.to_string())
+                let (file, pos) = match e.stage() {
+                    Some(i) => loaded.stage_place(i, file_label),
+                    None => (
+                        file_label,
+                        e.task().and_then(|t| loaded.positions.get(t).copied()),
+                    ),
+                };
+                Diagnostic::new(file, pos, e.to_string())
             })
             .collect()
     })
+}
+
+impl Loaded {
+    /// The file and position of stage `i` (`file_label` and none when unknown).
+    fn stage_place<'a>(&'a self, i: usize, file_label: &'a str) -> (&'a str, Option<Pos>) {
+        match self.stage_positions.get(i) {
+            Some((file, pos)) => (file.as_str(), *pos),
+            None => (file_label, None),
+        }
+    }
+
+    /// What is suspicious in a valid spec (a stage that selects no task), as
+    /// `file:line:col: message`.
+    pub fn stage_warnings(&self, file_label: &str) -> Vec<String> {
+        ordo_proto::validate::stage_warnings(&self.spec)
+            .into_iter()
+            .map(|(i, message)| {
+                let (file, pos) = self.stage_place(i, file_label);
+                Diagnostic::new(file, pos, message).to_string()
+            })
+            .collect()
+    }
 }

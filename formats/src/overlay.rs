@@ -1,15 +1,18 @@
-//! The settings overlay: `--with FILE` (a TOML file holding `[settings]`) and the common flags
-//! `--workspace`, `--max-cost-usd` and `--max-tokens`, laid over a loaded spec so that formats
-//! which cannot carry ordo's settings (TaskMaster, subtasks JSON, Markdown) get them without
-//! edits. The overlay wins over the spec's own values; maps (`env`, `pools`) merge key by key.
-//! Laid by `prepare`, for every command that loads a spec, MCP and the dashboard.
+//! The settings overlay: `--with FILE` (a TOML file holding `[settings]`, `[[stages]]` and
+//! `[[notify]]`) and the common flags `--workspace`, `--max-cost-usd` and `--max-tokens`, laid
+//! over a loaded spec so that formats which cannot carry ordo's settings or quality gates
+//! (TaskMaster, subtasks JSON, Markdown, Prompter's TOML) get them without edits. The overlay
+//! wins over the spec's own settings; maps (`env`, `pools`, `models`) merge key by key; stages
+//! and hooks are appended to the spec's. Laid by `prepare`, for every command that loads a
+//! spec, MCP and the dashboard.
 
 use std::path::Path;
 
+use ordo_proto::gates::{NotifySpec, StageSpec};
 use ordo_proto::{JobSpec, Settings, WorkspaceMode};
 use serde::Deserialize;
 
-use crate::diagnostic::{Diagnostic, LineIndex};
+use crate::diagnostic::{Diagnostic, LineIndex, Pos};
 
 /// Largest overlay file read.
 const MAX_OVERLAY_BYTES: u64 = 1024 * 1024;
@@ -19,6 +22,12 @@ const MAX_OVERLAY_BYTES: u64 = 1024 * 1024;
 pub struct Overlay {
     /// The `[settings]` of `--with FILE`, as a TOML table (only the keys it sets).
     pub settings: toml::Table,
+    /// The `[[stages]]` of `--with FILE`, appended to the spec's.
+    pub stages: Vec<StageSpec>,
+    /// Where each of `stages` is defined: the file and its `name`'s position.
+    pub stage_positions: Vec<(String, Option<Pos>)>,
+    /// The `[[notify]]` of `--with FILE`, appended to the spec's.
+    pub notify: Vec<NotifySpec>,
     pub workspace: Option<WorkspaceMode>,
     pub max_cost_usd: Option<f64>,
     pub max_tokens: Option<u64>,
@@ -30,11 +39,28 @@ pub struct Overlay {
 struct WithFile {
     #[serde(default)]
     settings: Option<toml::Table>,
+    #[serde(default)]
+    stages: Vec<StageSpec>,
+    #[serde(default)]
+    notify: Vec<NotifySpec>,
+}
+
+/// The stage names of a `--with` file, with their spans.
+#[derive(Deserialize)]
+struct StageNames {
+    #[serde(default)]
+    stages: Vec<StageName>,
+}
+
+#[derive(Deserialize)]
+struct StageName {
+    name: toml::Spanned<String>,
 }
 
 impl Overlay {
-    /// Reads `--with FILE`; errors name the file, line and column.
-    pub fn read(path: &Path) -> Result<toml::Table, Diagnostic> {
+    /// Reads `--with FILE` (its settings, stages and hooks; the rest of the overlay unset);
+    /// errors name the file, line and column.
+    pub fn read(path: &Path) -> Result<Overlay, Diagnostic> {
         let label = path.display().to_string();
         let err = |pos, msg: String| Diagnostic::new(&label, pos, msg);
         let meta = std::fs::metadata(path).map_err(|e| err(None, format!("cannot open: {e}")))?;
@@ -52,30 +78,55 @@ impl Overlay {
         Overlay::parse(&label, &text)
     }
 
-    /// Parses the text of a settings overlay; `label` names it in errors.
-    pub fn parse(label: &str, text: &str) -> Result<toml::Table, Diagnostic> {
+    /// Parses the text of a settings overlay; `label` names it in errors and where its stages
+    /// are defined.
+    pub fn parse(label: &str, text: &str) -> Result<Overlay, Diagnostic> {
         let err = |pos, msg: String| Diagnostic::new(label, pos, msg);
+        let lines = LineIndex::new(text);
         let parsed: WithFile = toml::from_str(text).map_err(|e| {
-            let pos = e.span().map(|s| LineIndex::new(text).pos_at(text, s.start));
-            err(pos, e.message().to_string())
+            let pos = e.span().map(|s| lines.pos_at(text, s.start));
+            err(pos, e.message().trim().to_string())
         })?;
         let settings = parsed.settings.unwrap_or_default();
         // Each key must be a setting ordo knows, with a value of its type.
         if let Err(e) = Settings::deserialize(toml::Value::Table(settings.clone())) {
             return Err(err(None, format!("[settings]: {}", e.message())));
         }
-        Ok(settings)
+        let names = match parsed.stages.is_empty() {
+            true => Vec::new(),
+            false => toml::from_str::<StageNames>(text)
+                .map(|n| n.stages)
+                .unwrap_or_default(),
+        };
+        let stage_positions = (0..parsed.stages.len())
+            .map(|i| {
+                let pos = names
+                    .get(i)
+                    .map(|n| lines.pos_at(text, n.name.span().start));
+                (label.to_string(), pos)
+            })
+            .collect();
+        Ok(Overlay {
+            settings,
+            stages: parsed.stages,
+            stage_positions,
+            notify: parsed.notify,
+            ..Overlay::default()
+        })
     }
 
     pub fn is_empty(&self) -> bool {
         *self == Overlay::default()
     }
 
-    /// Lays the overlay over `spec`'s settings; `label` names the spec in errors.
+    /// Lays the overlay over `spec`'s settings and appends its stages and hooks; `label`
+    /// names the spec in errors.
     pub fn apply(&self, spec: &mut JobSpec, label: &str) -> Result<(), Diagnostic> {
         if self.is_empty() {
             return Ok(());
         }
+        spec.stages.extend(self.stages.iter().cloned());
+        spec.notify.extend(self.notify.iter().cloned());
         let err = |msg: String| Diagnostic::new(label, None, msg);
         if !self.settings.is_empty() {
             let mut merged = toml::Table::try_from(&spec.settings)
@@ -134,10 +185,7 @@ mod tests {
         spec.settings.max_cost_usd = Some(9.0);
         spec.settings.env.insert("A".into(), "1".into());
         spec.settings.fail_fast = true;
-        let overlay = Overlay {
-            settings: Overlay::read(&path).unwrap(),
-            ..Overlay::default()
-        };
+        let overlay = Overlay::read(&path).unwrap();
         overlay.apply(&mut spec, "tasks.json").unwrap();
         let s = &spec.settings;
         assert_eq!(s.max_cost_usd, Some(2.5));

@@ -22,6 +22,8 @@ pub(crate) struct Converted {
     pub sources: Option<write_back::Sources>,
     /// See `Loaded::nothing_to_do`.
     pub nothing_to_do: Option<String>,
+    /// Where each of the spec's `[[stages]]` is defined (canonical formats only).
+    pub stage_positions: Vec<Option<Pos>>,
 }
 
 /// Adds `task` to `spec`, and `pos` as where it is defined unless its name already has a
@@ -55,6 +57,7 @@ pub(crate) fn converted(
         warnings,
         sources: None,
         nothing_to_do: None,
+        stage_positions: Vec::new(),
     })
 }
 

@@ -162,12 +162,13 @@ pub fn prepare(
         }));
     }
     let dag = check(&loaded, &label).map_err(|d| not(Unprepared::Invalid(d)))?;
+    let mut warnings = warnings.clone();
+    warnings.extend(loaded.stage_warnings(&label));
     let env =
         parse_env_mode(overrides.env_mode.as_deref()).map_err(|e| not(Unprepared::Mode(e)))?;
     let Loaded {
         mut spec,
         format,
-        warnings,
         sources,
         ..
     } = loaded;
@@ -197,17 +198,17 @@ fn read(
     opts: &LoadOptions,
     overrides: &Overrides,
 ) -> Result<(Loaded, String), Vec<Diagnostic>> {
-    let settings = match &overrides.with {
-        None => toml::Table::new(),
+    let with = match &overrides.with {
+        None => Overlay::default(),
         Some(With::File(path)) => Overlay::read(path).map_err(|d| vec![d])?,
-        Some(With::Text(text)) if text.trim().is_empty() => toml::Table::new(),
+        Some(With::Text(text)) if text.trim().is_empty() => Overlay::default(),
         Some(With::Text(text)) => Overlay::parse("settings overlay", text).map_err(|d| vec![d])?,
     };
     let overlay = Overlay {
-        settings,
         workspace: overrides.workspace,
         max_cost_usd: overrides.max_cost_usd,
         max_tokens: overrides.max_tokens,
+        ..with
     };
     let (mut loaded, label) = match source {
         Source::File(path) => (load(path, opts)?, path.display().to_string()),
@@ -219,6 +220,9 @@ fn read(
     overlay
         .apply(&mut loaded.spec, &label)
         .map_err(|d| vec![d])?;
+    loaded
+        .stage_positions
+        .extend(overlay.stage_positions.iter().cloned());
     Ok((loaded, label))
 }
 
@@ -409,6 +413,145 @@ mod tests {
             e.to_string()
                 .starts_with("/nonexistent/tasks.json: cannot open"),
             "{e}"
+        );
+    }
+
+    /// A TaskMaster file, as TaskMaster writes it: no ordo settings, no stages.
+    const TASKMASTER: &str = r#"{"master": {"tasks": [
+        {"id": 1, "title": "Schema", "description": "Add the schema", "status": "pending",
+         "priority": "high", "complexity": 8, "dependencies": []},
+        {"id": 2, "title": "Docs", "description": "Write docs", "status": "pending",
+         "priority": "low", "dependencies": [1],
+         "subtasks": [{"id": 1, "title": "Intro", "description": "Intro", "status": "pending"}]}
+    ]}}"#;
+
+    /// Prepares `spec_text` (named `spec_name`) with `with_text` as `--with with.toml`.
+    fn with_file(
+        spec_name: &str,
+        spec_text: &str,
+        with_text: &str,
+    ) -> Result<Prepared, NotPrepared> {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = dir.path().join(spec_name);
+        std::fs::write(&spec, spec_text).unwrap();
+        let with = dir.path().join("with.toml");
+        std::fs::write(&with, with_text).unwrap();
+        let overrides = Overrides {
+            with: Some(With::File(with)),
+            ..Overrides::default()
+        };
+        let opts = LoadOptions {
+            expand_subtasks: true,
+            ..LoadOptions::default()
+        };
+        prepare(Source::File(&spec), &opts, &overrides)
+    }
+
+    fn invalid_messages(e: NotPrepared) -> Vec<String> {
+        match e.reason {
+            Unprepared::Invalid(d) => d.iter().map(ToString::to_string).collect(),
+            other => panic!("not invalid: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn with_adds_stages_hooks_and_a_models_mapping_to_a_taskmaster_file() {
+        let with = "[settings]\nmodels = { high = \"opus\", low = \"haiku\" }\n\
+                    [[stages]]\nname = \"review\"\nkind = \"agent\"\nagent = \"codex\"\n\
+                    prompt = 'Review {task}. Reply {\"verdict\": \"pass\"}'\n\
+                    [[stages]]\nname = \"sign-off\"\nkind = \"approval\"\n\
+                    when_files = [\"migrations/**\"]\n\
+                    [[notify]]\nevents = [\"awaiting_approval\"]\nurl = \"http://127.0.0.1:9/\"\n";
+        let p = with_file("tasks.json", TASKMASTER, with).unwrap();
+        assert_eq!(p.format, Format::TaskMaster);
+        let spec = &p.request.spec;
+        let names: Vec<&str> = spec.stages.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["review", "sign-off"]);
+        assert_eq!(spec.notify.len(), 1);
+        // Every prompt task goes through the review.
+        assert!(spec.tasks.iter().all(|t| spec.stages_of(t).count() == 2));
+        // Complexity 8 picks `high`; the low-priority task and its subtask (which inherits
+        // the priority) pick `low`.
+        let model = |name: &str| {
+            let t = spec.tasks.iter().find(|t| t.name.as_str() == name).unwrap();
+            spec.model(t, 1).map(str::to_string)
+        };
+        assert_eq!(model("1").as_deref(), Some("opus"));
+        assert_eq!(model("2").as_deref(), Some("haiku"));
+        assert_eq!(model("2.1").as_deref(), Some("haiku"));
+    }
+
+    #[test]
+    fn stage_errors_name_the_file_and_line_that_define_the_stage() {
+        // In a `--with` file: its own name and the line of the stage's name.
+        let with = "[[stages]]\nname = \"lint\"\ncommand = \"true\"\n\n\
+                    [[stages]]\nkind = \"agent\"\nname = \"review\"\n\
+                    prompt = \"Review {task} {tests}\"\n";
+        let e = invalid_messages(with_file("tasks.json", TASKMASTER, with).unwrap_err());
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].contains("with.toml:7:8: stage 'review': prompt uses unknown placeholder {tests}"),
+            "{e:?}"
+        );
+        // A parse error in a `--with` stage: the file, line and the field.
+        let e = invalid_messages(
+            with_file(
+                "tasks.json",
+                TASKMASTER,
+                "[[stages]]\nname = \"x\"\nkidn = \"agent\"\n",
+            )
+            .unwrap_err(),
+        );
+        assert!(
+            e[0].contains("with.toml:3:1: ") && e[0].contains("kidn"),
+            "{e:?}"
+        );
+        // In a TOML spec: the spec's line.
+        let toml = "name = \"j\"\n[[tasks]]\nname = \"a\"\nprompt = \"p\"\n\
+                    [[stages]]\nname = \"gate\"\nkind = \"approval\"\nmax_rounds = 2\n";
+        let e = invalid_messages(with_file("j.toml", toml, "").unwrap_err());
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].ends_with(
+                "j.toml:6:8: stage 'gate': max_rounds not taken by a stage of kind approval"
+            ),
+            "{e:?}"
+        );
+        // In a JSON spec.
+        let json = r#"{"name": "j", "tasks": [{"name": "a", "prompt": "p"}],
+  "stages": [{"name": "x", "kind": "command"}]}"#;
+        let e = invalid_messages(with_file("j.json", json, "").unwrap_err());
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].ends_with("j.json:2:23: stage 'x': kind command needs a command, run with sh -c"),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn a_prompter_file_takes_stages_and_a_stage_selecting_nothing_is_a_warning() {
+        let prompter = "[settings]\nclaude_command = \"claude\"\n\
+                        [[tasks]]\nname = \"fix\"\nprompt = \"fix it\"\n\
+                        verify_command = \"true\"\n\
+                        [[stages]]\nname = \"review\"\nprompt = \"Review {diff}\"\n\
+                        [[stages]]\nname = \"db\"\nkind = \"approval\"\n\
+                        select = { area = \"db\" }\n";
+        let p = with_file("prompter.toml", prompter, "").unwrap();
+        let spec = &p.request.spec;
+        assert_eq!(spec.stages.len(), 2);
+        assert_eq!(spec.stages[0].kind(), ordo_proto::gates::StageKind::Agent);
+        assert_eq!(
+            spec.settings.agent_command,
+            Some(vec!["claude".to_string()])
+        );
+        assert_eq!(p.warnings.len(), 1, "{:?}", p.warnings);
+        assert!(
+            p.warnings[0].ends_with(
+                "prompter.toml:11:8: stage 'db': selects no task (no task with those labels), so \
+                 it never runs"
+            ),
+            "{:?}",
+            p.warnings
         );
     }
 

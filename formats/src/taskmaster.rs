@@ -25,7 +25,9 @@
 //!   (`N.k`) and an `"N.M"` string names that subtask. Task `N` stays a prompt task and
 //!   depends on all its subtasks.
 //!
-//! Priority `high`/`medium`/`low` becomes 2/1/0. Fields ordo has no place for (`title`,
+//! Priority `high`/`medium`/`low` becomes 2/1/0, and stays a label with `complexity` (a
+//! subtask inherits both from its task): `settings.models` picks a task's model by them.
+//! Fields ordo has no place for (`title`,
 //! `status`, `agentHint`, `assignee`, …) are kept as labels, non-strings as JSON text.
 //! Dependencies on tasks that do not exist are dropped with a warning naming both tasks, as
 //! TaskMaster itself tolerates them.
@@ -43,6 +45,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use ordo_proto::spec::{COMPLEXITY_LABEL, PRIORITY_LABEL};
 use ordo_proto::{Deps, ExecutionMode, JobSpec, TaskName, TaskSpec};
 use serde_json::{Map, Value};
 
@@ -293,6 +296,14 @@ pub(crate) fn parse(ctx: &Ctx<'_>) -> Result<Converted, Vec<Diagnostic>> {
                 fill(&mut task, sub.fields);
                 if !sub.fields.contains_key("priority") {
                     task.priority = top.fields.get("priority").and_then(priority).unwrap_or(0);
+                }
+                // A subtask is as complex and urgent as its task unless it says.
+                for key in [COMPLEXITY_LABEL, PRIORITY_LABEL] {
+                    if !sub.fields.contains_key(key)
+                        && let Some(v) = top.fields.get(key).and_then(label_value)
+                    {
+                        task.labels.insert(key.into(), v);
+                    }
                 }
                 task.labels.insert("parent".into(), top.id.clone());
                 let parent_title = text_field(top.fields.get("title"));
@@ -679,11 +690,14 @@ fn fill(task: &mut TaskSpec, fields: &Map<String, Value>) {
         if CONSUMED.contains(&key.as_str()) {
             continue;
         }
-        if key == "priority"
+        if key == PRIORITY_LABEL
             && let Some(p) = priority(v)
         {
             task.priority = p;
-            continue;
+            // The word stays too: it picks a model (`ordo_proto::spec::level`).
+            if !v.is_string() {
+                continue;
+            }
         }
         if let Some(v) = label_value(v) {
             task.labels.insert(key.clone(), v);

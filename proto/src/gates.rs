@@ -387,6 +387,27 @@ pub fn fill_prompt(template: &str, values: &BTreeMap<&str, String>) -> String {
     out
 }
 
+/// The placeholders a prompt template uses: every `{identifier}` (letters, digits and `_`, not
+/// starting with a digit), in order. Other braces (`{"verdict": …}`) are text.
+pub fn placeholders(template: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        let after = &rest[open + 1..];
+        let end = after
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(after.len());
+        let word = &after[..end];
+        if after[end..].starts_with('}')
+            && word.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+        {
+            out.push(word);
+        }
+        rest = after;
+    }
+    out
+}
+
 /// The prompt that resumes the implementer's session after a `changes` verdict or a rejection
 /// to revise: what the reviewers found.
 pub fn revise_prompt(stage: &str, findings: &[Finding], reason: Option<&str>) -> String {

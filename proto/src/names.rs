@@ -16,6 +16,8 @@ pub const MAX_TASKS: usize = 1_000_000;
 /// Most attempts one task may be given (`max_attempts`, or `retries` + 1): more is a typo, and
 /// would keep a failing task busy for years.
 pub const MAX_ATTEMPTS: u32 = 1000;
+/// Most `changes` rounds a quality-gate stage may send back (`max_rounds`).
+pub const MAX_STAGE_ROUNDS: u32 = 10;
 /// Deepest nesting accepted in JSON/TOML specs (serde_json's own limit is 128).
 pub const MAX_NESTING: usize = 128;
 

@@ -23,6 +23,11 @@ pub const CLAUDE_PROGRAM: &str = "claude";
 pub const CODEX_PROGRAM: &str = "codex";
 /// The values of `effort`.
 pub const EFFORTS: [&str; 3] = ["low", "medium", "high"];
+/// The keys of `settings.models`: a task's level, from its complexity or priority.
+pub const MODEL_LEVELS: [&str; 3] = ["high", "medium", "low"];
+/// Labels a task's level is read from (`spec::level`), the first that gives one.
+pub const COMPLEXITY_LABEL: &str = "complexity";
+pub const PRIORITY_LABEL: &str = "priority";
 /// Iteration cap of a flow-jump job unless `allow_infinite_loops`.
 pub const DEFAULT_ITERATION_CAP: u32 = 1000;
 /// Integrations a task may try (conflicts and failed integration verifies re-run it).
@@ -336,6 +341,11 @@ pub struct Settings {
     /// The model of prompt tasks that name none (the agent's own default when unset).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
+    /// The model of a task by its level (`high`, `medium`, `low`; `MODEL_LEVELS`), the level
+    /// coming from its `complexity` or `priority` label (`spec::level`): how a TaskMaster
+    /// file picks models without edits. A task's own `model` wins.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub models: BTreeMap<String, String>,
     /// The reasoning effort of prompt tasks that name none: one of `EFFORTS`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub effort: Option<String>,
@@ -487,6 +497,9 @@ pub struct TaskSpec {
     /// Given to `settings.agent_command` as one argument.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prompt: Option<String>,
+    /// The agent that runs this prompt task (`settings.agent` when unset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<AgentKind>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub system_prompt: Option<String>,
     /// Prompter: continue the agent session of the task that ran before this one (its last
@@ -563,6 +576,34 @@ pub struct TaskSpec {
     pub files: Vec<String>,
 }
 
+/// A task's level for `settings.models` (one of `MODEL_LEVELS`): from a numeric `complexity`
+/// label (TaskMaster's score: 7 and above `high`, 4 to 6 `medium`, 3 and below `low`), else
+/// from its `priority` label's word (`critical`/`urgent`/`highest` count as `high`, `normal` as
+/// `medium`, `lowest` as `low`); `None` when neither says.
+pub fn level(t: &TaskSpec) -> Option<&'static str> {
+    let score = t
+        .labels
+        .get(COMPLEXITY_LABEL)
+        .and_then(|c| c.trim().parse::<f64>().ok())
+        .filter(|c| c.is_finite());
+    if let Some(c) = score {
+        return Some(if c >= 7.0 {
+            "high"
+        } else if c >= 4.0 {
+            "medium"
+        } else {
+            "low"
+        });
+    }
+    let word = t.labels.get(PRIORITY_LABEL)?.trim().to_ascii_lowercase();
+    match word.as_str() {
+        "critical" | "urgent" | "highest" | "high" => Some("high"),
+        "medium" | "normal" => Some("medium"),
+        "low" | "lowest" => Some("low"),
+        _ => None,
+    }
+}
+
 /// What a task runs, resolved from `command` / `argv` / `prompt`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Program {
@@ -623,6 +664,7 @@ impl TaskSpec {
             command: None,
             argv: None,
             prompt: None,
+            agent: None,
             system_prompt: None,
             resume_previous_session: false,
             max_cost_usd: None,
@@ -794,8 +836,6 @@ impl JobSpec {
         }
     }
 
-    /// The agent whose output a task's attempts print, if it is a prompt task run by an agent
-    /// profile that ordo reads (claude, codex).
     /// The label (`TaskSpec::label`) of the task named `name`, or the name when it has none.
     pub fn label_of(&self, name: &str) -> String {
         self.tasks
@@ -804,8 +844,16 @@ impl JobSpec {
             .map_or_else(|| name.to_string(), TaskSpec::label)
     }
 
+    /// The agent whose output a task's attempts print, if it is a prompt task run by an agent
+    /// profile that ordo reads (claude, codex).
     pub fn agent_of(&self, t: &TaskSpec) -> Option<AgentKind> {
-        (t.is_prompt() && self.agent() != AgentKind::Command).then(|| self.agent())
+        let kind = self.agent_for(t);
+        (t.is_prompt() && kind != AgentKind::Command).then_some(kind)
+    }
+
+    /// The agent profile that runs prompt task `t`: its own `agent`, else the job's.
+    pub fn agent_for(&self, t: &TaskSpec) -> AgentKind {
+        t.agent.unwrap_or_else(|| self.agent())
     }
 
     /// The pool task `t` takes and its size: its own `pool`, else (a prompt task) the pool
@@ -813,7 +861,7 @@ impl JobSpec {
     pub fn pool(&self, t: &TaskSpec) -> Option<(&str, u32)> {
         let name = match &t.pool {
             Some(p) => p.as_str(),
-            None if t.is_prompt() => self.agent().name(),
+            None if t.is_prompt() => self.agent_for(t).name(),
             None => return None,
         };
         let (name, size) = self.settings.pools.get_key_value(name)?;
@@ -826,8 +874,9 @@ impl JobSpec {
     }
 
     /// The model attempt `n` (from 1) of prompt task `t` asks for: the `escalate` ladder's
-    /// n-th (its last past the end), else the task's `model`, else the job's; `None` for the
-    /// agent's default, and for tasks that run no agent.
+    /// n-th (its last past the end), else the task's `model`, else `settings.models` at the
+    /// task's level (`level`), else the job's `model`; `None` for the agent's default, and for
+    /// tasks that run no agent.
     pub fn model<'a>(&'a self, t: &'a TaskSpec, n: u32) -> Option<&'a str> {
         if !t.is_prompt() {
             return None;
@@ -836,7 +885,13 @@ impl JobSpec {
             let i = (n.max(1) - 1) as usize;
             return Some(ladder[i.min(ladder.len() - 1)].as_str());
         }
-        t.model.as_deref().or(self.settings.model.as_deref())
+        t.model
+            .as_deref()
+            .or_else(|| {
+                let level = level(t)?;
+                self.settings.models.get(level).map(String::as_str)
+            })
+            .or(self.settings.model.as_deref())
     }
 
     /// The reasoning effort of prompt task `t`: its own, else the job's.
@@ -869,9 +924,10 @@ impl JobSpec {
     /// How prompt task `t` calls its agent running `model`: what an executor resumes the
     /// implementer's session with after a stage asks for changes.
     pub fn agent_call(&self, t: &TaskSpec, model: Option<&str>) -> AgentCall {
+        let kind = self.agent_for(t);
         AgentCall {
-            kind: self.agent(),
-            base: self.agent_base(self.agent()),
+            kind,
+            base: self.agent_base(kind),
             model: model.map(str::to_string),
             effort: self.effort(t).map(str::to_string),
             system: t.system_prompt.clone(),
@@ -933,7 +989,7 @@ impl JobSpec {
             })
             .collect();
         d.implementer =
-            (t.is_prompt() && !d.stages.is_empty() && self.agent() != AgentKind::Command)
+            (t.is_prompt() && !d.stages.is_empty() && self.agent_for(t) != AgentKind::Command)
                 .then(|| Box::new(self.agent_call(t, model)));
         if !d.stages.is_empty() {
             d.brief = Some(Box::new(crate::wire::TaskBrief {
@@ -1069,6 +1125,107 @@ mod tests {
         declared.tasks[0].on_success = Some(Jump::Stop);
         assert_eq!(declared.mode_decision(None).reason, ModeReason::FlowJumps);
         assert_eq!(declared.mode(None), Sequential);
+    }
+
+    #[test]
+    fn a_task_s_own_agent_wins_over_the_job_s() {
+        let mut job = JobSpec::default();
+        job.settings.agent_command = Some(vec!["/stub/claude".into()]);
+        job.settings.agent = Some(AgentKind::Claude);
+        job.settings.pools = [("codex".to_string(), 1), ("claude".to_string(), 4)].into();
+        let mut a = TaskSpec::empty(TaskName::new("a").unwrap());
+        a.prompt = Some("p".into());
+        let mut b = a.clone();
+        b.agent = Some(AgentKind::Codex);
+        assert_eq!(job.agent_of(&a), Some(AgentKind::Claude));
+        assert_eq!(job.agent_of(&b), Some(AgentKind::Codex));
+        assert_eq!(job.pool(&a), Some(("claude", 4)));
+        assert_eq!(job.pool(&b), Some(("codex", 1)));
+        assert_eq!(job.agent_call(&a, None).base, ["/stub/claude"]);
+        let call = job.agent_call(&b, Some("o3"));
+        assert_eq!(
+            (call.kind, call.base),
+            (AgentKind::Codex, vec!["codex".into()])
+        );
+        assert_eq!(
+            job.program(&b),
+            Some(Program::Argv(
+                ["codex", "exec", "--json", "p"].map(String::from).to_vec()
+            ))
+        );
+        // A command task runs no agent whatever it says.
+        let sh = TaskSpec {
+            agent: Some(AgentKind::Codex),
+            ..TaskSpec::shell("sh", "true")
+        };
+        assert_eq!(job.agent_of(&sh), None);
+    }
+
+    #[test]
+    fn complexity_then_priority_pick_a_model_from_the_mapping() {
+        let mut job = JobSpec::default();
+        job.settings.model = Some("default".into());
+        job.settings.models = [
+            ("high".to_string(), "opus".to_string()),
+            ("medium".to_string(), "sonnet".to_string()),
+            ("low".to_string(), "haiku".to_string()),
+        ]
+        .into();
+        let with = |labels: &[(&str, &str)]| {
+            let mut t = TaskSpec::empty(TaskName::new("t").unwrap());
+            t.prompt = Some("p".into());
+            t.labels = labels
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            t
+        };
+        let model = |t: &TaskSpec| job.model(t, 1).map(str::to_string);
+        for (c, m) in [
+            ("10", "opus"),
+            ("7", "opus"),
+            ("6", "sonnet"),
+            ("4", "sonnet"),
+        ] {
+            assert_eq!(
+                model(&with(&[("complexity", c)])).as_deref(),
+                Some(m),
+                "{c}"
+            );
+        }
+        for (c, m) in [("3", "haiku"), ("1", "haiku")] {
+            assert_eq!(
+                model(&with(&[("complexity", c)])).as_deref(),
+                Some(m),
+                "{c}"
+            );
+        }
+        // The score wins over the priority; a priority word alone picks too.
+        let both = with(&[("complexity", "2"), ("priority", "high")]);
+        assert_eq!(model(&both).as_deref(), Some("haiku"));
+        assert_eq!(
+            model(&with(&[("priority", "High")])).as_deref(),
+            Some("opus")
+        );
+        assert_eq!(
+            model(&with(&[("priority", "medium")])).as_deref(),
+            Some("sonnet")
+        );
+        assert_eq!(
+            model(&with(&[("complexity", "n/a")])).as_deref(),
+            Some("default")
+        );
+        assert_eq!(model(&with(&[])).as_deref(), Some("default"));
+        // A task's own model wins; a ladder wins over it.
+        let mut own = with(&[("complexity", "9")]);
+        own.model = Some("mine".into());
+        assert_eq!(model(&own).as_deref(), Some("mine"));
+        own.escalate = Some(vec!["a".into(), "b".into()]);
+        assert_eq!(job.model(&own, 2), Some("b"));
+        // A level the mapping lacks falls back to the job's model.
+        job.settings.models.remove("low");
+        let low = with(&[("priority", "low")]);
+        assert_eq!(job.model(&low, 1), Some("default"));
     }
 
     #[test]

@@ -8,8 +8,8 @@ use std::collections::HashMap;
 
 use crate::dag::Dag;
 use crate::ids::TaskName;
-use crate::names::{MAX_ATTEMPTS, MAX_TASKS};
-use crate::spec::{JobSpec, Jump};
+use crate::names::{MAX_ATTEMPTS, MAX_STAGE_ROUNDS, MAX_TASKS};
+use crate::spec::{AgentKind, JobSpec, Jump, MODEL_LEVELS};
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
@@ -42,6 +42,13 @@ pub enum Error {
     BadSetting { message: String },
     #[error("job name {name:?}: {message}")]
     BadJobName { name: String, message: &'static str },
+    /// A `[[stages]]` entry (`index` in the spec's list, from 0) that cannot run.
+    #[error("stage {}: {message}", stage_label(.stage, *.index))]
+    BadStage {
+        index: usize,
+        stage: String,
+        message: String,
+    },
 }
 
 impl Error {
@@ -59,8 +66,26 @@ impl Error {
             Error::NoTasks
             | Error::TooManyTasks { .. }
             | Error::BadSetting { .. }
-            | Error::BadJobName { .. } => None,
+            | Error::BadJobName { .. }
+            | Error::BadStage { .. } => None,
         }
+    }
+
+    /// The stage an error is about (its index in `JobSpec::stages`), for locating it.
+    pub fn stage(&self) -> Option<usize> {
+        match self {
+            Error::BadStage { index, .. } => Some(*index),
+            _ => None,
+        }
+    }
+}
+
+/// How an error names a stage: `'review'`, or `#2` (from 1) when it has no name.
+fn stage_label(name: &str, index: usize) -> String {
+    if name.trim().is_empty() {
+        format!("#{}", index + 1)
+    } else {
+        format!("'{name}'")
     }
 }
 
@@ -88,6 +113,7 @@ pub fn validate(spec: &JobSpec) -> Result<Dag, Vec<Error>> {
     check_job_name(&spec.name, &mut errors);
     check_settings(spec, &mut errors);
     check_notify(spec, &mut errors);
+    check_stages(spec, &mut errors);
 
     let mut index: HashMap<&str, u32> = HashMap::with_capacity(n);
     for (i, t) in spec.tasks.iter().enumerate() {
@@ -279,6 +305,16 @@ fn check_settings(spec: &JobSpec, errors: &mut Vec<Error>) {
                 .into(),
         });
     }
+    for (level, model) in &s.models {
+        if !MODEL_LEVELS.contains(&level.as_str()) {
+            errors.push(setting(format!(
+                "models: {level:?} is not one of {}",
+                quoted(&MODEL_LEVELS)
+            )));
+        } else if model.trim().is_empty() || has_nul(model) {
+            errors.push(setting(format!("models: {level:?} names no model")));
+        }
+    }
     if let Some(why) = bad_budget(s.max_cost_usd, s.max_tokens) {
         errors.push(Error::BadSetting { message: why });
     }
@@ -359,12 +395,190 @@ fn valid_branch(b: &str) -> bool {
 /// Why an `effort` cannot be used: it is none of `EFFORTS`.
 fn bad_effort(effort: Option<&str>) -> Option<String> {
     use crate::spec::EFFORTS;
-    effort.filter(|e| !EFFORTS.contains(e)).map(|e| {
+    effort
+        .filter(|e| !EFFORTS.contains(e))
+        .map(|e| format!("effort {e:?} is not one of {}", quoted(&EFFORTS)))
+}
+
+/// `"a", "b", "c"`.
+fn quoted(words: &[&str]) -> String {
+    words
+        .iter()
+        .map(|w| format!("{w:?}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Why a task or stage cannot name `agent = "command"`: the program of that profile is
+/// `agent_command`, which stands for the job's own agent unless the job's agent is `command`.
+fn bad_command_agent(spec: &JobSpec, agent: Option<AgentKind>) -> Option<String> {
+    (agent == Some(AgentKind::Command) && spec.agent() != AgentKind::Command).then(|| {
         format!(
-            "effort {e:?} is not one of {}",
-            EFFORTS.map(|e| format!("{e:?}")).join(", ")
+            "agent = \"command\" runs settings.agent_command, which this job has {}: set \
+             settings.agent = \"command\" with agent_command, or name claude or codex",
+            match &spec.settings.agent_command {
+                Some(_) => format!("for its {} agent", spec.agent().name()),
+                None => "not".to_string(),
+            }
         )
     })
+}
+
+/// Checks every `[[stages]]` entry: a unique name, fields that fit its kind, known
+/// placeholders, usable globs and limits (docs/design.md, "Quality gates").
+fn check_stages(spec: &JobSpec, errors: &mut Vec<Error>) {
+    use crate::gates::{STAGE_PLACEHOLDERS, StageKind, placeholders};
+    let mut seen = std::collections::HashSet::new();
+    for (index, st) in spec.stages.iter().enumerate() {
+        let mut bad = |message: String| {
+            errors.push(Error::BadStage {
+                index,
+                stage: st.name.clone(),
+                message,
+            })
+        };
+        if st.name.trim().is_empty() {
+            bad("needs a name".into());
+        } else if !seen.insert(st.name.as_str()) {
+            bad("is defined more than once (stage names are unique)".into());
+        } else if st
+            .name
+            .chars()
+            .any(|c| c.is_control() || crate::ids::is_bidi_control(c))
+        {
+            bad("its name contains a control character".into());
+        }
+        let kind = st.kind();
+        let set = |v: bool, field: &'static str| v.then_some(field);
+        // Fields each kind does not take.
+        let foreign: Vec<&str> = match kind {
+            StageKind::Agent => vec![set(st.command.is_some(), "command")],
+            StageKind::Command => vec![
+                set(st.prompt.is_some(), "prompt"),
+                set(st.agent.is_some(), "agent"),
+                set(st.model.is_some(), "model"),
+                set(st.effort.is_some(), "effort"),
+            ],
+            StageKind::Approval => vec![
+                set(st.prompt.is_some(), "prompt"),
+                set(st.command.is_some(), "command"),
+                set(st.agent.is_some(), "agent"),
+                set(st.model.is_some(), "model"),
+                set(st.effort.is_some(), "effort"),
+                set(st.read_only, "read_only"),
+                set(st.group.is_some(), "group"),
+                set(st.max_rounds.is_some(), "max_rounds"),
+            ],
+        }
+        .into_iter()
+        .flatten()
+        .collect();
+        if !foreign.is_empty() {
+            bad(format!(
+                "{} not taken by a stage of kind {}",
+                foreign.join(", "),
+                kind.name()
+            ));
+        }
+        if kind != StageKind::Approval {
+            let only: Vec<&str> = [
+                set(!st.when_files.is_empty(), "when_files"),
+                set(st.on_reject.is_some(), "on_reject"),
+                set(st.on_timeout.is_some(), "on_timeout"),
+            ]
+            .into_iter()
+            .flatten()
+            .collect();
+            if !only.is_empty() {
+                bad(format!(
+                    "{} only for kind = \"approval\" (this stage is of kind {})",
+                    only.join(", "),
+                    kind.name()
+                ));
+            }
+        }
+        let blank = |v: &Option<String>| v.as_deref().is_none_or(|p| p.trim().is_empty());
+        match kind {
+            StageKind::Agent if blank(&st.prompt) => {
+                bad("kind agent needs a prompt, what the reviewer is asked".into())
+            }
+            StageKind::Command if blank(&st.command) => {
+                bad("kind command needs a command, run with sh -c".into())
+            }
+            _ => {}
+        }
+        if [&st.prompt, &st.command, &st.model]
+            .into_iter()
+            .any(|v| v.as_deref().is_some_and(has_nul))
+        {
+            bad(format!("prompt, command or model {NUL_MESSAGE}"));
+        }
+        if let Some(prompt) = &st.prompt {
+            for p in placeholders(prompt) {
+                if !STAGE_PLACEHOLDERS.contains(&p) {
+                    let known: Vec<String> = STAGE_PLACEHOLDERS
+                        .iter()
+                        .map(|k| format!("{{{k}}}"))
+                        .collect();
+                    bad(format!(
+                        "prompt uses unknown placeholder {{{p}}}; known: {}",
+                        known.join(", ")
+                    ));
+                }
+            }
+        }
+        if kind == StageKind::Agent {
+            errors_of(bad_command_agent(spec, st.agent), &mut bad);
+        }
+        errors_of(bad_effort(st.effort.as_deref()), &mut bad);
+        errors_of(bad_timeout(st.timeout), &mut bad);
+        if let Some(r) = st.max_rounds.filter(|&r| r > MAX_STAGE_ROUNDS) {
+            bad(format!("max_rounds is {r}; at most {MAX_STAGE_ROUNDS}"));
+        }
+        for glob in &st.when_files {
+            if let Err(why) = crate::globs::check(glob) {
+                bad(format!("when_files: {why}"));
+            }
+        }
+        if st.select.keys().any(|k| k.trim().is_empty()) {
+            bad("select has an empty label name".into());
+        }
+    }
+}
+
+fn errors_of(why: Option<String>, bad: &mut impl FnMut(String)) {
+    if let Some(why) = why {
+        bad(why);
+    }
+}
+
+/// What is suspicious about a valid spec's stages but not wrong: a stage that no task goes
+/// through. Each with the index of its stage.
+pub fn stage_warnings(spec: &JobSpec) -> Vec<(usize, String)> {
+    spec.stages
+        .iter()
+        .enumerate()
+        .filter(|(_, st)| {
+            !spec
+                .tasks
+                .iter()
+                .any(|t| st.selects(&t.labels, t.is_prompt()))
+        })
+        .map(|(i, st)| {
+            let why = if st.select.is_empty() {
+                "no prompt task"
+            } else {
+                "no task with those labels"
+            };
+            (
+                i,
+                format!(
+                    "stage {}: selects no task ({why}), so it never runs",
+                    stage_label(&st.name, i)
+                ),
+            )
+        })
+        .collect()
 }
 
 /// What is said of a field holding a NUL byte.
@@ -493,6 +707,19 @@ fn check_task(
         });
     }
     if let Some(why) = bad_budget(t.max_cost_usd, t.max_tokens) {
+        errors.push(Error::BadValue {
+            task: task(),
+            message: why,
+        });
+    }
+    if let Some(why) = t
+        .agent
+        .and_then(|_| bad_command_agent(spec, t.agent))
+        .or_else(|| {
+            (t.agent.is_some() && !t.is_prompt())
+                .then(|| "agent is for prompt tasks; this one runs a command".to_string())
+        })
+    {
         errors.push(Error::BadValue {
             task: task(),
             message: why,
@@ -704,6 +931,263 @@ mod tests {
         );
         spec.name = "ليلي".into();
         assert!(validate(&spec).is_ok());
+    }
+}
+
+/// `[[stages]]`, per-task agents and the models mapping.
+#[cfg(test)]
+mod gates {
+    use super::*;
+    use crate::duration::Dur;
+    use crate::gates::{OnReject, StageKind, StageSpec};
+    use crate::spec::TaskSpec;
+
+    fn prompt_job() -> JobSpec {
+        let mut t = TaskSpec::empty(TaskName::new("a").unwrap());
+        t.prompt = Some("do it".into());
+        JobSpec {
+            name: "g".into(),
+            tasks: vec![t],
+            ..Default::default()
+        }
+    }
+
+    fn stage(name: &str, kind: StageKind) -> StageSpec {
+        StageSpec {
+            name: name.into(),
+            kind: Some(kind),
+            ..Default::default()
+        }
+    }
+
+    fn review(prompt: &str) -> StageSpec {
+        StageSpec {
+            prompt: Some(prompt.into()),
+            ..stage("review", StageKind::Agent)
+        }
+    }
+
+    fn messages(spec: &JobSpec) -> Vec<String> {
+        match validate(spec) {
+            Ok(_) => Vec::new(),
+            Err(e) => e.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    fn one(st: StageSpec) -> Vec<String> {
+        let mut spec = prompt_job();
+        spec.stages.push(st);
+        messages(&spec)
+    }
+
+    #[test]
+    fn a_valid_pipeline_passes_with_json_braces_in_its_prompt() {
+        let mut spec = prompt_job();
+        spec.stages = vec![
+            review(
+                "Review {task} ({title}): {diff}\n{verify_output}\n{prompt}\nEnd with \
+                 {\"verdict\": \"pass\", \"findings\": []} or { \"verdict\" : 1 } {}",
+            ),
+            StageSpec {
+                command: Some("cargo test".into()),
+                read_only: true,
+                group: Some("checks".into()),
+                max_rounds: Some(10),
+                timeout: Some(Dur::secs(60)),
+                ..stage("lint", StageKind::Command)
+            },
+            StageSpec {
+                when_files: vec!["migrations/**".into()],
+                on_reject: Some(OnReject::Revise),
+                timeout: Some(Dur::secs(3600)),
+                ..stage("sign-off", StageKind::Approval)
+            },
+        ];
+        assert_eq!(messages(&spec), Vec::<String>::new());
+    }
+
+    #[test]
+    fn names_are_required_and_unique() {
+        let mut spec = prompt_job();
+        spec.stages = vec![review("x"), review("y"), stage(" ", StageKind::Approval)];
+        assert_eq!(
+            messages(&spec),
+            [
+                "stage 'review': is defined more than once (stage names are unique)",
+                "stage #3: needs a name",
+            ]
+        );
+    }
+
+    #[test]
+    fn each_kind_takes_its_own_fields() {
+        assert_eq!(
+            one(stage("review", StageKind::Agent)),
+            ["stage 'review': kind agent needs a prompt, what the reviewer is asked"]
+        );
+        assert_eq!(
+            one(StageSpec {
+                prompt: Some("{diff}".into()),
+                model: Some("opus".into()),
+                ..stage("lint", StageKind::Command)
+            }),
+            [
+                "stage 'lint': prompt, model not taken by a stage of kind command",
+                "stage 'lint': kind command needs a command, run with sh -c",
+            ]
+        );
+        assert_eq!(
+            one(StageSpec {
+                command: Some("true".into()),
+                read_only: true,
+                group: Some("g".into()),
+                max_rounds: Some(1),
+                ..stage("ok", StageKind::Approval)
+            }),
+            [
+                "stage 'ok': command, read_only, group, max_rounds not taken by a stage of kind \
+                 approval"
+            ]
+        );
+        assert_eq!(
+            one(StageSpec {
+                when_files: vec!["a/**".into()],
+                on_reject: Some(OnReject::Fail),
+                on_timeout: Some(crate::gates::OnTimeout::Approve),
+                ..review("{diff}")
+            }),
+            [
+                "stage 'review': when_files, on_reject, on_timeout only for kind = \"approval\" \
+                 (this stage is of kind agent)"
+            ]
+        );
+        // Without `kind`, a command makes a command stage: a prompt beside it is refused.
+        let both = StageSpec {
+            kind: None,
+            command: Some("true".into()),
+            ..review("x")
+        };
+        assert_eq!(
+            one(both),
+            ["stage 'review': prompt not taken by a stage of kind command"]
+        );
+    }
+
+    #[test]
+    fn unknown_placeholders_are_named_with_the_known_ones() {
+        assert_eq!(
+            one(review("Review {task}: {diff_stat} and {the_tests}")),
+            [
+                "stage 'review': prompt uses unknown placeholder {diff_stat}; known: {task}, \
+                 {title}, {prompt}, {diff}, {verify_output}",
+                "stage 'review': prompt uses unknown placeholder {the_tests}; known: {task}, \
+                 {title}, {prompt}, {diff}, {verify_output}",
+            ]
+        );
+    }
+
+    #[test]
+    fn globs_efforts_rounds_timeouts_and_select_are_checked() {
+        let mut spec = prompt_job();
+        spec.stages = vec![
+            StageSpec {
+                effort: Some("max".into()),
+                max_rounds: Some(11),
+                timeout: Some(Dur::secs(0)),
+                select: [(String::new(), "x".into())].into(),
+                ..review("{diff}")
+            },
+            StageSpec {
+                when_files: vec!["/etc/**".into(), String::new()],
+                ..stage("sign-off", StageKind::Approval)
+            },
+        ];
+        let m = messages(&spec);
+        assert_eq!(
+            m[..4],
+            [
+                "stage 'review': effort \"max\" is not one of \"low\", \"medium\", \"high\"",
+                "stage 'review': timeout must be longer than 0 (leave it out for none)",
+                "stage 'review': max_rounds is 11; at most 10",
+                "stage 'review': select has an empty label name",
+            ]
+        );
+        assert_eq!(m.len(), 6, "{m:?}");
+        assert!(m[4].starts_with("stage 'sign-off': when_files: "), "{m:?}");
+        assert_eq!(m[5], "stage 'sign-off': when_files: an empty glob");
+        let e = validate(&spec).unwrap_err();
+        assert_eq!(e[5].stage(), Some(1));
+        assert_eq!(e[5].task(), None);
+    }
+
+    #[test]
+    fn a_stage_selecting_no_task_is_a_warning_not_an_error() {
+        let mut spec = prompt_job();
+        spec.stages = vec![
+            StageSpec {
+                select: [("team".to_string(), "db".to_string())].into(),
+                ..review("{diff}")
+            },
+            review("{diff}"),
+        ];
+        spec.stages[1].name = "all".into();
+        assert!(validate(&spec).is_ok());
+        assert_eq!(
+            stage_warnings(&spec),
+            [(
+                0,
+                "stage 'review': selects no task (no task with those labels), so it never runs"
+                    .to_string()
+            )]
+        );
+        spec.tasks[0].labels.insert("team".into(), "db".into());
+        assert_eq!(stage_warnings(&spec), []);
+    }
+
+    #[test]
+    fn command_agents_need_a_command_job() {
+        let mut spec = prompt_job();
+        spec.tasks[0].agent = Some(AgentKind::Command);
+        spec.stages = vec![StageSpec {
+            agent: Some(AgentKind::Command),
+            ..review("{diff}")
+        }];
+        spec.tasks.push(TaskSpec {
+            agent: Some(AgentKind::Codex),
+            ..TaskSpec::shell("sh", "true")
+        });
+        assert_eq!(
+            messages(&spec),
+            [
+                "stage 'review': agent = \"command\" runs settings.agent_command, which this job \
+                 has not: set settings.agent = \"command\" with agent_command, or name claude or \
+                 codex",
+                "task 'a': agent = \"command\" runs settings.agent_command, which this job has \
+                 not: set settings.agent = \"command\" with agent_command, or name claude or codex",
+                "task 'sh': agent is for prompt tasks; this one runs a command",
+            ]
+        );
+        spec.tasks.pop();
+        spec.settings.agent_command = Some(vec!["my-agent".into()]);
+        assert_eq!(messages(&spec), Vec::<String>::new());
+    }
+
+    #[test]
+    fn the_models_mapping_has_levels_only() {
+        let mut spec = prompt_job();
+        spec.settings.models = [
+            ("high".to_string(), "opus".to_string()),
+            ("hard".to_string(), "opus".to_string()),
+            ("low".to_string(), " ".to_string()),
+        ]
+        .into();
+        assert_eq!(
+            messages(&spec),
+            [
+                "settings: models: \"hard\" is not one of \"high\", \"medium\", \"low\"",
+                "settings: models: \"low\" names no model",
+            ]
+        );
     }
 }
 

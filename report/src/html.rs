@@ -15,8 +15,8 @@ use std::fmt::Write;
 use ordo_proto::TaskPhase;
 
 use super::{
-    Mark, Report, TaskReport, VerifyReport, VerifyResult, clean_output, cut, fmt_ms, fmt_pct,
-    fmt_tokens, fmt_usd, stage_text, stages_line, utc,
+    Mark, Report, TaskReport, VerifyReport, VerifyResult, clean_output, cut, fmt_escalation,
+    fmt_ms, fmt_pct, fmt_success, fmt_tokens, fmt_usd, stage_text, stages_line, utc,
 };
 
 const WIDTH: u64 = 1200;
@@ -300,20 +300,29 @@ pub fn render(r: &Report) -> String {
         let _ = writeln!(
             out,
             "<table class=\"models\">\n<thead><tr><th>model</th><th class=\"num\">runs</th>\
-             <th class=\"num\">cost</th><th class=\"num\">tokens</th></tr></thead>\n<tbody>"
+             <th class=\"num\">succeeded</th><th class=\"num\">cost</th>\
+             <th class=\"num\">tokens</th></tr></thead>\n<tbody>"
         );
         for m in &s.models {
             let _ = writeln!(
                 out,
                 "<tr><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
-                 <td class=\"num\">{}</td></tr>",
+                 <td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
                 esc(&m.model),
                 m.runs,
+                esc(&fmt_success(m)),
                 esc(&m.cost_usd.map_or("-".into(), fmt_usd)),
                 esc(&fmt_tokens(m.tokens))
             );
         }
         let _ = writeln!(out, "</tbody>\n</table>");
+    }
+    if let Some(e) = &s.escalation {
+        let _ = writeln!(
+            out,
+            "<p class=\"note\">Escalation: {}</p>",
+            esc(&fmt_escalation(e))
+        );
     }
     if let Some(why) = &s.reason {
         let _ = writeln!(out, "<p class=\"note\">{}</p>", esc(why));

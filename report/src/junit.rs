@@ -84,6 +84,16 @@ pub fn render(r: &Report) -> String {
             &format!("model.{}.tokens", m.model),
             m.tokens.total.to_string(),
         );
+        prop(
+            &format!("model.{}.success_rate", m.model),
+            format!("{:.3}", m.success_rate),
+        );
+    }
+    if let Some(e) = &s.escalation {
+        prop("escalation.runs", e.runs.to_string());
+        if let Some(c) = e.cost_usd {
+            prop("escalation.cost_usd", format!("{c:.6}"));
+        }
     }
     let _ = writeln!(out, "    </properties>");
 

@@ -156,9 +156,48 @@ pub struct Summary {
     /// Tokens of every agent run, when any reported them.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tokens: Option<Tokens>,
-    /// Cost and tokens per model, for the runs whose agent named its model.
+    /// Cost, tokens and success rate per model, for the runs whose agent named its model.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub models: Vec<ModelSpend>,
+    /// What the attempts after the first of tasks with an `escalate` ladder cost, when any
+    /// task has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub escalation: Option<Escalation>,
+}
+
+/// The attempts that escalation paid for: those after the first of tasks with a ladder.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct Escalation {
+    pub runs: u32,
+    pub cost_usd: Option<f64>,
+    pub tokens: u64,
+}
+
+impl Escalation {
+    /// The escalated attempts of `attempts` (tasks of `spec` with a ladder, attempt 2 on);
+    /// `None` when no task of the spec has a ladder.
+    fn of(spec: &ordo_proto::JobSpec, attempts: &[ordo_proto::TaskResult]) -> Option<Escalation> {
+        let laddered = |r: &&ordo_proto::TaskResult| {
+            spec.tasks
+                .get(r.index.get())
+                .is_some_and(|t| t.escalate.as_ref().is_some_and(|l| l.len() > 1))
+        };
+        if !spec.tasks.iter().any(|t| t.escalate.is_some()) {
+            return None;
+        }
+        let mut e = Escalation::default();
+        for r in attempts.iter().filter(laddered).filter(|r| r.attempt.0 > 1) {
+            let Some(a) = r.agent.as_deref() else {
+                continue;
+            };
+            e.runs += 1;
+            if let Some(c) = a.cost_usd {
+                e.cost_usd = Some(e.cost_usd.unwrap_or(0.0) + c);
+            }
+            e.tokens = e.tokens.saturating_add(a.tokens());
+        }
+        Some(e)
+    }
 }
 
 /// Agent tokens, in all.
@@ -184,30 +223,45 @@ impl Tokens {
     }
 }
 
-/// What the runs of one model spent.
+/// What the runs of one model spent, and how many of them succeeded.
 #[derive(Clone, Debug, Serialize)]
 pub struct ModelSpend {
     pub model: String,
     pub runs: u32,
+    /// Attempts of this model that succeeded (their verify passed).
+    pub succeeded: u32,
+    /// succeeded / runs.
+    pub success_rate: f64,
     pub cost_usd: Option<f64>,
     pub tokens: Tokens,
 }
 
-/// Cost and tokens per model named by `runs`, costliest first.
-fn by_model<'a>(runs: impl IntoIterator<Item = &'a ordo_proto::AgentRun>) -> Vec<ModelSpend> {
-    let mut models: BTreeMap<&str, Vec<&ordo_proto::AgentRun>> = BTreeMap::new();
-    for a in runs {
-        if let Some(m) = &a.model {
-            models.entry(m).or_default().push(a);
+/// Cost, tokens and successes per model named by the agent runs of `attempts`, costliest
+/// first.
+fn by_model(attempts: &[ordo_proto::TaskResult]) -> Vec<ModelSpend> {
+    let mut models: BTreeMap<&str, Vec<&ordo_proto::TaskResult>> = BTreeMap::new();
+    for r in attempts {
+        if let Some(m) = r.agent.as_deref().and_then(|a| a.model.as_deref()) {
+            models.entry(m).or_default().push(r);
         }
     }
     let mut out: Vec<ModelSpend> = models
         .into_iter()
-        .map(|(model, runs)| ModelSpend {
-            model: model.to_string(),
-            runs: runs.len() as u32,
-            cost_usd: runs.iter().filter_map(|a| a.cost_usd).reduce(|a, b| a + b),
-            tokens: Tokens::of(runs.iter().copied()).unwrap_or_default(),
+        .map(|(model, results)| {
+            let runs: Vec<&ordo_proto::AgentRun> =
+                results.iter().filter_map(|r| r.agent.as_deref()).collect();
+            let succeeded = results
+                .iter()
+                .filter(|r| r.outcome == ordo_proto::Outcome::Succeeded)
+                .count() as u32;
+            ModelSpend {
+                model: model.to_string(),
+                runs: runs.len() as u32,
+                succeeded,
+                success_rate: f64::from(succeeded) / runs.len().max(1) as f64,
+                cost_usd: runs.iter().filter_map(|a| a.cost_usd).reduce(|a, b| a + b),
+                tokens: Tokens::of(runs.iter().copied()).unwrap_or_default(),
+            }
         })
         .collect();
     out.sort_by(|a, b| {
@@ -1288,7 +1342,8 @@ pub fn build(data: &ReportData) -> Report {
             ignored_results: data.ignored_results.len(),
             cost_usd: tasks.iter().filter_map(|t| t.cost_usd).reduce(|a, b| a + b),
             tokens: Tokens::of(data.attempts.iter().filter_map(|r| r.agent.as_deref())),
-            models: by_model(data.attempts.iter().filter_map(|r| r.agent.as_deref())),
+            models: by_model(&data.attempts),
+            escalation: Escalation::of(spec, &data.attempts),
             integration: spec.uses_worktrees().then(|| {
                 let tried = data
                     .history
@@ -1396,6 +1451,27 @@ pub fn fmt_ms(ms: u64) -> String {
 }
 
 /// `1,250 (1,000 in, 250 out)`.
+/// A model's successes for people: `3/4 (75%)`.
+pub fn fmt_success(m: &ModelSpend) -> String {
+    format!(
+        "{}/{} ({:.0}%)",
+        m.succeeded,
+        m.runs,
+        m.success_rate * 100.0
+    )
+}
+
+/// What escalation cost, for people: `2 attempts after the first, $0.5000, 2,500 tokens`.
+pub fn fmt_escalation(e: &Escalation) -> String {
+    let cost = e.cost_usd.map_or("no cost reported".into(), fmt_usd);
+    format!(
+        "{} attempt{} after the first on a ladder, {cost}, {} tokens",
+        e.runs,
+        if e.runs == 1 { "" } else { "s" },
+        thousands(e.tokens)
+    )
+}
+
 pub fn fmt_tokens(t: Tokens) -> String {
     format!(
         "{} ({} in, {} out)",
@@ -1839,6 +1915,74 @@ mod tests {
         // A job without stages has no stages column.
         let plain = render(&build(&records()), Format::Md);
         assert!(!plain.contains("stages"));
+    }
+
+    #[test]
+    fn every_format_shows_spend_and_success_per_model_and_what_escalation_cost() {
+        use ordo_proto::{AgentRun, Attempt};
+        let mut data = records();
+        data.job.spec.tasks[1].escalate = Some(vec!["sonnet".into(), "opus".into()]);
+        let run = |model: &str, cost: f64| {
+            Some(Box::new(AgentRun {
+                model: Some(model.into()),
+                cost_usd: Some(cost),
+                input_tokens: 1000,
+                output_tokens: 250,
+                ..Default::default()
+            }))
+        };
+        data.attempts[0].agent = run("haiku", 1.0);
+        data.attempts[1].agent = run("sonnet", 0.25);
+        let mut second = data.attempts[1].clone();
+        second.attempt = Attempt(2);
+        second.outcome = Outcome::Succeeded;
+        second.agent = run("opus", 0.5);
+        data.attempts.push(second);
+        let mut third = data.attempts[2].clone();
+        third.attempt = Attempt(3);
+        third.outcome = Outcome::VerifyFailed;
+        data.attempts.push(third);
+        let r = build(&data);
+        let models: Vec<(&str, u32, u32, Option<f64>)> = r
+            .summary
+            .models
+            .iter()
+            .map(|m| (m.model.as_str(), m.runs, m.succeeded, m.cost_usd))
+            .collect();
+        assert_eq!(
+            models,
+            [
+                ("opus", 2, 1, Some(1.0)),
+                ("haiku", 1, 1, Some(1.0)),
+                ("sonnet", 1, 0, Some(0.25))
+            ]
+        );
+        let e = r.summary.escalation.unwrap();
+        assert_eq!((e.runs, e.cost_usd, e.tokens), (2, Some(1.0), 2500));
+
+        let json: serde_json::Value = serde_json::from_str(&render(&r, Format::Json)).unwrap();
+        let opus = &json["summary"]["models"][0];
+        assert_eq!(opus["model"], "opus");
+        assert_eq!(opus["success_rate"], 0.5);
+        assert_eq!(opus["tokens"]["total"], 2500);
+        assert_eq!(json["summary"]["escalation"]["cost_usd"], 1.0);
+        let md = render(&r, Format::Md);
+        assert!(
+            md.contains("| opus | 2 | 1/2 (50%) | $1.00 | 2,500 (2,000 in, 500 out) |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("Escalation: 2 attempts after the first on a ladder, $1.00, 2,500 tokens"),
+            "{md}"
+        );
+        let html = render(&r, Format::Html);
+        assert!(html.contains("<td class=\"num\">0/1 (0%)</td>"), "{html}");
+        assert!(html.contains("Escalation: 2 attempts"), "{html}");
+        let junit = render(&r, Format::Junit);
+        assert!(junit.contains("model.opus.success_rate"), "{junit}");
+        assert!(junit.contains("escalation.cost_usd"), "{junit}");
+        // Without a ladder, nothing is said of escalation.
+        assert!(build(&records()).summary.escalation.is_none());
     }
 
     #[test]

@@ -6,8 +6,8 @@
 use std::fmt::Write;
 
 use super::{
-    Mark, Report, RunOutcome, TaskReport, VerifyResult, clean_output, cut, fmt_ms, fmt_pct,
-    fmt_time, fmt_tokens, fmt_usd, stage_text, stages_line,
+    Mark, Report, RunOutcome, TaskReport, VerifyResult, clean_output, cut, fmt_escalation, fmt_ms,
+    fmt_pct, fmt_success, fmt_time, fmt_tokens, fmt_usd, stage_text, stages_line,
 };
 use ordo_proto::{JobState, Outcome, TaskIndex};
 
@@ -157,19 +157,23 @@ pub fn render(r: &Report) -> String {
     if !s.models.is_empty() {
         let _ = writeln!(
             out,
-            "| model | runs | cost | tokens |\n|---|---:|---:|---:|"
+            "| model | runs | succeeded | cost | tokens |\n|---|---:|---:|---:|---:|"
         );
         for m in &s.models {
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} |",
                 cell(&m.model),
                 m.runs,
+                fmt_success(m),
                 m.cost_usd.map_or("-".into(), fmt_usd),
                 fmt_tokens(m.tokens)
             );
         }
         out.push('\n');
+    }
+    if let Some(e) = &s.escalation {
+        let _ = writeln!(out, "Escalation: {}\n", fmt_escalation(e));
     }
     for note in &r.notes {
         let _ = writeln!(out, "> {}\n", inline(note));

@@ -700,3 +700,103 @@ max_attempts = 2
         ("gpt-x", "high")
     );
 }
+
+/// A TaskMaster file gets its models without edits: `--with` maps levels to models, a task's
+/// `complexity` score (else its priority word) picks its level, and each run asks for its
+/// task's model; the report shows the spend and success per model.
+#[test]
+fn taskmaster_complexity_and_priority_pick_models_through_with() {
+    let d = Dir::new();
+    let tasks = d.job(
+        "tasks.json",
+        r#"{"tasks": [
+  {"id": 1, "title": "Schema", "description": "write schema.txt: s", "status": "pending",
+   "complexity": 8, "priority": "low", "dependencies": []},
+  {"id": 2, "title": "Api", "description": "write api.txt: a", "status": "pending",
+   "complexity": 5, "dependencies": [1]},
+  {"id": 3, "title": "Docs", "description": "write docs.txt: d", "status": "pending",
+   "priority": "low", "dependencies": [2]}
+]}"#,
+    );
+    let with = d.job(
+        "with.toml",
+        &format!(
+            "{}models = {{ high = \"big\", medium = \"mid\", low = \"small\" }}\n",
+            settings(&d, "claude", "")
+        ),
+    );
+    let r = d.ordo(&["run", &tasks, "--with", &with]);
+    assert_eq!(r.code(), 0, "{}\n{}", r.stdout, r.stderr);
+    let asked = |t: &str| -> Vec<String> {
+        d.calls_of(t)
+            .iter()
+            .map(|c| format!("{} {}", c["tool"], c["model"]))
+            .collect()
+    };
+    assert_eq!(
+        asked("1"),
+        ["claude big"],
+        "the score wins over the priority"
+    );
+    assert_eq!(asked("2"), ["claude mid"]);
+    assert_eq!(asked("3"), ["claude small"]);
+    let report = d.report();
+    let models: Vec<(&str, u64, f64)> = report["summary"]["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["model"].as_str().unwrap(),
+                m["runs"].as_u64().unwrap(),
+                m["success_rate"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(models.len(), 3, "{report:#}");
+    assert!(models.contains(&("mid", 1, 1.0)), "{models:?}");
+}
+
+/// A task's own `agent` runs it: a Codex task beside Claude tasks in one job, each agent
+/// found on PATH and called with its own command line.
+#[test]
+fn a_task_names_its_agent_beside_the_job_s() {
+    let d = Dir::new();
+    let stubs = Path::new(&stub("claude"))
+        .parent()
+        .unwrap()
+        .display()
+        .to_string();
+    let path = format!("{stubs}:{}", std::env::var("PATH").unwrap_or_default());
+    let spec = d.job(
+        "mixed.toml",
+        &format!(
+            "name = \"mixed\"\n[settings]\nenv = {{ STUB_LOG = \"{}\", STUB_STATE = \"{}\" }}\n\
+             [[tasks]]\nname = \"cl\"\nprompt = \"write a.txt: a\"\n\
+             [[tasks]]\nname = \"cx\"\nagent = \"codex\"\nmodel = \"gpt-x\"\nprompt = \"write b.txt: b\"\n",
+            d.file("calls.log").display(),
+            d.path().display(),
+        ),
+    );
+    let state = d.state();
+    let r = ordo_in(
+        d.path(),
+        &["run", &spec, "--state", &state],
+        &[("PATH", &path)],
+    );
+    assert_eq!(r.code(), 0, "{}\n{}", r.stdout, r.stderr);
+    let tool = |t: &str| -> Vec<String> {
+        d.calls_of(t)
+            .iter()
+            .map(|c| format!("{} {}", c["tool"], c["model"]))
+            .collect()
+    };
+    assert_eq!(tool("cl"), ["claude "]);
+    assert_eq!(tool("cx"), ["codex gpt-x"]);
+    let report = d.report();
+    // Codex's output was read as Codex's: its session is in the report.
+    assert!(
+        task(&report, "cx")["runs"][0]["agent"]["session_id"].is_string(),
+        "{report:#}"
+    );
+}

@@ -486,8 +486,8 @@ env = {{ STUB_COST = "0.5", STUB_TOKENS = "4000", STUB_MODEL = "claude-stub-larg
     for want in [
         "| cost | $0.7500 |",
         "| tokens | 7,500 (6,000 in, 1,500 out) |",
-        "| claude-stub-large | 1 | $0.5000 | 5,000 (4,000 in, 1,000 out) |",
-        "| claude-stub-small | 1 | $0.2500 | 2,500 (2,000 in, 500 out) |",
+        "| claude-stub-large | 1 | 1/1 (100%) | $0.5000 | 5,000 (4,000 in, 1,000 out) |",
+        "| claude-stub-small | 1 | 1/1 (100%) | $0.2500 | 2,500 (2,000 in, 500 out) |",
         "| cost | tokens |",
     ] {
         assert!(md.contains(want), "no {want:?} in the Markdown:\n{md}");
@@ -505,7 +505,7 @@ env = {{ STUB_COST = "0.5", STUB_TOKENS = "4000", STUB_MODEL = "claude-stub-larg
     for want in [
         "<b>$0.7500</b><span>cost (agent runs)</span>",
         "<b>7,500 (6,000 in, 1,500 out)</b><span>tokens (agent runs)</span>",
-        "<td>claude-stub-large</td><td class=\"num\">1</td><td class=\"num\">$0.5000</td>",
+        "<td>claude-stub-large</td><td class=\"num\">1</td><td class=\"num\">1/1 (100%)</td><td class=\"num\">$0.5000</td>",
         "<th class=\"num\">cost</th><th class=\"num\">tokens</th>",
         "<td class=\"num\">$0.2500</td><td class=\"num\">2,500 (2,000 in, 500 out)</td>",
     ] {
