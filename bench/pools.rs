@@ -9,11 +9,12 @@
 //! Run: `cargo bench --workspace --bench pools`.
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use ordo::progress::Quiet;
-use ordo::run::{RunOptions, run};
 use ordo_proto::{AgentKind, ExecutionMode, JobSpec, JobState, TaskName, TaskSpec};
+
+#[path = "local_jobs.rs"]
+mod local_jobs;
 
 const RUNS: usize = 60;
 /// The stub provider's limit of runs at once.
@@ -58,20 +59,7 @@ fn spec(dir: &Path, pool: Option<u32>) -> JobSpec {
 async fn measure(slots: u32, pool: Option<u32>) -> (Duration, usize, bool) {
     let tmp = tempfile::tempdir().unwrap();
     let spec = spec(tmp.path(), pool);
-    let opts = RunOptions {
-        workers: slots,
-        default_mode: Some(ExecutionMode::Parallel),
-        max_parallel: None,
-        state_dir: None,
-        source: "bench".into(),
-        telemetry: None,
-    };
-    let store = ordo_coordinator::store::Store::in_memory().expect("store");
-    let start = Instant::now();
-    let report = run(spec, opts, store, &mut Quiet, std::future::pending())
-        .await
-        .expect("run");
-    let took = start.elapsed();
+    let (took, report) = local_jobs::run_timed(spec, slots, ExecutionMode::Parallel).await;
     let refused = report
         .attempts
         .iter()

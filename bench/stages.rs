@@ -15,14 +15,14 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use ordo::jobs::settle_workspace;
-use ordo::progress::Quiet;
-use ordo::run::{RunOptions, run};
 use ordo_proto::gates::{OnTimeout, StageKind, StageSpec};
 use ordo_proto::{
     AgentKind, Dur, ExecutionMode, JobSpec, JobState, TaskName, TaskSpec, WorkspaceMode,
-    validate::validate,
 };
+
+#[path = "local_jobs.rs"]
+mod local_jobs;
+use local_jobs::median;
 
 const TASKS: usize = 20;
 const STAGES: usize = 3;
@@ -35,33 +35,6 @@ fn stub() -> PathBuf {
         .join("../examples/stub-agent/claude")
         .canonicalize()
         .expect("the stub agent")
-}
-
-fn git(dir: &Path, args: &[&str]) {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .output()
-        .expect("git");
-    assert!(out.status.success(), "git {args:?}");
-}
-
-/// A fresh git repository on `main` with one commit.
-fn repository() -> (tempfile::TempDir, PathBuf) {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("repo");
-    std::fs::create_dir(&dir).unwrap();
-    std::fs::write(dir.join("README.md"), "# bench\n").unwrap();
-    git(&dir, &["init", "-q", "-b", "main"]);
-    git(&dir, &["config", "user.name", "bench"]);
-    git(&dir, &["config", "user.email", "bench@ordo.invalid"]);
-    git(&dir, &["config", "commit.gpgsign", "false"]);
-    git(&dir, &["add", "-A"]);
-    git(&dir, &["commit", "-q", "-m", "initial"]);
-    (tmp, dir)
 }
 
 fn spec(dir: &Path, state: &Path, stages: bool) -> JobSpec {
@@ -111,28 +84,13 @@ fn spec(dir: &Path, state: &Path, stages: bool) -> JobSpec {
     spec
 }
 
-/// One run of the job, one task at a time, settling included; it must succeed.
+/// One run of the job in a fresh repository, one task at a time, settling included; it must
+/// succeed.
 async fn measure(stages: bool) -> Duration {
-    let (tmp, dir) = repository();
-    let mut spec = spec(&dir, tmp.path(), stages);
-    let start = Instant::now();
-    settle_workspace(&mut spec, "bench", false)
-        .await
-        .expect("settle");
-    validate(&spec).expect("valid");
-    let opts = RunOptions {
-        workers: 1,
-        default_mode: Some(ExecutionMode::Sequential),
-        max_parallel: None,
-        state_dir: None,
-        source: "bench".into(),
-        telemetry: None,
-    };
-    let store = ordo_coordinator::store::Store::in_memory().expect("store");
-    let report = run(spec, opts, store, &mut Quiet, std::future::pending())
-        .await
-        .expect("run");
-    let took = start.elapsed();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = local_jobs::sandbox(tmp.path(), &[("README.md", "# bench\n")], true);
+    let spec = spec(&dir, tmp.path(), stages);
+    let (took, report) = local_jobs::run_timed(spec, 1, ExecutionMode::Sequential).await;
     assert_eq!(
         report.job.state,
         JobState::Succeeded,
@@ -164,11 +122,6 @@ fn own_processes() -> Duration {
         assert!(ok.success());
     }
     start.elapsed()
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
 }
 
 async fn bench() {

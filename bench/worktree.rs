@@ -18,14 +18,13 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use ordo::jobs::settle_workspace;
-use ordo::progress::Quiet;
-use ordo::run::{RunOptions, run};
-use ordo_proto::{
-    ExecutionMode, JobSpec, JobState, TaskName, TaskSpec, WorkspaceMode, validate::validate,
-};
+use ordo_proto::{ExecutionMode, JobSpec, JobState, TaskName, TaskSpec, WorkspaceMode};
+
+#[path = "local_jobs.rs"]
+mod local_jobs;
+use local_jobs::{git, median};
 
 const SLOTS: u32 = 4;
 const TASKS: usize = 6;
@@ -51,39 +50,17 @@ case "$1" in
 esac
 "#;
 
-fn git(dir: &Path, args: &[&str]) {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .output()
-        .expect("git");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A fresh directory holding `shared.txt` and the agent script; a git repository on `main` with
-/// one commit when `repository`.
+/// A fresh directory holding the agent script and `repo/` with `shared.txt`: a git repository
+/// on `main` with one commit when `repository`.
 fn sandbox(repository: bool) -> (tempfile::TempDir, PathBuf, String) {
     let tmp = tempfile::tempdir().unwrap();
     let agent = tmp.path().join("agent.sh");
     std::fs::write(&agent, AGENT).unwrap();
-    let dir = tmp.path().join("repo");
-    std::fs::create_dir(&dir).unwrap();
-    std::fs::write(dir.join("shared.txt"), "line1\nline2\nline3\n").unwrap();
-    if repository {
-        git(&dir, &["init", "-q", "-b", "main"]);
-        git(&dir, &["config", "user.name", "bench"]);
-        git(&dir, &["config", "user.email", "bench@ordo.invalid"]);
-        git(&dir, &["config", "commit.gpgsign", "false"]);
-        git(&dir, &["add", "-A"]);
-        git(&dir, &["commit", "-q", "-m", "initial"]);
-    }
+    let dir = local_jobs::sandbox(
+        tmp.path(),
+        &[("shared.txt", "line1\nline2\nline3\n")],
+        repository,
+    );
     (tmp, dir, agent.display().to_string())
 }
 
@@ -129,27 +106,10 @@ struct Measured {
     reruns: usize,
 }
 
-/// Runs `spec` through the library as `ordo run` does (`settle_workspace`, then `run`) on
-/// `SLOTS` slots; how long it took, settling included, and its report. It must succeed.
-async fn run_timed(mut spec: JobSpec) -> (Duration, ordo::run::RunReport) {
-    let start = Instant::now();
-    settle_workspace(&mut spec, "bench", false)
-        .await
-        .expect("settle");
-    validate(&spec).expect("valid");
-    let opts = RunOptions {
-        workers: SLOTS,
-        default_mode: Some(ExecutionMode::Parallel),
-        max_parallel: None,
-        state_dir: None,
-        source: "bench".into(),
-        telemetry: None,
-    };
-    let store = ordo_coordinator::store::Store::in_memory().expect("store");
-    let report = run(spec, opts, store, &mut Quiet, std::future::pending())
-        .await
-        .expect("run");
-    let took = start.elapsed();
+/// Runs `spec` as `ordo run` does on `SLOTS` slots; how long it took, settling included, and
+/// its report. It must succeed.
+async fn run_timed(spec: JobSpec) -> (Duration, ordo::run::RunReport) {
+    let (took, report) = local_jobs::run_timed(spec, SLOTS, ExecutionMode::Parallel).await;
     assert_eq!(
         report.job.state,
         JobState::Succeeded,
@@ -169,11 +129,6 @@ async fn measure(sleep: &str, worktree: bool) -> Measured {
         took,
         reruns: report.attempts.len().saturating_sub(TASKS),
     }
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
 }
 
 fn main() {
