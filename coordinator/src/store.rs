@@ -20,6 +20,7 @@ use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 
 use ordo_proto::api::NotifyHealth;
+use ordo_proto::gates::StageRecord;
 use ordo_proto::{Attempt, Dispatch, JobId, JobSpec, TaskIndex, TaskResult};
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
@@ -35,6 +36,10 @@ const JOBS: TableDefinition<u128, &[u8]> = TableDefinition::new("jobs");
 const TASKS: TableDefinition<(u128, u32), &[u8]> = TableDefinition::new("tasks");
 /// (job, task index, attempt) → TaskResult
 const ATTEMPTS: TableDefinition<(u128, u32, u32), &[u8]> = TableDefinition::new("attempts");
+/// (job, task index, history sequence) → (attempt, StageRecord): the engine's stage records
+/// (`Change::Stage`: approval decisions, timeouts), also in the history, kept per task so
+/// `status` shows who decided without reading a job's whole history.
+const STAGES: TableDefinition<(u128, u32, u64), &[u8]> = TableDefinition::new("stages");
 /// (job, sequence) → HistoryEntry
 const HISTORY: TableDefinition<(u128, u64), &[u8]> = TableDefinition::new("history");
 /// job → what its agent runs cost in all, in US dollars (applied and ignored executions of
@@ -333,6 +338,7 @@ impl Store {
         tx.open_table(TASKS)?;
         tx.open_table(ATTEMPTS)?;
         tx.open_table(HISTORY)?;
+        tx.open_table(STAGES)?;
         tx.open_table(COSTS)?;
         tx.open_table(OUTBOX)?;
         tx.open_table(META)?;
@@ -597,6 +603,37 @@ impl Store {
         Ok(out)
     }
 
+    /// The engine's stage records (approval decisions, timeouts: `Change::Stage`) of tasks
+    /// `indexes` of a job (all its tasks when `None`), each with its attempt, in the order
+    /// they were made, by task index; one range read per task (or one for the job).
+    pub fn stage_records(
+        &self,
+        id: &JobId,
+        indexes: Option<&[u32]>,
+    ) -> Result<HashMap<u32, Vec<(Attempt, StageRecord)>>> {
+        let tx = self.db.begin_read()?;
+        let t = tx.open_table(STAGES)?;
+        let k = key(id);
+        let mut out: HashMap<u32, Vec<(Attempt, StageRecord)>> = HashMap::new();
+        let mut read = |from: u32, to: u32| -> Result<()> {
+            for row in t.range((k, from, 0)..=(k, to, u64::MAX))? {
+                let (key, v) = row?;
+                let entry = decode(v.value())?;
+                out.entry(key.value().1).or_default().push(entry);
+            }
+            Ok(())
+        };
+        match indexes {
+            None => read(0, u32::MAX)?,
+            Some(indexes) => {
+                for &i in indexes {
+                    read(i, i)?;
+                }
+            }
+        }
+        Ok(out)
+    }
+
     pub fn attempts(&self, id: &JobId) -> Result<Vec<TaskResult>> {
         let tx = self.db.begin_read()?;
         let t = tx.open_table(ATTEMPTS)?;
@@ -700,6 +737,7 @@ fn write_batch(tx: &redb::WriteTransaction, batch: &Batch<'_>) -> Result<Vec<u64
         let mut tasks = tx.open_table(TASKS)?;
         let mut attempts = tx.open_table(ATTEMPTS)?;
         let mut history = tx.open_table(HISTORY)?;
+        let mut stages = tx.open_table(STAGES)?;
         let mut outbox = tx.open_table(OUTBOX)?;
         let mut costs = tx.open_table(COSTS)?;
         let mut pools = tx.open_table(POOLS)?;
@@ -741,7 +779,17 @@ fn write_batch(tx: &redb::WriteTransaction, batch: &Batch<'_>) -> Result<Vec<u64
                     }
                     result.job
                 }
-                Change::Integrated { job, .. } | Change::Stage { job, .. } => *job,
+                Change::Stage {
+                    job,
+                    index,
+                    attempt,
+                    record,
+                } => {
+                    let row = (key(job), index.0, history_seq + 1);
+                    stages.insert(row, encode(&(attempt, record)).as_slice())?;
+                    *job
+                }
+                Change::Integrated { job, .. } => *job,
                 Change::Budget {
                     job,
                     max_cost_usd,
@@ -879,6 +927,7 @@ fn write_prune(
         let mut tasks = tx.open_table(TASKS)?;
         let mut attempts = tx.open_table(ATTEMPTS)?;
         let mut history = tx.open_table(HISTORY)?;
+        let mut stages = tx.open_table(STAGES)?;
         let mut costs = tx.open_table(COSTS)?;
         let mut health = tx.open_table(NOTIFY_HEALTH)?;
         for &k in &victims {
@@ -888,6 +937,7 @@ fn write_prune(
             tasks.retain_in((k, 0)..=(k, u32::MAX), |_, _| false)?;
             attempts.retain_in((k, 0, 0)..=(k, u32::MAX, u32::MAX), |_, _| false)?;
             history.retain_in((k, 0)..=(k, u64::MAX), |_, _| false)?;
+            stages.retain_in((k, 0, 0)..=(k, u32::MAX, u64::MAX), |_, _| false)?;
         }
         if !victims.is_empty() {
             let mut outbox = tx.open_table(OUTBOX)?;

@@ -6,8 +6,9 @@ use std::collections::{BTreeMap, HashSet};
 use ordo_proto::api::{
     ApprovalView, JobStatus, JobSummary, JobsRequest, Page, PoolStatus, TaskStatus,
 };
+use ordo_proto::gates::{StageKind, StageRecord};
 use ordo_proto::wire::FileLines;
-use ordo_proto::{JobId, JobSpec, TaskIndex, TaskPhase, TaskResult};
+use ordo_proto::{Attempt, JobId, JobSpec, TaskIndex, TaskPhase, TaskResult, TaskSpec};
 
 use crate::engine::{PoolLimit, SavedTask, TaskState, Tasks};
 use crate::store::{JobRecord, Result, Store};
@@ -164,6 +165,10 @@ pub fn status(store: &Store, id: &JobId) -> Result<Option<JobStatus>> {
             *sum = Some(sum.unwrap_or(0.0) + c);
         }
     }
+    let mut decided = match has_approvals(&job.spec) {
+        true => store.stage_records(id, None)?,
+        false => Default::default(),
+    };
     let task_status = job
         .spec
         .tasks
@@ -173,6 +178,7 @@ pub fn status(store: &Store, id: &JobId) -> Result<Option<JobStatus>> {
         .map(|(i, (spec, saved))| {
             let mut t = task_status(i as u32, Some(spec), &saved.state, saved, last[i], cost[i]);
             t.approval = approval(&job.spec, &saved.state, last[i], cost[i]);
+            add_decisions(&mut t, last[i], decided.remove(&(i as u32)));
             t
         })
         .collect();
@@ -215,6 +221,41 @@ fn task_status(
         stages: last.map(|r| r.stages.clone()).unwrap_or_default(),
         approval: None,
     }
+}
+
+/// Whether a task of `spec` may wait for an approval: only then are the engine's stage
+/// records read for `status`.
+fn has_approvals(spec: &JobSpec) -> bool {
+    spec.stages.iter().any(|s| s.kind() == StageKind::Approval)
+}
+
+/// Whether `task` goes through an approval stage of `spec`.
+fn approved(spec: &JobSpec, task: &TaskSpec) -> bool {
+    spec.stages_of(task)
+        .any(|s| s.kind() == StageKind::Approval)
+}
+
+/// Adds to a task's stages (its last attempt's agent and command stages) the engine's records
+/// of the same attempt (`Change::Stage`: approval decisions and timeouts, who and when), in
+/// the order they were made. Without a result, the records of the last attempt that has any.
+fn add_decisions(
+    t: &mut TaskStatus,
+    last: Option<&TaskResult>,
+    records: Option<Vec<(Attempt, StageRecord)>>,
+) {
+    let Some(records) = records else { return };
+    let Some(attempt) = last
+        .map(|r| r.attempt)
+        .or_else(|| records.last().map(|(a, _)| *a))
+    else {
+        return;
+    };
+    t.stages.extend(
+        records
+            .into_iter()
+            .filter(|(a, _)| *a == attempt)
+            .map(|(_, r)| r),
+    );
 }
 
 /// What the person deciding on a task awaiting approval sees (docs/design.md, "Quality
@@ -309,8 +350,22 @@ pub fn status_page(
     let pages = matching.len().div_ceil(page_size).max(1);
     let from = (page - 1).saturating_mul(page_size).min(matching.len());
     let to = from.saturating_add(page_size).min(matching.len());
+    let shown = &matching[from..to];
+    let waiting: Vec<u32> = shown
+        .iter()
+        .copied()
+        .filter(|&i| {
+            spec.tasks
+                .get(i as usize)
+                .is_some_and(|t| approved(spec, t))
+        })
+        .collect();
+    let mut decided = match waiting.is_empty() {
+        true => Default::default(),
+        false => store.stage_records(id, Some(&waiting))?,
+    };
     let tasks: Vec<TaskStatus> = store
-        .task_page(id, &matching[from..to])?
+        .task_page(id, shown)?
         .into_iter()
         .map(|(i, rec, results)| {
             let cost = results
@@ -322,6 +377,7 @@ pub fn status_page(
             let state = current.get(i as usize).copied().unwrap_or(&rec.state);
             let mut t = task_status(i, task, state, &rec, results.last(), cost);
             t.approval = approval(spec, state, results.last(), cost);
+            add_decisions(&mut t, results.last(), decided.remove(&i));
             t
         })
         .collect();
@@ -450,6 +506,108 @@ mod tests {
         assert_eq!(v["omitted"], 999);
         assert_eq!(v["tasks"][0]["name"], "t500");
         assert_eq!(v["succeeded"], 999, "the summary still counts every task");
+    }
+
+    /// A task's stages in `status` (whole and paged) are its last attempt's agent and command
+    /// stages followed by the engine's approval records of that same attempt, who decided
+    /// included; an earlier attempt's decision (a rejection sent back to revise) is not shown,
+    /// and a task no approval stage selects gets none.
+    #[test]
+    fn status_shows_who_approved_the_last_attempt() {
+        use crate::engine::JobOptions;
+        use crate::store::{Batch, Change, JobRecord};
+        use ordo_proto::gates::{StageSpec, Verdict};
+        use ordo_proto::{Outcome, TaskSpec};
+
+        let store = Store::in_memory().unwrap();
+        let mut gated = TaskSpec::shell("gated", "true");
+        gated.labels.insert("gate".into(), "yes".into());
+        let spec = JobSpec {
+            name: "approved".into(),
+            tasks: vec![gated, TaskSpec::shell("plain", "true")],
+            stages: vec![StageSpec {
+                name: "sign-off".into(),
+                kind: Some(StageKind::Approval),
+                select: BTreeMap::from([("gate".to_string(), "*".to_string())]),
+                ..StageSpec::default()
+            }],
+            ..Default::default()
+        };
+        let rec = JobRecord::new(JobId::new(), spec, "test", JobOptions::default(), 1);
+        store.insert_job(&rec).unwrap();
+        let stage = |name: &str, kind, verdict, by: Option<&str>| StageRecord {
+            name: name.into(),
+            kind: Some(kind),
+            round: 1,
+            verdict: Some(verdict),
+            by: by.map(String::from),
+            ..StageRecord::default()
+        };
+        let result = |index: u32, attempt: u32| {
+            let mut r = TaskResult {
+                job: rec.id,
+                task: rec.spec.tasks[index as usize].name.clone(),
+                index: TaskIndex(index),
+                attempt: Attempt(attempt),
+                outcome: Outcome::Succeeded,
+                exit_code: Some(0),
+                signal: None,
+                verify_exit_code: None,
+                started_at_ms: 0,
+                duration_ms: 0,
+                command_ms: 0,
+                verify_started_ms: None,
+                output_tail: String::new(),
+                output_bytes: 0,
+                worker: "local".into(),
+                delivery: 0,
+                abandoned: false,
+                message: String::new(),
+                workspace: None,
+                agent: None,
+                stages: Vec::new(),
+                rounds: 1,
+            };
+            if index == 0 {
+                r.stages = vec![stage("lint", StageKind::Command, Verdict::Pass, None)];
+            }
+            r
+        };
+        let decision = |attempt: u32, verdict, by: &str| Change::Stage {
+            job: rec.id,
+            index: TaskIndex(0),
+            attempt: Attempt(attempt),
+            record: stage("sign-off", StageKind::Approval, verdict, Some(by)),
+        };
+        let changes = vec![
+            Change::Attempt(result(0, 1)),
+            decision(1, Verdict::Changes, "bob"),
+            Change::Attempt(result(0, 2)),
+            decision(2, Verdict::Pass, "alice"),
+            Change::Attempt(result(1, 1)),
+        ];
+        store
+            .commit(&Batch {
+                now: 2,
+                changes: &changes,
+                ..Default::default()
+            })
+            .unwrap();
+
+        let whole = status(&store, &rec.id).unwrap().unwrap();
+        let paged = status_page(&store, &rec.id, None, 1, 10, &[], None)
+            .unwrap()
+            .unwrap();
+        for st in [whole, paged] {
+            let shown: Vec<(&str, Option<&str>)> = st.tasks[0]
+                .stages
+                .iter()
+                .map(|s| (s.name.as_str(), s.by.as_deref()))
+                .collect();
+            assert_eq!(shown, vec![("lint", None), ("sign-off", Some("alice"))]);
+            assert_eq!(st.tasks[0].stages[1].verdict, Some(Verdict::Pass));
+            assert!(st.tasks[1].stages.is_empty());
+        }
     }
 
     /// Pages follow index order among the tasks asked for; the summary counts every task; a
