@@ -154,3 +154,158 @@ command = "test -e migrations/1.sql"
         "{files}"
     );
 }
+
+/// A worktree job of one prompt task (the Claude stub as implementer, its calls logged and
+/// its sessions kept in `d`) behind the approval stage `lead` with `stage` (more of its
+/// fields), and a task `ui` no stage selects.
+fn prompt_job(d: &Path, repo: &Path, name: &str, stage: &str) -> String {
+    write(
+        d,
+        &format!("{name}.toml"),
+        &format!(
+            r#"
+name = "{name}"
+[settings]
+workspace = "worktree"
+repository = "{repo}"
+timeout = "20s"
+agent = "claude"
+agent_command = ["{stub}"]
+env = {{ STUB_LOG = "{log}", STUB_STATE = "{state}" }}
+[[stages]]
+name = "lead"
+kind = "approval"
+{stage}
+[[tasks]]
+name = "feature"
+max_attempts = 1
+prompt = """write a.txt: one
+then write b.txt: helper"""
+[[tasks]]
+name = "ui"
+command = "echo ui > ui.txt"
+"#,
+            repo = repo.display(),
+            stub = ordo_tests::stub_agent("claude"),
+            log = d.join("calls.log").display(),
+            state = d.display(),
+        ),
+    )
+}
+
+/// The integration branch of the state directory's job `job` named `name`.
+fn integration_branch(name: &str, job: &str) -> String {
+    format!("ordo/{name}-{}-{}", &job[..8], &job[job.len() - 4..])
+}
+
+/// Rejected with `on_reject = "revise"` from another process, the reason goes back to the
+/// implementer: its own session is resumed with a prompt carrying the reason, its fix is
+/// made, the task awaits approval again (no attempt spent), and approved it integrates with
+/// the fix; `status` names who approved the attempt that integrated.
+#[test]
+fn a_rejection_to_revise_resumes_the_implementer_with_the_reason() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let repo = repo(d);
+    let spec = prompt_job(d, &repo, "revised", "on_reject = \"revise\"");
+    let calls = || ordo_tests::lines(&d.join("calls.log"));
+    let mut run = spawn_ordo(d, &["run", &spec, "--state", "st", "-q"]);
+    let mut seen = None;
+    let awaits = |seen: &mut Option<(String, serde_json::Value)>, calls_made: usize| {
+        wait_until(Duration::from_secs(30), || {
+            *seen = the_job(d);
+            calls().len() == calls_made
+                && seen
+                    .as_ref()
+                    .is_some_and(|(_, st)| task(st, "feature")["state"] == "awaiting_approval")
+        })
+    };
+    assert!(awaits(&mut seen, 1), "{seen:?} {:?}", calls());
+    let (job, _) = seen.clone().unwrap();
+
+    let r = ordo_in(
+        d,
+        &[
+            "reject",
+            &job,
+            "feature",
+            "--reason",
+            "use the helper",
+            "--state",
+            "st",
+        ],
+        &[("USER", "rita")],
+    );
+    assert!(r.status.success(), "{}", r.stderr);
+    assert!(awaits(&mut seen, 2), "{seen:?} {:?}", calls());
+    let st = seen.clone().unwrap().1;
+    assert_eq!(task(&st, "feature")["attempts"], 1, "{st}");
+
+    // The second call resumed the implementer's session (the one the first call started)
+    // with the reason.
+    let calls = calls();
+    assert!(calls[0].contains("resume= "), "{calls:?}");
+    let session = calls[1]
+        .split(' ')
+        .find_map(|w| w.strip_prefix("resume="))
+        .unwrap_or_default()
+        .to_string();
+    assert!(session.starts_with("stub-feature-"), "{calls:?}");
+    let prompts = std::fs::read_to_string(d.join("ordo-stub-agent").join(&session)).unwrap();
+    assert!(prompts.starts_with("write a.txt: one\n"), "{prompts}");
+    assert!(
+        prompts.contains("The lead stage asked for changes") && prompts.contains("use the helper"),
+        "{prompts}"
+    );
+
+    let r = ordo_in(
+        d,
+        &["approve", &job, "feature", "--state", "st"],
+        &[("USER", "dana")],
+    );
+    assert!(r.status.success(), "{}", r.stderr);
+    assert!(wait_child(&mut run, Duration::from_secs(30)).success());
+    let (_, st) = the_job(d).unwrap();
+    let feature = task(&st, "feature");
+    assert_eq!(feature["state"], "succeeded", "{st}");
+    assert_eq!(feature["attempts"], 1, "{st}");
+    let lead: Vec<&serde_json::Value> = feature["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["name"] == "lead")
+        .collect();
+    assert_eq!(lead.len(), 1, "{feature:#}");
+    assert_eq!(lead[0]["verdict"], "pass", "{feature:#}");
+    assert_eq!(lead[0]["by"], "dana", "{feature:#}");
+
+    let branch = integration_branch("revised", &job);
+    assert_eq!(git(&repo, &["show", &format!("{branch}:a.txt")]), "one");
+    assert_eq!(git(&repo, &["show", &format!("{branch}:b.txt")]), "helper");
+}
+
+/// An approval nobody gives within its `timeout` rejects (the default `on_timeout`): the task
+/// fails with a reason naming the timeout, none of its work is integrated (the other task's
+/// is), and the job fails.
+#[test]
+fn an_approval_timeout_rejects_and_the_job_fails() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let repo = repo(d);
+    let spec = prompt_job(d, &repo, "timed", "timeout = \"1s\"");
+    let r = ordo_in(d, &["run", &spec, "--state", "st", "-q"], &[]);
+    assert_eq!(r.status.code(), Some(1), "{}\n{}", r.stdout, r.stderr);
+    let (job, st) = the_job(d).unwrap();
+    assert_eq!(st["state"], "failed", "{st}");
+    let feature = task(&st, "feature");
+    assert_eq!(feature["state"], "failed", "{st}");
+    assert_eq!(
+        feature["reason"], "approval lead timed out after 1s",
+        "{st}"
+    );
+    assert_eq!(feature["stages"][0]["by"], "timeout", "{st}");
+    let branch = integration_branch("timed", &job);
+    let files = git(&repo, &["ls-tree", "-r", "--name-only", &branch]);
+    assert!(files.contains("ui.txt"), "{files}");
+    assert!(!files.contains("a.txt"), "{files}");
+}
