@@ -1,12 +1,20 @@
 //! Approvals end to end (docs/design.md, "Quality gates: approvals"): in a worktree job only
 //! the task touching `migrations/**` waits; it is approved from another process (`ordo approve
 //! --state DIR` while `ordo run --state DIR` runs) and then integrates; a decision twice, an
-//! unknown task and a rejection without a reason are refused.
+//! unknown task and a rejection without a reason are refused. A rejection to revise resumes
+//! the implementer with the reason, a timeout rejects; on a cluster an approval survives a
+//! coordinator killed while the task waits, and a worker killed mid-review leaves the task to
+//! the other worker.
 
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
 
-use ordo_tests::{git, ordo_in, spawn_ordo, task, wait_child, wait_until, write};
+use ordo_tests::{Cluster, git, ordo_in, spawn_ordo, task, wait_child, wait_until, write};
+use serde_json::Value;
+
+use crate::notify::{Receiver, Request};
+use crate::workspaces_cluster::Shared;
 
 fn repo(d: &Path) -> std::path::PathBuf {
     let repo = d.join("repo");
@@ -308,4 +316,236 @@ fn an_approval_timeout_rejects_and_the_job_fails() {
     let files = git(&repo, &["ls-tree", "-r", "--name-only", &branch]);
     assert!(files.contains("ui.txt"), "{files}");
     assert!(!files.contains("a.txt"), "{files}");
+}
+
+/// A cluster job's status once the coordinator answers for it.
+fn cluster_status(c: &Cluster, job: &str) -> Option<Value> {
+    let r = c.ordo(&["status", job, "--output", "json"]);
+    (r.code() == 0).then(|| r.json())
+}
+
+/// The logs of a cluster's processes, for failure messages.
+fn logs(c: &Cluster) -> String {
+    let mut all = vec![c.coordinator.log()];
+    all.extend(c.workers.iter().map(|w| w.log()));
+    all.join("\n---\n")
+}
+
+/// `ordo submit` on a cluster; the job's id.
+fn submit(c: &Cluster, spec: &str) -> String {
+    let r = c.ordo(&["submit", spec]);
+    assert_eq!(r.code(), 0, "{}\n{}", r.stdout, r.stderr);
+    r.stdout
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_string()
+}
+
+/// Waits (up to a minute) until the job has ended; its last status.
+fn until_ended(c: &Cluster, job: &str) -> Value {
+    let mut last = Value::Null;
+    let ended = wait_until(Duration::from_secs(60), || {
+        last = cluster_status(c, job).unwrap_or(Value::Null);
+        matches!(
+            last["state"].as_str(),
+            Some("succeeded" | "failed" | "cancelled")
+        )
+    });
+    assert!(ended, "{last:#}\n{}", logs(c));
+    last
+}
+
+/// How many first-parent commits of `branch` in `repo` brought `file`.
+fn commits_touching(repo: &Path, branch: &str, file: &str) -> usize {
+    git(
+        repo,
+        &["log", "--first-parent", "--format=%H", branch, "--", file],
+    )
+    .lines()
+    .count()
+}
+
+/// On a cluster a task awaiting approval is the coordinator's: the coordinator killed
+/// (SIGKILL) and restarted while it waits still shows it awaiting, `ordo approve` through
+/// the restarted coordinator lets it integrate exactly once, a second approval is refused,
+/// and the `awaiting_approval` notification arrives under one delivery id (the restart does
+/// not make a second one).
+#[test]
+fn a_cluster_approval_survives_a_coordinator_kill_and_integrates_once() {
+    let rx = Receiver::start(0);
+    let sh = Shared::new();
+    let mut c = Cluster::start(&["--ack-wait", "2s"]);
+    sh.add_workers(&mut c, &["w1", "w2"]);
+    let spec = write(
+        &sh.root(),
+        "approved.toml",
+        &format!(
+            r#"name = "approved"
+[settings]
+workspace = "worktree"
+repository = "{repo}"
+target_branch = "approved"
+timeout = "30s"
+[[stages]]
+name = "dba"
+kind = "approval"
+select = {{ gate = "*" }}
+[[tasks]]
+name = "db"
+labels = {{ gate = "yes" }}
+command = "mkdir -p migrations && echo 'create table t;' > migrations/1.sql"
+[[notify]]
+events = ["awaiting_approval", "job_ended"]
+url = "{url}/hook"
+"#,
+            repo = sh.repo().display(),
+            url = rx.url,
+        ),
+    );
+    let job = submit(&c, &spec);
+    let awaiting = |c: &Cluster| {
+        let mut last = None;
+        let ok = wait_until(Duration::from_secs(30), || {
+            last = cluster_status(c, &job);
+            last.as_ref()
+                .is_some_and(|st| task(st, "db")["state"] == "awaiting_approval")
+        });
+        assert!(ok, "{last:?}\n{}", logs(c));
+    };
+    awaiting(&c);
+    let events = |name: &str| -> Vec<Request> {
+        rx.requests()
+            .into_iter()
+            .filter(|r| r.event() == name)
+            .collect()
+    };
+    assert!(
+        wait_until(Duration::from_secs(30), || !events("awaiting_approval")
+            .is_empty()),
+        "{:?}",
+        rx.requests()
+    );
+
+    c.coordinator.stop(libc::SIGKILL);
+    c.coordinator.start();
+    awaiting(&c);
+
+    let r = c.ordo(&["approve", &job, "db", "--comment", "looks right"]);
+    assert_eq!(r.code(), 0, "{}\n{}", r.stdout, r.stderr);
+    let st = until_ended(&c, &job);
+    assert_eq!(st["state"], "succeeded", "{st:#}");
+    let r = c.ordo(&["approve", &job, "db"]);
+    assert_eq!(r.code(), 2, "a decision is applied once: {}", r.stderr);
+    let dba = &task(&st, "db")["stages"][0];
+    assert_eq!(
+        (dba["name"].as_str(), dba["verdict"].as_str()),
+        (Some("dba"), Some("pass")),
+        "{st:#}"
+    );
+    assert_eq!(dba["comment"], "looks right", "{st:#}");
+
+    assert_eq!(sh.show("approved", "migrations/1.sql"), "create table t;");
+    assert_eq!(
+        commits_touching(&sh.repo(), "approved", "migrations/1.sql"),
+        1
+    );
+    assert!(
+        wait_until(Duration::from_secs(30), || !events("job_ended").is_empty()),
+        "{:?}",
+        rx.requests()
+    );
+    let ids: BTreeSet<String> = events("awaiting_approval")
+        .iter()
+        .map(Request::delivery)
+        .collect();
+    assert_eq!(ids.len(), 1, "{:?}", rx.requests());
+}
+
+/// A worker killed (SIGKILL) while its task's reviewer runs: the task's message goes to the
+/// other worker, which runs the attempt and its stages again, and the task integrates once.
+#[test]
+fn a_worker_killed_mid_review_leaves_the_task_to_the_other_worker() {
+    let sh = Shared::new();
+    let mut c = Cluster::start(&["--ack-wait", "2s"]);
+    sh.add_workers(&mut c, &["w1", "w2"]);
+    let root = sh.root();
+    let ran_on = root.join("ran-on");
+    let log = root.join("calls.log");
+    let spec = write(
+        &root,
+        "reviewed.toml",
+        &format!(
+            r#"name = "reviewed"
+[settings]
+workspace = "worktree"
+repository = "{repo}"
+target_branch = "reviewed"
+timeout = "30s"
+agent = "claude"
+agent_command = ["{stub}"]
+env = {{ STUB_LOG = "{log}", STUB_STATE = "{state}" }}
+
+[[tasks]]
+max_attempts = 1
+name = "feature"
+prompt = "write a.txt: one"
+
+[[stages]]
+name = "mark"
+kind = "command"
+command = "echo \"$ORDO_WORKER\" >> {marks}"
+
+[[stages]]
+name = "review"
+kind = "agent"
+prompt = """sleep 4
+answer: {{"verdict": "pass"}}"""
+"#,
+            repo = sh.repo().display(),
+            stub = ordo_tests::stub_agent("claude"),
+            log = log.display(),
+            state = root.display(),
+            marks = ran_on.display(),
+        ),
+    );
+    let job = submit(&c, &spec);
+    let reviews = || {
+        ordo_tests::lines(&log)
+            .iter()
+            .filter(|l| l.contains("prompt=sleep 4"))
+            .count()
+    };
+    assert!(
+        wait_until(Duration::from_secs(30), || reviews() == 1
+            && ordo_tests::lines(&ran_on).len() == 1),
+        "{:?}\n{}",
+        ordo_tests::lines(&log),
+        logs(&c)
+    );
+    let victim = ordo_tests::lines(&ran_on)[0].clone();
+    let i = ["w1", "w2"].iter().position(|w| *w == victim).unwrap();
+    c.workers[i].stop(libc::SIGKILL);
+
+    let st = until_ended(&c, &job);
+    assert_eq!(st["state"], "succeeded", "{st:#}\n{}", logs(&c));
+    let other = if victim == "w1" { "w2" } else { "w1" };
+    assert_eq!(
+        ordo_tests::lines(&ran_on),
+        [victim.as_str(), other],
+        "the stages ran again on the other worker"
+    );
+    let feature = task(&st, "feature");
+    assert_eq!(feature["worker"], other, "{st:#}");
+    let review = feature["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "review")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(review["verdict"], "pass", "{st:#}");
+    assert_eq!(sh.show("reviewed", "a.txt"), "one");
+    assert_eq!(commits_touching(&sh.repo(), "reviewed", "a.txt"), 1);
 }

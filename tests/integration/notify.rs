@@ -19,7 +19,7 @@ const SECRET: &str = "s3cret-for-tests";
 
 /// One request the receiver got.
 #[derive(Clone, Debug)]
-struct Request {
+pub(crate) struct Request {
     path: String,
     headers: HashMap<String, String>,
     body: Vec<u8>,
@@ -28,28 +28,29 @@ struct Request {
 }
 
 impl Request {
-    fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_slice(&self.body).unwrap()
     }
-    fn event(&self) -> String {
+    pub(crate) fn event(&self) -> String {
         self.json()["event"]
             .as_str()
             .unwrap_or_default()
             .to_string()
     }
-    fn delivery(&self) -> String {
+    pub(crate) fn delivery(&self) -> String {
         self.headers["ordo-delivery"].clone()
     }
 }
 
-/// A webhook receiver: answers 500 to the first `fail_first` requests, 200 after.
-struct Receiver {
-    url: String,
+/// A webhook receiver: answers 500 to the first `fail_first` requests, 200 after (the
+/// approvals' cluster test uses it too).
+pub(crate) struct Receiver {
+    pub(crate) url: String,
     got: Arc<Mutex<Vec<Request>>>,
 }
 
 impl Receiver {
-    fn start(fail_first: usize) -> Receiver {
+    pub(crate) fn start(fail_first: usize) -> Receiver {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         let got: Arc<Mutex<Vec<Request>>> = Arc::default();
@@ -99,7 +100,7 @@ impl Receiver {
         Receiver { url, got }
     }
 
-    fn requests(&self) -> Vec<Request> {
+    pub(crate) fn requests(&self) -> Vec<Request> {
         self.got.lock().unwrap().clone()
     }
 
