@@ -1174,8 +1174,15 @@ mod tests {
             cost_usd: Some(0.5),
             ..Default::default()
         }));
+        let decided = |job: &JobRecord| Change::Stage {
+            job: job.id,
+            index: TaskIndex(0),
+            attempt: Attempt(1),
+            record: StageRecord::default(),
+        };
         let changes = [
             Change::Attempt(costly),
+            decided(&old),
             end(&old, 1_000),
             Change::Attempt(result(&recent)),
             end(&recent, 9_000),
@@ -1211,6 +1218,7 @@ mod tests {
         assert!(store.tasks(&old.id).unwrap().is_empty());
         assert!(store.attempts(&old.id).unwrap().is_empty());
         assert!(store.history(&old.id).unwrap().is_empty());
+        assert!(store.stage_records(&old.id, None).unwrap().is_empty());
         assert!(store.outbox().unwrap().is_empty());
         for kept in [&recent, &running] {
             assert!(store.job(&kept.id).unwrap().is_some());
