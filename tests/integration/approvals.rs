@@ -10,6 +10,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
 
+use ordo_tests::ledger::{self, Row, Tally};
 use ordo_tests::{Cluster, git, ordo_in, spawn_ordo, task, wait_child, wait_until, write};
 use serde_json::Value;
 
@@ -429,8 +430,10 @@ url = "{url}/hook"
     );
 
     c.coordinator.stop(libc::SIGKILL);
+    let restarted = std::time::Instant::now();
     c.coordinator.start();
     awaiting(&c);
+    let recovery = restarted.elapsed();
 
     let r = c.ordo(&["approve", &job, "db", "--comment", "looks right"]);
     assert_eq!(r.code(), 0, "{}\n{}", r.stdout, r.stderr);
@@ -461,6 +464,22 @@ url = "{url}/hook"
         .map(Request::delivery)
         .collect();
     assert_eq!(ids.len(), 1, "{:?}", rx.requests());
+    ledger::record(
+        "9zza",
+        Row {
+            fault: "13. quality gates: the coordinator `kill -9`ed while a task awaits approval, \
+                    restarted, then approved (the task still awaits; integrated by one commit; \
+                    its `awaiting_approval` notification under one delivery id)"
+                .into(),
+            seeds: 1,
+            tally: Tally {
+                tasks: 1,
+                executions: commits_touching(&sh.repo(), "approved", "migrations/1.sql"),
+                ..Tally::default()
+            },
+            recovery: Some(recovery),
+        },
+    );
 }
 
 /// A worker killed (SIGKILL) while its task's reviewer runs: the task's message goes to the
@@ -527,6 +546,11 @@ answer: {{"verdict": "pass"}}"""
     let victim = ordo_tests::lines(&ran_on)[0].clone();
     let i = ["w1", "w2"].iter().position(|w| *w == victim).unwrap();
     c.workers[i].stop(libc::SIGKILL);
+    let killed = std::time::Instant::now();
+    let recovery = wait_until(Duration::from_secs(30), || {
+        ordo_tests::lines(&ran_on).len() == 2
+    })
+    .then(|| killed.elapsed());
 
     let st = until_ended(&c, &job);
     assert_eq!(st["state"], "succeeded", "{st:#}\n{}", logs(&c));
@@ -548,4 +572,19 @@ answer: {{"verdict": "pass"}}"""
     assert_eq!(review["verdict"], "pass", "{st:#}");
     assert_eq!(sh.show("reviewed", "a.txt"), "one");
     assert_eq!(commits_touching(&sh.repo(), "reviewed", "a.txt"), 1);
+    ledger::record(
+        "9zzb",
+        Row {
+            fault: "13. quality gates: a worker `kill -9`ed while its task's review stage runs \
+                    (the attempt and its stages run again on the other worker; one commit)"
+                .into(),
+            seeds: 1,
+            tally: Tally {
+                tasks: 1,
+                executions: reviews(),
+                ..Tally::default()
+            },
+            recovery,
+        },
+    );
 }

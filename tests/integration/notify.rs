@@ -319,6 +319,7 @@ fn a_coordinator_killed_after_committing_a_notification_sends_it_once_after_rest
     assert!(!status.success(), "the failpoint killed it");
     assert!(rx.requests().is_empty(), "killed before sending");
     c.coordinator.set_env("ORDO_FAILPOINTS", None);
+    let restarted = std::time::Instant::now();
     c.coordinator.start();
     assert!(
         wait_until(Duration::from_secs(30), || rx.requests().len() >= 2),
@@ -326,6 +327,7 @@ fn a_coordinator_killed_after_committing_a_notification_sends_it_once_after_rest
         rx.requests(),
         c.coordinator.log()
     );
+    let recovery = restarted.elapsed();
     // Anything more would come at once: give a double a moment to show.
     std::thread::sleep(Duration::from_millis(500));
     let got = rx.requests();
@@ -335,4 +337,21 @@ fn a_coordinator_killed_after_committing_a_notification_sends_it_once_after_rest
     events.sort();
     assert_eq!(events, ["job_ended", "task_failed"]);
     assert_signed(&got);
+    ordo_tests::ledger::record(
+        "9zzc",
+        ordo_tests::ledger::Row {
+            fault: "13. notifications: the coordinator killed right after committing them \
+                    (`coordinator.after-notice-commit`) and restarted: each event delivered \
+                    from the outbox, none twice (events as tasks, deliveries as executions)"
+                .into(),
+            seeds: 1,
+            tally: ordo_tests::ledger::Tally {
+                tasks: 2,
+                executions: got.len(),
+                duplicates: got.len() - ids.len(),
+                ..Default::default()
+            },
+            recovery: Some(recovery),
+        },
+    );
 }
