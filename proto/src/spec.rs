@@ -79,9 +79,24 @@ pub struct AgentCall {
     pub effort: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub system: Option<String>,
+    /// The implementer of a task with an `escalate` ladder: the models its rounds use in turn
+    /// after a stage asked for changes (the rungs above the attempt's own; the last repeats).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub escalate: Vec<String>,
 }
 
 impl AgentCall {
+    /// The call of the implementer's `round`-th revision (from 1): the next rung of its ladder
+    /// when it has one.
+    pub fn for_round(&self, round: u32) -> AgentCall {
+        let mut call = self.clone();
+        if let Some(last) = self.escalate.len().checked_sub(1) {
+            let i = (round.max(1) as usize - 1).min(last);
+            call.model = Some(self.escalate[i].clone());
+        }
+        call
+    }
+
     /// The argv of one run with `prompt`, resuming `session` when given.
     pub fn argv(&self, session: Option<&str>, prompt: &str) -> Vec<String> {
         let with_system = || match &self.system {
@@ -931,6 +946,7 @@ impl JobSpec {
             model: model.map(str::to_string),
             effort: self.effort(t).map(str::to_string),
             system: t.system_prompt.clone(),
+            escalate: Vec::new(),
         }
     }
 
@@ -946,6 +962,7 @@ impl JobSpec {
                 .clone()
                 .or_else(|| self.settings.effort.clone()),
             system: None,
+            escalate: Vec::new(),
         }
     }
 
@@ -960,10 +977,12 @@ impl JobSpec {
         }
     }
 
-    /// Sets the agent and command stages of a dispatch of task `t` (its agent running
-    /// `model`), how to resume its implementer when a stage asks for changes, and what a
-    /// stage's prompt may quote of the task (`brief`).
-    pub fn stage_runs(&self, t: &TaskSpec, model: Option<&str>, d: &mut crate::wire::Dispatch) {
+    /// Sets the agent and command stages of a dispatch of task `t` (its `n`-th rung, from 1:
+    /// `JobSpec::model`), how to resume its implementer when a stage asks for changes (climbing
+    /// its `escalate` ladder round by round), and what a stage's prompt may quote of the task
+    /// (`brief`).
+    pub fn stage_runs(&self, t: &TaskSpec, n: u32, d: &mut crate::wire::Dispatch) {
+        let model = self.model(t, n);
         use crate::gates::{StageKind, StageProgram, StageRun};
         d.stages = self
             .stages_of(t)
@@ -990,7 +1009,12 @@ impl JobSpec {
             .collect();
         d.implementer =
             (t.is_prompt() && !d.stages.is_empty() && self.agent_for(t) != AgentKind::Command)
-                .then(|| Box::new(self.agent_call(t, model)));
+                .then(|| {
+                    let mut call = self.agent_call(t, model);
+                    let ladder = t.escalate.as_deref().unwrap_or_default();
+                    call.escalate = ladder.iter().skip(n as usize).cloned().collect();
+                    Box::new(call)
+                });
         if !d.stages.is_empty() {
             d.brief = Some(Box::new(crate::wire::TaskBrief {
                 prompt: t.prompt.clone(),
@@ -1243,5 +1267,27 @@ mod tests {
         assert_eq!(back, job);
         let packed = rmp_serde::to_vec_named(&job).unwrap();
         assert_eq!(rmp_serde::from_slice::<JobSpec>(&packed).unwrap(), job);
+    }
+
+    #[test]
+    fn revision_rounds_take_the_rungs_above_the_attempts() {
+        let call = AgentCall {
+            kind: AgentKind::Claude,
+            base: vec!["claude".into()],
+            model: Some("a".into()),
+            effort: None,
+            system: None,
+            escalate: vec!["b".into(), "c".into()],
+        };
+        let model = |r| call.for_round(r).model.unwrap();
+        assert_eq!(
+            (model(1), model(2), model(5)),
+            ("b".into(), "c".into(), "c".into())
+        );
+        let flat = AgentCall {
+            escalate: Vec::new(),
+            ..call.clone()
+        };
+        assert_eq!(flat.for_round(3).model.as_deref(), Some("a"));
     }
 }

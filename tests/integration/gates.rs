@@ -138,6 +138,7 @@ fn changes_resume_the_implementer_and_the_task_integrates_after_the_pass() {
 [[tasks]]
 max_attempts = 1
 name = "feature"
+escalate = ["sonnet", "opus"]
 prompt = """write a.txt: one
 then write b.txt: fixed"""
 
@@ -187,6 +188,9 @@ verdict {verdicts}
     let calls = sb.calls();
     assert_eq!(calls.len(), 4, "{calls:#?}");
     assert!(calls[0].contains("resume= ") && calls[0].contains("prompt=write a.txt"));
+    // The revision climbs the task's escalation ladder: its attempt ran the first rung.
+    assert!(calls[0].contains("model=sonnet "), "{calls:#?}");
+    assert!(calls[2].contains("model=opus "), "{calls:#?}");
     assert!(calls[1].contains("prompt=Review task feature (feature)."));
     assert!(
         calls[2].contains(&format!("resume={session} "))

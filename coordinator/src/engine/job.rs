@@ -583,8 +583,12 @@ impl Job {
             .agent
             .session_to_resume(task, previous.map(|p| &self.slots[p as usize].agent));
         let prompt = self.slots[t as usize].agent.take_prompt();
-        // The attempt budget counts this attempt: the escalation ladder climbs with it.
-        let model = spec.model(task, self.slots[t as usize].tries + 1);
+        // The attempt budget counts this attempt: the escalation ladder climbs with it, and
+        // with every run again after the first whose change did not integrate (a repeated
+        // conflict, a revision an approval asked for).
+        let slot = &self.slots[t as usize];
+        let rung = slot.tries + 1 + slot.conflicts.saturating_sub(1);
+        let model = spec.model(task, rung);
         let Some(program) = spec.program_with(task, session.as_deref(), prompt.as_deref(), model)
         else {
             self.end_for_good(t, Outcome::Failed, "nothing to run".into(), now, out);
@@ -629,7 +633,7 @@ impl Job {
             implementer: None,
             brief: None,
         };
-        self.spec.stage_runs(task, model, &mut dispatch);
+        self.spec.stage_runs(task, rung, &mut dispatch);
         if let Some(ws) = &self.ws {
             ws.decorate(&mut dispatch, task.is_prompt(), task.title());
         }

@@ -2738,4 +2738,34 @@ fn a_failed_verify_escalates_to_the_next_model() {
     );
 }
 
+/// The ladder climbs with repeated conflicts too (the first conflict re-runs on the same rung),
+/// and a dispatch with stages carries the rungs above its own for its revision rounds.
+#[test]
+fn repeated_conflicts_and_revision_rounds_climb_the_ladder() {
+    let mut t = prompt_task("p");
+    t.escalate = Some(vec!["a".into(), "b".into(), "c".into()]);
+    let mut s = worktree_spec(vec![t]);
+    s.stages = vec![ordo_proto::gates::StageSpec {
+        name: "lint".into(),
+        command: Some("true".into()),
+        ..Default::default()
+    }];
+    let mut h = Harness::new(s, 1);
+    let mut models = Vec::new();
+    for _ in 0..3 {
+        let d = h.in_flight[0].clone();
+        let revisions = d.implementer.as_ref().map(|c| c.escalate.clone());
+        models.push((d.model.clone().unwrap(), revisions.unwrap_or_default()));
+        h.finish_in_worktree("p", &["hot.md"]);
+        h.integrated(ordo_proto::Integration::Conflict {
+            files: vec!["hot.md".into()],
+        });
+    }
+    let v = |m: &str, r: &[&str]| (m.to_string(), r.iter().map(|s| s.to_string()).collect());
+    assert_eq!(
+        models,
+        [v("a", &["b", "c"]), v("a", &["b", "c"]), v("b", &["c"])]
+    );
+}
+
 mod approvals;

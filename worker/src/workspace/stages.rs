@@ -122,6 +122,7 @@ pub(super) async fn gate<C: Future<Output = ()>>(
         };
         let findings: Vec<Finding> = asked.into_iter().flat_map(|r| r.findings).collect();
         let prompt = revise_prompt(&names.join(", "), &findings, None);
+        let implementer = implementer.for_round(round);
         let revise = Dispatch {
             program: Program::Argv(implementer.argv(Some(&session), &prompt)),
             agent: Some(implementer.kind),
@@ -499,6 +500,7 @@ mod tests {
             model: None,
             effort: None,
             system: None,
+            escalate: Vec::new(),
         }
     }
 
