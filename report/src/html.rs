@@ -45,12 +45,12 @@ td.num, th.num { text-align: right; white-space: nowrap; }
 .summary div { background: #f6f7f9; border-radius: 6px; padding: 8px 10px; }
 .summary b { display: block; font-size: 18px; }
 .summary div > span { color: #5b6475; font-size: 12px; }
-table.models { width: auto; margin-top: 10px; }
 "#;
 
 /// What the report and the dashboard show alike: outcome and state colours (each `.o-STATE`
 /// class sets `fill` for SVG and `--c` for HTML), check marks, the Gantt's styles, the legend.
 pub const SHARED_CSS: &str = r#"
+table.models { width: auto; margin-top: 10px; }
 .outcome-succeeded { color: #1f7a43; } .outcome-failed, .outcome-cancelled { color: #b42323; }
 .mark { font-weight: 700; width: 1.2em; display: inline-block; text-align: center; }
 .m-pass { color: #1f7a43; } .m-fail { color: #b42323; } .m-skipped, .m-cancelled, .m-pending { color: #7a808c; }
@@ -296,34 +296,7 @@ pub fn render(r: &Report) -> String {
     let end_label = if s.finished { "end" } else { "last change" };
     tile(end_time, &format!("{end_label} (UTC, {end_date})"));
     let _ = writeln!(out, "</div>");
-    if !s.models.is_empty() {
-        let _ = writeln!(
-            out,
-            "<table class=\"models\">\n<thead><tr><th>model</th><th class=\"num\">runs</th>\
-             <th class=\"num\">succeeded</th><th class=\"num\">cost</th>\
-             <th class=\"num\">tokens</th></tr></thead>\n<tbody>"
-        );
-        for m in &s.models {
-            let _ = writeln!(
-                out,
-                "<tr><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
-                 <td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
-                esc(&m.model),
-                m.runs,
-                esc(&fmt_success(m)),
-                esc(&m.cost_usd.map_or("-".into(), fmt_usd)),
-                esc(&fmt_tokens(m.tokens))
-            );
-        }
-        let _ = writeln!(out, "</tbody>\n</table>");
-    }
-    if let Some(e) = &s.escalation {
-        let _ = writeln!(
-            out,
-            "<p class=\"note\">Escalation: {}</p>",
-            esc(&fmt_escalation(e))
-        );
-    }
+    models(&mut out, s);
     if let Some(why) = &s.reason {
         let _ = writeln!(out, "<p class=\"note\">{}</p>", esc(why));
     }
@@ -714,6 +687,39 @@ fn gantt_run(r: &Report, run: u32, t0: u64, end: u64) -> String {
     }
     let _ = writeln!(out, "</svg>");
     out
+}
+
+/// The spend per model (runs, success rate, cost, tokens) and what escalation cost, when the
+/// job ran agents: the report's summary and the dashboard's job page.
+pub fn models(out: &mut String, s: &crate::Summary) {
+    if !s.models.is_empty() {
+        let _ = writeln!(
+            out,
+            "<table class=\"models\">\n<thead><tr><th>model</th><th class=\"num\">runs</th>\
+             <th class=\"num\">succeeded</th><th class=\"num\">cost</th>\
+             <th class=\"num\">tokens</th></tr></thead>\n<tbody>"
+        );
+        for m in &s.models {
+            let _ = writeln!(
+                out,
+                "<tr><td>{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td>\
+                 <td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
+                esc(&m.model),
+                m.runs,
+                esc(&fmt_success(m)),
+                esc(&m.cost_usd.map_or("-".into(), fmt_usd)),
+                esc(&fmt_tokens(m.tokens))
+            );
+        }
+        let _ = writeln!(out, "</tbody>\n</table>");
+    }
+    if let Some(e) = &s.escalation {
+        let _ = writeln!(
+            out,
+            "<p class=\"note\">Escalation: {}</p>",
+            esc(&fmt_escalation(e))
+        );
+    }
 }
 
 #[cfg(test)]

@@ -456,6 +456,8 @@ pub fn job(
     for p in pools {
         let _ = writeln!(b, "<p class=\"pool\">{}</p>", esc(&pool_line(p, now)));
     }
+    // What each model cost and how often its runs succeeded; what escalation cost.
+    ordo_report::html::models(&mut b, &r.summary);
     if let Some(why) = &rec.reason {
         let _ = writeln!(b, "<p class=\"note\">{}</p>", esc(why));
     }
@@ -1153,6 +1155,64 @@ mod tests {
             "{ro}"
         );
         assert!(ro.contains("ordo approve"), "{ro}");
+    }
+
+    /// Proves the job page shows the spend and success of each model its agents ran.
+    #[test]
+    fn the_job_page_shows_spend_per_model() {
+        use ordo_proto::api::{ReportJob, ReportTask, StateAt};
+        use ordo_proto::{AgentRun, Attempt, Dispatch, Outcome, Program, TaskResult};
+        let mut t = ordo_proto::TaskSpec::shell("impl", "true");
+        t.command = None;
+        t.prompt = Some("do it".into());
+        let spec = ordo_proto::JobSpec {
+            name: "j".into(),
+            tasks: vec![t],
+            ..Default::default()
+        };
+        let summary = summary(JobState::Succeeded);
+        let d = Dispatch::new(
+            summary.id,
+            ordo_proto::TaskName::new("impl").unwrap(),
+            TaskIndex(0),
+            Attempt(1),
+            Program::Argv(vec!["claude".into()]),
+        );
+        let mut run = TaskResult::new(&d, "local".into(), Outcome::Succeeded, 0, "");
+        run.agent = Some(Box::new(AgentRun {
+            model: Some("opus-<4>".into()),
+            cost_usd: Some(0.5),
+            input_tokens: 1000,
+            ..Default::default()
+        }));
+        let data = ReportData {
+            job: ReportJob {
+                summary,
+                source: "j.toml".into(),
+                spec,
+                updated_ms: 0,
+                default_mode: None,
+                max_parallel: None,
+                slots: None,
+            },
+            tasks: vec![ReportTask {
+                state: StateAt {
+                    state: TaskPhase::Succeeded,
+                    at: Some(1_000),
+                    reason: None,
+                },
+                attempts: 1,
+                conflicts: 0,
+            }],
+            attempts: vec![run],
+            history: Vec::new(),
+            ignored_results: Vec::new(),
+            tails_cut_to: None,
+        };
+        let html = job(&ctx(false), &data, &[], &JobQuery::default(), 2_000);
+        assert!(html.contains("<table class=\"models\">"), "{html}");
+        assert!(html.contains("<td>opus-&lt;4&gt;</td>"), "{html}");
+        assert!(html.contains("1/1 (100%)"), "{html}");
     }
 
     fn jobs_page_read_only() -> String {
