@@ -3,6 +3,7 @@
 //! costs and tokens in status and reports, budgets, rate limits, pools across jobs on a cluster,
 //! and bad agent output. Each test says what it proves.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use ordo_tests::{Cluster, Run, ordo_in, stub_agent as stub, task, write};
@@ -602,6 +603,71 @@ fn an_agent_pool_settles_at_what_the_provider_allows() {
         "the text status shows the limit: {}",
         st.stdout
     );
+}
+
+/// Two jobs on a cluster of two workers with 16 slots between them share one adaptive limit
+/// for their pool, whatever worker runs a task: under a provider refusing runs beyond 3 at
+/// once, never more than 4 of their agent runs overlap (the limit finds the cap by going one
+/// above it), both jobs' status shows the same limit and refusals, and nothing is lost.
+#[test]
+fn two_jobs_on_two_workers_share_one_adaptive_limit() {
+    let d = Dir::new();
+    let mut c = Cluster::start(&[]);
+    c.add_worker("w1", &["--concurrency", "8"]);
+    c.add_worker("w2", &["--concurrency", "8"]);
+    let vars = format!(
+        "STUB_MAX_IN_FLIGHT = \"3\", STUB_IN_FLIGHT = \"{}\"",
+        d.file("in-flight").display()
+    );
+    let mut jobs = Vec::new();
+    for j in 0..2 {
+        let mut text = format!(
+            "name = \"shared{j}\"\n{}",
+            settings_with(&d, "claude", "pools = { claude = 8 }", &vars)
+        );
+        for i in 0..8 {
+            text.push_str(&format!(
+                "\n[[tasks]]\nname = \"t{i}\"\nprompt = \"sleep 0.5\"\nmax_attempts = 1\n\
+                 depends_on = []\n"
+            ));
+        }
+        let spec = d.job(&format!("shared{j}.toml"), &text);
+        let r = c.ordo(&["submit", &spec]);
+        assert_eq!(r.code(), 0, "{}", r.stderr);
+        jobs.push(r.stdout.trim().to_string());
+    }
+    let (mut spans, mut workers, mut pools) = (Vec::new(), BTreeSet::new(), Vec::new());
+    for job in &jobs {
+        let r = c.ordo(&["watch", job]);
+        assert_eq!(r.code(), 0, "{}\n{}", r.stdout, r.stderr);
+        let report = c.ordo(&["report", job, "--format", "json"]).json();
+        for t in report["tasks"].as_array().unwrap() {
+            assert_eq!(t["state"], "succeeded", "{t:#}");
+            for run in t["runs"].as_array().unwrap() {
+                workers.insert(run["worker"].as_str().unwrap_or_default().to_string());
+                if run["agent"]["rate_limited"] != true {
+                    let start = run["started_ms"].as_u64().unwrap();
+                    spans.push((start, start + run["duration_ms"].as_u64().unwrap()));
+                }
+            }
+        }
+        let st = c.ordo(&["status", job, "--output", "json"]).json();
+        pools.push(st["pools"][0].clone());
+    }
+    assert_eq!(workers.len(), 2, "both workers ran agents: {workers:?}");
+    let most = spans
+        .iter()
+        .map(|&(s, _)| spans.iter().filter(|&&(a, b)| a <= s && s < b).count())
+        .max()
+        .unwrap();
+    assert!(most <= 4, "{most} agent runs at once: {spans:?}");
+    assert_eq!(pools[0], pools[1], "one limit for both jobs");
+    assert_eq!(pools[0]["name"], "claude", "{}", pools[0]);
+    assert!(pools[0]["limit"].as_u64().unwrap() <= 3, "{}", pools[0]);
+    // One limit finds the cap once or twice; a limit per worker or per job would be refused
+    // by the provider again and again.
+    let refused = pools[0]["refused_total"].as_u64().unwrap_or(0);
+    assert!((1..=4).contains(&refused), "{}", pools[0]);
 }
 
 /// A task waiting out a rate limit holds no slot: with one slot (a parallel job: dependencies
