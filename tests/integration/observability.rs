@@ -1,8 +1,8 @@
 //! Traces end to end: a real OTLP receiver (HTTP/protobuf and gRPC) gets the spans of a 3-task
 //! job run by `ordo run` and by a coordinator and a worker: one trace per job, the attempt spans
 //! children of the job span, the worker's execution spans children of the attempt spans (through
-//! `traceparent` in the NATS headers), command and verify spans under them, attributes and
-//! state-transition events present.
+//! `traceparent` in the NATS headers), command and verify spans under them, a quality gate's
+//! stage span under its attempt, attributes and state-transition events present.
 
 use std::time::Duration;
 
@@ -14,6 +14,7 @@ const JOB: &str = r#"name = "traced"
 name = "build"
 command = "echo built > artifact"
 verify_command = "test -f artifact"
+labels = { gated = "yes" }
 [[tasks]]
 name = "test"
 command = "true"
@@ -21,6 +22,10 @@ depends_on = ["build"]
 [[tasks]]
 name = "lint"
 command = "exit 0"
+[[stages]]
+name = "check"
+command = "test -f artifact"
+select = { gated = "yes" }
 "#;
 
 /// Waits until the receiver holds `n` spans named like `prefix*`.
@@ -91,6 +96,16 @@ fn check_trace(spans: &[ReceivedSpan], worker: &str) -> String {
         );
         assert!(t.events.iter().any(|e| e == "succeeded"), "{:?}", t.events);
     }
+    // The quality gate's stage run: a span of its own under the attempt it checked.
+    let build = tasks.iter().find(|t| t.name == "task build").unwrap();
+    let stages: Vec<_> = spans.iter().filter(|s| s.name == "stage check").collect();
+    assert_eq!(stages.len(), 1, "{spans:#?}");
+    assert_eq!(
+        stages[0].parent_span_id, build.span_id,
+        "stage under its attempt"
+    );
+    assert_eq!(stages[0].attr("ordo.stage.verdict"), Some("pass"));
+    assert_eq!(stages[0].attr("ordo.stage.kind"), Some("command"));
     let execs: Vec<_> = spans
         .iter()
         .filter(|s| s.name.starts_with("execute "))
