@@ -741,7 +741,9 @@ fn write_batch(tx: &redb::WriteTransaction, batch: &Batch<'_>) -> Result<Vec<u64
                     }
                     result.job
                 }
-                Change::Integrated { job, .. } | Change::Stage { job, .. } => *job,
+                Change::Integrated { job, .. }
+                | Change::Batch { job, .. }
+                | Change::Stage { job, .. } => *job,
                 Change::Budget {
                     job,
                     max_cost_usd,

@@ -299,6 +299,9 @@ fn check_settings(spec: &JobSpec, errors: &mut Vec<Error>) {
             message: "max_integration_attempts must be at least 1".into(),
         });
     }
+    if let Some(i) = &s.integration {
+        errors.extend(bad_integration(i).map(setting));
+    }
     if s.agent == Some(crate::spec::AgentKind::Command) && s.agent_command.is_none() {
         errors.push(Error::BadSetting {
             message: "agent = \"command\" needs agent_command, the program that takes the prompt"
@@ -348,6 +351,7 @@ fn check_settings(spec: &JobSpec, errors: &mut Vec<Error>) {
             "max_integration_attempts",
             s.max_integration_attempts.is_some(),
         ),
+        ("integration", s.integration.is_some()),
     ];
     if !spec.uses_worktrees() {
         for (field, _) in worktree_only.into_iter().filter(|(_, set)| *set) {
@@ -1425,5 +1429,32 @@ mod hostile {
         spec.tasks[1].escalate = Some(vec!["a".into(), "b".into()]);
         spec.settings.effort = None;
         assert!(validate(&spec).is_ok());
+    }
+}
+
+/// What is wrong with `[settings] integration`, if anything.
+fn bad_integration(i: &crate::spec::IntegrationSettings) -> Option<String> {
+    if i.batch == Some(0) {
+        return Some("integration.batch must be at least 1".into());
+    }
+    match i.speculate.as_deref() {
+        None | Some("off") => {}
+        Some("verified") => {
+            return Some(
+                "integration.speculate = \"verified\": speculate is not supported yet (use \"off\")"
+                    .into(),
+            );
+        }
+        Some(other) => {
+            return Some(format!(
+                "integration.speculate {other:?} is not one of \"off\", \"verified\""
+            ));
+        }
+    }
+    match i.speculation_budget {
+        Some(b) if !(0.0..=1.0).contains(&b) => Some(format!(
+            "integration.speculation_budget {b} must be between 0 and 1"
+        )),
+        _ => None,
     }
 }

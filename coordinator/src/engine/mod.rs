@@ -32,8 +32,8 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use ordo_proto::{
-    Attempt, Dag, Dispatch, ExecutionMode, Integrate, Integration, JobId, JobSpec, TaskIndex,
-    TaskResult, WorkerId,
+    Attempt, Dag, Dispatch, ExecutionMode, Integrate, Integration, ItemOutcome, JobId, JobSpec,
+    TaskIndex, TaskResult, WorkerId,
 };
 use serde::{Deserialize, Serialize};
 
@@ -99,6 +99,8 @@ pub enum Event {
         index: TaskIndex,
         attempt: Attempt,
         outcome: Integration,
+        /// For a batch: what became of its other tasks (`Integrate::batch`).
+        batch: Vec<ItemOutcome>,
     },
     /// A job that ended before this engine started (a restarted coordinator): its records,
     /// remembered so that late results for it are classified (stale, duplicate) like those of
@@ -295,6 +297,17 @@ pub enum Change {
         with: Option<ordo_proto::TaskName>,
         at: Millis,
     },
+    /// An integration of a job with `integration.batch` above 1 ended (docs/design.md,
+    /// "Integration queue: batches"): the tasks it merged and verified together, whether an
+    /// integration verify ran, and whether it failed with more than one task merged (the
+    /// batch is bisected).
+    Batch {
+        job: JobId,
+        tasks: Vec<TaskIndex>,
+        verified: bool,
+        bisected: bool,
+        at: Millis,
+    },
     /// An adaptive pool's limit changed, or a run in it was refused (a rate limit, an
     /// overload). Not a job's: global across jobs, kept per pool name.
     Pool { name: String, limit: PoolLimit },
@@ -316,6 +329,7 @@ impl Change {
             | Change::Job { job, .. }
             | Change::Budget { job, .. }
             | Change::Integrated { job, .. }
+            | Change::Batch { job, .. }
             | Change::Stage { job, .. } => Some(*job),
             Change::Attempt(r) | Change::Ignored { result: r, .. } => Some(r.job),
             Change::Pool { .. } => None,
@@ -554,11 +568,12 @@ impl Engine {
                 index,
                 attempt,
                 outcome,
+                batch,
             } => {
                 self.integrating
                     .retain(|_, busy| *busy != (job, index, attempt));
                 if let Some(j) = self.jobs.get_mut(&job) {
-                    j.integrated(index.0, attempt, outcome, now, out);
+                    j.integrated(index.0, attempt, outcome, batch, now, out);
                 }
             }
             Event::Ended { job, saved } => {

@@ -443,6 +443,7 @@ impl Service {
                             index: req.index,
                             attempt: req.attempt,
                             outcome: Integration::Failed { message },
+                            batch: Vec::new(),
                         },
                     );
                     return;
@@ -501,6 +502,7 @@ fn engine_event(ev: WorkerEvent) -> Event {
             index: r.index,
             attempt: r.attempt,
             outcome: r.outcome,
+            batch: r.batch,
         },
     }
 }

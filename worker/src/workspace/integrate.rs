@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use ordo_proto::names::job_tag;
-use ordo_proto::wire::{Integrate, Integration};
+use ordo_proto::wire::{Integrate, Integration, ItemOutcome};
 use ordo_proto::{Dispatch, Outcome, Program, Verify};
 
 use super::git::{
@@ -53,51 +53,105 @@ const INTEGRATE_DIR: &str = "integrate";
 /// branch go once integrated, or when the task will run again; a conflicted attempt's branch
 /// stays for its resolve round; everything stays after the task's last chance (`req.last`).
 pub async fn integrate(req: &Integrate, source: &impl Source, opts: &ExecOptions) -> Integration {
-    let outcome = match try_integrate(req, source, opts).await {
-        Ok(outcome) => outcome,
-        Err(e) => Integration::Failed {
-            message: e.to_string(),
-        },
+    let mut outcomes = integrate_batch(req, source, opts).await;
+    outcomes.swap_remove(0).outcome
+}
+
+/// Integrates every task of `req` (docs/design.md, "Integration queue: batches"): each is
+/// merged in turn onto the result of the ones before (as `integrate` does for one; a task that
+/// conflicts is left out and reported `Conflict`), the integration verify runs once at the
+/// result, and the branch moves once. Pass: each merged task is `Merged` with its own merge
+/// commit; fail: each merged task is `VerifyFailed` (the engine bisects). The outcomes are in
+/// the batch's order, the first task's first; a failure of the whole (git, the branch moved)
+/// is every task's.
+pub async fn integrate_batch(
+    req: &Integrate,
+    source: &impl Source,
+    opts: &ExecOptions,
+) -> Vec<ItemOutcome> {
+    let items = req.items();
+    let outcomes = match try_integrate(req, &items, source, opts).await {
+        Ok(outcomes) => outcomes,
+        Err(e) => vec![
+            Integration::Failed {
+                message: e.to_string(),
+            };
+            items.len()
+        ],
     };
-    source.tidy(req, &outcome).await;
-    outcome
+    let mut out = Vec::with_capacity(items.len());
+    for (item, outcome) in items.iter().zip(outcomes) {
+        source.tidy(item, &outcome).await;
+        out.push(ItemOutcome {
+            index: item.index,
+            attempt: item.attempt,
+            outcome,
+        });
+    }
+    out
 }
 
 async fn try_integrate(
     req: &Integrate,
+    items: &[Integrate],
     source: &impl Source,
     opts: &ExecOptions,
-) -> Result<Integration, Error> {
+) -> Result<Vec<Integration>, Error> {
     let target = source.target(req).await?;
     let repo = &target.repo;
-    let head = resolve_commit(repo, &req.head)
-        .await?
-        .ok_or_else(|| Error::Invalid {
-            what: "task head",
-            name: req.head.clone(),
-            reason: format!(
-                "is not a commit in {} (task branch {})",
-                req.repository, req.task_branch
-            ),
-        })?;
-    let new = match plan(repo, req, &target.tip, &head).await? {
-        Plan::Ended(outcome) => {
-            if target.expected.is_none() && !matches!(outcome, Integration::Conflict { .. }) {
-                // The branch exists from the first integration on, changed or not.
-                source.advance(&target, req, &target.tip).await?;
+    // Per task: its outcome, or (merged onto `new`, not verified yet) the commit before it.
+    let mut outcomes: Vec<Result<Integration, (String, String)>> = Vec::new();
+    let mut new = target.tip.clone();
+    for item in items {
+        let head = resolve_commit(repo, &item.head)
+            .await?
+            .ok_or_else(|| Error::Invalid {
+                what: "task head",
+                name: item.head.clone(),
+                reason: format!(
+                    "is not a commit in {} (task branch {})",
+                    item.repository, item.task_branch
+                ),
+            })?;
+        match plan(repo, item, &new, &head).await? {
+            Plan::Ended(outcome) => outcomes.push(Ok(outcome)),
+            Plan::Commit(commit) => {
+                outcomes.push(Err((new.clone(), commit.clone())));
+                new = commit;
             }
-            return Ok(outcome);
         }
-        Plan::Commit(new) => new,
-    };
+    }
+    if outcomes.iter().all(Result::is_ok) {
+        if target.expected.is_none()
+            && outcomes
+                .iter()
+                .any(|o| !matches!(o, Ok(Integration::Conflict { .. })))
+        {
+            // The branch exists from the first integration on, changed or not.
+            source.advance(&target, req, &target.tip).await?;
+        }
+        return Ok(outcomes.into_iter().flatten().collect());
+    }
     if let Some(verify) = &req.verify
         && let Some(failed) = verify_at(repo, &target.root, req, verify, &new, opts).await?
     {
-        return Ok(failed);
+        return Ok(outcomes
+            .into_iter()
+            .map(|o| o.unwrap_or_else(|_| failed.clone()))
+            .collect());
     }
     source.advance(&target, req, &new).await?;
-    let files = changed_files(repo, &target.tip, &new).await?;
-    Ok(Integration::Merged { commit: new, files })
+    let mut done = Vec::with_capacity(outcomes.len());
+    for o in outcomes {
+        done.push(match o {
+            Ok(outcome) => outcome,
+            Err((before, commit)) => {
+                let files = changed_files(repo, &before, &commit).await?;
+                Integration::Merged { commit, files }
+            }
+        });
+    }
+    Ok(done)
 }
 
 /// What integrating `head` onto `tip` comes to before anything is verified or moved.
