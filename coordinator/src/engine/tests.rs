@@ -1317,7 +1317,8 @@ impl Sim {
                 | Change::Pool { .. }
                 | Change::Stage { .. },
             ) => {}
-            Action::Integrate(_) | Action::Record(Change::Integrated { .. }) => {
+            Action::Integrate(_)
+            | Action::Record(Change::Integrated { .. } | Change::Batch { .. }) => {
                 panic!("round {round}: the model's jobs use no worktrees")
             }
             Action::Record(Change::Job { job, state, .. }) => {
@@ -2034,6 +2035,7 @@ impl Harness {
             index: i.index,
             attempt: i.attempt,
             outcome,
+            batch: Vec::new(),
         })
     }
 }
@@ -2106,6 +2108,7 @@ fn an_integrating_task_resumes_its_integration_not_its_run() {
         index: TaskIndex(0),
         attempt: Attempt(7),
         outcome: merged(&["a.txt"]),
+        batch: Vec::new(),
     });
     assert!(matches!(
         last.engine.tasks(&last.job).unwrap()[0],
@@ -2174,6 +2177,7 @@ fn resumed_integrations_keep_their_order_and_accept_an_earlier_request() {
         index: TaskIndex(0),
         attempt: Attempt(9),
         outcome: merged(&["a.txt"]),
+        batch: Vec::new(),
     });
     assert!(matches!(
         again.engine.tasks(&again.job).unwrap()[0],
@@ -2185,6 +2189,7 @@ fn resumed_integrations_keep_their_order_and_accept_an_earlier_request() {
         index: TaskIndex(0),
         attempt: Attempt(1),
         outcome: merged(&["a.txt"]),
+        batch: Vec::new(),
     });
     assert!(matches!(again.state(0), TaskState::Succeeded { .. }));
     again.integrated(merged(&["b.txt"]));
@@ -2739,3 +2744,4 @@ fn a_failed_verify_escalates_to_the_next_model() {
 }
 
 mod approvals;
+mod batches;
