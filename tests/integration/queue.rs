@@ -1,0 +1,191 @@
+//! The integration queue's batches (docs/design.md, "Integration queue: batches") end to end:
+//! `ordo run` of worktree jobs with `integration = { batch = 4 }` on real git repositories,
+//! checked with `git` itself and the integration verify's own log.
+//!
+//! An idle integrator never holds a batch back, so the four tasks meant to form one batch must
+//! all wait while the integrator is busy: a `gate` task integrates first, and its integration
+//! verify (the first verify of the run) waits until the four have committed their work.
+
+use std::path::Path;
+
+use ordo_tests::{git, lines, task};
+
+use crate::workspaces::{Sandbox, assert_ok, default_branch};
+
+/// The job: `gate`, then `t1`..`t4` writing files of their own once the gate's integration
+/// verify started; `t4` runs `t4_command`. The integration verify logs each run to
+/// `$MARKS/verifies`, holds the first (the gate's) until the four task branches have their
+/// commit, then runs `check`.
+fn job(marks: &Path, t4_command: &str, check: &str) -> String {
+    format!(
+        r#"
+name = "batches"
+[settings]
+workspace = "worktree"
+timeout = "20s"
+integration = {{ batch = 4 }}
+env = {{ MARKS = "{marks}" }}
+integration_verify = '''
+echo run >> "$MARKS/verifies"
+if [ ! -e "$MARKS/gate-verifying" ]; then
+  touch "$MARKS/gate-verifying"
+  n=0
+  while [ "$n" -lt 4 ]; do
+    sleep 0.05
+    n=0
+    for b in $(git for-each-ref --format='%(refname)' 'refs/heads/ordo/*/*-t*/*'); do
+      git merge-base --is-ancestor "$b" main || n=$((n + 1))
+    done
+  done
+  # The results follow their commits within milliseconds; this leaves them ample time.
+  sleep 1
+fi
+{check}
+'''
+
+[[tasks]]
+name = "gate"
+command = "echo gate > gate.txt"
+
+[[tasks]]
+name = "t1"
+command = "until [ -e \"$MARKS/gate-verifying\" ]; do sleep 0.05; done; echo one > t1.txt; echo t1 >> \"$MARKS/ran\""
+
+[[tasks]]
+name = "t2"
+command = "until [ -e \"$MARKS/gate-verifying\" ]; do sleep 0.05; done; echo two > t2.txt; echo t2 >> \"$MARKS/ran\""
+
+[[tasks]]
+name = "t3"
+command = "until [ -e \"$MARKS/gate-verifying\" ]; do sleep 0.05; done; echo three > t3.txt; echo t3 >> \"$MARKS/ran\""
+
+[[tasks]]
+name = "t4"
+command = "until [ -e \"$MARKS/gate-verifying\" ]; do sleep 0.05; done; echo t4 >> \"$MARKS/ran\"; {t4_command}"
+"#,
+        marks = marks.display(),
+    )
+}
+
+/// The integration branch's ref updates, newest first (its reflog).
+fn ref_updates(repo: &Path, branch: &str) -> Vec<String> {
+    git(
+        repo,
+        &[
+            "reflog",
+            "show",
+            "--format=%H",
+            &format!("refs/heads/{branch}"),
+        ],
+    )
+    .lines()
+    .map(str::to_string)
+    .collect()
+}
+
+/// Four clean tasks waiting together: one integration verify for the four, four successes,
+/// the branch moved once for them (one ref update brings all four files).
+#[test]
+fn a_batch_of_four_clean_tasks_is_verified_once_and_moves_the_branch_once() {
+    let sb = Sandbox::new();
+    let marks = sb.dir("marks");
+    let spec = sb.job("batches.toml", &job(&marks, "echo four > t4.txt", "true"));
+    let r = sb.run(&spec, &["--workers", "5"]);
+    assert_ok(&r, "ordo run");
+    let report = sb.report_json();
+    assert_eq!(report["summary"]["outcome"], "succeeded", "{report:#}");
+    for t in ["gate", "t1", "t2", "t3", "t4"] {
+        assert_eq!(task(&report, t)["integration"]["outcome"], "merged", "{t}");
+    }
+    assert_eq!(
+        lines(&marks.join("verifies")).len(),
+        2,
+        "one verify for the gate, one for the batch of four"
+    );
+
+    let repo = sb.repo();
+    let branch = default_branch("batches", &report);
+    let updates = ref_updates(&repo, &branch);
+    // Made at `main` when the first worktree was cut, moved by the gate, then once more.
+    assert_eq!(updates.len(), 3, "moved once for the four: {updates:?}");
+    assert_eq!(updates[2], git(&repo, &["rev-parse", "main"]));
+    let files = |commit: &str| git(&repo, &["ls-tree", "--name-only", commit]);
+    for t in ["t1.txt", "t2.txt", "t3.txt", "t4.txt"] {
+        assert!(files(&updates[0]).lines().any(|f| f == t), "{t} at the tip");
+        assert!(!files(&updates[1]).lines().any(|f| f == t), "{t} before");
+    }
+    // Each change reached the branch once: its own merge on the first-parent line.
+    let merges = git(
+        &repo,
+        &["log", "--first-parent", "--merges", "--format=%s", &branch],
+    );
+    for t in ["t1", "t2", "t3", "t4"] {
+        let n = merges
+            .lines()
+            .filter(|s| s.contains(&format!("integrate {t} ")))
+            .count();
+        assert_eq!(n, 1, "{t}: {merges}");
+    }
+
+    let batches = &report["summary"]["integration"]["batches"];
+    assert_eq!(batches["batches"], 1, "{batches}");
+    assert_eq!(batches["sizes"], serde_json::json!([4]));
+    assert_eq!(batches["bisections"], 0);
+    assert_eq!(batches["verifies_run"], 2);
+    assert_eq!(batches["verifies_saved"], 3);
+}
+
+/// A batch of four in which `t4` merges cleanly but breaks the integration verify (its first
+/// run writes `BROKEN`): the batch is bisected until `t4` is known, the other three integrate,
+/// and `t4` runs again on the new tip (writing a clean file) and integrates.
+#[test]
+fn a_failed_batch_is_bisected_and_its_culprit_reruns() {
+    let sb = Sandbox::new();
+    let marks = sb.dir("marks");
+    let t4 = "if [ -e \\\"$MARKS/t4-once\\\" ]; then echo four > t4.txt; \
+              else touch \\\"$MARKS/t4-once\\\"; echo BROKEN > t4.txt; fi";
+    let spec = sb.job(
+        "batches.toml",
+        &job(&marks, t4, "! grep -rq BROKEN --exclude-dir=.git ."),
+    );
+    let r = sb.run(&spec, &["--workers", "5"]);
+    assert_ok(&r, "ordo run");
+    let report = sb.report_json();
+    assert_eq!(report["summary"]["outcome"], "succeeded", "{report:#}");
+
+    let mut ran = lines(&marks.join("ran"));
+    ran.sort();
+    assert_eq!(
+        ran,
+        ["t1", "t2", "t3", "t4", "t4"],
+        "only the culprit ran again"
+    );
+    let repo = sb.repo();
+    let branch = default_branch("batches", &report);
+    assert_eq!(sb.show(&branch, "t4.txt"), "four");
+    for (t, text) in [("t1", "one"), ("t2", "two"), ("t3", "three")] {
+        assert_eq!(sb.show(&branch, &format!("{t}.txt")), text);
+        let touching = git(
+            &repo,
+            &[
+                "log",
+                "--format=%H",
+                &format!("main..{branch}"),
+                "--",
+                &format!("{t}.txt"),
+            ],
+        );
+        assert_eq!(touching.lines().count(), 1, "{t}'s change once: {touching}");
+    }
+    let t4_report = task(&report, "t4");
+    assert_eq!(t4_report["integration"]["outcome"], "merged");
+    assert_eq!(t4_report["attempts"], 1, "no attempt spent: {t4_report:#}");
+
+    // The gate; the four (fails); the half with t4 (fails) and the other half (passes); t4
+    // alone (fails) and its neighbour (passes); t4 again after its rerun.
+    assert_eq!(lines(&marks.join("verifies")).len(), 7);
+    let batches = &report["summary"]["integration"]["batches"];
+    assert_eq!(batches["bisections"], 2, "{batches}");
+    assert_eq!(batches["sizes"], serde_json::json!([4, 2, 2]));
+    assert_eq!(batches["verifies_run"], 7);
+}
