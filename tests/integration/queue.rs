@@ -8,15 +8,17 @@
 
 use std::path::Path;
 
-use ordo_tests::{git, lines, task};
+use ordo_tests::{Cluster, git, lines, task, write};
 
 use crate::workspaces::{Sandbox, assert_ok, default_branch};
+use crate::workspaces_cluster::Shared;
 
 /// The job: `gate`, then `t1`..`t4` writing files of their own once the gate's integration
 /// verify started; `t4` runs `t4_command`. The integration verify logs each run to
 /// `$MARKS/verifies`, holds the first (the gate's) until the four task branches have their
-/// commit, then runs `check`.
-fn job(marks: &Path, t4_command: &str, check: &str) -> String {
+/// commit, then runs `check`. `settings` are the job's environment (`MARKS`; `SHARED`, the
+/// shared repository holding the task branches on a cluster) and where it integrates.
+fn job(settings: &str, t4_command: &str, check: &str) -> String {
     format!(
         r#"
 name = "batches"
@@ -24,7 +26,7 @@ name = "batches"
 workspace = "worktree"
 timeout = "20s"
 integration = {{ batch = 4 }}
-env = {{ MARKS = "{marks}" }}
+{settings}
 integration_verify = '''
 echo run >> "$MARKS/verifies"
 if [ ! -e "$MARKS/gate-verifying" ]; then
@@ -33,8 +35,8 @@ if [ ! -e "$MARKS/gate-verifying" ]; then
   while [ "$n" -lt 4 ]; do
     sleep 0.05
     n=0
-    for b in $(git for-each-ref --format='%(refname)' 'refs/heads/ordo/*/*-t*/*'); do
-      git merge-base --is-ancestor "$b" main || n=$((n + 1))
+    for b in $(git ${{SHARED:+--git-dir=$SHARED}} for-each-ref --format='%(refname)' 'refs/heads/ordo/*/*-t*/*'); do
+      git ${{SHARED:+--git-dir=$SHARED}} merge-base --is-ancestor "$b" main || n=$((n + 1))
     done
   done
   # The results follow their commits within milliseconds; this leaves them ample time.
@@ -44,27 +46,36 @@ fi
 '''
 
 [[tasks]]
+depends_on = []
 name = "gate"
 command = "echo gate > gate.txt"
 
 [[tasks]]
+depends_on = []
 name = "t1"
 command = "until [ -e \"$MARKS/gate-verifying\" ]; do sleep 0.05; done; echo one > t1.txt; echo t1 >> \"$MARKS/ran\""
 
 [[tasks]]
+depends_on = []
 name = "t2"
 command = "until [ -e \"$MARKS/gate-verifying\" ]; do sleep 0.05; done; echo two > t2.txt; echo t2 >> \"$MARKS/ran\""
 
 [[tasks]]
+depends_on = []
 name = "t3"
 command = "until [ -e \"$MARKS/gate-verifying\" ]; do sleep 0.05; done; echo three > t3.txt; echo t3 >> \"$MARKS/ran\""
 
 [[tasks]]
+depends_on = []
 name = "t4"
 command = "until [ -e \"$MARKS/gate-verifying\" ]; do sleep 0.05; done; echo t4 >> \"$MARKS/ran\"; {t4_command}"
 "#,
-        marks = marks.display(),
     )
+}
+
+/// The job's environment on one machine.
+fn env(marks: &Path) -> String {
+    format!("env = {{ MARKS = \"{}\" }}", marks.display())
 }
 
 /// The integration branch's ref updates, newest first (its reflog).
@@ -89,7 +100,10 @@ fn ref_updates(repo: &Path, branch: &str) -> Vec<String> {
 fn a_batch_of_four_clean_tasks_is_verified_once_and_moves_the_branch_once() {
     let sb = Sandbox::new();
     let marks = sb.dir("marks");
-    let spec = sb.job("batches.toml", &job(&marks, "echo four > t4.txt", "true"));
+    let spec = sb.job(
+        "batches.toml",
+        &job(&env(&marks), "echo four > t4.txt", "true"),
+    );
     let r = sb.run(&spec, &["--workers", "5"]);
     assert_ok(&r, "ordo run");
     let report = sb.report_json();
@@ -146,7 +160,7 @@ fn a_failed_batch_is_bisected_and_its_culprit_reruns() {
               else touch \\\"$MARKS/t4-once\\\"; echo BROKEN > t4.txt; fi";
     let spec = sb.job(
         "batches.toml",
-        &job(&marks, t4, "! grep -rq BROKEN --exclude-dir=.git ."),
+        &job(&env(&marks), t4, "! grep -rq BROKEN --exclude-dir=.git ."),
     );
     let r = sb.run(&spec, &["--workers", "5"]);
     assert_ok(&r, "ordo run");
@@ -188,4 +202,73 @@ fn a_failed_batch_is_bisected_and_its_culprit_reruns() {
     assert_eq!(batches["bisections"], 2, "{batches}");
     assert_eq!(batches["sizes"], serde_json::json!([4, 2, 2]));
     assert_eq!(batches["verifies_run"], 7);
+}
+
+/// The batch of four clean tasks on a cluster of two workers, integrating into a shared
+/// repository: one integration verify for the four, the branch moved once for them.
+#[test]
+fn a_batch_on_a_cluster_is_verified_once_and_moves_the_branch_once() {
+    let sh = Shared::new();
+    let repo = sh.repo();
+    git(&repo, &["config", "core.logAllRefUpdates", "always"]);
+    let marks = sh.dir("marks");
+    let settings = format!(
+        "repository = \"{repo}\"\ntarget_branch = \"it\"\n\
+         env = {{ MARKS = \"{marks}\", SHARED = \"{repo}\" }}",
+        repo = repo.display(),
+        marks = marks.display()
+    );
+    let spec = write(
+        &sh.root(),
+        "batches.toml",
+        &job(&settings, "echo four > t4.txt", "true"),
+    );
+    let mut c = Cluster::start(&["--ack-wait", "2s"]);
+    sh.add_workers(&mut c, &["w1", "w2"]);
+    let r = c.ordo(&["submit", &spec, "--wait"]);
+    assert_eq!(
+        r.code(),
+        0,
+        "ordo submit --wait:\n{}\n{}\ncoordinator:\n{}",
+        r.stdout,
+        r.stderr,
+        c.coordinator.log()
+    );
+    let job_id = r
+        .stdout
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    let report = c.ordo(&["report", &job_id, "--format", "json"]).json();
+    assert_eq!(
+        lines(&marks.join("verifies")).len(),
+        2,
+        "one verify for the gate, one for the batch of four: {:#}\n{}",
+        report["summary"]["integration"],
+        c.workers
+            .iter()
+            .map(|w| w.log())
+            .collect::<Vec<_>>()
+            .join("\n---\n")
+    );
+    for (t, text) in [
+        ("t1", "one"),
+        ("t2", "two"),
+        ("t3", "three"),
+        ("t4", "four"),
+    ] {
+        assert_eq!(sh.show("it", &format!("{t}.txt")), text);
+    }
+    let updates = ref_updates(&repo, "it");
+    let files = |commit: &str| git(&repo, &["ls-tree", "--name-only", commit]);
+    assert!(files(&updates[0]).lines().any(|f| f == "t1.txt"));
+    assert!(
+        !files(&updates[1])
+            .lines()
+            .any(|f| f == "t4.txt" || f == "t1.txt"),
+        "the four came with one update: {updates:?}"
+    );
+    assert!(files(&updates[1]).lines().any(|f| f == "gate.txt"));
 }
