@@ -580,6 +580,7 @@ mod tests {
                 last: false,
                 queue: "default".into(),
                 title: None,
+                batch: Vec::new(),
             }
         }
 

@@ -63,7 +63,8 @@ pub async fn integrate(req: &Integrate, source: &impl Source, opts: &ExecOptions
 /// result, and the branch moves once. Pass: each merged task is `Merged` with its own merge
 /// commit; fail: each merged task is `VerifyFailed` (the engine bisects). The outcomes are in
 /// the batch's order, the first task's first; a failure of the whole (git, the branch moved)
-/// is every task's.
+/// is every task's. Tidying is each task's as for one (`Source::tidy`), except that tasks
+/// whose verify failed together keep everything: they are integrated again, in halves.
 pub async fn integrate_batch(
     req: &Integrate,
     source: &impl Source,
@@ -79,9 +80,18 @@ pub async fn integrate_batch(
             items.len()
         ],
     };
+    // A verify failed with several tasks merged: the engine bisects them, so their worktrees
+    // and branches stay for the integrations to come.
+    let bisected = outcomes
+        .iter()
+        .filter(|o| matches!(o, Integration::VerifyFailed { .. }))
+        .count()
+        > 1;
     let mut out = Vec::with_capacity(items.len());
     for (item, outcome) in items.iter().zip(outcomes) {
-        source.tidy(item, &outcome).await;
+        if !(bisected && matches!(outcome, Integration::VerifyFailed { .. })) {
+            source.tidy(item, &outcome).await;
+        }
         out.push(ItemOutcome {
             index: item.index,
             attempt: item.attempt,
@@ -569,6 +579,93 @@ mod tests {
     /// `Conflict { files: ["same.txt"] }` with the branch unchanged, its worktree removed and
     /// its task branch kept (for a resolve round); a new attempt cut from the new tip then
     /// merges, no conflict marker reaches the branch, and the earlier attempt's branch goes.
+    /// A batch: each task merged onto the one before (a conflicting one left out), one verify
+    /// at the result, the branch moved once to the last merge; a failed verify fails every
+    /// merged task and moves nothing.
+    #[tokio::test]
+    async fn a_batch_merges_in_turn_verifies_once_and_moves_once() {
+        let fx = Fx::new();
+        let (ws_z, z) = fx
+            .attempt(0, "z", 1, |wt| write(&wt.join("same.txt"), "z\n"))
+            .await;
+        let (ws_a, a) = fx
+            .attempt(1, "a", 1, |wt| write(&wt.join("a.txt"), "a\n"))
+            .await;
+        let (ws_c, c) = fx
+            .attempt(2, "c", 1, |wt| write(&wt.join("same.txt"), "c\n"))
+            .await;
+        let (ws_b, b) = fx
+            .attempt(3, "b", 1, |wt| write(&wt.join("b.txt"), "b\n"))
+            .await;
+        assert!(matches!(
+            fx.integrate(&fx.request(&ws_z, &z, 0, "z")).await,
+            Integration::Merged { .. }
+        ));
+        let before = fx.tip();
+        let batch = |verify: &str| {
+            let mut req = fx.request(&ws_a, &a, 1, "a");
+            req.verify = sh(verify);
+            for (ws, r, i, name) in [(&ws_c, &c, 2, "c"), (&ws_b, &b, 3, "b")] {
+                let one = fx.request(ws, r, i, name);
+                req.batch.push(ordo_proto::BatchItem {
+                    task: one.task,
+                    index: one.index,
+                    attempt: one.attempt,
+                    task_branch: one.task_branch,
+                    head: one.head,
+                    worktree: one.worktree,
+                    last: true,
+                    title: None,
+                });
+            }
+            req
+        };
+        let local = crate::workspace::Local::with_root(fx.root.clone());
+        let opts = ExecOptions::default();
+
+        let failed = integrate_batch(&batch("false"), &local, &opts).await;
+        let names: Vec<&str> = failed.iter().map(|o| o.outcome.name()).collect();
+        assert_eq!(names, ["verify_failed", "conflict", "verify_failed"]);
+        assert_eq!(fx.tip(), before, "a failed batch moves nothing");
+        assert!(
+            fx.branch_exists(&ws_a.task_branch),
+            "kept to be integrated again"
+        );
+
+        let passed = integrate_batch(&batch("test -f a.txt && test -f b.txt"), &local, &opts).await;
+        let [a_out, c_out, b_out] = &passed[..] else {
+            panic!("{passed:?}");
+        };
+        assert!(matches!(c_out.outcome, Integration::Conflict { .. }));
+        let (
+            Integration::Merged {
+                commit: ma,
+                files: fa,
+            },
+            Integration::Merged {
+                commit: mb,
+                files: fb,
+            },
+        ) = (&a_out.outcome, &b_out.outcome)
+        else {
+            panic!("{passed:?}");
+        };
+        assert_eq!(
+            (fa.as_slice(), fb.as_slice()),
+            (&["a.txt".to_string()][..], &["b.txt".to_string()][..])
+        );
+        assert_eq!(&fx.tip(), mb, "the branch moved to the last merge");
+        assert_eq!(
+            g(&fx.repo, &["rev-list", "--parents", "-n", "1", mb]),
+            format!("{mb} {ma} {}", b.head),
+            "b merged onto a's merge"
+        );
+        assert_eq!(
+            g(&fx.repo, &["rev-list", "--parents", "-n", "1", ma]),
+            format!("{ma} {before} {}", a.head)
+        );
+    }
+
     #[tokio::test]
     async fn same_line_conflicts_then_merges_from_the_new_tip() {
         let fx = Fx::new();

@@ -161,6 +161,7 @@ impl Fx {
             last: false,
             queue: "default".into(),
             title: None,
+            batch: Vec::new(),
         }
     }
 
