@@ -205,6 +205,11 @@ pub struct Integrate {
     /// Empty: this task alone.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub batch: Vec<BatchItem>,
+    /// How many times the first task's attempt was integrated before in a batch whose verify
+    /// failed (bisection integrates it again): part of the request's and the result's message
+    /// ids, so a bisection step is not taken for a replay. 0 otherwise.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub step: u32,
 }
 
 /// A task of a batch after the first (whose fields are `Integrate`'s own).
@@ -569,6 +574,18 @@ pub struct IntegrationResult {
     /// For a batch: what became of its other tasks.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub batch: Vec<ItemOutcome>,
+    /// The request's `Integrate::step`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub step: u32,
+}
+
+/// `.<step>` for a bisection step's message ids, nothing for the first integration (ids as
+/// before batches).
+pub fn step_suffix(step: u32) -> String {
+    match step {
+        0 => String::new(),
+        n => format!(".{n}"),
+    }
 }
 
 impl WorkerEvent {
@@ -596,8 +613,13 @@ impl WorkerEvent {
                 r.job, r.index, r.attempt, r.delivery, r.worker
             ),
             WorkerEvent::Integrated(r) => format!(
-                "{}.{}.{}.{}.integrated.{}",
-                r.job, r.index, r.attempt, r.delivery, r.worker
+                "{}.{}.{}.{}.integrated{}.{}",
+                r.job,
+                r.index,
+                r.attempt,
+                r.delivery,
+                step_suffix(r.step),
+                r.worker
             ),
         }
     }

@@ -73,6 +73,11 @@ command = "until [ -e \"$MARKS/gate-verifying\" ]; do sleep 0.05; done; echo t4 
     )
 }
 
+/// `t4`'s command that breaks the integration verify (`NOT_BROKEN`) on its first run only.
+const CULPRIT: &str = "if [ -e \\\"$MARKS/t4-once\\\" ]; then echo four > t4.txt; \
+                       else touch \\\"$MARKS/t4-once\\\"; echo BROKEN > t4.txt; fi";
+const NOT_BROKEN: &str = "! grep -rq BROKEN --exclude-dir=.git .";
+
 /// The job's environment on one machine.
 fn env(marks: &Path) -> String {
     format!("env = {{ MARKS = \"{}\" }}", marks.display())
@@ -156,12 +161,7 @@ fn a_batch_of_four_clean_tasks_is_verified_once_and_moves_the_branch_once() {
 fn a_failed_batch_is_bisected_and_its_culprit_reruns() {
     let sb = Sandbox::new();
     let marks = sb.dir("marks");
-    let t4 = "if [ -e \\\"$MARKS/t4-once\\\" ]; then echo four > t4.txt; \
-              else touch \\\"$MARKS/t4-once\\\"; echo BROKEN > t4.txt; fi";
-    let spec = sb.job(
-        "batches.toml",
-        &job(&env(&marks), t4, "! grep -rq BROKEN --exclude-dir=.git ."),
-    );
+    let spec = sb.job("batches.toml", &job(&env(&marks), CULPRIT, NOT_BROKEN));
     let r = sb.run(&spec, &["--workers", "5"]);
     assert_ok(&r, "ordo run");
     let report = sb.report_json();
@@ -208,50 +208,13 @@ fn a_failed_batch_is_bisected_and_its_culprit_reruns() {
 /// repository: one integration verify for the four, the branch moved once for them.
 #[test]
 fn a_batch_on_a_cluster_is_verified_once_and_moves_the_branch_once() {
-    let sh = Shared::new();
+    let (sh, marks, report) = on_a_cluster("echo four > t4.txt", "true");
     let repo = sh.repo();
-    git(&repo, &["config", "core.logAllRefUpdates", "always"]);
-    let marks = sh.dir("marks");
-    let settings = format!(
-        "repository = \"{repo}\"\ntarget_branch = \"it\"\n\
-         env = {{ MARKS = \"{marks}\", SHARED = \"{repo}\" }}",
-        repo = repo.display(),
-        marks = marks.display()
-    );
-    let spec = write(
-        &sh.root(),
-        "batches.toml",
-        &job(&settings, "echo four > t4.txt", "true"),
-    );
-    let mut c = Cluster::start(&["--ack-wait", "2s"]);
-    sh.add_workers(&mut c, &["w1", "w2"]);
-    let r = c.ordo(&["submit", &spec, "--wait"]);
-    assert_eq!(
-        r.code(),
-        0,
-        "ordo submit --wait:\n{}\n{}\ncoordinator:\n{}",
-        r.stdout,
-        r.stderr,
-        c.coordinator.log()
-    );
-    let job_id = r
-        .stdout
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_string();
-    let report = c.ordo(&["report", &job_id, "--format", "json"]).json();
     assert_eq!(
         lines(&marks.join("verifies")).len(),
         2,
-        "one verify for the gate, one for the batch of four: {:#}\n{}",
+        "one verify for the gate, one for the batch of four: {:#}",
         report["summary"]["integration"],
-        c.workers
-            .iter()
-            .map(|w| w.log())
-            .collect::<Vec<_>>()
-            .join("\n---\n")
     );
     for (t, text) in [
         ("t1", "one"),
@@ -271,4 +234,70 @@ fn a_batch_on_a_cluster_is_verified_once_and_moves_the_branch_once() {
         "the four came with one update: {updates:?}"
     );
     assert!(files(&updates[1]).lines().any(|f| f == "gate.txt"));
+}
+
+/// The failed batch on a cluster: bisected across the workers (each step an integration
+/// message), the culprit found and run again, every change on the branch once.
+#[test]
+fn a_failed_batch_is_bisected_on_a_cluster() {
+    let (sh, marks, report) = on_a_cluster(CULPRIT, NOT_BROKEN);
+    assert_eq!(report["summary"]["outcome"], "succeeded", "{report:#}");
+    let mut ran = lines(&marks.join("ran"));
+    ran.sort();
+    assert_eq!(
+        ran,
+        ["t1", "t2", "t3", "t4", "t4"],
+        "only the culprit ran again"
+    );
+    assert_eq!(lines(&marks.join("verifies")).len(), 7);
+    assert_eq!(report["summary"]["integration"]["batches"]["bisections"], 2);
+    for (t, text) in [
+        ("t1", "one"),
+        ("t2", "two"),
+        ("t3", "three"),
+        ("t4", "four"),
+    ] {
+        assert_eq!(sh.show("it", &format!("{t}.txt")), text);
+        let touching = git(
+            &sh.repo(),
+            &["log", "--format=%H", "main..it", "--", &format!("{t}.txt")],
+        );
+        assert_eq!(touching.lines().count(), 1, "{t}'s change once: {touching}");
+    }
+}
+
+/// Runs the job (`t4`, `check`) on a cluster of two workers integrating into a shared
+/// repository (branch `it`, its reflog kept); the job's marks and report.
+fn on_a_cluster(t4: &str, check: &str) -> (Shared, std::path::PathBuf, serde_json::Value) {
+    let sh = Shared::new();
+    let repo = sh.repo();
+    git(&repo, &["config", "core.logAllRefUpdates", "always"]);
+    let marks = sh.dir("marks");
+    let settings = format!(
+        "repository = \"{repo}\"\ntarget_branch = \"it\"\n\
+         env = {{ MARKS = \"{marks}\", SHARED = \"{repo}\" }}",
+        repo = repo.display(),
+        marks = marks.display()
+    );
+    let spec = write(&sh.root(), "batches.toml", &job(&settings, t4, check));
+    let mut c = Cluster::start(&["--ack-wait", "2s"]);
+    sh.add_workers(&mut c, &["w1", "w2"]);
+    let r = c.ordo(&["submit", &spec, "--wait"]);
+    assert_eq!(
+        r.code(),
+        0,
+        "ordo submit --wait:\n{}\n{}\ncoordinator:\n{}",
+        r.stdout,
+        r.stderr,
+        c.coordinator.log()
+    );
+    let job_id = r
+        .stdout
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    let report = c.ordo(&["report", &job_id, "--format", "json"]).json();
+    (sh, marks, report)
 }

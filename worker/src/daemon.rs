@@ -905,6 +905,7 @@ async fn accept_integration(shared: &Arc<Shared>, msg: jetstream::Message, ack_w
                     delivery,
                     outcome,
                     batch,
+                    step: req.step,
                 });
                 // The lease is held until the outcome is stored.
                 let stored = shared.reporter.report(event).await;

@@ -86,6 +86,8 @@ pub(crate) struct Workspaces {
     batch: usize,
     /// Groups of a failed batch still to integrate, next first (bisection).
     bisect: VecDeque<Vec<u32>>,
+    /// Per task: integrations of it that were bisected (`Integrate::step`).
+    steps: Vec<u32>,
     /// Tasks queued again when the job resumed, with the attempt integrating: its integration
     /// may have been requested before the restart, and its outcome may still come (`accepts`).
     restored: HashMap<u32, Attempt>,
@@ -136,6 +138,7 @@ impl Workspaces {
             in_flight: Vec::new(),
             batch: spec.integration_batch(),
             bisect: VecDeque::new(),
+            steps: vec![0; n],
             restored: HashMap::new(),
             integrated: Vec::new(),
             revise: vec![None; n],
@@ -332,6 +335,7 @@ impl Workspaces {
             queue: spec.queue(task).to_string(),
             title: task.title(),
             batch: Vec::new(),
+            step: self.steps[t as usize],
         };
         for &(x, a, ws) in &items[1..] {
             let task = &spec.tasks[x as usize];
@@ -380,6 +384,7 @@ impl Workspaces {
         for &t in failed {
             self.in_flight.retain(|&(f, _)| f != t);
             self.tries[t as usize] = self.tries[t as usize].saturating_sub(1);
+            self.steps[t as usize] += 1;
         }
         true
     }

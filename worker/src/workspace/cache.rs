@@ -581,6 +581,7 @@ mod tests {
                 queue: "default".into(),
                 title: None,
                 batch: Vec::new(),
+                step: 0,
             }
         }
 

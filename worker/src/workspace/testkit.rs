@@ -162,6 +162,7 @@ impl Fx {
             queue: "default".into(),
             title: None,
             batch: Vec::new(),
+            step: 0,
         }
     }
 

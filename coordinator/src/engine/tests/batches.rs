@@ -135,7 +135,9 @@ fn a_failed_batch_is_bisected_to_its_culprit() {
     let culprit = |names: &[&str]| names.contains(&"d");
     let mut steps = Vec::new();
     let mut records = Vec::new();
+    let mut ids = Vec::new();
     while let Some(i) = h.integrations.first() {
+        ids.push((i.index.0, i.step));
         let tasks: Vec<String> = names(i).iter().map(|s| s.to_string()).collect();
         let refs: Vec<&str> = tasks.iter().map(String::as_str).collect();
         let fails = culprit(&refs);
@@ -162,6 +164,8 @@ fn a_failed_batch_is_bisected_to_its_culprit() {
             ("d".into(), true),
         ]
     );
+    // A bisection step integrates an attempt again: its message ids differ by the step.
+    assert_eq!(ids, [(1, 0), (1, 1), (3, 1), (3, 2), (4, 2)]);
     assert_eq!(
         records,
         [(4, true), (2, false), (2, true), (1, false), (1, false)]
