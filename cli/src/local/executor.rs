@@ -158,6 +158,7 @@ impl Executor for InProcess {
                 attempt: req.attempt,
                 outcome,
                 batch,
+                step: req.step,
             });
         });
     }

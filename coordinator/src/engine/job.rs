@@ -922,10 +922,12 @@ impl Job {
     /// An integration ended: the outcome of its first task and (a batch) of the others. A
     /// batch whose verify failed with more than one task merged is bisected (`Workspaces::
     /// bisect`); every other outcome is its task's, as for one task alone.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn integrated(
         &mut self,
         t: u32,
         attempt: Attempt,
+        step: u32,
         outcome: Integration,
         batch: Vec<ItemOutcome>,
         now: Millis,
@@ -937,6 +939,10 @@ impl Job {
             return;
         }
         let run: Vec<(u32, Attempt)> = ws.in_flight().to_vec();
+        if run.first() == Some(&(t, attempt)) && step != ws.step(t) {
+            // An earlier step's integration of the same attempt, carried out again.
+            return;
+        }
         if run.first() != Some(&(t, attempt)) {
             // Not the integration in flight (a request made before a restart): task by task.
             self.integrated_one(t, attempt, outcome, now, out);

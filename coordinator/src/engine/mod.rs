@@ -101,6 +101,8 @@ pub enum Event {
         outcome: Integration,
         /// For a batch: what became of its other tasks (`Integrate::batch`).
         batch: Vec<ItemOutcome>,
+        /// The request's `Integrate::step`: an outcome of an earlier step is not this one's.
+        step: u32,
     },
     /// A job that ended before this engine started (a restarted coordinator): its records,
     /// remembered so that late results for it are classified (stale, duplicate) like those of
@@ -369,7 +371,7 @@ pub struct Engine {
     /// engine does not know them, and counts no late result's spend).
     ended_charged: HashMap<JobId, HashSet<Execution>>,
     /// Repositories with an integration in flight, and whose.
-    integrating: HashMap<String, (JobId, TaskIndex, Attempt)>,
+    integrating: HashMap<String, (JobId, TaskIndex, Attempt, u32)>,
 }
 
 impl Engine {
@@ -569,11 +571,12 @@ impl Engine {
                 attempt,
                 outcome,
                 batch,
+                step,
             } => {
                 self.integrating
-                    .retain(|_, busy| *busy != (job, index, attempt));
+                    .retain(|_, busy| *busy != (job, index, attempt, step));
                 if let Some(j) = self.jobs.get_mut(&job) {
-                    j.integrated(index.0, attempt, outcome, batch, now, out);
+                    j.integrated(index.0, attempt, step, outcome, batch, now, out);
                 }
             }
             Event::Ended { job, saved } => {
@@ -619,7 +622,8 @@ impl Engine {
             }
             let repo = repo.to_string();
             if let Some(req) = job.next_integration() {
-                self.integrating.insert(repo, (*id, req.index, req.attempt));
+                self.integrating
+                    .insert(repo, (*id, req.index, req.attempt, req.step));
                 out.push(Action::Integrate(req));
             }
         }

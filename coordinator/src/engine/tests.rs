@@ -2036,6 +2036,7 @@ impl Harness {
             attempt: i.attempt,
             outcome,
             batch: Vec::new(),
+            step: i.step,
         })
     }
 }
@@ -2109,6 +2110,7 @@ fn an_integrating_task_resumes_its_integration_not_its_run() {
         attempt: Attempt(7),
         outcome: merged(&["a.txt"]),
         batch: Vec::new(),
+        step: 0,
     });
     assert!(matches!(
         last.engine.tasks(&last.job).unwrap()[0],
@@ -2178,6 +2180,7 @@ fn resumed_integrations_keep_their_order_and_accept_an_earlier_request() {
         attempt: Attempt(9),
         outcome: merged(&["a.txt"]),
         batch: Vec::new(),
+        step: 0,
     });
     assert!(matches!(
         again.engine.tasks(&again.job).unwrap()[0],
@@ -2190,6 +2193,7 @@ fn resumed_integrations_keep_their_order_and_accept_an_earlier_request() {
         attempt: Attempt(1),
         outcome: merged(&["a.txt"]),
         batch: Vec::new(),
+        step: 0,
     });
     assert!(matches!(again.state(0), TaskState::Succeeded { .. }));
     again.integrated(merged(&["b.txt"]));

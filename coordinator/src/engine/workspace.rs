@@ -361,6 +361,11 @@ impl Workspaces {
         Some(req)
     }
 
+    /// The step of `t`'s next or current integration (`Integrate::step`).
+    pub(crate) fn step(&self, t: u32) -> u32 {
+        self.steps[t as usize]
+    }
+
     /// Whether batches are on (`integration.batch` above 1).
     pub(crate) fn batches(&self) -> bool {
         self.batch > 1

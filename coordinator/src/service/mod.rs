@@ -444,6 +444,7 @@ impl Service {
                             attempt: req.attempt,
                             outcome: Integration::Failed { message },
                             batch: Vec::new(),
+                            step: req.step,
                         },
                     );
                     return;
@@ -503,6 +504,7 @@ fn engine_event(ev: WorkerEvent) -> Event {
             attempt: r.attempt,
             outcome: r.outcome,
             batch: r.batch,
+            step: r.step,
         },
     }
 }

@@ -49,6 +49,7 @@ impl Harness {
             attempt: i.attempt,
             outcome: outcome(i.task.as_str()),
             batch,
+            step: i.step,
         })
     }
 
@@ -228,4 +229,32 @@ fn batch_one_is_one_at_a_time() {
     };
     assert_eq!(run(None), ["a", "b", "c"]);
     assert_eq!(run(Some(1)), ["a", "b", "c"]);
+}
+
+/// An outcome of a bisected batch carried out again (a redelivery) while its first half is
+/// integrating names the same attempt as the half's first task: its step tells it apart, and
+/// it changes nothing.
+#[test]
+fn a_late_outcome_of_a_bisected_batch_is_not_the_next_step_s() {
+    let mut h = Harness::new(batch_spec(&["z", "a", "b", "c", "d"], Some(4)), 5);
+    h.finish_in_worktree("z", &["z.txt"]);
+    for t in ["a", "b", "c", "d"] {
+        h.finish_in_worktree(t, &[&format!("{t}.txt")]);
+    }
+    h.integrated(merged(&["z.txt"]));
+    let whole = h.integrations[0].clone();
+    h.integrated_each(|_| verify_failed());
+    assert_eq!(names(&h.integrations[0]), ["a", "b"]);
+    assert_eq!(
+        (whole.index, whole.attempt),
+        (h.integrations[0].index, h.integrations[0].attempt)
+    );
+
+    h.integrations.insert(0, whole);
+    let late = h.integrated_each(|t| merged(&[&format!("{t}.txt")]));
+    assert!(late.is_empty(), "{late:?}");
+    assert!(matches!(h.state(1), TaskState::Integrating { .. }));
+    h.integrated_each(|t| merged(&[&format!("{t}.txt")]));
+    assert!(h.succeeded(1) && h.succeeded(2));
+    assert_eq!(names(&h.integrations[0]), ["c", "d"]);
 }
