@@ -2,7 +2,8 @@
 //! with `git merge-tree` (a conflict changes nothing; the repository's merge drivers apply),
 //! build it with `git commit-tree`, run the integration verify in a scratch worktree at it,
 //! and have the source move the branch by compare-and-swap (`Source::advance`). A redone
-//! integration finds its own earlier merge on the branch and reports it again.
+//! integration finds its own earlier merge on the branch and reports it again. A batch
+//! (`integrate_batch`) merges its tasks in turn and does the rest once for all of them.
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
