@@ -121,6 +121,13 @@ fn describe(
             let by = record.by.as_deref().unwrap_or("?");
             Some(format!("✎ {name}: {} {verdict} by {by}", record.name))
         }
+        Change::Batch {
+            tasks, bisected, ..
+        } if *bisected => Some(format!(
+            "⇣ the integration verify failed for a batch of {}: bisecting",
+            tasks.len()
+        )),
+        Change::Batch { .. } => None,
         Change::Ignored { .. }
         | Change::Job { .. }
         | Change::Budget { .. }

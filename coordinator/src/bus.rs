@@ -177,7 +177,10 @@ impl Bus {
             attempt: req.attempt,
         };
         let mut headers = async_nats::HeaderMap::new();
-        headers.insert("Nats-Msg-Id", names::integrate_msg_id(&key).as_str());
+        headers.insert(
+            "Nats-Msg-Id",
+            names::integrate_msg_id(&key, req.step).as_str(),
+        );
         headers.insert(names::HEADER_KIND, names::KIND_INTEGRATE);
         let ack = self
             .js

@@ -246,7 +246,10 @@ impl Metrics {
                         .inc();
                 }
                 Change::Stage { record, .. } => self.stage(record),
-                Change::Job { .. } | Change::Budget { .. } | Change::Pool { .. } => {}
+                Change::Job { .. }
+                | Change::Budget { .. }
+                | Change::Pool { .. }
+                | Change::Batch { .. } => {}
             }
         }
     }

@@ -62,6 +62,16 @@ pub fn gather(store: &Store, id: &JobId) -> Result<Option<ReportData>> {
                 attempt,
                 record,
             },
+            Change::Batch {
+                tasks,
+                verified,
+                bisected,
+                ..
+            } => HistoryChange::Batch {
+                tasks,
+                verified,
+                bisected,
+            },
             Change::Attempt(_) | Change::Pool { .. } => continue,
             Change::Ignored {
                 result,

@@ -135,7 +135,7 @@ impl Traces {
                         a.approvals.push(record.clone());
                     }
                 }
-                Change::Budget { .. } | Change::Pool { .. } => {}
+                Change::Budget { .. } | Change::Pool { .. } | Change::Batch { .. } => {}
                 Change::Job { job, state, at, .. } => {
                     let Some(j) = self.jobs.get_mut(job) else {
                         continue;

@@ -37,11 +37,12 @@ pub use dag::{Dag, Plan};
 pub use duration::Dur;
 pub use ids::{Attempt, AttemptRef, JobId, TaskIndex, TaskName, WorkerId};
 pub use spec::{
-    AgentCall, AgentKind, Deps, ExecutionMode, FlowEdge, JobSpec, Jump, ModeDecision, ModeReason,
-    Program, Settings, TaskSpec, WorkspaceMode, task_label,
+    AgentCall, AgentKind, Deps, ExecutionMode, FlowEdge, IntegrationSettings, JobSpec, Jump,
+    ModeDecision, ModeReason, Program, Settings, TaskSpec, WorkspaceMode, task_label,
 };
 pub use state::{Ignore, JobState, TaskPhase};
 pub use wire::{
-    AgentRun, Conflict, Dispatch, FileLines, Heartbeat, Integrate, Integration, IntegrationResult,
-    Kill, Outcome, RateLimit, Resolve, TaskResult, Verify, WorkerEvent, Workspace, WorkspaceResult,
+    AgentRun, BatchItem, Conflict, Dispatch, FileLines, Heartbeat, Integrate, Integration,
+    IntegrationResult, ItemOutcome, Kill, Outcome, RateLimit, Resolve, TaskResult, Verify,
+    WorkerEvent, Workspace, WorkspaceResult,
 };

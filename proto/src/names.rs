@@ -142,8 +142,13 @@ pub fn events_msg_id(worker: &WorkerId, started_ms: u64, batch: u64) -> String {
 
 /// `Nats-Msg-Id` of an attempt's integration request: one per attempt (a conflict makes a new
 /// attempt), so a republished request is de-duplicated.
-pub fn integrate_msg_id(attempt: &AttemptRef) -> String {
-    format!("{}.integrate", dispatch_msg_id(attempt))
+/// A bisection step (`Integrate::step`) integrates the same attempt again: its id has the step.
+pub fn integrate_msg_id(attempt: &AttemptRef, step: u32) -> String {
+    format!(
+        "{}.integrate{}",
+        dispatch_msg_id(attempt),
+        crate::wire::step_suffix(step)
+    )
 }
 
 /// Environment of an attempt in a workspace: the worktree it runs in.

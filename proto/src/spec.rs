@@ -277,6 +277,22 @@ impl std::fmt::Display for ModeDecision {
     }
 }
 
+/// `[settings] integration = { batch = 4 }`: how the integration queue integrates.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IntegrationSettings {
+    /// Up to this many waiting tasks whose changed files do not overlap are merged onto the
+    /// tip together and verified once (default 1: one at a time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<u32>,
+    /// `"off"` or `"verified"`; only `"off"` is supported yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub speculate: Option<String>,
+    /// The share of the job's budget speculative runs may discard (0 to 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub speculation_budget: Option<f64>,
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
@@ -353,6 +369,9 @@ pub struct Settings {
     /// Integrations a task may try (default 3).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_integration_attempts: Option<u32>,
+    /// The integration queue: batches (`{ batch = 4 }`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub integration: Option<IntegrationSettings>,
     /// The model of prompt tasks that name none (the agent's own default when unset).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
@@ -828,6 +847,12 @@ impl JobSpec {
             .max_integration_attempts
             .unwrap_or(DEFAULT_MAX_INTEGRATION_ATTEMPTS)
             .max(1)
+    }
+
+    /// Tasks one integration may take (`integration.batch`, default 1).
+    pub fn integration_batch(&self) -> usize {
+        let batch = self.settings.integration.as_ref().and_then(|i| i.batch);
+        batch.unwrap_or(1).max(1) as usize
     }
 
     /// The command run at a new integration head for task `t`, if any.

@@ -299,6 +299,9 @@ fn check_settings(spec: &JobSpec, errors: &mut Vec<Error>) {
             message: "max_integration_attempts must be at least 1".into(),
         });
     }
+    if let Some(i) = &s.integration {
+        errors.extend(bad_integration(i).map(setting));
+    }
     if s.agent == Some(crate::spec::AgentKind::Command) && s.agent_command.is_none() {
         errors.push(Error::BadSetting {
             message: "agent = \"command\" needs agent_command, the program that takes the prompt"
@@ -348,6 +351,7 @@ fn check_settings(spec: &JobSpec, errors: &mut Vec<Error>) {
             "max_integration_attempts",
             s.max_integration_attempts.is_some(),
         ),
+        ("integration", s.integration.is_some()),
     ];
     if !spec.uses_worktrees() {
         for (field, _) in worktree_only.into_iter().filter(|(_, set)| *set) {
@@ -753,6 +757,33 @@ fn check_task(
     let _ = spec;
 }
 
+/// What is wrong with `[settings] integration`, if anything.
+fn bad_integration(i: &crate::spec::IntegrationSettings) -> Option<String> {
+    if i.batch == Some(0) {
+        return Some("integration.batch must be at least 1".into());
+    }
+    match i.speculate.as_deref() {
+        None | Some("off") => {}
+        Some("verified") => {
+            return Some(
+                "integration.speculate = \"verified\": speculate is not supported yet (use \"off\")"
+                    .into(),
+            );
+        }
+        Some(other) => {
+            return Some(format!(
+                "integration.speculate {other:?} is not one of \"off\", \"verified\""
+            ));
+        }
+    }
+    match i.speculation_budget {
+        Some(b) if !(0.0..=1.0).contains(&b) => Some(format!(
+            "integration.speculation_budget {b} must be between 0 and 1"
+        )),
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -771,6 +802,35 @@ mod tests {
                 .collect(),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn integration_settings_are_checked_and_speculation_refused() {
+        let check = |batch, speculate: Option<&str>, budget| {
+            let mut spec = job(&[("a", &[])]);
+            spec.settings.workspace = Some(crate::spec::WorkspaceMode::Worktree);
+            spec.settings.integration = Some(crate::spec::IntegrationSettings {
+                batch,
+                speculate: speculate.map(str::to_string),
+                speculation_budget: budget,
+            });
+            validate(&spec)
+                .err()
+                .map(|e| e.iter().map(ToString::to_string).collect::<Vec<_>>())
+        };
+        assert_eq!(check(Some(4), Some("off"), Some(0.2)), None);
+        let err = |b, s, f| check(b, s, f).unwrap().join("; ");
+        assert!(err(Some(0), None, None).contains("integration.batch must be at least 1"));
+        assert!(err(None, Some("verified"), None).contains("speculate is not supported yet"));
+        assert!(err(None, Some("always"), None).contains("is not one of"));
+        assert!(err(None, None, Some(1.5)).contains("between 0 and 1"));
+        let mut spec = job(&[("a", &[])]);
+        spec.settings.integration = Some(Default::default());
+        let e = validate(&spec).unwrap_err();
+        assert!(
+            e[0].to_string().contains("integration needs workspace"),
+            "{e:?}"
+        );
     }
 
     #[test]

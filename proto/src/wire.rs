@@ -200,6 +200,62 @@ pub struct Integrate {
     /// The task's title, when its format gave one: for the merge commit's message.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub title: Option<String>,
+    /// A batch (docs/design.md, "Integration queue: batches"): the tasks merged on top of this
+    /// one, in order, before the one integration verify; the branch moves once for all.
+    /// Empty: this task alone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub batch: Vec<BatchItem>,
+    /// How many times the first task's attempt was integrated before in a batch whose verify
+    /// failed (bisection integrates it again): part of the request's and the result's message
+    /// ids, so a bisection step is not taken for a replay. 0 otherwise.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub step: u32,
+}
+
+/// A task of a batch after the first (whose fields are `Integrate`'s own).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BatchItem {
+    pub task: TaskName,
+    pub index: TaskIndex,
+    pub attempt: Attempt,
+    pub task_branch: String,
+    pub head: String,
+    pub worktree: String,
+    #[serde(default)]
+    pub last: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+}
+
+/// What became of one task of a batch.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ItemOutcome {
+    pub index: TaskIndex,
+    pub attempt: Attempt,
+    pub outcome: Integration,
+}
+
+impl Integrate {
+    /// Every task of this integration as an integration of its own (the first is `self`
+    /// without its batch), in merge order.
+    pub fn items(&self) -> Vec<Integrate> {
+        let first = Integrate {
+            batch: Vec::new(),
+            ..self.clone()
+        };
+        let rest = self.batch.iter().map(|b| Integrate {
+            task: b.task.clone(),
+            index: b.index,
+            attempt: b.attempt,
+            task_branch: b.task_branch.clone(),
+            head: b.head.clone(),
+            worktree: b.worktree.clone(),
+            last: b.last,
+            title: b.title.clone(),
+            ..first.clone()
+        });
+        std::iter::once(first.clone()).chain(rest).collect()
+    }
 }
 
 impl Integration {
@@ -515,6 +571,21 @@ pub struct IntegrationResult {
     #[serde(default)]
     pub delivery: u32,
     pub outcome: Integration,
+    /// For a batch: what became of its other tasks.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub batch: Vec<ItemOutcome>,
+    /// The request's `Integrate::step`.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub step: u32,
+}
+
+/// `.<step>` for a bisection step's message ids, nothing for the first integration (ids as
+/// before batches).
+pub fn step_suffix(step: u32) -> String {
+    match step {
+        0 => String::new(),
+        n => format!(".{n}"),
+    }
 }
 
 impl WorkerEvent {
@@ -542,8 +613,13 @@ impl WorkerEvent {
                 r.job, r.index, r.attempt, r.delivery, r.worker
             ),
             WorkerEvent::Integrated(r) => format!(
-                "{}.{}.{}.{}.integrated.{}",
-                r.job, r.index, r.attempt, r.delivery, r.worker
+                "{}.{}.{}.{}.integrated{}.{}",
+                r.job,
+                r.index,
+                r.attempt,
+                r.delivery,
+                step_suffix(r.step),
+                r.worker
             ),
         }
     }

@@ -170,6 +170,9 @@ pub fn integration_section(out: &mut String, r: &Report, ji: &super::JobIntegrat
     if let Some(rework) = super::rework_text(ji) {
         let _ = writeln!(out, "<p class=\"rework\">{}</p>", esc(&rework));
     }
+    if let Some(batches) = super::batch_text(ji) {
+        let _ = writeln!(out, "<p class=\"batches\">{}</p>", esc(&batches));
+    }
     let _ = writeln!(
         out,
         "<table>\n<thead><tr><th>task</th><th>outcome</th><th>commit</th>\

@@ -301,6 +301,57 @@ pub struct JobIntegration {
     pub resolve_cost_usd: Option<f64>,
     /// The files with the most conflicts, most first (at most 10).
     pub hot_files: Vec<HotFile>,
+    /// With `integration.batch` above 1: the integrations that took several tasks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub batches: Option<BatchSummary>,
+}
+
+/// The integration queue's batches (docs/design.md, "Integration queue: batches").
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct BatchSummary {
+    /// Integrations that took more than one task.
+    pub batches: usize,
+    /// Their sizes, in order.
+    pub sizes: Vec<usize>,
+    /// Integrations whose verify failed with several tasks merged (split in halves).
+    pub bisections: usize,
+    /// Integration verifies run, every integration of the job counted.
+    pub verifies_run: usize,
+    /// Verifies one-at-a-time integration would have run in addition: the tasks of each
+    /// passing integration beyond its first, less the verifies of bisected ones (negative when
+    /// bisection cost more than batches saved).
+    pub verifies_saved: i64,
+}
+
+impl BatchSummary {
+    fn of(history: &[ordo_proto::api::HistoryEntry]) -> BatchSummary {
+        let mut s = BatchSummary::default();
+        for h in history {
+            let HistoryChange::Batch {
+                tasks,
+                verified,
+                bisected,
+            } = &h.change
+            else {
+                continue;
+            };
+            if tasks.len() > 1 {
+                s.batches += 1;
+                s.sizes.push(tasks.len());
+            }
+            if !verified {
+                continue;
+            }
+            s.verifies_run += 1;
+            if *bisected {
+                s.bisections += 1;
+                s.verifies_saved -= 1;
+            } else {
+                s.verifies_saved += tasks.len() as i64 - 1;
+            }
+        }
+        s
+    }
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -1380,6 +1431,8 @@ pub fn build(data: &ReportData) -> Report {
                     .filter_map(|it| it.resolve_cost_usd)
                     .reduce(|a, b| a + b);
                 JobIntegration {
+                    batches: (spec.integration_batch() > 1)
+                        .then(|| BatchSummary::of(&data.history)),
                     kept: failed.then(|| kept_text(&data.job.summary.id)),
                     resolve_rounds,
                     resolve_cost_usd,
@@ -1426,6 +1479,24 @@ pub fn rework_text(ji: &JobIntegration) -> Option<String> {
         text.push_str(&format!(" Hot files: {}.", files.join(", ")));
     }
     Some(text)
+}
+
+/// The integration queue's batches in a sentence, when the job had them on.
+pub fn batch_text(ji: &JobIntegration) -> Option<String> {
+    let b = ji.batches.as_ref()?;
+    let sizes: Vec<String> = b.sizes.iter().map(usize::to_string).collect();
+    Some(format!(
+        "Batches: {} (sizes {}), {} bisection(s); integration verifies run {}, saved {}.",
+        b.batches,
+        if sizes.is_empty() {
+            "-".to_string()
+        } else {
+            sizes.join(", ")
+        },
+        b.bisections,
+        b.verifies_run,
+        b.verifies_saved
+    ))
 }
 
 /// What the failed attempts of worktree job `job` keep, and the command that removes it.

@@ -25,6 +25,9 @@ fn integration_section(out: &mut String, r: &Report, ji: &super::JobIntegration)
     if let Some(rework) = super::rework_text(ji) {
         let _ = writeln!(out, "{}\n", cell(&rework));
     }
+    if let Some(batches) = super::batch_text(ji) {
+        let _ = writeln!(out, "{}\n", cell(&batches));
+    }
     let _ = writeln!(
         out,
         "| task | outcome | commit | files changed | conflicts |"

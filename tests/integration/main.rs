@@ -33,6 +33,8 @@
 //!   status, the dashboard and cancel from other processes; a stale socket taken over.
 //! - `run_local`: `ordo run` end to end: the fixtures (and the shared set when present), every
 //!   execution semantic, Ctrl-C, resume.
+//! - `queue`: the integration queue's batches: four clean tasks verified once and merged with
+//!   one move of the branch; a failed batch bisected to its culprit, which runs again.
 //! - `report`: reports of real runs in every format (JUnit read by junitparser, HTML rendered
 //!   by Chromium), through a state directory and the coordinator; `ordo prune`.
 //! - `update_source`: `ordo run --update-source` on TaskMaster files, the result read by
@@ -60,6 +62,7 @@ mod jobs_local;
 mod mcp;
 mod notify;
 mod observability;
+mod queue;
 mod report;
 mod run_local;
 mod served;

@@ -16,12 +16,12 @@ use serde_json::Value;
 /// A test's directory: `repo/` (a git repository on `main` with one commit: `README.md` and
 /// `shared.txt` of two lines) and, beside it, room for job files, state and logs, outside the
 /// repository so they never show in its status.
-struct Sandbox {
+pub(crate) struct Sandbox {
     tmp: tempfile::TempDir,
 }
 
 impl Sandbox {
-    fn new() -> Sandbox {
+    pub(crate) fn new() -> Sandbox {
         let tmp = tempfile::tempdir().unwrap();
         let repo = tmp.path().join("repo");
         std::fs::create_dir(&repo).unwrap();
@@ -36,32 +36,32 @@ impl Sandbox {
         Sandbox { tmp }
     }
 
-    fn root(&self) -> &Path {
+    pub(crate) fn root(&self) -> &Path {
         self.tmp.path()
     }
 
-    fn repo(&self) -> PathBuf {
+    pub(crate) fn repo(&self) -> PathBuf {
         self.tmp.path().join("repo")
     }
 
     /// A directory beside the repository (created), e.g. for the tasks' logs.
-    fn dir(&self, name: &str) -> PathBuf {
+    pub(crate) fn dir(&self, name: &str) -> PathBuf {
         let d = self.tmp.path().join(name);
         std::fs::create_dir_all(&d).unwrap();
         d
     }
 
     /// Writes a job file beside the repository; returns its path.
-    fn job(&self, name: &str, text: &str) -> String {
+    pub(crate) fn job(&self, name: &str, text: &str) -> String {
         write(self.root(), name, text)
     }
 
-    fn state(&self) -> String {
+    pub(crate) fn state(&self) -> String {
         self.root().join("state").display().to_string()
     }
 
     /// `ordo run SPEC --state <state> EXTRA...` in the repository.
-    fn run(&self, spec: &str, extra: &[&str]) -> Run {
+    pub(crate) fn run(&self, spec: &str, extra: &[&str]) -> Run {
         let state = self.state();
         let mut args = vec!["run", spec, "--state", state.as_str()];
         args.extend_from_slice(extra);
@@ -69,7 +69,7 @@ impl Sandbox {
     }
 
     /// The newest job's report from the state directory, in `format`.
-    fn report(&self, format: &str) -> Run {
+    pub(crate) fn report(&self, format: &str) -> Run {
         let state = self.state();
         let r = ordo_in(
             &self.repo(),
@@ -80,12 +80,12 @@ impl Sandbox {
         r
     }
 
-    fn report_json(&self) -> Value {
+    pub(crate) fn report_json(&self) -> Value {
         self.report("json").json()
     }
 
     /// `git show BRANCH:PATH` in the repository.
-    fn show(&self, branch: &str, path: &str) -> String {
+    pub(crate) fn show(&self, branch: &str, path: &str) -> String {
         git(&self.repo(), &["show", &format!("{branch}:{path}")])
     }
 
@@ -128,12 +128,12 @@ struct Checkout {
 }
 
 /// The integration branch ordo names by default: `ordo/<job name>-<first 8 of the id>-<last 4>`.
-fn default_branch(job_name: &str, report: &Value) -> String {
+pub(crate) fn default_branch(job_name: &str, report: &Value) -> String {
     let id = report["job"]["id"].as_str().expect("job id");
     format!("ordo/{job_name}-{}-{}", &id[..8], &id[id.len() - 4..])
 }
 
-fn strings(v: &Value) -> Vec<String> {
+pub(crate) fn strings(v: &Value) -> Vec<String> {
     v.as_array()
         .unwrap_or_else(|| panic!("not an array: {v}"))
         .iter()
@@ -179,7 +179,7 @@ fn canonical(p: &Path) -> PathBuf {
     std::fs::canonicalize(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
-fn assert_ok(r: &Run, what: &str) {
+pub(crate) fn assert_ok(r: &Run, what: &str) {
     assert_eq!(r.code(), 0, "{what}:\n{}\n{}", r.stdout, r.stderr);
 }
 

@@ -889,13 +889,14 @@ async fn accept_integration(shared: &Arc<Shared>, msg: jetstream::Message, ack_w
         let (lease, lost) = hold_lease(msg.clone(), shared.client.clone(), ack_wait);
         let opts = exec_options(&shared, delivery);
         let outcome = tokio::select! {
-            o = workspace::integrate(&req, &shared.caches, &opts) => Some(o),
+            o = workspace::integrate_batch(&req, &shared.caches, &opts) => Some(o),
             Ok(()) = lost => None,
         };
         drop(slot);
         match outcome {
-            Some(outcome) => {
-                tracing::info!(job = %req.job, task = %req.task, attempt = req.attempt.0, outcome = outcome.name(), "integrated");
+            Some(mut batch) => {
+                let outcome = batch.remove(0).outcome;
+                tracing::info!(job = %req.job, task = %req.task, attempt = req.attempt.0, outcome = outcome.name(), batch = batch.len() + 1, "integrated");
                 let event = WorkerEvent::Integrated(IntegrationResult {
                     job: req.job,
                     index: req.index,
@@ -903,6 +904,8 @@ async fn accept_integration(shared: &Arc<Shared>, msg: jetstream::Message, ack_w
                     worker: shared.opts.id.clone(),
                     delivery,
                     outcome,
+                    batch,
+                    step: req.step,
                 });
                 // The lease is held until the outcome is stored.
                 let stored = shared.reporter.report(event).await;

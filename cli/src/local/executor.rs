@@ -150,12 +150,15 @@ impl Executor for InProcess {
         let events = self.events.clone();
         let opts = self.opts.clone();
         tokio::spawn(async move {
-            let outcome = workspace::integrate(&req, &workspace::Local::new(), &opts).await;
+            let mut batch = workspace::integrate_batch(&req, &workspace::Local::new(), &opts).await;
+            let outcome = batch.remove(0).outcome;
             let _ = events.send(Event::Integrated {
                 job: req.job,
                 index: req.index,
                 attempt: req.attempt,
                 outcome,
+                batch,
+                step: req.step,
             });
         });
     }

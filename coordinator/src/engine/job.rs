@@ -13,8 +13,8 @@ use std::collections::{BTreeSet, HashSet, VecDeque};
 use std::sync::Arc;
 
 use ordo_proto::{
-    Attempt, Dag, Dispatch, ExecutionMode, Integrate, Integration, JobId, JobSpec, Jump, Outcome,
-    TaskIndex, TaskResult, TaskSpec, Verify, WorkerId, names,
+    Attempt, Dag, Dispatch, ExecutionMode, Integrate, Integration, ItemOutcome, JobId, JobSpec,
+    Jump, Outcome, TaskIndex, TaskResult, TaskSpec, Verify, WorkerId, names,
 };
 
 use super::agents::Agents;
@@ -923,8 +923,82 @@ impl Job {
         self.ws.as_ref().map(Workspaces::repository)
     }
 
-    /// An integration ended (fenced: only the one in flight for the attempt integrating).
+    /// An integration ended: the outcome of its first task and (a batch) of the others. A
+    /// batch whose verify failed with more than one task merged is bisected (`Workspaces::
+    /// bisect`); every other outcome is its task's, as for one task alone.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn integrated(
+        &mut self,
+        t: u32,
+        attempt: Attempt,
+        step: u32,
+        outcome: Integration,
+        batch: Vec<ItemOutcome>,
+        now: Millis,
+        out: &mut Vec<Action>,
+    ) {
+        let Some(ws) = &mut self.ws else { return };
+        if !ws.batches() {
+            self.integrated_one(t, attempt, outcome, now, out);
+            return;
+        }
+        let run: Vec<(u32, Attempt)> = ws.in_flight().to_vec();
+        if run.first() == Some(&(t, attempt)) && step != ws.step(t) {
+            // An earlier step's integration of the same attempt, carried out again.
+            return;
+        }
+        if run.first() != Some(&(t, attempt)) {
+            // Not the integration in flight (a request made before a restart): task by task.
+            self.integrated_one(t, attempt, outcome, now, out);
+            for b in batch {
+                self.integrated_one(b.index.0, b.attempt, b.outcome, now, out);
+            }
+            return;
+        }
+        // Each task of the run, with its outcome; one the result does not name shares a
+        // failure of the whole.
+        let mut outcomes: Vec<(u32, Attempt, Integration)> = vec![(t, attempt, outcome)];
+        for &(x, a) in &run[1..] {
+            let named = batch.iter().find(|b| b.index.0 == x && b.attempt == a);
+            let o = match (named, &outcomes[0].2) {
+                (Some(b), _) => b.outcome.clone(),
+                (None, failed @ Integration::Failed { .. }) => failed.clone(),
+                (None, _) => Integration::Failed {
+                    message: "the batch's integration did not report this task".into(),
+                },
+            };
+            outcomes.push((x, a, o));
+        }
+        let failed: Vec<u32> = outcomes
+            .iter()
+            .filter(|(_, _, o)| matches!(o, Integration::VerifyFailed { .. }))
+            .map(|&(x, _, _)| x)
+            .collect();
+        let bisected = ws.bisect(&failed);
+        out.push(Action::Record(Change::Batch {
+            job: self.id,
+            tasks: run.iter().map(|&(x, _)| TaskIndex(x)).collect(),
+            verified: self.verified(t),
+            bisected,
+            at: now,
+        }));
+        for (x, a, o) in outcomes {
+            if bisected && failed.contains(&x) {
+                continue;
+            }
+            self.integrated_one(x, a, o, now, out);
+        }
+        self.check_done(now, out);
+    }
+
+    /// Whether the integration of task `t` runs an integration verify.
+    fn verified(&self, t: u32) -> bool {
+        self.spec.integration_verify(self.task(t)).is_some()
+    }
+
+    /// One task's integration ended (fenced: only the one in flight for the attempt
+    /// integrating).
+    fn integrated_one(
         &mut self,
         t: u32,
         attempt: Attempt,

@@ -32,8 +32,8 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use ordo_proto::{
-    Attempt, Dag, Dispatch, ExecutionMode, Integrate, Integration, JobId, JobSpec, TaskIndex,
-    TaskResult, WorkerId,
+    Attempt, Dag, Dispatch, ExecutionMode, Integrate, Integration, ItemOutcome, JobId, JobSpec,
+    TaskIndex, TaskResult, WorkerId,
 };
 use serde::{Deserialize, Serialize};
 
@@ -99,6 +99,10 @@ pub enum Event {
         index: TaskIndex,
         attempt: Attempt,
         outcome: Integration,
+        /// For a batch: what became of its other tasks (`Integrate::batch`).
+        batch: Vec<ItemOutcome>,
+        /// The request's `Integrate::step`: an outcome of an earlier step is not this one's.
+        step: u32,
     },
     /// A job that ended before this engine started (a restarted coordinator): its records,
     /// remembered so that late results for it are classified (stale, duplicate) like those of
@@ -295,6 +299,17 @@ pub enum Change {
         with: Option<ordo_proto::TaskName>,
         at: Millis,
     },
+    /// An integration of a job with `integration.batch` above 1 ended (docs/design.md,
+    /// "Integration queue: batches"): the tasks it merged and verified together, whether an
+    /// integration verify ran, and whether it failed with more than one task merged (the
+    /// batch is bisected).
+    Batch {
+        job: JobId,
+        tasks: Vec<TaskIndex>,
+        verified: bool,
+        bisected: bool,
+        at: Millis,
+    },
     /// An adaptive pool's limit changed, or a run in it was refused (a rate limit, an
     /// overload). Not a job's: global across jobs, kept per pool name.
     Pool { name: String, limit: PoolLimit },
@@ -316,6 +331,7 @@ impl Change {
             | Change::Job { job, .. }
             | Change::Budget { job, .. }
             | Change::Integrated { job, .. }
+            | Change::Batch { job, .. }
             | Change::Stage { job, .. } => Some(*job),
             Change::Attempt(r) | Change::Ignored { result: r, .. } => Some(r.job),
             Change::Pool { .. } => None,
@@ -355,7 +371,7 @@ pub struct Engine {
     /// engine does not know them, and counts no late result's spend).
     ended_charged: HashMap<JobId, HashSet<Execution>>,
     /// Repositories with an integration in flight, and whose.
-    integrating: HashMap<String, (JobId, TaskIndex, Attempt)>,
+    integrating: HashMap<String, (JobId, TaskIndex, Attempt, u32)>,
 }
 
 impl Engine {
@@ -554,11 +570,13 @@ impl Engine {
                 index,
                 attempt,
                 outcome,
+                batch,
+                step,
             } => {
                 self.integrating
-                    .retain(|_, busy| *busy != (job, index, attempt));
+                    .retain(|_, busy| *busy != (job, index, attempt, step));
                 if let Some(j) = self.jobs.get_mut(&job) {
-                    j.integrated(index.0, attempt, outcome, now, out);
+                    j.integrated(index.0, attempt, step, outcome, batch, now, out);
                 }
             }
             Event::Ended { job, saved } => {
@@ -604,7 +622,8 @@ impl Engine {
             }
             let repo = repo.to_string();
             if let Some(req) = job.next_integration() {
-                self.integrating.insert(repo, (*id, req.index, req.attempt));
+                self.integrating
+                    .insert(repo, (*id, req.index, req.attempt, req.step));
                 out.push(Action::Integrate(req));
             }
         }

@@ -1317,7 +1317,8 @@ impl Sim {
                 | Change::Pool { .. }
                 | Change::Stage { .. },
             ) => {}
-            Action::Integrate(_) | Action::Record(Change::Integrated { .. }) => {
+            Action::Integrate(_)
+            | Action::Record(Change::Integrated { .. } | Change::Batch { .. }) => {
                 panic!("round {round}: the model's jobs use no worktrees")
             }
             Action::Record(Change::Job { job, state, .. }) => {
@@ -2034,6 +2035,8 @@ impl Harness {
             index: i.index,
             attempt: i.attempt,
             outcome,
+            batch: Vec::new(),
+            step: i.step,
         })
     }
 }
@@ -2106,6 +2109,8 @@ fn an_integrating_task_resumes_its_integration_not_its_run() {
         index: TaskIndex(0),
         attempt: Attempt(7),
         outcome: merged(&["a.txt"]),
+        batch: Vec::new(),
+        step: 0,
     });
     assert!(matches!(
         last.engine.tasks(&last.job).unwrap()[0],
@@ -2174,6 +2179,8 @@ fn resumed_integrations_keep_their_order_and_accept_an_earlier_request() {
         index: TaskIndex(0),
         attempt: Attempt(9),
         outcome: merged(&["a.txt"]),
+        batch: Vec::new(),
+        step: 0,
     });
     assert!(matches!(
         again.engine.tasks(&again.job).unwrap()[0],
@@ -2185,6 +2192,8 @@ fn resumed_integrations_keep_their_order_and_accept_an_earlier_request() {
         index: TaskIndex(0),
         attempt: Attempt(1),
         outcome: merged(&["a.txt"]),
+        batch: Vec::new(),
+        step: 0,
     });
     assert!(matches!(again.state(0), TaskState::Succeeded { .. }));
     again.integrated(merged(&["b.txt"]));
@@ -2769,3 +2778,4 @@ fn repeated_conflicts_and_revision_rounds_climb_the_ladder() {
 }
 
 mod approvals;
+mod batches;

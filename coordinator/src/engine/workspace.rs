@@ -11,12 +11,19 @@
 //! wait for it. So a task can lose a race only to tasks that finished before it, and every
 //! change is integrated in the end; `max_integration_attempts` bounds what a rework cannot
 //! mend (a failed integration verify), not races lost.
+//!
+//! Batches (`integration.batch` above 1): an idle integrator takes up to that many waiting
+//! tasks, in queue order, whose changed files do not overlap, and one integration merges and
+//! verifies them together. When the verify fails with more than one task merged, the batch is
+//! bisected: its halves are integrated in turn (on top of each other), and a half that fails is
+//! split again, until the culprit is a single task, whose failed verify counts as today's.
+//! Bisection steps go before the queue and spend no integration attempt.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
 use ordo_proto::{
-    Attempt, Conflict, Dispatch, Integrate, Integration, JobId, JobSpec, Resolve, TaskIndex,
-    TaskName, Verify, Workspace, WorkspaceResult, globs, names,
+    Attempt, BatchItem, Conflict, Dispatch, Integrate, Integration, JobId, JobSpec, Resolve,
+    TaskIndex, TaskName, Verify, Workspace, WorkspaceResult, globs, names,
 };
 
 /// Tasks declaring `files` beyond this many are all serialised with one lock (the pairwise
@@ -73,8 +80,14 @@ pub(crate) struct Workspaces {
     /// Tasks reworked after a lost race, with their place and the files their change touched:
     /// later tasks touching those files wait for them.
     reworking: BTreeMap<u32, (u64, Vec<String>)>,
-    /// The task being integrated, and the attempt.
-    in_flight: Option<(u32, Attempt)>,
+    /// The tasks being integrated (one, or a batch in merge order), with their attempts.
+    in_flight: Vec<(u32, Attempt)>,
+    /// Tasks integrated at most together (`integration.batch`).
+    batch: usize,
+    /// Groups of a failed batch still to integrate, next first (bisection).
+    bisect: VecDeque<Vec<u32>>,
+    /// Per task: integrations of it that were bisected (`Integrate::step`).
+    steps: Vec<u32>,
     /// Tasks queued again when the job resumed, with the attempt integrating: its integration
     /// may have been requested before the restart, and its outcome may still come (`accepts`).
     restored: HashMap<u32, Attempt>,
@@ -122,7 +135,10 @@ impl Workspaces {
             next_place: 0,
             queue: BTreeSet::new(),
             reworking: BTreeMap::new(),
-            in_flight: None,
+            in_flight: Vec::new(),
+            batch: spec.integration_batch(),
+            bisect: VecDeque::new(),
+            steps: vec![0; n],
             restored: HashMap::new(),
             integrated: Vec::new(),
             revise: vec![None; n],
@@ -217,68 +233,165 @@ impl Workspaces {
         self.tries[t as usize] = tried;
     }
 
-    /// The next integration to start, if none is in flight.
+    /// The next integration to start, if none is in flight: a group of a bisected batch first,
+    /// else the first queued task that waits for no earlier one, with (batches) the queued
+    /// tasks after it that could join it.
     pub(crate) fn next(
         &mut self,
         job: JobId,
         spec: &JobSpec,
         attempt: impl Fn(u32) -> Attempt,
     ) -> Option<Integrate> {
-        if self.in_flight.is_some() {
+        if !self.in_flight.is_empty() {
             return None;
         }
-        // The first task in place order that waits for no earlier one: neither for a task
-        // reworked after a lost race nor for a queued task held back itself (transitively).
+        while let Some(group) = self.bisect.pop_front() {
+            let group: Vec<u32> = group
+                .into_iter()
+                .filter(|&t| self.pending[t as usize].is_some())
+                .collect();
+            if !group.is_empty() {
+                return self.start(job, spec, &group, attempt);
+            }
+        }
+        let ready = self.ready(spec);
+        for &t in &ready {
+            if let Some(place) = self.place[t as usize] {
+                self.queue.remove(&(place, t));
+            }
+            self.restored.remove(&t);
+        }
+        if ready.is_empty() {
+            return None;
+        }
+        self.start(job, spec, &ready, attempt)
+    }
+
+    /// The queued tasks to integrate next, in place order: the first that waits for no earlier
+    /// one (neither for a task reworked after a lost race nor for a queued task held back
+    /// itself, transitively), then up to `batch` in all whose files overlap none of those
+    /// before them and that verify alike.
+    fn ready(&self, spec: &JobSpec) -> Vec<u32> {
         let mut waiting: Vec<&String> = Vec::new();
-        let mut ready: Vec<(u64, u32)> = Vec::new();
+        let mut ready: Vec<u32> = Vec::new();
         for &(place, t) in &self.queue {
             let files = self.pending[t as usize]
                 .as_ref()
                 .map_or(&[][..], |w| w.files.as_slice());
-            if self.held_back(place, t) || files.iter().any(|f| waiting.contains(&f)) {
+            let joins = ready
+                .first()
+                .is_none_or(|&first| integrated_alike(spec, first, t));
+            if !joins || self.held_back(place, t) || files.iter().any(|f| waiting.contains(&f)) {
                 waiting.extend(files);
                 continue;
             }
-            ready.push((place, t));
-            break;
+            waiting.extend(files);
+            ready.push(t);
+            if ready.len() >= self.batch {
+                break;
+            }
         }
-        for (place, t) in ready {
-            self.queue.remove(&(place, t));
-            self.restored.remove(&t);
-            let Some(ws) = self.pending[t as usize].as_ref() else {
-                continue;
-            };
-            let task = &spec.tasks[t as usize];
-            let attempt = attempt(t);
-            self.in_flight = Some((t, attempt));
-            self.tries[t as usize] += 1;
-            return Some(Integrate {
-                job,
+        ready
+    }
+
+    /// Starts the integration of `tasks` (the first's fields, the others as its batch).
+    fn start(
+        &mut self,
+        job: JobId,
+        spec: &JobSpec,
+        tasks: &[u32],
+        attempt: impl Fn(u32) -> Attempt,
+    ) -> Option<Integrate> {
+        let mut items: Vec<(u32, Attempt, &WorkspaceResult)> = Vec::new();
+        for &t in tasks {
+            if let Some(ws) = self.pending[t as usize].as_deref() {
+                items.push((t, attempt(t), ws));
+            }
+        }
+        let &(t, first_attempt, ws) = items.first()?;
+        let task = &spec.tasks[t as usize];
+        let mut req = Integrate {
+            job,
+            task: task.name.clone(),
+            index: TaskIndex(t),
+            attempt: first_attempt,
+            repository: self.repository.clone(),
+            integration_branch: self.integration_branch.clone(),
+            base: self.base.clone(),
+            task_branch: ws.branch.clone(),
+            head: ws.head.clone(),
+            worktree: ws.worktree.clone(),
+            verify: spec.integration_verify(task).map(|command| Verify {
+                command,
+                success_code: if spec.settings.integration_verify.is_some() {
+                    0
+                } else {
+                    task.verify_success_code
+                },
+            }),
+            env: spec.env(task),
+            timeout: spec.timeout(task),
+            last: false,
+            queue: spec.queue(task).to_string(),
+            title: task.title(),
+            batch: Vec::new(),
+            step: self.steps[t as usize],
+        };
+        for &(x, a, ws) in &items[1..] {
+            let task = &spec.tasks[x as usize];
+            req.batch.push(BatchItem {
                 task: task.name.clone(),
-                index: TaskIndex(t),
-                attempt,
-                repository: self.repository.clone(),
-                integration_branch: self.integration_branch.clone(),
-                base: self.base.clone(),
+                index: TaskIndex(x),
+                attempt: a,
                 task_branch: ws.branch.clone(),
                 head: ws.head.clone(),
                 worktree: ws.worktree.clone(),
-                verify: spec.integration_verify(task).map(|command| Verify {
-                    command,
-                    success_code: if spec.settings.integration_verify.is_some() {
-                        0
-                    } else {
-                        task.verify_success_code
-                    },
-                }),
-                env: spec.env(task),
-                timeout: spec.timeout(task),
-                last: self.tries[t as usize] >= self.max_tries,
-                queue: spec.queue(task).to_string(),
+                last: false,
                 title: task.title(),
             });
         }
-        None
+        self.in_flight = items.iter().map(|&(x, a, _)| (x, a)).collect();
+        for (x, _) in self.in_flight.clone() {
+            self.tries[x as usize] += 1;
+        }
+        req.last = self.tries[t as usize] >= self.max_tries;
+        for b in &mut req.batch {
+            b.last = self.tries[b.index.get()] >= self.max_tries;
+        }
+        Some(req)
+    }
+
+    /// The step of `t`'s next or current integration (`Integrate::step`).
+    pub(crate) fn step(&self, t: u32) -> u32 {
+        self.steps[t as usize]
+    }
+
+    /// Whether batches are on (`integration.batch` above 1).
+    pub(crate) fn batches(&self) -> bool {
+        self.batch > 1
+    }
+
+    /// The tasks of the integration in flight, first first.
+    pub(crate) fn in_flight(&self) -> &[(u32, Attempt)] {
+        &self.in_flight
+    }
+
+    /// A batch's integration verify failed with more than one task merged (`failed`, in merge
+    /// order): they go back as two halves, integrated next, the first half first; no
+    /// integration attempt is spent. False (nothing done) for a single task: the culprit.
+    pub(crate) fn bisect(&mut self, failed: &[u32]) -> bool {
+        if failed.len() < 2 {
+            return false;
+        }
+        let (first, second) = failed.split_at(failed.len().div_ceil(2));
+        self.bisect.push_front(second.to_vec());
+        self.bisect.push_front(first.to_vec());
+        for &t in failed {
+            self.in_flight.retain(|&(f, _)| f != t);
+            self.tries[t as usize] = self.tries[t as usize].saturating_sub(1);
+            self.steps[t as usize] += 1;
+        }
+        true
     }
 
     /// Whether an outcome of this attempt's integration is awaited: it is the one in flight,
@@ -287,12 +400,12 @@ impl Workspaces {
     /// request made again). Fencing: across machines a request may be carried out twice, and
     /// the second outcome may come after the task moved on.
     pub(crate) fn accepts(&self, t: u32, attempt: Attempt) -> bool {
-        self.in_flight == Some((t, attempt)) || self.restored.get(&t) == Some(&attempt)
+        self.in_flight.contains(&(t, attempt)) || self.restored.get(&t) == Some(&attempt)
     }
 
     /// No task of the job waits for integration or is being integrated.
     pub(crate) fn idle(&self) -> bool {
-        self.queue.is_empty() && self.in_flight.is_none()
+        self.queue.is_empty() && self.in_flight.is_empty() && self.bisect.is_empty()
     }
 
     /// The next attempt of `t` runs again from the tip rather than resolving its conflict
@@ -339,9 +452,7 @@ impl Workspaces {
         outcome: &Integration,
         names: &[TaskName],
     ) -> (Verdict, Option<TaskName>) {
-        if self.in_flight.is_some_and(|(f, _)| f == t) {
-            self.in_flight = None;
-        }
+        self.in_flight.retain(|&(f, _)| f != t);
         self.dequeue(t);
         if self.restored.remove(&t).is_some() {
             // A request made before the restart, carried out: one more integration tried.
@@ -418,6 +529,17 @@ impl Workspaces {
         }
         (Verdict::Again { with }, with_name)
     }
+}
+
+/// Whether tasks `a` and `b` can share an integration: the same integration verify, with the
+/// same environment, timeout and queue (a batch runs one verify, as its first task's).
+fn integrated_alike(spec: &JobSpec, a: u32, b: u32) -> bool {
+    let (ta, tb) = (&spec.tasks[a as usize], &spec.tasks[b as usize]);
+    spec.integration_verify(ta) == spec.integration_verify(tb)
+        && ta.verify_success_code == tb.verify_success_code
+        && spec.env(ta) == spec.env(tb)
+        && spec.timeout(ta) == spec.timeout(tb)
+        && spec.queue(ta) == spec.queue(tb)
 }
 
 /// What a prompt is told after its last integration conflicted.

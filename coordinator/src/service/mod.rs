@@ -443,6 +443,8 @@ impl Service {
                             index: req.index,
                             attempt: req.attempt,
                             outcome: Integration::Failed { message },
+                            batch: Vec::new(),
+                            step: req.step,
                         },
                     );
                     return;
@@ -501,6 +503,8 @@ fn engine_event(ev: WorkerEvent) -> Event {
             index: r.index,
             attempt: r.attempt,
             outcome: r.outcome,
+            batch: r.batch,
+            step: r.step,
         },
     }
 }

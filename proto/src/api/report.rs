@@ -116,6 +116,13 @@ pub enum HistoryChange {
         attempt: Attempt,
         record: crate::gates::StageRecord,
     },
+    /// One integration of a job with batches: the tasks it took, whether it ran an
+    /// integration verify, and whether the batch was bisected (its verify failed).
+    Batch {
+        tasks: Vec<TaskIndex>,
+        verified: bool,
+        bisected: bool,
+    },
     /// The job's budget was set anew (`ordo retry --max-cost-usd`).
     Budget {
         max_cost_usd: Option<f64>,

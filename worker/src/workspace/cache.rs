@@ -580,6 +580,8 @@ mod tests {
                 last: false,
                 queue: "default".into(),
                 title: None,
+                batch: Vec::new(),
+                step: 0,
             }
         }
 

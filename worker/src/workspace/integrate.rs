@@ -2,14 +2,15 @@
 //! with `git merge-tree` (a conflict changes nothing; the repository's merge drivers apply),
 //! build it with `git commit-tree`, run the integration verify in a scratch worktree at it,
 //! and have the source move the branch by compare-and-swap (`Source::advance`). A redone
-//! integration finds its own earlier merge on the branch and reports it again.
+//! integration finds its own earlier merge on the branch and reports it again. A batch
+//! (`integrate_batch`) merges its tasks in turn and does the rest once for all of them.
 
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use ordo_proto::names::job_tag;
-use ordo_proto::wire::{Integrate, Integration};
+use ordo_proto::wire::{Integrate, Integration, ItemOutcome};
 use ordo_proto::{Dispatch, Outcome, Program, Verify};
 
 use super::git::{
@@ -53,51 +54,115 @@ const INTEGRATE_DIR: &str = "integrate";
 /// branch go once integrated, or when the task will run again; a conflicted attempt's branch
 /// stays for its resolve round; everything stays after the task's last chance (`req.last`).
 pub async fn integrate(req: &Integrate, source: &impl Source, opts: &ExecOptions) -> Integration {
-    let outcome = match try_integrate(req, source, opts).await {
-        Ok(outcome) => outcome,
-        Err(e) => Integration::Failed {
-            message: e.to_string(),
-        },
+    let mut outcomes = integrate_batch(req, source, opts).await;
+    outcomes.swap_remove(0).outcome
+}
+
+/// Integrates every task of `req` (docs/design.md, "Integration queue: batches"): each is
+/// merged in turn onto the result of the ones before (as `integrate` does for one; a task that
+/// conflicts is left out and reported `Conflict`), the integration verify runs once at the
+/// result, and the branch moves once. Pass: each merged task is `Merged` with its own merge
+/// commit; fail: each merged task is `VerifyFailed` (the engine bisects). The outcomes are in
+/// the batch's order, the first task's first; a failure of the whole (git, the branch moved)
+/// is every task's. Tidying is each task's as for one (`Source::tidy`), except that tasks
+/// whose verify failed together keep everything: they are integrated again, in halves.
+pub async fn integrate_batch(
+    req: &Integrate,
+    source: &impl Source,
+    opts: &ExecOptions,
+) -> Vec<ItemOutcome> {
+    let items = req.items();
+    let outcomes = match try_integrate(req, &items, source, opts).await {
+        Ok(outcomes) => outcomes,
+        Err(e) => vec![
+            Integration::Failed {
+                message: e.to_string(),
+            };
+            items.len()
+        ],
     };
-    source.tidy(req, &outcome).await;
-    outcome
+    // A verify failed with several tasks merged: the engine bisects them, so their worktrees
+    // and branches stay for the integrations to come.
+    let bisected = outcomes
+        .iter()
+        .filter(|o| matches!(o, Integration::VerifyFailed { .. }))
+        .count()
+        > 1;
+    let mut out = Vec::with_capacity(items.len());
+    for (item, outcome) in items.iter().zip(outcomes) {
+        if !(bisected && matches!(outcome, Integration::VerifyFailed { .. })) {
+            source.tidy(item, &outcome).await;
+        }
+        out.push(ItemOutcome {
+            index: item.index,
+            attempt: item.attempt,
+            outcome,
+        });
+    }
+    out
 }
 
 async fn try_integrate(
     req: &Integrate,
+    items: &[Integrate],
     source: &impl Source,
     opts: &ExecOptions,
-) -> Result<Integration, Error> {
+) -> Result<Vec<Integration>, Error> {
     let target = source.target(req).await?;
     let repo = &target.repo;
-    let head = resolve_commit(repo, &req.head)
-        .await?
-        .ok_or_else(|| Error::Invalid {
-            what: "task head",
-            name: req.head.clone(),
-            reason: format!(
-                "is not a commit in {} (task branch {})",
-                req.repository, req.task_branch
-            ),
-        })?;
-    let new = match plan(repo, req, &target.tip, &head).await? {
-        Plan::Ended(outcome) => {
-            if target.expected.is_none() && !matches!(outcome, Integration::Conflict { .. }) {
-                // The branch exists from the first integration on, changed or not.
-                source.advance(&target, req, &target.tip).await?;
+    // Per task: its outcome, or (merged onto `new`, not verified yet) the commit before it.
+    let mut outcomes: Vec<Result<Integration, (String, String)>> = Vec::new();
+    let mut new = target.tip.clone();
+    for item in items {
+        let head = resolve_commit(repo, &item.head)
+            .await?
+            .ok_or_else(|| Error::Invalid {
+                what: "task head",
+                name: item.head.clone(),
+                reason: format!(
+                    "is not a commit in {} (task branch {})",
+                    item.repository, item.task_branch
+                ),
+            })?;
+        match plan(repo, item, &new, &head).await? {
+            Plan::Ended(outcome) => outcomes.push(Ok(outcome)),
+            Plan::Commit(commit) => {
+                outcomes.push(Err((new.clone(), commit.clone())));
+                new = commit;
             }
-            return Ok(outcome);
         }
-        Plan::Commit(new) => new,
-    };
+    }
+    if outcomes.iter().all(Result::is_ok) {
+        if target.expected.is_none()
+            && outcomes
+                .iter()
+                .any(|o| !matches!(o, Ok(Integration::Conflict { .. })))
+        {
+            // The branch exists from the first integration on, changed or not.
+            source.advance(&target, req, &target.tip).await?;
+        }
+        return Ok(outcomes.into_iter().flatten().collect());
+    }
     if let Some(verify) = &req.verify
         && let Some(failed) = verify_at(repo, &target.root, req, verify, &new, opts).await?
     {
-        return Ok(failed);
+        return Ok(outcomes
+            .into_iter()
+            .map(|o| o.unwrap_or_else(|_| failed.clone()))
+            .collect());
     }
     source.advance(&target, req, &new).await?;
-    let files = changed_files(repo, &target.tip, &new).await?;
-    Ok(Integration::Merged { commit: new, files })
+    let mut done = Vec::with_capacity(outcomes.len());
+    for o in outcomes {
+        done.push(match o {
+            Ok(outcome) => outcome,
+            Err((before, commit)) => {
+                let files = changed_files(repo, &before, &commit).await?;
+                Integration::Merged { commit, files }
+            }
+        });
+    }
+    Ok(done)
 }
 
 /// What integrating `head` onto `tip` comes to before anything is verified or moved.
@@ -515,6 +580,93 @@ mod tests {
     /// `Conflict { files: ["same.txt"] }` with the branch unchanged, its worktree removed and
     /// its task branch kept (for a resolve round); a new attempt cut from the new tip then
     /// merges, no conflict marker reaches the branch, and the earlier attempt's branch goes.
+    /// A batch: each task merged onto the one before (a conflicting one left out), one verify
+    /// at the result, the branch moved once to the last merge; a failed verify fails every
+    /// merged task and moves nothing.
+    #[tokio::test]
+    async fn a_batch_merges_in_turn_verifies_once_and_moves_once() {
+        let fx = Fx::new();
+        let (ws_z, z) = fx
+            .attempt(0, "z", 1, |wt| write(&wt.join("same.txt"), "z\n"))
+            .await;
+        let (ws_a, a) = fx
+            .attempt(1, "a", 1, |wt| write(&wt.join("a.txt"), "a\n"))
+            .await;
+        let (ws_c, c) = fx
+            .attempt(2, "c", 1, |wt| write(&wt.join("same.txt"), "c\n"))
+            .await;
+        let (ws_b, b) = fx
+            .attempt(3, "b", 1, |wt| write(&wt.join("b.txt"), "b\n"))
+            .await;
+        assert!(matches!(
+            fx.integrate(&fx.request(&ws_z, &z, 0, "z")).await,
+            Integration::Merged { .. }
+        ));
+        let before = fx.tip();
+        let batch = |verify: &str| {
+            let mut req = fx.request(&ws_a, &a, 1, "a");
+            req.verify = sh(verify);
+            for (ws, r, i, name) in [(&ws_c, &c, 2, "c"), (&ws_b, &b, 3, "b")] {
+                let one = fx.request(ws, r, i, name);
+                req.batch.push(ordo_proto::BatchItem {
+                    task: one.task,
+                    index: one.index,
+                    attempt: one.attempt,
+                    task_branch: one.task_branch,
+                    head: one.head,
+                    worktree: one.worktree,
+                    last: true,
+                    title: None,
+                });
+            }
+            req
+        };
+        let local = crate::workspace::Local::with_root(fx.root.clone());
+        let opts = ExecOptions::default();
+
+        let failed = integrate_batch(&batch("false"), &local, &opts).await;
+        let names: Vec<&str> = failed.iter().map(|o| o.outcome.name()).collect();
+        assert_eq!(names, ["verify_failed", "conflict", "verify_failed"]);
+        assert_eq!(fx.tip(), before, "a failed batch moves nothing");
+        assert!(
+            fx.branch_exists(&ws_a.task_branch),
+            "kept to be integrated again"
+        );
+
+        let passed = integrate_batch(&batch("test -f a.txt && test -f b.txt"), &local, &opts).await;
+        let [a_out, c_out, b_out] = &passed[..] else {
+            panic!("{passed:?}");
+        };
+        assert!(matches!(c_out.outcome, Integration::Conflict { .. }));
+        let (
+            Integration::Merged {
+                commit: ma,
+                files: fa,
+            },
+            Integration::Merged {
+                commit: mb,
+                files: fb,
+            },
+        ) = (&a_out.outcome, &b_out.outcome)
+        else {
+            panic!("{passed:?}");
+        };
+        assert_eq!(
+            (fa.as_slice(), fb.as_slice()),
+            (&["a.txt".to_string()][..], &["b.txt".to_string()][..])
+        );
+        assert_eq!(&fx.tip(), mb, "the branch moved to the last merge");
+        assert_eq!(
+            g(&fx.repo, &["rev-list", "--parents", "-n", "1", mb]),
+            format!("{mb} {ma} {}", b.head),
+            "b merged onto a's merge"
+        );
+        assert_eq!(
+            g(&fx.repo, &["rev-list", "--parents", "-n", "1", ma]),
+            format!("{ma} {before} {}", a.head)
+        );
+    }
+
     #[tokio::test]
     async fn same_line_conflicts_then_merges_from_the_new_tip() {
         let fx = Fx::new();

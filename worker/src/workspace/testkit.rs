@@ -161,6 +161,8 @@ impl Fx {
             last: false,
             queue: "default".into(),
             title: None,
+            batch: Vec::new(),
+            step: 0,
         }
     }
 

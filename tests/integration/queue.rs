@@ -1,0 +1,303 @@
+//! The integration queue's batches (docs/design.md, "Integration queue: batches") end to end:
+//! `ordo run` of worktree jobs with `integration = { batch = 4 }` on real git repositories,
+//! checked with `git` itself and the integration verify's own log.
+//!
+//! An idle integrator never holds a batch back, so the four tasks meant to form one batch must
+//! all wait while the integrator is busy: a `gate` task integrates first, and its integration
+//! verify (the first verify of the run) waits until the four have committed their work.
+
+use std::path::Path;
+
+use ordo_tests::{Cluster, git, lines, task, write};
+
+use crate::workspaces::{Sandbox, assert_ok, default_branch};
+use crate::workspaces_cluster::Shared;
+
+/// The job: `gate`, then `t1`..`t4` writing files of their own once the gate's integration
+/// verify started; `t4` runs `t4_command`. The integration verify logs each run to
+/// `$MARKS/verifies`, holds the first (the gate's) until the four task branches have their
+/// commit, then runs `check`. `settings` are the job's environment (`MARKS`; `SHARED`, the
+/// shared repository holding the task branches on a cluster) and where it integrates.
+fn job(settings: &str, t4_command: &str, check: &str) -> String {
+    format!(
+        r#"
+name = "batches"
+[settings]
+workspace = "worktree"
+timeout = "20s"
+integration = {{ batch = 4 }}
+{settings}
+integration_verify = '''
+echo run >> "$MARKS/verifies"
+if [ ! -e "$MARKS/gate-verifying" ]; then
+  touch "$MARKS/gate-verifying"
+  n=0
+  while [ "$n" -lt 4 ]; do
+    sleep 0.05
+    n=0
+    for b in $(git ${{SHARED:+--git-dir=$SHARED}} for-each-ref --format='%(refname)' 'refs/heads/ordo/*/*-t*/*'); do
+      git ${{SHARED:+--git-dir=$SHARED}} merge-base --is-ancestor "$b" main || n=$((n + 1))
+    done
+  done
+  # The results follow their commits within milliseconds; this leaves them ample time.
+  sleep 1
+fi
+{check}
+'''
+
+[[tasks]]
+depends_on = []
+name = "gate"
+command = "echo gate > gate.txt"
+
+[[tasks]]
+depends_on = []
+name = "t1"
+command = "until [ -e \"$MARKS/gate-verifying\" ]; do sleep 0.05; done; echo one > t1.txt; echo t1 >> \"$MARKS/ran\""
+
+[[tasks]]
+depends_on = []
+name = "t2"
+command = "until [ -e \"$MARKS/gate-verifying\" ]; do sleep 0.05; done; echo two > t2.txt; echo t2 >> \"$MARKS/ran\""
+
+[[tasks]]
+depends_on = []
+name = "t3"
+command = "until [ -e \"$MARKS/gate-verifying\" ]; do sleep 0.05; done; echo three > t3.txt; echo t3 >> \"$MARKS/ran\""
+
+[[tasks]]
+depends_on = []
+name = "t4"
+command = "until [ -e \"$MARKS/gate-verifying\" ]; do sleep 0.05; done; echo t4 >> \"$MARKS/ran\"; {t4_command}"
+"#,
+    )
+}
+
+/// `t4`'s command that breaks the integration verify (`NOT_BROKEN`) on its first run only.
+const CULPRIT: &str = "if [ -e \\\"$MARKS/t4-once\\\" ]; then echo four > t4.txt; \
+                       else touch \\\"$MARKS/t4-once\\\"; echo BROKEN > t4.txt; fi";
+const NOT_BROKEN: &str = "! grep -rq BROKEN --exclude-dir=.git .";
+
+/// The job's environment on one machine.
+fn env(marks: &Path) -> String {
+    format!("env = {{ MARKS = \"{}\" }}", marks.display())
+}
+
+/// The integration branch's ref updates, newest first (its reflog).
+fn ref_updates(repo: &Path, branch: &str) -> Vec<String> {
+    git(
+        repo,
+        &[
+            "reflog",
+            "show",
+            "--format=%H",
+            &format!("refs/heads/{branch}"),
+        ],
+    )
+    .lines()
+    .map(str::to_string)
+    .collect()
+}
+
+/// Four clean tasks waiting together: one integration verify for the four, four successes,
+/// the branch moved once for them (one ref update brings all four files).
+#[test]
+fn a_batch_of_four_clean_tasks_is_verified_once_and_moves_the_branch_once() {
+    let sb = Sandbox::new();
+    let marks = sb.dir("marks");
+    let spec = sb.job(
+        "batches.toml",
+        &job(&env(&marks), "echo four > t4.txt", "true"),
+    );
+    let r = sb.run(&spec, &["--workers", "5"]);
+    assert_ok(&r, "ordo run");
+    let report = sb.report_json();
+    assert_eq!(report["summary"]["outcome"], "succeeded", "{report:#}");
+    for t in ["gate", "t1", "t2", "t3", "t4"] {
+        assert_eq!(task(&report, t)["integration"]["outcome"], "merged", "{t}");
+    }
+    assert_eq!(
+        lines(&marks.join("verifies")).len(),
+        2,
+        "one verify for the gate, one for the batch of four"
+    );
+
+    let repo = sb.repo();
+    let branch = default_branch("batches", &report);
+    let updates = ref_updates(&repo, &branch);
+    // Made at `main` when the first worktree was cut, moved by the gate, then once more.
+    assert_eq!(updates.len(), 3, "moved once for the four: {updates:?}");
+    assert_eq!(updates[2], git(&repo, &["rev-parse", "main"]));
+    let files = |commit: &str| git(&repo, &["ls-tree", "--name-only", commit]);
+    for t in ["t1.txt", "t2.txt", "t3.txt", "t4.txt"] {
+        assert!(files(&updates[0]).lines().any(|f| f == t), "{t} at the tip");
+        assert!(!files(&updates[1]).lines().any(|f| f == t), "{t} before");
+    }
+    // Each change reached the branch once: its own merge on the first-parent line.
+    let merges = git(
+        &repo,
+        &["log", "--first-parent", "--merges", "--format=%s", &branch],
+    );
+    for t in ["t1", "t2", "t3", "t4"] {
+        let n = merges
+            .lines()
+            .filter(|s| s.contains(&format!("integrate {t} ")))
+            .count();
+        assert_eq!(n, 1, "{t}: {merges}");
+    }
+
+    let batches = &report["summary"]["integration"]["batches"];
+    assert_eq!(batches["batches"], 1, "{batches}");
+    assert_eq!(batches["sizes"], serde_json::json!([4]));
+    assert_eq!(batches["bisections"], 0);
+    assert_eq!(batches["verifies_run"], 2);
+    assert_eq!(batches["verifies_saved"], 3);
+}
+
+/// A batch of four in which `t4` merges cleanly but breaks the integration verify (its first
+/// run writes `BROKEN`): the batch is bisected until `t4` is known, the other three integrate,
+/// and `t4` runs again on the new tip (writing a clean file) and integrates.
+#[test]
+fn a_failed_batch_is_bisected_and_its_culprit_reruns() {
+    let sb = Sandbox::new();
+    let marks = sb.dir("marks");
+    let spec = sb.job("batches.toml", &job(&env(&marks), CULPRIT, NOT_BROKEN));
+    let r = sb.run(&spec, &["--workers", "5"]);
+    assert_ok(&r, "ordo run");
+    let report = sb.report_json();
+    assert_eq!(report["summary"]["outcome"], "succeeded", "{report:#}");
+
+    let mut ran = lines(&marks.join("ran"));
+    ran.sort();
+    assert_eq!(
+        ran,
+        ["t1", "t2", "t3", "t4", "t4"],
+        "only the culprit ran again"
+    );
+    let repo = sb.repo();
+    let branch = default_branch("batches", &report);
+    assert_eq!(sb.show(&branch, "t4.txt"), "four");
+    for (t, text) in [("t1", "one"), ("t2", "two"), ("t3", "three")] {
+        assert_eq!(sb.show(&branch, &format!("{t}.txt")), text);
+        let touching = git(
+            &repo,
+            &[
+                "log",
+                "--format=%H",
+                &format!("main..{branch}"),
+                "--",
+                &format!("{t}.txt"),
+            ],
+        );
+        assert_eq!(touching.lines().count(), 1, "{t}'s change once: {touching}");
+    }
+    let t4_report = task(&report, "t4");
+    assert_eq!(t4_report["integration"]["outcome"], "merged");
+    assert_eq!(t4_report["attempts"], 1, "no attempt spent: {t4_report:#}");
+
+    // The gate; the four (fails); the half with t4 (fails) and the other half (passes); t4
+    // alone (fails) and its neighbour (passes); t4 again after its rerun.
+    assert_eq!(lines(&marks.join("verifies")).len(), 7);
+    let batches = &report["summary"]["integration"]["batches"];
+    assert_eq!(batches["bisections"], 2, "{batches}");
+    assert_eq!(batches["sizes"], serde_json::json!([4, 2, 2]));
+    assert_eq!(batches["verifies_run"], 7);
+}
+
+/// The batch of four clean tasks on a cluster of two workers, integrating into a shared
+/// repository: one integration verify for the four, the branch moved once for them.
+#[test]
+fn a_batch_on_a_cluster_is_verified_once_and_moves_the_branch_once() {
+    let (sh, marks, report) = on_a_cluster("echo four > t4.txt", "true");
+    let repo = sh.repo();
+    assert_eq!(
+        lines(&marks.join("verifies")).len(),
+        2,
+        "one verify for the gate, one for the batch of four: {:#}",
+        report["summary"]["integration"],
+    );
+    for (t, text) in [
+        ("t1", "one"),
+        ("t2", "two"),
+        ("t3", "three"),
+        ("t4", "four"),
+    ] {
+        assert_eq!(sh.show("it", &format!("{t}.txt")), text);
+    }
+    let updates = ref_updates(&repo, "it");
+    let files = |commit: &str| git(&repo, &["ls-tree", "--name-only", commit]);
+    assert!(files(&updates[0]).lines().any(|f| f == "t1.txt"));
+    assert!(
+        !files(&updates[1])
+            .lines()
+            .any(|f| f == "t4.txt" || f == "t1.txt"),
+        "the four came with one update: {updates:?}"
+    );
+    assert!(files(&updates[1]).lines().any(|f| f == "gate.txt"));
+}
+
+/// The failed batch on a cluster: bisected across the workers (each step an integration
+/// message), the culprit found and run again, every change on the branch once.
+#[test]
+fn a_failed_batch_is_bisected_on_a_cluster() {
+    let (sh, marks, report) = on_a_cluster(CULPRIT, NOT_BROKEN);
+    assert_eq!(report["summary"]["outcome"], "succeeded", "{report:#}");
+    let mut ran = lines(&marks.join("ran"));
+    ran.sort();
+    assert_eq!(
+        ran,
+        ["t1", "t2", "t3", "t4", "t4"],
+        "only the culprit ran again"
+    );
+    assert_eq!(lines(&marks.join("verifies")).len(), 7);
+    assert_eq!(report["summary"]["integration"]["batches"]["bisections"], 2);
+    for (t, text) in [
+        ("t1", "one"),
+        ("t2", "two"),
+        ("t3", "three"),
+        ("t4", "four"),
+    ] {
+        assert_eq!(sh.show("it", &format!("{t}.txt")), text);
+        let touching = git(
+            &sh.repo(),
+            &["log", "--format=%H", "main..it", "--", &format!("{t}.txt")],
+        );
+        assert_eq!(touching.lines().count(), 1, "{t}'s change once: {touching}");
+    }
+}
+
+/// Runs the job (`t4`, `check`) on a cluster of two workers integrating into a shared
+/// repository (branch `it`, its reflog kept); the job's marks and report.
+fn on_a_cluster(t4: &str, check: &str) -> (Shared, std::path::PathBuf, serde_json::Value) {
+    let sh = Shared::new();
+    let repo = sh.repo();
+    git(&repo, &["config", "core.logAllRefUpdates", "always"]);
+    let marks = sh.dir("marks");
+    let settings = format!(
+        "repository = \"{repo}\"\ntarget_branch = \"it\"\n\
+         env = {{ MARKS = \"{marks}\", SHARED = \"{repo}\" }}",
+        repo = repo.display(),
+        marks = marks.display()
+    );
+    let spec = write(&sh.root(), "batches.toml", &job(&settings, t4, check));
+    let mut c = Cluster::start(&["--ack-wait", "2s"]);
+    sh.add_workers(&mut c, &["w1", "w2"]);
+    let r = c.ordo(&["submit", &spec, "--wait"]);
+    assert_eq!(
+        r.code(),
+        0,
+        "ordo submit --wait:\n{}\n{}\ncoordinator:\n{}",
+        r.stdout,
+        r.stderr,
+        c.coordinator.log()
+    );
+    let job_id = r
+        .stdout
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_string();
+    let report = c.ordo(&["report", &job_id, "--format", "json"]).json();
+    (sh, marks, report)
+}
