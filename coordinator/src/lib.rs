@@ -14,6 +14,8 @@
 //! - `ha`: `--ha`: the journal, the lease, snapshots, standby and failover.
 //! - `host`: one driver and one store for every job of a process, every verb written once,
 //!   driving an `Executor` (JetStream here, in-process in the `ordo` binary's local mode).
+//! - `notify`: `[[notify]]` webhooks: events derived from committed changes, an outbox in the
+//!   store, deliveries with backoff and signatures.
 //! - `service`: the `ordo-coordinator` loop: a host with the JetStream executor, reached
 //!   through the NATS API; input forwarders and the worker registry.
 

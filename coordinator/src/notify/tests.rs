@@ -1,3 +1,7 @@
+//! Notification tests: which changes are events a hook wants, the outbox rows written in the
+//! same commit as their cause and edited by deliveries, the backoff schedule, the bodies and the
+//! signature (RFC 4231 vectors). No network: deliveries are driven by hand.
+
 use std::sync::Arc;
 
 use ordo_proto::gates::{NotifyEvent, NotifyFormat, NotifySpec};
