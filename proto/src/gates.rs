@@ -14,9 +14,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::agents::{AgentCall, AgentKind, AgentRun};
 use crate::duration::Dur;
-use crate::spec::{AgentCall, AgentKind};
-use crate::wire::AgentRun;
 
 /// `changes` verdicts of a stage sent back to the implementer, at most, unless it says.
 pub const DEFAULT_MAX_ROUNDS: u32 = 2;

@@ -1,6 +1,7 @@
 //! ordo-proto: what every ordo component agrees on.
 //!
 //! # Layout
+//! - `agents`: which agent runs a prompt task, how it is called, what a run reported.
 //! - `ids`: `JobId`, `TaskName`, `TaskIndex`, `Attempt`, `WorkerId` newtypes and `AttemptRef`.
 //! - `state`: task and job state names (`TaskPhase`, `JobState`), as the API and reports show
 //!   them.
@@ -19,6 +20,7 @@
 //! No I/O and no process plumbing: connecting, telemetry, signals and failpoints live in
 //! `ordo-plumbing`.
 
+pub mod agents;
 pub mod api;
 pub mod clock;
 pub mod dag;

@@ -147,7 +147,7 @@ pub fn integrate_msg_id(attempt: &AttemptRef, step: u32) -> String {
     format!(
         "{}.integrate{}",
         dispatch_msg_id(attempt),
-        crate::wire::step_suffix(step)
+        step_suffix(step)
     )
 }
 
@@ -254,6 +254,15 @@ pub const NOTIFY_DELIVERY_HEADER: &str = "Ordo-Delivery";
 pub const NOTIFY_SIGNATURE_HEADER: &str = "Ordo-Signature";
 /// How long a notification is retried after its event before it is given up.
 pub const NOTIFY_GIVE_UP_MS: u64 = 24 * 60 * 60 * 1000;
+
+/// `.<step>` for a bisection step's message ids, nothing for the first integration (ids as
+/// before batches).
+pub fn step_suffix(step: u32) -> String {
+    match step {
+        0 => String::new(),
+        n => format!(".{n}"),
+    }
+}
 
 #[cfg(test)]
 mod tests {

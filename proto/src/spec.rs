@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::agents::{AgentCall, AgentKind};
 use crate::duration::Dur;
 use crate::ids::TaskName;
 
@@ -32,111 +33,6 @@ pub const PRIORITY_LABEL: &str = "priority";
 pub const DEFAULT_ITERATION_CAP: u32 = 1000;
 /// Integrations a task may try (conflicts and failed integration verifies re-run it).
 pub const DEFAULT_MAX_INTEGRATION_ATTEMPTS: u32 = 3;
-
-/// Which agent runs a job's prompt tasks, and so how its output is read (docs/design.md, "Agent
-/// runs").
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AgentKind {
-    /// Claude Code: `claude -p --output-format json [--append-system-prompt S] [--resume ID]
-    /// PROMPT`, one JSON object on stdout (result, session, cost, tokens).
-    #[default]
-    Claude,
-    /// Codex: `codex exec --json [resume ID] PROMPT`, JSON events on stdout.
-    Codex,
-    /// Any program: `agent_command` with the prompt as its last argument; its output is the
-    /// task's output as it is.
-    Command,
-}
-
-impl AgentKind {
-    pub const ALL: [AgentKind; 3] = [AgentKind::Claude, AgentKind::Codex, AgentKind::Command];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            AgentKind::Claude => "claude",
-            AgentKind::Codex => "codex",
-            AgentKind::Command => "command",
-        }
-    }
-
-    /// The kind called `name` (`AgentKind::name`).
-    pub fn named(name: &str) -> Option<AgentKind> {
-        AgentKind::ALL.into_iter().find(|k| k.name() == name)
-    }
-}
-
-/// How to call an agent, everything but the session and the prompt (`JobSpec::agent_call`):
-/// what an executor runs a stage's reviewer and a resumed implementer with.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AgentCall {
-    pub kind: AgentKind,
-    /// The program and its options (`agent_command`, else `claude` or `codex`).
-    pub base: Vec<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub model: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub effort: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub system: Option<String>,
-    /// The implementer of a task with an `escalate` ladder: the models its rounds use in turn
-    /// after a stage asked for changes (the rungs above the attempt's own; the last repeats).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub escalate: Vec<String>,
-}
-
-impl AgentCall {
-    /// The call of the implementer's `round`-th revision (from 1): the next rung of its ladder
-    /// when it has one.
-    pub fn for_round(&self, round: u32) -> AgentCall {
-        let mut call = self.clone();
-        if let Some(last) = self.escalate.len().checked_sub(1) {
-            let i = (round.max(1) as usize - 1).min(last);
-            call.model = Some(self.escalate[i].clone());
-        }
-        call
-    }
-
-    /// The argv of one run with `prompt`, resuming `session` when given.
-    pub fn argv(&self, session: Option<&str>, prompt: &str) -> Vec<String> {
-        let with_system = || match &self.system {
-            Some(sys) => format!("{sys}\n\n{prompt}"),
-            None => prompt.to_string(),
-        };
-        let mut argv = self.base.clone();
-        match self.kind {
-            AgentKind::Claude => {
-                argv.extend(["-p", "--output-format", "json"].map(String::from));
-                // Claude Code has no option for the effort: `effort` is Codex's alone.
-                if let Some(m) = &self.model {
-                    argv.extend(["--model".to_string(), m.clone()]);
-                }
-                if let Some(sys) = &self.system {
-                    argv.extend(["--append-system-prompt".to_string(), sys.clone()]);
-                }
-                if let Some(id) = session {
-                    argv.extend(["--resume".to_string(), id.to_string()]);
-                }
-                argv.push(prompt.to_string());
-            }
-            AgentKind::Codex => {
-                argv.extend(["exec", "--json"].map(String::from));
-                if let Some(m) = &self.model {
-                    argv.extend(["-m".to_string(), m.clone()]);
-                }
-                if let Some(e) = &self.effort {
-                    argv.extend(["-c".to_string(), format!("model_reasoning_effort={e}")]);
-                }
-                if let Some(id) = session {
-                    argv.extend(["resume".to_string(), id.to_string()]);
-                }
-                argv.push(with_system());
-            }
-            AgentKind::Command => argv.push(with_system()),
-        }
-        argv
-    }
-}
 
 /// Where a job's attempts run (docs/design.md, "Agent workspaces").
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -999,52 +895,6 @@ impl JobSpec {
             (_, AgentKind::Claude) => vec![CLAUDE_PROGRAM.to_string()],
             (_, AgentKind::Codex) => vec![CODEX_PROGRAM.to_string()],
             (c, AgentKind::Command) => c.clone().unwrap_or_default(),
-        }
-    }
-
-    /// Sets the agent and command stages of a dispatch of task `t` (its `n`-th rung, from 1:
-    /// `JobSpec::model`), how to resume its implementer when a stage asks for changes (climbing
-    /// its `escalate` ladder round by round), and what a stage's prompt may quote of the task
-    /// (`brief`).
-    pub fn stage_runs(&self, t: &TaskSpec, n: u32, d: &mut crate::wire::Dispatch) {
-        let model = self.model(t, n);
-        use crate::gates::{StageKind, StageProgram, StageRun};
-        d.stages = self
-            .stages_of(t)
-            .filter_map(|s| {
-                let run = match s.kind() {
-                    StageKind::Agent => StageProgram::Agent {
-                        call: self.stage_call(s),
-                        prompt: s.prompt.clone().unwrap_or_default(),
-                    },
-                    StageKind::Command => StageProgram::Command {
-                        command: s.command.clone().unwrap_or_default(),
-                    },
-                    StageKind::Approval => return None,
-                };
-                Some(StageRun {
-                    name: s.name.clone(),
-                    run,
-                    group: s.group.clone(),
-                    read_only: s.read_only,
-                    max_rounds: s.max_rounds(),
-                    timeout: s.timeout.map(|d| d.0),
-                })
-            })
-            .collect();
-        d.implementer =
-            (t.is_prompt() && !d.stages.is_empty() && self.agent_for(t) != AgentKind::Command)
-                .then(|| {
-                    let mut call = self.agent_call(t, model);
-                    let ladder = t.escalate.as_deref().unwrap_or_default();
-                    call.escalate = ladder.iter().skip(n as usize).cloned().collect();
-                    Box::new(call)
-                });
-        if !d.stages.is_empty() {
-            d.brief = Some(Box::new(crate::wire::TaskBrief {
-                prompt: t.prompt.clone(),
-                title: t.title(),
-            }));
         }
     }
 

@@ -13,9 +13,11 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::agents::{AgentCall, AgentKind};
+pub use crate::agents::{AgentRun, RateLimit};
 use crate::gates::{StageRecord, StageRun};
 use crate::ids::{Attempt, AttemptRef, JobId, TaskIndex, TaskName, WorkerId};
-use crate::spec::{AgentCall, AgentKind, Program};
+use crate::spec::{JobSpec, Program, TaskSpec};
 
 /// One attempt of one task, fully resolved: the executor needs nothing else.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -322,6 +324,52 @@ impl Dispatch {
         }
     }
 
+    /// Sets the agent and command stages of this dispatch of task `t` of `spec` (its `n`-th rung, from 1:
+    /// `JobSpec::model`), how to resume its implementer when a stage asks for changes (climbing
+    /// its `escalate` ladder round by round), and what a stage's prompt may quote of the task
+    /// (`brief`).
+    pub fn set_stages(&mut self, spec: &JobSpec, t: &TaskSpec, n: u32) {
+        use crate::gates::{StageKind, StageProgram};
+        let (d, model) = (self, spec.model(t, n));
+        d.stages = spec
+            .stages_of(t)
+            .filter_map(|s| {
+                let run = match s.kind() {
+                    StageKind::Agent => StageProgram::Agent {
+                        call: spec.stage_call(s),
+                        prompt: s.prompt.clone().unwrap_or_default(),
+                    },
+                    StageKind::Command => StageProgram::Command {
+                        command: s.command.clone().unwrap_or_default(),
+                    },
+                    StageKind::Approval => return None,
+                };
+                Some(StageRun {
+                    name: s.name.clone(),
+                    run,
+                    group: s.group.clone(),
+                    read_only: s.read_only,
+                    max_rounds: s.max_rounds(),
+                    timeout: s.timeout.map(|d| d.0),
+                })
+            })
+            .collect();
+        d.implementer =
+            (t.is_prompt() && !d.stages.is_empty() && spec.agent_for(t) != AgentKind::Command)
+                .then(|| {
+                    let mut call = spec.agent_call(t, model);
+                    let ladder = t.escalate.as_deref().unwrap_or_default();
+                    call.escalate = ladder.iter().skip(n as usize).cloned().collect();
+                    Box::new(call)
+                });
+        if !d.stages.is_empty() {
+            d.brief = Some(Box::new(TaskBrief {
+                prompt: t.prompt.clone(),
+                title: t.title(),
+            }));
+        }
+    }
+
     pub fn attempt_ref(&self) -> AttemptRef {
         AttemptRef {
             job: self.job,
@@ -437,43 +485,6 @@ fn is_zero(n: &u32) -> bool {
     *n == 0
 }
 
-/// What an agent run reported about itself (docs/design.md, "Agent runs").
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-pub struct AgentRun {
-    #[serde(default)]
-    pub session_id: Option<String>,
-    /// US dollars, when the agent says (Claude Code does; Codex does not).
-    #[serde(default)]
-    pub cost_usd: Option<f64>,
-    #[serde(default)]
-    pub input_tokens: u64,
-    #[serde(default)]
-    pub output_tokens: u64,
-    #[serde(default)]
-    pub num_turns: Option<u32>,
-    /// The model that did most of the run (by cost, else tokens), when the agent says (Claude
-    /// Code's `modelUsage`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub model: Option<String>,
-    /// The run ended on a rate limit or an overload (HTTP 429/529): not a failed attempt; run
-    /// again after the wait.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub rate_limited: Option<RateLimit>,
-}
-
-impl AgentRun {
-    pub fn tokens(&self) -> u64 {
-        self.input_tokens.saturating_add(self.output_tokens)
-    }
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct RateLimit {
-    /// The wait the agent asked for (`Retry-After`), if it said.
-    #[serde(default)]
-    pub retry_after_ms: Option<u64>,
-}
-
 impl TaskResult {
     /// The result of `d` run by `worker`, starting at `started_at_ms`, with nothing measured
     /// yet (no exit code, no output, no time): executors fill in what their attempt decided.
@@ -579,15 +590,6 @@ pub struct IntegrationResult {
     pub step: u32,
 }
 
-/// `.<step>` for a bisection step's message ids, nothing for the first integration (ids as
-/// before batches).
-pub fn step_suffix(step: u32) -> String {
-    match step {
-        0 => String::new(),
-        n => format!(".{n}"),
-    }
-}
-
 impl WorkerEvent {
     pub fn job(&self) -> JobId {
         match self {
@@ -618,7 +620,7 @@ impl WorkerEvent {
                 r.index,
                 r.attempt,
                 r.delivery,
-                step_suffix(r.step),
+                crate::names::step_suffix(r.step),
                 r.worker
             ),
         }

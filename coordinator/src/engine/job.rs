@@ -633,7 +633,7 @@ impl Job {
             implementer: None,
             brief: None,
         };
-        self.spec.stage_runs(task, rung, &mut dispatch);
+        dispatch.set_stages(&self.spec, task, rung);
         if let Some(ws) = &self.ws {
             ws.decorate(&mut dispatch, task.is_prompt(), task.title());
         }
