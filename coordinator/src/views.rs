@@ -544,30 +544,16 @@ mod tests {
             ..StageRecord::default()
         };
         let result = |index: u32, attempt: u32| {
-            let mut r = TaskResult {
-                job: rec.id,
-                task: rec.spec.tasks[index as usize].name.clone(),
-                index: TaskIndex(index),
-                attempt: Attempt(attempt),
-                outcome: Outcome::Succeeded,
-                exit_code: Some(0),
-                signal: None,
-                verify_exit_code: None,
-                started_at_ms: 0,
-                duration_ms: 0,
-                command_ms: 0,
-                verify_started_ms: None,
-                output_tail: String::new(),
-                output_bytes: 0,
-                worker: "local".into(),
-                delivery: 0,
-                abandoned: false,
-                message: String::new(),
-                workspace: None,
-                agent: None,
-                stages: Vec::new(),
-                rounds: 1,
-            };
+            let d = ordo_proto::Dispatch::new(
+                rec.id,
+                rec.spec.tasks[index as usize].name.clone(),
+                TaskIndex(index),
+                Attempt(attempt),
+                ordo_proto::Program::Shell("true".into()),
+            );
+            let mut r = TaskResult::new(&d, "local".into(), Outcome::Succeeded, 0, "");
+            r.exit_code = Some(0);
+            r.rounds = 1;
             if index == 0 {
                 r.stages = vec![stage("lint", StageKind::Command, Verdict::Pass, None)];
             }
