@@ -326,14 +326,14 @@ fn cluster_status(c: &Cluster, job: &str) -> Option<Value> {
 }
 
 /// The logs of a cluster's processes, for failure messages.
-fn logs(c: &Cluster) -> String {
+pub(crate) fn logs(c: &Cluster) -> String {
     let mut all = vec![c.coordinator.log()];
     all.extend(c.workers.iter().map(|w| w.log()));
     all.join("\n---\n")
 }
 
 /// `ordo submit` on a cluster; the job's id.
-fn submit(c: &Cluster, spec: &str) -> String {
+pub(crate) fn submit(c: &Cluster, spec: &str) -> String {
     let r = c.ordo(&["submit", spec]);
     assert_eq!(r.code(), 0, "{}\n{}", r.stdout, r.stderr);
     r.stdout
@@ -345,7 +345,7 @@ fn submit(c: &Cluster, spec: &str) -> String {
 }
 
 /// Waits (up to a minute) until the job has ended; its last status.
-fn until_ended(c: &Cluster, job: &str) -> Value {
+pub(crate) fn until_ended(c: &Cluster, job: &str) -> Value {
     let mut last = Value::Null;
     let ended = wait_until(Duration::from_secs(60), || {
         last = cluster_status(c, job).unwrap_or(Value::Null);
@@ -359,7 +359,7 @@ fn until_ended(c: &Cluster, job: &str) -> Value {
 }
 
 /// How many first-parent commits of `branch` in `repo` brought `file`.
-fn commits_touching(repo: &Path, branch: &str, file: &str) -> usize {
+pub(crate) fn commits_touching(repo: &Path, branch: &str, file: &str) -> usize {
     git(
         repo,
         &["log", "--first-parent", "--format=%H", branch, "--", file],

@@ -214,7 +214,7 @@ fn workers(c: &mut Cluster, ids: &[&str]) {
 }
 
 /// The task processes of `worker` are gone within 2 s.
-fn assert_worker_tasks_gone(worker: &str) {
+pub(crate) fn assert_worker_tasks_gone(worker: &str) {
     let mut left = Vec::new();
     assert!(
         wait_until(Duration::from_secs(2), || {
@@ -223,6 +223,21 @@ fn assert_worker_tasks_gone(worker: &str) {
         }),
         "processes of dead worker {worker} still alive: {left:?}"
     );
+}
+
+/// The results a job's report shows as recorded and ignored: (stale, duplicate).
+pub(crate) fn ignored(report: &Value) -> (usize, usize) {
+    let (mut stale, mut duplicates) = (0, 0);
+    for t in report["tasks"].as_array().into_iter().flatten() {
+        for i in t["ignored"].as_array().into_iter().flatten() {
+            match i["kind"].as_str() {
+                Some("stale") => stale += 1,
+                Some("duplicate") => duplicates += 1,
+                _ => {}
+            }
+        }
+    }
+    (stale, duplicates)
 }
 
 fn max(a: Option<Duration>, b: Duration) -> Option<Duration> {
@@ -669,16 +684,7 @@ workers:
             .unwrap_or_default()
             .lines()
             .count();
-        let (mut stale, mut duplicates) = (0, 0);
-        for t in report["tasks"].as_array().unwrap() {
-            for i in t["ignored"].as_array().into_iter().flatten() {
-                match i["kind"].as_str() {
-                    Some("stale") => stale += 1,
-                    Some("duplicate") => duplicates += 1,
-                    _ => {}
-                }
-            }
-        }
+        let (stale, duplicates) = ignored(&report);
         tally += Tally {
             tasks: files.len(),
             executions,

@@ -1,15 +1,20 @@
 //! The integration queue's batches (docs/design.md, "Integration queue: batches") end to end:
 //! `ordo run` of worktree jobs with `integration = { batch = 4 }` on real git repositories,
-//! checked with `git` itself and the integration verify's own log.
+//! checked with `git` itself and the integration verify's own log. One of them puts bisection
+//! under a fault (a worker killed mid-step) and records its row of docs/reliability.md.
 //!
 //! An idle integrator never holds a batch back, so the four tasks meant to form one batch must
 //! all wait while the integrator is busy: a `gate` task integrates first, and its integration
 //! verify (the first verify of the run) waits until the four have committed their work.
 
 use std::path::Path;
+use std::time::{Duration, Instant};
 
-use ordo_tests::{Cluster, git, lines, task, write};
+use ordo_tests::ledger::{self, Row, Tally};
+use ordo_tests::{Cluster, git, git_run, lines, task, wait_until, write};
 
+use crate::approvals::{commits_touching, logs, submit, until_ended};
+use crate::fault_suite::{assert_worker_tasks_gone, ignored};
 use crate::workspaces::{Sandbox, assert_ok, default_branch};
 use crate::workspaces_cluster::Shared;
 
@@ -266,22 +271,104 @@ fn a_failed_batch_is_bisected_on_a_cluster() {
     }
 }
 
+/// The failed batch on a cluster with the worker carrying out the first bisection step killed
+/// (SIGKILL) while that step's integration verify runs: the step goes to the other worker, the
+/// bisection goes on from there, the culprit reruns and integrates, and every task's change is on
+/// the branch exactly once (one first-parent commit each; none twice, none lost).
+#[test]
+fn a_worker_killed_mid_bisection_leaves_every_change_integrated_once() {
+    // Bisection steps run one at a time after the gate's verify and the batch's: the third
+    // verify is the first step. Each step logs its worker; the first one to run holds.
+    let check = format!(
+        r#"n=$(wc -l < "$MARKS/verifies")
+if [ $n -ge 3 ]; then
+  echo "$ORDO_WORKER" >> "$MARKS/steps"
+  if mkdir "$MARKS/held" 2>/dev/null; then sleep 60; fi
+fi
+{NOT_BROKEN}"#
+    );
+    let (sh, marks, mut c, spec) = cluster_with_job(CULPRIT, &check);
+    let job = submit(&c, &spec);
+    let steps = || lines(&marks.join("steps"));
+    assert!(
+        wait_until(Duration::from_secs(30), || steps().len() == 1),
+        "no bisection step started: {:?}\n{}",
+        lines(&marks.join("verifies")),
+        logs(&c)
+    );
+    let victim = steps()[0].clone();
+    let i = ["w1", "w2"].iter().position(|w| *w == victim).unwrap();
+    c.workers[i].stop(libc::SIGKILL);
+    let killed = Instant::now();
+    assert_worker_tasks_gone(&victim);
+    let other = if victim == "w1" { "w2" } else { "w1" };
+    let recovery =
+        wait_until(Duration::from_secs(30), || steps().len() >= 2).then(|| killed.elapsed());
+    assert!(recovery.is_some(), "the step never ran again\n{}", logs(&c));
+    assert_eq!(steps()[1], other, "the step went to the surviving worker");
+
+    let st = until_ended(&c, &job);
+    assert_eq!(st["state"], "succeeded", "{st:#}\n{}", logs(&c));
+    let report = c.ordo(&["report", &job, "--format", "json"]).json();
+    let mut ran = lines(&marks.join("ran"));
+    ran.sort();
+    assert_eq!(
+        ran,
+        ["t1", "t2", "t3", "t4", "t4"],
+        "only the culprit ran again"
+    );
+    let repo = sh.repo();
+    for (t, text) in [
+        ("t1", "one"),
+        ("t2", "two"),
+        ("t3", "three"),
+        ("t4", "four"),
+    ] {
+        let file = format!("{t}.txt");
+        assert_eq!(sh.show("it", &file), text);
+        assert_eq!(
+            commits_touching(&repo, "it", &file),
+            1,
+            "{t}'s change once: {}",
+            git(&repo, &["log", "--first-parent", "--oneline", "it"])
+        );
+    }
+    assert_eq!(git_run(&repo, &["grep", "-q", "BROKEN", "it"]).code(), 1);
+    assert_eq!(git(&repo, &["for-each-ref", "refs/heads/ordo/"]), "");
+    let t4 = task(&report, "t4");
+    assert_eq!(t4["integration"]["outcome"], "merged", "{t4:#}");
+    assert_eq!(t4["attempts"], 1, "no attempt spent: {t4:#}");
+    let batches = &report["summary"]["integration"]["batches"];
+    assert_eq!(batches["bisections"], 2, "{batches}");
+    // The seven verifies of the bisection without a fault, and the killed step's once more.
+    let verifies = lines(&marks.join("verifies")).len();
+    assert_eq!(verifies, 8, "{batches}");
+
+    let (stale, duplicates) = ignored(&report);
+    ledger::record(
+        "9zzd",
+        Row {
+            fault: "13. integration batches: a worker `kill -9`ed mid-bisection, while its step's \
+                    integration verify runs (the step runs again on the other worker; the culprit \
+                    reruns; each change on the branch once; executions: integration verifies)"
+                .into(),
+            seeds: 1,
+            tally: Tally {
+                tasks: 5,
+                executions: verifies,
+                stale,
+                duplicates,
+                unknown: 0,
+            },
+            recovery,
+        },
+    );
+}
+
 /// Runs the job (`t4`, `check`) on a cluster of two workers integrating into a shared
 /// repository (branch `it`, its reflog kept); the job's marks and report.
 fn on_a_cluster(t4: &str, check: &str) -> (Shared, std::path::PathBuf, serde_json::Value) {
-    let sh = Shared::new();
-    let repo = sh.repo();
-    git(&repo, &["config", "core.logAllRefUpdates", "always"]);
-    let marks = sh.dir("marks");
-    let settings = format!(
-        "repository = \"{repo}\"\ntarget_branch = \"it\"\n\
-         env = {{ MARKS = \"{marks}\", SHARED = \"{repo}\" }}",
-        repo = repo.display(),
-        marks = marks.display()
-    );
-    let spec = write(&sh.root(), "batches.toml", &job(&settings, t4, check));
-    let mut c = Cluster::start(&["--ack-wait", "2s"]);
-    sh.add_workers(&mut c, &["w1", "w2"]);
+    let (sh, marks, c, spec) = cluster_with_job(t4, check);
     let r = c.ordo(&["submit", &spec, "--wait"]);
     assert_eq!(
         r.code(),
@@ -300,4 +387,24 @@ fn on_a_cluster(t4: &str, check: &str) -> (Shared, std::path::PathBuf, serde_jso
         .to_string();
     let report = c.ordo(&["report", &job_id, "--format", "json"]).json();
     (sh, marks, report)
+}
+
+/// A cluster of two workers (`w1`, `w2`, ack wait 2 s) on a shared repository (branch `it`,
+/// its reflog kept) and the job (`t4`, `check`) written for it, not yet submitted: the
+/// repository, the job's marks, the cluster and the job's spec.
+fn cluster_with_job(t4: &str, check: &str) -> (Shared, std::path::PathBuf, Cluster, String) {
+    let sh = Shared::new();
+    let repo = sh.repo();
+    git(&repo, &["config", "core.logAllRefUpdates", "always"]);
+    let marks = sh.dir("marks");
+    let settings = format!(
+        "repository = \"{repo}\"\ntarget_branch = \"it\"\n\
+         env = {{ MARKS = \"{marks}\", SHARED = \"{repo}\" }}",
+        repo = repo.display(),
+        marks = marks.display()
+    );
+    let spec = write(&sh.root(), "batches.toml", &job(&settings, t4, check));
+    let mut c = Cluster::start(&["--ack-wait", "2s"]);
+    sh.add_workers(&mut c, &["w1", "w2"]);
+    (sh, marks, c, spec)
 }
