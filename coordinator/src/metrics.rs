@@ -3,8 +3,8 @@
 //! dispatch-to-start latency, task duration, busy and total slots, redb commit latency, and
 //! results applied versus ignored (stale or duplicate), and what agent runs cost (dollars and
 //! tokens, as the agents reported them), each adaptive pool's limit in force and refused
-//! runs, stage runs and approval decisions by stage and verdict, and `[[notify]]` deliveries
-//! sent and failed.
+//! runs, stage runs and approval decisions by stage and verdict, `[[notify]]` deliveries
+//! sent and failed, and the integration queue's batches, bisections and verifies run and saved.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -36,6 +36,10 @@ pub struct Metrics {
     commit_latency: Histogram,
     results: Family<Labels, Counter>,
     integrations: Family<Labels, Counter>,
+    batches: Counter,
+    bisections: Counter,
+    batch_verifies: Counter,
+    verifies_saved: Counter,
     resolve_rounds: Family<Labels, Counter>,
     agent_cost: Counter<f64, std::sync::atomic::AtomicU64>,
     agent_tokens: Family<Labels, Counter>,
@@ -67,6 +71,10 @@ impl Metrics {
             commit_latency: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
             results: Family::default(),
             integrations: Family::default(),
+            batches: Counter::default(),
+            bisections: Counter::default(),
+            batch_verifies: Counter::default(),
+            verifies_saved: Counter::default(),
             resolve_rounds: Family::default(),
             agent_cost: Counter::default(),
             agent_tokens: Family::default(),
@@ -139,6 +147,28 @@ impl Metrics {
             "integrations",
             "Integrations of worktree tasks, by outcome (merged, unchanged, conflict, ...)",
             m.integrations.clone(),
+        );
+        r.register(
+            "integration_batches",
+            "Integrations that merged several tasks and verified them once (integration.batch)",
+            m.batches.clone(),
+        );
+        r.register(
+            "integration_bisections",
+            "Batched integrations whose verify failed with several tasks merged (split in halves)",
+            m.bisections.clone(),
+        );
+        r.register(
+            "integration_verifies",
+            "Integration verifies run by jobs with integration.batch above 1",
+            m.batch_verifies.clone(),
+        );
+        r.register(
+            "integration_verifies_saved",
+            "Verifies one-at-a-time integration would have run in addition (the tasks of each \
+             passing batch beyond its first; each bisection costs one: subtract \
+             ordo_integration_bisections_total)",
+            m.verifies_saved.clone(),
         );
         r.register(
             "resolve_rounds",
@@ -245,11 +275,14 @@ impl Metrics {
                         .get_or_create(&label("outcome", outcome.name()))
                         .inc();
                 }
+                Change::Batch {
+                    tasks,
+                    verified,
+                    bisected,
+                    ..
+                } => self.batch(tasks.len(), *verified, *bisected),
                 Change::Stage { record, .. } => self.stage(record),
-                Change::Job { .. }
-                | Change::Budget { .. }
-                | Change::Pool { .. }
-                | Change::Batch { .. } => {}
+                Change::Job { .. } | Change::Budget { .. } | Change::Pool { .. } => {}
             }
         }
     }
@@ -274,6 +307,23 @@ impl Metrics {
             self.pool_limit.get_or_create(&pool).set(limit.limit.into());
             let refused = i64::try_from(limit.refused_total).unwrap_or(i64::MAX);
             self.pool_limited.get_or_create(&pool).set(refused);
+        }
+    }
+
+    /// One integration of a job with batches on (`Change::Batch`): as the report counts it
+    /// (`BatchSummary::add`), the saving before bisections' cost.
+    fn batch(&self, tasks: usize, verified: bool, bisected: bool) {
+        if tasks > 1 {
+            self.batches.inc();
+        }
+        if !verified {
+            return;
+        }
+        self.batch_verifies.inc();
+        if bisected {
+            self.bisections.inc();
+        } else {
+            self.verifies_saved.inc_by(tasks as u64 - 1);
         }
     }
 
@@ -343,6 +393,37 @@ mod tests {
             r#"ordo_stage_total{stage="review",verdict="pass"} 1"#,
             r#"ordo_stage_total{stage="lint",verdict="none"} 1"#,
             r#"ordo_stage_total{stage="sign-off",verdict="pass"} 1"#,
+        ] {
+            assert!(text.contains(line), "{line} not in:\n{text}");
+        }
+    }
+
+    /// Each integration record of a job with batches counts: batches of several tasks, verifies
+    /// run, bisections, and the verifies a passing batch saved.
+    #[test]
+    fn batches_are_counted() {
+        let (mut m, registry) = Metrics::new();
+        let job = JobId::new();
+        let batch = |tasks: &[u32], verified, bisected| Change::Batch {
+            job,
+            tasks: tasks.iter().map(|&i| TaskIndex(i)).collect(),
+            verified,
+            bisected,
+            at: 0,
+        };
+        m.observe(&[
+            batch(&[0, 1, 2, 3], true, false),
+            batch(&[4, 5], true, true),
+            batch(&[4], true, false),
+            batch(&[5], false, false),
+        ]);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        for line in [
+            "ordo_integration_batches_total 2",
+            "ordo_integration_verifies_total 3",
+            "ordo_integration_bisections_total 1",
+            "ordo_integration_verifies_saved_total 3",
         ] {
             assert!(text.contains(line), "{line} not in:\n{text}");
         }

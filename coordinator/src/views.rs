@@ -4,16 +4,37 @@
 use std::collections::{BTreeMap, HashSet};
 
 use ordo_proto::api::{
-    ApprovalView, JobStatus, JobSummary, JobsRequest, Page, PoolStatus, TaskStatus,
+    ApprovalView, BatchSummary, JobStatus, JobSummary, JobsRequest, Page, PoolStatus, TaskStatus,
 };
 use ordo_proto::gates::{StageKind, StageRecord};
 use ordo_proto::wire::FileLines;
 use ordo_proto::{Attempt, JobId, JobSpec, TaskIndex, TaskPhase, TaskResult, TaskSpec};
 
-use crate::engine::{PoolLimit, SavedTask, TaskState, Tasks};
+use crate::engine::{Change, PoolLimit, SavedTask, TaskState, Tasks};
 use crate::store::{JobRecord, Result, Store};
 
 /// A job's summary from its records (without its cost: `costed` adds it).
+/// Job `id`'s integration batches so far (the `Change::Batch` records of its history), when
+/// its `spec` has `integration.batch` above 1.
+pub fn batches(store: &Store, spec: &JobSpec, id: &JobId) -> Result<Option<BatchSummary>> {
+    if spec.integration_batch() <= 1 {
+        return Ok(None);
+    }
+    let mut s = BatchSummary::default();
+    for h in store.history(id)? {
+        if let Change::Batch {
+            tasks,
+            verified,
+            bisected,
+            ..
+        } = &h.change
+        {
+            s.add(tasks.len(), *verified, *bisected);
+        }
+    }
+    Ok(Some(s))
+}
+
 /// The pools of `spec`'s `settings.pools` that its tasks take, with the adaptive limits the
 /// engine holds (`Engine::pool_limits`): a pool taken by an agent run adapts.
 pub fn pools(spec: &JobSpec, limits: &BTreeMap<String, PoolLimit>) -> Vec<PoolStatus> {
@@ -184,6 +205,7 @@ pub fn status(store: &Store, id: &JobId) -> Result<Option<JobStatus>> {
         .collect();
     Ok(Some(JobStatus {
         pools: Vec::new(),
+        batches: None,
         summary: costed(store, summary(&job, &tasks))?,
         tasks: task_status,
         omitted: 0,
@@ -383,6 +405,7 @@ pub fn status_page(
         .collect();
     Ok(Some(JobStatus {
         pools: Vec::new(),
+        batches: None,
         omitted: summary.total.saturating_sub(tasks.len()),
         summary,
         tasks,
@@ -480,6 +503,7 @@ mod tests {
         tasks[500] = task(500, TaskPhase::Failed);
         let status = JobStatus {
             pools: Vec::new(),
+            batches: None,
             summary: JobSummary {
                 id: JobId::new(),
                 name: "big".into(),
@@ -594,6 +618,65 @@ mod tests {
             assert_eq!(st.tasks[0].stages[1].verdict, Some(Verdict::Pass));
             assert!(st.tasks[1].stages.is_empty());
         }
+    }
+
+    /// A job with `integration.batch` above 1 shows its batches so far from its history: a
+    /// passing batch of three (two verifies saved), a failing batch of two (bisected: one
+    /// verify more) and its halves; a job without batches shows none.
+    #[test]
+    fn batches_are_counted_from_the_history() {
+        use crate::engine::JobOptions;
+        use crate::store::{Batch, JobRecord};
+        use ordo_proto::{IntegrationSettings, TaskSpec};
+
+        let store = Store::in_memory().unwrap();
+        let mut spec = JobSpec {
+            name: "batched".into(),
+            tasks: (0..5)
+                .map(|i| TaskSpec::shell(&format!("t{i}"), "true"))
+                .collect(),
+            ..Default::default()
+        };
+        let plain = JobRecord::new(JobId::new(), spec.clone(), "test", JobOptions::default(), 1);
+        spec.settings.integration = Some(IntegrationSettings {
+            batch: Some(4),
+            ..IntegrationSettings::default()
+        });
+        let rec = JobRecord::new(JobId::new(), spec, "test", JobOptions::default(), 1);
+        store.insert_job(&rec).unwrap();
+        let batch = |tasks: &[u32], verified, bisected| Change::Batch {
+            job: rec.id,
+            tasks: tasks.iter().map(|&i| TaskIndex(i)).collect(),
+            verified,
+            bisected,
+            at: 1,
+        };
+        let changes = vec![
+            batch(&[0, 1, 2], true, false),
+            batch(&[3, 4], true, true),
+            batch(&[3], true, false),
+            batch(&[4], true, false),
+        ];
+        store
+            .commit(&Batch {
+                now: 2,
+                changes: &changes,
+                ..Default::default()
+            })
+            .unwrap();
+
+        let b = batches(&store, &rec.spec, &rec.id).unwrap().unwrap();
+        assert_eq!(
+            b,
+            BatchSummary {
+                batches: 2,
+                sizes: vec![3, 2],
+                bisections: 1,
+                verifies_run: 4,
+                verifies_saved: 1,
+            }
+        );
+        assert_eq!(batches(&store, &plain.spec, &plain.id).unwrap(), None);
     }
 
     /// Pages follow index order among the tasks asked for; the summary counts every task; a

@@ -381,6 +381,48 @@ pub struct JobStatus {
     /// The pools of `settings.pools` its tasks take, as they stand now (global across jobs).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pools: Vec<PoolStatus>,
+    /// With `integration.batch` above 1: its integration batches so far.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batches: Option<BatchSummary>,
+}
+
+/// The integration queue's batches of a job (docs/design.md, "Integration queue: batches"),
+/// as status and the report show them.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct BatchSummary {
+    /// Integrations that took more than one task.
+    pub batches: usize,
+    /// Their sizes, in order.
+    pub sizes: Vec<usize>,
+    /// Integrations whose verify failed with several tasks merged (split in halves).
+    pub bisections: usize,
+    /// Integration verifies run, every integration of the job counted.
+    pub verifies_run: usize,
+    /// Verifies one-at-a-time integration would have run in addition: the tasks of each
+    /// passing integration beyond its first, less the verifies of bisected ones (negative when
+    /// bisection cost more than batches saved).
+    pub verifies_saved: i64,
+}
+
+impl BatchSummary {
+    /// Counts one integration's record: how many tasks it merged, whether a verify ran, and
+    /// whether it failed with several tasks merged (bisected).
+    pub fn add(&mut self, tasks: usize, verified: bool, bisected: bool) {
+        if tasks > 1 {
+            self.batches += 1;
+            self.sizes.push(tasks);
+        }
+        if !verified {
+            return;
+        }
+        self.verifies_run += 1;
+        if bisected {
+            self.bisections += 1;
+            self.verifies_saved -= 1;
+        } else {
+            self.verifies_saved += tasks as i64 - 1;
+        }
+    }
 }
 
 /// A pool as it stands: its size as the job declares it and, for a pool of agent runs, the

@@ -31,6 +31,7 @@ use std::path::Path;
 
 use std::fmt::Write as _;
 
+pub use ordo_proto::api::BatchSummary;
 use ordo_proto::api::{HistoryChange, IgnoredResult, ReportData};
 use ordo_proto::gates::{StageRecord, Verdict};
 use ordo_proto::{
@@ -306,52 +307,20 @@ pub struct JobIntegration {
     pub batches: Option<BatchSummary>,
 }
 
-/// The integration queue's batches (docs/design.md, "Integration queue: batches").
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct BatchSummary {
-    /// Integrations that took more than one task.
-    pub batches: usize,
-    /// Their sizes, in order.
-    pub sizes: Vec<usize>,
-    /// Integrations whose verify failed with several tasks merged (split in halves).
-    pub bisections: usize,
-    /// Integration verifies run, every integration of the job counted.
-    pub verifies_run: usize,
-    /// Verifies one-at-a-time integration would have run in addition: the tasks of each
-    /// passing integration beyond its first, less the verifies of bisected ones (negative when
-    /// bisection cost more than batches saved).
-    pub verifies_saved: i64,
-}
-
-impl BatchSummary {
-    fn of(history: &[ordo_proto::api::HistoryEntry]) -> BatchSummary {
-        let mut s = BatchSummary::default();
-        for h in history {
-            let HistoryChange::Batch {
-                tasks,
-                verified,
-                bisected,
-            } = &h.change
-            else {
-                continue;
-            };
-            if tasks.len() > 1 {
-                s.batches += 1;
-                s.sizes.push(tasks.len());
-            }
-            if !verified {
-                continue;
-            }
-            s.verifies_run += 1;
-            if *bisected {
-                s.bisections += 1;
-                s.verifies_saved -= 1;
-            } else {
-                s.verifies_saved += tasks.len() as i64 - 1;
-            }
+/// The integration queue's batches of a job, from its history.
+fn batch_summary(history: &[ordo_proto::api::HistoryEntry]) -> BatchSummary {
+    let mut s = BatchSummary::default();
+    for h in history {
+        if let HistoryChange::Batch {
+            tasks,
+            verified,
+            bisected,
+        } = &h.change
+        {
+            s.add(tasks.len(), *verified, *bisected);
         }
-        s
     }
+    s
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -1431,8 +1400,7 @@ pub fn build(data: &ReportData) -> Report {
                     .filter_map(|it| it.resolve_cost_usd)
                     .reduce(|a, b| a + b);
                 JobIntegration {
-                    batches: (spec.integration_batch() > 1)
-                        .then(|| BatchSummary::of(&data.history)),
+                    batches: (spec.integration_batch() > 1).then(|| batch_summary(&data.history)),
                     kept: failed.then(|| kept_text(&data.job.summary.id)),
                     resolve_rounds,
                     resolve_cost_usd,
@@ -1483,9 +1451,14 @@ pub fn rework_text(ji: &JobIntegration) -> Option<String> {
 
 /// The integration queue's batches in a sentence, when the job had them on.
 pub fn batch_text(ji: &JobIntegration) -> Option<String> {
-    let b = ji.batches.as_ref()?;
+    ji.batches.as_ref().map(batch_line)
+}
+
+/// Batches, their sizes, bisections and integration verifies run and saved, in a sentence
+/// (the report and `ordo status`).
+pub fn batch_line(b: &BatchSummary) -> String {
     let sizes: Vec<String> = b.sizes.iter().map(usize::to_string).collect();
-    Some(format!(
+    format!(
         "Batches: {} (sizes {}), {} bisection(s); integration verifies run {}, saved {}.",
         b.batches,
         if sizes.is_empty() {
@@ -1496,7 +1469,7 @@ pub fn batch_text(ji: &JobIntegration) -> Option<String> {
         b.bisections,
         b.verifies_run,
         b.verifies_saved
-    ))
+    )
 }
 
 /// What the failed attempts of worktree job `job` keep, and the command that removes it.

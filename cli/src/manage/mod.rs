@@ -597,6 +597,7 @@ pub(crate) mod tests {
             omitted: 0,
             page: None,
             pools: Vec::new(),
+            batches: None,
         }
     }
 

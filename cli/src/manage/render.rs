@@ -220,6 +220,9 @@ pub fn status_text(st: &JobStatus, now_ms: u64) -> String {
     for p in &st.pools {
         line.push_str(&format!("\n{}", pool_line(p, now_ms)));
     }
+    if let Some(b) = &st.batches {
+        line.push_str(&format!("\n{}", ordo_report::batch_line(b)));
+    }
     if let Some(n) = &st.summary.notify {
         line.push_str(&format!("\n{}", notify_line(n)));
     }
@@ -406,6 +409,32 @@ mod tests {
             "a    bb  c\nddd  e\n"
         );
         assert_eq!(table(&[]), "");
+    }
+
+    /// A job with batches on shows them under its summary line, and in its JSON.
+    #[test]
+    fn status_shows_batches() {
+        let mut st = status(JobState::Running, vec![task(0, "a", TaskPhase::Running)]);
+        st.batches = Some(ordo_proto::api::BatchSummary {
+            batches: 2,
+            sizes: vec![4, 2],
+            bisections: 1,
+            verifies_run: 5,
+            verifies_saved: 2,
+        });
+        let text = status_text(&st, 1_000_000);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[1],
+            "Batches: 2 (sizes 4, 2), 1 bisection(s); integration verifies run 5, saved 2.",
+            "{text}"
+        );
+        let json = serde_json::to_value(&st).unwrap();
+        assert_eq!(json["batches"]["verifies_saved"], 2);
+        assert_eq!(json["batches"]["bisections"], 1);
+        st.batches = None;
+        assert!(!status_text(&st, 1_000_000).contains("Batches"));
+        assert!(serde_json::to_value(&st).unwrap().get("batches").is_none());
     }
 
     #[test]

@@ -92,22 +92,29 @@ impl<E: Executor> Host<E> {
     pub fn status(&mut self, r: &StatusRequest) -> Reply<JobStatus> {
         let mut status = self.task_status(r)?;
         let engine = self.driver.engine();
-        status.pools = match engine.spec(&r.job) {
-            Some(spec) => views::pools(spec, engine.pool_limits()),
+        let record;
+        let spec = match engine.spec(&r.job) {
+            Some(spec) => spec,
             // An ended job's spec is in its record, read only when its tasks are asked for.
-            None if r.summary_only => Vec::new(),
-            None => views::pools(&self.record(&r.job)?.spec, engine.pool_limits()),
+            None if r.summary_only => return Ok(status),
+            None => {
+                record = self.record(&r.job)?;
+                &record.spec
+            }
         };
+        status.pools = views::pools(spec, engine.pool_limits());
+        status.batches = views::batches(&self.store, spec, &r.job).map_err(internal)?;
         Ok(status)
     }
 
-    /// `status` without the pools.
+    /// `status` without the pools and the batches.
     fn task_status(&mut self, r: &StatusRequest) -> Reply<JobStatus> {
         if r.summary_only {
             let summary = self.summary(&r.job)?;
             let omitted = summary.total;
             return Ok(JobStatus {
                 pools: Vec::new(),
+                batches: None,
                 summary,
                 tasks: Vec::new(),
                 omitted,
