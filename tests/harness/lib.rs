@@ -158,6 +158,16 @@ impl Run {
         self.status.code().unwrap_or(-1)
     }
 
+    /// The first line of stdout, trimmed: the job id `ordo submit` prints first.
+    pub fn first_line(&self) -> String {
+        self.stdout
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_string()
+    }
+
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_str(self.stdout.trim()).unwrap_or_else(|e| {
             panic!(

@@ -336,12 +336,7 @@ pub(crate) fn logs(c: &Cluster) -> String {
 pub(crate) fn submit(c: &Cluster, spec: &str) -> String {
     let r = c.ordo(&["submit", spec]);
     assert_eq!(r.code(), 0, "{}\n{}", r.stdout, r.stderr);
-    r.stdout
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_string()
+    r.first_line()
 }
 
 /// Waits (up to a minute) until the job has ended; its last status.

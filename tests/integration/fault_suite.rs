@@ -826,13 +826,7 @@ fn f5_tasks_that_hang_trap_escape_flood_or_write_bad_bytes() {
     let r = c.ordo(&["submit", &path, "--wait"]);
     // Two tasks time out, so the job fails; nothing hangs.
     assert_eq!(r.code(), 1, "{}{}", r.stdout, r.stderr);
-    let job = r
-        .stdout
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_string();
+    let job = r.first_line();
     let jobs = c.ordo(&["jobs", "--output", "json"]).json();
     let job = if job.len() == 36 {
         job

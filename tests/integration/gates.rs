@@ -335,13 +335,7 @@ prompt = "verdict {verdicts}"
         ),
     );
     let r = c.ordo(&["submit", &spec, "--wait"]);
-    let job = r
-        .stdout
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_string();
+    let job = r.first_line();
     assert_eq!(
         r.code(),
         0,

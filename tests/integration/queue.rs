@@ -378,13 +378,7 @@ fn on_a_cluster(t4: &str, check: &str) -> (Shared, std::path::PathBuf, serde_jso
         r.stderr,
         c.coordinator.log()
     );
-    let job_id = r
-        .stdout
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_string();
+    let job_id = r.first_line();
     let report = c.ordo(&["report", &job_id, "--format", "json"]).json();
     (sh, marks, report)
 }

@@ -144,13 +144,7 @@ fn cluster_integrates_like_one_machine() {
     let c = sh.cluster();
     let spec = sh.job("it", &sh.dir("marks-cluster"));
     let r = c.ordo(&["submit", &spec, "--wait"]);
-    let job = r
-        .stdout
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_string();
+    let job = r.first_line();
     assert!(
         r.code() == 0,
         "ordo submit --wait:\n{}\n{}\ncoordinator:\n{}\nworkers:\n{}",
@@ -298,13 +292,7 @@ fn workers_on_one_host_with_default_flags_share_no_cache() {
             r.stderr,
             workers_log(&c)
         );
-        let job = r
-            .stdout
-            .lines()
-            .next()
-            .unwrap_or_default()
-            .trim()
-            .to_string();
+        let job = r.first_line();
         let rep = report(&c, &job);
         for t in ["a", "b", "c", "d", "e", "f"] {
             let runs = task(&rep, t)["runs"].as_array().unwrap().len();
@@ -406,13 +394,7 @@ fn prune_job_removes_what_failed_attempts_kept_in_the_caches() {
     );
     let r = c.ordo(&["submit", &spec, "--wait"]);
     assert_eq!(r.code(), 1, "{}\n{}", r.stdout, r.stderr);
-    let job = r
-        .stdout
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_string();
+    let job = r.first_line();
     let kept = || -> Vec<PathBuf> {
         let mut found = Vec::new();
         let Ok(slots) = std::fs::read_dir(sh.caches()) else {
@@ -495,13 +477,7 @@ fn a_hot_file_starves_no_task_on_a_cluster() {
     for marker in ["<<<<<<<", ">>>>>>>"] {
         assert_eq!(git_run(&sh.repo(), &["grep", "-F", marker, "it"]).code(), 1);
     }
-    let job = r
-        .stdout
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_string();
+    let job = r.first_line();
     let report = report(&c, &job);
     let ji = &report["summary"]["integration"];
     let conflicts = ji["conflicts"].as_u64().unwrap();
