@@ -28,7 +28,7 @@ pub const HELD_WAIT: Duration = Duration::from_secs(10);
 pub struct Local {
     dir: PathBuf,
     /// Replaced when the process serving the directory stops: this one comes to it again.
-    link: tokio::sync::RwLock<Link>,
+    link: Arc<tokio::sync::RwLock<Link>>,
     run: RunArgs,
     open: Open,
     agent_command: Option<Vec<String>>,
@@ -50,7 +50,7 @@ impl Local {
         let link = Local::link(&dir, run, open, false).await?;
         Ok(Local {
             dir,
-            link: tokio::sync::RwLock::new(link),
+            link: Arc::new(tokio::sync::RwLock::new(link)),
             run: run.clone(),
             open,
             agent_command,
@@ -129,32 +129,54 @@ impl Local {
     /// gone (an `ordo run` ended under a dashboard), this process takes the directory over and
     /// the request is sent again here: nothing was done with it over there.
     pub async fn send(&self, verb: &str, body: Vec<u8>) -> Result<Vec<u8>> {
-        let link = self.link.read().await;
-        let client = match &*link {
-            Link::Own { node, .. } => {
-                return node
-                    .call(verb, body)
-                    .await
-                    .map_err(|e| Error::State(e.to_string()));
-            }
-            Link::Socket(client) => client.clone(),
-        };
-        drop(link);
-        match client.call(verb, &body).await {
-            Ok(reply) => Ok(reply),
-            Err(e) if socket::gone(&e) => {
-                let mut link = self.link.write().await;
-                if matches!(&*link, Link::Socket(_)) {
-                    *link = Local::link(&self.dir, &self.run, self.open, true).await?;
+        // A server that goes while a new one takes the directory over can refuse once more.
+        for _ in 0..3 {
+            let client = match &*self.link.read().await {
+                Link::Own { node, .. } => {
+                    return node
+                        .call(verb, body)
+                        .await
+                        .map_err(|e| Error::State(e.to_string()));
                 }
-                drop(link);
-                Box::pin(self.send(verb, body)).await
+                Link::Socket(client) => client.clone(),
+            };
+            match client.call(verb, &body).await {
+                Ok(reply) => return Ok(reply),
+                Err(e) if socket::gone(&e) => self.relink().await?,
+                Err(e) => return Err(self.unanswered(e)),
             }
-            Err(e) => Err(Error::State(format!(
-                "the process serving {} did not answer: {e}",
-                self.dir.display()
-            ))),
         }
+        Err(self.unanswered(std::io::Error::other(
+            "the directory changed hands three times during one request",
+        )))
+    }
+
+    /// Comes to the directory again after the process serving it went. In a task of its own:
+    /// a caller that stops waiting (a dashboard request whose browser went away) must not drop
+    /// a host half taken over, with its socket bound and its store locked.
+    async fn relink(&self) -> Result<()> {
+        let (slot, dir, run, open) = (
+            self.link.clone(),
+            self.dir.clone(),
+            self.run.clone(),
+            self.open,
+        );
+        tokio::spawn(async move {
+            let mut link = slot.write().await;
+            if matches!(&*link, Link::Socket(_)) {
+                *link = Local::link(&dir, &run, open, true).await?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| Error::State(format!("taking {} over: {e}", self.dir.display())))?
+    }
+
+    fn unanswered(&self, e: std::io::Error) -> Error {
+        Error::State(format!(
+            "the process serving {} did not answer: {e}",
+            self.dir.display()
+        ))
     }
 
     /// The `--agent-command` this process runs agents with, for the specs it submits.

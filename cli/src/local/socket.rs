@@ -74,12 +74,15 @@ pub fn waiting_note(others: usize, dir: &Path) -> String {
     )
 }
 
-/// Whether a failed request means nobody serves the directory any more (the request was not
-/// taken: the socket is gone or refuses connections).
+/// Whether a failed request means nobody serves the directory any more and the request was
+/// not taken: the socket is gone or refuses connections, or the connection was reset (a Unix
+/// stream is reset only when its server closed it with the request unread, or closed its
+/// listener before accepting it: the serving process was stopping).
 pub fn gone(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
     matches!(
         e.kind(),
-        std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+        NotFound | ConnectionRefused | ConnectionReset | BrokenPipe
     )
 }
 
@@ -175,5 +178,27 @@ impl Client {
             ));
         }
         Ok(reply)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A request whose connection the stopping server never accepted reads as not taken, so
+    /// the client comes to the directory again rather than failing (the kernel's own error:
+    /// the listener is closed with the connection still waiting in it).
+    #[tokio::test]
+    async fn a_connection_the_server_never_accepted_counts_as_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let listener = UnixListener::bind(path(dir.path())).unwrap();
+        let client = Client::connect(dir.path()).await.expect("served");
+        let mut call = Box::pin(client.call("status", b"{}"));
+        // One poll connects and writes the request (a Unix connection is queued at once) and
+        // waits for the answer; then the listener goes with the connection unaccepted.
+        assert!(futures::poll!(&mut call).is_pending());
+        drop(listener);
+        let err = call.await.expect_err("nobody answered");
+        assert!(gone(&err), "{err:?} ({:?})", err.kind());
     }
 }
