@@ -181,7 +181,8 @@ pub struct IntegrationSettings {
     /// tip together and verified once (default 1: one at a time).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batch: Option<u32>,
-    /// `"off"` or `"verified"`; only `"off"` is supported yet.
+    /// `"off"` (default) or `"verified"`: a task may start on its dependencies' work once
+    /// they passed their verify and stages, before they are integrated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub speculate: Option<String>,
     /// The share of the job's budget speculative runs may discard (0 to 1).
@@ -749,6 +750,15 @@ impl JobSpec {
     pub fn integration_batch(&self) -> usize {
         let batch = self.settings.integration.as_ref().and_then(|i| i.batch);
         batch.unwrap_or(1).max(1) as usize
+    }
+
+    /// `integration.speculate = "verified"`: the share of the job's budget (of its runs,
+    /// without a budget) that discarded speculative runs may take (`speculation_budget`,
+    /// default 0.2). `None`: no speculation.
+    pub fn speculation(&self) -> Option<f64> {
+        let i = self.settings.integration.as_ref()?;
+        (i.speculate.as_deref() == Some("verified") && self.uses_worktrees())
+            .then(|| i.speculation_budget.unwrap_or(0.2))
     }
 
     /// The command run at a new integration head for task `t`, if any.

@@ -763,13 +763,7 @@ fn bad_integration(i: &crate::spec::IntegrationSettings) -> Option<String> {
         return Some("integration.batch must be at least 1".into());
     }
     match i.speculate.as_deref() {
-        None | Some("off") => {}
-        Some("verified") => {
-            return Some(
-                "integration.speculate = \"verified\": speculate is not supported yet (use \"off\")"
-                    .into(),
-            );
-        }
+        None | Some("off" | "verified") => {}
         Some(other) => {
             return Some(format!(
                 "integration.speculate {other:?} is not one of \"off\", \"verified\""
@@ -805,7 +799,7 @@ mod tests {
     }
 
     #[test]
-    fn integration_settings_are_checked_and_speculation_refused() {
+    fn integration_settings_are_checked() {
         let check = |batch, speculate: Option<&str>, budget| {
             let mut spec = job(&[("a", &[])]);
             spec.settings.workspace = Some(crate::spec::WorkspaceMode::Worktree);
@@ -821,7 +815,7 @@ mod tests {
         assert_eq!(check(Some(4), Some("off"), Some(0.2)), None);
         let err = |b, s, f| check(b, s, f).unwrap().join("; ");
         assert!(err(Some(0), None, None).contains("integration.batch must be at least 1"));
-        assert!(err(None, Some("verified"), None).contains("speculate is not supported yet"));
+        assert_eq!(check(None, Some("verified"), Some(0.5)), None);
         assert!(err(None, Some("always"), None).contains("is not one of"));
         assert!(err(None, None, Some(1.5)).contains("between 0 and 1"));
         let mut spec = job(&[("a", &[])]);

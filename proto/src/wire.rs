@@ -105,6 +105,13 @@ pub struct Workspace {
     /// from this branch and head, the task's work as it was, instead of from the tip.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub revise: Option<Resolve>,
+    /// A speculative attempt (docs/design.md, "Integration queue: speculation"): the work of
+    /// its dependencies that passed their verify but are not integrated yet, merged in this
+    /// order onto the tip before the attempt starts. Its change is counted from there (its
+    /// files are its own); a merge that does not go cleanly fails the attempt (the engine
+    /// discards it, no attempt spent).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub speculative: Vec<Resolve>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -174,6 +174,7 @@ impl Workspaces {
             conflict,
             title,
             revise: self.revise[t].clone(),
+            speculative: Vec::new(),
         });
     }
 

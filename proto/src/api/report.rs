@@ -123,6 +123,18 @@ pub enum HistoryChange {
         verified: bool,
         bisected: bool,
     },
+    /// A speculative attempt's end (docs/design.md, "Integration queue: speculation"): it
+    /// started on `on`'s work before they were integrated; `kept` once they integrated as
+    /// they were (it then integrates like any task), else discarded (the task runs again on
+    /// the real tip) with what it spent.
+    Speculation {
+        index: TaskIndex,
+        attempt: Attempt,
+        on: Vec<TaskIndex>,
+        kept: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cost_usd: Option<f64>,
+    },
     /// The job's budget was set anew (`ordo retry --max-cost-usd`).
     Budget {
         max_cost_usd: Option<f64>,

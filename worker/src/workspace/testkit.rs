@@ -98,6 +98,7 @@ impl Fx {
             conflict: None,
             title: None,
             revise: None,
+            speculative: Vec::new(),
         }
     }
 
