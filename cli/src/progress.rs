@@ -128,6 +128,13 @@ fn describe(
             tasks.len()
         )),
         Change::Batch { .. } => None,
+        Change::Speculation {
+            index, kept: false, ..
+        } => Some(format!(
+            "↺ {}: its speculative run is discarded (a dependency changed): it runs again",
+            spec.tasks.get(index.get())?.label()
+        )),
+        Change::Speculation { .. } => None,
         Change::Ignored { .. }
         | Change::Job { .. }
         | Change::Budget { .. }

@@ -282,7 +282,10 @@ impl Metrics {
                     ..
                 } => self.batch(tasks.len(), *verified, *bisected),
                 Change::Stage { record, .. } => self.stage(record),
-                Change::Job { .. } | Change::Budget { .. } | Change::Pool { .. } => {}
+                Change::Job { .. }
+                | Change::Budget { .. }
+                | Change::Pool { .. }
+                | Change::Speculation { .. } => {}
             }
         }
     }

@@ -72,6 +72,20 @@ pub fn gather(store: &Store, id: &JobId) -> Result<Option<ReportData>> {
                 verified,
                 bisected,
             },
+            Change::Speculation {
+                index,
+                attempt,
+                on,
+                kept,
+                cost_usd,
+                ..
+            } => HistoryChange::Speculation {
+                index,
+                attempt,
+                on,
+                kept,
+                cost_usd,
+            },
             Change::Attempt(_) | Change::Pool { .. } => continue,
             Change::Ignored {
                 result,

@@ -789,7 +789,9 @@ fn write_batch(tx: &redb::WriteTransaction, batch: &Batch<'_>) -> Result<Vec<u64
                     stages.insert(row, encode(&(attempt, record)).as_slice())?;
                     *job
                 }
-                Change::Integrated { job, .. } | Change::Batch { job, .. } => *job,
+                Change::Integrated { job, .. }
+                | Change::Batch { job, .. }
+                | Change::Speculation { job, .. } => *job,
                 Change::Budget {
                     job,
                     max_cost_usd,

@@ -135,7 +135,10 @@ impl Traces {
                         a.approvals.push(record.clone());
                     }
                 }
-                Change::Budget { .. } | Change::Pool { .. } | Change::Batch { .. } => {}
+                Change::Budget { .. }
+                | Change::Pool { .. }
+                | Change::Batch { .. }
+                | Change::Speculation { .. } => {}
                 Change::Job { job, state, at, .. } => {
                     let Some(j) = self.jobs.get_mut(job) else {
                         continue;

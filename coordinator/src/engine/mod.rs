@@ -310,6 +310,18 @@ pub enum Change {
         bisected: bool,
         at: Millis,
     },
+    /// A speculative attempt's end (docs/design.md, "Integration queue: speculation"): kept
+    /// (the dependencies it started on integrated as they were) or discarded (it runs again
+    /// on the real tip), with what its attempt spent.
+    Speculation {
+        job: JobId,
+        index: TaskIndex,
+        attempt: Attempt,
+        on: Vec<TaskIndex>,
+        kept: bool,
+        cost_usd: Option<f64>,
+        at: Millis,
+    },
     /// An adaptive pool's limit changed, or a run in it was refused (a rate limit, an
     /// overload). Not a job's: global across jobs, kept per pool name.
     Pool { name: String, limit: PoolLimit },
@@ -332,6 +344,7 @@ impl Change {
             | Change::Budget { job, .. }
             | Change::Integrated { job, .. }
             | Change::Batch { job, .. }
+            | Change::Speculation { job, .. }
             | Change::Stage { job, .. } => Some(*job),
             Change::Attempt(r) | Change::Ignored { result: r, .. } => Some(r.job),
             Change::Pool { .. } => None,

@@ -1318,7 +1318,9 @@ impl Sim {
                 | Change::Stage { .. },
             ) => {}
             Action::Integrate(_)
-            | Action::Record(Change::Integrated { .. } | Change::Batch { .. }) => {
+            | Action::Record(
+                Change::Integrated { .. } | Change::Batch { .. } | Change::Speculation { .. },
+            ) => {
                 panic!("round {round}: the model's jobs use no worktrees")
             }
             Action::Record(Change::Job { job, state, .. }) => {
