@@ -7,6 +7,7 @@
 //! spend, rate limits) are `agents`'s.
 
 mod approvals;
+mod speculation;
 
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, HashSet, VecDeque};
@@ -66,6 +67,14 @@ pub(crate) struct Job {
     agents: Agents,
     /// Tasks awaiting approval (`approvals`).
     awaiting: u32,
+    /// `integration.speculate = "verified"`: the share of the budget (or of the runs)
+    /// discarded speculative runs may take (`speculation`).
+    speculate: Option<f64>,
+    /// Tasks that left the work their speculative dependents started on, with that attempt:
+    /// those dependents are settled at the next turn.
+    unsettled: Vec<(u32, Attempt)>,
+    /// Speculative runs discarded, and what they spent.
+    discarded: (u32, f64),
 }
 
 impl Job {
@@ -125,6 +134,9 @@ impl Job {
             ws: Workspaces::new(&id, &spec),
             agents: Agents::default(),
             awaiting: 0,
+            speculate: spec.speculation(),
+            unsettled: Vec::new(),
+            discarded: (0, 0.0),
             spec,
             dag,
         };
@@ -166,7 +178,31 @@ impl Job {
     fn restore(&mut self, saved: &Saved, now: Millis, out: &mut Vec<Action>) {
         let results = &saved.results;
         let mut integrating = Vec::new();
+        // Speculation is not kept across a restart: a task that started before its
+        // dependencies were done waits for them again (an attempt of it still running is
+        // stale now; its spend still counts).
+        let done: Vec<bool> = saved
+            .tasks
+            .iter()
+            .enumerate()
+            .map(|(d, s)| match s.state {
+                TaskState::Succeeded { .. } => true,
+                TaskState::Failed { .. } | TaskState::TimedOut { .. } => {
+                    self.tolerates_failure(d as u32)
+                }
+                _ => false,
+            })
+            .collect();
+        let mut waits_again = Vec::new();
         for (t, mut s) in saved.tasks.iter().cloned().enumerate() {
+            if self.speculate.is_some()
+                && !s.state.is_terminal()
+                && s.state != TaskState::Pending
+                && self.dag.deps[t].iter().any(|&d| !done[d as usize])
+            {
+                s.state = TaskState::Pending;
+                waits_again.push(TaskIndex(t as u32));
+            }
             if let TaskState::Integrating { attempt, since } = s.state {
                 let found = results
                     .iter()
@@ -226,6 +262,16 @@ impl Job {
                     self.slots[t].state = TaskState::Pending;
                 }
             }
+        }
+        for index in waits_again {
+            let slot = &self.slots[index.get()];
+            out.push(Action::Record(Change::Task {
+                job: self.id,
+                index,
+                attempts: slot.attempts,
+                state: TaskState::Pending,
+                conflicts: slot.conflicts,
+            }));
         }
         // Queued again in the order they finished, as before the restart.
         integrating.sort_by_key(|(since, t, _, _)| (*since, *t));
@@ -437,6 +483,7 @@ impl Job {
             self.timers.insert((until, t));
         }
         self.track_awaiting(&old, &state, t);
+        self.note_left(t, &old, &state);
         let slot = &self.slots[t as usize];
         out.push(Action::Record(Change::Task {
             job: self.id,
@@ -485,6 +532,7 @@ impl Job {
     }
 
     pub(crate) fn schedule(&mut self, now: Millis, pools: &mut Pools, out: &mut Vec<Action>) {
+        self.settle_speculation(now, out);
         if self.stop.is_some() || self.state.is_terminal() {
             return;
         }
@@ -637,6 +685,10 @@ impl Job {
         if let Some(ws) = &self.ws {
             ws.decorate(&mut dispatch, task.is_prompt(), task.title());
         }
+        let base = self.speculative_base(t, attempt);
+        if let Some(w) = dispatch.workspace.as_mut() {
+            w.speculative = base;
+        }
         self.set_job_state(JobState::Running, now, None, out);
         self.set_state(t, TaskState::Dispatched { attempt, at: now }, out);
         out.push(Action::Dispatch(dispatch));
@@ -778,6 +830,9 @@ impl Job {
             self.agents.charge(agent, &self.spec, &result);
         }
         self.slots[t as usize].agent.not_rate_limited();
+        if self.speculative_end(t, &result, now, out) {
+            return;
+        }
         if self.left_markers(t, &result, now, out) {
             return;
         }
@@ -802,6 +857,8 @@ impl Job {
             // Its approvals first (`approvals`), then integration or success.
             if self.cancelled || !self.await_approval(t, attempt, 0, now, out) {
                 self.proceed(t, attempt, now, out);
+            } else {
+                self.speculate_after(t, now, out);
             }
             return;
         }
@@ -813,6 +870,7 @@ impl Job {
     /// change (`held`) waits for integration, else it succeeded.
     fn proceed(&mut self, t: u32, attempt: Attempt, now: Millis, out: &mut Vec<Action>) {
         let held = self.slots[t as usize].held.take();
+        let speculative = self.slots[t as usize].speculation.is_some();
         let Some(ws) = &mut self.ws else {
             self.end_attempt(t, Outcome::Succeeded, String::new(), now, out);
             return;
@@ -822,11 +880,15 @@ impl Job {
             _ if self.cancelled => "cancelled before it was integrated".to_string(),
             Some(w) => {
                 ws.finished(t, w);
+                if speculative {
+                    ws.hold(t);
+                }
                 let state = TaskState::Integrating {
                     attempt,
                     since: now,
                 };
                 self.set_state(t, state, out);
+                self.speculate_after(t, now, out);
                 return;
             }
             None => "the executor reported no worktree for this attempt".to_string(),
@@ -1195,9 +1257,19 @@ impl Job {
             return;
         }
         if success || self.tolerates_failure(t) {
+            let attempt = match self.slots[t as usize].state {
+                TaskState::Succeeded { attempt, .. } => Some(attempt),
+                _ => None,
+            };
             for i in 0..self.dag.dependents[t as usize].len() {
                 let s = self.dag.dependents[t as usize][i];
                 self.slots[s as usize].waiting -= 1;
+                if let Some(a) = attempt.filter(|_| self.speculate.is_some()) {
+                    self.confirm(s, t, a, now, out);
+                    if self.slots[s as usize].waiting != 0 {
+                        self.try_speculate(s, now, out);
+                    }
+                }
                 if self.slots[s as usize].waiting != 0
                     || !matches!(self.slots[s as usize].state, TaskState::Pending)
                     || self.blocked_by_failure(s)

@@ -5,7 +5,7 @@
 
 use std::ops::Index;
 
-use ordo_proto::{Attempt, WorkspaceResult};
+use ordo_proto::{Attempt, Resolve, TaskIndex, WorkspaceResult};
 
 use super::agents::AgentSlot;
 use super::state::TaskState;
@@ -37,6 +37,28 @@ pub(crate) struct Slot {
     pub(crate) held: Option<Box<WorkspaceResult>>,
     /// Rejections sent back to revise (rounds of its approvals).
     pub(crate) revisions: u32,
+    /// Made ready on its dependencies' work before they integrated (`job::speculation`).
+    pub(crate) speculation: Option<Box<Speculation>>,
+    /// It had its speculative run: it gets one at most.
+    pub(crate) speculated: bool,
+}
+
+/// A task started on a speculative base: the tip with the work of its dependencies that
+/// passed their verify and stages but were not integrated yet merged in.
+#[derive(Debug)]
+pub(crate) struct Speculation {
+    /// The dependencies still to integrate, with the attempt whose work it started on.
+    pub(crate) on: Vec<(u32, Attempt)>,
+    /// Every dependency it speculated on (for the record).
+    pub(crate) all: Vec<TaskIndex>,
+    /// Their work, merged onto the tip in this order (`Workspace::speculative`).
+    pub(crate) base: Vec<Resolve>,
+    /// The attempt that runs on it, once dispatched.
+    pub(crate) attempt: Option<Attempt>,
+    /// A dependency did not integrate as it was while the attempt ran: its result goes.
+    pub(crate) doomed: bool,
+    /// What the attempt spent, once it ended.
+    pub(crate) cost_usd: Option<f64>,
 }
 
 impl Slot {
@@ -53,6 +75,8 @@ impl Slot {
             agent: AgentSlot::default(),
             held: None,
             revisions: 0,
+            speculation: None,
+            speculated: false,
         }
     }
 }

@@ -13,6 +13,8 @@
 //! pending | ready | retry_wait | integrating | awaiting_approval → skipped | cancelled
 //! ready → failed (it can never run); a flow job's ended task → ready (a jump)
 //! dispatched goes wherever running does (a result may come before the start)
+//! ready | retry_wait | dispatched | running | integrating | awaiting_approval → pending
+//!     (a speculative task discarded: it waits for its dependencies again)
 //! ```
 //!
 //! `legal` is that diagram as a table; `Job::set_state` asserts it on every change.
@@ -142,8 +144,8 @@ impl TaskState {
     }
 }
 
-/// Whether a task may go from `from` to `to` (the diagram above). No state is ever entered
-/// again as `pending`: only a stored record or `ordo retry` makes a task pending. Leaving a
+/// Whether a task may go from `from` to `to` (the diagram above). `pending` is entered again
+/// only by a speculative task discarded (and by a stored record or `ordo retry`). Leaving a
 /// terminal state (for `ready`) is for flow jobs only, which `Job::set_state` checks too.
 pub fn legal(from: &TaskState, to: &TaskState) -> bool {
     use TaskState as S;
@@ -157,7 +159,8 @@ pub fn legal(from: &TaskState, to: &TaskState) -> bool {
     );
     let approval = matches!(from, S::AwaitingApproval { .. });
     match to {
-        S::Pending => false,
+        // A speculative task discarded: it waits for its dependencies again.
+        S::Pending => waiting && !matches!(from, S::Pending) || from.is_active(),
         // Dependencies met, a retry's wait over, an attempt requeued, a conflict to rework,
         // or a flow job's jump to a task (which may have run and ended).
         S::Ready { .. } => match from {

@@ -2546,12 +2546,15 @@ fn legal_allows_the_diagram_and_refuses_the_rest() {
         (&pending, &skipped),
         (&retry_wait, &cancelled),
         (&succeeded, &ready),
+        // A speculative task discarded waits for its dependencies again.
+        (&running, &pending),
+        (&integrating, &pending),
     ] {
         assert!(legal(from, to), "{} -> {}", from.name(), to.name());
     }
     for (from, to) in [
         (&succeeded, &pending),
-        (&running, &pending),
+        (&pending, &pending),
         (&pending, &running),
         (&pending, &dispatched),
         (&ready, &running),
@@ -2781,3 +2784,4 @@ fn repeated_conflicts_and_revision_rounds_climb_the_ladder() {
 
 mod approvals;
 mod batches;
+mod speculation;

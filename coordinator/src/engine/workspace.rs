@@ -96,6 +96,9 @@ pub(crate) struct Workspaces {
     /// Per task: a revise round's start (an approval rejected to revise), until a result of
     /// it is applied.
     revise: Vec<Option<Resolve>>,
+    /// Speculative tasks whose dependencies are not integrated yet: queued at their place,
+    /// not integrated before they are (`hold`, `release`).
+    held: BTreeSet<u32>,
 }
 
 /// What an integration outcome means for its task.
@@ -142,6 +145,7 @@ impl Workspaces {
             restored: HashMap::new(),
             integrated: Vec::new(),
             revise: vec![None; n],
+            held: BTreeSet::new(),
         })
     }
 
@@ -202,6 +206,22 @@ impl Workspaces {
             self.next_place
         });
         self.queue.insert((place, t));
+    }
+
+    /// The work `t` finished with, while it waits for (or is in) integration.
+    pub(crate) fn work(&self, t: u32) -> Option<&WorkspaceResult> {
+        self.pending[t as usize].as_deref()
+    }
+
+    /// `t` is speculative: it keeps its place in the queue but is not integrated before the
+    /// dependencies it started on are (`release`).
+    pub(crate) fn hold(&mut self, t: u32) {
+        self.held.insert(t);
+    }
+
+    /// The dependencies `t` speculated on integrated as they were: it integrates in its turn.
+    pub(crate) fn release(&mut self, t: u32) {
+        self.held.remove(&t);
     }
 
     /// The task ended for good (or its job stops): nobody waits for its rework any more.
@@ -282,7 +302,11 @@ impl Workspaces {
             let joins = ready
                 .first()
                 .is_none_or(|&first| integrated_alike(spec, first, t));
-            if !joins || self.held_back(place, t) || files.iter().any(|f| waiting.contains(&f)) {
+            if !joins
+                || self.held.contains(&t)
+                || self.held_back(place, t)
+                || files.iter().any(|f| waiting.contains(&f))
+            {
                 waiting.extend(files);
                 continue;
             }
@@ -432,11 +456,13 @@ impl Workspaces {
         self.tries[t as usize] < self.max_tries
     }
 
-    /// Drops a task from the queue (its job is stopping).
+    /// Drops a task from the queue (its job is stopping, or its speculative work is
+    /// discarded).
     pub(crate) fn forget(&mut self, t: u32) {
         self.dequeue(t);
         self.pending[t as usize] = None;
         self.reworking.remove(&t);
+        self.held.remove(&t);
     }
 
     fn dequeue(&mut self, t: u32) {
