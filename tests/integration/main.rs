@@ -66,6 +66,7 @@ mod queue;
 mod report;
 mod run_local;
 mod served;
+mod speculation;
 mod update_source;
 mod workspaces;
 mod workspaces_cluster;

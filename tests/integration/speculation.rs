@@ -1,0 +1,154 @@
+//! Speculation (docs/design.md, "Integration queue: speculation") end to end: `ordo run` (and a
+//! cluster of two workers) of worktree jobs with `integration = { speculate = "verified" }` on
+//! real git repositories. A dependent starts on its dependency's verified work while the
+//! dependency's integration verify is still running (the verify waits for the dependent's
+//! run to show, a bounded wait, so without speculation the order shows in the marks), and is
+//! kept when the dependency integrates as it was, or discarded and run again when the
+//! dependency's integration conflicts.
+
+use std::path::Path;
+
+use ordo_tests::{lines, task, write};
+
+use crate::workspaces::{Sandbox, assert_ok, default_branch};
+use crate::workspaces_cluster::Shared;
+
+/// The integration verify: the first one (the first integration of the run) waits, up to
+/// 15 s, for `b` to have run, and notes whether it had.
+const VERIFY: &str = r#"integration_verify = '''
+if [ ! -e "$MARKS/first-verify" ]; then
+  touch "$MARKS/first-verify"
+  n=0
+  until [ -e "$MARKS/b-runs" ] || [ "$n" -ge 300 ]; do sleep 0.05; n=$((n + 1)); done
+  if [ -e "$MARKS/b-runs" ]; then touch "$MARKS/b-before-first-integration"; fi
+fi
+'''"#;
+
+/// `a`, then `b` on a's work (it copies a.txt): `a` integrates as it was.
+fn kept_job(settings: &str) -> String {
+    format!(
+        r#"
+name = "speculate"
+[settings]
+workspace = "worktree"
+integration = {{ speculate = "verified" }}
+{settings}
+{VERIFY}
+
+[[tasks]]
+name = "a"
+command = "echo a > a.txt"
+
+[[tasks]]
+name = "b"
+depends_on = ["a"]
+command = "echo run >> \"$MARKS/b-runs\"; cp a.txt b.txt"
+"#
+    )
+}
+
+/// `z` and `a` write shared.txt; `a` finishes only once z's integration verify started, so
+/// it integrates after `z` and conflicts; `b` speculated on a's first work meanwhile.
+fn discarded_job(settings: &str) -> String {
+    format!(
+        r#"
+name = "speculate"
+[settings]
+workspace = "worktree"
+integration = {{ speculate = "verified" }}
+{settings}
+{VERIFY}
+
+[[tasks]]
+name = "z"
+command = "echo z > shared.txt"
+
+[[tasks]]
+name = "a"
+command = "until [ -e \"$MARKS/first-verify\" ]; do sleep 0.05; done; echo a > shared.txt"
+
+[[tasks]]
+name = "b"
+depends_on = ["a"]
+command = "echo run >> \"$MARKS/b-runs\"; cp shared.txt b.txt"
+"#
+    )
+}
+
+fn env(marks: &Path) -> String {
+    format!("env = {{ MARKS = \"{}\" }}", marks.display())
+}
+
+/// `b` ran on a's work before a's integration verify ended, once, and is kept.
+#[test]
+fn a_dependent_runs_on_verified_work_and_is_kept() {
+    let sb = Sandbox::new();
+    let marks = sb.dir("marks");
+    let spec = sb.job("speculate.toml", &kept_job(&env(&marks)));
+    let r = sb.run(&spec, &[]);
+    assert_ok(&r, "ordo run");
+    assert!(
+        marks.join("b-before-first-integration").exists(),
+        "b did not start before a integrated"
+    );
+    assert_eq!(lines(&marks.join("b-runs")).len(), 1, "b ran once");
+    let report = sb.report_json();
+    let branch = default_branch("speculate", &report);
+    assert_eq!(sb.show(&branch, "b.txt"), "a");
+    assert_eq!(task(&report, "b")["integration"]["outcome"], "merged");
+    assert_eq!(task(&report, "b")["attempts"], 1, "{report:#}");
+}
+
+/// a's integration conflicts with z's: b's speculative run is discarded, b runs again on the
+/// real tip (it sees a's reworked shared.txt), spending no attempt.
+#[test]
+fn a_dependent_on_conflicting_work_is_discarded_and_runs_again() {
+    let sb = Sandbox::new();
+    let marks = sb.dir("marks");
+    let spec = sb.job("speculate.toml", &discarded_job(&env(&marks)));
+    let r = sb.run(&spec, &[]);
+    assert_ok(&r, "ordo run");
+    assert!(
+        r.stderr.contains("speculative run is discarded"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(lines(&marks.join("b-runs")).len(), 2, "b ran again");
+    let report = sb.report_json();
+    let branch = default_branch("speculate", &report);
+    assert_eq!(sb.show(&branch, "shared.txt"), "a");
+    assert_eq!(sb.show(&branch, "b.txt"), "a", "b's kept run saw a's integrated work");
+    let conflicts = &task(&report, "a")["integration"]["conflicts"];
+    assert_eq!(conflicts.as_array().map(Vec::len), Some(1), "{report:#}");
+}
+
+/// The same two cases on a cluster of two workers integrating into a shared repository: the
+/// speculative base comes from the dependency's pushed task branch.
+#[test]
+fn speculation_on_a_cluster_is_kept_or_discarded() {
+    for (job, runs) in [(kept_job as fn(&str) -> String, 1), (discarded_job, 2)] {
+        let sh = Shared::new();
+        let repo = sh.repo();
+        let marks = sh.dir("marks");
+        let settings = format!(
+            "repository = \"{repo}\"\ntarget_branch = \"it\"\nenv = {{ MARKS = \"{marks}\" }}",
+            repo = repo.display(),
+            marks = marks.display()
+        );
+        let spec = write(&sh.root(), "speculate.toml", &job(&settings));
+        let mut c = ordo_tests::Cluster::start(&[]);
+        sh.add_workers(&mut c, &["w1", "w2"]);
+        let r = c.ordo(&["submit", &spec, "--wait"]);
+        assert_eq!(
+            r.code(),
+            0,
+            "ordo submit --wait:\n{}\n{}\ncoordinator:\n{}",
+            r.stdout,
+            r.stderr,
+            c.coordinator.log()
+        );
+        assert!(marks.join("b-before-first-integration").exists());
+        assert_eq!(lines(&marks.join("b-runs")).len(), runs);
+        assert_eq!(sh.show("it", "b.txt"), "a");
+    }
+}
