@@ -36,7 +36,8 @@ pub const PREPARE_RETRY_DELAY: Duration = Duration::from_millis(500);
 /// workspace runs as `exec::run` does, then goes through its stages in its directory.
 ///
 /// `Err` when the workspace cannot be prepared: the command never ran, which is not the task's
-/// failure (see the module notes).
+/// failure (see the module notes). A speculative base that cannot be made
+/// (`Error::Speculative`) is a failed attempt instead, the command not run either.
 pub async fn run_attempt(
     d: &Dispatch,
     opts: &ExecOptions,
@@ -55,7 +56,23 @@ pub async fn run_attempt(
         }
         return Ok(result);
     };
-    let prepared = source.prepare(ws, d).await?;
+    let started = now_ms();
+    let prepared = match source.prepare(ws, d).await {
+        Ok(prepared) => prepared,
+        // The dependencies' work does not merge (or is gone): trying again would fail again.
+        // The attempt fails saying why; the engine discards it and runs the task on the tip.
+        Err(e @ Error::Speculative { .. }) => {
+            let worker = opts.worker.clone();
+            return Ok(TaskResult::new(
+                d,
+                worker,
+                Outcome::Failed,
+                started,
+                e.to_string(),
+            ));
+        }
+        Err(e) => return Err(e),
+    };
     let mut result = run_prepared(d, ws, &prepared, opts, cancel.as_mut(), output).await;
     source.publish(ws, &prepared, &mut result).await;
     Ok(result)
@@ -210,24 +227,9 @@ fn inside(worktree: &Path, repository: &Path, working_dir: Option<&str>) -> Path
 
 #[cfg(test)]
 mod tests {
-    use ordo_proto::{Attempt, Program, TaskIndex};
-
     use super::*;
     use crate::workspace::Local;
     use crate::workspace::testkit::*;
-
-    fn dispatch(fx: &Fx, ws: Option<Workspace>, command: &str) -> Dispatch {
-        Dispatch {
-            workspace: ws,
-            ..Dispatch::new(
-                fx.job,
-                ordo_proto::TaskName::new("t").unwrap(),
-                TaskIndex(0),
-                Attempt(1),
-                Program::Shell(command.into()),
-            )
-        }
-    }
 
     /// Proves the one attempt path runs a plain dispatch as it is, and a worktree dispatch in
     /// its worktree (`ORDO_WORKSPACE` set), committing what it wrote.
@@ -236,7 +238,7 @@ mod tests {
         let fx = Fx::new();
         let local = Local::with_root(fx.root.clone());
         let opts = ExecOptions::default();
-        let plain = dispatch(&fx, None, "exit 0");
+        let plain = dispatch(&fx, None, 0, "t", "exit 0");
         let r = run_attempt(&plain, &opts, std::future::pending(), None, &local)
             .await
             .unwrap();
@@ -244,7 +246,13 @@ mod tests {
         assert!(r.workspace.is_none());
 
         let ws = fx.ws(0, "t", 1);
-        let d = dispatch(&fx, Some(ws.clone()), "echo x > \"$ORDO_WORKSPACE/x.txt\"");
+        let d = dispatch(
+            &fx,
+            Some(ws.clone()),
+            0,
+            "t",
+            "echo x > \"$ORDO_WORKSPACE/x.txt\"",
+        );
         let r = run_attempt(&d, &opts, std::future::pending(), None, &local)
             .await
             .unwrap();
@@ -267,7 +275,13 @@ mod tests {
         let mut ws = fx.ws(0, "t", 1);
         ws.repository = fx.tmp.path().join("missing").display().to_string();
         let marker = fx.tmp.path().join("ran");
-        let d = dispatch(&fx, Some(ws), &format!("touch {}", marker.display()));
+        let d = dispatch(
+            &fx,
+            Some(ws),
+            0,
+            "t",
+            &format!("touch {}", marker.display()),
+        );
         let e = run_attempt(&d, &opts, std::future::pending(), None, &local).await;
         assert!(matches!(e, Err(Error::Repository { .. })), "{e:?}");
 

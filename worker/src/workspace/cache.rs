@@ -516,7 +516,8 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 mod tests {
     use std::collections::BTreeMap;
 
-    use ordo_proto::{Attempt, JobId, TaskIndex, TaskName};
+    use ordo_proto::wire::Resolve;
+    use ordo_proto::{Attempt, JobId, Program, TaskIndex, TaskName};
 
     use super::*;
     use crate::exec::ExecOptions;
@@ -641,6 +642,44 @@ mod tests {
         let lost = one.push_tip(&c1, &req, &b, Some(&a)).await.unwrap_err();
         assert!(matches!(lost, Error::Moved { .. }), "{lost}");
         assert_eq!(fx.tip(), base);
+    }
+
+    /// Proves a cluster worker's speculative attempt finds its dependency's work: the task
+    /// branch another worker pushed to the shared repository reaches this worker's cache clone
+    /// (`sync` fetches every branch) and is merged onto the tip in the worktree.
+    #[tokio::test]
+    async fn a_pushed_dependency_is_merged_into_a_speculative_worktree() {
+        let fx = Fx::new();
+        let head = fx.task_branch("ordo/t/0-a/1", "a.txt");
+        let ws = Workspace {
+            repository: fx.shared.clone(),
+            integration_branch: "it".into(),
+            base: g(&fx.work, &["rev-parse", "main"]),
+            task_branch: "ordo/t/1-b/1".into(),
+            conflict: None,
+            title: None,
+            revise: None,
+            speculative: vec![Resolve {
+                branch: "ordo/t/0-a/1".into(),
+                head: head.clone(),
+            }],
+        };
+        let name = TaskName::new("b").unwrap();
+        let d = Dispatch::new(
+            JobId::new(),
+            name,
+            TaskIndex(1),
+            Attempt(1),
+            Program::Shell("true".into()),
+        );
+        let p = fx.caches("w1").prepare(&ws, &d).await.unwrap();
+        assert_eq!(
+            std::fs::read_to_string(p.worktree.join("a.txt")).unwrap(),
+            "a.txt\n"
+        );
+        assert_eq!(g(&p.worktree, &["rev-parse", "HEAD"]), p.base_commit);
+        assert_eq!(g(&p.worktree, &["rev-parse", "HEAD^2"]), head);
+        assert_eq!(g(&p.worktree, &["rev-parse", "HEAD^1"]), ws.base);
     }
 
     /// Proves repositories that share a name get cache clones of their own.

@@ -20,6 +20,11 @@ pub(super) async fn merge_for_resolve(worktree: &Path, tip: &str) -> Result<Vec<
     if !matches!(out.code, Some(0 | 1)) {
         return Err(out.into_error());
     }
+    unmerged_files(worktree).await
+}
+
+/// The files a merge in progress in `worktree` left unmerged, sorted.
+pub(super) async fn unmerged_files(worktree: &Path) -> Result<Vec<String>, Error> {
     let unmerged = git(worktree)
         .args(["diff", "--name-only", "--diff-filter=U", "-z"])
         .output()

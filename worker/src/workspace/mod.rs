@@ -23,7 +23,8 @@
 //! - `integrate`: `integrate` (plan with `git merge-tree`, verify at the merge, move the branch).
 //! - `local`: `Local`, the user's repository as a source; checking a job's repository first.
 //! - `cache`: `Caches`, a worker's cache clones as a source.
-//! - `worktree`: making, listing and removing attempts' worktrees and branches.
+//! - `worktree`: making (speculative bases included), listing and removing attempts'
+//!   worktrees and branches.
 //! - `commit`: committing what an attempt changed.
 //! - `stages`: the agent and command stages an attempt goes through after its verify, and
 //!   the rounds a `changes` verdict sends back to the implementer.
@@ -139,6 +140,11 @@ pub enum Error {
         expected: String,
         found: Option<String>,
     },
+    /// A speculative attempt's base cannot be made: a dependency's work is not in the
+    /// repository or does not merge cleanly onto the tip. Not a workspace failure: the
+    /// attempt fails (`run_attempt`), and the engine discards it.
+    #[error("the speculative base could not be made: dependency branch {branch}: {reason}")]
+    Speculative { branch: String, reason: String },
     /// A git command exited unsuccessfully.
     #[error("`{command}` failed ({status}): {stderr}")]
     Git {

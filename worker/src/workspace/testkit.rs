@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use ordo_proto::names::{integration_branch, job_tag, task_branch};
 use ordo_proto::wire::{Integrate, Integration, Workspace, WorkspaceResult};
-use ordo_proto::{Attempt, JobId, TaskIndex, TaskName, Verify};
+use ordo_proto::{Attempt, Dispatch, JobId, Program, TaskIndex, TaskName, Verify};
 
 use super::{Local, Prepared, commit, integrate, prepare};
 use crate::exec::ExecOptions;
@@ -261,6 +261,26 @@ pub(crate) fn make_dirty(repo: &Path) {
     let status = g(repo, &["status", "--porcelain=v1"]);
     assert!(status.contains(" M same.txt") && status.contains("M  README.md"));
     assert!(status.contains("?? notes.txt"));
+}
+
+/// Attempt 1 of task `name` (index `index`) running `command`, in `ws` when given.
+pub(crate) fn dispatch(
+    fx: &Fx,
+    ws: Option<Workspace>,
+    index: u32,
+    name: &str,
+    command: &str,
+) -> Dispatch {
+    Dispatch {
+        workspace: ws,
+        ..Dispatch::new(
+            fx.job,
+            TaskName::new(name).unwrap(),
+            TaskIndex(index),
+            Attempt(1),
+            Program::Shell(command.into()),
+        )
+    }
 }
 
 pub(crate) fn sh(command: &str) -> Option<Verify> {

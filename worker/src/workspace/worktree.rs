@@ -7,13 +7,13 @@ use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
 use ordo_proto::names::job_tag;
-use ordo_proto::wire::Workspace;
+use ordo_proto::wire::{Resolve, Workspace};
 use ordo_proto::{Attempt, JobId, TaskIndex};
 
-use super::conflict::merge_for_resolve;
+use super::conflict::{merge_for_resolve, unmerged_files};
 use super::git::{
-    WorktreeEntry, admin, check_branch, git, git_common_dir, list_worktrees, open_repository,
-    ordo_root, read_ref, refuse_checked_out, resolve_commit,
+    WorktreeEntry, admin, check_branch, git, git_common_dir, identity, list_worktrees,
+    open_repository, ordo_root, read_ref, refuse_checked_out, resolve_commit,
 };
 use super::{Error, cache};
 
@@ -129,7 +129,8 @@ pub struct Prepared {
     /// Absolute path of the worktree, on the task branch.
     pub worktree: PathBuf,
     /// The integration branch's tip the task branch was cut from (for a resolve round: the
-    /// tip merged into the conflicted attempt's work).
+    /// tip merged into the conflicted attempt's work; for a speculative attempt: the tip with
+    /// its dependencies' work merged, so its change is its own).
     pub base_commit: String,
     /// A resolve round: the files the merge of the tip left conflict markers in.
     pub resolving: Option<Vec<String>>,
@@ -139,6 +140,11 @@ pub struct Prepared {
 /// `ws.task_branch` cut from the tip of `ws.integration_branch`, which is created at `ws.base`
 /// if it does not exist yet (atomically: when several attempts race to create it, one wins
 /// and the others use its value).
+///
+/// A speculative attempt (`ws.speculative`, docs/design.md "Integration queue: speculation")
+/// then merges its dependencies' heads, in order, onto the tip in the worktree; one that is not
+/// in the repository or does not merge cleanly is `Error::Speculative`, and the worktree and
+/// branch are removed again.
 ///
 /// Idempotent for a redelivered attempt: a worktree at that path or on that branch, and the
 /// branch itself, left by an earlier try are removed first, so the attempt always starts from
@@ -210,12 +216,39 @@ pub async fn prepare(
         None => base_commit.clone(),
     };
     let resolve = resolve.filter(|_| ws.revise.is_none());
+    // Revise and resolve rounds start from the task's own work and are never speculative:
+    // `speculative` is ignored for them (the engine never sends both).
+    let speculative = match from {
+        Some((_, what)) if !ws.speculative.is_empty() => {
+            tracing::warn!(branch = %ws.task_branch, "a {what} is never speculative: its speculative base is ignored");
+            &[][..]
+        }
+        Some(_) => &[][..],
+        None => &ws.speculative[..],
+    };
     git(&repo)
         .args(["worktree", "add", "-b", &ws.task_branch])
         .arg(&worktree)
         .arg(&start)
         .run()
         .await?;
+    // A speculative attempt's change is counted from its base, the tip with its
+    // dependencies' work merged: its files are its own.
+    let base_commit = match speculative_base(&repo, &worktree, speculative).await {
+        Ok(None) => base_commit,
+        Ok(Some(head)) => head,
+        Err(e) => {
+            // Nothing of the attempt ran: its worktree and branch go.
+            if let Err(e) = remove_worktree(&repo, &worktree, true).await {
+                tracing::warn!(worktree = %worktree.display(), error = %e, "cannot remove worktree");
+            }
+            let _ = git(&repo)
+                .args(["branch", "-D", &ws.task_branch])
+                .output()
+                .await;
+            return Err(e);
+        }
+    };
     let resolving = match resolve {
         Some(_) => Some(merge_for_resolve(&worktree, &base_commit).await?),
         None => None,
@@ -238,6 +271,72 @@ pub async fn prepare(
         base_commit,
         resolving,
     })
+}
+
+/// Makes a speculative attempt's base in `worktree` (just made at the integration tip): merges
+/// each dependency's head, in order, with a merge commit of its own (ordo's identity, no
+/// hooks; the repository's merge drivers apply), and returns the worktree's HEAD after them
+/// (`None` when there is nothing to merge). A head not in `repo`, or a merge that does not go
+/// cleanly (aborted, so the worktree is never left half-merged), is `Error::Speculative`
+/// naming the dependency's branch (and the files in conflict).
+async fn speculative_base(
+    repo: &Path,
+    worktree: &Path,
+    speculative: &[Resolve],
+) -> Result<Option<String>, Error> {
+    if speculative.is_empty() {
+        return Ok(None);
+    }
+    let identity = identity(worktree).await?;
+    for dep in speculative {
+        let failed = |reason: String| Error::Speculative {
+            branch: dep.branch.clone(),
+            reason,
+        };
+        let Some(head) = resolve_commit(repo, &dep.head).await? else {
+            return Err(failed(format!(
+                "its commit {} is not in the repository {}",
+                dep.head,
+                repo.display()
+            )));
+        };
+        let out = git(worktree)
+            .args(&identity)
+            .args([
+                "merge",
+                "--no-ff",
+                "--no-edit",
+                "--no-verify",
+                "--quiet",
+                "-m",
+            ])
+            .arg(format!("ordo: speculative base: {}", dep.branch))
+            .arg(&head)
+            .output()
+            .await?;
+        if out.ok() {
+            continue;
+        }
+        let files = unmerged_files(worktree).await.unwrap_or_default();
+        let _ = git(worktree).args(["merge", "--abort"]).output().await;
+        let short = &head[..head.len().min(12)];
+        return Err(failed(if files.is_empty() {
+            format!(
+                "its commit {short} does not merge onto the integration tip: {}",
+                out.stderr_text()
+            )
+        } else {
+            format!(
+                "its commit {short} conflicts with the integration tip in {}",
+                files.join(", ")
+            )
+        }));
+    }
+    let head = git(worktree)
+        .args(["rev-parse", "--verify", "HEAD^{commit}"])
+        .text()
+        .await?;
+    Ok(Some(head))
 }
 
 /// Removes an attempt's worktree (`git worktree remove --force --force`) and deletes the task
@@ -419,11 +518,161 @@ async fn clear_previous(
 
 #[cfg(test)]
 mod tests {
-    use ordo_proto::wire::Integration;
+    use ordo_proto::Outcome;
+    use ordo_proto::wire::{Integration, WorkspaceResult};
 
     use super::*;
-    use crate::workspace::commit;
+    use crate::exec::ExecOptions;
     use crate::workspace::testkit::*;
+    use crate::workspace::{Local, commit, run_attempt};
+
+    /// A dependency's work, as a speculative attempt names it.
+    fn dep(ws: &Workspace, r: &WorkspaceResult) -> Resolve {
+        Resolve {
+            branch: ws.task_branch.clone(),
+            head: r.head.clone(),
+        }
+    }
+
+    /// Proves a speculative attempt starts on the tip with its dependencies' work merged, in
+    /// order, a merge commit each, the integration branch unmoved; and that its result counts
+    /// its change from there: `files`, `lines` and `base_commit` are its own change only.
+    #[tokio::test]
+    async fn a_speculative_attempt_starts_on_its_dependencies_work_and_reports_its_own() {
+        let fx = Fx::new();
+        let (ws_a, a) = fx
+            .attempt(0, "a", 1, |wt| write(&wt.join("a.txt"), "a\n"))
+            .await;
+        let (ws_b, b) = fx
+            .attempt(1, "b", 1, |wt| write(&wt.join("b.txt"), "b\n"))
+            .await;
+        let tip = fx.tip();
+        let mut ws = fx.ws(2, "c", 1);
+        ws.speculative = vec![dep(&ws_a, &a), dep(&ws_b, &b)];
+        let command = "test -f a.txt && test -f b.txt && echo c > c.txt";
+        let d = dispatch(&fx, Some(ws), 2, "c", command);
+        let local = Local::with_root(fx.root.clone());
+        let opts = ExecOptions::default();
+        let r = run_attempt(&d, &opts, std::future::pending(), None, &local)
+            .await
+            .unwrap();
+        assert_eq!(r.outcome, Outcome::Succeeded, "{}", r.message);
+        let w = r.workspace.unwrap();
+        assert_eq!(w.files, ["c.txt"]);
+        let lines: Vec<&str> = w.lines.iter().map(|l| l.path.as_str()).collect();
+        assert_eq!(lines, ["c.txt"]);
+        let rev = |r: String| g(&fx.repo, &["rev-parse", &r]);
+        let base = &w.base_commit;
+        assert_eq!(rev(format!("{base}^1^1")), tip, "a merged onto the tip");
+        assert_eq!(rev(format!("{base}^1^2")), a.head);
+        assert_eq!(rev(format!("{base}^2")), b.head, "then b");
+        assert_eq!(
+            rev(format!("{}^", w.head)),
+            *base,
+            "the task's commit on it"
+        );
+        let subject = g(&fx.repo, &["log", "-1", "--format=%s", base]);
+        assert_eq!(
+            subject,
+            format!("ordo: speculative base: {}", ws_b.task_branch)
+        );
+        assert_eq!(fx.tip(), tip, "the integration branch did not move");
+
+        // Kept: once its dependencies integrate, it merges onto the real tip, its own file.
+        for (i, name, ws, r) in [(0, "a", &ws_a, &a), (1, "b", &ws_b, &b)] {
+            let merged = fx.integrate(&fx.request(ws, r, i, name)).await;
+            assert!(matches!(merged, Integration::Merged { .. }), "{merged:?}");
+        }
+        let ws_c = fx.ws(2, "c", 1);
+        let merged = fx.integrate(&fx.request(&ws_c, &w, 2, "c")).await;
+        let Integration::Merged { files, .. } = &merged else {
+            panic!("{merged:?}");
+        };
+        assert_eq!(files, &["c.txt"]);
+        assert_eq!(fx.show("c.txt"), "c");
+        assert_eq!(fx.show("a.txt"), "a");
+    }
+
+    /// Proves a dependency whose work conflicts with the tip, or is not in the repository,
+    /// makes no speculative base: the error names its branch (and the file in conflict), the
+    /// worktree and task branch are gone (nothing left half-merged), the integration branch
+    /// is unmoved; through `run_attempt` the attempt fails with that message, its command not
+    /// run (not an unprepared workspace, which would be tried again).
+    #[tokio::test]
+    async fn a_dependency_that_does_not_merge_makes_no_speculative_base() {
+        let fx = Fx::new();
+        let (ws_a, a) = fx
+            .attempt(0, "a", 1, |wt| write(&wt.join("a.txt"), "a\n"))
+            .await;
+        let (ws_b, b) = fx
+            .attempt(1, "b", 1, |wt| {
+                write(&wt.join("same.txt"), "one\nb\nthree\n")
+            })
+            .await;
+        // x changes the same line and integrates first: b no longer merges onto the tip.
+        let (ws_x, x) = fx
+            .attempt(2, "x", 1, |wt| {
+                write(&wt.join("same.txt"), "one\nx\nthree\n")
+            })
+            .await;
+        let req = fx.request(&ws_x, &x, 2, "x");
+        let merged = fx.integrate(&req).await;
+        assert!(matches!(merged, Integration::Merged { .. }), "{merged:?}");
+        let tip = fx.tip();
+
+        let mut ws = fx.ws(3, "c", 1);
+        ws.speculative = vec![dep(&ws_a, &a), dep(&ws_b, &b)];
+        let fx = &fx;
+        let prepare_c = |ws: Workspace| async move {
+            prepare(&ws, &fx.root, &fx.job, TaskIndex(3), Attempt(1)).await
+        };
+        let e = prepare_c(ws.clone()).await.unwrap_err();
+        assert!(matches!(e, Error::Speculative { .. }), "{e:?}");
+        let e = e.to_string();
+        assert!(
+            e.contains("the speculative base could not be made")
+                && e.contains(&ws_b.task_branch)
+                && e.contains("conflicts with the integration tip in same.txt"),
+            "{e}"
+        );
+        let worktree = fx.root.join(job_tag(&fx.job)).join("3-1");
+        assert!(!worktree.exists(), "the worktree is left");
+        assert!(
+            !fx.worktrees().iter().any(|w| w.ends_with("3-1")),
+            "{:?}",
+            fx.worktrees()
+        );
+        assert!(!fx.branch_exists(&ws.task_branch));
+        assert_eq!(fx.tip(), tip);
+
+        let gone = Resolve {
+            branch: "ordo/gone/0-z/1".into(),
+            head: "0".repeat(40),
+        };
+        ws.speculative = vec![gone];
+        let e = prepare_c(ws.clone()).await.unwrap_err().to_string();
+        assert!(
+            e.contains("ordo/gone/0-z/1") && e.contains("is not in the repository"),
+            "{e}"
+        );
+        assert!(!worktree.exists());
+
+        ws.speculative = vec![dep(&ws_b, &b)];
+        let marker = fx.tmp.path().join("ran");
+        let command = format!("touch {}", marker.display());
+        let d = dispatch(fx, Some(ws.clone()), 3, "c", &command);
+        let local = Local::with_root(fx.root.clone());
+        let opts = ExecOptions::default();
+        let r = run_attempt(&d, &opts, std::future::pending(), None, &local)
+            .await
+            .unwrap();
+        assert_eq!(r.outcome, Outcome::Failed);
+        assert!(r.message.contains(&ws_b.task_branch), "{}", r.message);
+        assert!(r.workspace.is_none());
+        assert!(!marker.exists(), "the command ran");
+        assert!(!fx.branch_exists(&ws.task_branch));
+        assert_eq!(fx.tip(), tip);
+    }
 
     /// Proves ordo drops only its own worktree entries: a user's worktree whose directory is
     /// missing for now (moved away, an unmounted disk) is still registered after a merge with
