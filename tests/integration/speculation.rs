@@ -109,8 +109,9 @@ fn a_dependent_on_conflicting_work_is_discarded_and_runs_again() {
     let r = sb.run(&spec, &[]);
     assert_ok(&r, "ordo run");
     assert!(
-        r.stderr.contains("speculative run is discarded"),
-        "{}",
+        r.stdout.contains("speculative run is discarded"),
+        "{}{}",
+        r.stdout,
         r.stderr
     );
     assert_eq!(lines(&marks.join("b-runs")).len(), 2, "b ran again");
