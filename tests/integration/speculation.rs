@@ -7,20 +7,26 @@
 //! dependency's integration conflicts.
 
 use std::path::Path;
+use std::time::{Duration, Instant};
 
-use ordo_tests::{lines, task, write};
+use ordo_tests::ledger::{self, Row, Tally};
+use ordo_tests::{Cluster, lines, task, wait_until, write};
 
+use crate::approvals::{commits_touching, logs, submit, until_ended};
+use crate::fault_suite::ignored;
 use crate::workspaces::{Sandbox, assert_ok, default_branch};
 use crate::workspaces_cluster::Shared;
 
 /// The integration verify: the first one (the first integration of the run) waits, up to
-/// 15 s, for `b` to have run, and notes whether it had.
+/// 15 s, for `b` to have run, notes whether it had, and holds while `$MARKS/hold` exists.
 const VERIFY: &str = r#"integration_verify = '''
 if [ ! -e "$MARKS/first-verify" ]; then
   touch "$MARKS/first-verify"
   n=0
   until [ -e "$MARKS/b-runs" ] || [ "$n" -ge 300 ]; do sleep 0.05; n=$((n + 1)); done
   if [ -e "$MARKS/b-runs" ]; then touch "$MARKS/b-before-first-integration"; fi
+  n=0
+  while [ -e "$MARKS/hold" ] && [ "$n" -lt 1200 ]; do sleep 0.05; n=$((n + 1)); done
 fi
 '''"#;
 
@@ -118,9 +124,30 @@ fn a_dependent_on_conflicting_work_is_discarded_and_runs_again() {
     let report = sb.report_json();
     let branch = default_branch("speculate", &report);
     assert_eq!(sb.show(&branch, "shared.txt"), "a");
-    assert_eq!(sb.show(&branch, "b.txt"), "a", "b's kept run saw a's integrated work");
+    assert_eq!(
+        sb.show(&branch, "b.txt"),
+        "a",
+        "b's kept run saw a's integrated work"
+    );
     let conflicts = &task(&report, "a")["integration"]["conflicts"];
     assert_eq!(conflicts.as_array().map(Vec::len), Some(1), "{report:#}");
+}
+
+/// A cluster of two workers on a shared repository (branch `it`) and `job` written for it:
+/// the repository, the job's marks, the cluster and the spec.
+fn on_a_cluster(job: fn(&str) -> String) -> (Shared, std::path::PathBuf, Cluster, String) {
+    let sh = Shared::new();
+    let repo = sh.repo();
+    let marks = sh.dir("marks");
+    let settings = format!(
+        "repository = \"{repo}\"\ntarget_branch = \"it\"\nenv = {{ MARKS = \"{marks}\" }}",
+        repo = repo.display(),
+        marks = marks.display()
+    );
+    let spec = write(&sh.root(), "speculate.toml", &job(&settings));
+    let mut c = Cluster::start(&[]);
+    sh.add_workers(&mut c, &["w1", "w2"]);
+    (sh, marks, c, spec)
 }
 
 /// The same two cases on a cluster of two workers integrating into a shared repository: the
@@ -128,28 +155,77 @@ fn a_dependent_on_conflicting_work_is_discarded_and_runs_again() {
 #[test]
 fn speculation_on_a_cluster_is_kept_or_discarded() {
     for (job, runs) in [(kept_job as fn(&str) -> String, 1), (discarded_job, 2)] {
-        let sh = Shared::new();
-        let repo = sh.repo();
-        let marks = sh.dir("marks");
-        let settings = format!(
-            "repository = \"{repo}\"\ntarget_branch = \"it\"\nenv = {{ MARKS = \"{marks}\" }}",
-            repo = repo.display(),
-            marks = marks.display()
-        );
-        let spec = write(&sh.root(), "speculate.toml", &job(&settings));
-        let mut c = ordo_tests::Cluster::start(&[]);
-        sh.add_workers(&mut c, &["w1", "w2"]);
+        let (sh, marks, c, spec) = on_a_cluster(job);
         let r = c.ordo(&["submit", &spec, "--wait"]);
         assert_eq!(
             r.code(),
             0,
-            "ordo submit --wait:\n{}\n{}\ncoordinator:\n{}",
+            "ordo submit --wait:\n{}\n{}\n{}",
             r.stdout,
             r.stderr,
-            c.coordinator.log()
+            logs(&c)
         );
         assert!(marks.join("b-before-first-integration").exists());
         assert_eq!(lines(&marks.join("b-runs")).len(), runs);
         assert_eq!(sh.show("it", "b.txt"), "a");
     }
+}
+
+/// The coordinator killed (SIGKILL) while `b`, run speculatively on a's work, waits for a's
+/// integration (whose verify is held): restarted, it does not keep the speculation, so `b`
+/// waits for `a` again and runs on the real tip; each change is on the branch once.
+#[test]
+fn the_coordinator_killed_during_a_speculation_leaves_each_change_integrated_once() {
+    let (sh, marks, mut c, spec) = on_a_cluster(kept_job);
+    std::fs::write(marks.join("hold"), "").unwrap();
+    let job = submit(&c, &spec);
+    let state = |c: &Cluster, t: &str| {
+        let r = c.ordo(&["status", &job, "--output", "json"]);
+        (r.code() == 0).then(|| task(&r.json(), t)["state"].as_str().map(str::to_string))
+    };
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            state(&c, "b").flatten().as_deref() == Some("integrating")
+        }),
+        "b did not finish on its speculative base\n{}",
+        logs(&c)
+    );
+    c.coordinator.stop(libc::SIGKILL);
+    let killed = Instant::now();
+    c.coordinator.start();
+    let recovery = wait_until(Duration::from_secs(30), || {
+        state(&c, "b").flatten().as_deref() == Some("pending")
+    })
+    .then(|| killed.elapsed());
+    assert!(recovery.is_some(), "b is not waiting again\n{}", logs(&c));
+    std::fs::remove_file(marks.join("hold")).unwrap();
+    let st = until_ended(&c, &job);
+    assert_eq!(st["state"], "succeeded", "{st:#}\n{}", logs(&c));
+    assert_eq!(lines(&marks.join("b-runs")).len(), 2, "b ran again");
+    let repo = sh.repo();
+    assert_eq!(sh.show("it", "b.txt"), "a");
+    for file in ["a.txt", "b.txt"] {
+        assert_eq!(commits_touching(&repo, "it", file), 1, "{file} once");
+    }
+    let report = c.ordo(&["report", &job, "--format", "json"]).json();
+    let (stale, duplicates) = ignored(&report);
+    ledger::record(
+        "9zze",
+        Row {
+            fault: "13. speculation: the coordinator `kill -9`ed while a task run on its \
+                    dependency's verified work waits for that dependency's integration (it waits \
+                    again after the restart and runs on the real tip; each change on the branch \
+                    once)"
+                .into(),
+            seeds: 1,
+            tally: Tally {
+                tasks: 2,
+                executions: lines(&marks.join("b-runs")).len() + 1,
+                stale,
+                duplicates,
+                unknown: 0,
+            },
+            recovery,
+        },
+    );
 }
