@@ -112,6 +112,11 @@ pub struct Workspace {
     /// discards it, no attempt spent).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub speculative: Vec<Resolve>,
+    /// Work of this task's earlier speculative attempts that was discarded (their task
+    /// branches): their worktrees and branches (on a cluster, in the shared repository too)
+    /// are removed before this attempt starts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub discarded: Vec<Resolve>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use ordo_tests::ledger::{self, Row, Tally};
-use ordo_tests::{Cluster, lines, task, wait_until, write};
+use ordo_tests::{Cluster, git, lines, task, wait_until, write};
 
 use crate::approvals::{commits_touching, logs, submit, until_ended};
 use crate::fault_suite::ignored;
@@ -131,6 +131,15 @@ fn a_dependent_on_conflicting_work_is_discarded_and_runs_again() {
     );
     let conflicts = &task(&report, "a")["integration"]["conflicts"];
     assert_eq!(conflicts.as_array().map(Vec::len), Some(1), "{report:#}");
+    // The discarded run's worktree and branch are gone with the rest.
+    let repo = sb.repo();
+    assert_eq!(
+        git(&repo, &["worktree", "list"]).lines().count(),
+        1,
+        "{}",
+        git(&repo, &["worktree", "list"])
+    );
+    assert_eq!(git(&repo, &["for-each-ref", "refs/heads/ordo/*/*/*"]), "");
 }
 
 /// A cluster of two workers on a shared repository (branch `it`) and `job` written for it:

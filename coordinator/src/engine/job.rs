@@ -685,9 +685,10 @@ impl Job {
         if let Some(ws) = &self.ws {
             ws.decorate(&mut dispatch, task.is_prompt(), task.title());
         }
-        let base = self.speculative_base(t, attempt);
+        let (base, discarded) = self.speculative_base(t, attempt);
         if let Some(w) = dispatch.workspace.as_mut() {
             w.speculative = base;
+            w.discarded = discarded;
         }
         self.set_job_state(JobState::Running, now, None, out);
         self.set_state(t, TaskState::Dispatched { attempt, at: now }, out);

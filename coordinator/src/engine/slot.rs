@@ -41,6 +41,8 @@ pub(crate) struct Slot {
     pub(crate) speculation: Option<Box<Speculation>>,
     /// It had its speculative run: it gets one at most.
     pub(crate) speculated: bool,
+    /// The work of its speculative run, discarded: removed by its next attempt.
+    pub(crate) discarded: Vec<Resolve>,
 }
 
 /// A task started on a speculative base: the tip with the work of its dependencies that
@@ -77,6 +79,7 @@ impl Slot {
             revisions: 0,
             speculation: None,
             speculated: false,
+            discarded: Vec::new(),
         }
     }
 }

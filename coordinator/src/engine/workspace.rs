@@ -179,6 +179,7 @@ impl Workspaces {
             title,
             revise: self.revise[t].clone(),
             speculative: Vec::new(),
+            discarded: Vec::new(),
         });
     }
 

@@ -267,6 +267,15 @@ impl Source for Caches {
     /// `prepare` cuts it from `base`), and makes the attempt's worktree in the cache.
     async fn prepare(&self, ws: &Workspace, d: &Dispatch) -> Result<Prepared, Error> {
         let (cache, _guard) = self.sync(&ws.repository).await?;
+        // The task's discarded speculative work goes from the shared repository too.
+        let discarded: Vec<&str> = super::worktree::discarded_branches(ws).collect();
+        if !discarded.is_empty() {
+            let _ = git(&cache)
+                .args(["push", "--quiet", "--no-verify", ORIGIN, "--delete"])
+                .args(&discarded)
+                .output()
+                .await;
+        }
         check_branch(&cache, "integration branch", &ws.integration_branch).await?;
         let local = format!("refs/heads/{}", ws.integration_branch);
         match read_ref(&cache, &remote_ref(&ws.integration_branch)).await? {

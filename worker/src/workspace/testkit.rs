@@ -99,6 +99,7 @@ impl Fx {
             title: None,
             revise: None,
             speculative: Vec::new(),
+            discarded: Vec::new(),
         }
     }
 

@@ -172,6 +172,7 @@ pub async fn prepare(
             reason: "is the integration branch".into(),
         });
     }
+    remove_discarded(&repo, ws).await;
     let _admin = admin(&repo).await;
     let worktrees = list_worktrees(&repo).await?;
     refuse_checked_out(&worktrees, &ws.integration_branch)?;
@@ -337,6 +338,41 @@ async fn speculative_base(
         .text()
         .await?;
     Ok(Some(head))
+}
+
+/// The task's branches of `ws.discarded` (its speculative run's work, discarded), with the
+/// worktree that has one checked out: removed before the next attempt starts. Only branches
+/// of the same task (`ordo/<job>/<index>-<name>/<attempt>`) are touched. Best effort.
+async fn remove_discarded(repo: &Path, ws: &Workspace) {
+    if ws.discarded.is_empty() {
+        return;
+    }
+    let listed = list_worktrees(repo).await.unwrap_or_default();
+    for branch in discarded_branches(ws) {
+        let full = format!("refs/heads/{branch}");
+        match listed
+            .iter()
+            .skip(1)
+            .find(|w| w.branch.as_deref() == Some(&full))
+        {
+            Some(w) => remove(repo, &w.path, Some(branch)).await,
+            None => {
+                let _ = git(repo).args(["branch", "-D", branch]).output().await;
+            }
+        }
+    }
+}
+
+/// The branches of `ws.discarded` that are this task's own (its task branch's siblings).
+pub(super) fn discarded_branches(ws: &Workspace) -> impl Iterator<Item = &str> {
+    let task = ws.task_branch.rsplit_once('/').map(|(t, _)| t);
+    ws.discarded
+        .iter()
+        .map(|d| d.branch.as_str())
+        .filter(move |b| {
+            task.is_some_and(|t| b.rsplit_once('/').is_some_and(|(p, _)| p == t))
+                && *b != ws.task_branch
+        })
 }
 
 /// Removes an attempt's worktree (`git worktree remove --force --force`) and deletes the task

@@ -100,14 +100,21 @@ impl Job {
         }
     }
 
-    /// The base a speculative attempt being dispatched starts on (`Workspace::speculative`).
-    pub(super) fn speculative_base(&mut self, t: u32, attempt: Attempt) -> Vec<Resolve> {
-        match self.slots[t as usize].speculation.as_deref_mut() {
+    /// The base a speculative attempt being dispatched starts on, and the discarded work of
+    /// the task's speculative run that it removes (`Workspace::speculative`, `discarded`).
+    pub(super) fn speculative_base(
+        &mut self,
+        t: u32,
+        attempt: Attempt,
+    ) -> (Vec<Resolve>, Vec<Resolve>) {
+        let slot = &mut self.slots[t as usize];
+        let discarded = std::mem::take(&mut slot.discarded);
+        match slot.speculation.as_deref_mut() {
             Some(s) if !s.on.is_empty() => {
                 s.attempt = Some(attempt);
-                s.base.clone()
+                (s.base.clone(), discarded)
             }
-            _ => Vec::new(),
+            _ => (Vec::new(), discarded),
         }
     }
 
@@ -206,6 +213,12 @@ impl Job {
             // It waits in the queue for its dependencies (`proceed` holds it).
             return false;
         }
+        if let Some(w) = &result.workspace {
+            self.slots[t as usize].discarded.push(Resolve {
+                branch: w.branch.clone(),
+                head: w.head.clone(),
+            });
+        }
         out.push(Action::Record(Change::Attempt(result.clone())));
         self.discard(t, now, out);
         true
@@ -220,6 +233,19 @@ impl Job {
         self.discarded.0 += 1;
         self.discarded.1 += spec.cost_usd.unwrap_or(0.0);
         self.record(t, &spec, false, now, out);
+        let slot = &mut self.slots[t as usize];
+        // Its finished work (waiting to integrate, or for an approval) goes with it.
+        let work = self
+            .ws
+            .as_ref()
+            .and_then(|ws| ws.work(t))
+            .or(slot.held.as_deref());
+        if let Some(w) = work {
+            slot.discarded.push(Resolve {
+                branch: w.branch.clone(),
+                head: w.head.clone(),
+            });
+        }
         if let Some(ws) = &mut self.ws {
             ws.forget(t);
         }

@@ -85,14 +85,10 @@ fn a_dependent_on_reworked_work_is_discarded_and_runs_again() {
     );
     h.integrated(merged(&["shared.txt"]));
     assert_eq!(h.running(), ["b"]);
-    assert!(
-        h.in_flight[0]
-            .workspace
-            .as_ref()
-            .unwrap()
-            .speculative
-            .is_empty()
-    );
+    let ws = h.in_flight[0].workspace.as_ref().unwrap();
+    assert!(ws.speculative.is_empty());
+    assert_eq!(ws.discarded.len(), 1, "its discarded work goes: {ws:?}");
+    assert!(ws.discarded[0].branch.ends_with("/1"), "{ws:?}");
     assert_eq!(h.in_flight[0].attempt, Attempt(2));
     h.finish_in_worktree("b", &["b.txt"]);
     h.integrated(merged(&["b.txt"]));
