@@ -95,12 +95,8 @@ fn first_parent_commits(dir: &Path, file: &str) -> usize {
 async fn measure(batch: u32, speculate: bool) -> Duration {
     let tmp = tempfile::tempdir().unwrap();
     let dir = local_jobs::sandbox(tmp.path(), &[("README.md", "# bench\n")], true);
-    let (took, report) = local_jobs::run_timed(
-        spec(&dir, batch, speculate),
-        SLOTS,
-        ExecutionMode::Parallel,
-    )
-    .await;
+    let (took, report) =
+        local_jobs::run_timed(spec(&dir, batch, speculate), SLOTS, ExecutionMode::Parallel).await;
     assert_eq!(
         report.job.state,
         JobState::Succeeded,
