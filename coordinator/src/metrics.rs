@@ -4,7 +4,8 @@
 //! results applied versus ignored (stale or duplicate), and what agent runs cost (dollars and
 //! tokens, as the agents reported them), each adaptive pool's limit in force and refused
 //! runs, stage runs and approval decisions by stage and verdict, `[[notify]]` deliveries
-//! sent and failed, and the integration queue's batches, bisections and verifies run and saved.
+//! sent and failed, and the integration queue's batches, bisections and verifies run and saved,
+//! and its speculative runs kept and discarded (with what the discarded ones cost).
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -40,6 +41,8 @@ pub struct Metrics {
     bisections: Counter,
     batch_verifies: Counter,
     verifies_saved: Counter,
+    speculation: Family<Labels, Counter>,
+    speculation_discarded_cost: Counter<f64, std::sync::atomic::AtomicU64>,
     resolve_rounds: Family<Labels, Counter>,
     agent_cost: Counter<f64, std::sync::atomic::AtomicU64>,
     agent_tokens: Family<Labels, Counter>,
@@ -75,6 +78,8 @@ impl Metrics {
             bisections: Counter::default(),
             batch_verifies: Counter::default(),
             verifies_saved: Counter::default(),
+            speculation: Family::default(),
+            speculation_discarded_cost: Counter::default(),
             resolve_rounds: Family::default(),
             agent_cost: Counter::default(),
             agent_tokens: Family::default(),
@@ -169,6 +174,17 @@ impl Metrics {
              passing batch beyond its first; each bisection costs one: subtract \
              ordo_integration_bisections_total)",
             m.verifies_saved.clone(),
+        );
+        r.register(
+            "speculation",
+            "Speculative runs ended, by outcome (kept: their dependencies integrated as they \
+             were; discarded: run again on the real tip)",
+            m.speculation.clone(),
+        );
+        r.register(
+            "speculation_discarded_cost_usd",
+            "US dollars the agents of discarded speculative runs reported spending",
+            m.speculation_discarded_cost.clone(),
         );
         r.register(
             "resolve_rounds",
@@ -281,11 +297,17 @@ impl Metrics {
                     bisected,
                     ..
                 } => self.batch(tasks.len(), *verified, *bisected),
+                Change::Speculation { kept, cost_usd, .. } => {
+                    let outcome = if *kept { "kept" } else { "discarded" };
+                    self.speculation
+                        .get_or_create(&label("outcome", outcome))
+                        .inc();
+                    if let Some(c) = cost_usd.filter(|c| !*kept && c.is_finite() && *c > 0.0) {
+                        self.speculation_discarded_cost.inc_by(c);
+                    }
+                }
                 Change::Stage { record, .. } => self.stage(record),
-                Change::Job { .. }
-                | Change::Budget { .. }
-                | Change::Pool { .. }
-                | Change::Speculation { .. } => {}
+                Change::Job { .. } | Change::Budget { .. } | Change::Pool { .. } => {}
             }
         }
     }
@@ -427,6 +449,38 @@ mod tests {
             "ordo_integration_verifies_total 3",
             "ordo_integration_bisections_total 1",
             "ordo_integration_verifies_saved_total 3",
+        ] {
+            assert!(text.contains(line), "{line} not in:\n{text}");
+        }
+    }
+
+    /// Each speculative run's end counts once by outcome; what the discarded ones spent adds
+    /// up (a kept run's cost is not discarded).
+    #[test]
+    fn speculation_is_counted() {
+        let (mut m, registry) = Metrics::new();
+        let job = JobId::new();
+        let speculation = |index: u32, kept, cost_usd| Change::Speculation {
+            job,
+            index: TaskIndex(index),
+            attempt: Attempt(1),
+            on: vec![TaskIndex(0)],
+            kept,
+            cost_usd,
+            at: 0,
+        };
+        m.observe(&[
+            speculation(1, true, Some(4.0)),
+            speculation(2, false, Some(0.25)),
+            speculation(3, false, None),
+            speculation(4, false, Some(0.5)),
+        ]);
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        for line in [
+            r#"ordo_speculation_total{outcome="kept"} 1"#,
+            r#"ordo_speculation_total{outcome="discarded"} 3"#,
+            "ordo_speculation_discarded_cost_usd_total 0.75",
         ] {
             assert!(text.contains(line), "{line} not in:\n{text}");
         }

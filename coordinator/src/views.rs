@@ -4,7 +4,8 @@
 use std::collections::{BTreeMap, HashSet};
 
 use ordo_proto::api::{
-    ApprovalView, BatchSummary, JobStatus, JobSummary, JobsRequest, Page, PoolStatus, TaskStatus,
+    ApprovalView, BatchSummary, JobStatus, JobSummary, JobsRequest, Page, PoolStatus,
+    SpeculationSummary, TaskStatus,
 };
 use ordo_proto::gates::{StageKind, StageRecord};
 use ordo_proto::wire::FileLines;
@@ -13,26 +14,33 @@ use ordo_proto::{Attempt, JobId, JobSpec, TaskIndex, TaskPhase, TaskResult, Task
 use crate::engine::{Change, PoolLimit, SavedTask, TaskState, Tasks};
 use crate::store::{JobRecord, Result, Store};
 
-/// A job's summary from its records (without its cost: `costed` adds it).
-/// Job `id`'s integration batches so far (the `Change::Batch` records of its history), when
-/// its `spec` has `integration.batch` above 1.
-pub fn batches(store: &Store, spec: &JobSpec, id: &JobId) -> Result<Option<BatchSummary>> {
-    if spec.integration_batch() <= 1 {
-        return Ok(None);
+/// Job `id`'s integration queue so far, from its history: its batches (the `Change::Batch`
+/// records) when its `spec` has `integration.batch` above 1, and its speculative runs (the
+/// `Change::Speculation` records) when it had any.
+pub fn queue(
+    store: &Store,
+    spec: &JobSpec,
+    id: &JobId,
+) -> Result<(Option<BatchSummary>, Option<SpeculationSummary>)> {
+    let batched = spec.integration_batch() > 1;
+    if !batched && spec.speculation().is_none() {
+        return Ok((None, None));
     }
-    let mut s = BatchSummary::default();
+    let mut b = BatchSummary::default();
+    let mut s = SpeculationSummary::default();
     for h in store.history(id)? {
-        if let Change::Batch {
-            tasks,
-            verified,
-            bisected,
-            ..
-        } = &h.change
-        {
-            s.add(tasks.len(), *verified, *bisected);
+        match &h.change {
+            Change::Batch {
+                tasks,
+                verified,
+                bisected,
+                ..
+            } => b.add(tasks.len(), *verified, *bisected),
+            Change::Speculation { kept, cost_usd, .. } => s.add(*kept, *cost_usd),
+            _ => {}
         }
     }
-    Ok(Some(s))
+    Ok((batched.then_some(b), s.any().then_some(s)))
 }
 
 /// The pools of `spec`'s `settings.pools` that its tasks take, with the adaptive limits the
@@ -73,6 +81,7 @@ pub fn pools(spec: &JobSpec, limits: &BTreeMap<String, PoolLimit>) -> Vec<PoolSt
         .collect()
 }
 
+/// A job's summary from its records (without its cost: `costed` adds it).
 pub fn summary(job: &JobRecord, tasks: &[SavedTask]) -> JobSummary {
     let (total, succeeded, failed, running) = counts(tasks.iter().map(|t| &t.state));
     JobSummary {
@@ -206,6 +215,7 @@ pub fn status(store: &Store, id: &JobId) -> Result<Option<JobStatus>> {
     Ok(Some(JobStatus {
         pools: Vec::new(),
         batches: None,
+        speculation: None,
         summary: costed(store, summary(&job, &tasks))?,
         tasks: task_status,
         omitted: 0,
@@ -406,6 +416,7 @@ pub fn status_page(
     Ok(Some(JobStatus {
         pools: Vec::new(),
         batches: None,
+        speculation: None,
         omitted: summary.total.saturating_sub(tasks.len()),
         summary,
         tasks,
@@ -504,6 +515,7 @@ mod tests {
         let status = JobStatus {
             pools: Vec::new(),
             batches: None,
+            speculation: None,
             summary: JobSummary {
                 id: JobId::new(),
                 name: "big".into(),
@@ -622,12 +634,13 @@ mod tests {
 
     /// A job with `integration.batch` above 1 shows its batches so far from its history: a
     /// passing batch of three (two verifies saved), a failing batch of two (bisected: one
-    /// verify more) and its halves; a job without batches shows none.
+    /// verify more) and its halves; with speculation, its speculative runs kept and discarded
+    /// (with what the discarded ones cost); a job with neither shows none.
     #[test]
-    fn batches_are_counted_from_the_history() {
+    fn the_queue_is_counted_from_the_history() {
         use crate::engine::JobOptions;
         use crate::store::{Batch, JobRecord};
-        use ordo_proto::{IntegrationSettings, TaskSpec};
+        use ordo_proto::{Attempt, IntegrationSettings, TaskSpec, WorkspaceMode};
 
         let store = Store::in_memory().unwrap();
         let mut spec = JobSpec {
@@ -637,9 +650,11 @@ mod tests {
                 .collect(),
             ..Default::default()
         };
+        spec.settings.workspace = Some(WorkspaceMode::Worktree);
         let plain = JobRecord::new(JobId::new(), spec.clone(), "test", JobOptions::default(), 1);
         spec.settings.integration = Some(IntegrationSettings {
             batch: Some(4),
+            speculate: Some("verified".into()),
             ..IntegrationSettings::default()
         });
         let rec = JobRecord::new(JobId::new(), spec, "test", JobOptions::default(), 1);
@@ -651,11 +666,24 @@ mod tests {
             bisected,
             at: 1,
         };
+        let speculation = |index: u32, kept, cost_usd| Change::Speculation {
+            job: rec.id,
+            index: TaskIndex(index),
+            attempt: Attempt(1),
+            on: vec![TaskIndex(0)],
+            kept,
+            cost_usd,
+            at: 1,
+        };
         let changes = vec![
             batch(&[0, 1, 2], true, false),
             batch(&[3, 4], true, true),
             batch(&[3], true, false),
             batch(&[4], true, false),
+            speculation(1, true, Some(9.0)),
+            speculation(2, false, Some(0.25)),
+            speculation(3, false, None),
+            speculation(3, false, Some(0.5)),
         ];
         store
             .commit(&Batch {
@@ -665,9 +693,9 @@ mod tests {
             })
             .unwrap();
 
-        let b = batches(&store, &rec.spec, &rec.id).unwrap().unwrap();
+        let (b, s) = queue(&store, &rec.spec, &rec.id).unwrap();
         assert_eq!(
-            b,
+            b.unwrap(),
             BatchSummary {
                 batches: 2,
                 sizes: vec![3, 2],
@@ -676,7 +704,15 @@ mod tests {
                 verifies_saved: 1,
             }
         );
-        assert_eq!(batches(&store, &plain.spec, &plain.id).unwrap(), None);
+        assert_eq!(
+            s.unwrap(),
+            SpeculationSummary {
+                kept: 1,
+                discarded: 3,
+                discarded_cost_usd: Some(0.75),
+            }
+        );
+        assert_eq!(queue(&store, &plain.spec, &plain.id).unwrap(), (None, None));
     }
 
     /// Pages follow index order among the tasks asked for; the summary counts every task; a

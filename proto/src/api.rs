@@ -384,6 +384,9 @@ pub struct JobStatus {
     /// With `integration.batch` above 1: its integration batches so far.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batches: Option<BatchSummary>,
+    /// Its speculative runs so far, when it had any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub speculation: Option<SpeculationSummary>,
 }
 
 /// The integration queue's batches of a job (docs/design.md, "Integration queue: batches"),
@@ -422,6 +425,39 @@ impl BatchSummary {
         } else {
             self.verifies_saved += tasks as i64 - 1;
         }
+    }
+}
+
+/// The speculative runs of a job, or of one task (docs/design.md, "Integration queue:
+/// speculation"), as status and the report show them.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct SpeculationSummary {
+    /// Runs whose dependencies integrated as they were: their work was kept.
+    pub kept: usize,
+    /// Runs that ran again on the real tip.
+    pub discarded: usize,
+    /// What the discarded runs' agents spent, when any reported it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discarded_cost_usd: Option<f64>,
+}
+
+impl SpeculationSummary {
+    /// Counts one speculative run's end (`HistoryChange::Speculation`): kept, or discarded
+    /// with what it spent.
+    pub fn add(&mut self, kept: bool, cost_usd: Option<f64>) {
+        if kept {
+            self.kept += 1;
+            return;
+        }
+        self.discarded += 1;
+        if let Some(c) = cost_usd {
+            *self.discarded_cost_usd.get_or_insert(0.0) += c;
+        }
+    }
+
+    /// Whether any speculative run ended.
+    pub fn any(&self) -> bool {
+        self.kept + self.discarded > 0
     }
 }
 

@@ -3,7 +3,8 @@
 //! collapsible output tails, and the critical path.
 //!
 //! The dashboard (`ui`) draws with the same pieces: `SHARED_CSS` (state colours and marks, the
-//! Gantt's styles), `mark_html`, `phase_class`, `LEGEND`, `gantt` and `integration_section`.
+//! Gantt's styles), `mark_html`, `phase_class`, `LEGEND`, `gantt`, `integration_section`,
+//! `models` and `queue`.
 //!
 //! The timeline has one row per task, sorted by first start, and exactly one
 //! `<rect class="bar ...">` per task: its last attempt (earlier attempts are `rect.try`), or a
@@ -51,6 +52,7 @@ td.num, th.num { text-align: right; white-space: nowrap; }
 /// class sets `fill` for SVG and `--c` for HTML), check marks, the Gantt's styles, the legend.
 pub const SHARED_CSS: &str = r#"
 table.models { width: auto; margin-top: 10px; }
+div.queue h3 { font-size: 14px; margin: 14px 0 4px; } div.queue p { margin: 3px 0; }
 .outcome-succeeded { color: #1f7a43; } .outcome-failed, .outcome-cancelled { color: #b42323; }
 .mark { font-weight: 700; width: 1.2em; display: inline-block; text-align: center; }
 .m-pass { color: #1f7a43; } .m-fail { color: #b42323; } .m-skipped, .m-cancelled, .m-pending { color: #7a808c; }
@@ -170,13 +172,10 @@ pub fn integration_section(out: &mut String, r: &Report, ji: &super::JobIntegrat
     if let Some(rework) = super::rework_text(ji) {
         let _ = writeln!(out, "<p class=\"rework\">{}</p>", esc(&rework));
     }
-    if let Some(batches) = super::batch_text(ji) {
-        let _ = writeln!(out, "<p class=\"batches\">{}</p>", esc(&batches));
-    }
     let _ = writeln!(
         out,
-        "<table>\n<thead><tr><th>task</th><th>outcome</th><th>commit</th>\
-         <th>files changed</th><th>conflicts</th></tr></thead>\n<tbody>"
+        "<table>\n<thead><tr><th>task</th><th>outcome</th><th class=\"num\">waited to integrate</th>\
+         <th>commit</th><th>files changed</th><th>conflicts</th></tr></thead>\n<tbody>"
     );
     for t in &r.tasks {
         let Some(it) = &t.integration else { continue };
@@ -194,11 +193,19 @@ pub fn integration_section(out: &mut String, r: &Report, ji: &super::JobIntegrat
                 esc(w)
             )
         });
+        let speculative = t.speculation.as_ref().map_or(String::new(), |sp| {
+            format!(
+                " <span class=\"muted\">(speculative runs: {})</span>",
+                esc(&super::speculation_text(sp))
+            )
+        });
         let _ = writeln!(
             out,
-            "<tr><td>{}</td><td>{}{kept}</td><td><code>{}</code></td><td>{}</td><td>{}</td></tr>",
+            "<tr><td>{}</td><td>{}{kept}{speculative}</td><td class=\"num\">{}</td>\
+             <td><code>{}</code></td><td>{}</td><td>{}</td></tr>",
             esc(&t.label()),
             esc(&it.outcome),
+            esc(&fmt_ms(t.integration_wait_ms)),
             esc(it.commit.as_deref().map_or("-", |c| &c[..c.len().min(12)])),
             esc(&it.files.join(", ")),
             conflicts.join("; "),
@@ -300,6 +307,7 @@ pub fn render(r: &Report) -> String {
     tile(end_time, &format!("{end_label} (UTC, {end_date})"));
     let _ = writeln!(out, "</div>");
     models(&mut out, s);
+    queue(&mut out, s);
     if let Some(why) = &s.reason {
         let _ = writeln!(out, "<p class=\"note\">{}</p>", esc(why));
     }
@@ -723,6 +731,22 @@ pub fn models(out: &mut String, s: &crate::Summary) {
             esc(&fmt_escalation(e))
         );
     }
+}
+
+/// A worktree job's integration queue in a small section: its batches (sizes, integration
+/// verifies run and saved, bisections), its speculative runs kept and discarded (with what the
+/// discarded ones cost) and the time tasks waited to integrate; nothing when there is none of
+/// these. The report's summary and the dashboard's job page.
+pub fn queue(out: &mut String, s: &crate::Summary) {
+    let lines = s.integration.as_ref().map(super::queue_lines);
+    let Some(lines) = lines.filter(|l| !l.is_empty()) else {
+        return;
+    };
+    let _ = writeln!(out, "<div class=\"queue\"><h3>Integration queue</h3>");
+    for line in lines {
+        let _ = writeln!(out, "<p>{}</p>", esc(&line));
+    }
+    let _ = writeln!(out, "</div>");
 }
 
 #[cfg(test)]

@@ -19,6 +19,12 @@
 //! - queue wait: time tasks spent `ready` before being dispatched, summed over tasks (from the
 //!   history's ready → dispatched transitions); lock wait: the part of it during which another
 //!   task of the job holding one of its locks (or an exclusive task) was running.
+//! - integration wait (worktree jobs): time tasks spent `integrating` (from their work's success
+//!   to their change on the branch: the queue, the merge and the integration verify, and for a
+//!   speculative run the wait for its dependencies), from the history's transitions, per task
+//!   and in all (with the longest of a task).
+//! - speculation: speculative runs kept and discarded, and what the discarded ones cost, from
+//!   the history's `Speculation` records, per task and in all.
 //! - the critical path as it ran: from the task that finished last, back through the dependency
 //!   that finished last, to a task with none (sequential jobs: every task in run order).
 
@@ -31,7 +37,7 @@ use std::path::Path;
 
 use std::fmt::Write as _;
 
-pub use ordo_proto::api::BatchSummary;
+pub use ordo_proto::api::{BatchSummary, SpeculationSummary};
 use ordo_proto::api::{HistoryChange, IgnoredResult, ReportData};
 use ordo_proto::gates::{StageRecord, Verdict};
 use ordo_proto::{
@@ -305,22 +311,46 @@ pub struct JobIntegration {
     /// With `integration.batch` above 1: the integrations that took several tasks.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub batches: Option<BatchSummary>,
+    /// With `integration.speculate` (or when any ran): speculative runs kept and discarded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub speculation: Option<SpeculationSummary>,
+    /// Time tasks spent `integrating` (waiting in the queue, merging, verifying), summed over
+    /// tasks, and the most one task spent.
+    pub wait_ms: u64,
+    pub max_wait_ms: u64,
 }
 
-/// The integration queue's batches of a job, from its history.
-fn batch_summary(history: &[ordo_proto::api::HistoryEntry]) -> BatchSummary {
-    let mut s = BatchSummary::default();
+/// The integration queue's batches of a job, and its speculative runs in all and per task,
+/// from its history.
+fn queue_records(
+    history: &[ordo_proto::api::HistoryEntry],
+    n: usize,
+) -> (BatchSummary, SpeculationSummary, Vec<SpeculationSummary>) {
+    let mut b = BatchSummary::default();
+    let mut all = SpeculationSummary::default();
+    let mut per_task = vec![SpeculationSummary::default(); n];
     for h in history {
-        if let HistoryChange::Batch {
-            tasks,
-            verified,
-            bisected,
-        } = &h.change
-        {
-            s.add(tasks.len(), *verified, *bisected);
+        match &h.change {
+            HistoryChange::Batch {
+                tasks,
+                verified,
+                bisected,
+            } => b.add(tasks.len(), *verified, *bisected),
+            HistoryChange::Speculation {
+                index,
+                kept,
+                cost_usd,
+                ..
+            } => {
+                if let Some(s) = per_task.get_mut(index.get()) {
+                    s.add(*kept, *cost_usd);
+                    all.add(*kept, *cost_usd);
+                }
+            }
+            _ => {}
         }
     }
-    s
+    (b, all, per_task)
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -486,6 +516,12 @@ pub struct TaskReport {
     pub ended_ms: Option<u64>,
     pub queue_wait_ms: u64,
     pub lock_wait_ms: u64,
+    /// Worktree jobs: time it spent `integrating` (see the module docs).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub integration_wait_ms: u64,
+    /// Its speculative runs, when it had any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub speculation: Option<SpeculationSummary>,
     /// On the critical path.
     pub critical: bool,
     /// Last output of the last attempt (stdout and stderr interleaved).
@@ -744,8 +780,8 @@ pub struct AttemptReport {
     pub rounds: u32,
 }
 
-fn is_zero(n: &u32) -> bool {
-    *n == 0
+fn is_zero<N: Default + PartialEq>(n: &N) -> bool {
+    *n == N::default()
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -885,6 +921,9 @@ pub fn build(data: &ReportData) -> Report {
     let mut ready: Vec<Option<u64>> = vec![None; n];
     let mut waits: Vec<Vec<(u64, u64)>> = vec![Vec::new(); n];
     let mut settled: Vec<Option<u64>> = vec![None; n];
+    // Time spent integrating: since when a task is, and what it spent in all.
+    let mut integrating: Vec<Option<u64>> = vec![None; n];
+    let mut integration_wait: Vec<u64> = vec![0; n];
     let mut last_change = data.job.updated_ms;
     for h in &data.history {
         last_change = last_change.max(h.at);
@@ -896,6 +935,11 @@ pub fn build(data: &ReportData) -> Report {
             continue;
         }
         let at = state.at.unwrap_or(h.at);
+        if state.state == TaskPhase::Integrating {
+            integrating[i].get_or_insert(at);
+        } else if let Some(since) = integrating[i].take() {
+            integration_wait[i] += at.saturating_sub(since);
+        }
         match state.state {
             TaskPhase::Ready => ready[i] = Some(at),
             TaskPhase::Dispatched => {
@@ -927,6 +971,12 @@ pub fn build(data: &ReportData) -> Report {
             waits[i].push((*r, end_ms.max(*r)));
         }
     }
+    for (i, since) in integrating.iter().enumerate() {
+        if let Some(since) = since {
+            integration_wait[i] += end_ms.saturating_sub(*since);
+        }
+    }
+    let (batches, speculated, speculation) = queue_records(&data.history, n);
 
     // Lock waits: within a wait, the time a conflicting task of the job was running.
     let conflicts = |a: &TaskSpec, b: &TaskSpec| {
@@ -1193,6 +1243,8 @@ pub fn build(data: &ReportData) -> Report {
                 ended_ms: ended,
                 queue_wait_ms: waits[i].iter().map(|(a, b)| b - a).sum(),
                 lock_wait_ms: lock_wait[i],
+                integration_wait_ms: integration_wait[i],
+                speculation: speculation[i].any().then(|| speculation[i].clone()),
                 critical: on_path[i],
                 output_tail: last.map(|r| r.output_tail.clone()).unwrap_or_default(),
                 output_bytes: last.map_or(0, |r| r.output_bytes),
@@ -1400,7 +1452,11 @@ pub fn build(data: &ReportData) -> Report {
                     .filter_map(|it| it.resolve_cost_usd)
                     .reduce(|a, b| a + b);
                 JobIntegration {
-                    batches: (spec.integration_batch() > 1).then(|| batch_summary(&data.history)),
+                    batches: (spec.integration_batch() > 1).then(|| batches.clone()),
+                    speculation: (spec.speculation().is_some() || speculated.any())
+                        .then(|| speculated.clone()),
+                    wait_ms: integration_wait.iter().sum(),
+                    max_wait_ms: integration_wait.iter().copied().max().unwrap_or(0),
                     kept: failed.then(|| kept_text(&data.job.summary.id)),
                     resolve_rounds,
                     resolve_cost_usd,
@@ -1449,9 +1505,33 @@ pub fn rework_text(ji: &JobIntegration) -> Option<String> {
     Some(text)
 }
 
-/// The integration queue's batches in a sentence, when the job had them on.
-pub fn batch_text(ji: &JobIntegration) -> Option<String> {
-    ji.batches.as_ref().map(batch_line)
+/// The integration queue's figures in sentences: its batches when the job had them on, its
+/// speculative runs when it had speculation on, and the time tasks waited to integrate.
+pub fn queue_lines(ji: &JobIntegration) -> Vec<String> {
+    let mut lines: Vec<String> = ji.batches.iter().map(batch_line).collect();
+    lines.extend(ji.speculation.as_ref().map(speculation_line));
+    if ji.wait_ms > 0 {
+        lines.push(format!(
+            "Waiting to integrate: {} in all, at most {} for one task.",
+            fmt_ms(ji.wait_ms),
+            fmt_ms(ji.max_wait_ms)
+        ));
+    }
+    lines
+}
+
+/// Speculative runs kept and discarded, and what the discarded ones cost, in a sentence (the
+/// report and `ordo status`).
+pub fn speculation_line(s: &SpeculationSummary) -> String {
+    format!("Speculative runs: {}.", speculation_text(s))
+}
+
+/// `1 kept, 2 discarded ($0.2500)`: a job's or a task's speculative runs.
+pub fn speculation_text(s: &SpeculationSummary) -> String {
+    let cost = s
+        .discarded_cost_usd
+        .map_or(String::new(), |c| format!(" ({})", fmt_usd(c)));
+    format!("{} kept, {} discarded{cost}", s.kept, s.discarded)
 }
 
 /// Batches, their sizes, bisections and integration verifies run and saved, in a sentence
@@ -2027,6 +2107,155 @@ mod tests {
         assert!(junit.contains("escalation.cost_usd"), "{junit}");
         // Without a ladder, nothing is said of escalation.
         assert!(build(&records()).summary.escalation.is_none());
+    }
+
+    /// A worktree job with batches and speculation: the integration queue's figures in all and
+    /// per task (batches, speculative runs kept and discarded with what the discarded ones
+    /// cost, the time tasks spent integrating, until the records end for one still there), in
+    /// JSON, Markdown and HTML; a job in no worktree has none of them.
+    #[test]
+    fn the_integration_queue_shows_in_every_format() {
+        use ordo_proto::api::{HistoryEntry, StateAt};
+        use ordo_proto::{Attempt, IntegrationSettings, WorkspaceMode};
+        let mut data = records();
+        data.job.spec.settings.workspace = Some(WorkspaceMode::Worktree);
+        data.job.spec.settings.integration = Some(IntegrationSettings {
+            batch: Some(2),
+            speculate: Some("verified".into()),
+            ..IntegrationSettings::default()
+        });
+        let entry = |at: u64, change: HistoryChange| HistoryEntry { at, change };
+        let task = |i: u32, state: TaskPhase, at: u64| {
+            let state = StateAt {
+                state,
+                at: Some(at),
+                reason: None,
+            };
+            entry(
+                at,
+                HistoryChange::Task {
+                    index: TaskIndex(i),
+                    state,
+                },
+            )
+        };
+        let speculation = |i: u32, kept: bool, cost_usd: Option<f64>| {
+            entry(
+                500,
+                HistoryChange::Speculation {
+                    index: TaskIndex(i),
+                    attempt: Attempt(1),
+                    on: vec![TaskIndex(0)],
+                    kept,
+                    cost_usd,
+                },
+            )
+        };
+        let integrated = |i: u32, outcome: Integration| {
+            entry(
+                450,
+                HistoryChange::Integrated {
+                    index: TaskIndex(i),
+                    attempt: Attempt(1),
+                    branch: format!("ordo/t{i}"),
+                    outcome,
+                    with: None,
+                },
+            )
+        };
+        // a: integrating 300..450; c: 500 until it was cancelled at 600; b: from 550 to the end
+        // of the records (the job's end, 600).
+        let cancel = data.history.len() - 2;
+        data.history
+            .insert(cancel, task(2, TaskPhase::Integrating, 500));
+        data.history.extend([
+            task(0, TaskPhase::Integrating, 300),
+            task(0, TaskPhase::Integrating, 320),
+            task(0, TaskPhase::Succeeded, 450),
+            entry(
+                450,
+                HistoryChange::Batch {
+                    tasks: vec![TaskIndex(0), TaskIndex(2)],
+                    verified: true,
+                    bisected: false,
+                },
+            ),
+            integrated(
+                0,
+                Integration::Merged {
+                    commit: "0123456789abcdef".into(),
+                    files: vec!["a.rs".into()],
+                },
+            ),
+            integrated(
+                1,
+                Integration::Conflict {
+                    files: vec!["b.rs".into()],
+                },
+            ),
+            speculation(1, false, Some(0.25)),
+            speculation(1, false, None),
+            speculation(2, true, Some(3.0)),
+            task(1, TaskPhase::Integrating, 550),
+        ]);
+        let r = build(&data);
+        let ji = r.summary.integration.as_ref().unwrap();
+        assert_eq!(
+            ji.speculation,
+            Some(SpeculationSummary {
+                kept: 1,
+                discarded: 2,
+                discarded_cost_usd: Some(0.25),
+            })
+        );
+        assert_eq!(ji.batches.as_ref().unwrap().sizes, [2]);
+        let waits: Vec<u64> = r.tasks.iter().map(|t| t.integration_wait_ms).collect();
+        assert_eq!(waits, [150, 50, 100]);
+        assert_eq!((ji.wait_ms, ji.max_wait_ms), (300, 150));
+        assert_eq!(r.tasks[0].speculation, None);
+        assert_eq!(r.tasks[2].speculation.as_ref().map(|s| s.kept), Some(1));
+
+        let json: serde_json::Value = serde_json::from_str(&render(&r, Format::Json)).unwrap();
+        let spec_json = &json["summary"]["integration"]["speculation"];
+        assert_eq!(spec_json["kept"], 1);
+        assert_eq!(spec_json["discarded"], 2);
+        assert_eq!(spec_json["discarded_cost_usd"], 0.25);
+        assert_eq!(json["summary"]["integration"]["wait_ms"], 300);
+        assert_eq!(json["summary"]["integration"]["max_wait_ms"], 150);
+        assert_eq!(json["tasks"][1]["speculation"]["discarded"], 2);
+        assert_eq!(json["tasks"][1]["integration_wait_ms"], 50);
+        assert!(json["tasks"][0].get("speculation").is_none());
+
+        let spoken = "Speculative runs: 1 kept, 2 discarded ($0.2500).";
+        let waited = "Waiting to integrate: 300 ms in all, at most 150 ms for one task.";
+        let md = render(&r, Format::Md);
+        assert!(md.contains(spoken), "{md}");
+        assert!(md.contains(waited), "{md}");
+        assert!(md.contains("Batches: 1 (sizes 2)"), "{md}");
+        assert!(
+            md.contains(
+                "| b | conflict; speculative runs: 0 kept, 2 discarded ($0.2500) | 50 ms |"
+            ),
+            "{md}"
+        );
+        let html = render(&r, Format::Html);
+        assert!(
+            html.contains("<div class=\"queue\"><h3>Integration queue</h3>"),
+            "{html}"
+        );
+        assert!(html.contains(&format!("<p>{spoken}</p>")), "{html}");
+        assert!(html.contains(&format!("<p>{waited}</p>")), "{html}");
+        assert!(
+            html.contains("(speculative runs: 0 kept, 2 discarded ($0.2500))"),
+            "{html}"
+        );
+
+        // No worktrees: no queue, no waits, and the JSON as before.
+        let plain = build(&records());
+        assert!(plain.summary.integration.is_none());
+        let json: serde_json::Value = serde_json::from_str(&render(&plain, Format::Json)).unwrap();
+        assert!(json["tasks"][0].get("integration_wait_ms").is_none());
+        assert!(!render(&plain, Format::Html).contains("class=\"queue\""));
     }
 
     #[test]

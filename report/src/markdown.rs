@@ -25,14 +25,14 @@ fn integration_section(out: &mut String, r: &Report, ji: &super::JobIntegration)
     if let Some(rework) = super::rework_text(ji) {
         let _ = writeln!(out, "{}\n", cell(&rework));
     }
-    if let Some(batches) = super::batch_text(ji) {
-        let _ = writeln!(out, "{}\n", cell(&batches));
+    for line in super::queue_lines(ji) {
+        let _ = writeln!(out, "{}\n", cell(&line));
     }
     let _ = writeln!(
         out,
-        "| task | outcome | commit | files changed | conflicts |"
+        "| task | outcome | waited to integrate | commit | files changed | conflicts |"
     );
-    let _ = writeln!(out, "|---|---|---|---|---|");
+    let _ = writeln!(out, "|---|---|---|---|---|---|");
     for t in &r.tasks {
         let Some(it) = &t.integration else { continue };
         let conflicts: Vec<String> = it
@@ -50,11 +50,16 @@ fn integration_section(out: &mut String, r: &Report, ji: &super::JobIntegration)
         if let Some(w) = &it.worktree {
             outcome.push_str(&format!(" (worktree kept: {})", code(w)));
         }
+        if let Some(sp) = &t.speculation {
+            let text = super::speculation_text(sp);
+            outcome.push_str(&format!("; speculative runs: {}", cell(&text)));
+        }
         let _ = writeln!(
             out,
-            "| {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} |",
             cell(&t.label()),
             outcome,
+            fmt_ms(t.integration_wait_ms),
             it.commit
                 .as_deref()
                 .map_or("-".into(), |c| code(&c[..c.len().min(12)])),

@@ -103,6 +103,18 @@ fn a_dependent_runs_on_verified_work_and_is_kept() {
     assert_eq!(sb.show(&branch, "b.txt"), "a");
     assert_eq!(task(&report, "b")["integration"]["outcome"], "merged");
     assert_eq!(task(&report, "b")["attempts"], 1, "{report:#}");
+    // The report counts the run kept, and the time both waited to integrate (b held back
+    // until a integrated).
+    let queue = &report["summary"]["integration"];
+    assert_eq!(queue["speculation"]["kept"], 1, "{queue:#}");
+    assert_eq!(queue["speculation"]["discarded"], 0, "{queue:#}");
+    assert_eq!(task(&report, "b")["speculation"]["kept"], 1);
+    for t in ["a", "b"] {
+        let waited = task(&report, t)["integration_wait_ms"]
+            .as_u64()
+            .unwrap_or(0);
+        assert!(waited > 0, "{t} waited to integrate: {queue:#}");
+    }
 }
 
 /// a's integration conflicts with z's: b's speculative run is discarded, b runs again on the
@@ -140,6 +152,12 @@ fn a_dependent_on_conflicting_work_is_discarded_and_runs_again() {
         git(&repo, &["worktree", "list"])
     );
     assert_eq!(git(&repo, &["for-each-ref", "refs/heads/ordo/*/*/*"]), "");
+    // The report counts the run discarded (command tasks: no agent cost to add up).
+    let queue = &report["summary"]["integration"];
+    assert_eq!(queue["speculation"]["discarded"], 1, "{queue:#}");
+    assert_eq!(queue["speculation"]["kept"], 0, "{queue:#}");
+    assert!(queue["speculation"].get("discarded_cost_usd").is_none());
+    assert_eq!(task(&report, "b")["speculation"]["discarded"], 1);
 }
 
 /// A cluster of two workers on a shared repository (branch `it`) and `job` written for it:
@@ -177,6 +195,15 @@ fn speculation_on_a_cluster_is_kept_or_discarded() {
         assert!(marks.join("b-before-first-integration").exists());
         assert_eq!(lines(&marks.join("b-runs")).len(), runs);
         assert_eq!(sh.show("it", "b.txt"), "a");
+        // `ordo status` shows the speculative run, kept or discarded, in text and JSON.
+        let (kept, discarded) = if runs == 1 { (1, 0) } else { (0, 1) };
+        let job = r.first_line();
+        let st = c.ordo(&["status", &job]);
+        let line = format!("Speculative runs: {kept} kept, {discarded} discarded.");
+        assert!(st.stdout.contains(&line), "{}{}", st.stdout, st.stderr);
+        let st = c.ordo(&["status", &job, "--output", "json"]).json();
+        assert_eq!(st["speculation"]["kept"], kept, "{st:#}");
+        assert_eq!(st["speculation"]["discarded"], discarded, "{st:#}");
     }
 }
 

@@ -598,6 +598,7 @@ pub(crate) mod tests {
             page: None,
             pools: Vec::new(),
             batches: None,
+            speculation: None,
         }
     }
 

@@ -223,6 +223,9 @@ pub fn status_text(st: &JobStatus, now_ms: u64) -> String {
     if let Some(b) = &st.batches {
         line.push_str(&format!("\n{}", ordo_report::batch_line(b)));
     }
+    if let Some(s) = &st.speculation {
+        line.push_str(&format!("\n{}", ordo_report::speculation_line(s)));
+    }
     if let Some(n) = &st.summary.notify {
         line.push_str(&format!("\n{}", notify_line(n)));
     }
@@ -435,6 +438,34 @@ mod tests {
         st.batches = None;
         assert!(!status_text(&st, 1_000_000).contains("Batches"));
         assert!(serde_json::to_value(&st).unwrap().get("batches").is_none());
+    }
+
+    /// A job that had speculative runs shows them under its summary line (after its batches),
+    /// and in its JSON; a status without them reads as before.
+    #[test]
+    fn status_shows_speculation() {
+        let mut st = status(JobState::Running, vec![task(0, "a", TaskPhase::Running)]);
+        st.speculation = Some(ordo_proto::api::SpeculationSummary {
+            kept: 3,
+            discarded: 1,
+            discarded_cost_usd: Some(0.125),
+        });
+        let text = status_text(&st, 1_000_000);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[1], "Speculative runs: 3 kept, 1 discarded ($0.1250).",
+            "{text}"
+        );
+        let json = serde_json::to_value(&st).unwrap();
+        assert_eq!(json["speculation"]["kept"], 3);
+        assert_eq!(json["speculation"]["discarded_cost_usd"], 0.125);
+        st.speculation = None;
+        assert!(!status_text(&st, 1_000_000).contains("Speculative"));
+        let json = serde_json::to_value(&st).unwrap();
+        assert!(json.get("speculation").is_none());
+        // A status from before speculation (no field) still reads.
+        let read: ordo_proto::api::JobStatus = serde_json::from_value(json).unwrap();
+        assert_eq!(read.speculation, None);
     }
 
     #[test]

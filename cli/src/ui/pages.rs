@@ -458,6 +458,8 @@ pub fn job(
     }
     // What each model cost and how often its runs succeeded; what escalation cost.
     ordo_report::html::models(&mut b, &r.summary);
+    // The integration queue: batches, speculative runs, the wait to integrate.
+    ordo_report::html::queue(&mut b, &r.summary);
     if let Some(why) = &rec.reason {
         let _ = writeln!(b, "<p class=\"note\">{}</p>", esc(why));
     }
@@ -902,9 +904,16 @@ pub fn task(
         let _ = writeln!(b, "</tbody></table></div>");
     }
     if let Some(it) = &t.integration {
+        let mut queue = format!("waited to integrate {}", fmt_ms(t.integration_wait_ms));
+        if let Some(sp) = &t.speculation {
+            queue.push_str(&format!(
+                "; speculative runs: {}",
+                report::speculation_text(sp)
+            ));
+        }
         let _ = writeln!(
             b,
-            "<h2>Integration</h2><p>Branch <code>{}</code>: {}{}{}</p>",
+            "<h2>Integration</h2><p>Branch <code>{}</code>: {}{}{}</p><p class=\"muted\">{}</p>",
             esc(&it.branch),
             esc(&it.outcome),
             it.commit.as_deref().map_or(String::new(), |c| format!(
@@ -923,7 +932,8 @@ pub fn task(
                         .collect::<Vec<_>>()
                         .join("; "))
                 )
-            }
+            },
+            esc(&queue)
         );
     }
 
@@ -1213,6 +1223,122 @@ mod tests {
         assert!(html.contains("<table class=\"models\">"), "{html}");
         assert!(html.contains("<td>opus-&lt;4&gt;</td>"), "{html}");
         assert!(html.contains("1/1 (100%)"), "{html}");
+    }
+
+    /// Proves the job page shows the integration queue's figures from the job's records:
+    /// batches (sizes, verifies run and saved, bisections), speculative runs kept and
+    /// discarded with their cost, and the time tasks waited to integrate.
+    #[test]
+    fn the_job_page_shows_the_integration_queue() {
+        use ordo_proto::api::{HistoryChange, HistoryEntry, ReportJob, ReportTask, StateAt};
+        use ordo_proto::{Attempt, Integration, IntegrationSettings, WorkspaceMode};
+        let mut spec = ordo_proto::JobSpec {
+            name: "j".into(),
+            tasks: vec![
+                ordo_proto::TaskSpec::shell("a", "true"),
+                ordo_proto::TaskSpec::shell("b", "true"),
+            ],
+            ..Default::default()
+        };
+        spec.settings.workspace = Some(WorkspaceMode::Worktree);
+        spec.settings.integration = Some(IntegrationSettings {
+            batch: Some(2),
+            speculate: Some("verified".into()),
+            ..IntegrationSettings::default()
+        });
+        let state = |state, at| StateAt {
+            state,
+            at: Some(at),
+            reason: None,
+        };
+        let entry = |at, change| HistoryEntry { at, change };
+        let moved = |i, phase, at| {
+            entry(
+                at,
+                HistoryChange::Task {
+                    index: TaskIndex(i),
+                    state: state(phase, at),
+                },
+            )
+        };
+        let history = vec![
+            moved(0, TaskPhase::Integrating, 1_000),
+            moved(1, TaskPhase::Integrating, 1_500),
+            entry(
+                2_000,
+                HistoryChange::Batch {
+                    tasks: vec![TaskIndex(0), TaskIndex(1)],
+                    verified: true,
+                    bisected: false,
+                },
+            ),
+            entry(
+                2_000,
+                HistoryChange::Speculation {
+                    index: TaskIndex(1),
+                    attempt: Attempt(1),
+                    on: vec![TaskIndex(0)],
+                    kept: false,
+                    cost_usd: Some(0.5),
+                },
+            ),
+            entry(
+                3_000,
+                HistoryChange::Integrated {
+                    index: TaskIndex(1),
+                    attempt: Attempt(2),
+                    branch: "ordo/b".into(),
+                    outcome: Integration::Merged {
+                        commit: "0123456789ab".into(),
+                        files: vec!["b.rs".into()],
+                    },
+                    with: None,
+                },
+            ),
+            moved(0, TaskPhase::Succeeded, 3_000),
+            moved(1, TaskPhase::Succeeded, 3_000),
+        ];
+        let done = ReportTask {
+            state: state(TaskPhase::Succeeded, 3_000),
+            attempts: 1,
+            conflicts: 0,
+        };
+        let data = ReportData {
+            job: ReportJob {
+                summary: summary(JobState::Succeeded),
+                source: "j.toml".into(),
+                spec,
+                updated_ms: 3_000,
+                default_mode: None,
+                max_parallel: None,
+                slots: None,
+            },
+            tasks: vec![done.clone(), done],
+            attempts: Vec::new(),
+            history,
+            ignored_results: Vec::new(),
+            tails_cut_to: None,
+        };
+        let html = job(&ctx(false), &data, &[], &JobQuery::default(), 4_000);
+        assert!(html.contains("<h3>Integration queue</h3>"), "{html}");
+        for line in [
+            "Batches: 1 (sizes 2), 0 bisection(s); integration verifies run 1, saved 1.",
+            "Speculative runs: 0 kept, 1 discarded ($0.5000).",
+            "Waiting to integrate: 3.50 s in all, at most 2.00 s for one task.",
+        ] {
+            assert!(
+                html.contains(&format!("<p>{line}</p>")),
+                "{line} not in:\n{html}"
+            );
+        }
+        // Once: the job's integration section below does not repeat it.
+        assert_eq!(html.matches("Batches: ").count(), 1, "{html}");
+        // The task's page: its own wait and speculative runs.
+        let html = task(&ctx(false), &data, TaskIndex(1), None);
+        assert!(
+            html.contains("waited to integrate 1.50 s; speculative runs: 0 kept, 1 discarded"),
+            "{html}"
+        );
     }
 
     fn jobs_page_read_only() -> String {

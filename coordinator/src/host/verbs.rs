@@ -103,11 +103,12 @@ impl<E: Executor> Host<E> {
             }
         };
         status.pools = views::pools(spec, engine.pool_limits());
-        status.batches = views::batches(&self.store, spec, &r.job).map_err(internal)?;
+        (status.batches, status.speculation) =
+            views::queue(&self.store, spec, &r.job).map_err(internal)?;
         Ok(status)
     }
 
-    /// `status` without the pools and the batches.
+    /// `status` without the pools and the integration queue.
     fn task_status(&mut self, r: &StatusRequest) -> Reply<JobStatus> {
         if r.summary_only {
             let summary = self.summary(&r.job)?;
@@ -115,6 +116,7 @@ impl<E: Executor> Host<E> {
             return Ok(JobStatus {
                 pools: Vec::new(),
                 batches: None,
+                speculation: None,
                 summary,
                 tasks: Vec::new(),
                 omitted,
