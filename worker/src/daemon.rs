@@ -894,7 +894,7 @@ async fn accept_integration(shared: &Arc<Shared>, msg: jetstream::Message, ack_w
         };
         drop(slot);
         match outcome {
-            Some(mut batch) => {
+            Some((mut batch, tidy)) => {
                 let outcome = batch.remove(0).outcome;
                 tracing::info!(job = %req.job, task = %req.task, attempt = req.attempt.0, outcome = outcome.name(), batch = batch.len() + 1, "integrated");
                 let event = WorkerEvent::Integrated(IntegrationResult {
@@ -913,6 +913,8 @@ async fn accept_integration(shared: &Arc<Shared>, msg: jetstream::Message, ack_w
                 if stored {
                     let _ = msg.ack().await;
                 }
+                // Off the queue's path: the coordinator has the outcome already.
+                tidy.run(&shared.caches).await;
             }
             None => {
                 lease.abort();

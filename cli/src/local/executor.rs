@@ -11,7 +11,7 @@ use ordo_coordinator::host::Executor;
 use ordo_coordinator::store::JobRecord;
 use ordo_plumbing::telemetry::{self, Telemetry};
 use ordo_proto::api::WorkerInfo;
-use ordo_proto::{AttemptRef, Dispatch, Integrate, JobSpec, Kill};
+use ordo_proto::{AttemptRef, Dispatch, Integrate, JobId, JobSpec, Kill};
 use ordo_worker::exec::{self, ExecOptions};
 use ordo_worker::{guard, workspace};
 use tokio::sync::{mpsc, oneshot};
@@ -32,6 +32,48 @@ pub struct InProcess {
     /// Held to the end once the first attempt starts: kills the task processes if this
     /// process dies (a reader that never runs anything starts none).
     guard: Option<guard::Guard>,
+    /// Integrations tidying up after their outcome.
+    tidying: Tidying,
+}
+
+/// Integrations of each job still tidying up after their outcome was sent (removing the
+/// worktrees and branches it leaves): a job has ended for its caller once they are done.
+#[derive(Clone, Default)]
+pub struct Tidying(Arc<(std::sync::Mutex<HashMap<JobId, usize>>, tokio::sync::Notify)>);
+
+impl Tidying {
+    fn begin(&self, job: JobId) {
+        *self.0.0.lock().unwrap().entry(job).or_default() += 1;
+    }
+
+    fn end(&self, job: JobId) {
+        let mut busy = self.0.0.lock().unwrap();
+        if let Some(n) = busy.get_mut(&job) {
+            *n -= 1;
+            if *n == 0 {
+                busy.remove(&job);
+            }
+        }
+        drop(busy);
+        self.0.1.notify_waiters();
+    }
+
+    /// Waits until no integration of `job` (`None`: of any job) is tidying up.
+    pub async fn done(&self, job: Option<JobId>) {
+        loop {
+            let notified = self.0.1.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let busy = {
+                let busy = self.0.0.lock().unwrap();
+                job.map_or(!busy.is_empty(), |j| busy.contains_key(&j))
+            };
+            if !busy {
+                return;
+            }
+            notified.await;
+        }
+    }
 }
 
 impl InProcess {
@@ -41,8 +83,10 @@ impl InProcess {
         slots: u32,
         fixed: bool,
         telemetry: Option<Arc<Telemetry>>,
+        tidying: Tidying,
     ) -> InProcess {
         InProcess {
+            tidying,
             events,
             kills: HashMap::new(),
             opts: Arc::new(ExecOptions::new("local")),
@@ -149,8 +193,11 @@ impl Executor for InProcess {
     fn integrate(&mut self, req: Integrate) {
         let events = self.events.clone();
         let opts = self.opts.clone();
+        let tidying = self.tidying.clone();
+        tidying.begin(req.job);
         tokio::spawn(async move {
-            let mut batch = workspace::integrate_batch(&req, &workspace::Local::new(), &opts).await;
+            let local = workspace::Local::new();
+            let (mut batch, tidy) = workspace::integrate_batch(&req, &local, &opts).await;
             let outcome = batch.remove(0).outcome;
             let _ = events.send(Event::Integrated {
                 job: req.job,
@@ -160,6 +207,8 @@ impl Executor for InProcess {
                 batch,
                 step: req.step,
             });
+            tidy.run(&local).await;
+            tidying.end(req.job);
         });
     }
 

@@ -23,7 +23,7 @@ use ordo_plumbing::telemetry::Telemetry;
 use ordo_proto::{JobId, Millis, now_ms};
 use tokio::sync::{mpsc, oneshot};
 
-pub use executor::InProcess;
+pub use executor::{InProcess, Tidying};
 
 /// How a node is started.
 pub struct NodeOptions {
@@ -66,6 +66,8 @@ enum Msg {
 pub struct Node {
     tx: mpsc::UnboundedSender<Msg>,
     store: Arc<Store>,
+    /// Integrations tidying up after their outcome (worktrees, branches).
+    tidying: Tidying,
 }
 
 /// Replies can be any size here: nothing is cut to fit a message.
@@ -79,7 +81,14 @@ impl Node {
         opts: NodeOptions,
     ) -> Result<Node, String> {
         let (events_tx, events) = mpsc::unbounded_channel();
-        let executor = InProcess::new(events_tx, opts.slots, opts.fixed, opts.telemetry.clone());
+        let tidying = Tidying::default();
+        let executor = InProcess::new(
+            events_tx,
+            opts.slots,
+            opts.fixed,
+            opts.telemetry.clone(),
+            tidying.clone(),
+        );
         let policy = if durable {
             Policy::LOCAL_DURABLE
         } else {
@@ -93,7 +102,7 @@ impl Node {
             .map_err(|e| format!("cannot read the state: {e}"))?;
         let (tx, rx) = mpsc::unbounded_channel();
         tokio::spawn(run(host, rx, events));
-        Ok(Node { tx, store })
+        Ok(Node { tx, store, tidying })
     }
 
     /// The store this node keeps its jobs in.
@@ -129,12 +138,14 @@ impl Node {
         let _ = self.tx.send(Msg::Cancel(job, reason.to_string()));
     }
 
-    /// Waits until `job` (`None`: every job) has ended and its end is committed.
+    /// Waits until `job` (`None`: every job) has ended and its end is committed, and its
+    /// integrations have tidied up (their worktrees and branches are gone).
     pub async fn ended(&self, job: Option<JobId>) {
         let (tx, rx) = oneshot::channel();
         if self.tx.send(Msg::Ended(job, tx)).is_ok() {
             let _ = rx.await;
         }
+        self.tidying.done(job).await;
     }
 
     /// Waits up to `wait` for the `[[notify]]` notifications still due to be delivered; the
@@ -161,6 +172,7 @@ impl Node {
         if self.tx.send(Msg::Stop(tx)).is_ok() {
             let _ = rx.await;
         }
+        self.tidying.done(None).await;
     }
 }
 

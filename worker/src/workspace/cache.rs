@@ -672,6 +672,7 @@ mod tests {
                 branch: "ordo/t/0-a/1".into(),
                 head: head.clone(),
             }],
+            discarded: Vec::new(),
         };
         let name = TaskName::new("b").unwrap();
         let d = Dispatch::new(

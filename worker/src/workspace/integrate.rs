@@ -54,8 +54,23 @@ const INTEGRATE_DIR: &str = "integrate";
 /// branch go once integrated, or when the task will run again; a conflicted attempt's branch
 /// stays for its resolve round; everything stays after the task's last chance (`req.last`).
 pub async fn integrate(req: &Integrate, source: &impl Source, opts: &ExecOptions) -> Integration {
-    let mut outcomes = integrate_batch(req, source, opts).await;
+    let (mut outcomes, tidy) = integrate_batch(req, source, opts).await;
+    tidy.run(source).await;
     outcomes.swap_remove(0).outcome
+}
+
+/// What an integration leaves to tidy once its outcome is reported: each task's worktree and
+/// branch, as `Source::tidy` decides. Done after the report, it stays off the integration
+/// queue's path (the next integration need not wait for it); the caller runs it.
+#[must_use = "the worktrees and branches stay until the tidy runs"]
+pub struct Tidy(Vec<(Integrate, Integration)>);
+
+impl Tidy {
+    pub async fn run(self, source: &impl Source) {
+        for (item, outcome) in &self.0 {
+            source.tidy(item, outcome).await;
+        }
+    }
 }
 
 /// Integrates every task of `req` (docs/design.md, "Integration queue: batches"): each is
@@ -64,13 +79,14 @@ pub async fn integrate(req: &Integrate, source: &impl Source, opts: &ExecOptions
 /// result, and the branch moves once. Pass: each merged task is `Merged` with its own merge
 /// commit; fail: each merged task is `VerifyFailed` (the engine bisects). The outcomes are in
 /// the batch's order, the first task's first; a failure of the whole (git, the branch moved)
-/// is every task's. Tidying is each task's as for one (`Source::tidy`), except that tasks
-/// whose verify failed together keep everything: they are integrated again, in halves.
+/// is every task's. Tidying (`Tidy`, for the caller to run once it reported the outcomes) is
+/// each task's as for one (`Source::tidy`), except that tasks whose verify failed together
+/// keep everything: they are integrated again, in halves.
 pub async fn integrate_batch(
     req: &Integrate,
     source: &impl Source,
     opts: &ExecOptions,
-) -> Vec<ItemOutcome> {
+) -> (Vec<ItemOutcome>, Tidy) {
     let items = req.items();
     let outcomes = match try_integrate(req, &items, source, opts).await {
         Ok(outcomes) => outcomes,
@@ -89,17 +105,18 @@ pub async fn integrate_batch(
         .count()
         > 1;
     let mut out = Vec::with_capacity(items.len());
-    for (item, outcome) in items.iter().zip(outcomes) {
-        if !(bisected && matches!(outcome, Integration::VerifyFailed { .. })) {
-            source.tidy(item, &outcome).await;
-        }
+    let mut tidy = Vec::with_capacity(items.len());
+    for (item, outcome) in items.into_iter().zip(outcomes) {
         out.push(ItemOutcome {
             index: item.index,
             attempt: item.attempt,
-            outcome,
+            outcome: outcome.clone(),
         });
+        if !(bisected && matches!(outcome, Integration::VerifyFailed { .. })) {
+            tidy.push((item, outcome));
+        }
     }
-    out
+    (out, Tidy(tidy))
 }
 
 async fn try_integrate(
@@ -624,7 +641,8 @@ mod tests {
         let local = crate::workspace::Local::with_root(fx.root.clone());
         let opts = ExecOptions::default();
 
-        let failed = integrate_batch(&batch("false"), &local, &opts).await;
+        let (failed, tidy) = integrate_batch(&batch("false"), &local, &opts).await;
+        tidy.run(&local).await;
         let names: Vec<&str> = failed.iter().map(|o| o.outcome.name()).collect();
         assert_eq!(names, ["verify_failed", "conflict", "verify_failed"]);
         assert_eq!(fx.tip(), before, "a failed batch moves nothing");
@@ -633,7 +651,9 @@ mod tests {
             "kept to be integrated again"
         );
 
-        let passed = integrate_batch(&batch("test -f a.txt && test -f b.txt"), &local, &opts).await;
+        let (passed, tidy) =
+            integrate_batch(&batch("test -f a.txt && test -f b.txt"), &local, &opts).await;
+        tidy.run(&local).await;
         let [a_out, c_out, b_out] = &passed[..] else {
             panic!("{passed:?}");
         };
