@@ -194,6 +194,7 @@ pub async fn run(n: usize, slots: u32, rss_target: f64) {
         // The coordinator is a process of its own here.
         coordinator_tid: Default::default(),
         worker_tids: Vec::new(),
+        commits: Default::default(),
         _data: tempfile::tempdir().unwrap(),
     };
     wait_api(&client, 400).await;
@@ -230,6 +231,7 @@ pub async fn run(n: usize, slots: u32, rss_target: f64) {
 
     // Status while it runs: the CLI (process start included) and the API round trip alone.
     let (mut cli, mut rtt, mut floor) = (Vec::new(), Vec::new(), Vec::new());
+    let mut json = Vec::new();
     let started = Instant::now();
     let end = loop {
         let (took, s) = page(&client, job).await;
@@ -239,15 +241,17 @@ pub async fn run(n: usize, slots: u32, rss_target: f64) {
         if cli.len() < 20 && s.summary.succeeded > 0 {
             rtt.push(took);
             let (job, url) = (job.to_string(), url.clone());
-            let (status, workers) = tokio::task::spawn_blocking(move || {
+            let (status, as_json, workers) = tokio::task::spawn_blocking(move || {
                 (
                     ordo(&["status", &job, "--nats", &url]).0,
+                    ordo(&["status", &job, "--nats", &url, "--output", "json"]).0,
                     ordo(&["workers", "--nats", &url]).0,
                 )
             })
             .await
             .unwrap();
             cli.push(status);
+            json.push(as_json);
             floor.push(workers);
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -257,10 +261,13 @@ pub async fn run(n: usize, slots: u32, rss_target: f64) {
         );
     };
     let (cli_max, cli) = (cli.iter().max().copied().unwrap_or_default(), median(cli));
+    let (json_max, json) = (json.iter().max().copied().unwrap_or_default(), median(json));
     println!(
-        "distributed big job: `ordo status` while it runs: median {:.1} ms, max {:.1} ms{}; `ordo workers` {:.1} ms: ratio {:.2}; the API round trip alone {:.1} ms",
+        "distributed big job: `ordo status` while it runs: median {:.1} ms, max {:.1} ms (`--output json`: median {:.1} ms, max {:.1} ms){}; `ordo workers` {:.1} ms: ratio {:.2}; the API round trip alone {:.1} ms",
         cli.as_secs_f64() * 1e3,
         cli_max.as_secs_f64() * 1e3,
+        json.as_secs_f64() * 1e3,
+        json_max.as_secs_f64() * 1e3,
         if n <= 100_000 {
             " (target < 100 ms)"
         } else {

@@ -132,16 +132,21 @@ async fn scenario(n: usize, workers: u32, slots: u32, chain: bool) {
     let (stop_coordinator, stopped) = oneshot::channel::<()>();
     let url = nats.url.clone();
     let coordinator_tid = tid.clone();
-    let coordinator = own_thread(service::runtime(), coordinator_cpu, async move {
-        coordinator_tid.store(thread_id(), Ordering::SeqCst);
-        let client = connect(&url).await;
-        let shutdown = async {
-            let _ = stopped.await;
-        };
-        service::run(client, store, service::Options::default(), shutdown)
-            .await
-            .expect("coordinator");
-    });
+    let coordinator = own_thread(
+        "coordinator",
+        service::runtime(),
+        coordinator_cpu,
+        async move {
+            coordinator_tid.store(thread_id(), Ordering::SeqCst);
+            let client = connect(&url).await;
+            let shutdown = async {
+                let _ = stopped.await;
+            };
+            service::run(client, store, service::Options::default(), shutdown)
+                .await
+                .expect("coordinator");
+        },
+    );
     let client = connect(&nats.url).await;
     wait_api(&client, 200).await;
     let mut stops = Vec::new();

@@ -16,7 +16,8 @@
 //! - a 100,000-task job (7 MB of TOML) through a coordinator process of its own: accept time,
 //!   status latency, the coordinator's peak RSS, the run to the end (`big_job.rs`; 1,000,000
 //!   tasks too with `ORDO_SOAK=1`; `ORDO_BENCH_ONLY=big` runs these cases alone,
-//!   `ORDO_BENCH_ONLY=soak` the 1,000,000 alone, `ORDO_BENCH_ONLY=independent` the two
+//!   `ORDO_BENCH_ONLY=soak` the 1,000,000 alone, `ORDO_BENCH_ONLY=chain` the chain alone,
+//!   `ORDO_BENCH_ONLY=independent` the two
 //!   10,000-task cases alone).
 //! - the cost of `--ha` (issue 19): the 10,000 independent tasks and the chain again with the
 //!   coordinator journaling every commit (and one hot standby following the journal), printed
@@ -27,7 +28,7 @@
 //! ORDO_BENCH_N scales the 10,000).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::time::Duration;
 
 use ordo_coordinator::store::Store;
@@ -60,6 +61,8 @@ struct Cluster {
     /// Threads of the coordinator and of each worker, for their CPU time.
     coordinator_tid: Arc<AtomicI32>,
     worker_tids: Vec<Arc<AtomicI32>>,
+    /// The coordinator store's commits so far.
+    commits: Arc<AtomicU64>,
     _data: tempfile::TempDir,
 }
 
@@ -70,6 +73,9 @@ struct Cpu {
     coordinator: Duration,
     /// The workers' threads (their tasks' processes are not counted).
     workers: Duration,
+    /// The coordinator's store commits, and the messages nats-server received and sent.
+    commits: u64,
+    msgs: (u64, u64),
 }
 
 impl Cpu {
@@ -96,6 +102,13 @@ impl Cpu {
             "  CPU per task: {}; together {total:.0} µs",
             line.join(", ")
         );
+        let each = |a: u64, b: u64| b.saturating_sub(a) as f64 / n as f64;
+        println!(
+            "  per task: {:.2} coordinator commits (fsyncs), nats-server {:.2} messages in and {:.2} out",
+            each(self.commits, later.commits),
+            each(self.msgs.0, later.msgs.0),
+            each(self.msgs.1, later.msgs.1),
+        );
     }
 }
 
@@ -121,12 +134,13 @@ async fn cluster(url: &str, cpu: Option<usize>) -> Cluster {
 async fn cluster_with(url: &str, cpu: Option<usize>, with_ha: bool) -> Cluster {
     let data = tempfile::tempdir().unwrap();
     let store = Store::open(data.path()).unwrap();
+    let commits = store.commits();
     let (stop, stopped) = oneshot::channel::<()>();
     let coordinator_url = url.to_string();
     let dir = data.path().to_path_buf();
     let coordinator_tid = Arc::new(AtomicI32::new(0));
     let tid = coordinator_tid.clone();
-    own_thread(service::runtime(), cpu, async move {
+    own_thread("coordinator", service::runtime(), cpu, async move {
         tid.store(thread_id(), Ordering::SeqCst);
         let shutdown = async {
             let _ = stopped.await;
@@ -171,6 +185,7 @@ async fn cluster_with(url: &str, cpu: Option<usize>, with_ha: bool) -> Cluster {
         workers: Vec::new(),
         coordinator_tid,
         worker_tids: Vec::new(),
+        commits,
         _data: data,
     }
 }
@@ -197,7 +212,7 @@ impl Cluster {
         let tid = Arc::new(AtomicI32::new(0));
         self.worker_tids.push(tid.clone());
         self.workers
-            .push(own_thread(daemon::runtime(), cpu, async move {
+            .push(own_thread("worker", daemon::runtime(), cpu, async move {
                 tid.store(thread_id(), Ordering::SeqCst);
                 let shutdown = async {
                     let _ = stopped.await;
@@ -243,6 +258,8 @@ impl Cluster {
                 .iter()
                 .map(|t| thread_cpu(t.load(Ordering::SeqCst)))
                 .sum(),
+            commits: self.commits.load(Ordering::SeqCst),
+            msgs: nats.msgs(),
         }
     }
 
@@ -252,9 +269,16 @@ impl Cluster {
     }
 }
 
-fn print_independent(setup: &str, n: usize, ours: Duration, limit: Duration, target: &str) {
+fn print_independent(
+    setup: &str,
+    slots: u32,
+    n: usize,
+    ours: Duration,
+    limit: Duration,
+    target: &str,
+) {
     println!(
-        "distributed independent: {n} `true` tasks, 1 worker × 4 slots, {setup}: ordo {:.0}/s, spawn limit {:.0}/s: ratio {:.2}{target}",
+        "distributed independent: {n} `true` tasks, 1 worker × {slots} slots, {setup}: ordo {:.0}/s, spawn limit {:.0}/s: ratio {:.2}{target}",
         n as f64 / ours.as_secs_f64(),
         n as f64 / limit.as_secs_f64(),
         limit.as_secs_f64() / ours.as_secs_f64()
@@ -271,6 +295,10 @@ fn main() {
         .build()
         .expect("runtime");
     let only = std::env::var("ORDO_BENCH_ONLY").ok();
+    if only.as_deref() == Some("chain") {
+        rt.block_on(chain_only());
+        return;
+    }
     if only.is_none() || only.as_deref() == Some("independent") {
         rt.block_on(bench(only.is_some()));
     }
@@ -289,6 +317,28 @@ fn main() {
     }
 }
 
+/// `ORDO_BENCH_ONLY=chain`: the chain's hop alone (as in `bench`), for profiling.
+async fn chain_only() {
+    let nats = start_nats(None);
+    let mut c = cluster(&nats.url, None).await;
+    c.add_worker(&nats.url, "bench-w1", 4, None).await;
+    let hops: usize = std::env::var("ORDO_BENCH_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000);
+    let limit = spawn_limit(hops, 1, "true").await;
+    let before = c.cpu(&nats);
+    let ours = c.run(job(hops, "true", true)).await;
+    let per_hop = (ours.as_secs_f64() - limit.as_secs_f64()) * 1000.0 / hops as f64;
+    println!(
+        "distributed chain: {hops} `true` tasks: ordo {:.3}s, spawn limit {:.3}s: overhead per hop {per_hop:.3} ms (target <= 1.5 ms)",
+        ours.as_secs_f64(),
+        limit.as_secs_f64()
+    );
+    before.print_per_task(c.cpu(&nats), hops);
+    c.stop_workers().await;
+}
+
 /// With `independent_only`: the two 10,000-task cases alone.
 async fn bench(independent_only: bool) {
     let n: usize = std::env::var("ORDO_BENCH_N")
@@ -305,12 +355,31 @@ async fn bench(independent_only: bool) {
     let single_independent = ours;
     print_independent(
         "broker, coordinator and tasks sharing every CPU",
+        4,
         n,
         ours,
         limit,
         "",
     );
     before.print_per_task(c.cpu(&nats), n);
+
+    // The same with one worker of 16 slots: results come several at a time.
+    c.stop_workers().await;
+    c.add_worker(&nats.url, "bench-w16", 16, None).await;
+    let limit16 = spawn_limit(n, 16, "true").await;
+    let before = c.cpu(&nats);
+    let ours16 = c.run(job(n, "true", false)).await;
+    print_independent(
+        "broker, coordinator and tasks sharing every CPU",
+        16,
+        n,
+        ours16,
+        limit16,
+        "",
+    );
+    before.print_per_task(c.cpu(&nats), n);
+    c.stop_workers().await;
+    c.add_worker(&nats.url, "bench-w1b", 4, None).await;
 
     if independent_only {
         c.stop_workers().await;
@@ -395,6 +464,7 @@ async fn independent_pinned(n: usize) {
     let ours = c.run(job(n, "true", false)).await;
     print_independent(
         "broker and coordinator on one CPU, worker and tasks on another (limit: that CPU's)",
+        4,
         n,
         ours,
         limit,

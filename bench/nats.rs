@@ -15,6 +15,8 @@ use ordo_proto::{JobSpec, names};
 pub struct Nats {
     pub child: Child,
     pub url: String,
+    /// The monitoring endpoint (`host:port`).
+    monitor: String,
     _dir: tempfile::TempDir,
 }
 
@@ -72,7 +74,7 @@ pub fn start_nats(cpu: Option<usize>) -> Nats {
     std::fs::create_dir_all(&ports).unwrap();
     let mut command = Command::new(nats_bin());
     command
-        .args(["-a", "127.0.0.1", "-p", "-1", "-js", "-sd"])
+        .args(["-a", "127.0.0.1", "-p", "-1", "-m", "-1", "-js", "-sd"])
         .arg(dir.path().join("js"))
         .arg("--ports_file_dir")
         .arg(&ports)
@@ -94,12 +96,13 @@ pub fn start_nats(cpu: Option<usize>) -> Nats {
     });
     let file = ports.join(format!("nats-server_{}.ports", child.id()));
     let deadline = Instant::now() + Duration::from_secs(20);
-    let url = loop {
+    let (url, monitor) = loop {
         if let Ok(text) = std::fs::read_to_string(&file)
             && let Ok(v) = serde_json::from_str::<serde_json::Value>(&text)
             && let Some(u) = v["nats"][0].as_str()
+            && let Some(m) = v["monitoring"][0].as_str()
         {
-            break u.to_string();
+            break (u.to_string(), m.trim_start_matches("http://").to_string());
         }
         assert!(Instant::now() < deadline, "nats-server did not start");
         std::thread::sleep(Duration::from_millis(20));
@@ -107,22 +110,47 @@ pub fn start_nats(cpu: Option<usize>) -> Nats {
     Nats {
         child,
         url,
+        monitor,
         _dir: dir,
+    }
+}
+
+impl Nats {
+    /// Messages the server received and sent so far (its `/varz` `in_msgs`, `out_msgs`).
+    pub fn msgs(&self) -> (u64, u64) {
+        use std::io::{Read, Write};
+        let Ok(mut s) = std::net::TcpStream::connect(&self.monitor) else {
+            return (0, 0);
+        };
+        let _ = write!(s, "GET /varz HTTP/1.0\r\nHost: {}\r\n\r\n", self.monitor);
+        let mut text = String::new();
+        let _ = s.read_to_string(&mut text);
+        let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+        let v: serde_json::Value = serde_json::from_str(body).unwrap_or_default();
+        (
+            v["in_msgs"].as_u64().unwrap_or(0),
+            v["out_msgs"].as_u64().unwrap_or(0),
+        )
     }
 }
 
 /// Runs `component` on `runtime` in a thread of its own (on `cpu` when given), as its binary
 /// would.
+/// Runs `component` on `runtime` in a thread of its own named `name` (profilers show it).
 pub fn own_thread(
+    name: &str,
     runtime: std::io::Result<tokio::runtime::Runtime>,
     cpu: Option<usize>,
     component: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::thread::JoinHandle<()> {
     let runtime = runtime.expect("runtime");
-    std::thread::spawn(move || {
-        pin_to(cpu);
-        runtime.block_on(component)
-    })
+    std::thread::Builder::new()
+        .name(name.to_string())
+        .spawn(move || {
+            pin_to(cpu);
+            runtime.block_on(component)
+        })
+        .expect("a thread")
 }
 
 pub async fn connect(url: &str) -> async_nats::Client {

@@ -18,6 +18,8 @@
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use ordo_proto::api::NotifyHealth;
 use ordo_proto::gates::StageRecord;
@@ -218,6 +220,9 @@ pub struct Store {
     db: Database,
     durability: Durability,
     journal: Option<Box<dyn Journal>>,
+    /// Writes committed (each one redb transaction, fsynced when durable): the benches count
+    /// them per task.
+    commits: Arc<AtomicU64>,
 }
 
 impl std::fmt::Debug for Store {
@@ -350,6 +355,7 @@ impl Store {
             db,
             durability,
             journal: None,
+            commits: Arc::new(AtomicU64::new(0)),
         })
     }
 
@@ -426,7 +432,13 @@ impl Store {
             tx.open_table(META)?.insert(JOURNAL_SEQ, seq)?;
         }
         tx.commit()?;
+        self.commits.fetch_add(1, Ordering::Relaxed);
         Ok(written)
+    }
+
+    /// The count of writes committed so far, as a handle that outlives moving the store.
+    pub fn commits(&self) -> Arc<AtomicU64> {
+        self.commits.clone()
     }
 
     fn begin(&self) -> Result<redb::WriteTransaction> {
