@@ -406,9 +406,9 @@ machine that committed this file. Rows 1–4, 8, 9 and 12 ran the three job shap
 ledger invariants listed in `tests/harness/ledger.rs` after each; row 7 ran the chain alone,
 rows 5, 6 and 10 jobs of their own (row 10: a worktree job on a shared repository, whose ledger
 is the integration branch: each task's change there, brought by exactly one commit). Row 13
-(`tests/integration/approvals.rs`, `notify.rs`, `queue.rs`) puts quality gates, notifications
-and integration batches under faults: its ledgers are the integration branch and the webhook
-receiver's delivery ids.
+(`tests/integration/approvals.rs`, `notify.rs`, `queue.rs`, `speculation.rs`) puts quality
+gates, notifications, integration batches and speculation under faults: its ledgers are the
+integration branch and the webhook receiver's delivery ids.
 *Executions* counts task processes started (the ledger's start lines); more than the tasks
 means work ran again after a fault. *Stale* and *duplicate* count results the coordinator
 recorded and ignored. *Recovery* is the longest time from a fault until the coordinator's record
