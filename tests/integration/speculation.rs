@@ -30,8 +30,8 @@ if [ ! -e "$MARKS/first-verify" ]; then
 fi
 '''"#;
 
-/// `a`, then `b` on a's work (it copies a.txt): `a` integrates as it was.
-fn kept_job(settings: &str) -> String {
+/// A speculating worktree job of `tasks` (TOML), integrating as `settings` say.
+fn speculating(settings: &str, tasks: &str) -> String {
     format!(
         r#"
 name = "speculate"
@@ -40,7 +40,15 @@ workspace = "worktree"
 integration = {{ speculate = "verified" }}
 {settings}
 {VERIFY}
+{tasks}"#
+    )
+}
 
+/// `a`, then `b` on a's work (it copies a.txt): `a` integrates as it was.
+fn kept_job(settings: &str) -> String {
+    speculating(
+        settings,
+        r#"
 [[tasks]]
 name = "a"
 command = "echo a > a.txt"
@@ -49,22 +57,16 @@ command = "echo a > a.txt"
 name = "b"
 depends_on = ["a"]
 command = "echo run >> \"$MARKS/b-runs\"; cp a.txt b.txt"
-"#
+"#,
     )
 }
 
 /// `z` and `a` write shared.txt; `a` finishes only once z's integration verify started, so
 /// it integrates after `z` and conflicts; `b` speculated on a's first work meanwhile.
 fn discarded_job(settings: &str) -> String {
-    format!(
+    speculating(
+        settings,
         r#"
-name = "speculate"
-[settings]
-workspace = "worktree"
-integration = {{ speculate = "verified" }}
-{settings}
-{VERIFY}
-
 [[tasks]]
 name = "z"
 command = "echo z > shared.txt"
@@ -77,7 +79,7 @@ command = "until [ -e \"$MARKS/first-verify\" ]; do sleep 0.05; done; echo a > s
 name = "b"
 depends_on = ["a"]
 command = "echo run >> \"$MARKS/b-runs\"; cp shared.txt b.txt"
-"#
+"#,
     )
 }
 
