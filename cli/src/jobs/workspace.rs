@@ -20,7 +20,7 @@ pub async fn settle_workspace(spec: &mut JobSpec, label: &str, shared: bool) -> 
         None => std::env::current_dir().map_err(|e| format!("{label}: {e}"))?,
     };
     let resolved = match s.repository.as_deref() {
-        Some(url) if cache::is_url(url) => {
+        Some(url) if workspace::is_url(url) => {
             if !shared {
                 return Err(format!(
                     "{label}: settings.repository: {url}: a repository given by URL needs a \

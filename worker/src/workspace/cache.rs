@@ -411,11 +411,6 @@ impl Caches {
     }
 }
 
-/// Whether `repository` is a URL (`scheme://...`) rather than a path.
-pub fn is_url(repository: &str) -> bool {
-    repository.contains("://")
-}
-
 /// Checks a worktree job's shared repository given as a URL before anything is created: git
 /// can reach it without asking anything, `base` (default `HEAD`; a commit id is taken as it
 /// is) names a branch or tag there, and the integration branch (when named) is a valid branch

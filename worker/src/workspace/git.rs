@@ -477,6 +477,11 @@ impl Git<'_> {
     }
 }
 
+/// Whether `repository` is a URL (`scheme://...`) rather than a path.
+pub fn is_url(repository: &str) -> bool {
+    repository.contains("://")
+}
+
 #[cfg(test)]
 mod tests {
     use ordo_proto::names::{MAX_NAME_IN_BRANCH, integration_branch, job_tag, task_branch};

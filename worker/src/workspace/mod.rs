@@ -52,7 +52,7 @@ mod worktree;
 pub use attempt::{PREPARE_RETRY_DELAY, PREPARE_TRIES, run_attempt, run_attempt_retrying};
 pub use cache::Caches;
 pub use commit::commit;
-pub use git::{FALLBACK_EMAIL, FALLBACK_NAME};
+pub use git::{FALLBACK_EMAIL, FALLBACK_NAME, is_url};
 pub use integrate::{VERIFY_TAIL_BYTES, integrate, integrate_batch};
 pub use local::{Local, Resolved, resolve};
 pub use worktree::{Leftovers, Prepared, default_root, leftovers, prepare, remove, remove_job};

@@ -10,12 +10,12 @@ use ordo_proto::names::job_tag;
 use ordo_proto::wire::{Resolve, Workspace};
 use ordo_proto::{Attempt, JobId, TaskIndex};
 
+use super::Error;
 use super::conflict::{merge_for_resolve, unmerged_files};
 use super::git::{
-    WorktreeEntry, admin, check_branch, git, git_common_dir, identity, list_worktrees,
+    WorktreeEntry, admin, check_branch, git, git_common_dir, identity, is_url, list_worktrees,
     open_repository, ordo_root, read_ref, refuse_checked_out, resolve_commit,
 };
-use super::{Error, cache};
 
 /// Where the worktrees of a repository's attempts go: `ordo-worktrees/` in its git directory,
 /// out of its working tree (so `git status` never shows them) and kept across runs (a task
@@ -79,7 +79,7 @@ pub async fn leftovers(repository: &str, job: &JobId) -> Leftovers {
     let tag = job_tag(job);
     let prefix = format!("refs/heads/ordo/{tag}/");
     let mut found = Leftovers::default();
-    if cache::is_url(repository) {
+    if is_url(repository) {
         let scratch = std::env::temp_dir();
         if let Ok(out) = git(&scratch)
             .args(["ls-remote", "--", repository])
