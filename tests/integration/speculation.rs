@@ -267,3 +267,70 @@ fn the_coordinator_killed_during_a_speculation_leaves_each_change_integrated_onc
         },
     );
 }
+
+/// Agent tasks (the stub speaking Claude Code's JSON): b's speculative run on a's first work
+/// is discarded when a conflicts with z, and what it cost is reported as discarded, in the
+/// report and in `ordo status`.
+#[test]
+fn a_discarded_agent_run_reports_its_cost() {
+    let sb = Sandbox::new();
+    let marks = sb.dir("marks");
+    let log = marks.join("agent-runs");
+    // The first integration (z's) holds until the three first agent runs were made and b's
+    // has had a moment to end (bounded).
+    let spec = sb.job(
+        "speculate.toml",
+        &format!(
+            r#"
+name = "speculate"
+[settings]
+workspace = "worktree"
+agent = "claude"
+agent_command = ["{agent}"]
+env = {{ STUB_LOG = "{log}" }}
+integration = {{ speculate = "verified" }}
+integration_verify = '''
+if [ ! -e "{marks}/first" ]; then
+  touch "{marks}/first"
+  n=0
+  while [ "$(cat "{log}" 2>/dev/null | wc -l)" -lt 3 ] && [ "$n" -lt 300 ]; do sleep 0.05; n=$((n + 1)); done
+  sleep 1
+fi
+'''
+
+[[tasks]]
+name = "z"
+prompt = "write shared.txt: z"
+
+[[tasks]]
+name = "a"
+prompt = """sleep 1
+write shared.txt: a"""
+
+[[tasks]]
+name = "b"
+depends_on = ["a"]
+prompt = "write b.txt: b"
+"#,
+            agent = ordo_tests::stub_agent("claude"),
+            log = log.display(),
+            marks = marks.display(),
+        ),
+    );
+    let r = sb.run(&spec, &[]);
+    assert_ok(&r, "ordo run");
+    let report = sb.report_json();
+    let speculation = &report["summary"]["integration"]["speculation"];
+    assert_eq!(speculation["discarded"], 1, "{report:#}");
+    // The stub reports $0.01 a run.
+    assert_eq!(speculation["discarded_cost_usd"], 0.01, "{speculation}");
+    let job = report["job"]["id"].as_str().unwrap().to_string();
+    let st = ordo_tests::ordo_in(&sb.repo(), &["status", &job, "--state", &sb.state()], &[]);
+    assert!(
+        st.stdout
+            .contains("Speculative runs: 0 kept, 1 discarded ($0.0100)."),
+        "{}{}",
+        st.stdout,
+        st.stderr
+    );
+}
