@@ -1131,9 +1131,16 @@ impl Job {
         pools: &mut Pools,
         out: &mut Vec<Action>,
     ) {
-        if self.take_back(t, attempt, pools) {
-            self.end_attempt(t, Outcome::Failed, format!("lost: {reason}"), now, out);
+        if !self.take_back(t, attempt, pools) {
+            return;
         }
+        if self.slots[t as usize].speculation.is_some() {
+            // A speculative attempt lost: discarded like one that failed (no attempt spent).
+            self.discard(t, now, out);
+            self.check_done(now, out);
+            return;
+        }
+        self.end_attempt(t, Outcome::Failed, format!("lost: {reason}"), now, out);
     }
 
     /// Releases what `attempt` of task `t` holds when it is the task's active attempt; false

@@ -110,11 +110,17 @@ impl Job {
         let slot = &mut self.slots[t as usize];
         let discarded = std::mem::take(&mut slot.discarded);
         match slot.speculation.as_deref_mut() {
-            Some(s) if !s.on.is_empty() => {
+            Some(s) => {
                 s.attempt = Some(attempt);
-                (s.base.clone(), discarded)
+                // Its dependencies all integrated meanwhile: it runs on the real tip.
+                let base = if s.on.is_empty() {
+                    Vec::new()
+                } else {
+                    s.base.clone()
+                };
+                (base, discarded)
             }
-            _ => (Vec::new(), discarded),
+            None => (Vec::new(), discarded),
         }
     }
 
@@ -226,7 +232,7 @@ impl Job {
 
     /// Drops `t`'s speculative work: recorded with its cost, its attempt given back, and the
     /// task waits for its dependencies again (or runs, if they are all done by now).
-    fn discard(&mut self, t: u32, now: Millis, out: &mut Vec<Action>) {
+    pub(super) fn discard(&mut self, t: u32, now: Millis, out: &mut Vec<Action>) {
         let Some(spec) = self.slots[t as usize].speculation.take() else {
             return;
         };

@@ -215,3 +215,31 @@ fn a_speculative_task_waits_again_after_a_restart() {
             .is_empty()
     );
 }
+
+/// A speculative attempt whose worker is lost is discarded like one that failed: no attempt
+/// spent, the task waits for its dependency, then runs on the real tip.
+#[test]
+fn a_lost_speculative_attempt_is_discarded() {
+    let spec = speculating(vec![task("y", &[]), task("c", &["y"])], None);
+    let mut h = Harness::new(spec, 2);
+    h.finish_in_worktree("y", &["y.txt"]);
+    let d = h.in_flight.remove(0);
+    assert_eq!(d.task.as_str(), "c");
+    let done = h.apply(Event::Lost {
+        job: d.job,
+        index: d.index,
+        attempt: d.attempt,
+        reason: "worker gone".into(),
+    });
+    assert_eq!(speculations(&done), [(1, false)]);
+    assert_eq!(h.state(1), TaskState::Pending);
+    h.integrated(merged(&["y.txt"]));
+    assert_eq!(h.running(), ["c"]);
+    h.finish_in_worktree("c", &["c.txt"]);
+    h.integrated(merged(&["c.txt"]));
+    assert_eq!(h.job_state, Some(JobState::Succeeded));
+    match h.state(1) {
+        TaskState::Succeeded { attempt, .. } => assert_eq!(attempt, Attempt(2)),
+        other => panic!("{other:?}"),
+    }
+}
