@@ -113,8 +113,9 @@ pub struct Workspace {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub speculative: Vec<Resolve>,
     /// Work of this task's earlier speculative attempts that was discarded (their task
-    /// branches): their worktrees and branches (on a cluster, in the shared repository too)
-    /// are removed before this attempt starts.
+    /// branches; `head` is empty for a run that committed nothing, killed or failed): their
+    /// worktrees and branches (on a cluster, in the shared repository too) are removed before
+    /// this attempt starts.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub discarded: Vec<Resolve>,
 }

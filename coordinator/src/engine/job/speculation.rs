@@ -11,7 +11,7 @@
 //! of the job's budget (of its runs, without a budget). Speculation is not kept across a
 //! restart: a speculative task loaded from the store waits for its dependencies again.
 
-use ordo_proto::{Attempt, Resolve, TaskIndex, TaskResult};
+use ordo_proto::{Attempt, Resolve, TaskIndex, TaskResult, names};
 
 use super::super::slot::Speculation;
 use super::super::state::{Millis, TaskState};
@@ -219,12 +219,6 @@ impl Job {
             // It waits in the queue for its dependencies (`proceed` holds it).
             return false;
         }
-        if let Some(w) = &result.workspace {
-            self.slots[t as usize].discarded.push(Resolve {
-                branch: w.branch.clone(),
-                head: w.head.clone(),
-            });
-        }
         out.push(Action::Record(Change::Attempt(result.clone())));
         self.discard(t, now, out);
         true
@@ -239,17 +233,16 @@ impl Job {
         self.discarded.0 += 1;
         self.discarded.1 += spec.cost_usd.unwrap_or(0.0);
         self.record(t, &spec, false, now, out);
-        let slot = &mut self.slots[t as usize];
-        // Its finished work (waiting to integrate, or for an approval) goes with it.
-        let work = self
-            .ws
-            .as_ref()
-            .and_then(|ws| ws.work(t))
-            .or(slot.held.as_deref());
-        if let Some(w) = work {
-            slot.discarded.push(Resolve {
-                branch: w.branch.clone(),
-                head: w.head.clone(),
+        // Its worktree and branch (finished, failed or killed) go with the next attempt.
+        if let Some(attempt) = spec.attempt {
+            let name = &self.dag.names[t as usize];
+            let branch = names::task_branch(&self.id, TaskIndex(t), name, attempt);
+            let slot = &self.slots[t as usize];
+            let work = self.ws.as_ref().and_then(|ws| ws.work(t));
+            let head = work.or(slot.held.as_deref()).map(|w| w.head.clone());
+            self.slots[t as usize].discarded.push(Resolve {
+                branch,
+                head: head.unwrap_or_default(),
             });
         }
         if let Some(ws) = &mut self.ws {
