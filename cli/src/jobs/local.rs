@@ -143,6 +143,11 @@ impl Local {
             match client.call(verb, &body).await {
                 Ok(reply) => return Ok(reply),
                 Err(e) if socket::gone(&e) => self.relink().await?,
+                // The server stopped after reading the request: a read is asked again of
+                // whoever holds the directory now (a change is not: it may have been made).
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && reads_only(verb) => {
+                    self.relink().await?
+                }
                 Err(e) => return Err(self.unanswered(e)),
             }
         }
@@ -197,4 +202,17 @@ impl Local {
             let _ = tokio::time::timeout(STOP_WAIT, node.stop()).await;
         }
     }
+}
+
+/// Whether `verb` only reads (asking it twice changes nothing).
+fn reads_only(verb: &str) -> bool {
+    use ordo_proto::api;
+    [
+        api::STATUS,
+        api::JOBS,
+        api::WORKERS,
+        api::REPORT,
+        api::OUTPUT,
+    ]
+    .contains(&verb)
 }
