@@ -2043,6 +2043,42 @@ impl Harness {
     }
 }
 
+/// The attempt results `actions` recorded (what a store keeps for a resumed job).
+fn attempt_results(actions: &[Action]) -> Vec<TaskResult> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Record(Change::Attempt(r)) => Some(r.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// What a job resumes from: each task's stored state and attempts (no conflicts), and the
+/// stored results.
+fn saved_of(tasks: Vec<(TaskState, u32)>, results: Vec<TaskResult>) -> Saved {
+    Saved {
+        tasks: tasks
+            .into_iter()
+            .map(|(state, attempts)| SavedTask {
+                state,
+                attempts,
+                conflicts: 0,
+            })
+            .collect(),
+        results,
+        ..Saved::default()
+    }
+}
+
+impl Harness {
+    /// The speculative base of the first attempt in flight.
+    fn speculative_base(&self) -> &[ordo_proto::Resolve] {
+        let ws = self.in_flight[0].workspace.as_ref();
+        &ws.expect("a worktree attempt").speculative
+    }
+}
+
 fn merged(files: &[&str]) -> ordo_proto::Integration {
     ordo_proto::Integration::Merged {
         commit: "c0ffee".into(),
@@ -2140,38 +2176,16 @@ fn resumed_integrations_keep_their_order_and_accept_an_earlier_request() {
     let mut stored = Vec::new();
     h.now += 10;
     for name in ["b", "a"] {
-        stored.extend(
-            h.finish_in_worktree(name, &[&format!("{name}.txt")])
-                .into_iter()
-                .filter_map(|a| match a {
-                    Action::Record(Change::Attempt(r)) => Some(r),
-                    _ => None,
-                }),
-        );
+        stored.extend(attempt_results(
+            &h.finish_in_worktree(name, &[&format!("{name}.txt")]),
+        ));
         h.now += 10;
     }
-    let saved = Saved {
-        tasks: vec![
-            SavedTask {
-                state: h.state(0),
-                attempts: 1,
-                conflicts: 0,
-            },
-            SavedTask {
-                state: h.state(1),
-                attempts: 1,
-                conflicts: 0,
-            },
-            SavedTask {
-                state: TaskState::Pending,
-                attempts: 0,
-                conflicts: 0,
-            },
-        ],
-        results: stored,
-        ignored: Vec::new(),
-        integrations: Default::default(),
-    };
+    let saved = saved_of(
+        vec![(h.state(0), 1), (h.state(1), 1), (TaskState::Pending, 0)],
+        stored,
+    );
+
     let mut again = Harness::resumed(worktree_spec(tasks()), 2, saved);
     assert_eq!(again.integrations.len(), 1);
     assert_eq!(again.integrations[0].task.as_str(), "b", "b finished first");

@@ -247,24 +247,10 @@ fn a_task_awaiting_approval_resumes_awaiting() {
     let mut h = Harness::new(make(), 1);
     let d = h.in_flight[0].clone();
     let actions = h.finish_in_worktree("a", &["m.sql"]);
-    let stored: Vec<TaskResult> = actions
-        .iter()
-        .filter_map(|a| match a {
-            Action::Record(Change::Attempt(r)) => Some(r.clone()),
-            _ => None,
-        })
-        .collect();
+    let stored = attempt_results(&actions);
     let state = h.state(0);
     assert!(matches!(state, TaskState::AwaitingApproval { .. }));
-    let saved = Saved {
-        tasks: vec![SavedTask {
-            state: state.clone(),
-            attempts: d.attempt.0,
-            conflicts: 0,
-        }],
-        results: stored,
-        ..Saved::default()
-    };
+    let saved = saved_of(vec![(state.clone(), d.attempt.0)], stored);
     let mut again = Harness::resumed(make(), 1, saved);
     assert!(again.in_flight.is_empty(), "it does not run again");
     assert_eq!(again.engine.tasks(&again.job).unwrap()[0], state);

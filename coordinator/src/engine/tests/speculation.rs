@@ -43,7 +43,7 @@ fn a_dependent_starts_on_verified_work_and_is_kept() {
     let mut h = Harness::new(spec, 2);
     h.finish_in_worktree("a", &["a.txt"]);
     assert_eq!(h.running(), ["b"], "b speculates on a's work");
-    let base = &h.in_flight[0].workspace.as_ref().unwrap().speculative;
+    let base = h.speculative_base();
     assert_eq!(base.len(), 1);
     assert_eq!(base[0].head, "head-of-a");
     h.finish_in_worktree("b", &["b.txt"]);
@@ -130,14 +130,7 @@ fn a_running_speculation_is_killed_and_a_failed_one_discarded() {
     assert_eq!(h.state(1), TaskState::Pending);
     h.integrated(merged(&["y.txt"]));
     assert_eq!(h.running(), ["c"]);
-    assert!(
-        h.in_flight[0]
-            .workspace
-            .as_ref()
-            .unwrap()
-            .speculative
-            .is_empty()
-    );
+    assert!(h.speculative_base().is_empty());
 }
 
 /// Once discarded runs reach `speculation_budget` of the job's runs (no budget in dollars),
@@ -175,45 +168,15 @@ fn speculation_stops_once_discarded_runs_took_their_share() {
 fn a_speculative_task_waits_again_after_a_restart() {
     let tasks = || vec![task("a", &[]), task("b", &["a"])];
     let mut h = Harness::new(speculating(tasks(), None), 2);
-    let stored: Vec<TaskResult> = h
-        .finish_in_worktree("a", &["a.txt"])
-        .into_iter()
-        .filter_map(|a| match a {
-            Action::Record(Change::Attempt(r)) => Some(r),
-            _ => None,
-        })
-        .collect();
+    let stored = attempt_results(&h.finish_in_worktree("a", &["a.txt"]));
     assert_eq!(h.running(), ["b"]);
-    let saved = Saved {
-        tasks: vec![
-            SavedTask {
-                state: h.state(0),
-                attempts: 1,
-                conflicts: 0,
-            },
-            SavedTask {
-                state: h.state(1),
-                attempts: 1,
-                conflicts: 0,
-            },
-        ],
-        results: stored,
-        ignored: Vec::new(),
-        integrations: Default::default(),
-    };
+    let saved = saved_of(vec![(h.state(0), 1), (h.state(1), 1)], stored);
     let mut again = Harness::resumed(speculating(tasks(), None), 2, saved);
     assert!(again.dispatched.is_empty(), "{:?}", again.dispatched);
     assert_eq!(again.state(1), TaskState::Pending);
     again.integrated(merged(&["a.txt"]));
     assert_eq!(again.running(), ["b"]);
-    assert!(
-        again.in_flight[0]
-            .workspace
-            .as_ref()
-            .unwrap()
-            .speculative
-            .is_empty()
-    );
+    assert!(again.speculative_base().is_empty());
 }
 
 /// A speculative attempt whose worker is lost is discarded like one that failed: no attempt
