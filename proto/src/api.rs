@@ -31,6 +31,12 @@ pub const PRUNE: &str = "prune";
 pub const APPROVE: &str = "approve";
 pub const REJECT: &str = "reject";
 
+/// Whether verb `name` only reads: asking it twice changes nothing, so a transport may ask
+/// again when it cannot tell whether the first request was carried out.
+pub fn reads_only(name: &str) -> bool {
+    [STATUS, JOBS, WORKERS, REPORT, OUTPUT].contains(&name)
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ApiReply<T> {
@@ -581,6 +587,17 @@ pub struct HaStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Only reads may be asked twice: every verb that changes a job is not one.
+    #[test]
+    fn only_reads_may_be_asked_again() {
+        for verb in [STATUS, JOBS, WORKERS, REPORT, OUTPUT] {
+            assert!(reads_only(verb), "{verb}");
+        }
+        for verb in [SUBMIT, CANCEL, RETRY, PRUNE, APPROVE, REJECT] {
+            assert!(!reads_only(verb), "{verb}");
+        }
+    }
 
     #[test]
     fn ha_roles_keep_their_wire_names() {

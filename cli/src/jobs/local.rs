@@ -145,7 +145,10 @@ impl Local {
                 Err(e) if socket::gone(&e) => self.relink().await?,
                 // The server stopped after reading the request: a read is asked again of
                 // whoever holds the directory now (a change is not: it may have been made).
-                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && reads_only(verb) => {
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::UnexpectedEof
+                        && ordo_proto::api::reads_only(verb) =>
+                {
                     self.relink().await?
                 }
                 Err(e) => return Err(self.unanswered(e)),
@@ -202,17 +205,4 @@ impl Local {
             let _ = tokio::time::timeout(STOP_WAIT, node.stop()).await;
         }
     }
-}
-
-/// Whether `verb` only reads (asking it twice changes nothing).
-fn reads_only(verb: &str) -> bool {
-    use ordo_proto::api;
-    [
-        api::STATUS,
-        api::JOBS,
-        api::WORKERS,
-        api::REPORT,
-        api::OUTPUT,
-    ]
-    .contains(&verb)
 }
