@@ -9,9 +9,14 @@
 //! nothing is carried out before the changes that led to it are committed, so every dispatch, kill
 //! or reply follows a commit. Only a task starting to run may wait for a later commit
 //! (`max_delay`): losing that change in a crash loses nothing, the attempt is in flight either way
-//! and is requeued or redelivered. Without `durable` (an in-memory store) actions are carried out
-//! at once and changes are committed in groups, by count and age, so the store stays off the hot
-//! path. Either way the changes are handed back for display once committed.
+//! and is requeued or redelivered. A result's own changes, and dispatches to a queue that still
+//! holds a task waiting for a slot (the caller's `queued`), may wait a little (`group_delay`) to
+//! share a commit: nothing waits on them (the result's event is acknowledged only after the
+//! commit, so a crash brings it again), and the dispatch is not carried out before it either; a
+//! dispatch to a queue with nothing waiting commits at once, so a chain's hop never waits.
+//! Without `durable` (an in-memory store) actions are carried out at once and changes are
+//! committed in groups, by count and age, so the store stays off the hot path. Either way the
+//! changes are handed back for display once committed.
 
 use std::time::{Duration, Instant};
 
@@ -33,6 +38,8 @@ pub struct Policy {
     pub max_changes: usize,
     /// ...or once the oldest has waited this long.
     pub max_delay: Duration,
+    /// Results and dispatches that may share a commit (module docs) wait at most this long.
+    pub group_delay: Duration,
 }
 
 impl Policy {
@@ -42,6 +49,7 @@ impl Policy {
         outbox: true,
         max_changes: 1000,
         max_delay: Duration::from_millis(250),
+        group_delay: Duration::from_millis(5),
     };
     /// `ordo run --state`, `ordo mcp`, the dashboard: durable, attempts started in process.
     pub const LOCAL_DURABLE: Policy = Policy {
@@ -49,6 +57,7 @@ impl Policy {
         outbox: false,
         max_changes: 1000,
         max_delay: Duration::from_millis(250),
+        group_delay: Duration::from_millis(5),
     };
     /// `ordo run` without a state directory: the store is memory, nothing survives a crash;
     /// changes are committed (and shown) within 50 ms.
@@ -57,6 +66,7 @@ impl Policy {
         outbox: false,
         max_changes: 4096,
         max_delay: Duration::from_millis(50),
+        group_delay: Duration::from_millis(50),
     };
 }
 
@@ -89,6 +99,8 @@ pub struct Driver {
     integrations: Vec<Integrate>,
     /// When the oldest pending change was applied.
     oldest: Option<Instant>,
+    /// Since when a result's changes or a dispatch wait to share a commit (`group_delay`).
+    grouped: Option<Instant>,
 }
 
 impl Driver {
@@ -102,6 +114,7 @@ impl Driver {
             kills: Vec::new(),
             integrations: Vec::new(),
             oldest: None,
+            grouped: None,
         }
     }
 
@@ -111,14 +124,31 @@ impl Driver {
 
     /// Applies one event and keeps what the engine asks for until the next turn.
     pub fn apply(&mut self, now: Millis, event: Event) {
+        let result = matches!(event, Event::Finished(_));
         let actions = self.engine.apply(now, event);
-        self.absorb(actions);
+        self.take(actions, result);
     }
 
     /// Keeps actions the caller got from the engine some other way.
     pub fn absorb(&mut self, actions: Vec<Action>) {
+        self.take(actions, false);
+    }
+
+    /// Keeps actions; `result`: they answer a task's result, whose own changes may share a
+    /// later commit.
+    fn take(&mut self, actions: Vec<Action>, result: bool) {
         for a in actions {
             match a {
+                Action::Record(c)
+                    if result
+                        && matches!(
+                            c,
+                            Change::Task { .. } | Change::Attempt(_) | Change::Ignored { .. }
+                        ) =>
+                {
+                    self.grouped.get_or_insert_with(Instant::now);
+                    self.keep(c);
+                }
                 Action::Record(c) => self.record(c),
                 Action::Dispatch(d) => self.dispatches.push(d),
                 Action::Integrate(i) => self.integrations.push(i),
@@ -157,19 +187,33 @@ impl Driver {
                 attempt: None,
             });
         }
+        self.keep(c);
+    }
+
+    fn keep(&mut self, c: Change) {
         self.oldest.get_or_insert_with(Instant::now);
         self.pending.push(c);
     }
 
     /// Whether the pending changes must be committed now. `force`: the caller needs a commit
-    /// (a reply waits on it, the loop is stopping, a periodic flush).
-    pub fn due(&self, force: bool) -> bool {
-        let acting =
-            !self.dispatches.is_empty() || !self.kills.is_empty() || !self.integrations.is_empty();
+    /// (a reply waits on it, the loop is stopping, a periodic flush). `queued`: whether a task
+    /// handed to this queue still waits for a slot (then a dispatch to it may share a later
+    /// commit: the workers have work meanwhile).
+    pub fn due(&mut self, force: bool, queued: impl Fn(&str) -> bool) -> bool {
+        let waiting = self.dispatches.iter().all(|d| queued(&d.queue));
+        if !self.dispatches.is_empty() && waiting {
+            self.grouped.get_or_insert_with(Instant::now);
+        }
+        let acting = (!self.dispatches.is_empty() && !waiting)
+            || !self.kills.is_empty()
+            || !self.integrations.is_empty();
         let aged = self
             .oldest
-            .is_some_and(|t| t.elapsed() >= self.policy.max_delay);
-        let has = !self.pending.is_empty() || acting;
+            .is_some_and(|t| t.elapsed() >= self.policy.max_delay)
+            || self
+                .grouped
+                .is_some_and(|t| t.elapsed() >= self.policy.group_delay);
+        let has = !self.pending.is_empty() || !self.dispatches.is_empty() || acting;
         has && (force
             || aged
             || self.pending.len() >= self.policy.max_changes
@@ -184,10 +228,16 @@ impl Driver {
     /// When the driver needs the loop back even if no event comes: the engine's next timer,
     /// or the deadline of changes waiting for a commit.
     pub fn next_wakeup(&self, now: Millis) -> Option<Millis> {
-        let commit = self.oldest.map(|t| {
-            let left = self.policy.max_delay.saturating_sub(t.elapsed());
-            now + left.as_millis() as Millis
-        });
+        let left = |since: Option<Instant>, delay: Duration| {
+            since.map(|t| now + delay.saturating_sub(t.elapsed()).as_millis() as Millis)
+        };
+        let commit = match (
+            left(self.oldest, self.policy.max_delay),
+            left(self.grouped, self.policy.group_delay),
+        ) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
         match (self.engine.next_wakeup(), commit) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -197,17 +247,20 @@ impl Driver {
     /// One turn: commits if due (outbox entries `sent` since the last commit are marked in
     /// the same transaction, and so are the notifications the changes cause and the outcomes
     /// of deliveries, `notifier`), then hands back what may be carried out. With a durable
-    /// policy and nothing due, the turn is empty: dispatches and kills always make a commit due.
+    /// policy and nothing due, the turn is empty: kills, and dispatches to a queue with nothing
+    /// `queued`, always make a commit due.
     pub fn turn(
         &mut self,
         store: &Store,
         now: Millis,
         force: bool,
+        queued: impl Fn(&str) -> bool,
         sent: &mut Vec<u64>,
         notifier: &mut Notifier,
     ) -> Result<Turn, crate::store::Error> {
         let mut turn = Turn::default();
-        let commit = self.due(force) || (force && (!sent.is_empty() || notifier.has_edits()));
+        let commit =
+            self.due(force, queued) || (force && (!sent.is_empty() || notifier.has_edits()));
         if self.policy.durable && !commit {
             return Ok(turn);
         }
@@ -234,6 +287,7 @@ impl Driver {
             turn.changes = std::mem::take(&mut self.pending);
             self.urgent = false;
             self.oldest = None;
+            self.grouped = None;
             turn.committed = true;
         }
         turn.dispatches = dispatches;
@@ -262,6 +316,11 @@ mod tests {
 
     use super::*;
     use crate::engine::{ANY_QUEUE, Capacity, JobOptions};
+
+    /// No task handed to any queue waits for a slot.
+    fn idle(_: &str) -> bool {
+        false
+    }
 
     fn submit(driver: &mut Driver, tasks: usize) -> JobId {
         let spec = JobSpec {
@@ -304,9 +363,16 @@ mod tests {
         let store = Store::in_memory().unwrap();
         let mut d = Driver::new(Policy::COORDINATOR);
         let job = submit(&mut d, 3);
-        assert!(d.due(false));
+        assert!(d.due(false, idle));
         let turn = d
-            .turn(&store, 2, false, &mut Vec::new(), &mut Default::default())
+            .turn(
+                &store,
+                2,
+                false,
+                idle,
+                &mut Vec::new(),
+                &mut Default::default(),
+            )
             .unwrap();
         assert!(turn.committed);
         assert_eq!(turn.dispatches.len(), 3);
@@ -315,7 +381,14 @@ mod tests {
         assert_eq!(store.tasks(&job).unwrap().len(), 3);
         // Nothing left: the next turn is empty and commits nothing.
         let turn = d
-            .turn(&store, 3, false, &mut Vec::new(), &mut Default::default())
+            .turn(
+                &store,
+                3,
+                false,
+                idle,
+                &mut Vec::new(),
+                &mut Default::default(),
+            )
             .unwrap();
         assert!(!turn.committed && turn.dispatches.is_empty());
     }
@@ -327,7 +400,14 @@ mod tests {
         let mut d = Driver::new(Policy::LOCAL_DURABLE);
         let job = submit(&mut d, 1);
         let turn = d
-            .turn(&store, 2, false, &mut Vec::new(), &mut Default::default())
+            .turn(
+                &store,
+                2,
+                false,
+                idle,
+                &mut Vec::new(),
+                &mut Default::default(),
+            )
             .unwrap();
         let dispatch = &turn.dispatches[0];
         d.apply(
@@ -340,12 +420,22 @@ mod tests {
                 delivery: 0,
             },
         );
-        assert!(!d.due(false), "a running transition alone is not urgent");
+        assert!(
+            !d.due(false, idle),
+            "a running transition alone is not urgent"
+        );
         let wake = d.next_wakeup(3).expect("a commit deadline");
         assert!(wake <= 3 + 250, "{wake}");
-        assert!(d.due(true));
+        assert!(d.due(true, idle));
         let turn = d
-            .turn(&store, 4, true, &mut Vec::new(), &mut Default::default())
+            .turn(
+                &store,
+                4,
+                true,
+                idle,
+                &mut Vec::new(),
+                &mut Default::default(),
+            )
             .unwrap();
         assert!(turn.committed);
         assert!(matches!(
@@ -364,16 +454,105 @@ mod tests {
         let mut d = Driver::new(Policy::IN_MEMORY);
         let job = submit(&mut d, 2);
         let turn = d
-            .turn(&store, 2, false, &mut Vec::new(), &mut Default::default())
+            .turn(
+                &store,
+                2,
+                false,
+                idle,
+                &mut Vec::new(),
+                &mut Default::default(),
+            )
             .unwrap();
         assert!(!turn.committed && turn.changes.is_empty());
         assert_eq!(turn.dispatches.len(), 2);
         assert!(store.tasks(&job).unwrap().is_empty());
         assert!(d.next_wakeup(2).is_some_and(|w| w <= 2 + 50));
         let turn = d
-            .turn(&store, 3, true, &mut Vec::new(), &mut Default::default())
+            .turn(
+                &store,
+                3,
+                true,
+                idle,
+                &mut Vec::new(),
+                &mut Default::default(),
+            )
             .unwrap();
         assert!(turn.committed && !turn.changes.is_empty());
         assert_eq!(store.tasks(&job).unwrap().len(), 2);
+    }
+
+    fn succeeded(d: &Dispatch) -> Event {
+        let mut r =
+            ordo_proto::TaskResult::new(d, "w".into(), ordo_proto::Outcome::Succeeded, 2, "");
+        r.exit_code = Some(0);
+        Event::Finished(r)
+    }
+
+    /// A result's own changes, and a dispatch to a queue whose workers still have a task
+    /// waiting, share a later commit (at most `group_delay` away); a dispatch to a queue with
+    /// nothing waiting commits at once, with the result that caused it.
+    #[test]
+    fn results_and_dispatches_ahead_share_a_commit() {
+        let store = Store::in_memory().unwrap();
+        let mut d = Driver::new(Policy::COORDINATOR);
+        let job = submit(&mut d, 12);
+        // Eight slots: eight dispatched, four tasks left.
+        let first = d
+            .turn(
+                &store,
+                2,
+                false,
+                idle,
+                &mut Vec::new(),
+                &mut Default::default(),
+            )
+            .unwrap();
+        assert_eq!(first.dispatches.len(), 8);
+        d.apply(3, succeeded(&first.dispatches[0]));
+        let queued = |_: &str| true;
+        assert!(
+            !d.due(false, queued),
+            "a result and the dispatch it frees wait while the queue has work"
+        );
+        let turn = d
+            .turn(
+                &store,
+                3,
+                false,
+                queued,
+                &mut Vec::new(),
+                &mut Default::default(),
+            )
+            .unwrap();
+        assert!(!turn.committed && turn.dispatches.is_empty() && !d.settled());
+        let wake = d.next_wakeup(3).expect("a commit deadline");
+        assert!(wake <= 3 + 5, "within group_delay: {wake}");
+        // A second result joins; with nothing waiting in the queue, both go in one commit.
+        d.apply(4, succeeded(&first.dispatches[1]));
+        assert!(d.due(false, idle));
+        let turn = d
+            .turn(
+                &store,
+                4,
+                false,
+                idle,
+                &mut Vec::new(),
+                &mut Default::default(),
+            )
+            .unwrap();
+        assert!(turn.committed && d.settled());
+        assert_eq!(turn.dispatches.len(), 2, "both freed slots, in one commit");
+        let done = |i: u32| {
+            matches!(
+                store.task(&job, TaskIndex(i)).unwrap().unwrap().state,
+                TaskState::Succeeded { .. }
+            )
+        };
+        assert!(done(0) && done(1));
+        // A result alone waits at most `group_delay`.
+        d.apply(5, succeeded(&first.dispatches[2]));
+        assert!(!d.due(false, queued));
+        std::thread::sleep(Policy::COORDINATOR.group_delay);
+        assert!(d.due(false, queued), "due once group_delay passed");
     }
 }

@@ -363,12 +363,26 @@ mod tests {
             },
         );
         let turn = driver
-            .turn(&active, 2, false, &mut Vec::new(), &mut Default::default())
+            .turn(
+                &active,
+                2,
+                false,
+                |_: &str| false,
+                &mut Vec::new(),
+                &mut Default::default(),
+            )
             .unwrap();
         assert_eq!(turn.outbox.len(), 2);
         let mut sent = vec![turn.outbox[0]];
         driver
-            .turn(&active, 3, true, &mut sent, &mut Default::default())
+            .turn(
+                &active,
+                3,
+                true,
+                |_: &str| false,
+                &mut sent,
+                &mut Default::default(),
+            )
             .unwrap();
         active.prune(4, 0).unwrap();
 

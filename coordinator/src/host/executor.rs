@@ -38,6 +38,13 @@ pub trait Executor {
     /// What is offered per queue now (slots, CPUs, memory), for the engine.
     fn capacity(&mut self) -> Vec<(String, Capacity)>;
 
+    /// Whether a task handed to `queue` still waits for a slot there: then its workers have
+    /// work while the next dispatch waits to share a commit (`driver`). Attempts started in
+    /// this process start at once.
+    fn queued(&self, _queue: &str) -> bool {
+        false
+    }
+
     /// Starts an attempt. `outbox`: its outbox entry, when the host keeps one; the executor
     /// reports it handed over (`Host::sent`).
     fn start(&mut self, dispatch: Dispatch, outbox: Option<u64>);

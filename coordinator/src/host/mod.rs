@@ -123,6 +123,11 @@ impl<E: Executor> Host<E> {
         &mut self.executor
     }
 
+    /// The engine to read while the executor changes.
+    pub fn engine_and_executor(&mut self) -> (&Engine, &mut E) {
+        (self.driver.engine(), &mut self.executor)
+    }
+
     pub fn traces(&self) -> &Traces {
         &self.traces
     }
@@ -291,17 +296,19 @@ impl<E: Executor> Host<E> {
         }
         let edits = self.notifier.has_edits();
         let force = force || edits;
-        let (driver, store, sent, notifier) = (
+        let (driver, store, sent, notifier, executor) = (
             &mut self.driver,
             &self.store,
             &mut self.sent,
             &mut self.notifier,
+            &self.executor,
         );
-        let turn = if driver.due(force) || edits {
+        let queued = |q: &str| executor.queued(q);
+        let turn = if driver.due(force, queued) || edits {
             // A commit blocks (redb): off a multi-threaded runtime's thread then, and only then.
-            block_in_place(|| driver.turn(store, now, force, sent, notifier))
+            block_in_place(|| driver.turn(store, now, force, queued, sent, notifier))
         } else {
-            driver.turn(store, now, force, sent, notifier)
+            driver.turn(store, now, force, queued, sent, notifier)
         }?;
         // Notifications due go out on tasks of their own; the loop never waits for them.
         self.notifier.start_due(now);

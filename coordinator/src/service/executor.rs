@@ -29,6 +29,8 @@ pub(crate) struct JetStream {
     queues: BTreeSet<String>,
     /// Stream sequence of each published attempt, to delete messages that must not run.
     pub(crate) published: HashMap<AttemptRef, u64>,
+    /// Attempts handed to a queue whose result has not come, with their queue (`queued`).
+    handed: HashMap<AttemptRef, String>,
 }
 
 impl JetStream {
@@ -45,7 +47,19 @@ impl JetStream {
             workers,
             queues: BTreeSet::new(),
             published: HashMap::new(),
+            handed: HashMap::new(),
         }
+    }
+
+    /// Keeps, of the attempts handed over, those still in flight.
+    pub(crate) fn keep_handed(&mut self, in_flight: impl Fn(&AttemptRef) -> bool) {
+        self.handed.retain(|key, _| in_flight(key));
+    }
+
+    /// An attempt will not be carried out: its message is forgotten.
+    pub(crate) fn forget(&mut self, key: &AttemptRef) {
+        self.published.remove(key);
+        self.handed.remove(key);
     }
 
     /// Creates the queue's consumer once.
@@ -82,9 +96,20 @@ impl Executor for JetStream {
             .collect()
     }
 
+    /// More attempts are in flight on the queue than its workers have slots, plus one each:
+    /// every worker has a task waiting for it in the stream (`--prefetch`) even while the
+    /// next dispatch waits to share a commit. Counted from results, which free a slot,
+    /// rather than from `Started` notices, which come after the pull that starts the next task.
+    fn queued(&self, queue: &str) -> bool {
+        let handed = self.handed.values().filter(|q| *q == queue).count();
+        let (slots, workers) = self.workers.serving(queue);
+        handed > slots as usize + workers as usize
+    }
+
     /// Publishes an outbox entry in the background, retrying until JetStream stores it.
     /// Retries carry the same message id, so JetStream stores one copy.
     fn start(&mut self, d: Dispatch, outbox: Option<u64>) {
+        self.handed.insert(d.attempt_ref(), d.queue.clone());
         let bus = self.bus.clone();
         let tx = self.tx.clone();
         tokio::spawn(async move {
@@ -125,8 +150,9 @@ impl Executor for JetStream {
                 .collect();
             for (key, seq) in gone {
                 self.bus.delete_task(seq).await;
-                self.published.remove(&key);
+                self.forget(&key);
             }
+            self.handed.retain(|key, _| key.job != k.job);
         }
         let _ = self
             .client

@@ -361,7 +361,7 @@ impl Service {
             Input::Events(events, msg) => {
                 for ev in events {
                     if let WorkerEvent::Finished(r) = &ev {
-                        self.host.executor_mut().published.remove(&r.attempt_ref());
+                        self.host.executor_mut().forget(&r.attempt_ref());
                     }
                     self.host.apply(now, engine_event(ev));
                 }
@@ -454,7 +454,7 @@ impl Service {
         };
         js.bus.delete_task(stream_seq).await;
         if let Some(key) = key {
-            js.published.remove(&key);
+            js.forget(&key);
             let reason = format!("delivered {max_deliver} times without a result");
             self.host.apply(
                 now,
@@ -478,6 +478,16 @@ impl Service {
         for lost in host::unstarted(self.host.engine(), now, deadline) {
             self.host.apply(now, lost);
         }
+        // An attempt may end without a result (lost, requeued, its job gone): only those the
+        // engine still has in flight count as handed over.
+        let (engine, js) = self.host.engine_and_executor();
+        js.keep_handed(|key| {
+            engine
+                .tasks(&key.job)
+                .and_then(|t| t.get(key.index.get()))
+                .and_then(TaskState::active_attempt)
+                == Some(key.attempt)
+        });
     }
 }
 

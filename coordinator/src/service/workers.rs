@@ -82,6 +82,15 @@ impl Registry {
         cap
     }
 
+    /// The slots of the live workers serving `queue`, and how many they are.
+    pub(crate) fn serving(&self, queue: &str) -> (u32, u32) {
+        self.live()
+            .filter(|hb| hb.queues.iter().any(|q| q == queue))
+            .fold((0u32, 0u32), |(slots, n), hb| {
+                (slots.saturating_add(hb.slots), n + 1)
+            })
+    }
+
     /// Slots of the live workers serving any of `queues`.
     pub(crate) fn slots(&self, queues: &BTreeSet<String>) -> u32 {
         self.live()
