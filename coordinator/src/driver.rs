@@ -95,6 +95,8 @@ pub struct Driver {
     /// Some change in `pending` must be committed before anything is carried out.
     urgent: bool,
     dispatches: Vec<Dispatch>,
+    /// The queues of `dispatches`, each once.
+    queues: Vec<String>,
     kills: Vec<Kill>,
     integrations: Vec<Integrate>,
     /// When the oldest pending change was applied.
@@ -111,6 +113,7 @@ impl Driver {
             pending: Vec::new(),
             urgent: false,
             dispatches: Vec::new(),
+            queues: Vec::new(),
             kills: Vec::new(),
             integrations: Vec::new(),
             oldest: None,
@@ -150,7 +153,12 @@ impl Driver {
                     self.keep(c);
                 }
                 Action::Record(c) => self.record(c),
-                Action::Dispatch(d) => self.dispatches.push(d),
+                Action::Dispatch(d) => {
+                    if !self.queues.contains(&d.queue) {
+                        self.queues.push(d.queue.clone());
+                    }
+                    self.dispatches.push(d)
+                }
                 Action::Integrate(i) => self.integrations.push(i),
                 Action::Kill {
                     job,
@@ -200,7 +208,7 @@ impl Driver {
     /// handed to this queue still waits for a slot (then a dispatch to it may share a later
     /// commit: the workers have work meanwhile).
     pub fn due(&mut self, force: bool, queued: impl Fn(&str) -> bool) -> bool {
-        let waiting = self.dispatches.iter().all(|d| queued(&d.queue));
+        let waiting = self.queues.iter().all(|q| queued(q));
         if !self.dispatches.is_empty() && waiting {
             self.grouped.get_or_insert_with(Instant::now);
         }
@@ -265,6 +273,7 @@ impl Driver {
             return Ok(turn);
         }
         let dispatches = std::mem::take(&mut self.dispatches);
+        self.queues.clear();
         if commit {
             let outbox_add: &[Dispatch] = if self.policy.outbox { &dispatches } else { &[] };
             notifier.derive(now, &self.pending);

@@ -29,8 +29,8 @@ pub(crate) struct JetStream {
     queues: BTreeSet<String>,
     /// Stream sequence of each published attempt, to delete messages that must not run.
     pub(crate) published: HashMap<AttemptRef, u64>,
-    /// Attempts handed to a queue whose result has not come, with their queue (`queued`).
-    handed: HashMap<AttemptRef, String>,
+    /// Attempts handed to a queue whose result has not come (`queued`).
+    handed: Handed,
 }
 
 impl JetStream {
@@ -47,13 +47,13 @@ impl JetStream {
             workers,
             queues: BTreeSet::new(),
             published: HashMap::new(),
-            handed: HashMap::new(),
+            handed: Handed::default(),
         }
     }
 
     /// Keeps, of the attempts handed over, those still in flight.
     pub(crate) fn keep_handed(&mut self, in_flight: impl Fn(&AttemptRef) -> bool) {
-        self.handed.retain(|key, _| in_flight(key));
+        self.handed.retain(in_flight);
     }
 
     /// An attempt will not be carried out: its message is forgotten.
@@ -69,6 +69,54 @@ impl JetStream {
             self.queues.insert(queue.to_string());
         }
         Ok(())
+    }
+}
+
+/// Attempts handed to a queue whose result has not come, with their count per queue.
+#[derive(Default)]
+struct Handed {
+    queue_of: HashMap<AttemptRef, String>,
+    per_queue: HashMap<String, usize>,
+}
+
+impl Handed {
+    fn insert(&mut self, key: AttemptRef, queue: &str) {
+        if self.queue_of.insert(key, queue.to_string()).is_some() {
+            return;
+        }
+        match self.per_queue.get_mut(queue) {
+            Some(n) => *n += 1,
+            None => {
+                self.per_queue.insert(queue.to_string(), 1);
+            }
+        }
+    }
+
+    fn remove(&mut self, key: &AttemptRef) {
+        if let Some(q) = self.queue_of.remove(key) {
+            uncount(&mut self.per_queue, &q);
+        }
+    }
+
+    fn retain(&mut self, keep: impl Fn(&AttemptRef) -> bool) {
+        let per_queue = &mut self.per_queue;
+        self.queue_of.retain(|key, q| {
+            let kept = keep(key);
+            if !kept {
+                uncount(per_queue, q);
+            }
+            kept
+        });
+    }
+
+    fn on(&self, queue: &str) -> usize {
+        self.per_queue.get(queue).copied().unwrap_or(0)
+    }
+}
+
+fn uncount(per_queue: &mut HashMap<String, usize>, queue: &str) {
+    if let Some(n) = per_queue.get_mut(queue) {
+        *n = n.saturating_sub(1);
     }
 }
 
@@ -101,15 +149,14 @@ impl Executor for JetStream {
     /// next dispatch waits to share a commit. Counted from results, which free a slot,
     /// rather than from `Started` notices, which come after the pull that starts the next task.
     fn queued(&self, queue: &str) -> bool {
-        let handed = self.handed.values().filter(|q| *q == queue).count();
         let (slots, workers) = self.workers.serving(queue);
-        handed > slots as usize + workers as usize
+        self.handed.on(queue) > slots as usize + workers as usize
     }
 
     /// Publishes an outbox entry in the background, retrying until JetStream stores it.
     /// Retries carry the same message id, so JetStream stores one copy.
     fn start(&mut self, d: Dispatch, outbox: Option<u64>) {
-        self.handed.insert(d.attempt_ref(), d.queue.clone());
+        self.handed.insert(d.attempt_ref(), &d.queue);
         let bus = self.bus.clone();
         let tx = self.tx.clone();
         tokio::spawn(async move {
@@ -152,7 +199,7 @@ impl Executor for JetStream {
                 self.bus.delete_task(seq).await;
                 self.forget(&key);
             }
-            self.handed.retain(|key, _| key.job != k.job);
+            self.handed.retain(|key| key.job != k.job);
         }
         let _ = self
             .client
@@ -203,5 +250,35 @@ impl Executor for JetStream {
 
     fn workers(&self) -> Vec<WorkerInfo> {
         self.workers.list()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ordo_proto::{Attempt, JobId, TaskIndex};
+
+    use super::*;
+
+    /// The count per queue follows every way an attempt stops being handed over.
+    #[test]
+    fn handed_attempts_are_counted_per_queue() {
+        let job = JobId::new();
+        let key = |i| AttemptRef {
+            job,
+            index: TaskIndex(i),
+            attempt: Attempt(1),
+        };
+        let mut h = Handed::default();
+        for i in 0..3 {
+            h.insert(key(i), "default");
+        }
+        h.insert(key(0), "default");
+        h.insert(key(9), "gpu");
+        assert_eq!((h.on("default"), h.on("gpu"), h.on("none")), (3, 1, 0));
+        h.remove(&key(1));
+        h.remove(&key(1));
+        assert_eq!(h.on("default"), 2);
+        h.retain(|k| k.index != TaskIndex(9));
+        assert_eq!((h.on("default"), h.on("gpu")), (2, 0));
     }
 }
