@@ -326,6 +326,25 @@ mod tests {
     use super::*;
     use crate::engine::{ANY_QUEUE, Capacity, JobOptions};
 
+    /// One turn with nothing sent and no notifier.
+    fn one_turn(
+        d: &mut Driver,
+        store: &Store,
+        now: Millis,
+        force: bool,
+        queued: impl Fn(&str) -> bool,
+    ) -> Turn {
+        d.turn(
+            store,
+            now,
+            force,
+            queued,
+            &mut Vec::new(),
+            &mut Default::default(),
+        )
+        .unwrap()
+    }
+
     /// No task handed to any queue waits for a slot.
     fn idle(_: &str) -> bool {
         false
@@ -373,32 +392,14 @@ mod tests {
         let mut d = Driver::new(Policy::COORDINATOR);
         let job = submit(&mut d, 3);
         assert!(d.due(false, idle));
-        let turn = d
-            .turn(
-                &store,
-                2,
-                false,
-                idle,
-                &mut Vec::new(),
-                &mut Default::default(),
-            )
-            .unwrap();
+        let turn = one_turn(&mut d, &store, 2, false, idle);
         assert!(turn.committed);
         assert_eq!(turn.dispatches.len(), 3);
         assert_eq!(turn.outbox.len(), 3);
         assert_eq!(store.outbox().unwrap().len(), 3);
         assert_eq!(store.tasks(&job).unwrap().len(), 3);
         // Nothing left: the next turn is empty and commits nothing.
-        let turn = d
-            .turn(
-                &store,
-                3,
-                false,
-                idle,
-                &mut Vec::new(),
-                &mut Default::default(),
-            )
-            .unwrap();
+        let turn = one_turn(&mut d, &store, 3, false, idle);
         assert!(!turn.committed && turn.dispatches.is_empty());
     }
 
@@ -408,16 +409,7 @@ mod tests {
         let store = Store::in_memory().unwrap();
         let mut d = Driver::new(Policy::LOCAL_DURABLE);
         let job = submit(&mut d, 1);
-        let turn = d
-            .turn(
-                &store,
-                2,
-                false,
-                idle,
-                &mut Vec::new(),
-                &mut Default::default(),
-            )
-            .unwrap();
+        let turn = one_turn(&mut d, &store, 2, false, idle);
         let dispatch = &turn.dispatches[0];
         d.apply(
             3,
@@ -436,16 +428,7 @@ mod tests {
         let wake = d.next_wakeup(3).expect("a commit deadline");
         assert!(wake <= 3 + 250, "{wake}");
         assert!(d.due(true, idle));
-        let turn = d
-            .turn(
-                &store,
-                4,
-                true,
-                idle,
-                &mut Vec::new(),
-                &mut Default::default(),
-            )
-            .unwrap();
+        let turn = one_turn(&mut d, &store, 4, true, idle);
         assert!(turn.committed);
         assert!(matches!(
             store.task(&job, TaskIndex(0)).unwrap().unwrap().state,
@@ -462,30 +445,12 @@ mod tests {
         let store = Store::in_memory().unwrap();
         let mut d = Driver::new(Policy::IN_MEMORY);
         let job = submit(&mut d, 2);
-        let turn = d
-            .turn(
-                &store,
-                2,
-                false,
-                idle,
-                &mut Vec::new(),
-                &mut Default::default(),
-            )
-            .unwrap();
+        let turn = one_turn(&mut d, &store, 2, false, idle);
         assert!(!turn.committed && turn.changes.is_empty());
         assert_eq!(turn.dispatches.len(), 2);
         assert!(store.tasks(&job).unwrap().is_empty());
         assert!(d.next_wakeup(2).is_some_and(|w| w <= 2 + 50));
-        let turn = d
-            .turn(
-                &store,
-                3,
-                true,
-                idle,
-                &mut Vec::new(),
-                &mut Default::default(),
-            )
-            .unwrap();
+        let turn = one_turn(&mut d, &store, 3, true, idle);
         assert!(turn.committed && !turn.changes.is_empty());
         assert_eq!(store.tasks(&job).unwrap().len(), 2);
     }
@@ -506,16 +471,7 @@ mod tests {
         let mut d = Driver::new(Policy::COORDINATOR);
         let job = submit(&mut d, 12);
         // Eight slots: eight dispatched, four tasks left.
-        let first = d
-            .turn(
-                &store,
-                2,
-                false,
-                idle,
-                &mut Vec::new(),
-                &mut Default::default(),
-            )
-            .unwrap();
+        let first = one_turn(&mut d, &store, 2, false, idle);
         assert_eq!(first.dispatches.len(), 8);
         d.apply(3, succeeded(&first.dispatches[0]));
         let queued = |_: &str| true;
@@ -523,32 +479,14 @@ mod tests {
             !d.due(false, queued),
             "a result and the dispatch it frees wait while the queue has work"
         );
-        let turn = d
-            .turn(
-                &store,
-                3,
-                false,
-                queued,
-                &mut Vec::new(),
-                &mut Default::default(),
-            )
-            .unwrap();
+        let turn = one_turn(&mut d, &store, 3, false, queued);
         assert!(!turn.committed && turn.dispatches.is_empty() && !d.settled());
         let wake = d.next_wakeup(3).expect("a commit deadline");
         assert!(wake <= 3 + 5, "within group_delay: {wake}");
         // A second result joins; with nothing waiting in the queue, both go in one commit.
         d.apply(4, succeeded(&first.dispatches[1]));
         assert!(d.due(false, idle));
-        let turn = d
-            .turn(
-                &store,
-                4,
-                false,
-                idle,
-                &mut Vec::new(),
-                &mut Default::default(),
-            )
-            .unwrap();
+        let turn = one_turn(&mut d, &store, 4, false, idle);
         assert!(turn.committed && d.settled());
         assert_eq!(turn.dispatches.len(), 2, "both freed slots, in one commit");
         let done = |i: u32| {
