@@ -206,3 +206,62 @@ impl Local {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use ordo_proto::api::{self, ApiReply};
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    use tokio::net::UnixListener;
+
+    use super::*;
+
+    /// Serves `dir` like a process that stops while answering: it reads one request, then
+    /// goes (its socket removed) before it closes that connection unanswered. Returns the
+    /// request it read.
+    fn stops_after_reading(dir: &Path) -> tokio::task::JoinHandle<String> {
+        let path = socket::path(dir);
+        let listener = UnixListener::bind(&path).unwrap();
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = listener.accept().await.unwrap();
+                let mut line = String::new();
+                BufReader::new(stream).read_line(&mut line).await.unwrap();
+                // `Client::connect` probes with a connection that sends nothing.
+                if !line.is_empty() {
+                    drop(listener);
+                    std::fs::remove_file(&path).unwrap();
+                    return line;
+                }
+            }
+        })
+    }
+
+    /// A read whose server stopped after reading it is asked again of whoever holds the
+    /// directory next (here this process, which takes it over); a change is not asked again
+    /// (it may have been made), its caller is told.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_read_is_asked_again_when_its_server_stops_after_reading_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = stops_after_reading(dir.path());
+        let local = Local::open(dir.path(), &RunArgs::default(), Open::Create)
+            .await
+            .unwrap();
+        assert!(local.node().await.is_none(), "served by the other process");
+        let reply = local.send(api::JOBS, b"{}".to_vec()).await.unwrap();
+        assert_eq!(server.await.unwrap(), "jobs {}\n");
+        assert!(local.node().await.is_some(), "taken over");
+        let jobs: ApiReply<Vec<serde_json::Value>> = serde_json::from_slice(&reply).unwrap();
+        assert!(matches!(jobs, ApiReply::Ok(j) if j.is_empty()));
+
+        let dir = tempfile::tempdir().unwrap();
+        let server = stops_after_reading(dir.path());
+        let local = Local::open(dir.path(), &RunArgs::default(), Open::Create)
+            .await
+            .unwrap();
+        let cancel = br#"{"job":"0190e5d1-3b6a-7000-8000-000000000000"}"#.to_vec();
+        let err = local.send(api::CANCEL, cancel).await.unwrap_err();
+        assert!(server.await.unwrap().starts_with("cancel "));
+        assert!(err.to_string().contains("did not answer"), "{err}");
+        assert!(local.node().await.is_none(), "not taken over for a change");
+    }
+}
