@@ -10,7 +10,8 @@
 //!
 //! side by side with the ideal (24 x 1 s / 4 slots = 6 s). Every task's change must be on the
 //! integration branch exactly once (one first-parent commit touching its file). The target
-//! (<= 1.3x the ideal) is for batches with speculation.
+//! (DESIGN §9: <= 1.4x the ideal; the floor is 7 s, as the last batch's verify follows the last
+//! task) is for batches with speculation.
 //! Run: `cargo bench -p ordo --bench queue`.
 
 use std::path::Path;
@@ -28,8 +29,8 @@ const SLOTS: u32 = 4;
 const LEVELS: usize = 3;
 const WIDTH: usize = 8;
 const TASKS: usize = LEVELS * WIDTH;
-/// The target, as a multiple of the ideal, with batches and speculation.
-const TARGET: f64 = 1.3;
+/// The target, as a multiple of the ideal, with batches and speculation (DESIGN §9).
+const TARGET: f64 = 1.4;
 /// `integration.batch` of the batched cases.
 const BATCH: u32 = 8;
 const BRANCH: &str = "it";
