@@ -55,7 +55,9 @@ const POOLS: TableDefinition<&str, &[u8]> = TableDefinition::new("pools");
 const NOTIFY: TableDefinition<&str, &[u8]> = TableDefinition::new("notify");
 /// job → NotifyHealth: its deliveries that failed.
 const NOTIFY_HEALTH: TableDefinition<u128, &[u8]> = TableDefinition::new("notify_health");
-/// name → counter
+/// name → counter (`--ha`: the journal sequence applied). History and outbox sequences come
+/// from their own rows (`write_batch`); files written before that also hold their old counters
+/// here, unused.
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 
 /// redb's page cache. Its default (1 GiB) fills with pages of the append-only history that
@@ -63,8 +65,6 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// it and 86 MiB with 16 MiB (bench/distributed, big job); reads are pages of one job.
 const CACHE_BYTES: usize = 64 * 1024 * 1024;
 
-const HISTORY_SEQ: &str = "history_seq";
-const OUTBOX_SEQ: &str = "outbox_seq";
 /// Journal sequence of the last write applied (`--ha`).
 const JOURNAL_SEQ: &str = "journal_seq";
 
@@ -742,15 +742,16 @@ fn add_cost(costs: &mut redb::Table<'_, u128, f64>, r: &TaskResult) -> Result<()
 fn write_batch(tx: &redb::WriteTransaction, batch: &Batch<'_>) -> Result<Vec<u64>> {
     let mut seqs = Vec::with_capacity(batch.outbox_add.len());
     {
-        let mut meta = tx.open_table(META)?;
-        let mut history_seq = meta.get(HISTORY_SEQ)?.map_or(0, |v| v.value());
-        let mut outbox_seq = meta.get(OUTBOX_SEQ)?.map_or(0, |v| v.value());
+        // Sequences come from the rows they follow, not from counters of their own: one table
+        // fewer written per commit, and the same numbers wherever the writes are replayed.
+        let mut last_seq: HashMap<u128, u64> = HashMap::new();
         let mut jobs = tx.open_table(JOBS)?;
         let mut tasks = tx.open_table(TASKS)?;
         let mut attempts = tx.open_table(ATTEMPTS)?;
         let mut history = tx.open_table(HISTORY)?;
         let mut stages = tx.open_table(STAGES)?;
         let mut outbox = tx.open_table(OUTBOX)?;
+        let mut outbox_seq = outbox.last()?.map_or(0, |(k, _)| k.value());
         let mut costs = tx.open_table(COSTS)?;
         let mut pools = tx.open_table(POOLS)?;
         for change in batch.changes {
@@ -797,7 +798,8 @@ fn write_batch(tx: &redb::WriteTransaction, batch: &Batch<'_>) -> Result<Vec<u64
                     attempt,
                     record,
                 } => {
-                    let row = (key(job), index.0, history_seq + 1);
+                    let seq = next_history_seq(&history, &mut last_seq, key(job))?;
+                    let row = (key(job), index.0, seq);
                     stages.insert(row, encode(&(attempt, record)).as_slice())?;
                     *job
                 }
@@ -845,12 +847,13 @@ fn write_batch(tx: &redb::WriteTransaction, batch: &Batch<'_>) -> Result<Vec<u64
                     *job
                 }
             };
-            history_seq += 1;
+            let seq = next_history_seq(&history, &mut last_seq, key(&job))?;
+            last_seq.insert(key(&job), seq);
             let entry = HistoryEntry {
                 at: batch.now,
                 change: change.clone(),
             };
-            history.insert((key(&job), history_seq), encode(&entry).as_slice())?;
+            history.insert((key(&job), seq), encode(&entry).as_slice())?;
         }
         for d in batch.outbox_add {
             outbox_seq += 1;
@@ -860,13 +863,29 @@ fn write_batch(tx: &redb::WriteTransaction, batch: &Batch<'_>) -> Result<Vec<u64
         for seq in batch.outbox_sent {
             outbox.remove(*seq)?;
         }
-        meta.insert(HISTORY_SEQ, history_seq)?;
-        meta.insert(OUTBOX_SEQ, outbox_seq)?;
         if !batch.notify_add.is_empty() || !batch.notify_edits.is_empty() {
             write_notify(tx, batch, &costs)?;
         }
     }
     Ok(seqs)
+}
+
+/// The sequence of a job's next history entry: one after its last (`last` keeps what this
+/// batch wrote).
+fn next_history_seq(
+    history: &redb::Table<'_, (u128, u64), &[u8]>,
+    last: &mut HashMap<u128, u64>,
+    job: u128,
+) -> Result<u64> {
+    if let Some(seq) = last.get(&job) {
+        return Ok(seq + 1);
+    }
+    let seq = match history.range((job, 0)..=(job, u64::MAX))?.next_back() {
+        Some(row) => row?.0.value().1,
+        None => 0,
+    };
+    last.insert(job, seq);
+    Ok(seq + 1)
 }
 
 /// The `[[notify]]` outbox's part of a batch: new notifications (with the job's cost as
@@ -1676,7 +1695,7 @@ mod tests {
     /// was cut or exactly the state after it (job, every task record, attempts, history,
     /// outbox), never a mix, and a store that numbers new history and outbox entries after the
     /// ones it holds. It fails if `insert_job` or `commit` spread a step over two transactions
-    /// or wrote the `meta` counters apart from the rows they number.
+    /// or numbered new rows apart from the rows already there.
     #[test]
     fn a_crash_at_any_write_leaves_the_state_before_or_after_each_step() {
         let (job, turns) = turns();
@@ -1731,7 +1750,7 @@ mod tests {
                 "write {n} of {total} cut after {done} steps: neither the state before the cut step \
                  nor the one after it: {got:#?}"
             );
-            // The counters agree with the rows: new entries go after the old ones.
+            // New entries go after the old ones.
             let probe = Change::Job {
                 job: job.id,
                 state: JobState::Cancelled,
