@@ -339,6 +339,24 @@ async fn chain_only() {
     c.stop_workers().await;
 }
 
+/// `n` independent `true` tasks on the cluster's one worker of `slots`, everything sharing every
+/// CPU: the makespan, printed against the spawn limit with each component's CPU per task.
+async fn shared_cpus(c: &mut Cluster, nats: &Nats, slots: usize, n: usize) -> Duration {
+    let limit = spawn_limit(n, slots, "true").await;
+    let before = c.cpu(nats);
+    let ours = c.run(job(n, "true", false)).await;
+    print_independent(
+        "broker, coordinator and tasks sharing every CPU",
+        slots as u32,
+        n,
+        ours,
+        limit,
+        "",
+    );
+    before.print_per_task(c.cpu(nats), n);
+    ours
+}
+
 /// With `independent_only`: the two 10,000-task cases alone.
 async fn bench(independent_only: bool) {
     let n: usize = std::env::var("ORDO_BENCH_N")
@@ -349,35 +367,11 @@ async fn bench(independent_only: bool) {
     let mut c = cluster(&nats.url, None).await;
     c.add_worker(&nats.url, "bench-w1", 4, None).await;
 
-    let limit = spawn_limit(n, 4, "true").await;
-    let before = c.cpu(&nats);
-    let ours = c.run(job(n, "true", false)).await;
-    let single_independent = ours;
-    print_independent(
-        "broker, coordinator and tasks sharing every CPU",
-        4,
-        n,
-        ours,
-        limit,
-        "",
-    );
-    before.print_per_task(c.cpu(&nats), n);
-
+    let single_independent = shared_cpus(&mut c, &nats, 4, n).await;
     // The same with one worker of 16 slots: results come several at a time.
     c.stop_workers().await;
     c.add_worker(&nats.url, "bench-w16", 16, None).await;
-    let limit16 = spawn_limit(n, 16, "true").await;
-    let before = c.cpu(&nats);
-    let ours16 = c.run(job(n, "true", false)).await;
-    print_independent(
-        "broker, coordinator and tasks sharing every CPU",
-        16,
-        n,
-        ours16,
-        limit16,
-        "",
-    );
-    before.print_per_task(c.cpu(&nats), n);
+    shared_cpus(&mut c, &nats, 16, n).await;
     c.stop_workers().await;
     c.add_worker(&nats.url, "bench-w1b", 4, None).await;
 
