@@ -113,6 +113,8 @@ fn describe(
                     Some(format!("⚠ {name}: the integration verify failed"))
                 }
                 Integration::Failed { message } => Some(format!("⚠ {name}: {message}")),
+                // Not an integration's end: a stacked verify (it lands later).
+                Integration::Verified { .. } => None,
             }
         }
         Change::Stage { index, record, .. } => {

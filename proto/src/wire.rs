@@ -225,6 +225,17 @@ pub struct Integrate {
     /// ids, so a bisection step is not taken for a replay. 0 otherwise.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub step: u32,
+    /// A stacked integration (docs/design.md, "Integration queue: bisection"): the tasks of
+    /// the integration in flight ahead of this one, merged first in their order, so that this
+    /// one's verify runs on top of them while theirs runs. Nothing is integrated: the branch
+    /// does not move, and a task whose merge verified is `Integration::Verified` (it lands
+    /// later, once those ahead did). Empty: an ordinary integration.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub onto: Vec<BatchItem>,
+    /// The tree a stacked integration of these tasks verified (`Integration::Verified`): when
+    /// the merge onto the tip comes to that tree, the verify is not run again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub verified: Option<String>,
 }
 
 /// A task of a batch after the first (whose fields are `Integrate`'s own).
@@ -254,11 +265,30 @@ impl Integrate {
     /// Every task of this integration as an integration of its own (the first is `self`
     /// without its batch), in merge order.
     pub fn items(&self) -> Vec<Integrate> {
-        let first = Integrate {
+        let first = self.alone();
+        let rest = self.batch.iter().map(|b| first.with(b));
+        std::iter::once(first.clone()).chain(rest).collect()
+    }
+
+    /// The tasks a stacked integration merges first (`onto`), each as an integration of its
+    /// own, in merge order.
+    pub fn onto_items(&self) -> Vec<Integrate> {
+        let first = self.alone();
+        self.onto.iter().map(|b| first.with(b)).collect()
+    }
+
+    /// This integration's first task alone.
+    fn alone(&self) -> Integrate {
+        Integrate {
             batch: Vec::new(),
+            onto: Vec::new(),
             ..self.clone()
-        };
-        let rest = self.batch.iter().map(|b| Integrate {
+        }
+    }
+
+    /// This integration (alone) for task `b` instead.
+    fn with(&self, b: &BatchItem) -> Integrate {
+        Integrate {
             task: b.task.clone(),
             index: b.index,
             attempt: b.attempt,
@@ -267,9 +297,14 @@ impl Integrate {
             worktree: b.worktree.clone(),
             last: b.last,
             title: b.title.clone(),
-            ..first.clone()
-        });
-        std::iter::once(first.clone()).chain(rest).collect()
+            ..self.clone()
+        }
+    }
+
+    /// Whether this is a stacked integration (`onto`): verified on top of the one in flight,
+    /// never moving the branch.
+    pub fn stacked(&self) -> bool {
+        !self.onto.is_empty()
     }
 }
 
@@ -281,6 +316,7 @@ impl Integration {
             Integration::Conflict { .. } => "conflict",
             Integration::VerifyFailed { .. } => "verify_failed",
             Integration::Failed { .. } => "failed",
+            Integration::Verified { .. } => "verified",
         }
     }
 }
@@ -302,6 +338,9 @@ pub enum Integration {
     },
     /// Something else went wrong (git failed, the repository is gone): the message says what.
     Failed { message: String },
+    /// A stacked integration's task (`Integrate::onto`): merged cleanly on top of the tasks
+    /// ahead, and the integration verify passed at `tree`; the branch did not move.
+    Verified { tree: String },
 }
 
 impl Dispatch {
@@ -601,6 +640,10 @@ pub struct IntegrationResult {
     /// The request's `Integrate::step`.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub step: u32,
+    /// The request was stacked (`Integrate::onto`): its outcomes are about the tasks on top
+    /// of the ones ahead, not about the branch.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stacked: bool,
 }
 
 impl WorkerEvent {

@@ -1124,7 +1124,9 @@ pub fn build(data: &ReportData) -> Report {
                 task: with.as_ref().map(|w| w.to_string()),
                 files: files.clone(),
             }),
-            Integration::VerifyFailed { .. } | Integration::Failed { .. } => {}
+            Integration::VerifyFailed { .. }
+            | Integration::Failed { .. }
+            | Integration::Verified { .. } => {}
         }
     }
     // How each task's lost races were reworked: resolve rounds, or runs again from the tip.

@@ -906,6 +906,7 @@ async fn accept_integration(shared: &Arc<Shared>, msg: jetstream::Message, ack_w
                     outcome,
                     batch,
                     step: req.step,
+                    stacked: req.stacked(),
                 });
                 // The lease is held until the outcome is stored.
                 let stored = shared.reporter.report(event).await;

@@ -157,7 +157,7 @@ fn shrink(event: WorkerEvent) -> WorkerEvent {
                 }
                 Integration::VerifyFailed { output_tail, .. } => tail(output_tail),
                 Integration::Failed { message } => tail(message),
-                Integration::Unchanged { .. } => {}
+                Integration::Unchanged { .. } | Integration::Verified { .. } => {}
             }
             WorkerEvent::Integrated(r)
         }

@@ -206,6 +206,7 @@ impl Executor for InProcess {
                 outcome,
                 batch,
                 step: req.step,
+                stacked: req.stacked(),
             });
             tidy.run(&local).await;
             tidying.end(req.job);

@@ -969,6 +969,14 @@ impl Job {
             .next(self.id, &self.spec, |t| Attempt(slots[t as usize].attempts))
     }
 
+    /// A stacked integration to start beside the one in flight (`Workspaces::next_stacked`).
+    pub(crate) fn next_stacked(&mut self) -> Option<Integrate> {
+        let slots = &self.slots;
+        self.ws
+            .as_mut()?
+            .next_stacked(self.id, &self.spec, |t| Attempt(slots[t as usize].attempts))
+    }
+
     /// The locks task `name` takes (tests).
     #[cfg(test)]
     pub(crate) fn locks_of(&self, name: &str) -> &[String] {
@@ -988,7 +996,8 @@ impl Job {
 
     /// An integration ended: the outcome of its first task and (a batch) of the others. A
     /// batch whose verify failed with more than one task merged is bisected (`Workspaces::
-    /// bisect`); every other outcome is its task's, as for one task alone.
+    /// bisect`); every other outcome is its task's, as for one task alone. A stacked
+    /// integration on top of it stands if it landed, and is settled once both are known.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn integrated(
         &mut self,
@@ -1018,20 +1027,103 @@ impl Job {
             }
             return;
         }
-        // Each task of the run, with its outcome; one the result does not name shares a
-        // failure of the whole.
-        let mut outcomes: Vec<(u32, Attempt, Integration)> = vec![(t, attempt, outcome)];
-        for &(x, a) in &run[1..] {
-            let named = batch.iter().find(|b| b.index.0 == x && b.attempt == a);
-            let o = match (named, &outcomes[0].2) {
-                (Some(b), _) => b.outcome.clone(),
-                (None, failed @ Integration::Failed { .. }) => failed.clone(),
-                (None, _) => Integration::Failed {
-                    message: "the batch's integration did not report this task".into(),
-                },
-            };
-            outcomes.push((x, a, o));
+        let outcomes = run_outcomes(&run, outcome, batch);
+        let landed = outcomes.iter().all(|(_, _, o)| {
+            matches!(
+                o,
+                Integration::Merged { .. }
+                    | Integration::Unchanged { .. }
+                    | Integration::Conflict { .. }
+            )
+        });
+        let stacked = ws.ahead_ended(landed);
+        self.run_ended(&run, outcomes, self.verified(t), now, out);
+        if let Some(stacked) = stacked {
+            self.settle_stacked(stacked, now, out);
         }
+    }
+
+    /// A stacked integration ended (`Workspaces::next_stacked`): settled now if the
+    /// integration ahead landed, kept until it ends otherwise; a late outcome of one voided
+    /// is dropped.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn stacked_integrated(
+        &mut self,
+        t: u32,
+        attempt: Attempt,
+        step: u32,
+        outcome: Integration,
+        batch: Vec<ItemOutcome>,
+        now: Millis,
+        out: &mut Vec<Action>,
+    ) {
+        let Some(ws) = &mut self.ws else { return };
+        if !ws.stacked_accepts(t, attempt, step) {
+            return;
+        }
+        let outcomes = run_outcomes(ws.stacked_tasks(), outcome, batch);
+        if let Some(outcomes) = ws.stacked_came(outcomes) {
+            self.settle_stacked(outcomes, now, out);
+        }
+    }
+
+    /// A stacked integration's outcomes, on top of the integration that landed before it: as
+    /// if its tasks had been integrated now, except that those verified are not integrated
+    /// yet: they land next, with the tree verified (that landing's record counts the verify
+    /// the stacked integration ran). Failed as a whole, it tells nothing: its tasks are
+    /// integrated anew.
+    fn settle_stacked(
+        &mut self,
+        outcomes: Vec<(u32, Attempt, Integration)>,
+        now: Millis,
+        out: &mut Vec<Action>,
+    ) {
+        let Some(ws) = &mut self.ws else { return };
+        let tasks: Vec<(u32, Attempt)> = outcomes.iter().map(|&(x, a, _)| (x, a)).collect();
+        if outcomes
+            .iter()
+            .all(|(_, _, o)| matches!(o, Integration::Failed { .. }))
+        {
+            ws.stacked_void(&tasks);
+            return;
+        }
+        let tree = outcomes.iter().find_map(|(_, _, o)| match o {
+            Integration::Verified { tree } => Some(tree.clone()),
+            _ => None,
+        });
+        // With the verify passed, every task that did not conflict lands with the tree.
+        let landing: Vec<(u32, Attempt)> = outcomes
+            .iter()
+            .filter(|(_, _, o)| tree.is_some() && !matches!(o, Integration::Conflict { .. }))
+            .map(|&(x, a, _)| (x, a))
+            .collect();
+        let passed = tree.is_some();
+        ws.settle_stacked(&tasks, &landing, tree);
+        if !passed {
+            let verified = outcomes.first().is_some_and(|&(x, _, _)| self.verified(x));
+            self.run_ended(&tasks, outcomes, verified, now, out);
+            return;
+        }
+        for (x, a, o) in outcomes {
+            if !landing.contains(&(x, a)) {
+                self.integrated_one(x, a, o, now, out);
+            }
+        }
+        self.check_done(now, out);
+    }
+
+    /// The integration of `run` ended with `outcomes` (each task's, in merge order; `verified`:
+    /// an integration verify ran): a batch whose verify failed with several tasks merged is
+    /// bisected, every other outcome is its task's.
+    fn run_ended(
+        &mut self,
+        run: &[(u32, Attempt)],
+        outcomes: Vec<(u32, Attempt, Integration)>,
+        verified: bool,
+        now: Millis,
+        out: &mut Vec<Action>,
+    ) {
+        let Some(ws) = &mut self.ws else { return };
         let failed: Vec<u32> = outcomes
             .iter()
             .filter(|(_, _, o)| matches!(o, Integration::VerifyFailed { .. }))
@@ -1041,7 +1133,7 @@ impl Job {
         out.push(Action::Record(Change::Batch {
             job: self.id,
             tasks: run.iter().map(|&(x, _)| TaskIndex(x)).collect(),
-            verified: self.verified(t),
+            verified,
             bisected,
             at: now,
         }));
@@ -1572,4 +1664,29 @@ pub fn settled(
             format!("{settled}; attempt {a} was never dispatched"),
         ),
     }
+}
+
+/// Each task of an integration of `run` with its outcome: the first's `outcome`, the others'
+/// from `batch`; one the result does not name shares a failure of the whole.
+fn run_outcomes(
+    run: &[(u32, Attempt)],
+    outcome: Integration,
+    batch: Vec<ItemOutcome>,
+) -> Vec<(u32, Attempt, Integration)> {
+    let Some(&(t, attempt)) = run.first() else {
+        return Vec::new();
+    };
+    let mut outcomes: Vec<(u32, Attempt, Integration)> = vec![(t, attempt, outcome)];
+    for &(x, a) in &run[1..] {
+        let named = batch.iter().find(|b| b.index.0 == x && b.attempt == a);
+        let o = match (named, &outcomes[0].2) {
+            (Some(b), _) => b.outcome.clone(),
+            (None, failed @ Integration::Failed { .. }) => failed.clone(),
+            (None, _) => Integration::Failed {
+                message: "the batch's integration did not report this task".into(),
+            },
+        };
+        outcomes.push((x, a, o));
+    }
+    outcomes
 }

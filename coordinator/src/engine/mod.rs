@@ -103,6 +103,9 @@ pub enum Event {
         batch: Vec<ItemOutcome>,
         /// The request's `Integrate::step`: an outcome of an earlier step is not this one's.
         step: u32,
+        /// The request was stacked (`Integrate::onto`): verified on top of the integration
+        /// ahead, nothing integrated.
+        stacked: bool,
     },
     /// A job that ended before this engine started (a restarted coordinator): its records,
     /// remembered so that late results for it are classified (stale, duplicate) like those of
@@ -385,6 +388,9 @@ pub struct Engine {
     ended_charged: HashMap<JobId, HashSet<Execution>>,
     /// Repositories with an integration in flight, and whose.
     integrating: HashMap<String, (JobId, TaskIndex, Attempt, u32)>,
+    /// Repositories with a stacked integration in flight (verified on top of the one in
+    /// `integrating`, docs/design.md "Integration queue: bisection"), and whose.
+    stacking: HashMap<String, (JobId, TaskIndex, Attempt, u32)>,
 }
 
 impl Engine {
@@ -585,11 +591,18 @@ impl Engine {
                 outcome,
                 batch,
                 step,
+                stacked,
             } => {
-                self.integrating
-                    .retain(|_, busy| *busy != (job, index, attempt, step));
+                let busy = match stacked {
+                    true => &mut self.stacking,
+                    false => &mut self.integrating,
+                };
+                busy.retain(|_, busy| *busy != (job, index, attempt, step));
                 if let Some(j) = self.jobs.get_mut(&job) {
-                    j.integrated(index.0, attempt, step, outcome, batch, now, out);
+                    match stacked {
+                        true => j.stacked_integrated(index.0, attempt, step, outcome, batch, now, out),
+                        false => j.integrated(index.0, attempt, step, outcome, batch, now, out),
+                    }
                 }
             }
             Event::Ended { job, saved } => {
@@ -625,18 +638,26 @@ impl Engine {
         for job in self.jobs.values_mut() {
             job.schedule(now, &mut self.pools, out);
         }
-        // One integration at a time per repository, jobs in submission order.
+        // One integration at a time per repository, jobs in submission order; and, on top of
+        // it, one stacked integration of the same job's bisection.
         for (id, job) in self.jobs.iter_mut() {
             let Some(repo) = job.repository() else {
                 continue;
             };
-            if self.integrating.contains_key(repo) {
-                continue;
-            }
             let repo = repo.to_string();
-            if let Some(req) = job.next_integration() {
-                self.integrating
-                    .insert(repo, (*id, req.index, req.attempt, req.step));
+            if !self.integrating.contains_key(&repo)
+                && let Some(req) = job.next_integration()
+            {
+                let busy = (*id, req.index, req.attempt, req.step);
+                self.integrating.insert(repo.clone(), busy);
+                out.push(Action::Integrate(req));
+            }
+            if self.integrating.get(&repo).is_some_and(|busy| busy.0 == *id)
+                && !self.stacking.contains_key(&repo)
+                && let Some(req) = job.next_stacked()
+            {
+                let busy = (*id, req.index, req.attempt, req.step);
+                self.stacking.insert(repo, busy);
                 out.push(Action::Integrate(req));
             }
         }

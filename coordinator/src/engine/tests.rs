@@ -2039,6 +2039,7 @@ impl Harness {
             outcome,
             batch: Vec::new(),
             step: i.step,
+            stacked: i.stacked(),
         })
     }
 }
@@ -2149,6 +2150,7 @@ fn an_integrating_task_resumes_its_integration_not_its_run() {
         outcome: merged(&["a.txt"]),
         batch: Vec::new(),
         step: 0,
+        stacked: false,
     });
     assert!(matches!(
         last.engine.tasks(&last.job).unwrap()[0],
@@ -2197,6 +2199,7 @@ fn resumed_integrations_keep_their_order_and_accept_an_earlier_request() {
         outcome: merged(&["a.txt"]),
         batch: Vec::new(),
         step: 0,
+        stacked: false,
     });
     assert!(matches!(
         again.engine.tasks(&again.job).unwrap()[0],
@@ -2210,6 +2213,7 @@ fn resumed_integrations_keep_their_order_and_accept_an_earlier_request() {
         outcome: merged(&["a.txt"]),
         batch: Vec::new(),
         step: 0,
+        stacked: false,
     });
     assert!(matches!(again.state(0), TaskState::Succeeded { .. }));
     again.integrated(merged(&["b.txt"]));

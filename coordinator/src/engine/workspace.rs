@@ -18,6 +18,13 @@
 //! bisected: its halves are integrated in turn (on top of each other), and a half that fails is
 //! split again, until the culprit is a single task, whose failed verify counts as today's.
 //! Bisection steps go before the queue and spend no integration attempt.
+//!
+//! The second half does not wait for the first: a stacked integration (`next_stacked`) merges
+//! it on top of the first half's tasks and runs its verify while the first half's runs,
+//! moving nothing. If the first half lands (`ahead_ended`), the stacked outcome stands: a
+//! verified half lands next with the tree it verified (its integrator skips the verify when
+//! the merge comes to that tree), a failed one is split or is the culprit. If the first half
+//! does not land, the stacked outcome is void and the second half is integrated anew.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
@@ -85,7 +92,9 @@ pub(crate) struct Workspaces {
     /// Tasks integrated at most together (`integration.batch`).
     batch: usize,
     /// Groups of a failed batch still to integrate, next first (bisection).
-    bisect: VecDeque<Vec<u32>>,
+    bisect: VecDeque<Group>,
+    /// The stacked integration in flight on top of `in_flight` (bisection's next half).
+    stacked: Option<Stacked>,
     /// Per task: integrations of it that were bisected (`Integrate::step`).
     steps: Vec<u32>,
     /// Tasks queued again when the job resumed, with the attempt integrating: its integration
@@ -99,6 +108,26 @@ pub(crate) struct Workspaces {
     /// Speculative tasks whose dependencies are not integrated yet: queued at their place,
     /// not integrated before they are (`hold`, `release`).
     held: BTreeSet<u32>,
+}
+
+/// Tasks to integrate together, next in line: a half of a bisected batch.
+#[derive(Debug)]
+struct Group {
+    tasks: Vec<u32>,
+    /// The tree a stacked integration of these tasks verified on top of the group that landed
+    /// before them (`Integrate::verified`).
+    verified: Option<String>,
+}
+
+/// A stacked integration in flight (`Integrate::onto`).
+#[derive(Debug)]
+struct Stacked {
+    /// Its tasks, first first.
+    tasks: Vec<(u32, Attempt)>,
+    /// Its outcomes, once they came before the integration ahead ended.
+    outcomes: Option<Vec<(u32, Attempt, Integration)>>,
+    /// The integration ahead landed; the outcomes are awaited.
+    ahead_landed: bool,
 }
 
 /// What an integration outcome means for its task.
@@ -141,6 +170,7 @@ impl Workspaces {
             in_flight: Vec::new(),
             batch: spec.integration_batch(),
             bisect: VecDeque::new(),
+            stacked: None,
             steps: vec![0; n],
             restored: HashMap::new(),
             integrated: Vec::new(),
@@ -264,16 +294,16 @@ impl Workspaces {
         spec: &JobSpec,
         attempt: impl Fn(u32) -> Attempt,
     ) -> Option<Integrate> {
-        if !self.in_flight.is_empty() {
+        // A stacked integration whose ahead landed: what lands next depends on its outcome.
+        if !self.in_flight.is_empty() || self.stacked.as_ref().is_some_and(|s| s.ahead_landed) {
             return None;
         }
         while let Some(group) = self.bisect.pop_front() {
-            let group: Vec<u32> = group
-                .into_iter()
-                .filter(|&t| self.pending[t as usize].is_some())
-                .collect();
-            if !group.is_empty() {
-                return self.start(job, spec, &group, attempt);
+            let tasks = self.waiting(group.tasks);
+            if !tasks.is_empty() {
+                let mut req = self.start(job, spec, &tasks, attempt, group.verified.is_none())?;
+                req.verified = group.verified;
+                return Some(req);
             }
         }
         let ready = self.ready(spec);
@@ -286,7 +316,151 @@ impl Workspaces {
         if ready.is_empty() {
             return None;
         }
-        self.start(job, spec, &ready, attempt)
+        self.start(job, spec, &ready, attempt, true)
+    }
+
+    /// Of `tasks`, those still waiting to integrate (a task whose job stopped is not).
+    fn waiting(&self, tasks: Vec<u32>) -> Vec<u32> {
+        tasks
+            .into_iter()
+            .filter(|&t| self.pending[t as usize].is_some())
+            .collect()
+    }
+
+    /// A stacked integration to start beside the one in flight, when that one is a step of a
+    /// bisection and the next step is waiting: the next half, merged on top of the tasks in
+    /// flight, verified without moving anything (`Integrate::onto`). It counts as the half's
+    /// integration, as `next` would have started it after the one in flight.
+    pub(crate) fn next_stacked(
+        &mut self,
+        job: JobId,
+        spec: &JobSpec,
+        attempt: impl Fn(u32) -> Attempt,
+    ) -> Option<Integrate> {
+        if self.in_flight.is_empty() || self.stacked.is_some() {
+            return None;
+        }
+        let tasks = loop {
+            if self.bisect.front()?.verified.is_some() {
+                return None;
+            }
+            let group = self.bisect.pop_front()?;
+            let tasks = self.waiting(group.tasks);
+            if !tasks.is_empty() {
+                break tasks;
+            }
+        };
+        let onto: Vec<BatchItem> = self
+            .in_flight
+            .iter()
+            .filter_map(|&(t, a)| self.item(spec, t, a))
+            .collect();
+        let ahead = std::mem::take(&mut self.in_flight);
+        let mut req = self.start(job, spec, &tasks, attempt, true);
+        let run = std::mem::replace(&mut self.in_flight, ahead);
+        if let Some(req) = &mut req {
+            req.onto = onto;
+            self.stacked = Some(Stacked {
+                tasks: run,
+                outcomes: None,
+                ahead_landed: false,
+            });
+        }
+        req
+    }
+
+    /// Whether a stacked outcome (of the integration whose first task is `t`, at `step`) is
+    /// the stacked integration's in flight.
+    pub(crate) fn stacked_accepts(&self, t: u32, attempt: Attempt, step: u32) -> bool {
+        self.stacked
+            .as_ref()
+            .is_some_and(|s| s.tasks.first() == Some(&(t, attempt)))
+            && self.steps[t as usize] == step
+    }
+
+    /// The tasks of the stacked integration in flight, first first.
+    pub(crate) fn stacked_tasks(&self) -> &[(u32, Attempt)] {
+        self.stacked.as_ref().map_or(&[], |s| &s.tasks)
+    }
+
+    /// The stacked integration's outcomes came: they are returned to be settled when the
+    /// integration ahead landed already, else kept until it ends.
+    pub(crate) fn stacked_came(
+        &mut self,
+        outcomes: Vec<(u32, Attempt, Integration)>,
+    ) -> Option<Vec<(u32, Attempt, Integration)>> {
+        let s = self.stacked.as_mut()?;
+        if !s.ahead_landed {
+            s.outcomes = Some(outcomes);
+            return None;
+        }
+        self.take_stacked();
+        Some(outcomes)
+    }
+
+    /// The integration in flight ended, its tasks integrated (or left out with a conflict:
+    /// `landed`) or not. The stacked one on top of it stands if it landed: its outcomes are
+    /// returned to be settled if they came (else they are awaited); if it did not land, the
+    /// stacked outcome is void and its tasks go back in front, integrated anew.
+    pub(crate) fn ahead_ended(&mut self, landed: bool) -> Option<Vec<(u32, Attempt, Integration)>> {
+        let s = self.stacked.as_mut()?;
+        if landed && s.outcomes.is_none() {
+            s.ahead_landed = true;
+            return None;
+        }
+        let s = self.take_stacked()?;
+        if landed {
+            return s.outcomes;
+        }
+        self.requeue(&s.tasks);
+        None
+    }
+
+    /// A stacked integration came to nothing that tells (it failed as a whole): its tasks go
+    /// back in front, integrated anew.
+    pub(crate) fn stacked_void(&mut self, tasks: &[(u32, Attempt)]) {
+        self.requeue(tasks);
+    }
+
+    /// The stacked integration's tasks as the integration just ended (its outcomes are
+    /// settled as that one's, `Verdict`s and bisection alike); those whose merge `tree`
+    /// verified (`landing`) go first in line, to land with it (`Integrate::verified`).
+    pub(crate) fn settle_stacked(
+        &mut self,
+        tasks: &[(u32, Attempt)],
+        landing: &[(u32, Attempt)],
+        tree: Option<String>,
+    ) {
+        self.in_flight = tasks.to_vec();
+        if let Some(tree) = tree {
+            self.in_flight.retain(|x| !landing.contains(x));
+            let tasks = landing.iter().map(|&(t, _)| t).collect();
+            self.bisect.push_front(Group {
+                tasks,
+                verified: Some(tree),
+            });
+        }
+    }
+
+    /// Ends the stacked integration: its tasks' next integration is another step (a new
+    /// message id; a late outcome of this one is told apart).
+    fn take_stacked(&mut self) -> Option<Stacked> {
+        let s = self.stacked.take()?;
+        for &(t, _) in &s.tasks {
+            self.steps[t as usize] += 1;
+        }
+        Some(s)
+    }
+
+    /// Puts `tasks` first in line again, not counting the integration they had.
+    fn requeue(&mut self, tasks: &[(u32, Attempt)]) {
+        for &(t, _) in tasks {
+            self.tries[t as usize] = self.tries[t as usize].saturating_sub(1);
+        }
+        self.bisect.push_front(Group {
+            tasks: tasks.iter().map(|&(t, _)| t).collect(),
+            verified: None,
+        });
     }
 
     /// The queued tasks to integrate next, in place order: the first that waits for no earlier
@@ -320,13 +494,32 @@ impl Workspaces {
         ready
     }
 
-    /// Starts the integration of `tasks` (the first's fields, the others as its batch).
+    /// Task `t`'s attempt `a`, waiting to integrate, as a task of a batch.
+    fn item(&self, spec: &JobSpec, t: u32, a: Attempt) -> Option<BatchItem> {
+        let ws = self.pending[t as usize].as_deref()?;
+        let task = &spec.tasks[t as usize];
+        Some(BatchItem {
+            task: task.name.clone(),
+            index: TaskIndex(t),
+            attempt: a,
+            task_branch: ws.branch.clone(),
+            head: ws.head.clone(),
+            worktree: ws.worktree.clone(),
+            last: self.tries[t as usize] >= self.max_tries,
+            title: task.title(),
+        })
+    }
+
+    /// Starts the integration of `tasks` (the first's fields, the others as its batch); it
+    /// counts against `max_integration_attempts` when `counted` (not for the landing of a
+    /// group a stacked integration verified: that integration counted).
     fn start(
         &mut self,
         job: JobId,
         spec: &JobSpec,
         tasks: &[u32],
         attempt: impl Fn(u32) -> Attempt,
+        counted: bool,
     ) -> Option<Integrate> {
         let mut items: Vec<(u32, Attempt, &WorkspaceResult)> = Vec::new();
         for &t in tasks {
@@ -362,24 +555,19 @@ impl Workspaces {
             title: task.title(),
             batch: Vec::new(),
             step: self.steps[t as usize],
+            onto: Vec::new(),
+            verified: None,
         };
-        for &(x, a, ws) in &items[1..] {
-            let task = &spec.tasks[x as usize];
-            req.batch.push(BatchItem {
-                task: task.name.clone(),
-                index: TaskIndex(x),
-                attempt: a,
-                task_branch: ws.branch.clone(),
-                head: ws.head.clone(),
-                worktree: ws.worktree.clone(),
-                last: false,
-                title: task.title(),
-            });
-        }
         self.in_flight = items.iter().map(|&(x, a, _)| (x, a)).collect();
-        for (x, _) in self.in_flight.clone() {
-            self.tries[x as usize] += 1;
+        if counted {
+            for (x, _) in self.in_flight.clone() {
+                self.tries[x as usize] += 1;
+            }
         }
+        req.batch = self.in_flight[1..]
+            .iter()
+            .filter_map(|&(x, a)| self.item(spec, x, a))
+            .collect();
         req.last = self.tries[t as usize] >= self.max_tries;
         for b in &mut req.batch {
             b.last = self.tries[b.index.get()] >= self.max_tries;
@@ -402,6 +590,7 @@ impl Workspaces {
         &self.in_flight
     }
 
+
     /// A batch's integration verify failed with more than one task merged (`failed`, in merge
     /// order): they go back as two halves, integrated next, the first half first; no
     /// integration attempt is spent. False (nothing done) for a single task: the culprit.
@@ -410,8 +599,12 @@ impl Workspaces {
             return false;
         }
         let (first, second) = failed.split_at(failed.len().div_ceil(2));
-        self.bisect.push_front(second.to_vec());
-        self.bisect.push_front(first.to_vec());
+        for half in [second, first] {
+            self.bisect.push_front(Group {
+                tasks: half.to_vec(),
+                verified: None,
+            });
+        }
         for &t in failed {
             self.in_flight.retain(|&(f, _)| f != t);
             self.tries[t as usize] = self.tries[t as usize].saturating_sub(1);
@@ -431,7 +624,10 @@ impl Workspaces {
 
     /// No task of the job waits for integration or is being integrated.
     pub(crate) fn idle(&self) -> bool {
-        self.queue.is_empty() && self.in_flight.is_empty() && self.bisect.is_empty()
+        self.queue.is_empty()
+            && self.in_flight.is_empty()
+            && self.bisect.is_empty()
+            && self.stacked.is_none()
     }
 
     /// The next attempt of `t` runs again from the tip rather than resolving its conflict
@@ -522,6 +718,11 @@ impl Workspaces {
             Integration::Failed { message } => {
                 (Vec::new(), format!("integration failed: {message}"))
             }
+            // Only a stacked integration says so, and its outcomes are not a task's end.
+            Integration::Verified { .. } => (
+                Vec::new(),
+                "integration failed: verified but not integrated".to_string(),
+            ),
         };
         // The task it collided with: the latest integrated one that changed those files.
         let with = self

@@ -445,6 +445,7 @@ impl Service {
                             outcome: Integration::Failed { message },
                             batch: Vec::new(),
                             step: req.step,
+                            stacked: req.stacked(),
                         },
                     );
                     return;
@@ -515,6 +516,7 @@ fn engine_event(ev: WorkerEvent) -> Event {
             outcome: r.outcome,
             batch: r.batch,
             step: r.step,
+            stacked: r.stacked,
         },
     }
 }

@@ -587,6 +587,8 @@ mod tests {
                 title: None,
                 batch: Vec::new(),
                 step: 0,
+                onto: Vec::new(),
+                verified: None,
             }
         }
 

@@ -40,7 +40,8 @@ const INTEGRATE_DIR: &str = "integrate";
 ///   `ordo: integrate <task> (attempt N)` and the job id, identity as in `commit`.
 /// - `req.verify`, if any, runs (`sh -c`, with `req.env`, within `req.timeout`; passes on its
 ///   success code) in a detached scratch worktree at the new commit,
-///   `<root>/integrate/<job tag>-<index>-<attempt>`, removed afterwards whatever happens; a
+///   `<root>/integrate/<job tag>-<index>-<attempt>` (with the step, and `-stacked` for a
+///   stacked integration), removed afterwards whatever happens; a
 ///   failure is `VerifyFailed` with the exit code (none when it timed out or was killed) and
 ///   the last `VERIFY_TAIL_BYTES` of its output.
 /// - The branch moves by compare-and-swap from the tip the merge was made on
@@ -82,6 +83,13 @@ impl Tidy {
 /// is every task's. Tidying (`Tidy`, for the caller to run once it reported the outcomes) is
 /// each task's as for one (`Source::tidy`), except that tasks whose verify failed together
 /// keep everything: they are integrated again, in halves.
+///
+/// A stacked integration (`Integrate::onto`, docs/design.md, "Integration queue: bisection")
+/// merges the tasks ahead first, then its own, and runs the verify at the result without
+/// moving the branch: each of its merged tasks is `Verified` with the tree (or `VerifyFailed`),
+/// and nothing is tidied (every task is integrated later). An integration given the tree a
+/// stacked one verified (`Integrate::verified`) does not run the verify when its merge comes
+/// to that tree.
 pub async fn integrate_batch(
     req: &Integrate,
     source: &impl Source,
@@ -112,7 +120,8 @@ pub async fn integrate_batch(
             attempt: item.attempt,
             outcome: outcome.clone(),
         });
-        if !(bisected && matches!(outcome, Integration::VerifyFailed { .. })) {
+        // A stacked integration integrated nothing: every task is integrated later.
+        if !req.stacked() && !(bisected && matches!(outcome, Integration::VerifyFailed { .. })) {
             tidy.push((item, outcome));
         }
     }
@@ -127,27 +136,27 @@ async fn try_integrate(
 ) -> Result<Vec<Integration>, Error> {
     let target = source.target(req).await?;
     let repo = &target.repo;
+    // Stacked: the tasks ahead first, as their own integration merges them (one that does not
+    // merge is left out there too).
+    let mut new = target.tip.clone();
+    for item in req.onto_items() {
+        if let Plan::Commit(commit) = plan(repo, &item, &new, &head_of(repo, &item).await?).await? {
+            new = commit;
+        }
+    }
     // Per task: its outcome, or (merged onto `new`, not verified yet) the commit before it.
     let mut outcomes: Vec<Result<Integration, (String, String)>> = Vec::new();
-    let mut new = target.tip.clone();
     for item in items {
-        let head = resolve_commit(repo, &item.head)
-            .await?
-            .ok_or_else(|| Error::Invalid {
-                what: "task head",
-                name: item.head.clone(),
-                reason: format!(
-                    "is not a commit in {} (task branch {})",
-                    item.repository, item.task_branch
-                ),
-            })?;
-        match plan(repo, item, &new, &head).await? {
+        match plan(repo, item, &new, &head_of(repo, item).await?).await? {
             Plan::Ended(outcome) => outcomes.push(Ok(outcome)),
             Plan::Commit(commit) => {
                 outcomes.push(Err((new.clone(), commit.clone())));
                 new = commit;
             }
         }
+    }
+    if req.stacked() {
+        return stacked(repo, &target.root, req, outcomes, &new, opts).await;
     }
     if outcomes.iter().all(Result::is_ok) {
         if target.expected.is_none()
@@ -160,7 +169,13 @@ async fn try_integrate(
         }
         return Ok(outcomes.into_iter().flatten().collect());
     }
-    if let Some(verify) = &req.verify
+    // Verified before on top of the integration ahead (`Integrate::verified`), and the merge
+    // came to the same tree: nothing new to verify.
+    let verified = match &req.verified {
+        Some(tree) => tree_of(repo, &new).await? == *tree,
+        None => false,
+    };
+    if let Some(verify) = req.verify.as_ref().filter(|_| !verified)
         && let Some(failed) = verify_at(repo, &target.root, req, verify, &new, opts).await?
     {
         return Ok(outcomes
@@ -180,6 +195,57 @@ async fn try_integrate(
         });
     }
     Ok(done)
+}
+
+/// A stacked integration's outcomes once its tasks are merged on top of the ones ahead
+/// (`outcomes`, as in `try_integrate`, the last merge `new`): the verify runs at `new`; pass:
+/// each merged task is `Verified` with the tree, fail: `VerifyFailed`. Nothing moves.
+async fn stacked(
+    repo: &Path,
+    root: &Path,
+    req: &Integrate,
+    outcomes: Vec<Result<Integration, (String, String)>>,
+    new: &str,
+    opts: &ExecOptions,
+) -> Result<Vec<Integration>, Error> {
+    let merged = match &req.verify {
+        Some(verify) if outcomes.iter().any(Result::is_err) => {
+            verify_at(repo, root, req, verify, new, opts).await?
+        }
+        _ => None,
+    };
+    let merged = match merged {
+        Some(failed) => failed,
+        None => Integration::Verified {
+            tree: tree_of(repo, new).await?,
+        },
+    };
+    Ok(outcomes
+        .into_iter()
+        .map(|o| o.unwrap_or_else(|_| merged.clone()))
+        .collect())
+}
+
+/// The commit `item.head` names in `repo`.
+async fn head_of(repo: &Path, item: &Integrate) -> Result<String, Error> {
+    resolve_commit(repo, &item.head)
+        .await?
+        .ok_or_else(|| Error::Invalid {
+            what: "task head",
+            name: item.head.clone(),
+            reason: format!(
+                "is not a commit in {} (task branch {})",
+                item.repository, item.task_branch
+            ),
+        })
+}
+
+/// The tree of `commit`.
+async fn tree_of(repo: &Path, commit: &str) -> Result<String, Error> {
+    git(repo)
+        .args(["rev-parse", &format!("{commit}^{{tree}}")])
+        .text()
+        .await
 }
 
 /// What integrating `head` onto `tip` comes to before anything is verified or moved.
@@ -266,11 +332,15 @@ async fn verify_at(
     opts: &ExecOptions,
 ) -> Result<Option<Integration>, Error> {
     let root = ordo_root(root).await?;
+    // A stacked integration and the one after it of the same tasks may overlap: the step
+    // (and the mark of a stacked one) keeps their directories apart.
     let dir = root.join(INTEGRATE_DIR).join(format!(
-        "{}-{}-{}",
+        "{}-{}-{}{}{}",
         job_tag(&req.job),
         req.index.0,
-        req.attempt.0
+        req.attempt.0,
+        ordo_proto::names::step_suffix(req.step),
+        if req.stacked() { "-stacked" } else { "" }
     ));
     let Some(dir_str) = dir.to_str().map(str::to_string) else {
         return Err(Error::Invalid {

@@ -165,6 +165,8 @@ impl Fx {
             title: None,
             batch: Vec::new(),
             step: 0,
+            onto: Vec::new(),
+            verified: None,
         }
     }
 

@@ -30,10 +30,23 @@ fn verify_failed() -> Integration {
     }
 }
 
+/// The tree every passing stacked integration reports verifying.
+const TREE: &str = "5eeded";
+
 impl Harness {
     /// Ends the oldest integration in flight, each task with `outcome(task)`.
     fn integrated_each(&mut self, outcome: impl Fn(&str) -> Integration) -> Vec<Action> {
-        let i = self.integrations.remove(0);
+        self.integrated_at(0, outcome)
+    }
+
+    /// Ends the `k`-th oldest integration in flight, each task with `outcome(task)`; a
+    /// stacked one's `Merged` is `Verified` (with `TREE`): it moves nothing.
+    fn integrated_at(&mut self, k: usize, outcome: impl Fn(&str) -> Integration) -> Vec<Action> {
+        let i = self.integrations.remove(k);
+        let outcome = |t: &str| match outcome(t) {
+            Integration::Merged { .. } if i.stacked() => Integration::Verified { tree: TREE.into() },
+            o => o,
+        };
         let batch = i
             .batch
             .iter()
@@ -50,6 +63,7 @@ impl Harness {
             outcome: outcome(i.task.as_str()),
             batch,
             step: i.step,
+            stacked: i.stacked(),
         })
     }
 
@@ -119,9 +133,9 @@ fn a_batch_takes_waiting_tasks_whose_files_do_not_overlap() {
 }
 
 /// A batch of four whose verify fails with the fourth task the culprit: the first half is
-/// integrated (passes), then the second (fails), then its halves one by one; the culprit's
-/// failed verify is its own (it runs again, no attempt spent, one integration tried), the
-/// other three succeed.
+/// integrated (passes) with the second verified on top of it (fails), then the second's
+/// halves the same way; the culprit's failed verify is its own (it runs again, no attempt
+/// spent, one integration tried), the other three succeed.
 #[test]
 fn a_failed_batch_is_bisected_to_its_culprit() {
     let mut h = Harness::new(batch_spec(&["z", "a", "b", "c", "d"], Some(4)), 5);
@@ -166,7 +180,7 @@ fn a_failed_batch_is_bisected_to_its_culprit() {
         ]
     );
     // A bisection step integrates an attempt again: its message ids differ by the step.
-    assert_eq!(ids, [(1, 0), (1, 1), (3, 1), (3, 2), (4, 2)]);
+    assert_eq!(ids, [(1, 0), (1, 1), (3, 1), (3, 3), (4, 3)]);
     assert_eq!(
         records,
         [(4, true), (2, false), (2, true), (1, false), (1, false)]
@@ -258,3 +272,106 @@ fn a_late_outcome_of_a_bisected_batch_is_not_the_next_step_s() {
     assert!(h.succeeded(1) && h.succeeded(2));
     assert_eq!(names(&h.integrations[0]), ["c", "d"]);
 }
+
+/// The tasks an integration merges first, beneath its own (`Integrate::onto`).
+fn onto(i: &Integrate) -> Vec<&str> {
+    i.onto.iter().map(|b| b.task.as_str()).collect()
+}
+
+/// A bisected batch's second half does not wait for the first: it is verified on top of it
+/// while the first's verify runs (a stacked integration, moving nothing). Its outcome may come
+/// first; once the first half landed, the second lands with the tree it verified, and one
+/// record counts each half's verify.
+#[test]
+fn the_second_half_is_verified_on_top_of_the_first_while_it_runs() {
+    let mut h = Harness::new(batch_spec(&["z", "a", "b", "c", "d"], Some(4)), 5);
+    h.finish_in_worktree("z", &["z.txt"]);
+    for t in ["a", "b", "c", "d"] {
+        h.finish_in_worktree(t, &[&format!("{t}.txt")]);
+    }
+    h.integrated(merged(&["z.txt"]));
+    let done = h.integrated_each(|_| verify_failed());
+    assert_eq!(batches(&done), [(4, true)]);
+    assert_eq!(h.integrations.len(), 2, "both halves at once");
+    let (first, second) = (&h.integrations[0], &h.integrations[1]);
+    assert_eq!((names(first), onto(first)), (vec!["a", "b"], vec![]));
+    assert_eq!((names(second), onto(second)), (vec!["c", "d"], vec!["a", "b"]));
+    assert!(second.verified.is_none());
+    let stacked_step = second.step;
+
+    // The second half's verify passes first: nothing is integrated, nothing else starts.
+    let early = h.integrated_at(1, |t| merged(&[&format!("{t}.txt")]));
+    assert!(batches(&early).is_empty(), "{early:?}");
+    assert!(
+        !early
+            .iter()
+            .any(|a| matches!(a, Action::Record(Change::Integrated { .. }) | Action::Integrate(_))),
+        "{early:?}"
+    );
+    assert!(matches!(h.state(3), TaskState::Integrating { .. }));
+
+    // The first half lands: the second lands next, with the tree it verified.
+    let done = h.integrated_each(|t| merged(&[&format!("{t}.txt")]));
+    assert_eq!(batches(&done), [(2, false)]);
+    assert!(h.succeeded(1) && h.succeeded(2));
+    assert_eq!(h.integrations.len(), 1);
+    let landing = &h.integrations[0];
+    assert_eq!((names(landing), onto(landing)), (vec!["c", "d"], vec![]));
+    assert_eq!(landing.verified.as_deref(), Some(TREE));
+    assert_ne!(landing.step, stacked_step, "another message than the stacked one's");
+    let done = h.integrated_each(|t| merged(&[&format!("{t}.txt")]));
+    assert_eq!(batches(&done), [(2, false)], "the stacked verify, counted once");
+    assert!(h.succeeded(3) && h.succeeded(4));
+    assert_eq!(h.job_state, Some(JobState::Succeeded));
+}
+
+/// A half stacked on one that then fails was verified on top of what never lands: its outcome
+/// is void (a late one changes nothing) and it is integrated anew after the failing half's
+/// own bisection, again on top of the step in flight.
+#[test]
+fn a_half_stacked_on_a_failing_half_is_integrated_anew() {
+    let mut h = Harness::new(batch_spec(&["z", "a", "b", "c", "d"], Some(4)), 5);
+    h.finish_in_worktree("z", &["z.txt"]);
+    for t in ["a", "b", "c", "d"] {
+        h.finish_in_worktree(t, &[&format!("{t}.txt")]);
+    }
+    h.integrated(merged(&["z.txt"]));
+    h.integrated_each(|_| verify_failed());
+    let fails = |t: &str| match t {
+        "a" => verify_failed(),
+        t => merged(&[&format!("{t}.txt")]),
+    };
+    // The first half fails (a is the culprit): it is split, and cd waits behind its halves.
+    let done = h.integrated_each(|_| verify_failed());
+    assert_eq!(batches(&done), [(2, true)]);
+    assert_eq!(h.integrations.len(), 2, "one stacked integration out at a time");
+    assert_eq!(names(&h.integrations[1]), ["a"]);
+    // cd's stacked outcome comes late: void, it changes nothing; b is stacked on a now.
+    assert_eq!(names(&h.integrations[0]), ["c", "d"]);
+    let late = h.integrated_each(fails);
+    assert!(batches(&late).is_empty(), "{late:?}");
+    assert!(matches!(h.state(3), TaskState::Integrating { .. }));
+    let b = &h.integrations[1];
+    assert_eq!((names(b), onto(b)), (vec!["b"], vec!["a"]));
+
+    // a fails alone (the culprit, run again); b was stacked on it: integrated anew, with cd
+    // stacked on top of it.
+    h.integrated_each(fails);
+    assert_eq!(h.running(), ["a"]);
+    assert_eq!(names(&h.integrations[0]), ["b"], "the void stacked b, still out");
+    let b = &h.integrations[1];
+    assert_eq!((names(b), onto(b), b.verified.clone()), (vec!["b"], vec![], None));
+    let void = h.integrated_each(fails);
+    assert!(batches(&void).is_empty(), "{void:?}");
+    let cd = &h.integrations[1];
+    assert_eq!((names(cd), onto(cd)), (vec!["c", "d"], vec!["b"]));
+    h.integrated_each(fails);
+    h.integrated_each(fails);
+    assert_eq!(names(&h.integrations[0]), ["c", "d"]);
+    assert_eq!(h.integrations[0].verified.as_deref(), Some(TREE));
+    h.integrated_each(fails);
+    for t in 2..=4 {
+        assert!(h.succeeded(t), "task {t}: {:?}", h.state(t));
+    }
+}
+
