@@ -295,8 +295,9 @@ impl Metrics {
                     tasks,
                     verified,
                     bisected,
+                    voided,
                     ..
-                } => self.batch(tasks.len(), *verified, *bisected),
+                } => self.batch(tasks.len(), *verified, *bisected, *voided),
                 Change::Speculation { kept, cost_usd, .. } => {
                     let outcome = if *kept { "kept" } else { "discarded" };
                     self.speculation
@@ -337,7 +338,13 @@ impl Metrics {
 
     /// One integration of a job with batches on (`Change::Batch`): as the report counts it
     /// (`BatchSummary::add`), the saving before bisections' cost.
-    fn batch(&self, tasks: usize, verified: bool, bisected: bool) {
+    fn batch(&self, tasks: usize, verified: bool, bisected: bool, voided: bool) {
+        if voided {
+            if verified {
+                self.batch_verifies.inc();
+            }
+            return;
+        }
         if tasks > 1 {
             self.batches.inc();
         }
@@ -434,11 +441,21 @@ mod tests {
             tasks: tasks.iter().map(|&i| TaskIndex(i)).collect(),
             verified,
             bisected,
+            voided: false,
+            at: 0,
+        };
+        let void = Change::Batch {
+            job,
+            tasks: vec![TaskIndex(6), TaskIndex(7)],
+            verified: true,
+            bisected: false,
+            voided: true,
             at: 0,
         };
         m.observe(&[
             batch(&[0, 1, 2, 3], true, false),
             batch(&[4, 5], true, true),
+            void,
             batch(&[4], true, false),
             batch(&[5], false, false),
         ]);
@@ -446,7 +463,7 @@ mod tests {
         prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
         for line in [
             "ordo_integration_batches_total 2",
-            "ordo_integration_verifies_total 3",
+            "ordo_integration_verifies_total 4",
             "ordo_integration_bisections_total 1",
             "ordo_integration_verifies_saved_total 3",
         ] {

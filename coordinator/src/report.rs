@@ -66,11 +66,13 @@ pub fn gather(store: &Store, id: &JobId) -> Result<Option<ReportData>> {
                 tasks,
                 verified,
                 bisected,
+                voided,
                 ..
             } => HistoryChange::Batch {
                 tasks,
                 verified,
                 bisected,
+                voided,
             },
             Change::Speculation {
                 index,

@@ -34,8 +34,9 @@ pub fn queue(
                 tasks,
                 verified,
                 bisected,
+                voided,
                 ..
-            } => b.add(tasks.len(), *verified, *bisected),
+            } => b.add(tasks.len(), *verified, *bisected, *voided),
             Change::Speculation { kept, cost_usd, .. } => s.add(*kept, *cost_usd),
             _ => {}
         }
@@ -664,6 +665,15 @@ mod tests {
             tasks: tasks.iter().map(|&i| TaskIndex(i)).collect(),
             verified,
             bisected,
+            voided: false,
+            at: 1,
+        };
+        let void = Change::Batch {
+            job: rec.id,
+            tasks: vec![TaskIndex(4)],
+            verified: true,
+            bisected: false,
+            voided: true,
             at: 1,
         };
         let speculation = |index: u32, kept, cost_usd| Change::Speculation {
@@ -679,6 +689,7 @@ mod tests {
             batch(&[0, 1, 2], true, false),
             batch(&[3, 4], true, true),
             batch(&[3], true, false),
+            void,
             batch(&[4], true, false),
             speculation(1, true, Some(9.0)),
             speculation(2, false, Some(0.25)),
@@ -700,8 +711,9 @@ mod tests {
                 batches: 2,
                 sizes: vec![3, 2],
                 bisections: 1,
-                verifies_run: 4,
-                verifies_saved: 1,
+                verifies_run: 5,
+                verifies_saved: 0,
+                voided: 1,
             }
         );
         assert_eq!(

@@ -411,12 +411,25 @@ pub struct BatchSummary {
     /// passing integration beyond its first, less the verifies of bisected ones (negative when
     /// bisection cost more than batches saved).
     pub verifies_saved: i64,
+    /// Verifies of a bisection's half stacked on the half before it, made void when that one
+    /// failed (counted in `verifies_run`, not saved).
+    #[serde(default)]
+    pub voided: usize,
 }
 
 impl BatchSummary {
-    /// Counts one integration's record: how many tasks it merged, whether a verify ran, and
-    /// whether it failed with several tasks merged (bisected).
-    pub fn add(&mut self, tasks: usize, verified: bool, bisected: bool) {
+    /// Counts one integration's record: how many tasks it merged, whether a verify ran,
+    /// whether it failed with several tasks merged (bisected), and whether it was a stacked
+    /// one made void (its verify, if it ran, was spent for nothing).
+    pub fn add(&mut self, tasks: usize, verified: bool, bisected: bool, voided: bool) {
+        if voided {
+            self.voided += 1;
+            if verified {
+                self.verifies_run += 1;
+                self.verifies_saved -= 1;
+            }
+            return;
+        }
         if tasks > 1 {
             self.batches += 1;
             self.sizes.push(tasks);

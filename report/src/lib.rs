@@ -335,7 +335,8 @@ fn queue_records(
                 tasks,
                 verified,
                 bisected,
-            } => b.add(tasks.len(), *verified, *bisected),
+                voided,
+            } => b.add(tasks.len(), *verified, *bisected, *voided),
             HistoryChange::Speculation {
                 index,
                 kept,
@@ -1551,7 +1552,10 @@ pub fn batch_line(b: &BatchSummary) -> String {
         b.bisections,
         b.verifies_run,
         b.verifies_saved
-    )
+    ) + &match b.voided {
+        0 => String::new(),
+        n => format!(" {n} verified on top of a half that failed (void)."),
+    }
 }
 
 /// What the failed attempts of worktree job `job` keep, and the command that removes it.
@@ -2180,6 +2184,7 @@ mod tests {
                     tasks: vec![TaskIndex(0), TaskIndex(2)],
                     verified: true,
                     bisected: false,
+                    voided: false,
                 },
             ),
             integrated(

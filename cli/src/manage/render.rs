@@ -424,12 +424,14 @@ mod tests {
             bisections: 1,
             verifies_run: 5,
             verifies_saved: 2,
+            voided: 1,
         });
         let text = status_text(&st, 1_000_000);
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(
             lines[1],
-            "Batches: 2 (sizes 4, 2), 1 bisection(s); integration verifies run 5, saved 2.",
+            "Batches: 2 (sizes 4, 2), 1 bisection(s); integration verifies run 5, saved 2. 1 \
+             verified on top of a half that failed (void).",
             "{text}"
         );
         let json = serde_json::to_value(&st).unwrap();

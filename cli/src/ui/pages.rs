@@ -1270,6 +1270,7 @@ mod tests {
                     tasks: vec![TaskIndex(0), TaskIndex(1)],
                     verified: true,
                     bisected: false,
+                    voided: false,
                 },
             ),
             entry(

@@ -1038,9 +1038,34 @@ impl Job {
         });
         let stacked = ws.ahead_ended(landed);
         self.run_ended(&run, outcomes, self.verified(t), now, out);
-        if let Some(stacked) = stacked {
-            self.settle_stacked(stacked, now, out);
+        match stacked {
+            Some(s) if s.void => self.record_void(&s.outcomes, now, out),
+            Some(s) => self.settle_stacked(s.outcomes, now, out),
+            None => {}
         }
+    }
+
+    /// A stacked integration made void: its verify, if it ran, counted (`Change::Batch`).
+    fn record_void(
+        &mut self,
+        outcomes: &[(u32, Attempt, Integration)],
+        now: Millis,
+        out: &mut Vec<Action>,
+    ) {
+        let ran = outcomes.iter().any(|(_, _, o)| {
+            matches!(
+                o,
+                Integration::Verified { .. } | Integration::VerifyFailed { .. }
+            )
+        });
+        out.push(Action::Record(Change::Batch {
+            job: self.id,
+            tasks: outcomes.iter().map(|&(x, _, _)| TaskIndex(x)).collect(),
+            verified: ran,
+            bisected: false,
+            voided: true,
+            at: now,
+        }));
     }
 
     /// A stacked integration ended (`Workspaces::next_stacked`): settled now if the
@@ -1059,6 +1084,13 @@ impl Job {
     ) {
         let Some(ws) = &mut self.ws else { return };
         if !ws.stacked_accepts(t, attempt, step) {
+            if ws.was_voided(t, attempt, step) {
+                let outcomes: Vec<(u32, Attempt, Integration)> =
+                    std::iter::once((t, attempt, outcome))
+                        .chain(batch.into_iter().map(|b| (b.index.0, b.attempt, b.outcome)))
+                        .collect();
+                self.record_void(&outcomes, now, out);
+            }
             return;
         }
         let outcomes = run_outcomes(ws.stacked_tasks(), outcome, batch);
@@ -1135,6 +1167,7 @@ impl Job {
             tasks: run.iter().map(|&(x, _)| TaskIndex(x)).collect(),
             verified,
             bisected,
+            voided: false,
             at: now,
         }));
         for (x, a, o) in outcomes {

@@ -305,12 +305,15 @@ pub enum Change {
     /// An integration of a job with `integration.batch` above 1 ended (docs/design.md,
     /// "Integration queue: batches"): the tasks it merged and verified together, whether an
     /// integration verify ran, and whether it failed with more than one task merged (the
-    /// batch is bisected).
+    /// batch is bisected). `voided`: a stacked integration's, on top of one that did not land
+    /// (its verify, if it ran, told nothing).
     Batch {
         job: JobId,
         tasks: Vec<TaskIndex>,
         verified: bool,
         bisected: bool,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        voided: bool,
         at: Millis,
     },
     /// A speculative attempt's end (docs/design.md, "Integration queue: speculation"): kept
@@ -600,7 +603,9 @@ impl Engine {
                 busy.retain(|_, busy| *busy != (job, index, attempt, step));
                 if let Some(j) = self.jobs.get_mut(&job) {
                     match stacked {
-                        true => j.stacked_integrated(index.0, attempt, step, outcome, batch, now, out),
+                        true => {
+                            j.stacked_integrated(index.0, attempt, step, outcome, batch, now, out)
+                        }
                         false => j.integrated(index.0, attempt, step, outcome, batch, now, out),
                     }
                 }
@@ -652,7 +657,10 @@ impl Engine {
                 self.integrating.insert(repo.clone(), busy);
                 out.push(Action::Integrate(req));
             }
-            if self.integrating.get(&repo).is_some_and(|busy| busy.0 == *id)
+            if self
+                .integrating
+                .get(&repo)
+                .is_some_and(|busy| busy.0 == *id)
                 && !self.stacking.contains_key(&repo)
                 && let Some(req) = job.next_stacked()
             {

@@ -95,6 +95,9 @@ pub(crate) struct Workspaces {
     bisect: VecDeque<Group>,
     /// The stacked integration in flight on top of `in_flight` (bisection's next half).
     stacked: Option<Stacked>,
+    /// Stacked integrations made void before their outcome came (first task, attempt, step):
+    /// the outcome is only counted (`Change::Batch::voided`).
+    voided: Vec<(u32, Attempt, u32)>,
     /// Per task: integrations of it that were bisected (`Integrate::step`).
     steps: Vec<u32>,
     /// Tasks queued again when the job resumed, with the attempt integrating: its integration
@@ -128,6 +131,13 @@ struct Stacked {
     outcomes: Option<Vec<(u32, Attempt, Integration)>>,
     /// The integration ahead landed; the outcomes are awaited.
     ahead_landed: bool,
+}
+
+/// A stacked integration's outcomes, once the integration ahead of it ended: to settle, or
+/// `void` (it was verified on top of what did not land; only counted).
+pub(crate) struct StackedEnd {
+    pub(crate) outcomes: Vec<(u32, Attempt, Integration)>,
+    pub(crate) void: bool,
 }
 
 /// What an integration outcome means for its task.
@@ -171,6 +181,7 @@ impl Workspaces {
             batch: spec.integration_batch(),
             bisect: VecDeque::new(),
             stacked: None,
+            voided: Vec::new(),
             steps: vec![0; n],
             restored: HashMap::new(),
             integrated: Vec::new(),
@@ -400,20 +411,36 @@ impl Workspaces {
 
     /// The integration in flight ended, its tasks integrated (or left out with a conflict:
     /// `landed`) or not. The stacked one on top of it stands if it landed: its outcomes are
-    /// returned to be settled if they came (else they are awaited); if it did not land, the
-    /// stacked outcome is void and its tasks go back in front, integrated anew.
-    pub(crate) fn ahead_ended(&mut self, landed: bool) -> Option<Vec<(u32, Attempt, Integration)>> {
+    /// returned to be settled if they came (else they are awaited). If it did not land, the
+    /// stacked outcome is void (returned as such if it came, to be counted) and its tasks go
+    /// back in front, integrated anew.
+    pub(crate) fn ahead_ended(&mut self, landed: bool) -> Option<StackedEnd> {
         let s = self.stacked.as_mut()?;
         if landed && s.outcomes.is_none() {
             s.ahead_landed = true;
             return None;
         }
+        let &(t, attempt) = s.tasks.first()?;
+        let step = self.steps[t as usize];
         let s = self.take_stacked()?;
-        if landed {
-            return s.outcomes;
+        if !landed {
+            self.requeue(&s.tasks);
+            if s.outcomes.is_none() {
+                self.voided.push((t, attempt, step));
+            }
         }
-        self.requeue(&s.tasks);
-        None
+        s.outcomes.map(|outcomes| StackedEnd {
+            outcomes,
+            void: !landed,
+        })
+    }
+
+    /// Whether an outcome (of the integration whose first task is `t`, at `step`) is that of
+    /// a stacked integration made void before it came; it is not awaited any more.
+    pub(crate) fn was_voided(&mut self, t: u32, attempt: Attempt, step: u32) -> bool {
+        let before = self.voided.len();
+        self.voided.retain(|&v| v != (t, attempt, step));
+        self.voided.len() < before
     }
 
     /// A stacked integration came to nothing that tells (it failed as a whole): its tasks go
@@ -589,7 +616,6 @@ impl Workspaces {
     pub(crate) fn in_flight(&self) -> &[(u32, Attempt)] {
         &self.in_flight
     }
-
 
     /// A batch's integration verify failed with more than one task merged (`failed`, in merge
     /// order): they go back as two halves, integrated next, the first half first; no

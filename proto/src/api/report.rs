@@ -122,6 +122,9 @@ pub enum HistoryChange {
         tasks: Vec<TaskIndex>,
         verified: bool,
         bisected: bool,
+        /// A stacked integration's, on top of one that did not land (nothing integrated).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        voided: bool,
     },
     /// A speculative attempt's end (docs/design.md, "Integration queue: speculation"): it
     /// started on `on`'s work before they were integrated; `kept` once they integrated as

@@ -121,7 +121,7 @@ pub async fn integrate_batch(
             outcome: outcome.clone(),
         });
         // A stacked integration integrated nothing: every task is integrated later.
-        if !req.stacked() && !(bisected && matches!(outcome, Integration::VerifyFailed { .. })) {
+        if !(req.stacked() || bisected && matches!(outcome, Integration::VerifyFailed { .. })) {
             tidy.push((item, outcome));
         }
     }
@@ -754,6 +754,77 @@ mod tests {
         assert_eq!(
             g(&fx.repo, &["rev-list", "--parents", "-n", "1", ma]),
             format!("{ma} {before} {}", a.head)
+        );
+    }
+
+    /// Proves a stacked integration merges the task ahead, then its own, and runs the verify
+    /// at the result (where both files are) without moving the branch or tidying anything;
+    /// and that its task's later integration, once the one ahead landed, does not run the
+    /// verify again when the merge comes to the tree verified (here a verify that would fail),
+    /// while one given another tree runs it.
+    #[tokio::test]
+    async fn a_stacked_integration_verifies_on_top_and_its_landing_skips_the_verify() {
+        let fx = Fx::new();
+        let (ws_z, z) = fx
+            .attempt(0, "z", 1, |wt| write(&wt.join("z.txt"), "z\n"))
+            .await;
+        let (ws_a, a) = fx
+            .attempt(1, "a", 1, |wt| write(&wt.join("a.txt"), "a\n"))
+            .await;
+        let (ws_b, b) = fx
+            .attempt(2, "b", 1, |wt| write(&wt.join("b.txt"), "b\n"))
+            .await;
+        assert!(matches!(
+            fx.integrate(&fx.request(&ws_z, &z, 0, "z")).await,
+            Integration::Merged { .. }
+        ));
+        let before = fx.tip();
+        let ahead = fx.request(&ws_a, &a, 1, "a");
+        let mut stacked = fx.request(&ws_b, &b, 2, "b");
+        stacked.verify = sh("test -f a.txt && test -f b.txt");
+        stacked.onto.push(ordo_proto::BatchItem {
+            task: ahead.task.clone(),
+            index: ahead.index,
+            attempt: ahead.attempt,
+            task_branch: ahead.task_branch.clone(),
+            head: ahead.head.clone(),
+            worktree: ahead.worktree.clone(),
+            last: false,
+            title: None,
+        });
+        let local = crate::workspace::Local::with_root(fx.root.clone());
+        let opts = ExecOptions::default();
+        let (out, tidy) = integrate_batch(&stacked, &local, &opts).await;
+        tidy.run(&local).await;
+        let Integration::Verified { tree } = out[0].outcome.clone() else {
+            panic!("{out:?}");
+        };
+        assert_eq!(fx.tip(), before, "a stacked integration moves nothing");
+        assert!(fx.branch_exists(&ws_b.task_branch), "kept to land");
+        assert!(fx.branch_exists(&ws_a.task_branch));
+
+        assert!(matches!(
+            fx.integrate(&ahead).await,
+            Integration::Merged { .. }
+        ));
+        let mut landing = fx.request(&ws_b, &b, 2, "b");
+        landing.verify = sh("false");
+        landing.verified = Some("4b825dc642cb6eb9a060e54bf8d69288fbee4904".into());
+        assert!(
+            matches!(
+                fx.integrate(&landing).await,
+                Integration::VerifyFailed { .. }
+            ),
+            "another tree is verified"
+        );
+        landing.verified = Some(tree.clone());
+        let Integration::Merged { commit, .. } = fx.integrate(&landing).await else {
+            panic!("the tree verified lands unverified");
+        };
+        assert_eq!(fx.tip(), commit);
+        assert_eq!(
+            g(&fx.repo, &["rev-parse", &format!("{commit}^{{tree}}")]),
+            tree
         );
     }
 

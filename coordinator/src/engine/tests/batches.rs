@@ -44,7 +44,9 @@ impl Harness {
     fn integrated_at(&mut self, k: usize, outcome: impl Fn(&str) -> Integration) -> Vec<Action> {
         let i = self.integrations.remove(k);
         let outcome = |t: &str| match outcome(t) {
-            Integration::Merged { .. } if i.stacked() => Integration::Verified { tree: TREE.into() },
+            Integration::Merged { .. } if i.stacked() => {
+                Integration::Verified { tree: TREE.into() }
+            }
             o => o,
         };
         let batch = i
@@ -72,13 +74,33 @@ impl Harness {
     }
 }
 
+/// The integrations `actions` recorded (tasks, bisected), void ones aside.
 fn batches(actions: &[Action]) -> Vec<(usize, bool)> {
     actions
         .iter()
         .filter_map(|a| match a {
             Action::Record(Change::Batch {
-                tasks, bisected, ..
+                tasks,
+                bisected,
+                voided: false,
+                ..
             }) => Some((tasks.len(), *bisected)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The void stacked integrations `actions` recorded (tasks, whether their verify ran).
+fn voided(actions: &[Action]) -> Vec<(usize, bool)> {
+    actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Record(Change::Batch {
+                tasks,
+                verified,
+                voided: true,
+                ..
+            }) => Some((tasks.len(), *verified)),
             _ => None,
         })
         .collect()
@@ -295,7 +317,10 @@ fn the_second_half_is_verified_on_top_of_the_first_while_it_runs() {
     assert_eq!(h.integrations.len(), 2, "both halves at once");
     let (first, second) = (&h.integrations[0], &h.integrations[1]);
     assert_eq!((names(first), onto(first)), (vec!["a", "b"], vec![]));
-    assert_eq!((names(second), onto(second)), (vec!["c", "d"], vec!["a", "b"]));
+    assert_eq!(
+        (names(second), onto(second)),
+        (vec!["c", "d"], vec!["a", "b"])
+    );
     assert!(second.verified.is_none());
     let stacked_step = second.step;
 
@@ -303,9 +328,10 @@ fn the_second_half_is_verified_on_top_of_the_first_while_it_runs() {
     let early = h.integrated_at(1, |t| merged(&[&format!("{t}.txt")]));
     assert!(batches(&early).is_empty(), "{early:?}");
     assert!(
-        !early
-            .iter()
-            .any(|a| matches!(a, Action::Record(Change::Integrated { .. }) | Action::Integrate(_))),
+        !early.iter().any(|a| matches!(
+            a,
+            Action::Record(Change::Integrated { .. }) | Action::Integrate(_)
+        )),
         "{early:?}"
     );
     assert!(matches!(h.state(3), TaskState::Integrating { .. }));
@@ -318,9 +344,16 @@ fn the_second_half_is_verified_on_top_of_the_first_while_it_runs() {
     let landing = &h.integrations[0];
     assert_eq!((names(landing), onto(landing)), (vec!["c", "d"], vec![]));
     assert_eq!(landing.verified.as_deref(), Some(TREE));
-    assert_ne!(landing.step, stacked_step, "another message than the stacked one's");
+    assert_ne!(
+        landing.step, stacked_step,
+        "another message than the stacked one's"
+    );
     let done = h.integrated_each(|t| merged(&[&format!("{t}.txt")]));
-    assert_eq!(batches(&done), [(2, false)], "the stacked verify, counted once");
+    assert_eq!(
+        batches(&done),
+        [(2, false)],
+        "the stacked verify, counted once"
+    );
     assert!(h.succeeded(3) && h.succeeded(4));
     assert_eq!(h.job_state, Some(JobState::Succeeded));
 }
@@ -344,12 +377,17 @@ fn a_half_stacked_on_a_failing_half_is_integrated_anew() {
     // The first half fails (a is the culprit): it is split, and cd waits behind its halves.
     let done = h.integrated_each(|_| verify_failed());
     assert_eq!(batches(&done), [(2, true)]);
-    assert_eq!(h.integrations.len(), 2, "one stacked integration out at a time");
+    assert_eq!(
+        h.integrations.len(),
+        2,
+        "one stacked integration out at a time"
+    );
     assert_eq!(names(&h.integrations[1]), ["a"]);
-    // cd's stacked outcome comes late: void, it changes nothing; b is stacked on a now.
+    // cd's stacked outcome comes late: void, it changes nothing but is counted; b is stacked
+    // on a now.
     assert_eq!(names(&h.integrations[0]), ["c", "d"]);
     let late = h.integrated_each(fails);
-    assert!(batches(&late).is_empty(), "{late:?}");
+    assert_eq!((batches(&late), voided(&late)), (vec![], vec![(2, true)]));
     assert!(matches!(h.state(3), TaskState::Integrating { .. }));
     let b = &h.integrations[1];
     assert_eq!((names(b), onto(b)), (vec!["b"], vec!["a"]));
@@ -358,11 +396,18 @@ fn a_half_stacked_on_a_failing_half_is_integrated_anew() {
     // stacked on top of it.
     h.integrated_each(fails);
     assert_eq!(h.running(), ["a"]);
-    assert_eq!(names(&h.integrations[0]), ["b"], "the void stacked b, still out");
+    assert_eq!(
+        names(&h.integrations[0]),
+        ["b"],
+        "the void stacked b, still out"
+    );
     let b = &h.integrations[1];
-    assert_eq!((names(b), onto(b), b.verified.clone()), (vec!["b"], vec![], None));
+    assert_eq!(
+        (names(b), onto(b), b.verified.clone()),
+        (vec!["b"], vec![], None)
+    );
     let void = h.integrated_each(fails);
-    assert!(batches(&void).is_empty(), "{void:?}");
+    assert_eq!((batches(&void), voided(&void)), (vec![], vec![(1, true)]));
     let cd = &h.integrations[1];
     assert_eq!((names(cd), onto(cd)), (vec!["c", "d"], vec!["b"]));
     h.integrated_each(fails);
@@ -374,4 +419,3 @@ fn a_half_stacked_on_a_failing_half_is_integrated_anew() {
         assert!(h.succeeded(t), "task {t}: {:?}", h.state(t));
     }
 }
-
