@@ -523,6 +523,7 @@ impl Store {
                     saved.results.clear();
                     saved.ignored.clear();
                     saved.integrations.clear();
+                    saved.bisected.clear();
                 }
                 // Races lost (conflicts) do not count against the limit.
                 Change::Integrated { index, outcome, .. }
@@ -531,6 +532,16 @@ impl Store {
                 {
                     *saved.integrations.entry(index.0).or_default() += 1;
                 }
+                Change::Batch {
+                    tasks,
+                    bisected: true,
+                    ..
+                } => saved.bisected.extend(
+                    tasks
+                        .iter()
+                        .map(|t| t.0)
+                        .filter(|t| integrating.contains_key(t)),
+                ),
                 Change::Attempt(r)
                     if (has_agents && r.ran_agents())
                         || integrating.get(&r.index.0) == Some(&r.attempt) =>

@@ -397,6 +397,98 @@ fi
     );
 }
 
+/// The failed batch on a cluster with the coordinator killed (SIGKILL) while the first split's
+/// two halves are verified at once, and started again: the restarted coordinator knows the
+/// tasks are integrating but not where the bisection was; it integrates them anew (requests
+/// of their own, not taken for the ones made before), the requests made before end and
+/// count or are dropped, and every change is on the branch exactly once, the culprit's after
+/// its rerun.
+#[test]
+fn the_coordinator_killed_mid_bisection_leaves_every_change_integrated_once() {
+    // The two halves' verifies (the third and fourth) hold while `$MARKS/hold` is there.
+    let check = format!(
+        r#"n=$(wc -l < "$MARKS/verifies")
+if [ $n -ge 3 ] && [ $n -le 4 ]; then
+  echo "$ORDO_WORKER" >> "$MARKS/holding"
+  while [ -e "$MARKS/hold" ]; do sleep 0.05; done
+fi
+{NOT_BROKEN}"#
+    );
+    let (sh, marks, mut c, spec) = cluster_with_job(CULPRIT, &check);
+    std::fs::write(marks.join("hold"), "").unwrap();
+    let job = submit(&c, &spec);
+    assert!(
+        wait_until(Duration::from_secs(30), || lines(&marks.join("holding"))
+            .len()
+            == 2),
+        "the halves are not verified at once: {:?}\n{}",
+        lines(&marks.join("verifies")),
+        logs(&c)
+    );
+    c.coordinator.stop(libc::SIGKILL);
+    let killed = Instant::now();
+    c.coordinator.start();
+    std::fs::remove_file(marks.join("hold")).unwrap();
+    let verifies_at_kill = 4;
+    let recovery = wait_until(Duration::from_secs(30), || {
+        lines(&marks.join("verifies")).len() > verifies_at_kill
+    })
+    .then(|| killed.elapsed());
+    assert!(
+        recovery.is_some(),
+        "nothing verified after the restart\n{}",
+        logs(&c)
+    );
+
+    let st = until_ended(&c, &job);
+    assert_eq!(st["state"], "succeeded", "{st:#}\n{}", logs(&c));
+    let report = c.ordo(&["report", &job, "--format", "json"]).json();
+    let repo = sh.repo();
+    for (t, text) in [
+        ("t1", "one"),
+        ("t2", "two"),
+        ("t3", "three"),
+        ("t4", "four"),
+    ] {
+        let file = format!("{t}.txt");
+        assert_eq!(sh.show("it", &file), text);
+        assert_eq!(
+            commits_touching(&repo, "it", &file),
+            1,
+            "{t}'s change once: {}",
+            git(&repo, &["log", "--first-parent", "--oneline", "it"])
+        );
+    }
+    assert_eq!(git_run(&repo, &["grep", "-q", "BROKEN", "it"]).code(), 1);
+    let mut ran = lines(&marks.join("ran"));
+    ran.sort();
+    assert_eq!(
+        ran,
+        ["t1", "t2", "t3", "t4", "t4"],
+        "only the culprit ran again"
+    );
+
+    let (stale, duplicates) = ignored(&report);
+    ledger::record(
+        "9zzdb",
+        Row {
+            fault: "13. integration batches: the coordinator `kill -9`ed while a failed batch's \
+                    halves are verified at once (integrated anew after the restart; the culprit \
+                    reruns; each change on the branch once; executions: integration verifies)"
+                .into(),
+            seeds: 1,
+            tally: Tally {
+                tasks: 5,
+                executions: lines(&marks.join("verifies")).len(),
+                stale,
+                duplicates,
+                unknown: 0,
+            },
+            recovery,
+        },
+    );
+}
+
 /// Runs the job (`t4`, `check`) on a cluster of two workers integrating into a shared
 /// repository (branch `it`, its reflog kept); the job's marks and report.
 fn on_a_cluster(t4: &str, check: &str) -> (Shared, std::path::PathBuf, serde_json::Value) {

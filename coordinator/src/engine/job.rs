@@ -278,7 +278,14 @@ impl Job {
         if let Some(ws) = &mut self.ws {
             for (_, t, attempt, w) in integrating {
                 let tried = saved.integrations.get(&t).copied().unwrap_or(0);
-                ws.resume(t, attempt, tried, w);
+                // A bisected task's requests were carried out while it stayed integrating:
+                // the ones made now take a step of this start's own (its second), so none is
+                // taken for one of those by JetStream's de-duplication (it would never run).
+                let step = match saved.bisected.contains(&t) {
+                    true => u32::try_from(now / 1000).unwrap_or(u32::MAX).max(1),
+                    false => 0,
+                };
+                ws.resume(t, attempt, tried, w, step);
             }
         }
         if self.terminal > 0 {

@@ -209,6 +209,11 @@ pub struct Saved {
     /// Per integrating task, the integrations it has tried (its `Change::Integrated`
     /// records), so a restart grants no more than `max_integration_attempts`.
     pub integrations: HashMap<u32, u32>,
+    /// The integrating tasks that were in a batch whose verify failed (`Change::Batch`
+    /// bisected): requests of theirs were carried out while they stayed integrating, so a
+    /// request made again must not share a message id with one of those
+    /// (`Workspaces::resume`).
+    pub bisected: HashSet<u32>,
 }
 
 impl From<Vec<SavedTask>> for Saved {

@@ -2120,9 +2120,11 @@ fn an_integrating_task_resumes_its_integration_not_its_run() {
         results,
         ignored: Vec::new(),
         integrations: Default::default(),
+        bisected: Default::default(),
     };
 
     let stored_again = stored.clone();
+    let stored_bisected = stored.clone();
     let mut again = Harness::resumed(worktree_spec(tasks()), 2, saved(stored));
     assert!(again.dispatched.is_empty(), "{:?}", again.dispatched);
     assert_eq!(again.integrations.len(), 1);
@@ -2164,6 +2166,18 @@ fn an_integrating_task_resumes_its_integration_not_its_run() {
         matches!(last.state(0), TaskState::Failed { .. }),
         "{:?}",
         last.state(0)
+    );
+
+    // In a bisected batch before the restart: requests of its attempt were carried out while
+    // it stayed integrating, so the one made now has a step (a message id) of its own.
+    let mut bisected = saved(stored_bisected);
+    bisected.bisected.insert(0);
+    let resumed = Harness::resumed(worktree_spec(tasks()), 2, bisected);
+    assert_eq!(resumed.integrations[0].attempt, Attempt(1));
+    assert_ne!(
+        resumed.integrations[0].step, 0,
+        "{:?}",
+        resumed.integrations[0]
     );
 }
 

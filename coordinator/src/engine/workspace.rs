@@ -282,18 +282,22 @@ impl Workspaces {
         })
     }
 
-    /// A resumed job's integrating task, queued again (in the order they finished), and the
-    /// integrations it had tried.
+    /// A resumed job's integrating task, queued again (in the order they finished), the
+    /// integrations it had tried, and the step its integrations start from (`Integrate::step`;
+    /// above 0 for a task integrated before in a bisected batch, whose request ids of before
+    /// are used up).
     pub(crate) fn resume(
         &mut self,
         t: u32,
         attempt: Attempt,
         tried: u32,
         result: Box<WorkspaceResult>,
+        step: u32,
     ) {
         self.finished(t, result);
         self.restored.insert(t, attempt);
         self.tries[t as usize] = tried;
+        self.steps[t as usize] = step;
     }
 
     /// The next integration to start, if none is in flight: a group of a bisected batch first,
