@@ -262,6 +262,109 @@ fn a_batch_on_a_cluster_is_verified_once_and_moves_the_branch_once() {
     assert!(files(&updates[1]).lines().any(|f| f == "gate.txt"));
 }
 
+/// The batch of four on a cluster with the worker that integrates it killed (SIGKILL) the
+/// moment the shared branch takes the batch, before it reports: the request goes to the other
+/// worker, which finds the four merges on the branch and reports them; no verify runs again,
+/// the branch moves once for the four, each change on it once.
+#[test]
+fn a_worker_killed_after_moving_the_branch_for_a_batch_leaves_it_integrated_once() {
+    let (sh, marks, mut c, spec) = cluster_with_job("echo four > t4.txt", "true");
+    let repo = sh.repo();
+    // The shared repository kills the worker pushing the batch (the first update bringing
+    // t1.txt) once the update is committed: the process whose name is ordo-worker up the
+    // chain from `git push`.
+    let hooks = repo.join("hooks");
+    std::fs::create_dir_all(&hooks).unwrap();
+    let hook = hooks.join("reference-transaction");
+    std::fs::write(
+        &hook,
+        format!(
+            r#"#!/bin/sh
+[ "$1" = committed ] || exit 0
+while read -r old new ref; do
+  [ "$ref" = refs/heads/it ] || continue
+  git cat-file -e "$new:t1.txt" 2>/dev/null || continue
+  mkdir "{marks}/killed" 2>/dev/null || continue
+  p=$$
+  while [ "$p" -gt 1 ]; do
+    if [ "$(cat /proc/$p/comm)" = ordo-worker ]; then echo $p > "{marks}/killed/pid"; kill -9 $p; break; fi
+    p=$(awk '{{print $4}}' /proc/$p/stat)
+  done
+done
+"#,
+            marks = marks.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+    let job = submit(&c, &spec);
+    let killed = || std::fs::read_to_string(marks.join("killed/pid")).ok();
+    assert!(
+        wait_until(Duration::from_secs(30), || killed().is_some()),
+        "the batch was not pushed\n{}",
+        logs(&c)
+    );
+    let at = Instant::now();
+    let pid: u32 = killed().unwrap().trim().parse().unwrap();
+    let i = c
+        .workers
+        .iter()
+        .position(|w| w.pid() == pid)
+        .expect("a worker was killed");
+    let victim = ["w1", "w2"][i];
+    c.workers[i].stop(libc::SIGKILL);
+    assert_worker_tasks_gone(victim);
+    let st = until_ended(&c, &job);
+    let recovery = Some(at.elapsed());
+    assert_eq!(st["state"], "succeeded", "{st:#}\n{}", logs(&c));
+    let report = c.ordo(&["report", &job, "--format", "json"]).json();
+    for (t, text) in [
+        ("t1", "one"),
+        ("t2", "two"),
+        ("t3", "three"),
+        ("t4", "four"),
+    ] {
+        let file = format!("{t}.txt");
+        assert_eq!(sh.show("it", &file), text);
+        assert_eq!(commits_touching(&repo, "it", &file), 1, "{t}'s change once");
+        assert_eq!(task(&report, t)["integration"]["outcome"], "merged");
+    }
+    let updates = ref_updates(&repo, "it");
+    let files = |commit: &str| git(&repo, &["ls-tree", "--name-only", commit]);
+    assert!(
+        files(&updates[1])
+            .lines()
+            .all(|f| f != "t1.txt" && f != "t4.txt"),
+        "the four came with one update: {updates:?}"
+    );
+    assert_eq!(
+        lines(&marks.join("verifies")).len(),
+        2,
+        "the redone integration found the batch on the branch and verified nothing again"
+    );
+    let (stale, duplicates) = ignored(&report);
+    ledger::record(
+        "9zzdc",
+        Row {
+            fault: "13. integration batches: a worker `kill -9`ed right after the shared branch \
+                    took its batch of four, before reporting (the other worker finds the four \
+                    merges; each change on the branch once; executions: integration verifies)"
+                .into(),
+            seeds: 1,
+            tally: Tally {
+                tasks: 5,
+                executions: lines(&marks.join("verifies")).len(),
+                stale,
+                duplicates,
+                unknown: 0,
+            },
+            recovery,
+        },
+    );
+}
+
 /// The failed batch on a cluster: bisected across the workers (each step an integration
 /// message), the culprit found and run again, every change on the branch once.
 #[test]
