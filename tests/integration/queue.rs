@@ -320,15 +320,8 @@ done
     let recovery = Some(at.elapsed());
     assert_eq!(st["state"], "succeeded", "{st:#}\n{}", logs(&c));
     let report = c.ordo(&["report", &job, "--format", "json"]).json();
-    for (t, text) in [
-        ("t1", "one"),
-        ("t2", "two"),
-        ("t3", "three"),
-        ("t4", "four"),
-    ] {
-        let file = format!("{t}.txt");
-        assert_eq!(sh.show("it", &file), text);
-        assert_eq!(commits_touching(&repo, "it", &file), 1, "{t}'s change once");
+    assert_integrated_once(&sh, &marks, false);
+    for t in ["t1", "t2", "t3", "t4"] {
         assert_eq!(task(&report, t)["integration"]["outcome"], "merged");
     }
     let updates = ref_updates(&repo, "it");
@@ -371,27 +364,8 @@ done
 fn a_failed_batch_is_bisected_on_a_cluster() {
     let (sh, marks, report) = on_a_cluster(CULPRIT, NOT_BROKEN);
     assert_eq!(report["summary"]["outcome"], "succeeded", "{report:#}");
-    let mut ran = lines(&marks.join("ran"));
-    ran.sort();
-    assert_eq!(
-        ran,
-        ["t1", "t2", "t3", "t4", "t4"],
-        "only the culprit ran again"
-    );
     assert_bisected(&marks, &report);
-    for (t, text) in [
-        ("t1", "one"),
-        ("t2", "two"),
-        ("t3", "three"),
-        ("t4", "four"),
-    ] {
-        assert_eq!(sh.show("it", &format!("{t}.txt")), text);
-        let touching = git(
-            &sh.repo(),
-            &["log", "--format=%H", "main..it", "--", &format!("{t}.txt")],
-        );
-        assert_eq!(touching.lines().count(), 1, "{t}'s change once: {touching}");
-    }
+    assert_integrated_once(&sh, &marks, true);
 }
 
 /// The failed batch on a cluster with the worker carrying out a step of its first split (one
@@ -414,8 +388,11 @@ fi
     let (sh, marks, mut c, spec) = cluster_with_job(CULPRIT, &check);
     let job = submit(&c, &spec);
     let held_by = || lines(&marks.join("held/by"));
+    // Both halves' steps logged (one holds): a step logged after the kill is a rerun.
     assert!(
-        wait_until(Duration::from_secs(30), || held_by().len() == 1),
+        wait_until(Duration::from_secs(30), || {
+            held_by().len() == 1 && lines(&marks.join("steps")).len() == 2
+        }),
         "no bisection step started: {:?}\n{}",
         lines(&marks.join("verifies")),
         logs(&c)
@@ -440,30 +417,8 @@ fi
     let st = until_ended(&c, &job);
     assert_eq!(st["state"], "succeeded", "{st:#}\n{}", logs(&c));
     let report = c.ordo(&["report", &job, "--format", "json"]).json();
-    let mut ran = lines(&marks.join("ran"));
-    ran.sort();
-    assert_eq!(
-        ran,
-        ["t1", "t2", "t3", "t4", "t4"],
-        "only the culprit ran again"
-    );
+    assert_integrated_once(&sh, &marks, true);
     let repo = sh.repo();
-    for (t, text) in [
-        ("t1", "one"),
-        ("t2", "two"),
-        ("t3", "three"),
-        ("t4", "four"),
-    ] {
-        let file = format!("{t}.txt");
-        assert_eq!(sh.show("it", &file), text);
-        assert_eq!(
-            commits_touching(&repo, "it", &file),
-            1,
-            "{t}'s change once: {}",
-            git(&repo, &["log", "--first-parent", "--oneline", "it"])
-        );
-    }
-    assert_eq!(git_run(&repo, &["grep", "-q", "BROKEN", "it"]).code(), 1);
     assert_eq!(git(&repo, &["for-each-ref", "refs/heads/ordo/"]), "");
     let t4 = task(&report, "t4");
     assert_eq!(t4["integration"]["outcome"], "merged", "{t4:#}");
@@ -546,30 +501,7 @@ fi
     let st = until_ended(&c, &job);
     assert_eq!(st["state"], "succeeded", "{st:#}\n{}", logs(&c));
     let report = c.ordo(&["report", &job, "--format", "json"]).json();
-    let repo = sh.repo();
-    for (t, text) in [
-        ("t1", "one"),
-        ("t2", "two"),
-        ("t3", "three"),
-        ("t4", "four"),
-    ] {
-        let file = format!("{t}.txt");
-        assert_eq!(sh.show("it", &file), text);
-        assert_eq!(
-            commits_touching(&repo, "it", &file),
-            1,
-            "{t}'s change once: {}",
-            git(&repo, &["log", "--first-parent", "--oneline", "it"])
-        );
-    }
-    assert_eq!(git_run(&repo, &["grep", "-q", "BROKEN", "it"]).code(), 1);
-    let mut ran = lines(&marks.join("ran"));
-    ran.sort();
-    assert_eq!(
-        ran,
-        ["t1", "t2", "t3", "t4", "t4"],
-        "only the culprit ran again"
-    );
+    assert_integrated_once(&sh, &marks, true);
 
     let (stale, duplicates) = ignored(&report);
     ledger::record(
@@ -590,6 +522,40 @@ fi
             recovery,
         },
     );
+}
+
+/// Every task's change on the shared repository's branch `it` exactly once (one first-parent
+/// commit touching its file), as its last run wrote it, nothing broken there, and the tasks'
+/// runs: each once, and the culprit's twice (`rerun`).
+fn assert_integrated_once(sh: &Shared, marks: &Path, rerun: bool) {
+    let repo = sh.repo();
+    for (t, text) in [
+        ("t1", "one"),
+        ("t2", "two"),
+        ("t3", "three"),
+        ("t4", "four"),
+    ] {
+        let file = format!("{t}.txt");
+        assert_eq!(sh.show("it", &file), text);
+        assert_eq!(
+            commits_touching(&repo, "it", &file),
+            1,
+            "{t}'s change once: {}",
+            git(&repo, &["log", "--first-parent", "--oneline", "it"])
+        );
+    }
+    assert_eq!(git_run(&repo, &["grep", "-q", "BROKEN", "it"]).code(), 1);
+    let mut ran = lines(&marks.join("ran"));
+    ran.sort();
+    let once = ["t1", "t2", "t3", "t4"];
+    match rerun {
+        true => assert_eq!(
+            ran,
+            [&once[..], &["t4"]].concat(),
+            "only the culprit ran again"
+        ),
+        false => assert_eq!(ran, once, "each task ran once"),
+    }
 }
 
 /// Runs the job (`t4`, `check`) on a cluster of two workers integrating into a shared
