@@ -225,9 +225,9 @@ pub struct Integrate {
     /// ids, so a bisection step is not taken for a replay. 0 otherwise.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub step: u32,
-    /// A stacked integration (docs/design.md, "Integration queue: bisection"): the tasks of
-    /// the integration in flight ahead of this one, merged first in their order, so that this
-    /// one's verify runs on top of them while theirs runs. Nothing is integrated: the branch
+    /// A stacked integration (docs/design.md, "Integration queue: batches", halves verified
+    /// at once): the tasks of the integration in flight ahead of this one, merged first in
+    /// their order, so that this one's verify runs on top of them while theirs runs. Nothing is integrated: the branch
     /// does not move, and a task whose merge verified is `Integration::Verified` (it lands
     /// later, once those ahead did). Empty: an ordinary integration.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

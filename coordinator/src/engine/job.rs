@@ -279,8 +279,9 @@ impl Job {
             for (_, t, attempt, w) in integrating {
                 let tried = saved.integrations.get(&t).copied().unwrap_or(0);
                 // A bisected task's requests were carried out while it stayed integrating:
-                // the ones made now take a step of this start's own (its second), so none is
-                // taken for one of those by JetStream's de-duplication (it would never run).
+                // the ones made now take a step of this start's own (the second it resumed
+                // at), so JetStream's de-duplication takes none of them for one of those (it
+                // would never run).
                 let step = match saved.bisected.contains(&t) {
                     true => u32::try_from(now / 1000).unwrap_or(u32::MAX).max(1),
                     false => 0,

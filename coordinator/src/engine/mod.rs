@@ -397,7 +397,8 @@ pub struct Engine {
     /// Repositories with an integration in flight, and whose.
     integrating: HashMap<String, (JobId, TaskIndex, Attempt, u32)>,
     /// Repositories with a stacked integration in flight (verified on top of the one in
-    /// `integrating`, docs/design.md "Integration queue: bisection"), and whose.
+    /// `integrating`; docs/design.md, "Integration queue: batches", halves verified at once),
+    /// and whose.
     stacking: HashMap<String, (JobId, TaskIndex, Attempt, u32)>,
 }
 

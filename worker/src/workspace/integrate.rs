@@ -84,9 +84,9 @@ impl Tidy {
 /// each task's as for one (`Source::tidy`), except that tasks whose verify failed together
 /// keep everything: they are integrated again, in halves.
 ///
-/// A stacked integration (`Integrate::onto`, docs/design.md, "Integration queue: bisection")
-/// merges the tasks ahead first, then its own, and runs the verify at the result without
-/// moving the branch: each of its merged tasks is `Verified` with the tree (or `VerifyFailed`),
+/// A stacked integration (`Integrate::onto`; docs/design.md, "Integration queue: batches",
+/// halves verified at once) merges the tasks ahead first, then its own, and runs the verify at
+/// the result without moving the branch: each of its merged tasks is `Verified` with the tree (or `VerifyFailed`),
 /// and nothing is tidied (every task is integrated later). An integration given the tree a
 /// stacked one verified (`Integrate::verified`) does not run the verify when its merge comes
 /// to that tree.
