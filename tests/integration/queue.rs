@@ -337,24 +337,14 @@ done
         2,
         "the redone integration found the batch on the branch and verified nothing again"
     );
-    let (stale, duplicates) = ignored(&report);
-    ledger::record(
+    record(
         "9zzdc",
-        Row {
-            fault: "13. integration batches: a worker `kill -9`ed right after the shared branch \
-                    took its batch of four, before reporting (the other worker finds the four \
-                    merges; each change on the branch once; executions: integration verifies)"
-                .into(),
-            seeds: 1,
-            tally: Tally {
-                tasks: 5,
-                executions: lines(&marks.join("verifies")).len(),
-                stale,
-                duplicates,
-                unknown: 0,
-            },
-            recovery,
-        },
+        "13. integration batches: a worker `kill -9`ed right after the shared branch \
+         took its batch of four, before reporting (the other worker finds the four \
+         merges; each change on the branch once; executions: integration verifies)",
+        &report,
+        lines(&marks.join("verifies")).len(),
+        recovery,
     );
 }
 
@@ -434,24 +424,14 @@ fi
         "{verifies} verifies: {batches}"
     );
 
-    let (stale, duplicates) = ignored(&report);
-    ledger::record(
+    record(
         "9zzd",
-        Row {
-            fault: "13. integration batches: a worker `kill -9`ed mid-bisection, while its step's \
-                    integration verify runs (the step runs again on the other worker; the culprit \
-                    reruns; each change on the branch once; executions: integration verifies)"
-                .into(),
-            seeds: 1,
-            tally: Tally {
-                tasks: 5,
-                executions: verifies,
-                stale,
-                duplicates,
-                unknown: 0,
-            },
-            recovery,
-        },
+        "13. integration batches: a worker `kill -9`ed mid-bisection, while its step's \
+         integration verify runs (the step runs again on the other worker; the culprit \
+         reruns; each change on the branch once; executions: integration verifies)",
+        &report,
+        verifies,
+        recovery,
     );
 }
 
@@ -503,18 +483,35 @@ fi
     let report = c.ordo(&["report", &job, "--format", "json"]).json();
     assert_integrated_once(&sh, &marks, true);
 
-    let (stale, duplicates) = ignored(&report);
-    ledger::record(
+    record(
         "9zzdb",
+        "13. integration batches: the coordinator `kill -9`ed while a failed batch's \
+         halves are verified at once (integrated anew after the restart; the culprit \
+         reruns; each change on the branch once; executions: integration verifies)",
+        &report,
+        lines(&marks.join("verifies")).len(),
+        recovery,
+    );
+}
+
+/// Records a row of docs/reliability.md for this file's job (five tasks; the executions
+/// counted are integration verifies).
+fn record(
+    key: &str,
+    fault: &str,
+    report: &serde_json::Value,
+    verifies: usize,
+    recovery: Option<Duration>,
+) {
+    let (stale, duplicates) = ignored(report);
+    ledger::record(
+        key,
         Row {
-            fault: "13. integration batches: the coordinator `kill -9`ed while a failed batch's \
-                    halves are verified at once (integrated anew after the restart; the culprit \
-                    reruns; each change on the branch once; executions: integration verifies)"
-                .into(),
+            fault: fault.into(),
             seeds: 1,
             tally: Tally {
                 tasks: 5,
-                executions: lines(&marks.join("verifies")).len(),
+                executions: verifies,
                 stale,
                 duplicates,
                 unknown: 0,
