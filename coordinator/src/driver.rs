@@ -239,17 +239,14 @@ impl Driver {
         let left = |since: Option<Instant>, delay: Duration| {
             since.map(|t| now + delay.saturating_sub(t.elapsed()).as_millis() as Millis)
         };
-        let commit = match (
+        [
+            self.engine.next_wakeup(),
             left(self.oldest, self.policy.max_delay),
             left(self.grouped, self.policy.group_delay),
-        ) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        match (self.engine.next_wakeup(), commit) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// One turn: commits if due (outbox entries `sent` since the last commit are marked in
