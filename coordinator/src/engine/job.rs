@@ -1140,7 +1140,10 @@ impl Job {
         let passed = tree.is_some();
         ws.settle_stacked(&tasks, &landing, tree);
         if !passed {
-            let verified = outcomes.first().is_some_and(|&(x, _, _)| self.verified(x));
+            // A verify ran unless every task was left out (conflicts) or there already.
+            let verified = outcomes
+                .iter()
+                .any(|(_, _, o)| matches!(o, Integration::VerifyFailed { .. }));
             self.run_ended(&tasks, outcomes, verified, now, out);
             return;
         }
