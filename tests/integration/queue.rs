@@ -121,7 +121,7 @@ fn a_batch_of_four_clean_tasks_is_verified_once_and_moves_the_branch_once() {
         "batches.toml",
         &job(&env(&marks), "echo four > t4.txt", "true"),
     );
-    let r = sb.run(&spec, &["--workers", "5"]);
+    let r = sb.run(&spec, &[]);
     assert_ok(&r, "ordo run");
     let report = sb.report_json();
     assert_eq!(report["summary"]["outcome"], "succeeded", "{report:#}");
@@ -174,7 +174,7 @@ fn a_failed_batch_is_bisected_and_its_culprit_reruns() {
     let sb = Sandbox::new();
     let marks = sb.dir("marks");
     let spec = sb.job("batches.toml", &job(&env(&marks), CULPRIT, NOT_BROKEN));
-    let r = sb.run(&spec, &["--workers", "5"]);
+    let r = sb.run(&spec, &[]);
     assert_ok(&r, "ordo run");
     let report = sb.report_json();
     assert_eq!(report["summary"]["outcome"], "succeeded", "{report:#}");
