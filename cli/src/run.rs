@@ -56,6 +56,8 @@ pub trait Progress {
 
 /// How long `ordo run` waits for its notifications before it exits.
 const NOTIFY_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long requests being answered on the socket may take once the job ended (`Served::close`).
+const ANSWER_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// What `ordo run` says of the notifications it could not deliver before exiting.
 fn unsent_note(unsent: &[(String, Option<String>)], durable: bool) -> String {
@@ -97,7 +99,7 @@ pub async fn run(
     let node = Node::start(store.clone(), opts.state_dir.is_some(), node_opts)
         .await
         .map_err(anyhow::Error::msg)?;
-    let _served = match &opts.state_dir {
+    let served = match &opts.state_dir {
         Some(dir) => Some(
             socket::serve(dir, node.clone())
                 .with_context(|| format!("cannot serve {}", socket::path(dir).display()))?,
@@ -184,6 +186,11 @@ pub async fn run(
             _ = node.ended(None) => {}
             _ = &mut shutdown => node.stop().await,
         }
+    }
+    // The request that ended the job (an approval, a cancel) gets its answer before this
+    // process stops serving the directory.
+    if let Some(served) = served {
+        served.close(ANSWER_WAIT).await;
     }
     // `[[notify]]`: what is still due goes out before this process exits (10 s at most).
     let unsent = node.deliver_notices(NOTIFY_WAIT).await;

@@ -7,6 +7,8 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
@@ -27,18 +29,38 @@ pub fn serve(dir: &Path, node: Node) -> std::io::Result<Served> {
     let _ = std::fs::remove_file(&path);
     let listener = UnixListener::bind(&path)?;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+    let answering = Arc::new(Answering::default());
+    let counted = answering.clone();
     let task = tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
-            tokio::spawn(connection(stream, node.clone()));
+            tokio::spawn(connection(stream, node.clone(), counted.clone()));
         }
     });
-    Ok(Served { path, task })
+    Ok(Served {
+        path,
+        task,
+        answering,
+    })
 }
 
-/// The socket while it is served; dropped, it is closed and removed.
+/// The socket while it is served; dropped, it is closed and removed (`close` first lets the
+/// requests being answered have their answers).
 pub struct Served {
     path: PathBuf,
     task: tokio::task::JoinHandle<()>,
+    answering: Arc<Answering>,
+}
+
+impl Served {
+    /// Stops taking connections and waits (up to `limit`) until every request read is
+    /// answered: a change that ended the job this process runs, and so its serving, still
+    /// gets its answer before the process exits.
+    pub async fn close(self, limit: std::time::Duration) {
+        self.task.abort();
+        let _ = std::fs::remove_file(&self.path);
+        let answering = self.answering.clone();
+        let _ = tokio::time::timeout(limit, answering.idle()).await;
+    }
 }
 
 impl Drop for Served {
@@ -48,11 +70,51 @@ impl Drop for Served {
     }
 }
 
+/// Requests read and not yet answered, over every connection.
+#[derive(Default)]
+struct Answering {
+    count: AtomicUsize,
+    done: tokio::sync::Notify,
+}
+
+impl Answering {
+    /// Counts a request until the guard is dropped.
+    fn begin(&self) -> Answer<'_> {
+        self.count.fetch_add(1, Ordering::SeqCst);
+        Answer(self)
+    }
+
+    /// Resolves once no request is being answered.
+    async fn idle(&self) {
+        loop {
+            let done = self.done.notified();
+            tokio::pin!(done);
+            done.as_mut().enable();
+            if self.count.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            done.await;
+        }
+    }
+}
+
+/// A request being answered (`Answering::begin`).
+struct Answer<'a>(&'a Answering);
+
+impl Drop for Answer<'_> {
+    fn drop(&mut self) {
+        if self.0.count.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.done.notify_waiters();
+        }
+    }
+}
+
 /// Answers one connection's requests, one line each, until it closes.
-async fn connection(stream: UnixStream, node: Node) {
+async fn connection(stream: UnixStream, node: Node, answering: Arc<Answering>) {
     let (read, mut write) = stream.into_split();
     let mut lines = BufReader::new(read).lines();
     while let Ok(Some(line)) = lines.next_line().await {
+        let _answer = answering.begin();
         let (verb, body) = line.split_once(' ').unwrap_or((line.as_str(), ""));
         let Ok(mut reply) = node.call(verb, body.as_bytes().to_vec()).await else {
             return;
@@ -200,5 +262,21 @@ mod tests {
         drop(listener);
         let err = call.await.expect_err("nobody answered");
         assert!(gone(&err), "{err:?} ({:?})", err.kind());
+    }
+
+    /// Closing waits for the requests being answered, and only for them: `idle` resolves
+    /// once the last one is answered, at once when there is none.
+    #[tokio::test]
+    async fn closing_waits_for_the_answers_being_written() {
+        let answering = Answering::default();
+        assert!(futures::poll!(Box::pin(answering.idle())).is_ready());
+        let first = answering.begin();
+        let second = answering.begin();
+        let mut idle = Box::pin(answering.idle());
+        assert!(futures::poll!(&mut idle).is_pending());
+        drop(first);
+        assert!(futures::poll!(&mut idle).is_pending(), "one still answered");
+        drop(second);
+        assert!(futures::poll!(&mut idle).is_ready());
     }
 }
