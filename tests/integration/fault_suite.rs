@@ -439,14 +439,27 @@ fn f4_a_worker_cut_off_longer_than_the_ack_wait() {
                 .any(|e| e.worker == "cut")
         }));
         std::fs::remove_file(&slow).unwrap();
-        // Freeze it (SIGSTOP: no renewal, no result) while a long execution runs.
-        let victim = s
-            .ledger
-            .executions()
-            .into_iter()
-            .skip(before)
-            .find(|e| e.worker == "cut" && e.end.is_none())
-            .expect("a long execution on the cut-off worker");
+        // Freeze it (SIGSTOP: no renewal, no result) while a long execution runs: one whose
+        // shell is in its `sleep 30` (an execution that started as the file went away runs
+        // short, and its pid may name another process by the time the check comes).
+        let mut victim = None;
+        assert!(
+            wait_until(Duration::from_secs(10), || {
+                victim = s
+                    .ledger
+                    .executions()
+                    .into_iter()
+                    .skip(before)
+                    .filter(|e| e.worker == "cut" && e.end.is_none())
+                    .find_map(|e| {
+                        let shell = Process::of(victim_pid(&s.ledger, &e))?;
+                        shell.runs("sleep").then_some((e, shell))
+                    });
+                victim.is_some()
+            }),
+            "no long execution on the cut-off worker"
+        );
+        let (victim, shell) = victim.unwrap();
         signal(s.c.workers[0].pid(), libc::SIGSTOP);
         recovery = max(
             recovery,
@@ -463,11 +476,12 @@ fn f4_a_worker_cut_off_longer_than_the_ack_wait() {
             })
         }));
         signal(s.c.workers[0].pid(), libc::SIGCONT);
-        // It finds its lease lost and kills its own task (which had 25 s to go).
-        let pid = victim_pid(&s.ledger, &victim);
+        // It finds its lease lost and kills its own task (which had 25 s to go: waiting 15 s
+        // tells a kill from the task's own end).
         assert!(
-            wait_until(Duration::from_secs(5), || !alive(pid)),
-            "the cut-off worker did not kill its task (pid {pid}); its log:\n{}",
+            wait_until(Duration::from_secs(15), || !shell.alive()),
+            "the cut-off worker did not kill its task ({shell:?}; the worker's state and start: {:?}); its log:\n{}",
+            Process::stat(s.c.workers[0].pid()),
             tail(&s.c.workers[0].log())
         );
         let t = s.finish(&[]);
@@ -782,14 +796,50 @@ fn victim_pid(ledger: &Ledger, e: &ordo_tests::ledger::Execution) -> u32 {
     line.split(' ').nth(6).unwrap().parse().unwrap()
 }
 
-fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
-        !s.rsplit(')')
-            .next()
-            .unwrap_or("")
-            .trim_start()
-            .starts_with('Z')
-    })
+/// A process as `/proc` shows it, known by its pid and start time: a pid alone may name
+/// another process once this one is gone and reaped (pids wrap at 32,768 on these machines).
+#[derive(Debug)]
+struct Process {
+    pid: u32,
+    started: u64,
+}
+
+impl Process {
+    /// The live process `pid`, if any.
+    fn of(pid: u32) -> Option<Process> {
+        let (state, started) = Process::stat(pid)?;
+        (state != 'Z').then_some(Process { pid, started })
+    }
+
+    /// Its state letter and start time (in clock ticks since boot), from `/proc/PID/stat`.
+    fn stat(pid: u32) -> Option<(char, u64)> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // The fields after the command name, whose parentheses may hold anything.
+        let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+        let state = fields.first()?.chars().next()?;
+        Some((state, fields.get(19)?.parse().ok()?))
+    }
+
+    /// Whether it is still running (neither gone nor a zombie nor replaced).
+    fn alive(&self) -> bool {
+        Process::stat(self.pid).is_some_and(|(state, t)| state != 'Z' && t == self.started)
+    }
+
+    /// Whether a child of it runs `program`.
+    fn runs(&self, program: &str) -> bool {
+        std::fs::read_dir("/proc").is_ok_and(|dir| {
+            dir.flatten().any(|e| {
+                let path = e.path();
+                let stat = std::fs::read_to_string(path.join("stat")).unwrap_or_default();
+                let parent = stat
+                    .rsplit_once(')')
+                    .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+                    .and_then(|p| p.parse::<u32>().ok());
+                parent == Some(self.pid)
+                    && std::fs::read_to_string(path.join("comm")).is_ok_and(|c| c.trim() == program)
+            })
+        })
+    }
 }
 
 #[test]
