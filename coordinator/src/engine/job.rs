@@ -279,11 +279,10 @@ impl Job {
             for (_, t, attempt, w) in integrating {
                 let tried = saved.integrations.get(&t).copied().unwrap_or(0);
                 // A bisected task's requests were carried out while it stayed integrating:
-                // the ones made now take a step of this start's own (the second it resumed
-                // at), so JetStream's de-duplication takes none of them for one of those (it
-                // would never run).
+                // the ones made now take a step of this start's own, so JetStream's
+                // de-duplication takes none of them for one of those (it would never run).
                 let step = match saved.bisected.contains(&t) {
-                    true => u32::try_from(now / 1000).unwrap_or(u32::MAX).max(1),
+                    true => resume_step(now),
                     false => 0,
                 };
                 ws.resume(t, attempt, tried, w, step);
@@ -1651,6 +1650,15 @@ impl Job {
         let raw = base.saturating_mul(1u32 << exp).min(MAX_BACKOFF);
         (raw.as_secs_f64() * jitter(&mut self.rng) * 1000.0) as Millis
     }
+}
+
+/// The first bisection step of a task resumed at `now` (ms since the epoch): the millisecond
+/// it resumed at, modulo 2^31 so the steps after it never overflow, never 0 (a batch's first
+/// request). Restarts come at least milliseconds apart, and JetStream's de-duplication window
+/// (minutes) is far shorter than the 24.8 days the steps take to wrap, so no two starts share
+/// a step; a step counted in seconds was shared by two restarts within one second.
+pub(super) fn resume_step(now: Millis) -> u32 {
+    (now % (1 << 31)) as u32 + 1
 }
 
 /// A factor in [0.8, 1.2) from the job's seeded generator.

@@ -2179,6 +2179,25 @@ fn an_integrating_task_resumes_its_integration_not_its_run() {
         "{:?}",
         resumed.integrations[0]
     );
+    assert_eq!(
+        resumed.integrations[0].step,
+        super::job::resume_step(resumed.now)
+    );
+}
+
+/// Two restarts within one second (a crash loop) give a bisected task's requests different
+/// steps, hence message ids: JetStream would drop the second start's request as a duplicate of
+/// the first's, already carried out, and the task would wait forever. The steps after a
+/// resumed one never overflow.
+#[test]
+fn restarts_within_a_second_resume_bisected_tasks_at_different_steps() {
+    use super::job::resume_step;
+    let at = 1_765_000_000_123;
+    assert_ne!(resume_step(at), resume_step(at + 400));
+    for now in [0, at, u64::MAX] {
+        let step = resume_step(now);
+        assert!(step >= 1 && step.checked_add(1 << 30).is_some(), "{step}");
+    }
 }
 
 /// Two tasks integrating when the engine stopped resume in the order they finished (b, then
