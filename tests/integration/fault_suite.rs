@@ -453,7 +453,7 @@ fn f4_a_worker_cut_off_longer_than_the_ack_wait() {
                     .filter(|e| e.worker == "cut" && e.end.is_none())
                     .find_map(|e| {
                         let shell = Process::of(victim_pid(&s.ledger, &e))?;
-                        shell.runs("sleep").then_some((e, shell))
+                        shell.runs(&["sleep", "30"]).then_some((e, shell))
                     });
                 victim.is_some()
             }),
@@ -825,8 +825,8 @@ impl Process {
         Process::stat(self.pid).is_some_and(|(state, t)| state != 'Z' && t == self.started)
     }
 
-    /// Whether a child of it runs `program`.
-    fn runs(&self, program: &str) -> bool {
+    /// Whether a child of it runs the command line `argv`.
+    fn runs(&self, argv: &[&str]) -> bool {
         std::fs::read_dir("/proc").is_ok_and(|dir| {
             dir.flatten().any(|e| {
                 let path = e.path();
@@ -836,7 +836,11 @@ impl Process {
                     .and_then(|(_, rest)| rest.split_whitespace().nth(1))
                     .and_then(|p| p.parse::<u32>().ok());
                 parent == Some(self.pid)
-                    && std::fs::read_to_string(path.join("comm")).is_ok_and(|c| c.trim() == program)
+                    && std::fs::read(path.join("cmdline")).is_ok_and(|c| {
+                        c.split(|b| *b == 0)
+                            .filter(|a| !a.is_empty())
+                            .eq(argv.iter().map(|a| a.as_bytes()))
+                    })
             })
         })
     }
