@@ -56,8 +56,6 @@ pub trait Progress {
 
 /// How long `ordo run` waits for its notifications before it exits.
 const NOTIFY_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
-/// How long requests being answered on the socket may take once the job ended (`Served::close`).
-const ANSWER_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// What `ordo run` says of the notifications it could not deliver before exiting.
 fn unsent_note(unsent: &[(String, Option<String>)], durable: bool) -> String {
@@ -190,7 +188,7 @@ pub async fn run(
     // The request that ended the job (an approval, a cancel) gets its answer before this
     // process stops serving the directory.
     if let Some(served) = served {
-        served.close(ANSWER_WAIT).await;
+        served.close(socket::ANSWER_WAIT).await;
     }
     // `[[notify]]`: what is still due goes out before this process exits (10 s at most).
     let unsent = node.deliver_notices(NOTIFY_WAIT).await;

@@ -36,7 +36,7 @@ pub struct Local {
 
 enum Link {
     /// This process holds the directory and runs its jobs (serving the socket while `served`).
-    Own { node: Node, _served: Option<Served> },
+    Own { node: Node, served: Option<Served> },
     /// Another process holds it.
     Socket(Client),
 }
@@ -107,10 +107,7 @@ impl Local {
                 ))
             })?),
         };
-        Ok(Link::Own {
-            node,
-            _served: served,
-        })
+        Ok(Link::Own { node, served })
     }
 
     pub fn dir(&self) -> &Path {
@@ -199,8 +196,17 @@ impl Local {
         }
     }
 
-    /// Cancels the jobs this process runs and waits (a bounded time) for them to end.
+    /// Stops serving the directory, once the requests being answered have their answers (a
+    /// change made through the socket, an approval, is not told "did not answer"), then
+    /// cancels the jobs this process runs and waits (a bounded time) for them to end.
     pub async fn stop(&self) {
+        let served = match &mut *self.link.write().await {
+            Link::Own { served, .. } => served.take(),
+            Link::Socket(_) => None,
+        };
+        if let Some(served) = served {
+            served.close(socket::ANSWER_WAIT).await;
+        }
         if let Some(node) = self.node().await {
             let _ = tokio::time::timeout(STOP_WAIT, node.stop()).await;
         }
@@ -234,6 +240,24 @@ mod tests {
                 }
             }
         })
+    }
+
+    /// A process that stops (`ordo ui`, `ordo mcp` on Ctrl-C) stops serving the directory
+    /// before its jobs stop: a client connected before is told nobody serves it any more
+    /// (`socket::gone`: it may take the directory over), not "did not answer" by a process
+    /// whose jobs are going away.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn stopping_closes_the_socket_before_the_jobs_stop() {
+        let dir = tempfile::tempdir().unwrap();
+        let local = Local::open(dir.path(), &RunArgs::default(), Open::Serve)
+            .await
+            .unwrap();
+        let client = Client::connect(dir.path()).await.expect("served");
+        assert!(client.call(api::JOBS, b"{}").await.is_ok());
+        local.stop().await;
+        assert!(!socket::path(dir.path()).exists());
+        let err = client.call(api::JOBS, b"{}").await.unwrap_err();
+        assert!(socket::gone(&err), "{err}");
     }
 
     /// A read whose server stopped after reading it is asked again of whoever holds the

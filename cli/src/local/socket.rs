@@ -43,6 +43,10 @@ pub fn serve(dir: &Path, node: Node) -> std::io::Result<Served> {
     })
 }
 
+/// How long the requests being answered on the socket may take once its process stops
+/// serving it (`Served::close`): the requests are short calls, so this bounds a stuck one.
+pub const ANSWER_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The socket while it is served; dropped, it is closed and removed (`close` first lets the
 /// requests being answered have their answers).
 pub struct Served {
