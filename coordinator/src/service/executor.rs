@@ -56,6 +56,15 @@ impl JetStream {
         self.handed.retain(in_flight);
     }
 
+    /// An attempt's result came: its queue's pace is noted and its message forgotten.
+    pub(crate) fn finished(&mut self, r: &ordo_proto::TaskResult) {
+        let key = r.attempt_ref();
+        if let Some(queue) = self.handed.queue_of.get(&key) {
+            self.workers.ran(queue, r.duration_ms);
+        }
+        self.forget(&key);
+    }
+
     /// An attempt will not be carried out: its message is forgotten.
     pub(crate) fn forget(&mut self, key: &AttemptRef) {
         self.published.remove(key);

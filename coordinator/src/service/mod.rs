@@ -361,7 +361,7 @@ impl Service {
             Input::Events(events, msg) => {
                 for ev in events {
                     if let WorkerEvent::Finished(r) = &ev {
-                        self.host.executor_mut().forget(&r.attempt_ref());
+                        self.host.executor_mut().finished(r);
                     }
                     self.host.apply(now, engine_event(ev));
                 }

@@ -1,7 +1,8 @@
 //! The workers the coordinator has heard from (heartbeats) and what they offer: per queue, the
 //! capacity the engine may dispatch into, the slots a new job could use, and the `workers`
 //! listing. A worker silent for `timeout` offers nothing; one silent twelve times as long is
-//! forgotten.
+//! forgotten. Each queue's capacity holds `prefetch` waiting tasks per slot, twice that while
+//! its tasks run short (`SHORT_RUN_MS`).
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
@@ -14,12 +15,22 @@ use crate::engine::Capacity;
 /// Most workers remembered at once.
 const MAX_WORKERS: usize = 10_000;
 
+/// A queue whose recent runs average less than this is one of short tasks: its stream then
+/// holds twice `prefetch` waiting tasks per slot. A slot of short tasks frees every few
+/// milliseconds, and a dispatch that cannot wait to share a commit (its queue has too few
+/// tasks waiting) costs a commit of its own; the deeper stream lets more results share one
+/// (docs/design.md, "Where a task's time goes"). A task of a higher priority queued behind the
+/// extra ones waits at most `prefetch` runs of this length more.
+const SHORT_RUN_MS: u64 = 100;
+
 #[derive(Debug)]
 pub(crate) struct Registry {
     workers: HashMap<WorkerId, (Heartbeat, Instant)>,
     timeout: Duration,
     /// Tasks dispatched ahead per slot, waiting in the stream for a slot to free.
     prefetch: u32,
+    /// Per queue, the moving average of its recent runs' durations in milliseconds.
+    pace: HashMap<String, u64>,
 }
 
 impl Registry {
@@ -28,6 +39,26 @@ impl Registry {
             workers: HashMap::new(),
             timeout,
             prefetch,
+            pace: HashMap::new(),
+        }
+    }
+
+    /// A run of `queue` took `ms` (its result came).
+    pub(crate) fn ran(&mut self, queue: &str, ms: u64) {
+        match self.pace.get_mut(queue) {
+            // Durations come from the network: the sum saturates rather than wraps.
+            Some(avg) => *avg = avg.saturating_mul(7).saturating_add(ms) / 8,
+            None => {
+                self.pace.insert(queue.to_string(), ms);
+            }
+        }
+    }
+
+    /// Waiting tasks per slot the stream of `queue` may hold (module docs).
+    fn ahead(&self, queue: &str) -> u32 {
+        match self.pace.get(queue) {
+            Some(ms) if *ms < SHORT_RUN_MS => self.prefetch.saturating_mul(2),
+            _ => self.prefetch,
         }
     }
 
@@ -57,9 +88,11 @@ impl Registry {
             .map(|(hb, _)| hb)
     }
 
-    /// What the live workers of `queue` offer. Each slot also gets `prefetch` queued tasks, so
-    /// a worker never waits for a commit between two tasks; the stream holds at most that many.
+    /// What the live workers of `queue` offer. Each slot also gets `prefetch` queued tasks
+    /// (twice that for short tasks), so a worker never waits for a commit between two tasks;
+    /// the stream holds at most that many.
     pub(crate) fn capacity(&self, queue: &str) -> Capacity {
+        let ahead = self.ahead(queue);
         let mut cap = Capacity {
             slots: 0,
             cpus: 0.0,
@@ -72,7 +105,7 @@ impl Registry {
             .filter(|hb| hb.queues.iter().any(|q| q == queue))
         {
             // Heartbeats are bounded when they arrive; the sums saturate all the same.
-            let offered = hb.slots.saturating_mul(self.prefetch.saturating_add(1));
+            let offered = hb.slots.saturating_mul(ahead.saturating_add(1));
             cap.slots = cap.slots.saturating_add(offered);
             cap.cpus += hb.cpus;
             cap.memory_mb = cap.memory_mb.saturating_add(hb.memory_mb);
@@ -110,5 +143,53 @@ impl Registry {
             .collect();
         list.sort_by(|a, b| a.heartbeat.worker.cmp(&b.heartbeat.worker));
         list
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn worker(id: &str, slots: u32) -> Heartbeat {
+        Heartbeat {
+            worker: WorkerId::new(id),
+            host: "h".into(),
+            queues: vec!["default".into()],
+            slots,
+            busy: 0,
+            cpus: 2.0,
+            memory_mb: 1024,
+            draining: false,
+            at_ms: 0,
+            note: None,
+        }
+    }
+
+    #[test]
+    fn short_tasks_get_a_deeper_stream() {
+        let mut r = Registry::new(Duration::from_secs(10), 1);
+        r.heartbeat(worker("w", 4)).unwrap();
+        // Nothing ran yet: one waiting task per slot.
+        assert_eq!(r.capacity("default").slots, 8);
+        for _ in 0..20 {
+            r.ran("default", 3);
+        }
+        assert_eq!(r.capacity("default").slots, 12);
+        // Runs grow long: back to one per slot once the average passes the bound.
+        let mut n = 0;
+        while r.capacity("default").slots != 8 {
+            r.ran("default", 60_000);
+            n += 1;
+            assert!(n < 5, "the average follows the recent runs");
+        }
+        // A duration no run takes (the worker's word for it) neither wraps nor sticks.
+        r.ran("default", u64::MAX);
+        r.ran("default", u64::MAX);
+        assert_eq!(r.capacity("default").slots, 8);
+        // `--prefetch 0` stays 0.
+        let mut none = Registry::new(Duration::from_secs(10), 0);
+        none.heartbeat(worker("w", 4)).unwrap();
+        none.ran("default", 1);
+        assert_eq!(none.capacity("default").slots, 4);
     }
 }
