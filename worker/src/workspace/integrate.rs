@@ -694,17 +694,7 @@ mod tests {
             let mut req = fx.request(&ws_a, &a, 1, "a");
             req.verify = sh(verify);
             for (ws, r, i, name) in [(&ws_c, &c, 2, "c"), (&ws_b, &b, 3, "b")] {
-                let one = fx.request(ws, r, i, name);
-                req.batch.push(ordo_proto::BatchItem {
-                    task: one.task,
-                    index: one.index,
-                    attempt: one.attempt,
-                    task_branch: one.task_branch,
-                    head: one.head,
-                    worktree: one.worktree,
-                    last: true,
-                    title: None,
-                });
+                req.batch.push(Fx::item(fx.request(ws, r, i, name), true));
             }
             req
         };
@@ -782,16 +772,7 @@ mod tests {
         let ahead = fx.request(&ws_a, &a, 1, "a");
         let mut stacked = fx.request(&ws_b, &b, 2, "b");
         stacked.verify = sh("test -f a.txt && test -f b.txt");
-        stacked.onto.push(ordo_proto::BatchItem {
-            task: ahead.task.clone(),
-            index: ahead.index,
-            attempt: ahead.attempt,
-            task_branch: ahead.task_branch.clone(),
-            head: ahead.head.clone(),
-            worktree: ahead.worktree.clone(),
-            last: false,
-            title: None,
-        });
+        stacked.onto.push(Fx::item(ahead.clone(), false));
         let local = crate::workspace::Local::with_root(fx.root.clone());
         let opts = ExecOptions::default();
         let (out, tidy) = integrate_batch(&stacked, &local, &opts).await;

@@ -170,6 +170,20 @@ impl Fx {
         }
     }
 
+    /// The same task as a member of a batch (or of `onto`), `last` as given.
+    pub(crate) fn item(req: Integrate, last: bool) -> ordo_proto::BatchItem {
+        ordo_proto::BatchItem {
+            task: req.task,
+            index: req.index,
+            attempt: req.attempt,
+            task_branch: req.task_branch,
+            head: req.head,
+            worktree: req.worktree,
+            last,
+            title: req.title,
+        }
+    }
+
     /// Integrates `req` from the user's repository, worktrees under `root`.
     pub(crate) async fn integrate(&self, req: &Integrate) -> Integration {
         let local = Local::with_root(self.root.clone());

@@ -23,6 +23,17 @@ fn names(i: &Integrate) -> Vec<&str> {
         .collect()
 }
 
+/// `z` integrated alone, then `a`, `b`, `c` and `d` (each its own file) sent as one batch.
+fn batch_of_four() -> Harness {
+    let mut h = Harness::new(batch_spec(&["z", "a", "b", "c", "d"], Some(4)), 5);
+    h.finish_in_worktree("z", &["z.txt"]);
+    for t in ["a", "b", "c", "d"] {
+        h.finish_in_worktree(t, &[&format!("{t}.txt")]);
+    }
+    h.integrated(merged(&["z.txt"]));
+    h
+}
+
 fn verify_failed() -> Integration {
     Integration::VerifyFailed {
         exit_code: Some(1),
@@ -160,12 +171,7 @@ fn a_batch_takes_waiting_tasks_whose_files_do_not_overlap() {
 /// spent, one integration tried), the other three succeed.
 #[test]
 fn a_failed_batch_is_bisected_to_its_culprit() {
-    let mut h = Harness::new(batch_spec(&["z", "a", "b", "c", "d"], Some(4)), 5);
-    h.finish_in_worktree("z", &["z.txt"]);
-    for t in ["a", "b", "c", "d"] {
-        h.finish_in_worktree(t, &[&format!("{t}.txt")]);
-    }
-    h.integrated(merged(&["z.txt"]));
+    let mut h = batch_of_four();
     assert_eq!(names(&h.integrations[0]), ["a", "b", "c", "d"]);
 
     // The culprit fails every verify it is in.
@@ -272,12 +278,7 @@ fn batch_one_is_one_at_a_time() {
 /// it changes nothing.
 #[test]
 fn a_late_outcome_of_a_bisected_batch_is_not_the_next_step_s() {
-    let mut h = Harness::new(batch_spec(&["z", "a", "b", "c", "d"], Some(4)), 5);
-    h.finish_in_worktree("z", &["z.txt"]);
-    for t in ["a", "b", "c", "d"] {
-        h.finish_in_worktree(t, &[&format!("{t}.txt")]);
-    }
-    h.integrated(merged(&["z.txt"]));
+    let mut h = batch_of_four();
     let whole = h.integrations[0].clone();
     h.integrated_each(|_| verify_failed());
     assert_eq!(names(&h.integrations[0]), ["a", "b"]);
@@ -306,12 +307,7 @@ fn onto(i: &Integrate) -> Vec<&str> {
 /// record counts each half's verify.
 #[test]
 fn the_second_half_is_verified_on_top_of_the_first_while_it_runs() {
-    let mut h = Harness::new(batch_spec(&["z", "a", "b", "c", "d"], Some(4)), 5);
-    h.finish_in_worktree("z", &["z.txt"]);
-    for t in ["a", "b", "c", "d"] {
-        h.finish_in_worktree(t, &[&format!("{t}.txt")]);
-    }
-    h.integrated(merged(&["z.txt"]));
+    let mut h = batch_of_four();
     let done = h.integrated_each(|_| verify_failed());
     assert_eq!(batches(&done), [(4, true)]);
     assert_eq!(h.integrations.len(), 2, "both halves at once");
@@ -363,12 +359,7 @@ fn the_second_half_is_verified_on_top_of_the_first_while_it_runs() {
 /// own bisection, again on top of the step in flight.
 #[test]
 fn a_half_stacked_on_a_failing_half_is_integrated_anew() {
-    let mut h = Harness::new(batch_spec(&["z", "a", "b", "c", "d"], Some(4)), 5);
-    h.finish_in_worktree("z", &["z.txt"]);
-    for t in ["a", "b", "c", "d"] {
-        h.finish_in_worktree(t, &[&format!("{t}.txt")]);
-    }
-    h.integrated(merged(&["z.txt"]));
+    let mut h = batch_of_four();
     h.integrated_each(|_| verify_failed());
     let fails = |t: &str| match t {
         "a" => verify_failed(),
