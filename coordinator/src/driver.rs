@@ -43,13 +43,16 @@ pub struct Policy {
 }
 
 impl Policy {
-    /// The coordinator: durable, dispatches through the outbox.
+    /// The coordinator: durable, dispatches through the outbox. Results wait for a commit up
+    /// to 20 ms while their queue's workers have tasks waiting in the stream (a commit costs
+    /// a few hundred µs of CPU; a queue of short tasks holds about that long of work ahead,
+    /// `service::workers`); a chain's next task never waits.
     pub const COORDINATOR: Policy = Policy {
         durable: true,
         outbox: true,
         max_changes: 1000,
         max_delay: Duration::from_millis(250),
-        group_delay: Duration::from_millis(5),
+        group_delay: Duration::from_millis(20),
     };
     /// `ordo run --state`, `ordo mcp`, the dashboard: durable, attempts started in process.
     pub const LOCAL_DURABLE: Policy = Policy {
@@ -479,7 +482,8 @@ mod tests {
         let turn = one_turn(&mut d, &store, 3, false, queued);
         assert!(!turn.committed && turn.dispatches.is_empty() && !d.settled());
         let wake = d.next_wakeup(3).expect("a commit deadline");
-        assert!(wake <= 3 + 5, "within group_delay: {wake}");
+        let group = Policy::COORDINATOR.group_delay.as_millis() as u64;
+        assert!(wake <= 3 + group, "within group_delay: {wake}");
         // A second result joins; with nothing waiting in the queue, both go in one commit.
         d.apply(4, succeeded(&first.dispatches[1]));
         assert!(d.due(false, idle));

@@ -153,13 +153,13 @@ impl Executor for JetStream {
             .collect()
     }
 
-    /// More attempts are in flight on the queue than its workers have slots, plus one each:
-    /// every worker has a task waiting for it in the stream (`--prefetch`) even while the
-    /// next dispatch waits to share a commit. Counted from results, which free a slot,
-    /// rather than from `Started` notices, which come after the pull that starts the next task.
+    /// More attempts are in flight on the queue than twice its workers' slots: every slot
+    /// still has a task waiting for it in the stream (`--prefetch`) while the next dispatch
+    /// waits to share a commit, so no slot runs dry before that commit's dispatches arrive.
+    /// Counted from results, which free a slot, rather than from `Started` notices, which come
+    /// after the pull that starts the next task.
     fn queued(&self, queue: &str) -> bool {
-        let (slots, workers) = self.workers.serving(queue);
-        self.handed.on(queue) > slots as usize + workers as usize
+        self.handed.on(queue) > 2 * self.workers.serving(queue) as usize
     }
 
     /// Publishes an outbox entry in the background, retrying until JetStream stores it.

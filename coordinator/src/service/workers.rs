@@ -2,7 +2,8 @@
 //! capacity the engine may dispatch into, the slots a new job could use, and the `workers`
 //! listing. A worker silent for `timeout` offers nothing; one silent twelve times as long is
 //! forgotten. Each queue's capacity holds `prefetch` waiting tasks per slot, twice that while
-//! its tasks run short (`SHORT_RUN_MS`).
+//! its tasks run short (`SHORT_RUN_MS`), four times while they run in milliseconds
+//! (`QUICK_RUN_MS`).
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
@@ -22,6 +23,12 @@ const MAX_WORKERS: usize = 10_000;
 /// (docs/design.md, "Where a task's time goes"). A task of a higher priority queued behind the
 /// extra ones waits at most `prefetch` runs of this length more.
 const SHORT_RUN_MS: u64 = 100;
+
+/// Runs averaging less than this hold four times `prefetch` per slot: results then share a
+/// commit for about as long as the driver lets them wait (`Policy::COORDINATOR`'s
+/// `group_delay`), and a task of a higher priority still waits at most three runs of this
+/// length more per slot.
+const QUICK_RUN_MS: u64 = 20;
 
 #[derive(Debug)]
 pub(crate) struct Registry {
@@ -57,6 +64,7 @@ impl Registry {
     /// Waiting tasks per slot the stream of `queue` may hold (module docs).
     fn ahead(&self, queue: &str) -> u32 {
         match self.pace.get(queue) {
+            Some(ms) if *ms < QUICK_RUN_MS => self.prefetch.saturating_mul(4),
             Some(ms) if *ms < SHORT_RUN_MS => self.prefetch.saturating_mul(2),
             _ => self.prefetch,
         }
@@ -89,7 +97,7 @@ impl Registry {
     }
 
     /// What the live workers of `queue` offer. Each slot also gets `prefetch` queued tasks
-    /// (twice that for short tasks), so a worker never waits for a commit between two tasks;
+    /// (two or four times that for short tasks), so a worker never waits for a commit between two tasks;
     /// the stream holds at most that many.
     pub(crate) fn capacity(&self, queue: &str) -> Capacity {
         let ahead = self.ahead(queue);
@@ -115,13 +123,11 @@ impl Registry {
         cap
     }
 
-    /// The slots of the live workers serving `queue`, and how many they are.
-    pub(crate) fn serving(&self, queue: &str) -> (u32, u32) {
+    /// The slots of the live workers serving `queue`.
+    pub(crate) fn serving(&self, queue: &str) -> u32 {
         self.live()
             .filter(|hb| hb.queues.iter().any(|q| q == queue))
-            .fold((0u32, 0u32), |(slots, n), hb| {
-                (slots.saturating_add(hb.slots), n + 1)
-            })
+            .fold(0u32, |slots, hb| slots.saturating_add(hb.slots))
     }
 
     /// Slots of the live workers serving any of `queues`.
@@ -171,8 +177,13 @@ mod tests {
         r.heartbeat(worker("w", 4)).unwrap();
         // Nothing ran yet: one waiting task per slot.
         assert_eq!(r.capacity("default").slots, 8);
+        // Runs of milliseconds: four waiting per slot; of some tens: two.
         for _ in 0..20 {
             r.ran("default", 3);
+        }
+        assert_eq!(r.capacity("default").slots, 20);
+        for _ in 0..20 {
+            r.ran("default", 50);
         }
         assert_eq!(r.capacity("default").slots, 12);
         // Runs grow long: back to one per slot once the average passes the bound.
