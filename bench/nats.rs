@@ -134,9 +134,8 @@ impl Nats {
     }
 }
 
-/// Runs `component` on `runtime` in a thread of its own (on `cpu` when given), as its binary
-/// would.
-/// Runs `component` on `runtime` in a thread of its own named `name` (profilers show it).
+/// Runs `component` on `runtime` in a thread of its own named `name` (profilers show it), on
+/// `cpu` when given, as its binary would.
 pub fn own_thread(
     name: &str,
     runtime: std::io::Result<tokio::runtime::Runtime>,
