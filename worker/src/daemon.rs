@@ -4,7 +4,8 @@
 //!
 //! Pulls ask for exactly the free slots, through one inbox; while this worker's runs are quick
 //! (`names::QUICK_RUN_MS`) one task more, held until a slot frees (`HOLD_AT_MOST`), so a slot
-//! does not sit idle for a pull's round trip between two quick tasks. Per task message: run it, renewing
+//! does not sit idle for a pull's round trip between two quick tasks; a held task that waited
+//! too long goes back, and no other is held until a run ends. Per task message: run it, renewing
 //! the lease with in-progress acks (and telling `Started` if it runs longer than a moment);
 //! stream output to `ordo.log.<job>.<task>`; publish `Finished` and await its JetStream ack
 //! (`report`: results that queue meanwhile go together); only then ack the task message. A worker that cannot renew its lease for a whole ack-wait
@@ -95,7 +96,9 @@ struct Preparing {
 }
 
 /// A task held beyond the free slots (module docs) goes back for another worker if no slot
-/// frees within this long (or a third of the ack wait, if that is shorter).
+/// frees within this long (or a third of the ack wait, if that is shorter): a run turned out
+/// long, and another worker may be idle. Going back spends a delivery (not an attempt), so
+/// none is held again before a run ends (`Shared::held_back`).
 const HOLD_AT_MOST: Duration = Duration::from_secs(1);
 
 /// No run measured yet (`Shared::pace_ms`).
@@ -125,6 +128,8 @@ struct Shared {
     /// The moving average of this worker's run durations in milliseconds (`NO_PACE` before
     /// the first).
     pace_ms: AtomicU64,
+    /// A held task went back since the last run ended: none is held until one ends.
+    held_back: AtomicBool,
     draining: AtomicBool,
     caches: Caches,
     reporter: Reporter,
@@ -159,6 +164,7 @@ pub async fn run(
         used_memory: AtomicU32::new(0),
         slot_freed: Notify::new(),
         pace_ms: AtomicU64::new(NO_PACE),
+        held_back: AtomicBool::new(false),
         draining: AtomicBool::new(false),
         caches: Caches::new(opts.workspaces.clone()),
         reporter: Reporter::start(js.clone(), opts.id.clone()),
@@ -553,15 +559,19 @@ impl Shared {
         let avg = self.pace_ms.load(Ordering::SeqCst);
         let avg = names::pace_after((avg != NO_PACE).then_some(avg), ms);
         self.pace_ms.store(avg.min(NO_PACE - 1), Ordering::SeqCst);
+        self.held_back.store(false, Ordering::SeqCst);
     }
 
-    /// Whether this worker's recent runs are quick (`names::QUICK_RUN_MS`).
+    /// Whether this worker's recent runs are quick (`names::QUICK_RUN_MS`) and none since the
+    /// last held task went back.
     fn quick(&self) -> bool {
         self.pace_ms.load(Ordering::SeqCst) < names::QUICK_RUN_MS
+            && !self.held_back.load(Ordering::SeqCst)
     }
 
     /// Waits until a slot is free for a task just delivered: true at once when one is; false
-    /// if the worker drains or none frees within `HOLD_AT_MOST` (then the task goes back).
+    /// if the worker drains or none frees within `HOLD_AT_MOST` (then the task goes back, and
+    /// none is held again before a run ends).
     async fn slot_for_held(&self, ack_wait: Duration) -> bool {
         let until = Instant::now() + HOLD_AT_MOST.min(ack_wait / 3);
         loop {
@@ -575,6 +585,7 @@ impl Shared {
             // is not missed.
             let freed = self.slot_freed.notified();
             if tokio::time::timeout_at(until.into(), freed).await.is_err() {
+                self.held_back.store(true, Ordering::SeqCst);
                 return false;
             }
         }
