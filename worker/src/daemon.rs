@@ -101,8 +101,42 @@ struct Preparing {
 /// none is held again before a run ends (`Shared::held_back`).
 const HOLD_AT_MOST: Duration = Duration::from_secs(1);
 
-/// No run measured yet (`Shared::pace_ms`).
-const NO_PACE: u64 = u64::MAX;
+/// This worker's pace: whether it holds a task beyond its free slots (module docs).
+struct Pace {
+    /// The moving average of its run durations in milliseconds (`u64::MAX` before the first).
+    avg_ms: AtomicU64,
+    /// A held task went back since the last run ended: none is held until one ends.
+    held_back: AtomicBool,
+}
+
+impl Pace {
+    fn new() -> Pace {
+        Pace {
+            avg_ms: AtomicU64::new(u64::MAX),
+            held_back: AtomicBool::new(false),
+        }
+    }
+
+    /// A run of `ms` ended.
+    fn ran(&self, ms: u64) {
+        let avg = self.avg_ms.load(Ordering::SeqCst);
+        let avg = names::pace_after((avg != u64::MAX).then_some(avg), ms);
+        self.avg_ms.store(avg.min(u64::MAX - 1), Ordering::SeqCst);
+        self.held_back.store(false, Ordering::SeqCst);
+    }
+
+    /// A held task went back (`HOLD_AT_MOST`).
+    fn went_back(&self) {
+        self.held_back.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether the recent runs are quick (`names::QUICK_RUN_MS`) and no held task went back
+    /// since the last one ended.
+    fn quick(&self) -> bool {
+        self.avg_ms.load(Ordering::SeqCst) < names::QUICK_RUN_MS
+            && !self.held_back.load(Ordering::SeqCst)
+    }
+}
 
 /// A first delivery's `Started` notice waits this long: a task that ends sooner is told by its
 /// result alone.
@@ -125,11 +159,7 @@ struct Shared {
     used_millicpus: AtomicU32,
     used_memory: AtomicU32,
     slot_freed: Notify,
-    /// The moving average of this worker's run durations in milliseconds (`NO_PACE` before
-    /// the first).
-    pace_ms: AtomicU64,
-    /// A held task went back since the last run ended: none is held until one ends.
-    held_back: AtomicBool,
+    pace: Pace,
     draining: AtomicBool,
     caches: Caches,
     reporter: Reporter,
@@ -163,8 +193,7 @@ pub async fn run(
         used_millicpus: AtomicU32::new(0),
         used_memory: AtomicU32::new(0),
         slot_freed: Notify::new(),
-        pace_ms: AtomicU64::new(NO_PACE),
-        held_back: AtomicBool::new(false),
+        pace: Pace::new(),
         draining: AtomicBool::new(false),
         caches: Caches::new(opts.workspaces.clone()),
         reporter: Reporter::start(js.clone(), opts.id.clone()),
@@ -362,7 +391,7 @@ async fn pull_loop(shared: Arc<Shared>) {
         let free = asks(
             slots,
             shared.busy.load(Ordering::SeqCst) as usize,
-            shared.quick(),
+            shared.pace.quick(),
         );
         let paused = shared.pulls_paused();
         if free > asked && !draining && paused.is_none() {
@@ -554,21 +583,6 @@ async fn accept(shared: &Arc<Shared>, msg: jetstream::Message, ack_wait: Duratio
 }
 
 impl Shared {
-    /// A run of `ms` ended.
-    fn ran(&self, ms: u64) {
-        let avg = self.pace_ms.load(Ordering::SeqCst);
-        let avg = names::pace_after((avg != NO_PACE).then_some(avg), ms);
-        self.pace_ms.store(avg.min(NO_PACE - 1), Ordering::SeqCst);
-        self.held_back.store(false, Ordering::SeqCst);
-    }
-
-    /// Whether this worker's recent runs are quick (`names::QUICK_RUN_MS`) and none since the
-    /// last held task went back.
-    fn quick(&self) -> bool {
-        self.pace_ms.load(Ordering::SeqCst) < names::QUICK_RUN_MS
-            && !self.held_back.load(Ordering::SeqCst)
-    }
-
     /// Waits until a slot is free for a task just delivered: true at once when one is; false
     /// if the worker drains or none frees within `HOLD_AT_MOST` (then the task goes back, and
     /// none is held again before a run ends).
@@ -585,7 +599,7 @@ impl Shared {
             // is not missed.
             let freed = self.slot_freed.notified();
             if tokio::time::timeout_at(until.into(), freed).await.is_err() {
-                self.held_back.store(true, Ordering::SeqCst);
+                self.pace.went_back();
                 return false;
             }
         }
@@ -828,7 +842,7 @@ async fn execute(
     if let Some(m) = &shared.opts.metrics {
         m.finished(&result);
     }
-    shared.ran(result.duration_ms);
+    shared.pace.ran(result.duration_ms);
     let _ = logger.await;
     shared.running.lock().await.remove(&key);
     // The processes are gone: the next task may start while this one's result is stored.
@@ -1012,5 +1026,28 @@ mod tests {
         assert_eq!(asks(4, 1, true), 4);
         assert_eq!(asks(4, 4, true), 1, "every slot busy: one in hand");
         assert_eq!(asks(4, 5, true), 0);
+    }
+
+    /// Quick once the runs are; a held task that went back stops the holding until a run
+    /// ends; durations no run takes neither wrap nor stick.
+    #[test]
+    fn the_pace_says_when_to_hold_a_task() {
+        let pace = Pace::new();
+        assert!(!pace.quick(), "nothing ran yet");
+        pace.ran(3);
+        assert!(pace.quick());
+        pace.went_back();
+        assert!(!pace.quick(), "a held task went back");
+        pace.ran(3);
+        assert!(pace.quick(), "a run ended since");
+        pace.ran(u64::MAX);
+        pace.ran(u64::MAX);
+        assert!(!pace.quick());
+        let mut n = 0;
+        while !pace.quick() {
+            pace.ran(2);
+            n += 1;
+            assert!(n < 400, "the average follows the recent runs");
+        }
     }
 }
