@@ -98,7 +98,7 @@ struct Preparing {
 /// A task held beyond the free slots (module docs) goes back for another worker if no slot
 /// frees within this long (or a third of the ack wait, if that is shorter): a run turned out
 /// long, and another worker may be idle. Going back spends a delivery (not an attempt), so
-/// none is held again before a run ends (`Shared::held_back`).
+/// none is held again before a run ends (`Pace::held_back`).
 const HOLD_AT_MOST: Duration = Duration::from_secs(1);
 
 /// This worker's pace: whether it holds a task beyond its free slots (module docs).
@@ -388,16 +388,16 @@ async fn pull_loop(shared: Arc<Shared>) {
             let _ = sub.unsubscribe().await;
             return;
         }
-        let free = asks(
+        let in_hand = asks(
             slots,
             shared.busy.load(Ordering::SeqCst) as usize,
             shared.pace.quick(),
         );
         let paused = shared.pulls_paused();
-        if free > asked && !draining && paused.is_none() {
+        if in_hand > asked && !draining && paused.is_none() {
             let (queue, consumer, _) = &consumers[turn % consumers.len()];
             turn += 1;
-            let want = free - asked;
+            let want = in_hand - asked;
             let request = jetstream::consumer::pull::BatchConfig {
                 batch: want,
                 expires: Some(expiry),
