@@ -2,10 +2,7 @@
 //! its queues, runs them with `exec`, and publishes what happened. Keeps nothing: killing a
 //! worker loses only the attempt in flight, which JetStream delivers again.
 //!
-//! Pulls ask for exactly the free slots, through one inbox; while this worker's runs are quick
-//! (`names::QUICK_RUN_MS`) one task more, held until a slot frees (`HOLD_AT_MOST`), so a slot
-//! does not sit idle for a pull's round trip between two quick tasks; a held task that waited
-//! too long goes back, and no other is held until a run ends. Per task message: run it, renewing
+//! Pulls ask for exactly the free slots, through one inbox. Per task message: run it, renewing
 //! the lease with in-progress acks (and telling `Started` if it runs longer than a moment);
 //! stream output to `ordo.log.<job>.<task>`; publish `Finished` and await its JetStream ack
 //! (`report`: results that queue meanwhile go together); only then ack the task message. A worker that cannot renew its lease for a whole ack-wait
@@ -23,7 +20,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use async_nats::StatusCode;
@@ -95,49 +92,6 @@ struct Preparing {
     note: Option<String>,
 }
 
-/// A task held beyond the free slots (module docs) goes back for another worker if no slot
-/// frees within this long (or a third of the ack wait, if that is shorter): a run turned out
-/// long, and another worker may be idle. Going back spends a delivery (not an attempt), so
-/// none is held again before a run ends (`Pace::held_back`).
-const HOLD_AT_MOST: Duration = Duration::from_secs(1);
-
-/// This worker's pace: whether it holds a task beyond its free slots (module docs).
-struct Pace {
-    /// The moving average of its run durations in milliseconds (`u64::MAX` before the first).
-    avg_ms: AtomicU64,
-    /// A held task went back since the last run ended: none is held until one ends.
-    held_back: AtomicBool,
-}
-
-impl Pace {
-    fn new() -> Pace {
-        Pace {
-            avg_ms: AtomicU64::new(u64::MAX),
-            held_back: AtomicBool::new(false),
-        }
-    }
-
-    /// A run of `ms` ended.
-    fn ran(&self, ms: u64) {
-        let avg = self.avg_ms.load(Ordering::SeqCst);
-        let avg = names::pace_after((avg != u64::MAX).then_some(avg), ms);
-        self.avg_ms.store(avg.min(u64::MAX - 1), Ordering::SeqCst);
-        self.held_back.store(false, Ordering::SeqCst);
-    }
-
-    /// A held task went back (`HOLD_AT_MOST`).
-    fn went_back(&self) {
-        self.held_back.store(true, Ordering::SeqCst);
-    }
-
-    /// Whether the recent runs are quick (`names::QUICK_RUN_MS`) and no held task went back
-    /// since the last one ended.
-    fn quick(&self) -> bool {
-        self.avg_ms.load(Ordering::SeqCst) < names::QUICK_RUN_MS
-            && !self.held_back.load(Ordering::SeqCst)
-    }
-}
-
 /// A first delivery's `Started` notice waits this long: a task that ends sooner is told by its
 /// result alone.
 const STARTED_NOTICE_AFTER: Duration = Duration::from_millis(50);
@@ -159,7 +113,6 @@ struct Shared {
     used_millicpus: AtomicU32,
     used_memory: AtomicU32,
     slot_freed: Notify,
-    pace: Pace,
     draining: AtomicBool,
     caches: Caches,
     reporter: Reporter,
@@ -193,7 +146,6 @@ pub async fn run(
         used_millicpus: AtomicU32::new(0),
         used_memory: AtomicU32::new(0),
         slot_freed: Notify::new(),
-        pace: Pace::new(),
         draining: AtomicBool::new(false),
         caches: Caches::new(opts.workspaces.clone()),
         reporter: Reporter::start(js.clone(), opts.id.clone()),
@@ -388,16 +340,12 @@ async fn pull_loop(shared: Arc<Shared>) {
             let _ = sub.unsubscribe().await;
             return;
         }
-        let in_hand = asks(
-            slots,
-            shared.busy.load(Ordering::SeqCst) as usize,
-            shared.pace.quick(),
-        );
+        let free = slots.saturating_sub(shared.busy.load(Ordering::SeqCst) as usize);
         let paused = shared.pulls_paused();
-        if in_hand > asked && !draining && paused.is_none() {
+        if free > asked && !draining && paused.is_none() {
             let (queue, consumer, _) = &consumers[turn % consumers.len()];
             turn += 1;
-            let want = in_hand - asked;
+            let want = free - asked;
             let request = jetstream::consumer::pull::BatchConfig {
                 batch: want,
                 expires: Some(expiry),
@@ -456,12 +404,6 @@ async fn pull_loop(shared: Arc<Shared>) {
                             .find(|(_, c, _)| c.cached_info().name == i.consumer)
                     })
                     .map_or(Duration::from_secs(30), |(_, _, w)| *w);
-                // A task asked for beyond the free slots waits here for one; the next ask
-                // waits with it.
-                if !shared.slot_for_held(ack_wait).await {
-                    let _ = msg.ack_with(AckKind::Nak(None)).await;
-                    continue;
-                }
                 accept(&shared, msg, ack_wait).await;
             }
             // A request expired or ended: what it still wanted will not come.
@@ -486,12 +428,6 @@ async fn pull_loop(shared: Arc<Shared>) {
             }
         }
     }
-}
-
-/// Task messages to have in hand with `busy` of `slots` taken: one per free slot, and one more
-/// while the worker's runs are quick (module docs).
-fn asks(slots: usize, busy: usize, quick: bool) -> usize {
-    (slots + usize::from(quick)).saturating_sub(busy)
 }
 
 /// Whether `msg` is one JetStream delivered from `ORDO_TASKS` through the consumer of a queue
@@ -583,28 +519,6 @@ async fn accept(shared: &Arc<Shared>, msg: jetstream::Message, ack_wait: Duratio
 }
 
 impl Shared {
-    /// Waits until a slot is free for a task just delivered: true at once when one is; false
-    /// if the worker drains or none frees within `HOLD_AT_MOST` (then the task goes back, and
-    /// none is held again before a run ends).
-    async fn slot_for_held(&self, ack_wait: Duration) -> bool {
-        let until = Instant::now() + HOLD_AT_MOST.min(ack_wait / 3);
-        loop {
-            if self.draining.load(Ordering::SeqCst) {
-                return false;
-            }
-            if self.busy.load(Ordering::SeqCst) < self.opts.slots {
-                return true;
-            }
-            // `notify_one` keeps a permit when nobody waits: a slot freed since the check
-            // is not missed.
-            let freed = self.slot_freed.notified();
-            if tokio::time::timeout_at(until.into(), freed).await.is_err() {
-                self.pace.went_back();
-                return false;
-            }
-        }
-    }
-
     /// Whether any execution is running or not yet reported.
     fn in_hand(&self) -> bool {
         self.busy.load(Ordering::SeqCst) > 0 || self.unreported.load(Ordering::SeqCst) > 0
@@ -842,7 +756,6 @@ async fn execute(
     if let Some(m) = &shared.opts.metrics {
         m.finished(&result);
     }
-    shared.pace.ran(result.duration_ms);
     let _ = logger.await;
     shared.running.lock().await.remove(&key);
     // The processes are gone: the next task may start while this one's result is stored.
@@ -1011,43 +924,4 @@ async fn accept_integration(shared: &Arc<Shared>, msg: jetstream::Message, ack_w
         }
         shared.unreported.fetch_sub(1, Ordering::SeqCst);
     });
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// One task per free slot; while runs are quick one more, held until a slot frees.
-    #[test]
-    fn quick_runs_keep_one_task_in_hand() {
-        assert_eq!(asks(4, 0, false), 4);
-        assert_eq!(asks(4, 3, false), 1);
-        assert_eq!(asks(4, 4, false), 0);
-        assert_eq!(asks(4, 1, true), 4);
-        assert_eq!(asks(4, 4, true), 1, "every slot busy: one in hand");
-        assert_eq!(asks(4, 5, true), 0);
-    }
-
-    /// Quick once the runs are; a held task that went back stops the holding until a run
-    /// ends; durations no run takes neither wrap nor stick.
-    #[test]
-    fn the_pace_says_when_to_hold_a_task() {
-        let pace = Pace::new();
-        assert!(!pace.quick(), "nothing ran yet");
-        pace.ran(3);
-        assert!(pace.quick());
-        pace.went_back();
-        assert!(!pace.quick(), "a held task went back");
-        pace.ran(3);
-        assert!(pace.quick(), "a run ended since");
-        pace.ran(u64::MAX);
-        pace.ran(u64::MAX);
-        assert!(!pace.quick());
-        let mut n = 0;
-        while !pace.quick() {
-            pace.ran(2);
-            n += 1;
-            assert!(n < 400, "the average follows the recent runs");
-        }
-    }
 }
