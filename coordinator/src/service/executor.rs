@@ -153,13 +153,13 @@ impl Executor for JetStream {
             .collect()
     }
 
-    /// More attempts are in flight on the queue than twice its workers' slots: every slot
-    /// still has a task waiting for it in the stream (`--prefetch`) while the next dispatch
-    /// waits to share a commit, so no slot runs dry before that commit's dispatches arrive.
-    /// Counted from results, which free a slot, rather than from `Started` notices, which come
-    /// after the pull that starts the next task.
+    /// Every slot of the queue's workers still has a task waiting for it in the stream
+    /// (`--prefetch`; `Registry::every_slot_has_one_waiting`). Attempts in flight are counted
+    /// from results, which free a slot, rather than from `Started` notices, which come after
+    /// the pull that starts the next task.
     fn queued(&self, queue: &str) -> bool {
-        self.handed.on(queue) > 2 * self.workers.serving(queue) as usize
+        self.workers
+            .every_slot_has_one_waiting(queue, self.handed.on(queue))
     }
 
     /// Publishes an outbox entry in the background, retrying until JetStream stores it.

@@ -96,8 +96,8 @@ impl Registry {
     }
 
     /// What the live workers of `queue` offer. Each slot also gets `prefetch` queued tasks
-    /// (two or four times that for short tasks), so a worker never waits for a commit between two tasks;
-    /// the stream holds at most that many.
+    /// (two or four times that for short tasks), so a worker never waits for a commit between
+    /// two tasks; the stream holds at most that many.
     pub(crate) fn capacity(&self, queue: &str) -> Capacity {
         let ahead = self.ahead(queue);
         let mut cap = Capacity {
@@ -122,11 +122,16 @@ impl Registry {
         cap
     }
 
-    /// The slots of the live workers serving `queue`.
-    pub(crate) fn serving(&self, queue: &str) -> u32 {
-        self.live()
+    /// With `in_flight` attempts handed to `queue` and no result yet, whether every slot of
+    /// its live workers still has a task waiting for it in the stream (more than twice their
+    /// slots in flight): a dispatch to it may then wait to share a commit, and no slot runs dry
+    /// before that commit's dispatches arrive.
+    pub(crate) fn every_slot_has_one_waiting(&self, queue: &str, in_flight: usize) -> bool {
+        let slots = self
+            .live()
             .filter(|hb| hb.queues.iter().any(|q| q == queue))
-            .fold(0u32, |slots, hb| slots.saturating_add(hb.slots))
+            .fold(0usize, |slots, hb| slots.saturating_add(hb.slots as usize));
+        in_flight > slots.saturating_mul(2)
     }
 
     /// Slots of the live workers serving any of `queues`.
@@ -201,5 +206,22 @@ mod tests {
         none.heartbeat(worker("w", 4)).unwrap();
         none.ran("default", 1);
         assert_eq!(none.capacity("default").slots, 4);
+    }
+
+    /// A dispatch may wait for a commit only while every slot, not just every worker, has a
+    /// task waiting: with one waiting per worker its other slots run dry before the commit's
+    /// dispatches arrive.
+    #[test]
+    fn results_wait_for_a_commit_while_every_slot_has_a_task_waiting() {
+        let mut r = Registry::new(Duration::from_secs(10), 4);
+        r.heartbeat(worker("a", 4)).unwrap();
+        r.heartbeat(worker("b", 2)).unwrap();
+        assert!(r.every_slot_has_one_waiting("default", 13));
+        assert!(!r.every_slot_has_one_waiting("default", 12));
+        assert!(
+            !r.every_slot_has_one_waiting("default", 9),
+            "one waiting per worker, and one more: the other slots have none"
+        );
+        assert!(!r.every_slot_has_one_waiting("gpu", 0), "no workers");
     }
 }
