@@ -22,7 +22,9 @@ use crate::workspaces_cluster::Shared;
 /// The tasks of the job: four in pool `p` (two places), two of them also holding lock `L`;
 /// `flaky`, which fails its first attempt in each job (marker `$MARKS/<job id>`); and three
 /// agent tasks in a chain, $0.50 each, on a $0.50 budget: `a1` spends it, so `a2` and `a3`
-/// end skipped. Each pool task logs its start and end (ns) to `$SPANS`.
+/// end skipped. Each pool task logs its start and end (ns) to `$SPANS`; the first to start waits
+/// (up to 2 s) for a second, so that two the pool lets run at once overlap however long each
+/// one's worktree took to prepare on a loaded machine.
 const TASKS: &str = r#"
 [[tasks]]
 name = "p1"
@@ -67,6 +69,10 @@ depends_on = ["a2"]
 "#;
 
 const SPAN: &str = r#"echo "$ORDO_JOB_ID $ORDO_TASK start $(date +%s%N)" >> "$SPANS"
+for _ in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do
+  [ "$(grep -c ' start ' "$SPANS")" -ge 2 ] && break
+  sleep 0.1
+done
 sleep 0.2
 echo "$ORDO_TASK" > "$ORDO_TASK.txt"
 echo "$ORDO_JOB_ID $ORDO_TASK end $(date +%s%N)" >> "$SPANS""#;
