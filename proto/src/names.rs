@@ -52,6 +52,21 @@ pub const EVENT_CONSUMER: &str = "ordo-coordinator";
 pub const TASK_SUBJECTS: &str = "ordo.task.>";
 pub const EVENT_SUBJECTS: &str = "ordo.event.>";
 pub const LOG_SUBJECTS: &str = "ordo.log.>";
+/// Runs averaging less than this are quick: the coordinator keeps four tasks per slot waiting
+/// in their queue's stream, and a worker holds one task beyond its free slots while none of
+/// its running tasks has run that long (docs/design.md, "Where a task's time goes through the
+/// cluster").
+pub const QUICK_RUN_MS: u64 = 20;
+
+/// The moving average of run durations in milliseconds (the coordinator's per queue, a
+/// worker's own) after a run of `ms`; durations come from the network, so it saturates.
+pub fn pace_after(avg: Option<u64>, ms: u64) -> u64 {
+    match avg {
+        Some(avg) => avg.saturating_mul(7).saturating_add(ms) / 8,
+        None => ms,
+    }
+}
+
 /// Output of one attempt streamed to its log subject; beyond this only the result's tail
 /// keeps it (a task writing gigabytes must not flood the broker).
 pub const MAX_STREAMED_LOG_BYTES: u64 = 16 * 1024 * 1024;

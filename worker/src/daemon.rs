@@ -2,14 +2,19 @@
 //! its queues, runs them with `exec`, and publishes what happened. Keeps nothing: killing a
 //! worker loses only the attempt in flight, which JetStream delivers again.
 //!
-//! Pulls ask for exactly the free slots, through one inbox. Per task message: run it, renewing
-//! the lease with in-progress acks (and telling `Started` if it runs longer than a moment);
-//! stream output to `ordo.log.<job>.<task>`; publish `Finished` and await its JetStream ack
-//! (`report`: results that queue meanwhile go together); only then ack the task message. A worker that cannot renew its lease for a whole ack-wait
-//! kills its task rather than let two copies run for long, and reports it as abandoned (the
-//! coordinator records that as stale: the message is delivered again). On SIGTERM it drains: no
-//! new pulls, running tasks get a grace period, the rest are handed back (nak) for another
-//! worker.
+//! Pulls ask for exactly the free slots, through one inbox. While this worker's runs are quick
+//! (`names::QUICK_RUN_MS`) and none of those running has run that long yet, they ask for one
+//! task more (in asks that expire as fast), held until a slot frees, so a slot does not sit idle
+//! for a pull's round trip between two quick tasks (`Pace`). The moment a running one has run
+//! that long, a held task goes back for another worker (a delivery spent, while enough are
+//! left), and none is held again until a run ends. Per task message: run it, renewing the
+//! lease with in-progress acks (and telling `Started` if it runs longer than a moment); stream
+//! output to `ordo.log.<job>.<task>`; publish `Finished` and await its JetStream ack
+//! (`report`: results that queue meanwhile go together); only then ack the task message. A
+//! worker that cannot renew its lease for a whole ack-wait kills its task rather than let two
+//! copies run for long, and reports it as abandoned (the coordinator records that as stale: the
+//! message is delivered again). On SIGTERM it drains: no new pulls, running tasks get a grace
+//! period, the rest (a held task too) are handed back (nak) for another worker.
 //!
 //! A worktree task whose workspace this worker cannot prepare (its cache clone, fetch or
 //! worktree) never ran: the message is handed back with a delay, costing a delivery and no
@@ -92,6 +97,79 @@ struct Preparing {
     note: Option<String>,
 }
 
+/// How long an ask for a task to hold waits for one: no longer than a run may take before a
+/// held task goes back, so that no ask outlives the reason it was made.
+const HOLD_ASK_EXPIRES: Duration = Duration::from_millis(names::QUICK_RUN_MS);
+
+/// A held task that could not go back without leaving fewer than two deliveries (`max_deliver`)
+/// waits up to this long (or a third of the ack wait) for a slot before it goes back anyway.
+const HOLD_AT_MOST: Duration = Duration::from_secs(1);
+
+/// This worker's pace: whether it holds one task beyond its free slots (module docs).
+#[derive(Default)]
+struct Pace(std::sync::Mutex<PaceNow>);
+
+#[derive(Default)]
+struct PaceNow {
+    /// The moving average of its run durations in milliseconds, once one ended.
+    avg_ms: Option<u64>,
+    /// A held task went back since the last run ended: none is held until one ends.
+    held_back: bool,
+    /// When each slot in use was taken.
+    running: Vec<Instant>,
+}
+
+impl Pace {
+    /// A slot was taken at `at`.
+    fn took(&self, at: Instant) {
+        self.0.lock().unwrap().running.push(at);
+    }
+
+    /// The slot taken at `at` is free again.
+    fn freed(&self, at: Instant) {
+        let mut now = self.0.lock().unwrap();
+        if let Some(i) = now.running.iter().position(|t| *t == at) {
+            now.running.swap_remove(i);
+        }
+    }
+
+    /// A run of `ms` ended.
+    fn ran(&self, ms: u64) {
+        let mut now = self.0.lock().unwrap();
+        now.avg_ms = Some(names::pace_after(now.avg_ms, ms));
+        now.held_back = false;
+    }
+
+    /// A held task went back: none is held until a run ends.
+    fn went_back(&self) {
+        self.0.lock().unwrap().held_back = true;
+    }
+
+    /// When one of the slots in use will have run long (`names::QUICK_RUN_MS`): a held task
+    /// goes back then. `None` while no slot is in use.
+    fn long_at(&self) -> Option<Instant> {
+        let quick = Duration::from_millis(names::QUICK_RUN_MS);
+        self.0
+            .lock()
+            .unwrap()
+            .running
+            .iter()
+            .min()
+            .map(|t| *t + quick)
+    }
+
+    /// Whether to hold a task beyond the free slots at `now`: something runs, the recent runs
+    /// are quick, none running has run long, and no held task went back since the last run
+    /// ended. (An idle worker holds nothing: its asks would expire and be made again.)
+    fn holds(&self, now: Instant) -> bool {
+        let quick = {
+            let p = self.0.lock().unwrap();
+            p.avg_ms.is_some_and(|ms| ms < names::QUICK_RUN_MS) && !p.held_back
+        };
+        quick && self.long_at().is_some_and(|long| now < long)
+    }
+}
+
 /// A first delivery's `Started` notice waits this long: a task that ends sooner is told by its
 /// result alone.
 const STARTED_NOTICE_AFTER: Duration = Duration::from_millis(50);
@@ -113,6 +191,7 @@ struct Shared {
     used_millicpus: AtomicU32,
     used_memory: AtomicU32,
     slot_freed: Notify,
+    pace: Pace,
     draining: AtomicBool,
     caches: Caches,
     reporter: Reporter,
@@ -146,6 +225,7 @@ pub async fn run(
         used_millicpus: AtomicU32::new(0),
         used_memory: AtomicU32::new(0),
         slot_freed: Notify::new(),
+        pace: Pace::default(),
         draining: AtomicBool::new(false),
         caches: Caches::new(opts.workspaces.clone()),
         reporter: Reporter::start(js.clone(), opts.id.clone()),
@@ -340,21 +420,26 @@ async fn pull_loop(shared: Arc<Shared>) {
             let _ = sub.unsubscribe().await;
             return;
         }
-        let free = slots.saturating_sub(shared.busy.load(Ordering::SeqCst) as usize);
+        let ask = ask_for(
+            slots,
+            shared.busy.load(Ordering::SeqCst) as usize,
+            asked,
+            shared.pace.holds(Instant::now()),
+        );
         let paused = shared.pulls_paused();
-        if free > asked && !draining && paused.is_none() {
+        if let Some((want, to_hold)) = ask.filter(|_| !draining && paused.is_none()) {
             let (queue, consumer, _) = &consumers[turn % consumers.len()];
             turn += 1;
-            let want = free - asked;
+            let expires = if to_hold { HOLD_ASK_EXPIRES } else { expiry };
             let request = jetstream::consumer::pull::BatchConfig {
                 batch: want,
-                expires: Some(expiry),
+                expires: Some(expires),
                 ..Default::default()
             };
             match consumer.request_batch(request, inbox.clone()).await {
                 Ok(()) => {
                     asked += want;
-                    asked_until = Instant::now() + expiry + Duration::from_millis(500);
+                    asked_until = Instant::now() + expires + Duration::from_millis(500);
                 }
                 Err(e) => {
                     tracing::warn!(queue = %queue, "pull failed: {e}; retrying");
@@ -395,15 +480,19 @@ async fn pull_loop(shared: Arc<Shared>) {
                     let _ = msg.ack_with(AckKind::Nak(None)).await;
                     continue;
                 }
-                let ack_wait = msg
-                    .info()
-                    .ok()
-                    .and_then(|i| {
-                        consumers
-                            .iter()
-                            .find(|(_, c, _)| c.cached_info().name == i.consumer)
-                    })
-                    .map_or(Duration::from_secs(30), |(_, _, w)| *w);
+                let served = msg.info().ok().and_then(|i| {
+                    consumers
+                        .iter()
+                        .find(|(_, c, _)| c.cached_info().name == i.consumer)
+                });
+                let ack_wait = served.map_or(Duration::from_secs(30), |(_, _, w)| *w);
+                let max_deliver = served.map_or(-1, |(_, c, _)| c.cached_info().config.max_deliver);
+                // A task asked for beyond the free slots waits here for one; the next ask
+                // waits with it.
+                if !shared.slot_for_held(&msg, ack_wait, max_deliver).await {
+                    let _ = msg.ack_with(AckKind::Nak(None)).await;
+                    continue;
+                }
                 accept(&shared, msg, ack_wait).await;
             }
             // A request expired or ended: what it still wanted will not come.
@@ -427,6 +516,20 @@ async fn pull_loop(shared: Arc<Shared>) {
                 tracing::debug!(?status, description = ?msg.description, "pull status");
             }
         }
+    }
+}
+
+/// What to ask for with `busy` of `slots` taken and `asked` asked for and not yet come: the free
+/// slots not asked for yet, and while `hold` (`Pace::holds`) one task more, in an ask that
+/// expires soon (`HOLD_ASK_EXPIRES`, marked `true`), also made alone once every slot is busy.
+fn ask_for(slots: usize, busy: usize, asked: usize, hold: bool) -> Option<(usize, bool)> {
+    let free = slots.saturating_sub(busy);
+    if free > asked {
+        Some((free - asked + usize::from(hold), hold))
+    } else if free == 0 && asked == 0 && hold {
+        Some((1, true))
+    } else {
+        None
     }
 }
 
@@ -519,6 +622,42 @@ async fn accept(shared: &Arc<Shared>, msg: jetstream::Message, ack_wait: Duratio
 }
 
 impl Shared {
+    /// Waits until a slot is free for a task just delivered: true at once when one is. False
+    /// (the task goes back, and none is held again before a run ends) if the worker drains, or
+    /// once a slot in use has run long (`Pace::long_at`); a task whose going back would leave
+    /// it fewer than two of its `max_deliver` deliveries waits up to `HOLD_AT_MOST` instead.
+    async fn slot_for_held(
+        &self,
+        msg: &jetstream::Message,
+        ack_wait: Duration,
+        max_deliver: i64,
+    ) -> bool {
+        let delivered = msg.info().map_or(1, |i| i.delivered);
+        let may_go_back = max_deliver <= 0 || delivered + 2 <= max_deliver;
+        let at_most = Instant::now() + HOLD_AT_MOST.min(ack_wait / 3);
+        loop {
+            if self.draining.load(Ordering::SeqCst) {
+                return false;
+            }
+            if self.busy.load(Ordering::SeqCst) < self.opts.slots {
+                return true;
+            }
+            let until = match self.pace.long_at() {
+                Some(long) if may_go_back => long,
+                _ => at_most,
+            };
+            // `notify_one` keeps a permit when nobody waits: a slot freed since the check
+            // is not missed.
+            let freed = self.slot_freed.notified();
+            if tokio::time::timeout_at(until.into(), freed).await.is_err()
+                && (!may_go_back || self.pace.long_at().is_some_and(|l| l <= Instant::now()))
+            {
+                self.pace.went_back();
+                return false;
+            }
+        }
+    }
+
     /// Whether any execution is running or not yet reported.
     fn in_hand(&self) -> bool {
         self.busy.load(Ordering::SeqCst) > 0 || self.unreported.load(Ordering::SeqCst) > 0
@@ -578,6 +717,7 @@ struct Slot {
     shared: Arc<Shared>,
     millicpus: u32,
     memory: u32,
+    taken: Instant,
 }
 
 impl Slot {
@@ -588,10 +728,13 @@ impl Slot {
         }
         shared.used_millicpus.fetch_add(millicpus, Ordering::SeqCst);
         shared.used_memory.fetch_add(memory, Ordering::SeqCst);
+        let taken = Instant::now();
+        shared.pace.took(taken);
         Slot {
             shared: shared.clone(),
             millicpus,
             memory,
+            taken,
         }
     }
 }
@@ -607,6 +750,7 @@ impl Drop for Slot {
             .used_millicpus
             .fetch_sub(self.millicpus, Ordering::SeqCst);
         shared.used_memory.fetch_sub(self.memory, Ordering::SeqCst);
+        shared.pace.freed(self.taken);
         shared.slot_freed.notify_one();
     }
 }
@@ -756,6 +900,7 @@ async fn execute(
     if let Some(m) = &shared.opts.metrics {
         m.finished(&result);
     }
+    shared.pace.ran(result.duration_ms);
     let _ = logger.await;
     shared.running.lock().await.remove(&key);
     // The processes are gone: the next task may start while this one's result is stored.
@@ -924,4 +1069,72 @@ async fn accept_integration(shared: &Arc<Shared>, msg: jetstream::Message, ack_w
         }
         shared.unreported.fetch_sub(1, Ordering::SeqCst);
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The free slots not yet asked for, and one to hold only while the pace says so, in an ask
+    /// that expires soon.
+    #[test]
+    fn one_task_more_is_asked_for_to_hold() {
+        assert_eq!(ask_for(4, 0, 0, false), Some((4, false)));
+        assert_eq!(ask_for(4, 1, 1, false), Some((2, false)));
+        assert_eq!(ask_for(4, 1, 1, true), Some((3, true)));
+        assert_eq!(ask_for(4, 3, 1, true), None, "the free slot is asked for");
+        assert_eq!(ask_for(4, 4, 0, false), None);
+        assert_eq!(
+            ask_for(4, 4, 0, true),
+            Some((1, true)),
+            "every slot busy: one to hold"
+        );
+        assert_eq!(ask_for(4, 4, 1, true), None, "one is on its way");
+        assert_eq!(ask_for(4, 5, 0, true), Some((1, true)));
+    }
+
+    /// A task is held only while the recent runs are quick and none running has run long; a
+    /// held task that went back stops the holding until a run ends.
+    #[test]
+    fn a_task_is_held_only_while_every_run_is_quick() {
+        let quick = Duration::from_millis(names::QUICK_RUN_MS);
+        let t0 = Instant::now();
+        let pace = Pace::default();
+        pace.took(t0);
+        assert!(!pace.holds(t0), "nothing ran yet");
+        pace.ran(3);
+        assert!(pace.holds(t0));
+
+        let later = t0 + quick / 2;
+        pace.took(later);
+        assert_eq!(pace.long_at(), Some(t0 + quick), "the oldest run decides");
+        assert!(pace.holds(t0 + quick / 2));
+        assert!(
+            !pace.holds(t0 + quick),
+            "a run that has taken as long as a quick one is long: nothing is held beside it"
+        );
+        pace.freed(t0);
+        assert_eq!(pace.long_at(), Some(later + quick));
+        assert!(pace.holds(t0 + quick));
+        pace.freed(later);
+        assert_eq!(pace.long_at(), None);
+        assert!(!pace.holds(t0), "nothing runs");
+
+        pace.took(t0);
+        pace.went_back();
+        assert!(!pace.holds(t0), "a held task went back");
+        pace.ran(3);
+        assert!(pace.holds(t0), "a run ended since");
+
+        // Runs of any length (they come from a clock) neither wrap the average nor stick.
+        pace.ran(u64::MAX);
+        pace.ran(u64::MAX);
+        assert!(!pace.holds(t0));
+        let mut n = 0;
+        while !pace.holds(t0) {
+            pace.ran(2);
+            n += 1;
+            assert!(n < 400, "the average follows the recent runs");
+        }
+    }
 }

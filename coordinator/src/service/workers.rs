@@ -3,13 +3,13 @@
 //! listing. A worker silent for `timeout` offers nothing; one silent twelve times as long is
 //! forgotten. Each queue's capacity holds `prefetch` waiting tasks per slot, twice that while
 //! its tasks run short (`SHORT_RUN_MS`), four times while they run in milliseconds
-//! (`QUICK_RUN_MS`).
+//! (`names::QUICK_RUN_MS`).
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use ordo_proto::api::WorkerInfo;
-use ordo_proto::{Heartbeat, WorkerId};
+use ordo_proto::{Heartbeat, WorkerId, names};
 
 use crate::engine::Capacity;
 
@@ -23,11 +23,6 @@ const MAX_WORKERS: usize = 10_000;
 /// (docs/design.md, "Where a task's time goes"). A task of a higher priority queued behind the
 /// extra ones waits at most `prefetch` runs of this length more.
 const SHORT_RUN_MS: u64 = 100;
-
-/// Runs averaging less than this hold four times `prefetch` per slot: results then share a
-/// commit for about as long as the driver lets them wait (`Policy::COORDINATOR`'s
-/// `group_delay`); a task of a higher priority waits at most three more such runs per slot.
-const QUICK_RUN_MS: u64 = 20;
 
 #[derive(Debug)]
 pub(crate) struct Registry {
@@ -52,10 +47,10 @@ impl Registry {
     /// A run of `queue` took `ms` (its result came).
     pub(crate) fn ran(&mut self, queue: &str, ms: u64) {
         match self.pace.get_mut(queue) {
-            // Durations come from the network: the sum saturates rather than wraps.
-            Some(avg) => *avg = avg.saturating_mul(7).saturating_add(ms) / 8,
+            Some(avg) => *avg = names::pace_after(Some(*avg), ms),
             None => {
-                self.pace.insert(queue.to_string(), ms);
+                self.pace
+                    .insert(queue.to_string(), names::pace_after(None, ms));
             }
         }
     }
@@ -63,7 +58,10 @@ impl Registry {
     /// Waiting tasks per slot the stream of `queue` may hold (module docs).
     fn ahead(&self, queue: &str) -> u32 {
         match self.pace.get(queue) {
-            Some(ms) if *ms < QUICK_RUN_MS => self.prefetch.saturating_mul(4),
+            // Results then share a commit for about as long as the driver lets them wait
+            // (`Policy::COORDINATOR`'s `group_delay`); a task of a higher priority waits at
+            // most three more quick runs per slot.
+            Some(ms) if *ms < names::QUICK_RUN_MS => self.prefetch.saturating_mul(4),
             Some(ms) if *ms < SHORT_RUN_MS => self.prefetch.saturating_mul(2),
             _ => self.prefetch,
         }
