@@ -173,6 +173,73 @@ fn one_worker_serves_several_queues_and_an_empty_one_holds_nothing_back() {
     assert_eq!(task(&s, "t5")["output_tail"], "beta\n");
 }
 
+/// A worker whose runs are quick holds one task beyond its free slots, but never behind a run
+/// that turned long: the held task goes back, and a worker with a free slot runs it meanwhile.
+#[test]
+fn a_task_held_beside_a_run_that_turns_long_goes_back_to_an_idle_worker() {
+    // A long ack wait: a task held until its slot frees, or until a bound tied to the ack
+    // wait, would not reach the idle worker within the wait below.
+    let mut c = Cluster::start(&["--ack-wait", "90s"]);
+    c.add_worker("busy", &["--concurrency", "1"]);
+    // Quick runs first, so the worker's pace holds a task beside its next run.
+    let mut warm = String::from("name = \"warm\"\n[settings]\nexecution_mode = \"parallel\"\n");
+    for i in 0..20 {
+        warm.push_str(&format!("[[tasks]]\nname = \"w{i}\"\ncommand = \"true\"\n"));
+    }
+    let warm = write(c.work.path(), "warm.toml", &warm);
+    let job = submit(&c, &warm);
+    assert_eq!(
+        wait_state(&c, &job, Duration::from_secs(60))["state"],
+        "succeeded"
+    );
+
+    // `long` is dispatched first (its priority); `short` waits in the stream behind it, and the
+    // busy worker, whose one run is young, asks for it to hold.
+    let spec = write(
+        c.work.path(),
+        "mixed.toml",
+        r#"name = "mixed"
+[settings]
+execution_mode = "parallel"
+
+[[tasks]]
+name = "long"
+priority = 10
+command = "touch long-started; sleep 60"
+
+[[tasks]]
+name = "short"
+command = "true"
+"#,
+    );
+    let job = submit(&c, &spec);
+    let work = c.work.path().to_path_buf();
+    assert!(wait_until(Duration::from_secs(30), || work
+        .join("long-started")
+        .exists()));
+    c.add_worker("idle", &["--concurrency", "1"]);
+    let mut s = Value::Null;
+    let ran = wait_until(Duration::from_secs(20), || {
+        s = status(&c, &job);
+        // The worker shows once its result's commit is; `running`, once the notice came.
+        task(&s, "short")["state"] == "succeeded"
+            && !task(&s, "short")["worker"].is_null()
+            && task(&s, "long")["state"] == "running"
+    });
+    assert!(
+        ran,
+        "short waited behind long (held by the busy worker?): {s}\ncoordinator:\n{}\nworkers:\n{}",
+        c.coordinator.log(),
+        c.workers
+            .iter()
+            .map(|w| w.log())
+            .collect::<Vec<_>>()
+            .join("\n---\n")
+    );
+    assert_eq!(task(&s, "long")["worker"], "busy", "{s}");
+    assert_eq!(task(&s, "short")["worker"], "idle", "{s}");
+}
+
 #[test]
 fn logs_follow_sees_output_while_the_task_runs() {
     let mut c = Cluster::start(&[]);
