@@ -18,17 +18,21 @@ pub const AFTER_RESULT_BEFORE_ACK: &str = "worker.after-result-before-ack";
 /// Worker: several results are gathered into one message, not yet published (none of their
 /// task messages is acked).
 pub const HOLDING_A_BATCH: &str = "worker.holding-a-batch";
+/// Worker: a task asked for beyond the free slots came while every slot is busy: it is held,
+/// neither started nor acked.
+pub const HOLDING_A_TASK: &str = "worker.holding-a-task";
 /// Coordinator: a commit that stored `[[notify]]` notifications is durable; none is sent.
 pub const AFTER_NOTICE_COMMIT: &str = "coordinator.after-notice-commit";
 
 /// Every point, for tests that pick one.
-pub const ALL: [&str; 7] = [
+pub const ALL: [&str; 8] = [
     BEFORE_COMMIT,
     AFTER_APPLY_BEFORE_ACK,
     AFTER_COMMIT_BEFORE_PUBLISH,
     AFTER_PUBLISH_BEFORE_SENT,
     AFTER_RESULT_BEFORE_ACK,
     HOLDING_A_BATCH,
+    HOLDING_A_TASK,
     AFTER_NOTICE_COMMIT,
 ];
 

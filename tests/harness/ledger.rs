@@ -401,7 +401,7 @@ const TABLE_HEAD: &str = "# Reliability: what the fault suite measured
 
 Written by the fault suite (`tests/integration/fault_suite.rs`, row 9 by
 `tests/integration/deploy.rs`) each time it runs; the numbers below are from the last run on the
-machine that committed this file. Rows 1–4, 8, 9 and 12 ran the three job shapes of issue 5 at once
+machine that committed this file. Rows 1–4, 8, 9, 12 and 14 ran the three job shapes of issue 5 at once
 (a 50-task chain, a 200-task fan-out, a 20×20 lattice: 650 tasks) for each seed and checked the
 ledger invariants listed in `tests/harness/ledger.rs` after each; row 7 ran the chain alone,
 rows 5, 6 and 10 jobs of their own (row 10: a worktree job on a shared repository, whose ledger

@@ -4,7 +4,8 @@
 //! the system go quiet, and checks the ledger against the coordinator's record
 //! (`ordo_tests::ledger`). Each writes its row of docs/reliability.md. Row 10 is a worktree job on
 //! a shared repository, whose ledger is the integration branch itself; row 12 kills a worker
-//! holding a batch of results (`ordo_worker::report`).
+//! holding a batch of results (`ordo_worker::report`), row 13 one holding a task beyond its
+//! slots (`ordo_worker::daemon`'s pace).
 //!
 //! Two seeds per fault by default (the whole suite stays within about five minutes on 2
 //! cores); `ORDO_SOAK=1` runs five seeds and a longer coordinator-kill loop.
@@ -783,6 +784,70 @@ fn f12_a_worker_killed_holding_a_batch_of_results() {
         "9zz",
         Row {
             fault: "12. a worker `kill -9`ed holding a batch of results (gathered into one message, not yet stored; its tasks ended, their messages unacked)".into(),
+            seeds: seeds().len(),
+            tally,
+            recovery,
+        },
+    );
+}
+
+#[test]
+fn f13_a_worker_killed_holding_a_task_beyond_its_slots() {
+    let (mut tally, mut recovery) = (Tally::default(), None);
+    for seed in seeds() {
+        let mut rng = Rng::new(seed);
+        let mut s = Suite::on(Cluster::start(&["--ack-wait", "2s"]));
+        workers(&mut s.c, &["hold-ok"]);
+        // b (`held-task`) dies the n-th time a task it asked for beyond its free slots comes
+        // while every slot is busy: that task was neither started nor acked.
+        let point = format!("{}@{}", failpoint::HOLDING_A_TASK, 3 + rng.below(20));
+        s.c.add_worker_env(
+            "held-task",
+            &["--concurrency", "4"],
+            &[("ORDO_FAILPOINTS", point.as_str())],
+        );
+        // Quick tasks: the worker holds one beside its slots while none of them has run long.
+        s.submit("true");
+        let b = s.c.workers[1].wait_exit(Duration::from_secs(120));
+        let fault = Instant::now();
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&b),
+            Some(libc::SIGKILL),
+            "b should die holding a task\n{}",
+            tail(&s.c.workers[1].log())
+        );
+        assert!(
+            s.c.workers[1].log().contains(failpoint::HOLDING_A_TASK),
+            "{}",
+            tail(&s.c.workers[1].log())
+        );
+        assert_worker_tasks_gone("held-task");
+        // The held task never started on b: JetStream delivers it again after the ack wait,
+        // to the other worker (a later delivery of a task b never started), and every job ends
+        // with each task run as the ledger says.
+        let started_on_b: Vec<(String, String)> = s
+            .ledger
+            .executions()
+            .into_iter()
+            .filter(|e| e.worker == "held-task")
+            .map(|e| (e.job, e.task))
+            .collect();
+        let redelivered = wait_until(Duration::from_secs(30), || {
+            s.ledger.executions().iter().any(|e| {
+                e.worker != "held-task"
+                    && e.delivery >= 2
+                    && !started_on_b.contains(&(e.job.clone(), e.task.clone()))
+            })
+        });
+        assert!(redelivered, "no task b never started ran again elsewhere");
+        recovery = max(recovery, fault.elapsed());
+        let t = s.finish(&["held-task".into()]);
+        tally += t;
+    }
+    ledger::record(
+        "9zzz",
+        Row {
+            fault: "14. a worker `kill -9`ed holding a task beyond its slots (delivered while every slot was busy, neither started nor acked)".into(),
             seeds: seeds().len(),
             tally,
             recovery,

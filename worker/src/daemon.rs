@@ -635,12 +635,17 @@ impl Shared {
         let delivered = msg.info().map_or(1, |i| i.delivered);
         let may_go_back = max_deliver <= 0 || delivered + 2 <= max_deliver;
         let at_most = Instant::now() + HOLD_AT_MOST.min(ack_wait / 3);
+        let mut held = false;
         loop {
             if self.draining.load(Ordering::SeqCst) {
                 return false;
             }
             if self.busy.load(Ordering::SeqCst) < self.opts.slots {
                 return true;
+            }
+            if !held {
+                held = true;
+                ordo_plumbing::failpoint::hit(ordo_plumbing::failpoint::HOLDING_A_TASK);
             }
             let until = match self.pace.long_at() {
                 Some(long) if may_go_back => long,
