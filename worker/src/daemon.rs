@@ -148,25 +148,24 @@ impl Pace {
     /// When one of the slots in use will have run long (`names::QUICK_RUN_MS`): a held task
     /// goes back then. `None` while no slot is in use.
     fn long_at(&self) -> Option<Instant> {
-        let quick = Duration::from_millis(names::QUICK_RUN_MS);
-        self.0
-            .lock()
-            .unwrap()
-            .running
-            .iter()
-            .min()
-            .map(|t| *t + quick)
+        self.0.lock().unwrap().long_at()
     }
 
     /// Whether to hold a task beyond the free slots at `now`: something runs, the recent runs
     /// are quick, none running has run long, and no held task went back since the last run
     /// ended. (An idle worker holds nothing: its asks would expire and be made again.)
     fn holds(&self, now: Instant) -> bool {
-        let quick = {
-            let p = self.0.lock().unwrap();
-            p.avg_ms.is_some_and(|ms| ms < names::QUICK_RUN_MS) && !p.held_back
-        };
-        quick && self.long_at().is_some_and(|long| now < long)
+        let p = self.0.lock().unwrap();
+        p.avg_ms.is_some_and(|ms| ms < names::QUICK_RUN_MS)
+            && !p.held_back
+            && p.long_at().is_some_and(|long| now < long)
+    }
+}
+
+impl PaceNow {
+    fn long_at(&self) -> Option<Instant> {
+        let quick = Duration::from_millis(names::QUICK_RUN_MS);
+        self.running.iter().min().map(|t| *t + quick)
     }
 }
 
