@@ -300,14 +300,19 @@ done
     std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
 
     let job = submit(&c, &spec);
-    let killed = || std::fs::read_to_string(marks.join("killed/pid")).ok();
+    // The hook makes the directory, then writes the pid: an empty file is not yet a pid.
+    let killed = || {
+        std::fs::read_to_string(marks.join("killed/pid"))
+            .ok()
+            .and_then(|pid| pid.trim().parse::<u32>().ok())
+    };
     assert!(
         wait_until(Duration::from_secs(30), || killed().is_some()),
         "the batch was not pushed\n{}",
         logs(&c)
     );
     let at = Instant::now();
-    let pid: u32 = killed().unwrap().trim().parse().unwrap();
+    let pid = killed().unwrap();
     let i = c
         .workers
         .iter()
