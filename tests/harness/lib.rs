@@ -735,6 +735,15 @@ impl Cluster {
         );
     }
 
+    /// Every worker's log, one after another, for failure messages.
+    pub fn workers_log(&self) -> String {
+        self.workers
+            .iter()
+            .map(|w| w.log())
+            .collect::<Vec<_>>()
+            .join("\n---\n")
+    }
+
     /// `ordo ARGS --nats URL` in the cluster's work directory.
     pub fn ordo(&self, args: &[&str]) -> Run {
         let url = self.nats.url();

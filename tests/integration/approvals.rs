@@ -327,9 +327,7 @@ fn cluster_status(c: &Cluster, job: &str) -> Option<Value> {
 
 /// The logs of a cluster's processes, for failure messages.
 pub(crate) fn logs(c: &Cluster) -> String {
-    let mut all = vec![c.coordinator.log()];
-    all.extend(c.workers.iter().map(|w| w.log()));
-    all.join("\n---\n")
+    format!("{}\n---\n{}", c.coordinator.log(), c.workers_log())
 }
 
 /// `ordo submit` on a cluster; the job's id.

@@ -46,11 +46,7 @@ fn wait_state(c: &Cluster, job: &str, limit: Duration) -> Value {
         done,
         "job did not finish: {last}\ncoordinator:\n{}\nworkers:\n{}",
         c.coordinator.log(),
-        c.workers
-            .iter()
-            .map(|w| w.log())
-            .collect::<Vec<_>>()
-            .join("\n---\n")
+        c.workers_log()
     );
     last
 }
@@ -230,11 +226,7 @@ command = "true"
         ran,
         "short waited behind long (held by the busy worker?): {s}\ncoordinator:\n{}\nworkers:\n{}",
         c.coordinator.log(),
-        c.workers
-            .iter()
-            .map(|w| w.log())
-            .collect::<Vec<_>>()
-            .join("\n---\n")
+        c.workers_log()
     );
     assert_eq!(task(&s, "long")["worker"], "busy", "{s}");
     assert_eq!(task(&s, "short")["worker"], "idle", "{s}");

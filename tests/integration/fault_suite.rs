@@ -226,6 +226,26 @@ pub(crate) fn assert_worker_tasks_gone(worker: &str) {
     );
 }
 
+/// Waits for worker `i` (`id`) to kill itself at failpoint `point`, and for its task processes
+/// to be gone; when it died.
+fn died_at(c: &mut Cluster, i: usize, id: &str, point: &str) -> Instant {
+    let status = c.workers[i].wait_exit(Duration::from_secs(120));
+    let at = Instant::now();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(libc::SIGKILL),
+        "{id} should die at {point}\n{}",
+        tail(&c.workers[i].log())
+    );
+    assert!(
+        c.workers[i].log().contains(point),
+        "{}",
+        tail(&c.workers[i].log())
+    );
+    assert_worker_tasks_gone(id);
+    at
+}
+
 /// The results a job's report shows as recorded and ignored: (stale, duplicate).
 pub(crate) fn ignored(report: &Value) -> (usize, usize) {
     let (mut stale, mut duplicates) = (0, 0);
@@ -736,20 +756,7 @@ fn f12_a_worker_killed_holding_a_batch_of_results() {
         );
         // Short tasks on many slots end close together: results queue while one is stored.
         s.submit("sleep 0.05");
-        let b = s.c.workers[1].wait_exit(Duration::from_secs(120));
-        let fault = Instant::now();
-        assert_eq!(
-            std::os::unix::process::ExitStatusExt::signal(&b),
-            Some(libc::SIGKILL),
-            "b should die holding a batch\n{}",
-            tail(&s.c.workers[1].log())
-        );
-        assert!(
-            s.c.workers[1].log().contains(failpoint::HOLDING_A_BATCH),
-            "{}",
-            tail(&s.c.workers[1].log())
-        );
-        assert_worker_tasks_gone("held-batch");
+        let fault = died_at(&mut s.c, 1, "held-batch", failpoint::HOLDING_A_BATCH);
         // The batch's tasks had ended on b; each runs again elsewhere (its message was never
         // acked), as do the tasks b was still running.
         let execs = s.ledger.executions();
@@ -808,20 +815,7 @@ fn f13_a_worker_killed_holding_a_task_beyond_its_slots() {
         );
         // Quick tasks: the worker holds one beside its slots while none of them has run long.
         s.submit("true");
-        let b = s.c.workers[1].wait_exit(Duration::from_secs(120));
-        let fault = Instant::now();
-        assert_eq!(
-            std::os::unix::process::ExitStatusExt::signal(&b),
-            Some(libc::SIGKILL),
-            "b should die holding a task\n{}",
-            tail(&s.c.workers[1].log())
-        );
-        assert!(
-            s.c.workers[1].log().contains(failpoint::HOLDING_A_TASK),
-            "{}",
-            tail(&s.c.workers[1].log())
-        );
-        assert_worker_tasks_gone("held-task");
+        let fault = died_at(&mut s.c, 1, "held-task", failpoint::HOLDING_A_TASK);
         // The held task never started on b: JetStream delivers it again after the ack wait,
         // to the other worker (a later delivery of a task b never started), and every job ends
         // with each task run as the ledger says.

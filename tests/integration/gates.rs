@@ -342,11 +342,7 @@ prompt = "verdict {verdicts}"
         "{}\n{}\nworkers:\n{}",
         r.stdout,
         r.stderr,
-        c.workers
-            .iter()
-            .map(|w| w.log())
-            .collect::<Vec<_>>()
-            .join("\n---\n")
+        c.workers_log()
     );
     assert_eq!(sh.show("gated", "a.txt"), "one");
     assert_eq!(sh.show("gated", "b.txt"), "fixed");

@@ -151,11 +151,7 @@ fn cluster_integrates_like_one_machine() {
         r.stdout,
         r.stderr,
         c.coordinator.log(),
-        c.workers
-            .iter()
-            .map(|w| w.log())
-            .collect::<Vec<_>>()
-            .join("\n---\n")
+        c.workers_log()
     );
 
     assert_eq!(sh.show("it", "alpha.txt"), "alpha");
@@ -173,11 +169,7 @@ fn cluster_integrates_like_one_machine() {
         ),
         "refs/heads/it\nrefs/heads/main",
         "{}",
-        c.workers
-            .iter()
-            .map(|w| w.log())
-            .collect::<Vec<_>>()
-            .join("\n---\n")
+        c.workers_log()
     );
     assert_eq!(git(&repo, &["rev-list", "--count", "main"]), "1");
     assert_eq!(
@@ -264,14 +256,6 @@ fn six_at_once(sh: &Shared, name: &str) -> String {
     write(sh.tmp.path(), &format!("{name}.toml"), &spec)
 }
 
-fn workers_log(c: &Cluster) -> String {
-    c.workers
-        .iter()
-        .map(|w| w.log())
-        .collect::<Vec<_>>()
-        .join("\n---\n")
-}
-
 /// Workers on one host with default flags (one cache directory) share no cache clone: two
 /// jobs of six tasks at once on three fresh workers (every worker makes its clone while the
 /// others make theirs, which failed tasks with "Directory not empty" and "'origin' does not
@@ -290,7 +274,7 @@ fn workers_on_one_host_with_default_flags_share_no_cache() {
             "{round}:\n{}\n{}\nworkers:\n{}",
             r.stdout,
             r.stderr,
-            workers_log(&c)
+            c.workers_log()
         );
         let job = r.first_line();
         let rep = report(&c, &job);
@@ -343,7 +327,7 @@ fn a_workspace_that_cannot_be_prepared_costs_no_attempt() {
         note = w.json()[0]["note"].as_str().unwrap_or_default().to_string();
         !note.is_empty()
     });
-    assert!(said, "the worker never said why:\n{}", workers_log(&c));
+    assert!(said, "the worker never said why:\n{}", c.workers_log());
     assert!(
         note.contains("takes no worktree tasks") && note.contains("not-a-directory"),
         "{note}"
@@ -365,7 +349,7 @@ fn a_workspace_that_cannot_be_prepared_costs_no_attempt() {
         "ordo watch:\n{}\n{}\nworkers:\n{}",
         r.stdout,
         r.stderr,
-        workers_log(&c)
+        c.workers_log()
     );
     let rep = report(&c, &job);
     let runs = task(&rep, "only")["runs"].as_array().unwrap().clone();
@@ -430,7 +414,7 @@ fn prune_job_removes_what_failed_attempts_kept_in_the_caches() {
         ordo_tests::wait_until(std::time::Duration::from_secs(20), || kept().is_empty()),
         "still kept: {:?}\n{}",
         kept(),
-        workers_log(&c)
+        c.workers_log()
     );
     assert_ok(&c.ordo(&["status", &job]), "ordo status after prune");
 }
