@@ -4,7 +4,7 @@
 //! the system go quiet, and checks the ledger against the coordinator's record
 //! (`ordo_tests::ledger`). Each writes its row of docs/reliability.md. Row 10 is a worktree job on
 //! a shared repository, whose ledger is the integration branch itself; row 12 kills a worker
-//! holding a batch of results (`ordo_worker::report`), row 13 one holding a task beyond its
+//! holding a batch of results (`ordo_worker::report`), row 14 one holding a task beyond its
 //! slots (`ordo_worker::daemon`'s pace).
 //!
 //! Two seeds per fault by default (the whole suite stays within about five minutes on 2
@@ -799,7 +799,7 @@ fn f12_a_worker_killed_holding_a_batch_of_results() {
 }
 
 #[test]
-fn f13_a_worker_killed_holding_a_task_beyond_its_slots() {
+fn f14_a_worker_killed_holding_a_task_beyond_its_slots() {
     let (mut tally, mut recovery) = (Tally::default(), None);
     for seed in seeds() {
         let mut rng = Rng::new(seed);
