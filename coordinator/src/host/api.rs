@@ -55,7 +55,17 @@ pub async fn handle<E: Executor>(
     body: &[u8],
     limit: ReplyLimit,
 ) -> Vec<u8> {
-    let result = match Verb::parse(name) {
+    let verb = Verb::parse(name);
+    // What waits for a commit is committed before a read (a result may wait a few
+    // milliseconds to share one): a task the engine shows ended has its attempt's record
+    // (worker, exit code, output) beside it.
+    if matches!(verb, Some(Verb::Status | Verb::Report | Verb::Output))
+        && let Err(e) = host.turn(now, true).await
+    {
+        let e = ApiError::new(ErrorKind::Internal, e.to_string());
+        return serde_json::to_vec(&ApiReply::<()>::Error(e)).unwrap_or_default();
+    }
+    let result = match verb {
         Some(Verb::Submit) => match parse(body) {
             Ok(req) => host.submit(now, req).await.map(to_json),
             Err(e) => Err(e),

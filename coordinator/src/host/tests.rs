@@ -159,6 +159,37 @@ async fn submit_runs_a_job_whose_status_report_output_and_listing_agree() {
     assert_eq!(out.tasks[0].bytes, 12);
 }
 
+/// A result applied and not yet committed (it may wait to share a commit) is committed before
+/// `status`, `report` or `output` reads the store: a task shown ended has its attempt's record.
+#[tokio::test]
+async fn reads_see_every_result_applied_so_far() {
+    let store = Arc::new(Store::in_memory().unwrap());
+    let mut host = host(store);
+    let job = host
+        .submit(10, request(spec(&[("a", "", &[])])))
+        .await
+        .unwrap()
+        .job;
+    let first = turn(&mut host, 11).await;
+    finish(&mut host, &first[0], Outcome::Succeeded, "hello from a", 12);
+    assert!(!host.settled(), "the result waits for a commit");
+    let body = serde_json::to_vec(&StatusRequest::whole(job)).unwrap();
+    let reply = handle(
+        &mut host,
+        13,
+        ordo_proto::api::STATUS,
+        &body,
+        ReplyLimit(1 << 20),
+    )
+    .await;
+    let reply: serde_json::Value = serde_json::from_slice(&reply).unwrap();
+    let a = &reply["ok"]["tasks"][0];
+    assert_eq!(a["state"], "succeeded", "{reply}");
+    assert_eq!(a["worker"], "w", "{reply}");
+    assert_eq!(a["exit_code"], 0, "{reply}");
+    assert!(host.settled());
+}
+
 #[tokio::test]
 async fn bad_submissions_are_refused_naming_the_file_and_job_and_record_nothing() {
     let store = Arc::new(Store::in_memory().unwrap());
