@@ -744,6 +744,15 @@ impl Cluster {
             .join("\n---\n")
     }
 
+    /// The coordinator's log and every worker's, for failure messages.
+    pub fn logs(&self) -> String {
+        format!(
+            "coordinator:\n{}\nworkers:\n{}",
+            self.coordinator.log(),
+            self.workers_log()
+        )
+    }
+
     /// `ordo ARGS --nats URL` in the cluster's work directory.
     pub fn ordo(&self, args: &[&str]) -> Run {
         let url = self.nats.url();

@@ -325,11 +325,6 @@ fn cluster_status(c: &Cluster, job: &str) -> Option<Value> {
     (r.code() == 0).then(|| r.json())
 }
 
-/// The logs of a cluster's processes, for failure messages.
-pub(crate) fn logs(c: &Cluster) -> String {
-    format!("{}\n---\n{}", c.coordinator.log(), c.workers_log())
-}
-
 /// `ordo submit` on a cluster; the job's id.
 pub(crate) fn submit(c: &Cluster, spec: &str) -> String {
     let r = c.ordo(&["submit", spec]);
@@ -347,7 +342,7 @@ pub(crate) fn until_ended(c: &Cluster, job: &str) -> Value {
             Some("succeeded" | "failed" | "cancelled")
         )
     });
-    assert!(ended, "{last:#}\n{}", logs(c));
+    assert!(ended, "{last:#}\n{}", c.logs());
     last
 }
 
@@ -406,7 +401,7 @@ url = "{url}/hook"
             last.as_ref()
                 .is_some_and(|st| task(st, "db")["state"] == "awaiting_approval")
         });
-        assert!(ok, "{last:?}\n{}", logs(c));
+        assert!(ok, "{last:?}\n{}", c.logs());
     };
     awaiting(&c);
     let events = |name: &str| -> Vec<Request> {
@@ -534,7 +529,7 @@ answer: {{"verdict": "pass"}}"""
             && ordo_tests::lines(&ran_on).len() == 1),
         "{:?}\n{}",
         ordo_tests::lines(&log),
-        logs(&c)
+        c.logs()
     );
     let victim = ordo_tests::lines(&ran_on)[0].clone();
     let i = ["w1", "w2"].iter().position(|w| *w == victim).unwrap();
@@ -546,7 +541,7 @@ answer: {{"verdict": "pass"}}"""
     .then(|| killed.elapsed());
 
     let st = until_ended(&c, &job);
-    assert_eq!(st["state"], "succeeded", "{st:#}\n{}", logs(&c));
+    assert_eq!(st["state"], "succeeded", "{st:#}\n{}", c.logs());
     let other = if victim == "w1" { "w2" } else { "w1" };
     assert_eq!(
         ordo_tests::lines(&ran_on),

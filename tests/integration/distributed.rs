@@ -42,12 +42,7 @@ fn wait_state(c: &Cluster, job: &str, limit: Duration) -> Value {
             Some("succeeded" | "failed" | "cancelled")
         )
     });
-    assert!(
-        done,
-        "job did not finish: {last}\ncoordinator:\n{}\nworkers:\n{}",
-        c.coordinator.log(),
-        c.workers_log()
-    );
+    assert!(done, "job did not finish: {last}\n{}", c.logs());
     last
 }
 
@@ -222,9 +217,8 @@ command = "true"
     });
     assert!(
         ran,
-        "short waited behind long (held by the busy worker?): {s}\ncoordinator:\n{}\nworkers:\n{}",
-        c.coordinator.log(),
-        c.workers_log()
+        "short waited behind long (held by the busy worker?): {s}\n{}",
+        c.logs()
     );
     assert_eq!(task(&s, "long")["worker"], "busy", "{s}");
     assert_eq!(task(&s, "short")["worker"], "idle", "{s}");

@@ -225,10 +225,7 @@ env = {{ SPANS = "{spans}", MARKS = "{marks}", STUB_COST = "0.5", STUB_STATE = "
     fn logs(&self) -> String {
         let mut out = String::new();
         if let Some(c) = &self.cluster {
-            out.push_str(&c.coordinator.log());
-            for w in &c.workers {
-                out.push_str(&w.log());
-            }
+            out.push_str(&c.logs());
         }
         if let Some((ui, ..)) = &self.ui {
             out.push_str(&ui.log());

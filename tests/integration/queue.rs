@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use ordo_tests::ledger::{self, Row, Tally};
 use ordo_tests::{Cluster, git, git_run, lines, task, wait_until, write};
 
-use crate::approvals::{commits_touching, logs, submit, until_ended};
+use crate::approvals::{commits_touching, submit, until_ended};
 use crate::fault_suite::{assert_worker_tasks_gone, ignored};
 use crate::workspaces::{Sandbox, assert_ok, default_branch};
 use crate::workspaces_cluster::Shared;
@@ -309,7 +309,7 @@ done
     assert!(
         wait_until(Duration::from_secs(30), || killed().is_some()),
         "the batch was not pushed\n{}",
-        logs(&c)
+        c.logs()
     );
     let at = Instant::now();
     let pid = killed().unwrap();
@@ -323,7 +323,7 @@ done
     assert_worker_tasks_gone(victim);
     let st = until_ended(&c, &job);
     let recovery = Some(at.elapsed());
-    assert_eq!(st["state"], "succeeded", "{st:#}\n{}", logs(&c));
+    assert_eq!(st["state"], "succeeded", "{st:#}\n{}", c.logs());
     let report = c.ordo(&["report", &job, "--format", "json"]).json();
     assert_integrated_once(&sh, &marks, false);
     for t in ["t1", "t2", "t3", "t4"] {
@@ -390,7 +390,7 @@ fi
         }),
         "no bisection step started: {:?}\n{}",
         lines(&marks.join("verifies")),
-        logs(&c)
+        c.logs()
     );
     let victim = held_by()[0].clone();
     let i = ["w1", "w2"].iter().position(|w| *w == victim).unwrap();
@@ -402,7 +402,7 @@ fi
     let steps_after = || lines(&marks.join("steps")).split_off(before);
     let recovery =
         wait_until(Duration::from_secs(30), || !steps_after().is_empty()).then(|| killed.elapsed());
-    assert!(recovery.is_some(), "the step never ran again\n{}", logs(&c));
+    assert!(recovery.is_some(), "the step never ran again\n{}", c.logs());
     assert_eq!(
         steps_after()[0],
         other,
@@ -410,7 +410,7 @@ fi
     );
 
     let st = until_ended(&c, &job);
-    assert_eq!(st["state"], "succeeded", "{st:#}\n{}", logs(&c));
+    assert_eq!(st["state"], "succeeded", "{st:#}\n{}", c.logs());
     let report = c.ordo(&["report", &job, "--format", "json"]).json();
     assert_integrated_once(&sh, &marks, true);
     let repo = sh.repo();
@@ -466,7 +466,7 @@ fi
             == 2),
         "the halves are not verified at once: {:?}\n{}",
         lines(&marks.join("verifies")),
-        logs(&c)
+        c.logs()
     );
     c.coordinator.stop(libc::SIGKILL);
     let killed = Instant::now();
@@ -480,11 +480,11 @@ fi
     assert!(
         recovery.is_some(),
         "nothing verified after the restart\n{}",
-        logs(&c)
+        c.logs()
     );
 
     let st = until_ended(&c, &job);
-    assert_eq!(st["state"], "succeeded", "{st:#}\n{}", logs(&c));
+    assert_eq!(st["state"], "succeeded", "{st:#}\n{}", c.logs());
     let report = c.ordo(&["report", &job, "--format", "json"]).json();
     assert_integrated_once(&sh, &marks, true);
 

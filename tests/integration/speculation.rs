@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use ordo_tests::ledger::{self, Row, Tally};
 use ordo_tests::{Cluster, git, lines, task, wait_until, write};
 
-use crate::approvals::{commits_touching, logs, submit, until_ended};
+use crate::approvals::{commits_touching, submit, until_ended};
 use crate::fault_suite::ignored;
 use crate::workspaces::{Sandbox, assert_ok, default_branch};
 use crate::workspaces_cluster::Shared;
@@ -192,7 +192,7 @@ fn speculation_on_a_cluster_is_kept_or_discarded() {
             "ordo submit --wait:\n{}\n{}\n{}",
             r.stdout,
             r.stderr,
-            logs(&c)
+            c.logs()
         );
         assert!(marks.join("b-before-first-integration").exists());
         assert_eq!(lines(&marks.join("b-runs")).len(), runs);
@@ -226,7 +226,7 @@ fn the_coordinator_killed_during_a_speculation_leaves_each_change_integrated_onc
             state(&c, "b").flatten().as_deref() == Some("integrating")
         }),
         "b did not finish on its speculative base\n{}",
-        logs(&c)
+        c.logs()
     );
     c.coordinator.stop(libc::SIGKILL);
     let killed = Instant::now();
@@ -235,10 +235,10 @@ fn the_coordinator_killed_during_a_speculation_leaves_each_change_integrated_onc
         state(&c, "b").flatten().as_deref() == Some("pending")
     })
     .then(|| killed.elapsed());
-    assert!(recovery.is_some(), "b is not waiting again\n{}", logs(&c));
+    assert!(recovery.is_some(), "b is not waiting again\n{}", c.logs());
     std::fs::remove_file(marks.join("hold")).unwrap();
     let st = until_ended(&c, &job);
-    assert_eq!(st["state"], "succeeded", "{st:#}\n{}", logs(&c));
+    assert_eq!(st["state"], "succeeded", "{st:#}\n{}", c.logs());
     assert_eq!(lines(&marks.join("b-runs")).len(), 2, "b ran again");
     let repo = sh.repo();
     assert_eq!(sh.show("it", "b.txt"), "a");

@@ -147,11 +147,10 @@ fn cluster_integrates_like_one_machine() {
     let job = r.first_line();
     assert!(
         r.code() == 0,
-        "ordo submit --wait:\n{}\n{}\ncoordinator:\n{}\nworkers:\n{}",
+        "ordo submit --wait:\n{}\n{}\n{}",
         r.stdout,
         r.stderr,
-        c.coordinator.log(),
-        c.workers_log()
+        c.logs()
     );
 
     assert_eq!(sh.show("it", "alpha.txt"), "alpha");
