@@ -112,6 +112,12 @@ fn finish(host: &mut Host<Playback>, d: &Dispatch, outcome: Outcome, output: &st
     host.apply(now + 1, Event::Finished(r));
 }
 
+/// A request by name, as a transport hands it over: its `ApiReply` as JSON.
+async fn ask(host: &mut Host<Playback>, now: Millis, verb: &str, body: &[u8]) -> serde_json::Value {
+    let reply = handle(host, now, verb, body, ReplyLimit(usize::MAX)).await;
+    serde_json::from_slice(&reply).unwrap()
+}
+
 fn phases(host: &mut Host<Playback>, job: JobId) -> Vec<(String, TaskPhase)> {
     let status = host.status(&StatusRequest::whole(job)).unwrap();
     status
@@ -174,15 +180,7 @@ async fn reads_see_every_result_applied_so_far() {
     finish(&mut host, &first[0], Outcome::Succeeded, "hello from a", 12);
     assert!(!host.settled(), "the result waits for a commit");
     let body = serde_json::to_vec(&StatusRequest::whole(job)).unwrap();
-    let reply = handle(
-        &mut host,
-        13,
-        ordo_proto::api::STATUS,
-        &body,
-        ReplyLimit(1 << 20),
-    )
-    .await;
-    let reply: serde_json::Value = serde_json::from_slice(&reply).unwrap();
+    let reply = ask(&mut host, 13, ordo_proto::api::STATUS, &body).await;
     let a = &reply["ok"]["tasks"][0];
     assert_eq!(a["state"], "succeeded", "{reply}");
     assert_eq!(a["worker"], "w", "{reply}");
@@ -396,16 +394,12 @@ async fn recover_reruns_attempts_that_died_with_the_host_only() {
 async fn verbs_by_name_answer_api_replies() {
     let store = Arc::new(Store::in_memory().unwrap());
     let mut host = host(store);
-    let limit = ReplyLimit(usize::MAX);
     let body = serde_json::to_vec(&request(spec(&[("a", "", &[])]))).unwrap();
-    let reply = handle(&mut host, 1, "submit", &body, limit).await;
-    let v: serde_json::Value = serde_json::from_slice(&reply).unwrap();
+    let v = ask(&mut host, 1, "submit", &body).await;
     assert!(v["ok"]["job"].is_string(), "{v}");
-    let reply = handle(&mut host, 1, "nope", b"{}", limit).await;
-    let v: serde_json::Value = serde_json::from_slice(&reply).unwrap();
+    let v = ask(&mut host, 1, "nope", b"{}").await;
     assert_eq!(v["error"]["message"], "unknown API verb 'nope'");
-    let reply = handle(&mut host, 1, "status", b"{", limit).await;
-    let v: serde_json::Value = serde_json::from_slice(&reply).unwrap();
+    let v = ask(&mut host, 1, "status", b"{").await;
     assert_eq!(v["error"]["kind"], "invalid");
 }
 
