@@ -837,7 +837,10 @@ fn f14_a_worker_killed_holding_a_task_beyond_its_slots() {
                     && !started_on_b.contains(&(e.job.clone(), e.task.clone()))
             })
         });
-        assert!(redelivered, "no task b never started ran again elsewhere");
+        assert!(
+            redelivered,
+            "no task that b never started ran again elsewhere after the fault"
+        );
         recovery = max(recovery, fault.elapsed());
         let t = s.finish(&["held-task".into()]);
         tally += t;
