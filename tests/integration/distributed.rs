@@ -164,15 +164,15 @@ fn one_worker_serves_several_queues_and_an_empty_one_holds_nothing_back() {
     assert_eq!(task(&s, "t5")["output_tail"], "beta\n");
 }
 
-/// A worker whose runs are quick holds one task beyond its free slots, but never behind a run
-/// that turned long: the held task goes back, and a worker with a free slot runs it meanwhile.
+/// A worker whose runs are quick holds tasks beyond its free slots, but never behind a run that
+/// turned long: the held tasks go back, and a worker with a free slot runs them meanwhile.
 #[test]
-fn a_task_held_beside_a_run_that_turns_long_goes_back_to_an_idle_worker() {
+fn tasks_held_beside_runs_that_turn_long_go_back_to_an_idle_worker() {
     // A long ack wait: a task held until its slot frees, or until a bound tied to the ack
     // wait, would not reach the idle worker within the wait below.
     let mut c = Cluster::start(&["--ack-wait", "90s"]);
-    c.add_worker("busy", &["--concurrency", "1"]);
-    // Quick runs first, so the worker's pace holds a task beside its next run.
+    c.add_worker("busy", &["--concurrency", "2"]);
+    // Quick runs first, so the worker's pace holds tasks beside its next runs.
     let mut warm = String::from("name = \"warm\"\n[settings]\nexecution_mode = \"parallel\"\n");
     for i in 0..20 {
         warm.push_str(&format!("[[tasks]]\nname = \"w{i}\"\ncommand = \"true\"\n"));
@@ -184,44 +184,41 @@ fn a_task_held_beside_a_run_that_turns_long_goes_back_to_an_idle_worker() {
         "succeeded"
     );
 
-    // `long` is dispatched first (its priority); `short` waits in the stream behind it, and the
-    // busy worker, whose one run is young, asks for it to hold.
-    let spec = write(
-        c.work.path(),
-        "mixed.toml",
-        r#"name = "mixed"
-[settings]
-execution_mode = "parallel"
-
-[[tasks]]
-name = "long"
-priority = 10
-command = "touch long-started; sleep 60"
-
-[[tasks]]
-name = "short"
-command = "true"
-"#,
-    );
+    // The long tasks are dispatched first (their priority); the short ones wait in the stream
+    // behind them, and the busy worker, whose runs are young, asks for two of them to hold.
+    let mut spec = String::from("name = \"mixed\"\n[settings]\nexecution_mode = \"parallel\"\n");
+    for i in 0..2 {
+        spec.push_str(&format!(
+            "[[tasks]]\nname = \"long{i}\"\npriority = 10\ncommand = \"touch long{i}-started; sleep 60\"\n"
+        ));
+    }
+    for i in 0..3 {
+        spec.push_str(&format!("[[tasks]]\nname = \"short{i}\"\ncommand = \"true\"\n"));
+    }
+    let spec = write(c.work.path(), "mixed.toml", &spec);
     let job = submit(&c, &spec);
     let work = c.work.path().to_path_buf();
-    assert!(wait_until(Duration::from_secs(30), || work
-        .join("long-started")
-        .exists()));
+    assert!(wait_until(Duration::from_secs(30), || (0..2)
+        .all(|i| work.join(format!("long{i}-started")).exists())));
     c.add_worker("idle", &["--concurrency", "1"]);
     let mut s = Value::Null;
     let ran = wait_until(Duration::from_secs(20), || {
         s = status(&c, &job);
         // `running` shows once the worker's started notice came.
-        task(&s, "short")["state"] == "succeeded" && task(&s, "long")["state"] == "running"
+        (0..3).all(|i| task(&s, &format!("short{i}"))["state"] == "succeeded")
+            && (0..2).all(|i| task(&s, &format!("long{i}"))["state"] == "running")
     });
     assert!(
         ran,
-        "short waited behind long (held by the busy worker?): {s}\n{}",
+        "short tasks waited behind long ones (held by the busy worker?): {s}\n{}",
         c.logs()
     );
-    assert_eq!(task(&s, "long")["worker"], "busy", "{s}");
-    assert_eq!(task(&s, "short")["worker"], "idle", "{s}");
+    for i in 0..2 {
+        assert_eq!(task(&s, &format!("long{i}"))["worker"], "busy", "{s}");
+    }
+    for i in 0..3 {
+        assert_eq!(task(&s, &format!("short{i}"))["worker"], "idle", "{s}");
+    }
 }
 
 #[test]

@@ -3,18 +3,18 @@
 //! worker loses only the attempt in flight, which JetStream delivers again.
 //!
 //! Pulls ask for exactly the free slots, through one inbox. While this worker's runs are quick
-//! (`names::QUICK_RUN_MS`) and none of those running has run that long yet, they ask for one
-//! task more (in asks that expire as fast), held until a slot frees, so a slot does not sit idle
-//! for a pull's round trip between two quick tasks (`Pace`). The moment a running one has run
-//! that long, a held task goes back for another worker (a delivery spent, while enough are
-//! left), and none is held again until a run ends. Per task message: run it, renewing the
+//! (`names::QUICK_RUN_MS`) and none of those running has run that long yet, they ask for a few
+//! tasks more (`HOLD_TASKS`, in asks that expire as fast), held until a slot frees, so a slot
+//! does not sit idle for a pull's round trip between two quick tasks (`Pace`). The moment a
+//! running one has run that long, the held tasks go back for another worker (a delivery spent,
+//! while enough are left), and none is held again until a run ends. Per task message: run it, renewing the
 //! lease with in-progress acks (and telling `Started` if it runs longer than a moment); stream
 //! output to `ordo.log.<job>.<task>`; publish `Finished` and await its JetStream ack
 //! (`report`: results that queue meanwhile go together); only then ack the task message. A
 //! worker that cannot renew its lease for a whole ack-wait kills its task rather than let two
 //! copies run for long, and reports it as abandoned (the coordinator records that as stale: the
 //! message is delivered again). On SIGTERM it drains: no new pulls, running tasks get a grace
-//! period, the rest (a held task too) are handed back (nak) for another worker.
+//! period, the rest (held tasks too) are handed back (nak) for another worker.
 //!
 //! A worktree task whose workspace this worker cannot prepare (its cache clone, fetch or
 //! worktree) never ran: the message is handed back with a delay, costing a delivery and no
@@ -97,6 +97,12 @@ struct Preparing {
     note: Option<String>,
 }
 
+/// Most tasks a worker holds beyond its free slots while its runs are quick (never more than its
+/// slots): with one, two quick tasks ending within a pull's round trip left a slot waiting for
+/// it (a fifth of the slots' time with 4 slots of `true`); three keep the slots full and ask
+/// in fewer requests (docs/design.md, "Where a task's time goes").
+const HOLD_TASKS: usize = 3;
+
 /// How long an ask for a task to hold waits for one: no longer than a run may take before a
 /// held task goes back, so that no ask outlives the reason it was made.
 const HOLD_ASK_EXPIRES: Duration = Duration::from_millis(names::QUICK_RUN_MS);
@@ -105,7 +111,7 @@ const HOLD_ASK_EXPIRES: Duration = Duration::from_millis(names::QUICK_RUN_MS);
 /// waits up to this long (or a third of the ack wait) for a slot before it goes back anyway.
 const HOLD_AT_MOST: Duration = Duration::from_secs(1);
 
-/// This worker's pace: whether it holds one task beyond its free slots (module docs).
+/// This worker's pace: whether it holds tasks beyond its free slots (module docs).
 #[derive(Default)]
 struct Pace(std::sync::Mutex<PaceNow>);
 
@@ -419,11 +425,16 @@ async fn pull_loop(shared: Arc<Shared>) {
             let _ = sub.unsubscribe().await;
             return;
         }
+        let hold = if shared.pace.holds(Instant::now()) {
+            HOLD_TASKS.min(slots)
+        } else {
+            0
+        };
         let ask = ask_for(
             slots,
             shared.busy.load(Ordering::SeqCst) as usize,
             asked,
-            shared.pace.holds(Instant::now()),
+            hold,
         );
         let paused = shared.pulls_paused();
         if let Some((want, to_hold)) = ask.filter(|_| !draining && paused.is_none()) {
@@ -519,17 +530,12 @@ async fn pull_loop(shared: Arc<Shared>) {
 }
 
 /// What to ask for with `busy` of `slots` taken and `asked` asked for and not yet come: the free
-/// slots not asked for yet, and while `hold` (`Pace::holds`) one task more, in an ask that
-/// expires soon (`HOLD_ASK_EXPIRES`, marked `true`), also made alone once every slot is busy.
-fn ask_for(slots: usize, busy: usize, asked: usize, hold: bool) -> Option<(usize, bool)> {
-    let free = slots.saturating_sub(busy);
-    if free > asked {
-        Some((free - asked + usize::from(hold), hold))
-    } else if free == 0 && asked == 0 && hold {
-        Some((1, true))
-    } else {
-        None
-    }
+/// slots and `hold` tasks more (`HOLD_TASKS` while `Pace::holds`, else none), less what was
+/// asked for; an ask that includes tasks to hold expires soon (`HOLD_ASK_EXPIRES`, marked
+/// `true`). A held task the pull loop waits with counts as come: it takes the next free slot.
+fn ask_for(slots: usize, busy: usize, asked: usize, hold: usize) -> Option<(usize, bool)> {
+    let want = slots.saturating_sub(busy) + hold;
+    (want > asked).then(|| (want - asked, hold > 0))
 }
 
 /// Whether `msg` is one JetStream delivered from `ORDO_TASKS` through the consumer of a queue
@@ -1079,22 +1085,25 @@ async fn accept_integration(shared: &Arc<Shared>, msg: jetstream::Message, ack_w
 mod tests {
     use super::*;
 
-    /// The free slots not yet asked for, and one to hold only while the pace says so, in an ask
-    /// that expires soon.
+    /// The free slots not yet asked for, and the tasks to hold only while the pace says so, in
+    /// an ask that expires soon.
     #[test]
-    fn one_task_more_is_asked_for_to_hold() {
-        assert_eq!(ask_for(4, 0, 0, false), Some((4, false)));
-        assert_eq!(ask_for(4, 1, 1, false), Some((2, false)));
-        assert_eq!(ask_for(4, 1, 1, true), Some((3, true)));
-        assert_eq!(ask_for(4, 3, 1, true), None, "the free slot is asked for");
-        assert_eq!(ask_for(4, 4, 0, false), None);
+    fn tasks_to_hold_are_asked_for_beyond_the_free_slots() {
+        assert_eq!(ask_for(4, 0, 0, 0), Some((4, false)));
+        assert_eq!(ask_for(4, 1, 1, 0), Some((2, false)));
+        assert_eq!(ask_for(4, 1, 1, 3), Some((5, true)));
+        assert_eq!(ask_for(4, 3, 1, 0), None, "the free slot is asked for");
+        assert_eq!(ask_for(4, 3, 1, 3), Some((3, true)));
+        assert_eq!(ask_for(4, 4, 0, 0), None);
         assert_eq!(
-            ask_for(4, 4, 0, true),
-            Some((1, true)),
-            "every slot busy: one to hold"
+            ask_for(4, 4, 0, 3),
+            Some((3, true)),
+            "every slot busy: three to hold"
         );
-        assert_eq!(ask_for(4, 4, 1, true), None, "one is on its way");
-        assert_eq!(ask_for(4, 5, 0, true), Some((1, true)));
+        assert_eq!(ask_for(4, 4, 2, 3), Some((1, true)), "two are on their way");
+        assert_eq!(ask_for(4, 4, 3, 3), None, "all three are on their way");
+        assert_eq!(ask_for(4, 5, 0, 3), Some((3, true)));
+        assert_eq!(ask_for(1, 1, 0, HOLD_TASKS.min(1)), Some((1, true)));
     }
 
     /// A task is held only while the recent runs are quick and none running has run long; a
