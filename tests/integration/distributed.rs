@@ -193,7 +193,9 @@ fn tasks_held_beside_runs_that_turn_long_go_back_to_an_idle_worker() {
         ));
     }
     for i in 0..3 {
-        spec.push_str(&format!("[[tasks]]\nname = \"short{i}\"\ncommand = \"true\"\n"));
+        spec.push_str(&format!(
+            "[[tasks]]\nname = \"short{i}\"\ncommand = \"true\"\n"
+        ));
     }
     let spec = write(c.work.path(), "mixed.toml", &spec);
     let job = submit(&c, &spec);

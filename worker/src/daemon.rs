@@ -7,14 +7,16 @@
 //! tasks more (`HOLD_TASKS`, in asks that expire as fast), held until a slot frees, so a slot
 //! does not sit idle for a pull's round trip between two quick tasks (`Pace`). The moment a
 //! running one has run that long, the held tasks go back for another worker (a delivery spent,
-//! while enough are left), and none is held again until a run ends. Per task message: run it, renewing the
-//! lease with in-progress acks (and telling `Started` if it runs longer than a moment); stream
-//! output to `ordo.log.<job>.<task>`; publish `Finished` and await its JetStream ack
-//! (`report`: results that queue meanwhile go together); only then ack the task message. A
-//! worker that cannot renew its lease for a whole ack-wait kills its task rather than let two
-//! copies run for long, and reports it as abandoned (the coordinator records that as stale: the
-//! message is delivered again). On SIGTERM it drains: no new pulls, running tasks get a grace
-//! period, the rest (held tasks too) are handed back (nak) for another worker.
+//! while enough are left), and none is held again until a run ends.
+//!
+//! Per task message: run it, renewing the lease with in-progress acks (and telling `Started` if
+//! it runs longer than a moment); stream output to `ordo.log.<job>.<task>`; publish `Finished`
+//! and await its JetStream ack (`report`: results that queue meanwhile go together); only then
+//! ack the task message. A worker that cannot renew its lease for a whole ack-wait kills its
+//! task rather than let two copies run for long, and reports it as abandoned (the coordinator
+//! records that as stale: the message is delivered again). On SIGTERM it drains: no new pulls,
+//! running tasks get a grace period, the rest (held tasks too) are handed back (nak) for another
+//! worker.
 //!
 //! A worktree task whose workspace this worker cannot prepare (its cache clone, fetch or
 //! worktree) never ran: the message is handed back with a delay, costing a delivery and no
