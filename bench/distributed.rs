@@ -5,8 +5,8 @@
 //!
 //! - 10,000 independent `true` tasks, one worker with 4 slots, vs the spawn limit (tokio
 //!   spawning the same `sh -c true` with 4 in flight), everything sharing every CPU, with each
-//!   component's CPU per task (nats-server, coordinator, worker; from /proc) and the rate one
-//!   core of it could carry;
+//!   component's CPU per task (nats-server, coordinator, worker with its blocking threads; from
+//!   /proc) and the rate one core of it could carry;
 //! - the same with nats-server and the coordinator on one CPU and the worker and its tasks on
 //!   another, vs the spawn limit of that CPU: target ≥ 0.8. This is the target's question (is the
 //!   broker what limits a worker?), which the first cannot answer on a small machine: there the
@@ -49,8 +49,8 @@ mod nats;
 
 use common::{job, spawn_limit};
 use nats::{
-    Nats, connect, makespan, own_thread, pin_to, process_cpu, run_job, start_nats, thread_cpu,
-    thread_id, two_cpus, wait_api,
+    Nats, connect, makespan, named_threads_cpu, own_thread, pin_to, process_cpu, run_job,
+    start_nats, thread_cpu, thread_id, two_cpus, wait_api,
 };
 
 /// A coordinator and workers in this process, stopped by dropping their senders.
@@ -253,11 +253,13 @@ impl Cluster {
         Cpu {
             broker: process_cpu(nats.child.id()),
             coordinator: thread_cpu(self.coordinator_tid.load(Ordering::SeqCst)),
+            // The workers' threads, and those they spawn processes on.
             workers: self
                 .worker_tids
                 .iter()
                 .map(|t| thread_cpu(t.load(Ordering::SeqCst)))
-                .sum(),
+                .sum::<Duration>()
+                + named_threads_cpu(daemon::BLOCKING_THREADS),
             commits: self.commits.load(Ordering::SeqCst),
             msgs: nats.msgs(),
         }

@@ -170,6 +170,20 @@ pub fn thread_cpu(tid: i32) -> Duration {
     stat_cpu(&format!("/proc/self/task/{tid}/stat"))
 }
 
+/// CPU time (user + system) the threads of this process named `name` have used so far (those
+/// that ended took theirs along).
+pub fn named_threads_cpu(name: &str) -> Duration {
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
+        return Duration::ZERO;
+    };
+    dir.flatten()
+        .filter(|t| {
+            std::fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim_end() == name)
+        })
+        .map(|t| stat_cpu(&t.path().join("stat").to_string_lossy()))
+        .sum()
+}
+
 /// CPU time (user + system) another process (nats-server) has used so far.
 pub fn process_cpu(pid: u32) -> Duration {
     stat_cpu(&format!("/proc/{pid}/stat"))

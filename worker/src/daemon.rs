@@ -209,10 +209,16 @@ struct Shared {
 
 /// The runtime `ordo-worker` runs on: one thread. A worker mostly waits (on processes, pipes
 /// and NATS); on one thread each hand-off is a function call rather than a wake-up of another
-/// thread, which leaves more of the cores to the tasks (bench/distributed).
+/// thread, which leaves more of the cores to the tasks (bench/distributed). What would hold
+/// that thread (spawning a process, reading `/proc`) runs on its blocking threads, named
+/// `BLOCKING_THREADS`.
 pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    ordo_plumbing::one_thread_runtime()
+    ordo_plumbing::one_thread_runtime(BLOCKING_THREADS)
 }
+
+/// The name of the worker's threads for blocking calls (bench/distributed counts their CPU as
+/// the worker's).
+pub const BLOCKING_THREADS: &str = "worker-blocking";
 
 /// Runs until `shutdown` resolves, then drains.
 pub async fn run(

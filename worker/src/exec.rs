@@ -14,7 +14,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::process::{ExitStatus, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ordo_proto::{Dispatch, Outcome, Program, TaskResult, WorkerId, now_ms};
@@ -442,18 +442,69 @@ struct Ended {
     stop: Option<Stop>,
 }
 
+/// Attempts whose processes this process is spawning or supervising now (`run_process`).
+static SUPERVISING: AtomicUsize = AtomicUsize::new(0);
+
+/// When (`now_ms`) a spawn last found other attempts' processes running.
+static CROWDED_AT_MS: AtomicU64 = AtomicU64::new(0);
+
+/// For this long after a spawn found others running, spawns stay off the caller's thread.
+const CROWDED_FOR_MS: u64 = 1_000;
+
+/// Counts one attempt in `SUPERVISING` while it lives.
+struct Supervising;
+
+impl Supervising {
+    fn enter() -> Supervising {
+        SUPERVISING.fetch_add(1, Ordering::SeqCst);
+        Supervising
+    }
+}
+
+impl Drop for Supervising {
+    fn drop(&mut self) {
+        SUPERVISING.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Spawns `cmd`, on a blocking thread while other attempts' processes run (or did, within
+/// `CROWDED_FOR_MS`). A spawn holds its thread until the child has called exec (`posix_spawn`
+/// is a vfork), most of a millisecond once the CPUs are busy: on the worker's one runtime thread
+/// that was three quarters of its time with four slots of `true`, every other task's result,
+/// pull and ack waiting behind it. Alone (a chain's steps), it spawns on the caller's thread:
+/// nothing waits behind it there, and a hand-off to another thread and back would add to every
+/// step (docs/design.md, "Where a task's time goes"). If the caller is dropped meanwhile, the
+/// child is killed as it comes (`kill_on_drop`), and what it started carries the attempt's
+/// token for the sweeper.
+async fn spawn(mut cmd: Command) -> io::Result<tokio::process::Child> {
+    let now = now_ms();
+    let alone = if SUPERVISING.load(Ordering::SeqCst) > 1 {
+        CROWDED_AT_MS.store(now, Ordering::SeqCst);
+        false
+    } else {
+        now.saturating_sub(CROWDED_AT_MS.load(Ordering::SeqCst)) >= CROWDED_FOR_MS
+    };
+    if alone {
+        return cmd.spawn();
+    }
+    tokio::task::spawn_blocking(move || cmd.spawn())
+        .await
+        .unwrap_or_else(|e| Err(io::Error::other(e)))
+}
+
 /// Spawns `cmd` and supervises it to the end: reads its output, kills its tree on timeout or
 /// cancel, and on every path SIGKILLs its group afterwards so no group member outlives it.
 /// Returns the spawn error, if any.
 async fn run_process<C: Future<Output = ()>>(
-    mut cmd: Command,
+    cmd: Command,
     token: &str,
     deadline: Option<Instant>,
     mut cancel: Pin<&mut C>,
     opts: &ExecOptions,
     col: &mut Collector,
 ) -> io::Result<Ended> {
-    let mut child = cmd.spawn()?;
+    let _supervising = Supervising::enter();
+    let mut child = spawn(cmd).await?;
     // process_group(0): the group id is the child's pid.
     let Some(pgid) = child.id().and_then(|p| i32::try_from(p).ok()) else {
         // Unreachable for a child that was just spawned and not yet waited for.

@@ -146,7 +146,7 @@ const HOUSEKEEPING: Duration = Duration::from_millis(250);
 /// is synchronous, and nothing can proceed before a commit is durable); fewer wake-ups of other
 /// threads per task than a multi-threaded runtime (bench/distributed).
 pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    ordo_plumbing::one_thread_runtime()
+    ordo_plumbing::one_thread_runtime("coord-blocking")
 }
 
 /// Runs the coordinator until `shutdown` resolves.
