@@ -185,7 +185,7 @@ fn tasks_held_beside_runs_that_turn_long_go_back_to_an_idle_worker() {
     );
 
     // The long tasks are dispatched first (their priority); the short ones wait in the stream
-    // behind them, and the busy worker, whose runs are young, asks for two of them to hold.
+    // behind them, and the busy worker, whose runs are young, asks for one of them to hold.
     let mut spec = String::from("name = \"mixed\"\n[settings]\nexecution_mode = \"parallel\"\n");
     for i in 0..2 {
         spec.push_str(&format!(

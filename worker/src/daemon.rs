@@ -3,10 +3,10 @@
 //! worker loses only the attempt in flight, which JetStream delivers again.
 //!
 //! Pulls ask for exactly the free slots, through one inbox. While this worker's runs are quick
-//! (`names::QUICK_RUN_MS`) and none of those running has run that long yet, they ask for a few
-//! tasks more (`HOLD_TASKS`, in asks that expire as fast), held until a slot frees, so a slot
+//! (`names::QUICK_RUN_MS`) and none of those running has run that long yet, they ask for one
+//! task more (`HOLD_TASKS`, in asks that expire as fast), held until a slot frees, so a slot
 //! does not sit idle for a pull's round trip between two quick tasks (`Pace`). The moment a
-//! running one has run that long, the held tasks go back for another worker (a delivery spent,
+//! running one has run that long, a held task goes back for another worker (a delivery spent,
 //! while enough are left), and none is held again until a run ends.
 //!
 //! Per task message: run it, renewing the lease with in-progress acks (and telling `Started` if
@@ -100,10 +100,10 @@ struct Preparing {
 }
 
 /// Most tasks a worker holds beyond its free slots while its runs are quick (never more than its
-/// slots): with one, two quick tasks ending within a pull's round trip left a slot waiting for
-/// it (a fifth of the slots' time with 4 slots of `true`); three keep the slots full and ask
-/// in fewer requests (docs/design.md, "Where a task's time goes").
-const HOLD_TASKS: usize = 3;
+/// slots). Three kept 4 slots of `true` fuller and asked in fewer requests while spawns held
+/// the worker's thread, and were no faster once they did not (docs/design.md, "Where a task's
+/// time goes"); one keeps fewer tasks away from other workers.
+const HOLD_TASKS: usize = 1;
 
 /// How long an ask for a task to hold waits for one: no longer than a run may take before a
 /// held task goes back, so that no ask outlives the reason it was made.
