@@ -19,8 +19,8 @@ pub mod telemetry;
 
 /// A tokio runtime on the calling thread, with I/O and timers: what `ordo-coordinator` and
 /// `ordo-worker` run on (each says why in its own `runtime()`). Its blocking calls
-/// (`spawn_blocking`) run on threads named `blocking` (at most 15 bytes, the kernel's limit),
-/// so a profile or `/proc` tells them apart.
+/// (`spawn_blocking`) run on threads given the name `blocking` (at most 15 bytes, the kernel's
+/// limit), so a profile or `/proc` tells them apart.
 pub fn one_thread_runtime(blocking: &str) -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
         .thread_name(blocking)

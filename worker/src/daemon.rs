@@ -1111,7 +1111,6 @@ mod tests {
         assert_eq!(ask_for(4, 4, 2, 3), Some((1, true)), "two are on their way");
         assert_eq!(ask_for(4, 4, 3, 3), None, "all three are on their way");
         assert_eq!(ask_for(4, 5, 0, 3), Some((3, true)));
-        assert_eq!(ask_for(1, 1, 0, HOLD_TASKS.min(1)), Some((1, true)));
     }
 
     /// A task is held only while the recent runs are quick and none running has run long; a
