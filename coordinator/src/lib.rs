@@ -7,6 +7,7 @@
 //!   coordinator service and the local runner alike.
 //! - `metrics`: Prometheus metrics from engine changes and the service loop.
 //! - `store`: the redb file: jobs, one record per task, attempts, history, outbox.
+//! - `wal`: the state file's write-ahead log, through which the store's commits are durable.
 //! - `traces`: engine changes → OpenTelemetry spans (job root span, attempt spans).
 //! - `views`: job status and listings built from the store, for the API.
 //! - `report`: the records a job's report is rendered from (API, `ordo report`, `ordo run`).
@@ -31,3 +32,4 @@ pub mod service;
 pub mod store;
 pub mod traces;
 pub mod views;
+pub mod wal;

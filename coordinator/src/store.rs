@@ -14,6 +14,12 @@
 //! point of no return, and the journal sequence it returns is recorded in the same transaction
 //! (`journal_seq`). A standby replays the same writes with `apply`, so its file is the same
 //! prefix of the journal.
+//!
+//! A store on a file commits through its write-ahead log (`wal`): a write is durable once its
+//! entry is synced there, redb commits it without a sync, and a durable redb commit (a
+//! checkpoint) follows at least every second, for a large write, or when the log is full.
+//! Opening the file replays the log's entries after the last checkpoint (`wal_seq`). Writes
+//! that go to the `--ha` journal, and a standby's replay of it, commit durably as before.
 
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -25,6 +31,8 @@ use ordo_proto::api::NotifyHealth;
 use ordo_proto::gates::StageRecord;
 use ordo_proto::{Attempt, Dispatch, JobId, JobSpec, TaskIndex, TaskResult};
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+
+use crate::wal::{LogFile, Wal};
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 /// The records' types, as the engine makes them: what readers of the store (views, reports,
@@ -67,6 +75,10 @@ const CACHE_BYTES: usize = 64 * 1024 * 1024;
 
 /// Journal sequence of the last write applied (`--ha`).
 const JOURNAL_SEQ: &str = "journal_seq";
+/// Sequence of the last write, in the write-ahead log's numbering (`wal`).
+const WAL_SEQ: &str = "wal_seq";
+/// This state file's id in the entries of its write-ahead log.
+const WAL_ID: &str = "wal_id";
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -87,6 +99,12 @@ pub enum Error {
     /// was committed.
     #[error("journal append refused: {0}")]
     Fenced(String),
+    #[error("state file's write-ahead log {path}: {source}")]
+    Log {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl From<redb::TransactionError> for Error {
@@ -193,7 +211,16 @@ pub struct Batch<'a> {
     pub notify_edits: &'a [Edit],
 }
 
-/// One write to the store, as the journal carries it (`--ha`).
+/// Where a write comes from: made here, or replayed from the journal or the write-ahead log
+/// at a sequence.
+#[derive(Clone, Copy, Debug)]
+enum Origin {
+    Live,
+    Journal(u64),
+    Log(u64),
+}
+
+/// One write to the store, as the journal (`--ha`) and the write-ahead log carry it.
 #[derive(Debug)]
 pub enum Write<'a> {
     Insert(&'a JobRecord),
@@ -220,9 +247,26 @@ pub struct Store {
     db: Database,
     durability: Durability,
     journal: Option<Box<dyn Journal>>,
+    /// The write-ahead log of a store on a file.
+    wal: Option<std::sync::Mutex<Wal>>,
     /// Writes committed (each one redb transaction, fsynced when durable): the benches count
     /// them per task.
     commits: Arc<AtomicU64>,
+}
+
+/// A store closed cleanly leaves its log with nothing to replay.
+impl Drop for Store {
+    fn drop(&mut self) {
+        let pending = self.wal.as_ref().is_some_and(|w| {
+            w.lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .pending()
+                > 0
+        });
+        if pending && let Err(e) = self.checkpoint() {
+            tracing::warn!("closing the state file: {e}; its log is replayed when it opens");
+        }
+    }
 }
 
 impl std::fmt::Debug for Store {
@@ -246,14 +290,15 @@ fn key(job: &JobId) -> u128 {
 impl Store {
     /// Opens (or creates) `dir/ordo.redb`; commits are durable (fsync) when they return.
     pub fn open(dir: &Path) -> Result<Store> {
-        Store::open_with(dir, redb::backends::FileBackend::new)
+        Store::open_with(dir, redb::backends::FileBackend::new, |f| Box::new(f))
     }
 
-    /// `open`, with the redb backend made from the file by `backend` (tests make one that
-    /// fails).
+    /// `open`, with the redb backend made from the file by `backend` and the write-ahead
+    /// log's file by `log` (tests make ones that fail).
     fn open_with<B: redb::StorageBackend>(
         dir: &Path,
         backend: impl Fn(File) -> Result<B, redb::DatabaseError>,
+        log: impl Fn(File) -> Box<dyn LogFile>,
     ) -> Result<Store> {
         let io = |path: &Path| {
             let path = path.to_path_buf();
@@ -283,7 +328,70 @@ impl Store {
             .set_cache_size(CACHE_BYTES)
             .create_with_backend(backend(file).map_err(db_error)?)
             .map_err(db_error)?;
-        Store::init(db, Durability::Immediate)
+        let mut store = Store::init(db, Durability::Immediate)?;
+        store.open_log(&dir.join(ordo_proto::names::STATE_LOG_FILE), log)?;
+        Ok(store)
+    }
+
+    /// Opens the write-ahead log beside the state file and replays what it holds after the
+    /// file's last checkpoint, then checkpoints.
+    fn open_log(&mut self, path: &Path, log: impl Fn(File) -> Box<dyn LogFile>) -> Result<()> {
+        let (id, durable) = {
+            let tx = self.db.begin_read()?;
+            let meta = tx.open_table(META)?;
+            let id = meta.get(WAL_ID)?.map(|v| v.value());
+            let seq = meta.get(WAL_SEQ)?.map_or(0, |v| v.value());
+            (id, seq)
+        };
+        let id = match id {
+            Some(id) => id,
+            None => {
+                // A file from before the log, or a new one: its id, durably, before any entry.
+                let id = uuid::Uuid::new_v4().as_u64_pair().0;
+                let tx = self.begin()?;
+                tx.open_table(META)?.insert(WAL_ID, id)?;
+                tx.commit()?;
+                id
+            }
+        };
+        let log_error = |source| Error::Log {
+            path: path.to_path_buf(),
+            source,
+        };
+        let (wal, entries) = Wal::open(path, id, durable, log).map_err(log_error)?;
+        self.wal = Some(std::sync::Mutex::new(wal));
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let n = entries.len();
+        for (seq, payload) in entries {
+            let entry = crate::ha::journal::Entry::decode(&payload).map_err(Error::Codec)?;
+            entry.with_write(|w| self.write(w, Origin::Log(seq)).map(drop))?;
+        }
+        self.checkpoint()?;
+        tracing::info!(
+            entries = n,
+            "replayed the state file's write-ahead log {}",
+            path.display()
+        );
+        Ok(())
+    }
+
+    /// Commits durably everything the write-ahead log holds, which then starts again.
+    fn checkpoint(&self) -> Result<()> {
+        let Some(wal) = &self.wal else { return Ok(()) };
+        let mut wal = wal
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let tx = self.begin()?;
+        {
+            let mut meta = tx.open_table(META)?;
+            let seq = meta.get(WAL_SEQ)?.map_or(0, |v| v.value());
+            meta.insert(WAL_SEQ, seq)?;
+        }
+        tx.commit()?;
+        wal.checkpointed();
+        Ok(())
     }
 
     /// Makes a new state file aside and links it into place once redb has initialised it and
@@ -321,6 +429,12 @@ impl Store {
             .create_with_backend(backend(file).map_err(db_error)?)
             .map_err(db_error)?;
         drop(Store::init(db, Durability::Immediate)?);
+        // A log left beside a state file that is gone belongs to no file (its entries name
+        // that file's id, and are not replayed into this one either way).
+        match std::fs::remove_file(dir.join(ordo_proto::names::STATE_LOG_FILE)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
+            _ => {}
+        }
         match std::fs::hard_link(&new, path) {
             Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(io(e)),
             _ => {}
@@ -355,6 +469,7 @@ impl Store {
             db,
             durability,
             journal: None,
+            wal: None,
             commits: Arc::new(AtomicU64::new(0)),
         })
     }
@@ -396,13 +511,14 @@ impl Store {
 
     /// Replays a write read from the journal at `seq` (a standby following the active one).
     pub fn apply(&self, write: &Write<'_>, seq: u64) -> Result<()> {
-        self.write(write, Some(seq)).map(drop)
+        self.write(write, Origin::Journal(seq)).map(drop)
     }
 
     /// Does one write in one transaction; the journal (if any) gets it before the commit, or
-    /// `replayed` gives its journal sequence.
-    fn write(&self, write: &Write<'_>, replayed: Option<u64>) -> Result<Written> {
-        let tx = self.begin()?;
+    /// `origin` gives its sequence in the journal or the write-ahead log it is replayed from.
+    /// Without a journal, a write to a file is durable once its log entry is synced.
+    fn write(&self, write: &Write<'_>, origin: Origin) -> Result<Written> {
+        let mut tx = self.begin()?;
         let written = match write {
             Write::Insert(job) => {
                 write_insert(&tx, job)?;
@@ -417,21 +533,64 @@ impl Store {
                 pruned: write_prune(&tx, *now, *older_than_ms)?,
             },
         };
-        let seq = match (replayed, &self.journal) {
-            (Some(seq), _) => Some(seq),
-            (None, Some(journal)) => match journal.append(write, journal_seq(&tx)?) {
+        let seq = match (origin, &self.journal) {
+            (Origin::Journal(seq), _) => Some(seq),
+            (Origin::Log(_), _) => None,
+            (Origin::Live, Some(journal)) => match journal.append(write, journal_seq(&tx)?) {
                 Ok(seq) => Some(seq),
                 Err(e) => {
                     let _ = tx.abort();
                     return Err(Error::Fenced(e));
                 }
             },
-            (None, None) => None,
+            (Origin::Live, None) => None,
         };
         if let Some(seq) = seq {
             tx.open_table(META)?.insert(JOURNAL_SEQ, seq)?;
         }
+        let mut wal = self
+            .wal
+            .as_ref()
+            .map(|w| w.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        let mut logged = None;
+        if let Some(wal) = &wal {
+            let mut meta = tx.open_table(META)?;
+            let seq = match origin {
+                Origin::Log(seq) => Some(seq),
+                Origin::Live => Some(meta.get(WAL_SEQ)?.map_or(0, |v| v.value()) + 1),
+                Origin::Journal(_) => None,
+            };
+            if let Some(seq) = seq {
+                meta.insert(WAL_SEQ, seq)?;
+            }
+            drop(meta);
+            match origin {
+                // Replayed from the log: durable there already.
+                Origin::Log(_) => tx.set_durability(Durability::None)?,
+                Origin::Live if self.journal.is_none() => {
+                    let entry = crate::ha::journal::encode(write);
+                    if !wal.wants_checkpoint(entry.len()) {
+                        tx.set_durability(Durability::None)?;
+                        logged = seq.map(|s| (s, entry));
+                    }
+                }
+                _ => {}
+            }
+        }
         tx.commit()?;
+        if let Some(wal) = &mut wal {
+            match (logged, origin) {
+                (Some((seq, entry)), _) => {
+                    wal.append(seq, &entry).map_err(|source| Error::Log {
+                        path: wal.path().to_path_buf(),
+                        source,
+                    })?
+                }
+                (None, Origin::Log(_)) => {}
+                // Committed durably: the log holds nothing redb does not.
+                (None, _) => wal.checkpointed(),
+            }
+        }
         self.commits.fetch_add(1, Ordering::Relaxed);
         Ok(written)
     }
@@ -449,13 +608,13 @@ impl Store {
 
     /// Stores a new job and a pending record for each of its tasks, atomically.
     pub fn insert_job(&self, job: &JobRecord) -> Result<()> {
-        self.write(&Write::Insert(job), None).map(drop)
+        self.write(&Write::Insert(job), Origin::Live).map(drop)
     }
 
     /// Writes a batch of changes and outbox edits in one transaction. Returns the outbox
     /// sequence numbers given to `outbox_add`, in order.
     pub fn commit(&self, batch: &Batch<'_>) -> Result<Vec<u64>> {
-        Ok(self.write(&Write::Commit(batch), None)?.outbox)
+        Ok(self.write(&Write::Commit(batch), Origin::Live)?.outbox)
     }
 
     pub fn job(&self, id: &JobId) -> Result<Option<JobRecord>> {
@@ -706,7 +865,7 @@ impl Store {
     /// jobs are never removed. Returns their records.
     pub fn prune(&self, now: Millis, older_than_ms: u64) -> Result<Vec<JobRecord>> {
         Ok(self
-            .write(&Write::Prune { now, older_than_ms }, None)?
+            .write(&Write::Prune { now, older_than_ms }, Origin::Live)?
             .pruned)
     }
 }
@@ -1095,6 +1254,84 @@ mod tests {
         let history = store.history(&job.id).unwrap();
         assert_eq!(history.len(), 2);
         assert!(matches!(history[1].change, Change::Job { .. }));
+    }
+
+    /// A commit is durable once it returns although redb did not sync it: a process killed
+    /// then (its files as it left them, copied while it still runs) opens with every commit,
+    /// replayed from the write-ahead log; the state file alone holds only its last
+    /// checkpoint. A later open starts the log again and numbers on from the replayed writes.
+    #[test]
+    fn commits_come_back_from_the_log_after_a_kill() {
+        let dir = tempfile::tempdir().unwrap();
+        let job = record(2);
+        let done = |index: u32| Change::Task {
+            job: job.id,
+            index: TaskIndex(index),
+            attempts: 1,
+            conflicts: 0,
+            state: TaskState::Succeeded {
+                attempt: Attempt(1),
+                finished: 7,
+            },
+        };
+        let store = Store::open(dir.path()).unwrap();
+        store.insert_job(&job).unwrap();
+        store
+            .commit(&Batch {
+                now: 7,
+                changes: &[done(0)],
+                ..Default::default()
+            })
+            .unwrap();
+        let copy = |with_log: bool| {
+            let to = tempfile::tempdir().unwrap();
+            let mut names = vec![ordo_proto::names::STATE_FILE];
+            if with_log {
+                names.push(ordo_proto::names::STATE_LOG_FILE);
+            }
+            for name in names {
+                std::fs::copy(dir.path().join(name), to.path().join(name)).unwrap();
+            }
+            to
+        };
+        let (killed, bare) = (copy(true), copy(false));
+        drop(store);
+
+        let alone = Store::open(bare.path()).unwrap();
+        assert_eq!(
+            alone.job(&job.id).unwrap(),
+            None,
+            "the file alone: its checkpoint"
+        );
+
+        let reopened = Store::open(killed.path()).unwrap();
+        let tasks = reopened.tasks(&job.id).unwrap();
+        assert!(matches!(tasks[0].state, TaskState::Succeeded { .. }));
+        assert_eq!(tasks[1].state, TaskState::Pending);
+        // Written after the replay, kept after another kill, and numbered after it.
+        reopened
+            .commit(&Batch {
+                now: 8,
+                changes: &[done(1)],
+                ..Default::default()
+            })
+            .unwrap();
+        let again = tempfile::tempdir().unwrap();
+        for name in [
+            ordo_proto::names::STATE_FILE,
+            ordo_proto::names::STATE_LOG_FILE,
+        ] {
+            std::fs::copy(killed.path().join(name), again.path().join(name)).unwrap();
+        }
+        let store = Store::open(again.path()).unwrap();
+        assert!(
+            store
+                .tasks(&job.id)
+                .unwrap()
+                .iter()
+                .all(|t| matches!(t.state, TaskState::Succeeded { .. }))
+        );
+        assert_eq!(store.history(&job.id).unwrap().len(), 2);
     }
 
     #[test]
@@ -1492,6 +1729,38 @@ mod tests {
             }
             self.alive()
         }
+
+        /// The write-ahead log's file on this disk.
+        fn log(&self, file: File) -> Box<dyn LogFile> {
+            Box::new(FailingLog {
+                inner: file,
+                disk: self.clone(),
+            })
+        }
+    }
+
+    struct FailingLog {
+        inner: File,
+        disk: Disk,
+    }
+
+    impl LogFile for FailingLog {
+        fn size(&self) -> std::io::Result<u64> {
+            self.disk.alive()?;
+            self.inner.size()
+        }
+        fn read_at(&self, buf: &mut [u8], at: u64) -> std::io::Result<()> {
+            self.disk.alive()?;
+            self.inner.read_at(buf, at)
+        }
+        fn write_at(&self, buf: &[u8], at: u64) -> std::io::Result<()> {
+            self.disk.write_op()?;
+            self.inner.write_at(buf, at)
+        }
+        fn sync(&self) -> std::io::Result<()> {
+            self.disk.write_op()?;
+            self.inner.sync()
+        }
     }
 
     #[derive(Debug)]
@@ -1718,7 +1987,8 @@ mod tests {
         let healthy = Disk::new(u64::MAX);
         let mut states = Vec::new();
         {
-            let store = Store::open_with(dir.path(), |f| healthy.backend(f)).unwrap();
+            let store =
+                Store::open_with(dir.path(), |f| healthy.backend(f), |f| healthy.log(f)).unwrap();
             states.push(snapshot(&store));
             let mut unsent = Vec::new();
             for i in 0..steps {
@@ -1739,7 +2009,7 @@ mod tests {
             let disk = Disk::new(n);
             // `done`: steps known complete, counting the open as one.
             let mut done = 0;
-            if let Ok(store) = Store::open_with(dir.path(), |f| disk.backend(f)) {
+            if let Ok(store) = Store::open_with(dir.path(), |f| disk.backend(f), |f| disk.log(f)) {
                 done = 1;
                 let mut unsent = Vec::new();
                 for i in 0..steps {

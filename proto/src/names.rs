@@ -31,6 +31,8 @@ pub const INBOX_CLIENT: &str = "_INBOX_client";
 
 /// The redb file inside a `--state` / `--data-dir` directory.
 pub const STATE_FILE: &str = "ordo.redb";
+/// The state file's write-ahead log, beside it.
+pub const STATE_LOG_FILE: &str = "ordo.redb.wal";
 
 /// Default NATS URL of every binary (`--nats`, `ORDO_NATS_URL`).
 pub const DEFAULT_NATS_URL: &str = "nats://127.0.0.1:4222";

@@ -88,8 +88,13 @@ impl Entry {
 
     /// Applies the entry to `store`, recording `seq` as its journal sequence.
     pub fn apply(&self, store: &Store, seq: u64) -> crate::store::Result<()> {
+        self.with_write(|w| store.apply(w, seq))
+    }
+
+    /// Calls `f` with the entry as the store's `Write`.
+    pub fn with_write<R>(&self, f: impl FnOnce(&Write<'_>) -> R) -> R {
         match self {
-            Entry::Insert(j) => store.apply(&Write::Insert(j.as_ref()), seq),
+            Entry::Insert(j) => f(&Write::Insert(j.as_ref())),
             Entry::Commit {
                 now,
                 changes,
@@ -106,15 +111,12 @@ impl Entry {
                     notify_add,
                     notify_edits,
                 };
-                store.apply(&Write::Commit(&batch), seq)
+                f(&Write::Commit(&batch))
             }
-            Entry::Prune { now, older_than_ms } => store.apply(
-                &Write::Prune {
-                    now: *now,
-                    older_than_ms: *older_than_ms,
-                },
-                seq,
-            ),
+            Entry::Prune { now, older_than_ms } => f(&Write::Prune {
+                now: *now,
+                older_than_ms: *older_than_ms,
+            }),
         }
     }
 }

@@ -751,6 +751,13 @@ impl Ctx {
         let dir = &self.shared.cfg.data_dir;
         let file = dir.join(names::STATE_FILE);
         self.snapshots.restore(newest, &file).await?;
+        // The log of the file replaced is not the snapshot's.
+        match std::fs::remove_file(dir.join(names::STATE_LOG_FILE)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(format!("removing the state file's log: {e}"));
+            }
+            _ => {}
+        }
         tracing::info!(
             journal = newest,
             "state restored from the snapshot (local state was at {local})"
