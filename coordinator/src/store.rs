@@ -31,9 +31,9 @@ use ordo_proto::api::NotifyHealth;
 use ordo_proto::gates::StageRecord;
 use ordo_proto::{Attempt, Dispatch, JobId, JobSpec, TaskIndex, TaskResult};
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use crate::wal::{LogFile, Wal};
-use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 /// The records' types, as the engine makes them: what readers of the store (views, reports,
 /// the CLI) need without reaching into the engine.
@@ -288,7 +288,8 @@ fn key(job: &JobId) -> u128 {
 }
 
 impl Store {
-    /// Opens (or creates) `dir/ordo.redb`; commits are durable (fsync) when they return.
+    /// Opens (or creates) `dir/ordo.redb` and its write-ahead log; commits are durable (synced)
+    /// when they return.
     pub fn open(dir: &Path) -> Result<Store> {
         Store::open_with(dir, redb::backends::FileBackend::new, |f| Box::new(f))
     }
@@ -1259,7 +1260,8 @@ mod tests {
     /// A commit is durable once it returns although redb did not sync it: a process killed
     /// then (its files as it left them, copied while it still runs) opens with every commit,
     /// replayed from the write-ahead log; the state file alone holds only its last
-    /// checkpoint. A later open starts the log again and numbers on from the replayed writes.
+    /// checkpoint. A later open starts the log again and numbers on from the replayed writes,
+    /// and a store closed cleanly leaves every commit in the file.
     #[test]
     fn commits_come_back_from_the_log_after_a_kill() {
         let dir = tempfile::tempdir().unwrap();
@@ -1332,6 +1334,83 @@ mod tests {
                 .all(|t| matches!(t.state, TaskState::Succeeded { .. }))
         );
         assert_eq!(store.history(&job.id).unwrap().len(), 2);
+
+        // Closed cleanly, the file alone holds every commit (a backup copies just the file).
+        drop(store);
+        let alone = tempfile::tempdir().unwrap();
+        let name = ordo_proto::names::STATE_FILE;
+        std::fs::copy(again.path().join(name), alone.path().join(name)).unwrap();
+        let store = Store::open(alone.path()).unwrap();
+        assert_eq!(store.history(&job.id).unwrap().len(), 2);
+    }
+
+    /// A log whose `fail_at`-th write fails and every other works.
+    struct FlakyLog {
+        inner: File,
+        writes: Arc<AtomicU64>,
+        fail_at: u64,
+    }
+
+    impl LogFile for FlakyLog {
+        fn size(&self) -> std::io::Result<u64> {
+            self.inner.size()
+        }
+        fn read_at(&self, buf: &mut [u8], at: u64) -> std::io::Result<()> {
+            self.inner.read_at(buf, at)
+        }
+        fn write_at(&self, buf: &[u8], at: u64) -> std::io::Result<()> {
+            if 1 + self.writes.fetch_add(1, SeqCst) == self.fail_at {
+                return Err(std::io::Error::other("simulated write error"));
+            }
+            self.inner.write_at(buf, at)
+        }
+        fn sync(&self) -> std::io::Result<()> {
+            self.inner.sync()
+        }
+    }
+
+    /// A commit whose log entry could not be written fails, and the next commit is durable in
+    /// the state file itself (the one that failed with it): the log never misses an entry
+    /// between two it holds.
+    #[test]
+    fn after_a_failed_append_the_next_commit_is_a_checkpoint() {
+        let dir = tempfile::tempdir().unwrap();
+        let job = record(2);
+        let writes = Arc::new(AtomicU64::new(0));
+        let store = Store::open_with(dir.path(), redb::backends::FileBackend::new, |f| {
+            Box::new(FlakyLog {
+                inner: f,
+                writes: writes.clone(),
+                // The log's creation, the job's insertion, then the first commit.
+                fail_at: 3,
+            })
+        })
+        .unwrap();
+        store.insert_job(&job).unwrap();
+        let done = |index: u32| Change::Task {
+            job: job.id,
+            index: TaskIndex(index),
+            attempts: 1,
+            conflicts: 0,
+            state: TaskState::Succeeded {
+                attempt: Attempt(1),
+                finished: 7,
+            },
+        };
+        let commit = |i: u32| {
+            store.commit(&Batch {
+                now: 7,
+                changes: &[done(i)],
+                ..Default::default()
+            })
+        };
+        assert!(matches!(commit(0), Err(Error::Log { .. })));
+        commit(1).unwrap();
+        let name = ordo_proto::names::STATE_FILE;
+        let alone = tempfile::tempdir().unwrap();
+        std::fs::copy(dir.path().join(name), alone.path().join(name)).unwrap();
+        let copy = Store::open(alone.path()).unwrap();
+        assert_eq!(copy.history(&job.id).unwrap().len(), 2);
     }
 
     #[test]

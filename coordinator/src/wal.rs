@@ -68,6 +68,9 @@ pub struct Wal {
     /// Entries written since the last checkpoint.
     entries: u64,
     since: Instant,
+    /// An append failed: redb may hold a write the log lacks, so the next write commits
+    /// durably (and with it everything before) before the log is used again.
+    broken: bool,
 }
 
 fn checksum(id: u64, seq: u64, payload: &[u8]) -> u64 {
@@ -110,6 +113,7 @@ impl Wal {
             pos: 0,
             entries: 0,
             since: Instant::now(),
+            broken: false,
         };
         let entries = wal.read_after(durable)?;
         Ok((wal, entries))
@@ -157,7 +161,8 @@ impl Wal {
     /// Whether a write of `len` bytes must commit to redb durably instead of here: too large,
     /// no room left, or a checkpoint is due.
     pub fn wants_checkpoint(&self, len: usize) -> bool {
-        len > MAX_ENTRY
+        self.broken
+            || len > MAX_ENTRY
             || self.pos + (HEADER + len) as u64 > LOG_BYTES
             || (self.entries > 0 && self.since.elapsed() >= CHECKPOINT_EVERY)
     }
@@ -170,8 +175,14 @@ impl Wal {
         buf.extend_from_slice(&self.id.to_le_bytes());
         buf.extend_from_slice(&seq.to_le_bytes());
         buf.extend_from_slice(payload);
-        self.file.write_at(&buf, self.pos)?;
-        self.file.sync()?;
+        let written = self
+            .file
+            .write_at(&buf, self.pos)
+            .and_then(|()| self.file.sync());
+        if let Err(e) = written {
+            self.broken = true;
+            return Err(e);
+        }
         if self.entries == 0 {
             self.since = Instant::now();
         }
@@ -185,6 +196,7 @@ impl Wal {
         self.pos = 0;
         self.entries = 0;
         self.since = Instant::now();
+        self.broken = false;
     }
 
     /// Entries written since the last checkpoint.
