@@ -1210,6 +1210,34 @@ mod tests {
         JobRecord::new(JobId::new(), spec, "test", JobOptions::default(), 1)
     }
 
+    /// Task `index` of `job` succeeded (its first attempt).
+    fn succeeded(job: &JobRecord, index: u32) -> Change {
+        Change::Task {
+            job: job.id,
+            index: TaskIndex(index),
+            attempts: 1,
+            conflicts: 0,
+            state: TaskState::Succeeded {
+                attempt: Attempt(1),
+                finished: 7,
+            },
+        }
+    }
+
+    /// A copy of the state file in `dir` (and of its write-ahead log) as they are now, as a
+    /// process killed now would leave them.
+    fn copied(dir: &Path, with_log: bool) -> tempfile::TempDir {
+        let to = tempfile::tempdir().unwrap();
+        let mut names = vec![ordo_proto::names::STATE_FILE];
+        if with_log {
+            names.push(ordo_proto::names::STATE_LOG_FILE);
+        }
+        for name in names {
+            std::fs::copy(dir.join(name), to.path().join(name)).unwrap();
+        }
+        to
+    }
+
     #[test]
     fn records_survive_reopen_and_history_is_ordered() {
         let dir = tempfile::tempdir().unwrap();
@@ -1266,16 +1294,7 @@ mod tests {
     fn commits_come_back_from_the_log_after_a_kill() {
         let dir = tempfile::tempdir().unwrap();
         let job = record(2);
-        let done = |index: u32| Change::Task {
-            job: job.id,
-            index: TaskIndex(index),
-            attempts: 1,
-            conflicts: 0,
-            state: TaskState::Succeeded {
-                attempt: Attempt(1),
-                finished: 7,
-            },
-        };
+        let done = |index: u32| succeeded(&job, index);
         let store = Store::open(dir.path()).unwrap();
         store.insert_job(&job).unwrap();
         store
@@ -1285,18 +1304,7 @@ mod tests {
                 ..Default::default()
             })
             .unwrap();
-        let copy = |with_log: bool| {
-            let to = tempfile::tempdir().unwrap();
-            let mut names = vec![ordo_proto::names::STATE_FILE];
-            if with_log {
-                names.push(ordo_proto::names::STATE_LOG_FILE);
-            }
-            for name in names {
-                std::fs::copy(dir.path().join(name), to.path().join(name)).unwrap();
-            }
-            to
-        };
-        let (killed, bare) = (copy(true), copy(false));
+        let (killed, bare) = (copied(dir.path(), true), copied(dir.path(), false));
         drop(store);
 
         let alone = Store::open(bare.path()).unwrap();
@@ -1318,13 +1326,7 @@ mod tests {
                 ..Default::default()
             })
             .unwrap();
-        let again = tempfile::tempdir().unwrap();
-        for name in [
-            ordo_proto::names::STATE_FILE,
-            ordo_proto::names::STATE_LOG_FILE,
-        ] {
-            std::fs::copy(killed.path().join(name), again.path().join(name)).unwrap();
-        }
+        let again = copied(killed.path(), true);
         let store = Store::open(again.path()).unwrap();
         assert!(
             store
@@ -1337,10 +1339,7 @@ mod tests {
 
         // Closed cleanly, the file alone holds every commit (a backup copies just the file).
         drop(store);
-        let alone = tempfile::tempdir().unwrap();
-        let name = ordo_proto::names::STATE_FILE;
-        std::fs::copy(again.path().join(name), alone.path().join(name)).unwrap();
-        let store = Store::open(alone.path()).unwrap();
+        let store = Store::open(copied(again.path(), false).path()).unwrap();
         assert_eq!(store.history(&job.id).unwrap().len(), 2);
     }
 
@@ -1387,16 +1386,7 @@ mod tests {
         })
         .unwrap();
         store.insert_job(&job).unwrap();
-        let done = |index: u32| Change::Task {
-            job: job.id,
-            index: TaskIndex(index),
-            attempts: 1,
-            conflicts: 0,
-            state: TaskState::Succeeded {
-                attempt: Attempt(1),
-                finished: 7,
-            },
-        };
+        let done = |index: u32| succeeded(&job, index);
         let commit = |i: u32| {
             store.commit(&Batch {
                 now: 7,
@@ -1406,10 +1396,7 @@ mod tests {
         };
         assert!(matches!(commit(0), Err(Error::Log { .. })));
         commit(1).unwrap();
-        let name = ordo_proto::names::STATE_FILE;
-        let alone = tempfile::tempdir().unwrap();
-        std::fs::copy(dir.path().join(name), alone.path().join(name)).unwrap();
-        let copy = Store::open(alone.path()).unwrap();
+        let copy = Store::open(copied(dir.path(), false).path()).unwrap();
         assert_eq!(copy.history(&job.id).unwrap().len(), 2);
     }
 
