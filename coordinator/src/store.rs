@@ -228,6 +228,107 @@ pub enum Write<'a> {
     Prune { now: Millis, older_than_ms: u64 },
 }
 
+/// A write as the journal and the write-ahead log carry it (MessagePack), borrowed for
+/// encoding.
+#[derive(Serialize)]
+enum WriteRef<'a> {
+    Insert(&'a JobRecord),
+    Commit {
+        now: Millis,
+        changes: &'a [Change],
+        outbox_add: &'a [Dispatch],
+        outbox_sent: &'a [u64],
+        notify_add: &'a [Notice],
+        notify_edits: &'a [Edit],
+    },
+    Prune {
+        now: Millis,
+        older_than_ms: u64,
+    },
+}
+
+/// A write read back from the journal or the write-ahead log.
+#[derive(Debug, Deserialize)]
+pub enum SavedWrite {
+    Insert(Box<JobRecord>),
+    Commit {
+        now: Millis,
+        changes: Vec<Change>,
+        outbox_add: Vec<Dispatch>,
+        outbox_sent: Vec<u64>,
+        #[serde(default)]
+        notify_add: Vec<Notice>,
+        #[serde(default)]
+        notify_edits: Vec<Edit>,
+    },
+    Prune {
+        now: Millis,
+        older_than_ms: u64,
+    },
+}
+
+impl Write<'_> {
+    /// The write as the journal and the write-ahead log carry it (`SavedWrite::decode`).
+    pub fn encode(&self) -> Vec<u8> {
+        let e = match self {
+            Write::Insert(j) => WriteRef::Insert(j),
+            Write::Commit(b) => WriteRef::Commit {
+                now: b.now,
+                changes: b.changes,
+                outbox_add: b.outbox_add,
+                outbox_sent: b.outbox_sent,
+                notify_add: b.notify_add,
+                notify_edits: b.notify_edits,
+            },
+            Write::Prune { now, older_than_ms } => WriteRef::Prune {
+                now: *now,
+                older_than_ms: *older_than_ms,
+            },
+        };
+        rmp_serde::to_vec_named(&e).expect("store writes always serialise")
+    }
+}
+
+impl SavedWrite {
+    pub fn decode(bytes: &[u8]) -> Result<SavedWrite, String> {
+        rmp_serde::from_slice(bytes).map_err(|e| format!("corrupt saved write: {e}"))
+    }
+
+    /// Applies the entry to `store`, recording `seq` as its journal sequence.
+    pub fn apply(&self, store: &Store, seq: u64) -> Result<()> {
+        self.with_write(|w| store.apply(w, seq))
+    }
+
+    /// Calls `f` with the entry as the store's `Write`.
+    pub fn with_write<R>(&self, f: impl FnOnce(&Write<'_>) -> R) -> R {
+        match self {
+            SavedWrite::Insert(j) => f(&Write::Insert(j.as_ref())),
+            SavedWrite::Commit {
+                now,
+                changes,
+                outbox_add,
+                outbox_sent,
+                notify_add,
+                notify_edits,
+            } => {
+                let batch = Batch {
+                    now: *now,
+                    changes,
+                    outbox_add,
+                    outbox_sent,
+                    notify_add,
+                    notify_edits,
+                };
+                f(&Write::Commit(&batch))
+            }
+            SavedWrite::Prune { now, older_than_ms } => f(&Write::Prune {
+                now: *now,
+                older_than_ms: *older_than_ms,
+            }),
+        }
+    }
+}
+
 /// Where writes go before they commit (`--ha`): `append` returns the write's journal sequence
 /// once the journal holds it, or an error that aborts the write (the caller steps down).
 /// `prev` is the journal sequence of the write before this one (`journal_seq`), so a reader
@@ -366,7 +467,7 @@ impl Store {
         }
         let n = entries.len();
         for (seq, payload) in entries {
-            let entry = crate::ha::journal::Entry::decode(&payload).map_err(Error::Codec)?;
+            let entry = SavedWrite::decode(&payload).map_err(Error::Codec)?;
             entry.with_write(|w| self.write(w, Origin::Log(seq)).map(drop))?;
         }
         self.checkpoint()?;
@@ -569,7 +670,7 @@ impl Store {
                 // Replayed from the log: durable there already.
                 Origin::Log(_) => tx.set_durability(Durability::None)?,
                 Origin::Live if self.journal.is_none() => {
-                    let entry = crate::ha::journal::encode(write);
+                    let entry = write.encode();
                     if !wal.wants_checkpoint(entry.len()) {
                         tx.set_durability(Durability::None)?;
                         logged = seq.map(|s| (s, entry));

@@ -14,112 +14,13 @@ use std::time::{Duration, Instant};
 
 use async_nats::HeaderMap;
 use async_nats::jetstream::{self, context::PublishErrorKind, stream};
-use ordo_proto::{Dispatch, Millis, names};
+use ordo_proto::{Millis, names};
 use serde::{Deserialize, Serialize};
 
-use crate::engine::Change;
-use crate::notify::{Edit, Notice};
-use crate::store::{Batch, JobRecord, Store, Write};
+use crate::store::SavedWrite;
 
 pub const HEADER_PREV: &str = "Ordo-Prev";
 pub const HEADER_PART: &str = "Ordo-Part";
-
-/// A write as the journal carries it (MessagePack), borrowed for encoding.
-#[derive(Serialize)]
-enum EntryRef<'a> {
-    Insert(&'a JobRecord),
-    Commit {
-        now: Millis,
-        changes: &'a [Change],
-        outbox_add: &'a [Dispatch],
-        outbox_sent: &'a [u64],
-        notify_add: &'a [Notice],
-        notify_edits: &'a [Edit],
-    },
-    Prune {
-        now: Millis,
-        older_than_ms: u64,
-    },
-}
-
-/// A write read back from the journal.
-#[derive(Debug, Deserialize)]
-pub enum Entry {
-    Insert(Box<JobRecord>),
-    Commit {
-        now: Millis,
-        changes: Vec<Change>,
-        outbox_add: Vec<Dispatch>,
-        outbox_sent: Vec<u64>,
-        #[serde(default)]
-        notify_add: Vec<Notice>,
-        #[serde(default)]
-        notify_edits: Vec<Edit>,
-    },
-    Prune {
-        now: Millis,
-        older_than_ms: u64,
-    },
-}
-
-pub fn encode(w: &Write<'_>) -> Vec<u8> {
-    let e = match w {
-        Write::Insert(j) => EntryRef::Insert(j),
-        Write::Commit(b) => EntryRef::Commit {
-            now: b.now,
-            changes: b.changes,
-            outbox_add: b.outbox_add,
-            outbox_sent: b.outbox_sent,
-            notify_add: b.notify_add,
-            notify_edits: b.notify_edits,
-        },
-        Write::Prune { now, older_than_ms } => EntryRef::Prune {
-            now: *now,
-            older_than_ms: *older_than_ms,
-        },
-    };
-    rmp_serde::to_vec_named(&e).expect("store writes always serialise")
-}
-
-impl Entry {
-    pub fn decode(bytes: &[u8]) -> Result<Entry, String> {
-        rmp_serde::from_slice(bytes).map_err(|e| format!("corrupt journal entry: {e}"))
-    }
-
-    /// Applies the entry to `store`, recording `seq` as its journal sequence.
-    pub fn apply(&self, store: &Store, seq: u64) -> crate::store::Result<()> {
-        self.with_write(|w| store.apply(w, seq))
-    }
-
-    /// Calls `f` with the entry as the store's `Write`.
-    pub fn with_write<R>(&self, f: impl FnOnce(&Write<'_>) -> R) -> R {
-        match self {
-            Entry::Insert(j) => f(&Write::Insert(j.as_ref())),
-            Entry::Commit {
-                now,
-                changes,
-                outbox_add,
-                outbox_sent,
-                notify_add,
-                notify_edits,
-            } => {
-                let batch = Batch {
-                    now: *now,
-                    changes,
-                    outbox_add,
-                    outbox_sent,
-                    notify_add,
-                    notify_edits,
-                };
-                f(&Write::Commit(&batch))
-            }
-            Entry::Prune { now, older_than_ms } => f(&Write::Prune {
-                now: *now,
-                older_than_ms: *older_than_ms,
-            }),
-        }
-    }
-}
 
 /// The payload of an epoch message.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -237,7 +138,7 @@ pub struct Reader {
 /// What one journal message means to a reader.
 pub enum Read {
     /// A whole entry, written after the entry at `prev`.
-    Entry { entry: Entry, prev: u64 },
+    Entry { entry: SavedWrite, prev: u64 },
     /// A new epoch began.
     Epoch(EpochMark),
     /// A part of an entry still incomplete.
@@ -288,7 +189,7 @@ impl Reader {
                 std::mem::take(&mut self.parts)
             }
         };
-        match Entry::decode(&bytes) {
+        match SavedWrite::decode(&bytes) {
             Ok(entry) => Read::Entry { entry, prev },
             Err(e) => {
                 tracing::error!("{e}");
@@ -307,7 +208,7 @@ mod tests {
     use super::*;
     use crate::driver::{Driver, Policy};
     use crate::engine::{ANY_QUEUE, Capacity, Event, JobOptions};
-    use crate::store::Journal;
+    use crate::store::{JobRecord, Journal, Store, Write};
 
     /// Each write's bytes and the sequence it followed.
     type Entries = Vec<(Vec<u8>, u64)>;
@@ -319,7 +220,7 @@ mod tests {
     impl Journal for Memory {
         fn append(&self, write: &Write<'_>, prev: u64) -> Result<u64, String> {
             let mut v = self.0.lock().unwrap();
-            v.push((encode(write), prev));
+            v.push((write.encode(), prev));
             Ok(v.len() as u64)
         }
     }
@@ -391,7 +292,7 @@ mod tests {
         let standby = Store::in_memory().unwrap();
         for (i, (bytes, prev)) in journal.0.lock().unwrap().iter().enumerate() {
             assert_eq!(*prev, standby.journal_seq().unwrap(), "entry {i}");
-            Entry::decode(bytes)
+            SavedWrite::decode(bytes)
                 .unwrap()
                 .apply(&standby, i as u64 + 1)
                 .unwrap();

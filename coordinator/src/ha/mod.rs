@@ -278,7 +278,7 @@ struct Appender {
 
 impl Journal for Appender {
     fn append(&self, write: &Write<'_>, prev: u64) -> Result<u64, String> {
-        let bytes = journal::encode(write);
+        let bytes = write.encode();
         let (reply, rx) = std::sync::mpsc::sync_channel(1);
         self.cmd
             .send(Cmd::Append { bytes, prev, reply })
