@@ -531,12 +531,9 @@ impl Store {
             .create_with_backend(backend(file).map_err(db_error)?)
             .map_err(db_error)?;
         drop(Store::init(db, Durability::Immediate)?);
-        // A log left beside a state file that is gone belongs to no file (its entries name
-        // that file's id, and are not replayed into this one either way).
-        match std::fs::remove_file(dir.join(ordo_proto::names::STATE_LOG_FILE)) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
-            _ => {}
-        }
+        // A log left beside a state file that is gone stays: its entries name that file's id,
+        // so none is replayed into this one (removing it here could pull it from under another
+        // process that created the file a moment before).
         match std::fs::hard_link(&new, path) {
             Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => return Err(io(e)),
             _ => {}
@@ -1442,6 +1439,21 @@ mod tests {
         drop(store);
         let store = Store::open(copied(again.path(), false).path()).unwrap();
         assert_eq!(store.history(&job.id).unwrap().len(), 2);
+    }
+
+    /// A log left beside a state file that was removed belongs to that file: a new state file
+    /// made there replays none of it.
+    #[test]
+    fn a_log_left_by_a_removed_state_file_is_not_replayed() {
+        let dir = tempfile::tempdir().unwrap();
+        let job = record(1);
+        let store = Store::open(dir.path()).unwrap();
+        store.insert_job(&job).unwrap();
+        let killed = copied(dir.path(), true);
+        drop(store);
+        std::fs::remove_file(killed.path().join(ordo_proto::names::STATE_FILE)).unwrap();
+        let fresh = Store::open(killed.path()).unwrap();
+        assert!(fresh.jobs().unwrap().is_empty());
     }
 
     /// A log whose `fail_at`-th write fails and every other works.
