@@ -68,8 +68,8 @@ pub struct Wal {
     /// Entries written since the last checkpoint.
     entries: u64,
     since: Instant,
-    /// An append failed: redb may hold a write the log lacks, so the next write commits
-    /// durably (and with it everything before) before the log is used again.
+    /// redb may hold a write the log lacks (an entry is due, or its append failed): the next
+    /// write commits durably (and with it everything before) before the log is used again.
     broken: bool,
 }
 
@@ -138,6 +138,10 @@ impl Wal {
                 break;
             }
             if seq > durable && seq != durable + 1 + out.len() as u64 {
+                tracing::warn!(
+                    "write-ahead log {}: entry {seq} follows the state file's {durable} with a gap; not replayed",
+                    self.path.display()
+                );
                 break;
             }
             let end = pos + HEADER as u64 + len;
@@ -167,6 +171,12 @@ impl Wal {
             || (self.entries > 0 && self.since.elapsed() >= CHECKPOINT_EVERY)
     }
 
+    /// redb is about to commit a write whose entry `append` then writes: until that returns,
+    /// the log lacks it.
+    pub fn entry_due(&mut self) {
+        self.broken = true;
+    }
+
     /// Appends entry `seq` and syncs it: once this returns, the write it carries is durable.
     pub fn append(&mut self, seq: u64, payload: &[u8]) -> io::Result<()> {
         let mut buf = Vec::with_capacity(HEADER + payload.len());
@@ -183,6 +193,7 @@ impl Wal {
             self.broken = true;
             return Err(e);
         }
+        self.broken = false;
         if self.entries == 0 {
             self.since = Instant::now();
         }
@@ -268,7 +279,7 @@ mod tests {
     }
 
     #[test]
-    fn a_checkpoint_is_wanted_for_large_writes_and_a_full_log() {
+    fn a_checkpoint_is_wanted_for_large_writes_a_full_log_and_a_missing_entry() {
         let dir = tempfile::tempdir().unwrap();
         let (mut wal, _) = Wal::open(&dir.path().join("log"), 1, 0, plain).unwrap();
         assert!(!wal.wants_checkpoint(1000));
@@ -276,6 +287,12 @@ mod tests {
         wal.pos = LOG_BYTES - 100;
         assert!(wal.wants_checkpoint(1000));
         wal.checkpointed();
+        assert!(!wal.wants_checkpoint(1000));
+        // An entry due and never written (its writer died between redb's commit and the
+        // append): the next write commits durably.
+        wal.entry_due();
+        assert!(wal.wants_checkpoint(1000));
+        wal.append(1, b"entry").unwrap();
         assert!(!wal.wants_checkpoint(1000));
     }
 }

@@ -750,14 +750,14 @@ impl Ctx {
         drop(store);
         let dir = &self.shared.cfg.data_dir;
         let file = dir.join(names::STATE_FILE);
+        // The log of the file replaced is not the snapshot's: gone before the snapshot is in
+        // place, so that a crash between the two cannot replay it onto the snapshot.
+        let gone = match std::fs::remove_file(dir.join(names::STATE_LOG_FILE)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => std::fs::File::open(dir).and_then(|d| d.sync_all()),
+        };
+        gone.map_err(|e| format!("removing the state file's log: {e}"))?;
         self.snapshots.restore(newest, &file).await?;
-        // The log of the file replaced is not the snapshot's.
-        match std::fs::remove_file(dir.join(names::STATE_LOG_FILE)) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                return Err(format!("removing the state file's log: {e}"));
-            }
-            _ => {}
-        }
         tracing::info!(
             journal = newest,
             "state restored from the snapshot (local state was at {local})"
