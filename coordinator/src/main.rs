@@ -25,7 +25,7 @@ use std::sync::Arc;
 struct Args {
     #[command(flatten)]
     nats: NatsArgs,
-    /// Directory of the redb state file.
+    /// Directory of the redb state file (`ordo.redb`) and its write-ahead log (`ordo.redb.wal`).
     #[arg(long, env = "ORDO_DATA_DIR")]
     data_dir: PathBuf,
     /// Redeliver a task message after this long without an ack or in-progress ack.

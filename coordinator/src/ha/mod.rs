@@ -752,11 +752,12 @@ impl Ctx {
         let file = dir.join(names::STATE_FILE);
         // The log of the file replaced is not the snapshot's: gone before the snapshot is in
         // place, so that a crash between the two cannot replay it onto the snapshot.
-        let gone = match std::fs::remove_file(dir.join(names::STATE_LOG_FILE)) {
+        let log = dir.join(names::STATE_LOG_FILE);
+        let gone = match std::fs::remove_file(&log) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
             _ => std::fs::File::open(dir).and_then(|d| d.sync_all()),
         };
-        gone.map_err(|e| format!("removing the state file's log: {e}"))?;
+        gone.map_err(|e| format!("removing the state file's log {}: {e}", log.display()))?;
         self.snapshots.restore(newest, &file).await?;
         tracing::info!(
             journal = newest,
